@@ -1,0 +1,252 @@
+/*  ep_test.c: spawning services and waiting with deadlines. */
+#include "ep_test.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct _ep_proc_t {
+    pid_t pid;                  //  child pid, 0 once reaped
+    int status;                 //  wait status once reaped
+    char *dir;                  //  temporary directory for ready file and log
+    char *ready_path;           //  the ready file
+    char *log_path;             //  stdout + stderr of the child
+    json_t *ready;              //  parsed ready file, once seen
+    zhash_t *connectable;       //  name -> connectable endpoint (owned strings)
+};
+
+char *
+ep_tmpdir_new (const char *tag)
+{
+    char *path = zsys_sprintf ("/tmp/edgeplane-test-%s-XXXXXX", tag);
+    EP_ASSERT (mkdtemp (path));
+    return path;
+}
+
+void
+ep_tmpdir_remove (char **path_p)
+{
+    if (*path_p) {
+        char *cmd = zsys_sprintf ("rm -rf '%s'", *path_p);
+        EP_ASSERT (system (cmd) != -1);
+        zstr_free (&cmd);
+        zstr_free (path_p);
+    }
+}
+
+bool
+ep_wait_until (bool (*cond) (void *arg), void *arg, int timeout_ms)
+{
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    while (!cond (arg)) {
+        if (ep_mono_ms () >= deadline)
+            return cond (arg);
+        //  A short poll interval between checks of the condition; the
+        //  deadline, not this interval, decides the outcome.
+        poll (NULL, 0, 2);
+    }
+    return true;
+}
+
+ep_proc_t *
+ep_proc_spawn (const char *binary, const char *const *args, const char *const *env)
+{
+    ep_proc_t *self = (ep_proc_t *) zmalloc (sizeof (ep_proc_t));
+    self->dir = ep_tmpdir_new (binary);
+    self->ready_path = zsys_sprintf ("%s/%s.ready", self->dir, binary);
+    self->log_path = zsys_sprintf ("%s/%s.log", self->dir, binary);
+    self->connectable = zhash_new ();
+    zhash_autofree (self->connectable);
+
+    char *path = zsys_sprintf ("%s/%s", EP_BIN_DIR, binary);
+    const char *argv [64];
+    size_t argc = 0;
+    argv [argc++] = path;
+    for (size_t i = 0; args && args [i]; i++) {
+        EP_ASSERT (argc < EP_COUNT (argv) - 3);
+        argv [argc++] = args [i];
+    }
+    argv [argc++] = "--ready-file";
+    argv [argc++] = self->ready_path;
+    argv [argc] = NULL;
+
+    pid_t pid = fork ();
+    EP_ASSERT (pid >= 0);
+    if (pid == 0) {
+        int fd = open (self->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2 (fd, 1);
+            dup2 (fd, 2);
+            close (fd);
+        }
+        for (size_t i = 0; env && env [i]; i++)
+            putenv ((char *) env [i]);
+        execv (path, (char *const *) argv);
+        fprintf (stderr, "exec %s: %s\n", path, strerror (errno));
+        _exit (127);
+    }
+    self->pid = pid;
+    zstr_free (&path);
+    return self;
+}
+
+//  Reaps the child if it has exited; true if it is gone.
+static bool
+s_reaped (ep_proc_t *self)
+{
+    if (self->pid == 0)
+        return true;
+    int status;
+    if (waitpid (self->pid, &status, WNOHANG) == self->pid) {
+        self->status = status;
+        self->pid = 0;
+        return true;
+    }
+    return false;
+}
+
+int
+ep_proc_wait_ready (ep_proc_t *self, int timeout_ms)
+{
+    //  inotify on the directory wakes us when the ready file is renamed in;
+    //  the deadline bounds the wait.
+    int ifd = inotify_init1 (IN_CLOEXEC | IN_NONBLOCK);
+    EP_ASSERT (ifd >= 0);
+    EP_ASSERT (inotify_add_watch (ifd, self->dir, IN_MOVED_TO | IN_CLOSE_WRITE) >= 0);
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    int rc = -1;
+    while (true) {
+        self->ready = ep_ready_read (self->ready_path);
+        if (self->ready) {
+            rc = 0;
+            break;
+        }
+        if (s_reaped (self))
+            break;              //  died before it was ready
+        int64_t left = deadline - ep_mono_ms ();
+        if (left <= 0)
+            break;
+        struct pollfd pfd = { .fd = ifd, .events = POLLIN };
+        //  Wake at least every 50 ms to notice a child that died.
+        if (poll (&pfd, 1, left < 50? (int) left: 50) > 0) {
+            char buf [4096];
+            while (read (ifd, buf, sizeof buf) > 0)
+                ;
+        }
+    }
+    close (ifd);
+    return rc;
+}
+
+ep_proc_t *
+ep_proc_start (const char *binary, const char *const *args,
+               const char *const *env, int timeout_ms)
+{
+    ep_proc_t *self = ep_proc_spawn (binary, args, env);
+    if (ep_proc_wait_ready (self, timeout_ms) == 0)
+        return self;
+    char *log = ep_proc_log (self);
+    fprintf (stderr, "ep_proc_start: %s not ready within %d ms; its output:\n%s\n",
+             binary, timeout_ms, log? log: "(none)");
+    zstr_free (&log);
+    ep_proc_destroy (&self);
+    return NULL;
+}
+
+const char *
+ep_proc_endpoint (ep_proc_t *self, const char *name)
+{
+    return self->ready? ep_ready_endpoint (self->ready, name): NULL;
+}
+
+const char *
+ep_proc_connect_endpoint (ep_proc_t *self, const char *name)
+{
+    const char *bound = ep_proc_endpoint (self, name);
+    if (!bound)
+        return NULL;
+    char *local = ep_endpoint_connectable (bound);
+    zhash_update (self->connectable, name, local);
+    zstr_free (&local);
+    return (const char *) zhash_lookup (self->connectable, name);
+}
+
+pid_t
+ep_proc_pid (ep_proc_t *self)
+{
+    return self->pid;
+}
+
+int
+ep_proc_signal (ep_proc_t *self, int sig)
+{
+    return self->pid? kill (self->pid, sig): -1;
+}
+
+static bool
+s_exited (void *arg)
+{
+    return s_reaped ((ep_proc_t *) arg);
+}
+
+int
+ep_proc_wait_exit (ep_proc_t *self, int timeout_ms)
+{
+    return ep_wait_until (s_exited, self, timeout_ms)? self->status: -1;
+}
+
+char *
+ep_proc_log (ep_proc_t *self)
+{
+    zfile_t *file = zfile_new (NULL, self->log_path);
+    char *text = NULL;
+    if (zfile_input (file) == 0) {
+        zchunk_t *chunk = zfile_read (file, zfile_cursize (file), 0);
+        if (chunk) {
+            text = zchunk_strdup (chunk);
+            zchunk_destroy (&chunk);
+        }
+    }
+    zfile_destroy (&file);
+    return text;
+}
+
+void
+ep_proc_destroy (ep_proc_t **self_p)
+{
+    ep_proc_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->pid) {
+        kill (self->pid, SIGKILL);
+        waitpid (self->pid, &self->status, 0);
+    }
+    json_decref (self->ready);
+    zhash_destroy (&self->connectable);
+    ep_tmpdir_remove (&self->dir);
+    zstr_free (&self->ready_path);
+    zstr_free (&self->log_path);
+    free (self);
+    *self_p = NULL;
+}
+
+int
+ep_run (const char *command, char **out)
+{
+    FILE *pipe = popen (command, "r");
+    if (!pipe)
+        return -1;
+    zchunk_t *chunk = zchunk_new (NULL, 0);
+    char buf [4096];
+    size_t n;
+    while ((n = fread (buf, 1, sizeof buf, pipe)) > 0)
+        zchunk_extend (chunk, buf, n);
+    int status = pclose (pipe);
+    if (out)
+        *out = zchunk_strdup (chunk);
+    zchunk_destroy (&chunk);
+    return status == -1? -1: WEXITSTATUS (status);
+}

@@ -1,0 +1,78 @@
+/*  ep_test.h: test plumbing shared by every suite.
+
+    ep_proc spawns a real service process on kernel-chosen ports, waits for
+    its ready file with a deadline, and kills it. ep_wait_until waits for a
+    condition with a deadline. Nothing here sleeps as synchronisation.
+*/
+#ifndef EP_TEST_H_INCLUDED
+#define EP_TEST_H_INCLUDED
+
+#include "ep_prelude.h"
+#include "ep_ready.h"
+#include <sys/types.h>
+
+typedef struct _ep_proc_t ep_proc_t;
+
+//  Starts EP_BIN_DIR/<binary> with args (NULL-terminated, may be NULL) plus
+//  "--ready-file <dir>/<binary>.ready", and environment env (NULL-terminated
+//  "NAME=value" strings added to this process's environment, may be NULL).
+//  Waits up to timeout_ms for the ready file. Returns NULL (and kills the
+//  child) if it did not become ready; its stderr is in ep_proc_log ().
+ep_proc_t *
+    ep_proc_start (const char *binary, const char *const *args,
+                   const char *const *env, int timeout_ms);
+
+//  Same, but the caller waits with ep_proc_wait_ready (for a child that is
+//  expected to fail, for example).
+ep_proc_t *
+    ep_proc_spawn (const char *binary, const char *const *args, const char *const *env);
+
+//  Waits up to timeout_ms for the ready file. Returns 0 or -1.
+int
+    ep_proc_wait_ready (ep_proc_t *self, int timeout_ms);
+
+//  The endpoint named name in the ready file, or NULL.
+const char *
+    ep_proc_endpoint (ep_proc_t *self, const char *name);
+
+//  The endpoint named name, rewritten for a local client (0.0.0.0 -> 127.0.0.1).
+//  Valid until the process is destroyed.
+const char *
+    ep_proc_connect_endpoint (ep_proc_t *self, const char *name);
+
+pid_t
+    ep_proc_pid (ep_proc_t *self);
+
+//  Sends sig to the process.
+int
+    ep_proc_signal (ep_proc_t *self, int sig);
+
+//  Waits up to timeout_ms for the process to exit. Returns its wait status,
+//  or -1 if it is still running.
+int
+    ep_proc_wait_exit (ep_proc_t *self, int timeout_ms);
+
+//  What the process wrote to stderr and stdout so far (a file's contents).
+char *
+    ep_proc_log (ep_proc_t *self);
+
+//  SIGKILLs the process if running, reaps it, removes its files.
+void
+    ep_proc_destroy (ep_proc_t **self_p);
+
+//  A fresh temporary directory, removed recursively by ep_tmpdir_remove.
+char *
+    ep_tmpdir_new (const char *tag);
+void
+    ep_tmpdir_remove (char **path_p);
+
+//  Waits until cond (arg) is true or timeout_ms passes; returns cond's last value.
+bool
+    ep_wait_until (bool (*cond) (void *arg), void *arg, int timeout_ms);
+
+//  Runs a shell command; returns its exit status (or -1), output in *out if
+//  out is not NULL (caller frees).
+int
+    ep_run (const char *command, char **out);
+
+#endif
