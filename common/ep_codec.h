@@ -1,0 +1,36 @@
+/*  ep_codec.h: protobuf messages <-> ZeroMQ frames, with size caps.
+
+    Every unpack is preceded by a length check against a cap, and every pack
+    is refused above the cap, so an oversized or hostile message costs a
+    length comparison, never an allocation. Failures come back as a message
+    that names the type, the length and the sender; nothing aborts.
+*/
+#ifndef EP_CODEC_H_INCLUDED
+#define EP_CODEC_H_INCLUDED
+
+#include "ep_prelude.h"
+#include <protobuf-c/protobuf-c.h>
+
+//  Default cap on one protobuf message on the ZeroMQ side (4 MiB).
+#define EP_CODEC_DEFAULT_CAP (4u * 1024u * 1024u)
+
+//  Packs msg into a new frame. Returns NULL if its packed size exceeds cap,
+//  with the reason in err.
+zframe_t *
+    ep_codec_pack (const ProtobufCMessage *msg, size_t cap, char *err, size_t errlen);
+
+//  Unpacks size bytes as a desc message after checking size <= cap. sender
+//  names the peer for the error text. Returns NULL with the reason in err on
+//  an oversized, truncated or malformed input. Free the result with
+//  protobuf_c_message_free_unpacked (msg, NULL).
+ProtobufCMessage *
+    ep_codec_unpack (const ProtobufCMessageDescriptor *desc,
+                     const void *data, size_t size, size_t cap,
+                     const char *sender, char *err, size_t errlen);
+
+//  ep_codec_unpack on a frame.
+ProtobufCMessage *
+    ep_codec_unpack_frame (const ProtobufCMessageDescriptor *desc, zframe_t *frame,
+                           size_t cap, const char *sender, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,221 @@
+/*  ep_subscriber.c: SUB socket + tracker + capped decoding. */
+#include "ep_subscriber.h"
+#include "ep_codec.h"
+#include "ep_publisher.h"
+#include <poll.h>
+
+typedef struct {
+    char *topic;                //  its topic
+    Ep__Event *event;           //  the decoded event
+} s_pending_t;
+
+struct _ep_subscriber_t {
+    zsock_t *sub;               //  SUB socket on the bus XPUB side
+    char *endpoint;             //  for error messages
+    size_t cap;                 //  largest Event we decode
+    ep_tracker_t *tracker;      //  continuity state
+    zlistx_t *pending;          //  events received while waiting for a stream
+    uint64_t malformed;         //  undecodable messages dropped
+    int64_t next_tick_ms;       //  when the silence check is next due
+};
+
+static void
+s_pending_destroy (void **item)
+{
+    s_pending_t *pending = (s_pending_t *) *item;
+    if (pending) {
+        free (pending->topic);
+        ep__event__free_unpacked (pending->event, NULL);
+        free (pending);
+        *item = NULL;
+    }
+}
+
+ep_subscriber_t *
+ep_subscriber_new (const char *endpoint, zcert_t *cert, const char *server_key,
+                   size_t cap, ep_tracker_report_fn *report, void *arg)
+{
+    zsock_t *sub = zsock_new (ZMQ_SUB);
+    EP_ASSERT (sub);
+    zsock_set_rcvhwm (sub, 100000);
+    zsock_set_heartbeat_ivl (sub, 1000);
+    zsock_set_heartbeat_timeout (sub, 3000);
+    zsock_set_maxmsgsize (sub, (int64_t) cap + 1024);
+    if (cert) {
+        zcert_apply (cert, sub);
+        zsock_set_curve_serverkey (sub, server_key);
+    }
+    if (zsock_connect (sub, "%s", endpoint) != 0) {
+        zsock_destroy (&sub);
+        return NULL;
+    }
+    ep_subscriber_t *self = (ep_subscriber_t *) zmalloc (sizeof (ep_subscriber_t));
+    self->sub = sub;
+    self->endpoint = strdup (endpoint);
+    self->cap = cap;
+    self->tracker = ep_tracker_new (ep_wall_ms (), 3 * EP_HEARTBEAT_MS + 500, report, arg);
+    self->pending = zlistx_new ();
+    zlistx_set_destructor (self->pending, s_pending_destroy);
+    self->next_tick_ms = ep_mono_ms () + EP_HEARTBEAT_MS;
+    return self;
+}
+
+void
+ep_subscriber_destroy (ep_subscriber_t **self_p)
+{
+    ep_subscriber_t *self = *self_p;
+    if (self) {
+        zsock_destroy (&self->sub);
+        ep_tracker_destroy (&self->tracker);
+        zlistx_destroy (&self->pending);
+        free (self->endpoint);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+void
+ep_subscriber_subscribe (ep_subscriber_t *self, const char *prefix)
+{
+    zsock_set_subscribe (self->sub, prefix);
+    ep_tracker_subscribe (self->tracker, prefix);
+}
+
+Ep__Event *
+ep_subscriber_read (ep_subscriber_t *self, char **topic_p)
+{
+    zmsg_t *msg = zmsg_recv (self->sub);
+    if (!msg)
+        return NULL;
+    Ep__Event *event = NULL;
+    char *topic = zmsg_popstr (msg);
+    zframe_t *body = zmsg_pop (msg);
+    if (topic && body && zmsg_size (msg) == 0) {
+        char err [256];
+        event = (Ep__Event *) ep_codec_unpack_frame (&ep__event__descriptor, body,
+                                                     self->cap, self->endpoint,
+                                                     err, sizeof err);
+    }
+    zframe_destroy (&body);
+    zmsg_destroy (&msg);
+    Ep__StreamMeta *meta = event? event->meta: NULL;
+    if (!meta || !meta->source_id || !meta->stream || !meta->has_seq || !meta->has_epoch) {
+        self->malformed++;
+        if (event)
+            ep__event__free_unpacked (event, NULL);
+        free (topic);
+        return NULL;
+    }
+    bool heartbeat = event->body_case == EP__EVENT__BODY_HEARTBEAT;
+    bool fresh = ep_tracker_observe (self->tracker, meta->source_id, meta->stream,
+                                     meta->epoch, meta->epoch_started_ms, meta->seq,
+                                     heartbeat, ep_mono_ms ());
+    if (heartbeat || !fresh) {
+        ep__event__free_unpacked (event, NULL);
+        free (topic);
+        return NULL;
+    }
+    if (topic_p)
+        *topic_p = topic;
+    else
+        free (topic);
+    return event;
+}
+
+void
+ep_subscriber_tick (ep_subscriber_t *self)
+{
+    int64_t now = ep_mono_ms ();
+    if (now >= self->next_tick_ms) {
+        ep_tracker_tick (self->tracker, now);
+        self->next_tick_ms = now + EP_HEARTBEAT_MS / 4;
+    }
+}
+
+//  Waits up to timeout_ms (-1 forever) for the socket to be readable.
+static bool
+s_readable (ep_subscriber_t *self, int64_t timeout_ms)
+{
+    struct pollfd pfd = { .fd = zsock_fd (self->sub), .events = POLLIN };
+    if (zsock_events (self->sub) & ZMQ_POLLIN)
+        return true;
+    //  The ZeroMQ fd is edge-triggered: it signals changes, so re-check the
+    //  socket's own events after every wake-up.
+    int64_t deadline = timeout_ms < 0? INT64_MAX: ep_mono_ms () + timeout_ms;
+    while (true) {
+        int64_t left = deadline - ep_mono_ms ();
+        if (left <= 0)
+            return false;
+        int wait = left > EP_HEARTBEAT_MS / 4? EP_HEARTBEAT_MS / 4: (int) left;
+        if (poll (&pfd, 1, wait) < 0 && zsys_interrupted)
+            return false;
+        if (zsock_events (self->sub) & ZMQ_POLLIN)
+            return true;
+        ep_subscriber_tick (self);
+    }
+}
+
+int
+ep_subscriber_wait_stream (ep_subscriber_t *self, const char *stream, int timeout_ms)
+{
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    while (!ep_tracker_seen (self->tracker, stream)) {
+        int64_t left = deadline - ep_mono_ms ();
+        if (left <= 0 || !s_readable (self, left))
+            return -1;
+        char *topic = NULL;
+        Ep__Event *event = ep_subscriber_read (self, &topic);
+        if (event) {
+            s_pending_t *pending = (s_pending_t *) zmalloc (sizeof (s_pending_t));
+            pending->topic = topic;
+            pending->event = event;
+            zlistx_add_end (self->pending, pending);
+        }
+    }
+    return 0;
+}
+
+Ep__Event *
+ep_subscriber_recv (ep_subscriber_t *self, int timeout_ms, char **topic_p)
+{
+    s_pending_t *pending = (s_pending_t *) zlistx_detach (self->pending, NULL);
+    if (pending) {
+        Ep__Event *event = pending->event;
+        if (topic_p)
+            *topic_p = pending->topic;
+        else
+            free (pending->topic);
+        free (pending);
+        return event;
+    }
+    int64_t deadline = timeout_ms < 0? INT64_MAX: ep_mono_ms () + timeout_ms;
+    while (true) {
+        ep_subscriber_tick (self);
+        int64_t left = -1;
+        if (deadline != INT64_MAX && (left = deadline - ep_mono_ms ()) <= 0)
+            return NULL;
+        if (!s_readable (self, left))
+            return NULL;
+        Ep__Event *event = ep_subscriber_read (self, topic_p);
+        if (event)
+            return event;
+    }
+}
+
+zsock_t *
+ep_subscriber_socket (ep_subscriber_t *self)
+{
+    return self->sub;
+}
+
+ep_tracker_t *
+ep_subscriber_tracker (ep_subscriber_t *self)
+{
+    return self->tracker;
+}
+
+uint64_t
+ep_subscriber_malformed (ep_subscriber_t *self)
+{
+    return self->malformed;
+}

@@ -1,0 +1,65 @@
+/*  ep_subscriber.h: the receiving side of event streams.
+
+    A SUB socket on the bus's XPUB side, a tracker (ep_tracker.h) that turns
+    what arrives into gap, duplicate, restart and silence reports, and a
+    decoder that length-checks before unpacking. Heartbeats are consumed
+    here; the caller sees events and reports.
+*/
+#ifndef EP_SUBSCRIBER_H_INCLUDED
+#define EP_SUBSCRIBER_H_INCLUDED
+
+#include "ep_prelude.h"
+#include "ep_tracker.h"
+#include "events.pb-c.h"
+
+typedef struct _ep_subscriber_t ep_subscriber_t;
+
+//  A subscriber connected to endpoint (the bus's XPUB side); with cert and
+//  server_key a CURVE client. Reports go to report(arg, ...) (may be NULL).
+//  Returns NULL if endpoint is invalid.
+ep_subscriber_t *
+    ep_subscriber_new (const char *endpoint, zcert_t *cert, const char *server_key,
+                       size_t cap, ep_tracker_report_fn *report, void *arg);
+
+void
+    ep_subscriber_destroy (ep_subscriber_t **self_p);
+
+//  Subscribes to topics starting with prefix ("" = everything).
+void
+    ep_subscriber_subscribe (ep_subscriber_t *self, const char *prefix);
+
+//  Waits up to timeout_ms for the first message or heartbeat of stream, so
+//  the caller knows its subscription has reached the publishers. Events
+//  that arrive meanwhile are kept for ep_subscriber_recv. Returns 0 or -1.
+int
+    ep_subscriber_wait_stream (ep_subscriber_t *self, const char *stream, int timeout_ms);
+
+//  The next event (not a heartbeat), waiting up to timeout_ms (-1 forever).
+//  Returns NULL on timeout or interrupt. *topic_p receives the topic (caller
+//  frees) if topic_p is not NULL. Free the event with
+//  ep__event__free_unpacked (event, NULL).
+Ep__Event *
+    ep_subscriber_recv (ep_subscriber_t *self, int timeout_ms, char **topic_p);
+
+//  Runs the silence check now (recv does it too).
+void
+    ep_subscriber_tick (ep_subscriber_t *self);
+
+//  The underlying socket, for a caller's poller.
+zsock_t *
+    ep_subscriber_socket (ep_subscriber_t *self);
+
+//  Handles one message that is waiting on the socket; returns the event if
+//  it is one to deliver, NULL otherwise (heartbeat, duplicate, undecodable).
+//  For callers that poll the socket themselves.
+Ep__Event *
+    ep_subscriber_read (ep_subscriber_t *self, char **topic_p);
+
+ep_tracker_t *
+    ep_subscriber_tracker (ep_subscriber_t *self);
+
+//  Messages dropped because they could not be decoded.
+uint64_t
+    ep_subscriber_malformed (ep_subscriber_t *self);
+
+#endif

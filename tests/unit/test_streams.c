@@ -1,0 +1,189 @@
+/*  test_streams.c: publisher -> lossy forwarder -> subscriber over real
+    sockets. The forwarder drops one message in the middle of the stream and
+    the last one; both losses must be reported, the second by heartbeat. */
+#include <criterion/criterion.h>
+#include "ep_publisher.h"
+#include "ep_subscriber.h"
+
+//  A forwarder actor: XSUB <- publishers, XPUB -> subscribers, dropping the
+//  data messages (not heartbeats) whose seq is listed.
+static void
+s_lossy_forwarder (zsock_t *pipe, void *args)
+{
+    const uint64_t *drop = (const uint64_t *) args;
+    zsock_t *xsub = zsock_new (ZMQ_XSUB);
+    zsock_t *xpub = zsock_new (ZMQ_XPUB);
+    int in_port = zsock_bind (xsub, "tcp://127.0.0.1:*");
+    int out_port = zsock_bind (xpub, "tcp://127.0.0.1:*");
+    zsock_signal (pipe, 0);
+    zsock_send (pipe, "ii", in_port, out_port);
+    zpoller_t *poller = zpoller_new (pipe, xsub, xpub, NULL);
+    while (true) {
+        void *which = zpoller_wait (poller, -1);
+        if (which == pipe || !which)
+            break;
+        zmsg_t *msg = zmsg_recv (which);
+        if (which == xpub) {
+            zmsg_send (&msg, xsub);     //  subscriptions upstream
+            continue;
+        }
+        zframe_t *body = zmsg_last (msg);
+        Ep__Event *event = ep__event__unpack (NULL, zframe_size (body), zframe_data (body));
+        bool dropped = false;
+        if (event && event->body_case != EP__EVENT__BODY_HEARTBEAT)
+            for (size_t i = 0; drop [i]; i++)
+                if (event->meta->seq == drop [i])
+                    dropped = true;
+        if (event)
+            ep__event__free_unpacked (event, NULL);
+        if (dropped)
+            zmsg_destroy (&msg);
+        else
+            zmsg_send (&msg, xpub);
+    }
+    zpoller_destroy (&poller);
+    zsock_destroy (&xsub);
+    zsock_destroy (&xpub);
+}
+
+typedef struct {
+    ep_stream_report_t gaps [8];
+    size_t gap_count;
+    size_t silent;
+} s_reports_t;
+
+static void
+s_on_report (void *arg, const ep_stream_report_t *report)
+{
+    s_reports_t *reports = (s_reports_t *) arg;
+    if (report->kind == EP_STREAM_GAP && reports->gap_count < 8)
+        reports->gaps [reports->gap_count++] = *report;
+    if (report->kind == EP_STREAM_SILENT)
+        reports->silent++;
+}
+
+static void
+s_send_one (ep_publisher_t *pub, const char *topic, uint32_t n)
+{
+    Ep__ChannelEvent body = EP__CHANNEL_EVENT__INIT;
+    char detail [32];
+    snprintf (detail, sizeof detail, "message %u", n);
+    body.detail = detail;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_CHANNEL;
+    event.channel = &body;
+    cr_assert_eq (ep_publisher_send (pub, topic, &event), 0);
+}
+
+Test (streams, drops_in_middle_and_at_end_are_both_reported)
+{
+    static const uint64_t drop [] = { 5, 10, 0 };
+    zactor_t *forwarder = zactor_new (s_lossy_forwarder, (void *) drop);
+    int in_port, out_port;
+    zsock_recv (forwarder, "ii", &in_port, &out_port);
+    char in_ep [64], out_ep [64];
+    snprintf (in_ep, sizeof in_ep, "tcp://127.0.0.1:%d", in_port);
+    snprintf (out_ep, sizeof out_ep, "tcp://127.0.0.1:%d", out_port);
+
+    s_reports_t reports = { 0 };
+    ep_subscriber_t *sub = ep_subscriber_new (out_ep, NULL, NULL, 65536, s_on_report, &reports);
+    ep_subscriber_subscribe (sub, "");
+    ep_publisher_t *pub = ep_publisher_new (in_ep, NULL, NULL, "test-a", 65536);
+    ep_publisher_set_heartbeat (pub, 100);
+    ep_publisher_declare (pub, "test");
+
+    //  Readiness: the subscriber has seen the stream's heartbeat.
+    int64_t deadline = ep_mono_ms () + 5000;
+    while (!ep_tracker_seen (ep_subscriber_tracker (sub), "test") && ep_mono_ms () < deadline) {
+        ep_publisher_tick (pub);
+        ep_subscriber_wait_stream (sub, "test", 20);
+    }
+    cr_assert (ep_tracker_seen (ep_subscriber_tracker (sub), "test"));
+
+    for (uint32_t n = 1; n <= 10; n++)
+        s_send_one (pub, "test.x", n);
+
+    //  Receive 1-4 and 6-9, then go quiet but keep heartbeating until the
+    //  heartbeat proves seq 10 was lost.
+    uint64_t seqs [16];
+    size_t got = 0;
+    deadline = ep_mono_ms () + 5000;
+    while (reports.gap_count < 2 && ep_mono_ms () < deadline) {
+        ep_publisher_tick (pub);
+        Ep__Event *event = ep_subscriber_recv (sub, 20, NULL);
+        if (event) {
+            cr_assert_lt (got, 16);
+            seqs [got++] = event->meta->seq;
+            ep__event__free_unpacked (event, NULL);
+        }
+    }
+    uint64_t expect [] = { 1, 2, 3, 4, 6, 7, 8, 9 };
+    cr_assert_eq (got, EP_COUNT (expect));
+    for (size_t i = 0; i < got; i++)
+        cr_assert_eq (seqs [i], expect [i]);
+
+    cr_assert_eq (reports.gap_count, 2);
+    cr_assert_eq (reports.gaps [0].from, 5);
+    cr_assert_eq (reports.gaps [0].to, 5);
+    cr_assert_not (reports.gaps [0].via_heartbeat);
+    cr_assert_str_eq (reports.gaps [0].stream, "test");
+    cr_assert_eq (reports.gaps [1].from, 10);
+    cr_assert_eq (reports.gaps [1].to, 10);
+    cr_assert (reports.gaps [1].via_heartbeat);
+    cr_assert_eq (ep_tracker_lost (ep_subscriber_tracker (sub)), 2);
+
+    ep_publisher_destroy (&pub);
+    ep_subscriber_destroy (&sub);
+    zactor_destroy (&forwarder);
+}
+
+Test (streams, silent_publisher_is_reported)
+{
+    static const uint64_t drop [] = { 0 };
+    zactor_t *forwarder = zactor_new (s_lossy_forwarder, (void *) drop);
+    int in_port, out_port;
+    zsock_recv (forwarder, "ii", &in_port, &out_port);
+    char in_ep [64], out_ep [64];
+    snprintf (in_ep, sizeof in_ep, "tcp://127.0.0.1:%d", in_port);
+    snprintf (out_ep, sizeof out_ep, "tcp://127.0.0.1:%d", out_port);
+    s_reports_t reports = { 0 };
+    ep_subscriber_t *sub = ep_subscriber_new (out_ep, NULL, NULL, 65536, s_on_report, &reports);
+    ep_subscriber_subscribe (sub, "test.");
+    ep_publisher_t *pub = ep_publisher_new (in_ep, NULL, NULL, "test-b", 65536);
+    ep_publisher_declare (pub, "test");
+    int64_t deadline = ep_mono_ms () + 5000;
+    while (!ep_tracker_seen (ep_subscriber_tracker (sub), "test") && ep_mono_ms () < deadline) {
+        ep_publisher_tick (pub);
+        ep_subscriber_wait_stream (sub, "test", 20);
+    }
+    cr_assert (ep_tracker_seen (ep_subscriber_tracker (sub), "test"));
+    //  The publisher stops heartbeating (it is gone).
+    ep_publisher_destroy (&pub);
+    deadline = ep_mono_ms () + 8000;
+    while (reports.silent == 0 && ep_mono_ms () < deadline)
+        ep_subscriber_recv (sub, 100, NULL);
+    cr_assert_eq (reports.silent, 1);
+    ep_subscriber_destroy (&sub);
+    zactor_destroy (&forwarder);
+}
+
+Test (streams, oversized_event_is_refused_and_seq_not_consumed)
+{
+    ep_publisher_t *pub = ep_publisher_new ("tcp://127.0.0.1:1", NULL, NULL, "test-c", 200);
+    Ep__ChannelEvent body = EP__CHANNEL_EVENT__INIT;
+    char big [400];
+    memset (big, 'x', sizeof big - 1);
+    big [sizeof big - 1] = 0;
+    body.detail = big;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_CHANNEL;
+    event.channel = &body;
+    cr_assert_eq (ep_publisher_send (pub, "test.big", &event), -1);
+    cr_assert_eq (ep_publisher_refused (pub), 1);
+    cr_assert_eq (ep_publisher_seq (pub, "test"), 0);
+    body.detail = "small";
+    cr_assert_eq (ep_publisher_send (pub, "test.small", &event), 0);
+    cr_assert_eq (ep_publisher_seq (pub, "test"), 1);
+    cr_assert_eq (ep_publisher_send (pub, "no-namespace", &event), -1);
+    ep_publisher_destroy (&pub);
+}

@@ -1,0 +1,189 @@
+/*  test_tracker.c: the pure stream-continuity state machine. */
+#include <criterion/criterion.h>
+#include "ep_tracker.h"
+
+typedef struct {
+    ep_stream_report_t reports [32];
+    char sources [32][64];
+    size_t count;
+} s_log_t;
+
+static void
+s_record (void *arg, const ep_stream_report_t *report)
+{
+    s_log_t *log = (s_log_t *) arg;
+    cr_assert_lt (log->count, 32);
+    log->reports [log->count] = *report;
+    snprintf (log->sources [log->count], 64, "%s", report->source_id);
+    log->count++;
+}
+
+#define T0 1000000      //  subscribe time (wall ms)
+
+static ep_tracker_t *
+s_tracker (s_log_t *log, const char *prefix)
+{
+    memset (log, 0, sizeof *log);
+    ep_tracker_t *tracker = ep_tracker_new (T0, 3500, s_record, log);
+    ep_tracker_subscribe (tracker, prefix);
+    return tracker;
+}
+
+Test (tracker, in_order_stream_has_no_reports)
+{
+    s_log_t log;
+    ep_tracker_t *t = s_tracker (&log, "");
+    for (uint64_t seq = 1; seq <= 100; seq++)
+        cr_assert (ep_tracker_observe (t, "model-a", "model", 7, T0 + 5, seq, false, 10));
+    cr_assert (ep_tracker_observe (t, "model-a", "model", 7, T0 + 5, 100, true, 20));
+    cr_assert_eq (log.count, 0);
+    cr_assert_eq (ep_tracker_lost (t), 0);
+    ep_tracker_destroy (&t);
+}
+
+Test (tracker, gap_in_the_middle_reports_exact_range)
+{
+    s_log_t log;
+    ep_tracker_t *t = s_tracker (&log, "model.");
+    ep_tracker_observe (t, "m", "model", 7, T0 + 5, 1, false, 0);
+    ep_tracker_observe (t, "m", "model", 7, T0 + 5, 2, false, 0);
+    ep_tracker_observe (t, "m", "model", 7, T0 + 5, 6, false, 0);
+    cr_assert_eq (log.count, 1);
+    cr_assert_eq (log.reports [0].kind, EP_STREAM_GAP);
+    cr_assert_eq (log.reports [0].from, 3);
+    cr_assert_eq (log.reports [0].to, 5);
+    cr_assert_not (log.reports [0].via_heartbeat);
+    cr_assert_eq (ep_tracker_lost (t), 3);
+    ep_tracker_destroy (&t);
+}
+
+Test (tracker, loss_at_the_end_is_reported_by_heartbeat)
+{
+    s_log_t log;
+    ep_tracker_t *t = s_tracker (&log, "");
+    ep_tracker_observe (t, "m", "model", 7, T0 + 5, 1, false, 0);
+    ep_tracker_observe (t, "m", "model", 7, T0 + 5, 2, true, 0);   //  heartbeat: 2 was sent
+    cr_assert_eq (log.count, 1);
+    cr_assert_eq (log.reports [0].kind, EP_STREAM_GAP);
+    cr_assert_eq (log.reports [0].from, 2);
+    cr_assert_eq (log.reports [0].to, 2);
+    cr_assert (log.reports [0].via_heartbeat);
+    //  The same heartbeat again reports nothing new.
+    ep_tracker_observe (t, "m", "model", 7, T0 + 5, 2, true, 0);
+    cr_assert_eq (log.count, 1);
+    ep_tracker_destroy (&t);
+}
+
+Test (tracker, duplicate_is_reported_and_not_delivered)
+{
+    s_log_t log;
+    ep_tracker_t *t = s_tracker (&log, "");
+    ep_tracker_observe (t, "m", "model", 7, T0 + 5, 1, false, 0);
+    ep_tracker_observe (t, "m", "model", 7, T0 + 5, 2, false, 0);
+    cr_assert_not (ep_tracker_observe (t, "m", "model", 7, T0 + 5, 2, false, 0));
+    cr_assert_eq (log.count, 1);
+    cr_assert_eq (log.reports [0].kind, EP_STREAM_DUPLICATE);
+    cr_assert_eq (log.reports [0].from, 2);
+    ep_tracker_destroy (&t);
+}
+
+Test (tracker, filtered_subscriber_reports_no_false_gaps)
+{
+    s_log_t log;
+    //  Only one type of the connect stream: seq jumps are other types.
+    ep_tracker_t *t = s_tracker (&log, "connect.router-to-ctrl");
+    cr_assert_not (ep_tracker_whole (t, "connect"));
+    ep_tracker_observe (t, "w", "connect", 7, T0 + 5, 1, false, 0);
+    ep_tracker_observe (t, "w", "connect", 7, T0 + 5, 5, false, 0);
+    ep_tracker_observe (t, "w", "connect", 7, T0 + 5, 9, false, 0);
+    ep_tracker_observe (t, "w", "connect", 7, T0 + 5, 12, true, 0);
+    cr_assert_eq (log.count, 0);
+    ep_tracker_destroy (&t);
+}
+
+Test (tracker, whole_stream_prefixes)
+{
+    s_log_t log;
+    ep_tracker_t *t = s_tracker (&log, "conn");
+    cr_assert (ep_tracker_whole (t, "connect"));
+    cr_assert_not (ep_tracker_whole (t, "model"));
+    ep_tracker_subscribe (t, "model.");
+    cr_assert (ep_tracker_whole (t, "model"));
+    cr_assert_not (ep_tracker_whole (t, "modelx"));
+    ep_tracker_destroy (&t);
+}
+
+Test (tracker, joining_mid_stream_is_not_a_gap)
+{
+    s_log_t log;
+    ep_tracker_t *t = s_tracker (&log, "");
+    //  The publisher started before we subscribed: seq 500 is our start.
+    ep_tracker_observe (t, "m", "model", 7, T0 - 60000, 500, false, 0);
+    ep_tracker_observe (t, "m", "model", 7, T0 - 60000, 501, false, 0);
+    cr_assert_eq (log.count, 0);
+    ep_tracker_destroy (&t);
+}
+
+Test (tracker, publisher_born_after_us_must_start_at_one)
+{
+    s_log_t log;
+    ep_tracker_t *t = s_tracker (&log, "");
+    ep_tracker_observe (t, "m", "model", 7, T0 + 100, 3, false, 0);
+    cr_assert_eq (log.count, 1);
+    cr_assert_eq (log.reports [0].kind, EP_STREAM_GAP);
+    cr_assert_eq (log.reports [0].from, 1);
+    cr_assert_eq (log.reports [0].to, 2);
+    ep_tracker_destroy (&t);
+}
+
+Test (tracker, restart_is_reported_and_new_epoch_checked_from_one)
+{
+    s_log_t log;
+    ep_tracker_t *t = s_tracker (&log, "");
+    ep_tracker_observe (t, "m", "model", 7, T0 + 5, 1, false, 0);
+    ep_tracker_observe (t, "m", "model", 7, T0 + 5, 2, false, 0);
+    //  Same source, new epoch; its first message seen is seq 2.
+    cr_assert (ep_tracker_observe (t, "m", "model", 9, T0 + 50, 2, false, 0));
+    cr_assert_eq (log.count, 2);
+    cr_assert_eq (log.reports [0].kind, EP_STREAM_RESTART);
+    cr_assert_eq (log.reports [0].epoch, 9);
+    cr_assert_eq (log.reports [1].kind, EP_STREAM_GAP);
+    cr_assert_eq (log.reports [1].from, 1);
+    cr_assert_eq (log.reports [1].to, 1);
+    //  A straggler of the old epoch is not delivered.
+    cr_assert_not (ep_tracker_observe (t, "m", "model", 7, T0 + 5, 3, false, 0));
+    ep_tracker_destroy (&t);
+}
+
+Test (tracker, silent_publisher_then_resumed)
+{
+    s_log_t log;
+    ep_tracker_t *t = s_tracker (&log, "");
+    ep_tracker_observe (t, "m", "model", 7, T0 + 5, 1, false, 1000);
+    cr_assert_eq (ep_tracker_tick (t, 4000), 0);
+    cr_assert_eq (log.count, 0);
+    cr_assert_eq (ep_tracker_tick (t, 4500), 1);
+    cr_assert_eq (log.count, 1);
+    cr_assert_eq (log.reports [0].kind, EP_STREAM_SILENT);
+    cr_assert_str_eq (log.sources [0], "m");
+    ep_tracker_tick (t, 9000);             //  reported once, not every tick
+    cr_assert_eq (log.count, 1);
+    ep_tracker_observe (t, "m", "model", 7, T0 + 5, 1, true, 9100);
+    cr_assert_eq (log.count, 2);
+    cr_assert_eq (log.reports [1].kind, EP_STREAM_RESUMED);
+    ep_tracker_destroy (&t);
+}
+
+Test (tracker, streams_of_one_source_are_independent)
+{
+    s_log_t log;
+    ep_tracker_t *t = s_tracker (&log, "");
+    ep_tracker_observe (t, "w", "connect", 7, T0 + 5, 1, false, 0);
+    ep_tracker_observe (t, "w", "stray", 7, T0 + 5, 1, false, 0);
+    ep_tracker_observe (t, "w", "connect", 7, T0 + 5, 2, false, 0);
+    ep_tracker_observe (t, "w", "stray", 7, T0 + 5, 2, false, 0);
+    cr_assert_eq (log.count, 0);
+    cr_assert (ep_tracker_seen (t, "stray"));
+    cr_assert_not (ep_tracker_seen (t, "model"));
+    ep_tracker_destroy (&t);
+}
