@@ -1,0 +1,244 @@
+/*  ep_event_json.c: events to JSON by walking protobuf-c descriptors. */
+#include "ep_event_json.h"
+#include <ctype.h>
+#include <sodium.h>
+
+//  2^53: the largest integer every JSON reader (JavaScript) keeps exact.
+#define JSON_SAFE_INT (1ull << 53)
+
+static json_t *s_value (const ProtobufCFieldDescriptor *field, const void *member);
+
+static json_t *
+s_uint64 (uint64_t value)
+{
+    if (value < JSON_SAFE_INT)
+        return json_integer ((json_int_t) value);
+    char text [24];
+    snprintf (text, sizeof text, "%llu", (unsigned long long) value);
+    return json_string (text);
+}
+
+//  "PRECEDENCE_DEFAULT" of enum Precedence -> "default"; "ESTABLISHED" ->
+//  "established".
+static json_t *
+s_enum (const ProtobufCEnumDescriptor *desc, int value)
+{
+    const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value (desc, value);
+    if (!ev)
+        return json_integer (value);
+    char prefix [128];
+    size_t p = 0;
+    const char *type = desc->short_name;
+    for (size_t i = 0; type [i] && p < sizeof prefix - 2; i++) {
+        if (i > 0 && isupper ((unsigned char) type [i]))
+            prefix [p++] = '_';
+        prefix [p++] = (char) toupper ((unsigned char) type [i]);
+    }
+    prefix [p++] = '_';
+    prefix [p] = 0;
+    const char *name = ev->name;
+    if (strncmp (name, prefix, p) == 0 && name [p])
+        name += p;
+    char lower [128];
+    size_t i = 0;
+    for (; name [i] && i < sizeof lower - 1; i++)
+        lower [i] = (char) tolower ((unsigned char) name [i]);
+    lower [i] = 0;
+    return json_string (lower);
+}
+
+static json_t *
+s_value (const ProtobufCFieldDescriptor *field, const void *member)
+{
+    switch (field->type) {
+        case PROTOBUF_C_TYPE_INT32:
+        case PROTOBUF_C_TYPE_SINT32:
+        case PROTOBUF_C_TYPE_SFIXED32:
+            return json_integer (*(const int32_t *) member);
+        case PROTOBUF_C_TYPE_UINT32:
+        case PROTOBUF_C_TYPE_FIXED32:
+            return json_integer (*(const uint32_t *) member);
+        case PROTOBUF_C_TYPE_INT64:
+        case PROTOBUF_C_TYPE_SINT64:
+        case PROTOBUF_C_TYPE_SFIXED64:
+            return json_integer (*(const int64_t *) member);
+        case PROTOBUF_C_TYPE_UINT64:
+        case PROTOBUF_C_TYPE_FIXED64:
+            return s_uint64 (*(const uint64_t *) member);
+        case PROTOBUF_C_TYPE_FLOAT:
+            return json_real (*(const float *) member);
+        case PROTOBUF_C_TYPE_DOUBLE:
+            return json_real (*(const double *) member);
+        case PROTOBUF_C_TYPE_BOOL:
+            return json_boolean (*(const protobuf_c_boolean *) member);
+        case PROTOBUF_C_TYPE_ENUM:
+            return s_enum ((const ProtobufCEnumDescriptor *) field->descriptor,
+                           *(const int *) member);
+        case PROTOBUF_C_TYPE_STRING: {
+            const char *text = *(char *const *) member;
+            //  Strings that are not UTF-8 (a hostile peer's) become null
+            //  rather than invalid JSON.
+            json_t *value = text? json_string (text): NULL;
+            return value? value: json_null ();
+        }
+        case PROTOBUF_C_TYPE_BYTES: {
+            const ProtobufCBinaryData *bin = (const ProtobufCBinaryData *) member;
+            char *hex = (char *) malloc (bin->len * 2 + 1);
+            sodium_bin2hex (hex, bin->len * 2 + 1, bin->data, bin->len);
+            json_t *value = json_string (hex);
+            free (hex);
+            return value;
+        }
+        case PROTOBUF_C_TYPE_MESSAGE: {
+            const ProtobufCMessage *sub = *(ProtobufCMessage *const *) member;
+            return sub? ep_message_json (sub): json_null ();
+        }
+    }
+    return json_null ();
+}
+
+//  Size of one element of a repeated field, for walking its array.
+static size_t
+s_element_size (const ProtobufCFieldDescriptor *field)
+{
+    switch (field->type) {
+        case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64:
+        case PROTOBUF_C_TYPE_SFIXED64: case PROTOBUF_C_TYPE_UINT64:
+        case PROTOBUF_C_TYPE_FIXED64:
+            return 8;
+        case PROTOBUF_C_TYPE_DOUBLE:
+            return sizeof (double);
+        case PROTOBUF_C_TYPE_BOOL:
+            return sizeof (protobuf_c_boolean);
+        case PROTOBUF_C_TYPE_ENUM:
+            return sizeof (int);
+        case PROTOBUF_C_TYPE_STRING: case PROTOBUF_C_TYPE_MESSAGE:
+            return sizeof (void *);
+        case PROTOBUF_C_TYPE_BYTES:
+            return sizeof (ProtobufCBinaryData);
+        default:
+            return 4;
+    }
+}
+
+json_t *
+ep_message_json (const ProtobufCMessage *msg)
+{
+    const ProtobufCMessageDescriptor *desc = msg->descriptor;
+    json_t *object = json_object ();
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *field = &desc->fields [i];
+        const char *base = (const char *) msg;
+        const void *member = base + field->offset;
+        if (field->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t count = *(const size_t *) (base + field->quantifier_offset);
+            if (count == 0)
+                continue;
+            json_t *array = json_array ();
+            const char *items = *(char *const *) member;
+            for (size_t j = 0; j < count; j++)
+                json_array_append_new (array, s_value (field, items + j * s_element_size (field)));
+            json_object_set_new (object, field->name, array);
+            continue;
+        }
+        bool present;
+        if (field->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
+            present = *(const uint32_t *) (base + field->quantifier_offset) == field->id;
+        else
+        if (field->type == PROTOBUF_C_TYPE_STRING || field->type == PROTOBUF_C_TYPE_MESSAGE)
+            present = *(void *const *) member != NULL;
+        else
+        if (field->quantifier_offset)
+            present = *(const protobuf_c_boolean *) (base + field->quantifier_offset);
+        else
+            present = true;
+        if (present)
+            json_object_set_new (object, field->name, s_value (field, member));
+    }
+    return object;
+}
+
+json_t *
+ep_event_json (const char *topic, const Ep__Event *event)
+{
+    json_t *object = json_object ();
+    const Ep__StreamMeta *meta = event->meta;
+    const char *dot = strchr (topic, '.');
+    char stream [128] = "";
+    if (dot && (size_t) (dot - topic) < sizeof stream) {
+        memcpy (stream, topic, dot - topic);
+        stream [dot - topic] = 0;
+    }
+    json_object_set_new (object, "namespace", json_string (stream));
+    json_object_set_new (object, "type", json_string (dot? dot + 1: topic));
+    if (meta) {
+        char ts [40], epoch [17];
+        ep_rfc3339 (meta->timestamp_ms, ts, sizeof ts);
+        snprintf (epoch, sizeof epoch, "%016llx", (unsigned long long) meta->epoch);
+        json_object_set_new (object, "event_src_id",
+                             meta->source_id? json_string (meta->source_id): json_null ());
+        json_object_set_new (object, "timestamp", json_string (ts));
+        json_object_set_new (object, "stream", meta->stream? json_string (meta->stream): json_null ());
+        json_object_set_new (object, "seq", s_uint64 (meta->seq));
+        json_object_set_new (object, "epoch", json_string (epoch));
+    }
+    //  The body's fields, flattened: the one member of the oneof that is set.
+    const ProtobufCMessageDescriptor *desc = event->base.descriptor;
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *field = &desc->fields [i];
+        if (!(field->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
+        ||  (uint32_t) event->body_case != field->id)
+            continue;
+        const ProtobufCMessage *body =
+            *(ProtobufCMessage *const *) ((const char *) event + field->offset);
+        if (!body)
+            break;
+        json_t *fields = ep_message_json (body);
+        const char *key;
+        json_t *value;
+        json_object_foreach (fields, key, value)
+            if (!json_object_get (object, key) || streq (key, "type"))
+                json_object_set (object, key, value);
+        json_decref (fields);
+        break;
+    }
+    return object;
+}
+
+char *
+ep_event_text (const char *topic, const Ep__Event *event)
+{
+    json_t *object = ep_event_json (topic, event);
+    static const char *header [] = {
+        "namespace", "type", "event_src_id", "timestamp", "stream", "seq", "epoch"
+    };
+    zchunk_t *line = zchunk_new (NULL, 256);
+    char ts_src [512];
+    json_t *seq = json_object_get (object, "seq");
+    char *seq_text = json_dumps (seq, JSON_ENCODE_ANY);
+    snprintf (ts_src, sizeof ts_src, "%s %s src=%s seq=%s",
+              json_string_value (json_object_get (object, "timestamp")), topic,
+              json_string_value (json_object_get (object, "event_src_id")),
+              seq_text? seq_text: "?");
+    free (seq_text);
+    zchunk_extend (line, ts_src, strlen (ts_src));
+    const char *key;
+    json_t *value;
+    json_object_foreach (object, key, value) {
+        bool skip = false;
+        for (size_t i = 0; i < EP_COUNT (header); i++)
+            skip |= streq (key, header [i]);
+        if (skip)
+            continue;
+        char *text = json_is_string (value)? strdup (json_string_value (value))
+                                           : json_dumps (value, JSON_ENCODE_ANY | JSON_COMPACT);
+        char *pair = zsys_sprintf (" %s=%s", key, text? text: "?");
+        zchunk_extend (line, pair, strlen (pair));
+        free (pair);
+        free (text);
+    }
+    json_decref (object);
+    char *result = zchunk_strdup (line);
+    zchunk_destroy (&line);
+    return result;
+}

@@ -1,0 +1,133 @@
+/*  ep_rpc_client.c: DEALER with per-attempt timeout, reconnect and resend. */
+#include "ep_rpc_client.h"
+#include "ep_codec.h"
+#include "common.pb-c.h"
+
+struct _ep_rpc_client_t {
+    zsock_t *dealer;            //  current connection, NULL between attempts
+    char *endpoint;             //  where the service is
+    zcert_t *cert;              //  our CURVE certificate (borrowed), or NULL
+    char *server_key;           //  the service's public key, or NULL
+    int attempts;               //  attempts of the last call
+};
+
+static zsock_t *
+s_connect (ep_rpc_client_t *self)
+{
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    EP_ASSERT (dealer);
+    zsock_set_linger (dealer, 0);
+    zsock_set_heartbeat_ivl (dealer, 1000);
+    zsock_set_heartbeat_timeout (dealer, 3000);
+    zsock_set_maxmsgsize (dealer, (int64_t) EP_CODEC_DEFAULT_CAP + 1024);
+    if (self->cert) {
+        zcert_apply (self->cert, dealer);
+        zsock_set_curve_serverkey (dealer, self->server_key);
+    }
+    if (zsock_connect (dealer, "%s", self->endpoint) != 0)
+        zsock_destroy (&dealer);
+    return dealer;
+}
+
+ep_rpc_client_t *
+ep_rpc_client_new (const char *endpoint, zcert_t *cert, const char *server_key)
+{
+    ep_rpc_client_t *self = (ep_rpc_client_t *) zmalloc (sizeof (ep_rpc_client_t));
+    self->endpoint = strdup (endpoint);
+    self->cert = cert;
+    self->server_key = server_key? strdup (server_key): NULL;
+    self->dealer = s_connect (self);
+    if (!self->dealer)
+        ep_rpc_client_destroy (&self);
+    return self;
+}
+
+void
+ep_rpc_client_destroy (ep_rpc_client_t **self_p)
+{
+    ep_rpc_client_t *self = *self_p;
+    if (self) {
+        zsock_destroy (&self->dealer);
+        free (self->endpoint);
+        free (self->server_key);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+void
+ep_rpc_new_id (char id [33])
+{
+    ep_random_hex (id, 16);
+}
+
+//  Waits for the reply to request_id until deadline; NULL on timeout.
+static zframe_t *
+s_await (ep_rpc_client_t *self, const char *request_id, int64_t deadline)
+{
+    zpoller_t *poller = zpoller_new (self->dealer, NULL);
+    zframe_t *reply = NULL;
+    while (!reply) {
+        int64_t left = deadline - ep_mono_ms ();
+        if (left <= 0 || !zpoller_wait (poller, (int) left))
+            break;
+        zframe_t *frame = zframe_recv (self->dealer);
+        if (!frame)
+            break;
+        char err [256];
+        Ep__ReplyHeader *header = (Ep__ReplyHeader *) ep_codec_unpack_frame (
+            &ep__reply_header__descriptor, frame, EP_CODEC_DEFAULT_CAP, self->endpoint,
+            err, sizeof err);
+        if (header && header->request_id && streq (header->request_id, request_id))
+            reply = frame;
+        else
+            zframe_destroy (&frame);        //  late reply to an abandoned attempt
+        if (header)
+            ep__reply_header__free_unpacked (header, NULL);
+    }
+    zpoller_destroy (&poller);
+    return reply;
+}
+
+ProtobufCMessage *
+ep_rpc_client_call (ep_rpc_client_t *self, const ProtobufCMessage *request,
+                    const char *request_id, const ProtobufCMessageDescriptor *reply_desc,
+                    int timeout_ms, int attempts, char *err, size_t errlen)
+{
+    EP_ASSERT (attempts >= 1 && timeout_ms > 0);
+    zframe_t *packed = ep_codec_pack (request, EP_CODEC_DEFAULT_CAP, err, errlen);
+    if (!packed)
+        return NULL;
+    zframe_t *reply = NULL;
+    for (self->attempts = 1; self->attempts <= attempts; self->attempts++) {
+        if (!self->dealer && !(self->dealer = s_connect (self)))
+            break;
+        zframe_t *copy = zframe_dup (packed);
+        if (zframe_send (&copy, self->dealer, ZFRAME_DONTWAIT) == 0)
+            reply = s_await (self, request_id, ep_mono_ms () + timeout_ms);
+        else
+            zframe_destroy (&copy);
+        if (reply)
+            break;
+        //  No answer: drop the connection and retry on a new one.
+        zsock_destroy (&self->dealer);
+    }
+    zframe_destroy (&packed);
+    if (!reply) {
+        snprintf (err, errlen, "no reply from %s after %d attempt%s of %d ms: is the service running and is the address right?",
+                  self->endpoint, attempts, attempts == 1? "": "s", timeout_ms);
+        if (self->attempts > attempts)
+            self->attempts = attempts;
+        return NULL;
+    }
+    ProtobufCMessage *msg = ep_codec_unpack_frame (reply_desc, reply, EP_CODEC_DEFAULT_CAP,
+                                                   self->endpoint, err, errlen);
+    zframe_destroy (&reply);
+    return msg;
+}
+
+int
+ep_rpc_client_attempts (ep_rpc_client_t *self)
+{
+    return self->attempts;
+}

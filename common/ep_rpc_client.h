@@ -1,0 +1,44 @@
+/*  ep_rpc_client.h: request/reply client (DEALER) with timeout and retry.
+
+    Each call carries a request id chosen here; a retry resends the same
+    bytes with the same id, so a write service that keeps recent replies
+    (ep_replycache) answers it with the original reply and applies it once.
+    On a timeout the socket is closed and a fresh one connects, so a peer
+    that restarted (or a half-dead TCP connection) does not strand us.
+    Replies with other request ids (late answers to abandoned attempts) are
+    discarded.
+*/
+#ifndef EP_RPC_CLIENT_H_INCLUDED
+#define EP_RPC_CLIENT_H_INCLUDED
+
+#include "ep_prelude.h"
+#include <protobuf-c/protobuf-c.h>
+
+typedef struct _ep_rpc_client_t ep_rpc_client_t;
+
+//  A client of the service at endpoint; with cert and server_key a CURVE
+//  client. Returns NULL if endpoint is invalid.
+ep_rpc_client_t *
+    ep_rpc_client_new (const char *endpoint, zcert_t *cert, const char *server_key);
+
+void
+    ep_rpc_client_destroy (ep_rpc_client_t **self_p);
+
+//  Writes a fresh request id (32 hex characters) into id.
+void
+    ep_rpc_new_id (char id [33]);
+
+//  Sends request (whose request_id field is request_id) and waits up to
+//  timeout_ms per attempt, for at most attempts attempts. Returns the reply
+//  decoded as reply_desc, or NULL with the reason in err. Free the reply
+//  with protobuf_c_message_free_unpacked (reply, NULL).
+ProtobufCMessage *
+    ep_rpc_client_call (ep_rpc_client_t *self, const ProtobufCMessage *request,
+                        const char *request_id, const ProtobufCMessageDescriptor *reply_desc,
+                        int timeout_ms, int attempts, char *err, size_t errlen);
+
+//  Attempts the last call took (1 when the first attempt was answered).
+int
+    ep_rpc_client_attempts (ep_rpc_client_t *self);
+
+#endif

@@ -1,0 +1,122 @@
+/*  test_event_json.c: the canonical JSON rendering of events. */
+#include <criterion/criterion.h>
+#include "ep_event_json.h"
+
+static Ep__StreamMeta s_meta = EP__STREAM_META__INIT;
+
+static void
+s_stamp (Ep__Event *event)
+{
+    s_meta.source_id = "watchdog-1a2b";
+    s_meta.has_epoch = true;
+    s_meta.epoch = 0xfedcba9876543210ull;
+    s_meta.stream = "connect";
+    s_meta.has_seq = true;
+    s_meta.seq = 42;
+    s_meta.has_timestamp_ms = true;
+    s_meta.timestamp_ms = 1000123;
+    event->meta = &s_meta;
+}
+
+Test (event_json, connect_event_has_openziti_field_names)
+{
+    Ep__ConnectEvent body = EP__CONNECT_EVENT__INIT;
+    body.type = "router-to-ctrl";
+    body.src_type = "router";
+    body.src_id = "r1";
+    body.src_addr = "127.0.0.1:50000";
+    body.dst_type = "ctrl";
+    body.dst_id = "watchdog-1a2b";
+    body.dst_addr = "127.0.0.1:6262";
+    body.has_connected = true;
+    body.connected = true;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_CONNECT;
+    event.connect = &body;
+    s_stamp (&event);
+    json_t *json = ep_event_json ("connect.router-to-ctrl", &event);
+    cr_assert_str_eq (json_string_value (json_object_get (json, "namespace")), "connect");
+    cr_assert_str_eq (json_string_value (json_object_get (json, "event_src_id")), "watchdog-1a2b");
+    cr_assert_str_eq (json_string_value (json_object_get (json, "timestamp")), "1970-01-01T00:16:40.123Z");
+    cr_assert_str_eq (json_string_value (json_object_get (json, "type")), "router-to-ctrl");
+    cr_assert_eq (json_integer_value (json_object_get (json, "seq")), 42);
+    cr_assert_str_eq (json_string_value (json_object_get (json, "epoch")), "fedcba9876543210");
+    const char *fields [] = { "src_type", "src_id", "src_addr", "dst_type", "dst_id", "dst_addr" };
+    for (size_t i = 0; i < EP_COUNT (fields); i++)
+        cr_assert (json_is_string (json_object_get (json, fields [i])), "%s", fields [i]);
+    cr_assert (json_is_true (json_object_get (json, "connected")));
+    cr_assert_null (json_object_get (json, "duration"), "absent optional fields are absent");
+    json_decref (json);
+}
+
+Test (event_json, enums_are_lower_case_names_without_prefix)
+{
+    Ep__TerminatorEvent body = EP__TERMINATOR_EVENT__INIT;
+    body.event_type = "created";
+    body.terminator_id = "t1";
+    body.has_precedence = true;
+    body.precedence = EP__PRECEDENCE__PRECEDENCE_REQUIRED;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_TERMINATOR;
+    event.terminator = &body;
+    s_stamp (&event);
+    json_t *json = ep_event_json ("terminator.created", &event);
+    cr_assert_str_eq (json_string_value (json_object_get (json, "precedence")), "required");
+    json_decref (json);
+}
+
+Test (event_json, repeated_and_nested_fields)
+{
+    Ep__PresenceEvent body = EP__PRESENCE_EVENT__INIT;
+    char *routers [] = { "r1", "r2" };
+    body.n_routers = 2;
+    body.routers = routers;
+    body.has_instance_epoch = true;
+    body.instance_epoch = UINT64_MAX;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_PRESENCE;
+    event.presence = &body;
+    s_stamp (&event);
+    json_t *json = ep_event_json ("presence.beacon", &event);
+    json_t *array = json_object_get (json, "routers");
+    cr_assert_eq (json_array_size (array), 2);
+    cr_assert_str_eq (json_string_value (json_array_get (array, 1)), "r2");
+    //  Beyond 2^53 integers are strings, so JavaScript readers stay exact.
+    cr_assert_str_eq (json_string_value (json_object_get (json, "instance_epoch")),
+                      "18446744073709551615");
+    json_decref (json);
+}
+
+Test (event_json, invalid_utf8_becomes_null_not_invalid_json)
+{
+    Ep__ChannelEvent body = EP__CHANNEL_EVENT__INIT;
+    body.detail = "bad \xff\xfe bytes";
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_CHANNEL;
+    event.channel = &body;
+    s_stamp (&event);
+    json_t *json = ep_event_json ("channel.refused", &event);
+    cr_assert (json_is_null (json_object_get (json, "detail")));
+    char *text = json_dumps (json, 0);
+    cr_assert_not_null (text);
+    free (text);
+    json_decref (json);
+}
+
+Test (event_json, text_line_names_topic_source_and_fields)
+{
+    Ep__StrayEvent body = EP__STRAY_EVENT__INIT;
+    body.remote_addr = "127.0.0.1:40000";
+    body.step = "await-hello";
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_STRAY;
+    event.stray = &body;
+    s_stamp (&event);
+    char *line = ep_event_text ("stray.detected", &event);
+    cr_assert (strstr (line, "stray.detected"), "%s", line);
+    cr_assert (strstr (line, "src=watchdog-1a2b"), "%s", line);
+    cr_assert (strstr (line, "step=await-hello"), "%s", line);
+    cr_assert (strstr (line, "remote_addr=127.0.0.1:40000"), "%s", line);
+    cr_assert_null (strchr (line, '\n'));
+    free (line);
+}
