@@ -1,0 +1,193 @@
+/*  ep_http.c: /metrics, /healthz and /readyz on libmicrohttpd.
+
+    We bind the listening socket ourselves and hand it to libmicrohttpd, so
+    a bad or busy address is reported with its errno and a hint, not lost
+    in a generic start failure. libmicrohttpd closes that socket on stop.
+*/
+#include "ep_prelude.h"
+#include "ep_http.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define EP_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+struct _ep_http_t {
+    struct MHD_Daemon *daemon;  //  libmicrohttpd, serving from its own thread
+    ep_metrics_t *metrics;      //  what /metrics renders, not owned
+    pthread_mutex_t lock;       //  guards ready and reason
+    bool ready;                 //  what /readyz answers
+    char *reason;               //  why not ready
+};
+
+//  Parses "HOST:PORT" (IPv4 HOST, "*" for every interface). Returns 0 or -1.
+static int
+s_parse_listen (const char *listen, struct sockaddr_in *addr)
+{
+    const char *colon = listen? strrchr (listen, ':'): NULL;
+    if (!colon || colon == listen || colon - listen >= INET_ADDRSTRLEN)
+        return -1;
+    char host [INET_ADDRSTRLEN];
+    memcpy (host, listen, colon - listen);
+    host [colon - listen] = 0;
+
+    const char *digits = colon + 1;
+    char *end;
+    long port = strtol (digits, &end, 10);
+    if (*digits < '0' || *digits > '9' || *end || port > 65535)
+        return -1;
+
+    memset (addr, 0, sizeof *addr);
+    addr->sin_family = AF_INET;
+    addr->sin_port = htons ((uint16_t) port);
+    if (streq (host, "*"))
+        addr->sin_addr.s_addr = htonl (INADDR_ANY);
+    else
+    if (inet_pton (AF_INET, host, &addr->sin_addr) != 1)
+        return -1;
+    return 0;
+}
+
+//  Returns a listening socket bound to addr, or -1 with errno set.
+static int
+s_listen (const struct sockaddr_in *addr)
+{
+    int fd = socket (AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -1;
+    int on = 1;
+    if (setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == 0
+    &&  bind (fd, (const struct sockaddr *) addr, sizeof *addr) == 0
+    &&  listen (fd, 64) == 0)
+        return fd;
+    int saved = errno;
+    close (fd);
+    errno = saved;
+    return -1;
+}
+
+static enum MHD_Result
+s_reply (struct MHD_Connection *connection, unsigned int status,
+         const char *type, char *body)
+{
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer (strlen (body), body, MHD_RESPMEM_MUST_FREE);
+    if (!response) {
+        free (body);
+        return MHD_NO;
+    }
+    MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header (response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    enum MHD_Result rc = MHD_queue_response (connection, status, response);
+    MHD_destroy_response (response);
+    return rc;
+}
+
+//  Called on libmicrohttpd's thread for each request. Every request here
+//  has no body, so we answer on the first call.
+static enum MHD_Result
+s_handle_request (void *cls, struct MHD_Connection *connection, const char *url,
+                  const char *method, const char *version, const char *upload_data,
+                  size_t *upload_data_size, void **con_cls)
+{
+    (void) version; (void) upload_data; (void) upload_data_size; (void) con_cls;
+    ep_http_t *self = (ep_http_t *) cls;
+    const char *text = "text/plain; charset=utf-8";
+
+    if (!streq (method, MHD_HTTP_METHOD_GET) && !streq (method, MHD_HTTP_METHOD_HEAD))
+        return s_reply (connection, MHD_HTTP_METHOD_NOT_ALLOWED, text,
+                        zsys_sprintf ("method %s not allowed: use GET\n", method));
+    if (streq (url, "/metrics"))
+        return s_reply (connection, MHD_HTTP_OK, EP_METRICS_CONTENT_TYPE,
+                        ep_metrics_render (self->metrics));
+    if (streq (url, "/healthz"))
+        return s_reply (connection, MHD_HTTP_OK, text, strdup ("ok\n"));
+    if (streq (url, "/readyz")) {
+        pthread_mutex_lock (&self->lock);
+        bool ready = self->ready;
+        char *body = ready? strdup ("ready\n"): zsys_sprintf ("not ready: %s\n", self->reason);
+        pthread_mutex_unlock (&self->lock);
+        return s_reply (connection, ready? MHD_HTTP_OK: MHD_HTTP_SERVICE_UNAVAILABLE,
+                        text, body);
+    }
+    return s_reply (connection, MHD_HTTP_NOT_FOUND, text,
+                    strdup ("not found: try /metrics, /healthz or /readyz\n"));
+}
+
+ep_http_t *
+ep_http_new (const char *listen, ep_metrics_t *metrics)
+{
+    EP_ASSERT (metrics);
+    ep_http_t *self = (ep_http_t *) zmalloc (sizeof (ep_http_t));
+    EP_ASSERT (pthread_mutex_init (&self->lock, NULL) == 0);
+    self->metrics = metrics;
+    self->reason = strdup ("starting");
+
+    struct sockaddr_in addr;
+    const char *error = NULL;
+    int fd = -1;
+    if (s_parse_listen (listen, &addr) == -1)
+        error = "not an IPv4 HOST:PORT, such as 127.0.0.1:9101 or *:9101";
+    else
+    if ((fd = s_listen (&addr)) == -1)
+        error = strerror (errno);
+    else {
+        //  epoll, not select (): fd numbers past 1024 must work.
+        self->daemon = MHD_start_daemon (
+            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG,
+            0, NULL, NULL, s_handle_request, self,
+            MHD_OPTION_LISTEN_SOCKET, fd,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 30,
+            MHD_OPTION_END);
+        if (!self->daemon) {
+            error = "libmicrohttpd did not start (see its message above)";
+            close (fd);         //  only MHD_stop_daemon closes it for us
+        }
+    }
+    if (error) {
+        zsys_error ("ep_http: cannot serve HTTP on '%s': %s; set another address"
+                    " (EDGEPLANE_HTTP_LISTEN)", listen? listen: "(null)", error);
+        ep_http_destroy (&self);
+    }
+    return self;
+}
+
+void
+ep_http_destroy (ep_http_t **self_p)
+{
+    ep_http_t *self = *self_p;
+    if (self) {
+        if (self->daemon)
+            MHD_stop_daemon (self->daemon);
+        pthread_mutex_destroy (&self->lock);
+        free (self->reason);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+int
+ep_http_port (ep_http_t *self)
+{
+    EP_ASSERT (self);
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info (self->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    return info? info->port: -1;
+}
+
+void
+ep_http_set_ready (ep_http_t *self, bool ready, const char *reason)
+{
+    EP_ASSERT (self);
+    char *copy = strdup (reason? reason: "unspecified");
+    pthread_mutex_lock (&self->lock);
+    self->ready = ready;
+    free (self->reason);
+    self->reason = copy;
+    pthread_mutex_unlock (&self->lock);
+}

@@ -1,0 +1,38 @@
+/*  ep_http.h: the /metrics, /healthz and /readyz endpoints of a service.
+
+    libmicrohttpd serves them from its own thread in epoll mode: services
+    hold thousands of connections, and select() cannot watch an fd past 1024.
+        GET /healthz  200 "ok" while the process runs
+        GET /readyz   200 "ready", or 503 "not ready: <reason>"
+        GET /metrics  200, the registry in Prometheus text format 0.0.4
+    Other paths get 404, other methods 405 (HEAD works like GET).
+*/
+#ifndef EP_HTTP_H_INCLUDED
+#define EP_HTTP_H_INCLUDED
+
+#include "ep_prelude.h"
+#include "ep_metrics.h"
+
+typedef struct _ep_http_t ep_http_t;
+
+//  Starts serving on listen, "HOST:PORT" with an IPv4 HOST ("*" or
+//  "0.0.0.0" for every interface) and PORT 0 for one the kernel chooses.
+//  metrics must outlive the server. Starts not ready ("starting"). Returns
+//  NULL, with the reason logged, if the address is invalid or cannot be bound.
+ep_http_t *
+    ep_http_new (const char *listen, ep_metrics_t *metrics);
+
+//  Stops the server and nulls *self_p.
+void
+    ep_http_destroy (ep_http_t **self_p);
+
+//  The TCP port actually bound.
+int
+    ep_http_port (ep_http_t *self);
+
+//  Sets what /readyz answers; reason (copied) says why it is not ready.
+//  Callable from any thread.
+void
+    ep_http_set_ready (ep_http_t *self, bool ready, const char *reason);
+
+#endif

@@ -1,0 +1,221 @@
+/*  test_http.c: /metrics, /healthz, /readyz over a real socket, including
+    with file descriptor numbers past 1024 (where select () would fail). */
+#include <criterion/criterion.h>
+#include "ep_test.h"
+#include "ep_http.h"
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef struct {
+    int status;                 //  HTTP status code, -1 if no valid reply
+    char *head;                 //  status line and headers
+    char *body;                 //  everything after the blank line
+} reply_t;
+
+static void
+s_reply_free (reply_t *reply)
+{
+    free (reply->head);
+    free (reply->body);
+}
+
+//  A minimal HTTP/1.1 client: one request, reads until the server closes.
+//  Blocks at most 5 s on any socket operation. Returns the socket's fd
+//  number in *fd_used if fd_used is not NULL.
+static reply_t
+s_request (int port, const char *method, const char *path, int *fd_used)
+{
+    reply_t reply = { -1, NULL, NULL };
+    int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq (fd, 0);
+    if (fd_used)
+        *fd_used = fd;
+    struct timeval timeout = { 5, 0 };
+    setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    setsockopt (fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons (port) };
+    addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    cr_assert_eq (connect (fd, (struct sockaddr *) &addr, sizeof addr), 0);
+
+    char *request = zsys_sprintf ("%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                  "Connection: close\r\n\r\n", method, path);
+    cr_assert_eq (send (fd, request, strlen (request), MSG_NOSIGNAL), (ssize_t) strlen (request));
+    zstr_free (&request);
+
+    zchunk_t *data = zchunk_new (NULL, 0);
+    char buf [4096];
+    ssize_t n;
+    while ((n = recv (fd, buf, sizeof buf, 0)) > 0)
+        zchunk_extend (data, buf, n);
+    close (fd);
+    char *text = zchunk_strdup (data);
+    zchunk_destroy (&data);
+
+    char *blank = strstr (text, "\r\n\r\n");
+    if (blank && sscanf (text, "HTTP/1.%*d %d", &reply.status) == 1) {
+        reply.body = strdup (blank + 4);
+        *blank = 0;
+        reply.head = strdup (text);
+    }
+    free (text);
+    return reply;
+}
+
+static ep_http_t *
+s_server (ep_metrics_t *metrics)
+{
+    ep_http_t *http = ep_http_new ("127.0.0.1:0", metrics);
+    cr_assert_not_null (http);
+    cr_assert_gt (ep_http_port (http), 0);
+    return http;
+}
+
+Test (http, health_and_readiness)
+{
+    ep_metrics_t *metrics = ep_metrics_new ("httptest");
+    ep_http_t *http = s_server (metrics);
+    int port = ep_http_port (http);
+
+    reply_t r = s_request (port, "GET", "/healthz", NULL);
+    cr_assert_eq (r.status, 200);
+    cr_assert_str_eq (r.body, "ok\n");
+    s_reply_free (&r);
+
+    //  Not ready until told so; the reason is shown.
+    r = s_request (port, "GET", "/readyz", NULL);
+    cr_assert_eq (r.status, 503);
+    cr_assert_str_eq (r.body, "not ready: starting\n");
+    s_reply_free (&r);
+
+    ep_http_set_ready (http, false, "database not open");
+    r = s_request (port, "GET", "/readyz", NULL);
+    cr_assert_eq (r.status, 503);
+    cr_assert_str_eq (r.body, "not ready: database not open\n");
+    s_reply_free (&r);
+
+    ep_http_set_ready (http, true, NULL);
+    r = s_request (port, "GET", "/readyz", NULL);
+    cr_assert_eq (r.status, 200);
+    cr_assert_str_eq (r.body, "ready\n");
+    s_reply_free (&r);
+
+    ep_http_destroy (&http);
+    cr_assert_null (http);
+    ep_metrics_destroy (&metrics);
+}
+
+Test (http, metrics_endpoint)
+{
+    ep_metrics_t *metrics = ep_metrics_new ("httptest");
+    ep_metrics_request_done (metrics, "get", "NOT_FOUND", 0.2);
+    ep_http_t *http = s_server (metrics);
+    int port = ep_http_port (http);
+
+    reply_t r = s_request (port, "GET", "/metrics", NULL);
+    cr_assert_eq (r.status, 200);
+    cr_assert (strstr (r.head, "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8"),
+               "%s", r.head);
+    cr_assert (strstr (r.body, "edgeplane_build_info{service=\"httptest\""), "%s", r.body);
+    cr_assert (strstr (r.body, "edgeplane_requests_total{op=\"get\",code=\"NOT_FOUND\"} 1\n"));
+    s_reply_free (&r);
+
+    //  HEAD: same status and headers, no body.
+    r = s_request (port, "HEAD", "/metrics", NULL);
+    cr_assert_eq (r.status, 200);
+    cr_assert_str_eq (r.body, "");
+    s_reply_free (&r);
+
+    ep_http_destroy (&http);
+    ep_metrics_destroy (&metrics);
+}
+
+Test (http, unknown_path_and_method)
+{
+    ep_metrics_t *metrics = ep_metrics_new ("httptest");
+    ep_http_t *http = s_server (metrics);
+    int port = ep_http_port (http);
+
+    reply_t r = s_request (port, "GET", "/nope", NULL);
+    cr_assert_eq (r.status, 404);
+    s_reply_free (&r);
+
+    r = s_request (port, "DELETE", "/metrics", NULL);
+    cr_assert_eq (r.status, 405);
+    cr_assert (strstr (r.head, "\r\nAllow: GET, HEAD"), "%s", r.head);
+    s_reply_free (&r);
+
+    ep_http_destroy (&http);
+    ep_metrics_destroy (&metrics);
+}
+
+Test (http, listen_addresses)
+{
+    ep_metrics_t *metrics = ep_metrics_new ("httptest");
+    const char *bad [] = { "nonsense", "127.0.0.1", "127.0.0.1:", "127.0.0.1:99999",
+                           "127.0.0.1:-1", "300.1.1.1:0", ":9101", "127.0.0.1:80x" };
+    for (size_t i = 0; i < EP_COUNT (bad); i++)
+        cr_assert_null (ep_http_new (bad [i], metrics), "accepted '%s'", bad [i]);
+    cr_assert_null (ep_http_new (NULL, metrics));
+
+    //  "*" is every interface, loopback included.
+    ep_http_t *any = ep_http_new ("*:0", metrics);
+    cr_assert_not_null (any);
+    reply_t r = s_request (ep_http_port (any), "GET", "/healthz", NULL);
+    cr_assert_eq (r.status, 200);
+    s_reply_free (&r);
+
+    //  A port in use is refused, not shared.
+    char *taken = zsys_sprintf ("127.0.0.1:%d", ep_http_port (any));
+    cr_assert_null (ep_http_new (taken, metrics));
+    zstr_free (&taken);
+
+    ep_http_destroy (&any);
+    ep_metrics_destroy (&metrics);
+}
+
+//  The acceptance test: with more than 1,100 descriptors open, the server's
+//  sockets get numbers past 1024, and /metrics must still answer.
+Test (http, serves_past_fd_1024)
+{
+    struct rlimit limit;
+    cr_assert_eq (getrlimit (RLIMIT_NOFILE, &limit), 0);
+    if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < 1200)
+        cr_skip_test ("RLIMIT_NOFILE hard limit is %lu; need at least 1200 "
+                      "(raise it with ulimit -Hn)", (unsigned long) limit.rlim_max);
+    limit.rlim_cur = limit.rlim_max == RLIM_INFINITY? 4096: limit.rlim_max;
+    cr_assert_eq (setrlimit (RLIMIT_NOFILE, &limit), 0);
+
+    int null_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+    cr_assert_geq (null_fd, 0);
+    int fillers [1150];
+    for (size_t i = 0; i < EP_COUNT (fillers); i++) {
+        fillers [i] = fcntl (null_fd, F_DUPFD_CLOEXEC, 0);
+        cr_assert_geq (fillers [i], 0);
+    }
+    //  Descriptors are allocated lowest first: whatever opens next is past 1024.
+    int probe = dup (null_fd);
+    cr_assert_gt (probe, 1024);
+    close (probe);
+
+    ep_metrics_t *metrics = ep_metrics_new ("manyfds");
+    ep_http_t *http = s_server (metrics);
+    int client_fd;
+    reply_t r = s_request (ep_http_port (http), "GET", "/metrics", &client_fd);
+    cr_assert_gt (client_fd, 1024);
+    cr_assert_eq (r.status, 200);
+    char *line = strstr (r.body, "\nprocess_open_fds ");
+    cr_assert_not_null (line, "%s", r.body);
+    double open_fds = strtod (line + strlen ("\nprocess_open_fds "), NULL);
+    cr_assert_gt (open_fds, 1100);
+    s_reply_free (&r);
+
+    ep_http_destroy (&http);
+    ep_metrics_destroy (&metrics);
+    for (size_t i = 0; i < EP_COUNT (fillers); i++)
+        close (fillers [i]);
+    close (null_fd);
+}
