@@ -1,0 +1,70 @@
+/*  ep_rpc_server.h: the service side of request/reply (ROUTER).
+
+    Reads requests, checks their size, decodes the request id, and answers
+    retries from the reply cache so a retried write is applied once. A retry
+    that arrives while the original is still being served (say, waiting for
+    a group commit) is parked and gets the same reply. Malformed requests
+    get an error reply, never silence and never a crash. Every service's
+    Reply carries request_id and status as fields 1 and 2, so a generic
+    error reply (ep.ReplyHeader) decodes as any service's Reply.
+*/
+#ifndef EP_RPC_SERVER_H_INCLUDED
+#define EP_RPC_SERVER_H_INCLUDED
+
+#include "ep_prelude.h"
+#include "ep_auth.h"
+#include "common.pb-c.h"
+
+typedef struct _ep_rpc_server_t ep_rpc_server_t;
+typedef struct _ep_rpc_call_t ep_rpc_call_t;
+
+//  A server reading from router (borrowed), refusing requests above cap.
+//  Replies are remembered for ttl_ms, at most max_replies of them.
+ep_rpc_server_t *
+    ep_rpc_server_new (zsock_t *router, size_t cap, size_t max_replies, int64_t ttl_ms);
+
+void
+    ep_rpc_server_destroy (ep_rpc_server_t **self_p);
+
+//  Reads one message. Returns a call for the service to handle, or NULL if
+//  the message was answered here (retry, malformed) or nothing was read.
+ep_rpc_call_t *
+    ep_rpc_server_recv (ep_rpc_server_t *self);
+
+//  Sends reply (a packed Reply carrying the call's request id) to the
+//  caller and any parked retries; remembers it for retries when remember
+//  is true (writes). Takes ownership of *reply_p and *call_p.
+int
+    ep_rpc_server_reply (ep_rpc_server_t *self, ep_rpc_call_t **call_p,
+                         zframe_t **reply_p, bool remember);
+
+//  Replies with only a status (code and a printf-style message).
+int
+    ep_rpc_server_fail (ep_rpc_server_t *self, ep_rpc_call_t **call_p,
+                        Ep__Status__Code code, const char *format, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+//  Replies PERMISSION_DENIED and returns false unless the caller's role is
+//  one of allowed (NULL-terminated). On false the call is consumed.
+bool
+    ep_rpc_server_require_role (ep_rpc_server_t *self, ep_rpc_call_t **call_p,
+                                const char *const *allowed);
+
+//  The caller: its CURVE key and role.
+const ep_caller_t *
+    ep_rpc_call_caller (ep_rpc_call_t *call);
+
+const char *
+    ep_rpc_call_request_id (ep_rpc_call_t *call);
+
+//  The request bytes (length already checked against the cap).
+zframe_t *
+    ep_rpc_call_payload (ep_rpc_call_t *call);
+
+//  Requests answered from the cache, and malformed requests refused.
+uint64_t
+    ep_rpc_server_retries (ep_rpc_server_t *self);
+uint64_t
+    ep_rpc_server_malformed (ep_rpc_server_t *self);
+
+#endif

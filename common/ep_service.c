@@ -1,0 +1,184 @@
+/*  ep_service.c: process scaffolding shared by every service. */
+#include "ep_service.h"
+#include "ep_publisher.h"
+#include "ep_ready.h"
+#include <errno.h>
+
+struct _ep_service_t {
+    char *name;                 //  "bus", "model", ...
+    char *source_id;            //  "<name>-<instance>"
+    ep_config_t *config;        //  parsed options (owns their strings)
+    ep_common_opts_t opts;      //  the shared options
+    ep_auth_t *auth;            //  zauth; the process exits if it dies
+    zcert_t *cert;              //  this service's CURVE certificate
+    ep_metrics_t *metrics;      //  registry behind /metrics
+    ep_http_t *http;            //  /metrics, /healthz, /readyz
+    json_t *endpoints;          //  label -> endpoint actually bound
+};
+
+ep_service_t *
+ep_service_new (const char *name, const char *description, const char *http_default,
+                const ep_opt_t *opts, size_t nopts, int argc, char **argv)
+{
+    ep_service_t *self = (ep_service_t *) zmalloc (sizeof (ep_service_t));
+    self->name = strdup (name);
+    char program [64];
+    snprintf (program, sizeof program, "edgeplane-%s", name);
+    self->config = ep_config_new (program, description);
+    ep_common_opts_add (self->config, &self->opts, http_default);
+    if (opts && nopts)
+        ep_config_add (self->config, opts, nopts);
+    ep_config_parse_or_exit (self->config, argc, argv);
+    if (ep_log_init_named (name, self->opts.log_level, self->opts.log_format) != 0) {
+        fprintf (stderr, "%s: cannot start logging\n", program);
+        exit (2);
+    }
+    self->source_id = ep_source_id (name, self->opts.instance_id);
+    //  czmq's own handlers turn SIGINT/SIGTERM into zsys_interrupted.
+    zsys_init ();
+    zsys_set_logident (program);
+
+    //  zauth first: a CURVE server bound before it runs would admit anyone
+    //  who knows its public key.
+    self->auth = ep_auth_new (self->opts.keys_dir);
+    if (self->auth)
+        self->cert = ep_keys_load (self->opts.keys_dir, name);
+    if (self->cert) {
+        self->metrics = ep_metrics_new (name);
+        self->http = ep_http_new (self->opts.http_listen, self->metrics);
+    }
+    if (!self->http) {
+        ep_log_error ("%s did not start (see above); keys dir %s, data dir %s",
+                      program, self->opts.keys_dir, self->opts.data_dir);
+        ep_service_destroy (&self);
+        exit (1);
+    }
+    ep_http_set_ready (self->http, false, "starting");
+    self->endpoints = json_object ();
+    ep_log_info ("%s %s starting as %s", program, EP_VERSION, self->source_id);
+    return self;
+}
+
+void
+ep_service_destroy (ep_service_t **self_p)
+{
+    ep_service_t *self = *self_p;
+    if (self) {
+        json_decref (self->endpoints);
+        ep_http_destroy (&self->http);
+        ep_metrics_destroy (&self->metrics);
+        zcert_destroy (&self->cert);
+        ep_auth_destroy (&self->auth);
+        ep_config_destroy (&self->config);
+        free (self->source_id);
+        free (self->name);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+int
+ep_service_bind (ep_service_t *self, zsock_t *sock, const char *label, const char *endpoint)
+{
+    if (ep_curve_server (sock, self->cert) != 0) {
+        ep_log_error ("cannot secure the %s socket: the %s certificate has no secret key; run `edgeplane pki init --force`",
+                      label, self->name);
+        return -1;
+    }
+    if (zsock_bind (sock, "%s", endpoint) < 0) {
+        ep_log_error ("cannot bind %s to %s: %s; is another process using it? choose another address",
+                      label, endpoint, zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    char *bound = zsock_last_endpoint (sock);
+    json_object_set_new (self->endpoints, label, json_string (bound));
+    ep_log_info ("%s bound on %s", label, bound);
+    free (bound);
+    return 0;
+}
+
+int
+ep_service_secure_client (ep_service_t *self, zsock_t *sock, const char *server)
+{
+    char *key = ep_keys_public_txt (self->opts.keys_dir, server);
+    int rc = key? ep_curve_client (sock, self->cert, key): -1;
+    free (key);
+    return rc;
+}
+
+int
+ep_service_ready (ep_service_t *self)
+{
+    char http [64];
+    snprintf (http, sizeof http, "http://127.0.0.1:%d", ep_http_port (self->http));
+    json_object_set_new (self->endpoints, "http", json_string (http));
+    if (self->opts.ready_file
+    &&  ep_ready_write (self->opts.ready_file, self->name, self->endpoints) != 0) {
+        ep_log_error ("cannot write the ready file %s: %s; check the directory exists and is writable",
+                      self->opts.ready_file, strerror (errno));
+        return -1;
+    }
+    ep_http_set_ready (self->http, true, NULL);
+    ep_log_info ("ready");
+    return 0;
+}
+
+void *
+ep_service_wait (ep_service_t *self, zpoller_t *poller, int64_t timeout_ms)
+{
+    if (timeout_ms < 0)
+        timeout_ms = 0;
+    void *which = zpoller_wait (poller, (int) (timeout_ms > INT32_MAX? INT32_MAX: timeout_ms));
+    if (which == ep_service_auth_actor (self))
+        ep_auth_check (self->auth);
+    return which == ep_service_auth_actor (self)? NULL: which;
+}
+
+bool
+ep_service_interrupted (ep_service_t *self)
+{
+    (void) self;
+    return zsys_interrupted != 0;
+}
+
+const ep_common_opts_t *
+ep_service_opts (ep_service_t *self)
+{
+    return &self->opts;
+}
+
+const char *
+ep_service_name (ep_service_t *self)
+{
+    return self->name;
+}
+
+const char *
+ep_service_source_id (ep_service_t *self)
+{
+    return self->source_id;
+}
+
+zcert_t *
+ep_service_cert (ep_service_t *self)
+{
+    return self->cert;
+}
+
+zactor_t *
+ep_service_auth_actor (ep_service_t *self)
+{
+    return ep_auth_actor (self->auth);
+}
+
+ep_metrics_t *
+ep_service_metrics (ep_service_t *self)
+{
+    return self->metrics;
+}
+
+ep_http_t *
+ep_service_http (ep_service_t *self)
+{
+    return self->http;
+}

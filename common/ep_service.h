@@ -1,0 +1,77 @@
+/*  ep_service.h: the shape every service process shares.
+
+    malamute's main, once: configuration -> logging -> zauth (before any
+    bind) -> the service's CURVE certificate -> metrics and the HTTP port ->
+    (the service binds its sockets through ep_service_bind) -> ready file
+    -> run -> teardown in reverse. A service's main.c then holds only what
+    is its own.
+*/
+#ifndef EP_SERVICE_H_INCLUDED
+#define EP_SERVICE_H_INCLUDED
+
+#include "ep_prelude.h"
+#include "ep_auth.h"
+#include "ep_config.h"
+#include "ep_http.h"
+#include "ep_keys.h"
+#include "ep_log.h"
+#include "ep_metrics.h"
+
+typedef struct _ep_service_t ep_service_t;
+
+//  Starts the shared part of service name ("bus", "model", ...): parses
+//  argv and the environment (the common options plus opts), starts logging,
+//  zauth and the HTTP server, loads <keys>/curve/<name>.cert_secret. Exits
+//  2 on a bad option and 1 on a start failure, after saying what to do.
+ep_service_t *
+    ep_service_new (const char *name, const char *description, const char *http_default,
+                    const ep_opt_t *opts, size_t nopts, int argc, char **argv);
+
+//  Tears down in reverse order; nulls *self_p.
+void
+    ep_service_destroy (ep_service_t **self_p);
+
+//  Makes sock a CURVE server with this service's certificate, binds it to
+//  endpoint and records the endpoint actually bound under label for the
+//  ready file. Returns 0, or -1 after logging why and what to do.
+int
+    ep_service_bind (ep_service_t *self, zsock_t *sock, const char *label,
+                     const char *endpoint);
+
+//  Makes sock a CURVE client of the service whose public certificate is
+//  <keys>/curve/<server>.cert. Returns 0 or -1 (logged).
+int
+    ep_service_secure_client (ep_service_t *self, zsock_t *sock, const char *server);
+
+//  Writes the ready file (when --ready-file was given) with every bound
+//  endpoint and the HTTP one, and marks /readyz ready.
+int
+    ep_service_ready (ep_service_t *self);
+
+//  Waits on poller (which must include ep_service_auth_actor) for at most
+//  timeout_ms. Exits the process if zauth died. Returns the readable socket,
+//  or NULL on timeout or interrupt (check ep_service_interrupted).
+void *
+    ep_service_wait (ep_service_t *self, zpoller_t *poller, int64_t timeout_ms);
+
+//  True once SIGINT or SIGTERM arrived.
+bool
+    ep_service_interrupted (ep_service_t *self);
+
+const ep_common_opts_t *
+    ep_service_opts (ep_service_t *self);
+const char *
+    ep_service_name (ep_service_t *self);
+//  "<name>-<instance id>": this process's source id on the bus.
+const char *
+    ep_service_source_id (ep_service_t *self);
+zcert_t *
+    ep_service_cert (ep_service_t *self);
+zactor_t *
+    ep_service_auth_actor (ep_service_t *self);
+ep_metrics_t *
+    ep_service_metrics (ep_service_t *self);
+ep_http_t *
+    ep_service_http (ep_service_t *self);
+
+#endif

@@ -1,0 +1,187 @@
+/*  edgeplane-bus: the event broker.
+
+    XSUB where services publish, XPUB where anyone authorised subscribes,
+    CURVE on both. Its own forwarding loop (rather than zmq_proxy) so it can
+    check each publisher's role and count messages per stream without a
+    capture socket doubling the work. Subscriptions flow upstream to the
+    publishers unchanged. Losses are never silent: every message carries its
+    publisher's seq, and subscribers detect gaps (ep_subscriber).
+*/
+#include "ep_service.h"
+#include "ep_codec.h"
+#include "bus.h"
+
+#define BATCH 1024              //  messages moved per wake-up before polling again
+
+typedef struct {
+    ep_series_t *in;            //  messages received on this stream
+    ep_series_t *out;           //  messages forwarded on this stream
+} s_stream_counts_t;
+
+typedef struct {
+    ep_service_t *service;      //  shared process scaffolding
+    zsock_t *xsub;              //  publishers connect here
+    zsock_t *xpub;              //  subscribers connect here
+    zhashx_t *streams;          //  stream -> s_stream_counts_t
+    ep_counter_t *in;           //  edgeplane_bus_received_total{stream}
+    ep_counter_t *out;          //  edgeplane_bus_forwarded_total{stream}
+    ep_counter_t *dropped;      //  edgeplane_bus_dropped_total{reason}
+    ep_gauge_t *subscriptions;  //  edgeplane_bus_subscriptions
+} s_bus_t;
+
+static s_stream_counts_t *
+s_counts (s_bus_t *self, const char *stream)
+{
+    s_stream_counts_t *counts = (s_stream_counts_t *) zhashx_lookup (self->streams, stream);
+    if (!counts) {
+        counts = (s_stream_counts_t *) zmalloc (sizeof (s_stream_counts_t));
+        const char *values [] = { stream };
+        counts->in = ep_counter_series (self->in, values);
+        counts->out = ep_counter_series (self->out, values);
+        zhashx_insert (self->streams, stream, counts);
+    }
+    return counts;
+}
+
+static void
+s_drop (s_bus_t *self, bus_verdict_t verdict)
+{
+    const char *values [] = { bus_verdict_name (verdict) };
+    ep_counter_inc (self->dropped, values, 1);
+}
+
+//  Moves up to BATCH messages from publishers to subscribers.
+static void
+s_forward (s_bus_t *self)
+{
+    void *xsub = zsock_resolve (self->xsub);
+    void *xpub = zsock_resolve (self->xpub);
+    for (int n = 0; n < BATCH; n++) {
+        zmq_msg_t parts [2];
+        zmq_msg_init (&parts [0]);
+        if (zmq_msg_recv (&parts [0], xsub, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&parts [0]);
+            return;
+        }
+        int count = 1;
+        bool more = zmq_msg_more (&parts [0]);
+        while (more) {
+            //  Read every part of the message, keeping the first two.
+            zmq_msg_t extra;
+            zmq_msg_t *into = count < 2? &parts [count]: &extra;
+            zmq_msg_init (into);
+            EP_ASSERT (zmq_msg_recv (into, xsub, 0) >= 0);
+            more = zmq_msg_more (into);
+            if (into == &extra)
+                zmq_msg_close (&extra);
+            count++;
+        }
+        const char *role = zmq_msg_gets (&parts [0], "role");
+        char stream [128];
+        bus_verdict_t verdict = bus_classify (role, true, zmq_msg_data (&parts [0]),
+                                              zmq_msg_size (&parts [0]), count,
+                                              stream, sizeof stream);
+        if (verdict == BUS_FORWARD) {
+            s_stream_counts_t *counts = s_counts (self, stream);
+            ep_series_add (counts->in, 1);
+            //  XPUB never blocks: a subscriber whose queue is full misses
+            //  the message and learns it from the seq.
+            if (zmq_msg_send (&parts [0], xpub, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0
+            &&  zmq_msg_send (&parts [1], xpub, ZMQ_DONTWAIT) >= 0)
+                ep_series_add (counts->out, 1);
+        }
+        else {
+            s_drop (self, verdict);
+            if (verdict == BUS_DROP_ROLE)
+                ep_log_debug ("dropped a message from a peer with role %s: only services publish",
+                              role? role: "none");
+        }
+        for (int i = 0; i < (count < 2? count: 2); i++)
+            zmq_msg_close (&parts [i]);
+    }
+}
+
+//  Passes subscriptions from subscribers up to the publishers.
+static void
+s_subscribe (s_bus_t *self)
+{
+    zframe_t *frame = zframe_recv (self->xpub);
+    if (!frame)
+        return;
+    if (zframe_size (frame) > 0) {
+        byte kind = zframe_data (frame) [0];
+        ep_gauge_add (self->subscriptions, NULL, kind == 1? 1: -1);
+    }
+    zframe_send (&frame, self->xsub, ZFRAME_DONTWAIT);
+}
+
+int
+main (int argc, char **argv)
+{
+    static char *pub_listen, *sub_listen;
+    static int64_t hwm;
+    ep_opt_t opts [] = {
+        { .name = "pub-listen", .env = "EDGEPLANE_BUS_PUB_LISTEN", .def = EP_DEFAULT_BUS_PUB,
+          .type = EP_OPT_ENDPOINT, .str = &pub_listen,
+          .help = "Where publishers connect (the XSUB side)." },
+        { .name = "sub-listen", .env = "EDGEPLANE_BUS_SUB_LISTEN", .def = EP_DEFAULT_BUS_SUB,
+          .type = EP_OPT_ENDPOINT, .str = &sub_listen,
+          .help = "Where subscribers connect (the XPUB side)." },
+        { .name = "hwm", .env = "EDGEPLANE_BUS_HWM", .def = "100000", .type = EP_OPT_INT,
+          .num = &hwm, .min = 1, .max = 10000000,
+          .help = "Messages queued per peer before the bus drops for that peer." },
+    };
+    s_bus_t self = { 0 };
+    self.service = ep_service_new ("bus", "Event broker: services publish, anyone authorised subscribes.",
+                                   EP_HTTP_LISTEN_BUS, opts, EP_COUNT (opts), argc, argv);
+    ep_metrics_t *metrics = ep_service_metrics (self.service);
+    const char *stream_label [] = { "stream" };
+    const char *reason_label [] = { "reason" };
+    self.in = ep_metrics_counter (metrics, "edgeplane_bus_received_total",
+                                  "Messages received from publishers, by stream.", 1, stream_label);
+    self.out = ep_metrics_counter (metrics, "edgeplane_bus_forwarded_total",
+                                   "Messages forwarded to subscribers, by stream.", 1, stream_label);
+    self.dropped = ep_metrics_counter (metrics, "edgeplane_bus_dropped_total",
+                                       "Messages dropped, by reason.", 1, reason_label);
+    self.subscriptions = ep_metrics_gauge (metrics, "edgeplane_bus_subscriptions",
+                                           "Subscriptions currently held.", 0, NULL);
+    self.streams = zhashx_new ();
+    zhashx_set_destructor (self.streams, (czmq_destructor *) zstr_free);
+
+    self.xsub = zsock_new (ZMQ_XSUB);
+    self.xpub = zsock_new (ZMQ_XPUB);
+    EP_ASSERT (self.xsub && self.xpub);
+    zsock_set_rcvhwm (self.xsub, (int) hwm);
+    zsock_set_sndhwm (self.xpub, (int) hwm);
+    //  Accept at least any subscriber's cap, plus the topic.
+    zsock_set_maxmsgsize (self.xsub, (int64_t) EP_CODEC_DEFAULT_CAP + 4096);
+    zsock_set_heartbeat_ivl (self.xsub, 1000);
+    zsock_set_heartbeat_timeout (self.xsub, 3000);
+    zsock_set_heartbeat_ivl (self.xpub, 1000);
+    zsock_set_heartbeat_timeout (self.xpub, 3000);
+    zsock_set_linger (self.xpub, 0);
+
+    int rc = ep_service_bind (self.service, self.xsub, "pub", pub_listen);
+    if (rc == 0)
+        rc = ep_service_bind (self.service, self.xpub, "sub", sub_listen);
+    if (rc == 0)
+        rc = ep_service_ready (self.service);
+
+    zpoller_t *poller = zpoller_new (ep_service_auth_actor (self.service),
+                                     self.xsub, self.xpub, NULL);
+    while (rc == 0 && !ep_service_interrupted (self.service)) {
+        void *which = ep_service_wait (self.service, poller, 1000);
+        if (which == self.xsub)
+            s_forward (&self);
+        else
+        if (which == self.xpub)
+            s_subscribe (&self);
+    }
+    ep_log_info ("stopping");
+    zpoller_destroy (&poller);
+    zsock_destroy (&self.xpub);
+    zsock_destroy (&self.xsub);
+    zhashx_destroy (&self.streams);
+    ep_service_destroy (&self.service);
+    return rc == 0? 0: 1;
+}
