@@ -79,6 +79,16 @@ ep_subscriber_subscribe (ep_subscriber_t *self, const char *prefix)
 {
     zsock_set_subscribe (self->sub, prefix);
     ep_tracker_subscribe (self->tracker, prefix);
+    //  A subscription to part of a stream ("connect.router-to-ctrl") also
+    //  takes that stream's heartbeats: they show the stream is live and the
+    //  publisher is not silent (a filtered subscriber judges no gaps).
+    char stream [128];
+    if (ep_topic_stream (prefix, stream, sizeof stream) == 0
+    &&  !ep_tracker_whole (self->tracker, stream)) {
+        char heartbeat [160];
+        snprintf (heartbeat, sizeof heartbeat, "%s.heartbeat", stream);
+        zsock_set_subscribe (self->sub, heartbeat);
+    }
 }
 
 Ep__Event *
@@ -188,12 +198,16 @@ ep_subscriber_recv (ep_subscriber_t *self, int timeout_ms, char **topic_p)
         free (pending);
         return event;
     }
+    //  timeout 0 still reads what is already waiting.
     int64_t deadline = timeout_ms < 0? INT64_MAX: ep_mono_ms () + timeout_ms;
     while (true) {
         ep_subscriber_tick (self);
         int64_t left = -1;
-        if (deadline != INT64_MAX && (left = deadline - ep_mono_ms ()) <= 0)
-            return NULL;
+        if (deadline != INT64_MAX) {
+            left = deadline - ep_mono_ms ();
+            if (left < 0)
+                left = 0;
+        }
         if (!s_readable (self, left))
             return NULL;
         Ep__Event *event = ep_subscriber_read (self, topic_p);

@@ -24,7 +24,8 @@ ep_subscriber_t *
 void
     ep_subscriber_destroy (ep_subscriber_t **self_p);
 
-//  Subscribes to topics starting with prefix ("" = everything).
+//  Subscribes to topics starting with prefix ("" = everything). A prefix
+//  that names part of a stream also takes the stream's heartbeats.
 void
     ep_subscriber_subscribe (ep_subscriber_t *self, const char *prefix);
 

@@ -111,6 +111,8 @@ s_subscribe (s_bus_t *self)
     if (zframe_size (frame) > 0) {
         byte kind = zframe_data (frame) [0];
         ep_gauge_add (self->subscriptions, NULL, kind == 1? 1: -1);
+        ep_log_debug ("%s \"%.*s\"", kind == 1? "subscribe": "unsubscribe",
+                      (int) zframe_size (frame) - 1, (char *) zframe_data (frame) + 1);
     }
     zframe_send (&frame, self->xsub, ZFRAME_DONTWAIT);
 }
