@@ -14,6 +14,7 @@ struct _ep_service_t {
     ep_metrics_t *metrics;      //  registry behind /metrics
     ep_http_t *http;            //  /metrics, /healthz, /readyz
     json_t *endpoints;          //  label -> endpoint actually bound
+    bool plaintext;             //  bind without CURVE (loopback only)
 };
 
 ep_service_t *
@@ -80,6 +81,15 @@ ep_service_destroy (ep_service_t **self_p)
 int
 ep_service_bind (ep_service_t *self, zsock_t *sock, const char *label, const char *endpoint)
 {
+    if (self->plaintext) {
+        if (!ep_service_loopback (endpoint)) {
+            ep_log_error ("refusing to bind %s to %s without CURVE: plaintext is for loopback only; use 127.0.0.1 or drop --plaintext",
+                          label, endpoint);
+            return -1;
+        }
+        ep_log_warn ("%s is bound WITHOUT authentication or encryption (plaintext mode)", label);
+    }
+    else
     if (ep_curve_server (sock, self->cert) != 0) {
         ep_log_error ("cannot secure the %s socket: the %s certificate has no secret key; run `edgeplane pki init --force`",
                       label, self->name);
@@ -95,6 +105,21 @@ ep_service_bind (ep_service_t *self, zsock_t *sock, const char *label, const cha
     ep_log_info ("%s bound on %s", label, bound);
     free (bound);
     return 0;
+}
+
+void
+ep_service_set_plaintext (ep_service_t *self, bool plaintext)
+{
+    self->plaintext = plaintext;
+}
+
+bool
+ep_service_loopback (const char *endpoint)
+{
+    return strncmp (endpoint, "tcp://127.", 10) == 0
+        || strncmp (endpoint, "tcp://localhost:", 16) == 0
+        || strncmp (endpoint, "ipc://", 6) == 0
+        || strncmp (endpoint, "inproc://", 9) == 0;
 }
 
 int

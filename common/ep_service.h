@@ -38,6 +38,16 @@ int
     ep_service_bind (ep_service_t *self, zsock_t *sock, const char *label,
                      const char *endpoint);
 
+//  Binds without CURVE from now on: for benchmarks and debugging only.
+//  Refused (-1, logged) unless endpoint is loopback, ipc or inproc; callers
+//  check each endpoint with ep_service_loopback first.
+void
+    ep_service_set_plaintext (ep_service_t *self, bool plaintext);
+
+//  True if endpoint cannot be reached from another machine.
+bool
+    ep_service_loopback (const char *endpoint);
+
 //  Makes sock a CURVE client of the service whose public certificate is
 //  <keys>/curve/<server>.cert. Returns 0 or -1 (logged).
 int

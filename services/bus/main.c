@@ -22,6 +22,7 @@ typedef struct {
     ep_service_t *service;      //  shared process scaffolding
     zsock_t *xsub;              //  publishers connect here
     zsock_t *xpub;              //  subscribers connect here
+    bool plaintext;             //  no CURVE: benchmarks only, loopback only
     zhashx_t *streams;          //  stream -> s_stream_counts_t
     ep_counter_t *in;           //  edgeplane_bus_received_total{stream}
     ep_counter_t *out;          //  edgeplane_bus_forwarded_total{stream}
@@ -78,7 +79,7 @@ s_forward (s_bus_t *self)
         }
         const char *role = zmq_msg_gets (&parts [0], "role");
         char stream [128];
-        bus_verdict_t verdict = bus_classify (role, true, zmq_msg_data (&parts [0]),
+        bus_verdict_t verdict = bus_classify (role, !self->plaintext, zmq_msg_data (&parts [0]),
                                               zmq_msg_size (&parts [0]), count,
                                               stream, sizeof stream);
         if (verdict == BUS_FORWARD) {
@@ -122,6 +123,7 @@ main (int argc, char **argv)
 {
     static char *pub_listen, *sub_listen;
     static int64_t hwm;
+    static bool plaintext;
     ep_opt_t opts [] = {
         { .name = "pub-listen", .env = "EDGEPLANE_BUS_PUB_LISTEN", .def = EP_DEFAULT_BUS_PUB,
           .type = EP_OPT_ENDPOINT, .str = &pub_listen,
@@ -132,6 +134,9 @@ main (int argc, char **argv)
         { .name = "hwm", .env = "EDGEPLANE_BUS_HWM", .def = "100000", .type = EP_OPT_INT,
           .num = &hwm, .min = 1, .max = 10000000,
           .help = "Messages queued per peer before the bus drops for that peer." },
+        { .name = "plaintext", .env = "EDGEPLANE_BUS_PLAINTEXT", .def = "false",
+          .type = EP_OPT_BOOL, .flag = &plaintext,
+          .help = "No CURVE, anyone may publish: for benchmarks on loopback only." },
     };
     s_bus_t self = { 0 };
     self.service = ep_service_new ("bus", "Event broker: services publish, anyone authorised subscribes.",
@@ -163,6 +168,8 @@ main (int argc, char **argv)
     zsock_set_heartbeat_timeout (self.xpub, 3000);
     zsock_set_linger (self.xpub, 0);
 
+    self.plaintext = plaintext;
+    ep_service_set_plaintext (self.service, plaintext);
     int rc = ep_service_bind (self.service, self.xsub, "pub", pub_listen);
     if (rc == 0)
         rc = ep_service_bind (self.service, self.xpub, "sub", sub_listen);
