@@ -29,7 +29,8 @@ void
 void
     ep_subscriber_subscribe (ep_subscriber_t *self, const char *prefix);
 
-//  Waits up to timeout_ms for the first message or heartbeat of stream, so
+//  Waits up to timeout_ms for the first message or heartbeat of stream (of
+//  any stream when NULL), so
 //  the caller knows its subscription has reached the publishers. Events
 //  that arrive meanwhile are kept for ep_subscriber_recv. Returns 0 or -1.
 int

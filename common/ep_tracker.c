@@ -183,6 +183,8 @@ ep_tracker_tick (ep_tracker_t *self, int64_t now_ms)
 bool
 ep_tracker_seen (ep_tracker_t *self, const char *stream)
 {
+    if (!stream)
+        return zhashx_size (self->seen_streams) > 0;
     return zhashx_lookup (self->seen_streams, stream) != NULL;
 }
 

@@ -69,7 +69,8 @@ bool
 size_t
     ep_tracker_tick (ep_tracker_t *self, int64_t now_ms);
 
-//  True once a message or heartbeat of stream has been observed.
+//  True once a message or heartbeat of stream (any stream when NULL) has
+//  been observed.
 bool
     ep_tracker_seen (ep_tracker_t *self, const char *stream);
 

@@ -1,0 +1,94 @@
+/*  edgeplane: the command-line tool. Dispatches to one function per
+    command; see cli.h. */
+#include "cli.h"
+#include "ep_log.h"
+#include <stdarg.h>
+
+typedef struct {
+    const char *name;           //  command word
+    int (*run) (int argc, char **argv);
+    const char *help;           //  one line for the overview
+} s_command_t;
+
+static const s_command_t s_commands [] = {
+    { "pki",    cli_pki,    "Keys and certificates: init, issue-curve." },
+    { "health", cli_health, "Check a service's /healthz or /readyz URL (exit 0 when it answers 200)." },
+    { "events", cli_events, "Subscribe to the event bus and print events (--json, --exec CMD)." },
+};
+
+int
+cli_fail (const char *command, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    char message [1024];
+    vsnprintf (message, sizeof message, format, args);
+    va_end (args);
+    fprintf (stderr, "edgeplane %s: %s\n", command, message);
+    return CLI_FAIL;
+}
+
+ep_config_t *
+cli_parse (const char *command, const char *description, const char *usage,
+           ep_common_opts_t *common, const ep_opt_t *opts, size_t nopts,
+           int argc, char **argv, int *exit_code)
+{
+    char program [64];
+    snprintf (program, sizeof program, "edgeplane %s", command);
+    ep_config_t *config = ep_config_new (program, description);
+    ep_common_opts_add (config, common, NULL);
+    if (opts && nopts)
+        ep_config_add (config, opts, nopts);
+    ep_config_set_args (config, usage? EP_ARGS_ANY: EP_ARGS_NONE, usage);
+    char err [512];
+    int rc = ep_config_parse (config, argc, argv, err, sizeof err);
+    if (rc == 0) {
+        ep_log_init_named ("edgeplane", common->log_level, common->log_format);
+        *exit_code = CLI_OK;
+        return config;
+    }
+    if (rc == 1) {
+        char *help = ep_config_help (config);
+        fputs (help, stdout);
+        free (help);
+        *exit_code = CLI_OK;
+    }
+    else {
+        fprintf (stderr, "%s\n", err);
+        *exit_code = CLI_USAGE;
+    }
+    ep_config_destroy (&config);
+    return NULL;
+}
+
+static void
+s_overview (FILE *out)
+{
+    fprintf (out, "edgeplane %s: control plane for fleets of edge routers.\n\n"
+                  "Usage: edgeplane COMMAND [ARGS...]   (edgeplane COMMAND --help for more)\n\n"
+                  "Commands:\n", EP_VERSION);
+    for (size_t i = 0; i < EP_COUNT (s_commands); i++)
+        fprintf (out, "  %-8s %s\n", s_commands [i].name, s_commands [i].help);
+}
+
+int
+main (int argc, char **argv)
+{
+    if (argc < 2) {
+        s_overview (stderr);
+        return CLI_USAGE;
+    }
+    if (streq (argv [1], "--help") || streq (argv [1], "-h") || streq (argv [1], "help")) {
+        s_overview (stdout);
+        return CLI_OK;
+    }
+    if (streq (argv [1], "--version") || streq (argv [1], "version")) {
+        printf ("edgeplane %s\n", EP_VERSION);
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < EP_COUNT (s_commands); i++)
+        if (streq (argv [1], s_commands [i].name))
+            return s_commands [i].run (argc - 1, argv + 1);
+    fprintf (stderr, "edgeplane: unknown command \"%s\"; run `edgeplane --help` for the list\n", argv [1]);
+    return CLI_USAGE;
+}
