@@ -1,0 +1,40 @@
+/*  fuzz_decode.c: every decoder that reads untrusted bytes, fed the same
+    input: channel frames, each service's requests, bus events (and their
+    JSON rendering), the generic request and reply headers. Nothing may
+    crash, leak or read out of bounds (ASan), whatever the bytes. */
+#include "ep_codec.h"
+#include "ep_event_json.h"
+#include "channel.pb-c.h"
+#include "events.pb-c.h"
+#include "model.pb-c.h"
+#include "sessions.pb-c.h"
+#include "terminators.pb-c.h"
+
+int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
+{
+    static const ProtobufCMessageDescriptor *types [] = {
+        &ep__frame__descriptor, &ep__model_request__descriptor,
+        &ep__terminator_request__descriptor, &ep__session_request__descriptor,
+        &ep__request_header__descriptor, &ep__reply_header__descriptor,
+        &ep__model_reply__descriptor,
+    };
+    char err [256];
+    for (size_t i = 0; i < EP_COUNT (types); i++) {
+        ProtobufCMessage *msg = ep_codec_unpack (types [i], data, size, 65536, "fuzz", err, sizeof err);
+        if (msg)
+            protobuf_c_message_free_unpacked (msg, NULL);
+    }
+    Ep__Event *event = (Ep__Event *) ep_codec_unpack (&ep__event__descriptor, data, size,
+                                                      65536, "fuzz", err, sizeof err);
+    if (event) {
+        json_t *json = ep_event_json ("fuzz.event", event);
+        char *text = json_dumps (json, 0);
+        free (text);
+        json_decref (json);
+        ep__event__free_unpacked (event, NULL);
+    }
+    return 0;
+}
