@@ -18,27 +18,29 @@ s_uint64 (uint64_t value)
     return json_string (text);
 }
 
-//  "PRECEDENCE_DEFAULT" of enum Precedence -> "default"; "ESTABLISHED" ->
-//  "established".
+//  Enum values as lower-case names without the prefix all the enum's values
+//  share: PRECEDENCE_REQUIRED -> "required", ENTITY_ROUTER -> "router",
+//  ESTABLISHED -> "established". Unknown values stay numbers.
 static json_t *
 s_enum (const ProtobufCEnumDescriptor *desc, int value)
 {
     const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value (desc, value);
     if (!ev)
         return json_integer (value);
-    char prefix [128];
-    size_t p = 0;
-    const char *type = desc->short_name;
-    for (size_t i = 0; type [i] && p < sizeof prefix - 2; i++) {
-        if (i > 0 && isupper ((unsigned char) type [i]))
-            prefix [p++] = '_';
-        prefix [p++] = (char) toupper ((unsigned char) type [i]);
+    //  The longest prefix ending in '_' shared by every value name.
+    size_t prefix = 0;
+    const char *first = desc->values [0].name;
+    for (size_t i = 0; first [i]; i++) {
+        if (first [i] != '_')
+            continue;
+        bool shared = desc->n_values > 1;
+        for (unsigned v = 1; shared && v < desc->n_values; v++)
+            shared = strncmp (desc->values [v].name, first, i + 1) == 0;
+        if (!shared)
+            break;
+        prefix = i + 1;
     }
-    prefix [p++] = '_';
-    prefix [p] = 0;
-    const char *name = ev->name;
-    if (strncmp (name, prefix, p) == 0 && name [p])
-        name += p;
+    const char *name = ev->name [prefix]? ev->name + prefix: ev->name;
     char lower [128];
     size_t i = 0;
     for (; name [i] && i < sizeof lower - 1; i++)
