@@ -8,7 +8,9 @@
     publisher's seq, and subscribers detect gaps (ep_subscriber).
 */
 #include "ep_service.h"
+#include "ep_audit.h"
 #include "ep_codec.h"
+#include "ep_event_json.h"
 #include "bus.h"
 
 #define BATCH 1024              //  messages moved per wake-up before polling again
@@ -28,6 +30,8 @@ typedef struct {
     ep_counter_t *out;          //  edgeplane_bus_forwarded_total{stream}
     ep_counter_t *dropped;      //  edgeplane_bus_dropped_total{reason}
     ep_gauge_t *subscriptions;  //  edgeplane_bus_subscriptions
+    ep_audit_t *audit;          //  every event as a JSON line, when enabled
+    ep_counter_t *audit_errors; //  edgeplane_bus_audit_errors_total
 } s_bus_t;
 
 static s_stream_counts_t *
@@ -49,6 +53,29 @@ s_drop (s_bus_t *self, bus_verdict_t verdict)
 {
     const char *values [] = { bus_verdict_name (verdict) };
     ep_counter_inc (self->dropped, values, 1);
+}
+
+//  Appends the event to the audit log (decoded after a length check).
+static void
+s_audit (s_bus_t *self, zmq_msg_t *topic, zmq_msg_t *body)
+{
+    char name [256];
+    size_t len = zmq_msg_size (topic) < sizeof name - 1? zmq_msg_size (topic): sizeof name - 1;
+    memcpy (name, zmq_msg_data (topic), len);
+    name [len] = 0;
+    char err [256];
+    Ep__Event *event = (Ep__Event *) ep_codec_unpack (&ep__event__descriptor, zmq_msg_data (body),
+                                                      zmq_msg_size (body), EP_CODEC_DEFAULT_CAP,
+                                                      "publisher", err, sizeof err);
+    json_t *record = event? ep_event_json (name, event)
+                          : json_pack ("{s:s, s:s}", "topic", name, "undecodable", err);
+    if (ep_audit_write (self->audit, record) != 0) {
+        ep_counter_inc (self->audit_errors, NULL, 1);
+        ep_log_error ("audit log: %s", ep_audit_error (self->audit));
+    }
+    json_decref (record);
+    if (event)
+        ep__event__free_unpacked (event, NULL);
 }
 
 //  Moves up to BATCH messages from publishers to subscribers.
@@ -85,6 +112,8 @@ s_forward (s_bus_t *self)
         if (verdict == BUS_FORWARD) {
             s_stream_counts_t *counts = s_counts (self, stream);
             ep_series_add (counts->in, 1);
+            if (self->audit)
+                s_audit (self, &parts [0], &parts [1]);
             //  XPUB never blocks: a subscriber whose queue is full misses
             //  the message and learns it from the seq.
             if (zmq_msg_send (&parts [0], xpub, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0
@@ -124,6 +153,9 @@ main (int argc, char **argv)
     static char *pub_listen, *sub_listen;
     static int64_t hwm;
     static bool plaintext;
+    static char *audit_path, *audit_fsync;
+    static int64_t audit_max, audit_backups;
+    static const char *fsync_words [] = { "never", "interval", "always", NULL };
     ep_opt_t opts [] = {
         { .name = "pub-listen", .env = "EDGEPLANE_BUS_PUB_LISTEN", .def = EP_DEFAULT_BUS_PUB,
           .type = EP_OPT_ENDPOINT, .str = &pub_listen,
@@ -137,6 +169,16 @@ main (int argc, char **argv)
         { .name = "plaintext", .env = "EDGEPLANE_BUS_PLAINTEXT", .def = "false",
           .type = EP_OPT_BOOL, .flag = &plaintext,
           .help = "No CURVE, anyone may publish: for benchmarks on loopback only." },
+        { .name = "audit-log", .env = "EDGEPLANE_AUDIT_LOG", .type = EP_OPT_STRING, .str = &audit_path,
+          .help = "Write every event as one JSON line to this file (docs/audit.md); off when unset." },
+        { .name = "audit-max-size", .env = "EDGEPLANE_AUDIT_MAX_SIZE", .def = "104857600",
+          .type = EP_OPT_INT, .num = &audit_max, .min = 0, .max = INT64_MAX,
+          .help = "Rotate the audit log at this many bytes (0: never)." },
+        { .name = "audit-backups", .env = "EDGEPLANE_AUDIT_BACKUPS", .def = "5", .type = EP_OPT_INT,
+          .num = &audit_backups, .min = 0, .max = 1000, .help = "Rotated audit files kept." },
+        { .name = "audit-fsync", .env = "EDGEPLANE_AUDIT_FSYNC", .def = "interval", .type = EP_OPT_ENUM,
+          .words = fsync_words, .str = &audit_fsync,
+          .help = "never, interval (about once a second) or always (after every line)." },
     };
     s_bus_t self = { 0 };
     self.service = ep_service_new ("bus", "Event broker: services publish, anyone authorised subscribes.",
@@ -152,6 +194,8 @@ main (int argc, char **argv)
                                        "Messages dropped, by reason.", 1, reason_label);
     self.subscriptions = ep_metrics_gauge (metrics, "edgeplane_bus_subscriptions",
                                            "Subscriptions currently held.", 0, NULL);
+    self.audit_errors = ep_metrics_counter (metrics, "edgeplane_bus_audit_errors_total",
+                                            "Audit log writes that failed.", 0, NULL);
     self.streams = zhashx_new ();
     zhashx_set_destructor (self.streams, (czmq_destructor *) zstr_free);
 
@@ -170,7 +214,22 @@ main (int argc, char **argv)
 
     self.plaintext = plaintext;
     ep_service_set_plaintext (self.service, plaintext);
-    int rc = ep_service_bind (self.service, self.xsub, "pub", pub_listen);
+    int rc = 0;
+    if (audit_path) {
+        ep_audit_sync_t sync;
+        EP_ASSERT (ep_audit_sync_parse (audit_fsync, &sync) == 0);
+        char err [512];
+        self.audit = ep_audit_new (audit_path, audit_max, (int) audit_backups, sync, err, sizeof err);
+        if (!self.audit) {
+            ep_log_error ("%s", err);
+            rc = -1;
+        }
+        else
+            ep_log_info ("audit log %s (rotate at %lld bytes, %lld backups, fsync %s)", audit_path,
+                         (long long) audit_max, (long long) audit_backups, audit_fsync);
+    }
+    if (rc == 0)
+        rc = ep_service_bind (self.service, self.xsub, "pub", pub_listen);
     if (rc == 0)
         rc = ep_service_bind (self.service, self.xpub, "sub", sub_listen);
     if (rc == 0)
@@ -179,7 +238,13 @@ main (int argc, char **argv)
     zpoller_t *poller = zpoller_new (ep_service_auth_actor (self.service),
                                      self.xsub, self.xpub, NULL);
     while (rc == 0 && !ep_service_interrupted (self.service)) {
-        void *which = ep_service_wait (self.service, poller, 1000);
+        int64_t timeout = 1000;
+        if (self.audit) {
+            int64_t due = ep_audit_tick (self.audit, ep_mono_ms ());
+            if (due >= 0 && due < timeout)
+                timeout = due;
+        }
+        void *which = ep_service_wait (self.service, poller, timeout);
         if (which == self.xsub)
             s_forward (&self);
         else
@@ -190,6 +255,7 @@ main (int argc, char **argv)
     zpoller_destroy (&poller);
     zsock_destroy (&self.xpub);
     zsock_destroy (&self.xsub);
+    ep_audit_destroy (&self.audit);
     zhashx_destroy (&self.streams);
     ep_service_destroy (&self.service);
     return rc == 0? 0: 1;

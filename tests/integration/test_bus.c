@@ -29,12 +29,18 @@ s_teardown (void)
 }
 
 static ep_proc_t *
-s_bus (const char *pub, const char *sub)
+s_bus_with (const char *pub, const char *sub, const char *extra1, const char *extra2)
 {
     const char *args [] = { "--pub-listen", pub, "--sub-listen", sub,
-                            "--http-listen", "127.0.0.1:0", NULL };
+                            "--http-listen", "127.0.0.1:0", extra1, extra2, NULL };
     const char *env [] = { s_env_keys, NULL };
     return ep_proc_start ("edgeplane-bus", args, env, 10000);
+}
+
+static ep_proc_t *
+s_bus (const char *pub, const char *sub)
+{
+    return s_bus_with (pub, sub, NULL, NULL);
 }
 
 typedef struct {
@@ -326,5 +332,65 @@ Test (bus, restart_mid_stream_reports_exactly_the_lost_range,
     zcert_destroy (&sub_cert);
     free (pub_ep);
     free (sub_ep);
+    ep_proc_destroy (&bus);
+}
+
+Test (bus, audit_log_holds_every_event_as_json_and_rotates,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    char *path = zsys_sprintf ("%s/audit.jsonl", s_dir);
+    char *flag = zsys_sprintf ("--audit-log=%s", path);
+    ep_proc_t *bus = s_bus_with ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", flag, "--audit-max-size=20000");
+    cr_assert_not_null (bus);
+    zcert_t *pub_cert, *sub_cert = ep_keys_load (s_keys, "subscriber");
+    ep_publisher_t *pub = s_publisher (bus, "model", &pub_cert);
+    ep_publisher_declare (pub, "test");
+    s_losses_t losses = { 0 };
+    ep_subscriber_t *sub = s_subscriber (bus, sub_cert, "test.item", &losses);
+    s_await_stream (pub, sub, "test");
+    for (int i = 0; i < 300; i++)
+        s_publish (pub, "test.item");
+    //  When the subscriber has all 300, the bus has written them.
+    for (int got = 0; got < 300; got++) {
+        Ep__Event *event = ep_subscriber_recv (sub, 5000, NULL);
+        cr_assert_not_null (event);
+        ep__event__free_unpacked (event, NULL);
+    }
+    //  SIGTERM: the bus closes (and syncs) its log.
+    ep_proc_signal (bus, SIGTERM);
+    cr_assert_neq (ep_proc_wait_exit (bus, 10000), -1);
+    //  Every test.item seq 1..300 appears once, across the live file and .1..
+    static bool seen [301];
+    int lines = 0;
+    for (int n = 0; n <= 5; n++) {
+        char *file = n? zsys_sprintf ("%s.%d", path, n): strdup (path);
+        FILE *in = fopen (file, "r");
+        char line [4096];
+        while (in && fgets (line, sizeof line, in)) {
+            json_error_t error;
+            json_t *json = json_loads (line, 0, &error);
+            cr_assert_not_null (json, "%s: not JSON: %s", file, line);
+            if (streq (json_string_value (json_object_get (json, "type")), "item")) {
+                json_int_t seq = json_integer_value (json_object_get (json, "seq"));
+                cr_assert (seq >= 1 && seq <= 300 && !seen [seq]);
+                seen [seq] = true;
+                lines++;
+            }
+            json_decref (json);
+        }
+        if (in)
+            fclose (in);
+        free (file);
+    }
+    cr_assert_eq (lines, 300);
+    char *rotated = zsys_sprintf ("%s.1", path);
+    cr_assert (zsys_file_exists (rotated), "the log never rotated at 20000 bytes");
+    free (rotated);
+    ep_subscriber_destroy (&sub);
+    ep_publisher_destroy (&pub);
+    zcert_destroy (&pub_cert);
+    zcert_destroy (&sub_cert);
+    free (flag);
+    free (path);
     ep_proc_destroy (&bus);
 }
