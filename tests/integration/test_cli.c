@@ -189,6 +189,21 @@ Test (cli, events_json_filters_by_namespace_and_type, .init = s_setup, .fini = s
     }
     cr_assert_eq (lines, 2);
     free (log);
+    //  The output validates against the published schema.
+    char *jsonl = zsys_sprintf ("%s/events.jsonl", s_dir);
+    log = ep_proc_log (events);
+    FILE *file = fopen (jsonl, "w");
+    fputs (log, file);
+    fclose (file);
+    char *validate = zsys_sprintf ("/usr/bin/python3 %s/tests/support/validate_events.py "
+                                   "%s/docs/events.schema.json '%s' 2>&1",
+                                   EP_SOURCE_DIR, EP_SOURCE_DIR, jsonl);
+    char *verdict = NULL;
+    cr_assert_eq (ep_run (validate, &verdict), 0, "%s", verdict);
+    free (verdict);
+    free (validate);
+    free (jsonl);
+    free (log);
     free (bus_sub);
     ep_proc_destroy (&events);
     ep_publisher_destroy (&pub);
