@@ -19,6 +19,12 @@
 int cli_pki (int argc, char **argv);
 int cli_health (int argc, char **argv);
 int cli_events (int argc, char **argv);
+//  cmd_model.c: the model's entities, and backup.
+int cli_router (int argc, char **argv);
+int cli_service (int argc, char **argv);
+int cli_identity (int argc, char **argv);
+int cli_controller (int argc, char **argv);
+int cli_backup (int argc, char **argv);
 
 //  Parses a command's flags: the shared options (data dir, keys dir, bus
 //  addresses, ...) plus opts. Returns 0, or an exit code to return now

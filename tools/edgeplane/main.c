@@ -14,6 +14,11 @@ static const s_command_t s_commands [] = {
     { "pki",    cli_pki,    "Keys and certificates: init, issue-curve." },
     { "health", cli_health, "Check a service's /healthz or /readyz URL (exit 0 when it answers 200)." },
     { "events", cli_events, "Subscribe to the event bus and print events (--json, --exec CMD)." },
+    { "router", cli_router, "Routers in the model: create, get, list, update, delete." },
+    { "service", cli_service, "Services in the model: create, get, list, update, delete." },
+    { "identity", cli_identity, "Identities in the model: create, get, list, update, delete." },
+    { "controller", cli_controller, "Controllers in the model: create, get, list, update, delete." },
+    { "backup", cli_backup, "Back up the model database to FILE (on the model service's machine)." },
 };
 
 int
@@ -68,7 +73,7 @@ s_overview (FILE *out)
                   "Usage: edgeplane COMMAND [ARGS...]   (edgeplane COMMAND --help for more)\n\n"
                   "Commands:\n", EP_VERSION);
     for (size_t i = 0; i < EP_COUNT (s_commands); i++)
-        fprintf (out, "  %-8s %s\n", s_commands [i].name, s_commands [i].help);
+        fprintf (out, "  %-11s %s\n", s_commands [i].name, s_commands [i].help);
 }
 
 int

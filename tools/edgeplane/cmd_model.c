@@ -1,0 +1,972 @@
+/*  edgeplane router|service|identity|controller create|get|list|update|delete
+    and edgeplane backup FILE: the model service's API from the command line.
+
+    Each command is one ModelRequest (list: one per page) sent with the rpc
+    client under the operator's CURVE certificate. A timed-out attempt is
+    resent with the same request id, which the model answers from its reply
+    cache, so a retried create or update is applied once. Output is an
+    aligned table, or with --json the entities as ep_message_json renders
+    them (the proto field names, as in docs/model.md). Failures print the
+    reply's status in one line and exit 1; usage errors exit 2.
+*/
+#include "cli.h"
+#include "ep_event_json.h"
+#include "ep_rpc_client.h"
+#include "model.pb-c.h"
+#include <ctype.h>
+#include <errno.h>
+#include <unistd.h>
+
+//  The flags a subcommand may take; which ones depends on the verb and
+//  the kind (s_kind_t.flags & s_verb_t.flags).
+#define F_NAME          0x001       //  --name (create, update)
+#define F_DISABLED      0x002       //  --disabled
+#define F_HOST          0x004       //  --host, repeatable (routers)
+#define F_TAG           0x008       //  --tag, repeatable
+#define F_ADDRESS       0x010       //  --address (controllers)
+#define F_EXPECTED      0x020       //  --expected-version
+#define F_CLEAR_HOSTED  0x040       //  --clear-hosted (routers)
+#define F_CLEAR_TAGS    0x080       //  --clear-tags
+#define F_NAME_FILTER   0x100       //  list --name
+#define F_TAG_FILTER    0x200       //  list --tag, repeatable
+#define F_HOSTS         0x400       //  list --hosts (routers)
+#define F_LIMIT         0x800       //  list --limit
+
+//  Entities per list request: the service's default page.
+#define PAGE_SIZE       100
+
+//  One entity kind: its command word and what it has.
+typedef struct {
+    const char *word;           //  command word, as in messages: "router"
+    const char *plural;         //  "routers"
+    Ep__EntityType type;        //  the model's type
+    unsigned flags;             //  F_* this kind has at all
+} s_kind_t;
+
+static const s_kind_t s_kinds [] = {
+    { "router", "routers", EP__ENTITY_TYPE__ENTITY_ROUTER,
+      F_NAME | F_DISABLED | F_HOST | F_TAG | F_EXPECTED | F_CLEAR_HOSTED | F_CLEAR_TAGS
+      | F_NAME_FILTER | F_TAG_FILTER | F_HOSTS | F_LIMIT },
+    { "service", "services", EP__ENTITY_TYPE__ENTITY_SERVICE,
+      F_NAME | F_DISABLED | F_TAG | F_EXPECTED | F_CLEAR_TAGS | F_NAME_FILTER | F_TAG_FILTER | F_LIMIT },
+    { "identity", "identities", EP__ENTITY_TYPE__ENTITY_IDENTITY,
+      F_NAME | F_DISABLED | F_TAG | F_EXPECTED | F_CLEAR_TAGS | F_NAME_FILTER | F_TAG_FILTER | F_LIMIT },
+    { "controller", "controllers", EP__ENTITY_TYPE__ENTITY_CONTROLLER,
+      F_ADDRESS | F_EXPECTED | F_LIMIT },
+};
+
+//  Controllers have no generated ids: a controller is a cluster member.
+static const char *s_controller_create =
+    "Create a controller (a cluster member) with its control-channel --address.";
+
+//  Terminator precedence words, indexed by Ep__Precedence.
+static const char *s_precedences [] = { "default", "required", "failed", NULL };
+
+//  One parsed invocation: the command's flags and the connection.
+typedef struct {
+    const s_kind_t *kind;       //  entity kind, NULL for backup
+    char command [64];          //  "router create", for messages
+    ep_config_t *config;        //  the parser; owns the flags' strings
+    ep_common_opts_t common;    //  shared options (keys dir, model API, ...)
+    char *cert_path;            //  --cert
+    char *server_key_path;      //  --server-key
+    bool json;                  //  --json
+    int64_t timeout_ms;         //  --timeout, per attempt
+    int64_t attempts;           //  --attempts
+    char *name;                 //  --name
+    bool disabled;              //  --disabled
+    char *address;              //  --address
+    int64_t expected_version;   //  --expected-version, 0 = unconditional
+    bool clear_hosted;          //  --clear-hosted
+    bool clear_tags;            //  --clear-tags
+    char *hosts_service;        //  list --hosts
+    int64_t limit;              //  list --limit, 0 = all
+    char *unused;               //  target of --host and --tag in the table: they are
+                                //  taken out of argv before parsing (see s_take_lists)
+    zlistx_t *hosts;            //  --host values, in order (argv's strings)
+    zlistx_t *tags;             //  --tag values, in order (argv's strings)
+    Ep__HostedService *hosted;  //  the parsed --host values
+    Ep__HostedService **hosted_p;   //  pointers to them, for the message
+    Ep__Tag *tag_items;         //  the parsed --tag values (keys allocated)
+    Ep__Tag **tags_p;           //  pointers to them, for the message
+    zcert_t *cert;              //  our certificate (the rpc client borrows it)
+    ep_rpc_client_t *client;    //  to the model, once connected
+} s_cmd_t;
+
+//  One subcommand of an entity kind.
+typedef struct {
+    const char *word;           //  "create"
+    int (*run) (s_cmd_t *self, char **args);    //  runs it; args: the positional ones
+    unsigned flags;             //  F_* it takes (masked by the kind's)
+    int min_args;               //  positional arguments: at least
+    int max_args;               //  and at most
+    const char *usage;          //  positional usage for --help, NULL for none
+    const char *description;    //  one line; %s is the kind's word (or plural)
+    bool plural;                //  description takes the plural
+} s_verb_t;
+
+static void
+s_cmd_destroy (s_cmd_t *self)
+{
+    ep_rpc_client_destroy (&self->client);
+    zcert_destroy (&self->cert);
+    for (size_t i = 0; self->tag_items && i < zlistx_size (self->tags); i++)
+        free (self->tag_items [i].key);
+    for (size_t i = 0; self->hosted && i < zlistx_size (self->hosts); i++)
+        free (self->hosted [i].service_id);
+    free (self->tag_items);
+    free (self->tags_p);
+    free (self->hosted);
+    free (self->hosted_p);
+    zlistx_destroy (&self->hosts);
+    zlistx_destroy (&self->tags);
+    ep_config_destroy (&self->config);
+}
+
+//  The options table for the flags in want, plus those every model command
+//  takes. Returns how many were written to opts (room for 32).
+static size_t
+s_options (s_cmd_t *self, unsigned want, ep_opt_t *opts)
+{
+    const struct { unsigned flag; ep_opt_t opt; } all [] = {
+        { F_NAME, { .name = "name", .type = EP_OPT_STRING, .str = &self->name,
+          .help = "Display name (create: the id when not given)." } },
+        { F_DISABLED, { .name = "disabled", .def = "false", .type = EP_OPT_BOOL, .flag = &self->disabled,
+          .help = "Disabled (a disabled router is refused at join); update: --disabled=false enables." } },
+        { F_HOST, { .name = "host", .type = EP_OPT_STRING, .str = &self->unused,
+          .def_help = "none; repeatable",
+          .help = "A hosted service SERVICE[:COST[:default|required|failed]]; update: replaces the list." } },
+        { F_TAG, { .name = "tag", .type = EP_OPT_STRING, .str = &self->unused,
+          .def_help = "none; repeatable",
+          .help = "A tag KEY=VALUE; update: replaces the tags." } },
+        { F_ADDRESS, { .name = "address", .type = EP_OPT_HOSTPORT, .str = &self->address,
+          .help = "The controller's control-channel address HOST:PORT." } },
+        { F_CLEAR_HOSTED, { .name = "clear-hosted", .def = "false", .type = EP_OPT_BOOL,
+          .flag = &self->clear_hosted, .help = "Empty the hosted list." } },
+        { F_CLEAR_TAGS, { .name = "clear-tags", .def = "false", .type = EP_OPT_BOOL,
+          .flag = &self->clear_tags, .help = "Remove every tag." } },
+        { F_EXPECTED, { .name = "expected-version", .def = "0", .type = EP_OPT_INT,
+          .num = &self->expected_version, .min = 0, .max = INT64_MAX,
+          .help = "Only if the entity is still at this version (compare-and-swap); 0: always." } },
+        { F_NAME_FILTER, { .name = "name", .type = EP_OPT_STRING, .str = &self->name,
+          .help = "Only entities with exactly this name." } },
+        { F_TAG_FILTER, { .name = "tag", .type = EP_OPT_STRING, .str = &self->unused,
+          .def_help = "none; repeatable",
+          .help = "Only entities with this tag KEY=VALUE (all given must match)." } },
+        { F_HOSTS, { .name = "hosts", .type = EP_OPT_ID, .str = &self->hosts_service,
+          .help = "Only routers that host this service id." } },
+        { F_LIMIT, { .name = "limit", .def = "0", .type = EP_OPT_INT, .num = &self->limit,
+          .min = 0, .max = INT64_MAX, .help = "At most this many (0: all, every page)." } },
+    };
+    size_t count = 0;
+    for (size_t i = 0; i < EP_COUNT (all); i++)
+        if (all [i].flag & want)
+            opts [count++] = all [i].opt;
+    const ep_opt_t every [] = {
+        { .name = "json", .def = "false", .type = EP_OPT_BOOL, .flag = &self->json,
+          .help = "Print JSON (entities by their proto field names) instead of a table." },
+        { .name = "cert", .type = EP_OPT_STRING, .str = &self->cert_path,
+          .def_help = "$EDGEPLANE_KEYS_DIR/curve/operator.cert_secret",
+          .help = "Our CURVE certificate (secret file), e.g. from `edgeplane pki issue-curve operator NAME`." },
+        { .name = "server-key", .type = EP_OPT_STRING, .str = &self->server_key_path,
+          .def_help = "$EDGEPLANE_KEYS_DIR/curve/model.cert",
+          .help = "The model service's public certificate." },
+        { .name = "timeout", .def = "3s", .type = EP_OPT_DURATION, .num = &self->timeout_ms,
+          .min = 1, .max = 600000, .help = "How long to wait for each attempt's reply." },
+        { .name = "attempts", .def = "3", .type = EP_OPT_INT, .num = &self->attempts,
+          .min = 1, .max = 100, .help = "Attempts before giving up (a retry is applied once)." },
+    };
+    for (size_t i = 0; i < EP_COUNT (every); i++)
+        opts [count++] = every [i];
+    return count;
+}
+
+//  ep_config keeps the last value of a repeated flag, but --host and --tag
+//  are lists: take them out of argv (up to "--") into self->hosts and
+//  self->tags and leave the rest, in *rest, to the parser. (So "--host" is
+//  never taken as the value of another flag.) Returns 0, or -1 with the
+//  reason in err (reported after parsing, so --help still wins).
+static int
+s_take_lists (s_cmd_t *self, unsigned want, int argc, char **argv, char **rest, int *rest_argc,
+              char *err, size_t errlen)
+{
+    self->hosts = zlistx_new ();
+    self->tags = zlistx_new ();
+    int count = 0, rc = 0;
+    bool only_args = false;
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv [i];
+        zlistx_t *list = NULL;
+        size_t len = 0;
+        if (i > 0 && !only_args && streq (arg, "--"))
+            only_args = true;
+        else
+        if (i > 0 && !only_args && (want & F_HOST) && strncmp (arg, "--host", 6) == 0
+        &&  (arg [6] == 0 || arg [6] == '='))
+            list = self->hosts, len = 6;
+        else
+        if (i > 0 && !only_args && (want & (F_TAG | F_TAG_FILTER)) && strncmp (arg, "--tag", 5) == 0
+        &&  (arg [5] == 0 || arg [5] == '='))
+            list = self->tags, len = 5;
+        if (!list) {
+            rest [count++] = argv [i];
+            continue;
+        }
+        if (arg [len] == '=')
+            zlistx_add_end (list, (void *) (arg + len + 1));
+        else
+        if (i + 1 < argc)
+            zlistx_add_end (list, argv [++i]);
+        else
+        if (rc == 0) {
+            snprintf (err, errlen, "%.*s needs a value: %s", (int) len, arg,
+                      list == self->hosts? "SERVICE[:COST[:PRECEDENCE]]": "KEY=VALUE");
+            rc = -1;
+        }
+    }
+    rest [count] = NULL;
+    *rest_argc = count;
+    return rc;
+}
+
+//  Parses the --host and --tag values into the messages' arrays. Returns
+//  0, or -1 with the reason in err.
+static int
+s_parse_lists (s_cmd_t *self, char *err, size_t errlen)
+{
+    size_t n_hosts = zlistx_size (self->hosts), n_tags = zlistx_size (self->tags);
+    self->hosted = (Ep__HostedService *) calloc (n_hosts + 1, sizeof (Ep__HostedService));
+    self->hosted_p = (Ep__HostedService **) calloc (n_hosts + 1, sizeof (Ep__HostedService *));
+    self->tag_items = (Ep__Tag *) calloc (n_tags + 1, sizeof (Ep__Tag));
+    self->tags_p = (Ep__Tag **) calloc (n_tags + 1, sizeof (Ep__Tag *));
+    //  "SERVICE[:COST[:PRECEDENCE]]": the service id is checked by the model.
+    size_t i = 0;
+    for (const char *text = (const char *) zlistx_first (self->hosts); text;
+         text = (const char *) zlistx_next (self->hosts), i++) {
+        Ep__HostedService *hosted = &self->hosted [i];
+        ep__hosted_service__init (hosted);
+        self->hosted_p [i] = hosted;
+        const char *colon = strchr (text, ':');
+        hosted->service_id = colon? strndup (text, colon - text): strdup (text);
+        if (!*hosted->service_id) {
+            snprintf (err, errlen, "--host \"%s\": expected SERVICE[:COST[:PRECEDENCE]], e.g. web:10:required", text);
+            return -1;
+        }
+        if (!colon)
+            continue;
+        const char *cost = colon + 1;
+        const char *precedence = strchr (cost, ':');
+        if (precedence)
+            precedence++;
+        if (*cost && *cost != ':') {
+            char *end = NULL;
+            unsigned long value = strtoul (cost, &end, 10);
+            if (!isdigit ((unsigned char) *cost) || (*end && *end != ':') || value > 65535) {
+                snprintf (err, errlen, "--host %s: the cost is not a number from 0 to 65535", text);
+                return -1;
+            }
+            hosted->has_cost = true;
+            hosted->cost = (uint32_t) value;
+        }
+        if (precedence) {
+            int found = -1;
+            for (int p = 0; s_precedences [p]; p++)
+                if (strcasecmp (precedence, s_precedences [p]) == 0)
+                    found = p;
+            if (found < 0) {
+                snprintf (err, errlen, "--host %s: the precedence is not one of default, required, failed",
+                          text);
+                return -1;
+            }
+            hosted->has_precedence = true;
+            hosted->precedence = (Ep__Precedence) found;
+        }
+    }
+    i = 0;
+    for (const char *text = (const char *) zlistx_first (self->tags); text;
+         text = (const char *) zlistx_next (self->tags), i++) {
+        Ep__Tag *tag = &self->tag_items [i];
+        ep__tag__init (tag);
+        self->tags_p [i] = tag;
+        const char *eq = strchr (text, '=');
+        if (!eq || eq == text) {
+            snprintf (err, errlen, "--tag \"%s\": expected KEY=VALUE, e.g. site=paris", text);
+            return -1;
+        }
+        tag->key = strndup (text, eq - text);
+        tag->value = (char *) eq + 1;
+    }
+    return 0;
+}
+
+//  True if the flag name was given on the command line.
+static bool
+s_given (s_cmd_t *self, const char *name)
+{
+    const char *source = ep_config_source (self->config, name);
+    return source && streq (source, "flag");
+}
+
+//  Sends request and returns the reply if its status is OK; otherwise says
+//  why in one line (the status, or why nothing came back) and returns NULL.
+static Ep__ModelReply *
+s_call (s_cmd_t *self, Ep__ModelRequest *request)
+{
+    if (!self->client) {
+        char *cert_file = self->cert_path? strdup (self->cert_path)
+                        : zsys_sprintf ("%s/curve/operator.cert_secret", self->common.keys_dir);
+        char *server_file = self->server_key_path? strdup (self->server_key_path)
+                          : zsys_sprintf ("%s/curve/model.cert", self->common.keys_dir);
+        zcert_t *server = zcert_load (server_file);
+        self->cert = zcert_load (cert_file);
+        if (!self->cert)
+            cli_fail (self->command, "cannot read the certificate %s: run `edgeplane pki init`, "
+                      "or pass --cert with one from `edgeplane pki issue-curve operator NAME`", cert_file);
+        else
+        if (!server)
+            cli_fail (self->command, "cannot read the model's public certificate %s: pass --server-key "
+                      "(curve/model.cert in the control plane's keys directory)", server_file);
+        else
+        if (!(self->client = ep_rpc_client_new (self->common.model_api, self->cert,
+                                                zcert_public_txt (server))))
+            cli_fail (self->command, "cannot connect to %s: check --model-api (EDGEPLANE_MODEL_API)",
+                      self->common.model_api);
+        zcert_destroy (&server);
+        free (cert_file);
+        free (server_file);
+        if (!self->client)
+            return NULL;
+    }
+    char id [33], err [512];
+    ep_rpc_new_id (id);
+    request->request_id = id;
+    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (
+        self->client, &request->base, id, &ep__model_reply__descriptor,
+        (int) self->timeout_ms, (int) self->attempts, err, sizeof err);
+    request->request_id = NULL;
+    if (!reply) {
+        cli_fail (self->command, "%s (the address is --model-api or EDGEPLANE_MODEL_API)", err);
+        return NULL;
+    }
+    Ep__Status *status = reply->status;
+    if (status && status->has_code && status->code != EP__STATUS__CODE__OK) {
+        const ProtobufCEnumValue *value =
+            protobuf_c_enum_descriptor_get_value (&ep__status__code__descriptor, status->code);
+        //  One line, whatever the server wrote.
+        char message [1024];
+        snprintf (message, sizeof message, "%s", status->message? status->message: "(no message)");
+        for (char *c = message; *c; c++)
+            if (iscntrl ((unsigned char) *c))
+                *c = ' ';
+        if (value)
+            cli_fail (self->command, "%s: %s", value->name, message);
+        else
+            cli_fail (self->command, "status %d: %s", (int) status->code, message);
+        ep__model_reply__free_unpacked (reply, NULL);
+        return NULL;
+    }
+    return reply;
+}
+
+//  ---------------------------------------------------------------------
+//  Output
+
+//  The fields the table shows, whatever the kind.
+typedef struct {
+    const ProtobufCMessage *message;    //  the kind's message, for JSON
+    const char *id;                     //  entity id
+    const char *name;                   //  NULL for controllers
+    bool enabled;                       //  enabled (named kinds)
+    uint64_t version;                   //  meta.version
+    size_t n_tags;                      //  how many tags
+    Ep__Tag **tags;                     //  tags
+    size_t n_hosted;                    //  how many hosted services
+    Ep__HostedService **hosted;         //  routers: hosted services
+    const char *address;                //  controllers
+} s_view_t;
+
+static bool
+s_view (const Ep__Entity *entity, s_view_t *view)
+{
+    memset (view, 0, sizeof *view);
+    Ep__EntityMeta *meta = NULL;
+    if (entity->kind_case == EP__ENTITY__KIND_ROUTER && entity->router) {
+        Ep__Router *router = entity->router;
+        *view = (s_view_t) { &router->base, router->id, router->name, router->enabled, 0,
+                             router->n_tags, router->tags, router->n_hosted, router->hosted, NULL };
+        meta = router->meta;
+    }
+    else
+    if (entity->kind_case == EP__ENTITY__KIND_SERVICE && entity->service) {
+        Ep__Service *service = entity->service;
+        *view = (s_view_t) { &service->base, service->id, service->name, service->enabled, 0,
+                             service->n_tags, service->tags, 0, NULL, NULL };
+        meta = service->meta;
+    }
+    else
+    if (entity->kind_case == EP__ENTITY__KIND_IDENTITY && entity->identity) {
+        Ep__Identity *identity = entity->identity;
+        *view = (s_view_t) { &identity->base, identity->id, identity->name, identity->enabled, 0,
+                             identity->n_tags, identity->tags, 0, NULL, NULL };
+        meta = identity->meta;
+    }
+    else
+    if (entity->kind_case == EP__ENTITY__KIND_CONTROLLER && entity->controller) {
+        Ep__Controller *controller = entity->controller;
+        *view = (s_view_t) { &controller->base, controller->id, NULL, false, 0,
+                             0, NULL, 0, NULL, controller->address };
+        meta = controller->meta;
+    }
+    else
+        return false;
+    view->version = meta? meta->version: 0;
+    if (!view->id)
+        view->id = "";
+    return true;
+}
+
+//  "web:10:required,db" (the --host syntax), or "-".
+static char *
+s_hosted_text (const s_view_t *view)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream (&text, &size);
+    for (size_t i = 0; i < view->n_hosted; i++) {
+        const Ep__HostedService *hosted = view->hosted [i];
+        fprintf (out, "%s%s", i? ",": "", hosted->service_id? hosted->service_id: "");
+        bool precedence = hosted->precedence > 0 && hosted->precedence <= EP__PRECEDENCE__PRECEDENCE_FAILED;
+        if (hosted->cost || precedence)
+            fprintf (out, ":%u", hosted->cost);
+        if (precedence)
+            fprintf (out, ":%s", s_precedences [hosted->precedence]);
+    }
+    if (view->n_hosted == 0)
+        fprintf (out, "-");
+    fclose (out);
+    return text;
+}
+
+//  "k=v,k2=v2", or "-".
+static char *
+s_tags_text (const s_view_t *view)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream (&text, &size);
+    for (size_t i = 0; i < view->n_tags; i++)
+        fprintf (out, "%s%s=%s", i? ",": "", view->tags [i]->key? view->tags [i]->key: "",
+                 view->tags [i]->value? view->tags [i]->value: "");
+    if (view->n_tags == 0)
+        fprintf (out, "-");
+    fclose (out);
+    return text;
+}
+
+//  Prints entities as a table with aligned columns (the header even when
+//  there are none).
+static void
+s_print_table (const s_kind_t *kind, Ep__Entity **entities, size_t count)
+{
+    static const char *controller_columns [] = { "ID", "ADDRESS", "VERSION" };
+    static const char *router_columns [] = { "ID", "NAME", "ENABLED", "VERSION", "HOSTED", "TAGS" };
+    static const char *named_columns [] = { "ID", "NAME", "ENABLED", "VERSION", "TAGS" };
+    const char **header;
+    size_t columns;
+    if (kind->type == EP__ENTITY_TYPE__ENTITY_CONTROLLER)
+        header = controller_columns, columns = EP_COUNT (controller_columns);
+    else
+    if (kind->type == EP__ENTITY_TYPE__ENTITY_ROUTER)
+        header = router_columns, columns = EP_COUNT (router_columns);
+    else
+        header = named_columns, columns = EP_COUNT (named_columns);
+
+    char **cells = (char **) calloc ((count + 1) * columns, sizeof (char *));
+    for (size_t c = 0; c < columns; c++)
+        cells [c] = strdup (header [c]);
+    for (size_t row = 1; row <= count; row++) {
+        s_view_t view;
+        char **cell = cells + row * columns;
+        if (!s_view (entities [row - 1], &view)) {
+            for (size_t c = 0; c < columns; c++)
+                cell [c] = strdup (c == 0? "(unknown entity)": "");
+            continue;
+        }
+        size_t c = 0;
+        cell [c++] = strdup (view.id);
+        if (kind->type == EP__ENTITY_TYPE__ENTITY_CONTROLLER)
+            cell [c++] = strdup (view.address? view.address: "-");
+        else {
+            cell [c++] = strdup (view.name && *view.name? view.name: "-");
+            cell [c++] = strdup (view.enabled? "true": "false");
+        }
+        cell [c++] = zsys_sprintf ("%llu", (unsigned long long) view.version);
+        if (kind->type == EP__ENTITY_TYPE__ENTITY_ROUTER)
+            cell [c++] = s_hosted_text (&view);
+        if (kind->type != EP__ENTITY_TYPE__ENTITY_CONTROLLER)
+            cell [c++] = s_tags_text (&view);
+        EP_ASSERT (c == columns);
+    }
+    size_t widths [8] = { 0 };
+    for (size_t i = 0; i < (count + 1) * columns; i++)
+        if (strlen (cells [i]) > widths [i % columns])
+            widths [i % columns] = strlen (cells [i]);
+    for (size_t row = 0; row <= count; row++)
+        for (size_t c = 0; c < columns; c++) {
+            const char *cell = cells [row * columns + c];
+            if (c + 1 < columns)
+                printf ("%-*s  ", (int) widths [c], cell);
+            else
+                printf ("%s\n", cell);
+        }
+    for (size_t i = 0; i < (count + 1) * columns; i++)
+        free (cells [i]);
+    free (cells);
+}
+
+//  Prints value as indented JSON and takes it.
+static void
+s_print_json (json_t *value)
+{
+    char *text = json_dumps (value, JSON_INDENT (2));
+    printf ("%s\n", text);
+    free (text);
+    json_decref (value);
+}
+
+//  The entity's own message as JSON ({"id": ..., "name": ..., "meta": ...}).
+static json_t *
+s_entity_json (const Ep__Entity *entity)
+{
+    s_view_t view;
+    return s_view (entity, &view)? ep_message_json (view.message): json_null ();
+}
+
+//  Prints one entity (create, get, update): an object, or a one-row table.
+static int
+s_print_one (s_cmd_t *self, const Ep__ModelReply *reply)
+{
+    if (reply->n_entities < 1)
+        return cli_fail (self->command, "the model's reply holds no %s (a bug in the model service)",
+                         self->kind->word);
+    if (self->json)
+        s_print_json (s_entity_json (reply->entities [0]));
+    else
+        s_print_table (self->kind, reply->entities, 1);
+    return CLI_OK;
+}
+
+//  ---------------------------------------------------------------------
+//  Subcommands
+
+//  The entity built from the flags (create and update), in storage the
+//  caller provides; strings point into argv and self.
+typedef struct {
+    Ep__Entity entity;          //  the oneof
+    Ep__Router router;          //  the entity, if a router
+    Ep__Service service;        //  ... a service
+    Ep__Identity identity;      //  ... an identity
+    Ep__Controller controller;  //  ... a controller
+} s_draft_t;
+
+static void
+s_draft (s_cmd_t *self, const char *id, bool update, s_draft_t *draft)
+{
+    ep__entity__init (&draft->entity);
+    char *name = self->name;
+    //  Update: absent flags keep their value (patch), so set only what was given.
+    bool set_enabled = !update || s_given (self, "disabled");
+    size_t n_tags = zlistx_size (self->tags);
+    switch (self->kind->type) {
+        case EP__ENTITY_TYPE__ENTITY_ROUTER:
+            ep__router__init (&draft->router);
+            draft->router.id = (char *) id;
+            draft->router.name = name;
+            draft->router.has_enabled = set_enabled;
+            draft->router.enabled = !self->disabled;
+            draft->router.n_hosted = zlistx_size (self->hosts);
+            draft->router.hosted = self->hosted_p;
+            draft->router.n_tags = n_tags;
+            draft->router.tags = self->tags_p;
+            draft->entity.kind_case = EP__ENTITY__KIND_ROUTER;
+            draft->entity.router = &draft->router;
+            break;
+        case EP__ENTITY_TYPE__ENTITY_SERVICE:
+            ep__service__init (&draft->service);
+            draft->service.id = (char *) id;
+            draft->service.name = name;
+            draft->service.has_enabled = set_enabled;
+            draft->service.enabled = !self->disabled;
+            draft->service.n_tags = n_tags;
+            draft->service.tags = self->tags_p;
+            draft->entity.kind_case = EP__ENTITY__KIND_SERVICE;
+            draft->entity.service = &draft->service;
+            break;
+        case EP__ENTITY_TYPE__ENTITY_IDENTITY:
+            ep__identity__init (&draft->identity);
+            draft->identity.id = (char *) id;
+            draft->identity.name = name;
+            draft->identity.has_enabled = set_enabled;
+            draft->identity.enabled = !self->disabled;
+            draft->identity.n_tags = n_tags;
+            draft->identity.tags = self->tags_p;
+            draft->entity.kind_case = EP__ENTITY__KIND_IDENTITY;
+            draft->entity.identity = &draft->identity;
+            break;
+        default:
+            ep__controller__init (&draft->controller);
+            draft->controller.id = (char *) id;
+            draft->controller.address = self->address;
+            draft->entity.kind_case = EP__ENTITY__KIND_CONTROLLER;
+            draft->entity.controller = &draft->controller;
+            break;
+    }
+}
+
+//  Sends one write; prints the entity it returns.
+static int
+s_write (s_cmd_t *self, Ep__ModelWrite *write)
+{
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = write;
+    Ep__ModelReply *reply = s_call (self, &request);
+    if (!reply)
+        return CLI_FAIL;
+    int rc = s_print_one (self, reply);
+    ep__model_reply__free_unpacked (reply, NULL);
+    return rc;
+}
+
+static int
+s_create (s_cmd_t *self, char **args)
+{
+    if (self->kind->type == EP__ENTITY_TYPE__ENTITY_CONTROLLER && !self->address) {
+        fprintf (stderr, "edgeplane %s: --address HOST:PORT is required (where the controller's control channel listens)\n",
+                 self->command);
+        return CLI_USAGE;
+    }
+    s_draft_t draft;
+    s_draft (self, args [0]? args [0]: "", false, &draft);
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = EP__MODEL_WRITE__OP__CREATE;
+    write.entity = &draft.entity;
+    return s_write (self, &write);
+}
+
+static int
+s_update (s_cmd_t *self, char **args)
+{
+    bool changes = self->name || self->address || zlistx_size (self->hosts) || zlistx_size (self->tags)
+                || self->clear_hosted || self->clear_tags
+                || s_given (self, "disabled");
+    if (!changes) {
+        fprintf (stderr, "edgeplane %s: nothing to change: give at least one flag (see --help)\n",
+                 self->command);
+        return CLI_USAGE;
+    }
+    s_draft_t draft;
+    s_draft (self, args [0], true, &draft);
+    char *clear [2];
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = EP__MODEL_WRITE__OP__UPDATE;
+    write.entity = &draft.entity;
+    write.has_expected_version = self->expected_version > 0;
+    write.expected_version = (uint64_t) self->expected_version;
+    write.clear = clear;
+    if (self->clear_hosted)
+        clear [write.n_clear++] = "hosted";
+    if (self->clear_tags)
+        clear [write.n_clear++] = "tags";
+    return s_write (self, &write);
+}
+
+static int
+s_delete (s_cmd_t *self, char **args)
+{
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = EP__MODEL_WRITE__OP__DELETE;
+    write.has_type = true;
+    write.type = self->kind->type;
+    write.id = args [0];
+    write.has_expected_version = self->expected_version > 0;
+    write.expected_version = (uint64_t) self->expected_version;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = &write;
+    Ep__ModelReply *reply = s_call (self, &request);
+    if (!reply)
+        return CLI_FAIL;
+    if (self->json)
+        s_print_json (json_pack ("{s:s, s:I}", "deleted", args [0],
+                                 "revision", (json_int_t) reply->revision));
+    else
+        printf ("deleted %s %s at revision %llu\n", self->kind->word, args [0],
+                (unsigned long long) reply->revision);
+    ep__model_reply__free_unpacked (reply, NULL);
+    return CLI_OK;
+}
+
+static int
+s_get (s_cmd_t *self, char **args)
+{
+    Ep__ModelGet get = EP__MODEL_GET__INIT;
+    get.has_type = true;
+    get.type = self->kind->type;
+    get.id = args [0];
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_GET;
+    request.get = &get;
+    Ep__ModelReply *reply = s_call (self, &request);
+    if (!reply)
+        return CLI_FAIL;
+    int rc = s_print_one (self, reply);
+    ep__model_reply__free_unpacked (reply, NULL);
+    return rc;
+}
+
+static void
+s_reply_destroy (Ep__ModelReply **reply_p)
+{
+    if (*reply_p)
+        ep__model_reply__free_unpacked (*reply_p, NULL);
+    *reply_p = NULL;
+}
+
+//  Pages through the list until the last page (or --limit).
+static int
+s_list (s_cmd_t *self, char **args)
+{
+    (void) args;
+    Ep__ListFilter filter = EP__LIST_FILTER__INIT;
+    filter.has_type = true;
+    filter.type = self->kind->type;
+    filter.name = self->name;
+    filter.n_tags = zlistx_size (self->tags);
+    filter.tags = self->tags_p;
+    filter.hosts_service = self->hosts_service;
+    filter.has_page_size = true;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_LIST;
+    request.list = &filter;
+
+    zlistx_t *replies = zlistx_new ();      //  the pages; entities point into them
+    zlistx_set_destructor (replies, (czmq_destructor *) s_reply_destroy);
+    Ep__Entity **entities = NULL;
+    size_t count = 0;
+    int rc = CLI_OK;
+    char *token = NULL;
+    while (true) {
+        uint64_t left = self->limit? (uint64_t) self->limit - count: PAGE_SIZE;
+        filter.page_size = left < PAGE_SIZE? (uint32_t) left: PAGE_SIZE;
+        filter.page_token = token;
+        Ep__ModelReply *reply = s_call (self, &request);
+        if (!reply) {
+            rc = CLI_FAIL;
+            break;
+        }
+        zlistx_add_end (replies, reply);
+        size_t take = reply->n_entities;
+        if (self->limit && count + take > (uint64_t) self->limit)
+            take = (size_t) self->limit - count;
+        entities = (Ep__Entity **) realloc (entities, (count + take + 1) * sizeof (Ep__Entity *));
+        for (size_t i = 0; i < take; i++)
+            entities [count++] = reply->entities [i];
+        token = reply->next_page_token;
+        if (!token || !*token || (self->limit && count >= (uint64_t) self->limit))
+            break;
+    }
+    if (rc == CLI_OK && self->json) {
+        json_t *array = json_array ();
+        for (size_t i = 0; i < count; i++)
+            json_array_append_new (array, s_entity_json (entities [i]));
+        s_print_json (array);
+    }
+    else
+    if (rc == CLI_OK)
+        s_print_table (self->kind, entities, count);
+    free (entities);
+    zlistx_destroy (&replies);
+    return rc;
+}
+
+static const s_verb_t s_verbs [] = {
+    { "create", s_create, F_NAME | F_DISABLED | F_HOST | F_TAG | F_ADDRESS, 0, 1, "[ID]",
+      "Create a %s (without ID the model generates one; it is printed).", false },
+    { "get", s_get, 0, 1, 1, "ID", "Show one %s.", false },
+    { "list", s_list, F_NAME_FILTER | F_TAG_FILTER | F_HOSTS | F_LIMIT, 0, 0, NULL,
+      "List %s, every page, ordered by id.", true },
+    { "update", s_update, F_NAME | F_DISABLED | F_HOST | F_TAG | F_ADDRESS | F_EXPECTED
+                          | F_CLEAR_HOSTED | F_CLEAR_TAGS, 1, 1, "ID",
+      "Change a %s: given flags replace those fields, the rest keep their value.", false },
+    { "delete", s_delete, F_EXPECTED, 1, 1, "ID", "Delete a %s.", false },
+};
+
+//  Parses a subcommand's flags into self (the shared options included).
+//  Returns true to go on, or false with the exit code to return now in
+//  *code (0 after --help).
+static bool
+s_parse (s_cmd_t *self, unsigned want, const char *description,
+         const char *usage, int argc, char **argv, int *code)
+{
+    ep_opt_t opts [32];
+    size_t nopts = s_options (self, want, opts);
+    char **rest = (char **) calloc (argc + 1, sizeof (char *));
+    int rest_argc = 0;
+    char err [512] = "";
+    int lists = s_take_lists (self, want, argc, argv, rest, &rest_argc, err, sizeof err);
+    self->config = cli_parse (self->command, description, usage, &self->common,
+                              opts, nopts, rest_argc, rest, code);
+    free (rest);
+    if (!self->config)
+        return false;
+    if (lists == 0)
+        lists = s_parse_lists (self, err, sizeof err);
+    if (lists != 0) {
+        fprintf (stderr, "edgeplane %s: %s\n", self->command, err);
+        *code = CLI_USAGE;
+        return false;
+    }
+    return true;
+}
+
+static void
+s_kind_usage (const s_kind_t *kind)
+{
+    printf ("Usage: edgeplane %s SUBCOMMAND [ARGS...] [OPTIONS]\n\nSubcommands:\n", kind->word);
+    for (size_t i = 0; i < EP_COUNT (s_verbs); i++) {
+        const s_verb_t *verb = &s_verbs [i];
+        bool controller_create = kind->type == EP__ENTITY_TYPE__ENTITY_CONTROLLER && verb->run == s_create;
+        char usage [64];
+        snprintf (usage, sizeof usage, "%s %s", verb->word,
+                  controller_create? "ID": verb->usage? verb->usage: "");
+        printf ("  %-12s ", usage);
+        if (controller_create)
+            printf ("%s", s_controller_create);
+        else
+            printf (verb->description, verb->plural? kind->plural: kind->word);
+        printf ("\n");
+    }
+    printf ("\n(edgeplane %s SUBCOMMAND --help for its options)\n", kind->word);
+}
+
+static int
+s_entity_main (const s_kind_t *kind, int argc, char **argv)
+{
+    const s_verb_t *verb = NULL;
+    for (size_t i = 0; argc >= 2 && i < EP_COUNT (s_verbs); i++)
+        if (streq (argv [1], s_verbs [i].word))
+            verb = &s_verbs [i];
+    if (!verb) {
+        bool help = argc >= 2 && (streq (argv [1], "--help") || streq (argv [1], "-h")
+                                  || streq (argv [1], "help"));
+        if (help) {
+            s_kind_usage (kind);
+            return CLI_OK;
+        }
+        fprintf (stderr, "edgeplane %s: %s%s%sexpected one of create, get, list, update, delete "
+                 "(see edgeplane %s --help)\n", kind->word, argc >= 2? "unknown subcommand \"": "",
+                 argc >= 2? argv [1]: "", argc >= 2? "\"; ": "", kind->word);
+        return CLI_USAGE;
+    }
+    s_cmd_t self = { .kind = kind };
+    snprintf (self.command, sizeof self.command, "%s %s", kind->word, verb->word);
+    //  A controller is a cluster member: it needs a name of its own.
+    bool controller_create = kind->type == EP__ENTITY_TYPE__ENTITY_CONTROLLER && verb->run == s_create;
+    int min_args = controller_create? 1: verb->min_args;
+    const char *usage = controller_create? "ID": verb->usage;
+    char description [256];
+    snprintf (description, sizeof description, verb->description,
+              verb->plural? kind->plural: kind->word);
+    if (controller_create)
+        snprintf (description, sizeof description, "%s", s_controller_create);
+    int rc;
+    if (s_parse (&self, verb->flags & kind->flags, description, usage, argc - 1, argv + 1, &rc)) {
+        int nargs = ep_config_argc (self.config);
+        if (nargs < min_args || nargs > verb->max_args) {
+            fprintf (stderr, "edgeplane %s: expected %s ID, e.g. `edgeplane %s edge-1`\n",
+                     self.command, min_args == verb->max_args? "one": "at most one", self.command);
+            rc = CLI_USAGE;
+        }
+        else
+            rc = verb->run (&self, ep_config_argv (self.config));
+    }
+    s_cmd_destroy (&self);
+    return rc;
+}
+
+int
+cli_router (int argc, char **argv)
+{
+    return s_entity_main (&s_kinds [0], argc, argv);
+}
+
+int
+cli_service (int argc, char **argv)
+{
+    return s_entity_main (&s_kinds [1], argc, argv);
+}
+
+int
+cli_identity (int argc, char **argv)
+{
+    return s_entity_main (&s_kinds [2], argc, argv);
+}
+
+int
+cli_controller (int argc, char **argv)
+{
+    return s_entity_main (&s_kinds [3], argc, argv);
+}
+
+int
+cli_backup (int argc, char **argv)
+{
+    s_cmd_t self = { .kind = NULL };
+    snprintf (self.command, sizeof self.command, "backup");
+    int rc = CLI_OK;
+    bool parsed = s_parse (&self, 0,
+                           "Back up the model database to FILE, a path on the model service's machine "
+                           "(relative paths are made absolute here).", "FILE", argc, argv, &rc);
+    char *path = NULL;
+    if (parsed && ep_config_argc (self.config) != 1) {
+        fprintf (stderr, "edgeplane backup: expected one FILE, e.g. `edgeplane backup /var/backups/model.db`\n");
+        rc = CLI_USAGE;
+    }
+    else
+    if (parsed) {
+        const char *file = ep_config_argv (self.config) [0];
+        char cwd [4096];
+        if (file [0] == '/')
+            path = strdup (file);
+        else
+        if (getcwd (cwd, sizeof cwd))
+            path = zsys_sprintf ("%s/%s", cwd, file);
+        else
+            rc = cli_fail ("backup", "cannot tell the current directory (%s): give FILE as an absolute path",
+                           strerror (errno));
+    }
+    if (parsed && rc == CLI_OK) {
+        Ep__BackupRequest backup = EP__BACKUP_REQUEST__INIT;
+        backup.path = path;
+        Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+        request.op_case = EP__MODEL_REQUEST__OP_BACKUP;
+        request.backup = &backup;
+        Ep__ModelReply *reply = s_call (&self, &request);
+        if (!reply)
+            rc = CLI_FAIL;
+        else
+        if (self.json)
+            s_print_json (json_pack ("{s:s, s:I}", "path", path, "revision", (json_int_t) reply->revision));
+        else
+            printf ("backup of revision %llu written to %s\n", (unsigned long long) reply->revision, path);
+        if (reply)
+            ep__model_reply__free_unpacked (reply, NULL);
+    }
+    free (path);
+    s_cmd_destroy (&self);
+    return rc;
+}
