@@ -56,7 +56,7 @@ s_issue_curve (int argc, char **argv)
     static char *out;
     ep_opt_t opts [] = {
         { .name = "out", .def = ".", .type = EP_OPT_STRING, .str = &out,
-          .help = "Directory for NAME.cert, NAME.cert_secret and bus.cert (the bus public key)." },
+          .help = "Directory for NAME.cert, NAME.cert_secret and the services' public certs (bus.cert, model.cert, ...)." },
     };
     ep_common_opts_t common;
     int code;
@@ -80,18 +80,20 @@ s_issue_curve (int argc, char **argv)
         if (ep_keys_issue (common.keys_dir, args [1], args [0], out, err, sizeof err) != 0)
             rc = cli_fail ("pki issue-curve", "%s", err);
         else {
-            //  The holder also needs the bus public key to connect.
-            char *src = zsys_sprintf ("%s/curve/bus.cert", common.keys_dir);
-            char *dst = zsys_sprintf ("%s/bus.cert", out);
-            if (s_copy (src, dst) != 0)
-                rc = cli_fail ("pki issue-curve", "issued, but cannot copy %s to %s: %s", src, dst, strerror (errno));
-            else {
-                printf ("issued %s %s: %s/%s.cert_secret (keep secret), %s/%s.cert, %s\n",
-                        args [0], args [1], out, args [1], out, args [1], dst);
-                rc = CLI_OK;
+            //  The holder also needs the services' public keys to connect.
+            rc = CLI_OK;
+            for (size_t i = 0; rc == CLI_OK && ep_keys_services [i]; i++) {
+                char *src = zsys_sprintf ("%s/curve/%s.cert", common.keys_dir, ep_keys_services [i]);
+                char *dst = zsys_sprintf ("%s/%s.cert", out, ep_keys_services [i]);
+                if (s_copy (src, dst) != 0)
+                    rc = cli_fail ("pki issue-curve", "issued, but cannot copy %s to %s: %s",
+                                   src, dst, strerror (errno));
+                free (src);
+                free (dst);
             }
-            free (src);
-            free (dst);
+            if (rc == CLI_OK)
+                printf ("issued %s %s: %s/%s.cert_secret (keep secret), %s/%s.cert, and the services' public keys %s/<service>.cert\n",
+                        args [0], args [1], out, args [1], out, args [1], out);
         }
     }
     ep_config_destroy (&config);
