@@ -257,7 +257,15 @@ Test (bus, only_services_may_publish, .init = s_setup, .fini = s_teardown, .time
 Test (bus, restart_mid_stream_reports_exactly_the_lost_range,
       .init = s_setup, .fini = s_teardown, .timeout = 90)
 {
-    ep_proc_t *bus = s_bus ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*");
+    //  The bus comes back on the same ports: take ones that reconnecting
+    //  clients cannot occupy meanwhile.
+    char pub_listen [64], sub_listen [64];
+    int pub_port = ep_test_stable_port (), sub_port;
+    while ((sub_port = ep_test_stable_port ()) == pub_port)
+        ;
+    snprintf (pub_listen, sizeof pub_listen, "tcp://127.0.0.1:%d", pub_port);
+    snprintf (sub_listen, sizeof sub_listen, "tcp://127.0.0.1:%d", sub_port);
+    ep_proc_t *bus = s_bus (pub_listen, sub_listen);
     cr_assert_not_null (bus);
     char *pub_ep = strdup (ep_proc_endpoint (bus, "pub"));
     char *sub_ep = strdup (ep_proc_endpoint (bus, "sub"));

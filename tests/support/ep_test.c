@@ -6,6 +6,9 @@
 #include <sys/inotify.h>
 #include <poll.h>
 #include <sys/wait.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sodium.h>
 #include <unistd.h>
 
 struct _ep_proc_t {
@@ -249,4 +252,30 @@ ep_run (const char *command, char **out)
         *out = zchunk_strdup (chunk);
     zchunk_destroy (&chunk);
     return status == -1? -1: WEXITSTATUS (status);
+}
+
+int
+ep_test_stable_port (void)
+{
+    int low = 32768;
+    FILE *range = fopen ("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (range) {
+        if (fscanf (range, "%d", &low) != 1)
+            low = 32768;
+        fclose (range);
+    }
+    EP_ASSERT (low > 11000 && sodium_init () >= 0);
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        int port = 10000 + (int) randombytes_uniform ((uint32_t) (low - 10000));
+        int fd = socket (AF_INET, SOCK_STREAM, 0);
+        EP_ASSERT (fd >= 0);
+        struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons (port),
+                                    .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+        int rc = bind (fd, (struct sockaddr *) &addr, sizeof addr);
+        close (fd);
+        if (rc == 0)
+            return port;
+    }
+    EP_ASSERT (!"no free port below the ephemeral range");
+    return -1;
 }

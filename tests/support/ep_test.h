@@ -70,6 +70,13 @@ void
 bool
     ep_wait_until (bool (*cond) (void *arg), void *arg, int timeout_ms);
 
+//  A free TCP port on 127.0.0.1 below the kernel's ephemeral range, for a
+//  server that must come back on the same port after a restart: outgoing
+//  connections (clients reconnecting meanwhile) take their source ports
+//  from the ephemeral range, so they can never take this one.
+int
+    ep_test_stable_port (void);
+
 //  Runs a shell command; returns its exit status (or -1), output in *out if
 //  out is not NULL (caller frees).
 int
