@@ -1,0 +1,664 @@
+/*  ep_follower.c: the follower's state machine.
+
+        WAIT_STREAM --first model heartbeat--> SNAPSHOT --last page--> LIVE
+        LIVE --gap, restart, silence, invalid--> CATCHUP --caught up--> LIVE
+        CATCHUP --RESYNC, new generation, inconsistent--> SNAPSHOT
+        LIVE --change of another generation--> SNAPSHOT
+
+    Changes that arrive while not LIVE are buffered (bounded) and applied
+    once the follower is LIVE again; the buffer only saves fetches, it is
+    not needed for correctness: a change dropped from it shows up as a
+    missing revision later, which is a gap like any other.
+*/
+#include "ep_follower.h"
+#include "ep_backoff.h"
+#include "ep_codec.h"
+#include "ep_log.h"
+#include "ep_publisher.h"
+#include "ep_rpc_client.h"
+#include "ep_subscriber.h"
+
+//  The model's stream (namespace of model.change).
+#define MODEL_STREAM "model"
+
+//  Messages read per ep_follower_handle call, so a flood cannot starve the
+//  caller's other sockets.
+#define HANDLE_BATCH 1000
+
+//  Changes kept while not live; beyond this the oldest go (and are fetched).
+#define BUFFER_CAP 10000
+
+//  How often to look at the clock when nothing else is due: the
+//  subscriber's silence check runs at this granularity.
+#define IDLE_TICK_MS (EP_HEARTBEAT_MS / 4)
+
+//  The model stream is stale when nothing (heartbeat or change, from any
+//  model instance) arrived for this long: the subscriber's threshold.
+#define STREAM_SILENT_MS (3 * EP_HEARTBEAT_MS + 500)
+
+typedef enum {
+    S_WAIT_STREAM = 0,          //  subscribed, waiting for the model stream
+    S_SNAPSHOT,                 //  reading snapshot pages
+    S_CATCHUP,                  //  fetching changes since the view's revision
+    S_LIVE                      //  applying the stream as it comes
+} s_state_t;
+
+struct _ep_follower_t {
+    ep_subscriber_t *subscriber; //  SUB on the bus, "model." only
+    ep_rpc_client_t *client;    //  DEALER to the model API
+    ep_model_view_t *view;      //  the copy we keep up to date (borrowed)
+    ep_model_view_t *staging;   //  snapshot pages read so far, NULL between snapshots
+    char *page_token;           //  the next snapshot page, NULL for the first
+    size_t pages;               //  pages of the snapshot in progress
+    s_state_t state;            //  see above
+    bool loaded;                //  a snapshot has been adopted
+    bool need_catchup;          //  a loss or restart was reported since the last fetch began
+    int64_t last_heard_ms;      //  when the model stream last delivered anything
+    int64_t next_poll_ms;       //  while the stream is silent: when to fetch changes again
+    zlistx_t *buffered;         //  Ep__ModelChange received while not live (owned)
+    ep_backoff_t backoff;       //  delays between failed API calls
+    int64_t retry_at_ms;        //  no API call before this (monotonic)
+    int rpc_timeout_ms;         //  per API call
+    uint32_t page_size;         //  snapshot page size asked for, 0 = default
+    int64_t silent_poll_ms;     //  fetch interval while the stream is silent
+    char error [256];           //  last API error, "" if none
+    uint64_t snapshots;         //  snapshots loaded
+    uint64_t resyncs;           //  snapshots after the first
+    uint64_t gaps;              //  losses detected
+    uint64_t catchups;          //  changes-since fetches completed
+    uint64_t api_failures;      //  failed API calls
+};
+
+static void
+s_change_free (void **item)
+{
+    if (*item) {
+        ep__model_change__free_unpacked ((Ep__ModelChange *) *item, NULL);
+        *item = NULL;
+    }
+}
+
+static void
+s_on_report (void *arg, const ep_stream_report_t *report);
+
+ep_follower_t *
+ep_follower_new (const char *bus_sub, const char *model_api, zcert_t *cert,
+                 const char *bus_key, const char *model_key, ep_model_view_t *view)
+{
+    EP_ASSERT (view);
+    ep_follower_t *self = (ep_follower_t *) zmalloc (sizeof (ep_follower_t));
+    self->view = view;
+    self->subscriber = ep_subscriber_new (bus_sub, cert, bus_key, EP_CODEC_DEFAULT_CAP,
+                                          s_on_report, self);
+    self->client = ep_rpc_client_new (model_api, cert, model_key);
+    self->buffered = zlistx_new ();
+    zlistx_set_destructor (self->buffered, s_change_free);
+    self->backoff = ep_backoff (200, 10000);
+    self->rpc_timeout_ms = 2000;
+    self->silent_poll_ms = 1000;
+    self->last_heard_ms = ep_mono_ms ();
+    if (!self->subscriber || !self->client)
+        ep_follower_destroy (&self);
+    else
+        ep_subscriber_subscribe (self->subscriber, MODEL_STREAM ".");
+    return self;
+}
+
+void
+ep_follower_destroy (ep_follower_t **self_p)
+{
+    ep_follower_t *self = *self_p;
+    if (self) {
+        ep_subscriber_destroy (&self->subscriber);
+        ep_rpc_client_destroy (&self->client);
+        ep_model_view_destroy (&self->staging);
+        zlistx_destroy (&self->buffered);
+        free (self->page_token);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Calls to the model API
+
+//  Records a failed call and when to try again.
+static void
+s_fail (ep_follower_t *self, const char *format, ...) __attribute__ ((format (printf, 2, 3)));
+
+static void
+s_fail (ep_follower_t *self, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    vsnprintf (self->error, sizeof self->error, format, args);
+    va_end (args);
+    self->api_failures++;
+    int64_t delay = ep_backoff_next (&self->backoff);
+    self->retry_at_ms = ep_mono_ms () + delay;
+    ep_log_warn ("model follower: %s; retrying in %lld ms", self->error, (long long) delay);
+}
+
+//  Sends request and returns the reply, or NULL (failure recorded). A reply
+//  with an error status is returned: the caller decides what it means.
+static Ep__ModelReply *
+s_call (ep_follower_t *self, Ep__ModelRequest *request, const char *what)
+{
+    char id [33];
+    ep_rpc_new_id (id);
+    request->request_id = id;
+    char err [256];
+    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (
+        self->client, &request->base, id, &ep__model_reply__descriptor,
+        self->rpc_timeout_ms, 1, err, sizeof err);
+    request->request_id = NULL;
+    if (!reply)
+        s_fail (self, "%s: %s", what, err);
+    return reply;
+}
+
+static Ep__Status__Code
+s_code (const Ep__ModelReply *reply)
+{
+    return reply->status && reply->status->has_code? reply->status->code: EP__STATUS__CODE__OK;
+}
+
+static const char *
+s_message (const Ep__ModelReply *reply)
+{
+    return reply->status && reply->status->message? reply->status->message: "";
+}
+
+//  ---------------------------------------------------------------------
+//  States
+
+//  Forgets the pages read so far: the next page asked for is the first.
+static void
+s_restart_snapshot (ep_follower_t *self)
+{
+    self->state = S_SNAPSHOT;
+    ep_model_view_destroy (&self->staging);
+    zstr_free (&self->page_token);
+}
+
+static void
+s_start_snapshot (ep_follower_t *self, const char *why)
+{
+    if (self->loaded) {
+        self->resyncs++;
+        ep_log_info ("model follower: taking a new snapshot: %s", why);
+    }
+    s_restart_snapshot (self);
+}
+
+static void
+s_start_catchup (ep_follower_t *self)
+{
+    self->state = S_CATCHUP;
+}
+
+static void
+s_buffer (ep_follower_t *self, Ep__ModelChange *change, bool front)
+{
+    if (front)
+        zlistx_add_start (self->buffered, change);
+    else
+        zlistx_add_end (self->buffered, change);
+    if (zlistx_size (self->buffered) > BUFFER_CAP) {
+        //  The oldest is most likely covered by the coming snapshot or fetch.
+        Ep__ModelChange *oldest = (Ep__ModelChange *) zlistx_detach (self->buffered, NULL);
+        ep__model_change__free_unpacked (oldest, NULL);
+    }
+}
+
+//  Applies change (taken over) to the live view. Returns false if it could
+//  not be applied now and was put back into the buffer (front or end).
+static bool
+s_apply (ep_follower_t *self, Ep__ModelChange *change, bool front)
+{
+    ep_model_apply_t result = ep_model_view_apply (self->view, change);
+    switch (result) {
+        case EP_MODEL_APPLIED:
+        case EP_MODEL_OLD:
+        case EP_MODEL_PARTIAL:
+            ep__model_change__free_unpacked (change, NULL);
+            return true;
+        case EP_MODEL_GAP:
+            self->gaps++;
+            ep_log_warn ("model follower: revision %llu arrived after %llu: fetching the changes in between",
+                         (unsigned long long) change->revision,
+                         (unsigned long long) ep_model_view_revision (self->view));
+            s_buffer (self, change, front);
+            s_start_catchup (self);
+            return false;
+        case EP_MODEL_GENERATION:
+            ep__model_change__free_unpacked (change, NULL);
+            s_start_snapshot (self, "the model's generation changed (restored from a backup?)");
+            return false;
+        case EP_MODEL_INVALID:
+            ep_log_warn ("model follower: malformed change of revision %llu ignored: fetching it from the API",
+                         (unsigned long long) change->revision);
+            ep__model_change__free_unpacked (change, NULL);
+            s_start_catchup (self);
+            return false;
+    }
+    return false;
+}
+
+//  Applies buffered changes, in order, while live.
+static void
+s_drain (ep_follower_t *self)
+{
+    while (self->state == S_LIVE && zlistx_size (self->buffered) > 0) {
+        Ep__ModelChange *change = (Ep__ModelChange *) zlistx_detach (self->buffered, NULL);
+        s_apply (self, change, true);
+    }
+}
+
+//  Back to live after a snapshot or a catch-up.
+static void
+s_go_live (ep_follower_t *self)
+{
+    self->state = S_LIVE;
+    ep_backoff_reset (&self->backoff);
+    self->error [0] = 0;
+    self->next_poll_ms = ep_mono_ms () + self->silent_poll_ms;
+    s_drain (self);
+}
+
+//  Reads one snapshot page.
+static void
+s_snapshot_page (ep_follower_t *self)
+{
+    bool first = self->staging == NULL;
+    if (first) {
+        //  The snapshot covers everything before it, losses included.
+        zlistx_purge (self->buffered);
+        self->need_catchup = false;
+        self->pages = 0;
+    }
+    Ep__SnapshotRequest snapshot = EP__SNAPSHOT_REQUEST__INIT;
+    snapshot.has_revision = true;
+    snapshot.revision = first? 0: ep_model_view_revision (self->staging);
+    snapshot.page_token = self->page_token;
+    snapshot.has_page_size = self->page_size > 0;
+    snapshot.page_size = self->page_size;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_SNAPSHOT;
+    request.snapshot = &snapshot;
+    Ep__ModelReply *reply = s_call (self, &request, "snapshot");
+    if (!reply)
+        return;             //  the same page again after the backoff (tokens last 30 s)
+    const char *problem = NULL;
+    if (s_code (reply) != EP__STATUS__CODE__OK)
+        problem = s_message (reply);            //  e.g. the page token expired
+    else
+    if (!reply->generation || !reply->has_revision)
+        problem = "reply without generation or revision";
+    else
+    if (!first && (reply->revision != ep_model_view_revision (self->staging)
+               ||  strcmp (reply->generation, ep_model_view_generation (self->staging)) != 0))
+        problem = "page not pinned to the snapshot's revision";
+    else {
+        if (first) {
+            self->staging = ep_model_view_new ();
+            ep_model_view_reset (self->staging, reply->generation, reply->revision);
+        }
+        for (size_t i = 0; i < reply->n_entities && !problem; i++)
+            if (ep_model_view_put (self->staging, reply->entities [i]) != 0)
+                problem = "entity without type or id";
+    }
+    if (problem) {
+        s_restart_snapshot (self);
+        s_fail (self, "snapshot: %s", problem);
+        ep__model_reply__free_unpacked (reply, NULL);
+        return;
+    }
+    self->pages++;
+    zstr_free (&self->page_token);
+    if (reply->next_page_token && *reply->next_page_token) {
+        self->page_token = strdup (reply->next_page_token);
+        self->retry_at_ms = 0;
+        ep__model_reply__free_unpacked (reply, NULL);
+        return;
+    }
+    ep__model_reply__free_unpacked (reply, NULL);
+    size_t entities = ep_model_view_size (self->staging);
+    ep_model_view_adopt (self->view, &self->staging);
+    self->loaded = true;
+    self->snapshots++;
+    ep_log_info ("model follower: snapshot of generation %s at revision %llu: %zu entities in %zu pages",
+                 ep_model_view_generation (self->view),
+                 (unsigned long long) ep_model_view_revision (self->view), entities, self->pages);
+    s_go_live (self);
+}
+
+//  Fetches one batch of changes since the view's revision.
+static void
+s_catchup (ep_follower_t *self)
+{
+    self->need_catchup = false;
+    uint64_t since = ep_model_view_revision (self->view);
+    Ep__ChangesRequest changes = EP__CHANGES_REQUEST__INIT;
+    changes.has_since_revision = true;
+    changes.since_revision = since;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_CHANGES;
+    request.changes = &changes;
+    Ep__ModelReply *reply = s_call (self, &request, "changes");
+    if (!reply)
+        return;                                 //  still CATCHUP: retried after the backoff
+    if (s_code (reply) == EP__STATUS__CODE__RESYNC) {
+        s_start_snapshot (self, "changes since the view's revision are no longer retained");
+        ep__model_reply__free_unpacked (reply, NULL);
+        return;
+    }
+    if (s_code (reply) != EP__STATUS__CODE__OK || !reply->generation || !reply->has_revision) {
+        s_fail (self, "changes: %s", s_code (reply) != EP__STATUS__CODE__OK?
+                s_message (reply): "reply without generation or revision");
+        ep__model_reply__free_unpacked (reply, NULL);
+        return;
+    }
+    if (strcmp (reply->generation, ep_model_view_generation (self->view)) != 0) {
+        s_start_snapshot (self, "the model's generation changed (restored from a backup?)");
+        ep__model_reply__free_unpacked (reply, NULL);
+        return;
+    }
+    for (size_t i = 0; i < reply->n_changes; i++) {
+        ep_model_apply_t result = ep_model_view_apply (self->view, reply->changes [i]);
+        if (result == EP_MODEL_GENERATION || result == EP_MODEL_GAP || result == EP_MODEL_INVALID) {
+            char why [128];
+            snprintf (why, sizeof why, "changes reply inconsistent at revision %llu (%s)",
+                      (unsigned long long) reply->changes [i]->revision,
+                      ep_model_apply_name (result));
+            s_start_snapshot (self, why);
+            ep__model_reply__free_unpacked (reply, NULL);
+            return;
+        }
+    }
+    self->catchups++;
+    uint64_t now_at = ep_model_view_revision (self->view);
+    bool more = now_at < reply->revision;
+    bool stuck = more && now_at == since;
+    ep__model_reply__free_unpacked (reply, NULL);
+    if (stuck)
+        s_start_snapshot (self, "changes reply made no progress");
+    else
+    if (more)
+        self->retry_at_ms = 0;                  //  next batch on the next tick
+    else
+        s_go_live (self);
+}
+
+//  ---------------------------------------------------------------------
+//  Stream
+
+//  True while the stream is silent (any instance of the model counts).
+static bool
+s_silent (ep_follower_t *self, int64_t now)
+{
+    return now - self->last_heard_ms >= STREAM_SILENT_MS;
+}
+
+static void
+s_on_report (void *arg, const ep_stream_report_t *report)
+{
+    ep_follower_t *self = (ep_follower_t *) arg;
+    if (strcmp (report->stream, MODEL_STREAM) != 0)
+        return;
+    //  Until the first snapshot page is asked for, whatever was lost is in
+    //  the snapshot: not a loss of ours.
+    bool covered = self->state == S_WAIT_STREAM
+               || (self->state == S_SNAPSHOT && !self->staging);
+    switch (report->kind) {
+        case EP_STREAM_GAP:
+            if (covered)
+                break;
+            self->gaps++;
+            self->need_catchup = true;
+            ep_log_warn ("model follower: lost model.change messages %llu..%llu from %s%s: fetching changes",
+                         (unsigned long long) report->from, (unsigned long long) report->to,
+                         report->source_id, report->via_heartbeat? " (shown by a heartbeat)": "");
+            break;
+        case EP_STREAM_RESTART:
+            //  Changes published just before the restart may never have
+            //  left the old process.
+            self->need_catchup = true;
+            ep_log_info ("model follower: the model service restarted (%s): fetching changes",
+                         report->source_id);
+            break;
+        case EP_STREAM_SILENT:
+            //  Its last changes may have died with it (a model restarted
+            //  under a new instance id looks like this): ask once. While
+            //  no instance is heard at all, the tick polls.
+            self->need_catchup = true;
+            ep_log_warn ("model follower: the model stream from %s is silent: fetching changes",
+                         report->source_id);
+            break;
+        case EP_STREAM_RESUMED:
+            self->need_catchup = true;
+            ep_log_info ("model follower: the model stream from %s is back", report->source_id);
+            break;
+        case EP_STREAM_DUPLICATE:
+            break;
+    }
+}
+
+zsock_t *
+ep_follower_socket (ep_follower_t *self)
+{
+    return ep_subscriber_socket (self->subscriber);
+}
+
+int
+ep_follower_handle (ep_follower_t *self)
+{
+    zsock_t *sub = ep_subscriber_socket (self->subscriber);
+    for (int i = 0; i < HANDLE_BATCH && (zsock_events (sub) & ZMQ_POLLIN); i++) {
+        Ep__Event *event = ep_subscriber_read (self->subscriber, NULL);
+        self->last_heard_ms = ep_mono_ms ();
+        if (self->state == S_LIVE && self->need_catchup)
+            s_start_catchup (self);
+        if (!event)
+            continue;
+        Ep__ModelChange *change = NULL;
+        if (event->body_case == EP__EVENT__BODY_MODEL_CHANGE && event->model_change) {
+            //  protobuf-c allocates each sub-message on its own: keep it.
+            change = event->model_change;
+            event->model_change = NULL;
+            event->body_case = EP__EVENT__BODY__NOT_SET;
+        }
+        ep__event__free_unpacked (event, NULL);
+        if (!change)
+            continue;
+        if (self->state == S_LIVE)
+            s_apply (self, change, false);
+        else
+            s_buffer (self, change, false);
+    }
+    return 0;
+}
+
+int64_t
+ep_follower_tick (ep_follower_t *self)
+{
+    ep_subscriber_tick (self->subscriber);
+    int64_t now = ep_mono_ms ();
+    if (self->state == S_WAIT_STREAM
+    &&  ep_tracker_seen (ep_subscriber_tracker (self->subscriber), MODEL_STREAM))
+        s_start_snapshot (self, "");
+    bool silent = s_silent (self, now);
+    if (self->state == S_LIVE && silent && now >= self->next_poll_ms)
+        self->need_catchup = true;
+    if (self->state == S_LIVE && self->need_catchup)
+        s_start_catchup (self);
+    if ((self->state == S_SNAPSHOT || self->state == S_CATCHUP) && now >= self->retry_at_ms) {
+        if (self->state == S_SNAPSHOT)
+            s_snapshot_page (self);
+        else
+            s_catchup (self);
+        now = ep_mono_ms ();
+    }
+    int64_t wait = IDLE_TICK_MS;
+    if (self->state == S_SNAPSHOT || self->state == S_CATCHUP)
+        wait = self->retry_at_ms > now? self->retry_at_ms - now: 0;
+    else
+    if (self->state == S_LIVE && self->need_catchup)
+        wait = 0;
+    else
+    if (self->state == S_LIVE && silent)
+        wait = self->next_poll_ms > now? self->next_poll_ms - now: 0;
+    return wait < IDLE_TICK_MS? wait: IDLE_TICK_MS;
+}
+
+//  ---------------------------------------------------------------------
+//  Sync
+
+//  Asks the model for its revision and generation. Returns 0 or -1.
+static int
+s_status (ep_follower_t *self, uint64_t *revision_p, char **generation_p)
+{
+    Ep__StatusRequest status = EP__STATUS_REQUEST__INIT;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_STATUS;
+    request.status = &status;
+    Ep__ModelReply *reply = s_call (self, &request, "status");
+    if (!reply)
+        return -1;
+    int rc = -1;
+    if (s_code (reply) != EP__STATUS__CODE__OK || !reply->generation || !reply->has_revision)
+        s_fail (self, "status: %s", s_code (reply) != EP__STATUS__CODE__OK?
+                s_message (reply): "reply without generation or revision");
+    else {
+        *revision_p = reply->revision;
+        *generation_p = strdup (reply->generation);
+        rc = 0;
+    }
+    ep__model_reply__free_unpacked (reply, NULL);
+    return rc;
+}
+
+int
+ep_follower_sync (ep_follower_t *self, int timeout_ms)
+{
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    zpoller_t *poller = zpoller_new (ep_follower_socket (self), NULL);
+    uint64_t target = 0;
+    char *generation = NULL;
+    int rc = -1;
+    while (true) {
+        int64_t wait = ep_follower_tick (self);
+        if (!generation && self->state != S_WAIT_STREAM && ep_mono_ms () >= self->retry_at_ms)
+            s_status (self, &target, &generation);
+        if (generation && self->state == S_LIVE) {
+            const char *have = ep_model_view_generation (self->view);
+            bool same = have && strcmp (have, generation) == 0;
+            if (same && ep_model_view_revision (self->view) >= target) {
+                rc = 0;
+                break;
+            }
+            //  Behind, or another generation: fetch now rather than wait for
+            //  the stream; the fetch resnapshots if the generation changed.
+            if (!same)
+                zstr_free (&generation);    //  ask again after the fetch
+            s_start_catchup (self);
+            wait = 0;
+        }
+        int64_t left = deadline - ep_mono_ms ();
+        if (left <= 0)
+            break;
+        if (wait > left)
+            wait = left;
+        if (zpoller_wait (poller, (int) wait))
+            ep_follower_handle (self);
+        else
+        if (zpoller_terminated (poller))
+            break;
+    }
+    zstr_free (&generation);
+    zpoller_destroy (&poller);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  Accessors
+
+bool
+ep_follower_ready (ep_follower_t *self)
+{
+    return self->loaded;
+}
+
+const char *
+ep_follower_state (ep_follower_t *self)
+{
+    switch (self->state) {
+        case S_WAIT_STREAM: return "waiting-for-stream";
+        case S_SNAPSHOT:    return "snapshot";
+        case S_CATCHUP:     return "catch-up";
+        case S_LIVE:        return "live";
+    }
+    return "unknown";
+}
+
+const char *
+ep_follower_last_error (ep_follower_t *self)
+{
+    return self->error;
+}
+
+uint64_t
+ep_follower_snapshots (ep_follower_t *self)
+{
+    return self->snapshots;
+}
+
+uint64_t
+ep_follower_resyncs (ep_follower_t *self)
+{
+    return self->resyncs;
+}
+
+uint64_t
+ep_follower_gaps (ep_follower_t *self)
+{
+    return self->gaps;
+}
+
+uint64_t
+ep_follower_catchups (ep_follower_t *self)
+{
+    return self->catchups;
+}
+
+uint64_t
+ep_follower_api_failures (ep_follower_t *self)
+{
+    return self->api_failures;
+}
+
+void
+ep_follower_set_rpc_timeout (ep_follower_t *self, int timeout_ms)
+{
+    EP_ASSERT (timeout_ms > 0);
+    self->rpc_timeout_ms = timeout_ms;
+}
+
+void
+ep_follower_set_retry (ep_follower_t *self, int64_t base_ms, int64_t max_ms)
+{
+    self->backoff = ep_backoff (base_ms, max_ms);
+}
+
+void
+ep_follower_set_page_size (ep_follower_t *self, uint32_t page_size)
+{
+    self->page_size = page_size;
+}
+
+void
+ep_follower_set_silent_poll (ep_follower_t *self, int64_t interval_ms)
+{
+    EP_ASSERT (interval_ms > 0);
+    self->silent_poll_ms = interval_ms;
+}
