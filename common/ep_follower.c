@@ -211,9 +211,9 @@ s_buffer (ep_follower_t *self, Ep__ModelChange *change, bool front)
     }
 }
 
-//  Applies change (taken over) to the live view. Returns false if it could
-//  not be applied now and was put back into the buffer (front or end).
-static bool
+//  Applies change (taken over) to the live view. One that cannot be applied
+//  yet (a gap before it) goes back into the buffer, at the front or the end.
+static void
 s_apply (ep_follower_t *self, Ep__ModelChange *change, bool front)
 {
     ep_model_apply_t result = ep_model_view_apply (self->view, change);
@@ -222,7 +222,7 @@ s_apply (ep_follower_t *self, Ep__ModelChange *change, bool front)
         case EP_MODEL_OLD:
         case EP_MODEL_PARTIAL:
             ep__model_change__free_unpacked (change, NULL);
-            return true;
+            break;
         case EP_MODEL_GAP:
             self->gaps++;
             ep_log_warn ("model follower: revision %llu arrived after %llu: fetching the changes in between",
@@ -230,19 +230,18 @@ s_apply (ep_follower_t *self, Ep__ModelChange *change, bool front)
                          (unsigned long long) ep_model_view_revision (self->view));
             s_buffer (self, change, front);
             s_start_catchup (self);
-            return false;
+            break;
         case EP_MODEL_GENERATION:
             ep__model_change__free_unpacked (change, NULL);
             s_start_snapshot (self, "the model's generation changed (restored from a backup?)");
-            return false;
+            break;
         case EP_MODEL_INVALID:
             ep_log_warn ("model follower: malformed change of revision %llu ignored: fetching it from the API",
                          (unsigned long long) change->revision);
             ep__model_change__free_unpacked (change, NULL);
             s_start_catchup (self);
-            return false;
+            break;
     }
-    return false;
 }
 
 //  Applies buffered changes, in order, while live.
@@ -364,6 +363,7 @@ s_catchup (ep_follower_t *self)
         ep__model_reply__free_unpacked (reply, NULL);
         return;
     }
+    ep_model_view_drop_partial (self->view);
     for (size_t i = 0; i < reply->n_changes; i++) {
         ep_model_apply_t result = ep_model_view_apply (self->view, reply->changes [i]);
         if (result == EP_MODEL_GENERATION || result == EP_MODEL_GAP || result == EP_MODEL_INVALID) {

@@ -419,6 +419,12 @@ ep_model_view_apply (ep_model_view_t *self, const Ep__ModelChange *change)
     return EP_MODEL_APPLIED;
 }
 
+void
+ep_model_view_drop_partial (ep_model_view_t *self)
+{
+    s_drop_pending (self);
+}
+
 //  The ids of table, sorted bytewise; the caller destroys the list.
 static zlistx_t *
 s_sorted_ids (zhashx_t *table)

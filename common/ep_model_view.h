@@ -96,6 +96,12 @@ int
 ep_model_apply_t
     ep_model_view_apply (ep_model_view_t *self, const Ep__ModelChange *change);
 
+//  Forgets the parts kept of a multi-part revision. A follower calls this
+//  before applying a "changes" reply, so parts from the stream and parts
+//  from the reply (which may be split differently) never mix.
+void
+    ep_model_view_drop_partial (ep_model_view_t *self);
+
 //  Replaces the content, generation and revision of the view with those of
 //  *source_p (a snapshot loaded into another view), calling the observer
 //  for every entity that differs (op NULL, revision the source's); the

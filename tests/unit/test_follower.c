@@ -39,7 +39,7 @@ typedef struct {
     zlistx_t *log;              //  Ep__ModelChange (owned), one per part, oldest first
     uint64_t oldest_retained;   //  the oldest revision in the log
     zhashx_t *pinned;           //  snapshot id -> s_pinned_t
-    zhashx_t *drop;             //  revisions ("%llu") not forwarded to subscribers
+    zhashx_t *drop;             //  revisions ("%llu") or parts ("%llu/%u") not forwarded
     uint64_t snapshot_requests; //  served
     uint64_t changes_requests;  //  served
     uint64_t status_requests;   //  served
@@ -206,7 +206,8 @@ s_fake_api (s_fake_t *self)
 }
 
 //  COMMIT drop parts op...: one revision of the given ops, split into
-//  parts, applied, logged and published (unless dropped).
+//  parts, applied, logged and published; drop "1" drops all its parts on
+//  the way to subscribers, "pN" part N only.
 static uint64_t
 s_fake_commit (s_fake_t *self, zmsg_t *msg)
 {
@@ -222,9 +223,14 @@ s_fake_commit (s_fake_t *self, zmsg_t *msg)
         zframe_destroy (&frame);
     }
     uint64_t revision = ep_model_view_revision (self->store) + 1;
+    char key [32];
     if (streq (drop, "1")) {
-        char key [32];
         snprintf (key, sizeof key, "%llu", (unsigned long long) revision);
+        zhashx_insert (self->drop, key, (void *) 1);
+    }
+    else
+    if (*drop == 'p') {
+        snprintf (key, sizeof key, "%llu/%s", (unsigned long long) revision, drop + 1);
         zhashx_insert (self->drop, key, (void *) 1);
     }
     for (uint32_t part = 1; part <= parts; part++) {
@@ -361,9 +367,12 @@ s_fake_forward (s_fake_t *self)
     Ep__Event *event = ep__event__unpack (NULL, zframe_size (body), zframe_data (body));
     bool dropped = false;
     if (event && event->body_case == EP__EVENT__BODY_MODEL_CHANGE) {
-        char key [32];
-        snprintf (key, sizeof key, "%llu", (unsigned long long) event->model_change->revision);
-        dropped = zhashx_lookup (self->drop, key) != NULL;
+        const Ep__ModelChange *change = event->model_change;
+        char key [32], part_key [32];
+        snprintf (key, sizeof key, "%llu", (unsigned long long) change->revision);
+        snprintf (part_key, sizeof part_key, "%llu/%u",
+                  (unsigned long long) change->revision, change->part);
+        dropped = zhashx_lookup (self->drop, key) || zhashx_lookup (self->drop, part_key);
     }
     if (event)
         ep__event__free_unpacked (event, NULL);
@@ -504,13 +513,14 @@ s_op_frame (Ep__ModelOp *op)
 }
 
 //  Commits one revision writing entities (taken over and freed), split into
-//  parts, dropped on the stream if drop. Returns its revision.
+//  parts, dropped on the stream as drop says ("0", "1" or "pN"). Returns
+//  its revision.
 static uint64_t
-s_commit (s_test_t *test, bool drop, uint32_t parts, Ep__Entity **entities, size_t n)
+s_commit_parts (s_test_t *test, const char *drop, uint32_t parts, Ep__Entity **entities, size_t n)
 {
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, "COMMIT");
-    zmsg_addstr (msg, drop? "1": "0");
+    zmsg_addstr (msg, drop);
     zmsg_addstrf (msg, "%u", parts);
     for (size_t i = 0; i < n; i++) {
         Ep__ModelOp op = EP__MODEL_OP__INIT;
@@ -528,6 +538,12 @@ s_commit (s_test_t *test, bool drop, uint32_t parts, Ep__Entity **entities, size
     uint64_t revision = 0;
     zsock_recv (test->fake, "8", &revision);
     return revision;
+}
+
+static uint64_t
+s_commit (s_test_t *test, bool drop, uint32_t parts, Ep__Entity **entities, size_t n)
+{
+    return s_commit_parts (test, drop? "1": "0", parts, entities, n);
 }
 
 static uint64_t
@@ -733,6 +749,23 @@ Test (follower, dropped_change_is_fetched)
     cr_assert_geq (s_state (&test).changes, 1);
     cr_assert_eq (ep_follower_resyncs (test.follower), 0);
     cr_assert_eq (ep_follower_snapshots (test.follower), 1);
+    s_stop (&test);
+}
+
+Test (follower, lost_part_of_a_revision_is_fetched_whole)
+{
+    s_test_t test;
+    s_start_synced (&test);
+    Ep__Entity *txn [] = {
+        s_router ("r5", "five", "s1"), s_router ("r6", "six", "s1"), s_router ("r7", "seven", "s1")
+    };
+    s_commit_parts (&test, "p2", 3, txn, 3);
+    cr_assert (s_pump (&test, s_identical, 5000), "state %s", ep_follower_state (test.follower));
+    cr_assert_eq (ep_model_view_count (test.view, EP__ENTITY_TYPE__ENTITY_ROUTER), 5);
+    cr_assert_not (ep_model_view_partial (test.view));
+    cr_assert_eq (ep_follower_gaps (test.follower), 1);
+    cr_assert_geq (ep_follower_catchups (test.follower), 1);
+    cr_assert_eq (ep_follower_resyncs (test.follower), 0);
     s_stop (&test);
 }
 

@@ -322,6 +322,16 @@ Test (model_view, partial_revision_then_gap_then_resplit)
     cr_assert_not (ep_model_view_partial (view));
     cr_assert_eq (ep_model_view_apply (view, &next.change), EP_MODEL_APPLIED);
     cr_assert_eq (ep_model_view_size (view), 3);
+
+    //  Parts kept can be forgotten (before a "changes" reply).
+    s_change_init (&part1, GEN, 3);
+    s_change_parts (&part1, 1, 2);
+    s_change_put (&part1, EP__MODEL_OP__KIND__CREATED, s_router ("r3", "three", NULL, NULL));
+    cr_assert_eq (ep_model_view_apply (view, &part1.change), EP_MODEL_PARTIAL);
+    cr_assert (ep_model_view_partial (view));
+    ep_model_view_drop_partial (view);
+    cr_assert_not (ep_model_view_partial (view));
+    cr_assert_eq (ep_model_view_revision (view), 2);
     ep_model_view_destroy (&view);
 }
 
