@@ -125,7 +125,7 @@ ep_tracker_observe (ep_tracker_t *self, const char *source_id, const char *strea
         source->epoch_started_ms = epoch_started_ms;
         //  A source that started after we subscribed must be seen from seq 1;
         //  one that was already running when we joined is taken from here.
-        bool born_after_us = epoch_started_ms >= self->subscribed_wall_ms;
+        bool born_after_us = epoch_started_ms > self->subscribed_wall_ms;
         source->last_seq = born_after_us? 0: (heartbeat? seq: seq - 1);
         zhashx_insert (self->sources, key, source);
     }
