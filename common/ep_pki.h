@@ -1,0 +1,103 @@
+/*  ep_pki.h: the control plane's TLS certificate authority and the TLS
+    contexts of the router-facing channel.
+
+    Routers, peer controllers and clients reach the watchdog over TLS 1.3
+    with mutual authentication; this module owns the files that makes
+    possible (layout in docs/keys.md) and builds the OpenSSL contexts both
+    ends use:
+        <keys>/tls/ca.key, ca.crt       the CA (P-256), key mode 0600
+        <keys>/tls/ca.crl               revoked certificates, signed by the CA
+        <keys>/tls/watchdog.key, .crt   the control plane's own certificate
+        <keys>/tls/issued.txt           every serial issued, with role and id
+    A certificate says who holds it in one SAN URI, edgeplane://<role>/<id>
+    (role router, ctrl or client). Only ctrl certificates may act as TLS
+    servers (extendedKeyUsage serverAuth), so a client that verifies the
+    chain against ca.crt and finds role ctrl in the server's URI knows it
+    reached the control plane; ep_pki_client_ctx checks both.
+*/
+#ifndef EP_PKI_H_INCLUDED
+#define EP_PKI_H_INCLUDED
+
+#include "ep_prelude.h"
+#include <openssl/ssl.h>
+
+//  The roles a certificate's SAN URI can carry.
+#define EP_PKI_ROLE_ROUTER  "router"
+#define EP_PKI_ROLE_CTRL    "ctrl"
+#define EP_PKI_ROLE_CLIENT  "client"
+
+//  The id in the control plane's own certificate (tls/watchdog.crt):
+//  edgeplane://ctrl/watchdog.
+#define EP_PKI_SERVER_ID    "watchdog"
+
+//  Validity of an issued certificate unless told otherwise, and the most
+//  one may ask for (never beyond the CA's own end either).
+#define EP_PKI_DAYS_DEFAULT 365
+#define EP_PKI_DAYS_MAX     3650
+
+//  Creates what is missing under <keys_dir>/tls (the directories included):
+//  the CA, an empty CRL, the index of issued certificates, and the control
+//  plane's server certificate (role ctrl, id "watchdog", also valid for
+//  DNS localhost and IP 127.0.0.1 / ::1). Existing files are kept; the
+//  server certificate is renewed when missing, not from this CA or within
+//  30 days of its end, and always if force. The CA itself is never replaced
+//  (that would invalidate every issued bundle). Returns 0, or -1 with a
+//  message for the user in err.
+int
+    ep_pki_init (const char *keys_dir, bool force, char *err, size_t errlen);
+
+//  Issues a bundle for role (router, ctrl or client) and id into out_dir
+//  (created 0700 if missing): <id>.key (P-256, 0600), <id>.crt (SAN URI
+//  edgeplane://<role>/<id>, valid days days, 1..EP_PKI_DAYS_MAX) and a copy
+//  of ca.crt. The serial is recorded in tls/issued.txt before the files
+//  are written. Existing files of that name are replaced; so the id "ca"
+//  and out_dir tls/ are refused. Returns 0, or -1 with a message in err.
+int
+    ep_pki_issue (const char *keys_dir, const char *role, const char *id,
+                  const char *out_dir, int days, char *err, size_t errlen);
+
+//  ep_pki_issue for count ids <prefix>0 .. <prefix><count-1> with the CA
+//  loaded once (simulated fleets): one directory, one ca.crt. Stops at the
+//  first failure (bundles written so far stay, and are recorded). Returns
+//  0, or -1 with a message for the user in err.
+int
+    ep_pki_issue_batch (const char *keys_dir, const char *role, const char *prefix,
+                        int count, const char *out_dir, int days,
+                        char *err, size_t errlen);
+
+//  Revokes every certificate issued to id (whatever its role): adds their
+//  serials to tls/ca.crl, re-signed with the next crlNumber and replaced
+//  atomically. Revoking again is harmless. Listeners see the change after
+//  ep_pki_reload_crl. Returns 0, or -1 with a message (no such id, ...).
+int
+    ep_pki_revoke (const char *keys_dir, const char *id, char *err, size_t errlen);
+
+//  A TLS 1.3 server context with the control plane's certificate, which
+//  requires a client certificate from the CA that is not in the CRL. No
+//  session tickets or cache; buffers released when idle. Returns NULL with
+//  a message in err if a file is missing or invalid. Caller frees
+//  (SSL_CTX_free).
+SSL_CTX *
+    ep_pki_server_ctx (const char *keys_dir, char *err, size_t errlen);
+
+//  Rereads tls/ca.crl into ctx (from ep_pki_server_ctx). Handshakes started
+//  after the call use the new list; on error (unreadable, not signed by the
+//  CA, expired) the old list stays and -1 is returned with a message.
+int
+    ep_pki_reload_crl (SSL_CTX *ctx, const char *keys_dir, char *err, size_t errlen);
+
+//  A TLS 1.3 client context presenting cert/key (PEM files of a bundle),
+//  which accepts only a server whose certificate chains to ca and carries
+//  role ctrl. Returns NULL with a message in err. Caller frees.
+SSL_CTX *
+    ep_pki_client_ctx (const char *cert, const char *key, const char *ca,
+                       char *err, size_t errlen);
+
+//  Reads role and id from the SAN URI edgeplane://<role>/<id> of ssl's
+//  peer certificate, once the handshake verified it. Returns 0, or -1 if
+//  there is no verified peer certificate, no such URI, more than one, a
+//  malformed one, or a buffer too small.
+int
+    ep_pki_peer_identity (SSL *ssl, char *role, size_t rolelen, char *id, size_t idlen);
+
+#endif
