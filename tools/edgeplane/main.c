@@ -11,7 +11,7 @@ typedef struct {
 } s_command_t;
 
 static const s_command_t s_commands [] = {
-    { "pki",    cli_pki,    "Keys and certificates: init, issue-curve." },
+    { "pki",    cli_pki,    "Keys and certificates: init, issue, revoke, issue-curve." },
     { "health", cli_health, "Check a service's /healthz or /readyz URL (exit 0 when it answers 200)." },
     { "events", cli_events, "Subscribe to the event bus and print events (--json, --exec CMD)." },
     { "router", cli_router, "Routers in the model: create, get, list, update, delete." },
