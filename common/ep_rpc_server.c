@@ -131,9 +131,9 @@ ep_rpc_server_recv (ep_rpc_server_t *self)
         if (!header)
             s_refuse (self, routing_id, NULL, err);
         else
-        if (!header->request_id || !*header->request_id || strlen (header->request_id) > 64)
+        if (!header->request_id || !*header->request_id || strlen (header->request_id) > 160)
             s_refuse (self, routing_id, header->request_id,
-                      "request_id (field 1) is required: 1 to 64 characters chosen by the client, reused on retry");
+                      "request_id (field 1) is required: 1 to 160 characters chosen by the client, reused on retry");
         else {
             call = (ep_rpc_call_t *) zmalloc (sizeof (ep_rpc_call_t));
             call->routing_id = routing_id;

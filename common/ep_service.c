@@ -108,6 +108,18 @@ ep_service_bind (ep_service_t *self, zsock_t *sock, const char *label, const cha
 }
 
 void
+ep_service_record (ep_service_t *self, const char *label, const char *endpoint)
+{
+    json_object_set_new (self->endpoints, label, json_string (endpoint));
+}
+
+void
+ep_service_check_auth (ep_service_t *self)
+{
+    ep_auth_check (self->auth);
+}
+
+void
 ep_service_set_plaintext (ep_service_t *self, bool plaintext)
 {
     self->plaintext = plaintext;

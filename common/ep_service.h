@@ -48,6 +48,16 @@ void
 bool
     ep_service_loopback (const char *endpoint);
 
+//  Records an endpoint the service serves without ep_service_bind (the
+//  watchdog's TLS channel) for the ready file.
+void
+    ep_service_record (ep_service_t *self, const char *label, const char *endpoint);
+
+//  Exits the process if zauth died: for loops that poll the auth actor
+//  themselves (zmq_poll) instead of using ep_service_wait.
+void
+    ep_service_check_auth (ep_service_t *self);
+
 //  Makes sock a CURVE client of the service whose public certificate is
 //  <keys>/curve/<server>.cert. Returns 0 or -1 (logged).
 int

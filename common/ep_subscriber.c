@@ -91,6 +91,21 @@ ep_subscriber_subscribe (ep_subscriber_t *self, const char *prefix)
     }
 }
 
+void
+ep_subscriber_unsubscribe (ep_subscriber_t *self, const char *prefix)
+{
+    zsock_set_unsubscribe (self->sub, prefix);
+    ep_tracker_unsubscribe (self->tracker, prefix);
+    //  Undo the heartbeat subscription ep_subscriber_subscribe added.
+    char stream [128];
+    if (ep_topic_stream (prefix, stream, sizeof stream) == 0
+    &&  !ep_tracker_whole (self->tracker, stream)) {
+        char heartbeat [160];
+        snprintf (heartbeat, sizeof heartbeat, "%s.heartbeat", stream);
+        zsock_set_unsubscribe (self->sub, heartbeat);
+    }
+}
+
 Ep__Event *
 ep_subscriber_read (ep_subscriber_t *self, char **topic_p)
 {

@@ -29,6 +29,10 @@ void
 void
     ep_subscriber_subscribe (ep_subscriber_t *self, const char *prefix);
 
+//  Stops taking topics starting with prefix (as subscribed before).
+void
+    ep_subscriber_unsubscribe (ep_subscriber_t *self, const char *prefix);
+
 //  Waits up to timeout_ms for the first message or heartbeat of stream (of
 //  any stream when NULL), so
 //  the caller knows its subscription has reached the publishers. Events

@@ -74,6 +74,17 @@ ep_tracker_subscribe (ep_tracker_t *self, const char *prefix)
     zlistx_add_end (self->prefixes, (void *) prefix);
 }
 
+void
+ep_tracker_unsubscribe (ep_tracker_t *self, const char *prefix)
+{
+    const char *item = (const char *) zlistx_first (self->prefixes);
+    for (; item; item = (const char *) zlistx_next (self->prefixes))
+        if (streq (item, prefix)) {
+            zlistx_delete (self->prefixes, zlistx_cursor (self->prefixes));
+            return;
+        }
+}
+
 bool
 ep_tracker_whole (ep_tracker_t *self, const char *stream)
 {

@@ -52,6 +52,10 @@ void
 void
     ep_tracker_subscribe (ep_tracker_t *self, const char *prefix);
 
+//  Forgets a subscribed topic prefix (one occurrence).
+void
+    ep_tracker_unsubscribe (ep_tracker_t *self, const char *prefix);
+
 //  True if the subscriber takes stream whole (so seq jumps are losses).
 bool
     ep_tracker_whole (ep_tracker_t *self, const char *stream);

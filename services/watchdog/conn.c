@@ -10,6 +10,7 @@ struct _conn_t {
     int64_t joined_at;          //  JOINED (ms), 0 if never
     int64_t last_heard;         //  last frame from the peer (ms)
     int64_t next_ping;          //  when to send the next Ping (ms)
+    int64_t drain_until;        //  DRAINING ends here (ms)
     bool stray;                 //  reported stray
     bool refused;               //  refused (bad cert, bad Hello, bad bytes ...)
     bool errored;               //  closed by an I/O error before joining
@@ -34,6 +35,7 @@ conn_new (const conn_config_t *config, int64_t now_ms)
 {
     EP_ASSERT (config->stray_grace_ms > 0 && config->heartbeat_ms > 0);
     EP_ASSERT (config->heartbeat_timeout_ms > 0 && config->min_version <= config->max_version);
+    EP_ASSERT (config->drain_grace_ms > 0);
     conn_t *self = (conn_t *) zmalloc (sizeof (conn_t));
     self->config = *config;
     self->state = CONN_ACCEPTED;
@@ -273,6 +275,11 @@ conn_tick (conn_t *self, int64_t now_ms, conn_actions_t *actions)
         }
         return;
     }
+    if (self->state == CONN_DRAINING && now_ms >= self->drain_until) {
+        actions->flags |= CONN_CLOSE;
+        actions->reason = "drained";
+        return;
+    }
     if (self->state == CONN_JOINED || self->state == CONN_DRAINING) {
         if (now_ms >= self->last_heard + config->heartbeat_timeout_ms) {
             actions->flags |= CONN_CLOSE;
@@ -309,8 +316,10 @@ conn_deadline (conn_t *self)
             int64_t timeout = self->last_heard + config->heartbeat_timeout_ms;
             return self->next_ping < timeout? self->next_ping: timeout;
         }
-        case CONN_DRAINING:
-            return self->last_heard + config->heartbeat_timeout_ms;
+        case CONN_DRAINING: {
+            int64_t timeout = self->last_heard + config->heartbeat_timeout_ms;
+            return self->drain_until < timeout? self->drain_until: timeout;
+        }
         default:
             return INT64_MAX;
     }
@@ -320,11 +329,11 @@ void
 conn_drain (conn_t *self, const char *reason, bool reconnect, int64_t now_ms,
             conn_actions_t *actions)
 {
-    (void) now_ms;
     s_reset (actions);
     if (self->state != CONN_JOINED)
         return;
     s_enter (self, CONN_DRAINING);
+    self->drain_until = now_ms + self->config.drain_grace_ms;
     ep__goodbye__init (&actions->goodbye);
     actions->goodbye.reason = (char *) reason;
     actions->goodbye.has_reconnect = true;

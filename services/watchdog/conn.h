@@ -51,6 +51,7 @@ typedef struct {
     int64_t heartbeat_timeout_ms;       //  close when nothing heard for this long
     uint32_t min_version;               //  protocol versions accepted
     uint32_t max_version;
+    int64_t drain_grace_ms;             //  DRAINING lasts at most this long
 } conn_config_t;
 
 //  Actions, as flags: the caller does them in this order.

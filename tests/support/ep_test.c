@@ -279,3 +279,51 @@ ep_test_stable_port (void)
     EP_ASSERT (!"no free port below the ephemeral range");
     return -1;
 }
+
+char *
+ep_http_get (const char *base, const char *path)
+{
+    int port = 0;
+    const char *colon = strrchr (base, ':');
+    if (!colon || sscanf (colon + 1, "%d", &port) != 1)
+        return NULL;
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons (port),
+                                .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+    struct timeval timeout = { .tv_sec = 5 };
+    setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    char *body = NULL;
+    if (connect (fd, (struct sockaddr *) &addr, sizeof addr) == 0) {
+        char request [512];
+        int len = snprintf (request, sizeof request, "GET %s HTTP/1.0\r\n\r\n", path);
+        if (write (fd, request, len) == len) {
+            zchunk_t *chunk = zchunk_new (NULL, 0);
+            char buf [4096];
+            ssize_t n;
+            while ((n = read (fd, buf, sizeof buf)) > 0)
+                zchunk_extend (chunk, buf, n);
+            char *text = zchunk_strdup (chunk);
+            zchunk_destroy (&chunk);
+            char *start = text? strstr (text, "\r\n\r\n"): NULL;
+            if (start && strncmp (text, "HTTP/1.", 7) == 0 && strncmp (text + 9, "200", 3) == 0)
+                body = strdup (start + 4);
+            free (text);
+        }
+    }
+    close (fd);
+    return body;
+}
+
+double
+ep_metric_value (const char *page, const char *series)
+{
+    size_t len = strlen (series);
+    for (const char *line = page; line && *line; ) {
+        if (strncmp (line, series, len) == 0 && line [len] == ' ')
+            return atof (line + len + 1);
+        line = strchr (line, '\n');
+        if (line)
+            line++;
+    }
+    return -1;
+}

@@ -77,6 +77,16 @@ bool
 int
     ep_test_stable_port (void);
 
+//  GETs path from an http://host:port base (a ready file's "http"
+//  endpoint); returns the body of a 200 answer, or NULL. Caller frees.
+char *
+    ep_http_get (const char *base, const char *path);
+
+//  The value of the sample `series` (name with labels, exactly as
+//  rendered) in a Prometheus text page, or -1 if absent.
+double
+    ep_metric_value (const char *page, const char *series);
+
 //  Runs a shell command; returns its exit status (or -1), output in *out if
 //  out is not NULL (caller frees).
 int

@@ -6,7 +6,7 @@
 static conn_config_t s_config = {
     .stray_grace_ms = 500, .stray_action = CONN_STRAY_DISCONNECT,
     .heartbeat_ms = 10000, .heartbeat_timeout_ms = 30000,
-    .min_version = 1, .max_version = 2
+    .min_version = 1, .max_version = 2, .drain_grace_ms = 5000
 };
 
 static Ep__Hello s_hello_msg;
@@ -238,7 +238,13 @@ Test (conn, draining_accepts_only_acks)
     frame.body_case = EP__FRAME__BODY_COMMAND_ACK;
     frame.command_ack = &ack;
     cr_assert (conn_frame (conn, &frame, CONN_PEER_OK, 30, &a), "draining: acks relayed");
-    conn_closed (conn, "drained", 40, &a);
+    cr_assert_eq (conn_deadline (conn), 5010, "draining ends after its grace");
+    conn_tick (conn, 5009, &a);
+    cr_assert_not (a.flags & CONN_CLOSE);
+    conn_tick (conn, 5010, &a);
+    cr_assert (a.flags & CONN_CLOSE);
+    cr_assert_str_eq (a.reason, "drained");
+    conn_closed (conn, "drained", 5010, &a);
     cr_assert (a.flags & CONN_LEAVE);
     conn_destroy (&conn);
 }
