@@ -3,6 +3,7 @@
 #include "ep_publisher.h"
 #include "ep_ready.h"
 #include <errno.h>
+#include <signal.h>
 
 struct _ep_service_t {
     char *name;                 //  "bus", "model", ...
@@ -35,7 +36,10 @@ ep_service_new (const char *name, const char *description, const char *http_defa
         exit (2);
     }
     self->source_id = ep_source_id (name, self->opts.instance_id);
-    //  czmq's own handlers turn SIGINT/SIGTERM into zsys_interrupted.
+    //  czmq's own handlers turn SIGINT/SIGTERM into zsys_interrupted. A
+    //  peer that closes while we write to it must give EPIPE (handled where
+    //  we write), not SIGPIPE, which would kill the process without a word.
+    signal (SIGPIPE, SIG_IGN);
     zsys_init ();
     zsys_set_logident (program);
 

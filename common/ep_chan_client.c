@@ -1,0 +1,287 @@
+/*  ep_chan_client.c: TLS client for the control channel. */
+#include "ep_chan_client.h"
+#include "ep_frame.h"
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <openssl/err.h>
+
+struct _ep_chan_client_t {
+    int fd;                     //  the TCP socket (non-blocking)
+    SSL *ssl;                   //  TLS over it
+    ep_frame_reader_t *reader;  //  incoming frames
+    bool auto_pong;             //  answer Pings in recv
+    bool closed;                //  peer closed or failed
+    char reason [256];          //  why
+    uint64_t pongs;             //  Pings answered
+};
+
+//  Waits for the socket to be readable or writable as SSL asks, until
+//  deadline. False on timeout.
+static bool
+s_wait (ep_chan_client_t *self, int ssl_error, int64_t deadline)
+{
+    int64_t left = deadline - ep_mono_ms ();
+    if (left <= 0)
+        return false;
+    struct pollfd pfd = { .fd = self->fd,
+                          .events = ssl_error == SSL_ERROR_WANT_WRITE? POLLOUT: POLLIN };
+    return poll (&pfd, 1, (int) left) > 0;
+}
+
+static void
+s_fail (ep_chan_client_t *self, const char *what)
+{
+    if (!self->closed) {
+        self->closed = true;
+        unsigned long code = ERR_get_error ();
+        char detail [200] = "";
+        if (code)
+            ERR_error_string_n (code, detail, sizeof detail);
+        snprintf (self->reason, sizeof self->reason, "%s%s%s", what, *detail? ": ": "", detail);
+    }
+    ERR_clear_error ();
+}
+
+ep_chan_client_t *
+ep_chan_client_new (const char *address, SSL_CTX *ctx, int timeout_ms, char *err, size_t errlen)
+{
+    char host [256];
+    const char *colon = strrchr (address, ':');
+    if (!colon || colon == address || (size_t) (colon - address) >= sizeof host) {
+        snprintf (err, errlen, "address \"%s\": use host:port", address);
+        return NULL;
+    }
+    memcpy (host, address, colon - address);
+    host [colon - address] = 0;
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+    struct addrinfo *addr = NULL;
+    if (getaddrinfo (host, colon + 1, &hints, &addr) != 0) {
+        snprintf (err, errlen, "cannot resolve %s", host);
+        return NULL;
+    }
+    ep_chan_client_t *self = (ep_chan_client_t *) zmalloc (sizeof (ep_chan_client_t));
+    self->auto_pong = true;
+    self->fd = socket (addr->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    int rc = self->fd >= 0? 0: -1;
+    if (rc == 0 && connect (self->fd, addr->ai_addr, addr->ai_addrlen) != 0 && errno != EINPROGRESS)
+        rc = -1;
+    freeaddrinfo (addr);
+    if (rc == 0) {
+        struct pollfd pfd = { .fd = self->fd, .events = POLLOUT };
+        int so_error = 0;
+        socklen_t len = sizeof so_error;
+        int64_t left = deadline - ep_mono_ms ();
+        if (left <= 0 || poll (&pfd, 1, (int) left) != 1
+        ||  getsockopt (self->fd, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0 || so_error) {
+            snprintf (err, errlen, "cannot connect to %s: %s", address,
+                      so_error? strerror (so_error): "timed out");
+            rc = -1;
+        }
+    }
+    else
+        snprintf (err, errlen, "cannot connect to %s: %s", address, strerror (errno));
+    if (rc == 0) {
+        self->ssl = SSL_new (ctx);
+        SSL_set_fd (self->ssl, self->fd);
+        SSL_set_connect_state (self->ssl);
+        SSL_set_mode (self->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        while (true) {
+            int hs = SSL_do_handshake (self->ssl);
+            if (hs == 1)
+                break;
+            int error = SSL_get_error (self->ssl, hs);
+            if ((error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE)
+            ||  !s_wait (self, error, deadline)) {
+                unsigned long code = ERR_get_error ();
+                char detail [200] = "timed out";
+                if (code)
+                    ERR_error_string_n (code, detail, sizeof detail);
+                long verify = SSL_get_verify_result (self->ssl);
+                snprintf (err, errlen, "TLS handshake with %s failed: %s%s%s", address, detail,
+                          verify != X509_V_OK? "; server certificate: ": "",
+                          verify != X509_V_OK? X509_verify_cert_error_string (verify): "");
+                ERR_clear_error ();
+                rc = -1;
+                break;
+            }
+        }
+    }
+    if (rc == 0)
+        self->reader = ep_frame_reader_new (EP_FRAME_JOINED_CAP);
+    else
+        ep_chan_client_destroy (&self);
+    return self;
+}
+
+void
+ep_chan_client_destroy (ep_chan_client_t **self_p)
+{
+    ep_chan_client_t *self = *self_p;
+    if (self) {
+        if (self->ssl) {
+            if (!self->closed)
+                SSL_shutdown (self->ssl);
+            SSL_free (self->ssl);
+        }
+        if (self->fd >= 0)
+            close (self->fd);
+        ep_frame_reader_destroy (&self->reader);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+int
+ep_chan_client_send_raw (ep_chan_client_t *self, const void *data, size_t size, int timeout_ms)
+{
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    size_t done = 0;
+    while (!self->closed && done < size) {
+        int n = SSL_write (self->ssl, (const char *) data + done, (int) (size - done));
+        if (n > 0) {
+            done += n;
+            continue;
+        }
+        int error = SSL_get_error (self->ssl, n);
+        if ((error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE)
+        ||  !s_wait (self, error, deadline)) {
+            if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE)
+                s_fail (self, "write failed");
+            return -1;
+        }
+    }
+    return done == size? 0: -1;
+}
+
+int
+ep_chan_client_send (ep_chan_client_t *self, const Ep__Frame *frame, int timeout_ms)
+{
+    uint8_t *bytes;
+    size_t size;
+    if (ep_frame_encode (frame, EP_FRAME_JOINED_CAP, &bytes, &size) != 0)
+        return -1;
+    int rc = ep_chan_client_send_raw (self, bytes, size, timeout_ms);
+    free (bytes);
+    return rc;
+}
+
+static void
+s_pong (ep_chan_client_t *self, const Ep__Ping *ping)
+{
+    Ep__Pong pong = EP__PONG__INIT;
+    pong.has_nonce = ping->has_nonce;
+    pong.nonce = ping->nonce;
+    pong.has_sent_at_ms = ping->has_sent_at_ms;
+    pong.sent_at_ms = ping->sent_at_ms;
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.body_case = EP__FRAME__BODY_PONG;
+    frame.pong = &pong;
+    if (ep_chan_client_send (self, &frame, 1000) == 0)
+        self->pongs++;
+}
+
+Ep__Frame *
+ep_chan_client_recv (ep_chan_client_t *self, int timeout_ms)
+{
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    while (!self->closed) {
+        ep_frame_error_t error;
+        Ep__Frame *frame = ep_frame_reader_next (self->reader, &error);
+        if (frame) {
+            if (self->auto_pong && frame->body_case == EP__FRAME__BODY_PING) {
+                s_pong (self, frame->ping);
+                ep__frame__free_unpacked (frame, NULL);
+                continue;
+            }
+            return frame;
+        }
+        if (error != EP_FRAME_OK) {
+            s_fail (self, ep_frame_reader_detail (self->reader));
+            return NULL;
+        }
+        size_t len;
+        uint8_t *space = ep_frame_reader_space (self->reader, &len);
+        if (!space)
+            return NULL;
+        int n = SSL_read (self->ssl, space, (int) len);
+        if (n > 0) {
+            ep_frame_reader_commit (self->reader, n, ep_mono_ms ());
+            continue;
+        }
+        int ssl_error = SSL_get_error (self->ssl, n);
+        if (ssl_error == SSL_ERROR_WANT_READ || ssl_error == SSL_ERROR_WANT_WRITE) {
+            if (!s_wait (self, ssl_error, deadline))
+                return NULL;
+            continue;
+        }
+        s_fail (self, ssl_error == SSL_ERROR_ZERO_RETURN? "closed by the server": "connection lost");
+    }
+    return NULL;
+}
+
+Ep__HelloResult *
+ep_chan_client_hello (ep_chan_client_t *self, uint32_t version, Ep__Role role,
+                      const char *id, int timeout_ms)
+{
+    Ep__Hello hello = EP__HELLO__INIT;
+    hello.has_protocol_version = true;
+    hello.protocol_version = version;
+    hello.has_role = true;
+    hello.role = role;
+    hello.id = (char *) id;
+    hello.version = EP_VERSION;
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.body_case = EP__FRAME__BODY_HELLO;
+    frame.hello = &hello;
+    if (ep_chan_client_send (self, &frame, timeout_ms) != 0)
+        return NULL;
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    while (true) {
+        int64_t left = deadline - ep_mono_ms ();
+        Ep__Frame *reply = left > 0? ep_chan_client_recv (self, (int) left): NULL;
+        if (!reply)
+            return NULL;
+        if (reply->body_case == EP__FRAME__BODY_HELLO_RESULT) {
+            Ep__HelloResult *result = reply->hello_result;
+            reply->hello_result = NULL;
+            reply->body_case = EP__FRAME__BODY__NOT_SET;
+            ep__frame__free_unpacked (reply, NULL);
+            return result;
+        }
+        ep__frame__free_unpacked (reply, NULL);
+    }
+}
+
+void
+ep_chan_client_set_auto_pong (ep_chan_client_t *self, bool auto_pong)
+{
+    self->auto_pong = auto_pong;
+}
+
+bool
+ep_chan_client_closed (ep_chan_client_t *self)
+{
+    return self->closed;
+}
+
+const char *
+ep_chan_client_close_reason (ep_chan_client_t *self)
+{
+    return self->reason;
+}
+
+int
+ep_chan_client_fd (ep_chan_client_t *self)
+{
+    return self->fd;
+}
+
+uint64_t
+ep_chan_client_pongs (ep_chan_client_t *self)
+{
+    return self->pongs;
+}

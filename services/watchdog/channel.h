@@ -1,0 +1,124 @@
+/*  channel.h: the watchdog's TLS listener.
+
+    Every control-channel connection lives in one epoll set with one timer
+    heap (czmq's pollers are poll()-based and O(n) per wake-up; this is
+    O(ready)). Each connection is a conn_t state machine (conn.h) plus its
+    socket, TLS session, frame reader and bounded output queue; this module
+    does the socket and TLS work and carries out the actions the state
+    machine asks for, and tells the watchdog (handler callbacks) about
+    joins, leaves, strays, refusals and frames to relay.
+
+    The watchdog's ZeroMQ loop waits on channel_fd () (the epoll fd) among
+    its sockets and calls channel_process () when it is readable or when
+    channel_deadline () has come.
+*/
+#ifndef CHANNEL_H_INCLUDED
+#define CHANNEL_H_INCLUDED
+
+#include "ep_prelude.h"
+#include "conn.h"
+#include <openssl/ssl.h>
+
+typedef struct _channel_t channel_t;
+typedef struct _channel_conn_t channel_conn_t;
+
+typedef struct {
+    conn_config_t conn;         //  grace, stray action, heartbeats, versions
+    size_t joined_cap;          //  frame cap once joined (16 KiB before)
+    size_t out_cap;             //  bytes queued to one peer before it is closed
+    size_t budget;              //  bytes in flight (partial frames) across all peers
+    int64_t frame_timeout_ms;   //  a frame must complete within this
+    int max_handshakes;         //  connections not yet through TLS, at most
+    int max_per_source;         //  connections not yet joined per source address
+} channel_config_t;
+
+//  What the channel tells the watchdog. All may be NULL but verdict.
+typedef struct {
+    //  The model's verdict on a Hello from (role, id).
+    conn_peer_t (*verdict) (void *arg, const char *role, const char *id);
+    //  A peer joined / left (reason, ms it was joined).
+    void (*joined) (void *arg, channel_conn_t *conn);
+    void (*left) (void *arg, channel_conn_t *conn, const char *reason, int64_t joined_ms);
+    //  A stray (step), a refusal (reason), a non-member ctrl peer.
+    void (*stray) (void *arg, channel_conn_t *conn, const char *step);
+    void (*refused) (void *arg, channel_conn_t *conn, const char *reason);
+    void (*not_member) (void *arg, channel_conn_t *conn);
+    //  A connection refused before it had a state machine (caps, fd limit).
+    void (*rejected) (void *arg, const char *remote, const char *reason);
+    //  A connection ended: outcome (joined, stray, refused, error), seconds open.
+    void (*ended) (void *arg, channel_conn_t *conn, const char *outcome, double seconds);
+    //  A frame for the watchdog to handle (relay); the handler owns it.
+    void (*frame) (void *arg, channel_conn_t *conn, Ep__Frame *frame);
+} channel_handler_t;
+
+//  Listens on address ("host:port", port 0 = kernel's choice). ctx is the
+//  server context (borrowed). Returns NULL with the reason in err.
+channel_t *
+    channel_new (const char *address, SSL_CTX *ctx, const channel_config_t *config,
+                 const channel_handler_t *handler, void *arg, char *err, size_t errlen);
+
+//  Closes every connection (without announcing leaves) and the listener.
+void
+    channel_destroy (channel_t **self_p);
+
+//  The epoll fd: readable when something is ready.
+int
+    channel_fd (channel_t *self);
+
+//  The port actually bound.
+int
+    channel_port (channel_t *self);
+
+//  When the next timer is due (monotonic ms), INT64_MAX if none.
+int64_t
+    channel_deadline (channel_t *self);
+
+//  Handles ready sockets and due timers, without blocking.
+void
+    channel_process (channel_t *self);
+
+//  Sends frame to the joined peer (role, id). Returns 0, or -1 if there is
+//  none or it was closed for not reading.
+int
+    channel_send (channel_t *self, const char *role, const char *id, const Ep__Frame *frame);
+
+//  Sends frame on conn. Returns 0 or -1.
+int
+    channel_conn_send (channel_conn_t *conn, const Ep__Frame *frame);
+
+//  The joined peer (role, id), or NULL.
+channel_conn_t *
+    channel_find (channel_t *self, const char *role, const char *id);
+
+//  Goes DRAINING (Goodbye sent, acks only): the router was deleted, moved,
+//  or the watchdog is stopping.
+void
+    channel_drain (channel_t *self, channel_conn_t *conn, const char *reason, bool reconnect);
+
+//  Closes conn with reason (leave announced if it had joined).
+void
+    channel_close (channel_t *self, channel_conn_t *conn, const char *reason);
+
+//  Stops accepting (SIGTERM): the listener closes, connections stay.
+void
+    channel_stop_accepting (channel_t *self);
+
+//  Iterates every connection (NULL at the end).
+channel_conn_t *
+    channel_first (channel_t *self);
+channel_conn_t *
+    channel_next (channel_t *self);
+
+size_t
+    channel_size (channel_t *self);
+
+//  Bytes in flight in partial frames across all connections.
+size_t
+    channel_buffered (channel_t *self);
+
+conn_t *
+    channel_conn_state (channel_conn_t *conn);
+const char *
+    channel_conn_remote (channel_conn_t *conn);     //  "ip:port"
+
+#endif

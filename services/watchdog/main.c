@@ -1,0 +1,1029 @@
+/*  edgeplane-watchdog: the control-channel listener and connection watchdog.
+
+    One thread, one loop: zmq_poll over the ZeroMQ sockets and the channel's
+    epoll fd (which holds every TLS connection). The channel (channel.c)
+    runs the connections' state machines (conn.c); this file is what the
+    watchdog does with what they report: verdicts from the model (a
+    follower's copy), connect / stray / refusal events and metrics,
+    presence (join, leave, beacons; the newest join of a router wins), the
+    model slice pushed to each router, requests relayed to the terminators
+    and reaper services, commands (cmd.<router-id>.) delivered, and the
+    connections API.
+*/
+#include "ep_service.h"
+#include "ep_codec.h"
+#include "ep_follower.h"
+#include "ep_model_view.h"
+#include "ep_pki.h"
+#include "ep_publisher.h"
+#include "ep_rpc_server.h"
+#include "ep_subscriber.h"
+#include "channel.h"
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#define PROTOCOL_MIN        1
+#define PROTOCOL_MAX        1
+#define BEACON_MS           1000
+#define CRL_CHECK_MS        2000
+#define GAUGES_MS           1000
+#define RELAY_TIMEOUT_MS    30000
+
+//  A router (or peer, or client) joined here.
+typedef struct {
+    channel_conn_t *conn;       //  its connection (valid until it leaves)
+    char role [16];             //  router, ctrl, client
+    char id [65];               //  its id
+    int64_t joined_wall_ms;     //  when it joined (wall clock, for newest-join-wins)
+    ep_series_t *rtt;           //  edgeplane_router_rtt_seconds{router}
+    ep_series_t *jitter;        //  edgeplane_router_jitter_seconds{router}
+} s_peer_t;
+
+//  A request relayed to a service, waiting for its reply.
+typedef struct {
+    char router_id [65];        //  who asked
+    uint64_t frame_id;          //  the frame id to answer with
+    bool terminators;           //  which service (else the reaper)
+    int64_t expires_ms;         //  forgotten after this
+} s_relay_t;
+
+typedef struct {
+    ep_service_t *service;      //  shared process scaffolding
+    const ep_common_opts_t *opts;
+    char *channel_address;      //  what routers dial (ready file, presence)
+    SSL_CTX *ssl_ctx;           //  TLS server context
+    struct stat crl_stat;       //  ca.crl as last loaded (inode, mtime)
+    channel_t *channel;         //  the TLS listener and its connections
+    ep_model_view_t *view;      //  the model, as followed
+    ep_follower_t *follower;    //  keeps view current
+    zhashx_t *deleted;          //  routers deleted while followed here
+    ep_publisher_t *publisher;  //  connect., stray., cluster., channel., presence.
+    ep_subscriber_t *events;    //  presence. and cmd.<router>. from the bus
+    zsock_t *api;               //  ROUTER: the connections API
+    ep_rpc_server_t *rpc;       //  its request handling
+    zsock_t *terminators;       //  DEALER to the terminators service
+    zsock_t *reaper;            //  DEALER to the reaper
+    zhashx_t *peers;            //  "role/id" -> s_peer_t (joined here)
+    zhashx_t *relays;           //  upstream request id -> s_relay_t
+    zhashx_t *commands;         //  command id -> reply_to ("terminators" / "reaper")
+    bool draining;              //  SIGTERM: no new connections, routers told to go
+    int stray_action;           //  index in s_stray_actions
+    //  Metrics
+    ep_counter_t *strays;       //  controller_stray_connections_total{step}
+    ep_counter_t *refusals;     //  edgeplane_channel_refused_total{reason}
+    ep_histogram_t *durations;  //  controller_connection_duration_seconds{outcome}
+    ep_gauge_t *connections;    //  edgeplane_connections{role,state}
+    ep_gauge_t *rtt;            //  edgeplane_router_rtt_seconds{router}
+    ep_gauge_t *jitter;         //  edgeplane_router_jitter_seconds{router}
+    ep_series_t *buffered;      //  edgeplane_channel_buffered_bytes
+} s_watchdog_t;
+
+static const char *s_stray_actions [] = { "none", "log", "disconnect", NULL };
+
+static const char *
+s_connect_type (const char *role)
+{
+    return streq (role, "router")? "router-to-ctrl"
+         : streq (role, "ctrl")? "ctrl-to-ctrl": "edge-to-ctrl";
+}
+
+static int64_t
+s_wall_of (int64_t mono_ms)
+{
+    return ep_wall_ms () - (ep_mono_ms () - mono_ms);
+}
+
+static void
+s_publish (s_watchdog_t *self, const char *topic, Ep__Event *event)
+{
+    if (ep_publisher_send (self->publisher, topic, event) != 0)
+        ep_log_warn ("could not publish %s (larger than the cap)", topic);
+}
+
+//  -------------------------------------------------------------------------
+//  Model verdicts and slices
+
+static conn_peer_t
+s_verdict (void *arg, const char *role, const char *id)
+{
+    s_watchdog_t *self = (s_watchdog_t *) arg;
+    if (streq (role, "router")) {
+        const Ep__Entity *router = ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_ROUTER, id);
+        if (!router)
+            return zhashx_lookup (self->deleted, id)? CONN_PEER_DELETED: CONN_PEER_UNKNOWN;
+        return router->router->has_enabled && !router->router->enabled? CONN_PEER_DISABLED: CONN_PEER_OK;
+    }
+    if (streq (role, "ctrl"))
+        return ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_CONTROLLER, id)
+             ? CONN_PEER_OK: CONN_PEER_NOT_MEMBER;
+    return CONN_PEER_OK;        //  clients: edge-to-ctrl, their certificate is the check
+}
+
+//  Sends router id its model slice: everything it hosts (full), or the
+//  change between before and after.
+static void
+s_send_slice (s_watchdog_t *self, s_peer_t *peer, const Ep__Router *before, const Ep__Router *after)
+{
+    Ep__ModelSlice slice = EP__MODEL_SLICE__INIT;
+    slice.has_revision = slice.has_full = true;
+    slice.revision = ep_model_view_revision (self->view);
+    slice.generation = (char *) ep_model_view_generation (self->view);
+    slice.full = before == NULL;
+    Ep__HostedService *hosted [after? after->n_hosted + 1: 1];
+    char *removed [before? before->n_hosted + 1: 1];
+    for (size_t i = 0; after && i < after->n_hosted; i++) {
+        bool same = false;
+        for (size_t j = 0; before && j < before->n_hosted; j++)
+            if (streq (before->hosted [j]->service_id, after->hosted [i]->service_id))
+                same = before->hosted [j]->cost == after->hosted [i]->cost
+                    && before->hosted [j]->precedence == after->hosted [i]->precedence;
+        if (!same)
+            hosted [slice.n_hosted++] = after->hosted [i];
+    }
+    for (size_t j = 0; before && j < before->n_hosted; j++) {
+        bool kept = false;
+        for (size_t i = 0; after && i < after->n_hosted; i++)
+            kept |= streq (before->hosted [j]->service_id, after->hosted [i]->service_id);
+        if (!kept)
+            removed [slice.n_removed++] = before->hosted [j]->service_id;
+    }
+    if (before && slice.n_hosted == 0 && slice.n_removed == 0)
+        return;                 //  nothing the router needs changed
+    slice.hosted = hosted;
+    slice.removed = removed;
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.body_case = EP__FRAME__BODY_SLICE;
+    frame.slice = &slice;
+    channel_conn_send (peer->conn, &frame);
+}
+
+static char *
+s_peer_key (const char *role, const char *id, char *buf, size_t size)
+{
+    snprintf (buf, size, "%s/%s", role, id);
+    return buf;
+}
+
+//  The follower applied a change: push slices, drain deleted routers.
+static void
+s_on_model (void *arg, const ep_model_event_t *event)
+{
+    s_watchdog_t *self = (s_watchdog_t *) arg;
+    if (event->type != EP__ENTITY_TYPE__ENTITY_ROUTER)
+        return;
+    if (event->kind == EP__MODEL_OP__KIND__DELETED)
+        zhashx_update (self->deleted, event->id, (void *) 1);
+    else
+        zhashx_delete (self->deleted, event->id);
+    char key [96];
+    s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->peers, s_peer_key ("router", event->id, key, sizeof key));
+    if (!peer)
+        return;
+    if (event->kind == EP__MODEL_OP__KIND__DELETED)
+        channel_drain (self->channel, peer->conn, "router-deleted", false);
+    else
+    if (event->after && event->after->router->has_enabled && !event->after->router->enabled)
+        channel_drain (self->channel, peer->conn, "router-disabled", false);
+    else
+    if (event->before && event->after)
+        s_send_slice (self, peer, event->before->router, event->after->router);
+}
+
+//  -------------------------------------------------------------------------
+//  Presence
+
+static void
+s_presence (s_watchdog_t *self, const char *type, const char *router, int64_t joined_wall_ms)
+{
+    Ep__PresenceEvent body = EP__PRESENCE_EVENT__INIT;
+    body.instance_id = (char *) ep_service_source_id (self->service);
+    body.has_instance_epoch = true;
+    body.instance_epoch = ep_publisher_epoch (self->publisher);
+    body.api_address = self->opts->watchdog_api;
+    body.channel_address = self->channel_address;
+    size_t count = router? 1: zhashx_size (self->peers);
+    char *routers [count + 1];
+    body.routers = routers;
+    if (router)
+        routers [body.n_routers++] = (char *) router;
+    else {
+        s_peer_t *peer = (s_peer_t *) zhashx_first (self->peers);
+        for (; peer; peer = (s_peer_t *) zhashx_next (self->peers))
+            if (streq (peer->role, "router"))
+                routers [body.n_routers++] = peer->id;
+    }
+    if (joined_wall_ms) {
+        body.has_joined_at_ms = true;
+        body.joined_at_ms = joined_wall_ms;
+    }
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_PRESENCE;
+    event.presence = &body;
+    char topic [32];
+    snprintf (topic, sizeof topic, "presence.%s", type);
+    s_publish (self, topic, &event);
+}
+
+//  Another instance says a router joined there: if we hold an older
+//  connection of the same router, ours goes.
+static void
+s_on_presence (s_watchdog_t *self, const Ep__PresenceEvent *presence)
+{
+    if (!presence->instance_id || streq (presence->instance_id, ep_service_source_id (self->service)))
+        return;
+    for (size_t i = 0; i < presence->n_routers; i++) {
+        char key [96];
+        s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->peers,
+                                                     s_peer_key ("router", presence->routers [i], key, sizeof key));
+        if (peer && presence->joined_at_ms >= peer->joined_wall_ms) {
+            ep_log_info ("router %s joined %s after joining here: closing our copy",
+                         peer->id, presence->instance_id);
+            channel_close (self->channel, peer->conn, "moved");
+        }
+    }
+}
+
+//  -------------------------------------------------------------------------
+//  Channel callbacks
+
+static void
+s_connect_event (s_watchdog_t *self, channel_conn_t *c, bool connected, const char *reason,
+                 int64_t duration_ms)
+{
+    conn_t *conn = channel_conn_state (c);
+    Ep__ConnectEvent body = EP__CONNECT_EVENT__INIT;
+    body.type = (char *) s_connect_type (conn_role (conn));
+    body.src_type = (char *) conn_role (conn);
+    body.src_id = (char *) conn_id (conn);
+    body.src_addr = (char *) channel_conn_remote (c);
+    body.dst_type = "ctrl";
+    body.dst_id = (char *) ep_service_source_id (self->service);
+    body.dst_addr = self->channel_address;
+    body.has_connected = true;
+    body.connected = connected;
+    if (!connected) {
+        body.has_duration = true;
+        body.duration = duration_ms;
+        body.reason = (char *) reason;
+    }
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_CONNECT;
+    event.connect = &body;
+    char topic [48];
+    snprintf (topic, sizeof topic, "connect.%s", body.type);
+    s_publish (self, topic, &event);
+}
+
+static void
+s_joined (void *arg, channel_conn_t *c)
+{
+    s_watchdog_t *self = (s_watchdog_t *) arg;
+    conn_t *conn = channel_conn_state (c);
+    s_peer_t *peer = (s_peer_t *) zmalloc (sizeof (s_peer_t));
+    peer->conn = c;
+    snprintf (peer->role, sizeof peer->role, "%s", conn_role (conn));
+    snprintf (peer->id, sizeof peer->id, "%s", conn_id (conn));
+    peer->joined_wall_ms = ep_wall_ms ();
+    char key [96];
+    s_peer_key (peer->role, peer->id, key, sizeof key);
+    s_peer_t *older = (s_peer_t *) zhashx_lookup (self->peers, key);
+    if (older)      //  the same router twice here: the newest join wins
+        channel_close (self->channel, older->conn, "moved");
+    zhashx_update (self->peers, key, peer);
+    ep_log_info ("%s %s joined from %s", peer->role, peer->id, channel_conn_remote (c));
+    s_connect_event (self, c, true, NULL, 0);
+    if (streq (peer->role, "router")) {
+        const char *labels [] = { peer->id };
+        peer->rtt = ep_gauge_series (self->rtt, labels);
+        peer->jitter = ep_gauge_series (self->jitter, labels);
+        char topic [80];
+        snprintf (topic, sizeof topic, "cmd.%s.", peer->id);
+        ep_subscriber_subscribe (self->events, topic);
+        s_presence (self, "join", peer->id, peer->joined_wall_ms);
+        const Ep__Entity *router = ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_ROUTER, peer->id);
+        if (router)
+            s_send_slice (self, peer, NULL, router->router);
+    }
+}
+
+static void
+s_left (void *arg, channel_conn_t *c, const char *reason, int64_t joined_ms)
+{
+    s_watchdog_t *self = (s_watchdog_t *) arg;
+    conn_t *conn = channel_conn_state (c);
+    char key [96];
+    s_peer_key (conn_role (conn), conn_id (conn), key, sizeof key);
+    s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->peers, key);
+    ep_log_info ("%s %s left (%s) after %lld ms", conn_role (conn), conn_id (conn), reason,
+                 (long long) joined_ms);
+    s_connect_event (self, c, false, reason, joined_ms);
+    if (peer && peer->conn == c) {
+        if (streq (peer->role, "router")) {
+            char topic [80];
+            snprintf (topic, sizeof topic, "cmd.%s.", peer->id);
+            ep_subscriber_unsubscribe (self->events, topic);
+            s_presence (self, "leave", peer->id, 0);
+            ep_series_set (peer->rtt, NAN);
+            ep_series_set (peer->jitter, NAN);
+        }
+        zhashx_delete (self->peers, key);
+    }
+}
+
+static void
+s_stray (void *arg, channel_conn_t *c, const char *step)
+{
+    s_watchdog_t *self = (s_watchdog_t *) arg;
+    conn_t *conn = channel_conn_state (c);
+    const char *labels [] = { step };
+    ep_counter_inc (self->strays, labels, 1);
+    Ep__StrayEvent body = EP__STRAY_EVENT__INIT;
+    body.remote_addr = (char *) channel_conn_remote (c);
+    body.has_accepted_at_ms = true;
+    body.accepted_at_ms = s_wall_of (conn_accepted_at (conn));
+    if (conn_version (conn)) {
+        body.has_protocol_version = true;
+        body.protocol_version = conn_version (conn);
+    }
+    body.step = (char *) step;
+    body.action = (char *) s_stray_actions [self->stray_action];
+    if (*conn_id (conn))
+        body.peer_id = (char *) conn_id (conn);
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_STRAY;
+    event.stray = &body;
+    s_publish (self, "stray.detected", &event);
+    if (self->stray_action > 0)
+        ep_log_warn ("stray connection from %s (reached %s, accepted %lld ms ago)",
+                     channel_conn_remote (c), step, (long long) (ep_mono_ms () - conn_accepted_at (conn)));
+}
+
+static void
+s_not_member (void *arg, channel_conn_t *c)
+{
+    s_watchdog_t *self = (s_watchdog_t *) arg;
+    conn_t *conn = channel_conn_state (c);
+    Ep__StrayEvent body = EP__STRAY_EVENT__INIT;
+    body.remote_addr = (char *) channel_conn_remote (c);
+    body.has_accepted_at_ms = true;
+    body.accepted_at_ms = s_wall_of (conn_accepted_at (conn));
+    body.step = "not-member";
+    body.peer_id = (char *) conn_id (conn);
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_STRAY;
+    event.stray = &body;
+    s_publish (self, "cluster.peer.not_member", &event);
+    ep_log_warn ("controller %s at %s is not a member of this cluster", conn_id (conn),
+                 channel_conn_remote (c));
+}
+
+static void
+s_refusal_event (s_watchdog_t *self, const char *remote, const char *reason,
+                 const char *role, const char *id)
+{
+    const char *labels [] = { reason };
+    ep_counter_inc (self->refusals, labels, 1);
+    Ep__ChannelEvent body = EP__CHANNEL_EVENT__INIT;
+    body.reason = (char *) reason;
+    body.remote_addr = (char *) remote;
+    body.role = role && *role? (char *) role: NULL;
+    body.id = id && *id? (char *) id: NULL;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_CHANNEL;
+    event.channel = &body;
+    s_publish (self, "channel.refused", &event);
+    ep_log_info ("refused %s%s%s%s from %s: %s", role && *role? role: "", role && *role? " ": "",
+                 id && *id? id: "", id && *id? "": "a connection", remote, reason);
+}
+
+static void
+s_refused (void *arg, channel_conn_t *c, const char *reason)
+{
+    s_watchdog_t *self = (s_watchdog_t *) arg;
+    conn_t *conn = channel_conn_state (c);
+    s_refusal_event (self, channel_conn_remote (c), reason, conn_role (conn), conn_id (conn));
+}
+
+static void
+s_rejected (void *arg, const char *remote, const char *reason)
+{
+    s_refusal_event ((s_watchdog_t *) arg, remote, reason, NULL, NULL);
+}
+
+static void
+s_ended (void *arg, channel_conn_t *c, const char *outcome, double seconds)
+{
+    s_watchdog_t *self = (s_watchdog_t *) arg;
+    (void) c;
+    const char *labels [] = { outcome };
+    ep_histogram_observe (self->durations, labels, seconds);
+}
+
+//  -------------------------------------------------------------------------
+//  Relay: router requests to their services, replies back
+
+static void
+s_relay (s_watchdog_t *self, const char *router_id, uint64_t frame_id, bool terminators,
+         ProtobufCMessage *request, char **request_id_field)
+{
+    //  Upstream ids derive from the router's own, so a retry through any
+    //  watchdog instance is the same request to the service.
+    char upstream [200];
+    snprintf (upstream, sizeof upstream, "%s:%s", router_id,
+              *request_id_field? *request_id_field: "");
+    s_relay_t *relay = (s_relay_t *) zmalloc (sizeof (s_relay_t));
+    snprintf (relay->router_id, sizeof relay->router_id, "%s", router_id);
+    relay->frame_id = frame_id;
+    relay->terminators = terminators;
+    relay->expires_ms = ep_mono_ms () + RELAY_TIMEOUT_MS;
+    zhashx_update (self->relays, upstream, relay);
+    char *theirs = *request_id_field;
+    *request_id_field = upstream;
+    char err [256];
+    zframe_t *packed = ep_codec_pack (request, EP_CODEC_DEFAULT_CAP, err, sizeof err);
+    *request_id_field = theirs;
+    if (packed)
+        zframe_send (&packed, terminators? self->terminators: self->reaper, ZFRAME_DONTWAIT);
+}
+
+static void
+s_frame (void *arg, channel_conn_t *c, Ep__Frame *frame)
+{
+    s_watchdog_t *self = (s_watchdog_t *) arg;
+    conn_t *conn = channel_conn_state (c);
+    const char *id = conn_id (conn);
+    if (!streq (conn_role (conn), "router")) {
+        ep__frame__free_unpacked (frame, NULL);
+        return;         //  ctrl peers and clients have nothing to relay yet
+    }
+    switch (frame->body_case) {
+        case EP__FRAME__BODY_TERMINATOR_REQUEST: {
+            Ep__TerminatorRequest *request = frame->terminator_request;
+            free (request->router_id);
+            request->router_id = strdup (id);       //  only we speak for routers
+            s_relay (self, id, frame->id, true, &request->base, &request->request_id);
+            break;
+        }
+        case EP__FRAME__BODY_SESSION_REQUEST: {
+            Ep__SessionRequest *request = frame->session_request;
+            free (request->router_id);
+            request->router_id = strdup (id);
+            s_relay (self, id, frame->id, false, &request->base, &request->request_id);
+            break;
+        }
+        case EP__FRAME__BODY_COMMAND_ACK: {
+            Ep__CommandAck *ack = frame->command_ack;
+            const char *reply_to = ack->command_id
+                                 ? (const char *) zhashx_lookup (self->commands, ack->command_id): NULL;
+            char request_id [80];
+            snprintf (request_id, sizeof request_id, "ack-%s", ack->command_id? ack->command_id: "");
+            char *field = request_id;
+            if (reply_to && streq (reply_to, "terminators")) {
+                Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+                request.router_id = (char *) id;
+                request.op_case = EP__TERMINATOR_REQUEST__OP_ACK;
+                request.ack = ack;
+                s_relay (self, id, frame->id, true, &request.base, &field);
+            }
+            else {
+                Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+                request.router_id = (char *) id;
+                request.op_case = EP__SESSION_REQUEST__OP_ACK;
+                request.ack = ack;
+                s_relay (self, id, frame->id, false, &request.base, &field);
+            }
+            break;
+        }
+        case EP__FRAME__BODY_EDGE_CONNECTS: {
+            //  edge-to-router connections the router saw, as connect events.
+            Ep__EdgeConnectBatch *batch = frame->edge_connects;
+            for (size_t i = 0; i < batch->n_events; i++) {
+                Ep__EdgeConnect *edge = batch->events [i];
+                Ep__ConnectEvent body = EP__CONNECT_EVENT__INIT;
+                body.type = "edge-to-router";
+                body.src_type = "identity";
+                body.src_id = edge->identity_id;
+                body.src_addr = edge->src_addr;
+                body.dst_type = "router";
+                body.dst_id = (char *) id;
+                body.dst_addr = edge->dst_addr;
+                body.has_connected = edge->has_connected;
+                body.connected = edge->connected;
+                body.has_duration = edge->has_duration_ms;
+                body.duration = edge->duration_ms;
+                body.reason = edge->reason;
+                Ep__Event event = EP__EVENT__INIT;
+                event.body_case = EP__EVENT__BODY_CONNECT;
+                event.connect = &body;
+                s_publish (self, "connect.edge-to-router", &event);
+            }
+            break;
+        }
+        default:
+            break;      //  SliceAck and others: nothing to do
+    }
+    ep__frame__free_unpacked (frame, NULL);
+}
+
+//  A reply from the terminators or reaper service: back to the router.
+static void
+s_upstream_reply (s_watchdog_t *self, zsock_t *dealer, bool terminators)
+{
+    zframe_t *reply;
+    while ((zsock_events (dealer) & ZMQ_POLLIN) && (reply = zframe_recv (dealer))) {
+        char err [256];
+        ProtobufCMessage *msg = ep_codec_unpack_frame (
+            terminators? &ep__terminator_reply__descriptor: &ep__session_reply__descriptor,
+            reply, EP_CODEC_DEFAULT_CAP, terminators? "terminators": "reaper", err, sizeof err);
+        zframe_destroy (&reply);
+        if (!msg) {
+            ep_log_warn ("%s", err);
+            continue;
+        }
+        char **request_id = terminators? &((Ep__TerminatorReply *) msg)->request_id
+                                       : &((Ep__SessionReply *) msg)->request_id;
+        s_relay_t *relay = *request_id? (s_relay_t *) zhashx_lookup (self->relays, *request_id): NULL;
+        if (relay) {
+            //  The router sees its own request id again.
+            char *colon = strchr (*request_id, ':');
+            char *theirs = strdup (colon? colon + 1: "");
+            free (*request_id);
+            *request_id = theirs;
+            Ep__Frame frame = EP__FRAME__INIT;
+            frame.has_id = true;
+            frame.id = relay->frame_id;
+            if (terminators) {
+                frame.body_case = EP__FRAME__BODY_TERMINATOR_REPLY;
+                frame.terminator_reply = (Ep__TerminatorReply *) msg;
+            }
+            else {
+                frame.body_case = EP__FRAME__BODY_SESSION_REPLY;
+                frame.session_reply = (Ep__SessionReply *) msg;
+            }
+            bool is_ack = strncmp (theirs, "ack-", 4) == 0;
+            if (!is_ack)
+                channel_send (self->channel, "router", relay->router_id, &frame);
+            char key [200];
+            snprintf (key, sizeof key, "%s:%s", relay->router_id, theirs);
+            zhashx_delete (self->relays, key);
+        }
+        protobuf_c_message_free_unpacked (msg, NULL);
+    }
+}
+
+//  Events from the bus: presence of other instances, commands for routers.
+static void
+s_bus_events (s_watchdog_t *self)
+{
+    char *topic = NULL;
+    Ep__Event *event;
+    while ((event = ep_subscriber_recv (self->events, 0, &topic))) {
+        if (event->body_case == EP__EVENT__BODY_PRESENCE && strncmp (topic, "presence.join", 13) == 0)
+            s_on_presence (self, event->presence);
+        else
+        if (event->body_case == EP__EVENT__BODY_COMMAND && event->command->router_id) {
+            Ep__Command *command = event->command;
+            if (command->command_id && command->reply_to)
+                zhashx_update (self->commands, command->command_id, strdup (command->reply_to));
+            Ep__Frame frame = EP__FRAME__INIT;
+            frame.body_case = EP__FRAME__BODY_COMMAND;
+            frame.command = command;
+            if (channel_send (self->channel, "router", command->router_id, &frame) != 0)
+                ep_log_debug ("command %s for router %s: not joined here",
+                              command->command_id? command->command_id: "?", command->router_id);
+        }
+        ep__event__free_unpacked (event, NULL);
+        zstr_free (&topic);
+    }
+}
+
+//  -------------------------------------------------------------------------
+//  API: list connections
+
+static void
+s_api (s_watchdog_t *self)
+{
+    while (zsock_events (self->api) & ZMQ_POLLIN) {
+        ep_rpc_call_t *call = ep_rpc_server_recv (self->rpc);
+        if (!call)
+            continue;
+        char err [256];
+        Ep__WatchdogRequest *request = (Ep__WatchdogRequest *) ep_codec_unpack_frame (
+            &ep__watchdog_request__descriptor, ep_rpc_call_payload (call), EP_CODEC_DEFAULT_CAP,
+            ep_rpc_call_caller (call)->name, err, sizeof err);
+        static const char *readers [] = { "operator", "service", "subscriber", NULL };
+        if (!request) {
+            ep_rpc_server_fail (self->rpc, &call, EP__STATUS__CODE__INVALID_ARGUMENT, "%s", err);
+            continue;
+        }
+        if (!ep_rpc_server_require_role (self->rpc, &call, readers)) {
+            ep__watchdog_request__free_unpacked (request, NULL);
+            continue;
+        }
+        if (request->op_case != EP__WATCHDOG_REQUEST__OP_LIST) {
+            ep_rpc_server_fail (self->rpc, &call, EP__STATUS__CODE__INVALID_ARGUMENT,
+                                "request has no operation: set list");
+            ep__watchdog_request__free_unpacked (request, NULL);
+            continue;
+        }
+        Ep__ConnectionFilter *filter = request->list;
+        size_t max = channel_size (self->channel);
+        Ep__ConnectionInfo *infos = (Ep__ConnectionInfo *) calloc (max + 1, sizeof (Ep__ConnectionInfo));
+        Ep__ConnectionInfo **list = (Ep__ConnectionInfo **) calloc (max + 1, sizeof (Ep__ConnectionInfo *));
+        size_t n = 0;
+        channel_conn_t *c = channel_first (self->channel);
+        for (; c && n < max; c = channel_next (self->channel)) {
+            conn_t *conn = channel_conn_state (c);
+            const char *state = conn_state_name (conn_state (conn));
+            if ((filter->role && !streq (filter->role, conn_role (conn)))
+            ||  (filter->state && !streq (filter->state, state))
+            ||  (filter->id && !streq (filter->id, conn_id (conn))))
+                continue;
+            Ep__ConnectionInfo *info = &infos [n];
+            ep__connection_info__init (info);
+            info->instance_id = (char *) ep_service_source_id (self->service);
+            info->role = (char *) conn_role (conn);
+            info->id = (char *) conn_id (conn);
+            info->state = (char *) state;
+            info->remote_addr = (char *) channel_conn_remote (c);
+            info->has_accepted_at_ms = true;
+            info->accepted_at_ms = s_wall_of (conn_accepted_at (conn));
+            if (conn_joined_at (conn)) {
+                info->has_joined_at_ms = true;
+                info->joined_at_ms = s_wall_of (conn_joined_at (conn));
+            }
+            info->has_protocol_version = conn_version (conn) > 0;
+            info->protocol_version = conn_version (conn);
+            info->has_rtt_ms = info->has_jitter_ms = info->has_stray = true;
+            info->rtt_ms = conn_rtt_ms (conn);
+            info->jitter_ms = conn_jitter_ms (conn);
+            info->stray = conn_was_stray (conn);
+            list [n++] = info;
+        }
+        Ep__Status ok = EP__STATUS__INIT;
+        Ep__WatchdogReply reply = EP__WATCHDOG_REPLY__INIT;
+        reply.request_id = (char *) ep_rpc_call_request_id (call);
+        reply.status = &ok;
+        reply.instance_id = (char *) ep_service_source_id (self->service);
+        reply.n_connections = n;
+        reply.connections = list;
+        zframe_t *frame = ep_codec_pack (&reply.base, EP_CODEC_DEFAULT_CAP, err, sizeof err);
+        if (frame)
+            ep_rpc_server_reply (self->rpc, &call, &frame, false);
+        else
+            ep_rpc_server_fail (self->rpc, &call, EP__STATUS__CODE__FAILED_PRECONDITION,
+                                "too many connections for one reply: filter by role, state or id");
+        free (list);
+        free (infos);
+        ep__watchdog_request__free_unpacked (request, NULL);
+    }
+}
+
+//  -------------------------------------------------------------------------
+//  Periodic work
+
+static void
+s_gauges (s_watchdog_t *self)
+{
+    static const char *roles [] = { "router", "ctrl", "client", "" };
+    size_t counts [4][6] = { { 0 } };
+    channel_conn_t *c = channel_first (self->channel);
+    for (; c; c = channel_next (self->channel)) {
+        conn_t *conn = channel_conn_state (c);
+        size_t role = 3;
+        for (size_t r = 0; r < 3; r++)
+            if (streq (conn_role (conn), roles [r]))
+                role = r;
+        counts [role][conn_state (conn)]++;
+    }
+    for (size_t r = 0; r < 4; r++)
+        for (int s = CONN_ACCEPTED; s < CONN_CLOSED; s++) {
+            const char *labels [] = { *roles [r]? roles [r]: "unknown", conn_state_name (s) };
+            ep_gauge_set (self->connections, labels, (double) counts [r][s]);
+        }
+    s_peer_t *peer = (s_peer_t *) zhashx_first (self->peers);
+    for (; peer; peer = (s_peer_t *) zhashx_next (self->peers))
+        if (peer->rtt) {
+            conn_t *conn = channel_conn_state (peer->conn);
+            double rtt = conn_rtt_ms (conn);
+            ep_series_set (peer->rtt, rtt >= 0? rtt / 1000.0: NAN);
+            ep_series_set (peer->jitter, conn_jitter_ms (conn) / 1000.0);
+        }
+    ep_series_set (self->buffered, (double) channel_buffered (self->channel));
+    //  Relays and commands nobody answered are forgotten.
+    int64_t now = ep_mono_ms ();
+    zlistx_t *expired = zlistx_new ();
+    s_relay_t *relay = (s_relay_t *) zhashx_first (self->relays);
+    for (; relay; relay = (s_relay_t *) zhashx_next (self->relays))
+        if (relay->expires_ms <= now)
+            zlistx_add_end (expired, (void *) zhashx_cursor (self->relays));
+    for (const char *key = (const char *) zlistx_first (expired); key; key = (const char *) zlistx_next (expired))
+        zhashx_delete (self->relays, key);
+    zlistx_destroy (&expired);
+    if (zhashx_size (self->commands) > 100000)
+        zhashx_purge (self->commands);
+}
+
+static void
+s_check_crl (s_watchdog_t *self)
+{
+    char path [1024];
+    snprintf (path, sizeof path, "%s/tls/ca.crl", self->opts->keys_dir);
+    struct stat st;
+    //  pki revoke replaces the file (a new inode); compare to the nanosecond.
+    if (stat (path, &st) != 0
+    ||  (st.st_ino == self->crl_stat.st_ino && st.st_mtim.tv_sec == self->crl_stat.st_mtim.tv_sec
+         && st.st_mtim.tv_nsec == self->crl_stat.st_mtim.tv_nsec))
+        return;
+    char err [512];
+    if (ep_pki_reload_crl (self->ssl_ctx, self->opts->keys_dir, err, sizeof err) == 0) {
+        self->crl_stat = st;
+        ep_log_info ("revocation list %s reloaded", path);
+    }
+    else
+        ep_log_error ("%s", err);
+}
+
+//  -------------------------------------------------------------------------
+
+static zsock_t *
+s_dealer (s_watchdog_t *self, const char *endpoint, const char *server)
+{
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    zsock_set_sndhwm (dealer, 100000);
+    zsock_set_heartbeat_ivl (dealer, 1000);
+    zsock_set_heartbeat_timeout (dealer, 3000);
+    if (ep_service_secure_client (self->service, dealer, server) != 0
+    ||  zsock_connect (dealer, "%s", endpoint) != 0) {
+        ep_log_error ("cannot reach %s at %s", server, endpoint);
+        zsock_destroy (&dealer);
+    }
+    return dealer;
+}
+
+int
+main (int argc, char **argv)
+{
+    static char *channel_listen, *listen, *stray_action;
+    static int64_t grace, heartbeat, heartbeat_timeout, frame_timeout, drain_grace;
+    static int64_t joined_cap, out_cap, budget, max_handshakes, max_per_source;
+    ep_opt_t opts [] = {
+        { .name = "channel-listen", .env = "EDGEPLANE_CHANNEL_LISTEN", .def = EP_DEFAULT_CHANNEL_LISTEN,
+          .type = EP_OPT_HOSTPORT, .str = &channel_listen, .help = "The TLS control channel routers dial." },
+        { .name = "listen", .env = "EDGEPLANE_WATCHDOG_LISTEN", .def = EP_DEFAULT_WATCHDOG_API,
+          .type = EP_OPT_ENDPOINT, .str = &listen, .help = "Where the watchdog API binds." },
+        { .name = "stray-grace", .env = "EDGEPLANE_STRAY_GRACE", .def = "30s", .type = EP_OPT_DURATION,
+          .num = &grace, .min = 1, .max = 3600000,
+          .help = "A connection not joined this long after TCP accept is stray." },
+        { .name = "stray-action", .env = "EDGEPLANE_STRAY_ACTION", .def = "disconnect", .type = EP_OPT_ENUM,
+          .words = s_stray_actions, .str = &stray_action, .help = "What to do with a stray: none, log or disconnect." },
+        { .name = "heartbeat", .env = "EDGEPLANE_HEARTBEAT", .def = "10s", .type = EP_OPT_DURATION,
+          .num = &heartbeat, .min = 10, .max = 3600000, .help = "Ping joined peers this often." },
+        { .name = "heartbeat-timeout", .env = "EDGEPLANE_HEARTBEAT_TIMEOUT", .def = "30s",
+          .type = EP_OPT_DURATION, .num = &heartbeat_timeout, .min = 10, .max = 3600000,
+          .help = "Close a joined peer unheard for this long." },
+        { .name = "frame-timeout", .env = "EDGEPLANE_FRAME_TIMEOUT", .def = "10s", .type = EP_OPT_DURATION,
+          .num = &frame_timeout, .min = 10, .max = 600000,
+          .help = "A frame must arrive whole within this from its first byte." },
+        { .name = "drain-grace", .env = "EDGEPLANE_DRAIN_GRACE", .def = "10s", .type = EP_OPT_DURATION,
+          .num = &drain_grace, .min = 1, .max = 600000,
+          .help = "A draining router (deleted, or shutdown) is closed after this." },
+        { .name = "frame-cap", .env = "EDGEPLANE_FRAME_CAP", .def = "4194304", .type = EP_OPT_INT,
+          .num = &joined_cap, .min = 16384, .max = 64 * 1024 * 1024,
+          .help = "Largest frame from a joined peer, bytes (16 KiB before joining)." },
+        { .name = "out-cap", .env = "EDGEPLANE_OUT_CAP", .def = "8388608", .type = EP_OPT_INT,
+          .num = &out_cap, .min = 65536, .max = INT64_MAX,
+          .help = "Bytes queued to one peer before it is closed as not reading." },
+        { .name = "budget", .env = "EDGEPLANE_CHANNEL_BUDGET", .def = "268435456", .type = EP_OPT_INT,
+          .num = &budget, .min = 65536, .max = INT64_MAX,
+          .help = "Bytes of partial frames held across all connections." },
+        { .name = "max-handshakes", .env = "EDGEPLANE_MAX_HANDSHAKES", .def = "20000", .type = EP_OPT_INT,
+          .num = &max_handshakes, .min = 1, .max = 1000000,
+          .help = "Connections not yet through TLS, at most." },
+        { .name = "max-per-source", .env = "EDGEPLANE_MAX_PER_SOURCE", .def = "5000", .type = EP_OPT_INT,
+          .num = &max_per_source, .min = 1, .max = 1000000,
+          .help = "Connections not yet joined from one source address, at most." },
+    };
+    s_watchdog_t self = { 0 };
+    self.service = ep_service_new ("watchdog", "Control-channel listener and connection watchdog.",
+                                   EP_HTTP_LISTEN_WATCHDOG, opts, EP_COUNT (opts), argc, argv);
+    self.opts = ep_service_opts (self.service);
+    for (int i = 0; s_stray_actions [i]; i++)
+        if (streq (s_stray_actions [i], stray_action))
+            self.stray_action = i;
+
+    //  As many connections as the hard limit allows.
+    struct rlimit limit;
+    if (getrlimit (RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit (RLIMIT_NOFILE, &limit);
+    }
+    getrlimit (RLIMIT_NOFILE, &limit);
+    ep_log_info ("file descriptor limit %llu", (unsigned long long) limit.rlim_cur);
+
+    ep_metrics_t *metrics = ep_service_metrics (self.service);
+    const char *step [] = { "step" }, *reason [] = { "reason" }, *outcome [] = { "outcome" };
+    const char *role_state [] = { "role", "state" }, *router [] = { "router" };
+    self.strays = ep_metrics_counter (metrics, "controller_stray_connections_total",
+        "Connections that did not join within the grace period, by the last step reached.", 1, step);
+    self.refusals = ep_metrics_counter (metrics, "edgeplane_channel_refused_total",
+        "Connections refused, by reason.", 1, reason);
+    static const double bounds [] = { 0.01, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400 };
+    self.durations = ep_metrics_histogram (metrics, "controller_connection_duration_seconds",
+        "How long connections stayed, by outcome.", 1, outcome, EP_COUNT (bounds), bounds);
+    self.connections = ep_metrics_gauge (metrics, "edgeplane_connections",
+        "Connections held, by role and state.", 2, role_state);
+    self.rtt = ep_metrics_gauge (metrics, "edgeplane_router_rtt_seconds",
+        "Last heartbeat round trip of each joined router.", 1, router);
+    self.jitter = ep_metrics_gauge (metrics, "edgeplane_router_jitter_seconds",
+        "Smoothed heartbeat jitter of each joined router.", 1, router);
+    self.buffered = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_channel_buffered_bytes",
+        "Bytes of partial frames held.", 0, NULL), NULL);
+
+    self.peers = zhashx_new ();
+    zhashx_set_destructor (self.peers, (czmq_destructor *) zstr_free);
+    self.relays = zhashx_new ();
+    zhashx_set_destructor (self.relays, (czmq_destructor *) zstr_free);
+    self.commands = zhashx_new ();
+    zhashx_set_destructor (self.commands, (czmq_destructor *) zstr_free);
+    self.deleted = zhashx_new ();
+    self.view = ep_model_view_new ();
+    ep_model_view_set_observer (self.view, s_on_model, &self);
+
+    int rc = 0;
+    char err [512];
+    char *bus_key = ep_keys_public_txt (self.opts->keys_dir, "bus");
+    char *model_key = ep_keys_public_txt (self.opts->keys_dir, "model");
+    char *crl = zsys_sprintf ("%s/tls/ca.crl", self.opts->keys_dir);
+    stat (crl, &self.crl_stat);         //  what the context is about to load
+    free (crl);
+    self.ssl_ctx = ep_pki_server_ctx (self.opts->keys_dir, err, sizeof err);
+    if (!self.ssl_ctx) {
+        ep_log_error ("%s", err);
+        rc = -1;
+    }
+    if (rc == 0 && (!bus_key || !model_key))
+        rc = -1;
+    if (rc == 0) {
+        zcert_t *cert = ep_service_cert (self.service);
+        self.publisher = ep_publisher_new (self.opts->bus_pub, cert, bus_key,
+                                           ep_service_source_id (self.service), EP_CODEC_DEFAULT_CAP);
+        self.events = ep_subscriber_new (self.opts->bus_sub, cert, bus_key, EP_CODEC_DEFAULT_CAP, NULL, NULL);
+        self.follower = ep_follower_new (self.opts->bus_sub, self.opts->model_api, cert,
+                                         bus_key, model_key, self.view);
+        if (!self.publisher || !self.events || !self.follower) {
+            ep_log_error ("cannot reach the bus (%s, %s) or the model (%s): check the addresses",
+                          self.opts->bus_pub, self.opts->bus_sub, self.opts->model_api);
+            rc = -1;
+        }
+    }
+    if (rc == 0) {
+        static const char *streams [] = { "connect", "stray", "cluster", "channel", "presence" };
+        for (size_t i = 0; i < EP_COUNT (streams); i++)
+            ep_publisher_declare (self.publisher, streams [i]);
+        ep_subscriber_subscribe (self.events, "presence.join");
+        self.terminators = s_dealer (&self, self.opts->terminators_api, "terminators");
+        self.reaper = s_dealer (&self, self.opts->reaper_api, "reaper");
+        self.api = zsock_new (ZMQ_ROUTER);
+        self.rpc = ep_rpc_server_new (self.api, EP_CODEC_DEFAULT_CAP, 1000, 60000);
+        rc = self.terminators && self.reaper? ep_service_bind (self.service, self.api, "api", listen): -1;
+    }
+    //  Routers are judged against the model: follow it before listening.
+    while (rc == 0 && !ep_follower_ready (self.follower) && !ep_service_interrupted (self.service)) {
+        int64_t wait = ep_follower_tick (self.follower);
+        zpoller_t *poller = zpoller_new (ep_follower_socket (self.follower),
+                                         ep_service_auth_actor (self.service), NULL);
+        void *which = ep_service_wait (self.service, poller, wait < 100? wait: 100);
+        zpoller_destroy (&poller);
+        if (which)
+            ep_follower_handle (self.follower);
+        ep_publisher_tick (self.publisher);
+    }
+    if (rc == 0 && !ep_service_interrupted (self.service)) {
+        channel_config_t config = {
+            .conn = {
+                .stray_grace_ms = grace, .stray_action = (conn_stray_action_t) self.stray_action,
+                .heartbeat_ms = heartbeat, .heartbeat_timeout_ms = heartbeat_timeout,
+                .min_version = PROTOCOL_MIN, .max_version = PROTOCOL_MAX,
+                .drain_grace_ms = drain_grace
+            },
+            .joined_cap = (size_t) joined_cap, .out_cap = (size_t) out_cap, .budget = (size_t) budget,
+            .frame_timeout_ms = frame_timeout, .max_handshakes = (int) max_handshakes,
+            .max_per_source = (int) max_per_source
+        };
+        channel_handler_t handler = {
+            .verdict = s_verdict, .joined = s_joined, .left = s_left, .stray = s_stray,
+            .refused = s_refused, .not_member = s_not_member, .rejected = s_rejected,
+            .ended = s_ended, .frame = s_frame
+        };
+        self.channel = channel_new (channel_listen, self.ssl_ctx, &config, &handler, &self, err, sizeof err);
+        if (!self.channel) {
+            ep_log_error ("%s", err);
+            rc = -1;
+        }
+    }
+    if (rc == 0 && self.channel) {
+        const char *colon = strrchr (channel_listen, ':');
+        self.channel_address = zsys_sprintf ("%.*s:%d", (int) (colon - channel_listen), channel_listen,
+                                             channel_port (self.channel));
+        if (strncmp (self.channel_address, "*:", 2) == 0 || strncmp (self.channel_address, "0.0.0.0:", 8) == 0) {
+            char *local = zsys_sprintf ("127.0.0.1:%d", channel_port (self.channel));
+            free (self.channel_address);
+            self.channel_address = local;
+        }
+        //  The ready file carries the channel address next to the sockets.
+        ep_log_info ("channel listening on %s (grace %lld ms, stray action %s)", self.channel_address,
+                     (long long) grace, stray_action);
+        ep_service_record (self.service, "channel", self.channel_address);
+        rc = ep_service_ready (self.service);
+    }
+
+    zmq_pollitem_t items [] = {
+        { zsock_resolve (ep_service_auth_actor (self.service)), 0, ZMQ_POLLIN, 0 },
+        { self.follower? zsock_resolve (ep_follower_socket (self.follower)): NULL, 0, ZMQ_POLLIN, 0 },
+        { self.events? zsock_resolve (ep_subscriber_socket (self.events)): NULL, 0, ZMQ_POLLIN, 0 },
+        { self.api? zsock_resolve (self.api): NULL, 0, ZMQ_POLLIN, 0 },
+        { self.terminators? zsock_resolve (self.terminators): NULL, 0, ZMQ_POLLIN, 0 },
+        { self.reaper? zsock_resolve (self.reaper): NULL, 0, ZMQ_POLLIN, 0 },
+        { NULL, self.channel? channel_fd (self.channel): -1, ZMQ_POLLIN, 0 },
+    };
+    int64_t next_beacon = ep_mono_ms (), next_gauges = ep_mono_ms () + GAUGES_MS;
+    int64_t next_crl = ep_mono_ms () + CRL_CHECK_MS, drain_deadline = 0;
+    while (rc == 0) {
+        int64_t now = ep_mono_ms ();
+        int64_t timeout = ep_publisher_tick (self.publisher);
+        int64_t follower = ep_follower_tick (self.follower);
+        int64_t due [] = { follower, channel_deadline (self.channel) - now, next_beacon - now,
+                           next_gauges - now, next_crl - now };
+        for (size_t i = 0; i < EP_COUNT (due); i++)
+            if (due [i] < timeout)
+                timeout = due [i];
+        if (timeout < 0)
+            timeout = 0;
+        if (zmq_poll (items, EP_COUNT (items), (long) timeout) < 0 && zmq_errno () != EINTR)
+            break;
+        if (items [0].revents & ZMQ_POLLIN)
+            ep_service_check_auth (self.service);
+        ep_follower_handle (self.follower);
+        s_bus_events (&self);
+        s_api (&self);
+        s_upstream_reply (&self, self.terminators, true);
+        s_upstream_reply (&self, self.reaper, false);
+        channel_process (self.channel);
+        now = ep_mono_ms ();
+        if (now >= next_beacon) {
+            s_presence (&self, "beacon", NULL, 0);
+            next_beacon = now + BEACON_MS;
+        }
+        if (now >= next_gauges) {
+            s_gauges (&self);
+            next_gauges = now + GAUGES_MS;
+        }
+        if (now >= next_crl) {
+            s_check_crl (&self);
+            next_crl = now + CRL_CHECK_MS;
+        }
+        if (ep_service_interrupted (self.service) && !self.draining) {
+            //  SIGTERM: stop accepting, tell every router to go elsewhere.
+            ep_log_info ("draining %zu connections", channel_size (self.channel));
+            self.draining = true;
+            zsys_interrupted = 0;
+            channel_stop_accepting (self.channel);
+            channel_conn_t *c = channel_first (self.channel);
+            for (; c; c = channel_next (self.channel))
+                if (conn_state (channel_conn_state (c)) == CONN_JOINED)
+                    channel_drain (self.channel, c, "shutdown", true);
+            drain_deadline = now + 2000;
+        }
+        if (self.draining && (channel_size (self.channel) == 0 || now >= drain_deadline
+                              || ep_service_interrupted (self.service)))
+            break;
+    }
+    ep_log_info ("stopping");
+    if (self.channel) {
+        channel_conn_t *c = channel_first (self.channel);
+        for (; c; c = channel_next (self.channel))
+            channel_close (self.channel, c, "shutdown");
+        channel_process (self.channel);
+    }
+    channel_destroy (&self.channel);
+    ep_rpc_server_destroy (&self.rpc);
+    zsock_destroy (&self.api);
+    zsock_destroy (&self.terminators);
+    zsock_destroy (&self.reaper);
+    ep_follower_destroy (&self.follower);
+    ep_subscriber_destroy (&self.events);
+    ep_publisher_destroy (&self.publisher);
+    ep_model_view_destroy (&self.view);
+    zhashx_destroy (&self.peers);
+    zhashx_destroy (&self.relays);
+    zhashx_destroy (&self.commands);
+    zhashx_destroy (&self.deleted);
+    if (self.ssl_ctx)
+        SSL_CTX_free (self.ssl_ctx);
+    free (bus_key);
+    free (model_key);
+    free (self.channel_address);
+    ep_service_destroy (&self.service);
+    return rc == 0? 0: 1;
+}

@@ -1,0 +1,619 @@
+/*  test_watchdog.c: the real edgeplane-watchdog (with bus and model) and
+    real TLS clients: strays on time, every refusal with its own reason,
+    heartbeats, drain on deletion, two instances holding a router once. */
+#include <criterion/criterion.h>
+#include "ep_test.h"
+#include "ep_chan_client.h"
+#include "ep_codec.h"
+#include "ep_keys.h"
+#include "ep_pki.h"
+#include "ep_publisher.h"
+#include "ep_rpc_client.h"
+#include "ep_subscriber.h"
+#include "model.pb-c.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define GRACE_MS 500
+
+static char *s_dir;             //  data dir
+static char *s_keys;            //  keys dir
+static char *s_env [9];         //  environment for the services
+static ep_proc_t *s_bus;
+static ep_proc_t *s_model;
+static ep_subscriber_t *s_events;       //  everything on the bus
+static zcert_t *s_sub_cert;
+
+//  Events collected from the bus, as (topic, JSON-ish fields we test).
+typedef struct {
+    char topic [64];
+    char step [32];
+    char reason [48];
+    char src_id [65];
+    char peer_id [65];
+    bool connected;
+} s_event_t;
+
+static s_event_t s_seen [512];
+static size_t s_seen_count;
+
+static void
+s_pump (int timeout_ms)
+{
+    char *topic = NULL;
+    Ep__Event *event = ep_subscriber_recv (s_events, timeout_ms, &topic);
+    while (event) {
+        if (s_seen_count < EP_COUNT (s_seen)) {
+            s_event_t *e = &s_seen [s_seen_count++];
+            memset (e, 0, sizeof *e);
+            snprintf (e->topic, sizeof e->topic, "%s", topic);
+            if (event->body_case == EP__EVENT__BODY_STRAY) {
+                snprintf (e->step, sizeof e->step, "%s", event->stray->step? event->stray->step: "");
+                snprintf (e->peer_id, sizeof e->peer_id, "%s", event->stray->peer_id? event->stray->peer_id: "");
+            }
+            if (event->body_case == EP__EVENT__BODY_CHANNEL)
+                snprintf (e->reason, sizeof e->reason, "%s", event->channel->reason? event->channel->reason: "");
+            if (event->body_case == EP__EVENT__BODY_CONNECT) {
+                snprintf (e->src_id, sizeof e->src_id, "%s", event->connect->src_id? event->connect->src_id: "");
+                snprintf (e->reason, sizeof e->reason, "%s", event->connect->reason? event->connect->reason: "");
+                e->connected = event->connect->connected;
+            }
+        }
+        ep__event__free_unpacked (event, NULL);
+        zstr_free (&topic);
+        event = ep_subscriber_recv (s_events, 0, &topic);
+    }
+}
+
+//  Waits for an event on topic whose step/reason/src_id matches (NULL: any).
+static s_event_t *
+s_await (const char *topic, const char *field, int timeout_ms)
+{
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    size_t checked = 0;
+    while (true) {
+        for (; checked < s_seen_count; checked++) {
+            s_event_t *e = &s_seen [checked];
+            if (streq (e->topic, topic)
+            &&  (!field || streq (e->step, field) || streq (e->reason, field) || streq (e->src_id, field)))
+                return e;
+        }
+        int64_t left = deadline - ep_mono_ms ();
+        if (left <= 0)
+            return NULL;
+        s_pump ((int) (left < 50? left: 50));
+    }
+}
+
+static void
+s_model_write (Ep__ModelWrite *write)
+{
+    zcert_t *cert = ep_keys_load (s_keys, "operator");
+    char *key = ep_keys_public_txt (s_keys, "model");
+    ep_rpc_client_t *client = ep_rpc_client_new (ep_proc_connect_endpoint (s_model, "api"), cert, key);
+    char id [33], err [256];
+    ep_rpc_new_id (id);
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.request_id = id;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = write;
+    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (client, &request.base, id,
+                                                                   &ep__model_reply__descriptor,
+                                                                   3000, 3, err, sizeof err);
+    cr_assert_not_null (reply, "%s", err);
+    cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK, "%s", reply->status->message);
+    ep__model_reply__free_unpacked (reply, NULL);
+    ep_rpc_client_destroy (&client);
+    free (key);
+    zcert_destroy (&cert);
+}
+
+static void
+s_create (Ep__Entity *entity)
+{
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = EP__MODEL_WRITE__OP__CREATE;
+    write.entity = entity;
+    s_model_write (&write);
+}
+
+static void
+s_create_router (const char *id)
+{
+    Ep__HostedService hosted = EP__HOSTED_SERVICE__INIT;
+    hosted.service_id = "svc1";
+    Ep__HostedService *list [] = { &hosted };
+    Ep__Router router = EP__ROUTER__INIT;
+    router.id = (char *) id;
+    router.n_hosted = 1;
+    router.hosted = list;
+    Ep__Entity entity = EP__ENTITY__INIT;
+    entity.kind_case = EP__ENTITY__KIND_ROUTER;
+    entity.router = &router;
+    s_create (&entity);
+}
+
+static void
+s_delete_router (const char *id)
+{
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = write.has_type = true;
+    write.op = EP__MODEL_WRITE__OP__DELETE;
+    write.type = EP__ENTITY_TYPE__ENTITY_ROUTER;
+    write.id = (char *) id;
+    s_model_write (&write);
+}
+
+static void
+s_setup (void)
+{
+    signal (SIGPIPE, SIG_IGN);          //  our clients write to closed sockets too
+    s_dir = ep_tmpdir_new ("watchdog");
+    s_keys = zsys_sprintf ("%s/keys", s_dir);
+    char err [512];
+    cr_assert_eq (ep_keys_init (s_keys, false, err, sizeof err), 0, "%s", err);
+    cr_assert_eq (ep_pki_init (s_keys, false, err, sizeof err), 0, "%s", err);
+    s_env [0] = zsys_sprintf ("EDGEPLANE_KEYS_DIR=%s", s_keys);
+    s_env [1] = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s", s_dir);
+    const char *bus_args [] = { "--pub-listen", "tcp://127.0.0.1:*", "--sub-listen", "tcp://127.0.0.1:*",
+                                "--http-listen", "127.0.0.1:0", NULL };
+    s_bus = ep_proc_start ("edgeplane-bus", bus_args, (const char *const *) s_env, 10000);
+    cr_assert_not_null (s_bus);
+    s_env [2] = zsys_sprintf ("EDGEPLANE_BUS_PUB=%s", ep_proc_connect_endpoint (s_bus, "pub"));
+    s_env [3] = zsys_sprintf ("EDGEPLANE_BUS_SUB=%s", ep_proc_connect_endpoint (s_bus, "sub"));
+    const char *model_args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
+    s_model = ep_proc_start ("edgeplane-model", model_args, (const char *const *) s_env, 10000);
+    cr_assert_not_null (s_model);
+    s_env [4] = zsys_sprintf ("EDGEPLANE_MODEL_API=%s", ep_proc_connect_endpoint (s_model, "api"));
+    //  Nothing listens there: relays are not under test here.
+    s_env [5] = strdup ("EDGEPLANE_TERMINATORS_API=tcp://127.0.0.1:1");
+    s_env [6] = strdup ("EDGEPLANE_REAPER_API=tcp://127.0.0.1:1");
+    s_env [7] = NULL;
+    s_sub_cert = ep_keys_load (s_keys, "subscriber");
+    char *bus_key = ep_keys_public_txt (s_keys, "bus");
+    s_events = ep_subscriber_new (ep_proc_connect_endpoint (s_bus, "sub"), s_sub_cert, bus_key,
+                                  EP_CODEC_DEFAULT_CAP, NULL, NULL);
+    ep_subscriber_subscribe (s_events, "");
+    free (bus_key);
+    s_seen_count = 0;
+
+    Ep__Service svc = EP__SERVICE__INIT;
+    svc.id = "svc1";
+    Ep__Entity entity = EP__ENTITY__INIT;
+    entity.kind_case = EP__ENTITY__KIND_SERVICE;
+    entity.service = &svc;
+    s_create (&entity);
+    s_create_router ("r1");
+    s_create_router ("r2");
+    cr_assert_eq (ep_pki_issue (s_keys, "router", "r1", s_dir, 30, err, sizeof err), 0, "%s", err);
+    cr_assert_eq (ep_pki_issue (s_keys, "router", "r2", s_dir, 30, err, sizeof err), 0, "%s", err);
+}
+
+static void
+s_teardown (void)
+{
+    ep_subscriber_destroy (&s_events);
+    zcert_destroy (&s_sub_cert);
+    ep_proc_destroy (&s_model);
+    ep_proc_destroy (&s_bus);
+    for (size_t i = 0; i < EP_COUNT (s_env); i++)
+        zstr_free (&s_env [i]);
+    zstr_free (&s_keys);
+    ep_tmpdir_remove (&s_dir);
+}
+
+static ep_proc_t *
+s_watchdog (const char *action, const char *heartbeat, const char *timeout)
+{
+    char grace [32], act [64], hb [64], hbt [64];
+    snprintf (grace, sizeof grace, "--stray-grace=%dms", GRACE_MS);
+    snprintf (act, sizeof act, "--stray-action=%s", action);
+    snprintf (hb, sizeof hb, "--heartbeat=%s", heartbeat);
+    snprintf (hbt, sizeof hbt, "--heartbeat-timeout=%s", timeout);
+    const char *args [] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
+                            "--http-listen", "127.0.0.1:0", grace, act, hb, hbt,
+                            "--frame-timeout=300ms", "--drain-grace=1s", NULL };
+    s_env [7] = strdup ("EDGEPLANE_LOG_LEVEL=debug");
+    ep_proc_t *watchdog = ep_proc_start ("edgeplane-watchdog", args, (const char *const *) s_env, 15000);
+    zstr_free (&s_env [7]);
+    cr_assert_not_null (watchdog);
+    return watchdog;
+}
+
+static SSL_CTX *
+s_router_ctx (const char *dir, const char *id)
+{
+    char *cert = zsys_sprintf ("%s/%s.crt", dir, id);
+    char *key = zsys_sprintf ("%s/%s.key", dir, id);
+    char *ca = zsys_sprintf ("%s/ca.crt", dir);
+    char err [512];
+    SSL_CTX *ctx = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
+    cr_assert_not_null (ctx, "%s", err);
+    free (cert);
+    free (key);
+    free (ca);
+    return ctx;
+}
+
+//  A router client that has joined the watchdog.
+static ep_chan_client_t *
+s_join (ep_proc_t *watchdog, SSL_CTX *ctx, const char *id)
+{
+    char err [512];
+    ep_chan_client_t *client = ep_chan_client_new (ep_proc_endpoint (watchdog, "channel"), ctx, 5000, err, sizeof err);
+    cr_assert_not_null (client, "%s", err);
+    Ep__HelloResult *result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, id, 5000);
+    cr_assert_not_null (result, "no HelloResult: %s", ep_chan_client_close_reason (client));
+    cr_assert_eq (result->status->code, EP__STATUS__CODE__OK, "%s", result->status->message);
+    ep__hello_result__free_unpacked (result, NULL);
+    return client;
+}
+
+//  A plain TCP connection to the channel that sends nothing.
+static int
+s_raw (ep_proc_t *watchdog)
+{
+    const char *address = ep_proc_endpoint (watchdog, "channel");
+    int port = atoi (strrchr (address, ':') + 1);
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons (port),
+                                .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+    cr_assert_eq (connect (fd, (struct sockaddr *) &addr, sizeof addr), 0);
+    return fd;
+}
+
+//  Waits until fd is closed by the peer or deadline (monotonic ms);
+//  returns the time it closed, or -1.
+static int64_t
+s_closed_by (int fd, int64_t deadline)
+{
+    while (true) {
+        int64_t left = deadline - ep_mono_ms ();
+        if (left <= 0)
+            return -1;
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        if (poll (&pfd, 1, (int) left) > 0) {
+            char byte;
+            ssize_t n = recv (fd, &byte, 1, MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN))
+                return ep_mono_ms ();
+        }
+    }
+}
+
+//  Answers the router's pings until deadline (a joined router alive).
+static void
+s_keep_alive (ep_chan_client_t *client, int64_t until)
+{
+    while (ep_mono_ms () < until && !ep_chan_client_closed (client)) {
+        Ep__Frame *frame = ep_chan_client_recv (client, (int) (until - ep_mono_ms ()));
+        if (frame)
+            ep__frame__free_unpacked (frame, NULL);
+    }
+}
+
+//  Answers a joined router's pings from a thread while the test does other
+//  things.
+typedef struct {
+    ep_chan_client_t *client;
+    volatile bool stop;
+    pthread_t thread;
+} s_pinger_t;
+
+static void *
+s_pinger_run (void *arg)
+{
+    s_pinger_t *pinger = (s_pinger_t *) arg;
+    while (!pinger->stop && !ep_chan_client_closed (pinger->client)) {
+        Ep__Frame *frame = ep_chan_client_recv (pinger->client, 20);
+        if (frame)
+            ep__frame__free_unpacked (frame, NULL);
+    }
+    return NULL;
+}
+
+static void
+s_pinger_start (s_pinger_t *pinger, ep_chan_client_t *client)
+{
+    pinger->client = client;
+    pinger->stop = false;
+    cr_assert_eq (pthread_create (&pinger->thread, NULL, s_pinger_run, pinger), 0);
+}
+
+static void
+s_pinger_stop (s_pinger_t *pinger)
+{
+    pinger->stop = true;
+    pthread_join (pinger->thread, NULL);
+}
+
+Test (watchdog, stray_closed_on_time_while_joined_router_stays,
+      .init = s_setup, .fini = s_teardown, .timeout = 90)
+{
+    ep_proc_t *watchdog = s_watchdog ("disconnect", "200ms", "2s");
+    SSL_CTX *ctx = s_router_ctx (s_dir, "r1");
+    ep_chan_client_t *router = s_join (watchdog, ctx, "r1");
+    cr_assert_not_null (s_await ("connect.router-to-ctrl", "r1", 5000));
+
+    int64_t accepted = ep_mono_ms ();
+    int fd = s_raw (watchdog);
+    //  Not closed before the grace ends...
+    cr_assert_eq (s_closed_by (fd, accepted + GRACE_MS - 20), -1, "closed before the grace ended");
+    //  ...and closed within grace + 300 ms, with the event and the counter.
+    int64_t closed = s_closed_by (fd, accepted + GRACE_MS + 300);
+    cr_assert_neq (closed, -1, "a stray was not closed within grace + 300 ms");
+    cr_assert_not_null (s_await ("stray.detected", "accepted", 2000));
+    char *metrics = ep_http_get (ep_proc_endpoint (watchdog, "http"), "/metrics");
+    cr_assert_eq (ep_metric_value (metrics, "controller_stray_connections_total{step=\"accepted\"}"), 1, "%s", metrics);
+    cr_assert_geq (ep_metric_value (metrics, "controller_connection_duration_seconds_count{outcome=\"stray\"}"), 1);
+    free (metrics);
+    close (fd);
+    //  The joined router is still open at grace + 1 s.
+    s_keep_alive (router, accepted + GRACE_MS + 1000);
+    cr_assert_not (ep_chan_client_closed (router), "%s", ep_chan_client_close_reason (router));
+    cr_assert_gt (ep_chan_client_pongs (router), 0, "the watchdog pings joined routers");
+    ep_chan_client_destroy (&router);
+    SSL_CTX_free (ctx);
+    ep_proc_destroy (&watchdog);
+}
+
+Test (watchdog, stray_with_action_none_is_reported_and_stays_open,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    ep_proc_t *watchdog = s_watchdog ("none", "10s", "30s");
+    int64_t accepted = ep_mono_ms ();
+    int fd = s_raw (watchdog);
+    cr_assert_not_null (s_await ("stray.detected", "accepted", GRACE_MS + 2000));
+    cr_assert_eq (s_closed_by (fd, accepted + GRACE_MS + 1000), -1, "action none must keep it open");
+    close (fd);
+    ep_proc_destroy (&watchdog);
+}
+
+Test (watchdog, every_refusal_has_its_own_reason_and_heartbeats_keep_their_rtt,
+      .init = s_setup, .fini = s_teardown, .timeout = 120)
+{
+    ep_proc_t *watchdog = s_watchdog ("disconnect", "100ms", "5s");
+    const char *channel = ep_proc_endpoint (watchdog, "channel");
+    char err [512];
+    //  A joined router, answering pings all along.
+    SSL_CTX *ctx1 = s_router_ctx (s_dir, "r1");
+    ep_chan_client_t *router = s_join (watchdog, ctx1, "r1");
+    s_pinger_t pinger;
+    s_pinger_start (&pinger, router);
+
+    //  Garbage bytes instead of TLS.
+    int fd = s_raw (watchdog);
+    const char *garbage = "GET / HTTP/1.0\r\n\r\n";
+    cr_assert_eq (write (fd, garbage, strlen (garbage)), (ssize_t) strlen (garbage));
+    cr_assert_not_null (s_await ("channel.refused", "not-tls", 5000));
+    close (fd);
+
+    //  A certificate from another CA.
+    char *other = zsys_sprintf ("%s/other", s_dir);
+    cr_assert_eq (ep_pki_init (other, false, err, sizeof err), 0, "%s", err);
+    cr_assert_eq (ep_pki_issue (other, "router", "r1", other, 30, err, sizeof err), 0, "%s", err);
+    char *cert = zsys_sprintf ("%s/r1.crt", other), *key = zsys_sprintf ("%s/r1.key", other);
+    char *ca = zsys_sprintf ("%s/ca.crt", s_dir);           //  it trusts our server
+    SSL_CTX *foreign = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
+    cr_assert_not_null (foreign, "%s", err);
+    ep_chan_client_t *client = ep_chan_client_new (channel, foreign, 5000, err, sizeof err);
+    if (client) {
+        ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 2000);
+        ep_chan_client_destroy (&client);
+    }
+    cr_assert_not_null (s_await ("channel.refused", "untrusted-certificate", 5000));
+
+    //  Hello problems: unsupported version (told the range), identity.
+    SSL_CTX *ctx2 = s_router_ctx (s_dir, "r2");
+    client = ep_chan_client_new (channel, ctx2, 5000, err, sizeof err);
+    cr_assert_not_null (client, "%s", err);
+    Ep__HelloResult *result = ep_chan_client_hello (client, 9, EP__ROLE__ROLE_ROUTER, "r2", 5000);
+    cr_assert_not_null (result);
+    cr_assert_str_eq (result->reason, "unsupported-version");
+    cr_assert_eq (result->min_protocol_version, 1);
+    cr_assert_eq (result->max_protocol_version, 1);
+    ep__hello_result__free_unpacked (result, NULL);
+    ep_chan_client_destroy (&client);
+    cr_assert_not_null (s_await ("channel.refused", "unsupported-version", 5000));
+    client = ep_chan_client_new (channel, ctx2, 5000, err, sizeof err);
+    result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);   //  not its id
+    cr_assert_not_null (result);
+    cr_assert_str_eq (result->reason, "identity-mismatch");
+    ep__hello_result__free_unpacked (result, NULL);
+    ep_chan_client_destroy (&client);
+
+    //  An oversized length before Hello.
+    client = ep_chan_client_new (channel, ctx2, 5000, err, sizeof err);
+    uint8_t huge [] = { 0x7f, 0xff, 0xff, 0xff };
+    ep_chan_client_send_raw (client, huge, sizeof huge, 2000);
+    cr_assert_null (ep_chan_client_recv (client, 5000));
+    cr_assert (ep_chan_client_closed (client));
+    ep_chan_client_destroy (&client);
+    cr_assert_not_null (s_await ("channel.refused", "oversized", 5000));
+
+    //  A slowly trickled frame (frame timeout 300 ms, before the grace ends).
+    client = ep_chan_client_new (channel, ctx2, 5000, err, sizeof err);
+    uint8_t header [] = { 0, 0, 0, 100 };
+    ep_chan_client_send_raw (client, header, sizeof header, 2000);
+    for (int i = 0; i < 30 && !ep_chan_client_closed (client); i++) {
+        ep_chan_client_send_raw (client, "x", 1, 1000);
+        Ep__Frame *none = ep_chan_client_recv (client, 100);
+        if (none)
+            ep__frame__free_unpacked (none, NULL);
+    }
+    cr_assert (ep_chan_client_closed (client), "a trickled frame must not hold the connection");
+    ep_chan_client_destroy (&client);
+    cr_assert_not_null (s_await ("channel.refused", "slow-frame", 5000));
+
+    //  A revoked certificate (the CRL is reloaded within seconds).
+    cr_assert_eq (ep_pki_revoke (s_keys, "r2", err, sizeof err), 0, "%s", err);
+    s_event_t *revoked = NULL;
+    int64_t deadline = ep_mono_ms () + 15000;
+    while (!revoked && ep_mono_ms () < deadline) {
+        client = ep_chan_client_new (channel, ctx2, 5000, err, sizeof err);
+        if (client) {
+            result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r2", 2000);
+            if (result)
+                ep__hello_result__free_unpacked (result, NULL);
+            ep_chan_client_destroy (&client);
+        }
+        revoked = s_await ("channel.refused", "revoked", 500);
+    }
+    if (!revoked) {
+        char *log = ep_proc_log (watchdog);
+        fprintf (stderr, "watchdog log:\n%s\n", log);
+        free (log);
+    }
+    cr_assert_not_null (revoked, "a revoked certificate was not refused");
+
+    //  A ctrl peer that is not a member of the cluster.
+    cr_assert_eq (ep_pki_issue (s_keys, "ctrl", "c9", s_dir, 30, err, sizeof err), 0, "%s", err);
+    SSL_CTX *ctrl = s_router_ctx (s_dir, "c9");
+    client = ep_chan_client_new (channel, ctrl, 5000, err, sizeof err);
+    cr_assert_not_null (client, "%s", err);
+    result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_CTRL, "c9", 5000);
+    cr_assert_not_null (result);
+    cr_assert_str_eq (result->reason, "not-member");
+    ep__hello_result__free_unpacked (result, NULL);
+    ep_chan_client_destroy (&client);
+    cr_assert_not_null (s_await ("cluster.peer.not_member", NULL, 5000));
+    cr_assert_not_null (s_await ("stray.detected", "not-member", 5000));
+
+    //  All through the abuse, the joined router's heartbeats kept going
+    //  with a small round trip.
+    char *metrics = ep_http_get (ep_proc_endpoint (watchdog, "http"), "/metrics");
+    double rtt = ep_metric_value (metrics, "edgeplane_router_rtt_seconds{router=\"r1\"}");
+    cr_assert (rtt >= 0 && rtt < 0.25, "rtt %f: %s", rtt, metrics);
+    free (metrics);
+    s_pinger_stop (&pinger);
+    cr_assert_gt (ep_chan_client_pongs (router), 5);
+
+    //  A deleted router: drained, then refused with its own reason.
+    s_delete_router ("r1");
+    Ep__Frame *goodbye = NULL;
+    deadline = ep_mono_ms () + 10000;
+    while (!goodbye && ep_mono_ms () < deadline) {
+        Ep__Frame *frame = ep_chan_client_recv (router, 100);
+        if (frame && frame->body_case == EP__FRAME__BODY_GOODBYE)
+            goodbye = frame;
+        else
+        if (frame)
+            ep__frame__free_unpacked (frame, NULL);
+    }
+    cr_assert_not_null (goodbye, "a deleted router's connection must drain");
+    cr_assert_str_eq (goodbye->goodbye->reason, "router-deleted");
+    ep__frame__free_unpacked (goodbye, NULL);
+    ep_chan_client_destroy (&router);
+
+    ep_chan_client_destroy (&router);
+
+    client = ep_chan_client_new (channel, ctx1, 5000, err, sizeof err);
+    cr_assert_not_null (client, "%s", err);
+    result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
+    cr_assert_not_null (result);
+    cr_assert_str_eq (result->reason, "router-deleted");
+    ep__hello_result__free_unpacked (result, NULL);
+    ep_chan_client_destroy (&client);
+
+    SSL_CTX_free (ctrl);
+    SSL_CTX_free (ctx2);
+    SSL_CTX_free (foreign);
+    SSL_CTX_free (ctx1);
+    free (cert);
+    free (key);
+    free (ca);
+    free (other);
+    ep_proc_destroy (&watchdog);
+}
+
+Test (watchdog, silent_router_is_closed_after_the_heartbeat_timeout,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    ep_proc_t *watchdog = s_watchdog ("disconnect", "100ms", "600ms");
+    SSL_CTX *ctx = s_router_ctx (s_dir, "r1");
+    ep_chan_client_t *router = s_join (watchdog, ctx, "r1");
+    int64_t joined = ep_mono_ms ();
+    //  It stops answering: no recv, so no pongs.
+    s_event_t *left = NULL;
+    int64_t deadline = joined + 5000;
+    while (!left && ep_mono_ms () < deadline) {
+        s_pump (50);
+        for (size_t i = 0; i < s_seen_count && !left; i++)
+            if (streq (s_seen [i].topic, "connect.router-to-ctrl") && !s_seen [i].connected
+            &&  streq (s_seen [i].src_id, "r1"))
+                left = &s_seen [i];
+    }
+    cr_assert_not_null (left, "no close event for a silent router");
+    cr_assert_str_eq (left->reason, "heartbeat-timeout");
+    cr_assert_geq (ep_mono_ms () - joined, 600, "closed before the timeout");
+    ep_chan_client_destroy (&router);
+    SSL_CTX_free (ctx);
+    ep_proc_destroy (&watchdog);
+}
+
+Test (watchdog, two_instances_hold_a_router_once_and_a_command_arrives_once,
+      .init = s_setup, .fini = s_teardown, .timeout = 90)
+{
+    ep_proc_t *a = s_watchdog ("disconnect", "200ms", "5s");
+    ep_proc_t *b = s_watchdog ("disconnect", "200ms", "5s");
+    SSL_CTX *ctx = s_router_ctx (s_dir, "r1");
+    ep_chan_client_t *first = s_join (a, ctx, "r1");
+    cr_assert_not_null (s_await ("presence.join", NULL, 5000));
+    //  The router reconnects to the other instance without closing the
+    //  first connection (it looks half-open to instance a).
+    ep_chan_client_t *second = s_join (b, ctx, "r1");
+    //  a closes its copy once it sees b's join.
+    s_keep_alive (first, ep_mono_ms () + 100);
+    int64_t deadline = ep_mono_ms () + 5000;
+    while (!ep_chan_client_closed (first) && ep_mono_ms () < deadline)
+        s_keep_alive (first, ep_mono_ms () + 100);
+    cr_assert (ep_chan_client_closed (first), "instance a still holds r1 after it joined b");
+
+    //  A command for r1 reaches it once, through b.
+    zcert_t *cert = ep_keys_load (s_keys, "reaper");
+    char *bus_key = ep_keys_public_txt (s_keys, "bus");
+    ep_publisher_t *pub = ep_publisher_new (ep_proc_connect_endpoint (s_bus, "pub"), cert, bus_key,
+                                            "reaper-test", EP_CODEC_DEFAULT_CAP);
+    ep_publisher_declare (pub, "cmd");
+    ep_publisher_tick (pub);
+    Ep__ProbeSessions probe = EP__PROBE_SESSIONS__INIT;
+    Ep__Command command = EP__COMMAND__INIT;
+    command.command_id = "cmd-1";
+    command.router_id = "r1";
+    command.reply_to = "reaper";
+    command.kind_case = EP__COMMAND__KIND_PROBE_SESSIONS;
+    command.probe_sessions = &probe;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_COMMAND;
+    event.command = &command;
+    //  The publisher's connection to the bus may still be forming: keep
+    //  publishing the same command id until it arrives; it must arrive once.
+    size_t received = 0;
+    deadline = ep_mono_ms () + 10000;
+    while (received == 0 && ep_mono_ms () < deadline) {
+        ep_publisher_send (pub, "cmd.r1.", &event);
+        Ep__Frame *frame = ep_chan_client_recv (second, 200);
+        if (frame && frame->body_case == EP__FRAME__BODY_COMMAND) {
+            cr_assert_str_eq (frame->command->command_id, "cmd-1");
+            received++;
+        }
+        if (frame)
+            ep__frame__free_unpacked (frame, NULL);
+    }
+    cr_assert_eq (received, 1);
+    cr_assert (ep_chan_client_closed (first), "the old connection must not deliver it too");
+    ep_publisher_destroy (&pub);
+    free (bus_key);
+    zcert_destroy (&cert);
+    ep_chan_client_destroy (&first);
+    ep_chan_client_destroy (&second);
+    SSL_CTX_free (ctx);
+    ep_proc_destroy (&a);
+    ep_proc_destroy (&b);
+}
