@@ -1,0 +1,721 @@
+/*  ep_agent.c: a router on the control channel (see ep_agent.h).
+
+    Requests carry ids that say what they are about ("t:<service>" for a
+    terminator, "s:<session>" for a session), so a reply finds its object
+    without a table of requests in flight; anything unconfirmed is sent
+    again after the request timeout, which is safe because creates and
+    opens are idempotent on the router-chosen ids.
+*/
+#include "ep_agent.h"
+#include "ep_backoff.h"
+#include "ep_chan_client.h"
+#include <errno.h>
+#include <sodium.h>
+
+#define BATCH_SESSIONS 5000     //  session ids per heartbeat or command ack frame
+
+typedef struct {
+    char terminator_id [33];    //  kept across restarts
+    uint32_t cost;              //  from the slice
+    Ep__Precedence precedence;  //  from the slice
+    bool confirmed;             //  the service answered OK
+    int64_t sent_ms;            //  last create sent
+} s_hosted_t;
+
+typedef struct {
+    char service_id [65];       //  what it reaches
+    uint64_t bytes_rx;          //  cumulative counters
+    uint64_t bytes_tx;
+    bool confirmed;             //  the reaper answered OK
+    int64_t sent_ms;            //  last open sent
+} s_session_t;
+
+struct _ep_agent_t {
+    ep_agent_config_t config;   //  copy (strings duplicated below)
+    char *id;                   //  router id
+    char *controller;           //  host:port
+    char *state_dir;            //  terminator id file's directory, or NULL
+    ep_chan_client_t *client;   //  the connection, NULL while disconnected
+    ep_backoff_t backoff;       //  reconnect delays
+    int64_t next_connect_ms;    //  when to try again
+    bool stopped;               //  no more reconnects
+    zhashx_t *hosted;           //  service id -> s_hosted_t (current slice)
+    zhashx_t *terminator_ids;   //  service id -> terminator id (persistent)
+    zhashx_t *sessions;         //  session id -> s_session_t
+    zlistx_t *edges;            //  Ep__EdgeConnect * waiting to be reported
+    uint64_t frame_id;          //  last frame id used
+    int64_t next_heartbeat_ms;  //  session heartbeat batch due
+    int64_t next_churn_ms;      //  next session replaced
+    int64_t next_resend_ms;     //  unconfirmed requests sent again
+    ep_agent_stats_t stats;     //  counters for callers
+};
+
+static void
+s_edge_destroy (void **item)
+{
+    Ep__EdgeConnect *edge = (Ep__EdgeConnect *) *item;
+    if (edge) {
+        free (edge->identity_id);
+        free (edge->src_addr);
+        free (edge);
+        *item = NULL;
+    }
+}
+
+bool
+ep_agent_acks (const ep_agent_config_t *config, const char *session_id)
+{
+    if (config->ack_share >= 1.0)
+        return true;
+    if (config->ack_share <= 0.0)
+        return false;
+    uint8_t hash [8];
+    crypto_generichash (hash, sizeof hash, (const unsigned char *) session_id,
+                        strlen (session_id), NULL, 0);
+    uint32_t value = ((uint32_t) hash [0] << 8) | hash [1];
+    return value < (uint32_t) (config->ack_share * 65536.0);
+}
+
+//  -------------------------------------------------------------------------
+//  Terminator ids on disk: "service_id terminator_id" per line.
+
+static char *
+s_ids_path (ep_agent_t *self)
+{
+    return self->state_dir? zsys_sprintf ("%s/%s.terminators", self->state_dir, self->id): NULL;
+}
+
+static void
+s_ids_load (ep_agent_t *self)
+{
+    char *path = s_ids_path (self);
+    FILE *file = path? fopen (path, "r"): NULL;
+    char service [65], terminator [33];
+    while (file && fscanf (file, "%64s %32s", service, terminator) == 2)
+        zhashx_update (self->terminator_ids, service, strdup (terminator));
+    if (file)
+        fclose (file);
+    free (path);
+}
+
+static void
+s_ids_save (ep_agent_t *self)
+{
+    char *path = s_ids_path (self);
+    if (!path)
+        return;
+    char *tmp = zsys_sprintf ("%s.tmp", path);
+    FILE *file = fopen (tmp, "w");
+    if (file) {
+        const char *id = (const char *) zhashx_first (self->terminator_ids);
+        for (; id; id = (const char *) zhashx_next (self->terminator_ids))
+            fprintf (file, "%s %s\n", (const char *) zhashx_cursor (self->terminator_ids), id);
+        if (fclose (file) == 0)
+            rename (tmp, path);
+    }
+    free (tmp);
+    free (path);
+}
+
+static const char *
+s_terminator_id (ep_agent_t *self, const char *service_id)
+{
+    const char *id = (const char *) zhashx_lookup (self->terminator_ids, service_id);
+    if (!id) {
+        char fresh [33];
+        ep_random_hex (fresh, 16);
+        zhashx_update (self->terminator_ids, service_id, strdup (fresh));
+        s_ids_save (self);
+        id = (const char *) zhashx_lookup (self->terminator_ids, service_id);
+    }
+    return id;
+}
+
+//  -------------------------------------------------------------------------
+
+ep_agent_t *
+ep_agent_new (const ep_agent_config_t *config)
+{
+    EP_ASSERT (config->id && config->ctx && config->controller);
+    EP_ASSERT (sodium_init () >= 0);
+    ep_agent_t *self = (ep_agent_t *) zmalloc (sizeof (ep_agent_t));
+    self->config = *config;
+    self->id = strdup (config->id);
+    self->controller = strdup (config->controller);
+    self->state_dir = config->state_dir? strdup (config->state_dir): NULL;
+    if (self->config.heartbeat_ms <= 0)
+        self->config.heartbeat_ms = 5000;
+    if (self->config.backoff_base_ms <= 0)
+        self->config.backoff_base_ms = 200;
+    if (self->config.backoff_max_ms < self->config.backoff_base_ms)
+        self->config.backoff_max_ms = 30000;
+    if (self->config.request_timeout_ms <= 0)
+        self->config.request_timeout_ms = 5000;
+    self->backoff = ep_backoff (self->config.backoff_base_ms, self->config.backoff_max_ms);
+    self->hosted = zhashx_new ();
+    zhashx_set_destructor (self->hosted, (czmq_destructor *) zstr_free);
+    self->terminator_ids = zhashx_new ();
+    zhashx_set_destructor (self->terminator_ids, (czmq_destructor *) zstr_free);
+    self->sessions = zhashx_new ();
+    zhashx_set_destructor (self->sessions, (czmq_destructor *) zstr_free);
+    self->edges = zlistx_new ();
+    zlistx_set_destructor (self->edges, s_edge_destroy);
+    self->next_connect_ms = ep_mono_ms ();
+    s_ids_load (self);
+    return self;
+}
+
+void
+ep_agent_destroy (ep_agent_t **self_p)
+{
+    ep_agent_t *self = *self_p;
+    if (self) {
+        ep_chan_client_destroy (&self->client);
+        zhashx_destroy (&self->hosted);
+        zhashx_destroy (&self->terminator_ids);
+        zhashx_destroy (&self->sessions);
+        zlistx_destroy (&self->edges);
+        free (self->id);
+        free (self->controller);
+        free (self->state_dir);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static int
+s_send (ep_agent_t *self, Ep__Frame *frame)
+{
+    if (!self->client)
+        return -1;
+    frame->has_id = true;
+    frame->id = ++self->frame_id;
+    return ep_chan_client_send (self->client, frame, 2000);
+}
+
+static void
+s_disconnect (ep_agent_t *self, const char *why, int64_t delay_ms)
+{
+    if (self->client) {
+        snprintf (self->stats.last_error, sizeof self->stats.last_error, "%s", why);
+        ep_chan_client_destroy (&self->client);
+    }
+    self->stats.joined = false;
+    //  Everything is confirmed again after the next join.
+    s_session_t *session = (s_session_t *) zhashx_first (self->sessions);
+    for (; session; session = (s_session_t *) zhashx_next (self->sessions))
+        session->confirmed = false;
+    s_hosted_t *hosted = (s_hosted_t *) zhashx_first (self->hosted);
+    for (; hosted; hosted = (s_hosted_t *) zhashx_next (self->hosted))
+        hosted->confirmed = false;
+    self->stats.terminators = self->stats.sessions = 0;
+    self->next_connect_ms = ep_mono_ms () + (delay_ms >= 0? delay_ms: ep_backoff_next (&self->backoff));
+}
+
+//  -------------------------------------------------------------------------
+//  Terminators
+
+static void
+s_terminator_request (ep_agent_t *self, const char *service_id, s_hosted_t *hosted, bool create)
+{
+    char request_id [80];
+    snprintf (request_id, sizeof request_id, "t:%s", service_id);
+    Ep__Terminator terminator = EP__TERMINATOR__INIT;
+    Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+    request.request_id = request_id;
+    request.router_id = self->id;           //  the watchdog sets it anyway
+    request.has_model_revision = true;
+    request.model_revision = self->stats.slice_revision;
+    if (create) {
+        terminator.id = (char *) s_terminator_id (self, service_id);
+        terminator.service_id = (char *) service_id;
+        terminator.router_id = self->id;
+        terminator.has_cost = terminator.has_precedence = true;
+        terminator.cost = hosted->cost;
+        terminator.precedence = hosted->precedence;
+        request.op_case = EP__TERMINATOR_REQUEST__OP_CREATE;
+        request.create = &terminator;
+        hosted->sent_ms = ep_mono_ms ();
+    }
+    else {
+        snprintf (request_id, sizeof request_id, "d:%s", service_id);
+        request.op_case = EP__TERMINATOR_REQUEST__OP_DELETE_ID;
+        request.delete_id = (char *) s_terminator_id (self, service_id);
+    }
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.body_case = EP__FRAME__BODY_TERMINATOR_REQUEST;
+    frame.terminator_request = &request;
+    s_send (self, &frame);
+}
+
+static void
+s_slice (ep_agent_t *self, const Ep__ModelSlice *slice)
+{
+    if (slice->full) {
+        //  Services no longer listed go, with their terminators.
+        zlistx_t *gone = zlistx_new ();
+        zlistx_set_destructor (gone, (czmq_destructor *) zstr_free);
+        s_hosted_t *hosted = (s_hosted_t *) zhashx_first (self->hosted);
+        for (; hosted; hosted = (s_hosted_t *) zhashx_next (self->hosted)) {
+            const char *service_id = (const char *) zhashx_cursor (self->hosted);
+            bool listed = false;
+            for (size_t i = 0; i < slice->n_hosted; i++)
+                listed |= streq (slice->hosted [i]->service_id, service_id);
+            if (!listed)
+                zlistx_add_end (gone, strdup (service_id));
+        }
+        for (char *id = (char *) zlistx_first (gone); id; id = (char *) zlistx_next (gone)) {
+            s_terminator_request (self, id, NULL, false);
+            zhashx_delete (self->hosted, id);
+        }
+        zlistx_destroy (&gone);
+    }
+    for (size_t i = 0; i < slice->n_removed; i++) {
+        if (zhashx_lookup (self->hosted, slice->removed [i])) {
+            s_terminator_request (self, slice->removed [i], NULL, false);
+            zhashx_delete (self->hosted, slice->removed [i]);
+        }
+    }
+    if (slice->has_revision)
+        self->stats.slice_revision = slice->revision;
+    for (size_t i = 0; i < slice->n_hosted; i++) {
+        Ep__HostedService *service = slice->hosted [i];
+        s_hosted_t *hosted = (s_hosted_t *) zhashx_lookup (self->hosted, service->service_id);
+        if (!hosted) {
+            hosted = (s_hosted_t *) zmalloc (sizeof (s_hosted_t));
+            zhashx_insert (self->hosted, service->service_id, hosted);
+        }
+        hosted->cost = service->cost;
+        hosted->precedence = service->precedence;
+        hosted->confirmed = false;
+        s_terminator_request (self, service->service_id, hosted, true);
+    }
+    self->stats.hosted = zhashx_size (self->hosted);
+    Ep__SliceAck ack = EP__SLICE_ACK__INIT;
+    ack.has_revision = true;
+    ack.revision = self->stats.slice_revision;
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.body_case = EP__FRAME__BODY_SLICE_ACK;
+    frame.slice_ack = &ack;
+    s_send (self, &frame);
+}
+
+//  -------------------------------------------------------------------------
+//  Sessions
+
+static void
+s_session_open (ep_agent_t *self, const char *session_id, s_session_t *session)
+{
+    char request_id [96];
+    snprintf (request_id, sizeof request_id, "s:%s", session_id);
+    char identity [80];
+    snprintf (identity, sizeof identity, "id-%s", self->id);
+    Ep__Session body = EP__SESSION__INIT;
+    body.id = (char *) session_id;
+    body.router_id = self->id;
+    body.identity_id = identity;
+    body.service_id = session->service_id;
+    body.has_type = true;
+    body.type = EP__SESSION_TYPE__DIAL;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.request_id = request_id;
+    request.router_id = self->id;
+    request.op_case = EP__SESSION_REQUEST__OP_OPEN;
+    request.open = &body;
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.body_case = EP__FRAME__BODY_SESSION_REQUEST;
+    frame.session_request = &request;
+    session->sent_ms = ep_mono_ms ();
+    s_send (self, &frame);
+}
+
+static void
+s_session_close (ep_agent_t *self, const char *session_id)
+{
+    char request_id [96];
+    snprintf (request_id, sizeof request_id, "c:%s", session_id);
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.request_id = request_id;
+    request.router_id = self->id;
+    request.op_case = EP__SESSION_REQUEST__OP_CLOSE_ID;
+    request.close_id = (char *) session_id;
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.body_case = EP__FRAME__BODY_SESSION_REQUEST;
+    frame.session_request = &request;
+    s_send (self, &frame);
+    zhashx_delete (self->sessions, session_id);
+}
+
+//  Opens sessions until it holds as many as configured.
+static void
+s_sessions_fill (ep_agent_t *self)
+{
+    size_t services = zhashx_size (self->hosted);
+    if (!self->stats.joined || services == 0)
+        return;
+    while (zhashx_size (self->sessions) < (size_t) self->config.sessions) {
+        s_session_t *session = (s_session_t *) zmalloc (sizeof (s_session_t));
+        //  Spread sessions over the hosted services.
+        size_t pick = randombytes_uniform ((uint32_t) services);
+        s_hosted_t *hosted = (s_hosted_t *) zhashx_first (self->hosted);
+        for (size_t i = 0; i < pick; i++)
+            hosted = (s_hosted_t *) zhashx_next (self->hosted);
+        (void) hosted;
+        snprintf (session->service_id, sizeof session->service_id, "%s",
+                  (const char *) zhashx_cursor (self->hosted));
+        char id [48], hex [17];
+        ep_random_hex (hex, 8);
+        snprintf (id, sizeof id, "s-%s", hex);
+        zhashx_insert (self->sessions, id, session);
+        s_session_open (self, id, session);
+    }
+}
+
+static void
+s_heartbeat (ep_agent_t *self)
+{
+    size_t total = zhashx_size (self->sessions);
+    Ep__SessionHeartbeat__Entry *entries = (Ep__SessionHeartbeat__Entry *)
+        calloc (total + 1, sizeof (Ep__SessionHeartbeat__Entry));
+    Ep__SessionHeartbeat__Entry **list = (Ep__SessionHeartbeat__Entry **)
+        calloc (total + 1, sizeof (Ep__SessionHeartbeat__Entry *));
+    size_t n = 0;
+    s_session_t *session = (s_session_t *) zhashx_first (self->sessions);
+    for (; session; session = (s_session_t *) zhashx_next (self->sessions)) {
+        if (!session->confirmed)
+            continue;
+        session->bytes_rx += randombytes_uniform (4096);
+        session->bytes_tx += randombytes_uniform (4096);
+        Ep__SessionHeartbeat__Entry *entry = &entries [n];
+        ep__session_heartbeat__entry__init (entry);
+        entry->id = (char *) zhashx_cursor (self->sessions);
+        entry->has_bytes_rx = entry->has_bytes_tx = true;
+        entry->bytes_rx = session->bytes_rx;
+        entry->bytes_tx = session->bytes_tx;
+        list [n++] = entry;
+    }
+    for (size_t first = 0; first < n; first += BATCH_SESSIONS) {
+        Ep__SessionHeartbeat heartbeat = EP__SESSION_HEARTBEAT__INIT;
+        heartbeat.entries = list + first;
+        heartbeat.n_entries = n - first < BATCH_SESSIONS? n - first: BATCH_SESSIONS;
+        char request_id [48];
+        snprintf (request_id, sizeof request_id, "h:%llu", (unsigned long long) self->frame_id + 1);
+        Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+        request.request_id = request_id;
+        request.router_id = self->id;
+        request.op_case = EP__SESSION_REQUEST__OP_HEARTBEAT;
+        request.heartbeat = &heartbeat;
+        Ep__Frame frame = EP__FRAME__INIT;
+        frame.body_case = EP__FRAME__BODY_SESSION_REQUEST;
+        frame.session_request = &request;
+        s_send (self, &frame);
+    }
+    free (list);
+    free (entries);
+    if (zlistx_size (self->edges)) {
+        size_t count = zlistx_size (self->edges);
+        Ep__EdgeConnect **edges = (Ep__EdgeConnect **) calloc (count, sizeof (Ep__EdgeConnect *));
+        size_t i = 0;
+        for (Ep__EdgeConnect *edge = (Ep__EdgeConnect *) zlistx_first (self->edges); edge;
+             edge = (Ep__EdgeConnect *) zlistx_next (self->edges))
+            edges [i++] = edge;
+        Ep__EdgeConnectBatch batch = EP__EDGE_CONNECT_BATCH__INIT;
+        batch.n_events = count;
+        batch.events = edges;
+        Ep__Frame frame = EP__FRAME__INIT;
+        frame.body_case = EP__FRAME__BODY_EDGE_CONNECTS;
+        frame.edge_connects = &batch;
+        if (s_send (self, &frame) == 0)
+            zlistx_purge (self->edges);
+        free (edges);
+    }
+}
+
+//  -------------------------------------------------------------------------
+//  Commands
+
+static void
+s_ack (ep_agent_t *self, const char *command_id, char **ids, size_t count)
+{
+    for (size_t first = 0; first == 0 || first < count; first += BATCH_SESSIONS) {
+        Ep__CommandAck ack = EP__COMMAND_ACK__INIT;
+        ack.command_id = (char *) command_id;
+        ack.session_ids = ids + first;
+        ack.n_session_ids = count - first < BATCH_SESSIONS? count - first: BATCH_SESSIONS;
+        Ep__Frame frame = EP__FRAME__INIT;
+        frame.body_case = EP__FRAME__BODY_COMMAND_ACK;
+        frame.command_ack = &ack;
+        s_send (self, &frame);
+        if (count == 0)
+            break;
+    }
+}
+
+static void
+s_command (ep_agent_t *self, const Ep__Command *command)
+{
+    self->stats.commands++;
+    if (command->kind_case == EP__COMMAND__KIND_CLOSE_SESSIONS) {
+        const Ep__CloseSessions *close = command->close_sessions;
+        char **acked = (char **) calloc (close->n_session_ids + 1, sizeof (char *));
+        size_t n = 0;
+        for (size_t i = 0; i < close->n_session_ids; i++) {
+            const char *id = close->session_ids [i];
+            if (ep_agent_acks (&self->config, id)) {
+                acked [n++] = (char *) id;
+                zhashx_delete (self->sessions, id);
+                self->stats.closes_acked++;
+            }
+            else
+                self->stats.closes_ignored++;
+        }
+        if (n)
+            s_ack (self, command->command_id, acked, n);
+        free (acked);
+    }
+    else
+    if (command->kind_case == EP__COMMAND__KIND_PROBE_SESSIONS) {
+        //  The answer lists the probed sessions this router still has.
+        const Ep__ProbeSessions *probe = command->probe_sessions;
+        char **alive = (char **) calloc (probe->n_session_ids + 1, sizeof (char *));
+        size_t n = 0;
+        for (size_t i = 0; i < probe->n_session_ids; i++)
+            if (zhashx_lookup (self->sessions, probe->session_ids [i]))
+                alive [n++] = probe->session_ids [i];
+        s_ack (self, command->command_id, alive, n);
+        self->stats.probes++;
+        free (alive);
+    }
+    else
+    if (command->kind_case == EP__COMMAND__KIND_VALIDATE_TERMINATORS) {
+        size_t count = zhashx_size (self->hosted);
+        Ep__Terminator *terminators = (Ep__Terminator *) calloc (count + 1, sizeof (Ep__Terminator));
+        Ep__Terminator **list = (Ep__Terminator **) calloc (count + 1, sizeof (Ep__Terminator *));
+        size_t n = 0;
+        s_hosted_t *hosted = (s_hosted_t *) zhashx_first (self->hosted);
+        for (; hosted; hosted = (s_hosted_t *) zhashx_next (self->hosted)) {
+            const char *service_id = (const char *) zhashx_cursor (self->hosted);
+            Ep__Terminator *t = &terminators [n];
+            ep__terminator__init (t);
+            t->id = (char *) s_terminator_id (self, service_id);
+            t->service_id = (char *) service_id;
+            t->router_id = self->id;
+            list [n++] = t;
+        }
+        Ep__TerminatorValidate validate = EP__TERMINATOR_VALIDATE__INIT;
+        validate.n_terminators = n;
+        validate.terminators = list;
+        char request_id [80];
+        snprintf (request_id, sizeof request_id, "v:%s", command->command_id? command->command_id: "");
+        Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+        request.request_id = request_id;
+        request.router_id = self->id;
+        request.op_case = EP__TERMINATOR_REQUEST__OP_VALIDATE;
+        request.validate = &validate;
+        Ep__Frame frame = EP__FRAME__INIT;
+        frame.body_case = EP__FRAME__BODY_TERMINATOR_REQUEST;
+        frame.terminator_request = &request;
+        s_send (self, &frame);
+        s_ack (self, command->command_id, NULL, 0);
+        free (list);
+        free (terminators);
+    }
+}
+
+//  A reply: its request id says which object it confirms.
+static void
+s_reply (ep_agent_t *self, const char *request_id, const Ep__Status *status)
+{
+    bool ok = !status || !status->has_code || status->code == EP__STATUS__CODE__OK;
+    if (!request_id || strlen (request_id) < 3 || request_id [1] != ':')
+        return;
+    const char *key = request_id + 2;
+    if (request_id [0] == 't') {
+        s_hosted_t *hosted = (s_hosted_t *) zhashx_lookup (self->hosted, key);
+        if (hosted && ok && !hosted->confirmed) {
+            hosted->confirmed = true;
+            self->stats.terminators++;
+        }
+    }
+    else
+    if (request_id [0] == 's') {
+        s_session_t *session = (s_session_t *) zhashx_lookup (self->sessions, key);
+        if (session && ok && !session->confirmed) {
+            session->confirmed = true;
+            self->stats.sessions++;
+        }
+    }
+}
+
+//  -------------------------------------------------------------------------
+
+int
+ep_agent_fd (ep_agent_t *self)
+{
+    return self->client? ep_chan_client_fd (self->client): -1;
+}
+
+int64_t
+ep_agent_deadline (ep_agent_t *self)
+{
+    if (self->stopped)
+        return INT64_MAX;
+    if (!self->client)
+        return self->next_connect_ms;
+    int64_t next = self->next_heartbeat_ms;
+    if (self->next_resend_ms < next)
+        next = self->next_resend_ms;
+    if (self->config.churn_per_s > 0 && self->next_churn_ms < next)
+        next = self->next_churn_ms;
+    return next;
+}
+
+void
+ep_agent_handle (ep_agent_t *self)
+{
+    Ep__Frame *frame;
+    while (self->client && (frame = ep_chan_client_recv (self->client, 0))) {
+        switch (frame->body_case) {
+            case EP__FRAME__BODY_SLICE:
+                s_slice (self, frame->slice);
+                s_sessions_fill (self);
+                break;
+            case EP__FRAME__BODY_TERMINATOR_REPLY:
+                s_reply (self, frame->terminator_reply->request_id, frame->terminator_reply->status);
+                break;
+            case EP__FRAME__BODY_SESSION_REPLY:
+                s_reply (self, frame->session_reply->request_id, frame->session_reply->status);
+                break;
+            case EP__FRAME__BODY_COMMAND:
+                s_command (self, frame->command);
+                break;
+            case EP__FRAME__BODY_GOODBYE: {
+                bool reconnect = frame->goodbye->has_reconnect && frame->goodbye->reconnect;
+                char why [160];
+                snprintf (why, sizeof why, "goodbye: %s", frame->goodbye->reason? frame->goodbye->reason: "");
+                ep__frame__free_unpacked (frame, NULL);
+                //  A controller going away: come back soon (to another one);
+                //  deleted or moved: back off as after any failure.
+                s_disconnect (self, why, reconnect? self->config.backoff_base_ms: -1);
+                return;
+            }
+            default:
+                break;
+        }
+        ep__frame__free_unpacked (frame, NULL);
+    }
+    if (self->client && ep_chan_client_closed (self->client))
+        s_disconnect (self, ep_chan_client_close_reason (self->client), -1);
+}
+
+static void
+s_connect (ep_agent_t *self)
+{
+    char err [256];
+    self->client = ep_chan_client_new (self->controller, self->config.ctx, 2000, err, sizeof err);
+    if (!self->client) {
+        snprintf (self->stats.last_error, sizeof self->stats.last_error, "%s", err);
+        self->next_connect_ms = ep_mono_ms () + ep_backoff_next (&self->backoff);
+        return;
+    }
+    Ep__HelloResult *result = ep_chan_client_hello (self->client, 1, EP__ROLE__ROLE_ROUTER, self->id, 3000);
+    if (!result || !result->status || result->status->code != EP__STATUS__CODE__OK) {
+        self->stats.refusals += result != NULL;
+        snprintf (err, sizeof err, "join refused: %s",
+                  result && result->status && result->status->message? result->status->message
+                  : ep_chan_client_close_reason (self->client));
+        if (result)
+            ep__hello_result__free_unpacked (result, NULL);
+        s_disconnect (self, err, -1);
+        return;
+    }
+    ep__hello_result__free_unpacked (result, NULL);
+    ep_backoff_reset (&self->backoff);
+    self->stats.joined = true;
+    self->stats.joins++;
+    int64_t now = ep_mono_ms ();
+    self->next_heartbeat_ms = now + self->config.heartbeat_ms;
+    self->next_resend_ms = now + self->config.request_timeout_ms;
+    self->next_churn_ms = now + (self->config.churn_per_s > 0? (int64_t) (1000.0 / self->config.churn_per_s): 0);
+    //  Sessions held from before are reported again: the reaper knows them
+    //  or learns them now.
+    s_session_t *session = (s_session_t *) zhashx_first (self->sessions);
+    for (; session; session = (s_session_t *) zhashx_next (self->sessions))
+        s_session_open (self, (const char *) zhashx_cursor (self->sessions), session);
+}
+
+void
+ep_agent_tick (ep_agent_t *self)
+{
+    if (self->stopped)
+        return;
+    int64_t now = ep_mono_ms ();
+    if (!self->client) {
+        if (now >= self->next_connect_ms)
+            s_connect (self);
+        return;
+    }
+    if (now >= self->next_heartbeat_ms) {
+        s_heartbeat (self);
+        self->next_heartbeat_ms = now + self->config.heartbeat_ms;
+    }
+    if (self->config.churn_per_s > 0 && now >= self->next_churn_ms && zhashx_size (self->sessions)) {
+        //  Replace one session: the oldest in hash order is as good as any.
+        s_session_t *session = (s_session_t *) zhashx_first (self->sessions);
+        if (session && session->confirmed) {
+            char *id = strdup ((const char *) zhashx_cursor (self->sessions));
+            s_session_close (self, id);
+            free (id);
+            self->stats.sessions--;
+            s_sessions_fill (self);
+        }
+        self->next_churn_ms = now + (int64_t) (1000.0 / self->config.churn_per_s);
+    }
+    if (now >= self->next_resend_ms) {
+        //  Anything unconfirmed is asked again (idempotent by id).
+        s_hosted_t *hosted = (s_hosted_t *) zhashx_first (self->hosted);
+        for (; hosted; hosted = (s_hosted_t *) zhashx_next (self->hosted))
+            if (!hosted->confirmed && now - hosted->sent_ms >= self->config.request_timeout_ms)
+                s_terminator_request (self, (const char *) zhashx_cursor (self->hosted), hosted, true);
+        s_session_t *session = (s_session_t *) zhashx_first (self->sessions);
+        for (; session; session = (s_session_t *) zhashx_next (self->sessions))
+            if (!session->confirmed && now - session->sent_ms >= self->config.request_timeout_ms)
+                s_session_open (self, (const char *) zhashx_cursor (self->sessions), session);
+        self->next_resend_ms = now + self->config.request_timeout_ms;
+    }
+    if (self->client && ep_chan_client_closed (self->client))
+        s_disconnect (self, ep_chan_client_close_reason (self->client), -1);
+}
+
+void
+ep_agent_report_edge (ep_agent_t *self, const char *identity_id, const char *src_addr, bool connected)
+{
+    Ep__EdgeConnect *edge = (Ep__EdgeConnect *) zmalloc (sizeof (Ep__EdgeConnect));
+    ep__edge_connect__init (edge);
+    edge->identity_id = strdup (identity_id);
+    edge->src_addr = strdup (src_addr);
+    edge->has_connected = edge->has_timestamp_ms = true;
+    edge->connected = connected;
+    edge->timestamp_ms = ep_wall_ms ();
+    zlistx_add_end (self->edges, edge);
+}
+
+void
+ep_agent_stop (ep_agent_t *self)
+{
+    ep_chan_client_destroy (&self->client);
+    self->stats.joined = false;
+    self->stopped = true;
+}
+
+const ep_agent_stats_t *
+ep_agent_stats (ep_agent_t *self)
+{
+    return &self->stats;
+}
+
+const char *
+ep_agent_id (ep_agent_t *self)
+{
+    return self->id;
+}

@@ -1,0 +1,93 @@
+/*  ep_agent.h: one router's side of the control channel.
+
+    The router agent (edgeplane-router) runs one of these per simulated
+    router, all in one loop. An agent joins its controller with its
+    certificate bundle, applies its model slice and deltas, creates and
+    deletes one terminator per hosted service with ids it keeps on disk,
+    opens and closes sessions (ids it chooses) and reports them with
+    heartbeat batches and byte counters, answers probes and CloseSessions
+    (acknowledging a configurable share), reports edge-to-router
+    connections in batches, and reconnects with exponential backoff and
+    jitter, resolving the controller address at every connect.
+*/
+#ifndef EP_AGENT_H_INCLUDED
+#define EP_AGENT_H_INCLUDED
+
+#include "ep_prelude.h"
+#include <openssl/ssl.h>
+
+typedef struct _ep_agent_t ep_agent_t;
+
+typedef struct {
+    const char *id;             //  router id (its certificate's)
+    SSL_CTX *ctx;               //  TLS client context with its bundle (borrowed)
+    const char *controller;     //  host:port, resolved at every connect
+    const char *state_dir;      //  where terminator ids are kept (NULL: memory only)
+    int sessions;               //  sessions to hold open
+    double churn_per_s;         //  sessions closed and replaced per second
+    double ack_share;           //  share of CloseSessions acknowledged (0..1)
+    int64_t heartbeat_ms;       //  session heartbeat batch period
+    int64_t backoff_base_ms;    //  first reconnect delay
+    int64_t backoff_max_ms;     //  largest reconnect delay
+    int64_t request_timeout_ms; //  resend a request unanswered this long
+} ep_agent_config_t;
+
+typedef struct {
+    bool joined;                //  currently joined
+    uint64_t joins;             //  times joined
+    uint64_t refusals;          //  Hellos refused
+    size_t hosted;              //  services in its slice
+    size_t terminators;         //  terminators the service confirmed
+    size_t sessions;            //  sessions open (confirmed)
+    uint64_t closes_acked;      //  sessions closed on command and acknowledged
+    uint64_t closes_ignored;    //  sessions it was told to close and ignored
+    uint64_t probes;            //  probes answered
+    uint64_t commands;          //  commands received
+    uint64_t slice_revision;    //  model revision of its slice
+    char last_error [320];      //  why the last connect or join failed
+} ep_agent_stats_t;
+
+ep_agent_t *
+    ep_agent_new (const ep_agent_config_t *config);
+
+void
+    ep_agent_destroy (ep_agent_t **self_p);
+
+//  The socket to poll for input, or -1 while disconnected.
+int
+    ep_agent_fd (ep_agent_t *self);
+
+//  When ep_agent_tick is next due (monotonic ms).
+int64_t
+    ep_agent_deadline (ep_agent_t *self);
+
+//  The socket is readable: take every frame waiting.
+void
+    ep_agent_handle (ep_agent_t *self);
+
+//  Timers: connect when due (blocks up to a couple of seconds), heartbeats,
+//  churn, resends.
+void
+    ep_agent_tick (ep_agent_t *self);
+
+//  Reports edge-to-router connections (sent with the next heartbeat).
+void
+    ep_agent_report_edge (ep_agent_t *self, const char *identity_id, const char *src_addr,
+                          bool connected);
+
+//  Disconnects and stops reconnecting (shutdown).
+void
+    ep_agent_stop (ep_agent_t *self);
+
+const ep_agent_stats_t *
+    ep_agent_stats (ep_agent_t *self);
+
+const char *
+    ep_agent_id (ep_agent_t *self);
+
+//  True if the agent acknowledges CloseSessions for session id (the share
+//  is decided by a hash of the id, so a test can predict the split).
+bool
+    ep_agent_acks (const ep_agent_config_t *config, const char *session_id);
+
+#endif

@@ -1,0 +1,219 @@
+/*  edgeplane-router: the router agent, and a fleet simulator.
+
+    One process runs one router (--id) or N of them (--count N --prefix P,
+    with bundles from `edgeplane pki issue router --count N --prefix P`),
+    each an ep_agent on its own TLS connection, all in one poll loop.
+    --stray K holds K connections that never join, to show the watchdog's
+    stray detection. With --ready-file, the file appears once every router
+    has joined.
+*/
+#include "ep_agent.h"
+#include "ep_config.h"
+#include "ep_log.h"
+#include "ep_pki.h"
+#include "ep_ready.h"
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+//  Opens a TCP connection to address that will never say anything.
+static int
+s_stray (const char *address)
+{
+    char host [256];
+    const char *colon = strrchr (address, ':');
+    if (!colon || (size_t) (colon - address) >= sizeof host)
+        return -1;
+    memcpy (host, address, colon - address);
+    host [colon - address] = 0;
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+    struct addrinfo *addr = NULL;
+    if (getaddrinfo (host, colon + 1, &hints, &addr) != 0)
+        return -1;
+    int fd = socket (addr->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect (fd, addr->ai_addr, addr->ai_addrlen) != 0) {
+        close (fd);
+        fd = -1;
+    }
+    freeaddrinfo (addr);
+    return fd;
+}
+
+int
+main (int argc, char **argv)
+{
+    static char *controller, *bundle, *id, *prefix, *state_dir, *log_level, *log_format, *ready_file;
+    static int64_t count, sessions, stray, heartbeat, run_for, progress;
+    static char *churn_text, *ack_text;
+    static const char *levels [] = { "error", "warn", "info", "debug", NULL };
+    static const char *formats [] = { "text", "json", NULL };
+    ep_opt_t opts [] = {
+        { .name = "controller", .env = "EDGEPLANE_CONTROLLER", .def = EP_DEFAULT_CHANNEL_LISTEN,
+          .type = EP_OPT_HOSTPORT, .str = &controller,
+          .help = "The control channel (host:port), resolved at every connect." },
+        { .name = "bundle", .env = "EDGEPLANE_ROUTER_BUNDLE", .def = ".", .type = EP_OPT_STRING, .str = &bundle,
+          .help = "Directory with <id>.crt, <id>.key and ca.crt (from `edgeplane pki issue router`)." },
+        { .name = "id", .env = "EDGEPLANE_ROUTER_ID", .type = EP_OPT_STRING, .str = &id,
+          .help = "This router's id (one router)." },
+        { .name = "count", .def = "0", .type = EP_OPT_INT, .num = &count, .min = 0, .max = 1000000,
+          .help = "Simulate this many routers, ids <prefix>0 .. <prefix>N-1." },
+        { .name = "prefix", .def = "router-", .type = EP_OPT_STRING, .str = &prefix,
+          .help = "Id prefix of simulated routers." },
+        { .name = "state-dir", .env = "EDGEPLANE_ROUTER_STATE", .type = EP_OPT_STRING, .str = &state_dir,
+          .def_help = "the bundle directory", .help = "Where terminator ids are kept across restarts." },
+        { .name = "sessions", .def = "5", .type = EP_OPT_INT, .num = &sessions, .min = 0, .max = 10000000,
+          .help = "Sessions each router holds open." },
+        { .name = "churn", .def = "0", .type = EP_OPT_STRING, .str = &churn_text,
+          .help = "Sessions each router closes and replaces per second." },
+        { .name = "ack-share", .def = "1", .type = EP_OPT_STRING, .str = &ack_text,
+          .help = "Share of CloseSessions acknowledged, 0 to 1." },
+        { .name = "heartbeat", .def = "5s", .type = EP_OPT_DURATION, .num = &heartbeat, .min = 10, .max = 3600000,
+          .help = "Session heartbeat batch period." },
+        { .name = "stray", .def = "0", .type = EP_OPT_INT, .num = &stray, .min = 0, .max = 100000,
+          .help = "Also hold this many connections that never join." },
+        { .name = "run-for", .def = "0", .type = EP_OPT_DURATION, .num = &run_for, .min = 0, .max = INT64_MAX,
+          .help = "Stop after this long (0: until Ctrl-C)." },
+        { .name = "progress", .def = "0", .type = EP_OPT_DURATION, .num = &progress, .min = 0, .max = INT64_MAX,
+          .help = "Print a progress line this often (0: only for 50 routers or more, every 5s)." },
+        { .name = "log-level", .env = "EDGEPLANE_LOG_LEVEL", .def = "info", .type = EP_OPT_ENUM,
+          .words = levels, .str = &log_level, .help = "error, warn, info or debug." },
+        { .name = "log-format", .env = "EDGEPLANE_LOG_FORMAT", .def = "text", .type = EP_OPT_ENUM,
+          .words = formats, .str = &log_format, .help = "text or json." },
+        { .name = "ready-file", .type = EP_OPT_STRING, .str = &ready_file,
+          .help = "Write this file once every router has joined." },
+    };
+    ep_config_t *config = ep_config_new ("edgeplane-router", "Router agent and fleet simulator.");
+    ep_config_add (config, opts, EP_COUNT (opts));
+    ep_config_parse_or_exit (config, argc, argv);
+    ep_log_init_named ("router", log_level, log_format);
+    signal (SIGPIPE, SIG_IGN);
+    zsys_init ();
+    char *end;
+    double churn = strtod (churn_text, &end);
+    double ack_share = *end? -1: strtod (ack_text, &end);
+    if (churn < 0 || ack_share < 0 || ack_share > 1 || *end) {
+        fprintf (stderr, "edgeplane-router: --churn takes a number >= 0 and --ack-share a number from 0 to 1\n");
+        return 2;
+    }
+    if (!id && count == 0) {
+        fprintf (stderr, "edgeplane-router: give --id ID (one router) or --count N (a fleet)\n");
+        return 2;
+    }
+    size_t routers = count? (size_t) count: 1;
+    struct rlimit limit;
+    if (getrlimit (RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit (RLIMIT_NOFILE, &limit);
+    }
+
+    ep_agent_t **agents = (ep_agent_t **) calloc (routers, sizeof (ep_agent_t *));
+    SSL_CTX **contexts = (SSL_CTX **) calloc (routers, sizeof (SSL_CTX *));
+    char *ca = zsys_sprintf ("%s/ca.crt", bundle);
+    int rc = 0;
+    for (size_t i = 0; i < routers && rc == 0; i++) {
+        char router_id [80];
+        if (count)
+            snprintf (router_id, sizeof router_id, "%s%zu", prefix, i);
+        else
+            snprintf (router_id, sizeof router_id, "%s", id);
+        char *cert = zsys_sprintf ("%s/%s.crt", bundle, router_id);
+        char *key = zsys_sprintf ("%s/%s.key", bundle, router_id);
+        char err [512];
+        contexts [i] = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
+        if (!contexts [i]) {
+            fprintf (stderr, "edgeplane-router: %s\n", err);
+            rc = 1;
+        }
+        else {
+            ep_agent_config_t agent = {
+                .id = router_id, .ctx = contexts [i], .controller = controller,
+                .state_dir = state_dir? state_dir: bundle, .sessions = (int) sessions,
+                .churn_per_s = churn, .ack_share = ack_share, .heartbeat_ms = heartbeat,
+                .backoff_base_ms = 200, .backoff_max_ms = 30000, .request_timeout_ms = 5000
+            };
+            agents [i] = ep_agent_new (&agent);
+        }
+        free (cert);
+        free (key);
+    }
+    int *strays = (int *) calloc (stray + 1, sizeof (int));
+    for (int64_t i = 0; i < stray; i++)
+        strays [i] = s_stray (controller);
+    if (stray)
+        ep_log_info ("holding %lld connections that never join", (long long) stray);
+
+    struct pollfd *fds = (struct pollfd *) calloc (routers, sizeof (struct pollfd));
+    int64_t started = ep_mono_ms ();
+    int64_t every = progress? progress: (routers >= 50? 5000: 0);
+    int64_t next_progress = started + every;
+    bool ready = false;
+    while (rc == 0 && !zsys_interrupted && (run_for == 0 || ep_mono_ms () - started < run_for)) {
+        int64_t now = ep_mono_ms ();
+        int64_t timeout = 1000;
+        size_t joined = 0;
+        for (size_t i = 0; i < routers; i++) {
+            fds [i].fd = ep_agent_fd (agents [i]);
+            fds [i].events = POLLIN;
+            fds [i].revents = 0;
+            int64_t due = ep_agent_deadline (agents [i]) - now;
+            if (due < timeout)
+                timeout = due < 0? 0: due;
+            joined += ep_agent_stats (agents [i])->joined;
+        }
+        if (!ready && joined == routers && ready_file) {
+            json_t *endpoints = json_pack ("{s:s}", "controller", controller);
+            ep_ready_write (ready_file, "router", endpoints);
+            json_decref (endpoints);
+            ready = true;
+        }
+        if (poll (fds, routers, (int) timeout) < 0 && !zsys_interrupted)
+            break;
+        for (size_t i = 0; i < routers; i++) {
+            if (fds [i].revents)
+                ep_agent_handle (agents [i]);
+            ep_agent_tick (agents [i]);
+        }
+        if (every && ep_mono_ms () >= next_progress) {
+            size_t terminators = 0, open = 0;
+            uint64_t acked = 0, ignored = 0;
+            joined = 0;
+            for (size_t i = 0; i < routers; i++) {
+                const ep_agent_stats_t *stats = ep_agent_stats (agents [i]);
+                joined += stats->joined;
+                terminators += stats->terminators;
+                open += stats->sessions;
+                acked += stats->closes_acked;
+                ignored += stats->closes_ignored;
+            }
+            printf ("%6.1fs routers joined %zu/%zu, terminators %zu, sessions %zu, closes acked %llu, ignored %llu\n",
+                    (ep_mono_ms () - started) / 1000.0, joined, routers, terminators, open,
+                    (unsigned long long) acked, (unsigned long long) ignored);
+            fflush (stdout);
+            next_progress = ep_mono_ms () + every;
+        }
+    }
+    for (size_t i = 0; i < routers; i++) {
+        if (agents [i]) {
+            const ep_agent_stats_t *stats = ep_agent_stats (agents [i]);
+            if (!stats->joined && *stats->last_error)
+                ep_log_warn ("router %s not joined: %s", ep_agent_id (agents [i]), stats->last_error);
+            ep_agent_destroy (&agents [i]);
+        }
+        if (contexts [i])
+            SSL_CTX_free (contexts [i]);
+    }
+    for (int64_t i = 0; i < stray; i++)
+        if (strays [i] >= 0)
+            close (strays [i]);
+    free (strays);
+    free (fds);
+    free (agents);
+    free (contexts);
+    free (ca);
+    ep_config_destroy (&config);
+    return rc;
+}
