@@ -19,6 +19,14 @@
 int cli_pki (int argc, char **argv);
 int cli_health (int argc, char **argv);
 int cli_events (int argc, char **argv);
+int cli_up (int argc, char **argv);
+int cli_status (int argc, char **argv);
+
+//  GETs url within timeout_ms: 0 with the status and body (caller frees),
+//  or -1 with the reason in err.
+int
+    cli_http_get (const char *url, int64_t timeout_ms, int *status, char **body,
+                  char *err, size_t errlen);
 //  cmd_model.c: the model's entities, and backup.
 int cli_router (int argc, char **argv);
 int cli_service (int argc, char **argv);

@@ -46,6 +46,70 @@ s_wait (int fd, short events, int64_t deadline)
 }
 
 int
+cli_http_get (const char *url, int64_t timeout_ms, int *status, char **body, char *err, size_t errlen)
+{
+    char host [256], port [16];
+    const char *path = NULL;
+    *status = 0;
+    *body = NULL;
+    if (s_parse_url (url, host, sizeof host, port, sizeof port, &path) != 0) {
+        snprintf (err, errlen, "\"%s\" is not a URL like http://127.0.0.1:9101/healthz", url);
+        return -1;
+    }
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+    struct addrinfo *addr = NULL;
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    int fd = -1, rc = -1;
+    if (getaddrinfo (host, port, &hints, &addr) != 0)
+        snprintf (err, errlen, "cannot resolve %s: check the host name", host);
+    else
+    if ((fd = socket (addr->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
+        snprintf (err, errlen, "socket: %s", strerror (errno));
+    else
+    if (connect (fd, addr->ai_addr, addr->ai_addrlen) != 0 && errno != EINPROGRESS)
+        snprintf (err, errlen, "cannot connect to %s:%s: %s", host, port, strerror (errno));
+    else {
+        char request [512];
+        int len = snprintf (request, sizeof request,
+                            "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n", path, host);
+        int so_error = 0;
+        socklen_t so_len = sizeof so_error;
+        if (!s_wait (fd, POLLOUT, deadline)
+        ||  getsockopt (fd, SOL_SOCKET, SO_ERROR, &so_error, &so_len) != 0 || so_error != 0)
+            snprintf (err, errlen, "cannot connect to %s:%s: %s", host, port,
+                      so_error? strerror (so_error): "timed out");
+        else
+        if (send (fd, request, len, MSG_NOSIGNAL) != len)
+            snprintf (err, errlen, "cannot send to %s:%s: %s", host, port, strerror (errno));
+        else {
+            zchunk_t *chunk = zchunk_new (NULL, 0);
+            char buf [4096];
+            while (s_wait (fd, POLLIN, deadline)) {
+                ssize_t n = recv (fd, buf, sizeof buf, 0);
+                if (n <= 0)
+                    break;
+                zchunk_extend (chunk, buf, n);
+            }
+            char *response = zchunk_strdup (chunk);
+            zchunk_destroy (&chunk);
+            const char *start = response? strstr (response, "\r\n\r\n"): NULL;
+            if (!response || sscanf (response, "HTTP/%*s %d", status) != 1)
+                snprintf (err, errlen, "no HTTP answer from %s within %lld ms", url, (long long) timeout_ms);
+            else {
+                *body = strdup (start? start + 4: "");
+                rc = 0;
+            }
+            free (response);
+        }
+    }
+    if (fd >= 0)
+        close (fd);
+    if (addr)
+        freeaddrinfo (addr);
+    return rc;
+}
+
+int
 cli_health (int argc, char **argv)
 {
     static int64_t timeout;
@@ -60,66 +124,30 @@ cli_health (int argc, char **argv)
     if (!config)
         return code;
     int rc = CLI_FAIL;
-    char host [256], port [16];
-    const char *path = NULL;
     const char *url = ep_config_argc (config) == 1? ep_config_argv (config) [0]: NULL;
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *addr = NULL;
-    int fd = -1;
-    int64_t deadline = ep_mono_ms () + timeout;
+    char err [512], host [256], port [16];
+    const char *path;
+    int status;
+    char *body = NULL;
     if (!url || s_parse_url (url, host, sizeof host, port, sizeof port, &path) != 0) {
         fprintf (stderr, "edgeplane health: expected one URL like http://127.0.0.1:9101/healthz\n");
         rc = CLI_USAGE;
     }
     else
-    if (getaddrinfo (host, port, &hints, &addr) != 0)
-        cli_fail ("health", "cannot resolve %s: check the host name", host);
+    if (cli_http_get (url, timeout, &status, &body, err, sizeof err) != 0)
+        cli_fail ("health", "%s", err);
     else
-    if ((fd = socket (addr->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
-        cli_fail ("health", "socket: %s", strerror (errno));
-    else
-    if (connect (fd, addr->ai_addr, addr->ai_addrlen) != 0 && errno != EINPROGRESS)
-        cli_fail ("health", "cannot connect to %s:%s: %s", host, port, strerror (errno));
-    else {
-        char request [512];
-        int len = snprintf (request, sizeof request,
-                            "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n", path, host);
-        int err = 0;
-        socklen_t err_len = sizeof err;
-        char response [4096];
-        size_t got = 0;
-        if (!s_wait (fd, POLLOUT, deadline)
-        ||  getsockopt (fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0 || err != 0)
-            cli_fail ("health", "cannot connect to %s:%s: %s", host, port,
-                      err? strerror (err): "timed out");
-        else
-        if (send (fd, request, len, MSG_NOSIGNAL) != len)
-            cli_fail ("health", "cannot send to %s:%s: %s", host, port, strerror (errno));
-        else {
-            while (got < sizeof response - 1 && s_wait (fd, POLLIN, deadline)) {
-                ssize_t n = recv (fd, response + got, sizeof response - 1 - got, 0);
-                if (n <= 0)
-                    break;
-                got += n;
-            }
-            response [got] = 0;
-            int status = 0;
-            const char *body = strstr (response, "\r\n\r\n");
-            if (sscanf (response, "HTTP/%*s %d", &status) != 1)
-                cli_fail ("health", "no HTTP answer from %s within %lld ms", url, (long long) timeout);
-            else
-            if (status != 200)
-                cli_fail ("health", "%s answered %d: %s", url, status, body? body + 4: "");
-            else {
-                printf ("%s", body? body + 4: "ok\n");
-                rc = CLI_OK;
-            }
-        }
+    if (status != 200) {
+        size_t len = strlen (body);
+        while (len && (body [len - 1] == '\n' || body [len - 1] == '\r'))
+            body [--len] = 0;
+        cli_fail ("health", "%s answered %d: %s", url, status, body);
     }
-    if (fd >= 0)
-        close (fd);
-    if (addr)
-        freeaddrinfo (addr);
+    else {
+        printf ("%s", body);
+        rc = CLI_OK;
+    }
+    free (body);
     ep_config_destroy (&config);
     return rc;
 }

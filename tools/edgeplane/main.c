@@ -13,6 +13,8 @@ typedef struct {
 static const s_command_t s_commands [] = {
     { "pki",    cli_pki,    "Keys and certificates: init, issue, revoke, issue-curve." },
     { "health", cli_health, "Check a service's /healthz or /readyz URL (exit 0 when it answers 200)." },
+    { "up",     cli_up,     "Run the whole control plane on this machine (--demo: with a simulated fleet)." },
+    { "status", cli_status, "Health, version and key figures of each service started by `edgeplane up`." },
     { "events", cli_events, "Subscribe to the event bus and print events (--json, --exec CMD)." },
     { "router", cli_router, "Routers in the model: create, get, list, update, delete." },
     { "service", cli_service, "Services in the model: create, get, list, update, delete." },

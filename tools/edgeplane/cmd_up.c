@@ -1,0 +1,391 @@
+/*  edgeplane up [--demo]: the whole control plane on one machine.
+
+    Creates the data directory and, on first run, the keys and the TLS CA;
+    starts bus, model, terminators, reaper and watchdog as child processes
+    on 127.0.0.1, each with a ready file under <data>/run; restarts one that
+    dies, with backoff; prints the endpoints once all are ready; stops
+    everything in reverse order on Ctrl-C or SIGTERM. --demo also seeds
+    services and routers, issues their certificates and runs a small
+    simulated fleet (plus one connection that never joins), and prints the
+    events as they happen, so a new user sees terminators, sessions, a
+    stray connection and events within seconds.
+*/
+#include "cli.h"
+#include "ep_backoff.h"
+#include "ep_codec.h"
+#include "ep_event_json.h"
+#include "ep_keys.h"
+#include "ep_pki.h"
+#include "ep_ready.h"
+#include "ep_rpc_client.h"
+#include "ep_subscriber.h"
+#include "model.pb-c.h"
+#include <errno.h>
+#include <libgen.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DEMO_ROUTERS 5
+
+typedef struct {
+    const char *name;           //  "bus", "model", ... ("router" for the demo fleet)
+    char *binary;               //  path
+    char **argv;                //  NULL-terminated (owned)
+    char *ready_path;           //  its ready file
+    char *log_path;             //  its output
+    pid_t pid;                  //  running child, 0 if none
+    ep_backoff_t backoff;       //  restart delays
+    int64_t restart_at;         //  when to start it again (0: not waiting)
+    int restarts;               //  times restarted
+    json_t *ready;              //  parsed ready file, once seen
+} s_child_t;
+
+static char *
+s_bin_dir (void)
+{
+    char path [4096];
+    ssize_t n = readlink ("/proc/self/exe", path, sizeof path - 1);
+    if (n <= 0)
+        return strdup (".");
+    path [n] = 0;
+    return strdup (dirname (path));
+}
+
+static int
+s_start (s_child_t *child)
+{
+    unlink (child->ready_path);
+    json_decref (child->ready);
+    child->ready = NULL;
+    pid_t pid = fork ();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        setpgid (0, 0);         //  Ctrl-C reaches us; we stop the children in order
+        FILE *log = freopen (child->log_path, "a", stderr);
+        if (log)
+            dup2 (fileno (stderr), 1);
+        execv (child->binary, child->argv);
+        fprintf (stderr, "cannot run %s: %s\n", child->binary, strerror (errno));
+        _exit (127);
+    }
+    child->pid = pid;
+    child->restart_at = 0;
+    return 0;
+}
+
+static void
+s_stop (s_child_t *child, int64_t grace_ms)
+{
+    if (!child->pid)
+        return;
+    kill (child->pid, SIGTERM);
+    int64_t deadline = ep_mono_ms () + grace_ms;
+    int status;
+    while (waitpid (child->pid, &status, WNOHANG) == 0) {
+        if (ep_mono_ms () >= deadline) {
+            kill (child->pid, SIGKILL);
+            waitpid (child->pid, &status, 0);
+            break;
+        }
+        zclock_sleep (20);      //  polling a child's exit; the deadline decides
+    }
+    child->pid = 0;
+}
+
+//  Reaps children that exited and schedules their restart.
+static void
+s_reap (s_child_t *children, size_t count)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid (-1, &status, WNOHANG)) > 0)
+        for (size_t i = 0; i < count; i++)
+            if (children [i].pid == pid) {
+                children [i].pid = 0;
+                int64_t delay = ep_backoff_next (&children [i].backoff);
+                children [i].restart_at = ep_mono_ms () + delay;
+                fprintf (stderr, "edgeplane up: %s exited (%s %d); restarting in %lld ms (log: %s)\n",
+                         children [i].name, WIFSIGNALED (status)? "signal": "status",
+                         WIFSIGNALED (status)? WTERMSIG (status): WEXITSTATUS (status),
+                         (long long) delay, children [i].log_path);
+            }
+}
+
+//  Waits until child's ready file appears (or it dies, or timeout).
+static bool
+s_await_ready (s_child_t *child, int timeout_ms)
+{
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    while (!zsys_interrupted && ep_mono_ms () < deadline) {
+        if ((child->ready = ep_ready_read (child->ready_path)))
+            return true;
+        int status;
+        if (child->pid && waitpid (child->pid, &status, WNOHANG) == child->pid) {
+            child->pid = 0;
+            return false;
+        }
+        zclock_sleep (20);      //  polling a file with a deadline
+    }
+    return false;
+}
+
+//  The demo's model: three services, DEMO_ROUTERS routers hosting them.
+static int
+s_seed (const char *keys_dir, const char *model_api)
+{
+    zcert_t *cert = ep_keys_load (keys_dir, "operator");
+    char *key = ep_keys_public_txt (keys_dir, "model");
+    ep_rpc_client_t *client = cert && key? ep_rpc_client_new (model_api, cert, key): NULL;
+    int rc = client? 0: -1;
+    static const char *services [] = { "web", "ssh", "db" };
+    size_t n_writes = EP_COUNT (services) + DEMO_ROUTERS;
+    Ep__ModelWrite writes [EP_COUNT (services) + DEMO_ROUTERS];
+    Ep__ModelWrite *list [EP_COUNT (services) + DEMO_ROUTERS];
+    Ep__Entity entities [EP_COUNT (services) + DEMO_ROUTERS];
+    Ep__Service service_msgs [EP_COUNT (services)];
+    Ep__Router routers [DEMO_ROUTERS];
+    Ep__HostedService hosted [EP_COUNT (services)];
+    Ep__HostedService *hosted_list [EP_COUNT (services)];
+    char ids [DEMO_ROUTERS][16];
+    for (size_t i = 0; i < EP_COUNT (services); i++) {
+        ep__service__init (&service_msgs [i]);
+        service_msgs [i].id = (char *) services [i];
+        ep__entity__init (&entities [i]);
+        entities [i].kind_case = EP__ENTITY__KIND_SERVICE;
+        entities [i].service = &service_msgs [i];
+        ep__hosted_service__init (&hosted [i]);
+        hosted [i].service_id = (char *) services [i];
+        hosted [i].has_cost = true;
+        hosted [i].cost = 10 * (uint32_t) (i + 1);
+        hosted_list [i] = &hosted [i];
+    }
+    for (size_t i = 0; i < DEMO_ROUTERS; i++) {
+        snprintf (ids [i], sizeof ids [i], "demo-%zu", i);
+        ep__router__init (&routers [i]);
+        routers [i].id = ids [i];
+        routers [i].n_hosted = 1 + i % EP_COUNT (services);
+        routers [i].hosted = hosted_list;
+        Ep__Entity *entity = &entities [EP_COUNT (services) + i];
+        ep__entity__init (entity);
+        entity->kind_case = EP__ENTITY__KIND_ROUTER;
+        entity->router = &routers [i];
+    }
+    for (size_t i = 0; i < n_writes; i++) {
+        ep__model_write__init (&writes [i]);
+        writes [i].has_op = true;
+        writes [i].op = EP__MODEL_WRITE__OP__CREATE;
+        writes [i].entity = &entities [i];
+        list [i] = &writes [i];
+    }
+    //  One by one, so that a second run (entities already there) is fine.
+    for (size_t i = 0; rc == 0 && i < n_writes; i++) {
+        char id [33], err [256];
+        ep_rpc_new_id (id);
+        Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+        request.request_id = id;
+        request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+        request.write = list [i];
+        Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (client, &request.base, id,
+                                                                       &ep__model_reply__descriptor,
+                                                                       3000, 3, err, sizeof err);
+        if (!reply) {
+            fprintf (stderr, "edgeplane up: seeding the demo model failed: %s\n", err);
+            rc = -1;
+        }
+        else {
+            if (reply->status->code != EP__STATUS__CODE__OK && reply->status->code != EP__STATUS__CODE__ALREADY_EXISTS) {
+                fprintf (stderr, "edgeplane up: seeding the demo model failed: %s\n", reply->status->message);
+                rc = -1;
+            }
+            ep__model_reply__free_unpacked (reply, NULL);
+        }
+    }
+    ep_rpc_client_destroy (&client);
+    free (key);
+    zcert_destroy (&cert);
+    return rc;
+}
+
+static char **
+s_argv (const char *binary, const char *const *args)
+{
+    size_t n = 0;
+    while (args [n])
+        n++;
+    char **argv = (char **) calloc (n + 2, sizeof (char *));
+    argv [0] = strdup (binary);
+    for (size_t i = 0; i < n; i++)
+        argv [i + 1] = strdup (args [i]);
+    return argv;
+}
+
+int
+cli_up (int argc, char **argv)
+{
+    static bool demo;
+    ep_opt_t opts [] = {
+        { .name = "demo", .def = "false", .type = EP_OPT_BOOL, .flag = &demo,
+          .help = "Also seed a model, run a small simulated fleet and a stray, and print events." },
+    };
+    ep_common_opts_t common;
+    int code;
+    ep_config_t *config = cli_parse ("up", "Run the whole control plane on this machine (Ctrl-C stops it).",
+                                     NULL, &common, opts, EP_COUNT (opts), argc, argv, &code);
+    if (!config)
+        return code;
+    signal (SIGPIPE, SIG_IGN);
+    zsys_init ();
+    char err [512];
+    int rc = CLI_OK;
+    char *run_dir = zsys_sprintf ("%s/run", common.data_dir);
+    if (zsys_dir_create ("%s", run_dir) != 0 && errno != EEXIST)
+        rc = cli_fail ("up", "cannot create %s: %s", run_dir, strerror (errno));
+    if (rc == CLI_OK && (ep_keys_init (common.keys_dir, false, err, sizeof err) != 0
+                     ||  ep_pki_init (common.keys_dir, false, err, sizeof err) != 0))
+        rc = cli_fail ("up", "%s", err);
+    if (rc != CLI_OK) {
+        free (run_dir);
+        ep_config_destroy (&config);
+        return rc;
+    }
+    //  Children inherit the environment; the demo shortens the stray grace
+    //  so its stray shows within seconds.
+    setenv ("EDGEPLANE_DATA_DIR", common.data_dir, 1);
+    setenv ("EDGEPLANE_KEYS_DIR", common.keys_dir, 1);
+    if (demo && !getenv ("EDGEPLANE_STRAY_GRACE"))
+        setenv ("EDGEPLANE_STRAY_GRACE", "3s", 1);
+
+    char *bin = s_bin_dir ();
+    static const char *services [] = { "bus", "model", "terminators", "reaper", "watchdog" };
+    size_t count = 0;
+    s_child_t children [EP_COUNT (services) + 1];
+    memset (children, 0, sizeof children);
+    for (size_t i = 0; i < EP_COUNT (services); i++) {
+        s_child_t *child = &children [count];
+        child->name = services [i];
+        child->binary = zsys_sprintf ("%s/edgeplane-%s", bin, services [i]);
+        if (access (child->binary, X_OK) != 0) {
+            fprintf (stderr, "edgeplane up: %s is not built yet; running without it\n", child->binary);
+            free (child->binary);
+            continue;
+        }
+        child->ready_path = zsys_sprintf ("%s/%s.ready", run_dir, services [i]);
+        child->log_path = zsys_sprintf ("%s/%s.log", run_dir, services [i]);
+        const char *args [] = { "--ready-file", child->ready_path, NULL };
+        child->argv = s_argv (child->binary, args);
+        child->backoff = ep_backoff (500, 30000);
+        count++;
+    }
+    //  In order: each waits for the ones before it (the watchdog follows
+    //  the model, everyone publishes to the bus).
+    for (size_t i = 0; i < count && rc == CLI_OK && !zsys_interrupted; i++) {
+        if (s_start (&children [i]) != 0 || !s_await_ready (&children [i], 30000))
+            rc = cli_fail ("up", "%s did not become ready; see %s", children [i].name, children [i].log_path);
+    }
+    ep_subscriber_t *events = NULL;
+    zcert_t *sub_cert = NULL;
+    if (rc == CLI_OK && !zsys_interrupted) {
+        printf ("edgeplane is up (data in %s):\n", common.data_dir);
+        for (size_t i = 0; i < count; i++) {
+            char *text = json_dumps (json_object_get (children [i].ready, "endpoints"), JSON_COMPACT);
+            printf ("  %-12s pid %-7d %s\n", children [i].name, (int) children [i].pid, text);
+            free (text);
+        }
+        printf ("Events: edgeplane events   Status: edgeplane status   Stop: Ctrl-C\n");
+        fflush (stdout);
+    }
+    if (rc == CLI_OK && demo && !zsys_interrupted) {
+        const char *model_api = NULL;
+        for (size_t i = 0; i < count; i++)
+            if (streq (children [i].name, "model"))
+                model_api = ep_ready_endpoint (children [i].ready, "api");
+        char *api = model_api? ep_endpoint_connectable (model_api): NULL;
+        char *fleet = zsys_sprintf ("%s/demo-fleet", common.data_dir);
+        if (!api || s_seed (common.keys_dir, api) != 0)
+            rc = CLI_FAIL;
+        else {
+            struct stat st;
+            char *probe = zsys_sprintf ("%s/demo-0.crt", fleet);
+            if (stat (probe, &st) != 0
+            &&  ep_pki_issue_batch (common.keys_dir, "router", "demo-", DEMO_ROUTERS, fleet, 30, err, sizeof err) != 0)
+                rc = cli_fail ("up", "issuing the demo fleet's certificates: %s", err);
+            free (probe);
+        }
+        free (api);
+        if (rc == CLI_OK) {
+            //  Print events as they happen, from the start of the fleet.
+            char *bus_key = ep_keys_public_txt (common.keys_dir, "bus");
+            sub_cert = ep_keys_load (common.keys_dir, "subscriber");
+            events = ep_subscriber_new (common.bus_sub, sub_cert, bus_key, EP_CODEC_DEFAULT_CAP, NULL, NULL);
+            free (bus_key);
+            static const char *topics [] = { "connect.", "stray.", "terminator.", "session.", "presence.join" };
+            for (size_t i = 0; events && i < EP_COUNT (topics); i++)
+                ep_subscriber_subscribe (events, topics [i]);
+            s_child_t *child = &children [count++];
+            child->name = "router";
+            child->binary = zsys_sprintf ("%s/edgeplane-router", bin);
+            child->ready_path = zsys_sprintf ("%s/router.ready", run_dir);
+            child->log_path = zsys_sprintf ("%s/router.log", run_dir);
+            char count_arg [16];
+            snprintf (count_arg, sizeof count_arg, "%d", DEMO_ROUTERS);
+            const char *args [] = { "--count", count_arg, "--prefix", "demo-", "--bundle", fleet,
+                                    "--sessions", "3", "--churn", "0.2", "--heartbeat", "2s",
+                                    "--stray", "1", "--ready-file", child->ready_path, NULL };
+            child->argv = s_argv (child->binary, args);
+            child->backoff = ep_backoff (500, 30000);
+            if (s_start (child) != 0)
+                rc = cli_fail ("up", "cannot start the demo fleet");
+            else
+                printf ("demo: %d routers (demo-0..%d) and one connection that never joins; events:\n",
+                        DEMO_ROUTERS, DEMO_ROUTERS - 1);
+            fflush (stdout);
+        }
+        free (fleet);
+    }
+
+    while (rc == CLI_OK && !zsys_interrupted) {
+        s_reap (children, count);
+        for (size_t i = 0; i < count; i++)
+            if (!children [i].pid && children [i].restart_at && ep_mono_ms () >= children [i].restart_at) {
+                children [i].restarts++;
+                s_start (&children [i]);
+            }
+        if (events) {
+            char *topic = NULL;
+            Ep__Event *event;
+            while ((event = ep_subscriber_recv (events, 200, &topic))) {
+                char *line = ep_event_text (topic, event);
+                printf ("%s\n", line);
+                fflush (stdout);
+                free (line);
+                ep__event__free_unpacked (event, NULL);
+                zstr_free (&topic);
+            }
+        }
+        else {
+            //  Nothing to print: check on the children a few times a second.
+            poll (NULL, 0, 250);
+        }
+    }
+    printf ("\nedgeplane up: stopping\n");
+    for (size_t i = count; i-- > 0; ) {
+        s_stop (&children [i], 5000);
+        for (char **arg = children [i].argv; arg && *arg; arg++)
+            free (*arg);
+        free (children [i].argv);
+        free (children [i].binary);
+        free (children [i].ready_path);
+        free (children [i].log_path);
+        json_decref (children [i].ready);
+    }
+    ep_subscriber_destroy (&events);
+    zcert_destroy (&sub_cert);
+    free (bin);
+    free (run_dir);
+    ep_config_destroy (&config);
+    return rc;
+}
