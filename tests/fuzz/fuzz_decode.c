@@ -19,7 +19,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         &ep__frame__descriptor, &ep__model_request__descriptor,
         &ep__terminator_request__descriptor, &ep__session_request__descriptor,
         &ep__request_header__descriptor, &ep__reply_header__descriptor,
-        &ep__model_reply__descriptor,
+        &ep__model_reply__descriptor, &ep__watchdog_request__descriptor,
+        &ep__terminator_reply__descriptor, &ep__session_reply__descriptor,
     };
     char err [256];
     for (size_t i = 0; i < EP_COUNT (types); i++) {
