@@ -84,6 +84,8 @@ typedef struct {
     double seconds;             //  first to last arrival
     double bus_cpu_us;          //  bus CPU per delivered event (bus cases)
     double total_cpu_us;        //  all processes' CPU per delivered event
+    double sender_cpu_us;       //  the sender's CPU per delivered event
+    double receiver_cpu_us;     //  the receiver's CPU per delivered event
     double background_cores;    //  CPU others used meanwhile, in cores
 } s_sample_t;
 
@@ -536,7 +538,12 @@ s_run_case (s_case_t *c, s_sample_t *sample)
         fprintf (stderr, "bus_bench: edgeplane-bus output:\n%s\n", log? log: "(none)");
         zstr_free (&log);
     }
-    ep_proc_destroy (&bus);
+    if (bus) {
+        //  A clean stop, so a profiler around the bus can write its data.
+        ep_proc_signal (bus, SIGTERM);
+        ep_proc_wait_exit (bus, 5000);
+        ep_proc_destroy (&bus);
+    }
 
     int rc = rc_receiver || rc_sender || shared->delivered < 2? -1: 0;
     memset (sample, 0, sizeof *sample);
@@ -548,8 +555,9 @@ s_run_case (s_case_t *c, s_sample_t *sample)
     double bus_cpu = c->bus? (double) (shared->bus_cpu_end_us - shared->bus_cpu_start_us): 0;
     if (shared->delivered) {
         sample->bus_cpu_us = bus_cpu / (double) shared->delivered;
-        sample->total_cpu_us = (bus_cpu + (double) shared->sender_cpu_us
-                             + (double) shared->receiver_cpu_us) / (double) shared->delivered;
+        sample->sender_cpu_us = (double) shared->sender_cpu_us / (double) shared->delivered;
+        sample->receiver_cpu_us = (double) shared->receiver_cpu_us / (double) shared->delivered;
+        sample->total_cpu_us = sample->bus_cpu_us + sample->sender_cpu_us + sample->receiver_cpu_us;
     }
     //  Machine-wide busy time minus ours: someone else's load, which
     //  makes this run's figures suspect.
@@ -734,10 +742,12 @@ main (int argc, char **argv)
             bus_cpu [i][rep] = sample.bus_cpu_us;
             total_cpu [i][rep] = sample.total_cpu_us;
             lost [i] += sample.lost;
-            json_array_append_new (runs, json_pack ("{s:s, s:i, s:o, s:I, s:I, s:o, s:o, s:o, s:o}",
+            json_array_append_new (runs, json_pack ("{s:s, s:i, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}",
                 "case", c->name, "rep", rep + 1, "msgs_per_s", s_real (sample.msgs_per_s),
                 "delivered", (json_int_t) sample.delivered, "lost", (json_int_t) sample.lost,
                 "seconds", s_real (sample.seconds), "bus_cpu_us_per_msg", s_real (sample.bus_cpu_us),
+                "sender_cpu_us_per_msg", s_real (sample.sender_cpu_us),
+                "receiver_cpu_us_per_msg", s_real (sample.receiver_cpu_us),
                 "total_cpu_us_per_msg", s_real (sample.total_cpu_us),
                 "background_cores", s_real (sample.background_cores)));
         }
