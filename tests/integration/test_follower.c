@@ -645,10 +645,25 @@ s_writer_reached (s_follow_t *self, void *arg)
         || progress->writer->error [0];
 }
 
+//  Prints what the services logged, for a failure message.
+static void
+s_dump_logs (void)
+{
+    ep_proc_t *procs [] = { s_bus, s_model };
+    const char *names [] = { "bus", "model" };
+    for (size_t i = 0; i < EP_COUNT (procs); i++) {
+        char *log = procs [i]? ep_proc_log (procs [i]): NULL;
+        fprintf (stderr, "--- %s log:\n%s\n", names [i], log? log: "(none)");
+        free (log);
+    }
+}
+
 static void
 s_wait_live (s_follow_t *self)
 {
-    cr_assert (s_pump (self, s_is_live, NULL, 10000),
+    if (!s_pump (self, s_is_live, NULL, 20000))
+        s_dump_logs ();
+    cr_assert (s_is_live (self, NULL),
                "the follower never went live (state %s, error \"%s\")",
                ep_follower_state (self->follower), ep_follower_last_error (self->follower));
 }
