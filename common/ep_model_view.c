@@ -425,14 +425,31 @@ ep_model_view_drop_partial (ep_model_view_t *self)
     s_drop_pending (self);
 }
 
-//  The ids of table, sorted bytewise; the caller destroys the list.
+static int
+s_compare_ids (const void *a, const void *b)
+{
+    return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+//  The ids of table, sorted bytewise; the caller destroys the list. Not
+//  with zlistx_sort: czmq 4.2.1's comb sort can stop with pairs unsorted.
 static zlistx_t *
 s_sorted_ids (zhashx_t *table)
 {
     zlistx_t *ids = zhashx_keys (table);
     EP_ASSERT (ids);
-    zlistx_set_comparator (ids, (czmq_comparator *) strcmp);
-    zlistx_sort (ids);
+    size_t n = zlistx_size (ids), i = 0;
+    char **array = (char **) malloc ((n + 1) * sizeof (char *));
+    EP_ASSERT (array);
+    char *id;
+    while ((id = (char *) zlistx_detach (ids, NULL)))
+        array [i++] = id;
+    qsort (array, n, sizeof (char *), s_compare_ids);
+    //  The list keeps owning the strings, without copying them again.
+    zlistx_set_duplicator (ids, NULL);
+    for (i = 0; i < n; i++)
+        zlistx_add_end (ids, array [i]);
+    free (array);
     return ids;
 }
 

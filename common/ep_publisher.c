@@ -1,6 +1,5 @@
 /*  ep_publisher.c: stamped, capped publishing with per-stream heartbeats. */
 #include "ep_publisher.h"
-#include "ep_codec.h"
 #include <sodium.h>
 
 typedef struct {
@@ -124,16 +123,22 @@ s_send (ep_publisher_t *self, const char *topic, const char *stream,
     meta.epoch_started_ms = self->epoch_started_ms;
     Ep__StreamMeta *saved = event->meta;
     event->meta = &meta;
-    char err [256];
-    zframe_t *body = ep_codec_pack (&event->base, self->cap, err, sizeof err);
-    event->meta = saved;
-    if (!body) {
+    //  ep_codec_pack's cap check, packing straight into a zmq_msg_t and
+    //  sending the topic from our string: no zframe allocations per event.
+    size_t size = protobuf_c_message_get_packed_size (&event->base);
+    if (size > self->cap) {
+        event->meta = saved;
         self->refused++;
         return -1;
     }
-    zframe_t *head = zframe_new (topic, strlen (topic));
-    zframe_send (&head, self->pub, ZFRAME_MORE);
-    zframe_send (&body, self->pub, 0);
+    zmq_msg_t body;
+    EP_ASSERT (zmq_msg_init_size (&body, size) == 0);
+    EP_ASSERT (protobuf_c_message_pack (&event->base, (uint8_t *) zmq_msg_data (&body)) == size);
+    event->meta = saved;
+    void *pub = zsock_resolve (self->pub);
+    zmq_send (pub, topic, strlen (topic), ZMQ_SNDMORE);
+    if (zmq_msg_send (&body, pub, 0) < 0)
+        zmq_msg_close (&body);
     return 0;
 }
 

@@ -106,45 +106,78 @@ ep_subscriber_unsubscribe (ep_subscriber_t *self, const char *prefix)
     }
 }
 
+//  Reads one message with flags (0 or ZMQ_DONTWAIT) and handles it as
+//  ep_subscriber_read does. *got says whether a message was read at all.
+//  Frames go straight into zmq_msg_t on the stack and are decoded from
+//  there: no zmsg/zframe allocations per message on the hot path.
+static Ep__Event *
+s_read (ep_subscriber_t *self, int flags, char **topic_p, bool *got)
+{
+    void *sock = zsock_resolve (self->sub);
+    zmq_msg_t parts [2];
+    zmq_msg_init (&parts [0]);
+    *got = zmq_msg_recv (&parts [0], sock, flags) >= 0;
+    if (!*got) {
+        zmq_msg_close (&parts [0]);
+        return NULL;
+    }
+    //  Read every frame of the message, keeping the first two.
+    int count = 1;
+    bool more = zmq_msg_more (&parts [0]);
+    while (more) {
+        zmq_msg_t extra;
+        zmq_msg_t *into = count < 2? &parts [count]: &extra;
+        zmq_msg_init (into);
+        if (zmq_msg_recv (into, sock, 0) < 0) {
+            zmq_msg_close (into);
+            break;              //  interrupted mid-message: drop what we have
+        }
+        more = zmq_msg_more (into);
+        if (into == &extra)
+            zmq_msg_close (&extra);
+        count++;
+    }
+    Ep__Event *event = NULL;
+    if (count == 2 && !more) {
+        char err [256];
+        event = (Ep__Event *) ep_codec_unpack (&ep__event__descriptor,
+                                               zmq_msg_data (&parts [1]), zmq_msg_size (&parts [1]),
+                                               self->cap, self->endpoint, err, sizeof err);
+    }
+    Ep__StreamMeta *meta = event? event->meta: NULL;
+    bool valid = meta && meta->source_id && meta->stream && meta->has_seq && meta->has_epoch;
+    bool deliver = false;
+    if (!valid)
+        self->malformed++;
+    else {
+        bool heartbeat = event->body_case == EP__EVENT__BODY_HEARTBEAT;
+        bool fresh = ep_tracker_observe (self->tracker, meta->source_id, meta->stream,
+                                         meta->epoch, meta->epoch_started_ms, meta->seq,
+                                         heartbeat, ep_mono_ms ());
+        deliver = fresh && !heartbeat;
+    }
+    if (deliver && topic_p) {
+        size_t size = zmq_msg_size (&parts [0]);
+        char *topic = (char *) malloc (size + 1);
+        EP_ASSERT (topic);
+        memcpy (topic, zmq_msg_data (&parts [0]), size);
+        topic [size] = 0;
+        *topic_p = topic;
+    }
+    for (int i = 0; i < (count < 2? count: 2); i++)
+        zmq_msg_close (&parts [i]);
+    if (event && !deliver) {
+        ep__event__free_unpacked (event, NULL);
+        event = NULL;
+    }
+    return event;
+}
+
 Ep__Event *
 ep_subscriber_read (ep_subscriber_t *self, char **topic_p)
 {
-    zmsg_t *msg = zmsg_recv (self->sub);
-    if (!msg)
-        return NULL;
-    Ep__Event *event = NULL;
-    char *topic = zmsg_popstr (msg);
-    zframe_t *body = zmsg_pop (msg);
-    if (topic && body && zmsg_size (msg) == 0) {
-        char err [256];
-        event = (Ep__Event *) ep_codec_unpack_frame (&ep__event__descriptor, body,
-                                                     self->cap, self->endpoint,
-                                                     err, sizeof err);
-    }
-    zframe_destroy (&body);
-    zmsg_destroy (&msg);
-    Ep__StreamMeta *meta = event? event->meta: NULL;
-    if (!meta || !meta->source_id || !meta->stream || !meta->has_seq || !meta->has_epoch) {
-        self->malformed++;
-        if (event)
-            ep__event__free_unpacked (event, NULL);
-        free (topic);
-        return NULL;
-    }
-    bool heartbeat = event->body_case == EP__EVENT__BODY_HEARTBEAT;
-    bool fresh = ep_tracker_observe (self->tracker, meta->source_id, meta->stream,
-                                     meta->epoch, meta->epoch_started_ms, meta->seq,
-                                     heartbeat, ep_mono_ms ());
-    if (heartbeat || !fresh) {
-        ep__event__free_unpacked (event, NULL);
-        free (topic);
-        return NULL;
-    }
-    if (topic_p)
-        *topic_p = topic;
-    else
-        free (topic);
-    return event;
+    bool got;
+    return s_read (self, 0, topic_p, &got);
 }
 
 void
@@ -217,6 +250,14 @@ ep_subscriber_recv (ep_subscriber_t *self, int timeout_ms, char **topic_p)
     int64_t deadline = timeout_ms < 0? INT64_MAX: ep_mono_ms () + timeout_ms;
     while (true) {
         ep_subscriber_tick (self);
+        //  Try to read first: while messages stream in, this skips the
+        //  poll and the ZMQ_EVENTS query s_readable would cost per message.
+        bool got;
+        Ep__Event *event = s_read (self, ZMQ_DONTWAIT, topic_p, &got);
+        if (event)
+            return event;
+        if (got)
+            continue;           //  a heartbeat or a duplicate: next one
         int64_t left = -1;
         if (deadline != INT64_MAX) {
             left = deadline - ep_mono_ms ();
@@ -225,9 +266,6 @@ ep_subscriber_recv (ep_subscriber_t *self, int timeout_ms, char **topic_p)
         }
         if (!s_readable (self, left))
             return NULL;
-        Ep__Event *event = ep_subscriber_read (self, topic_p);
-        if (event)
-            return event;
     }
 }
 

@@ -104,7 +104,9 @@ s_forward (s_bus_t *self)
                 zmq_msg_close (&extra);
             count++;
         }
-        const char *role = zmq_msg_gets (&parts [0], "role");
+        //  Only an authenticated peer has a role; the lookup is skipped in
+        //  plaintext, where bus_classify ignores it.
+        const char *role = self->plaintext? NULL: zmq_msg_gets (&parts [0], "role");
         char stream [128];
         bus_verdict_t verdict = bus_classify (role, !self->plaintext, zmq_msg_data (&parts [0]),
                                               zmq_msg_size (&parts [0]), count,

@@ -12,6 +12,7 @@
     page of a snapshot is pinned to the revision of its first page.
 */
 #include "model.h"
+#include "ep_codec.h"
 #include "ep_log.h"
 #include <stdarg.h>
 #include <sqlite3.h>
@@ -23,6 +24,9 @@
 #define CHANGES_DEFAULT     1000
 #define NAME_MAX_LEN        256
 #define TAG_VALUE_MAX_LEN   256
+//  What a reply may carry of entities or changes: a reply must fit in one
+//  message (EP_CODEC_DEFAULT_CAP), with room for its other fields.
+#define REPLY_BUDGET        (EP_CODEC_DEFAULT_CAP - 65536u)
 
 const char *const model_migrations [] = {
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
@@ -781,6 +785,17 @@ model_write (model_t *self, const Ep__ModelRequest *request,
         who->name = strdup (caller->name);
         change->principal = who;
         size_t size = ep__model_change__get_packed_size (change);
+        if (size > REPLY_BUDGET) {
+            //  No "changes" reply could carry it: followers that missed it
+            //  would be stuck.
+            s_fail (result, EP__STATUS__CODE__INVALID_ARGUMENT,
+                    "%s: the change would be %zu bytes, over the %u one revision may hold: "
+                    "split it into smaller transactions", txn? "txn": "write", size, REPLY_BUDGET);
+            ok = false;
+        }
+    }
+    if (ok) {
+        size_t size = ep__model_change__get_packed_size (change);
         uint8_t *body = (uint8_t *) malloc (size + 1);
         ep__model_change__pack (change, body);
         sqlite3_stmt *stmt = ep_store_stmt (self->store,
@@ -932,11 +947,16 @@ s_read_snapshot (model_t *self, const Ep__SnapshotRequest *request, int64_t now_
     int last_type = 0;
     char last_id [65] = "";
     bool more = false;
+    size_t bytes = 0;
     while (sqlite3_step (stmt) == SQLITE_ROW) {
-        if (rows == page_size) {
+        //  A page ends at page_size entities, or before it outgrows one
+        //  message.
+        size_t size = (size_t) sqlite3_column_bytes (stmt, 2) + 8;
+        if (rows == page_size || (rows > 0 && bytes + size > REPLY_BUDGET)) {
             more = true;
             break;
         }
+        bytes += size;
         Ep__Entity *entity = ep__entity__unpack (NULL, sqlite3_column_bytes (stmt, 2),
                                                  (const uint8_t *) sqlite3_column_blob (stmt, 2));
         if (entity) {
@@ -1070,7 +1090,14 @@ s_read_changes (model_t *self, const Ep__ChangesRequest *request, model_result_t
     sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) since);
     sqlite3_bind_int64 (stmt, 2, max);
     Ep__ModelReply *reply = &result->reply;
+    size_t bytes = 0;
     while (ep_store_step (self->store, stmt) == 1) {
+        //  Stop before the reply outgrows one message; the caller asks
+        //  again from the last revision it got.
+        size_t size = (size_t) sqlite3_column_bytes (stmt, 0) + 8;
+        if (reply->n_changes > 0 && bytes + size > REPLY_BUDGET)
+            break;
+        bytes += size;
         Ep__ModelChange *change = ep__model_change__unpack (NULL, sqlite3_column_bytes (stmt, 0),
                                                            (const uint8_t *) sqlite3_column_blob (stmt, 0));
         EP_ASSERT (change);

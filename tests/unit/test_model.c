@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include "ep_test.h"
 #include "model.h"
+#include "ep_codec.h"
 
 static char *s_dir;
 static ep_store_t *s_store;
@@ -468,4 +469,92 @@ Test (model, revision_survives_reopen_and_backup_restore_gets_new_generation,
     free (path);
     free (backup);
     free (generation);
+}
+
+//  A router whose n_tags tags of 250 characters make it large.
+static Ep__ModelRequest *
+s_large_router (const char *id, size_t n_tags)
+{
+    static Ep__Tag tags [20000];
+    static Ep__Tag *tag_ptrs [20000];
+    static char keys [20000][8];
+    static char value [251];
+    EP_ASSERT (n_tags <= 20000);
+    memset (value, 'v', 250);
+    for (size_t i = 0; i < n_tags; i++) {
+        ep__tag__init (&tags [i]);
+        snprintf (keys [i], sizeof keys [i], "k%zu", i);
+        tags [i].key = keys [i];
+        tags [i].value = value;
+        tag_ptrs [i] = &tags [i];
+    }
+    Ep__ModelRequest *request = s_router (EP__MODEL_WRITE__OP__CREATE, id, NULL);
+    s_router_msg.n_tags = n_tags;
+    s_router_msg.tags = tag_ptrs;
+    return request;
+}
+
+Test (model, changes_and_snapshot_pages_fit_in_one_reply, .init = s_setup, .fini = s_teardown)
+{
+    //  20 revisions of ~260 KB: more than one reply (4 MiB) can carry.
+    char id [8];
+    for (int i = 0; i < 20; i++) {
+        snprintf (id, sizeof id, "r%02d", i);
+        cr_assert_eq (s_apply_clear (s_large_router (id, 1000)), EP__STATUS__CODE__OK);
+    }
+    Ep__ChangesRequest changes = EP__CHANGES_REQUEST__INIT;
+    changes.has_since_revision = true;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.request_id = "c";
+    request.op_case = EP__MODEL_REQUEST__OP_CHANGES;
+    request.changes = &changes;
+    uint64_t replies = 0;
+    while (changes.since_revision < 20) {
+        model_result_t result;
+        cr_assert_eq (s_read (&request, &result), EP__STATUS__CODE__OK);
+        cr_assert_gt (result.reply.n_changes, 0);
+        cr_assert_leq (ep__model_reply__get_packed_size (&result.reply), EP_CODEC_DEFAULT_CAP);
+        cr_assert_eq (result.reply.changes [0]->revision, changes.since_revision + 1);
+        changes.since_revision = result.reply.changes [result.reply.n_changes - 1]->revision;
+        model_result_clear (&result);
+        replies++;
+    }
+    cr_assert_gt (replies, 1, "all of it fitted in one reply: make the routers larger");
+
+    //  A snapshot asked for in pages of 1000 entities is cut by size too.
+    Ep__SnapshotRequest snap = EP__SNAPSHOT_REQUEST__INIT;
+    snap.has_page_size = true;
+    snap.page_size = 1000;
+    request.op_case = EP__MODEL_REQUEST__OP_SNAPSHOT;
+    request.snapshot = &snap;
+    size_t total = 0, pages = 0;
+    char *token = NULL;
+    do {
+        snap.page_token = token;
+        model_result_t result;
+        cr_assert_eq (s_read (&request, &result), EP__STATUS__CODE__OK);
+        cr_assert_gt (result.reply.n_entities, 0);
+        cr_assert_leq (ep__model_reply__get_packed_size (&result.reply), EP_CODEC_DEFAULT_CAP);
+        total += result.reply.n_entities;
+        pages++;
+        free (token);
+        token = result.reply.next_page_token? strdup (result.reply.next_page_token): NULL;
+        model_result_clear (&result);
+    } while (token);
+    cr_assert_eq (total, 20);
+    cr_assert_gt (pages, 1);
+}
+
+Test (model, a_revision_too_large_for_a_reply_is_refused, .init = s_setup, .fini = s_teardown)
+{
+    //  ~4.5 MB in one write: no changes reply could carry the revision.
+    model_result_t result;
+    cr_assert_eq (s_apply (s_large_router ("huge", 17000), &result), EP__STATUS__CODE__INVALID_ARGUMENT);
+    cr_assert (strstr (result.status.message, "split it"), "%s", result.status.message);
+    cr_assert_null (result.change);
+    model_result_clear (&result);
+    //  Nothing was written, no revision used.
+    cr_assert_eq (model_revision (s_model), 0);
+    cr_assert_eq (s_apply_clear (s_large_router ("fits", 1000)), EP__STATUS__CODE__OK);
+    cr_assert_eq (model_revision (s_model), 1);
 }

@@ -1,0 +1,781 @@
+/*  model_bench.c: durable writes/s through edgeplane-model, and how soon a
+    follower sees a write, against raw SQLite in the same run.
+
+    The real edgeplane-bus and edgeplane-model run over CURVE with their
+    data in a temporary directory; the raw SQLite baseline writes a file in
+    that same directory, so both use the same disk with the same durability
+    (WAL, synchronous=FULL: a commit that returned is on disk). An
+    ep_follower (with the terminators certificate, as that service follows
+    the model) runs in this process's main thread throughout, so the model
+    publishes every change to a real subscriber, and its view's observer
+    timestamps each create. Cases, interleaved in every repetition:
+
+      model_1     one client, request after reply: creates/s
+      raw_txn1    as many rows inserted into a table shaped like the
+                  model's entities table, one row per transaction
+      model_n     --clients threads (32), each its own ep_rpc_client and
+                  CURVE connection, all writing at once: creates/s. The
+                  model groups writes that arrive together into one
+                  transaction (one fsync); the average group size is read
+                  from its /metrics (edgeplane_model_writes_per_commit).
+      raw_batch   as many rows inserted in transactions of the model_n
+                  case's average group size
+
+    Ratios: model_1 / raw_txn1 and model_n / raw_batch. Latencies, p50 and
+    p99 per model case: from sending a create to its durable reply, and to
+    the follower's observer seeing it. Raw rows are the packed bytes of the
+    entity the model stores (a service with a name and two tags, its meta
+    included), so both write rows of the same size. CPU per write of the
+    model, the bus and this process (clients and follower) is reported too.
+    Method and figures: bench/README.md. Prints one JSON object on stdout;
+    progress goes to stderr.
+*/
+#include "ep_prelude.h"
+#include "ep_config.h"
+#include "ep_follower.h"
+#include "ep_keys.h"
+#include "ep_rpc_client.h"
+#include "ep_test.h"
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#define CLIENTS_MAX     256     //  --clients at most
+#define CALL_TIMEOUT_MS 10000   //  per attempt; a timeout is a failed run
+#define WRITES_SERIES   "edgeplane_model_writes_per_commit"
+
+//  What every case shares: the services and the keys.
+typedef struct {
+    char *dir;                  //  temporary directory (model data, raw db)
+    char *keys;                 //  keys dir
+    ep_proc_t *bus;             //  edgeplane-bus
+    ep_proc_t *model;           //  edgeplane-model
+    char *model_key;            //  the model's public key
+    char *bus_key;              //  the bus's public key
+    zcert_t *follower_cert;     //  the follower's certificate (terminators')
+    ep_model_view_t *view;      //  the follower's copy of the model
+    ep_follower_t *follower;    //  follows the model in this process's main thread
+    zpoller_t *poller;          //  on the follower's socket
+    size_t tag_bytes;           //  value length of each of the two tags
+    int cases;                  //  cases run so far, for fresh ids
+} s_env_t;
+
+//  One load: clients writing creates at once, optionally followed.
+typedef struct {
+    s_env_t *env;               //  services and keys
+    int clients;                //  writer threads
+    int per_client;             //  creates each
+    char prefix [16];           //  id prefix, fresh per case
+    pthread_barrier_t start;    //  clients and the main thread
+    atomic_int finished;        //  clients done
+    atomic_int failures;        //  failed creates
+    char error [512];           //  the first failure
+    int64_t *sent_us;           //  per create: when it was sent
+    int64_t *replied_us;        //  per create: when its reply came
+    int64_t *visible_us;        //  per create: when the follower saw it (0: not yet)
+    int visible;                //  creates the follower saw
+    size_t entity_bytes;        //  packed size of a stored entity
+    int64_t start_us;           //  the clients were released
+    int64_t end_us;             //  the last reply arrived
+    int64_t cpu_us [3];         //  CPU used meanwhile: model, bus, this process
+    double background_cores;    //  CPU other processes used meanwhile, in cores
+} s_load_t;
+
+//  Whose CPU a load measures.
+enum { CPU_MODEL, CPU_BUS, CPU_CLIENTS };
+
+typedef struct {
+    s_load_t *load;             //  the load it is part of
+    int index;                  //  client number
+    pthread_t thread;           //  its thread
+} s_client_t;
+
+//  utime + stime of process pid from /proc/<pid>/stat, in us; -1 if gone.
+static int64_t
+s_proc_cpu_us (pid_t pid)
+{
+    char path [64];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    char buf [1024];
+    size_t size = fread (buf, 1, sizeof buf - 1, file);
+    fclose (file);
+    buf [size] = 0;
+    //  The command name may hold spaces and parentheses: fields start
+    //  after the last ')'. utime and stime are fields 14 and 15.
+    const char *fields = strrchr (buf, ')');
+    unsigned long long utime, stime;
+    if (!fields || sscanf (fields + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                           &utime, &stime) != 2)
+        return -1;
+    return (int64_t) ((utime + stime) * 1000000ull / (unsigned long long) sysconf (_SC_CLK_TCK));
+}
+
+//  Busy CPU of the whole machine (all cores, all processes) from
+//  /proc/stat, in us: with ours subtracted, what others used meanwhile.
+static int64_t
+s_machine_busy_us (void)
+{
+    FILE *file = fopen ("/proc/stat", "r");
+    unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0,
+                       irq = 0, softirq = 0, steal = 0;
+    if (file) {
+        if (fscanf (file, "cpu %llu %llu %llu %llu %llu %llu %llu %llu",
+                    &user, &nice, &system, &idle, &iowait, &irq, &softirq, &steal) != 8)
+            user = nice = system = irq = softirq = steal = 0;
+        fclose (file);
+    }
+    return (int64_t) ((user + nice + system + irq + softirq + steal) * 1000000ull
+                      / (unsigned long long) sysconf (_SC_CLK_TCK));
+}
+
+//  CPU so far of the model, the bus and this process (clients, follower).
+static void
+s_cpu_now (s_env_t *env, int64_t cpu [3])
+{
+    struct rusage usage;
+    EP_ASSERT (getrusage (RUSAGE_SELF, &usage) == 0);
+    cpu [CPU_MODEL] = s_proc_cpu_us (ep_proc_pid (env->model));
+    cpu [CPU_BUS] = s_proc_cpu_us (ep_proc_pid (env->bus));
+    cpu [CPU_CLIENTS] = (int64_t) (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000000
+                      + usage.ru_utime.tv_usec + usage.ru_stime.tv_usec;
+}
+
+//  ---------------------------------------------------------------------
+//  The model side
+
+//  Fills the id of create number index of load.
+static void
+s_id (s_load_t *load, int index, char *id, size_t size)
+{
+    snprintf (id, size, "%s-%07d", load->prefix, index);
+}
+
+static void *
+s_client_run (void *arg)
+{
+    s_client_t *self = (s_client_t *) arg;
+    s_load_t *load = self->load;
+    zcert_t *cert = ep_keys_load (load->env->keys, "operator");
+    EP_ASSERT (cert);
+    ep_rpc_client_t *client = ep_rpc_client_new (ep_proc_connect_endpoint (load->env->model, "api"),
+                                                 cert, load->env->model_key);
+    char err [256];
+    //  Connect (and finish the CURVE handshake) before the clock starts.
+    Ep__StatusRequest status = EP__STATUS_REQUEST__INIT;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_STATUS;
+    request.status = &status;
+    char request_id [33];
+    ep_rpc_new_id (request_id);
+    request.request_id = request_id;
+    ProtobufCMessage *reply = ep_rpc_client_call (client, &request.base, request_id,
+                                                  &ep__model_reply__descriptor,
+                                                  CALL_TIMEOUT_MS, 1, err, sizeof err);
+    if (reply)
+        protobuf_c_message_free_unpacked (reply, NULL);
+    pthread_barrier_wait (&load->start);
+
+    //  A service with a name and two tags: a typical small entity.
+    char *value = (char *) zmalloc (load->env->tag_bytes + 1);
+    memset (value, 'v', load->env->tag_bytes);
+    Ep__Tag tags [2] = { EP__TAG__INIT, EP__TAG__INIT };
+    Ep__Tag *tag_ptrs [2] = { &tags [0], &tags [1] };
+    tags [0].key = "site";
+    tags [1].key = "owner";
+    tags [0].value = tags [1].value = value;
+    Ep__Service service = EP__SERVICE__INIT;
+    service.has_enabled = service.enabled = true;
+    service.n_tags = 2;
+    service.tags = tag_ptrs;
+    Ep__Entity entity = EP__ENTITY__INIT;
+    entity.kind_case = EP__ENTITY__KIND_SERVICE;
+    entity.service = &service;
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = EP__MODEL_WRITE__OP__CREATE;
+    write.entity = &entity;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = &write;
+    for (int i = 0; i < load->per_client; i++) {
+        int index = self->index * load->per_client + i;
+        char id [32];
+        s_id (load, index, id, sizeof id);
+        service.id = service.name = id;
+        ep_rpc_new_id (request_id);
+        load->sent_us [index] = ep_mono_us ();
+        Ep__ModelReply *answer = (Ep__ModelReply *) ep_rpc_client_call (
+            client, &request.base, request_id, &ep__model_reply__descriptor,
+            CALL_TIMEOUT_MS, 1, err, sizeof err);
+        load->replied_us [index] = ep_mono_us ();
+        bool ok = answer && (!answer->status || !answer->status->has_code
+                             || answer->status->code == EP__STATUS__CODE__OK);
+        if (!ok && atomic_fetch_add (&load->failures, 1) == 0)
+            snprintf (load->error, sizeof load->error, "create %s: %s", id,
+                      answer? answer->status->message: err);
+        if (ok && index == 0 && answer->n_entities == 1)
+            load->entity_bytes = ep__entity__get_packed_size (answer->entities [0]);
+        if (answer)
+            ep__model_reply__free_unpacked (answer, NULL);
+    }
+    free (value);
+    ep_rpc_client_destroy (&client);
+    zcert_destroy (&cert);
+    atomic_fetch_add (&load->finished, 1);
+    return NULL;
+}
+
+//  The observer: marks creates of this load as visible.
+static void
+s_on_change (void *arg, const ep_model_event_t *event)
+{
+    s_load_t *load = (s_load_t *) arg;
+    size_t prefix = strlen (load->prefix);
+    if (event->kind != EP__MODEL_OP__KIND__CREATED || strncmp (event->id, load->prefix, prefix) != 0)
+        return;
+    int index = atoi (event->id + prefix + 1);
+    if (index >= 0 && index < load->clients * load->per_client && !load->visible_us [index]) {
+        load->visible_us [index] = ep_mono_us ();
+        load->visible++;
+    }
+}
+
+//  Runs the follower until done (arg) or timeout_ms; returns done's last
+//  value.
+static bool
+s_pump (s_env_t *env, bool (*done) (void *), void *arg, int timeout_ms)
+{
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    while (!done (arg)) {
+        int64_t left = deadline - ep_mono_ms ();
+        if (left <= 0)
+            return done (arg);
+        int64_t wait = ep_follower_tick (env->follower);
+        //  At least every 10 ms: the clients' progress is not on a socket.
+        wait = wait < left? wait: left;
+        if (zpoller_wait (env->poller, (int) (wait < 10? wait: 10)))
+            ep_follower_handle (env->follower);
+    }
+    return true;
+}
+
+static bool
+s_live (void *arg)
+{
+    ep_follower_t *follower = (ep_follower_t *) arg;
+    return ep_follower_ready (follower) && streq (ep_follower_state (follower), "live");
+}
+
+static bool
+s_all_visible (void *arg)
+{
+    s_load_t *load = (s_load_t *) arg;
+    return (atomic_load (&load->finished) == load->clients && atomic_load (&load->failures) > 0)
+        || load->visible == load->clients * load->per_client;
+}
+
+//  Runs clients x per_client creates at once, while the follower in this
+//  thread records when each became visible. Returns 0 or -1.
+static int
+s_load_run (s_env_t *env, s_load_t *load, int clients, int per_client)
+{
+    memset (load, 0, sizeof *load);
+    load->env = env;
+    load->clients = clients;
+    load->per_client = per_client;
+    snprintf (load->prefix, sizeof load->prefix, "b%d", ++env->cases);
+    size_t n = (size_t) clients * (size_t) per_client;
+    load->sent_us = (int64_t *) calloc (n, sizeof (int64_t));
+    load->replied_us = (int64_t *) calloc (n, sizeof (int64_t));
+    load->visible_us = (int64_t *) calloc (n, sizeof (int64_t));
+    ep_model_view_set_observer (env->view, s_on_change, load);
+    EP_ASSERT (pthread_barrier_init (&load->start, NULL, (unsigned) clients + 1) == 0);
+    s_client_t *threads = (s_client_t *) calloc ((size_t) clients, sizeof (s_client_t));
+    for (int i = 0; i < clients; i++) {
+        threads [i].load = load;
+        threads [i].index = i;
+        EP_ASSERT (pthread_create (&threads [i].thread, NULL, s_client_run, &threads [i]) == 0);
+    }
+    pthread_barrier_wait (&load->start);
+    load->start_us = ep_mono_us ();
+    int64_t cpu_start [3];
+    s_cpu_now (env, cpu_start);
+    int64_t busy_start = s_machine_busy_us ();
+    int rc = 0;
+    if (!s_pump (env, s_all_visible, load, 120000)) {
+        fprintf (stderr, "model_bench: the follower saw %d of %zu creates (%s)\n", load->visible, n,
+                 ep_follower_last_error (env->follower));
+        rc = -1;
+    }
+    for (int i = 0; i < clients; i++)
+        pthread_join (threads [i].thread, NULL);
+    s_cpu_now (env, load->cpu_us);
+    int64_t busy = s_machine_busy_us () - busy_start, elapsed = ep_mono_us () - load->start_us;
+    for (int i = 0; i < 3; i++) {
+        load->cpu_us [i] -= cpu_start [i];
+        busy -= load->cpu_us [i];
+    }
+    load->background_cores = elapsed > 0 && busy > 0? (double) busy / (double) elapsed: 0;
+    ep_model_view_set_observer (env->view, NULL, NULL);
+    load->end_us = 0;
+    for (size_t i = 0; i < n; i++)
+        if (load->replied_us [i] > load->end_us)
+            load->end_us = load->replied_us [i];
+    if (atomic_load (&load->failures) > 0) {
+        fprintf (stderr, "model_bench: %d creates failed; first: %s\n",
+                 atomic_load (&load->failures), load->error);
+        rc = -1;
+    }
+    pthread_barrier_destroy (&load->start);
+    free (threads);
+    return rc;
+}
+
+static void
+s_load_free (s_load_t *load)
+{
+    free (load->sent_us);
+    free (load->replied_us);
+    free (load->visible_us);
+}
+
+static double
+s_load_rate (s_load_t *load)
+{
+    double seconds = (double) (load->end_us - load->start_us) / 1e6;
+    return seconds > 0? load->clients * load->per_client / seconds: 0;
+}
+
+//  The model's writes_per_commit histogram: sum and count so far.
+static int
+s_batch_counts (s_env_t *env, double *sum, double *count)
+{
+    char *page = ep_http_get (ep_proc_endpoint (env->model, "http"), "/metrics");
+    *sum = page? ep_metric_value (page, WRITES_SERIES "_sum"): -1;
+    *count = page? ep_metric_value (page, WRITES_SERIES "_count"): -1;
+    free (page);
+    return *sum >= 0 && *count >= 0? 0: -1;
+}
+
+//  ---------------------------------------------------------------------
+//  The raw SQLite side
+
+static int
+s_exec (sqlite3 *db, const char *sql)
+{
+    char *message = NULL;
+    if (sqlite3_exec (db, sql, NULL, NULL, &message) != SQLITE_OK) {
+        fprintf (stderr, "model_bench: sqlite: %s: %s\n", sql, message? message: "?");
+        sqlite3_free (message);
+        return -1;
+    }
+    return 0;
+}
+
+//  Inserts n rows of row_bytes into a fresh database in dir, batch rows
+//  per transaction, with the model's durability; returns rows/s or -1, and
+//  the CPU (this process's) per row in *cpu_us.
+static double
+s_raw_inserts (s_env_t *env, int n, int batch, size_t row_bytes, double *cpu_us)
+{
+    char *path = zsys_sprintf ("%s/raw-%d.db", env->dir, ++env->cases);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *insert = NULL;
+    double rate = -1;
+    uint8_t *body = (uint8_t *) malloc (row_bytes);
+    randombytes_buf (body, row_bytes);
+    //  The model's pragmas and the shape of its entities table.
+    if (sqlite3_open (path, &db) != SQLITE_OK
+    ||  s_exec (db, "PRAGMA journal_mode=WAL") || s_exec (db, "PRAGMA synchronous=FULL")
+    ||  s_exec (db, "CREATE TABLE entities (type INTEGER NOT NULL, id TEXT NOT NULL, name TEXT,"
+                    "  version INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (type, id)) WITHOUT ROWID;"
+                    "CREATE INDEX entities_by_name ON entities (type, name, id)")
+    ||  sqlite3_prepare_v2 (db, "INSERT INTO entities (type, id, name, version, body)"
+                                " VALUES (2, ?1, ?1, ?2, ?3)", -1, &insert, NULL) != SQLITE_OK)
+        fprintf (stderr, "model_bench: cannot set up %s: %s\n", path, sqlite3_errmsg (db));
+    else {
+        int64_t start = ep_mono_us ();
+        int64_t cpu_start [3], cpu_end [3];
+        s_cpu_now (env, cpu_start);
+        bool ok = true;
+        for (int i = 0; ok && i < n; i += batch) {
+            ok = s_exec (db, "BEGIN") == 0;
+            for (int j = i; ok && j < i + batch && j < n; j++) {
+                char id [32];
+                snprintf (id, sizeof id, "raw-%07d", j);
+                //  A different row each time, as entities are.
+                body [j % row_bytes] ^= 1;
+                sqlite3_bind_text (insert, 1, id, -1, SQLITE_TRANSIENT);
+                sqlite3_bind_int64 (insert, 2, j + 1);
+                sqlite3_bind_blob (insert, 3, body, (int) row_bytes, SQLITE_STATIC);
+                ok = sqlite3_step (insert) == SQLITE_DONE;
+                sqlite3_reset (insert);
+            }
+            ok = ok && s_exec (db, "COMMIT") == 0;
+        }
+        double seconds = (double) (ep_mono_us () - start) / 1e6;
+        s_cpu_now (env, cpu_end);
+        *cpu_us = (double) (cpu_end [CPU_CLIENTS] - cpu_start [CPU_CLIENTS]) / n;
+        if (ok && seconds > 0)
+            rate = n / seconds;
+        else
+            fprintf (stderr, "model_bench: raw inserts failed: %s\n", sqlite3_errmsg (db));
+    }
+    sqlite3_finalize (insert);
+    sqlite3_close (db);
+    unlink (path);
+    char *wal = zsys_sprintf ("%s-wal", path), *shm = zsys_sprintf ("%s-shm", path);
+    unlink (wal);
+    unlink (shm);
+    free (wal);
+    free (shm);
+    free (path);
+    free (body);
+    return rate;
+}
+
+//  ---------------------------------------------------------------------
+//  Figures
+
+static int
+s_compare_doubles (const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+    return x < y? -1: x > y;
+}
+
+//  The p-th percentile (nearest rank) of count values; sorts them.
+static double
+s_percentile (double *values, size_t count, double p)
+{
+    if (count == 0)
+        return 0;
+    qsort (values, count, sizeof (double), s_compare_doubles);
+    size_t rank = (size_t) ceil (p / 100 * (double) count);
+    return values [rank > 0? rank - 1: 0];
+}
+
+static double
+s_median (double *values, size_t count)
+{
+    qsort (values, count, sizeof (double), s_compare_doubles);
+    return count % 2? values [count / 2]: (values [count / 2 - 1] + values [count / 2]) / 2;
+}
+
+//  Latencies of a followed load, in ms: to the reply and to the follower.
+typedef struct {
+    double reply_p50, reply_p99;        //  send -> reply (durable)
+    double visible_p50, visible_p99;    //  send -> the follower's observer
+} s_latency_t;
+
+static s_latency_t
+s_latencies (s_load_t *load)
+{
+    size_t n = (size_t) load->clients * (size_t) load->per_client;
+    double *reply = (double *) malloc (n * sizeof (double));
+    double *visible = (double *) malloc (n * sizeof (double));
+    for (size_t i = 0; i < n; i++) {
+        reply [i] = (double) (load->replied_us [i] - load->sent_us [i]) / 1000;
+        visible [i] = (double) (load->visible_us [i] - load->sent_us [i]) / 1000;
+    }
+    s_latency_t latency = {
+        .reply_p50 = s_percentile (reply, n, 50), .reply_p99 = s_percentile (reply, n, 99),
+        .visible_p50 = s_percentile (visible, n, 50), .visible_p99 = s_percentile (visible, n, 99)
+    };
+    free (reply);
+    free (visible);
+    return latency;
+}
+
+static json_t *
+s_machine (const char *dir)
+{
+    char model [256] = "unknown";
+    FILE *file = fopen ("/proc/cpuinfo", "r");
+    char line [512];
+    while (file && fgets (line, sizeof line, file)) {
+        if (strncmp (line, "model name", 10) == 0 && strchr (line, ':')) {
+            const char *value = strchr (line, ':') + 1;
+            while (*value == ' ')
+                value++;
+            snprintf (model, sizeof model, "%.*s", (int) strcspn (value, "\n"), value);
+            break;
+        }
+    }
+    if (file)
+        fclose (file);
+    //  Which filesystem the databases were on: durability costs depend on it.
+    char *cmd = zsys_sprintf ("df -PT '%s' | awk 'NR==2 {print $1 \" \" $2}'", dir);
+    char *fs = NULL;
+    ep_run (cmd, &fs);
+    free (cmd);
+    if (fs && strchr (fs, '\n'))
+        *strchr (fs, '\n') = 0;
+    struct utsname uts;
+    uname (&uts);
+    int major, minor, patch;
+    zmq_version (&major, &minor, &patch);
+    char zmq [32];
+    snprintf (zmq, sizeof zmq, "%d.%d.%d", major, minor, patch);
+    zsys_version (&major, &minor, &patch);
+    char czmq [32];
+    snprintf (czmq, sizeof czmq, "%d.%d.%d", major, minor, patch);
+    json_t *machine = json_pack ("{s:I, s:s, s:s, s:s, s:s, s:s, s:s}",
+                                 "nproc", (json_int_t) sysconf (_SC_NPROCESSORS_ONLN),
+                                 "cpu_model", model, "kernel", uts.release, "libzmq", zmq,
+                                 "czmq", czmq, "sqlite", sqlite3_libversion (),
+                                 "filesystem", fs? fs: "?");
+    free (fs);
+    return machine;
+}
+
+static json_t *
+s_real (double value)
+{
+    return json_real (round (value * 1000) / 1000);
+}
+
+//  Starts the bus, the model (kernel-chosen ports, CURVE) and a follower
+//  of the model in this process. Returns 0 or -1.
+static int
+s_env_start (s_env_t *env)
+{
+    char *env_keys = zsys_sprintf ("EDGEPLANE_KEYS_DIR=%s", env->keys);
+    char *env_data = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s/model", env->dir);
+    const char *environment [] = { env_keys, env_data, "EDGEPLANE_LOG_LEVEL=warn", NULL };
+    const char *bus_args [] = { "--pub-listen", "tcp://127.0.0.1:*", "--sub-listen", "tcp://127.0.0.1:*",
+                                "--http-listen", "127.0.0.1:0", NULL };
+    env->bus = ep_proc_start ("edgeplane-bus", bus_args, environment, 10000);
+    char *bus_pub = env->bus? zsys_sprintf ("--bus-pub=%s", ep_proc_connect_endpoint (env->bus, "pub")): NULL;
+    const char *model_args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0",
+                                  bus_pub, NULL };
+    env->model = env->bus? ep_proc_start ("edgeplane-model", model_args, environment, 10000): NULL;
+    free (bus_pub);
+    free (env_keys);
+    free (env_data);
+    if (!env->bus || !env->model) {
+        fprintf (stderr, "model_bench: %s did not start\n", env->bus? "edgeplane-model": "edgeplane-bus");
+        return -1;
+    }
+    env->model_key = ep_keys_public_txt (env->keys, "model");
+    env->bus_key = ep_keys_public_txt (env->keys, "bus");
+    //  Followed as a service follows it, with its own certificate: the
+    //  model publishes every change to a real subscriber.
+    env->follower_cert = ep_keys_load (env->keys, "terminators");
+    env->view = ep_model_view_new ();
+    env->follower = ep_follower_new (ep_proc_connect_endpoint (env->bus, "sub"),
+                                     ep_proc_connect_endpoint (env->model, "api"), env->follower_cert,
+                                     env->bus_key, env->model_key, env->view);
+    EP_ASSERT (env->follower);
+    env->poller = zpoller_new (ep_follower_socket (env->follower), NULL);
+    if (!s_pump (env, s_live, env->follower, 20000)) {
+        fprintf (stderr, "model_bench: the follower never went live: %s\n",
+                 ep_follower_last_error (env->follower));
+        return -1;
+    }
+    return 0;
+}
+
+static void
+s_env_stop (s_env_t *env)
+{
+    zpoller_destroy (&env->poller);
+    ep_follower_destroy (&env->follower);
+    ep_model_view_destroy (&env->view);
+    zcert_destroy (&env->follower_cert);
+    ep_proc_destroy (&env->model);
+    ep_proc_destroy (&env->bus);
+    zstr_free (&env->model_key);
+    zstr_free (&env->bus_key);
+    zstr_free (&env->keys);
+    ep_tmpdir_remove (&env->dir);
+}
+
+//  The figures of one model case, for the median over repetitions.
+typedef struct {
+    double rate [20];           //  writes/s
+    double cpu [3][20];         //  model, bus, clients: us per write
+    double latency [4][20];     //  visible p50, p99, reply p50, p99 (ms)
+} s_figures_t;
+
+static void
+s_figures_add (s_figures_t *self, int rep, s_load_t *load)
+{
+    double n = (double) load->clients * load->per_client;
+    self->rate [rep] = s_load_rate (load);
+    for (int who = 0; who < 3; who++)
+        self->cpu [who][rep] = (double) load->cpu_us [who] / n;
+    s_latency_t latency = s_latencies (load);
+    self->latency [0][rep] = latency.visible_p50;
+    self->latency [1][rep] = latency.visible_p99;
+    self->latency [2][rep] = latency.reply_p50;
+    self->latency [3][rep] = latency.reply_p99;
+}
+
+//  Adds the medians of figures to result, keys ending in suffix.
+static void
+s_figures_report (s_figures_t *self, int reps, const char *suffix, json_t *result)
+{
+    static const char *whose [] = { "model", "bus", "clients" };
+    static const char *latencies [] = { "visible_p50_ms", "visible_p99_ms", "reply_p50_ms", "reply_p99_ms" };
+    char key [64];
+    snprintf (key, sizeof key, "model_writes_per_s_%s", suffix);
+    json_object_set_new (result, key, json_integer ((json_int_t) s_median (self->rate, (size_t) reps)));
+    for (int i = 0; i < 4; i++) {
+        snprintf (key, sizeof key, "%s_%s", latencies [i], suffix);
+        json_object_set_new (result, key, s_real (s_median (self->latency [i], (size_t) reps)));
+    }
+    for (int who = 0; who < 3; who++) {
+        snprintf (key, sizeof key, "%s_cpu_us_per_write_%s", whose [who], suffix);
+        json_object_set_new (result, key, s_real (s_median (self->cpu [who], (size_t) reps)));
+    }
+}
+
+int
+main (int argc, char **argv)
+{
+    static bool quick;
+    static int64_t reps, n_single, per_client, clients, tag_bytes;
+    ep_opt_t opts [] = {
+        { .name = "quick", .def = "false", .type = EP_OPT_BOOL, .flag = &quick,
+          .help = "Smaller runs, one repetition (well under 30 s)." },
+        { .name = "reps", .def = "0", .type = EP_OPT_INT, .num = &reps, .min = 0, .max = 20,
+          .help = "Repetitions of every case, medians reported (0: 1 quick, 3 full)." },
+        { .name = "n-single", .def = "0", .type = EP_OPT_INT, .num = &n_single, .min = 0, .max = 10000000,
+          .help = "Creates by the single client (0: 2000 quick, 10000 full)." },
+        { .name = "clients", .def = "32", .type = EP_OPT_INT, .num = &clients, .min = 2, .max = CLIENTS_MAX,
+          .help = "Clients of the concurrent case." },
+        { .name = "per-client", .def = "0", .type = EP_OPT_INT, .num = &per_client, .min = 0, .max = 1000000,
+          .help = "Creates by each concurrent client (0: 150 quick, 1000 full)." },
+        { .name = "tag-bytes", .def = "48", .type = EP_OPT_INT, .num = &tag_bytes, .min = 0, .max = 256,
+          .help = "Value length of each of the entity's two tags (sets the row size)." },
+    };
+    ep_config_t *config = ep_config_new ("model_bench",
+        "Durable writes/s through edgeplane-model and write -> follower latency, "
+        "against raw SQLite inserts measured in the same run.");
+    ep_config_add (config, opts, EP_COUNT (opts));
+    ep_config_parse_or_exit (config, argc, argv);
+    if (!reps)
+        reps = quick? 1: 3;
+    if (!n_single)
+        n_single = quick? 2000: 10000;
+    if (!per_client)
+        per_client = quick? 150: 1000;
+
+    s_env_t env = { .tag_bytes = (size_t) tag_bytes };
+    //  The model's database and the raw one share this directory: same disk.
+    env.dir = ep_tmpdir_new ("model-bench");
+    env.keys = zsys_sprintf ("%s/keys", env.dir);
+    char err [256];
+    EP_ASSERT (ep_keys_init (env.keys, false, err, sizeof err) == 0);
+    int rc = s_env_start (&env);
+
+    //  Warm up: connections, the database file, the page cache; and the
+    //  size of a stored entity, which the raw rows copy.
+    s_load_t load = { 0 };
+    if (rc == 0)
+        rc = s_load_run (&env, &load, 4, 50);
+    size_t row_bytes = load.entity_bytes;
+    s_load_free (&load);
+    if (rc == 0 && row_bytes == 0) {
+        fprintf (stderr, "model_bench: the create replies carry no entity: cannot size the raw rows\n");
+        rc = -1;
+    }
+
+    s_figures_t single = { 0 }, concurrent = { 0 };
+    double raw_1 [20], raw_batch [20], batches [20], raw_cpu_1 [20], raw_cpu_batch [20];
+    double background = 0;      //  most CPU others used during a model case, in cores
+    json_t *runs = json_array ();
+    //  Cases interleave within a repetition, so a slow spell of the disk
+    //  hits the model and the baseline alike.
+    for (int rep = 0; rc == 0 && rep < reps; rep++) {
+        rc = s_load_run (&env, &load, 1, (int) n_single);
+        s_figures_add (&single, rep, &load);
+        background = fmax (background, load.background_cores);
+        s_load_free (&load);
+        raw_1 [rep] = rc == 0? s_raw_inserts (&env, (int) n_single, 1, row_bytes, &raw_cpu_1 [rep]): -1;
+        double sum0, count0, sum1, count1;
+        if (raw_1 [rep] <= 0 || s_batch_counts (&env, &sum0, &count0) != 0) {
+            rc = -1;
+            break;
+        }
+        rc = s_load_run (&env, &load, (int) clients, (int) per_client);
+        s_figures_add (&concurrent, rep, &load);
+        background = fmax (background, load.background_cores);
+        s_load_free (&load);
+        if (rc != 0 || s_batch_counts (&env, &sum1, &count1) != 0 || count1 <= count0) {
+            fprintf (stderr, "model_bench: cannot read %s from the model's /metrics\n", WRITES_SERIES);
+            rc = -1;
+            break;
+        }
+        batches [rep] = (sum1 - sum0) / (count1 - count0);
+        int batch = (int) lround (batches [rep]);
+        raw_batch [rep] = s_raw_inserts (&env, (int) (clients * per_client), batch > 0? batch: 1,
+                                         row_bytes, &raw_cpu_batch [rep]);
+        if (raw_batch [rep] <= 0) {
+            rc = -1;
+            break;
+        }
+        fprintf (stderr, "model_bench: rep %d: 1 client %.0f/s (raw %.0f/s), %d clients %.0f/s "
+                 "(raw at %.1f rows/txn %.0f/s); visible p50/p99 %.2f/%.2f ms (1), %.2f/%.2f ms (%d); "
+                 "others used up to %.2f cores\n",
+                 rep + 1, single.rate [rep], raw_1 [rep], (int) clients, concurrent.rate [rep],
+                 batches [rep], raw_batch [rep], single.latency [0][rep], single.latency [1][rep],
+                 concurrent.latency [0][rep], concurrent.latency [1][rep], (int) clients, background);
+        json_array_append_new (runs, json_pack ("{s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+            "rep", rep + 1, "model_writes_per_s_1", s_real (single.rate [rep]),
+            "raw_inserts_per_s_txn1", s_real (raw_1 [rep]),
+            "model_writes_per_s_n", s_real (concurrent.rate [rep]),
+            "raw_inserts_per_s_batch", s_real (raw_batch [rep]),
+            "writes_per_commit", s_real (batches [rep]),
+            "visible_p50_ms_1", s_real (single.latency [0][rep]),
+            "visible_p99_ms_1", s_real (single.latency [1][rep]),
+            "visible_p50_ms_n", s_real (concurrent.latency [0][rep]),
+            "visible_p99_ms_n", s_real (concurrent.latency [1][rep])));
+    }
+    if (rc == 0) {
+        double model_1 = s_median (single.rate, (size_t) reps);
+        double model_n = s_median (concurrent.rate, (size_t) reps);
+        double raw_1_median = s_median (raw_1, (size_t) reps);
+        double raw_batch_median = s_median (raw_batch, (size_t) reps);
+        char date [32];
+        json_t *result = json_object ();
+        json_object_set_new (result, "benchmark", json_string ("model"));
+        json_object_set_new (result, "date", json_string (ep_rfc3339 (ep_wall_ms (), date, sizeof date)));
+        json_object_set_new (result, "mode", json_string (quick? "quick": "full"));
+        json_object_set_new (result, "clients", json_integer (clients));
+        json_object_set_new (result, "raw_inserts_per_s_txn1", json_integer ((json_int_t) raw_1_median));
+        json_object_set_new (result, "ratio_1", s_real (model_1 / raw_1_median));
+        json_object_set_new (result, "raw_inserts_per_s_batch", json_integer ((json_int_t) raw_batch_median));
+        json_object_set_new (result, "ratio_n", s_real (model_n / raw_batch_median));
+        json_object_set_new (result, "writes_per_commit", s_real (s_median (batches, (size_t) reps)));
+        s_figures_report (&single, (int) reps, "1", result);
+        s_figures_report (&concurrent, (int) reps, "n", result);
+        json_object_set_new (result, "raw_cpu_us_per_insert_txn1", s_real (s_median (raw_cpu_1, (size_t) reps)));
+        json_object_set_new (result, "raw_cpu_us_per_insert_batch", s_real (s_median (raw_cpu_batch, (size_t) reps)));
+        json_object_set_new (result, "background_cores_max", s_real (background));
+        json_object_set_new (result, "row_bytes", json_integer ((json_int_t) row_bytes));
+        json_object_set_new (result, "n", json_pack ("{s:I, s:I}", "single", (json_int_t) n_single,
+                                                     "concurrent", (json_int_t) (clients * per_client)));
+        json_object_set_new (result, "reps", json_integer (reps));
+        json_object_set_new (result, "machine", s_machine (env.dir));
+        json_object_set_new (result, "runs", runs);
+        runs = NULL;
+        char *text = json_dumps (result, JSON_INDENT (2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION (6));
+        printf ("%s\n", text);
+        free (text);
+        json_decref (result);
+    }
+    json_decref (runs);
+    s_env_stop (&env);
+    ep_config_destroy (&config);
+    return rc == 0? 0: 1;
+}
