@@ -324,6 +324,7 @@ s_write_new (Ep__ModelWrite__Op op, Ep__Entity *entity, Ep__EntityType type, con
     write->op = op;
     write->entity = entity;
     if (!entity) {
+        EP_ASSERT (id);
         write->has_type = true;
         write->type = type;
         write->id = strdup (id);
