@@ -228,6 +228,45 @@ Test (cli_model, create_without_id_prints_the_generated_one, .init = s_setup_mod
     free (out);
 }
 
+Test (cli_model, create_exist_ok_and_count_make_seeding_repeatable, .init = s_setup_model,
+      .fini = s_teardown, .timeout = 60)
+{
+    //  --exist-ok: the second create succeeds and shows the entity unchanged.
+    json_t *service = s_json ("service create web --name first");
+    json_decref (service);
+    service = s_json ("service create web --name second --exist-ok");
+    cr_assert_str_eq (s_str (service, "id"), "web");
+    cr_assert_str_eq (s_str (service, "name"), "first", "--exist-ok changed the existing entity");
+    json_decref (service);
+
+    //  --count: N routers <prefix>0..N-1; a second run with --exist-ok
+    //  completes a partial batch (fleet-2 exists already) and fails without it.
+    json_t *router = s_json ("router create fleet-2 --host web");
+    json_decref (router);
+    json_t *list = s_json ("router create --count 4 --prefix fleet- --host web --exist-ok");
+    cr_assert_eq (json_array_size (list), 4, "%s", json_dumps (list, 0));
+    for (size_t i = 0; i < 4; i++) {
+        char id [16];
+        snprintf (id, sizeof id, "fleet-%zu", i);
+        json_t *entity = json_array_get (list, i);
+        cr_assert_str_eq (s_str (entity, "id"), id);
+        cr_assert_str_eq (s_str (json_array_get (json_object_get (entity, "hosted"), 0), "service_id"), "web");
+    }
+    json_decref (list);
+    list = s_json ("router list");
+    cr_assert_eq (json_array_size (list), 4);
+    json_decref (list);
+    s_expect_error (1, "router create --count 4 --prefix fleet- --host web",
+                    (const char *[]) { "ALREADY_EXISTS", "fleet-0", NULL });
+    //  The default prefix is the kind's word.
+    list = s_json ("identity create --count 2");
+    cr_assert_str_eq (s_str (json_array_get (list, 1), "id"), "identity-1");
+    json_decref (list);
+    s_expect_error (2, "router create r9 --count 2", (const char *[]) { "not both", NULL });
+    s_expect_error (2, "router create --prefix x-", (const char *[]) { "goes with --count", NULL });
+    s_expect_error (2, "router create --count 2 --prefix 'bad id'", (const char *[]) { "--prefix", NULL });
+}
+
 Test (cli_model, list_pages_through_everything_unless_limited, .init = s_setup_model, .fini = s_teardown,
       .timeout = 120)
 {

@@ -31,6 +31,8 @@
 #define F_TAG_FILTER    0x200       //  list --tag, repeatable
 #define F_HOSTS         0x400       //  list --hosts (routers)
 #define F_LIMIT         0x800       //  list --limit
+#define F_EXIST_OK      0x1000      //  create --exist-ok
+#define F_COUNT         0x2000      //  create --count, --prefix
 
 //  Entities per list request: the service's default page.
 #define PAGE_SIZE       100
@@ -46,13 +48,15 @@ typedef struct {
 static const s_kind_t s_kinds [] = {
     { "router", "routers", EP__ENTITY_TYPE__ENTITY_ROUTER,
       F_NAME | F_DISABLED | F_HOST | F_TAG | F_EXPECTED | F_CLEAR_HOSTED | F_CLEAR_TAGS
-      | F_NAME_FILTER | F_TAG_FILTER | F_HOSTS | F_LIMIT },
+      | F_NAME_FILTER | F_TAG_FILTER | F_HOSTS | F_LIMIT | F_EXIST_OK | F_COUNT },
     { "service", "services", EP__ENTITY_TYPE__ENTITY_SERVICE,
-      F_NAME | F_DISABLED | F_TAG | F_EXPECTED | F_CLEAR_TAGS | F_NAME_FILTER | F_TAG_FILTER | F_LIMIT },
+      F_NAME | F_DISABLED | F_TAG | F_EXPECTED | F_CLEAR_TAGS | F_NAME_FILTER | F_TAG_FILTER | F_LIMIT
+      | F_EXIST_OK | F_COUNT },
     { "identity", "identities", EP__ENTITY_TYPE__ENTITY_IDENTITY,
-      F_NAME | F_DISABLED | F_TAG | F_EXPECTED | F_CLEAR_TAGS | F_NAME_FILTER | F_TAG_FILTER | F_LIMIT },
+      F_NAME | F_DISABLED | F_TAG | F_EXPECTED | F_CLEAR_TAGS | F_NAME_FILTER | F_TAG_FILTER | F_LIMIT
+      | F_EXIST_OK | F_COUNT },
     { "controller", "controllers", EP__ENTITY_TYPE__ENTITY_CONTROLLER,
-      F_ADDRESS | F_EXPECTED | F_LIMIT },
+      F_ADDRESS | F_EXPECTED | F_LIMIT | F_EXIST_OK },
 };
 
 //  Controllers have no generated ids: a controller is a cluster member.
@@ -81,6 +85,10 @@ typedef struct {
     bool clear_tags;            //  --clear-tags
     char *hosts_service;        //  list --hosts
     int64_t limit;              //  list --limit, 0 = all
+    bool exist_ok;              //  create --exist-ok
+    int64_t count;              //  create --count, 0 = one entity
+    char *prefix;               //  create --prefix (with --count)
+    bool tolerate_exists;       //  s_call hands back ALREADY_EXISTS replies silently
     char *unused;               //  target of --host and --tag in the table: they are
                                 //  taken out of argv before parsing (see s_take_lists)
     zlistx_t *hosts;            //  --host values, in order (argv's strings)
@@ -157,6 +165,12 @@ s_options (s_cmd_t *self, unsigned want, ep_opt_t *opts)
           .help = "Only routers that host this service id." } },
         { F_LIMIT, { .name = "limit", .def = "0", .type = EP_OPT_INT, .num = &self->limit,
           .min = 0, .max = INT64_MAX, .help = "At most this many (0: all, every page)." } },
+        { F_EXIST_OK, { .name = "exist-ok", .def = "false", .type = EP_OPT_BOOL, .flag = &self->exist_ok,
+          .help = "An id that exists already is not an error: the existing entity is printed, unchanged." } },
+        { F_COUNT, { .name = "count", .def = "0", .type = EP_OPT_INT, .num = &self->count,
+          .min = 0, .max = 100000, .help = "Create this many, ids <prefix>0 .. <prefix>N-1 (one write each)." } },
+        { F_COUNT, { .name = "prefix", .type = EP_OPT_STRING, .str = &self->prefix,
+          .def_help = "the kind and a dash, e.g. router-", .help = "Id prefix for --count." } },
     };
     size_t count = 0;
     for (size_t i = 0; i < EP_COUNT (all); i++)
@@ -349,6 +363,9 @@ s_call (s_cmd_t *self, Ep__ModelRequest *request)
         return NULL;
     }
     Ep__Status *status = reply->status;
+    if (status && status->has_code && status->code == EP__STATUS__CODE__ALREADY_EXISTS
+    &&  self->tolerate_exists)
+        return reply;
     if (status && status->has_code && status->code != EP__STATUS__CODE__OK) {
         const ProtobufCEnumValue *value =
             protobuf_c_enum_descriptor_get_value (&ep__status__code__descriptor, status->code);
@@ -638,6 +655,42 @@ s_write (s_cmd_t *self, Ep__ModelWrite *write)
     return rc;
 }
 
+//  Creates the entity id (or, with --exist-ok, finds it); returns the
+//  reply holding it, or NULL after saying why.
+static Ep__ModelReply *
+s_create_one (s_cmd_t *self, const char *id)
+{
+    s_draft_t draft;
+    s_draft (self, id, false, &draft);
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = EP__MODEL_WRITE__OP__CREATE;
+    write.entity = &draft.entity;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = &write;
+    self->tolerate_exists = self->exist_ok && *id;
+    Ep__ModelReply *reply = s_call (self, &request);
+    self->tolerate_exists = false;
+    if (reply && reply->status && reply->status->code == EP__STATUS__CODE__ALREADY_EXISTS) {
+        ep__model_reply__free_unpacked (reply, NULL);
+        Ep__ModelGet get = EP__MODEL_GET__INIT;
+        get.has_type = true;
+        get.type = self->kind->type;
+        get.id = (char *) id;
+        request.op_case = EP__MODEL_REQUEST__OP_GET;
+        request.get = &get;
+        reply = s_call (self, &request);
+    }
+    if (reply && reply->n_entities < 1) {
+        cli_fail (self->command, "the model's reply holds no %s (a bug in the model service)",
+                  self->kind->word);
+        ep__model_reply__free_unpacked (reply, NULL);
+        reply = NULL;
+    }
+    return reply;
+}
+
 static int
 s_create (s_cmd_t *self, char **args)
 {
@@ -646,13 +699,58 @@ s_create (s_cmd_t *self, char **args)
                  self->command);
         return CLI_USAGE;
     }
-    s_draft_t draft;
-    s_draft (self, args [0]? args [0]: "", false, &draft);
-    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-    write.has_op = true;
-    write.op = EP__MODEL_WRITE__OP__CREATE;
-    write.entity = &draft.entity;
-    return s_write (self, &write);
+    if (self->count && args [0]) {
+        fprintf (stderr, "edgeplane %s: give an ID, or --count N [--prefix P], not both\n", self->command);
+        return CLI_USAGE;
+    }
+    if (self->prefix && !self->count) {
+        fprintf (stderr, "edgeplane %s: --prefix goes with --count N\n", self->command);
+        return CLI_USAGE;
+    }
+    if (!self->count) {
+        Ep__ModelReply *reply = s_create_one (self, args [0]? args [0]: "");
+        if (!reply)
+            return CLI_FAIL;
+        int rc = s_print_one (self, reply);
+        ep__model_reply__free_unpacked (reply, NULL);
+        return rc;
+    }
+    //  --count: one write per entity, so a second run with --exist-ok
+    //  completes a batch that stopped half way.
+    char *prefix = self->prefix? strdup (self->prefix): zsys_sprintf ("%s-", self->kind->word);
+    Ep__ModelReply **replies = (Ep__ModelReply **) calloc ((size_t) self->count, sizeof (Ep__ModelReply *));
+    Ep__Entity **entities = (Ep__Entity **) calloc ((size_t) self->count, sizeof (Ep__Entity *));
+    int rc = CLI_OK;
+    for (int64_t i = 0; rc == CLI_OK && i < self->count; i++) {
+        char *id = zsys_sprintf ("%s%lld", prefix, (long long) i);
+        if (!ep_id_valid (id)) {
+            fprintf (stderr, "edgeplane %s: --prefix \"%s\" makes the id \"%s\": ids are 1 to 64 of A-Z a-z 0-9 _ -\n",
+                     self->command, prefix, id);
+            rc = CLI_USAGE;
+        }
+        else
+        if (!(replies [i] = s_create_one (self, id)))
+            rc = CLI_FAIL;
+        else
+            entities [i] = replies [i]->entities [0];
+        free (id);
+    }
+    if (rc == CLI_OK && self->json) {
+        json_t *array = json_array ();
+        for (int64_t i = 0; i < self->count; i++)
+            json_array_append_new (array, s_entity_json (entities [i]));
+        s_print_json (array);
+    }
+    else
+    if (rc == CLI_OK)
+        s_print_table (self->kind, entities, (size_t) self->count);
+    for (int64_t i = 0; i < self->count; i++)
+        if (replies [i])
+            ep__model_reply__free_unpacked (replies [i], NULL);
+    free (replies);
+    free (entities);
+    free (prefix);
+    return rc;
 }
 
 static int
@@ -794,7 +892,7 @@ s_list (s_cmd_t *self, char **args)
 }
 
 static const s_verb_t s_verbs [] = {
-    { "create", s_create, F_NAME | F_DISABLED | F_HOST | F_TAG | F_ADDRESS, 0, 1, "[ID]",
+    { "create", s_create, F_NAME | F_DISABLED | F_HOST | F_TAG | F_ADDRESS | F_EXIST_OK | F_COUNT, 0, 1, "[ID]",
       "Create a %s (without ID the model generates one; it is printed).", false },
     { "get", s_get, 0, 1, 1, "ID", "Show one %s.", false },
     { "list", s_list, F_NAME_FILTER | F_TAG_FILTER | F_HOSTS | F_LIMIT, 0, 0, NULL,
