@@ -39,6 +39,7 @@ struct _ep_agent_t {
     ep_backoff_t backoff;       //  reconnect delays
     int64_t next_connect_ms;    //  when to try again
     bool stopped;               //  no more reconnects
+    bool draining;              //  told goodbye without reconnect: acks only
     zhashx_t *hosted;           //  service id -> s_hosted_t (current slice)
     zhashx_t *terminator_ids;   //  service id -> terminator id (persistent)
     zhashx_t *sessions;         //  session id -> s_session_t
@@ -201,6 +202,7 @@ s_disconnect (ep_agent_t *self, const char *why, int64_t delay_ms)
         ep_chan_client_destroy (&self->client);
     }
     self->stats.joined = false;
+    self->draining = false;
     //  Everything is confirmed again after the next join.
     s_session_t *session = (s_session_t *) zhashx_first (self->sessions);
     for (; session; session = (s_session_t *) zhashx_next (self->sessions))
@@ -562,6 +564,8 @@ ep_agent_deadline (ep_agent_t *self)
         return INT64_MAX;
     if (!self->client)
         return self->next_connect_ms;
+    if (self->draining)
+        return ep_mono_ms () + 1000;
     int64_t next = self->next_heartbeat_ms;
     if (self->next_resend_ms < next)
         next = self->next_resend_ms;
@@ -591,13 +595,19 @@ ep_agent_handle (ep_agent_t *self)
                 break;
             case EP__FRAME__BODY_GOODBYE: {
                 bool reconnect = frame->goodbye->has_reconnect && frame->goodbye->reconnect;
-                char why [160];
-                snprintf (why, sizeof why, "goodbye: %s", frame->goodbye->reason? frame->goodbye->reason: "");
-                ep__frame__free_unpacked (frame, NULL);
-                //  A controller going away: come back soon (to another one);
-                //  deleted or moved: back off as after any failure.
-                s_disconnect (self, why, reconnect? self->config.backoff_base_ms: -1);
-                return;
+                snprintf (self->stats.last_error, sizeof self->stats.last_error, "goodbye: %s",
+                          frame->goodbye->reason? frame->goodbye->reason: "");
+                if (reconnect) {
+                    //  A controller going away: come back soon, to another.
+                    ep__frame__free_unpacked (frame, NULL);
+                    s_disconnect (self, self->stats.last_error, self->config.backoff_base_ms);
+                    return;
+                }
+                //  Deleted or disabled: the watchdog still delivers commands
+                //  (CloseSessions) while it drains us; answer them until it
+                //  closes the connection.
+                self->draining = true;
+                break;
             }
             default:
                 break;
@@ -654,6 +664,11 @@ ep_agent_tick (ep_agent_t *self)
         if (now >= self->next_connect_ms)
             s_connect (self);
         return;
+    }
+    if (self->draining) {
+        if (ep_chan_client_closed (self->client))
+            s_disconnect (self, ep_chan_client_close_reason (self->client), -1);
+        return;             //  nothing but acks while draining
     }
     if (now >= self->next_heartbeat_ms) {
         s_heartbeat (self);
