@@ -67,6 +67,15 @@ struct _ep_follower_t {
     uint64_t gaps;              //  losses detected
     uint64_t catchups;          //  changes-since fetches completed
     uint64_t api_failures;      //  failed API calls
+    //  Metrics, when ep_follower_set_metrics was called
+    ep_series_t *m_revision;    //  edgeplane_model_view_revision
+    ep_series_t *m_entities;    //  edgeplane_model_view_entities
+    ep_series_t *m_digest;      //  edgeplane_model_view_digest52
+    ep_series_t *m_snapshots, *m_resyncs, *m_catchups, *m_gaps;
+    uint64_t exported [4];      //  snapshots, resyncs, catchups, gaps already added
+    uint64_t digest_revision;   //  view revision the digest was computed at
+    char digest_generation [40];//  and its generation
+    int64_t next_metrics_ms;    //  next refresh
 };
 
 static void
@@ -479,11 +488,66 @@ ep_follower_handle (ep_follower_t *self)
     return 0;
 }
 
+double
+ep_model_digest52 (const uint8_t *digest)
+{
+    uint64_t value = 0;
+    for (int i = 0; i < 7; i++)
+        value = (value << 8) | digest [i];
+    return (double) (value >> 4);
+}
+
+void
+ep_follower_set_metrics (ep_follower_t *self, ep_metrics_t *metrics)
+{
+    self->m_revision = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_model_view_revision",
+        "Model revision this service's copy is at.", 0, NULL), NULL);
+    self->m_entities = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_model_view_entities",
+        "Entities in this service's copy of the model.", 0, NULL), NULL);
+    self->m_digest = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_model_view_digest52",
+        "First 52 bits of the digest of this service's copy (compare with the model's status digest).",
+        0, NULL), NULL);
+    self->m_snapshots = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_follower_snapshots_total",
+        "Model snapshots loaded.", 0, NULL), NULL);
+    self->m_resyncs = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_follower_resyncs_total",
+        "Model snapshots loaded again after the first (resyncs).", 0, NULL), NULL);
+    self->m_catchups = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_follower_catchups_total",
+        "Changes fetched from the model API after a loss, restart or silence.", 0, NULL), NULL);
+    const char *model [] = { "model" };
+    self->m_gaps = ep_counter_series (ep_metrics_stream_gaps (metrics), model);
+}
+
+static void
+s_export (ep_follower_t *self, int64_t now)
+{
+    if (!self->m_revision || now < self->next_metrics_ms)
+        return;
+    self->next_metrics_ms = now + 1000;
+    ep_series_set (self->m_revision, (double) ep_model_view_revision (self->view));
+    ep_series_set (self->m_entities, (double) ep_model_view_size (self->view));
+    uint64_t counts [4] = { self->snapshots, self->resyncs, self->catchups, self->gaps };
+    ep_series_t *series [4] = { self->m_snapshots, self->m_resyncs, self->m_catchups, self->m_gaps };
+    for (int i = 0; i < 4; i++) {
+        ep_series_add (series [i], (double) (counts [i] - self->exported [i]));
+        self->exported [i] = counts [i];
+    }
+    const char *generation = ep_model_view_generation (self->view);
+    if (ep_model_view_revision (self->view) != self->digest_revision
+    ||  !streq (generation? generation: "", self->digest_generation)) {
+        uint8_t digest [EP_MODEL_DIGEST_SIZE];
+        ep_model_view_digest (self->view, digest);
+        ep_series_set (self->m_digest, ep_model_digest52 (digest));
+        self->digest_revision = ep_model_view_revision (self->view);
+        snprintf (self->digest_generation, sizeof self->digest_generation, "%s", generation? generation: "");
+    }
+}
+
 int64_t
 ep_follower_tick (ep_follower_t *self)
 {
     ep_subscriber_tick (self->subscriber);
     int64_t now = ep_mono_ms ();
+    s_export (self, now);
     if (self->state == S_WAIT_STREAM
     &&  ep_tracker_seen (ep_subscriber_tracker (self->subscriber), MODEL_STREAM))
         s_start_snapshot (self, "");

@@ -36,6 +36,7 @@
 
 #include "ep_prelude.h"
 #include "ep_model_view.h"
+#include "ep_metrics.h"
 
 typedef struct _ep_follower_t ep_follower_t;
 
@@ -126,5 +127,18 @@ void
 //  1000 ms), so the view stays fresh while the bus is away.
 void
     ep_follower_set_silent_poll (ep_follower_t *self, int64_t interval_ms);
+
+//  Exports the follower's state in metrics (borrowed; call once):
+//  edgeplane_model_view_revision, edgeplane_model_view_entities,
+//  edgeplane_model_view_digest52 (the first 52 bits of the view's digest,
+//  recomputed at most once a second when the view changed: compare it with
+//  the model's status digest), edgeplane_follower_{snapshots,resyncs,
+//  catchups}_total and edgeplane_stream_gaps_total{stream="model"}.
+void
+    ep_follower_set_metrics (ep_follower_t *self, ep_metrics_t *metrics);
+
+//  The first 52 bits of a digest as a number (exact in a double).
+double
+    ep_model_digest52 (const uint8_t *digest);
 
 #endif

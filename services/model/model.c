@@ -14,6 +14,7 @@
 #include "model.h"
 #include "ep_codec.h"
 #include "ep_log.h"
+#include "ep_model_view.h"
 #include <stdarg.h>
 #include <sqlite3.h>
 
@@ -1150,6 +1151,19 @@ model_read (model_t *self, const Ep__ModelRequest *request, int64_t now_ms,
             result->reply.has_revision = true;
             result->reply.revision = self->revision;
             result->reply.generation = self->generation;
+            if (request->status && request->status->has_digest && request->status->digest) {
+                //  The same digest followers compute over their copies.
+                size_t count;
+                Ep__Entity **entities = model_entities (self, &count);
+                uint8_t digest [EP_MODEL_DIGEST_SIZE];
+                ep_model_digest_entities (entities, count, digest);
+                char *hex = (char *) malloc (2 * EP_MODEL_DIGEST_SIZE + 1);
+                ep_model_digest_hex (digest, hex);
+                result->reply.digest = (char *) s_own (result, hex, free);
+                for (size_t i = 0; i < count; i++)
+                    ep__entity__free_unpacked (entities [i], NULL);
+                free (entities);
+            }
             return;
         default:
             s_fail (result, EP__STATUS__CODE__INVALID_ARGUMENT,

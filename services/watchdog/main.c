@@ -871,6 +871,8 @@ main (int argc, char **argv)
         self.events = ep_subscriber_new (self.opts->bus_sub, cert, bus_key, EP_CODEC_DEFAULT_CAP, NULL, NULL);
         self.follower = ep_follower_new (self.opts->bus_sub, self.opts->model_api, cert,
                                          bus_key, model_key, self.view);
+        if (self.follower)
+            ep_follower_set_metrics (self.follower, metrics);
         if (!self.publisher || !self.events || !self.follower) {
             ep_log_error ("cannot reach the bus (%s, %s) or the model (%s): check the addresses",
                           self.opts->bus_pub, self.opts->bus_sub, self.opts->model_api);
