@@ -28,6 +28,7 @@
 #define CRL_CHECK_MS        2000
 #define GAUGES_MS           1000
 #define RELAY_TIMEOUT_MS    30000
+#define RELAY_ID_MAX        160         //  the longest request id services take
 
 //  A router (or peer, or client) joined here.
 typedef struct {
@@ -44,6 +45,7 @@ typedef struct {
     char router_id [65];        //  who asked
     uint64_t frame_id;          //  the frame id to answer with
     bool terminators;           //  which service (else the reaper)
+    bool ack;                   //  a command ack: the reply is not the router's
     int64_t expires_ms;         //  forgotten after this
 } s_relay_t;
 
@@ -422,28 +424,97 @@ s_ended (void *arg, channel_conn_t *c, const char *outcome, double seconds)
 //  -------------------------------------------------------------------------
 //  Relay: router requests to their services, replies back
 
+//  A joined router's connection, from our index (channel_find scans).
+static channel_conn_t *
+s_router_conn (s_watchdog_t *self, const char *router_id)
+{
+    char key [96];
+    s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->peers, s_peer_key ("router", router_id, key, sizeof key));
+    return peer? peer->conn: NULL;
+}
+
+//  Answers a router's request here, when it cannot be relayed.
 static void
-s_relay (s_watchdog_t *self, const char *router_id, uint64_t frame_id, bool terminators,
+s_relay_fail (channel_conn_t *c, uint64_t frame_id, bool terminators, char *request_id,
+              Ep__Status__Code code, const char *message)
+{
+    Ep__Status status = EP__STATUS__INIT;
+    status.has_code = true;
+    status.code = code;
+    status.message = (char *) message;
+    Ep__TerminatorReply terminator_reply = EP__TERMINATOR_REPLY__INIT;
+    Ep__SessionReply session_reply = EP__SESSION_REPLY__INIT;
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.has_id = true;
+    frame.id = frame_id;
+    if (terminators) {
+        terminator_reply.request_id = request_id;
+        terminator_reply.status = &status;
+        terminator_reply.has_retriable = true;
+        terminator_reply.retriable = code == EP__STATUS__CODE__UNAVAILABLE;
+        frame.body_case = EP__FRAME__BODY_TERMINATOR_REPLY;
+        frame.terminator_reply = &terminator_reply;
+    }
+    else {
+        session_reply.request_id = request_id;
+        session_reply.status = &status;
+        frame.body_case = EP__FRAME__BODY_SESSION_REPLY;
+        frame.session_reply = &session_reply;
+    }
+    channel_conn_send (c, &frame);
+}
+
+//  Sends a router's request to its service under an upstream id derived
+//  from the router's own: "<router>:<its id>", so a retry through any
+//  watchdog instance is the same request to the service (and hits its
+//  reply cache). Acks the watchdog makes go as "<router>/ack/<command>":
+//  router ids cannot hold ':' or '/', so no id a router picks can collide
+//  with an ack's, and the reply to an ack is not forwarded.
+static void
+s_relay (s_watchdog_t *self, channel_conn_t *c, uint64_t frame_id, bool terminators, bool ack,
          ProtobufCMessage *request, char **request_id_field)
 {
-    //  Upstream ids derive from the router's own, so a retry through any
-    //  watchdog instance is the same request to the service.
-    char upstream [200];
-    snprintf (upstream, sizeof upstream, "%s:%s", router_id,
-              *request_id_field? *request_id_field: "");
-    s_relay_t *relay = (s_relay_t *) zmalloc (sizeof (s_relay_t));
-    snprintf (relay->router_id, sizeof relay->router_id, "%s", router_id);
-    relay->frame_id = frame_id;
-    relay->terminators = terminators;
-    relay->expires_ms = ep_mono_ms () + RELAY_TIMEOUT_MS;
-    zhashx_update (self->relays, upstream, relay);
+    const char *router_id = conn_id (channel_conn_state (c));
     char *theirs = *request_id_field;
+    char upstream [RELAY_ID_MAX + 2];
+    int len = snprintf (upstream, sizeof upstream, ack? "%s/ack/%s": "%s:%s", router_id, theirs? theirs: "");
+    if (!theirs || !*theirs || len > RELAY_ID_MAX) {
+        if (ack)
+            ep_log_warn ("router %s: ack with no command id or a too long one: dropped", router_id);
+        else {
+            char message [128];
+            snprintf (message, sizeof message, "request_id is required: 1 to %d characters",
+                      RELAY_ID_MAX - (int) strlen (router_id) - 1);
+            s_relay_fail (c, frame_id, terminators, theirs, EP__STATUS__CODE__INVALID_ARGUMENT, message);
+        }
+        return;
+    }
     *request_id_field = upstream;
     char err [256];
     zframe_t *packed = ep_codec_pack (request, EP_CODEC_DEFAULT_CAP, err, sizeof err);
     *request_id_field = theirs;
-    if (packed)
-        zframe_send (&packed, terminators? self->terminators: self->reaper, ZFRAME_DONTWAIT);
+    const char *service = terminators? "terminators": "reaper";
+    if (!packed) {
+        if (!ack)
+            s_relay_fail (c, frame_id, terminators, theirs, EP__STATUS__CODE__INVALID_ARGUMENT, err);
+        return;
+    }
+    if (zframe_send (&packed, terminators? self->terminators: self->reaper, ZFRAME_DONTWAIT) != 0) {
+        zframe_destroy (&packed);       //  not taken on failure
+        ep_log_warn ("router %s: the %s service is not taking requests (%s)", router_id, service,
+                     zmq_strerror (zmq_errno ()));
+        if (!ack)
+            s_relay_fail (c, frame_id, terminators, theirs, EP__STATUS__CODE__UNAVAILABLE,
+                          "the service is not reachable from the watchdog: retry later");
+        return;
+    }
+    s_relay_t *relay = (s_relay_t *) zmalloc (sizeof (s_relay_t));
+    snprintf (relay->router_id, sizeof relay->router_id, "%s", router_id);
+    relay->frame_id = frame_id;
+    relay->terminators = terminators;
+    relay->ack = ack;
+    relay->expires_ms = ep_mono_ms () + RELAY_TIMEOUT_MS;
+    zhashx_update (self->relays, upstream, relay);
 }
 
 static void
@@ -461,36 +532,37 @@ s_frame (void *arg, channel_conn_t *c, Ep__Frame *frame)
             Ep__TerminatorRequest *request = frame->terminator_request;
             free (request->router_id);
             request->router_id = strdup (id);       //  only we speak for routers
-            s_relay (self, id, frame->id, true, &request->base, &request->request_id);
+            s_relay (self, c, frame->id, true, false, &request->base, &request->request_id);
             break;
         }
         case EP__FRAME__BODY_SESSION_REQUEST: {
             Ep__SessionRequest *request = frame->session_request;
             free (request->router_id);
             request->router_id = strdup (id);
-            s_relay (self, id, frame->id, false, &request->base, &request->request_id);
+            s_relay (self, c, frame->id, false, false, &request->base, &request->request_id);
             break;
         }
         case EP__FRAME__BODY_COMMAND_ACK: {
             Ep__CommandAck *ack = frame->command_ack;
             const char *reply_to = ack->command_id
                                  ? (const char *) zhashx_lookup (self->commands, ack->command_id): NULL;
-            char request_id [80];
-            snprintf (request_id, sizeof request_id, "ack-%s", ack->command_id? ack->command_id: "");
-            char *field = request_id;
+            //  The command id is the request id: s_relay prefixes it.
+            char *request_id = ack->command_id;
             if (reply_to && streq (reply_to, "terminators")) {
                 Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+                request.request_id = request_id;
                 request.router_id = (char *) id;
                 request.op_case = EP__TERMINATOR_REQUEST__OP_ACK;
                 request.ack = ack;
-                s_relay (self, id, frame->id, true, &request.base, &field);
+                s_relay (self, c, frame->id, true, true, &request.base, &request.request_id);
             }
             else {
                 Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+                request.request_id = request_id;
                 request.router_id = (char *) id;
                 request.op_case = EP__SESSION_REQUEST__OP_ACK;
                 request.ack = ack;
-                s_relay (self, id, frame->id, false, &request.base, &field);
+                s_relay (self, c, frame->id, false, true, &request.base, &request.request_id);
             }
             break;
         }
@@ -543,12 +615,11 @@ s_upstream_reply (s_watchdog_t *self, zsock_t *dealer, bool terminators)
         char **request_id = terminators? &((Ep__TerminatorReply *) msg)->request_id
                                        : &((Ep__SessionReply *) msg)->request_id;
         s_relay_t *relay = *request_id? (s_relay_t *) zhashx_lookup (self->relays, *request_id): NULL;
-        if (relay) {
+        channel_conn_t *c = relay && !relay->ack? s_router_conn (self, relay->router_id): NULL;
+        if (c) {
             //  The router sees its own request id again.
-            char *colon = strchr (*request_id, ':');
-            char *theirs = strdup (colon? colon + 1: "");
-            free (*request_id);
-            *request_id = theirs;
+            char *upstream = *request_id;
+            *request_id = strchr (upstream, ':') + 1;
             Ep__Frame frame = EP__FRAME__INIT;
             frame.has_id = true;
             frame.id = relay->frame_id;
@@ -560,15 +631,44 @@ s_upstream_reply (s_watchdog_t *self, zsock_t *dealer, bool terminators)
                 frame.body_case = EP__FRAME__BODY_SESSION_REPLY;
                 frame.session_reply = (Ep__SessionReply *) msg;
             }
-            bool is_ack = strncmp (theirs, "ack-", 4) == 0;
-            if (!is_ack)
-                channel_send (self->channel, "router", relay->router_id, &frame);
-            char key [200];
-            snprintf (key, sizeof key, "%s:%s", relay->router_id, theirs);
-            zhashx_delete (self->relays, key);
+            channel_conn_send (c, &frame);
+            *request_id = upstream;
         }
+        if (relay)
+            zhashx_delete (self->relays, *request_id);
         protobuf_c_message_free_unpacked (msg, NULL);
     }
+}
+
+//  A command published on cmd.<router>.: the topic says which router (we
+//  subscribe per joined router); a body naming another router is a
+//  commander's bug, not delivered to either.
+static void
+s_on_command (s_watchdog_t *self, const char *rest, Ep__Command *command)
+{
+    char router [65];
+    size_t len = strlen (rest);
+    if (len < 2 || rest [len - 1] != '.' || len - 1 >= sizeof router)
+        return;
+    memcpy (router, rest, len - 1);
+    router [len - 1] = 0;
+    const char *what = command->command_id? command->command_id: "?";
+    if (command->router_id && !streq (command->router_id, router)) {
+        ep_log_warn ("command %s published for router %s names router %s: not delivered",
+                     what, router, command->router_id);
+        return;
+    }
+    channel_conn_t *c = s_router_conn (self, router);
+    if (!c) {
+        ep_log_debug ("command %s for router %s: not joined here", what, router);
+        return;
+    }
+    if (command->command_id && command->reply_to)
+        zhashx_update (self->commands, command->command_id, strdup (command->reply_to));
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.body_case = EP__FRAME__BODY_COMMAND;
+    frame.command = command;
+    channel_conn_send (c, &frame);
 }
 
 //  Events from the bus: presence of other instances, commands for routers.
@@ -581,17 +681,8 @@ s_bus_events (s_watchdog_t *self)
         if (event->body_case == EP__EVENT__BODY_PRESENCE && strncmp (topic, "presence.join", 13) == 0)
             s_on_presence (self, event->presence);
         else
-        if (event->body_case == EP__EVENT__BODY_COMMAND && event->command->router_id) {
-            Ep__Command *command = event->command;
-            if (command->command_id && command->reply_to)
-                zhashx_update (self->commands, command->command_id, strdup (command->reply_to));
-            Ep__Frame frame = EP__FRAME__INIT;
-            frame.body_case = EP__FRAME__BODY_COMMAND;
-            frame.command = command;
-            if (channel_send (self->channel, "router", command->router_id, &frame) != 0)
-                ep_log_debug ("command %s for router %s: not joined here",
-                              command->command_id? command->command_id: "?", command->router_id);
-        }
+        if (event->body_case == EP__EVENT__BODY_COMMAND && strncmp (topic, "cmd.", 4) == 0)
+            s_on_command (self, topic + 4, event->command);
         ep__event__free_unpacked (event, NULL);
         zstr_free (&topic);
     }
