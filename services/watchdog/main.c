@@ -829,7 +829,10 @@ s_check_crl (s_watchdog_t *self)
     char err [512];
     if (ep_pki_reload_crl (self->ssl_ctx, self->opts->keys_dir, err, sizeof err) == 0) {
         self->crl_stat = st;
-        ep_log_info ("revocation list %s reloaded", path);
+        //  New handshakes check the new list; connections made before it
+        //  are checked here.
+        size_t closed = channel_close_revoked (self->channel);
+        ep_log_info ("revocation list %s reloaded; %zu connection(s) closed as revoked", path, closed);
     }
     else
         ep_log_error ("%s", err);

@@ -617,3 +617,62 @@ Test (watchdog, two_instances_hold_a_router_once_and_a_command_arrives_once,
     ep_proc_destroy (&a);
     ep_proc_destroy (&b);
 }
+
+Test (watchdog, revoking_a_joined_routers_certificate_closes_its_connection,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    ep_proc_t *watchdog = s_watchdog ("disconnect", "10s", "30s");
+    SSL_CTX *ctx1 = s_router_ctx (s_dir, "r1");
+    SSL_CTX *ctx2 = s_router_ctx (s_dir, "r2");
+    ep_chan_client_t *r1 = s_join (watchdog, ctx1, "r1");
+    ep_chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
+    char err [512];
+    cr_assert_eq (ep_pki_revoke (s_keys, "r1", err, sizeof err), 0, "%s", err);
+
+    //  Within the CRL check period: r1 is told goodbye (not to come back)
+    //  and closed; the refusal and the leave carry the reason.
+    Ep__Frame *goodbye = NULL;
+    int64_t deadline = ep_mono_ms () + 10000;
+    while (!goodbye && !ep_chan_client_closed (r1) && ep_mono_ms () < deadline) {
+        Ep__Frame *frame = ep_chan_client_recv (r1, 100);
+        if (frame && frame->body_case == EP__FRAME__BODY_GOODBYE)
+            goodbye = frame;
+        else
+        if (frame)
+            ep__frame__free_unpacked (frame, NULL);
+    }
+    cr_assert_not_null (goodbye, "r1 was not told goodbye after its revocation");
+    cr_assert_str_eq (goodbye->goodbye->reason, "revoked");
+    cr_assert (goodbye->goodbye->has_reconnect && !goodbye->goodbye->reconnect);
+    ep__frame__free_unpacked (goodbye, NULL);
+    cr_assert_null (ep_chan_client_recv (r1, 5000));
+    cr_assert (ep_chan_client_closed (r1), "r1 still open after its revocation");
+    cr_assert_not_null (s_await ("channel.refused", "revoked", 5000));
+    s_event_t *left = NULL;
+    deadline = ep_mono_ms () + 5000;
+    while (!left && ep_mono_ms () < deadline) {
+        s_pump (50);
+        for (size_t i = 0; i < s_seen_count && !left; i++)
+            if (streq (s_seen [i].topic, "connect.router-to-ctrl") && !s_seen [i].connected
+            &&  streq (s_seen [i].src_id, "r1"))
+                left = &s_seen [i];
+    }
+    cr_assert_not_null (left, "no leave for r1");
+    cr_assert_str_eq (left->reason, "revoked");
+    char *metrics = ep_http_get (ep_proc_endpoint (watchdog, "http"), "/metrics");
+    cr_assert_eq (ep_metric_value (metrics, "edgeplane_channel_refused_total{reason=\"revoked\"}"), 1,
+                  "%s", metrics);
+    free (metrics);
+
+    //  r2, not revoked, stays.
+    s_keep_alive (r2, ep_mono_ms () + 200);
+    cr_assert_not (ep_chan_client_closed (r2), "%s", ep_chan_client_close_reason (r2));
+    for (size_t i = 0; i < s_seen_count; i++)
+        cr_assert_not (streq (s_seen [i].topic, "connect.router-to-ctrl") && !s_seen [i].connected
+                       && streq (s_seen [i].src_id, "r2"), "r2 was closed too");
+    ep_chan_client_destroy (&r1);
+    ep_chan_client_destroy (&r2);
+    SSL_CTX_free (ctx1);
+    SSL_CTX_free (ctx2);
+    ep_proc_destroy (&watchdog);
+}
