@@ -208,22 +208,33 @@ s_teardown (void)
     ep_tmpdir_remove (&s_dir);
 }
 
+//  A watchdog with these settings; extra flags (NULL-terminated, may be
+//  NULL) come last, so they win over the ones here.
 static ep_proc_t *
-s_watchdog (const char *action, const char *heartbeat, const char *timeout)
+s_watchdog_with (const char *action, const char *heartbeat, const char *timeout,
+                 const char *const *extra)
 {
     char grace [32], act [64], hb [64], hbt [64];
     snprintf (grace, sizeof grace, "--stray-grace=%dms", GRACE_MS);
     snprintf (act, sizeof act, "--stray-action=%s", action);
     snprintf (hb, sizeof hb, "--heartbeat=%s", heartbeat);
     snprintf (hbt, sizeof hbt, "--heartbeat-timeout=%s", timeout);
-    const char *args [] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
-                            "--http-listen", "127.0.0.1:0", grace, act, hb, hbt,
-                            "--frame-timeout=300ms", "--drain-grace=1s", NULL };
+    const char *args [20] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
+                              "--http-listen", "127.0.0.1:0", grace, act, hb, hbt,
+                              "--frame-timeout=300ms", "--drain-grace=1s", NULL };
+    for (size_t i = 12, j = 0; extra && extra [j] && i < EP_COUNT (args) - 1; i++, j++)
+        args [i] = extra [j];
     s_env [7] = strdup ("EDGEPLANE_LOG_LEVEL=debug");
     ep_proc_t *watchdog = ep_proc_start ("edgeplane-watchdog", args, (const char *const *) s_env, 15000);
     zstr_free (&s_env [7]);
     cr_assert_not_null (watchdog);
     return watchdog;
+}
+
+static ep_proc_t *
+s_watchdog (const char *action, const char *heartbeat, const char *timeout)
+{
+    return s_watchdog_with (action, heartbeat, timeout, NULL);
 }
 
 static SSL_CTX *
@@ -670,6 +681,73 @@ Test (watchdog, revoking_a_joined_routers_certificate_closes_its_connection,
     for (size_t i = 0; i < s_seen_count; i++)
         cr_assert_not (streq (s_seen [i].topic, "connect.router-to-ctrl") && !s_seen [i].connected
                        && streq (s_seen [i].src_id, "r2"), "r2 was closed too");
+    ep_chan_client_destroy (&r1);
+    ep_chan_client_destroy (&r2);
+    SSL_CTX_free (ctx1);
+    SSL_CTX_free (ctx2);
+    ep_proc_destroy (&watchdog);
+}
+
+//  Waits until the metric series reads value; returns the last reading.
+static double
+s_metric_becomes (ep_proc_t *watchdog, const char *series, double value, int timeout_ms)
+{
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    double now = -1;
+    while (true) {
+        char *metrics = ep_http_get (ep_proc_endpoint (watchdog, "http"), "/metrics");
+        now = metrics? ep_metric_value (metrics, series): -1;
+        free (metrics);
+        if (now == value || ep_mono_ms () >= deadline)
+            return now;
+        s_pump (50);
+    }
+}
+
+Test (watchdog, the_source_cap_counts_unjoined_connections_only,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    const char *extra [] = { "--max-per-source=3", "--stray-grace=30s", NULL };
+    ep_proc_t *watchdog = s_watchdog_with ("disconnect", "10s", "30s", extra);
+    const char *refused = "edgeplane_channel_refused_total{reason=\"source-cap\"}";
+    const char *waiting = "edgeplane_connections{role=\"unknown\",state=\"accepted\"}";
+    //  Two unjoined, then two routers that join (each unjoined until it
+    //  does: 3 at most), then a third unjoined: 3, at the cap.
+    int a = s_raw (watchdog), b = s_raw (watchdog);
+    SSL_CTX *ctx1 = s_router_ctx (s_dir, "r1");
+    SSL_CTX *ctx2 = s_router_ctx (s_dir, "r2");
+    ep_chan_client_t *r1 = s_join (watchdog, ctx1, "r1");
+    ep_chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
+    int c = s_raw (watchdog);
+    cr_assert_eq (s_metric_becomes (watchdog, waiting, 3, 5000), 3, "three unjoined connections held");
+
+    //  The fourth unjoined one from 127.0.0.1 is refused at once.
+    int64_t opened = ep_mono_ms ();
+    int d = s_raw (watchdog);
+    cr_assert_neq (s_closed_by (d, opened + 2000), -1, "the connection over the cap was not closed");
+    cr_assert_not_null (s_await ("channel.refused", "source-cap", 5000), "no source-cap refusal event");
+    cr_assert_eq (s_metric_becomes (watchdog, refused, 1, 5000), 1);
+    close (d);
+
+    //  One unjoined leaves: there is room for one more, not two.
+    close (a);
+    cr_assert_eq (s_metric_becomes (watchdog, waiting, 2, 5000), 2, "the closed one still counts");
+    int e = s_raw (watchdog);
+    cr_assert_eq (s_metric_becomes (watchdog, waiting, 3, 5000), 3, "no room after a connection left");
+    opened = ep_mono_ms ();
+    int f = s_raw (watchdog);
+    cr_assert_neq (s_closed_by (f, opened + 2000), -1, "the cap does not hold after a connection left");
+    cr_assert_eq (s_metric_becomes (watchdog, refused, 2, 5000), 2);
+
+    //  The joined routers were never at risk.
+    s_keep_alive (r1, ep_mono_ms () + 100);
+    s_keep_alive (r2, ep_mono_ms () + 100);
+    cr_assert_not (ep_chan_client_closed (r1));
+    cr_assert_not (ep_chan_client_closed (r2));
+    close (b);
+    close (c);
+    close (e);
+    close (f);
     ep_chan_client_destroy (&r1);
     ep_chan_client_destroy (&r2);
     SSL_CTX_free (ctx1);
