@@ -19,8 +19,13 @@
 #include "ep_rpc_server.h"
 #include "ep_subscriber.h"
 #include "channel.h"
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define PROTOCOL_MIN        1
 #define PROTOCOL_MAX        1
@@ -53,6 +58,7 @@ typedef struct {
     ep_service_t *service;      //  shared process scaffolding
     const ep_common_opts_t *opts;
     char *channel_address;      //  what routers dial (ready file, presence)
+    char *api_address;          //  where others reach our API (presence)
     SSL_CTX *ssl_ctx;           //  TLS server context
     struct stat crl_stat;       //  ca.crl as last loaded (inode, mtime)
     channel_t *channel;         //  the TLS listener and its connections
@@ -201,7 +207,7 @@ s_presence (s_watchdog_t *self, const char *type, const char *router, int64_t jo
     body.instance_id = (char *) ep_service_source_id (self->service);
     body.has_instance_epoch = true;
     body.instance_epoch = ep_publisher_epoch (self->publisher);
-    body.api_address = self->opts->watchdog_api;
+    body.api_address = self->api_address;
     body.channel_address = self->channel_address;
     size_t count = router? 1: zhashx_size (self->peers);
     char *routers [count + 1];
@@ -840,6 +846,43 @@ s_check_crl (s_watchdog_t *self)
 
 //  -------------------------------------------------------------------------
 
+//  Where this instance's API is reached, for presence: --advertise, else
+//  the endpoint bound; a wildcard host becomes this machine's address
+//  toward the bus (what peers on that network can reach), or 127.0.0.1.
+//  Not EDGEPLANE_WATCHDOG_API: that names the service, which is every
+//  instance at once when several run behind one name (compose --scale).
+static char *
+s_api_address (s_watchdog_t *self, const char *advertise)
+{
+    if (advertise)
+        return strdup (advertise);
+    char *bound = zsock_last_endpoint (self->api);
+    if (strncmp (bound, "tcp://0.0.0.0:", 14) != 0)
+        return bound;
+    char host [INET6_ADDRSTRLEN] = "127.0.0.1", bus_host [256] = "", bus_port [16] = "";
+    //  A UDP socket "connected" to the bus sends nothing; the kernel picks
+    //  the local address it would use.
+    if (sscanf (self->opts->bus_pub, "tcp://%255[^:]:%15[0-9]", bus_host, bus_port) == 2) {
+        struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_DGRAM }, *found = NULL;
+        int fd = -1;
+        if (getaddrinfo (bus_host, bus_port, &hints, &found) == 0
+        &&  (fd = socket (AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) >= 0
+        &&  connect (fd, found->ai_addr, found->ai_addrlen) == 0) {
+            struct sockaddr_in local;
+            socklen_t len = sizeof local;
+            if (getsockname (fd, (struct sockaddr *) &local, &len) == 0)
+                inet_ntop (AF_INET, &local.sin_addr, host, sizeof host);
+        }
+        if (fd >= 0)
+            close (fd);
+        if (found)
+            freeaddrinfo (found);
+    }
+    char *address = zsys_sprintf ("tcp://%s:%s", host, bound + 14);
+    free (bound);
+    return address;
+}
+
 static zsock_t *
 s_dealer (s_watchdog_t *self, const char *endpoint, const char *server)
 {
@@ -858,7 +901,7 @@ s_dealer (s_watchdog_t *self, const char *endpoint, const char *server)
 int
 main (int argc, char **argv)
 {
-    static char *channel_listen, *listen, *stray_action;
+    static char *channel_listen, *listen, *advertise, *stray_action;
     static int64_t grace, heartbeat, heartbeat_timeout, frame_timeout, drain_grace;
     static int64_t joined_cap, out_cap, budget, max_handshakes, max_per_source;
     ep_opt_t opts [] = {
@@ -866,6 +909,9 @@ main (int argc, char **argv)
           .type = EP_OPT_HOSTPORT, .str = &channel_listen, .help = "The TLS control channel routers dial." },
         { .name = "listen", .env = "EDGEPLANE_WATCHDOG_LISTEN", .def = EP_DEFAULT_WATCHDOG_API,
           .type = EP_OPT_ENDPOINT, .str = &listen, .help = "Where the watchdog API binds." },
+        { .name = "advertise", .env = "EDGEPLANE_WATCHDOG_ADVERTISE", .type = EP_OPT_ENDPOINT, .str = &advertise,
+          .def_help = "the API address bound; for *, this host's address toward the bus",
+          .help = "This instance's API address in its presence beacons (behind NAT)." },
         { .name = "stray-grace", .env = "EDGEPLANE_STRAY_GRACE", .def = "30s", .type = EP_OPT_DURATION,
           .num = &grace, .min = 1, .max = 3600000,
           .help = "A connection not joined this long after TCP accept is stray." },
@@ -982,6 +1028,8 @@ main (int argc, char **argv)
         self.rpc = ep_rpc_server_new (self.api, EP_CODEC_DEFAULT_CAP, 1000, 60000);
         rc = self.terminators && self.reaper? ep_service_bind (self.service, self.api, "api", listen): -1;
     }
+    if (rc == 0)
+        self.api_address = s_api_address (&self, advertise);
     //  Routers are judged against the model: follow it before listening.
     while (rc == 0 && !ep_follower_ready (self.follower) && !ep_service_interrupted (self.service)) {
         int64_t wait = ep_follower_tick (self.follower);
@@ -1118,6 +1166,7 @@ main (int argc, char **argv)
     free (bus_key);
     free (model_key);
     free (self.channel_address);
+    free (self.api_address);
     ep_service_destroy (&self.service);
     return rc == 0? 0: 1;
 }
