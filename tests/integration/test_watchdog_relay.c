@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -51,7 +52,7 @@ typedef struct {
     char src_id [65];
     char src_addr [64];
     char dst_type [16];
-    char dst_id [65];
+    char dst_id [80];
     char reason [48];
     bool connected;
     int64_t duration;
@@ -811,4 +812,161 @@ Test (relay, sigterm_stops_accepting_sends_goodbye_and_exits_0,
     SSL_CTX_free (ctx1);
     SSL_CTX_free (ctx2);
     ep_proc_destroy (&watchdog);
+}
+
+//  Runs `edgeplane ARGS` against this test's bus and keys; returns its exit
+//  status, stdout in *out and stderr in *err.
+static int
+s_cli (const char *args, char **out, char **err)
+{
+    char *err_file = zsys_sprintf ("%s/cli.stderr", s_dir);
+    char *cmd = zsys_sprintf ("%s %s '%s/edgeplane' %s 2>'%s'", s_env [0], s_env [3], EP_BIN_DIR, args,
+                              err_file);
+    int rc = ep_run (cmd, out);
+    zchunk_t *chunk = zchunk_slurp (err_file, 0);
+    *err = chunk? zchunk_strdup (chunk): strdup ("");
+    zchunk_destroy (&chunk);
+    free (cmd);
+    free (err_file);
+    return rc;
+}
+
+//  Publishes the beacon of a watchdog instance that does not answer, until
+//  stopped (a thread, while the CLI runs).
+typedef struct {
+    volatile bool stop;
+    pthread_t thread;
+} s_ghost_t;
+
+static void *
+s_ghost_run (void *arg)
+{
+    s_ghost_t *ghost = (s_ghost_t *) arg;
+    zcert_t *cert = ep_keys_load (s_keys, "watchdog");
+    char *bus_key = ep_keys_public_txt (s_keys, "bus");
+    ep_publisher_t *pub = ep_publisher_new (ep_proc_connect_endpoint (s_bus, "pub"), cert, bus_key,
+                                            "watchdog-ghost", EP_CODEC_DEFAULT_CAP);
+    ep_publisher_declare (pub, "presence");
+    Ep__PresenceEvent beacon = EP__PRESENCE_EVENT__INIT;
+    beacon.instance_id = "watchdog-ghost";
+    beacon.api_address = "tcp://127.0.0.1:1";
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_PRESENCE;
+    event.presence = &beacon;
+    while (!ghost->stop) {
+        ep_publisher_send (pub, "presence.beacon", &event);
+        ep_publisher_tick (pub);
+        zclock_sleep (100);     //  a beacon's period, not synchronisation
+    }
+    ep_publisher_destroy (&pub);
+    free (bus_key);
+    zcert_destroy (&cert);
+    return NULL;
+}
+
+//  The entry of id in a JSON array of connections, or NULL.
+static json_t *
+s_entry (json_t *array, const char *id)
+{
+    size_t i;
+    json_t *entry;
+    json_array_foreach (array, i, entry)
+        if (streq (json_string_value (json_object_get (entry, "id")), id))
+            return entry;
+    return NULL;
+}
+
+Test (connections, the_cli_lists_every_instances_connections,
+      .init = s_setup, .fini = s_teardown, .timeout = 90)
+{
+    ep_proc_t *a = s_watchdog ();
+    ep_proc_t *b = s_watchdog ();
+    SSL_CTX *ctx1 = s_router_ctx ("r1");
+    SSL_CTX *ctx2 = s_router_ctx ("r2");
+    ep_chan_client_t *r1 = s_join (a, ctx1, "r1");
+    ep_chan_client_t *r2 = s_join (b, ctx2, "r2");
+    s_event_t *joined1 = s_await ("connect.router-to-ctrl", "r1", 5000);
+    s_event_t *joined2 = s_await ("connect.router-to-ctrl", "r2", 5000);
+    cr_assert (joined1 && joined2);
+    char *instance_a = strdup (joined1->dst_id), *instance_b = strdup (joined2->dst_id);
+    cr_assert_str_neq (instance_a, instance_b);
+    //  One connection to a that never speaks.
+    const char *channel = ep_proc_endpoint (a, "channel");
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons (atoi (strrchr (channel, ':') + 1)),
+                                .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+    cr_assert_eq (connect (fd, (struct sockaddr *) &addr, sizeof addr), 0);
+
+    //  Everything, as JSON.
+    char *out = NULL, *err = NULL;
+    int rc = s_cli ("connections --json --discover=5s", &out, &err);
+    cr_assert_eq (rc, 0, "exit %d: %s", rc, err);
+    json_error_t error;
+    json_t *all = json_loads (out, 0, &error);
+    cr_assert (json_is_array (all), "not a JSON array (%s): %s", error.text, out);
+    cr_assert_eq (json_array_size (all), 3, "%s", out);
+    json_t *e1 = s_entry (all, "r1"), *e2 = s_entry (all, "r2"), *stray = s_entry (all, "");
+    cr_assert (e1 && e2 && stray, "%s", out);
+    cr_assert_str_eq (json_string_value (json_object_get (e1, "instance_id")), instance_a);
+    cr_assert_str_eq (json_string_value (json_object_get (e2, "instance_id")), instance_b);
+    cr_assert_str_eq (json_string_value (json_object_get (e1, "role")), "router");
+    cr_assert_str_eq (json_string_value (json_object_get (e1, "state")), "joined");
+    cr_assert (json_is_number (json_object_get (e1, "rtt_ms")));
+    cr_assert (json_string_value (json_object_get (e1, "remote_addr")));
+    cr_assert_str_eq (json_string_value (json_object_get (stray, "instance_id")), instance_a);
+    cr_assert_str_eq (json_string_value (json_object_get (stray, "state")), "accepted");
+    json_decref (all);
+    free (out);
+    free (err);
+
+    //  Joined routers, as a table.
+    rc = s_cli ("connections --role router --state joined --discover=5s", &out, &err);
+    cr_assert_eq (rc, 0, "exit %d: %s", rc, err);
+    cr_assert (strncmp (out, "INSTANCE", 8) == 0, "%s", out);
+    const char *columns [] = { "ROLE", "ID", "STATE", "REMOTE", "RTT", "JITTER" };
+    for (size_t i = 0; i < EP_COUNT (columns); i++)
+        cr_assert (strstr (out, columns [i]), "no column %s: %s", columns [i], out);
+    size_t lines = 0;
+    for (const char *c = out; *c; c++)
+        lines += *c == '\n';
+    cr_assert_eq (lines, 3, "a header and two routers: %s", out);
+    char *row1 = strstr (out, instance_a), *row2 = strstr (out, instance_b);
+    cr_assert (row1 && row2, "%s", out);
+    cr_assert (strstr (out, " r1 ") && strstr (out, " r2 ") && strstr (out, " joined "), "%s", out);
+    cr_assert_null (strstr (out, "accepted"), "filtered by state: %s", out);
+    free (out);
+    free (err);
+
+    //  An instance that beacons but does not answer: named, exit 1, the
+    //  others still printed.
+    s_ghost_t ghost = { .stop = false };
+    cr_assert_eq (pthread_create (&ghost.thread, NULL, s_ghost_run, &ghost), 0);
+    rc = s_cli ("connections --json --discover=3s --timeout=300ms --attempts=1", &out, &err);
+    ghost.stop = true;
+    pthread_join (ghost.thread, NULL);
+    cr_assert_eq (rc, 1, "exit %d: %s", rc, err);
+    cr_assert (strstr (err, "watchdog-ghost") && strstr (err, "tcp://127.0.0.1:1") && strstr (err, "did not answer"),
+               "%s", err);
+    all = json_loads (out, 0, &error);
+    cr_assert_eq (json_array_size (all), 3, "%s", out);
+    json_decref (all);
+    free (out);
+    free (err);
+
+    //  No watchdog on that bus: one line that says what to check.
+    rc = s_cli ("connections --bus-sub=tcp://127.0.0.1:1 --discover=300ms", &out, &err);
+    cr_assert_eq (rc, 1, "exit %d: %s", rc, err);
+    cr_assert (strstr (err, "no watchdog beacon") && strchr (err, '\n') == err + strlen (err) - 1, "%s", err);
+    free (out);
+    free (err);
+
+    close (fd);
+    free (instance_a);
+    free (instance_b);
+    ep_chan_client_destroy (&r1);
+    ep_chan_client_destroy (&r2);
+    SSL_CTX_free (ctx1);
+    SSL_CTX_free (ctx2);
+    ep_proc_destroy (&a);
+    ep_proc_destroy (&b);
 }
