@@ -19,13 +19,15 @@
     memory      RSS of the watchdog before and after N routers joined and
                 went idle (source addresses spread over 127.0.0.2 and up,
                 one per connection; heartbeats 1 h so nothing moves),
-                divided by N.
+                divided by N; next to it, the heap OpenSSL itself keeps per
+                established server connection, measured in this process.
     strays      N raw TCP connections that send nothing, from N source
                 addresses, with a 2 s grace: for each, the time the watchdog
-                closed it (seen here) minus (connect + grace). The
-                watchdog's grace runs from its accept, which is after our
-                connect, so this includes accept delay: lateness as the
-                stray sees it.
+                closed it (seen here) minus (the time just before connect +
+                grace). The watchdog's grace runs from its accept, which is
+                after our connect, so this includes accept delay: lateness
+                as the stray sees it. The watchdog's own view comes from
+                its stray.detected events (event time - accepted_at).
 
     --quick scales N down (1,000) and shortens the s_time runs. Prints one
     JSON object on stdout; progress goes to stderr. Method and figures:
