@@ -26,6 +26,7 @@ static char *s_keys;            //  keys dir
 static char *s_env [9];         //  environment for the services
 static ep_proc_t *s_bus;
 static ep_proc_t *s_model;
+static ep_proc_t *s_watchdogs [4];      //  started by a test, stopped by s_teardown
 static ep_subscriber_t *s_events;       //  everything on the bus
 static zcert_t *s_sub_cert;
 
@@ -195,9 +196,23 @@ s_setup (void)
     cr_assert_eq (ep_pki_issue (s_keys, "router", "r2", s_dir, 30, err, sizeof err), 0, "%s", err);
 }
 
+//  Remembers a watchdog the test started: teardown stops it, even when an
+//  assertion ended the test early (a leftover would run on, orphaned).
+static void
+s_keep (ep_proc_t *watchdog)
+{
+    size_t i = 0;
+    while (i < EP_COUNT (s_watchdogs) && s_watchdogs [i])
+        i++;
+    cr_assert_lt (i, EP_COUNT (s_watchdogs), "more watchdogs than s_watchdogs holds");
+    s_watchdogs [i] = watchdog;
+}
+
 static void
 s_teardown (void)
 {
+    for (size_t i = 0; i < EP_COUNT (s_watchdogs); i++)
+        ep_proc_destroy (&s_watchdogs [i]);
     ep_subscriber_destroy (&s_events);
     zcert_destroy (&s_sub_cert);
     ep_proc_destroy (&s_model);
@@ -228,6 +243,7 @@ s_watchdog_with (const char *action, const char *heartbeat, const char *timeout,
     ep_proc_t *watchdog = ep_proc_start ("edgeplane-watchdog", args, (const char *const *) s_env, 15000);
     zstr_free (&s_env [7]);
     cr_assert_not_null (watchdog);
+    s_keep (watchdog);
     return watchdog;
 }
 
@@ -371,7 +387,6 @@ Test (watchdog, stray_closed_on_time_while_joined_router_stays,
     cr_assert_gt (ep_chan_client_pongs (router), 0, "the watchdog pings joined routers");
     ep_chan_client_destroy (&router);
     SSL_CTX_free (ctx);
-    ep_proc_destroy (&watchdog);
 }
 
 Test (watchdog, stray_with_action_none_is_reported_and_stays_open,
@@ -383,7 +398,6 @@ Test (watchdog, stray_with_action_none_is_reported_and_stays_open,
     cr_assert_not_null (s_await ("stray.detected", "accepted", GRACE_MS + 2000));
     cr_assert_eq (s_closed_by (fd, accepted + GRACE_MS + 1000), -1, "action none must keep it open");
     close (fd);
-    ep_proc_destroy (&watchdog);
 }
 
 Test (watchdog, every_refusal_has_its_own_reason_and_heartbeats_keep_their_rtt,
@@ -540,7 +554,6 @@ Test (watchdog, every_refusal_has_its_own_reason_and_heartbeats_keep_their_rtt,
     free (key);
     free (ca);
     free (other);
-    ep_proc_destroy (&watchdog);
 }
 
 Test (watchdog, silent_router_is_closed_after_the_heartbeat_timeout,
@@ -565,7 +578,6 @@ Test (watchdog, silent_router_is_closed_after_the_heartbeat_timeout,
     cr_assert_geq (ep_mono_ms () - joined, 600, "closed before the timeout");
     ep_chan_client_destroy (&router);
     SSL_CTX_free (ctx);
-    ep_proc_destroy (&watchdog);
 }
 
 Test (watchdog, two_instances_hold_a_router_once_and_a_command_arrives_once,
@@ -625,8 +637,6 @@ Test (watchdog, two_instances_hold_a_router_once_and_a_command_arrives_once,
     ep_chan_client_destroy (&first);
     ep_chan_client_destroy (&second);
     SSL_CTX_free (ctx);
-    ep_proc_destroy (&a);
-    ep_proc_destroy (&b);
 }
 
 Test (watchdog, revoking_a_joined_routers_certificate_closes_its_connection,
@@ -685,7 +695,6 @@ Test (watchdog, revoking_a_joined_routers_certificate_closes_its_connection,
     ep_chan_client_destroy (&r2);
     SSL_CTX_free (ctx1);
     SSL_CTX_free (ctx2);
-    ep_proc_destroy (&watchdog);
 }
 
 //  Waits until the metric series reads value; returns the last reading.
@@ -752,5 +761,4 @@ Test (watchdog, the_source_cap_counts_unjoined_connections_only,
     ep_chan_client_destroy (&r2);
     SSL_CTX_free (ctx1);
     SSL_CTX_free (ctx2);
-    ep_proc_destroy (&watchdog);
 }

@@ -38,6 +38,7 @@ static char *s_keys;            //  keys dir
 static char *s_env [9];         //  environment for the services
 static ep_proc_t *s_bus;
 static ep_proc_t *s_model;
+static ep_proc_t *s_watchdogs [4];      //  started by a test, stopped by s_teardown
 static ep_auth_t *s_auth;       //  zauth for the stubs: callers' roles
 static s_stub_t s_terminators;
 static s_stub_t s_reaper;
@@ -263,9 +264,23 @@ s_setup (void)
     cr_assert_eq (ep_pki_issue (s_keys, "router", "r2", s_dir, 30, err, sizeof err), 0, "%s", err);
 }
 
+//  Remembers a watchdog the test started: teardown stops it, even when an
+//  assertion ended the test early (a leftover would run on, orphaned).
+static void
+s_keep (ep_proc_t *watchdog)
+{
+    size_t i = 0;
+    while (i < EP_COUNT (s_watchdogs) && s_watchdogs [i])
+        i++;
+    cr_assert_lt (i, EP_COUNT (s_watchdogs), "more watchdogs than s_watchdogs holds");
+    s_watchdogs [i] = watchdog;
+}
+
 static void
 s_teardown (void)
 {
+    for (size_t i = 0; i < EP_COUNT (s_watchdogs); i++)
+        ep_proc_destroy (&s_watchdogs [i]);
     ep_subscriber_destroy (&s_events);
     zcert_destroy (&s_sub_cert);
     ep_proc_destroy (&s_model);
@@ -289,6 +304,7 @@ s_watchdog (void)
     ep_proc_t *watchdog = ep_proc_start ("edgeplane-watchdog", args, (const char *const *) s_env, 15000);
     zstr_free (&s_env [7]);
     cr_assert_not_null (watchdog);
+    s_keep (watchdog);
     return watchdog;
 }
 
@@ -442,7 +458,6 @@ Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back
 
     ep_chan_client_destroy (&router);
     SSL_CTX_free (ctx);
-    ep_proc_destroy (&watchdog);
 }
 
 //  Sends a SessionRequest get with request_id (may be NULL) in frame id.
@@ -505,7 +520,6 @@ Test (relay, every_router_request_gets_an_answer,
 
     ep_chan_client_destroy (&router);
     SSL_CTX_free (ctx);
-    ep_proc_destroy (&watchdog);
 }
 
 //  Publishes command on cmd.<router>. until the router receives it (the
@@ -658,7 +672,6 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
 
     ep_chan_client_destroy (&router);
     SSL_CTX_free (ctx);
-    ep_proc_destroy (&watchdog);
 }
 
 static bool
@@ -714,7 +727,6 @@ Test (relay, a_router_gets_its_full_slice_on_join_then_deltas,
 
     ep_chan_client_destroy (&router);
     SSL_CTX_free (ctx);
-    ep_proc_destroy (&watchdog);
 }
 
 Test (relay, edge_connects_reported_by_a_router_become_bus_events,
@@ -764,7 +776,6 @@ Test (relay, edge_connects_reported_by_a_router_become_bus_events,
 
     ep_chan_client_destroy (&router);
     SSL_CTX_free (ctx);
-    ep_proc_destroy (&watchdog);
 }
 
 //  True if a TCP connection to address ("host:port") is accepted.
@@ -811,7 +822,6 @@ Test (relay, sigterm_stops_accepting_sends_goodbye_and_exits_0,
     free (channel);
     SSL_CTX_free (ctx1);
     SSL_CTX_free (ctx2);
-    ep_proc_destroy (&watchdog);
 }
 
 //  Runs `edgeplane ARGS` against this test's bus and keys; returns its exit
@@ -967,6 +977,4 @@ Test (connections, the_cli_lists_every_instances_connections,
     ep_chan_client_destroy (&r2);
     SSL_CTX_free (ctx1);
     SSL_CTX_free (ctx2);
-    ep_proc_destroy (&a);
-    ep_proc_destroy (&b);
 }
