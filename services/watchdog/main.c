@@ -1091,7 +1091,8 @@ main (int argc, char **argv)
     };
     int64_t next_beacon = ep_mono_ms (), next_gauges = ep_mono_ms () + GAUGES_MS;
     int64_t next_crl = ep_mono_ms () + CRL_CHECK_MS, drain_deadline = 0;
-    while (rc == 0) {
+    //  No channel with rc 0: stopped (SIGTERM) while following the model.
+    while (rc == 0 && self.channel) {
         int64_t now = ep_mono_ms ();
         int64_t timeout = ep_publisher_tick (self.publisher);
         int64_t follower = ep_follower_tick (self.follower);

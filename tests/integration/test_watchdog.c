@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define GRACE_MS 500
@@ -761,4 +762,36 @@ Test (watchdog, the_source_cap_counts_unjoined_connections_only,
     ep_chan_client_destroy (&r2);
     SSL_CTX_free (ctx1);
     SSL_CTX_free (ctx2);
+}
+
+static bool
+s_following (void *arg)
+{
+    char *log = ep_proc_log ((ep_proc_t *) arg);
+    bool bound = log && strstr (log, "api bound on");
+    free (log);
+    return bound;
+}
+
+Test (watchdog, sigterm_while_it_waits_for_the_model_exits_0,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    //  No model at that address: the watchdog waits to follow it before
+    //  it listens on the channel, and is stopped there.
+    char *model = s_env [4];
+    s_env [4] = strdup ("EDGEPLANE_MODEL_API=tcp://127.0.0.1:1");
+    const char *args [] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
+                            "--http-listen", "127.0.0.1:0", NULL };
+    ep_proc_t *watchdog = ep_proc_spawn ("edgeplane-watchdog", args, (const char *const *) s_env);
+    zstr_free (&s_env [4]);
+    s_env [4] = model;
+    cr_assert_not_null (watchdog);
+    s_keep (watchdog);
+    cr_assert (ep_wait_until (s_following, watchdog, 10000), "the watchdog did not start");
+    cr_assert_eq (ep_proc_signal (watchdog, SIGTERM), 0);
+    int status = ep_proc_wait_exit (watchdog, 10000);
+    char *log = ep_proc_log (watchdog);
+    cr_assert_neq (status, -1, "no exit after SIGTERM: %s", log);
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0, "status %d: %s", status, log);
+    free (log);
 }
