@@ -978,3 +978,53 @@ Test (connections, the_cli_lists_every_instances_connections,
     SSL_CTX_free (ctx1);
     SSL_CTX_free (ctx2);
 }
+
+//  The api_address of the next beacon whose channel address is channel.
+static char *
+s_beacon_api (const char *channel)
+{
+    char *bus_key = ep_keys_public_txt (s_keys, "bus");
+    ep_subscriber_t *sub = ep_subscriber_new (ep_proc_connect_endpoint (s_bus, "sub"), s_sub_cert, bus_key,
+                                              EP_CODEC_DEFAULT_CAP, NULL, NULL);
+    ep_subscriber_subscribe (sub, "presence.beacon");
+    char *api = NULL;
+    int64_t deadline = ep_mono_ms () + 10000;
+    while (!api && ep_mono_ms () < deadline) {
+        Ep__Event *event = ep_subscriber_recv (sub, 500, NULL);
+        if (event && event->body_case == EP__EVENT__BODY_PRESENCE && event->presence->channel_address
+        &&  streq (event->presence->channel_address, channel) && event->presence->api_address)
+            api = strdup (event->presence->api_address);
+        if (event)
+            ep__event__free_unpacked (event, NULL);
+    }
+    ep_subscriber_destroy (&sub);
+    free (bus_key);
+    return api;
+}
+
+Test (connections, beacons_name_each_instances_own_api_address,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    //  Both have EDGEPLANE_WATCHDOG_API set, as in compose, where it names
+    //  the service (all instances): it is not what a beacon says.
+    s_env [7] = strdup ("EDGEPLANE_WATCHDOG_API=tcp://127.0.0.1:7031");
+    const char *args [] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
+                            "--http-listen", "127.0.0.1:0", NULL, NULL };
+    ep_proc_t *plain = ep_proc_start ("edgeplane-watchdog", args, (const char *const *) s_env, 15000);
+    cr_assert_not_null (plain);
+    s_keep (plain);
+    args [6] = "--advertise=tcp://192.0.2.10:7031";
+    ep_proc_t *natted = ep_proc_start ("edgeplane-watchdog", args, (const char *const *) s_env, 15000);
+    cr_assert_not_null (natted);
+    s_keep (natted);
+    zstr_free (&s_env [7]);
+
+    char *api = s_beacon_api (ep_proc_endpoint (plain, "channel"));
+    cr_assert_not_null (api, "no beacon from the first instance");
+    cr_assert_str_eq (api, ep_proc_endpoint (plain, "api"), "the address it bound");
+    free (api);
+    api = s_beacon_api (ep_proc_endpoint (natted, "channel"));
+    cr_assert_not_null (api, "no beacon from the second instance");
+    cr_assert_str_eq (api, "tcp://192.0.2.10:7031", "--advertise wins");
+    free (api);
+}
