@@ -1072,6 +1072,25 @@ ep_pki_reload_crl (SSL_CTX *ctx, const char *keys_dir, char *err, size_t errlen)
     return s_load_store (ctx, keys_dir, err, errlen);
 }
 
+bool
+ep_pki_peer_revoked (SSL_CTX *ctx, SSL *ssl)
+{
+    X509 *cert = ssl? SSL_get0_peer_certificate (ssl): NULL;
+    X509_STORE *store = NULL;
+    if (!ctx || !cert || SSL_CTX_get0_verify_cert_store (ctx, &store) != 1 || !store)
+        return false;
+    //  The store s_load_store installed: the CA and one CRL. Matching by
+    //  certificate checks the issuer as well as the serial.
+    STACK_OF (X509_OBJECT) *objects = X509_STORE_get0_objects (store);
+    for (int i = 0; i < sk_X509_OBJECT_num (objects); i++) {
+        X509_CRL *crl = X509_OBJECT_get0_X509_CRL (sk_X509_OBJECT_value (objects, i));
+        X509_REVOKED *entry = NULL;
+        if (crl && X509_CRL_get0_by_cert (crl, &entry, cert) == 1)
+            return true;
+    }
+    return false;
+}
+
 //  The client's last word on the chain: the server's certificate must say
 //  it is a controller (whatever else the CA signed).
 static int

@@ -86,6 +86,12 @@ SSL_CTX *
 int
     ep_pki_reload_crl (SSL_CTX *ctx, const char *keys_dir, char *err, size_t errlen);
 
+//  True if the certificate ssl's peer presented is in the CRL ctx holds
+//  now (after ep_pki_reload_crl): how a listener finds connections made
+//  before a revocation. False without a peer certificate.
+bool
+    ep_pki_peer_revoked (SSL_CTX *ctx, SSL *ssl);
+
 //  A TLS 1.3 client context presenting cert/key (PEM files of a bundle),
 //  which accepts only a server whose certificate chains to ca and carries
 //  role ctrl. Returns NULL with a message in err. Caller frees.

@@ -19,7 +19,7 @@ struct _ep_tracker_t {
     int64_t silent_after_ms;    //  silence threshold
     ep_tracker_report_fn *report; //  where reports go
     void *arg;                  //  its argument
-    zlistx_t *prefixes;         //  subscribed prefixes (strings)
+    zlistx_t *prefixes;         //  subscribed prefixes that can cover a whole stream
     zhashx_t *sources;          //  "source\x1fstream" -> s_source_t
     zhashx_t *seen_streams;     //  streams observed at least once
     uint64_t lost;              //  total seqs reported lost
@@ -68,15 +68,29 @@ ep_tracker_destroy (ep_tracker_t **self_p)
     }
 }
 
+//  Streams are namespaces, without a '.': only a prefix with no '.' but
+//  maybe a last one can be a prefix of "<stream>.". The others (one per
+//  router, "cmd.<id>.", in the watchdog) are not kept, so each message's
+//  check costs the few that matter, not one per router.
+static bool
+s_may_cover (const char *prefix)
+{
+    const char *dot = strchr (prefix, '.');
+    return !dot || dot [1] == 0;
+}
+
 void
 ep_tracker_subscribe (ep_tracker_t *self, const char *prefix)
 {
-    zlistx_add_end (self->prefixes, (void *) prefix);
+    if (s_may_cover (prefix))
+        zlistx_add_end (self->prefixes, (void *) prefix);
 }
 
 void
 ep_tracker_unsubscribe (ep_tracker_t *self, const char *prefix)
 {
+    if (!s_may_cover (prefix))
+        return;
     const char *item = (const char *) zlistx_first (self->prefixes);
     for (; item; item = (const char *) zlistx_next (self->prefixes))
         if (streq (item, prefix)) {

@@ -685,6 +685,22 @@ channel_close (channel_t *self, channel_conn_t *c, const char *reason)
     s_close (c, reason);
 }
 
+size_t
+channel_close_revoked (channel_t *self)
+{
+    size_t closed = 0;
+    for (int fd = 0; fd < self->conns_size; fd++) {
+        channel_conn_t *c = self->conns [fd];
+        if (c && !c->closed && c->tls_done && ep_pki_peer_revoked (self->ctx, c->ssl)) {
+            conn_actions_t actions;
+            conn_revoked (c->conn, ep_mono_ms (), &actions);
+            s_act (c, &actions);
+            closed++;
+        }
+    }
+    return closed;
+}
+
 void
 channel_stop_accepting (channel_t *self)
 {

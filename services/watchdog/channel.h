@@ -99,6 +99,12 @@ void
 void
     channel_close (channel_t *self, channel_conn_t *conn, const char *reason);
 
+//  After the CRL was reloaded into the server context: closes every
+//  connection past its handshake whose certificate it now lists (refused,
+//  reason "revoked"). Returns how many.
+size_t
+    channel_close_revoked (channel_t *self);
+
 //  Stops accepting (SIGTERM): the listener closes, connections stay.
 void
     channel_stop_accepting (channel_t *self);

@@ -345,6 +345,25 @@ conn_drain (conn_t *self, const char *reason, bool reconnect, int64_t now_ms,
 }
 
 void
+conn_revoked (conn_t *self, int64_t now_ms, conn_actions_t *actions)
+{
+    (void) now_ms;
+    s_reset (actions);
+    if (self->state >= CONN_CLOSED)
+        return;
+    if (self->state == CONN_JOINED || self->state == CONN_DRAINING) {
+        ep__goodbye__init (&actions->goodbye);
+        actions->goodbye.reason = "revoked";
+        actions->goodbye.has_reconnect = true;
+        actions->goodbye.reconnect = false;
+        actions->frame.body_case = EP__FRAME__BODY_GOODBYE;
+        actions->frame.goodbye = &actions->goodbye;
+        actions->flags |= CONN_SEND;
+    }
+    s_refuse (self, "revoked", actions);
+}
+
+void
 conn_closed (conn_t *self, const char *reason, int64_t now_ms, conn_actions_t *actions)
 {
     (void) now_ms;

@@ -133,6 +133,12 @@ void
     conn_drain (conn_t *self, const char *reason, bool reconnect, int64_t now_ms,
                 conn_actions_t *actions);
 
+//  The peer's certificate was revoked after its handshake: refused with
+//  reason "revoked" and closed; a joined peer is told Goodbye first (not
+//  to reconnect).
+void
+    conn_revoked (conn_t *self, int64_t now_ms, conn_actions_t *actions);
+
 //  The socket closed (peer gone, write failed, or closed by us): reason
 //  says why. Announces the leave if the peer had joined.
 void

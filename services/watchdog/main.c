@@ -19,8 +19,13 @@
 #include "ep_rpc_server.h"
 #include "ep_subscriber.h"
 #include "channel.h"
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define PROTOCOL_MIN        1
 #define PROTOCOL_MAX        1
@@ -28,6 +33,7 @@
 #define CRL_CHECK_MS        2000
 #define GAUGES_MS           1000
 #define RELAY_TIMEOUT_MS    30000
+#define RELAY_ID_MAX        160         //  the longest request id services take
 
 //  A router (or peer, or client) joined here.
 typedef struct {
@@ -44,6 +50,7 @@ typedef struct {
     char router_id [65];        //  who asked
     uint64_t frame_id;          //  the frame id to answer with
     bool terminators;           //  which service (else the reaper)
+    bool ack;                   //  a command ack: the reply is not the router's
     int64_t expires_ms;         //  forgotten after this
 } s_relay_t;
 
@@ -51,6 +58,7 @@ typedef struct {
     ep_service_t *service;      //  shared process scaffolding
     const ep_common_opts_t *opts;
     char *channel_address;      //  what routers dial (ready file, presence)
+    char *api_address;          //  where others reach our API (presence)
     SSL_CTX *ssl_ctx;           //  TLS server context
     struct stat crl_stat;       //  ca.crl as last loaded (inode, mtime)
     channel_t *channel;         //  the TLS listener and its connections
@@ -199,7 +207,7 @@ s_presence (s_watchdog_t *self, const char *type, const char *router, int64_t jo
     body.instance_id = (char *) ep_service_source_id (self->service);
     body.has_instance_epoch = true;
     body.instance_epoch = ep_publisher_epoch (self->publisher);
-    body.api_address = self->opts->watchdog_api;
+    body.api_address = self->api_address;
     body.channel_address = self->channel_address;
     size_t count = router? 1: zhashx_size (self->peers);
     char *routers [count + 1];
@@ -422,28 +430,97 @@ s_ended (void *arg, channel_conn_t *c, const char *outcome, double seconds)
 //  -------------------------------------------------------------------------
 //  Relay: router requests to their services, replies back
 
+//  A joined router's connection, from our index (channel_find scans).
+static channel_conn_t *
+s_router_conn (s_watchdog_t *self, const char *router_id)
+{
+    char key [96];
+    s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->peers, s_peer_key ("router", router_id, key, sizeof key));
+    return peer? peer->conn: NULL;
+}
+
+//  Answers a router's request here, when it cannot be relayed.
 static void
-s_relay (s_watchdog_t *self, const char *router_id, uint64_t frame_id, bool terminators,
+s_relay_fail (channel_conn_t *c, uint64_t frame_id, bool terminators, char *request_id,
+              Ep__Status__Code code, const char *message)
+{
+    Ep__Status status = EP__STATUS__INIT;
+    status.has_code = true;
+    status.code = code;
+    status.message = (char *) message;
+    Ep__TerminatorReply terminator_reply = EP__TERMINATOR_REPLY__INIT;
+    Ep__SessionReply session_reply = EP__SESSION_REPLY__INIT;
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.has_id = true;
+    frame.id = frame_id;
+    if (terminators) {
+        terminator_reply.request_id = request_id;
+        terminator_reply.status = &status;
+        terminator_reply.has_retriable = true;
+        terminator_reply.retriable = code == EP__STATUS__CODE__UNAVAILABLE;
+        frame.body_case = EP__FRAME__BODY_TERMINATOR_REPLY;
+        frame.terminator_reply = &terminator_reply;
+    }
+    else {
+        session_reply.request_id = request_id;
+        session_reply.status = &status;
+        frame.body_case = EP__FRAME__BODY_SESSION_REPLY;
+        frame.session_reply = &session_reply;
+    }
+    channel_conn_send (c, &frame);
+}
+
+//  Sends a router's request to its service under an upstream id derived
+//  from the router's own: "<router>:<its id>", so a retry through any
+//  watchdog instance is the same request to the service (and hits its
+//  reply cache). Acks the watchdog makes go as "<router>/ack/<command>":
+//  router ids cannot hold ':' or '/', so no id a router picks can collide
+//  with an ack's, and the reply to an ack is not forwarded.
+static void
+s_relay (s_watchdog_t *self, channel_conn_t *c, uint64_t frame_id, bool terminators, bool ack,
          ProtobufCMessage *request, char **request_id_field)
 {
-    //  Upstream ids derive from the router's own, so a retry through any
-    //  watchdog instance is the same request to the service.
-    char upstream [200];
-    snprintf (upstream, sizeof upstream, "%s:%s", router_id,
-              *request_id_field? *request_id_field: "");
-    s_relay_t *relay = (s_relay_t *) zmalloc (sizeof (s_relay_t));
-    snprintf (relay->router_id, sizeof relay->router_id, "%s", router_id);
-    relay->frame_id = frame_id;
-    relay->terminators = terminators;
-    relay->expires_ms = ep_mono_ms () + RELAY_TIMEOUT_MS;
-    zhashx_update (self->relays, upstream, relay);
+    const char *router_id = conn_id (channel_conn_state (c));
     char *theirs = *request_id_field;
+    char upstream [RELAY_ID_MAX + 2];
+    int len = snprintf (upstream, sizeof upstream, ack? "%s/ack/%s": "%s:%s", router_id, theirs? theirs: "");
+    if (!theirs || !*theirs || len > RELAY_ID_MAX) {
+        if (ack)
+            ep_log_warn ("router %s: ack with no command id or a too long one: dropped", router_id);
+        else {
+            char message [128];
+            snprintf (message, sizeof message, "request_id is required: 1 to %d characters",
+                      RELAY_ID_MAX - (int) strlen (router_id) - 1);
+            s_relay_fail (c, frame_id, terminators, theirs, EP__STATUS__CODE__INVALID_ARGUMENT, message);
+        }
+        return;
+    }
     *request_id_field = upstream;
     char err [256];
     zframe_t *packed = ep_codec_pack (request, EP_CODEC_DEFAULT_CAP, err, sizeof err);
     *request_id_field = theirs;
-    if (packed)
-        zframe_send (&packed, terminators? self->terminators: self->reaper, ZFRAME_DONTWAIT);
+    const char *service = terminators? "terminators": "reaper";
+    if (!packed) {
+        if (!ack)
+            s_relay_fail (c, frame_id, terminators, theirs, EP__STATUS__CODE__INVALID_ARGUMENT, err);
+        return;
+    }
+    if (zframe_send (&packed, terminators? self->terminators: self->reaper, ZFRAME_DONTWAIT) != 0) {
+        zframe_destroy (&packed);       //  not taken on failure
+        ep_log_warn ("router %s: the %s service is not taking requests (%s)", router_id, service,
+                     zmq_strerror (zmq_errno ()));
+        if (!ack)
+            s_relay_fail (c, frame_id, terminators, theirs, EP__STATUS__CODE__UNAVAILABLE,
+                          "the service is not reachable from the watchdog: retry later");
+        return;
+    }
+    s_relay_t *relay = (s_relay_t *) zmalloc (sizeof (s_relay_t));
+    snprintf (relay->router_id, sizeof relay->router_id, "%s", router_id);
+    relay->frame_id = frame_id;
+    relay->terminators = terminators;
+    relay->ack = ack;
+    relay->expires_ms = ep_mono_ms () + RELAY_TIMEOUT_MS;
+    zhashx_update (self->relays, upstream, relay);
 }
 
 static void
@@ -461,36 +538,37 @@ s_frame (void *arg, channel_conn_t *c, Ep__Frame *frame)
             Ep__TerminatorRequest *request = frame->terminator_request;
             free (request->router_id);
             request->router_id = strdup (id);       //  only we speak for routers
-            s_relay (self, id, frame->id, true, &request->base, &request->request_id);
+            s_relay (self, c, frame->id, true, false, &request->base, &request->request_id);
             break;
         }
         case EP__FRAME__BODY_SESSION_REQUEST: {
             Ep__SessionRequest *request = frame->session_request;
             free (request->router_id);
             request->router_id = strdup (id);
-            s_relay (self, id, frame->id, false, &request->base, &request->request_id);
+            s_relay (self, c, frame->id, false, false, &request->base, &request->request_id);
             break;
         }
         case EP__FRAME__BODY_COMMAND_ACK: {
             Ep__CommandAck *ack = frame->command_ack;
             const char *reply_to = ack->command_id
                                  ? (const char *) zhashx_lookup (self->commands, ack->command_id): NULL;
-            char request_id [80];
-            snprintf (request_id, sizeof request_id, "ack-%s", ack->command_id? ack->command_id: "");
-            char *field = request_id;
+            //  The command id is the request id: s_relay prefixes it.
+            char *request_id = ack->command_id;
             if (reply_to && streq (reply_to, "terminators")) {
                 Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+                request.request_id = request_id;
                 request.router_id = (char *) id;
                 request.op_case = EP__TERMINATOR_REQUEST__OP_ACK;
                 request.ack = ack;
-                s_relay (self, id, frame->id, true, &request.base, &field);
+                s_relay (self, c, frame->id, true, true, &request.base, &request.request_id);
             }
             else {
                 Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+                request.request_id = request_id;
                 request.router_id = (char *) id;
                 request.op_case = EP__SESSION_REQUEST__OP_ACK;
                 request.ack = ack;
-                s_relay (self, id, frame->id, false, &request.base, &field);
+                s_relay (self, c, frame->id, false, true, &request.base, &request.request_id);
             }
             break;
         }
@@ -543,12 +621,11 @@ s_upstream_reply (s_watchdog_t *self, zsock_t *dealer, bool terminators)
         char **request_id = terminators? &((Ep__TerminatorReply *) msg)->request_id
                                        : &((Ep__SessionReply *) msg)->request_id;
         s_relay_t *relay = *request_id? (s_relay_t *) zhashx_lookup (self->relays, *request_id): NULL;
-        if (relay) {
+        channel_conn_t *c = relay && !relay->ack? s_router_conn (self, relay->router_id): NULL;
+        if (c) {
             //  The router sees its own request id again.
-            char *colon = strchr (*request_id, ':');
-            char *theirs = strdup (colon? colon + 1: "");
-            free (*request_id);
-            *request_id = theirs;
+            char *upstream = *request_id;
+            *request_id = strchr (upstream, ':') + 1;
             Ep__Frame frame = EP__FRAME__INIT;
             frame.has_id = true;
             frame.id = relay->frame_id;
@@ -560,15 +637,44 @@ s_upstream_reply (s_watchdog_t *self, zsock_t *dealer, bool terminators)
                 frame.body_case = EP__FRAME__BODY_SESSION_REPLY;
                 frame.session_reply = (Ep__SessionReply *) msg;
             }
-            bool is_ack = strncmp (theirs, "ack-", 4) == 0;
-            if (!is_ack)
-                channel_send (self->channel, "router", relay->router_id, &frame);
-            char key [200];
-            snprintf (key, sizeof key, "%s:%s", relay->router_id, theirs);
-            zhashx_delete (self->relays, key);
+            channel_conn_send (c, &frame);
+            *request_id = upstream;
         }
+        if (relay)
+            zhashx_delete (self->relays, *request_id);
         protobuf_c_message_free_unpacked (msg, NULL);
     }
+}
+
+//  A command published on cmd.<router>.: the topic says which router (we
+//  subscribe per joined router); a body naming another router is a
+//  commander's bug, not delivered to either.
+static void
+s_on_command (s_watchdog_t *self, const char *rest, Ep__Command *command)
+{
+    char router [65];
+    size_t len = strlen (rest);
+    if (len < 2 || rest [len - 1] != '.' || len - 1 >= sizeof router)
+        return;
+    memcpy (router, rest, len - 1);
+    router [len - 1] = 0;
+    const char *what = command->command_id? command->command_id: "?";
+    if (command->router_id && !streq (command->router_id, router)) {
+        ep_log_warn ("command %s published for router %s names router %s: not delivered",
+                     what, router, command->router_id);
+        return;
+    }
+    channel_conn_t *c = s_router_conn (self, router);
+    if (!c) {
+        ep_log_debug ("command %s for router %s: not joined here", what, router);
+        return;
+    }
+    if (command->command_id && command->reply_to)
+        zhashx_update (self->commands, command->command_id, strdup (command->reply_to));
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.body_case = EP__FRAME__BODY_COMMAND;
+    frame.command = command;
+    channel_conn_send (c, &frame);
 }
 
 //  Events from the bus: presence of other instances, commands for routers.
@@ -581,17 +687,8 @@ s_bus_events (s_watchdog_t *self)
         if (event->body_case == EP__EVENT__BODY_PRESENCE && strncmp (topic, "presence.join", 13) == 0)
             s_on_presence (self, event->presence);
         else
-        if (event->body_case == EP__EVENT__BODY_COMMAND && event->command->router_id) {
-            Ep__Command *command = event->command;
-            if (command->command_id && command->reply_to)
-                zhashx_update (self->commands, command->command_id, strdup (command->reply_to));
-            Ep__Frame frame = EP__FRAME__INIT;
-            frame.body_case = EP__FRAME__BODY_COMMAND;
-            frame.command = command;
-            if (channel_send (self->channel, "router", command->router_id, &frame) != 0)
-                ep_log_debug ("command %s for router %s: not joined here",
-                              command->command_id? command->command_id: "?", command->router_id);
-        }
+        if (event->body_case == EP__EVENT__BODY_COMMAND && strncmp (topic, "cmd.", 4) == 0)
+            s_on_command (self, topic + 4, event->command);
         ep__event__free_unpacked (event, NULL);
         zstr_free (&topic);
     }
@@ -738,13 +835,53 @@ s_check_crl (s_watchdog_t *self)
     char err [512];
     if (ep_pki_reload_crl (self->ssl_ctx, self->opts->keys_dir, err, sizeof err) == 0) {
         self->crl_stat = st;
-        ep_log_info ("revocation list %s reloaded", path);
+        //  New handshakes check the new list; connections made before it
+        //  are checked here.
+        size_t closed = channel_close_revoked (self->channel);
+        ep_log_info ("revocation list %s reloaded; %zu connection(s) closed as revoked", path, closed);
     }
     else
         ep_log_error ("%s", err);
 }
 
 //  -------------------------------------------------------------------------
+
+//  Where this instance's API is reached, for presence: --advertise, else
+//  the endpoint bound; a wildcard host becomes this machine's address
+//  toward the bus (what peers on that network can reach), or 127.0.0.1.
+//  Not EDGEPLANE_WATCHDOG_API: that names the service, which is every
+//  instance at once when several run behind one name (compose --scale).
+static char *
+s_api_address (s_watchdog_t *self, const char *advertise)
+{
+    if (advertise)
+        return strdup (advertise);
+    char *bound = zsock_last_endpoint (self->api);
+    if (strncmp (bound, "tcp://0.0.0.0:", 14) != 0)
+        return bound;
+    char host [INET6_ADDRSTRLEN] = "127.0.0.1", bus_host [256] = "", bus_port [16] = "";
+    //  A UDP socket "connected" to the bus sends nothing; the kernel picks
+    //  the local address it would use.
+    if (sscanf (self->opts->bus_pub, "tcp://%255[^:]:%15[0-9]", bus_host, bus_port) == 2) {
+        struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_DGRAM }, *found = NULL;
+        int fd = -1;
+        if (getaddrinfo (bus_host, bus_port, &hints, &found) == 0
+        &&  (fd = socket (AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) >= 0
+        &&  connect (fd, found->ai_addr, found->ai_addrlen) == 0) {
+            struct sockaddr_in local;
+            socklen_t len = sizeof local;
+            if (getsockname (fd, (struct sockaddr *) &local, &len) == 0)
+                inet_ntop (AF_INET, &local.sin_addr, host, sizeof host);
+        }
+        if (fd >= 0)
+            close (fd);
+        if (found)
+            freeaddrinfo (found);
+    }
+    char *address = zsys_sprintf ("tcp://%s:%s", host, bound + 14);
+    free (bound);
+    return address;
+}
 
 static zsock_t *
 s_dealer (s_watchdog_t *self, const char *endpoint, const char *server)
@@ -764,7 +901,7 @@ s_dealer (s_watchdog_t *self, const char *endpoint, const char *server)
 int
 main (int argc, char **argv)
 {
-    static char *channel_listen, *listen, *stray_action;
+    static char *channel_listen, *listen, *advertise, *stray_action;
     static int64_t grace, heartbeat, heartbeat_timeout, frame_timeout, drain_grace;
     static int64_t joined_cap, out_cap, budget, max_handshakes, max_per_source;
     ep_opt_t opts [] = {
@@ -772,6 +909,9 @@ main (int argc, char **argv)
           .type = EP_OPT_HOSTPORT, .str = &channel_listen, .help = "The TLS control channel routers dial." },
         { .name = "listen", .env = "EDGEPLANE_WATCHDOG_LISTEN", .def = EP_DEFAULT_WATCHDOG_API,
           .type = EP_OPT_ENDPOINT, .str = &listen, .help = "Where the watchdog API binds." },
+        { .name = "advertise", .env = "EDGEPLANE_WATCHDOG_ADVERTISE", .type = EP_OPT_ENDPOINT, .str = &advertise,
+          .def_help = "the API address bound; for *, this host's address toward the bus",
+          .help = "This instance's API address in its presence beacons (behind NAT)." },
         { .name = "stray-grace", .env = "EDGEPLANE_STRAY_GRACE", .def = "30s", .type = EP_OPT_DURATION,
           .num = &grace, .min = 1, .max = 3600000,
           .help = "A connection not joined this long after TCP accept is stray." },
@@ -890,6 +1030,8 @@ main (int argc, char **argv)
         self.rpc = ep_rpc_server_new (self.api, EP_CODEC_DEFAULT_CAP, 1000, 60000);
         rc = self.terminators && self.reaper? ep_service_bind (self.service, self.api, "api", listen): -1;
     }
+    if (rc == 0)
+        self.api_address = s_api_address (&self, advertise);
     //  Routers are judged against the model: follow it before listening.
     while (rc == 0 && !ep_follower_ready (self.follower) && !ep_service_interrupted (self.service)) {
         int64_t wait = ep_follower_tick (self.follower);
@@ -951,7 +1093,8 @@ main (int argc, char **argv)
     };
     int64_t next_beacon = ep_mono_ms (), next_gauges = ep_mono_ms () + GAUGES_MS;
     int64_t next_crl = ep_mono_ms () + CRL_CHECK_MS, drain_deadline = 0;
-    while (rc == 0) {
+    //  No channel with rc 0: stopped (SIGTERM) while following the model.
+    while (rc == 0 && self.channel) {
         int64_t now = ep_mono_ms ();
         int64_t timeout = ep_publisher_tick (self.publisher);
         int64_t follower = ep_follower_tick (self.follower);
@@ -1026,6 +1169,7 @@ main (int argc, char **argv)
     free (bus_key);
     free (model_key);
     free (self.channel_address);
+    free (self.api_address);
     ep_service_destroy (&self.service);
     return rc == 0? 0: 1;
 }

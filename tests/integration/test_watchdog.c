@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define GRACE_MS 500
@@ -26,6 +27,7 @@ static char *s_keys;            //  keys dir
 static char *s_env [9];         //  environment for the services
 static ep_proc_t *s_bus;
 static ep_proc_t *s_model;
+static ep_proc_t *s_watchdogs [4];      //  started by a test, stopped by s_teardown
 static ep_subscriber_t *s_events;       //  everything on the bus
 static zcert_t *s_sub_cert;
 
@@ -195,9 +197,23 @@ s_setup (void)
     cr_assert_eq (ep_pki_issue (s_keys, "router", "r2", s_dir, 30, err, sizeof err), 0, "%s", err);
 }
 
+//  Remembers a watchdog the test started: teardown stops it, even when an
+//  assertion ended the test early (a leftover would run on, orphaned).
+static void
+s_keep (ep_proc_t *watchdog)
+{
+    size_t i = 0;
+    while (i < EP_COUNT (s_watchdogs) && s_watchdogs [i])
+        i++;
+    cr_assert_lt (i, EP_COUNT (s_watchdogs), "more watchdogs than s_watchdogs holds");
+    s_watchdogs [i] = watchdog;
+}
+
 static void
 s_teardown (void)
 {
+    for (size_t i = 0; i < EP_COUNT (s_watchdogs); i++)
+        ep_proc_destroy (&s_watchdogs [i]);
     ep_subscriber_destroy (&s_events);
     zcert_destroy (&s_sub_cert);
     ep_proc_destroy (&s_model);
@@ -208,22 +224,34 @@ s_teardown (void)
     ep_tmpdir_remove (&s_dir);
 }
 
+//  A watchdog with these settings; extra flags (NULL-terminated, may be
+//  NULL) come last, so they win over the ones here.
 static ep_proc_t *
-s_watchdog (const char *action, const char *heartbeat, const char *timeout)
+s_watchdog_with (const char *action, const char *heartbeat, const char *timeout,
+                 const char *const *extra)
 {
     char grace [32], act [64], hb [64], hbt [64];
     snprintf (grace, sizeof grace, "--stray-grace=%dms", GRACE_MS);
     snprintf (act, sizeof act, "--stray-action=%s", action);
     snprintf (hb, sizeof hb, "--heartbeat=%s", heartbeat);
     snprintf (hbt, sizeof hbt, "--heartbeat-timeout=%s", timeout);
-    const char *args [] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
-                            "--http-listen", "127.0.0.1:0", grace, act, hb, hbt,
-                            "--frame-timeout=300ms", "--drain-grace=1s", NULL };
+    const char *args [20] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
+                              "--http-listen", "127.0.0.1:0", grace, act, hb, hbt,
+                              "--frame-timeout=300ms", "--drain-grace=1s", NULL };
+    for (size_t i = 12, j = 0; extra && extra [j] && i < EP_COUNT (args) - 1; i++, j++)
+        args [i] = extra [j];
     s_env [7] = strdup ("EDGEPLANE_LOG_LEVEL=debug");
     ep_proc_t *watchdog = ep_proc_start ("edgeplane-watchdog", args, (const char *const *) s_env, 15000);
     zstr_free (&s_env [7]);
     cr_assert_not_null (watchdog);
+    s_keep (watchdog);
     return watchdog;
+}
+
+static ep_proc_t *
+s_watchdog (const char *action, const char *heartbeat, const char *timeout)
+{
+    return s_watchdog_with (action, heartbeat, timeout, NULL);
 }
 
 static SSL_CTX *
@@ -360,7 +388,6 @@ Test (watchdog, stray_closed_on_time_while_joined_router_stays,
     cr_assert_gt (ep_chan_client_pongs (router), 0, "the watchdog pings joined routers");
     ep_chan_client_destroy (&router);
     SSL_CTX_free (ctx);
-    ep_proc_destroy (&watchdog);
 }
 
 Test (watchdog, stray_with_action_none_is_reported_and_stays_open,
@@ -372,7 +399,6 @@ Test (watchdog, stray_with_action_none_is_reported_and_stays_open,
     cr_assert_not_null (s_await ("stray.detected", "accepted", GRACE_MS + 2000));
     cr_assert_eq (s_closed_by (fd, accepted + GRACE_MS + 1000), -1, "action none must keep it open");
     close (fd);
-    ep_proc_destroy (&watchdog);
 }
 
 Test (watchdog, every_refusal_has_its_own_reason_and_heartbeats_keep_their_rtt,
@@ -529,7 +555,6 @@ Test (watchdog, every_refusal_has_its_own_reason_and_heartbeats_keep_their_rtt,
     free (key);
     free (ca);
     free (other);
-    ep_proc_destroy (&watchdog);
 }
 
 Test (watchdog, silent_router_is_closed_after_the_heartbeat_timeout,
@@ -554,7 +579,6 @@ Test (watchdog, silent_router_is_closed_after_the_heartbeat_timeout,
     cr_assert_geq (ep_mono_ms () - joined, 600, "closed before the timeout");
     ep_chan_client_destroy (&router);
     SSL_CTX_free (ctx);
-    ep_proc_destroy (&watchdog);
 }
 
 Test (watchdog, two_instances_hold_a_router_once_and_a_command_arrives_once,
@@ -614,6 +638,160 @@ Test (watchdog, two_instances_hold_a_router_once_and_a_command_arrives_once,
     ep_chan_client_destroy (&first);
     ep_chan_client_destroy (&second);
     SSL_CTX_free (ctx);
-    ep_proc_destroy (&a);
-    ep_proc_destroy (&b);
+}
+
+Test (watchdog, revoking_a_joined_routers_certificate_closes_its_connection,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    ep_proc_t *watchdog = s_watchdog ("disconnect", "10s", "30s");
+    SSL_CTX *ctx1 = s_router_ctx (s_dir, "r1");
+    SSL_CTX *ctx2 = s_router_ctx (s_dir, "r2");
+    ep_chan_client_t *r1 = s_join (watchdog, ctx1, "r1");
+    ep_chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
+    char err [512];
+    cr_assert_eq (ep_pki_revoke (s_keys, "r1", err, sizeof err), 0, "%s", err);
+
+    //  Within the CRL check period: r1 is told goodbye (not to come back)
+    //  and closed; the refusal and the leave carry the reason.
+    Ep__Frame *goodbye = NULL;
+    int64_t deadline = ep_mono_ms () + 10000;
+    while (!goodbye && !ep_chan_client_closed (r1) && ep_mono_ms () < deadline) {
+        Ep__Frame *frame = ep_chan_client_recv (r1, 100);
+        if (frame && frame->body_case == EP__FRAME__BODY_GOODBYE)
+            goodbye = frame;
+        else
+        if (frame)
+            ep__frame__free_unpacked (frame, NULL);
+    }
+    cr_assert_not_null (goodbye, "r1 was not told goodbye after its revocation");
+    cr_assert_str_eq (goodbye->goodbye->reason, "revoked");
+    cr_assert (goodbye->goodbye->has_reconnect && !goodbye->goodbye->reconnect);
+    ep__frame__free_unpacked (goodbye, NULL);
+    cr_assert_null (ep_chan_client_recv (r1, 5000));
+    cr_assert (ep_chan_client_closed (r1), "r1 still open after its revocation");
+    cr_assert_not_null (s_await ("channel.refused", "revoked", 5000));
+    s_event_t *left = NULL;
+    deadline = ep_mono_ms () + 5000;
+    while (!left && ep_mono_ms () < deadline) {
+        s_pump (50);
+        for (size_t i = 0; i < s_seen_count && !left; i++)
+            if (streq (s_seen [i].topic, "connect.router-to-ctrl") && !s_seen [i].connected
+            &&  streq (s_seen [i].src_id, "r1"))
+                left = &s_seen [i];
+    }
+    cr_assert_not_null (left, "no leave for r1");
+    cr_assert_str_eq (left->reason, "revoked");
+    char *metrics = ep_http_get (ep_proc_endpoint (watchdog, "http"), "/metrics");
+    cr_assert_eq (ep_metric_value (metrics, "edgeplane_channel_refused_total{reason=\"revoked\"}"), 1,
+                  "%s", metrics);
+    free (metrics);
+
+    //  r2, not revoked, stays.
+    s_keep_alive (r2, ep_mono_ms () + 200);
+    cr_assert_not (ep_chan_client_closed (r2), "%s", ep_chan_client_close_reason (r2));
+    for (size_t i = 0; i < s_seen_count; i++)
+        cr_assert_not (streq (s_seen [i].topic, "connect.router-to-ctrl") && !s_seen [i].connected
+                       && streq (s_seen [i].src_id, "r2"), "r2 was closed too");
+    ep_chan_client_destroy (&r1);
+    ep_chan_client_destroy (&r2);
+    SSL_CTX_free (ctx1);
+    SSL_CTX_free (ctx2);
+}
+
+//  Waits until the metric series reads value; returns the last reading.
+static double
+s_metric_becomes (ep_proc_t *watchdog, const char *series, double value, int timeout_ms)
+{
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    double now = -1;
+    while (true) {
+        char *metrics = ep_http_get (ep_proc_endpoint (watchdog, "http"), "/metrics");
+        now = metrics? ep_metric_value (metrics, series): -1;
+        free (metrics);
+        if (now == value || ep_mono_ms () >= deadline)
+            return now;
+        s_pump (50);
+    }
+}
+
+Test (watchdog, the_source_cap_counts_unjoined_connections_only,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    const char *extra [] = { "--max-per-source=3", "--stray-grace=30s", NULL };
+    ep_proc_t *watchdog = s_watchdog_with ("disconnect", "10s", "30s", extra);
+    const char *refused = "edgeplane_channel_refused_total{reason=\"source-cap\"}";
+    const char *waiting = "edgeplane_connections{role=\"unknown\",state=\"accepted\"}";
+    //  Two unjoined, then two routers that join (each unjoined until it
+    //  does: 3 at most), then a third unjoined: 3, at the cap.
+    int a = s_raw (watchdog), b = s_raw (watchdog);
+    SSL_CTX *ctx1 = s_router_ctx (s_dir, "r1");
+    SSL_CTX *ctx2 = s_router_ctx (s_dir, "r2");
+    ep_chan_client_t *r1 = s_join (watchdog, ctx1, "r1");
+    ep_chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
+    int c = s_raw (watchdog);
+    cr_assert_eq (s_metric_becomes (watchdog, waiting, 3, 5000), 3, "three unjoined connections held");
+
+    //  The fourth unjoined one from 127.0.0.1 is refused at once.
+    int64_t opened = ep_mono_ms ();
+    int d = s_raw (watchdog);
+    cr_assert_neq (s_closed_by (d, opened + 2000), -1, "the connection over the cap was not closed");
+    cr_assert_not_null (s_await ("channel.refused", "source-cap", 5000), "no source-cap refusal event");
+    cr_assert_eq (s_metric_becomes (watchdog, refused, 1, 5000), 1);
+    close (d);
+
+    //  One unjoined leaves: there is room for one more, not two.
+    close (a);
+    cr_assert_eq (s_metric_becomes (watchdog, waiting, 2, 5000), 2, "the closed one still counts");
+    int e = s_raw (watchdog);
+    cr_assert_eq (s_metric_becomes (watchdog, waiting, 3, 5000), 3, "no room after a connection left");
+    opened = ep_mono_ms ();
+    int f = s_raw (watchdog);
+    cr_assert_neq (s_closed_by (f, opened + 2000), -1, "the cap does not hold after a connection left");
+    cr_assert_eq (s_metric_becomes (watchdog, refused, 2, 5000), 2);
+
+    //  The joined routers were never at risk.
+    s_keep_alive (r1, ep_mono_ms () + 100);
+    s_keep_alive (r2, ep_mono_ms () + 100);
+    cr_assert_not (ep_chan_client_closed (r1));
+    cr_assert_not (ep_chan_client_closed (r2));
+    close (b);
+    close (c);
+    close (e);
+    close (f);
+    ep_chan_client_destroy (&r1);
+    ep_chan_client_destroy (&r2);
+    SSL_CTX_free (ctx1);
+    SSL_CTX_free (ctx2);
+}
+
+static bool
+s_following (void *arg)
+{
+    char *log = ep_proc_log ((ep_proc_t *) arg);
+    bool bound = log && strstr (log, "api bound on");
+    free (log);
+    return bound;
+}
+
+Test (watchdog, sigterm_while_it_waits_for_the_model_exits_0,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    //  No model at that address: the watchdog waits to follow it before
+    //  it listens on the channel, and is stopped there.
+    char *model = s_env [4];
+    s_env [4] = strdup ("EDGEPLANE_MODEL_API=tcp://127.0.0.1:1");
+    const char *args [] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
+                            "--http-listen", "127.0.0.1:0", NULL };
+    ep_proc_t *watchdog = ep_proc_spawn ("edgeplane-watchdog", args, (const char *const *) s_env);
+    zstr_free (&s_env [4]);
+    s_env [4] = model;
+    cr_assert_not_null (watchdog);
+    s_keep (watchdog);
+    cr_assert (ep_wait_until (s_following, watchdog, 10000), "the watchdog did not start");
+    cr_assert_eq (ep_proc_signal (watchdog, SIGTERM), 0);
+    int status = ep_proc_wait_exit (watchdog, 10000);
+    char *log = ep_proc_log (watchdog);
+    cr_assert_neq (status, -1, "no exit after SIGTERM: %s", log);
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0, "status %d: %s", status, log);
+    free (log);
 }

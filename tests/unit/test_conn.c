@@ -260,3 +260,34 @@ Test (conn, closed_before_joining_is_an_error_outcome)
     cr_assert_eq (a.flags, 0, "nothing happens to a closed connection");
     conn_destroy (&conn);
 }
+
+Test (conn, revoked_after_joining_is_told_goodbye_refused_and_closed)
+{
+    conn_actions_t a;
+    conn_t *conn = s_awaiting (&a);
+    conn_frame (conn, s_hello (1, EP__ROLE__ROLE_ROUTER, "r1"), CONN_PEER_OK, 30, &a);
+    cr_assert_eq (conn_state (conn), CONN_JOINED);
+    conn_revoked (conn, 40, &a);
+    cr_assert (a.flags & CONN_SEND);
+    cr_assert_eq (a.frame.body_case, EP__FRAME__BODY_GOODBYE);
+    cr_assert_str_eq (a.goodbye.reason, "revoked");
+    cr_assert (a.goodbye.has_reconnect && !a.goodbye.reconnect, "a revoked router must not come back");
+    cr_assert (a.flags & CONN_REPORT_REFUSAL);
+    cr_assert (a.flags & CONN_CLOSE);
+    cr_assert_str_eq (a.reason, "revoked");
+    conn_closed (conn, "revoked", 41, &a);
+    cr_assert (a.flags & CONN_LEAVE, "a joined peer's leave is announced");
+    cr_assert_str_eq (conn_outcome (conn), "joined");
+    conn_revoked (conn, 50, &a);
+    cr_assert_eq (a.flags, 0, "nothing once closed");
+    conn_destroy (&conn);
+
+    //  Before Hello: refused and closed, nothing sent.
+    conn = s_awaiting (&a);
+    conn_revoked (conn, 30, &a);
+    cr_assert_not (a.flags & CONN_SEND);
+    cr_assert (a.flags & CONN_REPORT_REFUSAL);
+    cr_assert (a.flags & CONN_CLOSE);
+    cr_assert_str_eq (conn_outcome (conn), "refused");
+    conn_destroy (&conn);
+}

@@ -445,6 +445,33 @@ Test (pki, revoked_certificate_is_refused_after_reload_and_others_still_accepted
     SSL_CTX_free (server_ctx);
 }
 
+Test (pki, connections_made_before_a_revocation_are_found_after_reload,
+      .init = s_setup, .fini = s_teardown)
+{
+    s_init (s_keys, false);
+    s_issue (s_keys, "router", "r1");
+    s_issue (s_keys, "router", "r2");
+    SSL_CTX *server_ctx = s_server (s_keys);
+    SSL_CTX *ctx1 = s_client ("r1"), *ctx2 = s_client ("r2");
+    s_conn_t one = s_handshake (ctx1, server_ctx);
+    s_conn_t two = s_handshake (ctx2, server_ctx);
+    cr_assert (one.server_ok && two.server_ok);
+    cr_assert_not (ep_pki_peer_revoked (server_ctx, one.server));
+    char err [512] = "";
+    cr_assert_eq (ep_pki_revoke (s_keys, "r1", err, sizeof err), 0, "%s", err);
+    cr_assert_not (ep_pki_peer_revoked (server_ctx, one.server), "seen only once reloaded");
+    cr_assert_eq (ep_pki_reload_crl (server_ctx, s_keys, err, sizeof err), 0, "%s", err);
+    cr_assert (ep_pki_peer_revoked (server_ctx, one.server));
+    cr_assert_not (ep_pki_peer_revoked (server_ctx, two.server));
+    cr_assert_not (ep_pki_peer_revoked (NULL, one.server));
+    cr_assert_not (ep_pki_peer_revoked (server_ctx, NULL));
+    s_conn_free (&one);
+    s_conn_free (&two);
+    SSL_CTX_free (ctx1);
+    SSL_CTX_free (ctx2);
+    SSL_CTX_free (server_ctx);
+}
+
 Test (pki, revoke_covers_every_certificate_of_the_id, .init = s_setup, .fini = s_teardown)
 {
     s_init (s_keys, false);

@@ -113,6 +113,29 @@ Test (tracker, whole_stream_prefixes)
     ep_tracker_destroy (&t);
 }
 
+Test (tracker, many_narrow_prefixes_never_cover_a_stream)
+{
+    ep_tracker_t *t = ep_tracker_new (0, 3000, NULL, NULL);
+    //  The watchdog's shape: one prefix per joined router.
+    for (int i = 0; i < 10000; i++) {
+        char prefix [32];
+        snprintf (prefix, sizeof prefix, "cmd.r%d.", i);
+        ep_tracker_subscribe (t, prefix);
+    }
+    ep_tracker_subscribe (t, "presence.join");
+    cr_assert_not (ep_tracker_whole (t, "cmd"));
+    cr_assert_not (ep_tracker_whole (t, "presence"));
+    ep_tracker_subscribe (t, "cmd.");
+    cr_assert (ep_tracker_whole (t, "cmd"));
+    ep_tracker_unsubscribe (t, "cmd.r7.");
+    cr_assert (ep_tracker_whole (t, "cmd"), "a narrow unsubscribe leaves the whole one");
+    ep_tracker_unsubscribe (t, "cmd.");
+    cr_assert_not (ep_tracker_whole (t, "cmd"));
+    ep_tracker_subscribe (t, "pres");
+    cr_assert (ep_tracker_whole (t, "presence"));
+    ep_tracker_destroy (&t);
+}
+
 Test (tracker, joining_mid_stream_is_not_a_gap)
 {
     s_log_t log;

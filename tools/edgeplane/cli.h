@@ -27,6 +27,9 @@ int cli_status (int argc, char **argv);
 int
     cli_http_get (const char *url, int64_t timeout_ms, int *status, char **body,
                   char *err, size_t errlen);
+
+//  cmd_connections.c: connections across every watchdog instance.
+int cli_connections (int argc, char **argv);
 //  cmd_model.c: the model's entities, and backup.
 int cli_router (int argc, char **argv);
 int cli_service (int argc, char **argv);

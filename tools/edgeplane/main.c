@@ -16,6 +16,7 @@ static const s_command_t s_commands [] = {
     { "up",     cli_up,     "Run the whole control plane on this machine (--demo: with a simulated fleet)." },
     { "status", cli_status, "Health, version and key figures of each service started by `edgeplane up`." },
     { "events", cli_events, "Subscribe to the event bus and print events (--json, --exec CMD)." },
+    { "connections", cli_connections, "Control-channel connections across every watchdog instance." },
     { "router", cli_router, "Routers in the model: create, get, list, update, delete." },
     { "service", cli_service, "Services in the model: create, get, list, update, delete." },
     { "identity", cli_identity, "Identities in the model: create, get, list, update, delete." },
