@@ -7,7 +7,9 @@
     commit made true: commands first, then events at a bounded rate (the
     bus and its subscribers drop what overflows their queues, and a router
     deletion can make 200,000 events). A reply or an event never precedes
-    its commit. A failed commit ends the process unanswered (crash-only: the
+    its commit, and nothing is published before our own stream heartbeat
+    has come back through the bus (the PUB socket would drop it). A
+    failed commit ends the process unanswered (crash-only: the
     next start reloads the truth from sessions.db). docs/reaper.md is the
     contract.
 */
@@ -104,7 +106,7 @@ s_on_model (void *arg, const ep_model_event_t *event)
     reaper_model_event (self->reaper, event, ep_mono_ms ());
 }
 
-//  Presence from the bus; the first message proves the subscription live.
+//  Presence from the bus, and the moment the bus path is proven.
 static void
 s_bus (s_main_t *self)
 {
@@ -120,7 +122,9 @@ s_bus (s_main_t *self)
         zstr_free (&topic);
     }
     ep_subscriber_tick (self->events);
-    if (!self->bus_live && ep_tracker_seen (ep_subscriber_tracker (self->events), NULL)) {
+    //  Our own stream's heartbeat proves both directions (publishing and
+    //  subscribing through the bus).
+    if (!self->bus_live && ep_tracker_seen (ep_subscriber_tracker (self->events), "session")) {
         self->bus_live = true;
         reaper_bus_live (self->reaper, now);
         ep_log_info ("bus subscription live: presence known in a presence timeout");
@@ -203,7 +207,11 @@ s_turn (s_main_t *self)
     }
     s_list_free (&writes);
     s_list_free (&reads);
-    //  Commands all, events at a bounded rate (bursts of a tenth of a second).
+    //  Commands all, events at a bounded rate (bursts of a tenth of a
+    //  second); nothing until the bus path is proven (a PUB socket drops
+    //  what it sends before its connection is up).
+    if (!self->bus_live)
+        return due;
     int64_t mono = ep_mono_ms ();
     double burst = self->event_rate / 10.0;
     self->tokens += (mono - self->tokens_at) * self->event_rate / 1000.0;
@@ -367,7 +375,7 @@ main (int argc, char **argv)
             timeout = follower;
         if (due - now < timeout)
             timeout = due - now;
-        if (reaper_backlog (self.reaper) && timeout > PUBLISH_PAUSE)
+        if (reaper_backlog (self.reaper) && self.bus_live && timeout > PUBLISH_PAUSE)
             timeout = PUBLISH_PAUSE;
         if (timeout < 0 || reaper_uncommitted (self.reaper))
             timeout = 0;

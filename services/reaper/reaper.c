@@ -1397,6 +1397,11 @@ s_force (reaper_t *self, int64_t now)
     sweep_item_t *item;
     while (forced < self->config.mark_batch && !self->broken
        &&  (item = sweep_next_forced (self->sweep, now))) {
+        //  The deadline people see is on the wall clock, which may trail
+        //  the monotonic one by a millisecond: never force before it.
+        s_job_t *job = (s_job_t *) sweep_job_user (sweep_item_job (item));
+        if (s_wall (self, now) < job->deadline_ms)
+            break;
         s_finish (self, (session_t *) sweep_item_owner (item), R_FORCED, "reaped", now);
         forced++;
     }
