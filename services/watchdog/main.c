@@ -477,20 +477,21 @@ s_frame (void *arg, channel_conn_t *c, Ep__Frame *frame)
                                  ? (const char *) zhashx_lookup (self->commands, ack->command_id): NULL;
             char request_id [80];
             snprintf (request_id, sizeof request_id, "ack-%s", ack->command_id? ack->command_id: "");
-            char *field = request_id;
             if (reply_to && streq (reply_to, "terminators")) {
                 Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+                request.request_id = request_id;
                 request.router_id = (char *) id;
                 request.op_case = EP__TERMINATOR_REQUEST__OP_ACK;
                 request.ack = ack;
-                s_relay (self, id, frame->id, true, &request.base, &field);
+                s_relay (self, id, frame->id, true, &request.base, &request.request_id);
             }
             else {
                 Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+                request.request_id = request_id;
                 request.router_id = (char *) id;
                 request.op_case = EP__SESSION_REQUEST__OP_ACK;
                 request.ack = ack;
-                s_relay (self, id, frame->id, false, &request.base, &field);
+                s_relay (self, id, frame->id, false, &request.base, &request.request_id);
             }
             break;
         }
