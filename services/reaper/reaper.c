@@ -1074,8 +1074,9 @@ s_ack (reaper_t *self, const Ep__SessionRequest *request, int64_t now, reaper_re
     //  A probe's ack lists the sessions the router still holds; any other
     //  ack (a CloseSessions', or one from before a restart) those it closed.
     bool probe = strncmp (command_id, PROBE_PREFIX, strlen (PROBE_PREFIX)) == 0;
-    if (!probe)
-        sweep_answered (self->sweep, command_id);
+    bool known = !probe && sweep_answered (self->sweep, command_id);
+    ep_log_debug ("router %s acked %s%s with %zu sessions", request->router_id, command_id,
+                  probe || known? "": " (not outstanding)", ack->n_session_ids);
     for (size_t i = 0; i < ack->n_session_ids; i++) {
         const char *id = ack->session_ids [i];
         session_t *session = id? (session_t *) zhashx_lookup (self->sessions, id): NULL;

@@ -13,11 +13,16 @@
     - A reaper restart does not reap live sessions; a router that goes
       silent has its sessions probed, then expired.
     - Roles: only the watchdog speaks for routers, subscribers read nothing.
+    - End to end through the real edgeplane-watchdog and a TLS router:
+      opens and heartbeats relayed, a deletion's closes delivered to the
+      draining router, its acks relayed back.
 */
 #include <criterion/criterion.h>
 #include "ep_test.h"
+#include "ep_chan_client.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
+#include "ep_pki.h"
 #include "ep_publisher.h"
 #include "ep_rpc_client.h"
 #include "ep_subscriber.h"
@@ -31,7 +36,7 @@
 
 static char *s_dir;             //  data dir
 static char *s_keys;            //  keys dir
-static char *s_env [8];         //  environment for the services
+static char *s_env [10];        //  environment for the services (NULL-terminated)
 static ep_proc_t *s_bus;
 static ep_proc_t *s_model;
 static ep_proc_t *s_reaper;
@@ -819,4 +824,132 @@ Test (reaper_it, only_the_watchdog_speaks_for_routers, .init = s_setup, .fini = 
     cr_assert_not_null (frame, "no answer to a malformed request");
     zframe_destroy (&frame);
     zsock_destroy (&dealer);
+}
+
+Test (reaper_it, end_to_end_through_the_real_watchdog, .init = s_setup, .fini = s_teardown, .timeout = 120)
+{
+    enum { N = 10 };
+    signal (SIGPIPE, SIG_IGN);
+    char err [512];
+    cr_assert_eq (ep_pki_init (s_keys, false, err, sizeof err), 0, "%s", err);
+    cr_assert_eq (ep_pki_issue (s_keys, "router", "r1", s_dir, 30, err, sizeof err), 0, "%s", err);
+    const char *args [] = { "--cleanup-deadline", "4s", NULL };
+    s_reaper_start (args);
+    s_model_fixture ();
+    s_env [5] = zsys_sprintf ("EDGEPLANE_REAPER_API=%s", s_reaper_listen);
+    s_env [6] = strdup ("EDGEPLANE_TERMINATORS_API=tcp://127.0.0.1:1");
+    const char *watchdog_args [] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
+                                     "--http-listen", "127.0.0.1:0", "--drain-grace", "8s", NULL };
+    ep_proc_t *watchdog = ep_proc_start ("edgeplane-watchdog", watchdog_args, (const char *const *) s_env, 15000);
+    cr_assert_not_null (watchdog);
+    char *cert = zsys_sprintf ("%s/r1.crt", s_dir), *key = zsys_sprintf ("%s/r1.key", s_dir);
+    char *ca = zsys_sprintf ("%s/ca.crt", s_dir);
+    SSL_CTX *ctx = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
+    cr_assert_not_null (ctx, "%s", err);
+    ep_chan_client_t *router = ep_chan_client_new (ep_proc_endpoint (watchdog, "channel"), ctx, 5000, err, sizeof err);
+    cr_assert_not_null (router, "%s", err);
+    Ep__HelloResult *hello = ep_chan_client_hello (router, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
+    cr_assert_not_null (hello);
+    cr_assert_eq (hello->status->code, EP__STATUS__CODE__OK, "%s", hello->status->message);
+    ep__hello_result__free_unpacked (hello, NULL);
+
+    //  The router opens its sessions through the watchdog.
+    for (uint64_t i = 0; i < N; i++) {
+        char id [16], request_id [32];
+        snprintf (id, sizeof id, "e-%02d", (int) i);
+        snprintf (request_id, sizeof request_id, "open-%s", id);
+        Ep__Session session = EP__SESSION__INIT;
+        session.id = id;
+        session.identity_id = "i1";
+        session.service_id = "svc";
+        session.has_type = true;
+        session.type = EP__SESSION_TYPE__DIAL;
+        Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+        request.request_id = request_id;
+        request.op_case = EP__SESSION_REQUEST__OP_OPEN;
+        request.open = &session;
+        Ep__Frame frame = EP__FRAME__INIT;
+        frame.has_id = true;
+        frame.id = 100 + i;
+        frame.body_case = EP__FRAME__BODY_SESSION_REQUEST;
+        frame.session_request = &request;
+        cr_assert_eq (ep_chan_client_send (router, &frame, 5000), 0);
+    }
+    size_t opened = 0;
+    int64_t deadline = ep_mono_ms () + 15000;
+    while (opened < N && ep_mono_ms () < deadline) {
+        Ep__Frame *frame = ep_chan_client_recv (router, 200);
+        if (frame && frame->body_case == EP__FRAME__BODY_SESSION_REPLY) {
+            cr_assert_eq (frame->session_reply->status->code, EP__STATUS__CODE__OK, "%s",
+                          frame->session_reply->status->message);
+            cr_assert_eq (strncmp (frame->session_reply->request_id, "open-e-", 7), 0,
+                          "the router sees its own request id: %s", frame->session_reply->request_id);
+            opened++;
+        }
+        if (frame)
+            ep__frame__free_unpacked (frame, NULL);
+    }
+    cr_assert_eq (opened, N, "%zu of %d opens answered through the watchdog", opened, N);
+    cr_assert_eq (s_list ("r1", EP__SESSION_STATE__ACTIVE, NULL, NULL), N);
+
+    //  Deleted: the watchdog drains the router, which still gets the
+    //  reaper's closes and acks all but e-09.
+    uint64_t revision = s_delete_router ("r1");
+    size_t closes = 0;
+    bool goodbye = false;
+    deadline = ep_mono_ms () + 30000;
+    Ep__SessionReply *reply = NULL;
+    while (!reply && ep_mono_ms () < deadline && !ep_chan_client_closed (router)) {
+        Ep__Frame *frame = ep_chan_client_recv (router, 200);
+        if (frame && frame->body_case == EP__FRAME__BODY_GOODBYE)
+            goodbye = true;
+        if (frame && frame->body_case == EP__FRAME__BODY_COMMAND
+        &&  frame->command->kind_case == EP__COMMAND__KIND_CLOSE_SESSIONS) {
+            Ep__CloseSessions *close = frame->command->close_sessions;
+            cr_assert_str_eq (close->reason, "router-deleted");
+            char *closed [N];
+            size_t n = 0;
+            for (size_t i = 0; i < close->n_session_ids; i++)
+                if (!streq (close->session_ids [i], "e-09") && n < N)
+                    closed [n++] = close->session_ids [i];
+            closes++;
+            Ep__CommandAck ack = EP__COMMAND_ACK__INIT;
+            ack.command_id = frame->command->command_id;
+            ack.n_session_ids = n;
+            ack.session_ids = closed;
+            Ep__Frame answer = EP__FRAME__INIT;
+            answer.body_case = EP__FRAME__BODY_COMMAND_ACK;
+            answer.command_ack = &ack;
+            cr_assert_eq (ep_chan_client_send (router, &answer, 5000), 0);
+        }
+        if (frame)
+            ep__frame__free_unpacked (frame, NULL);
+        if (closes)
+            reply = s_job_done ("r1", revision, 1);
+    }
+    if (!reply)
+        reply = s_job_done ("r1", revision, 20000);
+    cr_assert (goodbye, "the deleted router was not drained");
+    cr_assert_gt (closes, 0, "no CloseSessions reached the router through the watchdog");
+    cr_assert_not_null (reply, "the cleanup did not finish");
+    Ep__CleanupJob *job = reply->jobs [0];
+    cr_assert_eq (job->scheduled, N);
+    if (job->n_closed != 2) {             //  what went wrong, for the reader
+        char *log = ep_proc_log (watchdog);
+        fprintf (stderr, "watchdog log:\n%s\n", log);
+        free (log);
+        log = ep_proc_log (s_reaper);
+        fprintf (stderr, "reaper log:\n%s\n", log);
+        free (log);
+    }
+    for (size_t i = 0; i < job->n_closed; i++)
+        cr_assert_eq (job->closed [i]->count, streq (job->closed [i]->reason, "forced")? 1: N - 1,
+                      "%s: %llu", job->closed [i]->reason, (unsigned long long) job->closed [i]->count);
+    ep__session_reply__free_unpacked (reply, NULL);
+    ep_chan_client_destroy (&router);
+    SSL_CTX_free (ctx);
+    free (cert);
+    free (key);
+    free (ca);
+    ep_proc_destroy (&watchdog);
 }
