@@ -1075,8 +1075,8 @@ s_ack (reaper_t *self, const Ep__SessionRequest *request, int64_t now, reaper_re
     //  ack (a CloseSessions', or one from before a restart) those it closed.
     bool probe = strncmp (command_id, PROBE_PREFIX, strlen (PROBE_PREFIX)) == 0;
     bool known = !probe && sweep_answered (self->sweep, command_id);
-    ep_log_debug ("router %s acked %s%s with %zu sessions", request->router_id, command_id,
-                  probe || known? "": " (not outstanding)", ack->n_session_ids);
+    ep_log_debug ("router %s acked %s%s with %zu sessions (%zu in cleanup)", request->router_id, command_id,
+                  probe || known? "": " (not outstanding)", ack->n_session_ids, sweep_size (self->sweep));
     for (size_t i = 0; i < ack->n_session_ids; i++) {
         const char *id = ack->session_ids [i];
         session_t *session = id? (session_t *) zhashx_lookup (self->sessions, id): NULL;
@@ -1363,6 +1363,7 @@ s_mark (reaper_t *self, int64_t now)
         s_event (self, session, "terminating", job->reason, now);
     }
     free (items);
+    ep_log_debug ("marked %zu sessions TERMINATING, %zu to go", count, sweep_pending (self->sweep));
 }
 
 //  Phase 2: CloseSessions to the routers, new and resent.
@@ -1383,6 +1384,8 @@ s_send (reaper_t *self, int64_t now)
         s_job_t *job = (s_job_t *) sweep_job_user (sweep_command_job (command));
         s_command (self, sweep_command_router (command), sweep_command_id (command), false,
                    job->reason, job->deadline_ms, ids, count);
+        ep_log_debug ("CloseSessions %s: %zu sessions to router %s", sweep_command_id (command), count,
+                      sweep_command_router (command));
         if (sweep_command_attempt (command) > 1)
             ep_log_debug ("resending %zu closes to router %s (attempt %u)", count,
                           sweep_command_router (command), sweep_command_attempt (command));
