@@ -13,10 +13,9 @@
 
     Memory per tracked session, two ways: the reaper process's resident set
     after the N opens (and their events) minus before, over N, which also
-    counts the RPC reply cache (each open's reply is kept 10 minutes for
-    retries), SQLite's page cache and heap the allocator keeps; and the
-    heap the state machine itself holds per open session (reaper.c linked
-    in here, mallinfo2 before and after N opens over a real store).
+    counts SQLite's page cache and heap the allocator keeps; and the heap
+    the state machine itself holds per open session (reaper.c linked in
+    here, mallinfo2 before and after N opens over a real store).
 
     The anchor: OpenZiti's eventual cleanup deletes sessions in batches of
     1,000 every 2 seconds, 500 sessions/s (about 200 s for 100,000).

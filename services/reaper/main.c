@@ -74,7 +74,7 @@ s_answer (s_main_t *self, s_pending_t *pending)
                             "the reply would exceed %u bytes: ask for a smaller page_size",
                             EP_CODEC_DEFAULT_CAP);
     else
-        ep_rpc_server_reply (self->rpc, &pending->call, &frame, result->remember);
+        ep_rpc_server_reply (self->rpc, &pending->call, &frame, false);
     double seconds = (ep_mono_us () - pending->started_us) / 1e6;
     ep_metrics_request_done (ep_service_metrics (self->service), result->op,
                              s_code_name (result->status.code), seconds);
@@ -358,7 +358,8 @@ main (int argc, char **argv)
         zsock_set_rcvhwm (self.router, 100000);
         zsock_set_heartbeat_ivl (self.router, 1000);
         zsock_set_heartbeat_timeout (self.router, 3000);
-        self.rpc = ep_rpc_server_new (self.router, EP_CODEC_DEFAULT_CAP, 200000, 600000);
+        //  Writes are idempotent (reaper.h): no replies kept for retries.
+        self.rpc = ep_rpc_server_new (self.router, EP_CODEC_DEFAULT_CAP, 1000, 60000);
         rc = ep_service_bind (self.service, self.router, "api", listen);
     }
 

@@ -32,6 +32,7 @@
 #define PRUNE_BATCH         10000       //  rows deleted per pruning transaction
 #define TOMBSTONES_MAX      100000      //  deleted ids remembered, at most
 #define JOBS_REPORTED       10          //  cleanup: newest jobs per target
+#define EVENTS_MAX          1000000     //  events waiting for the bus, at most
 
 //  The things a session belongs to.
 enum { G_ROUTER = 0, G_IDENTITY, G_SERVICE, G_KINDS };
@@ -137,6 +138,7 @@ struct _reaper_t {
     size_t dirty_capacity;      //  entries allocated
     zlistx_t *events;           //  s_event_t, waiting to be published
     zlistx_t *commands;         //  s_command_out_t, waiting to be published
+    uint64_t events_dropped;    //  events dropped because the bus never took them
     ep_model_view_t *view;      //  the model, once followed (borrowed)
     reaper_publish_fn *publish; //  where events go
     void *publish_arg;          //  for publish
@@ -364,6 +366,14 @@ s_event (reaper_t *self, session_t *session, const char *type, const char *reaso
         at += len;
     }
     zlistx_add_end (self->events, event);
+    //  A bus that never comes up must not take all memory: the oldest go.
+    if (zlistx_size (self->events) > EVENTS_MAX) {
+        s_event_t *oldest = (s_event_t *) zlistx_detach (self->events, NULL);
+        free (oldest);
+        if (self->events_dropped++ % 100000 == 0)
+            ep_log_warn ("%llu session events dropped: the bus has not taken them (is it up?)",
+                         (unsigned long long) self->events_dropped);
+    }
 }
 
 //  Queues a close or probe command for router with ids [0 .. count).
@@ -988,7 +998,6 @@ s_open (reaper_t *self, const Ep__SessionRequest *request, int64_t now, reaper_r
     session = s_session_new (self, &row, now);
     s_event (self, session, "created", NULL, now);
     s_reply_row (result, &row);
-    result->remember = true;
 }
 
 //  A row read from disk for a reply, if it is on the given router.
@@ -1026,8 +1035,7 @@ s_close (reaper_t *self, const Ep__SessionRequest *request, int64_t now, reaper_
         row.closed_ms = s_wall (self, now);
         s_reply_row (result, &row);         //  copied before s_finish frees the session
         s_finish (self, session, R_CLIENT, "closed", now);
-        result->remember = true;
-        return;
+            return;
     }
     //  Closed already (a late retry, say): the same outcome, from disk.
     s_lookup_t lookup = { result, request->router_id, false };
@@ -1067,7 +1075,7 @@ s_heartbeat (reaper_t *self, const Ep__SessionRequest *request, int64_t now, rea
 }
 
 static void
-s_ack (reaper_t *self, const Ep__SessionRequest *request, int64_t now, reaper_result_t *result)
+s_ack (reaper_t *self, const Ep__SessionRequest *request, int64_t now)
 {
     const Ep__CommandAck *ack = request->ack;
     const char *command_id = ack->command_id? ack->command_id: "";
@@ -1088,7 +1096,6 @@ s_ack (reaper_t *self, const Ep__SessionRequest *request, int64_t now, reaper_re
         if (!session->sweep)
             liveness_heard (self->liveness, &session->live, now);
     }
-    result->remember = true;
 }
 
 bool
@@ -1137,7 +1144,7 @@ reaper_handle (reaper_t *self, const Ep__SessionRequest *request, const ep_calle
         case EP__SESSION_REQUEST__OP_OPEN:      s_open (self, request, now, result); break;
         case EP__SESSION_REQUEST__OP_CLOSE_ID:  s_close (self, request, now, result); break;
         case EP__SESSION_REQUEST__OP_HEARTBEAT: s_heartbeat (self, request, now, result); break;
-        default:                                s_ack (self, request, now, result); break;
+        default:                                s_ack (self, request, now); break;
     }
 }
 

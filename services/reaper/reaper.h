@@ -13,6 +13,10 @@
     Times are monotonic ms (now); wall-clock times (created_at, last_seen,
     deadlines on disk) are now plus an offset the caller keeps current.
 
+    Every write is idempotent (opening an open session answers the same,
+    closing a closed one too, acks of closed sessions are ignored), so a
+    retried request needs no reply cache.
+
     A failed write leaves memory ahead of the store; the reaper then says
     it is broken (reaper_broken) and main exits without answering, so the
     next start reloads the truth from disk (crash-only).
@@ -59,7 +63,6 @@ typedef struct {
     Ep__Status status;          //  its status
     char message [512];         //  status message storage
     const char *op;             //  metric label
-    bool remember;              //  a write: kept for retries
     zlistx_t *owned;            //  allocations released by reaper_result_clear
 } reaper_result_t;
 
