@@ -10,6 +10,7 @@
 
 #include "ep_prelude.h"
 #include "ep_config.h"
+#include <jansson.h>
 
 //  Exit codes: 0 success, 1 failure, 2 bad usage (as ep_config).
 #define CLI_OK      0
@@ -36,6 +37,8 @@ int cli_service (int argc, char **argv);
 int cli_identity (int argc, char **argv);
 int cli_controller (int argc, char **argv);
 int cli_backup (int argc, char **argv);
+//  cmd_session.c: the reaper's sessions.
+int cli_session (int argc, char **argv);
 
 //  Parses a command's flags: the shared options (data dir, keys dir, bus
 //  addresses, ...) plus opts. Returns 0, or an exit code to return now
@@ -44,6 +47,16 @@ ep_config_t *
     cli_parse (const char *command, const char *description, const char *usage,
                ep_common_opts_t *common, const ep_opt_t *opts, size_t nopts,
                int argc, char **argv, int *exit_code);
+
+//  After `router delete` committed at revision: prints (or adds to json,
+//  when not NULL) how many of router_id's sessions the reaper scheduled
+//  for cleanup and, with wait, the final counts by close reason (waiting
+//  up to wait_timeout_ms). Returns CLI_OK, or CLI_FAIL (said why) if wait
+//  could not be honoured; without wait a silent reaper is only a warning.
+int
+    cli_router_sessions (const char *command, const ep_common_opts_t *common, const char *cert_path,
+                         const char *router_id, uint64_t revision, bool wait, int64_t wait_timeout_ms,
+                         json_t *json);
 
 //  Prints "edgeplane <command>: <message>" on stderr; returns CLI_FAIL.
 int

@@ -33,6 +33,7 @@
 #define F_LIMIT         0x800       //  list --limit
 #define F_EXIST_OK      0x1000      //  create --exist-ok
 #define F_COUNT         0x2000      //  create --count, --prefix
+#define F_WAIT          0x4000      //  router delete --wait, --wait-timeout
 
 //  Entities per list request: the service's default page.
 #define PAGE_SIZE       100
@@ -48,7 +49,7 @@ typedef struct {
 static const s_kind_t s_kinds [] = {
     { "router", "routers", EP__ENTITY_TYPE__ENTITY_ROUTER,
       F_NAME | F_DISABLED | F_HOST | F_TAG | F_EXPECTED | F_CLEAR_HOSTED | F_CLEAR_TAGS
-      | F_NAME_FILTER | F_TAG_FILTER | F_HOSTS | F_LIMIT | F_EXIST_OK | F_COUNT },
+      | F_NAME_FILTER | F_TAG_FILTER | F_HOSTS | F_LIMIT | F_EXIST_OK | F_COUNT | F_WAIT },
     { "service", "services", EP__ENTITY_TYPE__ENTITY_SERVICE,
       F_NAME | F_DISABLED | F_TAG | F_EXPECTED | F_CLEAR_TAGS | F_NAME_FILTER | F_TAG_FILTER | F_LIMIT
       | F_EXIST_OK | F_COUNT },
@@ -89,6 +90,8 @@ typedef struct {
     int64_t count;              //  create --count, 0 = one entity
     char *prefix;               //  create --prefix (with --count)
     bool tolerate_exists;       //  s_call hands back ALREADY_EXISTS replies silently
+    bool wait;                  //  router delete --wait
+    int64_t wait_timeout;       //  router delete --wait-timeout
     char *unused;               //  target of --host and --tag in the table: they are
                                 //  taken out of argv before parsing (see s_take_lists)
     zlistx_t *hosts;            //  --host values, in order (argv's strings)
@@ -171,6 +174,10 @@ s_options (s_cmd_t *self, unsigned want, ep_opt_t *opts)
           .min = 0, .max = 100000, .help = "Create this many, ids <prefix>0 .. <prefix>N-1 (one write each)." } },
         { F_COUNT, { .name = "prefix", .type = EP_OPT_STRING, .str = &self->prefix,
           .def_help = "the kind and a dash, e.g. router-", .help = "Id prefix for --count." } },
+        { F_WAIT, { .name = "wait", .def = "false", .type = EP_OPT_BOOL, .flag = &self->wait,
+          .help = "Wait until the reaper has closed the router's sessions; print the counts by reason." } },
+        { F_WAIT, { .name = "wait-timeout", .def = "5m", .type = EP_OPT_DURATION, .num = &self->wait_timeout,
+          .min = 1, .max = INT64_MAX, .help = "With --wait: give up (exit 1) after this." } },
     };
     size_t count = 0;
     for (size_t i = 0; i < EP_COUNT (all); i++)
@@ -798,14 +805,21 @@ s_delete (s_cmd_t *self, char **args)
     Ep__ModelReply *reply = s_call (self, &request);
     if (!reply)
         return CLI_FAIL;
-    if (self->json)
-        s_print_json (json_pack ("{s:s, s:I}", "deleted", args [0],
-                                 "revision", (json_int_t) reply->revision));
-    else
+    json_t *json = json_pack ("{s:s, s:I}", "deleted", args [0], "revision", (json_int_t) reply->revision);
+    if (!self->json)
         printf ("deleted %s %s at revision %llu\n", self->kind->word, args [0],
                 (unsigned long long) reply->revision);
+    fflush (stdout);
+    //  A router's sessions: what the reaper makes of them.
+    int rc = self->kind->type != EP__ENTITY_TYPE__ENTITY_ROUTER? CLI_OK
+           : cli_router_sessions (self->command, &self->common, self->cert_path, args [0], reply->revision,
+                                  self->wait, self->wait_timeout, self->json? json: NULL);
+    if (self->json)
+        s_print_json (json);
+    else
+        json_decref (json);
     ep__model_reply__free_unpacked (reply, NULL);
-    return CLI_OK;
+    return rc;
 }
 
 static int
@@ -900,7 +914,7 @@ static const s_verb_t s_verbs [] = {
     { "update", s_update, F_NAME | F_DISABLED | F_HOST | F_TAG | F_ADDRESS | F_EXPECTED
                           | F_CLEAR_HOSTED | F_CLEAR_TAGS, 1, 1, "ID",
       "Change a %s: given flags replace those fields, the rest keep their value.", false },
-    { "delete", s_delete, F_EXPECTED, 1, 1, "ID", "Delete a %s.", false },
+    { "delete", s_delete, F_EXPECTED | F_WAIT, 1, 1, "ID", "Delete a %s.", false },
 };
 
 //  Parses a subcommand's flags into self (the shared options included).

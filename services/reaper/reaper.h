@@ -1,0 +1,172 @@
+/*  reaper.h: the session reaper's state machine.
+
+    Sessions that are not closed live in memory (a hash by id, lists by
+    router, identity and service, the liveness heap, the cleanup planner);
+    sessions.db holds their durable state (sessiondb.h). Inputs: requests
+    (decoded SessionRequests and the caller), model changes (from the
+    follower's view observer), presence events, and time. Outputs: replies,
+    events and commands (queued, published only after the commit that makes
+    them true), and rows in the open transaction. No sockets: main.c reads
+    requests, handles them, calls reaper_tick, commits with reaper_commit,
+    then answers and calls reaper_publish. docs/reaper.md is the contract.
+
+    Times are monotonic ms (now); wall-clock times (created_at, last_seen,
+    deadlines on disk) are now plus an offset the caller keeps current.
+
+    Every write is idempotent (opening an open session answers the same,
+    closing a closed one too, acks of closed sessions are ignored), so a
+    retried request needs no reply cache.
+
+    A failed write leaves memory ahead of the store; the reaper then says
+    it is broken (reaper_broken) and main exits without answering, so the
+    next start reloads the truth from disk (crash-only).
+*/
+#ifndef REAPER_H_INCLUDED
+#define REAPER_H_INCLUDED
+
+#include "ep_prelude.h"
+#include "ep_auth.h"
+#include "ep_metrics.h"
+#include "ep_model_view.h"
+#include "ep_store.h"
+#include "events.pb-c.h"
+#include "sessions.pb-c.h"
+
+typedef struct _reaper_t reaper_t;
+
+typedef struct {
+    int64_t evasive_ms;         //  T1: unheard this long -> probe
+    int64_t expire_ms;          //  T2: unheard this long (and probed) -> reaped
+    int64_t offline_grace_ms;   //  a router offline this long -> cleanup
+    int64_t deadline_ms;        //  a cleanup forces what is left after this
+    int64_t presence_timeout_ms;    //  a watchdog unheard this long holds nothing
+    int64_t flush_ms;           //  counters and last-seen are written this often
+    int64_t long_lived_ms;      //  sessions older than this warn when cleaned up
+    int64_t retention_ms;       //  CLOSED sessions and done jobs are kept this long
+    int64_t retry_ms;           //  first resend of an unanswered CloseSessions
+    int64_t retry_max_ms;       //  resend interval cap
+    size_t mark_batch;          //  sessions marked TERMINATING (or forced) per transaction
+    size_t chunk;               //  session ids per command
+    size_t window;              //  unanswered close commands per router
+} reaper_config_t;
+
+//  Fills config with the defaults (docs/reaper.md).
+void
+    reaper_config_defaults (reaper_config_t *config);
+
+//  Receives what to publish: an event on topic.
+typedef void (reaper_publish_fn) (void *arg, const char *topic, Ep__Event *event);
+
+//  The outcome of one request: the reply and what it points to.
+typedef struct {
+    Ep__SessionReply reply;     //  reply (status points at .status)
+    Ep__Status status;          //  its status
+    char message [512];         //  status message storage
+    const char *op;             //  metric label
+    zlistx_t *owned;            //  allocations released by reaper_result_clear
+} reaper_result_t;
+
+//  Loads the open sessions and running jobs of store (borrowed) at now,
+//  every last-seen set to now. metrics may be NULL. Returns NULL (logged)
+//  if the store cannot be read.
+reaper_t *
+    reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metrics,
+                int64_t now, int64_t wall_offset);
+
+void
+    reaper_destroy (reaper_t **self_p);
+
+//  Wall clock = monotonic + offset (refresh it as the clocks drift).
+void
+    reaper_set_wall_offset (reaper_t *self, int64_t wall_offset);
+
+//  Where events and commands go, from reaper_publish.
+void
+    reaper_set_publisher (reaper_t *self, reaper_publish_fn *publish, void *arg);
+
+//  True for requests answered from committed state after the commit
+//  (get, list, cleanup); the others go through reaper_handle in order.
+bool
+    reaper_is_read (const Ep__SessionRequest *request);
+
+//  Handles open, close, heartbeat or ack from caller (roles checked here).
+//  Writes go to the open transaction; answer after reaper_commit.
+void
+    reaper_handle (reaper_t *self, const Ep__SessionRequest *request,
+                   const ep_caller_t *caller, int64_t now, reaper_result_t *result);
+
+//  Answers get, list or cleanup (call outside a transaction).
+void
+    reaper_read (reaper_t *self, const Ep__SessionRequest *request,
+                 const ep_caller_t *caller, int64_t now, reaper_result_t *result);
+
+//  A change the model follower applied (its view observer).
+void
+    reaper_model_event (reaper_t *self, const ep_model_event_t *event, int64_t now);
+
+//  The follower loaded its first snapshot into view (borrowed from now
+//  on): sessions whose router, identity or service is missing are cleaned
+//  up (deleted while the reaper was away).
+void
+    reaper_model_ready (reaper_t *self, ep_model_view_t *view, int64_t now);
+
+//  A presence event (type "join", "leave" or "beacon").
+void
+    reaper_presence (reaper_t *self, const char *type, const Ep__PresenceEvent *presence,
+                     int64_t now);
+
+//  Our bus subscription is proven live (something arrived): presence
+//  counts as known one presence timeout later.
+void
+    reaper_bus_live (reaper_t *self, int64_t now);
+
+//  Does what is due at now (liveness, offline routers, cleanup phases,
+//  deadlines, counter flushes, pruning). Returns when it next has work.
+int64_t
+    reaper_tick (reaper_t *self, int64_t now);
+
+//  Commits the open transaction (if any). Returns 0, or -1 (broken).
+int
+    reaper_commit (reaper_t *self);
+
+//  Publishes queued commands, then at most max_events queued events.
+//  Returns the events published.
+size_t
+    reaper_publish (reaper_t *self, size_t max_events);
+
+//  Events queued, waiting for reaper_publish.
+size_t
+    reaper_backlog (reaper_t *self);
+
+//  True while writes wait for reaper_commit (a model change or a tick
+//  made some): the caller should not sleep before committing.
+bool
+    reaper_uncommitted (reaper_t *self);
+
+//  True once a store write failed: exit without answering.
+bool
+    reaper_broken (reaper_t *self);
+
+//  True once presence is known (see reaper_bus_live).
+bool
+    reaper_presence_known (reaper_t *self);
+
+//  Sessions in state (ACTIVE, TERMINATING: in memory; CLOSED: retained rows).
+//  Sessions a job took but not yet marked count as ACTIVE.
+size_t
+    reaper_count (reaper_t *self, Ep__SessionState state);
+
+//  Sessions in cleanup not closed yet (the cleanup queue depth).
+size_t
+    reaper_queue_depth (reaper_t *self);
+
+//  Cleanup jobs running.
+size_t
+    reaper_jobs (reaper_t *self);
+
+void
+    reaper_result_init (reaper_result_t *result, const char *request_id);
+void
+    reaper_result_clear (reaper_result_t *result);
+
+#endif

@@ -1,0 +1,375 @@
+/*  sessiondb.c: SQL for sessions and cleanup jobs.
+
+    Sessions live in one WITHOUT ROWID table keyed by id, with an index per
+    thing a listing filters on (router, identity, service: each ordered by
+    id so pages come straight off the index) and a partial index on the
+    closing time of CLOSED rows for pruning. Counters are 64-bit unsigned
+    on the wire and signed in SQLite: stored as their bit pattern.
+*/
+#include "sessiondb.h"
+
+const char *const sessiondb_migrations [] = {
+    "CREATE TABLE sessions (id TEXT PRIMARY KEY, router_id TEXT NOT NULL, identity_id TEXT NOT NULL,"
+    "  service_id TEXT NOT NULL, type INTEGER NOT NULL, state INTEGER NOT NULL,"
+    "  priority INTEGER NOT NULL, created_at_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,"
+    "  bytes_rx INTEGER NOT NULL, bytes_tx INTEGER NOT NULL, close_reason TEXT, closed_at_ms INTEGER,"
+    "  job_id TEXT) WITHOUT ROWID;"
+    "CREATE INDEX sessions_by_router ON sessions (router_id, id);"
+    "CREATE INDEX sessions_by_identity ON sessions (identity_id, id);"
+    "CREATE INDEX sessions_by_service ON sessions (service_id, id);"
+    "CREATE INDEX sessions_closed ON sessions (closed_at_ms) WHERE state = 3;"
+    "CREATE TABLE jobs (id TEXT PRIMARY KEY, reason TEXT NOT NULL, target_type TEXT NOT NULL,"
+    "  target_id TEXT NOT NULL, revision INTEGER NOT NULL, started_at_ms INTEGER NOT NULL,"
+    "  deadline_ms INTEGER NOT NULL, scheduled INTEGER NOT NULL, done INTEGER NOT NULL,"
+    "  finished_at_ms INTEGER, closed TEXT) WITHOUT ROWID;"
+    "CREATE INDEX jobs_by_target ON jobs (target_type, target_id, started_at_ms);"
+};
+const size_t sessiondb_migrations_count = EP_COUNT (sessiondb_migrations);
+
+#define SESSION_COLUMNS \
+    "id, router_id, identity_id, service_id, type, state, priority, created_at_ms," \
+    " last_seen_ms, bytes_rx, bytes_tx, close_reason, closed_at_ms, job_id"
+
+#define JOB_COLUMNS \
+    "id, reason, target_type, target_id, revision, started_at_ms, deadline_ms, scheduled," \
+    " done, finished_at_ms, closed"
+
+struct _sessiondb_t {
+    ep_store_t *store;          //  sessions.db (borrowed)
+};
+
+sessiondb_t *
+sessiondb_new (ep_store_t *store)
+{
+    sessiondb_t *self = (sessiondb_t *) zmalloc (sizeof (sessiondb_t));
+    self->store = store;
+    return self;
+}
+
+void
+sessiondb_destroy (sessiondb_t **self_p)
+{
+    if (*self_p) {
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_text (sqlite3_stmt *stmt, int column, const char *value)
+{
+    if (value)
+        sqlite3_bind_text (stmt, column, value, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null (stmt, column);
+}
+
+static int
+s_done (sessiondb_t *self, sqlite3_stmt *stmt)
+{
+    return stmt && ep_store_step (self->store, stmt) == 0? 0: -1;
+}
+
+int
+sessiondb_insert (sessiondb_t *self, const sessiondb_row_t *row)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "INSERT INTO sessions (" SESSION_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, row->id);
+    s_text (stmt, 2, row->router_id);
+    s_text (stmt, 3, row->identity_id);
+    s_text (stmt, 4, row->service_id);
+    sqlite3_bind_int (stmt, 5, row->type);
+    sqlite3_bind_int (stmt, 6, row->state);
+    sqlite3_bind_int64 (stmt, 7, row->priority);
+    sqlite3_bind_int64 (stmt, 8, row->created_ms);
+    sqlite3_bind_int64 (stmt, 9, row->last_seen_ms);
+    sqlite3_bind_int64 (stmt, 10, (sqlite3_int64) row->bytes_rx);
+    sqlite3_bind_int64 (stmt, 11, (sqlite3_int64) row->bytes_tx);
+    s_text (stmt, 12, row->close_reason);
+    if (row->closed_ms)
+        sqlite3_bind_int64 (stmt, 13, row->closed_ms);
+    s_text (stmt, 14, row->job_id);
+    return s_done (self, stmt);
+}
+
+int
+sessiondb_mark (sessiondb_t *self, const char *id, const char *job_id)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "UPDATE sessions SET state = 2, job_id = ?2 WHERE id = ?1");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, id);
+    s_text (stmt, 2, job_id);
+    return s_done (self, stmt);
+}
+
+int
+sessiondb_close (sessiondb_t *self, const char *id, const char *reason, int64_t closed_ms,
+                 int64_t last_seen_ms, uint64_t bytes_rx, uint64_t bytes_tx, const char *job_id)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "UPDATE sessions SET state = 3, close_reason = ?2, closed_at_ms = ?3, last_seen_ms = ?4,"
+        " bytes_rx = ?5, bytes_tx = ?6, job_id = COALESCE (?7, job_id) WHERE id = ?1");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, id);
+    s_text (stmt, 2, reason);
+    sqlite3_bind_int64 (stmt, 3, closed_ms);
+    sqlite3_bind_int64 (stmt, 4, last_seen_ms);
+    sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) bytes_rx);
+    sqlite3_bind_int64 (stmt, 6, (sqlite3_int64) bytes_tx);
+    s_text (stmt, 7, job_id);
+    return s_done (self, stmt);
+}
+
+int
+sessiondb_counters (sessiondb_t *self, const char *id, int64_t last_seen_ms,
+                    uint64_t bytes_rx, uint64_t bytes_tx)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "UPDATE sessions SET last_seen_ms = ?2, bytes_rx = ?3, bytes_tx = ?4 WHERE id = ?1");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, id);
+    sqlite3_bind_int64 (stmt, 2, last_seen_ms);
+    sqlite3_bind_int64 (stmt, 3, (sqlite3_int64) bytes_rx);
+    sqlite3_bind_int64 (stmt, 4, (sqlite3_int64) bytes_tx);
+    return s_done (self, stmt);
+}
+
+static const char *
+s_column_text (sqlite3_stmt *stmt, int column)
+{
+    return (const char *) sqlite3_column_text (stmt, column);
+}
+
+//  Reads the row stmt is on (SESSION_COLUMNS) and gives it to fn.
+static void
+s_row (sqlite3_stmt *stmt, sessiondb_row_fn *fn, void *arg)
+{
+    sessiondb_row_t row = {
+        .id = s_column_text (stmt, 0),
+        .router_id = s_column_text (stmt, 1),
+        .identity_id = s_column_text (stmt, 2),
+        .service_id = s_column_text (stmt, 3),
+        .type = sqlite3_column_int (stmt, 4),
+        .state = sqlite3_column_int (stmt, 5),
+        .priority = (uint32_t) sqlite3_column_int64 (stmt, 6),
+        .created_ms = sqlite3_column_int64 (stmt, 7),
+        .last_seen_ms = sqlite3_column_int64 (stmt, 8),
+        .bytes_rx = (uint64_t) sqlite3_column_int64 (stmt, 9),
+        .bytes_tx = (uint64_t) sqlite3_column_int64 (stmt, 10),
+        .close_reason = s_column_text (stmt, 11),
+        .closed_ms = sqlite3_column_int64 (stmt, 12),
+        .job_id = s_column_text (stmt, 13),
+    };
+    fn (arg, &row);
+}
+
+//  Steps stmt to the end, giving each row to fn. Returns rows or -1.
+static int
+s_rows (sessiondb_t *self, sqlite3_stmt *stmt, sessiondb_row_fn *fn, void *arg)
+{
+    if (!stmt)
+        return -1;
+    int rows = 0, rc;
+    while ((rc = ep_store_step (self->store, stmt)) == 1) {
+        s_row (stmt, fn, arg);
+        rows++;
+    }
+    sqlite3_reset (stmt);
+    return rc < 0? -1: rows;
+}
+
+int
+sessiondb_load_open (sessiondb_t *self, sessiondb_row_fn *fn, void *arg)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "SELECT " SESSION_COLUMNS " FROM sessions WHERE state IN (1, 2)");
+    return s_rows (self, stmt, fn, arg) < 0? -1: 0;
+}
+
+int
+sessiondb_get (sessiondb_t *self, const char *id, sessiondb_row_fn *fn, void *arg)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "SELECT " SESSION_COLUMNS " FROM sessions WHERE id = ?1");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, id);
+    int rows = s_rows (self, stmt, fn, arg);
+    return rows < 0? -1: rows > 0;
+}
+
+int
+sessiondb_list (sessiondb_t *self, const Ep__SessionFilter *filter, const char *after,
+                size_t limit, sessiondb_row_fn *fn, void *arg)
+{
+    //  The most selective index that the filter names leads; the other
+    //  conditions filter its rows. Each index is ordered by id.
+    #define FILTERS " (?1 IS NULL OR router_id = ?1) AND (?2 IS NULL OR identity_id = ?2)" \
+                    " AND (?3 IS NULL OR service_id = ?3) AND (?4 IS NULL OR state = ?4) AND id > ?5" \
+                    " ORDER BY id LIMIT ?6"
+    const char *sql =
+        filter->router_id? "SELECT " SESSION_COLUMNS " FROM sessions INDEXED BY sessions_by_router"
+                           " WHERE router_id = ?1 AND" FILTERS
+      : filter->identity_id? "SELECT " SESSION_COLUMNS " FROM sessions INDEXED BY sessions_by_identity"
+                             " WHERE identity_id = ?2 AND" FILTERS
+      : filter->service_id? "SELECT " SESSION_COLUMNS " FROM sessions INDEXED BY sessions_by_service"
+                            " WHERE service_id = ?3 AND" FILTERS
+      : "SELECT " SESSION_COLUMNS " FROM sessions WHERE" FILTERS;
+    #undef FILTERS
+    sqlite3_stmt *stmt = ep_store_stmt (self->store, sql);
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, filter->router_id);
+    s_text (stmt, 2, filter->identity_id);
+    s_text (stmt, 3, filter->service_id);
+    if (filter->has_state && filter->state)
+        sqlite3_bind_int (stmt, 4, filter->state);
+    s_text (stmt, 5, after? after: "");
+    sqlite3_bind_int64 (stmt, 6, (sqlite3_int64) limit);
+    return s_rows (self, stmt, fn, arg);
+}
+
+int64_t
+sessiondb_count (sessiondb_t *self, int state)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store, "SELECT COUNT(*) FROM sessions WHERE state = ?1");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int (stmt, 1, state);
+    int64_t count = ep_store_step (self->store, stmt) == 1? sqlite3_column_int64 (stmt, 0): -1;
+    sqlite3_reset (stmt);
+    return count;
+}
+
+int
+sessiondb_prune (sessiondb_t *self, int64_t before_ms, size_t limit)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions"
+        " WHERE state = 3 AND closed_at_ms < ?1 LIMIT ?2)");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64 (stmt, 1, before_ms);
+    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) limit);
+    if (s_done (self, stmt) != 0)
+        return -1;
+    int deleted = sqlite3_changes (ep_store_handle (self->store));
+    stmt = ep_store_stmt (self->store, "DELETE FROM jobs WHERE done = 1 AND finished_at_ms < ?1");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64 (stmt, 1, before_ms);
+    return s_done (self, stmt) == 0? deleted: -1;
+}
+
+int
+sessiondb_job_insert (sessiondb_t *self, const sessiondb_job_t *job)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "INSERT INTO jobs (" JOB_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, NULL, NULL)");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, job->id);
+    s_text (stmt, 2, job->reason);
+    s_text (stmt, 3, job->target_type);
+    s_text (stmt, 4, job->target_id);
+    sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) job->revision);
+    sqlite3_bind_int64 (stmt, 6, job->started_ms);
+    sqlite3_bind_int64 (stmt, 7, job->deadline_ms);
+    sqlite3_bind_int64 (stmt, 8, (sqlite3_int64) job->scheduled);
+    return s_done (self, stmt);
+}
+
+int
+sessiondb_job_finish (sessiondb_t *self, const char *id, int64_t finished_ms, const char *closed_json)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "UPDATE jobs SET done = 1, finished_at_ms = ?2, closed = ?3 WHERE id = ?1");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, id);
+    sqlite3_bind_int64 (stmt, 2, finished_ms);
+    s_text (stmt, 3, closed_json);
+    return s_done (self, stmt);
+}
+
+//  Steps a job query to the end, giving each row to fn. Returns rows or -1.
+static int
+s_jobs (sessiondb_t *self, sqlite3_stmt *stmt, sessiondb_job_fn *fn, void *arg)
+{
+    if (!stmt)
+        return -1;
+    int rows = 0, rc;
+    while ((rc = ep_store_step (self->store, stmt)) == 1) {
+        sessiondb_job_t job = {
+            .id = s_column_text (stmt, 0),
+            .reason = s_column_text (stmt, 1),
+            .target_type = s_column_text (stmt, 2),
+            .target_id = s_column_text (stmt, 3),
+            .revision = (uint64_t) sqlite3_column_int64 (stmt, 4),
+            .started_ms = sqlite3_column_int64 (stmt, 5),
+            .deadline_ms = sqlite3_column_int64 (stmt, 6),
+            .scheduled = (uint64_t) sqlite3_column_int64 (stmt, 7),
+            .done = sqlite3_column_int (stmt, 8) != 0,
+            .finished_ms = sqlite3_column_int64 (stmt, 9),
+            .closed = s_column_text (stmt, 10),
+        };
+        fn (arg, &job);
+        rows++;
+    }
+    sqlite3_reset (stmt);
+    return rc < 0? -1: rows;
+}
+
+int
+sessiondb_jobs_running (sessiondb_t *self, sessiondb_job_fn *fn, void *arg)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "SELECT " JOB_COLUMNS " FROM jobs WHERE done = 0 ORDER BY started_at_ms");
+    return s_jobs (self, stmt, fn, arg) < 0? -1: 0;
+}
+
+int
+sessiondb_jobs_find (sessiondb_t *self, const char *target_type, const char *target_id,
+                     const char *id, size_t limit, sessiondb_job_fn *fn, void *arg)
+{
+    sqlite3_stmt *stmt;
+    if (target_type) {
+        stmt = ep_store_stmt (self->store,
+            "SELECT " JOB_COLUMNS " FROM jobs WHERE target_type = ?1 AND target_id = ?2"
+            " ORDER BY started_at_ms DESC, id LIMIT ?3");
+        if (!stmt)
+            return -1;
+        s_text (stmt, 1, target_type);
+        s_text (stmt, 2, target_id);
+        sqlite3_bind_int64 (stmt, 3, (sqlite3_int64) limit);
+    }
+    else {
+        stmt = ep_store_stmt (self->store, "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1");
+        if (!stmt)
+            return -1;
+        s_text (stmt, 1, id);
+    }
+    return s_jobs (self, stmt, fn, arg);
+}
+
+int
+sessiondb_job_counts (sessiondb_t *self, const char *id, sessiondb_count_fn *fn, void *arg)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "SELECT close_reason, COUNT(*) FROM sessions WHERE job_id = ?1 AND state = 3 GROUP BY close_reason");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, id);
+    int rc;
+    while ((rc = ep_store_step (self->store, stmt)) == 1)
+        fn (arg, s_column_text (stmt, 0)? s_column_text (stmt, 0): "", (uint64_t) sqlite3_column_int64 (stmt, 1));
+    sqlite3_reset (stmt);
+    return rc < 0? -1: 0;
+}

@@ -1,0 +1,916 @@
+/*  test_reaper.c: the reaper's state machine (services/reaper/reaper) over
+    a real sessions.db, driven without sockets: roles and validation, open /
+    close / heartbeat, two-phase cleanup of a deleted router (closes in
+    chunks, acks, resends, forced at the deadline and not before), resume
+    after a crash mid-cleanup, liveness across a restart (nothing expires
+    before presence is known; silent sessions are probed, then expired),
+    offline routers, identity deletion across routers, reconciliation with
+    the model, long-lived warnings. */
+#include <criterion/criterion.h>
+#include "ep_test.h"
+#include "reaper.h"
+#include "sessiondb.h"
+
+#define WALL0       1795000000000LL     //  wall clock at mono 0
+#define START       1000000             //  the test's first monotonic time
+#define DEADLINE    10000
+#define T1          2000
+#define T2          5000
+#define PRESENCE    3500
+#define GRACE       20000
+
+//  A command as published.
+typedef struct {
+    char router [65];           //  from the topic
+    char id [48];               //  command id
+    bool probe;                 //  probe, else close
+    char reason [32];           //  close reason
+    int64_t deadline;           //  wall clock
+    zlistx_t *ids;              //  session ids (owned strings)
+} s_command_t;
+
+//  One test's world.
+typedef struct {
+    char *dir;                  //  temp dir
+    char *path;                 //  sessions.db
+    ep_store_t *store;          //  its store
+    reaper_t *reaper;           //  under test
+    reaper_config_t config;     //  its configuration
+    int64_t now;                //  the monotonic clock
+    zlistx_t *events;           //  "topic id reason" strings, in order
+    zlistx_t *commands;         //  s_command_t, in order
+    const char *const *held;    //  routers a watchdog beacons at every step (NULL: none)
+} s_world_t;
+
+static s_world_t w;
+
+static const ep_caller_t s_watchdog = { "k1", "service", "watchdog" };
+static const ep_caller_t s_operator = { "k2", "operator", "operator" };
+static const ep_caller_t s_terminators = { "k3", "service", "terminators" };
+static const ep_caller_t s_subscriber = { "k4", "subscriber", "subscriber" };
+
+static void
+s_command_free (void **item)
+{
+    s_command_t *command = (s_command_t *) *item;
+    if (command) {
+        zlistx_destroy (&command->ids);
+        free (command);
+        *item = NULL;
+    }
+}
+
+static void
+s_publish (void *arg, const char *topic, Ep__Event *event)
+{
+    (void) arg;
+    if (event->body_case == EP__EVENT__BODY_SESSION) {
+        Ep__SessionEvent *body = event->session;
+        zlistx_add_end (w.events, zsys_sprintf ("%s %s %s", topic, body->session_id,
+                                                body->reason? body->reason: "-"));
+        return;
+    }
+    cr_assert_eq (event->body_case, EP__EVENT__BODY_COMMAND);
+    Ep__Command *body = event->command;
+    s_command_t *command = (s_command_t *) zmalloc (sizeof (s_command_t));
+    cr_assert_eq (strncmp (topic, "cmd.", 4), 0);
+    snprintf (command->router, sizeof command->router, "%.*s", (int) (strlen (topic) - 5), topic + 4);
+    cr_assert_str_eq (command->router, body->router_id, "topic %s", topic);
+    cr_assert_str_eq (body->reply_to, "reaper");
+    snprintf (command->id, sizeof command->id, "%s", body->command_id);
+    command->deadline = body->deadline_ms;
+    command->ids = zlistx_new ();
+    zlistx_set_destructor (command->ids, (czmq_destructor *) zstr_free);
+    size_t n = 0;
+    char **ids = NULL;
+    if (body->kind_case == EP__COMMAND__KIND_PROBE_SESSIONS) {
+        command->probe = true;
+        n = body->probe_sessions->n_session_ids;
+        ids = body->probe_sessions->session_ids;
+    }
+    else {
+        cr_assert_eq (body->kind_case, EP__COMMAND__KIND_CLOSE_SESSIONS);
+        snprintf (command->reason, sizeof command->reason, "%s", body->close_sessions->reason);
+        n = body->close_sessions->n_session_ids;
+        ids = body->close_sessions->session_ids;
+    }
+    for (size_t i = 0; i < n; i++)
+        zlistx_add_end (command->ids, strdup (ids [i]));
+    zlistx_add_end (w.commands, command);
+}
+
+static void
+s_start (void)
+{
+    w.now += 1;
+    w.store = ep_store_new (w.path, sessiondb_migrations, sessiondb_migrations_count);
+    cr_assert_not_null (w.store, "%s", ep_store_last_error ());
+    w.reaper = reaper_new (w.store, &w.config, NULL, w.now, WALL0);
+    cr_assert_not_null (w.reaper);
+    reaper_set_publisher (w.reaper, s_publish, NULL);
+}
+
+//  A crash: memory gone, whatever was committed stays.
+static void
+s_crash (void)
+{
+    reaper_destroy (&w.reaper);
+    ep_store_destroy (&w.store);
+}
+
+static void
+s_setup (void)
+{
+    memset (&w, 0, sizeof w);
+    w.dir = ep_tmpdir_new ("reaper-unit");
+    w.path = zsys_sprintf ("%s/sessions.db", w.dir);
+    w.now = START;
+    w.events = zlistx_new ();
+    zlistx_set_destructor (w.events, (czmq_destructor *) zstr_free);
+    w.commands = zlistx_new ();
+    zlistx_set_destructor (w.commands, s_command_free);
+    reaper_config_defaults (&w.config);
+    w.config.evasive_ms = T1;
+    w.config.expire_ms = T2;
+    w.config.deadline_ms = DEADLINE;
+    w.config.presence_timeout_ms = PRESENCE;
+    w.config.offline_grace_ms = GRACE;
+    w.config.flush_ms = 1000;
+    w.config.retry_ms = 1000;
+    w.config.retry_max_ms = 4000;
+    w.config.mark_batch = 5000;
+    w.config.chunk = 5000;
+    w.config.window = 4;
+    s_start ();
+}
+
+static void
+s_teardown (void)
+{
+    s_crash ();
+    zlistx_destroy (&w.events);
+    zlistx_destroy (&w.commands);
+    zstr_free (&w.path);
+    ep_tmpdir_remove (&w.dir);
+}
+
+//  One main-loop turn at w.now: tick, commit, publish everything.
+static void
+s_turn (void)
+{
+    reaper_tick (w.reaper, w.now);
+    cr_assert_eq (reaper_commit (w.reaper), 0);
+    reaper_publish (w.reaper, SIZE_MAX);
+}
+
+//  Turns until nothing is due now.
+static void
+s_settle (void)
+{
+    for (int i = 0; i < 1000; i++) {
+        int64_t due = reaper_tick (w.reaper, w.now);
+        cr_assert_eq (reaper_commit (w.reaper), 0);
+        reaper_publish (w.reaper, SIZE_MAX);
+        if (due > w.now)
+            return;
+    }
+    cr_assert_fail ("the reaper never settled");
+}
+
+static void
+    s_beacon (const char *const *routers);
+
+//  Advances the clock to until, turning at every due time (and every
+//  step ms at least), beaconing w.held at each step.
+static void
+s_advance (int64_t until, int64_t step)
+{
+    while (w.now < until) {
+        if (w.held)
+            s_beacon (w.held);
+        int64_t due = reaper_tick (w.reaper, w.now);
+        cr_assert_eq (reaper_commit (w.reaper), 0);
+        reaper_publish (w.reaper, SIZE_MAX);
+        int64_t next = due > w.now? due: w.now + 1;
+        if (next > w.now + step)
+            next = w.now + step;
+        w.now = next < until? next: until;
+    }
+    s_settle ();
+}
+
+//  Handles request as caller, commits, returns the status code; the reply
+//  stays in *result (caller clears).
+static Ep__Status__Code
+s_call (Ep__SessionRequest *request, const ep_caller_t *caller, reaper_result_t *result)
+{
+    reaper_result_init (result, "req");
+    if (reaper_is_read (request)) {
+        cr_assert_eq (reaper_commit (w.reaper), 0);
+        reaper_read (w.reaper, request, caller, w.now, result);
+    }
+    else {
+        reaper_handle (w.reaper, request, caller, w.now, result);
+        cr_assert_eq (reaper_commit (w.reaper), 0);
+    }
+    reaper_publish (w.reaper, SIZE_MAX);
+    return result->status.code;
+}
+
+static Ep__Status__Code
+s_open_full (const char *id, const char *router, const char *identity, const char *service,
+             uint32_t priority, uint64_t bytes, int64_t created_at)
+{
+    Ep__Session session = EP__SESSION__INIT;
+    session.id = (char *) id;
+    session.identity_id = (char *) identity;
+    session.service_id = (char *) service;
+    session.has_type = true;
+    session.type = EP__SESSION_TYPE__DIAL;
+    session.has_priority = priority > 0;
+    session.priority = priority;
+    session.has_bytes_rx = bytes > 0;
+    session.bytes_rx = bytes;
+    session.has_created_at_ms = created_at > 0;
+    session.created_at_ms = created_at;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.router_id = (char *) router;
+    request.op_case = EP__SESSION_REQUEST__OP_OPEN;
+    request.open = &session;
+    reaper_result_t result;
+    Ep__Status__Code code = s_call (&request, &s_watchdog, &result);
+    if (code == EP__STATUS__CODE__OK) {
+        cr_assert_eq (result.reply.n_sessions, 1);
+        cr_assert_str_eq (result.reply.sessions [0]->id, id);
+        cr_assert_eq (result.reply.sessions [0]->state, EP__SESSION_STATE__ACTIVE);
+    }
+    reaper_result_clear (&result);
+    return code;
+}
+
+static void
+s_open (const char *id, const char *router, const char *identity, const char *service)
+{
+    Ep__Status__Code code = s_open_full (id, router, identity, service, 0, 0, 0);
+    cr_assert_eq (code, EP__STATUS__CODE__OK, "open %s: code %d", id, code);
+}
+
+//  Opens count sessions "<prefix>-<n>" on router in one batch (one commit).
+static void
+s_open_many (const char *prefix, size_t count, const char *router, const char *identity,
+             const char *service)
+{
+    for (size_t i = 0; i < count; i++) {
+        char id [64];
+        snprintf (id, sizeof id, "%s-%06zu", prefix, i);
+        Ep__Session session = EP__SESSION__INIT;
+        session.id = id;
+        session.identity_id = (char *) identity;
+        session.service_id = (char *) service;
+        session.has_type = true;
+        session.type = EP__SESSION_TYPE__BIND;
+        Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+        request.router_id = (char *) router;
+        request.op_case = EP__SESSION_REQUEST__OP_OPEN;
+        request.open = &session;
+        reaper_result_t result;
+        reaper_result_init (&result, "req");
+        reaper_handle (w.reaper, &request, &s_watchdog, w.now, &result);
+        cr_assert_eq (result.status.code, EP__STATUS__CODE__OK, "%s", result.status.message);
+        reaper_result_clear (&result);
+    }
+    cr_assert_eq (reaper_commit (w.reaper), 0);
+    reaper_publish (w.reaper, SIZE_MAX);
+}
+
+static Ep__Status__Code
+s_close (const char *id, const char *router)
+{
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.router_id = (char *) router;
+    request.op_case = EP__SESSION_REQUEST__OP_CLOSE_ID;
+    request.close_id = (char *) id;
+    reaper_result_t result;
+    Ep__Status__Code code = s_call (&request, &s_watchdog, &result);
+    if (code == EP__STATUS__CODE__OK) {
+        cr_assert_eq (result.reply.sessions [0]->state, EP__SESSION_STATE__CLOSED);
+        cr_assert_str_eq (result.reply.sessions [0]->close_reason, "client-closed");
+    }
+    reaper_result_clear (&result);
+    return code;
+}
+
+static void
+s_ack (const char *router, const char *command_id, zlistx_t *ids)
+{
+    Ep__CommandAck ack = EP__COMMAND_ACK__INIT;
+    ack.command_id = (char *) command_id;
+    ack.n_session_ids = ids? zlistx_size (ids): 0;
+    ack.session_ids = (char **) calloc (ack.n_session_ids + 1, sizeof (char *));
+    size_t n = 0;
+    for (char *id = ids? (char *) zlistx_first (ids): NULL; id; id = (char *) zlistx_next (ids))
+        ack.session_ids [n++] = id;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.router_id = (char *) router;
+    request.op_case = EP__SESSION_REQUEST__OP_ACK;
+    request.ack = &ack;
+    reaper_result_t result;
+    cr_assert_eq (s_call (&request, &s_watchdog, &result), EP__STATUS__CODE__OK);
+    reaper_result_clear (&result);
+    free (ack.session_ids);
+}
+
+//  Heartbeats every session in ids (NULL-terminated) with rx bytes.
+static void
+s_heartbeat (const char *router, const char *const *ids, uint64_t rx, zlistx_t *unknown)
+{
+    size_t n = 0;
+    while (ids [n])
+        n++;
+    Ep__SessionHeartbeat__Entry entries [n];
+    Ep__SessionHeartbeat__Entry *pointers [n];
+    for (size_t i = 0; i < n; i++) {
+        ep__session_heartbeat__entry__init (&entries [i]);
+        entries [i].id = (char *) ids [i];
+        entries [i].has_bytes_rx = true;
+        entries [i].bytes_rx = rx;
+        pointers [i] = &entries [i];
+    }
+    Ep__SessionHeartbeat heartbeat = EP__SESSION_HEARTBEAT__INIT;
+    heartbeat.n_entries = n;
+    heartbeat.entries = pointers;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.router_id = (char *) router;
+    request.op_case = EP__SESSION_REQUEST__OP_HEARTBEAT;
+    request.heartbeat = &heartbeat;
+    reaper_result_t result;
+    cr_assert_eq (s_call (&request, &s_watchdog, &result), EP__STATUS__CODE__OK);
+    for (size_t i = 0; unknown && i < result.reply.n_unknown_ids; i++)
+        zlistx_add_end (unknown, strdup (result.reply.unknown_ids [i]));
+    reaper_result_clear (&result);
+}
+
+//  The session as get shows it (state, reason into buffers); false if absent.
+static bool
+s_get (const char *id, Ep__SessionState *state, char *reason, uint64_t *rx)
+{
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.op_case = EP__SESSION_REQUEST__OP_GET_ID;
+    request.get_id = (char *) id;
+    reaper_result_t result;
+    Ep__Status__Code code = s_call (&request, &s_operator, &result);
+    if (code == EP__STATUS__CODE__OK) {
+        *state = result.reply.sessions [0]->state;
+        if (reason)
+            snprintf (reason, 32, "%s", result.reply.sessions [0]->close_reason?
+                      result.reply.sessions [0]->close_reason: "");
+        if (rx)
+            *rx = result.reply.sessions [0]->bytes_rx;
+    }
+    reaper_result_clear (&result);
+    return code == EP__STATUS__CODE__OK;
+}
+
+//  Sessions listed with the filter (every page).
+static size_t
+s_count (const char *router, Ep__SessionState state)
+{
+    size_t count = 0;
+    char token [80] = "";
+    while (true) {
+        Ep__SessionFilter filter = EP__SESSION_FILTER__INIT;
+        filter.router_id = (char *) router;
+        filter.has_state = state != 0;
+        filter.state = state;
+        filter.has_page_size = true;
+        filter.page_size = 1000;
+        filter.page_token = *token? token: NULL;
+        Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+        request.op_case = EP__SESSION_REQUEST__OP_LIST;
+        request.list = &filter;
+        reaper_result_t result;
+        cr_assert_eq (s_call (&request, &s_operator, &result), EP__STATUS__CODE__OK, "%s",
+                      result.status.message);
+        count += result.reply.n_sessions;
+        bool more = result.reply.next_page_token != NULL;
+        if (more)
+            snprintf (token, sizeof token, "%s", result.reply.next_page_token);
+        reaper_result_clear (&result);
+        if (!more)
+            return count;
+    }
+}
+
+static void
+s_delete (Ep__EntityType type, const char *id, uint64_t revision)
+{
+    ep_model_event_t event = { .kind = EP__MODEL_OP__KIND__DELETED, .type = type, .id = id,
+                               .revision = revision };
+    reaper_model_event (w.reaper, &event, w.now);
+}
+
+static size_t
+s_events (const char *prefix)
+{
+    size_t count = 0;
+    for (char *event = (char *) zlistx_first (w.events); event; event = (char *) zlistx_next (w.events))
+        if (strncmp (event, prefix, strlen (prefix)) == 0)
+            count++;
+    return count;
+}
+
+//  Presence: the bus is live and a watchdog holds routers (NULL-terminated).
+static void
+s_beacon (const char *const *routers)
+{
+    size_t n = 0;
+    while (routers [n])
+        n++;
+    Ep__PresenceEvent presence = EP__PRESENCE_EVENT__INIT;
+    presence.instance_id = "watchdog-1";
+    presence.has_instance_epoch = true;
+    presence.instance_epoch = 42;
+    presence.n_routers = n;
+    presence.routers = (char **) routers;
+    reaper_presence (w.reaper, "beacon", &presence, w.now);
+}
+
+static void
+s_reset_outputs (void)
+{
+    zlistx_purge (w.events);
+    zlistx_purge (w.commands);
+}
+
+//  ---------------------------------------------------------------------
+
+Test (reaper, only_the_watchdog_speaks_for_routers_and_input_is_checked,
+      .init = s_setup, .fini = s_teardown)
+{
+    Ep__Session session = EP__SESSION__INIT;
+    session.id = "s1";
+    session.identity_id = "i1";
+    session.service_id = "svc";
+    session.has_type = true;
+    session.type = EP__SESSION_TYPE__DIAL;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.router_id = "r1";
+    request.op_case = EP__SESSION_REQUEST__OP_OPEN;
+    request.open = &session;
+    reaper_result_t result;
+    cr_assert_eq (s_call (&request, &s_operator, &result), EP__STATUS__CODE__PERMISSION_DENIED);
+    cr_assert (strstr (result.status.message, "watchdog"), "%s", result.status.message);
+    reaper_result_clear (&result);
+    cr_assert_eq (s_call (&request, &s_terminators, &result), EP__STATUS__CODE__PERMISSION_DENIED);
+    reaper_result_clear (&result);
+    request.router_id = NULL;
+    cr_assert_eq (s_call (&request, &s_watchdog, &result), EP__STATUS__CODE__INVALID_ARGUMENT);
+    reaper_result_clear (&result);
+    request.router_id = "r1";
+    session.id = "bad id!";
+    cr_assert_eq (s_call (&request, &s_watchdog, &result), EP__STATUS__CODE__INVALID_ARGUMENT);
+    cr_assert (strstr (result.status.message, "open.id"), "%s", result.status.message);
+    reaper_result_clear (&result);
+    session.id = "s1";
+    session.has_type = false;
+    cr_assert_eq (s_call (&request, &s_watchdog, &result), EP__STATUS__CODE__INVALID_ARGUMENT);
+    cr_assert (strstr (result.status.message, "dial or bind"), "%s", result.status.message);
+    reaper_result_clear (&result);
+    session.has_type = true;
+    session.router_id = "r2";
+    cr_assert_eq (s_call (&request, &s_watchdog, &result), EP__STATUS__CODE__INVALID_ARGUMENT);
+    reaper_result_clear (&result);
+    session.router_id = NULL;
+    cr_assert_eq (s_call (&request, &s_watchdog, &result), EP__STATUS__CODE__OK);
+    reaper_result_clear (&result);
+    //  Reads: operators and services; subscribers not.
+    Ep__SessionRequest list = EP__SESSION_REQUEST__INIT;
+    list.op_case = EP__SESSION_REQUEST__OP_LIST;
+    cr_assert_eq (s_call (&list, &s_subscriber, &result), EP__STATUS__CODE__PERMISSION_DENIED);
+    reaper_result_clear (&result);
+    cr_assert_eq (s_call (&list, &s_terminators, &result), EP__STATUS__CODE__OK);
+    cr_assert_eq (result.reply.n_sessions, 1);
+    reaper_result_clear (&result);
+    Ep__SessionRequest empty = EP__SESSION_REQUEST__INIT;
+    cr_assert_eq (s_call (&empty, &s_watchdog, &result), EP__STATUS__CODE__INVALID_ARGUMENT);
+    reaper_result_clear (&result);
+    Ep__SessionFilter filter = EP__SESSION_FILTER__INIT;
+    filter.router_id = "no good";
+    list.list = &filter;
+    cr_assert_eq (s_call (&list, &s_operator, &result), EP__STATUS__CODE__INVALID_ARGUMENT);
+    reaper_result_clear (&result);
+}
+
+Test (reaper, opens_are_idempotent_and_ids_are_never_reused, .init = s_setup, .fini = s_teardown)
+{
+    s_open ("s1", "r1", "i1", "svc");
+    s_open ("s1", "r1", "i1", "svc");
+    cr_assert_eq (s_events ("session.created s1"), 1, "a repeated open is the same open");
+    cr_assert_eq (s_open_full ("s1", "r1", "i2", "svc", 0, 0, 0), EP__STATUS__CODE__ALREADY_EXISTS);
+    cr_assert_eq (s_open_full ("s1", "r2", "i1", "svc", 0, 0, 0), EP__STATUS__CODE__ALREADY_EXISTS);
+    cr_assert_eq (s_close ("s1", "r2"), EP__STATUS__CODE__NOT_FOUND, "another router cannot close it");
+    cr_assert_eq (s_close ("s1", "r1"), EP__STATUS__CODE__OK);
+    cr_assert_eq (s_events ("session.closed s1 client-closed"), 1);
+    cr_assert_eq (s_close ("s1", "r1"), EP__STATUS__CODE__OK, "closing twice answers the same");
+    cr_assert_eq (s_events ("session.closed"), 1);
+    cr_assert_eq (s_open_full ("s1", "r1", "i1", "svc", 0, 0, 0), EP__STATUS__CODE__FAILED_PRECONDITION,
+                  "a closed session is not reopened");
+    cr_assert_eq (s_close ("nope", "r1"), EP__STATUS__CODE__NOT_FOUND);
+    Ep__SessionState state;
+    char reason [32];
+    cr_assert (s_get ("s1", &state, reason, NULL));
+    cr_assert_eq (state, EP__SESSION_STATE__CLOSED);
+    cr_assert_str_eq (reason, "client-closed");
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__CLOSED), 1);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__ACTIVE), 0);
+}
+
+Test (reaper, heartbeats_update_counters_and_name_unknown_sessions, .init = s_setup, .fini = s_teardown)
+{
+    s_open ("s1", "r1", "i1", "svc");
+    s_open ("s2", "r1", "i1", "svc");
+    s_open ("s3", "r2", "i1", "svc");
+    cr_assert_eq (s_close ("s2", "r1"), EP__STATUS__CODE__OK);
+    zlistx_t *unknown = zlistx_new ();
+    zlistx_set_destructor (unknown, (czmq_destructor *) zstr_free);
+    const char *ids [] = { "s1", "s2", "s3", "ghost", NULL };
+    s_heartbeat ("r1", ids, 12345, unknown);
+    //  s2 is closed, s3 is another router's, ghost never existed.
+    cr_assert_eq (zlistx_size (unknown), 3);
+    Ep__SessionState state;
+    uint64_t rx = 0;
+    cr_assert (s_get ("s1", &state, NULL, &rx));
+    cr_assert_eq (rx, 12345, "get shows counters not flushed yet");
+    //  After a flush and a restart, the counters are on disk.
+    w.now += 1500;
+    s_turn ();
+    s_crash ();
+    s_start ();
+    cr_assert (s_get ("s1", &state, NULL, &rx));
+    cr_assert_eq (rx, 12345);
+    zlistx_destroy (&unknown);
+}
+
+//  The acceptance scenario in small: a deleted router with thousands of
+//  sessions; its router acks half of every close and ignores the rest.
+Test (reaper, a_deleted_routers_sessions_are_closed_in_two_phases, .init = s_setup, .fini = s_teardown)
+{
+    enum { N = 12000 };
+    s_open_many ("a", N, "r1", "i1", "svc");
+    s_open ("other", "r2", "i1", "svc");
+    const char *held [] = { "r1", "r2", NULL };
+    w.held = held;
+    reaper_bus_live (w.reaper, w.now);
+    s_advance (w.now + PRESENCE, 100);
+    cr_assert (reaper_presence_known (w.reaper));
+    s_reset_outputs ();
+    int64_t deleted_at = w.now;
+    s_delete (EP__ENTITY_TYPE__ENTITY_ROUTER, "r1", 7);
+    cr_assert_eq (s_open_full ("late", "r1", "i1", "svc", 0, 0, 0), EP__STATUS__CODE__FAILED_PRECONDITION,
+                  "no new sessions on a deleted router");
+    s_settle ();
+    cr_assert_eq (s_events ("session.terminating"), N);
+    cr_assert_eq (s_events ("session.terminating a-000000 router-deleted"), 1);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__TERMINATING), N);
+    cr_assert_eq (s_count ("r1", EP__SESSION_STATE__TERMINATING), N, "TERMINATING is durable");
+    //  CloseSessions: chunks of at most 5000, a window of 4 unanswered.
+    cr_assert_eq (zlistx_size (w.commands), 3);
+    zhashx_t *received = zhashx_new ();
+    size_t acked = 0;
+    for (int round = 0; round < 100 && zlistx_size (w.commands); round++) {
+        s_command_t *command;
+        while ((command = (s_command_t *) zlistx_detach (w.commands, NULL))) {
+            cr_assert_str_eq (command->router, "r1");
+            cr_assert_not (command->probe);
+            cr_assert_str_eq (command->reason, "router-deleted");
+            cr_assert_leq (zlistx_size (command->ids), 5000);
+            cr_assert_eq (command->deadline, WALL0 + deleted_at + DEADLINE);
+            zlistx_t *closing = zlistx_new ();
+            for (char *id = (char *) zlistx_first (command->ids); id; id = (char *) zlistx_next (command->ids)) {
+                zhashx_update (received, id, (void *) 1);
+                if (atoi (id + 2) % 2 == 0)
+                    zlistx_add_end (closing, id);          //  acks the even ones
+            }
+            acked += zlistx_size (closing);
+            s_ack ("r1", command->id, closing);
+            zlistx_destroy (&closing);
+            s_command_free ((void **) &command);
+        }
+        //  Resends of the odd ones come while the deadline is ahead.
+        if (w.now + 1000 < deleted_at + DEADLINE)
+            s_advance (w.now + 1000, 100);
+    }
+    cr_assert_eq (zhashx_size (received), N, "every session went to the router");
+    cr_assert_eq (s_events ("session.closed"), N / 2);
+    cr_assert_eq (s_events ("session.reaped a-"), 0, "nothing forced before the deadline");
+    s_advance (deleted_at + DEADLINE - 1, 100);
+    cr_assert_eq (s_events ("session.reaped a-"), 0, "nothing forced before the deadline");
+    w.now = deleted_at + DEADLINE;
+    s_settle ();
+    cr_assert_eq (s_events ("session.reaped a-"), N / 2);
+    cr_assert_eq (s_events ("session.reaped a-000001 forced"), 1);
+    cr_assert_eq (s_events ("session.closed a-000000 router-deleted"), 1);
+    cr_assert_eq (s_count ("r1", EP__SESSION_STATE__ACTIVE), 0);
+    cr_assert_eq (s_count ("r1", EP__SESSION_STATE__TERMINATING), 0);
+    cr_assert_eq (s_count ("r1", EP__SESSION_STATE__CLOSED), N);
+    cr_assert_eq (s_events ("session.reaped other expired"), 1, "r2's session, never heard, expired");
+    cr_assert_eq (reaper_queue_depth (w.reaper), 0);
+    cr_assert_eq (reaper_jobs (w.reaper), 0);
+    //  The job, as the CLI reads it.
+    Ep__CleanupQuery query = EP__CLEANUP_QUERY__INIT;
+    query.router_id = "r1";
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.op_case = EP__SESSION_REQUEST__OP_CLEANUP;
+    request.cleanup = &query;
+    reaper_result_t result;
+    cr_assert_eq (s_call (&request, &s_operator, &result), EP__STATUS__CODE__OK);
+    cr_assert_eq (result.reply.n_jobs, 1);
+    Ep__CleanupJob *job = result.reply.jobs [0];
+    cr_assert (job->done);
+    cr_assert_eq (job->scheduled, N);
+    cr_assert_eq (job->revision, 7);
+    cr_assert_str_eq (job->reason, "router-deleted");
+    cr_assert_eq (job->n_closed, 2);
+    for (size_t i = 0; i < job->n_closed; i++)
+        cr_assert_eq (job->closed [i]->count, N / 2, "%s", job->closed [i]->reason);
+    reaper_result_clear (&result);
+    cr_assert_eq (acked, N / 2);
+    zhashx_destroy (&received);
+}
+
+Test (reaper, the_most_urgent_sessions_are_closed_first, .init = s_setup, .fini = s_teardown)
+{
+    w.config.chunk = 2;
+    s_crash ();
+    s_start ();
+    int64_t wall = WALL0 + w.now;
+    cr_assert_eq (s_open_full ("plain-old", "r1", "i1", "svc", 0, 10, wall - 50000), EP__STATUS__CODE__OK);
+    cr_assert_eq (s_open_full ("plain-new", "r1", "i1", "svc", 0, 10, wall - 1000), EP__STATUS__CODE__OK);
+    cr_assert_eq (s_open_full ("busy", "r1", "i1", "svc", 0, 1000000, wall - 100), EP__STATUS__CODE__OK);
+    cr_assert_eq (s_open_full ("critical", "r1", "i1", "svc", 9, 0, wall), EP__STATUS__CODE__OK);
+    s_delete (EP__ENTITY_TYPE__ENTITY_ROUTER, "r1", 3);
+    s_settle ();
+    cr_assert_eq (zlistx_size (w.commands), 2);
+    s_command_t *first = (s_command_t *) zlistx_first (w.commands);
+    cr_assert_str_eq ((char *) zlistx_first (first->ids), "critical");
+    cr_assert_str_eq ((char *) zlistx_next (first->ids), "busy");
+    s_command_t *second = (s_command_t *) zlistx_next (w.commands);
+    cr_assert_str_eq ((char *) zlistx_first (second->ids), "plain-old");
+    cr_assert_str_eq ((char *) zlistx_next (second->ids), "plain-new");
+}
+
+Test (reaper, a_restart_mid_cleanup_resumes_it_with_the_same_deadline, .init = s_setup, .fini = s_teardown)
+{
+    enum { N = 5000 };
+    w.config.mark_batch = 1000;
+    s_crash ();
+    s_start ();
+    s_open_many ("b", N, "r1", "i1", "svc");
+    int64_t deleted_at = w.now;
+    s_delete (EP__ENTITY_TYPE__ENTITY_ROUTER, "r1", 9);
+    s_turn ();                                  //  one batch marked and committed
+    cr_assert_eq (s_events ("session.terminating"), 1000);
+    //  Killed; back 2 s later.
+    s_crash ();
+    w.now += 2000;
+    s_start ();
+    s_reset_outputs ();
+    cr_assert_eq (reaper_jobs (w.reaper), 1);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__TERMINATING), 1000);
+    cr_assert_eq (reaper_queue_depth (w.reaper), N, "the unmarked ones are taken again");
+    s_settle ();
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__TERMINATING), N);
+    size_t sent = 0;
+    for (s_command_t *command = (s_command_t *) zlistx_first (w.commands); command;
+         command = (s_command_t *) zlistx_next (w.commands))
+        sent += zlistx_size (command->ids);
+    cr_assert_eq (sent, N, "every session is sent a close after the restart");
+    //  Nobody acks: forced at the original deadline, not later, not before.
+    s_advance (deleted_at + DEADLINE - 1, 200);
+    cr_assert_eq (s_events ("session.reaped"), 0);
+    w.now = deleted_at + DEADLINE;
+    s_settle ();
+    cr_assert_eq (s_events ("session.reaped"), N);
+    cr_assert_eq (s_count ("r1", EP__SESSION_STATE__ACTIVE) + s_count ("r1", EP__SESSION_STATE__TERMINATING), 0);
+}
+
+Test (reaper, a_client_close_during_cleanup_counts_as_such, .init = s_setup, .fini = s_teardown)
+{
+    s_open ("c1", "r1", "i1", "svc");
+    s_open ("c2", "r1", "i1", "svc");
+    s_delete (EP__ENTITY_TYPE__ENTITY_ROUTER, "r1", 2);
+    s_settle ();
+    cr_assert_eq (s_close ("c1", "r1"), EP__STATUS__CODE__OK);
+    w.now += DEADLINE;
+    s_settle ();
+    Ep__SessionState state;
+    char reason [32];
+    cr_assert (s_get ("c1", &state, reason, NULL));
+    cr_assert_str_eq (reason, "client-closed");
+    cr_assert (s_get ("c2", &state, reason, NULL));
+    cr_assert_str_eq (reason, "forced");
+}
+
+Test (reaper, a_restart_resets_last_seen_and_nothing_expires_before_presence_is_known,
+      .init = s_setup, .fini = s_teardown)
+{
+    s_open ("live", "r1", "i1", "svc");
+    s_open ("quiet", "r1", "i1", "svc");
+    s_crash ();
+    w.now += 60000;                             //  down for a minute (>> T2)
+    s_start ();
+    //  The bus is not live yet: presence unknown, nothing judged.
+    s_advance (w.now + 4 * T2, 100);
+    cr_assert_eq (s_events ("session.reaped"), 0);
+    cr_assert_eq (zlistx_size (w.commands), 0, "no probes before presence is known");
+    //  The bus comes alive; r1 is held; "live" heartbeats all along.
+    reaper_bus_live (w.reaper, w.now);
+    const char *held [] = { "r1", NULL };
+    const char *live [] = { "live", NULL };
+    int64_t known = w.now + PRESENCE;
+    w.held = held;
+    while (w.now < known + 3 * T2) {
+        s_heartbeat ("r1", live, 1, NULL);
+        s_advance (w.now + 500, 100);
+        cr_assert (reaper_presence_known (w.reaper) == (w.now >= known));
+    }
+    //  "quiet" was probed (once router presence was known), then expired.
+    Ep__SessionState state;
+    char reason [32];
+    cr_assert (s_get ("live", &state, NULL, NULL));
+    cr_assert_eq (state, EP__SESSION_STATE__ACTIVE);
+    cr_assert (s_get ("quiet", &state, reason, NULL));
+    cr_assert_eq (state, EP__SESSION_STATE__CLOSED);
+    cr_assert_str_eq (reason, "expired");
+    s_command_t *probe = (s_command_t *) zlistx_first (w.commands);
+    cr_assert_not_null (probe);
+    cr_assert (probe->probe);
+    cr_assert_eq (zlistx_size (probe->ids), 1);
+    cr_assert_str_eq ((char *) zlistx_first (probe->ids), "quiet");
+}
+
+Test (reaper, a_silent_router_is_probed_then_expired_and_a_probe_answer_saves, .init = s_setup, .fini = s_teardown)
+{
+    reaper_bus_live (w.reaper, w.now);
+    const char *held [] = { "r1", NULL };
+    w.held = held;
+    s_advance (w.now + PRESENCE, 100);
+    cr_assert (reaper_presence_known (w.reaper));
+    s_open ("p1", "r1", "i1", "svc");
+    s_open ("p2", "r1", "i1", "svc");
+    int64_t opened = w.now;
+    //  The router stays online (beacons) but says nothing about its sessions.
+    while (zlistx_size (w.commands) == 0)
+        s_advance (w.now + 100, 100);
+    cr_assert_geq (w.now - opened, T1, "probed before T1");
+    cr_assert_leq (w.now - opened, T1 + 200);
+    s_command_t *probe = (s_command_t *) zlistx_first (w.commands);
+    cr_assert (probe->probe);
+    cr_assert_eq (zlistx_size (probe->ids), 2);
+    cr_assert_eq (strncmp (probe->id, "probe-", 6), 0);
+    cr_assert_eq (probe->deadline, WALL0 + w.now + T2 - T1);
+    //  The router answers the probe for p1 only: p1 is alive.
+    zlistx_t *alive = zlistx_new ();
+    zlistx_add_end (alive, "p1");
+    s_ack ("r1", probe->id, alive);
+    zlistx_destroy (&alive);
+    s_advance (opened + T2 + 500, 100);
+    Ep__SessionState state;
+    char reason [32];
+    cr_assert (s_get ("p2", &state, reason, NULL));
+    cr_assert_eq (state, EP__SESSION_STATE__CLOSED);
+    cr_assert_str_eq (reason, "expired");
+    cr_assert (s_get ("p1", &state, NULL, NULL));
+    cr_assert_eq (state, EP__SESSION_STATE__ACTIVE, "answered the probe");
+    cr_assert_eq (s_events ("session.reaped p2 expired"), 1);
+}
+
+Test (reaper, a_router_offline_past_the_grace_is_cleaned_up, .init = s_setup, .fini = s_teardown)
+{
+    s_open ("o1", "r1", "i1", "svc");
+    s_open ("o2", "r2", "i1", "svc");
+    reaper_bus_live (w.reaper, w.now);
+    const char *both [] = { "r1", "r2", NULL }, *only_r2 [] = { "r2", NULL };
+    w.held = both;
+    s_advance (w.now + PRESENCE, 100);
+    cr_assert (reaper_presence_known (w.reaper));
+    //  r1's watchdog stops listing it.
+    w.held = only_r2;
+    int64_t gone = w.now;
+    const char *ids [] = { "o2", NULL };
+    while (w.now < gone + GRACE - 1) {
+        s_heartbeat ("r2", ids, 1, NULL);
+        s_advance (w.now + 500 < gone + GRACE - 1? w.now + 500: gone + GRACE - 1, 100);
+    }
+    cr_assert_eq (s_events ("session.terminating"), 0, "not before the grace");
+    while (w.now < gone + GRACE + DEADLINE + 500) {
+        s_heartbeat ("r2", ids, 1, NULL);
+        s_advance (w.now + 500, 100);
+    }
+    cr_assert_eq (s_events ("session.terminating o1 router-offline"), 1);
+    cr_assert_eq (s_events ("session.reaped o1 forced"), 1);
+    for (s_command_t *command = (s_command_t *) zlistx_first (w.commands); command;
+         command = (s_command_t *) zlistx_next (w.commands))
+        cr_assert (command->probe || !streq (command->router, "r1"),
+                   "no CloseSessions to an offline router");
+    Ep__SessionState state;
+    cr_assert (s_get ("o2", &state, NULL, NULL));
+    cr_assert_eq (state, EP__SESSION_STATE__ACTIVE);
+}
+
+Test (reaper, an_identity_deletion_spans_routers, .init = s_setup, .fini = s_teardown)
+{
+    s_open ("x1", "r1", "gone", "svc");
+    s_open ("x2", "r2", "gone", "svc");
+    s_open ("x3", "r2", "stays", "svc");
+    s_delete (EP__ENTITY_TYPE__ENTITY_IDENTITY, "gone", 4);
+    s_settle ();
+    cr_assert_eq (s_events ("session.terminating"), 2);
+    cr_assert_eq (zlistx_size (w.commands), 2);
+    for (s_command_t *command = (s_command_t *) zlistx_first (w.commands); command;
+         command = (s_command_t *) zlistx_next (w.commands)) {
+        cr_assert_eq (zlistx_size (command->ids), 1);
+        cr_assert_str_eq (command->reason, "identity-deleted");
+        char *id = (char *) zlistx_first (command->ids);
+        zlistx_t *ids = zlistx_new ();
+        zlistx_add_end (ids, id);
+        s_ack (command->router, command->id, ids);
+        zlistx_destroy (&ids);
+    }
+    cr_assert_eq (s_events ("session.closed x1 identity-deleted"), 1);
+    cr_assert_eq (s_events ("session.closed x2 identity-deleted"), 1);
+    Ep__SessionState state;
+    cr_assert (s_get ("x3", &state, NULL, NULL));
+    cr_assert_eq (state, EP__SESSION_STATE__ACTIVE);
+    cr_assert_eq (s_open_full ("x4", "r1", "gone", "svc", 0, 0, 0), EP__STATUS__CODE__FAILED_PRECONDITION);
+    //  Re-created in the model: sessions may open again.
+    ep_model_event_t created = { .kind = EP__MODEL_OP__KIND__CREATED,
+                                 .type = EP__ENTITY_TYPE__ENTITY_IDENTITY, .id = "gone", .revision = 5 };
+    reaper_model_event (w.reaper, &created, w.now);
+    s_open ("x4", "r1", "gone", "svc");
+}
+
+Test (reaper, what_the_model_lost_while_the_reaper_was_away_is_cleaned_up, .init = s_setup, .fini = s_teardown)
+{
+    s_open ("m1", "r1", "i1", "svc");
+    s_open ("m2", "r2", "i1", "svc");
+    ep_model_view_t *view = ep_model_view_new ();
+    ep_model_view_reset (view, "gen-1", 12);
+    Ep__Router router = EP__ROUTER__INIT;
+    router.id = "r1";
+    Ep__Identity identity = EP__IDENTITY__INIT;
+    identity.id = "i1";
+    Ep__Service service = EP__SERVICE__INIT;
+    service.id = "svc";
+    Ep__Entity entities [3] = { EP__ENTITY__INIT, EP__ENTITY__INIT, EP__ENTITY__INIT };
+    entities [0].kind_case = EP__ENTITY__KIND_ROUTER;
+    entities [0].router = &router;
+    entities [1].kind_case = EP__ENTITY__KIND_IDENTITY;
+    entities [1].identity = &identity;
+    entities [2].kind_case = EP__ENTITY__KIND_SERVICE;
+    entities [2].service = &service;
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq (ep_model_view_put (view, &entities [i]), 0);
+    //  Before the model is followed, a cleanup query cannot be answered
+    //  for a revision.
+    Ep__CleanupQuery query = EP__CLEANUP_QUERY__INIT;
+    query.router_id = "r2";
+    query.has_min_revision = true;
+    query.min_revision = 12;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.op_case = EP__SESSION_REQUEST__OP_CLEANUP;
+    request.cleanup = &query;
+    reaper_result_t result;
+    cr_assert_eq (s_call (&request, &s_operator, &result), EP__STATUS__CODE__UNAVAILABLE);
+    reaper_result_clear (&result);
+    reaper_model_ready (w.reaper, view, w.now);
+    s_settle ();
+    cr_assert_eq (s_events ("session.terminating m2 router-deleted"), 1);
+    cr_assert_eq (s_events ("session.terminating m1"), 0);
+    cr_assert_eq (s_call (&request, &s_operator, &result), EP__STATUS__CODE__OK);
+    cr_assert_eq (result.reply.n_jobs, 1);
+    cr_assert_eq (result.reply.jobs [0]->scheduled, 1);
+    cr_assert_eq (result.reply.jobs [0]->remaining, 1);
+    cr_assert_not (result.reply.jobs [0]->done);
+    cr_assert_eq (result.reply.model_revision, 12);
+    reaper_result_clear (&result);
+    s_crash ();                                 //  before the view goes
+    ep_model_view_destroy (&view);
+    s_start ();
+}
+
+Test (reaper, a_long_lived_session_in_a_cleanup_raises_a_warning, .init = s_setup, .fini = s_teardown)
+{
+    w.config.long_lived_ms = 3600000;
+    s_crash ();
+    s_start ();
+    int64_t wall = WALL0 + w.now;
+    cr_assert_eq (s_open_full ("ancient", "r1", "i1", "svc", 0, 0, wall - 2 * 3600000), EP__STATUS__CODE__OK);
+    cr_assert_eq (s_open_full ("young", "r1", "i1", "svc", 0, 0, wall - 1000), EP__STATUS__CODE__OK);
+    cr_assert_eq (s_open_full ("future", "r1", "i1", "svc", 0, 0, wall + 3600000), EP__STATUS__CODE__OK);
+    s_delete (EP__ENTITY_TYPE__ENTITY_SERVICE, "svc", 3);
+    s_settle ();
+    cr_assert_eq (s_events ("session.warning ancient long-lived"), 1);
+    cr_assert_eq (s_events ("session.warning"), 1);
+    cr_assert_eq (s_events ("session.terminating young service-deleted"), 1);
+}

@@ -1,0 +1,492 @@
+/*  edgeplane session list|get, and the sessions part of `edgeplane router
+    delete`: the reaper's API from the command line.
+
+    Requests go to the reaper (EDGEPLANE_REAPER_API) under the operator's
+    CURVE certificate; reads are safe to retry. Output is an aligned table,
+    or with --json the sessions as ep_message_json renders them (the proto
+    field names). After a router deletion the reaper may not have applied
+    the model revision yet: the cleanup query names that revision and is
+    retried until the reaper has seen it.
+*/
+#include "cli.h"
+#include "ep_event_json.h"
+#include "ep_rpc_client.h"
+#include "sessions.pb-c.h"
+#include <ctype.h>
+
+#define PAGE_SIZE       500         //  sessions per list request
+#define POLL_MS         200         //  between cleanup status queries
+
+//  A connection to the reaper and what it needs.
+typedef struct {
+    const char *command;        //  "session list", for messages
+    const ep_common_opts_t *common;     //  keys dir, reaper API
+    const char *cert_path;      //  --cert, or NULL for the operator's
+    const char *server_key_path;    //  --server-key, or NULL for curve/reaper.cert
+    int timeout_ms;             //  per attempt
+    int attempts;               //  attempts per call
+    zcert_t *cert;              //  our certificate (the client borrows it)
+    ep_rpc_client_t *client;    //  once connected
+} s_reaper_t;
+
+static void
+s_reaper_close (s_reaper_t *self)
+{
+    ep_rpc_client_destroy (&self->client);
+    zcert_destroy (&self->cert);
+}
+
+//  Sends request; returns the reply whatever its status, or NULL after
+//  saying why nothing came back (quiet: say nothing).
+static Ep__SessionReply *
+s_send (s_reaper_t *self, Ep__SessionRequest *request, bool quiet)
+{
+    if (!self->client) {
+        char *cert_file = self->cert_path? strdup (self->cert_path)
+                        : zsys_sprintf ("%s/curve/operator.cert_secret", self->common->keys_dir);
+        char *server_file = self->server_key_path? strdup (self->server_key_path)
+                          : zsys_sprintf ("%s/curve/reaper.cert", self->common->keys_dir);
+        zcert_t *server = zcert_load (server_file);
+        self->cert = zcert_load (cert_file);
+        if (!self->cert)
+            cli_fail (self->command, "cannot read the certificate %s: run `edgeplane pki init`, "
+                      "or pass --cert with one from `edgeplane pki issue-curve operator NAME`", cert_file);
+        else
+        if (!server)
+            cli_fail (self->command, "cannot read the reaper's public certificate %s: pass --server-key "
+                      "(curve/reaper.cert in the control plane's keys directory)", server_file);
+        else
+        if (!(self->client = ep_rpc_client_new (self->common->reaper_api, self->cert,
+                                                zcert_public_txt (server))))
+            cli_fail (self->command, "cannot connect to %s: check --reaper-api (EDGEPLANE_REAPER_API)",
+                      self->common->reaper_api);
+        zcert_destroy (&server);
+        free (cert_file);
+        free (server_file);
+        if (!self->client)
+            return NULL;
+    }
+    char id [33], err [512];
+    ep_rpc_new_id (id);
+    request->request_id = id;
+    Ep__SessionReply *reply = (Ep__SessionReply *) ep_rpc_client_call (
+        self->client, &request->base, id, &ep__session_reply__descriptor,
+        self->timeout_ms, self->attempts, err, sizeof err);
+    request->request_id = NULL;
+    if (!reply && !quiet)
+        cli_fail (self->command, "%s (the address is --reaper-api or EDGEPLANE_REAPER_API)", err);
+    return reply;
+}
+
+//  Says what a non-OK status means, in one line. Returns CLI_FAIL.
+static int
+s_status_fail (s_reaper_t *self, const Ep__Status *status)
+{
+    const ProtobufCEnumValue *value =
+        protobuf_c_enum_descriptor_get_value (&ep__status__code__descriptor, status->code);
+    char message [1024];
+    snprintf (message, sizeof message, "%s", status->message? status->message: "(no message)");
+    for (char *c = message; *c; c++)
+        if (iscntrl ((unsigned char) *c))
+            *c = ' ';
+    return value? cli_fail (self->command, "%s: %s", value->name, message)
+                : cli_fail (self->command, "status %d: %s", (int) status->code, message);
+}
+
+//  s_send, and a reply with status OK, or NULL after saying why.
+static Ep__SessionReply *
+s_call (s_reaper_t *self, Ep__SessionRequest *request)
+{
+    Ep__SessionReply *reply = s_send (self, request, false);
+    if (reply && reply->status && reply->status->code != EP__STATUS__CODE__OK) {
+        s_status_fail (self, reply->status);
+        ep__session_reply__free_unpacked (reply, NULL);
+        return NULL;
+    }
+    return reply;
+}
+
+//  ---------------------------------------------------------------------
+//  Output
+
+static const char *
+s_enum (const ProtobufCEnumDescriptor *descriptor, int value, size_t prefix)
+{
+    const ProtobufCEnumValue *found = protobuf_c_enum_descriptor_get_value (descriptor, value);
+    return found? found->name + prefix: "-";
+}
+
+static char *
+s_time (int64_t ms, bool set)
+{
+    char buf [40];
+    return strdup (set && ms > 0? ep_rfc3339 (ms, buf, sizeof buf): "-");
+}
+
+static void
+s_print_json (json_t *value)
+{
+    char *text = json_dumps (value, JSON_INDENT (2));
+    printf ("%s\n", text);
+    free (text);
+    json_decref (value);
+}
+
+//  Prints sessions as a table with aligned columns (the header always).
+static void
+s_print_table (Ep__Session **sessions, size_t count)
+{
+    static const char *header [] = { "ID", "ROUTER", "IDENTITY", "SERVICE", "TYPE", "STATE", "CREATED",
+                                     "LAST SEEN", "RX", "TX", "PRIORITY", "REASON" };
+    size_t columns = EP_COUNT (header);
+    char **cells = (char **) calloc ((count + 1) * columns, sizeof (char *));
+    for (size_t c = 0; c < columns; c++)
+        cells [c] = strdup (header [c]);
+    for (size_t row = 1; row <= count; row++) {
+        Ep__Session *session = sessions [row - 1];
+        char **cell = cells + row * columns;
+        size_t c = 0;
+        cell [c++] = strdup (session->id? session->id: "-");
+        cell [c++] = strdup (session->router_id? session->router_id: "-");
+        cell [c++] = strdup (session->identity_id? session->identity_id: "-");
+        cell [c++] = strdup (session->service_id? session->service_id: "-");
+        //  "DIAL" -> "dial", "TERMINATING" -> "terminating"
+        char *type = strdup (s_enum (&ep__session_type__descriptor, session->type, 0));
+        char *state = strdup (s_enum (&ep__session_state__descriptor, session->state, 0));
+        for (char *p = type; *p; p++)
+            *p = (char) tolower ((unsigned char) *p);
+        for (char *p = state; *p; p++)
+            *p = (char) tolower ((unsigned char) *p);
+        cell [c++] = type;
+        cell [c++] = state;
+        cell [c++] = s_time (session->created_at_ms, session->has_created_at_ms);
+        cell [c++] = s_time (session->last_seen_ms, session->has_last_seen_ms);
+        cell [c++] = zsys_sprintf ("%llu", (unsigned long long) session->bytes_rx);
+        cell [c++] = zsys_sprintf ("%llu", (unsigned long long) session->bytes_tx);
+        cell [c++] = zsys_sprintf ("%u", session->priority);
+        cell [c++] = strdup (session->close_reason? session->close_reason: "-");
+        EP_ASSERT (c == columns);
+    }
+    size_t widths [EP_COUNT (header)] = { 0 };
+    for (size_t i = 0; i < (count + 1) * columns; i++)
+        if (strlen (cells [i]) > widths [i % columns])
+            widths [i % columns] = strlen (cells [i]);
+    for (size_t row = 0; row <= count; row++)
+        for (size_t c = 0; c < columns; c++) {
+            const char *cell = cells [row * columns + c];
+            if (c + 1 < columns)
+                printf ("%-*s  ", (int) widths [c], cell);
+            else
+                printf ("%s\n", cell);
+        }
+    for (size_t i = 0; i < (count + 1) * columns; i++)
+        free (cells [i]);
+    free (cells);
+}
+
+//  ---------------------------------------------------------------------
+//  session list | get
+
+static const char *s_states [] = { "active", "terminating", "closed", NULL };
+
+static int
+s_list (s_reaper_t *reaper, const char *router, const char *identity, const char *service,
+        const char *state, int64_t limit, bool json)
+{
+    Ep__SessionFilter filter = EP__SESSION_FILTER__INIT;
+    filter.router_id = (char *) router;
+    filter.identity_id = (char *) identity;
+    filter.service_id = (char *) service;
+    for (int i = 0; state && s_states [i]; i++)
+        if (streq (state, s_states [i])) {
+            filter.has_state = true;
+            filter.state = (Ep__SessionState) (i + 1);
+        }
+    filter.has_page_size = true;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.op_case = EP__SESSION_REQUEST__OP_LIST;
+    request.list = &filter;
+    zlistx_t *replies = zlistx_new ();
+    Ep__Session **sessions = NULL;
+    size_t count = 0;
+    int rc = CLI_OK;
+    char *token = NULL;
+    while (true) {
+        uint64_t left = limit? (uint64_t) limit - count: PAGE_SIZE;
+        filter.page_size = left < PAGE_SIZE? (uint32_t) left: PAGE_SIZE;
+        filter.page_token = token;
+        Ep__SessionReply *reply = s_call (reaper, &request);
+        if (!reply) {
+            rc = CLI_FAIL;
+            break;
+        }
+        zlistx_add_end (replies, reply);
+        size_t take = reply->n_sessions;
+        if (limit && count + take > (uint64_t) limit)
+            take = (size_t) limit - count;
+        sessions = (Ep__Session **) realloc (sessions, (count + take + 1) * sizeof (Ep__Session *));
+        for (size_t i = 0; i < take; i++)
+            sessions [count++] = reply->sessions [i];
+        token = reply->next_page_token;
+        if (!token || !*token || (limit && count >= (uint64_t) limit))
+            break;
+    }
+    if (rc == CLI_OK && json) {
+        json_t *array = json_array ();
+        for (size_t i = 0; i < count; i++)
+            json_array_append_new (array, ep_message_json (&sessions [i]->base));
+        s_print_json (array);
+    }
+    else
+    if (rc == CLI_OK)
+        s_print_table (sessions, count);
+    free (sessions);
+    Ep__SessionReply *reply;
+    while ((reply = (Ep__SessionReply *) zlistx_detach (replies, NULL)))
+        ep__session_reply__free_unpacked (reply, NULL);
+    zlistx_destroy (&replies);
+    return rc;
+}
+
+static int
+s_get (s_reaper_t *reaper, const char *id, bool json)
+{
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.op_case = EP__SESSION_REQUEST__OP_GET_ID;
+    request.get_id = (char *) id;
+    Ep__SessionReply *reply = s_call (reaper, &request);
+    if (!reply)
+        return CLI_FAIL;
+    int rc = CLI_OK;
+    if (reply->n_sessions < 1)
+        rc = cli_fail (reaper->command, "the reaper's reply holds no session (a bug in the reaper)");
+    else
+    if (json)
+        s_print_json (ep_message_json (&reply->sessions [0]->base));
+    else
+        s_print_table (reply->sessions, 1);
+    ep__session_reply__free_unpacked (reply, NULL);
+    return rc;
+}
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out, "Usage: edgeplane session SUBCOMMAND [ARGS...] [OPTIONS]\n\n"
+                  "Subcommands:\n"
+                  "  list         List sessions, every page, ordered by id (filters: --router, --identity,\n"
+                  "               --service, --state).\n"
+                  "  get ID       Show one session.\n\n"
+                  "(edgeplane session SUBCOMMAND --help for its options)\n");
+}
+
+int
+cli_session (int argc, char **argv)
+{
+    bool list = argc >= 2 && streq (argv [1], "list");
+    bool get = argc >= 2 && streq (argv [1], "get");
+    if (!list && !get) {
+        if (argc >= 2 && (streq (argv [1], "--help") || streq (argv [1], "-h") || streq (argv [1], "help"))) {
+            s_usage (stdout);
+            return CLI_OK;
+        }
+        fprintf (stderr, "edgeplane session: %s%s%sexpected list or get (see edgeplane session --help)\n",
+                 argc >= 2? "unknown subcommand \"": "", argc >= 2? argv [1]: "", argc >= 2? "\"; ": "");
+        return CLI_USAGE;
+    }
+    static char *router, *identity, *service, *state, *cert, *server_key;
+    static int64_t limit, timeout, attempts;
+    static bool json;
+    ep_opt_t filters [] = {
+        { .name = "router", .type = EP_OPT_ID, .str = &router, .help = "Only sessions on this router." },
+        { .name = "identity", .type = EP_OPT_ID, .str = &identity, .help = "Only sessions of this identity." },
+        { .name = "service", .type = EP_OPT_ID, .str = &service, .help = "Only sessions of this service." },
+        { .name = "state", .type = EP_OPT_ENUM, .words = s_states, .str = &state,
+          .help = "Only sessions in this state: active, terminating or closed." },
+        { .name = "limit", .def = "0", .type = EP_OPT_INT, .num = &limit, .min = 0, .max = INT64_MAX,
+          .help = "At most this many (0: all, every page)." },
+    };
+    ep_opt_t every [] = {
+        { .name = "json", .def = "false", .type = EP_OPT_BOOL, .flag = &json,
+          .help = "Print JSON (sessions by their proto field names) instead of a table." },
+        { .name = "cert", .type = EP_OPT_STRING, .str = &cert,
+          .def_help = "$EDGEPLANE_KEYS_DIR/curve/operator.cert_secret",
+          .help = "Our CURVE certificate (secret file), e.g. from `edgeplane pki issue-curve operator NAME`." },
+        { .name = "server-key", .type = EP_OPT_STRING, .str = &server_key,
+          .def_help = "$EDGEPLANE_KEYS_DIR/curve/reaper.cert", .help = "The reaper's public certificate." },
+        { .name = "timeout", .def = "3s", .type = EP_OPT_DURATION, .num = &timeout,
+          .min = 1, .max = 600000, .help = "How long to wait for each attempt's reply." },
+        { .name = "attempts", .def = "3", .type = EP_OPT_INT, .num = &attempts,
+          .min = 1, .max = 100, .help = "Attempts before giving up." },
+    };
+    ep_opt_t opts [EP_COUNT (filters) + EP_COUNT (every)];
+    size_t nopts = 0;
+    for (size_t i = 0; list && i < EP_COUNT (filters); i++)
+        opts [nopts++] = filters [i];
+    for (size_t i = 0; i < EP_COUNT (every); i++)
+        opts [nopts++] = every [i];
+    ep_common_opts_t common;
+    int code;
+    const char *command = list? "session list": "session get";
+    ep_config_t *config = cli_parse (command,
+                                     list? "List sessions, every page, ordered by id.": "Show one session.",
+                                     list? NULL: "ID", &common, opts, nopts, argc - 1, argv + 1, &code);
+    if (!config)
+        return code;
+    s_reaper_t reaper = { .command = command, .common = &common, .cert_path = cert,
+                          .server_key_path = server_key, .timeout_ms = (int) timeout,
+                          .attempts = (int) attempts };
+    int rc;
+    if (get && ep_config_argc (config) != 1) {
+        fprintf (stderr, "edgeplane session get: expected one session ID, e.g. `edgeplane session get s-4c1d9a`\n");
+        rc = CLI_USAGE;
+    }
+    else
+    if (get)
+        rc = s_get (&reaper, ep_config_argv (config) [0], json);
+    else
+        rc = s_list (&reaper, router, identity, service, state, limit, json);
+    s_reaper_close (&reaper);
+    ep_config_destroy (&config);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  After `edgeplane router delete`
+
+//  The job of router that the deletion at revision started, from reply;
+//  NULL if none (the router had no open session).
+static Ep__CleanupJob *
+s_job_of (Ep__SessionReply *reply, uint64_t revision)
+{
+    for (size_t i = 0; i < reply->n_jobs; i++)
+        if (reply->jobs [i]->revision >= revision)
+            return reply->jobs [i];
+    return NULL;
+}
+
+//  Asks for router's cleanup jobs until the reaper has seen revision;
+//  NULL (said why, unless quiet) if it did not answer by deadline.
+static Ep__SessionReply *
+s_cleanup (s_reaper_t *reaper, const char *router, uint64_t revision, int64_t deadline, bool quiet)
+{
+    Ep__CleanupQuery query = EP__CLEANUP_QUERY__INIT;
+    query.router_id = (char *) router;
+    query.has_min_revision = true;
+    query.min_revision = revision;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.op_case = EP__SESSION_REQUEST__OP_CLEANUP;
+    request.cleanup = &query;
+    while (true) {
+        Ep__SessionReply *reply = s_send (reaper, &request, quiet);
+        if (!reply)
+            return NULL;
+        Ep__Status__Code code = reply->status? reply->status->code: EP__STATUS__CODE__OK;
+        if (code == EP__STATUS__CODE__OK)
+            return reply;
+        if (code != EP__STATUS__CODE__UNAVAILABLE || ep_mono_ms () >= deadline) {
+            if (!quiet)
+                s_status_fail (reaper, reply->status);
+            ep__session_reply__free_unpacked (reply, NULL);
+            return NULL;
+        }
+        ep__session_reply__free_unpacked (reply, NULL);
+        zclock_sleep (POLL_MS);     //  the reaper catches up with the model
+    }
+}
+
+//  "50000 router-deleted, 50000 forced" into a JSON object and a line.
+static char *
+s_counts (Ep__CleanupJob *job, json_t *object)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream (&text, &size);
+    for (size_t i = 0; i < job->n_closed; i++) {
+        fprintf (out, "%s%llu %s", i? ", ": "", (unsigned long long) job->closed [i]->count,
+                 job->closed [i]->reason);
+        json_object_set_new (object, job->closed [i]->reason, json_integer ((json_int_t) job->closed [i]->count));
+    }
+    if (job->n_closed == 0)
+        fprintf (out, "none");
+    fclose (out);
+    return text;
+}
+
+int
+cli_router_sessions (const char *command, const ep_common_opts_t *common, const char *cert_path,
+                     const char *router_id, uint64_t revision, bool wait, int64_t wait_timeout_ms,
+                     json_t *json)
+{
+    //  Without --wait this is a courtesy: a short budget, and no failure
+    //  if the reaper does not answer (the cleanup happens anyway).
+    s_reaper_t reaper = { .command = command, .common = common, .cert_path = cert_path,
+                          .timeout_ms = 2000, .attempts = 1 };
+    int64_t deadline = ep_mono_ms () + (wait? wait_timeout_ms: 10000);
+    Ep__SessionReply *reply = s_cleanup (&reaper, router_id, revision, deadline, !wait);
+    if (!reply) {
+        s_reaper_close (&reaper);
+        if (wait)
+            return CLI_FAIL;
+        fprintf (stderr, "edgeplane %s: the reaper (%s) did not say how many sessions of %s it is "
+                 "cleaning up; they are cleaned up anyway (see `edgeplane session list --router %s`)\n",
+                 command, common->reaper_api, router_id, router_id);
+        return CLI_OK;
+    }
+    Ep__CleanupJob *job = s_job_of (reply, revision);
+    uint64_t scheduled = job? job->scheduled: 0;
+    char deadline_text [40] = "";
+    if (job)
+        ep_rfc3339 (job->deadline_ms, deadline_text, sizeof deadline_text);
+    if (json) {
+        json_object_set_new (json, "sessions_scheduled", json_integer ((json_int_t) scheduled));
+        if (job)
+            json_object_set_new (json, "cleanup_job", json_string (job->id));
+    }
+    else
+    if (job)
+        printf ("%llu sessions scheduled for cleanup (job %s, forced at %s if the router does not close them)\n",
+                (unsigned long long) scheduled, job->id, deadline_text);
+    else
+        printf ("0 sessions scheduled for cleanup (the router had none open)\n");
+    char job_id [80];
+    snprintf (job_id, sizeof job_id, "%s", job? job->id: "");
+    bool done = !job || job->done;
+    int rc = CLI_OK;
+    while (wait && !done) {
+        ep__session_reply__free_unpacked (reply, NULL);
+        if (ep_mono_ms () >= deadline) {
+            reply = NULL;
+            rc = cli_fail (command, "the cleanup of %s's sessions is not done after %lld ms: "
+                           "see `edgeplane session list --router %s --state terminating`",
+                           router_id, (long long) wait_timeout_ms, router_id);
+            break;
+        }
+        zclock_sleep (POLL_MS);     //  polling the job's progress
+        reply = s_cleanup (&reaper, router_id, revision, deadline, false);
+        if (!reply) {
+            rc = CLI_FAIL;
+            break;
+        }
+        job = NULL;
+        for (size_t i = 0; i < reply->n_jobs; i++)
+            if (streq (reply->jobs [i]->id, job_id))
+                job = reply->jobs [i];
+        done = !job || job->done;
+    }
+    if (wait && rc == CLI_OK) {
+        json_t *closed = json_object ();
+        char *text = job? s_counts (job, closed): strdup ("none");
+        if (json)
+            json_object_set_new (json, "sessions_closed", closed);
+        else {
+            printf ("sessions closed: %s\n", text);
+            json_decref (closed);
+        }
+        free (text);
+    }
+    if (reply)
+        ep__session_reply__free_unpacked (reply, NULL);
+    s_reaper_close (&reaper);
+    return rc;
+}
