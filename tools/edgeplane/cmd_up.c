@@ -297,6 +297,22 @@ cli_up (int argc, char **argv)
         }
         printf ("Events: edgeplane events   Status: edgeplane status   Stop: Ctrl-C\n");
         fflush (stdout);
+        if (common.ready_file) {
+            //  Every service's endpoints, as "<service>.<name>".
+            json_t *endpoints = json_object ();
+            for (size_t i = 0; i < count; i++) {
+                const char *key;
+                json_t *value;
+                json_object_foreach (json_object_get (children [i].ready, "endpoints"), key, value) {
+                    char name [96];
+                    snprintf (name, sizeof name, "%s.%s", children [i].name, key);
+                    json_object_set (endpoints, name, value);
+                }
+            }
+            if (ep_ready_write (common.ready_file, "up", endpoints) != 0)
+                rc = cli_fail ("up", "cannot write the ready file %s", common.ready_file);
+            json_decref (endpoints);
+        }
     }
     if (rc == CLI_OK && demo && !zsys_interrupted) {
         const char *model_api = NULL;
