@@ -674,7 +674,7 @@ main (int argc, char **argv)
         { .name = "size", .def = "200", .type = EP_OPT_INT, .num = &size, .min = 80, .max = 60000,
           .help = "Packed event size in bytes; raw messages get bodies of this size." },
         { .name = "reps", .def = "0", .type = EP_OPT_INT, .num = &reps, .min = 0, .max = 20,
-          .help = "Repetitions of every case, medians reported (0: 1 quick, 3 full)." },
+          .help = "Repetitions of every case; best throughput, median CPU (0: 1 quick, 5 full)." },
         { .name = "n-plain", .def = "0", .type = EP_OPT_INT, .num = &n_plain, .min = 0, .max = 100000000,
           .help = "Messages per plaintext case (0: 200000 quick, 2000000 full)." },
         { .name = "n-curve", .def = "0", .type = EP_OPT_INT, .num = &n_curve, .min = 0, .max = 100000000,
@@ -687,7 +687,7 @@ main (int argc, char **argv)
     ep_config_add (config, opts, EP_COUNT (opts));
     ep_config_parse_or_exit (config, argc, argv);
     if (!reps)
-        reps = quick? 1: 3;
+        reps = quick? 1: 5;
     if (!n_plain)
         n_plain = quick? 200000: 2000000;
     if (!n_curve)
@@ -753,8 +753,15 @@ main (int argc, char **argv)
         }
     }
     if (rc == 0) {
-        double median [NCASES], median_bus_cpu [NCASES], median_total_cpu [NCASES];
+        //  Throughput: the best repetition of each case. Noise on a shared
+        //  machine only ever slows a run down, so the best is the closest
+        //  to what the machine can do, for baseline and bus alike. CPU per
+        //  event: the median.
+        double best [NCASES], median [NCASES], median_bus_cpu [NCASES], median_total_cpu [NCASES];
         for (int i = 0; i < NCASES; i++) {
+            best [i] = 0;
+            for (int rep = 0; rep < reps; rep++)
+                best [i] = fmax (best [i], rates [i][rep]);
             median [i] = s_median (rates [i], (size_t) reps);
             median_bus_cpu [i] = s_median (bus_cpu [i], (size_t) reps);
             median_total_cpu [i] = s_median (total_cpu [i], (size_t) reps);
@@ -764,12 +771,18 @@ main (int argc, char **argv)
         json_object_set_new (result, "benchmark", json_string ("bus"));
         json_object_set_new (result, "date", json_string (ep_rfc3339 (ep_wall_ms (), date, sizeof date)));
         json_object_set_new (result, "mode", json_string (quick? "quick": "full"));
-        json_object_set_new (result, "raw_plain_msgs_per_s", json_integer ((json_int_t) median [0]));
-        json_object_set_new (result, "bus_plain_msgs_per_s", json_integer ((json_int_t) median [1]));
-        json_object_set_new (result, "ratio_plain", s_real (median [1] / median [0]));
-        json_object_set_new (result, "raw_curve_msgs_per_s", json_integer ((json_int_t) median [2]));
-        json_object_set_new (result, "bus_curve_msgs_per_s", json_integer ((json_int_t) median [3]));
-        json_object_set_new (result, "ratio_curve", s_real (median [3] / median [2]));
+        json_object_set_new (result, "statistic", json_string ("throughput: best repetition; CPU: median"));
+        json_object_set_new (result, "raw_plain_msgs_per_s", json_integer ((json_int_t) best [0]));
+        json_object_set_new (result, "bus_plain_msgs_per_s", json_integer ((json_int_t) best [1]));
+        json_object_set_new (result, "ratio_plain", s_real (best [1] / best [0]));
+        json_object_set_new (result, "raw_curve_msgs_per_s", json_integer ((json_int_t) best [2]));
+        json_object_set_new (result, "bus_curve_msgs_per_s", json_integer ((json_int_t) best [3]));
+        json_object_set_new (result, "ratio_curve", s_real (best [3] / best [2]));
+        json_object_set_new (result, "median", json_pack ("{s:I, s:I, s:o, s:I, s:I, s:o}",
+            "raw_plain_msgs_per_s", (json_int_t) median [0], "bus_plain_msgs_per_s", (json_int_t) median [1],
+            "ratio_plain", s_real (median [1] / median [0]),
+            "raw_curve_msgs_per_s", (json_int_t) median [2], "bus_curve_msgs_per_s", (json_int_t) median [3],
+            "ratio_curve", s_real (median [3] / median [2])));
         json_object_set_new (result, "bus_cpu_us_per_event_plain", s_real (median_bus_cpu [1]));
         json_object_set_new (result, "bus_cpu_us_per_event_curve", s_real (median_bus_cpu [3]));
         json_object_set_new (result, "total_cpu_us_per_event_plain", s_real (median_total_cpu [1]));

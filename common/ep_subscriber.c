@@ -124,18 +124,26 @@ s_read (ep_subscriber_t *self, int flags, char **topic_p, bool *got)
     //  Read every frame of the message, keeping the first two.
     int count = 1;
     bool more = zmq_msg_more (&parts [0]);
+    bool interrupted = false;
     while (more) {
         zmq_msg_t extra;
         zmq_msg_t *into = count < 2? &parts [count]: &extra;
         zmq_msg_init (into);
         if (zmq_msg_recv (into, sock, 0) < 0) {
             zmq_msg_close (into);
-            break;              //  interrupted mid-message: drop what we have
+            interrupted = true;
+            break;
         }
         more = zmq_msg_more (into);
         if (into == &extra)
             zmq_msg_close (&extra);
         count++;
+    }
+    if (interrupted) {
+        //  As zmsg_recv did: what was read is dropped, not counted.
+        for (int i = 0; i < (count < 2? count: 2); i++)
+            zmq_msg_close (&parts [i]);
+        return NULL;
     }
     Ep__Event *event = NULL;
     if (count == 2 && !more) {
