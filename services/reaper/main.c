@@ -339,6 +339,8 @@ main (int argc, char **argv)
         self.view = ep_model_view_new ();
         ep_model_view_set_observer (self.view, s_on_model, &self);
         self.follower = ep_follower_new (common->bus_sub, common->model_api, cert, bus_key, model_key, self.view);
+        if (self.follower)
+            ep_follower_set_metrics (self.follower, metrics);
         if (!self.publisher || !self.events || !self.follower) {
             ep_log_error ("cannot reach the bus (%s, %s) or the model (%s): check the addresses",
                           common->bus_pub, common->bus_sub, common->model_api);
