@@ -346,6 +346,9 @@ s_session_close (ep_agent_t *self, const char *session_id)
     frame.session_request = &request;
     s_send (self, &frame);
     zhashx_delete (self->sessions, session_id);
+    char identity [80];
+    snprintf (identity, sizeof identity, "id-%s", self->id);
+    ep_agent_report_edge (self, identity, "198.51.100.1:0", false);
 }
 
 //  Opens sessions until it holds as many as configured.
@@ -370,6 +373,12 @@ s_sessions_fill (ep_agent_t *self)
         snprintf (id, sizeof id, "s-%s", hex);
         zhashx_insert (self->sessions, id, session);
         s_session_open (self, id, session);
+        //  A session is a client connecting to this router: report it.
+        char identity [80], source [48];
+        snprintf (identity, sizeof identity, "id-%s", self->id);
+        snprintf (source, sizeof source, "198.51.100.%u:%u", 1 + randombytes_uniform (254),
+                  1024 + randombytes_uniform (60000));
+        ep_agent_report_edge (self, identity, source, true);
     }
 }
 
