@@ -847,32 +847,36 @@ s_work_timer (terminators_t *self, termrec_t *record, int64_t now_ms)
     termrec_destroy (&next);
 }
 
+//  Copies the first key of set into id; false if set is empty.
+static bool
+s_first_key (zhashx_t *set, char id [65])
+{
+    if (!zhashx_first (set))
+        return false;
+    snprintf (id, 65, "%s", (const char *) zhashx_cursor (set));
+    return true;
+}
+
 void
 terminators_work (terminators_t *self, int64_t now_ms)
 {
     EP_ASSERT (self->open);
     s_mark_t mark = s_savepoint (self, "work");
     size_t budget = self->config.work_budget;
-    const char *id;
-    while (budget > 0 && !self->failed && (id = (const char *) zhashx_first (self->dirty_routers))) {
-        char router [65];
-        snprintf (router, sizeof router, "%s", id);
-        s_consume (self, self->dirty_routers, UNDO_DIRTY_ROUTER, router);
-        size_t cost = s_work_router (self, router, now_ms);
+    char id [65];
+    while (budget > 0 && !self->failed && s_first_key (self->dirty_routers, id)) {
+        s_consume (self, self->dirty_routers, UNDO_DIRTY_ROUTER, id);
+        size_t cost = s_work_router (self, id, now_ms);
         budget = cost < budget? budget - cost: 0;
     }
-    while (budget > 0 && !self->failed && (id = (const char *) zhashx_first (self->dirty_services))) {
-        char service [65];
-        snprintf (service, sizeof service, "%s", id);
-        s_consume (self, self->dirty_services, UNDO_DIRTY_SERVICE, service);
-        size_t cost = s_work_service (self, service, now_ms);
+    while (budget > 0 && !self->failed && s_first_key (self->dirty_services, id)) {
+        s_consume (self, self->dirty_services, UNDO_DIRTY_SERVICE, id);
+        size_t cost = s_work_service (self, id, now_ms);
         budget = cost < budget? budget - cost: 0;
     }
-    while (budget > 0 && !self->failed && (id = (const char *) zhashx_first (self->presence_dirty))) {
-        char router [65];
-        snprintf (router, sizeof router, "%s", id);
-        s_consume (self, self->presence_dirty, UNDO_PRESENCE, router);
-        size_t cost = s_work_presence (self, router, now_ms);
+    while (budget > 0 && !self->failed && s_first_key (self->presence_dirty, id)) {
+        s_consume (self, self->presence_dirty, UNDO_PRESENCE, id);
+        size_t cost = s_work_presence (self, id, now_ms);
         budget = cost < budget? budget - cost: 0;
     }
     while (budget > 0 && !self->failed && now_ms >= self->settle_until_ms) {
@@ -1835,8 +1839,7 @@ terminators_new (ep_store_t *store, ep_model_view_t *view, const terminators_con
     for (int pass = 0; pass < 2; pass++) {
         termrec_t *record = (termrec_t *) zhashx_first (self->records);
         for (; record; record = (termrec_t *) zhashx_next (self->records)) {
-            if (!*record->service_id || record->create_touch == 0
-            ||  termsm_live (record->sm.state) != (pass == 0))
+            if (!*record->service_id || termsm_live (record->sm.state) != (pass == 0))
                 continue;
             char key [140];
             s_pair (key, sizeof key, record->router_id, record->service_id);

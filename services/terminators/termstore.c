@@ -13,7 +13,7 @@ const char *const termstore_migrations [] = {
     "CREATE INDEX terminators_by_router ON terminators (router_id, id);"
     "CREATE INDEX terminators_by_service ON terminators (service_id, id);"
     "CREATE INDEX terminators_by_state ON terminators (state, id);"
-    "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, body BLOB NOT NULL);"
+    "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, body BLOB NOT NULL);"
 };
 const size_t termstore_migrations_count = EP_COUNT (termstore_migrations);
 
