@@ -529,7 +529,7 @@ main (int argc, char **argv)
         for (size_t i = 0; i < EP_COUNT (due); i++)
             if (due [i] < timeout)
                 timeout = due [i];
-        ep_service_wait (self.service, poller, timeout > 0? timeout: 0);
+        void *which = ep_service_wait (self.service, poller, timeout > 0? timeout: 0);
         ep_follower_handle (self.follower);
         if (ep_follower_snapshots (self.follower) != self.snapshots) {
             //  A snapshot replaced the view: everything is checked against it.
@@ -562,7 +562,7 @@ main (int argc, char **argv)
         }
         s_publish (&self);
         now = ep_mono_ms ();
-        if (served || now >= next_gauges) {
+        if (served || which || now >= next_gauges) {
             s_gauges (&self);
             next_gauges = now + GAUGES_MS;
         }

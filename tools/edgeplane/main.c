@@ -19,6 +19,7 @@ static const s_command_t s_commands [] = {
     { "identity", cli_identity, "Identities in the model: create, get, list, update, delete." },
     { "controller", cli_controller, "Controllers in the model: create, get, list, update, delete." },
     { "backup", cli_backup, "Back up the model database to FILE (on the model service's machine)." },
+    { "terminator", cli_terminator, "Terminators (operators read): list, get." },
 };
 
 int
