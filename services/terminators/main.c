@@ -72,6 +72,7 @@ typedef struct {
     ep_series_t *cmd_published; //  edgeplane_published_total{stream="cmd"}
     ep_series_t *gaps;          //  edgeplane_stream_gaps_total{stream="model"}
     ep_series_t *db_bytes;      //  edgeplane_terminators_db_bytes
+    ep_series_t *replayed;      //  edgeplane_terminator_events_replayed_total
     uint64_t seen_spins, seen_commands, seen_acks, seen_gaps;   //  last values added
 } s_main_t;
 
@@ -376,6 +377,9 @@ s_metrics (s_main_t *self)
     self->gaps = ep_counter_series (ep_metrics_stream_gaps (metrics), model_stream);
     self->db_bytes = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_terminators_db_bytes",
         "Size of the terminator database.", 0, NULL), NULL);
+    self->replayed = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_terminator_events_replayed_total",
+        "Events committed by an earlier run but maybe not published, published again at start "
+        "(they are the first messages of this run's terminator stream).", 0, NULL), NULL);
 }
 
 static void
@@ -538,8 +542,10 @@ main (int argc, char **argv)
         }
         if (!self.is_ready && ep_follower_ready (self.follower)) {
             int replayed = terminators_replay_outbox (self.core);
-            if (replayed > 0)
+            if (replayed > 0) {
                 ep_log_info ("publishing %d events committed before the last stop", replayed);
+                ep_series_add (self.replayed, replayed);
+            }
             rc = ep_service_ready (self.service);
             self.is_ready = true;
         }
@@ -554,7 +560,7 @@ main (int argc, char **argv)
         s_unpark (&self);
         //  Batches until the ready writes and the due work are done.
         bool served = false;
-        for (int round = 0; round < 64; round++) {
+        for (int round = 0; round < 64 && ep_follower_ready (self.follower); round++) {
             if (zlistx_size (self.ready) == 0 && !terminators_has_work (self.core, ep_wall_ms ()))
                 break;
             s_batch (&self);

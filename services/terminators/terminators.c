@@ -72,6 +72,7 @@ struct _terminators_t {
     size_t heap_size;           //  entries in use
     size_t heap_cap;            //  entries allocated
     int64_t settle_until_ms;    //  no timers before this (presence unknown after start)
+    bool loaded;                //  the model view holds a snapshot: decisions may use it
     bool open;                  //  a batch is open
     bool failed;                //  a store write of the current savepoint failed
     s_undo_t *undo;             //  undo log of the open batch
@@ -599,7 +600,12 @@ s_event (terminators_t *self, const termrec_t *record, const char *type, const c
         body.usable_default_terminators = counts->usable_default;
         body.usable_required_terminators = counts->usable_required;
     }
-    body.reason = (char *) reason;
+    //  The model revision its lifecycle was last based on, for consumers
+    //  that check ordering (docs/terminators.md).
+    char text [512];
+    snprintf (text, sizeof text, "%s (model revision %llu)", reason? reason: "",
+              (unsigned long long) record->model_revision);
+    body.reason = text;
     Ep__Event event = EP__EVENT__INIT;
     event.body_case = EP__EVENT__BODY_TERMINATOR;
     event.terminator = &body;
@@ -861,6 +867,8 @@ void
 terminators_work (terminators_t *self, int64_t now_ms)
 {
     EP_ASSERT (self->open);
+    if (!self->loaded)
+        return;                 //  an empty view would retire everything
     s_mark_t mark = s_savepoint (self, "work");
     size_t budget = self->config.work_budget;
     char id [65];
@@ -903,6 +911,8 @@ terminators_work (terminators_t *self, int64_t now_ms)
 bool
 terminators_has_work (terminators_t *self, int64_t now_ms)
 {
+    if (!self->loaded)
+        return false;
     if (zhashx_size (self->dirty_routers) || zhashx_size (self->dirty_services)
     ||  zhashx_size (self->presence_dirty))
         return true;
@@ -1209,6 +1219,10 @@ s_create (terminators_t *self, const char *router_id, uint64_t revision, const E
     }
     else {
         //  New, or a new incarnation of a deleted one.
+        if (record)
+            ep_log_info ("terminator %s comes back: created based on model revision %llu, after its "
+                         "deletion based on %llu", t->id, (unsigned long long) revision,
+                         (unsigned long long) record->model_revision);
         snprintf (next->service_id, sizeof next->service_id, "%s", t->service_id);
         snprintf (next->host_id, sizeof next->host_id, "%s", host);
         termrec_set_address (next, t->address);
@@ -1740,6 +1754,7 @@ s_on_model (void *arg, const ep_model_event_t *event)
 void
 terminators_model_loaded (terminators_t *self)
 {
+    self->loaded = true;
     zlistx_t *routers = zhashx_keys (self->by_router);
     for (const char *id = (const char *) zlistx_first (routers); id; id = (const char *) zlistx_next (routers))
         zhashx_update (self->dirty_routers, id, (void *) 1);

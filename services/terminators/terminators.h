@@ -69,7 +69,8 @@ void
     terminators_destroy (terminators_t **self_p);
 
 //  The follower loaded a snapshot (the first, or a resync): every
-//  terminator is checked against the model again.
+//  terminator is checked against the model again. Until the first call
+//  no internal work runs (the view is empty) and writes must wait.
 void
     terminators_model_loaded (terminators_t *self);
 

@@ -315,6 +315,7 @@ s_open (void)
     cr_assert_not_null (s_store, "%s", ep_store_last_error ());
     s_core = terminators_new (s_store, s_view, &s_config, s_now);
     cr_assert_not_null (s_core);
+    terminators_model_loaded (s_core);
 }
 
 static void
@@ -390,7 +391,7 @@ Test (terminators_core, create_waits_for_its_router_to_be_online)
     cr_assert (terminators_has_work (s_core, s_now));
     s_work ();
     cr_assert_eq (s_state ("t1"), EP__TERMINATOR_STATE__ESTABLISHED);
-    cr_assert_str_eq (s_last_seen ("terminator.established")->reason, "router-online");
+    cr_assert_str_eq (s_last_seen ("terminator.established")->reason, "router-online (model revision 3)");
 }
 
 Test (terminators_core, create_is_idempotent_and_other_owners_conflict)
@@ -538,7 +539,7 @@ Test (terminators_core, a_deleting_terminator_is_deleted_after_the_grace)
     cr_assert (terminators_has_work (s_core, s_now));
     s_work ();
     cr_assert_eq (s_state ("t1"), EP__TERMINATOR_STATE__DELETED);
-    cr_assert_str_eq (s_last_seen ("terminator.deleted")->reason, "delete-grace-expired");
+    cr_assert_str_eq (s_last_seen ("terminator.deleted")->reason, "delete-grace-expired (model revision 4)");
 }
 
 Test (terminators_core, router_deleted_disabled_or_offline_loses_terminators_at_once)
