@@ -39,6 +39,8 @@ int cli_controller (int argc, char **argv);
 int cli_backup (int argc, char **argv);
 //  cmd_session.c: the reaper's sessions.
 int cli_session (int argc, char **argv);
+//  cmd_terminator.c: terminator list|get.
+int cli_terminator (int argc, char **argv);
 
 //  Parses a command's flags: the shared options (data dir, keys dir, bus
 //  addresses, ...) plus opts. Returns 0, or an exit code to return now

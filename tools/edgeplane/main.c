@@ -23,6 +23,7 @@ static const s_command_t s_commands [] = {
     { "controller", cli_controller, "Controllers in the model: create, get, list, update, delete." },
     { "backup", cli_backup, "Back up the model database to FILE (on the model service's machine)." },
     { "session", cli_session, "Sessions the reaper tracks: list, get." },
+    { "terminator", cli_terminator, "Terminators (operators read): list, get." },
 };
 
 int

@@ -1,0 +1,1334 @@
+/*  test_terminators_chaos.c: randomized chaos against the real
+    edgeplane-terminators (with a real bus and model).
+
+    The test plays the model's operator, the watchdog (presence beacons,
+    join, leave) and a fleet of honest routers that follow their model
+    slices late, reconnect, validate, and whose requests are delivered
+    shuffled, duplicated and resent; model changes are also re-published
+    late and duplicated on the bus; the service is SIGKILLed and restarted
+    at random points. Then the fleet converges and the oracle, computed
+    only from the model writes this test made (never from the service),
+    must match the service exactly: the live terminators are precisely one
+    ESTABLISHED terminator per (enabled router, hosted service) with the id
+    that router chose; the event log never shows an id coming back after
+    its deletion; no spin was counted or announced.
+
+    The seed is printed; EP_CHAOS_SEED=<seed> replays the same decisions
+    and EP_CHAOS_SECONDS sets the length of the chaos phase (default 30).
+*/
+#include <criterion/criterion.h>
+#include "ep_test.h"
+#include "ep_codec.h"
+#include "ep_keys.h"
+#include "ep_publisher.h"
+#include "ep_rpc_client.h"
+#include "ep_subscriber.h"
+#include "model.pb-c.h"
+#include "terminators.pb-c.h"
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define ROUTERS     24
+#define SERVICES    6
+#define DELTAS_MAX  512
+#define RESEND_MS   3000        //  an unanswered request is sent again after this
+#define BEACON_MS   300
+
+//  ---------------------------------------------------------------------
+//  Deterministic randomness (xorshift64*)
+
+static uint64_t s_rng;
+
+static uint64_t
+s_rand (void)
+{
+    s_rng ^= s_rng >> 12;
+    s_rng ^= s_rng << 25;
+    s_rng ^= s_rng >> 27;
+    return s_rng * 2685821657736338717ull;
+}
+
+static int
+s_pick (int n)
+{
+    return (int) (s_rand () % (uint64_t) n);
+}
+
+static bool
+s_chance (int percent)
+{
+    return s_pick (100) < percent;
+}
+
+//  ---------------------------------------------------------------------
+//  The oracle's input: the model as this test wrote it
+
+typedef struct {
+    bool exists;                //  in the model
+    bool enabled;               //  enabled
+    bool hosts [SERVICES];      //  hosted services
+} s_mirror_t;
+
+static s_mirror_t s_mirror [ROUTERS];
+static bool s_service_exists [SERVICES];
+static uint64_t s_revision;     //  the model's last revision
+
+//  What each model write touched: a (router, service) pair, a router
+//  (service -1: created, deleted, enabled or disabled) or a service
+//  (router -1: created or deleted).
+typedef struct {
+    uint64_t revision;
+    int router;
+    int service;
+} s_touch_t;
+
+static s_touch_t *s_touches;
+static size_t s_touch_count, s_touch_cap;
+
+static void
+s_touched (int router, int service)
+{
+    if (s_touch_count == s_touch_cap) {
+        s_touch_cap = s_touch_cap? s_touch_cap * 2: 4096;
+        s_touches = (s_touch_t *) realloc (s_touches, s_touch_cap * sizeof (s_touch_t));
+    }
+    s_touches [s_touch_count++] = (s_touch_t) { s_revision, router, service };
+}
+
+//  True if a model write with a revision in (after, upto] touched (router, service).
+static bool
+s_touched_between (int router, int service, uint64_t after, uint64_t upto)
+{
+    for (size_t i = 0; i < s_touch_count; i++) {
+        s_touch_t *t = &s_touches [i];
+        if (t->revision > after && t->revision <= upto
+        &&  (t->router == router || t->router == -1) && (t->service == service || t->service == -1))
+            return true;
+    }
+    return false;
+}
+
+//  ---------------------------------------------------------------------
+//  Honest routers
+
+typedef struct {
+    uint64_t revision;          //  the model revision of the change
+    bool exists;                //  the router after it
+    bool enabled;
+    bool hosts [SERVICES];
+} s_delta_t;
+
+typedef struct {
+    char id [16];               //  "r7"
+    bool online;                //  joined to our "watchdog"
+    uint64_t known;             //  revision of its slice
+    bool hosted [SERVICES];     //  its slice
+    char term [SERVICES][48];   //  its terminator id per service, "" for none (kept across reconnects)
+    int next_id;                //  its id counter (ids are never reused)
+    zhashx_t *retired;          //  ids it deleted or was told to drop: never created again
+    s_delta_t deltas [DELTAS_MAX];  //  slice changes not yet processed, in order
+    size_t n_deltas;
+} s_router_t;
+
+static s_router_t s_routers [ROUTERS];
+
+//  A request on its way (or waiting to be sent again).
+typedef struct {
+    char request_id [32];       //  ours, unique
+    int router;                 //  who asked
+    zframe_t *frame;            //  the packed request, resent as is
+    int64_t sent_ms;            //  0: not sent yet
+    int64_t not_before_ms;      //  held back until then (a late request)
+    bool validate;              //  apply the reply to the router
+} s_out_t;
+
+//  A copy of a request sent again later, answered or not (a late duplicate).
+typedef struct {
+    int64_t due_ms;             //  when
+    zframe_t *frame;            //  the request
+} s_dup_t;
+
+static zlistx_t *s_dups;        //  s_dup_t
+
+static zhashx_t *s_outbox;      //  request id -> s_out_t
+static zhashx_t *s_trace;       //  terminator id -> what its router did with it (for reports)
+
+static void
+s_trace_add (const char *id, const char *format, ...) __attribute__ ((format (printf, 2, 3)));
+
+static void
+s_trace_add (const char *id, const char *format, ...)
+{
+    char line [256];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (line, sizeof line, format, args);
+    va_end (args);
+    char *before = (char *) zhashx_lookup (s_trace, id);
+    char *after = zsys_sprintf ("%s  router: %s\n", before? before: "", line);
+    zhashx_update (s_trace, id, after);
+}
+static uint64_t s_next_request;
+
+//  ---------------------------------------------------------------------
+//  Processes and sockets
+
+static char *s_dir, *s_keys;
+static char *s_env [8];
+static ep_proc_t *s_bus, *s_model, *s_terms;
+static int s_port;
+static int s_incarnation;       //  of the terminator service
+static double s_replayed [64];  //  events replayed at start, per incarnation
+static char *s_terms_key;
+static zlistx_t *s_service_logs;        //  every incarnation's log, for a failure report
+static zcert_t *s_watchdog_cert, *s_operator_cert, *s_model_cert;
+static zsock_t *s_dealer;       //  we, as the watchdog, to the service
+static ep_rpc_client_t *s_modelc;
+static ep_rpc_client_t *s_operator;
+static ep_publisher_t *s_presence;      //  presence.*, as the watchdog
+static ep_publisher_t *s_republisher;   //  model.change again, late and twice
+static ep_subscriber_t *s_events;       //  terminator.* (the event log)
+static ep_subscriber_t *s_model_stream; //  model.change, to re-publish
+static zlistx_t *s_late;                //  model changes to re-publish later
+static int64_t s_next_beacon;
+
+//  Statistics for the report.
+static struct {
+    uint64_t model_writes, creates, deletes, validates, sends, duplicates, replies, unavailable;
+    uint64_t refused, reconnects, offlines, restarts, republished, event_gaps, late_sends;
+} s_stats;
+
+//  ---------------------------------------------------------------------
+//  The event log
+
+typedef struct {
+    char type [32];
+    char id [65];
+    char source [96];
+    char reason [128];
+    uint64_t seq;
+} s_logged_t;
+
+static s_logged_t *s_log;
+static size_t s_log_size, s_log_cap;
+
+static void
+s_on_report (void *arg, const ep_stream_report_t *report)
+{
+    (void) arg;
+    if (report->kind == EP_STREAM_GAP && streq (report->stream, "terminator"))
+        s_stats.event_gaps++;
+}
+
+static void
+s_pump_events (void)
+{
+    char *topic = NULL;
+    Ep__Event *event;
+    while ((event = ep_subscriber_recv (s_events, 0, &topic))) {
+        if (event->body_case == EP__EVENT__BODY_TERMINATOR) {
+            if (s_log_size == s_log_cap) {
+                s_log_cap = s_log_cap? s_log_cap * 2: 4096;
+                s_log = (s_logged_t *) realloc (s_log, s_log_cap * sizeof (s_logged_t));
+            }
+            s_logged_t *entry = &s_log [s_log_size++];
+            memset (entry, 0, sizeof *entry);
+            snprintf (entry->type, sizeof entry->type, "%s", topic + strlen ("terminator."));
+            snprintf (entry->id, sizeof entry->id, "%s", event->terminator->terminator_id?
+                      event->terminator->terminator_id: "");
+            snprintf (entry->source, sizeof entry->source, "%s", event->meta && event->meta->source_id?
+                      event->meta->source_id: "");
+            entry->seq = event->meta? event->meta->seq: 0;
+            snprintf (entry->reason, sizeof entry->reason, "%s", event->terminator->reason?
+                      event->terminator->reason: "");
+        }
+        ep__event__free_unpacked (event, NULL);
+        zstr_free (&topic);
+    }
+}
+
+//  A model change to publish again later.
+typedef struct {
+    int64_t due_ms;             //  when
+    zchunk_t *change;           //  the packed ModelChange
+} s_late_t;
+
+static void
+s_late_destroy (void **item)
+{
+    s_late_t *late = (s_late_t *) *item;
+    if (late) {
+        zchunk_destroy (&late->change);
+        free (late);
+        *item = NULL;
+    }
+}
+
+//  Model changes seen on the bus are published again, some late, some
+//  twice, under another source: the service must ignore what it has.
+static void
+s_republish (void)
+{
+    char *topic = NULL;
+    Ep__Event *event;
+    while ((event = ep_subscriber_recv (s_model_stream, 0, &topic))) {
+        if (event->body_case == EP__EVENT__BODY_MODEL_CHANGE && s_chance (40)) {
+            s_late_t *late = (s_late_t *) zmalloc (sizeof (s_late_t));
+            late->due_ms = ep_mono_ms () + s_pick (2000);
+            size_t size = ep__model_change__get_packed_size (event->model_change);
+            uint8_t *bytes = (uint8_t *) malloc (size + 1);
+            ep__model_change__pack (event->model_change, bytes);
+            late->change = zchunk_new (bytes, size);
+            free (bytes);
+            zlistx_add_end (s_late, late);
+        }
+        ep__event__free_unpacked (event, NULL);
+        zstr_free (&topic);
+    }
+    s_late_t *late = (s_late_t *) zlistx_first (s_late);
+    while (late) {
+        if (late->due_ms <= ep_mono_ms ()) {
+            Ep__ModelChange *change = ep__model_change__unpack (NULL, zchunk_size (late->change),
+                                                                zchunk_data (late->change));
+            cr_assert_not_null (change);
+            Ep__Event out = EP__EVENT__INIT;
+            out.body_case = EP__EVENT__BODY_MODEL_CHANGE;
+            out.model_change = change;
+            for (int copies = s_chance (30)? 2: 1; copies > 0; copies--) {
+                ep_publisher_send (s_republisher, "model.change", &out);
+                s_stats.republished++;
+            }
+            ep__model_change__free_unpacked (change, NULL);
+            zlistx_delete (s_late, zlistx_cursor (s_late));
+            late = (s_late_t *) zlistx_first (s_late);
+        }
+        else
+            late = (s_late_t *) zlistx_next (s_late);
+    }
+    ep_publisher_tick (s_republisher);
+}
+
+//  ---------------------------------------------------------------------
+//  Presence
+
+static void
+s_presence_send (const char *type, char **routers, size_t count)
+{
+    Ep__PresenceEvent body = EP__PRESENCE_EVENT__INIT;
+    body.instance_id = "watchdog-chaos";
+    body.has_instance_epoch = true;
+    body.instance_epoch = 7;
+    body.routers = routers;
+    body.n_routers = count;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_PRESENCE;
+    event.presence = &body;
+    char topic [32];
+    snprintf (topic, sizeof topic, "presence.%s", type);
+    ep_publisher_send (s_presence, topic, &event);
+}
+
+static void
+s_beacon (bool force)
+{
+    if (!force && ep_mono_ms () < s_next_beacon)
+        return;
+    char *routers [ROUTERS];
+    size_t count = 0;
+    for (int r = 0; r < ROUTERS; r++)
+        if (s_routers [r].online)
+            routers [count++] = s_routers [r].id;
+    s_presence_send ("beacon", routers, count);
+    ep_publisher_tick (s_presence);
+    s_next_beacon = ep_mono_ms () + BEACON_MS;
+}
+
+//  ---------------------------------------------------------------------
+//  Requests
+
+static void
+s_out_destroy (void **item)
+{
+    s_out_t *out = (s_out_t *) *item;
+    if (out) {
+        zframe_destroy (&out->frame);
+        free (out);
+        *item = NULL;
+    }
+}
+
+static void
+s_enqueue (int router, Ep__TerminatorRequest *request, bool validate)
+{
+    s_out_t *out = (s_out_t *) zmalloc (sizeof (s_out_t));
+    snprintf (out->request_id, sizeof out->request_id, "q%llu", (unsigned long long) ++s_next_request);
+    out->router = router;
+    out->validate = validate;
+    if (s_chance (30))
+        out->not_before_ms = ep_mono_ms () + s_pick (1500);
+    request->request_id = out->request_id;
+    request->router_id = s_routers [router].id;
+    char err [256];
+    out->frame = ep_codec_pack (&request->base, EP_CODEC_DEFAULT_CAP, err, sizeof err);
+    cr_assert_not_null (out->frame, "%s", err);
+    zhashx_insert (s_outbox, out->request_id, out);
+}
+
+static void
+s_dup_destroy (void **item)
+{
+    s_dup_t *dup = (s_dup_t *) *item;
+    if (dup) {
+        zframe_destroy (&dup->frame);
+        free (dup);
+        *item = NULL;
+    }
+}
+
+static void
+s_send_now (s_out_t *out)
+{
+    zframe_t *copy = zframe_dup (out->frame);
+    zframe_send (&copy, s_dealer, ZFRAME_DONTWAIT);
+    out->sent_ms = ep_mono_ms ();
+    s_stats.sends++;
+    if (s_chance (15)) {
+        s_dup_t *dup = (s_dup_t *) zmalloc (sizeof (s_dup_t));
+        dup->due_ms = ep_mono_ms () + s_pick (3000);
+        dup->frame = zframe_dup (out->frame);
+        zlistx_add_end (s_dups, dup);
+    }
+}
+
+//  Late duplicates that are due go out; their replies are ignored.
+static void
+s_send_dups (void)
+{
+    s_dup_t *dup = (s_dup_t *) zlistx_first (s_dups);
+    while (dup) {
+        if (dup->due_ms <= ep_mono_ms ()) {
+            zframe_t *copy = zframe_dup (dup->frame);
+            zframe_send (&copy, s_dealer, ZFRAME_DONTWAIT);
+            s_stats.duplicates++;
+            zlistx_delete (s_dups, zlistx_cursor (s_dups));
+            dup = (s_dup_t *) zlistx_first (s_dups);
+        }
+        else
+            dup = (s_dup_t *) zlistx_next (s_dups);
+    }
+}
+
+static int
+s_service_index (const char *id)
+{
+    for (int s = 0; id && s < SERVICES; s++) {
+        char name [16];
+        snprintf (name, sizeof name, "svc%d", s);
+        if (streq (name, id))
+            return s;
+    }
+    return -1;
+}
+
+static void
+s_create (int r, int s)
+{
+    s_router_t *router = &s_routers [r];
+    if (!*router->term [s]) {
+        char id [48];
+        snprintf (id, sizeof id, "%s-s%d-%d", router->id, s, ++router->next_id);
+        memcpy (router->term [s], id, sizeof id);
+    }
+    char service [16];
+    snprintf (service, sizeof service, "svc%d", s);
+    Ep__Terminator t = EP__TERMINATOR__INIT;
+    t.id = router->term [s];
+    t.service_id = service;
+    t.router_id = router->id;
+    Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+    request.has_model_revision = true;
+    request.model_revision = router->known;
+    request.op_case = EP__TERMINATOR_REQUEST__OP_CREATE;
+    request.create = &t;
+    s_enqueue (r, &request, false);
+    s_trace_add (t.id, "create based on %llu (q%llu)", (unsigned long long) router->known,
+                 (unsigned long long) s_next_request);
+    s_stats.creates++;
+}
+
+static void
+s_retire_id (s_router_t *router, int s)
+{
+    if (*router->term [s]) {
+        zhashx_update (router->retired, router->term [s], (void *) 1);
+        router->term [s][0] = 0;
+    }
+}
+
+static void
+s_delete (int r, int s)
+{
+    s_router_t *router = &s_routers [r];
+    if (!*router->term [s])
+        return;
+    Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+    request.has_model_revision = true;
+    request.model_revision = router->known;
+    request.op_case = EP__TERMINATOR_REQUEST__OP_DELETE_ID;
+    request.delete_id = router->term [s];
+    s_enqueue (r, &request, false);
+    s_trace_add (router->term [s], "delete based on %llu (q%llu)", (unsigned long long) router->known,
+                 (unsigned long long) s_next_request);
+    s_retire_id (router, s);
+    s_stats.deletes++;
+}
+
+static void
+s_validate (int r)
+{
+    s_router_t *router = &s_routers [r];
+    Ep__Terminator items [SERVICES];
+    Ep__Terminator *list [SERVICES];
+    char services [SERVICES][16];
+    size_t n = 0;
+    for (int s = 0; s < SERVICES; s++)
+        if (*router->term [s]) {
+            ep__terminator__init (&items [n]);
+            snprintf (services [s], sizeof services [s], "svc%d", s);
+            items [n].id = router->term [s];
+            items [n].service_id = services [s];
+            list [n] = &items [n];
+            n++;
+        }
+    Ep__TerminatorValidate validate = EP__TERMINATOR_VALIDATE__INIT;
+    validate.n_terminators = n;
+    validate.terminators = list;
+    Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+    request.has_model_revision = true;
+    request.model_revision = router->known;
+    request.op_case = EP__TERMINATOR_REQUEST__OP_VALIDATE;
+    request.validate = &validate;
+    s_enqueue (r, &request, true);
+    s_stats.validates++;
+}
+
+//  The router acts on a validate reply, trusting its own slice: it drops
+//  what it is told to, creates what it lacks for services it hosts, and
+//  never creates an id it has retired.
+static bool
+s_apply_validate (int r, const Ep__TerminatorReply *reply)
+{
+    s_router_t *router = &s_routers [r];
+    bool changed = false;
+    for (size_t i = 0; i < reply->n_to_delete; i++)
+        s_trace_add (reply->to_delete [i], "validate (%s) says delete", router->id);
+    for (size_t i = 0; i < reply->n_to_create; i++)
+        if (reply->to_create [i]->id)
+            s_trace_add (reply->to_create [i]->id, "validate (%s) says create", router->id);
+    for (size_t i = 0; i < reply->n_to_delete; i++)
+        for (int s = 0; s < SERVICES; s++)
+            if (streq (router->term [s], reply->to_delete [i])) {
+                s_retire_id (router, s);
+                changed = true;
+            }
+    for (size_t i = 0; i < reply->n_to_create; i++) {
+        Ep__Terminator *t = reply->to_create [i];
+        int s = s_service_index (t->service_id);
+        if (s < 0 || !router->hosted [s])
+            continue;
+        if (t->id && zhashx_lookup (router->retired, t->id))
+            continue;
+        if (!*router->term [s] && t->id)
+            snprintf (router->term [s], sizeof router->term [s], "%s", t->id);
+        s_create (r, s);
+        changed = true;
+    }
+    return changed;
+}
+
+static bool s_converging;       //  final phase: count validate replies that change something
+static int s_validate_changes;
+
+static void
+s_replies (int timeout_ms)
+{
+    zpoller_t *poller = zpoller_new (s_dealer, NULL);
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    while (true) {
+        int64_t left = deadline - ep_mono_ms ();
+        if (!(zsock_events (s_dealer) & ZMQ_POLLIN) && (left <= 0 || !zpoller_wait (poller, (int) left)))
+            break;
+        zframe_t *frame = zframe_recv (s_dealer);
+        if (!frame)
+            break;
+        char err [256];
+        Ep__TerminatorReply *reply = (Ep__TerminatorReply *) ep_codec_unpack_frame (
+            &ep__terminator_reply__descriptor, frame, EP_CODEC_DEFAULT_CAP, "terminators", err, sizeof err);
+        zframe_destroy (&frame);
+        cr_assert_not_null (reply, "%s", err);
+        s_stats.replies++;
+        s_out_t *out = reply->request_id? (s_out_t *) zhashx_lookup (s_outbox, reply->request_id): NULL;
+        Ep__Status__Code code = reply->status && reply->status->has_code? reply->status->code: 0;
+        if (out) {
+            cr_assert (code != EP__STATUS__CODE__INTERNAL && code != EP__STATUS__CODE__INVALID_ARGUMENT
+                       && code != EP__STATUS__CODE__PERMISSION_DENIED,
+                       "an honest request was refused: %d %s", code,
+                       reply->status && reply->status->message? reply->status->message: "");
+            if (code == EP__STATUS__CODE__UNAVAILABLE) {
+                out->sent_ms = 0;           //  sent again later
+                s_stats.unavailable++;
+            }
+            else {
+                if (code != EP__STATUS__CODE__OK)
+                    s_stats.refused++;
+                if (out->validate && code == EP__STATUS__CODE__OK
+                &&  s_apply_validate (out->router, reply) && s_converging)
+                    s_validate_changes++;
+                zhashx_delete (s_outbox, reply->request_id);
+            }
+        }
+        ep__terminator_reply__free_unpacked (reply, NULL);
+    }
+    zpoller_destroy (&poller);
+}
+
+//  Sends up to max requests that are due, shuffled; some twice.
+static void
+s_deliver (int max)
+{
+    size_t count = zhashx_size (s_outbox);
+    s_out_t **due = (s_out_t **) calloc (count + 1, sizeof (s_out_t *));
+    size_t n = 0;
+    int64_t now = ep_mono_ms ();
+    for (s_out_t *out = (s_out_t *) zhashx_first (s_outbox); out; out = (s_out_t *) zhashx_next (s_outbox))
+        if ((!out->sent_ms || now - out->sent_ms > RESEND_MS) && now >= out->not_before_ms)
+            due [n++] = out;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t) s_pick ((int) i);
+        s_out_t *swap = due [i - 1];
+        due [i - 1] = due [j];
+        due [j] = swap;
+    }
+    for (size_t i = 0; i < n && (int) i < max; i++) {
+        if (due [i]->sent_ms)
+            s_stats.late_sends++;
+        s_send_now (due [i]);
+        if (s_chance (5)) {
+            s_send_now (due [i]);
+            s_stats.duplicates++;
+        }
+    }
+    free (due);
+}
+
+//  ---------------------------------------------------------------------
+//  Router behaviour
+
+static void
+s_go_offline (int r)
+{
+    s_router_t *router = &s_routers [r];
+    if (!router->online)
+        return;
+    router->online = false;
+    router->n_deltas = 0;
+    char *routers [] = { router->id };
+    s_presence_send ("leave", routers, 1);
+    s_stats.offlines++;
+}
+
+//  Applies the router's next k slice changes, in order.
+static void
+s_learn (int r, int k)
+{
+    s_router_t *router = &s_routers [r];
+    while (router->online && router->n_deltas > 0 && k-- > 0) {
+        s_delta_t delta = router->deltas [0];
+        memmove (router->deltas, router->deltas + 1, (router->n_deltas - 1) * sizeof (s_delta_t));
+        router->n_deltas--;
+        if (!delta.exists || !delta.enabled) {
+            s_go_offline (r);       //  drained by the watchdog
+            return;
+        }
+        cr_assert_gt (delta.revision, router->known, "router %s: slice revisions must grow", router->id);
+        router->known = delta.revision;
+        for (int s = 0; s < SERVICES; s++) {
+            bool was = router->hosted [s];
+            router->hosted [s] = delta.hosts [s];
+            if (was && !delta.hosts [s])
+                s_delete (r, s);
+            else
+            if (!was && delta.hosts [s])
+                s_create (r, s);
+        }
+    }
+}
+
+//  Joins (again): a full slice at the model's current revision, then its
+//  list for validation.
+static void
+s_reconnect (int r)
+{
+    s_router_t *router = &s_routers [r];
+    const s_mirror_t *model = &s_mirror [r];
+    if (!model->exists || !model->enabled)
+        return;
+    if (!router->online) {
+        router->online = true;
+        char *routers [] = { router->id };
+        s_presence_send ("join", routers, 1);
+    }
+    router->n_deltas = 0;
+    router->known = s_revision;
+    for (int s = 0; s < SERVICES; s++) {
+        bool was = router->hosted [s];
+        router->hosted [s] = model->hosts [s];
+        if (was && !model->hosts [s])
+            s_delete (r, s);
+        else
+        if (model->hosts [s] && !*router->term [s])
+            s_create (r, s);
+    }
+    s_validate (r);
+    s_stats.reconnects++;
+}
+
+//  ---------------------------------------------------------------------
+//  The model
+
+static uint64_t
+s_model_write (Ep__ModelWrite *write)
+{
+    char id [33], err [256];
+    ep_rpc_new_id (id);
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.request_id = id;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = write;
+    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (s_modelc, &request.base, id,
+                                                                   &ep__model_reply__descriptor,
+                                                                   5000, 3, err, sizeof err);
+    cr_assert_not_null (reply, "model: %s", err);
+    cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK, "model: %s", reply->status->message);
+    uint64_t revision = reply->revision;
+    ep__model_reply__free_unpacked (reply, NULL);
+    cr_assert_gt (revision, s_revision);
+    s_revision = revision;
+    s_stats.model_writes++;
+    return revision;
+}
+
+//  Writes router r as the mirror has it (create or update).
+static void
+s_write_router (int r, bool create)
+{
+    Ep__HostedService hosted [SERVICES];
+    Ep__HostedService *list [SERVICES];
+    char names [SERVICES][16];
+    size_t n = 0;
+    for (int s = 0; s < SERVICES; s++)
+        if (s_mirror [r].hosts [s]) {
+            ep__hosted_service__init (&hosted [n]);
+            snprintf (names [s], sizeof names [s], "svc%d", s);
+            hosted [n].service_id = names [s];
+            hosted [n].has_cost = true;
+            hosted [n].cost = (uint32_t) (r * 10 + s);
+            list [n] = &hosted [n];
+            n++;
+        }
+    Ep__Router router = EP__ROUTER__INIT;
+    router.id = s_routers [r].id;
+    router.has_enabled = true;
+    router.enabled = s_mirror [r].enabled;
+    router.n_hosted = n;
+    router.hosted = list;
+    Ep__Entity entity = EP__ENTITY__INIT;
+    entity.kind_case = EP__ENTITY__KIND_ROUTER;
+    entity.router = &router;
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = create? EP__MODEL_WRITE__OP__CREATE: EP__MODEL_WRITE__OP__UPDATE;
+    write.entity = &entity;
+    char *clear [] = { "hosted" };
+    if (!create && n == 0) {
+        write.n_clear = 1;
+        write.clear = clear;
+    }
+    s_model_write (&write);
+}
+
+//  The change of revision s_revision reaches router r's watchdog.
+static void
+s_notify (int r)
+{
+    s_router_t *router = &s_routers [r];
+    if (!router->online)
+        return;
+    if (router->n_deltas == DELTAS_MAX) {
+        s_go_offline (r);       //  too far behind: it will take a full slice
+        return;
+    }
+    s_delta_t *delta = &router->deltas [router->n_deltas++];
+    delta->revision = s_revision;
+    delta->exists = s_mirror [r].exists;
+    delta->enabled = s_mirror [r].enabled;
+    memcpy (delta->hosts, s_mirror [r].hosts, sizeof delta->hosts);
+}
+
+static void
+s_model_action (void)
+{
+    int r = s_pick (ROUTERS);
+    s_mirror_t *m = &s_mirror [r];
+    int choice = s_pick (100);
+    if (choice < 60 && m->exists) {
+        //  Host or un-host one service.
+        int s = s_pick (SERVICES);
+        if (!s_service_exists [s] && !m->hosts [s])
+            return;
+        m->hosts [s] = !m->hosts [s];
+        s_write_router (r, false);
+        s_touched (r, s);
+        s_notify (r);
+    }
+    else
+    if (choice < 72 && m->exists) {
+        m->enabled = !m->enabled;
+        s_write_router (r, false);
+        s_touched (r, -1);
+        s_notify (r);
+    }
+    else
+    if (choice < 84) {
+        if (m->exists) {
+            Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+            write.has_op = write.has_type = true;
+            write.op = EP__MODEL_WRITE__OP__DELETE;
+            write.type = EP__ENTITY_TYPE__ENTITY_ROUTER;
+            write.id = s_routers [r].id;
+            s_model_write (&write);
+            s_touched (r, -1);
+            memset (m, 0, sizeof *m);
+        }
+        else {
+            m->exists = m->enabled = true;
+            for (int s = 0; s < SERVICES; s++)
+                m->hosts [s] = s_service_exists [s] && s_chance (50);
+            s_write_router (r, true);
+            s_touched (r, -1);
+        }
+        s_notify (r);
+    }
+    else {
+        //  A service goes (from every hosted list, in one revision) or comes back.
+        int s = s_pick (SERVICES);
+        char name [16];
+        snprintf (name, sizeof name, "svc%d", s);
+        if (s_service_exists [s]) {
+            Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+            write.has_op = write.has_type = true;
+            write.op = EP__MODEL_WRITE__OP__DELETE;
+            write.type = EP__ENTITY_TYPE__ENTITY_SERVICE;
+            write.id = name;
+            s_model_write (&write);
+            s_touched (-1, s);
+            s_service_exists [s] = false;
+            for (int i = 0; i < ROUTERS; i++)
+                if (s_mirror [i].hosts [s]) {
+                    s_mirror [i].hosts [s] = false;
+                    s_notify (i);
+                }
+        }
+        else {
+            Ep__Service service = EP__SERVICE__INIT;
+            service.id = name;
+            Ep__Entity entity = EP__ENTITY__INIT;
+            entity.kind_case = EP__ENTITY__KIND_SERVICE;
+            entity.service = &service;
+            Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+            write.has_op = true;
+            write.op = EP__MODEL_WRITE__OP__CREATE;
+            write.entity = &entity;
+            s_model_write (&write);
+            s_touched (-1, s);
+            s_service_exists [s] = true;
+        }
+    }
+    //  Sometimes the router hears of it before the service does.
+    if (s_chance (30)) {
+        s_learn (r, DELTAS_MAX);
+        s_deliver (50);
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  The service
+
+static void
+s_start_terms (void)
+{
+    char listen [64], instance [64];
+    snprintf (listen, sizeof listen, "tcp://127.0.0.1:%d", s_port);
+    snprintf (instance, sizeof instance, "EDGEPLANE_INSTANCE_ID=chaos%d", s_incarnation);
+    s_env [5] = strdup (instance);
+    s_env [6] = NULL;
+    const char *args [] = { "--listen", listen, "--http-listen", "127.0.0.1:0",
+                            "--establish-timeout", "2s", "--retry-base", "100ms", "--retry-max", "1s",
+                            "--retry-cap", "5", "--delete-grace", "1s", "--park-timeout", "3s",
+                            "--settle", "700ms", "--presence-expiry", "2s", NULL };
+    s_terms = ep_proc_start ("edgeplane-terminators", args, (const char *const *) s_env, 30000);
+    cr_assert_not_null (s_terms, "edgeplane-terminators did not start");
+    zstr_free (&s_env [5]);
+    char *page = ep_http_get (ep_proc_endpoint (s_terms, "http"), "/metrics");
+    cr_assert_not_null (page);
+    s_replayed [s_incarnation] = ep_metric_value (page, "edgeplane_terminator_events_replayed_total");
+    free (page);
+}
+
+static void
+s_restart (void)
+{
+    cr_assert_eq (ep_proc_signal (s_terms, SIGKILL), 0);
+    int status = ep_proc_wait_exit (s_terms, 10000);
+    cr_assert (status != -1 && WIFSIGNALED (status), "the service did not die of SIGKILL");
+    zlistx_add_end (s_service_logs, ep_proc_log (s_terms));
+    ep_proc_destroy (&s_terms);
+    s_incarnation++;
+    cr_assert_lt (s_incarnation, (int) EP_COUNT (s_replayed));
+    s_start_terms ();
+    s_beacon (true);
+    s_stats.restarts++;
+}
+
+static double
+s_metric (const char *series)
+{
+    char *page = ep_http_get (ep_proc_endpoint (s_terms, "http"), "/metrics");
+    cr_assert_not_null (page);
+    double value = ep_metric_value (page, series);
+    free (page);
+    return value;
+}
+
+//  Every live terminator the service holds: "router/service/id/state" lines
+//  in a hash (key: id).
+static zhashx_t *
+s_live (void)
+{
+    zhashx_t *live = zhashx_new ();
+    zhashx_set_destructor (live, (czmq_destructor *) zstr_free);
+    char token [65] = "";
+    do {
+        Ep__TerminatorFilter filter = EP__TERMINATOR_FILTER__INIT;
+        filter.has_page_size = true;
+        filter.page_size = 1000;
+        filter.page_token = *token? token: NULL;
+        Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+        char id [33], err [256];
+        ep_rpc_new_id (id);
+        request.request_id = id;
+        request.op_case = EP__TERMINATOR_REQUEST__OP_LIST;
+        request.list = &filter;
+        Ep__TerminatorReply *reply = (Ep__TerminatorReply *) ep_rpc_client_call (
+            s_operator, &request.base, id, &ep__terminator_reply__descriptor, 5000, 3, err, sizeof err);
+        cr_assert_not_null (reply, "list: %s", err);
+        cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK);
+        for (size_t i = 0; i < reply->n_terminators; i++) {
+            Ep__Terminator *t = reply->terminators [i];
+            zhashx_insert (live, t->id, zsys_sprintf ("%s/%s/%d", t->router_id, t->service_id, t->state));
+        }
+        snprintf (token, sizeof token, "%s", reply->next_page_token? reply->next_page_token: "");
+        ep__terminator_reply__free_unpacked (reply, NULL);
+    } while (*token);
+    return live;
+}
+
+//  Compares the service with the oracle; returns NULL or what differs.
+static char *
+s_compare (void)
+{
+    zhashx_t *live = s_live ();
+    char *problem = NULL;
+    size_t expected = 0;
+    for (int r = 0; r < ROUTERS && !problem; r++)
+        for (int s = 0; s < SERVICES && !problem; s++) {
+            bool desired = s_mirror [r].exists && s_mirror [r].enabled && s_mirror [r].hosts [s];
+            const char *id = s_routers [r].term [s];
+            if (!desired)
+                continue;
+            expected++;
+            char want [96];
+            snprintf (want, sizeof want, "%s/svc%d/%d", s_routers [r].id, s, EP__TERMINATOR_STATE__ESTABLISHED);
+            const char *got = *id? (const char *) zhashx_lookup (live, id): NULL;
+            if (!*id)
+                problem = zsys_sprintf ("router %s holds no terminator for svc%d", s_routers [r].id, s);
+            else
+            if (!got || !streq (got, want))
+                problem = zsys_sprintf ("terminator %s: want %s, service has %s", id, want, got? got: "nothing");
+        }
+    if (!problem && zhashx_size (live) != expected) {
+        for (const char *v = (const char *) zhashx_first (live); v && !problem; v = (const char *) zhashx_next (live)) {
+            const char *id = (const char *) zhashx_cursor (live);
+            bool wanted = false;
+            for (int r = 0; r < ROUTERS; r++)
+                for (int s = 0; s < SERVICES; s++)
+                    wanted |= streq (s_routers [r].term [s], id) && s_mirror [r].exists && s_mirror [r].enabled
+                           && s_mirror [r].hosts [s];
+            if (!wanted)
+                problem = zsys_sprintf ("terminator %s (%s) is live but not desired", id, v);
+        }
+        if (!problem)
+            problem = zsys_sprintf ("%zu live terminators, %zu desired", zhashx_size (live), expected);
+    }
+    zhashx_destroy (&live);
+    return problem;
+}
+
+//  Prints what is known about terminator id: what its router did, the
+//  events, and the service's log lines naming it.
+static void
+s_report (const char *id)
+{
+    const char *trace = (const char *) zhashx_lookup (s_trace, id);
+    fprintf (stderr, "history of %s:\n%s", id, trace? trace: "  router: (nothing)\n");
+    for (size_t i = 0; i < s_log_size; i++)
+        if (streq (s_log [i].id, id))
+            fprintf (stderr, "  event: %s from %s seq %llu: %s\n", s_log [i].type, s_log [i].source,
+                     (unsigned long long) s_log [i].seq, s_log [i].reason);
+    zlistx_add_end (s_service_logs, ep_proc_log (s_terms));
+    for (char *text = (char *) zlistx_first (s_service_logs); text; text = (char *) zlistx_next (s_service_logs)) {
+        char *copy = strdup (text), *save = NULL;
+        for (char *line = strtok_r (copy, "\n", &save); line; line = strtok_r (NULL, "\n", &save))
+            if (strstr (line, id))
+                fprintf (stderr, "  service: %s\n", line);
+        free (copy);
+    }
+    int r = -1, s = -1;
+    if (sscanf (id, "r%d-s%d-", &r, &s) == 2 && r >= 0 && r < ROUTERS && s >= 0 && s < SERVICES)
+        fprintf (stderr, "  now: router %s %s, its id for svc%d \"%s\", its slice %s at %llu; model: %s%s%s\n",
+                 s_routers [r].id, s_routers [r].online? "online": "offline", s, s_routers [r].term [s],
+                 s_routers [r].hosted [s]? "hosts it": "does not host it", (unsigned long long) s_routers [r].known,
+                 s_mirror [r].exists? "exists": "deleted", s_mirror [r].enabled? ", enabled": ", disabled",
+                 s_mirror [r].hosts [s]? ", hosts it": ", does not host it");
+}
+
+//  ---------------------------------------------------------------------
+
+static void
+s_setup (void)
+{
+    signal (SIGPIPE, SIG_IGN);
+    zsys_init ();
+    s_dir = ep_tmpdir_new ("terminators-chaos");
+    s_keys = zsys_sprintf ("%s/keys", s_dir);
+    char err [512];
+    cr_assert_eq (ep_keys_init (s_keys, false, err, sizeof err), 0, "%s", err);
+    s_env [0] = zsys_sprintf ("EDGEPLANE_KEYS_DIR=%s", s_keys);
+    s_env [1] = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s", s_dir);
+    const char *bus_args [] = { "--pub-listen", "tcp://127.0.0.1:*", "--sub-listen", "tcp://127.0.0.1:*",
+                                "--http-listen", "127.0.0.1:0", NULL };
+    s_bus = ep_proc_start ("edgeplane-bus", bus_args, (const char *const *) s_env, 10000);
+    cr_assert_not_null (s_bus);
+    s_env [2] = zsys_sprintf ("EDGEPLANE_BUS_PUB=%s", ep_proc_connect_endpoint (s_bus, "pub"));
+    s_env [3] = zsys_sprintf ("EDGEPLANE_BUS_SUB=%s", ep_proc_connect_endpoint (s_bus, "sub"));
+    const char *model_args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
+    s_model = ep_proc_start ("edgeplane-model", model_args, (const char *const *) s_env, 10000);
+    cr_assert_not_null (s_model);
+    s_env [4] = zsys_sprintf ("EDGEPLANE_MODEL_API=%s", ep_proc_connect_endpoint (s_model, "api"));
+    s_env [5] = NULL;
+    s_port = ep_test_stable_port ();
+
+    s_terms_key = ep_keys_public_txt (s_keys, "terminators");
+    s_watchdog_cert = ep_keys_load (s_keys, "watchdog");
+    s_operator_cert = ep_keys_load (s_keys, "operator");
+    s_model_cert = ep_keys_load (s_keys, "model");
+    char *model_key = ep_keys_public_txt (s_keys, "model");
+    s_modelc = ep_rpc_client_new (ep_proc_connect_endpoint (s_model, "api"), s_operator_cert, model_key);
+    free (model_key);
+    char *bus_key = ep_keys_public_txt (s_keys, "bus");
+    s_presence = ep_publisher_new (ep_proc_connect_endpoint (s_bus, "pub"), s_watchdog_cert, bus_key,
+                                   "watchdog-chaos", EP_CODEC_DEFAULT_CAP);
+    s_republisher = ep_publisher_new (ep_proc_connect_endpoint (s_bus, "pub"), s_model_cert, bus_key,
+                                      "model-chaos", EP_CODEC_DEFAULT_CAP);
+    s_events = ep_subscriber_new (ep_proc_connect_endpoint (s_bus, "sub"), s_operator_cert, bus_key,
+                                  EP_CODEC_DEFAULT_CAP, s_on_report, NULL);
+    ep_subscriber_subscribe (s_events, "terminator.");
+    s_model_stream = ep_subscriber_new (ep_proc_connect_endpoint (s_bus, "sub"), s_operator_cert, bus_key,
+                                        EP_CODEC_DEFAULT_CAP, NULL, NULL);
+    ep_subscriber_subscribe (s_model_stream, "model.change");
+    free (bus_key);
+    s_late = zlistx_new ();
+    s_service_logs = zlistx_new ();
+    zlistx_set_destructor (s_service_logs, (czmq_destructor *) zstr_free);
+    s_dups = zlistx_new ();
+    zlistx_set_destructor (s_dups, s_dup_destroy);
+    zlistx_set_destructor (s_late, s_late_destroy);
+    s_outbox = zhashx_new ();
+    s_trace = zhashx_new ();
+    zhashx_set_destructor (s_trace, (czmq_destructor *) zstr_free);
+    zhashx_set_destructor (s_outbox, s_out_destroy);
+    memset (&s_stats, 0, sizeof s_stats);
+}
+
+static void
+s_teardown (void)
+{
+    zsock_destroy (&s_dealer);
+    for (int r = 0; r < ROUTERS; r++)
+        zhashx_destroy (&s_routers [r].retired);
+    zhashx_destroy (&s_outbox);
+    zhashx_destroy (&s_trace);
+    zlistx_destroy (&s_late);
+    zlistx_destroy (&s_service_logs);
+    zlistx_destroy (&s_dups);
+    free (s_log);
+    s_log = NULL;
+    free (s_touches);
+    s_touches = NULL;
+    s_touch_count = s_touch_cap = 0;
+    s_log_size = s_log_cap = 0;
+    ep_subscriber_destroy (&s_events);
+    ep_subscriber_destroy (&s_model_stream);
+    ep_publisher_destroy (&s_presence);
+    ep_publisher_destroy (&s_republisher);
+    ep_rpc_client_destroy (&s_modelc);
+    ep_rpc_client_destroy (&s_operator);
+    zcert_destroy (&s_watchdog_cert);
+    zcert_destroy (&s_operator_cert);
+    zcert_destroy (&s_model_cert);
+    zstr_free (&s_terms_key);
+    ep_proc_destroy (&s_terms);
+    ep_proc_destroy (&s_model);
+    ep_proc_destroy (&s_bus);
+    for (size_t i = 0; i < EP_COUNT (s_env); i++)
+        zstr_free (&s_env [i]);
+    zstr_free (&s_keys);
+    ep_tmpdir_remove (&s_dir);
+}
+
+Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge_exactly,
+      .init = s_setup, .fini = s_teardown, .timeout = 400)
+{
+    const char *seed_text = getenv ("EP_CHAOS_SEED");
+    uint64_t seed = seed_text? strtoull (seed_text, NULL, 10): (uint64_t) ep_wall_ms () ^ (uint64_t) getpid ();
+    if (seed == 0)
+        seed = 1;
+    s_rng = seed;
+    const char *seconds_text = getenv ("EP_CHAOS_SECONDS");
+    int seconds = seconds_text? atoi (seconds_text): 30;
+    fprintf (stderr, "terminators chaos: seed %llu, %d s (replay with EP_CHAOS_SEED=%llu)\n",
+             (unsigned long long) seed, seconds, (unsigned long long) seed);
+    cr_log_info ("seed %llu", (unsigned long long) seed);
+
+    //  The initial model: every service, every router hosting about half.
+    for (int s = 0; s < SERVICES; s++) {
+        char name [16];
+        snprintf (name, sizeof name, "svc%d", s);
+        Ep__Service service = EP__SERVICE__INIT;
+        service.id = name;
+        Ep__Entity entity = EP__ENTITY__INIT;
+        entity.kind_case = EP__ENTITY__KIND_SERVICE;
+        entity.service = &service;
+        Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+        write.has_op = true;
+        write.op = EP__MODEL_WRITE__OP__CREATE;
+        write.entity = &entity;
+        s_model_write (&write);
+        s_service_exists [s] = true;
+    }
+    for (int r = 0; r < ROUTERS; r++) {
+        memset (&s_routers [r], 0, sizeof s_routers [r]);
+        snprintf (s_routers [r].id, sizeof s_routers [r].id, "r%d", r);
+        s_routers [r].retired = zhashx_new ();
+        s_mirror [r].exists = s_mirror [r].enabled = true;
+        for (int s = 0; s < SERVICES; s++)
+            s_mirror [r].hosts [s] = s_chance (50);
+        s_write_router (r, true);
+        s_touched (r, -1);
+    }
+    s_start_terms ();
+    s_operator = ep_rpc_client_new (ep_proc_connect_endpoint (s_terms, "api"), s_operator_cert, s_terms_key);
+    s_dealer = zsock_new (ZMQ_DEALER);
+    zsock_set_sndhwm (s_dealer, 100000);
+    zsock_set_rcvhwm (s_dealer, 100000);
+    zcert_apply (s_watchdog_cert, s_dealer);
+    zsock_set_curve_serverkey (s_dealer, s_terms_key);
+    cr_assert_eq (zsock_connect (s_dealer, "%s", ep_proc_connect_endpoint (s_terms, "api")), 0);
+    cr_assert_eq (ep_subscriber_wait_stream (s_events, "terminator", 10000), 0);
+    for (int r = 0; r < ROUTERS; r++)
+        s_reconnect (r);
+
+    //  Chaos.
+    int64_t end = ep_mono_ms () + seconds * 1000;
+    int64_t next_restart = ep_mono_ms () + 3000 + s_pick (4000);
+    while (ep_mono_ms () < end) {
+        int action = s_pick (100);
+        if (action < 22)
+            s_model_action ();
+        else
+        if (action < 50) {
+            int r = s_pick (ROUTERS);
+            s_learn (r, 1 + s_pick (3));
+        }
+        else
+        if (action < 70)
+            s_deliver (1 + s_pick (40));
+        else
+        if (action < 86)
+            s_reconnect (s_pick (ROUTERS));
+        else
+        if (action < 90)
+            s_go_offline (s_pick (ROUTERS));
+        else
+            s_replies (s_pick (20));
+        if (ep_mono_ms () >= next_restart) {
+            //  A random point: often with requests in flight.
+            s_deliver (s_pick (60));
+            s_restart ();
+            next_restart = ep_mono_ms () + 4000 + s_pick (6000);
+        }
+        s_replies (0);
+        s_send_dups ();
+        s_beacon (false);
+        s_republish ();
+        s_pump_events ();
+    }
+
+    //  Convergence: every router the model keeps joins with a full slice
+    //  and validates, until nothing changes.
+    fprintf (stderr, "terminators chaos: converging (model revision %llu)\n", (unsigned long long) s_revision);
+    for (int r = 0; r < ROUTERS; r++)
+        if (!s_mirror [r].exists || !s_mirror [r].enabled)
+            s_go_offline (r);
+    s_converging = true;
+    int round = 0;
+    for (; round < 12; round++) {
+        s_validate_changes = 0;
+        for (int r = 0; r < ROUTERS; r++)
+            s_reconnect (r);
+        int64_t deadline = ep_mono_ms () + 60000;
+        while ((zhashx_size (s_outbox) || zlistx_size (s_dups)) && ep_mono_ms () < deadline) {
+            s_send_dups ();
+            s_deliver (200);
+            s_replies (50);
+            s_beacon (false);
+            s_republish ();
+            s_pump_events ();
+        }
+        cr_assert_eq (zhashx_size (s_outbox), 0, "requests still unanswered after a minute (seed %llu)",
+                      (unsigned long long) seed);
+        if (s_validate_changes == 0)
+            break;
+    }
+    cr_assert_lt (round, 12, "the fleet did not converge (seed %llu)", (unsigned long long) seed);
+    //  The service settles: grace periods run out, everything is established.
+    char *problem = NULL;
+    int64_t deadline = ep_mono_ms () + 30000;
+    while (ep_mono_ms () < deadline) {
+        zstr_free (&problem);
+        if (!(problem = s_compare ()))
+            break;
+        int64_t pause = ep_mono_ms () + 200;
+        while (ep_mono_ms () < pause) {
+            s_beacon (false);
+            s_replies (20);
+            s_pump_events ();
+        }
+    }
+    //  Late events reach us.
+    int64_t drain = ep_mono_ms () + 1500;
+    while (ep_mono_ms () < drain) {
+        s_beacon (false);
+        s_pump_events ();
+        s_replies (20);
+    }
+    fprintf (stderr, "terminators chaos: %llu model writes, %llu creates, %llu deletes, %llu validates, "
+             "%llu sends (%llu duplicated, %llu resent), %llu replies (%llu retry, %llu refused), "
+             "%llu reconnects, %llu offline, %llu restarts, %llu model changes re-published, "
+             "%zu events, %llu event gaps\n",
+             (unsigned long long) s_stats.model_writes, (unsigned long long) s_stats.creates,
+             (unsigned long long) s_stats.deletes, (unsigned long long) s_stats.validates,
+             (unsigned long long) s_stats.sends, (unsigned long long) s_stats.duplicates,
+             (unsigned long long) s_stats.late_sends, (unsigned long long) s_stats.replies,
+             (unsigned long long) s_stats.unavailable, (unsigned long long) s_stats.refused,
+             (unsigned long long) s_stats.reconnects, (unsigned long long) s_stats.offlines,
+             (unsigned long long) s_stats.restarts, (unsigned long long) s_stats.republished,
+             s_log_size, (unsigned long long) s_stats.event_gaps);
+    if (problem) {
+        char id [65] = "";
+        if (sscanf (problem, "terminator %64s", id) == 1)
+            s_report (id);
+    }
+    cr_assert_null (problem, "the service differs from the oracle: %s (seed %llu)", problem,
+                    (unsigned long long) seed);
+    cr_assert_gt (s_stats.restarts, 0, "the run must restart the service at least once");
+
+    //  The event log: no id comes back after its deletion. The first N
+    //  events of each run are the previous run's replayed outbox.
+    zhashx_t *deleted = zhashx_new ();     //  id -> revision its deletion was based on
+    size_t spins = 0, violations = 0, replays = 0, comebacks = 0;
+    char *first = NULL;
+    for (size_t i = 0; i < s_log_size; i++) {
+        s_logged_t *entry = &s_log [i];
+        int incarnation = -1;
+        if (strncmp (entry->source, "terminators-chaos", 17) == 0)
+            incarnation = atoi (entry->source + 17);
+        if (incarnation >= 0 && incarnation < (int) EP_COUNT (s_replayed)
+        &&  (double) entry->seq <= s_replayed [incarnation]) {
+            replays++;
+            continue;
+        }
+        const char *mark = strstr (entry->reason, "(model revision ");
+        uint64_t revision = mark? strtoull (mark + 16, NULL, 10): 0;
+        cr_assert (mark, "event without its model revision: %s %s \"%s\"", entry->type, entry->id, entry->reason);
+        int r = -1, sv = -1;
+        sscanf (entry->id, "r%d-s%d-", &r, &sv);
+        if (streq (entry->type, "spin"))
+            spins++;
+        else
+        if (streq (entry->type, "deleted"))
+            zhashx_update (deleted, entry->id, (void *) (uintptr_t) (revision + 1));
+        else
+        if (zhashx_lookup (deleted, entry->id)) {
+            //  Only a create based on a newer model, which touched the
+            //  (router, service) after the deletion, may bring it back.
+            uint64_t gone = (uint64_t) (uintptr_t) zhashx_lookup (deleted, entry->id) - 1;
+            if (streq (entry->type, "created") && revision > gone && s_touched_between (r, sv, gone, revision)) {
+                zhashx_delete (deleted, entry->id);
+                comebacks++;
+            }
+            else {
+                violations++;
+                if (!first)
+                    first = zsys_sprintf ("%s of %s after its deletion (event %zu from %s seq %llu)", entry->type,
+                                          entry->id, i, entry->source, (unsigned long long) entry->seq);
+            }
+        }
+    }
+    fprintf (stderr, "terminators chaos: %zu ids deleted, %zu brought back by the model, %zu replayed events, "
+             "%zu spin events\n", zhashx_size (deleted), comebacks, replays, spins);
+    if (first) {
+        char id [65];
+        sscanf (first, "%*s of %64s", id);
+        s_report (id);
+    }
+    zhashx_destroy (&deleted);
+    cr_assert_eq (violations, 0, "%zu events of deleted ids: first %s (seed %llu)", violations, first,
+                  (unsigned long long) seed);
+    cr_assert_eq (spins, 0, "spin events (seed %llu)", (unsigned long long) seed);
+    cr_assert_eq (s_metric ("edgeplane_terminator_spins_total"), 0, "spins counted (seed %llu)",
+                  (unsigned long long) seed);
+    //  Every terminator that stayed has its lifecycle in the log.
+    for (int r = 0; r < ROUTERS; r++)
+        for (int s = 0; s < SERVICES; s++)
+            if (s_mirror [r].exists && s_mirror [r].enabled && s_mirror [r].hosts [s]) {
+                bool established = false;
+                for (size_t i = 0; i < s_log_size; i++)
+                    established |= streq (s_log [i].type, "established") && streq (s_log [i].id, s_routers [r].term [s]);
+                cr_assert (established || s_stats.event_gaps > 0,
+                           "no established event for %s (seed %llu)", s_routers [r].term [s], (unsigned long long) seed);
+            }
+    free (first);
+}

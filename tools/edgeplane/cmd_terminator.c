@@ -1,0 +1,304 @@
+/*  edgeplane terminator list|get: the terminator service's API from the
+    command line, for operators (read only: routers change terminators
+    through the watchdog).
+
+    Requests go with the rpc client under the operator's CURVE certificate;
+    list pages through every page (or --limit). Output is an aligned table,
+    or with --json the terminators as ep_message_json renders them (proto
+    field names, as in docs/terminators.md). Failures print the reply's
+    status in one line and exit 1; usage errors exit 2.
+*/
+#include "cli.h"
+#include "ep_event_json.h"
+#include "ep_rpc_client.h"
+#include "terminators.pb-c.h"
+#include <ctype.h>
+
+#define PAGE_SIZE 500
+
+//  One invocation: its flags and its connection.
+typedef struct {
+    char command [32];          //  "terminator list", for messages
+    ep_config_t *config;        //  the parser; owns the flags' strings
+    ep_common_opts_t common;    //  shared options (keys dir, API addresses, ...)
+    char *cert_path;            //  --cert
+    char *server_key_path;      //  --server-key
+    bool json;                  //  --json
+    int64_t timeout_ms;         //  --timeout, per attempt
+    int64_t attempts;           //  --attempts
+    char *service;              //  list --service
+    char *router;               //  list --router
+    char *state;                //  list --state
+    int64_t limit;              //  list --limit, 0 = all
+    zcert_t *cert;              //  our certificate (the client borrows it)
+    ep_rpc_client_t *client;    //  to the terminators service
+} s_cmd_t;
+
+static const char *s_states [] = { "establishing", "established", "deleting", "deleted", "failed", NULL };
+static const char *s_state_names [] = { "-", "establishing", "established", "deleting", "deleted", "failed" };
+static const char *s_precedences [] = { "default", "required", "failed" };
+
+static void
+s_cmd_destroy (s_cmd_t *self)
+{
+    ep_rpc_client_destroy (&self->client);
+    zcert_destroy (&self->cert);
+    ep_config_destroy (&self->config);
+}
+
+//  Sends request; returns the reply if its status is OK, otherwise says why
+//  in one line and returns NULL.
+static Ep__TerminatorReply *
+s_call (s_cmd_t *self, Ep__TerminatorRequest *request)
+{
+    if (!self->client) {
+        char *cert_file = self->cert_path? strdup (self->cert_path)
+                        : zsys_sprintf ("%s/curve/operator.cert_secret", self->common.keys_dir);
+        char *server_file = self->server_key_path? strdup (self->server_key_path)
+                          : zsys_sprintf ("%s/curve/terminators.cert", self->common.keys_dir);
+        zcert_t *server = zcert_load (server_file);
+        self->cert = zcert_load (cert_file);
+        if (!self->cert)
+            cli_fail (self->command, "cannot read the certificate %s: run `edgeplane pki init`, "
+                      "or pass --cert with one from `edgeplane pki issue-curve operator NAME`", cert_file);
+        else
+        if (!server)
+            cli_fail (self->command, "cannot read the terminator service's public certificate %s: pass "
+                      "--server-key (curve/terminators.cert in the control plane's keys directory)", server_file);
+        else
+        if (!(self->client = ep_rpc_client_new (self->common.terminators_api, self->cert,
+                                                zcert_public_txt (server))))
+            cli_fail (self->command, "cannot connect to %s: check --terminators-api (EDGEPLANE_TERMINATORS_API)",
+                      self->common.terminators_api);
+        zcert_destroy (&server);
+        free (cert_file);
+        free (server_file);
+        if (!self->client)
+            return NULL;
+    }
+    char id [33], err [512];
+    ep_rpc_new_id (id);
+    request->request_id = id;
+    Ep__TerminatorReply *reply = (Ep__TerminatorReply *) ep_rpc_client_call (
+        self->client, &request->base, id, &ep__terminator_reply__descriptor,
+        (int) self->timeout_ms, (int) self->attempts, err, sizeof err);
+    request->request_id = NULL;
+    if (!reply) {
+        cli_fail (self->command, "%s (the address is --terminators-api or EDGEPLANE_TERMINATORS_API)", err);
+        return NULL;
+    }
+    Ep__Status *status = reply->status;
+    if (status && status->has_code && status->code != EP__STATUS__CODE__OK) {
+        const ProtobufCEnumValue *value =
+            protobuf_c_enum_descriptor_get_value (&ep__status__code__descriptor, status->code);
+        char message [1024];
+        snprintf (message, sizeof message, "%s", status->message? status->message: "(no message)");
+        for (char *c = message; *c; c++)
+            if (iscntrl ((unsigned char) *c))
+                *c = ' ';
+        cli_fail (self->command, "%s: %s", value? value->name: "error", message);
+        ep__terminator_reply__free_unpacked (reply, NULL);
+        return NULL;
+    }
+    return reply;
+}
+
+static void
+s_print_json (json_t *value)
+{
+    char *text = json_dumps (value, JSON_INDENT (2));
+    printf ("%s\n", text);
+    free (text);
+    json_decref (value);
+}
+
+//  Prints terminators as a table with aligned columns (the header even
+//  when there are none).
+static void
+s_print_table (Ep__Terminator **terminators, size_t count)
+{
+    static const char *header [] = { "ID", "SERVICE", "ROUTER", "STATE", "ONLINE", "PRECEDENCE",
+                                     "COST", "GENERATION", "LAST ERROR" };
+    size_t columns = EP_COUNT (header);
+    char **cells = (char **) calloc ((count + 1) * columns, sizeof (char *));
+    for (size_t c = 0; c < columns; c++)
+        cells [c] = strdup (header [c]);
+    for (size_t row = 1; row <= count; row++) {
+        const Ep__Terminator *t = terminators [row - 1];
+        char **cell = cells + row * columns;
+        cell [0] = strdup (t->id? t->id: "");
+        cell [1] = strdup (t->service_id? t->service_id: "-");
+        cell [2] = strdup (t->router_id? t->router_id: "-");
+        cell [3] = strdup ((unsigned) t->state < EP_COUNT (s_state_names)? s_state_names [t->state]: "?");
+        cell [4] = strdup (t->router_online? "yes": "no");
+        cell [5] = strdup ((unsigned) t->precedence < EP_COUNT (s_precedences)? s_precedences [t->precedence]: "?");
+        cell [6] = zsys_sprintf ("%u", t->cost);
+        cell [7] = zsys_sprintf ("%llu", (unsigned long long) t->generation);
+        cell [8] = strdup (t->last_error && *t->last_error? t->last_error: "-");
+    }
+    size_t widths [EP_COUNT (header)] = { 0 };
+    for (size_t i = 0; i < (count + 1) * columns; i++)
+        if (strlen (cells [i]) > widths [i % columns])
+            widths [i % columns] = strlen (cells [i]);
+    for (size_t row = 0; row <= count; row++)
+        for (size_t c = 0; c < columns; c++) {
+            if (c + 1 < columns)
+                printf ("%-*s  ", (int) widths [c], cells [row * columns + c]);
+            else
+                printf ("%s\n", cells [row * columns + c]);
+        }
+    for (size_t i = 0; i < (count + 1) * columns; i++)
+        free (cells [i]);
+    free (cells);
+}
+
+static int
+s_get (s_cmd_t *self, const char *id)
+{
+    Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+    request.op_case = EP__TERMINATOR_REQUEST__OP_GET_ID;
+    request.get_id = (char *) id;
+    Ep__TerminatorReply *reply = s_call (self, &request);
+    if (!reply)
+        return CLI_FAIL;
+    int rc = CLI_OK;
+    if (reply->n_terminators < 1)
+        rc = cli_fail (self->command, "the reply holds no terminator (a bug in the terminator service)");
+    else
+    if (self->json)
+        s_print_json (ep_message_json (&reply->terminators [0]->base));
+    else
+        s_print_table (reply->terminators, 1);
+    ep__terminator_reply__free_unpacked (reply, NULL);
+    return rc;
+}
+
+static void
+s_reply_destroy (Ep__TerminatorReply **reply_p)
+{
+    if (*reply_p)
+        ep__terminator_reply__free_unpacked (*reply_p, NULL);
+    *reply_p = NULL;
+}
+
+static int
+s_list (s_cmd_t *self)
+{
+    Ep__TerminatorFilter filter = EP__TERMINATOR_FILTER__INIT;
+    filter.service_id = self->service;
+    filter.router_id = self->router;
+    if (self->state) {
+        for (int i = 0; s_states [i]; i++)
+            if (strcasecmp (self->state, s_states [i]) == 0) {
+                filter.has_state = true;
+                filter.state = (Ep__TerminatorState) (i + 1);
+            }
+    }
+    filter.has_page_size = true;
+    Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+    request.op_case = EP__TERMINATOR_REQUEST__OP_LIST;
+    request.list = &filter;
+    zlistx_t *replies = zlistx_new ();      //  the pages; terminators point into them
+    zlistx_set_destructor (replies, (czmq_destructor *) s_reply_destroy);
+    Ep__Terminator **terminators = NULL;
+    size_t count = 0;
+    int rc = CLI_OK;
+    char *token = NULL;
+    while (true) {
+        uint64_t left = self->limit? (uint64_t) self->limit - count: PAGE_SIZE;
+        filter.page_size = left < PAGE_SIZE? (uint32_t) left: PAGE_SIZE;
+        filter.page_token = token;
+        Ep__TerminatorReply *reply = s_call (self, &request);
+        if (!reply) {
+            rc = CLI_FAIL;
+            break;
+        }
+        zlistx_add_end (replies, reply);
+        terminators = (Ep__Terminator **) realloc (terminators,
+                                                   (count + reply->n_terminators + 1) * sizeof (Ep__Terminator *));
+        for (size_t i = 0; i < reply->n_terminators && (!self->limit || count < (uint64_t) self->limit); i++)
+            terminators [count++] = reply->terminators [i];
+        token = reply->next_page_token;
+        if (!token || !*token || (self->limit && count >= (uint64_t) self->limit))
+            break;
+    }
+    if (rc == CLI_OK && self->json) {
+        json_t *array = json_array ();
+        for (size_t i = 0; i < count; i++)
+            json_array_append_new (array, ep_message_json (&terminators [i]->base));
+        s_print_json (array);
+    }
+    else
+    if (rc == CLI_OK)
+        s_print_table (terminators, count);
+    free (terminators);
+    zlistx_destroy (&replies);
+    return rc;
+}
+
+static void
+s_usage (void)
+{
+    printf ("Usage: edgeplane terminator SUBCOMMAND [ARGS...] [OPTIONS]\n\n"
+            "Subcommands:\n"
+            "  list         List terminators (live ones unless --state), every page, ordered by id.\n"
+            "  get ID       Show one terminator (deleted ones too, while their tombstone lasts).\n"
+            "\n(edgeplane terminator SUBCOMMAND --help for its options)\n");
+}
+
+int
+cli_terminator (int argc, char **argv)
+{
+    bool list = argc >= 2 && streq (argv [1], "list");
+    bool get = argc >= 2 && streq (argv [1], "get");
+    if (!list && !get) {
+        if (argc >= 2 && (streq (argv [1], "--help") || streq (argv [1], "-h") || streq (argv [1], "help"))) {
+            s_usage ();
+            return CLI_OK;
+        }
+        fprintf (stderr, "edgeplane terminator: %s%s%sexpected list or get (see edgeplane terminator --help)\n",
+                 argc >= 2? "unknown subcommand \"": "", argc >= 2? argv [1]: "", argc >= 2? "\"; ": "");
+        return CLI_USAGE;
+    }
+    s_cmd_t self = { 0 };
+    snprintf (self.command, sizeof self.command, "terminator %s", argv [1]);
+    ep_opt_t opts [] = {
+        { .name = "json", .def = "false", .type = EP_OPT_BOOL, .flag = &self.json,
+          .help = "Print JSON (terminators by their proto field names) instead of a table." },
+        { .name = "cert", .type = EP_OPT_STRING, .str = &self.cert_path,
+          .def_help = "$EDGEPLANE_KEYS_DIR/curve/operator.cert_secret",
+          .help = "Our CURVE certificate (secret file), e.g. from `edgeplane pki issue-curve operator NAME`." },
+        { .name = "server-key", .type = EP_OPT_STRING, .str = &self.server_key_path,
+          .def_help = "$EDGEPLANE_KEYS_DIR/curve/terminators.cert",
+          .help = "The terminator service's public certificate." },
+        { .name = "timeout", .def = "3s", .type = EP_OPT_DURATION, .num = &self.timeout_ms,
+          .min = 1, .max = 600000, .help = "How long to wait for each attempt's reply." },
+        { .name = "attempts", .def = "3", .type = EP_OPT_INT, .num = &self.attempts,
+          .min = 1, .max = 100, .help = "Attempts before giving up." },
+        { .name = "service", .type = EP_OPT_ID, .str = &self.service,
+          .help = "Only terminators of this service id." },
+        { .name = "router", .type = EP_OPT_ID, .str = &self.router,
+          .help = "Only terminators of this router id." },
+        { .name = "state", .type = EP_OPT_ENUM, .words = s_states, .str = &self.state,
+          .help = "Only terminators in this state: establishing, established, deleting, deleted, failed." },
+        { .name = "limit", .def = "0", .type = EP_OPT_INT, .num = &self.limit, .min = 0, .max = INT64_MAX,
+          .help = "At most this many (0: all, every page)." },
+    };
+    int rc = CLI_OK;
+    self.config = cli_parse (self.command,
+                             list? "List terminators, filtered by service, router and state."
+                                 : "Show one terminator.",
+                             list? NULL: "ID", &self.common, opts, list? EP_COUNT (opts): 5,
+                             argc - 1, argv + 1, &rc);
+    if (self.config) {
+        int nargs = ep_config_argc (self.config);
+        if (get && nargs != 1) {
+            fprintf (stderr, "edgeplane terminator get: expected one ID, e.g. `edgeplane terminator get 3f9a...`\n");
+            rc = CLI_USAGE;
+        }
+        else
+            rc = list? s_list (&self): s_get (&self, ep_config_argv (self.config) [0]);
+    }
+    s_cmd_destroy (&self);
+    return rc;
+}
