@@ -497,6 +497,8 @@ main (int argc, char **argv)
                                            ep_service_source_id (self.service), EP_CODEC_DEFAULT_CAP);
         self.presence = ep_subscriber_new (common->bus_sub, cert, bus_key, EP_CODEC_DEFAULT_CAP, NULL, NULL);
         self.follower = ep_follower_new (common->bus_sub, common->model_api, cert, bus_key, model_key, self.view);
+        if (self.follower)
+            ep_follower_set_metrics (self.follower, ep_service_metrics (self.service));
         if (!self.publisher || !self.presence || !self.follower) {
             ep_log_error ("cannot reach the bus (%s, %s) or the model (%s): check the addresses",
                           common->bus_pub, common->bus_sub, common->model_api);

@@ -142,10 +142,14 @@ s_seed (const char *keys_dir, const char *model_api)
     ep_rpc_client_t *client = cert && key? ep_rpc_client_new (model_api, cert, key): NULL;
     int rc = client? 0: -1;
     static const char *services [] = { "web", "ssh", "db" };
-    size_t n_writes = EP_COUNT (services) + DEMO_ROUTERS;
-    Ep__ModelWrite writes [EP_COUNT (services) + DEMO_ROUTERS];
-    Ep__ModelWrite *list [EP_COUNT (services) + DEMO_ROUTERS];
-    Ep__Entity entities [EP_COUNT (services) + DEMO_ROUTERS];
+    //  Services, routers, and the identity each router's sessions belong
+    //  to (the agent's id-<router>).
+    size_t n_writes = EP_COUNT (services) + 2 * DEMO_ROUTERS;
+    Ep__ModelWrite writes [EP_COUNT (services) + 2 * DEMO_ROUTERS];
+    Ep__ModelWrite *list [EP_COUNT (services) + 2 * DEMO_ROUTERS];
+    Ep__Entity entities [EP_COUNT (services) + 2 * DEMO_ROUTERS];
+    Ep__Identity identities [DEMO_ROUTERS];
+    char identity_ids [DEMO_ROUTERS][24];
     Ep__Service service_msgs [EP_COUNT (services)];
     Ep__Router routers [DEMO_ROUTERS];
     Ep__HostedService hosted [EP_COUNT (services)];
@@ -173,6 +177,13 @@ s_seed (const char *keys_dir, const char *model_api)
         ep__entity__init (entity);
         entity->kind_case = EP__ENTITY__KIND_ROUTER;
         entity->router = &routers [i];
+        snprintf (identity_ids [i], sizeof identity_ids [i], "id-demo-%zu", i);
+        ep__identity__init (&identities [i]);
+        identities [i].id = identity_ids [i];
+        entity = &entities [EP_COUNT (services) + DEMO_ROUTERS + i];
+        ep__entity__init (entity);
+        entity->kind_case = EP__ENTITY__KIND_IDENTITY;
+        entity->identity = &identities [i];
     }
     for (size_t i = 0; i < n_writes; i++) {
         ep__model_write__init (&writes [i]);
