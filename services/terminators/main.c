@@ -581,6 +581,16 @@ main (int argc, char **argv)
         }
     }
     ep_log_info ("stopping");
+    //  Whoever still waits is told to retry (elsewhere, or after the restart).
+    zlistx_t *waiting [] = { self.ready, self.parked };
+    for (size_t i = 0; i < EP_COUNT (waiting); i++) {
+        s_pending_t *pending;
+        while (self.rpc && (pending = (s_pending_t *) zlistx_first (waiting [i]))) {
+            zlistx_detach_cur (waiting [i]);
+            s_answer_error (&self, pending, EP__STATUS__CODE__UNAVAILABLE,
+                            "the terminator service is shutting down; retry");
+        }
+    }
     zpoller_destroy (&poller);
     zlistx_destroy (&self.parked);
     zlistx_destroy (&self.ready);

@@ -688,10 +688,12 @@ s_key_gone (terminators_t *self, const termrec_t *record)
     }
 }
 
-//  Stages next (a changed copy of a record) with the events of step.
+//  Stages next (a changed copy of a record) with the events of step. A
+//  live terminator that stops being live counts for the spin detector,
+//  unless repair (its router said it does not have it: no churn).
 static void
-s_commit_step (terminators_t *self, termrec_t *next, termsm_step_t step, int64_t now_ms,
-               const char *reason)
+s_commit_step_as (terminators_t *self, termrec_t *next, termsm_step_t step, int64_t now_ms,
+                  const char *reason, bool repair)
 {
     bool was_live = false;
     termrec_t *before = (termrec_t *) zhashx_lookup (self->records, next->id);
@@ -700,9 +702,16 @@ s_commit_step (terminators_t *self, termrec_t *next, termsm_step_t step, int64_t
     next->generation++;
     next->updated_at_ms = now_ms;
     s_stage (self, next);
-    if (was_live && !termsm_live (next->sm.state))
+    if (was_live && !termsm_live (next->sm.state) && !repair)
         s_key_gone (self, (termrec_t *) zhashx_lookup (self->records, next->id));
     s_step_events (self, (termrec_t *) zhashx_lookup (self->records, next->id), step, reason);
+}
+
+static void
+s_commit_step (terminators_t *self, termrec_t *next, termsm_step_t step, int64_t now_ms,
+               const char *reason)
+{
+    s_commit_step_as (self, next, step, now_ms, reason, false);
 }
 
 //  The model says record goes.
@@ -825,6 +834,7 @@ s_work_timer (terminators_t *self, termrec_t *record, int64_t now_ms)
     }
     termrec_t *next = termrec_dup (record);
     termsm_facts_t facts = s_facts (self, next);
+    bool lacked = next->sm.lacks;
     termsm_step_t step = termsm_timer (&next->sm, &self->config.sm, facts, now_ms, randombytes_random ());
     const char *reason = "timer";
     if (next->sm.state == TERMSM_FAILED) {
@@ -845,9 +855,15 @@ s_work_timer (terminators_t *self, termrec_t *record, int64_t now_ms)
         reason = "retry";
     }
     else
+    if (next->sm.state == TERMSM_DELETED && lacked) {
+        termrec_set_error (next, "its router kept saying it does not have it (%u validations)",
+                           self->config.sm.retry_cap);
+        reason = "router-lacks-it";
+    }
+    else
     if (next->sm.state == TERMSM_DELETED)
         reason = "delete-grace-expired";
-    s_commit_step (self, next, step, now_ms, reason);
+    s_commit_step_as (self, next, step, now_ms, reason, lacked);
     if (step.ask_router)
         s_command (self, next->router_id, now_ms);
     termrec_destroy (&next);
@@ -1120,12 +1136,13 @@ s_patch (termrec_t *next, const Ep__Terminator *t, bool address)
 
 static void
 s_spin (terminators_t *self, const termrec_t *record, const char *router_id, const char *service_id,
-        const char *id, uint64_t since)
+        const char *id, uint64_t since, uint64_t touch)
 {
-    char reason [256];
+    char reason [320];
     snprintf (reason, sizeof reason,
-              "create -> delete -> create of %s on router %s for service %s with no model revision "
-              "touching them since revision %llu", id, router_id, service_id, (unsigned long long) since);
+              "create -> delete -> create of %s on router %s for service %s: the earlier create was "
+              "based on model revision %llu and nothing touched them since (last touch %llu)",
+              id, router_id, service_id, (unsigned long long) since, (unsigned long long) touch);
     ep_log_warn ("terminator spin: %s", reason);
     termrec_t probe;
     memset (&probe, 0, sizeof probe);
@@ -1190,10 +1207,9 @@ s_create (terminators_t *self, const char *router_id, uint64_t revision, const E
     termsm_order_t order = termsm_order_create (state, record? record->model_revision: 0, revision);
     uint64_t touch = terminators_touch (self, router_id, t->service_id);
     termsm_key_t *key = s_key_stage (self, router_id, t->service_id);
-    uint64_t since = key->create_touch;
-    if (termsm_key_create (key, touch, order == TERMSM_APPLY)) {
-        s_spin (self, record, router_id, t->service_id, t->id, since);
-    }
+    uint64_t since = key->create_revision;
+    if (termsm_key_create (key, touch, revision, order == TERMSM_APPLY))
+        s_spin (self, record, router_id, t->service_id, t->id, since, touch);
     if (order == TERMSM_STALE) {
         s_fail (result, EP__STATUS__CODE__FAILED_PRECONDITION, false,
                 "terminator %s was deleted based on model revision %llu; this create is based on "
@@ -1212,7 +1228,7 @@ s_create (terminators_t *self, const char *router_id, uint64_t revision, const E
         //  carry new cost, precedence or address.
         patched = revision >= next->model_revision && s_patch (next, t, true);
         changed = patched || next->sm.lacks || revision > next->model_revision
-               || next->create_touch != touch;
+               || revision > next->create_revision;
         if (revision > next->model_revision)
             next->model_revision = revision;
         reason = "router-asserted";
@@ -1234,7 +1250,8 @@ s_create (terminators_t *self, const char *router_id, uint64_t revision, const E
         changed = true;
     }
     snprintf (next->router_id, sizeof next->router_id, "%s", router_id);
-    next->create_touch = touch;
+    if (revision > next->create_revision || !termsm_live (state))
+        next->create_revision = revision;
     termsm_step_t step = termsm_create (&next->sm, &self->config.sm, facts, now_ms);
     if (step.count && next->sm.state == TERMSM_ESTABLISHED)
         termrec_set_error (next, NULL);
@@ -1865,10 +1882,10 @@ terminators_new (ep_store_t *store, ep_model_view_t *view, const terminators_con
                 spin = (termsm_key_t *) zmalloc (sizeof (termsm_key_t));
                 zhashx_insert (self->keys, key, spin);
             }
-            if (record->create_touch >= spin->create_touch) {
+            if (record->create_revision >= spin->create_revision) {
                 spin->created = true;
                 spin->deleted_since = pass == 1;
-                spin->create_touch = record->create_touch;
+                spin->create_revision = record->create_revision;
             }
         }
     }

@@ -91,6 +91,9 @@ termsm_timer (termsm_t *self, const termsm_config_t *config, termsm_facts_t fact
         case TERMSM_FAILED:
             if (s_can_establish (self, facts))
                 s_established (self, &step);
+            else
+            if (self->lacks && self->attempts + 1 > config->retry_cap)
+                s_deleted (self, &step, config, now_ms);    //  its router keeps saying it has none
             else {
                 s_failed (self, &step, config,
                           self->state == TERMSM_FAILED? self->attempts + 1: 1, now_ms, random);
@@ -186,13 +189,14 @@ termsm_order_change (termsm_state_t state, uint64_t record_rev, uint64_t request
 }
 
 bool
-termsm_key_create (termsm_key_t *self, uint64_t touch, bool accepted)
+termsm_key_create (termsm_key_t *self, uint64_t touch, uint64_t revision, bool accepted)
 {
-    bool spin = self->created && self->deleted_since && touch <= self->create_touch;
+    bool spin = self->created && self->deleted_since && touch <= self->create_revision;
     if (accepted) {
         self->created = true;
         self->deleted_since = false;
-        self->create_touch = touch;
+        if (revision > self->create_revision)
+            self->create_revision = revision;
     }
     else
     if (spin)

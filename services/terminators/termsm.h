@@ -2,7 +2,7 @@
 
         (none) --create--> ESTABLISHING --router online--> ESTABLISHED
         ESTABLISHING --establish timeout--> FAILED --retry (backoff, jitter)--> ...
-        ESTABLISHED --router lacks it (validate)--> FAILED
+        ESTABLISHED --router lacks it (validate)--> FAILED --still lacking at the cap--> DELETED
         FAILED --conditions met--> ESTABLISHED;  FAILED --create--> ESTABLISHING
         any live state --delete / model says it goes--> DELETING --> DELETED
         DELETING, DELETED --create based on a newer model revision--> ESTABLISHING
@@ -74,9 +74,9 @@ typedef enum {
 
 //  The spin detector's memory of one (router, service) key.
 typedef struct {
-    bool created;               //  a create was seen for the key
+    bool created;               //  a create was accepted for the key
     bool deleted_since;         //  the key's last live terminator was deleted since
-    uint64_t create_touch;      //  the last model revision touching the key, at that create
+    uint64_t create_revision;   //  the model revision the last accepted create was based on
 } termsm_key_t;
 
 //  A create: a new terminator (NONE), a new incarnation of a DELETED or
@@ -95,7 +95,8 @@ termsm_step_t
 
 //  Its timer fired (now_ms >= due_ms): ESTABLISHING -> FAILED; FAILED ->
 //  ESTABLISHED or the next retry (backoff with jitter from random), with no
-//  more retries past the cap; DELETING -> DELETED (grace over). DELETED:
+//  more retries past the cap, except that one its router keeps saying it
+//  lacks is deleted at the cap; DELETING -> DELETED (grace over). DELETED:
 //  nothing (the caller purges the tombstone).
 termsm_step_t
     termsm_timer (termsm_t *self, const termsm_config_t *config,
@@ -142,11 +143,15 @@ termsm_order_t
     termsm_order_change (termsm_state_t state, uint64_t record_rev, uint64_t request_rev);
 
 //  Spin detection. Call on every create of the key (accepted or refused)
-//  with touch, the last model revision that touched the key. Returns true
-//  when this create follows a create -> delete of the key with no model
-//  revision touching it in between: a spin.
+//  based on model revision revision, with touch, the last model revision
+//  known to have touched the key (the caller has applied the model up to
+//  revision at least). Returns true when this create follows a create ->
+//  delete of the key and no model revision touched the key after the one
+//  the earlier create was based on: a spin. "In between" is measured in
+//  the revisions the routers saw, not in the order requests arrived, so a
+//  late create never makes an honest re-host look like a spin.
 bool
-    termsm_key_create (termsm_key_t *self, uint64_t touch, bool accepted);
+    termsm_key_create (termsm_key_t *self, uint64_t touch, uint64_t revision, bool accepted);
 
 //  The key's last live terminator went.
 void

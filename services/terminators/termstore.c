@@ -8,7 +8,7 @@ const char *const termstore_migrations [] = {
     "  cost INTEGER NOT NULL, precedence INTEGER NOT NULL, state INTEGER NOT NULL,"
     "  generation INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
     "  last_error TEXT, model_revision INTEGER NOT NULL, attempts INTEGER NOT NULL,"
-    "  due_at INTEGER NOT NULL, lacks INTEGER NOT NULL, create_touch INTEGER NOT NULL)"
+    "  due_at INTEGER NOT NULL, lacks INTEGER NOT NULL, create_revision INTEGER NOT NULL)"
     "  WITHOUT ROWID;"
     "CREATE INDEX terminators_by_router ON terminators (router_id, id);"
     "CREATE INDEX terminators_by_service ON terminators (service_id, id);"
@@ -19,7 +19,7 @@ const size_t termstore_migrations_count = EP_COUNT (termstore_migrations);
 
 #define COLUMNS "id, service_id, router_id, host_id, address, cost, precedence, state," \
                 " generation, created_at, updated_at, last_error, model_revision, attempts," \
-                " due_at, lacks, create_touch"
+                " due_at, lacks, create_revision"
 
 termrec_t *
 termrec_new (const char *id)
@@ -114,7 +114,7 @@ termstore_save (ep_store_t *store, const termrec_t *record)
     sqlite3_bind_int64 (stmt, 14, record->sm.attempts);
     sqlite3_bind_int64 (stmt, 15, record->sm.due_ms);
     sqlite3_bind_int (stmt, 16, record->sm.lacks);
-    sqlite3_bind_int64 (stmt, 17, (sqlite3_int64) record->create_touch);
+    sqlite3_bind_int64 (stmt, 17, (sqlite3_int64) record->create_revision);
     return ep_store_step (store, stmt) < 0? -1: 0;
 }
 
@@ -163,7 +163,7 @@ s_row (sqlite3_stmt *stmt)
     record->sm.attempts = (uint32_t) sqlite3_column_int64 (stmt, 13);
     record->sm.due_ms = sqlite3_column_int64 (stmt, 14);
     record->sm.lacks = sqlite3_column_int (stmt, 15) != 0;
-    record->create_touch = (uint64_t) sqlite3_column_int64 (stmt, 16);
+    record->create_revision = (uint64_t) sqlite3_column_int64 (stmt, 16);
     return record;
 }
 

@@ -30,7 +30,7 @@ typedef struct {
     int64_t updated_at_ms;      //  its last change (wall clock)
     char *last_error;           //  why it is FAILED or DELETED, NULL if nothing to say
     uint64_t model_revision;    //  the model revision its last lifecycle change was based on
-    uint64_t create_touch;      //  the last revision touching (router, service) at its last create
+    uint64_t create_revision;   //  the model revision its last accepted create was based on
 } termrec_t;
 
 //  The schema, for ep_store_new.

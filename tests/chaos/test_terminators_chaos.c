@@ -130,6 +130,7 @@ typedef struct {
     zhashx_t *retired;          //  ids it deleted or was told to drop: never created again
     s_delta_t deltas [DELTAS_MAX];  //  slice changes not yet processed, in order
     size_t n_deltas;
+    uint64_t last_validate;     //  its latest validate (replies to older ones are ignored)
 } s_router_t;
 
 static s_router_t s_routers [ROUTERS];
@@ -142,6 +143,7 @@ typedef struct {
     int64_t sent_ms;            //  0: not sent yet
     int64_t not_before_ms;      //  held back until then (a late request)
     bool validate;              //  apply the reply to the router
+    uint64_t number;            //  the request's number (q<number>)
 } s_out_t;
 
 //  A copy of a request sent again later, answered or not (a late duplicate).
@@ -191,13 +193,14 @@ static ep_publisher_t *s_presence;      //  presence.*, as the watchdog
 static ep_publisher_t *s_republisher;   //  model.change again, late and twice
 static ep_subscriber_t *s_events;       //  terminator.* (the event log)
 static ep_subscriber_t *s_model_stream; //  model.change, to re-publish
+static ep_subscriber_t *s_commands;     //  cmd.*, delivered to our routers
 static zlistx_t *s_late;                //  model changes to re-publish later
 static int64_t s_next_beacon;
 
 //  Statistics for the report.
 static struct {
     uint64_t model_writes, creates, deletes, validates, sends, duplicates, replies, unavailable;
-    uint64_t refused, reconnects, offlines, restarts, republished, event_gaps, late_sends;
+    uint64_t refused, reconnects, offlines, restarts, republished, event_gaps, late_sends, commands;
 } s_stats;
 
 //  ---------------------------------------------------------------------
@@ -207,7 +210,7 @@ typedef struct {
     char type [32];
     char id [65];
     char source [96];
-    char reason [128];
+    char reason [512];
     uint64_t seq;
 } s_logged_t;
 
@@ -363,7 +366,8 @@ static void
 s_enqueue (int router, Ep__TerminatorRequest *request, bool validate)
 {
     s_out_t *out = (s_out_t *) zmalloc (sizeof (s_out_t));
-    snprintf (out->request_id, sizeof out->request_id, "q%llu", (unsigned long long) ++s_next_request);
+    out->number = ++s_next_request;
+    snprintf (out->request_id, sizeof out->request_id, "q%llu", (unsigned long long) out->number);
     out->router = router;
     out->validate = validate;
     if (s_chance (30))
@@ -511,6 +515,7 @@ s_validate (int r)
     request.op_case = EP__TERMINATOR_REQUEST__OP_VALIDATE;
     request.validate = &validate;
     s_enqueue (r, &request, true);
+    router->last_validate = s_next_request;
     s_stats.validates++;
 }
 
@@ -583,7 +588,9 @@ s_replies (int timeout_ms)
             else {
                 if (code != EP__STATUS__CODE__OK)
                     s_stats.refused++;
+                //  A router acts on the answer to its latest validate only.
                 if (out->validate && code == EP__STATUS__CODE__OK
+                &&  out->number == s_routers [out->router].last_validate
                 &&  s_apply_validate (out->router, reply) && s_converging)
                     s_validate_changes++;
                 zhashx_delete (s_outbox, reply->request_id);
@@ -625,6 +632,35 @@ s_deliver (int max)
 
 //  ---------------------------------------------------------------------
 //  Router behaviour
+
+//  Commands for our routers (as the watchdog holding them delivers them):
+//  a ValidateTerminators gets a fresh validate and an ack, as the router
+//  agent does.
+static void
+s_deliver_commands (void)
+{
+    char *topic = NULL;
+    Ep__Event *event;
+    while ((event = ep_subscriber_recv (s_commands, 0, &topic))) {
+        Ep__Command *command = event->body_case == EP__EVENT__BODY_COMMAND? event->command: NULL;
+        int r = -1;
+        if (command && command->router_id)
+            sscanf (command->router_id, "r%d", &r);
+        if (command && r >= 0 && r < ROUTERS && s_routers [r].online
+        &&  command->kind_case == EP__COMMAND__KIND_VALIDATE_TERMINATORS) {
+            s_validate (r);
+            Ep__CommandAck ack = EP__COMMAND_ACK__INIT;
+            ack.command_id = command->command_id;
+            Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+            request.op_case = EP__TERMINATOR_REQUEST__OP_ACK;
+            request.ack = &ack;
+            s_enqueue (r, &request, false);
+            s_stats.commands++;
+        }
+        ep__event__free_unpacked (event, NULL);
+        zstr_free (&topic);
+    }
+}
 
 static void
 s_go_offline (int r)
@@ -1005,6 +1041,23 @@ s_report (const char *id)
                 fprintf (stderr, "  service: %s\n", line);
         free (copy);
     }
+    Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+    char request_id [33], err [256];
+    ep_rpc_new_id (request_id);
+    request.request_id = request_id;
+    request.op_case = EP__TERMINATOR_REQUEST__OP_GET_ID;
+    request.get_id = (char *) id;
+    Ep__TerminatorReply *reply = (Ep__TerminatorReply *) ep_rpc_client_call (
+        s_operator, &request.base, request_id, &ep__terminator_reply__descriptor, 5000, 2, err, sizeof err);
+    if (reply && reply->n_terminators) {
+        Ep__Terminator *t = reply->terminators [0];
+        fprintf (stderr, "  service now: state %d, generation %llu, attempts %u, next attempt %lld, router online %d, "
+                 "model revision %llu, last error: %s\n", t->state, (unsigned long long) t->generation, t->attempts,
+                 (long long) t->next_attempt_at_ms, t->router_online, (unsigned long long) t->model_revision,
+                 t->last_error? t->last_error: "-");
+    }
+    if (reply)
+        ep__terminator_reply__free_unpacked (reply, NULL);
     int r = -1, s = -1;
     if (sscanf (id, "r%d-s%d-", &r, &s) == 2 && r >= 0 && r < ROUTERS && s >= 0 && s < SERVICES)
         fprintf (stderr, "  now: router %s %s, its id for svc%d \"%s\", its slice %s at %llu; model: %s%s%s\n",
@@ -1058,6 +1111,9 @@ s_setup (void)
     s_model_stream = ep_subscriber_new (ep_proc_connect_endpoint (s_bus, "sub"), s_operator_cert, bus_key,
                                         EP_CODEC_DEFAULT_CAP, NULL, NULL);
     ep_subscriber_subscribe (s_model_stream, "model.change");
+    s_commands = ep_subscriber_new (ep_proc_connect_endpoint (s_bus, "sub"), s_operator_cert, bus_key,
+                                    EP_CODEC_DEFAULT_CAP, NULL, NULL);
+    ep_subscriber_subscribe (s_commands, "cmd.");
     free (bus_key);
     s_late = zlistx_new ();
     s_service_logs = zlistx_new ();
@@ -1091,6 +1147,7 @@ s_teardown (void)
     s_log_size = s_log_cap = 0;
     ep_subscriber_destroy (&s_events);
     ep_subscriber_destroy (&s_model_stream);
+    ep_subscriber_destroy (&s_commands);
     ep_publisher_destroy (&s_presence);
     ep_publisher_destroy (&s_republisher);
     ep_rpc_client_destroy (&s_modelc);
@@ -1193,6 +1250,7 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
         s_send_dups ();
         s_beacon (false);
         s_republish ();
+        s_deliver_commands ();
         s_pump_events ();
     }
 
@@ -1215,6 +1273,7 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
             s_replies (50);
             s_beacon (false);
             s_republish ();
+            s_deliver_commands ();
             s_pump_events ();
         }
         cr_assert_eq (zhashx_size (s_outbox), 0, "requests still unanswered after a minute (seed %llu)",
@@ -1233,6 +1292,9 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
         int64_t pause = ep_mono_ms () + 200;
         while (ep_mono_ms () < pause) {
             s_beacon (false);
+            s_deliver_commands ();
+            s_deliver (200);
+            s_send_dups ();
             s_replies (20);
             s_pump_events ();
         }
@@ -1247,7 +1309,7 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
     fprintf (stderr, "terminators chaos: %llu model writes, %llu creates, %llu deletes, %llu validates, "
              "%llu sends (%llu duplicated, %llu resent), %llu replies (%llu retry, %llu refused), "
              "%llu reconnects, %llu offline, %llu restarts, %llu model changes re-published, "
-             "%zu events, %llu event gaps\n",
+             "%llu commands answered, %zu events, %llu event gaps\n",
              (unsigned long long) s_stats.model_writes, (unsigned long long) s_stats.creates,
              (unsigned long long) s_stats.deletes, (unsigned long long) s_stats.validates,
              (unsigned long long) s_stats.sends, (unsigned long long) s_stats.duplicates,
@@ -1255,10 +1317,10 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
              (unsigned long long) s_stats.unavailable, (unsigned long long) s_stats.refused,
              (unsigned long long) s_stats.reconnects, (unsigned long long) s_stats.offlines,
              (unsigned long long) s_stats.restarts, (unsigned long long) s_stats.republished,
-             s_log_size, (unsigned long long) s_stats.event_gaps);
+             (unsigned long long) s_stats.commands, s_log_size, (unsigned long long) s_stats.event_gaps);
     if (problem) {
         char id [65] = "";
-        if (sscanf (problem, "terminator %64s", id) == 1)
+        if (sscanf (problem, "terminator %64[^: ]", id) == 1)
             s_report (id);
     }
     cr_assert_null (problem, "the service differs from the oracle: %s (seed %llu)", problem,
@@ -1285,8 +1347,10 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
         cr_assert (mark, "event without its model revision: %s %s \"%s\"", entry->type, entry->id, entry->reason);
         int r = -1, sv = -1;
         sscanf (entry->id, "r%d-s%d-", &r, &sv);
-        if (streq (entry->type, "spin"))
-            spins++;
+        if (streq (entry->type, "spin")) {
+            if (spins++ == 0)
+                s_report (entry->id);
+        }
         else
         if (streq (entry->type, "deleted"))
             zhashx_update (deleted, entry->id, (void *) (uintptr_t) (revision + 1));

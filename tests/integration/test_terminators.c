@@ -704,3 +704,38 @@ Test (terminators_it, the_cli_lists_and_gets_terminators)
     zstr_free (&out);
     free (cmd);
 }
+
+Test (terminators_it, a_router_lacking_a_terminator_is_asked_to_validate_and_its_ack_is_counted)
+{
+    s_service ("svc1");
+    uint64_t revision = s_router (EP__MODEL_WRITE__OP__CREATE, "r1", (const char *[]) { "svc1", NULL });
+    s_presence_wait ("join", "r1", 1);
+    s_create ("r1", "t1", "svc1", revision, EP__STATUS__CODE__OK);
+    //  The router's list is empty: it lacks t1.
+    Ep__TerminatorValidate validate = EP__TERMINATOR_VALIDATE__INIT;
+    Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+    request.router_id = "r1";
+    request.has_model_revision = true;
+    request.model_revision = revision;
+    request.op_case = EP__TERMINATOR_REQUEST__OP_VALIDATE;
+    request.validate = &validate;
+    Ep__TerminatorReply *reply = s_expect (s_watchdog, &request, EP__STATUS__CODE__OK);
+    cr_assert_eq (reply->n_to_create, 1);
+    cr_assert_str_eq (reply->to_create [0]->id, "t1");
+    ep__terminator_reply__free_unpacked (reply, NULL);
+    cr_assert_eq (s_state ("t1"), EP__TERMINATOR_STATE__FAILED);
+    cr_assert_not_null (s_await ("terminator.failed", "t1", 5000));
+    //  A retry asks the router, through the watchdog holding it, to validate.
+    cr_assert_not_null (s_await ("cmd.r1.", NULL, 5000), "no ValidateTerminators command for r1");
+    Ep__CommandAck ack = EP__COMMAND_ACK__INIT;
+    ack.command_id = "some-command";
+    Ep__TerminatorRequest acked = EP__TERMINATOR_REQUEST__INIT;
+    acked.router_id = "r1";
+    acked.op_case = EP__TERMINATOR_REQUEST__OP_ACK;
+    acked.ack = &ack;
+    ep__terminator_reply__free_unpacked (s_expect (s_watchdog, &acked, EP__STATUS__CODE__OK), NULL);
+    cr_assert_eq (s_metric ("edgeplane_terminator_commands_total{result=\"acked\"}"), 1);
+    cr_assert_geq (s_metric ("edgeplane_terminator_commands_total{result=\"sent\"}"), 1);
+    //  The router creates it again.
+    cr_assert_eq (s_create ("r1", "t1", "svc1", revision, EP__STATUS__CODE__OK), EP__TERMINATOR_STATE__ESTABLISHED);
+}

@@ -807,3 +807,60 @@ Test (terminators_core, a_failed_savepoint_undoes_memory)
     cr_assert_eq (terminators_count (s_core, TERMSM_ESTABLISHED), 1);
     cr_assert_eq (s_count_seen ("terminator.created", "t2"), 0, "no event for what did not happen");
 }
+
+Test (terminators_core, nothing_is_decided_before_the_model_is_loaded)
+{
+    s_presence ("join", "r1");
+    s_create ("r1", "t1", "s1", 3, EP__STATUS__CODE__OK);
+    s_close ();
+    //  A restart: the store has t1, the view is empty until the snapshot.
+    ep_model_view_reset (s_view, GEN, 0);
+    s_store = ep_store_new (s_path, termstore_migrations, termstore_migrations_count);
+    s_core = terminators_new (s_store, s_view, &s_config, s_now);
+    s_presence ("join", "r1");
+    cr_assert_not (terminators_has_work (s_core, s_now), "an empty view must not retire anything");
+    cr_assert_eq (terminators_begin (s_core), 0);
+    terminators_work (s_core, s_now);
+    cr_assert_eq (terminators_commit (s_core), 0);
+    cr_assert_eq (s_state ("t1"), EP__TERMINATOR_STATE__ESTABLISHED);
+    //  The snapshot arrives without r1: now it goes.
+    terminators_model_loaded (s_core);
+    s_work ();
+    cr_assert_eq (s_state ("t1"), EP__TERMINATOR_STATE__DELETED);
+}
+
+Test (terminators_core, a_deleting_terminator_is_revived_by_a_newer_create_or_confirmed_by_validate)
+{
+    s_presence ("join", "r1");
+    s_create ("r1", "t1", "s1", 3, EP__STATUS__CODE__OK);
+    s_create ("r1", "t2", "s2", 3, EP__STATUS__CODE__OK);
+    s_model (s_router ("r1", true, NULL, NULL), 0, NULL);      //  revision 4: nothing hosted
+    s_work ();
+    cr_assert_eq (s_state ("t1"), EP__TERMINATOR_STATE__DELETING);
+    cr_assert_eq (s_state ("t2"), EP__TERMINATOR_STATE__DELETING);
+    //  A create sent before the un-hosting does not bring it back...
+    s_create ("r1", "t1", "s1", 3, EP__STATUS__CODE__FAILED_PRECONDITION);
+    //  ...one after a re-hosting does.
+    s_model (s_router ("r1", true, "s1", NULL), 0, NULL);      //  revision 5
+    cr_assert_eq (s_create ("r1", "t1", "s1", 5, EP__STATUS__CODE__OK), EP__TERMINATOR_STATE__ESTABLISHED);
+    cr_assert_eq (terminators_spins (s_core), 0);
+    //  The router validates without t2: it confirms t2 is gone.
+    s_req_t r;
+    s_req (&r, "r1", 5);
+    ep__terminator__init (&r.items [0]);
+    r.items [0].id = "t1";
+    r.items [0].service_id = "s1";
+    r.listed [0] = &r.items [0];
+    ep__terminator_validate__init (&r.validate);
+    r.validate.n_terminators = 1;
+    r.validate.terminators = r.listed;
+    r.request.op_case = EP__TERMINATOR_REQUEST__OP_VALIDATE;
+    r.request.validate = &r.validate;
+    terminators_result_t result;
+    s_call (&r.request, &result);
+    cr_assert_eq (s_code (&result), EP__STATUS__CODE__OK);
+    cr_assert_eq (result.reply.n_to_create + result.reply.n_to_delete, 0, "nothing to change for the router");
+    terminators_result_clear (&result);
+    cr_assert_eq (s_state ("t2"), EP__TERMINATOR_STATE__DELETED);
+    cr_assert_str_eq (s_last_seen ("terminator.deleted")->reason, "router-confirmed (model revision 4)");
+}

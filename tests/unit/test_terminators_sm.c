@@ -130,7 +130,7 @@ Test (terminators_sm, router_lacking_it_fails_it_until_the_router_creates_it_aga
     cr_assert_eq (sm.state, TERMSM_FAILED);
     cr_assert (step.ask_router, "a retry asks the online router to validate");
     //  The router creates it again.
-    step = termsm_create (&sm, &s_config, s_online, 1000);
+    step = termsm_create (&sm, &s_config, s_online, sm.due_ms + 1);
     s_assert_step (step, 2, TERMSM_ESTABLISHED);
     cr_assert_eq (step.from [0], TERMSM_FAILED);
     cr_assert_not (sm.lacks);
@@ -231,39 +231,52 @@ Test (terminators_sm, creates_are_ordered_by_model_revision)
 Test (terminators_sm, spin_is_create_delete_create_without_a_touching_revision)
 {
     termsm_key_t key = { 0 };
-    cr_assert_not (termsm_key_create (&key, 5, true));
+    //  Created based on revision 5; the last touch known is 5.
+    cr_assert_not (termsm_key_create (&key, 5, 5, true));
     termsm_key_delete (&key);
-    cr_assert (termsm_key_create (&key, 5, true), "create -> delete -> create at the same touch is a spin");
+    cr_assert (termsm_key_create (&key, 5, 5, true), "create -> delete -> create with no touch is a spin");
     //  Once counted, creating again is not another spin.
-    cr_assert_not (termsm_key_create (&key, 5, true));
+    cr_assert_not (termsm_key_create (&key, 5, 5, true));
+    //  A newer request revision does not hide it: the model did not touch the key.
+    termsm_key_delete (&key);
+    cr_assert (termsm_key_create (&key, 5, 9, true));
 }
 
 Test (terminators_sm, unhost_rehost_through_the_model_is_no_spin)
 {
     termsm_key_t key = { 0 };
-    cr_assert_not (termsm_key_create (&key, 5, true));
+    cr_assert_not (termsm_key_create (&key, 5, 5, true));
     termsm_key_delete (&key);               //  un-hosted at revision 6...
-    cr_assert_not (termsm_key_create (&key, 7, true), "...and re-hosted at 7: the model touched the key");
-    //  An idempotent create at a later touch moves the window too.
-    cr_assert_not (termsm_key_create (&key, 9, true));
+    cr_assert_not (termsm_key_create (&key, 7, 7, true), "...and re-hosted at 7: the model touched the key");
     termsm_key_delete (&key);
-    cr_assert (termsm_key_create (&key, 9, true));
+    cr_assert (termsm_key_create (&key, 7, 7, true));
+}
+
+Test (terminators_sm, a_late_create_does_not_make_a_rehost_look_like_a_spin)
+{
+    //  The router created based on 100; the model un-hosted (150) and
+    //  re-hosted (160) before the create arrived; the router, learning
+    //  150, deletes; learning 160, creates again.
+    termsm_key_t key = { 0 };
+    cr_assert_not (termsm_key_create (&key, 160, 100, true));
+    termsm_key_delete (&key);
+    cr_assert_not (termsm_key_create (&key, 160, 160, true), "touches 150 and 160 lie after 100");
 }
 
 Test (terminators_sm, a_refused_create_counts_one_spin_per_cycle)
 {
     termsm_key_t key = { 0 };
-    termsm_key_create (&key, 5, true);
+    termsm_key_create (&key, 5, 5, true);
     termsm_key_delete (&key);
-    cr_assert (termsm_key_create (&key, 5, false), "a refused create after a delete is still a spin");
-    cr_assert_not (termsm_key_create (&key, 5, false), "its retries are not new spins");
+    cr_assert (termsm_key_create (&key, 5, 5, false), "a refused create after a delete is still a spin");
+    cr_assert_not (termsm_key_create (&key, 5, 5, false), "its retries are not new spins");
     termsm_key_delete (&key);
-    cr_assert (termsm_key_create (&key, 5, false), "another delete -> create cycle is");
+    cr_assert (termsm_key_create (&key, 5, 5, false), "another delete -> create cycle is");
     //  A refused create never counts as the first create.
     termsm_key_t fresh = { 0 };
-    cr_assert_not (termsm_key_create (&fresh, 1, false));
+    cr_assert_not (termsm_key_create (&fresh, 1, 1, false));
     termsm_key_delete (&fresh);
-    cr_assert_not (termsm_key_create (&fresh, 1, true));
+    cr_assert_not (termsm_key_create (&fresh, 1, 1, true));
 }
 
 Test (terminators_sm, state_names_round_trip)
@@ -273,4 +286,25 @@ Test (terminators_sm, state_names_round_trip)
     cr_assert_eq (termsm_state_parse ("ESTABLISHED"), TERMSM_ESTABLISHED);
     cr_assert_eq (termsm_state_parse ("bogus"), -1);
     cr_assert_eq (termsm_state_parse (NULL), -1);
+}
+
+Test (terminators_sm, a_router_that_keeps_lacking_it_has_it_deleted_at_the_cap)
+{
+    termsm_t sm = { 0 };
+    termsm_create (&sm, &s_config, s_online, 0);
+    termsm_lacks (&sm, &s_config, 0, 0);
+    termsm_step_t step = { 0 };
+    for (uint32_t i = 0; i < s_config.retry_cap; i++) {
+        cr_assert_eq (sm.state, TERMSM_FAILED);
+        step = termsm_timer (&sm, &s_config, s_online, sm.due_ms, 0);
+    }
+    s_assert_step (step, 2, TERMSM_DELETED);
+    cr_assert_eq (step.from [0], TERMSM_FAILED);
+    //  An offline router's terminator is never deleted for failing.
+    termsm_t offline = { 0 };
+    termsm_create (&offline, &s_config, s_offline, 0);
+    for (int i = 0; i < 20 && offline.due_ms; i++)
+        termsm_timer (&offline, &s_config, s_offline, offline.due_ms, 0);
+    cr_assert_eq (offline.state, TERMSM_FAILED);
+    cr_assert_eq (offline.due_ms, 0);
 }
