@@ -64,6 +64,12 @@ s_die (const char *format, ...)
         fprintf (stderr, "service log (end):\n%s\n", log? log + (strlen (log) > 4000? strlen (log) - 4000: 0): "");
         free (log);
     }
+    //  The services go with us.
+    ep_proc_destroy (&s_terms);
+    ep_proc_destroy (&s_model);
+    ep_proc_destroy (&s_bus);
+    if (s_dir)
+        ep_tmpdir_remove (&s_dir);
     exit (1);
 }
 
