@@ -262,8 +262,11 @@ s_publish (s_main_t *self)
     }
 }
 
+static void
+s_gauges (s_main_t *self);
+
 //  One batch: internal work and up to max_batch ready writes in one
-//  transaction; replies after the commit, then events.
+//  transaction; gauges and replies after the commit, then events.
 static void
 s_batch (s_main_t *self)
 {
@@ -283,6 +286,7 @@ s_batch (s_main_t *self)
         rc = terminators_commit (self->core);
         ep_histogram_observe (self->commit_seconds, NULL, (ep_mono_us () - started) / 1e6);
         ep_histogram_observe (self->batch_writes, NULL, (double) zlistx_size (batch));
+        s_gauges (self);        //  what a reply reports, the metrics already show
     }
     else {
         ep_log_error ("cannot start a transaction: %s", ep_store_last_error ());
@@ -548,6 +552,7 @@ main (int argc, char **argv)
                 ep_log_info ("publishing %d events committed before the last stop", replayed);
                 ep_series_add (self.replayed, replayed);
             }
+            s_gauges (&self);
             rc = ep_service_ready (self.service);
             self.is_ready = true;
         }
