@@ -7,6 +7,8 @@
     opens are idempotent on the router-chosen ids.
 */
 #include "ep_agent.h"
+#include "ep_file.h"
+#include "ep_log.h"
 #include "ep_backoff.h"
 #include "ep_chan_client.h"
 #include <errno.h>
@@ -105,16 +107,19 @@ s_ids_save (ep_agent_t *self)
     char *path = s_ids_path (self);
     if (!path)
         return;
-    char *tmp = zsys_sprintf ("%s.tmp", path);
-    FILE *file = fopen (tmp, "w");
-    if (file) {
-        const char *id = (const char *) zhashx_first (self->terminator_ids);
-        for (; id; id = (const char *) zhashx_next (self->terminator_ids))
-            fprintf (file, "%s %s\n", (const char *) zhashx_cursor (self->terminator_ids), id);
-        if (fclose (file) == 0)
-            rename (tmp, path);
-    }
-    free (tmp);
+    char *text = NULL;
+    size_t size = 0;
+    FILE *file = open_memstream (&text, &size);
+    EP_ASSERT (file);
+    const char *id = (const char *) zhashx_first (self->terminator_ids);
+    for (; id; id = (const char *) zhashx_next (self->terminator_ids))
+        fprintf (file, "%s %s\n", (const char *) zhashx_cursor (self->terminator_ids), id);
+    fclose (file);
+    //  Whole or not at all: a router that restarts keeps its terminator ids.
+    char err [256];
+    if (ep_file_write (path, text, size, 0644, true, err, sizeof err) != 0)
+        ep_log_warn ("%s (terminator ids will be new after a restart)", err);
+    free (text);
     free (path);
 }
 

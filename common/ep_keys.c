@@ -6,6 +6,7 @@
     byte is written, whatever the umask.
 */
 #include "ep_keys.h"
+#include "ep_file.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -44,50 +45,12 @@ s_path (char *buf, const char *format, ...)
     EP_ASSERT (n >= 0 && n < PATH_MAX);
 }
 
-static bool
-s_exists (const char *path)
-{
-    struct stat st;
-    return stat (path, &st) == 0;
-}
-
 //  True if cert carries a secret key (a public-only load leaves it zero).
 static bool
 s_has_secret (zcert_t *cert)
 {
     static const byte zero [32] = { 0 };
     return cert && memcmp (zcert_secret_key (cert), zero, sizeof zero) != 0;
-}
-
-//  mkdir -p: missing parents get 0755, path itself mode. An existing path
-//  must be a directory; its mode is left alone.
-static int
-s_mkdirs (const char *path, mode_t mode, char *err, size_t errlen)
-{
-    char buf [PATH_MAX];
-    s_path (buf, "%s", path);
-    for (char *slash = strchr (buf + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
-        *slash = 0;
-        if (mkdir (buf, 0755) != 0 && errno != EEXIST) {
-            s_err (err, errlen, "cannot create directory %s: %s", buf, strerror (errno));
-            return -1;
-        }
-        *slash = '/';
-    }
-    if (mkdir (buf, mode) == 0) {
-        //  The umask may have taken bits away.
-        if (chmod (buf, mode) == 0)
-            return 0;
-        s_err (err, errlen, "cannot set the mode of %s: %s", buf, strerror (errno));
-        return -1;
-    }
-    struct stat st;
-    if (errno != EEXIST || stat (buf, &st) != 0 || !S_ISDIR (st.st_mode)) {
-        s_err (err, errlen, "cannot create directory %s: %s", buf,
-               errno == EEXIST? "it exists and is not a directory": strerror (errno));
-        return -1;
-    }
-    return 0;
 }
 
 //  Writes cert (its secret part if secret, else its public part) to path,
@@ -146,7 +109,7 @@ s_ensure (const char *keys_dir, const char *name, const char *role, bool force,
     s_path (authorized, "%s/authorized/%s.cert", keys_dir, name);
 
     zcert_t *cert = NULL;
-    bool fresh = force || !s_exists (secret);
+    bool fresh = force || !ep_file_exists (secret);
     if (fresh)
         cert = s_cert_new (role, name);
     else {
@@ -166,9 +129,9 @@ s_ensure (const char *keys_dir, const char *name, const char *role, bool force,
     int rc = 0;
     if (fresh)
         rc = s_write_cert (cert, true, curve, secret, err, errlen);
-    if (rc == 0 && (fresh || !s_exists (public)))
+    if (rc == 0 && (fresh || !ep_file_exists (public)))
         rc = s_write_cert (cert, false, curve, public, err, errlen);
-    if (rc == 0 && (fresh || !s_exists (authorized)))
+    if (rc == 0 && (fresh || !ep_file_exists (authorized)))
         rc = s_write_cert (cert, false, curve, authorized, err, errlen);
     zcert_destroy (&cert);
     return rc;
@@ -185,9 +148,9 @@ ep_keys_init (const char *keys_dir, bool force, char *err, size_t errlen)
     char curve [PATH_MAX], authorized [PATH_MAX];
     s_path (curve, "%s/curve", keys_dir);
     s_path (authorized, "%s/authorized", keys_dir);
-    if (s_mkdirs (keys_dir, 0700, err, errlen)
-    ||  s_mkdirs (curve, 0700, err, errlen)
-    ||  s_mkdirs (authorized, 0755, err, errlen))
+    if (ep_file_mkdirs (keys_dir, 0700, err, errlen)
+    ||  ep_file_mkdirs (curve, 0700, err, errlen)
+    ||  ep_file_mkdirs (authorized, 0755, err, errlen))
         return -1;
     //  Secrets live here: whatever made the directory, it is ours alone.
     if (chmod (curve, 0700) != 0) {
@@ -228,16 +191,16 @@ ep_keys_issue (const char *keys_dir, const char *name, const char *role,
     s_path (own, "%s/%s.cert", curve, name);
     char dir [PATH_MAX];
     s_path (dir, "%s/authorized", keys_dir);
-    if (!s_exists (dir) || !s_exists (curve)) {
+    if (!ep_file_exists (dir) || !ep_file_exists (curve)) {
         s_err (err, errlen, "no keys in %s: run `edgeplane pki init` first", keys_dir);
         return -1;
     }
-    if (s_exists (authorized) || s_exists (own)) {
+    if (ep_file_exists (authorized) || ep_file_exists (own)) {
         s_err (err, errlen, "a certificate named '%s' already exists in %s: choose another name",
                name, keys_dir);
         return -1;
     }
-    if (s_mkdirs (out_dir, 0700, err, errlen))
+    if (ep_file_mkdirs (out_dir, 0700, err, errlen))
         return -1;
 
     char out_secret [PATH_MAX], out_public [PATH_MAX];

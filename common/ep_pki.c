@@ -10,6 +10,7 @@
     takes no lock; a certificate issued during a revoke is simply not in it.
 */
 #include "ep_pki.h"
+#include "ep_file.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -85,13 +86,6 @@ s_path (char *buf, const char *format, ...)
 }
 
 static bool
-s_exists (const char *path)
-{
-    struct stat st;
-    return stat (path, &st) == 0;
-}
-
-static bool
 s_dir_ok (const char *dir)
 {
     return dir && *dir && strlen (dir) <= S_DIR_MAX;
@@ -104,83 +98,13 @@ s_role_valid (const char *role)
                  || streq (role, EP_PKI_ROLE_CLIENT));
 }
 
-//  mkdir -p: missing parents get 0755, path itself mode (whatever the
-//  umask). An existing path must be a directory; its mode is left alone.
-static int
-s_mkdirs (const char *path, mode_t mode, char *err, size_t errlen)
-{
-    char buf [PATH_MAX];
-    s_path (buf, "%s", path);
-    for (char *slash = strchr (buf + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
-        *slash = 0;
-        if (mkdir (buf, 0755) != 0 && errno != EEXIST) {
-            s_err (err, errlen, "cannot create directory %s: %s", buf, strerror (errno));
-            return -1;
-        }
-        *slash = '/';
-    }
-    if (mkdir (buf, mode) == 0) {
-        if (chmod (buf, mode) == 0)
-            return 0;
-        s_err (err, errlen, "cannot set the mode of %s: %s", buf, strerror (errno));
-        return -1;
-    }
-    struct stat st;
-    if (errno != EEXIST || stat (buf, &st) != 0 || !S_ISDIR (st.st_mode)) {
-        s_err (err, errlen, "cannot create directory %s: %s", buf,
-               errno == EEXIST? "it exists and is not a directory": strerror (errno));
-        return -1;
-    }
-    return 0;
-}
-
-//  Writes size bytes to path through a temporary file beside it and a
-//  rename. sync makes the content durable before the rename, so a crash
-//  leaves the old file or the new one, never an empty one.
-static int
-s_write_file (const char *path, const void *data, size_t size, mode_t mode, bool sync,
-              char *err, size_t errlen)
-{
-    char hex [17];
-    ep_random_hex (hex, 8);
-    char tmp [PATH_MAX];
-    s_path (tmp, "%s.tmp-%s", path, hex);
-    int fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0) {
-        s_err (err, errlen, "cannot write %s: %s", path, strerror (errno));
-        return -1;
-    }
-    int rc = fchmod (fd, mode);
-    const char *bytes = data;
-    for (size_t done = 0; rc == 0 && done < size; ) {
-        ssize_t n = write (fd, bytes + done, size - done);
-        if (n < 0 && errno != EINTR)
-            rc = -1;
-        else
-        if (n > 0)
-            done += (size_t) n;
-    }
-    if (rc == 0 && sync)
-        rc = fdatasync (fd);
-    if (close (fd) != 0)
-        rc = -1;
-    if (rc == 0)
-        rc = rename (tmp, path);
-    if (rc != 0) {
-        s_err (err, errlen, "cannot write %s: %s", path, strerror (errno));
-        unlink (tmp);
-        return -1;
-    }
-    return 0;
-}
-
 //  Writes what PEM writer put into the memory BIO mem to path; frees mem.
 static int
 s_write_bio (BIO *mem, const char *path, mode_t mode, bool sync, char *err, size_t errlen)
 {
     char *data = NULL;
     long size = BIO_get_mem_data (mem, &data);
-    int rc = s_write_file (path, data, (size_t) size, mode, sync, err, errlen);
+    int rc = ep_file_write (path, data, (size_t) size, mode, sync, err, errlen);
     BIO_free (mem);
     return rc;
 }
@@ -426,7 +350,7 @@ s_ca_load (const char *keys_dir, s_ca_t *ca, char *err, size_t errlen)
     char crt [PATH_MAX], key [PATH_MAX];
     s_path (crt, "%s/tls/ca.crt", keys_dir);
     s_path (key, "%s/tls/ca.key", keys_dir);
-    if (!s_exists (crt) || !s_exists (key)) {
+    if (!ep_file_exists (crt) || !ep_file_exists (key)) {
         s_err (err, errlen, "no TLS CA in %s/tls: run `edgeplane pki init` first", keys_dir);
         return -1;
     }
@@ -637,7 +561,7 @@ s_server_current (s_ca_t *ca, const char *tls)
     char crt [PATH_MAX], key [PATH_MAX];
     s_path (crt, "%s/%s.crt", tls, EP_PKI_SERVER_ID);
     s_path (key, "%s/%s.key", tls, EP_PKI_SERVER_ID);
-    if (!s_exists (crt) || !s_exists (key))
+    if (!ep_file_exists (crt) || !ep_file_exists (key))
         return false;
     X509 *cert = s_read_cert (crt, "", NULL, 0);
     EVP_PKEY *pkey = cert? s_read_key (key, "", NULL, 0): NULL;
@@ -662,7 +586,7 @@ ep_pki_init (const char *keys_dir, bool force, char *err, size_t errlen)
     }
     char tls [PATH_MAX];
     s_path (tls, "%s/tls", keys_dir);
-    if (s_mkdirs (keys_dir, 0700, err, errlen) || s_mkdirs (tls, 0700, err, errlen))
+    if (ep_file_mkdirs (keys_dir, 0700, err, errlen) || ep_file_mkdirs (tls, 0700, err, errlen))
         return -1;
     //  Secrets live here: whatever made the directory, it is ours alone.
     if (chmod (tls, 0700) != 0) {
@@ -679,7 +603,7 @@ ep_pki_init (const char *keys_dir, bool force, char *err, size_t errlen)
     s_path (crl_path, "%s/ca.crl", tls);
     s_ca_t ca;
     int rc = 0;
-    bool have_crt = s_exists (ca_crt), have_key = s_exists (ca_key);
+    bool have_crt = ep_file_exists (ca_crt), have_key = ep_file_exists (ca_key);
     if (!have_crt && !have_key)
         rc = s_ca_create (tls, &ca, err, errlen);
     else
@@ -699,7 +623,7 @@ ep_pki_init (const char *keys_dir, bool force, char *err, size_t errlen)
         close (lock);
         return -1;
     }
-    if (!s_exists (crl_path))
+    if (!ep_file_exists (crl_path))
         rc = s_crl_write (&ca, NULL, NULL, 0, crl_path, err, errlen);
     else {
         X509_CRL *crl = s_read_crl (crl_path, ca.cert, err, errlen);
@@ -747,7 +671,7 @@ s_issue_start (const char *keys_dir, const char *role, const char *out_dir, int 
         s_ca_free (ca);
         return -1;
     }
-    if (!s_exists (out_dir) && s_mkdirs (out_dir, 0700, err, errlen)) {
+    if (!ep_file_exists (out_dir) && ep_file_mkdirs (out_dir, 0700, err, errlen)) {
         s_ca_free (ca);
         return -1;
     }
@@ -997,9 +921,9 @@ s_load_store (SSL_CTX *ctx, const char *keys_dir, char *err, size_t errlen)
 }
 
 //  Settings both ends share: TLS 1.3 only, buffers released when idle, no
-//  session cache; cert and key from PEM files.
+//  session cache.
 static SSL_CTX *
-s_ctx_new (const SSL_METHOD *method, const char *cert, const char *key, char *err, size_t errlen)
+s_ctx_base (const SSL_METHOD *method, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new (method);
     if (!ctx) {
@@ -1010,6 +934,16 @@ s_ctx_new (const SSL_METHOD *method, const char *cert, const char *key, char *er
     EP_ASSERT (SSL_CTX_set_max_proto_version (ctx, TLS1_3_VERSION) == 1);
     SSL_CTX_set_mode (ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_session_cache_mode (ctx, SSL_SESS_CACHE_OFF);
+    return ctx;
+}
+
+//  s_ctx_base with cert and key from PEM files.
+static SSL_CTX *
+s_ctx_new (const SSL_METHOD *method, const char *cert, const char *key, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = s_ctx_base (method, err, errlen);
+    if (!ctx)
+        return NULL;
     if (SSL_CTX_use_certificate_file (ctx, cert, SSL_FILETYPE_PEM) != 1) {
         s_err_ssl (err, errlen, "cannot use certificate %s: give a PEM file from "
                    "`edgeplane pki issue` (or run `edgeplane pki init`)", cert);
@@ -1030,20 +964,32 @@ s_ctx_new (const SSL_METHOD *method, const char *cert, const char *key, char *er
     return ctx;
 }
 
-SSL_CTX *
-ep_pki_server_ctx (const char *keys_dir, char *err, size_t errlen)
+//  s_ctx_base with cert and key in memory.
+static SSL_CTX *
+s_ctx_with (const SSL_METHOD *method, X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
 {
-    if (!s_dir_ok (keys_dir)) {
-        s_err (err, errlen, "invalid keys directory");
-        return NULL;
+    SSL_CTX *ctx = cert && key? s_ctx_base (method, err, errlen): NULL;
+    if (ctx && (SSL_CTX_use_certificate (ctx, cert) != 1
+            ||  SSL_CTX_use_PrivateKey (ctx, key) != 1
+            ||  SSL_CTX_check_private_key (ctx) != 1)) {
+        s_err_ssl (err, errlen, "cannot use the certificate and key given: they do not belong "
+                   "together");
+        SSL_CTX_free (ctx);
+        ctx = NULL;
     }
-    char crt [PATH_MAX], key [PATH_MAX], ca [PATH_MAX];
-    s_path (crt, "%s/tls/%s.crt", keys_dir, EP_PKI_SERVER_ID);
-    s_path (key, "%s/tls/%s.key", keys_dir, EP_PKI_SERVER_ID);
+    else
+    if (!cert || !key)
+        s_err (err, errlen, "give a certificate and its key");
+    return ctx;
+}
+
+//  What a server context needs beyond its certificate: the client
+//  certificate check against the CA and the CRL.
+static SSL_CTX *
+s_server_setup (SSL_CTX *ctx, const char *keys_dir, char *err, size_t errlen)
+{
+    char ca [PATH_MAX];
     s_path (ca, "%s/tls/ca.crt", keys_dir);
-    SSL_CTX *ctx = s_ctx_new (TLS_server_method (), crt, key, err, errlen);
-    if (!ctx)
-        return NULL;
     //  TLS 1.3 sends tickets even with SSL_OP_NO_TICKET (stateful ones,
     //  which need the cache we turn off): ask for none at all.
     SSL_CTX_set_options (ctx, SSL_OP_NO_TICKET);
@@ -1060,6 +1006,31 @@ ep_pki_server_ctx (const char *keys_dir, char *err, size_t errlen)
         return NULL;
     }
     return ctx;
+}
+
+SSL_CTX *
+ep_pki_server_ctx (const char *keys_dir, char *err, size_t errlen)
+{
+    if (!s_dir_ok (keys_dir)) {
+        s_err (err, errlen, "invalid keys directory");
+        return NULL;
+    }
+    char crt [PATH_MAX], key [PATH_MAX];
+    s_path (crt, "%s/tls/%s.crt", keys_dir, EP_PKI_SERVER_ID);
+    s_path (key, "%s/tls/%s.key", keys_dir, EP_PKI_SERVER_ID);
+    SSL_CTX *ctx = s_ctx_new (TLS_server_method (), crt, key, err, errlen);
+    return ctx? s_server_setup (ctx, keys_dir, err, errlen): NULL;
+}
+
+SSL_CTX *
+ep_pki_server_ctx_with (const char *keys_dir, X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
+{
+    if (!s_dir_ok (keys_dir)) {
+        s_err (err, errlen, "invalid keys directory");
+        return NULL;
+    }
+    SSL_CTX *ctx = s_ctx_with (TLS_server_method (), cert, key, err, errlen);
+    return ctx? s_server_setup (ctx, keys_dir, err, errlen): NULL;
 }
 
 int
@@ -1107,16 +1078,11 @@ s_verify_server (int ok, X509_STORE_CTX *store)
     return ok;
 }
 
-SSL_CTX *
-ep_pki_client_ctx (const char *cert, const char *key, const char *ca, char *err, size_t errlen)
+//  What a client context needs beyond its certificate: the server's chain
+//  to ca, and role ctrl in its certificate.
+static SSL_CTX *
+s_client_setup (SSL_CTX *ctx, const char *ca, char *err, size_t errlen)
 {
-    if (!cert || !key || !ca) {
-        s_err (err, errlen, "give the certificate, key and CA certificate of a bundle");
-        return NULL;
-    }
-    SSL_CTX *ctx = s_ctx_new (TLS_client_method (), cert, key, err, errlen);
-    if (!ctx)
-        return NULL;
     if (SSL_CTX_load_verify_locations (ctx, ca, NULL) != 1) {
         s_err_ssl (err, errlen, "cannot read CA certificate %s: give the ca.crt of the bundle", ca);
         SSL_CTX_free (ctx);
@@ -1125,4 +1091,100 @@ ep_pki_client_ctx (const char *cert, const char *key, const char *ca, char *err,
     SSL_CTX_set_verify (ctx, SSL_VERIFY_PEER, s_verify_server);
     SSL_CTX_set_verify_depth (ctx, 1);
     return ctx;
+}
+
+SSL_CTX *
+ep_pki_client_ctx (const char *cert, const char *key, const char *ca, char *err, size_t errlen)
+{
+    if (!cert || !key || !ca) {
+        s_err (err, errlen, "give the certificate, key and CA certificate of a bundle");
+        return NULL;
+    }
+    SSL_CTX *ctx = s_ctx_new (TLS_client_method (), cert, key, err, errlen);
+    return ctx? s_client_setup (ctx, ca, err, errlen): NULL;
+}
+
+SSL_CTX *
+ep_pki_client_ctx_with (X509 *cert, EVP_PKEY *key, const char *ca, char *err, size_t errlen)
+{
+    if (!ca) {
+        s_err (err, errlen, "give the CA certificate");
+        return NULL;
+    }
+    SSL_CTX *ctx = s_ctx_with (TLS_client_method (), cert, key, err, errlen);
+    return ctx? s_client_setup (ctx, ca, err, errlen): NULL;
+}
+
+int
+ep_pki_issue_memory (const char *keys_dir, const char *role, const char *id, int days,
+                     X509 **cert_p, EVP_PKEY **key_p, char *err, size_t errlen)
+{
+    *cert_p = NULL;
+    *key_p = NULL;
+    if (!s_role_valid (role) || !ep_id_valid (id) || days < 1 || days > EP_PKI_DAYS_MAX) {
+        s_err (err, errlen, "invalid role, id or validity for a certificate (%s/%s, %d days)",
+               role? role: "", id? id: "", days);
+        return -1;
+    }
+    if (!s_dir_ok (keys_dir)) {
+        s_err (err, errlen, "invalid keys directory");
+        return -1;
+    }
+    s_ca_t ca;
+    if (s_ca_load (keys_dir, &ca, err, errlen))
+        return -1;
+    EVP_PKEY *key = s_key_new (&ca);
+    X509 *cert = key? s_leaf_new (&ca, key, role, id, days, streq (role, EP_PKI_ROLE_CTRL),
+                                  err, errlen): NULL;
+    if (!key)
+        s_err_ssl (err, errlen, "cannot generate a P-256 key");
+    s_ca_free (&ca);
+    if (!cert) {
+        EVP_PKEY_free (key);
+        return -1;
+    }
+    //  s_leaf_new leaves the public key encoded only (enough to sign and
+    //  write); a TLS context wants it decoded: round-trip through DER.
+    unsigned char *der = NULL;
+    int size = i2d_X509 (cert, &der);
+    const unsigned char *in = der;
+    X509 *decoded = size > 0? d2i_X509 (NULL, &in, size): NULL;
+    OPENSSL_free (der);
+    X509_free (cert);
+    if (!decoded) {
+        s_err_ssl (err, errlen, "cannot encode a certificate");
+        EVP_PKEY_free (key);
+        return -1;
+    }
+    cert = decoded;
+    *cert_p = cert;
+    *key_p = key;
+    return 0;
+}
+
+int
+ep_pki_read_pair (const char *cert_path, const char *key_path, X509 **cert_p,
+                  EVP_PKEY **key_p, char *err, size_t errlen)
+{
+    const char *todo = "give the .crt and .key of one bundle from `edgeplane pki issue`";
+    X509 *cert = s_read_cert (cert_path, todo, err, errlen);
+    EVP_PKEY *key = cert? s_read_key (key_path, todo, err, errlen): NULL;
+    if (key && X509_check_private_key (cert, key) != 1) {
+        s_err_ssl (err, errlen, "%s does not belong to %s: %s", key_path, cert_path, todo);
+        EVP_PKEY_free (key);
+        key = NULL;
+    }
+    if (!key) {
+        X509_free (cert);
+        return -1;
+    }
+    *cert_p = cert;
+    *key_p = key;
+    return 0;
+}
+
+int
+ep_pki_cert_identity (X509 *cert, char *role, size_t rolelen, char *id, size_t idlen)
+{
+    return s_identity (cert, role, rolelen, id, idlen);
 }

@@ -99,6 +99,39 @@ SSL_CTX *
     ep_pki_client_ctx (const char *cert, const char *key, const char *ca,
                        char *err, size_t errlen);
 
+//  Issues a certificate for role/id in memory, signed with the CA key of
+//  keys_dir (readable is enough: nothing is written, nothing is recorded in
+//  tls/issued.txt): a new P-256 key, SAN URI edgeplane://<role>/<id> (plus
+//  localhost, 127.0.0.1 and ::1 for role ctrl, like the server
+//  certificate), valid days days. How a watchdog instance gets its own ctrl
+//  identity at every start. Returns 0 with *cert_p and *key_p (caller frees
+//  with X509_free / EVP_PKEY_free), or -1 with a message in err.
+int
+    ep_pki_issue_memory (const char *keys_dir, const char *role, const char *id, int days,
+                         X509 **cert_p, EVP_PKEY **key_p, char *err, size_t errlen);
+
+//  Reads a certificate and its private key (PEM files of a bundle) and
+//  checks that they belong together. Returns 0, or -1 with a message.
+int
+    ep_pki_read_pair (const char *cert_path, const char *key_path, X509 **cert_p,
+                      EVP_PKEY **key_p, char *err, size_t errlen);
+
+//  Role and id from cert's one edgeplane://<role>/<id> SAN URI. Returns 0
+//  or -1 (none, several, malformed).
+int
+    ep_pki_cert_identity (X509 *cert, char *role, size_t rolelen, char *id, size_t idlen);
+
+//  ep_pki_server_ctx presenting cert/key (borrowed; the context takes its
+//  own references) instead of tls/watchdog.crt.
+SSL_CTX *
+    ep_pki_server_ctx_with (const char *keys_dir, X509 *cert, EVP_PKEY *key,
+                            char *err, size_t errlen);
+
+//  ep_pki_client_ctx presenting cert/key (borrowed) and trusting ca (a PEM
+//  file).
+SSL_CTX *
+    ep_pki_client_ctx_with (X509 *cert, EVP_PKEY *key, const char *ca, char *err, size_t errlen);
+
 //  Reads role and id from the SAN URI edgeplane://<role>/<id> of ssl's
 //  peer certificate, once the handshake verified it. Returns 0, or -1 if
 //  there is no verified peer certificate, no such URI, more than one, a

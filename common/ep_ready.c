@@ -1,7 +1,6 @@
 /*  ep_ready.c: atomic ready files. */
 #include "ep_ready.h"
-#include <fcntl.h>
-#include <unistd.h>
+#include "ep_file.h"
 
 int
 ep_ready_write (const char *path, const char *service, json_t *endpoints)
@@ -17,21 +16,9 @@ ep_ready_write (const char *path, const char *service, json_t *endpoints)
     if (!text)
         return -1;
 
-    char tmp [4096];
-    snprintf (tmp, sizeof tmp, "%s.tmp.%d", path, (int) getpid ());
-    int rc = -1;
-    int fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-        size_t len = strlen (text);
-        if (write (fd, text, len) == (ssize_t) len && write (fd, "\n", 1) == 1
-        &&  fsync (fd) == 0)
-            rc = 0;
-        close (fd);
-        if (rc == 0)
-            rc = rename (tmp, path);
-        if (rc != 0)
-            unlink (tmp);
-    }
+    char *line = zsys_sprintf ("%s\n", text);
+    int rc = ep_file_write (path, line, strlen (line), 0644, true, NULL, 0);
+    free (line);
     free (text);
     return rc;
 }

@@ -3,6 +3,7 @@
 #include "ep_rpc_server.h"
 #include "ep_codec.h"
 #include "ep_replycache.h"
+#include "ep_log.h"
 #include <stdarg.h>
 
 struct _ep_rpc_call_t {
@@ -219,6 +220,49 @@ ep_rpc_server_fail (ep_rpc_server_t *self, ep_rpc_call_t **call_p,
     //  Refusals are not remembered: a retry after the cause is fixed (a key
     //  authorised, a bad field corrected under a new id) is judged afresh.
     return ep_rpc_server_reply (self, call_p, &reply, false);
+}
+
+ProtobufCMessage *
+ep_rpc_server_recv_request (ep_rpc_server_t *self, const ProtobufCMessageDescriptor *desc,
+                            ep_rpc_call_t **call_p)
+{
+    *call_p = NULL;
+    ep_rpc_call_t *call = ep_rpc_server_recv (self);
+    if (!call)
+        return NULL;
+    char err [256];
+    ProtobufCMessage *request = ep_codec_unpack_frame (desc, call->payload, self->cap,
+                                                       call->caller.name, err, sizeof err);
+    if (!request) {
+        self->malformed++;
+        ep_rpc_server_fail (self, &call, EP__STATUS__CODE__INVALID_ARGUMENT, "%s", err);
+        return NULL;
+    }
+    *call_p = call;
+    return request;
+}
+
+int
+ep_rpc_server_answer (ep_rpc_server_t *self, ep_rpc_call_t **call_p,
+                      const ProtobufCMessage *reply, bool remember, const char *smaller)
+{
+    char err [256];
+    zframe_t *frame = ep_codec_pack (reply, self->cap, err, sizeof err);
+    if (!frame) {
+        ep_log_warn ("reply too large: %s", err);
+        return ep_rpc_server_fail (self, call_p, EP__STATUS__CODE__FAILED_PRECONDITION,
+                                   "the reply would exceed %zu bytes: ask for a smaller %s",
+                                   self->cap, smaller);
+    }
+    return ep_rpc_server_reply (self, call_p, &frame, remember);
+}
+
+const char *
+ep_status_code_name (Ep__Status__Code code)
+{
+    const ProtobufCEnumValue *value =
+        protobuf_c_enum_descriptor_get_value (&ep__status__code__descriptor, code);
+    return value? value->name: "UNKNOWN";
 }
 
 bool

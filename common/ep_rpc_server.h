@@ -44,6 +44,21 @@ int
                         Ep__Status__Code code, const char *format, ...)
     __attribute__ ((format (printf, 4, 5)));
 
+//  ep_rpc_server_recv, then decodes the payload as a desc message. Returns
+//  the request (free it with protobuf_c_message_free_unpacked) and its call
+//  in *call_p; NULL if nothing is left to do (nothing read, a retry answered
+//  from the cache, or a payload that does not decode: INVALID_ARGUMENT).
+ProtobufCMessage *
+    ep_rpc_server_recv_request (ep_rpc_server_t *self, const ProtobufCMessageDescriptor *desc,
+                                ep_rpc_call_t **call_p);
+
+//  Packs reply and sends it as ep_rpc_server_reply does. Replies are held
+//  to the request cap; a larger one becomes FAILED_PRECONDITION telling the
+//  caller to "ask for a smaller <smaller>" (say, "page_size").
+int
+    ep_rpc_server_answer (ep_rpc_server_t *self, ep_rpc_call_t **call_p,
+                          const ProtobufCMessage *reply, bool remember, const char *smaller);
+
 //  Replies PERMISSION_DENIED and returns false unless the caller's role is
 //  one of allowed (NULL-terminated). On false the call is consumed.
 bool
@@ -60,6 +75,10 @@ const char *
 //  The request bytes (length already checked against the cap).
 zframe_t *
     ep_rpc_call_payload (ep_rpc_call_t *call);
+
+//  A status code's name ("NOT_FOUND"), for metric labels and messages.
+const char *
+    ep_status_code_name (Ep__Status__Code code);
 
 //  Requests answered from the cache, and malformed requests refused.
 uint64_t

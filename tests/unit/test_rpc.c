@@ -38,8 +38,10 @@ s_server (zsock_t *pipe, void *arg)
         void *which = zpoller_wait (poller, -1);
         if (which != router)
             break;
-        ep_rpc_call_t *call = ep_rpc_server_recv (server);
-        if (!call) {
+        ep_rpc_call_t *call;
+        Ep__ModelRequest *request = (Ep__ModelRequest *) ep_rpc_server_recv_request (
+            server, &ep__model_request__descriptor, &call);
+        if (!request) {
             //  A retry of the held request was parked: now answer it.
             if (held) {
                 call = held;
@@ -48,9 +50,27 @@ s_server (zsock_t *pipe, void *arg)
             else
                 continue;
         }
+        //  A list asks for a reply of page_size bytes (too large ones are
+        //  the server's to refuse).
+        uint32_t reply_size = request && request->op_case == EP__MODEL_REQUEST__OP_LIST
+                            ? request->list->page_size: 0;
+        if (request)
+            ep__model_request__free_unpacked (request, NULL);
         static const char *writers [] = { "operator", "service", NULL };
         if (!ep_rpc_server_require_role (server, &call, writers))
             continue;
+        if (reply_size) {
+            Ep__ModelReply reply = EP__MODEL_REPLY__INIT;
+            reply.request_id = (char *) ep_rpc_call_request_id (call);
+            Ep__Status ok = EP__STATUS__INIT;
+            char *padding = (char *) zmalloc (reply_size + 1);
+            memset (padding, 'x', reply_size);
+            ok.message = padding;
+            reply.status = &ok;
+            ep_rpc_server_answer (server, &call, &reply.base, false, "page_size");
+            free (padding);
+            continue;
+        }
         if (args->hold_first && applied == 0 && !held) {
             applied++;
             held = call;
@@ -64,9 +84,7 @@ s_server (zsock_t *pipe, void *arg)
         reply.status = &ok;
         reply.has_revision = true;
         reply.revision = applied;
-        char err [256];
-        zframe_t *frame = ep_codec_pack (&reply.base, 65536, err, sizeof err);
-        ep_rpc_server_reply (server, &call, &frame, true);
+        ep_rpc_server_answer (server, &call, &reply.base, true, "page_size");
     }
     zpoller_destroy (&poller);
     ep_rpc_server_destroy (&server);
@@ -251,4 +269,46 @@ Test (rpc, unreachable_service_gives_an_actionable_error)
     cr_assert (strstr (err, "tcp://127.0.0.1:1") && strstr (err, "2 attempts"), "%s", err);
     cr_assert_eq (ep_rpc_client_attempts (client), 2);
     ep_rpc_client_destroy (&client);
+}
+
+//  A reply above the cap is not sent truncated nor dropped: the caller is
+//  told what to ask for instead, and the server goes on.
+Test (rpc, oversized_reply_becomes_failed_precondition_with_advice,
+      .init = s_setup, .fini = s_teardown)
+{
+    char endpoint [64];
+    zactor_t *server = s_start (false, endpoint, sizeof endpoint);
+    zcert_t *cert = ep_keys_load (s_keys, "operator");
+    char *server_key = ep_keys_public_txt (s_keys, "model");
+    ep_rpc_client_t *client = ep_rpc_client_new (endpoint, cert, server_key);
+    uint32_t sizes [] = { 1000, 100000 };
+    for (size_t i = 0; i < EP_COUNT (sizes); i++) {
+        Ep__ListFilter list = EP__LIST_FILTER__INIT;
+        list.has_page_size = true;
+        list.page_size = sizes [i];
+        Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+        request.op_case = EP__MODEL_REQUEST__OP_LIST;
+        request.list = &list;
+        char id [33], err [256];
+        ep_rpc_new_id (id);
+        request.request_id = id;
+        Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (
+            client, &request.base, id, &ep__model_reply__descriptor, 2000, 1, err, sizeof err);
+        cr_assert_not_null (reply, "%s", err);
+        if (i == 0) {
+            cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK);
+            cr_assert_eq (strlen (reply->status->message), sizes [i]);
+        }
+        else {
+            cr_assert_eq (reply->status->code, EP__STATUS__CODE__FAILED_PRECONDITION);
+            cr_assert (strstr (reply->status->message, "ask for a smaller page_size"),
+                       "%s", reply->status->message);
+        }
+        ep__model_reply__free_unpacked (reply, NULL);
+    }
+    cr_assert_str_eq (ep_status_code_name (EP__STATUS__CODE__NOT_FOUND), "NOT_FOUND");
+    ep_rpc_client_destroy (&client);
+    free (server_key);
+    zcert_destroy (&cert);
+    zactor_destroy (&server);
 }
