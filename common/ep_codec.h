@@ -28,6 +28,20 @@ ProtobufCMessage *
                      const void *data, size_t size, size_t cap,
                      const char *sender, char *err, size_t errlen);
 
+//  ep_codec_unpack drawing memory from allocator (NULL: the system's). Free
+//  the result with protobuf_c_message_free_unpacked (msg, allocator), or,
+//  from an arena (ep_arena.h), not at all: the arena's reset frees it.
+ProtobufCMessage *
+    ep_codec_unpack_in (const ProtobufCMessageDescriptor *desc,
+                        const void *data, size_t size, size_t cap, ProtobufCAllocator *allocator,
+                        const char *sender, char *err, size_t errlen);
+
+//  A deep copy of msg on the heap (packed and unpacked again), to keep a
+//  message that lives in an arena. Free it with
+//  protobuf_c_message_free_unpacked (copy, NULL).
+ProtobufCMessage *
+    ep_codec_copy (const ProtobufCMessage *msg);
+
 //  ep_codec_unpack on a frame.
 ProtobufCMessage *
     ep_codec_unpack_frame (const ProtobufCMessageDescriptor *desc, zframe_t *frame,

@@ -470,14 +470,11 @@ ep_follower_handle (ep_follower_t *self)
             s_start_catchup (self);
         if (!event)
             continue;
+        //  The event is the subscriber's, freed at the next read: the change
+        //  is applied or buffered beyond that, so we take a copy we own.
         Ep__ModelChange *change = NULL;
-        if (event->body_case == EP__EVENT__BODY_MODEL_CHANGE && event->model_change) {
-            //  protobuf-c allocates each sub-message on its own: keep it.
-            change = event->model_change;
-            event->model_change = NULL;
-            event->body_case = EP__EVENT__BODY__NOT_SET;
-        }
-        ep__event__free_unpacked (event, NULL);
+        if (event->body_case == EP__EVENT__BODY_MODEL_CHANGE && event->model_change)
+            change = (Ep__ModelChange *) ep_codec_copy (&event->model_change->base);
         if (!change)
             continue;
         if (self->state == S_LIVE)

@@ -2,9 +2,13 @@
 #include "ep_publisher.h"
 #include <sodium.h>
 
+#define STREAM_MAX 128          //  longest stream name, with its null
+
 typedef struct {
     uint64_t seq;               //  last seq sent
     int64_t next_heartbeat_ms;  //  monotonic time the next heartbeat is due
+    char name [STREAM_MAX];     //  the stream
+    size_t name_len;            //  its length
 } s_stream_t;
 
 struct _ep_publisher_t {
@@ -15,6 +19,7 @@ struct _ep_publisher_t {
     size_t cap;                 //  largest packed Event we send
     int64_t heartbeat_ms;       //  heartbeat interval
     zhashx_t *streams;          //  stream name -> s_stream_t
+    s_stream_t *last;           //  the stream sent on last
     uint64_t refused;           //  events refused for size
 };
 
@@ -94,6 +99,8 @@ s_stream (ep_publisher_t *self, const char *name)
         //  First heartbeat right away: subscribers waiting for one should
         //  not wait a whole interval.
         stream->next_heartbeat_ms = ep_mono_ms ();
+        snprintf (stream->name, sizeof stream->name, "%s", name);
+        stream->name_len = strlen (stream->name);
         zhashx_insert (self->streams, name, stream);
     }
     return stream;
@@ -145,11 +152,18 @@ s_send (ep_publisher_t *self, const char *topic, const char *stream,
 int
 ep_publisher_send (ep_publisher_t *self, const char *topic, Ep__Event *event)
 {
-    char name [128];
-    if (ep_topic_stream (topic, name, sizeof name) != 0)
-        return -1;
-    s_stream_t *stream = s_stream (self, name);
-    if (s_send (self, topic, name, stream->seq + 1, event) != 0)
+    //  Events mostly come in runs on one stream: when the topic is
+    //  "<last stream>.", skip parsing it and hashing the name.
+    s_stream_t *stream = self->last;
+    if (!stream || strncmp (topic, stream->name, stream->name_len) != 0
+    ||  topic [stream->name_len] != '.') {
+        char name [STREAM_MAX];
+        if (ep_topic_stream (topic, name, sizeof name) != 0)
+            return -1;
+        stream = s_stream (self, name);
+        self->last = stream;
+    }
+    if (s_send (self, topic, stream->name, stream->seq + 1, event) != 0)
         return -1;
     stream->seq++;
     return 0;

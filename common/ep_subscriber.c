@@ -1,5 +1,6 @@
 /*  ep_subscriber.c: SUB socket + tracker + capped decoding. */
 #include "ep_subscriber.h"
+#include "ep_arena.h"
 #include "ep_codec.h"
 #include "ep_publisher.h"
 #include <poll.h>
@@ -17,7 +18,14 @@ struct _ep_subscriber_t {
     zlistx_t *pending;          //  events received while waiting for a stream
     uint64_t malformed;         //  undecodable messages dropped
     int64_t next_tick_ms;       //  when the silence check is next due
+    ep_arena_t *arena;          //  the event recv or read last returned, decoded
+    Ep__Event *held;            //  or that event, from pending, on the heap
 };
+
+//  Decoded events are small; a block this size holds one without a
+//  system allocation, and it grows up to ARENA_MAX to fit larger ones.
+#define ARENA_BLOCK 4096
+#define ARENA_MAX (256 * 1024)
 
 static void
 s_pending_destroy (void **item)
@@ -57,7 +65,19 @@ ep_subscriber_new (const char *endpoint, zcert_t *cert, const char *server_key,
     self->pending = zlistx_new ();
     zlistx_set_destructor (self->pending, s_pending_destroy);
     self->next_tick_ms = ep_mono_ms () + EP_HEARTBEAT_MS;
+    self->arena = ep_arena_new (ARENA_BLOCK, ARENA_MAX);
     return self;
+}
+
+//  Frees the event recv or read returned last: the caller is done with it.
+static void
+s_release (ep_subscriber_t *self)
+{
+    if (self->held) {
+        ep__event__free_unpacked (self->held, NULL);
+        self->held = NULL;
+    }
+    ep_arena_reset (self->arena);
 }
 
 void
@@ -65,6 +85,8 @@ ep_subscriber_destroy (ep_subscriber_t **self_p)
 {
     ep_subscriber_t *self = *self_p;
     if (self) {
+        s_release (self);
+        ep_arena_destroy (&self->arena);
         zsock_destroy (&self->sub);
         ep_tracker_destroy (&self->tracker);
         zlistx_destroy (&self->pending);
@@ -107,11 +129,13 @@ ep_subscriber_unsubscribe (ep_subscriber_t *self, const char *prefix)
 }
 
 //  Reads one message with flags (0 or ZMQ_DONTWAIT) and handles it as
-//  ep_subscriber_read does. *got says whether a message was read at all.
-//  Frames go straight into zmq_msg_t on the stack and are decoded from
-//  there: no zmsg/zframe allocations per message on the hot path.
+//  ep_subscriber_read does, at monotonic time now_ms. *got says whether a
+//  message was read at all. Frames go straight into zmq_msg_t on the stack
+//  and are decoded from there into the arena, which must be empty: no
+//  system allocation per message on the hot path. An event returned lives
+//  in the arena until the caller's next call (s_release).
 static Ep__Event *
-s_read (ep_subscriber_t *self, int flags, char **topic_p, bool *got)
+s_read (ep_subscriber_t *self, int flags, char **topic_p, bool *got, int64_t now_ms)
 {
     void *sock = zsock_resolve (self->sub);
     zmq_msg_t parts [2];
@@ -148,9 +172,10 @@ s_read (ep_subscriber_t *self, int flags, char **topic_p, bool *got)
     Ep__Event *event = NULL;
     if (count == 2 && !more) {
         char err [256];
-        event = (Ep__Event *) ep_codec_unpack (&ep__event__descriptor,
-                                               zmq_msg_data (&parts [1]), zmq_msg_size (&parts [1]),
-                                               self->cap, self->endpoint, err, sizeof err);
+        event = (Ep__Event *) ep_codec_unpack_in (&ep__event__descriptor,
+                                                  zmq_msg_data (&parts [1]), zmq_msg_size (&parts [1]),
+                                                  self->cap, ep_arena_allocator (self->arena),
+                                                  self->endpoint, err, sizeof err);
     }
     Ep__StreamMeta *meta = event? event->meta: NULL;
     bool valid = meta && meta->source_id && meta->stream && meta->has_seq && meta->has_epoch;
@@ -161,7 +186,7 @@ s_read (ep_subscriber_t *self, int flags, char **topic_p, bool *got)
         bool heartbeat = event->body_case == EP__EVENT__BODY_HEARTBEAT;
         bool fresh = ep_tracker_observe (self->tracker, meta->source_id, meta->stream,
                                          meta->epoch, meta->epoch_started_ms, meta->seq,
-                                         heartbeat, ep_mono_ms ());
+                                         heartbeat, now_ms);
         deliver = fresh && !heartbeat;
     }
     if (deliver && topic_p) {
@@ -174,8 +199,9 @@ s_read (ep_subscriber_t *self, int flags, char **topic_p, bool *got)
     }
     for (int i = 0; i < (count < 2? count: 2); i++)
         zmq_msg_close (&parts [i]);
-    if (event && !deliver) {
-        ep__event__free_unpacked (event, NULL);
+    if (!deliver) {
+        //  What failed to decode, too, may have left allocations behind.
+        ep_arena_reset (self->arena);
         event = NULL;
     }
     return event;
@@ -184,18 +210,25 @@ s_read (ep_subscriber_t *self, int flags, char **topic_p, bool *got)
 Ep__Event *
 ep_subscriber_read (ep_subscriber_t *self, char **topic_p)
 {
+    s_release (self);
     bool got;
-    return s_read (self, 0, topic_p, &got);
+    return s_read (self, 0, topic_p, &got, ep_mono_ms ());
+}
+
+//  Runs the silence check if it is due at now_ms.
+static void
+s_tick (ep_subscriber_t *self, int64_t now_ms)
+{
+    if (now_ms >= self->next_tick_ms) {
+        ep_tracker_tick (self->tracker, now_ms);
+        self->next_tick_ms = now_ms + EP_HEARTBEAT_MS / 4;
+    }
 }
 
 void
 ep_subscriber_tick (ep_subscriber_t *self)
 {
-    int64_t now = ep_mono_ms ();
-    if (now >= self->next_tick_ms) {
-        ep_tracker_tick (self->tracker, now);
-        self->next_tick_ms = now + EP_HEARTBEAT_MS / 4;
-    }
+    s_tick (self, ep_mono_ms ());
 }
 
 //  Waits up to timeout_ms (-1 forever) for the socket to be readable.
@@ -224,18 +257,22 @@ s_readable (ep_subscriber_t *self, int64_t timeout_ms)
 int
 ep_subscriber_wait_stream (ep_subscriber_t *self, const char *stream, int timeout_ms)
 {
+    s_release (self);
     int64_t deadline = ep_mono_ms () + timeout_ms;
     while (!ep_tracker_seen (self->tracker, stream)) {
         int64_t left = deadline - ep_mono_ms ();
         if (left <= 0 || !s_readable (self, left))
             return -1;
         char *topic = NULL;
-        Ep__Event *event = ep_subscriber_read (self, &topic);
+        bool got;
+        Ep__Event *event = s_read (self, 0, &topic, &got, ep_mono_ms ());
         if (event) {
+            //  Kept for later recv calls: off the arena, onto the heap.
             s_pending_t *pending = (s_pending_t *) zmalloc (sizeof (s_pending_t));
             pending->topic = topic;
-            pending->event = event;
+            pending->event = (Ep__Event *) ep_codec_copy (&event->base);
             zlistx_add_end (self->pending, pending);
+            ep_arena_reset (self->arena);
         }
     }
     return 0;
@@ -244,24 +281,27 @@ ep_subscriber_wait_stream (ep_subscriber_t *self, const char *stream, int timeou
 Ep__Event *
 ep_subscriber_recv (ep_subscriber_t *self, int timeout_ms, char **topic_p)
 {
+    s_release (self);
     s_pending_t *pending = (s_pending_t *) zlistx_detach (self->pending, NULL);
     if (pending) {
-        Ep__Event *event = pending->event;
+        //  Held, and freed at the next call, as an arena event would be.
+        self->held = pending->event;
         if (topic_p)
             *topic_p = pending->topic;
         else
             free (pending->topic);
         free (pending);
-        return event;
+        return self->held;
     }
     //  timeout 0 still reads what is already waiting.
     int64_t deadline = timeout_ms < 0? INT64_MAX: ep_mono_ms () + timeout_ms;
     while (true) {
-        ep_subscriber_tick (self);
+        int64_t now = ep_mono_ms ();
+        s_tick (self, now);
         //  Try to read first: while messages stream in, this skips the
         //  poll and the ZMQ_EVENTS query s_readable would cost per message.
         bool got;
-        Ep__Event *event = s_read (self, ZMQ_DONTWAIT, topic_p, &got);
+        Ep__Event *event = s_read (self, ZMQ_DONTWAIT, topic_p, &got, now);
         if (event)
             return event;
         if (got)

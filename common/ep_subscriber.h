@@ -4,6 +4,11 @@
     what arrives into gap, duplicate, restart and silence reports, and a
     decoder that length-checks before unpacking. Heartbeats are consumed
     here; the caller sees events and reports.
+
+    Events are lent, not given: the subscriber decodes each into an arena
+    (ep_arena.h) and frees it at the caller's next recv, read or
+    wait_stream, or at destroy. Callers never free an event; one that keeps
+    an event, or part of one, beyond that copies it (ep_codec_copy).
 */
 #ifndef EP_SUBSCRIBER_H_INCLUDED
 #define EP_SUBSCRIBER_H_INCLUDED
@@ -37,13 +42,15 @@ void
 //  any stream when NULL), so
 //  the caller knows its subscription has reached the publishers. Events
 //  that arrive meanwhile are kept for ep_subscriber_recv. Returns 0 or -1.
+//  Frees the event recv or read returned last.
 int
     ep_subscriber_wait_stream (ep_subscriber_t *self, const char *stream, int timeout_ms);
 
 //  The next event (not a heartbeat), waiting up to timeout_ms (-1 forever).
 //  Returns NULL on timeout or interrupt. *topic_p receives the topic (caller
-//  frees) if topic_p is not NULL. Free the event with
-//  ep__event__free_unpacked (event, NULL).
+//  frees) if topic_p is not NULL. The event belongs to the subscriber: it
+//  stays valid until the next recv, read or wait_stream on this
+//  subscriber, or its destroy. Do not free it.
 Ep__Event *
     ep_subscriber_recv (ep_subscriber_t *self, int timeout_ms, char **topic_p);
 
@@ -57,7 +64,8 @@ zsock_t *
 
 //  Handles one message that is waiting on the socket; returns the event if
 //  it is one to deliver, NULL otherwise (heartbeat, duplicate, undecodable).
-//  For callers that poll the socket themselves.
+//  For callers that poll the socket themselves. The event is lent as by
+//  ep_subscriber_recv, and the one returned before is freed.
 Ep__Event *
     ep_subscriber_read (ep_subscriber_t *self, char **topic_p);
 

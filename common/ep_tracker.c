@@ -12,6 +12,8 @@ typedef struct {
     uint64_t last_seq;          //  highest seq accounted for (seen or reported lost)
     int64_t last_heard_ms;      //  when anything last came from it
     bool silent;                //  reported silent, not heard since
+    bool whole;                 //  the subscriber takes the stream whole
+    uint64_t whole_generation;  //  prefixes' generation whole was computed for
 } s_source_t;
 
 struct _ep_tracker_t {
@@ -23,6 +25,8 @@ struct _ep_tracker_t {
     zhashx_t *sources;          //  "source\x1fstream" -> s_source_t
     zhashx_t *seen_streams;     //  streams observed at least once
     uint64_t lost;              //  total seqs reported lost
+    uint64_t generation;        //  bumped when the prefixes change
+    s_source_t *last;           //  the source observed last (never freed before us)
 };
 
 static void
@@ -52,6 +56,7 @@ ep_tracker_new (int64_t subscribed_wall_ms, int64_t silent_after_ms,
     self->sources = zhashx_new ();
     zhashx_set_destructor (self->sources, s_source_destroy);
     self->seen_streams = zhashx_new ();
+    self->generation = 1;
     return self;
 }
 
@@ -82,8 +87,10 @@ s_may_cover (const char *prefix)
 void
 ep_tracker_subscribe (ep_tracker_t *self, const char *prefix)
 {
-    if (s_may_cover (prefix))
+    if (s_may_cover (prefix)) {
         zlistx_add_end (self->prefixes, (void *) prefix);
+        self->generation++;
+    }
 }
 
 void
@@ -95,6 +102,7 @@ ep_tracker_unsubscribe (ep_tracker_t *self, const char *prefix)
     for (; item; item = (const char *) zlistx_next (self->prefixes))
         if (streq (item, prefix)) {
             zlistx_delete (self->prefixes, zlistx_cursor (self->prefixes));
+            self->generation++;
             return;
         }
 }
@@ -131,18 +139,43 @@ s_emit (ep_tracker_t *self, s_source_t *source, ep_stream_event_t kind,
     self->report (self->arg, &report);
 }
 
+//  The source record of (source_id, stream), or NULL. Consecutive messages
+//  mostly come from the same publisher's stream: two string compares then
+//  stand in for building the key and hashing it. *key_p is the key when it
+//  was built (the caller frees it unless it is key_buf).
+static s_source_t *
+s_find (ep_tracker_t *self, const char *source_id, const char *stream,
+        char *key_buf, size_t key_size, char **key_p)
+{
+    *key_p = NULL;
+    s_source_t *last = self->last;
+    if (last && streq (last->stream, stream) && streq (last->source_id, source_id))
+        return last;
+    //  "source\x1fstream", by memcpy: snprintf cost more than the rest of
+    //  the tracker together.
+    size_t id_len = strlen (source_id);
+    size_t stream_len = strlen (stream);
+    size_t size = id_len + 1 + stream_len + 1;
+    char *key = size <= key_size? key_buf: (char *) malloc (size);
+    EP_ASSERT (key);
+    memcpy (key, source_id, id_len);
+    key [id_len] = '\x1f';
+    memcpy (key + id_len + 1, stream, stream_len + 1);
+    *key_p = key;
+    return (s_source_t *) zhashx_lookup (self->sources, key);
+}
+
 bool
 ep_tracker_observe (ep_tracker_t *self, const char *source_id, const char *stream,
                     uint64_t epoch, int64_t epoch_started_ms, uint64_t seq,
                     bool heartbeat, int64_t now_ms)
 {
-    zhashx_insert (self->seen_streams, stream, (void *) 1);
-    bool whole = ep_tracker_whole (self, stream);
-    char key [256];
-    snprintf (key, sizeof key, "%s\x1f%s", source_id, stream);
-    s_source_t *source = (s_source_t *) zhashx_lookup (self->sources, key);
-
-    if (!source) {
+    char key_buf [256], *key;
+    s_source_t *source = s_find (self, source_id, stream, key_buf, sizeof key_buf, &key);
+    bool created = !source;
+    if (created) {
+        //  A stream is seen once it has a source: known sources skip this.
+        zhashx_insert (self->seen_streams, stream, (void *) 1);
         source = (s_source_t *) zmalloc (sizeof (s_source_t));
         source->source_id = strdup (source_id);
         source->stream = strdup (stream);
@@ -154,8 +187,16 @@ ep_tracker_observe (ep_tracker_t *self, const char *source_id, const char *strea
         source->last_seq = born_after_us? 0: (heartbeat? seq: seq - 1);
         zhashx_insert (self->sources, key, source);
     }
-    else
-    if (epoch != source->epoch) {
+    if (key != key_buf)
+        free (key);
+    self->last = source;
+    //  Whether the stream is whole changes only with the prefixes.
+    if (source->whole_generation != self->generation) {
+        source->whole = ep_tracker_whole (self, stream);
+        source->whole_generation = self->generation;
+    }
+    bool whole = source->whole;
+    if (!created && epoch != source->epoch) {
         if (epoch_started_ms < source->epoch_started_ms)
             return false;       //  a straggler from an older epoch
         source->epoch = epoch;

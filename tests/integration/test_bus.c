@@ -144,7 +144,6 @@ Test (bus, ready_subscriber_receives_exactly_seq_1_to_n_in_order,
         cr_assert_not_null (event, "stalled at seq %llu", (unsigned long long) expect);
         cr_assert_eq (event->meta->seq, expect);
         cr_assert_str_eq (event->meta->source_id, "model");
-        ep__event__free_unpacked (event, NULL);
         expect++;
     }
     cr_assert_eq (losses.gaps, 0);
@@ -186,14 +185,12 @@ Test (bus, authorised_subscriber_gets_all_unauthorised_gets_nothing_filtered_no_
         Ep__Event *event = ep_subscriber_recv (all, 10, NULL);
         if (event) {
             got_all++;
-            ep__event__free_unpacked (event, NULL);
         }
         char *topic = NULL;
         event = ep_subscriber_recv (filtered, 0, &topic);
         if (event) {
             cr_assert_str_eq (topic, "connect.router-to-ctrl");
             got_filtered++;
-            ep__event__free_unpacked (event, NULL);
             free (topic);
         }
     }
@@ -238,7 +235,6 @@ Test (bus, only_services_may_publish, .init = s_setup, .fini = s_teardown, .time
     cr_assert_not_null (event);
     cr_assert_str_eq (topic, "model.change", "a subscriber-role publisher got through");
     cr_assert_not (ep_tracker_seen (ep_subscriber_tracker (sub), "fake"));
-    ep__event__free_unpacked (event, NULL);
     free (topic);
 
     //  The refusals are counted.
@@ -307,7 +303,6 @@ Test (bus, restart_mid_stream_reports_exactly_the_lost_range,
                 resumed = true;
                 resumed_at = sent;
             }
-            ep__event__free_unpacked (event, NULL);
         }
         //  Done when every seq sent is either received or reported lost.
         uint64_t accounted = ep_tracker_lost (ep_subscriber_tracker (sub));
@@ -362,7 +357,6 @@ Test (bus, audit_log_holds_every_event_as_json_and_rotates,
     for (int got = 0; got < 300; got++) {
         Ep__Event *event = ep_subscriber_recv (sub, 5000, NULL);
         cr_assert_not_null (event);
-        ep__event__free_unpacked (event, NULL);
     }
     //  SIGTERM: the bus closes (and syncs) its log.
     ep_proc_signal (bus, SIGTERM);

@@ -968,7 +968,6 @@ Test (follower, large_transaction_in_parts_is_applied_whole,
             parts = event->model_change->parts;
             got++;
         }
-        ep__event__free_unpacked (event, NULL);
     }
     cr_assert_gt (parts, 1, "the transaction was not split: make it larger");
     s_assert_converged (&follow);

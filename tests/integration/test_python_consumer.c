@@ -346,7 +346,6 @@ Test (python_consumer, json_lines_match_the_c_rendering_field_for_field,
         cr_assert_not_null (event, "the reference subscriber got %zu of 5 events",
                             json_array_size (expected));
         json_array_append_new (expected, ep_event_json (topic, event));
-        ep__event__free_unpacked (event, NULL);
         free (topic);
     }
     int status = s_consumer_wait_exit (consumer, 20000);

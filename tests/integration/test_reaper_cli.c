@@ -192,8 +192,6 @@ s_router_run (void *arg)
                 ep__session_reply__free_unpacked (reply, NULL);
             free (even);
         }
-        if (event)
-            ep__event__free_unpacked (event, NULL);
     }
     ep_rpc_client_destroy (&client);
     ep_subscriber_destroy (&sub);

@@ -1,6 +1,8 @@
 /*  test_codec.c: capped packing and unpacking; hostile input gives errors. */
 #include <criterion/criterion.h>
 #include "ep_codec.h"
+#include "ep_arena.h"
+#include "events.pb-c.h"
 #include "model.pb-c.h"
 #include <sodium.h>
 
@@ -113,4 +115,149 @@ Test (codec, garbage_gives_errors_not_crashes)
             rejected++;
     }
     cr_assert_gt (rejected, 1000);
+}
+
+//  ep_codec_unpack_in takes a fast path for envelopes (Event: a meta and a
+//  oneof body) and falls back to protobuf-c for anything but the plain
+//  case. Whatever the input, it must give what protobuf-c gives: both fail,
+//  or both decode to messages that pack to the same bytes.
+static void
+s_same_as_protobuf_c (const uint8_t *data, size_t size, ep_arena_t *arena)
+{
+    ProtobufCMessage *reference = protobuf_c_message_unpack (&ep__event__descriptor, NULL, size, data);
+    char err [256];
+    for (int with_arena = 0; with_arena < 2; with_arena++) {
+        ProtobufCAllocator *allocator = with_arena? ep_arena_allocator (arena): NULL;
+        ProtobufCMessage *ours = ep_codec_unpack_in (&ep__event__descriptor, data, size, 65536,
+                                                     allocator, "test", err, sizeof err);
+        cr_assert_eq (ours == NULL, reference == NULL, "%zu bytes: protobuf-c %s, ours %s", size,
+                      reference? "decodes": "fails", ours? "decodes": "fails");
+        if (ours) {
+            size_t a = protobuf_c_message_get_packed_size (ours);
+            size_t b = protobuf_c_message_get_packed_size (reference);
+            cr_assert_eq (a, b);
+            uint8_t *pa = (uint8_t *) malloc (a + 1), *pb = (uint8_t *) malloc (b + 1);
+            protobuf_c_message_pack (ours, pa);
+            protobuf_c_message_pack (reference, pb);
+            cr_assert_eq (memcmp (pa, pb, a), 0, "%zu bytes: decoded differently", size);
+            cr_assert_eq (((Ep__Event *) ours)->body_case, ((Ep__Event *) reference)->body_case);
+            free (pa);
+            free (pb);
+            if (!with_arena)
+                protobuf_c_message_free_unpacked (ours, NULL);
+        }
+        ep_arena_reset (arena);
+    }
+    if (reference)
+        protobuf_c_message_free_unpacked (reference, NULL);
+}
+
+static size_t
+s_pack_event (Ep__Event *event, uint8_t *out, size_t cap)
+{
+    size_t size = ep__event__get_packed_size (event);
+    cr_assert_leq (size, cap);
+    return ep__event__pack (event, out);
+}
+
+Test (codec, envelope_fast_path_decodes_as_protobuf_c_does)
+{
+    ep_arena_t *arena = ep_arena_new (4096, 65536);
+    Ep__StreamMeta meta = EP__STREAM_META__INIT;
+    meta.source_id = "watchdog-1";
+    meta.stream = "connect";
+    meta.has_seq = true;
+    meta.seq = 300;
+    meta.has_epoch = true;
+    meta.epoch = 0x123456789abcdefull;
+    Ep__ConnectEvent connect = EP__CONNECT_EVENT__INIT;
+    connect.src_id = "r1";
+    connect.reason = "closed by peer";
+    connect.has_connected = true;
+    Ep__ChannelEvent channel = EP__CHANNEL_EVENT__INIT;
+    channel.reason = "bench";
+    channel.detail = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+    Ep__StreamHeartbeat heartbeat = EP__STREAM_HEARTBEAT__INIT;
+    char *routers [] = { "r1", "r2", "r3" };
+    Ep__PresenceEvent presence = EP__PRESENCE_EVENT__INIT;
+    presence.instance_id = "t-1";
+    presence.n_routers = 3;
+    presence.routers = routers;
+
+    //  Plain events of several bodies, an empty body, no meta, no body.
+    uint8_t plain [8][512];
+    size_t sizes [8];
+    size_t count = 0;
+    Ep__Event event = EP__EVENT__INIT;
+    event.meta = &meta;
+    event.body_case = EP__EVENT__BODY_CONNECT;
+    event.connect = &connect;
+    sizes [count] = s_pack_event (&event, plain [count], sizeof plain [0]);
+    count++;
+    event.body_case = EP__EVENT__BODY_CHANNEL;
+    event.channel = &channel;
+    sizes [count] = s_pack_event (&event, plain [count], sizeof plain [0]);
+    count++;
+    event.body_case = EP__EVENT__BODY_HEARTBEAT;
+    event.heartbeat = &heartbeat;       //  packs to an empty sub-message
+    sizes [count] = s_pack_event (&event, plain [count], sizeof plain [0]);
+    count++;
+    event.body_case = EP__EVENT__BODY_PRESENCE;
+    event.presence = &presence;
+    sizes [count] = s_pack_event (&event, plain [count], sizeof plain [0]);
+    count++;
+    event.meta = NULL;
+    sizes [count] = s_pack_event (&event, plain [count], sizeof plain [0]);
+    count++;
+    event.meta = &meta;
+    event.body_case = EP__EVENT__BODY__NOT_SET;
+    sizes [count] = s_pack_event (&event, plain [count], sizeof plain [0]);
+    count++;
+    for (size_t i = 0; i < count; i++)
+        s_same_as_protobuf_c (plain [i], sizes [i], arena);
+    s_same_as_protobuf_c (plain [0], 0, arena);
+
+    //  Not plain: a field twice (merged), two members of the oneof (the
+    //  last wins), an unknown field (kept), a body before the meta.
+    uint8_t joined [1200];
+    memcpy (joined, plain [0], sizes [0]);
+    memcpy (joined + sizes [0], plain [1], sizes [1]);
+    s_same_as_protobuf_c (joined, sizes [0] + sizes [1], arena);
+    memcpy (joined, plain [5], sizes [5]);
+    memcpy (joined + sizes [5], plain [0], sizes [0]);
+    s_same_as_protobuf_c (joined, sizes [5] + sizes [0], arena);
+    uint8_t unknown [] = { 0xa0, 0x03, 0x07 };     //  field 52, varint 7
+    memcpy (joined, plain [1], sizes [1]);
+    memcpy (joined + sizes [1], unknown, sizeof unknown);
+    s_same_as_protobuf_c (joined, sizes [1] + sizeof unknown, arena);
+    memcpy (joined, plain [4], sizes [4]);
+    memcpy (joined + sizes [4], plain [5], sizes [5]);
+    s_same_as_protobuf_c (joined, sizes [4] + sizes [5], arena);
+    //  A second, different meta: protobuf-c merges it field by field.
+    Ep__StreamMeta other = EP__STREAM_META__INIT;
+    other.stream = "other";
+    Ep__Event second = EP__EVENT__INIT;
+    second.meta = &other;
+    memcpy (joined, plain [0], sizes [0]);
+    size_t more = s_pack_event (&second, joined + sizes [0], sizeof joined - sizes [0]);
+    s_same_as_protobuf_c (joined, sizes [0] + more, arena);
+
+    //  Every truncation, and random corruption, of every plain event.
+    for (size_t i = 0; i < count; i++)
+        for (size_t cut = 0; cut < sizes [i]; cut++)
+            s_same_as_protobuf_c (plain [i], cut, arena);
+    uint32_t seed = 12345;
+    for (int round = 0; round < 20000; round++) {
+        size_t i = (size_t) round % count;
+        uint8_t mutated [512];
+        memcpy (mutated, plain [i], sizes [i]);
+        for (int flips = 0; flips < 1 + round % 3; flips++) {
+            seed = seed * 1103515245 + 12345;
+            size_t at = (seed >> 8) % sizes [i];
+            seed = seed * 1103515245 + 12345;
+            mutated [at] ^= (uint8_t) (1u << ((seed >> 16) % 8));
+        }
+        s_same_as_protobuf_c (mutated, sizes [i], arena);
+    }
+    ep_arena_destroy (&arena);
 }

@@ -210,3 +210,62 @@ Test (tracker, streams_of_one_source_are_independent)
     cr_assert_not (ep_tracker_seen (t, "model"));
     ep_tracker_destroy (&t);
 }
+
+//  The tracker caches the last source and each stream's wholeness: both
+//  must follow interleaved sources and subscriptions changed mid-stream.
+Test (tracker, interleaved_sources_keep_their_own_state)
+{
+    s_log_t log;
+    ep_tracker_t *t = s_tracker (&log, "");
+    for (uint64_t seq = 1; seq <= 10; seq++) {
+        ep_tracker_observe (t, "a", "model", 7, T0 + 5, seq, false, 0);
+        ep_tracker_observe (t, "b", "model", 8, T0 + 5, seq, false, 0);
+        ep_tracker_observe (t, "a", "connect", 9, T0 + 5, seq, false, 0);
+    }
+    cr_assert_eq (log.count, 0);
+    ep_tracker_observe (t, "b", "model", 8, T0 + 5, 13, false, 0);
+    ep_tracker_observe (t, "a", "model", 7, T0 + 5, 11, false, 0);
+    cr_assert_eq (log.count, 1);
+    cr_assert_str_eq (log.sources [0], "b");
+    cr_assert_eq (log.reports [0].from, 11);
+    cr_assert_eq (log.reports [0].to, 12);
+    cr_assert (ep_tracker_seen (t, "connect"));
+    ep_tracker_destroy (&t);
+}
+
+Test (tracker, wholeness_follows_subscriptions_changed_mid_stream)
+{
+    s_log_t log;
+    ep_tracker_t *t = s_tracker (&log, "connect.router-to-ctrl");
+    ep_tracker_observe (t, "w", "connect", 7, T0 + 5, 1, false, 0);
+    ep_tracker_observe (t, "w", "connect", 7, T0 + 5, 5, false, 0);
+    cr_assert_eq (log.count, 0, "a filtered subscriber judges no gaps");
+    ep_tracker_subscribe (t, "connect.");
+    ep_tracker_observe (t, "w", "connect", 7, T0 + 5, 9, false, 0);
+    cr_assert_eq (log.count, 1, "now the stream is whole: 6..8 are lost");
+    cr_assert_eq (log.reports [0].from, 6);
+    cr_assert_eq (log.reports [0].to, 8);
+    ep_tracker_unsubscribe (t, "connect.");
+    ep_tracker_observe (t, "w", "connect", 7, T0 + 5, 20, false, 0);
+    cr_assert_eq (log.count, 1, "filtered again: no gap");
+    ep_tracker_destroy (&t);
+}
+
+Test (tracker, long_source_ids_are_told_apart)
+{
+    //  Two ids that agree on their first 300 characters.
+    char a [320], b [320];
+    memset (a, 'x', 310);
+    memcpy (b, a, 310);
+    a [310] = 'a';
+    b [310] = 'b';
+    a [311] = b [311] = 0;
+    s_log_t log;
+    ep_tracker_t *t = s_tracker (&log, "");
+    ep_tracker_observe (t, a, "model", 7, T0 + 5, 1, false, 0);
+    ep_tracker_observe (t, b, "model", 7, T0 + 5, 1, false, 0);
+    ep_tracker_observe (t, a, "model", 7, T0 + 5, 2, false, 0);
+    ep_tracker_observe (t, b, "model", 7, T0 + 5, 2, false, 0);
+    cr_assert_eq (log.count, 0, "no duplicate: they are two sources");
+    ep_tracker_destroy (&t);
+}

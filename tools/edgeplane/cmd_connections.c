@@ -73,7 +73,6 @@ s_discover (ep_subscriber_t *sub, int64_t discover_ms, zhashx_t *instances)
             if (!first)
                 first = ep_mono_ms ();
         }
-        ep__event__free_unpacked (event, NULL);
         free (topic);
         bool all_twice = first && ep_mono_ms () - first >= BEACON_WINDOW_MS;
         for (s_instance_t *i = (s_instance_t *) zhashx_first (instances); i;

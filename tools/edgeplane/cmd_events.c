@@ -213,7 +213,6 @@ cli_events (int argc, char **argv)
                 free (text);
                 json_decref (object);
             }
-            ep__event__free_unpacked (event, NULL);
             free (topic);
         }
     }
