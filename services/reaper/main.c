@@ -55,29 +55,14 @@ typedef struct {
     ep_series_t *published_cmd; //  edgeplane_published_total{stream="cmd"}
 } s_main_t;
 
-static const char *
-s_code_name (Ep__Status__Code code)
-{
-    const ProtobufCEnumValue *value =
-        protobuf_c_enum_descriptor_get_value (&ep__status__code__descriptor, code);
-    return value? value->name: "UNKNOWN";
-}
-
 static void
 s_answer (s_main_t *self, s_pending_t *pending)
 {
     reaper_result_t *result = &pending->result;
-    char err [256];
-    zframe_t *frame = ep_codec_pack (&result->reply.base, EP_CODEC_DEFAULT_CAP, err, sizeof err);
-    if (!frame)
-        ep_rpc_server_fail (self->rpc, &pending->call, EP__STATUS__CODE__FAILED_PRECONDITION,
-                            "the reply would exceed %u bytes: ask for a smaller page_size",
-                            EP_CODEC_DEFAULT_CAP);
-    else
-        ep_rpc_server_reply (self->rpc, &pending->call, &frame, false);
+    ep_rpc_server_answer (self->rpc, &pending->call, &result->reply.base, false, "page_size");
     double seconds = (ep_mono_us () - pending->started_us) / 1e6;
     ep_metrics_request_done (ep_service_metrics (self->service), result->op,
-                             s_code_name (result->status.code), seconds);
+                             ep_status_code_name (result->status.code), seconds);
 }
 
 static void
@@ -117,8 +102,6 @@ s_bus (s_main_t *self)
         event = ep_subscriber_read (self->events, &topic);
         if (event && event->body_case == EP__EVENT__BODY_PRESENCE && strncmp (topic, "presence.", 9) == 0)
             reaper_presence (self->reaper, topic + 9, event->presence, now);
-        if (event)
-            ep__event__free_unpacked (event, NULL);
         zstr_free (&topic);
     }
     ep_subscriber_tick (self->events);
@@ -136,17 +119,11 @@ s_bus (s_main_t *self)
 static s_pending_t *
 s_receive (s_main_t *self)
 {
-    ep_rpc_call_t *call = ep_rpc_server_recv (self->rpc);
-    if (!call)
+    ep_rpc_call_t *call;
+    Ep__SessionRequest *request = (Ep__SessionRequest *) ep_rpc_server_recv_request (
+        self->rpc, &ep__session_request__descriptor, &call);
+    if (!request)
         return NULL;
-    char err [256];
-    Ep__SessionRequest *request = (Ep__SessionRequest *) ep_codec_unpack_frame (
-        &ep__session_request__descriptor, ep_rpc_call_payload (call), EP_CODEC_DEFAULT_CAP,
-        ep_rpc_call_caller (call)->name, err, sizeof err);
-    if (!request) {
-        ep_rpc_server_fail (self->rpc, &call, EP__STATUS__CODE__INVALID_ARGUMENT, "%s", err);
-        return NULL;
-    }
     s_pending_t *pending = (s_pending_t *) zmalloc (sizeof (s_pending_t));
     pending->call = call;
     pending->request = request;

@@ -31,6 +31,7 @@
 #define PRUNE_EVERY_MS      60000       //  retention pruning period
 #define PRUNE_BATCH         10000       //  rows deleted per pruning transaction
 #define TOMBSTONES_MAX      100000      //  deleted ids remembered, at most
+#define UNSEEN_RECHECK_MS   2000        //  how often a router absent from the view is looked at again
 #define JOBS_REPORTED       10          //  cleanup: newest jobs per target
 #define EVENTS_MAX          1000000     //  events waiting for the bus, at most
 
@@ -130,6 +131,9 @@ struct _reaper_t {
     zhashx_t *sessions;         //  id -> session_t (key: the session's id)
     zhashx_t *groups [G_KINDS]; //  id -> group_t
     zhashx_t *tombstones [G_KINDS];     //  ids the model deleted
+    zhashx_t *unseen;           //  router id -> next check (int64 ms): sessions opened
+                                //  for a router absent from our view of the model
+    uint64_t presence_revision; //  highest model revision a watchdog's presence reported
     zhashx_t *jobs;             //  id -> s_job_t (running)
     zhashx_t *offline;          //  router id -> group_t: offline routers with sessions
     zhashx_t *probes;           //  router id -> zlistx of session ids evasive this tick
@@ -166,32 +170,6 @@ struct _reaper_t {
 //  ---------------------------------------------------------------------
 //  Results
 
-typedef struct {
-    void *ptr;                  //  what to release
-    void (*release) (void *ptr);    //  how
-} s_owned_t;
-
-static void
-s_owned_destroy (void **item)
-{
-    s_owned_t *owned = (s_owned_t *) *item;
-    if (owned) {
-        owned->release (owned->ptr);
-        free (owned);
-        *item = NULL;
-    }
-}
-
-static void *
-s_own (reaper_result_t *result, void *ptr, void (*release) (void *))
-{
-    s_owned_t *owned = (s_owned_t *) zmalloc (sizeof (s_owned_t));
-    owned->ptr = ptr;
-    owned->release = release;
-    zlistx_add_end (result->owned, owned);
-    return ptr;
-}
-
 void
 reaper_result_init (reaper_result_t *result, const char *request_id)
 {
@@ -203,14 +181,13 @@ reaper_result_init (reaper_result_t *result, const char *request_id)
     result->reply.status = &result->status;
     result->reply.request_id = (char *) request_id;
     result->op = "unknown";
-    result->owned = zlistx_new ();
-    zlistx_set_destructor (result->owned, s_owned_destroy);
+    result->owned = ep_owned_new ();
 }
 
 void
 reaper_result_clear (reaper_result_t *result)
 {
-    zlistx_destroy (&result->owned);
+    ep_owned_destroy (&result->owned);
 }
 
 static void
@@ -271,8 +248,8 @@ s_reply_row (reaper_result_t *result, const sessiondb_row_t *row)
     reply->sessions = (Ep__Session **) realloc (reply->sessions,
                                                 (reply->n_sessions + 1) * sizeof (Ep__Session *));
     if (reply->n_sessions == 0)
-        s_own (result, &reply->sessions, (void (*) (void *)) zstr_free);
-    reply->sessions [reply->n_sessions++] = (Ep__Session *) s_own (result, session, s_free_session_msg);
+        ep_owned_add (result->owned, &reply->sessions, (void (*) (void *)) zstr_free);
+    reply->sessions [reply->n_sessions++] = (Ep__Session *) ep_owned_add (result->owned, session, s_free_session_msg);
 }
 
 //  ---------------------------------------------------------------------
@@ -817,6 +794,8 @@ reaper_presence (reaper_t *self, const char *type, const Ep__PresenceEvent *pres
     if (!presence->instance_id || !*presence->instance_id)
         return;
     uint64_t epoch = presence->has_instance_epoch? presence->instance_epoch: 0;
+    if (presence->has_model_revision && presence->model_revision > self->presence_revision)
+        self->presence_revision = presence->model_revision;
     if (streq (type, "beacon"))
         fleet_beacon (self->fleet, presence->instance_id, epoch, presence->routers,
                       presence->n_routers, now);
@@ -861,6 +840,8 @@ reaper_model_event (reaper_t *self, const ep_model_event_t *event, int64_t now)
     int kind = s_kind_of (event->type);
     if (kind < 0 || !event->id)
         return;
+    if (kind == G_ROUTER)
+        zhashx_delete (self->unseen, event->id);     //  the view knows it now, either way
     if (event->kind == EP__MODEL_OP__KIND__DELETED) {
         if (zhashx_size (self->tombstones [kind]) >= TOMBSTONES_MAX)
             zhashx_purge (self->tombstones [kind]);
@@ -998,6 +979,16 @@ s_open (reaper_t *self, const Ep__SessionRequest *request, int64_t now, reaper_r
     session = s_session_new (self, &row, now);
     s_event (self, session, "created", NULL, now);
     s_reply_row (result, &row);
+    //  A router the view does not hold: created after our view's revision,
+    //  or deleted while we were away (our tombstones do not survive a
+    //  restart, and a draining router's late open can come after it).
+    //  s_unseen decides once the view has caught up with the watchdogs.
+    if (self->view && !ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_ROUTER, router)
+    &&  !zhashx_lookup (self->unseen, router)) {
+        int64_t *check = (int64_t *) zmalloc (sizeof (int64_t));
+        *check = now + UNSEEN_RECHECK_MS;
+        zhashx_insert (self->unseen, router, check);
+    }
 }
 
 //  A row read from disk for a reply, if it is on the given router.
@@ -1059,7 +1050,7 @@ s_heartbeat (reaper_t *self, const Ep__SessionRequest *request, int64_t now, rea
             //  Unknown or closed here: the router should close it.
             if (!reply->unknown_ids) {
                 reply->unknown_ids = (char **) calloc (heartbeat->n_entries, sizeof (char *));
-                s_own (result, reply->unknown_ids, free);
+                ep_owned_add (result->owned, reply->unknown_ids, free);
             }
             if (entry->id)
                 reply->unknown_ids [reply->n_unknown_ids++] = entry->id;
@@ -1209,9 +1200,9 @@ s_job_msg (reaper_result_t *result, const char *id, const char *reason, const ch
     job->has_scheduled = job->has_remaining = true;
     reply->jobs = (Ep__CleanupJob **) realloc (reply->jobs, (reply->n_jobs + 1) * sizeof (Ep__CleanupJob *));
     if (reply->n_jobs == 0)
-        s_own (result, &reply->jobs, (void (*) (void *)) zstr_free);
+        ep_owned_add (result->owned, &reply->jobs, (void (*) (void *)) zstr_free);
     reply->jobs [reply->n_jobs++] = job;
-    s_own (result, job, s_free_job_msg);
+    ep_owned_add (result->owned, job, s_free_job_msg);
     return job;
 }
 
@@ -1345,7 +1336,7 @@ reaper_read (reaper_t *self, const Ep__SessionRequest *request, const ep_caller_
         return;
     }
     if (listing.rows > page)
-        result->reply.next_page_token = (char *) s_own (result, strdup (listing.last), free);
+        result->reply.next_page_token = (char *) ep_owned_add (result->owned, strdup (listing.last), free);
 }
 
 //  ---------------------------------------------------------------------
@@ -1527,6 +1518,41 @@ s_gauges (reaper_t *self)
     ep_series_set (self->online, (double) fleet_routers (self->fleet));
 }
 
+//  Routers sessions were opened for while our view did not hold them. A
+//  watchdog relays only for routers its own view holds, and its presence
+//  reports that view's revision; once ours has reached the highest such
+//  revision and still lacks the router, the model deleted it: its sessions
+//  are cleaned up as for a deletion (not after the offline grace).
+static void
+s_unseen (reaper_t *self, int64_t now)
+{
+    if (!self->view)
+        return;
+    uint64_t revision = ep_model_view_revision (self->view);
+    zlistx_t *deleted = zlistx_new ();
+    zlistx_set_destructor (deleted, (czmq_destructor *) zstr_free);
+    int64_t *check = (int64_t *) zhashx_first (self->unseen);
+    for (; check; check = (int64_t *) zhashx_next (self->unseen)) {
+        if (now < *check)
+            continue;
+        const char *router = (const char *) zhashx_cursor (self->unseen);
+        if (ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_ROUTER, router)
+        ||  (self->presence_revision > 0 && revision >= self->presence_revision))
+            zlistx_add_end (deleted, strdup (router));
+        else
+            *check = now + UNSEEN_RECHECK_MS;
+    }
+    for (char *id = (char *) zlistx_first (deleted); id; id = (char *) zlistx_next (deleted)) {
+        zhashx_delete (self->unseen, id);
+        if (ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_ROUTER, id))
+            continue;
+        ep_log_info ("router %s is not in the model at revision %llu (deleted): its sessions are cleaned up",
+                     id, (unsigned long long) revision);
+        s_job_start (self, G_ROUTER, id, s_deleted_reasons [G_ROUTER], revision, now);
+    }
+    zlistx_destroy (&deleted);
+}
+
 int64_t
 reaper_tick (reaper_t *self, int64_t now)
 {
@@ -1540,6 +1566,7 @@ reaper_tick (reaper_t *self, int64_t now)
         s_offline (self, now);
         more |= !s_liveness (self, now);
     }
+    s_unseen (self, now);
     s_mark (self, now);
     s_send (self, now);
     more |= s_force (self, now) == self->config.mark_batch;
@@ -1566,6 +1593,10 @@ reaper_tick (reaper_t *self, int64_t now)
     for (; group; group = (group_t *) zhashx_next (self->offline))
         if (group->offline_since + self->config.offline_grace_ms < due)
             due = group->offline_since + self->config.offline_grace_ms;
+    int64_t *check = (int64_t *) zhashx_first (self->unseen);
+    for (; check; check = (int64_t *) zhashx_next (self->unseen))
+        if (*check < due)
+            due = *check;
     return due;
 }
 
@@ -1730,6 +1761,8 @@ reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metr
     }
     self->jobs = zhashx_new ();
     zhashx_set_destructor (self->jobs, (czmq_destructor *) zstr_free);
+    self->unseen = zhashx_new ();
+    zhashx_set_destructor (self->unseen, (czmq_destructor *) zstr_free);
     self->offline = zhashx_new ();
     self->probes = zhashx_new ();
     zhashx_set_destructor (self->probes, (czmq_destructor *) zlistx_destroy);
@@ -1801,6 +1834,7 @@ reaper_destroy (reaper_t **self_p)
             zhashx_destroy (&self->tombstones [kind]);
         }
         zhashx_destroy (&self->jobs);
+        zhashx_destroy (&self->unseen);
         zhashx_destroy (&self->offline);
         zhashx_destroy (&self->probes);
         zlistx_destroy (&self->events);

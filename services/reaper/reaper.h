@@ -26,6 +26,7 @@
 
 #include "ep_prelude.h"
 #include "ep_auth.h"
+#include "ep_owned.h"
 #include "ep_metrics.h"
 #include "ep_model_view.h"
 #include "ep_store.h"
@@ -63,7 +64,7 @@ typedef struct {
     Ep__Status status;          //  its status
     char message [512];         //  status message storage
     const char *op;             //  metric label
-    zlistx_t *owned;            //  allocations released by reaper_result_clear
+    ep_owned_t *owned;          //  allocations released by reaper_result_clear
 } reaper_result_t;
 
 //  Loads the open sessions and running jobs of store (borrowed) at now,
