@@ -6,7 +6,8 @@ what was found is printed either way.
   events.py FILE match KEY=VALUE...     events with every KEY equal to VALUE
                                         (VALUE compared as JSON text: true, 3, abc);
                                         --min N: at least N of them (default 1);
-                                        --distinct KEY: count distinct values of KEY;
+                                        --distinct KEY[,KEY...]: count distinct values
+                                        of KEY (of the tuple of KEYs);
                                         --after LINE: only the lines after that one
   events.py FILE holders                who holds which router now: the newest
                                         presence.beacon of every watchdog instance
@@ -72,7 +73,8 @@ def main(argv):
                 key, _, value = arg.partition("=")
                 pairs.append((key, value))
         found = [e for e in events(path, after) if all(k in e and text(e[k]) == v for k, v in pairs)]
-        count = len({text(e.get(distinct)) for e in found}) if distinct else len(found)
+        keys = distinct.split(",") if distinct else []
+        count = len({tuple(text(e.get(k)) for k in keys) for e in found}) if distinct else len(found)
         print(count)
         return 0 if count >= need else 1
     if query == "holders":

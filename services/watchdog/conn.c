@@ -102,6 +102,7 @@ s_send_result (conn_actions_t *actions, Ep__Status__Code code, const char *reaso
     actions->hello_result.min_protocol_version = config->min_version;
     actions->hello_result.has_max_protocol_version = true;
     actions->hello_result.max_protocol_version = config->max_version;
+    actions->hello_result.instance_id = (char *) config->instance_id;
     actions->frame.body_case = EP__FRAME__BODY_HELLO_RESULT;
     actions->frame.hello_result = &actions->hello_result;
     actions->flags |= CONN_SEND;

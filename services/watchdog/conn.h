@@ -52,6 +52,7 @@ typedef struct {
     uint32_t min_version;               //  protocol versions accepted
     uint32_t max_version;
     int64_t drain_grace_ms;             //  DRAINING lasts at most this long
+    const char *instance_id;            //  this watchdog instance, in every HelloResult (may be NULL)
 } conn_config_t;
 
 //  Actions, as flags: the caller does them in this order.

@@ -9,6 +9,12 @@
     model slice pushed to each router, requests relayed to the terminators
     and reaper services, commands (cmd.<router-id>.) delivered, and the
     connections API.
+
+    Each instance has a ctrl identity of its own (a certificate for
+    edgeplane://ctrl/<id>, issued here in memory with the CA key, or a
+    bundle given), registers itself as a controller in the model, and dials
+    every other instance it hears beaconing (dialer.c decides, link.c
+    connects).
 */
 #include "ep_service.h"
 #include "ep_codec.h"
@@ -19,6 +25,10 @@
 #include "ep_rpc_server.h"
 #include "ep_subscriber.h"
 #include "channel.h"
+#include "dialer.h"
+#include "link.h"
+#include "ep_rpc_client.h"
+#include "model.pb-c.h"
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -34,6 +44,9 @@
 #define GAUGES_MS           1000
 #define RELAY_TIMEOUT_MS    30000
 #define RELAY_ID_MAX        160         //  the longest request id services take
+#define CTRL_DAYS           825         //  a self-issued ctrl certificate (as tls/watchdog.crt)
+#define PEER_EXPIRE_MS      (5 * BEACON_MS)     //  a peer whose beacons stopped this long is gone
+#define LINK_JOIN_MS        10000       //  a link to a peer must join within this
 
 //  A router (or peer, or client) joined here.
 typedef struct {
@@ -74,6 +87,13 @@ typedef struct {
     zhashx_t *peers;            //  "role/id" -> s_peer_t (joined here)
     zhashx_t *relays;           //  upstream request id -> s_relay_t
     zhashx_t *commands;         //  command id -> reply_to ("terminators" / "reaper")
+    char *ctrl_id;              //  our ctrl identity (certificate, controller entry); NULL: none
+    char *channel_advertised;   //  where peers dial us (beacons, controller entry)
+    SSL_CTX *client_ctx;        //  our ctrl certificate, to dial peers
+    dialer_t *dialer;           //  which peers to dial, when
+    zhashx_t *links;            //  peer instance -> s_link_t (our links to peers)
+    link_config_t link_config;  //  their timeouts
+    bool registered_here;       //  we created our controller entry: removed when we stop
     bool draining;              //  SIGTERM: no new connections, routers told to go
     int stray_action;           //  index in s_stray_actions
     //  Metrics
@@ -84,7 +104,28 @@ typedef struct {
     ep_gauge_t *rtt;            //  edgeplane_router_rtt_seconds{router}
     ep_gauge_t *jitter;         //  edgeplane_router_jitter_seconds{router}
     ep_series_t *buffered;      //  edgeplane_channel_buffered_bytes
+    ep_series_t *peers_known;   //  edgeplane_ctrl_peers
+    ep_gauge_t *link_states;    //  edgeplane_ctrl_links{state}
 } s_watchdog_t;
+
+//  Our link to a peer controller.
+typedef struct {
+    link_t *link;               //  the connection
+    char instance [80];         //  the peer instance
+    char ctrl_id [65];          //  its ctrl id
+    char address [256];         //  where we dialed
+    bool joined;                //  its join was seen (logged, told to the dialer)
+} s_link_t;
+
+static void
+s_link_destroy (s_link_t **self_p)
+{
+    if (*self_p) {
+        link_destroy (&(*self_p)->link);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
 
 static const char *s_stray_actions [] = { "none", "log", "disconnect", NULL };
 
@@ -208,7 +249,10 @@ s_presence (s_watchdog_t *self, const char *type, const char *router, int64_t jo
     body.has_instance_epoch = true;
     body.instance_epoch = ep_publisher_epoch (self->publisher);
     body.api_address = self->api_address;
-    body.channel_address = self->channel_address;
+    body.channel_address = self->channel_advertised;
+    body.ctrl_id = self->ctrl_id;
+    body.has_model_revision = true;
+    body.model_revision = ep_model_view_revision (self->view);
     size_t count = router? 1: zhashx_size (self->peers);
     char *routers [count + 1];
     body.routers = routers;
@@ -266,7 +310,7 @@ s_connect_event (s_watchdog_t *self, channel_conn_t *c, bool connected, const ch
     body.src_addr = (char *) channel_conn_remote (c);
     body.dst_type = "ctrl";
     body.dst_id = (char *) ep_service_source_id (self->service);
-    body.dst_addr = self->channel_address;
+    body.dst_addr = self->channel_advertised;
     body.has_connected = true;
     body.connected = connected;
     if (!connected) {
@@ -684,12 +728,19 @@ s_bus_events (s_watchdog_t *self)
     char *topic = NULL;
     Ep__Event *event;
     while ((event = ep_subscriber_recv (self->events, 0, &topic))) {
-        if (event->body_case == EP__EVENT__BODY_PRESENCE && strncmp (topic, "presence.join", 13) == 0)
+        if (event->body_case == EP__EVENT__BODY_PRESENCE && streq (topic, "presence.join"))
             s_on_presence (self, event->presence);
+        else
+        if (event->body_case == EP__EVENT__BODY_PRESENCE && streq (topic, "presence.beacon")) {
+            Ep__PresenceEvent *presence = event->presence;
+            if (self->dialer && !self->draining)
+                dialer_beacon (self->dialer, presence->instance_id, presence->instance_epoch,
+                               presence->ctrl_id, presence->channel_address,
+                               presence->model_revision, ep_mono_ms ());
+        }
         else
         if (event->body_case == EP__EVENT__BODY_COMMAND && strncmp (topic, "cmd.", 4) == 0)
             s_on_command (self, topic + 4, event->command);
-        ep__event__free_unpacked (event, NULL);
         zstr_free (&topic);
     }
 }
@@ -701,18 +752,12 @@ static void
 s_api (s_watchdog_t *self)
 {
     while (zsock_events (self->api) & ZMQ_POLLIN) {
-        ep_rpc_call_t *call = ep_rpc_server_recv (self->rpc);
-        if (!call)
+        ep_rpc_call_t *call;
+        Ep__WatchdogRequest *request = (Ep__WatchdogRequest *) ep_rpc_server_recv_request (
+            self->rpc, &ep__watchdog_request__descriptor, &call);
+        if (!request)
             continue;
-        char err [256];
-        Ep__WatchdogRequest *request = (Ep__WatchdogRequest *) ep_codec_unpack_frame (
-            &ep__watchdog_request__descriptor, ep_rpc_call_payload (call), EP_CODEC_DEFAULT_CAP,
-            ep_rpc_call_caller (call)->name, err, sizeof err);
         static const char *readers [] = { "operator", "service", "subscriber", NULL };
-        if (!request) {
-            ep_rpc_server_fail (self->rpc, &call, EP__STATUS__CODE__INVALID_ARGUMENT, "%s", err);
-            continue;
-        }
         if (!ep_rpc_server_require_role (self->rpc, &call, readers)) {
             ep__watchdog_request__free_unpacked (request, NULL);
             continue;
@@ -764,12 +809,8 @@ s_api (s_watchdog_t *self)
         reply.instance_id = (char *) ep_service_source_id (self->service);
         reply.n_connections = n;
         reply.connections = list;
-        zframe_t *frame = ep_codec_pack (&reply.base, EP_CODEC_DEFAULT_CAP, err, sizeof err);
-        if (frame)
-            ep_rpc_server_reply (self->rpc, &call, &frame, false);
-        else
-            ep_rpc_server_fail (self->rpc, &call, EP__STATUS__CODE__FAILED_PRECONDITION,
-                                "too many connections for one reply: filter by role, state or id");
+        ep_rpc_server_answer (self->rpc, &call, &reply.base, false,
+                              "result (filter by role, state or id)");
         free (list);
         free (infos);
         ep__watchdog_request__free_unpacked (request, NULL);
@@ -807,6 +848,17 @@ s_gauges (s_watchdog_t *self)
             ep_series_set (peer->jitter, conn_jitter_ms (conn) / 1000.0);
         }
     ep_series_set (self->buffered, (double) channel_buffered (self->channel));
+    if (self->dialer) {
+        size_t states [LINK_CLOSED + 1] = { 0 };
+        s_link_t *link = (s_link_t *) zhashx_first (self->links);
+        for (; link; link = (s_link_t *) zhashx_next (self->links))
+            states [link_state (link->link)]++;
+        for (int state = LINK_CONNECTING; state < LINK_CLOSED; state++) {
+            const char *labels [] = { link_state_name (state) };
+            ep_gauge_set (self->link_states, labels, (double) states [state]);
+        }
+        ep_series_set (self->peers_known, (double) dialer_size (self->dialer));
+    }
     //  Relays and commands nobody answered are forgotten.
     int64_t now = ep_mono_ms ();
     zlistx_t *expired = zlistx_new ();
@@ -851,15 +903,12 @@ s_check_crl (s_watchdog_t *self)
 //  toward the bus (what peers on that network can reach), or 127.0.0.1.
 //  Not EDGEPLANE_WATCHDOG_API: that names the service, which is every
 //  instance at once when several run behind one name (compose --scale).
-static char *
-s_api_address (s_watchdog_t *self, const char *advertise)
+//  This machine's address toward the bus, into host (127.0.0.1 if unknown).
+static void
+s_local_host (s_watchdog_t *self, char *host, size_t size)
 {
-    if (advertise)
-        return strdup (advertise);
-    char *bound = zsock_last_endpoint (self->api);
-    if (strncmp (bound, "tcp://0.0.0.0:", 14) != 0)
-        return bound;
-    char host [INET6_ADDRSTRLEN] = "127.0.0.1", bus_host [256] = "", bus_port [16] = "";
+    char bus_host [256] = "", bus_port [16] = "";
+    snprintf (host, size, "127.0.0.1");
     //  A UDP socket "connected" to the bus sends nothing; the kernel picks
     //  the local address it would use.
     if (sscanf (self->opts->bus_pub, "tcp://%255[^:]:%15[0-9]", bus_host, bus_port) == 2) {
@@ -871,16 +920,258 @@ s_api_address (s_watchdog_t *self, const char *advertise)
             struct sockaddr_in local;
             socklen_t len = sizeof local;
             if (getsockname (fd, (struct sockaddr *) &local, &len) == 0)
-                inet_ntop (AF_INET, &local.sin_addr, host, sizeof host);
+                inet_ntop (AF_INET, &local.sin_addr, host, (socklen_t) size);
         }
         if (fd >= 0)
             close (fd);
         if (found)
             freeaddrinfo (found);
     }
+}
+
+static char *
+s_api_address (s_watchdog_t *self, const char *advertise)
+{
+    if (advertise)
+        return strdup (advertise);
+    char *bound = zsock_last_endpoint (self->api);
+    if (strncmp (bound, "tcp://0.0.0.0:", 14) != 0)
+        return bound;
+    char host [INET6_ADDRSTRLEN];
+    s_local_host (self, host, sizeof host);
     char *address = zsys_sprintf ("tcp://%s:%s", host, bound + 14);
     free (bound);
     return address;
+}
+
+//  -------------------------------------------------------------------------
+//  Ctrl identity, the controller entry, links to peer controllers
+
+//  Our ctrl identity: the bundle given (--ctrl-cert, --ctrl-key), else a
+//  certificate for ctrl_id issued here, in memory, with the CA key. Sets
+//  self->ctrl_id, the server context (the listener presents it) and the
+//  client context (we dial peers with it). Without a bundle and without a
+//  readable CA key, the instance has no identity of its own: it listens
+//  with tls/watchdog.crt and neither registers nor dials (returns 0 with a
+//  warning). Returns -1 with the reason in err.
+static int
+s_identity (s_watchdog_t *self, const char *ctrl_id, const char *cert_path, const char *key_path,
+            char *err, size_t errlen)
+{
+    const char *keys = self->opts->keys_dir;
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    char role [16] = "", id [65] = "";
+    if (cert_path || key_path) {
+        if (!cert_path || !key_path) {
+            snprintf (err, errlen, "give both --ctrl-cert and --ctrl-key (the .crt and .key of a "
+                      "ctrl bundle from `edgeplane pki issue ctrl ID`), or neither");
+            return -1;
+        }
+        if (ep_pki_read_pair (cert_path, key_path, &cert, &key, err, errlen))
+            return -1;
+        if (ep_pki_cert_identity (cert, role, sizeof role, id, sizeof id) || !streq (role, "ctrl")) {
+            snprintf (err, errlen, "%s is not a ctrl certificate: issue one with `edgeplane pki "
+                      "issue ctrl ID`", cert_path);
+            X509_free (cert);
+            EVP_PKEY_free (key);
+            return -1;
+        }
+        if (ctrl_id && !streq (ctrl_id, id)) {
+            snprintf (err, errlen, "--ctrl-id %s differs from the id in %s (%s): drop --ctrl-id",
+                      ctrl_id, cert_path, id);
+            X509_free (cert);
+            EVP_PKEY_free (key);
+            return -1;
+        }
+    }
+    else {
+        snprintf (id, sizeof id, "%.64s", ctrl_id? ctrl_id: ep_service_source_id (self->service));
+        if (!ep_id_valid (ctrl_id? ctrl_id: ep_service_source_id (self->service))) {
+            snprintf (err, errlen, "ctrl id \"%s\" is not valid (1 to 64 of A-Z a-z 0-9 _ -): "
+                      "give --ctrl-id or a shorter --instance-id",
+                      ctrl_id? ctrl_id: ep_service_source_id (self->service));
+            return -1;
+        }
+        char ca_key [1024];
+        snprintf (ca_key, sizeof ca_key, "%s/tls/ca.key", keys);
+        if (access (ca_key, R_OK) != 0) {
+            ep_log_warn ("no ctrl identity of this instance's own: %s is not readable here and no "
+                         "--ctrl-cert was given; listening as ctrl/%s, not registering as a "
+                         "controller, not dialing peer instances", ca_key, EP_PKI_SERVER_ID);
+            self->ssl_ctx = ep_pki_server_ctx (keys, err, errlen);
+            return self->ssl_ctx? 0: -1;
+        }
+        if (ep_pki_issue_memory (keys, "ctrl", id, CTRL_DAYS, &cert, &key, err, errlen))
+            return -1;
+    }
+    char ca [1024];
+    snprintf (ca, sizeof ca, "%s/tls/ca.crt", keys);
+    self->ssl_ctx = ep_pki_server_ctx_with (keys, cert, key, err, errlen);
+    if (self->ssl_ctx)
+        self->client_ctx = ep_pki_client_ctx_with (cert, key, ca, err, errlen);
+    X509_free (cert);
+    EVP_PKEY_free (key);
+    if (!self->client_ctx)
+        return -1;
+    self->ctrl_id = strdup (id);
+    ep_log_info ("ctrl identity %s (%s)", id, cert_path? cert_path: "issued here with the CA key");
+    return 0;
+}
+
+static Ep__ModelReply *
+s_model_call (s_watchdog_t *self, Ep__ModelRequest *request, int timeout_ms, int attempts,
+              char *err, size_t errlen)
+{
+    char *model_key = ep_keys_public_txt (self->opts->keys_dir, "model");
+    ep_rpc_client_t *client = model_key? ep_rpc_client_new (self->opts->model_api,
+                                                            ep_service_cert (self->service),
+                                                            model_key): NULL;
+    char id [33];
+    ep_rpc_new_id (id);
+    request->request_id = id;
+    Ep__ModelReply *reply = client
+        ? (Ep__ModelReply *) ep_rpc_client_call (client, &request->base, id, &ep__model_reply__descriptor,
+                                                 timeout_ms, attempts, err, errlen)
+        : NULL;
+    if (!client)
+        snprintf (err, errlen, "cannot reach the model at %s", self->opts->model_api);
+    ep_rpc_client_destroy (&client);
+    free (model_key);
+    return reply;
+}
+
+//  Writes our controller entry (create, or update the address if it
+//  exists) and returns the model revision it is in, 0 on failure.
+static uint64_t
+s_register (s_watchdog_t *self)
+{
+    Ep__Controller controller = EP__CONTROLLER__INIT;
+    controller.id = self->ctrl_id;
+    controller.address = self->channel_advertised;
+    Ep__Entity entity = EP__ENTITY__INIT;
+    entity.kind_case = EP__ENTITY__KIND_CONTROLLER;
+    entity.controller = &controller;
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = EP__MODEL_WRITE__OP__CREATE;
+    write.entity = &entity;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = &write;
+    char err [256];
+    uint64_t revision = 0;
+    Ep__ModelReply *reply = s_model_call (self, &request, 3000, 3, err, sizeof err);
+    if (reply && reply->status && reply->status->code == EP__STATUS__CODE__ALREADY_EXISTS) {
+        //  A stable id (given, or a bundle's) that was here before: the
+        //  entry stays, with the address we have now.
+        ep__model_reply__free_unpacked (reply, NULL);
+        write.op = EP__MODEL_WRITE__OP__UPDATE;
+        reply = s_model_call (self, &request, 3000, 3, err, sizeof err);
+    }
+    else
+    if (reply && reply->status && reply->status->code == EP__STATUS__CODE__OK)
+        self->registered_here = true;
+    if (reply && reply->status && reply->status->code == EP__STATUS__CODE__OK)
+        revision = reply->revision;
+    else
+        ep_log_error ("cannot register controller %s in the model: %s", self->ctrl_id,
+                      reply && reply->status && reply->status->message? reply->status->message: err);
+    if (reply)
+        ep__model_reply__free_unpacked (reply, NULL);
+    if (revision)
+        ep_log_info ("controller %s registered at %s (model revision %llu)", self->ctrl_id,
+                     self->channel_advertised, (unsigned long long) revision);
+    return revision;
+}
+
+//  On the way out: the entry we created goes (an instance with a random
+//  id would otherwise leave one behind at every start); one we found is
+//  left as it was.
+static void
+s_unregister (s_watchdog_t *self)
+{
+    if (!self->registered_here)
+        return;
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = write.has_type = true;
+    write.op = EP__MODEL_WRITE__OP__DELETE;
+    write.type = EP__ENTITY_TYPE__ENTITY_CONTROLLER;
+    write.id = self->ctrl_id;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = &write;
+    char err [256];
+    Ep__ModelReply *reply = s_model_call (self, &request, 1000, 1, err, sizeof err);
+    if (!reply || !reply->status || reply->status->code != EP__STATUS__CODE__OK)
+        ep_log_warn ("could not remove controller %s from the model (%s): remove it with "
+                     "`edgeplane controller delete %s`", self->ctrl_id,
+                     reply && reply->status && reply->status->message? reply->status->message: err,
+                     self->ctrl_id);
+    else
+        ep_log_info ("controller %s removed from the model", self->ctrl_id);
+    if (reply)
+        ep__model_reply__free_unpacked (reply, NULL);
+}
+
+//  What the dialer decided: dial a peer, or hang up on one.
+static void
+s_dial (s_watchdog_t *self)
+{
+    dialer_action_t action;
+    int64_t now = ep_mono_ms ();
+    while (dialer_next (self->dialer, now, &action)) {
+        s_link_t *old = (s_link_t *) zhashx_lookup (self->links, action.instance);
+        if (action.verb == DIALER_HANGUP) {
+            if (old)
+                ep_log_info ("hanging up on ctrl peer %s (%s): %s", old->ctrl_id, action.instance,
+                             action.reason);
+            zhashx_delete (self->links, action.instance);
+            continue;
+        }
+        zhashx_delete (self->links, action.instance);
+        s_link_t *link = (s_link_t *) zmalloc (sizeof (s_link_t));
+        snprintf (link->instance, sizeof link->instance, "%s", action.instance);
+        snprintf (link->ctrl_id, sizeof link->ctrl_id, "%s", action.ctrl_id);
+        snprintf (link->address, sizeof link->address, "%s", action.address);
+        link->link = link_new (action.address, self->client_ctx, action.ctrl_id, &self->link_config, now);
+        ep_log_debug ("dialing ctrl peer %s at %s", action.ctrl_id, action.address);
+        zhashx_insert (self->links, action.instance, link);
+    }
+}
+
+//  After links made progress: joins and losses, told to the dialer.
+static void
+s_links_check (s_watchdog_t *self)
+{
+    int64_t now = ep_mono_ms ();
+    zlistx_t *closed = zlistx_new ();
+    s_link_t *link = (s_link_t *) zhashx_first (self->links);
+    for (; link; link = (s_link_t *) zhashx_next (self->links)) {
+        if (link_state (link->link) == LINK_JOINED && !link->joined) {
+            link->joined = true;
+            ep_log_info ("joined ctrl peer %s at %s (instance %s)", link->ctrl_id, link->address,
+                         link_peer_instance (link->link));
+            dialer_linked (self->dialer, link->instance, now);
+        }
+        if (link_state (link->link) == LINK_CLOSED) {
+            if (link->joined)
+                ep_log_info ("lost ctrl peer %s at %s after %lld ms: %s", link->ctrl_id, link->address,
+                             (long long) (now - link_joined_at (link->link)), link_reason (link->link));
+            else
+                ep_log_debug ("could not join ctrl peer %s at %s: %s", link->ctrl_id, link->address,
+                              link_reason (link->link));
+            dialer_unlinked (self->dialer, link->instance, link_goodbye (link->link), now);
+            zlistx_add_end (closed, link->instance);
+        }
+    }
+    const char *instance = (const char *) zlistx_first (closed);
+    for (; instance; instance = (const char *) zlistx_next (closed)) {
+        char key [80];
+        snprintf (key, sizeof key, "%s", instance);     //  the entry owns instance
+        zhashx_delete (self->links, key);
+    }
+    zlistx_destroy (&closed);
 }
 
 static zsock_t *
@@ -902,6 +1193,7 @@ int
 main (int argc, char **argv)
 {
     static char *channel_listen, *listen, *advertise, *stray_action;
+    static char *ctrl_id, *ctrl_cert, *ctrl_key, *channel_advertise;
     static int64_t grace, heartbeat, heartbeat_timeout, frame_timeout, drain_grace;
     static int64_t joined_cap, out_cap, budget, max_handshakes, max_per_source;
     ep_opt_t opts [] = {
@@ -912,6 +1204,19 @@ main (int argc, char **argv)
         { .name = "advertise", .env = "EDGEPLANE_WATCHDOG_ADVERTISE", .type = EP_OPT_ENDPOINT, .str = &advertise,
           .def_help = "the API address bound; for *, this host's address toward the bus",
           .help = "This instance's API address in its presence beacons (behind NAT)." },
+        { .name = "channel-advertise", .env = "EDGEPLANE_CHANNEL_ADVERTISE", .type = EP_OPT_HOSTPORT,
+          .str = &channel_advertise,
+          .def_help = "the channel address bound; for 0.0.0.0, this host's address toward the bus",
+          .help = "Where peer controllers reach this instance's channel (beacons, its controller entry)." },
+        { .name = "ctrl-id", .env = "EDGEPLANE_CTRL_ID", .type = EP_OPT_ID, .str = &ctrl_id,
+          .def_help = "watchdog-<instance id>, or the id in --ctrl-cert",
+          .help = "This instance's ctrl id: its channel certificate and its controller entry." },
+        { .name = "ctrl-cert", .env = "EDGEPLANE_CTRL_CERT", .type = EP_OPT_STRING, .str = &ctrl_cert,
+          .def_help = "one issued at start with tls/ca.key",
+          .help = "This instance's ctrl certificate (a bundle's .crt from `edgeplane pki issue ctrl ID`)." },
+        { .name = "ctrl-key", .env = "EDGEPLANE_CTRL_KEY", .type = EP_OPT_STRING, .str = &ctrl_key,
+          .def_help = "with --ctrl-cert",
+          .help = "The private key of --ctrl-cert." },
         { .name = "stray-grace", .env = "EDGEPLANE_STRAY_GRACE", .def = "30s", .type = EP_OPT_DURATION,
           .num = &grace, .min = 1, .max = 3600000,
           .help = "A connection not joined this long after TCP accept is stray." },
@@ -979,6 +1284,11 @@ main (int argc, char **argv)
         "Smoothed heartbeat jitter of each joined router.", 1, router);
     self.buffered = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_channel_buffered_bytes",
         "Bytes of partial frames held.", 0, NULL), NULL);
+    self.peers_known = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_ctrl_peers",
+        "Peer watchdog instances heard beaconing.", 0, NULL), NULL);
+    const char *state [] = { "state" };
+    self.link_states = ep_metrics_gauge (metrics, "edgeplane_ctrl_links",
+        "Links this instance dialed to peer controllers, by state.", 1, state);
 
     self.peers = zhashx_new ();
     zhashx_set_destructor (self.peers, (czmq_destructor *) zstr_free);
@@ -987,6 +1297,8 @@ main (int argc, char **argv)
     self.commands = zhashx_new ();
     zhashx_set_destructor (self.commands, (czmq_destructor *) zstr_free);
     self.deleted = zhashx_new ();
+    self.links = zhashx_new ();
+    zhashx_set_destructor (self.links, (czmq_destructor *) s_link_destroy);
     self.view = ep_model_view_new ();
     ep_model_view_set_observer (self.view, s_on_model, &self);
 
@@ -997,8 +1309,7 @@ main (int argc, char **argv)
     char *crl = zsys_sprintf ("%s/tls/ca.crl", self.opts->keys_dir);
     stat (crl, &self.crl_stat);         //  what the context is about to load
     free (crl);
-    self.ssl_ctx = ep_pki_server_ctx (self.opts->keys_dir, err, sizeof err);
-    if (!self.ssl_ctx) {
+    if (s_identity (&self, ctrl_id, ctrl_cert, ctrl_key, err, sizeof err) != 0) {
         ep_log_error ("%s", err);
         rc = -1;
     }
@@ -1024,6 +1335,7 @@ main (int argc, char **argv)
         for (size_t i = 0; i < EP_COUNT (streams); i++)
             ep_publisher_declare (self.publisher, streams [i]);
         ep_subscriber_subscribe (self.events, "presence.join");
+        ep_subscriber_subscribe (self.events, "presence.beacon");
         self.terminators = s_dealer (&self, self.opts->terminators_api, "terminators");
         self.reaper = s_dealer (&self, self.opts->reaper_api, "reaper");
         self.api = zsock_new (ZMQ_ROUTER);
@@ -1049,7 +1361,8 @@ main (int argc, char **argv)
                 .stray_grace_ms = grace, .stray_action = (conn_stray_action_t) self.stray_action,
                 .heartbeat_ms = heartbeat, .heartbeat_timeout_ms = heartbeat_timeout,
                 .min_version = PROTOCOL_MIN, .max_version = PROTOCOL_MAX,
-                .drain_grace_ms = drain_grace
+                .drain_grace_ms = drain_grace,
+                .instance_id = ep_service_source_id (self.service)
             },
             .joined_cap = (size_t) joined_cap, .out_cap = (size_t) out_cap, .budget = (size_t) budget,
             .frame_timeout_ms = frame_timeout, .max_handshakes = (int) max_handshakes,
@@ -1075,6 +1388,33 @@ main (int argc, char **argv)
             free (self.channel_address);
             self.channel_address = local;
         }
+        if (channel_advertise)
+            self.channel_advertised = strdup (channel_advertise);
+        else
+        if (strncmp (channel_listen, "*:", 2) == 0 || strncmp (channel_listen, "0.0.0.0:", 8) == 0) {
+            char host [INET6_ADDRSTRLEN];
+            s_local_host (&self, host, sizeof host);
+            self.channel_advertised = zsys_sprintf ("%s:%d", host, channel_port (self.channel));
+        }
+        else
+            self.channel_advertised = strdup (self.channel_address);
+        //  Our controller entry before our first beacon: a peer dials us
+        //  once it has applied it, and we dial a peer once it has ours.
+        if (self.ctrl_id) {
+            uint64_t revision = s_register (&self);
+            if (!revision)
+                rc = -1;
+            dialer_config_t dialer = { .expire_ms = PEER_EXPIRE_MS, .backoff_base_ms = 250,
+                                       .backoff_max_ms = 10000 };
+            self.dialer = dialer_new (&dialer, ep_service_source_id (self.service));
+            dialer_set_registered (self.dialer, revision);
+            self.link_config = (link_config_t) {
+                .own_id = self.ctrl_id, .join_timeout_ms = LINK_JOIN_MS,
+                .heartbeat_ms = heartbeat, .silence_ms = heartbeat_timeout
+            };
+        }
+    }
+    if (rc == 0 && self.channel) {
         //  The ready file carries the channel address next to the sockets.
         ep_log_info ("channel listening on %s (grace %lld ms, stray action %s)", self.channel_address,
                      (long long) grace, stray_action);
@@ -1082,7 +1422,7 @@ main (int argc, char **argv)
         rc = ep_service_ready (self.service);
     }
 
-    zmq_pollitem_t items [] = {
+    zmq_pollitem_t fixed [] = {
         { zsock_resolve (ep_service_auth_actor (self.service)), 0, ZMQ_POLLIN, 0 },
         { self.follower? zsock_resolve (ep_follower_socket (self.follower)): NULL, 0, ZMQ_POLLIN, 0 },
         { self.events? zsock_resolve (ep_subscriber_socket (self.events)): NULL, 0, ZMQ_POLLIN, 0 },
@@ -1098,15 +1438,41 @@ main (int argc, char **argv)
         int64_t now = ep_mono_ms ();
         int64_t timeout = ep_publisher_tick (self.publisher);
         int64_t follower = ep_follower_tick (self.follower);
+        int64_t dialer = self.dialer && !self.draining? dialer_deadline (self.dialer): INT64_MAX;
         int64_t due [] = { follower, channel_deadline (self.channel) - now, next_beacon - now,
-                           next_gauges - now, next_crl - now };
+                           next_gauges - now, next_crl - now, dialer == INT64_MAX? dialer: dialer - now };
         for (size_t i = 0; i < EP_COUNT (due); i++)
             if (due [i] < timeout)
                 timeout = due [i];
+        //  The fixed sockets, then one item per link to a peer controller.
+        size_t nlinks = zhashx_size (self.links);
+        zmq_pollitem_t items [EP_COUNT (fixed) + nlinks + 1];
+        s_link_t *polled [nlinks + 1];
+        memcpy (items, fixed, sizeof fixed);
+        size_t count = EP_COUNT (fixed);
+        s_link_t *link = (s_link_t *) zhashx_first (self.links);
+        for (size_t i = 0; link && i < nlinks; link = (s_link_t *) zhashx_next (self.links), i++) {
+            polled [i] = link;
+            items [count++] = (zmq_pollitem_t) { NULL, link_fd (link->link), link_events (link->link), 0 };
+            int64_t deadline = link_state (link->link) == LINK_CLOSED? now: link_deadline (link->link);
+            if (deadline != INT64_MAX && deadline - now < timeout)
+                timeout = deadline - now;
+        }
         if (timeout < 0)
             timeout = 0;
-        if (zmq_poll (items, EP_COUNT (items), (long) timeout) < 0 && zmq_errno () != EINTR)
+        if (zmq_poll (items, (int) count, (long) timeout) < 0 && zmq_errno () != EINTR)
             break;
+        now = ep_mono_ms ();
+        for (size_t i = EP_COUNT (fixed); i < count; i++) {
+            s_link_t *polled_link = polled [i - EP_COUNT (fixed)];
+            if (items [i].revents || now >= link_deadline (polled_link->link))
+                link_handle (polled_link->link, now);
+        }
+        if (self.dialer) {
+            s_links_check (&self);
+            if (!self.draining)
+                s_dial (&self);
+        }
         if (items [0].revents & ZMQ_POLLIN)
             ep_service_check_auth (self.service);
         ep_follower_handle (self.follower);
@@ -1134,6 +1500,8 @@ main (int argc, char **argv)
             self.draining = true;
             zsys_interrupted = 0;
             channel_stop_accepting (self.channel);
+            //  Our links to peers go now; their links to us get Goodbye below.
+            zhashx_purge (self.links);
             channel_conn_t *c = channel_first (self.channel);
             for (; c; c = channel_next (self.channel))
                 if (conn_state (channel_conn_state (c)) == CONN_JOINED)
@@ -1152,6 +1520,10 @@ main (int argc, char **argv)
         channel_process (self.channel);
     }
     channel_destroy (&self.channel);
+    zhashx_destroy (&self.links);
+    dialer_destroy (&self.dialer);
+    if (self.ctrl_id && self.follower)
+        s_unregister (&self);
     ep_rpc_server_destroy (&self.rpc);
     zsock_destroy (&self.api);
     zsock_destroy (&self.terminators);
@@ -1166,6 +1538,10 @@ main (int argc, char **argv)
     zhashx_destroy (&self.deleted);
     if (self.ssl_ctx)
         SSL_CTX_free (self.ssl_ctx);
+    if (self.client_ctx)
+        SSL_CTX_free (self.client_ctx);
+    free (self.ctrl_id);
+    free (self.channel_advertised);
     free (bus_key);
     free (model_key);
     free (self.channel_address);

@@ -6,7 +6,8 @@
 static conn_config_t s_config = {
     .stray_grace_ms = 500, .stray_action = CONN_STRAY_DISCONNECT,
     .heartbeat_ms = 10000, .heartbeat_timeout_ms = 30000,
-    .min_version = 1, .max_version = 2, .drain_grace_ms = 5000
+    .min_version = 1, .max_version = 2, .drain_grace_ms = 5000,
+    .instance_id = "watchdog-i1"
 };
 
 static Ep__Hello s_hello_msg;
@@ -51,6 +52,7 @@ Test (conn, join_sends_ok_and_announces)
     cr_assert_not (a.flags & CONN_CLOSE);
     cr_assert_eq (a.frame.body_case, EP__FRAME__BODY_HELLO_RESULT);
     cr_assert_eq (a.hello_result.status->code, EP__STATUS__CODE__OK);
+    cr_assert_str_eq (a.hello_result.instance_id, "watchdog-i1", "the instance holding it");
     cr_assert_eq (conn_joined_at (conn), 30);
     cr_assert_str_eq (conn_outcome (conn), "joined");
     conn_destroy (&conn);

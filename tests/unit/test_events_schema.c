@@ -343,6 +343,9 @@ s_presence (s_events_t *events)
     body.routers = routers;
     body.has_joined_at_ms = true;
     body.joined_at_ms = 1795346000500;
+    body.ctrl_id = "watchdog-9f31c2";
+    body.has_model_revision = true;
+    body.model_revision = 42;
     Ep__Event event = EP__EVENT__INIT;
     event.body_case = EP__EVENT__BODY_PRESENCE;
     event.presence = &body;
