@@ -66,32 +66,16 @@ s_op_name (const Ep__ModelRequest *request)
     }
 }
 
-static const char *
-s_code_name (Ep__Status__Code code)
-{
-    const ProtobufCEnumValue *value =
-        protobuf_c_enum_descriptor_get_value (&ep__status__code__descriptor, code);
-    return value? value->name: "UNKNOWN";
-}
-
 //  Answers one pending request and records its metrics.
 static void
 s_answer (s_model_t *self, s_pending_t *pending, bool remember)
 {
     model_result_t *result = &pending->result;
-    char err [256];
-    zframe_t *frame = ep_codec_pack (&result->reply.base, EP_CODEC_DEFAULT_CAP, err, sizeof err);
-    if (!frame) {
-        ep_log_warn ("reply too large: %s", err);
-        ep_rpc_server_fail (self->rpc, &pending->call, EP__STATUS__CODE__FAILED_PRECONDITION,
-                            "the reply would exceed %u bytes: ask for a smaller page_size or max_changes",
-                            EP_CODEC_DEFAULT_CAP);
-    }
-    else
-        ep_rpc_server_reply (self->rpc, &pending->call, &frame, remember);
+    ep_rpc_server_answer (self->rpc, &pending->call, &result->reply.base, remember,
+                          "page_size or max_changes");
     double seconds = (ep_mono_us () - pending->started_us) / 1e6;
     ep_metrics_request_done (ep_service_metrics (self->service), pending->op,
-                             s_code_name (result->status.code), seconds);
+                             ep_status_code_name (result->status.code), seconds);
 }
 
 static void
@@ -176,17 +160,11 @@ s_publish (s_model_t *self, Ep__ModelChange *change)
 static s_pending_t *
 s_receive (s_model_t *self)
 {
-    ep_rpc_call_t *call = ep_rpc_server_recv (self->rpc);
-    if (!call)
+    ep_rpc_call_t *call;
+    Ep__ModelRequest *request = (Ep__ModelRequest *) ep_rpc_server_recv_request (
+        self->rpc, &ep__model_request__descriptor, &call);
+    if (!request)
         return NULL;
-    char err [256];
-    Ep__ModelRequest *request = (Ep__ModelRequest *) ep_codec_unpack_frame (
-        &ep__model_request__descriptor, ep_rpc_call_payload (call), EP_CODEC_DEFAULT_CAP,
-        ep_rpc_call_caller (call)->name, err, sizeof err);
-    if (!request) {
-        ep_rpc_server_fail (self->rpc, &call, EP__STATUS__CODE__INVALID_ARGUMENT, "%s", err);
-        return NULL;
-    }
     static const char *writers [] = { EP_ROLE_OPERATOR, EP_ROLE_SERVICE, NULL };
     static const char *readers [] = { EP_ROLE_OPERATOR, EP_ROLE_SERVICE, EP_ROLE_SUBSCRIBER, NULL };
     bool write = model_is_write (request) || request->op_case == EP__MODEL_REQUEST__OP_BACKUP;

@@ -60,32 +60,6 @@ struct _model_t {
 //  ---------------------------------------------------------------------
 //  Ownership of what a result points to
 
-typedef struct {
-    void *ptr;
-    void (*release) (void *ptr);
-} s_owned_t;
-
-static void
-s_owned_destroy (void **item)
-{
-    s_owned_t *owned = (s_owned_t *) *item;
-    if (owned) {
-        owned->release (owned->ptr);
-        free (owned);
-        *item = NULL;
-    }
-}
-
-static void *
-s_own (model_result_t *result, void *ptr, void (*release) (void *))
-{
-    s_owned_t *owned = (s_owned_t *) zmalloc (sizeof (s_owned_t));
-    owned->ptr = ptr;
-    owned->release = release;
-    zlistx_add_end (result->owned, owned);
-    return ptr;
-}
-
 static void
 s_free_entity (void *ptr)
 {
@@ -108,14 +82,13 @@ model_result_init (model_result_t *result, const char *request_id)
     result->status.code = EP__STATUS__CODE__OK;
     result->reply.status = &result->status;
     result->reply.request_id = (char *) request_id;
-    result->owned = zlistx_new ();
-    zlistx_set_destructor (result->owned, s_owned_destroy);
+    result->owned = ep_owned_new ();
 }
 
 void
 model_result_clear (model_result_t *result)
 {
-    zlistx_destroy (&result->owned);
+    ep_owned_destroy (&result->owned);
     if (result->change)
         model_change_free (result->change);
     result->change = NULL;
@@ -506,8 +479,8 @@ s_reply_entity (model_result_t *result, const Ep__Entity *entity)
     Ep__ModelReply *reply = &result->reply;
     reply->entities = (Ep__Entity **) realloc (reply->entities, (reply->n_entities + 1) * sizeof (Ep__Entity *));
     if (reply->n_entities == 0)
-        s_own (result, &reply->entities, (void (*) (void *)) zstr_free);
-    reply->entities [reply->n_entities++] = (Ep__Entity *) s_own (result, s_copy (entity), s_free_entity);
+        ep_owned_add (result->owned, &reply->entities, (void (*) (void *)) zstr_free);
+    reply->entities [reply->n_entities++] = (Ep__Entity *) ep_owned_add (result->owned, s_copy (entity), s_free_entity);
 }
 
 static bool
@@ -974,7 +947,7 @@ s_read_snapshot (model_t *self, const Ep__SnapshotRequest *request, int64_t now_
     result->reply.generation = self->generation;
     if (more) {
         char *token = zsys_sprintf ("%s:%d:%s", snapshot->id, last_type, last_id);
-        result->reply.next_page_token = (char *) s_own (result, token, free);
+        result->reply.next_page_token = (char *) ep_owned_add (result->owned, token, free);
     }
     else
         zhashx_delete (self->snapshots, snapshot->id);
@@ -1047,7 +1020,7 @@ s_read_list (model_t *self, const Ep__ListFilter *filter, model_result_t *result
             continue;
         if (s_tags_match (entity, filter)) {
             if (result->reply.n_entities == page_size) {
-                result->reply.next_page_token = (char *) s_own (result, strdup (last), free);
+                result->reply.next_page_token = (char *) ep_owned_add (result->owned, strdup (last), free);
                 ep__entity__free_unpacked (entity, NULL);
                 break;
             }
@@ -1105,8 +1078,8 @@ s_read_changes (model_t *self, const Ep__ChangesRequest *request, model_result_t
         reply->changes = (Ep__ModelChange **) realloc (reply->changes,
                                                        (reply->n_changes + 1) * sizeof (Ep__ModelChange *));
         if (reply->n_changes == 0)
-            s_own (result, &reply->changes, (void (*) (void *)) zstr_free);
-        reply->changes [reply->n_changes++] = (Ep__ModelChange *) s_own (result, change, s_free_change);
+            ep_owned_add (result->owned, &reply->changes, (void (*) (void *)) zstr_free);
+        reply->changes [reply->n_changes++] = (Ep__ModelChange *) ep_owned_add (result->owned, change, s_free_change);
     }
     sqlite3_reset (stmt);
 }
@@ -1159,7 +1132,7 @@ model_read (model_t *self, const Ep__ModelRequest *request, int64_t now_ms,
                 ep_model_digest_entities (entities, count, digest);
                 char *hex = (char *) malloc (2 * EP_MODEL_DIGEST_SIZE + 1);
                 ep_model_digest_hex (digest, hex);
-                result->reply.digest = (char *) s_own (result, hex, free);
+                result->reply.digest = (char *) ep_owned_add (result->owned, hex, free);
                 for (size_t i = 0; i < count; i++)
                     ep__entity__free_unpacked (entities [i], NULL);
                 free (entities);

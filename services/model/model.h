@@ -13,6 +13,7 @@
 
 #include "ep_prelude.h"
 #include "ep_auth.h"
+#include "ep_owned.h"
 #include "ep_store.h"
 #include "model.pb-c.h"
 
@@ -25,7 +26,7 @@ typedef struct {
     Ep__Status status;          //  its status
     char message [512];         //  status message storage
     Ep__ModelChange *change;    //  write: the change (NULL for reads and failures)
-    zlistx_t *owned;            //  allocations released by model_result_clear
+    ep_owned_t *owned;          //  allocations released by model_result_clear
 } model_result_t;
 
 //  The schema, for ep_store_new.

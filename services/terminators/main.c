@@ -91,14 +91,6 @@ s_op_name (const Ep__TerminatorRequest *request)
     }
 }
 
-static const char *
-s_code_name (Ep__Status__Code code)
-{
-    const ProtobufCEnumValue *value =
-        protobuf_c_enum_descriptor_get_value (&ep__status__code__descriptor, code);
-    return value? value->name: "UNKNOWN";
-}
-
 static void
 s_pending_free (s_pending_t *pending)
 {
@@ -116,16 +108,9 @@ static void
 s_answer (s_main_t *self, s_pending_t *pending)
 {
     terminators_result_t *result = &pending->result;
-    char err [256];
-    zframe_t *frame = ep_codec_pack (&result->reply.base, EP_CODEC_DEFAULT_CAP, err, sizeof err);
-    if (!frame)
-        ep_rpc_server_fail (self->rpc, &pending->call, EP__STATUS__CODE__FAILED_PRECONDITION,
-                            "the reply would exceed %u bytes: ask for a smaller page_size",
-                            EP_CODEC_DEFAULT_CAP);
-    else
-        ep_rpc_server_reply (self->rpc, &pending->call, &frame, false);
+    ep_rpc_server_answer (self->rpc, &pending->call, &result->reply.base, false, "page_size");
     ep_metrics_request_done (ep_service_metrics (self->service), pending->op,
-                             s_code_name (result->status.code),
+                             ep_status_code_name (result->status.code),
                              (ep_mono_us () - pending->started_us) / 1e6);
     s_pending_free (pending);
 }
@@ -156,17 +141,11 @@ s_model_reached (s_main_t *self, uint64_t revision)
 static void
 s_receive (s_main_t *self)
 {
-    ep_rpc_call_t *call = ep_rpc_server_recv (self->rpc);
-    if (!call)
+    ep_rpc_call_t *call;
+    Ep__TerminatorRequest *request = (Ep__TerminatorRequest *) ep_rpc_server_recv_request (
+        self->rpc, &ep__terminator_request__descriptor, &call);
+    if (!request)
         return;
-    char err [256];
-    Ep__TerminatorRequest *request = (Ep__TerminatorRequest *) ep_codec_unpack_frame (
-        &ep__terminator_request__descriptor, ep_rpc_call_payload (call), EP_CODEC_DEFAULT_CAP,
-        ep_rpc_call_caller (call)->name, err, sizeof err);
-    if (!request) {
-        ep_rpc_server_fail (self->rpc, &call, EP__STATUS__CODE__INVALID_ARGUMENT, "%s", err);
-        return;
-    }
     bool routers_only = terminators_is_write (request) || request->op_case == EP__TERMINATOR_REQUEST__OP_ACK;
     static const char *writers [] = { EP_ROLE_SERVICE, NULL };
     static const char *readers [] = { EP_ROLE_OPERATOR, EP_ROLE_SERVICE, NULL };
@@ -395,7 +374,6 @@ s_presence_events (s_main_t *self)
     for (int i = 0; i < PRESENCE_BATCH && (event = ep_subscriber_recv (self->presence, 0, &topic)); i++) {
         if (event->body_case == EP__EVENT__BODY_PRESENCE)
             terminators_presence (self->core, topic, event->presence, now);
-        ep__event__free_unpacked (event, NULL);
         zstr_free (&topic);
     }
 }

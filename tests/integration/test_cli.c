@@ -138,6 +138,21 @@ Test (cli, usage_errors_exit_2_with_a_reason, .init = s_setup, .fini = s_teardow
     free (out);
 }
 
+//  A service that cannot start: `up` stops, names it, and shows why (the
+//  last lines of its log), so the user need not go looking.
+Test (cli, up_shows_why_a_service_did_not_start, .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    char *out = NULL;
+    char *cmd = zsys_sprintf ("EDGEPLANE_DATA_DIR='%s' EDGEPLANE_BUS_PUB_LISTEN=tcp://127.0.0.1:99999 "
+                              "'%s/edgeplane' up 2>&1", s_dir, EP_BIN_DIR);
+    cr_assert_eq (ep_run (cmd, &out), 1, "%s", out);
+    free (cmd);
+    cr_assert (strstr (out, "bus did not become ready"), "%s", out);
+    cr_assert (strstr (out, "the last lines of"), "%s", out);
+    cr_assert (strstr (out, "expected a ZeroMQ endpoint"), "the bus's own reason is shown: %s", out);
+    free (out);
+}
+
 Test (cli, health_checks_a_real_service, .init = s_setup, .fini = s_teardown, .timeout = 60)
 {
     char *out = NULL;

@@ -60,6 +60,10 @@ int
                          const char *router_id, uint64_t revision, bool wait, int64_t wait_timeout_ms,
                          json_t *json);
 
+//  Prints value as indented JSON on stdout and takes it (json_decref).
+void
+    cli_print_json (json_t *value);
+
 //  Prints "edgeplane <command>: <message>" on stderr; returns CLI_FAIL.
 int
     cli_fail (const char *command, const char *format, ...)

@@ -9,9 +9,8 @@
     them (the proto field names, as in docs/model.md). Failures print the
     reply's status in one line and exit 1; usage errors exit 2.
 */
-#include "cli.h"
+#include "cli_rpc.h"
 #include "ep_event_json.h"
-#include "ep_rpc_client.h"
 #include "model.pb-c.h"
 #include <ctype.h>
 #include <errno.h>
@@ -100,8 +99,7 @@ typedef struct {
     Ep__HostedService **hosted_p;   //  pointers to them, for the message
     Ep__Tag *tag_items;         //  the parsed --tag values (keys allocated)
     Ep__Tag **tags_p;           //  pointers to them, for the message
-    zcert_t *cert;              //  our certificate (the rpc client borrows it)
-    ep_rpc_client_t *client;    //  to the model, once connected
+    cli_rpc_t *rpc;             //  to the model, once needed
 } s_cmd_t;
 
 //  One subcommand of an entity kind.
@@ -119,8 +117,7 @@ typedef struct {
 static void
 s_cmd_destroy (s_cmd_t *self)
 {
-    ep_rpc_client_destroy (&self->client);
-    zcert_destroy (&self->cert);
+    cli_rpc_destroy (&self->rpc);
     for (size_t i = 0; self->tag_items && i < zlistx_size (self->tags); i++)
         free (self->tag_items [i].key);
     for (size_t i = 0; self->hosted && i < zlistx_size (self->hosts); i++)
@@ -328,64 +325,29 @@ s_given (s_cmd_t *self, const char *name)
     return source && streq (source, "flag");
 }
 
-//  Sends request and returns the reply if its status is OK; otherwise says
-//  why in one line (the status, or why nothing came back) and returns NULL.
+static const cli_service_t s_model = {
+    "the model", "model", "--model-api", "EDGEPLANE_MODEL_API" };
+
+//  Sends request and returns the reply if its status is OK (or, with
+//  --exist-ok, ALREADY_EXISTS); otherwise says why in one line and returns
+//  NULL.
 static Ep__ModelReply *
 s_call (s_cmd_t *self, Ep__ModelRequest *request)
 {
-    if (!self->client) {
-        char *cert_file = self->cert_path? strdup (self->cert_path)
-                        : zsys_sprintf ("%s/curve/operator.cert_secret", self->common.keys_dir);
-        char *server_file = self->server_key_path? strdup (self->server_key_path)
-                          : zsys_sprintf ("%s/curve/model.cert", self->common.keys_dir);
-        zcert_t *server = zcert_load (server_file);
-        self->cert = zcert_load (cert_file);
-        if (!self->cert)
-            cli_fail (self->command, "cannot read the certificate %s: run `edgeplane pki init`, "
-                      "or pass --cert with one from `edgeplane pki issue-curve operator NAME`", cert_file);
-        else
-        if (!server)
-            cli_fail (self->command, "cannot read the model's public certificate %s: pass --server-key "
-                      "(curve/model.cert in the control plane's keys directory)", server_file);
-        else
-        if (!(self->client = ep_rpc_client_new (self->common.model_api, self->cert,
-                                                zcert_public_txt (server))))
-            cli_fail (self->command, "cannot connect to %s: check --model-api (EDGEPLANE_MODEL_API)",
-                      self->common.model_api);
-        zcert_destroy (&server);
-        free (cert_file);
-        free (server_file);
-        if (!self->client)
-            return NULL;
-    }
-    char id [33], err [512];
-    ep_rpc_new_id (id);
-    request->request_id = id;
-    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (
-        self->client, &request->base, id, &ep__model_reply__descriptor,
-        (int) self->timeout_ms, (int) self->attempts, err, sizeof err);
-    request->request_id = NULL;
-    if (!reply) {
-        cli_fail (self->command, "%s (the address is --model-api or EDGEPLANE_MODEL_API)", err);
+    if (!self->rpc)
+        self->rpc = cli_rpc_new (self->command, &s_model, self->common.model_api,
+                                 self->common.keys_dir, self->cert_path, self->server_key_path,
+                                 (int) self->timeout_ms, (int) self->attempts);
+    Ep__ModelReply *reply = (Ep__ModelReply *) cli_rpc_send (
+        self->rpc, &request->base, &request->request_id, &ep__model_reply__descriptor, false);
+    if (!reply)
         return NULL;
-    }
     Ep__Status *status = reply->status;
     if (status && status->has_code && status->code == EP__STATUS__CODE__ALREADY_EXISTS
     &&  self->tolerate_exists)
         return reply;
-    if (status && status->has_code && status->code != EP__STATUS__CODE__OK) {
-        const ProtobufCEnumValue *value =
-            protobuf_c_enum_descriptor_get_value (&ep__status__code__descriptor, status->code);
-        //  One line, whatever the server wrote.
-        char message [1024];
-        snprintf (message, sizeof message, "%s", status->message? status->message: "(no message)");
-        for (char *c = message; *c; c++)
-            if (iscntrl ((unsigned char) *c))
-                *c = ' ';
-        if (value)
-            cli_fail (self->command, "%s: %s", value->name, message);
-        else
-            cli_fail (self->command, "status %d: %s", (int) status->code, message);
+    if (cli_status_failed (status)) {
+        cli_status_fail (self->command, status);
         ep__model_reply__free_unpacked (reply, NULL);
         return NULL;
     }
@@ -548,16 +510,6 @@ s_print_table (const s_kind_t *kind, Ep__Entity **entities, size_t count)
     free (cells);
 }
 
-//  Prints value as indented JSON and takes it.
-static void
-s_print_json (json_t *value)
-{
-    char *text = json_dumps (value, JSON_INDENT (2));
-    printf ("%s\n", text);
-    free (text);
-    json_decref (value);
-}
-
 //  The entity's own message as JSON ({"id": ..., "name": ..., "meta": ...}).
 static json_t *
 s_entity_json (const Ep__Entity *entity)
@@ -574,7 +526,7 @@ s_print_one (s_cmd_t *self, const Ep__ModelReply *reply)
         return cli_fail (self->command, "the model's reply holds no %s (a bug in the model service)",
                          self->kind->word);
     if (self->json)
-        s_print_json (s_entity_json (reply->entities [0]));
+        cli_print_json (s_entity_json (reply->entities [0]));
     else
         s_print_table (self->kind, reply->entities, 1);
     return CLI_OK;
@@ -746,7 +698,7 @@ s_create (s_cmd_t *self, char **args)
         json_t *array = json_array ();
         for (int64_t i = 0; i < self->count; i++)
             json_array_append_new (array, s_entity_json (entities [i]));
-        s_print_json (array);
+        cli_print_json (array);
     }
     else
     if (rc == CLI_OK)
@@ -815,7 +767,7 @@ s_delete (s_cmd_t *self, char **args)
            : cli_router_sessions (self->command, &self->common, self->cert_path, args [0], reply->revision,
                                   self->wait, self->wait_timeout, self->json? json: NULL);
     if (self->json)
-        s_print_json (json);
+        cli_print_json (json);
     else
         json_decref (json);
     ep__model_reply__free_unpacked (reply, NULL);
@@ -895,7 +847,7 @@ s_list (s_cmd_t *self, char **args)
         json_t *array = json_array ();
         for (size_t i = 0; i < count; i++)
             json_array_append_new (array, s_entity_json (entities [i]));
-        s_print_json (array);
+        cli_print_json (array);
     }
     else
     if (rc == CLI_OK)
@@ -1072,7 +1024,7 @@ cli_backup (int argc, char **argv)
             rc = CLI_FAIL;
         else
         if (self.json)
-            s_print_json (json_pack ("{s:s, s:I}", "path", path, "revision", (json_int_t) reply->revision));
+            cli_print_json (json_pack ("{s:s, s:I}", "path", path, "revision", (json_int_t) reply->revision));
         else
             printf ("backup of revision %llu written to %s\n", (unsigned long long) reply->revision, path);
         if (reply)

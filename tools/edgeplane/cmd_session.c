@@ -8,32 +8,36 @@
     the model revision yet: the cleanup query names that revision and is
     retried until the reaper has seen it.
 */
-#include "cli.h"
+#include "cli_rpc.h"
 #include "ep_event_json.h"
-#include "ep_rpc_client.h"
 #include "sessions.pb-c.h"
-#include <ctype.h>
 
 #define PAGE_SIZE       500         //  sessions per list request
 #define POLL_MS         200         //  between cleanup status queries
 
-//  A connection to the reaper and what it needs.
+static const cli_service_t s_reaper_service = {
+    "the reaper", "reaper", "--reaper-api", "EDGEPLANE_REAPER_API" };
+
+//  A connection to the reaper.
 typedef struct {
     const char *command;        //  "session list", for messages
-    const ep_common_opts_t *common;     //  keys dir, reaper API
-    const char *cert_path;      //  --cert, or NULL for the operator's
-    const char *server_key_path;    //  --server-key, or NULL for curve/reaper.cert
-    int timeout_ms;             //  per attempt
-    int attempts;               //  attempts per call
-    zcert_t *cert;              //  our certificate (the client borrows it)
-    ep_rpc_client_t *client;    //  once connected
+    cli_rpc_t *rpc;             //  to the reaper
 } s_reaper_t;
+
+static s_reaper_t
+s_reaper_open (const char *command, const ep_common_opts_t *common, const char *cert_path,
+               const char *server_key_path, int timeout_ms, int attempts)
+{
+    return (s_reaper_t) { .command = command,
+                          .rpc = cli_rpc_new (command, &s_reaper_service, common->reaper_api,
+                                              common->keys_dir, cert_path, server_key_path,
+                                              timeout_ms, attempts) };
+}
 
 static void
 s_reaper_close (s_reaper_t *self)
 {
-    ep_rpc_client_destroy (&self->client);
-    zcert_destroy (&self->cert);
+    cli_rpc_destroy (&self->rpc);
 }
 
 //  Sends request; returns the reply whatever its status, or NULL after
@@ -41,56 +45,15 @@ s_reaper_close (s_reaper_t *self)
 static Ep__SessionReply *
 s_send (s_reaper_t *self, Ep__SessionRequest *request, bool quiet)
 {
-    if (!self->client) {
-        char *cert_file = self->cert_path? strdup (self->cert_path)
-                        : zsys_sprintf ("%s/curve/operator.cert_secret", self->common->keys_dir);
-        char *server_file = self->server_key_path? strdup (self->server_key_path)
-                          : zsys_sprintf ("%s/curve/reaper.cert", self->common->keys_dir);
-        zcert_t *server = zcert_load (server_file);
-        self->cert = zcert_load (cert_file);
-        if (!self->cert)
-            cli_fail (self->command, "cannot read the certificate %s: run `edgeplane pki init`, "
-                      "or pass --cert with one from `edgeplane pki issue-curve operator NAME`", cert_file);
-        else
-        if (!server)
-            cli_fail (self->command, "cannot read the reaper's public certificate %s: pass --server-key "
-                      "(curve/reaper.cert in the control plane's keys directory)", server_file);
-        else
-        if (!(self->client = ep_rpc_client_new (self->common->reaper_api, self->cert,
-                                                zcert_public_txt (server))))
-            cli_fail (self->command, "cannot connect to %s: check --reaper-api (EDGEPLANE_REAPER_API)",
-                      self->common->reaper_api);
-        zcert_destroy (&server);
-        free (cert_file);
-        free (server_file);
-        if (!self->client)
-            return NULL;
-    }
-    char id [33], err [512];
-    ep_rpc_new_id (id);
-    request->request_id = id;
-    Ep__SessionReply *reply = (Ep__SessionReply *) ep_rpc_client_call (
-        self->client, &request->base, id, &ep__session_reply__descriptor,
-        self->timeout_ms, self->attempts, err, sizeof err);
-    request->request_id = NULL;
-    if (!reply && !quiet)
-        cli_fail (self->command, "%s (the address is --reaper-api or EDGEPLANE_REAPER_API)", err);
-    return reply;
+    return (Ep__SessionReply *) cli_rpc_send (self->rpc, &request->base, &request->request_id,
+                                              &ep__session_reply__descriptor, quiet);
 }
 
 //  Says what a non-OK status means, in one line. Returns CLI_FAIL.
 static int
 s_status_fail (s_reaper_t *self, const Ep__Status *status)
 {
-    const ProtobufCEnumValue *value =
-        protobuf_c_enum_descriptor_get_value (&ep__status__code__descriptor, status->code);
-    char message [1024];
-    snprintf (message, sizeof message, "%s", status->message? status->message: "(no message)");
-    for (char *c = message; *c; c++)
-        if (iscntrl ((unsigned char) *c))
-            *c = ' ';
-    return value? cli_fail (self->command, "%s: %s", value->name, message)
-                : cli_fail (self->command, "status %d: %s", (int) status->code, message);
+    return cli_status_fail (self->command, status);
 }
 
 //  s_send, and a reply with status OK, or NULL after saying why.
@@ -121,15 +84,6 @@ s_time (int64_t ms, bool set)
 {
     char buf [40];
     return strdup (set && ms > 0? ep_rfc3339 (ms, buf, sizeof buf): "-");
-}
-
-static void
-s_print_json (json_t *value)
-{
-    char *text = json_dumps (value, JSON_INDENT (2));
-    printf ("%s\n", text);
-    free (text);
-    json_decref (value);
 }
 
 //  Prints sessions as a table with aligned columns (the header always).
@@ -235,7 +189,7 @@ s_list (s_reaper_t *reaper, const char *router, const char *identity, const char
         json_t *array = json_array ();
         for (size_t i = 0; i < count; i++)
             json_array_append_new (array, ep_message_json (&sessions [i]->base));
-        s_print_json (array);
+        cli_print_json (array);
     }
     else
     if (rc == CLI_OK)
@@ -262,7 +216,7 @@ s_get (s_reaper_t *reaper, const char *id, bool json)
         rc = cli_fail (reaper->command, "the reaper's reply holds no session (a bug in the reaper)");
     else
     if (json)
-        s_print_json (ep_message_json (&reply->sessions [0]->base));
+        cli_print_json (ep_message_json (&reply->sessions [0]->base));
     else
         s_print_table (reply->sessions, 1);
     ep__session_reply__free_unpacked (reply, NULL);
@@ -333,9 +287,7 @@ cli_session (int argc, char **argv)
                                      list? NULL: "ID", &common, opts, nopts, argc - 1, argv + 1, &code);
     if (!config)
         return code;
-    s_reaper_t reaper = { .command = command, .common = &common, .cert_path = cert,
-                          .server_key_path = server_key, .timeout_ms = (int) timeout,
-                          .attempts = (int) attempts };
+    s_reaper_t reaper = s_reaper_open (command, &common, cert, server_key, (int) timeout, (int) attempts);
     int rc;
     if (get && ep_config_argc (config) != 1) {
         fprintf (stderr, "edgeplane session get: expected one session ID, e.g. `edgeplane session get s-4c1d9a`\n");
@@ -420,8 +372,7 @@ cli_router_sessions (const char *command, const ep_common_opts_t *common, const 
 {
     //  Without --wait this is a courtesy: a short budget, and no failure
     //  if the reaper does not answer (the cleanup happens anyway).
-    s_reaper_t reaper = { .command = command, .common = common, .cert_path = cert_path,
-                          .timeout_ms = 2000, .attempts = 1 };
+    s_reaper_t reaper = s_reaper_open (command, common, cert_path, NULL, 2000, 1);
     int64_t deadline = ep_mono_ms () + (wait? wait_timeout_ms: 10000);
     Ep__SessionReply *reply = s_cleanup (&reaper, router_id, revision, deadline, !wait);
     if (!reply) {

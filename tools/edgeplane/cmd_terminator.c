@@ -8,11 +8,9 @@
     field names, as in docs/terminators.md). Failures print the reply's
     status in one line and exit 1; usage errors exit 2.
 */
-#include "cli.h"
+#include "cli_rpc.h"
 #include "ep_event_json.h"
-#include "ep_rpc_client.h"
 #include "terminators.pb-c.h"
-#include <ctype.h>
 
 #define PAGE_SIZE 500
 
@@ -30,19 +28,20 @@ typedef struct {
     char *router;               //  list --router
     char *state;                //  list --state
     int64_t limit;              //  list --limit, 0 = all
-    zcert_t *cert;              //  our certificate (the client borrows it)
-    ep_rpc_client_t *client;    //  to the terminators service
+    cli_rpc_t *rpc;             //  to the terminators service, once needed
 } s_cmd_t;
 
 static const char *s_states [] = { "establishing", "established", "deleting", "deleted", "failed", NULL };
 static const char *s_state_names [] = { "-", "establishing", "established", "deleting", "deleted", "failed" };
 static const char *s_precedences [] = { "default", "required", "failed" };
 
+static const cli_service_t s_terminators = {
+    "the terminator service", "terminators", "--terminators-api", "EDGEPLANE_TERMINATORS_API" };
+
 static void
 s_cmd_destroy (s_cmd_t *self)
 {
-    ep_rpc_client_destroy (&self->client);
-    zcert_destroy (&self->cert);
+    cli_rpc_destroy (&self->rpc);
     ep_config_destroy (&self->config);
 }
 
@@ -51,65 +50,18 @@ s_cmd_destroy (s_cmd_t *self)
 static Ep__TerminatorReply *
 s_call (s_cmd_t *self, Ep__TerminatorRequest *request)
 {
-    if (!self->client) {
-        char *cert_file = self->cert_path? strdup (self->cert_path)
-                        : zsys_sprintf ("%s/curve/operator.cert_secret", self->common.keys_dir);
-        char *server_file = self->server_key_path? strdup (self->server_key_path)
-                          : zsys_sprintf ("%s/curve/terminators.cert", self->common.keys_dir);
-        zcert_t *server = zcert_load (server_file);
-        self->cert = zcert_load (cert_file);
-        if (!self->cert)
-            cli_fail (self->command, "cannot read the certificate %s: run `edgeplane pki init`, "
-                      "or pass --cert with one from `edgeplane pki issue-curve operator NAME`", cert_file);
-        else
-        if (!server)
-            cli_fail (self->command, "cannot read the terminator service's public certificate %s: pass "
-                      "--server-key (curve/terminators.cert in the control plane's keys directory)", server_file);
-        else
-        if (!(self->client = ep_rpc_client_new (self->common.terminators_api, self->cert,
-                                                zcert_public_txt (server))))
-            cli_fail (self->command, "cannot connect to %s: check --terminators-api (EDGEPLANE_TERMINATORS_API)",
-                      self->common.terminators_api);
-        zcert_destroy (&server);
-        free (cert_file);
-        free (server_file);
-        if (!self->client)
-            return NULL;
-    }
-    char id [33], err [512];
-    ep_rpc_new_id (id);
-    request->request_id = id;
-    Ep__TerminatorReply *reply = (Ep__TerminatorReply *) ep_rpc_client_call (
-        self->client, &request->base, id, &ep__terminator_reply__descriptor,
-        (int) self->timeout_ms, (int) self->attempts, err, sizeof err);
-    request->request_id = NULL;
-    if (!reply) {
-        cli_fail (self->command, "%s (the address is --terminators-api or EDGEPLANE_TERMINATORS_API)", err);
-        return NULL;
-    }
-    Ep__Status *status = reply->status;
-    if (status && status->has_code && status->code != EP__STATUS__CODE__OK) {
-        const ProtobufCEnumValue *value =
-            protobuf_c_enum_descriptor_get_value (&ep__status__code__descriptor, status->code);
-        char message [1024];
-        snprintf (message, sizeof message, "%s", status->message? status->message: "(no message)");
-        for (char *c = message; *c; c++)
-            if (iscntrl ((unsigned char) *c))
-                *c = ' ';
-        cli_fail (self->command, "%s: %s", value? value->name: "error", message);
+    if (!self->rpc)
+        self->rpc = cli_rpc_new (self->command, &s_terminators, self->common.terminators_api,
+                                 self->common.keys_dir, self->cert_path, self->server_key_path,
+                                 (int) self->timeout_ms, (int) self->attempts);
+    Ep__TerminatorReply *reply = (Ep__TerminatorReply *) cli_rpc_send (
+        self->rpc, &request->base, &request->request_id, &ep__terminator_reply__descriptor, false);
+    if (reply && cli_status_failed (reply->status)) {
+        cli_status_fail (self->command, reply->status);
         ep__terminator_reply__free_unpacked (reply, NULL);
         return NULL;
     }
     return reply;
-}
-
-static void
-s_print_json (json_t *value)
-{
-    char *text = json_dumps (value, JSON_INDENT (2));
-    printf ("%s\n", text);
-    free (text);
-    json_decref (value);
 }
 
 //  Prints terminators as a table with aligned columns (the header even
@@ -166,7 +118,7 @@ s_get (s_cmd_t *self, const char *id)
         rc = cli_fail (self->command, "the reply holds no terminator (a bug in the terminator service)");
     else
     if (self->json)
-        s_print_json (ep_message_json (&reply->terminators [0]->base));
+        cli_print_json (ep_message_json (&reply->terminators [0]->base));
     else
         s_print_table (reply->terminators, 1);
     ep__terminator_reply__free_unpacked (reply, NULL);
@@ -226,7 +178,7 @@ s_list (s_cmd_t *self)
         json_t *array = json_array ();
         for (size_t i = 0; i < count; i++)
             json_array_append_new (array, ep_message_json (&terminators [i]->base));
-        s_print_json (array);
+        cli_print_json (array);
     }
     else
     if (rc == CLI_OK)

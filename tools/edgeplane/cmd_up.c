@@ -115,6 +115,35 @@ s_reap (s_child_t *children, size_t count)
             }
 }
 
+//  Copies the last lines of path to stderr, indented: the reason a
+//  service did not start is usually its last words.
+static void
+s_print_tail (const char *path, int lines)
+{
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return;
+    char *ring [lines];
+    memset (ring, 0, sizeof ring);
+    int count = 0;
+    char *line = NULL;
+    size_t size = 0;
+    while (getline (&line, &size, file) != -1) {
+        free (ring [count % lines]);
+        ring [count++ % lines] = strdup (line);
+    }
+    free (line);
+    fclose (file);
+    if (count > 0)
+        fprintf (stderr, "edgeplane up: the last lines of %s:\n", path);
+    for (int i = count > lines? count - lines: 0; i < count; i++) {
+        const char *text = ring [i % lines];
+        fprintf (stderr, "    %s%s", text, text [0] && text [strlen (text) - 1] == '\n'? "": "\n");
+    }
+    for (int i = 0; i < lines; i++)
+        free (ring [i]);
+}
+
 //  Waits until child's ready file appears (or it dies, or timeout).
 static bool
 s_await_ready (s_child_t *child, int timeout_ms)
@@ -294,8 +323,10 @@ cli_up (int argc, char **argv)
     //  In order: each waits for the ones before it (the watchdog follows
     //  the model, everyone publishes to the bus).
     for (size_t i = 0; i < count && rc == CLI_OK && !zsys_interrupted; i++) {
-        if (s_start (&children [i]) != 0 || !s_await_ready (&children [i], 30000))
+        if (s_start (&children [i]) != 0 || !s_await_ready (&children [i], 30000)) {
             rc = cli_fail ("up", "%s did not become ready; see %s", children [i].name, children [i].log_path);
+            s_print_tail (children [i].log_path, 10);
+        }
     }
     ep_subscriber_t *events = NULL;
     zcert_t *sub_cert = NULL;
@@ -389,7 +420,6 @@ cli_up (int argc, char **argv)
                 printf ("%s\n", line);
                 fflush (stdout);
                 free (line);
-                ep__event__free_unpacked (event, NULL);
                 zstr_free (&topic);
             }
         }

@@ -38,6 +38,15 @@ cli_fail (const char *command, const char *format, ...)
     return CLI_FAIL;
 }
 
+void
+cli_print_json (json_t *value)
+{
+    char *text = json_dumps (value, JSON_INDENT (2));
+    printf ("%s\n", text);
+    free (text);
+    json_decref (value);
+}
+
 ep_config_t *
 cli_parse (const char *command, const char *description, const char *usage,
            ep_common_opts_t *common, const ep_opt_t *opts, size_t nopts,

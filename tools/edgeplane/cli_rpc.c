@@ -1,0 +1,111 @@
+/*  cli_rpc.c: one command's connection to a service's API (cli_rpc.h).
+*/
+#include "cli_rpc.h"
+#include "ep_rpc_client.h"
+#include <ctype.h>
+
+struct _cli_rpc_t {
+    const char *command;        //  "router create", for messages
+    const cli_service_t *service;   //  whom we call, for messages
+    const char *endpoint;       //  its API address
+    const char *keys_dir;       //  for the default certificate and key
+    const char *cert_path;      //  --cert, or NULL for curve/operator.cert_secret
+    const char *server_key_path;    //  --server-key, or NULL for curve/<key_name>.cert
+    int timeout_ms;             //  per attempt
+    int attempts;               //  attempts per call
+    zcert_t *cert;              //  our certificate (the client borrows it)
+    ep_rpc_client_t *client;    //  once connected
+};
+
+cli_rpc_t *
+cli_rpc_new (const char *command, const cli_service_t *service, const char *endpoint,
+             const char *keys_dir, const char *cert_path, const char *server_key_path,
+             int timeout_ms, int attempts)
+{
+    cli_rpc_t *self = (cli_rpc_t *) zmalloc (sizeof (cli_rpc_t));
+    *self = (cli_rpc_t) { .command = command, .service = service, .endpoint = endpoint,
+                          .keys_dir = keys_dir, .cert_path = cert_path,
+                          .server_key_path = server_key_path, .timeout_ms = timeout_ms,
+                          .attempts = attempts };
+    return self;
+}
+
+void
+cli_rpc_destroy (cli_rpc_t **self_p)
+{
+    cli_rpc_t *self = *self_p;
+    if (!self)
+        return;
+    ep_rpc_client_destroy (&self->client);
+    zcert_destroy (&self->cert);
+    free (self);
+    *self_p = NULL;
+}
+
+//  Loads the certificates and connects, or says why not. 0 or -1.
+static int
+s_connect (cli_rpc_t *self)
+{
+    const cli_service_t *service = self->service;
+    char *cert_file = self->cert_path? strdup (self->cert_path)
+                    : zsys_sprintf ("%s/curve/operator.cert_secret", self->keys_dir);
+    char *server_file = self->server_key_path? strdup (self->server_key_path)
+                      : zsys_sprintf ("%s/curve/%s.cert", self->keys_dir, service->key_name);
+    zcert_t *server = zcert_load (server_file);
+    self->cert = zcert_load (cert_file);
+    if (!self->cert)
+        cli_fail (self->command, "cannot read the certificate %s: run `edgeplane pki init`, "
+                  "or pass --cert with one from `edgeplane pki issue-curve operator NAME`", cert_file);
+    else
+    if (!server)
+        cli_fail (self->command, "cannot read %s's public certificate %s: pass --server-key "
+                  "(curve/%s.cert in the control plane's keys directory)",
+                  service->label, server_file, service->key_name);
+    else
+    if (!(self->client = ep_rpc_client_new (self->endpoint, self->cert, zcert_public_txt (server))))
+        cli_fail (self->command, "cannot connect to %s: check %s (%s)",
+                  self->endpoint, service->address_flag, service->address_env);
+    zcert_destroy (&server);
+    free (cert_file);
+    free (server_file);
+    return self->client? 0: -1;
+}
+
+ProtobufCMessage *
+cli_rpc_send (cli_rpc_t *self, ProtobufCMessage *request, char **request_id_p,
+              const ProtobufCMessageDescriptor *reply_desc, bool quiet)
+{
+    if (!self->client && s_connect (self))
+        return NULL;
+    char id [33], err [512];
+    ep_rpc_new_id (id);
+    *request_id_p = id;
+    ProtobufCMessage *reply = ep_rpc_client_call (self->client, request, id, reply_desc,
+                                                  self->timeout_ms, self->attempts, err, sizeof err);
+    *request_id_p = NULL;
+    if (!reply && !quiet)
+        cli_fail (self->command, "%s (the address is %s or %s)", err,
+                  self->service->address_flag, self->service->address_env);
+    return reply;
+}
+
+bool
+cli_status_failed (const Ep__Status *status)
+{
+    return status && status->has_code && status->code != EP__STATUS__CODE__OK;
+}
+
+int
+cli_status_fail (const char *command, const Ep__Status *status)
+{
+    const ProtobufCEnumValue *value =
+        protobuf_c_enum_descriptor_get_value (&ep__status__code__descriptor, status->code);
+    //  One line, whatever the server wrote.
+    char message [1024];
+    snprintf (message, sizeof message, "%s", status->message? status->message: "(no message)");
+    for (char *c = message; *c; c++)
+        if (iscntrl ((unsigned char) *c))
+            *c = ' ';
+    return value? cli_fail (command, "%s: %s", value->name, message)
+                : cli_fail (command, "status %d: %s", (int) status->code, message);
+}
