@@ -37,29 +37,14 @@
 #define BEACON_MS   300
 
 //  ---------------------------------------------------------------------
-//  Deterministic randomness (xorshift64*)
+//  Deterministic randomness (ep_rand_next: xorshift64*)
 
 static uint64_t s_rng;
-
-static uint64_t
-s_rand (void)
-{
-    s_rng ^= s_rng >> 12;
-    s_rng ^= s_rng << 25;
-    s_rng ^= s_rng >> 27;
-    return s_rng * 2685821657736338717ull;
-}
-
-static int
-s_pick (int n)
-{
-    return (int) (s_rand () % (uint64_t) n);
-}
 
 static bool
 s_chance (int percent)
 {
-    return s_pick (100) < percent;
+    return ep_rand_pick (&s_rng, 100) < percent;
 }
 
 //  ---------------------------------------------------------------------
@@ -247,7 +232,6 @@ s_pump_events (void)
             snprintf (entry->reason, sizeof entry->reason, "%s", event->terminator->reason?
                       event->terminator->reason: "");
         }
-        ep__event__free_unpacked (event, NULL);
         zstr_free (&topic);
     }
 }
@@ -279,7 +263,7 @@ s_republish (void)
     while ((event = ep_subscriber_recv (s_model_stream, 0, &topic))) {
         if (event->body_case == EP__EVENT__BODY_MODEL_CHANGE && s_chance (40)) {
             s_late_t *late = (s_late_t *) zmalloc (sizeof (s_late_t));
-            late->due_ms = ep_mono_ms () + s_pick (2000);
+            late->due_ms = ep_mono_ms () + ep_rand_pick (&s_rng, 2000);
             size_t size = ep__model_change__get_packed_size (event->model_change);
             uint8_t *bytes = (uint8_t *) malloc (size + 1);
             ep__model_change__pack (event->model_change, bytes);
@@ -287,7 +271,6 @@ s_republish (void)
             free (bytes);
             zlistx_add_end (s_late, late);
         }
-        ep__event__free_unpacked (event, NULL);
         zstr_free (&topic);
     }
     s_late_t *late = (s_late_t *) zlistx_first (s_late);
@@ -371,7 +354,7 @@ s_enqueue (int router, Ep__TerminatorRequest *request, bool validate)
     out->router = router;
     out->validate = validate;
     if (s_chance (30))
-        out->not_before_ms = ep_mono_ms () + s_pick (1500);
+        out->not_before_ms = ep_mono_ms () + ep_rand_pick (&s_rng, 1500);
     request->request_id = out->request_id;
     request->router_id = s_routers [router].id;
     char err [256];
@@ -400,7 +383,7 @@ s_send_now (s_out_t *out)
     s_stats.sends++;
     if (s_chance (15)) {
         s_dup_t *dup = (s_dup_t *) zmalloc (sizeof (s_dup_t));
-        dup->due_ms = ep_mono_ms () + s_pick (3000);
+        dup->due_ms = ep_mono_ms () + ep_rand_pick (&s_rng, 3000);
         dup->frame = zframe_dup (out->frame);
         zlistx_add_end (s_dups, dup);
     }
@@ -613,7 +596,7 @@ s_deliver (int max)
         if ((!out->sent_ms || now - out->sent_ms > RESEND_MS) && now >= out->not_before_ms)
             due [n++] = out;
     for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t) s_pick ((int) i);
+        size_t j = (size_t) ep_rand_pick (&s_rng, (int) i);
         s_out_t *swap = due [i - 1];
         due [i - 1] = due [j];
         due [j] = swap;
@@ -657,7 +640,6 @@ s_deliver_commands (void)
             s_enqueue (r, &request, false);
             s_stats.commands++;
         }
-        ep__event__free_unpacked (event, NULL);
         zstr_free (&topic);
     }
 }
@@ -816,12 +798,12 @@ s_notify (int r)
 static void
 s_model_action (void)
 {
-    int r = s_pick (ROUTERS);
+    int r = ep_rand_pick (&s_rng, ROUTERS);
     s_mirror_t *m = &s_mirror [r];
-    int choice = s_pick (100);
+    int choice = ep_rand_pick (&s_rng, 100);
     if (choice < 60 && m->exists) {
         //  Host or un-host one service.
-        int s = s_pick (SERVICES);
+        int s = ep_rand_pick (&s_rng, SERVICES);
         if (!s_service_exists [s] && !m->hosts [s])
             return;
         m->hosts [s] = !m->hosts [s];
@@ -859,7 +841,7 @@ s_model_action (void)
     }
     else {
         //  A service goes (from every hosted list, in one revision) or comes back.
-        int s = s_pick (SERVICES);
+        int s = ep_rand_pick (&s_rng, SERVICES);
         char name [16];
         snprintf (name, sizeof name, "svc%d", s);
         if (s_service_exists [s]) {
@@ -1219,32 +1201,32 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
 
     //  Chaos.
     int64_t end = ep_mono_ms () + seconds * 1000;
-    int64_t next_restart = ep_mono_ms () + 3000 + s_pick (4000);
+    int64_t next_restart = ep_mono_ms () + 3000 + ep_rand_pick (&s_rng, 4000);
     while (ep_mono_ms () < end) {
-        int action = s_pick (100);
+        int action = ep_rand_pick (&s_rng, 100);
         if (action < 22)
             s_model_action ();
         else
         if (action < 50) {
-            int r = s_pick (ROUTERS);
-            s_learn (r, 1 + s_pick (3));
+            int r = ep_rand_pick (&s_rng, ROUTERS);
+            s_learn (r, 1 + ep_rand_pick (&s_rng, 3));
         }
         else
         if (action < 70)
-            s_deliver (1 + s_pick (40));
+            s_deliver (1 + ep_rand_pick (&s_rng, 40));
         else
         if (action < 86)
-            s_reconnect (s_pick (ROUTERS));
+            s_reconnect (ep_rand_pick (&s_rng, ROUTERS));
         else
         if (action < 90)
-            s_go_offline (s_pick (ROUTERS));
+            s_go_offline (ep_rand_pick (&s_rng, ROUTERS));
         else
-            s_replies (s_pick (20));
+            s_replies (ep_rand_pick (&s_rng, 20));
         if (ep_mono_ms () >= next_restart) {
             //  A random point: often with requests in flight.
-            s_deliver (s_pick (60));
+            s_deliver (ep_rand_pick (&s_rng, 60));
             s_restart ();
-            next_restart = ep_mono_ms () + 4000 + s_pick (6000);
+            next_restart = ep_mono_ms () + 4000 + ep_rand_pick (&s_rng, 6000);
         }
         s_replies (0);
         s_send_dups ();

@@ -18,7 +18,7 @@
       draining router, its acks relayed back.
 */
 #include <criterion/criterion.h>
-#include "ep_test.h"
+#include "ep_stack.h"
 #include "ep_chan_client.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
@@ -34,11 +34,10 @@
 
 #define CALL_MS 10000
 
-static char *s_dir;             //  data dir
-static char *s_keys;            //  keys dir
-static char *s_env [10];        //  environment for the services (NULL-terminated)
-static ep_proc_t *s_bus;
-static ep_proc_t *s_model;
+static ep_stack_t *s_stack;     //  keys, bus, model, environment
+static const char *s_dir;       //  its data dir
+static const char *s_keys;      //  its keys dir
+static ep_proc_t *s_bus;        //  its bus
 static ep_proc_t *s_reaper;
 static char *s_reaper_listen;   //  a stable API address (restarts keep it)
 static char *s_reaper_key;      //  the reaper's public key
@@ -58,23 +57,10 @@ s_sessions (void)
 static void
 s_setup (void)
 {
-    zsys_init ();               //  before any thread opens a socket
-    s_dir = ep_tmpdir_new ("reaper-it");
-    s_keys = zsys_sprintf ("%s/keys", s_dir);
-    char err [512];
-    cr_assert_eq (ep_keys_init (s_keys, false, err, sizeof err), 0, "%s", err);
-    s_env [0] = zsys_sprintf ("EDGEPLANE_KEYS_DIR=%s", s_keys);
-    s_env [1] = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s", s_dir);
-    const char *bus_args [] = { "--pub-listen", "tcp://127.0.0.1:*", "--sub-listen", "tcp://127.0.0.1:*",
-                                "--http-listen", "127.0.0.1:0", NULL };
-    s_bus = ep_proc_start ("edgeplane-bus", bus_args, (const char *const *) s_env, 10000);
-    cr_assert_not_null (s_bus);
-    s_env [2] = zsys_sprintf ("EDGEPLANE_BUS_PUB=%s", ep_proc_connect_endpoint (s_bus, "pub"));
-    s_env [3] = zsys_sprintf ("EDGEPLANE_BUS_SUB=%s", ep_proc_connect_endpoint (s_bus, "sub"));
-    const char *model_args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
-    s_model = ep_proc_start ("edgeplane-model", model_args, (const char *const *) s_env, 10000);
-    cr_assert_not_null (s_model);
-    s_env [4] = zsys_sprintf ("EDGEPLANE_MODEL_API=%s", ep_proc_connect_endpoint (s_model, "api"));
+    s_stack = ep_stack_new ("reaper-it");
+    s_dir = ep_stack_dir (s_stack);
+    s_keys = ep_stack_keys (s_stack);
+    s_bus = ep_stack_bus (s_stack);
     s_reaper_listen = zsys_sprintf ("tcp://127.0.0.1:%d", ep_test_stable_port ());
     s_reaper_key = ep_keys_public_txt (s_keys, "reaper");
     s_watchdog_cert = ep_keys_load (s_keys, "watchdog");
@@ -85,16 +71,11 @@ static void
 s_teardown (void)
 {
     ep_proc_destroy (&s_reaper);
-    ep_proc_destroy (&s_model);
-    ep_proc_destroy (&s_bus);
-    for (size_t i = 0; i < EP_COUNT (s_env); i++)
-        zstr_free (&s_env [i]);
+    ep_stack_destroy (&s_stack);
     zstr_free (&s_reaper_listen);
     zstr_free (&s_reaper_key);
     zcert_destroy (&s_watchdog_cert);
     zcert_destroy (&s_operator_cert);
-    zstr_free (&s_keys);
-    ep_tmpdir_remove (&s_dir);
 }
 
 //  Starts the reaper with extra arguments (NULL-terminated, may be NULL).
@@ -106,7 +87,7 @@ s_reaper_start (const char *const *extra)
     for (size_t i = 0; extra && extra [i] && n < EP_COUNT (args) - 1; i++)
         args [n++] = extra [i];
     args [n] = NULL;
-    s_reaper = ep_proc_start ("edgeplane-reaper", args, (const char *const *) s_env, 20000);
+    s_reaper = ep_proc_start ("edgeplane-reaper", args, ep_stack_env (s_stack), 20000);
     cr_assert_not_null (s_reaper, "edgeplane-reaper did not start");
 }
 
@@ -135,25 +116,7 @@ s_reaper_stop (void)
 static uint64_t
 s_model_write (Ep__ModelWrite *write)
 {
-    char *key = ep_keys_public_txt (s_keys, "model");
-    ep_rpc_client_t *client = ep_rpc_client_new (ep_proc_connect_endpoint (s_model, "api"),
-                                                 s_operator_cert, key);
-    char id [33], err [256];
-    ep_rpc_new_id (id);
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.request_id = id;
-    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-    request.write = write;
-    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (client, &request.base, id,
-                                                                   &ep__model_reply__descriptor,
-                                                                   CALL_MS, 3, err, sizeof err);
-    cr_assert_not_null (reply, "%s", err);
-    cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK, "%s", reply->status->message);
-    uint64_t revision = reply->revision;
-    ep__model_reply__free_unpacked (reply, NULL);
-    ep_rpc_client_destroy (&client);
-    free (key);
-    return revision;
+    return ep_stack_model_write (s_stack, write);
 }
 
 static void
@@ -495,7 +458,6 @@ s_router_run (void *arg)
                 s_router_ack (self, command->command_id, answer, answered);
             free (answer);
         }
-        ep__event__free_unpacked (event, NULL);
     }
     ep_subscriber_destroy (&sub);
     free (bus_key);
@@ -668,7 +630,6 @@ Test (reaper_it, a_reaper_killed_mid_cleanup_completes_it_after_a_restart,
         Ep__Event *event = ep_subscriber_recv (sub, 100, NULL);
         if (event) {
             seen++;
-            ep__event__free_unpacked (event, NULL);
         }
     }
     s_reaper_kill ();
@@ -676,7 +637,6 @@ Test (reaper_it, a_reaper_killed_mid_cleanup_completes_it_after_a_restart,
     Ep__Event *event;
     while ((event = ep_subscriber_recv (sub, 200, NULL))) {
         seen++;
-        ep__event__free_unpacked (event, NULL);
     }
     fprintf (stderr, "killed after %zu of %zu session.terminating events\n", seen, n);
     cr_assert (seen >= 1 && seen <= n - 1, "killed after %zu of %zu events", seen, n);
@@ -831,16 +791,15 @@ Test (reaper_it, end_to_end_through_the_real_watchdog, .init = s_setup, .fini = 
     enum { N = 10 };
     signal (SIGPIPE, SIG_IGN);
     char err [512];
-    cr_assert_eq (ep_pki_init (s_keys, false, err, sizeof err), 0, "%s", err);
     cr_assert_eq (ep_pki_issue (s_keys, "router", "r1", s_dir, 30, err, sizeof err), 0, "%s", err);
     const char *args [] = { "--cleanup-deadline", "4s", NULL };
     s_reaper_start (args);
     s_model_fixture ();
-    s_env [5] = zsys_sprintf ("EDGEPLANE_REAPER_API=%s", s_reaper_listen);
-    s_env [6] = strdup ("EDGEPLANE_TERMINATORS_API=tcp://127.0.0.1:1");
+    ep_stack_setenv (s_stack, "EDGEPLANE_REAPER_API", "%s", s_reaper_listen);
+    ep_stack_setenv (s_stack, "EDGEPLANE_TERMINATORS_API", "tcp://127.0.0.1:1");
     const char *watchdog_args [] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
                                      "--http-listen", "127.0.0.1:0", "--drain-grace", "8s", NULL };
-    ep_proc_t *watchdog = ep_proc_start ("edgeplane-watchdog", watchdog_args, (const char *const *) s_env, 15000);
+    ep_proc_t *watchdog = ep_proc_start ("edgeplane-watchdog", watchdog_args, ep_stack_env (s_stack), 15000);
     cr_assert_not_null (watchdog);
     char *cert = zsys_sprintf ("%s/r1.crt", s_dir), *key = zsys_sprintf ("%s/r1.key", s_dir);
     char *ca = zsys_sprintf ("%s/ca.crt", s_dir);

@@ -6,7 +6,7 @@
     misbehaving client and staying quiet on a legitimate un-host/re-host,
     reconciliation with the model, kill -9, and the CLI. */
 #include <criterion/criterion.h>
-#include "ep_test.h"
+#include "ep_stack.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
 #include "ep_publisher.h"
@@ -20,11 +20,10 @@
 
 #define CALL_MS 5000
 
-static char *s_dir;             //  data dir
-static char *s_keys;            //  keys dir
-static char *s_env [8];         //  environment of the services
-static ep_proc_t *s_bus;
-static ep_proc_t *s_model;
+static ep_stack_t *s_stack;     //  keys, bus, model, environment
+static const char *s_dir;       //  its data dir
+static const char *s_keys;      //  its keys dir
+static ep_proc_t *s_bus;        //  its bus
 static ep_proc_t *s_terms;      //  the service under test
 static int s_port;              //  its API port (kept across restarts)
 static char *s_terms_key;       //  its public key
@@ -32,7 +31,6 @@ static zcert_t *s_watchdog_cert;
 static zcert_t *s_operator_cert;
 static ep_rpc_client_t *s_watchdog;     //  we, as the watchdog
 static ep_rpc_client_t *s_operator;     //  we, as an operator
-static ep_rpc_client_t *s_modelc;       //  to the model, as an operator
 static ep_publisher_t *s_presence;      //  presence.*, as the watchdog
 static ep_subscriber_t *s_events;       //  terminator.* and cmd.*
 static uint64_t s_epoch;                //  our presence epoch
@@ -69,7 +67,6 @@ s_pump (int timeout_ms)
                 seen->online = body->router_online;
             }
         }
-        ep__event__free_unpacked (event, NULL);
         zstr_free (&topic);
         event = ep_subscriber_recv (s_events, 0, &topic);
     }
@@ -106,77 +103,29 @@ s_count (const char *topic)
 static uint64_t
 s_model_write (Ep__ModelWrite *write)
 {
-    char id [33], err [256];
-    ep_rpc_new_id (id);
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.request_id = id;
-    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-    request.write = write;
-    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (s_modelc, &request.base, id,
-                                                                   &ep__model_reply__descriptor,
-                                                                   3000, 3, err, sizeof err);
-    cr_assert_not_null (reply, "%s", err);
-    cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK, "%s", reply->status->message);
-    uint64_t revision = reply->revision;
-    ep__model_reply__free_unpacked (reply, NULL);
-    return revision;
+    return ep_stack_model_write (s_stack, write);
 }
 
 static uint64_t
 s_service (const char *id)
 {
-    Ep__Service svc = EP__SERVICE__INIT;
-    svc.id = (char *) id;
-    Ep__Entity entity = EP__ENTITY__INIT;
-    entity.kind_case = EP__ENTITY__KIND_SERVICE;
-    entity.service = &svc;
-    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-    write.has_op = true;
-    write.op = EP__MODEL_WRITE__OP__CREATE;
-    write.entity = &entity;
-    return s_model_write (&write);
+    return ep_stack_create_service (s_stack, id);
 }
 
 //  Creates or updates router id hosting the services listed (NULL-ended).
 static uint64_t
 s_router (Ep__ModelWrite__Op op, const char *id, const char *const *services)
 {
-    Ep__HostedService hosted [8];
-    Ep__HostedService *list [8];
-    size_t n = 0;
-    for (; services && services [n]; n++) {
-        ep__hosted_service__init (&hosted [n]);
-        hosted [n].service_id = (char *) services [n];
-        list [n] = &hosted [n];
-    }
-    Ep__Router router = EP__ROUTER__INIT;
-    router.id = (char *) id;
-    router.n_hosted = n;
-    router.hosted = list;
-    Ep__Entity entity = EP__ENTITY__INIT;
-    entity.kind_case = EP__ENTITY__KIND_ROUTER;
-    entity.router = &router;
-    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-    write.has_op = true;
-    write.op = op;
-    write.entity = &entity;
-    char *clear [] = { "hosted" };
-    if (op == EP__MODEL_WRITE__OP__UPDATE && n == 0) {
-        write.n_clear = 1;
-        write.clear = clear;
-    }
-    return s_model_write (&write);
+    size_t count = 0;
+    while (services && services [count])
+        count++;
+    return ep_stack_router_write (s_stack, op, id, services, count);
 }
 
 static uint64_t
 s_delete_router (const char *id)
 {
-    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-    write.has_op = write.has_type = true;
-    write.op = EP__MODEL_WRITE__OP__DELETE;
-    write.type = EP__ENTITY_TYPE__ENTITY_ROUTER;
-    write.id = (char *) id;
-    return s_model_write (&write);
+    return ep_stack_delete_router (s_stack, id);
 }
 
 //  ---------------------------------------------------------------------
@@ -363,32 +312,17 @@ s_start_terms (void)
                             "--establish-timeout", "1s", "--retry-base", "100ms", "--retry-max", "500ms",
                             "--retry-cap", "3", "--delete-grace", "500ms", "--park-timeout", "1500ms",
                             "--settle", "0", "--presence-expiry", "1h", NULL };
-    s_terms = ep_proc_start ("edgeplane-terminators", args, (const char *const *) s_env, 20000);
+    s_terms = ep_proc_start ("edgeplane-terminators", args, ep_stack_env (s_stack), 20000);
     cr_assert_not_null (s_terms, "edgeplane-terminators did not start");
 }
 
 static void
 s_setup (void)
 {
-    signal (SIGPIPE, SIG_IGN);
-    zsys_init ();
-    s_dir = ep_tmpdir_new ("terminators-it");
-    s_keys = zsys_sprintf ("%s/keys", s_dir);
-    char err [512];
-    cr_assert_eq (ep_keys_init (s_keys, false, err, sizeof err), 0, "%s", err);
-    s_env [0] = zsys_sprintf ("EDGEPLANE_KEYS_DIR=%s", s_keys);
-    s_env [1] = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s", s_dir);
-    const char *bus_args [] = { "--pub-listen", "tcp://127.0.0.1:*", "--sub-listen", "tcp://127.0.0.1:*",
-                                "--http-listen", "127.0.0.1:0", NULL };
-    s_bus = ep_proc_start ("edgeplane-bus", bus_args, (const char *const *) s_env, 10000);
-    cr_assert_not_null (s_bus);
-    s_env [2] = zsys_sprintf ("EDGEPLANE_BUS_PUB=%s", ep_proc_connect_endpoint (s_bus, "pub"));
-    s_env [3] = zsys_sprintf ("EDGEPLANE_BUS_SUB=%s", ep_proc_connect_endpoint (s_bus, "sub"));
-    const char *model_args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
-    s_model = ep_proc_start ("edgeplane-model", model_args, (const char *const *) s_env, 10000);
-    cr_assert_not_null (s_model);
-    s_env [4] = zsys_sprintf ("EDGEPLANE_MODEL_API=%s", ep_proc_connect_endpoint (s_model, "api"));
-    s_env [5] = NULL;
+    s_stack = ep_stack_new ("terminators-it");
+    s_dir = ep_stack_dir (s_stack);
+    s_keys = ep_stack_keys (s_stack);
+    s_bus = ep_stack_bus (s_stack);
     s_port = ep_test_stable_port ();
     s_start_terms ();
 
@@ -397,9 +331,6 @@ s_setup (void)
     s_operator_cert = ep_keys_load (s_keys, "operator");
     s_watchdog = ep_rpc_client_new (ep_proc_connect_endpoint (s_terms, "api"), s_watchdog_cert, s_terms_key);
     s_operator = ep_rpc_client_new (ep_proc_connect_endpoint (s_terms, "api"), s_operator_cert, s_terms_key);
-    char *model_key = ep_keys_public_txt (s_keys, "model");
-    s_modelc = ep_rpc_client_new (ep_proc_connect_endpoint (s_model, "api"), s_operator_cert, model_key);
-    free (model_key);
     char *bus_key = ep_keys_public_txt (s_keys, "bus");
     s_presence = ep_publisher_new (ep_proc_connect_endpoint (s_bus, "pub"), s_watchdog_cert, bus_key,
                                    "watchdog-itest", EP_CODEC_DEFAULT_CAP);
@@ -421,17 +352,11 @@ s_teardown (void)
     ep_publisher_destroy (&s_presence);
     ep_rpc_client_destroy (&s_watchdog);
     ep_rpc_client_destroy (&s_operator);
-    ep_rpc_client_destroy (&s_modelc);
     zcert_destroy (&s_watchdog_cert);
     zcert_destroy (&s_operator_cert);
     zstr_free (&s_terms_key);
     ep_proc_destroy (&s_terms);
-    ep_proc_destroy (&s_model);
-    ep_proc_destroy (&s_bus);
-    for (size_t i = 0; i < EP_COUNT (s_env); i++)
-        zstr_free (&s_env [i]);
-    zstr_free (&s_keys);
-    ep_tmpdir_remove (&s_dir);
+    ep_stack_destroy (&s_stack);
 }
 
 TestSuite (terminators_it, .init = s_setup, .fini = s_teardown, .timeout = 90);

@@ -30,15 +30,7 @@ s_setup (void)
     //  restarted one comes back where its clients reconnect; HTTP ports are
     //  the kernel's (the ready files say which).
     int p [8];
-    for (int i = 0; i < 8; i++) {
-        bool unique;
-        do {
-            p [i] = ep_test_stable_port ();
-            unique = true;
-            for (int j = 0; j < i; j++)
-                unique &= p [j] != p [i];
-        } while (!unique);
-    }
+    ep_test_stable_ports (p, EP_COUNT (p));
     int n = 0;
     s_env [n++] = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s", s_dir);
     s_env [n++] = zsys_sprintf ("EDGEPLANE_BUS_PUB_LISTEN=tcp://127.0.0.1:%d", p [0]);

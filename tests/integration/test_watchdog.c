@@ -2,7 +2,7 @@
     real TLS clients: strays on time, every refusal with its own reason,
     heartbeats, drain on deletion, two instances holding a router once. */
 #include <criterion/criterion.h>
-#include "ep_test.h"
+#include "ep_stack.h"
 #include "ep_chan_client.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
@@ -12,6 +12,9 @@
 #include "ep_subscriber.h"
 #include "model.pb-c.h"
 #include <arpa/inet.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -22,14 +25,12 @@
 
 #define GRACE_MS 500
 
-static char *s_dir;             //  data dir
-static char *s_keys;            //  keys dir
-static char *s_env [9];         //  environment for the services
-static ep_proc_t *s_bus;
-static ep_proc_t *s_model;
-static ep_proc_t *s_watchdogs [4];      //  started by a test, stopped by s_teardown
-static ep_subscriber_t *s_events;       //  everything on the bus
-static zcert_t *s_sub_cert;
+static ep_stack_t *s_stack;     //  keys, bus, model, environment
+static const char *s_dir;       //  its data dir
+static const char *s_keys;      //  its keys dir
+static ep_proc_t *s_bus;        //  its bus
+static ep_proc_t *s_model;      //  its model
+static ep_subscriber_t *s_events;       //  everything on the bus (the stack's)
 
 //  Events collected from the bus, as (topic, JSON-ish fields we test).
 typedef struct {
@@ -66,7 +67,6 @@ s_pump (int timeout_ms)
                 e->connected = event->connect->connected;
             }
         }
-        ep__event__free_unpacked (event, NULL);
         zstr_free (&topic);
         event = ep_subscriber_recv (s_events, 0, &topic);
     }
@@ -93,135 +93,39 @@ s_await (const char *topic, const char *field, int timeout_ms)
 }
 
 static void
-s_model_write (Ep__ModelWrite *write)
-{
-    zcert_t *cert = ep_keys_load (s_keys, "operator");
-    char *key = ep_keys_public_txt (s_keys, "model");
-    ep_rpc_client_t *client = ep_rpc_client_new (ep_proc_connect_endpoint (s_model, "api"), cert, key);
-    char id [33], err [256];
-    ep_rpc_new_id (id);
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.request_id = id;
-    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-    request.write = write;
-    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (client, &request.base, id,
-                                                                   &ep__model_reply__descriptor,
-                                                                   3000, 3, err, sizeof err);
-    cr_assert_not_null (reply, "%s", err);
-    cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK, "%s", reply->status->message);
-    ep__model_reply__free_unpacked (reply, NULL);
-    ep_rpc_client_destroy (&client);
-    free (key);
-    zcert_destroy (&cert);
-}
-
-static void
-s_create (Ep__Entity *entity)
-{
-    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-    write.has_op = true;
-    write.op = EP__MODEL_WRITE__OP__CREATE;
-    write.entity = entity;
-    s_model_write (&write);
-}
-
-static void
 s_create_router (const char *id)
 {
-    Ep__HostedService hosted = EP__HOSTED_SERVICE__INIT;
-    hosted.service_id = "svc1";
-    Ep__HostedService *list [] = { &hosted };
-    Ep__Router router = EP__ROUTER__INIT;
-    router.id = (char *) id;
-    router.n_hosted = 1;
-    router.hosted = list;
-    Ep__Entity entity = EP__ENTITY__INIT;
-    entity.kind_case = EP__ENTITY__KIND_ROUTER;
-    entity.router = &router;
-    s_create (&entity);
-}
-
-static void
-s_delete_router (const char *id)
-{
-    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-    write.has_op = write.has_type = true;
-    write.op = EP__MODEL_WRITE__OP__DELETE;
-    write.type = EP__ENTITY_TYPE__ENTITY_ROUTER;
-    write.id = (char *) id;
-    s_model_write (&write);
+    const char *hosted [] = { "svc1" };
+    ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__CREATE, id, hosted, 1);
 }
 
 static void
 s_setup (void)
 {
-    signal (SIGPIPE, SIG_IGN);          //  our clients write to closed sockets too
-    s_dir = ep_tmpdir_new ("watchdog");
-    s_keys = zsys_sprintf ("%s/keys", s_dir);
-    char err [512];
-    cr_assert_eq (ep_keys_init (s_keys, false, err, sizeof err), 0, "%s", err);
-    cr_assert_eq (ep_pki_init (s_keys, false, err, sizeof err), 0, "%s", err);
-    s_env [0] = zsys_sprintf ("EDGEPLANE_KEYS_DIR=%s", s_keys);
-    s_env [1] = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s", s_dir);
-    const char *bus_args [] = { "--pub-listen", "tcp://127.0.0.1:*", "--sub-listen", "tcp://127.0.0.1:*",
-                                "--http-listen", "127.0.0.1:0", NULL };
-    s_bus = ep_proc_start ("edgeplane-bus", bus_args, (const char *const *) s_env, 10000);
-    cr_assert_not_null (s_bus);
-    s_env [2] = zsys_sprintf ("EDGEPLANE_BUS_PUB=%s", ep_proc_connect_endpoint (s_bus, "pub"));
-    s_env [3] = zsys_sprintf ("EDGEPLANE_BUS_SUB=%s", ep_proc_connect_endpoint (s_bus, "sub"));
-    const char *model_args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
-    s_model = ep_proc_start ("edgeplane-model", model_args, (const char *const *) s_env, 10000);
-    cr_assert_not_null (s_model);
-    s_env [4] = zsys_sprintf ("EDGEPLANE_MODEL_API=%s", ep_proc_connect_endpoint (s_model, "api"));
+    s_stack = ep_stack_new ("watchdog");
+    s_dir = ep_stack_dir (s_stack);
+    s_keys = ep_stack_keys (s_stack);
+    s_bus = ep_stack_bus (s_stack);
+    s_model = ep_stack_model (s_stack);
     //  Nothing listens there: relays are not under test here.
-    s_env [5] = strdup ("EDGEPLANE_TERMINATORS_API=tcp://127.0.0.1:1");
-    s_env [6] = strdup ("EDGEPLANE_REAPER_API=tcp://127.0.0.1:1");
-    s_env [7] = NULL;
-    s_sub_cert = ep_keys_load (s_keys, "subscriber");
-    char *bus_key = ep_keys_public_txt (s_keys, "bus");
-    s_events = ep_subscriber_new (ep_proc_connect_endpoint (s_bus, "sub"), s_sub_cert, bus_key,
-                                  EP_CODEC_DEFAULT_CAP, NULL, NULL);
-    ep_subscriber_subscribe (s_events, "");
-    free (bus_key);
+    ep_stack_setenv (s_stack, "EDGEPLANE_TERMINATORS_API", "tcp://127.0.0.1:1");
+    ep_stack_setenv (s_stack, "EDGEPLANE_REAPER_API", "tcp://127.0.0.1:1");
+    ep_stack_setenv (s_stack, "EDGEPLANE_LOG_LEVEL", "debug");
+    s_events = ep_stack_subscribe (s_stack, "");
     s_seen_count = 0;
-
-    Ep__Service svc = EP__SERVICE__INIT;
-    svc.id = "svc1";
-    Ep__Entity entity = EP__ENTITY__INIT;
-    entity.kind_case = EP__ENTITY__KIND_SERVICE;
-    entity.service = &svc;
-    s_create (&entity);
+    ep_stack_create_service (s_stack, "svc1");
+    char err [512];
     s_create_router ("r1");
     s_create_router ("r2");
     cr_assert_eq (ep_pki_issue (s_keys, "router", "r1", s_dir, 30, err, sizeof err), 0, "%s", err);
     cr_assert_eq (ep_pki_issue (s_keys, "router", "r2", s_dir, 30, err, sizeof err), 0, "%s", err);
 }
 
-//  Remembers a watchdog the test started: teardown stops it, even when an
-//  assertion ended the test early (a leftover would run on, orphaned).
-static void
-s_keep (ep_proc_t *watchdog)
-{
-    size_t i = 0;
-    while (i < EP_COUNT (s_watchdogs) && s_watchdogs [i])
-        i++;
-    cr_assert_lt (i, EP_COUNT (s_watchdogs), "more watchdogs than s_watchdogs holds");
-    s_watchdogs [i] = watchdog;
-}
-
 static void
 s_teardown (void)
 {
-    for (size_t i = 0; i < EP_COUNT (s_watchdogs); i++)
-        ep_proc_destroy (&s_watchdogs [i]);
-    ep_subscriber_destroy (&s_events);
-    zcert_destroy (&s_sub_cert);
-    ep_proc_destroy (&s_model);
-    ep_proc_destroy (&s_bus);
-    for (size_t i = 0; i < EP_COUNT (s_env); i++)
-        zstr_free (&s_env [i]);
-    zstr_free (&s_keys);
-    ep_tmpdir_remove (&s_dir);
+    s_events = NULL;
+    ep_stack_destroy (&s_stack);
 }
 
 //  A watchdog with these settings; extra flags (NULL-terminated, may be
@@ -240,11 +144,9 @@ s_watchdog_with (const char *action, const char *heartbeat, const char *timeout,
                               "--frame-timeout=300ms", "--drain-grace=1s", NULL };
     for (size_t i = 12, j = 0; extra && extra [j] && i < EP_COUNT (args) - 1; i++, j++)
         args [i] = extra [j];
-    s_env [7] = strdup ("EDGEPLANE_LOG_LEVEL=debug");
-    ep_proc_t *watchdog = ep_proc_start ("edgeplane-watchdog", args, (const char *const *) s_env, 15000);
-    zstr_free (&s_env [7]);
+    ep_proc_t *watchdog = ep_proc_start ("edgeplane-watchdog", args, ep_stack_env (s_stack), 15000);
     cr_assert_not_null (watchdog);
-    s_keep (watchdog);
+    ep_stack_keep (s_stack, watchdog);
     return watchdog;
 }
 
@@ -521,7 +423,7 @@ Test (watchdog, every_refusal_has_its_own_reason_and_heartbeats_keep_their_rtt,
     cr_assert_gt (ep_chan_client_pongs (router), 5);
 
     //  A deleted router: drained, then refused with its own reason.
-    s_delete_router ("r1");
+    ep_stack_delete_router (s_stack, "r1");
     Ep__Frame *goodbye = NULL;
     deadline = ep_mono_ms () + 10000;
     while (!goodbye && ep_mono_ms () < deadline) {
@@ -698,6 +600,84 @@ Test (watchdog, revoking_a_joined_routers_certificate_closes_its_connection,
     SSL_CTX_free (ctx2);
 }
 
+//  A copy of the bundle <dir>/<id>.crt into <out>/<id>.crt (with its key and
+//  ca.crt), re-signed by the CA of s_keys with a validity that ended
+//  yesterday: the certificate ep_pki issued, identical but expired (ep_pki
+//  never issues one, so the test makes it).
+static void
+s_expire (const char *dir, const char *id, const char *out)
+{
+    char *src = zsys_sprintf ("%s/%s.crt", dir, id);
+    char *ca_key_path = zsys_sprintf ("%s/tls/ca.key", s_keys);
+    FILE *file = fopen (src, "r");
+    cr_assert_not_null (file, "%s", src);
+    X509 *cert = PEM_read_X509 (file, NULL, NULL, NULL);
+    fclose (file);
+    file = fopen (ca_key_path, "r");
+    cr_assert_not_null (file, "%s", ca_key_path);
+    EVP_PKEY *ca_key = PEM_read_PrivateKey (file, NULL, NULL, NULL);
+    fclose (file);
+    cr_assert (cert && ca_key);
+    time_t now = time (NULL);
+    cr_assert (ASN1_TIME_set (X509_getm_notBefore (cert), now - 2 * 86400));
+    cr_assert (ASN1_TIME_set (X509_getm_notAfter (cert), now - 86400));
+    cr_assert_gt (X509_sign (cert, ca_key, EVP_sha256 ()), 0);
+    cr_assert_eq (mkdir (out, 0700), 0);
+    char *dst = zsys_sprintf ("%s/%s.crt", out, id);
+    file = fopen (dst, "w");
+    cr_assert_not_null (file, "%s", dst);
+    cr_assert_eq (PEM_write_X509 (file, cert), 1);
+    fclose (file);
+    char *cmd = zsys_sprintf ("cp '%s/%s.key' '%s/ca.crt' '%s/'", dir, id, dir, out);
+    cr_assert_eq (system (cmd), 0);
+    free (cmd);
+    X509_free (cert);
+    EVP_PKEY_free (ca_key);
+    free (dst);
+    free (src);
+    free (ca_key_path);
+}
+
+Test (watchdog, a_router_with_an_expired_certificate_cannot_join,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    ep_proc_t *watchdog = s_watchdog ("disconnect", "10s", "30s");
+    char *expired_dir = zsys_sprintf ("%s/expired", s_dir);
+    s_expire (s_dir, "r1", expired_dir);
+    //  The client side loads it (it does not check dates); the watchdog
+    //  refuses the handshake: no HelloResult, the connection closed, the
+    //  refusal with its own reason in the event and the metric.
+    SSL_CTX *expired = s_router_ctx (expired_dir, "r1");
+    char err [512];
+    ep_chan_client_t *client = ep_chan_client_new (ep_proc_endpoint (watchdog, "channel"), expired, 5000,
+                                                   err, sizeof err);
+    if (client) {
+        Ep__HelloResult *result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
+        cr_assert (!result || result->status->code != EP__STATUS__CODE__OK,
+                   "a router with an expired certificate joined");
+        if (result)
+            ep__hello_result__free_unpacked (result, NULL);
+        cr_assert_null (ep_chan_client_recv (client, 2000));
+        cr_assert (ep_chan_client_closed (client), "the connection stays open");
+        ep_chan_client_destroy (&client);
+    }
+    cr_assert_not_null (s_await ("channel.refused", "expired", 5000), "no channel.refused with reason expired");
+    char *metrics = ep_http_get (ep_proc_endpoint (watchdog, "http"), "/metrics");
+    cr_assert_eq (ep_metric_value (metrics, "edgeplane_channel_refused_total{reason=\"expired\"}"), 1,
+                  "%s", metrics);
+    free (metrics);
+    for (size_t i = 0; i < s_seen_count; i++)
+        cr_assert_not (streq (s_seen [i].topic, "connect.router-to-ctrl") && s_seen [i].connected,
+                       "the expired router was announced as connected");
+    //  The same router with its valid bundle joins.
+    SSL_CTX *valid = s_router_ctx (s_dir, "r1");
+    ep_chan_client_t *router = s_join (watchdog, valid, "r1");
+    ep_chan_client_destroy (&router);
+    SSL_CTX_free (valid);
+    SSL_CTX_free (expired);
+    free (expired_dir);
+}
+
 //  Waits until the metric series reads value; returns the last reading.
 static double
 s_metric_becomes (ep_proc_t *watchdog, const char *series, double value, int timeout_ms)
@@ -778,15 +758,13 @@ Test (watchdog, sigterm_while_it_waits_for_the_model_exits_0,
 {
     //  No model at that address: the watchdog waits to follow it before
     //  it listens on the channel, and is stopped there.
-    char *model = s_env [4];
-    s_env [4] = strdup ("EDGEPLANE_MODEL_API=tcp://127.0.0.1:1");
+    ep_stack_setenv (s_stack, "EDGEPLANE_MODEL_API", "tcp://127.0.0.1:1");
     const char *args [] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
                             "--http-listen", "127.0.0.1:0", NULL };
-    ep_proc_t *watchdog = ep_proc_spawn ("edgeplane-watchdog", args, (const char *const *) s_env);
-    zstr_free (&s_env [4]);
-    s_env [4] = model;
+    ep_proc_t *watchdog = ep_proc_spawn ("edgeplane-watchdog", args, ep_stack_env (s_stack));
+    ep_stack_setenv (s_stack, "EDGEPLANE_MODEL_API", "%s", ep_proc_connect_endpoint (s_model, "api"));
     cr_assert_not_null (watchdog);
-    s_keep (watchdog);
+    ep_stack_keep (s_stack, watchdog);
     cr_assert (ep_wait_until (s_following, watchdog, 10000), "the watchdog did not start");
     cr_assert_eq (ep_proc_signal (watchdog, SIGTERM), 0);
     int status = ep_proc_wait_exit (watchdog, 10000);

@@ -6,7 +6,7 @@
     commands and their acks, model slices, edge-to-router events, and the
     drain on SIGTERM. Also `edgeplane connections` across two instances. */
 #include <criterion/criterion.h>
-#include "ep_test.h"
+#include "ep_stack.h"
 #include "ep_auth.h"
 #include "ep_chan_client.h"
 #include "ep_codec.h"
@@ -33,17 +33,15 @@ typedef struct {
     char *endpoint;             //  where it is bound
 } s_stub_t;
 
-static char *s_dir;             //  data dir
-static char *s_keys;            //  keys dir
-static char *s_env [9];         //  environment for the services
-static ep_proc_t *s_bus;
-static ep_proc_t *s_model;
-static ep_proc_t *s_watchdogs [4];      //  started by a test, stopped by s_teardown
+static ep_stack_t *s_stack;     //  keys, bus, model, environment
+static const char *s_dir;       //  its data dir
+static const char *s_keys;      //  its keys dir
+static ep_proc_t *s_bus;        //  its bus
 static ep_auth_t *s_auth;       //  zauth for the stubs: callers' roles
 static s_stub_t s_terminators;
 static s_stub_t s_reaper;
-static ep_subscriber_t *s_events;       //  everything on the bus
-static zcert_t *s_sub_cert;
+static ep_subscriber_t *s_events;       //  connect.* (the stack's)
+static zcert_t *s_sub_cert;     //  for our own subscribers
 
 //  Connect events collected from the bus (the fields tested).
 typedef struct {
@@ -91,7 +89,6 @@ s_pump (int timeout_ms)
                 e->duration = c->duration;
             }
         }
-        ep__event__free_unpacked (event, NULL);
         zstr_free (&topic);
         event = ep_subscriber_recv (s_events, 0, &topic);
     }
@@ -114,72 +111,6 @@ s_await (const char *topic, const char *src_id, int timeout_ms)
             return NULL;
         s_pump ((int) (left < 50? left: 50));
     }
-}
-
-static void
-s_model_call (Ep__ModelRequest *request)
-{
-    zcert_t *cert = ep_keys_load (s_keys, "operator");
-    char *key = ep_keys_public_txt (s_keys, "model");
-    ep_rpc_client_t *client = ep_rpc_client_new (ep_proc_connect_endpoint (s_model, "api"), cert, key);
-    char id [33], err [256];
-    ep_rpc_new_id (id);
-    request->request_id = id;
-    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (client, &request->base, id,
-                                                                   &ep__model_reply__descriptor,
-                                                                   3000, 3, err, sizeof err);
-    cr_assert_not_null (reply, "%s", err);
-    cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK, "%s", reply->status->message);
-    ep__model_reply__free_unpacked (reply, NULL);
-    ep_rpc_client_destroy (&client);
-    free (key);
-    zcert_destroy (&cert);
-}
-
-//  Creates (op CREATE) or replaces (op UPDATE) router id hosting services.
-static void
-s_router_write (Ep__ModelWrite__Op op, const char *id, const char *const *services, size_t count)
-{
-    Ep__HostedService hosted [count + 1];
-    Ep__HostedService *list [count + 1];
-    for (size_t i = 0; i < count; i++) {
-        ep__hosted_service__init (&hosted [i]);
-        hosted [i].service_id = (char *) services [i];
-        list [i] = &hosted [i];
-    }
-    Ep__Router router = EP__ROUTER__INIT;
-    router.id = (char *) id;
-    router.n_hosted = count;
-    router.hosted = list;
-    Ep__Entity entity = EP__ENTITY__INIT;
-    entity.kind_case = EP__ENTITY__KIND_ROUTER;
-    entity.router = &router;
-    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-    write.has_op = true;
-    write.op = op;
-    write.entity = &entity;
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-    request.write = &write;
-    s_model_call (&request);
-}
-
-static void
-s_create_service (const char *id)
-{
-    Ep__Service svc = EP__SERVICE__INIT;
-    svc.id = (char *) id;
-    Ep__Entity entity = EP__ENTITY__INIT;
-    entity.kind_case = EP__ENTITY__KIND_SERVICE;
-    entity.service = &svc;
-    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-    write.has_op = true;
-    write.op = EP__MODEL_WRITE__OP__CREATE;
-    write.entity = &entity;
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-    request.write = &write;
-    s_model_call (&request);
 }
 
 static void
@@ -222,76 +153,40 @@ s_stub_next (s_stub_t *stub, int timeout_ms)
 static void
 s_setup (void)
 {
-    signal (SIGPIPE, SIG_IGN);
-    s_dir = ep_tmpdir_new ("watchdog-relay");
-    s_keys = zsys_sprintf ("%s/keys", s_dir);
-    char err [512];
-    cr_assert_eq (ep_keys_init (s_keys, false, err, sizeof err), 0, "%s", err);
-    cr_assert_eq (ep_pki_init (s_keys, false, err, sizeof err), 0, "%s", err);
+    s_stack = ep_stack_new ("watchdog-relay");
+    s_dir = ep_stack_dir (s_stack);
+    s_keys = ep_stack_keys (s_stack);
+    s_bus = ep_stack_bus (s_stack);
     s_auth = ep_auth_new (s_keys);
     cr_assert_not_null (s_auth);
     s_stub_start (&s_terminators, "terminators");
     s_stub_start (&s_reaper, "reaper");
-    s_env [0] = zsys_sprintf ("EDGEPLANE_KEYS_DIR=%s", s_keys);
-    s_env [1] = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s", s_dir);
-    const char *bus_args [] = { "--pub-listen", "tcp://127.0.0.1:*", "--sub-listen", "tcp://127.0.0.1:*",
-                                "--http-listen", "127.0.0.1:0", NULL };
-    s_bus = ep_proc_start ("edgeplane-bus", bus_args, (const char *const *) s_env, 10000);
-    cr_assert_not_null (s_bus);
-    s_env [2] = zsys_sprintf ("EDGEPLANE_BUS_PUB=%s", ep_proc_connect_endpoint (s_bus, "pub"));
-    s_env [3] = zsys_sprintf ("EDGEPLANE_BUS_SUB=%s", ep_proc_connect_endpoint (s_bus, "sub"));
-    const char *model_args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
-    s_model = ep_proc_start ("edgeplane-model", model_args, (const char *const *) s_env, 10000);
-    cr_assert_not_null (s_model);
-    s_env [4] = zsys_sprintf ("EDGEPLANE_MODEL_API=%s", ep_proc_connect_endpoint (s_model, "api"));
-    s_env [5] = zsys_sprintf ("EDGEPLANE_TERMINATORS_API=%s", s_terminators.endpoint);
-    s_env [6] = zsys_sprintf ("EDGEPLANE_REAPER_API=%s", s_reaper.endpoint);
-    s_env [7] = NULL;
+    ep_stack_setenv (s_stack, "EDGEPLANE_TERMINATORS_API", "%s", s_terminators.endpoint);
+    ep_stack_setenv (s_stack, "EDGEPLANE_REAPER_API", "%s", s_reaper.endpoint);
+    ep_stack_setenv (s_stack, "EDGEPLANE_LOG_LEVEL", "debug");
     s_sub_cert = ep_keys_load (s_keys, "subscriber");
-    char *bus_key = ep_keys_public_txt (s_keys, "bus");
-    s_events = ep_subscriber_new (ep_proc_connect_endpoint (s_bus, "sub"), s_sub_cert, bus_key,
-                                  EP_CODEC_DEFAULT_CAP, NULL, NULL);
-    ep_subscriber_subscribe (s_events, "connect.");
-    free (bus_key);
+    s_events = ep_stack_subscribe (s_stack, "connect.");
     s_seen_count = 0;
 
-    s_create_service ("svc1");
-    s_create_service ("svc2");
+    char err [512];
+    ep_stack_create_service (s_stack, "svc1");
+    ep_stack_create_service (s_stack, "svc2");
     const char *svc1 [] = { "svc1" };
-    s_router_write (EP__MODEL_WRITE__OP__CREATE, "r1", svc1, 1);
-    s_router_write (EP__MODEL_WRITE__OP__CREATE, "r2", svc1, 1);
+    ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__CREATE, "r1", svc1, 1);
+    ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__CREATE, "r2", svc1, 1);
     cr_assert_eq (ep_pki_issue (s_keys, "router", "r1", s_dir, 30, err, sizeof err), 0, "%s", err);
     cr_assert_eq (ep_pki_issue (s_keys, "router", "r2", s_dir, 30, err, sizeof err), 0, "%s", err);
-}
-
-//  Remembers a watchdog the test started: teardown stops it, even when an
-//  assertion ended the test early (a leftover would run on, orphaned).
-static void
-s_keep (ep_proc_t *watchdog)
-{
-    size_t i = 0;
-    while (i < EP_COUNT (s_watchdogs) && s_watchdogs [i])
-        i++;
-    cr_assert_lt (i, EP_COUNT (s_watchdogs), "more watchdogs than s_watchdogs holds");
-    s_watchdogs [i] = watchdog;
 }
 
 static void
 s_teardown (void)
 {
-    for (size_t i = 0; i < EP_COUNT (s_watchdogs); i++)
-        ep_proc_destroy (&s_watchdogs [i]);
-    ep_subscriber_destroy (&s_events);
     zcert_destroy (&s_sub_cert);
-    ep_proc_destroy (&s_model);
-    ep_proc_destroy (&s_bus);
+    s_events = NULL;
+    ep_stack_destroy (&s_stack);
     s_stub_stop (&s_terminators);
     s_stub_stop (&s_reaper);
     ep_auth_destroy (&s_auth);
-    for (size_t i = 0; i < EP_COUNT (s_env); i++)
-        zstr_free (&s_env [i]);
-    zstr_free (&s_keys);
-    ep_tmpdir_remove (&s_dir);
 }
 
 static ep_proc_t *
@@ -300,11 +195,9 @@ s_watchdog (void)
     const char *args [] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
                             "--http-listen", "127.0.0.1:0", "--heartbeat=10s", "--heartbeat-timeout=30s",
                             "--drain-grace=1s", NULL };
-    s_env [7] = strdup ("EDGEPLANE_LOG_LEVEL=debug");
-    ep_proc_t *watchdog = ep_proc_start ("edgeplane-watchdog", args, (const char *const *) s_env, 15000);
-    zstr_free (&s_env [7]);
+    ep_proc_t *watchdog = ep_proc_start ("edgeplane-watchdog", args, ep_stack_env (s_stack), 15000);
     cr_assert_not_null (watchdog);
-    s_keep (watchdog);
+    ep_stack_keep (s_stack, watchdog);
     return watchdog;
 }
 
@@ -702,7 +595,7 @@ Test (relay, a_router_gets_its_full_slice_on_join_then_deltas,
 
     //  r1 now hosts svc2 instead of svc1.
     const char *svc2 [] = { "svc2" };
-    s_router_write (EP__MODEL_WRITE__OP__UPDATE, "r1", svc2, 1);
+    ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__UPDATE, "r1", svc2, 1);
     frame = s_expect_frame (router, EP__FRAME__BODY_SLICE, 5000);
     cr_assert_not_null (frame, "no delta slice after the update");
     slice = frame->slice;
@@ -716,8 +609,8 @@ Test (relay, a_router_gets_its_full_slice_on_join_then_deltas,
 
     //  An update of another router sends r1 nothing; the next one for r1 does.
     const char *both [] = { "svc1", "svc2" };
-    s_router_write (EP__MODEL_WRITE__OP__UPDATE, "r2", both, 2);
-    s_router_write (EP__MODEL_WRITE__OP__UPDATE, "r1", both, 2);
+    ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__UPDATE, "r2", both, 2);
+    ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__UPDATE, "r1", both, 2);
     frame = s_expect_frame (router, EP__FRAME__BODY_SLICE, 5000);
     cr_assert_not_null (frame);
     cr_assert_eq (frame->slice->n_hosted, 1);
@@ -830,8 +723,8 @@ static int
 s_cli (const char *args, char **out, char **err)
 {
     char *err_file = zsys_sprintf ("%s/cli.stderr", s_dir);
-    char *cmd = zsys_sprintf ("%s %s '%s/edgeplane' %s 2>'%s'", s_env [0], s_env [3], EP_BIN_DIR, args,
-                              err_file);
+    char *cmd = zsys_sprintf ("EDGEPLANE_KEYS_DIR='%s' EDGEPLANE_BUS_SUB=%s '%s/edgeplane' %s 2>'%s'",
+                              s_keys, ep_proc_connect_endpoint (s_bus, "sub"), EP_BIN_DIR, args, err_file);
     int rc = ep_run (cmd, out);
     zchunk_t *chunk = zchunk_slurp (err_file, 0);
     *err = chunk? zchunk_strdup (chunk): strdup ("");
@@ -900,6 +793,9 @@ Test (connections, the_cli_lists_every_instances_connections,
     cr_assert (joined1 && joined2);
     char *instance_a = strdup (joined1->dst_id), *instance_b = strdup (joined2->dst_id);
     cr_assert_str_neq (instance_a, instance_b);
+    //  The instances dial each other as ctrl peers: each lists the other.
+    cr_assert_not_null (s_await ("connect.ctrl-to-ctrl", instance_b, 15000));
+    cr_assert_not_null (s_await ("connect.ctrl-to-ctrl", instance_a, 15000));
     //  One connection to a that never speaks.
     const char *channel = ep_proc_endpoint (a, "channel");
     int fd = socket (AF_INET, SOCK_STREAM, 0);
@@ -914,9 +810,15 @@ Test (connections, the_cli_lists_every_instances_connections,
     json_error_t error;
     json_t *all = json_loads (out, 0, &error);
     cr_assert (json_is_array (all), "not a JSON array (%s): %s", error.text, out);
-    cr_assert_eq (json_array_size (all), 3, "%s", out);
+    cr_assert_eq (json_array_size (all), 5, "two routers, a stray, two ctrl peers: %s", out);
     json_t *e1 = s_entry (all, "r1"), *e2 = s_entry (all, "r2"), *stray = s_entry (all, "");
     cr_assert (e1 && e2 && stray, "%s", out);
+    json_t *peer_b = s_entry (all, instance_b), *peer_a = s_entry (all, instance_a);
+    cr_assert (peer_a && peer_b, "%s", out);
+    cr_assert_str_eq (json_string_value (json_object_get (peer_b, "instance_id")), instance_a);
+    cr_assert_str_eq (json_string_value (json_object_get (peer_b, "role")), "ctrl");
+    cr_assert_str_eq (json_string_value (json_object_get (peer_b, "state")), "joined");
+    cr_assert_str_eq (json_string_value (json_object_get (peer_a, "instance_id")), instance_b);
     cr_assert_str_eq (json_string_value (json_object_get (e1, "instance_id")), instance_a);
     cr_assert_str_eq (json_string_value (json_object_get (e2, "instance_id")), instance_b);
     cr_assert_str_eq (json_string_value (json_object_get (e1, "role")), "router");
@@ -958,7 +860,7 @@ Test (connections, the_cli_lists_every_instances_connections,
     cr_assert (strstr (err, "watchdog-ghost") && strstr (err, "tcp://127.0.0.1:1") && strstr (err, "did not answer"),
                "%s", err);
     all = json_loads (out, 0, &error);
-    cr_assert_eq (json_array_size (all), 3, "%s", out);
+    cr_assert_eq (json_array_size (all), 5, "%s", out);
     json_decref (all);
     free (out);
     free (err);
@@ -994,8 +896,6 @@ s_beacon_api (const char *channel)
         if (event && event->body_case == EP__EVENT__BODY_PRESENCE && event->presence->channel_address
         &&  streq (event->presence->channel_address, channel) && event->presence->api_address)
             api = strdup (event->presence->api_address);
-        if (event)
-            ep__event__free_unpacked (event, NULL);
     }
     ep_subscriber_destroy (&sub);
     free (bus_key);
@@ -1007,17 +907,17 @@ Test (connections, beacons_name_each_instances_own_api_address,
 {
     //  Both have EDGEPLANE_WATCHDOG_API set, as in compose, where it names
     //  the service (all instances): it is not what a beacon says.
-    s_env [7] = strdup ("EDGEPLANE_WATCHDOG_API=tcp://127.0.0.1:7031");
+    ep_stack_setenv (s_stack, "EDGEPLANE_WATCHDOG_API", "tcp://127.0.0.1:7031");
     const char *args [] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
                             "--http-listen", "127.0.0.1:0", NULL, NULL };
-    ep_proc_t *plain = ep_proc_start ("edgeplane-watchdog", args, (const char *const *) s_env, 15000);
+    ep_proc_t *plain = ep_proc_start ("edgeplane-watchdog", args, ep_stack_env (s_stack), 15000);
     cr_assert_not_null (plain);
-    s_keep (plain);
+    ep_stack_keep (s_stack, plain);
     args [6] = "--advertise=tcp://192.0.2.10:7031";
-    ep_proc_t *natted = ep_proc_start ("edgeplane-watchdog", args, (const char *const *) s_env, 15000);
+    ep_proc_t *natted = ep_proc_start ("edgeplane-watchdog", args, ep_stack_env (s_stack), 15000);
     cr_assert_not_null (natted);
-    s_keep (natted);
-    zstr_free (&s_env [7]);
+    ep_stack_keep (s_stack, natted);
+    ep_stack_unsetenv (s_stack, "EDGEPLANE_WATCHDOG_API");
 
     char *api = s_beacon_api (ep_proc_endpoint (plain, "channel"));
     cr_assert_not_null (api, "no beacon from the first instance");

@@ -280,6 +280,20 @@ ep_test_stable_port (void)
     return -1;
 }
 
+void
+ep_test_stable_ports (int *ports, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        bool unique;
+        do {
+            ports [i] = ep_test_stable_port ();
+            unique = true;
+            for (size_t j = 0; j < i; j++)
+                unique &= ports [j] != ports [i];
+        } while (!unique);
+    }
+}
+
 char *
 ep_http_get (const char *base, const char *path)
 {
@@ -326,4 +340,19 @@ ep_metric_value (const char *page, const char *series)
             line++;
     }
     return -1;
+}
+
+uint64_t
+ep_rand_next (uint64_t *state)
+{
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return *state * 2685821657736338717ull;
+}
+
+int
+ep_rand_pick (uint64_t *state, int n)
+{
+    return (int) (ep_rand_next (state) % (uint64_t) n);
 }

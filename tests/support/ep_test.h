@@ -77,6 +77,10 @@ bool
 int
     ep_test_stable_port (void);
 
+//  count distinct such ports into ports (a stack of services on fixed ports).
+void
+    ep_test_stable_ports (int *ports, size_t count);
+
 //  GETs path from an http://host:port base (a ready file's "http"
 //  endpoint); returns the body of a 200 answer, or NULL. Caller frees.
 char *
@@ -91,5 +95,15 @@ double
 //  out is not NULL (caller frees).
 int
     ep_run (const char *command, char **out);
+
+//  A seeded xorshift64* sequence: the same seed gives the same choices, so
+//  a randomized test can be replayed from the seed it prints. *state must
+//  not be 0.
+uint64_t
+    ep_rand_next (uint64_t *state);
+
+//  A number in [0, n), n > 0, from the sequence.
+int
+    ep_rand_pick (uint64_t *state, int n);
 
 #endif
