@@ -25,6 +25,7 @@
 #include "ep_publisher.h"
 #include "ep_subscriber.h"
 #include "ep_test.h"
+#include "bench_util.h"
 #include <jansson.h>
 #include <math.h>
 #include <poll.h>
@@ -41,10 +42,19 @@
 #define ACK_EVERY   1024            //  receiver reports its seq this often
 #define CAP         65536           //  codec cap on both ends
 
-//  What travels on the ack pipe, receiver -> sender, besides seqs.
-#define ACK_READY   0                   //  warm-up seen: start the timed run
-#define ACK_BOUND   (UINT64_MAX - 1)    //  raw receiver bound; endpoint in shared
-#define ACK_DONE    UINT64_MAX          //  receiver finished; results in shared
+#define MAX_SUBS    8               //  most subscribers (--subscribers)
+
+//  What travels on the ack pipe, receivers -> sender: one s_ack_t per write.
+#define ACK_SEQ     0                   //  the highest seq this receiver has
+#define ACK_READY   1                   //  warm-up seen: start the timed run
+#define ACK_BOUND   2                   //  raw receiver bound; endpoint in shared
+#define ACK_DONE    3                   //  receiver finished; results in shared
+
+typedef struct {
+    uint32_t receiver;          //  which receiver (0 .. subscribers - 1)
+    uint32_t kind;              //  ACK_*
+    uint64_t seq;               //  ACK_SEQ: its highest seq
+} s_ack_t;
 
 //  One case to run.
 typedef struct {
@@ -56,9 +66,12 @@ typedef struct {
     char pub_endpoint [256];    //  where the sender connects (bus cases)
     char sub_endpoint [256];    //  where the receiver connects (bus cases)
     pid_t bus_pid;              //  the bus process (bus cases)
+    int subscribers;            //  receivers, each getting every message
+    int receiver;               //  in a receiver: which one it is
 } s_case_t;
 
-//  Results the children leave in shared memory for the parent.
+//  Results the children leave in shared memory for the parent, one per
+//  receiver; the sender writes its own figures into the first.
 typedef struct {
     char endpoint [256];        //  raw: where the receiver bound
     uint64_t delivered;         //  timed messages received
@@ -92,10 +105,12 @@ typedef struct {
 //  The sender's view of the ack pipe.
 typedef struct {
     int fd;                     //  read end
-    uint64_t acked;             //  highest seq the receiver reported
-    bool bound;                 //  ACK_BOUND seen
-    bool ready;                 //  ACK_READY seen
-    bool done;                  //  ACK_DONE seen
+    int receivers;              //  how many report on it
+    uint64_t seen [MAX_SUBS];   //  highest seq each receiver reported
+    uint64_t acked;             //  the lowest of those: the slowest receiver
+    int bound;                  //  ACK_BOUNDs seen
+    int ready;                  //  ACK_READYs seen
+    int done;                   //  ACK_DONEs seen
 } s_acks_t;
 
 //  The timed message's body, built once in the parent.
@@ -105,80 +120,32 @@ static uint8_t *s_raw_body;     //  raw cases: the same number of bytes
 static size_t s_body_size;      //  packed Event size = raw body size
 static uint64_t s_window;       //  most messages in flight (--window)
 
-static int64_t
-s_self_cpu_us (void)
-{
-    struct rusage usage;
-    EP_ASSERT (getrusage (RUSAGE_SELF, &usage) == 0);
-    return (int64_t) (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000000
-         + usage.ru_utime.tv_usec + usage.ru_stime.tv_usec;
-}
-
-//  utime + stime of process pid from /proc/<pid>/stat, in us; -1 if gone.
-static int64_t
-s_proc_cpu_us (pid_t pid)
-{
-    char path [64];
-    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return -1;
-    char buf [1024];
-    size_t size = fread (buf, 1, sizeof buf - 1, file);
-    fclose (file);
-    buf [size] = 0;
-    //  The command name may hold spaces and parentheses: fields start
-    //  after the last ')'. utime and stime are fields 14 and 15.
-    const char *fields = strrchr (buf, ')');
-    unsigned long long utime, stime;
-    if (!fields || sscanf (fields + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                           &utime, &stime) != 2)
-        return -1;
-    return (int64_t) ((utime + stime) * 1000000ull / (unsigned long long) sysconf (_SC_CLK_TCK));
-}
-
-//  Busy CPU of the whole machine (all cores, all processes) from
-//  /proc/stat, in us: with ours subtracted, what others used meanwhile.
-static int64_t
-s_machine_busy_us (void)
-{
-    FILE *file = fopen ("/proc/stat", "r");
-    unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0,
-                       irq = 0, softirq = 0, steal = 0;
-    if (file) {
-        if (fscanf (file, "cpu %llu %llu %llu %llu %llu %llu %llu %llu",
-                    &user, &nice, &system, &idle, &iowait, &irq, &softirq, &steal) != 8)
-            user = nice = system = irq = softirq = steal = 0;
-        fclose (file);
-    }
-    return (int64_t) ((user + nice + system + irq + softirq + steal) * 1000000ull
-                      / (unsigned long long) sysconf (_SC_CLK_TCK));
-}
-
 //  The sender marks the start of the timed run, the receiver its end.
 static void
 s_mark_start (s_case_t *c, s_shared_t *shared)
 {
     shared->start_us = ep_mono_us ();
-    shared->busy_start_us = s_machine_busy_us ();
+    shared->busy_start_us = bench_machine_busy_us ();
     if (c->bus)
-        shared->bus_cpu_start_us = s_proc_cpu_us (c->bus_pid);
+        shared->bus_cpu_start_us = bench_proc_cpu_us (c->bus_pid);
 }
 
 static void
 s_mark_end (s_case_t *c, s_shared_t *shared)
 {
     shared->end_us = ep_mono_us ();
-    shared->busy_end_us = s_machine_busy_us ();
+    shared->busy_end_us = bench_machine_busy_us ();
     if (c->bus)
-        shared->bus_cpu_end_us = s_proc_cpu_us (c->bus_pid);
+        shared->bus_cpu_end_us = bench_proc_cpu_us (c->bus_pid);
 }
 
 static void
-s_ack_send (int fd, uint64_t value)
+s_ack_send (s_case_t *c, int fd, uint32_t kind, uint64_t seq)
 {
-    //  8 bytes is below PIPE_BUF: each write arrives whole.
-    EP_ASSERT (write (fd, &value, sizeof value) == (ssize_t) sizeof value);
+    //  16 bytes is below PIPE_BUF: each write arrives whole, and reads
+    //  (of a multiple of 16 bytes) never split one.
+    s_ack_t ack = { .receiver = (uint32_t) c->receiver, .kind = kind, .seq = seq };
+    EP_ASSERT (write (fd, &ack, sizeof ack) == (ssize_t) sizeof ack);
 }
 
 //  Reads what the receiver reported, waiting up to timeout_ms for it.
@@ -189,23 +156,29 @@ s_acks_read (s_acks_t *self, int timeout_ms)
     struct pollfd pfd = { .fd = self->fd, .events = POLLIN };
     if (poll (&pfd, 1, timeout_ms) <= 0)
         return 0;
-    uint64_t values [512];
-    ssize_t got = read (self->fd, values, sizeof values);
+    s_ack_t acks [256];
+    ssize_t got = read (self->fd, acks, sizeof acks);
     if (got <= 0)
         return -1;
-    for (size_t i = 0; i < (size_t) got / sizeof values [0]; i++) {
-        if (values [i] == ACK_READY)
-            self->ready = true;
+    for (size_t i = 0; i < (size_t) got / sizeof acks [0]; i++) {
+        if (acks [i].kind == ACK_READY)
+            self->ready++;
         else
-        if (values [i] == ACK_BOUND)
-            self->bound = true;
+        if (acks [i].kind == ACK_BOUND)
+            self->bound++;
         else
-        if (values [i] == ACK_DONE)
-            self->done = true;
+        if (acks [i].kind == ACK_DONE)
+            self->done++;
         else
-        if (values [i] > self->acked)
-            self->acked = values [i];
+        if (acks [i].receiver < MAX_SUBS && acks [i].seq > self->seen [acks [i].receiver])
+            self->seen [acks [i].receiver] = acks [i].seq;
     }
+    //  The window follows the slowest receiver: PUB drops for each pipe
+    //  on its own, so the fullest one decides.
+    uint64_t lowest = UINT64_MAX;
+    for (int r = 0; r < self->receivers; r++)
+        lowest = self->seen [r] < lowest? self->seen [r]: lowest;
+    self->acked = lowest;
     return 0;
 }
 
@@ -225,12 +198,13 @@ s_window_wait (s_acks_t *acks, uint64_t seq, ep_publisher_t *tick)
     return 0;
 }
 
-//  Waits up to timeout_ms for *flag, reading acks; tick as above.
+//  Waits up to timeout_ms until every receiver has sent what *count
+//  counts, reading acks; tick as above.
 static int
-s_acks_until (s_acks_t *acks, bool *flag, int timeout_ms, ep_publisher_t *tick)
+s_acks_until (s_acks_t *acks, int *count, int timeout_ms, ep_publisher_t *tick)
 {
     int64_t deadline = ep_mono_ms () + timeout_ms;
-    while (!*flag) {
+    while (*count < acks->receivers) {
         if (ep_mono_ms () > deadline || s_acks_read (acks, 20) != 0)
             return -1;
         if (tick)
@@ -271,7 +245,7 @@ s_raw_send (void *pub, uint64_t seq)
 static int
 s_raw_sender (s_case_t *c, s_shared_t *shared, int ack_fd)
 {
-    s_acks_t acks = { .fd = ack_fd };
+    s_acks_t acks = { .fd = ack_fd, .receivers = c->subscribers };
     if (s_acks_until (&acks, &acks.bound, 10000, NULL) != 0)
         return 1;
     void *ctx = zmq_ctx_new ();
@@ -281,26 +255,29 @@ s_raw_sender (s_case_t *c, s_shared_t *shared, int ack_fd)
     zmq_setsockopt (pub, ZMQ_LINGER, &linger, sizeof linger);
     if (c->curve)
         s_raw_curve (pub, s_client_cert, s_server_cert);
-    EP_ASSERT (zmq_connect (pub, shared->endpoint) == 0);
+    //  Fan-out: one PUB connected to every receiver, so each message goes
+    //  down as many pipes as the bus's XPUB would send it.
+    for (int r = 0; r < c->subscribers; r++)
+        EP_ASSERT (zmq_connect (pub, shared [r].endpoint) == 0);
 
     //  Warm-up: seq 0 until the receiver has one, so its subscription has
     //  reached us and nothing timed goes to a PUB without subscribers.
     int64_t deadline = ep_mono_ms () + 10000;
-    while (!acks.ready && ep_mono_ms () < deadline) {
+    while (acks.ready < acks.receivers && ep_mono_ms () < deadline) {
         s_raw_send (pub, 0);
         if (s_acks_read (&acks, 10) != 0)
             break;
     }
-    int rc = acks.ready? 0: 1;
+    int rc = acks.ready == acks.receivers? 0: 1;
     s_mark_start (c, shared);
-    int64_t cpu = s_self_cpu_us ();
+    int64_t cpu = bench_self_cpu_us ();
     for (uint64_t seq = 1; rc == 0 && seq <= c->n; seq++) {
         if (s_window_wait (&acks, seq, NULL) != 0 || s_raw_send (pub, seq) != 0)
             rc = 1;
     }
     if (rc == 0)
         rc = s_acks_until (&acks, &acks.done, 30000, NULL) == 0? 0: 1;
-    shared->sender_cpu_us = s_self_cpu_us () - cpu;
+    shared->sender_cpu_us = bench_self_cpu_us () - cpu;
     zmq_close (pub);
     zmq_ctx_term (ctx);
     return rc;
@@ -321,7 +298,7 @@ s_raw_receiver (s_case_t *c, s_shared_t *shared, int ack_fd)
     EP_ASSERT (zmq_bind (sub, "tcp://127.0.0.1:*") == 0);
     size_t size = sizeof shared->endpoint;
     EP_ASSERT (zmq_getsockopt (sub, ZMQ_LAST_ENDPOINT, shared->endpoint, &size) == 0);
-    s_ack_send (ack_fd, ACK_BOUND);
+    s_ack_send (c, ack_fd, ACK_BOUND, 0);
 
     zmq_msg_t topic, body;
     zmq_msg_init (&topic);
@@ -330,9 +307,9 @@ s_raw_receiver (s_case_t *c, s_shared_t *shared, int ack_fd)
     //  The first warm-up message proves the path; then the timed run.
     if (zmq_msg_recv (&topic, sub, 0) >= 0 && zmq_msg_recv (&body, sub, 0) >= 0) {
         rc = 0;
-        s_ack_send (ack_fd, ACK_READY);
+        s_ack_send (c, ack_fd, ACK_READY, 0);
     }
-    int64_t cpu = s_self_cpu_us ();
+    int64_t cpu = bench_self_cpu_us ();
     //  A silence of 3 s ends the run: the rest was lost.
     timeout = 3000;
     zmq_setsockopt (sub, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
@@ -356,11 +333,11 @@ s_raw_receiver (s_case_t *c, s_shared_t *shared, int ack_fd)
             last_seq = seq;
         }
         if (shared->delivered % ACK_EVERY == 0)
-            s_ack_send (ack_fd, last_seq);
+            s_ack_send (c, ack_fd, ACK_SEQ, last_seq);
     }
-    shared->receiver_cpu_us = s_self_cpu_us () - cpu;
+    shared->receiver_cpu_us = bench_self_cpu_us () - cpu;
     s_mark_end (c, shared);
-    s_ack_send (ack_fd, ACK_DONE);
+    s_ack_send (c, ack_fd, ACK_DONE, 0);
     zmq_msg_close (&topic);
     zmq_msg_close (&body);
     zmq_close (sub);
@@ -382,11 +359,11 @@ s_bus_sender (s_case_t *c, s_shared_t *shared, int ack_fd)
     //  the warm-up, the last one proves losses at the tail.
     ep_publisher_set_heartbeat (pub, 100);
     ep_publisher_declare (pub, STREAM);
-    s_acks_t acks = { .fd = ack_fd };
+    s_acks_t acks = { .fd = ack_fd, .receivers = c->subscribers };
     int rc = s_acks_until (&acks, &acks.ready, 10000, pub) == 0? 0: 1;
 
     s_mark_start (c, shared);
-    int64_t cpu = s_self_cpu_us ();
+    int64_t cpu = bench_self_cpu_us ();
     for (uint64_t seq = 1; rc == 0 && seq <= c->n; seq++) {
         if (s_window_wait (&acks, seq, pub) != 0
         ||  ep_publisher_send (pub, TOPIC, &s_event) != 0)
@@ -396,7 +373,7 @@ s_bus_sender (s_case_t *c, s_shared_t *shared, int ack_fd)
     }
     if (rc == 0)
         rc = s_acks_until (&acks, &acks.done, 30000, pub) == 0? 0: 1;
-    shared->sender_cpu_us = s_self_cpu_us () - cpu;
+    shared->sender_cpu_us = bench_self_cpu_us () - cpu;
     ep_publisher_destroy (&pub);
     zcert_destroy (&cert);
     free (key);
@@ -422,9 +399,9 @@ s_bus_receiver (s_case_t *c, s_shared_t *shared, int ack_fd)
     ep_subscriber_subscribe (sub, STREAM ".");
     int rc = ep_subscriber_wait_stream (sub, STREAM, 10000) == 0? 0: 1;
     if (rc == 0)
-        s_ack_send (ack_fd, ACK_READY);
+        s_ack_send (c, ack_fd, ACK_READY, 0);
     ep_tracker_t *tracker = ep_subscriber_tracker (sub);
-    int64_t cpu = s_self_cpu_us ();
+    int64_t cpu = bench_self_cpu_us ();
     int64_t progress_ms = ep_mono_ms ();
     uint64_t last_seq = 0;
     while (rc == 0 && last_seq < c->n) {
@@ -444,14 +421,13 @@ s_bus_receiver (s_case_t *c, s_shared_t *shared, int ack_fd)
             shared->first_us = now;
         shared->last_us = now;
         last_seq = event->meta->seq;
-        ep__event__free_unpacked (event, NULL);
         if (shared->delivered % ACK_EVERY == 0)
-            s_ack_send (ack_fd, last_seq);
+            s_ack_send (c, ack_fd, ACK_SEQ, last_seq);
     }
-    shared->receiver_cpu_us = s_self_cpu_us () - cpu;
+    shared->receiver_cpu_us = bench_self_cpu_us () - cpu;
     s_mark_end (c, shared);
     shared->lost_detected = ep_tracker_lost (tracker);
-    s_ack_send (ack_fd, ACK_DONE);
+    s_ack_send (c, ack_fd, ACK_DONE, 0);
     ep_subscriber_destroy (&sub);
     zcert_destroy (&cert);
     free (key);
@@ -515,23 +491,32 @@ s_fork (int (*body) (s_case_t *, s_shared_t *, int), s_case_t *c, s_shared_t *sh
 static int
 s_run_case (s_case_t *c, s_sample_t *sample)
 {
-    s_shared_t *shared = (s_shared_t *) mmap (NULL, sizeof (s_shared_t), PROT_READ | PROT_WRITE,
+    int subs = c->subscribers;
+    size_t shared_size = (size_t) subs * sizeof (s_shared_t);
+    s_shared_t *shared = (s_shared_t *) mmap (NULL, shared_size, PROT_READ | PROT_WRITE,
                                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     EP_ASSERT (shared != MAP_FAILED);
-    memset (shared, 0, sizeof *shared);
+    memset (shared, 0, shared_size);
     ep_proc_t *bus = c->bus? s_bus_start (c): NULL;
     if (c->bus && !bus) {
-        munmap (shared, sizeof *shared);
+        munmap (shared, shared_size);
         return -1;
     }
     int fds [2];
     EP_ASSERT (pipe (fds) == 0);
-    pid_t receiver = s_fork (c->bus? s_bus_receiver: s_raw_receiver, c, shared, fds [1], fds [0]);
+    pid_t receivers [MAX_SUBS];
+    for (int r = 0; r < subs; r++) {
+        c->receiver = r;
+        receivers [r] = s_fork (c->bus? s_bus_receiver: s_raw_receiver, c, &shared [r], fds [1], fds [0]);
+    }
+    c->receiver = 0;
     pid_t sender = s_fork (c->bus? s_bus_sender: s_raw_sender, c, shared, fds [0], fds [1]);
     close (fds [0]);
     close (fds [1]);
-    int64_t deadline = ep_mono_ms () + 60000 + (int64_t) (c->n / 5);
-    int rc_receiver = s_child_wait (receiver, deadline);
+    int64_t deadline = ep_mono_ms () + 60000 + (int64_t) (c->n / 5) * subs;
+    int rc_receiver = 0;
+    for (int r = 0; r < subs; r++)
+        rc_receiver |= s_child_wait (receivers [r], deadline);
     int rc_sender = s_child_wait (sender, deadline);
     if (bus && (rc_receiver || rc_sender)) {
         char *log = ep_proc_log (bus);
@@ -545,32 +530,52 @@ s_run_case (s_case_t *c, s_sample_t *sample)
         ep_proc_destroy (&bus);
     }
 
-    int rc = rc_receiver || rc_sender || shared->delivered < 2? -1: 0;
+    //  Over all receivers: deliveries from the first arrival anywhere to
+    //  the last; the run ends with the last receiver to finish.
+    uint64_t delivered = 0, lost_detected = 0, duplicates = 0;
+    int64_t first = INT64_MAX, last = 0, receivers_cpu = 0;
+    s_shared_t *ender = &shared [0];
+    bool short_run = false;
+    for (int r = 0; r < subs; r++) {
+        delivered += shared [r].delivered;
+        lost_detected += shared [r].lost_detected;
+        duplicates += shared [r].duplicates;
+        receivers_cpu += shared [r].receiver_cpu_us;
+        if (shared [r].delivered < 2)
+            short_run = true;
+        else {
+            first = shared [r].first_us < first? shared [r].first_us: first;
+            last = shared [r].last_us > last? shared [r].last_us: last;
+        }
+        if (shared [r].end_us > ender->end_us)
+            ender = &shared [r];
+    }
+    int rc = rc_receiver || rc_sender || short_run? -1: 0;
     memset (sample, 0, sizeof *sample);
-    sample->delivered = shared->delivered;
-    sample->lost = c->n - shared->delivered;
-    sample->seconds = (double) (shared->last_us - shared->first_us) / 1e6;
+    sample->delivered = delivered;
+    sample->lost = c->n * (uint64_t) subs - delivered;
+    sample->seconds = rc == 0? (double) (last - first) / 1e6: 0;
     if (rc == 0 && sample->seconds > 0)
-        sample->msgs_per_s = (double) (shared->delivered - 1) / sample->seconds;
-    double bus_cpu = c->bus? (double) (shared->bus_cpu_end_us - shared->bus_cpu_start_us): 0;
-    if (shared->delivered) {
-        sample->bus_cpu_us = bus_cpu / (double) shared->delivered;
-        sample->sender_cpu_us = (double) shared->sender_cpu_us / (double) shared->delivered;
-        sample->receiver_cpu_us = (double) shared->receiver_cpu_us / (double) shared->delivered;
+        sample->msgs_per_s = (double) (delivered - (uint64_t) subs) / sample->seconds;
+    double bus_cpu = c->bus? (double) (ender->bus_cpu_end_us - shared [0].bus_cpu_start_us): 0;
+    if (delivered) {
+        sample->bus_cpu_us = bus_cpu / (double) delivered;
+        sample->sender_cpu_us = (double) shared [0].sender_cpu_us / (double) delivered;
+        sample->receiver_cpu_us = (double) receivers_cpu / (double) delivered;
         sample->total_cpu_us = sample->bus_cpu_us + sample->sender_cpu_us + sample->receiver_cpu_us;
     }
     //  Machine-wide busy time minus ours: someone else's load, which
     //  makes this run's figures suspect.
-    double ours = bus_cpu + (double) shared->sender_cpu_us + (double) shared->receiver_cpu_us;
-    if (shared->end_us > shared->start_us)
-        sample->background_cores = fmax (0, (double) (shared->busy_end_us - shared->busy_start_us) - ours)
-                                 / (double) (shared->end_us - shared->start_us);
-    if (shared->lost_detected != sample->lost || shared->duplicates)
+    double ours = bus_cpu + (double) shared [0].sender_cpu_us + (double) receivers_cpu;
+    if (ender->end_us > shared [0].start_us)
+        sample->background_cores = fmax (0, (double) (ender->busy_end_us - shared [0].busy_start_us) - ours)
+                                 / (double) (ender->end_us - shared [0].start_us);
+    if (lost_detected != sample->lost || duplicates)
         fprintf (stderr, "bus_bench: %s: %llu lost, %llu proven from seqs, %llu duplicates\n",
                  c->name, (unsigned long long) sample->lost,
-                 (unsigned long long) shared->lost_detected,
-                 (unsigned long long) shared->duplicates);
-    munmap (shared, sizeof *shared);
+                 (unsigned long long) lost_detected,
+                 (unsigned long long) duplicates);
+    munmap (shared, shared_size);
     return rc;
 }
 
@@ -613,61 +618,11 @@ s_event_build (size_t size)
     return packed == size? 0: -1;
 }
 
-static double
-s_median (double *values, size_t count)
-{
-    for (size_t i = 1; i < count; i++)
-        for (size_t j = i; j > 0 && values [j - 1] > values [j]; j--) {
-            double swap = values [j];
-            values [j] = values [j - 1];
-            values [j - 1] = swap;
-        }
-    return count % 2? values [count / 2]: (values [count / 2 - 1] + values [count / 2]) / 2;
-}
-
-static json_t *
-s_machine (void)
-{
-    char model [256] = "unknown";
-    FILE *file = fopen ("/proc/cpuinfo", "r");
-    char line [512];
-    while (file && fgets (line, sizeof line, file)) {
-        if (strncmp (line, "model name", 10) == 0 && strchr (line, ':')) {
-            const char *value = strchr (line, ':') + 1;
-            while (*value == ' ')
-                value++;
-            snprintf (model, sizeof model, "%.*s", (int) strcspn (value, "\n"), value);
-            break;
-        }
-    }
-    if (file)
-        fclose (file);
-    struct utsname uts;
-    uname (&uts);
-    int major, minor, patch;
-    zmq_version (&major, &minor, &patch);
-    char zmq [32];
-    snprintf (zmq, sizeof zmq, "%d.%d.%d", major, minor, patch);
-    zsys_version (&major, &minor, &patch);
-    char czmq [32];
-    snprintf (czmq, sizeof czmq, "%d.%d.%d", major, minor, patch);
-    return json_pack ("{s:I, s:s, s:s, s:s, s:s}",
-                      "nproc", (json_int_t) sysconf (_SC_NPROCESSORS_ONLN),
-                      "cpu_model", model, "kernel", uts.release, "libzmq", zmq, "czmq", czmq);
-}
-
-//  Figures rounded for reading: rates to whole messages, the rest to 3 places.
-static json_t *
-s_real (double value)
-{
-    return json_real (round (value * 1000) / 1000);
-}
-
 int
 main (int argc, char **argv)
 {
-    static bool quick;
-    static int64_t size, reps, n_plain, n_curve, window;
+    static bool quick, plain_only;
+    static int64_t size, reps, n_plain, n_curve, window, subscribers;
     ep_opt_t opts [] = {
         { .name = "quick", .def = "false", .type = EP_OPT_BOOL, .flag = &quick,
           .help = "Smaller runs (200k plaintext, 50k CURVE messages, one repetition)." },
@@ -681,6 +636,10 @@ main (int argc, char **argv)
           .help = "Messages per CURVE case (0: 50000 quick, 500000 full)." },
         { .name = "window", .def = "20000", .type = EP_OPT_INT, .num = &window, .min = 4 * ACK_EVERY, .max = 100000000,
           .help = "Most messages in flight; keep it under half of every HWM (100000) or PUB drops." },
+        { .name = "subscribers", .def = "1", .type = EP_OPT_INT, .num = &subscribers, .min = 1, .max = MAX_SUBS,
+          .help = "Receivers per case, each getting every message (fan-out); rates count every delivery." },
+        { .name = "plain-only", .def = "false", .type = EP_OPT_BOOL, .flag = &plain_only,
+          .help = "Run the plaintext cases only (for sweeps)." },
     };
     ep_config_t *config = ep_config_new ("bus_bench",
         "Events/s through edgeplane-bus as a ratio to raw libzmq PUB/SUB, measured in the same run.");
@@ -715,6 +674,9 @@ main (int argc, char **argv)
         { .name = "bus_curve", .bus = true,  .curve = true,  .n = (uint64_t) n_curve },
     };
     enum { NCASES = 4 };
+    int ncases = plain_only? 2: NCASES;
+    for (int i = 0; i < NCASES; i++)
+        cases [i].subscribers = (int) subscribers;
     double rates [NCASES][20], bus_cpu [NCASES][20], total_cpu [NCASES][20];
     uint64_t lost [NCASES] = { 0 };
     json_t *runs = json_array ();
@@ -723,7 +685,7 @@ main (int argc, char **argv)
     //  Cases interleave within each repetition, so a slow spell of the
     //  machine hits baseline and bus alike.
     for (int rep = 0; rc == 0 && rep < reps; rep++) {
-        for (int i = 0; rc == 0 && i < NCASES; i++) {
+        for (int i = 0; rc == 0 && i < ncases; i++) {
             s_case_t *c = &cases [i];
             c->keys = keys;
             s_sample_t sample;
@@ -743,13 +705,13 @@ main (int argc, char **argv)
             total_cpu [i][rep] = sample.total_cpu_us;
             lost [i] += sample.lost;
             json_array_append_new (runs, json_pack ("{s:s, s:i, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}",
-                "case", c->name, "rep", rep + 1, "msgs_per_s", s_real (sample.msgs_per_s),
+                "case", c->name, "rep", rep + 1, "msgs_per_s", bench_real (sample.msgs_per_s),
                 "delivered", (json_int_t) sample.delivered, "lost", (json_int_t) sample.lost,
-                "seconds", s_real (sample.seconds), "bus_cpu_us_per_msg", s_real (sample.bus_cpu_us),
-                "sender_cpu_us_per_msg", s_real (sample.sender_cpu_us),
-                "receiver_cpu_us_per_msg", s_real (sample.receiver_cpu_us),
-                "total_cpu_us_per_msg", s_real (sample.total_cpu_us),
-                "background_cores", s_real (sample.background_cores)));
+                "seconds", bench_real (sample.seconds), "bus_cpu_us_per_msg", bench_real (sample.bus_cpu_us),
+                "sender_cpu_us_per_msg", bench_real (sample.sender_cpu_us),
+                "receiver_cpu_us_per_msg", bench_real (sample.receiver_cpu_us),
+                "total_cpu_us_per_msg", bench_real (sample.total_cpu_us),
+                "background_cores", bench_real (sample.background_cores)));
         }
     }
     if (rc == 0) {
@@ -760,11 +722,15 @@ main (int argc, char **argv)
         double best [NCASES], median [NCASES], median_bus_cpu [NCASES], median_total_cpu [NCASES];
         for (int i = 0; i < NCASES; i++) {
             best [i] = 0;
+            if (i >= ncases) {
+                median [i] = median_bus_cpu [i] = median_total_cpu [i] = 0;
+                continue;
+            }
             for (int rep = 0; rep < reps; rep++)
                 best [i] = fmax (best [i], rates [i][rep]);
-            median [i] = s_median (rates [i], (size_t) reps);
-            median_bus_cpu [i] = s_median (bus_cpu [i], (size_t) reps);
-            median_total_cpu [i] = s_median (total_cpu [i], (size_t) reps);
+            median [i] = bench_median (rates [i], (size_t) reps);
+            median_bus_cpu [i] = bench_median (bus_cpu [i], (size_t) reps);
+            median_total_cpu [i] = bench_median (total_cpu [i], (size_t) reps);
         }
         char date [32];
         json_t *result = json_object ();
@@ -774,32 +740,40 @@ main (int argc, char **argv)
         json_object_set_new (result, "statistic", json_string ("throughput: best repetition; CPU: median"));
         json_object_set_new (result, "raw_plain_msgs_per_s", json_integer ((json_int_t) best [0]));
         json_object_set_new (result, "bus_plain_msgs_per_s", json_integer ((json_int_t) best [1]));
-        json_object_set_new (result, "ratio_plain", s_real (best [1] / best [0]));
+        json_object_set_new (result, "ratio_plain", bench_real (best [1] / best [0]));
         json_object_set_new (result, "raw_curve_msgs_per_s", json_integer ((json_int_t) best [2]));
         json_object_set_new (result, "bus_curve_msgs_per_s", json_integer ((json_int_t) best [3]));
-        json_object_set_new (result, "ratio_curve", s_real (best [3] / best [2]));
+        json_object_set_new (result, "ratio_curve", bench_real ((best [2] > 0? best [3] / best [2]: 0)));
         json_object_set_new (result, "median", json_pack ("{s:I, s:I, s:o, s:I, s:I, s:o}",
             "raw_plain_msgs_per_s", (json_int_t) median [0], "bus_plain_msgs_per_s", (json_int_t) median [1],
-            "ratio_plain", s_real (median [1] / median [0]),
+            "ratio_plain", bench_real (median [1] / median [0]),
             "raw_curve_msgs_per_s", (json_int_t) median [2], "bus_curve_msgs_per_s", (json_int_t) median [3],
-            "ratio_curve", s_real (median [3] / median [2])));
-        json_object_set_new (result, "bus_cpu_us_per_event_plain", s_real (median_bus_cpu [1]));
-        json_object_set_new (result, "bus_cpu_us_per_event_curve", s_real (median_bus_cpu [3]));
-        json_object_set_new (result, "total_cpu_us_per_event_plain", s_real (median_total_cpu [1]));
-        json_object_set_new (result, "total_cpu_us_per_event_curve", s_real (median_total_cpu [3]));
-        json_object_set_new (result, "raw_total_cpu_us_per_msg_plain", s_real (median_total_cpu [0]));
-        json_object_set_new (result, "raw_total_cpu_us_per_msg_curve", s_real (median_total_cpu [2]));
+            "ratio_curve", bench_real ((median [2] > 0? median [3] / median [2]: 0))));
+        json_object_set_new (result, "bus_cpu_us_per_event_plain", bench_real (median_bus_cpu [1]));
+        json_object_set_new (result, "bus_cpu_us_per_event_curve", bench_real (median_bus_cpu [3]));
+        json_object_set_new (result, "total_cpu_us_per_event_plain", bench_real (median_total_cpu [1]));
+        json_object_set_new (result, "total_cpu_us_per_event_curve", bench_real (median_total_cpu [3]));
+        json_object_set_new (result, "raw_total_cpu_us_per_msg_plain", bench_real (median_total_cpu [0]));
+        json_object_set_new (result, "raw_total_cpu_us_per_msg_curve", bench_real (median_total_cpu [2]));
         json_object_set_new (result, "losses", json_pack ("{s:I, s:I, s:I, s:I}",
             "raw_plain", (json_int_t) lost [0], "bus_plain", (json_int_t) lost [1],
             "raw_curve", (json_int_t) lost [2], "bus_curve", (json_int_t) lost [3]));
+        if (plain_only) {
+            const char *curve_keys [] = { "raw_curve_msgs_per_s", "bus_curve_msgs_per_s", "ratio_curve",
+                                          "bus_cpu_us_per_event_curve", "total_cpu_us_per_event_curve",
+                                          "raw_total_cpu_us_per_msg_curve" };
+            for (size_t k = 0; k < EP_COUNT (curve_keys); k++)
+                json_object_del (result, curve_keys [k]);
+        }
+        json_object_set_new (result, "subscribers", json_integer ((json_int_t) subscribers));
         json_object_set_new (result, "message_size", json_integer ((json_int_t) s_body_size));
         json_object_set_new (result, "topic_size", json_integer ((json_int_t) strlen (TOPIC)));
         json_object_set_new (result, "n", json_pack ("{s:I, s:I}",
             "plain", (json_int_t) n_plain, "curve", (json_int_t) n_curve));
         json_object_set_new (result, "reps", json_integer (reps));
         json_object_set_new (result, "window", json_integer ((json_int_t) s_window));
-        json_object_set_new (result, "background_cores_max", s_real (background));
-        json_object_set_new (result, "machine", s_machine ());
+        json_object_set_new (result, "background_cores_max", bench_real (background));
+        json_object_set_new (result, "machine", bench_machine ());
         json_object_set_new (result, "runs", runs);
         runs = NULL;
         char *text = json_dumps (result, JSON_INDENT (2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION (6));

@@ -36,6 +36,7 @@
 #include "ep_keys.h"
 #include "ep_rpc_client.h"
 #include "ep_test.h"
+#include "bench_util.h"
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
@@ -96,55 +97,14 @@ typedef struct {
     pthread_t thread;           //  its thread
 } s_client_t;
 
-//  utime + stime of process pid from /proc/<pid>/stat, in us; -1 if gone.
-static int64_t
-s_proc_cpu_us (pid_t pid)
-{
-    char path [64];
-    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return -1;
-    char buf [1024];
-    size_t size = fread (buf, 1, sizeof buf - 1, file);
-    fclose (file);
-    buf [size] = 0;
-    //  The command name may hold spaces and parentheses: fields start
-    //  after the last ')'. utime and stime are fields 14 and 15.
-    const char *fields = strrchr (buf, ')');
-    unsigned long long utime, stime;
-    if (!fields || sscanf (fields + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                           &utime, &stime) != 2)
-        return -1;
-    return (int64_t) ((utime + stime) * 1000000ull / (unsigned long long) sysconf (_SC_CLK_TCK));
-}
-
-//  Busy CPU of the whole machine (all cores, all processes) from
-//  /proc/stat, in us: with ours subtracted, what others used meanwhile.
-static int64_t
-s_machine_busy_us (void)
-{
-    FILE *file = fopen ("/proc/stat", "r");
-    unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0,
-                       irq = 0, softirq = 0, steal = 0;
-    if (file) {
-        if (fscanf (file, "cpu %llu %llu %llu %llu %llu %llu %llu %llu",
-                    &user, &nice, &system, &idle, &iowait, &irq, &softirq, &steal) != 8)
-            user = nice = system = irq = softirq = steal = 0;
-        fclose (file);
-    }
-    return (int64_t) ((user + nice + system + irq + softirq + steal) * 1000000ull
-                      / (unsigned long long) sysconf (_SC_CLK_TCK));
-}
-
 //  CPU so far of the model, the bus and this process (clients, follower).
 static void
 s_cpu_now (s_env_t *env, int64_t cpu [3])
 {
     struct rusage usage;
     EP_ASSERT (getrusage (RUSAGE_SELF, &usage) == 0);
-    cpu [CPU_MODEL] = s_proc_cpu_us (ep_proc_pid (env->model));
-    cpu [CPU_BUS] = s_proc_cpu_us (ep_proc_pid (env->bus));
+    cpu [CPU_MODEL] = bench_proc_cpu_us (ep_proc_pid (env->model));
+    cpu [CPU_BUS] = bench_proc_cpu_us (ep_proc_pid (env->bus));
     cpu [CPU_CLIENTS] = (int64_t) (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000000
                       + usage.ru_utime.tv_usec + usage.ru_stime.tv_usec;
 }
@@ -308,7 +268,7 @@ s_load_run (s_env_t *env, s_load_t *load, int clients, int per_client)
     load->start_us = ep_mono_us ();
     int64_t cpu_start [3];
     s_cpu_now (env, cpu_start);
-    int64_t busy_start = s_machine_busy_us ();
+    int64_t busy_start = bench_machine_busy_us ();
     int rc = 0;
     if (!s_pump (env, s_all_visible, load, 120000)) {
         fprintf (stderr, "model_bench: the follower saw %d of %zu creates (%s)\n", load->visible, n,
@@ -318,7 +278,7 @@ s_load_run (s_env_t *env, s_load_t *load, int clients, int per_client)
     for (int i = 0; i < clients; i++)
         pthread_join (threads [i].thread, NULL);
     s_cpu_now (env, load->cpu_us);
-    int64_t busy = s_machine_busy_us () - busy_start, elapsed = ep_mono_us () - load->start_us;
+    int64_t busy = bench_machine_busy_us () - busy_start, elapsed = ep_mono_us () - load->start_us;
     for (int i = 0; i < 3; i++) {
         load->cpu_us [i] -= cpu_start [i];
         busy -= load->cpu_us [i];
@@ -445,35 +405,30 @@ s_raw_inserts (s_env_t *env, int n, int batch, size_t row_bytes, double *cpu_us)
 //  ---------------------------------------------------------------------
 //  Figures
 
-static int
-s_compare_doubles (const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return x < y? -1: x > y;
-}
-
 //  The p-th percentile (nearest rank) of count values; sorts them.
 static double
 s_percentile (double *values, size_t count, double p)
 {
     if (count == 0)
         return 0;
-    qsort (values, count, sizeof (double), s_compare_doubles);
+    qsort (values, count, sizeof (double), bench_compare_doubles);
     size_t rank = (size_t) ceil (p / 100 * (double) count);
     return values [rank > 0? rank - 1: 0];
 }
 
-static double
-s_median (double *values, size_t count)
-{
-    qsort (values, count, sizeof (double), s_compare_doubles);
-    return count % 2? values [count / 2]: (values [count / 2 - 1] + values [count / 2]) / 2;
-}
+//  The percentiles of the latency distributions (bench/run plots them).
+static const double s_cdf_points [] = {
+    0, 1, 2, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90,
+    92, 94, 95, 96, 97, 98, 99, 99.5, 99.9, 100
+};
+#define CDF_POINTS (sizeof s_cdf_points / sizeof s_cdf_points [0])
 
 //  Latencies of a followed load, in ms: to the reply and to the follower.
 typedef struct {
     double reply_p50, reply_p99;        //  send -> reply (durable)
     double visible_p50, visible_p99;    //  send -> the follower's observer
+    double visible_cdf [CDF_POINTS];    //  send -> follower at s_cdf_points
+    double reply_cdf [CDF_POINTS];      //  send -> reply at s_cdf_points
 } s_latency_t;
 
 static s_latency_t
@@ -490,6 +445,10 @@ s_latencies (s_load_t *load)
         .reply_p50 = s_percentile (reply, n, 50), .reply_p99 = s_percentile (reply, n, 99),
         .visible_p50 = s_percentile (visible, n, 50), .visible_p99 = s_percentile (visible, n, 99)
     };
+    for (size_t i = 0; i < CDF_POINTS; i++) {
+        latency.visible_cdf [i] = s_percentile (visible, n, s_cdf_points [i]);
+        latency.reply_cdf [i] = s_percentile (reply, n, s_cdf_points [i]);
+    }
     free (reply);
     free (visible);
     return latency;
@@ -498,20 +457,7 @@ s_latencies (s_load_t *load)
 static json_t *
 s_machine (const char *dir)
 {
-    char model [256] = "unknown";
-    FILE *file = fopen ("/proc/cpuinfo", "r");
-    char line [512];
-    while (file && fgets (line, sizeof line, file)) {
-        if (strncmp (line, "model name", 10) == 0 && strchr (line, ':')) {
-            const char *value = strchr (line, ':') + 1;
-            while (*value == ' ')
-                value++;
-            snprintf (model, sizeof model, "%.*s", (int) strcspn (value, "\n"), value);
-            break;
-        }
-    }
-    if (file)
-        fclose (file);
+    json_t *machine = bench_machine ();
     //  Which filesystem the databases were on: durability costs depend on it.
     char *cmd = zsys_sprintf ("df -PT '%s' | awk 'NR==2 {print $1 \" \" $2}'", dir);
     char *fs = NULL;
@@ -519,28 +465,10 @@ s_machine (const char *dir)
     free (cmd);
     if (fs && strchr (fs, '\n'))
         *strchr (fs, '\n') = 0;
-    struct utsname uts;
-    uname (&uts);
-    int major, minor, patch;
-    zmq_version (&major, &minor, &patch);
-    char zmq [32];
-    snprintf (zmq, sizeof zmq, "%d.%d.%d", major, minor, patch);
-    zsys_version (&major, &minor, &patch);
-    char czmq [32];
-    snprintf (czmq, sizeof czmq, "%d.%d.%d", major, minor, patch);
-    json_t *machine = json_pack ("{s:I, s:s, s:s, s:s, s:s, s:s, s:s}",
-                                 "nproc", (json_int_t) sysconf (_SC_NPROCESSORS_ONLN),
-                                 "cpu_model", model, "kernel", uts.release, "libzmq", zmq,
-                                 "czmq", czmq, "sqlite", sqlite3_libversion (),
-                                 "filesystem", fs? fs: "?");
+    json_object_set_new (machine, "sqlite", json_string (sqlite3_libversion ()));
+    json_object_set_new (machine, "filesystem", json_string (fs? fs: "?"));
     free (fs);
     return machine;
-}
-
-static json_t *
-s_real (double value)
-{
-    return json_real (round (value * 1000) / 1000);
 }
 
 //  Starts the bus, the model (kernel-chosen ports, CURVE) and a follower
@@ -604,6 +532,7 @@ typedef struct {
     double rate [20];           //  writes/s
     double cpu [3][20];         //  model, bus, clients: us per write
     double latency [4][20];     //  visible p50, p99, reply p50, p99 (ms)
+    s_latency_t last;           //  the last repetition's distributions
 } s_figures_t;
 
 static void
@@ -618,6 +547,7 @@ s_figures_add (s_figures_t *self, int rep, s_load_t *load)
     self->latency [1][rep] = latency.visible_p99;
     self->latency [2][rep] = latency.reply_p50;
     self->latency [3][rep] = latency.reply_p99;
+    self->last = latency;
 }
 
 //  Adds the medians of figures to result, keys ending in suffix.
@@ -628,15 +558,25 @@ s_figures_report (s_figures_t *self, int reps, const char *suffix, json_t *resul
     static const char *latencies [] = { "visible_p50_ms", "visible_p99_ms", "reply_p50_ms", "reply_p99_ms" };
     char key [64];
     snprintf (key, sizeof key, "model_writes_per_s_%s", suffix);
-    json_object_set_new (result, key, json_integer ((json_int_t) s_median (self->rate, (size_t) reps)));
+    json_object_set_new (result, key, json_integer ((json_int_t) bench_median (self->rate, (size_t) reps)));
     for (int i = 0; i < 4; i++) {
         snprintf (key, sizeof key, "%s_%s", latencies [i], suffix);
-        json_object_set_new (result, key, s_real (s_median (self->latency [i], (size_t) reps)));
+        json_object_set_new (result, key, bench_real (bench_median (self->latency [i], (size_t) reps)));
     }
     for (int who = 0; who < 3; who++) {
         snprintf (key, sizeof key, "%s_cpu_us_per_write_%s", whose [who], suffix);
-        json_object_set_new (result, key, s_real (s_median (self->cpu [who], (size_t) reps)));
+        json_object_set_new (result, key, bench_real (bench_median (self->cpu [who], (size_t) reps)));
     }
+    //  Distributions of the last repetition: [percentile, ms] pairs.
+    json_t *visible = json_array (), *reply = json_array ();
+    for (size_t i = 0; i < CDF_POINTS; i++) {
+        json_array_append_new (visible, json_pack ("[f, o]", s_cdf_points [i], bench_real (self->last.visible_cdf [i])));
+        json_array_append_new (reply, json_pack ("[f, o]", s_cdf_points [i], bench_real (self->last.reply_cdf [i])));
+    }
+    snprintf (key, sizeof key, "visible_cdf_ms_%s", suffix);
+    json_object_set_new (result, key, visible);
+    snprintf (key, sizeof key, "reply_cdf_ms_%s", suffix);
+    json_object_set_new (result, key, reply);
 }
 
 int
@@ -731,21 +671,21 @@ main (int argc, char **argv)
                  batches [rep], raw_batch [rep], single.latency [0][rep], single.latency [1][rep],
                  concurrent.latency [0][rep], concurrent.latency [1][rep], (int) clients, background);
         json_array_append_new (runs, json_pack ("{s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-            "rep", rep + 1, "model_writes_per_s_1", s_real (single.rate [rep]),
-            "raw_inserts_per_s_txn1", s_real (raw_1 [rep]),
-            "model_writes_per_s_n", s_real (concurrent.rate [rep]),
-            "raw_inserts_per_s_batch", s_real (raw_batch [rep]),
-            "writes_per_commit", s_real (batches [rep]),
-            "visible_p50_ms_1", s_real (single.latency [0][rep]),
-            "visible_p99_ms_1", s_real (single.latency [1][rep]),
-            "visible_p50_ms_n", s_real (concurrent.latency [0][rep]),
-            "visible_p99_ms_n", s_real (concurrent.latency [1][rep])));
+            "rep", rep + 1, "model_writes_per_s_1", bench_real (single.rate [rep]),
+            "raw_inserts_per_s_txn1", bench_real (raw_1 [rep]),
+            "model_writes_per_s_n", bench_real (concurrent.rate [rep]),
+            "raw_inserts_per_s_batch", bench_real (raw_batch [rep]),
+            "writes_per_commit", bench_real (batches [rep]),
+            "visible_p50_ms_1", bench_real (single.latency [0][rep]),
+            "visible_p99_ms_1", bench_real (single.latency [1][rep]),
+            "visible_p50_ms_n", bench_real (concurrent.latency [0][rep]),
+            "visible_p99_ms_n", bench_real (concurrent.latency [1][rep])));
     }
     if (rc == 0) {
-        double model_1 = s_median (single.rate, (size_t) reps);
-        double model_n = s_median (concurrent.rate, (size_t) reps);
-        double raw_1_median = s_median (raw_1, (size_t) reps);
-        double raw_batch_median = s_median (raw_batch, (size_t) reps);
+        double model_1 = bench_median (single.rate, (size_t) reps);
+        double model_n = bench_median (concurrent.rate, (size_t) reps);
+        double raw_1_median = bench_median (raw_1, (size_t) reps);
+        double raw_batch_median = bench_median (raw_batch, (size_t) reps);
         char date [32];
         json_t *result = json_object ();
         json_object_set_new (result, "benchmark", json_string ("model"));
@@ -753,15 +693,15 @@ main (int argc, char **argv)
         json_object_set_new (result, "mode", json_string (quick? "quick": "full"));
         json_object_set_new (result, "clients", json_integer (clients));
         json_object_set_new (result, "raw_inserts_per_s_txn1", json_integer ((json_int_t) raw_1_median));
-        json_object_set_new (result, "ratio_1", s_real (model_1 / raw_1_median));
+        json_object_set_new (result, "ratio_1", bench_real (model_1 / raw_1_median));
         json_object_set_new (result, "raw_inserts_per_s_batch", json_integer ((json_int_t) raw_batch_median));
-        json_object_set_new (result, "ratio_n", s_real (model_n / raw_batch_median));
-        json_object_set_new (result, "writes_per_commit", s_real (s_median (batches, (size_t) reps)));
+        json_object_set_new (result, "ratio_n", bench_real (model_n / raw_batch_median));
+        json_object_set_new (result, "writes_per_commit", bench_real (bench_median (batches, (size_t) reps)));
         s_figures_report (&single, (int) reps, "1", result);
         s_figures_report (&concurrent, (int) reps, "n", result);
-        json_object_set_new (result, "raw_cpu_us_per_insert_txn1", s_real (s_median (raw_cpu_1, (size_t) reps)));
-        json_object_set_new (result, "raw_cpu_us_per_insert_batch", s_real (s_median (raw_cpu_batch, (size_t) reps)));
-        json_object_set_new (result, "background_cores_max", s_real (background));
+        json_object_set_new (result, "raw_cpu_us_per_insert_txn1", bench_real (bench_median (raw_cpu_1, (size_t) reps)));
+        json_object_set_new (result, "raw_cpu_us_per_insert_batch", bench_real (bench_median (raw_cpu_batch, (size_t) reps)));
+        json_object_set_new (result, "background_cores_max", bench_real (background));
         json_object_set_new (result, "row_bytes", json_integer ((json_int_t) row_bytes));
         json_object_set_new (result, "n", json_pack ("{s:I, s:I}", "single", (json_int_t) n_single,
                                                      "concurrent", (json_int_t) (clients * per_client)));

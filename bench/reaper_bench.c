@@ -30,6 +30,7 @@
 #include "ep_rpc_client.h"
 #include "ep_subscriber.h"
 #include "ep_test.h"
+#include "bench_util.h"
 #include "reaper.h"
 #include "sessiondb.h"
 #include "model.pb-c.h"
@@ -195,7 +196,6 @@ s_router_run (void *arg)
             if (frame && zframe_send (&frame, dealer, 0) == 0)
                 w->acked += close->n_session_ids;
         }
-        ep__event__free_unpacked (event, NULL);
     }
     zsock_destroy (&dealer);
     ep_publisher_destroy (&pub);
@@ -467,26 +467,6 @@ s_state_bytes (size_t n)
     return ((double) after - (double) before) / (double) n;
 }
 
-static int
-s_compare (const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return x < y? -1: x > y? 1: 0;
-}
-
-static double
-s_median (double *values, int n)
-{
-    qsort (values, (size_t) n, sizeof (double), s_compare);
-    return n % 2? values [n / 2]: (values [n / 2 - 1] + values [n / 2]) / 2;
-}
-
-static json_t *
-s_real (double value)
-{
-    return json_real (((int64_t) (value * 100 + 0.5)) / 100.0);
-}
-
 int
 main (int argc, char **argv)
 {
@@ -533,9 +513,9 @@ main (int argc, char **argv)
         bytes [rep] = sample.bytes_per_session;
         opens [rep] = sample.opens_per_s;
         json_array_append_new (runs, json_pack ("{s:i, s:o, s:o, s:o, s:o, s:o, s:I, s:I}",
-            "rep", rep + 1, "reaped_per_s", s_real (sample.reaped_per_s),
-            "reap_seconds", s_real (sample.reap_seconds), "end_to_end_seconds", s_real (sample.end_to_end_seconds),
-            "bytes_per_session", s_real (sample.bytes_per_session), "opens_per_s", s_real (sample.opens_per_s),
+            "rep", rep + 1, "reaped_per_s", bench_real (sample.reaped_per_s),
+            "reap_seconds", bench_real (sample.reap_seconds), "end_to_end_seconds", bench_real (sample.end_to_end_seconds),
+            "bytes_per_session", bench_real (sample.bytes_per_session), "opens_per_s", bench_real (sample.opens_per_s),
             "rss_before", (json_int_t) sample.rss_before, "rss_after", (json_int_t) sample.rss_after));
     }
     double state_bytes = rc == 0? s_state_bytes ((size_t) sessions): 0;
@@ -545,21 +525,21 @@ main (int argc, char **argv)
         char date [40];
         struct utsname uts;
         uname (&uts);
-        double median = s_median (reaped, (int) reps);
+        double median = bench_median (reaped, (int) reps);
         json_t *result = json_object ();
         json_object_set_new (result, "benchmark", json_string ("reaper"));
         json_object_set_new (result, "date", json_string (ep_rfc3339 (ep_wall_ms (), date, sizeof date)));
         json_object_set_new (result, "mode", json_string (quick? "quick": "full"));
         json_object_set_new (result, "sessions", json_integer ((json_int_t) sessions));
-        json_object_set_new (result, "reaped_per_s", s_real (median));
-        json_object_set_new (result, "reap_seconds", s_real (s_median (reap_s, (int) reps)));
-        json_object_set_new (result, "end_to_end_seconds", s_real (s_median (e2e, (int) reps)));
-        json_object_set_new (result, "bytes_per_session", s_real (s_median (bytes, (int) reps)));
-        json_object_set_new (result, "state_bytes_per_session", s_real (state_bytes));
-        json_object_set_new (result, "opens_per_s", s_real (s_median (opens, (int) reps)));
-        json_object_set_new (result, "anchor_openziti_per_s", s_real (ANCHOR_PER_S));
-        json_object_set_new (result, "anchor_openziti_seconds", s_real (sessions / ANCHOR_PER_S));
-        json_object_set_new (result, "ratio_vs_openziti", s_real (median / ANCHOR_PER_S));
+        json_object_set_new (result, "reaped_per_s", bench_real (median));
+        json_object_set_new (result, "reap_seconds", bench_real (bench_median (reap_s, (int) reps)));
+        json_object_set_new (result, "end_to_end_seconds", bench_real (bench_median (e2e, (int) reps)));
+        json_object_set_new (result, "bytes_per_session", bench_real (bench_median (bytes, (int) reps)));
+        json_object_set_new (result, "state_bytes_per_session", bench_real (state_bytes));
+        json_object_set_new (result, "opens_per_s", bench_real (bench_median (opens, (int) reps)));
+        json_object_set_new (result, "anchor_openziti_per_s", bench_real (ANCHOR_PER_S));
+        json_object_set_new (result, "anchor_openziti_seconds", bench_real (sessions / ANCHOR_PER_S));
+        json_object_set_new (result, "ratio_vs_openziti", bench_real (median / ANCHOR_PER_S));
         json_object_set_new (result, "reps", json_integer ((json_int_t) reps));
         json_object_set_new (result, "machine", json_pack ("{s:s, s:s, s:I}", "sysname", uts.sysname,
                                                            "machine", uts.machine,

@@ -21,6 +21,7 @@
         terminators_bench [--routers 10000] [--services 10] [--delete 1000] [--json]
 */
 #include "ep_test.h"
+#include "bench_util.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
 #include "ep_publisher.h"
@@ -243,12 +244,12 @@ s_start_terms (const char *port)
         s_die ("edgeplane-terminators did not start");
 }
 
-static int
-s_compare (const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return x < y? -1: x > y;
-}
+//  Established over time: (seconds since the first send, replies so far)
+//  each time another 1/CURVE_POINTS of the creates is answered.
+#define CURVE_POINTS 100
+static double s_curve_s [CURVE_POINTS + 1];
+static size_t s_curve_n [CURVE_POINTS + 1];
+static int s_curve_len;
 
 //  Sends every create, pipelined over DEALERS connections; returns the
 //  seconds from the first send to the last ESTABLISHED reply.
@@ -275,6 +276,9 @@ s_create_all (uint64_t revision, double *p50, double *p99)
     }
     size_t done = 0;
     int64_t started = ep_mono_us ();
+    s_curve_s [0] = 0;
+    s_curve_n [0] = 0;
+    s_curve_len = 1;
     while (done < total) {
         for (int d = 0; d < DEALERS; d++) {
             while (inflight [d] < WINDOW && next [d] < total) {
@@ -326,12 +330,17 @@ s_create_all (uint64_t revision, double *p50, double *p99)
                 ep__terminator_reply__free_unpacked (reply, NULL);
                 inflight [d]--;
                 done++;
+                if (s_curve_len <= CURVE_POINTS
+                &&  done * CURVE_POINTS >= total * (size_t) s_curve_len) {
+                    s_curve_s [s_curve_len] = s_seconds (started);
+                    s_curve_n [s_curve_len++] = done;
+                }
             }
         }
         s_beacon (0);
     }
     double seconds = s_seconds (started);
-    qsort (latency, total, sizeof (double), s_compare);
+    qsort (latency, total, sizeof (double), bench_compare_doubles);
     *p50 = latency [total / 2];
     *p99 = latency [total * 99 / 100];
     zpoller_destroy (&poller);
@@ -471,6 +480,13 @@ main (int argc, char **argv)
         "establish_per_s", rate, "create_latency_p50_ms", p50, "create_latency_p99_ms", p99,
         "reconcile_terminators", (json_int_t) gone, "reconcile_s", reconcile_s, "restart_s", restart_s,
         "openziti_per_s", openziti_rate, "speedup_vs_openziti", rate / openziti_rate);
+    json_t *curve = json_array ();
+    for (int i = 0; i < s_curve_len; i++)
+        json_array_append_new (curve, json_pack ("[f, I]", s_curve_s [i], (json_int_t) s_curve_n [i]));
+    json_object_set_new (result, "established_over_time", curve);
+    json_object_set_new (result, "benchmark", json_string ("terminators"));
+    char date [40];
+    json_object_set_new (result, "date", json_string (ep_rfc3339 (ep_wall_ms (), date, sizeof date)));
     if (s_json) {
         char *text = json_dumps (result, JSON_COMPACT);
         printf ("%s\n", text);

@@ -41,6 +41,7 @@
 #include "ep_rpc_client.h"
 #include "ep_subscriber.h"
 #include "ep_test.h"
+#include "bench_util.h"
 #include "model.pb-c.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -116,48 +117,6 @@ s_rss_kb (pid_t pid)
     if (file)
         fclose (file);
     return kb;
-}
-
-//  utime + stime of process pid from /proc/<pid>/stat, in us; -1 if gone.
-static int64_t
-s_cpu_us (pid_t pid)
-{
-    char path [64], buf [1024];
-    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return -1;
-    size_t size = fread (buf, 1, sizeof buf - 1, file);
-    fclose (file);
-    buf [size] = 0;
-    //  Fields start after the command name's last ')'; utime and stime
-    //  are fields 14 and 15.
-    const char *fields = strrchr (buf, ')');
-    unsigned long long utime, stime;
-    if (!fields || sscanf (fields + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                           &utime, &stime) != 2)
-        return -1;
-    return (int64_t) ((utime + stime) * 1000000ull / (unsigned long long) sysconf (_SC_CLK_TCK));
-}
-
-//  Busy CPU of the whole machine (all cores, all processes) from
-//  /proc/stat, in us: with ours subtracted, what others used meanwhile.
-static int64_t
-s_machine_busy_us (void)
-{
-    FILE *file = fopen ("/proc/stat", "r");
-    unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0,
-                       irq = 0, softirq = 0, steal = 0;
-    if (file) {
-        if (fscanf (file, "cpu %llu %llu %llu %llu %llu %llu %llu %llu",
-                    &user, &nice, &system, &idle, &iowait, &irq, &softirq, &steal) != 8)
-            user = nice = system = irq = softirq = steal = 0;
-        fclose (file);
-    }
-    (void) idle;
-    (void) iowait;
-    return (int64_t) ((user + nice + system + irq + softirq + steal) * 1000000ull
-                      / (unsigned long long) sysconf (_SC_CLK_TCK));
 }
 
 //  CPU of this process's waited-for children so far, in us.
@@ -356,13 +315,13 @@ s_stime (const char *dir, int port, pid_t pid, int seconds, s_run_t *run)
                               "-key '%s/hs.key' -CAfile '%s/ca.crt' -time %d 2>&1",
                               port, dir, dir, dir, seconds);
     char *out = NULL;
-    int64_t cpu = s_cpu_us (pid), client = s_children_cpu_us (), busy = s_machine_busy_us ();
+    int64_t cpu = bench_proc_cpu_us (pid), client = s_children_cpu_us (), busy = bench_machine_busy_us ();
     int64_t start = ep_mono_us ();
     int rc = ep_run (cmd, &out);
     int64_t wall_us = ep_mono_us () - start;
-    cpu = s_cpu_us (pid) - cpu;
+    cpu = bench_proc_cpu_us (pid) - cpu;
     client = s_children_cpu_us () - client;
-    busy = s_machine_busy_us () - busy;
+    busy = bench_machine_busy_us () - busy;
     run->background_cores = fmax (0, (double) (busy - cpu - client) / (double) wall_us);
     const char *line = out? strstr (out, "real seconds"): NULL;
     //  "<N> connections in <S> real seconds, ...": N is the count.
@@ -803,7 +762,6 @@ s_strays (s_world_t *world, const s_plan_t *plan)
     while (events < (size_t) made && (event = ep_subscriber_recv (sub, 5000, NULL))) {
         if (event->body_case == EP__EVENT__BODY_STRAY && event->meta && event->stray->has_accepted_at_ms)
             seen [events++] = (double) (event->meta->timestamp_ms - event->stray->accepted_at_ms) - GRACE_MS;
-        ep__event__free_unpacked (event, NULL);
     }
     qsort (seen, events, sizeof (double), s_compare_double);
     json_t *result = json_pack ("{s:i, s:i, s:f, s:i, s:f, s:f, s:f, s:f, s:f, s:i, s:f, s:f, s:f}",
@@ -818,6 +776,18 @@ s_strays (s_world_t *world, const s_plan_t *plan)
                                 "stray_detection_p50_ms", s_quantile (seen, events, 0.5),
                                 "stray_detection_p99_ms", s_quantile (seen, events, 0.99),
                                 "stray_detection_max_ms", events? seen [events - 1]: NAN);
+    //  The distributions, for bench/run's plot: [percentile, ms] pairs.
+    static const double points [] = { 0, 1, 2, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75,
+                                      80, 85, 90, 92, 94, 95, 96, 97, 98, 99, 99.5, 99.9, 100 };
+    json_t *late_cdf = json_array (), *seen_cdf = json_array ();
+    for (size_t i = 0; i < EP_COUNT (points); i++) {
+        if (n)
+            json_array_append_new (late_cdf, json_pack ("[f, f]", points [i], s_quantile (late, n, points [i] / 100)));
+        if (events)
+            json_array_append_new (seen_cdf, json_pack ("[f, f]", points [i], s_quantile (seen, events, points [i] / 100)));
+    }
+    json_object_set_new (result, "stray_lateness_cdf_ms", late_cdf);
+    json_object_set_new (result, "stray_detection_cdf_ms", seen_cdf);
     free (seen);
     ep_subscriber_destroy (&sub);
     free (bus_key);
@@ -834,27 +804,6 @@ s_strays (s_world_t *world, const s_plan_t *plan)
 }
 
 //  -------------------------------------------------------------------------
-
-static json_t *
-s_machine (void)
-{
-    struct utsname uts;
-    uname (&uts);
-    char model [512] = "?", line [512];
-    FILE *file = fopen ("/proc/cpuinfo", "r");
-    while (file && fgets (line, sizeof line, file))
-        if (strncmp (line, "model name", 10) == 0) {
-            const char *colon = strchr (line, ':');
-            snprintf (model, sizeof model, "%s", colon? colon + 2: line);
-            model [strcspn (model, "\n")] = 0;
-            break;
-        }
-    if (file)
-        fclose (file);
-    return json_pack ("{s:i, s:s, s:s, s:s}", "nproc", (int) sysconf (_SC_NPROCESSORS_ONLN),
-                      "cpu_model", model, "kernel", uts.release,
-                      "openssl", OpenSSL_version (OPENSSL_VERSION));
-}
 
 int
 main (int argc, char **argv)
@@ -894,7 +843,7 @@ main (int argc, char **argv)
     char date [40];
     ep_rfc3339 (ep_wall_ms (), date, sizeof date);
     json_t *result = json_pack ("{s:s, s:s, s:o}", "date", date, "mode", plan.quick? "quick": "full",
-                                "machine", s_machine ());
+                                "machine", bench_machine ());
     //  One flat object, as bench/run reads it: every key names its figure.
     json_t *part = NULL;
     if (!only || streq (only, "handshakes"))

@@ -1,0 +1,42 @@
+/*  bench_util.h: what every benchmark program needs besides its subject:
+    CPU time of itself, of a child and of the whole machine (to show how
+    loaded the machine was), the machine's description for the results,
+    medians and rounding for the JSON figures.
+*/
+#ifndef BENCH_UTIL_H_INCLUDED
+#define BENCH_UTIL_H_INCLUDED
+
+#include "ep_prelude.h"
+#include <jansson.h>
+
+//  utime + stime of this process, in us.
+int64_t
+    bench_self_cpu_us (void);
+
+//  utime + stime of process pid (from /proc/<pid>/stat), in us; -1 if gone.
+int64_t
+    bench_proc_cpu_us (pid_t pid);
+
+//  Busy CPU of the whole machine (all cores, all processes) from
+//  /proc/stat, in us: with ours subtracted, what others used meanwhile.
+int64_t
+    bench_machine_busy_us (void);
+
+//  {"nproc", "cpu_model", "kernel", "libzmq", "czmq", "openssl"}: a
+//  benchmark adds what else its figures depend on (filesystem, sqlite).
+json_t *
+    bench_machine (void);
+
+//  qsort comparator for doubles, ascending.
+int
+    bench_compare_doubles (const void *a, const void *b);
+
+//  The median of count values (sorts them in place).
+double
+    bench_median (double *values, size_t count);
+
+//  A figure rounded for reading (3 decimal places), as JSON.
+json_t *
+    bench_real (double value);
+
+#endif
