@@ -124,6 +124,17 @@ ep_proc_wait_ready (ep_proc_t *self, int timeout_ms)
     while (true) {
         self->ready = ep_ready_read (self->ready_path);
         if (self->ready) {
+            //  Every connectable form now, once: ep_proc_connect_endpoint
+            //  then only reads, and threads may call it at once.
+            const char *name;
+            json_t *bound;
+            json_object_foreach (json_object_get (self->ready, "endpoints"), name, bound) {
+                if (!json_is_string (bound))
+                    continue;
+                char *local = ep_endpoint_connectable (json_string_value (bound));
+                zhash_update (self->connectable, name, local);
+                zstr_free (&local);
+            }
             rc = 0;
             break;
         }
@@ -168,12 +179,10 @@ ep_proc_endpoint (ep_proc_t *self, const char *name)
 const char *
 ep_proc_connect_endpoint (ep_proc_t *self, const char *name)
 {
-    const char *bound = ep_proc_endpoint (self, name);
-    if (!bound)
-        return NULL;
-    char *local = ep_endpoint_connectable (bound);
-    zhash_update (self->connectable, name, local);
-    zstr_free (&local);
+    //  A lookup only (the forms are made when the ready file is read): the
+    //  benchmarks' client threads call this at once, and a zhash_update
+    //  here freed the string another thread was reading (a double free
+    //  that aborted model_bench once in CI).
     return (const char *) zhash_lookup (self->connectable, name);
 }
 

@@ -36,7 +36,7 @@ const char *
     ep_proc_endpoint (ep_proc_t *self, const char *name);
 
 //  The endpoint named name, rewritten for a local client (0.0.0.0 -> 127.0.0.1).
-//  Valid until the process is destroyed.
+//  Valid until the process is destroyed; safe from several threads at once.
 const char *
     ep_proc_connect_endpoint (ep_proc_t *self, const char *name);
 
