@@ -108,6 +108,118 @@ s_unpack_envelope (const ProtobufCMessageDescriptor *desc, ProtobufCAllocator *a
     return NULL;
 }
 
+//  Envelopes with more fields than this take protobuf-c's path.
+#define ENVELOPE_FIELDS_MAX 32
+
+static size_t
+s_varint_size (uint64_t value)
+{
+    size_t size = 1;
+    while (value >= 0x80) {
+        value >>= 7;
+        size++;
+    }
+    return size;
+}
+
+uint8_t *
+ep_codec_put_varint (uint8_t *out, uint64_t value)
+{
+    while (value >= 0x80) {
+        *out++ = (uint8_t) (value | 0x80);
+        value >>= 7;
+    }
+    *out++ = (uint8_t) value;
+    return out;
+}
+
+//  The sub-message in field of envelope msg, NULL where protobuf-c would
+//  pack nothing: an unset oneof member or a NULL pointer.
+static const ProtobufCMessage *
+s_envelope_field (const ProtobufCMessage *msg, const ProtobufCFieldDescriptor *field)
+{
+    const char *base = (const char *) msg;
+    if ((field->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
+    &&  *(const uint32_t *) (base + field->quantifier_offset) != field->id)
+        return NULL;
+    return *(const ProtobufCMessage *const *) (base + field->offset);
+}
+
+//  Packs envelope msg, field raw_field taken as the packed bytes raw (0:
+//  none), into *out. Fields go in the descriptor's order (by number), as
+//  protobuf-c writes them: tag, length, the sub-message.
+static int
+s_pack_envelope (const ProtobufCMessage *msg, unsigned raw_field, const uint8_t *raw,
+                 size_t raw_len, size_t cap, zmq_msg_t *out)
+{
+    const ProtobufCMessageDescriptor *desc = msg->descriptor;
+    size_t sizes [ENVELOPE_FIELDS_MAX];
+    size_t total = 0;
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *field = &desc->fields [i];
+        const ProtobufCMessage *sub = NULL;
+        if (field->id == raw_field)
+            sizes [i] = raw_len;
+        else
+        if ((sub = s_envelope_field (msg, field)))
+            sizes [i] = protobuf_c_message_get_packed_size (sub);
+        else
+            continue;
+        total += s_varint_size ((uint64_t) field->id << 3) + s_varint_size (sizes [i]) + sizes [i];
+    }
+    if (total > cap)
+        return -1;
+    EP_ASSERT (zmq_msg_init_size (out, total) == 0);
+    uint8_t *start = (uint8_t *) zmq_msg_data (out), *p = start;
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *field = &desc->fields [i];
+        const ProtobufCMessage *sub = field->id == raw_field? NULL: s_envelope_field (msg, field);
+        if (field->id != raw_field && !sub)
+            continue;
+        p = ep_codec_put_varint (p, ((uint64_t) field->id << 3) | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
+        p = ep_codec_put_varint (p, sizes [i]);
+        if (sub)
+            EP_ASSERT (protobuf_c_message_pack (sub, p) == sizes [i]);
+        else
+            memcpy (p, raw, raw_len);
+        p += sizes [i];
+    }
+    EP_ASSERT ((size_t) (p - start) == total);
+    return 0;
+}
+
+//  True if msg can take the envelope path.
+static bool
+s_packs_as_envelope (const ProtobufCMessage *msg)
+{
+    return s_is_envelope (msg->descriptor) && msg->descriptor->n_fields <= ENVELOPE_FIELDS_MAX
+        && msg->n_unknown_fields == 0;
+}
+
+int
+ep_codec_pack_msg (const ProtobufCMessage *msg, size_t cap, zmq_msg_t *out)
+{
+    if (s_packs_as_envelope (msg))
+        return s_pack_envelope (msg, 0, NULL, 0, cap, out);
+    size_t size = protobuf_c_message_get_packed_size (msg);
+    if (size > cap)
+        return -1;
+    EP_ASSERT (zmq_msg_init_size (out, size) == 0);
+    EP_ASSERT (protobuf_c_message_pack (msg, (uint8_t *) zmq_msg_data (out)) == size);
+    return 0;
+}
+
+int
+ep_codec_pack_envelope (const ProtobufCMessage *msg, unsigned field, const uint8_t *raw,
+                        size_t raw_len, size_t cap, zmq_msg_t *out)
+{
+    EP_ASSERT (field > 0);
+    if (!s_packs_as_envelope (msg)
+    ||  !protobuf_c_message_descriptor_get_field (msg->descriptor, field))
+        return -2;
+    return s_pack_envelope (msg, field, raw, raw_len, cap, out);
+}
+
 ProtobufCMessage *
 ep_codec_unpack_in (const ProtobufCMessageDescriptor *desc,
                     const void *data, size_t size, size_t cap, ProtobufCAllocator *allocator,

@@ -19,6 +19,28 @@
 zframe_t *
     ep_codec_pack (const ProtobufCMessage *msg, size_t cap, char *err, size_t errlen);
 
+//  Packs msg into *out (initialised here) exactly as protobuf_c_message_pack
+//  would. Returns -1 with *out untouched if its packed size exceeds cap.
+//  Envelopes (every field a singular sub-message, as Event) take a fast
+//  path that sizes each sub-message once: protobuf-c sizes it twice, once
+//  for the total and again for its length prefix.
+int
+    ep_codec_pack_msg (const ProtobufCMessage *msg, size_t cap, zmq_msg_t *out);
+
+//  ep_codec_pack_msg for an envelope whose field number field is given
+//  already packed (raw_len bytes at raw; what msg holds there is ignored),
+//  as a publisher that keeps its StreamMeta's bytes does. Returns -1 over
+//  cap, -2 (*out untouched) if msg is no envelope, has unknown fields or no
+//  such field: pack it whole instead.
+int
+    ep_codec_pack_envelope (const ProtobufCMessage *msg, unsigned field, const uint8_t *raw,
+                            size_t raw_len, size_t cap, zmq_msg_t *out);
+
+//  Writes value as a protobuf varint (1..10 bytes) at out; returns the byte
+//  after it.
+uint8_t *
+    ep_codec_put_varint (uint8_t *out, uint64_t value);
+
 //  Unpacks size bytes as a desc message after checking size <= cap. sender
 //  names the peer for the error text. Returns NULL with the reason in err on
 //  an oversized, truncated or malformed input. Free the result with

@@ -1,14 +1,20 @@
 /*  ep_publisher.c: stamped, capped publishing with per-stream heartbeats. */
 #include "ep_publisher.h"
+#include "ep_codec.h"
 #include <sodium.h>
 
 #define STREAM_MAX 128          //  longest stream name, with its null
+
+//  StreamMeta fields 4 and 5 (seq, timestamp_ms) as tag + varint: at most.
+#define META_VARYING_MAX (2 * (1 + 10))
 
 typedef struct {
     uint64_t seq;               //  last seq sent
     int64_t next_heartbeat_ms;  //  monotonic time the next heartbeat is due
     char name [STREAM_MAX];     //  the stream
     size_t name_len;            //  its length
+    size_t meta_head_len;       //  bytes in meta_head
+    uint8_t meta_head [];       //  StreamMeta fields 1-3, packed: constant per stream
 } s_stream_t;
 
 struct _ep_publisher_t {
@@ -21,6 +27,8 @@ struct _ep_publisher_t {
     zhashx_t *streams;          //  stream name -> s_stream_t
     s_stream_t *last;           //  the stream sent on last
     uint64_t refused;           //  events refused for size
+    uint8_t meta_tail [11];     //  StreamMeta field 6, packed: constant per publisher
+    size_t meta_tail_len;       //  bytes in meta_tail
 };
 
 int
@@ -70,6 +78,10 @@ ep_publisher_new (const char *endpoint, zcert_t *cert, const char *server_key,
         randombytes_buf (&self->epoch, sizeof self->epoch);
     while (self->epoch == 0);
     self->epoch_started_ms = ep_wall_ms ();
+    uint8_t *tail = self->meta_tail;
+    *tail++ = 6 << 3 | PROTOBUF_C_WIRE_TYPE_VARINT;
+    tail = ep_codec_put_varint (tail, (uint64_t) self->epoch_started_ms);
+    self->meta_tail_len = (size_t) (tail - self->meta_tail);
     self->cap = cap;
     self->heartbeat_ms = EP_HEARTBEAT_MS;
     self->streams = zhashx_new ();
@@ -90,17 +102,36 @@ ep_publisher_destroy (ep_publisher_t **self_p)
     }
 }
 
+//  Appends a length-delimited field (tag id) holding text at out.
+static uint8_t *
+s_put_string (uint8_t *out, unsigned id, const char *text, size_t len)
+{
+    *out++ = (uint8_t) (id << 3 | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
+    out = ep_codec_put_varint (out, len);
+    memcpy (out, text, len);
+    return out + len;
+}
+
 static s_stream_t *
 s_stream (ep_publisher_t *self, const char *name)
 {
     s_stream_t *stream = (s_stream_t *) zhashx_lookup (self->streams, name);
     if (!stream) {
-        stream = (s_stream_t *) zmalloc (sizeof (s_stream_t));
+        //  source_id, epoch and stream never change: packed once, here.
+        size_t id_len = strlen (self->source_id);
+        size_t head_max = (1 + 10 + id_len) + (1 + 10) + (1 + 10 + STREAM_MAX);
+        stream = (s_stream_t *) zmalloc (sizeof (s_stream_t) + head_max);
         //  First heartbeat right away: subscribers waiting for one should
         //  not wait a whole interval.
         stream->next_heartbeat_ms = ep_mono_ms ();
         snprintf (stream->name, sizeof stream->name, "%s", name);
         stream->name_len = strlen (stream->name);
+        uint8_t *head = s_put_string (stream->meta_head, 1, self->source_id, id_len);
+        *head++ = 2 << 3 | PROTOBUF_C_WIRE_TYPE_VARINT;
+        head = ep_codec_put_varint (head, self->epoch);
+        head = s_put_string (head, 3, stream->name, stream->name_len);
+        stream->meta_head_len = (size_t) (head - stream->meta_head);
+        EP_ASSERT (stream->meta_head_len <= head_max);
         zhashx_insert (self->streams, name, stream);
     }
     return stream;
@@ -114,34 +145,52 @@ ep_publisher_declare (ep_publisher_t *self, const char *stream)
 
 //  Stamps meta on event and sends it; seq is the value to stamp.
 static int
-s_send (ep_publisher_t *self, const char *topic, const char *stream,
+s_send (ep_publisher_t *self, const char *topic, s_stream_t *stream,
         uint64_t seq, Ep__Event *event)
 {
-    Ep__StreamMeta meta = EP__STREAM_META__INIT;
-    meta.source_id = self->source_id;
-    meta.has_epoch = true;
-    meta.epoch = self->epoch;
-    meta.stream = (char *) stream;
-    meta.has_seq = true;
-    meta.seq = seq;
-    meta.has_timestamp_ms = true;
-    meta.timestamp_ms = ep_wall_ms ();
-    meta.has_epoch_started_ms = true;
-    meta.epoch_started_ms = self->epoch_started_ms;
-    Ep__StreamMeta *saved = event->meta;
-    event->meta = &meta;
-    //  ep_codec_pack's cap check, packing straight into a zmq_msg_t and
-    //  sending the topic from our string: no zframe allocations per event.
-    size_t size = protobuf_c_message_get_packed_size (&event->base);
-    if (size > self->cap) {
+    //  The StreamMeta by hand, as protobuf-c packs it (fields in order,
+    //  each present): the stream's constant head, seq and timestamp, the
+    //  publisher's constant tail. Packing it through protobuf-c cost as
+    //  much as sending the event.
+    int64_t now = ep_wall_ms ();
+    uint8_t stack [512];
+    size_t meta_max = stream->meta_head_len + META_VARYING_MAX + self->meta_tail_len;
+    uint8_t *meta = meta_max <= sizeof stack? stack: (uint8_t *) malloc (meta_max);
+    EP_ASSERT (meta);
+    memcpy (meta, stream->meta_head, stream->meta_head_len);
+    uint8_t *p = meta + stream->meta_head_len;
+    *p++ = 4 << 3 | PROTOBUF_C_WIRE_TYPE_VARINT;
+    p = ep_codec_put_varint (p, seq);
+    *p++ = 5 << 3 | PROTOBUF_C_WIRE_TYPE_VARINT;
+    p = ep_codec_put_varint (p, (uint64_t) now);
+    memcpy (p, self->meta_tail, self->meta_tail_len);
+    p += self->meta_tail_len;
+    //  Packed straight into a zmq_msg_t, the topic sent from our string: no
+    //  zframe allocations per event.
+    zmq_msg_t body;
+    int rc = ep_codec_pack_envelope (&event->base, 1, meta, (size_t) (p - meta), self->cap, &body);
+    if (meta != stack)
+        free (meta);
+    if (rc == -2) {
+        //  Unknown fields (a relayed event): protobuf-c packs it whole.
+        Ep__StreamMeta fields = EP__STREAM_META__INIT;
+        fields.source_id = self->source_id;
+        fields.has_epoch = fields.has_seq = fields.has_timestamp_ms = true;
+        fields.has_epoch_started_ms = true;
+        fields.epoch = self->epoch;
+        fields.stream = stream->name;
+        fields.seq = seq;
+        fields.timestamp_ms = now;
+        fields.epoch_started_ms = self->epoch_started_ms;
+        Ep__StreamMeta *saved = event->meta;
+        event->meta = &fields;
+        rc = ep_codec_pack_msg (&event->base, self->cap, &body);
         event->meta = saved;
+    }
+    if (rc != 0) {
         self->refused++;
         return -1;
     }
-    zmq_msg_t body;
-    EP_ASSERT (zmq_msg_init_size (&body, size) == 0);
-    EP_ASSERT (protobuf_c_message_pack (&event->base, (uint8_t *) zmq_msg_data (&body)) == size);
-    event->meta = saved;
     void *pub = zsock_resolve (self->pub);
     zmq_send (pub, topic, strlen (topic), ZMQ_SNDMORE);
     if (zmq_msg_send (&body, pub, 0) < 0)
@@ -163,7 +212,7 @@ ep_publisher_send (ep_publisher_t *self, const char *topic, Ep__Event *event)
         stream = s_stream (self, name);
         self->last = stream;
     }
-    if (s_send (self, topic, stream->name, stream->seq + 1, event) != 0)
+    if (s_send (self, topic, stream, stream->seq + 1, event) != 0)
         return -1;
     stream->seq++;
     return 0;
@@ -186,7 +235,7 @@ ep_publisher_tick (ep_publisher_t *self)
             Ep__Event event = EP__EVENT__INIT;
             event.body_case = EP__EVENT__BODY_HEARTBEAT;
             event.heartbeat = &heartbeat;
-            s_send (self, topic, name, stream->seq, &event);
+            s_send (self, topic, stream, stream->seq, &event);
             stream->next_heartbeat_ms = now + self->heartbeat_ms;
         }
         int64_t due = stream->next_heartbeat_ms - now;

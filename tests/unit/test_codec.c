@@ -117,6 +117,72 @@ Test (codec, garbage_gives_errors_not_crashes)
     cr_assert_gt (rejected, 1000);
 }
 
+//  ep_codec_pack_msg packs envelopes on a fast path: the bytes must be
+//  protobuf-c's, and a cap one byte short must refuse the message.
+static void
+s_packs_as_protobuf_c (const ProtobufCMessage *msg)
+{
+    size_t size = protobuf_c_message_get_packed_size (msg);
+    uint8_t *expected = (uint8_t *) malloc (size + 1);
+    cr_assert_eq (protobuf_c_message_pack (msg, expected), size);
+    zmq_msg_t packed;
+    cr_assert_eq (ep_codec_pack_msg (msg, size, &packed), 0);
+    cr_assert_eq (zmq_msg_size (&packed), size, "%s: %zu bytes, protobuf-c %zu", msg->descriptor->name,
+                  zmq_msg_size (&packed), size);
+    cr_assert_eq (memcmp (zmq_msg_data (&packed), expected, size), 0, "%s: packed differently",
+                  msg->descriptor->name);
+    zmq_msg_close (&packed);
+    if (size > 0)
+        cr_assert_eq (ep_codec_pack_msg (msg, size - 1, &packed), -1);
+    //  An Event's meta given already packed gives the same bytes.
+    const Ep__Event *event = (const Ep__Event *) msg;
+    if (msg->descriptor == &ep__event__descriptor && event->meta) {
+        uint8_t meta [256];
+        size_t meta_size = ep__stream_meta__pack (event->meta, meta);
+        int rc = ep_codec_pack_envelope (msg, 1, meta, meta_size, size, &packed);
+        cr_assert_eq (rc, msg->n_unknown_fields? -2: 0);
+        if (rc == 0) {
+            cr_assert_eq (zmq_msg_size (&packed), size);
+            cr_assert_eq (memcmp (zmq_msg_data (&packed), expected, size), 0);
+            zmq_msg_close (&packed);
+        }
+    }
+    free (expected);
+}
+
+Test (codec, pack_msg_packs_as_protobuf_c_does)
+{
+    //  Not an envelope: protobuf-c's own path.
+    zframe_t *frame = s_sample ();
+    ProtobufCMessage *request = protobuf_c_message_unpack (&ep__model_request__descriptor, NULL,
+                                                           zframe_size (frame), zframe_data (frame));
+    cr_assert_not_null (request);
+    s_packs_as_protobuf_c (request);
+    protobuf_c_message_free_unpacked (request, NULL);
+    zframe_destroy (&frame);
+    //  Envelopes: with and without meta and body, a NULL body pointer.
+    Ep__StreamMeta meta = EP__STREAM_META__INIT;
+    meta.source_id = "model-1";
+    meta.stream = "model";
+    meta.has_seq = meta.has_epoch = meta.has_timestamp_ms = true;
+    meta.seq = 1u << 20;
+    meta.epoch = UINT64_MAX;
+    meta.timestamp_ms = -5;             //  negative: ten bytes
+    Ep__StrayEvent stray = EP__STRAY_EVENT__INIT;
+    stray.remote_addr = "127.0.0.1:5";
+    Ep__Event event = EP__EVENT__INIT;
+    s_packs_as_protobuf_c (&event.base);
+    event.meta = &meta;
+    s_packs_as_protobuf_c (&event.base);
+    event.body_case = EP__EVENT__BODY_STRAY;
+    event.stray = &stray;
+    s_packs_as_protobuf_c (&event.base);
+    event.meta = NULL;
+    s_packs_as_protobuf_c (&event.base);
+    event.stray = NULL;
+    s_packs_as_protobuf_c (&event.base);
+}
+
 //  ep_codec_unpack_in takes a fast path for envelopes (Event: a meta and a
 //  oneof body) and falls back to protobuf-c for anything but the plain
 //  case. Whatever the input, it must give what protobuf-c gives: both fail,
@@ -148,8 +214,10 @@ s_same_as_protobuf_c (const uint8_t *data, size_t size, ep_arena_t *arena)
         }
         ep_arena_reset (arena);
     }
-    if (reference)
+    if (reference) {
+        s_packs_as_protobuf_c (reference);
         protobuf_c_message_free_unpacked (reference, NULL);
+    }
 }
 
 static size_t

@@ -186,3 +186,99 @@ Test (streams, oversized_event_is_refused_and_seq_not_consumed)
     cr_assert_eq (ep_publisher_send (pub, "no-namespace", &event), -1);
     ep_publisher_destroy (&pub);
 }
+
+//  Receives one [topic][Event] from sub within timeout_ms; returns the
+//  Event's bytes (caller frees) or NULL.
+static zframe_t *
+s_recv_body (zsock_t *sub, int timeout_ms)
+{
+    zsock_set_rcvtimeo (sub, timeout_ms);
+    zmsg_t *msg = zmsg_recv (sub);
+    if (!msg)
+        return NULL;
+    cr_assert_eq (zmsg_size (msg), 2);
+    zframe_t *body = zmsg_last (msg);
+    zmsg_remove (msg, body);
+    zmsg_destroy (&msg);
+    return body;
+}
+
+//  The publisher packs StreamMeta by hand: what it sends must be the bytes
+//  protobuf-c gives for the same event, meta included, on the fast path and
+//  on the fallback for events with unknown fields.
+Test (streams, publisher_packs_events_as_protobuf_c_does)
+{
+    zsock_t *sub = zsock_new (ZMQ_SUB);
+    zsock_set_subscribe (sub, "");
+    int port = zsock_bind (sub, "tcp://127.0.0.1:*");
+    cr_assert_gt (port, 0);
+    char endpoint [64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    ep_publisher_t *pub = ep_publisher_new (endpoint, NULL, NULL, "test-pack", 65536);
+    Ep__ChannelEvent channel = EP__CHANNEL_EVENT__INIT;
+    channel.reason = "joined";
+    channel.remote_addr = "127.0.0.1:40000";
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_CHANNEL;
+    event.channel = &channel;
+    //  PUB drops until connected: send until one arrives.
+    zframe_t *body = NULL;
+    int64_t deadline = ep_mono_ms () + 5000;
+    while (!body && ep_mono_ms () < deadline) {
+        cr_assert_eq (ep_publisher_send (pub, "chan.joined", &event), 0);
+        body = s_recv_body (sub, 20);
+    }
+    cr_assert_not_null (body, "the publisher's events never arrived");
+    zframe_destroy (&body);
+    while ((body = s_recv_body (sub, 50)))
+        zframe_destroy (&body);
+
+    //  An event with an unknown field, as one decoded and relayed would be.
+    uint8_t with_unknown [64];
+    Ep__Event plain = EP__EVENT__INIT;
+    plain.body_case = EP__EVENT__BODY_CHANNEL;
+    plain.channel = &channel;
+    size_t size = ep__event__pack (&plain, with_unknown);
+    const uint8_t unknown [] = { 0xa0, 0x03, 0x07 };    //  field 52, varint 7
+    memcpy (with_unknown + size, unknown, sizeof unknown);
+    Ep__Event *relayed = ep__event__unpack (NULL, size + sizeof unknown, with_unknown);
+    cr_assert_not_null (relayed);
+    cr_assert_eq (relayed->base.n_unknown_fields, 1);
+
+    const char *topics [] = { "chan.joined", "longer-stream-name.x", "chan.again" };
+    Ep__Event *events [] = { &event, relayed, &event };
+    for (size_t i = 0; i < 3; i++) {
+        char stream [64];
+        cr_assert_eq (ep_topic_stream (topics [i], stream, sizeof stream), 0);
+        uint64_t seq = ep_publisher_seq (pub, stream) + 1;
+        int64_t before = ep_wall_ms ();
+        cr_assert_eq (ep_publisher_send (pub, topics [i], events [i]), 0);
+        int64_t after = ep_wall_ms ();
+        body = s_recv_body (sub, 5000);
+        cr_assert_not_null (body);
+        Ep__Event *got = ep__event__unpack (NULL, zframe_size (body), zframe_data (body));
+        cr_assert_not_null (got, "%s: the publisher's bytes do not decode", topics [i]);
+        Ep__StreamMeta *meta = got->meta;
+        cr_assert_not_null (meta);
+        cr_assert_str_eq (meta->source_id, "test-pack");
+        cr_assert_str_eq (meta->stream, stream);
+        cr_assert (meta->has_epoch && meta->epoch == ep_publisher_epoch (pub));
+        cr_assert (meta->has_seq && meta->seq == seq);
+        cr_assert (meta->has_timestamp_ms && meta->timestamp_ms >= before && meta->timestamp_ms <= after);
+        cr_assert (meta->has_epoch_started_ms && meta->epoch_started_ms <= before);
+        cr_assert_eq (got->body_case, EP__EVENT__BODY_CHANNEL);
+        cr_assert_str_eq (got->channel->remote_addr, "127.0.0.1:40000");
+        cr_assert_eq (got->base.n_unknown_fields, events [i]->base.n_unknown_fields);
+        //  Canonical: protobuf-c packs what it decoded to the same bytes.
+        uint8_t repacked [256];
+        cr_assert_eq (ep__event__get_packed_size (got), zframe_size (body));
+        ep__event__pack (got, repacked);
+        cr_assert_eq (memcmp (repacked, zframe_data (body), zframe_size (body)), 0,
+                      "%s: packed unlike protobuf-c", topics [i]);
+        ep__event__free_unpacked (got, NULL);
+        zframe_destroy (&body);
+    }
+    ep__event__free_unpacked (relayed, NULL);
+    ep_publisher_destroy (&pub);
+    zsock_destroy (&sub);
+}
