@@ -329,3 +329,134 @@ Test (codec, envelope_fast_path_decodes_as_protobuf_c_does)
     }
     ep_arena_destroy (&arena);
 }
+
+//  ---------------------------------------------------------------------
+//  The flat path (messages of varint scalars and strings: StreamMeta, most
+//  event bodies) against protobuf-c, on generated field sequences that mix
+//  the plain case with every way out of it.
+
+static uint32_t s_seed = 424242;
+
+static uint32_t
+s_rand (uint32_t bound)
+{
+    s_seed = s_seed * 1103515245 + 12345;
+    return (s_seed >> 8) % bound;
+}
+
+//  Appends a varint of exactly len bytes (1..10) holding random bits, or
+//  (one in three) zero bits but in its last byte.
+static size_t
+s_put_raw_varint (uint8_t *out, unsigned len)
+{
+    bool sparse = s_rand (3) == 0;
+    for (unsigned i = 0; i < len; i++)
+        out [i] = (uint8_t) ((i + 1 < len? 0x80: 0) | (sparse && i + 1 < len? 0: s_rand (128)));
+    if (len > 1 && out [len - 1] == 0)
+        out [len - 1] = (uint8_t) (1 + s_rand (127));
+    return len;
+}
+
+//  Random fields of desc (mostly well formed) into out; returns the size.
+static size_t
+s_random_fields (const ProtobufCMessageDescriptor *desc, uint8_t *out, size_t cap)
+{
+    size_t size = 0;
+    unsigned fields = s_rand (9);
+    for (unsigned f = 0; f < fields && size + 64 < cap; f++) {
+        const ProtobufCFieldDescriptor *field = &desc->fields [s_rand (desc->n_fields)];
+        uint32_t id = s_rand (10) == 0? 1 + s_rand (40): field->id;
+        bool string = field->type == PROTOBUF_C_TYPE_STRING;
+        uint32_t wire = s_rand (8) == 0? s_rand (6): string? 2: 0;
+        size += (size_t) (ep_codec_put_varint (out + size, (uint64_t) id << 3 | wire) - (out + size));
+        if (wire == 0)
+        {
+            unsigned pick = s_rand (4);
+            size += s_put_raw_varint (out + size, pick == 0? 10: pick == 1? 1 + s_rand (10): 1 + s_rand (2));
+        }
+        else
+        if (wire == 2) {
+            unsigned len = s_rand (20);
+            out [size++] = (uint8_t) (s_rand (20) == 0? len + 1 + s_rand (3): len);
+            for (unsigned i = 0; i < len; i++)
+                out [size++] = (uint8_t) ('a' + s_rand (26));
+        }
+        else
+        if (wire == 1 || wire == 5) {
+            unsigned len = wire == 1? 8: 4;
+            for (unsigned i = 0; i < len; i++)
+                out [size++] = (uint8_t) s_rand (256);
+        }
+    }
+    return size;
+}
+
+//  Both decode the same (packing back to the same bytes) or both fail.
+static void
+s_flat_same (const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t size)
+{
+    char err [256];
+    ProtobufCMessage *reference = protobuf_c_message_unpack (desc, NULL, size, data);
+    ProtobufCMessage *ours = ep_codec_unpack (desc, data, size, 65536, "test", err, sizeof err);
+    cr_assert_eq (ours == NULL, reference == NULL, "%s, %zu bytes: protobuf-c %s, ours %s", desc->name,
+                  size, reference? "decodes": "fails", ours? "decodes": "fails");
+    if (ours) {
+        size_t a = protobuf_c_message_get_packed_size (ours);
+        cr_assert_eq (a, protobuf_c_message_get_packed_size (reference));
+        uint8_t *pa = (uint8_t *) malloc (a + 1), *pb = (uint8_t *) malloc (a + 1);
+        protobuf_c_message_pack (ours, pa);
+        protobuf_c_message_pack (reference, pb);
+        cr_assert_eq (memcmp (pa, pb, a), 0, "%s, %zu bytes: decoded differently", desc->name, size);
+        free (pa);
+        free (pb);
+        //  And what decoded packs back as protobuf-c packs it (flat path).
+        s_packs_as_protobuf_c (reference);
+        protobuf_c_message_free_unpacked (ours, NULL);
+        protobuf_c_message_free_unpacked (reference, NULL);
+    }
+}
+
+Test (codec, flat_path_decodes_as_protobuf_c_does)
+{
+    const ProtobufCMessageDescriptor *bodies [] = {
+        &ep__connect_event__descriptor, &ep__channel_event__descriptor, &ep__stray_event__descriptor,
+        &ep__stream_heartbeat__descriptor
+    };
+    ep_arena_t *arena = ep_arena_new (4096, 65536);
+    int decoded = 0;
+    for (int round = 0; round < 30000; round++) {
+        //  Alone (a flat top-level message) and as an Event's meta and body.
+        uint8_t meta [512], body [512], event [1200];
+        const ProtobufCMessageDescriptor *desc = bodies [round % EP_COUNT (bodies)];
+        size_t meta_size = s_random_fields (&ep__stream_meta__descriptor, meta, sizeof meta);
+        size_t body_size = s_random_fields (desc, body, sizeof body);
+        s_flat_same (&ep__stream_meta__descriptor, meta, meta_size);
+        s_flat_same (desc, body, body_size);
+        //  Status: a flat message with an enum (negative values take ten
+        //  bytes), outside events.
+        uint8_t status [512];
+        s_flat_same (&ep__status__descriptor, status,
+                     s_random_fields (&ep__status__descriptor, status, sizeof status));
+        size_t size = 0;
+        event [size++] = 0x0a;
+        size += (size_t) (ep_codec_put_varint (event + size, meta_size) - (event + size));
+        memcpy (event + size, meta, meta_size);
+        size += meta_size;
+        const ProtobufCFieldDescriptor *member = NULL;
+        for (unsigned i = 0; i < ep__event__descriptor.n_fields; i++)
+            if (ep__event__descriptor.fields [i].descriptor == desc)
+                member = &ep__event__descriptor.fields [i];
+        cr_assert_not_null (member);
+        size += (size_t) (ep_codec_put_varint (event + size, (uint64_t) member->id << 3 | 2) - (event + size));
+        size += (size_t) (ep_codec_put_varint (event + size, body_size) - (event + size));
+        memcpy (event + size, body, body_size);
+        size += body_size;
+        s_same_as_protobuf_c (event, size, arena);
+        Ep__Event *check = ep__event__unpack (NULL, size, event);
+        decoded += check != NULL;
+        ep__event__free_unpacked (check, NULL);
+    }
+    //  The generator is no use if nearly everything fails.
+    cr_assert_gt (decoded, 3000, "only %d of 30000 generated events decode", decoded);
+    ep_arena_destroy (&arena);
+}
