@@ -18,6 +18,7 @@ struct _ep_subscriber_t {
     zlistx_t *pending;          //  events received while waiting for a stream
     uint64_t malformed;         //  undecodable messages dropped
     int64_t next_tick_ms;       //  when the silence check is next due
+    int rcvtimeo;               //  ZMQ_RCVTIMEO last set on sub (-1: libzmq's default)
     ep_arena_t *arena;          //  the event recv or read last returned, decoded
     Ep__Event *held;            //  or that event, from pending, on the heap
 };
@@ -66,6 +67,7 @@ ep_subscriber_new (const char *endpoint, zcert_t *cert, const char *server_key,
     zlistx_set_destructor (self->pending, s_pending_destroy);
     self->next_tick_ms = ep_mono_ms () + EP_HEARTBEAT_MS;
     self->arena = ep_arena_new (ARENA_BLOCK, ARENA_MAX);
+    self->rcvtimeo = -1;
     return self;
 }
 
@@ -306,13 +308,22 @@ ep_subscriber_recv (ep_subscriber_t *self, int timeout_ms, char **topic_p)
             return event;
         if (got)
             continue;           //  a heartbeat or a duplicate: next one
-        int64_t left = -1;
-        if (deadline != INT64_MAX) {
-            left = deadline - ep_mono_ms ();
-            if (left < 0)
-                left = 0;
+        //  Nothing waiting: block in libzmq's own receive until a message,
+        //  the next silence check or the deadline. A wake-up then costs the
+        //  system calls a raw blocking zmq_msg_recv makes; polling the
+        //  socket's fd and re-reading ZMQ_EVENTS around it cost twice that.
+        int64_t left = deadline == INT64_MAX? INT64_MAX: deadline - ep_mono_ms ();
+        if (left <= 0)
+            return NULL;
+        int wait = left > EP_HEARTBEAT_MS / 4? EP_HEARTBEAT_MS / 4: (int) left;
+        if (wait != self->rcvtimeo) {
+            zsock_set_rcvtimeo (self->sub, wait);
+            self->rcvtimeo = wait;
         }
-        if (!s_readable (self, left))
+        event = s_read (self, 0, topic_p, &got, ep_mono_ms ());
+        if (event)
+            return event;
+        if (!got && zsys_interrupted)
             return NULL;
     }
 }
