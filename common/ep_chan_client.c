@@ -280,6 +280,12 @@ ep_chan_client_fd (ep_chan_client_t *self)
     return self->fd;
 }
 
+X509 *
+ep_chan_client_peer_cert (ep_chan_client_t *self)
+{
+    return SSL_get0_peer_certificate (self->ssl);
+}
+
 uint64_t
 ep_chan_client_pongs (ep_chan_client_t *self)
 {

@@ -64,6 +64,10 @@ const char *
 int
     ep_chan_client_fd (ep_chan_client_t *self);
 
+//  The certificate the server presented (borrowed: valid until destroy).
+X509 *
+    ep_chan_client_peer_cert (ep_chan_client_t *self);
+
 //  Pings answered so far.
 uint64_t
     ep_chan_client_pongs (ep_chan_client_t *self);

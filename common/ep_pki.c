@@ -281,10 +281,10 @@ s_set_pubkey (X509 *cert, EVP_PKEY *key, bool fast)
 }
 
 //  A certificate for key: subject O=edgeplane, OU=role, CN=cn, valid from
-//  now (less the skew) for days days but not past the CA's end; issuer is
-//  the CA (or the certificate itself when ca->cert is NULL: the CA).
+//  now (less the skew) until seconds from now, but not past the CA's end;
+//  issuer is the CA (or the certificate itself when ca->cert is NULL: the CA).
 static X509 *
-s_cert_new (s_ca_t *ca, EVP_PKEY *key, const char *role, const char *cn, int days)
+s_cert_new (s_ca_t *ca, EVP_PKEY *key, const char *role, const char *cn, int64_t seconds)
 {
     X509 *cert = X509_new ();
     EP_ASSERT (cert);
@@ -298,7 +298,7 @@ s_cert_new (s_ca_t *ca, EVP_PKEY *key, const char *role, const char *cn, int day
     X509 *issuer = ca->cert? ca->cert: cert;
     EP_ASSERT (X509_set_issuer_name (cert, X509_get_subject_name (issuer)) == 1);
     time_t now = time (NULL);
-    time_t end = now + (time_t) days * 86400;
+    time_t end = now + (time_t) seconds;
     if (ca->cert && end > ca->not_after)
         end = ca->not_after;
     EP_ASSERT (ASN1_TIME_set (X509_getm_notBefore (cert), now - S_SKEW));
@@ -322,10 +322,10 @@ s_sign (X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
 //  A leaf certificate for role/id, signed by the CA. server adds the names
 //  a local client checks (localhost, 127.0.0.1, ::1) to the URI.
 static X509 *
-s_leaf_new (s_ca_t *ca, EVP_PKEY *key, const char *role, const char *id, int days,
+s_leaf_new (s_ca_t *ca, EVP_PKEY *key, const char *role, const char *id, int64_t seconds,
             bool server, char *err, size_t errlen)
 {
-    X509 *cert = s_cert_new (ca, key, role, id, days);
+    X509 *cert = s_cert_new (ca, key, role, id, seconds);
     s_add_ext (cert, ca->cert, NID_basic_constraints, "critical,CA:FALSE");
     s_add_ext (cert, ca->cert, NID_key_usage, "critical,digitalSignature");
     //  Only a controller may be a TLS server: clients rely on that.
@@ -384,7 +384,7 @@ s_ca_create (const char *tls, s_ca_t *ca, char *err, size_t errlen)
         s_ca_free (ca);
         return -1;
     }
-    X509 *cert = s_cert_new (ca, ca->key, NULL, "edgeplane CA", S_CA_DAYS);
+    X509 *cert = s_cert_new (ca, ca->key, NULL, "edgeplane CA", (int64_t) S_CA_DAYS * 86400);
     s_add_ext (cert, cert, NID_basic_constraints, "critical,CA:TRUE");
     s_add_ext (cert, cert, NID_key_usage, "critical,keyCertSign,cRLSign");
     char crt [PATH_MAX], key [PATH_MAX];
@@ -456,7 +456,7 @@ s_issue_one (s_ca_t *ca, int index_fd, const char *role, const char *id, int day
         s_err_ssl (err, errlen, "cannot generate a P-256 key");
         return -1;
     }
-    X509 *cert = s_leaf_new (ca, key, role, id, days, server, err, errlen);
+    X509 *cert = s_leaf_new (ca, key, role, id, (int64_t) days * 86400, server, err, errlen);
     int rc = cert? 0: -1;
     if (rc == 0)
         rc = s_index_append (index_fd, cert, role, id, err, errlen);
@@ -1116,14 +1116,15 @@ ep_pki_client_ctx_with (X509 *cert, EVP_PKEY *key, const char *ca, char *err, si
 }
 
 int
-ep_pki_issue_memory (const char *keys_dir, const char *role, const char *id, int days,
+ep_pki_issue_memory (const char *keys_dir, const char *role, const char *id, int64_t seconds,
                      X509 **cert_p, EVP_PKEY **key_p, char *err, size_t errlen)
 {
     *cert_p = NULL;
     *key_p = NULL;
-    if (!s_role_valid (role) || !ep_id_valid (id) || days < 1 || days > EP_PKI_DAYS_MAX) {
-        s_err (err, errlen, "invalid role, id or validity for a certificate (%s/%s, %d days)",
-               role? role: "", id? id: "", days);
+    if (!s_role_valid (role) || !ep_id_valid (id) || seconds < 1
+    ||  seconds > (int64_t) EP_PKI_DAYS_MAX * 86400) {
+        s_err (err, errlen, "invalid role, id or validity for a certificate (%s/%s, %lld seconds)",
+               role? role: "", id? id: "", (long long) seconds);
         return -1;
     }
     if (!s_dir_ok (keys_dir)) {
@@ -1134,7 +1135,7 @@ ep_pki_issue_memory (const char *keys_dir, const char *role, const char *id, int
     if (s_ca_load (keys_dir, &ca, err, errlen))
         return -1;
     EVP_PKEY *key = s_key_new (&ca);
-    X509 *cert = key? s_leaf_new (&ca, key, role, id, days, streq (role, EP_PKI_ROLE_CTRL),
+    X509 *cert = key? s_leaf_new (&ca, key, role, id, seconds, streq (role, EP_PKI_ROLE_CTRL),
                                   err, errlen): NULL;
     if (!key)
         s_err_ssl (err, errlen, "cannot generate a P-256 key");
@@ -1187,4 +1188,32 @@ int
 ep_pki_cert_identity (X509 *cert, char *role, size_t rolelen, char *id, size_t idlen)
 {
     return s_identity (cert, role, rolelen, id, idlen);
+}
+
+int
+ep_pki_cert_validity (X509 *cert, int64_t *not_before, int64_t *not_after)
+{
+    struct tm before, after;
+    if (!cert || ASN1_TIME_to_tm (X509_get0_notBefore (cert), &before) != 1
+    ||  ASN1_TIME_to_tm (X509_get0_notAfter (cert), &after) != 1)
+        return -1;
+    *not_before = (int64_t) timegm (&before);
+    *not_after = (int64_t) timegm (&after);
+    return 0;
+}
+
+int
+ep_pki_ctx_use (SSL_CTX *ctx, X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
+{
+    //  SSL_new copies the context's certificate into each connection:
+    //  connections made before keep what they were made with.
+    if (!ctx || !cert || !key
+    ||  SSL_CTX_use_certificate (ctx, cert) != 1
+    ||  SSL_CTX_use_PrivateKey (ctx, key) != 1
+    ||  SSL_CTX_check_private_key (ctx) != 1) {
+        s_err_ssl (err, errlen, "cannot use the new certificate and key: they do not belong "
+                   "together");
+        return -1;
+    }
+    return 0;
 }

@@ -103,12 +103,24 @@ SSL_CTX *
 //  keys_dir (readable is enough: nothing is written, nothing is recorded in
 //  tls/issued.txt): a new P-256 key, SAN URI edgeplane://<role>/<id> (plus
 //  localhost, 127.0.0.1 and ::1 for role ctrl, like the server
-//  certificate), valid days days. How a watchdog instance gets its own ctrl
-//  identity at every start. Returns 0 with *cert_p and *key_p (caller frees
-//  with X509_free / EVP_PKEY_free), or -1 with a message in err.
+//  certificate), valid until seconds from now (1 to EP_PKI_DAYS_MAX days;
+//  never past the CA's end). How a watchdog instance gets, and renews, its
+//  own ctrl identity. Returns 0 with *cert_p and *key_p (caller frees with
+//  X509_free / EVP_PKEY_free), or -1 with a message in err.
 int
-    ep_pki_issue_memory (const char *keys_dir, const char *role, const char *id, int days,
+    ep_pki_issue_memory (const char *keys_dir, const char *role, const char *id, int64_t seconds,
                          X509 **cert_p, EVP_PKEY **key_p, char *err, size_t errlen);
+
+//  cert's notBefore and notAfter, in seconds since the epoch. Returns 0 or -1.
+int
+    ep_pki_cert_validity (X509 *cert, int64_t *not_before, int64_t *not_after);
+
+//  Makes ctx (a server or client context) present cert/key (borrowed; the
+//  context takes its own references) from now on: connections made after
+//  the call use them, those made before keep theirs. Returns 0, or -1 with
+//  a message in err (the context may then hold neither).
+int
+    ep_pki_ctx_use (SSL_CTX *ctx, X509 *cert, EVP_PKEY *key, char *err, size_t errlen);
 
 //  Reads a certificate and its private key (PEM files of a bundle) and
 //  checks that they belong together. Returns 0, or -1 with a message.

@@ -626,3 +626,49 @@ Test (pki, mistakes_get_messages_that_say_what_to_do, .init = s_setup, .fini = s
     cr_assert_null (ep_pki_client_ctx (cert, cert, cert, err, sizeof err));
     cr_assert (strstr (err, "nothing.crt") && strstr (err, "edgeplane pki issue"), "%s", err);
 }
+
+Test (pki, memory_certificates_last_the_seconds_asked_and_contexts_take_a_new_one,
+      .init = s_setup, .fini = s_teardown)
+{
+    s_init (s_keys, false);
+    s_issue (s_keys, "router", "r1");
+    char err [512] = "";
+    X509 *first = NULL, *second = NULL;
+    EVP_PKEY *first_key = NULL, *second_key = NULL;
+    int64_t now = (int64_t) time (NULL);
+    cr_assert_eq (ep_pki_issue_memory (s_keys, "ctrl", "c1", 90, &first, &first_key, err, sizeof err),
+                  0, "%s", err);
+    int64_t not_before, not_after;
+    cr_assert_eq (ep_pki_cert_validity (first, &not_before, &not_after), 0);
+    cr_assert (not_after >= now + 90 && not_after <= now + 92, "not after %lld, now %lld",
+               (long long) not_after, (long long) now);
+    cr_assert_lt (not_before, now, "starts in the past, for peers whose clock is behind");
+    cr_assert_eq (ep_pki_issue_memory (s_keys, "ctrl", "c1", 0, &second, &second_key, err, sizeof err),
+                  -1);
+    cr_assert_eq (ep_pki_issue_memory (s_keys, "ctrl", "c1", 200, &second, &second_key, err,
+                                       sizeof err), 0, "%s", err);
+
+    //  A server context made with the first presents the second after
+    //  ep_pki_ctx_use; a connection made before keeps the first.
+    SSL_CTX *server_ctx = ep_pki_server_ctx_with (s_keys, first, first_key, err, sizeof err);
+    cr_assert_not_null (server_ctx, "%s", err);
+    SSL_CTX *client_ctx = s_client ("r1");
+    s_conn_t before = s_handshake (client_ctx, server_ctx);
+    cr_assert (before.client_ok && before.server_ok);
+    cr_assert_eq (ep_pki_ctx_use (server_ctx, second, second_key, err, sizeof err), 0, "%s", err);
+    s_conn_t after = s_handshake (client_ctx, server_ctx);
+    cr_assert (after.client_ok && after.server_ok);
+    cr_assert_eq (X509_cmp (SSL_get0_peer_certificate (after.client), second), 0, "the new one");
+    cr_assert_eq (X509_cmp (SSL_get_certificate (before.server), first), 0, "the old one stays");
+    //  A key that is not the certificate's is refused.
+    cr_assert_eq (ep_pki_ctx_use (server_ctx, second, first_key, err, sizeof err), -1);
+    cr_assert (strstr (err, "do not belong together"), "%s", err);
+    s_conn_free (&before);
+    s_conn_free (&after);
+    SSL_CTX_free (client_ctx);
+    SSL_CTX_free (server_ctx);
+    X509_free (first);
+    X509_free (second);
+    EVP_PKEY_free (first_key);
+    EVP_PKEY_free (second_key);
+}
