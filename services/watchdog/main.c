@@ -11,10 +11,10 @@
     connections API.
 
     Each instance has a ctrl identity of its own (a certificate for
-    edgeplane://ctrl/<id>, issued here in memory with the CA key, or a
-    bundle given), registers itself as a controller in the model, and dials
-    every other instance it hears beaconing (dialer.c decides, link.c
-    connects).
+    edgeplane://ctrl/<id>, issued here in memory with the CA key and
+    renewed here before its end (renewal.c decides), or a bundle given),
+    registers itself as a controller in the model, and dials every other
+    instance it hears beaconing (dialer.c decides, link.c connects).
 */
 #include "ep_service.h"
 #include "ep_codec.h"
@@ -27,6 +27,7 @@
 #include "channel.h"
 #include "dialer.h"
 #include "link.h"
+#include "renewal.h"
 #include "ep_rpc_client.h"
 #include "model.pb-c.h"
 #include <arpa/inet.h>
@@ -44,9 +45,9 @@
 #define GAUGES_MS           1000
 #define RELAY_TIMEOUT_MS    30000
 #define RELAY_ID_MAX        160         //  the longest request id services take
-#define CTRL_DAYS           825         //  a self-issued ctrl certificate (as tls/watchdog.crt)
 #define PEER_EXPIRE_MS      (5 * BEACON_MS)     //  a peer whose beacons stopped this long is gone
 #define LINK_JOIN_MS        10000       //  a link to a peer must join within this
+#define CTRL_LIFETIME_MS    (825 * 86400000LL)  //  default of a self-issued ctrl certificate (as tls/watchdog.crt)
 
 //  A router (or peer, or client) joined here.
 typedef struct {
@@ -90,6 +91,12 @@ typedef struct {
     char *ctrl_id;              //  our ctrl identity (certificate, controller entry); NULL: none
     char *channel_advertised;   //  where peers dial us (beacons, controller entry)
     SSL_CTX *client_ctx;        //  our ctrl certificate, to dial peers
+    int64_t ctrl_lifetime_ms;   //  validity of a certificate issued here
+    bool ctrl_renewable;        //  we issued ours (CA key): renewed here; else a bundle
+    const char *ctrl_source;    //  where ours came from, for logs (a bundle's path)
+    int64_t ctrl_start_ms;      //  when ours was issued (wall; a bundle: its notBefore)
+    int64_t ctrl_end_ms;        //  its notAfter (wall)
+    int64_t ctrl_check_ms;      //  when to ask renewal_check again (wall)
     dialer_t *dialer;           //  which peers to dial, when
     zhashx_t *links;            //  peer instance -> s_link_t (our links to peers)
     link_config_t link_config;  //  their timeouts
@@ -106,6 +113,8 @@ typedef struct {
     ep_series_t *buffered;      //  edgeplane_channel_buffered_bytes
     ep_series_t *peers_known;   //  edgeplane_ctrl_peers
     ep_gauge_t *link_states;    //  edgeplane_ctrl_links{state}
+    ep_series_t *ctrl_expiry;   //  edgeplane_ctrl_cert_expiry_timestamp_seconds
+    ep_series_t *ctrl_renewals; //  edgeplane_ctrl_cert_renewals_total
 } s_watchdog_t;
 
 //  Our link to a peer controller.
@@ -947,13 +956,60 @@ s_api_address (s_watchdog_t *self, const char *advertise)
 //  -------------------------------------------------------------------------
 //  Ctrl identity, the controller entry, links to peer controllers
 
+//  Wall-clock ms as UTC ISO 8601 (seconds) into buf.
+static char *
+s_time_text (int64_t wall_ms, char *buf, size_t size)
+{
+    time_t seconds = (time_t) (wall_ms / 1000);
+    struct tm tm;
+    gmtime_r (&seconds, &tm);
+    strftime (buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+//  Takes cert/key (borrowed) as our ctrl identity: both contexts present
+//  them from now on (the first time, the contexts are made), and its
+//  validity drives renewal. Returns 0, or -1 with the reason in err.
+static int
+s_identity_use (s_watchdog_t *self, X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
+{
+    int64_t not_before, not_after;
+    if (ep_pki_cert_validity (cert, &not_before, &not_after)) {
+        snprintf (err, errlen, "cannot read the validity of the ctrl certificate: give one from "
+                  "`edgeplane pki issue ctrl ID`");
+        return -1;
+    }
+    if (!self->ssl_ctx) {
+        char ca [1024];
+        snprintf (ca, sizeof ca, "%s/tls/ca.crt", self->opts->keys_dir);
+        self->ssl_ctx = ep_pki_server_ctx_with (self->opts->keys_dir, cert, key, err, errlen);
+        if (self->ssl_ctx)
+            self->client_ctx = ep_pki_client_ctx_with (cert, key, ca, err, errlen);
+        if (!self->client_ctx)
+            return -1;
+    }
+    else
+    if (ep_pki_ctx_use (self->ssl_ctx, cert, key, err, errlen)
+    ||  ep_pki_ctx_use (self->client_ctx, cert, key, err, errlen))
+        return -1;
+    //  Ours is timed from now, not from its notBefore (an hour early for
+    //  clock skew); a bundle's from its notBefore (when it was issued is
+    //  not known here).
+    self->ctrl_start_ms = self->ctrl_renewable? ep_wall_ms (): not_before * 1000;
+    self->ctrl_end_ms = not_after * 1000;
+    self->ctrl_check_ms = 0;
+    ep_series_set (self->ctrl_expiry, (double) not_after);
+    return 0;
+}
+
 //  Our ctrl identity: the bundle given (--ctrl-cert, --ctrl-key), else a
-//  certificate for ctrl_id issued here, in memory, with the CA key. Sets
-//  self->ctrl_id, the server context (the listener presents it) and the
-//  client context (we dial peers with it). Without a bundle and without a
-//  readable CA key, the instance has no identity of its own: it listens
-//  with tls/watchdog.crt and neither registers nor dials (returns 0 with a
-//  warning). Returns -1 with the reason in err.
+//  certificate for ctrl_id issued here, in memory, with the CA key (and
+//  renewed here: s_check_identity). Sets self->ctrl_id, the server context
+//  (the listener presents it) and the client context (we dial peers with
+//  it). Without a bundle and without a readable CA key, the instance has
+//  no identity of its own: it listens with tls/watchdog.crt and neither
+//  registers nor dials (returns 0 with a warning). Returns -1 with the
+//  reason in err.
 static int
 s_identity (s_watchdog_t *self, const char *ctrl_id, const char *cert_path, const char *key_path,
             char *err, size_t errlen)
@@ -968,11 +1024,21 @@ s_identity (s_watchdog_t *self, const char *ctrl_id, const char *cert_path, cons
                       "ctrl bundle from `edgeplane pki issue ctrl ID`), or neither");
             return -1;
         }
-        if (ep_pki_read_pair (cert_path, key_path, &cert, &key, err, errlen))
+        char why [400];
+        if (ep_pki_read_pair (cert_path, key_path, &cert, &key, why, sizeof why)) {
+            snprintf (err, errlen, "ctrl bundle (--ctrl-cert %s, --ctrl-key %s): %s", cert_path,
+                      key_path, why);
             return -1;
+        }
         if (ep_pki_cert_identity (cert, role, sizeof role, id, sizeof id) || !streq (role, "ctrl")) {
-            snprintf (err, errlen, "%s is not a ctrl certificate: issue one with `edgeplane pki "
-                      "issue ctrl ID`", cert_path);
+            if (*role)
+                snprintf (err, errlen, "--ctrl-cert %s is a %s certificate (%s/%s), not a ctrl one: "
+                          "issue a ctrl bundle with `edgeplane pki issue ctrl ID` and give its .crt "
+                          "and .key", cert_path, role, role, id);
+            else
+                snprintf (err, errlen, "--ctrl-cert %s carries no edgeplane://<role>/<id> name: "
+                          "issue a ctrl bundle with `edgeplane pki issue ctrl ID` and give its .crt "
+                          "and .key", cert_path);
             X509_free (cert);
             EVP_PKEY_free (key);
             return -1;
@@ -984,6 +1050,10 @@ s_identity (s_watchdog_t *self, const char *ctrl_id, const char *cert_path, cons
             EVP_PKEY_free (key);
             return -1;
         }
+        self->ctrl_source = cert_path;
+        if (self->ctrl_lifetime_ms != CTRL_LIFETIME_MS)
+            ep_log_warn ("--ctrl-cert-lifetime applies to certificates issued here, not to %s: "
+                         "ignored (the bundle's own end counts)", cert_path);
     }
     else {
         snprintf (id, sizeof id, "%.64s", ctrl_id? ctrl_id: ep_service_source_id (self->service));
@@ -998,25 +1068,78 @@ s_identity (s_watchdog_t *self, const char *ctrl_id, const char *cert_path, cons
         if (access (ca_key, R_OK) != 0) {
             ep_log_warn ("no ctrl identity of this instance's own: %s is not readable here and no "
                          "--ctrl-cert was given; listening as ctrl/%s, not registering as a "
-                         "controller, not dialing peer instances", ca_key, EP_PKI_SERVER_ID);
+                         "controller, not dialing peer instances. To make it a peer controller, "
+                         "give it a bundle: `edgeplane pki issue ctrl ID` where the CA key is, then "
+                         "--ctrl-cert ID.crt --ctrl-key ID.key (EDGEPLANE_CTRL_CERT, "
+                         "EDGEPLANE_CTRL_KEY), or make %s readable to it",
+                         ca_key, EP_PKI_SERVER_ID, ca_key);
             self->ssl_ctx = ep_pki_server_ctx (keys, err, errlen);
             return self->ssl_ctx? 0: -1;
         }
-        if (ep_pki_issue_memory (keys, "ctrl", id, CTRL_DAYS, &cert, &key, err, errlen))
+        self->ctrl_renewable = true;
+        self->ctrl_source = "issued here with the CA key";
+        if (ep_pki_issue_memory (keys, "ctrl", id, self->ctrl_lifetime_ms / 1000, &cert, &key,
+                                 err, errlen))
             return -1;
     }
-    char ca [1024];
-    snprintf (ca, sizeof ca, "%s/tls/ca.crt", keys);
-    self->ssl_ctx = ep_pki_server_ctx_with (keys, cert, key, err, errlen);
-    if (self->ssl_ctx)
-        self->client_ctx = ep_pki_client_ctx_with (cert, key, ca, err, errlen);
+    int rc = s_identity_use (self, cert, key, err, errlen);
     X509_free (cert);
     EVP_PKEY_free (key);
-    if (!self->client_ctx)
+    if (rc)
         return -1;
     self->ctrl_id = strdup (id);
-    ep_log_info ("ctrl identity %s (%s)", id, cert_path? cert_path: "issued here with the CA key");
+    char until [40];
+    ep_log_info ("ctrl identity %s (%s), valid until %s", id, self->ctrl_source,
+                 s_time_text (self->ctrl_end_ms, until, sizeof until));
     return 0;
+}
+
+//  Renews our certificate when renewal_check says so (listener and dialer
+//  present the new one from their next connection; those made before keep
+//  theirs), or warns about a bundle's end.
+static void
+s_check_identity (s_watchdog_t *self)
+{
+    int64_t now = ep_wall_ms ();
+    if (!self->ctrl_id || now < self->ctrl_check_ms)
+        return;
+    char until [40];
+    s_time_text (self->ctrl_end_ms, until, sizeof until);
+    renewal_action_t action = renewal_check (self->ctrl_start_ms, self->ctrl_end_ms,
+                                             self->ctrl_renewable, now, &self->ctrl_check_ms);
+    if (action == RENEWAL_RENEW) {
+        X509 *cert = NULL;
+        EVP_PKEY *key = NULL;
+        char err [512];
+        int64_t retry = self->ctrl_check_ms;
+        if (ep_pki_issue_memory (self->opts->keys_dir, "ctrl", self->ctrl_id,
+                                 self->ctrl_lifetime_ms / 1000, &cert, &key, err, sizeof err) == 0
+        &&  s_identity_use (self, cert, key, err, sizeof err) == 0) {
+            ep_series_add (self->ctrl_renewals, 1);
+            char next [40];
+            ep_log_info ("ctrl certificate of %s renewed (the old one ends %s): valid until %s",
+                         self->ctrl_id, until, s_time_text (self->ctrl_end_ms, next, sizeof next));
+        }
+        else {
+            self->ctrl_check_ms = retry;
+            ep_log_error ("cannot renew the ctrl certificate of %s, which ends %s: %s; make "
+                          "%s/tls/ca.key readable here (retrying), or restart with a bundle "
+                          "(--ctrl-cert, --ctrl-key)", self->ctrl_id, until, err,
+                          self->opts->keys_dir);
+        }
+        X509_free (cert);
+        EVP_PKEY_free (key);
+    }
+    else
+    if (action == RENEWAL_WARN)
+        ep_log_warn ("ctrl certificate %s ends %s and is not renewed here: issue a new bundle "
+                     "with `edgeplane pki issue ctrl %s` and restart with it before then (peer "
+                     "controllers refuse it after)", self->ctrl_source, until, self->ctrl_id);
+    else
+    if (action == RENEWAL_EXPIRED)
+        ep_log_error ("ctrl certificate %s ended %s: peer controllers refuse it; issue a new bundle "
+                      "with `edgeplane pki issue ctrl %s` and restart with it", self->ctrl_source,
+                      until, self->ctrl_id);
 }
 
 static Ep__ModelReply *
@@ -1195,7 +1318,7 @@ main (int argc, char **argv)
     static char *channel_listen, *listen, *advertise, *stray_action;
     static char *ctrl_id, *ctrl_cert, *ctrl_key, *channel_advertise;
     static int64_t grace, heartbeat, heartbeat_timeout, frame_timeout, drain_grace;
-    static int64_t joined_cap, out_cap, budget, max_handshakes, max_per_source;
+    static int64_t joined_cap, out_cap, budget, max_handshakes, max_per_source, ctrl_lifetime;
     ep_opt_t opts [] = {
         { .name = "channel-listen", .env = "EDGEPLANE_CHANNEL_LISTEN", .def = EP_DEFAULT_CHANNEL_LISTEN,
           .type = EP_OPT_HOSTPORT, .str = &channel_listen, .help = "The TLS control channel routers dial." },
@@ -1217,6 +1340,10 @@ main (int argc, char **argv)
         { .name = "ctrl-key", .env = "EDGEPLANE_CTRL_KEY", .type = EP_OPT_STRING, .str = &ctrl_key,
           .def_help = "with --ctrl-cert",
           .help = "The private key of --ctrl-cert." },
+        { .name = "ctrl-cert-lifetime", .env = "EDGEPLANE_CTRL_CERT_LIFETIME", .def = "19800h",
+          .type = EP_OPT_DURATION, .num = &ctrl_lifetime, .min = 3000,
+          .max = (int64_t) EP_PKI_DAYS_MAX * 86400000, .def_help = "825 days (19800h)",
+          .help = "Validity of a ctrl certificate issued here; renewed after 2/3 of it (not a bundle's)." },
         { .name = "stray-grace", .env = "EDGEPLANE_STRAY_GRACE", .def = "30s", .type = EP_OPT_DURATION,
           .num = &grace, .min = 1, .max = 3600000,
           .help = "A connection not joined this long after TCP accept is stray." },
@@ -1253,6 +1380,7 @@ main (int argc, char **argv)
     self.service = ep_service_new ("watchdog", "Control-channel listener and connection watchdog.",
                                    EP_HTTP_LISTEN_WATCHDOG, opts, EP_COUNT (opts), argc, argv);
     self.opts = ep_service_opts (self.service);
+    self.ctrl_lifetime_ms = ctrl_lifetime;
     for (int i = 0; s_stray_actions [i]; i++)
         if (streq (s_stray_actions [i], stray_action))
             self.stray_action = i;
@@ -1289,6 +1417,10 @@ main (int argc, char **argv)
     const char *state [] = { "state" };
     self.link_states = ep_metrics_gauge (metrics, "edgeplane_ctrl_links",
         "Links this instance dialed to peer controllers, by state.", 1, state);
+    self.ctrl_expiry = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_ctrl_cert_expiry_timestamp_seconds",
+        "When this instance's ctrl certificate ends (Unix time).", 0, NULL), NULL);
+    self.ctrl_renewals = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_ctrl_cert_renewals_total",
+        "Times this instance renewed the ctrl certificate it issued itself.", 0, NULL), NULL);
 
     self.peers = zhashx_new ();
     zhashx_set_destructor (self.peers, (czmq_destructor *) zstr_free);
@@ -1439,8 +1571,11 @@ main (int argc, char **argv)
         int64_t timeout = ep_publisher_tick (self.publisher);
         int64_t follower = ep_follower_tick (self.follower);
         int64_t dialer = self.dialer && !self.draining? dialer_deadline (self.dialer): INT64_MAX;
+        //  The certificate's times are wall-clock ones.
+        int64_t identity = self.ctrl_id? self.ctrl_check_ms - ep_wall_ms (): INT64_MAX;
         int64_t due [] = { follower, channel_deadline (self.channel) - now, next_beacon - now,
-                           next_gauges - now, next_crl - now, dialer == INT64_MAX? dialer: dialer - now };
+                           next_gauges - now, next_crl - now, dialer == INT64_MAX? dialer: dialer - now,
+                           identity };
         for (size_t i = 0; i < EP_COUNT (due); i++)
             if (due [i] < timeout)
                 timeout = due [i];
@@ -1494,6 +1629,7 @@ main (int argc, char **argv)
             s_check_crl (&self);
             next_crl = now + CRL_CHECK_MS;
         }
+        s_check_identity (&self);
         if (ep_service_interrupted (self.service) && !self.draining) {
             //  SIGTERM: stop accepting, tell every router to go elsewhere.
             ep_log_info ("draining %zu connections", channel_size (self.channel));
