@@ -25,6 +25,7 @@
 #include "ep_pki.h"
 #include "ep_publisher.h"
 #include "ep_rpc_client.h"
+#include "ep_session_pages.h"
 #include "ep_subscriber.h"
 #include "model.pb-c.h"
 #include "sessions.pb-c.h"
@@ -277,31 +278,19 @@ s_heartbeat (const char *router, const char *prefix, size_t count)
 static size_t
 s_list (const char *router, Ep__SessionState state, void (*fn) (void *, Ep__Session *), void *arg)
 {
-    size_t count = 0;
-    char token [80] = "";
-    while (true) {
-        Ep__SessionFilter filter = EP__SESSION_FILTER__INIT;
-        filter.router_id = (char *) router;
-        filter.has_state = state != 0;
-        filter.state = state;
-        filter.has_page_size = true;
-        filter.page_size = 1000;
-        filter.page_token = *token? token: NULL;
-        Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
-        request.op_case = EP__SESSION_REQUEST__OP_LIST;
-        request.list = &filter;
-        Ep__SessionReply *reply = s_call (s_operator_cert, &request, NULL);
+    ep_session_pages_t *pages = ep_session_pages_new (router, state);
+    Ep__SessionRequest *request;
+    while ((request = ep_session_pages_next (pages))) {
+        Ep__SessionReply *reply = s_call (s_operator_cert, request, NULL);
         cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK, "%s", reply->status->message);
         for (size_t i = 0; fn && i < reply->n_sessions; i++)
             fn (arg, reply->sessions [i]);
-        count += reply->n_sessions;
-        bool more = reply->next_page_token != NULL;
-        if (more)
-            snprintf (token, sizeof token, "%s", reply->next_page_token);
+        ep_session_pages_took (pages, reply);
         ep__session_reply__free_unpacked (reply, NULL);
-        if (!more)
-            return count;
     }
+    size_t count = ep_session_pages_count (pages);
+    ep_session_pages_destroy (&pages);
+    return count;
 }
 
 //  The newest cleanup job of router, once the reaper has seen revision

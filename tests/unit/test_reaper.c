@@ -8,6 +8,7 @@
     the model, long-lived warnings. */
 #include <criterion/criterion.h>
 #include "ep_test.h"
+#include "ep_session_pages.h"
 #include "reaper.h"
 #include "sessiondb.h"
 
@@ -375,30 +376,18 @@ s_get (const char *id, Ep__SessionState *state, char *reason, uint64_t *rx)
 static size_t
 s_count (const char *router, Ep__SessionState state)
 {
-    size_t count = 0;
-    char token [80] = "";
-    while (true) {
-        Ep__SessionFilter filter = EP__SESSION_FILTER__INIT;
-        filter.router_id = (char *) router;
-        filter.has_state = state != 0;
-        filter.state = state;
-        filter.has_page_size = true;
-        filter.page_size = 1000;
-        filter.page_token = *token? token: NULL;
-        Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
-        request.op_case = EP__SESSION_REQUEST__OP_LIST;
-        request.list = &filter;
+    ep_session_pages_t *pages = ep_session_pages_new (router, state);
+    Ep__SessionRequest *request;
+    while ((request = ep_session_pages_next (pages))) {
         reaper_result_t result;
-        cr_assert_eq (s_call (&request, &s_operator, &result), EP__STATUS__CODE__OK, "%s",
+        cr_assert_eq (s_call (request, &s_operator, &result), EP__STATUS__CODE__OK, "%s",
                       result.status.message);
-        count += result.reply.n_sessions;
-        bool more = result.reply.next_page_token != NULL;
-        if (more)
-            snprintf (token, sizeof token, "%s", result.reply.next_page_token);
+        ep_session_pages_took (pages, &result.reply);
         reaper_result_clear (&result);
-        if (!more)
-            return count;
     }
+    size_t count = ep_session_pages_count (pages);
+    ep_session_pages_destroy (&pages);
+    return count;
 }
 
 static void

@@ -89,6 +89,85 @@ cli_rpc_send (cli_rpc_t *self, ProtobufCMessage *request, char **request_id_p,
     return reply;
 }
 
+struct _cli_pages_t {
+    zlistx_t *replies;          //  the pages' replies, which the items point into
+    ProtobufCMessage **items;   //  every page's items, in order
+    size_t count;               //  how many
+};
+
+static void
+s_reply_destroy (ProtobufCMessage **reply_p)
+{
+    if (*reply_p)
+        protobuf_c_message_free_unpacked (*reply_p, NULL);
+    *reply_p = NULL;
+}
+
+cli_pages_t *
+cli_rpc_pages (cli_rpc_t *self, ProtobufCMessage *request, char **request_id_p,
+               uint32_t *page_size_p, char **page_token_p, uint32_t page_size, uint64_t limit,
+               const ProtobufCMessageDescriptor *reply_desc, cli_page_fn *page_fn)
+{
+    cli_pages_t *pages = (cli_pages_t *) zmalloc (sizeof (cli_pages_t));
+    pages->replies = zlistx_new ();
+    zlistx_set_destructor (pages->replies, (czmq_destructor *) s_reply_destroy);
+    char *token = NULL;
+    while (true) {
+        uint64_t left = limit? limit - pages->count: page_size;
+        *page_size_p = left < page_size? (uint32_t) left: page_size;
+        *page_token_p = token;
+        ProtobufCMessage *reply = cli_rpc_send (self, request, request_id_p, reply_desc, false);
+        if (!reply) {
+            cli_pages_destroy (&pages);
+            break;
+        }
+        zlistx_add_end (pages->replies, reply);
+        cli_page_t page = page_fn (reply);
+        if (cli_status_failed (page.status)) {
+            cli_status_fail (self->command, page.status);
+            cli_pages_destroy (&pages);
+            break;
+        }
+        size_t take = page.n_items;
+        if (limit && pages->count + take > limit)
+            take = (size_t) (limit - pages->count);
+        pages->items = (ProtobufCMessage **) realloc (pages->items,
+                                                      (pages->count + take + 1) * sizeof (ProtobufCMessage *));
+        for (size_t i = 0; i < take; i++)
+            pages->items [pages->count++] = page.items [i];
+        token = page.next_page_token;
+        if (!token || !*token || (limit && pages->count >= limit))
+            break;
+    }
+    //  The token is the last reply's: the caller's filter must not keep it.
+    *page_token_p = NULL;
+    return pages;
+}
+
+void
+cli_pages_destroy (cli_pages_t **self_p)
+{
+    cli_pages_t *self = *self_p;
+    if (!self)
+        return;
+    free (self->items);
+    zlistx_destroy (&self->replies);
+    free (self);
+    *self_p = NULL;
+}
+
+ProtobufCMessage **
+cli_pages_items (cli_pages_t *self)
+{
+    return self->items;
+}
+
+size_t
+cli_pages_size (cli_pages_t *self)
+{
+    return self->count;
+}
+
 bool
 cli_status_failed (const Ep__Status *status)
 {

@@ -41,6 +41,46 @@ ProtobufCMessage *
     cli_rpc_send (cli_rpc_t *self, ProtobufCMessage *request, char **request_id_p,
                   const ProtobufCMessageDescriptor *reply_desc, bool quiet);
 
+//  A list reply's page, as a cli_page_fn finds it in the reply. items is
+//  the reply's repeated message field cast to ProtobufCMessage ** (each
+//  message starts with its base, which protobuf-c's own code relies on).
+typedef struct {
+    const Ep__Status *status;   //  the reply's status, NULL when absent (OK)
+    ProtobufCMessage **items;   //  the page's items (the reply's repeated field)
+    size_t n_items;             //  how many
+    char *next_page_token;      //  more pages when set and not empty
+} cli_page_t;
+
+//  Finds the page in reply, a message of the reply type given to
+//  cli_rpc_pages.
+typedef cli_page_t (cli_page_fn) (ProtobufCMessage *reply);
+
+//  Every item a paged list returned, in order (they point into the
+//  replies it holds).
+typedef struct _cli_pages_t cli_pages_t;
+
+//  Pages through a list: sends request until the last page or limit items
+//  (0: all). Before each send it sets the request's filter fields
+//  *page_size_p (page_size, or fewer if limit leaves fewer) and
+//  *page_token_p (NULL, then the previous page's token); page_fn reads the
+//  replies, of type reply_desc. Returns the items, or NULL after saying why
+//  nothing came back or what a status that is not OK means (as
+//  cli_rpc_send and cli_status_fail say it).
+cli_pages_t *
+    cli_rpc_pages (cli_rpc_t *self, ProtobufCMessage *request, char **request_id_p,
+                   uint32_t *page_size_p, char **page_token_p, uint32_t page_size, uint64_t limit,
+                   const ProtobufCMessageDescriptor *reply_desc, cli_page_fn *page_fn);
+
+void
+    cli_pages_destroy (cli_pages_t **self_p);
+
+//  The items, in order; cast to the item type (e.g. Ep__Session **).
+ProtobufCMessage **
+    cli_pages_items (cli_pages_t *self);
+
+size_t
+    cli_pages_size (cli_pages_t *self);
+
 //  Says in one line what a non-OK status means ("NOT_FOUND: router r1 ...",
 //  control characters blanked). Returns CLI_FAIL.
 int

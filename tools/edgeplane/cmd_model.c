@@ -331,15 +331,22 @@ static const cli_service_t s_model = {
 //  Sends request and returns the reply if its status is OK (or, with
 //  --exist-ok, ALREADY_EXISTS); otherwise says why in one line and returns
 //  NULL.
-static Ep__ModelReply *
-s_call (s_cmd_t *self, Ep__ModelRequest *request)
+//  The connection to the model, made on first use.
+static cli_rpc_t *
+s_rpc (s_cmd_t *self)
 {
     if (!self->rpc)
         self->rpc = cli_rpc_new (self->command, &s_model, self->common.model_api,
                                  self->common.keys_dir, self->cert_path, self->server_key_path,
                                  (int) self->timeout_ms, (int) self->attempts);
+    return self->rpc;
+}
+
+static Ep__ModelReply *
+s_call (s_cmd_t *self, Ep__ModelRequest *request)
+{
     Ep__ModelReply *reply = (Ep__ModelReply *) cli_rpc_send (
-        self->rpc, &request->base, &request->request_id, &ep__model_reply__descriptor, false);
+        s_rpc (self), &request->base, &request->request_id, &ep__model_reply__descriptor, false);
     if (!reply)
         return NULL;
     Ep__Status *status = reply->status;
@@ -792,12 +799,13 @@ s_get (s_cmd_t *self, char **args)
     return rc;
 }
 
-static void
-s_reply_destroy (Ep__ModelReply **reply_p)
+//  A list reply's page: its entities.
+static cli_page_t
+s_page (ProtobufCMessage *message)
 {
-    if (*reply_p)
-        ep__model_reply__free_unpacked (*reply_p, NULL);
-    *reply_p = NULL;
+    Ep__ModelReply *reply = (Ep__ModelReply *) message;
+    return (cli_page_t) { reply->status, (ProtobufCMessage **) reply->entities, reply->n_entities,
+                          reply->next_page_token };
 }
 
 //  Pages through the list until the last page (or --limit).
@@ -816,45 +824,23 @@ s_list (s_cmd_t *self, char **args)
     Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
     request.op_case = EP__MODEL_REQUEST__OP_LIST;
     request.list = &filter;
-
-    zlistx_t *replies = zlistx_new ();      //  the pages; entities point into them
-    zlistx_set_destructor (replies, (czmq_destructor *) s_reply_destroy);
-    Ep__Entity **entities = NULL;
-    size_t count = 0;
-    int rc = CLI_OK;
-    char *token = NULL;
-    while (true) {
-        uint64_t left = self->limit? (uint64_t) self->limit - count: PAGE_SIZE;
-        filter.page_size = left < PAGE_SIZE? (uint32_t) left: PAGE_SIZE;
-        filter.page_token = token;
-        Ep__ModelReply *reply = s_call (self, &request);
-        if (!reply) {
-            rc = CLI_FAIL;
-            break;
-        }
-        zlistx_add_end (replies, reply);
-        size_t take = reply->n_entities;
-        if (self->limit && count + take > (uint64_t) self->limit)
-            take = (size_t) self->limit - count;
-        entities = (Ep__Entity **) realloc (entities, (count + take + 1) * sizeof (Ep__Entity *));
-        for (size_t i = 0; i < take; i++)
-            entities [count++] = reply->entities [i];
-        token = reply->next_page_token;
-        if (!token || !*token || (self->limit && count >= (uint64_t) self->limit))
-            break;
-    }
-    if (rc == CLI_OK && self->json) {
+    cli_pages_t *pages = cli_rpc_pages (s_rpc (self), &request.base, &request.request_id,
+                                        &filter.page_size, &filter.page_token, PAGE_SIZE,
+                                        (uint64_t) self->limit, &ep__model_reply__descriptor, s_page);
+    if (!pages)
+        return CLI_FAIL;
+    Ep__Entity **entities = (Ep__Entity **) cli_pages_items (pages);
+    size_t count = cli_pages_size (pages);
+    if (self->json) {
         json_t *array = json_array ();
         for (size_t i = 0; i < count; i++)
             json_array_append_new (array, s_entity_json (entities [i]));
         cli_print_json (array);
     }
     else
-    if (rc == CLI_OK)
         s_print_table (self->kind, entities, count);
-    free (entities);
-    zlistx_destroy (&replies);
-    return rc;
+    cli_pages_destroy (&pages);
+    return CLI_OK;
 }
 
 static const s_verb_t s_verbs [] = {

@@ -143,6 +143,15 @@ s_print_table (Ep__Session **sessions, size_t count)
 
 static const char *s_states [] = { "active", "terminating", "closed", NULL };
 
+//  A list reply's page: its sessions.
+static cli_page_t
+s_page (ProtobufCMessage *message)
+{
+    Ep__SessionReply *reply = (Ep__SessionReply *) message;
+    return (cli_page_t) { reply->status, (ProtobufCMessage **) reply->sessions, reply->n_sessions,
+                          reply->next_page_token };
+}
+
 static int
 s_list (s_reaper_t *reaper, const char *router, const char *identity, const char *service,
         const char *state, int64_t limit, bool json)
@@ -160,46 +169,23 @@ s_list (s_reaper_t *reaper, const char *router, const char *identity, const char
     Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
     request.op_case = EP__SESSION_REQUEST__OP_LIST;
     request.list = &filter;
-    zlistx_t *replies = zlistx_new ();
-    Ep__Session **sessions = NULL;
-    size_t count = 0;
-    int rc = CLI_OK;
-    char *token = NULL;
-    while (true) {
-        uint64_t left = limit? (uint64_t) limit - count: PAGE_SIZE;
-        filter.page_size = left < PAGE_SIZE? (uint32_t) left: PAGE_SIZE;
-        filter.page_token = token;
-        Ep__SessionReply *reply = s_call (reaper, &request);
-        if (!reply) {
-            rc = CLI_FAIL;
-            break;
-        }
-        zlistx_add_end (replies, reply);
-        size_t take = reply->n_sessions;
-        if (limit && count + take > (uint64_t) limit)
-            take = (size_t) limit - count;
-        sessions = (Ep__Session **) realloc (sessions, (count + take + 1) * sizeof (Ep__Session *));
-        for (size_t i = 0; i < take; i++)
-            sessions [count++] = reply->sessions [i];
-        token = reply->next_page_token;
-        if (!token || !*token || (limit && count >= (uint64_t) limit))
-            break;
-    }
-    if (rc == CLI_OK && json) {
+    cli_pages_t *pages = cli_rpc_pages (reaper->rpc, &request.base, &request.request_id,
+                                        &filter.page_size, &filter.page_token, PAGE_SIZE,
+                                        (uint64_t) limit, &ep__session_reply__descriptor, s_page);
+    if (!pages)
+        return CLI_FAIL;
+    Ep__Session **sessions = (Ep__Session **) cli_pages_items (pages);
+    size_t count = cli_pages_size (pages);
+    if (json) {
         json_t *array = json_array ();
         for (size_t i = 0; i < count; i++)
             json_array_append_new (array, ep_message_json (&sessions [i]->base));
         cli_print_json (array);
     }
     else
-    if (rc == CLI_OK)
         s_print_table (sessions, count);
-    free (sessions);
-    Ep__SessionReply *reply;
-    while ((reply = (Ep__SessionReply *) zlistx_detach (replies, NULL)))
-        ep__session_reply__free_unpacked (reply, NULL);
-    zlistx_destroy (&replies);
-    return rc;
+    cli_pages_destroy (&pages);
+    return CLI_OK;
 }
 
 static int

@@ -45,17 +45,24 @@ s_cmd_destroy (s_cmd_t *self)
     ep_config_destroy (&self->config);
 }
 
-//  Sends request; returns the reply if its status is OK, otherwise says why
-//  in one line and returns NULL.
-static Ep__TerminatorReply *
-s_call (s_cmd_t *self, Ep__TerminatorRequest *request)
+//  The connection to the terminator service, made on first use.
+static cli_rpc_t *
+s_rpc (s_cmd_t *self)
 {
     if (!self->rpc)
         self->rpc = cli_rpc_new (self->command, &s_terminators, self->common.terminators_api,
                                  self->common.keys_dir, self->cert_path, self->server_key_path,
                                  (int) self->timeout_ms, (int) self->attempts);
+    return self->rpc;
+}
+
+//  Sends request; returns the reply if its status is OK, otherwise says why
+//  in one line and returns NULL.
+static Ep__TerminatorReply *
+s_call (s_cmd_t *self, Ep__TerminatorRequest *request)
+{
     Ep__TerminatorReply *reply = (Ep__TerminatorReply *) cli_rpc_send (
-        self->rpc, &request->base, &request->request_id, &ep__terminator_reply__descriptor, false);
+        s_rpc (self), &request->base, &request->request_id, &ep__terminator_reply__descriptor, false);
     if (reply && cli_status_failed (reply->status)) {
         cli_status_fail (self->command, reply->status);
         ep__terminator_reply__free_unpacked (reply, NULL);
@@ -125,12 +132,13 @@ s_get (s_cmd_t *self, const char *id)
     return rc;
 }
 
-static void
-s_reply_destroy (Ep__TerminatorReply **reply_p)
+//  A list reply's page: its terminators.
+static cli_page_t
+s_page (ProtobufCMessage *message)
 {
-    if (*reply_p)
-        ep__terminator_reply__free_unpacked (*reply_p, NULL);
-    *reply_p = NULL;
+    Ep__TerminatorReply *reply = (Ep__TerminatorReply *) message;
+    return (cli_page_t) { reply->status, (ProtobufCMessage **) reply->terminators, reply->n_terminators,
+                          reply->next_page_token };
 }
 
 static int
@@ -150,42 +158,23 @@ s_list (s_cmd_t *self)
     Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
     request.op_case = EP__TERMINATOR_REQUEST__OP_LIST;
     request.list = &filter;
-    zlistx_t *replies = zlistx_new ();      //  the pages; terminators point into them
-    zlistx_set_destructor (replies, (czmq_destructor *) s_reply_destroy);
-    Ep__Terminator **terminators = NULL;
-    size_t count = 0;
-    int rc = CLI_OK;
-    char *token = NULL;
-    while (true) {
-        uint64_t left = self->limit? (uint64_t) self->limit - count: PAGE_SIZE;
-        filter.page_size = left < PAGE_SIZE? (uint32_t) left: PAGE_SIZE;
-        filter.page_token = token;
-        Ep__TerminatorReply *reply = s_call (self, &request);
-        if (!reply) {
-            rc = CLI_FAIL;
-            break;
-        }
-        zlistx_add_end (replies, reply);
-        terminators = (Ep__Terminator **) realloc (terminators,
-                                                   (count + reply->n_terminators + 1) * sizeof (Ep__Terminator *));
-        for (size_t i = 0; i < reply->n_terminators && (!self->limit || count < (uint64_t) self->limit); i++)
-            terminators [count++] = reply->terminators [i];
-        token = reply->next_page_token;
-        if (!token || !*token || (self->limit && count >= (uint64_t) self->limit))
-            break;
-    }
-    if (rc == CLI_OK && self->json) {
+    cli_pages_t *pages = cli_rpc_pages (s_rpc (self), &request.base, &request.request_id,
+                                        &filter.page_size, &filter.page_token, PAGE_SIZE,
+                                        (uint64_t) self->limit, &ep__terminator_reply__descriptor, s_page);
+    if (!pages)
+        return CLI_FAIL;
+    Ep__Terminator **terminators = (Ep__Terminator **) cli_pages_items (pages);
+    size_t count = cli_pages_size (pages);
+    if (self->json) {
         json_t *array = json_array ();
         for (size_t i = 0; i < count; i++)
             json_array_append_new (array, ep_message_json (&terminators [i]->base));
         cli_print_json (array);
     }
     else
-    if (rc == CLI_OK)
         s_print_table (terminators, count);
-    free (terminators);
-    zlistx_destroy (&replies);
-    return rc;
+    cli_pages_destroy (&pages);
+    return CLI_OK;
 }
 
 static void
