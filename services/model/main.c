@@ -201,7 +201,9 @@ s_save_reply (s_model_t *self, s_pending_t *pending)
     char err [256];
     pending->packed = ep_codec_pack (&pending->result.reply.base, EP_CODEC_DEFAULT_CAP,
                                      err, sizeof err);
-    if (!pending->packed)
+    //  Outside a transaction (SQLite rolled the batch back) the row would
+    //  commit on its own, a reply to a write that never commits.
+    if (!pending->packed || !ep_store_in_transaction (self->store))
         return;
     zframe_t *payload = ep_rpc_call_payload (pending->call);
     if (ep_replycache_save (self->store, ep_rpc_call_caller (pending->call)->key,
@@ -258,7 +260,8 @@ s_serve (s_model_t *self)
         //  Saved replies past the cache's limits go in the same commit; the
         //  work is bounded by this batch's (twice its writes, so the table
         //  keeps up with its inserts).
-        if (ep_replycache_prune (ep_rpc_server_cache (self->rpc), self->store, ep_wall_ms (),
+        if (ep_store_in_transaction (self->store)
+        &&  ep_replycache_prune (ep_rpc_server_cache (self->rpc), self->store, ep_wall_ms (),
                                  2 * zlistx_size (writes) + 64) < 0)
             ep_log_warn ("cannot prune the saved replies: %s", ep_store_last_error ());
         int64_t started = ep_mono_us ();
