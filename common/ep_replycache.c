@@ -1,5 +1,7 @@
 /*  ep_replycache.c: a hash for lookups plus a list in arrival order, so that
-    expiry by age or count pops from the front: O(1) per request. */
+    expiry by age or count pops from the front: O(1) per request. The
+    durable rows mirror that list: seq is the arrival order, and pruning
+    pops from its front too. */
 #include "ep_replycache.h"
 #include <sodium.h>
 
@@ -101,12 +103,12 @@ ep_replycache_lookup (ep_replycache_t *self, const char *caller_key,
     return EP_REPLYCACHE_HIT;
 }
 
-void
-ep_replycache_store (ep_replycache_t *self, const char *caller_key,
-                     const char *request_id, const void *request, size_t size,
-                     zframe_t *reply, int64_t now_ms)
+//  Adds an entry (reply copied), replacing any for the same key, which
+//  moves to the end of the arrival order as a new entry would.
+static void
+s_insert (ep_replycache_t *self, char *key, const uint8_t *digest, zframe_t *reply,
+          int64_t stored_ms, int64_t now_ms)
 {
-    char *key = s_key (caller_key, request_id);
     s_entry_t *old = (s_entry_t *) zhashx_lookup (self->entries, key);
     if (old) {
         zhashx_delete (self->entries, key);
@@ -115,15 +117,138 @@ ep_replycache_store (ep_replycache_t *self, const char *caller_key,
     s_entry_t *entry = (s_entry_t *) zmalloc (sizeof (s_entry_t));
     entry->key = key;
     entry->reply = zframe_dup (reply);
-    s_digest (request, size, entry->digest);
-    entry->stored_ms = now_ms;
+    memcpy (entry->digest, digest, DIGEST_SIZE);
+    entry->stored_ms = stored_ms;
     entry->handle = zlistx_add_end (self->order, entry);
     zhashx_insert (self->entries, key, entry);
     s_expire (self, now_ms);
+}
+
+void
+ep_replycache_store (ep_replycache_t *self, const char *caller_key,
+                     const char *request_id, const void *request, size_t size,
+                     zframe_t *reply, int64_t now_ms)
+{
+    uint8_t digest [DIGEST_SIZE];
+    s_digest (request, size, digest);
+    s_insert (self, s_key (caller_key, request_id), digest, reply, now_ms, now_ms);
 }
 
 size_t
 ep_replycache_size (ep_replycache_t *self)
 {
     return zlistx_size (self->order);
+}
+
+//  ---------------------------------------------------------------------
+//  Durable entries
+
+int
+ep_replycache_save (ep_store_t *store, const char *caller_key,
+                    const char *request_id, const void *request, size_t size,
+                    zframe_t *reply, int64_t wall_ms)
+{
+    uint8_t digest [DIGEST_SIZE];
+    s_digest (request, size, digest);
+    sqlite3_stmt *stmt = ep_store_stmt (store,
+        "INSERT INTO replies (stored_ms, caller, request_id, digest, reply) VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64 (stmt, 1, wall_ms);
+    sqlite3_bind_text (stmt, 2, caller_key? caller_key: "", -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 3, request_id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob (stmt, 4, digest, DIGEST_SIZE, SQLITE_STATIC);
+    //  A zero-length blob binds as NULL unless its pointer is non-NULL.
+    sqlite3_bind_blob (stmt, 5, zframe_size (reply)? zframe_data (reply): (void *) "",
+                       (int) zframe_size (reply), SQLITE_STATIC);
+    int rc = ep_store_step (store, stmt) < 0? -1: 0;
+    sqlite3_reset (stmt);
+    return rc;
+}
+
+//  The newest seq in store (0 if none) into *seq. Returns 0 or -1.
+static int
+s_newest (ep_store_t *store, int64_t *seq)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (store, "SELECT MAX(seq) FROM replies");
+    if (!stmt)
+        return -1;
+    int rc = ep_store_step (store, stmt);
+    *seq = rc == 1? sqlite3_column_int64 (stmt, 0): 0;
+    sqlite3_reset (stmt);
+    return rc < 0? -1: 0;
+}
+
+int
+ep_replycache_load (ep_replycache_t *self, ep_store_t *store,
+                    int64_t now_wall_ms, int64_t now_ms)
+{
+    int64_t newest;
+    if (s_newest (store, &newest))
+        return -1;
+    sqlite3_stmt *stmt = ep_store_stmt (store,
+        "SELECT stored_ms, caller, request_id, digest, reply FROM replies"
+        " WHERE seq > ?1 AND stored_ms > ?2 ORDER BY seq");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64 (stmt, 1, newest - (int64_t) self->max_entries);
+    sqlite3_bind_int64 (stmt, 2, now_wall_ms - self->ttl_ms);
+    int loaded = 0, rc;
+    while ((rc = ep_store_step (store, stmt)) == 1) {
+        if (sqlite3_column_bytes (stmt, 3) != DIGEST_SIZE)
+            continue;           //  not a row this module wrote
+        //  As old as it is by the wall clock; a clock set back since makes
+        //  it new, not older than new.
+        int64_t age = now_wall_ms - sqlite3_column_int64 (stmt, 0);
+        if (age < 0)
+            age = 0;
+        zframe_t *reply = zframe_new (sqlite3_column_blob (stmt, 4),
+                                      (size_t) sqlite3_column_bytes (stmt, 4));
+        s_insert (self, s_key ((const char *) sqlite3_column_text (stmt, 1),
+                               (const char *) sqlite3_column_text (stmt, 2)),
+                  (const uint8_t *) sqlite3_column_blob (stmt, 3), reply, now_ms - age, now_ms);
+        zframe_destroy (&reply);
+        loaded++;
+    }
+    sqlite3_reset (stmt);
+    return rc < 0? -1: loaded;
+}
+
+int
+ep_replycache_prune (ep_replycache_t *self, ep_store_t *store,
+                     int64_t now_wall_ms, size_t limit)
+{
+    int64_t newest;
+    if (s_newest (store, &newest))
+        return -1;
+    //  The rows to drop are a prefix in seq order, as in memory: find where
+    //  it ends (reading at most limit rows), then delete it in one range.
+    sqlite3_stmt *stmt = ep_store_stmt (store,
+        "SELECT seq, stored_ms FROM replies ORDER BY seq LIMIT ?1");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64 (stmt, 1, limit? (int64_t) limit: -1);
+    int64_t over = newest - (int64_t) self->max_entries;
+    int64_t expired = now_wall_ms - self->ttl_ms;
+    int64_t last = 0;
+    int count = 0, rc;
+    while ((rc = ep_store_step (store, stmt)) == 1) {
+        int64_t seq = sqlite3_column_int64 (stmt, 0);
+        if (seq > over && sqlite3_column_int64 (stmt, 1) > expired)
+            break;
+        last = seq;
+        count++;
+    }
+    sqlite3_reset (stmt);
+    if (rc < 0)
+        return -1;
+    if (count == 0)
+        return 0;
+    stmt = ep_store_stmt (store, "DELETE FROM replies WHERE seq <= ?1");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64 (stmt, 1, last);
+    rc = ep_store_step (store, stmt);
+    sqlite3_reset (stmt);
+    return rc < 0? -1: count;
 }

@@ -2,7 +2,6 @@
     retries. */
 #include "ep_rpc_server.h"
 #include "ep_codec.h"
-#include "ep_replycache.h"
 #include "ep_log.h"
 #include <stdarg.h>
 
@@ -300,6 +299,12 @@ zframe_t *
 ep_rpc_call_payload (ep_rpc_call_t *call)
 {
     return call->payload;
+}
+
+ep_replycache_t *
+ep_rpc_server_cache (ep_rpc_server_t *self)
+{
+    return self->cache;
 }
 
 uint64_t

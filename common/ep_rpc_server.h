@@ -13,6 +13,7 @@
 
 #include "ep_prelude.h"
 #include "ep_auth.h"
+#include "ep_replycache.h"
 #include "common.pb-c.h"
 
 typedef struct _ep_rpc_server_t ep_rpc_server_t;
@@ -79,6 +80,12 @@ zframe_t *
 //  A status code's name ("NOT_FOUND"), for metric labels and messages.
 const char *
     ep_status_code_name (Ep__Status__Code code);
+
+//  The reply cache (owned by the server), for a service that keeps replies
+//  durable: it loads the saved ones into it at start and prunes by its
+//  limits (ep_replycache_load, ep_replycache_prune).
+ep_replycache_t *
+    ep_rpc_server_cache (ep_rpc_server_t *self);
 
 //  Requests answered from the cache, and malformed requests refused.
 uint64_t

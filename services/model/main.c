@@ -4,7 +4,10 @@
     writes in one transaction (a savepoint each), commit once (one fsync for
     the batch), then answer the writes, publish their changes in revision
     order, and answer the reads from committed state. A reply is never sent
-    before its write is durable. docs/model.md is the contract.
+    before its write is durable. The replies to writes are saved in the
+    same transaction (the reply cache made durable), so a write retried
+    after a crash is answered, not applied again. docs/model.md is the
+    contract.
 */
 #include "ep_service.h"
 #include "ep_codec.h"
@@ -16,11 +19,14 @@
 #define PUBLISH_CAP     (1024u * 1024u)     //  largest model.change part
 #define CHECKPOINT_MS   10000               //  WAL checkpoint period
 #define EXPIRY_MS       1000                //  snapshot expiry check period
+#define REPLIES_MAX     100000              //  replies remembered for retries
+#define REPLIES_TTL_MS  600000              //  for at most this long
 
 typedef struct {
     ep_rpc_call_t *call;        //  the request being served
     Ep__ModelRequest *request;  //  decoded
     model_result_t result;      //  what to answer
+    zframe_t *packed;           //  write: the reply packed and saved before the commit
     const char *op;             //  metric label
     int64_t started_us;         //  for the duration metric
 } s_pending_t;
@@ -71,8 +77,11 @@ static void
 s_answer (s_model_t *self, s_pending_t *pending, bool remember)
 {
     model_result_t *result = &pending->result;
-    ep_rpc_server_answer (self->rpc, &pending->call, &result->reply.base, remember,
-                          "page_size or max_changes");
+    if (pending->packed)
+        ep_rpc_server_reply (self->rpc, &pending->call, &pending->packed, remember);
+    else
+        ep_rpc_server_answer (self->rpc, &pending->call, &result->reply.base, remember,
+                              "page_size or max_changes");
     double seconds = (ep_mono_us () - pending->started_us) / 1e6;
     ep_metrics_request_done (ep_service_metrics (self->service), pending->op,
                              ep_status_code_name (result->status.code), seconds);
@@ -82,6 +91,7 @@ static void
 s_pending_free (s_pending_t *pending)
 {
     model_result_clear (&pending->result);
+    zframe_destroy (&pending->packed);
     if (pending->request)
         ep__model_request__free_unpacked (pending->request, NULL);
     free (pending);
@@ -181,6 +191,28 @@ s_receive (s_model_t *self)
     return pending;
 }
 
+//  Packs a write's reply and saves it in the open transaction, so that it
+//  commits with the write, for a retry that comes after a restart. Packed
+//  once: the bytes saved are the bytes sent. A reply over the cap is not
+//  saved (it is answered FAILED_PRECONDITION and not remembered).
+static void
+s_save_reply (s_model_t *self, s_pending_t *pending)
+{
+    char err [256];
+    pending->packed = ep_codec_pack (&pending->result.reply.base, EP_CODEC_DEFAULT_CAP,
+                                     err, sizeof err);
+    //  Outside a transaction (SQLite rolled the batch back) the row would
+    //  commit on its own, a reply to a write that never commits.
+    if (!pending->packed || !ep_store_in_transaction (self->store))
+        return;
+    zframe_t *payload = ep_rpc_call_payload (pending->call);
+    if (ep_replycache_save (self->store, ep_rpc_call_caller (pending->call)->key,
+                            ep_rpc_call_request_id (pending->call), zframe_data (payload),
+                            zframe_size (payload), pending->packed, ep_wall_ms ()) != 0)
+        ep_log_warn ("the reply to request %s will not survive a restart: %s",
+                     ep_rpc_call_request_id (pending->call), ep_store_last_error ());
+}
+
 //  Serves everything waiting on the API socket: one transaction for the
 //  writes, then replies, changes, and reads.
 static void
@@ -218,12 +250,20 @@ s_serve (s_model_t *self)
             open = true;
             model_write (self->model, pending->request, ep_rpc_call_caller (pending->call),
                          ep_wall_ms (), &pending->result);
+            s_save_reply (self, pending);
             zlistx_add_end (writes, pending);
         }
         else
             zlistx_add_end (reads, pending);
     }
     if (open) {
+        //  Saved replies past the cache's limits go in the same commit; the
+        //  work is bounded by this batch's (twice its writes, so the table
+        //  keeps up with its inserts).
+        if (ep_store_in_transaction (self->store)
+        &&  ep_replycache_prune (ep_rpc_server_cache (self->rpc), self->store, ep_wall_ms (),
+                                 2 * zlistx_size (writes) + 64) < 0)
+            ep_log_warn ("cannot prune the saved replies: %s", ep_store_last_error ());
         int64_t started = ep_mono_us ();
         int rc = model_commit (self->model);
         ep_histogram_observe (self->commit_seconds, NULL, (ep_mono_us () - started) / 1e6);
@@ -231,6 +271,8 @@ s_serve (s_model_t *self)
         s_pending_t *pending = (s_pending_t *) zlistx_first (writes);
         for (; pending; pending = (s_pending_t *) zlistx_next (writes)) {
             if (rc != 0) {
+                //  Its saved reply was rolled back with it.
+                zframe_destroy (&pending->packed);
                 model_result_clear (&pending->result);
                 model_result_init (&pending->result, ep_rpc_call_request_id (pending->call));
                 pending->result.status.code = EP__STATUS__CODE__UNAVAILABLE;
@@ -279,6 +321,34 @@ s_serve (s_model_t *self)
         s_pending_free (pending);
     zlistx_destroy (&writes);
     zlistx_destroy (&reads);
+}
+
+//  Drops the saved replies that have expired, then loads the rest into the
+//  reply cache, before the first request is read.
+static int
+s_load_replies (s_model_t *self)
+{
+    ep_replycache_t *cache = ep_rpc_server_cache (self->rpc);
+    int pruned = -1;
+    if (ep_store_begin (self->store) == 0) {
+        pruned = ep_replycache_prune (cache, self->store, ep_wall_ms (), 0);
+        if (pruned < 0 || ep_store_commit (self->store) != 0) {
+            if (ep_store_in_transaction (self->store))
+                ep_store_rollback (self->store);
+            pruned = -1;
+        }
+    }
+    if (pruned < 0)
+        //  Not fatal: loading skips them, and each commit prunes again.
+        ep_log_warn ("cannot prune the saved replies: %s", ep_store_last_error ());
+    int loaded = ep_replycache_load (cache, self->store, ep_wall_ms (), ep_mono_ms ());
+    if (loaded < 0) {
+        ep_log_error ("cannot load the saved replies: %s", ep_store_last_error ());
+        return -1;
+    }
+    ep_log_info ("%d saved replies loaded for retries (%d past the limits dropped)", loaded,
+                 pruned > 0? pruned: 0);
+    return 0;
 }
 
 int
@@ -358,8 +428,10 @@ main (int argc, char **argv)
         zsock_set_router_mandatory (self.router, 0);
         zsock_set_heartbeat_ivl (self.router, 1000);
         zsock_set_heartbeat_timeout (self.router, 3000);
-        self.rpc = ep_rpc_server_new (self.router, EP_CODEC_DEFAULT_CAP, 100000, 600000);
-        rc = ep_service_bind (self.service, self.router, "api", listen);
+        self.rpc = ep_rpc_server_new (self.router, EP_CODEC_DEFAULT_CAP, REPLIES_MAX, REPLIES_TTL_MS);
+        rc = s_load_replies (&self);
+        if (rc == 0)
+            rc = ep_service_bind (self.service, self.router, "api", listen);
     }
     if (rc == 0)
         rc = ep_service_ready (self.service);

@@ -37,7 +37,13 @@ const char *const model_migrations [] = {
     "CREATE TABLE hosted (service_id TEXT NOT NULL, router_id TEXT NOT NULL,"
     "  PRIMARY KEY (service_id, router_id)) WITHOUT ROWID;"
     "CREATE INDEX hosted_by_router ON hosted (router_id);"
-    "CREATE TABLE changes (revision INTEGER PRIMARY KEY, body BLOB NOT NULL);"
+    "CREATE TABLE changes (revision INTEGER PRIMARY KEY, body BLOB NOT NULL);",
+    //  2: the replies to writes, for retries across a restart (the table
+    //  ep_replycache_save writes; main.c fills it in each write's
+    //  transaction).
+    "CREATE TABLE replies (seq INTEGER PRIMARY KEY, stored_ms INTEGER NOT NULL,"
+    "  caller TEXT NOT NULL, request_id TEXT NOT NULL, digest BLOB NOT NULL,"
+    "  reply BLOB NOT NULL);"
 };
 const size_t model_migrations_count = EP_COUNT (model_migrations);
 

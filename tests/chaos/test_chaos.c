@@ -191,6 +191,7 @@ typedef struct {
     int state;                  //  R_UNUSED, R_LIVE (created in the model), R_DELETED
     bool hosts [HOSTABLE];      //  its hosted services, as last acknowledged (or pending)
     int pending;                //  a write not yet acknowledged: 0, 'c'reate, 'd'elete, 'u'pdate
+    bool in_doubt;              //  a call of the pending write went unanswered (it may have committed)
     ep_proc_t *agent;           //  its edgeplane-router
     int64_t stop_at;            //  deleted: when its agent stops (0: stopped)
 } s_router_t;
@@ -203,17 +204,18 @@ static struct {
     uint64_t spin_events, events;
 } s_stats;
 
-//  Sends a model request; returns the reply (caller frees) or NULL if none
-//  came (the write may or may not have committed).
+//  Sends a model request, in up to attempts attempts of 700 ms under one
+//  request id; returns the reply (caller frees) or NULL if none came (the
+//  write may or may not have committed).
 static Ep__ModelReply *
-s_model_call_with (ep_rpc_client_t *client, Ep__ModelRequest *request)
+s_model_call_with (ep_rpc_client_t *client, Ep__ModelRequest *request, int attempts)
 {
     char id [33], err [256];
     ep_rpc_new_id (id);
     request->request_id = id;
     Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (client, &request->base, id,
                                                                    &ep__model_reply__descriptor,
-                                                                   700, 2, err, sizeof err);
+                                                                   700, attempts, err, sizeof err);
     request->request_id = NULL;
     return reply;
 }
@@ -221,7 +223,7 @@ s_model_call_with (ep_rpc_client_t *client, Ep__ModelRequest *request)
 static Ep__ModelReply *
 s_model_call (Ep__ModelRequest *request)
 {
-    return s_model_call_with (s_modelc, request);
+    return s_model_call_with (s_modelc, request, 2);
 }
 
 static Ep__Status__Code
@@ -238,7 +240,10 @@ typedef struct {
     uint64_t rng;               //  its own sequence
     atomic_bool stop;           //  set by the test
     uint64_t acked;             //  writes acknowledged
-    uint64_t unanswered;        //  writes without an answer (or ALREADY_EXISTS after a resend)
+    uint64_t unanswered;        //  writes without an answer, UNAVAILABLE, or failed while in doubt
+    uint64_t resent;            //  writes answered OK on a resend (after a model crash, say)
+    uint64_t wrong;             //  writes answered as if an earlier attempt had not been answered
+    char wrong_first [256];     //  the first of those
 } s_writer_t;
 
 static s_writer_t s_writer;
@@ -272,6 +277,7 @@ s_load_write (s_writer_t *self)
     }
     else
         w = &s_written [ep_rand_next (&self->rng) % s_written_count];
+    bool in_doubt = w->in_doubt;
     char name [24];
     snprintf (name, sizeof name, "n%llu", (unsigned long long) ep_rand_next (&self->rng) % 1000000);
     Ep__Identity identity = EP__IDENTITY__INIT;
@@ -287,19 +293,37 @@ s_load_write (s_writer_t *self)
     Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
     request.op_case = EP__MODEL_REQUEST__OP_WRITE;
     request.write = &write;
-    Ep__ModelReply *reply = s_model_call_with (self->client, &request);
+    //  Resent for 3.5 s, longer than the model stays down (2 s at most)
+    //  plus its start: a write in flight when the model dies is resent to
+    //  the next incarnation, which must answer it as the first would have.
+    Ep__ModelReply *reply = s_model_call_with (self->client, &request, 5);
     if (reply && s_code (reply) == EP__STATUS__CODE__OK && reply->has_revision) {
         w->created = true;
         w->acked_revision = reply->revision;
         snprintf (w->acked_name, sizeof w->acked_name, "%s", name);
         self->acked++;
+        self->resent += ep_rpc_client_attempts (self->client) > 1;
+    }
+    else
+    if (reply && s_code (reply) != EP__STATUS__CODE__UNAVAILABLE && !in_doubt) {
+        //  Every earlier write to this entity was answered, so this one
+        //  cannot fail, even when its first attempt committed just before
+        //  the model died: the model keeps its replies across restarts
+        //  and answers the resend with the first one (a create answered
+        //  ALREADY_EXISTS is what losing them looked like).
+        if (self->wrong++ == 0)
+            snprintf (self->wrong_first, sizeof self->wrong_first, "%s of %s answered %d: %s",
+                      write.op == EP__MODEL_WRITE__OP__CREATE? "create": "update", w->id,
+                      (int) s_code (reply), reply->status && reply->status->message?
+                      reply->status->message: "");
+        w->in_doubt = true;
     }
     else {
-        //  No answer (the model was killed or is down), or the create of
-        //  a resend whose first attempt committed (ALREADY_EXISTS: the
-        //  reply cache died with the model): the outcome is unknown, so
-        //  this write is not checked, nor, from now on, the exact content
-        //  of the entity (a resend of it may still be in the model's input).
+        //  No answer (the model was killed or is down, every attempt
+        //  lost), UNAVAILABLE, or an entity in doubt already: the outcome is unknown, so this
+        //  write is not checked, nor, from now on, the exact content of
+        //  the entity (a resend of it may still be in the model's input),
+        //  and a later create of it may find it there (ALREADY_EXISTS).
         w->in_doubt = true;
         self->unanswered++;
     }
@@ -392,15 +416,20 @@ s_router_write (int r)
     Ep__ModelReply *reply = s_model_call (&request);
     s_stats.router_writes++;
     if (!reply) {
+        router->in_doubt = true;
         s_stats.router_retries++;
         return false;
     }
+    //  Done already only if an earlier call went unanswered: within one
+    //  call, a resend whose first attempt committed gets the first reply,
+    //  even from a model restarted meanwhile.
     Ep__Status__Code code = s_code (reply);
     bool settled = code == EP__STATUS__CODE__OK
-               ||  (router->pending == 'c' && code == EP__STATUS__CODE__ALREADY_EXISTS)
-               ||  (router->pending == 'd' && code == EP__STATUS__CODE__NOT_FOUND);
+               ||  (router->pending == 'c' && code == EP__STATUS__CODE__ALREADY_EXISTS && router->in_doubt)
+               ||  (router->pending == 'd' && code == EP__STATUS__CODE__NOT_FOUND && router->in_doubt);
     cr_assert (settled || code == EP__STATUS__CODE__UNAVAILABLE,
-               "router write '%c' on %s: status %d %s", router->pending, router->id, (int) code,
+               "router write '%c' on %s (%s): status %d %s", router->pending, router->id,
+               router->in_doubt? "an earlier call unanswered": "every earlier call answered", (int) code,
                reply->status && reply->status->message? reply->status->message: "");
     ep__model_reply__free_unpacked (reply, NULL);
     if (!settled) {
@@ -423,6 +452,7 @@ s_router_write (int r)
     else
         s_stats.rehosts++;
     router->pending = 0;
+    router->in_doubt = false;
     return true;
 }
 
@@ -1092,7 +1122,10 @@ Test (chaos, every_service_killed_at_random_under_load_and_the_oracle_holds,
     cr_assert_null (sessions, "sessions: %s (seed %llu)", sessions, (unsigned long long) seed);
     cr_assert_gt (terminators_checked, 0, "no terminator to check: the fleet hosts nothing");
 
-    //  1. Every acknowledged write, read back from a fresh snapshot.
+    //  1. Every acknowledged write, read back from a fresh snapshot; and
+    //  every write answered, resends after a model crash included.
+    cr_assert_eq (s_writer.wrong, 0, "%llu writes answered wrongly, first: %s (seed %llu)",
+                  (unsigned long long) s_writer.wrong, s_writer.wrong_first, (unsigned long long) seed);
     ep_model_view_t *model = ep_model_view_new ();
     ep_follower_t *reader = ep_follower_new (s_bus_sub, s_model_api, s_operator, s_bus_key, s_model_key, model);
     cr_assert_eq (ep_follower_sync (reader, 30000), 0, "no snapshot of the model");
@@ -1172,14 +1205,15 @@ Test (chaos, every_service_killed_at_random_under_load_and_the_oracle_holds,
     cr_assert_gt (s_stats.deletes, 0, "no router was deleted");
 
     fprintf (stderr, "chaos: seed %llu, %d s chaos + %.1f s settling (%.1f s in all); kills: bus %d, model %d, "
-             "terminators %d, reaper %d, watchdog %d; writes checked %zu (%llu acknowledged, %llu unanswered; "
+             "terminators %d, reaper %d, watchdog %d; writes checked %zu (%llu acknowledged, %llu on a resend, %llu unanswered; "
              "routers created %llu, deleted %llu, re-hosted %llu); terminators checked %zu; sessions of deleted "
              "routers checked %zu; events %llu, lost %llu (all reported, %llu gap reports); followers: %llu "
              "revisions streamed, %llu recovered in %llu fetches (gaps %llu, catch-ups %llu, resyncs %llu)\n",
              (unsigned long long) seed, seconds, settled_ms / 1000.0, (ep_mono_ms () - test_start) / 1000.0,
              s_services [BUS].kills, s_services [MODEL].kills, s_services [TERMINATORS].kills,
              s_services [REAPER].kills, s_services [WATCHDOG].kills, writes_checked,
-             (unsigned long long) s_writer.acked, (unsigned long long) s_writer.unanswered,
+             (unsigned long long) s_writer.acked, (unsigned long long) s_writer.resent,
+             (unsigned long long) s_writer.unanswered,
              (unsigned long long) s_stats.creates, (unsigned long long) s_stats.deletes,
              (unsigned long long) s_stats.rehosts, terminators_checked, sessions_checked,
              (unsigned long long) s_stats.events, (unsigned long long) derived, (unsigned long long) reported,

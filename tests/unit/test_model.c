@@ -4,6 +4,7 @@
 #include "ep_test.h"
 #include "model.h"
 #include "ep_codec.h"
+#include "ep_replycache.h"
 
 static char *s_dir;
 static ep_store_t *s_store;
@@ -469,6 +470,45 @@ Test (model, revision_survives_reopen_and_backup_restore_gets_new_generation,
     free (path);
     free (backup);
     free (generation);
+}
+
+Test (model, a_store_of_the_previous_schema_is_migrated_and_keeps_its_data,
+      .init = s_setup, .fini = s_teardown)
+{
+    //  A store as the binary before the durable replies wrote it: the
+    //  first migration only.
+    s_close ();
+    char *path = zsys_sprintf ("%s/model.db", s_dir);
+    char *cmd = zsys_sprintf ("rm -f '%s' '%s-wal' '%s-shm'", path, path, path);
+    cr_assert_eq (system (cmd), 0);
+    s_store = ep_store_new (path, model_migrations, 1);
+    cr_assert_not_null (s_store, "%s", ep_store_last_error ());
+    s_model = model_new (s_store, 1000);
+    cr_assert_not_null (s_model);
+    s_apply_clear (s_create_service ("svc1"));
+    char *generation = strdup (model_generation (s_model));
+    s_close ();
+
+    s_open (1000);
+    cr_assert_eq (ep_store_schema_version (s_store), (int) model_migrations_count);
+    cr_assert_eq (model_revision (s_model), 1);
+    cr_assert_str_eq (model_generation (s_model), generation);
+    //  The new table takes saved replies.
+    zframe_t *reply = zframe_new ("reply", 5);
+    cr_assert_eq (ep_store_begin (s_store), 0);
+    cr_assert_eq (ep_replycache_save (s_store, "K", "id1", "request", 7, reply, 1000), 0,
+                  "%s", ep_store_last_error ());
+    cr_assert_eq (ep_store_commit (s_store), 0);
+    ep_replycache_t *cache = ep_replycache_new (10, 60000);
+    cr_assert_eq (ep_replycache_load (cache, s_store, 2000, 0), 1, "%s", ep_store_last_error ());
+    zframe_t *found = NULL;
+    cr_assert_eq (ep_replycache_lookup (cache, "K", "id1", "request", 7, 0, &found), EP_REPLYCACHE_HIT);
+    cr_assert (zframe_eq (found, reply));
+    ep_replycache_destroy (&cache);
+    zframe_destroy (&reply);
+    free (generation);
+    free (cmd);
+    free (path);
 }
 
 //  A router whose n_tags tags of 250 characters make it large.
