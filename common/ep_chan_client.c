@@ -1,10 +1,7 @@
 /*  ep_chan_client.c: TLS client for the control channel. */
 #include "ep_chan_client.h"
-#include "ep_frame.h"
-#include <errno.h>
-#include <netdb.h>
+#include "ep_chan_io.h"
 #include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <openssl/err.h>
 
@@ -18,16 +15,16 @@ struct _ep_chan_client_t {
     uint64_t pongs;             //  Pings answered
 };
 
-//  Waits for the socket to be readable or writable as SSL asks, until
+//  Waits for the socket to be readable or writable as SSL asks (io), until
 //  deadline. False on timeout.
 static bool
-s_wait (ep_chan_client_t *self, int ssl_error, int64_t deadline)
+s_wait (ep_chan_client_t *self, ep_chan_io_t io, int64_t deadline)
 {
     int64_t left = deadline - ep_mono_ms ();
     if (left <= 0)
         return false;
     struct pollfd pfd = { .fd = self->fd,
-                          .events = ssl_error == SSL_ERROR_WANT_WRITE? POLLOUT: POLLIN };
+                          .events = io == EP_CHAN_IO_WANT_WRITE? POLLOUT: POLLIN };
     return poll (&pfd, 1, (int) left) > 0;
 }
 
@@ -48,54 +45,32 @@ s_fail (ep_chan_client_t *self, const char *what)
 ep_chan_client_t *
 ep_chan_client_new (const char *address, SSL_CTX *ctx, int timeout_ms, char *err, size_t errlen)
 {
-    char host [256];
-    const char *colon = strrchr (address, ':');
-    if (!colon || colon == address || (size_t) (colon - address) >= sizeof host) {
-        snprintf (err, errlen, "address \"%s\": use host:port", address);
+    ep_chan_dial_error_t error;
+    int fd = ep_chan_dial (address, 0, &error, err, errlen);
+    if (fd < 0)
         return NULL;
-    }
-    memcpy (host, address, colon - address);
-    host [colon - address] = 0;
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *addr = NULL;
-    if (getaddrinfo (host, colon + 1, &hints, &addr) != 0) {
-        snprintf (err, errlen, "cannot resolve %s", host);
-        return NULL;
-    }
     ep_chan_client_t *self = (ep_chan_client_t *) zmalloc (sizeof (ep_chan_client_t));
     self->auto_pong = true;
-    self->fd = socket (addr->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    self->fd = fd;
     int64_t deadline = ep_mono_ms () + timeout_ms;
-    int rc = self->fd >= 0? 0: -1;
-    if (rc == 0 && connect (self->fd, addr->ai_addr, addr->ai_addrlen) != 0 && errno != EINPROGRESS)
+    int rc = 0;
+    struct pollfd pfd = { .fd = self->fd, .events = POLLOUT };
+    int so_error = 0;
+    int64_t left = deadline - ep_mono_ms ();
+    if (left <= 0 || poll (&pfd, 1, (int) left) != 1
+    ||  (so_error = ep_chan_dial_errno (self->fd))) {
+        snprintf (err, errlen, "cannot connect to %s: %s", address,
+                  so_error? strerror (so_error): "timed out");
         rc = -1;
-    freeaddrinfo (addr);
-    if (rc == 0) {
-        struct pollfd pfd = { .fd = self->fd, .events = POLLOUT };
-        int so_error = 0;
-        socklen_t len = sizeof so_error;
-        int64_t left = deadline - ep_mono_ms ();
-        if (left <= 0 || poll (&pfd, 1, (int) left) != 1
-        ||  getsockopt (self->fd, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0 || so_error) {
-            snprintf (err, errlen, "cannot connect to %s: %s", address,
-                      so_error? strerror (so_error): "timed out");
-            rc = -1;
-        }
     }
-    else
-        snprintf (err, errlen, "cannot connect to %s: %s", address, strerror (errno));
     if (rc == 0) {
-        self->ssl = SSL_new (ctx);
-        SSL_set_fd (self->ssl, self->fd);
-        SSL_set_connect_state (self->ssl);
-        SSL_set_mode (self->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        self->ssl = ep_chan_tls_new (ctx, self->fd);
         while (true) {
-            int hs = SSL_do_handshake (self->ssl);
-            if (hs == 1)
+            ep_chan_io_t io = ep_chan_io_of (self->ssl, SSL_do_handshake (self->ssl));
+            if (io == EP_CHAN_IO_OK)
                 break;
-            int error = SSL_get_error (self->ssl, hs);
-            if ((error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE)
-            ||  !s_wait (self, error, deadline)) {
+            if ((io != EP_CHAN_IO_WANT_READ && io != EP_CHAN_IO_WANT_WRITE)
+            ||  !s_wait (self, io, deadline)) {
                 unsigned long code = ERR_get_error ();
                 char detail [200] = "timed out";
                 if (code)
@@ -141,15 +116,14 @@ ep_chan_client_send_raw (ep_chan_client_t *self, const void *data, size_t size, 
     int64_t deadline = ep_mono_ms () + timeout_ms;
     size_t done = 0;
     while (!self->closed && done < size) {
-        int n = SSL_write (self->ssl, (const char *) data + done, (int) (size - done));
-        if (n > 0) {
-            done += n;
+        size_t written;
+        ep_chan_io_t io = ep_chan_write (self->ssl, (const char *) data + done, size - done, &written);
+        done += written;
+        if (io == EP_CHAN_IO_OK)
             continue;
-        }
-        int error = SSL_get_error (self->ssl, n);
-        if ((error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE)
-        ||  !s_wait (self, error, deadline)) {
-            if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE)
+        if ((io != EP_CHAN_IO_WANT_READ && io != EP_CHAN_IO_WANT_WRITE)
+        ||  !s_wait (self, io, deadline)) {
+            if (io != EP_CHAN_IO_WANT_READ && io != EP_CHAN_IO_WANT_WRITE)
                 s_fail (self, "write failed");
             return -1;
         }
@@ -172,14 +146,9 @@ ep_chan_client_send (ep_chan_client_t *self, const Ep__Frame *frame, int timeout
 static void
 s_pong (ep_chan_client_t *self, const Ep__Ping *ping)
 {
-    Ep__Pong pong = EP__PONG__INIT;
-    pong.has_nonce = ping->has_nonce;
-    pong.nonce = ping->nonce;
-    pong.has_sent_at_ms = ping->has_sent_at_ms;
-    pong.sent_at_ms = ping->sent_at_ms;
-    Ep__Frame frame = EP__FRAME__INIT;
-    frame.body_case = EP__FRAME__BODY_PONG;
-    frame.pong = &pong;
+    Ep__Pong pong;
+    Ep__Frame frame;
+    ep_chan_pong (&frame, &pong, ping);
     if (ep_chan_client_send (self, &frame, 1000) == 0)
         self->pongs++;
 }
@@ -189,8 +158,8 @@ ep_chan_client_recv (ep_chan_client_t *self, int timeout_ms)
 {
     int64_t deadline = ep_mono_ms () + timeout_ms;
     while (!self->closed) {
-        ep_frame_error_t error;
-        Ep__Frame *frame = ep_frame_reader_next (self->reader, &error);
+        ep_chan_io_t io;
+        Ep__Frame *frame = ep_chan_next (self->ssl, self->reader, ep_mono_ms (), &io);
         if (frame) {
             if (self->auto_pong && frame->body_case == EP__FRAME__BODY_PING) {
                 s_pong (self, frame->ping);
@@ -199,26 +168,18 @@ ep_chan_client_recv (ep_chan_client_t *self, int timeout_ms)
             }
             return frame;
         }
-        if (error != EP_FRAME_OK) {
+        if (ep_frame_reader_error (self->reader) != EP_FRAME_OK) {
             s_fail (self, ep_frame_reader_detail (self->reader));
             return NULL;
         }
-        size_t len;
-        uint8_t *space = ep_frame_reader_space (self->reader, &len);
-        if (!space)
-            return NULL;
-        int n = SSL_read (self->ssl, space, (int) len);
-        if (n > 0) {
-            ep_frame_reader_commit (self->reader, n, ep_mono_ms ());
-            continue;
-        }
-        int ssl_error = SSL_get_error (self->ssl, n);
-        if (ssl_error == SSL_ERROR_WANT_READ || ssl_error == SSL_ERROR_WANT_WRITE) {
-            if (!s_wait (self, ssl_error, deadline))
+        if (io == EP_CHAN_IO_OK)
+            return NULL;            //  the reader takes no bytes now
+        if (io == EP_CHAN_IO_WANT_READ || io == EP_CHAN_IO_WANT_WRITE) {
+            if (!s_wait (self, io, deadline))
                 return NULL;
             continue;
         }
-        s_fail (self, ssl_error == SSL_ERROR_ZERO_RETURN? "closed by the server": "connection lost");
+        s_fail (self, io == EP_CHAN_IO_CLOSED? "closed by the server": "connection lost");
     }
     return NULL;
 }
@@ -227,16 +188,9 @@ Ep__HelloResult *
 ep_chan_client_hello (ep_chan_client_t *self, uint32_t version, Ep__Role role,
                       const char *id, int timeout_ms)
 {
-    Ep__Hello hello = EP__HELLO__INIT;
-    hello.has_protocol_version = true;
-    hello.protocol_version = version;
-    hello.has_role = true;
-    hello.role = role;
-    hello.id = (char *) id;
-    hello.version = EP_VERSION;
-    Ep__Frame frame = EP__FRAME__INIT;
-    frame.body_case = EP__FRAME__BODY_HELLO;
-    frame.hello = &hello;
+    Ep__Hello hello;
+    Ep__Frame frame;
+    ep_chan_hello (&frame, &hello, version, role, id);
     if (ep_chan_client_send (self, &frame, timeout_ms) != 0)
         return NULL;
     int64_t deadline = ep_mono_ms () + timeout_ms;

@@ -1,10 +1,8 @@
 /*  link.c: an outbound ctrl-to-ctrl connection (see link.h). */
 #include "link.h"
-#include "ep_frame.h"
+#include "ep_chan_io.h"
 #include "ep_pki.h"
-#include "channel.pb-c.h"
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -52,6 +50,13 @@ s_close (link_t *self, const char *reason)
     snprintf (self->reason, sizeof self->reason, "%s", reason);
 }
 
+//  A failed connect's reason, from its errno.
+static const char *
+s_connect_reason (int errnum)
+{
+    return errnum == ECONNREFUSED? "refused": "connect-error";
+}
+
 link_t *
 link_new (const char *address, SSL_CTX *ctx, const char *expect_id,
           const link_config_t *config, int64_t now_ms)
@@ -68,45 +73,19 @@ link_new (const char *address, SSL_CTX *ctx, const char *expect_id,
     self->reader = ep_frame_reader_new (EP_FRAME_PREJOIN_CAP);
     self->out = ep_frame_queue_new (OUT_CAP);
 
-    char host [256];
-    const char *colon = strrchr (address, ':');
-    if (!colon || colon == address || (size_t) (colon - address) >= sizeof host) {
-        s_close (self, "bad-address");
-        return self;
-    }
-    memcpy (host, address, colon - address);
-    host [colon - address] = 0;
-    if (host [0] == '[' && host [strlen (host) - 1] == ']') {
-        memmove (host, host + 1, strlen (host));
-        host [strlen (host) - 1] = 0;
-    }
     //  Addresses in beacons are literals, resolved without a lookup; a
     //  name (--channel-advertise) is looked up, which may block briefly.
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
-    struct addrinfo *found = NULL;
-    if (getaddrinfo (host, colon + 1, &hints, &found) != 0) {
-        hints.ai_flags = AI_NUMERICSERV;
-        if (getaddrinfo (host, colon + 1, &hints, &found) != 0) {
-            s_close (self, "unresolved");
-            return self;
-        }
-    }
-    self->fd = socket (found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (self->fd < 0
-    ||  (connect (self->fd, found->ai_addr, found->ai_addrlen) != 0 && errno != EINPROGRESS)) {
-        freeaddrinfo (found);
-        s_close (self, errno == ECONNREFUSED? "refused": "connect-error");
+    ep_chan_dial_error_t error;
+    self->fd = ep_chan_dial (address, EP_CHAN_DIAL_HOSTPORT, &error, NULL, 0);
+    if (self->fd < 0) {
+        s_close (self, error == EP_CHAN_DIAL_BAD_ADDRESS? "bad-address"
+                     : error == EP_CHAN_DIAL_UNRESOLVED? "unresolved"
+                     : s_connect_reason (errno));
         return self;
     }
-    freeaddrinfo (found);
     int one = 1;
     setsockopt (self->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    self->ssl = SSL_new (ctx);
-    EP_ASSERT (self->ssl);
-    SSL_set_fd (self->ssl, self->fd);
-    SSL_set_connect_state (self->ssl);
-    SSL_set_mode (self->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    self->ssl = ep_chan_tls_new (ctx, self->fd);
     self->want_write = true;            //  writable = connected (or failed)
     return self;
 }
@@ -159,23 +138,20 @@ link_events (link_t *self)
 static void
 s_flush (link_t *self)
 {
-    size_t len;
-    const uint8_t *bytes;
+    size_t len, written;
+    const uint8_t *bytes = ep_frame_queue_peek (self->out, &len);
     self->want_write = false;
-    while (self->state != LINK_CLOSED && (bytes = ep_frame_queue_peek (self->out, &len))) {
-        int n = SSL_write (self->ssl, bytes, (int) len);
-        if (n > 0) {
-            ep_frame_queue_consume (self->out, n);
-            continue;
-        }
-        int error = SSL_get_error (self->ssl, n);
-        ERR_clear_error ();
-        if (error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ) {
-            self->want_write = error == SSL_ERROR_WANT_WRITE;
-            return;
-        }
+    if (self->state == LINK_CLOSED || !bytes)
+        return;
+    ep_chan_io_t io = ep_chan_write (self->ssl, bytes, len, &written);
+    ep_frame_queue_consume (self->out, written);
+    if (io == EP_CHAN_IO_OK)
+        return;
+    ERR_clear_error ();
+    if (io == EP_CHAN_IO_WANT_WRITE || io == EP_CHAN_IO_WANT_READ)
+        self->want_write = io == EP_CHAN_IO_WANT_WRITE;
+    else
         s_close (self, "write-error");
-    }
 }
 
 static void
@@ -190,15 +166,9 @@ s_send (link_t *self, const Ep__Frame *frame)
 static void
 s_hello (link_t *self)
 {
-    Ep__Hello hello = EP__HELLO__INIT;
-    hello.has_protocol_version = hello.has_role = true;
-    hello.protocol_version = PROTOCOL_VERSION;
-    hello.role = EP__ROLE__ROLE_CTRL;
-    hello.id = self->own_id;
-    hello.version = EP_VERSION;
-    Ep__Frame frame = EP__FRAME__INIT;
-    frame.body_case = EP__FRAME__BODY_HELLO;
-    frame.hello = &hello;
+    Ep__Hello hello;
+    Ep__Frame frame;
+    ep_chan_hello (&frame, &hello, PROTOCOL_VERSION, EP__ROLE__ROLE_CTRL, self->own_id);
     self->state = LINK_HELLO;
     s_send (self, &frame);
 }
@@ -206,8 +176,8 @@ s_hello (link_t *self)
 static void
 s_handshake (link_t *self)
 {
-    int rc = SSL_do_handshake (self->ssl);
-    if (rc == 1) {
+    ep_chan_io_t io = ep_chan_io_of (self->ssl, SSL_do_handshake (self->ssl));
+    if (io == EP_CHAN_IO_OK) {
         char role [16], id [65];
         if (ep_pki_peer_identity (self->ssl, role, sizeof role, id, sizeof id) != 0
         ||  !streq (role, "ctrl") || !streq (id, self->expect_id)) {
@@ -219,9 +189,8 @@ s_handshake (link_t *self)
         s_hello (self);
         return;
     }
-    int error = SSL_get_error (self->ssl, rc);
-    if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
-        self->want_write = error == SSL_ERROR_WANT_WRITE;
+    if (io == EP_CHAN_IO_WANT_READ || io == EP_CHAN_IO_WANT_WRITE) {
+        self->want_write = io == EP_CHAN_IO_WANT_WRITE;
         return;
     }
     bool certificate = SSL_get_verify_result (self->ssl) != X509_V_OK;
@@ -251,14 +220,9 @@ s_frame (link_t *self, Ep__Frame *frame, int64_t now_ms)
             break;
         }
         case EP__FRAME__BODY_PING: {
-            Ep__Pong pong = EP__PONG__INIT;
-            pong.has_nonce = frame->ping->has_nonce;
-            pong.nonce = frame->ping->nonce;
-            pong.has_sent_at_ms = frame->ping->has_sent_at_ms;
-            pong.sent_at_ms = frame->ping->sent_at_ms;
-            Ep__Frame reply = EP__FRAME__INIT;
-            reply.body_case = EP__FRAME__BODY_PONG;
-            reply.pong = &pong;
+            Ep__Pong pong;
+            Ep__Frame reply;
+            ep_chan_pong (&reply, &pong, frame->ping);
             s_send (self, &reply);
             break;
         }
@@ -280,33 +244,24 @@ s_frame (link_t *self, Ep__Frame *frame, int64_t now_ms)
 static void
 s_read (link_t *self, int64_t now_ms)
 {
-    size_t len;
-    uint8_t *space;
-    while (self->state != LINK_CLOSED && (space = ep_frame_reader_space (self->reader, &len))) {
-        int n = SSL_read (self->ssl, space, (int) len);
-        if (n <= 0) {
-            int error = SSL_get_error (self->ssl, n);
-            if (error == SSL_ERROR_WANT_READ)
-                break;
-            if (error == SSL_ERROR_WANT_WRITE) {
-                self->want_write = true;
-                break;
-            }
-            bool clean = error == SSL_ERROR_ZERO_RETURN
-                      || (error == SSL_ERROR_SYSCALL && ERR_peek_error () == 0);
-            ERR_clear_error ();
-            s_close (self, clean? "peer-closed": "tls-error");
-            return;
-        }
-        ep_frame_reader_commit (self->reader, n, now_ms);
-        ep_frame_error_t error;
-        Ep__Frame *frame;
-        while (self->state != LINK_CLOSED && (frame = ep_frame_reader_next (self->reader, &error))) {
-            s_frame (self, frame, now_ms);
-            ep__frame__free_unpacked (frame, NULL);
-        }
-        if (self->state != LINK_CLOSED && error != EP_FRAME_OK)
-            s_close (self, ep_frame_error_name (error));
+    ep_chan_io_t io = EP_CHAN_IO_OK;
+    Ep__Frame *frame;
+    while (self->state != LINK_CLOSED && (frame = ep_chan_next (self->ssl, self->reader, now_ms, &io))) {
+        s_frame (self, frame, now_ms);
+        ep__frame__free_unpacked (frame, NULL);
+    }
+    if (self->state == LINK_CLOSED)
+        return;
+    ep_frame_error_t error = ep_frame_reader_error (self->reader);
+    if (error != EP_FRAME_OK)
+        s_close (self, ep_frame_error_name (error));
+    else
+    if (io == EP_CHAN_IO_WANT_WRITE)
+        self->want_write = true;
+    else
+    if (io == EP_CHAN_IO_CLOSED || io == EP_CHAN_IO_EOF || io == EP_CHAN_IO_FAILED) {
+        ERR_clear_error ();
+        s_close (self, io == EP_CHAN_IO_FAILED? "tls-error": "peer-closed");
     }
 }
 
@@ -314,15 +269,9 @@ void
 link_handle (link_t *self, int64_t now_ms)
 {
     if (self->state == LINK_CONNECTING) {
-        int so_error = 0;
-        socklen_t len = sizeof so_error;
-        if (getsockopt (self->fd, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0)
-            so_error = errno;
-        if (so_error == ECONNREFUSED)
-            s_close (self, "refused");
-        else
+        int so_error = ep_chan_dial_errno (self->fd);
         if (so_error)
-            s_close (self, "connect-error");
+            s_close (self, s_connect_reason (so_error));
         else {
             //  Writable means connected; not yet writable means still going.
             struct sockaddr_storage peer;
