@@ -20,7 +20,9 @@ ep_chan_dial (const char *address, int flags, ep_chan_dial_error_t *error,
     }
     memcpy (host, address, colon - address);
     host [colon - address] = 0;
-    if ((flags & EP_CHAN_DIAL_HOSTPORT) && host [0] == '[' && host [strlen (host) - 1] == ']') {
+    //  Brackets around an IPv6 host (as `--controller [::1]:6262` is
+    //  written and checked) come off whatever the flags: no name has them.
+    if (host [0] == '[' && host [strlen (host) - 1] == ']') {
         memmove (host, host + 1, strlen (host));
         host [strlen (host) - 1] = 0;
     }

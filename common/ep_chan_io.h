@@ -26,8 +26,8 @@
 //  Dial.
 
 //  ep_chan_dial flag: address is written as for EP_OPT_HOSTPORT and in
-//  beacons: an IPv6 host in brackets, the port a number. Without it the
-//  host goes to the resolver as written and the port may be a service name.
+//  beacons: the port a number. Without it the port may be a service name.
+//  Either way an IPv6 host may be written in brackets.
 #define EP_CHAN_DIAL_HOSTPORT       1
 
 //  Why a dial failed.

@@ -100,6 +100,16 @@ Test (chan_io, hostport_dial_takes_a_bracketed_host_and_only_a_numeric_port)
     close (fd);
     close (listener);
 
+    //  The router's client dials without the flag: brackets come off
+    //  there too (`edgeplane-router --controller [::1]:6262`).
+    listener = s_listener (&port);
+    snprintf (address, sizeof address, "[127.0.0.1]:%d", port);
+    fd = ep_chan_dial (address, 0, &error, err, sizeof err);
+    cr_assert (fd >= 0, "without the flag: %s", err);
+    cr_assert_eq (s_dial_outcome (fd), 0);
+    close (fd);
+    close (listener);
+
     //  A service name is a port without EP_CHAN_DIAL_HOSTPORT only.
     cr_assert_eq (ep_chan_dial ("127.0.0.1:ssh", EP_CHAN_DIAL_HOSTPORT, &error, err, sizeof err), -1);
     cr_assert_eq (error, EP_CHAN_DIAL_UNRESOLVED);
