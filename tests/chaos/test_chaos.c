@@ -36,7 +36,7 @@
     and EDGEPLANE_CHAOS_SECONDS=<n> any length of chaos.
 */
 #include <criterion/criterion.h>
-#include "ep_test.h"
+#include "ep_stack.h"
 #include "ep_codec.h"
 #include "ep_follower.h"
 #include "ep_keys.h"
@@ -70,15 +70,16 @@ static uint64_t s_rng;
 //  ---------------------------------------------------------------------
 //  Processes
 
-static char *s_dir, *s_keys, *s_fleet;
-static char *s_env [24];
-static char s_channel [64];             //  the watchdog's control channel (host:port)
-static char s_model_api [64];
-static char s_bus_sub [64];
+static ep_stack_t *s_stack;             //  keys, CA, environment, the services on fixed ports
+static const char *s_keys;              //  the stack's keys dir
+static char *s_fleet;                   //  the routers' bundles
+static const char *s_channel;           //  the watchdog's control channel (host:port)
+static const char *s_model_api;
+static const char *s_bus_sub;
 
 typedef struct {
     const char *name;           //  "bus", "model", ...
-    ep_proc_t *proc;            //  running (or starting) process, NULL while down
+    ep_proc_t *proc;            //  running (or starting) process, the stack's; NULL while down
     bool starting;              //  spawned, ready file not seen yet
     int64_t restart_at;         //  while down: when it comes back
     int64_t started_ms;         //  when it was spawned
@@ -99,9 +100,7 @@ static zlistx_t *s_logs;        //  the logs of killed incarnations (tails), for
 static void
 s_spawn (s_service_t *svc)
 {
-    char binary [64];
-    snprintf (binary, sizeof binary, "edgeplane-%s", svc->name);
-    svc->proc = ep_proc_spawn (binary, NULL, (const char *const *) s_env);
+    svc->proc = ep_stack_spawn (s_stack, svc->name);
     svc->starting = true;
     svc->started_ms = ep_mono_ms ();
 }
@@ -143,13 +142,11 @@ s_all_up (void)
 static void
 s_kill (s_service_t *svc, int down_ms)
 {
-    cr_assert_eq (ep_proc_signal (svc->proc, SIGKILL), 0);
-    cr_assert_neq (ep_proc_wait_exit (svc->proc, 10000), -1, "%s survived SIGKILL", svc->name);
-    char *log = ep_proc_log (svc->proc);
+    char *log = ep_stack_kill (s_stack, svc->name);
+    svc->proc = NULL;
     size_t len = log? strlen (log): 0;
     zlistx_add_end (s_logs, zsys_sprintf ("---- %s (killed):\n%s", svc->name, log? log + (len > 3000? len - 3000: 0): ""));
     free (log);
-    ep_proc_destroy (&svc->proc);
     svc->kills++;
     svc->restart_at = ep_mono_ms () + down_ms;
 }
@@ -440,7 +437,7 @@ s_router_write (int r)
         //  Its agent: joins, hosts, opens and churns sessions.
         const char *args [] = { "--id", router->id, "--bundle", s_fleet, "--controller", s_channel,
                                 "--sessions", "3", "--churn", "1", "--heartbeat", "1s", NULL };
-        router->agent = ep_proc_spawn ("edgeplane-router", args, (const char *const *) s_env);
+        router->agent = ep_proc_spawn ("edgeplane-router", args, ep_stack_env (s_stack));
         s_stats.creates++;
     }
     else
@@ -845,43 +842,18 @@ s_followers_differ (void)
 static void
 s_setup (void)
 {
-    signal (SIGPIPE, SIG_IGN);
-    zsys_init ();
-    s_dir = ep_tmpdir_new ("chaos");
-    s_keys = zsys_sprintf ("%s/keys", s_dir);
-    s_fleet = zsys_sprintf ("%s/fleet", s_dir);
-    char err [512];
-    cr_assert_eq (ep_keys_init (s_keys, false, err, sizeof err), 0, "%s", err);
-    cr_assert_eq (ep_pki_init (s_keys, false, err, sizeof err), 0, "%s", err);
     //  Every listener on its own port below the ephemeral range, so a
     //  restarted service comes back where its clients reconnect.
-    int p [7];
-    ep_test_stable_ports (p, EP_COUNT (p));
-    snprintf (s_channel, sizeof s_channel, "127.0.0.1:%d", p [6]);
-    snprintf (s_model_api, sizeof s_model_api, "tcp://127.0.0.1:%d", p [2]);
-    snprintf (s_bus_sub, sizeof s_bus_sub, "tcp://127.0.0.1:%d", p [1]);
-    int n = 0;
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s", s_dir);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_KEYS_DIR=%s", s_keys);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_BUS_PUB_LISTEN=tcp://127.0.0.1:%d", p [0]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_BUS_PUB=tcp://127.0.0.1:%d", p [0]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_BUS_SUB_LISTEN=tcp://127.0.0.1:%d", p [1]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_BUS_SUB=tcp://127.0.0.1:%d", p [1]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_MODEL_LISTEN=tcp://127.0.0.1:%d", p [2]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_MODEL_API=tcp://127.0.0.1:%d", p [2]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_TERMINATORS_LISTEN=tcp://127.0.0.1:%d", p [3]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_TERMINATORS_API=tcp://127.0.0.1:%d", p [3]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_REAPER_LISTEN=tcp://127.0.0.1:%d", p [4]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_REAPER_API=tcp://127.0.0.1:%d", p [4]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_WATCHDOG_LISTEN=tcp://127.0.0.1:%d", p [5]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_WATCHDOG_API=tcp://127.0.0.1:%d", p [5]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_CHANNEL_LISTEN=%s", s_channel);
-    s_env [n++] = strdup ("EDGEPLANE_HTTP_LISTEN=127.0.0.1:0");
-    //  Deleted routers' sessions are forced closed after 5 s, not 15.
-    s_env [n++] = strdup ("EDGEPLANE_CLEANUP_DEADLINE=5s");
-    s_env [n] = NULL;
-    for (int i = 0; i < n; i++)
-        putenv (s_env [i]);     //  for the CLI runs too
+    s_stack = ep_stack_new_with ("chaos", EP_STACK_STABLE);
+    //  Deleted routers' sessions are forced closed after 5 s, not 15 (the
+    //  reaper's setting: it starts after this).
+    ep_stack_setenv (s_stack, "EDGEPLANE_CLEANUP_DEADLINE", "5s");
+    ep_stack_export (s_stack);      //  for the CLI runs too
+    s_keys = ep_stack_keys (s_stack);
+    s_fleet = zsys_sprintf ("%s/fleet", ep_stack_dir (s_stack));
+    s_channel = ep_stack_getenv (s_stack, "EDGEPLANE_CHANNEL_LISTEN");
+    s_model_api = ep_stack_getenv (s_stack, "EDGEPLANE_MODEL_API");
+    s_bus_sub = ep_stack_getenv (s_stack, "EDGEPLANE_BUS_SUB");
     s_logs = zlistx_new ();
     zlistx_set_destructor (s_logs, (czmq_destructor *) zstr_free);
     memset (&s_stats, 0, sizeof s_stats);
@@ -904,8 +876,9 @@ s_teardown (void)
     }
     for (int r = 0; r < POOL_MAX; r++)
         ep_proc_destroy (&s_routers [r].agent);
-    for (size_t i = EP_COUNT (s_services); i-- > 0; )
-        ep_proc_destroy (&s_services [i].proc);
+    for (size_t i = 0; i < EP_COUNT (s_services); i++)
+        s_services [i].proc = NULL;     //  the stack's: it stops them, last first
+    ep_stack_destroy (&s_stack);
     ep_rpc_client_destroy (&s_modelc);
     zcert_destroy (&s_operator);
     zstr_free (&s_bus_key);
@@ -914,8 +887,6 @@ s_teardown (void)
     s_written = NULL;
     zlistx_destroy (&s_logs);
     zstr_free (&s_fleet);
-    zstr_free (&s_keys);
-    ep_tmpdir_remove (&s_dir);
 }
 
 static void
@@ -964,9 +935,12 @@ Test (chaos, every_service_killed_at_random_under_load_and_the_oracle_holds,
              (unsigned long long) seed, seconds, (unsigned long long) seed);
     int64_t test_start = ep_mono_ms ();
 
-    //  The stack, in order (each waits for the ones before it).
+    //  The stack, in order (each waits for the ones before it); bus and
+    //  model came up with it.
     for (size_t i = 0; i < EP_COUNT (s_services); i++) {
-        s_spawn (&s_services [i]);
+        s_services [i].proc = ep_stack_service (s_stack, s_services [i].name);
+        if (!s_services [i].proc)
+            s_spawn (&s_services [i]);
         cr_assert (ep_wait_until (s_up_cond, &s_services [i], 30000), "%s did not start",
                    s_services [i].name);
     }

@@ -7,7 +7,7 @@
     ACTIVE, and a change made while the bus was down reached every follower
     (tests/integration/test_follower.c proves a certain loss is reported). */
 #include <criterion/criterion.h>
-#include "ep_test.h"
+#include "ep_stack.h"
 #include "ep_follower.h"
 #include "ep_keys.h"
 #include "ep_rpc_client.h"
@@ -17,41 +17,21 @@
 
 #define ROUTERS 100
 
-static char *s_dir;
-static char *s_env [16];
+static ep_stack_t *s_stack;
+static const char *s_dir;
 static ep_proc_t *s_up;
 
 static void
 s_setup (void)
 {
-    signal (SIGPIPE, SIG_IGN);
-    s_dir = ep_tmpdir_new ("up");
     //  Every service on its own port below the ephemeral range, so a
     //  restarted one comes back where its clients reconnect; HTTP ports are
-    //  the kernel's (the ready files say which).
-    int p [8];
-    ep_test_stable_ports (p, EP_COUNT (p));
-    int n = 0;
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s", s_dir);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_BUS_PUB_LISTEN=tcp://127.0.0.1:%d", p [0]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_BUS_PUB=tcp://127.0.0.1:%d", p [0]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_BUS_SUB_LISTEN=tcp://127.0.0.1:%d", p [1]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_BUS_SUB=tcp://127.0.0.1:%d", p [1]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_MODEL_LISTEN=tcp://127.0.0.1:%d", p [2]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_MODEL_API=tcp://127.0.0.1:%d", p [2]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_TERMINATORS_LISTEN=tcp://127.0.0.1:%d", p [3]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_TERMINATORS_API=tcp://127.0.0.1:%d", p [3]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_REAPER_LISTEN=tcp://127.0.0.1:%d", p [4]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_REAPER_API=tcp://127.0.0.1:%d", p [4]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_WATCHDOG_LISTEN=tcp://127.0.0.1:%d", p [5]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_WATCHDOG_API=tcp://127.0.0.1:%d", p [5]);
-    s_env [n++] = zsys_sprintf ("EDGEPLANE_CHANNEL_LISTEN=127.0.0.1:%d", p [6]);
-    s_env [n++] = strdup ("EDGEPLANE_HTTP_LISTEN=127.0.0.1:0");
-    s_env [n] = NULL;
-    for (int i = 0; i < n; i++)
-        putenv (s_env [i]);     //  for the CLI runs below too
+    //  the kernel's (the ready files say which). Keys are up's to make.
+    s_stack = ep_stack_new_with ("up", EP_STACK_STABLE | EP_STACK_ENV_ONLY);
+    s_dir = ep_stack_dir (s_stack);
+    ep_stack_export (s_stack);      //  for the CLI runs below too
     const char *args [] = { "up", NULL };
-    s_up = ep_proc_start ("edgeplane", args, (const char *const *) s_env, 60000);
+    s_up = ep_proc_start ("edgeplane", args, ep_stack_env (s_stack), 60000);
     cr_assert_not_null (s_up, "edgeplane up did not become ready");
 }
 
@@ -64,7 +44,7 @@ s_teardown (void)
         ep_proc_wait_exit (s_up, 20000);
         ep_proc_destroy (&s_up);
     }
-    ep_tmpdir_remove (&s_dir);
+    ep_stack_destroy (&s_stack);
 }
 
 //  Runs the CLI; returns its status, output (stdout + stderr) in *out.
@@ -152,7 +132,7 @@ s_metric (const char *service, const char *series)
 static double
 s_model_digest52 (void)
 {
-    char *keys = zsys_sprintf ("%s/keys", s_dir);
+    const char *keys = ep_stack_keys (s_stack);
     zcert_t *cert = ep_keys_load (keys, "operator");
     char *key = ep_keys_public_txt (keys, "model");
     json_t *ready = s_ready ("model");
@@ -182,7 +162,6 @@ s_model_digest52 (void)
     json_decref (ready);
     free (key);
     zcert_destroy (&cert);
-    free (keys);
     return value;
 }
 
@@ -234,7 +213,7 @@ Test (up, fleet_deletion_and_every_service_killed_in_turn_converge,
 
     //  Everything that happens, as JSON lines.
     const char *events_args [] = { "events", "--json", NULL };
-    ep_proc_t *events = ep_proc_start ("edgeplane", events_args, (const char *const *) s_env, 30000);
+    ep_proc_t *events = ep_proc_start ("edgeplane", events_args, ep_stack_env (s_stack), 30000);
     cr_assert_not_null (events);
 
     //  The fleet: ready once every router has joined.
@@ -246,7 +225,7 @@ Test (up, fleet_deletion_and_every_service_killed_in_turn_converge,
     json_decref (watchdog_ready);
     const char *fleet_args [] = { "--count", count, "--prefix", "fleet-", "--bundle", fleet_dir,
                                   "--controller", channel, "--sessions", "2", "--heartbeat", "1s", NULL };
-    ep_proc_t *fleet = ep_proc_start ("edgeplane-router", fleet_args, (const char *const *) s_env, 120000);
+    ep_proc_t *fleet = ep_proc_start ("edgeplane-router", fleet_args, ep_stack_env (s_stack), 120000);
     cr_assert_not_null (fleet, "the fleet did not join");
 
     //  Terminators and sessions for every router.

@@ -1,4 +1,4 @@
-/*  ep_stack.c: the fixture the integration suites share (ep_stack.h). */
+/*  ep_stack.c: the fixture the integration and chaos suites share (ep_stack.h). */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
 #include "ep_codec.h"
@@ -10,14 +10,43 @@
 
 #define MAX_ENV 24
 
+//  One listener of a service: the option and the variable that place it,
+//  the ready file's name for it, and the variable clients reach it by.
+typedef struct {
+    const char *option;         //  "--pub-listen"; NULL ends the list
+    const char *env;            //  "EDGEPLANE_BUS_PUB_LISTEN"
+    const char *endpoint;       //  "pub"
+    const char *client;         //  "EDGEPLANE_BUS_PUB", or NULL (none)
+    bool zmq;                   //  a ZeroMQ endpoint (tcp://), else host:port
+} s_listener_t;
+
+//  The services the stack starts by name, in start order.
+static const struct {
+    const char *name;           //  "bus": edgeplane-bus
+    s_listener_t listeners [3]; //  what it listens on, besides HTTP
+} s_services [] = {
+    { "bus", { { "--pub-listen", "EDGEPLANE_BUS_PUB_LISTEN", "pub", "EDGEPLANE_BUS_PUB", true },
+               { "--sub-listen", "EDGEPLANE_BUS_SUB_LISTEN", "sub", "EDGEPLANE_BUS_SUB", true } } },
+    { "model", { { "--listen", "EDGEPLANE_MODEL_LISTEN", "api", "EDGEPLANE_MODEL_API", true } } },
+    { "terminators", { { "--listen", "EDGEPLANE_TERMINATORS_LISTEN", "api", "EDGEPLANE_TERMINATORS_API", true } } },
+    { "reaper", { { "--listen", "EDGEPLANE_REAPER_LISTEN", "api", "EDGEPLANE_REAPER_API", true } } },
+    { "watchdog", { { "--listen", "EDGEPLANE_WATCHDOG_LISTEN", "api", "EDGEPLANE_WATCHDOG_API", true },
+                    { "--channel-listen", "EDGEPLANE_CHANNEL_LISTEN", "channel", NULL, false } } },
+};
+#define SERVICES    EP_COUNT (s_services)
+#define BUS         0
+#define MODEL       1
+
 struct _ep_stack_t {
     char *dir;                  //  the data dir (removed at the end)
     char *keys;                 //  <dir>/keys
-    ep_proc_t *bus;             //  edgeplane-bus
-    ep_proc_t *model;           //  edgeplane-model
+    bool stable;                //  services on fixed ports (EP_STACK_STABLE)
+    bool exported;              //  the environment is in this process's too
+    ep_proc_t *services [SERVICES]; //  by s_services index; NULL while not running
+    int http_ports [SERVICES];  //  stable: each service's HTTP port
     char *env [MAX_ENV + 1];    //  NAME=value, NULL-terminated
-    zcert_t *operator_cert;     //  for model calls
-    zcert_t *subscriber_cert;   //  for subscribers
+    zcert_t *operator_cert;     //  for model calls, once needed
+    zcert_t *subscriber_cert;   //  for subscribers, once needed
     ep_rpc_client_t *modelc;    //  to the model, once needed
     zlistx_t *subscribers;      //  ep_subscriber_t, ours to destroy
     zlistx_t *kept;             //  ep_proc_t a test handed us, to stop first
@@ -35,36 +64,63 @@ s_subscriber_destroy (void **item)
     ep_subscriber_destroy ((ep_subscriber_t **) item);
 }
 
+//  Every listener and HTTP port of every service, chosen once, into the
+//  environment.
+static void
+s_stable_ports (ep_stack_t *self)
+{
+    size_t count = SERVICES;
+    for (size_t i = 0; i < SERVICES; i++)
+        for (const s_listener_t *l = s_services [i].listeners; l->option; l++)
+            count++;
+    int ports [count];
+    ep_test_stable_ports (ports, count);
+    size_t next = 0;
+    for (size_t i = 0; i < SERVICES; i++) {
+        self->http_ports [i] = ports [next++];
+        for (const s_listener_t *l = s_services [i].listeners; l->option; l++) {
+            int port = ports [next++];
+            const char *scheme = l->zmq? "tcp://": "";
+            ep_stack_setenv (self, l->env, "%s127.0.0.1:%d", scheme, port);
+            if (l->client)
+                ep_stack_setenv (self, l->client, "%s127.0.0.1:%d", scheme, port);
+        }
+    }
+    //  For services a launcher starts with this environment: they share
+    //  the variable, so the kernel chooses (their ready files say where).
+    ep_stack_setenv (self, "EDGEPLANE_HTTP_LISTEN", "127.0.0.1:0");
+}
+
 ep_stack_t *
 ep_stack_new (const char *tag)
+{
+    return ep_stack_new_with (tag, 0);
+}
+
+ep_stack_t *
+ep_stack_new_with (const char *tag, int flags)
 {
     signal (SIGPIPE, SIG_IGN);          //  test clients write to closed sockets too
     zsys_init ();                       //  before any thread opens a socket
     ep_stack_t *self = (ep_stack_t *) zmalloc (sizeof (ep_stack_t));
     self->dir = ep_tmpdir_new (tag);
     self->keys = zsys_sprintf ("%s/keys", self->dir);
+    self->stable = (flags & EP_STACK_STABLE) != 0;
     self->subscribers = zlistx_new ();
     zlistx_set_destructor (self->subscribers, s_subscriber_destroy);
     self->kept = zlistx_new ();
     zlistx_set_destructor (self->kept, s_proc_destroy);
+    ep_stack_setenv (self, "EDGEPLANE_KEYS_DIR", "%s", self->keys);
+    ep_stack_setenv (self, "EDGEPLANE_DATA_DIR", "%s", self->dir);
+    if (self->stable)
+        s_stable_ports (self);
+    if (flags & EP_STACK_ENV_ONLY)
+        return self;
     char err [512];
     cr_assert_eq (ep_keys_init (self->keys, false, err, sizeof err), 0, "%s", err);
     cr_assert_eq (ep_pki_init (self->keys, false, err, sizeof err), 0, "%s", err);
-    ep_stack_setenv (self, "EDGEPLANE_KEYS_DIR", "%s", self->keys);
-    ep_stack_setenv (self, "EDGEPLANE_DATA_DIR", "%s", self->dir);
-    const char *bus_args [] = { "--pub-listen", "tcp://127.0.0.1:*", "--sub-listen", "tcp://127.0.0.1:*",
-                                "--http-listen", "127.0.0.1:0", NULL };
-    self->bus = ep_proc_start ("edgeplane-bus", bus_args, ep_stack_env (self), 10000);
-    cr_assert_not_null (self->bus, "the bus did not start");
-    ep_stack_setenv (self, "EDGEPLANE_BUS_PUB", "%s", ep_proc_connect_endpoint (self->bus, "pub"));
-    ep_stack_setenv (self, "EDGEPLANE_BUS_SUB", "%s", ep_proc_connect_endpoint (self->bus, "sub"));
-    const char *model_args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
-    self->model = ep_proc_start ("edgeplane-model", model_args, ep_stack_env (self), 10000);
-    cr_assert_not_null (self->model, "the model did not start");
-    ep_stack_setenv (self, "EDGEPLANE_MODEL_API", "%s", ep_proc_connect_endpoint (self->model, "api"));
-    self->operator_cert = ep_keys_load (self->keys, "operator");
-    self->subscriber_cert = ep_keys_load (self->keys, "subscriber");
-    cr_assert (self->operator_cert && self->subscriber_cert);
+    ep_stack_start (self, "bus", 10000);
+    ep_stack_start (self, "model", 10000);
     return self;
 }
 
@@ -77,12 +133,19 @@ ep_stack_destroy (ep_stack_t **self_p)
     zlistx_destroy (&self->kept);
     zlistx_destroy (&self->subscribers);
     ep_rpc_client_destroy (&self->modelc);
-    ep_proc_destroy (&self->model);
-    ep_proc_destroy (&self->bus);
+    for (size_t i = SERVICES; i-- > 0; )
+        ep_proc_destroy (&self->services [i]);
     zcert_destroy (&self->operator_cert);
     zcert_destroy (&self->subscriber_cert);
-    for (size_t i = 0; i < MAX_ENV; i++)
+    for (size_t i = 0; i < MAX_ENV; i++) {
+        if (self->exported && self->env [i]) {
+            char *name = strdup (self->env [i]);
+            *strchr (name, '=') = 0;
+            unsetenv (name);
+            free (name);
+        }
         zstr_free (&self->env [i]);
+    }
     zstr_free (&self->keys);
     ep_tmpdir_remove (&self->dir);
     free (self);
@@ -104,19 +167,36 @@ ep_stack_keys (ep_stack_t *self)
 ep_proc_t *
 ep_stack_bus (ep_stack_t *self)
 {
-    return self->bus;
+    return self->services [BUS];
 }
 
 ep_proc_t *
 ep_stack_model (ep_stack_t *self)
 {
-    return self->model;
+    return self->services [MODEL];
 }
 
 const char *const *
 ep_stack_env (ep_stack_t *self)
 {
     return (const char *const *) self->env;
+}
+
+//  The index of name's entry in the environment, or of its end.
+static size_t
+s_env_index (ep_stack_t *self, const char *name)
+{
+    size_t len = strlen (name), i = 0;
+    while (self->env [i] && !(strncmp (self->env [i], name, len) == 0 && self->env [i][len] == '='))
+        i++;
+    return i;
+}
+
+const char *
+ep_stack_getenv (ep_stack_t *self, const char *name)
+{
+    const char *entry = self->env [s_env_index (self, name)];
+    return entry? entry + strlen (name) + 1: NULL;
 }
 
 void
@@ -128,9 +208,7 @@ ep_stack_setenv (ep_stack_t *self, const char *name, const char *format, ...)
     va_end (args);
     char *entry = zsys_sprintf ("%s=%s", name, value);
     free (value);
-    size_t len = strlen (name), i = 0;
-    while (self->env [i] && !(strncmp (self->env [i], name, len) == 0 && self->env [i][len] == '='))
-        i++;
+    size_t i = s_env_index (self, name);
     cr_assert_lt (i, (size_t) MAX_ENV, "more than %d variables in the stack's environment", MAX_ENV);
     zstr_free (&self->env [i]);
     self->env [i] = entry;
@@ -139,9 +217,7 @@ ep_stack_setenv (ep_stack_t *self, const char *name, const char *format, ...)
 void
 ep_stack_unsetenv (ep_stack_t *self, const char *name)
 {
-    size_t len = strlen (name), i = 0;
-    while (self->env [i] && !(strncmp (self->env [i], name, len) == 0 && self->env [i][len] == '='))
-        i++;
+    size_t i = s_env_index (self, name);
     if (!self->env [i])
         return;
     zstr_free (&self->env [i]);
@@ -151,18 +227,124 @@ ep_stack_unsetenv (ep_stack_t *self, const char *name)
 }
 
 void
+ep_stack_export (ep_stack_t *self)
+{
+    for (size_t i = 0; self->env [i]; i++) {
+        char *name = strdup (self->env [i]);
+        char *value = strchr (name, '=');
+        *value++ = 0;
+        setenv (name, value, 1);
+        free (name);
+    }
+    self->exported = true;
+}
+
+static size_t
+s_service_index (const char *name)
+{
+    for (size_t i = 0; i < SERVICES; i++)
+        if (streq (s_services [i].name, name))
+            return i;
+    cr_assert_fail ("ep_stack has no service \"%s\": give bus, model, terminators, reaper or watchdog", name);
+    return 0;
+}
+
+//  Spawns service index: listeners as the environment says on a stable
+//  stack, else the kernel's; HTTP on its own port, which the environment
+//  cannot give.
+static ep_proc_t *
+s_spawn (ep_stack_t *self, size_t index)
+{
+    const char *name = s_services [index].name;
+    if (self->services [index])
+        free (ep_stack_kill (self, name));
+    const char *args [2 * EP_COUNT (s_services [0].listeners) + 3];
+    size_t n = 0;
+    if (!self->stable)
+        for (const s_listener_t *l = s_services [index].listeners; l->option; l++) {
+            args [n++] = l->option;
+            args [n++] = l->zmq? "tcp://127.0.0.1:*": "127.0.0.1:0";
+        }
+    char http [32];
+    snprintf (http, sizeof http, "127.0.0.1:%d", self->http_ports [index]);
+    args [n++] = "--http-listen";
+    args [n++] = http;
+    args [n] = NULL;
+    char binary [64];
+    snprintf (binary, sizeof binary, "edgeplane-%s", name);
+    self->services [index] = ep_proc_spawn (binary, args, ep_stack_env (self));
+    cr_assert_not_null (self->services [index], "%s could not be spawned", binary);
+    return self->services [index];
+}
+
+ep_proc_t *
+ep_stack_spawn (ep_stack_t *self, const char *name)
+{
+    cr_assert (self->stable, "ep_stack_spawn needs a stable stack (EP_STACK_STABLE): on kernel-chosen "
+               "ports the environment follows a service once it is ready; use ep_stack_start");
+    return s_spawn (self, s_service_index (name));
+}
+
+ep_proc_t *
+ep_stack_start (ep_stack_t *self, const char *name, int timeout_ms)
+{
+    size_t index = s_service_index (name);
+    ep_proc_t *proc = s_spawn (self, index);
+    if (ep_proc_wait_ready (proc, timeout_ms) != 0) {
+        char *log = ep_proc_log (proc);
+        cr_assert_fail ("the %s did not start: %s", name, log? log: "");
+    }
+    if (!self->stable)
+        for (const s_listener_t *l = s_services [index].listeners; l->option; l++)
+            if (l->client)
+                ep_stack_setenv (self, l->client, "%s", ep_proc_connect_endpoint (proc, l->endpoint));
+    if (index == MODEL)
+        ep_rpc_client_destroy (&self->modelc);      //  a new one finds it where it is now
+    return proc;
+}
+
+char *
+ep_stack_kill (ep_stack_t *self, const char *name)
+{
+    ep_proc_t **proc = &self->services [s_service_index (name)];
+    cr_assert_not_null (*proc, "%s is not running", name);
+    ep_proc_signal (*proc, SIGKILL);    //  fails only for one already reaped
+    cr_assert_neq (ep_proc_wait_exit (*proc, 10000), -1, "%s survived SIGKILL", name);
+    char *log = ep_proc_log (*proc);
+    ep_proc_destroy (proc);
+    return log;
+}
+
+ep_proc_t *
+ep_stack_service (ep_stack_t *self, const char *name)
+{
+    return self->services [s_service_index (name)];
+}
+
+void
 ep_stack_keep (ep_stack_t *self, ep_proc_t *proc)
 {
     zlistx_add_end (self->kept, proc);
+}
+
+//  The certificate name from the keys, loaded into *cert_p once.
+static zcert_t *
+s_cert (const char *keys, const char *name, zcert_t **cert_p)
+{
+    if (!*cert_p)
+        *cert_p = ep_keys_load (keys, name);
+    cr_assert_not_null (*cert_p, "no %s certificate in %s", name, keys);
+    return *cert_p;
 }
 
 Ep__ModelReply *
 ep_stack_model_call (ep_stack_t *self, Ep__ModelRequest *request)
 {
     if (!self->modelc) {
+        cr_assert_not_null (self->services [MODEL], "the model is not running");
         char *key = ep_keys_public_txt (self->keys, "model");
-        self->modelc = ep_rpc_client_new (ep_proc_connect_endpoint (self->model, "api"),
-                                          self->operator_cert, key);
+        self->modelc = ep_rpc_client_new (ep_proc_connect_endpoint (self->services [MODEL], "api"),
+                                          s_cert (self->keys, "operator", &self->operator_cert), key);
         free (key);
         cr_assert_not_null (self->modelc);
     }
@@ -250,9 +432,11 @@ ep_stack_delete_router (ep_stack_t *self, const char *id)
 ep_subscriber_t *
 ep_stack_subscribe (ep_stack_t *self, const char *prefix)
 {
+    cr_assert_not_null (self->services [BUS], "the bus is not running");
     char *bus_key = ep_keys_public_txt (self->keys, "bus");
-    ep_subscriber_t *subscriber = ep_subscriber_new (ep_proc_connect_endpoint (self->bus, "sub"),
-                                                     self->subscriber_cert, bus_key,
+    ep_subscriber_t *subscriber = ep_subscriber_new (ep_proc_connect_endpoint (self->services [BUS], "sub"),
+                                                     s_cert (self->keys, "subscriber", &self->subscriber_cert),
+                                                     bus_key,
                                                      EP_CODEC_DEFAULT_CAP, NULL, NULL);
     free (bus_key);
     cr_assert_not_null (subscriber);

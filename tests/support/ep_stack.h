@@ -1,10 +1,12 @@
-/*  ep_stack.h: the fixture the integration suites share.
+/*  ep_stack.h: the fixture the integration and chaos suites share.
 
     A temporary data dir with the CURVE keys and a TLS CA, a real bus and a
     real model started on kernel-chosen 127.0.0.1 ports, the environment
     that points further services at them, model writes over RPC as the
-    operator, and subscribers to the bus. Failures assert (Criterion): a
-    fixture that cannot start is a failed test, with its reason.
+    operator, and subscribers to the bus. Or the same on fixed ports, for
+    a test that kills and restarts services: each comes back where its
+    clients reconnect. Failures assert (Criterion): a fixture that cannot
+    start is a failed test, with its reason.
 */
 #ifndef EP_STACK_H_INCLUDED
 #define EP_STACK_H_INCLUDED
@@ -19,7 +21,32 @@ typedef struct _ep_stack_t ep_stack_t;
 ep_stack_t *
     ep_stack_new (const char *tag);
 
-//  Stops the bus and model, drops the subscribers, removes the dir.
+//  Flags for ep_stack_new_with, or-ed.
+//
+//  EP_STACK_STABLE: every service on fixed ports, for a test that restarts
+//  them. Each listener (the bus's pub and sub, the model's, terminators',
+//  reaper's and watchdog's APIs, the watchdog's control channel) and each
+//  service's HTTP port is chosen once below the ephemeral range
+//  (ep_test_stable_ports). The environment says where each listens
+//  (EDGEPLANE_*_LISTEN) and where clients connect, so a service restarted
+//  by ep_stack_start or ep_stack_spawn, or by a launcher the test started
+//  with that environment (edgeplane up), comes back where its clients
+//  reconnect. One EDGEPLANE_HTTP_LISTEN cannot give each service its own
+//  port: it is 127.0.0.1:0 there, and the stack passes a service it starts
+//  its own.
+//
+//  EP_STACK_ENV_ONLY: the dir and the environment only; no keys, no CA, no
+//  bus, no model: for a test whose launcher makes and starts them
+//  (edgeplane up makes the keys on its first run).
+#define EP_STACK_STABLE     1
+#define EP_STACK_ENV_ONLY   2
+
+//  Like ep_stack_new, as flags say.
+ep_stack_t *
+    ep_stack_new_with (const char *tag, int flags);
+
+//  Stops what the test handed it, drops the subscribers, stops the
+//  services it started (last started first), removes the dir.
 void
     ep_stack_destroy (ep_stack_t **self_p);
 
@@ -27,16 +54,24 @@ const char *
     ep_stack_dir (ep_stack_t *self);
 const char *
     ep_stack_keys (ep_stack_t *self);
+
+//  ep_stack_service (self, "bus") and (self, "model").
 ep_proc_t *
     ep_stack_bus (ep_stack_t *self);
 ep_proc_t *
     ep_stack_model (ep_stack_t *self);
 
 //  The environment for a service: EDGEPLANE_KEYS_DIR, _DATA_DIR, _BUS_PUB,
-//  _BUS_SUB, _MODEL_API, then what ep_stack_setenv added; NULL-terminated,
-//  valid until the next ep_stack_setenv.
+//  _BUS_SUB, _MODEL_API (on a stable stack every listener's variables and
+//  EDGEPLANE_HTTP_LISTEN too), then what ep_stack_setenv added;
+//  NULL-terminated, valid until the next ep_stack_setenv.
 const char *const *
     ep_stack_env (ep_stack_t *self);
+
+//  The value of name in that environment, or NULL; valid until name is set
+//  again (on a stable stack the stack never sets a listener's again).
+const char *
+    ep_stack_getenv (ep_stack_t *self, const char *name);
 
 //  Sets name=value (printf-style) in that environment, replacing any.
 void
@@ -46,6 +81,39 @@ void
 //  Removes name from that environment, if there.
 void
     ep_stack_unsetenv (ep_stack_t *self, const char *name);
+
+//  Sets that environment, as it is now, in this process too, for the CLI
+//  runs a test makes (they inherit it); destroy takes it out again.
+void
+    ep_stack_export (ep_stack_t *self);
+
+//  The services the stack starts by name: "bus", "model", "terminators",
+//  "reaper" and "watchdog" (edgeplane-<name>), with its environment. On a
+//  stable stack they listen where the environment says, HTTP on their own
+//  port; otherwise on kernel-chosen ports, which the environment then
+//  points at (clients made before, subscribers for one, do not follow a
+//  restart there).
+
+//  Starts name, waits up to timeout_ms for it to be ready and asserts it
+//  was (with its log). One already running is SIGKILLed first: a restart.
+//  The stack owns it and stops it at destroy.
+ep_proc_t *
+    ep_stack_start (ep_stack_t *self, const char *name, int timeout_ms);
+
+//  The same on a stable stack without waiting, for a test that keeps
+//  working while it comes up (ep_proc_wait_ready says when it is ready).
+ep_proc_t *
+    ep_stack_spawn (ep_stack_t *self, const char *name);
+
+//  SIGKILLs name, reaps it (asserting it died within 10 s) and forgets it.
+//  Returns what it wrote to stderr and stdout, for a failure report
+//  (caller frees).
+char *
+    ep_stack_kill (ep_stack_t *self, const char *name);
+
+//  name as last started, or NULL (not started, or killed).
+ep_proc_t *
+    ep_stack_service (ep_stack_t *self, const char *name);
 
 //  Hands proc (a service a test started) to the stack, which stops it
 //  first at destroy, even when an assertion ended the test early.
