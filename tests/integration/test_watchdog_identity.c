@@ -6,7 +6,7 @@
     cluster; and a certificate it issued itself, renewed in the running
     process, so peers still join after the first one ended. */
 #include <criterion/criterion.h>
-#include "ep_stack.h"
+#include "ep_ctrl_peers.h"
 #include "ep_chan_client.h"
 #include "ep_keys.h"
 #include "ep_pki.h"
@@ -22,97 +22,23 @@ static const char *s_dir;       //  its data dir
 static const char *s_keys;      //  its keys dir
 static ep_proc_t *s_a, *s_b;    //  the two watchdogs
 static ep_subscriber_t *s_events;   //  connect.ctrl-to-ctrl (the stack's)
-static zcert_t *s_sub_cert;     //  for the connections API
+static ep_ctrl_log_t *s_log;    //  connect.ctrl-to-ctrl events seen
 static SSL_CTX *s_probe;        //  a client bundle's context, to see what a listener presents
-
-//  connect.ctrl-to-ctrl events seen so far.
-typedef struct {
-    char src_id [65];           //  the dialing controller's ctrl id
-    char dst_id [65];           //  the reporting (accepting) instance
-    bool connected;             //  joined, or left
-} s_connect_t;
-
-static s_connect_t s_seen [256];
-static size_t s_seen_count;
-
-static void
-s_pump (int timeout_ms)
-{
-    char *topic = NULL;
-    Ep__Event *event = ep_subscriber_recv (s_events, timeout_ms, &topic);
-    while (event) {
-        if (streq (topic, "connect.ctrl-to-ctrl") && event->body_case == EP__EVENT__BODY_CONNECT
-        &&  s_seen_count < EP_COUNT (s_seen)) {
-            Ep__ConnectEvent *connect = event->connect;
-            s_connect_t *e = &s_seen [s_seen_count++];
-            snprintf (e->src_id, sizeof e->src_id, "%s", connect->src_id? connect->src_id: "");
-            snprintf (e->dst_id, sizeof e->dst_id, "%s", connect->dst_id? connect->dst_id: "");
-            e->connected = connect->connected;
-        }
-        zstr_free (&topic);
-        event = ep_subscriber_recv (s_events, 0, &topic);
-    }
-}
-
-//  Waits for a ctrl-to-ctrl event src -> dst (dst reports it) with
-//  connected, at index from or later; returns its index, or -1.
-static int
-s_await (const char *src, const char *dst, bool connected, size_t from, int timeout_ms)
-{
-    int64_t deadline = ep_mono_ms () + timeout_ms;
-    while (true) {
-        for (size_t i = from; i < s_seen_count; i++)
-            if (streq (s_seen [i].src_id, src) && streq (s_seen [i].dst_id, dst)
-            &&  s_seen [i].connected == connected)
-                return (int) i;
-        int64_t left = deadline - ep_mono_ms ();
-        if (left <= 0)
-            return -1;
-        s_pump ((int) (left < 50? left: 50));
-    }
-}
-
-//  The model's answer for controller id (caller frees).
-static Ep__ModelReply *
-s_controller (const char *id)
-{
-    Ep__ModelGet get = EP__MODEL_GET__INIT;
-    get.has_type = true;
-    get.type = EP__ENTITY_TYPE__ENTITY_CONTROLLER;
-    get.id = (char *) id;
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.op_case = EP__MODEL_REQUEST__OP_GET;
-    request.get = &get;
-    return ep_stack_model_call (s_stack, &request);
-}
 
 //  The status code of the model's answer for controller id.
 static int
 s_controller_code (const char *id)
 {
-    Ep__ModelReply *reply = s_controller (id);
+    Ep__ModelReply *reply = ep_ctrl_controller (s_stack, id);
     int code = reply->status->code;
     ep__model_reply__free_unpacked (reply, NULL);
     return code;
 }
 
-//  Starts a watchdog as instance, with extra (NULL-terminated, may be
-//  NULL) after the usual test flags; waits for it to be ready.
 static ep_proc_t *
 s_watchdog (const char *instance, const char *const *extra)
 {
-    char id [64];
-    snprintf (id, sizeof id, "--instance-id=%s", instance);
-    const char *args [24] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
-                              "--http-listen", "127.0.0.1:0", "--heartbeat=200ms",
-                              "--heartbeat-timeout=2s", id };
-    size_t count = 9;
-    for (size_t i = 0; extra && extra [i] && count < EP_COUNT (args) - 1; i++)
-        args [count++] = extra [i];
-    args [count] = NULL;
-    ep_proc_t *watchdog = ep_proc_start ("edgeplane-watchdog", args, ep_stack_env (s_stack), 15000);
-    cr_assert_not_null (watchdog, "watchdog %s did not start", instance);
-    return watchdog;
+    return ep_ctrl_watchdog_start (s_stack, instance, extra);
 }
 
 //  Runs the CLI against the stack's keys; returns its exit status, output
@@ -148,9 +74,8 @@ s_setup (void)
     //  Nothing listens there: relays are not under test here.
     ep_stack_setenv (s_stack, "EDGEPLANE_TERMINATORS_API", "tcp://127.0.0.1:1");
     ep_stack_setenv (s_stack, "EDGEPLANE_REAPER_API", "tcp://127.0.0.1:1");
-    s_sub_cert = ep_keys_load (s_keys, "subscriber");
     s_events = ep_stack_subscribe (s_stack, "connect.ctrl-to-ctrl");
-    s_seen_count = 0;
+    s_log = ep_ctrl_log_new (s_events);
     char err [512];
     cr_assert_eq (ep_pki_issue (s_keys, "client", "probe", s_dir, 30, err, sizeof err), 0, "%s", err);
     char *cert = zsys_sprintf ("%s/probe.crt", s_dir), *key = zsys_sprintf ("%s/probe.key", s_dir);
@@ -167,7 +92,7 @@ s_teardown (void)
 {
     ep_proc_destroy (&s_a);
     ep_proc_destroy (&s_b);
-    zcert_destroy (&s_sub_cert);
+    ep_ctrl_log_destroy (&s_log);
     if (s_probe)
         SSL_CTX_free (s_probe);
     s_probe = NULL;
@@ -189,29 +114,6 @@ s_presented (ep_proc_t *watchdog)
     X509_up_ref (cert);
     ep_chan_client_destroy (&client);
     return cert;
-}
-
-//  What watchdog's connections API lists for role ctrl (caller frees).
-static Ep__WatchdogReply *
-s_ctrl_connections (ep_proc_t *watchdog)
-{
-    char *key = ep_keys_public_txt (s_keys, "watchdog");
-    ep_rpc_client_t *client = ep_rpc_client_new (ep_proc_connect_endpoint (watchdog, "api"), s_sub_cert, key);
-    Ep__ConnectionFilter filter = EP__CONNECTION_FILTER__INIT;
-    filter.role = "ctrl";
-    Ep__WatchdogRequest request = EP__WATCHDOG_REQUEST__INIT;
-    char id [33], err [256];
-    ep_rpc_new_id (id);
-    request.request_id = id;
-    request.op_case = EP__WATCHDOG_REQUEST__OP_LIST;
-    request.list = &filter;
-    Ep__WatchdogReply *reply = (Ep__WatchdogReply *) ep_rpc_client_call (
-        client, &request.base, id, &ep__watchdog_reply__descriptor, 3000, 3, err, sizeof err);
-    cr_assert_not_null (reply, "%s", err);
-    cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK);
-    ep_rpc_client_destroy (&client);
-    free (key);
-    return reply;
 }
 
 //  A sample of watchdog's /metrics, or -1 if absent.
@@ -238,7 +140,7 @@ Test (watchdog_identity, a_bundle_from_pki_issue_ctrl_is_the_instance_s_identity
 
     //  a is controller ctrl-east (the bundle's id), at its channel address;
     //  its instance id names no controller.
-    Ep__ModelReply *reply = s_controller ("ctrl-east");
+    Ep__ModelReply *reply = ep_ctrl_controller (s_stack, "ctrl-east");
     cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK, "%s: %s", reply->status->message,
                   ep_proc_log (s_a));
     cr_assert_str_eq (reply->entities [0]->controller->address, ep_proc_endpoint (s_a, "channel"));
@@ -247,11 +149,11 @@ Test (watchdog_identity, a_bundle_from_pki_issue_ctrl_is_the_instance_s_identity
 
     //  Both directions join: b accepted a as ctrl-east (a dialed with the
     //  bundle), a accepted b (which checked a's listener is ctrl-east).
-    cr_assert_geq (s_await ("ctrl-east", "watchdog-b1", true, 0, 15000), 0,
+    cr_assert_geq (ep_ctrl_log_await (s_log, "ctrl-east", "watchdog-b1", true, 0, 15000), 0,
                    "b did not report a's join: %s", ep_proc_log (s_b));
-    cr_assert_geq (s_await ("watchdog-b1", "watchdog-a1", true, 0, 15000), 0,
+    cr_assert_geq (ep_ctrl_log_await (s_log, "watchdog-b1", "watchdog-a1", true, 0, 15000), 0,
                    "a did not report b's join: %s", ep_proc_log (s_a));
-    Ep__WatchdogReply *list = s_ctrl_connections (s_b);
+    Ep__WatchdogReply *list = ep_ctrl_connections (s_stack, s_b);
     cr_assert_eq (list->n_connections, 1);
     cr_assert_str_eq (list->connections [0]->id, "ctrl-east");
     cr_assert_str_eq (list->connections [0]->state, "joined");
@@ -444,9 +346,9 @@ Test (watchdog_identity, a_self_issued_certificate_is_renewed_and_peers_join_aft
     const char *short_lived [] = { "--ctrl-cert-lifetime=6s", NULL };
     s_a = s_watchdog ("a3", short_lived);
     s_b = s_watchdog ("b3", NULL);
-    cr_assert_geq (s_await ("watchdog-a3", "watchdog-b3", true, 0, 15000), 0, "%s", ep_proc_log (s_b));
-    cr_assert_geq (s_await ("watchdog-b3", "watchdog-a3", true, 0, 15000), 0, "%s", ep_proc_log (s_a));
-    Ep__WatchdogReply *list = s_ctrl_connections (s_b);
+    cr_assert_geq (ep_ctrl_log_await (s_log, "watchdog-a3", "watchdog-b3", true, 0, 15000), 0, "%s", ep_proc_log (s_b));
+    cr_assert_geq (ep_ctrl_log_await (s_log, "watchdog-b3", "watchdog-a3", true, 0, 15000), 0, "%s", ep_proc_log (s_a));
+    Ep__WatchdogReply *list = ep_ctrl_connections (s_stack, s_b);
     cr_assert_eq (list->n_connections, 1);
     //  The connection a made (its source port), and when it joined (the
     //  API gives wall-clock times derived from monotonic ones: +- a ms).
@@ -482,7 +384,7 @@ Test (watchdog_identity, a_self_issued_certificate_is_renewed_and_peers_join_aft
     //  Past the first one's end: the link made with it stays...
     s_until = first_end * 1000 + 1000;
     cr_assert (ep_wait_until (s_passed, NULL, 15000));
-    list = s_ctrl_connections (s_b);
+    list = ep_ctrl_connections (s_stack, s_b);
     cr_assert_eq (list->n_connections, 1);
     cr_assert_str_eq (list->connections [0]->remote_addr, remote, "the first link is still there");
     cr_assert_leq (llabs (list->connections [0]->joined_at_ms - joined_at), 100);
@@ -490,14 +392,14 @@ Test (watchdog_identity, a_self_issued_certificate_is_renewed_and_peers_join_aft
 
     //  ...and new links join both ways: b (restarted) accepts a's client
     //  certificate, and a's listener presents b one it accepts.
-    size_t mark = s_seen_count;
+    size_t mark = ep_ctrl_log_size (s_log);
     ep_proc_signal (s_b, SIGKILL);
     cr_assert_neq (ep_proc_wait_exit (s_b, 5000), -1);
     ep_proc_destroy (&s_b);
     s_b = s_watchdog ("b3", NULL);
-    cr_assert_geq (s_await ("watchdog-a3", "watchdog-b3", true, mark, 15000), 0,
+    cr_assert_geq (ep_ctrl_log_await (s_log, "watchdog-a3", "watchdog-b3", true, mark, 15000), 0,
                    "b did not take a's renewed certificate: %s", ep_proc_log (s_b));
-    cr_assert_geq (s_await ("watchdog-b3", "watchdog-a3", true, mark, 15000), 0,
+    cr_assert_geq (ep_ctrl_log_await (s_log, "watchdog-b3", "watchdog-a3", true, mark, 15000), 0,
                    "a's listener did not present a renewed certificate: %s", ep_proc_log (s_a));
     X509_free (first);
     X509_free (second);

@@ -1,0 +1,62 @@
+/*  ep_ctrl_peers.h: what the watchdog ctrl-peer suites share.
+
+    A log of connect.ctrl-to-ctrl events read from a subscriber (with a
+    wait for one), starting a test watchdog on the stack, the model's
+    Controller entry, and a watchdog's ctrl connections through its API.
+    Criterion asserts inside: for tests only.
+*/
+#ifndef EP_CTRL_PEERS_H_INCLUDED
+#define EP_CTRL_PEERS_H_INCLUDED
+
+#include "ep_stack.h"
+#include "channel.pb-c.h"
+#include "model.pb-c.h"
+
+//  One connect.ctrl-to-ctrl event.
+typedef struct {
+    char src_id [65];           //  the dialing controller's ctrl id
+    char dst_id [65];           //  the reporting (accepting) instance
+    char reason [48];           //  why it closed, "" on a join
+    bool connected;             //  joined, or left
+    int64_t duration;           //  of a closed connection
+} ep_ctrl_event_t;
+
+typedef struct _ep_ctrl_log_t ep_ctrl_log_t;
+
+//  A log of the connect.ctrl-to-ctrl events events delivers (borrowed).
+ep_ctrl_log_t *
+    ep_ctrl_log_new (ep_subscriber_t *events);
+
+void
+    ep_ctrl_log_destroy (ep_ctrl_log_t **self_p);
+
+//  Events logged so far.
+size_t
+    ep_ctrl_log_size (ep_ctrl_log_t *self);
+
+//  Event number index (< size).
+const ep_ctrl_event_t *
+    ep_ctrl_log_get (ep_ctrl_log_t *self, size_t index);
+
+//  Waits up to timeout_ms for an event src -> dst (dst reports it) with
+//  connected, at index from or later; returns its index, or -1.
+int
+    ep_ctrl_log_await (ep_ctrl_log_t *self, const char *src, const char *dst, bool connected,
+                       size_t from, int timeout_ms);
+
+//  Starts edgeplane-watchdog as instance on stack (kernel-chosen ports,
+//  200 ms heartbeats), with extra flags (NULL-terminated, may be NULL);
+//  asserts it became ready.
+ep_proc_t *
+    ep_ctrl_watchdog_start (ep_stack_t *stack, const char *instance, const char *const *extra);
+
+//  The model's answer for controller id (caller frees).
+Ep__ModelReply *
+    ep_ctrl_controller (ep_stack_t *stack, const char *id);
+
+//  What watchdog's connections API lists for role ctrl, asked with the
+//  subscriber certificate (caller frees).
+Ep__WatchdogReply *
+    ep_ctrl_connections (ep_stack_t *stack, ep_proc_t *watchdog);
+
+#endif
