@@ -21,7 +21,6 @@ static ep_stack_t *s_stack;     //  keys, bus, model, environment
 static const char *s_dir;       //  its data dir
 static const char *s_keys;      //  its keys dir
 static ep_proc_t *s_a, *s_b;    //  the two watchdogs
-static ep_subscriber_t *s_events;   //  connect.ctrl-to-ctrl (the stack's)
 static ep_ctrl_log_t *s_log;    //  connect.ctrl-to-ctrl events seen
 static SSL_CTX *s_probe;        //  a client bundle's context, to see what a listener presents
 
@@ -68,14 +67,9 @@ s_issue (const char *role, const char *id, const char *sub)
 static void
 s_setup (void)
 {
-    s_stack = ep_stack_new ("watchdog-identity");
+    s_stack = ep_ctrl_stack_new ("watchdog-identity", &s_log);
     s_dir = ep_stack_dir (s_stack);
     s_keys = ep_stack_keys (s_stack);
-    //  Nothing listens there: relays are not under test here.
-    ep_stack_setenv (s_stack, "EDGEPLANE_TERMINATORS_API", "tcp://127.0.0.1:1");
-    ep_stack_setenv (s_stack, "EDGEPLANE_REAPER_API", "tcp://127.0.0.1:1");
-    s_events = ep_stack_subscribe (s_stack, "connect.ctrl-to-ctrl");
-    s_log = ep_ctrl_log_new (s_events);
     char err [512];
     cr_assert_eq (ep_pki_issue (s_keys, "client", "probe", s_dir, 30, err, sizeof err), 0, "%s", err);
     char *cert = zsys_sprintf ("%s/probe.crt", s_dir), *key = zsys_sprintf ("%s/probe.key", s_dir);
@@ -96,7 +90,6 @@ s_teardown (void)
     if (s_probe)
         SSL_CTX_free (s_probe);
     s_probe = NULL;
-    s_events = NULL;
     ep_stack_destroy (&s_stack);
 }
 

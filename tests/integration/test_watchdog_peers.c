@@ -19,7 +19,6 @@ static ep_stack_t *s_stack;     //  keys, bus, model, environment
 static const char *s_dir;       //  its data dir
 static const char *s_keys;      //  its keys dir
 static ep_proc_t *s_a, *s_b;    //  the two watchdogs
-static ep_subscriber_t *s_events;   //  connect.ctrl-to-ctrl (the stack's)
 static ep_ctrl_log_t *s_log;    //  connect.ctrl-to-ctrl events seen
 
 static ep_proc_t *
@@ -31,14 +30,9 @@ s_watchdog (const char *instance)
 static void
 s_setup (void)
 {
-    s_stack = ep_stack_new ("watchdog-peers");
+    s_stack = ep_ctrl_stack_new ("watchdog-peers", &s_log);
     s_dir = ep_stack_dir (s_stack);
     s_keys = ep_stack_keys (s_stack);
-    //  Nothing listens there: relays are not under test here.
-    ep_stack_setenv (s_stack, "EDGEPLANE_TERMINATORS_API", "tcp://127.0.0.1:1");
-    ep_stack_setenv (s_stack, "EDGEPLANE_REAPER_API", "tcp://127.0.0.1:1");
-    s_events = ep_stack_subscribe (s_stack, "connect.ctrl-to-ctrl");
-    s_log = ep_ctrl_log_new (s_events);
 }
 
 static void
@@ -47,7 +41,6 @@ s_teardown (void)
     ep_proc_destroy (&s_a);
     ep_proc_destroy (&s_b);
     ep_ctrl_log_destroy (&s_log);
-    s_events = NULL;
     ep_stack_destroy (&s_stack);
 }
 

@@ -82,6 +82,17 @@ ep_ctrl_log_await (ep_ctrl_log_t *self, const char *src, const char *dst, bool c
     }
 }
 
+ep_stack_t *
+ep_ctrl_stack_new (const char *tag, ep_ctrl_log_t **log_p)
+{
+    ep_stack_t *stack = ep_stack_new (tag);
+    cr_assert_not_null (stack);
+    ep_stack_setenv (stack, "EDGEPLANE_TERMINATORS_API", "tcp://127.0.0.1:1");
+    ep_stack_setenv (stack, "EDGEPLANE_REAPER_API", "tcp://127.0.0.1:1");
+    *log_p = ep_ctrl_log_new (ep_stack_subscribe (stack, "connect.ctrl-to-ctrl"));
+    return stack;
+}
+
 ep_proc_t *
 ep_ctrl_watchdog_start (ep_stack_t *stack, const char *instance, const char *const *extra)
 {

@@ -44,6 +44,12 @@ int
     ep_ctrl_log_await (ep_ctrl_log_t *self, const char *src, const char *dst, bool connected,
                        size_t from, int timeout_ms);
 
+//  A stack (bus, model, keys) for ctrl-peer tests, its relays pointing
+//  nowhere (they are not under test), with connect.ctrl-to-ctrl events
+//  logged in *log_p (destroy the log before the stack).
+ep_stack_t *
+    ep_ctrl_stack_new (const char *tag, ep_ctrl_log_t **log_p);
+
 //  Starts edgeplane-watchdog as instance on stack (kernel-chosen ports,
 //  200 ms heartbeats), with extra flags (NULL-terminated, may be NULL);
 //  asserts it became ready.
