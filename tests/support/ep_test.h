@@ -8,6 +8,16 @@
 #define EP_TEST_H_INCLUDED
 
 #include "ep_prelude.h"
+
+//  How much slower the code under test runs than in a plain build: timing
+//  allowances that measure the machine, not a deadline the code itself must
+//  keep, are multiplied by it. ASan + UBSan builds run two to three times
+//  slower, more on a loaded 2-core machine.
+#ifdef EP_SANITIZED
+#   define EP_TEST_SLOWDOWN 3
+#else
+#   define EP_TEST_SLOWDOWN 1
+#endif
 #include "ep_ready.h"
 #include <sys/types.h>
 
