@@ -296,11 +296,7 @@ Test (watchdog_identity, without_the_ca_key_or_a_bundle_it_serves_as_ctrl_watchd
 
     //  Routers still join it.
     char err [512];
-    cr_assert_eq (ep_pki_issue (s_keys, "router", "r1", s_dir, 30, err, sizeof err), 0, "%s", err);
-    char *cert = zsys_sprintf ("%s/r1.crt", s_dir), *key = zsys_sprintf ("%s/r1.key", s_dir);
-    char *ca = zsys_sprintf ("%s/ca.crt", s_dir);
-    SSL_CTX *ctx = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
-    cr_assert_not_null (ctx, "%s", err);
+    SSL_CTX *ctx = ep_ctrl_router_ctx (s_stack, "r1");
     ep_chan_client_t *client = ep_chan_client_new (ep_proc_endpoint (s_b, "channel"), ctx, 5000, err, sizeof err);
     cr_assert_not_null (client, "%s", err);
     Ep__HelloResult *result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
@@ -310,9 +306,6 @@ Test (watchdog_identity, without_the_ca_key_or_a_bundle_it_serves_as_ctrl_watchd
     ep__hello_result__free_unpacked (result, NULL);
     ep_chan_client_destroy (&client);
     SSL_CTX_free (ctx);
-    free (cert);
-    free (key);
-    free (ca);
     free (cmd);
     free (copy);
 }

@@ -78,11 +78,7 @@ Test (watchdog_peers, two_instances_join_each_other_see_a_kill_and_redial_a_rest
 
     //  A router's HelloResult names the instance that holds it.
     char err [512];
-    cr_assert_eq (ep_pki_issue (s_keys, "router", "r1", s_dir, 30, err, sizeof err), 0, "%s", err);
-    char *cert = zsys_sprintf ("%s/r1.crt", s_dir), *key = zsys_sprintf ("%s/r1.key", s_dir);
-    char *ca = zsys_sprintf ("%s/ca.crt", s_dir);
-    SSL_CTX *ctx = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
-    cr_assert_not_null (ctx, "%s", err);
+    SSL_CTX *ctx = ep_ctrl_router_ctx (s_stack, "r1");
     ep_chan_client_t *client = ep_chan_client_new (ep_proc_endpoint (s_a, "channel"), ctx, 5000, err, sizeof err);
     cr_assert_not_null (client, "%s", err);
     Ep__HelloResult *result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
@@ -92,9 +88,6 @@ Test (watchdog_peers, two_instances_join_each_other_see_a_kill_and_redial_a_rest
     ep__hello_result__free_unpacked (result, NULL);
     ep_chan_client_destroy (&client);
     SSL_CTX_free (ctx);
-    free (cert);
-    free (key);
-    free (ca);
 
     //  b killed: a reports the connection b made as closed.
     size_t mark = ep_ctrl_log_size (s_log);

@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include "ep_ctrl_peers.h"
 #include "ep_keys.h"
+#include "ep_pki.h"
 #include "ep_rpc_client.h"
 #include "ep_subscriber.h"
 
@@ -110,6 +111,22 @@ ep_ctrl_watchdog_start (ep_stack_t *stack, const char *instance, const char *con
     ep_proc_t *watchdog = ep_proc_start ("edgeplane-watchdog", args, ep_stack_env (stack), 15000);
     cr_assert_not_null (watchdog, "watchdog %s did not start", instance);
     return watchdog;
+}
+
+SSL_CTX *
+ep_ctrl_router_ctx (ep_stack_t *stack, const char *id)
+{
+    const char *dir = ep_stack_dir (stack);
+    char err [512];
+    cr_assert_eq (ep_pki_issue (ep_stack_keys (stack), "router", id, dir, 30, err, sizeof err), 0, "%s", err);
+    char *cert = zsys_sprintf ("%s/%s.crt", dir, id), *key = zsys_sprintf ("%s/%s.key", dir, id);
+    char *ca = zsys_sprintf ("%s/ca.crt", dir);
+    SSL_CTX *ctx = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
+    cr_assert_not_null (ctx, "%s", err);
+    free (cert);
+    free (key);
+    free (ca);
+    return ctx;
 }
 
 Ep__ModelReply *

@@ -11,6 +11,7 @@
 #include "ep_stack.h"
 #include "channel.pb-c.h"
 #include "model.pb-c.h"
+#include <openssl/ssl.h>
 
 //  One connect.ctrl-to-ctrl event.
 typedef struct {
@@ -55,6 +56,11 @@ ep_stack_t *
 //  asserts it became ready.
 ep_proc_t *
     ep_ctrl_watchdog_start (ep_stack_t *stack, const char *instance, const char *const *extra);
+
+//  A TLS client context with a router bundle for id, issued from the
+//  stack's CA into its dir (caller frees with SSL_CTX_free).
+SSL_CTX *
+    ep_ctrl_router_ctx (ep_stack_t *stack, const char *id);
 
 //  The model's answer for controller id (caller frees).
 Ep__ModelReply *
