@@ -4,20 +4,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <unistd.h>
-
-static int
-s_fail (char *err, size_t errlen, const char *format, ...)
-{
-    if (err && errlen) {
-        va_list args;
-        va_start (args, format);
-        vsnprintf (err, errlen, format, args);
-        va_end (args);
-    }
-    return -1;
-}
 
 //  The family of a literal host, AF_UNSPEC for a valid name, -1 if neither.
 static int
@@ -75,7 +62,7 @@ ep_addr_parse (ep_addr_t *self, const char *text, int flags, char *err, size_t e
         host = text + 1;
         host_end = strchr (host, ']');
         if (!host_end)
-            return s_fail (err, errlen, "\"%s\": no ] closes the [", text);
+            return ep_errorf (err, errlen, "\"%s\": no ] closes the [", text);
         colon = host_end + 1;
         if (*colon != ':')
             colon = NULL;
@@ -84,33 +71,33 @@ ep_addr_parse (ep_addr_t *self, const char *text, int flags, char *err, size_t e
         colon = strrchr (text, ':');
         host_end = colon;
         if (colon && memchr (text, ':', colon - text))
-            return s_fail (err, errlen, "\"%s\": put an IPv6 address in brackets, as in [::1]:6262", text);
+            return ep_errorf (err, errlen, "\"%s\": put an IPv6 address in brackets, as in [::1]:6262", text);
     }
     if (!colon || host_end == host || !colon [1])
-        return s_fail (err, errlen, "\"%s\": expected host:port, such as 127.0.0.1:6262 or [::1]:6262", text);
+        return ep_errorf (err, errlen, "\"%s\": expected host:port, such as 127.0.0.1:6262 or [::1]:6262", text);
     size_t host_len = (size_t) (host_end - host);
     if (host_len >= sizeof self->host)
-        return s_fail (err, errlen, "\"%s\": the host is longer than %zu characters", text,
-                       sizeof self->host - 1);
+        return ep_errorf (err, errlen, "\"%s\": the host is longer than %zu characters", text,
+                          sizeof self->host - 1);
     memcpy (self->host, host, host_len);
     self->host [host_len] = 0;
 
     if (s_port_parse (self, colon + 1, flags) != 0)
-        return s_fail (err, errlen, "\"%s\": the port must be a number from %d to 65535%s", text,
-                       (flags & EP_ADDR_DIAL)? 1: 0,
-                       (flags & EP_ADDR_SERVICE)? " or a service name": "");
+        return ep_errorf (err, errlen, "\"%s\": the port must be a number from %d to 65535%s", text,
+                          (flags & EP_ADDR_DIAL)? 1: 0,
+                          (flags & EP_ADDR_SERVICE)? " or a service name": "");
     if (streq (self->host, "*")) {
         self->any = true;
         self->family = AF_INET;
     }
     else
     if ((self->family = s_host_family (self->host)) == -1)
-        return s_fail (err, errlen, "\"%s\": \"%s\" is neither a host name nor an IP address",
-                       text, self->host);
+        return ep_errorf (err, errlen, "\"%s\": \"%s\" is neither a host name nor an IP address",
+                          text, self->host);
     if ((flags & EP_ADDR_DIAL) && self->any)
-        return s_fail (err, errlen, "\"%s\": * is for listeners; name the host to connect to", text);
+        return ep_errorf (err, errlen, "\"%s\": * is for listeners; name the host to connect to", text);
     if ((flags & EP_ADDR_DIAL) && self->port == 0)
-        return s_fail (err, errlen, "\"%s\": the port must be a number from 1 to 65535", text);
+        return ep_errorf (err, errlen, "\"%s\": the port must be a number from 1 to 65535", text);
     return 0;
 }
 
@@ -129,7 +116,7 @@ ep_addr_resolve (const ep_addr_t *self, struct sockaddr_storage *sa, socklen_t *
     struct addrinfo *found = NULL;
     int rc = getaddrinfo (self->any? NULL: self->host, self->service, &hints, &found);
     if (rc != 0)
-        return s_fail (err, errlen, "cannot resolve %s: %s", self->host, gai_strerror (rc));
+        return ep_errorf (err, errlen, "cannot resolve %s: %s", self->host, gai_strerror (rc));
     EP_ASSERT (found->ai_addrlen <= sizeof *sa);
     memcpy (sa, found->ai_addr, found->ai_addrlen);
     *len = found->ai_addrlen;
@@ -157,10 +144,10 @@ ep_addr_listen (const ep_addr_t *self, int backlog, char *err, size_t errlen)
     if (fd >= 0)
         close (fd);
     char text [EP_ADDR_TEXT_MAX];
-    s_fail (err, errlen, "cannot listen on %s: %s%s", ep_addr_format ((struct sockaddr *) &sa, text, sizeof text),
-            strerror (failure),
-            failure == EADDRINUSE? "; is another process using it?":
-            failure == EADDRNOTAVAIL? "; is that address on this machine?": "");
+    ep_errorf (err, errlen, "cannot listen on %s: %s%s",
+               ep_addr_format ((struct sockaddr *) &sa, text, sizeof text), strerror (failure),
+               failure == EADDRINUSE? "; is another process using it?":
+               failure == EADDRNOTAVAIL? "; is that address on this machine?": "");
     errno = failure;
     return -1;
 }
