@@ -22,8 +22,10 @@ s_host_family (const char *host)
         *zone = 0;
     if (inet_pton (AF_INET6, bare, buf) == 1)
         return AF_INET6;
+    //  A name has a letter somewhere (RFC 1123): "300.1.1.1" is a bad address.
     size_t len = strlen (host);
-    if (len && strspn (host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") == len)
+    if (len && strspn (host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") == len
+    &&  strspn (host, "0123456789.") < len)
         return AF_UNSPEC;
     return -1;
 }

@@ -76,6 +76,7 @@ Test (addr, refuses_with_a_sentence_that_says_why)
         { "h:999999", 0, "the port must be a number" },
         { "bad host:1", 0, "\"bad host\" is neither a host name nor an IP address" },
         { "[not v6!]:1", 0, "is neither a host name nor an IP address" },
+        { "300.1.1.1:0", 0, "\"300.1.1.1\" is neither a host name nor an IP address" },
         { "*:6262", EP_ADDR_DIAL, "* is for listeners" },
         { "127.0.0.1:0", EP_ADDR_DIAL, "the port must be a number from 1 to 65535" },
         { "127.0.0.1:ssh", EP_ADDR_DIAL, "the port must be a number from 1 to 65535" },
