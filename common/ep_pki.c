@@ -1,5 +1,5 @@
 /*  ep_pki.c: the TLS certificate authority (OpenSSL 3 library calls, never
-    the openssl command) and the contexts of the router-facing channel.
+    the openssl command); the contexts that use its files are ep_pki_tls.
 
     Every file is written beside its final place and renamed, with its mode
     set before the first byte, so a listener rereading ca.crl never sees
@@ -42,10 +42,8 @@ typedef struct {
     time_t not_after;           //  the CA's end: nothing it issues outlives it
 } s_ca_t;
 
-//  ep_errorf, followed by OpenSSL's reason for the failure (the first error in
-//  its queue, the root cause); empties the queue.
-static void __attribute__ ((format (printf, 3, 4)))
-s_err_ssl (char *err, size_t errlen, const char *format, ...)
+void
+ep_pki_ssl_errorf (char *err, size_t errlen, const char *format, ...)
 {
     char reason [256] = "no reason given";
     unsigned long code = ERR_peek_error ();
@@ -121,7 +119,7 @@ s_read_cert (const char *path, const char *what_to_do, char *err, size_t errlen)
     X509 *cert = in? PEM_read_bio_X509 (in, NULL, NULL, NULL): NULL;
     BIO_free (in);
     if (!cert)
-        s_err_ssl (err, errlen, "cannot read certificate %s: %s", path, what_to_do);
+        ep_pki_ssl_errorf (err, errlen, "cannot read certificate %s: %s", path, what_to_do);
     return cert;
 }
 
@@ -136,7 +134,7 @@ s_read_key (const char *path, const char *what_to_do, char *err, size_t errlen)
     EVP_PKEY *key = in? PEM_read_bio_PrivateKey (in, NULL, NULL, NULL): NULL;
     BIO_free (in);
     if (!key)
-        s_err_ssl (err, errlen, "cannot read private key %s: %s", path, what_to_do);
+        ep_pki_ssl_errorf (err, errlen, "cannot read private key %s: %s", path, what_to_do);
     return key;
 }
 
@@ -148,12 +146,12 @@ s_read_crl (const char *path, X509 *ca, char *err, size_t errlen)
     X509_CRL *crl = in? PEM_read_bio_X509_CRL (in, NULL, NULL, NULL): NULL;
     BIO_free (in);
     if (!crl) {
-        s_err_ssl (err, errlen, "cannot read CRL %s: run `edgeplane pki init` to create it", path);
+        ep_pki_ssl_errorf (err, errlen, "cannot read CRL %s: run `edgeplane pki init` to create it", path);
         return NULL;
     }
     if (X509_NAME_cmp (X509_CRL_get_issuer (crl), X509_get_subject_name (ca)) != 0
     ||  X509_CRL_verify (crl, X509_get0_pubkey (ca)) != 1) {
-        s_err_ssl (err, errlen, "CRL %s is not signed by this CA: move it away and run "
+        ep_pki_ssl_errorf (err, errlen, "CRL %s is not signed by this CA: move it away and run "
                    "`edgeplane pki init` for an empty one, then revoke again", path);
         X509_CRL_free (crl);
         return NULL;
@@ -212,7 +210,7 @@ s_ca_ready (s_ca_t *ca, char *err, size_t errlen)
     if (!ca->keygen
     ||  EVP_PKEY_keygen_init (ca->keygen) != 1
     ||  EVP_PKEY_CTX_set_group_name (ca->keygen, "P-256") != 1) {
-        s_err_ssl (err, errlen, "cannot make P-256 keys: check the OpenSSL installation");
+        ep_pki_ssl_errorf (err, errlen, "cannot make P-256 keys: check the OpenSSL installation");
         return -1;
     }
     if (ca->cert) {
@@ -302,7 +300,7 @@ static int
 s_sign (X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
 {
     if (X509_sign (cert, key, EVP_sha256 ()) <= 0) {
-        s_err_ssl (err, errlen, "cannot sign a certificate with the CA key");
+        ep_pki_ssl_errorf (err, errlen, "cannot sign a certificate with the CA key");
         return -1;
     }
     return 0;
@@ -349,7 +347,7 @@ s_ca_load (const char *keys_dir, s_ca_t *ca, char *err, size_t errlen)
     if (ca->cert)
         ca->key = s_read_key (key, todo, err, errlen);
     if (ca->key && X509_check_private_key (ca->cert, ca->key) != 1) {
-        s_err_ssl (err, errlen, "%s does not belong to %s: %s", key, crt, todo);
+        ep_pki_ssl_errorf (err, errlen, "%s does not belong to %s: %s", key, crt, todo);
         s_ca_free (ca);
         return -1;
     }
@@ -369,7 +367,7 @@ s_ca_create (const char *tls, s_ca_t *ca, char *err, size_t errlen)
         return -1;
     ca->key = s_key_new (ca);
     if (!ca->key) {
-        s_err_ssl (err, errlen, "cannot generate the CA key");
+        ep_pki_ssl_errorf (err, errlen, "cannot generate the CA key");
         s_ca_free (ca);
         return -1;
     }
@@ -442,7 +440,7 @@ s_issue_one (s_ca_t *ca, int index_fd, const char *role, const char *id, int day
 {
     EVP_PKEY *key = s_key_new (ca);
     if (!key) {
-        s_err_ssl (err, errlen, "cannot generate a P-256 key");
+        ep_pki_ssl_errorf (err, errlen, "cannot generate a P-256 key");
         return -1;
     }
     X509 *cert = s_leaf_new (ca, key, role, id, (int64_t) days * 86400, server, err, errlen);
@@ -524,7 +522,7 @@ s_crl_write (s_ca_t *ca, X509_CRL *old, ASN1_INTEGER **serials, size_t count,
 
     int rc = 0;
     if (X509_CRL_sign (crl, ca->key, EVP_sha256 ()) <= 0) {
-        s_err_ssl (err, errlen, "cannot sign the CRL with the CA key");
+        ep_pki_ssl_errorf (err, errlen, "cannot sign the CRL with the CA key");
         rc = -1;
     }
     if (rc == 0) {
@@ -821,12 +819,105 @@ ep_pki_revoke (const char *keys_dir, const char *id, char *err, size_t errlen)
     return rc;
 }
 
-//  ---------------------------------------------------------------------
-//  TLS contexts
+int
+ep_pki_path (char *buf, const char *keys_dir, const char *name)
+{
+    if (!s_dir_ok (keys_dir))
+        return -1;
+    s_path (buf, "%s/tls/%s", keys_dir, name);
+    return 0;
+}
 
-//  Reads role and id from cert's one edgeplane:// SAN URI.
-static int
-s_identity (X509 *cert, char *role, size_t rolelen, char *id, size_t idlen)
+int
+ep_pki_read_trust (const char *keys_dir, X509 **ca_p, X509_CRL **crl_p, char *err, size_t errlen)
+{
+    char crt [PATH_MAX], crl_path [PATH_MAX];
+    if (!s_dir_ok (keys_dir))
+        return ep_errorf (err, errlen, "invalid keys directory");
+    s_path (crt, "%s/tls/ca.crt", keys_dir);
+    s_path (crl_path, "%s/tls/ca.crl", keys_dir);
+    X509 *ca = s_read_cert (crt, "run `edgeplane pki init` to create the CA", err, errlen);
+    X509_CRL *crl = ca? s_read_crl (crl_path, ca, err, errlen): NULL;
+    if (!crl) {
+        X509_free (ca);
+        return -1;
+    }
+    *ca_p = ca;
+    *crl_p = crl;
+    return 0;
+}
+
+int
+ep_pki_issue_memory (const char *keys_dir, const char *role, const char *id, int64_t seconds,
+                     X509 **cert_p, EVP_PKEY **key_p, char *err, size_t errlen)
+{
+    *cert_p = NULL;
+    *key_p = NULL;
+    if (!s_role_valid (role) || !ep_id_valid (id) || seconds < 1
+    ||  seconds > (int64_t) EP_PKI_DAYS_MAX * 86400) {
+        ep_errorf (err, errlen, "invalid role, id or validity for a certificate (%s/%s, %lld seconds)",
+                   role? role: "", id? id: "", (long long) seconds);
+        return -1;
+    }
+    if (!s_dir_ok (keys_dir)) {
+        ep_errorf (err, errlen, "invalid keys directory");
+        return -1;
+    }
+    s_ca_t ca;
+    if (s_ca_load (keys_dir, &ca, err, errlen))
+        return -1;
+    EVP_PKEY *key = s_key_new (&ca);
+    X509 *cert = key? s_leaf_new (&ca, key, role, id, seconds, streq (role, EP_PKI_ROLE_CTRL),
+                                  err, errlen): NULL;
+    if (!key)
+        ep_pki_ssl_errorf (err, errlen, "cannot generate a P-256 key");
+    s_ca_free (&ca);
+    if (!cert) {
+        EVP_PKEY_free (key);
+        return -1;
+    }
+    //  s_leaf_new leaves the public key encoded only (enough to sign and
+    //  write); a TLS context wants it decoded: round-trip through DER.
+    unsigned char *der = NULL;
+    int size = i2d_X509 (cert, &der);
+    const unsigned char *in = der;
+    X509 *decoded = size > 0? d2i_X509 (NULL, &in, size): NULL;
+    OPENSSL_free (der);
+    X509_free (cert);
+    if (!decoded) {
+        ep_pki_ssl_errorf (err, errlen, "cannot encode a certificate");
+        EVP_PKEY_free (key);
+        return -1;
+    }
+    cert = decoded;
+    *cert_p = cert;
+    *key_p = key;
+    return 0;
+}
+
+int
+ep_pki_read_pair (const char *cert_path, const char *key_path, X509 **cert_p,
+                  EVP_PKEY **key_p, char *err, size_t errlen)
+{
+    const char *todo = "give the .crt and .key of one bundle from `edgeplane pki issue`";
+    X509 *cert = s_read_cert (cert_path, todo, err, errlen);
+    EVP_PKEY *key = cert? s_read_key (key_path, todo, err, errlen): NULL;
+    if (key && X509_check_private_key (cert, key) != 1) {
+        ep_pki_ssl_errorf (err, errlen, "%s does not belong to %s: %s", key_path, cert_path, todo);
+        EVP_PKEY_free (key);
+        key = NULL;
+    }
+    if (!key) {
+        X509_free (cert);
+        return -1;
+    }
+    *cert_p = cert;
+    *key_p = key;
+    return 0;
+}
+
+int
+ep_pki_cert_identity (X509 *cert, char *role, size_t rolelen, char *id, size_t idlen)
 {
     GENERAL_NAMES *names = cert? X509_get_ext_d2i (cert, NID_subject_alt_name, NULL, NULL): NULL;
     char uri [128] = "";
@@ -867,319 +958,6 @@ s_identity (X509 *cert, char *role, size_t rolelen, char *id, size_t idlen)
 }
 
 int
-ep_pki_peer_identity (SSL *ssl, char *role, size_t rolelen, char *id, size_t idlen)
-{
-    if (!ssl || !role || !id || SSL_get_verify_result (ssl) != X509_V_OK)
-        return -1;
-    return s_identity (SSL_get0_peer_certificate (ssl), role, rolelen, id, idlen);
-}
-
-//  A verify store with the CA and the CRL, checking the peer against it.
-static X509_STORE *
-s_store_new (X509 *ca, X509_CRL *crl)
-{
-    X509_STORE *store = X509_STORE_new ();
-    EP_ASSERT (store);
-    EP_ASSERT (X509_STORE_add_cert (store, ca) == 1);
-    EP_ASSERT (X509_STORE_add_crl (store, crl) == 1);
-    EP_ASSERT (X509_STORE_set_flags (store, X509_V_FLAG_CRL_CHECK) == 1);
-    return store;
-}
-
-//  Installs a fresh store from tls/ca.crt and tls/ca.crl in ctx. SSL
-//  objects take a reference at SSL_new, so connections under way keep the
-//  store they started with.
-static int
-s_load_store (SSL_CTX *ctx, const char *keys_dir, char *err, size_t errlen)
-{
-    char crt [PATH_MAX], crl_path [PATH_MAX];
-    s_path (crt, "%s/tls/ca.crt", keys_dir);
-    s_path (crl_path, "%s/tls/ca.crl", keys_dir);
-    X509 *ca = s_read_cert (crt, "run `edgeplane pki init` to create the CA", err, errlen);
-    X509_CRL *crl = ca? s_read_crl (crl_path, ca, err, errlen): NULL;
-    int rc = -1;
-    if (crl) {
-        X509_STORE *store = s_store_new (ca, crl);
-        EP_ASSERT (SSL_CTX_set1_verify_cert_store (ctx, store) == 1);
-        X509_STORE_free (store);
-        rc = 0;
-    }
-    X509_CRL_free (crl);
-    X509_free (ca);
-    return rc;
-}
-
-//  Settings both ends share: TLS 1.3 only, buffers released when idle, no
-//  session cache.
-static SSL_CTX *
-s_ctx_base (const SSL_METHOD *method, char *err, size_t errlen)
-{
-    SSL_CTX *ctx = SSL_CTX_new (method);
-    if (!ctx) {
-        s_err_ssl (err, errlen, "cannot create a TLS context: check the OpenSSL installation");
-        return NULL;
-    }
-    EP_ASSERT (SSL_CTX_set_min_proto_version (ctx, TLS1_3_VERSION) == 1);
-    EP_ASSERT (SSL_CTX_set_max_proto_version (ctx, TLS1_3_VERSION) == 1);
-    SSL_CTX_set_mode (ctx, SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_session_cache_mode (ctx, SSL_SESS_CACHE_OFF);
-    return ctx;
-}
-
-//  s_ctx_base with cert and key from PEM files.
-static SSL_CTX *
-s_ctx_new (const SSL_METHOD *method, const char *cert, const char *key, char *err, size_t errlen)
-{
-    SSL_CTX *ctx = s_ctx_base (method, err, errlen);
-    if (!ctx)
-        return NULL;
-    if (SSL_CTX_use_certificate_file (ctx, cert, SSL_FILETYPE_PEM) != 1) {
-        s_err_ssl (err, errlen, "cannot use certificate %s: give a PEM file from "
-                   "`edgeplane pki issue` (or run `edgeplane pki init`)", cert);
-        SSL_CTX_free (ctx);
-        return NULL;
-    }
-    struct stat st;
-    if (stat (key, &st) == 0 && (st.st_mode & 077))
-        zsys_warning ("pki: %s is readable by others (mode %03o): chmod 600 it",
-                      key, (unsigned) (st.st_mode & 0777));
-    if (SSL_CTX_use_PrivateKey_file (ctx, key, SSL_FILETYPE_PEM) != 1
-    ||  SSL_CTX_check_private_key (ctx) != 1) {
-        s_err_ssl (err, errlen, "cannot use private key %s with %s: give the key of the same "
-                   "bundle", key, cert);
-        SSL_CTX_free (ctx);
-        return NULL;
-    }
-    return ctx;
-}
-
-//  s_ctx_base with cert and key in memory.
-static SSL_CTX *
-s_ctx_with (const SSL_METHOD *method, X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
-{
-    SSL_CTX *ctx = cert && key? s_ctx_base (method, err, errlen): NULL;
-    if (ctx && (SSL_CTX_use_certificate (ctx, cert) != 1
-            ||  SSL_CTX_use_PrivateKey (ctx, key) != 1
-            ||  SSL_CTX_check_private_key (ctx) != 1)) {
-        s_err_ssl (err, errlen, "cannot use the certificate and key given: they do not belong "
-                   "together");
-        SSL_CTX_free (ctx);
-        ctx = NULL;
-    }
-    else
-    if (!cert || !key)
-        ep_errorf (err, errlen, "give a certificate and its key");
-    return ctx;
-}
-
-//  What a server context needs beyond its certificate: the client
-//  certificate check against the CA and the CRL.
-static SSL_CTX *
-s_server_setup (SSL_CTX *ctx, const char *keys_dir, char *err, size_t errlen)
-{
-    char ca [PATH_MAX];
-    s_path (ca, "%s/tls/ca.crt", keys_dir);
-    //  TLS 1.3 sends tickets even with SSL_OP_NO_TICKET (stateful ones,
-    //  which need the cache we turn off): ask for none at all.
-    SSL_CTX_set_options (ctx, SSL_OP_NO_TICKET);
-    EP_ASSERT (SSL_CTX_set_num_tickets (ctx, 0) == 1);
-    SSL_CTX_set_verify (ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-    SSL_CTX_set_verify_depth (ctx, 1);
-    EP_ASSERT (X509_VERIFY_PARAM_set_flags (SSL_CTX_get0_param (ctx), X509_V_FLAG_CRL_CHECK) == 1);
-    //  Tells clients which CA to pick a certificate from.
-    STACK_OF (X509_NAME) *names = SSL_load_client_CA_file (ca);
-    if (names)
-        SSL_CTX_set_client_CA_list (ctx, names);
-    if (s_load_store (ctx, keys_dir, err, errlen)) {
-        SSL_CTX_free (ctx);
-        return NULL;
-    }
-    return ctx;
-}
-
-SSL_CTX *
-ep_pki_server_ctx (const char *keys_dir, char *err, size_t errlen)
-{
-    if (!s_dir_ok (keys_dir)) {
-        ep_errorf (err, errlen, "invalid keys directory");
-        return NULL;
-    }
-    char crt [PATH_MAX], key [PATH_MAX];
-    s_path (crt, "%s/tls/%s.crt", keys_dir, EP_PKI_SERVER_ID);
-    s_path (key, "%s/tls/%s.key", keys_dir, EP_PKI_SERVER_ID);
-    SSL_CTX *ctx = s_ctx_new (TLS_server_method (), crt, key, err, errlen);
-    return ctx? s_server_setup (ctx, keys_dir, err, errlen): NULL;
-}
-
-SSL_CTX *
-ep_pki_server_ctx_with (const char *keys_dir, X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
-{
-    if (!s_dir_ok (keys_dir)) {
-        ep_errorf (err, errlen, "invalid keys directory");
-        return NULL;
-    }
-    SSL_CTX *ctx = s_ctx_with (TLS_server_method (), cert, key, err, errlen);
-    return ctx? s_server_setup (ctx, keys_dir, err, errlen): NULL;
-}
-
-int
-ep_pki_reload_crl (SSL_CTX *ctx, const char *keys_dir, char *err, size_t errlen)
-{
-    if (!ctx || !s_dir_ok (keys_dir)) {
-        ep_errorf (err, errlen, "invalid TLS context or keys directory");
-        return -1;
-    }
-    return s_load_store (ctx, keys_dir, err, errlen);
-}
-
-bool
-ep_pki_peer_revoked (SSL_CTX *ctx, SSL *ssl)
-{
-    X509 *cert = ssl? SSL_get0_peer_certificate (ssl): NULL;
-    X509_STORE *store = NULL;
-    if (!ctx || !cert || SSL_CTX_get0_verify_cert_store (ctx, &store) != 1 || !store)
-        return false;
-    //  The store s_load_store installed: the CA and one CRL. Matching by
-    //  certificate checks the issuer as well as the serial.
-    STACK_OF (X509_OBJECT) *objects = X509_STORE_get0_objects (store);
-    for (int i = 0; i < sk_X509_OBJECT_num (objects); i++) {
-        X509_CRL *crl = X509_OBJECT_get0_X509_CRL (sk_X509_OBJECT_value (objects, i));
-        X509_REVOKED *entry = NULL;
-        if (crl && X509_CRL_get0_by_cert (crl, &entry, cert) == 1)
-            return true;
-    }
-    return false;
-}
-
-//  The client's last word on the chain: the server's certificate must say
-//  it is a controller (whatever else the CA signed).
-static int
-s_verify_server (int ok, X509_STORE_CTX *store)
-{
-    if (ok && X509_STORE_CTX_get_error_depth (store) == 0) {
-        char role [16], id [80];
-        if (s_identity (X509_STORE_CTX_get_current_cert (store), role, sizeof role, id, sizeof id)
-        ||  !streq (role, EP_PKI_ROLE_CTRL)) {
-            X509_STORE_CTX_set_error (store, X509_V_ERR_APPLICATION_VERIFICATION);
-            return 0;
-        }
-    }
-    return ok;
-}
-
-//  What a client context needs beyond its certificate: the server's chain
-//  to ca, and role ctrl in its certificate.
-static SSL_CTX *
-s_client_setup (SSL_CTX *ctx, const char *ca, char *err, size_t errlen)
-{
-    if (SSL_CTX_load_verify_locations (ctx, ca, NULL) != 1) {
-        s_err_ssl (err, errlen, "cannot read CA certificate %s: give the ca.crt of the bundle", ca);
-        SSL_CTX_free (ctx);
-        return NULL;
-    }
-    SSL_CTX_set_verify (ctx, SSL_VERIFY_PEER, s_verify_server);
-    SSL_CTX_set_verify_depth (ctx, 1);
-    return ctx;
-}
-
-SSL_CTX *
-ep_pki_client_ctx (const char *cert, const char *key, const char *ca, char *err, size_t errlen)
-{
-    if (!cert || !key || !ca) {
-        ep_errorf (err, errlen, "give the certificate, key and CA certificate of a bundle");
-        return NULL;
-    }
-    SSL_CTX *ctx = s_ctx_new (TLS_client_method (), cert, key, err, errlen);
-    return ctx? s_client_setup (ctx, ca, err, errlen): NULL;
-}
-
-SSL_CTX *
-ep_pki_client_ctx_with (X509 *cert, EVP_PKEY *key, const char *ca, char *err, size_t errlen)
-{
-    if (!ca) {
-        ep_errorf (err, errlen, "give the CA certificate");
-        return NULL;
-    }
-    SSL_CTX *ctx = s_ctx_with (TLS_client_method (), cert, key, err, errlen);
-    return ctx? s_client_setup (ctx, ca, err, errlen): NULL;
-}
-
-int
-ep_pki_issue_memory (const char *keys_dir, const char *role, const char *id, int64_t seconds,
-                     X509 **cert_p, EVP_PKEY **key_p, char *err, size_t errlen)
-{
-    *cert_p = NULL;
-    *key_p = NULL;
-    if (!s_role_valid (role) || !ep_id_valid (id) || seconds < 1
-    ||  seconds > (int64_t) EP_PKI_DAYS_MAX * 86400) {
-        ep_errorf (err, errlen, "invalid role, id or validity for a certificate (%s/%s, %lld seconds)",
-                   role? role: "", id? id: "", (long long) seconds);
-        return -1;
-    }
-    if (!s_dir_ok (keys_dir)) {
-        ep_errorf (err, errlen, "invalid keys directory");
-        return -1;
-    }
-    s_ca_t ca;
-    if (s_ca_load (keys_dir, &ca, err, errlen))
-        return -1;
-    EVP_PKEY *key = s_key_new (&ca);
-    X509 *cert = key? s_leaf_new (&ca, key, role, id, seconds, streq (role, EP_PKI_ROLE_CTRL),
-                                  err, errlen): NULL;
-    if (!key)
-        s_err_ssl (err, errlen, "cannot generate a P-256 key");
-    s_ca_free (&ca);
-    if (!cert) {
-        EVP_PKEY_free (key);
-        return -1;
-    }
-    //  s_leaf_new leaves the public key encoded only (enough to sign and
-    //  write); a TLS context wants it decoded: round-trip through DER.
-    unsigned char *der = NULL;
-    int size = i2d_X509 (cert, &der);
-    const unsigned char *in = der;
-    X509 *decoded = size > 0? d2i_X509 (NULL, &in, size): NULL;
-    OPENSSL_free (der);
-    X509_free (cert);
-    if (!decoded) {
-        s_err_ssl (err, errlen, "cannot encode a certificate");
-        EVP_PKEY_free (key);
-        return -1;
-    }
-    cert = decoded;
-    *cert_p = cert;
-    *key_p = key;
-    return 0;
-}
-
-int
-ep_pki_read_pair (const char *cert_path, const char *key_path, X509 **cert_p,
-                  EVP_PKEY **key_p, char *err, size_t errlen)
-{
-    const char *todo = "give the .crt and .key of one bundle from `edgeplane pki issue`";
-    X509 *cert = s_read_cert (cert_path, todo, err, errlen);
-    EVP_PKEY *key = cert? s_read_key (key_path, todo, err, errlen): NULL;
-    if (key && X509_check_private_key (cert, key) != 1) {
-        s_err_ssl (err, errlen, "%s does not belong to %s: %s", key_path, cert_path, todo);
-        EVP_PKEY_free (key);
-        key = NULL;
-    }
-    if (!key) {
-        X509_free (cert);
-        return -1;
-    }
-    *cert_p = cert;
-    *key_p = key;
-    return 0;
-}
-
-int
-ep_pki_cert_identity (X509 *cert, char *role, size_t rolelen, char *id, size_t idlen)
-{
-    return s_identity (cert, role, rolelen, id, idlen);
-}
-
-int
 ep_pki_cert_validity (X509 *cert, int64_t *not_before, int64_t *not_after)
 {
     struct tm before, after;
@@ -1188,21 +966,5 @@ ep_pki_cert_validity (X509 *cert, int64_t *not_before, int64_t *not_after)
         return -1;
     *not_before = (int64_t) timegm (&before);
     *not_after = (int64_t) timegm (&after);
-    return 0;
-}
-
-int
-ep_pki_ctx_use (SSL_CTX *ctx, X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
-{
-    //  SSL_new copies the context's certificate into each connection:
-    //  connections made before keep what they were made with.
-    if (!ctx || !cert || !key
-    ||  SSL_CTX_use_certificate (ctx, cert) != 1
-    ||  SSL_CTX_use_PrivateKey (ctx, key) != 1
-    ||  SSL_CTX_check_private_key (ctx) != 1) {
-        s_err_ssl (err, errlen, "cannot use the new certificate and key: they do not belong "
-                   "together");
-        return -1;
-    }
     return 0;
 }

@@ -9,7 +9,7 @@
 #include "channel.h"
 #include "ep_frame.h"
 #include "ep_log.h"
-#include "ep_pki.h"
+#include "ep_pki_tls.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 /*  link.c: an outbound ctrl-to-ctrl connection (see link.h). */
 #include "link.h"
 #include "ep_chan_io.h"
-#include "ep_pki.h"
+#include "ep_pki_tls.h"
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>

@@ -20,7 +20,7 @@
 #include "ep_codec.h"
 #include "ep_follower.h"
 #include "ep_model_view.h"
-#include "ep_pki.h"
+#include "ep_pki_tls.h"
 #include "ep_publisher.h"
 #include "ep_rpc_server.h"
 #include "ep_subscriber.h"
