@@ -264,12 +264,6 @@ ep_publisher_epoch (ep_publisher_t *self)
     return self->epoch;
 }
 
-const char *
-ep_publisher_source_id (ep_publisher_t *self)
-{
-    return self->source_id;
-}
-
 void
 ep_publisher_set_heartbeat (ep_publisher_t *self, int64_t interval_ms)
 {
