@@ -22,9 +22,6 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-//  Longest keys or output directory we accept, leaving room for the rest of
-//  a path (a file name of up to 64 characters and suffixes) within PATH_MAX.
-#define S_DIR_MAX       (PATH_MAX - 128)
 //  Certificates and CRLs start this many seconds in the past, so a peer
 //  whose clock is a little behind ours still accepts them.
 #define S_SKEW          3600
@@ -60,22 +57,10 @@ ep_pki_ssl_errorf (char *err, size_t errlen, const char *format, ...)
     }
 }
 
-//  Formats a path into buf (PATH_MAX bytes). Callers bound the directories
-//  they are given (S_DIR_MAX), so a path that does not fit is a bug.
-static void __attribute__ ((format (printf, 2, 3)))
-s_path (char *buf, const char *format, ...)
-{
-    va_list args;
-    va_start (args, format);
-    int n = vsnprintf (buf, PATH_MAX, format, args);
-    va_end (args);
-    EP_ASSERT (n >= 0 && n < PATH_MAX);
-}
-
 static bool
 s_dir_ok (const char *dir)
 {
-    return dir && *dir && strlen (dir) <= S_DIR_MAX;
+    return dir && *dir && strlen (dir) <= EP_FILE_DIR_MAX;
 }
 
 static bool
@@ -126,10 +111,7 @@ s_read_cert (const char *path, const char *what_to_do, char *err, size_t errlen)
 static EVP_PKEY *
 s_read_key (const char *path, const char *what_to_do, char *err, size_t errlen)
 {
-    struct stat st;
-    if (stat (path, &st) == 0 && (st.st_mode & 077))
-        zsys_warning ("pki: %s is readable by others (mode %03o): chmod 600 it",
-                      path, (unsigned) (st.st_mode & 0777));
+    ep_file_warn_readable ("pki", path);
     BIO *in = BIO_new_file (path, "r");
     EVP_PKEY *key = in? PEM_read_bio_PrivateKey (in, NULL, NULL, NULL): NULL;
     BIO_free (in);
@@ -172,7 +154,7 @@ static int
 s_lock (const char *tls, char *err, size_t errlen)
 {
     char path [PATH_MAX];
-    s_path (path, "%s/.lock", tls);
+    ep_file_path (path, "%s/.lock", tls);
     int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0 || flock (fd, LOCK_EX) != 0) {
         ep_errorf (err, errlen, "cannot lock %s: %s", path, strerror (errno));
@@ -335,8 +317,8 @@ s_ca_load (const char *keys_dir, s_ca_t *ca, char *err, size_t errlen)
 {
     memset (ca, 0, sizeof *ca);
     char crt [PATH_MAX], key [PATH_MAX];
-    s_path (crt, "%s/tls/ca.crt", keys_dir);
-    s_path (key, "%s/tls/ca.key", keys_dir);
+    ep_file_path (crt, "%s/tls/ca.crt", keys_dir);
+    ep_file_path (key, "%s/tls/ca.key", keys_dir);
     if (!ep_file_exists (crt) || !ep_file_exists (key)) {
         ep_errorf (err, errlen, "no TLS CA in %s/tls: run `edgeplane pki init` first", keys_dir);
         return -1;
@@ -375,8 +357,8 @@ s_ca_create (const char *tls, s_ca_t *ca, char *err, size_t errlen)
     s_add_ext (cert, cert, NID_basic_constraints, "critical,CA:TRUE");
     s_add_ext (cert, cert, NID_key_usage, "critical,keyCertSign,cRLSign");
     char crt [PATH_MAX], key [PATH_MAX];
-    s_path (crt, "%s/ca.crt", tls);
-    s_path (key, "%s/ca.key", tls);
+    ep_file_path (crt, "%s/ca.crt", tls);
+    ep_file_path (key, "%s/ca.key", tls);
     //  The key first: a certificate alone would be a CA nobody can use.
     if (s_sign (cert, ca->key, err, errlen)
     ||  s_write_key (ca->key, key, err, errlen)
@@ -401,7 +383,7 @@ static int
 s_index_open (const char *keys_dir, char *err, size_t errlen)
 {
     char path [PATH_MAX];
-    s_path (path, "%s/tls/issued.txt", keys_dir);
+    ep_file_path (path, "%s/tls/issued.txt", keys_dir);
     int fd = open (path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         ep_errorf (err, errlen, "cannot open %s: %s", path, strerror (errno));
@@ -453,11 +435,11 @@ s_issue_one (s_ca_t *ca, int index_fd, const char *role, const char *id, int day
     }
     char path [PATH_MAX];
     if (rc == 0) {
-        s_path (path, "%s/%s.key", dir, id);
+        ep_file_path (path, "%s/%s.key", dir, id);
         rc = s_write_key (key, path, err, errlen);
     }
     if (rc == 0) {
-        s_path (path, "%s/%s.crt", dir, id);
+        ep_file_path (path, "%s/%s.crt", dir, id);
         rc = s_write_cert (cert, path, err, errlen);
     }
     X509_free (cert);
@@ -546,8 +528,8 @@ static bool
 s_server_current (s_ca_t *ca, const char *tls)
 {
     char crt [PATH_MAX], key [PATH_MAX];
-    s_path (crt, "%s/%s.crt", tls, EP_PKI_SERVER_ID);
-    s_path (key, "%s/%s.key", tls, EP_PKI_SERVER_ID);
+    ep_file_path (crt, "%s/%s.crt", tls, EP_PKI_SERVER_ID);
+    ep_file_path (key, "%s/%s.key", tls, EP_PKI_SERVER_ID);
     if (!ep_file_exists (crt) || !ep_file_exists (key))
         return false;
     X509 *cert = s_read_cert (crt, "", NULL, 0);
@@ -568,11 +550,11 @@ ep_pki_init (const char *keys_dir, bool force, char *err, size_t errlen)
 {
     if (!s_dir_ok (keys_dir)) {
         ep_errorf (err, errlen, "invalid keys directory: give a path shorter than %d characters",
-                   S_DIR_MAX);
+                   EP_FILE_DIR_MAX);
         return -1;
     }
     char tls [PATH_MAX];
-    s_path (tls, "%s/tls", keys_dir);
+    ep_file_path (tls, "%s/tls", keys_dir);
     if (ep_file_mkdirs (keys_dir, 0700, err, errlen) || ep_file_mkdirs (tls, 0700, err, errlen))
         return -1;
     //  Secrets live here: whatever made the directory, it is ours alone.
@@ -585,9 +567,9 @@ ep_pki_init (const char *keys_dir, bool force, char *err, size_t errlen)
         return -1;
 
     char ca_crt [PATH_MAX], ca_key [PATH_MAX], crl_path [PATH_MAX];
-    s_path (ca_crt, "%s/ca.crt", tls);
-    s_path (ca_key, "%s/ca.key", tls);
-    s_path (crl_path, "%s/ca.crl", tls);
+    ep_file_path (ca_crt, "%s/ca.crt", tls);
+    ep_file_path (ca_key, "%s/ca.key", tls);
+    ep_file_path (crl_path, "%s/ca.crl", tls);
     s_ca_t ca;
     int rc = 0;
     bool have_crt = ep_file_exists (ca_crt), have_key = ep_file_exists (ca_key);
@@ -645,14 +627,14 @@ s_issue_start (const char *keys_dir, const char *role, const char *out_dir, int 
     }
     if (!s_dir_ok (keys_dir) || !s_dir_ok (out_dir)) {
         ep_errorf (err, errlen, "invalid keys or output directory: give paths shorter than %d "
-                   "characters", S_DIR_MAX);
+                   "characters", EP_FILE_DIR_MAX);
         return -1;
     }
     if (s_ca_load (keys_dir, ca, err, errlen))
         return -1;
     //  Bundle files there would replace the CA or the server's own.
     char tls [PATH_MAX], real_tls [PATH_MAX], real_out [PATH_MAX];
-    s_path (tls, "%s/tls", keys_dir);
+    ep_file_path (tls, "%s/tls", keys_dir);
     if (realpath (tls, real_tls) && realpath (out_dir, real_out) && streq (real_tls, real_out)) {
         ep_errorf (err, errlen, "%s holds the CA: choose another output directory", tls);
         s_ca_free (ca);
@@ -680,7 +662,7 @@ s_issue_finish (s_ca_t *ca, int index_fd, const char *out_dir, int rc, char *err
         rc = -1;
     }
     char path [PATH_MAX];
-    s_path (path, "%s/ca.crt", out_dir);
+    ep_file_path (path, "%s/ca.crt", out_dir);
     if (rc == 0)
         rc = s_write_cert (ca->cert, path, err, errlen);
     close (index_fd);
@@ -746,7 +728,7 @@ s_index_find (const char *keys_dir, const char *id, ASN1_INTEGER ***serials_p,
               size_t *count_p, char *err, size_t errlen)
 {
     char path [PATH_MAX];
-    s_path (path, "%s/tls/issued.txt", keys_dir);
+    ep_file_path (path, "%s/tls/issued.txt", keys_dir);
     FILE *file = fopen (path, "r");
     if (!file) {
         ep_errorf (err, errlen, "cannot read %s: %s; run `edgeplane pki init` first",
@@ -790,8 +772,8 @@ ep_pki_revoke (const char *keys_dir, const char *id, char *err, size_t errlen)
         return -1;
     }
     char tls [PATH_MAX], crl_path [PATH_MAX];
-    s_path (tls, "%s/tls", keys_dir);
-    s_path (crl_path, "%s/ca.crl", tls);
+    ep_file_path (tls, "%s/tls", keys_dir);
+    ep_file_path (crl_path, "%s/ca.crl", tls);
     s_ca_t ca;
     if (s_ca_load (keys_dir, &ca, err, errlen))
         return -1;
@@ -824,7 +806,7 @@ ep_pki_path (char *buf, const char *keys_dir, const char *name)
 {
     if (!s_dir_ok (keys_dir))
         return -1;
-    s_path (buf, "%s/tls/%s", keys_dir, name);
+    ep_file_path (buf, "%s/tls/%s", keys_dir, name);
     return 0;
 }
 
@@ -834,8 +816,8 @@ ep_pki_read_trust (const char *keys_dir, X509 **ca_p, X509_CRL **crl_p, char *er
     char crt [PATH_MAX], crl_path [PATH_MAX];
     if (!s_dir_ok (keys_dir))
         return ep_errorf (err, errlen, "invalid keys directory");
-    s_path (crt, "%s/tls/ca.crt", keys_dir);
-    s_path (crl_path, "%s/tls/ca.crl", keys_dir);
+    ep_file_path (crt, "%s/tls/ca.crt", keys_dir);
+    ep_file_path (crl_path, "%s/tls/ca.crl", keys_dir);
     X509 *ca = s_read_cert (crt, "run `edgeplane pki init` to create the CA", err, errlen);
     X509_CRL *crl = ca? s_read_crl (crl_path, ca, err, errlen): NULL;
     if (!crl) {

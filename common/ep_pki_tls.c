@@ -5,8 +5,8 @@
     fresh store, so connections under way keep the one they started with.
 */
 #include "ep_pki_tls.h"
+#include "ep_file.h"
 #include <limits.h>
-#include <sys/stat.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
@@ -78,10 +78,7 @@ s_ctx_new (const SSL_METHOD *method, const char *cert, const char *key, char *er
         SSL_CTX_free (ctx);
         return NULL;
     }
-    struct stat st;
-    if (stat (key, &st) == 0 && (st.st_mode & 077))
-        zsys_warning ("pki: %s is readable by others (mode %03o): chmod 600 it",
-                      key, (unsigned) (st.st_mode & 0777));
+    ep_file_warn_readable ("pki", key);
     if (SSL_CTX_use_PrivateKey_file (ctx, key, SSL_FILETYPE_PEM) != 1
     ||  SSL_CTX_check_private_key (ctx) != 1) {
         ep_pki_ssl_errorf (err, errlen, "cannot use private key %s with %s: give the key of the same "
