@@ -272,3 +272,17 @@ ep_curve_client (zsock_t *sock, zcert_t *cert, const char *server_public_txt)
     zsock_set_curve_serverkey_bin (sock, server_key);
     return 0;
 }
+
+zsock_t *
+ep_curve_client_socket (int type, zcert_t *cert, const char *server_key)
+{
+    zsock_t *sock = zsock_new (type);
+    EP_ASSERT (sock);
+    zsock_set_heartbeat_ivl (sock, 1000);
+    zsock_set_heartbeat_timeout (sock, 3000);
+    if (cert) {
+        zcert_apply (cert, sock);
+        zsock_set_curve_serverkey (sock, server_key);
+    }
+    return sock;
+}
