@@ -111,12 +111,6 @@ int
     ep_pki_read_trust (const char *keys_dir, X509 **ca_p, X509_CRL **crl_p,
                        char *err, size_t errlen);
 
-//  Frees a certificate and key (from ep_pki_read_pair, ep_pki_issue_memory;
-//  either may be NULL) and sets both pointers NULL: their owners outside
-//  common/ make no OpenSSL calls of their own.
-void
-    ep_pki_pair_free (X509 **cert_p, EVP_PKEY **key_p);
-
 //  ep_errorf, followed by OpenSSL's reason for the failure (the first error
 //  in its queue, the root cause); empties the queue.
 void

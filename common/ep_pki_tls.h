@@ -65,8 +65,4 @@ SSL_CTX *
 int
     ep_pki_peer_identity (SSL *ssl, char *role, size_t rolelen, char *id, size_t idlen);
 
-//  Frees a context (NULL is fine) and sets *ctx_p NULL.
-void
-    ep_pki_ctx_free (SSL_CTX **ctx_p);
-
 #endif

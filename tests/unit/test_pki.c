@@ -672,22 +672,3 @@ Test (pki, memory_certificates_last_the_seconds_asked_and_contexts_take_a_new_on
     EVP_PKEY_free (first_key);
     EVP_PKEY_free (second_key);
 }
-
-Test (pki, pairs_and_contexts_are_freed_through_pointers_left_null, .init = s_setup, .fini = s_teardown)
-{
-    s_init (s_keys, false);
-    char err [512] = "";
-    X509 *cert = NULL;
-    EVP_PKEY *key = NULL;
-    cr_assert_eq (ep_pki_issue_memory (s_keys, "ctrl", "c1", 90, &cert, &key, err, sizeof err),
-                  0, "%s", err);
-    SSL_CTX *ctx = ep_pki_server_ctx_with (s_keys, cert, key, err, sizeof err);
-    cr_assert_not_null (ctx, "%s", err);
-    ep_pki_ctx_free (&ctx);
-    cr_assert_null (ctx);
-    ep_pki_ctx_free (&ctx);             //  twice is harmless
-    ep_pki_pair_free (&cert, &key);
-    cr_assert_null (cert);
-    cr_assert_null (key);
-    ep_pki_pair_free (&cert, &key);
-}
