@@ -944,7 +944,7 @@ terminators_result_init (terminators_result_t *result, const char *request_id)
     result->status.code = EP__STATUS__CODE__OK;
     result->reply.status = &result->status;
     result->reply.request_id = (char *) request_id;
-    result->owned = zlistx_new ();
+    result->owned = ep_owned_new ();
 }
 
 static void
@@ -953,32 +953,10 @@ s_release_terminator (void *ptr)
     ep__terminator__free_unpacked ((Ep__Terminator *) ptr, NULL);
 }
 
-typedef struct {
-    void *ptr;                  //  what is owned
-    void (*release) (void *);   //  how to release it
-} s_owned_t;
-
-static void *
-s_own (terminators_result_t *result, void *ptr, void (*release) (void *))
-{
-    s_owned_t *owned = (s_owned_t *) zmalloc (sizeof (s_owned_t));
-    owned->ptr = ptr;
-    owned->release = release;
-    zlistx_add_end (result->owned, owned);
-    return ptr;
-}
-
 void
 terminators_result_clear (terminators_result_t *result)
 {
-    if (!result->owned)
-        return;
-    for (s_owned_t *owned = (s_owned_t *) zlistx_first (result->owned); owned;
-         owned = (s_owned_t *) zlistx_next (result->owned)) {
-        owned->release (owned->ptr);
-        free (owned);
-    }
-    zlistx_destroy (&result->owned);
+    ep_owned_destroy (&result->owned);
 }
 
 static void
@@ -1009,7 +987,7 @@ s_copy (const Ep__Terminator *t, terminators_result_t *result)
     Ep__Terminator *copy = ep__terminator__unpack (NULL, size, bytes);
     free (bytes);
     EP_ASSERT (copy);
-    return (Ep__Terminator *) s_own (result, copy, s_release_terminator);
+    return (Ep__Terminator *) ep_owned_add (result->owned, copy, s_release_terminator);
 }
 
 //  A copy of record as a message (owned by result).
@@ -1046,7 +1024,7 @@ static void
 s_reply_add (Ep__Terminator ***array, size_t *count, Ep__Terminator *item, terminators_result_t *result)
 {
     if (*count == 0)
-        s_own (result, array, (void (*) (void *)) zstr_free);
+        ep_owned_add (result->owned, array, (void (*) (void *)) zstr_free);
     *array = (Ep__Terminator **) realloc (*array, (*count + 1) * sizeof (Ep__Terminator *));
     (*array) [(*count)++] = item;
 }
@@ -1369,9 +1347,9 @@ s_to_delete (const char *id, terminators_result_t *result)
 {
     char **array = result->reply.to_delete;
     if (result->reply.n_to_delete == 0)
-        s_own (result, &result->reply.to_delete, (void (*) (void *)) zstr_free);
+        ep_owned_add (result->owned, &result->reply.to_delete, (void (*) (void *)) zstr_free);
     array = (char **) realloc (array, (result->reply.n_to_delete + 1) * sizeof (char *));
-    array [result->reply.n_to_delete++] = (char *) s_own (result, strdup (id), free);
+    array [result->reply.n_to_delete++] = (char *) ep_owned_add (result->owned, strdup (id), free);
     result->reply.to_delete = array;
 }
 
@@ -1649,7 +1627,7 @@ s_list (terminators_t *self, const Ep__TerminatorFilter *filter, terminators_res
     uint32_t count = 0;
     for (termrec_t *row = (termrec_t *) zlistx_first (rows); row; row = (termrec_t *) zlistx_next (rows)) {
         if (count++ == page) {
-            result->reply.next_page_token = (char *) s_own (result, strdup (result->reply.terminators
+            result->reply.next_page_token = (char *) ep_owned_add (result->owned, strdup (result->reply.terminators
                                             [page - 1]->id), free);
             break;
         }

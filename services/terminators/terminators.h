@@ -25,6 +25,7 @@
 #include "ep_prelude.h"
 #include "ep_model_view.h"
 #include "ep_output.h"
+#include "ep_owned.h"
 #include "ep_store.h"
 #include "events.pb-c.h"
 #include "terminators.pb-c.h"
@@ -44,7 +45,7 @@ typedef struct {
     Ep__TerminatorReply reply;  //  the reply (status points at .status)
     Ep__Status status;          //  its status
     char message [512];         //  status message storage
-    zlistx_t *owned;            //  allocations released by terminators_result_clear
+    ep_owned_t *owned;          //  allocations released by terminators_result_clear
 } terminators_result_t;
 
 //  The defaults (docs/terminators.md).
