@@ -93,24 +93,11 @@ terminators_result_clear (terminators_result_t *result)
 //  ---------------------------------------------------------------------
 //  Internal work
 
+//  Reconciles the terminators whose ids are listed (and destroys the
+//  list). Returns the work done, for the budget.
 static size_t
-s_work_router (terminators_t *self, const char *router_id, int64_t now_ms)
+s_work_ids (terminators_t *self, zlistx_t *ids, int64_t now_ms)
 {
-    zlistx_t *ids = termindex_router_ids (self->index, router_id);
-    size_t examined = zlistx_size (ids);
-    for (const char *id = (const char *) zlistx_first (ids); id; id = (const char *) zlistx_next (ids)) {
-        termrec_t *record = termindex_lookup (self->index, id);
-        if (record)
-            termcore_reconcile (self, record, now_ms);
-    }
-    zlistx_destroy (&ids);
-    return examined + 1;
-}
-
-static size_t
-s_work_service (terminators_t *self, const char *service_id, int64_t now_ms)
-{
-    zlistx_t *ids = termindex_service_ids (self->index, service_id);
     size_t examined = zlistx_size (ids);
     for (const char *id = (const char *) zlistx_first (ids); id; id = (const char *) zlistx_next (ids)) {
         termrec_t *record = termindex_lookup (self->index, id);
@@ -219,12 +206,12 @@ terminators_work (terminators_t *self, int64_t now_ms)
     char id [65];
     while (budget > 0 && !termstage_failed (self->stage) && s_first_key (self->dirty_routers, id)) {
         termstage_consume (self->stage, self->dirty_routers, id);
-        size_t cost = s_work_router (self, id, now_ms);
+        size_t cost = s_work_ids (self, termindex_router_ids (self->index, id), now_ms);
         budget = cost < budget? budget - cost: 0;
     }
     while (budget > 0 && !termstage_failed (self->stage) && s_first_key (self->dirty_services, id)) {
         termstage_consume (self->stage, self->dirty_services, id);
-        size_t cost = s_work_service (self, id, now_ms);
+        size_t cost = s_work_ids (self, termindex_service_ids (self->index, id), now_ms);
         budget = cost < budget? budget - cost: 0;
     }
     while (budget > 0 && !termstage_failed (self->stage) && s_first_key (self->presence_dirty, id)) {
