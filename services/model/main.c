@@ -13,8 +13,8 @@
 #include "ep_codec.h"
 #include "ep_publisher.h"
 #include "ep_rpc_server.h"
-#include "ep_store.h"
 #include "model.h"
+#include "modelstore_sqlite.h"
 
 #define PUBLISH_CAP     (1024u * 1024u)     //  largest model.change part
 #define CHECKPOINT_MS   10000               //  WAL checkpoint period
@@ -33,7 +33,7 @@ typedef struct {
 
 typedef struct {
     ep_service_t *service;      //  shared process scaffolding
-    ep_store_t *store;          //  model.db
+    modelstore_t *store;        //  model.db
     model_t *model;             //  the state machine
     zsock_t *router;            //  API socket
     ep_rpc_server_t *rpc;       //  request ids, reply cache, roles
@@ -70,6 +70,20 @@ s_op_name (const Ep__ModelRequest *request)
         case EP__MODEL_REQUEST__OP_STATUS:   return "status";
         default:                             return "unknown";
     }
+}
+
+//  Records the outcome of a commit or read that completes inline.
+static void
+s_set_rc (void *arg, int rc)
+{
+    *(int *) arg = rc;
+}
+
+static void
+s_store_rc (void *arg, int rc, const char *error)
+{
+    (void) error;
+    *(int *) arg = rc;
 }
 
 //  Answers one pending request and records its metrics.
@@ -203,14 +217,14 @@ s_save_reply (s_model_t *self, s_pending_t *pending)
                                      err, sizeof err);
     //  Outside a transaction (SQLite rolled the batch back) the row would
     //  commit on its own, a reply to a write that never commits.
-    if (!pending->packed || !ep_store_in_transaction (self->store))
+    if (!pending->packed || !modelstore_in_batch (self->store))
         return;
     zframe_t *payload = ep_rpc_call_payload (pending->call);
-    if (ep_replycache_save (self->store, ep_rpc_call_caller (pending->call)->key,
-                            ep_rpc_call_request_id (pending->call), zframe_data (payload),
-                            zframe_size (payload), pending->packed, ep_wall_ms ()) != 0)
+    if (modelstore_save_reply (self->store, ep_rpc_call_caller (pending->call)->key,
+                               ep_rpc_call_request_id (pending->call), zframe_data (payload),
+                               zframe_size (payload), pending->packed, ep_wall_ms ()) != 0)
         ep_log_warn ("the reply to request %s will not survive a restart: %s",
-                     ep_rpc_call_request_id (pending->call), ep_store_last_error ());
+                     ep_rpc_call_request_id (pending->call), modelstore_error (self->store));
 }
 
 //  Serves everything waiting on the API socket: one transaction for the
@@ -240,7 +254,7 @@ s_serve (s_model_t *self)
             continue;
         if (model_is_write (pending->request)) {
             if (!open && model_begin (self->model) != 0) {
-                ep_log_error ("cannot start a transaction: %s", ep_store_last_error ());
+                ep_log_error ("cannot start a transaction: %s", modelstore_error (self->store));
                 pending->result.status.code = EP__STATUS__CODE__UNAVAILABLE;
                 pending->result.status.message = "the store cannot take writes now; retry";
                 s_answer (self, pending, false);
@@ -260,12 +274,13 @@ s_serve (s_model_t *self)
         //  Saved replies past the cache's limits go in the same commit; the
         //  work is bounded by this batch's (twice its writes, so the table
         //  keeps up with its inserts).
-        if (ep_store_in_transaction (self->store)
-        &&  ep_replycache_prune (ep_rpc_server_cache (self->rpc), self->store, ep_wall_ms (),
-                                 2 * zlistx_size (writes) + 64) < 0)
-            ep_log_warn ("cannot prune the saved replies: %s", ep_store_last_error ());
+        if (modelstore_in_batch (self->store)
+        &&  modelstore_prune_replies (self->store, ep_rpc_server_cache (self->rpc), ep_wall_ms (),
+                                      2 * zlistx_size (writes) + 64) < 0)
+            ep_log_warn ("cannot prune the saved replies: %s", modelstore_error (self->store));
         int64_t started = ep_mono_us ();
-        int rc = model_commit (self->model);
+        int rc = -1;
+        model_commit (self->model, s_set_rc, &rc);
         ep_histogram_observe (self->commit_seconds, NULL, (ep_mono_us () - started) / 1e6);
         ep_histogram_observe (self->batch_writes, NULL, (double) zlistx_size (writes));
         s_pending_t *pending = (s_pending_t *) zlistx_first (writes);
@@ -291,26 +306,9 @@ s_serve (s_model_t *self)
     }
     s_pending_t *pending = (s_pending_t *) zlistx_first (reads);
     for (; pending; pending = (s_pending_t *) zlistx_next (reads)) {
-        if (pending->request->op_case == EP__MODEL_REQUEST__OP_BACKUP) {
-            char err [512];
-            const char *path = pending->request->backup? pending->request->backup->path: NULL;
-            if (!path || !*path)
-                snprintf (pending->result.message, sizeof pending->result.message,
-                          "backup.path: a file path on the model service's machine is required");
-            else
-            if (model_backup (self->model, path, err, sizeof err) != 0)
-                snprintf (pending->result.message, sizeof pending->result.message, "%s", err);
-            else
-                pending->result.message [0] = 0;
-            if (pending->result.message [0]) {
-                pending->result.status.code = EP__STATUS__CODE__FAILED_PRECONDITION;
-                pending->result.status.message = pending->result.message;
-            }
-            pending->result.reply.has_revision = true;
-            pending->result.reply.revision = model_revision (self->model);
-        }
-        else
-            model_read (self->model, pending->request, ep_wall_ms (), &pending->result);
+        int rc = -1;
+        model_read (self->model, pending->request, ep_wall_ms (), &pending->result, s_set_rc, &rc);
+        EP_ASSERT (rc == 0);    //  the SQLite store completes inline
         s_answer (self, pending, false);
     }
     for (pending = (s_pending_t *) zlistx_first (writes); pending;
@@ -330,20 +328,22 @@ s_load_replies (s_model_t *self)
 {
     ep_replycache_t *cache = ep_rpc_server_cache (self->rpc);
     int pruned = -1;
-    if (ep_store_begin (self->store) == 0) {
-        pruned = ep_replycache_prune (cache, self->store, ep_wall_ms (), 0);
-        if (pruned < 0 || ep_store_commit (self->store) != 0) {
-            if (ep_store_in_transaction (self->store))
-                ep_store_rollback (self->store);
+    if (modelstore_begin (self->store) == 0) {
+        pruned = modelstore_prune_replies (self->store, cache, ep_wall_ms (), 0);
+        int rc = -1;
+        if (pruned >= 0)
+            modelstore_commit (self->store, s_store_rc, &rc);
+        else
+            modelstore_abandon (self->store);
+        if (rc != 0)
             pruned = -1;
-        }
     }
     if (pruned < 0)
         //  Not fatal: loading skips them, and each commit prunes again.
-        ep_log_warn ("cannot prune the saved replies: %s", ep_store_last_error ());
-    int loaded = ep_replycache_load (cache, self->store, ep_wall_ms (), ep_mono_ms ());
+        ep_log_warn ("cannot prune the saved replies: %s", modelstore_error (self->store));
+    int loaded = modelstore_load_replies (self->store, cache, ep_wall_ms (), ep_mono_ms ());
     if (loaded < 0) {
-        ep_log_error ("cannot load the saved replies: %s", ep_store_last_error ());
+        ep_log_error ("cannot load the saved replies: %s", modelstore_error (self->store));
         return -1;
     }
     ep_log_info ("%d saved replies loaded for retries (%d past the limits dropped)", loaded,
@@ -398,11 +398,9 @@ main (int argc, char **argv)
     char *path = db_path? strdup (db_path): zsys_sprintf ("%s/model.db", common->data_dir);
     if (zsys_dir_create ("%s", common->data_dir) != 0)
         ep_log_warn ("cannot create %s", common->data_dir);
-    self.store = ep_store_new (path, model_migrations, model_migrations_count);
-    if (!self.store) {
-        ep_log_error ("cannot open %s: %s", path, ep_store_last_error ());
+    self.store = modelstore_sqlite_open (path);
+    if (!self.store)
         rc = -1;
-    }
     if (rc == 0 && !(self.model = model_new (self.store, (uint64_t) retain)))
         rc = -1;
     if (rc == 0) {
@@ -453,8 +451,8 @@ main (int argc, char **argv)
             next_expiry = now + EXPIRY_MS;
         }
         if (now >= next_checkpoint) {
-            ep_store_checkpoint (self.store);
-            ep_series_set (self.db_bytes, (double) ep_store_db_size (self.store));
+            modelstore_tick (self.store);
+            ep_series_set (self.db_bytes, (double) modelstore_size (self.store));
             next_checkpoint = now + CHECKPOINT_MS;
         }
     }
@@ -464,7 +462,7 @@ main (int argc, char **argv)
     zsock_destroy (&self.router);
     ep_publisher_destroy (&self.publisher);
     model_destroy (&self.model);
-    ep_store_destroy (&self.store);
+    modelstore_destroy (&self.store);
     free (path);
     ep_service_destroy (&self.service);
     return rc == 0? 0: 1;

@@ -1,13 +1,15 @@
-/*  test_model.c: the model state machine over a real SQLite store, without
-    sockets. */
+/*  test_model.c: the model's rules over a real SQLite store
+    (modelstore_sqlite), without sockets. */
 #include <criterion/criterion.h>
 #include "ep_test.h"
 #include "model.h"
+#include "modelstore_sqlite.h"
 #include "ep_codec.h"
 #include "ep_replycache.h"
 
 static char *s_dir;
-static ep_store_t *s_store;
+static ep_store_t *s_db;
+static modelstore_t *s_store;
 static model_t *s_model;
 static ep_caller_t s_caller = { .key = "K", .role = "operator", .name = "operator" };
 
@@ -15,8 +17,9 @@ static void
 s_open (uint64_t retain)
 {
     char *path = zsys_sprintf ("%s/model.db", s_dir);
-    s_store = ep_store_new (path, model_migrations, model_migrations_count);
-    cr_assert_not_null (s_store, "%s", ep_store_last_error ());
+    s_db = ep_store_new (path, modelstore_sqlite_migrations, modelstore_sqlite_migrations_count);
+    cr_assert_not_null (s_db, "%s", ep_store_last_error ());
+    s_store = modelstore_sqlite_new (s_db);
     s_model = model_new (s_store, retain);
     cr_assert_not_null (s_model);
     free (path);
@@ -26,7 +29,8 @@ static void
 s_close (void)
 {
     model_destroy (&s_model);
-    ep_store_destroy (&s_store);
+    modelstore_destroy (&s_store);
+    ep_store_destroy (&s_db);
 }
 
 static void
@@ -117,6 +121,22 @@ s_delete (Ep__EntityType type, const char *id, uint64_t expected)
     return &s_request;
 }
 
+//  Takes the outcome of a commit or read, which the SQLite store reports
+//  before returning.
+static void
+s_set_rc (void *arg, int rc)
+{
+    *(int *) arg = rc;
+}
+
+static int
+s_commit (void)
+{
+    int rc = 1;
+    model_commit (s_model, s_set_rc, &rc);
+    return rc;
+}
+
 //  One request in its own transaction; returns the status code.
 static Ep__Status__Code
 s_apply (Ep__ModelRequest *request, model_result_t *result)
@@ -124,7 +144,7 @@ s_apply (Ep__ModelRequest *request, model_result_t *result)
     model_result_init (result, "r");
     cr_assert_eq (model_begin (s_model), 0);
     model_write (s_model, request, &s_caller, 1000, result);
-    cr_assert_eq (model_commit (s_model), 0);
+    cr_assert_eq (s_commit (), 0);
     return result->status.code;
 }
 
@@ -141,7 +161,9 @@ static Ep__Status__Code
 s_read (Ep__ModelRequest *request, model_result_t *result)
 {
     model_result_init (result, "r");
-    model_read (s_model, request, 1000, result);
+    int rc = 1;
+    model_read (s_model, request, 1000, result, s_set_rc, &rc);
+    cr_assert_eq (rc, 0);
     return result->status.code;
 }
 
@@ -319,7 +341,7 @@ Test (model, a_conflict_in_a_group_does_not_abort_the_others, .init = s_setup, .
     model_write (s_model, s_create_service ("svc2"), &s_caller, 1, &a);
     model_write (s_model, s_create_service ("svc1"), &s_caller, 1, &b);     //  exists
     model_write (s_model, s_create_service ("svc3"), &s_caller, 1, &c);
-    cr_assert_eq (model_commit (s_model), 0);
+    cr_assert_eq (s_commit (), 0);
     cr_assert_eq (a.status.code, EP__STATUS__CODE__OK);
     cr_assert_eq (b.status.code, EP__STATUS__CODE__ALREADY_EXISTS);
     cr_assert_eq (c.status.code, EP__STATUS__CODE__OK);
@@ -451,8 +473,14 @@ Test (model, revision_survives_reopen_and_backup_restore_gets_new_generation,
     s_apply_clear (s_create_service ("svc2"));
     char *generation = strdup (model_generation (s_model));
     char *backup = zsys_sprintf ("%s/backup.db", s_dir);
-    char err [256];
-    cr_assert_eq (model_backup (s_model, backup, err, sizeof err), 0, "%s", err);
+    Ep__BackupRequest backup_request = EP__BACKUP_REQUEST__INIT;
+    backup_request.path = backup;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_BACKUP;
+    request.backup = &backup_request;
+    model_result_t result;
+    cr_assert_eq (s_read (&request, &result), EP__STATUS__CODE__OK, "%s", result.status.message);
+    model_result_clear (&result);
     s_apply_clear (s_create_service ("svc3"));
     s_close ();
     s_open (1000);
@@ -481,8 +509,9 @@ Test (model, a_store_of_the_previous_schema_is_migrated_and_keeps_its_data,
     char *path = zsys_sprintf ("%s/model.db", s_dir);
     char *cmd = zsys_sprintf ("rm -f '%s' '%s-wal' '%s-shm'", path, path, path);
     cr_assert_eq (system (cmd), 0);
-    s_store = ep_store_new (path, model_migrations, 1);
-    cr_assert_not_null (s_store, "%s", ep_store_last_error ());
+    s_db = ep_store_new (path, modelstore_sqlite_migrations, 1);
+    cr_assert_not_null (s_db, "%s", ep_store_last_error ());
+    s_store = modelstore_sqlite_new (s_db);
     s_model = model_new (s_store, 1000);
     cr_assert_not_null (s_model);
     s_apply_clear (s_create_service ("svc1"));
@@ -490,17 +519,17 @@ Test (model, a_store_of_the_previous_schema_is_migrated_and_keeps_its_data,
     s_close ();
 
     s_open (1000);
-    cr_assert_eq (ep_store_schema_version (s_store), (int) model_migrations_count);
+    cr_assert_eq (ep_store_schema_version (s_db), (int) modelstore_sqlite_migrations_count);
     cr_assert_eq (model_revision (s_model), 1);
     cr_assert_str_eq (model_generation (s_model), generation);
     //  The new table takes saved replies.
     zframe_t *reply = zframe_new ("reply", 5);
-    cr_assert_eq (ep_store_begin (s_store), 0);
-    cr_assert_eq (ep_replycache_save (s_store, "K", "id1", "request", 7, reply, 1000), 0,
+    cr_assert_eq (ep_store_begin (s_db), 0);
+    cr_assert_eq (ep_replycache_save (s_db, "K", "id1", "request", 7, reply, 1000), 0,
                   "%s", ep_store_last_error ());
-    cr_assert_eq (ep_store_commit (s_store), 0);
+    cr_assert_eq (ep_store_commit (s_db), 0);
     ep_replycache_t *cache = ep_replycache_new (10, 60000);
-    cr_assert_eq (ep_replycache_load (cache, s_store, 2000, 0), 1, "%s", ep_store_last_error ());
+    cr_assert_eq (ep_replycache_load (cache, s_db, 2000, 0), 1, "%s", ep_store_last_error ());
     zframe_t *found = NULL;
     cr_assert_eq (ep_replycache_lookup (cache, "K", "id1", "request", 7, 0, &found), EP_REPLYCACHE_HIT);
     cr_assert (zframe_eq (found, reply));
