@@ -21,6 +21,12 @@ entity_type_name (Ep__EntityType type)
     }
 }
 
+bool
+entity_type_valid (Ep__EntityType type)
+{
+    return type >= EP__ENTITY_TYPE__ENTITY_ROUTER && type <= EP__ENTITY_TYPE__ENTITY_CONTROLLER;
+}
+
 Ep__EntityType
 entity_type_of (const Ep__Entity *entity)
 {

@@ -32,6 +32,10 @@ bool
 const char *
     entity_type_name (Ep__EntityType type);
 
+//  True for the types of entities (router, service, identity, controller).
+bool
+    entity_type_valid (Ep__EntityType type);
+
 //  The type of entity's kind (UNSPECIFIED if none).
 Ep__EntityType
     entity_type_of (const Ep__Entity *entity);

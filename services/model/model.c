@@ -381,7 +381,7 @@ s_apply_delete (model_t *self, s_write_ctx_t *ctx, const Ep__ModelWrite *write)
 {
     model_result_t *result = ctx->result;
     Ep__EntityType type = write->has_type? write->type: EP__ENTITY_TYPE__ENTITY_UNSPECIFIED;
-    if (type < EP__ENTITY_TYPE__ENTITY_ROUTER || type > EP__ENTITY_TYPE__ENTITY_CONTROLLER) {
+    if (!entity_type_valid (type)) {
         model_result_fail (result, EP__STATUS__CODE__INVALID_ARGUMENT,
                            "%sDELETE needs type (router, service, identity or controller)", ctx->where);
         return false;

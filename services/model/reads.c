@@ -171,7 +171,7 @@ s_read_get (s_read_t *read)
 {
     const Ep__ModelGet *get = read->request->get;
     Ep__EntityType type = get->has_type? get->type: EP__ENTITY_TYPE__ENTITY_UNSPECIFIED;
-    if (type < EP__ENTITY_TYPE__ENTITY_ROUTER || type > EP__ENTITY_TYPE__ENTITY_CONTROLLER
+    if (!entity_type_valid (type)
     ||  !get->id || !ep_id_valid (get->id)) {
         model_result_fail (read->result, EP__STATUS__CODE__INVALID_ARGUMENT,
                            "get: needs type (router, service, identity, controller) and a valid id");
@@ -291,7 +291,7 @@ s_read_list (s_read_t *read)
 {
     const Ep__ListFilter *filter = read->request->list;
     Ep__EntityType type = filter->has_type? filter->type: EP__ENTITY_TYPE__ENTITY_UNSPECIFIED;
-    if (type < EP__ENTITY_TYPE__ENTITY_ROUTER || type > EP__ENTITY_TYPE__ENTITY_CONTROLLER)
+    if (!entity_type_valid (type))
         model_result_fail (read->result, EP__STATUS__CODE__INVALID_ARGUMENT,
                            "list.type: use router, service, identity or controller");
     else
