@@ -21,6 +21,7 @@ struct _model_t {
     uint64_t retain;            //  revisions kept in the change log
     char generation [33];       //  store generation id
     reads_t *reads;             //  reads, and the snapshots being read
+    ep_output_t *output;        //  changes staged by writes, ready once committed
     model_done_fn *commit_done; //  the batch being committed reports here
     void *commit_arg;           //  with this
 };
@@ -37,7 +38,7 @@ s_free_entity (void *ptr)
 static void
 s_free_change (void *ptr)
 {
-    model_change_free ((Ep__ModelChange *) ptr);
+    ep__model_change__free_unpacked ((Ep__ModelChange *) ptr, NULL);
 }
 
 void
@@ -57,15 +58,6 @@ void
 model_result_clear (model_result_t *result)
 {
     ep_owned_destroy (&result->owned);
-    if (result->change)
-        model_change_free (result->change);
-    result->change = NULL;
-}
-
-void
-model_change_free (Ep__ModelChange *change)
-{
-    ep__model_change__free_unpacked (change, NULL);
 }
 
 void
@@ -516,10 +508,15 @@ model_write (model_t *self, const Ep__ModelRequest *request,
         self->pending = ctx.revision;
         result->reply.has_revision = true;
         result->reply.revision = ctx.revision;
-        result->change = change;
+        //  Handed out once the batch commits: the event takes the change.
+        Ep__Event *event = (Ep__Event *) malloc (sizeof (Ep__Event));
+        ep__event__init (event);
+        event->body_case = EP__EVENT__BODY_MODEL_CHANGE;
+        event->model_change = change;
+        ep_output_take (self->output, "model.change", &event, (int64_t) ctx.revision);
     }
     else {
-        model_change_free (change);
+        ep__model_change__free_unpacked (change, NULL);
         //  Entities collected for a failed reply are not returned.
         result->reply.n_entities = 0;
     }
@@ -532,9 +529,12 @@ s_committed (void *arg, int rc, const char *error)
     if (rc != 0) {
         ep_log_error ("commit failed: %s; the writes of this batch are answered UNAVAILABLE", error);
         self->pending = self->revision;
+        ep_output_abort (self->output);
     }
-    else
+    else {
         self->revision = self->pending;
+        ep_output_commit (self->output);
+    }
     model_done_fn *done = self->commit_done;
     self->commit_done = NULL;
     done (self->commit_arg, rc);
@@ -560,6 +560,7 @@ model_new (modelstore_t *store, uint64_t retain)
     self->store = store;
     self->retain = retain;
     self->reads = reads_new (store);
+    self->output = ep_output_new ();
     bool restored;
     int rc = modelstore_state (store, &self->revision, self->generation, &restored);
     if (rc == 0 && (!*self->generation || restored)) {
@@ -584,6 +585,7 @@ model_destroy (model_t **self_p)
     model_t *self = *self_p;
     if (self) {
         reads_destroy (&self->reads);
+        ep_output_destroy (&self->output);
         free (self);
         *self_p = NULL;
     }
@@ -607,6 +609,12 @@ model_read (model_t *self, const Ep__ModelRequest *request, int64_t now_ms,
 {
     EP_ASSERT (!modelstore_in_batch (self->store));
     reads_serve (self->reads, request, self->revision, self->generation, now_ms, result, done, arg);
+}
+
+ep_output_item_t *
+model_next_output (model_t *self)
+{
+    return ep_output_next (self->output);
 }
 
 void

@@ -1,10 +1,11 @@
 /*  model.h: the router model's rules over its store (modelstore.h).
 
     Inputs are decoded ModelRequests and the caller's identity; outputs are
-    ModelReplies and, for committed writes, the ModelChange to publish. No
-    sockets and no SQL: the service reads requests, groups the writes that
-    arrive together into one batch (model_begin, model_write per request,
-    each undone alone if it fails, model_commit: one fsync), and only then
+    ModelReplies and, for committed writes, the ModelChanges to publish,
+    handed out through an ep_output queue (model_next_output). No sockets
+    and no SQL: the service reads requests, groups the writes that arrive
+    together into one batch (model_begin, model_write per request, each
+    undone alone if it fails, model_commit: one fsync), and only then
     answers them and publishes their changes. Reads are served between
     batches, so they never see uncommitted state. Commits and reads report
     in a completion callback, called before they return with SQLite and
@@ -17,6 +18,7 @@
 #include "ep_auth.h"
 #include "ep_owned.h"
 #include "ep_codec.h"
+#include "ep_output.h"
 #include "modelstore.h"
 #include "model.pb-c.h"
 
@@ -26,13 +28,12 @@ typedef struct _model_t model_t;
 //  message (EP_CODEC_DEFAULT_CAP), with room for its other fields.
 #define MODEL_REPLY_BUDGET  (EP_CODEC_DEFAULT_CAP - 65536u)
 
-//  The outcome of one request: the reply to send and, for a committed
-//  write, the change to publish. Everything it points to is owned by it.
+//  The outcome of one request: the reply to send. Everything it points to
+//  is owned by it.
 typedef struct {
     Ep__ModelReply reply;       //  reply (status points at .status)
     Ep__Status status;          //  its status
     char message [512];         //  status message storage
-    Ep__ModelChange *change;    //  write: the change (NULL for reads and failures)
     ep_owned_t *owned;          //  allocations released by model_result_clear
 } model_result_t;
 
@@ -61,7 +62,8 @@ int
 
 //  Applies one write request (write or txn) to the batch, undone alone if
 //  it fails. On success the request gets the next revision and
-//  result->change is set; on failure the reply carries why.
+//  its change is staged for model_next_output; on failure the reply
+//  carries why.
 void
     model_write (model_t *self, const Ep__ModelRequest *request,
                  const ep_caller_t *caller, int64_t now_ms, model_result_t *result);
@@ -112,8 +114,11 @@ void
 void
     model_result_add_change (model_result_t *result, Ep__ModelChange *change);
 
-//  Frees a change built by model_write (one that was never handed over).
-void
-    model_change_free (Ep__ModelChange *change);
+//  The next change to publish, oldest first, once its batch committed: an
+//  item of topic "model.change" whose event->model_change is the revision
+//  (whole: the publisher splits it into parts and derives entityChange.*).
+//  NULL if none; the caller destroys it with ep_output_item_destroy.
+ep_output_item_t *
+    model_next_output (model_t *self);
 
 #endif

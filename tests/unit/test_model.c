@@ -11,6 +11,7 @@ static char *s_dir;
 static ep_store_t *s_db;
 static modelstore_t *s_store;
 static model_t *s_model;
+static ep_output_item_t *s_output;  //  the change the last s_apply handed out, if any
 static ep_caller_t s_caller = { .key = "K", .role = "operator", .name = "operator" };
 
 static void
@@ -43,6 +44,7 @@ s_setup (void)
 static void
 s_teardown (void)
 {
+    ep_output_item_destroy (&s_output);
     s_close ();
     ep_tmpdir_remove (&s_dir);
 }
@@ -137,6 +139,12 @@ s_commit (void)
     return rc;
 }
 
+static Ep__ModelChange *
+s_change (void)
+{
+    return s_output? s_output->event->model_change: NULL;
+}
+
 //  One request in its own transaction; returns the status code.
 static Ep__Status__Code
 s_apply (Ep__ModelRequest *request, model_result_t *result)
@@ -145,6 +153,17 @@ s_apply (Ep__ModelRequest *request, model_result_t *result)
     cr_assert_eq (model_begin (s_model), 0);
     model_write (s_model, request, &s_caller, 1000, result);
     cr_assert_eq (s_commit (), 0);
+    //  Keep the last output: the ones before are earlier batches'.
+    ep_output_item_destroy (&s_output);
+    ep_output_item_t *item;
+    while ((item = model_next_output (s_model))) {
+        ep_output_item_destroy (&s_output);
+        s_output = item;
+    }
+    if (s_output) {
+        cr_assert_str_eq (s_output->topic, "model.change");
+        cr_assert_eq ((uint64_t) s_output->seq, s_change ()->revision);
+    }
     return result->status.code;
 }
 
@@ -180,18 +199,18 @@ Test (model, create_assigns_revisions_and_meta, .init = s_setup, .fini = s_teard
     cr_assert_eq (svc->meta->version, 1);
     cr_assert_eq (svc->meta->create_revision, 1);
     cr_assert_str_eq (svc->meta->updated_by->role, "operator");
-    cr_assert_not_null (result.change);
-    cr_assert_eq (result.change->revision, 1);
-    cr_assert_str_eq (result.change->generation, model_generation (s_model));
-    cr_assert_eq (result.change->n_ops, 1);
-    cr_assert_eq (result.change->ops [0]->kind, EP__MODEL_OP__KIND__CREATED);
+    cr_assert_not_null (s_change ());
+    cr_assert_eq (s_change ()->revision, 1);
+    cr_assert_str_eq (s_change ()->generation, model_generation (s_model));
+    cr_assert_eq (s_change ()->n_ops, 1);
+    cr_assert_eq (s_change ()->ops [0]->kind, EP__MODEL_OP__KIND__CREATED);
     model_result_clear (&result);
 
     const char *hosted [] = { "svc1", NULL };
     cr_assert_eq (s_apply (s_router (EP__MODEL_WRITE__OP__CREATE, "r1", hosted), &result), EP__STATUS__CODE__OK);
     cr_assert_eq (result.reply.revision, 2);
-    cr_assert_eq (result.change->ops [0]->n_hosted_added, 1);
-    cr_assert_str_eq (result.change->ops [0]->hosted_added [0], "svc1");
+    cr_assert_eq (s_change ()->ops [0]->n_hosted_added, 1);
+    cr_assert_str_eq (s_change ()->ops [0]->hosted_added [0], "svc1");
     model_result_clear (&result);
     cr_assert_eq (model_revision (s_model), 2);
 }
@@ -201,7 +220,7 @@ Test (model, bad_input_names_the_field, .init = s_setup, .fini = s_teardown)
     model_result_t result;
     cr_assert_eq (s_apply (s_create_service ("bad id!"), &result), EP__STATUS__CODE__INVALID_ARGUMENT);
     cr_assert (strstr (result.status.message, "service.id"), "%s", result.status.message);
-    cr_assert_null (result.change);
+    cr_assert_null (s_change ());
     model_result_clear (&result);
     const char *hosted [] = { "nope", NULL };
     cr_assert_eq (s_apply (s_router (EP__MODEL_WRITE__OP__CREATE, "r1", hosted), &result),
@@ -250,7 +269,7 @@ Test (model, compare_and_swap, .init = s_setup, .fini = s_teardown)
     s_write.clear = clear;
     cr_assert_eq (s_apply (&s_request, &result), EP__STATUS__CODE__OK);
     cr_assert_eq (result.reply.entities [0]->router->n_hosted, 0);
-    cr_assert_eq (result.change->ops [0]->n_hosted_removed, 1);
+    cr_assert_eq (s_change ()->ops [0]->n_hosted_removed, 1);
     model_result_clear (&result);
 }
 
@@ -262,7 +281,7 @@ Test (model, deleting_a_service_unhosts_it_in_the_same_revision, .init = s_setup
     s_apply_clear (s_router (EP__MODEL_WRITE__OP__CREATE, "r2", (const char *[]) { "svc1", NULL }));
     model_result_t result;
     cr_assert_eq (s_apply (s_delete (EP__ENTITY_TYPE__ENTITY_SERVICE, "svc1", 0), &result), EP__STATUS__CODE__OK);
-    Ep__ModelChange *change = result.change;
+    Ep__ModelChange *change = s_change ();
     cr_assert_eq (change->revision, 5);
     cr_assert_eq (change->n_ops, 3);
     cr_assert_eq (change->ops [0]->kind, EP__MODEL_OP__KIND__UPDATED);
@@ -326,7 +345,7 @@ Test (model, transaction_is_all_or_nothing, .init = s_setup, .fini = s_teardown)
     s_hosted [1].service_id = "svc1";
     cr_assert_eq (s_apply (&request, &result), EP__STATUS__CODE__OK);
     cr_assert_eq (result.reply.revision, 2);
-    cr_assert_eq (result.change->n_ops, 2);
+    cr_assert_eq (s_change ()->n_ops, 2);
     model_result_clear (&result);
 }
 
@@ -620,7 +639,7 @@ Test (model, a_revision_too_large_for_a_reply_is_refused, .init = s_setup, .fini
     model_result_t result;
     cr_assert_eq (s_apply (s_large_router ("huge", 17000), &result), EP__STATUS__CODE__INVALID_ARGUMENT);
     cr_assert (strstr (result.status.message, "split it"), "%s", result.status.message);
-    cr_assert_null (result.change);
+    cr_assert_null (s_change ());
     model_result_clear (&result);
     //  Nothing was written, no revision used.
     cr_assert_eq (model_revision (s_model), 0);
