@@ -12,16 +12,24 @@
 
     What a backend keeps
     - Entities by (type, id): the packed ep.Entity, its version (the model
-      revision that last wrote it; etcd: from the key's mod revision) and the
-      indexes queries need: name, and for routers the services they host.
-    - One change record per model revision: the packed ModelChange, which
-      names the revision it follows (etcd's revisions are cluster-wide, so
-      the model's are its own), kept from the oldest retained revision on.
+      revision that last wrote it, in rows as `revision`) and the indexes
+      queries need: name, and for routers the services they host. A backend
+      whose keys carry their own metadata (etcd: version, mod_revision) keeps
+      it beside them for its compares; the model never sees it.
+    - One change record per model revision: the packed ModelChange, kept
+      from the oldest retained revision on (modelstore_record forgets the
+      older ones in the same batch). The record is what makes the model's
+      revision its own: etcd's revision is cluster-wide (leases and other
+      keys consume revisions), so the last record, not the store's counter,
+      is the model's revision (and issue 16 adds to it the revision it
+      follows, for followers to chain on).
     - The store's state: the last model revision, the generation id, and
       whether it was restored from a backup (a restore needs a new
-      generation).
+      generation, so followers resync even if revisions went backwards).
     - The durable reply to each write by (caller key, request id), written
-      in the batch of the write it answers, so both commit or neither.
+      in the batch of the write it answers, so both commit or neither; a
+      retried request id gets the first reply, from any instance that loads
+      them (etcd: reply keys under one lease per minute, not one each).
 
     Batches (group commit)
     modelstore_begin opens a batch; each write request runs between
@@ -29,18 +37,27 @@
     what it staged (a savepoint: one failed write does not abort the
     others); modelstore_commit submits the batch and reports in done: 0 when
     every kept write is durable, -1 when none is (the store has undone the
-    whole batch). Inside a batch, modelstore_get and modelstore_hosting read
-    the batch's view (committed state plus what the batch staged) at once:
-    a networked backend answers them from its local mirror of the prefix,
-    records every key and range read with the mod revision it saw, and makes
-    the transaction compare them, so a batch based on a stale mirror fails
-    as a whole (then the model re-runs it; SQLite holds the write lock and
-    never does).
+    whole batch, and the model answers its writes UNAVAILABLE). One batch
+    at a time. Inside a batch, modelstore_get and modelstore_hosting read
+    the batch's view (committed state plus what the batch staged) at once,
+    so the model's rules stay plain code: a networked backend answers them
+    from its local mirror of the prefix (kept by a watch), records every key
+    and range read with the mod revision it saw, and makes the transaction
+    compare them, so a batch decided on a stale mirror fails as a whole
+    instead of committing (issue 16: the model then re-runs its writes;
+    SQLite holds the write lock and never fails that way). A batch must fit
+    the backend's transaction limits (etcd's --max-txn-ops and
+    --max-request-bytes); the model's per-revision size cap keeps a write
+    within them.
 
-    Queries (outside batches) read committed state only. A snapshot is a
-    read view pinned to one revision (SQLite: a read transaction on its own
-    connection; etcd: a range at the etcd revision of the change record),
-    read page by page while writes go on.
+    Queries (outside batches) read committed state only, each with its own
+    completion (modelstore_read: rows, then done). A snapshot is a view
+    pinned to the last committed revision, read page by page (PAGE queries)
+    while writes go on: SQLite holds a read transaction on its own
+    connection; etcd pins ranges at the etcd revision of the last change
+    record, which its mirror knows, so opening a view needs no round trip.
+    "Changes since" is a CHANGES query: the records after a revision, with
+    the oldest retained one, so the model can tell a follower to resync.
 
     Errors: functions return 0 or -1; modelstore_error says why (what was
     being done and the backend's message) until the next failure.
