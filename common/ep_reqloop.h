@@ -153,7 +153,9 @@ int
     ep_reqloop_serve (ep_reqloop_t *self);
 
 //  The outcome of a commit that returned EP_REQLOOP_LATER: 0 durable, -1
-//  undone. Answers the batch, and serves what waited for it.
+//  undone. Answers the batch, and serves what waited for it. Call it from
+//  the store's completion (on the loop's thread), never from inside the
+//  commit callback (that returns 0 or -1 instead).
 void
     ep_reqloop_committed (ep_reqloop_t *self, int rc);
 

@@ -6,7 +6,7 @@
     ep_model_view whose observer this module sets), presence events, and
     the clock. Outputs: replies, and after each commit the events
     (terminator.*) and commands (cmd.<router>.) to publish. No sockets:
-    main.c reads requests, parks those based on a model revision the view
+    termsvc.c reads requests, parks those based on a model revision the view
     has not reached, and runs batches:
 
         terminators_begin      one transaction

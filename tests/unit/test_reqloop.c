@@ -378,6 +378,28 @@ Test (reqloop, rounds_bound_the_batches_of_one_serve_and_internal_work_makes_a_b
     s_rig_destroy (&rig);
 }
 
+Test (reqloop, a_commit_delay_lets_a_batch_wait_for_more_writes)
+{
+    s_rig_t rig;
+    ep_reqloop_config_t config = { .max_batch = 10, .commit_delay_ms = 50 };
+    s_rig_new (&rig, &s_class, &config);
+    s_send (rig.client, "w1", true);
+    s_send (rig.client, "w2", true);
+    int64_t started = ep_mono_ms ();
+    ep_reqloop_serve (rig.loop);
+    cr_assert_geq (ep_mono_ms () - started, 50, "the batch waited for more writes");
+    cr_assert_eq (rig.fake.n_batches, 1);
+    cr_assert_eq (rig.fake.batches [0], 2, "both writes share one commit");
+    s_expect_reply (rig.client, "w1", EP__STATUS__CODE__OK, 1);
+    s_expect_reply (rig.client, "w2", EP__STATUS__CODE__OK, 2);
+    //  Only reads: no batch to wait for.
+    s_send (rig.client, "r1", false);
+    ep_reqloop_serve (rig.loop);
+    cr_assert_eq (rig.fake.n_batches, 1);
+    s_expect_reply (rig.client, "r1", EP__STATUS__CODE__OK, 2);
+    s_rig_destroy (&rig);
+}
+
 Test (reqloop, a_failed_commit_answers_unavailable_and_carries_on)
 {
     s_rig_t rig;
