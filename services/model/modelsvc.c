@@ -37,6 +37,8 @@ struct _modelsvc_t {
     bool committing;            //  inside model_commit: a completion now is inline
     bool committed;             //  model_commit completed
     int commit_rc;              //  with this outcome
+    bool pruned;                //  the start's prune of saved replies completed
+    int pruned_rc;              //  with this outcome
     int64_t next_checkpoint;    //  monotonic ms
     int64_t next_expiry;        //  monotonic ms
     ep_series_t *revision;      //  current revision
@@ -407,8 +409,8 @@ s_pruned (void *arg, int rc, const char *error)
 {
     (void) error;
     modelsvc_t *self = (modelsvc_t *) arg;
-    self->committed = true;
-    self->commit_rc = rc;
+    self->pruned = true;
+    self->pruned_rc = rc;
 }
 
 //  Drops the saved replies that have expired, then loads the rest into the
@@ -420,13 +422,12 @@ s_load_replies (modelsvc_t *self)
     int pruned = -1;
     if (modelstore_begin (self->store) == 0) {
         pruned = modelstore_prune_replies (self->store, cache, ep_wall_ms (), 0);
-        self->committed = false;
         if (pruned >= 0)
             modelstore_commit (self->store, s_pruned, self);
         else
             modelstore_abandon (self->store);
         //  Not waited for if it completes later: each commit prunes too.
-        if (!self->committed || self->commit_rc != 0)
+        if (!self->pruned || self->pruned_rc != 0)
             pruned = -1;
     }
     if (pruned < 0)
