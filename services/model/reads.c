@@ -245,6 +245,8 @@ s_read_snapshot (s_read_t *read, int64_t now_ms)
         s_read_end (read, 0);
         return;
     }
+    //  The view must outlive the page read: with a store that completes
+    //  later, expiry and eviction would have to skip a view being read.
     read->snapshot->last_used_ms = now_ms;
     read->query.view = read->snapshot->view;
     read->query.after_id = read->after;
