@@ -1,12 +1,15 @@
-/*  model.h: the router model's state machine over its store.
+/*  model.h: the router model's rules over its store (modelstore.h).
 
     Inputs are decoded ModelRequests and the caller's identity; outputs are
-    ModelReplies and, for committed writes, the ModelChange to publish. No
-    sockets: main.c reads requests, groups the writes that arrive together
-    into one transaction (model_begin, model_write per request, each in its
-    own savepoint, model_commit: one fsync), and only then answers them and
-    publishes their changes. Reads are served between transactions, so they
-    never see uncommitted state. docs/model.md is the contract.
+    ModelReplies and, for committed writes, the ModelChanges to publish,
+    handed out through an ep_output queue (model_next_output). No sockets
+    and no SQL: the service reads requests, groups the writes that arrive
+    together into one batch (model_begin, model_write per request, each
+    undone alone if it fails, model_commit: one fsync), and only then
+    answers them and publishes their changes. Reads are served between
+    batches, so they never see uncommitted state. Commits and reads report
+    in a completion callback, called before they return with SQLite and
+    later with a networked store. docs/model.md is the contract.
 */
 #ifndef MODEL_H_INCLUDED
 #define MODEL_H_INCLUDED
@@ -14,30 +17,34 @@
 #include "ep_prelude.h"
 #include "ep_auth.h"
 #include "ep_owned.h"
-#include "ep_store.h"
+#include "ep_codec.h"
+#include "ep_output.h"
+#include "modelstore.h"
 #include "model.pb-c.h"
 
 typedef struct _model_t model_t;
 
-//  The outcome of one request: the reply to send and, for a committed
-//  write, the change to publish. Everything it points to is owned by it.
+//  What a reply may carry of entities or changes: a reply must fit in one
+//  message (EP_CODEC_DEFAULT_CAP), with room for its other fields.
+#define MODEL_REPLY_BUDGET  (EP_CODEC_DEFAULT_CAP - 65536u)
+
+//  The outcome of one request: the reply to send. Everything it points to
+//  is owned by it.
 typedef struct {
     Ep__ModelReply reply;       //  reply (status points at .status)
     Ep__Status status;          //  its status
     char message [512];         //  status message storage
-    Ep__ModelChange *change;    //  write: the change (NULL for reads and failures)
     ep_owned_t *owned;          //  allocations released by model_result_clear
 } model_result_t;
 
-//  The schema, for ep_store_new.
-extern const char *const model_migrations [];
-extern const size_t model_migrations_count;
+//  The outcome of model_commit or model_read: rc 0 or -1.
+typedef void (model_done_fn) (void *arg, int rc);
 
 //  A model over store (borrowed), keeping the change log for the last
-//  retain revisions. Returns NULL (logged) if the store's metadata cannot be
+//  retain revisions. Returns NULL (logged) if the store's state cannot be
 //  read or written.
 model_t *
-    model_new (ep_store_t *store, uint64_t retain);
+    model_new (modelstore_t *store, uint64_t retain);
 
 void
     model_destroy (model_t **self_p);
@@ -48,45 +55,44 @@ uint64_t
 const char *
     model_generation (model_t *self);
 
-//  Opens the transaction that groups the next writes. Returns 0 or -1.
+//  Opens the batch that groups the next writes. Returns 0 or -1
+//  (modelstore_error says why).
 int
     model_begin (model_t *self);
 
-//  Applies one write request (write or txn) in its own savepoint. On
-//  success the request gets the next revision and result->change is set;
-//  on failure the savepoint is rolled back and the reply carries why.
+//  Applies one write request (write or txn) to the batch, undone alone if
+//  it fails. On success the request gets the next revision and
+//  its change is staged for model_next_output; on failure the reply
+//  carries why.
 void
     model_write (model_t *self, const Ep__ModelRequest *request,
                  const ep_caller_t *caller, int64_t now_ms, model_result_t *result);
 
-//  Commits the transaction: once it returns 0 every write in it is durable.
-//  On -1 everything since model_begin is gone (revisions included): the
-//  caller must answer those writes UNAVAILABLE and drop their changes.
-int
-    model_commit (model_t *self);
+//  Commits the batch; done (arg, rc): 0 when every write in it is durable,
+//  -1 when everything since model_begin is gone (revisions included, logged
+//  with why): the caller must answer those writes UNAVAILABLE and drop
+//  their changes.
+void
+    model_commit (model_t *self, model_done_fn *done, void *arg);
 
-//  Answers a read (get, list, snapshot, changes, status) from committed
-//  state. Call it outside model_begin/model_commit.
+//  Answers a read (get, list, snapshot, changes, status, backup) from
+//  committed state into result, then calls done (arg, 0); result and
+//  request stay the caller's until then. Call it outside a batch.
 void
     model_read (model_t *self, const Ep__ModelRequest *request, int64_t now_ms,
-                model_result_t *result);
+                model_result_t *result, model_done_fn *done, void *arg);
 
 //  True if request writes (write, txn); false for reads.
 bool
     model_is_write (const Ep__ModelRequest *request);
 
-//  Writes a consistent copy of the store to path, marked so that a store
-//  restored from it gets a new generation. Returns 0, or -1 with err.
-int
-    model_backup (model_t *self, const char *path, char *err, size_t errlen);
-
 //  Ends snapshot reads idle for longer than their lifetime.
 void
     model_expire_snapshots (model_t *self, int64_t now_ms);
 
-//  Every entity at the current committed revision (for digests in tests
-//  and the status command). Caller frees each with ep__entity__free_unpacked
-//  and the array with free.
+//  Every entity at the current committed revision (for digests in tests),
+//  over a store that completes inline. Caller frees each with
+//  ep__entity__free_unpacked and the array with free.
 Ep__Entity **
     model_entities (model_t *self, size_t *count);
 
@@ -95,8 +101,24 @@ void
 void
     model_result_clear (model_result_t *result);
 
-//  Frees a change built by model_write (one that was never handed over).
+//  Sets result's status to code with a printf-style message.
 void
-    model_change_free (Ep__ModelChange *change);
+    model_result_fail (model_result_t *result, Ep__Status__Code code, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+//  Adds a copy of entity to the reply.
+void
+    model_result_add_entity (model_result_t *result, const Ep__Entity *entity);
+
+//  Adds change to the reply, which takes it over.
+void
+    model_result_add_change (model_result_t *result, Ep__ModelChange *change);
+
+//  The next change to publish, oldest first, once its batch committed: an
+//  item of topic "model.change" whose event->model_change is the revision
+//  (whole: the publisher splits it into parts and derives entityChange.*).
+//  NULL if none; the caller destroys it with ep_output_item_destroy.
+ep_output_item_t *
+    model_next_output (model_t *self);
 
 #endif

@@ -1,22 +1,26 @@
-/*  test_model.c: the model state machine over a real SQLite store, without
-    sockets. */
+/*  test_model.c: the model's rules over a real SQLite store
+    (modelstore_sqlite), without sockets. */
 #include <criterion/criterion.h>
 #include "ep_test.h"
 #include "model.h"
+#include "modelstore_sqlite.h"
 #include "ep_codec.h"
 #include "ep_replycache.h"
 
 static char *s_dir;
-static ep_store_t *s_store;
+static ep_store_t *s_db;
+static modelstore_t *s_store;
 static model_t *s_model;
+static ep_output_item_t *s_output;  //  the change the last s_apply handed out, if any
 static ep_caller_t s_caller = { .key = "K", .role = "operator", .name = "operator" };
 
 static void
 s_open (uint64_t retain)
 {
     char *path = zsys_sprintf ("%s/model.db", s_dir);
-    s_store = ep_store_new (path, model_migrations, model_migrations_count);
-    cr_assert_not_null (s_store, "%s", ep_store_last_error ());
+    s_db = ep_store_new (path, modelstore_sqlite_migrations, modelstore_sqlite_migrations_count);
+    cr_assert_not_null (s_db, "%s", ep_store_last_error ());
+    s_store = modelstore_sqlite_new (s_db);
     s_model = model_new (s_store, retain);
     cr_assert_not_null (s_model);
     free (path);
@@ -26,7 +30,8 @@ static void
 s_close (void)
 {
     model_destroy (&s_model);
-    ep_store_destroy (&s_store);
+    modelstore_destroy (&s_store);
+    ep_store_destroy (&s_db);
 }
 
 static void
@@ -39,6 +44,7 @@ s_setup (void)
 static void
 s_teardown (void)
 {
+    ep_output_item_destroy (&s_output);
     s_close ();
     ep_tmpdir_remove (&s_dir);
 }
@@ -117,6 +123,28 @@ s_delete (Ep__EntityType type, const char *id, uint64_t expected)
     return &s_request;
 }
 
+//  Takes the outcome of a commit or read, which the SQLite store reports
+//  before returning.
+static void
+s_set_rc (void *arg, int rc)
+{
+    *(int *) arg = rc;
+}
+
+static int
+s_commit (void)
+{
+    int rc = 1;
+    model_commit (s_model, s_set_rc, &rc);
+    return rc;
+}
+
+static Ep__ModelChange *
+s_change (void)
+{
+    return s_output? s_output->event->model_change: NULL;
+}
+
 //  One request in its own transaction; returns the status code.
 static Ep__Status__Code
 s_apply (Ep__ModelRequest *request, model_result_t *result)
@@ -124,7 +152,18 @@ s_apply (Ep__ModelRequest *request, model_result_t *result)
     model_result_init (result, "r");
     cr_assert_eq (model_begin (s_model), 0);
     model_write (s_model, request, &s_caller, 1000, result);
-    cr_assert_eq (model_commit (s_model), 0);
+    cr_assert_eq (s_commit (), 0);
+    //  Keep the last output: the ones before are earlier batches'.
+    ep_output_item_destroy (&s_output);
+    ep_output_item_t *item;
+    while ((item = model_next_output (s_model))) {
+        ep_output_item_destroy (&s_output);
+        s_output = item;
+    }
+    if (s_output) {
+        cr_assert_str_eq (s_output->topic, "model.change");
+        cr_assert_eq ((uint64_t) s_output->seq, s_change ()->revision);
+    }
     return result->status.code;
 }
 
@@ -141,7 +180,9 @@ static Ep__Status__Code
 s_read (Ep__ModelRequest *request, model_result_t *result)
 {
     model_result_init (result, "r");
-    model_read (s_model, request, 1000, result);
+    int rc = 1;
+    model_read (s_model, request, 1000, result, s_set_rc, &rc);
+    cr_assert_eq (rc, 0);
     return result->status.code;
 }
 
@@ -158,18 +199,18 @@ Test (model, create_assigns_revisions_and_meta, .init = s_setup, .fini = s_teard
     cr_assert_eq (svc->meta->version, 1);
     cr_assert_eq (svc->meta->create_revision, 1);
     cr_assert_str_eq (svc->meta->updated_by->role, "operator");
-    cr_assert_not_null (result.change);
-    cr_assert_eq (result.change->revision, 1);
-    cr_assert_str_eq (result.change->generation, model_generation (s_model));
-    cr_assert_eq (result.change->n_ops, 1);
-    cr_assert_eq (result.change->ops [0]->kind, EP__MODEL_OP__KIND__CREATED);
+    cr_assert_not_null (s_change ());
+    cr_assert_eq (s_change ()->revision, 1);
+    cr_assert_str_eq (s_change ()->generation, model_generation (s_model));
+    cr_assert_eq (s_change ()->n_ops, 1);
+    cr_assert_eq (s_change ()->ops [0]->kind, EP__MODEL_OP__KIND__CREATED);
     model_result_clear (&result);
 
     const char *hosted [] = { "svc1", NULL };
     cr_assert_eq (s_apply (s_router (EP__MODEL_WRITE__OP__CREATE, "r1", hosted), &result), EP__STATUS__CODE__OK);
     cr_assert_eq (result.reply.revision, 2);
-    cr_assert_eq (result.change->ops [0]->n_hosted_added, 1);
-    cr_assert_str_eq (result.change->ops [0]->hosted_added [0], "svc1");
+    cr_assert_eq (s_change ()->ops [0]->n_hosted_added, 1);
+    cr_assert_str_eq (s_change ()->ops [0]->hosted_added [0], "svc1");
     model_result_clear (&result);
     cr_assert_eq (model_revision (s_model), 2);
 }
@@ -179,7 +220,7 @@ Test (model, bad_input_names_the_field, .init = s_setup, .fini = s_teardown)
     model_result_t result;
     cr_assert_eq (s_apply (s_create_service ("bad id!"), &result), EP__STATUS__CODE__INVALID_ARGUMENT);
     cr_assert (strstr (result.status.message, "service.id"), "%s", result.status.message);
-    cr_assert_null (result.change);
+    cr_assert_null (s_change ());
     model_result_clear (&result);
     const char *hosted [] = { "nope", NULL };
     cr_assert_eq (s_apply (s_router (EP__MODEL_WRITE__OP__CREATE, "r1", hosted), &result),
@@ -228,7 +269,7 @@ Test (model, compare_and_swap, .init = s_setup, .fini = s_teardown)
     s_write.clear = clear;
     cr_assert_eq (s_apply (&s_request, &result), EP__STATUS__CODE__OK);
     cr_assert_eq (result.reply.entities [0]->router->n_hosted, 0);
-    cr_assert_eq (result.change->ops [0]->n_hosted_removed, 1);
+    cr_assert_eq (s_change ()->ops [0]->n_hosted_removed, 1);
     model_result_clear (&result);
 }
 
@@ -240,7 +281,7 @@ Test (model, deleting_a_service_unhosts_it_in_the_same_revision, .init = s_setup
     s_apply_clear (s_router (EP__MODEL_WRITE__OP__CREATE, "r2", (const char *[]) { "svc1", NULL }));
     model_result_t result;
     cr_assert_eq (s_apply (s_delete (EP__ENTITY_TYPE__ENTITY_SERVICE, "svc1", 0), &result), EP__STATUS__CODE__OK);
-    Ep__ModelChange *change = result.change;
+    Ep__ModelChange *change = s_change ();
     cr_assert_eq (change->revision, 5);
     cr_assert_eq (change->n_ops, 3);
     cr_assert_eq (change->ops [0]->kind, EP__MODEL_OP__KIND__UPDATED);
@@ -304,7 +345,7 @@ Test (model, transaction_is_all_or_nothing, .init = s_setup, .fini = s_teardown)
     s_hosted [1].service_id = "svc1";
     cr_assert_eq (s_apply (&request, &result), EP__STATUS__CODE__OK);
     cr_assert_eq (result.reply.revision, 2);
-    cr_assert_eq (result.change->n_ops, 2);
+    cr_assert_eq (s_change ()->n_ops, 2);
     model_result_clear (&result);
 }
 
@@ -319,7 +360,7 @@ Test (model, a_conflict_in_a_group_does_not_abort_the_others, .init = s_setup, .
     model_write (s_model, s_create_service ("svc2"), &s_caller, 1, &a);
     model_write (s_model, s_create_service ("svc1"), &s_caller, 1, &b);     //  exists
     model_write (s_model, s_create_service ("svc3"), &s_caller, 1, &c);
-    cr_assert_eq (model_commit (s_model), 0);
+    cr_assert_eq (s_commit (), 0);
     cr_assert_eq (a.status.code, EP__STATUS__CODE__OK);
     cr_assert_eq (b.status.code, EP__STATUS__CODE__ALREADY_EXISTS);
     cr_assert_eq (c.status.code, EP__STATUS__CODE__OK);
@@ -451,8 +492,14 @@ Test (model, revision_survives_reopen_and_backup_restore_gets_new_generation,
     s_apply_clear (s_create_service ("svc2"));
     char *generation = strdup (model_generation (s_model));
     char *backup = zsys_sprintf ("%s/backup.db", s_dir);
-    char err [256];
-    cr_assert_eq (model_backup (s_model, backup, err, sizeof err), 0, "%s", err);
+    Ep__BackupRequest backup_request = EP__BACKUP_REQUEST__INIT;
+    backup_request.path = backup;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_BACKUP;
+    request.backup = &backup_request;
+    model_result_t result;
+    cr_assert_eq (s_read (&request, &result), EP__STATUS__CODE__OK, "%s", result.status.message);
+    model_result_clear (&result);
     s_apply_clear (s_create_service ("svc3"));
     s_close ();
     s_open (1000);
@@ -481,8 +528,9 @@ Test (model, a_store_of_the_previous_schema_is_migrated_and_keeps_its_data,
     char *path = zsys_sprintf ("%s/model.db", s_dir);
     char *cmd = zsys_sprintf ("rm -f '%s' '%s-wal' '%s-shm'", path, path, path);
     cr_assert_eq (system (cmd), 0);
-    s_store = ep_store_new (path, model_migrations, 1);
-    cr_assert_not_null (s_store, "%s", ep_store_last_error ());
+    s_db = ep_store_new (path, modelstore_sqlite_migrations, 1);
+    cr_assert_not_null (s_db, "%s", ep_store_last_error ());
+    s_store = modelstore_sqlite_new (s_db);
     s_model = model_new (s_store, 1000);
     cr_assert_not_null (s_model);
     s_apply_clear (s_create_service ("svc1"));
@@ -490,17 +538,17 @@ Test (model, a_store_of_the_previous_schema_is_migrated_and_keeps_its_data,
     s_close ();
 
     s_open (1000);
-    cr_assert_eq (ep_store_schema_version (s_store), (int) model_migrations_count);
+    cr_assert_eq (ep_store_schema_version (s_db), (int) modelstore_sqlite_migrations_count);
     cr_assert_eq (model_revision (s_model), 1);
     cr_assert_str_eq (model_generation (s_model), generation);
     //  The new table takes saved replies.
     zframe_t *reply = zframe_new ("reply", 5);
-    cr_assert_eq (ep_store_begin (s_store), 0);
-    cr_assert_eq (ep_replycache_save (s_store, "K", "id1", "request", 7, reply, 1000), 0,
+    cr_assert_eq (ep_store_begin (s_db), 0);
+    cr_assert_eq (ep_replycache_save (s_db, "K", "id1", "request", 7, reply, 1000), 0,
                   "%s", ep_store_last_error ());
-    cr_assert_eq (ep_store_commit (s_store), 0);
+    cr_assert_eq (ep_store_commit (s_db), 0);
     ep_replycache_t *cache = ep_replycache_new (10, 60000);
-    cr_assert_eq (ep_replycache_load (cache, s_store, 2000, 0), 1, "%s", ep_store_last_error ());
+    cr_assert_eq (ep_replycache_load (cache, s_db, 2000, 0), 1, "%s", ep_store_last_error ());
     zframe_t *found = NULL;
     cr_assert_eq (ep_replycache_lookup (cache, "K", "id1", "request", 7, 0, &found), EP_REPLYCACHE_HIT);
     cr_assert (zframe_eq (found, reply));
@@ -591,7 +639,7 @@ Test (model, a_revision_too_large_for_a_reply_is_refused, .init = s_setup, .fini
     model_result_t result;
     cr_assert_eq (s_apply (s_large_router ("huge", 17000), &result), EP__STATUS__CODE__INVALID_ARGUMENT);
     cr_assert (strstr (result.status.message, "split it"), "%s", result.status.message);
-    cr_assert_null (result.change);
+    cr_assert_null (s_change ());
     model_result_clear (&result);
     //  Nothing was written, no revision used.
     cr_assert_eq (model_revision (s_model), 0);

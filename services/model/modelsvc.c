@@ -1,0 +1,517 @@
+/*  modelsvc.c: the model service object (modelsvc.h). */
+#include "modelsvc.h"
+#include "ep_codec.h"
+#include "ep_publisher.h"
+#include "ep_reqloop.h"
+#include "ep_rpc_server.h"
+#include "model.h"
+#include "modelstore_sqlite.h"
+
+#define PUBLISH_CAP     (1024u * 1024u)     //  largest model.change part
+#define CHECKPOINT_MS   10000               //  store housekeeping period
+#define EXPIRY_MS       1000                //  snapshot expiry check period
+#define REPLIES_MAX     100000              //  replies remembered for retries
+#define REPLIES_TTL_MS  600000              //  for at most this long
+
+//  A request being served: the model's result, and what a completion
+//  that comes later needs to find its request.
+typedef struct {
+    model_result_t result;      //  what to answer
+    modelsvc_t *owner;          //  the service serving it
+    ep_req_t *req;              //  the loop's request
+    bool reading;               //  inside model_read: a completion now is inline
+    bool read_done;             //  model_read completed
+} s_request_t;
+
+struct _modelsvc_t {
+    ep_service_t *service;      //  shared process scaffolding (borrowed)
+    char *path;                 //  model.db
+    modelstore_t *store;        //  model.db
+    model_t *model;             //  the rules
+    zsock_t *router;            //  API socket
+    ep_rpc_server_t *rpc;       //  request ids, reply cache, roles
+    ep_reqloop_t *loop;         //  batches, replies, request metrics
+    ep_publisher_t *publisher;  //  model.change, entityChange.*
+    zpoller_t *poller;          //  auth, API
+    size_t batch_writes;        //  writes in the open batch
+    bool committing;            //  inside model_commit: a completion now is inline
+    bool committed;             //  model_commit completed
+    int commit_rc;              //  with this outcome
+    bool pruned;                //  the start's prune of saved replies completed
+    int pruned_rc;              //  with this outcome
+    int64_t next_checkpoint;    //  monotonic ms
+    int64_t next_expiry;        //  monotonic ms
+    ep_series_t *revision;      //  current revision
+    ep_series_t *db_bytes;      //  database size
+    ep_series_t *published;     //  edgeplane_published_total{stream="model"}
+    ep_series_t *entity_published;  //  edgeplane_published_total{stream="entityChange"}
+};
+
+//  ---------------------------------------------------------------------
+//  Publishing
+
+static void
+s_send_event (modelsvc_t *self, const char *topic, Ep__Event *event)
+{
+    if (ep_publisher_send (self->publisher, topic, event) != 0)
+        ep_log_error ("could not publish %s: larger than the cap", topic);
+}
+
+//  model.change of one revision, in parts under the cap if it is larger;
+//  followers apply the revision only when every part has arrived.
+static void
+s_publish_parts (modelsvc_t *self, Ep__Event *event)
+{
+    Ep__ModelChange *change = event->model_change;
+    if (ep__event__get_packed_size (event) <= PUBLISH_CAP) {
+        s_send_event (self, "model.change", event);
+        ep_series_add (self->published, 1);
+        return;
+    }
+    size_t n_ops = change->n_ops, first = 0;
+    Ep__ModelOp **ops = change->ops;
+    uint32_t parts = 0;
+    size_t bounds [n_ops + 1];
+    while (first < n_ops) {
+        size_t size = 0, last = first;
+        while (last < n_ops && (last == first
+               || size + ep__model_op__get_packed_size (ops [last]) + 16 < PUBLISH_CAP - 4096))
+            size += ep__model_op__get_packed_size (ops [last++]) + 16;
+        bounds [parts++] = first;
+        first = last;
+    }
+    bounds [parts] = n_ops;
+    for (uint32_t part = 0; part < parts; part++) {
+        change->ops = ops + bounds [part];
+        change->n_ops = bounds [part + 1] - bounds [part];
+        change->part = part + 1;
+        change->parts = parts;
+        s_send_event (self, "model.change", event);
+        ep_series_add (self->published, 1);
+    }
+    change->ops = ops;
+    change->n_ops = n_ops;
+    change->part = change->parts = 1;
+}
+
+//  One committed revision: model.change, then one entityChange.<type>.<op>
+//  per op, for observers.
+static void
+s_publish_change (modelsvc_t *self, Ep__Event *event)
+{
+    s_publish_parts (self, event);
+    static const char *types [] = { "entity", "router", "service", "identity", "controller" };
+    static const char *kinds [] = { "changed", "created", "updated", "deleted" };
+    Ep__ModelChange *change = event->model_change;
+    for (size_t i = 0; i < change->n_ops; i++) {
+        Ep__ModelOp *op = change->ops [i];
+        Ep__EntityChange body = EP__ENTITY_CHANGE__INIT;
+        body.entity_type = (char *) types [op->type <= 4? op->type: 0];
+        body.op = (char *) kinds [op->kind <= 3? op->kind: 0];
+        body.has_revision = true;
+        body.revision = change->revision;
+        body.entity = op->entity;
+        body.principal = change->principal;
+        Ep__Event entity_event = EP__EVENT__INIT;
+        entity_event.body_case = EP__EVENT__BODY_ENTITY_CHANGE;
+        entity_event.entity_change = &body;
+        char topic [64];
+        snprintf (topic, sizeof topic, "entityChange.%s.%s", body.entity_type, body.op);
+        s_send_event (self, topic, &entity_event);
+        ep_series_add (self->entity_published, 1);
+    }
+}
+
+//  The loop's output callback: the committed batch's changes go out after
+//  its replies, in revision order.
+static void
+s_publish (void *arg)
+{
+    modelsvc_t *self = (modelsvc_t *) arg;
+    ep_output_item_t *output;
+    while ((output = model_next_output (self->model))) {
+        s_publish_change (self, output->event);
+        ep_output_item_destroy (&output);
+    }
+    ep_series_set (self->revision, (double) model_revision (self->model));
+}
+
+//  ---------------------------------------------------------------------
+//  Requests (the ep_reqloop class)
+
+static const char *
+s_op_name (const ProtobufCMessage *message)
+{
+    const Ep__ModelRequest *request = (const Ep__ModelRequest *) message;
+    switch (request->op_case) {
+        case EP__MODEL_REQUEST__OP_WRITE:
+            if (!request->write || !request->write->has_op)
+                return "write";
+            switch (request->write->op) {
+                case EP__MODEL_WRITE__OP__CREATE: return "create";
+                case EP__MODEL_WRITE__OP__UPDATE: return "update";
+                case EP__MODEL_WRITE__OP__DELETE: return "delete";
+                default: return "write";
+            }
+        case EP__MODEL_REQUEST__OP_TXN:      return "txn";
+        case EP__MODEL_REQUEST__OP_GET:      return "get";
+        case EP__MODEL_REQUEST__OP_LIST:     return "list";
+        case EP__MODEL_REQUEST__OP_SNAPSHOT: return "snapshot";
+        case EP__MODEL_REQUEST__OP_CHANGES:  return "changes";
+        case EP__MODEL_REQUEST__OP_BACKUP:   return "backup";
+        case EP__MODEL_REQUEST__OP_STATUS:   return "status";
+        default:                             return "unknown";
+    }
+}
+
+static const char *const *
+s_roles (void *arg, const ProtobufCMessage *message)
+{
+    (void) arg;
+    static const char *writers [] = { EP_ROLE_OPERATOR, EP_ROLE_SERVICE, NULL };
+    static const char *readers [] = { EP_ROLE_OPERATOR, EP_ROLE_SERVICE, EP_ROLE_SUBSCRIBER, NULL };
+    const Ep__ModelRequest *request = (const Ep__ModelRequest *) message;
+    bool write = model_is_write (request) || request->op_case == EP__MODEL_REQUEST__OP_BACKUP;
+    return write? writers: readers;
+}
+
+static void
+s_request_free (void *item)
+{
+    s_request_t *request = (s_request_t *) item;
+    model_result_clear (&request->result);
+    free (request);
+}
+
+static s_request_t *
+s_request (ep_req_t *req)
+{
+    return (s_request_t *) ep_req_result (req);
+}
+
+static ep_req_kind_t
+s_admit (void *arg, ep_req_t *req)
+{
+    s_request_t *request = (s_request_t *) zmalloc (sizeof (s_request_t));
+    request->owner = (modelsvc_t *) arg;
+    request->req = req;
+    model_result_init (&request->result, ep_req_request_id (req));
+    ep_req_set_result (req, request, s_request_free);
+    return model_is_write ((const Ep__ModelRequest *) ep_req_message (req))? EP_REQ_WRITE: EP_REQ_READ;
+}
+
+static const ProtobufCMessage *
+s_reply (void *arg, ep_req_t *req, Ep__Status__Code *code)
+{
+    (void) arg;
+    model_result_t *result = &s_request (req)->result;
+    *code = result->status.code;
+    return &result->reply.base;
+}
+
+static void
+s_error (void *arg, ep_req_t *req, Ep__Status__Code code, const char *message)
+{
+    (void) arg;
+    model_result_t *result = &s_request (req)->result;
+    model_result_clear (result);
+    model_result_init (result, ep_req_request_id (req));
+    model_result_fail (result, code, "%s", message);
+}
+
+static int
+s_begin (void *arg)
+{
+    modelsvc_t *self = (modelsvc_t *) arg;
+    self->batch_writes = 0;
+    if (model_begin (self->model) != 0) {
+        ep_log_error ("cannot start a transaction: %s", modelstore_error (self->store));
+        return -1;
+    }
+    return 0;
+}
+
+//  Applies one write and saves its reply in the open batch, so that it
+//  commits with the write, for a retry that comes after a restart. Packed
+//  once: the bytes saved are the bytes sent. A reply over the cap is not
+//  saved (it is answered FAILED_PRECONDITION and not remembered).
+static void
+s_write (void *arg, ep_req_t *req)
+{
+    modelsvc_t *self = (modelsvc_t *) arg;
+    model_result_t *result = &s_request (req)->result;
+    model_write (self->model, (const Ep__ModelRequest *) ep_req_message (req), ep_req_caller (req),
+                 ep_wall_ms (), result);
+    self->batch_writes++;
+    char err [256];
+    zframe_t *packed = ep_codec_pack (&result->reply.base, EP_CODEC_DEFAULT_CAP, err, sizeof err);
+    if (!packed)
+        return;
+    //  Outside a batch (SQLite rolled it back) the row would commit on its
+    //  own, a reply to a write that never commits.
+    zframe_t *payload = ep_rpc_call_payload (ep_req_call (req));
+    if (modelstore_in_batch (self->store)
+    &&  modelstore_save_reply (self->store, ep_req_caller (req)->key, ep_req_request_id (req),
+                               zframe_data (payload), zframe_size (payload), packed,
+                               ep_wall_ms ()) != 0)
+        ep_log_warn ("the reply to request %s will not survive a restart: %s",
+                     ep_req_request_id (req), modelstore_error (self->store));
+    ep_req_set_packed (req, &packed);
+}
+
+static void
+s_committed (void *arg, int rc)
+{
+    modelsvc_t *self = (modelsvc_t *) arg;
+    if (self->committing) {
+        self->committed = true;
+        self->commit_rc = rc;
+    }
+    else
+        ep_reqloop_committed (self->loop, rc);
+}
+
+static int
+s_commit (void *arg)
+{
+    modelsvc_t *self = (modelsvc_t *) arg;
+    //  Saved replies past the cache's limits go in the same commit; the
+    //  work is bounded by this batch's (twice its writes, so the table
+    //  keeps up with its inserts).
+    if (modelstore_in_batch (self->store)
+    &&  modelstore_prune_replies (self->store, ep_rpc_server_cache (self->rpc), ep_wall_ms (),
+                                  2 * self->batch_writes + 64) < 0)
+        ep_log_warn ("cannot prune the saved replies: %s", modelstore_error (self->store));
+    self->committing = true;
+    self->committed = false;
+    model_commit (self->model, s_committed, self);
+    self->committing = false;
+    return self->committed? self->commit_rc: EP_REQLOOP_LATER;
+}
+
+static void
+s_read_done (void *arg, int rc)
+{
+    (void) rc;
+    s_request_t *request = (s_request_t *) arg;
+    request->read_done = true;
+    if (!request->reading)
+        ep_reqloop_read_done (request->owner->loop, request->req);
+}
+
+static int
+s_read (void *arg, ep_req_t *req)
+{
+    modelsvc_t *self = (modelsvc_t *) arg;
+    s_request_t *request = s_request (req);
+    request->reading = true;
+    model_read (self->model, (const Ep__ModelRequest *) ep_req_message (req), ep_wall_ms (),
+                &request->result, s_read_done, request);
+    request->reading = false;
+    return request->read_done? 0: EP_REQLOOP_LATER;
+}
+
+static const ep_reqloop_class_t s_class = {
+    .descriptor = &ep__model_request__descriptor,
+    .smaller = "page_size or max_changes",
+    .remember_writes = true,
+    .op_name = s_op_name,
+    .roles = s_roles,
+    .admit = s_admit,
+    .reply = s_reply,
+    .error = s_error,
+    .begin = s_begin,
+    .write = s_write,
+    .commit = s_commit,
+    .read = s_read,
+    .commit_failed = ep_reqloop_carry_on,
+    .output = s_publish,
+};
+
+//  ---------------------------------------------------------------------
+//  The loop
+
+int
+modelsvc_turn (modelsvc_t *self)
+{
+    int64_t now = ep_mono_ms ();
+    int64_t timeout = ep_publisher_tick (self->publisher);
+    int64_t due [] = { self->next_expiry - now, ep_reqloop_next_due (self->loop) };
+    for (size_t i = 0; i < EP_COUNT (due); i++)
+        if (due [i] < timeout)
+            timeout = due [i];
+    ep_service_wait (self->service, self->poller, timeout > 0? timeout: 0);
+    if (ep_reqloop_serve (self->loop) != 0)
+        return -1;
+    now = ep_mono_ms ();
+    if (now >= self->next_expiry) {
+        model_expire_snapshots (self->model, ep_wall_ms ());
+        self->next_expiry = now + EXPIRY_MS;
+    }
+    if (now >= self->next_checkpoint) {
+        modelstore_tick (self->store);
+        ep_series_set (self->db_bytes, (double) modelstore_size (self->store));
+        self->next_checkpoint = now + CHECKPOINT_MS;
+    }
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  Life cycle
+
+static void
+s_metrics (modelsvc_t *self, ep_metrics_t *metrics)
+{
+    self->revision = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_model_revision",
+        "The last committed revision.", 0, NULL), NULL);
+    self->db_bytes = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_model_db_bytes",
+        "Size of the model database.", 0, NULL), NULL);
+    const char *model_stream [] = { "model" }, *entity_stream [] = { "entityChange" };
+    self->published = ep_counter_series (ep_metrics_published (metrics), model_stream);
+    self->entity_published = ep_counter_series (ep_metrics_published (metrics), entity_stream);
+}
+
+//  Opens model.db and the model over it.
+static int
+s_open_store (modelsvc_t *self, const modelsvc_config_t *config, const char *data_dir)
+{
+    self->path = config->db_path? strdup (config->db_path): zsys_sprintf ("%s/model.db", data_dir);
+    if (zsys_dir_create ("%s", data_dir) != 0)
+        ep_log_warn ("cannot create %s", data_dir);
+    self->store = modelstore_sqlite_open (self->path);
+    if (!self->store || !(self->model = model_new (self->store, config->retain)))
+        return -1;
+    ep_log_info ("model %s at revision %llu, generation %s", self->path,
+                 (unsigned long long) model_revision (self->model), model_generation (self->model));
+    ep_series_set (self->revision, (double) model_revision (self->model));
+    return 0;
+}
+
+static int
+s_open_bus (modelsvc_t *self, const ep_common_opts_t *common)
+{
+    char *bus_key = ep_keys_public_txt (common->keys_dir, "bus");
+    self->publisher = bus_key? ep_publisher_new (common->bus_pub, ep_service_cert (self->service),
+                                                 bus_key, ep_service_source_id (self->service),
+                                                 PUBLISH_CAP + 4096): NULL;
+    free (bus_key);
+    if (!self->publisher) {
+        ep_log_error ("cannot publish to %s (EDGEPLANE_BUS_PUB)", common->bus_pub);
+        return -1;
+    }
+    ep_publisher_declare (self->publisher, "model");
+    ep_publisher_declare (self->publisher, "entityChange");
+    return 0;
+}
+
+static void
+s_pruned (void *arg, int rc, const char *error)
+{
+    (void) error;
+    modelsvc_t *self = (modelsvc_t *) arg;
+    self->pruned = true;
+    self->pruned_rc = rc;
+}
+
+//  Drops the saved replies that have expired, then loads the rest into the
+//  reply cache, before the first request is read.
+static int
+s_load_replies (modelsvc_t *self)
+{
+    ep_replycache_t *cache = ep_rpc_server_cache (self->rpc);
+    int pruned = -1;
+    if (modelstore_begin (self->store) == 0) {
+        pruned = modelstore_prune_replies (self->store, cache, ep_wall_ms (), 0);
+        if (pruned >= 0)
+            modelstore_commit (self->store, s_pruned, self);
+        else
+            modelstore_abandon (self->store);
+        //  Not waited for if it completes later: each commit prunes too.
+        if (!self->pruned || self->pruned_rc != 0)
+            pruned = -1;
+    }
+    if (pruned < 0)
+        //  Not fatal: loading skips them, and each commit prunes again.
+        ep_log_warn ("cannot prune the saved replies: %s", modelstore_error (self->store));
+    int loaded = modelstore_load_replies (self->store, cache, ep_wall_ms (), ep_mono_ms ());
+    if (loaded < 0) {
+        ep_log_error ("cannot load the saved replies: %s", modelstore_error (self->store));
+        return -1;
+    }
+    ep_log_info ("%d saved replies loaded for retries (%d past the limits dropped)", loaded,
+                 pruned > 0? pruned: 0);
+    return 0;
+}
+
+//  The API socket, the saved replies, and the request loop over them.
+static int
+s_open_api (modelsvc_t *self, const modelsvc_config_t *config)
+{
+    self->router = zsock_new (ZMQ_ROUTER);
+    zsock_set_router_mandatory (self->router, 0);
+    zsock_set_heartbeat_ivl (self->router, 1000);
+    zsock_set_heartbeat_timeout (self->router, 3000);
+    self->rpc = ep_rpc_server_new (self->router, EP_CODEC_DEFAULT_CAP, REPLIES_MAX, REPLIES_TTL_MS);
+    if (s_load_replies (self) != 0)
+        return -1;
+    ep_metrics_t *metrics = ep_service_metrics (self->service);
+    static const double commit_bounds [] = { 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1 };
+    static const double batch_bounds [] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 1024 };
+    ep_reqloop_config_t loop = {
+        //  max-batch counts every request served in a turn, reads too.
+        .max_batch = (size_t) config->max_batch,
+        .max_receive = (size_t) config->max_batch,
+        .commit_delay_ms = config->commit_delay_ms,
+        .commit_seconds = ep_metrics_histogram (metrics, "edgeplane_model_commit_seconds",
+            "Time to commit one transaction (its fsync included).", 0, NULL,
+            EP_COUNT (commit_bounds), commit_bounds),
+        .batch_writes = ep_metrics_histogram (metrics, "edgeplane_model_writes_per_commit",
+            "Write requests sharing one transaction and fsync.", 0, NULL,
+            EP_COUNT (batch_bounds), batch_bounds),
+    };
+    self->loop = ep_reqloop_new (&s_class, self, self->rpc, self->router, metrics, &loop);
+    if (ep_service_bind (self->service, self->router, "api", config->listen) != 0)
+        return -1;
+    self->poller = zpoller_new (ep_service_auth_actor (self->service), self->router, NULL);
+    return 0;
+}
+
+modelsvc_t *
+modelsvc_new (ep_service_t *service, const modelsvc_config_t *config)
+{
+    modelsvc_t *self = (modelsvc_t *) zmalloc (sizeof (modelsvc_t));
+    self->service = service;
+    s_metrics (self, ep_service_metrics (service));
+    const ep_common_opts_t *common = ep_service_opts (service);
+    if (s_open_store (self, config, common->data_dir) != 0
+    ||  s_open_bus (self, common) != 0
+    ||  s_open_api (self, config) != 0
+    ||  ep_service_ready (service) != 0)
+        modelsvc_destroy (&self);
+    else {
+        int64_t now = ep_mono_ms ();
+        self->next_checkpoint = now + CHECKPOINT_MS;
+        self->next_expiry = now + EXPIRY_MS;
+    }
+    return self;
+}
+
+void
+modelsvc_destroy (modelsvc_t **self_p)
+{
+    modelsvc_t *self = *self_p;
+    if (self) {
+        if (self->loop)
+            ep_reqloop_shutdown (self->loop, "the model service is shutting down; retry");
+        zpoller_destroy (&self->poller);
+        ep_reqloop_destroy (&self->loop);
+        ep_rpc_server_destroy (&self->rpc);
+        zsock_destroy (&self->router);
+        ep_publisher_destroy (&self->publisher);
+        model_destroy (&self->model);
+        modelstore_destroy (&self->store);
+        free (self->path);
+        free (self);
+        *self_p = NULL;
+    }
+}

@@ -1,0 +1,44 @@
+/*  modelsvc.h: the model service object, everything main.c builds.
+
+    One loop: serve requests through ep_reqloop, a batch at a time. The
+    writes that arrive together share one transaction (a savepoint each)
+    and one commit (one fsync); only then are they answered and their
+    changes published (model.change in revision order, in parts if large,
+    and one entityChange.<type>.<op> per op), and then the reads are served
+    from committed state. A reply is never sent before its write is
+    durable. The replies to writes are saved in the same transaction (the
+    reply cache made durable), so a write retried after a crash is
+    answered, not applied again. A failed commit answers its writes
+    UNAVAILABLE and serving goes on. docs/model.md is the contract.
+*/
+#ifndef MODELSVC_H_INCLUDED
+#define MODELSVC_H_INCLUDED
+
+#include "ep_service.h"
+
+typedef struct _modelsvc_t modelsvc_t;
+
+typedef struct {
+    const char *listen;         //  where the API binds
+    const char *db_path;        //  model.db, or NULL for <data dir>/model.db
+    uint64_t retain;            //  revisions kept in the change log
+    int64_t max_batch;          //  requests served per transaction at most
+    int64_t commit_delay_ms;    //  latency a write may wait for others to share its fsync
+} modelsvc_config_t;
+
+//  The service over the process scaffolding (borrowed): opens the store,
+//  loads the saved replies, reaches the bus, binds the API, says ready.
+//  Returns NULL after logging why.
+modelsvc_t *
+    modelsvc_new (ep_service_t *service, const modelsvc_config_t *config);
+
+//  Answers the requests still waiting UNAVAILABLE, then closes everything.
+void
+    modelsvc_destroy (modelsvc_t **self_p);
+
+//  One turn of the loop: waits for input or the next due time, then
+//  handles what came. Returns 0, or -1 to stop.
+int
+    modelsvc_turn (modelsvc_t *self);
+
+#endif
