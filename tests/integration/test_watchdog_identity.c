@@ -7,7 +7,7 @@
     process, so peers still join after the first one ended. */
 #include <criterion/criterion.h>
 #include "ep_ctrl_peers.h"
-#include "ep_chan_client.h"
+#include "chan_client.h"
 #include "ep_keys.h"
 #include "ep_pki.h"
 #include "ep_rpc_client.h"
@@ -99,13 +99,13 @@ static X509 *
 s_presented (ep_proc_t *watchdog)
 {
     char err [512];
-    ep_chan_client_t *client = ep_chan_client_new (ep_proc_endpoint (watchdog, "channel"), s_probe,
+    chan_client_t *client = chan_client_new (ep_proc_endpoint (watchdog, "channel"), s_probe,
                                                    5000, err, sizeof err);
     cr_assert_not_null (client, "%s", err);
-    X509 *cert = ep_chan_client_peer_cert (client);
+    X509 *cert = chan_client_peer_cert (client);
     cr_assert_not_null (cert);
     X509_up_ref (cert);
-    ep_chan_client_destroy (&client);
+    chan_client_destroy (&client);
     return cert;
 }
 
@@ -297,14 +297,14 @@ Test (watchdog_identity, without_the_ca_key_or_a_bundle_it_serves_as_ctrl_watchd
     //  Routers still join it.
     char err [512];
     SSL_CTX *ctx = ep_ctrl_router_ctx (s_stack, "r1");
-    ep_chan_client_t *client = ep_chan_client_new (ep_proc_endpoint (s_b, "channel"), ctx, 5000, err, sizeof err);
+    chan_client_t *client = chan_client_new (ep_proc_endpoint (s_b, "channel"), ctx, 5000, err, sizeof err);
     cr_assert_not_null (client, "%s", err);
-    Ep__HelloResult *result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
-    cr_assert_not_null (result, "%s", ep_chan_client_close_reason (client));
+    Ep__HelloResult *result = chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
+    cr_assert_not_null (result, "%s", chan_client_close_reason (client));
     cr_assert_eq (result->status->code, EP__STATUS__CODE__OK, "%s", result->reason);
     cr_assert_str_eq (result->instance_id, "watchdog-b2");
     ep__hello_result__free_unpacked (result, NULL);
-    ep_chan_client_destroy (&client);
+    chan_client_destroy (&client);
     SSL_CTX_free (ctx);
     free (cmd);
     free (copy);

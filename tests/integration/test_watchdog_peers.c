@@ -6,7 +6,7 @@
     killed peer is reported gone, and a restarted one is dialed again. */
 #include <criterion/criterion.h>
 #include "ep_ctrl_peers.h"
-#include "ep_chan_client.h"
+#include "chan_client.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
 #include "ep_pki.h"
@@ -79,14 +79,14 @@ Test (watchdog_peers, two_instances_join_each_other_see_a_kill_and_redial_a_rest
     //  A router's HelloResult names the instance that holds it.
     char err [512];
     SSL_CTX *ctx = ep_ctrl_router_ctx (s_stack, "r1");
-    ep_chan_client_t *client = ep_chan_client_new (ep_proc_endpoint (s_a, "channel"), ctx, 5000, err, sizeof err);
+    chan_client_t *client = chan_client_new (ep_proc_endpoint (s_a, "channel"), ctx, 5000, err, sizeof err);
     cr_assert_not_null (client, "%s", err);
-    Ep__HelloResult *result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
+    Ep__HelloResult *result = chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
     cr_assert_not_null (result);
     cr_assert_str_eq (result->reason, "unknown-router");
     cr_assert_str_eq (result->instance_id, "watchdog-a1");
     ep__hello_result__free_unpacked (result, NULL);
-    ep_chan_client_destroy (&client);
+    chan_client_destroy (&client);
     SSL_CTX_free (ctx);
 
     //  b killed: a reports the connection b made as closed.

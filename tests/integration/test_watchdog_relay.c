@@ -8,7 +8,7 @@
 #include <criterion/criterion.h>
 #include "ep_stack.h"
 #include "ep_auth.h"
-#include "ep_chan_client.h"
+#include "chan_client.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
 #include "ep_pki.h"
@@ -216,15 +216,15 @@ s_router_ctx (const char *id)
     return ctx;
 }
 
-static ep_chan_client_t *
+static chan_client_t *
 s_join (ep_proc_t *watchdog, SSL_CTX *ctx, const char *id)
 {
     char err [512];
-    ep_chan_client_t *client = ep_chan_client_new (ep_proc_endpoint (watchdog, "channel"), ctx, 5000,
+    chan_client_t *client = chan_client_new (ep_proc_endpoint (watchdog, "channel"), ctx, 5000,
                                                    err, sizeof err);
     cr_assert_not_null (client, "%s", err);
-    Ep__HelloResult *result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, id, 5000);
-    cr_assert_not_null (result, "no HelloResult: %s", ep_chan_client_close_reason (client));
+    Ep__HelloResult *result = chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, id, 5000);
+    cr_assert_not_null (result, "no HelloResult: %s", chan_client_close_reason (client));
     cr_assert_eq (result->status->code, EP__STATUS__CODE__OK, "%s", result->status->message);
     ep__hello_result__free_unpacked (result, NULL);
     return client;
@@ -232,11 +232,11 @@ s_join (ep_proc_t *watchdog, SSL_CTX *ctx, const char *id)
 
 //  The next frame of type body within timeout_ms (others are skipped), or NULL.
 static Ep__Frame *
-s_expect_frame (ep_chan_client_t *client, Ep__Frame__BodyCase body, int timeout_ms)
+s_expect_frame (chan_client_t *client, Ep__Frame__BodyCase body, int timeout_ms)
 {
     int64_t deadline = ep_mono_ms () + timeout_ms;
-    while (ep_mono_ms () < deadline && !ep_chan_client_closed (client)) {
-        Ep__Frame *frame = ep_chan_client_recv (client, (int) (deadline - ep_mono_ms ()));
+    while (ep_mono_ms () < deadline && !chan_client_closed (client)) {
+        Ep__Frame *frame = chan_client_recv (client, (int) (deadline - ep_mono_ms ()));
         if (frame && frame->body_case == body)
             return frame;
         if (frame)
@@ -246,9 +246,9 @@ s_expect_frame (ep_chan_client_t *client, Ep__Frame__BodyCase body, int timeout_
 }
 
 static void
-s_send (ep_chan_client_t *client, Ep__Frame *frame)
+s_send (chan_client_t *client, Ep__Frame *frame)
 {
-    cr_assert_eq (ep_chan_client_send (client, frame, 2000), 0, "%s", ep_chan_client_close_reason (client));
+    cr_assert_eq (chan_client_send (client, frame, 2000), 0, "%s", chan_client_close_reason (client));
 }
 
 Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back,
@@ -256,7 +256,7 @@ Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back
 {
     ep_proc_t *watchdog = s_watchdog ();
     SSL_CTX *ctx = s_router_ctx ("r1");
-    ep_chan_client_t *router = s_join (watchdog, ctx, "r1");
+    chan_client_t *router = s_join (watchdog, ctx, "r1");
 
     //  A terminator create in which r1 claims to speak for r2.
     Ep__Terminator terminator = EP__TERMINATOR__INIT;
@@ -305,7 +305,7 @@ Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back
     cr_assert_eq (ep_rpc_server_reply (s_terminators.rpc, &call, &packed, false), 0);
 
     Ep__Frame *back = s_expect_frame (router, EP__FRAME__BODY_TERMINATOR_REPLY, 5000);
-    cr_assert_not_null (back, "no terminator reply for the router: %s", ep_chan_client_close_reason (router));
+    cr_assert_not_null (back, "no terminator reply for the router: %s", chan_client_close_reason (router));
     cr_assert (back->has_id && back->id == 41, "the reply carries the request's frame id");
     cr_assert_str_eq (back->terminator_reply->request_id, "req-1", "the router sees its own request id");
     cr_assert_eq (back->terminator_reply->status->code, EP__STATUS__CODE__OK);
@@ -349,13 +349,13 @@ Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back
     cr_assert_str_eq (back->session_reply->status->message, "already open");
     ep__frame__free_unpacked (back, NULL);
 
-    ep_chan_client_destroy (&router);
+    chan_client_destroy (&router);
     SSL_CTX_free (ctx);
 }
 
 //  Sends a SessionRequest get with request_id (may be NULL) in frame id.
 static void
-s_session_get (ep_chan_client_t *router, const char *request_id, uint64_t frame_id)
+s_session_get (chan_client_t *router, const char *request_id, uint64_t frame_id)
 {
     Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
     request.request_id = (char *) request_id;
@@ -374,7 +374,7 @@ Test (relay, every_router_request_gets_an_answer,
 {
     ep_proc_t *watchdog = s_watchdog ();
     SSL_CTX *ctx = s_router_ctx ("r1");
-    ep_chan_client_t *router = s_join (watchdog, ctx, "r1");
+    chan_client_t *router = s_join (watchdog, ctx, "r1");
 
     //  No request id: the watchdog answers, the service never sees it.
     s_session_get (router, NULL, 5);
@@ -411,7 +411,7 @@ Test (relay, every_router_request_gets_an_answer,
     cr_assert_eq (back->session_reply->status->code, EP__STATUS__CODE__NOT_FOUND);
     ep__frame__free_unpacked (back, NULL);
 
-    ep_chan_client_destroy (&router);
+    chan_client_destroy (&router);
     SSL_CTX_free (ctx);
 }
 
@@ -419,7 +419,7 @@ Test (relay, every_router_request_gets_an_answer,
 //  watchdog's subscription may still be on its way to the bus); returns
 //  the Command frame. With before, that one is published first each time.
 static Ep__Frame *
-s_command (ep_chan_client_t *router, const char *router_id, Ep__Command *command,
+s_command (chan_client_t *router, const char *router_id, Ep__Command *command,
            Ep__Command *before)
 {
     zcert_t *cert = ep_keys_load (s_keys, "reaper");
@@ -451,7 +451,7 @@ s_command (ep_chan_client_t *router, const char *router_id, Ep__Command *command
 }
 
 static void
-s_ack (ep_chan_client_t *router, const char *command_id)
+s_ack (chan_client_t *router, const char *command_id)
 {
     Ep__Status ok = EP__STATUS__INIT;
     ok.has_code = true;
@@ -475,7 +475,7 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
 {
     ep_proc_t *watchdog = s_watchdog ();
     SSL_CTX *ctx = s_router_ctx ("r1");
-    ep_chan_client_t *router = s_join (watchdog, ctx, "r1");
+    chan_client_t *router = s_join (watchdog, ctx, "r1");
 
     //  From the reaper: close two sessions.
     char *ids [] = { "s-1", "s-2" };
@@ -531,7 +531,7 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
     stray.kind_case = EP__COMMAND__KIND_VALIDATE_TERMINATORS;
     stray.validate_terminators = &validate;
     SSL_CTX *ctx2 = s_router_ctx ("r2");
-    ep_chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
+    chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
     frame = s_command (router, "r1", &check, &stray);
     cr_assert_not_null (frame, "the validate command did not reach the router");
     cr_assert_str_eq (frame->command->command_id, "cmd-validate-1", "a misaddressed command was delivered");
@@ -546,7 +546,7 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
     frame = s_command (r2, "r2", &own, NULL);
     cr_assert_not_null (frame, "r2's command did not reach it");
     cr_assert_str_eq (frame->command->command_id, "cmd-r2", "r2 got a command published for r1");
-    ep_chan_client_destroy (&r2);
+    chan_client_destroy (&r2);
     SSL_CTX_free (ctx2);
     ep__frame__free_unpacked (frame, NULL);
     s_ack (router, "cmd-validate-1");
@@ -563,7 +563,7 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
     ep__terminator_request__free_unpacked (tr, NULL);
     ep_rpc_server_fail (s_terminators.rpc, &call, EP__STATUS__CODE__OK, "acked");
 
-    ep_chan_client_destroy (&router);
+    chan_client_destroy (&router);
     SSL_CTX_free (ctx);
 }
 
@@ -581,7 +581,7 @@ Test (relay, a_router_gets_its_full_slice_on_join_then_deltas,
 {
     ep_proc_t *watchdog = s_watchdog ();
     SSL_CTX *ctx = s_router_ctx ("r1");
-    ep_chan_client_t *router = s_join (watchdog, ctx, "r1");
+    chan_client_t *router = s_join (watchdog, ctx, "r1");
     Ep__Frame *frame = s_expect_frame (router, EP__FRAME__BODY_SLICE, 5000);
     cr_assert_not_null (frame, "no model slice on join");
     Ep__ModelSlice *slice = frame->slice;
@@ -618,7 +618,7 @@ Test (relay, a_router_gets_its_full_slice_on_join_then_deltas,
     cr_assert_eq (frame->slice->n_removed, 0);
     ep__frame__free_unpacked (frame, NULL);
 
-    ep_chan_client_destroy (&router);
+    chan_client_destroy (&router);
     SSL_CTX_free (ctx);
 }
 
@@ -627,7 +627,7 @@ Test (relay, edge_connects_reported_by_a_router_become_bus_events,
 {
     ep_proc_t *watchdog = s_watchdog ();
     SSL_CTX *ctx = s_router_ctx ("r1");
-    ep_chan_client_t *router = s_join (watchdog, ctx, "r1");
+    chan_client_t *router = s_join (watchdog, ctx, "r1");
     cr_assert_not_null (s_await ("connect.router-to-ctrl", "r1", 5000), "the join was not announced");
 
     Ep__EdgeConnect up = EP__EDGE_CONNECT__INIT;
@@ -667,7 +667,7 @@ Test (relay, edge_connects_reported_by_a_router_become_bus_events,
     cr_assert_eq (bob->duration, 1234);
     cr_assert_str_eq (bob->reason, "client-closed");
 
-    ep_chan_client_destroy (&router);
+    chan_client_destroy (&router);
     SSL_CTX_free (ctx);
 }
 
@@ -690,12 +690,12 @@ Test (relay, sigterm_stops_accepting_sends_goodbye_and_exits_0,
     char *channel = strdup (ep_proc_endpoint (watchdog, "channel"));
     SSL_CTX *ctx1 = s_router_ctx ("r1");
     SSL_CTX *ctx2 = s_router_ctx ("r2");
-    ep_chan_client_t *r1 = s_join (watchdog, ctx1, "r1");
-    ep_chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
+    chan_client_t *r1 = s_join (watchdog, ctx1, "r1");
+    chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
     cr_assert (s_can_connect (channel));
 
     cr_assert_eq (ep_proc_signal (watchdog, SIGTERM), 0);
-    ep_chan_client_t *routers [] = { r1, r2 };
+    chan_client_t *routers [] = { r1, r2 };
     for (size_t i = 0; i < EP_COUNT (routers); i++) {
         Ep__Frame *frame = s_expect_frame (routers [i], EP__FRAME__BODY_GOODBYE, 5000);
         cr_assert_not_null (frame, "router %zu was not told goodbye", i + 1);
@@ -707,8 +707,8 @@ Test (relay, sigterm_stops_accepting_sends_goodbye_and_exits_0,
     //  The listener closed before the goodbyes went out.
     cr_assert_not (s_can_connect (channel), "still accepting after SIGTERM");
     //  The routers leave; the process exits 0.
-    ep_chan_client_destroy (&r1);
-    ep_chan_client_destroy (&r2);
+    chan_client_destroy (&r1);
+    chan_client_destroy (&r2);
     int status = ep_proc_wait_exit (watchdog, 10000);
     cr_assert_neq (status, -1, "the watchdog did not exit after SIGTERM");
     cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0, "exit status %d", status);
@@ -786,8 +786,8 @@ Test (connections, the_cli_lists_every_instances_connections,
     ep_proc_t *b = s_watchdog ();
     SSL_CTX *ctx1 = s_router_ctx ("r1");
     SSL_CTX *ctx2 = s_router_ctx ("r2");
-    ep_chan_client_t *r1 = s_join (a, ctx1, "r1");
-    ep_chan_client_t *r2 = s_join (b, ctx2, "r2");
+    chan_client_t *r1 = s_join (a, ctx1, "r1");
+    chan_client_t *r2 = s_join (b, ctx2, "r2");
     s_event_t *joined1 = s_await ("connect.router-to-ctrl", "r1", 5000);
     s_event_t *joined2 = s_await ("connect.router-to-ctrl", "r2", 5000);
     cr_assert (joined1 && joined2);
@@ -875,8 +875,8 @@ Test (connections, the_cli_lists_every_instances_connections,
     close (fd);
     free (instance_a);
     free (instance_b);
-    ep_chan_client_destroy (&r1);
-    ep_chan_client_destroy (&r2);
+    chan_client_destroy (&r1);
+    chan_client_destroy (&r2);
     SSL_CTX_free (ctx1);
     SSL_CTX_free (ctx2);
 }

@@ -2,12 +2,12 @@
 
     One process runs one router (--id) or N of them (--count N --prefix P,
     with bundles from `edgeplane pki issue router --count N --prefix P`),
-    each an ep_agent on its own TLS connection, all in one poll loop.
+    each an agent (agent.c) on its own TLS connection, all in one poll loop.
     --stray K holds K connections that never join, to show the watchdog's
     stray detection. With --ready-file, the file appears once every router
     has joined.
 */
-#include "ep_agent.h"
+#include "agent.h"
 #include "ep_config.h"
 #include "ep_log.h"
 #include "ep_pki.h"
@@ -110,7 +110,7 @@ main (int argc, char **argv)
         setrlimit (RLIMIT_NOFILE, &limit);
     }
 
-    ep_agent_t **agents = (ep_agent_t **) calloc (routers, sizeof (ep_agent_t *));
+    agent_t **agents = (agent_t **) calloc (routers, sizeof (agent_t *));
     SSL_CTX **contexts = (SSL_CTX **) calloc (routers, sizeof (SSL_CTX *));
     char *ca = zsys_sprintf ("%s/ca.crt", bundle);
     int rc = 0;
@@ -129,13 +129,13 @@ main (int argc, char **argv)
             rc = 1;
         }
         else {
-            ep_agent_config_t agent = {
+            agent_config_t agent = {
                 .id = router_id, .ctx = contexts [i], .controller = controller,
                 .state_dir = state_dir? state_dir: bundle, .sessions = (int) sessions,
                 .churn_per_s = churn, .ack_share = ack_share, .heartbeat_ms = heartbeat,
                 .backoff_base_ms = 200, .backoff_max_ms = 30000, .request_timeout_ms = 5000
             };
-            agents [i] = ep_agent_new (&agent);
+            agents [i] = agent_new (&agent);
         }
         free (cert);
         free (key);
@@ -156,13 +156,13 @@ main (int argc, char **argv)
         int64_t timeout = 1000;
         size_t joined = 0;
         for (size_t i = 0; i < routers; i++) {
-            fds [i].fd = ep_agent_fd (agents [i]);
+            fds [i].fd = agent_fd (agents [i]);
             fds [i].events = POLLIN;
             fds [i].revents = 0;
-            int64_t due = ep_agent_deadline (agents [i]) - now;
+            int64_t due = agent_deadline (agents [i]) - now;
             if (due < timeout)
                 timeout = due < 0? 0: due;
-            joined += ep_agent_stats (agents [i])->joined;
+            joined += agent_stats (agents [i])->joined;
         }
         if (!ready && joined == routers && ready_file) {
             json_t *endpoints = json_pack ("{s:s}", "controller", controller);
@@ -174,15 +174,15 @@ main (int argc, char **argv)
             break;
         for (size_t i = 0; i < routers; i++) {
             if (fds [i].revents)
-                ep_agent_handle (agents [i]);
-            ep_agent_tick (agents [i]);
+                agent_handle (agents [i]);
+            agent_tick (agents [i]);
         }
         if (every && ep_mono_ms () >= next_progress) {
             size_t terminators = 0, open = 0;
             uint64_t acked = 0, ignored = 0;
             joined = 0;
             for (size_t i = 0; i < routers; i++) {
-                const ep_agent_stats_t *stats = ep_agent_stats (agents [i]);
+                const agent_stats_t *stats = agent_stats (agents [i]);
                 joined += stats->joined;
                 terminators += stats->terminators;
                 open += stats->sessions;
@@ -198,10 +198,10 @@ main (int argc, char **argv)
     }
     for (size_t i = 0; i < routers; i++) {
         if (agents [i]) {
-            const ep_agent_stats_t *stats = ep_agent_stats (agents [i]);
+            const agent_stats_t *stats = agent_stats (agents [i]);
             if (!stats->joined && *stats->last_error)
-                ep_log_warn ("router %s not joined: %s", ep_agent_id (agents [i]), stats->last_error);
-            ep_agent_destroy (&agents [i]);
+                ep_log_warn ("router %s not joined: %s", agent_id (agents [i]), stats->last_error);
+            agent_destroy (&agents [i]);
         }
         if (contexts [i])
             SSL_CTX_free (contexts [i]);
