@@ -176,14 +176,10 @@ static Ep__SessionReply *
 s_call (zcert_t *cert, Ep__SessionRequest *request, const char *request_id)
 {
     ep_rpc_client_t *client = ep_rpc_client_new (s_reaper_listen, cert, s_reaper_key);
-    char id [160], err [256];
-    if (request_id)
-        snprintf (id, sizeof id, "%s", request_id);
-    else
-        ep_rpc_new_id (id);
-    request->request_id = id;
-    Ep__SessionReply *reply = (Ep__SessionReply *) ep_rpc_client_call (
-        client, &request->base, id, &ep__session_reply__descriptor, CALL_MS, 3, err, sizeof err);
+    char err [256];
+    request->request_id = (char *) request_id;
+    Ep__SessionReply *reply = ep_rpc_call (client, request, &ep__session_reply__descriptor, CALL_MS, 3,
+                                           err, sizeof err);
     request->request_id = NULL;
     ep_rpc_client_destroy (&client);
     cr_assert_not_null (reply, "%s", err);

@@ -3,6 +3,7 @@
     heartbeats, drain on deletion, two instances holding a router once. */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
+#include "ep_eventlog.h"
 #include "chan_client.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
@@ -32,64 +33,27 @@ static ep_proc_t *s_bus;        //  its bus
 static ep_proc_t *s_model;      //  its model
 static ep_subscriber_t *s_events;       //  everything on the bus (the stack's)
 
-//  Events collected from the bus, as (topic, JSON-ish fields we test).
-typedef struct {
-    char topic [64];
-    char step [32];
-    char reason [48];
-    char src_id [65];
-    char peer_id [65];
-    bool connected;
-} s_event_t;
+static ep_eventlog_t *s_log;    //  what s_events delivered
 
-static s_event_t s_seen [512];
-static size_t s_seen_count;
-
-static void
-s_pump (int timeout_ms)
+static bool
+s_field_is (const ep_logged_t *e, void *field)
 {
-    char *topic = NULL;
-    Ep__Event *event = ep_subscriber_recv (s_events, timeout_ms, &topic);
-    while (event) {
-        if (s_seen_count < EP_COUNT (s_seen)) {
-            s_event_t *e = &s_seen [s_seen_count++];
-            memset (e, 0, sizeof *e);
-            snprintf (e->topic, sizeof e->topic, "%s", topic);
-            if (event->body_case == EP__EVENT__BODY_STRAY) {
-                snprintf (e->step, sizeof e->step, "%s", event->stray->step? event->stray->step: "");
-                snprintf (e->peer_id, sizeof e->peer_id, "%s", event->stray->peer_id? event->stray->peer_id: "");
-            }
-            if (event->body_case == EP__EVENT__BODY_CHANNEL)
-                snprintf (e->reason, sizeof e->reason, "%s", event->channel->reason? event->channel->reason: "");
-            if (event->body_case == EP__EVENT__BODY_CONNECT) {
-                snprintf (e->src_id, sizeof e->src_id, "%s", event->connect->src_id? event->connect->src_id: "");
-                snprintf (e->reason, sizeof e->reason, "%s", event->connect->reason? event->connect->reason: "");
-                e->connected = event->connect->connected;
-            }
-        }
-        zstr_free (&topic);
-        event = ep_subscriber_recv (s_events, 0, &topic);
-    }
+    return streq (e->step, (const char *) field) || streq (e->reason, (const char *) field)
+        || streq (e->src_id, (const char *) field);
 }
 
 //  Waits for an event on topic whose step/reason/src_id matches (NULL: any).
-static s_event_t *
+static const ep_logged_t *
 s_await (const char *topic, const char *field, int timeout_ms)
 {
-    int64_t deadline = ep_mono_ms () + timeout_ms;
-    size_t checked = 0;
-    while (true) {
-        for (; checked < s_seen_count; checked++) {
-            s_event_t *e = &s_seen [checked];
-            if (streq (e->topic, topic)
-            &&  (!field || streq (e->step, field) || streq (e->reason, field) || streq (e->src_id, field)))
-                return e;
-        }
-        int64_t left = deadline - ep_mono_ms ();
-        if (left <= 0)
-            return NULL;
-        s_pump ((int) (left < 50? left: 50));
-    }
+    return ep_eventlog_await_event (s_log, topic, field? s_field_is: NULL, (void *) field, timeout_ms);
+}
+
+//  A router src_id leaving.
+static bool
+s_left (const ep_logged_t *e, void *src_id)
+{
+    return !e->connected && streq (e->src_id, (const char *) src_id);
 }
 
 static void
@@ -112,7 +76,7 @@ s_setup (void)
     ep_stack_setenv (s_stack, "EDGEPLANE_REAPER_API", "tcp://127.0.0.1:1");
     ep_stack_setenv (s_stack, "EDGEPLANE_LOG_LEVEL", "debug");
     s_events = ep_stack_subscribe (s_stack, "");
-    s_seen_count = 0;
+    s_log = ep_eventlog_new (s_events);
     ep_stack_create_service (s_stack, "svc1");
     char err [512];
     s_create_router ("r1");
@@ -124,6 +88,7 @@ s_setup (void)
 static void
 s_teardown (void)
 {
+    ep_eventlog_destroy (&s_log);
     s_events = NULL;
     ep_stack_destroy (&s_stack);
 }
@@ -381,7 +346,7 @@ Test (watchdog, every_refusal_has_its_own_reason_and_heartbeats_keep_their_rtt,
 
     //  A revoked certificate (the CRL is reloaded within seconds).
     cr_assert_eq (ep_pki_revoke (s_keys, "r2", err, sizeof err), 0, "%s", err);
-    s_event_t *revoked = NULL;
+    const ep_logged_t *revoked = NULL;
     int64_t deadline = ep_mono_ms () + 15000;
     while (!revoked && ep_mono_ms () < deadline) {
         client = chan_client_new (channel, ctx2, 5000, err, sizeof err);
@@ -467,15 +432,8 @@ Test (watchdog, silent_router_is_closed_after_the_heartbeat_timeout,
     chan_client_t *router = s_join (watchdog, ctx, "r1");
     int64_t joined = ep_mono_ms ();
     //  It stops answering: no recv, so no pongs.
-    s_event_t *left = NULL;
-    int64_t deadline = joined + 5000;
-    while (!left && ep_mono_ms () < deadline) {
-        s_pump (50);
-        for (size_t i = 0; i < s_seen_count && !left; i++)
-            if (streq (s_seen [i].topic, "connect.router-to-ctrl") && !s_seen [i].connected
-            &&  streq (s_seen [i].src_id, "r1"))
-                left = &s_seen [i];
-    }
+    const ep_logged_t *left = ep_eventlog_await_event (s_log, "connect.router-to-ctrl", s_left, "r1",
+                                                       (int) (joined + 5000 - ep_mono_ms ()));
     cr_assert_not_null (left, "no close event for a silent router");
     cr_assert_str_eq (left->reason, "heartbeat-timeout");
     cr_assert_geq (ep_mono_ms () - joined, 600, "closed before the timeout");
@@ -572,15 +530,7 @@ Test (watchdog, revoking_a_joined_routers_certificate_closes_its_connection,
     cr_assert_null (chan_client_recv (r1, 5000));
     cr_assert (chan_client_closed (r1), "r1 still open after its revocation");
     cr_assert_not_null (s_await ("channel.refused", "revoked", 5000));
-    s_event_t *left = NULL;
-    deadline = ep_mono_ms () + 5000;
-    while (!left && ep_mono_ms () < deadline) {
-        s_pump (50);
-        for (size_t i = 0; i < s_seen_count && !left; i++)
-            if (streq (s_seen [i].topic, "connect.router-to-ctrl") && !s_seen [i].connected
-            &&  streq (s_seen [i].src_id, "r1"))
-                left = &s_seen [i];
-    }
+    const ep_logged_t *left = ep_eventlog_await_event (s_log, "connect.router-to-ctrl", s_left, "r1", 5000);
     cr_assert_not_null (left, "no leave for r1");
     cr_assert_str_eq (left->reason, "revoked");
     char *metrics = ep_http_get (ep_proc_endpoint (watchdog, "http"), "/metrics");
@@ -591,9 +541,11 @@ Test (watchdog, revoking_a_joined_routers_certificate_closes_its_connection,
     //  r2, not revoked, stays.
     s_keep_alive (r2, ep_mono_ms () + 200);
     cr_assert_not (chan_client_closed (r2), "%s", chan_client_close_reason (r2));
-    for (size_t i = 0; i < s_seen_count; i++)
-        cr_assert_not (streq (s_seen [i].topic, "connect.router-to-ctrl") && !s_seen [i].connected
-                       && streq (s_seen [i].src_id, "r2"), "r2 was closed too");
+    for (size_t i = 0; i < ep_eventlog_size (s_log); i++) {
+        const ep_logged_t *e = ep_eventlog_get (s_log, i);
+        cr_assert_not (streq (e->topic, "connect.router-to-ctrl") && !e->connected && streq (e->src_id, "r2"),
+                       "r2 was closed too");
+    }
     chan_client_destroy (&r1);
     chan_client_destroy (&r2);
     SSL_CTX_free (ctx1);
@@ -666,9 +618,11 @@ Test (watchdog, a_router_with_an_expired_certificate_cannot_join,
     cr_assert_eq (ep_metric_value (metrics, "edgeplane_channel_refused_total{reason=\"expired\"}"), 1,
                   "%s", metrics);
     free (metrics);
-    for (size_t i = 0; i < s_seen_count; i++)
-        cr_assert_not (streq (s_seen [i].topic, "connect.router-to-ctrl") && s_seen [i].connected,
+    for (size_t i = 0; i < ep_eventlog_size (s_log); i++) {
+        const ep_logged_t *e = ep_eventlog_get (s_log, i);
+        cr_assert_not (streq (e->topic, "connect.router-to-ctrl") && e->connected,
                        "the expired router was announced as connected");
+    }
     //  The same router with its valid bundle joins.
     SSL_CTX *valid = s_router_ctx (s_dir, "r1");
     chan_client_t *router = s_join (watchdog, valid, "r1");
@@ -690,7 +644,7 @@ s_metric_becomes (ep_proc_t *watchdog, const char *series, double value, int tim
         free (metrics);
         if (now == value || ep_mono_ms () >= deadline)
             return now;
-        s_pump (50);
+        ep_eventlog_pump (s_log, 50);
     }
 }
 

@@ -7,6 +7,7 @@
     drain on SIGTERM. Also `edgeplane connections` across two instances. */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
+#include "ep_eventlog.h"
 #include "ep_auth.h"
 #include "chan_client.h"
 #include "ep_codec.h"
@@ -43,74 +44,19 @@ static s_stub_t s_reaper;
 static ep_subscriber_t *s_events;       //  connect.* (the stack's)
 static zcert_t *s_sub_cert;     //  for our own subscribers
 
-//  Connect events collected from the bus (the fields tested).
-typedef struct {
-    char topic [64];
-    char type [32];
-    char src_type [16];
-    char src_id [65];
-    char src_addr [64];
-    char dst_type [16];
-    char dst_id [80];
-    char reason [48];
-    bool connected;
-    int64_t duration;
-} s_event_t;
+static ep_eventlog_t *s_log;    //  what s_events delivered
 
-static s_event_t s_seen [256];
-static size_t s_seen_count;
-
-static void
-s_copy (char *dst, size_t size, const char *src)
+static bool
+s_from (const ep_logged_t *e, void *src_id)
 {
-    snprintf (dst, size, "%s", src? src: "");
-}
-
-static void
-s_pump (int timeout_ms)
-{
-    char *topic = NULL;
-    Ep__Event *event = ep_subscriber_recv (s_events, timeout_ms, &topic);
-    while (event) {
-        if (s_seen_count < EP_COUNT (s_seen)) {
-            s_event_t *e = &s_seen [s_seen_count++];
-            memset (e, 0, sizeof *e);
-            s_copy (e->topic, sizeof e->topic, topic);
-            if (event->body_case == EP__EVENT__BODY_CONNECT) {
-                Ep__ConnectEvent *c = event->connect;
-                s_copy (e->type, sizeof e->type, c->type);
-                s_copy (e->src_type, sizeof e->src_type, c->src_type);
-                s_copy (e->src_id, sizeof e->src_id, c->src_id);
-                s_copy (e->src_addr, sizeof e->src_addr, c->src_addr);
-                s_copy (e->dst_type, sizeof e->dst_type, c->dst_type);
-                s_copy (e->dst_id, sizeof e->dst_id, c->dst_id);
-                s_copy (e->reason, sizeof e->reason, c->reason);
-                e->connected = c->connected;
-                e->duration = c->duration;
-            }
-        }
-        zstr_free (&topic);
-        event = ep_subscriber_recv (s_events, 0, &topic);
-    }
+    return streq (e->src_id, (const char *) src_id);
 }
 
 //  Waits for an event on topic whose src_id is src_id (NULL: any).
-static s_event_t *
+static const ep_logged_t *
 s_await (const char *topic, const char *src_id, int timeout_ms)
 {
-    int64_t deadline = ep_mono_ms () + timeout_ms;
-    size_t checked = 0;
-    while (true) {
-        for (; checked < s_seen_count; checked++) {
-            s_event_t *e = &s_seen [checked];
-            if (streq (e->topic, topic) && (!src_id || streq (e->src_id, src_id)))
-                return e;
-        }
-        int64_t left = deadline - ep_mono_ms ();
-        if (left <= 0)
-            return NULL;
-        s_pump ((int) (left < 50? left: 50));
-    }
+    return ep_eventlog_await_event (s_log, topic, src_id? s_from: NULL, (void *) src_id, timeout_ms);
 }
 
 static void
@@ -166,7 +112,7 @@ s_setup (void)
     ep_stack_setenv (s_stack, "EDGEPLANE_LOG_LEVEL", "debug");
     s_sub_cert = ep_keys_load (s_keys, "subscriber");
     s_events = ep_stack_subscribe (s_stack, "connect.");
-    s_seen_count = 0;
+    s_log = ep_eventlog_new (s_events);
 
     char err [512];
     ep_stack_create_service (s_stack, "svc1");
@@ -182,6 +128,7 @@ static void
 s_teardown (void)
 {
     zcert_destroy (&s_sub_cert);
+    ep_eventlog_destroy (&s_log);
     s_events = NULL;
     ep_stack_destroy (&s_stack);
     s_stub_stop (&s_terminators);
@@ -653,7 +600,7 @@ Test (relay, edge_connects_reported_by_a_router_become_bus_events,
     frame.edge_connects = &batch;
     s_send (router, &frame);
 
-    s_event_t *alice = s_await ("connect.edge-to-router", "id-alice", 5000);
+    const ep_logged_t *alice = s_await ("connect.edge-to-router", "id-alice", 5000);
     cr_assert_not_null (alice, "no connect.edge-to-router event");
     cr_assert_str_eq (alice->type, "edge-to-router");
     cr_assert_str_eq (alice->src_type, "identity");
@@ -661,7 +608,7 @@ Test (relay, edge_connects_reported_by_a_router_become_bus_events,
     cr_assert_str_eq (alice->dst_type, "router");
     cr_assert_str_eq (alice->dst_id, "r1", "the router is who the certificate says");
     cr_assert (alice->connected);
-    s_event_t *bob = s_await ("connect.edge-to-router", "id-bob", 5000);
+    const ep_logged_t *bob = s_await ("connect.edge-to-router", "id-bob", 5000);
     cr_assert_not_null (bob);
     cr_assert_not (bob->connected);
     cr_assert_eq (bob->duration, 1234);
@@ -788,8 +735,8 @@ Test (connections, the_cli_lists_every_instances_connections,
     SSL_CTX *ctx2 = s_router_ctx ("r2");
     chan_client_t *r1 = s_join (a, ctx1, "r1");
     chan_client_t *r2 = s_join (b, ctx2, "r2");
-    s_event_t *joined1 = s_await ("connect.router-to-ctrl", "r1", 5000);
-    s_event_t *joined2 = s_await ("connect.router-to-ctrl", "r2", 5000);
+    const ep_logged_t *joined1 = s_await ("connect.router-to-ctrl", "r1", 5000);
+    const ep_logged_t *joined2 = s_await ("connect.router-to-ctrl", "r2", 5000);
     cr_assert (joined1 && joined2);
     char *instance_a = strdup (joined1->dst_id), *instance_b = strdup (joined2->dst_id);
     cr_assert_str_neq (instance_a, instance_b);
