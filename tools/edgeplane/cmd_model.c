@@ -10,6 +10,7 @@
     reply's status in one line and exit 1; usage errors exit 2.
 */
 #include "cli_rpc.h"
+#include "cli_table.h"
 #include "ep_event_json.h"
 #include "model.pb-c.h"
 #include <ctype.h>
@@ -456,73 +457,79 @@ s_tags_text (const s_view_t *view)
     return text;
 }
 
-//  Prints entities as a table with aligned columns (the header even when
-//  there are none).
+//  One entity's row in the table of type's columns.
 static void
-s_print_table (const s_kind_t *kind, Ep__Entity **entities, size_t count)
+s_row (cli_table_t *table, const ProtobufCMessage *item, Ep__EntityType type)
 {
-    static const char *controller_columns [] = { "ID", "ADDRESS", "VERSION" };
-    static const char *router_columns [] = { "ID", "NAME", "ENABLED", "VERSION", "HOSTED", "TAGS" };
-    static const char *named_columns [] = { "ID", "NAME", "ENABLED", "VERSION", "TAGS" };
-    const char **header;
-    size_t columns;
-    if (kind->type == EP__ENTITY_TYPE__ENTITY_CONTROLLER)
-        header = controller_columns, columns = EP_COUNT (controller_columns);
-    else
-    if (kind->type == EP__ENTITY_TYPE__ENTITY_ROUTER)
-        header = router_columns, columns = EP_COUNT (router_columns);
-    else
-        header = named_columns, columns = EP_COUNT (named_columns);
-
-    char **cells = (char **) calloc ((count + 1) * columns, sizeof (char *));
-    for (size_t c = 0; c < columns; c++)
-        cells [c] = strdup (header [c]);
-    for (size_t row = 1; row <= count; row++) {
-        s_view_t view;
-        char **cell = cells + row * columns;
-        if (!s_view (entities [row - 1], &view)) {
-            for (size_t c = 0; c < columns; c++)
-                cell [c] = strdup (c == 0? "(unknown entity)": "");
-            continue;
-        }
-        size_t c = 0;
-        cell [c++] = strdup (view.id);
-        if (kind->type == EP__ENTITY_TYPE__ENTITY_CONTROLLER)
-            cell [c++] = strdup (view.address? view.address: "-");
-        else {
-            cell [c++] = strdup (view.name && *view.name? view.name: "-");
-            cell [c++] = strdup (view.enabled? "true": "false");
-        }
-        cell [c++] = zsys_sprintf ("%llu", (unsigned long long) view.version);
-        if (kind->type == EP__ENTITY_TYPE__ENTITY_ROUTER)
-            cell [c++] = s_hosted_text (&view);
-        if (kind->type != EP__ENTITY_TYPE__ENTITY_CONTROLLER)
-            cell [c++] = s_tags_text (&view);
-        EP_ASSERT (c == columns);
+    s_view_t view;
+    if (!s_view ((const Ep__Entity *) item, &view)) {
+        for (size_t c = 0; c < cli_table_columns (table); c++)
+            cli_table_add (table, c == 0? "(unknown entity)": "");
+        return;
     }
-    size_t widths [8] = { 0 };
-    for (size_t i = 0; i < (count + 1) * columns; i++)
-        if (strlen (cells [i]) > widths [i % columns])
-            widths [i % columns] = strlen (cells [i]);
-    for (size_t row = 0; row <= count; row++)
-        for (size_t c = 0; c < columns; c++) {
-            const char *cell = cells [row * columns + c];
-            if (c + 1 < columns)
-                printf ("%-*s  ", (int) widths [c], cell);
-            else
-                printf ("%s\n", cell);
-        }
-    for (size_t i = 0; i < (count + 1) * columns; i++)
-        free (cells [i]);
-    free (cells);
+    cli_table_add (table, view.id);
+    if (type == EP__ENTITY_TYPE__ENTITY_CONTROLLER)
+        cli_table_add (table, view.address? view.address: "-");
+    else {
+        cli_table_add (table, view.name && *view.name? view.name: "-");
+        cli_table_add (table, view.enabled? "true": "false");
+    }
+    cli_table_addf (table, "%llu", (unsigned long long) view.version);
+    if (type == EP__ENTITY_TYPE__ENTITY_ROUTER) {
+        char *hosted = s_hosted_text (&view);
+        cli_table_add (table, hosted);
+        free (hosted);
+    }
+    if (type != EP__ENTITY_TYPE__ENTITY_CONTROLLER) {
+        char *tags = s_tags_text (&view);
+        cli_table_add (table, tags);
+        free (tags);
+    }
+}
+
+static void
+s_controller_row (cli_table_t *table, const ProtobufCMessage *item)
+{
+    s_row (table, item, EP__ENTITY_TYPE__ENTITY_CONTROLLER);
+}
+
+static void
+s_router_row (cli_table_t *table, const ProtobufCMessage *item)
+{
+    s_row (table, item, EP__ENTITY_TYPE__ENTITY_ROUTER);
+}
+
+static void
+s_named_row (cli_table_t *table, const ProtobufCMessage *item)
+{
+    s_row (table, item, EP__ENTITY_TYPE__ENTITY_SERVICE);
 }
 
 //  The entity's own message as JSON ({"id": ..., "name": ..., "meta": ...}).
 static json_t *
-s_entity_json (const Ep__Entity *entity)
+s_entity_json (const ProtobufCMessage *item)
 {
     s_view_t view;
-    return s_view (entity, &view)? ep_message_json (view.message): json_null ();
+    return s_view ((const Ep__Entity *) item, &view)? ep_message_json (view.message): json_null ();
+}
+
+//  Entities as a table of their kind's columns (the header even when
+//  there are none) or JSON.
+static const char *s_controller_columns [] = { "ID", "ADDRESS", "VERSION" };
+static const char *s_router_columns [] = { "ID", "NAME", "ENABLED", "VERSION", "HOSTED", "TAGS" };
+static const char *s_named_columns [] = { "ID", "NAME", "ENABLED", "VERSION", "TAGS" };
+static const cli_list_t s_controller_list = {
+    s_controller_columns, EP_COUNT (s_controller_columns), s_controller_row, s_entity_json };
+static const cli_list_t s_router_list = {
+    s_router_columns, EP_COUNT (s_router_columns), s_router_row, s_entity_json };
+static const cli_list_t s_named_list = {
+    s_named_columns, EP_COUNT (s_named_columns), s_named_row, s_entity_json };
+
+static const cli_list_t *
+s_list_of (const s_kind_t *kind)
+{
+    return kind->type == EP__ENTITY_TYPE__ENTITY_CONTROLLER? &s_controller_list
+         : kind->type == EP__ENTITY_TYPE__ENTITY_ROUTER? &s_router_list: &s_named_list;
 }
 
 //  Prints one entity (create, get, update): an object, or a one-row table.
@@ -532,10 +539,7 @@ s_print_one (s_cmd_t *self, const Ep__ModelReply *reply)
     if (reply->n_entities < 1)
         return cli_fail (self->command, "the model's reply holds no %s (a bug in the model service)",
                          self->kind->word);
-    if (self->json)
-        cli_print_json (s_entity_json (reply->entities [0]));
-    else
-        s_print_table (self->kind, reply->entities, 1);
+    cli_list_print_one (s_list_of (self->kind), &reply->entities [0]->base, self->json);
     return CLI_OK;
 }
 
@@ -701,15 +705,9 @@ s_create (s_cmd_t *self, char **args)
             entities [i] = replies [i]->entities [0];
         free (id);
     }
-    if (rc == CLI_OK && self->json) {
-        json_t *array = json_array ();
-        for (int64_t i = 0; i < self->count; i++)
-            json_array_append_new (array, s_entity_json (entities [i]));
-        cli_print_json (array);
-    }
-    else
     if (rc == CLI_OK)
-        s_print_table (self->kind, entities, (size_t) self->count);
+        cli_list_print (s_list_of (self->kind), (ProtobufCMessage *const *) entities, (size_t) self->count,
+                        self->json);
     for (int64_t i = 0; i < self->count; i++)
         if (replies [i])
             ep__model_reply__free_unpacked (replies [i], NULL);
@@ -829,16 +827,7 @@ s_list (s_cmd_t *self, char **args)
                                         (uint64_t) self->limit, &ep__model_reply__descriptor, s_page);
     if (!pages)
         return CLI_FAIL;
-    Ep__Entity **entities = (Ep__Entity **) cli_pages_items (pages);
-    size_t count = cli_pages_size (pages);
-    if (self->json) {
-        json_t *array = json_array ();
-        for (size_t i = 0; i < count; i++)
-            json_array_append_new (array, s_entity_json (entities [i]));
-        cli_print_json (array);
-    }
-    else
-        s_print_table (self->kind, entities, count);
+    cli_list_print (s_list_of (self->kind), cli_pages_items (pages), cli_pages_size (pages), self->json);
     cli_pages_destroy (&pages);
     return CLI_OK;
 }

@@ -9,6 +9,7 @@
     retried until the reaper has seen it.
 */
 #include "cli_rpc.h"
+#include "cli_table.h"
 #include "ep_event_json.h"
 #include "sessions.pb-c.h"
 
@@ -79,64 +80,45 @@ s_enum (const ProtobufCEnumDescriptor *descriptor, int value, size_t prefix)
     return found? found->name + prefix: "-";
 }
 
-static char *
-s_time (int64_t ms, bool set)
+static void
+s_time (cli_table_t *table, int64_t ms, bool set)
 {
     char buf [40];
-    return strdup (set && ms > 0? ep_rfc3339 (ms, buf, sizeof buf): "-");
+    cli_table_add (table, set && ms > 0? ep_rfc3339 (ms, buf, sizeof buf): "-");
 }
 
-//  Prints sessions as a table with aligned columns (the header always).
+//  An enum value's name in lower case: "DIAL" -> "dial".
 static void
-s_print_table (Ep__Session **sessions, size_t count)
+s_lower (cli_table_t *table, const ProtobufCEnumDescriptor *descriptor, int value)
 {
-    static const char *header [] = { "ID", "ROUTER", "IDENTITY", "SERVICE", "TYPE", "STATE", "CREATED",
-                                     "LAST SEEN", "RX", "TX", "PRIORITY", "REASON" };
-    size_t columns = EP_COUNT (header);
-    char **cells = (char **) calloc ((count + 1) * columns, sizeof (char *));
-    for (size_t c = 0; c < columns; c++)
-        cells [c] = strdup (header [c]);
-    for (size_t row = 1; row <= count; row++) {
-        Ep__Session *session = sessions [row - 1];
-        char **cell = cells + row * columns;
-        size_t c = 0;
-        cell [c++] = strdup (session->id? session->id: "-");
-        cell [c++] = strdup (session->router_id? session->router_id: "-");
-        cell [c++] = strdup (session->identity_id? session->identity_id: "-");
-        cell [c++] = strdup (session->service_id? session->service_id: "-");
-        //  "DIAL" -> "dial", "TERMINATING" -> "terminating"
-        char *type = strdup (s_enum (&ep__session_type__descriptor, session->type, 0));
-        char *state = strdup (s_enum (&ep__session_state__descriptor, session->state, 0));
-        for (char *p = type; *p; p++)
-            *p = (char) tolower ((unsigned char) *p);
-        for (char *p = state; *p; p++)
-            *p = (char) tolower ((unsigned char) *p);
-        cell [c++] = type;
-        cell [c++] = state;
-        cell [c++] = s_time (session->created_at_ms, session->has_created_at_ms);
-        cell [c++] = s_time (session->last_seen_ms, session->has_last_seen_ms);
-        cell [c++] = zsys_sprintf ("%llu", (unsigned long long) session->bytes_rx);
-        cell [c++] = zsys_sprintf ("%llu", (unsigned long long) session->bytes_tx);
-        cell [c++] = zsys_sprintf ("%u", session->priority);
-        cell [c++] = strdup (session->close_reason? session->close_reason: "-");
-        EP_ASSERT (c == columns);
-    }
-    size_t widths [EP_COUNT (header)] = { 0 };
-    for (size_t i = 0; i < (count + 1) * columns; i++)
-        if (strlen (cells [i]) > widths [i % columns])
-            widths [i % columns] = strlen (cells [i]);
-    for (size_t row = 0; row <= count; row++)
-        for (size_t c = 0; c < columns; c++) {
-            const char *cell = cells [row * columns + c];
-            if (c + 1 < columns)
-                printf ("%-*s  ", (int) widths [c], cell);
-            else
-                printf ("%s\n", cell);
-        }
-    for (size_t i = 0; i < (count + 1) * columns; i++)
-        free (cells [i]);
-    free (cells);
+    char *name = strdup (s_enum (descriptor, value, 0));
+    for (char *p = name; *p; p++)
+        *p = (char) tolower ((unsigned char) *p);
+    cli_table_add (table, name);
+    free (name);
 }
+
+static void
+s_row (cli_table_t *table, const ProtobufCMessage *item)
+{
+    const Ep__Session *session = (const Ep__Session *) item;
+    cli_table_add (table, session->id? session->id: "-");
+    cli_table_add (table, session->router_id? session->router_id: "-");
+    cli_table_add (table, session->identity_id? session->identity_id: "-");
+    cli_table_add (table, session->service_id? session->service_id: "-");
+    s_lower (table, &ep__session_type__descriptor, session->type);
+    s_lower (table, &ep__session_state__descriptor, session->state);
+    s_time (table, session->created_at_ms, session->has_created_at_ms);
+    s_time (table, session->last_seen_ms, session->has_last_seen_ms);
+    cli_table_addf (table, "%llu", (unsigned long long) session->bytes_rx);
+    cli_table_addf (table, "%llu", (unsigned long long) session->bytes_tx);
+    cli_table_addf (table, "%u", session->priority);
+    cli_table_add (table, session->close_reason? session->close_reason: "-");
+}
+
+static const char *s_header [] = { "ID", "ROUTER", "IDENTITY", "SERVICE", "TYPE", "STATE", "CREATED",
+                                   "LAST SEEN", "RX", "TX", "PRIORITY", "REASON" };
+static const cli_list_t s_sessions = { s_header, EP_COUNT (s_header), s_row, NULL };
 
 //  ---------------------------------------------------------------------
 //  session list | get
@@ -174,16 +156,7 @@ s_list (s_reaper_t *reaper, const char *router, const char *identity, const char
                                         (uint64_t) limit, &ep__session_reply__descriptor, s_page);
     if (!pages)
         return CLI_FAIL;
-    Ep__Session **sessions = (Ep__Session **) cli_pages_items (pages);
-    size_t count = cli_pages_size (pages);
-    if (json) {
-        json_t *array = json_array ();
-        for (size_t i = 0; i < count; i++)
-            json_array_append_new (array, ep_message_json (&sessions [i]->base));
-        cli_print_json (array);
-    }
-    else
-        s_print_table (sessions, count);
+    cli_list_print (&s_sessions, cli_pages_items (pages), cli_pages_size (pages), json);
     cli_pages_destroy (&pages);
     return CLI_OK;
 }
@@ -201,10 +174,7 @@ s_get (s_reaper_t *reaper, const char *id, bool json)
     if (reply->n_sessions < 1)
         rc = cli_fail (reaper->command, "the reaper's reply holds no session (a bug in the reaper)");
     else
-    if (json)
-        cli_print_json (ep_message_json (&reply->sessions [0]->base));
-    else
-        s_print_table (reply->sessions, 1);
+        cli_list_print_one (&s_sessions, &reply->sessions [0]->base, json);
     ep__session_reply__free_unpacked (reply, NULL);
     return rc;
 }

@@ -9,7 +9,7 @@
     status in one line and exit 1; usage errors exit 2.
 */
 #include "cli_rpc.h"
-#include "ep_event_json.h"
+#include "cli_table.h"
 #include "terminators.pb-c.h"
 
 #define PAGE_SIZE 500
@@ -71,45 +71,25 @@ s_call (s_cmd_t *self, Ep__TerminatorRequest *request)
     return reply;
 }
 
-//  Prints terminators as a table with aligned columns (the header even
-//  when there are none).
 static void
-s_print_table (Ep__Terminator **terminators, size_t count)
+s_row (cli_table_t *table, const ProtobufCMessage *item)
 {
-    static const char *header [] = { "ID", "SERVICE", "ROUTER", "STATE", "ONLINE", "PRECEDENCE",
-                                     "COST", "GENERATION", "LAST ERROR" };
-    size_t columns = EP_COUNT (header);
-    char **cells = (char **) calloc ((count + 1) * columns, sizeof (char *));
-    for (size_t c = 0; c < columns; c++)
-        cells [c] = strdup (header [c]);
-    for (size_t row = 1; row <= count; row++) {
-        const Ep__Terminator *t = terminators [row - 1];
-        char **cell = cells + row * columns;
-        cell [0] = strdup (t->id? t->id: "");
-        cell [1] = strdup (t->service_id? t->service_id: "-");
-        cell [2] = strdup (t->router_id? t->router_id: "-");
-        cell [3] = strdup ((unsigned) t->state < EP_COUNT (s_state_names)? s_state_names [t->state]: "?");
-        cell [4] = strdup (t->router_online? "yes": "no");
-        cell [5] = strdup ((unsigned) t->precedence < EP_COUNT (s_precedences)? s_precedences [t->precedence]: "?");
-        cell [6] = zsys_sprintf ("%u", t->cost);
-        cell [7] = zsys_sprintf ("%llu", (unsigned long long) t->generation);
-        cell [8] = strdup (t->last_error && *t->last_error? t->last_error: "-");
-    }
-    size_t widths [EP_COUNT (header)] = { 0 };
-    for (size_t i = 0; i < (count + 1) * columns; i++)
-        if (strlen (cells [i]) > widths [i % columns])
-            widths [i % columns] = strlen (cells [i]);
-    for (size_t row = 0; row <= count; row++)
-        for (size_t c = 0; c < columns; c++) {
-            if (c + 1 < columns)
-                printf ("%-*s  ", (int) widths [c], cells [row * columns + c]);
-            else
-                printf ("%s\n", cells [row * columns + c]);
-        }
-    for (size_t i = 0; i < (count + 1) * columns; i++)
-        free (cells [i]);
-    free (cells);
+    const Ep__Terminator *t = (const Ep__Terminator *) item;
+    cli_table_add (table, t->id? t->id: "");
+    cli_table_add (table, t->service_id? t->service_id: "-");
+    cli_table_add (table, t->router_id? t->router_id: "-");
+    cli_table_add (table, (unsigned) t->state < EP_COUNT (s_state_names)? s_state_names [t->state]: "?");
+    cli_table_add (table, t->router_online? "yes": "no");
+    cli_table_add (table, (unsigned) t->precedence < EP_COUNT (s_precedences)? s_precedences [t->precedence]: "?");
+    cli_table_addf (table, "%u", t->cost);
+    cli_table_addf (table, "%llu", (unsigned long long) t->generation);
+    cli_table_add (table, t->last_error && *t->last_error? t->last_error: "-");
 }
+
+//  Terminators as a table (the header even when there are none) or JSON.
+static const char *s_header [] = { "ID", "SERVICE", "ROUTER", "STATE", "ONLINE", "PRECEDENCE",
+                                   "COST", "GENERATION", "LAST ERROR" };
+static const cli_list_t s_terminator_list = { s_header, EP_COUNT (s_header), s_row, NULL };
 
 static int
 s_get (s_cmd_t *self, const char *id)
@@ -124,10 +104,7 @@ s_get (s_cmd_t *self, const char *id)
     if (reply->n_terminators < 1)
         rc = cli_fail (self->command, "the reply holds no terminator (a bug in the terminator service)");
     else
-    if (self->json)
-        cli_print_json (ep_message_json (&reply->terminators [0]->base));
-    else
-        s_print_table (reply->terminators, 1);
+        cli_list_print_one (&s_terminator_list, &reply->terminators [0]->base, self->json);
     ep__terminator_reply__free_unpacked (reply, NULL);
     return rc;
 }
@@ -163,16 +140,7 @@ s_list (s_cmd_t *self)
                                         (uint64_t) self->limit, &ep__terminator_reply__descriptor, s_page);
     if (!pages)
         return CLI_FAIL;
-    Ep__Terminator **terminators = (Ep__Terminator **) cli_pages_items (pages);
-    size_t count = cli_pages_size (pages);
-    if (self->json) {
-        json_t *array = json_array ();
-        for (size_t i = 0; i < count; i++)
-            json_array_append_new (array, ep_message_json (&terminators [i]->base));
-        cli_print_json (array);
-    }
-    else
-        s_print_table (terminators, count);
+    cli_list_print (&s_terminator_list, cli_pages_items (pages), cli_pages_size (pages), self->json);
     cli_pages_destroy (&pages);
     return CLI_OK;
 }
