@@ -43,8 +43,9 @@ int cli_session (int argc, char **argv);
 int cli_terminator (int argc, char **argv);
 
 //  Parses a command's flags: the shared options (data dir, keys dir, bus
-//  addresses, ...) plus opts. Returns 0, or an exit code to return now
-//  (help shown: 0 via *exit_code; error: 2).
+//  addresses, ...) into *common, plus opts. Returns the parsed config
+//  (caller destroys), or NULL when the command is to return *exit_code
+//  now: 0 after printing --help, 2 after printing a usage error.
 ep_config_t *
     cli_parse (const char *command, const char *description, const char *usage,
                ep_common_opts_t *common, const ep_opt_t *opts, size_t nopts,
