@@ -44,12 +44,11 @@ int cli_terminator (int argc, char **argv);
 
 //  Parses a command's flags: the shared options (data dir, keys dir, bus
 //  addresses, ...) into *common, plus opts. Returns the parsed config
-//  (caller destroys), or NULL when the command is to return *exit_code
-//  now: 0 after printing --help, 2 after printing a usage error.
+//  (caller destroys). After printing --help it exits 0, after printing a
+//  usage error 2, as every service does (ep_config_parse_or_exit).
 ep_config_t *
     cli_parse (const char *command, const char *description, const char *usage,
-               ep_common_opts_t *common, const ep_opt_t *opts, size_t nopts,
-               int argc, char **argv, int *exit_code);
+               ep_common_opts_t *common, const ep_opt_t *opts, size_t nopts, int argc, char **argv);
 
 //  After `router delete` committed at revision: prints (or adds to json,
 //  when not NULL) how many of router_id's sessions the reaper scheduled

@@ -229,12 +229,9 @@ cli_connections (int argc, char **argv)
           .help = "The watchdog public certificate (every instance has the same)." },
     };
     ep_common_opts_t common;
-    int code;
     ep_config_t *config = cli_parse ("connections",
                                      "List control-channel connections across every watchdog instance.",
-                                     NULL, &common, opts, EP_COUNT (opts), argc, argv, &code);
-    if (!config)
-        return code;
+                                     NULL, &common, opts, EP_COUNT (opts), argc, argv);
 
     char *cert_file = cert_path? strdup (cert_path)
                     : zsys_sprintf ("%s/curve/subscriber.cert_secret", common.keys_dir);

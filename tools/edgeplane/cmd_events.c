@@ -145,11 +145,8 @@ cli_events (int argc, char **argv)
           .help = "The bus public certificate." },
     };
     ep_common_opts_t common;
-    int code;
     ep_config_t *config = cli_parse ("events", "Subscribe to the event bus and print events.",
-                                     NULL, &common, opts, EP_COUNT (opts), argc, argv, &code);
-    if (!config)
-        return code;
+                                     NULL, &common, opts, EP_COUNT (opts), argc, argv);
 
     char *cert_file = cert_path? strdup (cert_path)
                     : zsys_sprintf ("%s/curve/subscriber.cert_secret", common.keys_dir);

@@ -113,11 +113,8 @@ cli_health (int argc, char **argv)
           .min = 1, .max = 600000, .help = "How long to wait for the answer." },
     };
     ep_common_opts_t common;
-    int code;
     ep_config_t *config = cli_parse ("health", "GET URL (a service's /healthz or /readyz); exit 0 if it answers 200.",
-                                     "URL", &common, opts, EP_COUNT (opts), argc, argv, &code);
-    if (!config)
-        return code;
+                                     "URL", &common, opts, EP_COUNT (opts), argc, argv);
     int rc = CLI_FAIL;
     const char *url = ep_config_argc (config) == 1? ep_config_argv (config) [0]: NULL;
     char err [512], authority [EP_ADDR_TEXT_MAX];

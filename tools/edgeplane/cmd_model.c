@@ -846,7 +846,7 @@ static const s_verb_t s_verbs [] = {
 
 //  Parses a subcommand's flags into self (the shared options included).
 //  Returns true to go on, or false with the exit code to return now in
-//  *code (0 after --help).
+//  *code (cli_parse exits itself after --help or a flag it refuses).
 static bool
 s_parse (s_cmd_t *self, unsigned want, const char *description,
          const char *usage, int argc, char **argv, int *code)
@@ -858,10 +858,8 @@ s_parse (s_cmd_t *self, unsigned want, const char *description,
     char err [512] = "";
     int lists = s_take_lists (self, want, argc, argv, rest, &rest_argc, err, sizeof err);
     self->config = cli_parse (self->command, description, usage, &self->common,
-                              opts, nopts, rest_argc, rest, code);
+                              opts, nopts, rest_argc, rest);
     free (rest);
-    if (!self->config)
-        return false;
     if (lists == 0)
         lists = s_parse_lists (self, err, sizeof err);
     if (lists != 0) {

@@ -236,13 +236,10 @@ cli_session (int argc, char **argv)
     for (size_t i = 0; i < EP_COUNT (every); i++)
         opts [nopts++] = every [i];
     ep_common_opts_t common;
-    int code;
     const char *command = list? "session list": "session get";
     ep_config_t *config = cli_parse (command,
                                      list? "List sessions, every page, ordered by id.": "Show one session.",
-                                     list? NULL: "ID", &common, opts, nopts, argc - 1, argv + 1, &code);
-    if (!config)
-        return code;
+                                     list? NULL: "ID", &common, opts, nopts, argc - 1, argv + 1);
     s_reaper_t reaper = s_reaper_open (command, &common, cert, server_key, (int) timeout, (int) attempts);
     int rc;
     if (get && ep_config_argc (config) != 1) {

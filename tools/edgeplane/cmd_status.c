@@ -57,11 +57,8 @@ cli_status (int argc, char **argv)
         { .name = "json", .def = "false", .type = EP_OPT_BOOL, .flag = &json, .help = "Print JSON." },
     };
     ep_common_opts_t common;
-    int code;
     ep_config_t *config = cli_parse ("status", "Health, version and key figures of each running service.",
-                                     NULL, &common, opts, EP_COUNT (opts), argc, argv, &code);
-    if (!config)
-        return code;
+                                     NULL, &common, opts, EP_COUNT (opts), argc, argv);
     static const char *services [] = { "bus", "model", "terminators", "reaper", "watchdog" };
     json_t *all = json_array ();
     int healthy = 0, found = 0;

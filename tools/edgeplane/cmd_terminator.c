@@ -198,7 +198,7 @@ cli_terminator (int argc, char **argv)
                              list? "List terminators, filtered by service, router and state."
                                  : "Show one terminator.",
                              list? NULL: "ID", &self.common, opts, list? EP_COUNT (opts): 5,
-                             argc - 1, argv + 1, &rc);
+                             argc - 1, argv + 1);
     if (self.config) {
         int nargs = ep_config_argc (self.config);
         if (get && nargs != 1) {

@@ -470,11 +470,8 @@ cli_up (int argc, char **argv)
           .help = "Also seed a model, run a small simulated fleet and a stray, and print events." },
     };
     ep_common_opts_t common;
-    int code;
     ep_config_t *config = cli_parse ("up", "Run the whole control plane on this machine (Ctrl-C stops it).",
-                                     NULL, &common, opts, EP_COUNT (opts), argc, argv, &code);
-    if (!config)
-        return code;
+                                     NULL, &common, opts, EP_COUNT (opts), argc, argv);
     signal (SIGPIPE, SIG_IGN);
     zsys_init ();
     s_up_t self = { .common = &common };

@@ -49,8 +49,7 @@ cli_print_json (json_t *value)
 
 ep_config_t *
 cli_parse (const char *command, const char *description, const char *usage,
-           ep_common_opts_t *common, const ep_opt_t *opts, size_t nopts,
-           int argc, char **argv, int *exit_code)
+           ep_common_opts_t *common, const ep_opt_t *opts, size_t nopts, int argc, char **argv)
 {
     char program [64];
     snprintf (program, sizeof program, "edgeplane %s", command);
@@ -63,21 +62,17 @@ cli_parse (const char *command, const char *description, const char *usage,
     int rc = ep_config_parse (config, argc, argv, err, sizeof err);
     if (rc == 0) {
         ep_log_init_named ("edgeplane", common->log_level, common->log_format);
-        *exit_code = CLI_OK;
         return config;
     }
     if (rc == 1) {
         char *help = ep_config_help (config);
         fputs (help, stdout);
         free (help);
-        *exit_code = CLI_OK;
     }
-    else {
+    else
         fprintf (stderr, "%s\n", err);
-        *exit_code = CLI_USAGE;
-    }
     ep_config_destroy (&config);
-    return NULL;
+    exit (rc == 1? CLI_OK: CLI_USAGE);
 }
 
 static void
