@@ -50,6 +50,13 @@ ep_config_t *
     cli_parse (const char *command, const char *description, const char *usage,
                ep_common_opts_t *common, const ep_opt_t *opts, size_t nopts, int argc, char **argv);
 
+//  For a command whose argv [1] named none of its subcommands: prints
+//  usage (arg) and returns CLI_OK if it asked for help (--help, -h, help);
+//  otherwise says what was expected ("list or get") and returns CLI_USAGE.
+int
+    cli_no_subcommand (const char *command, int argc, char **argv, const char *expected,
+                       void (*usage) (const void *arg), const void *arg);
+
 //  After `router delete` committed at revision: prints (or adds to json,
 //  when not NULL) how many of router_id's sessions the reaper scheduled
 //  for cleanup and, with wait, the final counts by close reason (waiting

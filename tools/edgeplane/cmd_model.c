@@ -67,17 +67,18 @@ static const char *s_controller_create =
 //  Terminator precedence words, indexed by Ep__Precedence.
 static const char *s_precedences [] = { "default", "required", "failed", NULL };
 
+static const cli_service_t s_model = {
+    "the model", "model", "--model-api", "EDGEPLANE_MODEL_API", "The model service's public certificate.",
+    "Attempts before giving up (a retry is applied once)." };
+
 //  One parsed invocation: the command's flags and the connection.
 typedef struct {
     const s_kind_t *kind;       //  entity kind, NULL for backup
     char command [64];          //  "router create", for messages
     ep_config_t *config;        //  the parser; owns the flags' strings
     ep_common_opts_t common;    //  shared options (keys dir, model API, ...)
-    char *cert_path;            //  --cert
-    char *server_key_path;      //  --server-key
+    cli_rpc_flags_t rpc_flags;  //  --cert, --server-key, --timeout, --attempts
     bool json;                  //  --json
-    int64_t timeout_ms;         //  --timeout, per attempt
-    int64_t attempts;           //  --attempts
     char *name;                 //  --name
     bool disabled;              //  --disabled
     char *address;              //  --address
@@ -100,7 +101,7 @@ typedef struct {
     Ep__HostedService **hosted_p;   //  pointers to them, for the message
     Ep__Tag *tag_items;         //  the parsed --tag values (keys allocated)
     Ep__Tag **tags_p;           //  pointers to them, for the message
-    cli_rpc_t *rpc;             //  to the model, once needed
+    cli_rpc_t *rpc;             //  to the model (connects on its first call)
 } s_cmd_t;
 
 //  One subcommand of an entity kind.
@@ -184,20 +185,10 @@ s_options (s_cmd_t *self, unsigned want, ep_opt_t *opts)
     const ep_opt_t every [] = {
         { .name = "json", .def = "false", .type = EP_OPT_BOOL, .flag = &self->json,
           .help = "Print JSON (entities by their proto field names) instead of a table." },
-        { .name = "cert", .type = EP_OPT_STRING, .str = &self->cert_path,
-          .def_help = "$EDGEPLANE_KEYS_DIR/curve/operator.cert_secret",
-          .help = "Our CURVE certificate (secret file), e.g. from `edgeplane pki issue-curve operator NAME`." },
-        { .name = "server-key", .type = EP_OPT_STRING, .str = &self->server_key_path,
-          .def_help = "$EDGEPLANE_KEYS_DIR/curve/model.cert",
-          .help = "The model service's public certificate." },
-        { .name = "timeout", .def = "3s", .type = EP_OPT_DURATION, .num = &self->timeout_ms,
-          .min = 1, .max = 600000, .help = "How long to wait for each attempt's reply." },
-        { .name = "attempts", .def = "3", .type = EP_OPT_INT, .num = &self->attempts,
-          .min = 1, .max = 100, .help = "Attempts before giving up (a retry is applied once)." },
     };
     for (size_t i = 0; i < EP_COUNT (every); i++)
         opts [count++] = every [i];
-    return count;
+    return count + cli_rpc_options (opts + count, &self->rpc_flags, &s_model);
 }
 
 //  ep_config keeps the last value of a repeated flag, but --host and --tag
@@ -326,40 +317,15 @@ s_given (s_cmd_t *self, const char *name)
     return source && streq (source, "flag");
 }
 
-static const cli_service_t s_model = {
-    "the model", "model", "--model-api", "EDGEPLANE_MODEL_API" };
 
 //  Sends request and returns the reply if its status is OK (or, with
 //  --exist-ok, ALREADY_EXISTS); otherwise says why in one line and returns
 //  NULL.
-//  The connection to the model, made on first use.
-static cli_rpc_t *
-s_rpc (s_cmd_t *self)
-{
-    if (!self->rpc)
-        self->rpc = cli_rpc_new (self->command, &s_model, self->common.model_api,
-                                 self->common.keys_dir, self->cert_path, self->server_key_path,
-                                 (int) self->timeout_ms, (int) self->attempts);
-    return self->rpc;
-}
-
 static Ep__ModelReply *
 s_call (s_cmd_t *self, Ep__ModelRequest *request)
 {
-    Ep__ModelReply *reply = (Ep__ModelReply *) cli_rpc_send (
-        s_rpc (self), &request->base, &request->request_id, &ep__model_reply__descriptor, false);
-    if (!reply)
-        return NULL;
-    Ep__Status *status = reply->status;
-    if (status && status->has_code && status->code == EP__STATUS__CODE__ALREADY_EXISTS
-    &&  self->tolerate_exists)
-        return reply;
-    if (cli_status_failed (status)) {
-        cli_status_fail (self->command, status);
-        ep__model_reply__free_unpacked (reply, NULL);
-        return NULL;
-    }
-    return reply;
+    return (Ep__ModelReply *) cli_rpc_call (self->rpc, &request->base, &request->request_id,
+                                            &ep__model_reply__descriptor, self->tolerate_exists);
 }
 
 //  ---------------------------------------------------------------------
@@ -769,7 +735,7 @@ s_delete (s_cmd_t *self, char **args)
     fflush (stdout);
     //  A router's sessions: what the reaper makes of them.
     int rc = self->kind->type != EP__ENTITY_TYPE__ENTITY_ROUTER? CLI_OK
-           : cli_router_sessions (self->command, &self->common, self->cert_path, args [0], reply->revision,
+           : cli_router_sessions (self->command, &self->common, self->rpc_flags.cert_path, args [0], reply->revision,
                                   self->wait, self->wait_timeout, self->json? json: NULL);
     if (self->json)
         cli_print_json (json);
@@ -797,15 +763,6 @@ s_get (s_cmd_t *self, char **args)
     return rc;
 }
 
-//  A list reply's page: its entities.
-static cli_page_t
-s_page (ProtobufCMessage *message)
-{
-    Ep__ModelReply *reply = (Ep__ModelReply *) message;
-    return (cli_page_t) { reply->status, (ProtobufCMessage **) reply->entities, reply->n_entities,
-                          reply->next_page_token };
-}
-
 //  Pages through the list until the last page (or --limit).
 static int
 s_list (s_cmd_t *self, char **args)
@@ -818,18 +775,12 @@ s_list (s_cmd_t *self, char **args)
     filter.n_tags = zlistx_size (self->tags);
     filter.tags = self->tags_p;
     filter.hosts_service = self->hosts_service;
-    filter.has_page_size = true;
     Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
     request.op_case = EP__MODEL_REQUEST__OP_LIST;
     request.list = &filter;
-    cli_pages_t *pages = cli_rpc_pages (s_rpc (self), &request.base, &request.request_id,
-                                        &filter.page_size, &filter.page_token, PAGE_SIZE,
-                                        (uint64_t) self->limit, &ep__model_reply__descriptor, s_page);
-    if (!pages)
-        return CLI_FAIL;
-    cli_list_print (s_list_of (self->kind), cli_pages_items (pages), cli_pages_size (pages), self->json);
-    cli_pages_destroy (&pages);
-    return CLI_OK;
+    return cli_rpc_list (self->rpc, &request.base, &request.request_id, &filter.base, PAGE_SIZE,
+                         (uint64_t) self->limit, &ep__model_reply__descriptor, "entities",
+                         s_list_of (self->kind), self->json);
 }
 
 static const s_verb_t s_verbs [] = {
@@ -860,6 +811,8 @@ s_parse (s_cmd_t *self, unsigned want, const char *description,
     self->config = cli_parse (self->command, description, usage, &self->common,
                               opts, nopts, rest_argc, rest);
     free (rest);
+    self->rpc = cli_rpc_open (self->command, &s_model, self->common.model_api, self->common.keys_dir,
+                              &self->rpc_flags);
     if (lists == 0)
         lists = s_parse_lists (self, err, sizeof err);
     if (lists != 0) {
@@ -871,8 +824,9 @@ s_parse (s_cmd_t *self, unsigned want, const char *description,
 }
 
 static void
-s_kind_usage (const s_kind_t *kind)
+s_kind_usage (const void *arg)
 {
+    const s_kind_t *kind = (const s_kind_t *) arg;
     printf ("Usage: edgeplane %s SUBCOMMAND [ARGS...] [OPTIONS]\n\nSubcommands:\n", kind->word);
     for (size_t i = 0; i < EP_COUNT (s_verbs); i++) {
         const s_verb_t *verb = &s_verbs [i];
@@ -897,18 +851,9 @@ s_entity_main (const s_kind_t *kind, int argc, char **argv)
     for (size_t i = 0; argc >= 2 && i < EP_COUNT (s_verbs); i++)
         if (streq (argv [1], s_verbs [i].word))
             verb = &s_verbs [i];
-    if (!verb) {
-        bool help = argc >= 2 && (streq (argv [1], "--help") || streq (argv [1], "-h")
-                                  || streq (argv [1], "help"));
-        if (help) {
-            s_kind_usage (kind);
-            return CLI_OK;
-        }
-        fprintf (stderr, "edgeplane %s: %s%s%sexpected one of create, get, list, update, delete "
-                 "(see edgeplane %s --help)\n", kind->word, argc >= 2? "unknown subcommand \"": "",
-                 argc >= 2? argv [1]: "", argc >= 2? "\"; ": "", kind->word);
-        return CLI_USAGE;
-    }
+    if (!verb)
+        return cli_no_subcommand (kind->word, argc, argv, "one of create, get, list, update, delete",
+                                  s_kind_usage, kind);
     s_cmd_t self = { .kind = kind };
     snprintf (self.command, sizeof self.command, "%s %s", kind->word, verb->word);
     //  A controller is a cluster member: it needs a name of its own.

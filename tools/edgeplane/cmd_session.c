@@ -17,7 +17,7 @@
 #define POLL_MS         200         //  between cleanup status queries
 
 static const cli_service_t s_reaper_service = {
-    "the reaper", "reaper", "--reaper-api", "EDGEPLANE_REAPER_API" };
+    "the reaper", "reaper", "--reaper-api", "EDGEPLANE_REAPER_API", "The reaper's public certificate.", NULL };
 
 //  A connection to the reaper.
 typedef struct {
@@ -61,13 +61,8 @@ s_status_fail (s_reaper_t *self, const Ep__Status *status)
 static Ep__SessionReply *
 s_call (s_reaper_t *self, Ep__SessionRequest *request)
 {
-    Ep__SessionReply *reply = s_send (self, request, false);
-    if (reply && reply->status && reply->status->code != EP__STATUS__CODE__OK) {
-        s_status_fail (self, reply->status);
-        ep__session_reply__free_unpacked (reply, NULL);
-        return NULL;
-    }
-    return reply;
+    return (Ep__SessionReply *) cli_rpc_call (self->rpc, &request->base, &request->request_id,
+                                              &ep__session_reply__descriptor, false);
 }
 
 //  ---------------------------------------------------------------------
@@ -125,15 +120,6 @@ static const cli_list_t s_sessions = { s_header, EP_COUNT (s_header), s_row, NUL
 
 static const char *s_states [] = { "active", "terminating", "closed", NULL };
 
-//  A list reply's page: its sessions.
-static cli_page_t
-s_page (ProtobufCMessage *message)
-{
-    Ep__SessionReply *reply = (Ep__SessionReply *) message;
-    return (cli_page_t) { reply->status, (ProtobufCMessage **) reply->sessions, reply->n_sessions,
-                          reply->next_page_token };
-}
-
 static int
 s_list (s_reaper_t *reaper, const char *router, const char *identity, const char *service,
         const char *state, int64_t limit, bool json)
@@ -147,18 +133,11 @@ s_list (s_reaper_t *reaper, const char *router, const char *identity, const char
             filter.has_state = true;
             filter.state = (Ep__SessionState) (i + 1);
         }
-    filter.has_page_size = true;
     Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
     request.op_case = EP__SESSION_REQUEST__OP_LIST;
     request.list = &filter;
-    cli_pages_t *pages = cli_rpc_pages (reaper->rpc, &request.base, &request.request_id,
-                                        &filter.page_size, &filter.page_token, PAGE_SIZE,
-                                        (uint64_t) limit, &ep__session_reply__descriptor, s_page);
-    if (!pages)
-        return CLI_FAIL;
-    cli_list_print (&s_sessions, cli_pages_items (pages), cli_pages_size (pages), json);
-    cli_pages_destroy (&pages);
-    return CLI_OK;
+    return cli_rpc_list (reaper->rpc, &request.base, &request.request_id, &filter.base, PAGE_SIZE,
+                         (uint64_t) limit, &ep__session_reply__descriptor, "sessions", &s_sessions, json);
 }
 
 static int
@@ -180,14 +159,15 @@ s_get (s_reaper_t *reaper, const char *id, bool json)
 }
 
 static void
-s_usage (FILE *out)
+s_usage (const void *arg)
 {
-    fprintf (out, "Usage: edgeplane session SUBCOMMAND [ARGS...] [OPTIONS]\n\n"
-                  "Subcommands:\n"
-                  "  list         List sessions, every page, ordered by id (filters: --router, --identity,\n"
-                  "               --service, --state).\n"
-                  "  get ID       Show one session.\n\n"
-                  "(edgeplane session SUBCOMMAND --help for its options)\n");
+    (void) arg;
+    printf ("Usage: edgeplane session SUBCOMMAND [ARGS...] [OPTIONS]\n\n"
+            "Subcommands:\n"
+            "  list         List sessions, every page, ordered by id (filters: --router, --identity,\n"
+            "               --service, --state).\n"
+            "  get ID       Show one session.\n\n"
+            "(edgeplane session SUBCOMMAND --help for its options)\n");
 }
 
 int
@@ -195,18 +175,12 @@ cli_session (int argc, char **argv)
 {
     bool list = argc >= 2 && streq (argv [1], "list");
     bool get = argc >= 2 && streq (argv [1], "get");
-    if (!list && !get) {
-        if (argc >= 2 && (streq (argv [1], "--help") || streq (argv [1], "-h") || streq (argv [1], "help"))) {
-            s_usage (stdout);
-            return CLI_OK;
-        }
-        fprintf (stderr, "edgeplane session: %s%s%sexpected list or get (see edgeplane session --help)\n",
-                 argc >= 2? "unknown subcommand \"": "", argc >= 2? argv [1]: "", argc >= 2? "\"; ": "");
-        return CLI_USAGE;
-    }
-    static char *router, *identity, *service, *state, *cert, *server_key;
-    static int64_t limit, timeout, attempts;
+    if (!list && !get)
+        return cli_no_subcommand ("session", argc, argv, "list or get", s_usage, NULL);
+    static char *router, *identity, *service, *state;
+    static int64_t limit;
     static bool json;
+    static cli_rpc_flags_t rpc;
     ep_opt_t filters [] = {
         { .name = "router", .type = EP_OPT_ID, .str = &router, .help = "Only sessions on this router." },
         { .name = "identity", .type = EP_OPT_ID, .str = &identity, .help = "Only sessions of this identity." },
@@ -216,31 +190,20 @@ cli_session (int argc, char **argv)
         { .name = "limit", .def = "0", .type = EP_OPT_INT, .num = &limit, .min = 0, .max = INT64_MAX,
           .help = "At most this many (0: all, every page)." },
     };
-    ep_opt_t every [] = {
-        { .name = "json", .def = "false", .type = EP_OPT_BOOL, .flag = &json,
-          .help = "Print JSON (sessions by their proto field names) instead of a table." },
-        { .name = "cert", .type = EP_OPT_STRING, .str = &cert,
-          .def_help = "$EDGEPLANE_KEYS_DIR/curve/operator.cert_secret",
-          .help = "Our CURVE certificate (secret file), e.g. from `edgeplane pki issue-curve operator NAME`." },
-        { .name = "server-key", .type = EP_OPT_STRING, .str = &server_key,
-          .def_help = "$EDGEPLANE_KEYS_DIR/curve/reaper.cert", .help = "The reaper's public certificate." },
-        { .name = "timeout", .def = "3s", .type = EP_OPT_DURATION, .num = &timeout,
-          .min = 1, .max = 600000, .help = "How long to wait for each attempt's reply." },
-        { .name = "attempts", .def = "3", .type = EP_OPT_INT, .num = &attempts,
-          .min = 1, .max = 100, .help = "Attempts before giving up." },
-    };
-    ep_opt_t opts [EP_COUNT (filters) + EP_COUNT (every)];
+    ep_opt_t opts [EP_COUNT (filters) + 5];
     size_t nopts = 0;
     for (size_t i = 0; list && i < EP_COUNT (filters); i++)
         opts [nopts++] = filters [i];
-    for (size_t i = 0; i < EP_COUNT (every); i++)
-        opts [nopts++] = every [i];
+    opts [nopts++] = (ep_opt_t) { .name = "json", .def = "false", .type = EP_OPT_BOOL, .flag = &json,
+                                  .help = "Print JSON (sessions by their proto field names) instead of a table." };
+    nopts += cli_rpc_options (opts + nopts, &rpc, &s_reaper_service);
     ep_common_opts_t common;
     const char *command = list? "session list": "session get";
     ep_config_t *config = cli_parse (command,
                                      list? "List sessions, every page, ordered by id.": "Show one session.",
                                      list? NULL: "ID", &common, opts, nopts, argc - 1, argv + 1);
-    s_reaper_t reaper = s_reaper_open (command, &common, cert, server_key, (int) timeout, (int) attempts);
+    s_reaper_t reaper = s_reaper_open (command, &common, rpc.cert_path, rpc.server_key_path,
+                                       (int) rpc.timeout_ms, (int) rpc.attempts);
     int rc;
     if (get && ep_config_argc (config) != 1) {
         fprintf (stderr, "edgeplane session get: expected one session ID, e.g. `edgeplane session get s-4c1d9a`\n");

@@ -19,16 +19,13 @@ typedef struct {
     char command [32];          //  "terminator list", for messages
     ep_config_t *config;        //  the parser; owns the flags' strings
     ep_common_opts_t common;    //  shared options (keys dir, API addresses, ...)
-    char *cert_path;            //  --cert
-    char *server_key_path;      //  --server-key
+    cli_rpc_flags_t rpc_flags;  //  --cert, --server-key, --timeout, --attempts
     bool json;                  //  --json
-    int64_t timeout_ms;         //  --timeout, per attempt
-    int64_t attempts;           //  --attempts
     char *service;              //  list --service
     char *router;               //  list --router
     char *state;                //  list --state
     int64_t limit;              //  list --limit, 0 = all
-    cli_rpc_t *rpc;             //  to the terminators service, once needed
+    cli_rpc_t *rpc;             //  to the terminator service (connects on its first call)
 } s_cmd_t;
 
 static const char *s_states [] = { "establishing", "established", "deleting", "deleted", "failed", NULL };
@@ -36,7 +33,8 @@ static const char *s_state_names [] = { "-", "establishing", "established", "del
 static const char *s_precedences [] = { "default", "required", "failed" };
 
 static const cli_service_t s_terminators = {
-    "the terminator service", "terminators", "--terminators-api", "EDGEPLANE_TERMINATORS_API" };
+    "the terminator service", "terminators", "--terminators-api", "EDGEPLANE_TERMINATORS_API",
+    "The terminator service's public certificate.", NULL };
 
 static void
 s_cmd_destroy (s_cmd_t *self)
@@ -45,30 +43,13 @@ s_cmd_destroy (s_cmd_t *self)
     ep_config_destroy (&self->config);
 }
 
-//  The connection to the terminator service, made on first use.
-static cli_rpc_t *
-s_rpc (s_cmd_t *self)
-{
-    if (!self->rpc)
-        self->rpc = cli_rpc_new (self->command, &s_terminators, self->common.terminators_api,
-                                 self->common.keys_dir, self->cert_path, self->server_key_path,
-                                 (int) self->timeout_ms, (int) self->attempts);
-    return self->rpc;
-}
-
 //  Sends request; returns the reply if its status is OK, otherwise says why
 //  in one line and returns NULL.
 static Ep__TerminatorReply *
 s_call (s_cmd_t *self, Ep__TerminatorRequest *request)
 {
-    Ep__TerminatorReply *reply = (Ep__TerminatorReply *) cli_rpc_send (
-        s_rpc (self), &request->base, &request->request_id, &ep__terminator_reply__descriptor, false);
-    if (reply && cli_status_failed (reply->status)) {
-        cli_status_fail (self->command, reply->status);
-        ep__terminator_reply__free_unpacked (reply, NULL);
-        return NULL;
-    }
-    return reply;
+    return (Ep__TerminatorReply *) cli_rpc_call (self->rpc, &request->base, &request->request_id,
+                                                 &ep__terminator_reply__descriptor, false);
 }
 
 static void
@@ -109,15 +90,6 @@ s_get (s_cmd_t *self, const char *id)
     return rc;
 }
 
-//  A list reply's page: its terminators.
-static cli_page_t
-s_page (ProtobufCMessage *message)
-{
-    Ep__TerminatorReply *reply = (Ep__TerminatorReply *) message;
-    return (cli_page_t) { reply->status, (ProtobufCMessage **) reply->terminators, reply->n_terminators,
-                          reply->next_page_token };
-}
-
 static int
 s_list (s_cmd_t *self)
 {
@@ -131,23 +103,18 @@ s_list (s_cmd_t *self)
                 filter.state = (Ep__TerminatorState) (i + 1);
             }
     }
-    filter.has_page_size = true;
     Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
     request.op_case = EP__TERMINATOR_REQUEST__OP_LIST;
     request.list = &filter;
-    cli_pages_t *pages = cli_rpc_pages (s_rpc (self), &request.base, &request.request_id,
-                                        &filter.page_size, &filter.page_token, PAGE_SIZE,
-                                        (uint64_t) self->limit, &ep__terminator_reply__descriptor, s_page);
-    if (!pages)
-        return CLI_FAIL;
-    cli_list_print (&s_terminator_list, cli_pages_items (pages), cli_pages_size (pages), self->json);
-    cli_pages_destroy (&pages);
-    return CLI_OK;
+    return cli_rpc_list (self->rpc, &request.base, &request.request_id, &filter.base, PAGE_SIZE,
+                         (uint64_t) self->limit, &ep__terminator_reply__descriptor, "terminators",
+                         &s_terminator_list, self->json);
 }
 
 static void
-s_usage (void)
+s_usage (const void *arg)
 {
+    (void) arg;
     printf ("Usage: edgeplane terminator SUBCOMMAND [ARGS...] [OPTIONS]\n\n"
             "Subcommands:\n"
             "  list         List terminators (live ones unless --state), every page, ordered by id.\n"
@@ -160,30 +127,16 @@ cli_terminator (int argc, char **argv)
 {
     bool list = argc >= 2 && streq (argv [1], "list");
     bool get = argc >= 2 && streq (argv [1], "get");
-    if (!list && !get) {
-        if (argc >= 2 && (streq (argv [1], "--help") || streq (argv [1], "-h") || streq (argv [1], "help"))) {
-            s_usage ();
-            return CLI_OK;
-        }
-        fprintf (stderr, "edgeplane terminator: %s%s%sexpected list or get (see edgeplane terminator --help)\n",
-                 argc >= 2? "unknown subcommand \"": "", argc >= 2? argv [1]: "", argc >= 2? "\"; ": "");
-        return CLI_USAGE;
-    }
+    if (!list && !get)
+        return cli_no_subcommand ("terminator", argc, argv, "list or get", s_usage, NULL);
     s_cmd_t self = { 0 };
     snprintf (self.command, sizeof self.command, "terminator %s", argv [1]);
-    ep_opt_t opts [] = {
+    ep_opt_t opts [9] = {
         { .name = "json", .def = "false", .type = EP_OPT_BOOL, .flag = &self.json,
           .help = "Print JSON (terminators by their proto field names) instead of a table." },
-        { .name = "cert", .type = EP_OPT_STRING, .str = &self.cert_path,
-          .def_help = "$EDGEPLANE_KEYS_DIR/curve/operator.cert_secret",
-          .help = "Our CURVE certificate (secret file), e.g. from `edgeplane pki issue-curve operator NAME`." },
-        { .name = "server-key", .type = EP_OPT_STRING, .str = &self.server_key_path,
-          .def_help = "$EDGEPLANE_KEYS_DIR/curve/terminators.cert",
-          .help = "The terminator service's public certificate." },
-        { .name = "timeout", .def = "3s", .type = EP_OPT_DURATION, .num = &self.timeout_ms,
-          .min = 1, .max = 600000, .help = "How long to wait for each attempt's reply." },
-        { .name = "attempts", .def = "3", .type = EP_OPT_INT, .num = &self.attempts,
-          .min = 1, .max = 100, .help = "Attempts before giving up." },
+    };
+    cli_rpc_options (opts + 1, &self.rpc_flags, &s_terminators);
+    const ep_opt_t filters [] = {
         { .name = "service", .type = EP_OPT_ID, .str = &self.service,
           .help = "Only terminators of this service id." },
         { .name = "router", .type = EP_OPT_ID, .str = &self.router,
@@ -193,12 +146,15 @@ cli_terminator (int argc, char **argv)
         { .name = "limit", .def = "0", .type = EP_OPT_INT, .num = &self.limit, .min = 0, .max = INT64_MAX,
           .help = "At most this many (0: all, every page)." },
     };
+    memcpy (opts + 5, filters, sizeof filters);
     int rc = CLI_OK;
     self.config = cli_parse (self.command,
                              list? "List terminators, filtered by service, router and state."
                                  : "Show one terminator.",
                              list? NULL: "ID", &self.common, opts, list? EP_COUNT (opts): 5,
                              argc - 1, argv + 1);
+    self.rpc = cli_rpc_open (self.command, &s_terminators, self.common.terminators_api, self.common.keys_dir,
+                             &self.rpc_flags);
     if (self.config) {
         int nargs = ep_config_argc (self.config);
         if (get && nargs != 1) {
