@@ -52,6 +52,18 @@ cli_parse (const char *command, const char *description, const char *usage,
     exit (rc == 1? CLI_OK: CLI_USAGE);
 }
 
+zcert_t *
+cli_cert_load (const char *command, const char *keys_dir, const char *path, const char *name,
+               const char *what, const char *hint)
+{
+    char *file = path? strdup (path): zsys_sprintf ("%s/curve/%s", keys_dir, name);
+    zcert_t *cert = zcert_load (file);
+    if (!cert)
+        cli_fail (command, "cannot read %s %s: %s", what, file, hint);
+    free (file);
+    return cert;
+}
+
 int
 cli_no_subcommand (const char *command, int argc, char **argv, const char *expected,
                    void (*usage) (const void *arg), const void *arg)

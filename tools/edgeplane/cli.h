@@ -67,6 +67,13 @@ int
                          const char *router_id, uint64_t revision, bool wait, int64_t wait_timeout_ms,
                          json_t *json);
 
+//  Loads the CURVE certificate at path or, if path is NULL, at
+//  <keys_dir>/curve/<name> ("subscriber.cert_secret", "bus.cert"). NULL
+//  after saying "cannot read <what> <file>: <hint>".
+zcert_t *
+    cli_cert_load (const char *command, const char *keys_dir, const char *path, const char *name,
+                   const char *what, const char *hint);
+
 //  Prints value as indented JSON on stdout and takes it (json_decref).
 void
     cli_print_json (json_t *value);

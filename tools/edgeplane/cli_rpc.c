@@ -75,27 +75,21 @@ static int
 s_connect (cli_rpc_t *self)
 {
     const cli_service_t *service = self->service;
-    char *cert_file = self->cert_path? strdup (self->cert_path)
-                    : zsys_sprintf ("%s/curve/operator.cert_secret", self->keys_dir);
-    char *server_file = self->server_key_path? strdup (self->server_key_path)
-                      : zsys_sprintf ("%s/curve/%s.cert", self->keys_dir, service->key_name);
-    zcert_t *server = zcert_load (server_file);
-    self->cert = zcert_load (cert_file);
-    if (!self->cert)
-        cli_fail (self->command, "cannot read the certificate %s: run `edgeplane pki init`, "
-                  "or pass --cert with one from `edgeplane pki issue-curve operator NAME`", cert_file);
-    else
-    if (!server)
-        cli_fail (self->command, "cannot read %s's public certificate %s: pass --server-key "
-                  "(curve/%s.cert in the control plane's keys directory)",
-                  service->label, server_file, service->key_name);
-    else
-    if (!(self->client = ep_rpc_client_new (self->endpoint, self->cert, zcert_public_txt (server))))
+    self->cert = cli_cert_load (self->command, self->keys_dir, self->cert_path, "operator.cert_secret",
+                                "the certificate", "run `edgeplane pki init`, or pass --cert with one from "
+                                "`edgeplane pki issue-curve operator NAME`");
+    char name [64], what [96], hint [128];
+    snprintf (name, sizeof name, "%s.cert", service->key_name);
+    snprintf (what, sizeof what, "%s's public certificate", service->label);
+    snprintf (hint, sizeof hint, "pass --server-key (curve/%s.cert in the control plane's keys directory)",
+              service->key_name);
+    zcert_t *server = self->cert? cli_cert_load (self->command, self->keys_dir, self->server_key_path, name,
+                                                 what, hint): NULL;
+    if (server
+    &&  !(self->client = ep_rpc_client_new (self->endpoint, self->cert, zcert_public_txt (server))))
         cli_fail (self->command, "cannot connect to %s: check %s (%s)",
                   self->endpoint, service->address_flag, service->address_env);
     zcert_destroy (&server);
-    free (cert_file);
-    free (server_file);
     return self->client? 0: -1;
 }
 

@@ -233,34 +233,24 @@ cli_connections (int argc, char **argv)
                                      "List control-channel connections across every watchdog instance.",
                                      NULL, &common, opts, EP_COUNT (opts), argc, argv);
 
-    char *cert_file = cert_path? strdup (cert_path)
-                    : zsys_sprintf ("%s/curve/subscriber.cert_secret", common.keys_dir);
-    char *bus_file = bus_key_path? strdup (bus_key_path): zsys_sprintf ("%s/curve/bus.cert", common.keys_dir);
-    char *watchdog_file = watchdog_key_path? strdup (watchdog_key_path)
-                        : zsys_sprintf ("%s/curve/watchdog.cert", common.keys_dir);
-    zcert_t *cert = zcert_load (cert_file);
-    zcert_t *bus = zcert_load (bus_file);
-    zcert_t *watchdog = zcert_load (watchdog_file);
+    zcert_t *cert = cli_cert_load ("connections", common.keys_dir, cert_path, "subscriber.cert_secret",
+                                   "the certificate", "run `edgeplane pki init`, or pass --cert with one from "
+                                   "`edgeplane pki issue-curve`");
+    zcert_t *bus = cert? cli_cert_load ("connections", common.keys_dir, bus_key_path, "bus.cert",
+                                        "the bus public certificate",
+                                        "pass --bus-key (bus.cert from `edgeplane pki issue-curve`)"): NULL;
+    zcert_t *watchdog = bus? cli_cert_load ("connections", common.keys_dir, watchdog_key_path, "watchdog.cert",
+                                            "the watchdog public certificate", "pass --watchdog-key "
+                                            "(watchdog.cert from `edgeplane pki issue-curve`)"): NULL;
     zhashx_t *instances = zhashx_new ();
     zhashx_set_destructor (instances, (czmq_destructor *) s_instance_destroy);
     ep_subscriber_t *sub = NULL;
     int rc = CLI_FAIL;
-    if (!cert)
-        cli_fail ("connections", "cannot read the certificate %s: run `edgeplane pki init`, or pass --cert "
-                  "with one from `edgeplane pki issue-curve`", cert_file);
-    else
-    if (!bus)
-        cli_fail ("connections", "cannot read the bus public certificate %s: pass --bus-key (bus.cert from "
-                  "`edgeplane pki issue-curve`)", bus_file);
-    else
-    if (!watchdog)
-        cli_fail ("connections", "cannot read the watchdog public certificate %s: pass --watchdog-key "
-                  "(watchdog.cert from `edgeplane pki issue-curve`)", watchdog_file);
-    else
-    if (!(sub = ep_subscriber_new (common.bus_sub, cert, zcert_public_txt (bus), 4u * 1024u * 1024u,
+    if (cert && bus && watchdog
+    &&  !(sub = ep_subscriber_new (common.bus_sub, cert, zcert_public_txt (bus), 4u * 1024u * 1024u,
                                    NULL, NULL)))
         cli_fail ("connections", "invalid bus address %s (EDGEPLANE_BUS_SUB)", common.bus_sub);
-    else {
+    if (sub) {
         ep_subscriber_subscribe (sub, "presence.beacon");
         s_discover (sub, discover_ms, instances);
         if (zhashx_size (instances) == 0)
@@ -281,9 +271,6 @@ cli_connections (int argc, char **argv)
     zcert_destroy (&cert);
     zcert_destroy (&bus);
     zcert_destroy (&watchdog);
-    free (cert_file);
-    free (bus_file);
-    free (watchdog_file);
     ep_config_destroy (&config);
     return rc;
 }

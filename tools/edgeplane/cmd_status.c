@@ -117,12 +117,10 @@ cli_status (int argc, char **argv)
         free (page);
         json_decref (ready);
     }
-    if (json) {
-        char *text = json_dumps (all, JSON_INDENT (2));
-        printf ("%s\n", text);
-        free (text);
-    }
-    json_decref (all);
+    if (json)
+        cli_print_json (all);
+    else
+        json_decref (all);
     ep_config_destroy (&config);
     if (found == 0)
         return cli_fail ("status", "no service ready files in %s/run: is `edgeplane up` running with this data dir?",
