@@ -32,10 +32,8 @@ int
 //  cmd_connections.c: connections across every watchdog instance.
 int cli_connections (int argc, char **argv);
 //  cmd_model.c: the model's entities, and backup.
-int cli_router (int argc, char **argv);
-int cli_service (int argc, char **argv);
-int cli_identity (int argc, char **argv);
-int cli_controller (int argc, char **argv);
+//  router, service, identity and controller: the kind is argv [0].
+int cli_entity (int argc, char **argv);
 int cli_backup (int argc, char **argv);
 //  cmd_session.c: the reaper's sessions.
 int cli_session (int argc, char **argv);

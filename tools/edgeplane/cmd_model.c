@@ -43,20 +43,21 @@ typedef struct {
     const char *word;           //  command word, as in messages: "router"
     const char *plural;         //  "routers"
     Ep__EntityType type;        //  the model's type
+    Ep__Entity__KindCase kind_case; //  its case in the Entity oneof
     unsigned flags;             //  F_* this kind has at all
 } s_kind_t;
 
 static const s_kind_t s_kinds [] = {
-    { "router", "routers", EP__ENTITY_TYPE__ENTITY_ROUTER,
+    { "router", "routers", EP__ENTITY_TYPE__ENTITY_ROUTER, EP__ENTITY__KIND_ROUTER,
       F_NAME | F_DISABLED | F_HOST | F_TAG | F_EXPECTED | F_CLEAR_HOSTED | F_CLEAR_TAGS
       | F_NAME_FILTER | F_TAG_FILTER | F_HOSTS | F_LIMIT | F_EXIST_OK | F_COUNT | F_WAIT },
-    { "service", "services", EP__ENTITY_TYPE__ENTITY_SERVICE,
+    { "service", "services", EP__ENTITY_TYPE__ENTITY_SERVICE, EP__ENTITY__KIND_SERVICE,
       F_NAME | F_DISABLED | F_TAG | F_EXPECTED | F_CLEAR_TAGS | F_NAME_FILTER | F_TAG_FILTER | F_LIMIT
       | F_EXIST_OK | F_COUNT },
-    { "identity", "identities", EP__ENTITY_TYPE__ENTITY_IDENTITY,
+    { "identity", "identities", EP__ENTITY_TYPE__ENTITY_IDENTITY, EP__ENTITY__KIND_IDENTITY,
       F_NAME | F_DISABLED | F_TAG | F_EXPECTED | F_CLEAR_TAGS | F_NAME_FILTER | F_TAG_FILTER | F_LIMIT
       | F_EXIST_OK | F_COUNT },
-    { "controller", "controllers", EP__ENTITY_TYPE__ENTITY_CONTROLLER,
+    { "controller", "controllers", EP__ENTITY_TYPE__ENTITY_CONTROLLER, EP__ENTITY__KIND_CONTROLLER,
       F_ADDRESS | F_EXPECTED | F_LIMIT | F_EXIST_OK },
 };
 
@@ -522,57 +523,60 @@ typedef struct {
     Ep__Controller controller;  //  ... a controller
 } s_draft_t;
 
+//  Where the named kinds (router, service, identity) keep the fields they
+//  share, in one kind's message.
+typedef struct {
+    char **name;                //  name
+    protobuf_c_boolean *has_enabled;
+    protobuf_c_boolean *enabled;
+    size_t *n_tags;             //  tags
+    Ep__Tag ***tags;
+} s_named_t;
+
 static void
 s_draft (s_cmd_t *self, const char *id, bool update, s_draft_t *draft)
 {
     ep__entity__init (&draft->entity);
-    char *name = self->name;
-    //  Update: absent flags keep their value (patch), so set only what was given.
-    bool set_enabled = !update || s_given (self, "disabled");
-    size_t n_tags = zlistx_size (self->tags);
+    s_named_t named = { NULL };
     switch (self->kind->type) {
         case EP__ENTITY_TYPE__ENTITY_ROUTER:
             ep__router__init (&draft->router);
             draft->router.id = (char *) id;
-            draft->router.name = name;
-            draft->router.has_enabled = set_enabled;
-            draft->router.enabled = !self->disabled;
             draft->router.n_hosted = zlistx_size (self->hosts);
             draft->router.hosted = self->hosted_p;
-            draft->router.n_tags = n_tags;
-            draft->router.tags = self->tags_p;
-            draft->entity.kind_case = EP__ENTITY__KIND_ROUTER;
+            named = (s_named_t) { &draft->router.name, &draft->router.has_enabled, &draft->router.enabled,
+                                  &draft->router.n_tags, &draft->router.tags };
             draft->entity.router = &draft->router;
             break;
         case EP__ENTITY_TYPE__ENTITY_SERVICE:
             ep__service__init (&draft->service);
             draft->service.id = (char *) id;
-            draft->service.name = name;
-            draft->service.has_enabled = set_enabled;
-            draft->service.enabled = !self->disabled;
-            draft->service.n_tags = n_tags;
-            draft->service.tags = self->tags_p;
-            draft->entity.kind_case = EP__ENTITY__KIND_SERVICE;
+            named = (s_named_t) { &draft->service.name, &draft->service.has_enabled, &draft->service.enabled,
+                                  &draft->service.n_tags, &draft->service.tags };
             draft->entity.service = &draft->service;
             break;
         case EP__ENTITY_TYPE__ENTITY_IDENTITY:
             ep__identity__init (&draft->identity);
             draft->identity.id = (char *) id;
-            draft->identity.name = name;
-            draft->identity.has_enabled = set_enabled;
-            draft->identity.enabled = !self->disabled;
-            draft->identity.n_tags = n_tags;
-            draft->identity.tags = self->tags_p;
-            draft->entity.kind_case = EP__ENTITY__KIND_IDENTITY;
+            named = (s_named_t) { &draft->identity.name, &draft->identity.has_enabled, &draft->identity.enabled,
+                                  &draft->identity.n_tags, &draft->identity.tags };
             draft->entity.identity = &draft->identity;
             break;
         default:
             ep__controller__init (&draft->controller);
             draft->controller.id = (char *) id;
             draft->controller.address = self->address;
-            draft->entity.kind_case = EP__ENTITY__KIND_CONTROLLER;
             draft->entity.controller = &draft->controller;
             break;
+    }
+    draft->entity.kind_case = self->kind->kind_case;
+    if (named.name) {
+        *named.name = self->name;
+        //  Update: absent flags keep their value (patch), so set only what was given.
+        *named.has_enabled = !update || s_given (self, "disabled");
+        *named.enabled = !self->disabled;
+        *named.n_tags = zlistx_size (self->tags);
+        *named.tags = self->tags_p;
     }
 }
 
@@ -881,27 +885,12 @@ s_entity_main (const s_kind_t *kind, int argc, char **argv)
 }
 
 int
-cli_router (int argc, char **argv)
+cli_entity (int argc, char **argv)
 {
-    return s_entity_main (&s_kinds [0], argc, argv);
-}
-
-int
-cli_service (int argc, char **argv)
-{
-    return s_entity_main (&s_kinds [1], argc, argv);
-}
-
-int
-cli_identity (int argc, char **argv)
-{
-    return s_entity_main (&s_kinds [2], argc, argv);
-}
-
-int
-cli_controller (int argc, char **argv)
-{
-    return s_entity_main (&s_kinds [3], argc, argv);
+    for (size_t i = 0; i < EP_COUNT (s_kinds); i++)
+        if (streq (argv [0], s_kinds [i].word))
+            return s_entity_main (&s_kinds [i], argc, argv);
+    return cli_fail (argv [0], "not an entity kind (a bug in the command table)");
 }
 
 int
