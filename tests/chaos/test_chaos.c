@@ -354,25 +354,19 @@ s_router_write (int r)
     body.enabled = true;
     body.hosted = hosted_list;
     body.n_hosted = n_hosted;
-    Ep__Entity router_entity = EP__ENTITY__INIT;
-    router_entity.kind_case = EP__ENTITY__KIND_ROUTER;
-    router_entity.router = &body;
     Ep__Identity identity = EP__IDENTITY__INIT;
     identity.id = identity_id;
-    Ep__Entity identity_entity = EP__ENTITY__INIT;
-    identity_entity.kind_case = EP__ENTITY__KIND_IDENTITY;
-    identity_entity.identity = &identity;
-    Ep__ModelWrite writes [2] = { EP__MODEL_WRITE__INIT, EP__MODEL_WRITE__INIT };
-    Ep__ModelWrite *write_list [2] = { &writes [0], &writes [1] };
+    ep_entity_write_t identity_write, router_write;
+    Ep__ModelWrite removal = EP__MODEL_WRITE__INIT;
+    Ep__ModelWrite *write_list [2];
     Ep__ModelTxn txn = EP__MODEL_TXN__INIT;
     Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
     char *clear [] = { "hosted" };
     if (router->pending == 'c') {
         //  The identity its sessions belong to, and the router, in one revision.
-        writes [0].has_op = writes [1].has_op = true;
-        writes [0].op = writes [1].op = EP__MODEL_WRITE__OP__CREATE;
-        writes [0].entity = &identity_entity;
-        writes [1].entity = &router_entity;
+        write_list [0] = ep_entity_write (&identity_write, EP__MODEL_WRITE__OP__CREATE, EP__ENTITY__KIND_IDENTITY,
+                                          &identity);
+        write_list [1] = ep_entity_write (&router_write, EP__MODEL_WRITE__OP__CREATE, EP__ENTITY__KIND_ROUTER, &body);
         txn.writes = write_list;
         txn.n_writes = 2;
         request.op_case = EP__MODEL_REQUEST__OP_TXN;
@@ -380,23 +374,20 @@ s_router_write (int r)
     }
     else
     if (router->pending == 'd') {
-        writes [0].has_op = writes [0].has_type = true;
-        writes [0].op = EP__MODEL_WRITE__OP__DELETE;
-        writes [0].type = EP__ENTITY_TYPE__ENTITY_ROUTER;
-        writes [0].id = router->id;
+        removal.has_op = removal.has_type = true;
+        removal.op = EP__MODEL_WRITE__OP__DELETE;
+        removal.type = EP__ENTITY_TYPE__ENTITY_ROUTER;
+        removal.id = router->id;
         request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-        request.write = &writes [0];
+        request.write = &removal;
     }
     else {
-        writes [0].has_op = true;
-        writes [0].op = EP__MODEL_WRITE__OP__UPDATE;
-        writes [0].entity = &router_entity;
-        if (n_hosted == 0) {
-            writes [0].clear = clear;
-            writes [0].n_clear = 1;
-        }
         request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-        request.write = &writes [0];
+        request.write = ep_entity_write (&router_write, EP__MODEL_WRITE__OP__UPDATE, EP__ENTITY__KIND_ROUTER, &body);
+        if (n_hosted == 0) {
+            request.write->clear = clear;
+            request.write->n_clear = 1;
+        }
     }
     Ep__ModelReply *reply = s_model_call (&request);
     s_stats.router_writes++;

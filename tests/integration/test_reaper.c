@@ -126,26 +126,15 @@ s_create (Ep__EntityType type, const char *id)
     Ep__Router router = EP__ROUTER__INIT;
     Ep__Service service = EP__SERVICE__INIT;
     Ep__Identity identity = EP__IDENTITY__INIT;
-    Ep__Entity entity = EP__ENTITY__INIT;
     router.id = service.id = identity.id = (char *) id;
-    if (type == EP__ENTITY_TYPE__ENTITY_ROUTER) {
-        entity.kind_case = EP__ENTITY__KIND_ROUTER;
-        entity.router = &router;
-    }
+    ep_entity_write_t write;
+    if (type == EP__ENTITY_TYPE__ENTITY_ROUTER)
+        s_model_write (ep_entity_write (&write, EP__MODEL_WRITE__OP__CREATE, EP__ENTITY__KIND_ROUTER, &router));
     else
-    if (type == EP__ENTITY_TYPE__ENTITY_SERVICE) {
-        entity.kind_case = EP__ENTITY__KIND_SERVICE;
-        entity.service = &service;
-    }
-    else {
-        entity.kind_case = EP__ENTITY__KIND_IDENTITY;
-        entity.identity = &identity;
-    }
-    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-    write.has_op = true;
-    write.op = EP__MODEL_WRITE__OP__CREATE;
-    write.entity = &entity;
-    s_model_write (&write);
+    if (type == EP__ENTITY_TYPE__ENTITY_SERVICE)
+        s_model_write (ep_entity_write (&write, EP__MODEL_WRITE__OP__CREATE, EP__ENTITY__KIND_SERVICE, &service));
+    else
+        s_model_write (ep_entity_write (&write, EP__MODEL_WRITE__OP__CREATE, EP__ENTITY__KIND_IDENTITY, &identity));
 }
 
 static uint64_t
