@@ -133,8 +133,9 @@ typedef struct {
 Ep__ModelWrite *
     ep_entity_write (ep_entity_write_t *self, Ep__ModelWrite__Op op, Ep__Entity__KindCase kind, void *body);
 
-//  Sends request (its request id is filled in) to the model as the
-//  operator and returns the reply, whatever its status (caller frees).
+//  Sends request (with a fresh request id unless one is set, as
+//  ep_rpc_call) to the model as the operator and returns the reply,
+//  whatever its status (caller frees).
 Ep__ModelReply *
     ep_stack_model_call (ep_stack_t *self, Ep__ModelRequest *request);
 
