@@ -207,14 +207,7 @@ static struct {
 static Ep__ModelReply *
 s_model_call_with (ep_rpc_client_t *client, Ep__ModelRequest *request, int attempts)
 {
-    char id [33], err [256];
-    ep_rpc_new_id (id);
-    request->request_id = id;
-    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (client, &request->base, id,
-                                                                   &ep__model_reply__descriptor,
-                                                                   700, attempts, err, sizeof err);
-    request->request_id = NULL;
-    return reply;
+    return ep_rpc_call (client, request, &ep__model_reply__descriptor, 700, attempts, NULL, 0);
 }
 
 static Ep__ModelReply *
@@ -280,16 +273,11 @@ s_load_write (s_writer_t *self)
     Ep__Identity identity = EP__IDENTITY__INIT;
     identity.id = w->id;
     identity.name = name;
-    Ep__Entity entity = EP__ENTITY__INIT;
-    entity.kind_case = EP__ENTITY__KIND_IDENTITY;
-    entity.identity = &identity;
-    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-    write.has_op = true;
-    write.op = w->created? EP__MODEL_WRITE__OP__UPDATE: EP__MODEL_WRITE__OP__CREATE;
-    write.entity = &entity;
+    ep_entity_write_t write;
     Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
     request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-    request.write = &write;
+    request.write = ep_entity_write (&write, w->created? EP__MODEL_WRITE__OP__UPDATE: EP__MODEL_WRITE__OP__CREATE,
+                                     EP__ENTITY__KIND_IDENTITY, &identity);
     //  Resent for 3.5 s, longer than the model stays down (2 s at most)
     //  plus its start: a write in flight when the model dies is resent to
     //  the next incarnation, which must answer it as the first would have.
@@ -310,7 +298,7 @@ s_load_write (s_writer_t *self)
         //  ALREADY_EXISTS is what losing them looked like).
         if (self->wrong++ == 0)
             snprintf (self->wrong_first, sizeof self->wrong_first, "%s of %s answered %d: %s",
-                      write.op == EP__MODEL_WRITE__OP__CREATE? "create": "update", w->id,
+                      write.write.op == EP__MODEL_WRITE__OP__CREATE? "create": "update", w->id,
                       (int) s_code (reply), reply->status && reply->status->message?
                       reply->status->message: "");
         w->in_doubt = true;
@@ -366,25 +354,19 @@ s_router_write (int r)
     body.enabled = true;
     body.hosted = hosted_list;
     body.n_hosted = n_hosted;
-    Ep__Entity router_entity = EP__ENTITY__INIT;
-    router_entity.kind_case = EP__ENTITY__KIND_ROUTER;
-    router_entity.router = &body;
     Ep__Identity identity = EP__IDENTITY__INIT;
     identity.id = identity_id;
-    Ep__Entity identity_entity = EP__ENTITY__INIT;
-    identity_entity.kind_case = EP__ENTITY__KIND_IDENTITY;
-    identity_entity.identity = &identity;
-    Ep__ModelWrite writes [2] = { EP__MODEL_WRITE__INIT, EP__MODEL_WRITE__INIT };
-    Ep__ModelWrite *write_list [2] = { &writes [0], &writes [1] };
+    ep_entity_write_t identity_write, router_write;
+    Ep__ModelWrite removal = EP__MODEL_WRITE__INIT;
+    Ep__ModelWrite *write_list [2];
     Ep__ModelTxn txn = EP__MODEL_TXN__INIT;
     Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
     char *clear [] = { "hosted" };
     if (router->pending == 'c') {
         //  The identity its sessions belong to, and the router, in one revision.
-        writes [0].has_op = writes [1].has_op = true;
-        writes [0].op = writes [1].op = EP__MODEL_WRITE__OP__CREATE;
-        writes [0].entity = &identity_entity;
-        writes [1].entity = &router_entity;
+        write_list [0] = ep_entity_write (&identity_write, EP__MODEL_WRITE__OP__CREATE, EP__ENTITY__KIND_IDENTITY,
+                                          &identity);
+        write_list [1] = ep_entity_write (&router_write, EP__MODEL_WRITE__OP__CREATE, EP__ENTITY__KIND_ROUTER, &body);
         txn.writes = write_list;
         txn.n_writes = 2;
         request.op_case = EP__MODEL_REQUEST__OP_TXN;
@@ -392,23 +374,20 @@ s_router_write (int r)
     }
     else
     if (router->pending == 'd') {
-        writes [0].has_op = writes [0].has_type = true;
-        writes [0].op = EP__MODEL_WRITE__OP__DELETE;
-        writes [0].type = EP__ENTITY_TYPE__ENTITY_ROUTER;
-        writes [0].id = router->id;
+        removal.has_op = removal.has_type = true;
+        removal.op = EP__MODEL_WRITE__OP__DELETE;
+        removal.type = EP__ENTITY_TYPE__ENTITY_ROUTER;
+        removal.id = router->id;
         request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-        request.write = &writes [0];
+        request.write = &removal;
     }
     else {
-        writes [0].has_op = true;
-        writes [0].op = EP__MODEL_WRITE__OP__UPDATE;
-        writes [0].entity = &router_entity;
-        if (n_hosted == 0) {
-            writes [0].clear = clear;
-            writes [0].n_clear = 1;
-        }
         request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-        request.write = &writes [0];
+        request.write = ep_entity_write (&router_write, EP__MODEL_WRITE__OP__UPDATE, EP__ENTITY__KIND_ROUTER, &body);
+        if (n_hosted == 0) {
+            request.write->clear = clear;
+            request.write->n_clear = 1;
+        }
     }
     Ep__ModelReply *reply = s_model_call (&request);
     s_stats.router_writes++;
@@ -960,16 +939,10 @@ Test (chaos, every_service_killed_at_random_under_load_and_the_oracle_holds,
         snprintf (name, sizeof name, "svc%d", s);
         Ep__Service service = EP__SERVICE__INIT;
         service.id = name;
-        Ep__Entity entity = EP__ENTITY__INIT;
-        entity.kind_case = EP__ENTITY__KIND_SERVICE;
-        entity.service = &service;
-        Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-        write.has_op = true;
-        write.op = EP__MODEL_WRITE__OP__CREATE;
-        write.entity = &entity;
+        ep_entity_write_t write;
         Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
         request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-        request.write = &write;
+        request.write = ep_entity_write (&write, EP__MODEL_WRITE__OP__CREATE, EP__ENTITY__KIND_SERVICE, &service);
         Ep__ModelReply *reply = s_model_call (&request);
         cr_assert (reply && s_code (reply) == EP__STATUS__CODE__OK, "creating %s failed", name);
         ep__model_reply__free_unpacked (reply, NULL);

@@ -17,7 +17,8 @@
     and EP_CHAOS_SECONDS sets the length of the chaos phase (default 30).
 */
 #include <criterion/criterion.h>
-#include "ep_test.h"
+#include "ep_stack.h"
+#include "ep_eventlog.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
 #include "ep_publisher.h"
@@ -162,9 +163,10 @@ static uint64_t s_next_request;
 //  ---------------------------------------------------------------------
 //  Processes and sockets
 
-static char *s_dir, *s_keys;
-static char *s_env [8];
-static ep_proc_t *s_bus, *s_model, *s_terms;
+static ep_stack_t *s_stack;     //  keys, bus, model, environment
+static const char *s_keys;      //  its keys dir
+static ep_proc_t *s_bus;        //  its bus
+static ep_proc_t *s_terms;
 static int s_port;
 static int s_incarnation;       //  of the terminator service
 static double s_replayed [64];  //  events replayed at start, per incarnation
@@ -172,7 +174,6 @@ static char *s_terms_key;
 static zlistx_t *s_service_logs;        //  every incarnation's log, for a failure report
 static zcert_t *s_watchdog_cert, *s_operator_cert, *s_model_cert;
 static zsock_t *s_dealer;       //  we, as the watchdog, to the service
-static ep_rpc_client_t *s_modelc;
 static ep_rpc_client_t *s_operator;
 static ep_publisher_t *s_presence;      //  presence.*, as the watchdog
 static ep_publisher_t *s_republisher;   //  model.change again, late and twice
@@ -191,16 +192,14 @@ static struct {
 //  ---------------------------------------------------------------------
 //  The event log
 
-typedef struct {
-    char type [32];
-    char id [65];
-    char source [96];
-    char reason [512];
-    uint64_t seq;
-} s_logged_t;
+static ep_eventlog_t *s_log;    //  what s_events delivered
 
-static s_logged_t *s_log;
-static size_t s_log_size, s_log_cap;
+//  What happened to the terminator an entry is about (created, deleted...).
+static const char *
+s_type (const ep_logged_t *entry)
+{
+    return entry->topic + strlen ("terminator.");
+}
 
 static void
 s_on_report (void *arg, const ep_stream_report_t *report)
@@ -208,32 +207,6 @@ s_on_report (void *arg, const ep_stream_report_t *report)
     (void) arg;
     if (report->kind == EP_STREAM_GAP && streq (report->stream, "terminator"))
         s_stats.event_gaps++;
-}
-
-static void
-s_pump_events (void)
-{
-    char *topic = NULL;
-    Ep__Event *event;
-    while ((event = ep_subscriber_recv (s_events, 0, &topic))) {
-        if (event->body_case == EP__EVENT__BODY_TERMINATOR) {
-            if (s_log_size == s_log_cap) {
-                s_log_cap = s_log_cap? s_log_cap * 2: 4096;
-                s_log = (s_logged_t *) realloc (s_log, s_log_cap * sizeof (s_logged_t));
-            }
-            s_logged_t *entry = &s_log [s_log_size++];
-            memset (entry, 0, sizeof *entry);
-            snprintf (entry->type, sizeof entry->type, "%s", topic + strlen ("terminator."));
-            snprintf (entry->id, sizeof entry->id, "%s", event->terminator->terminator_id?
-                      event->terminator->terminator_id: "");
-            snprintf (entry->source, sizeof entry->source, "%s", event->meta && event->meta->source_id?
-                      event->meta->source_id: "");
-            entry->seq = event->meta? event->meta->seq: 0;
-            snprintf (entry->reason, sizeof entry->reason, "%s", event->terminator->reason?
-                      event->terminator->reason: "");
-        }
-        zstr_free (&topic);
-    }
 }
 
 //  A model change to publish again later.
@@ -719,19 +692,7 @@ s_reconnect (int r)
 static uint64_t
 s_model_write (Ep__ModelWrite *write)
 {
-    char id [33], err [256];
-    ep_rpc_new_id (id);
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.request_id = id;
-    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-    request.write = write;
-    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (s_modelc, &request.base, id,
-                                                                   &ep__model_reply__descriptor,
-                                                                   5000, 3, err, sizeof err);
-    cr_assert_not_null (reply, "model: %s", err);
-    cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK, "model: %s", reply->status->message);
-    uint64_t revision = reply->revision;
-    ep__model_reply__free_unpacked (reply, NULL);
+    uint64_t revision = ep_stack_model_write (s_stack, write);
     cr_assert_gt (revision, s_revision);
     s_revision = revision;
     s_stats.model_writes++;
@@ -762,19 +723,15 @@ s_write_router (int r, bool create)
     router.enabled = s_mirror [r].enabled;
     router.n_hosted = n;
     router.hosted = list;
-    Ep__Entity entity = EP__ENTITY__INIT;
-    entity.kind_case = EP__ENTITY__KIND_ROUTER;
-    entity.router = &router;
-    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-    write.has_op = true;
-    write.op = create? EP__MODEL_WRITE__OP__CREATE: EP__MODEL_WRITE__OP__UPDATE;
-    write.entity = &entity;
+    ep_entity_write_t entity;
+    Ep__ModelWrite__Op op = create? EP__MODEL_WRITE__OP__CREATE: EP__MODEL_WRITE__OP__UPDATE;
+    Ep__ModelWrite *write = ep_entity_write (&entity, op, EP__ENTITY__KIND_ROUTER, &router);
     char *clear [] = { "hosted" };
     if (!create && n == 0) {
-        write.n_clear = 1;
-        write.clear = clear;
+        write->n_clear = 1;
+        write->clear = clear;
     }
-    s_model_write (&write);
+    s_model_write (write);
 }
 
 //  The change of revision s_revision reaches router r's watchdog.
@@ -862,14 +819,8 @@ s_model_action (void)
         else {
             Ep__Service service = EP__SERVICE__INIT;
             service.id = name;
-            Ep__Entity entity = EP__ENTITY__INIT;
-            entity.kind_case = EP__ENTITY__KIND_SERVICE;
-            entity.service = &service;
-            Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-            write.has_op = true;
-            write.op = EP__MODEL_WRITE__OP__CREATE;
-            write.entity = &entity;
-            s_model_write (&write);
+            ep_entity_write_t write;
+            s_model_write (ep_entity_write (&write, EP__MODEL_WRITE__OP__CREATE, EP__ENTITY__KIND_SERVICE, &service));
             s_touched (-1, s);
             s_service_exists [s] = true;
         }
@@ -887,18 +838,15 @@ s_model_action (void)
 static void
 s_start_terms (void)
 {
-    char listen [64], instance [64];
+    char listen [64];
     snprintf (listen, sizeof listen, "tcp://127.0.0.1:%d", s_port);
-    snprintf (instance, sizeof instance, "EDGEPLANE_INSTANCE_ID=chaos%d", s_incarnation);
-    s_env [5] = strdup (instance);
-    s_env [6] = NULL;
+    ep_stack_setenv (s_stack, "EDGEPLANE_INSTANCE_ID", "chaos%d", s_incarnation);
     const char *args [] = { "--listen", listen, "--http-listen", "127.0.0.1:0",
                             "--establish-timeout", "2s", "--retry-base", "100ms", "--retry-max", "1s",
                             "--retry-cap", "5", "--delete-grace", "1s", "--park-timeout", "3s",
                             "--settle", "700ms", "--presence-expiry", "2s", NULL };
-    s_terms = ep_proc_start ("edgeplane-terminators", args, (const char *const *) s_env, 30000);
+    s_terms = ep_proc_start ("edgeplane-terminators", args, ep_stack_env (s_stack), 30000);
     cr_assert_not_null (s_terms, "edgeplane-terminators did not start");
-    zstr_free (&s_env [5]);
     char *page = ep_http_get (ep_proc_endpoint (s_terms, "http"), "/metrics");
     cr_assert_not_null (page);
     s_replayed [s_incarnation] = ep_metric_value (page, "edgeplane_terminator_events_replayed_total");
@@ -944,13 +892,11 @@ s_live (void)
         filter.page_size = 1000;
         filter.page_token = *token? token: NULL;
         Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
-        char id [33], err [256];
-        ep_rpc_new_id (id);
-        request.request_id = id;
         request.op_case = EP__TERMINATOR_REQUEST__OP_LIST;
         request.list = &filter;
-        Ep__TerminatorReply *reply = (Ep__TerminatorReply *) ep_rpc_client_call (
-            s_operator, &request.base, id, &ep__terminator_reply__descriptor, 5000, 3, err, sizeof err);
+        char err [256];
+        Ep__TerminatorReply *reply = ep_rpc_call (s_operator, &request, &ep__terminator_reply__descriptor,
+                                                  5000, 3, err, sizeof err);
         cr_assert_not_null (reply, "list: %s", err);
         cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK);
         for (size_t i = 0; i < reply->n_terminators; i++) {
@@ -1011,10 +957,12 @@ s_report (const char *id)
 {
     const char *trace = (const char *) zhashx_lookup (s_trace, id);
     fprintf (stderr, "history of %s:\n%s", id, trace? trace: "  router: (nothing)\n");
-    for (size_t i = 0; i < s_log_size; i++)
-        if (streq (s_log [i].id, id))
-            fprintf (stderr, "  event: %s from %s seq %llu: %s\n", s_log [i].type, s_log [i].source,
-                     (unsigned long long) s_log [i].seq, s_log [i].reason);
+    for (size_t i = 0; i < ep_eventlog_size (s_log); i++) {
+        const ep_logged_t *entry = ep_eventlog_get (s_log, i);
+        if (streq (entry->id, id))
+            fprintf (stderr, "  event: %s from %s seq %llu: %s\n", s_type (entry), entry->source,
+                     (unsigned long long) entry->seq, entry->reason);
+    }
     zlistx_add_end (s_service_logs, ep_proc_log (s_terms));
     for (char *text = (char *) zlistx_first (s_service_logs); text; text = (char *) zlistx_next (s_service_logs)) {
         char *copy = strdup (text), *save = NULL;
@@ -1024,13 +972,10 @@ s_report (const char *id)
         free (copy);
     }
     Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
-    char request_id [33], err [256];
-    ep_rpc_new_id (request_id);
-    request.request_id = request_id;
     request.op_case = EP__TERMINATOR_REQUEST__OP_GET_ID;
     request.get_id = (char *) id;
-    Ep__TerminatorReply *reply = (Ep__TerminatorReply *) ep_rpc_client_call (
-        s_operator, &request.base, request_id, &ep__terminator_reply__descriptor, 5000, 2, err, sizeof err);
+    Ep__TerminatorReply *reply = ep_rpc_call (s_operator, &request, &ep__terminator_reply__descriptor,
+                                              5000, 2, NULL, 0);
     if (reply && reply->n_terminators) {
         Ep__Terminator *t = reply->terminators [0];
         fprintf (stderr, "  service now: state %d, generation %llu, attempts %u, next attempt %lld, router online %d, "
@@ -1054,34 +999,15 @@ s_report (const char *id)
 static void
 s_setup (void)
 {
-    signal (SIGPIPE, SIG_IGN);
-    zsys_init ();
-    s_dir = ep_tmpdir_new ("terminators-chaos");
-    s_keys = zsys_sprintf ("%s/keys", s_dir);
-    char err [512];
-    cr_assert_eq (ep_keys_init (s_keys, false, err, sizeof err), 0, "%s", err);
-    s_env [0] = zsys_sprintf ("EDGEPLANE_KEYS_DIR=%s", s_keys);
-    s_env [1] = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s", s_dir);
-    const char *bus_args [] = { "--pub-listen", "tcp://127.0.0.1:*", "--sub-listen", "tcp://127.0.0.1:*",
-                                "--http-listen", "127.0.0.1:0", NULL };
-    s_bus = ep_proc_start ("edgeplane-bus", bus_args, (const char *const *) s_env, 10000);
-    cr_assert_not_null (s_bus);
-    s_env [2] = zsys_sprintf ("EDGEPLANE_BUS_PUB=%s", ep_proc_connect_endpoint (s_bus, "pub"));
-    s_env [3] = zsys_sprintf ("EDGEPLANE_BUS_SUB=%s", ep_proc_connect_endpoint (s_bus, "sub"));
-    const char *model_args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
-    s_model = ep_proc_start ("edgeplane-model", model_args, (const char *const *) s_env, 10000);
-    cr_assert_not_null (s_model);
-    s_env [4] = zsys_sprintf ("EDGEPLANE_MODEL_API=%s", ep_proc_connect_endpoint (s_model, "api"));
-    s_env [5] = NULL;
+    s_stack = ep_stack_new ("terminators-chaos");
+    s_keys = ep_stack_keys (s_stack);
+    s_bus = ep_stack_bus (s_stack);
     s_port = ep_test_stable_port ();
 
     s_terms_key = ep_keys_public_txt (s_keys, "terminators");
     s_watchdog_cert = ep_keys_load (s_keys, "watchdog");
     s_operator_cert = ep_keys_load (s_keys, "operator");
     s_model_cert = ep_keys_load (s_keys, "model");
-    char *model_key = ep_keys_public_txt (s_keys, "model");
-    s_modelc = ep_rpc_client_new (ep_proc_connect_endpoint (s_model, "api"), s_operator_cert, model_key);
-    free (model_key);
     char *bus_key = ep_keys_public_txt (s_keys, "bus");
     s_presence = ep_publisher_new (ep_proc_connect_endpoint (s_bus, "pub"), s_watchdog_cert, bus_key,
                                    "watchdog-chaos", EP_CODEC_DEFAULT_CAP);
@@ -1090,6 +1016,7 @@ s_setup (void)
     s_events = ep_subscriber_new (ep_proc_connect_endpoint (s_bus, "sub"), s_operator_cert, bus_key,
                                   EP_CODEC_DEFAULT_CAP, s_on_report, NULL);
     ep_subscriber_subscribe (s_events, "terminator.");
+    s_log = ep_eventlog_new (s_events);
     s_model_stream = ep_subscriber_new (ep_proc_connect_endpoint (s_bus, "sub"), s_operator_cert, bus_key,
                                         EP_CODEC_DEFAULT_CAP, NULL, NULL);
     ep_subscriber_subscribe (s_model_stream, "model.change");
@@ -1121,30 +1048,24 @@ s_teardown (void)
     zlistx_destroy (&s_late);
     zlistx_destroy (&s_service_logs);
     zlistx_destroy (&s_dups);
-    free (s_log);
-    s_log = NULL;
+    ep_eventlog_destroy (&s_log);
     free (s_touches);
     s_touches = NULL;
     s_touch_count = s_touch_cap = 0;
-    s_log_size = s_log_cap = 0;
     ep_subscriber_destroy (&s_events);
     ep_subscriber_destroy (&s_model_stream);
     ep_subscriber_destroy (&s_commands);
     ep_publisher_destroy (&s_presence);
     ep_publisher_destroy (&s_republisher);
-    ep_rpc_client_destroy (&s_modelc);
     ep_rpc_client_destroy (&s_operator);
     zcert_destroy (&s_watchdog_cert);
     zcert_destroy (&s_operator_cert);
     zcert_destroy (&s_model_cert);
     zstr_free (&s_terms_key);
     ep_proc_destroy (&s_terms);
-    ep_proc_destroy (&s_model);
-    ep_proc_destroy (&s_bus);
-    for (size_t i = 0; i < EP_COUNT (s_env); i++)
-        zstr_free (&s_env [i]);
-    zstr_free (&s_keys);
-    ep_tmpdir_remove (&s_dir);
+    s_bus = NULL;
+    s_keys = NULL;
+    ep_stack_destroy (&s_stack);
 }
 
 Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge_exactly,
@@ -1167,14 +1088,8 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
         snprintf (name, sizeof name, "svc%d", s);
         Ep__Service service = EP__SERVICE__INIT;
         service.id = name;
-        Ep__Entity entity = EP__ENTITY__INIT;
-        entity.kind_case = EP__ENTITY__KIND_SERVICE;
-        entity.service = &service;
-        Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-        write.has_op = true;
-        write.op = EP__MODEL_WRITE__OP__CREATE;
-        write.entity = &entity;
-        s_model_write (&write);
+        ep_entity_write_t write;
+        s_model_write (ep_entity_write (&write, EP__MODEL_WRITE__OP__CREATE, EP__ENTITY__KIND_SERVICE, &service));
         s_service_exists [s] = true;
     }
     for (int r = 0; r < ROUTERS; r++) {
@@ -1233,7 +1148,7 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
         s_beacon (false);
         s_republish ();
         s_deliver_commands ();
-        s_pump_events ();
+        ep_eventlog_pump (s_log, 0);
     }
 
     //  Convergence: every router the model keeps joins with a full slice
@@ -1256,7 +1171,7 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
             s_beacon (false);
             s_republish ();
             s_deliver_commands ();
-            s_pump_events ();
+            ep_eventlog_pump (s_log, 0);
         }
         cr_assert_eq (zhashx_size (s_outbox), 0, "requests still unanswered after a minute (seed %llu)",
                       (unsigned long long) seed);
@@ -1278,14 +1193,14 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
             s_deliver (200);
             s_send_dups ();
             s_replies (20);
-            s_pump_events ();
+            ep_eventlog_pump (s_log, 0);
         }
     }
     //  Late events reach us.
     int64_t drain = ep_mono_ms () + 1500;
     while (ep_mono_ms () < drain) {
         s_beacon (false);
-        s_pump_events ();
+        ep_eventlog_pump (s_log, 0);
         s_replies (20);
     }
     fprintf (stderr, "terminators chaos: %llu model writes, %llu creates, %llu deletes, %llu validates, "
@@ -1299,7 +1214,7 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
              (unsigned long long) s_stats.unavailable, (unsigned long long) s_stats.refused,
              (unsigned long long) s_stats.reconnects, (unsigned long long) s_stats.offlines,
              (unsigned long long) s_stats.restarts, (unsigned long long) s_stats.republished,
-             (unsigned long long) s_stats.commands, s_log_size, (unsigned long long) s_stats.event_gaps);
+             (unsigned long long) s_stats.commands, ep_eventlog_size (s_log), (unsigned long long) s_stats.event_gaps);
     if (problem) {
         char id [65] = "";
         if (sscanf (problem, "terminator %64[^: ]", id) == 1)
@@ -1314,8 +1229,8 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
     zhashx_t *deleted = zhashx_new ();     //  id -> revision its deletion was based on
     size_t spins = 0, violations = 0, replays = 0, comebacks = 0;
     char *first = NULL;
-    for (size_t i = 0; i < s_log_size; i++) {
-        s_logged_t *entry = &s_log [i];
+    for (size_t i = 0; i < ep_eventlog_size (s_log); i++) {
+        const ep_logged_t *entry = ep_eventlog_get (s_log, i);
         int incarnation = -1;
         if (strncmp (entry->source, "terminators-chaos", 17) == 0)
             incarnation = atoi (entry->source + 17);
@@ -1326,29 +1241,29 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
         }
         const char *mark = strstr (entry->reason, "(model revision ");
         uint64_t revision = mark? strtoull (mark + 16, NULL, 10): 0;
-        cr_assert (mark, "event without its model revision: %s %s \"%s\"", entry->type, entry->id, entry->reason);
+        cr_assert (mark, "event without its model revision: %s %s \"%s\"", s_type (entry), entry->id, entry->reason);
         int r = -1, sv = -1;
         sscanf (entry->id, "r%d-s%d-", &r, &sv);
-        if (streq (entry->type, "spin")) {
+        if (streq (s_type (entry), "spin")) {
             if (spins++ == 0)
                 s_report (entry->id);
         }
         else
-        if (streq (entry->type, "deleted"))
+        if (streq (s_type (entry), "deleted"))
             zhashx_update (deleted, entry->id, (void *) (uintptr_t) (revision + 1));
         else
         if (zhashx_lookup (deleted, entry->id)) {
             //  Only a create based on a newer model, which touched the
             //  (router, service) after the deletion, may bring it back.
             uint64_t gone = (uint64_t) (uintptr_t) zhashx_lookup (deleted, entry->id) - 1;
-            if (streq (entry->type, "created") && revision > gone && s_touched_between (r, sv, gone, revision)) {
+            if (streq (s_type (entry), "created") && revision > gone && s_touched_between (r, sv, gone, revision)) {
                 zhashx_delete (deleted, entry->id);
                 comebacks++;
             }
             else {
                 violations++;
                 if (!first)
-                    first = zsys_sprintf ("%s of %s after its deletion (event %zu from %s seq %llu)", entry->type,
+                    first = zsys_sprintf ("%s of %s after its deletion (event %zu from %s seq %llu)", s_type (entry),
                                           entry->id, i, entry->source, (unsigned long long) entry->seq);
             }
         }
@@ -1371,8 +1286,9 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
         for (int s = 0; s < SERVICES; s++)
             if (s_mirror [r].exists && s_mirror [r].enabled && s_mirror [r].hosts [s]) {
                 bool established = false;
-                for (size_t i = 0; i < s_log_size; i++)
-                    established |= streq (s_log [i].type, "established") && streq (s_log [i].id, s_routers [r].term [s]);
+                for (size_t i = 0; i < ep_eventlog_size (s_log); i++)
+                    established |= streq (s_type (ep_eventlog_get (s_log, i)), "established")
+                                && streq (ep_eventlog_get (s_log, i)->id, s_routers [r].term [s]);
                 cr_assert (established || s_stats.event_gaps > 0,
                            "no established event for %s (seed %llu)", s_routers [r].term [s], (unsigned long long) seed);
             }

@@ -135,19 +135,6 @@ s_teardown (void)
 //  ---------------------------------------------------------------------
 //  Requests (any thread: each passes its own client)
 
-//  Sends request and returns the reply, or NULL with err.
-static Ep__ModelReply *
-s_call (ep_rpc_client_t *client, Ep__ModelRequest *request, int attempts, char *err, size_t errlen)
-{
-    char id [33];
-    ep_rpc_new_id (id);
-    request->request_id = id;
-    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (
-        client, &request->base, id, &ep__model_reply__descriptor, 1000, attempts, err, errlen);
-    request->request_id = NULL;
-    return reply;
-}
-
 static Ep__Status__Code
 s_code (const Ep__ModelReply *reply)
 {
@@ -163,7 +150,7 @@ s_model_revision (void)
     request.op_case = EP__MODEL_REQUEST__OP_STATUS;
     request.status = &status;
     char err [256];
-    Ep__ModelReply *reply = s_call (s_client, &request, 10, err, sizeof err);
+    Ep__ModelReply *reply = ep_rpc_call (s_client, &request, &ep__model_reply__descriptor, 1000, 10, err, sizeof err);
     cr_assert_not_null (reply, "status: %s", err);
     cr_assert_eq (s_code (reply), EP__STATUS__CODE__OK);
     uint64_t revision = reply->revision;
@@ -195,7 +182,7 @@ s_snapshot_digest (uint8_t digest [EP_MODEL_DIGEST_SIZE], size_t *count_p,
         request.op_case = EP__MODEL_REQUEST__OP_SNAPSHOT;
         request.snapshot = &snapshot;
         char err [256];
-        Ep__ModelReply *reply = s_call (s_client, &request, 10, err, sizeof err);
+        Ep__ModelReply *reply = ep_rpc_call (s_client, &request, &ep__model_reply__descriptor, 1000, 10, err, sizeof err);
         cr_assert_not_null (reply, "snapshot: %s", err);
         cr_assert_eq (s_code (reply), EP__STATUS__CODE__OK, "snapshot: %s", reply->status->message);
         cr_assert (reply->has_revision);
@@ -350,7 +337,7 @@ s_send_writes (ep_rpc_client_t *client, Ep__ModelWrite **writes, size_t n, int a
         request.op_case = EP__MODEL_REQUEST__OP_TXN;
         request.txn = &txn;
     }
-    Ep__ModelReply *reply = s_call (client, &request, attempts, err, errlen);
+    Ep__ModelReply *reply = ep_rpc_call (client, &request, &ep__model_reply__descriptor, 1000, attempts, err, errlen);
     int code = -1;
     if (reply) {
         code = (int) s_code (reply);

@@ -214,16 +214,6 @@ s_snapshot_req (s_req_t *r, const char *page_token)
     return &r->request;
 }
 
-//  One call through an ep_rpc_client; NULL if unanswered in timeout_ms.
-static Ep__ModelReply *
-s_call (ep_rpc_client_t *client, Ep__ModelRequest *request, int timeout_ms)
-{
-    char err [256];
-    return (Ep__ModelReply *) ep_rpc_client_call (client, &request->base, request->request_id,
-                                                  &ep__model_reply__descriptor, timeout_ms, 1,
-                                                  err, sizeof err);
-}
-
 static Ep__Status__Code
 s_code (const Ep__ModelReply *reply)
 {
@@ -240,7 +230,7 @@ s_message (const Ep__ModelReply *reply)
 static Ep__ModelReply *
 s_expect (ep_rpc_client_t *client, Ep__ModelRequest *request, Ep__Status__Code code)
 {
-    Ep__ModelReply *reply = s_call (client, request, CALL_MS);
+    Ep__ModelReply *reply = ep_rpc_call (client, request, &ep__model_reply__descriptor, CALL_MS, 1, NULL, 0);
     cr_assert_not_null (reply, "no reply");
     cr_assert_eq (s_code (reply), code, "expected code %d, got %d: %s", code, s_code (reply),
                   s_message (reply));
@@ -525,8 +515,8 @@ s_writer_run (void *arg)
         char id [24];
         snprintf (id, sizeof id, "w%02d-%06zu", self->index, n);
         s_req_t r;
-        Ep__ModelReply *reply = s_call (client, s_router_write (&r, EP__MODEL_WRITE__OP__CREATE,
-                                                                id, NULL, 0), 1000);
+        Ep__ModelReply *reply = ep_rpc_call (client, s_router_write (&r, EP__MODEL_WRITE__OP__CREATE, id, NULL, 0),
+                                             &ep__model_reply__descriptor, 1000, 1, NULL, 0);
         if (!reply) {
             self->unanswered++;
             continue;

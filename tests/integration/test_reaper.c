@@ -19,7 +19,7 @@
 */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
-#include "ep_chan_client.h"
+#include "chan_client.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
 #include "ep_pki_tls.h"
@@ -126,26 +126,15 @@ s_create (Ep__EntityType type, const char *id)
     Ep__Router router = EP__ROUTER__INIT;
     Ep__Service service = EP__SERVICE__INIT;
     Ep__Identity identity = EP__IDENTITY__INIT;
-    Ep__Entity entity = EP__ENTITY__INIT;
     router.id = service.id = identity.id = (char *) id;
-    if (type == EP__ENTITY_TYPE__ENTITY_ROUTER) {
-        entity.kind_case = EP__ENTITY__KIND_ROUTER;
-        entity.router = &router;
-    }
+    ep_entity_write_t write;
+    if (type == EP__ENTITY_TYPE__ENTITY_ROUTER)
+        s_model_write (ep_entity_write (&write, EP__MODEL_WRITE__OP__CREATE, EP__ENTITY__KIND_ROUTER, &router));
     else
-    if (type == EP__ENTITY_TYPE__ENTITY_SERVICE) {
-        entity.kind_case = EP__ENTITY__KIND_SERVICE;
-        entity.service = &service;
-    }
-    else {
-        entity.kind_case = EP__ENTITY__KIND_IDENTITY;
-        entity.identity = &identity;
-    }
-    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-    write.has_op = true;
-    write.op = EP__MODEL_WRITE__OP__CREATE;
-    write.entity = &entity;
-    s_model_write (&write);
+    if (type == EP__ENTITY_TYPE__ENTITY_SERVICE)
+        s_model_write (ep_entity_write (&write, EP__MODEL_WRITE__OP__CREATE, EP__ENTITY__KIND_SERVICE, &service));
+    else
+        s_model_write (ep_entity_write (&write, EP__MODEL_WRITE__OP__CREATE, EP__ENTITY__KIND_IDENTITY, &identity));
 }
 
 static uint64_t
@@ -176,14 +165,10 @@ static Ep__SessionReply *
 s_call (zcert_t *cert, Ep__SessionRequest *request, const char *request_id)
 {
     ep_rpc_client_t *client = ep_rpc_client_new (s_reaper_listen, cert, s_reaper_key);
-    char id [160], err [256];
-    if (request_id)
-        snprintf (id, sizeof id, "%s", request_id);
-    else
-        ep_rpc_new_id (id);
-    request->request_id = id;
-    Ep__SessionReply *reply = (Ep__SessionReply *) ep_rpc_client_call (
-        client, &request->base, id, &ep__session_reply__descriptor, CALL_MS, 3, err, sizeof err);
+    char err [256];
+    request->request_id = (char *) request_id;
+    Ep__SessionReply *reply = ep_rpc_call (client, request, &ep__session_reply__descriptor, CALL_MS, 3,
+                                           err, sizeof err);
     request->request_id = NULL;
     ep_rpc_client_destroy (&client);
     cr_assert_not_null (reply, "%s", err);
@@ -799,9 +784,9 @@ Test (reaper_it, end_to_end_through_the_real_watchdog, .init = s_setup, .fini = 
     char *ca = zsys_sprintf ("%s/ca.crt", s_dir);
     SSL_CTX *ctx = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
     cr_assert_not_null (ctx, "%s", err);
-    ep_chan_client_t *router = ep_chan_client_new (ep_proc_endpoint (watchdog, "channel"), ctx, 5000, err, sizeof err);
+    chan_client_t *router = chan_client_new (ep_proc_endpoint (watchdog, "channel"), ctx, 5000, err, sizeof err);
     cr_assert_not_null (router, "%s", err);
-    Ep__HelloResult *hello = ep_chan_client_hello (router, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
+    Ep__HelloResult *hello = chan_client_hello (router, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
     cr_assert_not_null (hello);
     cr_assert_eq (hello->status->code, EP__STATUS__CODE__OK, "%s", hello->status->message);
     ep__hello_result__free_unpacked (hello, NULL);
@@ -826,12 +811,12 @@ Test (reaper_it, end_to_end_through_the_real_watchdog, .init = s_setup, .fini = 
         frame.id = 100 + i;
         frame.body_case = EP__FRAME__BODY_SESSION_REQUEST;
         frame.session_request = &request;
-        cr_assert_eq (ep_chan_client_send (router, &frame, 5000), 0);
+        cr_assert_eq (chan_client_send (router, &frame, 5000), 0);
     }
     size_t opened = 0;
     int64_t deadline = ep_mono_ms () + 15000;
     while (opened < N && ep_mono_ms () < deadline) {
-        Ep__Frame *frame = ep_chan_client_recv (router, 200);
+        Ep__Frame *frame = chan_client_recv (router, 200);
         if (frame && frame->body_case == EP__FRAME__BODY_SESSION_REPLY) {
             cr_assert_eq (frame->session_reply->status->code, EP__STATUS__CODE__OK, "%s",
                           frame->session_reply->status->message);
@@ -852,8 +837,8 @@ Test (reaper_it, end_to_end_through_the_real_watchdog, .init = s_setup, .fini = 
     bool goodbye = false;
     deadline = ep_mono_ms () + 30000;
     Ep__SessionReply *reply = NULL;
-    while (!reply && ep_mono_ms () < deadline && !ep_chan_client_closed (router)) {
-        Ep__Frame *frame = ep_chan_client_recv (router, 200);
+    while (!reply && ep_mono_ms () < deadline && !chan_client_closed (router)) {
+        Ep__Frame *frame = chan_client_recv (router, 200);
         if (frame && frame->body_case == EP__FRAME__BODY_GOODBYE)
             goodbye = true;
         if (frame && frame->body_case == EP__FRAME__BODY_COMMAND
@@ -873,7 +858,7 @@ Test (reaper_it, end_to_end_through_the_real_watchdog, .init = s_setup, .fini = 
             Ep__Frame answer = EP__FRAME__INIT;
             answer.body_case = EP__FRAME__BODY_COMMAND_ACK;
             answer.command_ack = &ack;
-            cr_assert_eq (ep_chan_client_send (router, &answer, 5000), 0);
+            cr_assert_eq (chan_client_send (router, &answer, 5000), 0);
         }
         if (frame)
             ep__frame__free_unpacked (frame, NULL);
@@ -899,7 +884,7 @@ Test (reaper_it, end_to_end_through_the_real_watchdog, .init = s_setup, .fini = 
         cr_assert_eq (job->closed [i]->count, streq (job->closed [i]->reason, "forced")? 1: N - 1,
                       "%s: %llu", job->closed [i]->reason, (unsigned long long) job->closed [i]->count);
     ep__session_reply__free_unpacked (reply, NULL);
-    ep_chan_client_destroy (&router);
+    chan_client_destroy (&router);
     SSL_CTX_free (ctx);
     free (cert);
     free (key);

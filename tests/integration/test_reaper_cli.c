@@ -127,8 +127,8 @@ s_open (const char *prefix, size_t count, const char *router)
         request.router_id = (char *) router;
         request.op_case = EP__SESSION_REQUEST__OP_OPEN;
         request.open = &session;
-        Ep__SessionReply *reply = (Ep__SessionReply *) ep_rpc_client_call (
-            client, &request.base, request_id, &ep__session_reply__descriptor, 5000, 3, err, sizeof err);
+        Ep__SessionReply *reply = ep_rpc_call (client, &request, &ep__session_reply__descriptor, 5000, 3,
+                                               err, sizeof err);
         cr_assert_not_null (reply, "%s", err);
         cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK, "%s", reply->status->message);
         ep__session_reply__free_unpacked (reply, NULL);
@@ -183,11 +183,11 @@ s_router_run (void *arg)
             request.router_id = self->id;
             request.op_case = EP__SESSION_REQUEST__OP_ACK;
             request.ack = &ack;
-            char request_id [160], err [256];
+            char request_id [160];
             snprintf (request_id, sizeof request_id, "%s:ack-%s", self->id, ack.command_id);
             request.request_id = request_id;
-            Ep__SessionReply *reply = (Ep__SessionReply *) ep_rpc_client_call (
-                client, &request.base, request_id, &ep__session_reply__descriptor, 5000, 3, err, sizeof err);
+            Ep__SessionReply *reply = ep_rpc_call (client, &request, &ep__session_reply__descriptor, 5000, 3,
+                                                   NULL, 0);
             if (reply)
                 ep__session_reply__free_unpacked (reply, NULL);
             free (even);

@@ -7,6 +7,7 @@
     reconciliation with the model, kill -9, and the CLI. */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
+#include "ep_eventlog.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
 #include "ep_publisher.h"
@@ -38,63 +39,19 @@ static uint64_t s_epoch;                //  our presence epoch
 //  ---------------------------------------------------------------------
 //  Events seen on the bus
 
-typedef struct {
-    char topic [96];
-    char id [65];
-    uint32_t total;
-    uint32_t usable_default;
-    bool online;
-} s_seen_t;
+static ep_eventlog_t *s_log;    //  what s_events delivered
 
-static s_seen_t s_seen [1024];
-static size_t s_seen_count;
-
-static void
-s_pump (int timeout_ms)
+static bool
+s_about (const ep_logged_t *event, void *id)
 {
-    char *topic = NULL;
-    Ep__Event *event = ep_subscriber_recv (s_events, timeout_ms, &topic);
-    while (event) {
-        if (s_seen_count < EP_COUNT (s_seen)) {
-            s_seen_t *seen = &s_seen [s_seen_count++];
-            memset (seen, 0, sizeof *seen);
-            snprintf (seen->topic, sizeof seen->topic, "%s", topic);
-            if (event->body_case == EP__EVENT__BODY_TERMINATOR) {
-                Ep__TerminatorEvent *body = event->terminator;
-                snprintf (seen->id, sizeof seen->id, "%s", body->terminator_id? body->terminator_id: "");
-                seen->total = body->total_terminators;
-                seen->usable_default = body->usable_default_terminators;
-                seen->online = body->router_online;
-            }
-        }
-        zstr_free (&topic);
-        event = ep_subscriber_recv (s_events, 0, &topic);
-    }
+    return streq (event->id, (const char *) id);
 }
 
 //  Waits for an event on topic about id (NULL: any).
-static s_seen_t *
+static const ep_logged_t *
 s_await (const char *topic, const char *id, int timeout_ms)
 {
-    int64_t deadline = ep_mono_ms () + timeout_ms;
-    while (true) {
-        for (size_t i = 0; i < s_seen_count; i++)
-            if (streq (s_seen [i].topic, topic) && (!id || streq (s_seen [i].id, id)))
-                return &s_seen [i];
-        int64_t left = deadline - ep_mono_ms ();
-        if (left <= 0)
-            return NULL;
-        s_pump ((int) (left < 50? left: 50));
-    }
-}
-
-static int
-s_count (const char *topic)
-{
-    int count = 0;
-    for (size_t i = 0; i < s_seen_count; i++)
-        count += streq (s_seen [i].topic, topic);
-    return count;
+    return ep_eventlog_await_event (s_log, topic, id? s_about: NULL, (void *) id, timeout_ms);
 }
 
 //  ---------------------------------------------------------------------
@@ -131,18 +88,6 @@ s_delete_router (const char *id)
 //  ---------------------------------------------------------------------
 //  The terminator service's API
 
-static Ep__TerminatorReply *
-s_call (ep_rpc_client_t *client, Ep__TerminatorRequest *request, int timeout_ms)
-{
-    char id [33], err [256];
-    ep_rpc_new_id (id);
-    request->request_id = id;
-    Ep__TerminatorReply *reply = (Ep__TerminatorReply *) ep_rpc_client_call (
-        client, &request->base, id, &ep__terminator_reply__descriptor, timeout_ms, 1, err, sizeof err);
-    request->request_id = NULL;
-    return reply;
-}
-
 static Ep__Status__Code
 s_code (const Ep__TerminatorReply *reply)
 {
@@ -159,7 +104,8 @@ s_message (const Ep__TerminatorReply *reply)
 static Ep__TerminatorReply *
 s_expect (ep_rpc_client_t *client, Ep__TerminatorRequest *request, Ep__Status__Code code)
 {
-    Ep__TerminatorReply *reply = s_call (client, request, CALL_MS);
+    Ep__TerminatorReply *reply = ep_rpc_call (client, request, &ep__terminator_reply__descriptor,
+                                              CALL_MS, 1, NULL, 0);
     cr_assert_not_null (reply, "no reply");
     cr_assert_eq (s_code (reply), code, "expected code %d, got %d: %s", code, s_code (reply), s_message (reply));
     return reply;
@@ -202,7 +148,8 @@ s_state (const char *id)
     Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
     request.op_case = EP__TERMINATOR_REQUEST__OP_GET_ID;
     request.get_id = (char *) id;
-    Ep__TerminatorReply *reply = s_call (s_operator, &request, CALL_MS);
+    Ep__TerminatorReply *reply = ep_rpc_call (s_operator, &request, &ep__terminator_reply__descriptor,
+                                              CALL_MS, 1, NULL, 0);
     cr_assert_not_null (reply);
     Ep__TerminatorState state = s_code (reply) == EP__STATUS__CODE__OK? reply->terminators [0]->state: 0;
     ep__terminator_reply__free_unpacked (reply, NULL);
@@ -239,7 +186,8 @@ s_applied (void)
     Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
     request.op_case = EP__TERMINATOR_REQUEST__OP_LIST;
     request.list = &filter;
-    Ep__TerminatorReply *reply = s_call (s_operator, &request, CALL_MS);
+    Ep__TerminatorReply *reply = ep_rpc_call (s_operator, &request, &ep__terminator_reply__descriptor,
+                                              CALL_MS, 1, NULL, 0);
     cr_assert_not_null (reply);
     uint64_t revision = reply->model_revision;
     ep__terminator_reply__free_unpacked (reply, NULL);
@@ -341,13 +289,14 @@ s_setup (void)
     ep_subscriber_subscribe (s_events, "cmd.");
     cr_assert_eq (ep_subscriber_wait_stream (s_events, "terminator", 10000), 0,
                   "the service's terminator stream is not heard");
-    s_seen_count = 0;
+    s_log = ep_eventlog_new (s_events);
     s_epoch = 1;
 }
 
 static void
 s_teardown (void)
 {
+    ep_eventlog_destroy (&s_log);
     ep_subscriber_destroy (&s_events);
     ep_publisher_destroy (&s_presence);
     ep_rpc_client_destroy (&s_watchdog);
@@ -418,7 +367,7 @@ Test (terminators_it, a_terminator_is_established_once_its_router_is_online)
     cr_assert_not_null (s_await ("terminator.created", "t1", 5000));
     s_presence_wait ("join", "r1", 1);
     s_await_state ("t1", EP__TERMINATOR_STATE__ESTABLISHED, 5000);
-    s_seen_t *established = s_await ("terminator.established", "t1", 5000);
+    const ep_logged_t *established = s_await ("terminator.established", "t1", 5000);
     cr_assert_not_null (established);
     cr_assert (established->online);
     cr_assert_eq (established->total, 1);
@@ -474,7 +423,7 @@ Test (terminators_it, a_request_waits_for_the_model_revision_it_was_based_on)
     request.request_id = NULL;
     request.router_id = "r1";
     request.model_revision = revision + 1000;
-    reply = s_call (s_watchdog, &request, CALL_MS);
+    reply = ep_rpc_call (s_watchdog, &request, &ep__terminator_reply__descriptor, CALL_MS, 1, NULL, 0);
     cr_assert_not_null (reply);
     cr_assert_eq (s_code (reply), EP__STATUS__CODE__UNAVAILABLE, "%s", s_message (reply));
     cr_assert (reply->has_retriable && reply->retriable);
@@ -516,9 +465,9 @@ Test (terminators_it, a_legitimate_unhost_and_rehost_through_the_model_is_no_spi
         cr_assert_eq (s_create ("r1", "stable", "svc1", rehosted, EP__STATUS__CODE__OK), EP__TERMINATOR_STATE__ESTABLISHED);
     }
     cr_assert_eq (s_metric ("edgeplane_terminator_spins_total"), 0);
-    s_pump (200);
-    cr_assert_eq (s_count ("terminator.spin"), 0);
-    cr_assert_geq (s_count ("terminator.deleted"), 3);
+    ep_eventlog_pump (s_log, 200);
+    cr_assert_eq (ep_eventlog_count (s_log, "terminator.spin"), 0);
+    cr_assert_geq (ep_eventlog_count (s_log, "terminator.deleted"), 3);
 }
 
 Test (terminators_it, deleting_or_disabling_a_router_in_the_model_deletes_its_terminators)
@@ -549,7 +498,7 @@ Test (terminators_it, deleting_or_disabling_a_router_in_the_model_deletes_its_te
     write.entity = &entity;
     s_model_write (&write);
     s_await_state ("c", EP__TERMINATOR_STATE__DELETED, 5000);
-    s_seen_t *deleted = NULL;
+    const ep_logged_t *deleted = NULL;
     for (int i = 0; i < 3; i++)
         cr_assert_not_null (deleted = s_await ("terminator.deleted", (const char *[]) { "a", "b", "c" } [i], 5000));
     cr_assert_eq (s_metric ("edgeplane_terminators{state=\"established\"}"), 0);

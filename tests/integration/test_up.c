@@ -141,14 +141,9 @@ s_model_digest52 (void)
     Ep__StatusRequest status = EP__STATUS_REQUEST__INIT;
     status.has_digest = status.digest = true;
     Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    char id [33], err [256];
-    ep_rpc_new_id (id);
-    request.request_id = id;
     request.op_case = EP__MODEL_REQUEST__OP_STATUS;
     request.status = &status;
-    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (client, &request.base, id,
-                                                                   &ep__model_reply__descriptor,
-                                                                   3000, 3, err, sizeof err);
+    Ep__ModelReply *reply = ep_rpc_call (client, &request, &ep__model_reply__descriptor, 3000, 3, NULL, 0);
     double value = -1;
     if (reply && reply->digest) {
         uint8_t digest [EP_MODEL_DIGEST_SIZE];

@@ -3,7 +3,8 @@
     heartbeats, drain on deletion, two instances holding a router once. */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
-#include "ep_chan_client.h"
+#include "ep_eventlog.h"
+#include "chan_client.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
 #include "ep_pki_tls.h"
@@ -32,64 +33,27 @@ static ep_proc_t *s_bus;        //  its bus
 static ep_proc_t *s_model;      //  its model
 static ep_subscriber_t *s_events;       //  everything on the bus (the stack's)
 
-//  Events collected from the bus, as (topic, JSON-ish fields we test).
-typedef struct {
-    char topic [64];
-    char step [32];
-    char reason [48];
-    char src_id [65];
-    char peer_id [65];
-    bool connected;
-} s_event_t;
+static ep_eventlog_t *s_log;    //  what s_events delivered
 
-static s_event_t s_seen [512];
-static size_t s_seen_count;
-
-static void
-s_pump (int timeout_ms)
+static bool
+s_field_is (const ep_logged_t *e, void *field)
 {
-    char *topic = NULL;
-    Ep__Event *event = ep_subscriber_recv (s_events, timeout_ms, &topic);
-    while (event) {
-        if (s_seen_count < EP_COUNT (s_seen)) {
-            s_event_t *e = &s_seen [s_seen_count++];
-            memset (e, 0, sizeof *e);
-            snprintf (e->topic, sizeof e->topic, "%s", topic);
-            if (event->body_case == EP__EVENT__BODY_STRAY) {
-                snprintf (e->step, sizeof e->step, "%s", event->stray->step? event->stray->step: "");
-                snprintf (e->peer_id, sizeof e->peer_id, "%s", event->stray->peer_id? event->stray->peer_id: "");
-            }
-            if (event->body_case == EP__EVENT__BODY_CHANNEL)
-                snprintf (e->reason, sizeof e->reason, "%s", event->channel->reason? event->channel->reason: "");
-            if (event->body_case == EP__EVENT__BODY_CONNECT) {
-                snprintf (e->src_id, sizeof e->src_id, "%s", event->connect->src_id? event->connect->src_id: "");
-                snprintf (e->reason, sizeof e->reason, "%s", event->connect->reason? event->connect->reason: "");
-                e->connected = event->connect->connected;
-            }
-        }
-        zstr_free (&topic);
-        event = ep_subscriber_recv (s_events, 0, &topic);
-    }
+    return streq (e->step, (const char *) field) || streq (e->reason, (const char *) field)
+        || streq (e->src_id, (const char *) field);
 }
 
 //  Waits for an event on topic whose step/reason/src_id matches (NULL: any).
-static s_event_t *
+static const ep_logged_t *
 s_await (const char *topic, const char *field, int timeout_ms)
 {
-    int64_t deadline = ep_mono_ms () + timeout_ms;
-    size_t checked = 0;
-    while (true) {
-        for (; checked < s_seen_count; checked++) {
-            s_event_t *e = &s_seen [checked];
-            if (streq (e->topic, topic)
-            &&  (!field || streq (e->step, field) || streq (e->reason, field) || streq (e->src_id, field)))
-                return e;
-        }
-        int64_t left = deadline - ep_mono_ms ();
-        if (left <= 0)
-            return NULL;
-        s_pump ((int) (left < 50? left: 50));
-    }
+    return ep_eventlog_await_event (s_log, topic, field? s_field_is: NULL, (void *) field, timeout_ms);
+}
+
+//  A router src_id leaving.
+static bool
+s_left (const ep_logged_t *e, void *src_id)
+{
+    return !e->connected && streq (e->src_id, (const char *) src_id);
 }
 
 static void
@@ -112,7 +76,7 @@ s_setup (void)
     ep_stack_setenv (s_stack, "EDGEPLANE_REAPER_API", "tcp://127.0.0.1:1");
     ep_stack_setenv (s_stack, "EDGEPLANE_LOG_LEVEL", "debug");
     s_events = ep_stack_subscribe (s_stack, "");
-    s_seen_count = 0;
+    s_log = ep_eventlog_new (s_events);
     ep_stack_create_service (s_stack, "svc1");
     char err [512];
     s_create_router ("r1");
@@ -124,6 +88,7 @@ s_setup (void)
 static void
 s_teardown (void)
 {
+    ep_eventlog_destroy (&s_log);
     s_events = NULL;
     ep_stack_destroy (&s_stack);
 }
@@ -172,14 +137,14 @@ s_router_ctx (const char *dir, const char *id)
 }
 
 //  A router client that has joined the watchdog.
-static ep_chan_client_t *
+static chan_client_t *
 s_join (ep_proc_t *watchdog, SSL_CTX *ctx, const char *id)
 {
     char err [512];
-    ep_chan_client_t *client = ep_chan_client_new (ep_proc_endpoint (watchdog, "channel"), ctx, 5000, err, sizeof err);
+    chan_client_t *client = chan_client_new (ep_proc_endpoint (watchdog, "channel"), ctx, 5000, err, sizeof err);
     cr_assert_not_null (client, "%s", err);
-    Ep__HelloResult *result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, id, 5000);
-    cr_assert_not_null (result, "no HelloResult: %s", ep_chan_client_close_reason (client));
+    Ep__HelloResult *result = chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, id, 5000);
+    cr_assert_not_null (result, "no HelloResult: %s", chan_client_close_reason (client));
     cr_assert_eq (result->status->code, EP__STATUS__CODE__OK, "%s", result->status->message);
     ep__hello_result__free_unpacked (result, NULL);
     return client;
@@ -219,10 +184,10 @@ s_closed_by (int fd, int64_t deadline)
 
 //  Answers the router's pings until deadline (a joined router alive).
 static void
-s_keep_alive (ep_chan_client_t *client, int64_t until)
+s_keep_alive (chan_client_t *client, int64_t until)
 {
-    while (ep_mono_ms () < until && !ep_chan_client_closed (client)) {
-        Ep__Frame *frame = ep_chan_client_recv (client, (int) (until - ep_mono_ms ()));
+    while (ep_mono_ms () < until && !chan_client_closed (client)) {
+        Ep__Frame *frame = chan_client_recv (client, (int) (until - ep_mono_ms ()));
         if (frame)
             ep__frame__free_unpacked (frame, NULL);
     }
@@ -231,7 +196,7 @@ s_keep_alive (ep_chan_client_t *client, int64_t until)
 //  Answers a joined router's pings from a thread while the test does other
 //  things.
 typedef struct {
-    ep_chan_client_t *client;
+    chan_client_t *client;
     volatile bool stop;
     pthread_t thread;
 } s_pinger_t;
@@ -240,8 +205,8 @@ static void *
 s_pinger_run (void *arg)
 {
     s_pinger_t *pinger = (s_pinger_t *) arg;
-    while (!pinger->stop && !ep_chan_client_closed (pinger->client)) {
-        Ep__Frame *frame = ep_chan_client_recv (pinger->client, 20);
+    while (!pinger->stop && !chan_client_closed (pinger->client)) {
+        Ep__Frame *frame = chan_client_recv (pinger->client, 20);
         if (frame)
             ep__frame__free_unpacked (frame, NULL);
     }
@@ -249,7 +214,7 @@ s_pinger_run (void *arg)
 }
 
 static void
-s_pinger_start (s_pinger_t *pinger, ep_chan_client_t *client)
+s_pinger_start (s_pinger_t *pinger, chan_client_t *client)
 {
     pinger->client = client;
     pinger->stop = false;
@@ -268,7 +233,7 @@ Test (watchdog, stray_closed_on_time_while_joined_router_stays,
 {
     ep_proc_t *watchdog = s_watchdog ("disconnect", "200ms", "2s");
     SSL_CTX *ctx = s_router_ctx (s_dir, "r1");
-    ep_chan_client_t *router = s_join (watchdog, ctx, "r1");
+    chan_client_t *router = s_join (watchdog, ctx, "r1");
     cr_assert_not_null (s_await ("connect.router-to-ctrl", "r1", 5000));
 
     int64_t accepted = ep_mono_ms ();
@@ -286,9 +251,9 @@ Test (watchdog, stray_closed_on_time_while_joined_router_stays,
     close (fd);
     //  The joined router is still open at grace + 1 s.
     s_keep_alive (router, accepted + GRACE_MS + 1000);
-    cr_assert_not (ep_chan_client_closed (router), "%s", ep_chan_client_close_reason (router));
-    cr_assert_gt (ep_chan_client_pongs (router), 0, "the watchdog pings joined routers");
-    ep_chan_client_destroy (&router);
+    cr_assert_not (chan_client_closed (router), "%s", chan_client_close_reason (router));
+    cr_assert_gt (chan_client_pongs (router), 0, "the watchdog pings joined routers");
+    chan_client_destroy (&router);
     SSL_CTX_free (ctx);
 }
 
@@ -311,7 +276,7 @@ Test (watchdog, every_refusal_has_its_own_reason_and_heartbeats_keep_their_rtt,
     char err [512];
     //  A joined router, answering pings all along.
     SSL_CTX *ctx1 = s_router_ctx (s_dir, "r1");
-    ep_chan_client_t *router = s_join (watchdog, ctx1, "r1");
+    chan_client_t *router = s_join (watchdog, ctx1, "r1");
     s_pinger_t pinger;
     s_pinger_start (&pinger, router);
 
@@ -330,66 +295,66 @@ Test (watchdog, every_refusal_has_its_own_reason_and_heartbeats_keep_their_rtt,
     char *ca = zsys_sprintf ("%s/ca.crt", s_dir);           //  it trusts our server
     SSL_CTX *foreign = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
     cr_assert_not_null (foreign, "%s", err);
-    ep_chan_client_t *client = ep_chan_client_new (channel, foreign, 5000, err, sizeof err);
+    chan_client_t *client = chan_client_new (channel, foreign, 5000, err, sizeof err);
     if (client) {
-        ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 2000);
-        ep_chan_client_destroy (&client);
+        chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 2000);
+        chan_client_destroy (&client);
     }
     cr_assert_not_null (s_await ("channel.refused", "untrusted-certificate", 5000));
 
     //  Hello problems: unsupported version (told the range), identity.
     SSL_CTX *ctx2 = s_router_ctx (s_dir, "r2");
-    client = ep_chan_client_new (channel, ctx2, 5000, err, sizeof err);
+    client = chan_client_new (channel, ctx2, 5000, err, sizeof err);
     cr_assert_not_null (client, "%s", err);
-    Ep__HelloResult *result = ep_chan_client_hello (client, 9, EP__ROLE__ROLE_ROUTER, "r2", 5000);
+    Ep__HelloResult *result = chan_client_hello (client, 9, EP__ROLE__ROLE_ROUTER, "r2", 5000);
     cr_assert_not_null (result);
     cr_assert_str_eq (result->reason, "unsupported-version");
     cr_assert_eq (result->min_protocol_version, 1);
     cr_assert_eq (result->max_protocol_version, 1);
     ep__hello_result__free_unpacked (result, NULL);
-    ep_chan_client_destroy (&client);
+    chan_client_destroy (&client);
     cr_assert_not_null (s_await ("channel.refused", "unsupported-version", 5000));
-    client = ep_chan_client_new (channel, ctx2, 5000, err, sizeof err);
-    result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);   //  not its id
+    client = chan_client_new (channel, ctx2, 5000, err, sizeof err);
+    result = chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);   //  not its id
     cr_assert_not_null (result);
     cr_assert_str_eq (result->reason, "identity-mismatch");
     ep__hello_result__free_unpacked (result, NULL);
-    ep_chan_client_destroy (&client);
+    chan_client_destroy (&client);
 
     //  An oversized length before Hello.
-    client = ep_chan_client_new (channel, ctx2, 5000, err, sizeof err);
+    client = chan_client_new (channel, ctx2, 5000, err, sizeof err);
     uint8_t huge [] = { 0x7f, 0xff, 0xff, 0xff };
-    ep_chan_client_send_raw (client, huge, sizeof huge, 2000);
-    cr_assert_null (ep_chan_client_recv (client, 5000));
-    cr_assert (ep_chan_client_closed (client));
-    ep_chan_client_destroy (&client);
+    chan_client_send_raw (client, huge, sizeof huge, 2000);
+    cr_assert_null (chan_client_recv (client, 5000));
+    cr_assert (chan_client_closed (client));
+    chan_client_destroy (&client);
     cr_assert_not_null (s_await ("channel.refused", "oversized", 5000));
 
     //  A slowly trickled frame (frame timeout 300 ms, before the grace ends).
-    client = ep_chan_client_new (channel, ctx2, 5000, err, sizeof err);
+    client = chan_client_new (channel, ctx2, 5000, err, sizeof err);
     uint8_t header [] = { 0, 0, 0, 100 };
-    ep_chan_client_send_raw (client, header, sizeof header, 2000);
-    for (int i = 0; i < 30 && !ep_chan_client_closed (client); i++) {
-        ep_chan_client_send_raw (client, "x", 1, 1000);
-        Ep__Frame *none = ep_chan_client_recv (client, 100);
+    chan_client_send_raw (client, header, sizeof header, 2000);
+    for (int i = 0; i < 30 && !chan_client_closed (client); i++) {
+        chan_client_send_raw (client, "x", 1, 1000);
+        Ep__Frame *none = chan_client_recv (client, 100);
         if (none)
             ep__frame__free_unpacked (none, NULL);
     }
-    cr_assert (ep_chan_client_closed (client), "a trickled frame must not hold the connection");
-    ep_chan_client_destroy (&client);
+    cr_assert (chan_client_closed (client), "a trickled frame must not hold the connection");
+    chan_client_destroy (&client);
     cr_assert_not_null (s_await ("channel.refused", "slow-frame", 5000));
 
     //  A revoked certificate (the CRL is reloaded within seconds).
     cr_assert_eq (ep_pki_revoke (s_keys, "r2", err, sizeof err), 0, "%s", err);
-    s_event_t *revoked = NULL;
+    const ep_logged_t *revoked = NULL;
     int64_t deadline = ep_mono_ms () + 15000;
     while (!revoked && ep_mono_ms () < deadline) {
-        client = ep_chan_client_new (channel, ctx2, 5000, err, sizeof err);
+        client = chan_client_new (channel, ctx2, 5000, err, sizeof err);
         if (client) {
-            result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r2", 2000);
+            result = chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r2", 2000);
             if (result)
                 ep__hello_result__free_unpacked (result, NULL);
-            ep_chan_client_destroy (&client);
+            chan_client_destroy (&client);
         }
         revoked = s_await ("channel.refused", "revoked", 500);
     }
@@ -403,13 +368,13 @@ Test (watchdog, every_refusal_has_its_own_reason_and_heartbeats_keep_their_rtt,
     //  A ctrl peer that is not a member of the cluster.
     cr_assert_eq (ep_pki_issue (s_keys, "ctrl", "c9", s_dir, 30, err, sizeof err), 0, "%s", err);
     SSL_CTX *ctrl = s_router_ctx (s_dir, "c9");
-    client = ep_chan_client_new (channel, ctrl, 5000, err, sizeof err);
+    client = chan_client_new (channel, ctrl, 5000, err, sizeof err);
     cr_assert_not_null (client, "%s", err);
-    result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_CTRL, "c9", 5000);
+    result = chan_client_hello (client, 1, EP__ROLE__ROLE_CTRL, "c9", 5000);
     cr_assert_not_null (result);
     cr_assert_str_eq (result->reason, "not-member");
     ep__hello_result__free_unpacked (result, NULL);
-    ep_chan_client_destroy (&client);
+    chan_client_destroy (&client);
     cr_assert_not_null (s_await ("cluster.peer.not_member", NULL, 5000));
     cr_assert_not_null (s_await ("stray.detected", "not-member", 5000));
 
@@ -420,14 +385,14 @@ Test (watchdog, every_refusal_has_its_own_reason_and_heartbeats_keep_their_rtt,
     cr_assert (rtt >= 0 && rtt < 0.25, "rtt %f: %s", rtt, metrics);
     free (metrics);
     s_pinger_stop (&pinger);
-    cr_assert_gt (ep_chan_client_pongs (router), 5);
+    cr_assert_gt (chan_client_pongs (router), 5);
 
     //  A deleted router: drained, then refused with its own reason.
     ep_stack_delete_router (s_stack, "r1");
     Ep__Frame *goodbye = NULL;
     deadline = ep_mono_ms () + 10000;
     while (!goodbye && ep_mono_ms () < deadline) {
-        Ep__Frame *frame = ep_chan_client_recv (router, 100);
+        Ep__Frame *frame = chan_client_recv (router, 100);
         if (frame && frame->body_case == EP__FRAME__BODY_GOODBYE)
             goodbye = frame;
         else
@@ -437,17 +402,17 @@ Test (watchdog, every_refusal_has_its_own_reason_and_heartbeats_keep_their_rtt,
     cr_assert_not_null (goodbye, "a deleted router's connection must drain");
     cr_assert_str_eq (goodbye->goodbye->reason, "router-deleted");
     ep__frame__free_unpacked (goodbye, NULL);
-    ep_chan_client_destroy (&router);
+    chan_client_destroy (&router);
 
-    ep_chan_client_destroy (&router);
+    chan_client_destroy (&router);
 
-    client = ep_chan_client_new (channel, ctx1, 5000, err, sizeof err);
+    client = chan_client_new (channel, ctx1, 5000, err, sizeof err);
     cr_assert_not_null (client, "%s", err);
-    result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
+    result = chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
     cr_assert_not_null (result);
     cr_assert_str_eq (result->reason, "router-deleted");
     ep__hello_result__free_unpacked (result, NULL);
-    ep_chan_client_destroy (&client);
+    chan_client_destroy (&client);
 
     SSL_CTX_free (ctrl);
     SSL_CTX_free (ctx2);
@@ -464,22 +429,15 @@ Test (watchdog, silent_router_is_closed_after_the_heartbeat_timeout,
 {
     ep_proc_t *watchdog = s_watchdog ("disconnect", "100ms", "600ms");
     SSL_CTX *ctx = s_router_ctx (s_dir, "r1");
-    ep_chan_client_t *router = s_join (watchdog, ctx, "r1");
+    chan_client_t *router = s_join (watchdog, ctx, "r1");
     int64_t joined = ep_mono_ms ();
     //  It stops answering: no recv, so no pongs.
-    s_event_t *left = NULL;
-    int64_t deadline = joined + 5000;
-    while (!left && ep_mono_ms () < deadline) {
-        s_pump (50);
-        for (size_t i = 0; i < s_seen_count && !left; i++)
-            if (streq (s_seen [i].topic, "connect.router-to-ctrl") && !s_seen [i].connected
-            &&  streq (s_seen [i].src_id, "r1"))
-                left = &s_seen [i];
-    }
+    const ep_logged_t *left = ep_eventlog_await_event (s_log, "connect.router-to-ctrl", s_left, "r1",
+                                                       (int) (joined + 5000 - ep_mono_ms ()));
     cr_assert_not_null (left, "no close event for a silent router");
     cr_assert_str_eq (left->reason, "heartbeat-timeout");
     cr_assert_geq (ep_mono_ms () - joined, 600, "closed before the timeout");
-    ep_chan_client_destroy (&router);
+    chan_client_destroy (&router);
     SSL_CTX_free (ctx);
 }
 
@@ -489,17 +447,17 @@ Test (watchdog, two_instances_hold_a_router_once_and_a_command_arrives_once,
     ep_proc_t *a = s_watchdog ("disconnect", "200ms", "5s");
     ep_proc_t *b = s_watchdog ("disconnect", "200ms", "5s");
     SSL_CTX *ctx = s_router_ctx (s_dir, "r1");
-    ep_chan_client_t *first = s_join (a, ctx, "r1");
+    chan_client_t *first = s_join (a, ctx, "r1");
     cr_assert_not_null (s_await ("presence.join", NULL, 5000));
     //  The router reconnects to the other instance without closing the
     //  first connection (it looks half-open to instance a).
-    ep_chan_client_t *second = s_join (b, ctx, "r1");
+    chan_client_t *second = s_join (b, ctx, "r1");
     //  a closes its copy once it sees b's join.
     s_keep_alive (first, ep_mono_ms () + 100);
     int64_t deadline = ep_mono_ms () + 5000;
-    while (!ep_chan_client_closed (first) && ep_mono_ms () < deadline)
+    while (!chan_client_closed (first) && ep_mono_ms () < deadline)
         s_keep_alive (first, ep_mono_ms () + 100);
-    cr_assert (ep_chan_client_closed (first), "instance a still holds r1 after it joined b");
+    cr_assert (chan_client_closed (first), "instance a still holds r1 after it joined b");
 
     //  A command for r1 reaches it once, through b.
     zcert_t *cert = ep_keys_load (s_keys, "reaper");
@@ -524,7 +482,7 @@ Test (watchdog, two_instances_hold_a_router_once_and_a_command_arrives_once,
     deadline = ep_mono_ms () + 10000;
     while (received == 0 && ep_mono_ms () < deadline) {
         ep_publisher_send (pub, "cmd.r1.", &event);
-        Ep__Frame *frame = ep_chan_client_recv (second, 200);
+        Ep__Frame *frame = chan_client_recv (second, 200);
         if (frame && frame->body_case == EP__FRAME__BODY_COMMAND) {
             cr_assert_str_eq (frame->command->command_id, "cmd-1");
             received++;
@@ -533,12 +491,12 @@ Test (watchdog, two_instances_hold_a_router_once_and_a_command_arrives_once,
             ep__frame__free_unpacked (frame, NULL);
     }
     cr_assert_eq (received, 1);
-    cr_assert (ep_chan_client_closed (first), "the old connection must not deliver it too");
+    cr_assert (chan_client_closed (first), "the old connection must not deliver it too");
     ep_publisher_destroy (&pub);
     free (bus_key);
     zcert_destroy (&cert);
-    ep_chan_client_destroy (&first);
-    ep_chan_client_destroy (&second);
+    chan_client_destroy (&first);
+    chan_client_destroy (&second);
     SSL_CTX_free (ctx);
 }
 
@@ -548,8 +506,8 @@ Test (watchdog, revoking_a_joined_routers_certificate_closes_its_connection,
     ep_proc_t *watchdog = s_watchdog ("disconnect", "10s", "30s");
     SSL_CTX *ctx1 = s_router_ctx (s_dir, "r1");
     SSL_CTX *ctx2 = s_router_ctx (s_dir, "r2");
-    ep_chan_client_t *r1 = s_join (watchdog, ctx1, "r1");
-    ep_chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
+    chan_client_t *r1 = s_join (watchdog, ctx1, "r1");
+    chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
     char err [512];
     cr_assert_eq (ep_pki_revoke (s_keys, "r1", err, sizeof err), 0, "%s", err);
 
@@ -557,8 +515,8 @@ Test (watchdog, revoking_a_joined_routers_certificate_closes_its_connection,
     //  and closed; the refusal and the leave carry the reason.
     Ep__Frame *goodbye = NULL;
     int64_t deadline = ep_mono_ms () + 10000;
-    while (!goodbye && !ep_chan_client_closed (r1) && ep_mono_ms () < deadline) {
-        Ep__Frame *frame = ep_chan_client_recv (r1, 100);
+    while (!goodbye && !chan_client_closed (r1) && ep_mono_ms () < deadline) {
+        Ep__Frame *frame = chan_client_recv (r1, 100);
         if (frame && frame->body_case == EP__FRAME__BODY_GOODBYE)
             goodbye = frame;
         else
@@ -569,18 +527,10 @@ Test (watchdog, revoking_a_joined_routers_certificate_closes_its_connection,
     cr_assert_str_eq (goodbye->goodbye->reason, "revoked");
     cr_assert (goodbye->goodbye->has_reconnect && !goodbye->goodbye->reconnect);
     ep__frame__free_unpacked (goodbye, NULL);
-    cr_assert_null (ep_chan_client_recv (r1, 5000));
-    cr_assert (ep_chan_client_closed (r1), "r1 still open after its revocation");
+    cr_assert_null (chan_client_recv (r1, 5000));
+    cr_assert (chan_client_closed (r1), "r1 still open after its revocation");
     cr_assert_not_null (s_await ("channel.refused", "revoked", 5000));
-    s_event_t *left = NULL;
-    deadline = ep_mono_ms () + 5000;
-    while (!left && ep_mono_ms () < deadline) {
-        s_pump (50);
-        for (size_t i = 0; i < s_seen_count && !left; i++)
-            if (streq (s_seen [i].topic, "connect.router-to-ctrl") && !s_seen [i].connected
-            &&  streq (s_seen [i].src_id, "r1"))
-                left = &s_seen [i];
-    }
+    const ep_logged_t *left = ep_eventlog_await_event (s_log, "connect.router-to-ctrl", s_left, "r1", 5000);
     cr_assert_not_null (left, "no leave for r1");
     cr_assert_str_eq (left->reason, "revoked");
     char *metrics = ep_http_get (ep_proc_endpoint (watchdog, "http"), "/metrics");
@@ -590,12 +540,14 @@ Test (watchdog, revoking_a_joined_routers_certificate_closes_its_connection,
 
     //  r2, not revoked, stays.
     s_keep_alive (r2, ep_mono_ms () + 200);
-    cr_assert_not (ep_chan_client_closed (r2), "%s", ep_chan_client_close_reason (r2));
-    for (size_t i = 0; i < s_seen_count; i++)
-        cr_assert_not (streq (s_seen [i].topic, "connect.router-to-ctrl") && !s_seen [i].connected
-                       && streq (s_seen [i].src_id, "r2"), "r2 was closed too");
-    ep_chan_client_destroy (&r1);
-    ep_chan_client_destroy (&r2);
+    cr_assert_not (chan_client_closed (r2), "%s", chan_client_close_reason (r2));
+    for (size_t i = 0; i < ep_eventlog_size (s_log); i++) {
+        const ep_logged_t *e = ep_eventlog_get (s_log, i);
+        cr_assert_not (streq (e->topic, "connect.router-to-ctrl") && !e->connected && streq (e->src_id, "r2"),
+                       "r2 was closed too");
+    }
+    chan_client_destroy (&r1);
+    chan_client_destroy (&r2);
     SSL_CTX_free (ctx1);
     SSL_CTX_free (ctx2);
 }
@@ -649,30 +601,32 @@ Test (watchdog, a_router_with_an_expired_certificate_cannot_join,
     //  refusal with its own reason in the event and the metric.
     SSL_CTX *expired = s_router_ctx (expired_dir, "r1");
     char err [512];
-    ep_chan_client_t *client = ep_chan_client_new (ep_proc_endpoint (watchdog, "channel"), expired, 5000,
+    chan_client_t *client = chan_client_new (ep_proc_endpoint (watchdog, "channel"), expired, 5000,
                                                    err, sizeof err);
     if (client) {
-        Ep__HelloResult *result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
+        Ep__HelloResult *result = chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
         cr_assert (!result || result->status->code != EP__STATUS__CODE__OK,
                    "a router with an expired certificate joined");
         if (result)
             ep__hello_result__free_unpacked (result, NULL);
-        cr_assert_null (ep_chan_client_recv (client, 2000));
-        cr_assert (ep_chan_client_closed (client), "the connection stays open");
-        ep_chan_client_destroy (&client);
+        cr_assert_null (chan_client_recv (client, 2000));
+        cr_assert (chan_client_closed (client), "the connection stays open");
+        chan_client_destroy (&client);
     }
     cr_assert_not_null (s_await ("channel.refused", "expired", 5000), "no channel.refused with reason expired");
     char *metrics = ep_http_get (ep_proc_endpoint (watchdog, "http"), "/metrics");
     cr_assert_eq (ep_metric_value (metrics, "edgeplane_channel_refused_total{reason=\"expired\"}"), 1,
                   "%s", metrics);
     free (metrics);
-    for (size_t i = 0; i < s_seen_count; i++)
-        cr_assert_not (streq (s_seen [i].topic, "connect.router-to-ctrl") && s_seen [i].connected,
+    for (size_t i = 0; i < ep_eventlog_size (s_log); i++) {
+        const ep_logged_t *e = ep_eventlog_get (s_log, i);
+        cr_assert_not (streq (e->topic, "connect.router-to-ctrl") && e->connected,
                        "the expired router was announced as connected");
+    }
     //  The same router with its valid bundle joins.
     SSL_CTX *valid = s_router_ctx (s_dir, "r1");
-    ep_chan_client_t *router = s_join (watchdog, valid, "r1");
-    ep_chan_client_destroy (&router);
+    chan_client_t *router = s_join (watchdog, valid, "r1");
+    chan_client_destroy (&router);
     SSL_CTX_free (valid);
     SSL_CTX_free (expired);
     free (expired_dir);
@@ -690,7 +644,7 @@ s_metric_becomes (ep_proc_t *watchdog, const char *series, double value, int tim
         free (metrics);
         if (now == value || ep_mono_ms () >= deadline)
             return now;
-        s_pump (50);
+        ep_eventlog_pump (s_log, 50);
     }
 }
 
@@ -706,8 +660,8 @@ Test (watchdog, the_source_cap_counts_unjoined_connections_only,
     int a = s_raw (watchdog), b = s_raw (watchdog);
     SSL_CTX *ctx1 = s_router_ctx (s_dir, "r1");
     SSL_CTX *ctx2 = s_router_ctx (s_dir, "r2");
-    ep_chan_client_t *r1 = s_join (watchdog, ctx1, "r1");
-    ep_chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
+    chan_client_t *r1 = s_join (watchdog, ctx1, "r1");
+    chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
     int c = s_raw (watchdog);
     cr_assert_eq (s_metric_becomes (watchdog, waiting, 3, 5000), 3, "three unjoined connections held");
 
@@ -732,14 +686,14 @@ Test (watchdog, the_source_cap_counts_unjoined_connections_only,
     //  The joined routers were never at risk.
     s_keep_alive (r1, ep_mono_ms () + 100);
     s_keep_alive (r2, ep_mono_ms () + 100);
-    cr_assert_not (ep_chan_client_closed (r1));
-    cr_assert_not (ep_chan_client_closed (r2));
+    cr_assert_not (chan_client_closed (r1));
+    cr_assert_not (chan_client_closed (r2));
     close (b);
     close (c);
     close (e);
     close (f);
-    ep_chan_client_destroy (&r1);
-    ep_chan_client_destroy (&r2);
+    chan_client_destroy (&r1);
+    chan_client_destroy (&r2);
     SSL_CTX_free (ctx1);
     SSL_CTX_free (ctx2);
 }

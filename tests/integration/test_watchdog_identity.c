@@ -7,7 +7,7 @@
     process, so peers still join after the first one ended. */
 #include <criterion/criterion.h>
 #include "ep_ctrl_peers.h"
-#include "ep_chan_client.h"
+#include "chan_client.h"
 #include "ep_keys.h"
 #include "ep_pki_tls.h"
 #include "ep_rpc_client.h"
@@ -21,7 +21,7 @@ static ep_stack_t *s_stack;     //  keys, bus, model, environment
 static const char *s_dir;       //  its data dir
 static const char *s_keys;      //  its keys dir
 static ep_proc_t *s_a, *s_b;    //  the two watchdogs
-static ep_ctrl_log_t *s_log;    //  connect.ctrl-to-ctrl events seen
+static ep_eventlog_t *s_log;    //  connect.ctrl-to-ctrl events seen
 static SSL_CTX *s_probe;        //  a client bundle's context, to see what a listener presents
 
 //  The status code of the model's answer for controller id.
@@ -86,7 +86,7 @@ s_teardown (void)
 {
     ep_proc_destroy (&s_a);
     ep_proc_destroy (&s_b);
-    ep_ctrl_log_destroy (&s_log);
+    ep_eventlog_destroy (&s_log);
     if (s_probe)
         SSL_CTX_free (s_probe);
     s_probe = NULL;
@@ -99,13 +99,13 @@ static X509 *
 s_presented (ep_proc_t *watchdog)
 {
     char err [512];
-    ep_chan_client_t *client = ep_chan_client_new (ep_proc_endpoint (watchdog, "channel"), s_probe,
+    chan_client_t *client = chan_client_new (ep_proc_endpoint (watchdog, "channel"), s_probe,
                                                    5000, err, sizeof err);
     cr_assert_not_null (client, "%s", err);
-    X509 *cert = ep_chan_client_peer_cert (client);
+    X509 *cert = chan_client_peer_cert (client);
     cr_assert_not_null (cert);
     X509_up_ref (cert);
-    ep_chan_client_destroy (&client);
+    chan_client_destroy (&client);
     return cert;
 }
 
@@ -142,9 +142,9 @@ Test (watchdog_identity, a_bundle_from_pki_issue_ctrl_is_the_instance_s_identity
 
     //  Both directions join: b accepted a as ctrl-east (a dialed with the
     //  bundle), a accepted b (which checked a's listener is ctrl-east).
-    cr_assert_geq (ep_ctrl_log_await (s_log, "ctrl-east", "watchdog-b1", true, 0, 15000), 0,
+    cr_assert_geq (ep_ctrl_await (s_log, "ctrl-east", "watchdog-b1", true, 0, 15000), 0,
                    "b did not report a's join: %s", ep_proc_log (s_b));
-    cr_assert_geq (ep_ctrl_log_await (s_log, "watchdog-b1", "watchdog-a1", true, 0, 15000), 0,
+    cr_assert_geq (ep_ctrl_await (s_log, "watchdog-b1", "watchdog-a1", true, 0, 15000), 0,
                    "a did not report b's join: %s", ep_proc_log (s_a));
     Ep__WatchdogReply *list = ep_ctrl_connections (s_stack, s_b);
     cr_assert_eq (list->n_connections, 1);
@@ -297,14 +297,14 @@ Test (watchdog_identity, without_the_ca_key_or_a_bundle_it_serves_as_ctrl_watchd
     //  Routers still join it.
     char err [512];
     SSL_CTX *ctx = ep_ctrl_router_ctx (s_stack, "r1");
-    ep_chan_client_t *client = ep_chan_client_new (ep_proc_endpoint (s_b, "channel"), ctx, 5000, err, sizeof err);
+    chan_client_t *client = chan_client_new (ep_proc_endpoint (s_b, "channel"), ctx, 5000, err, sizeof err);
     cr_assert_not_null (client, "%s", err);
-    Ep__HelloResult *result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
-    cr_assert_not_null (result, "%s", ep_chan_client_close_reason (client));
+    Ep__HelloResult *result = chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, "r1", 5000);
+    cr_assert_not_null (result, "%s", chan_client_close_reason (client));
     cr_assert_eq (result->status->code, EP__STATUS__CODE__OK, "%s", result->reason);
     cr_assert_str_eq (result->instance_id, "watchdog-b2");
     ep__hello_result__free_unpacked (result, NULL);
-    ep_chan_client_destroy (&client);
+    chan_client_destroy (&client);
     SSL_CTX_free (ctx);
     free (cmd);
     free (copy);
@@ -332,8 +332,8 @@ Test (watchdog_identity, a_self_issued_certificate_is_renewed_and_peers_join_aft
     const char *short_lived [] = { "--ctrl-cert-lifetime=6s", NULL };
     s_a = s_watchdog ("a3", short_lived);
     s_b = s_watchdog ("b3", NULL);
-    cr_assert_geq (ep_ctrl_log_await (s_log, "watchdog-a3", "watchdog-b3", true, 0, 15000), 0, "%s", ep_proc_log (s_b));
-    cr_assert_geq (ep_ctrl_log_await (s_log, "watchdog-b3", "watchdog-a3", true, 0, 15000), 0, "%s", ep_proc_log (s_a));
+    cr_assert_geq (ep_ctrl_await (s_log, "watchdog-a3", "watchdog-b3", true, 0, 15000), 0, "%s", ep_proc_log (s_b));
+    cr_assert_geq (ep_ctrl_await (s_log, "watchdog-b3", "watchdog-a3", true, 0, 15000), 0, "%s", ep_proc_log (s_a));
     Ep__WatchdogReply *list = ep_ctrl_connections (s_stack, s_b);
     cr_assert_eq (list->n_connections, 1);
     //  The connection a made (its source port), and when it joined (the
@@ -378,14 +378,14 @@ Test (watchdog_identity, a_self_issued_certificate_is_renewed_and_peers_join_aft
 
     //  ...and new links join both ways: b (restarted) accepts a's client
     //  certificate, and a's listener presents b one it accepts.
-    size_t mark = ep_ctrl_log_size (s_log);
+    size_t mark = ep_eventlog_size (s_log);
     ep_proc_signal (s_b, SIGKILL);
     cr_assert_neq (ep_proc_wait_exit (s_b, 5000), -1);
     ep_proc_destroy (&s_b);
     s_b = s_watchdog ("b3", NULL);
-    cr_assert_geq (ep_ctrl_log_await (s_log, "watchdog-a3", "watchdog-b3", true, mark, 15000), 0,
+    cr_assert_geq (ep_ctrl_await (s_log, "watchdog-a3", "watchdog-b3", true, mark, 15000), 0,
                    "b did not take a's renewed certificate: %s", ep_proc_log (s_b));
-    cr_assert_geq (ep_ctrl_log_await (s_log, "watchdog-b3", "watchdog-a3", true, mark, 15000), 0,
+    cr_assert_geq (ep_ctrl_await (s_log, "watchdog-b3", "watchdog-a3", true, mark, 15000), 0,
                    "a's listener did not present a renewed certificate: %s", ep_proc_log (s_a));
     X509_free (first);
     X509_free (second);

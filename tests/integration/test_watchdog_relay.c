@@ -7,8 +7,9 @@
     drain on SIGTERM. Also `edgeplane connections` across two instances. */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
+#include "ep_eventlog.h"
 #include "ep_auth.h"
-#include "ep_chan_client.h"
+#include "chan_client.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
 #include "ep_pki_tls.h"
@@ -43,74 +44,19 @@ static s_stub_t s_reaper;
 static ep_subscriber_t *s_events;       //  connect.* (the stack's)
 static zcert_t *s_sub_cert;     //  for our own subscribers
 
-//  Connect events collected from the bus (the fields tested).
-typedef struct {
-    char topic [64];
-    char type [32];
-    char src_type [16];
-    char src_id [65];
-    char src_addr [64];
-    char dst_type [16];
-    char dst_id [80];
-    char reason [48];
-    bool connected;
-    int64_t duration;
-} s_event_t;
+static ep_eventlog_t *s_log;    //  what s_events delivered
 
-static s_event_t s_seen [256];
-static size_t s_seen_count;
-
-static void
-s_copy (char *dst, size_t size, const char *src)
+static bool
+s_from (const ep_logged_t *e, void *src_id)
 {
-    snprintf (dst, size, "%s", src? src: "");
-}
-
-static void
-s_pump (int timeout_ms)
-{
-    char *topic = NULL;
-    Ep__Event *event = ep_subscriber_recv (s_events, timeout_ms, &topic);
-    while (event) {
-        if (s_seen_count < EP_COUNT (s_seen)) {
-            s_event_t *e = &s_seen [s_seen_count++];
-            memset (e, 0, sizeof *e);
-            s_copy (e->topic, sizeof e->topic, topic);
-            if (event->body_case == EP__EVENT__BODY_CONNECT) {
-                Ep__ConnectEvent *c = event->connect;
-                s_copy (e->type, sizeof e->type, c->type);
-                s_copy (e->src_type, sizeof e->src_type, c->src_type);
-                s_copy (e->src_id, sizeof e->src_id, c->src_id);
-                s_copy (e->src_addr, sizeof e->src_addr, c->src_addr);
-                s_copy (e->dst_type, sizeof e->dst_type, c->dst_type);
-                s_copy (e->dst_id, sizeof e->dst_id, c->dst_id);
-                s_copy (e->reason, sizeof e->reason, c->reason);
-                e->connected = c->connected;
-                e->duration = c->duration;
-            }
-        }
-        zstr_free (&topic);
-        event = ep_subscriber_recv (s_events, 0, &topic);
-    }
+    return streq (e->src_id, (const char *) src_id);
 }
 
 //  Waits for an event on topic whose src_id is src_id (NULL: any).
-static s_event_t *
+static const ep_logged_t *
 s_await (const char *topic, const char *src_id, int timeout_ms)
 {
-    int64_t deadline = ep_mono_ms () + timeout_ms;
-    size_t checked = 0;
-    while (true) {
-        for (; checked < s_seen_count; checked++) {
-            s_event_t *e = &s_seen [checked];
-            if (streq (e->topic, topic) && (!src_id || streq (e->src_id, src_id)))
-                return e;
-        }
-        int64_t left = deadline - ep_mono_ms ();
-        if (left <= 0)
-            return NULL;
-        s_pump ((int) (left < 50? left: 50));
-    }
+    return ep_eventlog_await_event (s_log, topic, src_id? s_from: NULL, (void *) src_id, timeout_ms);
 }
 
 static void
@@ -166,7 +112,7 @@ s_setup (void)
     ep_stack_setenv (s_stack, "EDGEPLANE_LOG_LEVEL", "debug");
     s_sub_cert = ep_keys_load (s_keys, "subscriber");
     s_events = ep_stack_subscribe (s_stack, "connect.");
-    s_seen_count = 0;
+    s_log = ep_eventlog_new (s_events);
 
     char err [512];
     ep_stack_create_service (s_stack, "svc1");
@@ -182,6 +128,7 @@ static void
 s_teardown (void)
 {
     zcert_destroy (&s_sub_cert);
+    ep_eventlog_destroy (&s_log);
     s_events = NULL;
     ep_stack_destroy (&s_stack);
     s_stub_stop (&s_terminators);
@@ -216,15 +163,15 @@ s_router_ctx (const char *id)
     return ctx;
 }
 
-static ep_chan_client_t *
+static chan_client_t *
 s_join (ep_proc_t *watchdog, SSL_CTX *ctx, const char *id)
 {
     char err [512];
-    ep_chan_client_t *client = ep_chan_client_new (ep_proc_endpoint (watchdog, "channel"), ctx, 5000,
+    chan_client_t *client = chan_client_new (ep_proc_endpoint (watchdog, "channel"), ctx, 5000,
                                                    err, sizeof err);
     cr_assert_not_null (client, "%s", err);
-    Ep__HelloResult *result = ep_chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, id, 5000);
-    cr_assert_not_null (result, "no HelloResult: %s", ep_chan_client_close_reason (client));
+    Ep__HelloResult *result = chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, id, 5000);
+    cr_assert_not_null (result, "no HelloResult: %s", chan_client_close_reason (client));
     cr_assert_eq (result->status->code, EP__STATUS__CODE__OK, "%s", result->status->message);
     ep__hello_result__free_unpacked (result, NULL);
     return client;
@@ -232,11 +179,11 @@ s_join (ep_proc_t *watchdog, SSL_CTX *ctx, const char *id)
 
 //  The next frame of type body within timeout_ms (others are skipped), or NULL.
 static Ep__Frame *
-s_expect_frame (ep_chan_client_t *client, Ep__Frame__BodyCase body, int timeout_ms)
+s_expect_frame (chan_client_t *client, Ep__Frame__BodyCase body, int timeout_ms)
 {
     int64_t deadline = ep_mono_ms () + timeout_ms;
-    while (ep_mono_ms () < deadline && !ep_chan_client_closed (client)) {
-        Ep__Frame *frame = ep_chan_client_recv (client, (int) (deadline - ep_mono_ms ()));
+    while (ep_mono_ms () < deadline && !chan_client_closed (client)) {
+        Ep__Frame *frame = chan_client_recv (client, (int) (deadline - ep_mono_ms ()));
         if (frame && frame->body_case == body)
             return frame;
         if (frame)
@@ -246,9 +193,9 @@ s_expect_frame (ep_chan_client_t *client, Ep__Frame__BodyCase body, int timeout_
 }
 
 static void
-s_send (ep_chan_client_t *client, Ep__Frame *frame)
+s_send (chan_client_t *client, Ep__Frame *frame)
 {
-    cr_assert_eq (ep_chan_client_send (client, frame, 2000), 0, "%s", ep_chan_client_close_reason (client));
+    cr_assert_eq (chan_client_send (client, frame, 2000), 0, "%s", chan_client_close_reason (client));
 }
 
 Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back,
@@ -256,7 +203,7 @@ Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back
 {
     ep_proc_t *watchdog = s_watchdog ();
     SSL_CTX *ctx = s_router_ctx ("r1");
-    ep_chan_client_t *router = s_join (watchdog, ctx, "r1");
+    chan_client_t *router = s_join (watchdog, ctx, "r1");
 
     //  A terminator create in which r1 claims to speak for r2.
     Ep__Terminator terminator = EP__TERMINATOR__INIT;
@@ -305,7 +252,7 @@ Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back
     cr_assert_eq (ep_rpc_server_reply (s_terminators.rpc, &call, &packed, false), 0);
 
     Ep__Frame *back = s_expect_frame (router, EP__FRAME__BODY_TERMINATOR_REPLY, 5000);
-    cr_assert_not_null (back, "no terminator reply for the router: %s", ep_chan_client_close_reason (router));
+    cr_assert_not_null (back, "no terminator reply for the router: %s", chan_client_close_reason (router));
     cr_assert (back->has_id && back->id == 41, "the reply carries the request's frame id");
     cr_assert_str_eq (back->terminator_reply->request_id, "req-1", "the router sees its own request id");
     cr_assert_eq (back->terminator_reply->status->code, EP__STATUS__CODE__OK);
@@ -349,13 +296,13 @@ Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back
     cr_assert_str_eq (back->session_reply->status->message, "already open");
     ep__frame__free_unpacked (back, NULL);
 
-    ep_chan_client_destroy (&router);
+    chan_client_destroy (&router);
     SSL_CTX_free (ctx);
 }
 
 //  Sends a SessionRequest get with request_id (may be NULL) in frame id.
 static void
-s_session_get (ep_chan_client_t *router, const char *request_id, uint64_t frame_id)
+s_session_get (chan_client_t *router, const char *request_id, uint64_t frame_id)
 {
     Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
     request.request_id = (char *) request_id;
@@ -374,7 +321,7 @@ Test (relay, every_router_request_gets_an_answer,
 {
     ep_proc_t *watchdog = s_watchdog ();
     SSL_CTX *ctx = s_router_ctx ("r1");
-    ep_chan_client_t *router = s_join (watchdog, ctx, "r1");
+    chan_client_t *router = s_join (watchdog, ctx, "r1");
 
     //  No request id: the watchdog answers, the service never sees it.
     s_session_get (router, NULL, 5);
@@ -411,7 +358,7 @@ Test (relay, every_router_request_gets_an_answer,
     cr_assert_eq (back->session_reply->status->code, EP__STATUS__CODE__NOT_FOUND);
     ep__frame__free_unpacked (back, NULL);
 
-    ep_chan_client_destroy (&router);
+    chan_client_destroy (&router);
     SSL_CTX_free (ctx);
 }
 
@@ -419,7 +366,7 @@ Test (relay, every_router_request_gets_an_answer,
 //  watchdog's subscription may still be on its way to the bus); returns
 //  the Command frame. With before, that one is published first each time.
 static Ep__Frame *
-s_command (ep_chan_client_t *router, const char *router_id, Ep__Command *command,
+s_command (chan_client_t *router, const char *router_id, Ep__Command *command,
            Ep__Command *before)
 {
     zcert_t *cert = ep_keys_load (s_keys, "reaper");
@@ -451,7 +398,7 @@ s_command (ep_chan_client_t *router, const char *router_id, Ep__Command *command
 }
 
 static void
-s_ack (ep_chan_client_t *router, const char *command_id)
+s_ack (chan_client_t *router, const char *command_id)
 {
     Ep__Status ok = EP__STATUS__INIT;
     ok.has_code = true;
@@ -475,7 +422,7 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
 {
     ep_proc_t *watchdog = s_watchdog ();
     SSL_CTX *ctx = s_router_ctx ("r1");
-    ep_chan_client_t *router = s_join (watchdog, ctx, "r1");
+    chan_client_t *router = s_join (watchdog, ctx, "r1");
 
     //  From the reaper: close two sessions.
     char *ids [] = { "s-1", "s-2" };
@@ -531,7 +478,7 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
     stray.kind_case = EP__COMMAND__KIND_VALIDATE_TERMINATORS;
     stray.validate_terminators = &validate;
     SSL_CTX *ctx2 = s_router_ctx ("r2");
-    ep_chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
+    chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
     frame = s_command (router, "r1", &check, &stray);
     cr_assert_not_null (frame, "the validate command did not reach the router");
     cr_assert_str_eq (frame->command->command_id, "cmd-validate-1", "a misaddressed command was delivered");
@@ -546,7 +493,7 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
     frame = s_command (r2, "r2", &own, NULL);
     cr_assert_not_null (frame, "r2's command did not reach it");
     cr_assert_str_eq (frame->command->command_id, "cmd-r2", "r2 got a command published for r1");
-    ep_chan_client_destroy (&r2);
+    chan_client_destroy (&r2);
     SSL_CTX_free (ctx2);
     ep__frame__free_unpacked (frame, NULL);
     s_ack (router, "cmd-validate-1");
@@ -563,7 +510,7 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
     ep__terminator_request__free_unpacked (tr, NULL);
     ep_rpc_server_fail (s_terminators.rpc, &call, EP__STATUS__CODE__OK, "acked");
 
-    ep_chan_client_destroy (&router);
+    chan_client_destroy (&router);
     SSL_CTX_free (ctx);
 }
 
@@ -581,7 +528,7 @@ Test (relay, a_router_gets_its_full_slice_on_join_then_deltas,
 {
     ep_proc_t *watchdog = s_watchdog ();
     SSL_CTX *ctx = s_router_ctx ("r1");
-    ep_chan_client_t *router = s_join (watchdog, ctx, "r1");
+    chan_client_t *router = s_join (watchdog, ctx, "r1");
     Ep__Frame *frame = s_expect_frame (router, EP__FRAME__BODY_SLICE, 5000);
     cr_assert_not_null (frame, "no model slice on join");
     Ep__ModelSlice *slice = frame->slice;
@@ -618,7 +565,7 @@ Test (relay, a_router_gets_its_full_slice_on_join_then_deltas,
     cr_assert_eq (frame->slice->n_removed, 0);
     ep__frame__free_unpacked (frame, NULL);
 
-    ep_chan_client_destroy (&router);
+    chan_client_destroy (&router);
     SSL_CTX_free (ctx);
 }
 
@@ -627,7 +574,7 @@ Test (relay, edge_connects_reported_by_a_router_become_bus_events,
 {
     ep_proc_t *watchdog = s_watchdog ();
     SSL_CTX *ctx = s_router_ctx ("r1");
-    ep_chan_client_t *router = s_join (watchdog, ctx, "r1");
+    chan_client_t *router = s_join (watchdog, ctx, "r1");
     cr_assert_not_null (s_await ("connect.router-to-ctrl", "r1", 5000), "the join was not announced");
 
     Ep__EdgeConnect up = EP__EDGE_CONNECT__INIT;
@@ -653,7 +600,7 @@ Test (relay, edge_connects_reported_by_a_router_become_bus_events,
     frame.edge_connects = &batch;
     s_send (router, &frame);
 
-    s_event_t *alice = s_await ("connect.edge-to-router", "id-alice", 5000);
+    const ep_logged_t *alice = s_await ("connect.edge-to-router", "id-alice", 5000);
     cr_assert_not_null (alice, "no connect.edge-to-router event");
     cr_assert_str_eq (alice->type, "edge-to-router");
     cr_assert_str_eq (alice->src_type, "identity");
@@ -661,13 +608,13 @@ Test (relay, edge_connects_reported_by_a_router_become_bus_events,
     cr_assert_str_eq (alice->dst_type, "router");
     cr_assert_str_eq (alice->dst_id, "r1", "the router is who the certificate says");
     cr_assert (alice->connected);
-    s_event_t *bob = s_await ("connect.edge-to-router", "id-bob", 5000);
+    const ep_logged_t *bob = s_await ("connect.edge-to-router", "id-bob", 5000);
     cr_assert_not_null (bob);
     cr_assert_not (bob->connected);
     cr_assert_eq (bob->duration, 1234);
     cr_assert_str_eq (bob->reason, "client-closed");
 
-    ep_chan_client_destroy (&router);
+    chan_client_destroy (&router);
     SSL_CTX_free (ctx);
 }
 
@@ -690,12 +637,12 @@ Test (relay, sigterm_stops_accepting_sends_goodbye_and_exits_0,
     char *channel = strdup (ep_proc_endpoint (watchdog, "channel"));
     SSL_CTX *ctx1 = s_router_ctx ("r1");
     SSL_CTX *ctx2 = s_router_ctx ("r2");
-    ep_chan_client_t *r1 = s_join (watchdog, ctx1, "r1");
-    ep_chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
+    chan_client_t *r1 = s_join (watchdog, ctx1, "r1");
+    chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
     cr_assert (s_can_connect (channel));
 
     cr_assert_eq (ep_proc_signal (watchdog, SIGTERM), 0);
-    ep_chan_client_t *routers [] = { r1, r2 };
+    chan_client_t *routers [] = { r1, r2 };
     for (size_t i = 0; i < EP_COUNT (routers); i++) {
         Ep__Frame *frame = s_expect_frame (routers [i], EP__FRAME__BODY_GOODBYE, 5000);
         cr_assert_not_null (frame, "router %zu was not told goodbye", i + 1);
@@ -707,8 +654,8 @@ Test (relay, sigterm_stops_accepting_sends_goodbye_and_exits_0,
     //  The listener closed before the goodbyes went out.
     cr_assert_not (s_can_connect (channel), "still accepting after SIGTERM");
     //  The routers leave; the process exits 0.
-    ep_chan_client_destroy (&r1);
-    ep_chan_client_destroy (&r2);
+    chan_client_destroy (&r1);
+    chan_client_destroy (&r2);
     int status = ep_proc_wait_exit (watchdog, 10000);
     cr_assert_neq (status, -1, "the watchdog did not exit after SIGTERM");
     cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0, "exit status %d", status);
@@ -786,10 +733,10 @@ Test (connections, the_cli_lists_every_instances_connections,
     ep_proc_t *b = s_watchdog ();
     SSL_CTX *ctx1 = s_router_ctx ("r1");
     SSL_CTX *ctx2 = s_router_ctx ("r2");
-    ep_chan_client_t *r1 = s_join (a, ctx1, "r1");
-    ep_chan_client_t *r2 = s_join (b, ctx2, "r2");
-    s_event_t *joined1 = s_await ("connect.router-to-ctrl", "r1", 5000);
-    s_event_t *joined2 = s_await ("connect.router-to-ctrl", "r2", 5000);
+    chan_client_t *r1 = s_join (a, ctx1, "r1");
+    chan_client_t *r2 = s_join (b, ctx2, "r2");
+    const ep_logged_t *joined1 = s_await ("connect.router-to-ctrl", "r1", 5000);
+    const ep_logged_t *joined2 = s_await ("connect.router-to-ctrl", "r2", 5000);
     cr_assert (joined1 && joined2);
     char *instance_a = strdup (joined1->dst_id), *instance_b = strdup (joined2->dst_id);
     cr_assert_str_neq (instance_a, instance_b);
@@ -875,8 +822,8 @@ Test (connections, the_cli_lists_every_instances_connections,
     close (fd);
     free (instance_a);
     free (instance_b);
-    ep_chan_client_destroy (&r1);
-    ep_chan_client_destroy (&r2);
+    chan_client_destroy (&r1);
+    chan_client_destroy (&r2);
     SSL_CTX_free (ctx1);
     SSL_CTX_free (ctx2);
 }

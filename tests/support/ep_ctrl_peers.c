@@ -6,91 +6,36 @@
 #include "ep_rpc_client.h"
 #include "ep_subscriber.h"
 
-#define LOG_MAX 256             //  events kept; later ones are not logged
+typedef struct {
+    const char *src;            //  the dialing controller
+    const char *dst;            //  the reporting instance
+    bool connected;             //  a join, or a close
+} s_ctrl_match_t;
 
-struct _ep_ctrl_log_t {
-    ep_subscriber_t *events;    //  where events come from (borrowed)
-    ep_ctrl_event_t seen [LOG_MAX]; //  logged so far
-    size_t count;               //  entries in seen
-};
-
-ep_ctrl_log_t *
-ep_ctrl_log_new (ep_subscriber_t *events)
+static bool
+s_ctrl_match (const ep_logged_t *event, void *arg)
 {
-    ep_ctrl_log_t *self = (ep_ctrl_log_t *) zmalloc (sizeof (ep_ctrl_log_t));
-    self->events = events;
-    return self;
-}
-
-void
-ep_ctrl_log_destroy (ep_ctrl_log_t **self_p)
-{
-    if (*self_p) {
-        free (*self_p);
-        *self_p = NULL;
-    }
-}
-
-size_t
-ep_ctrl_log_size (ep_ctrl_log_t *self)
-{
-    return self->count;
-}
-
-const ep_ctrl_event_t *
-ep_ctrl_log_get (ep_ctrl_log_t *self, size_t index)
-{
-    cr_assert_lt (index, self->count);
-    return &self->seen [index];
-}
-
-//  Logs what arrives within timeout_ms, then whatever is already waiting.
-static void
-s_pump (ep_ctrl_log_t *self, int timeout_ms)
-{
-    char *topic = NULL;
-    Ep__Event *event = ep_subscriber_recv (self->events, timeout_ms, &topic);
-    while (event) {
-        if (streq (topic, "connect.ctrl-to-ctrl") && event->body_case == EP__EVENT__BODY_CONNECT
-        &&  self->count < LOG_MAX) {
-            Ep__ConnectEvent *connect = event->connect;
-            ep_ctrl_event_t *e = &self->seen [self->count++];
-            snprintf (e->src_id, sizeof e->src_id, "%s", connect->src_id? connect->src_id: "");
-            snprintf (e->dst_id, sizeof e->dst_id, "%s", connect->dst_id? connect->dst_id: "");
-            snprintf (e->reason, sizeof e->reason, "%s", connect->reason? connect->reason: "");
-            e->connected = connect->connected;
-            e->duration = connect->duration;
-        }
-        zstr_free (&topic);
-        event = ep_subscriber_recv (self->events, 0, &topic);
-    }
+    s_ctrl_match_t *match = (s_ctrl_match_t *) arg;
+    return streq (event->src_id, match->src) && streq (event->dst_id, match->dst)
+        && event->connected == match->connected;
 }
 
 int
-ep_ctrl_log_await (ep_ctrl_log_t *self, const char *src, const char *dst, bool connected,
-                   size_t from, int timeout_ms)
+ep_ctrl_await (ep_eventlog_t *log, const char *src, const char *dst, bool connected,
+               size_t from, int timeout_ms)
 {
-    int64_t deadline = ep_mono_ms () + timeout_ms;
-    while (true) {
-        for (size_t i = from; i < self->count; i++)
-            if (streq (self->seen [i].src_id, src) && streq (self->seen [i].dst_id, dst)
-            &&  self->seen [i].connected == connected)
-                return (int) i;
-        int64_t left = deadline - ep_mono_ms ();
-        if (left <= 0)
-            return -1;
-        s_pump (self, (int) (left < 50? left: 50));
-    }
+    s_ctrl_match_t match = { src, dst, connected };
+    return ep_eventlog_await (log, "connect.ctrl-to-ctrl", s_ctrl_match, &match, from, timeout_ms);
 }
 
 ep_stack_t *
-ep_ctrl_stack_new (const char *tag, ep_ctrl_log_t **log_p)
+ep_ctrl_stack_new (const char *tag, ep_eventlog_t **log_p)
 {
     ep_stack_t *stack = ep_stack_new (tag);
     cr_assert_not_null (stack);
     ep_stack_setenv (stack, "EDGEPLANE_TERMINATORS_API", "tcp://127.0.0.1:1");
     ep_stack_setenv (stack, "EDGEPLANE_REAPER_API", "tcp://127.0.0.1:1");
-    *log_p = ep_ctrl_log_new (ep_stack_subscribe (stack, "connect.ctrl-to-ctrl"));
+    *log_p = ep_eventlog_new (ep_stack_subscribe (stack, "connect.ctrl-to-ctrl"));
     return stack;
 }
 
@@ -152,13 +97,11 @@ ep_ctrl_connections (ep_stack_t *stack, ep_proc_t *watchdog)
     Ep__ConnectionFilter filter = EP__CONNECTION_FILTER__INIT;
     filter.role = "ctrl";
     Ep__WatchdogRequest request = EP__WATCHDOG_REQUEST__INIT;
-    char id [33], err [256];
-    ep_rpc_new_id (id);
-    request.request_id = id;
     request.op_case = EP__WATCHDOG_REQUEST__OP_LIST;
     request.list = &filter;
-    Ep__WatchdogReply *reply = (Ep__WatchdogReply *) ep_rpc_client_call (
-        client, &request.base, id, &ep__watchdog_reply__descriptor, 3000, 3, err, sizeof err);
+    char err [256];
+    Ep__WatchdogReply *reply = ep_rpc_call (client, &request, &ep__watchdog_reply__descriptor, 3000, 3,
+                                            err, sizeof err);
     cr_assert_not_null (reply, "%s", err);
     cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK);
     ep_rpc_client_destroy (&client);

@@ -1,7 +1,6 @@
 /*  ep_ctrl_peers.h: what the watchdog ctrl-peer suites share.
 
-    A log of connect.ctrl-to-ctrl events read from a subscriber (with a
-    wait for one), starting a test watchdog on the stack, the model's
+    A wait for a connect.ctrl-to-ctrl event in an event log, starting a test watchdog on the stack, the model's
     Controller entry, and a watchdog's ctrl connections through its API.
     Criterion asserts inside: for tests only.
 */
@@ -9,47 +8,23 @@
 #define EP_CTRL_PEERS_H_INCLUDED
 
 #include "ep_stack.h"
+#include "ep_eventlog.h"
 #include "channel.pb-c.h"
 #include "model.pb-c.h"
 #include <openssl/ssl.h>
 
-//  One connect.ctrl-to-ctrl event.
-typedef struct {
-    char src_id [65];           //  the dialing controller's ctrl id
-    char dst_id [65];           //  the reporting (accepting) instance
-    char reason [48];           //  why it closed, "" on a join
-    bool connected;             //  joined, or left
-    int64_t duration;           //  of a closed connection
-} ep_ctrl_event_t;
-
-typedef struct _ep_ctrl_log_t ep_ctrl_log_t;
-
-//  A log of the connect.ctrl-to-ctrl events events delivers (borrowed).
-ep_ctrl_log_t *
-    ep_ctrl_log_new (ep_subscriber_t *events);
-
-void
-    ep_ctrl_log_destroy (ep_ctrl_log_t **self_p);
-
-//  Events logged so far.
-size_t
-    ep_ctrl_log_size (ep_ctrl_log_t *self);
-
-//  Event number index (< size).
-const ep_ctrl_event_t *
-    ep_ctrl_log_get (ep_ctrl_log_t *self, size_t index);
-
-//  Waits up to timeout_ms for an event src -> dst (dst reports it) with
-//  connected, at index from or later; returns its index, or -1.
+//  Waits up to timeout_ms for a connect.ctrl-to-ctrl event src -> dst (dst
+//  reports it) with connected, at index from or later in log; returns its
+//  index, or -1.
 int
-    ep_ctrl_log_await (ep_ctrl_log_t *self, const char *src, const char *dst, bool connected,
-                       size_t from, int timeout_ms);
+    ep_ctrl_await (ep_eventlog_t *log, const char *src, const char *dst, bool connected,
+                   size_t from, int timeout_ms);
 
 //  A stack (bus, model, keys) for ctrl-peer tests, its relays pointing
 //  nowhere (they are not under test), with connect.ctrl-to-ctrl events
 //  logged in *log_p (destroy the log before the stack).
 ep_stack_t *
-    ep_ctrl_stack_new (const char *tag, ep_ctrl_log_t **log_p);
+    ep_ctrl_stack_new (const char *tag, ep_eventlog_t **log_p);
 
 //  Starts edgeplane-watchdog as instance on stack (kernel-chosen ports,
 //  200 ms heartbeats), with extra flags (NULL-terminated, may be NULL);

@@ -348,12 +348,9 @@ ep_stack_model_call (ep_stack_t *self, Ep__ModelRequest *request)
         free (key);
         cr_assert_not_null (self->modelc);
     }
-    char id [33], err [256];
-    ep_rpc_new_id (id);
-    request->request_id = id;
-    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (
-        self->modelc, &request->base, id, &ep__model_reply__descriptor, 10000, 3, err, sizeof err);
-    request->request_id = NULL;
+    char err [256];
+    Ep__ModelReply *reply = ep_rpc_call (self->modelc, request, &ep__model_reply__descriptor, 10000, 3,
+                                         err, sizeof err);
     cr_assert_not_null (reply, "the model did not answer: %s", err);
     return reply;
 }
@@ -371,19 +368,33 @@ ep_stack_model_write (ep_stack_t *self, Ep__ModelWrite *write)
     return revision;
 }
 
+Ep__ModelWrite *
+ep_entity_write (ep_entity_write_t *self, Ep__ModelWrite__Op op, Ep__Entity__KindCase kind, void *body)
+{
+    ep__entity__init (&self->entity);
+    self->entity.kind_case = kind;
+    switch (kind) {
+        case EP__ENTITY__KIND_ROUTER: self->entity.router = (Ep__Router *) body; break;
+        case EP__ENTITY__KIND_SERVICE: self->entity.service = (Ep__Service *) body; break;
+        case EP__ENTITY__KIND_IDENTITY: self->entity.identity = (Ep__Identity *) body; break;
+        case EP__ENTITY__KIND_CONTROLLER: self->entity.controller = (Ep__Controller *) body; break;
+        default: EP_ASSERT (!"an entity kind");
+    }
+    ep__model_write__init (&self->write);
+    self->write.has_op = true;
+    self->write.op = op;
+    self->write.entity = &self->entity;
+    return &self->write;
+}
+
 uint64_t
 ep_stack_create_service (ep_stack_t *self, const char *id)
 {
     Ep__Service service = EP__SERVICE__INIT;
     service.id = (char *) id;
-    Ep__Entity entity = EP__ENTITY__INIT;
-    entity.kind_case = EP__ENTITY__KIND_SERVICE;
-    entity.service = &service;
-    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-    write.has_op = true;
-    write.op = EP__MODEL_WRITE__OP__CREATE;
-    write.entity = &entity;
-    return ep_stack_model_write (self, &write);
+    ep_entity_write_t write;
+    return ep_stack_model_write (self, ep_entity_write (&write, EP__MODEL_WRITE__OP__CREATE,
+                                                        EP__ENTITY__KIND_SERVICE, &service));
 }
 
 uint64_t
@@ -401,21 +412,16 @@ ep_stack_router_write (ep_stack_t *self, Ep__ModelWrite__Op op, const char *id,
     router.id = (char *) id;
     router.n_hosted = count;
     router.hosted = list;
-    Ep__Entity entity = EP__ENTITY__INIT;
-    entity.kind_case = EP__ENTITY__KIND_ROUTER;
-    entity.router = &router;
-    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
-    write.has_op = true;
-    write.op = op;
-    write.entity = &entity;
+    ep_entity_write_t entity;
+    Ep__ModelWrite *write = ep_entity_write (&entity, op, EP__ENTITY__KIND_ROUTER, &router);
     //  An update replaces the fields it sets; an empty list sets nothing,
     //  so un-hosting everything says so.
     char *clear [] = { "hosted" };
     if (op == EP__MODEL_WRITE__OP__UPDATE && count == 0) {
-        write.n_clear = 1;
-        write.clear = clear;
+        write->n_clear = 1;
+        write->clear = clear;
     }
-    return ep_stack_model_write (self, &write);
+    return ep_stack_model_write (self, write);
 }
 
 uint64_t

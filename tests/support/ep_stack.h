@@ -120,8 +120,22 @@ ep_proc_t *
 void
     ep_stack_keep (ep_stack_t *self, ep_proc_t *proc);
 
-//  Sends request (its request id is filled in) to the model as the
-//  operator and returns the reply, whatever its status (caller frees).
+//  A ModelWrite that creates or updates one entity, with the Entity it
+//  points at, on the caller's stack: the builder the suites share.
+typedef struct {
+    Ep__ModelWrite write;       //  the write (what requests point at)
+    Ep__Entity entity;          //  the entity it writes
+} ep_entity_write_t;
+
+//  Fills self to write (op: CREATE or UPDATE) body, an Ep__Router,
+//  Ep__Service, Ep__Identity or Ep__Controller as kind says; returns
+//  &self->write.
+Ep__ModelWrite *
+    ep_entity_write (ep_entity_write_t *self, Ep__ModelWrite__Op op, Ep__Entity__KindCase kind, void *body);
+
+//  Sends request (with a fresh request id unless one is set, as
+//  ep_rpc_call) to the model as the operator and returns the reply,
+//  whatever its status (caller frees).
 Ep__ModelReply *
     ep_stack_model_call (ep_stack_t *self, Ep__ModelRequest *request);
 

@@ -365,3 +365,28 @@ ep_rand_pick (uint64_t *state, int n)
 {
     return (int) (ep_rand_next (state) % (uint64_t) n);
 }
+
+void *
+ep_rpc_call (ep_rpc_client_t *client, void *request, const ProtobufCMessageDescriptor *reply_desc,
+             int timeout_ms, int attempts, char *err, size_t errlen)
+{
+    ProtobufCMessage *message = (ProtobufCMessage *) request;
+    const ProtobufCFieldDescriptor *field =
+        protobuf_c_message_descriptor_get_field_by_name (message->descriptor, "request_id");
+    EP_ASSERT (field && field->type == PROTOBUF_C_TYPE_STRING);
+    char **slot = (char **) ((char *) request + field->offset);
+    char *given = *slot;
+    char fresh [33];
+    if (!given || !*given) {
+        ep_rpc_new_id (fresh);
+        *slot = fresh;
+    }
+    char scratch [256];
+    if (!err) {
+        err = scratch;
+        errlen = sizeof scratch;
+    }
+    void *reply = ep_rpc_client_call (client, message, *slot, reply_desc, timeout_ms, attempts, err, errlen);
+    *slot = given;
+    return reply;
+}

@@ -19,6 +19,7 @@
 #   define EP_TEST_SLOWDOWN 1
 #endif
 #include "ep_ready.h"
+#include "ep_rpc_client.h"
 #include <sys/types.h>
 
 typedef struct _ep_proc_t ep_proc_t;
@@ -105,6 +106,16 @@ double
 //  out is not NULL (caller frees).
 int
     ep_run (const char *command, char **out);
+
+//  Sends request (an RPC request message: any with a string request_id)
+//  through client and returns the reply (reply_desc's type; caller frees),
+//  or NULL with why in err (err may be NULL). A request_id already set is
+//  kept (a resend, a router's "<router>:<id>"); an empty one gets a fresh
+//  id for the call and is empty again after it. Up to attempts sends,
+//  timeout_ms each, as ep_rpc_client_call.
+void *
+    ep_rpc_call (ep_rpc_client_t *client, void *request, const ProtobufCMessageDescriptor *reply_desc,
+                 int timeout_ms, int attempts, char *err, size_t errlen);
 
 //  A seeded xorshift64* sequence: the same seed gives the same choices, so
 //  a randomized test can be replayed from the seed it prints. *state must

@@ -2,18 +2,17 @@
 
     One process runs one router (--id) or N of them (--count N --prefix P,
     with bundles from `edgeplane pki issue router --count N --prefix P`),
-    each an ep_agent on its own TLS connection, all in one poll loop.
+    each an agent (agent.c) on its own TLS connection, all in one poll loop.
     --stray K holds K connections that never join, to show the watchdog's
     stray detection. With --ready-file, the file appears once every router
     has joined.
 */
-#include "ep_agent.h"
+#include "agent.h"
+#include "ep_addr.h"
 #include "ep_config.h"
 #include "ep_log.h"
 #include "ep_pki_tls.h"
 #include "ep_ready.h"
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -24,23 +23,161 @@
 static int
 s_stray (const char *address)
 {
-    char host [256];
-    const char *colon = strrchr (address, ':');
-    if (!colon || (size_t) (colon - address) >= sizeof host)
+    ep_addr_t addr;
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    if (ep_addr_parse (&addr, address, EP_ADDR_DIAL, NULL, 0) != 0
+    ||  ep_addr_resolve (&addr, &sa, &len, NULL, 0) != 0)
         return -1;
-    memcpy (host, address, colon - address);
-    host [colon - address] = 0;
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *addr = NULL;
-    if (getaddrinfo (host, colon + 1, &hints, &addr) != 0)
-        return -1;
-    int fd = socket (addr->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && connect (fd, addr->ai_addr, addr->ai_addrlen) != 0) {
+    int fd = socket (sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect (fd, (struct sockaddr *) &sa, len) != 0) {
         close (fd);
         fd = -1;
     }
-    freeaddrinfo (addr);
     return fd;
+}
+
+//  The routers this process runs, with their TLS contexts, and the stray
+//  connections it holds.
+typedef struct {
+    size_t routers;             //  how many
+    agent_t **agents;           //  one per router
+    SSL_CTX **contexts;         //  each one's TLS client context
+    int *strays;                //  connections that never join (-1: failed)
+    int64_t stray_count;        //  how many
+    struct pollfd *fds;         //  one per router, for poll
+} s_fleet_t;
+
+//  Makes the agents of a fleet: ids <prefix>0.. (count > 0) or id, each
+//  with <bundle>/<id>.crt and .key. Returns 0, or -1 after saying why.
+static int
+s_fleet_init (s_fleet_t *self, const agent_config_t *base, const char *bundle, const char *id,
+              const char *prefix, int64_t count)
+{
+    self->routers = count? (size_t) count: 1;
+    self->agents = (agent_t **) calloc (self->routers, sizeof (agent_t *));
+    self->contexts = (SSL_CTX **) calloc (self->routers, sizeof (SSL_CTX *));
+    self->fds = (struct pollfd *) calloc (self->routers, sizeof (struct pollfd));
+    char *ca = zsys_sprintf ("%s/ca.crt", bundle);
+    int rc = 0;
+    for (size_t i = 0; i < self->routers && rc == 0; i++) {
+        char router_id [80];
+        if (count)
+            snprintf (router_id, sizeof router_id, "%s%zu", prefix, i);
+        else
+            snprintf (router_id, sizeof router_id, "%s", id);
+        char *cert = zsys_sprintf ("%s/%s.crt", bundle, router_id);
+        char *key = zsys_sprintf ("%s/%s.key", bundle, router_id);
+        char err [512];
+        self->contexts [i] = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
+        if (!self->contexts [i]) {
+            fprintf (stderr, "edgeplane-router: %s\n", err);
+            rc = -1;
+        }
+        else {
+            agent_config_t agent = *base;
+            agent.id = router_id;
+            agent.ctx = self->contexts [i];
+            self->agents [i] = agent_new (&agent);
+        }
+        free (cert);
+        free (key);
+    }
+    free (ca);
+    return rc;
+}
+
+static void
+s_fleet_strays (s_fleet_t *self, const char *controller, int64_t count)
+{
+    self->stray_count = count;
+    self->strays = (int *) calloc (count + 1, sizeof (int));
+    for (int64_t i = 0; i < count; i++)
+        self->strays [i] = s_stray (controller);
+    if (count)
+        ep_log_info ("holding %lld connections that never join", (long long) count);
+}
+
+//  Prints one line of totals.
+static void
+s_fleet_progress (s_fleet_t *self, int64_t started)
+{
+    size_t joined = 0, terminators = 0, open = 0;
+    uint64_t acked = 0, ignored = 0;
+    for (size_t i = 0; i < self->routers; i++) {
+        const agent_stats_t *stats = agent_stats (self->agents [i]);
+        joined += stats->joined;
+        terminators += stats->terminators;
+        open += stats->sessions;
+        acked += stats->closes_acked;
+        ignored += stats->closes_ignored;
+    }
+    printf ("%6.1fs routers joined %zu/%zu, terminators %zu, sessions %zu, closes acked %llu, ignored %llu\n",
+            (ep_mono_ms () - started) / 1000.0, joined, self->routers, terminators, open,
+            (unsigned long long) acked, (unsigned long long) ignored);
+    fflush (stdout);
+}
+
+//  Runs every agent in one poll loop until Ctrl-C or run_for ms (0: no
+//  limit), printing progress every so often (0: never) and writing
+//  ready_file (if not NULL) once every router has joined.
+static void
+s_fleet_run (s_fleet_t *self, int64_t run_for, int64_t every, const char *ready_file, const char *controller)
+{
+    int64_t started = ep_mono_ms ();
+    int64_t next_progress = started + every;
+    bool ready = false;
+    while (!zsys_interrupted && (run_for == 0 || ep_mono_ms () - started < run_for)) {
+        int64_t now = ep_mono_ms ();
+        int64_t timeout = 1000;
+        size_t joined = 0;
+        for (size_t i = 0; i < self->routers; i++) {
+            self->fds [i] = (struct pollfd) { .fd = agent_fd (self->agents [i]), .events = POLLIN };
+            int64_t due = agent_deadline (self->agents [i]) - now;
+            if (due < timeout)
+                timeout = due < 0? 0: due;
+            joined += agent_stats (self->agents [i])->joined;
+        }
+        if (!ready && joined == self->routers && ready_file) {
+            json_t *endpoints = json_pack ("{s:s}", "controller", controller);
+            ep_ready_write (ready_file, "router", endpoints);
+            json_decref (endpoints);
+            ready = true;
+        }
+        if (poll (self->fds, self->routers, (int) timeout) < 0 && !zsys_interrupted)
+            break;
+        for (size_t i = 0; i < self->routers; i++) {
+            if (self->fds [i].revents)
+                agent_handle (self->agents [i]);
+            agent_tick (self->agents [i]);
+        }
+        if (every && ep_mono_ms () >= next_progress) {
+            s_fleet_progress (self, started);
+            next_progress = ep_mono_ms () + every;
+        }
+    }
+}
+
+static void
+s_fleet_end (s_fleet_t *self)
+{
+    for (size_t i = 0; i < self->routers; i++) {
+        if (self->agents [i]) {
+            const agent_stats_t *stats = agent_stats (self->agents [i]);
+            if (!stats->joined && *stats->last_error)
+                ep_log_warn ("router %s not joined: %s", agent_id (self->agents [i]), stats->last_error);
+            agent_destroy (&self->agents [i]);
+        }
+        if (self->contexts [i])
+            SSL_CTX_free (self->contexts [i]);
+    }
+    for (int64_t i = 0; i < self->stray_count; i++)
+        if (self->strays [i] >= 0)
+            close (self->strays [i]);
+    free (self->strays);
+    free (self->fds);
+    free (self->agents);
+    free (self->contexts);
 }
 
 int
@@ -103,117 +240,22 @@ main (int argc, char **argv)
         fprintf (stderr, "edgeplane-router: give --id ID (one router) or --count N (a fleet)\n");
         return 2;
     }
-    size_t routers = count? (size_t) count: 1;
     struct rlimit limit;
     if (getrlimit (RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
         limit.rlim_cur = limit.rlim_max;
         setrlimit (RLIMIT_NOFILE, &limit);
     }
-
-    ep_agent_t **agents = (ep_agent_t **) calloc (routers, sizeof (ep_agent_t *));
-    SSL_CTX **contexts = (SSL_CTX **) calloc (routers, sizeof (SSL_CTX *));
-    char *ca = zsys_sprintf ("%s/ca.crt", bundle);
-    int rc = 0;
-    for (size_t i = 0; i < routers && rc == 0; i++) {
-        char router_id [80];
-        if (count)
-            snprintf (router_id, sizeof router_id, "%s%zu", prefix, i);
-        else
-            snprintf (router_id, sizeof router_id, "%s", id);
-        char *cert = zsys_sprintf ("%s/%s.crt", bundle, router_id);
-        char *key = zsys_sprintf ("%s/%s.key", bundle, router_id);
-        char err [512];
-        contexts [i] = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
-        if (!contexts [i]) {
-            fprintf (stderr, "edgeplane-router: %s\n", err);
-            rc = 1;
-        }
-        else {
-            ep_agent_config_t agent = {
-                .id = router_id, .ctx = contexts [i], .controller = controller,
-                .state_dir = state_dir? state_dir: bundle, .sessions = (int) sessions,
-                .churn_per_s = churn, .ack_share = ack_share, .heartbeat_ms = heartbeat,
-                .backoff_base_ms = 200, .backoff_max_ms = 30000, .request_timeout_ms = 5000
-            };
-            agents [i] = ep_agent_new (&agent);
-        }
-        free (cert);
-        free (key);
-    }
-    int *strays = (int *) calloc (stray + 1, sizeof (int));
-    for (int64_t i = 0; i < stray; i++)
-        strays [i] = s_stray (controller);
-    if (stray)
-        ep_log_info ("holding %lld connections that never join", (long long) stray);
-
-    struct pollfd *fds = (struct pollfd *) calloc (routers, sizeof (struct pollfd));
-    int64_t started = ep_mono_ms ();
-    int64_t every = progress? progress: (routers >= 50? 5000: 0);
-    int64_t next_progress = started + every;
-    bool ready = false;
-    while (rc == 0 && !zsys_interrupted && (run_for == 0 || ep_mono_ms () - started < run_for)) {
-        int64_t now = ep_mono_ms ();
-        int64_t timeout = 1000;
-        size_t joined = 0;
-        for (size_t i = 0; i < routers; i++) {
-            fds [i].fd = ep_agent_fd (agents [i]);
-            fds [i].events = POLLIN;
-            fds [i].revents = 0;
-            int64_t due = ep_agent_deadline (agents [i]) - now;
-            if (due < timeout)
-                timeout = due < 0? 0: due;
-            joined += ep_agent_stats (agents [i])->joined;
-        }
-        if (!ready && joined == routers && ready_file) {
-            json_t *endpoints = json_pack ("{s:s}", "controller", controller);
-            ep_ready_write (ready_file, "router", endpoints);
-            json_decref (endpoints);
-            ready = true;
-        }
-        if (poll (fds, routers, (int) timeout) < 0 && !zsys_interrupted)
-            break;
-        for (size_t i = 0; i < routers; i++) {
-            if (fds [i].revents)
-                ep_agent_handle (agents [i]);
-            ep_agent_tick (agents [i]);
-        }
-        if (every && ep_mono_ms () >= next_progress) {
-            size_t terminators = 0, open = 0;
-            uint64_t acked = 0, ignored = 0;
-            joined = 0;
-            for (size_t i = 0; i < routers; i++) {
-                const ep_agent_stats_t *stats = ep_agent_stats (agents [i]);
-                joined += stats->joined;
-                terminators += stats->terminators;
-                open += stats->sessions;
-                acked += stats->closes_acked;
-                ignored += stats->closes_ignored;
-            }
-            printf ("%6.1fs routers joined %zu/%zu, terminators %zu, sessions %zu, closes acked %llu, ignored %llu\n",
-                    (ep_mono_ms () - started) / 1000.0, joined, routers, terminators, open,
-                    (unsigned long long) acked, (unsigned long long) ignored);
-            fflush (stdout);
-            next_progress = ep_mono_ms () + every;
-        }
-    }
-    for (size_t i = 0; i < routers; i++) {
-        if (agents [i]) {
-            const ep_agent_stats_t *stats = ep_agent_stats (agents [i]);
-            if (!stats->joined && *stats->last_error)
-                ep_log_warn ("router %s not joined: %s", ep_agent_id (agents [i]), stats->last_error);
-            ep_agent_destroy (&agents [i]);
-        }
-        if (contexts [i])
-            SSL_CTX_free (contexts [i]);
-    }
-    for (int64_t i = 0; i < stray; i++)
-        if (strays [i] >= 0)
-            close (strays [i]);
-    free (strays);
-    free (fds);
-    free (agents);
-    free (contexts);
-    free (ca);
+    agent_config_t base = {
+        .controller = controller, .state_dir = state_dir? state_dir: bundle, .sessions = (int) sessions,
+        .churn_per_s = churn, .ack_share = ack_share, .heartbeat_ms = heartbeat,
+        .backoff_base_ms = 200, .backoff_max_ms = 30000, .request_timeout_ms = 5000
+    };
+    s_fleet_t fleet = { 0 };
+    int rc = s_fleet_init (&fleet, &base, bundle, id, prefix, count) == 0? 0: 1;
+    s_fleet_strays (&fleet, controller, stray);
+    if (rc == 0)
+        s_fleet_run (&fleet, run_for, progress? progress: (fleet.routers >= 50? 5000: 0), ready_file, controller);
+    s_fleet_end (&fleet);
     ep_config_destroy (&config);
     return rc;
 }

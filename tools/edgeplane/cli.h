@@ -32,10 +32,8 @@ int
 //  cmd_connections.c: connections across every watchdog instance.
 int cli_connections (int argc, char **argv);
 //  cmd_model.c: the model's entities, and backup.
-int cli_router (int argc, char **argv);
-int cli_service (int argc, char **argv);
-int cli_identity (int argc, char **argv);
-int cli_controller (int argc, char **argv);
+//  router, service, identity and controller: the kind is argv [0].
+int cli_entity (int argc, char **argv);
 int cli_backup (int argc, char **argv);
 //  cmd_session.c: the reaper's sessions.
 int cli_session (int argc, char **argv);
@@ -43,12 +41,19 @@ int cli_session (int argc, char **argv);
 int cli_terminator (int argc, char **argv);
 
 //  Parses a command's flags: the shared options (data dir, keys dir, bus
-//  addresses, ...) plus opts. Returns 0, or an exit code to return now
-//  (help shown: 0 via *exit_code; error: 2).
+//  addresses, ...) into *common, plus opts. Returns the parsed config
+//  (caller destroys). After printing --help it exits 0, after printing a
+//  usage error 2, as every service does (ep_config_parse_or_exit).
 ep_config_t *
     cli_parse (const char *command, const char *description, const char *usage,
-               ep_common_opts_t *common, const ep_opt_t *opts, size_t nopts,
-               int argc, char **argv, int *exit_code);
+               ep_common_opts_t *common, const ep_opt_t *opts, size_t nopts, int argc, char **argv);
+
+//  For a command whose argv [1] named none of its subcommands: prints
+//  usage (arg) and returns CLI_OK if it asked for help (--help, -h, help);
+//  otherwise says what was expected ("list or get") and returns CLI_USAGE.
+int
+    cli_no_subcommand (const char *command, int argc, char **argv, const char *expected,
+                       void (*usage) (const void *arg), const void *arg);
 
 //  After `router delete` committed at revision: prints (or adds to json,
 //  when not NULL) how many of router_id's sessions the reaper scheduled
@@ -59,6 +64,13 @@ int
     cli_router_sessions (const char *command, const ep_common_opts_t *common, const char *cert_path,
                          const char *router_id, uint64_t revision, bool wait, int64_t wait_timeout_ms,
                          json_t *json);
+
+//  Loads the CURVE certificate at path or, if path is NULL, at
+//  <keys_dir>/curve/<name> ("subscriber.cert_secret", "bus.cert"). NULL
+//  after saying "cannot read <what> <file>: <hint>".
+zcert_t *
+    cli_cert_load (const char *command, const char *keys_dir, const char *path, const char *name,
+                   const char *what, const char *hint);
 
 //  Prints value as indented JSON on stdout and takes it (json_decref).
 void

@@ -11,6 +11,7 @@
 #define CLI_RPC_H_INCLUDED
 
 #include "cli.h"
+#include "cli_table.h"
 #include "common.pb-c.h"
 
 //  The service a command talks to, as its messages name it.
@@ -19,11 +20,34 @@ typedef struct {
     const char *key_name;       //  "model": its public key is curve/<key_name>.cert in the keys dir
     const char *address_flag;   //  "--model-api"
     const char *address_env;    //  "EDGEPLANE_MODEL_API"
+    const char *key_help;       //  --server-key's help: "The model service's public certificate."
+    const char *attempts_help;  //  --attempts's help, NULL for "Attempts before giving up."
 } cli_service_t;
+
+//  The flags every command that calls a service takes.
+typedef struct {
+    char *cert_path;            //  --cert, NULL for curve/operator.cert_secret
+    char *server_key_path;      //  --server-key, NULL for curve/<key_name>.cert
+    int64_t timeout_ms;         //  --timeout, per attempt
+    int64_t attempts;           //  --attempts
+    char key_default [96];      //  --server-key's default, as --help shows it
+} cli_rpc_flags_t;
+
+//  Writes the options --cert, --server-key, --timeout and --attempts for
+//  service into opts (room for 4), their values going to *flags (which
+//  must outlive the parse). Returns how many it wrote.
+size_t
+    cli_rpc_options (ep_opt_t *opts, cli_rpc_flags_t *flags, const cli_service_t *service);
 
 typedef struct _cli_rpc_t cli_rpc_t;
 
-//  A connection-to-be (nothing is read or connected until the first call).
+//  A connection-to-be (nothing is read or connected until the first call)
+//  with the flags' certificates, timeout and attempts.
+cli_rpc_t *
+    cli_rpc_open (const char *command, const cli_service_t *service, const char *endpoint,
+                  const char *keys_dir, const cli_rpc_flags_t *flags);
+
+//  The same with each value given.
 //  cert_path and server_key_path may be NULL for the keys dir's defaults;
 //  every string is borrowed and must outlive the object.
 cli_rpc_t *
@@ -41,35 +65,37 @@ ProtobufCMessage *
     cli_rpc_send (cli_rpc_t *self, ProtobufCMessage *request, char **request_id_p,
                   const ProtobufCMessageDescriptor *reply_desc, bool quiet);
 
-//  A list reply's page, as a cli_page_fn finds it in the reply. items is
-//  the reply's repeated message field cast to ProtobufCMessage ** (each
-//  message starts with its base, which protobuf-c's own code relies on).
-typedef struct {
-    const Ep__Status *status;   //  the reply's status, NULL when absent (OK)
-    ProtobufCMessage **items;   //  the page's items (the reply's repeated field)
-    size_t n_items;             //  how many
-    char *next_page_token;      //  more pages when set and not empty
-} cli_page_t;
-
-//  Finds the page in reply, a message of the reply type given to
-//  cli_rpc_pages.
-typedef cli_page_t (cli_page_fn) (ProtobufCMessage *reply);
+//  cli_rpc_send, and a reply with status OK (or, with exist_ok, also
+//  ALREADY_EXISTS); otherwise NULL after saying why in one line. Every
+//  reply type has its status in a field named status.
+ProtobufCMessage *
+    cli_rpc_call (cli_rpc_t *self, ProtobufCMessage *request, char **request_id_p,
+                  const ProtobufCMessageDescriptor *reply_desc, bool exist_ok);
 
 //  Every item a paged list returned, in order (they point into the
 //  replies it holds).
 typedef struct _cli_pages_t cli_pages_t;
 
 //  Pages through a list: sends request until the last page or limit items
-//  (0: all). Before each send it sets the request's filter fields
-//  *page_size_p (page_size, or fewer if limit leaves fewer) and
-//  *page_token_p (NULL, then the previous page's token); page_fn reads the
-//  replies, of type reply_desc. Returns the items, or NULL after saying why
-//  nothing came back or what a status that is not OK means (as
-//  cli_rpc_send and cli_status_fail say it).
+//  (0: all). Before each send it sets the fields page_size (page_size, or
+//  fewer if limit leaves fewer) and page_token (NULL, then the previous
+//  page's token) of filter, the list filter in request, as every list
+//  request has them. The replies, of type reply_desc, hold the page's items
+//  in their repeated message field named items ("sessions"), with status
+//  and next_page_token fields as every list reply has. Returns the items,
+//  or NULL after saying why nothing came back or what a status that is not
+//  OK means (as cli_rpc_send and cli_status_fail say it).
 cli_pages_t *
-    cli_rpc_pages (cli_rpc_t *self, ProtobufCMessage *request, char **request_id_p,
-                   uint32_t *page_size_p, char **page_token_p, uint32_t page_size, uint64_t limit,
-                   const ProtobufCMessageDescriptor *reply_desc, cli_page_fn *page_fn);
+    cli_rpc_pages (cli_rpc_t *self, ProtobufCMessage *request, char **request_id_p, ProtobufCMessage *filter,
+                   uint32_t page_size, uint64_t limit, const ProtobufCMessageDescriptor *reply_desc,
+                   const char *items);
+
+//  cli_rpc_pages, then prints the items as list says (cli_list_print).
+//  Returns CLI_OK, or CLI_FAIL after saying why.
+int
+    cli_rpc_list (cli_rpc_t *self, ProtobufCMessage *request, char **request_id_p, ProtobufCMessage *filter,
+                  uint32_t page_size, uint64_t limit, const ProtobufCMessageDescriptor *reply_desc,
+                  const char *items, const cli_list_t *list, bool json);
 
 void
     cli_pages_destroy (cli_pages_t **self_p);

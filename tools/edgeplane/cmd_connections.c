@@ -13,7 +13,7 @@
     answer is named on stderr and the exit code is 1, after printing what
     the others said.
 */
-#include "cli.h"
+#include "cli_table.h"
 #include "ep_event_json.h"
 #include "ep_rpc_client.h"
 #include "ep_subscriber.h"
@@ -128,65 +128,73 @@ s_compare (const void *a, const void *b)
     return 0;
 }
 
-static char *
-s_cell (const char *text)
+static const char *
+s_text (const char *text)
 {
-    return strdup (text && *text? text: "-");
-}
-
-static char *
-s_ms (double ms, bool known)
-{
-    return known && ms >= 0? zsys_sprintf ("%.1fms", ms): strdup ("-");
+    return text && *text? text: "-";
 }
 
 static void
-s_print_table (Ep__ConnectionInfo **rows, size_t count)
+s_ms (cli_table_t *table, double ms, bool known)
 {
-    static const char *header [] = { "INSTANCE", "ROLE", "ID", "STATE", "REMOTE", "RTT", "JITTER" };
-    size_t columns = EP_COUNT (header);
-    char **cells = (char **) calloc ((count + 1) * columns, sizeof (char *));
-    for (size_t c = 0; c < columns; c++)
-        cells [c] = strdup (header [c]);
-    for (size_t row = 0; row < count; row++) {
-        Ep__ConnectionInfo *info = rows [row];
-        char **cell = cells + (row + 1) * columns;
-        bool rtt = info->has_rtt_ms && info->rtt_ms >= 0;
-        cell [0] = s_cell (info->instance_id);
-        cell [1] = s_cell (info->role);
-        cell [2] = s_cell (info->id);
-        cell [3] = s_cell (info->state);
-        cell [4] = s_cell (info->remote_addr);
-        cell [5] = s_ms (info->rtt_ms, rtt);
-        cell [6] = s_ms (info->jitter_ms, rtt && info->has_jitter_ms);
-    }
-    size_t widths [EP_COUNT (header)] = { 0 };
-    for (size_t i = 0; i < (count + 1) * columns; i++)
-        if (strlen (cells [i]) > widths [i % columns])
-            widths [i % columns] = strlen (cells [i]);
-    for (size_t row = 0; row <= count; row++)
-        for (size_t c = 0; c < columns; c++) {
-            const char *cell = cells [row * columns + c];
-            if (c + 1 < columns)
-                printf ("%-*s  ", (int) widths [c], cell);
-            else
-                printf ("%s\n", cell);
+    if (known && ms >= 0)
+        cli_table_addf (table, "%.1fms", ms);
+    else
+        cli_table_add (table, "-");
+}
+
+static void
+s_row (cli_table_t *table, const ProtobufCMessage *item)
+{
+    const Ep__ConnectionInfo *info = (const Ep__ConnectionInfo *) item;
+    bool rtt = info->has_rtt_ms && info->rtt_ms >= 0;
+    cli_table_add (table, s_text (info->instance_id));
+    cli_table_add (table, s_text (info->role));
+    cli_table_add (table, s_text (info->id));
+    cli_table_add (table, s_text (info->state));
+    cli_table_add (table, s_text (info->remote_addr));
+    s_ms (table, info->rtt_ms, rtt);
+    s_ms (table, info->jitter_ms, rtt && info->has_jitter_ms);
+}
+
+static const char *s_header [] = { "INSTANCE", "ROLE", "ID", "STATE", "REMOTE", "RTT", "JITTER" };
+static const cli_list_t s_connections = { s_header, EP_COUNT (s_header), s_row, NULL };
+
+//  Asks every instance (in instance id order, so output and failures are
+//  stable) and prints what they said, merged and sorted. Returns CLI_OK,
+//  or CLI_FAIL after naming each instance that did not answer.
+static int
+s_ask_all (zhashx_t *instances, zcert_t *cert, zcert_t *watchdog, Ep__ConnectionFilter *filter,
+           int timeout_ms, int attempts, bool json)
+{
+    int rc = CLI_OK;
+    zlistx_t *ids = zhashx_keys (instances);
+    zlistx_set_comparator (ids, (czmq_comparator *) strcmp);
+    zlistx_sort (ids);
+    size_t count = 0;
+    for (const char *id = (const char *) zlistx_first (ids); id; id = (const char *) zlistx_next (ids)) {
+        s_instance_t *instance = (s_instance_t *) zhashx_lookup (instances, id);
+        char err [512];
+        if (s_ask (instance, cert, zcert_public_txt (watchdog), filter, timeout_ms, attempts,
+                   err, sizeof err) != 0) {
+            rc = cli_fail ("connections", "watchdog %s at %s did not answer: %s", id,
+                           instance->api_address, err);
+            continue;
         }
-    for (size_t i = 0; i < (count + 1) * columns; i++)
-        free (cells [i]);
-    free (cells);
-}
-
-static void
-s_print_json (Ep__ConnectionInfo **rows, size_t count)
-{
-    json_t *array = json_array ();
-    for (size_t i = 0; i < count; i++)
-        json_array_append_new (array, ep_message_json (&rows [i]->base));
-    char *text = json_dumps (array, JSON_INDENT (2));
-    printf ("%s\n", text);
-    free (text);
-    json_decref (array);
+        count += instance->reply->n_connections;
+    }
+    Ep__ConnectionInfo **rows = (Ep__ConnectionInfo **) calloc (count + 1, sizeof (Ep__ConnectionInfo *));
+    size_t n = 0;
+    for (const char *id = (const char *) zlistx_first (ids); id; id = (const char *) zlistx_next (ids)) {
+        s_instance_t *instance = (s_instance_t *) zhashx_lookup (instances, id);
+        for (size_t i = 0; instance->reply && i < instance->reply->n_connections; i++)
+            rows [n++] = instance->reply->connections [i];
+    }
+    qsort (rows, n, sizeof (Ep__ConnectionInfo *), s_compare);
+    cli_list_print (&s_connections, (ProtobufCMessage *const *) rows, n, json);
+    free (rows);
+    zlistx_destroy (&ids);
+    return rc;
 }
 
 int
@@ -221,41 +229,28 @@ cli_connections (int argc, char **argv)
           .help = "The watchdog public certificate (every instance has the same)." },
     };
     ep_common_opts_t common;
-    int code;
     ep_config_t *config = cli_parse ("connections",
                                      "List control-channel connections across every watchdog instance.",
-                                     NULL, &common, opts, EP_COUNT (opts), argc, argv, &code);
-    if (!config)
-        return code;
+                                     NULL, &common, opts, EP_COUNT (opts), argc, argv);
 
-    char *cert_file = cert_path? strdup (cert_path)
-                    : zsys_sprintf ("%s/curve/subscriber.cert_secret", common.keys_dir);
-    char *bus_file = bus_key_path? strdup (bus_key_path): zsys_sprintf ("%s/curve/bus.cert", common.keys_dir);
-    char *watchdog_file = watchdog_key_path? strdup (watchdog_key_path)
-                        : zsys_sprintf ("%s/curve/watchdog.cert", common.keys_dir);
-    zcert_t *cert = zcert_load (cert_file);
-    zcert_t *bus = zcert_load (bus_file);
-    zcert_t *watchdog = zcert_load (watchdog_file);
+    zcert_t *cert = cli_cert_load ("connections", common.keys_dir, cert_path, "subscriber.cert_secret",
+                                   "the certificate", "run `edgeplane pki init`, or pass --cert with one from "
+                                   "`edgeplane pki issue-curve`");
+    zcert_t *bus = cert? cli_cert_load ("connections", common.keys_dir, bus_key_path, "bus.cert",
+                                        "the bus public certificate",
+                                        "pass --bus-key (bus.cert from `edgeplane pki issue-curve`)"): NULL;
+    zcert_t *watchdog = bus? cli_cert_load ("connections", common.keys_dir, watchdog_key_path, "watchdog.cert",
+                                            "the watchdog public certificate", "pass --watchdog-key "
+                                            "(watchdog.cert from `edgeplane pki issue-curve`)"): NULL;
     zhashx_t *instances = zhashx_new ();
     zhashx_set_destructor (instances, (czmq_destructor *) s_instance_destroy);
     ep_subscriber_t *sub = NULL;
     int rc = CLI_FAIL;
-    if (!cert)
-        cli_fail ("connections", "cannot read the certificate %s: run `edgeplane pki init`, or pass --cert "
-                  "with one from `edgeplane pki issue-curve`", cert_file);
-    else
-    if (!bus)
-        cli_fail ("connections", "cannot read the bus public certificate %s: pass --bus-key (bus.cert from "
-                  "`edgeplane pki issue-curve`)", bus_file);
-    else
-    if (!watchdog)
-        cli_fail ("connections", "cannot read the watchdog public certificate %s: pass --watchdog-key "
-                  "(watchdog.cert from `edgeplane pki issue-curve`)", watchdog_file);
-    else
-    if (!(sub = ep_subscriber_new (common.bus_sub, cert, zcert_public_txt (bus), 4u * 1024u * 1024u,
+    if (cert && bus && watchdog
+    &&  !(sub = ep_subscriber_new (common.bus_sub, cert, zcert_public_txt (bus), 4u * 1024u * 1024u,
                                    NULL, NULL)))
         cli_fail ("connections", "invalid bus address %s (EDGEPLANE_BUS_SUB)", common.bus_sub);
-    else {
+    if (sub) {
         ep_subscriber_subscribe (sub, "presence.beacon");
         s_discover (sub, discover_ms, instances);
         if (zhashx_size (instances) == 0)
@@ -269,45 +264,13 @@ cli_connections (int argc, char **argv)
         Ep__ConnectionFilter filter = EP__CONNECTION_FILTER__INIT;
         filter.role = role;
         filter.state = state;
-        //  Asked in instance id order, so output and failures are stable.
-        zlistx_t *ids = zhashx_keys (instances);
-        zlistx_set_comparator (ids, (czmq_comparator *) strcmp);
-        zlistx_sort (ids);
-        size_t count = 0;
-        for (const char *id = (const char *) zlistx_first (ids); id; id = (const char *) zlistx_next (ids)) {
-            s_instance_t *instance = (s_instance_t *) zhashx_lookup (instances, id);
-            char err [512];
-            if (s_ask (instance, cert, zcert_public_txt (watchdog), &filter, (int) timeout_ms,
-                       (int) attempts, err, sizeof err) != 0) {
-                rc = cli_fail ("connections", "watchdog %s at %s did not answer: %s", id,
-                               instance->api_address, err);
-                continue;
-            }
-            count += instance->reply->n_connections;
-        }
-        Ep__ConnectionInfo **rows = (Ep__ConnectionInfo **) calloc (count + 1, sizeof (Ep__ConnectionInfo *));
-        size_t n = 0;
-        for (const char *id = (const char *) zlistx_first (ids); id; id = (const char *) zlistx_next (ids)) {
-            s_instance_t *instance = (s_instance_t *) zhashx_lookup (instances, id);
-            for (size_t i = 0; instance->reply && i < instance->reply->n_connections; i++)
-                rows [n++] = instance->reply->connections [i];
-        }
-        qsort (rows, n, sizeof (Ep__ConnectionInfo *), s_compare);
-        if (json)
-            s_print_json (rows, n);
-        else
-            s_print_table (rows, n);
-        free (rows);
-        zlistx_destroy (&ids);
+        rc = s_ask_all (instances, cert, watchdog, &filter, (int) timeout_ms, (int) attempts, json);
     }
     ep_subscriber_destroy (&sub);
     zhashx_destroy (&instances);
     zcert_destroy (&cert);
     zcert_destroy (&bus);
     zcert_destroy (&watchdog);
-    free (cert_file);
-    free (bus_file);
-    free (watchdog_file);
     ep_config_destroy (&config);
     return rc;
 }

@@ -145,30 +145,21 @@ cli_events (int argc, char **argv)
           .help = "The bus public certificate." },
     };
     ep_common_opts_t common;
-    int code;
     ep_config_t *config = cli_parse ("events", "Subscribe to the event bus and print events.",
-                                     NULL, &common, opts, EP_COUNT (opts), argc, argv, &code);
-    if (!config)
-        return code;
+                                     NULL, &common, opts, EP_COUNT (opts), argc, argv);
 
-    char *cert_file = cert_path? strdup (cert_path)
-                    : zsys_sprintf ("%s/curve/subscriber.cert_secret", common.keys_dir);
-    char *server_file = server_key_path? strdup (server_key_path)
-                      : zsys_sprintf ("%s/curve/bus.cert", common.keys_dir);
-    zcert_t *cert = zcert_load (cert_file);
-    zcert_t *server = zcert_load (server_file);
+    zcert_t *cert = cli_cert_load ("events", common.keys_dir, cert_path, "subscriber.cert_secret", "the certificate",
+                                   "run `edgeplane pki init`, or pass --cert with one from `edgeplane pki issue-curve`");
+    zcert_t *server = cert? cli_cert_load ("events", common.keys_dir, server_key_path, "bus.cert",
+                                           "the bus public certificate",
+                                           "pass --server-key (bus.cert from `edgeplane pki issue-curve`)"): NULL;
     int rc = CLI_FAIL;
     ep_subscriber_t *sub = NULL;
-    if (!cert)
-        cli_fail ("events", "cannot read the certificate %s: run `edgeplane pki init`, or pass --cert with one from `edgeplane pki issue-curve`", cert_file);
-    else
-    if (!server)
-        cli_fail ("events", "cannot read the bus public certificate %s: pass --server-key (bus.cert from `edgeplane pki issue-curve`)", server_file);
-    else
-    if (!(sub = ep_subscriber_new (common.bus_sub, cert, zcert_public_txt (server),
+    if (cert && server
+    &&  !(sub = ep_subscriber_new (common.bus_sub, cert, zcert_public_txt (server),
                                    4u * 1024u * 1024u, s_on_report, NULL)))
         cli_fail ("events", "invalid bus address %s (EDGEPLANE_BUS_SUB)", common.bus_sub);
-    else {
+    if (sub) {
         if (namespaces) {
             char *list = strdup (namespaces);
             char *save = NULL;
@@ -219,8 +210,6 @@ cli_events (int argc, char **argv)
     ep_subscriber_destroy (&sub);
     zcert_destroy (&cert);
     zcert_destroy (&server);
-    free (cert_file);
-    free (server_file);
     ep_config_destroy (&config);
     return rc;
 }

@@ -2,38 +2,39 @@
     200. Compose healthchecks run it in exec form (the images have no shell
     and no curl). */
 #include "cli.h"
+#include "ep_addr.h"
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-//  Splits "http://host:port/path" into its parts. Returns 0 or -1.
+//  Splits "http://host:port/path" into its address (host:port, port 80 if
+//  none; [IPv6]:port as ep_addr reads it), its authority as written (for
+//  the Host header) and its path. Returns 0 or -1.
 static int
-s_parse_url (const char *url, char *host, size_t host_size, char *port, size_t port_size,
-             const char **path)
+s_parse_url (const char *url, ep_addr_t *addr, char *authority, size_t authority_size, const char **path)
 {
     if (strncmp (url, "http://", 7) != 0)
         return -1;
     const char *start = url + 7;
     const char *slash = strchr (start, '/');
     *path = slash? slash: "/";
-    size_t authority = slash? (size_t) (slash - start): strlen (start);
-    const char *colon = memchr (start, ':', authority);
-    size_t host_len = colon? (size_t) (colon - start): authority;
-    size_t port_len = colon? authority - host_len - 1: 2;
-    if (host_len == 0 || host_len >= host_size || port_len == 0 || port_len >= port_size)
+    size_t length = slash? (size_t) (slash - start): strlen (start);
+    if (length == 0 || length >= authority_size)
         return -1;
-    memcpy (host, start, host_len);
-    host [host_len] = 0;
-    if (colon) {
-        memcpy (port, colon + 1, port_len);
-        port [port_len] = 0;
-    }
+    memcpy (authority, start, length);
+    authority [length] = 0;
+    //  A port is there if the last colon follows the host (an IPv6 host is
+    //  in brackets, so its colons are before the closing one).
+    const char *colon = strrchr (authority, ':');
+    const char *bracket = strrchr (authority, ']');
+    char text [EP_ADDR_TEXT_MAX + 8];
+    if (colon && (!bracket || colon > bracket))
+        snprintf (text, sizeof text, "%s", authority);
     else
-        snprintf (port, port_size, "80");
-    return 0;
+        snprintf (text, sizeof text, "%s:80", authority);
+    return ep_addr_parse (addr, text, EP_ADDR_DIAL, NULL, 0);
 }
 
 //  Waits for events on fd until deadline; true if they came.
@@ -48,39 +49,35 @@ s_wait (int fd, short events, int64_t deadline)
 int
 cli_http_get (const char *url, int64_t timeout_ms, int *status, char **body, char *err, size_t errlen)
 {
-    char host [256], port [16];
+    ep_addr_t addr;
+    char authority [EP_ADDR_TEXT_MAX];
     const char *path = NULL;
     *status = 0;
     *body = NULL;
-    if (s_parse_url (url, host, sizeof host, port, sizeof port, &path) != 0) {
+    if (s_parse_url (url, &addr, authority, sizeof authority, &path) != 0) {
         snprintf (err, errlen, "\"%s\" is not a URL like http://127.0.0.1:9101/healthz", url);
         return -1;
     }
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *addr = NULL;
+    struct sockaddr_storage sa;
+    socklen_t sa_len = sizeof sa;
     int64_t deadline = ep_mono_ms () + timeout_ms;
     int fd = -1, rc = -1;
-    if (getaddrinfo (host, port, &hints, &addr) != 0)
-        snprintf (err, errlen, "cannot resolve %s: check the host name", host);
-    else
-    if ((fd = socket (addr->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
-        snprintf (err, errlen, "socket: %s", strerror (errno));
-    else
-    if (connect (fd, addr->ai_addr, addr->ai_addrlen) != 0 && errno != EINPROGRESS)
-        snprintf (err, errlen, "cannot connect to %s:%s: %s", host, port, strerror (errno));
-    else {
+    if (ep_addr_resolve (&addr, &sa, &sa_len, err, errlen) == 0
+    &&  (fd = ep_addr_connect ((struct sockaddr *) &sa, sa_len)) < 0)
+        snprintf (err, errlen, "cannot connect to %s: %s", authority, strerror (errno));
+    if (fd >= 0) {
         char request [512];
         int len = snprintf (request, sizeof request,
-                            "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n", path, host);
+                            "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n", path, authority);
         int so_error = 0;
         socklen_t so_len = sizeof so_error;
         if (!s_wait (fd, POLLOUT, deadline)
         ||  getsockopt (fd, SOL_SOCKET, SO_ERROR, &so_error, &so_len) != 0 || so_error != 0)
-            snprintf (err, errlen, "cannot connect to %s:%s: %s", host, port,
+            snprintf (err, errlen, "cannot connect to %s: %s", authority,
                       so_error? strerror (so_error): "timed out");
         else
         if (send (fd, request, len, MSG_NOSIGNAL) != len)
-            snprintf (err, errlen, "cannot send to %s:%s: %s", host, port, strerror (errno));
+            snprintf (err, errlen, "cannot send to %s: %s", authority, strerror (errno));
         else {
             zchunk_t *chunk = zchunk_new (NULL, 0);
             char buf [4096];
@@ -104,8 +101,6 @@ cli_http_get (const char *url, int64_t timeout_ms, int *status, char **body, cha
     }
     if (fd >= 0)
         close (fd);
-    if (addr)
-        freeaddrinfo (addr);
     return rc;
 }
 
@@ -118,18 +113,16 @@ cli_health (int argc, char **argv)
           .min = 1, .max = 600000, .help = "How long to wait for the answer." },
     };
     ep_common_opts_t common;
-    int code;
     ep_config_t *config = cli_parse ("health", "GET URL (a service's /healthz or /readyz); exit 0 if it answers 200.",
-                                     "URL", &common, opts, EP_COUNT (opts), argc, argv, &code);
-    if (!config)
-        return code;
+                                     "URL", &common, opts, EP_COUNT (opts), argc, argv);
     int rc = CLI_FAIL;
     const char *url = ep_config_argc (config) == 1? ep_config_argv (config) [0]: NULL;
-    char err [512], host [256], port [16];
+    char err [512], authority [EP_ADDR_TEXT_MAX];
+    ep_addr_t addr;
     const char *path;
     int status;
     char *body = NULL;
-    if (!url || s_parse_url (url, host, sizeof host, port, sizeof port, &path) != 0) {
+    if (!url || s_parse_url (url, &addr, authority, sizeof authority, &path) != 0) {
         fprintf (stderr, "edgeplane health: expected one URL like http://127.0.0.1:9101/healthz\n");
         rc = CLI_USAGE;
     }

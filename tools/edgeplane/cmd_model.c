@@ -10,6 +10,7 @@
     reply's status in one line and exit 1; usage errors exit 2.
 */
 #include "cli_rpc.h"
+#include "cli_table.h"
 #include "ep_event_json.h"
 #include "model.pb-c.h"
 #include <ctype.h>
@@ -42,20 +43,21 @@ typedef struct {
     const char *word;           //  command word, as in messages: "router"
     const char *plural;         //  "routers"
     Ep__EntityType type;        //  the model's type
+    Ep__Entity__KindCase kind_case; //  its case in the Entity oneof
     unsigned flags;             //  F_* this kind has at all
 } s_kind_t;
 
 static const s_kind_t s_kinds [] = {
-    { "router", "routers", EP__ENTITY_TYPE__ENTITY_ROUTER,
+    { "router", "routers", EP__ENTITY_TYPE__ENTITY_ROUTER, EP__ENTITY__KIND_ROUTER,
       F_NAME | F_DISABLED | F_HOST | F_TAG | F_EXPECTED | F_CLEAR_HOSTED | F_CLEAR_TAGS
       | F_NAME_FILTER | F_TAG_FILTER | F_HOSTS | F_LIMIT | F_EXIST_OK | F_COUNT | F_WAIT },
-    { "service", "services", EP__ENTITY_TYPE__ENTITY_SERVICE,
+    { "service", "services", EP__ENTITY_TYPE__ENTITY_SERVICE, EP__ENTITY__KIND_SERVICE,
       F_NAME | F_DISABLED | F_TAG | F_EXPECTED | F_CLEAR_TAGS | F_NAME_FILTER | F_TAG_FILTER | F_LIMIT
       | F_EXIST_OK | F_COUNT },
-    { "identity", "identities", EP__ENTITY_TYPE__ENTITY_IDENTITY,
+    { "identity", "identities", EP__ENTITY_TYPE__ENTITY_IDENTITY, EP__ENTITY__KIND_IDENTITY,
       F_NAME | F_DISABLED | F_TAG | F_EXPECTED | F_CLEAR_TAGS | F_NAME_FILTER | F_TAG_FILTER | F_LIMIT
       | F_EXIST_OK | F_COUNT },
-    { "controller", "controllers", EP__ENTITY_TYPE__ENTITY_CONTROLLER,
+    { "controller", "controllers", EP__ENTITY_TYPE__ENTITY_CONTROLLER, EP__ENTITY__KIND_CONTROLLER,
       F_ADDRESS | F_EXPECTED | F_LIMIT | F_EXIST_OK },
 };
 
@@ -66,17 +68,18 @@ static const char *s_controller_create =
 //  Terminator precedence words, indexed by Ep__Precedence.
 static const char *s_precedences [] = { "default", "required", "failed", NULL };
 
+static const cli_service_t s_model = {
+    "the model", "model", "--model-api", "EDGEPLANE_MODEL_API", "The model service's public certificate.",
+    "Attempts before giving up (a retry is applied once)." };
+
 //  One parsed invocation: the command's flags and the connection.
 typedef struct {
     const s_kind_t *kind;       //  entity kind, NULL for backup
     char command [64];          //  "router create", for messages
     ep_config_t *config;        //  the parser; owns the flags' strings
     ep_common_opts_t common;    //  shared options (keys dir, model API, ...)
-    char *cert_path;            //  --cert
-    char *server_key_path;      //  --server-key
+    cli_rpc_flags_t rpc_flags;  //  --cert, --server-key, --timeout, --attempts
     bool json;                  //  --json
-    int64_t timeout_ms;         //  --timeout, per attempt
-    int64_t attempts;           //  --attempts
     char *name;                 //  --name
     bool disabled;              //  --disabled
     char *address;              //  --address
@@ -99,7 +102,7 @@ typedef struct {
     Ep__HostedService **hosted_p;   //  pointers to them, for the message
     Ep__Tag *tag_items;         //  the parsed --tag values (keys allocated)
     Ep__Tag **tags_p;           //  pointers to them, for the message
-    cli_rpc_t *rpc;             //  to the model, once needed
+    cli_rpc_t *rpc;             //  to the model (connects on its first call)
 } s_cmd_t;
 
 //  One subcommand of an entity kind.
@@ -183,20 +186,10 @@ s_options (s_cmd_t *self, unsigned want, ep_opt_t *opts)
     const ep_opt_t every [] = {
         { .name = "json", .def = "false", .type = EP_OPT_BOOL, .flag = &self->json,
           .help = "Print JSON (entities by their proto field names) instead of a table." },
-        { .name = "cert", .type = EP_OPT_STRING, .str = &self->cert_path,
-          .def_help = "$EDGEPLANE_KEYS_DIR/curve/operator.cert_secret",
-          .help = "Our CURVE certificate (secret file), e.g. from `edgeplane pki issue-curve operator NAME`." },
-        { .name = "server-key", .type = EP_OPT_STRING, .str = &self->server_key_path,
-          .def_help = "$EDGEPLANE_KEYS_DIR/curve/model.cert",
-          .help = "The model service's public certificate." },
-        { .name = "timeout", .def = "3s", .type = EP_OPT_DURATION, .num = &self->timeout_ms,
-          .min = 1, .max = 600000, .help = "How long to wait for each attempt's reply." },
-        { .name = "attempts", .def = "3", .type = EP_OPT_INT, .num = &self->attempts,
-          .min = 1, .max = 100, .help = "Attempts before giving up (a retry is applied once)." },
     };
     for (size_t i = 0; i < EP_COUNT (every); i++)
         opts [count++] = every [i];
-    return count;
+    return count + cli_rpc_options (opts + count, &self->rpc_flags, &s_model);
 }
 
 //  ep_config keeps the last value of a repeated flag, but --host and --tag
@@ -325,40 +318,15 @@ s_given (s_cmd_t *self, const char *name)
     return source && streq (source, "flag");
 }
 
-static const cli_service_t s_model = {
-    "the model", "model", "--model-api", "EDGEPLANE_MODEL_API" };
 
 //  Sends request and returns the reply if its status is OK (or, with
 //  --exist-ok, ALREADY_EXISTS); otherwise says why in one line and returns
 //  NULL.
-//  The connection to the model, made on first use.
-static cli_rpc_t *
-s_rpc (s_cmd_t *self)
-{
-    if (!self->rpc)
-        self->rpc = cli_rpc_new (self->command, &s_model, self->common.model_api,
-                                 self->common.keys_dir, self->cert_path, self->server_key_path,
-                                 (int) self->timeout_ms, (int) self->attempts);
-    return self->rpc;
-}
-
 static Ep__ModelReply *
 s_call (s_cmd_t *self, Ep__ModelRequest *request)
 {
-    Ep__ModelReply *reply = (Ep__ModelReply *) cli_rpc_send (
-        s_rpc (self), &request->base, &request->request_id, &ep__model_reply__descriptor, false);
-    if (!reply)
-        return NULL;
-    Ep__Status *status = reply->status;
-    if (status && status->has_code && status->code == EP__STATUS__CODE__ALREADY_EXISTS
-    &&  self->tolerate_exists)
-        return reply;
-    if (cli_status_failed (status)) {
-        cli_status_fail (self->command, status);
-        ep__model_reply__free_unpacked (reply, NULL);
-        return NULL;
-    }
-    return reply;
+    return (Ep__ModelReply *) cli_rpc_call (self->rpc, &request->base, &request->request_id,
+                                            &ep__model_reply__descriptor, self->tolerate_exists);
 }
 
 //  ---------------------------------------------------------------------
@@ -456,73 +424,79 @@ s_tags_text (const s_view_t *view)
     return text;
 }
 
-//  Prints entities as a table with aligned columns (the header even when
-//  there are none).
+//  One entity's row in the table of type's columns.
 static void
-s_print_table (const s_kind_t *kind, Ep__Entity **entities, size_t count)
+s_row (cli_table_t *table, const ProtobufCMessage *item, Ep__EntityType type)
 {
-    static const char *controller_columns [] = { "ID", "ADDRESS", "VERSION" };
-    static const char *router_columns [] = { "ID", "NAME", "ENABLED", "VERSION", "HOSTED", "TAGS" };
-    static const char *named_columns [] = { "ID", "NAME", "ENABLED", "VERSION", "TAGS" };
-    const char **header;
-    size_t columns;
-    if (kind->type == EP__ENTITY_TYPE__ENTITY_CONTROLLER)
-        header = controller_columns, columns = EP_COUNT (controller_columns);
-    else
-    if (kind->type == EP__ENTITY_TYPE__ENTITY_ROUTER)
-        header = router_columns, columns = EP_COUNT (router_columns);
-    else
-        header = named_columns, columns = EP_COUNT (named_columns);
-
-    char **cells = (char **) calloc ((count + 1) * columns, sizeof (char *));
-    for (size_t c = 0; c < columns; c++)
-        cells [c] = strdup (header [c]);
-    for (size_t row = 1; row <= count; row++) {
-        s_view_t view;
-        char **cell = cells + row * columns;
-        if (!s_view (entities [row - 1], &view)) {
-            for (size_t c = 0; c < columns; c++)
-                cell [c] = strdup (c == 0? "(unknown entity)": "");
-            continue;
-        }
-        size_t c = 0;
-        cell [c++] = strdup (view.id);
-        if (kind->type == EP__ENTITY_TYPE__ENTITY_CONTROLLER)
-            cell [c++] = strdup (view.address? view.address: "-");
-        else {
-            cell [c++] = strdup (view.name && *view.name? view.name: "-");
-            cell [c++] = strdup (view.enabled? "true": "false");
-        }
-        cell [c++] = zsys_sprintf ("%llu", (unsigned long long) view.version);
-        if (kind->type == EP__ENTITY_TYPE__ENTITY_ROUTER)
-            cell [c++] = s_hosted_text (&view);
-        if (kind->type != EP__ENTITY_TYPE__ENTITY_CONTROLLER)
-            cell [c++] = s_tags_text (&view);
-        EP_ASSERT (c == columns);
+    s_view_t view;
+    if (!s_view ((const Ep__Entity *) item, &view)) {
+        for (size_t c = 0; c < cli_table_columns (table); c++)
+            cli_table_add (table, c == 0? "(unknown entity)": "");
+        return;
     }
-    size_t widths [8] = { 0 };
-    for (size_t i = 0; i < (count + 1) * columns; i++)
-        if (strlen (cells [i]) > widths [i % columns])
-            widths [i % columns] = strlen (cells [i]);
-    for (size_t row = 0; row <= count; row++)
-        for (size_t c = 0; c < columns; c++) {
-            const char *cell = cells [row * columns + c];
-            if (c + 1 < columns)
-                printf ("%-*s  ", (int) widths [c], cell);
-            else
-                printf ("%s\n", cell);
-        }
-    for (size_t i = 0; i < (count + 1) * columns; i++)
-        free (cells [i]);
-    free (cells);
+    cli_table_add (table, view.id);
+    if (type == EP__ENTITY_TYPE__ENTITY_CONTROLLER)
+        cli_table_add (table, view.address? view.address: "-");
+    else {
+        cli_table_add (table, view.name && *view.name? view.name: "-");
+        cli_table_add (table, view.enabled? "true": "false");
+    }
+    cli_table_addf (table, "%llu", (unsigned long long) view.version);
+    if (type == EP__ENTITY_TYPE__ENTITY_ROUTER) {
+        char *hosted = s_hosted_text (&view);
+        cli_table_add (table, hosted);
+        free (hosted);
+    }
+    if (type != EP__ENTITY_TYPE__ENTITY_CONTROLLER) {
+        char *tags = s_tags_text (&view);
+        cli_table_add (table, tags);
+        free (tags);
+    }
+}
+
+static void
+s_controller_row (cli_table_t *table, const ProtobufCMessage *item)
+{
+    s_row (table, item, EP__ENTITY_TYPE__ENTITY_CONTROLLER);
+}
+
+static void
+s_router_row (cli_table_t *table, const ProtobufCMessage *item)
+{
+    s_row (table, item, EP__ENTITY_TYPE__ENTITY_ROUTER);
+}
+
+static void
+s_named_row (cli_table_t *table, const ProtobufCMessage *item)
+{
+    s_row (table, item, EP__ENTITY_TYPE__ENTITY_SERVICE);
 }
 
 //  The entity's own message as JSON ({"id": ..., "name": ..., "meta": ...}).
 static json_t *
-s_entity_json (const Ep__Entity *entity)
+s_entity_json (const ProtobufCMessage *item)
 {
     s_view_t view;
-    return s_view (entity, &view)? ep_message_json (view.message): json_null ();
+    return s_view ((const Ep__Entity *) item, &view)? ep_message_json (view.message): json_null ();
+}
+
+//  Entities as a table of their kind's columns (the header even when
+//  there are none) or JSON.
+static const char *s_controller_columns [] = { "ID", "ADDRESS", "VERSION" };
+static const char *s_router_columns [] = { "ID", "NAME", "ENABLED", "VERSION", "HOSTED", "TAGS" };
+static const char *s_named_columns [] = { "ID", "NAME", "ENABLED", "VERSION", "TAGS" };
+static const cli_list_t s_controller_list = {
+    s_controller_columns, EP_COUNT (s_controller_columns), s_controller_row, s_entity_json };
+static const cli_list_t s_router_list = {
+    s_router_columns, EP_COUNT (s_router_columns), s_router_row, s_entity_json };
+static const cli_list_t s_named_list = {
+    s_named_columns, EP_COUNT (s_named_columns), s_named_row, s_entity_json };
+
+static const cli_list_t *
+s_list_of (const s_kind_t *kind)
+{
+    return kind->type == EP__ENTITY_TYPE__ENTITY_CONTROLLER? &s_controller_list
+         : kind->type == EP__ENTITY_TYPE__ENTITY_ROUTER? &s_router_list: &s_named_list;
 }
 
 //  Prints one entity (create, get, update): an object, or a one-row table.
@@ -532,10 +506,7 @@ s_print_one (s_cmd_t *self, const Ep__ModelReply *reply)
     if (reply->n_entities < 1)
         return cli_fail (self->command, "the model's reply holds no %s (a bug in the model service)",
                          self->kind->word);
-    if (self->json)
-        cli_print_json (s_entity_json (reply->entities [0]));
-    else
-        s_print_table (self->kind, reply->entities, 1);
+    cli_list_print_one (s_list_of (self->kind), &reply->entities [0]->base, self->json);
     return CLI_OK;
 }
 
@@ -552,57 +523,60 @@ typedef struct {
     Ep__Controller controller;  //  ... a controller
 } s_draft_t;
 
+//  Where the named kinds (router, service, identity) keep the fields they
+//  share, in one kind's message.
+typedef struct {
+    char **name;                //  name
+    protobuf_c_boolean *has_enabled;
+    protobuf_c_boolean *enabled;
+    size_t *n_tags;             //  tags
+    Ep__Tag ***tags;
+} s_named_t;
+
 static void
 s_draft (s_cmd_t *self, const char *id, bool update, s_draft_t *draft)
 {
     ep__entity__init (&draft->entity);
-    char *name = self->name;
-    //  Update: absent flags keep their value (patch), so set only what was given.
-    bool set_enabled = !update || s_given (self, "disabled");
-    size_t n_tags = zlistx_size (self->tags);
+    s_named_t named = { NULL };
     switch (self->kind->type) {
         case EP__ENTITY_TYPE__ENTITY_ROUTER:
             ep__router__init (&draft->router);
             draft->router.id = (char *) id;
-            draft->router.name = name;
-            draft->router.has_enabled = set_enabled;
-            draft->router.enabled = !self->disabled;
             draft->router.n_hosted = zlistx_size (self->hosts);
             draft->router.hosted = self->hosted_p;
-            draft->router.n_tags = n_tags;
-            draft->router.tags = self->tags_p;
-            draft->entity.kind_case = EP__ENTITY__KIND_ROUTER;
+            named = (s_named_t) { &draft->router.name, &draft->router.has_enabled, &draft->router.enabled,
+                                  &draft->router.n_tags, &draft->router.tags };
             draft->entity.router = &draft->router;
             break;
         case EP__ENTITY_TYPE__ENTITY_SERVICE:
             ep__service__init (&draft->service);
             draft->service.id = (char *) id;
-            draft->service.name = name;
-            draft->service.has_enabled = set_enabled;
-            draft->service.enabled = !self->disabled;
-            draft->service.n_tags = n_tags;
-            draft->service.tags = self->tags_p;
-            draft->entity.kind_case = EP__ENTITY__KIND_SERVICE;
+            named = (s_named_t) { &draft->service.name, &draft->service.has_enabled, &draft->service.enabled,
+                                  &draft->service.n_tags, &draft->service.tags };
             draft->entity.service = &draft->service;
             break;
         case EP__ENTITY_TYPE__ENTITY_IDENTITY:
             ep__identity__init (&draft->identity);
             draft->identity.id = (char *) id;
-            draft->identity.name = name;
-            draft->identity.has_enabled = set_enabled;
-            draft->identity.enabled = !self->disabled;
-            draft->identity.n_tags = n_tags;
-            draft->identity.tags = self->tags_p;
-            draft->entity.kind_case = EP__ENTITY__KIND_IDENTITY;
+            named = (s_named_t) { &draft->identity.name, &draft->identity.has_enabled, &draft->identity.enabled,
+                                  &draft->identity.n_tags, &draft->identity.tags };
             draft->entity.identity = &draft->identity;
             break;
         default:
             ep__controller__init (&draft->controller);
             draft->controller.id = (char *) id;
             draft->controller.address = self->address;
-            draft->entity.kind_case = EP__ENTITY__KIND_CONTROLLER;
             draft->entity.controller = &draft->controller;
             break;
+    }
+    draft->entity.kind_case = self->kind->kind_case;
+    if (named.name) {
+        *named.name = self->name;
+        //  Update: absent flags keep their value (patch), so set only what was given.
+        *named.has_enabled = !update || s_given (self, "disabled");
+        *named.enabled = !self->disabled;
+        *named.n_tags = zlistx_size (self->tags);
+        *named.tags = self->tags_p;
     }
 }
 
@@ -701,15 +675,9 @@ s_create (s_cmd_t *self, char **args)
             entities [i] = replies [i]->entities [0];
         free (id);
     }
-    if (rc == CLI_OK && self->json) {
-        json_t *array = json_array ();
-        for (int64_t i = 0; i < self->count; i++)
-            json_array_append_new (array, s_entity_json (entities [i]));
-        cli_print_json (array);
-    }
-    else
     if (rc == CLI_OK)
-        s_print_table (self->kind, entities, (size_t) self->count);
+        cli_list_print (s_list_of (self->kind), (ProtobufCMessage *const *) entities, (size_t) self->count,
+                        self->json);
     for (int64_t i = 0; i < self->count; i++)
         if (replies [i])
             ep__model_reply__free_unpacked (replies [i], NULL);
@@ -771,7 +739,7 @@ s_delete (s_cmd_t *self, char **args)
     fflush (stdout);
     //  A router's sessions: what the reaper makes of them.
     int rc = self->kind->type != EP__ENTITY_TYPE__ENTITY_ROUTER? CLI_OK
-           : cli_router_sessions (self->command, &self->common, self->cert_path, args [0], reply->revision,
+           : cli_router_sessions (self->command, &self->common, self->rpc_flags.cert_path, args [0], reply->revision,
                                   self->wait, self->wait_timeout, self->json? json: NULL);
     if (self->json)
         cli_print_json (json);
@@ -799,15 +767,6 @@ s_get (s_cmd_t *self, char **args)
     return rc;
 }
 
-//  A list reply's page: its entities.
-static cli_page_t
-s_page (ProtobufCMessage *message)
-{
-    Ep__ModelReply *reply = (Ep__ModelReply *) message;
-    return (cli_page_t) { reply->status, (ProtobufCMessage **) reply->entities, reply->n_entities,
-                          reply->next_page_token };
-}
-
 //  Pages through the list until the last page (or --limit).
 static int
 s_list (s_cmd_t *self, char **args)
@@ -820,27 +779,12 @@ s_list (s_cmd_t *self, char **args)
     filter.n_tags = zlistx_size (self->tags);
     filter.tags = self->tags_p;
     filter.hosts_service = self->hosts_service;
-    filter.has_page_size = true;
     Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
     request.op_case = EP__MODEL_REQUEST__OP_LIST;
     request.list = &filter;
-    cli_pages_t *pages = cli_rpc_pages (s_rpc (self), &request.base, &request.request_id,
-                                        &filter.page_size, &filter.page_token, PAGE_SIZE,
-                                        (uint64_t) self->limit, &ep__model_reply__descriptor, s_page);
-    if (!pages)
-        return CLI_FAIL;
-    Ep__Entity **entities = (Ep__Entity **) cli_pages_items (pages);
-    size_t count = cli_pages_size (pages);
-    if (self->json) {
-        json_t *array = json_array ();
-        for (size_t i = 0; i < count; i++)
-            json_array_append_new (array, s_entity_json (entities [i]));
-        cli_print_json (array);
-    }
-    else
-        s_print_table (self->kind, entities, count);
-    cli_pages_destroy (&pages);
-    return CLI_OK;
+    return cli_rpc_list (self->rpc, &request.base, &request.request_id, &filter.base, PAGE_SIZE,
+                         (uint64_t) self->limit, &ep__model_reply__descriptor, "entities",
+                         s_list_of (self->kind), self->json);
 }
 
 static const s_verb_t s_verbs [] = {
@@ -857,7 +801,7 @@ static const s_verb_t s_verbs [] = {
 
 //  Parses a subcommand's flags into self (the shared options included).
 //  Returns true to go on, or false with the exit code to return now in
-//  *code (0 after --help).
+//  *code (cli_parse exits itself after --help or a flag it refuses).
 static bool
 s_parse (s_cmd_t *self, unsigned want, const char *description,
          const char *usage, int argc, char **argv, int *code)
@@ -869,10 +813,10 @@ s_parse (s_cmd_t *self, unsigned want, const char *description,
     char err [512] = "";
     int lists = s_take_lists (self, want, argc, argv, rest, &rest_argc, err, sizeof err);
     self->config = cli_parse (self->command, description, usage, &self->common,
-                              opts, nopts, rest_argc, rest, code);
+                              opts, nopts, rest_argc, rest);
     free (rest);
-    if (!self->config)
-        return false;
+    self->rpc = cli_rpc_open (self->command, &s_model, self->common.model_api, self->common.keys_dir,
+                              &self->rpc_flags);
     if (lists == 0)
         lists = s_parse_lists (self, err, sizeof err);
     if (lists != 0) {
@@ -884,8 +828,9 @@ s_parse (s_cmd_t *self, unsigned want, const char *description,
 }
 
 static void
-s_kind_usage (const s_kind_t *kind)
+s_kind_usage (const void *arg)
 {
+    const s_kind_t *kind = (const s_kind_t *) arg;
     printf ("Usage: edgeplane %s SUBCOMMAND [ARGS...] [OPTIONS]\n\nSubcommands:\n", kind->word);
     for (size_t i = 0; i < EP_COUNT (s_verbs); i++) {
         const s_verb_t *verb = &s_verbs [i];
@@ -910,18 +855,9 @@ s_entity_main (const s_kind_t *kind, int argc, char **argv)
     for (size_t i = 0; argc >= 2 && i < EP_COUNT (s_verbs); i++)
         if (streq (argv [1], s_verbs [i].word))
             verb = &s_verbs [i];
-    if (!verb) {
-        bool help = argc >= 2 && (streq (argv [1], "--help") || streq (argv [1], "-h")
-                                  || streq (argv [1], "help"));
-        if (help) {
-            s_kind_usage (kind);
-            return CLI_OK;
-        }
-        fprintf (stderr, "edgeplane %s: %s%s%sexpected one of create, get, list, update, delete "
-                 "(see edgeplane %s --help)\n", kind->word, argc >= 2? "unknown subcommand \"": "",
-                 argc >= 2? argv [1]: "", argc >= 2? "\"; ": "", kind->word);
-        return CLI_USAGE;
-    }
+    if (!verb)
+        return cli_no_subcommand (kind->word, argc, argv, "one of create, get, list, update, delete",
+                                  s_kind_usage, kind);
     s_cmd_t self = { .kind = kind };
     snprintf (self.command, sizeof self.command, "%s %s", kind->word, verb->word);
     //  A controller is a cluster member: it needs a name of its own.
@@ -949,27 +885,12 @@ s_entity_main (const s_kind_t *kind, int argc, char **argv)
 }
 
 int
-cli_router (int argc, char **argv)
+cli_entity (int argc, char **argv)
 {
-    return s_entity_main (&s_kinds [0], argc, argv);
-}
-
-int
-cli_service (int argc, char **argv)
-{
-    return s_entity_main (&s_kinds [1], argc, argv);
-}
-
-int
-cli_identity (int argc, char **argv)
-{
-    return s_entity_main (&s_kinds [2], argc, argv);
-}
-
-int
-cli_controller (int argc, char **argv)
-{
-    return s_entity_main (&s_kinds [3], argc, argv);
+    for (size_t i = 0; i < EP_COUNT (s_kinds); i++)
+        if (streq (argv [0], s_kinds [i].word))
+            return s_entity_main (&s_kinds [i], argc, argv);
+    return cli_fail (argv [0], "not an entity kind (a bug in the command table)");
 }
 
 int

@@ -39,11 +39,8 @@ s_init (int argc, char **argv)
           .help = "Replace the control plane's own keys and server certificate (the CA and issued ones stay valid)." },
     };
     ep_common_opts_t common;
-    int code;
     ep_config_t *config = cli_parse ("pki init", "Create the keys, TLS CA and certificates the control plane needs (idempotent).",
-                                     NULL, &common, opts, EP_COUNT (opts), argc, argv, &code);
-    if (!config)
-        return code;
+                                     NULL, &common, opts, EP_COUNT (opts), argc, argv);
     char err [1024];
     int rc = ep_keys_init (common.keys_dir, force, err, sizeof err);
     if (rc == 0)
@@ -65,12 +62,9 @@ s_issue_curve (int argc, char **argv)
           .help = "Directory for NAME.cert, NAME.cert_secret and the services' public certs (bus.cert, model.cert, ...)." },
     };
     ep_common_opts_t common;
-    int code;
     ep_config_t *config = cli_parse ("pki issue-curve",
         "Issue a CURVE certificate (role subscriber or operator) that the bus and services accept at once.",
-        "subscriber|operator NAME", &common, opts, EP_COUNT (opts), argc, argv, &code);
-    if (!config)
-        return code;
+        "subscriber|operator NAME", &common, opts, EP_COUNT (opts), argc, argv);
     int rc = CLI_USAGE;
     char **args = ep_config_argv (config);
     if (ep_config_argc (config) != 2)
@@ -122,13 +116,10 @@ s_issue (int argc, char **argv)
           .help = "Id prefix for --count." },
     };
     ep_common_opts_t common;
-    int code;
     ep_config_t *config = cli_parse ("pki issue",
         "Issue a TLS bundle (key, certificate with SAN URI edgeplane://ROLE/ID, CA certificate) for the router-facing channel.",
         "router|ctrl|client ID | router|ctrl|client --count N --prefix P", &common, opts, EP_COUNT (opts),
-        argc, argv, &code);
-    if (!config)
-        return code;
+        argc, argv);
     int rc = CLI_USAGE;
     int nargs = ep_config_argc (config);
     char **args = ep_config_argv (config);
@@ -175,12 +166,9 @@ static int
 s_revoke (int argc, char **argv)
 {
     ep_common_opts_t common;
-    int code;
     ep_config_t *config = cli_parse ("pki revoke",
         "Revoke every TLS certificate issued to ID: adds them to the CRL (tls/ca.crl), which the watchdog reloads.",
-        "ID", &common, NULL, 0, argc, argv, &code);
-    if (!config)
-        return code;
+        "ID", &common, NULL, 0, argc, argv);
     int rc = CLI_USAGE;
     char **args = ep_config_argv (config);
     if (ep_config_argc (config) != 1)

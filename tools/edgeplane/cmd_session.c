@@ -9,6 +9,7 @@
     retried until the reaper has seen it.
 */
 #include "cli_rpc.h"
+#include "cli_table.h"
 #include "ep_event_json.h"
 #include "sessions.pb-c.h"
 
@@ -16,7 +17,7 @@
 #define POLL_MS         200         //  between cleanup status queries
 
 static const cli_service_t s_reaper_service = {
-    "the reaper", "reaper", "--reaper-api", "EDGEPLANE_REAPER_API" };
+    "the reaper", "reaper", "--reaper-api", "EDGEPLANE_REAPER_API", "The reaper's public certificate.", NULL };
 
 //  A connection to the reaper.
 typedef struct {
@@ -60,13 +61,8 @@ s_status_fail (s_reaper_t *self, const Ep__Status *status)
 static Ep__SessionReply *
 s_call (s_reaper_t *self, Ep__SessionRequest *request)
 {
-    Ep__SessionReply *reply = s_send (self, request, false);
-    if (reply && reply->status && reply->status->code != EP__STATUS__CODE__OK) {
-        s_status_fail (self, reply->status);
-        ep__session_reply__free_unpacked (reply, NULL);
-        return NULL;
-    }
-    return reply;
+    return (Ep__SessionReply *) cli_rpc_call (self->rpc, &request->base, &request->request_id,
+                                              &ep__session_reply__descriptor, false);
 }
 
 //  ---------------------------------------------------------------------
@@ -79,78 +75,50 @@ s_enum (const ProtobufCEnumDescriptor *descriptor, int value, size_t prefix)
     return found? found->name + prefix: "-";
 }
 
-static char *
-s_time (int64_t ms, bool set)
+static void
+s_time (cli_table_t *table, int64_t ms, bool set)
 {
     char buf [40];
-    return strdup (set && ms > 0? ep_rfc3339 (ms, buf, sizeof buf): "-");
+    cli_table_add (table, set && ms > 0? ep_rfc3339 (ms, buf, sizeof buf): "-");
 }
 
-//  Prints sessions as a table with aligned columns (the header always).
+//  An enum value's name in lower case: "DIAL" -> "dial".
 static void
-s_print_table (Ep__Session **sessions, size_t count)
+s_lower (cli_table_t *table, const ProtobufCEnumDescriptor *descriptor, int value)
 {
-    static const char *header [] = { "ID", "ROUTER", "IDENTITY", "SERVICE", "TYPE", "STATE", "CREATED",
-                                     "LAST SEEN", "RX", "TX", "PRIORITY", "REASON" };
-    size_t columns = EP_COUNT (header);
-    char **cells = (char **) calloc ((count + 1) * columns, sizeof (char *));
-    for (size_t c = 0; c < columns; c++)
-        cells [c] = strdup (header [c]);
-    for (size_t row = 1; row <= count; row++) {
-        Ep__Session *session = sessions [row - 1];
-        char **cell = cells + row * columns;
-        size_t c = 0;
-        cell [c++] = strdup (session->id? session->id: "-");
-        cell [c++] = strdup (session->router_id? session->router_id: "-");
-        cell [c++] = strdup (session->identity_id? session->identity_id: "-");
-        cell [c++] = strdup (session->service_id? session->service_id: "-");
-        //  "DIAL" -> "dial", "TERMINATING" -> "terminating"
-        char *type = strdup (s_enum (&ep__session_type__descriptor, session->type, 0));
-        char *state = strdup (s_enum (&ep__session_state__descriptor, session->state, 0));
-        for (char *p = type; *p; p++)
-            *p = (char) tolower ((unsigned char) *p);
-        for (char *p = state; *p; p++)
-            *p = (char) tolower ((unsigned char) *p);
-        cell [c++] = type;
-        cell [c++] = state;
-        cell [c++] = s_time (session->created_at_ms, session->has_created_at_ms);
-        cell [c++] = s_time (session->last_seen_ms, session->has_last_seen_ms);
-        cell [c++] = zsys_sprintf ("%llu", (unsigned long long) session->bytes_rx);
-        cell [c++] = zsys_sprintf ("%llu", (unsigned long long) session->bytes_tx);
-        cell [c++] = zsys_sprintf ("%u", session->priority);
-        cell [c++] = strdup (session->close_reason? session->close_reason: "-");
-        EP_ASSERT (c == columns);
-    }
-    size_t widths [EP_COUNT (header)] = { 0 };
-    for (size_t i = 0; i < (count + 1) * columns; i++)
-        if (strlen (cells [i]) > widths [i % columns])
-            widths [i % columns] = strlen (cells [i]);
-    for (size_t row = 0; row <= count; row++)
-        for (size_t c = 0; c < columns; c++) {
-            const char *cell = cells [row * columns + c];
-            if (c + 1 < columns)
-                printf ("%-*s  ", (int) widths [c], cell);
-            else
-                printf ("%s\n", cell);
-        }
-    for (size_t i = 0; i < (count + 1) * columns; i++)
-        free (cells [i]);
-    free (cells);
+    char *name = strdup (s_enum (descriptor, value, 0));
+    for (char *p = name; *p; p++)
+        *p = (char) tolower ((unsigned char) *p);
+    cli_table_add (table, name);
+    free (name);
 }
+
+static void
+s_row (cli_table_t *table, const ProtobufCMessage *item)
+{
+    const Ep__Session *session = (const Ep__Session *) item;
+    cli_table_add (table, session->id? session->id: "-");
+    cli_table_add (table, session->router_id? session->router_id: "-");
+    cli_table_add (table, session->identity_id? session->identity_id: "-");
+    cli_table_add (table, session->service_id? session->service_id: "-");
+    s_lower (table, &ep__session_type__descriptor, session->type);
+    s_lower (table, &ep__session_state__descriptor, session->state);
+    s_time (table, session->created_at_ms, session->has_created_at_ms);
+    s_time (table, session->last_seen_ms, session->has_last_seen_ms);
+    cli_table_addf (table, "%llu", (unsigned long long) session->bytes_rx);
+    cli_table_addf (table, "%llu", (unsigned long long) session->bytes_tx);
+    cli_table_addf (table, "%u", session->priority);
+    cli_table_add (table, session->close_reason? session->close_reason: "-");
+}
+
+static const char *s_header [] = { "ID", "ROUTER", "IDENTITY", "SERVICE", "TYPE", "STATE", "CREATED",
+                                   "LAST SEEN", "RX", "TX", "PRIORITY", "REASON" };
+static const cli_list_t s_sessions = { s_header, EP_COUNT (s_header), s_row, NULL };
 
 //  ---------------------------------------------------------------------
 //  session list | get
 
 static const char *s_states [] = { "active", "terminating", "closed", NULL };
-
-//  A list reply's page: its sessions.
-static cli_page_t
-s_page (ProtobufCMessage *message)
-{
-    Ep__SessionReply *reply = (Ep__SessionReply *) message;
-    return (cli_page_t) { reply->status, (ProtobufCMessage **) reply->sessions, reply->n_sessions,
-                          reply->next_page_token };
-}
 
 static int
 s_list (s_reaper_t *reaper, const char *router, const char *identity, const char *service,
@@ -165,27 +133,11 @@ s_list (s_reaper_t *reaper, const char *router, const char *identity, const char
             filter.has_state = true;
             filter.state = (Ep__SessionState) (i + 1);
         }
-    filter.has_page_size = true;
     Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
     request.op_case = EP__SESSION_REQUEST__OP_LIST;
     request.list = &filter;
-    cli_pages_t *pages = cli_rpc_pages (reaper->rpc, &request.base, &request.request_id,
-                                        &filter.page_size, &filter.page_token, PAGE_SIZE,
-                                        (uint64_t) limit, &ep__session_reply__descriptor, s_page);
-    if (!pages)
-        return CLI_FAIL;
-    Ep__Session **sessions = (Ep__Session **) cli_pages_items (pages);
-    size_t count = cli_pages_size (pages);
-    if (json) {
-        json_t *array = json_array ();
-        for (size_t i = 0; i < count; i++)
-            json_array_append_new (array, ep_message_json (&sessions [i]->base));
-        cli_print_json (array);
-    }
-    else
-        s_print_table (sessions, count);
-    cli_pages_destroy (&pages);
-    return CLI_OK;
+    return cli_rpc_list (reaper->rpc, &request.base, &request.request_id, &filter.base, PAGE_SIZE,
+                         (uint64_t) limit, &ep__session_reply__descriptor, "sessions", &s_sessions, json);
 }
 
 static int
@@ -201,23 +153,21 @@ s_get (s_reaper_t *reaper, const char *id, bool json)
     if (reply->n_sessions < 1)
         rc = cli_fail (reaper->command, "the reaper's reply holds no session (a bug in the reaper)");
     else
-    if (json)
-        cli_print_json (ep_message_json (&reply->sessions [0]->base));
-    else
-        s_print_table (reply->sessions, 1);
+        cli_list_print_one (&s_sessions, &reply->sessions [0]->base, json);
     ep__session_reply__free_unpacked (reply, NULL);
     return rc;
 }
 
 static void
-s_usage (FILE *out)
+s_usage (const void *arg)
 {
-    fprintf (out, "Usage: edgeplane session SUBCOMMAND [ARGS...] [OPTIONS]\n\n"
-                  "Subcommands:\n"
-                  "  list         List sessions, every page, ordered by id (filters: --router, --identity,\n"
-                  "               --service, --state).\n"
-                  "  get ID       Show one session.\n\n"
-                  "(edgeplane session SUBCOMMAND --help for its options)\n");
+    (void) arg;
+    printf ("Usage: edgeplane session SUBCOMMAND [ARGS...] [OPTIONS]\n\n"
+            "Subcommands:\n"
+            "  list         List sessions, every page, ordered by id (filters: --router, --identity,\n"
+            "               --service, --state).\n"
+            "  get ID       Show one session.\n\n"
+            "(edgeplane session SUBCOMMAND --help for its options)\n");
 }
 
 int
@@ -225,18 +175,12 @@ cli_session (int argc, char **argv)
 {
     bool list = argc >= 2 && streq (argv [1], "list");
     bool get = argc >= 2 && streq (argv [1], "get");
-    if (!list && !get) {
-        if (argc >= 2 && (streq (argv [1], "--help") || streq (argv [1], "-h") || streq (argv [1], "help"))) {
-            s_usage (stdout);
-            return CLI_OK;
-        }
-        fprintf (stderr, "edgeplane session: %s%s%sexpected list or get (see edgeplane session --help)\n",
-                 argc >= 2? "unknown subcommand \"": "", argc >= 2? argv [1]: "", argc >= 2? "\"; ": "");
-        return CLI_USAGE;
-    }
-    static char *router, *identity, *service, *state, *cert, *server_key;
-    static int64_t limit, timeout, attempts;
+    if (!list && !get)
+        return cli_no_subcommand ("session", argc, argv, "list or get", s_usage, NULL);
+    static char *router, *identity, *service, *state;
+    static int64_t limit;
     static bool json;
+    static cli_rpc_flags_t rpc;
     ep_opt_t filters [] = {
         { .name = "router", .type = EP_OPT_ID, .str = &router, .help = "Only sessions on this router." },
         { .name = "identity", .type = EP_OPT_ID, .str = &identity, .help = "Only sessions of this identity." },
@@ -246,34 +190,20 @@ cli_session (int argc, char **argv)
         { .name = "limit", .def = "0", .type = EP_OPT_INT, .num = &limit, .min = 0, .max = INT64_MAX,
           .help = "At most this many (0: all, every page)." },
     };
-    ep_opt_t every [] = {
-        { .name = "json", .def = "false", .type = EP_OPT_BOOL, .flag = &json,
-          .help = "Print JSON (sessions by their proto field names) instead of a table." },
-        { .name = "cert", .type = EP_OPT_STRING, .str = &cert,
-          .def_help = "$EDGEPLANE_KEYS_DIR/curve/operator.cert_secret",
-          .help = "Our CURVE certificate (secret file), e.g. from `edgeplane pki issue-curve operator NAME`." },
-        { .name = "server-key", .type = EP_OPT_STRING, .str = &server_key,
-          .def_help = "$EDGEPLANE_KEYS_DIR/curve/reaper.cert", .help = "The reaper's public certificate." },
-        { .name = "timeout", .def = "3s", .type = EP_OPT_DURATION, .num = &timeout,
-          .min = 1, .max = 600000, .help = "How long to wait for each attempt's reply." },
-        { .name = "attempts", .def = "3", .type = EP_OPT_INT, .num = &attempts,
-          .min = 1, .max = 100, .help = "Attempts before giving up." },
-    };
-    ep_opt_t opts [EP_COUNT (filters) + EP_COUNT (every)];
+    ep_opt_t opts [EP_COUNT (filters) + 5];
     size_t nopts = 0;
     for (size_t i = 0; list && i < EP_COUNT (filters); i++)
         opts [nopts++] = filters [i];
-    for (size_t i = 0; i < EP_COUNT (every); i++)
-        opts [nopts++] = every [i];
+    opts [nopts++] = (ep_opt_t) { .name = "json", .def = "false", .type = EP_OPT_BOOL, .flag = &json,
+                                  .help = "Print JSON (sessions by their proto field names) instead of a table." };
+    nopts += cli_rpc_options (opts + nopts, &rpc, &s_reaper_service);
     ep_common_opts_t common;
-    int code;
     const char *command = list? "session list": "session get";
     ep_config_t *config = cli_parse (command,
                                      list? "List sessions, every page, ordered by id.": "Show one session.",
-                                     list? NULL: "ID", &common, opts, nopts, argc - 1, argv + 1, &code);
-    if (!config)
-        return code;
-    s_reaper_t reaper = s_reaper_open (command, &common, cert, server_key, (int) timeout, (int) attempts);
+                                     list? NULL: "ID", &common, opts, nopts, argc - 1, argv + 1);
+    s_reaper_t reaper = s_reaper_open (command, &common, rpc.cert_path, rpc.server_key_path,
+                                       (int) rpc.timeout_ms, (int) rpc.attempts);
     int rc;
     if (get && ep_config_argc (config) != 1) {
         fprintf (stderr, "edgeplane session get: expected one session ID, e.g. `edgeplane session get s-4c1d9a`\n");

@@ -57,11 +57,8 @@ cli_status (int argc, char **argv)
         { .name = "json", .def = "false", .type = EP_OPT_BOOL, .flag = &json, .help = "Print JSON." },
     };
     ep_common_opts_t common;
-    int code;
     ep_config_t *config = cli_parse ("status", "Health, version and key figures of each running service.",
-                                     NULL, &common, opts, EP_COUNT (opts), argc, argv, &code);
-    if (!config)
-        return code;
+                                     NULL, &common, opts, EP_COUNT (opts), argc, argv);
     static const char *services [] = { "bus", "model", "terminators", "reaper", "watchdog" };
     json_t *all = json_array ();
     int healthy = 0, found = 0;
@@ -120,12 +117,10 @@ cli_status (int argc, char **argv)
         free (page);
         json_decref (ready);
     }
-    if (json) {
-        char *text = json_dumps (all, JSON_INDENT (2));
-        printf ("%s\n", text);
-        free (text);
-    }
-    json_decref (all);
+    if (json)
+        cli_print_json (all);
+    else
+        json_decref (all);
     ep_config_destroy (&config);
     if (found == 0)
         return cli_fail ("status", "no service ready files in %s/run: is `edgeplane up` running with this data dir?",

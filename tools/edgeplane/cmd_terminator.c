@@ -9,7 +9,7 @@
     status in one line and exit 1; usage errors exit 2.
 */
 #include "cli_rpc.h"
-#include "ep_event_json.h"
+#include "cli_table.h"
 #include "terminators.pb-c.h"
 
 #define PAGE_SIZE 500
@@ -19,16 +19,13 @@ typedef struct {
     char command [32];          //  "terminator list", for messages
     ep_config_t *config;        //  the parser; owns the flags' strings
     ep_common_opts_t common;    //  shared options (keys dir, API addresses, ...)
-    char *cert_path;            //  --cert
-    char *server_key_path;      //  --server-key
+    cli_rpc_flags_t rpc_flags;  //  --cert, --server-key, --timeout, --attempts
     bool json;                  //  --json
-    int64_t timeout_ms;         //  --timeout, per attempt
-    int64_t attempts;           //  --attempts
     char *service;              //  list --service
     char *router;               //  list --router
     char *state;                //  list --state
     int64_t limit;              //  list --limit, 0 = all
-    cli_rpc_t *rpc;             //  to the terminators service, once needed
+    cli_rpc_t *rpc;             //  to the terminator service (connects on its first call)
 } s_cmd_t;
 
 static const char *s_states [] = { "establishing", "established", "deleting", "deleted", "failed", NULL };
@@ -36,7 +33,8 @@ static const char *s_state_names [] = { "-", "establishing", "established", "del
 static const char *s_precedences [] = { "default", "required", "failed" };
 
 static const cli_service_t s_terminators = {
-    "the terminator service", "terminators", "--terminators-api", "EDGEPLANE_TERMINATORS_API" };
+    "the terminator service", "terminators", "--terminators-api", "EDGEPLANE_TERMINATORS_API",
+    "The terminator service's public certificate.", NULL };
 
 static void
 s_cmd_destroy (s_cmd_t *self)
@@ -45,71 +43,34 @@ s_cmd_destroy (s_cmd_t *self)
     ep_config_destroy (&self->config);
 }
 
-//  The connection to the terminator service, made on first use.
-static cli_rpc_t *
-s_rpc (s_cmd_t *self)
-{
-    if (!self->rpc)
-        self->rpc = cli_rpc_new (self->command, &s_terminators, self->common.terminators_api,
-                                 self->common.keys_dir, self->cert_path, self->server_key_path,
-                                 (int) self->timeout_ms, (int) self->attempts);
-    return self->rpc;
-}
-
 //  Sends request; returns the reply if its status is OK, otherwise says why
 //  in one line and returns NULL.
 static Ep__TerminatorReply *
 s_call (s_cmd_t *self, Ep__TerminatorRequest *request)
 {
-    Ep__TerminatorReply *reply = (Ep__TerminatorReply *) cli_rpc_send (
-        s_rpc (self), &request->base, &request->request_id, &ep__terminator_reply__descriptor, false);
-    if (reply && cli_status_failed (reply->status)) {
-        cli_status_fail (self->command, reply->status);
-        ep__terminator_reply__free_unpacked (reply, NULL);
-        return NULL;
-    }
-    return reply;
+    return (Ep__TerminatorReply *) cli_rpc_call (self->rpc, &request->base, &request->request_id,
+                                                 &ep__terminator_reply__descriptor, false);
 }
 
-//  Prints terminators as a table with aligned columns (the header even
-//  when there are none).
 static void
-s_print_table (Ep__Terminator **terminators, size_t count)
+s_row (cli_table_t *table, const ProtobufCMessage *item)
 {
-    static const char *header [] = { "ID", "SERVICE", "ROUTER", "STATE", "ONLINE", "PRECEDENCE",
-                                     "COST", "GENERATION", "LAST ERROR" };
-    size_t columns = EP_COUNT (header);
-    char **cells = (char **) calloc ((count + 1) * columns, sizeof (char *));
-    for (size_t c = 0; c < columns; c++)
-        cells [c] = strdup (header [c]);
-    for (size_t row = 1; row <= count; row++) {
-        const Ep__Terminator *t = terminators [row - 1];
-        char **cell = cells + row * columns;
-        cell [0] = strdup (t->id? t->id: "");
-        cell [1] = strdup (t->service_id? t->service_id: "-");
-        cell [2] = strdup (t->router_id? t->router_id: "-");
-        cell [3] = strdup ((unsigned) t->state < EP_COUNT (s_state_names)? s_state_names [t->state]: "?");
-        cell [4] = strdup (t->router_online? "yes": "no");
-        cell [5] = strdup ((unsigned) t->precedence < EP_COUNT (s_precedences)? s_precedences [t->precedence]: "?");
-        cell [6] = zsys_sprintf ("%u", t->cost);
-        cell [7] = zsys_sprintf ("%llu", (unsigned long long) t->generation);
-        cell [8] = strdup (t->last_error && *t->last_error? t->last_error: "-");
-    }
-    size_t widths [EP_COUNT (header)] = { 0 };
-    for (size_t i = 0; i < (count + 1) * columns; i++)
-        if (strlen (cells [i]) > widths [i % columns])
-            widths [i % columns] = strlen (cells [i]);
-    for (size_t row = 0; row <= count; row++)
-        for (size_t c = 0; c < columns; c++) {
-            if (c + 1 < columns)
-                printf ("%-*s  ", (int) widths [c], cells [row * columns + c]);
-            else
-                printf ("%s\n", cells [row * columns + c]);
-        }
-    for (size_t i = 0; i < (count + 1) * columns; i++)
-        free (cells [i]);
-    free (cells);
+    const Ep__Terminator *t = (const Ep__Terminator *) item;
+    cli_table_add (table, t->id? t->id: "");
+    cli_table_add (table, t->service_id? t->service_id: "-");
+    cli_table_add (table, t->router_id? t->router_id: "-");
+    cli_table_add (table, (unsigned) t->state < EP_COUNT (s_state_names)? s_state_names [t->state]: "?");
+    cli_table_add (table, t->router_online? "yes": "no");
+    cli_table_add (table, (unsigned) t->precedence < EP_COUNT (s_precedences)? s_precedences [t->precedence]: "?");
+    cli_table_addf (table, "%u", t->cost);
+    cli_table_addf (table, "%llu", (unsigned long long) t->generation);
+    cli_table_add (table, t->last_error && *t->last_error? t->last_error: "-");
 }
+
+//  Terminators as a table (the header even when there are none) or JSON.
+static const char *s_header [] = { "ID", "SERVICE", "ROUTER", "STATE", "ONLINE", "PRECEDENCE",
+                                   "COST", "GENERATION", "LAST ERROR" };
+static const cli_list_t s_terminator_list = { s_header, EP_COUNT (s_header), s_row, NULL };
 
 static int
 s_get (s_cmd_t *self, const char *id)
@@ -124,21 +85,9 @@ s_get (s_cmd_t *self, const char *id)
     if (reply->n_terminators < 1)
         rc = cli_fail (self->command, "the reply holds no terminator (a bug in the terminator service)");
     else
-    if (self->json)
-        cli_print_json (ep_message_json (&reply->terminators [0]->base));
-    else
-        s_print_table (reply->terminators, 1);
+        cli_list_print_one (&s_terminator_list, &reply->terminators [0]->base, self->json);
     ep__terminator_reply__free_unpacked (reply, NULL);
     return rc;
-}
-
-//  A list reply's page: its terminators.
-static cli_page_t
-s_page (ProtobufCMessage *message)
-{
-    Ep__TerminatorReply *reply = (Ep__TerminatorReply *) message;
-    return (cli_page_t) { reply->status, (ProtobufCMessage **) reply->terminators, reply->n_terminators,
-                          reply->next_page_token };
 }
 
 static int
@@ -154,32 +103,18 @@ s_list (s_cmd_t *self)
                 filter.state = (Ep__TerminatorState) (i + 1);
             }
     }
-    filter.has_page_size = true;
     Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
     request.op_case = EP__TERMINATOR_REQUEST__OP_LIST;
     request.list = &filter;
-    cli_pages_t *pages = cli_rpc_pages (s_rpc (self), &request.base, &request.request_id,
-                                        &filter.page_size, &filter.page_token, PAGE_SIZE,
-                                        (uint64_t) self->limit, &ep__terminator_reply__descriptor, s_page);
-    if (!pages)
-        return CLI_FAIL;
-    Ep__Terminator **terminators = (Ep__Terminator **) cli_pages_items (pages);
-    size_t count = cli_pages_size (pages);
-    if (self->json) {
-        json_t *array = json_array ();
-        for (size_t i = 0; i < count; i++)
-            json_array_append_new (array, ep_message_json (&terminators [i]->base));
-        cli_print_json (array);
-    }
-    else
-        s_print_table (terminators, count);
-    cli_pages_destroy (&pages);
-    return CLI_OK;
+    return cli_rpc_list (self->rpc, &request.base, &request.request_id, &filter.base, PAGE_SIZE,
+                         (uint64_t) self->limit, &ep__terminator_reply__descriptor, "terminators",
+                         &s_terminator_list, self->json);
 }
 
 static void
-s_usage (void)
+s_usage (const void *arg)
 {
+    (void) arg;
     printf ("Usage: edgeplane terminator SUBCOMMAND [ARGS...] [OPTIONS]\n\n"
             "Subcommands:\n"
             "  list         List terminators (live ones unless --state), every page, ordered by id.\n"
@@ -192,30 +127,16 @@ cli_terminator (int argc, char **argv)
 {
     bool list = argc >= 2 && streq (argv [1], "list");
     bool get = argc >= 2 && streq (argv [1], "get");
-    if (!list && !get) {
-        if (argc >= 2 && (streq (argv [1], "--help") || streq (argv [1], "-h") || streq (argv [1], "help"))) {
-            s_usage ();
-            return CLI_OK;
-        }
-        fprintf (stderr, "edgeplane terminator: %s%s%sexpected list or get (see edgeplane terminator --help)\n",
-                 argc >= 2? "unknown subcommand \"": "", argc >= 2? argv [1]: "", argc >= 2? "\"; ": "");
-        return CLI_USAGE;
-    }
+    if (!list && !get)
+        return cli_no_subcommand ("terminator", argc, argv, "list or get", s_usage, NULL);
     s_cmd_t self = { 0 };
     snprintf (self.command, sizeof self.command, "terminator %s", argv [1]);
-    ep_opt_t opts [] = {
+    ep_opt_t opts [9] = {
         { .name = "json", .def = "false", .type = EP_OPT_BOOL, .flag = &self.json,
           .help = "Print JSON (terminators by their proto field names) instead of a table." },
-        { .name = "cert", .type = EP_OPT_STRING, .str = &self.cert_path,
-          .def_help = "$EDGEPLANE_KEYS_DIR/curve/operator.cert_secret",
-          .help = "Our CURVE certificate (secret file), e.g. from `edgeplane pki issue-curve operator NAME`." },
-        { .name = "server-key", .type = EP_OPT_STRING, .str = &self.server_key_path,
-          .def_help = "$EDGEPLANE_KEYS_DIR/curve/terminators.cert",
-          .help = "The terminator service's public certificate." },
-        { .name = "timeout", .def = "3s", .type = EP_OPT_DURATION, .num = &self.timeout_ms,
-          .min = 1, .max = 600000, .help = "How long to wait for each attempt's reply." },
-        { .name = "attempts", .def = "3", .type = EP_OPT_INT, .num = &self.attempts,
-          .min = 1, .max = 100, .help = "Attempts before giving up." },
+    };
+    cli_rpc_options (opts + 1, &self.rpc_flags, &s_terminators);
+    const ep_opt_t filters [] = {
         { .name = "service", .type = EP_OPT_ID, .str = &self.service,
           .help = "Only terminators of this service id." },
         { .name = "router", .type = EP_OPT_ID, .str = &self.router,
@@ -225,12 +146,15 @@ cli_terminator (int argc, char **argv)
         { .name = "limit", .def = "0", .type = EP_OPT_INT, .num = &self.limit, .min = 0, .max = INT64_MAX,
           .help = "At most this many (0: all, every page)." },
     };
+    memcpy (opts + 5, filters, sizeof filters);
     int rc = CLI_OK;
     self.config = cli_parse (self.command,
                              list? "List terminators, filtered by service, router and state."
                                  : "Show one terminator.",
                              list? NULL: "ID", &self.common, opts, list? EP_COUNT (opts): 5,
-                             argc - 1, argv + 1, &rc);
+                             argc - 1, argv + 1);
+    self.rpc = cli_rpc_open (self.command, &s_terminators, self.common.terminators_api, self.common.keys_dir,
+                             &self.rpc_flags);
     if (self.config) {
         int nargs = ep_config_argc (self.config);
         if (get && nargs != 1) {

@@ -263,159 +263,169 @@ s_argv (const char *binary, const char *const *args)
     return argv;
 }
 
-int
-cli_up (int argc, char **argv)
-{
-    static bool demo;
-    ep_opt_t opts [] = {
-        { .name = "demo", .def = "false", .type = EP_OPT_BOOL, .flag = &demo,
-          .help = "Also seed a model, run a small simulated fleet and a stray, and print events." },
-    };
-    ep_common_opts_t common;
-    int code;
-    ep_config_t *config = cli_parse ("up", "Run the whole control plane on this machine (Ctrl-C stops it).",
-                                     NULL, &common, opts, EP_COUNT (opts), argc, argv, &code);
-    if (!config)
-        return code;
-    signal (SIGPIPE, SIG_IGN);
-    zsys_init ();
-    char err [512];
-    int rc = CLI_OK;
-    char *run_dir = zsys_sprintf ("%s/run", common.data_dir);
-    if (zsys_dir_create ("%s", run_dir) != 0 && errno != EEXIST)
-        rc = cli_fail ("up", "cannot create %s: %s", run_dir, strerror (errno));
-    if (rc == CLI_OK && (ep_keys_init (common.keys_dir, false, err, sizeof err) != 0
-                     ||  ep_pki_init (common.keys_dir, false, err, sizeof err) != 0))
-        rc = cli_fail ("up", "%s", err);
-    if (rc != CLI_OK) {
-        free (run_dir);
-        ep_config_destroy (&config);
-        return rc;
-    }
-    //  Children inherit the environment; the demo shortens the stray grace
-    //  so its stray shows within seconds.
-    setenv ("EDGEPLANE_DATA_DIR", common.data_dir, 1);
-    setenv ("EDGEPLANE_KEYS_DIR", common.keys_dir, 1);
-    if (demo && !getenv ("EDGEPLANE_STRAY_GRACE"))
-        setenv ("EDGEPLANE_STRAY_GRACE", "3s", 1);
+//  One `edgeplane up`: its children and what it prints.
+typedef struct {
+    const ep_common_opts_t *common; //  data and keys dirs, bus address, ready file
+    char *run_dir;              //  <data>/run: ready files and logs
+    char *bin;                  //  where our binaries are
+    s_child_t children [8];     //  the services, in start order, then the demo fleet
+    size_t count;               //  children in use
+    ep_subscriber_t *events;    //  the demo's event printer, or NULL
+    zcert_t *sub_cert;          //  its certificate
+} s_up_t;
 
-    char *bin = s_bin_dir ();
+//  Adds a child: name, run as binary with args plus its ready file.
+static s_child_t *
+s_child_add (s_up_t *self, const char *name, char *binary, const char *const *args)
+{
+    EP_ASSERT (self->count < EP_COUNT (self->children));
+    s_child_t *child = &self->children [self->count++];
+    child->name = name;
+    child->binary = binary;
+    child->ready_path = zsys_sprintf ("%s/%s.ready", self->run_dir, name);
+    child->log_path = zsys_sprintf ("%s/%s.log", self->run_dir, name);
+    const char *argv [24];
+    size_t n = 0;
+    for (; args && args [n]; n++) {
+        EP_ASSERT (n < EP_COUNT (argv) - 3);
+        argv [n] = args [n];
+    }
+    argv [n++] = "--ready-file";
+    argv [n++] = child->ready_path;
+    argv [n] = NULL;
+    child->argv = s_argv (child->binary, argv);
+    child->backoff = ep_backoff (500, 30000);
+    return child;
+}
+
+//  Starts the services in order: each waits for the ones before it (the
+//  watchdog follows the model, everyone publishes to the bus).
+static int
+s_services_start (s_up_t *self)
+{
     static const char *services [] = { "bus", "model", "terminators", "reaper", "watchdog" };
-    size_t count = 0;
-    s_child_t children [EP_COUNT (services) + 1];
-    memset (children, 0, sizeof children);
     for (size_t i = 0; i < EP_COUNT (services); i++) {
-        s_child_t *child = &children [count];
-        child->name = services [i];
-        child->binary = zsys_sprintf ("%s/edgeplane-%s", bin, services [i]);
-        if (access (child->binary, X_OK) != 0) {
-            fprintf (stderr, "edgeplane up: %s is not built yet; running without it\n", child->binary);
-            free (child->binary);
+        char *binary = zsys_sprintf ("%s/edgeplane-%s", self->bin, services [i]);
+        if (access (binary, X_OK) != 0) {
+            fprintf (stderr, "edgeplane up: %s is not built yet; running without it\n", binary);
+            free (binary);
             continue;
         }
-        child->ready_path = zsys_sprintf ("%s/%s.ready", run_dir, services [i]);
-        child->log_path = zsys_sprintf ("%s/%s.log", run_dir, services [i]);
-        const char *args [] = { "--ready-file", child->ready_path, NULL };
-        child->argv = s_argv (child->binary, args);
-        child->backoff = ep_backoff (500, 30000);
-        count++;
+        s_child_add (self, services [i], binary, NULL);
     }
-    //  In order: each waits for the ones before it (the watchdog follows
-    //  the model, everyone publishes to the bus).
-    for (size_t i = 0; i < count && rc == CLI_OK && !zsys_interrupted; i++) {
-        if (s_start (&children [i]) != 0 || !s_await_ready (&children [i], 30000)) {
-            rc = cli_fail ("up", "%s did not become ready; see %s", children [i].name, children [i].log_path);
-            s_print_tail (children [i].log_path, 10);
+    int rc = CLI_OK;
+    for (size_t i = 0; i < self->count && rc == CLI_OK && !zsys_interrupted; i++) {
+        s_child_t *child = &self->children [i];
+        if (s_start (child) != 0 || !s_await_ready (child, 30000)) {
+            rc = cli_fail ("up", "%s did not become ready; see %s", child->name, child->log_path);
+            s_print_tail (child->log_path, 10);
         }
     }
-    ep_subscriber_t *events = NULL;
-    zcert_t *sub_cert = NULL;
-    if (rc == CLI_OK && !zsys_interrupted) {
-        printf ("edgeplane is up (data in %s):\n", common.data_dir);
-        for (size_t i = 0; i < count; i++) {
-            char *text = json_dumps (json_object_get (children [i].ready, "endpoints"), JSON_COMPACT);
-            printf ("  %-12s pid %-7d %s\n", children [i].name, (int) children [i].pid, text);
-            free (text);
-        }
-        printf ("Events: edgeplane events   Status: edgeplane status   Stop: Ctrl-C\n");
-        fflush (stdout);
-        if (common.ready_file) {
-            //  Every service's endpoints, as "<service>.<name>".
-            json_t *endpoints = json_object ();
-            for (size_t i = 0; i < count; i++) {
-                const char *key;
-                json_t *value;
-                json_object_foreach (json_object_get (children [i].ready, "endpoints"), key, value) {
-                    char name [96];
-                    snprintf (name, sizeof name, "%s.%s", children [i].name, key);
-                    json_object_set (endpoints, name, value);
-                }
-            }
-            if (ep_ready_write (common.ready_file, "up", endpoints) != 0)
-                rc = cli_fail ("up", "cannot write the ready file %s", common.ready_file);
-            json_decref (endpoints);
-        }
-    }
-    if (rc == CLI_OK && demo && !zsys_interrupted) {
-        const char *model_api = NULL;
-        for (size_t i = 0; i < count; i++)
-            if (streq (children [i].name, "model"))
-                model_api = ep_ready_endpoint (children [i].ready, "api");
-        char *api = model_api? ep_endpoint_connectable (model_api): NULL;
-        char *fleet = zsys_sprintf ("%s/demo-fleet", common.data_dir);
-        if (!api || s_seed (common.keys_dir, api) != 0)
-            rc = CLI_FAIL;
-        else {
-            struct stat st;
-            char *probe = zsys_sprintf ("%s/demo-0.crt", fleet);
-            if (stat (probe, &st) != 0
-            &&  ep_pki_issue_batch (common.keys_dir, "router", "demo-", DEMO_ROUTERS, fleet, 30, err, sizeof err) != 0)
-                rc = cli_fail ("up", "issuing the demo fleet's certificates: %s", err);
-            free (probe);
-        }
-        free (api);
-        if (rc == CLI_OK) {
-            //  Print events as they happen, from the start of the fleet.
-            char *bus_key = ep_keys_public_txt (common.keys_dir, "bus");
-            sub_cert = ep_keys_load (common.keys_dir, "subscriber");
-            events = ep_subscriber_new (common.bus_sub, sub_cert, bus_key, EP_CODEC_DEFAULT_CAP, NULL, NULL);
-            free (bus_key);
-            static const char *topics [] = { "connect.", "stray.", "terminator.", "session.", "presence.join" };
-            for (size_t i = 0; events && i < EP_COUNT (topics); i++)
-                ep_subscriber_subscribe (events, topics [i]);
-            s_child_t *child = &children [count++];
-            child->name = "router";
-            child->binary = zsys_sprintf ("%s/edgeplane-router", bin);
-            child->ready_path = zsys_sprintf ("%s/router.ready", run_dir);
-            child->log_path = zsys_sprintf ("%s/router.log", run_dir);
-            char count_arg [16];
-            snprintf (count_arg, sizeof count_arg, "%d", DEMO_ROUTERS);
-            const char *args [] = { "--count", count_arg, "--prefix", "demo-", "--bundle", fleet,
-                                    "--sessions", "3", "--churn", "0.2", "--heartbeat", "2s",
-                                    "--stray", "1", "--ready-file", child->ready_path, NULL };
-            child->argv = s_argv (child->binary, args);
-            child->backoff = ep_backoff (500, 30000);
-            if (s_start (child) != 0)
-                rc = cli_fail ("up", "cannot start the demo fleet");
-            else
-                printf ("demo: %d routers (demo-0..%d) and one connection that never joins; events:\n",
-                        DEMO_ROUTERS, DEMO_ROUTERS - 1);
-            fflush (stdout);
-        }
-        free (fleet);
-    }
+    return rc;
+}
 
-    while (rc == CLI_OK && !zsys_interrupted) {
-        s_reap (children, count);
-        for (size_t i = 0; i < count; i++)
-            if (!children [i].pid && children [i].restart_at && ep_mono_ms () >= children [i].restart_at) {
-                children [i].restarts++;
-                s_start (&children [i]);
+//  Prints every service's endpoints and writes them, as "<service>.<name>",
+//  to the ready file if one was asked for.
+static int
+s_announce (s_up_t *self)
+{
+    printf ("edgeplane is up (data in %s):\n", self->common->data_dir);
+    for (size_t i = 0; i < self->count; i++) {
+        char *text = json_dumps (json_object_get (self->children [i].ready, "endpoints"), JSON_COMPACT);
+        printf ("  %-12s pid %-7d %s\n", self->children [i].name, (int) self->children [i].pid, text);
+        free (text);
+    }
+    printf ("Events: edgeplane events   Status: edgeplane status   Stop: Ctrl-C\n");
+    fflush (stdout);
+    if (!self->common->ready_file)
+        return CLI_OK;
+    json_t *endpoints = json_object ();
+    for (size_t i = 0; i < self->count; i++) {
+        const char *key;
+        json_t *value;
+        json_object_foreach (json_object_get (self->children [i].ready, "endpoints"), key, value) {
+            char name [96];
+            snprintf (name, sizeof name, "%s.%s", self->children [i].name, key);
+            json_object_set (endpoints, name, value);
+        }
+    }
+    int rc = CLI_OK;
+    if (ep_ready_write (self->common->ready_file, "up", endpoints) != 0)
+        rc = cli_fail ("up", "cannot write the ready file %s", self->common->ready_file);
+    json_decref (endpoints);
+    return rc;
+}
+
+//  The demo: seeds the model, issues the fleet's certificates (once),
+//  subscribes to the events it prints, and starts the fleet.
+static int
+s_demo_start (s_up_t *self)
+{
+    const char *model_api = NULL;
+    for (size_t i = 0; i < self->count; i++)
+        if (streq (self->children [i].name, "model"))
+            model_api = ep_ready_endpoint (self->children [i].ready, "api");
+    char *api = model_api? ep_endpoint_connectable (model_api): NULL;
+    const char *keys_dir = self->common->keys_dir;
+    char *fleet = zsys_sprintf ("%s/demo-fleet", self->common->data_dir);
+    int rc = CLI_OK;
+    char err [512];
+    if (!api || s_seed (keys_dir, api) != 0)
+        rc = CLI_FAIL;
+    else {
+        struct stat st;
+        char *probe = zsys_sprintf ("%s/demo-0.crt", fleet);
+        if (stat (probe, &st) != 0
+        &&  ep_pki_issue_batch (keys_dir, "router", "demo-", DEMO_ROUTERS, fleet, 30, err, sizeof err) != 0)
+            rc = cli_fail ("up", "issuing the demo fleet's certificates: %s", err);
+        free (probe);
+    }
+    free (api);
+    if (rc == CLI_OK) {
+        //  Print events as they happen, from the start of the fleet.
+        char *bus_key = ep_keys_public_txt (keys_dir, "bus");
+        self->sub_cert = ep_keys_load (keys_dir, "subscriber");
+        self->events = ep_subscriber_new (self->common->bus_sub, self->sub_cert, bus_key, EP_CODEC_DEFAULT_CAP,
+                                          NULL, NULL);
+        free (bus_key);
+        static const char *topics [] = { "connect.", "stray.", "terminator.", "session.", "presence.join" };
+        for (size_t i = 0; self->events && i < EP_COUNT (topics); i++)
+            ep_subscriber_subscribe (self->events, topics [i]);
+        char count_arg [16];
+        snprintf (count_arg, sizeof count_arg, "%d", DEMO_ROUTERS);
+        const char *args [] = { "--count", count_arg, "--prefix", "demo-", "--bundle", fleet,
+                                "--sessions", "3", "--churn", "0.2", "--heartbeat", "2s",
+                                "--stray", "1", NULL };
+        s_child_t *child = s_child_add (self, "router", zsys_sprintf ("%s/edgeplane-router", self->bin), args);
+        if (s_start (child) != 0)
+            rc = cli_fail ("up", "cannot start the demo fleet");
+        else
+            printf ("demo: %d routers (demo-0..%d) and one connection that never joins; events:\n",
+                    DEMO_ROUTERS, DEMO_ROUTERS - 1);
+        fflush (stdout);
+    }
+    free (fleet);
+    return rc;
+}
+
+//  Until Ctrl-C: restarts children that died (after their backoff) and
+//  prints the demo's events.
+static void
+s_supervise (s_up_t *self)
+{
+    while (!zsys_interrupted) {
+        s_reap (self->children, self->count);
+        for (size_t i = 0; i < self->count; i++) {
+            s_child_t *child = &self->children [i];
+            if (!child->pid && child->restart_at && ep_mono_ms () >= child->restart_at) {
+                child->restarts++;
+                s_start (child);
             }
-        if (events) {
+        }
+        if (self->events) {
             char *topic = NULL;
             Ep__Event *event;
-            while ((event = ep_subscriber_recv (events, 200, &topic))) {
+            while ((event = ep_subscriber_recv (self->events, 200, &topic))) {
                 char *line = ep_event_text (topic, event);
                 printf ("%s\n", line);
                 fflush (stdout);
@@ -428,21 +438,69 @@ cli_up (int argc, char **argv)
             poll (NULL, 0, 250);
         }
     }
-    printf ("\nedgeplane up: stopping\n");
-    for (size_t i = count; i-- > 0; ) {
-        s_stop (&children [i], 5000);
-        for (char **arg = children [i].argv; arg && *arg; arg++)
+}
+
+//  Stops the children in reverse order and frees what self holds.
+static void
+s_up_end (s_up_t *self)
+{
+    for (size_t i = self->count; i-- > 0; ) {
+        s_child_t *child = &self->children [i];
+        s_stop (child, 5000);
+        for (char **arg = child->argv; arg && *arg; arg++)
             free (*arg);
-        free (children [i].argv);
-        free (children [i].binary);
-        free (children [i].ready_path);
-        free (children [i].log_path);
-        json_decref (children [i].ready);
+        free (child->argv);
+        free (child->binary);
+        free (child->ready_path);
+        free (child->log_path);
+        json_decref (child->ready);
     }
-    ep_subscriber_destroy (&events);
-    zcert_destroy (&sub_cert);
-    free (bin);
-    free (run_dir);
+    ep_subscriber_destroy (&self->events);
+    zcert_destroy (&self->sub_cert);
+    free (self->bin);
+    free (self->run_dir);
+}
+
+int
+cli_up (int argc, char **argv)
+{
+    static bool demo;
+    ep_opt_t opts [] = {
+        { .name = "demo", .def = "false", .type = EP_OPT_BOOL, .flag = &demo,
+          .help = "Also seed a model, run a small simulated fleet and a stray, and print events." },
+    };
+    ep_common_opts_t common;
+    ep_config_t *config = cli_parse ("up", "Run the whole control plane on this machine (Ctrl-C stops it).",
+                                     NULL, &common, opts, EP_COUNT (opts), argc, argv);
+    signal (SIGPIPE, SIG_IGN);
+    zsys_init ();
+    s_up_t self = { .common = &common };
+    char err [512];
+    int rc = CLI_OK;
+    self.run_dir = zsys_sprintf ("%s/run", common.data_dir);
+    if (zsys_dir_create ("%s", self.run_dir) != 0 && errno != EEXIST)
+        rc = cli_fail ("up", "cannot create %s: %s", self.run_dir, strerror (errno));
+    if (rc == CLI_OK && (ep_keys_init (common.keys_dir, false, err, sizeof err) != 0
+                     ||  ep_pki_init (common.keys_dir, false, err, sizeof err) != 0))
+        rc = cli_fail ("up", "%s", err);
+    if (rc == CLI_OK) {
+        //  Children inherit the environment; the demo shortens the stray
+        //  grace so its stray shows within seconds.
+        setenv ("EDGEPLANE_DATA_DIR", common.data_dir, 1);
+        setenv ("EDGEPLANE_KEYS_DIR", common.keys_dir, 1);
+        if (demo && !getenv ("EDGEPLANE_STRAY_GRACE"))
+            setenv ("EDGEPLANE_STRAY_GRACE", "3s", 1);
+        self.bin = s_bin_dir ();
+        rc = s_services_start (&self);
+        if (rc == CLI_OK && !zsys_interrupted)
+            rc = s_announce (&self);
+        if (rc == CLI_OK && demo && !zsys_interrupted)
+            rc = s_demo_start (&self);
+        if (rc == CLI_OK)
+            s_supervise (&self);
+        printf ("\nedgeplane up: stopping\n");
+    }
+    s_up_end (&self);
     ep_config_destroy (&config);
     return rc;
 }

@@ -1,8 +1,6 @@
 /*  edgeplane: the command-line tool. Dispatches to one function per
     command; see cli.h. */
 #include "cli.h"
-#include "ep_log.h"
-#include <stdarg.h>
 
 typedef struct {
     const char *name;           //  command word
@@ -17,68 +15,14 @@ static const s_command_t s_commands [] = {
     { "status", cli_status, "Health, version and key figures of each service started by `edgeplane up`." },
     { "events", cli_events, "Subscribe to the event bus and print events (--json, --exec CMD)." },
     { "connections", cli_connections, "Control-channel connections across every watchdog instance." },
-    { "router", cli_router, "Routers in the model: create, get, list, update, delete." },
-    { "service", cli_service, "Services in the model: create, get, list, update, delete." },
-    { "identity", cli_identity, "Identities in the model: create, get, list, update, delete." },
-    { "controller", cli_controller, "Controllers in the model: create, get, list, update, delete." },
+    { "router", cli_entity, "Routers in the model: create, get, list, update, delete." },
+    { "service", cli_entity, "Services in the model: create, get, list, update, delete." },
+    { "identity", cli_entity, "Identities in the model: create, get, list, update, delete." },
+    { "controller", cli_entity, "Controllers in the model: create, get, list, update, delete." },
     { "backup", cli_backup, "Back up the model database to FILE (on the model service's machine)." },
     { "session", cli_session, "Sessions the reaper tracks: list, get." },
     { "terminator", cli_terminator, "Terminators (operators read): list, get." },
 };
-
-int
-cli_fail (const char *command, const char *format, ...)
-{
-    va_list args;
-    va_start (args, format);
-    char message [1024];
-    vsnprintf (message, sizeof message, format, args);
-    va_end (args);
-    fprintf (stderr, "edgeplane %s: %s\n", command, message);
-    return CLI_FAIL;
-}
-
-void
-cli_print_json (json_t *value)
-{
-    char *text = json_dumps (value, JSON_INDENT (2));
-    printf ("%s\n", text);
-    free (text);
-    json_decref (value);
-}
-
-ep_config_t *
-cli_parse (const char *command, const char *description, const char *usage,
-           ep_common_opts_t *common, const ep_opt_t *opts, size_t nopts,
-           int argc, char **argv, int *exit_code)
-{
-    char program [64];
-    snprintf (program, sizeof program, "edgeplane %s", command);
-    ep_config_t *config = ep_config_new (program, description);
-    ep_common_opts_add (config, common, NULL);
-    if (opts && nopts)
-        ep_config_add (config, opts, nopts);
-    ep_config_set_args (config, usage? EP_ARGS_ANY: EP_ARGS_NONE, usage);
-    char err [512];
-    int rc = ep_config_parse (config, argc, argv, err, sizeof err);
-    if (rc == 0) {
-        ep_log_init_named ("edgeplane", common->log_level, common->log_format);
-        *exit_code = CLI_OK;
-        return config;
-    }
-    if (rc == 1) {
-        char *help = ep_config_help (config);
-        fputs (help, stdout);
-        free (help);
-        *exit_code = CLI_OK;
-    }
-    else {
-        fprintf (stderr, "%s\n", err);
-        *exit_code = CLI_USAGE;
-    }
-    ep_config_destroy (&config);
-    return NULL;
-}
 
 static void
 s_overview (FILE *out)

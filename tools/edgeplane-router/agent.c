@@ -1,4 +1,4 @@
-/*  ep_agent.c: a router on the control channel (see ep_agent.h).
+/*  agent.c: a router on the control channel (see agent.h).
 
     Requests carry ids that say what they are about ("t:<service>" for a
     terminator, "s:<session>" for a session), so a reply finds its object
@@ -6,11 +6,11 @@
     again after the request timeout, which is safe because creates and
     opens are idempotent on the router-chosen ids.
 */
-#include "ep_agent.h"
+#include "agent.h"
 #include "ep_file.h"
 #include "ep_log.h"
 #include "ep_backoff.h"
-#include "ep_chan_client.h"
+#include "chan_client.h"
 #include <errno.h>
 #include <sodium.h>
 
@@ -32,15 +32,14 @@ typedef struct {
     int64_t sent_ms;            //  last open sent
 } s_session_t;
 
-struct _ep_agent_t {
-    ep_agent_config_t config;   //  copy (strings duplicated below)
+struct _agent_t {
+    agent_config_t config;   //  copy (strings duplicated below)
     char *id;                   //  router id
     char *controller;           //  host:port
     char *state_dir;            //  terminator id file's directory, or NULL
-    ep_chan_client_t *client;   //  the connection, NULL while disconnected
+    chan_client_t *client;   //  the connection, NULL while disconnected
     ep_backoff_t backoff;       //  reconnect delays
     int64_t next_connect_ms;    //  when to try again
-    bool stopped;               //  no more reconnects
     bool draining;              //  told goodbye without reconnect: acks only
     zhashx_t *hosted;           //  service id -> s_hosted_t (current slice)
     zhashx_t *terminator_ids;   //  service id -> terminator id (persistent)
@@ -50,7 +49,7 @@ struct _ep_agent_t {
     int64_t next_heartbeat_ms;  //  session heartbeat batch due
     int64_t next_churn_ms;      //  next session replaced
     int64_t next_resend_ms;     //  unconfirmed requests sent again
-    ep_agent_stats_t stats;     //  counters for callers
+    agent_stats_t stats;     //  counters for callers
 };
 
 static void
@@ -66,7 +65,7 @@ s_edge_destroy (void **item)
 }
 
 bool
-ep_agent_acks (const ep_agent_config_t *config, const char *session_id)
+agent_acks (const agent_config_t *config, const char *session_id)
 {
     if (config->ack_share >= 1.0)
         return true;
@@ -83,13 +82,13 @@ ep_agent_acks (const ep_agent_config_t *config, const char *session_id)
 //  Terminator ids on disk: "service_id terminator_id" per line.
 
 static char *
-s_ids_path (ep_agent_t *self)
+s_ids_path (agent_t *self)
 {
     return self->state_dir? zsys_sprintf ("%s/%s.terminators", self->state_dir, self->id): NULL;
 }
 
 static void
-s_ids_load (ep_agent_t *self)
+s_ids_load (agent_t *self)
 {
     char *path = s_ids_path (self);
     FILE *file = path? fopen (path, "r"): NULL;
@@ -102,7 +101,7 @@ s_ids_load (ep_agent_t *self)
 }
 
 static void
-s_ids_save (ep_agent_t *self)
+s_ids_save (agent_t *self)
 {
     char *path = s_ids_path (self);
     if (!path)
@@ -124,7 +123,7 @@ s_ids_save (ep_agent_t *self)
 }
 
 static const char *
-s_terminator_id (ep_agent_t *self, const char *service_id)
+s_terminator_id (agent_t *self, const char *service_id)
 {
     const char *id = (const char *) zhashx_lookup (self->terminator_ids, service_id);
     if (!id) {
@@ -139,12 +138,12 @@ s_terminator_id (ep_agent_t *self, const char *service_id)
 
 //  -------------------------------------------------------------------------
 
-ep_agent_t *
-ep_agent_new (const ep_agent_config_t *config)
+agent_t *
+agent_new (const agent_config_t *config)
 {
     EP_ASSERT (config->id && config->ctx && config->controller);
     EP_ASSERT (sodium_init () >= 0);
-    ep_agent_t *self = (ep_agent_t *) zmalloc (sizeof (ep_agent_t));
+    agent_t *self = (agent_t *) zmalloc (sizeof (agent_t));
     self->config = *config;
     self->id = strdup (config->id);
     self->controller = strdup (config->controller);
@@ -172,11 +171,11 @@ ep_agent_new (const ep_agent_config_t *config)
 }
 
 void
-ep_agent_destroy (ep_agent_t **self_p)
+agent_destroy (agent_t **self_p)
 {
-    ep_agent_t *self = *self_p;
+    agent_t *self = *self_p;
     if (self) {
-        ep_chan_client_destroy (&self->client);
+        chan_client_destroy (&self->client);
         zhashx_destroy (&self->hosted);
         zhashx_destroy (&self->terminator_ids);
         zhashx_destroy (&self->sessions);
@@ -190,21 +189,21 @@ ep_agent_destroy (ep_agent_t **self_p)
 }
 
 static int
-s_send (ep_agent_t *self, Ep__Frame *frame)
+s_send (agent_t *self, Ep__Frame *frame)
 {
     if (!self->client)
         return -1;
     frame->has_id = true;
     frame->id = ++self->frame_id;
-    return ep_chan_client_send (self->client, frame, 2000);
+    return chan_client_send (self->client, frame, 2000);
 }
 
 static void
-s_disconnect (ep_agent_t *self, const char *why, int64_t delay_ms)
+s_disconnect (agent_t *self, const char *why, int64_t delay_ms)
 {
     if (self->client) {
         snprintf (self->stats.last_error, sizeof self->stats.last_error, "%s", why);
-        ep_chan_client_destroy (&self->client);
+        chan_client_destroy (&self->client);
     }
     self->stats.joined = false;
     self->draining = false;
@@ -223,7 +222,7 @@ s_disconnect (ep_agent_t *self, const char *why, int64_t delay_ms)
 //  Terminators
 
 static void
-s_terminator_request (ep_agent_t *self, const char *service_id, s_hosted_t *hosted, bool create)
+s_terminator_request (agent_t *self, const char *service_id, s_hosted_t *hosted, bool create)
 {
     char request_id [80];
     snprintf (request_id, sizeof request_id, "t:%s", service_id);
@@ -256,7 +255,7 @@ s_terminator_request (ep_agent_t *self, const char *service_id, s_hosted_t *host
 }
 
 static void
-s_slice (ep_agent_t *self, const Ep__ModelSlice *slice)
+s_slice (agent_t *self, const Ep__ModelSlice *slice)
 {
     if (slice->full) {
         //  Services no longer listed go, with their terminators.
@@ -311,7 +310,7 @@ s_slice (ep_agent_t *self, const Ep__ModelSlice *slice)
 //  Sessions
 
 static void
-s_session_open (ep_agent_t *self, const char *session_id, s_session_t *session)
+s_session_open (agent_t *self, const char *session_id, s_session_t *session)
 {
     char request_id [96];
     snprintf (request_id, sizeof request_id, "s:%s", session_id);
@@ -337,7 +336,7 @@ s_session_open (ep_agent_t *self, const char *session_id, s_session_t *session)
 }
 
 static void
-s_session_close (ep_agent_t *self, const char *session_id)
+s_session_close (agent_t *self, const char *session_id)
 {
     char request_id [96];
     snprintf (request_id, sizeof request_id, "c:%s", session_id);
@@ -353,12 +352,12 @@ s_session_close (ep_agent_t *self, const char *session_id)
     zhashx_delete (self->sessions, session_id);
     char identity [80];
     snprintf (identity, sizeof identity, "id-%s", self->id);
-    ep_agent_report_edge (self, identity, "198.51.100.1:0", false);
+    agent_report_edge (self, identity, "198.51.100.1:0", false);
 }
 
 //  Opens sessions until it holds as many as configured.
 static void
-s_sessions_fill (ep_agent_t *self)
+s_sessions_fill (agent_t *self)
 {
     size_t services = zhashx_size (self->hosted);
     if (!self->stats.joined || services == 0)
@@ -383,12 +382,12 @@ s_sessions_fill (ep_agent_t *self)
         snprintf (identity, sizeof identity, "id-%s", self->id);
         snprintf (source, sizeof source, "198.51.100.%u:%u", 1 + randombytes_uniform (254),
                   1024 + randombytes_uniform (60000));
-        ep_agent_report_edge (self, identity, source, true);
+        agent_report_edge (self, identity, source, true);
     }
 }
 
 static void
-s_heartbeat (ep_agent_t *self)
+s_heartbeat (agent_t *self)
 {
     size_t total = zhashx_size (self->sessions);
     Ep__SessionHeartbeat__Entry *entries = (Ep__SessionHeartbeat__Entry *)
@@ -451,7 +450,7 @@ s_heartbeat (ep_agent_t *self)
 //  Commands
 
 static void
-s_ack (ep_agent_t *self, const char *command_id, char **ids, size_t count)
+s_ack (agent_t *self, const char *command_id, char **ids, size_t count)
 {
     for (size_t first = 0; first == 0 || first < count; first += BATCH_SESSIONS) {
         Ep__CommandAck ack = EP__COMMAND_ACK__INIT;
@@ -468,7 +467,7 @@ s_ack (ep_agent_t *self, const char *command_id, char **ids, size_t count)
 }
 
 static void
-s_command (ep_agent_t *self, const Ep__Command *command)
+s_command (agent_t *self, const Ep__Command *command)
 {
     self->stats.commands++;
     if (command->kind_case == EP__COMMAND__KIND_CLOSE_SESSIONS) {
@@ -477,7 +476,7 @@ s_command (ep_agent_t *self, const Ep__Command *command)
         size_t n = 0;
         for (size_t i = 0; i < close->n_session_ids; i++) {
             const char *id = close->session_ids [i];
-            if (ep_agent_acks (&self->config, id)) {
+            if (agent_acks (&self->config, id)) {
                 acked [n++] = (char *) id;
                 zhashx_delete (self->sessions, id);
                 self->stats.closes_acked++;
@@ -540,7 +539,7 @@ s_command (ep_agent_t *self, const Ep__Command *command)
 
 //  A reply: its request id says which object it confirms.
 static void
-s_reply (ep_agent_t *self, const char *request_id, const Ep__Status *status)
+s_reply (agent_t *self, const char *request_id, const Ep__Status *status)
 {
     bool ok = !status || !status->has_code || status->code == EP__STATUS__CODE__OK;
     if (!request_id || strlen (request_id) < 3 || request_id [1] != ':')
@@ -566,16 +565,14 @@ s_reply (ep_agent_t *self, const char *request_id, const Ep__Status *status)
 //  -------------------------------------------------------------------------
 
 int
-ep_agent_fd (ep_agent_t *self)
+agent_fd (agent_t *self)
 {
-    return self->client? ep_chan_client_fd (self->client): -1;
+    return self->client? chan_client_fd (self->client): -1;
 }
 
 int64_t
-ep_agent_deadline (ep_agent_t *self)
+agent_deadline (agent_t *self)
 {
-    if (self->stopped)
-        return INT64_MAX;
     if (!self->client)
         return self->next_connect_ms;
     if (self->draining)
@@ -589,10 +586,10 @@ ep_agent_deadline (ep_agent_t *self)
 }
 
 void
-ep_agent_handle (ep_agent_t *self)
+agent_handle (agent_t *self)
 {
     Ep__Frame *frame;
-    while (self->client && (frame = ep_chan_client_recv (self->client, 0))) {
+    while (self->client && (frame = chan_client_recv (self->client, 0))) {
         switch (frame->body_case) {
             case EP__FRAME__BODY_SLICE:
                 s_slice (self, frame->slice);
@@ -628,26 +625,26 @@ ep_agent_handle (ep_agent_t *self)
         }
         ep__frame__free_unpacked (frame, NULL);
     }
-    if (self->client && ep_chan_client_closed (self->client))
-        s_disconnect (self, ep_chan_client_close_reason (self->client), -1);
+    if (self->client && chan_client_closed (self->client))
+        s_disconnect (self, chan_client_close_reason (self->client), -1);
 }
 
 static void
-s_connect (ep_agent_t *self)
+s_connect (agent_t *self)
 {
     char err [256];
-    self->client = ep_chan_client_new (self->controller, self->config.ctx, 2000, err, sizeof err);
+    self->client = chan_client_new (self->controller, self->config.ctx, 2000, err, sizeof err);
     if (!self->client) {
         snprintf (self->stats.last_error, sizeof self->stats.last_error, "%s", err);
         self->next_connect_ms = ep_mono_ms () + ep_backoff_next (&self->backoff);
         return;
     }
-    Ep__HelloResult *result = ep_chan_client_hello (self->client, 1, EP__ROLE__ROLE_ROUTER, self->id, 3000);
+    Ep__HelloResult *result = chan_client_hello (self->client, 1, EP__ROLE__ROLE_ROUTER, self->id, 3000);
     if (!result || !result->status || result->status->code != EP__STATUS__CODE__OK) {
         self->stats.refusals += result != NULL;
         snprintf (err, sizeof err, "join refused: %s",
                   result && result->status && result->status->message? result->status->message
-                  : ep_chan_client_close_reason (self->client));
+                  : chan_client_close_reason (self->client));
         if (result)
             ep__hello_result__free_unpacked (result, NULL);
         s_disconnect (self, err, -1);
@@ -669,10 +666,8 @@ s_connect (ep_agent_t *self)
 }
 
 void
-ep_agent_tick (ep_agent_t *self)
+agent_tick (agent_t *self)
 {
-    if (self->stopped)
-        return;
     int64_t now = ep_mono_ms ();
     if (!self->client) {
         if (now >= self->next_connect_ms)
@@ -680,8 +675,8 @@ ep_agent_tick (ep_agent_t *self)
         return;
     }
     if (self->draining) {
-        if (ep_chan_client_closed (self->client))
-            s_disconnect (self, ep_chan_client_close_reason (self->client), -1);
+        if (chan_client_closed (self->client))
+            s_disconnect (self, chan_client_close_reason (self->client), -1);
         return;             //  nothing but acks while draining
     }
     if (now >= self->next_heartbeat_ms) {
@@ -712,12 +707,12 @@ ep_agent_tick (ep_agent_t *self)
                 s_session_open (self, (const char *) zhashx_cursor (self->sessions), session);
         self->next_resend_ms = now + self->config.request_timeout_ms;
     }
-    if (self->client && ep_chan_client_closed (self->client))
-        s_disconnect (self, ep_chan_client_close_reason (self->client), -1);
+    if (self->client && chan_client_closed (self->client))
+        s_disconnect (self, chan_client_close_reason (self->client), -1);
 }
 
 void
-ep_agent_report_edge (ep_agent_t *self, const char *identity_id, const char *src_addr, bool connected)
+agent_report_edge (agent_t *self, const char *identity_id, const char *src_addr, bool connected)
 {
     Ep__EdgeConnect *edge = (Ep__EdgeConnect *) zmalloc (sizeof (Ep__EdgeConnect));
     ep__edge_connect__init (edge);
@@ -729,22 +724,14 @@ ep_agent_report_edge (ep_agent_t *self, const char *identity_id, const char *src
     zlistx_add_end (self->edges, edge);
 }
 
-void
-ep_agent_stop (ep_agent_t *self)
-{
-    ep_chan_client_destroy (&self->client);
-    self->stats.joined = false;
-    self->stopped = true;
-}
-
-const ep_agent_stats_t *
-ep_agent_stats (ep_agent_t *self)
+const agent_stats_t *
+agent_stats (agent_t *self)
 {
     return &self->stats;
 }
 
 const char *
-ep_agent_id (ep_agent_t *self)
+agent_id (agent_t *self)
 {
     return self->id;
 }

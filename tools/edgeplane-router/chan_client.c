@@ -1,15 +1,14 @@
-/*  ep_chan_client.c: TLS client for the control channel. */
-#include "ep_chan_client.h"
+/*  chan_client.c: TLS client for the control channel. */
+#include "chan_client.h"
 #include "ep_chan_io.h"
 #include <poll.h>
 #include <unistd.h>
 #include <openssl/err.h>
 
-struct _ep_chan_client_t {
+struct _chan_client_t {
     int fd;                     //  the TCP socket (non-blocking)
     SSL *ssl;                   //  TLS over it
     ep_frame_reader_t *reader;  //  incoming frames
-    bool auto_pong;             //  answer Pings in recv
     bool closed;                //  peer closed or failed
     char reason [256];          //  why
     uint64_t pongs;             //  Pings answered
@@ -18,7 +17,7 @@ struct _ep_chan_client_t {
 //  Waits for the socket to be readable or writable as SSL asks (io), until
 //  deadline. False on timeout.
 static bool
-s_wait (ep_chan_client_t *self, ep_chan_io_t io, int64_t deadline)
+s_wait (chan_client_t *self, ep_chan_io_t io, int64_t deadline)
 {
     int64_t left = deadline - ep_mono_ms ();
     if (left <= 0)
@@ -29,7 +28,7 @@ s_wait (ep_chan_client_t *self, ep_chan_io_t io, int64_t deadline)
 }
 
 static void
-s_fail (ep_chan_client_t *self, const char *what)
+s_fail (chan_client_t *self, const char *what)
 {
     if (!self->closed) {
         self->closed = true;
@@ -42,15 +41,14 @@ s_fail (ep_chan_client_t *self, const char *what)
     ERR_clear_error ();
 }
 
-ep_chan_client_t *
-ep_chan_client_new (const char *address, SSL_CTX *ctx, int timeout_ms, char *err, size_t errlen)
+chan_client_t *
+chan_client_new (const char *address, SSL_CTX *ctx, int timeout_ms, char *err, size_t errlen)
 {
     ep_chan_dial_error_t error;
     int fd = ep_chan_dial (address, 0, &error, err, errlen);
     if (fd < 0)
         return NULL;
-    ep_chan_client_t *self = (ep_chan_client_t *) zmalloc (sizeof (ep_chan_client_t));
-    self->auto_pong = true;
+    chan_client_t *self = (chan_client_t *) zmalloc (sizeof (chan_client_t));
     self->fd = fd;
     int64_t deadline = ep_mono_ms () + timeout_ms;
     int rc = 0;
@@ -88,14 +86,14 @@ ep_chan_client_new (const char *address, SSL_CTX *ctx, int timeout_ms, char *err
     if (rc == 0)
         self->reader = ep_frame_reader_new (EP_FRAME_JOINED_CAP);
     else
-        ep_chan_client_destroy (&self);
+        chan_client_destroy (&self);
     return self;
 }
 
 void
-ep_chan_client_destroy (ep_chan_client_t **self_p)
+chan_client_destroy (chan_client_t **self_p)
 {
-    ep_chan_client_t *self = *self_p;
+    chan_client_t *self = *self_p;
     if (self) {
         if (self->ssl) {
             if (!self->closed)
@@ -111,7 +109,7 @@ ep_chan_client_destroy (ep_chan_client_t **self_p)
 }
 
 int
-ep_chan_client_send_raw (ep_chan_client_t *self, const void *data, size_t size, int timeout_ms)
+chan_client_send_raw (chan_client_t *self, const void *data, size_t size, int timeout_ms)
 {
     int64_t deadline = ep_mono_ms () + timeout_ms;
     size_t done = 0;
@@ -132,36 +130,36 @@ ep_chan_client_send_raw (ep_chan_client_t *self, const void *data, size_t size, 
 }
 
 int
-ep_chan_client_send (ep_chan_client_t *self, const Ep__Frame *frame, int timeout_ms)
+chan_client_send (chan_client_t *self, const Ep__Frame *frame, int timeout_ms)
 {
     uint8_t *bytes;
     size_t size;
     if (ep_frame_encode (frame, EP_FRAME_JOINED_CAP, &bytes, &size) != 0)
         return -1;
-    int rc = ep_chan_client_send_raw (self, bytes, size, timeout_ms);
+    int rc = chan_client_send_raw (self, bytes, size, timeout_ms);
     free (bytes);
     return rc;
 }
 
 static void
-s_pong (ep_chan_client_t *self, const Ep__Ping *ping)
+s_pong (chan_client_t *self, const Ep__Ping *ping)
 {
     Ep__Pong pong;
     Ep__Frame frame;
     ep_chan_pong (&frame, &pong, ping);
-    if (ep_chan_client_send (self, &frame, 1000) == 0)
+    if (chan_client_send (self, &frame, 1000) == 0)
         self->pongs++;
 }
 
 Ep__Frame *
-ep_chan_client_recv (ep_chan_client_t *self, int timeout_ms)
+chan_client_recv (chan_client_t *self, int timeout_ms)
 {
     int64_t deadline = ep_mono_ms () + timeout_ms;
     while (!self->closed) {
         ep_chan_io_t io;
         Ep__Frame *frame = ep_chan_next (self->ssl, self->reader, ep_mono_ms (), &io);
         if (frame) {
-            if (self->auto_pong && frame->body_case == EP__FRAME__BODY_PING) {
+            if (frame->body_case == EP__FRAME__BODY_PING) {
                 s_pong (self, frame->ping);
                 ep__frame__free_unpacked (frame, NULL);
                 continue;
@@ -185,18 +183,18 @@ ep_chan_client_recv (ep_chan_client_t *self, int timeout_ms)
 }
 
 Ep__HelloResult *
-ep_chan_client_hello (ep_chan_client_t *self, uint32_t version, Ep__Role role,
+chan_client_hello (chan_client_t *self, uint32_t version, Ep__Role role,
                       const char *id, int timeout_ms)
 {
     Ep__Hello hello;
     Ep__Frame frame;
     ep_chan_hello (&frame, &hello, version, role, id);
-    if (ep_chan_client_send (self, &frame, timeout_ms) != 0)
+    if (chan_client_send (self, &frame, timeout_ms) != 0)
         return NULL;
     int64_t deadline = ep_mono_ms () + timeout_ms;
     while (true) {
         int64_t left = deadline - ep_mono_ms ();
-        Ep__Frame *reply = left > 0? ep_chan_client_recv (self, (int) left): NULL;
+        Ep__Frame *reply = left > 0? chan_client_recv (self, (int) left): NULL;
         if (!reply)
             return NULL;
         if (reply->body_case == EP__FRAME__BODY_HELLO_RESULT) {
@@ -210,38 +208,32 @@ ep_chan_client_hello (ep_chan_client_t *self, uint32_t version, Ep__Role role,
     }
 }
 
-void
-ep_chan_client_set_auto_pong (ep_chan_client_t *self, bool auto_pong)
-{
-    self->auto_pong = auto_pong;
-}
-
 bool
-ep_chan_client_closed (ep_chan_client_t *self)
+chan_client_closed (chan_client_t *self)
 {
     return self->closed;
 }
 
 const char *
-ep_chan_client_close_reason (ep_chan_client_t *self)
+chan_client_close_reason (chan_client_t *self)
 {
     return self->reason;
 }
 
 int
-ep_chan_client_fd (ep_chan_client_t *self)
+chan_client_fd (chan_client_t *self)
 {
     return self->fd;
 }
 
 X509 *
-ep_chan_client_peer_cert (ep_chan_client_t *self)
+chan_client_peer_cert (chan_client_t *self)
 {
     return SSL_get0_peer_certificate (self->ssl);
 }
 
 uint64_t
-ep_chan_client_pongs (ep_chan_client_t *self)
+chan_client_pongs (chan_client_t *self)
 {
     return self->pongs;
 }

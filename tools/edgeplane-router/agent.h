@@ -1,4 +1,4 @@
-/*  ep_agent.h: one router's side of the control channel.
+/*  agent.h: one router's side of the control channel.
 
     The router agent (edgeplane-router) runs one of these per simulated
     router, all in one loop. An agent joins its controller with its
@@ -10,13 +10,13 @@
     connections in batches, and reconnects with exponential backoff and
     jitter, resolving the controller address at every connect.
 */
-#ifndef EP_AGENT_H_INCLUDED
-#define EP_AGENT_H_INCLUDED
+#ifndef AGENT_H_INCLUDED
+#define AGENT_H_INCLUDED
 
 #include "ep_prelude.h"
 #include <openssl/ssl.h>
 
-typedef struct _ep_agent_t ep_agent_t;
+typedef struct _agent_t agent_t;
 
 typedef struct {
     const char *id;             //  router id (its certificate's)
@@ -30,7 +30,7 @@ typedef struct {
     int64_t backoff_base_ms;    //  first reconnect delay
     int64_t backoff_max_ms;     //  largest reconnect delay
     int64_t request_timeout_ms; //  resend a request unanswered this long
-} ep_agent_config_t;
+} agent_config_t;
 
 typedef struct {
     bool joined;                //  currently joined
@@ -45,49 +45,45 @@ typedef struct {
     uint64_t commands;          //  commands received
     uint64_t slice_revision;    //  model revision of its slice
     char last_error [320];      //  why the last connect or join failed
-} ep_agent_stats_t;
+} agent_stats_t;
 
-ep_agent_t *
-    ep_agent_new (const ep_agent_config_t *config);
+agent_t *
+    agent_new (const agent_config_t *config);
 
 void
-    ep_agent_destroy (ep_agent_t **self_p);
+    agent_destroy (agent_t **self_p);
 
 //  The socket to poll for input, or -1 while disconnected.
 int
-    ep_agent_fd (ep_agent_t *self);
+    agent_fd (agent_t *self);
 
-//  When ep_agent_tick is next due (monotonic ms).
+//  When agent_tick is next due (monotonic ms).
 int64_t
-    ep_agent_deadline (ep_agent_t *self);
+    agent_deadline (agent_t *self);
 
 //  The socket is readable: take every frame waiting.
 void
-    ep_agent_handle (ep_agent_t *self);
+    agent_handle (agent_t *self);
 
 //  Timers: connect when due (blocks up to a couple of seconds), heartbeats,
 //  churn, resends.
 void
-    ep_agent_tick (ep_agent_t *self);
+    agent_tick (agent_t *self);
 
 //  Reports edge-to-router connections (sent with the next heartbeat).
 void
-    ep_agent_report_edge (ep_agent_t *self, const char *identity_id, const char *src_addr,
+    agent_report_edge (agent_t *self, const char *identity_id, const char *src_addr,
                           bool connected);
 
-//  Disconnects and stops reconnecting (shutdown).
-void
-    ep_agent_stop (ep_agent_t *self);
-
-const ep_agent_stats_t *
-    ep_agent_stats (ep_agent_t *self);
+const agent_stats_t *
+    agent_stats (agent_t *self);
 
 const char *
-    ep_agent_id (ep_agent_t *self);
+    agent_id (agent_t *self);
 
 //  True if the agent acknowledges CloseSessions for session id (the share
 //  is decided by a hash of the id, so a test can predict the split).
 bool
-    ep_agent_acks (const ep_agent_config_t *config, const char *session_id);
+    agent_acks (const agent_config_t *config, const char *session_id);
 
 #endif
