@@ -1,12 +1,12 @@
 /*  channel.h: the watchdog's TLS listener.
 
-    Every control-channel connection lives in one epoll set with one timer
-    heap (czmq's pollers are poll()-based and O(n) per wake-up; this is
-    O(ready)). Each connection is a conn_t state machine (conn.h) plus its
-    socket, TLS session, frame reader and bounded output queue; this module
-    does the socket and TLS work and carries out the actions the state
-    machine asks for, and tells the watchdog (handler callbacks) about
-    joins, leaves, strays, refusals and frames to relay.
+    The bridge between common's TLS server (ep_tls_server: one epoll set
+    and one timer heap for every control-channel connection, the sockets,
+    TLS sessions, frame readers and bounded output queues) and the
+    connection state machine (conn.h), one conn_t per connection: it feeds
+    each conn_t what happened, carries out the actions it asks for, and
+    tells the watchdog (handler callbacks) about joins, leaves, strays,
+    refusals and frames to relay.
 
     The watchdog's ZeroMQ loop waits on channel_fd () (the epoll fd) among
     its sockets and calls channel_process () when it is readable or when
@@ -17,10 +17,11 @@
 
 #include "ep_prelude.h"
 #include "conn.h"
-#include <openssl/ssl.h>
+#include "ep_tls_server.h"
 
 typedef struct _channel_t channel_t;
-typedef struct _channel_conn_t channel_conn_t;
+//  A connection of the channel: its conn_t is channel_conn_state ().
+typedef ep_tls_conn_t channel_conn_t;
 
 typedef struct {
     conn_config_t conn;         //  grace, stray action, heartbeats, versions

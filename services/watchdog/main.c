@@ -99,6 +99,7 @@ typedef struct {
     int64_t ctrl_check_ms;      //  when to ask renewal_check again (wall)
     dialer_t *dialer;           //  which peers to dial, when
     zhashx_t *links;            //  peer instance -> s_link_t (our links to peers)
+    ep_tls_server_t *link_server;   //  their connections
     link_config_t link_config;  //  their timeouts
     bool registered_here;       //  we created our controller entry: removed when we stop
     bool draining;              //  SIGTERM: no new connections, routers told to go
@@ -1257,7 +1258,7 @@ s_dial (s_watchdog_t *self)
         snprintf (link->instance, sizeof link->instance, "%s", action.instance);
         snprintf (link->ctrl_id, sizeof link->ctrl_id, "%s", action.ctrl_id);
         snprintf (link->address, sizeof link->address, "%s", action.address);
-        link->link = link_new (action.address, self->client_ctx, action.ctrl_id, &self->link_config, now);
+        link->link = link_new (self->link_server, action.address, self->client_ctx, action.ctrl_id, &self->link_config, now);
         ep_log_debug ("dialing ctrl peer %s at %s", action.ctrl_id, action.address);
         zhashx_insert (self->links, action.instance, link);
     }
@@ -1539,6 +1540,8 @@ main (int argc, char **argv)
             dialer_config_t dialer = { .expire_ms = PEER_EXPIRE_MS, .backoff_base_ms = 250,
                                        .backoff_max_ms = 10000 };
             self.dialer = dialer_new (&dialer, ep_service_source_id (self.service));
+            ep_tls_server_config_t links = { 0 };
+            self.link_server = ep_tls_server_new (&links);
             dialer_set_registered (self.dialer, revision);
             self.link_config = (link_config_t) {
                 .own_id = self.ctrl_id, .join_timeout_ms = LINK_JOIN_MS,
@@ -1562,6 +1565,7 @@ main (int argc, char **argv)
         { self.terminators? zsock_resolve (self.terminators): NULL, 0, ZMQ_POLLIN, 0 },
         { self.reaper? zsock_resolve (self.reaper): NULL, 0, ZMQ_POLLIN, 0 },
         { NULL, self.channel? channel_fd (self.channel): -1, ZMQ_POLLIN, 0 },
+        { NULL, self.link_server? ep_tls_server_fd (self.link_server): -1, ZMQ_POLLIN, 0 },
     };
     int64_t next_beacon = ep_mono_ms (), next_gauges = ep_mono_ms () + GAUGES_MS;
     int64_t next_crl = ep_mono_ms () + CRL_CHECK_MS, drain_deadline = 0;
@@ -1579,36 +1583,24 @@ main (int argc, char **argv)
         for (size_t i = 0; i < EP_COUNT (due); i++)
             if (due [i] < timeout)
                 timeout = due [i];
-        //  The fixed sockets, then one item per link to a peer controller.
-        size_t nlinks = zhashx_size (self.links);
-        zmq_pollitem_t items [EP_COUNT (fixed) + nlinks + 1];
-        s_link_t *polled [nlinks + 1];
-        memcpy (items, fixed, sizeof fixed);
-        size_t count = EP_COUNT (fixed);
+        if (self.link_server && ep_tls_server_deadline (self.link_server) - now < timeout)
+            timeout = ep_tls_server_deadline (self.link_server) - now;
         s_link_t *link = (s_link_t *) zhashx_first (self.links);
-        for (size_t i = 0; link && i < nlinks; link = (s_link_t *) zhashx_next (self.links), i++) {
-            polled [i] = link;
-            items [count++] = (zmq_pollitem_t) { NULL, link_fd (link->link), link_events (link->link), 0 };
-            int64_t deadline = link_state (link->link) == LINK_CLOSED? now: link_deadline (link->link);
-            if (deadline != INT64_MAX && deadline - now < timeout)
-                timeout = deadline - now;
-        }
+        for (; link; link = (s_link_t *) zhashx_next (self.links))
+            if (link_state (link->link) == LINK_CLOSED)
+                timeout = 0;        //  s_links_check has news for the dialer
         if (timeout < 0)
             timeout = 0;
-        if (zmq_poll (items, (int) count, (long) timeout) < 0 && zmq_errno () != EINTR)
+        if (zmq_poll (fixed, (int) EP_COUNT (fixed), (long) timeout) < 0 && zmq_errno () != EINTR)
             break;
-        now = ep_mono_ms ();
-        for (size_t i = EP_COUNT (fixed); i < count; i++) {
-            s_link_t *polled_link = polled [i - EP_COUNT (fixed)];
-            if (items [i].revents || now >= link_deadline (polled_link->link))
-                link_handle (polled_link->link, now);
-        }
+        if (self.link_server)
+            ep_tls_server_process (self.link_server);
         if (self.dialer) {
             s_links_check (&self);
             if (!self.draining)
                 s_dial (&self);
         }
-        if (items [0].revents & ZMQ_POLLIN)
+        if (fixed [0].revents & ZMQ_POLLIN)
             ep_service_check_auth (self.service);
         ep_follower_handle (self.follower);
         s_bus_events (&self);
@@ -1657,6 +1649,7 @@ main (int argc, char **argv)
     }
     channel_destroy (&self.channel);
     zhashx_destroy (&self.links);
+    ep_tls_server_destroy (&self.link_server);
     dialer_destroy (&self.dialer);
     if (self.ctrl_id && self.follower)
         s_unregister (&self);
