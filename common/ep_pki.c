@@ -1217,3 +1217,19 @@ ep_pki_ctx_use (SSL_CTX *ctx, X509 *cert, EVP_PKEY *key, char *err, size_t errle
     }
     return 0;
 }
+
+void
+ep_pki_pair_free (X509 **cert_p, EVP_PKEY **key_p)
+{
+    X509_free (*cert_p);
+    EVP_PKEY_free (*key_p);
+    *cert_p = NULL;
+    *key_p = NULL;
+}
+
+void
+ep_pki_ctx_free (SSL_CTX **ctx_p)
+{
+    SSL_CTX_free (*ctx_p);
+    *ctx_p = NULL;
+}

@@ -151,4 +151,14 @@ SSL_CTX *
 int
     ep_pki_peer_identity (SSL *ssl, char *role, size_t rolelen, char *id, size_t idlen);
 
+//  Frees a certificate and key (from ep_pki_read_pair, ep_pki_issue_memory;
+//  either may be NULL) and sets both pointers NULL: their owners outside
+//  common/ make no OpenSSL calls of their own.
+void
+    ep_pki_pair_free (X509 **cert_p, EVP_PKEY **key_p);
+
+//  Frees a context (NULL is fine) and sets *ctx_p NULL.
+void
+    ep_pki_ctx_free (SSL_CTX **ctx_p);
+
 #endif
