@@ -1,7 +1,7 @@
 /*  ep_chan_io.c: the client half of the control channel (see ep_chan_io.h). */
 #include "ep_chan_io.h"
+#include "ep_addr.h"
 #include <errno.h>
-#include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <openssl/err.h>
@@ -10,48 +10,27 @@ int
 ep_chan_dial (const char *address, int flags, ep_chan_dial_error_t *error,
               char *err, size_t errlen)
 {
-    char host [256];
-    const char *colon = strrchr (address, ':');
-    if (!colon || colon == address || (size_t) (colon - address) >= sizeof host) {
-        if (err)
-            snprintf (err, errlen, "address \"%s\": use host:port", address);
+    //  Brackets around any host (as `--controller [::1]:6262` is written
+    //  and checked) come off whatever the flags. A service name parses
+    //  either way; with EP_CHAN_DIAL_HOSTPORT it cannot resolve.
+    ep_addr_t addr;
+    if (ep_addr_parse (&addr, address, EP_ADDR_DIAL | EP_ADDR_SERVICE, NULL, 0) != 0) {
         *error = EP_CHAN_DIAL_BAD_ADDRESS;
-        return -1;
-    }
-    memcpy (host, address, colon - address);
-    host [colon - address] = 0;
-    //  Brackets around an IPv6 host (as `--controller [::1]:6262` is
-    //  written and checked) come off whatever the flags: no name has them.
-    if (host [0] == '[' && host [strlen (host) - 1] == ']') {
-        memmove (host, host + 1, strlen (host));
-        host [strlen (host) - 1] = 0;
+        return ep_errorf (err, errlen, "address \"%s\": use host:port", address);
     }
     //  A literal (as in beacons) is taken without a lookup; a name is
     //  looked up, which may block briefly.
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
-    struct addrinfo *found = NULL;
-    if (getaddrinfo (host, colon + 1, &hints, &found) != 0) {
-        hints.ai_flags = (flags & EP_CHAN_DIAL_HOSTPORT)? AI_NUMERICSERV: 0;
-        if (getaddrinfo (host, colon + 1, &hints, &found) != 0) {
-            if (err)
-                snprintf (err, errlen, "cannot resolve %s", host);
-            *error = EP_CHAN_DIAL_UNRESOLVED;
-            return -1;
-        }
+    struct sockaddr_storage sa;
+    socklen_t len;
+    if ((addr.port < 0 && (flags & EP_CHAN_DIAL_HOSTPORT))
+    ||  ep_addr_resolve (&addr, &sa, &len, NULL, 0) != 0) {
+        *error = EP_CHAN_DIAL_UNRESOLVED;
+        return ep_errorf (err, errlen, "cannot resolve %s", addr.host);
     }
-    int fd = socket (found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int failure = errno;
-    if (fd >= 0
-    &&  connect (fd, found->ai_addr, found->ai_addrlen) != 0 && errno != EINPROGRESS) {
-        failure = errno;
-        close (fd);
-        fd = -1;
-    }
-    freeaddrinfo (found);
+    int fd = ep_addr_connect ((struct sockaddr *) &sa, len);
     if (fd < 0) {
-        if (err)
-            snprintf (err, errlen, "cannot connect to %s: %s", address, strerror (failure));
+        int failure = errno;
+        ep_errorf (err, errlen, "cannot connect to %s: %s", address, strerror (failure));
         *error = EP_CHAN_DIAL_CONNECT;
         errno = failure;
         return -1;

@@ -7,6 +7,7 @@
     would have been used, and the order of flags never matters.
 */
 #include "ep_config.h"
+#include "ep_addr.h"
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -151,33 +152,20 @@ s_int_parse (const char *text, int64_t *value)
     return 0;
 }
 
-//  A port: 0 to 65535 in decimal (0 lets the kernel choose).
-static bool
-s_port_valid (const char *text)
-{
-    size_t len = strlen (text);
-    if (len < 1 || len > 5 || strspn (text, "0123456789") != len)
-        return false;
-    return atoi (text) <= 65535;
-}
-
-//  host:port, with an IPv6 host in brackets; star_port allows "*" as port.
+//  host:port as every listener and dialer reads it (ep_addr); star_port
+//  also allows "*" as the port (a ZeroMQ endpoint's kernel-chosen port).
 static bool
 s_hostport_valid (const char *text, bool star_port)
 {
-    const char *colon = strrchr (text, ':');
-    if (!colon || colon == text)
-        return false;
-    size_t host_len = (size_t) (colon - text);
-    if (text [0] == '[' && (host_len < 3 || text [host_len - 1] != ']'))
-        return false;
-    if (text [0] != '[' && memchr (text, ':', host_len))
-        return false;           //  a bare IPv6 address needs brackets
-    if (memchr (text, ' ', host_len))
-        return false;
-    if (star_port && strcmp (colon + 1, "*") == 0)
-        return true;
-    return s_port_valid (colon + 1);
+    ep_addr_t addr;
+    size_t len = strlen (text);
+    if (star_port && len > 2 && streq (text + len - 2, ":*")) {
+        char *zero = zsys_sprintf ("%.*s:0", (int) (len - 2), text);
+        bool valid = ep_addr_parse (&addr, zero, 0, NULL, 0) == 0;
+        free (zero);
+        return valid;
+    }
+    return ep_addr_parse (&addr, text, 0, NULL, 0) == 0;
 }
 
 static bool
@@ -289,7 +277,7 @@ s_expected (const ep_opt_t *opt, char *buf, size_t size)
             snprintf (buf, size, "a ZeroMQ endpoint such as tcp://127.0.0.1:7001");
             break;
         case EP_OPT_HOSTPORT:
-            snprintf (buf, size, "host:port such as 127.0.0.1:9101");
+            snprintf (buf, size, "host:port such as 127.0.0.1:9101 or [::1]:9101");
             break;
         case EP_OPT_ID:
             snprintf (buf, size, "an id of 1 to 64 letters, digits, '_' or '-'");

@@ -1,17 +1,15 @@
 /*  ep_http.c: /metrics, /healthz and /readyz on libmicrohttpd.
 
-    We bind the listening socket ourselves and hand it to libmicrohttpd, so
-    a bad or busy address is reported with its errno and a hint, not lost
-    in a generic start failure. libmicrohttpd closes that socket on stop.
+    We bind the listening socket ourselves (ep_addr: an IPv6 socket for an
+    IPv6 address) and hand it to libmicrohttpd, so a bad or busy address is
+    reported with its errno and a hint, not lost in a generic start failure.
+    libmicrohttpd closes that socket on stop.
 */
 #include "ep_prelude.h"
 #include "ep_http.h"
-#include <arpa/inet.h>
-#include <errno.h>
+#include "ep_addr.h"
 #include <microhttpd.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #define EP_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
@@ -22,53 +20,9 @@ struct _ep_http_t {
     pthread_mutex_t lock;       //  guards ready and reason
     bool ready;                 //  what /readyz answers
     char *reason;               //  why not ready
+    int port;                   //  the port bound
+    char address [EP_ADDR_TEXT_MAX];    //  where a local client reaches us
 };
-
-//  Parses "HOST:PORT" (IPv4 HOST, "*" for every interface). Returns 0 or -1.
-static int
-s_parse_listen (const char *listen, struct sockaddr_in *addr)
-{
-    const char *colon = listen? strrchr (listen, ':'): NULL;
-    if (!colon || colon == listen || colon - listen >= INET_ADDRSTRLEN)
-        return -1;
-    char host [INET_ADDRSTRLEN];
-    memcpy (host, listen, colon - listen);
-    host [colon - listen] = 0;
-
-    const char *digits = colon + 1;
-    char *end;
-    long port = strtol (digits, &end, 10);
-    if (*digits < '0' || *digits > '9' || *end || port > 65535)
-        return -1;
-
-    memset (addr, 0, sizeof *addr);
-    addr->sin_family = AF_INET;
-    addr->sin_port = htons ((uint16_t) port);
-    if (streq (host, "*"))
-        addr->sin_addr.s_addr = htonl (INADDR_ANY);
-    else
-    if (inet_pton (AF_INET, host, &addr->sin_addr) != 1)
-        return -1;
-    return 0;
-}
-
-//  Returns a listening socket bound to addr, or -1 with errno set.
-static int
-s_listen (const struct sockaddr_in *addr)
-{
-    int fd = socket (AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1)
-        return -1;
-    int on = 1;
-    if (setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == 0
-    &&  bind (fd, (const struct sockaddr *) addr, sizeof *addr) == 0
-    &&  listen (fd, 64) == 0)
-        return fd;
-    int saved = errno;
-    close (fd);
-    errno = saved;
-    return -1;
-}
 
 static enum MHD_Result
 s_reply (struct MHD_Connection *connection, unsigned int status,
@@ -128,15 +82,13 @@ ep_http_new (const char *listen, ep_metrics_t *metrics)
     self->metrics = metrics;
     self->reason = strdup ("starting");
 
-    struct sockaddr_in addr;
-    const char *error = NULL;
+    ep_addr_t addr;
+    char error [256] = "";
     int fd = -1;
-    if (s_parse_listen (listen, &addr) == -1)
-        error = "not an IPv4 HOST:PORT, such as 127.0.0.1:9101 or *:9101";
-    else
-    if ((fd = s_listen (&addr)) == -1)
-        error = strerror (errno);
-    else {
+    if (ep_addr_parse (&addr, listen, 0, error, sizeof error) == 0
+    &&  (fd = ep_addr_listen (&addr, 64, error, sizeof error)) >= 0) {
+        self->port = ep_addr_port (fd);
+        ep_addr_local (fd, self->address, sizeof self->address);
         //  epoll, not select (): fd numbers past 1024 must work.
         self->daemon = MHD_start_daemon (
             MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG,
@@ -145,11 +97,11 @@ ep_http_new (const char *listen, ep_metrics_t *metrics)
             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 30,
             MHD_OPTION_END);
         if (!self->daemon) {
-            error = "libmicrohttpd did not start (see its message above)";
+            snprintf (error, sizeof error, "libmicrohttpd did not start (see its message above)");
             close (fd);         //  only MHD_stop_daemon closes it for us
         }
     }
-    if (error) {
+    if (!self->daemon) {
         zsys_error ("ep_http: cannot serve HTTP on '%s': %s; set another address"
                     " (EDGEPLANE_HTTP_LISTEN)", listen? listen: "(null)", error);
         ep_http_destroy (&self);
@@ -175,9 +127,14 @@ int
 ep_http_port (ep_http_t *self)
 {
     EP_ASSERT (self);
-    const union MHD_DaemonInfo *info =
-        MHD_get_daemon_info (self->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    return info? info->port: -1;
+    return self->port;
+}
+
+const char *
+ep_http_address (ep_http_t *self)
+{
+    EP_ASSERT (self);
+    return self->address;
 }
 
 void

@@ -15,8 +15,9 @@
 
 typedef struct _ep_http_t ep_http_t;
 
-//  Starts serving on listen, "HOST:PORT" with an IPv4 HOST ("*" or
-//  "0.0.0.0" for every interface) and PORT 0 for one the kernel chooses.
+//  Starts serving on listen, "HOST:PORT" as ep_addr reads it ("*:9101" or
+//  "0.0.0.0:9101" for every IPv4 interface, "[::1]:9101" on IPv6) and PORT
+//  0 for one the kernel chooses.
 //  metrics must outlive the server. Starts not ready ("starting"). Returns
 //  NULL, with the reason logged, if the address is invalid or cannot be bound.
 ep_http_t *
@@ -29,6 +30,11 @@ void
 //  The TCP port actually bound.
 int
     ep_http_port (ep_http_t *self);
+
+//  Where a client on this machine reaches the server, "127.0.0.1:9101" or
+//  "[::1]:9101" (a wildcard bound becomes loopback).
+const char *
+    ep_http_address (ep_http_t *self);
 
 //  Sets what /readyz answers; reason (copied) says why it is not ready.
 //  Callable from any thread.

@@ -44,11 +44,12 @@ ep_ready_endpoint (json_t *ready, const char *name)
 char *
 ep_endpoint_connectable (const char *bound)
 {
-    const char *wild [] = { "tcp://0.0.0.0:", "tcp://*:" };
+    const char *wild [] = { "tcp://0.0.0.0:", "tcp://*:", "tcp://[::]:" };
+    const char *loopback [] = { "127.0.0.1", "127.0.0.1", "[::1]" };
     for (size_t i = 0; i < EP_COUNT (wild); i++) {
         size_t n = strlen (wild [i]);
         if (strncmp (bound, wild [i], n) == 0)
-            return zsys_sprintf ("tcp://127.0.0.1:%s", bound + n);
+            return zsys_sprintf ("tcp://%s:%s", loopback [i], bound + n);
     }
     return strdup (bound);
 }

@@ -26,8 +26,9 @@ json_t *
 const char *
     ep_ready_endpoint (json_t *ready, const char *name);
 
-//  Turns an endpoint as bound ("tcp://0.0.0.0:7001", "tcp://*:7001") into one
-//  a local client can connect to ("tcp://127.0.0.1:7001"). Caller frees.
+//  Turns an endpoint as bound ("tcp://0.0.0.0:7001", "tcp://*:7001",
+//  "tcp://[::]:7001") into one a local client can connect to
+//  ("tcp://127.0.0.1:7001", "tcp://[::1]:7001"). Caller frees.
 char *
     ep_endpoint_connectable (const char *bound);
 

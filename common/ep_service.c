@@ -150,8 +150,8 @@ ep_service_secure_client (ep_service_t *self, zsock_t *sock, const char *server)
 int
 ep_service_ready (ep_service_t *self)
 {
-    char http [64];
-    snprintf (http, sizeof http, "http://127.0.0.1:%d", ep_http_port (self->http));
+    char http [300];
+    snprintf (http, sizeof http, "http://%s", ep_http_address (self->http));
     json_object_set_new (self->endpoints, "http", json_string (http));
     if (self->opts.ready_file
     &&  ep_ready_write (self->opts.ready_file, self->name, self->endpoints) != 0) {

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include "ep_test.h"
 #include "ep_http.h"
+#include "ep_addr.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -27,19 +28,22 @@ s_reply_free (reply_t *reply)
 //  Blocks at most 5 s on any socket operation. Returns the socket's fd
 //  number in *fd_used if fd_used is not NULL.
 static reply_t
-s_request (int port, const char *method, const char *path, int *fd_used)
+s_request_at (const char *address, const char *method, const char *path, int *fd_used)
 {
     reply_t reply = { -1, NULL, NULL };
-    int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ep_addr_t addr;
+    struct sockaddr_storage sa;
+    socklen_t len;
+    cr_assert_eq (ep_addr_parse (&addr, address, EP_ADDR_DIAL, NULL, 0), 0);
+    cr_assert_eq (ep_addr_resolve (&addr, &sa, &len, NULL, 0), 0);
+    int fd = socket (sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     cr_assert_geq (fd, 0);
     if (fd_used)
         *fd_used = fd;
     struct timeval timeout = { 5, 0 };
     setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
     setsockopt (fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons (port) };
-    addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    cr_assert_eq (connect (fd, (struct sockaddr *) &addr, sizeof addr), 0);
+    cr_assert_eq (connect (fd, (struct sockaddr *) &sa, len), 0);
 
     char *request = zsys_sprintf ("%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                   "Connection: close\r\n\r\n", method, path);
@@ -63,6 +67,14 @@ s_request (int port, const char *method, const char *path, int *fd_used)
     }
     free (text);
     return reply;
+}
+
+static reply_t
+s_request (int port, const char *method, const char *path, int *fd_used)
+{
+    char address [32];
+    snprintf (address, sizeof address, "127.0.0.1:%d", port);
+    return s_request_at (address, method, path, fd_used);
 }
 
 static ep_http_t *
@@ -174,6 +186,39 @@ Test (http, listen_addresses)
     zstr_free (&taken);
 
     ep_http_destroy (&any);
+    ep_metrics_destroy (&metrics);
+}
+
+//  True if this machine can bind ::1 (containers may have no IPv6).
+static bool
+s_have_ipv6_loopback (void)
+{
+    int fd = socket (AF_INET6, SOCK_STREAM, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in6 sa = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+    bool ok = bind (fd, (struct sockaddr *) &sa, sizeof sa) == 0;
+    close (fd);
+    return ok;
+}
+
+Test (http, serves_on_ipv6_for_an_ipv6_address)
+{
+    if (!s_have_ipv6_loopback ()) {
+        cr_skip_test ("this machine has no ::1");
+        return;
+    }
+    ep_metrics_t *metrics = ep_metrics_new ("httptest");
+    ep_http_t *http = ep_http_new ("[::1]:0", metrics);
+    cr_assert_not_null (http);
+    char want [64];
+    snprintf (want, sizeof want, "[::1]:%d", ep_http_port (http));
+    cr_assert_str_eq (ep_http_address (http), want);
+    reply_t r = s_request_at (ep_http_address (http), "GET", "/healthz", NULL);
+    cr_assert_eq (r.status, 200);
+    cr_assert_str_eq (r.body, "ok\n");
+    s_reply_free (&r);
+    ep_http_destroy (&http);
     ep_metrics_destroy (&metrics);
 }
 

@@ -73,6 +73,12 @@ Test (ready, write_read_endpoints)
     char *local = ep_endpoint_connectable (ep_ready_endpoint (ready, "api"));
     cr_assert_str_eq (local, "tcp://127.0.0.1:4567");
     zstr_free (&local);
+    local = ep_endpoint_connectable ("tcp://[::]:4567");
+    cr_assert_str_eq (local, "tcp://[::1]:4567", "the IPv6 wildcard becomes ::1");
+    zstr_free (&local);
+    local = ep_endpoint_connectable ("tcp://[::1]:4567");
+    cr_assert_str_eq (local, "tcp://[::1]:4567");
+    zstr_free (&local);
     json_decref (ready);
     zstr_free (&path);
     ep_tmpdir_remove (&dir);
