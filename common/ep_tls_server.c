@@ -5,6 +5,7 @@
     an older deadline is recognised and skipped when it comes due.
 */
 #include "ep_tls_server.h"
+#include "ep_addr.h"
 #include "ep_chan_io.h"
 #include "ep_heap.h"
 #include "ep_log.h"
@@ -417,18 +418,11 @@ s_accept (ep_tls_server_t *self)
             break;          //  EAGAIN: accepted everything waiting
         }
         char ip [INET6_ADDRSTRLEN] = "", remote [INET6_ADDRSTRLEN + 8];
-        unsigned port;
-        if (addr.ss_family == AF_INET) {
-            struct sockaddr_in *in = (struct sockaddr_in *) &addr;
-            inet_ntop (AF_INET, &in->sin_addr, ip, sizeof ip);
-            port = ntohs (in->sin_port);
-        }
-        else {
-            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &addr;
-            inet_ntop (AF_INET6, &in6->sin6_addr, ip, sizeof ip);
-            port = ntohs (in6->sin6_port);
-        }
-        snprintf (remote, sizeof remote, "%s:%u", ip, port);
+        if (addr.ss_family == AF_INET)
+            inet_ntop (AF_INET, &((struct sockaddr_in *) &addr)->sin_addr, ip, sizeof ip);
+        else
+            inet_ntop (AF_INET6, &((struct sockaddr_in6 *) &addr)->sin6_addr, ip, sizeof ip);
+        ep_addr_format ((struct sockaddr *) &addr, remote, sizeof remote);
         const char *reject = NULL;
         if (self->config.max_handshakes && self->handshakes >= self->config.max_handshakes)
             reject = "handshake-cap";
@@ -508,36 +502,18 @@ ep_tls_server_listen (ep_tls_server_t *self, const char *address, SSL_CTX *ctx,
                       void *arg, char *err, size_t errlen)
 {
     EP_ASSERT (self->listen_fd < 0);
-    char host [128];
-    const char *colon = strrchr (address, ':');
-    if (!colon || (size_t) (colon - address) >= sizeof host) {
-        snprintf (err, errlen, "channel address \"%s\": use host:port", address);
+    ep_addr_t addr;
+    char why [300];
+    if (ep_addr_parse (&addr, address, 0, why, sizeof why) != 0) {
+        snprintf (err, errlen, "channel address \"%s\": %s", address, why);
         return -1;
     }
-    memcpy (host, address, colon - address);
-    host [colon - address] = 0;
-    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) atoi (colon + 1)) };
-    if (streq (host, "*") || streq (host, "0.0.0.0"))
-        addr.sin_addr.s_addr = htonl (INADDR_ANY);
-    else
-    if (inet_pton (AF_INET, host, &addr.sin_addr) != 1) {
-        snprintf (err, errlen, "channel address \"%s\": the host must be an IPv4 address or *", address);
+    //  An IPv6 socket for an IPv6 address, IPv4 for "*" and IPv4 ones.
+    int fd = ep_addr_listen (&addr, 4096, err, errlen);
+    if (fd < 0)
         return -1;
-    }
-    int fd = socket (AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (fd < 0 || bind (fd, (struct sockaddr *) &addr, sizeof addr) != 0 || listen (fd, 4096) != 0) {
-        snprintf (err, errlen, "cannot listen on %s: %s; is another process using it?",
-                  address, strerror (errno));
-        if (fd >= 0)
-            close (fd);
-        return -1;
-    }
-    socklen_t len = sizeof addr;
-    getsockname (fd, (struct sockaddr *) &addr, &len);
     self->listen_fd = fd;
-    self->port = ntohs (addr.sin_port);
+    self->port = ep_addr_port (fd);
     self->listen_ctx = ctx;
     self->listen_config = *config;
     self->listen_handler = handler;
@@ -552,6 +528,12 @@ int
 ep_tls_server_port (ep_tls_server_t *self)
 {
     return self->port;
+}
+
+char *
+ep_tls_server_address (ep_tls_server_t *self, char *buf, size_t size)
+{
+    return self->listen_fd >= 0? ep_addr_local (self->listen_fd, buf, size): NULL;
 }
 
 void

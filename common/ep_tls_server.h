@@ -88,7 +88,9 @@ ep_tls_server_t *
 void
     ep_tls_server_destroy (ep_tls_server_t **self_p);
 
-//  Listens on address ("host:port", port 0 = the kernel's choice) with ctx
+//  Listens on address (host:port as ep_addr reads it: IPv4, [IPv6], * or
+//  a name; port 0 = the kernel's choice; an IPv6 socket for an IPv6
+//  address) with ctx
 //  (a server context, borrowed); handler (borrowed) and arg serve every
 //  connection accepted. One listener per server. Returns 0, or -1 with the
 //  reason in err.
@@ -100,6 +102,12 @@ int
 //  The port the listener bound, 0 if none.
 int
     ep_tls_server_port (ep_tls_server_t *self);
+
+//  The address the listener is bound to, as a local client dials it (a
+//  wildcard made loopback; "[::1]:6262" for IPv6) into buf
+//  (EP_ADDR_TEXT_MAX is enough); NULL if not listening.
+char *
+    ep_tls_server_address (ep_tls_server_t *self, char *buf, size_t size);
 
 //  Stops accepting (SIGTERM): the listener closes, connections stay.
 void

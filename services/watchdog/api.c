@@ -1,9 +1,9 @@
 /*  api.c: the connections API and gauges (see api.h). */
 #include "api.h"
+#include "ep_addr.h"
 #include "ep_codec.h"
 #include "ep_rpc_server.h"
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,26 +25,30 @@ s_wall_of (int64_t mono_ms)
 void
 api_local_host (const char *bus_pub, char *host, size_t size)
 {
-    char bus_host [256] = "", bus_port [16] = "";
     snprintf (host, size, "127.0.0.1");
     //  A UDP socket "connected" to the bus sends nothing; the kernel picks
-    //  the local address it would use.
-    if (sscanf (bus_pub, "tcp://%255[^:]:%15[0-9]", bus_host, bus_port) == 2) {
-        struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_DGRAM }, *found = NULL;
-        int fd = -1;
-        if (getaddrinfo (bus_host, bus_port, &hints, &found) == 0
-        &&  (fd = socket (AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) >= 0
-        &&  connect (fd, found->ai_addr, found->ai_addrlen) == 0) {
-            struct sockaddr_in local;
-            socklen_t len = sizeof local;
-            if (getsockname (fd, (struct sockaddr *) &local, &len) == 0)
-                inet_ntop (AF_INET, &local.sin_addr, host, (socklen_t) size);
-        }
-        if (fd >= 0)
-            close (fd);
-        if (found)
-            freeaddrinfo (found);
-    }
+    //  the local address it would use. A name is looked up for IPv4, as
+    //  the bus's wildcard binds are.
+    ep_addr_t bus;
+    struct sockaddr_storage sa;
+    socklen_t len;
+    if (strncmp (bus_pub, "tcp://", 6) != 0
+    ||  ep_addr_parse (&bus, bus_pub + 6, EP_ADDR_DIAL, NULL, 0) != 0)
+        return;
+    if (bus.family == AF_UNSPEC)
+        bus.family = AF_INET;
+    if (ep_addr_resolve (&bus, &sa, &len, NULL, 0) != 0)
+        return;
+    int fd = socket (sa.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_storage local;
+    socklen_t local_len = sizeof local;
+    if (fd >= 0 && connect (fd, (struct sockaddr *) &sa, len) == 0
+    &&  getsockname (fd, (struct sockaddr *) &local, &local_len) == 0)
+        inet_ntop (local.ss_family, local.ss_family == AF_INET
+                   ? (void *) &((struct sockaddr_in *) &local)->sin_addr
+                   : (void *) &((struct sockaddr_in6 *) &local)->sin6_addr, host, (socklen_t) size);
+    if (fd >= 0)
+        close (fd);
 }
 
 //  Where this instance's API is reached, for presence: --advertise, else
@@ -60,9 +64,9 @@ s_address (api_t *self, const char *advertise)
     char *bound = zsock_last_endpoint (self->socket);
     if (strncmp (bound, "tcp://0.0.0.0:", 14) != 0)
         return bound;
-    char host [INET6_ADDRSTRLEN];
+    char host [INET6_ADDRSTRLEN], text [EP_ADDR_TEXT_MAX];
     api_local_host (ep_service_opts (self->service)->bus_pub, host, sizeof host);
-    char *address = zsys_sprintf ("tcp://%s:%s", host, bound + 14);
+    char *address = zsys_sprintf ("tcp://%s", ep_addr_join (host, atoi (bound + 14), text, sizeof text));
     free (bound);
     return address;
 }

@@ -209,6 +209,12 @@ channel_port (channel_t *self)
     return ep_tls_server_port (self->server);
 }
 
+char *
+channel_address (channel_t *self, char *buf, size_t size)
+{
+    return ep_tls_server_address (self->server, buf, size);
+}
+
 int64_t
 channel_deadline (channel_t *self)
 {

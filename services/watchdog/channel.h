@@ -52,7 +52,8 @@ typedef struct {
     void (*frame) (void *arg, channel_conn_t *conn, Ep__Frame *frame);
 } channel_handler_t;
 
-//  Listens on address ("host:port", port 0 = kernel's choice). ctx is the
+//  Listens on address (host:port as ep_addr reads it: IPv4, [IPv6], * or a
+//  name; port 0 = kernel's choice). ctx is the
 //  server context (borrowed). Returns NULL with the reason in err.
 channel_t *
     channel_new (const char *address, SSL_CTX *ctx, const channel_config_t *config,
@@ -69,6 +70,11 @@ int
 //  The port actually bound.
 int
     channel_port (channel_t *self);
+
+//  The address bound, as a local router dials it (a wildcard made
+//  loopback: "127.0.0.1:6262", "[::1]:6262") into buf (EP_ADDR_TEXT_MAX).
+char *
+    channel_address (channel_t *self, char *buf, size_t size);
 
 //  When the next timer is due (monotonic ms), INT64_MAX if none.
 int64_t

@@ -7,6 +7,7 @@
 #include "identity.h"
 #include "peers.h"
 #include "relay.h"
+#include "ep_addr.h"
 #include "ep_codec.h"
 #include "ep_follower.h"
 #include "ep_model_view.h"
@@ -555,27 +556,24 @@ s_listen (watchdog_t *self)
 }
 
 //  What routers dial (the ready file) and where peers dial us (beacons,
-//  our controller entry): the address bound, a wildcard host made
-//  127.0.0.1, or for peers this host's address toward the bus.
+//  our controller entry): the address bound (a wildcard made loopback),
+//  or for peers, when bound to a wildcard, this host's address toward the
+//  bus.
 static void
 s_channel_addresses (watchdog_t *self)
 {
-    const char *listen = self->config.channel_listen;
-    int port = channel_port (self->channel);
-    const char *colon = strrchr (listen, ':');
-    self->channel_address = zsys_sprintf ("%.*s:%d", (int) (colon - listen), listen, port);
-    if (strncmp (self->channel_address, "*:", 2) == 0 || strncmp (self->channel_address, "0.0.0.0:", 8) == 0) {
-        char *local = zsys_sprintf ("127.0.0.1:%d", port);
-        free (self->channel_address);
-        self->channel_address = local;
-    }
+    char text [EP_ADDR_TEXT_MAX];
+    self->channel_address = strdup (channel_address (self->channel, text, sizeof text));
+    ep_addr_t listen;
+    ep_addr_parse (&listen, self->config.channel_listen, 0, NULL, 0);
     if (self->config.channel_advertise)
         self->channel_advertised = strdup (self->config.channel_advertise);
     else
-    if (strncmp (listen, "*:", 2) == 0 || strncmp (listen, "0.0.0.0:", 8) == 0) {
-        char host [64];
+    if (listen.any || streq (listen.host, "0.0.0.0") || streq (listen.host, "::")) {
+        char host [INET6_ADDRSTRLEN];
         api_local_host (self->opts->bus_pub, host, sizeof host);
-        self->channel_advertised = zsys_sprintf ("%s:%d", host, port);
+        self->channel_advertised = strdup (ep_addr_join (host, channel_port (self->channel),
+                                                         text, sizeof text));
     }
     else
         self->channel_advertised = strdup (self->channel_address);
