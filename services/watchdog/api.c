@@ -126,7 +126,7 @@ s_info (api_t *self, Ep__ConnectionInfo *info, channel_conn_t *c)
     info->role = (char *) conn_role (conn);
     info->id = (char *) conn_id (conn);
     info->state = (char *) conn_state_name (conn_state (conn));
-    info->remote_addr = (char *) channel_conn_remote (c);
+    info->remote_addr = (char *) ep_tls_conn_remote (c);
     info->has_accepted_at_ms = true;
     info->accepted_at_ms = s_wall_of (conn_accepted_at (conn));
     if (conn_joined_at (conn)) {
@@ -143,14 +143,14 @@ s_info (api_t *self, Ep__ConnectionInfo *info, channel_conn_t *c)
 
 //  Answers list: the connections that pass filter.
 static void
-s_list (api_t *self, ep_rpc_call_t **call, channel_t *channel, Ep__ConnectionFilter *filter)
+s_list (api_t *self, ep_rpc_call_t **call, ep_tls_server_t *server, Ep__ConnectionFilter *filter)
 {
-    size_t max = channel_size (channel);
+    size_t max = ep_tls_server_size (server);
     Ep__ConnectionInfo *infos = (Ep__ConnectionInfo *) calloc (max + 1, sizeof (Ep__ConnectionInfo));
     Ep__ConnectionInfo **list = (Ep__ConnectionInfo **) calloc (max + 1, sizeof (Ep__ConnectionInfo *));
     size_t n = 0;
-    channel_conn_t *c = channel_first (channel);
-    for (; c && n < max; c = channel_next (channel)) {
+    channel_conn_t *c = ep_tls_server_first (server);
+    for (; c && n < max; c = ep_tls_server_next (server)) {
         conn_t *conn = channel_conn_state (c);
         if ((filter->role && !streq (filter->role, conn_role (conn)))
         ||  (filter->state && !streq (filter->state, conn_state_name (conn_state (conn))))
@@ -173,7 +173,7 @@ s_list (api_t *self, ep_rpc_call_t **call, channel_t *channel, Ep__ConnectionFil
 }
 
 void
-api_handle (api_t *self, channel_t *channel)
+api_handle (api_t *self, ep_tls_server_t *server)
 {
     while (zsock_events (self->socket) & ZMQ_POLLIN) {
         ep_rpc_call_t *call;
@@ -189,18 +189,18 @@ api_handle (api_t *self, channel_t *channel)
             ep_rpc_server_fail (self->rpc, &call, EP__STATUS__CODE__INVALID_ARGUMENT,
                                 "request has no operation: set list");
         else
-            s_list (self, &call, channel, request->list);
+            s_list (self, &call, server, request->list);
         ep__watchdog_request__free_unpacked (request, NULL);
     }
 }
 
 void
-api_gauges (api_t *self, channel_t *channel)
+api_gauges (api_t *self, ep_tls_server_t *server)
 {
     static const char *roles [] = { "router", "ctrl", "client", "" };
     size_t counts [4][6] = { { 0 } };
-    channel_conn_t *c = channel_first (channel);
-    for (; c; c = channel_next (channel)) {
+    channel_conn_t *c = ep_tls_server_first (server);
+    for (; c; c = ep_tls_server_next (server)) {
         conn_t *conn = channel_conn_state (c);
         size_t role = 3;
         for (size_t r = 0; r < 3; r++)
@@ -213,5 +213,5 @@ api_gauges (api_t *self, channel_t *channel)
             const char *labels [] = { *roles [r]? roles [r]: "unknown", conn_state_name (s) };
             ep_gauge_set (self->connections, labels, (double) counts [r][s]);
         }
-    ep_series_set (self->buffered, (double) channel_buffered (channel));
+    ep_series_set (self->buffered, (double) ep_tls_server_buffered (server));
 }

@@ -33,13 +33,13 @@ zsock_t *
 const char *
     api_address (api_t *self);
 
-//  Answers the requests waiting, about channel's connections.
+//  Answers the requests waiting, about server's connections (the channel's).
 void
-    api_handle (api_t *self, channel_t *channel);
+    api_handle (api_t *self, ep_tls_server_t *server);
 
-//  Sets the connection gauges from channel.
+//  Sets the connection gauges from server (the channel's).
 void
-    api_gauges (api_t *self, channel_t *channel);
+    api_gauges (api_t *self, ep_tls_server_t *server);
 
 //  This machine's address toward the bus (bus_pub, "tcp://host:port")
 //  into host: what peers on that network can reach; 127.0.0.1 if unknown.

@@ -197,63 +197,10 @@ channel_destroy (channel_t **self_p)
     }
 }
 
-int
-channel_fd (channel_t *self)
+ep_tls_server_t *
+channel_server (channel_t *self)
 {
-    return ep_tls_server_fd (self->server);
-}
-
-int
-channel_port (channel_t *self)
-{
-    return ep_tls_server_port (self->server);
-}
-
-char *
-channel_address (channel_t *self, char *buf, size_t size)
-{
-    return ep_tls_server_address (self->server, buf, size);
-}
-
-int64_t
-channel_deadline (channel_t *self)
-{
-    return ep_tls_server_deadline (self->server);
-}
-
-void
-channel_process (channel_t *self)
-{
-    ep_tls_server_process (self->server);
-}
-
-channel_conn_t *
-channel_find (channel_t *self, const char *role, const char *id)
-{
-    //  A linear scan: used per command and per relay reply, with at most a
-    //  few thousand routers per instance. The watchdog keeps its own index
-    //  of joined routers for hot paths.
-    channel_conn_t *c = ep_tls_server_first (self->server);
-    for (; c; c = ep_tls_server_next (self->server)) {
-        conn_t *conn = channel_conn_state (c);
-        if (conn_state (conn) >= CONN_JOINED && conn_state (conn) < CONN_CLOSED
-        &&  streq (conn_role (conn), role) && streq (conn_id (conn), id))
-            return c;
-    }
-    return NULL;
-}
-
-int
-channel_send (channel_t *self, const char *role, const char *id, const Ep__Frame *frame)
-{
-    channel_conn_t *c = channel_find (self, role, id);
-    return c? ep_tls_conn_send (c, frame): -1;
-}
-
-int
-channel_conn_send (channel_conn_t *c, const Ep__Frame *frame)
-{
-    return ep_tls_conn_send (c, frame);
+    return self->server;
 }
 
 void
@@ -262,13 +209,6 @@ channel_drain (channel_t *self, channel_conn_t *c, const char *reason, bool reco
     conn_actions_t actions;
     conn_drain (channel_conn_state (c), reason, reconnect, ep_mono_ms (), &actions);
     s_act (self, c, &actions);
-}
-
-void
-channel_close (channel_t *self, channel_conn_t *c, const char *reason)
-{
-    (void) self;
-    ep_tls_conn_close (c, reason);
 }
 
 size_t
@@ -286,38 +226,3 @@ channel_close_revoked (channel_t *self)
     return closed;
 }
 
-void
-channel_stop_accepting (channel_t *self)
-{
-    ep_tls_server_stop_accepting (self->server);
-}
-
-channel_conn_t *
-channel_first (channel_t *self)
-{
-    return ep_tls_server_first (self->server);
-}
-
-channel_conn_t *
-channel_next (channel_t *self)
-{
-    return ep_tls_server_next (self->server);
-}
-
-size_t
-channel_size (channel_t *self)
-{
-    return ep_tls_server_size (self->server);
-}
-
-size_t
-channel_buffered (channel_t *self)
-{
-    return ep_tls_server_buffered (self->server);
-}
-
-const char *
-channel_conn_remote (channel_conn_t *c)
-{
-    return ep_tls_conn_remote (c);
-}

@@ -69,10 +69,15 @@ events_set_addresses (events_t *self, const char *api_address, const char *chann
     self->ctrl_id = ctrl_id;
 }
 
-void
-events_publish (events_t *self, const char *topic, Ep__Event *event)
+//  Publishes on topic an event whose body (of the kind body_case says) is
+//  body.
+static void
+s_publish (events_t *self, const char *topic, Ep__Event__BodyCase body_case, ProtobufCMessage *body)
 {
-    if (ep_publisher_send (self->publisher, topic, event) != 0)
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = body_case;
+    event.connect = (Ep__ConnectEvent *) body;      //  the body union: any member will do
+    if (ep_publisher_send (self->publisher, topic, &event) != 0)
         ep_log_warn ("could not publish %s (larger than the cap)", topic);
 }
 
@@ -85,7 +90,7 @@ events_connect (events_t *self, channel_conn_t *c, bool connected, const char *r
     body.type = (char *) s_connect_type (conn_role (conn));
     body.src_type = (char *) conn_role (conn);
     body.src_id = (char *) conn_id (conn);
-    body.src_addr = (char *) channel_conn_remote (c);
+    body.src_addr = (char *) ep_tls_conn_remote (c);
     body.dst_type = "ctrl";
     body.dst_id = (char *) self->instance_id;
     body.dst_addr = (char *) self->channel_advertised;
@@ -96,12 +101,9 @@ events_connect (events_t *self, channel_conn_t *c, bool connected, const char *r
         body.duration = duration_ms;
         body.reason = (char *) reason;
     }
-    Ep__Event event = EP__EVENT__INIT;
-    event.body_case = EP__EVENT__BODY_CONNECT;
-    event.connect = &body;
     char topic [48];
     snprintf (topic, sizeof topic, "connect.%s", body.type);
-    events_publish (self, topic, &event);
+    s_publish (self, topic, EP__EVENT__BODY_CONNECT, &body.base);
 }
 
 void
@@ -122,10 +124,7 @@ events_edge_connects (events_t *self, const char *router_id, const Ep__EdgeConne
         body.has_duration = edge->has_duration_ms;
         body.duration = edge->duration_ms;
         body.reason = edge->reason;
-        Ep__Event event = EP__EVENT__INIT;
-        event.body_case = EP__EVENT__BODY_CONNECT;
-        event.connect = &body;
-        events_publish (self, "connect.edge-to-router", &event);
+        s_publish (self, "connect.edge-to-router", EP__EVENT__BODY_CONNECT, &body.base);
     }
 }
 
@@ -134,7 +133,7 @@ static void
 s_stray_body (Ep__StrayEvent *body, channel_conn_t *c)
 {
     conn_t *conn = channel_conn_state (c);
-    body->remote_addr = (char *) channel_conn_remote (c);
+    body->remote_addr = (char *) ep_tls_conn_remote (c);
     body->has_accepted_at_ms = true;
     body->accepted_at_ms = s_wall_of (conn_accepted_at (conn));
 }
@@ -155,13 +154,10 @@ events_stray (events_t *self, channel_conn_t *c, const char *step)
     body.action = (char *) events_stray_actions [self->stray_action];
     if (*conn_id (conn))
         body.peer_id = (char *) conn_id (conn);
-    Ep__Event event = EP__EVENT__INIT;
-    event.body_case = EP__EVENT__BODY_STRAY;
-    event.stray = &body;
-    events_publish (self, "stray.detected", &event);
+    s_publish (self, "stray.detected", EP__EVENT__BODY_STRAY, &body.base);
     if (self->stray_action > 0)
         ep_log_warn ("stray connection from %s (reached %s, accepted %lld ms ago)",
-                     channel_conn_remote (c), step, (long long) (ep_mono_ms () - conn_accepted_at (conn)));
+                     ep_tls_conn_remote (c), step, (long long) (ep_mono_ms () - conn_accepted_at (conn)));
 }
 
 void
@@ -172,12 +168,9 @@ events_not_member (events_t *self, channel_conn_t *c)
     s_stray_body (&body, c);
     body.step = "not-member";
     body.peer_id = (char *) conn_id (conn);
-    Ep__Event event = EP__EVENT__INIT;
-    event.body_case = EP__EVENT__BODY_STRAY;
-    event.stray = &body;
-    events_publish (self, "cluster.peer.not_member", &event);
+    s_publish (self, "cluster.peer.not_member", EP__EVENT__BODY_STRAY, &body.base);
     ep_log_warn ("controller %s at %s is not a member of this cluster", conn_id (conn),
-                 channel_conn_remote (c));
+                 ep_tls_conn_remote (c));
 }
 
 void
@@ -191,10 +184,7 @@ events_refusal (events_t *self, const char *remote, const char *reason, const ch
     body.remote_addr = (char *) remote;
     body.role = role && *role? (char *) role: NULL;
     body.id = id && *id? (char *) id: NULL;
-    Ep__Event event = EP__EVENT__INIT;
-    event.body_case = EP__EVENT__BODY_CHANNEL;
-    event.channel = &body;
-    events_publish (self, "channel.refused", &event);
+    s_publish (self, "channel.refused", EP__EVENT__BODY_CHANNEL, &body.base);
     ep_log_info ("refused %s%s%s%s from %s: %s", role && *role? role: "", role && *role? " ": "",
                  id && *id? id: "", id && *id? "": "a connection", remote, reason);
 }
@@ -225,10 +215,7 @@ events_presence (events_t *self, const char *type, char **routers, size_t n,
         body.has_joined_at_ms = true;
         body.joined_at_ms = joined_wall_ms;
     }
-    Ep__Event event = EP__EVENT__INIT;
-    event.body_case = EP__EVENT__BODY_PRESENCE;
-    event.presence = &body;
     char topic [32];
     snprintf (topic, sizeof topic, "presence.%s", type);
-    events_publish (self, topic, &event);
+    s_publish (self, topic, EP__EVENT__BODY_PRESENCE, &body.base);
 }

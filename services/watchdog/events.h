@@ -36,10 +36,6 @@ void
     events_set_addresses (events_t *self, const char *api_address, const char *channel_advertised,
                           const char *ctrl_id);
 
-//  Publishes event on topic (logs a warning when it is over the cap).
-void
-    events_publish (events_t *self, const char *topic, Ep__Event *event);
-
 //  connect.<type>: c joined (connected), or left after duration_ms (reason).
 void
     events_connect (events_t *self, channel_conn_t *c, bool connected, const char *reason,

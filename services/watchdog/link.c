@@ -128,15 +128,10 @@ s_timer (void *arg, ep_tls_conn_t *conn, int64_t now_ms)
         s_close (self, "heartbeat-timeout");
     else
     if (self->state == LINK_JOINED && now_ms >= self->next_ping) {
-        Ep__Ping ping = EP__PING__INIT;
-        self->ping_nonce = (uint64_t) now_ms * 2654435761u + 1;
+        Ep__Ping ping;
+        Ep__Frame frame;
+        self->ping_nonce = ep_chan_ping (&frame, &ping, now_ms);
         self->ping_sent = now_ms;
-        ping.has_nonce = ping.has_sent_at_ms = true;
-        ping.nonce = self->ping_nonce;
-        ping.sent_at_ms = now_ms;
-        Ep__Frame frame = EP__FRAME__INIT;
-        frame.body_case = EP__FRAME__BODY_PING;
-        frame.ping = &ping;
         self->next_ping = now_ms + self->config.heartbeat_ms;
         s_send (self, &frame);
     }

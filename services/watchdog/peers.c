@@ -45,9 +45,10 @@ s_link_destroy (s_link_t **self_p)
 //  -------------------------------------------------------------------------
 //  The controller entry
 
+//  Writes write to the model; returns its reply (NULL with why in err).
 static Ep__ModelReply *
-s_model_call (peers_t *self, Ep__ModelRequest *request, int timeout_ms, int attempts,
-              char *err, size_t errlen)
+s_model_write (peers_t *self, Ep__ModelWrite *write, int timeout_ms, int attempts,
+               char *err, size_t errlen)
 {
     const ep_common_opts_t *opts = ep_service_opts (self->service);
     char *model_key = ep_keys_public_txt (opts->keys_dir, "model");
@@ -56,9 +57,12 @@ s_model_call (peers_t *self, Ep__ModelRequest *request, int timeout_ms, int atte
                                                             model_key): NULL;
     char id [33];
     ep_rpc_new_id (id);
-    request->request_id = id;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.request_id = id;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = write;
     Ep__ModelReply *reply = client
-        ? (Ep__ModelReply *) ep_rpc_client_call (client, &request->base, id, &ep__model_reply__descriptor,
+        ? (Ep__ModelReply *) ep_rpc_client_call (client, &request.base, id, &ep__model_reply__descriptor,
                                                  timeout_ms, attempts, err, errlen)
         : NULL;
     if (!client)
@@ -68,10 +72,18 @@ s_model_call (peers_t *self, Ep__ModelRequest *request, int timeout_ms, int atte
     return reply;
 }
 
-static bool
-s_ok (Ep__ModelReply *reply)
+//  The reply's status code, -1 if there is none.
+static int
+s_code (Ep__ModelReply *reply)
 {
-    return reply && reply->status && reply->status->code == EP__STATUS__CODE__OK;
+    return reply && reply->status? (int) reply->status->code: -1;
+}
+
+//  Why a write failed: the model's message, else err.
+static const char *
+s_why (Ep__ModelReply *reply, const char *err)
+{
+    return reply && reply->status && reply->status->message? reply->status->message: err;
 }
 
 //  Writes our controller entry (create, or update the address if it
@@ -89,27 +101,24 @@ s_register (peers_t *self)
     write.has_op = true;
     write.op = EP__MODEL_WRITE__OP__CREATE;
     write.entity = &entity;
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-    request.write = &write;
     char err [256];
     uint64_t revision = 0;
-    Ep__ModelReply *reply = s_model_call (self, &request, 3000, 3, err, sizeof err);
-    if (reply && reply->status && reply->status->code == EP__STATUS__CODE__ALREADY_EXISTS) {
+    Ep__ModelReply *reply = s_model_write (self, &write, 3000, 3, err, sizeof err);
+    if (s_code (reply) == EP__STATUS__CODE__ALREADY_EXISTS) {
         //  A stable id (given, or a bundle's) that was here before: the
         //  entry stays, with the address we have now.
         ep__model_reply__free_unpacked (reply, NULL);
         write.op = EP__MODEL_WRITE__OP__UPDATE;
-        reply = s_model_call (self, &request, 3000, 3, err, sizeof err);
+        reply = s_model_write (self, &write, 3000, 3, err, sizeof err);
     }
     else
-    if (s_ok (reply))
+    if (s_code (reply) == EP__STATUS__CODE__OK)
         self->registered_here = true;
-    if (s_ok (reply))
+    if (s_code (reply) == EP__STATUS__CODE__OK)
         revision = reply->revision;
     else
         ep_log_error ("cannot register controller %s in the model: %s", self->config.ctrl_id,
-                      reply && reply->status && reply->status->message? reply->status->message: err);
+                      s_why (reply, err));
     if (reply)
         ep__model_reply__free_unpacked (reply, NULL);
     if (revision)
@@ -132,16 +141,11 @@ s_unregister (peers_t *self)
     write.op = EP__MODEL_WRITE__OP__DELETE;
     write.type = EP__ENTITY_TYPE__ENTITY_CONTROLLER;
     write.id = (char *) ctrl_id;
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-    request.write = &write;
     char err [256];
-    Ep__ModelReply *reply = s_model_call (self, &request, 1000, 1, err, sizeof err);
-    if (!s_ok (reply))
+    Ep__ModelReply *reply = s_model_write (self, &write, 1000, 1, err, sizeof err);
+    if (s_code (reply) != EP__STATUS__CODE__OK)
         ep_log_warn ("could not remove controller %s from the model (%s): remove it with "
-                     "`edgeplane controller delete %s`", ctrl_id,
-                     reply && reply->status && reply->status->message? reply->status->message: err,
-                     ctrl_id);
+                     "`edgeplane controller delete %s`", ctrl_id, s_why (reply, err), ctrl_id);
     else
         ep_log_info ("controller %s removed from the model", ctrl_id);
     if (reply)

@@ -112,7 +112,7 @@ s_relay_fail (channel_conn_t *c, uint64_t frame_id, bool terminators, char *requ
         frame.body_case = EP__FRAME__BODY_SESSION_REPLY;
         frame.session_reply = &session_reply;
     }
-    channel_conn_send (c, &frame);
+    ep_tls_conn_send (c, &frame);
 }
 
 //  Sends a router's request to its service under the upstream id (see
@@ -260,7 +260,7 @@ s_replies (relay_t *self, zsock_t *dealer, bool terminators)
                 frame.body_case = EP__FRAME__BODY_SESSION_REPLY;
                 frame.session_reply = (Ep__SessionReply *) msg;
             }
-            channel_conn_send (c, &frame);
+            ep_tls_conn_send (c, &frame);
             *request_id = upstream;
         }
         if (relay)

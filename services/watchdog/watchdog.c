@@ -45,7 +45,8 @@ struct _watchdog_t {
     ep_subscriber_t *bus;       //  presence. and cmd.<router>. from the bus
     relay_t *relay;             //  requests to the terminators and reaper
     api_t *api;                 //  the connections API
-    channel_t *channel;         //  the TLS listener and its connections
+    channel_t *channel;         //  the channel: conn_t state machines on server
+    ep_tls_server_t *server;    //  the TLS listener and its connections
     char *channel_address;      //  what routers dial (ready file)
     char *channel_advertised;   //  where peers dial us (beacons, controller entry)
     peers_t *peers;             //  our controller entry, links to peers; NULL: none
@@ -135,7 +136,7 @@ s_send_slice (watchdog_t *self, s_peer_t *peer, const Ep__Router *before, const 
     Ep__Frame frame = EP__FRAME__INIT;
     frame.body_case = EP__FRAME__BODY_SLICE;
     frame.slice = &slice;
-    channel_conn_send (peer->conn, &frame);
+    ep_tls_conn_send (peer->conn, &frame);
 }
 
 //  The follower applied a change: push slices, drain deleted routers.
@@ -195,7 +196,7 @@ s_on_presence (watchdog_t *self, const Ep__PresenceEvent *presence)
         if (peer && presence->joined_at_ms >= peer->joined_wall_ms) {
             ep_log_info ("router %s joined %s after joining here: closing our copy",
                          peer->id, presence->instance_id);
-            channel_close (self->channel, peer->conn, "moved");
+            ep_tls_conn_close (peer->conn, "moved");
         }
     }
 }
@@ -217,9 +218,9 @@ s_joined (void *arg, channel_conn_t *c)
     s_peer_key (peer->role, peer->id, key, sizeof key);
     s_peer_t *older = (s_peer_t *) zhashx_lookup (self->joined, key);
     if (older)      //  the same router twice here: the newest join wins
-        channel_close (self->channel, older->conn, "moved");
+        ep_tls_conn_close (older->conn, "moved");
     zhashx_update (self->joined, key, peer);
-    ep_log_info ("%s %s joined from %s", peer->role, peer->id, channel_conn_remote (c));
+    ep_log_info ("%s %s joined from %s", peer->role, peer->id, ep_tls_conn_remote (c));
     events_connect (self->events, c, true, NULL, 0);
     if (streq (peer->role, "router")) {
         const char *labels [] = { peer->id };
@@ -275,7 +276,7 @@ static void
 s_refused (void *arg, channel_conn_t *c, const char *reason)
 {
     conn_t *conn = channel_conn_state (c);
-    events_refusal (((watchdog_t *) arg)->events, channel_conn_remote (c), reason, conn_role (conn),
+    events_refusal (((watchdog_t *) arg)->events, ep_tls_conn_remote (c), reason, conn_role (conn),
                     conn_id (conn));
 }
 
@@ -334,7 +335,7 @@ s_on_command (watchdog_t *self, const char *rest, Ep__Command *command)
     Ep__Frame frame = EP__FRAME__INIT;
     frame.body_case = EP__FRAME__BODY_COMMAND;
     frame.command = command;
-    channel_conn_send (c, &frame);
+    ep_tls_conn_send (c, &frame);
 }
 
 //  Events from the bus: presence of other instances, commands for routers.
@@ -364,7 +365,7 @@ s_bus_events (watchdog_t *self)
 static void
 s_gauges (watchdog_t *self)
 {
-    api_gauges (self->api, self->channel);
+    api_gauges (self->api, self->server);
     s_peer_t *peer = (s_peer_t *) zhashx_first (self->joined);
     for (; peer; peer = (s_peer_t *) zhashx_next (self->joined))
         if (peer->rtt) {
@@ -403,15 +404,15 @@ s_periodic (watchdog_t *self)
 static void
 s_drain (watchdog_t *self)
 {
-    ep_log_info ("draining %zu connections", channel_size (self->channel));
+    ep_log_info ("draining %zu connections", ep_tls_server_size (self->server));
     self->draining = true;
     zsys_interrupted = 0;
-    channel_stop_accepting (self->channel);
+    ep_tls_server_stop_accepting (self->server);
     //  Our links to peers go now; their links to us get Goodbye below.
     if (self->peers)
         peers_hang_up (self->peers);
-    channel_conn_t *c = channel_first (self->channel);
-    for (; c; c = channel_next (self->channel))
+    channel_conn_t *c = ep_tls_server_first (self->server);
+    for (; c; c = ep_tls_server_next (self->server))
         if (conn_state (channel_conn_state (c)) == CONN_JOINED)
             channel_drain (self->channel, c, "shutdown", true);
     self->drain_deadline = ep_mono_ms () + DRAIN_MS;
@@ -426,7 +427,7 @@ s_timeout (watchdog_t *self)
     int64_t peers = self->peers? peers_deadline (self->peers, self->draining): INT64_MAX;
     //  The certificate's times are wall-clock ones.
     int64_t identity = identity_deadline (self->identity);
-    int64_t due [] = { ep_follower_tick (self->follower), channel_deadline (self->channel) - now,
+    int64_t due [] = { ep_follower_tick (self->follower), ep_tls_server_deadline (self->server) - now,
                        self->next_beacon - now, self->next_gauges - now, self->next_crl - now,
                        peers == INT64_MAX? peers: peers - now,
                        identity == INT64_MAX? identity: identity - ep_wall_ms () };
@@ -448,7 +449,7 @@ watchdog_run (watchdog_t *self)
         { zsock_resolve (api_socket (self->api)), 0, ZMQ_POLLIN, 0 },
         { zsock_resolve (relay_terminators (self->relay)), 0, ZMQ_POLLIN, 0 },
         { zsock_resolve (relay_reaper (self->relay)), 0, ZMQ_POLLIN, 0 },
-        { NULL, channel_fd (self->channel), ZMQ_POLLIN, 0 },
+        { NULL, ep_tls_server_fd (self->server), ZMQ_POLLIN, 0 },
         { NULL, self->peers? peers_fd (self->peers): -1, ZMQ_POLLIN, 0 },
     };
     self->next_beacon = ep_mono_ms ();
@@ -463,13 +464,13 @@ watchdog_run (watchdog_t *self)
             ep_service_check_auth (self->service);
         ep_follower_handle (self->follower);
         s_bus_events (self);
-        api_handle (self->api, self->channel);
+        api_handle (self->api, self->server);
         relay_replies (self->relay);
-        channel_process (self->channel);
+        ep_tls_server_process (self->server);
         s_periodic (self);
         if (ep_service_interrupted (self->service) && !self->draining)
             s_drain (self);
-        if (self->draining && (channel_size (self->channel) == 0 || ep_mono_ms () >= self->drain_deadline
+        if (self->draining && (ep_tls_server_size (self->server) == 0 || ep_mono_ms () >= self->drain_deadline
                                || ep_service_interrupted (self->service)))
             return 0;
     }
@@ -552,6 +553,7 @@ s_listen (watchdog_t *self)
         ep_log_error ("%s", err);
         return -1;
     }
+    self->server = channel_server (self->channel);
     return 0;
 }
 
@@ -563,7 +565,7 @@ static void
 s_channel_addresses (watchdog_t *self)
 {
     char text [EP_ADDR_TEXT_MAX];
-    self->channel_address = strdup (channel_address (self->channel, text, sizeof text));
+    self->channel_address = strdup (ep_tls_server_address (self->server, text, sizeof text));
     ep_addr_t listen;
     ep_addr_parse (&listen, self->config.channel_listen, 0, NULL, 0);
     if (self->config.channel_advertise)
@@ -572,7 +574,7 @@ s_channel_addresses (watchdog_t *self)
     if (listen.any || streq (listen.host, "0.0.0.0") || streq (listen.host, "::")) {
         char host [INET6_ADDRSTRLEN];
         api_local_host (self->opts->bus_pub, host, sizeof host);
-        self->channel_advertised = strdup (ep_addr_join (host, channel_port (self->channel),
+        self->channel_advertised = strdup (ep_addr_join (host, ep_tls_server_port (self->server),
                                                          text, sizeof text));
     }
     else
@@ -647,10 +649,10 @@ watchdog_destroy (watchdog_t **self_p)
         return;
     ep_log_info ("stopping");
     if (self->channel) {
-        channel_conn_t *c = channel_first (self->channel);
-        for (; c; c = channel_next (self->channel))
-            channel_close (self->channel, c, "shutdown");
-        channel_process (self->channel);
+        channel_conn_t *c = ep_tls_server_first (self->server);
+        for (; c; c = ep_tls_server_next (self->server))
+            ep_tls_conn_close (c, "shutdown");
+        ep_tls_server_process (self->server);
     }
     channel_destroy (&self->channel);
     peers_destroy (&self->peers);
