@@ -504,10 +504,8 @@ ep_tls_server_listen (ep_tls_server_t *self, const char *address, SSL_CTX *ctx,
     EP_ASSERT (self->listen_fd < 0);
     ep_addr_t addr;
     char why [300];
-    if (ep_addr_parse (&addr, address, 0, why, sizeof why) != 0) {
-        snprintf (err, errlen, "channel address \"%s\": %s", address, why);
-        return -1;
-    }
+    if (ep_addr_parse (&addr, address, 0, why, sizeof why) != 0)
+        return ep_errorf (err, errlen, "channel address \"%s\": %s", address, why);
     //  An IPv6 socket for an IPv6 address, IPv4 for "*" and IPv4 ones.
     int fd = ep_addr_listen (&addr, 4096, err, errlen);
     if (fd < 0)

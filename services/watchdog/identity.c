@@ -43,9 +43,8 @@ s_use (identity_t *self, X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
 {
     int64_t not_before, not_after;
     if (ep_pki_cert_validity (cert, &not_before, &not_after)) {
-        snprintf (err, errlen, "cannot read the validity of the ctrl certificate: give one from "
-                  "`edgeplane pki issue ctrl ID`");
-        return -1;
+        return ep_errorf (err, errlen, "cannot read the validity of the ctrl certificate: give one "
+                          "from `edgeplane pki issue ctrl ID`");
     }
     if (!self->ssl_ctx) {
         char ca [1024];
@@ -78,33 +77,28 @@ s_bundle (identity_t *self, const char *ctrl_id, const char *cert_path, const ch
 {
     char role [16] = "";
     if (!cert_path || !key_path) {
-        snprintf (err, errlen, "give both --ctrl-cert and --ctrl-key (the .crt and .key of a "
-                  "ctrl bundle from `edgeplane pki issue ctrl ID`), or neither");
-        return -1;
+        return ep_errorf (err, errlen, "give both --ctrl-cert and --ctrl-key (the .crt and .key of "
+                          "a ctrl bundle from `edgeplane pki issue ctrl ID`), or neither");
     }
     char why [400];
     if (ep_pki_read_pair (cert_path, key_path, cert, key, why, sizeof why)) {
-        snprintf (err, errlen, "ctrl bundle (--ctrl-cert %s, --ctrl-key %s): %s", cert_path,
-                  key_path, why);
-        return -1;
+        return ep_errorf (err, errlen, "ctrl bundle (--ctrl-cert %s, --ctrl-key %s): %s", cert_path,
+                          key_path, why);
     }
     if (ep_pki_cert_identity (*cert, role, sizeof role, id, idlen) || !streq (role, "ctrl")) {
-        if (*role)
-            snprintf (err, errlen, "--ctrl-cert %s is a %s certificate (%s/%s), not a ctrl one: "
-                      "issue a ctrl bundle with `edgeplane pki issue ctrl ID` and give its .crt "
-                      "and .key", cert_path, role, role, id);
-        else
-            snprintf (err, errlen, "--ctrl-cert %s carries no edgeplane://<role>/<id> name: "
-                      "issue a ctrl bundle with `edgeplane pki issue ctrl ID` and give its .crt "
-                      "and .key", cert_path);
         ep_pki_pair_free (cert, key);
-        return -1;
+        if (*role)
+            return ep_errorf (err, errlen, "--ctrl-cert %s is a %s certificate (%s/%s), not a ctrl "
+                              "one: issue a ctrl bundle with `edgeplane pki issue ctrl ID` and give "
+                              "its .crt and .key", cert_path, role, role, id);
+        return ep_errorf (err, errlen, "--ctrl-cert %s carries no edgeplane://<role>/<id> name: "
+                          "issue a ctrl bundle with `edgeplane pki issue ctrl ID` and give its .crt "
+                          "and .key", cert_path);
     }
     if (ctrl_id && !streq (ctrl_id, id)) {
-        snprintf (err, errlen, "--ctrl-id %s differs from the id in %s (%s): drop --ctrl-id",
-                  ctrl_id, cert_path, id);
         ep_pki_pair_free (cert, key);
-        return -1;
+        return ep_errorf (err, errlen, "--ctrl-id %s differs from the id in %s (%s): drop --ctrl-id",
+                          ctrl_id, cert_path, id);
     }
     self->ctrl_source = cert_path;
     if (self->ctrl_lifetime_ms != IDENTITY_LIFETIME_MS)
@@ -119,11 +113,9 @@ s_bundle (identity_t *self, const char *ctrl_id, const char *cert_path, const ch
 static int
 s_issue (identity_t *self, const char *id, X509 **cert, EVP_PKEY **key, char *err, size_t errlen)
 {
-    if (!ep_id_valid (id)) {
-        snprintf (err, errlen, "ctrl id \"%s\" is not valid (1 to 64 of A-Z a-z 0-9 _ -): "
-                  "give --ctrl-id or a shorter --instance-id", id);
-        return -1;
-    }
+    if (!ep_id_valid (id))
+        return ep_errorf (err, errlen, "ctrl id \"%s\" is not valid (1 to 64 of A-Z a-z 0-9 _ -): "
+                          "give --ctrl-id or a shorter --instance-id", id);
     char ca_key [1024];
     snprintf (ca_key, sizeof ca_key, "%s/tls/ca.key", self->keys_dir);
     if (access (ca_key, R_OK) != 0) {

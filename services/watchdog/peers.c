@@ -66,7 +66,7 @@ s_model_write (peers_t *self, Ep__ModelWrite *write, int timeout_ms, int attempt
                                                  timeout_ms, attempts, err, errlen)
         : NULL;
     if (!client)
-        snprintf (err, errlen, "cannot reach the model at %s", opts->model_api);
+        ep_errorf (err, errlen, "cannot reach the model at %s", opts->model_api);
     ep_rpc_client_destroy (&client);
     free (model_key);
     return reply;
