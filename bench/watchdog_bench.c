@@ -37,7 +37,7 @@
 #include "ep_codec.h"
 #include "ep_frame.h"
 #include "ep_keys.h"
-#include "ep_pki.h"
+#include "ep_pki_tls.h"
 #include "ep_rpc_client.h"
 #include "ep_subscriber.h"
 #include "ep_test.h"

@@ -96,23 +96,54 @@ s_compute_flat (const ProtobufCMessageDescriptor *desc)
     return true;
 }
 
-//  s_compute_flat, remembered: a direct-mapped cache of descriptors with
-//  the answer in the low bit (descriptors are aligned), so a stream of
-//  events pays a load and a compare, not a field scan.
-_Static_assert (_Alignof (ProtobufCMessageDescriptor) >= 2, "the flat cache keeps a bit in the pointer");
-
+//  True if every field of desc is a singular sub-message (an envelope, as
+//  Event is: a meta and a oneof of bodies).
 static bool
-s_is_flat (const ProtobufCMessageDescriptor *desc)
+s_compute_envelope (const ProtobufCMessageDescriptor *desc)
+{
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *field = &desc->fields [i];
+        if (field->type != PROTOBUF_C_TYPE_MESSAGE
+        ||  field->label == PROTOBUF_C_LABEL_REQUIRED || field->label == PROTOBUF_C_LABEL_REPEATED)
+            return false;
+    }
+    return true;
+}
+
+//  What the fast paths need to know of a descriptor, as bits.
+#define S_FLAT      1           //  s_compute_flat
+#define S_ENVELOPE  2           //  s_compute_envelope
+
+//  s_compute_flat and s_compute_envelope, remembered: a direct-mapped
+//  cache of descriptors with both answers in the low bits (descriptors are
+//  aligned), so a stream of events pays a load and a compare, not a field
+//  scan.
+_Static_assert (_Alignof (ProtobufCMessageDescriptor) >= 4, "the cache keeps two bits in the pointer");
+
+static unsigned
+s_kind (const ProtobufCMessageDescriptor *desc)
 {
     static _Atomic (uintptr_t) cache [64];
     //  Descriptors sit next to each other: a multiplicative hash spreads them.
     _Atomic (uintptr_t) *slot = &cache [((uint64_t) (uintptr_t) desc * 0x9e3779b97f4a7c15ull) >> 58];
     uintptr_t known = atomic_load_explicit (slot, memory_order_relaxed);
-    if ((known & ~(uintptr_t) 1) == (uintptr_t) desc)
-        return known & 1;
-    bool flat = s_compute_flat (desc);
-    atomic_store_explicit (slot, (uintptr_t) desc | (flat? 1: 0), memory_order_relaxed);
-    return flat;
+    if ((known & ~(uintptr_t) 3) == (uintptr_t) desc)
+        return (unsigned) (known & 3);
+    unsigned kind = (s_compute_flat (desc)? S_FLAT: 0) | (s_compute_envelope (desc)? S_ENVELOPE: 0);
+    atomic_store_explicit (slot, (uintptr_t) desc | kind, memory_order_relaxed);
+    return kind;
+}
+
+static bool
+s_is_flat (const ProtobufCMessageDescriptor *desc)
+{
+    return s_kind (desc) & S_FLAT;
+}
+
+static bool
+s_is_envelope (const ProtobufCMessageDescriptor *desc)
+{
+    return s_kind (desc) & S_ENVELOPE;
 }
 
 static void *
@@ -228,25 +259,6 @@ s_unpack (const ProtobufCMessageDescriptor *desc, ProtobufCAllocator *allocator,
 {
     ProtobufCMessage *msg = s_is_flat (desc)? s_unpack_flat (desc, allocator, data, size): NULL;
     return msg? msg: protobuf_c_message_unpack (desc, allocator, size, data);
-}
-
-//  True if every field of desc is a singular sub-message (an envelope, as
-//  Event is: a meta and a oneof of bodies). The last envelope found is
-//  remembered, so a stream of events pays one compare, not a field scan.
-static bool
-s_is_envelope (const ProtobufCMessageDescriptor *desc)
-{
-    static _Atomic (const ProtobufCMessageDescriptor *) last_envelope;
-    if (atomic_load_explicit (&last_envelope, memory_order_relaxed) == desc)
-        return true;
-    for (unsigned i = 0; i < desc->n_fields; i++) {
-        const ProtobufCFieldDescriptor *field = &desc->fields [i];
-        if (field->type != PROTOBUF_C_TYPE_MESSAGE
-        ||  field->label == PROTOBUF_C_LABEL_REQUIRED || field->label == PROTOBUF_C_LABEL_REPEATED)
-            return false;
-    }
-    atomic_store_explicit (&last_envelope, desc, memory_order_relaxed);
-    return true;
 }
 
 //  Unpacks an envelope's own fields here and only its sub-messages with
@@ -373,17 +385,29 @@ s_packs_flat (const ProtobufCMessage *msg)
     return msg->n_unknown_fields == 0 && s_is_flat (msg->descriptor);
 }
 
+//  The next field of msg from *i on that protobuf-c would write, with its
+//  value (s_flat_field); false after the last.
+static inline bool
+s_flat_next (const ProtobufCMessage *msg, unsigned *i, const ProtobufCFieldDescriptor **field,
+             uint64_t *value, const char **text)
+{
+    const ProtobufCMessageDescriptor *desc = msg->descriptor;
+    while (*i < desc->n_fields) {
+        *field = &desc->fields [(*i)++];
+        if (s_flat_field (msg, *field, value, text))
+            return true;
+    }
+    return false;
+}
+
 static size_t
 s_flat_size (const ProtobufCMessage *msg)
 {
-    const ProtobufCMessageDescriptor *desc = msg->descriptor;
     size_t size = 0;
-    for (unsigned i = 0; i < desc->n_fields; i++) {
-        const ProtobufCFieldDescriptor *field = &desc->fields [i];
-        uint64_t value = 0;
-        const char *text = NULL;
-        if (!s_flat_field (msg, field, &value, &text))
-            continue;
+    const ProtobufCFieldDescriptor *field;
+    uint64_t value = 0;
+    const char *text = NULL;
+    for (unsigned i = 0; s_flat_next (msg, &i, &field, &value, &text); ) {
         size += s_varint_size ((uint64_t) field->id << 3);
         if (field->type == PROTOBUF_C_TYPE_STRING) {
             size_t len = strlen (text);
@@ -398,13 +422,10 @@ s_flat_size (const ProtobufCMessage *msg)
 static uint8_t *
 s_flat_pack (const ProtobufCMessage *msg, uint8_t *out)
 {
-    const ProtobufCMessageDescriptor *desc = msg->descriptor;
-    for (unsigned i = 0; i < desc->n_fields; i++) {
-        const ProtobufCFieldDescriptor *field = &desc->fields [i];
-        uint64_t value = 0;
-        const char *text = NULL;
-        if (!s_flat_field (msg, field, &value, &text))
-            continue;
+    const ProtobufCFieldDescriptor *field;
+    uint64_t value = 0;
+    const char *text = NULL;
+    for (unsigned i = 0; s_flat_next (msg, &i, &field, &value, &text); ) {
         if (field->type == PROTOBUF_C_TYPE_STRING) {
             size_t len = strlen (text);
             out = ep_codec_put_varint (out, (uint64_t) field->id << 3 | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);

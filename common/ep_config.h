@@ -130,7 +130,7 @@ int
     ep_duration_parse (const char *text, int64_t *ms);
 
 //  ---------------------------------------------------------------------
-//  Options every service shares (DESIGN.md, "Public interface").
+//  Options every service shares (docs/config.md).
 
 //  Where others reach each service, and what it binds by default.
 #define EP_DEFAULT_BUS_PUB          "tcp://127.0.0.1:7100"

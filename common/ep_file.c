@@ -2,7 +2,7 @@
 #include "ep_file.h"
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
+#include <stdarg.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -87,4 +87,23 @@ ep_file_exists (const char *path)
 {
     struct stat st;
     return stat (path, &st) == 0;
+}
+
+void
+ep_file_path (char *buf, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    int n = vsnprintf (buf, PATH_MAX, format, args);
+    va_end (args);
+    EP_ASSERT (n >= 0 && n < PATH_MAX);
+}
+
+void
+ep_file_warn_readable (const char *who, const char *path)
+{
+    struct stat st;
+    if (stat (path, &st) == 0 && (st.st_mode & 077))
+        zsys_warning ("%s: %s is readable by others (mode %03o): chmod 600 it",
+                      who, path, (unsigned) (st.st_mode & 0777));
 }

@@ -9,6 +9,11 @@
 #define EP_FILE_H_INCLUDED
 
 #include "ep_prelude.h"
+#include <limits.h>
+
+//  Longest directory a module that builds paths below it accepts: room
+//  for a subdirectory, a 64-character name and a suffix within PATH_MAX.
+#define EP_FILE_DIR_MAX     (PATH_MAX - 128)
 
 //  Writes size bytes of data to path through a temporary file beside it
 //  and a rename, with mode (whatever the umask). sync makes the content
@@ -27,5 +32,16 @@ int
 //  True if path exists (any kind of file).
 bool
     ep_file_exists (const char *path);
+
+//  Formats a path into buf (PATH_MAX bytes). Callers bound the directories
+//  they are given (EP_FILE_DIR_MAX), so a path that does not fit is a bug.
+void
+    ep_file_path (char *buf, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+//  Warns, as who ("keys: ..."), if others may read path (a secret key):
+//  the key still works, but it should be chmod 600.
+void
+    ep_file_warn_readable (const char *who, const char *path);
 
 #endif

@@ -716,10 +716,3 @@ ep_follower_set_page_size (ep_follower_t *self, uint32_t page_size)
 {
     self->page_size = page_size;
 }
-
-void
-ep_follower_set_silent_poll (ep_follower_t *self, int64_t interval_ms)
-{
-    EP_ASSERT (interval_ms > 0);
-    self->silent_poll_ms = interval_ms;
-}

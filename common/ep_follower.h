@@ -123,11 +123,6 @@ void
 void
     ep_follower_set_page_size (ep_follower_t *self, uint32_t page_size);
 
-//  How often changes are fetched while the model stream is silent (default
-//  1000 ms), so the view stays fresh while the bus is away.
-void
-    ep_follower_set_silent_poll (ep_follower_t *self, int64_t interval_ms);
-
 //  Exports the follower's state in metrics (borrowed; call once):
 //  edgeplane_model_view_revision, edgeplane_model_view_entities,
 //  edgeplane_model_view_digest52 (the first 52 bits of the view's digest,

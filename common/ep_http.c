@@ -102,8 +102,8 @@ ep_http_new (const char *listen, ep_metrics_t *metrics)
         }
     }
     if (!self->daemon) {
-        zsys_error ("ep_http: cannot serve HTTP on '%s': %s; set another address"
-                    " (EDGEPLANE_HTTP_LISTEN)", listen? listen: "(null)", error);
+        zsys_error ("ep_http: cannot serve HTTP: %s (set another address with --http-listen"
+                    " or EDGEPLANE_HTTP_LISTEN)", error);
         ep_http_destroy (&self);
     }
     return self;

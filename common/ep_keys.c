@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,21 +17,6 @@ const char *const ep_keys_services [] = {
     "bus", "model", "terminators", "reaper", "watchdog", NULL
 };
 
-//  Longest keys or output directory we accept, leaving room for the rest of
-//  a path (a subdirectory, a 64-character name, a suffix) within PATH_MAX.
-#define S_DIR_MAX   (PATH_MAX - 128)
-
-//  Formats a path into buf (PATH_MAX bytes). Callers bound the directories
-//  they are given (S_DIR_MAX), so a path that does not fit is a bug.
-static void __attribute__ ((format (printf, 2, 3)))
-s_path (char *buf, const char *format, ...)
-{
-    va_list args;
-    va_start (args, format);
-    int n = vsnprintf (buf, PATH_MAX, format, args);
-    va_end (args);
-    EP_ASSERT (n >= 0 && n < PATH_MAX);
-}
 
 //  True if cert carries a secret key (a public-only load leaves it zero).
 static bool
@@ -51,7 +35,7 @@ s_write_cert (zcert_t *cert, bool secret, const char *tmp_dir, const char *path,
     char hex [17];
     ep_random_hex (hex, 8);
     char tmp [PATH_MAX];
-    s_path (tmp, "%s/.tmp-%s", tmp_dir, hex);
+    ep_file_path (tmp, "%s/.tmp-%s", tmp_dir, hex);
     mode_t mode = secret? 0600: 0644;
     int fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0) {
@@ -92,10 +76,10 @@ s_ensure (const char *keys_dir, const char *name, const char *role, bool force,
           char *err, size_t errlen)
 {
     char curve [PATH_MAX], secret [PATH_MAX], public [PATH_MAX], authorized [PATH_MAX];
-    s_path (curve, "%s/curve", keys_dir);
-    s_path (secret, "%s/%s.cert_secret", curve, name);
-    s_path (public, "%s/%s.cert", curve, name);
-    s_path (authorized, "%s/authorized/%s.cert", keys_dir, name);
+    ep_file_path (curve, "%s/curve", keys_dir);
+    ep_file_path (secret, "%s/%s.cert_secret", curve, name);
+    ep_file_path (public, "%s/%s.cert", curve, name);
+    ep_file_path (authorized, "%s/authorized/%s.cert", keys_dir, name);
 
     zcert_t *cert = NULL;
     bool fresh = force || !ep_file_exists (secret);
@@ -129,14 +113,14 @@ s_ensure (const char *keys_dir, const char *name, const char *role, bool force,
 int
 ep_keys_init (const char *keys_dir, bool force, char *err, size_t errlen)
 {
-    if (!keys_dir || !*keys_dir || strlen (keys_dir) > S_DIR_MAX) {
+    if (!keys_dir || !*keys_dir || strlen (keys_dir) > EP_FILE_DIR_MAX) {
         ep_errorf (err, errlen, "invalid keys directory: give a path shorter than %d characters",
-                   S_DIR_MAX);
+                   EP_FILE_DIR_MAX);
         return -1;
     }
     char curve [PATH_MAX], authorized [PATH_MAX];
-    s_path (curve, "%s/curve", keys_dir);
-    s_path (authorized, "%s/authorized", keys_dir);
+    ep_file_path (curve, "%s/curve", keys_dir);
+    ep_file_path (authorized, "%s/authorized", keys_dir);
     if (ep_file_mkdirs (keys_dir, 0700, err, errlen)
     ||  ep_file_mkdirs (curve, 0700, err, errlen)
     ||  ep_file_mkdirs (authorized, 0755, err, errlen))
@@ -170,16 +154,16 @@ ep_keys_issue (const char *keys_dir, const char *name, const char *role,
                    role? role: "");
         return -1;
     }
-    if (!keys_dir || !out_dir || strlen (keys_dir) > S_DIR_MAX || strlen (out_dir) > S_DIR_MAX) {
+    if (!keys_dir || !out_dir || strlen (keys_dir) > EP_FILE_DIR_MAX || strlen (out_dir) > EP_FILE_DIR_MAX) {
         ep_errorf (err, errlen, "invalid keys or output directory");
         return -1;
     }
     char curve [PATH_MAX], authorized [PATH_MAX], own [PATH_MAX];
-    s_path (curve, "%s/curve", keys_dir);
-    s_path (authorized, "%s/authorized/%s.cert", keys_dir, name);
-    s_path (own, "%s/%s.cert", curve, name);
+    ep_file_path (curve, "%s/curve", keys_dir);
+    ep_file_path (authorized, "%s/authorized/%s.cert", keys_dir, name);
+    ep_file_path (own, "%s/%s.cert", curve, name);
     char dir [PATH_MAX];
-    s_path (dir, "%s/authorized", keys_dir);
+    ep_file_path (dir, "%s/authorized", keys_dir);
     if (!ep_file_exists (dir) || !ep_file_exists (curve)) {
         ep_errorf (err, errlen, "no keys in %s: run `edgeplane pki init` first", keys_dir);
         return -1;
@@ -193,8 +177,8 @@ ep_keys_issue (const char *keys_dir, const char *name, const char *role,
         return -1;
 
     char out_secret [PATH_MAX], out_public [PATH_MAX];
-    s_path (out_secret, "%s/%s.cert_secret", out_dir, name);
-    s_path (out_public, "%s/%s.cert", out_dir, name);
+    ep_file_path (out_secret, "%s/%s.cert_secret", out_dir, name);
+    ep_file_path (out_public, "%s/%s.cert", out_dir, name);
     zcert_t *cert = s_cert_new (role, name);
     //  Authorize last: a key nobody holds the secret of must not get in.
     int rc = s_write_cert (cert, true, out_dir, out_secret, err, errlen);
@@ -210,24 +194,33 @@ ep_keys_issue (const char *keys_dir, const char *name, const char *role,
     return rc;
 }
 
+//  The path of certificate name's file (suffix) in keys_dir/curve, into
+//  path (PATH_MAX bytes). Returns 0, or -1 (logged) for a bad directory or
+//  name.
+static int
+s_curve_path (char *path, const char *keys_dir, const char *name, const char *suffix)
+{
+    if (!keys_dir || !ep_id_valid (name) || strlen (keys_dir) > EP_FILE_DIR_MAX) {
+        zsys_error ("keys: invalid keys directory or certificate name");
+        return -1;
+    }
+    ep_file_path (path, "%s/curve/%s%s", keys_dir, name, suffix);
+    return 0;
+}
+
 zcert_t *
 ep_keys_load (const char *keys_dir, const char *name)
 {
-    if (!keys_dir || !ep_id_valid (name) || strlen (keys_dir) > S_DIR_MAX) {
-        zsys_error ("keys: invalid keys directory or certificate name");
-        return NULL;
-    }
     char path [PATH_MAX];
-    s_path (path, "%s/curve/%s.cert_secret", keys_dir, name);
+    if (s_curve_path (path, keys_dir, name, ".cert_secret"))
+        return NULL;
     struct stat st;
     if (stat (path, &st) != 0) {
         zsys_error ("keys: cannot read CURVE certificate %s (%s): run `edgeplane pki init` "
                     "to create the control plane's keys", path, strerror (errno));
         return NULL;
     }
-    if (st.st_mode & 077)
-        zsys_warning ("keys: %s is readable by others (mode %03o): chmod 600 it",
-                      path, (unsigned) (st.st_mode & 0777));
+    ep_file_warn_readable ("keys", path);
     zcert_t *cert = zcert_load (path);
     if (!s_has_secret (cert)) {
         zsys_error ("keys: %s is not a valid CURVE secret certificate: recreate the keys "
@@ -240,12 +233,9 @@ ep_keys_load (const char *keys_dir, const char *name)
 char *
 ep_keys_public_txt (const char *keys_dir, const char *name)
 {
-    if (!keys_dir || !ep_id_valid (name) || strlen (keys_dir) > S_DIR_MAX) {
-        zsys_error ("keys: invalid keys directory or certificate name");
-        return NULL;
-    }
     char path [PATH_MAX];
-    s_path (path, "%s/curve/%s.cert", keys_dir, name);
+    if (s_curve_path (path, keys_dir, name, ".cert"))
+        return NULL;
     zcert_t *cert = zcert_load (path);
     if (!cert) {
         zsys_error ("keys: cannot read CURVE certificate %s: run `edgeplane pki init` "
@@ -281,4 +271,18 @@ ep_curve_client (zsock_t *sock, zcert_t *cert, const char *server_public_txt)
     zcert_apply (cert, sock);
     zsock_set_curve_serverkey_bin (sock, server_key);
     return 0;
+}
+
+zsock_t *
+ep_curve_client_socket (int type, zcert_t *cert, const char *server_key)
+{
+    zsock_t *sock = zsock_new (type);
+    EP_ASSERT (sock);
+    zsock_set_heartbeat_ivl (sock, 1000);
+    zsock_set_heartbeat_timeout (sock, 3000);
+    if (cert) {
+        zcert_apply (cert, sock);
+        zsock_set_curve_serverkey (sock, server_key);
+    }
+    return sock;
 }

@@ -63,4 +63,11 @@ int
 int
     ep_curve_client (zsock_t *sock, zcert_t *cert, const char *server_public_txt);
 
+//  A new socket of type for a client of a service (publisher, subscriber,
+//  RPC): ZMTP heartbeats every second, a peer silent for 3 s is gone, and
+//  with cert (else plaintext) CURVE toward server_key. Set the options
+//  that differ, then connect.
+zsock_t *
+    ep_curve_client_socket (int type, zcert_t *cert, const char *server_key);
+
 #endif

@@ -52,26 +52,32 @@ ep_log_level (void)
     return (ep_log_level_t) atomic_load (&s_level);
 }
 
+//  The index of name in names (count of them), or -1.
+static int
+s_index (const char *const *names, size_t count, const char *name)
+{
+    for (size_t i = 0; name && i < count; i++)
+        if (strcmp (name, names [i]) == 0)
+            return (int) i;
+    return -1;
+}
+
 int
 ep_log_level_parse (const char *name, ep_log_level_t *level)
 {
-    for (size_t i = 0; name && i < EP_COUNT (s_level_names); i++)
-        if (strcmp (name, s_level_names [i]) == 0) {
-            *level = (ep_log_level_t) i;
-            return 0;
-        }
-    return -1;
+    int index = s_index (s_level_names, EP_COUNT (s_level_names), name);
+    if (index >= 0)
+        *level = (ep_log_level_t) index;
+    return index >= 0? 0: -1;
 }
 
 int
 ep_log_format_parse (const char *name, ep_log_format_t *format)
 {
-    for (size_t i = 0; name && i < EP_COUNT (s_format_names); i++)
-        if (strcmp (name, s_format_names [i]) == 0) {
-            *format = (ep_log_format_t) i;
-            return 0;
-        }
-    return -1;
+    int index = s_index (s_format_names, EP_COUNT (s_format_names), name);
+    if (index >= 0)
+        *format = (ep_log_format_t) index;
+    return index >= 0? 0: -1;
 }
 
 const char *

@@ -621,18 +621,6 @@ ep_metrics_destroy (ep_metrics_t **self_p)
 }
 
 ep_counter_t *
-ep_metrics_requests (ep_metrics_t *self)
-{
-    return self->requests;
-}
-
-ep_histogram_t *
-ep_metrics_request_duration (ep_metrics_t *self)
-{
-    return self->durations;
-}
-
-ep_counter_t *
 ep_metrics_published (ep_metrics_t *self)
 {
     return self->published;

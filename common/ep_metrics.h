@@ -65,13 +65,7 @@ ep_histogram_t *
 char *
     ep_metrics_render (ep_metrics_t *self);
 
-//  The families every service exports (see DESIGN.md).
-//  edgeplane_requests_total{op,code}: requests handled, by status code name.
-ep_counter_t *
-    ep_metrics_requests (ep_metrics_t *self);
-//  edgeplane_request_duration_seconds{op}: time to handle a request.
-ep_histogram_t *
-    ep_metrics_request_duration (ep_metrics_t *self);
+//  The families every service exports (docs/architecture.md, "Public interface").
 //  edgeplane_published_total{stream}: events published, by stream.
 ep_counter_t *
     ep_metrics_published (ep_metrics_t *self);

@@ -67,18 +67,6 @@ ep_entity_id (const Ep__Entity *entity)
     }
 }
 
-const Ep__EntityMeta *
-ep_entity_meta (const Ep__Entity *entity)
-{
-    switch (entity->kind_case) {
-        case EP__ENTITY__KIND_ROUTER:     return entity->router? entity->router->meta: NULL;
-        case EP__ENTITY__KIND_SERVICE:    return entity->service? entity->service->meta: NULL;
-        case EP__ENTITY__KIND_IDENTITY:   return entity->identity? entity->identity->meta: NULL;
-        case EP__ENTITY__KIND_CONTROLLER: return entity->controller? entity->controller->meta: NULL;
-        default:                          return NULL;
-    }
-}
-
 //  The packing of msg in a new buffer of *size_p bytes.
 static uint8_t *
 s_pack (const ProtobufCMessage *msg, size_t *size_p)

@@ -168,10 +168,6 @@ Ep__EntityType
 const char *
     ep_entity_id (const Ep__Entity *entity);
 
-//  The meta of entity, or NULL.
-const Ep__EntityMeta *
-    ep_entity_meta (const Ep__Entity *entity);
-
 //  A deep copy of entity (free with ep__entity__free_unpacked (copy, NULL)).
 Ep__Entity *
     ep_entity_dup (const Ep__Entity *entity);

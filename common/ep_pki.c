@@ -1,5 +1,5 @@
 /*  ep_pki.c: the TLS certificate authority (OpenSSL 3 library calls, never
-    the openssl command) and the contexts of the router-facing channel.
+    the openssl command); the contexts that use its files are ep_pki_tls.
 
     Every file is written beside its final place and renamed, with its mode
     set before the first byte, so a listener rereading ca.crl never sees
@@ -22,9 +22,6 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-//  Longest keys or output directory we accept, leaving room for the rest of
-//  a path (a file name of up to 64 characters and suffixes) within PATH_MAX.
-#define S_DIR_MAX       (PATH_MAX - 128)
 //  Certificates and CRLs start this many seconds in the past, so a peer
 //  whose clock is a little behind ours still accepts them.
 #define S_SKEW          3600
@@ -42,10 +39,8 @@ typedef struct {
     time_t not_after;           //  the CA's end: nothing it issues outlives it
 } s_ca_t;
 
-//  ep_errorf, followed by OpenSSL's reason for the failure (the first error in
-//  its queue, the root cause); empties the queue.
-static void __attribute__ ((format (printf, 3, 4)))
-s_err_ssl (char *err, size_t errlen, const char *format, ...)
+void
+ep_pki_ssl_errorf (char *err, size_t errlen, const char *format, ...)
 {
     char reason [256] = "no reason given";
     unsigned long code = ERR_peek_error ();
@@ -62,22 +57,10 @@ s_err_ssl (char *err, size_t errlen, const char *format, ...)
     }
 }
 
-//  Formats a path into buf (PATH_MAX bytes). Callers bound the directories
-//  they are given (S_DIR_MAX), so a path that does not fit is a bug.
-static void __attribute__ ((format (printf, 2, 3)))
-s_path (char *buf, const char *format, ...)
-{
-    va_list args;
-    va_start (args, format);
-    int n = vsnprintf (buf, PATH_MAX, format, args);
-    va_end (args);
-    EP_ASSERT (n >= 0 && n < PATH_MAX);
-}
-
 static bool
 s_dir_ok (const char *dir)
 {
-    return dir && *dir && strlen (dir) <= S_DIR_MAX;
+    return dir && *dir && strlen (dir) <= EP_FILE_DIR_MAX;
 }
 
 static bool
@@ -121,22 +104,19 @@ s_read_cert (const char *path, const char *what_to_do, char *err, size_t errlen)
     X509 *cert = in? PEM_read_bio_X509 (in, NULL, NULL, NULL): NULL;
     BIO_free (in);
     if (!cert)
-        s_err_ssl (err, errlen, "cannot read certificate %s: %s", path, what_to_do);
+        ep_pki_ssl_errorf (err, errlen, "cannot read certificate %s: %s", path, what_to_do);
     return cert;
 }
 
 static EVP_PKEY *
 s_read_key (const char *path, const char *what_to_do, char *err, size_t errlen)
 {
-    struct stat st;
-    if (stat (path, &st) == 0 && (st.st_mode & 077))
-        zsys_warning ("pki: %s is readable by others (mode %03o): chmod 600 it",
-                      path, (unsigned) (st.st_mode & 0777));
+    ep_file_warn_readable ("pki", path);
     BIO *in = BIO_new_file (path, "r");
     EVP_PKEY *key = in? PEM_read_bio_PrivateKey (in, NULL, NULL, NULL): NULL;
     BIO_free (in);
     if (!key)
-        s_err_ssl (err, errlen, "cannot read private key %s: %s", path, what_to_do);
+        ep_pki_ssl_errorf (err, errlen, "cannot read private key %s: %s", path, what_to_do);
     return key;
 }
 
@@ -148,12 +128,12 @@ s_read_crl (const char *path, X509 *ca, char *err, size_t errlen)
     X509_CRL *crl = in? PEM_read_bio_X509_CRL (in, NULL, NULL, NULL): NULL;
     BIO_free (in);
     if (!crl) {
-        s_err_ssl (err, errlen, "cannot read CRL %s: run `edgeplane pki init` to create it", path);
+        ep_pki_ssl_errorf (err, errlen, "cannot read CRL %s: run `edgeplane pki init` to create it", path);
         return NULL;
     }
     if (X509_NAME_cmp (X509_CRL_get_issuer (crl), X509_get_subject_name (ca)) != 0
     ||  X509_CRL_verify (crl, X509_get0_pubkey (ca)) != 1) {
-        s_err_ssl (err, errlen, "CRL %s is not signed by this CA: move it away and run "
+        ep_pki_ssl_errorf (err, errlen, "CRL %s is not signed by this CA: move it away and run "
                    "`edgeplane pki init` for an empty one, then revoke again", path);
         X509_CRL_free (crl);
         return NULL;
@@ -174,7 +154,7 @@ static int
 s_lock (const char *tls, char *err, size_t errlen)
 {
     char path [PATH_MAX];
-    s_path (path, "%s/.lock", tls);
+    ep_file_path (path, "%s/.lock", tls);
     int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0 || flock (fd, LOCK_EX) != 0) {
         ep_errorf (err, errlen, "cannot lock %s: %s", path, strerror (errno));
@@ -212,7 +192,7 @@ s_ca_ready (s_ca_t *ca, char *err, size_t errlen)
     if (!ca->keygen
     ||  EVP_PKEY_keygen_init (ca->keygen) != 1
     ||  EVP_PKEY_CTX_set_group_name (ca->keygen, "P-256") != 1) {
-        s_err_ssl (err, errlen, "cannot make P-256 keys: check the OpenSSL installation");
+        ep_pki_ssl_errorf (err, errlen, "cannot make P-256 keys: check the OpenSSL installation");
         return -1;
     }
     if (ca->cert) {
@@ -302,7 +282,7 @@ static int
 s_sign (X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
 {
     if (X509_sign (cert, key, EVP_sha256 ()) <= 0) {
-        s_err_ssl (err, errlen, "cannot sign a certificate with the CA key");
+        ep_pki_ssl_errorf (err, errlen, "cannot sign a certificate with the CA key");
         return -1;
     }
     return 0;
@@ -337,8 +317,8 @@ s_ca_load (const char *keys_dir, s_ca_t *ca, char *err, size_t errlen)
 {
     memset (ca, 0, sizeof *ca);
     char crt [PATH_MAX], key [PATH_MAX];
-    s_path (crt, "%s/tls/ca.crt", keys_dir);
-    s_path (key, "%s/tls/ca.key", keys_dir);
+    ep_file_path (crt, "%s/tls/ca.crt", keys_dir);
+    ep_file_path (key, "%s/tls/ca.key", keys_dir);
     if (!ep_file_exists (crt) || !ep_file_exists (key)) {
         ep_errorf (err, errlen, "no TLS CA in %s/tls: run `edgeplane pki init` first", keys_dir);
         return -1;
@@ -349,7 +329,7 @@ s_ca_load (const char *keys_dir, s_ca_t *ca, char *err, size_t errlen)
     if (ca->cert)
         ca->key = s_read_key (key, todo, err, errlen);
     if (ca->key && X509_check_private_key (ca->cert, ca->key) != 1) {
-        s_err_ssl (err, errlen, "%s does not belong to %s: %s", key, crt, todo);
+        ep_pki_ssl_errorf (err, errlen, "%s does not belong to %s: %s", key, crt, todo);
         s_ca_free (ca);
         return -1;
     }
@@ -369,7 +349,7 @@ s_ca_create (const char *tls, s_ca_t *ca, char *err, size_t errlen)
         return -1;
     ca->key = s_key_new (ca);
     if (!ca->key) {
-        s_err_ssl (err, errlen, "cannot generate the CA key");
+        ep_pki_ssl_errorf (err, errlen, "cannot generate the CA key");
         s_ca_free (ca);
         return -1;
     }
@@ -377,8 +357,8 @@ s_ca_create (const char *tls, s_ca_t *ca, char *err, size_t errlen)
     s_add_ext (cert, cert, NID_basic_constraints, "critical,CA:TRUE");
     s_add_ext (cert, cert, NID_key_usage, "critical,keyCertSign,cRLSign");
     char crt [PATH_MAX], key [PATH_MAX];
-    s_path (crt, "%s/ca.crt", tls);
-    s_path (key, "%s/ca.key", tls);
+    ep_file_path (crt, "%s/ca.crt", tls);
+    ep_file_path (key, "%s/ca.key", tls);
     //  The key first: a certificate alone would be a CA nobody can use.
     if (s_sign (cert, ca->key, err, errlen)
     ||  s_write_key (ca->key, key, err, errlen)
@@ -403,7 +383,7 @@ static int
 s_index_open (const char *keys_dir, char *err, size_t errlen)
 {
     char path [PATH_MAX];
-    s_path (path, "%s/tls/issued.txt", keys_dir);
+    ep_file_path (path, "%s/tls/issued.txt", keys_dir);
     int fd = open (path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         ep_errorf (err, errlen, "cannot open %s: %s", path, strerror (errno));
@@ -442,7 +422,7 @@ s_issue_one (s_ca_t *ca, int index_fd, const char *role, const char *id, int day
 {
     EVP_PKEY *key = s_key_new (ca);
     if (!key) {
-        s_err_ssl (err, errlen, "cannot generate a P-256 key");
+        ep_pki_ssl_errorf (err, errlen, "cannot generate a P-256 key");
         return -1;
     }
     X509 *cert = s_leaf_new (ca, key, role, id, (int64_t) days * 86400, server, err, errlen);
@@ -455,11 +435,11 @@ s_issue_one (s_ca_t *ca, int index_fd, const char *role, const char *id, int day
     }
     char path [PATH_MAX];
     if (rc == 0) {
-        s_path (path, "%s/%s.key", dir, id);
+        ep_file_path (path, "%s/%s.key", dir, id);
         rc = s_write_key (key, path, err, errlen);
     }
     if (rc == 0) {
-        s_path (path, "%s/%s.crt", dir, id);
+        ep_file_path (path, "%s/%s.crt", dir, id);
         rc = s_write_cert (cert, path, err, errlen);
     }
     X509_free (cert);
@@ -524,7 +504,7 @@ s_crl_write (s_ca_t *ca, X509_CRL *old, ASN1_INTEGER **serials, size_t count,
 
     int rc = 0;
     if (X509_CRL_sign (crl, ca->key, EVP_sha256 ()) <= 0) {
-        s_err_ssl (err, errlen, "cannot sign the CRL with the CA key");
+        ep_pki_ssl_errorf (err, errlen, "cannot sign the CRL with the CA key");
         rc = -1;
     }
     if (rc == 0) {
@@ -548,8 +528,8 @@ static bool
 s_server_current (s_ca_t *ca, const char *tls)
 {
     char crt [PATH_MAX], key [PATH_MAX];
-    s_path (crt, "%s/%s.crt", tls, EP_PKI_SERVER_ID);
-    s_path (key, "%s/%s.key", tls, EP_PKI_SERVER_ID);
+    ep_file_path (crt, "%s/%s.crt", tls, EP_PKI_SERVER_ID);
+    ep_file_path (key, "%s/%s.key", tls, EP_PKI_SERVER_ID);
     if (!ep_file_exists (crt) || !ep_file_exists (key))
         return false;
     X509 *cert = s_read_cert (crt, "", NULL, 0);
@@ -570,11 +550,11 @@ ep_pki_init (const char *keys_dir, bool force, char *err, size_t errlen)
 {
     if (!s_dir_ok (keys_dir)) {
         ep_errorf (err, errlen, "invalid keys directory: give a path shorter than %d characters",
-                   S_DIR_MAX);
+                   EP_FILE_DIR_MAX);
         return -1;
     }
     char tls [PATH_MAX];
-    s_path (tls, "%s/tls", keys_dir);
+    ep_file_path (tls, "%s/tls", keys_dir);
     if (ep_file_mkdirs (keys_dir, 0700, err, errlen) || ep_file_mkdirs (tls, 0700, err, errlen))
         return -1;
     //  Secrets live here: whatever made the directory, it is ours alone.
@@ -587,9 +567,9 @@ ep_pki_init (const char *keys_dir, bool force, char *err, size_t errlen)
         return -1;
 
     char ca_crt [PATH_MAX], ca_key [PATH_MAX], crl_path [PATH_MAX];
-    s_path (ca_crt, "%s/ca.crt", tls);
-    s_path (ca_key, "%s/ca.key", tls);
-    s_path (crl_path, "%s/ca.crl", tls);
+    ep_file_path (ca_crt, "%s/ca.crt", tls);
+    ep_file_path (ca_key, "%s/ca.key", tls);
+    ep_file_path (crl_path, "%s/ca.crl", tls);
     s_ca_t ca;
     int rc = 0;
     bool have_crt = ep_file_exists (ca_crt), have_key = ep_file_exists (ca_key);
@@ -647,14 +627,14 @@ s_issue_start (const char *keys_dir, const char *role, const char *out_dir, int 
     }
     if (!s_dir_ok (keys_dir) || !s_dir_ok (out_dir)) {
         ep_errorf (err, errlen, "invalid keys or output directory: give paths shorter than %d "
-                   "characters", S_DIR_MAX);
+                   "characters", EP_FILE_DIR_MAX);
         return -1;
     }
     if (s_ca_load (keys_dir, ca, err, errlen))
         return -1;
     //  Bundle files there would replace the CA or the server's own.
     char tls [PATH_MAX], real_tls [PATH_MAX], real_out [PATH_MAX];
-    s_path (tls, "%s/tls", keys_dir);
+    ep_file_path (tls, "%s/tls", keys_dir);
     if (realpath (tls, real_tls) && realpath (out_dir, real_out) && streq (real_tls, real_out)) {
         ep_errorf (err, errlen, "%s holds the CA: choose another output directory", tls);
         s_ca_free (ca);
@@ -682,7 +662,7 @@ s_issue_finish (s_ca_t *ca, int index_fd, const char *out_dir, int rc, char *err
         rc = -1;
     }
     char path [PATH_MAX];
-    s_path (path, "%s/ca.crt", out_dir);
+    ep_file_path (path, "%s/ca.crt", out_dir);
     if (rc == 0)
         rc = s_write_cert (ca->cert, path, err, errlen);
     close (index_fd);
@@ -748,7 +728,7 @@ s_index_find (const char *keys_dir, const char *id, ASN1_INTEGER ***serials_p,
               size_t *count_p, char *err, size_t errlen)
 {
     char path [PATH_MAX];
-    s_path (path, "%s/tls/issued.txt", keys_dir);
+    ep_file_path (path, "%s/tls/issued.txt", keys_dir);
     FILE *file = fopen (path, "r");
     if (!file) {
         ep_errorf (err, errlen, "cannot read %s: %s; run `edgeplane pki init` first",
@@ -792,8 +772,8 @@ ep_pki_revoke (const char *keys_dir, const char *id, char *err, size_t errlen)
         return -1;
     }
     char tls [PATH_MAX], crl_path [PATH_MAX];
-    s_path (tls, "%s/tls", keys_dir);
-    s_path (crl_path, "%s/ca.crl", tls);
+    ep_file_path (tls, "%s/tls", keys_dir);
+    ep_file_path (crl_path, "%s/ca.crl", tls);
     s_ca_t ca;
     if (s_ca_load (keys_dir, &ca, err, errlen))
         return -1;
@@ -821,12 +801,105 @@ ep_pki_revoke (const char *keys_dir, const char *id, char *err, size_t errlen)
     return rc;
 }
 
-//  ---------------------------------------------------------------------
-//  TLS contexts
+int
+ep_pki_path (char *buf, const char *keys_dir, const char *name)
+{
+    if (!s_dir_ok (keys_dir))
+        return -1;
+    ep_file_path (buf, "%s/tls/%s", keys_dir, name);
+    return 0;
+}
 
-//  Reads role and id from cert's one edgeplane:// SAN URI.
-static int
-s_identity (X509 *cert, char *role, size_t rolelen, char *id, size_t idlen)
+int
+ep_pki_read_trust (const char *keys_dir, X509 **ca_p, X509_CRL **crl_p, char *err, size_t errlen)
+{
+    char crt [PATH_MAX], crl_path [PATH_MAX];
+    if (!s_dir_ok (keys_dir))
+        return ep_errorf (err, errlen, "invalid keys directory");
+    ep_file_path (crt, "%s/tls/ca.crt", keys_dir);
+    ep_file_path (crl_path, "%s/tls/ca.crl", keys_dir);
+    X509 *ca = s_read_cert (crt, "run `edgeplane pki init` to create the CA", err, errlen);
+    X509_CRL *crl = ca? s_read_crl (crl_path, ca, err, errlen): NULL;
+    if (!crl) {
+        X509_free (ca);
+        return -1;
+    }
+    *ca_p = ca;
+    *crl_p = crl;
+    return 0;
+}
+
+int
+ep_pki_issue_memory (const char *keys_dir, const char *role, const char *id, int64_t seconds,
+                     X509 **cert_p, EVP_PKEY **key_p, char *err, size_t errlen)
+{
+    *cert_p = NULL;
+    *key_p = NULL;
+    if (!s_role_valid (role) || !ep_id_valid (id) || seconds < 1
+    ||  seconds > (int64_t) EP_PKI_DAYS_MAX * 86400) {
+        ep_errorf (err, errlen, "invalid role, id or validity for a certificate (%s/%s, %lld seconds)",
+                   role? role: "", id? id: "", (long long) seconds);
+        return -1;
+    }
+    if (!s_dir_ok (keys_dir)) {
+        ep_errorf (err, errlen, "invalid keys directory");
+        return -1;
+    }
+    s_ca_t ca;
+    if (s_ca_load (keys_dir, &ca, err, errlen))
+        return -1;
+    EVP_PKEY *key = s_key_new (&ca);
+    X509 *cert = key? s_leaf_new (&ca, key, role, id, seconds, streq (role, EP_PKI_ROLE_CTRL),
+                                  err, errlen): NULL;
+    if (!key)
+        ep_pki_ssl_errorf (err, errlen, "cannot generate a P-256 key");
+    s_ca_free (&ca);
+    if (!cert) {
+        EVP_PKEY_free (key);
+        return -1;
+    }
+    //  s_leaf_new leaves the public key encoded only (enough to sign and
+    //  write); a TLS context wants it decoded: round-trip through DER.
+    unsigned char *der = NULL;
+    int size = i2d_X509 (cert, &der);
+    const unsigned char *in = der;
+    X509 *decoded = size > 0? d2i_X509 (NULL, &in, size): NULL;
+    OPENSSL_free (der);
+    X509_free (cert);
+    if (!decoded) {
+        ep_pki_ssl_errorf (err, errlen, "cannot encode a certificate");
+        EVP_PKEY_free (key);
+        return -1;
+    }
+    cert = decoded;
+    *cert_p = cert;
+    *key_p = key;
+    return 0;
+}
+
+int
+ep_pki_read_pair (const char *cert_path, const char *key_path, X509 **cert_p,
+                  EVP_PKEY **key_p, char *err, size_t errlen)
+{
+    const char *todo = "give the .crt and .key of one bundle from `edgeplane pki issue`";
+    X509 *cert = s_read_cert (cert_path, todo, err, errlen);
+    EVP_PKEY *key = cert? s_read_key (key_path, todo, err, errlen): NULL;
+    if (key && X509_check_private_key (cert, key) != 1) {
+        ep_pki_ssl_errorf (err, errlen, "%s does not belong to %s: %s", key_path, cert_path, todo);
+        EVP_PKEY_free (key);
+        key = NULL;
+    }
+    if (!key) {
+        X509_free (cert);
+        return -1;
+    }
+    *cert_p = cert;
+    *key_p = key;
+    return 0;
+}
+
+int
+ep_pki_cert_identity (X509 *cert, char *role, size_t rolelen, char *id, size_t idlen)
 {
     GENERAL_NAMES *names = cert? X509_get_ext_d2i (cert, NID_subject_alt_name, NULL, NULL): NULL;
     char uri [128] = "";
@@ -867,319 +940,6 @@ s_identity (X509 *cert, char *role, size_t rolelen, char *id, size_t idlen)
 }
 
 int
-ep_pki_peer_identity (SSL *ssl, char *role, size_t rolelen, char *id, size_t idlen)
-{
-    if (!ssl || !role || !id || SSL_get_verify_result (ssl) != X509_V_OK)
-        return -1;
-    return s_identity (SSL_get0_peer_certificate (ssl), role, rolelen, id, idlen);
-}
-
-//  A verify store with the CA and the CRL, checking the peer against it.
-static X509_STORE *
-s_store_new (X509 *ca, X509_CRL *crl)
-{
-    X509_STORE *store = X509_STORE_new ();
-    EP_ASSERT (store);
-    EP_ASSERT (X509_STORE_add_cert (store, ca) == 1);
-    EP_ASSERT (X509_STORE_add_crl (store, crl) == 1);
-    EP_ASSERT (X509_STORE_set_flags (store, X509_V_FLAG_CRL_CHECK) == 1);
-    return store;
-}
-
-//  Installs a fresh store from tls/ca.crt and tls/ca.crl in ctx. SSL
-//  objects take a reference at SSL_new, so connections under way keep the
-//  store they started with.
-static int
-s_load_store (SSL_CTX *ctx, const char *keys_dir, char *err, size_t errlen)
-{
-    char crt [PATH_MAX], crl_path [PATH_MAX];
-    s_path (crt, "%s/tls/ca.crt", keys_dir);
-    s_path (crl_path, "%s/tls/ca.crl", keys_dir);
-    X509 *ca = s_read_cert (crt, "run `edgeplane pki init` to create the CA", err, errlen);
-    X509_CRL *crl = ca? s_read_crl (crl_path, ca, err, errlen): NULL;
-    int rc = -1;
-    if (crl) {
-        X509_STORE *store = s_store_new (ca, crl);
-        EP_ASSERT (SSL_CTX_set1_verify_cert_store (ctx, store) == 1);
-        X509_STORE_free (store);
-        rc = 0;
-    }
-    X509_CRL_free (crl);
-    X509_free (ca);
-    return rc;
-}
-
-//  Settings both ends share: TLS 1.3 only, buffers released when idle, no
-//  session cache.
-static SSL_CTX *
-s_ctx_base (const SSL_METHOD *method, char *err, size_t errlen)
-{
-    SSL_CTX *ctx = SSL_CTX_new (method);
-    if (!ctx) {
-        s_err_ssl (err, errlen, "cannot create a TLS context: check the OpenSSL installation");
-        return NULL;
-    }
-    EP_ASSERT (SSL_CTX_set_min_proto_version (ctx, TLS1_3_VERSION) == 1);
-    EP_ASSERT (SSL_CTX_set_max_proto_version (ctx, TLS1_3_VERSION) == 1);
-    SSL_CTX_set_mode (ctx, SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_session_cache_mode (ctx, SSL_SESS_CACHE_OFF);
-    return ctx;
-}
-
-//  s_ctx_base with cert and key from PEM files.
-static SSL_CTX *
-s_ctx_new (const SSL_METHOD *method, const char *cert, const char *key, char *err, size_t errlen)
-{
-    SSL_CTX *ctx = s_ctx_base (method, err, errlen);
-    if (!ctx)
-        return NULL;
-    if (SSL_CTX_use_certificate_file (ctx, cert, SSL_FILETYPE_PEM) != 1) {
-        s_err_ssl (err, errlen, "cannot use certificate %s: give a PEM file from "
-                   "`edgeplane pki issue` (or run `edgeplane pki init`)", cert);
-        SSL_CTX_free (ctx);
-        return NULL;
-    }
-    struct stat st;
-    if (stat (key, &st) == 0 && (st.st_mode & 077))
-        zsys_warning ("pki: %s is readable by others (mode %03o): chmod 600 it",
-                      key, (unsigned) (st.st_mode & 0777));
-    if (SSL_CTX_use_PrivateKey_file (ctx, key, SSL_FILETYPE_PEM) != 1
-    ||  SSL_CTX_check_private_key (ctx) != 1) {
-        s_err_ssl (err, errlen, "cannot use private key %s with %s: give the key of the same "
-                   "bundle", key, cert);
-        SSL_CTX_free (ctx);
-        return NULL;
-    }
-    return ctx;
-}
-
-//  s_ctx_base with cert and key in memory.
-static SSL_CTX *
-s_ctx_with (const SSL_METHOD *method, X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
-{
-    SSL_CTX *ctx = cert && key? s_ctx_base (method, err, errlen): NULL;
-    if (ctx && (SSL_CTX_use_certificate (ctx, cert) != 1
-            ||  SSL_CTX_use_PrivateKey (ctx, key) != 1
-            ||  SSL_CTX_check_private_key (ctx) != 1)) {
-        s_err_ssl (err, errlen, "cannot use the certificate and key given: they do not belong "
-                   "together");
-        SSL_CTX_free (ctx);
-        ctx = NULL;
-    }
-    else
-    if (!cert || !key)
-        ep_errorf (err, errlen, "give a certificate and its key");
-    return ctx;
-}
-
-//  What a server context needs beyond its certificate: the client
-//  certificate check against the CA and the CRL.
-static SSL_CTX *
-s_server_setup (SSL_CTX *ctx, const char *keys_dir, char *err, size_t errlen)
-{
-    char ca [PATH_MAX];
-    s_path (ca, "%s/tls/ca.crt", keys_dir);
-    //  TLS 1.3 sends tickets even with SSL_OP_NO_TICKET (stateful ones,
-    //  which need the cache we turn off): ask for none at all.
-    SSL_CTX_set_options (ctx, SSL_OP_NO_TICKET);
-    EP_ASSERT (SSL_CTX_set_num_tickets (ctx, 0) == 1);
-    SSL_CTX_set_verify (ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-    SSL_CTX_set_verify_depth (ctx, 1);
-    EP_ASSERT (X509_VERIFY_PARAM_set_flags (SSL_CTX_get0_param (ctx), X509_V_FLAG_CRL_CHECK) == 1);
-    //  Tells clients which CA to pick a certificate from.
-    STACK_OF (X509_NAME) *names = SSL_load_client_CA_file (ca);
-    if (names)
-        SSL_CTX_set_client_CA_list (ctx, names);
-    if (s_load_store (ctx, keys_dir, err, errlen)) {
-        SSL_CTX_free (ctx);
-        return NULL;
-    }
-    return ctx;
-}
-
-SSL_CTX *
-ep_pki_server_ctx (const char *keys_dir, char *err, size_t errlen)
-{
-    if (!s_dir_ok (keys_dir)) {
-        ep_errorf (err, errlen, "invalid keys directory");
-        return NULL;
-    }
-    char crt [PATH_MAX], key [PATH_MAX];
-    s_path (crt, "%s/tls/%s.crt", keys_dir, EP_PKI_SERVER_ID);
-    s_path (key, "%s/tls/%s.key", keys_dir, EP_PKI_SERVER_ID);
-    SSL_CTX *ctx = s_ctx_new (TLS_server_method (), crt, key, err, errlen);
-    return ctx? s_server_setup (ctx, keys_dir, err, errlen): NULL;
-}
-
-SSL_CTX *
-ep_pki_server_ctx_with (const char *keys_dir, X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
-{
-    if (!s_dir_ok (keys_dir)) {
-        ep_errorf (err, errlen, "invalid keys directory");
-        return NULL;
-    }
-    SSL_CTX *ctx = s_ctx_with (TLS_server_method (), cert, key, err, errlen);
-    return ctx? s_server_setup (ctx, keys_dir, err, errlen): NULL;
-}
-
-int
-ep_pki_reload_crl (SSL_CTX *ctx, const char *keys_dir, char *err, size_t errlen)
-{
-    if (!ctx || !s_dir_ok (keys_dir)) {
-        ep_errorf (err, errlen, "invalid TLS context or keys directory");
-        return -1;
-    }
-    return s_load_store (ctx, keys_dir, err, errlen);
-}
-
-bool
-ep_pki_peer_revoked (SSL_CTX *ctx, SSL *ssl)
-{
-    X509 *cert = ssl? SSL_get0_peer_certificate (ssl): NULL;
-    X509_STORE *store = NULL;
-    if (!ctx || !cert || SSL_CTX_get0_verify_cert_store (ctx, &store) != 1 || !store)
-        return false;
-    //  The store s_load_store installed: the CA and one CRL. Matching by
-    //  certificate checks the issuer as well as the serial.
-    STACK_OF (X509_OBJECT) *objects = X509_STORE_get0_objects (store);
-    for (int i = 0; i < sk_X509_OBJECT_num (objects); i++) {
-        X509_CRL *crl = X509_OBJECT_get0_X509_CRL (sk_X509_OBJECT_value (objects, i));
-        X509_REVOKED *entry = NULL;
-        if (crl && X509_CRL_get0_by_cert (crl, &entry, cert) == 1)
-            return true;
-    }
-    return false;
-}
-
-//  The client's last word on the chain: the server's certificate must say
-//  it is a controller (whatever else the CA signed).
-static int
-s_verify_server (int ok, X509_STORE_CTX *store)
-{
-    if (ok && X509_STORE_CTX_get_error_depth (store) == 0) {
-        char role [16], id [80];
-        if (s_identity (X509_STORE_CTX_get_current_cert (store), role, sizeof role, id, sizeof id)
-        ||  !streq (role, EP_PKI_ROLE_CTRL)) {
-            X509_STORE_CTX_set_error (store, X509_V_ERR_APPLICATION_VERIFICATION);
-            return 0;
-        }
-    }
-    return ok;
-}
-
-//  What a client context needs beyond its certificate: the server's chain
-//  to ca, and role ctrl in its certificate.
-static SSL_CTX *
-s_client_setup (SSL_CTX *ctx, const char *ca, char *err, size_t errlen)
-{
-    if (SSL_CTX_load_verify_locations (ctx, ca, NULL) != 1) {
-        s_err_ssl (err, errlen, "cannot read CA certificate %s: give the ca.crt of the bundle", ca);
-        SSL_CTX_free (ctx);
-        return NULL;
-    }
-    SSL_CTX_set_verify (ctx, SSL_VERIFY_PEER, s_verify_server);
-    SSL_CTX_set_verify_depth (ctx, 1);
-    return ctx;
-}
-
-SSL_CTX *
-ep_pki_client_ctx (const char *cert, const char *key, const char *ca, char *err, size_t errlen)
-{
-    if (!cert || !key || !ca) {
-        ep_errorf (err, errlen, "give the certificate, key and CA certificate of a bundle");
-        return NULL;
-    }
-    SSL_CTX *ctx = s_ctx_new (TLS_client_method (), cert, key, err, errlen);
-    return ctx? s_client_setup (ctx, ca, err, errlen): NULL;
-}
-
-SSL_CTX *
-ep_pki_client_ctx_with (X509 *cert, EVP_PKEY *key, const char *ca, char *err, size_t errlen)
-{
-    if (!ca) {
-        ep_errorf (err, errlen, "give the CA certificate");
-        return NULL;
-    }
-    SSL_CTX *ctx = s_ctx_with (TLS_client_method (), cert, key, err, errlen);
-    return ctx? s_client_setup (ctx, ca, err, errlen): NULL;
-}
-
-int
-ep_pki_issue_memory (const char *keys_dir, const char *role, const char *id, int64_t seconds,
-                     X509 **cert_p, EVP_PKEY **key_p, char *err, size_t errlen)
-{
-    *cert_p = NULL;
-    *key_p = NULL;
-    if (!s_role_valid (role) || !ep_id_valid (id) || seconds < 1
-    ||  seconds > (int64_t) EP_PKI_DAYS_MAX * 86400) {
-        ep_errorf (err, errlen, "invalid role, id or validity for a certificate (%s/%s, %lld seconds)",
-                   role? role: "", id? id: "", (long long) seconds);
-        return -1;
-    }
-    if (!s_dir_ok (keys_dir)) {
-        ep_errorf (err, errlen, "invalid keys directory");
-        return -1;
-    }
-    s_ca_t ca;
-    if (s_ca_load (keys_dir, &ca, err, errlen))
-        return -1;
-    EVP_PKEY *key = s_key_new (&ca);
-    X509 *cert = key? s_leaf_new (&ca, key, role, id, seconds, streq (role, EP_PKI_ROLE_CTRL),
-                                  err, errlen): NULL;
-    if (!key)
-        s_err_ssl (err, errlen, "cannot generate a P-256 key");
-    s_ca_free (&ca);
-    if (!cert) {
-        EVP_PKEY_free (key);
-        return -1;
-    }
-    //  s_leaf_new leaves the public key encoded only (enough to sign and
-    //  write); a TLS context wants it decoded: round-trip through DER.
-    unsigned char *der = NULL;
-    int size = i2d_X509 (cert, &der);
-    const unsigned char *in = der;
-    X509 *decoded = size > 0? d2i_X509 (NULL, &in, size): NULL;
-    OPENSSL_free (der);
-    X509_free (cert);
-    if (!decoded) {
-        s_err_ssl (err, errlen, "cannot encode a certificate");
-        EVP_PKEY_free (key);
-        return -1;
-    }
-    cert = decoded;
-    *cert_p = cert;
-    *key_p = key;
-    return 0;
-}
-
-int
-ep_pki_read_pair (const char *cert_path, const char *key_path, X509 **cert_p,
-                  EVP_PKEY **key_p, char *err, size_t errlen)
-{
-    const char *todo = "give the .crt and .key of one bundle from `edgeplane pki issue`";
-    X509 *cert = s_read_cert (cert_path, todo, err, errlen);
-    EVP_PKEY *key = cert? s_read_key (key_path, todo, err, errlen): NULL;
-    if (key && X509_check_private_key (cert, key) != 1) {
-        s_err_ssl (err, errlen, "%s does not belong to %s: %s", key_path, cert_path, todo);
-        EVP_PKEY_free (key);
-        key = NULL;
-    }
-    if (!key) {
-        X509_free (cert);
-        return -1;
-    }
-    *cert_p = cert;
-    *key_p = key;
-    return 0;
-}
-
-int
-ep_pki_cert_identity (X509 *cert, char *role, size_t rolelen, char *id, size_t idlen)
-{
-    return s_identity (cert, role, rolelen, id, idlen);
-}
-
-int
 ep_pki_cert_validity (X509 *cert, int64_t *not_before, int64_t *not_after)
 {
     struct tm before, after;
@@ -1191,22 +951,6 @@ ep_pki_cert_validity (X509 *cert, int64_t *not_before, int64_t *not_after)
     return 0;
 }
 
-int
-ep_pki_ctx_use (SSL_CTX *ctx, X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
-{
-    //  SSL_new copies the context's certificate into each connection:
-    //  connections made before keep what they were made with.
-    if (!ctx || !cert || !key
-    ||  SSL_CTX_use_certificate (ctx, cert) != 1
-    ||  SSL_CTX_use_PrivateKey (ctx, key) != 1
-    ||  SSL_CTX_check_private_key (ctx) != 1) {
-        s_err_ssl (err, errlen, "cannot use the new certificate and key: they do not belong "
-                   "together");
-        return -1;
-    }
-    return 0;
-}
-
 void
 ep_pki_pair_free (X509 **cert_p, EVP_PKEY **key_p)
 {
@@ -1214,11 +958,4 @@ ep_pki_pair_free (X509 **cert_p, EVP_PKEY **key_p)
     EVP_PKEY_free (*key_p);
     *cert_p = NULL;
     *key_p = NULL;
-}
-
-void
-ep_pki_ctx_free (SSL_CTX **ctx_p)
-{
-    SSL_CTX_free (*ctx_p);
-    *ctx_p = NULL;
 }

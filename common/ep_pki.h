@@ -1,10 +1,9 @@
-/*  ep_pki.h: the control plane's TLS certificate authority and the TLS
-    contexts of the router-facing channel.
+/*  ep_pki.h: the control plane's TLS certificate authority.
 
     Routers, peer controllers and clients reach the watchdog over TLS 1.3
     with mutual authentication; this module owns the files that makes
-    possible (layout in docs/keys.md) and builds the OpenSSL contexts both
-    ends use:
+    possible (layout in docs/keys.md), and ep_pki_tls builds the OpenSSL
+    contexts both ends use from them:
         <keys>/tls/ca.key, ca.crt       the CA (P-256), key mode 0600
         <keys>/tls/ca.crl               revoked certificates, signed by the CA
         <keys>/tls/watchdog.key, .crt   the control plane's own certificate
@@ -13,7 +12,7 @@
     (role router, ctrl or client). Only ctrl certificates may act as TLS
     servers (extendedKeyUsage serverAuth), so a client that verifies the
     chain against ca.crt and finds role ctrl in the server's URI knows it
-    reached the control plane; ep_pki_client_ctx checks both.
+    reached the control plane; ep_pki_client_ctx (ep_pki_tls) checks both.
 */
 #ifndef EP_PKI_H_INCLUDED
 #define EP_PKI_H_INCLUDED
@@ -72,33 +71,6 @@ int
 int
     ep_pki_revoke (const char *keys_dir, const char *id, char *err, size_t errlen);
 
-//  A TLS 1.3 server context with the control plane's certificate, which
-//  requires a client certificate from the CA that is not in the CRL. No
-//  session tickets or cache; buffers released when idle. Returns NULL with
-//  a message in err if a file is missing or invalid. Caller frees
-//  (SSL_CTX_free).
-SSL_CTX *
-    ep_pki_server_ctx (const char *keys_dir, char *err, size_t errlen);
-
-//  Rereads tls/ca.crl into ctx (from ep_pki_server_ctx). Handshakes started
-//  after the call use the new list; on error (unreadable, not signed by the
-//  CA, expired) the old list stays and -1 is returned with a message.
-int
-    ep_pki_reload_crl (SSL_CTX *ctx, const char *keys_dir, char *err, size_t errlen);
-
-//  True if the certificate ssl's peer presented is in the CRL ctx holds
-//  now (after ep_pki_reload_crl): how a listener finds connections made
-//  before a revocation. False without a peer certificate.
-bool
-    ep_pki_peer_revoked (SSL_CTX *ctx, SSL *ssl);
-
-//  A TLS 1.3 client context presenting cert/key (PEM files of a bundle),
-//  which accepts only a server whose certificate chains to ca and carries
-//  role ctrl. Returns NULL with a message in err. Caller frees.
-SSL_CTX *
-    ep_pki_client_ctx (const char *cert, const char *key, const char *ca,
-                       char *err, size_t errlen);
-
 //  Issues a certificate for role/id in memory, signed with the CA key of
 //  keys_dir (readable is enough: nothing is written, nothing is recorded in
 //  tls/issued.txt): a new P-256 key, SAN URI edgeplane://<role>/<id> (plus
@@ -115,13 +87,6 @@ int
 int
     ep_pki_cert_validity (X509 *cert, int64_t *not_before, int64_t *not_after);
 
-//  Makes ctx (a server or client context) present cert/key (borrowed; the
-//  context takes its own references) from now on: connections made after
-//  the call use them, those made before keep theirs. Returns 0, or -1 with
-//  a message in err (the context may then hold neither).
-int
-    ep_pki_ctx_use (SSL_CTX *ctx, X509 *cert, EVP_PKEY *key, char *err, size_t errlen);
-
 //  Reads a certificate and its private key (PEM files of a bundle) and
 //  checks that they belong together. Returns 0, or -1 with a message.
 int
@@ -133,32 +98,29 @@ int
 int
     ep_pki_cert_identity (X509 *cert, char *role, size_t rolelen, char *id, size_t idlen);
 
-//  ep_pki_server_ctx presenting cert/key (borrowed; the context takes its
-//  own references) instead of tls/watchdog.crt.
-SSL_CTX *
-    ep_pki_server_ctx_with (const char *keys_dir, X509 *cert, EVP_PKEY *key,
-                            char *err, size_t errlen);
-
-//  ep_pki_client_ctx presenting cert/key (borrowed) and trusting ca (a PEM
-//  file).
-SSL_CTX *
-    ep_pki_client_ctx_with (X509 *cert, EVP_PKEY *key, const char *ca, char *err, size_t errlen);
-
-//  Reads role and id from the SAN URI edgeplane://<role>/<id> of ssl's
-//  peer certificate, once the handshake verified it. Returns 0, or -1 if
-//  there is no verified peer certificate, no such URI, more than one, a
-//  malformed one, or a buffer too small.
+//  The path of name in the CA's directory, <keys_dir>/tls/<name>, into buf
+//  (PATH_MAX bytes). Returns 0, or -1 if keys_dir is empty or too long.
 int
-    ep_pki_peer_identity (SSL *ssl, char *role, size_t rolelen, char *id, size_t idlen);
+    ep_pki_path (char *buf, const char *keys_dir, const char *name);
+
+//  Reads the CA certificate and its CRL (tls/ca.crt, tls/ca.crl), checking
+//  that the CA signed the CRL and that the CRL has not expired. Returns 0
+//  with both (caller frees with X509_free / X509_CRL_free), or -1 with a
+//  message in err.
+int
+    ep_pki_read_trust (const char *keys_dir, X509 **ca_p, X509_CRL **crl_p,
+                       char *err, size_t errlen);
+
+//  ep_errorf, followed by OpenSSL's reason for the failure (the first error
+//  in its queue, the root cause); empties the queue.
+void
+    ep_pki_ssl_errorf (char *err, size_t errlen, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
 
 //  Frees a certificate and key (from ep_pki_read_pair, ep_pki_issue_memory;
 //  either may be NULL) and sets both pointers NULL: their owners outside
 //  common/ make no OpenSSL calls of their own.
 void
     ep_pki_pair_free (X509 **cert_p, EVP_PKEY **key_p);
-
-//  Frees a context (NULL is fine) and sets *ctx_p NULL.
-void
-    ep_pki_ctx_free (SSL_CTX **ctx_p);
 
 #endif

@@ -1,6 +1,7 @@
 /*  ep_publisher.c: stamped, capped publishing with per-stream heartbeats. */
 #include "ep_publisher.h"
 #include "ep_codec.h"
+#include "ep_keys.h"
 #include <sodium.h>
 
 #define STREAM_MAX 128          //  longest stream name, with its null
@@ -56,16 +57,9 @@ ep_publisher_t *
 ep_publisher_new (const char *endpoint, zcert_t *cert, const char *server_key,
                   const char *source_id, size_t cap)
 {
-    zsock_t *pub = zsock_new (ZMQ_PUB);
-    EP_ASSERT (pub);
+    zsock_t *pub = ep_curve_client_socket (ZMQ_PUB, cert, server_key);
     zsock_set_sndhwm (pub, 100000);
     zsock_set_linger (pub, 1000);
-    zsock_set_heartbeat_ivl (pub, 1000);
-    zsock_set_heartbeat_timeout (pub, 3000);
-    if (cert) {
-        zcert_apply (cert, pub);
-        zsock_set_curve_serverkey (pub, server_key);
-    }
     if (zsock_connect (pub, "%s", endpoint) != 0) {
         zsock_destroy (&pub);
         return NULL;
@@ -262,12 +256,6 @@ uint64_t
 ep_publisher_epoch (ep_publisher_t *self)
 {
     return self->epoch;
-}
-
-const char *
-ep_publisher_source_id (ep_publisher_t *self)
-{
-    return self->source_id;
 }
 
 void

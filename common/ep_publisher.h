@@ -57,9 +57,6 @@ uint64_t
 uint64_t
     ep_publisher_epoch (ep_publisher_t *self);
 
-const char *
-    ep_publisher_source_id (ep_publisher_t *self);
-
 //  Changes the heartbeat interval (tests, benchmarks).
 void
     ep_publisher_set_heartbeat (ep_publisher_t *self, int64_t interval_ms);

@@ -1,6 +1,7 @@
 /*  ep_rpc_client.c: DEALER with per-attempt timeout, reconnect and resend. */
 #include "ep_rpc_client.h"
 #include "ep_codec.h"
+#include "ep_keys.h"
 #include "common.pb-c.h"
 
 struct _ep_rpc_client_t {
@@ -14,16 +15,9 @@ struct _ep_rpc_client_t {
 static zsock_t *
 s_connect (ep_rpc_client_t *self)
 {
-    zsock_t *dealer = zsock_new (ZMQ_DEALER);
-    EP_ASSERT (dealer);
+    zsock_t *dealer = ep_curve_client_socket (ZMQ_DEALER, self->cert, self->server_key);
     zsock_set_linger (dealer, 0);
-    zsock_set_heartbeat_ivl (dealer, 1000);
-    zsock_set_heartbeat_timeout (dealer, 3000);
     zsock_set_maxmsgsize (dealer, (int64_t) EP_CODEC_DEFAULT_CAP + 1024);
-    if (self->cert) {
-        zcert_apply (self->cert, dealer);
-        zsock_set_curve_serverkey (dealer, self->server_key);
-    }
     if (zsock_connect (dealer, "%s", self->endpoint) != 0)
         zsock_destroy (&dealer);
     return dealer;

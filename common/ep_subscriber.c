@@ -2,6 +2,7 @@
 #include "ep_subscriber.h"
 #include "ep_arena.h"
 #include "ep_codec.h"
+#include "ep_keys.h"
 #include "ep_publisher.h"
 #include <poll.h>
 
@@ -44,16 +45,9 @@ ep_subscriber_t *
 ep_subscriber_new (const char *endpoint, zcert_t *cert, const char *server_key,
                    size_t cap, ep_tracker_report_fn *report, void *arg)
 {
-    zsock_t *sub = zsock_new (ZMQ_SUB);
-    EP_ASSERT (sub);
+    zsock_t *sub = ep_curve_client_socket (ZMQ_SUB, cert, server_key);
     zsock_set_rcvhwm (sub, 100000);
-    zsock_set_heartbeat_ivl (sub, 1000);
-    zsock_set_heartbeat_timeout (sub, 3000);
     zsock_set_maxmsgsize (sub, (int64_t) cap + 1024);
-    if (cert) {
-        zcert_apply (cert, sub);
-        zsock_set_curve_serverkey (sub, server_key);
-    }
     if (zsock_connect (sub, "%s", endpoint) != 0) {
         zsock_destroy (&sub);
         return NULL;
@@ -98,36 +92,38 @@ ep_subscriber_destroy (ep_subscriber_t **self_p)
     }
 }
 
-void
-ep_subscriber_subscribe (ep_subscriber_t *self, const char *prefix)
+//  Subscribes (on) or unsubscribes prefix. A subscription to part of a
+//  stream ("connect.router-to-ctrl") also takes that stream's heartbeats:
+//  they show the stream is live and the publisher is not silent (a
+//  filtered subscriber judges no gaps); unsubscribing undoes that too.
+static void
+s_filter (ep_subscriber_t *self, const char *prefix, bool on)
 {
-    zsock_set_subscribe (self->sub, prefix);
-    ep_tracker_subscribe (self->tracker, prefix);
-    //  A subscription to part of a stream ("connect.router-to-ctrl") also
-    //  takes that stream's heartbeats: they show the stream is live and the
-    //  publisher is not silent (a filtered subscriber judges no gaps).
+    void (*set) (void *, const char *) = on? zsock_set_subscribe: zsock_set_unsubscribe;
+    set (self->sub, prefix);
+    if (on)
+        ep_tracker_subscribe (self->tracker, prefix);
+    else
+        ep_tracker_unsubscribe (self->tracker, prefix);
     char stream [128];
     if (ep_topic_stream (prefix, stream, sizeof stream) == 0
     &&  !ep_tracker_whole (self->tracker, stream)) {
         char heartbeat [160];
         snprintf (heartbeat, sizeof heartbeat, "%s.heartbeat", stream);
-        zsock_set_subscribe (self->sub, heartbeat);
+        set (self->sub, heartbeat);
     }
+}
+
+void
+ep_subscriber_subscribe (ep_subscriber_t *self, const char *prefix)
+{
+    s_filter (self, prefix, true);
 }
 
 void
 ep_subscriber_unsubscribe (ep_subscriber_t *self, const char *prefix)
 {
-    zsock_set_unsubscribe (self->sub, prefix);
-    ep_tracker_unsubscribe (self->tracker, prefix);
-    //  Undo the heartbeat subscription ep_subscriber_subscribe added.
-    char stream [128];
-    if (ep_topic_stream (prefix, stream, sizeof stream) == 0
-    &&  !ep_tracker_whole (self->tracker, stream)) {
-        char heartbeat [160];
-        snprintf (heartbeat, sizeof heartbeat, "%s.heartbeat", stream);
-        zsock_set_unsubscribe (self->sub, heartbeat);
-    }
+    s_filter (self, prefix, false);
 }
 
 //  Reads one message with flags (0 or ZMQ_DONTWAIT) and handles it as

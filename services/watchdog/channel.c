@@ -6,7 +6,7 @@
     actions that come out (send, close, report, join, leave) are done here.
 */
 #include "channel.h"
-#include "ep_pki.h"
+#include "ep_pki_tls.h"
 
 struct _channel_t {
     channel_config_t config;    //  limits

@@ -3,6 +3,7 @@
 #include "identity.h"
 #include "ep_log.h"
 #include "ep_pki.h"
+#include "ep_pki_tls.h"
 #include "renewal.h"
 #include <sys/stat.h>
 #include <unistd.h>

@@ -3,7 +3,7 @@
     along; its deadline is the link's next timer. */
 #include "link.h"
 #include "ep_chan_io.h"
-#include "ep_pki.h"
+#include "ep_pki_tls.h"
 
 #define PROTOCOL_VERSION    1
 #define OUT_CAP             (1024 * 1024)   //  pings and pongs only: a peer this far behind is gone

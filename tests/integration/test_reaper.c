@@ -22,7 +22,7 @@
 #include "ep_chan_client.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
-#include "ep_pki.h"
+#include "ep_pki_tls.h"
 #include "ep_publisher.h"
 #include "ep_rpc_client.h"
 #include "ep_session_pages.h"

@@ -9,7 +9,7 @@
 #include "ep_ctrl_peers.h"
 #include "ep_chan_client.h"
 #include "ep_keys.h"
-#include "ep_pki.h"
+#include "ep_pki_tls.h"
 #include "ep_rpc_client.h"
 #include "ep_subscriber.h"
 #include "model.pb-c.h"

@@ -8,6 +8,7 @@
 #include "ep_stack.h"
 #include "ep_chan_io.h"
 #include "ep_pki.h"
+#include "ep_pki_tls.h"
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>

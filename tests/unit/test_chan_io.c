@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 #include "ep_test.h"
 #include "ep_chan_io.h"
-#include "ep_pki.h"
+#include "ep_pki_tls.h"
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>

@@ -2,7 +2,7 @@
     handshakes between the contexts ep_pki builds (over a BIO pair). */
 #include <criterion/criterion.h>
 #include "ep_test.h"
-#include "ep_pki.h"
+#include "ep_pki_tls.h"
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>

@@ -10,7 +10,7 @@
 #include "ep_agent.h"
 #include "ep_config.h"
 #include "ep_log.h"
-#include "ep_pki.h"
+#include "ep_pki_tls.h"
 #include "ep_ready.h"
 #include <arpa/inet.h>
 #include <netdb.h>
