@@ -129,6 +129,20 @@ ep_chan_hello (Ep__Frame *frame, Ep__Hello *hello, uint32_t protocol_version,
     frame->hello = hello;
 }
 
+uint64_t
+ep_chan_ping (Ep__Frame *frame, Ep__Ping *ping, int64_t now_ms)
+{
+    ep__ping__init (ping);
+    ping->has_nonce = ping->has_sent_at_ms = true;
+    //  Nonces only need to differ from the one before.
+    ping->nonce = (uint64_t) now_ms * 2654435761u + 1;
+    ping->sent_at_ms = now_ms;
+    ep__frame__init (frame);
+    frame->body_case = EP__FRAME__BODY_PING;
+    frame->ping = ping;
+    return ping->nonce;
+}
+
 void
 ep_chan_pong (Ep__Frame *frame, Ep__Pong *pong, const Ep__Ping *ping)
 {

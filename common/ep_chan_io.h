@@ -107,6 +107,11 @@ void
     ep_chan_hello (Ep__Frame *frame, Ep__Hello *hello, uint32_t protocol_version,
                    Ep__Role role, const char *id);
 
+//  A Ping sent at now_ms, with a nonce that differs from the one before
+//  (the Pong must carry it back); returns the nonce.
+uint64_t
+    ep_chan_ping (Ep__Frame *frame, Ep__Ping *ping, int64_t now_ms);
+
 //  The Pong answering ping: its nonce and sent_at_ms, as far as it has them.
 void
     ep_chan_pong (Ep__Frame *frame, Ep__Pong *pong, const Ep__Ping *ping);

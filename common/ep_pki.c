@@ -950,3 +950,12 @@ ep_pki_cert_validity (X509 *cert, int64_t *not_before, int64_t *not_after)
     *not_after = (int64_t) timegm (&after);
     return 0;
 }
+
+void
+ep_pki_pair_free (X509 **cert_p, EVP_PKEY **key_p)
+{
+    X509_free (*cert_p);
+    EVP_PKEY_free (*key_p);
+    *cert_p = NULL;
+    *key_p = NULL;
+}

@@ -117,4 +117,10 @@ void
     ep_pki_ssl_errorf (char *err, size_t errlen, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
 
+//  Frees a certificate and key (from ep_pki_read_pair, ep_pki_issue_memory;
+//  either may be NULL) and sets both pointers NULL: their owners outside
+//  common/ make no OpenSSL calls of their own.
+void
+    ep_pki_pair_free (X509 **cert_p, EVP_PKEY **key_p);
+
 #endif

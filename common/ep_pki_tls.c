@@ -254,3 +254,10 @@ ep_pki_ctx_use (SSL_CTX *ctx, X509 *cert, EVP_PKEY *key, char *err, size_t errle
     }
     return 0;
 }
+
+void
+ep_pki_ctx_free (SSL_CTX **ctx_p)
+{
+    SSL_CTX_free (*ctx_p);
+    *ctx_p = NULL;
+}

@@ -65,4 +65,9 @@ SSL_CTX *
 int
     ep_pki_peer_identity (SSL *ssl, char *role, size_t rolelen, char *id, size_t idlen);
 
+//  Frees a context (NULL is fine) and sets *ctx_p NULL: its owners outside
+//  common/ make no OpenSSL calls of their own.
+void
+    ep_pki_ctx_free (SSL_CTX **ctx_p);
+
 #endif

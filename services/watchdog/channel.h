@@ -1,26 +1,27 @@
 /*  channel.h: the watchdog's TLS listener.
 
-    Every control-channel connection lives in one epoll set with one timer
-    heap (czmq's pollers are poll()-based and O(n) per wake-up; this is
-    O(ready)). Each connection is a conn_t state machine (conn.h) plus its
-    socket, TLS session, frame reader and bounded output queue; this module
-    does the socket and TLS work and carries out the actions the state
-    machine asks for, and tells the watchdog (handler callbacks) about
-    joins, leaves, strays, refusals and frames to relay.
+    The bridge between common's TLS server (ep_tls_server: one epoll set
+    and one timer heap for every control-channel connection, the sockets,
+    TLS sessions, frame readers and bounded output queues) and the
+    connection state machine (conn.h), one conn_t per connection: it feeds
+    each conn_t what happened, carries out the actions it asks for, and
+    tells the watchdog (handler callbacks) about joins, leaves, strays,
+    refusals and frames to relay.
 
-    The watchdog's ZeroMQ loop waits on channel_fd () (the epoll fd) among
-    its sockets and calls channel_process () when it is readable or when
-    channel_deadline () has come.
+    The watchdog's ZeroMQ loop waits on the server's epoll fd among its
+    sockets and runs the server when it is readable or its deadline has
+    come (channel_server).
 */
 #ifndef CHANNEL_H_INCLUDED
 #define CHANNEL_H_INCLUDED
 
 #include "ep_prelude.h"
 #include "conn.h"
-#include <openssl/ssl.h>
+#include "ep_tls_server.h"
 
 typedef struct _channel_t channel_t;
-typedef struct _channel_conn_t channel_conn_t;
+//  A connection of the channel: its conn_t is channel_conn_state ().
+typedef ep_tls_conn_t channel_conn_t;
 
 typedef struct {
     conn_config_t conn;         //  grace, stray action, heartbeats, versions
@@ -51,8 +52,9 @@ typedef struct {
     void (*frame) (void *arg, channel_conn_t *conn, Ep__Frame *frame);
 } channel_handler_t;
 
-//  Listens on address ("host:port", port 0 = kernel's choice). ctx is the
-//  server context (borrowed). Returns NULL with the reason in err.
+//  Listens on address (host:port as ep_addr reads it: IPv4, [IPv6], * or a
+//  name; port 0 = the kernel's choice) with ctx, the server context
+//  (borrowed). Returns NULL with the reason in err.
 channel_t *
     channel_new (const char *address, SSL_CTX *ctx, const channel_config_t *config,
                  const channel_handler_t *handler, void *arg, char *err, size_t errlen);
@@ -61,43 +63,17 @@ channel_t *
 void
     channel_destroy (channel_t **self_p);
 
-//  The epoll fd: readable when something is ready.
-int
-    channel_fd (channel_t *self);
-
-//  The port actually bound.
-int
-    channel_port (channel_t *self);
-
-//  When the next timer is due (monotonic ms), INT64_MAX if none.
-int64_t
-    channel_deadline (channel_t *self);
-
-//  Handles ready sockets and due timers, without blocking.
-void
-    channel_process (channel_t *self);
-
-//  Sends frame to the joined peer (role, id). Returns 0, or -1 if there is
-//  none or it was closed for not reading.
-int
-    channel_send (channel_t *self, const char *role, const char *id, const Ep__Frame *frame);
-
-//  Sends frame on conn. Returns 0 or -1.
-int
-    channel_conn_send (channel_conn_t *conn, const Ep__Frame *frame);
-
-//  The joined peer (role, id), or NULL.
-channel_conn_t *
-    channel_find (channel_t *self, const char *role, const char *id);
+//  The TLS server holding the listener and every connection: the caller's
+//  loop polls and runs it (ep_tls_server_fd, _deadline, _process), sends
+//  and closes through it (ep_tls_conn_send, ep_tls_conn_close: a close
+//  announces the leave of a joined peer), and iterates its connections.
+ep_tls_server_t *
+    channel_server (channel_t *self);
 
 //  Goes DRAINING (Goodbye sent, acks only): the router was deleted, moved,
 //  or the watchdog is stopping.
 void
     channel_drain (channel_t *self, channel_conn_t *conn, const char *reason, bool reconnect);
-
-//  Closes conn with reason (leave announced if it had joined).
-void
-    channel_close (channel_t *self, channel_conn_t *conn, const char *reason);
 
 //  After the CRL was reloaded into the server context: closes every
 //  connection past its handshake whose certificate it now lists (refused,
@@ -105,26 +81,8 @@ void
 size_t
     channel_close_revoked (channel_t *self);
 
-//  Stops accepting (SIGTERM): the listener closes, connections stay.
-void
-    channel_stop_accepting (channel_t *self);
-
-//  Iterates every connection (NULL at the end).
-channel_conn_t *
-    channel_first (channel_t *self);
-channel_conn_t *
-    channel_next (channel_t *self);
-
-size_t
-    channel_size (channel_t *self);
-
-//  Bytes in flight in partial frames across all connections.
-size_t
-    channel_buffered (channel_t *self);
-
+//  The state machine of a connection.
 conn_t *
     channel_conn_state (channel_conn_t *conn);
-const char *
-    channel_conn_remote (channel_conn_t *conn);     //  "ip:port"
 
 #endif

@@ -1,5 +1,6 @@
 /*  conn.c: the control-channel connection state machine (see conn.h). */
 #include "conn.h"
+#include "ep_chan_io.h"
 #include <math.h>
 
 struct _conn_t {
@@ -143,11 +144,8 @@ conn_tls_failed (conn_t *self, const char *reason, int64_t now_ms, conn_actions_
 void
 conn_bad_input (conn_t *self, const char *reason, int64_t now_ms, conn_actions_t *actions)
 {
-    (void) now_ms;
-    s_reset (actions);
-    if (self->state >= CONN_CLOSED)
-        return;
-    s_refuse (self, reason, actions);
+    //  Refused the same way as a failed handshake: with reason, closed.
+    conn_tls_failed (self, reason, now_ms, actions);
 }
 
 //  A Hello in AWAIT_HELLO: versions, identity, the model's verdict.
@@ -228,13 +226,7 @@ conn_frame (conn_t *self, const Ep__Frame *frame, conn_peer_t peer, int64_t now_
     }
     switch (frame->body_case) {
         case EP__FRAME__BODY_PING:
-            ep__pong__init (&actions->pong);
-            actions->pong.has_nonce = frame->ping->has_nonce;
-            actions->pong.nonce = frame->ping->nonce;
-            actions->pong.has_sent_at_ms = frame->ping->has_sent_at_ms;
-            actions->pong.sent_at_ms = frame->ping->sent_at_ms;
-            actions->frame.body_case = EP__FRAME__BODY_PONG;
-            actions->frame.pong = &actions->pong;
+            ep_chan_pong (&actions->frame, &actions->pong, frame->ping);
             actions->flags |= CONN_SEND;
             return false;
         case EP__FRAME__BODY_PONG:
@@ -288,15 +280,8 @@ conn_tick (conn_t *self, int64_t now_ms, conn_actions_t *actions)
             return;
         }
         if (self->state == CONN_JOINED && now_ms >= self->next_ping) {
-            ep__ping__init (&actions->ping);
-            //  Nonces only need to differ from the one before.
-            self->ping_nonce = (uint64_t) now_ms * 2654435761u + 1;
+            self->ping_nonce = ep_chan_ping (&actions->frame, &actions->ping, now_ms);
             self->ping_sent = now_ms;
-            actions->ping.has_nonce = actions->ping.has_sent_at_ms = true;
-            actions->ping.nonce = self->ping_nonce;
-            actions->ping.sent_at_ms = now_ms;
-            actions->frame.body_case = EP__FRAME__BODY_PING;
-            actions->frame.ping = &actions->ping;
             actions->flags |= CONN_SEND;
             self->next_ping = now_ms + config->heartbeat_ms;
         }

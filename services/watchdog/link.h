@@ -11,14 +11,15 @@
     was heard for silence_ms. Everything before JOINED must be done within
     join_timeout_ms.
 
-    The caller polls link_fd () for link_events () and calls link_handle ()
-    when it is ready or link_deadline () has come.
+    The sockets, TLS and timers are common's ep_tls_server's (one server
+    for every link, which the caller runs in its loop); this module is the
+    link's logic on top of one of its connections.
 */
 #ifndef LINK_H_INCLUDED
 #define LINK_H_INCLUDED
 
 #include "ep_prelude.h"
-#include <openssl/ssl.h>
+#include "ep_tls_server.h"
 
 typedef struct _link_t link_t;
 
@@ -38,11 +39,11 @@ typedef struct {
 } link_config_t;
 
 //  Starts connecting to address ("host:port", an IPv4 or IPv6 literal or a
-//  name, resolved here) with ctx (a client context, borrowed), expecting
-//  the peer's certificate to say edgeplane://ctrl/<expect_id>. Never NULL:
-//  a failure to even start shows as a link already CLOSED.
+//  name, resolved here) on server with ctx (a client context, borrowed),
+//  expecting the peer's certificate to say edgeplane://ctrl/<expect_id>.
+//  Never NULL: a failure to even start shows as a link already CLOSED.
 link_t *
-    link_new (const char *address, SSL_CTX *ctx, const char *expect_id,
+    link_new (ep_tls_server_t *server, const char *address, SSL_CTX *ctx, const char *expect_id,
               const link_config_t *config, int64_t now_ms);
 
 void
@@ -54,21 +55,6 @@ link_state_t
 //  "connecting", "handshake", "hello", "joined", "closed".
 const char *
     link_state_name (link_state_t state);
-
-//  The socket (-1 once closed) and what to poll it for (ZMQ_POLLIN,
-//  ZMQ_POLLOUT).
-int
-    link_fd (link_t *self);
-short
-    link_events (link_t *self);
-
-//  The socket is ready, or the deadline came: makes what progress it can.
-void
-    link_handle (link_t *self, int64_t now_ms);
-
-//  When link_handle must be called at the latest (ms), INT64_MAX if closed.
-int64_t
-    link_deadline (link_t *self);
 
 //  Closes the link (we hang up); link_reason then says reason.
 void

@@ -1,0 +1,221 @@
+/*  events.c: connection events and their metrics (see events.h). */
+#include "events.h"
+#include "ep_log.h"
+
+const char *events_stray_actions [] = { "none", "log", "disconnect", NULL };
+
+struct _events_t {
+    ep_publisher_t *publisher;  //  where events go (borrowed)
+    const char *instance_id;    //  this instance (borrowed)
+    const char *api_address;    //  where others reach our API (borrowed)
+    const char *channel_advertised;     //  where peers dial us (borrowed)
+    const char *ctrl_id;        //  our ctrl identity, NULL: none (borrowed)
+    int stray_action;           //  index in events_stray_actions
+    ep_counter_t *strays;       //  controller_stray_connections_total{step}
+    ep_counter_t *refusals;     //  edgeplane_channel_refused_total{reason}
+    ep_histogram_t *durations;  //  controller_connection_duration_seconds{outcome}
+};
+
+static const char *
+s_connect_type (const char *role)
+{
+    return streq (role, "router")? "router-to-ctrl"
+         : streq (role, "ctrl")? "ctrl-to-ctrl": "edge-to-ctrl";
+}
+
+static int64_t
+s_wall_of (int64_t mono_ms)
+{
+    return ep_wall_ms () - (ep_mono_ms () - mono_ms);
+}
+
+events_t *
+events_new (ep_publisher_t *publisher, ep_metrics_t *metrics, const char *instance_id,
+            int stray_action)
+{
+    events_t *self = (events_t *) zmalloc (sizeof (events_t));
+    self->publisher = publisher;
+    self->instance_id = instance_id;
+    self->stray_action = stray_action;
+    const char *step [] = { "step" }, *reason [] = { "reason" }, *outcome [] = { "outcome" };
+    self->strays = ep_metrics_counter (metrics, "controller_stray_connections_total",
+        "Connections that did not join within the grace period, by the last step reached.", 1, step);
+    self->refusals = ep_metrics_counter (metrics, "edgeplane_channel_refused_total",
+        "Connections refused, by reason.", 1, reason);
+    static const double bounds [] = { 0.01, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400 };
+    self->durations = ep_metrics_histogram (metrics, "controller_connection_duration_seconds",
+        "How long connections stayed, by outcome.", 1, outcome, EP_COUNT (bounds), bounds);
+    static const char *streams [] = { "connect", "stray", "cluster", "channel", "presence" };
+    for (size_t i = 0; i < EP_COUNT (streams); i++)
+        ep_publisher_declare (publisher, streams [i]);
+    return self;
+}
+
+void
+events_destroy (events_t **self_p)
+{
+    if (*self_p) {
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+void
+events_set_addresses (events_t *self, const char *api_address, const char *channel_advertised,
+                      const char *ctrl_id)
+{
+    self->api_address = api_address;
+    self->channel_advertised = channel_advertised;
+    self->ctrl_id = ctrl_id;
+}
+
+//  Publishes on topic an event whose body (of the kind body_case says) is
+//  body.
+static void
+s_publish (events_t *self, const char *topic, Ep__Event__BodyCase body_case, ProtobufCMessage *body)
+{
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = body_case;
+    event.connect = (Ep__ConnectEvent *) body;      //  the body union: any member will do
+    if (ep_publisher_send (self->publisher, topic, &event) != 0)
+        ep_log_warn ("could not publish %s (larger than the cap)", topic);
+}
+
+void
+events_connect (events_t *self, channel_conn_t *c, bool connected, const char *reason,
+                int64_t duration_ms)
+{
+    conn_t *conn = channel_conn_state (c);
+    Ep__ConnectEvent body = EP__CONNECT_EVENT__INIT;
+    body.type = (char *) s_connect_type (conn_role (conn));
+    body.src_type = (char *) conn_role (conn);
+    body.src_id = (char *) conn_id (conn);
+    body.src_addr = (char *) ep_tls_conn_remote (c);
+    body.dst_type = "ctrl";
+    body.dst_id = (char *) self->instance_id;
+    body.dst_addr = (char *) self->channel_advertised;
+    body.has_connected = true;
+    body.connected = connected;
+    if (!connected) {
+        body.has_duration = true;
+        body.duration = duration_ms;
+        body.reason = (char *) reason;
+    }
+    char topic [48];
+    snprintf (topic, sizeof topic, "connect.%s", body.type);
+    s_publish (self, topic, EP__EVENT__BODY_CONNECT, &body.base);
+}
+
+void
+events_edge_connects (events_t *self, const char *router_id, const Ep__EdgeConnectBatch *batch)
+{
+    for (size_t i = 0; i < batch->n_events; i++) {
+        Ep__EdgeConnect *edge = batch->events [i];
+        Ep__ConnectEvent body = EP__CONNECT_EVENT__INIT;
+        body.type = "edge-to-router";
+        body.src_type = "identity";
+        body.src_id = edge->identity_id;
+        body.src_addr = edge->src_addr;
+        body.dst_type = "router";
+        body.dst_id = (char *) router_id;
+        body.dst_addr = edge->dst_addr;
+        body.has_connected = edge->has_connected;
+        body.connected = edge->connected;
+        body.has_duration = edge->has_duration_ms;
+        body.duration = edge->duration_ms;
+        body.reason = edge->reason;
+        s_publish (self, "connect.edge-to-router", EP__EVENT__BODY_CONNECT, &body.base);
+    }
+}
+
+//  A stray event's common part: where from, and when it was accepted.
+static void
+s_stray_body (Ep__StrayEvent *body, channel_conn_t *c)
+{
+    conn_t *conn = channel_conn_state (c);
+    body->remote_addr = (char *) ep_tls_conn_remote (c);
+    body->has_accepted_at_ms = true;
+    body->accepted_at_ms = s_wall_of (conn_accepted_at (conn));
+}
+
+void
+events_stray (events_t *self, channel_conn_t *c, const char *step)
+{
+    conn_t *conn = channel_conn_state (c);
+    const char *labels [] = { step };
+    ep_counter_inc (self->strays, labels, 1);
+    Ep__StrayEvent body = EP__STRAY_EVENT__INIT;
+    s_stray_body (&body, c);
+    if (conn_version (conn)) {
+        body.has_protocol_version = true;
+        body.protocol_version = conn_version (conn);
+    }
+    body.step = (char *) step;
+    body.action = (char *) events_stray_actions [self->stray_action];
+    if (*conn_id (conn))
+        body.peer_id = (char *) conn_id (conn);
+    s_publish (self, "stray.detected", EP__EVENT__BODY_STRAY, &body.base);
+    if (self->stray_action > 0)
+        ep_log_warn ("stray connection from %s (reached %s, accepted %lld ms ago)",
+                     ep_tls_conn_remote (c), step, (long long) (ep_mono_ms () - conn_accepted_at (conn)));
+}
+
+void
+events_not_member (events_t *self, channel_conn_t *c)
+{
+    conn_t *conn = channel_conn_state (c);
+    Ep__StrayEvent body = EP__STRAY_EVENT__INIT;
+    s_stray_body (&body, c);
+    body.step = "not-member";
+    body.peer_id = (char *) conn_id (conn);
+    s_publish (self, "cluster.peer.not_member", EP__EVENT__BODY_STRAY, &body.base);
+    ep_log_warn ("controller %s at %s is not a member of this cluster", conn_id (conn),
+                 ep_tls_conn_remote (c));
+}
+
+void
+events_refusal (events_t *self, const char *remote, const char *reason, const char *role,
+                const char *id)
+{
+    const char *labels [] = { reason };
+    ep_counter_inc (self->refusals, labels, 1);
+    Ep__ChannelEvent body = EP__CHANNEL_EVENT__INIT;
+    body.reason = (char *) reason;
+    body.remote_addr = (char *) remote;
+    body.role = role && *role? (char *) role: NULL;
+    body.id = id && *id? (char *) id: NULL;
+    s_publish (self, "channel.refused", EP__EVENT__BODY_CHANNEL, &body.base);
+    ep_log_info ("refused %s%s%s%s from %s: %s", role && *role? role: "", role && *role? " ": "",
+                 id && *id? id: "", id && *id? "": "a connection", remote, reason);
+}
+
+void
+events_ended (events_t *self, const char *outcome, double seconds)
+{
+    const char *labels [] = { outcome };
+    ep_histogram_observe (self->durations, labels, seconds);
+}
+
+void
+events_presence (events_t *self, const char *type, char **routers, size_t n,
+                 int64_t joined_wall_ms, uint64_t model_revision)
+{
+    Ep__PresenceEvent body = EP__PRESENCE_EVENT__INIT;
+    body.instance_id = (char *) self->instance_id;
+    body.has_instance_epoch = true;
+    body.instance_epoch = ep_publisher_epoch (self->publisher);
+    body.api_address = (char *) self->api_address;
+    body.channel_address = (char *) self->channel_advertised;
+    body.ctrl_id = (char *) self->ctrl_id;
+    body.has_model_revision = true;
+    body.model_revision = model_revision;
+    body.routers = routers;
+    body.n_routers = n;
+    if (joined_wall_ms) {
+        body.has_joined_at_ms = true;
+        body.joined_at_ms = joined_wall_ms;
+    }
+    char topic [32];
+    snprintf (topic, sizeof topic, "presence.%s", type);
+    s_publish (self, topic, EP__EVENT__BODY_PRESENCE, &body.base);
+}

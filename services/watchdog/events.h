@@ -1,0 +1,71 @@
+/*  events.h: what the watchdog tells the bus about connections.
+
+    Connect events (joins and leaves here, and the edge-to-router
+    connections a router reports), stray.detected, cluster.peer.not_member,
+    channel.refused and presence (join, leave, beacon), each with the
+    metric that counts the same thing. The watchdog decides when; this
+    module builds the events (Ep__Event on the stack, no copies) and
+    publishes them on its publisher (borrowed).
+*/
+#ifndef EVENTS_H_INCLUDED
+#define EVENTS_H_INCLUDED
+
+#include "ep_prelude.h"
+#include "ep_metrics.h"
+#include "ep_publisher.h"
+#include "channel.h"
+
+typedef struct _events_t events_t;
+
+//  The stray actions, as --stray-action names them (conn_stray_action_t order).
+extern const char *events_stray_actions [];
+
+//  Events from instance instance_id (borrowed) on publisher (borrowed),
+//  counted in metrics; stray_action is a conn_stray_action_t.
+events_t *
+    events_new (ep_publisher_t *publisher, ep_metrics_t *metrics, const char *instance_id,
+                int stray_action);
+
+void
+    events_destroy (events_t **self_p);
+
+//  Where this instance is reached (borrowed, may be NULL until known): its
+//  API, its channel as peers dial it, its ctrl id. Presence and connect
+//  events carry them.
+void
+    events_set_addresses (events_t *self, const char *api_address, const char *channel_advertised,
+                          const char *ctrl_id);
+
+//  connect.<type>: c joined (connected), or left after duration_ms (reason).
+void
+    events_connect (events_t *self, channel_conn_t *c, bool connected, const char *reason,
+                    int64_t duration_ms);
+
+//  connect.edge-to-router: the edge connections router_id saw.
+void
+    events_edge_connects (events_t *self, const char *router_id, const Ep__EdgeConnectBatch *batch);
+
+//  stray.detected (step: the last step reached), counted by step.
+void
+    events_stray (events_t *self, channel_conn_t *c, const char *step);
+
+//  cluster.peer.not_member: a ctrl peer that is not a cluster member.
+void
+    events_not_member (events_t *self, channel_conn_t *c);
+
+//  channel.refused, counted by reason; role and id may be NULL or "".
+void
+    events_refusal (events_t *self, const char *remote, const char *reason, const char *role,
+                    const char *id);
+
+//  A connection ended: its duration by outcome.
+void
+    events_ended (events_t *self, const char *outcome, double seconds);
+
+//  presence.<type> (join, leave, beacon) naming routers (n of them), with
+//  the router's join time (wall ms, 0: none) and our model revision.
+void
+    events_presence (events_t *self, const char *type, char **routers, size_t n,
+                     int64_t joined_wall_ms, uint64_t model_revision);
+
+#endif

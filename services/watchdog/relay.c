@@ -1,0 +1,292 @@
+/*  relay.c: router requests to their services, replies back (see relay.h). */
+#include "relay.h"
+#include "ep_log.h"
+#include "ep_codec.h"
+
+#define RELAY_TIMEOUT_MS    30000
+#define RELAY_ID_MAX        160         //  the longest request id services take
+#define COMMANDS_MAX        100000      //  command ids remembered, at most
+
+//  A request relayed to a service, waiting for its reply.
+typedef struct {
+    char router_id [65];        //  who asked
+    uint64_t frame_id;          //  the frame id to answer with
+    bool terminators;           //  which service (else the reaper)
+    bool ack;                   //  a command ack: the reply is not the router's
+    int64_t expires_ms;         //  forgotten after this
+} s_relay_t;
+
+struct _relay_t {
+    zsock_t *terminators;       //  DEALER to the terminators service
+    zsock_t *reaper;            //  DEALER to the reaper
+    zhashx_t *relays;           //  upstream request id -> s_relay_t
+    zhashx_t *commands;         //  command id -> reply_to ("terminators" / "reaper")
+    relay_lookup_fn *lookup;    //  joined routers
+    void *arg;                  //  its argument
+};
+
+static zsock_t *
+s_dealer (ep_service_t *service, const char *endpoint, const char *server)
+{
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    zsock_set_sndhwm (dealer, 100000);
+    zsock_set_heartbeat_ivl (dealer, 1000);
+    zsock_set_heartbeat_timeout (dealer, 3000);
+    if (ep_service_secure_client (service, dealer, server) != 0
+    ||  zsock_connect (dealer, "%s", endpoint) != 0) {
+        ep_log_error ("cannot reach %s at %s", server, endpoint);
+        zsock_destroy (&dealer);
+    }
+    return dealer;
+}
+
+relay_t *
+relay_new (ep_service_t *service, relay_lookup_fn *lookup, void *arg)
+{
+    relay_t *self = (relay_t *) zmalloc (sizeof (relay_t));
+    const ep_common_opts_t *opts = ep_service_opts (service);
+    self->terminators = s_dealer (service, opts->terminators_api, "terminators");
+    self->reaper = s_dealer (service, opts->reaper_api, "reaper");
+    self->relays = zhashx_new ();
+    zhashx_set_destructor (self->relays, (czmq_destructor *) zstr_free);
+    self->commands = zhashx_new ();
+    zhashx_set_destructor (self->commands, (czmq_destructor *) zstr_free);
+    self->lookup = lookup;
+    self->arg = arg;
+    if (!self->terminators || !self->reaper)
+        relay_destroy (&self);
+    return self;
+}
+
+void
+relay_destroy (relay_t **self_p)
+{
+    relay_t *self = *self_p;
+    if (self) {
+        zsock_destroy (&self->terminators);
+        zsock_destroy (&self->reaper);
+        zhashx_destroy (&self->relays);
+        zhashx_destroy (&self->commands);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+zsock_t *
+relay_terminators (relay_t *self)
+{
+    return self->terminators;
+}
+
+zsock_t *
+relay_reaper (relay_t *self)
+{
+    return self->reaper;
+}
+
+//  Answers a router's request here, when it cannot be relayed.
+static void
+s_relay_fail (channel_conn_t *c, uint64_t frame_id, bool terminators, char *request_id,
+              Ep__Status__Code code, const char *message)
+{
+    Ep__Status status = EP__STATUS__INIT;
+    status.has_code = true;
+    status.code = code;
+    status.message = (char *) message;
+    Ep__TerminatorReply terminator_reply = EP__TERMINATOR_REPLY__INIT;
+    Ep__SessionReply session_reply = EP__SESSION_REPLY__INIT;
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.has_id = true;
+    frame.id = frame_id;
+    if (terminators) {
+        terminator_reply.request_id = request_id;
+        terminator_reply.status = &status;
+        terminator_reply.has_retriable = true;
+        terminator_reply.retriable = code == EP__STATUS__CODE__UNAVAILABLE;
+        frame.body_case = EP__FRAME__BODY_TERMINATOR_REPLY;
+        frame.terminator_reply = &terminator_reply;
+    }
+    else {
+        session_reply.request_id = request_id;
+        session_reply.status = &status;
+        frame.body_case = EP__FRAME__BODY_SESSION_REPLY;
+        frame.session_reply = &session_reply;
+    }
+    ep_tls_conn_send (c, &frame);
+}
+
+//  Sends a router's request to its service under the upstream id (see
+//  relay.h). Router ids cannot hold ':' or '/', so no id a router picks
+//  can collide with an ack's, and the reply to an ack is not forwarded.
+static void
+s_relay (relay_t *self, channel_conn_t *c, uint64_t frame_id, bool terminators, bool ack,
+         ProtobufCMessage *request, char **request_id_field)
+{
+    const char *router_id = conn_id (channel_conn_state (c));
+    char *theirs = *request_id_field;
+    char upstream [RELAY_ID_MAX + 2];
+    int len = snprintf (upstream, sizeof upstream, ack? "%s/ack/%s": "%s:%s", router_id, theirs? theirs: "");
+    if (!theirs || !*theirs || len > RELAY_ID_MAX) {
+        if (ack)
+            ep_log_warn ("router %s: ack with no command id or a too long one: dropped", router_id);
+        else {
+            char message [128];
+            snprintf (message, sizeof message, "request_id is required: 1 to %d characters",
+                      RELAY_ID_MAX - (int) strlen (router_id) - 1);
+            s_relay_fail (c, frame_id, terminators, theirs, EP__STATUS__CODE__INVALID_ARGUMENT, message);
+        }
+        return;
+    }
+    *request_id_field = upstream;
+    char err [256];
+    zframe_t *packed = ep_codec_pack (request, EP_CODEC_DEFAULT_CAP, err, sizeof err);
+    *request_id_field = theirs;
+    const char *service = terminators? "terminators": "reaper";
+    if (!packed) {
+        if (!ack)
+            s_relay_fail (c, frame_id, terminators, theirs, EP__STATUS__CODE__INVALID_ARGUMENT, err);
+        return;
+    }
+    if (zframe_send (&packed, terminators? self->terminators: self->reaper, ZFRAME_DONTWAIT) != 0) {
+        zframe_destroy (&packed);       //  not taken on failure
+        ep_log_warn ("router %s: the %s service is not taking requests (%s)", router_id, service,
+                     zmq_strerror (zmq_errno ()));
+        if (!ack)
+            s_relay_fail (c, frame_id, terminators, theirs, EP__STATUS__CODE__UNAVAILABLE,
+                          "the service is not reachable from the watchdog: retry later");
+        return;
+    }
+    s_relay_t *relay = (s_relay_t *) zmalloc (sizeof (s_relay_t));
+    snprintf (relay->router_id, sizeof relay->router_id, "%s", router_id);
+    relay->frame_id = frame_id;
+    relay->terminators = terminators;
+    relay->ack = ack;
+    relay->expires_ms = ep_mono_ms () + RELAY_TIMEOUT_MS;
+    zhashx_update (self->relays, upstream, relay);
+}
+
+//  A router's ack of a command: to the service that sent the command. The
+//  command id is the request id: s_relay prefixes it.
+static void
+s_ack (relay_t *self, channel_conn_t *c, uint64_t frame_id, Ep__CommandAck *ack)
+{
+    const char *id = conn_id (channel_conn_state (c));
+    const char *reply_to = ack->command_id
+                         ? (const char *) zhashx_lookup (self->commands, ack->command_id): NULL;
+    char *request_id = ack->command_id;
+    if (reply_to && streq (reply_to, "terminators")) {
+        Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+        request.request_id = request_id;
+        request.router_id = (char *) id;
+        request.op_case = EP__TERMINATOR_REQUEST__OP_ACK;
+        request.ack = ack;
+        s_relay (self, c, frame_id, true, true, &request.base, &request.request_id);
+    }
+    else {
+        Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+        request.request_id = request_id;
+        request.router_id = (char *) id;
+        request.op_case = EP__SESSION_REQUEST__OP_ACK;
+        request.ack = ack;
+        s_relay (self, c, frame_id, false, true, &request.base, &request.request_id);
+    }
+}
+
+bool
+relay_frame (relay_t *self, channel_conn_t *c, Ep__Frame *frame)
+{
+    const char *id = conn_id (channel_conn_state (c));
+    switch (frame->body_case) {
+        case EP__FRAME__BODY_TERMINATOR_REQUEST: {
+            Ep__TerminatorRequest *request = frame->terminator_request;
+            free (request->router_id);
+            request->router_id = strdup (id);       //  only we speak for routers
+            s_relay (self, c, frame->id, true, false, &request->base, &request->request_id);
+            return true;
+        }
+        case EP__FRAME__BODY_SESSION_REQUEST: {
+            Ep__SessionRequest *request = frame->session_request;
+            free (request->router_id);
+            request->router_id = strdup (id);
+            s_relay (self, c, frame->id, false, false, &request->base, &request->request_id);
+            return true;
+        }
+        case EP__FRAME__BODY_COMMAND_ACK:
+            s_ack (self, c, frame->id, frame->command_ack);
+            return true;
+        default:
+            return false;
+    }
+}
+
+void
+relay_command (relay_t *self, const Ep__Command *command)
+{
+    if (command->command_id && command->reply_to)
+        zhashx_update (self->commands, command->command_id, strdup (command->reply_to));
+}
+
+//  A reply from the terminators or reaper service: back to the router.
+static void
+s_replies (relay_t *self, zsock_t *dealer, bool terminators)
+{
+    zframe_t *reply;
+    while ((zsock_events (dealer) & ZMQ_POLLIN) && (reply = zframe_recv (dealer))) {
+        char err [256];
+        ProtobufCMessage *msg = ep_codec_unpack_frame (
+            terminators? &ep__terminator_reply__descriptor: &ep__session_reply__descriptor,
+            reply, EP_CODEC_DEFAULT_CAP, terminators? "terminators": "reaper", err, sizeof err);
+        zframe_destroy (&reply);
+        if (!msg) {
+            ep_log_warn ("%s", err);
+            continue;
+        }
+        char **request_id = terminators? &((Ep__TerminatorReply *) msg)->request_id
+                                       : &((Ep__SessionReply *) msg)->request_id;
+        s_relay_t *relay = *request_id? (s_relay_t *) zhashx_lookup (self->relays, *request_id): NULL;
+        channel_conn_t *c = relay && !relay->ack? self->lookup (self->arg, relay->router_id): NULL;
+        if (c) {
+            //  The router sees its own request id again.
+            char *upstream = *request_id;
+            *request_id = strchr (upstream, ':') + 1;
+            Ep__Frame frame = EP__FRAME__INIT;
+            frame.has_id = true;
+            frame.id = relay->frame_id;
+            if (terminators) {
+                frame.body_case = EP__FRAME__BODY_TERMINATOR_REPLY;
+                frame.terminator_reply = (Ep__TerminatorReply *) msg;
+            }
+            else {
+                frame.body_case = EP__FRAME__BODY_SESSION_REPLY;
+                frame.session_reply = (Ep__SessionReply *) msg;
+            }
+            ep_tls_conn_send (c, &frame);
+            *request_id = upstream;
+        }
+        if (relay)
+            zhashx_delete (self->relays, *request_id);
+        protobuf_c_message_free_unpacked (msg, NULL);
+    }
+}
+
+void
+relay_replies (relay_t *self)
+{
+    s_replies (self, self->terminators, true);
+    s_replies (self, self->reaper, false);
+}
+
+void
+relay_expire (relay_t *self, int64_t now_ms)
+{
+    zlistx_t *expired = zlistx_new ();
+    s_relay_t *relay = (s_relay_t *) zhashx_first (self->relays);
+    for (; relay; relay = (s_relay_t *) zhashx_next (self->relays))
+        if (relay->expires_ms <= now_ms)
+            zlistx_add_end (expired, (void *) zhashx_cursor (self->relays));
+    for (const char *key = (const char *) zlistx_first (expired); key; key = (const char *) zlistx_next (expired))
+        zhashx_delete (self->relays, key);
+    zlistx_destroy (&expired);
+    if (zhashx_size (self->commands) > COMMANDS_MAX)
+        zhashx_purge (self->commands);
+}
