@@ -138,7 +138,7 @@ ep_audit_new (const char *path, int64_t max_bytes, int backups,
     self->interval_ms = EP_AUDIT_SYNC_INTERVAL_MS;
     self->fd = -1;
     if (s_open (self) != 0) {
-        snprintf (err, errlen, "%s", self->error);
+        ep_errorf (err, errlen, "%s", self->error);
         ep_audit_destroy (&self);
     }
     return self;

@@ -7,8 +7,8 @@ ep_codec_pack (const ProtobufCMessage *msg, size_t cap, char *err, size_t errlen
 {
     size_t size = protobuf_c_message_get_packed_size (msg);
     if (size > cap) {
-        snprintf (err, errlen, "%s: %zu bytes exceeds the cap of %zu bytes; not sent",
-                  msg->descriptor->name, size, cap);
+        ep_errorf (err, errlen, "%s: %zu bytes exceeds the cap of %zu bytes; not sent",
+                   msg->descriptor->name, size, cap);
         return NULL;
     }
     zframe_t *frame = zframe_new (NULL, size);
@@ -528,8 +528,8 @@ ep_codec_unpack_in (const ProtobufCMessageDescriptor *desc,
                     const char *sender, char *err, size_t errlen)
 {
     if (size > cap) {
-        snprintf (err, errlen, "%s from %s: %zu bytes exceeds the cap of %zu bytes; dropped",
-                  desc->name, sender? sender: "?", size, cap);
+        ep_errorf (err, errlen, "%s from %s: %zu bytes exceeds the cap of %zu bytes; dropped",
+                   desc->name, sender? sender: "?", size, cap);
         return NULL;
     }
     ProtobufCMessage *msg = NULL;
@@ -538,8 +538,8 @@ ep_codec_unpack_in (const ProtobufCMessageDescriptor *desc,
     if (!msg)
         msg = s_unpack (desc, allocator, (const uint8_t *) data, size);
     if (!msg)
-        snprintf (err, errlen, "%s from %s: %zu bytes are not a valid %s (truncated or malformed); dropped",
-                  desc->name, sender? sender: "?", size, desc->name);
+        ep_errorf (err, errlen, "%s from %s: %zu bytes are not a valid %s (truncated or malformed); dropped",
+                   desc->name, sender? sender: "?", size, desc->name);
     return msg;
 }
 

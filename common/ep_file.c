@@ -3,20 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static void __attribute__ ((format (printf, 3, 4)))
-s_err (char *err, size_t errlen, const char *format, ...)
-{
-    if (err && errlen) {
-        va_list args;
-        va_start (args, format);
-        vsnprintf (err, errlen, format, args);
-        va_end (args);
-    }
-}
 
 int
 ep_file_write (const char *path, const void *data, size_t size, mode_t mode, bool sync,
@@ -27,12 +15,12 @@ ep_file_write (const char *path, const void *data, size_t size, mode_t mode, boo
     char tmp [PATH_MAX];
     int n = snprintf (tmp, sizeof tmp, "%s.tmp-%s", path, hex);
     if (n < 0 || n >= (int) sizeof tmp) {
-        s_err (err, errlen, "cannot write %s: the path is too long", path);
+        ep_errorf (err, errlen, "cannot write %s: the path is too long", path);
         return -1;
     }
     int fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0) {
-        s_err (err, errlen, "cannot write %s: %s", path, strerror (errno));
+        ep_errorf (err, errlen, "cannot write %s: %s", path, strerror (errno));
         return -1;
     }
     int rc = fchmod (fd, mode);
@@ -53,7 +41,7 @@ ep_file_write (const char *path, const void *data, size_t size, mode_t mode, boo
         rc = rename (tmp, path);
     if (rc != 0) {
         int saved = errno;
-        s_err (err, errlen, "cannot write %s: %s", path, strerror (saved));
+        ep_errorf (err, errlen, "cannot write %s: %s", path, strerror (saved));
         unlink (tmp);
         errno = saved;
         return -1;
@@ -67,13 +55,13 @@ ep_file_mkdirs (const char *path, mode_t mode, char *err, size_t errlen)
     char buf [PATH_MAX];
     int n = snprintf (buf, sizeof buf, "%s", path);
     if (n < 0 || n >= (int) sizeof buf) {
-        s_err (err, errlen, "cannot create directory %s: the path is too long", path);
+        ep_errorf (err, errlen, "cannot create directory %s: the path is too long", path);
         return -1;
     }
     for (char *slash = strchr (buf + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
         *slash = 0;
         if (mkdir (buf, 0755) != 0 && errno != EEXIST) {
-            s_err (err, errlen, "cannot create directory %s: %s", buf, strerror (errno));
+            ep_errorf (err, errlen, "cannot create directory %s: %s", buf, strerror (errno));
             return -1;
         }
         *slash = '/';
@@ -82,13 +70,13 @@ ep_file_mkdirs (const char *path, mode_t mode, char *err, size_t errlen)
         //  The umask may have taken bits away.
         if (chmod (buf, mode) == 0)
             return 0;
-        s_err (err, errlen, "cannot set the mode of %s: %s", buf, strerror (errno));
+        ep_errorf (err, errlen, "cannot set the mode of %s: %s", buf, strerror (errno));
         return -1;
     }
     struct stat st;
     if (errno != EEXIST || stat (buf, &st) != 0 || !S_ISDIR (st.st_mode)) {
-        s_err (err, errlen, "cannot create directory %s: %s", buf,
-               errno == EEXIST? "it exists and is not a directory": strerror (errno));
+        ep_errorf (err, errlen, "cannot create directory %s: %s", buf,
+                   errno == EEXIST? "it exists and is not a directory": strerror (errno));
         return -1;
     }
     return 0;

@@ -22,17 +22,6 @@ const char *const ep_keys_services [] = {
 //  a path (a subdirectory, a 64-character name, a suffix) within PATH_MAX.
 #define S_DIR_MAX   (PATH_MAX - 128)
 
-static void
-s_err (char *err, size_t errlen, const char *format, ...)
-{
-    if (err && errlen) {
-        va_list args;
-        va_start (args, format);
-        vsnprintf (err, errlen, format, args);
-        va_end (args);
-    }
-}
-
 //  Formats a path into buf (PATH_MAX bytes). Callers bound the directories
 //  they are given (S_DIR_MAX), so a path that does not fit is a bug.
 static void __attribute__ ((format (printf, 2, 3)))
@@ -66,7 +55,7 @@ s_write_cert (zcert_t *cert, bool secret, const char *tmp_dir, const char *path,
     mode_t mode = secret? 0600: 0644;
     int fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0) {
-        s_err (err, errlen, "cannot write in %s: %s", tmp_dir, strerror (errno));
+        ep_errorf (err, errlen, "cannot write in %s: %s", tmp_dir, strerror (errno));
         return -1;
     }
     //  zcert rewrites the file with fopen "w", which keeps this mode.
@@ -79,7 +68,7 @@ s_write_cert (zcert_t *cert, bool secret, const char *tmp_dir, const char *path,
     if (rc == 0)
         rc = rename (tmp, path);
     if (rc != 0) {
-        s_err (err, errlen, "cannot write %s: %s", path, errno? strerror (errno): "write failed");
+        ep_errorf (err, errlen, "cannot write %s: %s", path, errno? strerror (errno): "write failed");
         unlink (tmp);
         return -1;
     }
@@ -115,13 +104,13 @@ s_ensure (const char *keys_dir, const char *name, const char *role, bool force,
     else {
         cert = zcert_load (secret);
         if (!s_has_secret (cert)) {
-            s_err (err, errlen, "%s is not a valid CURVE secret certificate: move it away, "
-                   "or recreate all keys with `edgeplane pki init --force`", secret);
+            ep_errorf (err, errlen, "%s is not a valid CURVE secret certificate: move it away, "
+                       "or recreate all keys with `edgeplane pki init --force`", secret);
             zcert_destroy (&cert);
             return -1;
         }
         if (chmod (secret, 0600) != 0) {
-            s_err (err, errlen, "cannot make %s private: %s", secret, strerror (errno));
+            ep_errorf (err, errlen, "cannot make %s private: %s", secret, strerror (errno));
             zcert_destroy (&cert);
             return -1;
         }
@@ -141,8 +130,8 @@ int
 ep_keys_init (const char *keys_dir, bool force, char *err, size_t errlen)
 {
     if (!keys_dir || !*keys_dir || strlen (keys_dir) > S_DIR_MAX) {
-        s_err (err, errlen, "invalid keys directory: give a path shorter than %d characters",
-               S_DIR_MAX);
+        ep_errorf (err, errlen, "invalid keys directory: give a path shorter than %d characters",
+                   S_DIR_MAX);
         return -1;
     }
     char curve [PATH_MAX], authorized [PATH_MAX];
@@ -154,7 +143,7 @@ ep_keys_init (const char *keys_dir, bool force, char *err, size_t errlen)
         return -1;
     //  Secrets live here: whatever made the directory, it is ours alone.
     if (chmod (curve, 0700) != 0) {
-        s_err (err, errlen, "cannot make %s private: %s", curve, strerror (errno));
+        ep_errorf (err, errlen, "cannot make %s private: %s", curve, strerror (errno));
         return -1;
     }
     for (size_t i = 0; ep_keys_services [i]; i++)
@@ -171,18 +160,18 @@ ep_keys_issue (const char *keys_dir, const char *name, const char *role,
                const char *out_dir, char *err, size_t errlen)
 {
     if (!ep_id_valid (name)) {
-        s_err (err, errlen, "invalid certificate name '%s': use 1 to 64 of A-Z a-z 0-9 _ -",
-               name? name: "");
+        ep_errorf (err, errlen, "invalid certificate name '%s': use 1 to 64 of A-Z a-z 0-9 _ -",
+                   name? name: "");
         return -1;
     }
     if (!role || !(streq (role, EP_ROLE_SERVICE) || streq (role, EP_ROLE_OPERATOR)
                 || streq (role, EP_ROLE_SUBSCRIBER))) {
-        s_err (err, errlen, "invalid role '%s': use service, operator or subscriber",
-               role? role: "");
+        ep_errorf (err, errlen, "invalid role '%s': use service, operator or subscriber",
+                   role? role: "");
         return -1;
     }
     if (!keys_dir || !out_dir || strlen (keys_dir) > S_DIR_MAX || strlen (out_dir) > S_DIR_MAX) {
-        s_err (err, errlen, "invalid keys or output directory");
+        ep_errorf (err, errlen, "invalid keys or output directory");
         return -1;
     }
     char curve [PATH_MAX], authorized [PATH_MAX], own [PATH_MAX];
@@ -192,12 +181,12 @@ ep_keys_issue (const char *keys_dir, const char *name, const char *role,
     char dir [PATH_MAX];
     s_path (dir, "%s/authorized", keys_dir);
     if (!ep_file_exists (dir) || !ep_file_exists (curve)) {
-        s_err (err, errlen, "no keys in %s: run `edgeplane pki init` first", keys_dir);
+        ep_errorf (err, errlen, "no keys in %s: run `edgeplane pki init` first", keys_dir);
         return -1;
     }
     if (ep_file_exists (authorized) || ep_file_exists (own)) {
-        s_err (err, errlen, "a certificate named '%s' already exists in %s: choose another name",
-               name, keys_dir);
+        ep_errorf (err, errlen, "a certificate named '%s' already exists in %s: choose another name",
+                   name, keys_dir);
         return -1;
     }
     if (ep_file_mkdirs (out_dir, 0700, err, errlen))

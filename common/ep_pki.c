@@ -42,18 +42,7 @@ typedef struct {
     time_t not_after;           //  the CA's end: nothing it issues outlives it
 } s_ca_t;
 
-static void
-s_err (char *err, size_t errlen, const char *format, ...)
-{
-    if (err && errlen) {
-        va_list args;
-        va_start (args, format);
-        vsnprintf (err, errlen, format, args);
-        va_end (args);
-    }
-}
-
-//  s_err, followed by OpenSSL's reason for the failure (the first error in
+//  ep_errorf, followed by OpenSSL's reason for the failure (the first error in
 //  its queue, the root cause); empties the queue.
 static void __attribute__ ((format (printf, 3, 4)))
 s_err_ssl (char *err, size_t errlen, const char *format, ...)
@@ -171,9 +160,9 @@ s_read_crl (const char *path, X509 *ca, char *err, size_t errlen)
     }
     const ASN1_TIME *next = X509_CRL_get0_nextUpdate (crl);
     if (next && X509_cmp_time (next, NULL) <= 0) {
-        s_err (err, errlen, "CRL %s has expired, and with it the CA (they end together): "
-               "move the tls directory away, run `edgeplane pki init` for a new CA and issue "
-               "every bundle again", path);
+        ep_errorf (err, errlen, "CRL %s has expired, and with it the CA (they end together): "
+                   "move the tls directory away, run `edgeplane pki init` for a new CA and issue "
+                   "every bundle again", path);
         X509_CRL_free (crl);
         return NULL;
     }
@@ -188,7 +177,7 @@ s_lock (const char *tls, char *err, size_t errlen)
     s_path (path, "%s/.lock", tls);
     int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0 || flock (fd, LOCK_EX) != 0) {
-        s_err (err, errlen, "cannot lock %s: %s", path, strerror (errno));
+        ep_errorf (err, errlen, "cannot lock %s: %s", path, strerror (errno));
         if (fd >= 0)
             close (fd);
         return -1;
@@ -351,7 +340,7 @@ s_ca_load (const char *keys_dir, s_ca_t *ca, char *err, size_t errlen)
     s_path (crt, "%s/tls/ca.crt", keys_dir);
     s_path (key, "%s/tls/ca.key", keys_dir);
     if (!ep_file_exists (crt) || !ep_file_exists (key)) {
-        s_err (err, errlen, "no TLS CA in %s/tls: run `edgeplane pki init` first", keys_dir);
+        ep_errorf (err, errlen, "no TLS CA in %s/tls: run `edgeplane pki init` first", keys_dir);
         return -1;
     }
     const char *todo = "restore it from a backup, or move tls/ away and run `edgeplane pki init` "
@@ -417,7 +406,7 @@ s_index_open (const char *keys_dir, char *err, size_t errlen)
     s_path (path, "%s/tls/issued.txt", keys_dir);
     int fd = open (path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
-        s_err (err, errlen, "cannot open %s: %s", path, strerror (errno));
+        ep_errorf (err, errlen, "cannot open %s: %s", path, strerror (errno));
     return fd;
 }
 
@@ -438,8 +427,8 @@ s_index_append (int fd, X509 *cert, const char *role, const char *id, char *err,
     BN_free (bn);
     //  One write per line: concurrent issuers never interleave within one.
     if (write (fd, line, (size_t) size) != size) {
-        s_err (err, errlen, "cannot record the certificate in tls/issued.txt: %s",
-               strerror (errno));
+        ep_errorf (err, errlen, "cannot record the certificate in tls/issued.txt: %s",
+                   strerror (errno));
         return -1;
     }
     return 0;
@@ -461,7 +450,7 @@ s_issue_one (s_ca_t *ca, int index_fd, const char *role, const char *id, int day
     if (rc == 0)
         rc = s_index_append (index_fd, cert, role, id, err, errlen);
     if (rc == 0 && sync && fdatasync (index_fd) != 0) {
-        s_err (err, errlen, "cannot save tls/issued.txt: %s", strerror (errno));
+        ep_errorf (err, errlen, "cannot save tls/issued.txt: %s", strerror (errno));
         rc = -1;
     }
     char path [PATH_MAX];
@@ -580,8 +569,8 @@ int
 ep_pki_init (const char *keys_dir, bool force, char *err, size_t errlen)
 {
     if (!s_dir_ok (keys_dir)) {
-        s_err (err, errlen, "invalid keys directory: give a path shorter than %d characters",
-               S_DIR_MAX);
+        ep_errorf (err, errlen, "invalid keys directory: give a path shorter than %d characters",
+                   S_DIR_MAX);
         return -1;
     }
     char tls [PATH_MAX];
@@ -590,7 +579,7 @@ ep_pki_init (const char *keys_dir, bool force, char *err, size_t errlen)
         return -1;
     //  Secrets live here: whatever made the directory, it is ours alone.
     if (chmod (tls, 0700) != 0) {
-        s_err (err, errlen, "cannot make %s private: %s", tls, strerror (errno));
+        ep_errorf (err, errlen, "cannot make %s private: %s", tls, strerror (errno));
         return -1;
     }
     int lock = s_lock (tls, err, errlen);
@@ -608,14 +597,14 @@ ep_pki_init (const char *keys_dir, bool force, char *err, size_t errlen)
         rc = s_ca_create (tls, &ca, err, errlen);
     else
     if (have_crt != have_key) {
-        s_err (err, errlen, "%s exists but %s is missing: restore it from a backup, or "
-               "move %s away and run `edgeplane pki init` again for a new CA (every bundle "
-               "must then be issued again)", have_crt? ca_crt: ca_key, have_crt? ca_key: ca_crt, tls);
+        ep_errorf (err, errlen, "%s exists but %s is missing: restore it from a backup, or "
+                   "move %s away and run `edgeplane pki init` again for a new CA (every bundle "
+                   "must then be issued again)", have_crt? ca_crt: ca_key, have_crt? ca_key: ca_crt, tls);
         rc = -1;
     }
     else
     if ((rc = s_ca_load (keys_dir, &ca, err, errlen)) == 0 && chmod (ca_key, 0600) != 0) {
-        s_err (err, errlen, "cannot make %s private: %s", ca_key, strerror (errno));
+        ep_errorf (err, errlen, "cannot make %s private: %s", ca_key, strerror (errno));
         s_ca_free (&ca);
         rc = -1;
     }
@@ -649,16 +638,16 @@ s_issue_start (const char *keys_dir, const char *role, const char *out_dir, int 
                s_ca_t *ca, int *index_fd, char *err, size_t errlen)
 {
     if (!s_role_valid (role)) {
-        s_err (err, errlen, "invalid role '%s': use router, ctrl or client", role? role: "");
+        ep_errorf (err, errlen, "invalid role '%s': use router, ctrl or client", role? role: "");
         return -1;
     }
     if (days < 1 || days > EP_PKI_DAYS_MAX) {
-        s_err (err, errlen, "invalid validity of %d days: use 1 to %d", days, EP_PKI_DAYS_MAX);
+        ep_errorf (err, errlen, "invalid validity of %d days: use 1 to %d", days, EP_PKI_DAYS_MAX);
         return -1;
     }
     if (!s_dir_ok (keys_dir) || !s_dir_ok (out_dir)) {
-        s_err (err, errlen, "invalid keys or output directory: give paths shorter than %d "
-               "characters", S_DIR_MAX);
+        ep_errorf (err, errlen, "invalid keys or output directory: give paths shorter than %d "
+                   "characters", S_DIR_MAX);
         return -1;
     }
     if (s_ca_load (keys_dir, ca, err, errlen))
@@ -667,7 +656,7 @@ s_issue_start (const char *keys_dir, const char *role, const char *out_dir, int 
     char tls [PATH_MAX], real_tls [PATH_MAX], real_out [PATH_MAX];
     s_path (tls, "%s/tls", keys_dir);
     if (realpath (tls, real_tls) && realpath (out_dir, real_out) && streq (real_tls, real_out)) {
-        s_err (err, errlen, "%s holds the CA: choose another output directory", tls);
+        ep_errorf (err, errlen, "%s holds the CA: choose another output directory", tls);
         s_ca_free (ca);
         return -1;
     }
@@ -689,7 +678,7 @@ static int
 s_issue_finish (s_ca_t *ca, int index_fd, const char *out_dir, int rc, char *err, size_t errlen)
 {
     if (rc == 0 && fdatasync (index_fd) != 0) {
-        s_err (err, errlen, "cannot save tls/issued.txt: %s", strerror (errno));
+        ep_errorf (err, errlen, "cannot save tls/issued.txt: %s", strerror (errno));
         rc = -1;
     }
     char path [PATH_MAX];
@@ -706,13 +695,13 @@ ep_pki_issue (const char *keys_dir, const char *role, const char *id,
               const char *out_dir, int days, char *err, size_t errlen)
 {
     if (!ep_id_valid (id)) {
-        s_err (err, errlen, "invalid id '%s': use 1 to 64 of A-Z a-z 0-9 _ -", id? id: "");
+        ep_errorf (err, errlen, "invalid id '%s': use 1 to 64 of A-Z a-z 0-9 _ -", id? id: "");
         return -1;
     }
     //  ca.crt in the bundle is the CA's.
     if (streq (id, "ca")) {
-        s_err (err, errlen, "the id 'ca' is reserved (bundles hold the CA as ca.crt): "
-               "choose another id");
+        ep_errorf (err, errlen, "the id 'ca' is reserved (bundles hold the CA as ca.crt): "
+                   "choose another id");
         return -1;
     }
     s_ca_t ca;
@@ -728,15 +717,15 @@ ep_pki_issue_batch (const char *keys_dir, const char *role, const char *prefix,
                     int count, const char *out_dir, int days, char *err, size_t errlen)
 {
     if (count < 1) {
-        s_err (err, errlen, "invalid count %d: issue at least one", count);
+        ep_errorf (err, errlen, "invalid count %d: issue at least one", count);
         return -1;
     }
     //  The longest id is the last one; if it is valid, all are.
     char id [80];
     snprintf (id, sizeof id, "%s%d", prefix? prefix: "", count - 1);
     if (!prefix || strlen (prefix) > 64 || !ep_id_valid (id)) {
-        s_err (err, errlen, "invalid prefix '%s': ids <prefix><number> must be 1 to 64 of "
-               "A-Z a-z 0-9 _ -", prefix? prefix: "");
+        ep_errorf (err, errlen, "invalid prefix '%s': ids <prefix><number> must be 1 to 64 of "
+                   "A-Z a-z 0-9 _ -", prefix? prefix: "");
         return -1;
     }
     s_ca_t ca;
@@ -762,8 +751,8 @@ s_index_find (const char *keys_dir, const char *id, ASN1_INTEGER ***serials_p,
     s_path (path, "%s/tls/issued.txt", keys_dir);
     FILE *file = fopen (path, "r");
     if (!file) {
-        s_err (err, errlen, "cannot read %s: %s; run `edgeplane pki init` first",
-               path, strerror (errno));
+        ep_errorf (err, errlen, "cannot read %s: %s; run `edgeplane pki init` first",
+                   path, strerror (errno));
         return -1;
     }
     ASN1_INTEGER **serials = NULL;
@@ -795,11 +784,11 @@ int
 ep_pki_revoke (const char *keys_dir, const char *id, char *err, size_t errlen)
 {
     if (!ep_id_valid (id)) {
-        s_err (err, errlen, "invalid id '%s': use 1 to 64 of A-Z a-z 0-9 _ -", id? id: "");
+        ep_errorf (err, errlen, "invalid id '%s': use 1 to 64 of A-Z a-z 0-9 _ -", id? id: "");
         return -1;
     }
     if (!s_dir_ok (keys_dir)) {
-        s_err (err, errlen, "invalid keys directory");
+        ep_errorf (err, errlen, "invalid keys directory");
         return -1;
     }
     char tls [PATH_MAX], crl_path [PATH_MAX];
@@ -813,8 +802,8 @@ ep_pki_revoke (const char *keys_dir, const char *id, char *err, size_t errlen)
     size_t count = 0;
     int rc = lock < 0? -1: s_index_find (keys_dir, id, &serials, &count, err, errlen);
     if (rc == 0 && count == 0) {
-        s_err (err, errlen, "no certificate was issued to '%s' by this CA (see %s/issued.txt)",
-               id, tls);
+        ep_errorf (err, errlen, "no certificate was issued to '%s' by this CA (see %s/issued.txt)",
+                   id, tls);
         rc = -1;
     }
     X509_CRL *old = NULL;
@@ -979,7 +968,7 @@ s_ctx_with (const SSL_METHOD *method, X509 *cert, EVP_PKEY *key, char *err, size
     }
     else
     if (!cert || !key)
-        s_err (err, errlen, "give a certificate and its key");
+        ep_errorf (err, errlen, "give a certificate and its key");
     return ctx;
 }
 
@@ -1012,7 +1001,7 @@ SSL_CTX *
 ep_pki_server_ctx (const char *keys_dir, char *err, size_t errlen)
 {
     if (!s_dir_ok (keys_dir)) {
-        s_err (err, errlen, "invalid keys directory");
+        ep_errorf (err, errlen, "invalid keys directory");
         return NULL;
     }
     char crt [PATH_MAX], key [PATH_MAX];
@@ -1026,7 +1015,7 @@ SSL_CTX *
 ep_pki_server_ctx_with (const char *keys_dir, X509 *cert, EVP_PKEY *key, char *err, size_t errlen)
 {
     if (!s_dir_ok (keys_dir)) {
-        s_err (err, errlen, "invalid keys directory");
+        ep_errorf (err, errlen, "invalid keys directory");
         return NULL;
     }
     SSL_CTX *ctx = s_ctx_with (TLS_server_method (), cert, key, err, errlen);
@@ -1037,7 +1026,7 @@ int
 ep_pki_reload_crl (SSL_CTX *ctx, const char *keys_dir, char *err, size_t errlen)
 {
     if (!ctx || !s_dir_ok (keys_dir)) {
-        s_err (err, errlen, "invalid TLS context or keys directory");
+        ep_errorf (err, errlen, "invalid TLS context or keys directory");
         return -1;
     }
     return s_load_store (ctx, keys_dir, err, errlen);
@@ -1097,7 +1086,7 @@ SSL_CTX *
 ep_pki_client_ctx (const char *cert, const char *key, const char *ca, char *err, size_t errlen)
 {
     if (!cert || !key || !ca) {
-        s_err (err, errlen, "give the certificate, key and CA certificate of a bundle");
+        ep_errorf (err, errlen, "give the certificate, key and CA certificate of a bundle");
         return NULL;
     }
     SSL_CTX *ctx = s_ctx_new (TLS_client_method (), cert, key, err, errlen);
@@ -1108,7 +1097,7 @@ SSL_CTX *
 ep_pki_client_ctx_with (X509 *cert, EVP_PKEY *key, const char *ca, char *err, size_t errlen)
 {
     if (!ca) {
-        s_err (err, errlen, "give the CA certificate");
+        ep_errorf (err, errlen, "give the CA certificate");
         return NULL;
     }
     SSL_CTX *ctx = s_ctx_with (TLS_client_method (), cert, key, err, errlen);
@@ -1123,12 +1112,12 @@ ep_pki_issue_memory (const char *keys_dir, const char *role, const char *id, int
     *key_p = NULL;
     if (!s_role_valid (role) || !ep_id_valid (id) || seconds < 1
     ||  seconds > (int64_t) EP_PKI_DAYS_MAX * 86400) {
-        s_err (err, errlen, "invalid role, id or validity for a certificate (%s/%s, %lld seconds)",
-               role? role: "", id? id: "", (long long) seconds);
+        ep_errorf (err, errlen, "invalid role, id or validity for a certificate (%s/%s, %lld seconds)",
+                   role? role: "", id? id: "", (long long) seconds);
         return -1;
     }
     if (!s_dir_ok (keys_dir)) {
-        s_err (err, errlen, "invalid keys directory");
+        ep_errorf (err, errlen, "invalid keys directory");
         return -1;
     }
     s_ca_t ca;

@@ -1,6 +1,7 @@
-/*  ep_prelude.c: assert, clocks, ids. */
+/*  ep_prelude.c: assert, errors, clocks, ids. */
 #include "ep_prelude.h"
 #include <sodium.h>
+#include <stdarg.h>
 
 void
 ep_assert_fail (const char *expr, const char *file, int line, const char *func)
@@ -8,6 +9,18 @@ ep_assert_fail (const char *expr, const char *file, int line, const char *func)
     fprintf (stderr, "edgeplane: assertion failed: %s (%s:%d in %s)\n", expr, file, line, func);
     fflush (stderr);
     abort ();
+}
+
+int
+ep_errorf (char *err, size_t errlen, const char *format, ...)
+{
+    if (err && errlen) {
+        va_list args;
+        va_start (args, format);
+        vsnprintf (err, errlen, format, args);
+        va_end (args);
+    }
+    return -1;
 }
 
 int64_t

@@ -4,6 +4,8 @@
     ep_<thing>.{h,c}; an opaque ep_<thing>_t; ep_<thing>_new () and
     ep_<thing>_destroy (&self) which nulls the caller's pointer; methods
     return 0 on success and -1 on failure; static helpers are named s_*.
+    A failure a user must read about is one sentence in (char *err, size_t
+    errlen), the last two arguments, written with ep_errorf.
 */
 #ifndef EP_PRELUDE_H_INCLUDED
 #define EP_PRELUDE_H_INCLUDED
@@ -25,6 +27,13 @@
 void
     ep_assert_fail (const char *expr, const char *file, int line, const char *func)
     __attribute__ ((noreturn));
+
+//  The error convention: writes one sentence for the user into err (NULL,
+//  or errlen 0, to ignore it) and returns -1, so a method can end with
+//  `return ep_errorf (err, errlen, "cannot open %s: %s", path, why);`.
+int
+    ep_errorf (char *err, size_t errlen, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
 
 //  Milliseconds on the monotonic clock: for timeouts, deadlines, durations.
 int64_t

@@ -114,8 +114,8 @@ ep_rpc_client_call (ep_rpc_client_t *self, const ProtobufCMessage *request,
     }
     zframe_destroy (&packed);
     if (!reply) {
-        snprintf (err, errlen, "no reply from %s after %d attempt%s of %d ms: is the service running and is the address right?",
-                  self->endpoint, attempts, attempts == 1? "": "s", timeout_ms);
+        ep_errorf (err, errlen, "no reply from %s after %d attempt%s of %d ms: is the service running and is the address right?",
+                   self->endpoint, attempts, attempts == 1? "": "s", timeout_ms);
         if (self->attempts > attempts)
             self->attempts = attempts;
         return NULL;

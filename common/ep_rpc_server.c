@@ -283,6 +283,12 @@ ep_rpc_server_require_role (ep_rpc_server_t *self, ep_rpc_call_t **call_p,
     return false;
 }
 
+void
+ep_rpc_call_destroy (ep_rpc_call_t **call_p)
+{
+    s_call_destroy (call_p);
+}
+
 const ep_caller_t *
 ep_rpc_call_caller (ep_rpc_call_t *call)
 {

@@ -66,6 +66,12 @@ bool
     ep_rpc_server_require_role (ep_rpc_server_t *self, ep_rpc_call_t **call_p,
                                 const char *const *allowed);
 
+//  Drops a call unanswered, for a service that is stopping (crash-only):
+//  its caller times out and retries elsewhere or after the restart (a
+//  retry to this server would wait for the reply that never comes).
+void
+    ep_rpc_call_destroy (ep_rpc_call_t **call_p);
+
 //  The caller: its CURVE key and role.
 const ep_caller_t *
     ep_rpc_call_caller (ep_rpc_call_t *call);

@@ -78,9 +78,8 @@ struct _terminators_t {
     s_undo_t *undo;             //  undo log of the open batch
     size_t undo_size;           //  entries in use
     size_t undo_cap;            //  entries allocated
-    zlistx_t *staged;           //  terminators_output_t of the open batch
+    ep_output_t *output;        //  events and commands: staged, then ready after the commit
     zhashx_t *commanded;        //  routers sent a command in the open batch
-    zlistx_t *output;           //  committed outputs not yet taken
     int64_t published_seq;      //  outbox entries published up to this
     int64_t trimmed_seq;        //  and removed up to this
     int64_t trim_pending_seq;   //  the trim in the open batch
@@ -501,24 +500,6 @@ s_consume (terminators_t *self, zhashx_t *set, s_undo_kind_t kind, const char *i
     zhashx_delete (set, key);
 }
 
-static void
-s_output_destroy (void **item)
-{
-    terminators_output_destroy ((terminators_output_t **) item);
-}
-
-void
-terminators_output_destroy (terminators_output_t **self_p)
-{
-    terminators_output_t *self = *self_p;
-    if (self) {
-        if (self->event)
-            ep__event__free_unpacked (self->event, NULL);
-        free (self);
-        *self_p = NULL;
-    }
-}
-
 typedef struct {
     size_t undo;                //  undo log size at the start
     size_t staged;              //  staged outputs at the start
@@ -528,7 +509,7 @@ typedef struct {
 static s_mark_t
 s_savepoint (terminators_t *self, const char *name)
 {
-    s_mark_t mark = { self->undo_size, zlistx_size (self->staged), "" };
+    s_mark_t mark = { self->undo_size, ep_output_mark (self->output), "" };
     snprintf (mark.name, sizeof mark.name, "%s", name);
     self->failed = ep_store_savepoint (self->store, name) != 0;
     return mark;
@@ -544,10 +525,7 @@ s_release (terminators_t *self, s_mark_t mark)
     if (ep_store_in_transaction (self->store))
         ep_store_rollback_to (self->store, mark.name);
     s_undo_to (self, mark.undo, true);
-    while (zlistx_size (self->staged) > mark.staged) {
-        zlistx_last (self->staged);
-        zlistx_delete (self->staged, zlistx_cursor (self->staged));
-    }
+    ep_output_undo (self->output, mark.staged);
     self->failed = false;
     return -1;
 }
@@ -562,19 +540,16 @@ s_output (terminators_t *self, const char *topic, Ep__Event *event, bool keep)
     size_t size = ep__event__get_packed_size (event);
     uint8_t *bytes = (uint8_t *) malloc (size + 1);
     ep__event__pack (event, bytes);
-    terminators_output_t *output = (terminators_output_t *) zmalloc (sizeof (terminators_output_t));
-    snprintf (output->topic, sizeof output->topic, "%s", topic);
-    output->event = ep__event__unpack (NULL, size, bytes);
-    EP_ASSERT (output->event);
+    ep_output_item_t *output = ep_output_add_packed (self->output, topic, bytes, size, 0);
+    EP_ASSERT (output);
     if (keep) {
-        output->outbox_seq = termstore_outbox_add (self->store, topic, bytes, size);
-        if (output->outbox_seq < 0) {
+        output->seq = termstore_outbox_add (self->store, topic, bytes, size);
+        if (output->seq < 0) {
             ep_log_error ("cannot write the event outbox: %s", ep_store_last_error ());
             self->failed = true;
         }
     }
     free (bytes);
-    zlistx_add_end (self->staged, output);
 }
 
 //  Stages terminator.<type> for record as it is now, with its service's
@@ -969,7 +944,7 @@ terminators_result_init (terminators_result_t *result, const char *request_id)
     result->status.code = EP__STATUS__CODE__OK;
     result->reply.status = &result->status;
     result->reply.request_id = (char *) request_id;
-    result->owned = zlistx_new ();
+    result->owned = ep_owned_new ();
 }
 
 static void
@@ -978,32 +953,10 @@ s_release_terminator (void *ptr)
     ep__terminator__free_unpacked ((Ep__Terminator *) ptr, NULL);
 }
 
-typedef struct {
-    void *ptr;                  //  what is owned
-    void (*release) (void *);   //  how to release it
-} s_owned_t;
-
-static void *
-s_own (terminators_result_t *result, void *ptr, void (*release) (void *))
-{
-    s_owned_t *owned = (s_owned_t *) zmalloc (sizeof (s_owned_t));
-    owned->ptr = ptr;
-    owned->release = release;
-    zlistx_add_end (result->owned, owned);
-    return ptr;
-}
-
 void
 terminators_result_clear (terminators_result_t *result)
 {
-    if (!result->owned)
-        return;
-    for (s_owned_t *owned = (s_owned_t *) zlistx_first (result->owned); owned;
-         owned = (s_owned_t *) zlistx_next (result->owned)) {
-        owned->release (owned->ptr);
-        free (owned);
-    }
-    zlistx_destroy (&result->owned);
+    ep_owned_destroy (&result->owned);
 }
 
 static void
@@ -1034,7 +987,7 @@ s_copy (const Ep__Terminator *t, terminators_result_t *result)
     Ep__Terminator *copy = ep__terminator__unpack (NULL, size, bytes);
     free (bytes);
     EP_ASSERT (copy);
-    return (Ep__Terminator *) s_own (result, copy, s_release_terminator);
+    return (Ep__Terminator *) ep_owned_add (result->owned, copy, s_release_terminator);
 }
 
 //  A copy of record as a message (owned by result).
@@ -1071,7 +1024,7 @@ static void
 s_reply_add (Ep__Terminator ***array, size_t *count, Ep__Terminator *item, terminators_result_t *result)
 {
     if (*count == 0)
-        s_own (result, array, (void (*) (void *)) zstr_free);
+        ep_owned_add (result->owned, array, (void (*) (void *)) zstr_free);
     *array = (Ep__Terminator **) realloc (*array, (*count + 1) * sizeof (Ep__Terminator *));
     (*array) [(*count)++] = item;
 }
@@ -1394,9 +1347,9 @@ s_to_delete (const char *id, terminators_result_t *result)
 {
     char **array = result->reply.to_delete;
     if (result->reply.n_to_delete == 0)
-        s_own (result, &result->reply.to_delete, (void (*) (void *)) zstr_free);
+        ep_owned_add (result->owned, &result->reply.to_delete, (void (*) (void *)) zstr_free);
     array = (char **) realloc (array, (result->reply.n_to_delete + 1) * sizeof (char *));
-    array [result->reply.n_to_delete++] = (char *) s_own (result, strdup (id), free);
+    array [result->reply.n_to_delete++] = (char *) ep_owned_add (result->owned, strdup (id), free);
     result->reply.to_delete = array;
 }
 
@@ -1579,21 +1532,20 @@ terminators_commit (terminators_t *self)
         if (ep_store_in_transaction (self->store))
             ep_store_rollback (self->store);
         s_undo_to (self, 0, true);
-        zlistx_purge (self->staged);
+        ep_output_abort (self->output);
     }
     else {
         s_undo_to (self, 0, false);
-        terminators_output_t *output;
-        while ((output = (terminators_output_t *) zlistx_first (self->staged))) {
-            zlistx_detach_cur (self->staged);
+        ep_output_item_t *output = ep_output_first_staged (self->output);
+        for (; output; output = ep_output_next_staged (self->output)) {
             if (output->event->body_case == EP__EVENT__BODY_TERMINATOR
             &&  output->event->terminator->event_type
             &&  streq (output->event->terminator->event_type, "spin"))
                 self->spins++;
             if (output->event->body_case == EP__EVENT__BODY_COMMAND)
                 self->commands++;
-            zlistx_add_end (self->output, output);
         }
+        ep_output_commit (self->output);
         if (self->trim_pending_seq) {
             self->trimmed_seq = self->trim_pending_seq;
             self->last_trim_ms = ep_wall_ms ();
@@ -1604,13 +1556,10 @@ terminators_commit (terminators_t *self)
     return rc;
 }
 
-terminators_output_t *
+ep_output_item_t *
 terminators_next_output (terminators_t *self)
 {
-    terminators_output_t *output = (terminators_output_t *) zlistx_first (self->output);
-    if (output)
-        zlistx_detach_cur (self->output);
-    return output;
+    return ep_output_next (self->output);
 }
 
 void
@@ -1630,20 +1579,20 @@ s_replay_one (void *arg, int64_t seq, const char *topic, const void *body, size_
         terminators_published (self, seq);
         return;
     }
-    terminators_output_t *output = (terminators_output_t *) zmalloc (sizeof (terminators_output_t));
-    snprintf (output->topic, sizeof output->topic, "%s", topic? topic: "terminator.unknown");
-    output->outbox_seq = seq;
-    output->event = event;
-    zlistx_add_end (self->output, output);
+    ep_output_take (self->output, topic? topic: "terminator.unknown", &event, seq);
 }
 
 int
 terminators_replay_outbox (terminators_t *self)
 {
-    size_t before = zlistx_size (self->output);
-    if (termstore_outbox_load (self->store, s_replay_one, self) != 0)
+    EP_ASSERT (!self->open);
+    size_t before = ep_output_ready (self->output);
+    int rc = termstore_outbox_load (self->store, s_replay_one, self);
+    //  Committed by the earlier run: ready now, ahead of anything new.
+    ep_output_commit (self->output);
+    if (rc != 0)
         return -1;
-    return (int) (zlistx_size (self->output) - before);
+    return (int) (ep_output_ready (self->output) - before);
 }
 
 //  ---------------------------------------------------------------------
@@ -1678,7 +1627,7 @@ s_list (terminators_t *self, const Ep__TerminatorFilter *filter, terminators_res
     uint32_t count = 0;
     for (termrec_t *row = (termrec_t *) zlistx_first (rows); row; row = (termrec_t *) zlistx_next (rows)) {
         if (count++ == page) {
-            result->reply.next_page_token = (char *) s_own (result, strdup (result->reply.terminators
+            result->reply.next_page_token = (char *) ep_owned_add (result->owned, strdup (result->reply.terminators
                                             [page - 1]->id), free);
             break;
         }
@@ -1855,10 +1804,7 @@ terminators_new (ep_store_t *store, ep_model_view_t *view, const terminators_con
     self->dirty_services = zhashx_new ();
     self->presence_dirty = zhashx_new ();
     self->commanded = zhashx_new ();
-    self->staged = zlistx_new ();
-    zlistx_set_destructor (self->staged, s_output_destroy);
-    self->output = zlistx_new ();
-    zlistx_set_destructor (self->output, s_output_destroy);
+    self->output = ep_output_new ();
     self->settle_until_ms = now_ms + config->settle_ms;
     self->last_trim_ms = now_ms;
     if (termstore_load (store, s_load_one, self) != 0) {
@@ -1914,8 +1860,7 @@ terminators_destroy (terminators_t **self_p)
         zhashx_destroy (&self->dirty_services);
         zhashx_destroy (&self->presence_dirty);
         zhashx_destroy (&self->commanded);
-        zlistx_destroy (&self->staged);
-        zlistx_destroy (&self->output);
+        ep_output_destroy (&self->output);
         free (self->undo);
         free (self->heap);
         free (self);

@@ -24,6 +24,8 @@
 
 #include "ep_prelude.h"
 #include "ep_model_view.h"
+#include "ep_output.h"
+#include "ep_owned.h"
 #include "ep_store.h"
 #include "events.pb-c.h"
 #include "terminators.pb-c.h"
@@ -43,15 +45,8 @@ typedef struct {
     Ep__TerminatorReply reply;  //  the reply (status points at .status)
     Ep__Status status;          //  its status
     char message [512];         //  status message storage
-    zlistx_t *owned;            //  allocations released by terminators_result_clear
+    ep_owned_t *owned;          //  allocations released by terminators_result_clear
 } terminators_result_t;
-
-//  Something a committed batch asks to publish.
-typedef struct {
-    char topic [96];            //  "terminator.<type>" or "cmd.<router>."
-    int64_t outbox_seq;         //  events: the outbox entry; 0 for commands (not kept)
-    Ep__Event *event;           //  the event without meta (owned)
-} terminators_output_t;
 
 //  The defaults (docs/terminators.md).
 void
@@ -118,14 +113,13 @@ void
 int
     terminators_commit (terminators_t *self);
 
-//  The next output of committed batches, oldest first, or NULL. The caller
-//  publishes it, calls terminators_published with its outbox_seq, and
-//  destroys it.
-terminators_output_t *
+//  The next output of committed batches, oldest first, or NULL: topic
+//  "terminator.<type>" or "cmd.<router>.", and seq, the outbox entry of
+//  an event (0 for commands, which are not kept). The caller publishes
+//  it, calls terminators_published with its seq, and destroys it
+//  (ep_output_item_destroy).
+ep_output_item_t *
     terminators_next_output (terminators_t *self);
-
-void
-    terminators_output_destroy (terminators_output_t **self_p);
 
 //  Outbox entries up to seq are published: a later batch removes them.
 void

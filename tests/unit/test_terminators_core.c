@@ -37,7 +37,7 @@ static size_t s_seen_count;
 static void
 s_drain (void)
 {
-    terminators_output_t *output;
+    ep_output_item_t *output;
     while ((output = terminators_next_output (s_core))) {
         cr_assert_lt (s_seen_count, EP_COUNT (s_seen));
         s_seen_t *seen = &s_seen [s_seen_count++];
@@ -51,15 +51,15 @@ s_drain (void)
             seen->usable_default = event->usable_default_terminators;
             seen->usable_required = event->usable_required_terminators;
             seen->online = event->router_online;
-            cr_assert_gt (output->outbox_seq, 0, "events go through the outbox");
-            terminators_published (s_core, output->outbox_seq);
+            cr_assert_gt (output->seq, 0, "events go through the outbox");
+            terminators_published (s_core, output->seq);
         }
         else {
             cr_assert_eq (output->event->body_case, EP__EVENT__BODY_COMMAND);
             snprintf (seen->id, sizeof seen->id, "%s", output->event->command->router_id);
             cr_assert_str_eq (output->event->command->reply_to, "terminators");
         }
-        terminators_output_destroy (&output);
+        ep_output_item_destroy (&output);
     }
 }
 
