@@ -139,7 +139,14 @@ reaper_commit (reaper_t *self)
         self->broken = true;
     }
     self->in_txn = false;
-    return self->broken? -1: 0;
+    if (self->broken) {
+        ep_output_abort (self->commands);
+        ep_output_abort (self->events);
+        return -1;
+    }
+    ep_output_commit (self->commands);
+    ep_output_commit (self->events);
+    return 0;
 }
 
 bool
@@ -172,13 +179,6 @@ void
 reaper_set_wall_offset (reaper_t *self, int64_t wall_offset)
 {
     self->wall_offset = wall_offset;
-}
-
-void
-reaper_set_publisher (reaper_t *self, reaper_publish_fn *publish, void *arg)
-{
-    self->publish = publish;
-    self->publish_arg = arg;
 }
 
 void
@@ -294,10 +294,8 @@ reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metr
     self->offline = zhashx_new ();
     self->probes = zhashx_new ();
     zhashx_set_destructor (self->probes, (czmq_destructor *) zlistx_destroy);
-    self->events = zlistx_new ();
-    zlistx_set_destructor (self->events, (czmq_destructor *) zstr_free);
-    self->commands = zlistx_new ();
-    zlistx_set_destructor (self->commands, (czmq_destructor *) zstr_free);
+    self->events = ep_output_new ();
+    self->commands = ep_output_new ();
     self->known_at = INT64_MAX;
     self->next_flush = now + config->flush_ms;
     self->next_prune = now;
@@ -365,8 +363,8 @@ reaper_destroy (reaper_t **self_p)
         zhashx_destroy (&self->unseen);
         zhashx_destroy (&self->offline);
         zhashx_destroy (&self->probes);
-        zlistx_destroy (&self->events);
-        zlistx_destroy (&self->commands);
+        ep_output_destroy (&self->events);
+        ep_output_destroy (&self->commands);
         fleet_destroy (&self->fleet);
         sessiondb_destroy (&self->db);
         free (self->dirty);

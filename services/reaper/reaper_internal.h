@@ -15,7 +15,7 @@
         reads.c     results, and get, list, cleanup answered from disk
         cleanup.c   cleanup jobs: what starts them, mark, CloseSessions, force
         presence.c  routers online (fleet), offline routers, quiet sessions
-        outbox.c    events and commands waiting for the commit
+        outbox.c    events and commands staged for the commit (ep_output)
 
     Transitions and who makes them:
         open (router)                    -> ACTIVE              session.created
@@ -119,12 +119,10 @@ struct _reaper_t {
     session_t **dirty;          //  sessions with unflushed counters
     size_t dirty_size;          //  entries used (some NULL)
     size_t dirty_capacity;      //  entries allocated
-    zlistx_t *events;           //  outbox.c's events, waiting to be published
-    zlistx_t *commands;         //  outbox.c's commands, waiting to be published
+    ep_output_t *events;        //  session events, staged then ready (outbox.c)
+    ep_output_t *commands;      //  commands to routers, staged then ready (outbox.c)
     uint64_t events_dropped;    //  events dropped because the bus never took them
     ep_model_view_t *view;      //  the model, once followed (borrowed)
-    reaper_publish_fn *publish; //  where events go
-    void *publish_arg;          //  for publish
     int64_t wall_offset;        //  wall = monotonic + offset
     int64_t known_at;           //  presence known from then on (INT64_MAX: bus not live yet)
     bool known;                 //  presence is known
