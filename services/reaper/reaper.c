@@ -140,12 +140,10 @@ reaper_commit (reaper_t *self)
     }
     self->in_txn = false;
     if (self->broken) {
-        ep_output_abort (self->commands);
-        ep_output_abort (self->events);
+        reaper_outbox_abort (self);
         return -1;
     }
-    ep_output_commit (self->commands);
-    ep_output_commit (self->events);
+    reaper_outbox_commit (self);
     return 0;
 }
 
@@ -294,7 +292,9 @@ reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metr
     self->offline = zhashx_new ();
     self->probes = zhashx_new ();
     zhashx_set_destructor (self->probes, (czmq_destructor *) zlistx_destroy);
-    self->events = ep_output_new ();
+    self->events = zlistx_new ();
+    zlistx_set_destructor (self->events, (czmq_destructor *) zstr_free);
+    self->handout = ep_output_new ();
     self->commands = ep_output_new ();
     self->known_at = INT64_MAX;
     self->next_flush = now + config->flush_ms;
@@ -363,7 +363,8 @@ reaper_destroy (reaper_t **self_p)
         zhashx_destroy (&self->unseen);
         zhashx_destroy (&self->offline);
         zhashx_destroy (&self->probes);
-        ep_output_destroy (&self->events);
+        zlistx_destroy (&self->events);
+        ep_output_destroy (&self->handout);
         ep_output_destroy (&self->commands);
         fleet_destroy (&self->fleet);
         sessiondb_destroy (&self->db);

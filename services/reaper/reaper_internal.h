@@ -15,7 +15,7 @@
         reads.c     results, and get, list, cleanup answered from disk
         cleanup.c   cleanup jobs: what starts them, mark, CloseSessions, force
         presence.c  routers online (fleet), offline routers, quiet sessions
-        outbox.c    events and commands staged for the commit (ep_output)
+        outbox.c    events and commands staged for the commit, handed out as ep_output items
 
     Transitions and who makes them:
         open (router)                    -> ACTIVE              session.created
@@ -119,7 +119,9 @@ struct _reaper_t {
     session_t **dirty;          //  sessions with unflushed counters
     size_t dirty_size;          //  entries used (some NULL)
     size_t dirty_capacity;      //  entries allocated
-    ep_output_t *events;        //  session events, staged then ready (outbox.c)
+    zlistx_t *events;           //  session events waiting (outbox.c), the staged ones last
+    size_t events_staged;       //  of them, made by the open transaction
+    ep_output_t *handout;       //  the session event being handed out (outbox.c)
     ep_output_t *commands;      //  commands to routers, staged then ready (outbox.c)
     uint64_t events_dropped;    //  events dropped because the bus never took them
     ep_model_view_t *view;      //  the model, once followed (borrowed)
@@ -251,5 +253,11 @@ void
 void
     reaper_command (reaper_t *self, const char *router, const char *command_id, bool probe,
                     const char *reason, int64_t deadline_ms, const char *const *ids, size_t count);
+//  The transaction committed: what it staged may be handed out.
+void
+    reaper_outbox_commit (reaper_t *self);
+//  The transaction failed: what it staged is dropped.
+void
+    reaper_outbox_abort (reaper_t *self);
 
 #endif
