@@ -5,7 +5,7 @@
     sessions.db holds their durable state (sessiondb.h). Inputs: requests
     (decoded SessionRequests and the caller), model changes (from the
     follower's view observer), presence events, and time. Outputs: replies,
-    events and commands (staged in ep_outputs, handed out by
+    events and commands (staged, then handed out as ep_output items by
     reaper_next_output only after the commit that makes them true), and
     rows in the open transaction. No sockets, no clocks: the service
     (reapsvc.c) reads requests, handles them, calls reaper_tick, commits
