@@ -3,6 +3,7 @@
     counters and last-seen times that memory knows better overlaid.
 */
 #include "reaper_internal.h"
+#include "ep_rpc_server.h"
 #include <jansson.h>
 #include <stdarg.h>
 
@@ -15,10 +16,7 @@ reaper_result_init (reaper_result_t *result, const char *request_id)
 {
     memset (result, 0, sizeof *result);
     ep__session_reply__init (&result->reply);
-    ep__status__init (&result->status);
-    result->status.has_code = true;
-    result->status.code = EP__STATUS__CODE__OK;
-    result->reply.status = &result->status;
+    result->reply.status = ep_status_ok (&result->status);
     result->reply.request_id = (char *) request_id;
     result->op = "unknown";
     result->owned = ep_owned_new ();
@@ -35,10 +33,8 @@ reaper_fail (reaper_result_t *result, Ep__Status__Code code, const char *format,
 {
     va_list args;
     va_start (args, format);
-    vsnprintf (result->message, sizeof result->message, format, args);
+    ep_status_set (&result->status, result->message, sizeof result->message, code, format, args);
     va_end (args);
-    result->status.code = code;
-    result->status.message = result->message;
 }
 
 static void
