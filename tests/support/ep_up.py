@@ -79,7 +79,7 @@ def http_get(base, path, timeout=5, headers=None):
 class Up:
     """`edgeplane up [--demo]` in a fresh directory; stop() ends it."""
 
-    def __init__(self, bin_dir, demo=False, tag="up", env=None):
+    def __init__(self, bin_dir, demo=False, tag="up", env=None, services=None):
         self.bin_dir = bin_dir
         self.dir = tempfile.mkdtemp(prefix="ep-%s-" % tag)
         self.env = dict(os.environ)
@@ -104,8 +104,9 @@ class Up:
         args = [os.path.join(bin_dir, "edgeplane"), "up"] + (["--demo"] if demo else [])
         self.proc = subprocess.Popen(args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        wait_until("edgeplane up's services to be ready (see %s)" % self.log_path,
-                   lambda: self.proc.poll() is not None or all(self.ready(s) for s in SERVICES),
+        services = services or SERVICES
+        wait_until("edgeplane up's %s to be ready (see %s)" % (", ".join(services), self.log_path),
+                   lambda: self.proc.poll() is not None or all(self.ready(s) for s in services),
                    60)
         if self.proc.poll() is not None:
             raise AssertionError("edgeplane up exited: %s" % self.log_text())
