@@ -33,6 +33,9 @@ typedef struct {
     ep_follower_t *follower;    //  keeps view current
     char *watchdog_key;         //  the watchdogs' public key
     ep_series_t *taken;         //  edgeplane_console_events_total
+    ep_series_t *streams;       //  edgeplane_console_streams
+    ep_series_t *dropped;       //  edgeplane_console_streams_dropped_total
+    uint64_t dropped_seen;      //  hub_dropped when last counted
 } s_main_t;
 
 static void
@@ -99,6 +102,11 @@ s_bus (s_main_t *self)
         zstr_free (&topic);
     }
     ep_subscriber_tick (self->events);
+    hub_t *hub = console_hub (self->console);
+    uint64_t dropped = hub_dropped (hub);
+    ep_series_add (self->dropped, (double) (dropped - self->dropped_seen));
+    self->dropped_seen = dropped;
+    ep_series_set (self->streams, (double) hub_streams (hub));
 }
 
 //  The token rule: a bind that is not loopback needs one.
@@ -169,8 +177,13 @@ main (int argc, char **argv)
     hub_config.started_wall_ms = ep_wall_ms ();
     self.console = console_new (&hub_config, web_sleep, web_wake, NULL);
     web_t *web = web_new (ep_service_http (self.service), self.console, access);
-    self.taken = ep_counter_series (ep_metrics_counter (ep_service_metrics (self.service),
-        "edgeplane_console_events_total", "Events the console took from the bus.", 0, NULL), NULL);
+    ep_metrics_t *metrics = ep_service_metrics (self.service);
+    self.taken = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_console_events_total",
+        "Events the console took from the bus (the last event id's sequence number).", 0, NULL), NULL);
+    self.streams = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_console_streams",
+        "Event streams (GET /api/events) open.", 0, NULL), NULL);
+    self.dropped = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_console_streams_dropped_total",
+        "Event streams dropped because their reader fell behind by the --stream-buffer bound.", 0, NULL), NULL);
 
     char *bus_key = ep_keys_public_txt (common->keys_dir, "bus");
     char *model_key = ep_keys_public_txt (common->keys_dir, "model");

@@ -2,12 +2,14 @@
 #include "web.h"
 #include "ep_config.h"
 #include <microhttpd.h>
+#include <sys/socket.h>
 
 //  The page, from page.html at build time (cmake/embed.cmake).
 extern const unsigned char console_page [];
 extern const size_t console_page_size;
 
 #define JSON_TYPE   "application/json"
+#define STREAM_SNDBUF   (64 * 1024)     //  a stream's kernel send buffer, bytes
 #define PAGE_POLICY "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; " \
                     "img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; " \
                     "frame-ancestors 'none'"
@@ -132,6 +134,12 @@ s_events (web_t *self, struct MHD_Connection *connection)
     const char *last = MHD_lookup_connection_value (connection, MHD_HEADER_KIND, "Last-Event-ID");
     if (!last)
         last = MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "last_event_id");
+    //  The kernel's send buffer would otherwise hold megabytes for a reader
+    //  that stopped (autotuning): keep what the bound does not see small.
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info (connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int sndbuf = STREAM_SNDBUF;
+    if (info)
+        setsockopt (info->connect_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     hub_t *hub = console_hub (self->console);
     void **pair = (void **) calloc (2, sizeof (void *));
     pair [0] = hub;
