@@ -58,15 +58,20 @@ class Console(unittest.TestCase):
             ep_up.wait_until("the five demo routers on the watchdog", lambda: all(
                 'edgeplane_router_rtt_seconds{router="%s"}' % r in ep_up.http_get(wd, "/metrics")[1]
                 for r in DEMO_ROUTERS), 30)
-            opts = webdriver.ChromeOptions()
-            opts.binary_location = "/usr/bin/chromium"
-            for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1050",
-                        "--disable-extensions", "--no-first-run", "--disable-background-networking"):
-                opts.add_argument(arg)
-            cls.driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+            cls.driver = cls.browser()
         except BaseException:
             cls.up.stop()
             raise
+
+    @staticmethod
+    def browser():
+        """Debian's chromium, headless, through its own chromedriver (nothing downloaded)."""
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = "/usr/bin/chromium"
+        for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1050",
+                    "--disable-extensions", "--no-first-run", "--disable-background-networking"):
+            opts.add_argument(arg)
+        return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
 
     @classmethod
     def tearDownClass(cls):
@@ -153,6 +158,54 @@ class Console(unittest.TestCase):
             rows(d).get(r) == "online" for r in DEMO_ROUTERS if r != "demo-3"), 10)
         self.assertEqual(rows(d).get("demo-3"), "offline")
         self.shot("stream-back")
+
+
+class SignIn(unittest.TestCase):
+    """A console bound beyond loopback: the page asks for the token, once."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.up = ep_up.Up(BIN_DIR, tag="browser-signin", services=ep_up.SERVICES + ["console"],
+                          env={"EDGEPLANE_CONSOLE_LISTEN": "0.0.0.0:0"})
+        try:
+            cls.port = int(cls.up.endpoint("console", "http").rsplit(":", 1)[1])
+            with open(os.path.join(cls.up.dir, "keys", "console.token")) as f:
+                cls.token = f.read().strip()
+            cls.driver = Console.browser()
+        except BaseException:
+            cls.up.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.driver.quit()
+        finally:
+            cls.up.stop()
+
+    def test_the_sign_in_form_exchanges_the_token_for_the_cookie(self):
+        d = self.driver
+        d.get("http://127.0.0.1:%d/" % self.port)
+        ep_up.wait_until("the sign-in form", lambda: d.find_element("id", "login").is_displayed(), 5)
+        self.assertFalse(d.find_element("id", "fleet").is_displayed(), "data shown before signing in")
+        form = d.find_element("id", "login-form")
+        token = form.find_element("name", "token")
+        token.send_keys("not-the-token")
+        form.submit()
+        ep_up.wait_until("the refusal of a wrong token", lambda: "refused" in text(d, "#login-error"), 5)
+        self.assertTrue(d.find_element("id", "login").is_displayed())
+        token.clear()
+        token.send_keys(self.token)
+        form.submit()
+        ep_up.wait_until("the fleet after signing in", lambda: d.find_element("id", "fleet").is_displayed()
+                         and not d.find_element("id", "login").is_displayed(), 5)
+        # The stream too (EventSource sends the cookie, it cannot send a header).
+        ep_up.wait_until("the live stream after signing in", lambda: text(d, "#stream") == "live", 5)
+        cookies = d.get_cookies()
+        self.assertTrue(cookies and all(c.get("httpOnly") for c in cookies), cookies)
+        self.assertNotIn(self.token, d.current_url)
+        self.assertEqual(d.execute_script("return document.cookie"), "", "the cookie is readable by script")
+        Console.shot(self, "signed-in")
 
 
 if __name__ == "__main__":
