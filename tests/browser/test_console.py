@@ -102,6 +102,8 @@ class Console(unittest.TestCase):
         ep_up.wait_until("demo-3's disconnect in the feed", lambda: any(
             i not in before and e.get("namespace") == "connect" and e.get("src_id") == "demo-3"
             and e.get("connected") is False for i, e in events(self.driver)), 2 - (time.monotonic() - start))
+        print("demo-3 offline with its event on the page %.2f s after the delete" % (time.monotonic() - start),
+              file=sys.stderr)
         self.assertEqual(rows(self.driver).get("demo-2"), "online")
         self.shot("router-deleted")
 
