@@ -1,5 +1,8 @@
 /*  access.c: Host header, bearer token and cookie checks (access.h). */
 #include "access.h"
+#include "ep_addr.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <sodium.h>
 #include <strings.h>
@@ -166,4 +169,18 @@ access_token_read (const char *path, char *err, size_t errlen)
         return NULL;
     }
     return strdup (line);
+}
+
+bool
+access_loopback (const char *listen)
+{
+    ep_addr_t addr;
+    struct sockaddr_storage sa;
+    socklen_t len;
+    if (!listen || ep_addr_parse (&addr, listen, 0, NULL, 0) != 0 || addr.any
+    ||  ep_addr_resolve (&addr, &sa, &len, NULL, 0) != 0)
+        return false;
+    if (sa.ss_family == AF_INET)
+        return (ntohl (((struct sockaddr_in *) &sa)->sin_addr.s_addr) >> 24) == 127;
+    return sa.ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK (&((struct sockaddr_in6 *) &sa)->sin6_addr);
 }

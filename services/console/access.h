@@ -50,6 +50,12 @@ const char *
 bool
     access_token_required (access_t *self);
 
+//  True if listen ("HOST:PORT", as ep_addr reads it) can only be reached
+//  from this machine: 127.0.0.0/8 or ::1. A wildcard, a name that does
+//  not resolve to loopback, or an invalid address is not.
+bool
+    access_loopback (const char *listen);
+
 //  Reads a token file (one line of 32..128 printable bytes). Returns a new
 //  string or NULL with the reason in err.
 char *

@@ -1,18 +1,13 @@
 /*  edgeplane-console: the fleet, its connections and its events over HTTP.
 
-    One loop on the bus side: take events from the bus (everything; each
-    goes to the fleet view, the per-minute aggregates and the event
-    streams), follow the model (its routers), and every --poll ask each
-    watchdog instance heard in the beacons for its connections (RTT,
-    jitter). libmicrohttpd serves the routes (web.h) from its own thread;
-    a stream waits suspended and the bus side wakes it. Read-only: the
-    console's certificate has the viewer role. docs/console.md is the
-    contract.
+    One loop on the bus side: every event into the fleet view, the
+    aggregates and the streams; the model followed; every --poll each
+    watchdog heard in the beacons asked for its connections. libmicrohttpd
+    serves the routes (web.h) from its own thread; a stream waits suspended
+    and the bus side wakes it. Read-only: the certificate's role is viewer.
+    docs/console.md is the contract.
 */
 #include "ep_service.h"
-#include "ep_addr.h"
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include "ep_codec.h"
 #include "ep_event_json.h"
 #include "ep_follower.h"
@@ -109,19 +104,44 @@ s_bus (s_main_t *self)
     ep_series_set (self->streams, (double) hub_streams (hub));
 }
 
-//  The token rule: a bind that is not loopback needs one.
-static bool
-s_loopback (const char *listen)
+static void
+s_metrics (s_main_t *self)
 {
-    ep_addr_t addr;
-    struct sockaddr_storage sa;
-    socklen_t len;
-    if (ep_addr_parse (&addr, listen, 0, NULL, 0) != 0 || addr.any
-    ||  ep_addr_resolve (&addr, &sa, &len, NULL, 0) != 0)
-        return false;
-    if (sa.ss_family == AF_INET)
-        return (ntohl (((struct sockaddr_in *) &sa)->sin_addr.s_addr) >> 24) == 127;
-    return sa.ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK (&((struct sockaddr_in6 *) &sa)->sin6_addr);
+    ep_metrics_t *metrics = ep_service_metrics (self->service);
+    self->taken = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_console_events_total",
+        "Events the console took from the bus (the last event id's sequence number).", 0, NULL), NULL);
+    self->streams = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_console_streams",
+        "Event streams (GET /api/events) open.", 0, NULL), NULL);
+    self->dropped = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_console_streams_dropped_total",
+        "Event streams dropped because their reader fell behind by the --stream-buffer bound.", 0, NULL), NULL);
+}
+
+//  The bus (everything on it) and the model, with the viewer certificate.
+static int
+s_connect (s_main_t *self)
+{
+    const ep_common_opts_t *common = ep_service_opts (self->service);
+    char *bus_key = ep_keys_public_txt (common->keys_dir, "bus");
+    char *model_key = ep_keys_public_txt (common->keys_dir, "model");
+    self->watchdog_key = ep_keys_public_txt (common->keys_dir, "watchdog");
+    zcert_t *cert = ep_service_cert (self->service);
+    int rc = bus_key && model_key && self->watchdog_key? 0: -1;
+    if (rc == 0) {
+        self->events = ep_subscriber_new (common->bus_sub, cert, bus_key, EP_CODEC_DEFAULT_CAP, NULL, NULL);
+        self->view = ep_model_view_new ();
+        ep_model_view_set_observer (self->view, s_on_model, self);
+        self->follower = ep_follower_new (common->bus_sub, common->model_api, cert, bus_key, model_key, self->view);
+        if (!self->events || !self->follower) {
+            ep_log_error ("cannot reach the bus (%s) or the model (%s): check the addresses",
+                          common->bus_sub, common->model_api);
+            rc = -1;
+        }
+        else
+            ep_subscriber_subscribe (self->events, "");
+    }
+    free (bus_key);
+    free (model_key);
+    return rc;
 }
 
 int
@@ -159,7 +179,7 @@ main (int argc, char **argv)
     int rc = 0;
     char *token = NULL, err [512] = "";
     char *path = token_file? strdup (token_file): zsys_sprintf ("%s/console.token", common->keys_dir);
-    bool loopback = s_loopback (common->http_listen);
+    bool loopback = access_loopback (common->http_listen);
     if (!loopback && !(token = access_token_read (path, err, sizeof err))) {
         ep_log_error ("%s bound to %s, which is not loopback, needs a token: %s", "console",
                       common->http_listen, err);
@@ -170,43 +190,19 @@ main (int argc, char **argv)
     hub_config_t hub_config;
     hub_config_defaults (&hub_config);
     randombytes_buf (&hub_config.epoch, sizeof hub_config.epoch);
-    hub_config.epoch |= 1;
+    hub_config.epoch |= 1;      //  never 0, and never what another start drew (in all likelihood)
     hub_config.ring_events = (size_t) ring_events;
     hub_config.stream_bytes = (size_t) stream_bytes;
     hub_config.keepalive_ms = keepalive;
     hub_config.started_wall_ms = ep_wall_ms ();
     self.console = console_new (&hub_config, web_sleep, web_wake, NULL);
     web_t *web = web_new (ep_service_http (self.service), self.console, access);
-    ep_metrics_t *metrics = ep_service_metrics (self.service);
-    self.taken = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_console_events_total",
-        "Events the console took from the bus (the last event id's sequence number).", 0, NULL), NULL);
-    self.streams = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_console_streams",
-        "Event streams (GET /api/events) open.", 0, NULL), NULL);
-    self.dropped = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_console_streams_dropped_total",
-        "Event streams dropped because their reader fell behind by the --stream-buffer bound.", 0, NULL), NULL);
-
-    char *bus_key = ep_keys_public_txt (common->keys_dir, "bus");
-    char *model_key = ep_keys_public_txt (common->keys_dir, "model");
-    self.watchdog_key = ep_keys_public_txt (common->keys_dir, "watchdog");
-    zcert_t *cert = ep_service_cert (self.service);
-    if (rc == 0 && (!bus_key || !model_key || !self.watchdog_key))
-        rc = -1;
-    if (rc == 0) {
-        self.events = ep_subscriber_new (common->bus_sub, cert, bus_key, EP_CODEC_DEFAULT_CAP, NULL, NULL);
-        self.view = ep_model_view_new ();
-        ep_model_view_set_observer (self.view, s_on_model, &self);
-        self.follower = ep_follower_new (common->bus_sub, common->model_api, cert, bus_key, model_key, self.view);
-        if (!self.events || !self.follower) {
-            ep_log_error ("cannot reach the bus (%s) or the model (%s): check the addresses",
-                          common->bus_sub, common->model_api);
-            rc = -1;
-        }
-    }
-    if (rc == 0) {
-        ep_subscriber_subscribe (self.events, "");
+    s_metrics (&self);
+    if (rc == 0)
+        rc = s_connect (&self);
+    if (rc == 0)
         ep_log_info ("serving on http://%s (%s)", ep_http_address (ep_service_http (self.service)),
                      loopback? "loopback: no token needed": "a token or its cookie is required");
-    }
     zpoller_t *poller = rc == 0? zpoller_new (ep_service_auth_actor (self.service), ep_subscriber_socket (self.events),
                                               ep_follower_socket (self.follower), NULL): NULL;
     bool ready = false;
@@ -244,8 +240,6 @@ main (int argc, char **argv)
     ep_model_view_destroy (&self.view);
     ep_subscriber_destroy (&self.events);
     web_destroy (&web);
-    free (bus_key);
-    free (model_key);
     free (self.watchdog_key);
     free (path);
     //  The HTTP server stops here, after every stream was told to end.

@@ -237,3 +237,16 @@ Test (console_view, token_files_are_checked)
     unlink (path);
     cr_assert_null (access_token_read (path, err, sizeof err));
 }
+
+Test (console_view, only_loopback_binds_are_loopback)
+{
+    cr_assert (access_loopback ("127.0.0.1:8080"));
+    cr_assert (access_loopback ("127.1.2.3:0"));
+    cr_assert (access_loopback ("[::1]:8080"));
+    cr_assert_not (access_loopback ("0.0.0.0:8080"));
+    cr_assert_not (access_loopback ("*:8080"));
+    cr_assert_not (access_loopback ("[::]:8080"));
+    cr_assert_not (access_loopback ("192.0.2.1:8080"));
+    cr_assert_not (access_loopback ("nonsense"));
+    cr_assert_not (access_loopback (NULL));
+}
