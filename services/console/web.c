@@ -212,8 +212,11 @@ s_handle (void *arg, struct MHD_Connection *connection, const char *url, const c
     const char *cookie = MHD_lookup_connection_value (connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_COOKIE);
     bool get = streq (method, MHD_HTTP_METHOD_GET) || streq (method, MHD_HTTP_METHOD_HEAD);
     bool login = streq (url, "/api/login") && streq (method, MHD_HTTP_METHOD_POST);
+    //  The page is static and holds no data: it is what shows the sign-in
+    //  form that exchanges the token for the cookie, so it needs neither.
+    bool page = get && (streq (url, "/") || streq (url, "/index.html"));
     if (!access_host_ok (self->access, host)
-    ||  (!login && !access_allowed (self->access, authorization, cookie)))
+    ||  (!login && !page && !access_allowed (self->access, authorization, cookie)))
         *result = s_refuse (connection);
     else
     if (login)

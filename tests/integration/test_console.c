@@ -724,7 +724,16 @@ Test (console, a_bind_that_is_not_loopback_needs_the_token_and_our_host_name, .t
     snprintf (bearer, sizeof bearer, "Host: 127.0.0.1\r\nAuthorization: Bearer %s\r\n", token);
     snprintf (foreign, sizeof foreign, "Host: evil.example\r\nAuthorization: Bearer %s\r\n", token);
 
-    const char *paths [] = { "/", "/api/fleet", "/api/events", "/api/stats", "/metrics" };
+    //  The page itself is static and holds no data: it shows the sign-in
+    //  form, so it is served without a token (not to a foreign Host).
+    s_reply_t page = s_request (port, "GET", "/", NULL);
+    cr_assert_eq (page.status, 200, "the page without a token: %d", page.status);
+    cr_assert (strstr (page.body, "login-form") && !strstr (page.body, "\"revision\":"), "not the page, or it carries data");
+    s_reply_free (&page);
+    page = s_request (port, "GET", "/", foreign);
+    cr_assert_eq (page.status, 401, "the page with a foreign Host: %d", page.status);
+    s_reply_free (&page);
+    const char *paths [] = { "/api/fleet", "/api/events", "/api/stats", "/metrics" };
     for (size_t i = 0; i < EP_COUNT (paths); i++) {
         s_reply_t reply = s_request (port, "GET", paths [i], NULL);
         cr_assert_eq (reply.status, 401, "%s without a token: %d", paths [i], reply.status);
