@@ -368,6 +368,50 @@ Test (etcd_client, killed_member_client_and_watch_fail_over)
     ep_etcd_destroy (&client);
 }
 
+Test (etcd_client, silent_member_watch_moves_on_within_its_idle_limit)
+{
+    //  Member 1 frozen (SIGSTOP): its connections stay open and say nothing.
+    //  The watch, which hears a progress notification every second while
+    //  its member is alive, resumes elsewhere after watch_idle_ms; reads
+    //  time out there and are retried on the next member.
+    char endpoints [512];
+    snprintf (endpoints, sizeof endpoints, "%s,%s,%s", ep_etcd_cluster_member (1),
+              ep_etcd_cluster_member (2), ep_etcd_cluster_member (3));
+    ep_etcd_t *client = s_client (endpoints, 2500);
+    ep_etcd_t *writer = s_client (ep_etcd_cluster_member (2), 0);
+    char *prefix = ep_etcd_test_prefix ("silent");
+    uint8_t end [256];
+    ep_etcd_watch_req_t req = { .key = ep_etcd_str (prefix) };
+    req.range_end = ep_etcd_prefix_end (req.key, end, sizeof end);
+    s_watched_t w = { 0 };
+    ep_etcd_watch_t *watch = ep_etcd_watch (client, &req, s_on_watch, &w);
+    cr_assert (s_watch_until (client, &w.created, 1, 5000));
+    cr_assert_eq (ep_etcd_cluster_pause (1), 0);
+    char key [256];
+    int64_t deadline = zclock_mono () + 15000 * EP_TEST_SLOWDOWN;
+    int written = 0;
+    while (written < 2 && zclock_mono () < deadline) {
+        snprintf (key, sizeof key, "%s%d", prefix, written);
+        ep_etcd_capture_t c = { 0 };
+        ep_etcd_put_t put = { .key = ep_etcd_str (key), .value = ep_etcd_str ("v") };
+        ep_etcd_put (writer, &put, ep_etcd_capture, &c);
+        cr_assert (ep_etcd_await (writer, &c, 8000));
+        if (!c.error [0] && c.code == 0)
+            written++;
+    }
+    cr_assert_eq (written, 2, "writes through member 2 failed with member 1 frozen");
+    cr_assert (s_watch_until (client, &w.nevents, 2, 10000),
+               "the watch stayed on the frozen member: %d of 2 events", w.nevents);
+    cr_assert_str_neq (ep_etcd_endpoint (client), ep_etcd_cluster_member (1));
+    ep_etcd_capture_t got = s_get (client, key);
+    cr_assert_eq (got.nkvs, 1);
+    ep_etcd_watch_cancel (&watch);
+    cr_assert_eq (ep_etcd_cluster_resume (1), 0);
+    free (prefix);
+    ep_etcd_destroy (&writer);
+    ep_etcd_destroy (&client);
+}
+
 Test (etcd_client, unreachable_endpoints_give_an_error_naming_them)
 {
     ep_etcd_t *client = s_client ("127.0.0.1:1,127.0.0.1:2", 0);

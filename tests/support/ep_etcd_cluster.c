@@ -55,6 +55,18 @@ ep_etcd_cluster_revive (int n)
     return s_script ("revive", n);
 }
 
+int
+ep_etcd_cluster_pause (int n)
+{
+    return s_script ("pause", n);
+}
+
+int
+ep_etcd_cluster_resume (int n)
+{
+    return s_script ("resume", n);
+}
+
 char *
 ep_etcd_test_prefix (const char *name)
 {

@@ -20,6 +20,11 @@ int
     ep_etcd_cluster_kill (int n);
 int
     ep_etcd_cluster_revive (int n);
+//  SIGSTOPs member n (its connections stay open and go silent) / SIGCONTs it.
+int
+    ep_etcd_cluster_pause (int n);
+int
+    ep_etcd_cluster_resume (int n);
 
 //  A prefix no other test uses: "/test/<name>-<pid>-<counter>/".
 char *
