@@ -28,6 +28,7 @@ struct _s_req_t {
     char *response;                     //  body so far (a watch: the partial line)
     size_t size, cap;
     char url [512];
+    size_t endpoint;                    //  index of the endpoint of this attempt
     ep_etcd_fn *fn;
     void *arg;
     bool idempotent;                    //  may be retried after being sent
@@ -49,10 +50,13 @@ struct _ep_etcd_watch_t {
 
 static void s_start (s_req_t *req);
 
+//  req's endpoint failed: move on, unless another request already did
+//  (forty requests failing on one dead member move the client once).
 static void
-s_failover (ep_etcd_t *self, const char *why)
+s_failover (s_req_t *req, const char *why)
 {
-    if (self->nendpoints > 1) {
+    ep_etcd_t *self = req->client;
+    if (self->nendpoints > 1 && req->endpoint == self->current) {
         self->current = (self->current + 1) % self->nendpoints;
         self->failovers++;
         zsys_debug ("etcd: %s; moving to %s", why, self->endpoints [self->current]);
@@ -177,6 +181,7 @@ static void
 s_easy_setup (s_req_t *req)
 {
     ep_etcd_t *self = req->client;
+    req->endpoint = self->current;
     snprintf (req->url, sizeof req->url, "%s%s", self->endpoints [self->current],
               ep_etcd_path (req->kind));
     CURL *easy = curl_easy_init ();
@@ -396,7 +401,7 @@ static void
 s_watch_resume (s_req_t *req, const char *why)
 {
     ep_etcd_t *self = req->client;
-    s_failover (self, why);
+    s_failover (req, why);
     if (req->easy) {
         curl_multi_remove_handle (self->multi, req->easy);
         curl_easy_cleanup (req->easy);
@@ -444,7 +449,7 @@ s_complete (ep_etcd_t *self, s_req_t *req, CURLcode code)
     ep_etcd_reply_t *reply = NULL;
     if (code != CURLE_OK) {
         snprintf (err, sizeof err, "%.400s: %.200s", req->url, curl_easy_strerror (code));
-        s_failover (self, err);
+        s_failover (req, err);
         if (s_transport_retry (req, code)) {
             s_start (req);
             return;
@@ -460,7 +465,7 @@ s_complete (ep_etcd_t *self, s_req_t *req, CURLcode code)
                       status, req->url);
         else
         if (reply->code == EP_ETCD_UNAVAILABLE) {
-            s_failover (self, reply->error);
+            s_failover (req, reply->error);
             if (req->idempotent && req->tries < (int) self->nendpoints) {
                 ep_etcd_reply_destroy (&reply);
                 s_start (req);

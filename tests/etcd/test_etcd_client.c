@@ -277,7 +277,7 @@ s_count (void *arg, const ep_etcd_reply_t *reply, const char *error)
     m->done++;
     if (!reply || reply->code) {
         m->failed++;
-        fprintf (stderr, "put failed: %s\n", reply? reply->error: error);
+        fprintf (stderr, "request failed: %s\n", reply? reply->error: error);
     }
 }
 
@@ -421,6 +421,21 @@ Test (etcd_client, unreachable_endpoints_give_an_error_naming_them)
     cr_assert (ep_etcd_await (client, &c, 5000));
     cr_assert (strstr (c.error, "127.0.0.1:"), "%s", c.error);
     cr_assert_eq (ep_etcd_failovers (client), 2);
+    ep_etcd_destroy (&client);
+
+    //  Twenty reads in flight on two dead endpoints before a live one: all
+    //  answered, and the client moved twice, not once per failed request.
+    char endpoints [512];
+    snprintf (endpoints, sizeof endpoints, "127.0.0.1:1,127.0.0.1:2,%s", ep_etcd_cluster_member (2));
+    client = s_client (endpoints, 0);
+    s_many_t m = { 0 };
+    for (int i = 0; i < 20; i++)
+        ep_etcd_range (client, &range, s_count, &m);
+    cr_assert (s_watch_until (client, &m.done, 20, 10000), "%d of 20 answered", m.done);
+    cr_assert_eq (m.failed, 0);
+    cr_assert_eq (ep_etcd_failovers (client), 2, "%llu failovers",
+                  (unsigned long long) ep_etcd_failovers (client));
+    cr_assert_str_eq (ep_etcd_endpoint (client), ep_etcd_cluster_member (2));
 
     char err [256];
     ep_etcd_config_t bad = { .endpoints = " , " };
