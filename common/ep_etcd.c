@@ -1,5 +1,6 @@
 /*  ep_etcd.c: an etcd v3 client over its JSON gateway, with libcurl multi. */
 #include "ep_etcd.h"
+#include "ep_backoff.h"
 #include <curl/curl.h>
 
 typedef struct _s_req_t s_req_t;
@@ -42,6 +43,9 @@ struct _s_req_t {
     int64_t last_revision;              //  highest revision delivered
     int64_t heard_at;                   //  zclock_mono of the last message
     char *error;                        //  why a watch line failed, for the end
+    int quiet_tries;                    //  resumes since the last message heard
+    ep_backoff_t backoff;               //  between rounds of every endpoint
+    int64_t start_at;                   //  zclock_mono of a delayed resume, 0 none
 };
 
 struct _ep_etcd_watch_t {
@@ -127,6 +131,8 @@ s_watch_line (s_req_t *req, const char *line, size_t size)
     char err [256];
     ep_etcd_reply_t *reply = ep_etcd_decode (EP_ETCD_WATCH, line, size, err, sizeof err);
     req->heard_at = zclock_mono ();
+    req->quiet_tries = 0;
+    ep_backoff_reset (&req->backoff);
     if (!reply) {
         //  A line we cannot read: end this stream; it resumes elsewhere.
         zsys_warning ("etcd: watch on %s: %s", req->url, err);
@@ -368,6 +374,7 @@ ep_etcd_watch (ep_etcd_t *self, const ep_etcd_watch_req_t *wreq, ep_etcd_fn *fn,
     req->body = ep_etcd_encode_watch (&req->wreq);
     req->fn = fn;
     req->arg = arg;
+    req->backoff = ep_backoff (100, 2000);
     req->next = self->requests;
     self->requests = req;
     s_start (req);
@@ -412,7 +419,12 @@ s_watch_resume (s_req_t *req, const char *why)
     req->body = ep_etcd_encode_watch (&req->wreq);
     free (req->error);
     req->error = NULL;
-    s_start (req);
+    //  Every endpoint tried without a word: wait before the next round, so
+    //  a cluster that is down costs no busy loop.
+    if (++req->quiet_tries >= (int) self->nendpoints)
+        req->start_at = zclock_mono () + ep_backoff_next (&req->backoff);
+    else
+        s_start (req);
 }
 
 static bool
@@ -525,9 +537,12 @@ ep_etcd_timeout (ep_etcd_t *self)
 {
     int64_t now = zclock_mono ();
     int64_t at = self->timer_at;
-    for (s_req_t *req = self->requests; req; req = req->next)
+    for (s_req_t *req = self->requests; req; req = req->next) {
         if (req->pending || req->dead)
             return 0;
+        if (req->start_at && (at < 0 || req->start_at < at))
+            at = req->start_at;
+    }
     if (self->config.watch_idle_ms > 0)
         for (s_req_t *req = self->requests; req; req = req->next)
             if (req->is_watch && req->easy) {
@@ -567,6 +582,11 @@ ep_etcd_dispatch (ep_etcd_t *self, zmq_pollitem_t *items, int nitems)
         if (req->dead) {
             s_unlink (req);
             s_req_free (req);
+        }
+        else
+        if (req->start_at && zclock_mono () >= req->start_at) {
+            req->start_at = 0;
+            s_start (req);
         }
         else
         if (req->pending) {

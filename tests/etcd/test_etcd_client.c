@@ -437,6 +437,20 @@ Test (etcd_client, unreachable_endpoints_give_an_error_naming_them)
                   (unsigned long long) ep_etcd_failovers (client));
     cr_assert_str_eq (ep_etcd_endpoint (client), ep_etcd_cluster_member (2));
 
+    //  A watch on endpoints that all refuse: retried with a backoff between
+    //  rounds, not in a busy loop.
+    ep_etcd_t *dead = s_client ("127.0.0.1:1,127.0.0.1:2", 0);
+    ep_etcd_watch_req_t wreq = { .key = ep_etcd_str ("/x") };
+    s_watched_t w = { 0 };
+    ep_etcd_watch_t *watch = ep_etcd_watch (dead, &wreq, s_on_watch, &w);
+    int64_t until = zclock_mono () + 1500;
+    while (zclock_mono () < until)
+        ep_etcd_wait (dead, 50);
+    uint64_t moves = ep_etcd_failovers (dead);
+    cr_assert (moves >= 2 && moves < 30, "%llu failovers in 1.5 s", (unsigned long long) moves);
+    ep_etcd_watch_cancel (&watch);
+    ep_etcd_destroy (&dead);
+
     char err [256];
     ep_etcd_config_t bad = { .endpoints = " , " };
     cr_assert_null (ep_etcd_new (&bad, err, sizeof err));
