@@ -2,7 +2,9 @@
     on the service process, not on the test). Routers already joined stay
     joined, new connections are refused with reason fd-limit (log and
     edgeplane_channel_refused_total{reason="fd-limit"}), the process does
-    not abort, and once the load goes a new router joins. */
+    not abort, and once the load goes a new router joins. The model with
+    no descriptor spare keeps applying and answering writes on the
+    connection it has, and takes more once its limit is raised. */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
 #include "ep_pki.h"
@@ -83,11 +85,12 @@ Test (fdlimit, watchdog_at_its_descriptor_limit_keeps_its_routers_refuses_new_on
     ep_proc_t *first = s_fleet (stack, "a-", 5, channel);
     cr_assert (ep_wait_until (s_joined_at_least, &probe, 30000), "the first fleet did not join");
 
-    //  The limit: what it holds now plus two.
+    //  The soft limit (the hard one stays, so it can be raised again): what
+    //  it holds now plus two.
     pid_t pid = ep_proc_pid (watchdog);
     int limit = s_open_fds (pid) + 2;
     char command [128];
-    snprintf (command, sizeof command, "prlimit --pid %d --nofile=%d:%d", (int) pid, limit, limit);
+    snprintf (command, sizeof command, "prlimit --pid %d --nofile=%d:", (int) pid, limit);
     cr_assert_eq (ep_run (command, NULL), 0, "%s failed", command);
     ep_proc_t *second = s_fleet (stack, "b-", 6, channel);
     cr_assert (ep_wait_until (s_refused_fd_limit, &probe, 20000), "no fd-limit refusal in the watchdog's log");
@@ -103,5 +106,28 @@ Test (fdlimit, watchdog_at_its_descriptor_limit_keeps_its_routers_refuses_new_on
     cr_assert (ep_wait_until (s_joined_at_least, &probe, 30000), "no new router joined after the load went");
     ep_proc_destroy (&third);
     ep_proc_destroy (&first);
+    ep_stack_destroy (&stack);
+}
+
+Test (fdlimit, model_at_its_descriptor_limit_keeps_serving_its_connected_clients, .timeout = 60)
+{
+    ep_stack_t *stack = ep_stack_new ("fdlimit-model");
+    ep_stack_create_service (stack, "before");      //  the stack's client is connected now
+    pid_t pid = ep_proc_pid (ep_stack_service (stack, "model"));
+    char command [128];
+    int open_fds = s_open_fds (pid);
+    snprintf (command, sizeof command, "prlimit --pid %d --nofile=%d:", (int) pid, open_fds);
+    cr_assert_eq (ep_run (command, NULL), 0, "%s failed", command);
+    //  Not one descriptor spare: writes on the open connection are still
+    //  applied and answered (each asserts OK), and the model runs.
+    for (int i = 0; i < 20; i++) {
+        char id [32];
+        snprintf (id, sizeof id, "at-limit-%d", i);
+        ep_stack_create_service (stack, id);
+    }
+    cr_assert_eq (kill (pid, 0), 0, "the model died at its descriptor limit");
+    snprintf (command, sizeof command, "prlimit --pid %d --nofile=1024:", (int) pid);
+    cr_assert_eq (ep_run (command, NULL), 0);
+    ep_stack_create_service (stack, "after");
     ep_stack_destroy (&stack);
 }
