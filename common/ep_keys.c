@@ -300,11 +300,38 @@ ep_curve_client (zsock_t *sock, zcert_t *cert, const char *server_public_txt)
     return 0;
 }
 
+#define EP_SOCKET_FD_HEADROOM 8
+
+//  True if a few descriptors are free: a ZeroMQ socket takes one (its
+//  mailbox) and its connection another; the rest is headroom for the
+//  process's other threads between this check and zsock_new. errno is
+//  EMFILE (or ENFILE) when false.
+static bool
+s_descriptors_spare (void)
+{
+    int fds [EP_SOCKET_FD_HEADROOM];
+    size_t count = 0;
+    for (; count < EP_COUNT (fds); count++)
+        if ((fds [count] = open ("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+            break;
+    int saved = errno;
+    for (size_t i = 0; i < count; i++)
+        close (fds [i]);
+    errno = saved;
+    return count == EP_COUNT (fds);
+}
+
 zsock_t *
 ep_curve_client_socket (int type, zcert_t *cert, const char *server_key)
 {
+    //  NULL near the descriptor limit: the caller refuses the work that
+    //  needed the socket, and the service goes on (czmq asserts when
+    //  libzmq cannot make one, so we look first).
+    if (!s_descriptors_spare ())
+        return NULL;
     zsock_t *sock = zsock_new (type);
-    EP_ASSERT (sock);
+    if (!sock)
+        return NULL;
     zsock_set_heartbeat_ivl (sock, 1000);
     zsock_set_heartbeat_timeout (sock, 3000);
     if (cert) {

@@ -70,7 +70,8 @@ int
 //  A new socket of type for a client of a service (publisher, subscriber,
 //  RPC): ZMTP heartbeats every second, a peer silent for 3 s is gone, and
 //  with cert (else plaintext) CURVE toward server_key. Set the options
-//  that differ, then connect.
+//  that differ, then connect. NULL if no socket can be made (the process
+//  is out of descriptors).
 zsock_t *
     ep_curve_client_socket (int type, zcert_t *cert, const char *server_key);
 

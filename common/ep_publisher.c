@@ -58,6 +58,8 @@ ep_publisher_new (const char *endpoint, zcert_t *cert, const char *server_key,
                   const char *source_id, size_t cap)
 {
     zsock_t *pub = ep_curve_client_socket (ZMQ_PUB, cert, server_key);
+    if (!pub)
+        return NULL;
     zsock_set_sndhwm (pub, 100000);
     zsock_set_linger (pub, 1000);
     if (zsock_connect (pub, "%s", endpoint) != 0) {

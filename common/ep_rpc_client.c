@@ -3,6 +3,7 @@
 #include "ep_codec.h"
 #include "ep_keys.h"
 #include "common.pb-c.h"
+#include <errno.h>
 
 struct _ep_rpc_client_t {
     zsock_t *dealer;            //  current connection, NULL between attempts
@@ -10,12 +11,18 @@ struct _ep_rpc_client_t {
     zcert_t *cert;              //  our CURVE certificate (borrowed), or NULL
     char *server_key;           //  the service's public key, or NULL
     int attempts;               //  attempts of the last call
+    int socket_errno;           //  why the last socket could not be made, or 0
 };
 
 static zsock_t *
 s_connect (ep_rpc_client_t *self)
 {
     zsock_t *dealer = ep_curve_client_socket (ZMQ_DEALER, self->cert, self->server_key);
+    if (!dealer) {
+        self->socket_errno = errno? errno: EMFILE;
+        return NULL;
+    }
+    self->socket_errno = 0;
     zsock_set_linger (dealer, 0);
     zsock_set_maxmsgsize (dealer, (int64_t) EP_CODEC_DEFAULT_CAP + 1024);
     if (zsock_connect (dealer, "%s", self->endpoint) != 0)
@@ -107,6 +114,11 @@ ep_rpc_client_call (ep_rpc_client_t *self, const ProtobufCMessage *request,
         zsock_destroy (&self->dealer);
     }
     zframe_destroy (&packed);
+    if (!reply && !self->dealer && self->socket_errno) {
+        ep_errorf (err, errlen, "cannot open a socket to %s: %s (the process is at its descriptor limit: "
+                   "raise `ulimit -n` or lower the load)", self->endpoint, strerror (self->socket_errno));
+        return NULL;
+    }
     if (!reply) {
         ep_errorf (err, errlen, "no reply from %s after %d attempt%s of %d ms: is the service running and is the address right?",
                    self->endpoint, attempts, attempts == 1? "": "s", timeout_ms);

@@ -17,7 +17,9 @@
 typedef struct _ep_rpc_client_t ep_rpc_client_t;
 
 //  A client of the service at endpoint; with cert and server_key a CURVE
-//  client. Returns NULL if endpoint is invalid.
+//  client. Returns NULL if endpoint is invalid or no socket can be made
+//  (the process is at its descriptor limit; ep_rpc_client_call says so
+//  too when a reconnect cannot get one).
 ep_rpc_client_t *
     ep_rpc_client_new (const char *endpoint, zcert_t *cert, const char *server_key);
 

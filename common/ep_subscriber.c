@@ -46,6 +46,8 @@ ep_subscriber_new (const char *endpoint, zcert_t *cert, const char *server_key,
                    size_t cap, ep_tracker_report_fn *report, void *arg)
 {
     zsock_t *sub = ep_curve_client_socket (ZMQ_SUB, cert, server_key);
+    if (!sub)
+        return NULL;
     zsock_set_rcvhwm (sub, 100000);
     zsock_set_maxmsgsize (sub, (int64_t) cap + 1024);
     if (zsock_connect (sub, "%s", endpoint) != 0) {

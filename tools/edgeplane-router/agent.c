@@ -40,6 +40,7 @@ struct _agent_t {
     chan_client_t *client;   //  the connection, NULL while disconnected
     ep_backoff_t backoff;       //  reconnect delays
     int64_t next_connect_ms;    //  when to try again
+    int64_t next_warn_ms;       //  when a failed connect may be logged again
     bool draining;              //  told goodbye without reconnect: acks only
     zhashx_t *hosted;           //  service id -> s_hosted_t (current slice)
     zhashx_t *terminator_ids;   //  service id -> terminator id (persistent)
@@ -637,6 +638,14 @@ s_connect (agent_t *self)
     if (!self->client) {
         snprintf (self->stats.last_error, sizeof self->stats.last_error, "%s", err);
         self->next_connect_ms = ep_mono_ms () + ep_backoff_next (&self->backoff);
+        //  Said at once, then every 30 s while it lasts: a wrong controller
+        //  address shows within seconds, not when the agent is stopped.
+        if (ep_mono_ms () >= self->next_warn_ms) {
+            ep_log_warn ("router %s cannot connect to the controller at %s: %s (retrying; "
+                         "is --controller / EDGEPLANE_CONTROLLER the watchdog's channel address?)",
+                         self->id, self->controller, err);
+            self->next_warn_ms = ep_mono_ms () + 30000;
+        }
         return;
     }
     Ep__HelloResult *result = chan_client_hello (self->client, 1, EP__ROLE__ROLE_ROUTER, self->id, 3000);
@@ -652,6 +661,7 @@ s_connect (agent_t *self)
     }
     ep__hello_result__free_unpacked (result, NULL);
     ep_backoff_reset (&self->backoff);
+    self->next_warn_ms = 0;
     self->stats.joined = true;
     self->stats.joins++;
     int64_t now = ep_mono_ms ();

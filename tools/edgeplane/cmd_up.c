@@ -21,9 +21,11 @@
 #include "ep_subscriber.h"
 #include "model.pb-c.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,24 +56,42 @@ s_bin_dir (void)
     return strdup (dirname (path));
 }
 
+//  Starts child. Between fork and exec the child makes only
+//  async-signal-safe calls: the log is opened before the fork. It dies with
+//  us (SIGKILL as its parent-death signal, so a killed `edgeplane up`
+//  leaves no orphan holding the ports); if we died before prctl took
+//  effect, its parent is no longer the pid saved before the fork and it
+//  exits at once.
 static int
 s_start (s_child_t *child)
 {
     unlink (child->ready_path);
     json_decref (child->ready);
     child->ready = NULL;
-    pid_t pid = fork ();
-    if (pid < 0)
+    int log = open (child->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log < 0) {
+        fprintf (stderr, "edgeplane up: cannot open %s: %s\n", child->log_path, strerror (errno));
         return -1;
+    }
+    pid_t parent = getpid ();
+    pid_t pid = fork ();
+    if (pid < 0) {
+        close (log);
+        return -1;
+    }
     if (pid == 0) {
         setpgid (0, 0);         //  Ctrl-C reaches us; we stop the children in order
-        FILE *log = freopen (child->log_path, "a", stderr);
-        if (log)
-            dup2 (fileno (stderr), 1);
+        if (prctl (PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid () != parent)
+            _exit (126);
+        dup2 (log, 2);          //  dup2 clears O_CLOEXEC on the copies
+        dup2 (log, 1);
         execv (child->binary, child->argv);
-        fprintf (stderr, "cannot run %s: %s\n", child->binary, strerror (errno));
+        static const char failed [] = "edgeplane up: cannot run ";
+        if (write (2, failed, sizeof failed - 1) > 0 && write (2, child->binary, strlen (child->binary)) > 0)
+            (void) !write (2, "\n", 1);
         _exit (127);
     }
+    close (log);
     child->pid = pid;
     child->restart_at = 0;
     return 0;
@@ -272,7 +292,23 @@ typedef struct {
     size_t count;               //  children in use
     ep_subscriber_t *events;    //  the demo's event printer, or NULL
     zcert_t *sub_cert;          //  its certificate
+    char *pid_file;             //  <data>/run/up.pid, written once we supervise
 } s_up_t;
+
+//  Writes our pid to <data>/run/up.pid: `edgeplane status` tells a service
+//  still starting (its supervisor alive) from one that is down.
+static int
+s_pid_file_write (s_up_t *self)
+{
+    self->pid_file = zsys_sprintf ("%s/up.pid", self->run_dir);
+    FILE *file = fopen (self->pid_file, "w");
+    bool written = file && fprintf (file, "%d\n", (int) getpid ()) > 0;
+    if (file && fclose (file) != 0)
+        written = false;
+    if (!written)
+        return cli_fail ("up", "cannot write %s: %s", self->pid_file, strerror (errno));
+    return CLI_OK;
+}
 
 //  Adds a child: name, run as binary with args plus its ready file.
 static s_child_t *
@@ -298,6 +334,31 @@ s_child_add (s_up_t *self, const char *name, char *binary, const char *const *ar
     return child;
 }
 
+//  Where each service is dialed, as the environment every later child
+//  (services, the demo fleet) and we read it: from the ready file of what
+//  they dial, so a non-default listen address reaches its dialers.
+static void
+s_export_endpoints (s_child_t *child)
+{
+    static const struct { const char *service, *endpoint, *env; } dialed [] = {
+        { "bus",         "pub",     "EDGEPLANE_BUS_PUB" },
+        { "bus",         "sub",     "EDGEPLANE_BUS_SUB" },
+        { "model",       "api",     "EDGEPLANE_MODEL_API" },
+        { "terminators", "api",     "EDGEPLANE_TERMINATORS_API" },
+        { "reaper",      "api",     "EDGEPLANE_REAPER_API" },
+        { "watchdog",    "api",     "EDGEPLANE_WATCHDOG_API" },
+        { "watchdog",    "channel", "EDGEPLANE_CONTROLLER" },
+    };
+    for (size_t i = 0; i < EP_COUNT (dialed); i++) {
+        const char *endpoint = streq (dialed [i].service, child->name)?
+                               ep_ready_endpoint (child->ready, dialed [i].endpoint): NULL;
+        char *connectable = endpoint? ep_endpoint_connectable (endpoint): NULL;
+        if (connectable)
+            setenv (dialed [i].env, connectable, 1);
+        free (connectable);
+    }
+}
+
 //  Starts the services in order: each waits for the ones before it (the
 //  watchdog follows the model, everyone publishes to the bus).
 static int
@@ -320,6 +381,8 @@ s_services_start (s_up_t *self)
             rc = cli_fail ("up", "%s did not become ready; see %s", child->name, child->log_path);
             s_print_tail (child->log_path, 10);
         }
+        else
+            s_export_endpoints (child);
     }
     return rc;
 }
@@ -391,8 +454,8 @@ s_demo_start (s_up_t *self)
         //  Print events as they happen, from the start of the fleet.
         char *bus_key = ep_keys_public_txt (keys_dir, "bus");
         self->sub_cert = ep_keys_load (keys_dir, "subscriber");
-        self->events = ep_subscriber_new (self->common->bus_sub, self->sub_cert, bus_key, EP_CODEC_DEFAULT_CAP,
-                                          NULL, NULL);
+        const char *bus_sub = getenv ("EDGEPLANE_BUS_SUB")?: self->common->bus_sub;
+        self->events = ep_subscriber_new (bus_sub, self->sub_cert, bus_key, EP_CODEC_DEFAULT_CAP, NULL, NULL);
         free (bus_key);
         static const char *topics [] = { "connect.", "stray.", "terminator.", "session.", "presence.join" };
         for (size_t i = 0; self->events && i < EP_COUNT (topics); i++)
@@ -461,6 +524,9 @@ s_up_end (s_up_t *self)
         free (child->log_path);
         json_decref (child->ready);
     }
+    if (self->pid_file)
+        unlink (self->pid_file);
+    free (self->pid_file);
     ep_subscriber_destroy (&self->events);
     zcert_destroy (&self->sub_cert);
     free (self->bin);
@@ -486,6 +552,8 @@ cli_up (int argc, char **argv)
     self.run_dir = zsys_sprintf ("%s/run", common.data_dir);
     if (zsys_dir_create ("%s", self.run_dir) != 0 && errno != EEXIST)
         rc = cli_fail ("up", "cannot create %s: %s", self.run_dir, strerror (errno));
+    if (rc == CLI_OK)
+        rc = s_pid_file_write (&self);
     if (rc == CLI_OK && (ep_keys_init (common.keys_dir, false, err, sizeof err) != 0
                      ||  ep_pki_init (common.keys_dir, false, err, sizeof err) != 0))
         rc = cli_fail ("up", "%s", err);
