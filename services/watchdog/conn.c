@@ -18,6 +18,8 @@ struct _conn_t {
     char role [16];             //  certificate role
     char id [65];               //  certificate id
     uint32_t version;           //  Hello's protocol version
+    uint64_t model_revision;    //  Hello's model_revision (routers: the slice they hold)
+    char generation [65];       //  Hello's model_generation ("" if none)
     uint64_t ping_nonce;        //  nonce of the Ping in flight, 0 if none
     int64_t ping_sent;          //  when it was sent (ms)
     double rtt;                 //  last round-trip time (ms)
@@ -155,6 +157,9 @@ s_hello (conn_t *self, const Ep__Hello *hello, conn_peer_t peer, int64_t now_ms,
 {
     const conn_config_t *config = &self->config;
     self->version = hello->has_protocol_version? hello->protocol_version: 0;
+    self->model_revision = hello->has_model_revision? hello->model_revision: 0;
+    snprintf (self->generation, sizeof self->generation, "%s",
+              hello->model_generation? hello->model_generation: "");
     static const char *roles [] = { "", "router", "ctrl", "client" };
     const char *role = hello->has_role && hello->role <= EP__ROLE__ROLE_CLIENT? roles [hello->role]: "";
     if (self->version < config->min_version || self->version > config->max_version) {
@@ -381,6 +386,18 @@ uint32_t
 conn_version (conn_t *self)
 {
     return self->version;
+}
+
+uint64_t
+conn_model_revision (conn_t *self)
+{
+    return self->model_revision;
+}
+
+const char *
+conn_model_generation (conn_t *self)
+{
+    return self->generation;
 }
 
 int64_t

@@ -152,6 +152,12 @@ const char *
     conn_id (conn_t *self);
 uint32_t
     conn_version (conn_t *self);        //  Hello's protocol_version, 0 if none
+//  Hello's model_revision and model_generation (routers: the slice they
+//  hold; 0 and "" if none).
+uint64_t
+    conn_model_revision (conn_t *self);
+const char *
+    conn_model_generation (conn_t *self);
 int64_t
     conn_accepted_at (conn_t *self);
 int64_t
