@@ -771,6 +771,10 @@ Test (connections, the_cli_lists_every_instances_connections,
     cr_assert_str_eq (json_string_value (json_object_get (e1, "role")), "router");
     cr_assert_str_eq (json_string_value (json_object_get (e1, "state")), "joined");
     cr_assert (json_is_number (json_object_get (e1, "rtt_ms")));
+    //  Routers: their slice lag (model revision minus what they acknowledged).
+    cr_assert (json_object_get (e1, "acked_revision") && json_object_get (e1, "slice_lag"),
+               "no slice lag for a router");
+    cr_assert (json_object_get (e1, "acked_age_ms"));
     cr_assert (json_string_value (json_object_get (e1, "remote_addr")));
     cr_assert_str_eq (json_string_value (json_object_get (stray, "instance_id")), instance_a);
     cr_assert_str_eq (json_string_value (json_object_get (stray, "state")), "accepted");
@@ -782,7 +786,7 @@ Test (connections, the_cli_lists_every_instances_connections,
     rc = s_cli ("connections --role router --state joined --discover=5s", &out, &err);
     cr_assert_eq (rc, 0, "exit %d: %s", rc, err);
     cr_assert (strncmp (out, "INSTANCE", 8) == 0, "%s", out);
-    const char *columns [] = { "ROLE", "ID", "STATE", "REMOTE", "RTT", "JITTER" };
+    const char *columns [] = { "ROLE", "ID", "STATE", "REMOTE", "RTT", "JITTER", "SLICE", "(lag " };
     for (size_t i = 0; i < EP_COUNT (columns); i++)
         cr_assert (strstr (out, columns [i]), "no column %s: %s", columns [i], out);
     size_t lines = 0;
