@@ -201,6 +201,17 @@ s_hello (conn_t *self, const Ep__Hello *hello, conn_peer_t peer, int64_t now_ms,
         s_refuse (self, refusals [peer], actions);
         return;
     }
+    static const char *identity_refusals [] = { "unknown-identity", "identity-disabled", "identity-deleted" };
+    if (peer >= CONN_PEER_NO_IDENTITY && peer <= CONN_PEER_IDENTITY_DELETED) {
+        const char *reason = identity_refusals [peer - CONN_PEER_NO_IDENTITY];
+        snprintf (actions->message, sizeof actions->message,
+                  "client %s: %s; create or enable it (edgeplane identity) to join", self->id,
+                  peer == CONN_PEER_NO_IDENTITY? "no Identity of that id in the model":
+                  peer == CONN_PEER_IDENTITY_DISABLED? "its Identity is disabled": "its Identity was deleted");
+        s_send_result (actions, EP__STATUS__CODE__PERMISSION_DENIED, reason, config);
+        s_refuse (self, reason, actions);
+        return;
+    }
     snprintf (actions->message, sizeof actions->message, "welcome");
     s_send_result (actions, EP__STATUS__CODE__OK, NULL, config);
     actions->flags |= CONN_JOIN;

@@ -41,7 +41,10 @@ typedef enum {
     CONN_PEER_UNKNOWN,          //  no such router in the model
     CONN_PEER_DISABLED,         //  router disabled
     CONN_PEER_DELETED,          //  router deleted while it was known here
-    CONN_PEER_NOT_MEMBER        //  ctrl peer that is not a cluster member
+    CONN_PEER_NOT_MEMBER,       //  ctrl peer that is not a cluster member
+    CONN_PEER_NO_IDENTITY,      //  client whose Identity is not in the model
+    CONN_PEER_IDENTITY_DISABLED,    //  client whose Identity is disabled
+    CONN_PEER_IDENTITY_DELETED  //  client whose Identity was deleted while known here
 } conn_peer_t;
 
 typedef struct {

@@ -122,7 +122,33 @@ s_verdict (void *arg, const char *role, const char *id)
     if (streq (role, "ctrl"))
         return ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_CONTROLLER, id)
              ? CONN_PEER_OK: CONN_PEER_NOT_MEMBER;
-    return CONN_PEER_OK;        //  clients: edge-to-ctrl, their certificate is the check
+    //  Clients (edge-to-ctrl): an enabled Identity of their id.
+    const Ep__Entity *identity = ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_IDENTITY, id);
+    char key [80];
+    snprintf (key, sizeof key, "identity/%s", id);
+    if (!identity)
+        return zhashx_lookup (self->deleted, key)? CONN_PEER_IDENTITY_DELETED: CONN_PEER_NO_IDENTITY;
+    return identity->identity->has_enabled && !identity->identity->enabled
+         ? CONN_PEER_IDENTITY_DISABLED: CONN_PEER_OK;
+}
+
+//  An Identity was disabled or deleted: its edge-to-ctrl connection is
+//  closed at once (left: a disconnect event with the reason).
+static void
+s_on_identity (watchdog_t *self, const ep_model_event_t *event)
+{
+    char key [96];
+    snprintf (key, sizeof key, "identity/%s", event->id);
+    if (event->kind == EP__MODEL_OP__KIND__DELETED)
+        zhashx_update (self->deleted, key, (void *) 1);
+    else
+        zhashx_delete (self->deleted, key);
+    bool disabled = event->after && event->after->identity->has_enabled && !event->after->identity->enabled;
+    if (event->kind != EP__MODEL_OP__KIND__DELETED && !disabled)
+        return;
+    s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->joined, s_peer_key ("client", event->id, key, sizeof key));
+    if (peer)
+        ep_tls_conn_close (peer->conn, disabled? "identity-disabled": "identity-deleted");
 }
 
 //  Sends peer slice, counted by kind (full, diff: a resumed difference,
@@ -262,6 +288,8 @@ s_on_model (void *arg, const ep_model_event_t *event)
     s_note_revision (self, event->revision);
     if (event->type == EP__ENTITY_TYPE__ENTITY_SERVICE)
         s_push_service (self, event);
+    if (event->type == EP__ENTITY_TYPE__ENTITY_IDENTITY && self->channel)
+        s_on_identity (self, event);
     if (event->type != EP__ENTITY_TYPE__ENTITY_ROUTER)
         return;
     if (event->kind == EP__MODEL_OP__KIND__DELETED)

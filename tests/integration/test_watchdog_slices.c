@@ -4,7 +4,9 @@
     touched its slice, or a full slice flagged as such when the changes
     are no longer retained; a router that refuses a slice (NACK) keeps its
     revision and the watchdog says so; a router that stops acknowledging
-    turns stale; a router speaking protocol 1 still joins. */
+    turns stale; a router speaking protocol 1 still joins. Also the
+    Identities the model enforces on edge clients (edge-to-ctrl) at Hello
+    and while they are joined. */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
 #include "ep_eventlog.h"
@@ -400,4 +402,102 @@ Test (slices, a_router_that_stops_acknowledging_turns_stale,
     cr_assert_gt (event->age_ms, 1000);
     chan_client_destroy (&router);
     SSL_CTX_free (ctx);
+}
+
+//  Writes Identity id (enabled or not), creating it if create.
+static uint64_t
+s_identity (const char *id, bool enabled, bool create)
+{
+    Ep__Identity identity = EP__IDENTITY__INIT;
+    identity.id = (char *) id;
+    identity.has_enabled = true;
+    identity.enabled = enabled;
+    ep_entity_write_t write;
+    return ep_stack_model_write (s_stack, ep_entity_write (&write, create? EP__MODEL_WRITE__OP__CREATE
+                                                           : EP__MODEL_WRITE__OP__UPDATE,
+                                                           EP__ENTITY__KIND_IDENTITY, &identity));
+}
+
+//  Client id's Hello: the HelloResult (caller frees) and the client in *client_p.
+static Ep__HelloResult *
+s_client_hello (ep_proc_t *watchdog, const char *id, chan_client_t **client_p)
+{
+    char err [512];
+    SSL_CTX *ctx = s_router_ctx (id);
+    *client_p = chan_client_new (ep_proc_endpoint (watchdog, "channel"), ctx, 5000, err, sizeof err);
+    SSL_CTX_free (ctx);
+    cr_assert_not_null (*client_p, "%s", err);
+    Ep__HelloResult *result = chan_client_hello (*client_p, 2, EP__ROLE__ROLE_CLIENT, id, 5000);
+    cr_assert_not_null (result, "no HelloResult: %s", chan_client_close_reason (*client_p));
+    return result;
+}
+
+//  The next connect.edge-to-ctrl event about client id, connected or not.
+static Ep__ConnectEvent *
+s_edge_event (ep_subscriber_t *sub, const char *id, bool connected, int timeout_ms)
+{
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    while (ep_mono_ms () < deadline) {
+        char *topic = NULL;
+        Ep__Event *event = ep_subscriber_recv (sub, (int) (deadline - ep_mono_ms ()), &topic);
+        bool hit = event && topic && streq (topic, "connect.edge-to-ctrl")
+                && event->body_case == EP__EVENT__BODY_CONNECT && event->connect->src_id
+                && streq (event->connect->src_id, id) && event->connect->connected == connected;
+        zstr_free (&topic);
+        if (hit)
+            return event->connect;
+    }
+    return NULL;
+}
+
+Test (identities, an_edge_client_needs_an_enabled_identity_and_goes_when_it_is_disabled,
+      .init = s_setup, .fini = s_teardown, .timeout = 90)
+{
+    char err [512];
+    cr_assert_eq (ep_pki_issue (s_keys, "client", "alice", s_dir, 30, err, sizeof err), 0, "%s", err);
+    cr_assert_eq (ep_pki_issue (s_keys, "client", "bob", s_dir, 30, err, sizeof err), 0, "%s", err);
+    s_identity ("alice", true, true);
+    ep_subscriber_t *edges = ep_stack_subscribe (s_stack, "connect.edge-to-ctrl");
+    ep_proc_t *watchdog = s_watchdog ();
+
+    //  No Identity: refused with its own reason.
+    chan_client_t *bob;
+    Ep__HelloResult *result = s_client_hello (watchdog, "bob", &bob);
+    cr_assert_eq (result->status->code, EP__STATUS__CODE__PERMISSION_DENIED);
+    cr_assert_str_eq (result->reason, "unknown-identity");
+    ep__hello_result__free_unpacked (result, NULL);
+    chan_client_destroy (&bob);
+
+    //  An enabled Identity joins: connect.edge-to-ctrl.
+    chan_client_t *alice;
+    result = s_client_hello (watchdog, "alice", &alice);
+    cr_assert_eq (result->status->code, EP__STATUS__CODE__OK, "%s", result->status->message);
+    ep__hello_result__free_unpacked (result, NULL);
+    Ep__ConnectEvent *joined = s_edge_event (edges, "alice", true, 5000 * EP_TEST_SLOWDOWN);
+    cr_assert_not_null (joined, "no connect.edge-to-ctrl for alice's join");
+    cr_assert_str_eq (joined->src_type, "client");
+    cr_assert_str_eq (joined->dst_type, "ctrl");
+    cr_assert (joined->src_addr && strncmp (joined->src_addr, "127.0.0.1:", 10) == 0);
+
+    //  Disabled: its open connection is closed within 1 s, with a
+    //  disconnect event saying why.
+    s_identity ("alice", false, false);
+    int64_t disabled = ep_mono_ms ();
+    while (!chan_client_closed (alice) && ep_mono_ms () - disabled < 1000 * EP_TEST_SLOWDOWN) {
+        Ep__Frame *frame = chan_client_recv (alice, 50);
+        if (frame)
+            ep__frame__free_unpacked (frame, NULL);
+    }
+    cr_assert (chan_client_closed (alice), "alice's connection still open %lld ms after the Identity was disabled",
+               (long long) (ep_mono_ms () - disabled));
+    Ep__ConnectEvent *left = s_edge_event (edges, "alice", false, 5000 * EP_TEST_SLOWDOWN);
+    cr_assert_not_null (left, "no disconnect event for alice");
+    cr_assert_str_eq (left->reason, "identity-disabled");
+    chan_client_destroy (&alice);
+
+    //  ...and refused at Hello while disabled.
+    result = s_client_hello (watchdog, "alice", &alice);
+    cr_assert_str_eq (result->reason, "identity-disabled");
+    ep__hello_result__free_unpacked (result, NULL);
+    chan_client_destroy (&alice);
 }
