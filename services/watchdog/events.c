@@ -128,6 +128,9 @@ events_edge_connects (events_t *self, const char *router_id, const Ep__EdgeConne
         body.has_duration = edge->has_duration_ms;
         body.duration = edge->duration_ms;
         body.reason = edge->reason;
+        //  The router's own time, beside the publish time in the meta.
+        body.has_event_time_ms = edge->has_timestamp_ms;
+        body.event_time_ms = edge->timestamp_ms;
         s_publish (self, "connect.edge-to-router", EP__EVENT__BODY_CONNECT, &body.base);
     }
 }

@@ -583,6 +583,8 @@ Test (relay, edge_connects_reported_by_a_router_become_bus_events,
     up.dst_addr = "198.51.100.1:3022";
     up.has_connected = true;
     up.connected = true;
+    up.has_timestamp_ms = true;
+    up.timestamp_ms = 1795346594123;        //  the router's clock
     Ep__EdgeConnect down = EP__EDGE_CONNECT__INIT;
     down.identity_id = "id-bob";
     down.src_addr = "203.0.113.8:50001";
@@ -608,6 +610,7 @@ Test (relay, edge_connects_reported_by_a_router_become_bus_events,
     cr_assert_str_eq (alice->dst_type, "router");
     cr_assert_str_eq (alice->dst_id, "r1", "the router is who the certificate says");
     cr_assert (alice->connected);
+    cr_assert_eq (alice->event_time, 1795346594123, "the router's timestamp kept as event_time");
     const ep_logged_t *bob = s_await ("connect.edge-to-router", "id-bob", 5000);
     cr_assert_not_null (bob);
     cr_assert_not (bob->connected);

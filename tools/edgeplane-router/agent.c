@@ -30,6 +30,7 @@ typedef struct {
     uint64_t bytes_tx;
     bool confirmed;             //  the reaper answered OK
     int64_t sent_ms;            //  last open sent
+    char src_addr [48];         //  the client's address, as reported at open and close
 } s_session_t;
 
 struct _agent_t {
@@ -421,10 +422,13 @@ s_session_close (agent_t *self, const char *session_id)
     frame.body_case = EP__FRAME__BODY_SESSION_REQUEST;
     frame.session_request = &request;
     s_send (self, &frame);
+    //  The close carries the address the open reported.
+    s_session_t *session = (s_session_t *) zhashx_lookup (self->sessions, session_id);
+    char identity [80], source [48];
+    snprintf (source, sizeof source, "%s", session && *session->src_addr? session->src_addr: "");
     zhashx_delete (self->sessions, session_id);
-    char identity [80];
     snprintf (identity, sizeof identity, "id-%s", self->id);
-    agent_report_edge (self, identity, "198.51.100.1:0", false);
+    agent_report_edge (self, identity, source, false);
 }
 
 //  Opens sessions until it holds as many as configured.
@@ -454,6 +458,7 @@ s_sessions_fill (agent_t *self)
         snprintf (identity, sizeof identity, "id-%s", self->id);
         snprintf (source, sizeof source, "198.51.100.%u:%u", 1 + randombytes_uniform (254),
                   1024 + randombytes_uniform (60000));
+        snprintf (session->src_addr, sizeof session->src_addr, "%s", source);
         agent_report_edge (self, identity, source, true);
     }
 }
