@@ -803,6 +803,255 @@ s_strays (s_world_t *world, const s_plan_t *plan)
     return result;
 }
 
+
+//  -------------------------------------------------------------------------
+//  Reconnect storm: N routers rejoin a restarted watchdog with the model
+//  100 revisions ahead, once asking for full slices (they hold none), once
+//  resuming from the revision they hold; bytes the watchdog sent in slices
+//  and time until every router has its slice, both in this run.
+
+#define STORM_SERVICES  20          //  services hosted (5 per router)
+#define STORM_CHANGES   100         //  revisions the model moves on
+
+//  One write in the model as the operator; dies on failure.
+static void
+s_storm_write (ep_rpc_client_t *client, Ep__ModelWrite *write)
+{
+    char id [33], err [512];
+    ep_rpc_new_id (id);
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.request_id = id;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = write;
+    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (
+        client, &request.base, id, &ep__model_reply__descriptor, 30000, 3, err, sizeof err);
+    if (!reply || !reply->status || reply->status->code != EP__STATUS__CODE__OK)
+        s_die (reply && reply->status && reply->status->message? reply->status->message: err);
+    ep__model_reply__free_unpacked (reply, NULL);
+}
+
+//  Creates (or renames) service id.
+static void
+s_storm_service (ep_rpc_client_t *client, const char *id, const char *name, bool create)
+{
+    Ep__Service service = EP__SERVICE__INIT;
+    service.id = (char *) id;
+    service.name = (char *) name;
+    Ep__Entity entity = EP__ENTITY__INIT;
+    entity.kind_case = EP__ENTITY__KIND_SERVICE;
+    entity.service = &service;
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = create? EP__MODEL_WRITE__OP__CREATE: EP__MODEL_WRITE__OP__UPDATE;
+    write.entity = &entity;
+    s_storm_write (client, &write);
+}
+
+//  Router <prefix>i hosts svc(i%20) .. svc(i%20+4).
+static void
+s_storm_router (ep_rpc_client_t *client, const char *id, int i)
+{
+    Ep__HostedService hosted [5], *list [5];
+    char ids [5][16];
+    for (int k = 0; k < 5; k++) {
+        snprintf (ids [k], sizeof ids [k], "svc%d", (i + k) % STORM_SERVICES);
+        ep__hosted_service__init (&hosted [k]);
+        hosted [k].service_id = ids [k];
+        hosted [k].has_cost = true;
+        hosted [k].cost = (uint32_t) (10 * k + 1);
+        list [k] = &hosted [k];
+    }
+    Ep__Router router = EP__ROUTER__INIT;
+    router.id = (char *) id;
+    router.hosted = list;
+    router.n_hosted = 5;
+    Ep__Entity entity = EP__ENTITY__INIT;
+    entity.kind_case = EP__ENTITY__KIND_ROUTER;
+    entity.router = &router;
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = EP__MODEL_WRITE__OP__UPDATE;
+    write.entity = &entity;
+    s_storm_write (client, &write);
+}
+
+//  Reads frames on ssl until a ModelSlice; its revision in *revision and
+//  generation (malloc'd) in *generation if asked. False if none came.
+static bool
+s_storm_slice (SSL *ssl, uint64_t *revision, char **generation)
+{
+    ep_frame_reader_t *reader = ep_frame_reader_new (EP_FRAME_JOINED_CAP);
+    bool got = false, done = false;
+    while (!done) {
+        ep_frame_error_t error;
+        Ep__Frame *frame = ep_frame_reader_next (reader, &error);
+        if (frame) {
+            if (frame->body_case == EP__FRAME__BODY_SLICE) {
+                *revision = frame->slice->revision;
+                if (generation && frame->slice->generation)
+                    *generation = strdup (frame->slice->generation);
+                got = done = true;
+            }
+            ep__frame__free_unpacked (frame, NULL);
+            continue;
+        }
+        size_t len;
+        uint8_t *space = ep_frame_reader_space (reader, &len);
+        int n = error == EP_FRAME_OK && space? SSL_read (ssl, space, (int) len): -1;
+        if (n <= 0)
+            done = true;
+        else
+            ep_frame_reader_commit (reader, (size_t) n, ep_mono_ms ());
+    }
+    ep_frame_reader_destroy (&reader);
+    return got;
+}
+
+//  One storm: count routers connect (all handshakes and Hellos first, then
+//  the answers), holding held (0: none) of generation. Returns seconds
+//  until every one had its slice; the revision it got in *revision.
+static double
+s_storm_round (s_world_t *world, const char *fleet, int count, ep_proc_t *watchdog, uint64_t held,
+               char **generation, uint64_t *revision)
+{
+    (void) world;
+    int port = s_port (ep_proc_endpoint (watchdog, "channel"));
+    char err [512], cert [1024], key [1024], ca [1024];
+    snprintf (ca, sizeof ca, "%s/ca.crt", fleet);
+    snprintf (cert, sizeof cert, "%s/s0.crt", fleet);
+    snprintf (key, sizeof key, "%s/s0.key", fleet);
+    SSL_CTX *ctx = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
+    if (!ctx)
+        s_die (err);
+    SSL **ssls = (SSL **) calloc ((size_t) count, sizeof (SSL *));
+    int *fds = (int *) calloc ((size_t) count, sizeof (int));
+    int64_t start = ep_mono_us ();
+    for (int i = 0; i < count; i++) {
+        char id [32];
+        snprintf (id, sizeof id, "s%d", i);
+        fds [i] = s_connect_from (i, port);
+        if (fds [i] < 0)
+            s_die ("connect failed");
+        struct timeval timeout = { .tv_sec = 30 };
+        setsockopt (fds [i], SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+        SSL *ssl = ssls [i] = SSL_new (ctx);
+        snprintf (cert, sizeof cert, "%s/%s.crt", fleet, id);
+        snprintf (key, sizeof key, "%s/%s.key", fleet, id);
+        SSL_set_fd (ssl, fds [i]);
+        Ep__Hello hello = EP__HELLO__INIT;
+        hello.has_protocol_version = hello.has_role = true;
+        hello.protocol_version = 2;
+        hello.role = EP__ROLE__ROLE_ROUTER;
+        hello.id = id;
+        hello.has_model_revision = held > 0;
+        hello.model_revision = held;
+        hello.model_generation = held > 0? *generation: NULL;
+        Ep__Frame frame = EP__FRAME__INIT;
+        frame.body_case = EP__FRAME__BODY_HELLO;
+        frame.hello = &hello;
+        uint8_t *bytes;
+        size_t size;
+        if (SSL_use_certificate_file (ssl, cert, SSL_FILETYPE_PEM) != 1
+        ||  SSL_use_PrivateKey_file (ssl, key, SSL_FILETYPE_PEM) != 1
+        ||  SSL_connect (ssl) != 1
+        ||  ep_frame_encode (&frame, EP_FRAME_PREJOIN_CAP, &bytes, &size) != 0)
+            s_die ("TLS handshake or Hello failed");
+        if (SSL_write (ssl, bytes, (int) size) != (int) size)
+            s_die ("Hello not sent");
+        free (bytes);
+    }
+    int got = 0;
+    for (int i = 0; i < count; i++)
+        got += s_storm_slice (ssls [i], revision, !*generation && i == 0? generation: NULL);
+    double seconds = (double) (ep_mono_us () - start) / 1e6;
+    if (got != count)
+        s_die ("not every router got its slice");
+    for (int i = 0; i < count; i++) {
+        SSL_free (ssls [i]);
+        close (fds [i]);
+    }
+    free (ssls);
+    free (fds);
+    SSL_CTX_free (ctx);
+    return seconds;
+}
+
+static json_t *
+s_storm (s_world_t *world, const s_plan_t *plan)
+{
+    int count = plan->quick? 500: 2000;
+    char err [512];
+    char *fleet = zsys_sprintf ("%s/storm", world->dir);
+    s_say ("storm: issuing %d router bundles", count);
+    if (ep_pki_issue_batch (world->keys, "router", "s", count, fleet, 30, err, sizeof err))
+        s_die (err);
+    s_create_routers (world, "s", count);
+    zcert_t *cert = ep_keys_load (world->keys, "operator");
+    char *model_key = ep_keys_public_txt (world->keys, "model");
+    ep_rpc_client_t *client = ep_rpc_client_new (ep_proc_connect_endpoint (world->model, "api"), cert, model_key);
+    for (int k = 0; k < STORM_SERVICES; k++) {
+        char id [16];
+        snprintf (id, sizeof id, "svc%d", k);
+        s_storm_service (client, id, id, true);
+    }
+    for (int k = 0; k < 9; k++) {
+        char id [16];
+        snprintf (id, sizeof id, "other%d", k);
+        s_storm_service (client, id, id, true);
+    }
+    s_say ("storm: %d routers hosting 5 of %d services each", count, STORM_SERVICES);
+    for (int i = 0; i < count; i++) {
+        char id [16];
+        snprintf (id, sizeof id, "s%d", i);
+        s_storm_router (client, id, i);
+    }
+    const char *extra [] = { "--heartbeat=1h", "--heartbeat-timeout=1h", "--stray-grace=1h", NULL };
+    //  Every router joins once and holds its slice.
+    ep_proc_t *watchdog = s_watchdog (world, extra);
+    char *generation = NULL;
+    uint64_t held = 0, revision = 0;
+    s_storm_round (world, fleet, count, watchdog, 0, &generation, &held);
+    ep_proc_destroy (&watchdog);
+    //  The model moves on 100 revisions while the watchdog is down: one in
+    //  ten renames a hosted service (a quarter of the routers host it), the
+    //  others touch services nobody hosts.
+    for (int k = 0; k < STORM_CHANGES; k++) {
+        char id [16], name [32];
+        if (k % 10 == 0)
+            snprintf (id, sizeof id, "svc%d", k / 10);
+        else
+            snprintf (id, sizeof id, "other%d", k % 9);
+        snprintf (name, sizeof name, "rev%d", k);
+        s_storm_service (client, id, name, false);
+    }
+    //  Baseline: full slices (the routers say they hold none).
+    watchdog = s_watchdog (world, extra);
+    double full_s = s_storm_round (world, fleet, count, watchdog, 0, &generation, &revision);
+    double full_bytes = s_metric (watchdog, "edgeplane_watchdog_slice_bytes_total{kind=\"full\"}");
+    ep_proc_destroy (&watchdog);
+    //  Resumed: the same routers with the revision they hold.
+    watchdog = s_watchdog (world, extra);
+    double diff_s = s_storm_round (world, fleet, count, watchdog, held, &generation, &revision);
+    double diff_bytes = s_metric (watchdog, "edgeplane_watchdog_slice_bytes_total{kind=\"diff\"}");
+    double diff_full = s_metric (watchdog, "edgeplane_watchdog_slice_bytes_total{kind=\"full\"}");
+    ep_proc_destroy (&watchdog);
+    if (diff_full > 0)
+        s_say ("storm: %.0f bytes of full slices in the resumed round", diff_full);
+    s_say ("storm: %d routers, %d revisions behind: full %.0f bytes in %.2f s, resumed %.0f bytes in %.2f s",
+           count, (int) (revision - held), full_bytes, full_s, diff_bytes, diff_s);
+    ep_rpc_client_destroy (&client);
+    free (model_key);
+    zcert_destroy (&cert);
+    free (generation);
+    free (fleet);
+    double resumed = diff_bytes + (diff_full > 0? diff_full: 0);
+    return json_pack ("{s:i, s:I, s:f, s:f, s:f, s:f, s:f, s:f}",
+                      "storm_routers", count, "storm_revisions_behind", (json_int_t) (revision - held),
+                      "storm_full_bytes", full_bytes, "storm_full_seconds", full_s,
+                      "storm_resumed_bytes", resumed, "storm_resumed_seconds", diff_s,
+                      "storm_bytes_ratio", resumed > 0? full_bytes / resumed: 0,
+                      "storm_time_ratio", diff_s > 0? full_s / diff_s: 0);
+}
 //  -------------------------------------------------------------------------
 
 int
@@ -820,7 +1069,7 @@ main (int argc, char **argv)
         if (strncmp (argv [i], "--only=", 7) == 0)
             only = argv [i] + 7;
         else {
-            fprintf (stderr, "usage: watchdog_bench [--quick] [--connections=N] [--only=handshakes|memory|strays]\n");
+            fprintf (stderr, "usage: watchdog_bench [--quick] [--connections=N] [--only=handshakes|memory|strays|storm]\n");
             return 2;
         }
     }
@@ -856,6 +1105,10 @@ main (int argc, char **argv)
     part = NULL;
     if (!only || streq (only, "strays"))
         json_object_update (result, part = s_strays (&world, &plan));
+    json_decref (part);
+    part = NULL;
+    if (!only || streq (only, "storm"))
+        json_object_update (result, part = s_storm (&world, &plan));
     json_decref (part);
     s_world_stop (&world);
     char *text = json_dumps (result, JSON_INDENT (2));

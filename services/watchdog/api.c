@@ -14,6 +14,8 @@ struct _api_t {
     char *address;              //  where others reach it (presence)
     ep_gauge_t *connections;    //  edgeplane_connections{role,state}
     ep_series_t *buffered;      //  edgeplane_channel_buffered_bytes
+    api_decorate_fn *decorate;  //  adds what the watchdog knows (slices), or NULL
+    void *decorate_arg;         //  for decorate
 };
 
 static int64_t
@@ -110,6 +112,13 @@ api_socket (api_t *self)
     return self->socket;
 }
 
+void
+api_set_decorator (api_t *self, api_decorate_fn *decorate, void *arg)
+{
+    self->decorate = decorate;
+    self->decorate_arg = arg;
+}
+
 const char *
 api_address (api_t *self)
 {
@@ -139,6 +148,8 @@ s_info (api_t *self, Ep__ConnectionInfo *info, channel_conn_t *c)
     info->rtt_ms = conn_rtt_ms (conn);
     info->jitter_ms = conn_jitter_ms (conn);
     info->stray = conn_was_stray (conn);
+    if (self->decorate)
+        self->decorate (self->decorate_arg, c, info);
 }
 
 //  Answers list: the connections that pass filter.

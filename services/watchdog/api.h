@@ -34,6 +34,10 @@ const char *
     api_address (api_t *self);
 
 //  Answers the requests waiting, about server's connections (the channel's).
+//  Adds to info what the caller knows about c (a router's slice state).
+typedef void (api_decorate_fn) (void *arg, channel_conn_t *c, Ep__ConnectionInfo *info);
+void
+    api_set_decorator (api_t *self, api_decorate_fn *decorate, void *arg);
 void
     api_handle (api_t *self, ep_tls_server_t *server);
 

@@ -18,6 +18,8 @@ struct _conn_t {
     char role [16];             //  certificate role
     char id [65];               //  certificate id
     uint32_t version;           //  Hello's protocol version
+    uint64_t model_revision;    //  Hello's model_revision (routers: the slice they hold)
+    char generation [65];       //  Hello's model_generation ("" if none)
     uint64_t ping_nonce;        //  nonce of the Ping in flight, 0 if none
     int64_t ping_sent;          //  when it was sent (ms)
     double rtt;                 //  last round-trip time (ms)
@@ -155,6 +157,9 @@ s_hello (conn_t *self, const Ep__Hello *hello, conn_peer_t peer, int64_t now_ms,
 {
     const conn_config_t *config = &self->config;
     self->version = hello->has_protocol_version? hello->protocol_version: 0;
+    self->model_revision = hello->has_model_revision? hello->model_revision: 0;
+    snprintf (self->generation, sizeof self->generation, "%s",
+              hello->model_generation? hello->model_generation: "");
     static const char *roles [] = { "", "router", "ctrl", "client" };
     const char *role = hello->has_role && hello->role <= EP__ROLE__ROLE_CLIENT? roles [hello->role]: "";
     if (self->version < config->min_version || self->version > config->max_version) {
@@ -194,6 +199,17 @@ s_hello (conn_t *self, const Ep__Hello *hello, conn_peer_t peer, int64_t now_ms,
                   peer == CONN_PEER_DISABLED? "disabled in the model": "deleted");
         s_send_result (actions, EP__STATUS__CODE__PERMISSION_DENIED, refusals [peer], config);
         s_refuse (self, refusals [peer], actions);
+        return;
+    }
+    static const char *identity_refusals [] = { "unknown-identity", "identity-disabled", "identity-deleted" };
+    if (peer >= CONN_PEER_NO_IDENTITY && peer <= CONN_PEER_IDENTITY_DELETED) {
+        const char *reason = identity_refusals [peer - CONN_PEER_NO_IDENTITY];
+        snprintf (actions->message, sizeof actions->message,
+                  "client %s: %s; create or enable it (edgeplane identity) to join", self->id,
+                  peer == CONN_PEER_NO_IDENTITY? "no Identity of that id in the model":
+                  peer == CONN_PEER_IDENTITY_DISABLED? "its Identity is disabled": "its Identity was deleted");
+        s_send_result (actions, EP__STATUS__CODE__PERMISSION_DENIED, reason, config);
+        s_refuse (self, reason, actions);
         return;
     }
     snprintf (actions->message, sizeof actions->message, "welcome");
@@ -381,6 +397,18 @@ uint32_t
 conn_version (conn_t *self)
 {
     return self->version;
+}
+
+uint64_t
+conn_model_revision (conn_t *self)
+{
+    return self->model_revision;
+}
+
+const char *
+conn_model_generation (conn_t *self)
+{
+    return self->generation;
 }
 
 int64_t

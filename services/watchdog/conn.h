@@ -41,7 +41,10 @@ typedef enum {
     CONN_PEER_UNKNOWN,          //  no such router in the model
     CONN_PEER_DISABLED,         //  router disabled
     CONN_PEER_DELETED,          //  router deleted while it was known here
-    CONN_PEER_NOT_MEMBER        //  ctrl peer that is not a cluster member
+    CONN_PEER_NOT_MEMBER,       //  ctrl peer that is not a cluster member
+    CONN_PEER_NO_IDENTITY,      //  client whose Identity is not in the model
+    CONN_PEER_IDENTITY_DISABLED,    //  client whose Identity is disabled
+    CONN_PEER_IDENTITY_DELETED  //  client whose Identity was deleted while known here
 } conn_peer_t;
 
 typedef struct {
@@ -152,6 +155,12 @@ const char *
     conn_id (conn_t *self);
 uint32_t
     conn_version (conn_t *self);        //  Hello's protocol_version, 0 if none
+//  Hello's model_revision and model_generation (routers: the slice they
+//  hold; 0 and "" if none).
+uint64_t
+    conn_model_revision (conn_t *self);
+const char *
+    conn_model_generation (conn_t *self);
 int64_t
     conn_accepted_at (conn_t *self);
 int64_t

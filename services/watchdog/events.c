@@ -14,6 +14,7 @@ struct _events_t {
     ep_counter_t *strays;       //  controller_stray_connections_total{step}
     ep_counter_t *refusals;     //  edgeplane_channel_refused_total{reason}
     ep_histogram_t *durations;  //  controller_connection_duration_seconds{outcome}
+    ep_counter_t *slice_events; //  edgeplane_router_slice_events_total{type}
 };
 
 static const char *
@@ -42,6 +43,9 @@ events_new (ep_publisher_t *publisher, ep_metrics_t *metrics, const char *instan
         "Connections that did not join within the grace period, by the last step reached.", 1, step);
     self->refusals = ep_metrics_counter (metrics, "edgeplane_channel_refused_total",
         "Connections refused, by reason.", 1, reason);
+    const char *type [] = { "type" };
+    self->slice_events = ep_metrics_counter (metrics, "edgeplane_router_slice_events_total",
+        "Slices routers refused (rejected) and routers found stale, by type.", 1, type);
     static const double bounds [] = { 0.01, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400 };
     self->durations = ep_metrics_histogram (metrics, "controller_connection_duration_seconds",
         "How long connections stayed, by outcome.", 1, outcome, EP_COUNT (bounds), bounds);
@@ -124,6 +128,9 @@ events_edge_connects (events_t *self, const char *router_id, const Ep__EdgeConne
         body.has_duration = edge->has_duration_ms;
         body.duration = edge->duration_ms;
         body.reason = edge->reason;
+        //  The router's own time, beside the publish time in the meta.
+        body.has_event_time_ms = edge->has_timestamp_ms;
+        body.event_time_ms = edge->timestamp_ms;
         s_publish (self, "connect.edge-to-router", EP__EVENT__BODY_CONNECT, &body.base);
     }
 }
@@ -187,6 +194,29 @@ events_refusal (events_t *self, const char *remote, const char *reason, const ch
     s_publish (self, "channel.refused", EP__EVENT__BODY_CHANNEL, &body.base);
     ep_log_info ("refused %s%s%s%s from %s: %s", role && *role? role: "", role && *role? " ": "",
                  id && *id? id: "", id && *id? "": "a connection", remote, reason);
+}
+
+void
+events_slice (events_t *self, const char *type, const char *router_id, uint64_t revision,
+              uint64_t acked_revision, int64_t age_ms, const char *reason)
+{
+    const char *labels [] = { type };
+    ep_counter_inc (self->slice_events, labels, 1);
+    Ep__ChannelEvent body = EP__CHANNEL_EVENT__INIT;
+    body.reason = (char *) reason;
+    body.role = "router";
+    body.id = (char *) router_id;
+    body.has_revision = body.has_acked_revision = true;
+    body.revision = revision;
+    body.acked_revision = acked_revision;
+    body.has_age_ms = age_ms >= 0;
+    body.age_ms = age_ms;
+    char topic [64];
+    snprintf (topic, sizeof topic, "router.slice.%s", type);
+    s_publish (self, topic, EP__EVENT__BODY_CHANNEL, &body.base);
+    ep_log_warn ("router %s: slice %s (revision %llu, it holds %llu)%s%s", router_id, type,
+                 (unsigned long long) revision, (unsigned long long) acked_revision,
+                 reason? ": ": "", reason? reason: "");
 }
 
 void

@@ -58,6 +58,12 @@ void
     events_refusal (events_t *self, const char *remote, const char *reason, const char *role,
                     const char *id);
 
+//  router.slice.<type> (rejected: the router refused revision and holds
+//  acked_revision, for reason; stale: its acknowledged revision has been
+//  superseded for age_ms), counted by type.
+void
+    events_slice (events_t *self, const char *type, const char *router_id, uint64_t revision,
+                  uint64_t acked_revision, int64_t age_ms, const char *reason);
 //  A connection ended: its duration by outcome.
 void
     events_ended (events_t *self, const char *outcome, double seconds);

@@ -30,6 +30,7 @@ main (int argc, char **argv)
     static char *ctrl_id, *ctrl_cert, *ctrl_key, *channel_advertise;
     static int64_t grace, heartbeat, heartbeat_timeout, frame_timeout, drain_grace;
     static int64_t joined_cap, out_cap, budget, max_handshakes, max_per_source, ctrl_lifetime;
+    static int64_t slice_stale;
     ep_opt_t opts [] = {
         { .name = "channel-listen", .env = "EDGEPLANE_CHANNEL_LISTEN", .def = EP_DEFAULT_CHANNEL_LISTEN,
           .type = EP_OPT_HOSTPORT, .str = &channel_listen, .help = "The TLS control channel routers dial." },
@@ -86,6 +87,9 @@ main (int argc, char **argv)
         { .name = "max-per-source", .env = "EDGEPLANE_MAX_PER_SOURCE", .def = "5000", .type = EP_OPT_INT,
           .num = &max_per_source, .min = 1, .max = 1000000,
           .help = "Connections not yet joined from one source address, at most." },
+        { .name = "slice-stale", .env = "EDGEPLANE_SLICE_STALE", .def = "60s", .type = EP_OPT_DURATION,
+          .num = &slice_stale, .min = 10, .max = 86400000,
+          .help = "A router whose acknowledged slice has been superseded this long is stale (router.slice.stale)." },
     };
     ep_service_t *service = ep_service_new ("watchdog", "Control-channel listener and connection watchdog.",
                                             EP_HTTP_LISTEN_WATCHDOG, opts, EP_COUNT (opts), argc, argv);
@@ -97,7 +101,8 @@ main (int argc, char **argv)
         .ctrl_lifetime_ms = ctrl_lifetime, .grace_ms = grace, .heartbeat_ms = heartbeat,
         .heartbeat_timeout_ms = heartbeat_timeout, .frame_timeout_ms = frame_timeout,
         .drain_grace_ms = drain_grace, .joined_cap = joined_cap, .out_cap = out_cap,
-        .budget = budget, .max_handshakes = max_handshakes, .max_per_source = max_per_source
+        .budget = budget, .max_handshakes = max_handshakes, .max_per_source = max_per_source,
+        .slice_stale_ms = slice_stale
     };
     for (int i = 0; events_stray_actions [i]; i++)
         if (streq (events_stray_actions [i], stray_action))

@@ -7,6 +7,8 @@
 #include "identity.h"
 #include "peers.h"
 #include "relay.h"
+#include "resume.h"
+#include "slicediff.h"
 #include "ep_addr.h"
 #include "ep_codec.h"
 #include "ep_follower.h"
@@ -14,7 +16,8 @@
 #include "ep_subscriber.h"
 
 #define PROTOCOL_MIN        1
-#define PROTOCOL_MAX        1
+#define PROTOCOL_MAX        2       //  2: resumable slices, SliceNack; 1 still accepted
+#define REVISION_TIMES      1024    //  revisions whose arrival time we remember
 #define BEACON_MS           1000
 #define CRL_CHECK_MS        2000
 #define GAUGES_MS           1000
@@ -28,7 +31,20 @@ typedef struct {
     int64_t joined_wall_ms;     //  when it joined (wall clock, for newest-join-wins)
     ep_series_t *rtt;           //  edgeplane_router_rtt_seconds{router}
     ep_series_t *jitter;        //  edgeplane_router_jitter_seconds{router}
+    ep_series_t *lag;           //  edgeplane_router_slice_lag_revisions{router}
+    ep_series_t *age;           //  edgeplane_router_slice_age_seconds{router}
+    uint32_t version;           //  its protocol version
+    uint64_t acked;             //  the slice revision it acknowledged (0: none)
+    int64_t joined_mono;        //  when it joined (monotonic)
+    uint64_t rejected;          //  slices it refused (NACK)
+    bool stale;                 //  router.slice.stale raised, not yet current again
 } s_peer_t;
+
+//  When a revision reached our view (to age acknowledged revisions).
+typedef struct {
+    uint64_t revision;
+    int64_t mono_ms;
+} s_revtime_t;
 
 struct _watchdog_t {
     ep_service_t *service;      //  shared process scaffolding (borrowed)
@@ -53,6 +69,14 @@ struct _watchdog_t {
     zhashx_t *joined;           //  "role/id" -> s_peer_t (joined here)
     ep_gauge_t *rtt;            //  edgeplane_router_rtt_seconds{router}
     ep_gauge_t *jitter;         //  edgeplane_router_jitter_seconds{router}
+    ep_gauge_t *lag;            //  edgeplane_router_slice_lag_revisions{router}
+    ep_gauge_t *age;            //  edgeplane_router_slice_age_seconds{router}
+    ep_counter_t *slices;       //  edgeplane_watchdog_slices_total{kind}
+    ep_counter_t *slice_bytes;  //  edgeplane_watchdog_slice_bytes_total{kind}
+    resume_t *resume;           //  first slices for joined routers
+    s_revtime_t revtimes [REVISION_TIMES];  //  ring: when revisions arrived
+    size_t n_revtimes;          //  written so far (the ring index is this modulo)
+    int64_t started_mono;       //  when we began following (ages before the ring)
     int64_t next_beacon;        //  when to beacon (ms)
     int64_t next_gauges;        //  when to set gauges (ms)
     int64_t next_crl;           //  when to look at the CRL (ms)
@@ -98,11 +122,65 @@ s_verdict (void *arg, const char *role, const char *id)
     if (streq (role, "ctrl"))
         return ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_CONTROLLER, id)
              ? CONN_PEER_OK: CONN_PEER_NOT_MEMBER;
-    return CONN_PEER_OK;        //  clients: edge-to-ctrl, their certificate is the check
+    //  Clients (edge-to-ctrl): an enabled Identity of their id.
+    const Ep__Entity *identity = ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_IDENTITY, id);
+    char key [80];
+    snprintf (key, sizeof key, "identity/%s", id);
+    if (!identity)
+        return zhashx_lookup (self->deleted, key)? CONN_PEER_IDENTITY_DELETED: CONN_PEER_NO_IDENTITY;
+    return identity->identity->has_enabled && !identity->identity->enabled
+         ? CONN_PEER_IDENTITY_DISABLED: CONN_PEER_OK;
 }
 
-//  Sends router id its model slice: everything it hosts (full), or the
-//  change between before and after.
+//  An Identity was disabled or deleted: its edge-to-ctrl connection is
+//  closed at once (left: a disconnect event with the reason).
+static void
+s_on_identity (watchdog_t *self, const ep_model_event_t *event)
+{
+    char key [96];
+    snprintf (key, sizeof key, "identity/%s", event->id);
+    if (event->kind == EP__MODEL_OP__KIND__DELETED)
+        zhashx_update (self->deleted, key, (void *) 1);
+    else
+        zhashx_delete (self->deleted, key);
+    bool disabled = event->after && event->after->identity->has_enabled && !event->after->identity->enabled;
+    if (event->kind != EP__MODEL_OP__KIND__DELETED && !disabled)
+        return;
+    s_peer_t *peer = (s_peer_t *) zhashx_lookup (self->joined, s_peer_key ("client", event->id, key, sizeof key));
+    if (peer)
+        ep_tls_conn_close (peer->conn, disabled? "identity-disabled": "identity-deleted");
+}
+
+//  Sends peer slice, counted by kind (full, diff: a resumed difference,
+//  push: a change as it happens).
+static void
+s_slice_send (watchdog_t *self, s_peer_t *peer, Ep__ModelSlice *slice, const char *kind)
+{
+    if (peer->version < 2) {    //  protocol 1 knows hosted and removed only
+        slice->router = NULL;
+        slice->n_services = 0;
+    }
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.body_case = EP__FRAME__BODY_SLICE;
+    frame.slice = slice;
+    const char *labels [] = { kind };
+    ep_counter_inc (self->slices, labels, 1);
+    ep_counter_inc (self->slice_bytes, labels, (double) ep__frame__get_packed_size (&frame));
+    ep_tls_conn_send (peer->conn, &frame);
+}
+
+//  resume_flush delivers a joined router's first slice.
+static void
+s_resume_send (void *arg, const char *router_id, const Ep__ModelSlice *slice)
+{
+    watchdog_t *self = (watchdog_t *) arg;
+    s_peer_t *peer = s_router (self, router_id);
+    if (peer)
+        s_slice_send (self, peer, (Ep__ModelSlice *) slice, slice->full? "full": "diff");
+}
+
+//  Pushes a router the change between before and after: hosted services
+//  added or changed, removed, and (protocol 2) its own entity.
 static void
 s_send_slice (watchdog_t *self, s_peer_t *peer, const Ep__Router *before, const Ep__Router *after)
 {
@@ -110,33 +188,96 @@ s_send_slice (watchdog_t *self, s_peer_t *peer, const Ep__Router *before, const 
     slice.has_revision = slice.has_full = true;
     slice.revision = ep_model_view_revision (self->view);
     slice.generation = (char *) ep_model_view_generation (self->view);
-    slice.full = before == NULL;
-    Ep__HostedService *hosted [after? after->n_hosted + 1: 1];
-    char *removed [before? before->n_hosted + 1: 1];
-    for (size_t i = 0; after && i < after->n_hosted; i++) {
-        bool same = false;
-        for (size_t j = 0; before && j < before->n_hosted; j++)
-            if (streq (before->hosted [j]->service_id, after->hosted [i]->service_id))
+    slice.full = false;
+    slice.router = (Ep__Router *) after;
+    Ep__HostedService *hosted [after->n_hosted + 1];
+    Ep__Service *services [after->n_hosted + 1];
+    char *removed [before->n_hosted + 1];
+    for (size_t i = 0; i < after->n_hosted; i++) {
+        bool same = false, known = false;
+        for (size_t j = 0; j < before->n_hosted; j++)
+            if (streq (before->hosted [j]->service_id, after->hosted [i]->service_id)) {
+                known = true;
                 same = before->hosted [j]->cost == after->hosted [i]->cost
                     && before->hosted [j]->precedence == after->hosted [i]->precedence;
+            }
         if (!same)
             hosted [slice.n_hosted++] = after->hosted [i];
+        const Ep__Service *service = known? NULL: resume_lookup_service (self->view, after->hosted [i]->service_id);
+        if (service)
+            services [slice.n_services++] = (Ep__Service *) service;
     }
-    for (size_t j = 0; before && j < before->n_hosted; j++) {
+    for (size_t j = 0; j < before->n_hosted; j++) {
         bool kept = false;
-        for (size_t i = 0; after && i < after->n_hosted; i++)
+        for (size_t i = 0; i < after->n_hosted; i++)
             kept |= streq (before->hosted [j]->service_id, after->hosted [i]->service_id);
         if (!kept)
             removed [slice.n_removed++] = before->hosted [j]->service_id;
     }
-    if (before && slice.n_hosted == 0 && slice.n_removed == 0)
-        return;                 //  nothing the router needs changed
+    if (peer->version < 2 && slice.n_hosted == 0 && slice.n_removed == 0)
+        return;                 //  nothing a protocol-1 router holds changed
     slice.hosted = hosted;
     slice.removed = removed;
-    Ep__Frame frame = EP__FRAME__INIT;
-    frame.body_case = EP__FRAME__BODY_SLICE;
-    frame.slice = &slice;
-    ep_tls_conn_send (peer->conn, &frame);
+    slice.services = services;
+    s_slice_send (self, peer, &slice, "push");
+}
+
+//  A service changed: protocol-2 routers joined here that host it get its
+//  settings.
+static void
+s_push_service (watchdog_t *self, const ep_model_event_t *event)
+{
+    if (!event->after)
+        return;                 //  deleted: the routers' hosted lists change with it
+    zlistx_t *routers = ep_model_view_routers_hosting (self->view, event->id);
+    for (char *id = (char *) zlistx_first (routers); id; id = (char *) zlistx_next (routers)) {
+        s_peer_t *peer = s_router (self, id);
+        if (!peer || peer->version < 2)
+            continue;
+        Ep__ModelSlice slice = EP__MODEL_SLICE__INIT;
+        slice.has_revision = slice.has_full = true;
+        slice.revision = ep_model_view_revision (self->view);
+        slice.generation = (char *) ep_model_view_generation (self->view);
+        Ep__Service *services [1] = { event->after->service };
+        slice.services = services;
+        slice.n_services = 1;
+        s_slice_send (self, peer, &slice, "push");
+    }
+    zlistx_destroy (&routers);
+}
+
+//  Remembers when revision reached our view.
+static void
+s_note_revision (watchdog_t *self, uint64_t revision)
+{
+    size_t last = (self->n_revtimes + REVISION_TIMES - 1) % REVISION_TIMES;
+    if (self->n_revtimes && self->revtimes [last].revision >= revision)
+        return;
+    self->revtimes [self->n_revtimes % REVISION_TIMES] = (s_revtime_t) { revision, ep_mono_ms () };
+    self->n_revtimes++;
+}
+
+//  How long ago (ms) a revision after acked reached our view: the age of
+//  peer's acknowledged slice; 0 if it is current.
+static int64_t
+s_slice_age (watchdog_t *self, s_peer_t *peer)
+{
+    if (peer->acked >= ep_model_view_revision (self->view))
+        return 0;
+    int64_t since = self->started_mono;
+    size_t n = self->n_revtimes < REVISION_TIMES? self->n_revtimes: REVISION_TIMES;
+    int64_t best = INT64_MAX;
+    for (size_t i = 0; i < n; i++)
+        if (self->revtimes [i].revision > peer->acked && self->revtimes [i].mono_ms < best)
+            best = self->revtimes [i].mono_ms;
+    if (best != INT64_MAX && n == self->n_revtimes)
+        since = best;           //  the ring holds every revision since we started
+    else
+    if (best != INT64_MAX && peer->acked >= self->revtimes [self->n_revtimes % REVISION_TIMES].revision)
+        since = best;           //  the ring reaches back past acked
+    if (peer->acked == 0 && peer->joined_mono > since)
+        since = peer->joined_mono;      //  never acknowledged: since its first slice
+    return ep_mono_ms () - since;
 }
 
 //  The follower applied a change: push slices, drain deleted routers.
@@ -144,6 +285,11 @@ static void
 s_on_model (void *arg, const ep_model_event_t *event)
 {
     watchdog_t *self = (watchdog_t *) arg;
+    s_note_revision (self, event->revision);
+    if (event->type == EP__ENTITY_TYPE__ENTITY_SERVICE)
+        s_push_service (self, event);
+    if (event->type == EP__ENTITY_TYPE__ENTITY_IDENTITY && self->channel)
+        s_on_identity (self, event);
     if (event->type != EP__ENTITY_TYPE__ENTITY_ROUTER)
         return;
     if (event->kind == EP__MODEL_OP__KIND__DELETED)
@@ -226,13 +372,18 @@ s_joined (void *arg, channel_conn_t *c)
         const char *labels [] = { peer->id };
         peer->rtt = ep_gauge_series (self->rtt, labels);
         peer->jitter = ep_gauge_series (self->jitter, labels);
+        peer->lag = ep_gauge_series (self->lag, labels);
+        peer->age = ep_gauge_series (self->age, labels);
+        peer->version = conn_version (conn);
+        peer->acked = conn_model_revision (conn);
+        peer->joined_mono = ep_mono_ms ();
         char topic [80];
         snprintf (topic, sizeof topic, "cmd.%s.", peer->id);
         ep_subscriber_subscribe (self->bus, topic);
         s_presence (self, "join", peer->id, peer->joined_wall_ms);
-        const Ep__Entity *router = ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_ROUTER, peer->id);
-        if (router)
-            s_send_slice (self, peer, NULL, router->router);
+        //  Its first slice goes out with the others that joined this turn.
+        resume_queue (self->resume, peer->id, conn_model_revision (conn), conn_model_generation (conn),
+                      peer->version >= 2);
     }
 }
 
@@ -255,6 +406,9 @@ s_left (void *arg, channel_conn_t *c, const char *reason, int64_t joined_ms)
             s_presence (self, "leave", peer->id, 0);
             ep_series_set (peer->rtt, NAN);
             ep_series_set (peer->jitter, NAN);
+            ep_series_set (peer->lag, NAN);
+            ep_series_set (peer->age, NAN);
+            resume_forget (self->resume, peer->id);
         }
         zhashx_delete (self->joined, key);
     }
@@ -293,16 +447,81 @@ s_ended (void *arg, channel_conn_t *c, const char *outcome, double seconds)
     events_ended (((watchdog_t *) arg)->events, outcome, seconds);
 }
 
+//  A router acknowledged (SliceAck) or refused (SliceNack) a slice.
+static void
+s_slice_answer (watchdog_t *self, channel_conn_t *c, const Ep__Frame *frame)
+{
+    s_peer_t *peer = s_router (self, conn_id (channel_conn_state (c)));
+    if (!peer || peer->conn != c)
+        return;
+    if (frame->body_case == EP__FRAME__BODY_SLICE_ACK && frame->slice_ack->has_revision) {
+        if (frame->slice_ack->revision > peer->acked)
+            peer->acked = frame->slice_ack->revision;
+        return;
+    }
+    const Ep__SliceNack *nack = frame->slice_nack;
+    peer->rejected++;
+    if (nack->has_kept_revision)
+        peer->acked = nack->kept_revision;
+    events_slice (self->events, "rejected", peer->id, nack->revision, peer->acked, -1,
+                  nack->reason? nack->reason: "no reason given");
+}
+
+//  Slice lag and age of each router, stale ones reported (once per
+//  episode).
+static void
+s_slice_gauges (watchdog_t *self)
+{
+    uint64_t revision = ep_model_view_revision (self->view);
+    s_peer_t *peer = (s_peer_t *) zhashx_first (self->joined);
+    for (; peer; peer = (s_peer_t *) zhashx_next (self->joined)) {
+        if (!peer->lag)
+            continue;
+        int64_t age = s_slice_age (self, peer);
+        ep_series_set (peer->lag, (double) (revision > peer->acked? revision - peer->acked: 0));
+        ep_series_set (peer->age, age / 1000.0);
+        if (age > self->config.slice_stale_ms && !peer->stale) {
+            peer->stale = true;
+            events_slice (self->events, "stale", peer->id, revision, peer->acked, age, NULL);
+        }
+        else
+        if (age == 0)
+            peer->stale = false;
+    }
+}
+
+//  The connections API: a router's slice state.
+static void
+s_decorate (void *arg, channel_conn_t *c, Ep__ConnectionInfo *info)
+{
+    watchdog_t *self = (watchdog_t *) arg;
+    conn_t *conn = channel_conn_state (c);
+    s_peer_t *peer = streq (conn_role (conn), "router")? s_router (self, conn_id (conn)): NULL;
+    if (!peer || peer->conn != c)
+        return;
+    uint64_t revision = ep_model_view_revision (self->view);
+    info->has_acked_revision = info->has_slice_lag = info->has_acked_age_ms = true;
+    info->has_slice_stale = info->has_slice_rejected = true;
+    info->acked_revision = peer->acked;
+    info->slice_lag = revision > peer->acked? revision - peer->acked: 0;
+    info->acked_age_ms = s_slice_age (self, peer);
+    info->slice_stale = info->acked_age_ms > self->config.slice_stale_ms;
+    info->slice_rejected = peer->rejected;
+}
+
 static void
 s_frame (void *arg, channel_conn_t *c, Ep__Frame *frame)
 {
     watchdog_t *self = (watchdog_t *) arg;
     conn_t *conn = channel_conn_state (c);
+    if (streq (conn_role (conn), "router") && (frame->body_case == EP__FRAME__BODY_SLICE_ACK
+                                           ||  frame->body_case == EP__FRAME__BODY_SLICE_NACK))
+        s_slice_answer (self, c, frame);
     //  Ctrl peers and clients have nothing to relay yet.
     if (streq (conn_role (conn), "router") && !relay_frame (self->relay, c, frame)
     &&  frame->body_case == EP__FRAME__BODY_EDGE_CONNECTS)
         events_edge_connects (self->events, conn_id (conn), frame->edge_connects);
-    ep__frame__free_unpacked (frame, NULL);     //  SliceAck and others: nothing to do
+    ep__frame__free_unpacked (frame, NULL);
 }
 
 //  -------------------------------------------------------------------------
@@ -374,6 +593,7 @@ s_gauges (watchdog_t *self)
             ep_series_set (peer->rtt, rtt >= 0? rtt / 1000.0: NAN);
             ep_series_set (peer->jitter, conn_jitter_ms (conn) / 1000.0);
         }
+    s_slice_gauges (self);
     if (self->peers)
         peers_gauges (self->peers);
     //  Relays and commands nobody answered are forgotten.
@@ -467,6 +687,7 @@ watchdog_run (watchdog_t *self)
         api_handle (self->api, self->server);
         relay_replies (self->relay);
         ep_tls_server_process (self->server);
+        resume_flush (self->resume);
         s_periodic (self);
         if (ep_service_interrupted (self->service) && !self->draining)
             s_drain (self);
@@ -505,7 +726,11 @@ s_connect (watchdog_t *self)
     self->relay = relay_new (self->service, s_router_conn, self);
     if (self->relay)
         self->api = api_new (self->service, self->config.listen, self->config.advertise);
-    return self->api? 0: -1;
+    if (self->api) {
+        api_set_decorator (self->api, s_decorate, self);
+        self->resume = resume_new (self->service, self->model_key, self->view, s_resume_send, self);
+    }
+    return self->resume? 0: -1;
 }
 
 //  Routers are judged against the model: follow it before listening.
@@ -631,6 +856,16 @@ watchdog_new (ep_service_t *service, const watchdog_config_t *config)
         "Last heartbeat round trip of each joined router.", 1, router);
     self->jitter = ep_metrics_gauge (metrics, "edgeplane_router_jitter_seconds",
         "Smoothed heartbeat jitter of each joined router.", 1, router);
+    self->lag = ep_metrics_gauge (metrics, "edgeplane_router_slice_lag_revisions",
+        "Model revision minus the slice revision each joined router acknowledged.", 1, router);
+    self->age = ep_metrics_gauge (metrics, "edgeplane_router_slice_age_seconds",
+        "How long ago each joined router's acknowledged slice was superseded (0: current).", 1, router);
+    const char *kind [] = { "kind" };
+    self->slices = ep_metrics_counter (metrics, "edgeplane_watchdog_slices_total",
+        "Slices sent to routers, by kind (full, diff: resumed, push: a change).", 1, kind);
+    self->slice_bytes = ep_metrics_counter (metrics, "edgeplane_watchdog_slice_bytes_total",
+        "Bytes of slice frames sent to routers, by kind.", 1, kind);
+    self->started_mono = ep_mono_ms ();
     self->joined = zhashx_new ();
     zhashx_set_destructor (self->joined, (czmq_destructor *) zstr_free);
     self->deleted = zhashx_new ();
@@ -658,6 +893,7 @@ watchdog_destroy (watchdog_t **self_p)
     peers_destroy (&self->peers);
     api_destroy (&self->api);
     relay_destroy (&self->relay);
+    resume_destroy (&self->resume);
     events_destroy (&self->events);
     ep_follower_destroy (&self->follower);
     ep_subscriber_destroy (&self->bus);

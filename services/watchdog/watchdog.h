@@ -40,6 +40,7 @@ typedef struct {
     int64_t budget;                 //  bytes of partial frames held
     int64_t max_handshakes;
     int64_t max_per_source;
+    int64_t slice_stale_ms;         //  an acknowledged slice superseded this long is stale
 } watchdog_config_t;
 
 //  The watchdog of service (borrowed), not yet started.

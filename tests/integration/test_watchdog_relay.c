@@ -583,6 +583,8 @@ Test (relay, edge_connects_reported_by_a_router_become_bus_events,
     up.dst_addr = "198.51.100.1:3022";
     up.has_connected = true;
     up.connected = true;
+    up.has_timestamp_ms = true;
+    up.timestamp_ms = 1795346594123;        //  the router's clock
     Ep__EdgeConnect down = EP__EDGE_CONNECT__INIT;
     down.identity_id = "id-bob";
     down.src_addr = "203.0.113.8:50001";
@@ -608,6 +610,7 @@ Test (relay, edge_connects_reported_by_a_router_become_bus_events,
     cr_assert_str_eq (alice->dst_type, "router");
     cr_assert_str_eq (alice->dst_id, "r1", "the router is who the certificate says");
     cr_assert (alice->connected);
+    cr_assert_eq (alice->event_time, 1795346594123, "the router's timestamp kept as event_time");
     const ep_logged_t *bob = s_await ("connect.edge-to-router", "id-bob", 5000);
     cr_assert_not_null (bob);
     cr_assert_not (bob->connected);
@@ -771,6 +774,10 @@ Test (connections, the_cli_lists_every_instances_connections,
     cr_assert_str_eq (json_string_value (json_object_get (e1, "role")), "router");
     cr_assert_str_eq (json_string_value (json_object_get (e1, "state")), "joined");
     cr_assert (json_is_number (json_object_get (e1, "rtt_ms")));
+    //  Routers: their slice lag (model revision minus what they acknowledged).
+    cr_assert (json_object_get (e1, "acked_revision") && json_object_get (e1, "slice_lag"),
+               "no slice lag for a router");
+    cr_assert (json_object_get (e1, "acked_age_ms"));
     cr_assert (json_string_value (json_object_get (e1, "remote_addr")));
     cr_assert_str_eq (json_string_value (json_object_get (stray, "instance_id")), instance_a);
     cr_assert_str_eq (json_string_value (json_object_get (stray, "state")), "accepted");
@@ -782,7 +789,7 @@ Test (connections, the_cli_lists_every_instances_connections,
     rc = s_cli ("connections --role router --state joined --discover=5s", &out, &err);
     cr_assert_eq (rc, 0, "exit %d: %s", rc, err);
     cr_assert (strncmp (out, "INSTANCE", 8) == 0, "%s", out);
-    const char *columns [] = { "ROLE", "ID", "STATE", "REMOTE", "RTT", "JITTER" };
+    const char *columns [] = { "ROLE", "ID", "STATE", "REMOTE", "RTT", "JITTER", "SLICE", "(lag " };
     for (size_t i = 0; i < EP_COUNT (columns); i++)
         cr_assert (strstr (out, columns [i]), "no column %s: %s", columns [i], out);
     size_t lines = 0;

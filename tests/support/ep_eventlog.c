@@ -66,6 +66,7 @@ s_fill (ep_logged_t *e, const char *topic, const Ep__Event *event)
         S_COPY (e->reason, c->reason);
         e->connected = c->connected;
         e->duration = c->duration;
+        e->event_time = c->has_event_time_ms? c->event_time_ms: 0;
     }
 }
 

@@ -33,6 +33,7 @@ typedef struct {
     char dst_id [80];           //  ConnectEvent: destination id
     bool connected;             //  ConnectEvent: joined, or left
     int64_t duration;           //  ConnectEvent: of a closed connection
+    int64_t event_time;         //  ConnectEvent: when the router saw it (edge-to-router), 0: none
 } ep_logged_t;
 
 //  True if event is the one waited for.

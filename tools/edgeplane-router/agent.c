@@ -30,6 +30,7 @@ typedef struct {
     uint64_t bytes_tx;
     bool confirmed;             //  the reaper answered OK
     int64_t sent_ms;            //  last open sent
+    char src_addr [48];         //  the client's address, as reported at open and close
 } s_session_t;
 
 struct _agent_t {
@@ -43,6 +44,8 @@ struct _agent_t {
     int64_t next_warn_ms;       //  when a failed connect may be logged again
     bool draining;              //  told goodbye without reconnect: acks only
     zhashx_t *hosted;           //  service id -> s_hosted_t (current slice)
+    zhashx_t *services;         //  service id -> its enabled flag (1: enabled, 2: disabled)
+    char generation [65];       //  the model generation of its slice
     zhashx_t *terminator_ids;   //  service id -> terminator id (persistent)
     zhashx_t *sessions;         //  session id -> s_session_t
     zlistx_t *edges;            //  Ep__EdgeConnect * waiting to be reported
@@ -159,6 +162,7 @@ agent_new (const agent_config_t *config)
         self->config.request_timeout_ms = 5000;
     self->backoff = ep_backoff (self->config.backoff_base_ms, self->config.backoff_max_ms);
     self->hosted = zhashx_new ();
+    self->services = zhashx_new ();
     zhashx_set_destructor (self->hosted, (czmq_destructor *) zstr_free);
     self->terminator_ids = zhashx_new ();
     zhashx_set_destructor (self->terminator_ids, (czmq_destructor *) zstr_free);
@@ -178,6 +182,7 @@ agent_destroy (agent_t **self_p)
     if (self) {
         chan_client_destroy (&self->client);
         zhashx_destroy (&self->hosted);
+        zhashx_destroy (&self->services);
         zhashx_destroy (&self->terminator_ids);
         zhashx_destroy (&self->sessions);
         zlistx_destroy (&self->edges);
@@ -255,9 +260,77 @@ s_terminator_request (agent_t *self, const char *service_id, s_hosted_t *hosted,
     s_send (self, &frame);
 }
 
+//  Why slice cannot be applied to what the router holds, or NULL.
+static const char *
+s_slice_problem (agent_t *self, const Ep__ModelSlice *slice, char *why, size_t size)
+{
+    if (!slice->full && slice->has_since_revision && slice->since_revision != self->stats.slice_revision) {
+        snprintf (why, size, "a difference from revision %llu, but this router holds %llu",
+                  (unsigned long long) slice->since_revision, (unsigned long long) self->stats.slice_revision);
+        return why;
+    }
+    //  What it would host: the full list, or what it holds plus the new.
+    size_t count = slice->full? 0: zhashx_size (self->hosted);
+    for (size_t i = 0; i < slice->n_hosted; i++)
+        count += slice->full || !zhashx_lookup (self->hosted, slice->hosted [i]->service_id);
+    for (size_t i = 0; !slice->full && i < slice->n_removed; i++)
+        count -= zhashx_lookup (self->hosted, slice->removed [i]) != NULL;
+    if (self->config.max_services > 0 && count > (size_t) self->config.max_services) {
+        snprintf (why, size, "it would host %zu services and this router serves at most %d (--max-services)",
+                  count, self->config.max_services);
+        return why;
+    }
+    return NULL;
+}
+
+//  Refuses slice: the router keeps its last good one.
+static void
+s_slice_nack (agent_t *self, const Ep__ModelSlice *slice, const char *why)
+{
+    ep_log_warn ("router %s: slice %llu refused: %s", self->id, (unsigned long long) slice->revision, why);
+    self->stats.slices_rejected++;
+    Ep__SliceNack nack = EP__SLICE_NACK__INIT;
+    nack.has_revision = nack.has_kept_revision = true;
+    nack.revision = slice->revision;
+    nack.kept_revision = self->stats.slice_revision;
+    nack.reason = (char *) why;
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.body_case = EP__FRAME__BODY_SLICE_NACK;
+    frame.slice_nack = &nack;
+    s_send (self, &frame);
+}
+
+//  Protocol 2: the settings of the services it hosts.
+static void
+s_slice_services (agent_t *self, const Ep__ModelSlice *slice)
+{
+    if (slice->full && slice->router)
+        zhashx_purge (self->services);
+    for (size_t i = 0; i < slice->n_services; i++)
+        if (slice->services [i]->id)
+            zhashx_update (self->services, slice->services [i]->id,
+                           (void *) (uintptr_t) (slice->services [i]->has_enabled
+                                                 && !slice->services [i]->enabled? 2: 1));
+    for (size_t i = 0; i < slice->n_removed; i++)
+        zhashx_delete (self->services, slice->removed [i]);
+    self->stats.services = zhashx_size (self->services);
+    if (slice->generation)
+        snprintf (self->generation, sizeof self->generation, "%s", slice->generation);
+}
+
 static void
 s_slice (agent_t *self, const Ep__ModelSlice *slice)
 {
+    char why [200];
+    if (s_slice_problem (self, slice, why, sizeof why)) {
+        s_slice_nack (self, slice, why);
+        return;
+    }
+    if (slice->full)
+        self->stats.slices_full++;
+    else
+        self->stats.slices_diff++;
+    s_slice_services (self, slice);
     if (slice->full) {
         //  Services no longer listed go, with their terminators.
         zlistx_t *gone = zlistx_new ();
@@ -350,10 +423,13 @@ s_session_close (agent_t *self, const char *session_id)
     frame.body_case = EP__FRAME__BODY_SESSION_REQUEST;
     frame.session_request = &request;
     s_send (self, &frame);
+    //  The close carries the address the open reported.
+    s_session_t *session = (s_session_t *) zhashx_lookup (self->sessions, session_id);
+    char identity [80], source [48];
+    snprintf (source, sizeof source, "%s", session && *session->src_addr? session->src_addr: "");
     zhashx_delete (self->sessions, session_id);
-    char identity [80];
     snprintf (identity, sizeof identity, "id-%s", self->id);
-    agent_report_edge (self, identity, "198.51.100.1:0", false);
+    agent_report_edge (self, identity, source, false);
 }
 
 //  Opens sessions until it holds as many as configured.
@@ -383,6 +459,7 @@ s_sessions_fill (agent_t *self)
         snprintf (identity, sizeof identity, "id-%s", self->id);
         snprintf (source, sizeof source, "198.51.100.%u:%u", 1 + randombytes_uniform (254),
                   1024 + randombytes_uniform (60000));
+        snprintf (session->src_addr, sizeof session->src_addr, "%s", source);
         agent_report_edge (self, identity, source, true);
     }
 }
@@ -648,7 +725,12 @@ s_connect (agent_t *self)
         }
         return;
     }
-    Ep__HelloResult *result = chan_client_hello (self->client, 1, EP__ROLE__ROLE_ROUTER, self->id, 3000);
+    //  Protocol 2: the slice it holds, so the watchdog sends only what changed.
+    uint32_t version = self->config.protocol_version? self->config.protocol_version: 2;
+    Ep__HelloResult *result = chan_client_hello_at (self->client, version, EP__ROLE__ROLE_ROUTER, self->id,
+                                                    version >= 2? self->stats.slice_revision: 0,
+                                                    version >= 2 && *self->generation? self->generation: NULL,
+                                                    3000);
     if (!result || !result->status || result->status->code != EP__STATUS__CODE__OK) {
         self->stats.refusals += result != NULL;
         snprintf (err, sizeof err, "join refused: %s",

@@ -30,6 +30,8 @@ typedef struct {
     int64_t backoff_base_ms;    //  first reconnect delay
     int64_t backoff_max_ms;     //  largest reconnect delay
     int64_t request_timeout_ms; //  resend a request unanswered this long
+    uint32_t protocol_version;  //  Hello's (0: the latest, 2; 1: no resumed slices)
+    int max_services;           //  refuse (NACK) a slice hosting more (0: no limit)
 } agent_config_t;
 
 typedef struct {
@@ -44,6 +46,10 @@ typedef struct {
     uint64_t probes;            //  probes answered
     uint64_t commands;          //  commands received
     uint64_t slice_revision;    //  model revision of its slice
+    uint64_t slices_full;       //  full slices received
+    uint64_t slices_diff;       //  resumed differences and pushes received
+    uint64_t slices_rejected;   //  slices refused (SliceNack)
+    size_t services;            //  service entities (settings) known
     char last_error [320];      //  why the last connect or join failed
 } agent_stats_t;
 

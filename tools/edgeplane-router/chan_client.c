@@ -186,9 +186,19 @@ Ep__HelloResult *
 chan_client_hello (chan_client_t *self, uint32_t version, Ep__Role role,
                       const char *id, int timeout_ms)
 {
+    return chan_client_hello_at (self, version, role, id, 0, NULL, timeout_ms);
+}
+
+Ep__HelloResult *
+chan_client_hello_at (chan_client_t *self, uint32_t version, Ep__Role role, const char *id,
+                      uint64_t model_revision, const char *generation, int timeout_ms)
+{
     Ep__Hello hello;
     Ep__Frame frame;
     ep_chan_hello (&frame, &hello, version, role, id);
+    hello.has_model_revision = model_revision > 0;
+    hello.model_revision = model_revision;
+    hello.model_generation = (char *) generation;
     if (chan_client_send (self, &frame, timeout_ms) != 0)
         return NULL;
     int64_t deadline = ep_mono_ms () + timeout_ms;

@@ -48,6 +48,11 @@ Ep__HelloResult *
     chan_client_hello (chan_client_t *self, uint32_t version, Ep__Role role,
                           const char *id, int timeout_ms);
 
+//  The same, for a router holding the slice (model_revision, generation)
+//  it acknowledged (0, NULL: none): the watchdog resumes from there.
+Ep__HelloResult *
+    chan_client_hello_at (chan_client_t *self, uint32_t version, Ep__Role role, const char *id,
+                          uint64_t model_revision, const char *generation, int timeout_ms);
 //  True once the peer closed the connection (or it failed).
 bool
     chan_client_closed (chan_client_t *self);

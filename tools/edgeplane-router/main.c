@@ -184,7 +184,7 @@ int
 main (int argc, char **argv)
 {
     static char *controller, *bundle, *id, *prefix, *state_dir, *log_level, *log_format, *ready_file;
-    static int64_t count, sessions, stray, heartbeat, run_for, progress;
+    static int64_t count, sessions, stray, heartbeat, run_for, progress, protocol, max_services;
     static char *churn_text, *ack_text;
     static const char *levels [] = { "error", "warn", "info", "debug", NULL };
     static const char *formats [] = { "text", "json", NULL };
@@ -220,6 +220,10 @@ main (int argc, char **argv)
           .words = levels, .str = &log_level, .help = "error, warn, info or debug." },
         { .name = "log-format", .env = "EDGEPLANE_LOG_FORMAT", .def = "text", .type = EP_OPT_ENUM,
           .words = formats, .str = &log_format, .help = "text or json." },
+        { .name = "protocol-version", .def = "2", .type = EP_OPT_INT, .num = &protocol, .min = 1, .max = 2,
+          .help = "Channel protocol version to speak (1: full slices at every join, no NACK)." },
+        { .name = "max-services", .def = "0", .type = EP_OPT_INT, .num = &max_services, .min = 0, .max = 1000000,
+          .help = "Refuse (NACK) a slice hosting more services than this (0: no limit)." },
         { .name = "ready-file", .type = EP_OPT_STRING, .str = &ready_file,
           .help = "Write this file once every router has joined." },
     };
@@ -248,7 +252,8 @@ main (int argc, char **argv)
     agent_config_t base = {
         .controller = controller, .state_dir = state_dir? state_dir: bundle, .sessions = (int) sessions,
         .churn_per_s = churn, .ack_share = ack_share, .heartbeat_ms = heartbeat,
-        .backoff_base_ms = 200, .backoff_max_ms = 30000, .request_timeout_ms = 5000
+        .backoff_base_ms = 200, .backoff_max_ms = 30000, .request_timeout_ms = 5000,
+        .protocol_version = (uint32_t) protocol, .max_services = (int) max_services
     };
     s_fleet_t fleet = { 0 };
     int rc = s_fleet_init (&fleet, &base, bundle, id, prefix, count) == 0? 0: 1;

@@ -155,9 +155,16 @@ s_row (cli_table_t *table, const ProtobufCMessage *item)
     cli_table_add (table, s_text (info->remote_addr));
     s_ms (table, info->rtt_ms, rtt);
     s_ms (table, info->jitter_ms, rtt && info->has_jitter_ms);
+    //  Routers: the slice acknowledged, revisions behind, since when.
+    if (info->has_acked_revision && info->has_slice_lag)
+        cli_table_addf (table, "%llu (lag %llu, %.1fs%s)", (unsigned long long) info->acked_revision,
+                        (unsigned long long) info->slice_lag, info->acked_age_ms / 1000.0,
+                        info->slice_stale? ", stale": "");
+    else
+        cli_table_add (table, "-");
 }
 
-static const char *s_header [] = { "INSTANCE", "ROLE", "ID", "STATE", "REMOTE", "RTT", "JITTER" };
+static const char *s_header [] = { "INSTANCE", "ROLE", "ID", "STATE", "REMOTE", "RTT", "JITTER", "SLICE" };
 static const cli_list_t s_connections = { s_header, EP_COUNT (s_header), s_row, NULL };
 
 //  Asks every instance (in instance id order, so output and failures are
