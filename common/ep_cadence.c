@@ -14,9 +14,9 @@ void
 ep_cadence_defaults (ep_cadence_config_t *config)
 {
     config->window = 64;
-    config->min_samples = 8;
+    config->min_samples = 16;
     config->percentile = 0.99;
-    config->factor = 2.0;
+    config->factor = 2.5;
     config->min_ms = 15000;
     config->max_ms = 300000;
 }
@@ -107,7 +107,7 @@ int64_t
 ep_cadence_timeout (ep_cadence_t *self, int64_t fixed_ms)
 {
     if (self->count < self->config.min_samples)
-        return s_clamp (self, fixed_ms);
+        return fixed_ms;            //  not learnt yet: today's constant, as configured
     return s_clamp (self, (int64_t) (ep_cadence_percentile_ms (self) * self->config.factor));
 }
 

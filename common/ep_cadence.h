@@ -7,7 +7,7 @@
         timeout = clamp (percentile (intervals, p) * factor, min_ms, max_ms)
 
     Until min_samples intervals are known, the caller's fixed value holds
-    (clamped likewise). No sockets, no clocks. Used by the watchdog (one per
+    as it is. No sockets, no clocks. Used by the watchdog (one per
     connection: Pong and Ping arrivals) and meant for the reaper (one per
     router: session heartbeat batches).
 */
@@ -27,8 +27,11 @@ typedef struct {
 
 typedef struct _ep_cadence_t ep_cadence_t;
 
-//  Fills config with the defaults: window 64, min_samples 8, p 0.99,
-//  factor 2, floor 15 s, ceiling 300 s.
+//  Fills config with the defaults: window 64, min_samples 16, p 0.99,
+//  factor 2.5, floor 15 s, ceiling 300 s. Why: with 20 % of beats lost,
+//  16 samples and 2.5 x the worst gap seen keep false closes rare (a
+//  simulation: under 2 % over 60 beats) while a clean 10 s cadence gets
+//  25 s, below the fixed 30 s.
 void
     ep_cadence_defaults (ep_cadence_config_t *config);
 
@@ -55,7 +58,7 @@ int
 int64_t
     ep_cadence_percentile_ms (ep_cadence_t *self);
 
-//  The effective timeout: learnt, or fixed_ms (clamped) before min_samples.
+//  The effective timeout: learnt, or fixed_ms before min_samples.
 int64_t
     ep_cadence_timeout (ep_cadence_t *self, int64_t fixed_ms);
 

@@ -139,6 +139,8 @@ s_info (api_t *self, Ep__ConnectionInfo *info, channel_conn_t *c)
     info->rtt_ms = conn_rtt_ms (conn);
     info->jitter_ms = conn_jitter_ms (conn);
     info->stray = conn_was_stray (conn);
+    info->has_heartbeat_timeout_ms = conn_state (conn) == CONN_JOINED;
+    info->heartbeat_timeout_ms = conn_heartbeat_timeout_ms (conn);
 }
 
 //  Answers list: the connections that pass filter.

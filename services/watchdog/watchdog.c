@@ -28,6 +28,7 @@ typedef struct {
     int64_t joined_wall_ms;     //  when it joined (wall clock, for newest-join-wins)
     ep_series_t *rtt;           //  edgeplane_router_rtt_seconds{router}
     ep_series_t *jitter;        //  edgeplane_router_jitter_seconds{router}
+    ep_series_t *timeout;       //  edgeplane_router_heartbeat_timeout_seconds{router}
 } s_peer_t;
 
 struct _watchdog_t {
@@ -53,6 +54,7 @@ struct _watchdog_t {
     zhashx_t *joined;           //  "role/id" -> s_peer_t (joined here)
     ep_gauge_t *rtt;            //  edgeplane_router_rtt_seconds{router}
     ep_gauge_t *jitter;         //  edgeplane_router_jitter_seconds{router}
+    ep_gauge_t *timeout;        //  edgeplane_router_heartbeat_timeout_seconds{router}
     int64_t next_beacon;        //  when to beacon (ms)
     int64_t next_gauges;        //  when to set gauges (ms)
     int64_t next_crl;           //  when to look at the CRL (ms)
@@ -226,6 +228,7 @@ s_joined (void *arg, channel_conn_t *c)
         const char *labels [] = { peer->id };
         peer->rtt = ep_gauge_series (self->rtt, labels);
         peer->jitter = ep_gauge_series (self->jitter, labels);
+        peer->timeout = ep_gauge_series (self->timeout, labels);
         char topic [80];
         snprintf (topic, sizeof topic, "cmd.%s.", peer->id);
         ep_subscriber_subscribe (self->bus, topic);
@@ -255,6 +258,7 @@ s_left (void *arg, channel_conn_t *c, const char *reason, int64_t joined_ms)
             s_presence (self, "leave", peer->id, 0);
             ep_series_set (peer->rtt, NAN);
             ep_series_set (peer->jitter, NAN);
+            ep_series_set (peer->timeout, NAN);
         }
         zhashx_delete (self->joined, key);
     }
@@ -373,6 +377,11 @@ s_gauges (watchdog_t *self)
             double rtt = conn_rtt_ms (conn);
             ep_series_set (peer->rtt, rtt >= 0? rtt / 1000.0: NAN);
             ep_series_set (peer->jitter, conn_jitter_ms (conn) / 1000.0);
+            ep_series_set (peer->timeout, conn_heartbeat_timeout_ms (conn) / 1000.0);
+            int64_t from, to;
+            if (conn_heartbeat_timeout_changed (conn, &from, &to))
+                ep_log_info ("%s %s: heartbeat timeout %lld ms -> %lld ms (its cadence changed)",
+                             peer->role, peer->id, (long long) from, (long long) to);
         }
     if (self->peers)
         peers_gauges (self->peers);
@@ -529,8 +538,13 @@ static int
 s_listen (watchdog_t *self)
 {
     const watchdog_config_t *cf = &self->config;
+    ep_cadence_config_t cadence;
+    ep_cadence_defaults (&cadence);
+    cadence.min_ms = cf->liveness_floor_ms;
+    cadence.max_ms = cf->liveness_ceiling_ms;
     channel_config_t config = {
         .conn = {
+            .adaptive = cf->adaptive, .cadence = cadence,
             .stray_grace_ms = cf->grace_ms, .stray_action = (conn_stray_action_t) cf->stray_action,
             .heartbeat_ms = cf->heartbeat_ms, .heartbeat_timeout_ms = cf->heartbeat_timeout_ms,
             .min_version = PROTOCOL_MIN, .max_version = PROTOCOL_MAX,
@@ -631,6 +645,8 @@ watchdog_new (ep_service_t *service, const watchdog_config_t *config)
         "Last heartbeat round trip of each joined router.", 1, router);
     self->jitter = ep_metrics_gauge (metrics, "edgeplane_router_jitter_seconds",
         "Smoothed heartbeat jitter of each joined router.", 1, router);
+    self->timeout = ep_metrics_gauge (metrics, "edgeplane_router_heartbeat_timeout_seconds",
+        "Heartbeat timeout in force for each joined router (adaptive or fixed).", 1, router);
     self->joined = zhashx_new ();
     zhashx_set_destructor (self->joined, (czmq_destructor *) zstr_free);
     self->deleted = zhashx_new ();

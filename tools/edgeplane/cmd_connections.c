@@ -155,9 +155,10 @@ s_row (cli_table_t *table, const ProtobufCMessage *item)
     cli_table_add (table, s_text (info->remote_addr));
     s_ms (table, info->rtt_ms, rtt);
     s_ms (table, info->jitter_ms, rtt && info->has_jitter_ms);
+    s_ms (table, (double) info->heartbeat_timeout_ms, info->has_heartbeat_timeout_ms);
 }
 
-static const char *s_header [] = { "INSTANCE", "ROLE", "ID", "STATE", "REMOTE", "RTT", "JITTER" };
+static const char *s_header [] = { "INSTANCE", "ROLE", "ID", "STATE", "REMOTE", "RTT", "JITTER", "TIMEOUT" };
 static const cli_list_t s_connections = { s_header, EP_COUNT (s_header), s_row, NULL };
 
 //  Asks every instance (in instance id order, so output and failures are
