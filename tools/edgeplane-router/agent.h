@@ -30,6 +30,9 @@ typedef struct {
     int64_t backoff_base_ms;    //  first reconnect delay
     int64_t backoff_max_ms;     //  largest reconnect delay
     int64_t request_timeout_ms; //  resend a request unanswered this long
+    int64_t link_delay_ms;      //  simulated link for heartbeats (chan_client_set_link)
+    int64_t link_jitter_ms;
+    double link_drop;
 } agent_config_t;
 
 typedef struct {
