@@ -150,6 +150,8 @@ s_info (api_t *self, Ep__ConnectionInfo *info, channel_conn_t *c)
     info->stray = conn_was_stray (conn);
     if (self->decorate)
         self->decorate (self->decorate_arg, c, info);
+    info->has_heartbeat_timeout_ms = conn_state (conn) == CONN_JOINED;
+    info->heartbeat_timeout_ms = conn_heartbeat_timeout_ms (conn);
 }
 
 //  Answers list: the connections that pass filter.

@@ -24,6 +24,7 @@ struct _conn_t {
     int64_t ping_sent;          //  when it was sent (ms)
     double rtt;                 //  last round-trip time (ms)
     double jitter;              //  smoothed |rtt - previous rtt| (RFC 3550 style)
+    ep_cadence_t *cadence;      //  heartbeat inter-arrival times, if adaptive
 };
 
 static void
@@ -46,6 +47,8 @@ conn_new (const conn_config_t *config, int64_t now_ms)
     self->accepted_at = now_ms;
     self->last_heard = now_ms;
     self->rtt = -1;
+    if (config->adaptive)
+        self->cadence = ep_cadence_new (&config->cadence);
     return self;
 }
 
@@ -53,6 +56,7 @@ void
 conn_destroy (conn_t **self_p)
 {
     if (*self_p) {
+        ep_cadence_destroy (&(*self_p)->cadence);
         free (*self_p);
         *self_p = NULL;
     }
@@ -71,6 +75,24 @@ conn_state_name (conn_state_t state)
         "accepted", "tls-handshake", "await-hello", "joined", "draining", "closed"
     };
     return state <= CONN_CLOSED? names [state]: "?";
+}
+
+//  The heartbeat timeout in force: learnt, or the configured constant.
+static int64_t
+s_timeout (conn_t *self)
+{
+    if (self->cadence)
+        return ep_cadence_timeout (self->cadence, self->config.heartbeat_timeout_ms);
+    return self->config.heartbeat_timeout_ms;
+}
+
+//  A heartbeat (the peer's Pong or Ping) arrived: a cadence sample. The
+//  join itself is not one, so the time before joining never counts.
+static void
+s_beat (conn_t *self, int64_t now_ms)
+{
+    if (self->cadence && self->state == CONN_JOINED)
+        ep_cadence_beat (self->cadence, now_ms);
 }
 
 static void
@@ -242,11 +264,13 @@ conn_frame (conn_t *self, const Ep__Frame *frame, conn_peer_t peer, int64_t now_
     }
     switch (frame->body_case) {
         case EP__FRAME__BODY_PING:
+            s_beat (self, now_ms);
             ep_chan_pong (&actions->frame, &actions->pong, frame->ping);
             actions->flags |= CONN_SEND;
             return false;
         case EP__FRAME__BODY_PONG:
             if (self->ping_nonce && frame->pong->nonce == self->ping_nonce) {
+                s_beat (self, now_ms);
                 double rtt = (double) (now_ms - self->ping_sent);
                 if (self->rtt >= 0)
                     self->jitter += (fabs (rtt - self->rtt) - self->jitter) / 16.0;
@@ -290,7 +314,7 @@ conn_tick (conn_t *self, int64_t now_ms, conn_actions_t *actions)
         return;
     }
     if (self->state == CONN_JOINED || self->state == CONN_DRAINING) {
-        if (now_ms >= self->last_heard + config->heartbeat_timeout_ms) {
+        if (now_ms >= self->last_heard + s_timeout (self)) {
             actions->flags |= CONN_CLOSE;
             actions->reason = "heartbeat-timeout";
             return;
@@ -315,11 +339,11 @@ conn_deadline (conn_t *self)
             //  After a stray that stays open, nothing is due until it joins.
             return self->stray? INT64_MAX: self->accepted_at + config->stray_grace_ms;
         case CONN_JOINED: {
-            int64_t timeout = self->last_heard + config->heartbeat_timeout_ms;
+            int64_t timeout = self->last_heard + s_timeout (self);
             return self->next_ping < timeout? self->next_ping: timeout;
         }
         case CONN_DRAINING: {
-            int64_t timeout = self->last_heard + config->heartbeat_timeout_ms;
+            int64_t timeout = self->last_heard + s_timeout (self);
             return self->drain_until < timeout? self->drain_until: timeout;
         }
         default:
@@ -439,6 +463,19 @@ double
 conn_jitter_ms (conn_t *self)
 {
     return self->jitter;
+}
+
+int64_t
+conn_heartbeat_timeout_ms (conn_t *self)
+{
+    return s_timeout (self);
+}
+
+bool
+conn_heartbeat_timeout_changed (conn_t *self, int64_t *from_ms, int64_t *to_ms)
+{
+    return self->cadence
+        && ep_cadence_changed (self->cadence, self->config.heartbeat_timeout_ms, from_ms, to_ms);
 }
 
 const char *

@@ -19,6 +19,7 @@
 
 #include "ep_prelude.h"
 #include "channel.pb-c.h"
+#include "ep_cadence.h"
 
 typedef enum {
     CONN_ACCEPTED = 0,
@@ -51,7 +52,10 @@ typedef struct {
     int64_t stray_grace_ms;             //  join deadline from TCP accept
     conn_stray_action_t stray_action;   //  what to do with a stray
     int64_t heartbeat_ms;               //  send a Ping this often once joined
-    int64_t heartbeat_timeout_ms;       //  close when nothing heard for this long
+    int64_t heartbeat_timeout_ms;       //  close when nothing heard for this long (fixed; the
+                                        //  adaptive estimate's value until it has learnt)
+    bool adaptive;                      //  learn the timeout from heartbeat arrivals (ep_cadence)
+    ep_cadence_config_t cadence;        //  adaptive: window, percentile, factor, bounds
     uint32_t min_version;               //  protocol versions accepted
     uint32_t max_version;
     int64_t drain_grace_ms;             //  DRAINING lasts at most this long
@@ -173,6 +177,16 @@ double
     conn_rtt_ms (conn_t *self);
 double
     conn_jitter_ms (conn_t *self);
+
+//  The heartbeat timeout in force (ms): fixed, or learnt from the
+//  inter-arrival times of the peer's Pongs and Pings.
+int64_t
+    conn_heartbeat_timeout_ms (conn_t *self);
+
+//  True when the timeout in force moved beyond a factor of two since the
+//  last time this said so (from, to set): the caller logs it.
+bool
+    conn_heartbeat_timeout_changed (conn_t *self, int64_t *from_ms, int64_t *to_ms);
 
 //  Outcome for controller_connection_duration_seconds{outcome}:
 //  "joined", "stray", "refused" or "error".

@@ -29,6 +29,9 @@ main (int argc, char **argv)
     static char *channel_listen, *listen, *advertise, *stray_action;
     static char *ctrl_id, *ctrl_cert, *ctrl_key, *channel_advertise;
     static int64_t grace, heartbeat, heartbeat_timeout, frame_timeout, drain_grace;
+    static int64_t liveness_floor, liveness_ceiling;
+    static char *liveness;
+    static const char *liveness_words [] = { "adaptive", "fixed", NULL };
     static int64_t joined_cap, out_cap, budget, max_handshakes, max_per_source, ctrl_lifetime;
     static int64_t slice_stale;
     ep_opt_t opts [] = {
@@ -65,7 +68,16 @@ main (int argc, char **argv)
           .num = &heartbeat, .min = 10, .max = 3600000, .help = "Ping joined peers this often." },
         { .name = "heartbeat-timeout", .env = "EDGEPLANE_HEARTBEAT_TIMEOUT", .def = "30s",
           .type = EP_OPT_DURATION, .num = &heartbeat_timeout, .min = 10, .max = 3600000,
-          .help = "Close a joined peer unheard for this long." },
+          .help = "Close a joined peer unheard for this long (adaptive: until its cadence is learnt)." },
+        { .name = "liveness", .env = "EDGEPLANE_LIVENESS", .def = "adaptive", .type = EP_OPT_ENUM,
+          .words = liveness_words, .str = &liveness,
+          .help = "adaptive: each peer's timeout from its heartbeat cadence; fixed: --heartbeat-timeout." },
+        { .name = "liveness-floor", .env = "EDGEPLANE_LIVENESS_FLOOR", .def = "15s", .type = EP_OPT_DURATION,
+          .num = &liveness_floor, .min = 10, .max = 3600000,
+          .help = "Adaptive timeouts are never shorter (keep it above a watchdog failover)." },
+        { .name = "liveness-ceiling", .env = "EDGEPLANE_LIVENESS_CEILING", .def = "5m", .type = EP_OPT_DURATION,
+          .num = &liveness_ceiling, .min = 10, .max = 3600000,
+          .help = "Adaptive timeouts are never longer." },
         { .name = "frame-timeout", .env = "EDGEPLANE_FRAME_TIMEOUT", .def = "10s", .type = EP_OPT_DURATION,
           .num = &frame_timeout, .min = 10, .max = 600000,
           .help = "A frame must arrive whole within this from its first byte." },
@@ -104,6 +116,9 @@ main (int argc, char **argv)
         .budget = budget, .max_handshakes = max_handshakes, .max_per_source = max_per_source,
         .slice_stale_ms = slice_stale
     };
+    config.adaptive = streq (liveness, "adaptive");
+    config.liveness_floor_ms = liveness_floor;
+    config.liveness_ceiling_ms = liveness_ceiling > liveness_floor? liveness_ceiling: liveness_floor;
     for (int i = 0; events_stray_actions [i]; i++)
         if (streq (events_stray_actions [i], stray_action))
             config.stray_action = i;

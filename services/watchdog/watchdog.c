@@ -38,6 +38,7 @@ typedef struct {
     int64_t joined_mono;        //  when it joined (monotonic)
     uint64_t rejected;          //  slices it refused (NACK)
     bool stale;                 //  router.slice.stale raised, not yet current again
+    ep_series_t *timeout;       //  edgeplane_router_heartbeat_timeout_seconds{router}
 } s_peer_t;
 
 //  When a revision reached our view (to age acknowledged revisions).
@@ -77,6 +78,7 @@ struct _watchdog_t {
     s_revtime_t revtimes [REVISION_TIMES];  //  ring: when revisions arrived
     size_t n_revtimes;          //  written so far (the ring index is this modulo)
     int64_t started_mono;       //  when we began following (ages before the ring)
+    ep_gauge_t *timeout;        //  edgeplane_router_heartbeat_timeout_seconds{router}
     int64_t next_beacon;        //  when to beacon (ms)
     int64_t next_gauges;        //  when to set gauges (ms)
     int64_t next_crl;           //  when to look at the CRL (ms)
@@ -377,6 +379,7 @@ s_joined (void *arg, channel_conn_t *c)
         peer->version = conn_version (conn);
         peer->acked = conn_model_revision (conn);
         peer->joined_mono = ep_mono_ms ();
+        peer->timeout = ep_gauge_series (self->timeout, labels);
         char topic [80];
         snprintf (topic, sizeof topic, "cmd.%s.", peer->id);
         ep_subscriber_subscribe (self->bus, topic);
@@ -409,6 +412,7 @@ s_left (void *arg, channel_conn_t *c, const char *reason, int64_t joined_ms)
             ep_series_set (peer->lag, NAN);
             ep_series_set (peer->age, NAN);
             resume_forget (self->resume, peer->id);
+            ep_series_set (peer->timeout, NAN);
         }
         zhashx_delete (self->joined, key);
     }
@@ -592,6 +596,11 @@ s_gauges (watchdog_t *self)
             double rtt = conn_rtt_ms (conn);
             ep_series_set (peer->rtt, rtt >= 0? rtt / 1000.0: NAN);
             ep_series_set (peer->jitter, conn_jitter_ms (conn) / 1000.0);
+            ep_series_set (peer->timeout, conn_heartbeat_timeout_ms (conn) / 1000.0);
+            int64_t from, to;
+            if (conn_heartbeat_timeout_changed (conn, &from, &to))
+                ep_log_info ("%s %s: heartbeat timeout %lld ms -> %lld ms (its cadence changed)",
+                             peer->role, peer->id, (long long) from, (long long) to);
         }
     s_slice_gauges (self);
     if (self->peers)
@@ -754,8 +763,13 @@ static int
 s_listen (watchdog_t *self)
 {
     const watchdog_config_t *cf = &self->config;
+    ep_cadence_config_t cadence;
+    ep_cadence_defaults (&cadence);
+    cadence.min_ms = cf->liveness_floor_ms;
+    cadence.max_ms = cf->liveness_ceiling_ms;
     channel_config_t config = {
         .conn = {
+            .adaptive = cf->adaptive, .cadence = cadence,
             .stray_grace_ms = cf->grace_ms, .stray_action = (conn_stray_action_t) cf->stray_action,
             .heartbeat_ms = cf->heartbeat_ms, .heartbeat_timeout_ms = cf->heartbeat_timeout_ms,
             .min_version = PROTOCOL_MIN, .max_version = PROTOCOL_MAX,
@@ -866,6 +880,8 @@ watchdog_new (ep_service_t *service, const watchdog_config_t *config)
     self->slice_bytes = ep_metrics_counter (metrics, "edgeplane_watchdog_slice_bytes_total",
         "Bytes of slice frames sent to routers, by kind.", 1, kind);
     self->started_mono = ep_mono_ms ();
+    self->timeout = ep_metrics_gauge (metrics, "edgeplane_router_heartbeat_timeout_seconds",
+        "Heartbeat timeout in force for each joined router (adaptive or fixed).", 1, router);
     self->joined = zhashx_new ();
     zhashx_set_destructor (self->joined, (czmq_destructor *) zstr_free);
     self->deleted = zhashx_new ();

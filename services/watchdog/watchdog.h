@@ -33,6 +33,9 @@ typedef struct {
     int64_t grace_ms;               //  stray grace
     int64_t heartbeat_ms;
     int64_t heartbeat_timeout_ms;
+    bool adaptive;                  //  learn each peer's heartbeat timeout (ep_cadence)
+    int64_t liveness_floor_ms;      //  adaptive bounds
+    int64_t liveness_ceiling_ms;
     int64_t frame_timeout_ms;
     int64_t drain_grace_ms;
     int64_t joined_cap;             //  frame cap once joined

@@ -727,3 +727,99 @@ Test (watchdog, sigterm_while_it_waits_for_the_model_exits_0,
     cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0, "status %d: %s", status, log);
     free (log);
 }
+
+//  Answers Pings on each client (through its simulated link) until until;
+//  false as soon as one closes.
+static bool
+s_pump_links (chan_client_t **clients, size_t count, int64_t until)
+{
+    while (ep_mono_ms () < until) {
+        for (size_t i = 0; i < count; i++) {
+            if (!clients [i])
+                continue;
+            Ep__Frame *frame = chan_client_recv (clients [i], 0);
+            if (frame)
+                ep__frame__free_unpacked (frame, NULL);
+            chan_client_flush (clients [i]);
+            if (chan_client_closed (clients [i]))
+                return false;
+        }
+        ep_eventlog_pump (s_log, 10);
+    }
+    return true;
+}
+
+static double
+s_timeout_of (ep_proc_t *watchdog, const char *id)
+{
+    char series [128];
+    snprintf (series, sizeof series, "edgeplane_router_heartbeat_timeout_seconds{router=\"%s\"}", id);
+    char *metrics = ep_http_get (ep_proc_endpoint (watchdog, "http"), "/metrics");
+    double value = metrics? ep_metric_value (metrics, series): -1;
+    free (metrics);
+    return value * 1000;
+}
+
+//  The estimator needs 16 intervals; at a 500 ms heartbeat 14 s gives 28.
+//  EP_TEST_LIVENESS_SECONDS=60 runs the issue's long form.
+Test (watchdog, adaptive_timeouts_follow_each_link,
+      .init = s_setup, .fini = s_teardown, .timeout = 240)
+{
+    const char *env = getenv ("EP_TEST_LIVENESS_SECONDS");
+    int64_t run_ms = (env? atoll (env): 14) * 1000 * EP_TEST_SLOWDOWN;
+    char hb [32], floor [48];
+    snprintf (hb, sizeof hb, "%dms", 500 * EP_TEST_SLOWDOWN);
+    snprintf (floor, sizeof floor, "--liveness-floor=%dms", 1000 * EP_TEST_SLOWDOWN);
+    const char *extra [] = { floor, NULL };
+    const char *ids [] = { "near", "far", "lossy" };
+    char err [256];
+    for (size_t i = 0; i < 3; i++) {
+        s_create_router (ids [i]);
+        cr_assert_eq (ep_pki_issue (s_keys, "router", ids [i], s_dir, 30, err, sizeof err), 0, "%s", err);
+    }
+    ep_proc_t *watchdog = s_watchdog_with ("disconnect", hb, "30s", extra);
+    chan_client_t *clients [3];
+    SSL_CTX *ctxs [3];
+    for (size_t i = 0; i < 3; i++) {
+        ctxs [i] = s_router_ctx (s_dir, ids [i]);
+        clients [i] = s_join (watchdog, ctxs [i], ids [i]);
+    }
+    chan_client_set_link (clients [1], 300, 100, 0);
+    chan_client_set_link (clients [2], 0, 0, 0.2);
+    cr_assert (s_pump_links (clients, 3, ep_mono_ms () + run_ms), "a router was closed falsely");
+    //  Gauges refresh periodically: keep answering while they catch up.
+    double near = -1, far = -1, lossy = -1;
+    int64_t deadline = ep_mono_ms () + 5000 * EP_TEST_SLOWDOWN;
+    while (ep_mono_ms () < deadline) {
+        near = s_timeout_of (watchdog, "near");
+        far = s_timeout_of (watchdog, "far");
+        lossy = s_timeout_of (watchdog, "lossy");
+        if (near > 0 && near < 30000 && far > near)
+            break;
+        cr_assert (s_pump_links (clients, 3, ep_mono_ms () + 200), "a router was closed falsely");
+    }
+    cr_assert (near > 0 && near < 30000, "near timeout %.0f ms: not learnt", near);
+    cr_assert_gt (far, near, "far %.0f ms, near %.0f ms", far, near);
+    cr_assert (lossy >= 2 * 500 * EP_TEST_SLOWDOWN, "lossy %.0f ms covers a lost beat", lossy);
+    //  Each goes silent in turn and is noticed within its own timeout.
+    for (size_t i = 0; i < 2; i++) {
+        double timeout = s_timeout_of (watchdog, ids [i]);
+        chan_client_t *silent = clients [i];
+        clients [i] = NULL;
+        int64_t quiet = ep_mono_ms ();
+        cr_assert (s_pump_links (clients, 3, quiet + 50), "another router was closed");
+        const ep_logged_t *left = ep_eventlog_await_event (s_log, "connect.router-to-ctrl", s_left,
+                                                           (void *) ids [i], (int) timeout + 3000 * EP_TEST_SLOWDOWN);
+        cr_assert_not_null (left, "%s not noticed", ids [i]);
+        cr_assert_str_eq (left->reason, "heartbeat-timeout");
+        int64_t took = ep_mono_ms () - quiet;
+        //  The last Pong may have left up to one heartbeat before silence.
+        cr_assert_leq (took, (int64_t) timeout + 1000 * EP_TEST_SLOWDOWN, "%s noticed after %lld ms, timeout %.0f",
+                       ids [i], (long long) took, timeout);
+        chan_client_destroy (&silent);
+    }
+    cr_assert_not (chan_client_closed (clients [2]), "the lossy router was closed");
+    chan_client_destroy (&clients [2]);
+    for (size_t i = 0; i < 3; i++)
+        SSL_CTX_free (ctxs [i]);
+}

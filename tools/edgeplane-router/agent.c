@@ -656,6 +656,9 @@ agent_deadline (agent_t *self)
     if (self->draining)
         return ep_mono_ms () + 1000;
     int64_t next = self->next_heartbeat_ms;
+    int64_t held = chan_client_flush (self->client);
+    if (held < next)
+        next = held;
     if (self->next_resend_ms < next)
         next = self->next_resend_ms;
     if (self->config.churn_per_s > 0 && self->next_churn_ms < next)
@@ -742,6 +745,8 @@ s_connect (agent_t *self)
         return;
     }
     ep__hello_result__free_unpacked (result, NULL);
+    chan_client_set_link (self->client, self->config.link_delay_ms, self->config.link_jitter_ms,
+                          self->config.link_drop);
     ep_backoff_reset (&self->backoff);
     self->next_warn_ms = 0;
     self->stats.joined = true;
@@ -771,6 +776,7 @@ agent_tick (agent_t *self)
             s_disconnect (self, chan_client_close_reason (self->client), -1);
         return;             //  nothing but acks while draining
     }
+    chan_client_flush (self->client);
     if (now >= self->next_heartbeat_ms) {
         s_heartbeat (self);
         self->next_heartbeat_ms = now + self->config.heartbeat_ms;

@@ -32,6 +32,9 @@ typedef struct {
     int64_t request_timeout_ms; //  resend a request unanswered this long
     uint32_t protocol_version;  //  Hello's (0: the latest, 2; 1: no resumed slices)
     int max_services;           //  refuse (NACK) a slice hosting more (0: no limit)
+    int64_t link_delay_ms;      //  simulated link for heartbeats (chan_client_set_link)
+    int64_t link_jitter_ms;
+    double link_drop;
 } agent_config_t;
 
 typedef struct {

@@ -12,6 +12,12 @@ struct _chan_client_t {
     bool closed;                //  peer closed or failed
     char reason [256];          //  why
     uint64_t pongs;             //  Pings answered
+    int64_t link_delay_ms;      //  simulated link: Pongs held this long
+    int64_t link_jitter_ms;     //  +- this much, uniform (order kept, as TCP does)
+    double link_drop;           //  share of Pongs never sent
+    Ep__Ping held [16];         //  Pongs due, oldest first
+    int64_t held_due [16];      //  when each is due (ms)
+    int held_count;
 };
 
 //  Waits for the socket to be readable or writable as SSL asks (io), until
@@ -142,13 +148,54 @@ chan_client_send (chan_client_t *self, const Ep__Frame *frame, int timeout_ms)
 }
 
 static void
-s_pong (chan_client_t *self, const Ep__Ping *ping)
+s_pong_now (chan_client_t *self, const Ep__Ping *ping)
 {
     Ep__Pong pong;
     Ep__Frame frame;
     ep_chan_pong (&frame, &pong, ping);
     if (chan_client_send (self, &frame, 1000) == 0)
         self->pongs++;
+}
+
+//  A Ping: answered now, or later through the simulated link.
+static void
+s_pong (chan_client_t *self, const Ep__Ping *ping)
+{
+    if (self->link_drop > 0 && (double) random () / RAND_MAX < self->link_drop)
+        return;
+    if (self->link_delay_ms <= 0 && self->link_jitter_ms <= 0) {
+        s_pong_now (self, ping);
+        return;
+    }
+    if (self->held_count == (int) EP_COUNT (self->held))
+        return;                 //  a link this slow loses what does not fit
+    int64_t skew = self->link_jitter_ms > 0? random () % (2 * self->link_jitter_ms + 1) - self->link_jitter_ms: 0;
+    int64_t due = ep_mono_ms () + self->link_delay_ms + skew;
+    if (self->held_count && due < self->held_due [self->held_count - 1])
+        due = self->held_due [self->held_count - 1];
+    self->held [self->held_count] = *ping;
+    self->held_due [self->held_count++] = due;
+}
+
+void
+chan_client_set_link (chan_client_t *self, int64_t delay_ms, int64_t jitter_ms, double drop)
+{
+    self->link_delay_ms = delay_ms;
+    self->link_jitter_ms = jitter_ms;
+    self->link_drop = drop;
+}
+
+int64_t
+chan_client_flush (chan_client_t *self)
+{
+    int64_t now = ep_mono_ms ();
+    int sent = 0;
+    while (sent < self->held_count && self->held_due [sent] <= now && !self->closed)
+        s_pong_now (self, &self->held [sent++]);
+    memmove (self->held, self->held + sent, sizeof (Ep__Ping) * (size_t) (self->held_count - sent));
+    memmove (self->held_due, self->held_due + sent, sizeof (int64_t) * (size_t) (self->held_count - sent));
+    self->held_count -= sent;
+    return self->held_count? self->held_due [0]: INT64_MAX;
 }
 
 Ep__Frame *

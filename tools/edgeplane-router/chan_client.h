@@ -68,6 +68,16 @@ int
 X509 *
     chan_client_peer_cert (chan_client_t *self);
 
+//  A simulated bad link (this kernel has no netem): each Pong is held
+//  delay_ms +- jitter_ms (uniform, order kept) and drop of them are never
+//  sent. Held Pongs go out from chan_client_flush.
+void
+    chan_client_set_link (chan_client_t *self, int64_t delay_ms, int64_t jitter_ms, double drop);
+
+//  Sends the held Pongs that are due; returns when the next is (ms), or INT64_MAX.
+int64_t
+    chan_client_flush (chan_client_t *self);
+
 //  Pings answered so far.
 uint64_t
     chan_client_pongs (chan_client_t *self);

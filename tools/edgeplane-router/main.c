@@ -185,6 +185,8 @@ main (int argc, char **argv)
 {
     static char *controller, *bundle, *id, *prefix, *state_dir, *log_level, *log_format, *ready_file;
     static int64_t count, sessions, stray, heartbeat, run_for, progress, protocol, max_services;
+    static int64_t link_delay, link_jitter;
+    static char *link_drop_text;
     static char *churn_text, *ack_text;
     static const char *levels [] = { "error", "warn", "info", "debug", NULL };
     static const char *formats [] = { "text", "json", NULL };
@@ -210,6 +212,12 @@ main (int argc, char **argv)
           .help = "Share of CloseSessions acknowledged, 0 to 1." },
         { .name = "heartbeat", .def = "5s", .type = EP_OPT_DURATION, .num = &heartbeat, .min = 10, .max = 3600000,
           .help = "Session heartbeat batch period." },
+        { .name = "link-delay", .def = "0", .type = EP_OPT_DURATION, .num = &link_delay, .min = 0, .max = 600000,
+          .help = "Simulated link: hold each heartbeat reply this long." },
+        { .name = "link-jitter", .def = "0", .type = EP_OPT_DURATION, .num = &link_jitter, .min = 0, .max = 600000,
+          .help = "Simulated link: +- this much on each reply's delay." },
+        { .name = "link-drop", .def = "0", .type = EP_OPT_STRING, .str = &link_drop_text,
+          .help = "Simulated link: share of heartbeat replies lost, 0 to 1." },
         { .name = "stray", .def = "0", .type = EP_OPT_INT, .num = &stray, .min = 0, .max = 100000,
           .help = "Also hold this many connections that never join." },
         { .name = "run-for", .def = "0", .type = EP_OPT_DURATION, .num = &run_for, .min = 0, .max = INT64_MAX,
@@ -236,8 +244,9 @@ main (int argc, char **argv)
     char *end;
     double churn = strtod (churn_text, &end);
     double ack_share = *end? -1: strtod (ack_text, &end);
-    if (churn < 0 || ack_share < 0 || ack_share > 1 || *end) {
-        fprintf (stderr, "edgeplane-router: --churn takes a number >= 0 and --ack-share a number from 0 to 1\n");
+    double link_drop = *end? -1: strtod (link_drop_text, &end);
+    if (churn < 0 || ack_share < 0 || ack_share > 1 || link_drop < 0 || link_drop > 1 || *end) {
+        fprintf (stderr, "edgeplane-router: --churn takes a number >= 0, --ack-share and --link-drop a number from 0 to 1\n");
         return 2;
     }
     if (!id && count == 0) {
@@ -253,7 +262,8 @@ main (int argc, char **argv)
         .controller = controller, .state_dir = state_dir? state_dir: bundle, .sessions = (int) sessions,
         .churn_per_s = churn, .ack_share = ack_share, .heartbeat_ms = heartbeat,
         .backoff_base_ms = 200, .backoff_max_ms = 30000, .request_timeout_ms = 5000,
-        .protocol_version = (uint32_t) protocol, .max_services = (int) max_services
+        .protocol_version = (uint32_t) protocol, .max_services = (int) max_services,
+        .link_delay_ms = link_delay, .link_jitter_ms = link_jitter, .link_drop = link_drop
     };
     s_fleet_t fleet = { 0 };
     int rc = s_fleet_init (&fleet, &base, bundle, id, prefix, count) == 0? 0: 1;

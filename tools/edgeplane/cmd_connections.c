@@ -162,9 +162,10 @@ s_row (cli_table_t *table, const ProtobufCMessage *item)
                         info->slice_stale? ", stale": "");
     else
         cli_table_add (table, "-");
+    s_ms (table, (double) info->heartbeat_timeout_ms, info->has_heartbeat_timeout_ms);
 }
 
-static const char *s_header [] = { "INSTANCE", "ROLE", "ID", "STATE", "REMOTE", "RTT", "JITTER", "SLICE" };
+static const char *s_header [] = { "INSTANCE", "ROLE", "ID", "STATE", "REMOTE", "RTT", "JITTER", "SLICE", "TIMEOUT" };
 static const cli_list_t s_connections = { s_header, EP_COUNT (s_header), s_row, NULL };
 
 //  Asks every instance (in instance id order, so output and failures are
