@@ -295,6 +295,8 @@ main (int argc, char **argv)
     char *path = db_path? strdup (db_path): zsys_sprintf ("%s/sessions.db", common->data_dir);
     if (zsys_dir_create ("%s", common->data_dir) != 0)
         ep_log_warn ("cannot create %s", common->data_dir);
+    ep_service_lock_or_exit (self.service, path,
+        "several instances share a model through the etcd store (docs/ha.md), each with its own data directory");
     self.store = ep_store_new (path, sessiondb_migrations, sessiondb_migrations_count);
     if (!self.store) {
         ep_log_error ("cannot open %s: %s", path, ep_store_last_error ());
