@@ -1,7 +1,7 @@
 /*  ep_chan_io.h: the client half of the control channel, one step at a time.
 
     What both clients of the control channel do, and do the same way: the
-    router side's ep_chan_client (calls that block up to a timeout) and the
+    router side's chan_client (tools/edgeplane-router: calls that block up to a timeout) and the
     watchdog's outbound ctrl link (services/watchdog/link.c, a state machine
     that must never block the watchdog's loop). Each step here returns at
     once; the caller decides whether to wait (poll) or to come back later,

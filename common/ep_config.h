@@ -149,6 +149,8 @@ int
 #define EP_HTTP_LISTEN_REAPER       "127.0.0.1:9103"
 #define EP_HTTP_LISTEN_WATCHDOG     "127.0.0.1:9104"
 #define EP_HTTP_LISTEN_BUS          "127.0.0.1:9105"
+//  The console serves its page and API on its HTTP port (EDGEPLANE_CONSOLE_LISTEN).
+#define EP_HTTP_LISTEN_CONSOLE      "127.0.0.1:8080"
 
 //  The shared options' values after parsing. Strings belong to the parser.
 typedef struct {

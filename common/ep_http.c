@@ -20,6 +20,8 @@ struct _ep_http_t {
     pthread_mutex_t lock;       //  guards ready and reason
     bool ready;                 //  what /readyz answers
     char *reason;               //  why not ready
+    ep_http_handler_fn *handler;    //  the process's own routes, or NULL
+    void *handler_arg;          //  for handler
     int port;                   //  the port bound
     char address [EP_ADDR_TEXT_MAX];    //  where a local client reaches us
 };
@@ -49,8 +51,12 @@ s_handle_request (void *cls, struct MHD_Connection *connection, const char *url,
                   const char *method, const char *version, const char *upload_data,
                   size_t *upload_data_size, void **con_cls)
 {
-    (void) version; (void) upload_data; (void) upload_data_size; (void) con_cls;
+    (void) version;
     ep_http_t *self = (ep_http_t *) cls;
+    int result;
+    if (self->handler && self->handler (self->handler_arg, connection, url, method, upload_data,
+                                        upload_data_size, con_cls, &result))
+        return (enum MHD_Result) result;
     const char *text = "text/plain; charset=utf-8";
 
     if (!streq (method, MHD_HTTP_METHOD_GET) && !streq (method, MHD_HTTP_METHOD_HEAD))
@@ -86,12 +92,15 @@ ep_http_new (const char *listen, ep_metrics_t *metrics)
     char error [256] = "";
     int fd = -1;
     if (ep_addr_parse (&addr, listen, 0, error, sizeof error) == 0
-    &&  (fd = ep_addr_listen (&addr, 64, error, sizeof error)) >= 0) {
+    &&  (fd = ep_addr_listen (&addr, 512, error, sizeof error)) >= 0) {
         self->port = ep_addr_port (fd);
+        //  Suspend and resume cost one eventfd, and let a response wait
+        //  for data without a thread or a spin (the console's streams).
         ep_addr_local (fd, self->address, sizeof self->address);
         //  epoll, not select (): fd numbers past 1024 must work.
         self->daemon = MHD_start_daemon (
-            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG,
+            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG
+            | MHD_ALLOW_SUSPEND_RESUME,
             0, NULL, NULL, s_handle_request, self,
             MHD_OPTION_LISTEN_SOCKET, fd,
             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 30,
@@ -121,6 +130,14 @@ ep_http_destroy (ep_http_t **self_p)
         free (self);
         *self_p = NULL;
     }
+}
+
+void
+ep_http_set_handler (ep_http_t *self, ep_http_handler_fn *handler, void *arg)
+{
+    EP_ASSERT (self);
+    self->handler_arg = arg;
+    self->handler = handler;
 }
 
 int

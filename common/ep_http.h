@@ -6,6 +6,11 @@
         GET /readyz   200 "ready", or 503 "not ready: <reason>"
         GET /metrics  200, the registry in Prometheus text format 0.0.4
     Other paths get 404, other methods 405 (HEAD works like GET).
+
+    A process with routes of its own (the console) sets a handler, which
+    sees every request first and answers it or lets these three answer.
+    Connections can be suspended and resumed (MHD_suspend_connection), for
+    responses that wait for data (server-sent events).
 */
 #ifndef EP_HTTP_H_INCLUDED
 #define EP_HTTP_H_INCLUDED
@@ -14,6 +19,15 @@
 #include "ep_metrics.h"
 
 typedef struct _ep_http_t ep_http_t;
+struct MHD_Connection;
+
+//  A process's own routes, called on libmicrohttpd's thread with
+//  libmicrohttpd's access handler arguments. Returns true if it answered
+//  (*result: what libmicrohttpd gets back, MHD_YES or MHD_NO), false to
+//  let /metrics, /healthz, /readyz or the 404 answer.
+typedef bool (ep_http_handler_fn) (void *arg, struct MHD_Connection *connection, const char *url,
+                                   const char *method, const char *upload_data,
+                                   size_t *upload_data_size, void **con_cls, int *result);
 
 //  Starts serving on listen, "HOST:PORT" as ep_addr reads it ("*:9101" or
 //  "0.0.0.0:9101" for every IPv4 interface, "[::1]:9101" on IPv6) and PORT
@@ -26,6 +40,11 @@ ep_http_t *
 //  Stops the server and nulls *self_p.
 void
     ep_http_destroy (ep_http_t **self_p);
+
+//  Sets the handler that sees every request first (see above). Set it
+//  before the address is given out: requests before it get the defaults.
+void
+    ep_http_set_handler (ep_http_t *self, ep_http_handler_fn *handler, void *arg);
 
 //  The TCP port actually bound.
 int

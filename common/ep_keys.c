@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -110,6 +111,31 @@ s_ensure (const char *keys_dir, const char *name, const char *role, bool force,
     return rc;
 }
 
+//  The console's access token: 32 random bytes as 64 hex characters, in a
+//  file only we can read. Kept unless force.
+static int
+s_console_token (const char *keys_dir, bool force, char *err, size_t errlen)
+{
+    char path [PATH_MAX];
+    ep_file_path (path, "%s/console.token", keys_dir);
+    if (!force && ep_file_exists (path))
+        return chmod (path, 0600) == 0? 0:
+               ep_errorf (err, errlen, "cannot make %s private: %s", path, strerror (errno));
+    uint8_t bytes [32];
+    char hex [65];
+    randombytes_buf (bytes, sizeof bytes);
+    sodium_bin2hex (hex, sizeof hex, bytes, sizeof bytes);
+    unlink (path);
+    int fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return ep_errorf (err, errlen, "cannot create %s: %s", path, strerror (errno));
+    strcat (hex, "\n");
+    bool written = write (fd, hex, strlen (hex)) == (ssize_t) strlen (hex);
+    if (close (fd) != 0 || !written)
+        return ep_errorf (err, errlen, "cannot write %s: %s", path, strerror (errno));
+    return 0;
+}
+
 int
 ep_keys_init (const char *keys_dir, bool force, char *err, size_t errlen)
 {
@@ -134,9 +160,10 @@ ep_keys_init (const char *keys_dir, bool force, char *err, size_t errlen)
         if (s_ensure (keys_dir, ep_keys_services [i], EP_ROLE_SERVICE, force, err, errlen))
             return -1;
     if (s_ensure (keys_dir, "operator", EP_ROLE_OPERATOR, force, err, errlen)
-    ||  s_ensure (keys_dir, "subscriber", EP_ROLE_SUBSCRIBER, force, err, errlen))
+    ||  s_ensure (keys_dir, "subscriber", EP_ROLE_SUBSCRIBER, force, err, errlen)
+    ||  s_ensure (keys_dir, "console", EP_ROLE_VIEWER, force, err, errlen))
         return -1;
-    return 0;
+    return s_console_token (keys_dir, force, err, errlen);
 }
 
 int
@@ -149,8 +176,8 @@ ep_keys_issue (const char *keys_dir, const char *name, const char *role,
         return -1;
     }
     if (!role || !(streq (role, EP_ROLE_SERVICE) || streq (role, EP_ROLE_OPERATOR)
-                || streq (role, EP_ROLE_SUBSCRIBER))) {
-        ep_errorf (err, errlen, "invalid role '%s': use service, operator or subscriber",
+                || streq (role, EP_ROLE_SUBSCRIBER) || streq (role, EP_ROLE_VIEWER))) {
+        ep_errorf (err, errlen, "invalid role '%s': use service, operator, subscriber or viewer",
                    role? role: "");
         return -1;
     }

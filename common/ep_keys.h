@@ -19,21 +19,25 @@
 #define EP_ROLE_SERVICE     "service"
 #define EP_ROLE_OPERATOR    "operator"
 #define EP_ROLE_SUBSCRIBER  "subscriber"
+//  Reads the bus and the read-only APIs (model reads, watchdog lists),
+//  nothing else: the console's role.
+#define EP_ROLE_VIEWER      "viewer"
 
 //  The services that get a certificate of their own (role "service", name =
 //  the service), NULL-terminated.
 extern const char *const ep_keys_services [];
 
 //  Creates what is missing under keys_dir (the directory itself included):
-//  one certificate per service, plus `operator` and `subscriber`, each with
-//  its public part in authorized/. Existing certificates are kept unless
+//  one certificate per service, plus `operator`, `subscriber` and `console`
+//  (role viewer), each with its public part in authorized/, and the
+//  console's access token <keys>/console.token (mode 0600). Existing certificates are kept unless
 //  force, which replaces the control plane's own ones (issued ones stay).
 //  Returns 0, or -1 with a message for the user in err.
 int
     ep_keys_init (const char *keys_dir, bool force, char *err, size_t errlen);
 
 //  Creates a new certificate named name (an id, not already authorized) with
-//  role (service, operator or subscriber), writes <out_dir>/<name>.cert and
+//  role (service, operator, subscriber or viewer), writes <out_dir>/<name>.cert and
 //  <name>.cert_secret (0600), then authorizes it: running services accept it
 //  at once. Returns 0, or -1 with a message for the user in err.
 int

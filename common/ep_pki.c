@@ -67,7 +67,7 @@ static bool
 s_role_valid (const char *role)
 {
     return role && (streq (role, EP_PKI_ROLE_ROUTER) || streq (role, EP_PKI_ROLE_CTRL)
-                 || streq (role, EP_PKI_ROLE_CLIENT));
+                 || streq (role, EP_PKI_ROLE_CLIENT) || streq (role, EP_PKI_ROLE_ETCD));
 }
 
 //  Writes what PEM writer put into the memory BIO mem to path; frees mem.
@@ -297,12 +297,19 @@ s_leaf_new (s_ca_t *ca, EVP_PKEY *key, const char *role, const char *id, int64_t
     X509 *cert = s_cert_new (ca, key, role, id, seconds);
     s_add_ext (cert, ca->cert, NID_basic_constraints, "critical,CA:FALSE");
     s_add_ext (cert, ca->cert, NID_key_usage, "critical,digitalSignature");
-    //  Only a controller may be a TLS server: clients rely on that.
+    //  Only a controller may be a TLS server of the channel: its clients
+    //  rely on that (they also check role ctrl in the URI, so an etcd
+    //  member, a server of etcd's own clients and peers, is not one).
+    bool etcd = streq (role, EP_PKI_ROLE_ETCD);
     s_add_ext (cert, ca->cert, NID_ext_key_usage,
-               streq (role, EP_PKI_ROLE_CTRL)? "clientAuth,serverAuth": "clientAuth");
-    char san [256];
-    snprintf (san, sizeof san, "URI:" S_URI_PREFIX "%s/%s%s", role, id,
-              server? ",DNS:localhost,IP:127.0.0.1,IP:::1": "");
+               streq (role, EP_PKI_ROLE_CTRL) || etcd? "clientAuth,serverAuth": "clientAuth");
+    char san [512];
+    if (etcd)
+        snprintf (san, sizeof san, "URI:" S_URI_PREFIX "%s/%s,DNS:%s,DNS:localhost,"
+                  "IP:127.0.0.1,IP:::1", role, id, id);
+    else
+        snprintf (san, sizeof san, "URI:" S_URI_PREFIX "%s/%s%s", role, id,
+                  server? ",DNS:localhost,IP:127.0.0.1,IP:::1": "");
     s_add_ext (cert, ca->cert, NID_subject_alt_name, san);
     if (s_sign (cert, ca->key, err, errlen)) {
         X509_free (cert);

@@ -24,6 +24,10 @@
 #define EP_PKI_ROLE_ROUTER  "router"
 #define EP_PKI_ROLE_CTRL    "ctrl"
 #define EP_PKI_ROLE_CLIENT  "client"
+//  An etcd member (issue 16): a TLS server and its peers' client, valid for
+//  DNS <id> (its host name), localhost, 127.0.0.1 and ::1. The model
+//  reaches etcd with a role client certificate.
+#define EP_PKI_ROLE_ETCD    "etcd"
 
 //  The id in the control plane's own certificate (tls/watchdog.crt):
 //  edgeplane://ctrl/watchdog.
@@ -45,7 +49,7 @@
 int
     ep_pki_init (const char *keys_dir, bool force, char *err, size_t errlen);
 
-//  Issues a bundle for role (router, ctrl or client) and id into out_dir
+//  Issues a bundle for role (router, ctrl, client or etcd) and id into out_dir
 //  (created 0700 if missing): <id>.key (P-256, 0600), <id>.crt (SAN URI
 //  edgeplane://<role>/<id>, valid days days, 1..EP_PKI_DAYS_MAX) and a copy
 //  of ca.crt. The serial is recorded in tls/issued.txt before the files

@@ -256,6 +256,24 @@ ep_rpc_server_answer (ep_rpc_server_t *self, ep_rpc_call_t **call_p,
     return ep_rpc_server_reply (self, call_p, &frame, remember);
 }
 
+Ep__Status *
+ep_status_ok (Ep__Status *status)
+{
+    ep__status__init (status);
+    status->has_code = true;
+    status->code = EP__STATUS__CODE__OK;
+    return status;
+}
+
+void
+ep_status_set (Ep__Status *status, char *message, size_t size,
+               Ep__Status__Code code, const char *format, va_list args)
+{
+    vsnprintf (message, size, format, args);
+    status->code = code;
+    status->message = message;
+}
+
 const char *
 ep_status_code_name (Ep__Status__Code code)
 {

@@ -83,6 +83,16 @@ const char *
 zframe_t *
     ep_rpc_call_payload (ep_rpc_call_t *call);
 
+//  Initialises status as OK and returns it, for a reply's status field.
+Ep__Status *
+    ep_status_ok (Ep__Status *status);
+
+//  Sets status to code with a printf-style message formatted into message
+//  (size bytes, owned by the caller and outliving the status).
+void
+    ep_status_set (Ep__Status *status, char *message, size_t size,
+                   Ep__Status__Code code, const char *format, va_list args);
+
 //  A status code's name ("NOT_FOUND"), for metric labels and messages.
 const char *
     ep_status_code_name (Ep__Status__Code code);

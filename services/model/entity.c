@@ -4,6 +4,7 @@
     share, so the rest of the model handles every kind the same way.
 */
 #include "entity.h"
+#include "ep_model_view.h"
 #include <stdarg.h>
 
 #define NAME_MAX_LEN        256
@@ -84,17 +85,11 @@ entity_fields (Ep__Entity *entity, entity_fields_t *fields)
     }
 }
 
-//  A deep copy, allocated as protobuf-c's unpacker does.
+//  A deep copy, allocated as protobuf-c's unpacker does (ep_entity_dup).
 Ep__Entity *
 entity_copy (const Ep__Entity *entity)
 {
-    size_t size = ep__entity__get_packed_size (entity);
-    uint8_t *buf = (uint8_t *) malloc (size + 1);
-    ep__entity__pack (entity, buf);
-    Ep__Entity *copy = ep__entity__unpack (NULL, size, buf);
-    free (buf);
-    EP_ASSERT (copy);
-    return copy;
+    return ep_entity_dup (entity);
 }
 
 void

@@ -12,6 +12,7 @@
 #include "entity.h"
 #include "reads.h"
 #include "ep_log.h"
+#include "ep_rpc_server.h"
 #include <stdarg.h>
 
 struct _model_t {
@@ -46,10 +47,7 @@ model_result_init (model_result_t *result, const char *request_id)
 {
     memset (result, 0, sizeof *result);
     ep__model_reply__init (&result->reply);
-    ep__status__init (&result->status);
-    result->status.has_code = true;
-    result->status.code = EP__STATUS__CODE__OK;
-    result->reply.status = &result->status;
+    result->reply.status = ep_status_ok (&result->status);
     result->reply.request_id = (char *) request_id;
     result->owned = ep_owned_new ();
 }
@@ -87,10 +85,8 @@ model_result_fail (model_result_t *result, Ep__Status__Code code, const char *fo
 {
     va_list args;
     va_start (args, format);
-    vsnprintf (result->message, sizeof result->message, format, args);
+    ep_status_set (&result->status, result->message, sizeof result->message, code, format, args);
     va_end (args);
-    result->status.code = code;
-    result->status.message = result->message;
 }
 
 //  Loads (type, id) from the batch's view; NULL if absent.

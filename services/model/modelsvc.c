@@ -169,7 +169,7 @@ s_roles (void *arg, const ProtobufCMessage *message)
 {
     (void) arg;
     static const char *writers [] = { EP_ROLE_OPERATOR, EP_ROLE_SERVICE, NULL };
-    static const char *readers [] = { EP_ROLE_OPERATOR, EP_ROLE_SERVICE, EP_ROLE_SUBSCRIBER, NULL };
+    static const char *readers [] = { EP_ROLE_OPERATOR, EP_ROLE_SERVICE, EP_ROLE_SUBSCRIBER, EP_ROLE_VIEWER, NULL };
     const Ep__ModelRequest *request = (const Ep__ModelRequest *) message;
     bool write = model_is_write (request) || request->op_case == EP__MODEL_REQUEST__OP_BACKUP;
     return write? writers: readers;

@@ -150,22 +150,31 @@ fleet_beacon (fleet_t *self, const char *instance_id, uint64_t epoch,
     zhashx_destroy (&listed);
 }
 
+//  A join (hold) or leave of one router at instance.
+static void
+s_one (fleet_t *self, const char *instance_id, uint64_t epoch, const char *router, bool hold,
+       int64_t now)
+{
+    s_instance_t *instance = s_heard (self, instance_id, epoch, now);
+    if (router && *router && hold)
+        s_hold (self, instance, router, now);
+    else
+    if (router && *router)
+        s_release (self, instance, router, now);
+}
+
 void
 fleet_join (fleet_t *self, const char *instance_id, uint64_t epoch, const char *router,
             int64_t now)
 {
-    s_instance_t *instance = s_heard (self, instance_id, epoch, now);
-    if (router && *router)
-        s_hold (self, instance, router, now);
+    s_one (self, instance_id, epoch, router, true, now);
 }
 
 void
 fleet_leave (fleet_t *self, const char *instance_id, uint64_t epoch, const char *router,
              int64_t now)
 {
-    s_instance_t *instance = s_heard (self, instance_id, epoch, now);
-    if (router && *router)
-        s_release (self, instance, router, now);
+    s_one (self, instance_id, epoch, router, false, now);
 }
 
 int64_t

@@ -5,10 +5,12 @@
     sessions.db holds their durable state (sessiondb.h). Inputs: requests
     (decoded SessionRequests and the caller), model changes (from the
     follower's view observer), presence events, and time. Outputs: replies,
-    events and commands (queued, published only after the commit that makes
-    them true), and rows in the open transaction. No sockets: main.c reads
-    requests, handles them, calls reaper_tick, commits with reaper_commit,
-    then answers and calls reaper_publish. docs/reaper.md is the contract.
+    events and commands (staged, then handed out as ep_output items by
+    reaper_next_output only after the commit that makes them true), and
+    rows in the open transaction. No sockets, no clocks: the service
+    (reapsvc.c) reads requests, handles them, calls reaper_tick, commits
+    with reaper_commit, then answers and publishes what reaper_next_output
+    hands out. docs/reaper.md is the contract.
 
     Times are monotonic ms (now); wall-clock times (created_at, last_seen,
     deadlines on disk) are now plus an offset the caller keeps current.
@@ -29,6 +31,7 @@
 #include "ep_owned.h"
 #include "ep_metrics.h"
 #include "ep_model_view.h"
+#include "ep_output.h"
 #include "ep_store.h"
 #include "events.pb-c.h"
 #include "sessions.pb-c.h"
@@ -55,9 +58,6 @@ typedef struct {
 void
     reaper_config_defaults (reaper_config_t *config);
 
-//  Receives what to publish: an event on topic.
-typedef void (reaper_publish_fn) (void *arg, const char *topic, Ep__Event *event);
-
 //  The outcome of one request: the reply and what it points to.
 typedef struct {
     Ep__SessionReply reply;     //  reply (status points at .status)
@@ -80,10 +80,6 @@ void
 //  Wall clock = monotonic + offset (refresh it as the clocks drift).
 void
     reaper_set_wall_offset (reaper_t *self, int64_t wall_offset);
-
-//  Where events and commands go, from reaper_publish.
-void
-    reaper_set_publisher (reaper_t *self, reaper_publish_fn *publish, void *arg);
 
 //  True for requests answered from committed state after the commit
 //  (get, list, cleanup); the others go through reaper_handle in order.
@@ -126,16 +122,20 @@ void
 int64_t
     reaper_tick (reaper_t *self, int64_t now);
 
-//  Commits the open transaction (if any). Returns 0, or -1 (broken).
+//  Commits the open transaction (if any): what it staged becomes ready
+//  for reaper_next_output. Returns 0, or -1 (broken: nothing is handed
+//  out).
 int
     reaper_commit (reaper_t *self);
 
-//  Publishes queued commands, then at most max_events queued events.
-//  Returns the events published.
-size_t
-    reaper_publish (reaper_t *self, size_t max_events);
+//  The next committed output to publish (item->topic, item->event), or
+//  NULL: every command first, then, if events is true, the oldest event
+//  (session.*). The caller publishes it and destroys it
+//  (ep_output_item_destroy).
+ep_output_item_t *
+    reaper_next_output (reaper_t *self, bool events);
 
-//  Events queued, waiting for reaper_publish.
+//  Events waiting for reaper_next_output.
 size_t
     reaper_backlog (reaper_t *self);
 

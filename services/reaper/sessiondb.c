@@ -147,9 +147,16 @@ s_column_text (sqlite3_stmt *stmt, int column)
     return (const char *) sqlite3_column_text (stmt, column);
 }
 
-//  Reads the row stmt is on (SESSION_COLUMNS) and gives it to fn.
+//  Where the rows of a query go: to row or to job, with arg.
+typedef struct {
+    sessiondb_row_fn *row;      //  sessions
+    sessiondb_job_fn *job;      //  jobs
+    void *arg;                  //  for them
+} s_visit_t;
+
+//  Reads the row stmt is on (SESSION_COLUMNS) and gives it to visit->row.
 static void
-s_row (sqlite3_stmt *stmt, sessiondb_row_fn *fn, void *arg)
+s_row (sqlite3_stmt *stmt, const s_visit_t *visit)
 {
     sessiondb_row_t row = {
         .id = s_column_text (stmt, 0),
@@ -167,22 +174,51 @@ s_row (sqlite3_stmt *stmt, sessiondb_row_fn *fn, void *arg)
         .closed_ms = sqlite3_column_int64 (stmt, 12),
         .job_id = s_column_text (stmt, 13),
     };
-    fn (arg, &row);
+    visit->row (visit->arg, &row);
 }
 
-//  Steps stmt to the end, giving each row to fn. Returns rows or -1.
+//  Reads the row stmt is on (JOB_COLUMNS) and gives it to visit->job.
+static void
+s_job (sqlite3_stmt *stmt, const s_visit_t *visit)
+{
+    sessiondb_job_t job = {
+        .id = s_column_text (stmt, 0),
+        .reason = s_column_text (stmt, 1),
+        .target_type = s_column_text (stmt, 2),
+        .target_id = s_column_text (stmt, 3),
+        .revision = (uint64_t) sqlite3_column_int64 (stmt, 4),
+        .started_ms = sqlite3_column_int64 (stmt, 5),
+        .deadline_ms = sqlite3_column_int64 (stmt, 6),
+        .scheduled = (uint64_t) sqlite3_column_int64 (stmt, 7),
+        .done = sqlite3_column_int (stmt, 8) != 0,
+        .finished_ms = sqlite3_column_int64 (stmt, 9),
+        .closed = s_column_text (stmt, 10),
+    };
+    visit->job (visit->arg, &job);
+}
+
+//  Steps stmt to the end, giving each row to read. Returns rows or -1.
 static int
-s_rows (sessiondb_t *self, sqlite3_stmt *stmt, sessiondb_row_fn *fn, void *arg)
+s_each (sessiondb_t *self, sqlite3_stmt *stmt,
+        void (*read) (sqlite3_stmt *stmt, const s_visit_t *visit), const s_visit_t *visit)
 {
     if (!stmt)
         return -1;
     int rows = 0, rc;
     while ((rc = ep_store_step (self->store, stmt)) == 1) {
-        s_row (stmt, fn, arg);
+        read (stmt, visit);
         rows++;
     }
     sqlite3_reset (stmt);
     return rc < 0? -1: rows;
+}
+
+//  A session query's rows to fn. Returns rows or -1.
+static int
+s_rows (sessiondb_t *self, sqlite3_stmt *stmt, sessiondb_row_fn *fn, void *arg)
+{
+    s_visit_t visit = { .row = fn, .arg = arg };
+    return s_each (self, stmt, s_row, &visit);
 }
 
 int
@@ -299,32 +335,12 @@ sessiondb_job_finish (sessiondb_t *self, const char *id, int64_t finished_ms, co
     return s_done (self, stmt);
 }
 
-//  Steps a job query to the end, giving each row to fn. Returns rows or -1.
+//  A job query's rows to fn. Returns rows or -1.
 static int
 s_jobs (sessiondb_t *self, sqlite3_stmt *stmt, sessiondb_job_fn *fn, void *arg)
 {
-    if (!stmt)
-        return -1;
-    int rows = 0, rc;
-    while ((rc = ep_store_step (self->store, stmt)) == 1) {
-        sessiondb_job_t job = {
-            .id = s_column_text (stmt, 0),
-            .reason = s_column_text (stmt, 1),
-            .target_type = s_column_text (stmt, 2),
-            .target_id = s_column_text (stmt, 3),
-            .revision = (uint64_t) sqlite3_column_int64 (stmt, 4),
-            .started_ms = sqlite3_column_int64 (stmt, 5),
-            .deadline_ms = sqlite3_column_int64 (stmt, 6),
-            .scheduled = (uint64_t) sqlite3_column_int64 (stmt, 7),
-            .done = sqlite3_column_int (stmt, 8) != 0,
-            .finished_ms = sqlite3_column_int64 (stmt, 9),
-            .closed = s_column_text (stmt, 10),
-        };
-        fn (arg, &job);
-        rows++;
-    }
-    sqlite3_reset (stmt);
-    return rc < 0? -1: rows;
+    s_visit_t visit = { .job = fn, .arg = arg };
+    return s_each (self, stmt, s_job, &visit);
 }
 
 int

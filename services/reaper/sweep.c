@@ -1,20 +1,15 @@
-/*  sweep.c: jobs, items in two kinds of priority queue (binary heaps with
-    the position kept in the item), and the commands sent to each router.
+/*  sweep.c: jobs, items in two kinds of priority queue (ep_heaps of item
+    pointers, the position kept in the item), and the commands sent to each
+    router.
 */
 #include "sweep.h"
-
-//  A binary heap of items, most urgent on top.
-typedef struct {
-    sweep_item_t **items;       //  items [0 .. size)
-    size_t size;                //  items in the heap
-    size_t capacity;            //  slots allocated
-} s_heap_t;
+#include "ep_heap.h"
 
 //  The marked items of one job waiting for a command to one router: a
 //  command carries one job's sessions (one reason, one deadline).
 typedef struct {
     sweep_job_t *job;           //  the job
-    s_heap_t heap;              //  its items for this router
+    ep_heap_t *heap;            //  its items for this router (sweep_item_t *)
     void *handle;               //  in the router's lanes
 } s_lane_t;
 
@@ -71,7 +66,7 @@ struct _sweep_t {
     sweep_config_t config;      //  window, chunk, retries
     sweep_online_fn *online;    //  can a command reach the router now?
     void *arg;                  //  for online
-    s_heap_t pending;           //  phase 1, every job
+    ep_heap_t *pending;         //  phase 1, every job (sweep_item_t *)
     zhashx_t *routers;          //  router id -> s_router_t
     zhashx_t *commands;         //  command id -> s_command_t (outstanding)
     zlistx_t *jobs;             //  sweep_job_t, by deadline
@@ -94,79 +89,38 @@ s_before (const sweep_item_t *a, const sweep_item_t *b)
     return strcmp (a->id, b->id) < 0;
 }
 
-static void
-s_heap_place (s_heap_t *heap, size_t at, sweep_item_t *item)
+static bool
+s_less (const void *a, const void *b)
 {
-    heap->items [at] = item;
-    item->index = (uint32_t) at + 1;
+    return s_before (*(sweep_item_t *const *) a, *(sweep_item_t *const *) b);
 }
 
 static void
-s_heap_up (s_heap_t *heap, size_t at)
+s_moved (void *item, size_t index)
 {
-    sweep_item_t *item = heap->items [at];
-    while (at > 0) {
-        size_t parent = (at - 1) / 2;
-        if (!s_before (item, heap->items [parent]))
-            break;
-        s_heap_place (heap, at, heap->items [parent]);
-        at = parent;
-    }
-    s_heap_place (heap, at, item);
+    (*(sweep_item_t **) item)->index = (uint32_t) index + 1;
+}
+
+static ep_heap_t *
+s_heap_new (void)
+{
+    return ep_heap_new (sizeof (sweep_item_t *), s_less, s_moved);
 }
 
 static void
-s_heap_down (s_heap_t *heap, size_t at)
+s_heap_remove (ep_heap_t *heap, sweep_item_t *item)
 {
-    sweep_item_t *item = heap->items [at];
-    while (true) {
-        size_t child = 2 * at + 1;
-        if (child >= heap->size)
-            break;
-        if (child + 1 < heap->size && s_before (heap->items [child + 1], heap->items [child]))
-            child++;
-        if (!s_before (heap->items [child], item))
-            break;
-        s_heap_place (heap, at, heap->items [child]);
-        at = child;
-    }
-    s_heap_place (heap, at, item);
-}
-
-static void
-s_heap_push (s_heap_t *heap, sweep_item_t *item)
-{
-    if (heap->size == heap->capacity) {
-        heap->capacity = heap->capacity? heap->capacity * 2: 64;
-        heap->items = (sweep_item_t **) realloc (heap->items, heap->capacity * sizeof (sweep_item_t *));
-        EP_ASSERT (heap->items);
-    }
-    s_heap_place (heap, heap->size++, item);
-    s_heap_up (heap, heap->size - 1);
-}
-
-static void
-s_heap_remove (s_heap_t *heap, sweep_item_t *item)
-{
-    size_t at = item->index - 1;
-    EP_ASSERT (item->index && heap->items [at] == item);
+    EP_ASSERT (item->index && *(sweep_item_t **) ep_heap_at (heap, item->index - 1) == item);
+    ep_heap_remove (heap, item->index - 1, NULL);
     item->index = 0;
-    sweep_item_t *last = heap->items [--heap->size];
-    if (at == heap->size)
-        return;
-    s_heap_place (heap, at, last);
-    s_heap_up (heap, at);
-    s_heap_down (heap, last->index - 1);
 }
 
+//  The most urgent item, or NULL.
 static sweep_item_t *
-s_heap_pop (s_heap_t *heap)
+s_heap_top (ep_heap_t *heap)
 {
-    if (heap->size == 0)
-        return NULL;
-    sweep_item_t *top = heap->items [0];
-    s_heap_remove (heap, top);
-    return top;
+    sweep_item_t **top = (sweep_item_t **) ep_heap_top (heap);
+    return top? *top: NULL;
 }
 
 //  ---------------------------------------------------------------------
@@ -177,7 +131,7 @@ s_lane_destroy (void **item)
 {
     s_lane_t *lane = (s_lane_t *) *item;
     if (lane) {
-        free (lane->heap.items);
+        ep_heap_destroy (&lane->heap);
         free (lane);
         *item = NULL;
     }
@@ -225,6 +179,7 @@ sweep_new (const sweep_config_t *config, sweep_online_fn *online, void *arg)
     self->commands = zhashx_new ();
     self->jobs = zlistx_new ();
     zlistx_set_comparator (self->jobs, s_job_compare);
+    self->pending = s_heap_new ();
     return self;
 }
 
@@ -248,7 +203,7 @@ sweep_destroy (sweep_t **self_p)
             s_command_free (command);
         zhashx_destroy (&self->commands);
         zhashx_destroy (&self->routers);
-        free (self->pending.items);
+        ep_heap_destroy (&self->pending);
         free (self);
         *self_p = NULL;
     }
@@ -339,7 +294,7 @@ sweep_add (sweep_t *self, sweep_job_t *job, void *owner, const char *id,
     }
     else {
         item->stage = SWEEP_PENDING;
-        s_heap_push (&self->pending, item);
+        ep_heap_push (self->pending, &item);
     }
     return item;
 }
@@ -349,10 +304,10 @@ static void
 s_lane_take (s_router_t *router, sweep_item_t *item)
 {
     s_lane_t *lane = item->lane;
-    s_heap_remove (&lane->heap, item);
+    s_heap_remove (lane->heap, item);
     item->lane = NULL;
     router->unsent--;
-    if (lane->heap.size == 0)
+    if (ep_heap_size (lane->heap) == 0)
         zlistx_delete (router->lanes, lane->handle);
 }
 
@@ -376,7 +331,7 @@ sweep_done (sweep_t *self, sweep_item_t **item_p)
         return;
     s_router_t *router = item->router;
     if (item->stage == SWEEP_PENDING && item->index)
-        s_heap_remove (&self->pending, item);
+        s_heap_remove (self->pending, item);
     else
     if (item->stage == SWEEP_MARKED)
         s_lane_take (router, item);
@@ -430,9 +385,9 @@ size_t
 sweep_take_pending (sweep_t *self, sweep_item_t **out, size_t max)
 {
     size_t count = 0;
-    while (count < max && self->pending.size) {
+    while (count < max && ep_heap_pop (self->pending, &out [count]) == 0) {
         //  Stays PENDING (out of the heap) until sweep_marked.
-        out [count++] = s_heap_pop (&self->pending);
+        out [count++]->index = 0;
     }
     return count;
 }
@@ -449,11 +404,12 @@ sweep_marked (sweep_t *self, sweep_item_t *item)
     if (!lane) {
         lane = (s_lane_t *) zmalloc (sizeof (s_lane_t));
         lane->job = item->job;
+        lane->heap = s_heap_new ();
         lane->handle = zlistx_add_end (router->lanes, lane);
     }
     item->stage = SWEEP_MARKED;
     item->lane = lane;
-    s_heap_push (&lane->heap, item);
+    ep_heap_push (lane->heap, &item);
     router->unsent++;
 }
 
@@ -508,13 +464,14 @@ s_router_next (sweep_t *self, s_router_t *router, int64_t now)
         //  New ids first: the lane whose top is most urgent.
         s_lane_t *best = (s_lane_t *) zlistx_first (router->lanes);
         for (s_lane_t *lane = best; lane; lane = (s_lane_t *) zlistx_next (router->lanes))
-            if (s_before (lane->heap.items [0], best->heap.items [0]))
+            if (s_before (s_heap_top (lane->heap), s_heap_top (best->heap)))
                 best = lane;
-        size_t capacity = self->config.chunk < best->heap.size? self->config.chunk: best->heap.size;
+        size_t size = ep_heap_size (best->heap);
+        size_t capacity = self->config.chunk < size? self->config.chunk: size;
         sweep_command_t *command = s_command_new (self, router, best->job, capacity, now,
                                                   self->config.retry_ms, 1);
         while (command->size < capacity) {
-            sweep_item_t *item = best->heap.items [0];
+            sweep_item_t *item = s_heap_top (best->heap);
             s_lane_take (router, item);         //  may free the lane: last
             s_command_take (command, item);
         }
@@ -633,7 +590,7 @@ sweep_next_forced (sweep_t *self, int64_t now)
 int64_t
 sweep_due (sweep_t *self, int64_t now)
 {
-    if (self->pending.size)
+    if (ep_heap_size (self->pending))
         return now;
     int64_t due = INT64_MAX;
     sweep_job_t *job = (sweep_job_t *) zlistx_first (self->jobs);
@@ -669,7 +626,7 @@ sweep_size (sweep_t *self)
 size_t
 sweep_pending (sweep_t *self)
 {
-    return self->pending.size;
+    return ep_heap_size (self->pending);
 }
 
 size_t

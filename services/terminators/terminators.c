@@ -18,6 +18,7 @@
 */
 #include "termcore.h"
 #include "ep_log.h"
+#include "ep_rpc_server.h"
 #include <sodium.h>
 
 #define PAGE_DEFAULT    100
@@ -76,10 +77,7 @@ terminators_result_init (terminators_result_t *result, const char *request_id)
 {
     memset (result, 0, sizeof *result);
     ep__terminator_reply__init (&result->reply);
-    ep__status__init (&result->status);
-    result->status.has_code = true;
-    result->status.code = EP__STATUS__CODE__OK;
-    result->reply.status = &result->status;
+    result->reply.status = ep_status_ok (&result->status);
     result->reply.request_id = (char *) request_id;
     result->owned = ep_owned_new ();
 }

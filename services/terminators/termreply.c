@@ -1,5 +1,6 @@
 /*  termreply.c: the terminator service's replies (termreply.h). */
 #include "termreply.h"
+#include "ep_rpc_server.h"
 #include <stdarg.h>
 
 static void
@@ -14,10 +15,8 @@ termreply_fail (terminators_result_t *result, Ep__Status__Code code, bool retria
 {
     va_list args;
     va_start (args, format);
-    vsnprintf (result->message, sizeof result->message, format, args);
+    ep_status_set (&result->status, result->message, sizeof result->message, code, format, args);
     va_end (args);
-    result->status.code = code;
-    result->status.message = result->message;
     result->reply.has_retriable = true;
     result->reply.retriable = retriable;
 }

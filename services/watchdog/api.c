@@ -181,7 +181,7 @@ api_handle (api_t *self, ep_tls_server_t *server)
             self->rpc, &ep__watchdog_request__descriptor, &call);
         if (!request)
             continue;
-        static const char *readers [] = { "operator", "service", "subscriber", NULL };
+        static const char *readers [] = { "operator", "service", "subscriber", "viewer", NULL };
         if (!ep_rpc_server_require_role (self->rpc, &call, readers))
             ;
         else

@@ -190,6 +190,22 @@ s_restarted (void *arg)
     return pid > 0 && pid != restart->old_pid;
 }
 
+//  The console's /api/fleet shows ROUTERS routers online (arg: its http base).
+static bool
+s_console_fleet_online (void *arg)
+{
+    char *body = ep_http_get ((const char *) arg, "/api/fleet");
+    json_t *fleet = body? json_loads (body, 0, NULL): NULL;
+    free (body);
+    int online = 0;
+    size_t index;
+    json_t *router;
+    json_array_foreach (json_object_get (fleet, "routers"), index, router)
+        online += json_is_true (json_object_get (router, "online"));
+    json_decref (fleet);
+    return online == ROUTERS;
+}
+
 Test (up, fleet_deletion_and_every_service_killed_in_turn_converge,
       .init = s_setup, .fini = s_teardown, .timeout = 600)
 {
@@ -223,6 +239,25 @@ Test (up, fleet_deletion_and_every_service_killed_in_turn_converge,
     ep_proc_t *fleet = ep_proc_start ("edgeplane-router", fleet_args, ep_stack_env (s_stack), 120000);
     cr_assert_not_null (fleet, "the fleet did not join");
 
+    //  The console: its address printed first, its fleet the one that joined.
+    json_t *console_ready = s_ready ("console");
+    cr_assert_not_null (console_ready, "up started no console");
+    char console_http [128];
+    snprintf (console_http, sizeof console_http, "%s", ep_ready_endpoint (console_ready, "http"));
+    json_decref (console_ready);
+    char *up_log = ep_proc_log (s_up), *open_line = zsys_sprintf ("open %s\n", console_http);
+    cr_assert (strstr (up_log, open_line) && strstr (up_log, open_line) < strstr (up_log, "edgeplane is up"),
+               "up did not print \"%s\" first: %s", open_line, up_log);
+    free (open_line);
+    free (up_log);
+    cr_assert (ep_wait_until (s_console_fleet_online, console_http, 20000),
+               "the console did not show the %d routers online", ROUTERS);
+    //  `events --filter` (the console's matcher) takes only fleet-7's events.
+    const char *filter_args [] = { "events", "--json", "--filter", "router_id=fleet-7", "--filter",
+                                   "namespace=session", NULL };
+    ep_proc_t *filtered = ep_proc_start ("edgeplane", filter_args, ep_stack_env (s_stack), 30000);
+    cr_assert_not_null (filtered);
+
     //  Terminators and sessions for every router.
     s_expect_t terminators = { "terminator list --json", "state", "established", 2 * ROUTERS };
     cr_assert (ep_wait_until (s_count_is, &terminators, 60000), "terminators: %d of %d established",
@@ -244,6 +279,20 @@ Test (up, fleet_deletion_and_every_service_killed_in_turn_converge,
     cr_assert (strstr (log, "\"terminator_id\"") && strstr (log, "fleet-7"),
                "no terminator event for fleet-7 on edgeplane events");
     free (log);
+    log = ep_proc_log (filtered);
+    int lines = 0;
+    for (char *line = log, *end; (end = strchr (line, '\n')); line = end + 1) {
+        if (strncmp (line, "edgeplane events: ", 18) == 0)
+            continue;           //  a loss report on stderr, not an event
+        char *router = strstr (line, "\"router_id\":\"fleet-7\"");
+        const char *session = "{\"namespace\":\"session\",";
+        cr_assert (!strncmp (line, session, strlen (session)) && router && router < end,
+                   "--filter let through: %.*s", (int) (end - line), line);
+        lines++;
+    }
+    cr_assert_geq (lines, 2, "--filter router_id=fleet-7 showed %d of fleet-7's session events", lines);
+    free (log);
+    ep_proc_destroy (&filtered);
 
     //  Each service killed in turn; up restarts it; everything converges.
     static const char *services [] = { "bus", "model", "terminators", "reaper", "watchdog" };

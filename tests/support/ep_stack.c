@@ -32,6 +32,7 @@ static const struct {
     { "reaper", { { "--listen", "EDGEPLANE_REAPER_LISTEN", "api", "EDGEPLANE_REAPER_API", true } } },
     { "watchdog", { { "--listen", "EDGEPLANE_WATCHDOG_LISTEN", "api", "EDGEPLANE_WATCHDOG_API", true },
                     { "--channel-listen", "EDGEPLANE_CHANNEL_LISTEN", "channel", NULL, false } } },
+    { "console", { { NULL } } },        //  HTTP only
 };
 #define SERVICES    EP_COUNT (s_services)
 #define BUS         0
@@ -245,7 +246,7 @@ s_service_index (const char *name)
     for (size_t i = 0; i < SERVICES; i++)
         if (streq (s_services [i].name, name))
             return i;
-    cr_assert_fail ("ep_stack has no service \"%s\": give bus, model, terminators, reaper or watchdog", name);
+    cr_assert_fail ("ep_stack has no service \"%s\": give bus, model, terminators, reaper, watchdog or console", name);
     return 0;
 }
 

@@ -88,7 +88,7 @@ void
     ep_stack_export (ep_stack_t *self);
 
 //  The services the stack starts by name: "bus", "model", "terminators",
-//  "reaper" and "watchdog" (edgeplane-<name>), with its environment. On a
+//  "reaper", "watchdog" and "console" (edgeplane-<name>), with its environment. On a
 //  stable stack they listen where the environment says, HTTP on their own
 //  port; otherwise on kernel-chosen ports, which the environment then
 //  points at (clients made before, subscribers for one, do not follow a

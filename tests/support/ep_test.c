@@ -318,7 +318,8 @@ ep_http_get (const char *base, const char *path)
     char *body = NULL;
     if (connect (fd, (struct sockaddr *) &addr, sizeof addr) == 0) {
         char request [512];
-        int len = snprintf (request, sizeof request, "GET %s HTTP/1.0\r\n\r\n", path);
+        //  Host, as a browser sends it (the console checks it).
+        int len = snprintf (request, sizeof request, "GET %s HTTP/1.0\r\nHost: 127.0.0.1:%d\r\n\r\n", path, port);
         if (write (fd, request, len) == len) {
             zchunk_t *chunk = zchunk_new (NULL, 0);
             char buf [4096];

@@ -672,3 +672,37 @@ Test (pki, memory_certificates_last_the_seconds_asked_and_contexts_take_a_new_on
     EVP_PKEY_free (first_key);
     EVP_PKEY_free (second_key);
 }
+
+Test (pki, etcd_member_certificate_is_a_server_for_its_host_name,
+      .init = s_setup, .fini = s_teardown)
+{
+    //  An etcd member (issue 16) serves clients and peers under its host
+    //  name; a client certificate is no server.
+    s_init (s_keys, false);
+    s_issue (s_keys, EP_PKI_ROLE_ETCD, "etcd1");
+    s_issue (s_keys, EP_PKI_ROLE_CLIENT, "model");
+    char crt [1024], key [1024], err [512];
+    X509 *cert = NULL;
+    EVP_PKEY *pkey = NULL;
+    snprintf (crt, sizeof crt, "%s/etcd1.crt", s_out);
+    snprintf (key, sizeof key, "%s/etcd1.key", s_out);
+    cr_assert_eq (ep_pki_read_pair (crt, key, &cert, &pkey, err, sizeof err), 0, "%s", err);
+    cr_assert_eq (X509_check_purpose (cert, X509_PURPOSE_SSL_SERVER, 0), 1);
+    cr_assert_eq (X509_check_purpose (cert, X509_PURPOSE_SSL_CLIENT, 0), 1);
+    cr_assert_eq (X509_check_host (cert, "etcd1", 0, 0, NULL), 1);
+    cr_assert_eq (X509_check_host (cert, "localhost", 0, 0, NULL), 1);
+    cr_assert_eq (X509_check_ip_asc (cert, "127.0.0.1", 0), 1);
+    char role [32], id [80];
+    cr_assert_eq (ep_pki_cert_identity (cert, role, sizeof role, id, sizeof id), 0);
+    cr_assert_str_eq (role, "etcd");
+    X509_free (cert);
+    EVP_PKEY_free (pkey);
+
+    snprintf (crt, sizeof crt, "%s/model.crt", s_out);
+    snprintf (key, sizeof key, "%s/model.key", s_out);
+    cr_assert_eq (ep_pki_read_pair (crt, key, &cert, &pkey, err, sizeof err), 0, "%s", err);
+    cr_assert_eq (X509_check_purpose (cert, X509_PURPOSE_SSL_SERVER, 0), 0);
+    cr_assert_eq (X509_check_purpose (cert, X509_PURPOSE_SSL_CLIENT, 0), 1);
+    X509_free (cert);
+    EVP_PKEY_free (pkey);
+}

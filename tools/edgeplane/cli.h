@@ -37,6 +37,9 @@ int cli_entity (int argc, char **argv);
 int cli_backup (int argc, char **argv);
 //  cmd_session.c: the reaper's sessions.
 int cli_session (int argc, char **argv);
+//  cmd_console.c: console url.
+int cli_console (int argc, char **argv);
+
 //  cmd_terminator.c: terminator list|get.
 int cli_terminator (int argc, char **argv);
 

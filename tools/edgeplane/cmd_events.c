@@ -2,6 +2,9 @@
 
       --namespace connect,stray   only these namespaces (default: all)
       --type router-to-ctrl       only this type (the topic after the namespace)
+      --filter FIELD=VALUE        only events whose JSON field FIELD is VALUE
+                                  (repeatable; common/ep_evmatch.h, as the console's
+                                  /api/events?FIELD=VALUE)
       --json                      the canonical JSON (docs/events.md)
       --exec CMD                  run CMD (sh -c) per event, JSON on stdin
       --count N                   stop after N events
@@ -12,6 +15,7 @@
 */
 #include "cli.h"
 #include "ep_event_json.h"
+#include "ep_evmatch.h"
 #include "ep_keys.h"
 #include "ep_ready.h"
 #include "ep_subscriber.h"
@@ -85,12 +89,38 @@ s_exec (const char *command, const char *text)
     return WIFEXITED (status)? WEXITSTATUS (status): 128 + WTERMSIG (status);
 }
 
-//  True if topic's type (after the namespace) is type.
-static bool
-s_type_matches (const char *topic, const char *type)
+//  Takes every "--filter FIELD=VALUE" (or "--filter=FIELD=VALUE") out of
+//  argv into match, so the option can repeat (ep_config keeps one value per
+//  option). Returns the new argc, or -1 after saying what is wrong.
+static int
+s_take_filters (int argc, char **argv, ep_evmatch_t *match)
 {
-    const char *dot = strchr (topic, '.');
-    return dot && streq (dot + 1, type);
+    int kept = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *text = NULL;
+        if (streq (argv [i], "--filter")) {
+            if (i + 1 >= argc)
+                return cli_fail ("events", "--filter needs FIELD=VALUE, e.g. --filter src_id=demo-1"), -1;
+            text = argv [++i];
+        }
+        else
+        if (strncmp (argv [i], "--filter=", 9) == 0)
+            text = argv [i] + 9;
+        else
+        if (streq (argv [i], "--")) {
+            while (i < argc)
+                argv [kept++] = argv [i++];
+            break;
+        }
+        if (!text) {
+            argv [kept++] = argv [i];
+            continue;
+        }
+        char err [512];
+        if (ep_evmatch_parse (match, text, err, sizeof err) != 0)
+            return cli_fail ("events", "%s", err), -1;
+    }
+    return kept;
 }
 
 //  With --ready-file: once a heartbeat of every namespace asked for (of any
@@ -144,6 +174,12 @@ cli_events (int argc, char **argv)
           .def_help = "$EDGEPLANE_KEYS_DIR/curve/bus.cert",
           .help = "The bus public certificate." },
     };
+    ep_evmatch_t *match = ep_evmatch_new ();
+    argc = s_take_filters (argc, argv, match);
+    if (argc < 0) {
+        ep_evmatch_destroy (&match);
+        return CLI_USAGE;
+    }
     ep_common_opts_t common;
     ep_config_t *config = cli_parse ("events", "Subscribe to the event bus and print events.",
                                      NULL, &common, opts, EP_COUNT (opts), argc, argv);
@@ -153,6 +189,16 @@ cli_events (int argc, char **argv)
     zcert_t *server = cert? cli_cert_load ("events", common.keys_dir, server_key_path, "bus.cert",
                                            "the bus public certificate",
                                            "pass --server-key (bus.cert from `edgeplane pki issue-curve`)"): NULL;
+    char err [512] = "";
+    if ((namespaces && ep_evmatch_add (match, "namespace", namespaces, err, sizeof err) != 0)
+    ||  (type && ep_evmatch_add (match, "type", type, err, sizeof err) != 0)) {
+        cli_fail ("events", "%s", err);
+        zcert_destroy (&cert);
+        zcert_destroy (&server);
+        ep_config_destroy (&config);
+        ep_evmatch_destroy (&match);
+        return CLI_USAGE;
+    }
     int rc = CLI_FAIL;
     ep_subscriber_t *sub = NULL;
     if (cert && server
@@ -181,9 +227,9 @@ cli_events (int argc, char **argv)
             Ep__Event *event = ep_subscriber_recv (sub, 500, &topic);
             if (!event)
                 continue;
-            if (!type || s_type_matches (topic, type)) {
+            json_t *object = ep_event_json (topic, event);
+            if (ep_evmatch_match (match, object)) {
                 seen++;
-                json_t *object = ep_event_json (topic, event);
                 char *text = json_dumps (object, JSON_COMPACT);
                 if (json)
                     printf ("%s\n", text);
@@ -202,8 +248,8 @@ cli_events (int argc, char **argv)
                     free (input);
                 }
                 free (text);
-                json_decref (object);
             }
+            json_decref (object);
             free (topic);
         }
     }
@@ -211,5 +257,6 @@ cli_events (int argc, char **argv)
     zcert_destroy (&cert);
     zcert_destroy (&server);
     ep_config_destroy (&config);
+    ep_evmatch_destroy (&match);
     return rc;
 }

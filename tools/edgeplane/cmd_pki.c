@@ -117,16 +117,16 @@ s_issue (int argc, char **argv)
     };
     ep_common_opts_t common;
     ep_config_t *config = cli_parse ("pki issue",
-        "Issue a TLS bundle (key, certificate with SAN URI edgeplane://ROLE/ID, CA certificate) for the router-facing channel.",
-        "router|ctrl|client ID | router|ctrl|client --count N --prefix P", &common, opts, EP_COUNT (opts),
+        "Issue a TLS bundle (key, certificate with SAN URI edgeplane://ROLE/ID, CA certificate) for the router-facing channel, or for an etcd member (role etcd, valid for DNS ID, localhost and 127.0.0.1).",
+        "router|ctrl|client|etcd ID | router|ctrl|client --count N --prefix P", &common, opts, EP_COUNT (opts),
         argc, argv);
     int rc = CLI_USAGE;
     int nargs = ep_config_argc (config);
     char **args = ep_config_argv (config);
     const char *role = nargs >= 1? args [0]: "";
     if (nargs < 1 || !(streq (role, EP_PKI_ROLE_ROUTER) || streq (role, EP_PKI_ROLE_CTRL)
-                    || streq (role, EP_PKI_ROLE_CLIENT)))
-        fprintf (stderr, "edgeplane pki issue: role \"%s\" is not one of router, ctrl, client, "
+                    || streq (role, EP_PKI_ROLE_CLIENT) || streq (role, EP_PKI_ROLE_ETCD)))
+        fprintf (stderr, "edgeplane pki issue: role \"%s\" is not one of router, ctrl, client, etcd, "
                  "e.g. `edgeplane pki issue router edge-1`\n", role);
     else
     if (count == 0 && (nargs != 2 || prefix))

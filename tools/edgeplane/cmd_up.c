@@ -1,7 +1,7 @@
 /*  edgeplane up [--demo]: the whole control plane on one machine.
 
     Creates the data directory and, on first run, the keys and the TLS CA;
-    starts bus, model, terminators, reaper and watchdog as child processes
+    starts bus, model, terminators, reaper, watchdog and console as child processes
     on 127.0.0.1, each with a ready file under <data>/run; restarts one that
     dies, with backoff; prints the endpoints once all are ready; stops
     everything in reverse order on Ctrl-C or SIGTERM. --demo also seeds
@@ -304,7 +304,7 @@ s_child_add (s_up_t *self, const char *name, char *binary, const char *const *ar
 static int
 s_services_start (s_up_t *self)
 {
-    static const char *services [] = { "bus", "model", "terminators", "reaper", "watchdog" };
+    static const char *services [] = { "bus", "model", "terminators", "reaper", "watchdog", "console" };
     for (size_t i = 0; i < EP_COUNT (services); i++) {
         char *binary = zsys_sprintf ("%s/edgeplane-%s", self->bin, services [i]);
         if (access (binary, X_OK) != 0) {
@@ -330,6 +330,12 @@ s_services_start (s_up_t *self)
 static int
 s_announce (s_up_t *self)
 {
+    for (size_t i = 0; i < self->count; i++)
+        if (streq (self->children [i].name, "console")) {
+            const char *http = ep_ready_endpoint (self->children [i].ready, "http");
+            if (http)
+                printf ("open %s\n", http);
+        }
     printf ("edgeplane is up (data in %s):\n", self->common->data_dir);
     for (size_t i = 0; i < self->count; i++) {
         char *text = json_dumps (json_object_get (self->children [i].ready, "endpoints"), JSON_COMPACT);

@@ -14,6 +14,7 @@ static const s_command_t s_commands [] = {
     { "up",     cli_up,     "Run the whole control plane on this machine (--demo: with a simulated fleet)." },
     { "status", cli_status, "Health, version and key figures of each service started by `edgeplane up`." },
     { "events", cli_events, "Subscribe to the event bus and print events (--json, --exec CMD)." },
+    { "console", cli_console, "Where the operator console is, and its access token: console url." },
     { "connections", cli_connections, "Control-channel connections across every watchdog instance." },
     { "router", cli_entity, "Routers in the model: create, get, list, update, delete." },
     { "service", cli_entity, "Services in the model: create, get, list, update, delete." },

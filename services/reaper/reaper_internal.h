@@ -1,0 +1,263 @@
+/*  reaper_internal.h: the reaper's records, shared by the files of its
+    state machine. Not an interface: reaper.h is the one the process and
+    the tests use.
+
+    A session that is not closed is one session_t: a hash entry by id, a
+    link in the list of its router, of its identity and of its service (so
+    a deletion finds its sessions without a scan), a liveness entry while
+    it is ACTIVE and not in a cleanup, and a sweep item while a cleanup job
+    holds it. Closing a session writes its row and frees all of that.
+
+    The state machine is split by concern, one file each:
+        reaper.c    life cycle (load, resume), the transaction, tick
+        sessions.c  session records, their groups, counters staged for flush
+        requests.c  open, close, heartbeat, ack (from routers, via the watchdog)
+        reads.c     results, and get, list, cleanup answered from disk
+        cleanup.c   cleanup jobs: what starts them, mark, CloseSessions, force
+        presence.c  routers online (fleet), offline routers, quiet sessions
+        outbox.c    events and commands staged for the commit, handed out as ep_output items
+
+    Transitions and who makes them:
+        open (router)                    -> ACTIVE              session.created
+        close (router)                   ACTIVE|TERMINATING -> CLOSED  session.closed client-closed
+        unheard T1 (liveness)            ACTIVE: probe via the router
+        unheard T2 after a probe         ACTIVE -> CLOSED       session.reaped expired
+        job takes it (deletion, offline) ACTIVE (pending) -> TERMINATING (batched)
+                                                                session.terminating <reason>
+        router acks the CloseSessions    TERMINATING -> CLOSED  session.closed <reason>
+        job deadline                     -> CLOSED              session.reaped forced
+*/
+#ifndef REAPER_INTERNAL_H_INCLUDED
+#define REAPER_INTERNAL_H_INCLUDED
+
+#include "reaper.h"
+#include "ep_log.h"
+#include "fleet.h"
+#include "liveness.h"
+#include "sessiondb.h"
+#include "sweep.h"
+
+#define UNSEEN_RECHECK_MS   2000        //  how often a router absent from the view is looked at again
+#define PROBE_PREFIX        "probe-"    //  command ids of probes (their acks mean "still held")
+
+//  The things a session belongs to.
+enum { G_ROUTER = 0, G_IDENTITY, G_SERVICE, G_KINDS };
+extern const char *const reaper_group_types [G_KINDS];         //  "router", ...
+extern const char *const reaper_deleted_reasons [G_KINDS];     //  "router-deleted", ...
+extern const Ep__EntityType reaper_entity_types [G_KINDS];     //  in the model
+
+//  Every close reason; a job counts its closed sessions by these.
+#define REASONS             7
+extern const char *const reaper_reasons [REASONS];
+#define R_OFFLINE           "router-offline"
+#define R_EXPIRED           "expired"
+#define R_FORCED            "forced"
+#define R_CLIENT            "client-closed"
+#define R_LONG_LIVED        "long-lived"
+
+typedef struct _group_t group_t;
+typedef struct _session_t session_t;
+
+//  A router, identity or service that open sessions refer to.
+struct _group_t {
+    char *id;                   //  its id
+    int kind;                   //  G_*
+    size_t count;               //  sessions in the list
+    session_t *head;            //  its sessions
+    bool online;                //  routers: held by a watchdog (fleet)
+    int64_t online_since;       //  routers: liveness counts from here
+    int64_t offline_since;      //  routers: offline (known) since, -1 if online
+};
+
+//  A session that is not closed.
+struct _session_t {
+    liveness_entry_t live;      //  first: liveness hands entries back
+    sweep_item_t *sweep;        //  while a cleanup job holds it
+    group_t *groups [G_KINDS];  //  its router, identity, service
+    session_t *next [G_KINDS];  //  in each group's list
+    session_t *prev [G_KINDS];  //  in each group's list
+    int64_t created_ms;         //  wall clock
+    uint64_t bytes_rx;          //  cumulative, as last reported
+    uint64_t bytes_tx;          //  cumulative, as last reported
+    int32_t dirty;              //  slot in the dirty array, -1 when flushed
+    uint32_t priority;          //  0 normal, higher cleaned up first
+    uint8_t type;               //  Ep__SessionType
+    uint8_t state;              //  Ep__SessionState on disk (ACTIVE or TERMINATING)
+    char id [];                 //  chosen by the router
+};
+
+//  A running cleanup job.
+typedef struct {
+    char id [33];               //  job id
+    const char *reason;         //  the close reason of acked sessions (static)
+    int kind;                   //  G_*: what its target is
+    char target [65];           //  the target's id
+    uint64_t revision;          //  the model revision that deleted it (0: offline)
+    int64_t started_ms;         //  wall clock
+    int64_t deadline_ms;        //  wall clock
+    uint64_t scheduled;         //  sessions taken
+    uint64_t closed [REASONS];  //  sessions closed so far, by reason
+    sweep_job_t *sweep;         //  its part in the planner
+} job_t;
+
+struct _reaper_t {
+    reaper_config_t config;     //  thresholds and batch sizes
+    ep_store_t *store;          //  sessions.db (borrowed)
+    sessiondb_t *db;            //  its tables
+    liveness_t *liveness;       //  ACTIVE sessions not in cleanup
+    fleet_t *fleet;             //  routers online
+    sweep_t *sweep;             //  the cleanup planner
+    zhashx_t *sessions;         //  id -> session_t (key: the session's id)
+    zhashx_t *groups [G_KINDS]; //  id -> group_t
+    zhashx_t *tombstones [G_KINDS];     //  ids the model deleted
+    zhashx_t *unseen;           //  router id -> next check (int64 ms): sessions opened
+                                //  for a router absent from our view of the model
+    uint64_t presence_revision; //  highest model revision a watchdog's presence reported
+    zhashx_t *jobs;             //  id -> job_t (running)
+    zhashx_t *offline;          //  router id -> group_t: offline routers with sessions
+    zhashx_t *probes;           //  router id -> zlistx of session ids evasive this tick
+    session_t **dirty;          //  sessions with unflushed counters
+    size_t dirty_size;          //  entries used (some NULL)
+    size_t dirty_capacity;      //  entries allocated
+    zlistx_t *events;           //  session events waiting (outbox.c), the staged ones last
+    size_t events_staged;       //  of them, made by the open transaction
+    ep_output_t *handout;       //  the session event being handed out (outbox.c)
+    ep_output_t *commands;      //  commands to routers, staged then ready (outbox.c)
+    uint64_t events_dropped;    //  events dropped because the bus never took them
+    ep_model_view_t *view;      //  the model, once followed (borrowed)
+    int64_t wall_offset;        //  wall = monotonic + offset
+    int64_t known_at;           //  presence known from then on (INT64_MAX: bus not live yet)
+    bool known;                 //  presence is known
+    bool in_txn;                //  a transaction is open
+    bool broken;                //  a write failed: exit
+    int64_t next_flush;         //  counters flush due
+    int64_t next_prune;         //  retention pruning due
+    size_t active;              //  sessions ACTIVE (pending ones included)
+    size_t terminating;         //  sessions TERMINATING
+    int64_t closed;             //  CLOSED rows retained
+    //  Metrics (NULL without a registry)
+    ep_gauge_t *by_state;       //  edgeplane_sessions{state}
+    ep_series_t *depth;         //  edgeplane_reaper_cleanup_queue_depth
+    ep_series_t *running;       //  edgeplane_reaper_cleanup_jobs
+    ep_series_t *online;        //  edgeplane_reaper_routers_online
+    ep_counter_t *closed_total; //  edgeplane_reaper_closed_total{reason}
+    ep_histogram_t *latency;    //  edgeplane_reaper_reap_latency_seconds{reason}
+    ep_counter_t *commands_total;   //  edgeplane_reaper_commands_total{kind}
+    ep_series_t *long_lived;    //  edgeplane_reaper_long_lived_total
+};
+
+//  Wall clock at monotonic now.
+static inline int64_t
+reaper_wall (reaper_t *self, int64_t now)
+{
+    return now + self->wall_offset;
+}
+
+static inline bool
+reaper_valid_id (const char *id)
+{
+    return id && ep_id_valid (id);
+}
+
+//  reaper.c: the transaction and close reasons.
+//  Opens the transaction on the first write of a batch; false if broken.
+bool
+    reaper_begin (reaper_t *self);
+//  Records a write's outcome; a failure breaks the reaper (crash-only).
+void
+    reaper_wrote (reaper_t *self, int rc);
+//  The static reason named text (forced if unknown), and its index.
+const char *
+    reaper_reason (const char *text);
+size_t
+    reaper_reason_index (const char *reason);
+
+//  sessions.c: session records.
+void
+    reaper_group_free (void **item);
+//  A session in memory (its row already written or loaded).
+session_t *
+    reaper_session_new (reaper_t *self, const sessiondb_row_t *row, int64_t now);
+//  Stages the session's counters for the next flush.
+void
+    reaper_dirty (reaper_t *self, session_t *session);
+//  The row of an in-memory session, as a reply shows it.
+void
+    reaper_row_of (reaper_t *self, session_t *session, sessiondb_row_t *row, const char *job_id);
+//  Closes a session: its row, its event, its job's count; frees it.
+void
+    reaper_finish (reaper_t *self, session_t *session, const char *reason, const char *event_type,
+                   int64_t now);
+//  Writes the staged counters.
+void
+    reaper_flush (reaper_t *self, int64_t now);
+
+//  reads.c: results.
+void
+    reaper_fail (reaper_result_t *result, Ep__Status__Code code, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+//  Appends a session (from a row) to the reply.
+void
+    reaper_reply_row (reaper_result_t *result, const sessiondb_row_t *row);
+
+//  cleanup.c: jobs and their phases.
+job_t *
+    reaper_job_of (session_t *session);
+job_t *
+    reaper_job_alloc (reaper_t *self, const char *id, const char *reason, int kind, const char *target,
+                      uint64_t revision, int64_t started_ms, int64_t deadline_ms);
+//  Starts the cleanup of every open session of (kind, target) that no job
+//  holds yet. Returns the job, or NULL if there was nothing to clean.
+job_t *
+    reaper_job_start (reaper_t *self, int kind, const char *target, const char *reason,
+                      uint64_t revision, int64_t now);
+void
+    reaper_job_finish (reaper_t *self, job_t *job, int64_t now);
+//  Hands session to job (marked: TERMINATING on disk already).
+void
+    reaper_take (reaper_t *self, job_t *job, session_t *session, bool marked, int64_t now);
+//  Phase 1: the most urgent pending sessions become TERMINATING.
+void
+    reaper_mark (reaper_t *self, int64_t now);
+//  Phase 2: CloseSessions to the routers, new and resent.
+void
+    reaper_send (reaper_t *self, int64_t now);
+//  Leftovers of jobs past their deadline are forced. Returns how many.
+size_t
+    reaper_force (reaper_t *self, int64_t now);
+//  Routers sessions were opened for while our view did not hold them.
+void
+    reaper_unseen (reaper_t *self, int64_t now);
+
+//  presence.c: routers online and quiet sessions.
+void
+    reaper_fleet_change (void *arg, const char *router, bool online, int64_t now);
+bool
+    reaper_reachable (void *arg, const char *router);
+//  Presence is known from now on: routers not held are offline as of now.
+void
+    reaper_presence_learned (reaper_t *self, int64_t now);
+//  Evasive sessions are probed, expired ones reaped. Returns false if
+//  more verdicts are due now.
+bool
+    reaper_liveness (reaper_t *self, int64_t now);
+//  Routers offline longer than the grace get their sessions cleaned up.
+void
+    reaper_offline (reaper_t *self, int64_t now);
+
+//  outbox.c: what goes out after the commit.
+void
+    reaper_event (reaper_t *self, session_t *session, const char *type, const char *reason,
+                  int64_t now);
+//  Queues a close or probe command for router with ids [0 .. count).
+void
+    reaper_command (reaper_t *self, const char *router, const char *command_id, bool probe,
+                    const char *reason, int64_t deadline_ms, const char *const *ids, size_t count);
+//  The transaction committed: what it staged may be handed out.
+void
+    reaper_outbox_commit (reaper_t *self);
+//  The transaction failed: what it staged is dropped.
+void
+    reaper_outbox_abort (reaper_t *self);
+
+#endif

@@ -1,0 +1,424 @@
+/*  reapsvc.c: the reaper service object (reapsvc.h): the state machine
+    (reaper.h) wired to sessions.db, the bus, the model follower and the
+    API socket, served by ep_reqloop.
+*/
+#include "reapsvc.h"
+#include "ep_codec.h"
+#include "ep_follower.h"
+#include "ep_model_view.h"
+#include "ep_publisher.h"
+#include "ep_reqloop.h"
+#include "ep_rpc_server.h"
+#include "ep_store.h"
+#include "ep_subscriber.h"
+#include "sessiondb.h"
+
+#define CHECKPOINT_MS   10000           //  WAL checkpoint period
+#define PUBLISH_PAUSE   10              //  ms between publishing bursts while events wait
+
+struct _reapsvc_t {
+    ep_service_t *service;      //  shared process scaffolding (borrowed)
+    char *path;                 //  sessions.db
+    ep_store_t *store;          //  its store
+    reaper_t *reaper;           //  the state machine
+    zsock_t *router;            //  API socket
+    ep_rpc_server_t *rpc;       //  request ids over router
+    ep_reqloop_t *loop;         //  serves the requests
+    ep_publisher_t *publisher;  //  session.*, cmd.<router>.
+    ep_subscriber_t *events;    //  presence.* (and our own heartbeats, to prove the path)
+    ep_model_view_t *view;      //  the model, as followed
+    ep_follower_t *follower;    //  keeps view current
+    zpoller_t *poller;          //  what the loop waits on
+    bool model_ready;           //  the first snapshot is in
+    bool bus_live;              //  our subscription has been proven live
+    int64_t now;                //  the batch's time (its writes and its tick)
+    int64_t due;                //  when the reaper next has work
+    int64_t next_checkpoint;    //  WAL checkpoint due
+    int64_t event_rate;         //  events published per second at most
+    double tokens;              //  events that may be published now
+    int64_t tokens_at;          //  when tokens were last topped up
+    ep_histogram_t *commit_seconds; //  commit latency
+    ep_series_t *published_session; //  edgeplane_published_total{stream="session"}
+    ep_series_t *published_cmd; //  edgeplane_published_total{stream="cmd"}
+};
+
+//  ---------------------------------------------------------------------
+//  The request loop's callbacks
+
+static void
+s_result_free (void *result)
+{
+    reaper_result_clear ((reaper_result_t *) result);
+    free (result);
+}
+
+//  Roles are the reaper's to check (reaper_handle, reaper_read): they
+//  answer with what each operation needs.
+static ep_req_kind_t
+s_admit (void *arg, ep_req_t *req)
+{
+    (void) arg;
+    reaper_result_t *result = (reaper_result_t *) malloc (sizeof (reaper_result_t));
+    EP_ASSERT (result);
+    reaper_result_init (result, ep_req_request_id (req));
+    ep_req_set_result (req, result, s_result_free);
+    return reaper_is_read ((const Ep__SessionRequest *) ep_req_message (req))? EP_REQ_READ: EP_REQ_WRITE;
+}
+
+static const ProtobufCMessage *
+s_reply (void *arg, ep_req_t *req, Ep__Status__Code *code)
+{
+    (void) arg;
+    reaper_result_t *result = (reaper_result_t *) ep_req_result (req);
+    *code = result->status.code;
+    return &result->reply.base;
+}
+
+static void
+s_error (void *arg, ep_req_t *req, Ep__Status__Code code, const char *message)
+{
+    (void) arg;
+    reaper_result_t *result = (reaper_result_t *) ep_req_result (req);
+    snprintf (result->message, sizeof result->message, "%s", message);
+    result->status.code = code;
+    result->status.message = result->message;
+}
+
+//  Every turn runs a batch: time may have made work due (reaper_tick).
+static bool
+s_has_work (void *arg)
+{
+    (void) arg;
+    return true;
+}
+
+//  The reaper opens its transaction at its first write.
+static int
+s_begin (void *arg)
+{
+    reapsvc_t *self = (reapsvc_t *) arg;
+    self->now = ep_mono_ms ();
+    return 0;
+}
+
+//  Hands req to the reaper (reaper_handle or reaper_read: one signature).
+static void
+s_serve (reapsvc_t *self, ep_req_t *req,
+         void (*serve) (reaper_t *, const Ep__SessionRequest *, const ep_caller_t *, int64_t,
+                        reaper_result_t *))
+{
+    reaper_result_t *result = (reaper_result_t *) ep_req_result (req);
+    serve (self->reaper, (const Ep__SessionRequest *) ep_req_message (req), ep_req_caller (req),
+           self->now, result);
+    ep_req_set_op (req, result->op);
+}
+
+static void
+s_write (void *arg, ep_req_t *req)
+{
+    s_serve ((reapsvc_t *) arg, req, reaper_handle);
+}
+
+//  What time made due joins the batch's transaction, then one commit.
+static int
+s_commit (void *arg)
+{
+    reapsvc_t *self = (reapsvc_t *) arg;
+    self->due = reaper_tick (self->reaper, self->now);
+    int64_t started = ep_mono_us ();
+    if (reaper_commit (self->reaper) != 0)
+        return -1;
+    ep_histogram_observe (self->commit_seconds, NULL, (ep_mono_us () - started) / 1e6);
+    return 0;
+}
+
+static int
+s_read (void *arg, ep_req_t *req)
+{
+    s_serve ((reapsvc_t *) arg, req, reaper_read);
+    return 0;
+}
+
+//  Crash-only (docs/reaper.md): after a failed write memory is ahead of
+//  the disk, so nothing is answered and the process stops; the next
+//  start reloads the truth from sessions.db.
+static ep_reqloop_policy_t
+s_commit_failed (void *arg)
+{
+    (void) arg;
+    ep_log_error ("stopping unanswered: sessions.db did not take a write (see above); "
+                  "fix the disk and restart, state is reloaded from it");
+    return EP_REQLOOP_STOP;
+}
+
+//  Commands all, events at a bounded rate (bursts of a tenth of a
+//  second); nothing until the bus path is proven (a PUB socket drops what
+//  it sends before its connection is up).
+static void
+s_publish (void *arg)
+{
+    reapsvc_t *self = (reapsvc_t *) arg;
+    if (!self->bus_live)
+        return;
+    int64_t mono = ep_mono_ms ();
+    double burst = self->event_rate / 10.0;
+    self->tokens += (mono - self->tokens_at) * self->event_rate / 1000.0;
+    if (self->tokens > burst)
+        self->tokens = burst;
+    self->tokens_at = mono;
+    size_t budget = self->tokens > 0? (size_t) self->tokens: 0;
+    size_t events = 0;
+    ep_output_item_t *item;
+    while ((item = reaper_next_output (self->reaper, events < budget))) {
+        bool event = item->event->body_case == EP__EVENT__BODY_SESSION;
+        if (ep_publisher_send (self->publisher, item->topic, item->event) != 0)
+            ep_log_error ("could not publish %s: larger than the cap", item->topic);
+        else
+            ep_series_add (event? self->published_session: self->published_cmd, 1);
+        events += event;
+        ep_output_item_destroy (&item);
+    }
+    self->tokens -= events;
+}
+
+static const ep_reqloop_class_t s_class = {
+    .descriptor = &ep__session_request__descriptor,
+    .smaller = "page_size",
+    .admit = s_admit,
+    .reply = s_reply,
+    .error = s_error,
+    .has_work = s_has_work,
+    .begin = s_begin,
+    .write = s_write,
+    .commit = s_commit,
+    .read = s_read,
+    .commit_failed = s_commit_failed,
+    .output = s_publish,
+};
+
+//  ---------------------------------------------------------------------
+//  The loop
+
+static void
+s_on_model (void *arg, const ep_model_event_t *event)
+{
+    reapsvc_t *self = (reapsvc_t *) arg;
+    reaper_model_event (self->reaper, event, ep_mono_ms ());
+}
+
+//  What the follower brought; the first snapshot makes the service ready.
+static int
+s_follow (reapsvc_t *self)
+{
+    ep_follower_handle (self->follower);
+    if (self->model_ready || !ep_follower_ready (self->follower))
+        return 0;
+    self->model_ready = true;
+    reaper_model_ready (self->reaper, self->view, ep_mono_ms ());
+    ep_log_info ("following the model at revision %llu",
+                 (unsigned long long) ep_model_view_revision (self->view));
+    return ep_service_ready (self->service);
+}
+
+//  Presence from the bus, and the moment the bus path is proven.
+static void
+s_bus (reapsvc_t *self)
+{
+    Ep__Event *event;
+    char *topic = NULL;
+    int64_t now = ep_mono_ms ();
+    while ((zsock_events (ep_subscriber_socket (self->events)) & ZMQ_POLLIN)) {
+        event = ep_subscriber_read (self->events, &topic);
+        if (event && event->body_case == EP__EVENT__BODY_PRESENCE && strncmp (topic, "presence.", 9) == 0)
+            reaper_presence (self->reaper, topic + 9, event->presence, now);
+        zstr_free (&topic);
+    }
+    ep_subscriber_tick (self->events);
+    //  Our own stream's heartbeat proves both directions (publishing and
+    //  subscribing through the bus).
+    if (!self->bus_live && ep_tracker_seen (ep_subscriber_tracker (self->events), "session")) {
+        self->bus_live = true;
+        reaper_bus_live (self->reaper, now);
+        ep_log_info ("bus subscription live: presence known in a presence timeout");
+    }
+}
+
+//  How long the loop may sleep: the next thing due, of all of them.
+static int64_t
+s_timeout (reapsvc_t *self)
+{
+    int64_t timeout = ep_publisher_tick (self->publisher);
+    int64_t follower = ep_follower_tick (self->follower);
+    int64_t now = ep_mono_ms ();
+    if (follower < timeout)
+        timeout = follower;
+    if (self->due - now < timeout)
+        timeout = self->due - now;
+    if (reaper_backlog (self->reaper) && self->bus_live && timeout > PUBLISH_PAUSE)
+        timeout = PUBLISH_PAUSE;
+    if (timeout < 0 || reaper_uncommitted (self->reaper) || ep_reqloop_next_due (self->loop) == 0)
+        timeout = 0;
+    return timeout;
+}
+
+int
+reapsvc_turn (reapsvc_t *self)
+{
+    ep_service_wait (self->service, self->poller, s_timeout (self));
+    if (ep_service_interrupted (self->service))
+        return 0;
+    reaper_set_wall_offset (self->reaper, ep_wall_ms () - ep_mono_ms ());
+    int rc = s_follow (self);
+    s_bus (self);
+    if (ep_reqloop_serve (self->loop) != 0)
+        return -1;
+    if (self->bus_live && (zsock_events (self->router) & ZMQ_POLLIN))
+        self->due = self->now;              //  more requests waiting
+    int64_t now = ep_mono_ms ();
+    if (now >= self->next_checkpoint) {
+        ep_store_checkpoint (self->store);
+        self->next_checkpoint = now + CHECKPOINT_MS;
+    }
+    return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  Life cycle
+
+//  Opens sessions.db and loads the reaper over it.
+static int
+s_open_store (reapsvc_t *self, const reapsvc_config_t *config, const char *data_dir)
+{
+    self->path = config->db_path? strdup (config->db_path): zsys_sprintf ("%s/sessions.db", data_dir);
+    if (zsys_dir_create ("%s", data_dir) != 0)
+        ep_log_warn ("cannot create %s", data_dir);
+    ep_service_lock_or_exit (self->service, self->path,
+        "several instances share a model through the etcd store (docs/ha.md), each with its own data directory");
+    self->store = ep_store_new (self->path, sessiondb_migrations, sessiondb_migrations_count);
+    if (!self->store) {
+        ep_log_error ("cannot open %s: %s", self->path, ep_store_last_error ());
+        return -1;
+    }
+    self->reaper = reaper_new (self->store, &config->core, ep_service_metrics (self->service),
+                               ep_mono_ms (), ep_wall_ms () - ep_mono_ms ());
+    return self->reaper? 0: -1;
+}
+
+//  The bus (publisher, presence) and the model (follower).
+static int
+s_open_bus (reapsvc_t *self, const ep_common_opts_t *common)
+{
+    char *bus_key = ep_keys_public_txt (common->keys_dir, "bus");
+    char *model_key = ep_keys_public_txt (common->keys_dir, "model");
+    int rc = bus_key && model_key? 0: -1;
+    if (rc == 0) {
+        zcert_t *cert = ep_service_cert (self->service);
+        self->publisher = ep_publisher_new (common->bus_pub, cert, bus_key,
+                                            ep_service_source_id (self->service), EP_CODEC_DEFAULT_CAP);
+        self->events = ep_subscriber_new (common->bus_sub, cert, bus_key, EP_CODEC_DEFAULT_CAP, NULL, NULL);
+        self->view = ep_model_view_new ();
+        ep_model_view_set_observer (self->view, s_on_model, self);
+        self->follower = ep_follower_new (common->bus_sub, common->model_api, cert, bus_key, model_key,
+                                          self->view);
+        if (self->follower)
+            ep_follower_set_metrics (self->follower, ep_service_metrics (self->service));
+    }
+    if (rc == 0 && (!self->publisher || !self->events || !self->follower)) {
+        ep_log_error ("cannot reach the bus (%s, %s) or the model (%s): check the addresses",
+                      common->bus_pub, common->bus_sub, common->model_api);
+        rc = -1;
+    }
+    if (rc == 0) {
+        ep_publisher_declare (self->publisher, "session");
+        ep_publisher_declare (self->publisher, "cmd");
+        ep_subscriber_subscribe (self->events, "presence.");
+        //  Our own heartbeats coming back prove the subscription is live,
+        //  even when no watchdog runs (then no router is online).
+        ep_subscriber_subscribe (self->events, "session.heartbeat");
+    }
+    free (bus_key);
+    free (model_key);
+    return rc;
+}
+
+//  The API socket and the request loop over it.
+static int
+s_open_api (reapsvc_t *self, const reapsvc_config_t *config)
+{
+    self->router = zsock_new (ZMQ_ROUTER);
+    zsock_set_router_mandatory (self->router, 0);
+    zsock_set_sndhwm (self->router, 100000);
+    zsock_set_rcvhwm (self->router, 100000);
+    zsock_set_heartbeat_ivl (self->router, 1000);
+    zsock_set_heartbeat_timeout (self->router, 3000);
+    //  Writes are idempotent (reaper.h): no replies kept for retries.
+    self->rpc = ep_rpc_server_new (self->router, EP_CODEC_DEFAULT_CAP, 1000, 60000);
+    //  One batch a turn, of at most max_batch requests, reads included.
+    ep_reqloop_config_t loop = {
+        .max_batch = (size_t) config->max_batch, .max_receive = (size_t) config->max_batch,
+        .max_rounds = 1
+    };
+    self->loop = ep_reqloop_new (&s_class, self, self->rpc, self->router,
+                                 ep_service_metrics (self->service), &loop);
+    if (ep_service_bind (self->service, self->router, "api", config->listen) != 0)
+        return -1;
+    self->poller = zpoller_new (ep_service_auth_actor (self->service), self->router,
+                                ep_subscriber_socket (self->events), ep_follower_socket (self->follower),
+                                NULL);
+    return 0;
+}
+
+static void
+s_metrics (reapsvc_t *self, ep_metrics_t *metrics)
+{
+    static const double commit_bounds [] = { 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1 };
+    self->commit_seconds = ep_metrics_histogram (metrics, "edgeplane_reaper_commit_seconds",
+        "Time to commit one turn's transaction (its fsync included).", 0, NULL,
+        EP_COUNT (commit_bounds), commit_bounds);
+    const char *session_stream [] = { "session" }, *cmd_stream [] = { "cmd" };
+    self->published_session = ep_counter_series (ep_metrics_published (metrics), session_stream);
+    self->published_cmd = ep_counter_series (ep_metrics_published (metrics), cmd_stream);
+}
+
+reapsvc_t *
+reapsvc_new (ep_service_t *service, const reapsvc_config_t *config)
+{
+    reapsvc_t *self = (reapsvc_t *) zmalloc (sizeof (reapsvc_t));
+    self->service = service;
+    self->event_rate = config->event_rate;
+    self->tokens_at = ep_mono_ms ();
+    s_metrics (self, ep_service_metrics (service));
+    const ep_common_opts_t *common = ep_service_opts (service);
+    if (s_open_store (self, config, common->data_dir) != 0
+    ||  s_open_bus (self, common) != 0
+    ||  s_open_api (self, config) != 0)
+        reapsvc_destroy (&self);
+    else {
+        self->due = ep_mono_ms ();
+        self->next_checkpoint = self->due + CHECKPOINT_MS;
+    }
+    return self;
+}
+
+void
+reapsvc_destroy (reapsvc_t **self_p)
+{
+    reapsvc_t *self = *self_p;
+    if (self) {
+        if (self->loop && !ep_reqloop_stopped (self->loop))
+            ep_reqloop_shutdown (self->loop, "the reaper is shutting down; retry");
+        zpoller_destroy (&self->poller);
+        ep_reqloop_destroy (&self->loop);
+        ep_rpc_server_destroy (&self->rpc);
+        zsock_destroy (&self->router);
+        ep_follower_destroy (&self->follower);
+        ep_model_view_destroy (&self->view);
+        ep_subscriber_destroy (&self->events);
+        ep_publisher_destroy (&self->publisher);
+        reaper_destroy (&self->reaper);
+        ep_store_destroy (&self->store);
+        free (self->path);
+        free (self);
+        *self_p = NULL;
+    }
+}

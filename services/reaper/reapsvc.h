@@ -1,0 +1,47 @@
+/*  reapsvc.h: the reaper service object, everything main.c builds.
+
+    One loop: apply what the model follower and the bus (presence) bring,
+    serve requests through ep_reqloop (a batch of writes handled in order,
+    then reaper_tick for what time makes due, one commit), answer the
+    writes, publish what the commit made true (reaper_next_output:
+    commands first, then events at a bounded rate: the bus and its
+    subscribers drop what overflows their queues, and a router deletion can
+    make 200,000 events), and answer the reads from committed state. A
+    reply or an event never precedes its commit, and nothing is published
+    before our own stream heartbeat has come back through the bus (the PUB
+    socket would drop it). A failed commit stops the process unanswered
+    (crash-only, the loop's commit_failed policy: the next start reloads
+    the truth from sessions.db). docs/reaper.md is the contract.
+*/
+#ifndef REAPSVC_H_INCLUDED
+#define REAPSVC_H_INCLUDED
+
+#include "ep_service.h"
+#include "reaper.h"
+
+typedef struct _reapsvc_t reapsvc_t;
+
+typedef struct {
+    const char *listen;         //  where the API binds
+    const char *db_path;        //  sessions.db, or NULL for <data dir>/sessions.db
+    int64_t max_batch;          //  requests per transaction at most
+    int64_t event_rate;         //  events published per second at most
+    reaper_config_t core;       //  the state machine's thresholds
+} reapsvc_config_t;
+
+//  The service over the process scaffolding (borrowed): opens the store,
+//  loads the reaper, reaches the bus and the model, binds the API.
+//  Returns NULL after logging why.
+reapsvc_t *
+    reapsvc_new (ep_service_t *service, const reapsvc_config_t *config);
+
+void
+    reapsvc_destroy (reapsvc_t **self_p);
+
+//  One turn of the loop: waits for input or the next due time, then
+//  handles what came. Returns 0, or -1 to stop (a failed commit, or the
+//  service could not say it is ready).
+int
+    reapsvc_turn (reapsvc_t *self);
+
+#endif
