@@ -180,6 +180,20 @@ s_endpoint_valid (const char *text)
     return false;
 }
 
+//  "a,b,c": every element a valid endpoint, none empty.
+static bool
+s_endpoints_valid (const char *text)
+{
+    char *copy = strdup (text);
+    bool valid = copy [0] != 0 && copy [strlen (copy) - 1] != ',';
+    char *save = NULL;
+    for (char *item = strtok_r (copy, ",", &save); valid && item; item = strtok_r (NULL, ",", &save))
+        valid = s_endpoint_valid (item);
+    valid = valid && !strstr (text, ",,") && text [0] != ',';
+    free (copy);
+    return valid;
+}
+
 static int
 s_bool_parse (const char *text, bool *value)
 {
@@ -228,6 +242,8 @@ s_convert (const ep_opt_t *opt, const char *text, int64_t *num, bool *flag,
             return -1;
         case EP_OPT_ENDPOINT:
             return s_endpoint_valid (text) ? 0 : -1;
+        case EP_OPT_ENDPOINTS:
+            return s_endpoints_valid (text) ? 0 : -1;
         case EP_OPT_HOSTPORT:
             return s_hostport_valid (text, false) ? 0 : -1;
         case EP_OPT_ID:
@@ -276,6 +292,9 @@ s_expected (const ep_opt_t *opt, char *buf, size_t size)
         case EP_OPT_ENDPOINT:
             snprintf (buf, size, "a ZeroMQ endpoint such as tcp://127.0.0.1:7001");
             break;
+        case EP_OPT_ENDPOINTS:
+            snprintf (buf, size, "ZeroMQ endpoints separated by commas, such as tcp://10.0.0.1:7001,tcp://10.0.0.2:7001");
+            break;
         case EP_OPT_HOSTPORT:
             snprintf (buf, size, "host:port such as 127.0.0.1:9101 or [::1]:9101");
             break;
@@ -296,6 +315,7 @@ s_metavar (const ep_opt_t *opt, char *buf, size_t size)
         case EP_OPT_DURATION: snprintf (buf, size, " DURATION"); break;
         case EP_OPT_BOOL:     snprintf (buf, size, "[=BOOL]"); break;
         case EP_OPT_ENDPOINT: snprintf (buf, size, " ENDPOINT"); break;
+        case EP_OPT_ENDPOINTS: snprintf (buf, size, " ENDPOINT[,...]"); break;
         case EP_OPT_HOSTPORT: snprintf (buf, size, " HOST:PORT"); break;
         case EP_OPT_ID:       snprintf (buf, size, " ID"); break;
         case EP_OPT_ENUM: {
@@ -626,20 +646,20 @@ ep_common_opts_add (ep_config_t *self, ep_common_opts_t *opts, const char *http_
           .type = EP_OPT_STRING, .str = &opts->keys_dir,
           .help = "Directory for CURVE keys and TLS material." },
         { .name = "bus-pub", .env = "EDGEPLANE_BUS_PUB", .def = EP_DEFAULT_BUS_PUB,
-          .type = EP_OPT_ENDPOINT, .str = &opts->bus_pub,
-          .help = "Where publishers reach the bus." },
+          .type = EP_OPT_ENDPOINTS, .str = &opts->bus_pub,
+          .help = "Where publishers reach the bus (several buses: a comma-separated list; each event goes to all)." },
         { .name = "bus-sub", .env = "EDGEPLANE_BUS_SUB", .def = EP_DEFAULT_BUS_SUB,
-          .type = EP_OPT_ENDPOINT, .str = &opts->bus_sub,
-          .help = "Where subscribers reach the bus." },
+          .type = EP_OPT_ENDPOINTS, .str = &opts->bus_sub,
+          .help = "Where subscribers reach the bus (several buses: a comma-separated list; duplicates are dropped)." },
         { .name = "model-api", .env = "EDGEPLANE_MODEL_API", .def = EP_DEFAULT_MODEL_API,
-          .type = EP_OPT_ENDPOINT, .str = &opts->model_api,
-          .help = "Where the model service's API is reached." },
+          .type = EP_OPT_ENDPOINTS, .str = &opts->model_api,
+          .help = "Where the model service's API is reached (several instances: a comma-separated list to fail over)." },
         { .name = "terminators-api", .env = "EDGEPLANE_TERMINATORS_API",
           .def = EP_DEFAULT_TERMINATORS_API,
-          .type = EP_OPT_ENDPOINT, .str = &opts->terminators_api,
+          .type = EP_OPT_ENDPOINTS, .str = &opts->terminators_api,
           .help = "Where the terminators service's API is reached." },
         { .name = "reaper-api", .env = "EDGEPLANE_REAPER_API", .def = EP_DEFAULT_REAPER_API,
-          .type = EP_OPT_ENDPOINT, .str = &opts->reaper_api,
+          .type = EP_OPT_ENDPOINTS, .str = &opts->reaper_api,
           .help = "Where the reaper service's API is reached." },
         { .name = "watchdog-api", .env = "EDGEPLANE_WATCHDOG_API",
           .def = EP_DEFAULT_WATCHDOG_API,

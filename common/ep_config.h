@@ -45,6 +45,8 @@ typedef enum {
     EP_OPT_BOOL,        //  true/false, yes/no, on/off, 1/0 -> .flag
     EP_OPT_ENUM,        //  one of .words (case-insensitive) -> .str, the canonical word
     EP_OPT_ENDPOINT,    //  ZeroMQ endpoint: tcp://host:port|*, ipc://path, inproc://name -> .str
+    EP_OPT_ENDPOINTS,   //  one or more ZeroMQ endpoints, comma-separated (several
+                        //  instances of a service: clients fail over, buses are all used) -> .str
     EP_OPT_HOSTPORT,    //  host:port as ep_addr reads it ([v6]:port, *:port), for HTTP and TLS -> .str
     EP_OPT_ID           //  an entity id, [A-Za-z0-9_-]{1,64} -> .str
 } ep_opt_type_t;

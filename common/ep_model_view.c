@@ -372,7 +372,12 @@ ep_model_view_apply (ep_model_view_t *self, const Ep__ModelChange *change)
         return EP_MODEL_GENERATION;
     if (change->revision <= self->revision)
         return EP_MODEL_OLD;
-    if (change->revision > self->revision + 1)
+    //  Revisions need not be consecutive (the etcd store's skip): a change
+    //  says which one it follows, and must follow the one we hold.
+    if (change->has_prev_revision && change->prev_revision >= change->revision)
+        return EP_MODEL_INVALID;
+    uint64_t follows = change->has_prev_revision? change->prev_revision: change->revision - 1;
+    if (follows != self->revision)
         return EP_MODEL_GAP;
 
     uint32_t parts = change->has_parts && change->parts > 0? change->parts: 1;

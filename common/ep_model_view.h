@@ -40,7 +40,9 @@ typedef enum {
     EP_MODEL_APPLIED = 0,       //  the revision is applied (all its parts)
     EP_MODEL_OLD,               //  revision <= applied: ignored (idempotent)
     EP_MODEL_PARTIAL,           //  a part kept; the revision waits for the rest
-    EP_MODEL_GAP,               //  revision > applied + 1: not applied, fetch changes since
+    EP_MODEL_GAP,               //  revision > applied but its prev_revision (absent:
+                                //  revision - 1) is not the applied one: not applied,
+                                //  fetch changes since
     EP_MODEL_GENERATION,        //  another generation (or none loaded): snapshot again
     EP_MODEL_INVALID            //  malformed (no revision, bad part numbers, an op
                                 //  without type or id): nothing applied

@@ -1,4 +1,5 @@
 /*  ep_publisher.c: stamped, capped publishing with per-stream heartbeats. */
+#include "ep_endpoints.h"
 #include "ep_publisher.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
@@ -62,7 +63,7 @@ ep_publisher_new (const char *endpoint, zcert_t *cert, const char *server_key,
         return NULL;
     zsock_set_sndhwm (pub, 100000);
     zsock_set_linger (pub, 1000);
-    if (zsock_connect (pub, "%s", endpoint) != 0) {
+    if (ep_endpoints_connect (pub, endpoint) != 0) {
         zsock_destroy (&pub);
         return NULL;
     }

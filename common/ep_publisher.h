@@ -20,7 +20,8 @@ typedef struct _ep_publisher_t ep_publisher_t;
 #define EP_HEARTBEAT_MS 1000
 
 //  A publisher named source_id ("<service>-<instance>") connected to the
-//  bus at endpoint (its XSUB side). With cert and server_key set the socket
+//  bus at endpoint (its XSUB side; a comma-separated list: every bus, each
+//  event sent to all). With cert and server_key set the socket
 //  is a CURVE client. Returns NULL if endpoint is invalid.
 ep_publisher_t *
     ep_publisher_new (const char *endpoint, zcert_t *cert, const char *server_key,

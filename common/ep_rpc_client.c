@@ -1,13 +1,18 @@
 /*  ep_rpc_client.c: DEALER with per-attempt timeout, reconnect and resend. */
 #include "ep_rpc_client.h"
 #include "ep_codec.h"
+#include "ep_endpoints.h"
 #include "ep_keys.h"
 #include "common.pb-c.h"
 #include <errno.h>
 
 struct _ep_rpc_client_t {
     zsock_t *dealer;            //  current connection, NULL between attempts
-    char *endpoint;             //  where the service is
+    char *endpoint;             //  where the service is: one or a comma-separated list
+    char **endpoints;           //  the list, split (NULL-terminated)
+    size_t count;               //  endpoints in it
+    size_t current;             //  the one we stick to until it fails
+    uint64_t failovers;         //  moves to the next endpoint
     zcert_t *cert;              //  our CURVE certificate (borrowed), or NULL
     char *server_key;           //  the service's public key, or NULL
     int attempts;               //  attempts of the last call
@@ -25,7 +30,7 @@ s_connect (ep_rpc_client_t *self)
     self->socket_errno = 0;
     zsock_set_linger (dealer, 0);
     zsock_set_maxmsgsize (dealer, (int64_t) EP_CODEC_DEFAULT_CAP + 1024);
-    if (zsock_connect (dealer, "%s", self->endpoint) != 0)
+    if (zsock_connect (dealer, "%s", self->endpoints [self->current]) != 0)
         zsock_destroy (&dealer);
     return dealer;
 }
@@ -35,9 +40,20 @@ ep_rpc_client_new (const char *endpoint, zcert_t *cert, const char *server_key)
 {
     ep_rpc_client_t *self = (ep_rpc_client_t *) zmalloc (sizeof (ep_rpc_client_t));
     self->endpoint = strdup (endpoint);
+    self->endpoints = ep_endpoints_split (endpoint, &self->count);
     self->cert = cert;
     self->server_key = server_key? strdup (server_key): NULL;
-    self->dealer = s_connect (self);
+    //  Every endpoint must be valid now, not at the first failover.
+    for (self->current = 0; self->endpoints && self->current < self->count; self->current++) {
+        zsock_destroy (&self->dealer);
+        if (!(self->dealer = s_connect (self)))
+            break;
+    }
+    if (self->dealer) {
+        self->current = 0;
+        zsock_destroy (&self->dealer);
+        self->dealer = s_connect (self);
+    }
     if (!self->dealer)
         ep_rpc_client_destroy (&self);
     return self;
@@ -50,6 +66,7 @@ ep_rpc_client_destroy (ep_rpc_client_t **self_p)
     if (self) {
         zsock_destroy (&self->dealer);
         free (self->endpoint);
+        ep_endpoints_free (&self->endpoints);
         free (self->server_key);
         free (self);
         *self_p = NULL;
@@ -77,7 +94,7 @@ s_await (ep_rpc_client_t *self, const char *request_id, int64_t deadline)
             break;
         char err [256];
         Ep__ReplyHeader *header = (Ep__ReplyHeader *) ep_codec_unpack_frame (
-            &ep__reply_header__descriptor, frame, EP_CODEC_DEFAULT_CAP, self->endpoint,
+            &ep__reply_header__descriptor, frame, EP_CODEC_DEFAULT_CAP, self->endpoints [self->current],
             err, sizeof err);
         if (header && header->request_id && streq (header->request_id, request_id))
             reply = frame;
@@ -110,8 +127,14 @@ ep_rpc_client_call (ep_rpc_client_t *self, const ProtobufCMessage *request,
             zframe_destroy (&copy);
         if (reply)
             break;
-        //  No answer: drop the connection and retry on a new one.
+        //  No answer: drop the connection and retry on a new one, to the
+        //  next instance if there are several (the request id makes the
+        //  resend safe: instances share the reply cache).
         zsock_destroy (&self->dealer);
+        if (self->count > 1) {
+            self->current = (self->current + 1) % self->count;
+            self->failovers++;
+        }
     }
     zframe_destroy (&packed);
     if (!reply && !self->dealer && self->socket_errno) {
@@ -127,7 +150,7 @@ ep_rpc_client_call (ep_rpc_client_t *self, const ProtobufCMessage *request,
         return NULL;
     }
     ProtobufCMessage *msg = ep_codec_unpack_frame (reply_desc, reply, EP_CODEC_DEFAULT_CAP,
-                                                   self->endpoint, err, errlen);
+                                                   self->endpoints [self->current], err, errlen);
     zframe_destroy (&reply);
     return msg;
 }
@@ -136,4 +159,16 @@ int
 ep_rpc_client_attempts (ep_rpc_client_t *self)
 {
     return self->attempts;
+}
+
+const char *
+ep_rpc_client_endpoint (ep_rpc_client_t *self)
+{
+    return self->endpoints [self->current];
+}
+
+uint64_t
+ep_rpc_client_failovers (ep_rpc_client_t *self)
+{
+    return self->failovers;
 }

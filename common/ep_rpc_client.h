@@ -7,6 +7,13 @@
     that restarted (or a half-dead TCP connection) does not strand us.
     Replies with other request ids (late answers to abandoned attempts) are
     discarded.
+
+    Several instances of a service: endpoint is a comma-separated list
+    (EDGEPLANE_MODEL_API=tcp://a:7001,tcp://b:7001). The client sticks to
+    one instance and moves to the next when an attempt gets no answer (a
+    dead, stopped or cut-off instance); a call with attempts >= 2 thus
+    reaches a live one within one timeout per dead one. The instances
+    present one CURVE server key (the data directory's, shared).
 */
 #ifndef EP_RPC_CLIENT_H_INCLUDED
 #define EP_RPC_CLIENT_H_INCLUDED
@@ -16,10 +23,11 @@
 
 typedef struct _ep_rpc_client_t ep_rpc_client_t;
 
-//  A client of the service at endpoint; with cert and server_key a CURVE
-//  client. Returns NULL if endpoint is invalid or no socket can be made
-//  (the process is at its descriptor limit; ep_rpc_client_call says so
-//  too when a reconnect cannot get one).
+//  A client of the service at endpoint (one, or a comma-separated list of
+//  its instances); with cert and server_key a CURVE client. Returns NULL if
+//  an endpoint is invalid or no socket can be made (the process is at its
+//  descriptor limit; ep_rpc_client_call says so too when a reconnect cannot
+//  get one).
 ep_rpc_client_t *
     ep_rpc_client_new (const char *endpoint, zcert_t *cert, const char *server_key);
 
@@ -42,5 +50,13 @@ ProtobufCMessage *
 //  Attempts the last call took (1 when the first attempt was answered).
 int
     ep_rpc_client_attempts (ep_rpc_client_t *self);
+
+//  The endpoint the client talks to now (one of the list).
+const char *
+    ep_rpc_client_endpoint (ep_rpc_client_t *self);
+
+//  Times the client moved to the next endpoint of its list.
+uint64_t
+    ep_rpc_client_failovers (ep_rpc_client_t *self);
 
 #endif

@@ -1,8 +1,10 @@
 /*  ep_service.c: process scaffolding shared by every service. */
 #include "ep_service.h"
+#include "ep_lock.h"
 #include "ep_publisher.h"
 #include "ep_ready.h"
 #include <errno.h>
+#include <libgen.h>
 #include <signal.h>
 
 struct _ep_service_t {
@@ -16,6 +18,7 @@ struct _ep_service_t {
     ep_http_t *http;            //  /metrics, /healthz, /readyz
     json_t *endpoints;          //  label -> endpoint actually bound
     bool plaintext;             //  bind without CURVE (loopback only)
+    ep_lock_t *lock;            //  <name>.lock beside the database, if taken
 };
 
 ep_service_t *
@@ -70,6 +73,7 @@ ep_service_destroy (ep_service_t **self_p)
     ep_service_t *self = *self_p;
     if (self) {
         json_decref (self->endpoints);
+        ep_lock_destroy (&self->lock);
         ep_http_destroy (&self->http);
         ep_metrics_destroy (&self->metrics);
         zcert_destroy (&self->cert);
@@ -145,6 +149,34 @@ ep_service_secure_client (ep_service_t *self, zsock_t *sock, const char *server)
     int rc = key? ep_curve_client (sock, self->cert, key): -1;
     free (key);
     return rc;
+}
+
+void
+ep_service_lock_or_exit (ep_service_t *self, const char *db_path, const char *several)
+{
+    char *copy = strdup (db_path);
+    char *dir = strdup (dirname (copy));
+    free (copy);
+    pid_t holder;
+    EP_ASSERT (!self->lock);
+    self->lock = ep_lock_new (dir, self->name, &holder);
+    if (!self->lock && holder >= 0) {
+        char pid [64] = "a process that has not written its pid yet";
+        if (holder > 0)
+            snprintf (pid, sizeof pid, "pid %d", (int) holder);
+        ep_log_error ("another edgeplane-%s (%s) is using the data directory %s (it holds %s/%s.lock); "
+                      "stop it first, or give this one another data directory; %s",
+                      self->name, pid, dir, dir, self->name, several);
+    }
+    else
+    if (!self->lock)
+        ep_log_error ("cannot lock %s/%s.lock: %s; check the data directory exists and is writable",
+                      dir, self->name, strerror (errno));
+    free (dir);
+    if (!self->lock) {
+        ep_service_destroy (&self);
+        exit (2);
+    }
 }
 
 int

@@ -63,6 +63,13 @@ void
 int
     ep_service_secure_client (ep_service_t *self, zsock_t *sock, const char *server);
 
+//  Takes <directory of db_path>/<name>.lock (ep_lock) for the life of the
+//  service: one writer per data directory. If another process holds it,
+//  logs its pid and what to do (several: how to run several instances)
+//  and exits 2. Call before opening the database.
+void
+    ep_service_lock_or_exit (ep_service_t *self, const char *db_path, const char *several);
+
 //  Writes the ready file (when --ready-file was given) with every bound
 //  endpoint and the HTTP one, and marks /readyz ready.
 int

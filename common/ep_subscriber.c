@@ -1,4 +1,5 @@
 /*  ep_subscriber.c: SUB socket + tracker + capped decoding. */
+#include "ep_endpoints.h"
 #include "ep_subscriber.h"
 #include "ep_arena.h"
 #include "ep_codec.h"
@@ -50,7 +51,7 @@ ep_subscriber_new (const char *endpoint, zcert_t *cert, const char *server_key,
         return NULL;
     zsock_set_rcvhwm (sub, 100000);
     zsock_set_maxmsgsize (sub, (int64_t) cap + 1024);
-    if (zsock_connect (sub, "%s", endpoint) != 0) {
+    if (ep_endpoints_connect (sub, endpoint) != 0) {
         zsock_destroy (&sub);
         return NULL;
     }

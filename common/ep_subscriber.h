@@ -19,7 +19,8 @@
 
 typedef struct _ep_subscriber_t ep_subscriber_t;
 
-//  A subscriber connected to endpoint (the bus's XPUB side); with cert and
+//  A subscriber connected to endpoint (the bus's XPUB side; a comma-separated
+//  list: every bus, the tracker drops the copies); with cert and
 //  server_key a CURVE client. Reports go to report(arg, ...) (may be NULL).
 //  Returns NULL if endpoint is invalid.
 ep_subscriber_t *

@@ -9,7 +9,11 @@ typedef struct {
     char *stream;               //  namespace
     uint64_t epoch;             //  current epoch of the publisher
     int64_t epoch_started_ms;   //  when that epoch began (wall clock)
-    uint64_t last_seq;          //  highest seq accounted for (seen or reported lost)
+    uint64_t last_seq;          //  every seq up to it accounted for (seen or reported lost)
+    uint64_t ahead;             //  bit i: seq last_seq + 1 + i seen (whole streams: two paths)
+    uint64_t expect;            //  highest seq known sent (seen, or a heartbeat's)
+    bool holed;                 //  a hole below expect waits for its fill
+    int64_t hole_since_ms;      //  since when (the oldest hole, or the last advance)
     int64_t last_heard_ms;      //  when anything last came from it
     bool silent;                //  reported silent, not heard since
     bool whole;                 //  the subscriber takes the stream whole
@@ -25,6 +29,8 @@ struct _ep_tracker_t {
     zhashx_t *sources;          //  "source\x1fstream" -> s_source_t
     zhashx_t *seen_streams;     //  streams observed at least once
     uint64_t lost;              //  total seqs reported lost
+    uint64_t duplicates;        //  copies dropped (the same message by another bus)
+    int64_t reorder_ms;         //  a hole waits this long for its fill before it is a gap
     uint64_t generation;        //  bumped when the prefixes change
     s_source_t *last;           //  the source observed last (never freed before us)
 };
@@ -57,6 +63,7 @@ ep_tracker_new (int64_t subscribed_wall_ms, int64_t silent_after_ms,
     zhashx_set_destructor (self->sources, s_source_destroy);
     self->seen_streams = zhashx_new ();
     self->generation = 1;
+    self->reorder_ms = EP_TRACKER_REORDER_MS;
     return self;
 }
 
@@ -165,6 +172,77 @@ s_find (ep_tracker_t *self, const char *source_id, const char *stream,
     return (s_source_t *) zhashx_lookup (self->sources, key);
 }
 
+//  Declares what is missing in (last_seq, upto] lost (one GAP per hole)
+//  and moves last_seq to upto.
+static void
+s_give_up (ep_tracker_t *self, s_source_t *source, uint64_t upto)
+{
+    while (source->last_seq < upto) {
+        if (source->ahead & 1) {
+            source->ahead >>= 1;
+            source->last_seq++;
+            continue;
+        }
+        //  A hole from last_seq + 1 to the next seq seen, or to upto.
+        uint64_t to = source->ahead? source->last_seq + (uint64_t) __builtin_ctzll (source->ahead): upto;
+        if (to > upto)
+            to = upto;
+        s_emit (self, source, EP_STREAM_GAP, source->last_seq + 1, to, source->ahead == 0);
+        uint64_t shift = to - source->last_seq;
+        source->ahead = shift >= 64? 0: source->ahead >> shift;
+        source->last_seq = to;
+    }
+}
+
+//  Moves last_seq over the seqs seen in order, and restarts the reorder
+//  delay when a hole remains (the oldest one was filled or given up).
+static void
+s_settle (s_source_t *source, int64_t now_ms)
+{
+    uint64_t before = source->last_seq;
+    while (source->ahead & 1) {
+        source->ahead >>= 1;
+        source->last_seq++;
+    }
+    bool hole = source->ahead || source->expect > source->last_seq;
+    if (hole && (!source->holed || source->last_seq != before))
+        source->hole_since_ms = now_ms;
+    source->holed = hole;
+}
+
+//  A whole stream off the hot path: reordering between buses, copies,
+//  holes waiting for their fill, heartbeats announcing a tail.
+static bool
+s_observe_window (ep_tracker_t *self, s_source_t *source, uint64_t seq, bool heartbeat,
+                  int64_t now_ms)
+{
+    if (heartbeat) {
+        //  The publisher has sent up to seq: a tail we lack is a hole, a
+        //  gap if no bus brings it within the reorder delay.
+        if (seq > source->expect)
+            source->expect = seq;
+        s_settle (source, now_ms);
+        return true;
+    }
+    if (seq <= source->last_seq) {
+        self->duplicates++;
+        return false;
+    }
+    if (seq - source->last_seq > 64)
+        //  64 later seqs arrived: what is missing below them is lost.
+        s_give_up (self, source, seq - 64);
+    uint64_t bit = 1ULL << (seq - source->last_seq - 1);
+    if (source->ahead & bit) {
+        self->duplicates++;
+        return false;
+    }
+    source->ahead |= bit;
+    if (seq > source->expect)
+        source->expect = seq;
+    s_settle (source, now_ms);
+    return true;
+}
+
 bool
 ep_tracker_observe (ep_tracker_t *self, const char *source_id, const char *stream,
                     uint64_t epoch, int64_t epoch_started_ms, uint64_t seq,
@@ -185,6 +263,7 @@ ep_tracker_observe (ep_tracker_t *self, const char *source_id, const char *strea
         //  one that was already running when we joined is taken from here.
         bool born_after_us = epoch_started_ms > self->subscribed_wall_ms;
         source->last_seq = born_after_us? 0: (heartbeat? seq: seq - 1);
+        source->expect = source->last_seq;
         zhashx_insert (self->sources, key, source);
     }
     if (key != key_buf)
@@ -201,7 +280,8 @@ ep_tracker_observe (ep_tracker_t *self, const char *source_id, const char *strea
             return false;       //  a straggler from an older epoch
         source->epoch = epoch;
         source->epoch_started_ms = epoch_started_ms;
-        source->last_seq = 0;
+        source->last_seq = source->expect = source->ahead = 0;
+        source->holed = false;
         s_emit (self, source, EP_STREAM_RESTART, 0, 0, false);
     }
     source->last_heard_ms = now_ms;
@@ -210,24 +290,25 @@ ep_tracker_observe (ep_tracker_t *self, const char *source_id, const char *strea
         s_emit (self, source, EP_STREAM_RESUMED, 0, 0, false);
     }
 
-    if (heartbeat) {
-        //  The heartbeat says the publisher has sent up to seq: anything
-        //  above what we accounted for is lost.
-        if (whole && seq > source->last_seq) {
-            s_emit (self, source, EP_STREAM_GAP, source->last_seq + 1, seq, true);
-            source->last_seq = seq;
-        }
+    //  The hot path: the next seq, no hole pending.
+    if (!heartbeat && seq == source->last_seq + 1 && !source->holed) {
+        source->last_seq = source->expect = seq;
         return true;
     }
-    if (seq <= source->last_seq) {
-        //  ZeroMQ keeps order on a path, so an old seq was seen before.
-        s_emit (self, source, EP_STREAM_DUPLICATE, seq, seq, false);
-        return false;
+    if (!whole) {
+        //  A filtered stream skips seqs by design: no window, no gaps.
+        if (heartbeat)
+            return true;
+        if (seq <= source->last_seq) {
+            self->duplicates++;
+            return false;
+        }
+        source->last_seq = source->expect = seq;
+        source->ahead = 0;      //  whole no more: holes are not losses
+        source->holed = false;
+        return true;
     }
-    if (whole && seq > source->last_seq + 1)
-        s_emit (self, source, EP_STREAM_GAP, source->last_seq + 1, seq - 1, false);
-    source->last_seq = seq;
-    return true;
+    return s_observe_window (self, source, seq, heartbeat, now_ms);
 }
 
 size_t
@@ -236,6 +317,14 @@ ep_tracker_tick (ep_tracker_t *self, int64_t now_ms)
     size_t silent = 0;
     s_source_t *source = (s_source_t *) zhashx_first (self->sources);
     for (; source; source = (s_source_t *) zhashx_next (self->sources)) {
+        if (source->holed && now_ms - source->hole_since_ms >= self->reorder_ms) {
+            //  The oldest hole waited long enough: a gap.
+            uint64_t to = source->ahead? source->last_seq + (uint64_t) __builtin_ctzll (source->ahead)
+                                       : source->expect;
+            s_give_up (self, source, to);
+            source->holed = false;
+            s_settle (source, now_ms);
+        }
         if (!source->silent && now_ms - source->last_heard_ms >= self->silent_after_ms) {
             source->silent = true;
             s_emit (self, source, EP_STREAM_SILENT, 0, 0, false);
@@ -258,4 +347,16 @@ uint64_t
 ep_tracker_lost (ep_tracker_t *self)
 {
     return self->lost;
+}
+
+uint64_t
+ep_tracker_duplicates (ep_tracker_t *self)
+{
+    return self->duplicates;
+}
+
+void
+ep_tracker_set_reorder (ep_tracker_t *self, int64_t reorder_ms)
+{
+    self->reorder_ms = reorder_ms;
 }

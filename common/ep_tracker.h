@@ -11,15 +11,27 @@
     "connect.router-to-ctrl" sees a subset of the connect stream, so its seq
     jumps are not losses. A stream is whole when some subscribed prefix is a
     prefix of "<stream>." (e.g. "", "conn", "connect.").
+
+    Several buses: a subscriber of every bus gets each message once per
+    bus, each bus in order but the buses in any order, and a bus that dies
+    loses what it held. So a whole stream keeps a window of the 64 seqs
+    above the last one accounted for: a copy is dropped and counted
+    (ep_tracker_duplicates), never reported; a message above a hole is
+    delivered at once and the hole's fill too when it comes; a hole (or
+    a tail a heartbeat announced) is a gap only once it has waited the
+    reorder delay (ep_tracker_tick reports it) or 64 later seqs arrived.
 */
 #ifndef EP_TRACKER_H_INCLUDED
 #define EP_TRACKER_H_INCLUDED
 
 #include "ep_prelude.h"
 
+//  How long a hole waits for its fill from another bus by default.
+#define EP_TRACKER_REORDER_MS 200
+
 typedef enum {
     EP_STREAM_GAP = 1,          //  messages from..to were lost
-    EP_STREAM_DUPLICATE,        //  seq from was seen before
+    EP_STREAM_DUPLICATE,        //  not reported any more: copies are counted (ep_tracker_duplicates)
     EP_STREAM_RESTART,          //  the source started a new epoch
     EP_STREAM_SILENT,           //  nothing from the source for silent_after_ms
     EP_STREAM_RESUMED           //  a silent source was heard again
@@ -68,8 +80,8 @@ bool
                         uint64_t epoch, int64_t epoch_started_ms, uint64_t seq,
                         bool heartbeat, int64_t now_ms);
 
-//  Reports sources silent since now_ms - silent_after_ms. Returns the number
-//  of sources currently silent.
+//  Reports holes older than the reorder delay as gaps, and sources silent
+//  since now_ms - silent_after_ms. Returns the number of sources silent.
 size_t
     ep_tracker_tick (ep_tracker_t *self, int64_t now_ms);
 
@@ -81,5 +93,14 @@ bool
 //  Total messages proven lost so far (sum of gap sizes).
 uint64_t
     ep_tracker_lost (ep_tracker_t *self);
+
+//  Copies dropped so far (a message seen before, by another bus).
+uint64_t
+    ep_tracker_duplicates (ep_tracker_t *self);
+
+//  How long a hole waits for its fill before it is a gap (default
+//  EP_TRACKER_REORDER_MS).
+void
+    ep_tracker_set_reorder (ep_tracker_t *self, int64_t reorder_ms);
 
 #endif

@@ -438,6 +438,9 @@ s_record (model_t *self, s_write_ctx_t *ctx, bool txn)
     Ep__ModelChange *change = ctx->change;
     change->has_revision = true;
     change->revision = ctx->revision;
+    //  The embedded store's revisions have no holes.
+    change->has_prev_revision = true;
+    change->prev_revision = ctx->revision - 1;
     change->generation = strdup (self->generation);
     change->has_committed_at_ms = true;
     change->committed_at_ms = ctx->now_ms;

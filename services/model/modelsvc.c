@@ -378,6 +378,8 @@ s_open_store (modelsvc_t *self, const modelsvc_config_t *config, const char *dat
     self->path = config->db_path? strdup (config->db_path): zsys_sprintf ("%s/model.db", data_dir);
     if (zsys_dir_create ("%s", data_dir) != 0)
         ep_log_warn ("cannot create %s", data_dir);
+    ep_service_lock_or_exit (self->service, self->path,
+        "to run several model instances, put the model in etcd (EDGEPLANE_MODEL_STORE=etcd, docs/ha.md)");
     self->store = modelstore_sqlite_open (self->path);
     if (!self->store || !(self->model = model_new (self->store, config->retain)))
         return -1;

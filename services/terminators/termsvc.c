@@ -477,6 +477,8 @@ s_open_store (termsvc_t *self, const termsvc_config_t *config, const char *data_
     self->path = config->db_path? strdup (config->db_path): zsys_sprintf ("%s/terminators.db", data_dir);
     if (zsys_dir_create ("%s", data_dir) != 0)
         ep_log_warn ("cannot create %s", data_dir);
+    ep_service_lock_or_exit (self->service, self->path,
+        "several instances share a model through the etcd store (docs/ha.md), each with its own data directory");
     self->store = ep_store_new (self->path, termstore_migrations, termstore_migrations_count);
     if (!self->store) {
         ep_log_error ("cannot open %s: %s", self->path, ep_store_last_error ());

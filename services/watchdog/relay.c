@@ -2,6 +2,7 @@
 #include "relay.h"
 #include "ep_log.h"
 #include "ep_codec.h"
+#include "ep_endpoints.h"
 
 #define RELAY_TIMEOUT_MS    30000
 #define RELAY_ID_MAX        160         //  the longest request id services take
@@ -32,8 +33,13 @@ s_dealer (ep_service_t *service, const char *endpoint, const char *server)
     zsock_set_sndhwm (dealer, 100000);
     zsock_set_heartbeat_ivl (dealer, 1000);
     zsock_set_heartbeat_timeout (dealer, 3000);
+    //  Several instances (a comma-separated list): requests go only to
+    //  live connections, and a silent one is dropped by the heartbeats, so
+    //  the DEALER's round robin skips a dead instance.
+    if (strchr (endpoint, ','))
+        zsock_set_immediate (dealer, 1);
     if (ep_service_secure_client (service, dealer, server) != 0
-    ||  zsock_connect (dealer, "%s", endpoint) != 0) {
+    ||  ep_endpoints_connect (dealer, endpoint) != 0) {
         ep_log_error ("cannot reach %s at %s", server, endpoint);
         zsock_destroy (&dealer);
     }

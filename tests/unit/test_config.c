@@ -580,3 +580,33 @@ Test (config, or_exit_codes)
     free (out);
     free (err);
 }
+
+Test (config, endpoint_lists_for_several_instances)
+{
+    //  EDGEPLANE_MODEL_API, _BUS_PUB, _BUS_SUB, _TERMINATORS_API and
+    //  _REAPER_API name several instances; each element is checked.
+    const char *good [] = { "tcp://10.0.0.1:7001", "tcp://10.0.0.1:7001,tcp://10.0.0.2:7001",
+                            "tcp://[::1]:7001,ipc:///tmp/model" };
+    for (size_t i = 0; i < EP_COUNT (good); i++) {
+        ep_config_t *cfg = ep_config_new ("edgeplane-test", "A test program.");
+        ep_common_opts_t common;
+        ep_common_opts_add (cfg, &common, EP_HTTP_LISTEN_REAPER);
+        char err [512];
+        cr_assert_eq (s_parse (cfg, err, "--model-api", good [i], "--bus-sub", good [i], NULL), 0,
+                      "%s: %s", good [i], err);
+        cr_assert_str_eq (common.model_api, good [i]);
+        cr_assert_str_eq (common.bus_sub, good [i]);
+        ep_config_destroy (&cfg);
+    }
+    const char *bad [] = { "tcp://10.0.0.1:7001,", ",tcp://10.0.0.1:7001", "tcp://a:1,,tcp://b:2",
+                           "tcp://10.0.0.1:7001,10.0.0.2:7001", "," };
+    for (size_t i = 0; i < EP_COUNT (bad); i++) {
+        ep_config_t *cfg = ep_config_new ("edgeplane-test", "A test program.");
+        ep_common_opts_t common;
+        ep_common_opts_add (cfg, &common, EP_HTTP_LISTEN_REAPER);
+        char err [512];
+        cr_assert_eq (s_parse (cfg, err, "--bus-pub", bad [i], NULL), -1, "%s accepted", bad [i]);
+        cr_assert (strstr (err, "separated by commas"), "%s", err);
+        ep_config_destroy (&cfg);
+    }
+}

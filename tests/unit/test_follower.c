@@ -43,6 +43,7 @@ typedef struct {
     uint64_t snapshot_requests; //  served
     uint64_t changes_requests;  //  served
     uint64_t status_requests;   //  served
+    uint64_t stride;            //  revisions advance by this (0: by 1, no prev_revision sent)
 } s_fake_t;
 
 static void
@@ -222,7 +223,10 @@ s_fake_commit (s_fake_t *self, zmsg_t *msg)
         cr_assert_not_null (ops [i]);
         zframe_destroy (&frame);
     }
-    uint64_t revision = ep_model_view_revision (self->store) + 1;
+    //  With a stride, revisions skip as the etcd store's do, and each
+    //  change says which one it follows.
+    uint64_t prev = ep_model_view_revision (self->store);
+    uint64_t revision = prev + (self->stride? self->stride: 1);
     char key [32];
     if (streq (drop, "1")) {
         snprintf (key, sizeof key, "%llu", (unsigned long long) revision);
@@ -238,6 +242,8 @@ s_fake_commit (s_fake_t *self, zmsg_t *msg)
         Ep__ModelChange change = EP__MODEL_CHANGE__INIT;
         change.has_revision = true;
         change.revision = revision;
+        change.has_prev_revision = self->stride > 0;
+        change.prev_revision = prev;
         change.generation = (char *) ep_model_view_generation (self->store);
         change.has_part = change.has_parts = true;
         change.part = part;
@@ -327,6 +333,13 @@ s_fake_command (s_fake_t *self)
     else
     if (streq (command, "RESTORE")) {
         s_fake_restore (self, msg);
+        zsock_send (self->pipe, "8", (uint64_t) 0);
+    }
+    else
+    if (streq (command, "STRIDE")) {
+        char *stride = zmsg_popstr (msg);
+        self->stride = strtoull (stride, NULL, 10);
+        free (stride);
         zsock_send (self->pipe, "8", (uint64_t) 0);
     }
     else
@@ -913,5 +926,42 @@ Test (follower, sync_returns_a_fresh_copy)
     cr_assert_lt (ep_mono_ms () - started, 2000);   //  not by waiting for silence
     cr_assert (s_identical (&test));
     cr_assert_geq (s_state (&test).statuses, 2);
+    s_stop (&test);
+}
+
+Test (follower, skipping_revisions_chain_on_prev_revision)
+{
+    //  The etcd store's model revisions are not consecutive: a follower
+    //  chains on prev_revision, so a skip is no gap and costs no fetch.
+    s_test_t test;
+    s_start_synced (&test);
+    s_command (&test, "STRIDE", "7", NULL, NULL, NULL);
+    uint64_t before = ep_model_view_revision (test.view);
+    s_commit_one (&test, false, s_router ("r7", "seven", NULL));
+    Ep__Entity *txn [] = { s_router ("r8", "eight", "s1"), s_router ("r9", "nine", "s1") };
+    s_commit (&test, false, 2, txn, 2);
+    uint64_t last = s_commit_one (&test, false, s_router ("r2", "two-b", NULL));
+    cr_assert_eq (last, before + 21);
+    cr_assert (s_pump (&test, s_identical, 5000), "state %s", ep_follower_state (test.follower));
+    cr_assert_eq (ep_model_view_revision (test.view), last);
+    cr_assert_eq (ep_follower_gaps (test.follower), 0);
+    cr_assert_eq (ep_follower_catchups (test.follower), 0);
+    cr_assert_eq (s_state (&test).changes, 0, "no fetch: the stream chained");
+    s_stop (&test);
+}
+
+Test (follower, lost_change_between_skipping_revisions_is_fetched)
+{
+    //  A gap is prev_revision != the applied revision, whatever the stride.
+    s_test_t test;
+    s_start_synced (&test);
+    s_command (&test, "STRIDE", "3", NULL, NULL, NULL);
+    s_commit_one (&test, true, s_router ("r9", "lost", NULL));
+    s_commit_one (&test, false, s_router ("r2", "after", NULL));
+    cr_assert (s_pump (&test, s_identical, 5000), "state %s", ep_follower_state (test.follower));
+    cr_assert_not_null (ep_model_view_get (test.view, EP__ENTITY_TYPE__ENTITY_ROUTER, "r9"));
+    cr_assert_eq (ep_follower_gaps (test.follower), 1);
+    cr_assert_geq (ep_follower_catchups (test.follower), 1);
+    cr_assert_eq (ep_follower_resyncs (test.follower), 0);
     s_stop (&test);
 }

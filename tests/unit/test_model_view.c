@@ -588,3 +588,35 @@ Test (model_view, many_ids_iterate_in_id_order_and_digest_as_the_service_does)
     free (unique);
     ep_model_view_destroy (&view);
 }
+
+Test (model_view, prev_revision_chains_and_says_what_a_gap_is)
+{
+    ep_model_view_t *view = s_view (NULL);
+    cr_assert_eq (s_apply_put (view, GEN, 1, s_router ("r1", "one", NULL, NULL)), EP_MODEL_APPLIED);
+    s_change_t change;
+    //  Revision 5 following 1: applied (the etcd store's revisions skip).
+    s_change_init (&change, GEN, 5);
+    change.change.has_prev_revision = true;
+    change.change.prev_revision = 1;
+    s_change_put (&change, EP__MODEL_OP__KIND__UPDATED, s_router ("r5", "five", NULL, NULL));
+    cr_assert_eq (ep_model_view_apply (view, &change.change), EP_MODEL_APPLIED);
+    cr_assert_eq (ep_model_view_revision (view), 5);
+    //  Revision 9 following 7: a change is missing, though 9 > 5.
+    s_change_init (&change, GEN, 9);
+    change.change.has_prev_revision = true;
+    change.change.prev_revision = 7;
+    s_change_put (&change, EP__MODEL_OP__KIND__UPDATED, s_router ("r9", "nine", NULL, NULL));
+    cr_assert_eq (ep_model_view_apply (view, &change.change), EP_MODEL_GAP);
+    cr_assert_null (ep_model_view_get (view, EP__ENTITY_TYPE__ENTITY_ROUTER, "r9"));
+    //  Revision 6 following 5, without prev_revision would be +1 anyway;
+    //  with a prev_revision at or above the revision: malformed.
+    s_change_init (&change, GEN, 6);
+    change.change.has_prev_revision = true;
+    change.change.prev_revision = 6;
+    s_change_put (&change, EP__MODEL_OP__KIND__UPDATED, s_router ("r6", "six", NULL, NULL));
+    cr_assert_eq (ep_model_view_apply (view, &change.change), EP_MODEL_INVALID);
+    //  An old change without prev_revision still chains on revision - 1.
+    cr_assert_eq (s_apply_put (view, GEN, 6, s_router ("r6", "six", NULL, NULL)), EP_MODEL_APPLIED);
+    cr_assert_eq (s_apply_put (view, GEN, 8, s_router ("r8", "eight", NULL, NULL)), EP_MODEL_GAP);
+    ep_model_view_destroy (&view);
+}

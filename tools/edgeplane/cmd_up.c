@@ -15,6 +15,7 @@
 #include "ep_codec.h"
 #include "ep_event_json.h"
 #include "ep_keys.h"
+#include "ep_lock.h"
 #include "ep_pki.h"
 #include "ep_ready.h"
 #include "ep_rpc_client.h"
@@ -533,6 +534,29 @@ s_up_end (s_up_t *self)
     free (self->run_dir);
 }
 
+//  Refuses a data directory whose stateful services still run (orphans of
+//  a killed `edgeplane up`, or another stack): their locks tell, with pids.
+static int
+s_check_idle (const char *data_dir)
+{
+    static const char *stateful [] = { "model", "terminators", "reaper" };
+    char running [256] = "", pids [128] = "";
+    for (size_t i = 0; i < EP_COUNT (stateful); i++) {
+        pid_t pid;
+        if (ep_lock_held (data_dir, stateful [i], &pid)) {
+            size_t used = strlen (running), pused = strlen (pids);
+            snprintf (running + used, sizeof running - used, "%s%s (pid %d)",
+                      used? ", ": "", stateful [i], (int) pid);
+            if (pid > 0)
+                snprintf (pids + pused, sizeof pids - pused, " %d", (int) pid);
+        }
+    }
+    if (!running [0])
+        return CLI_OK;
+    return cli_fail ("up", "services still run on the data directory %s: %s; stop them first "
+                     "(kill%s) or choose another --data-dir", data_dir, running, pids);
+}
+
 int
 cli_up (int argc, char **argv)
 {
@@ -550,7 +574,8 @@ cli_up (int argc, char **argv)
     char err [512];
     int rc = CLI_OK;
     self.run_dir = zsys_sprintf ("%s/run", common.data_dir);
-    if (zsys_dir_create ("%s", self.run_dir) != 0 && errno != EEXIST)
+    rc = s_check_idle (common.data_dir);
+    if (rc == CLI_OK && zsys_dir_create ("%s", self.run_dir) != 0 && errno != EEXIST)
         rc = cli_fail ("up", "cannot create %s: %s", self.run_dir, strerror (errno));
     if (rc == CLI_OK)
         rc = s_pid_file_write (&self);
