@@ -257,7 +257,8 @@ s_resume (hub_t *self, hub_stream_t *stream, const char *last_event_id, int64_t 
         uint64_t missed = epoch == self->config.epoch? first - 1 - seq: first - 1;
         char since [40], until [40], notice [512];
         s_rfc3339 (epoch == self->config.epoch? now: self->config.started_wall_ms, since, sizeof since);
-        s_rfc3339 (self->count? self->ring [self->head].wall_ms: now, until, sizeof until);
+        //  now is the tick clock, not a wall time: an empty ring ends the gap at this epoch's start
+        s_rfc3339 (self->count? self->ring [self->head].wall_ms: self->config.started_wall_ms, until, sizeof until);
         if (epoch == self->config.epoch)    //  we do not keep when evicted events were published
             snprintf (since, sizeof since, "unknown");
         int length = snprintf (notice, sizeof notice,

@@ -191,6 +191,21 @@ Test (console_hub, a_resume_the_ring_cannot_serve_gets_a_missed_event_first)
     hub_destroy (&hub);
 }
 
+//  "until" is a wall time even when the ring is empty (now is the tick
+//  clock): a restarted console that took nothing yet says its own start.
+Test (console_hub, a_missed_event_on_an_empty_ring_ends_at_a_wall_time)
+{
+    s_calls_t calls = { 0 };
+    hub_t *hub = s_hub (&calls, 5, 1 << 20, 0x10);
+    hub_stream_t *stream = hub_open (hub, NULL, "00000000000000ff-7", (void *) 1, 30);
+    char *text = s_drain (hub, stream, NULL);
+    cr_assert (strstr (text, "\"reason\":\"restart\""), "%s", text);
+    cr_assert (strstr (text, "\"until\":\"2026-"), "%s", text);
+    free (text);
+    hub_close (hub, &stream);
+    hub_destroy (&hub);
+}
+
 Test (console_hub, idle_streams_get_a_comment_each_keepalive)
 {
     s_calls_t calls = { 0 };
