@@ -112,9 +112,13 @@ ep_addr_resolve (const ep_addr_t *self, struct sockaddr_storage *sa, socklen_t *
         hints.ai_flags |= AI_NUMERICSERV;
     if (self->any)
         hints.ai_flags |= AI_PASSIVE;
-    else
-    if (self->family != AF_UNSPEC)
-        hints.ai_flags |= AI_NUMERICHOST;
+    else {
+        //  Numeric only when the host is an address: a caller may narrow a
+        //  name to one family (the watchdog asks the bus's name for IPv4)
+        unsigned char probe [sizeof (struct in6_addr)];
+        if (inet_pton (AF_INET, self->host, probe) == 1 || inet_pton (AF_INET6, self->host, probe) == 1)
+            hints.ai_flags |= AI_NUMERICHOST;
+    }
     struct addrinfo *found = NULL;
     int rc = getaddrinfo (self->any? NULL: self->host, self->service, &hints, &found);
     if (rc != 0)

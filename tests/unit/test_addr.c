@@ -135,6 +135,20 @@ Test (addr, resolves_literals_any_and_names)
     cr_assert (strstr (err, "cannot resolve no-such-host.invalid"), "%s", err);
 }
 
+//  A name narrowed to one family still resolves: the watchdog asks the
+//  bus's name (compose: "bus") for IPv4 to find its own address.
+Test (addr, a_name_narrowed_to_ipv4_resolves)
+{
+    ep_addr_t addr;
+    cr_assert_eq (ep_addr_parse (&addr, "localhost:7100", EP_ADDR_DIAL, NULL, 0), 0);
+    addr.family = AF_INET;
+    struct sockaddr_storage sa;
+    socklen_t len;
+    char err [256] = "";
+    cr_assert_eq (ep_addr_resolve (&addr, &sa, &len, err, sizeof err), 0, "%s", err);
+    cr_assert_eq (sa.ss_family, AF_INET);
+}
+
 Test (addr, writes_addresses_back_with_brackets_for_ipv6)
 {
     char text [EP_ADDR_TEXT_MAX];
