@@ -90,7 +90,7 @@ static void
 s_pump (s_client_t *client)
 {
     char buf [65536];
-    ssize_t n;
+    ssize_t n = -1;             //  -1 until a recv says otherwise
     while (client->fd >= 0 && (n = recv (client->fd, buf, sizeof buf, 0)) != 0) {
         if (n < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
