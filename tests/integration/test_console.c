@@ -62,7 +62,7 @@ s_request (int port, const char *method, const char *path, const char *headers)
     s_send_request (fd, method, path, headers);
     zchunk_t *data = zchunk_new (NULL, 0);
     char buf [8192];
-    ssize_t n;
+    ssize_t n = -1;             //  -1 until a recv says otherwise
     while ((n = recv (fd, buf, sizeof buf, 0)) > 0)
         zchunk_extend (data, buf, n);
     close (fd);
@@ -186,7 +186,7 @@ static bool
 s_sse_pump (s_sse_t *self)
 {
     char buf [65536];
-    ssize_t n;
+    ssize_t n = -1;             //  -1 until a recv says otherwise
     while (self->fd >= 0 && (n = recv (self->fd, buf, sizeof buf, 0)) != 0) {
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)

@@ -114,7 +114,7 @@ s_consumer_pump (s_consumer_t *self, int timeout_ms)
     if (poll (&pfd, 1, timeout_ms) <= 0)
         return;
     char buf [4096];
-    ssize_t n;
+    ssize_t n = -1;             //  -1 until a recv says otherwise
     while ((n = read (self->fd, buf, sizeof buf)) > 0)
         zchunk_extend (self->out, buf, (size_t) n);
     if (n == 0)

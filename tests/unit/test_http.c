@@ -52,7 +52,7 @@ s_request_at (const char *address, const char *method, const char *path, int *fd
 
     zchunk_t *data = zchunk_new (NULL, 0);
     char buf [4096];
-    ssize_t n;
+    ssize_t n = -1;             //  -1 until a recv says otherwise
     while ((n = recv (fd, buf, sizeof buf, 0)) > 0)
         zchunk_extend (data, buf, n);
     close (fd);
