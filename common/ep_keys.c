@@ -122,7 +122,7 @@ s_console_token (const char *keys_dir, bool force, char *err, size_t errlen)
         return chmod (path, 0600) == 0? 0:
                ep_errorf (err, errlen, "cannot make %s private: %s", path, strerror (errno));
     uint8_t bytes [32];
-    char hex [65];
+    char hex [66];               //  64 hex digits, the newline, the NUL
     randombytes_buf (bytes, sizeof bytes);
     sodium_bin2hex (hex, sizeof hex, bytes, sizeof bytes);
     unlink (path);

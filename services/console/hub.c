@@ -114,7 +114,8 @@ s_queue (hub_t *self, hub_stream_t *stream, const char *data, size_t size, int64
         return;
     }
     if (stream->size + size > stream->capacity || stream->offset > stream->capacity / 2) {
-        memmove (stream->buffer, stream->buffer + stream->offset, stream->size - stream->offset);
+        if (stream->buffer)     //  a fresh stream has none yet (memmove of NULL is undefined)
+            memmove (stream->buffer, stream->buffer + stream->offset, stream->size - stream->offset);
         stream->size -= stream->offset;
         stream->offset = 0;
         if (stream->size + size > stream->capacity) {
