@@ -671,7 +671,10 @@ Test (reaper_it, a_restart_spares_live_sessions_and_a_silent_router_is_probed_th
       .init = s_setup, .fini = s_teardown, .timeout = 120)
 {
     enum { LIVE = 300, QUIET = 200 };
-    const char *args [] = { "--evasive", "1s", "--expire", "3s", "--presence-timeout", "1s", NULL };
+    //  Fixed thresholds: this asserts --evasive and --expire to the
+    //  second (adaptive ones are adaptive_thresholds_follow_each_router's).
+    const char *args [] = { "--evasive", "1s", "--expire", "3s", "--presence-timeout", "1s",
+                            "--liveness", "fixed", NULL };
     s_reaper_start (args);
     s_model_fixture ();
     //  Static: a failed assertion leaves the test with the threads running.
