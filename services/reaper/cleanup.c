@@ -190,6 +190,8 @@ reaper_model_event (reaper_t *self, const ep_model_event_t *event, int64_t now)
         if (zhashx_size (self->tombstones [kind]) >= TOMBSTONES_MAX)
             zhashx_purge (self->tombstones [kind]);
         zhashx_update (self->tombstones [kind], event->id, (void *) 1);
+        if (kind == G_ROUTER)
+            reaper_router_forget (self, event->id);
         reaper_job_start (self, kind, event->id, reaper_deleted_reasons [kind], event->revision, now);
     }
     else

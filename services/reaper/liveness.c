@@ -10,6 +10,8 @@ struct _liveness_t {
     ep_heap_t *heap;            //  liveness_entry_t *, ordered by deadline
     int64_t evasive_ms;         //  T1: unheard this long -> probe
     int64_t expire_ms;          //  T2: unheard this long (and probed) -> reap
+    liveness_thresholds_fn *thresholds; //  each entry's T1 and T2, if set (else the two above)
+    void *arg;                  //  for thresholds
 };
 
 static bool
@@ -46,6 +48,26 @@ liveness_destroy (liveness_t **self_p)
     }
 }
 
+void
+liveness_set_thresholds (liveness_t *self, liveness_thresholds_fn *fn, void *arg)
+{
+    EP_ASSERT (ep_heap_size (self->heap) == 0);
+    self->thresholds = fn;
+    self->arg = arg;
+}
+
+//  The entry's T1 and T2: its own if the caller gives them, else ours.
+static void
+s_thresholds (liveness_t *self, liveness_entry_t *entry, int64_t *evasive, int64_t *expire)
+{
+    *evasive = self->evasive_ms;
+    *expire = self->expire_ms;
+    if (self->thresholds) {
+        self->thresholds (self->arg, entry, evasive, expire);
+        EP_ASSERT (*evasive > 0 && *expire > *evasive);
+    }
+}
+
 //  Moves a tracked entry to a new deadline.
 static void
 s_reschedule (liveness_t *self, liveness_entry_t *entry, int64_t deadline)
@@ -66,9 +88,11 @@ void
 liveness_track (liveness_t *self, liveness_entry_t *entry, int64_t now)
 {
     EP_ASSERT (entry->index == 0);
+    int64_t evasive, expire;
+    s_thresholds (self, entry, &evasive, &expire);
     entry->seen = now;
     entry->probed = INT64_MIN;
-    entry->deadline = now + self->evasive_ms;
+    entry->deadline = now + evasive;
     ep_heap_push (self->heap, &entry);
 }
 
@@ -90,8 +114,12 @@ liveness_heard (liveness_t *self, liveness_entry_t *entry, int64_t now)
     //  at again one evasive period from now, which is earlier.
     bool probed = entry->probed != INT64_MIN && entry->probed >= entry->seen;
     entry->seen = now;
-    if (probed && entry->index && now + self->evasive_ms < entry->deadline)
-        s_reschedule (self, entry, now + self->evasive_ms);
+    if (probed && entry->index) {
+        int64_t evasive, expire;
+        s_thresholds (self, entry, &evasive, &expire);
+        if (now + evasive < entry->deadline)
+            s_reschedule (self, entry, now + evasive);
+    }
 }
 
 liveness_entry_t *
@@ -100,30 +128,32 @@ liveness_next (liveness_t *self, int64_t now, liveness_floor_fn *floor, void *ar
 {
     liveness_entry_t *entry;
     while ((entry = s_top (self)) && entry->deadline <= now) {
+        int64_t evasive, expire;
+        s_thresholds (self, entry, &evasive, &expire);
         int64_t from = floor? floor (arg, entry): INT64_MIN;
         if (from == LIVENESS_PAUSED) {
-            s_reschedule (self, entry, now + self->evasive_ms);
+            s_reschedule (self, entry, now + evasive);
             continue;
         }
         int64_t seen = entry->seen > from? entry->seen: from;
         bool probed = entry->probed != INT64_MIN && entry->probed >= seen;
-        if (now - seen < self->evasive_ms)
-            s_reschedule (self, entry, seen + self->evasive_ms);
+        if (now - seen < evasive)
+            s_reschedule (self, entry, seen + evasive);
         else
         if (!probed) {
             //  A probe always goes out, and gets its full answer time,
             //  before the entry can expire (even after a long pause).
             entry->probed = now;
-            int64_t expiry = seen + self->expire_ms;
-            int64_t earliest = now + self->expire_ms - self->evasive_ms;
+            int64_t expiry = seen + expire;
+            int64_t earliest = now + expire - evasive;
             s_reschedule (self, entry, expiry > earliest? expiry: earliest);
             *verdict = LIVENESS_EVASIVE;
             return entry;
         }
         else
-        if (now - seen < self->expire_ms || now - entry->probed < self->expire_ms - self->evasive_ms) {
-            int64_t expiry = seen + self->expire_ms;
-            int64_t answer = entry->probed + self->expire_ms - self->evasive_ms;
+        if (now - seen < expire || now - entry->probed < expire - evasive) {
+            int64_t expiry = seen + expire;
+            int64_t answer = entry->probed + expire - evasive;
             s_reschedule (self, entry, expiry > answer? expiry: answer);
         }
         else {

@@ -17,6 +17,14 @@
     not at all while the caller says "paused" (presence not known yet, or
     the router offline): then the entry is looked at again evasive_ms later.
     Entries are embedded in the caller's records; times are monotonic ms.
+
+    The two thresholds are the tracker's own, or each entry's when the
+    caller gives a thresholds callback (the reaper's adaptive liveness: its
+    router's, learnt from that router's heartbeat cadence). The callback is
+    asked whenever an entry is scheduled or judged, so a change of an
+    entry's thresholds applies at its next look: never earlier than the new
+    thresholds allow, and at most one old evasive period late. No scan, no
+    copy per entry.
 */
 #ifndef LIVENESS_H_INCLUDED
 #define LIVENESS_H_INCLUDED
@@ -45,9 +53,18 @@ typedef enum {
 #define LIVENESS_PAUSED INT64_MAX
 typedef int64_t (liveness_floor_fn) (void *arg, liveness_entry_t *entry);
 
+//  The two thresholds of an entry (0 < *evasive_ms < *expire_ms).
+typedef void (liveness_thresholds_fn) (void *arg, liveness_entry_t *entry, int64_t *evasive_ms,
+                                       int64_t *expire_ms);
+
 //  A tracker with the two thresholds (0 < evasive_ms < expire_ms).
 liveness_t *
     liveness_new (int64_t evasive_ms, int64_t expire_ms);
+
+//  From now on each entry has the thresholds fn gives for it (arg passed
+//  back), instead of the tracker's. Set it before tracking anything.
+void
+    liveness_set_thresholds (liveness_t *self, liveness_thresholds_fn *fn, void *arg);
 
 //  Destroys the heap (the entries are the caller's, untouched).
 void

@@ -13,6 +13,9 @@ main (int argc, char **argv)
     static char *listen, *db_path;
     static int64_t evasive, expire, grace, deadline, presence, flush, long_lived, retention;
     static int64_t retry, mark_batch, chunk, window, max_batch, event_rate;
+    static int64_t liveness_floor, liveness_ceiling, samples, intervals;
+    static char *liveness;
+    static const char *liveness_words [] = { "adaptive", "fixed", NULL };
     ep_opt_t opts [] = {
         { .name = "listen", .env = "EDGEPLANE_REAPER_LISTEN", .def = EP_DEFAULT_REAPER_API,
           .type = EP_OPT_ENDPOINT, .str = &listen, .help = "Where the reaper API binds." },
@@ -24,6 +27,22 @@ main (int argc, char **argv)
         { .name = "expire", .env = "EDGEPLANE_SESSION_EXPIRE", .def = "3m", .type = EP_OPT_DURATION,
           .num = &expire, .min = 20, .max = 86400000,
           .help = "A session unheard this long (and probed) is reaped as expired; above --evasive." },
+        { .name = "liveness", .env = "EDGEPLANE_SESSION_LIVENESS", .def = "adaptive", .type = EP_OPT_ENUM,
+          .words = liveness_words, .str = &liveness,
+          .help = "adaptive: each router's --evasive from its heartbeat cadence, --expire in proportion; "
+                  "fixed: --evasive and --expire for every router." },
+        { .name = "liveness-floor", .env = "EDGEPLANE_SESSION_LIVENESS_FLOOR", .def = "20s",
+          .type = EP_OPT_DURATION, .num = &liveness_floor, .min = 10, .max = 86400000,
+          .help = "An adaptive --evasive is never shorter (keep it above a watchdog failover)." },
+        { .name = "liveness-ceiling", .env = "EDGEPLANE_SESSION_LIVENESS_CEILING", .def = "5m",
+          .type = EP_OPT_DURATION, .num = &liveness_ceiling, .min = 10, .max = 86400000,
+          .help = "An adaptive --evasive is never longer." },
+        { .name = "liveness-samples", .env = "EDGEPLANE_SESSION_LIVENESS_SAMPLES", .def = "16",
+          .type = EP_OPT_INT, .num = &samples, .min = 1, .max = 4096,
+          .help = "Intervals between a router's heartbeat batches needed before its thresholds are learnt." },
+        { .name = "liveness-window", .env = "EDGEPLANE_SESSION_LIVENESS_WINDOW", .def = "64",
+          .type = EP_OPT_INT, .num = &intervals, .min = 1, .max = 4096,
+          .help = "The newest intervals a router's thresholds are learnt from (at least --liveness-samples)." },
         { .name = "offline-grace", .env = "EDGEPLANE_ROUTER_OFFLINE_GRACE", .def = "2m",
           .type = EP_OPT_DURATION, .num = &grace, .min = 10, .max = 86400000,
           .help = "A router offline this long has its sessions cleaned up." },
@@ -68,12 +87,23 @@ main (int argc, char **argv)
         ep_service_destroy (&service);
         return 2;
     }
+    if (samples > intervals) {
+        ep_log_error ("--liveness-samples (%lld) must not exceed --liveness-window (%lld)",
+                      (long long) samples, (long long) intervals);
+        ep_service_destroy (&service);
+        return 2;
+    }
     reapsvc_config_t config = {
         .listen = listen, .db_path = db_path, .max_batch = max_batch, .event_rate = event_rate
     };
     reaper_config_defaults (&config.core);
     config.core.evasive_ms = evasive;
     config.core.expire_ms = expire;
+    config.core.adaptive = streq (liveness, "adaptive");
+    config.core.cadence.min_ms = liveness_floor;
+    config.core.cadence.max_ms = liveness_ceiling > liveness_floor? liveness_ceiling: liveness_floor;
+    config.core.cadence.min_samples = (int) samples;
+    config.core.cadence.window = (int) intervals;
     config.core.offline_grace_ms = grace;
     config.core.deadline_ms = deadline;
     config.core.presence_timeout_ms = presence;

@@ -1,6 +1,8 @@
 /*  presence.c: which routers are online (fleet.c, from the watchdogs'
-    presence), routers offline past the grace, and sessions gone quiet
-    (liveness.c's verdicts: probes through the router, expiries).
+    presence), routers offline past the grace, each router's thresholds
+    (cadences.c: learnt from its heartbeat batches, a gap at each presence
+    change), and sessions gone quiet (liveness.c's verdicts: probes through
+    the router, expiries).
 */
 #include "reaper_internal.h"
 
@@ -11,6 +13,8 @@ reaper_fleet_change (void *arg, const char *router, bool online, int64_t now)
 {
     reaper_t *self = (reaper_t *) arg;
     group_t *group = (group_t *) zhashx_lookup (self->groups [G_ROUTER], router);
+    //  Offline or back: the time across is no interval of its batches.
+    cadences_gap (self->cadences, router);
     if (online)
         sweep_router_back (self->sweep, router, now);
     if (!group)
@@ -47,6 +51,60 @@ s_floor (void *arg, liveness_entry_t *entry)
     return router->online_since;
 }
 
+void
+reaper_session_thresholds (void *arg, liveness_entry_t *entry, int64_t *evasive_ms, int64_t *expire_ms)
+{
+    (void) arg;
+    group_t *router = ((session_t *) entry)->groups [G_ROUTER];
+    *evasive_ms = router->evasive_ms;
+    *expire_ms = router->expire_ms;
+}
+
+static void
+s_gauges (reaper_t *self, const char *router, double evasive_ms, double expire_ms)
+{
+    if (self->evasive) {
+        const char *labels [] = { router };
+        ep_gauge_set (self->evasive, labels, evasive_ms / 1000.0);
+        ep_gauge_set (self->expire, labels, expire_ms / 1000.0);
+    }
+}
+
+void
+reaper_thresholds (reaper_t *self, group_t *router)
+{
+    cadences_thresholds (self->cadences, router->id, &router->evasive_ms, &router->expire_ms);
+    s_gauges (self, router->id, (double) router->evasive_ms, (double) router->expire_ms);
+}
+
+void
+reaper_router_beat (reaper_t *self, const char *router, int64_t now)
+{
+    if (!cadences_heartbeat (self->cadences, router, now))
+        return;
+    group_t *group = (group_t *) zhashx_lookup (self->groups [G_ROUTER], router);
+    int64_t evasive, expire;
+    if (group)
+        reaper_thresholds (self, group);
+    else {
+        cadences_thresholds (self->cadences, router, &evasive, &expire);
+        s_gauges (self, router, (double) evasive, (double) expire);
+    }
+    int64_t from, to;
+    if (cadences_changed (self->cadences, router, &from, &to)) {
+        cadences_thresholds (self->cadences, router, &evasive, &expire);
+        ep_log_info ("router %s: session evasive %lld ms -> %lld ms, expire %lld ms (its heartbeat cadence changed)",
+                     router, (long long) from, (long long) to, (long long) expire);
+    }
+}
+
+void
+reaper_router_forget (reaper_t *self, const char *router)
+{
+    cadences_forget (self->cadences, router);
+    s_gauges (self, router, NAN, NAN);
+}
+
 //  Presence is known from now on: routers not held are offline as of now.
 void
 reaper_presence_learned (reaper_t *self, int64_t now)
@@ -81,8 +139,12 @@ reaper_presence (reaper_t *self, const char *type, const Ep__PresenceEvent *pres
                       presence->n_routers, now);
     else
     for (size_t i = 0; i < presence->n_routers; i++) {
-        if (streq (type, "join"))
+        if (streq (type, "join") && presence->routers [i]) {
+            //  A join is a reconnect (maybe to another watchdog while the
+            //  old one still holds it, so no offline between): a gap.
+            cadences_gap (self->cadences, presence->routers [i]);
             fleet_join (self->fleet, presence->instance_id, epoch, presence->routers [i], now);
+        }
         else
         if (streq (type, "leave"))
             fleet_leave (self->fleet, presence->instance_id, epoch, presence->routers [i], now);
@@ -141,11 +203,15 @@ reaper_liveness (reaper_t *self, int64_t now)
             reaper_finish (self, session, R_EXPIRED, "reaped", now);
         verdicts++;
     }
-    int64_t deadline = reaper_wall (self, now) + self->config.expire_ms - self->config.evasive_ms;
     const char **chunk = (const char **) malloc (self->config.chunk * sizeof (char *));
     zlistx_t *ids;
     for (ids = (zlistx_t *) zhashx_first (self->probes); ids; ids = (zlistx_t *) zhashx_next (self->probes)) {
         const char *router = (const char *) zhashx_cursor (self->probes);
+        //  The probe's answer time is its router's T2 - T1 (sessions still
+        //  probed are open, so the router's group is there).
+        group_t *group = (group_t *) zhashx_lookup (self->groups [G_ROUTER], router);
+        int64_t deadline = reaper_wall (self, now)
+                         + (group? group->expire_ms - group->evasive_ms: self->config.expire_ms - self->config.evasive_ms);
         size_t count = 0;
         for (const char *id = (const char *) zlistx_first (ids); id; id = (const char *) zlistx_next (ids)) {
             chunk [count++] = id;

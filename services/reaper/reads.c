@@ -1,6 +1,7 @@
 /*  reads.c: what a request is answered with (reaper_result_t), and the
     reads (get, list, cleanup), answered from committed rows with the
-    counters and last-seen times that memory knows better overlaid.
+    counters and last-seen times that memory knows better overlaid; and
+    liveness, each router's thresholds, from memory (cadences.c).
 */
 #include "reaper_internal.h"
 #include "ep_rpc_server.h"
@@ -221,6 +222,72 @@ s_read_cleanup (reaper_t *self, const Ep__CleanupQuery *query, reaper_result_t *
         reaper_fail (result, EP__STATUS__CODE__UNAVAILABLE, "cannot read sessions.db now; retry");
 }
 
+static void
+s_free_router_msg (void *ptr)
+{
+    ep__router_liveness__free_unpacked ((Ep__RouterLiveness *) ptr, NULL);
+}
+
+//  Appends router's thresholds, cadence and sessions to the reply.
+static void
+s_router_row (reaper_t *self, reaper_result_t *result, const char *id, const cadences_info_t *info)
+{
+    Ep__SessionReply *reply = &result->reply;
+    Ep__RouterLiveness *router = (Ep__RouterLiveness *) malloc (sizeof (Ep__RouterLiveness));
+    ep__router_liveness__init (router);
+    router->router_id = strdup (id);
+    router->has_evasive_ms = router->has_expire_ms = router->has_learnt = true;
+    router->evasive_ms = info->evasive_ms;
+    router->expire_ms = info->expire_ms;
+    router->learnt = info->learnt;
+    router->has_samples = router->has_interval_ms = true;
+    router->samples = (uint32_t) info->samples;
+    router->interval_ms = info->interval_ms;
+    group_t *group = (group_t *) zhashx_lookup (self->groups [G_ROUTER], id);
+    router->has_sessions = router->has_online = true;
+    router->sessions = group? group->count: 0;
+    router->online = fleet_online (self->fleet, id);
+    reply->routers = (Ep__RouterLiveness **) realloc (reply->routers,
+                                                      (reply->n_routers + 1) * sizeof (Ep__RouterLiveness *));
+    if (reply->n_routers == 0)
+        ep_owned_add (result->owned, &reply->routers, (void (*) (void *)) zstr_free);
+    reply->routers [reply->n_routers++] = (Ep__RouterLiveness *) ep_owned_add (result->owned, router,
+                                                                                s_free_router_msg);
+}
+
+//  One router's liveness, or a page of all of them by id.
+static void
+s_read_liveness (reaper_t *self, const Ep__LivenessQuery *query, reaper_result_t *result)
+{
+    const char *token = query->page_token && *query->page_token? query->page_token: NULL;
+    if ((query->router_id && !ep_id_valid (query->router_id)) || (token && !ep_id_valid (token))) {
+        reaper_fail (result, EP__STATUS__CODE__INVALID_ARGUMENT,
+                "liveness: router_id and page_token are router ids (1 to 64 of A-Z a-z 0-9 _ -)");
+        return;
+    }
+    cadences_info_t info;
+    if (query->router_id) {
+        if (!cadences_info (self->cadences, query->router_id, &info))
+            reaper_fail (result, EP__STATUS__CODE__NOT_FOUND,
+                    "router %s has no session here and sent no heartbeat since the reaper started",
+                    query->router_id);
+        else
+            s_router_row (self, result, query->router_id, &info);
+        return;
+    }
+    size_t page = query->has_page_size && query->page_size? query->page_size: PAGE_DEFAULT;
+    if (page > PAGE_MAX)
+        page = PAGE_MAX;
+    const char **ids = (const char **) malloc ((page + 1) * sizeof (char *));
+    size_t count = cadences_routers (self->cadences, token, ids, page + 1);
+    for (size_t i = 0; i < count && i < page; i++)
+        if (cadences_info (self->cadences, ids [i], &info))
+            s_router_row (self, result, ids [i], &info);
+    if (count > page)
+        result->reply.next_page_token = (char *) ep_owned_add (result->owned, strdup (ids [page - 1]), free);
+    free (ids);
+}
+
 void
 reaper_read (reaper_t *self, const Ep__SessionRequest *request, const ep_caller_t *caller,
              int64_t now, reaper_result_t *result)
@@ -228,7 +295,8 @@ reaper_read (reaper_t *self, const Ep__SessionRequest *request, const ep_caller_
     (void) now;
     EP_ASSERT (!self->in_txn);
     result->op = request->op_case == EP__SESSION_REQUEST__OP_GET_ID? "get"
-               : request->op_case == EP__SESSION_REQUEST__OP_LIST? "list": "cleanup";
+               : request->op_case == EP__SESSION_REQUEST__OP_LIST? "list"
+               : request->op_case == EP__SESSION_REQUEST__OP_LIVENESS? "liveness": "cleanup";
     if (!s_is_reader (caller)) {
         reaper_fail (result, EP__STATUS__CODE__PERMISSION_DENIED,
                 "%s: sessions are readable by operators and services only", result->op);
@@ -247,6 +315,11 @@ reaper_read (reaper_t *self, const Ep__SessionRequest *request, const ep_caller_
         if (found == 0)
             reaper_fail (result, EP__STATUS__CODE__NOT_FOUND,
                     "session %s does not exist (or closed longer ago than the retention)", request->get_id);
+        return;
+    }
+    if (request->op_case == EP__SESSION_REQUEST__OP_LIVENESS) {
+        Ep__LivenessQuery all = EP__LIVENESS_QUERY__INIT;
+        s_read_liveness (self, request->liveness? request->liveness: &all, result);
         return;
     }
     if (request->op_case == EP__SESSION_REQUEST__OP_CLEANUP) {

@@ -6,6 +6,14 @@
 
 #define PRUNE_EVERY_MS      60000       //  retention pruning period
 #define PRUNE_BATCH         10000       //  rows deleted per pruning transaction
+//  Adaptive T1 is never below this: above what a watchdog failover costs a
+//  router's batches. The watchdog's own floor (15 s) is above its
+//  failover, and a router's first batch after it rejoins comes one batch
+//  period later (5 s, the router agent's default): 20 s. A watchdog that
+//  dies outright is covered by presence instead (its routers go offline,
+//  and liveness pauses for them).
+#define LIVENESS_FLOOR_MS   20000
+#define LIVENESS_CEILING_MS 300000      //  and never above this
 
 const char *const reaper_group_types [G_KINDS] = { "router", "identity", "service" };
 const char *const reaper_deleted_reasons [G_KINDS] = {
@@ -186,8 +194,12 @@ reaper_config_defaults (reaper_config_t *config)
         .evasive_ms = 60000, .expire_ms = 180000, .offline_grace_ms = 120000,
         .deadline_ms = 15000, .presence_timeout_ms = 3500, .flush_ms = 5000,
         .long_lived_ms = 24 * 3600 * 1000LL, .retention_ms = 24 * 3600 * 1000LL,
-        .retry_ms = 1000, .retry_max_ms = 8000, .mark_batch = 5000, .chunk = 5000, .window = 4
+        .retry_ms = 1000, .retry_max_ms = 8000, .mark_batch = 5000, .chunk = 5000, .window = 4,
+        .adaptive = true
     };
+    ep_cadence_defaults (&config->cadence);
+    config->cadence.min_ms = LIVENESS_FLOOR_MS;
+    config->cadence.max_ms = LIVENESS_CEILING_MS;
 }
 
 //  Loading: what the running jobs and open sessions on disk become.
@@ -274,6 +286,13 @@ reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metr
     self->wall_offset = wall_offset;
     self->db = sessiondb_new (store);
     self->liveness = liveness_new (config->evasive_ms, config->expire_ms);
+    cadences_config_t cadences = {
+        config->adaptive, config->cadence, config->evasive_ms, config->expire_ms
+    };
+    self->cadences = cadences_new (&cadences);
+    //  Fixed: the tracker's two thresholds for every session, as before.
+    if (config->adaptive)
+        liveness_set_thresholds (self->liveness, reaper_session_thresholds, self);
     self->fleet = fleet_new (config->presence_timeout_ms, reaper_fleet_change, self);
     sweep_config_t sweep = { config->window, config->chunk, config->retry_ms, config->retry_max_ms };
     self->sweep = sweep_new (&sweep, reaper_reachable, self);
@@ -317,6 +336,12 @@ reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metr
             1, reason, EP_COUNT (bounds), bounds);
         self->commands_total = ep_metrics_counter (metrics, "edgeplane_reaper_commands_total",
             "Commands published to routers (resends included), by kind.", 1, kind);
+        const char *router [] = { "router" };
+        self->evasive = ep_metrics_gauge (metrics, "edgeplane_reaper_session_evasive_seconds",
+            "Silence after which a router's sessions are probed (T1: learnt from its heartbeat cadence, or fixed).",
+            1, router);
+        self->expire = ep_metrics_gauge (metrics, "edgeplane_reaper_session_expire_seconds",
+            "Silence after which a router's sessions are reaped, probed first (T2: learnt or fixed).", 1, router);
         self->long_lived = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_reaper_long_lived_total",
             "Long-lived sessions taken by a cleanup (session.warning).", 0, NULL), NULL);
     }
@@ -367,6 +392,7 @@ reaper_destroy (reaper_t **self_p)
         ep_output_destroy (&self->handout);
         ep_output_destroy (&self->commands);
         fleet_destroy (&self->fleet);
+        cadences_destroy (&self->cadences);
         sessiondb_destroy (&self->db);
         free (self->dirty);
         free (self);

@@ -28,6 +28,7 @@
 
 #include "ep_prelude.h"
 #include "ep_auth.h"
+#include "ep_cadence.h"
 #include "ep_owned.h"
 #include "ep_metrics.h"
 #include "ep_model_view.h"
@@ -39,8 +40,10 @@
 typedef struct _reaper_t reaper_t;
 
 typedef struct {
-    int64_t evasive_ms;         //  T1: unheard this long -> probe
-    int64_t expire_ms;          //  T2: unheard this long (and probed) -> reaped
+    int64_t evasive_ms;         //  T1: unheard this long -> probe (fixed; adaptive: until learnt)
+    int64_t expire_ms;          //  T2: unheard this long (and probed) -> reaped (likewise)
+    bool adaptive;              //  each router's T1 from its heartbeat cadence, T2 in proportion
+    ep_cadence_config_t cadence;    //  adaptive: window, samples, percentile, factor, T1's bounds
     int64_t offline_grace_ms;   //  a router offline this long -> cleanup
     int64_t deadline_ms;        //  a cleanup forces what is left after this
     int64_t presence_timeout_ms;    //  a watchdog unheard this long holds nothing
@@ -82,7 +85,8 @@ void
     reaper_set_wall_offset (reaper_t *self, int64_t wall_offset);
 
 //  True for requests answered from committed state after the commit
-//  (get, list, cleanup); the others go through reaper_handle in order.
+//  (get, list, cleanup, liveness); the others go through reaper_handle
+//  in order.
 bool
     reaper_is_read (const Ep__SessionRequest *request);
 
@@ -92,7 +96,7 @@ void
     reaper_handle (reaper_t *self, const Ep__SessionRequest *request,
                    const ep_caller_t *caller, int64_t now, reaper_result_t *result);
 
-//  Answers get, list or cleanup (call outside a transaction).
+//  Answers get, list, cleanup or liveness (call outside a transaction).
 void
     reaper_read (reaper_t *self, const Ep__SessionRequest *request,
                  const ep_caller_t *caller, int64_t now, reaper_result_t *result);

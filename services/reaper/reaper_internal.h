@@ -14,7 +14,8 @@
         requests.c  open, close, heartbeat, ack (from routers, via the watchdog)
         reads.c     results, and get, list, cleanup answered from disk
         cleanup.c   cleanup jobs: what starts them, mark, CloseSessions, force
-        presence.c  routers online (fleet), offline routers, quiet sessions
+        presence.c  routers online (fleet), offline routers, quiet sessions,
+                    each router's thresholds (cadences)
         outbox.c    events and commands staged for the commit, handed out as ep_output items
 
     Transitions and who makes them:
@@ -32,6 +33,7 @@
 
 #include "reaper.h"
 #include "ep_log.h"
+#include "cadences.h"
 #include "fleet.h"
 #include "liveness.h"
 #include "sessiondb.h"
@@ -67,6 +69,8 @@ struct _group_t {
     bool online;                //  routers: held by a watchdog (fleet)
     int64_t online_since;       //  routers: liveness counts from here
     int64_t offline_since;      //  routers: offline (known) since, -1 if online
+    int64_t evasive_ms;         //  routers: T1 of its sessions (cadences: learnt or fixed)
+    int64_t expire_ms;          //  routers: T2 of its sessions
 };
 
 //  A session that is not closed.
@@ -106,6 +110,7 @@ struct _reaper_t {
     sessiondb_t *db;            //  its tables
     liveness_t *liveness;       //  ACTIVE sessions not in cleanup
     fleet_t *fleet;             //  routers online
+    cadences_t *cadences;       //  each router's heartbeat cadence and thresholds
     sweep_t *sweep;             //  the cleanup planner
     zhashx_t *sessions;         //  id -> session_t (key: the session's id)
     zhashx_t *groups [G_KINDS]; //  id -> group_t
@@ -144,6 +149,8 @@ struct _reaper_t {
     ep_histogram_t *latency;    //  edgeplane_reaper_reap_latency_seconds{reason}
     ep_counter_t *commands_total;   //  edgeplane_reaper_commands_total{kind}
     ep_series_t *long_lived;    //  edgeplane_reaper_long_lived_total
+    ep_gauge_t *evasive;        //  edgeplane_reaper_session_evasive_seconds{router}
+    ep_gauge_t *expire;         //  edgeplane_reaper_session_expire_seconds{router}
 };
 
 //  Wall clock at monotonic now.
@@ -244,6 +251,20 @@ bool
 //  Routers offline longer than the grace get their sessions cleaned up.
 void
     reaper_offline (reaper_t *self, int64_t now);
+//  liveness_thresholds_fn (adaptive): a session's T1 and T2 are its router's.
+void
+    reaper_session_thresholds (void *arg, liveness_entry_t *entry, int64_t *evasive_ms,
+                               int64_t *expire_ms);
+//  A router's group takes its thresholds in force (and the gauges show them).
+void
+    reaper_thresholds (reaper_t *self, group_t *router);
+//  A heartbeat message from router: a beat of its cadence if it began a
+//  batch, which may change its thresholds (a change beyond 2x is logged).
+void
+    reaper_router_beat (reaper_t *self, const char *router, int64_t now);
+//  The model deleted router: its cadence is forgotten.
+void
+    reaper_router_forget (reaper_t *self, const char *router);
 
 //  outbox.c: what goes out after the commit.
 void

@@ -170,6 +170,7 @@ s_heartbeat (reaper_t *self, const Ep__SessionRequest *request, int64_t now, rea
 {
     const Ep__SessionHeartbeat *heartbeat = request->heartbeat;
     Ep__SessionReply *reply = &result->reply;
+    reaper_router_beat (self, request->router_id, now);
     for (size_t i = 0; i < heartbeat->n_entries; i++) {
         const Ep__SessionHeartbeat__Entry *entry = heartbeat->entries [i];
         session_t *session = entry->id && *entry->id
@@ -222,7 +223,8 @@ reaper_is_read (const Ep__SessionRequest *request)
 {
     return request->op_case == EP__SESSION_REQUEST__OP_GET_ID
         || request->op_case == EP__SESSION_REQUEST__OP_LIST
-        || request->op_case == EP__SESSION_REQUEST__OP_CLEANUP;
+        || request->op_case == EP__SESSION_REQUEST__OP_CLEANUP
+        || request->op_case == EP__SESSION_REQUEST__OP_LIVENESS;
 }
 
 void
@@ -239,7 +241,7 @@ reaper_handle (reaper_t *self, const Ep__SessionRequest *request, const ep_calle
                 reaper_read (self, request, caller, now, result);
             else
                 reaper_fail (result, EP__STATUS__CODE__INVALID_ARGUMENT,
-                        "request has no operation: set one of open, close_id, heartbeat, ack, get_id, list, cleanup");
+                        "request has no operation: set one of open, close_id, heartbeat, ack, get_id, list, cleanup, liveness");
             return;
     }
     //  Only the watchdog speaks for routers; it names the router.

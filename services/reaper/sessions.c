@@ -27,6 +27,8 @@ s_group (reaper_t *self, int kind, const char *id, int64_t now)
     group->kind = kind;
     group->offline_since = -1;
     if (kind == G_ROUTER) {
+        cadences_add (self->cadences, id);
+        reaper_thresholds (self, group);
         group->online = fleet_online (self->fleet, id);
         group->online_since = group->online? fleet_online_since (self->fleet, id): now;
         if (self->known && !group->online) {
@@ -61,8 +63,16 @@ s_unlink (reaper_t *self, session_t *session, int kind)
     if (session->next [kind])
         session->next [kind]->prev [kind] = session->prev [kind];
     if (--group->count == 0) {
-        if (kind == G_ROUTER)
+        if (kind == G_ROUTER) {
             zhashx_delete (self->offline, group->id);
+            //  With nothing open here its batches stop (an empty one is
+            //  not sent): the time up to its next is no interval. A
+            //  deleted router's cadence goes with its last session.
+            if (zhashx_lookup (self->tombstones [G_ROUTER], group->id))
+                reaper_router_forget (self, group->id);
+            else
+                cadences_gap (self->cadences, group->id);
+        }
         char *id = strdup (group->id);
         zhashx_delete (self->groups [kind], id);
         free (id);

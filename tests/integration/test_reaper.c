@@ -12,6 +12,9 @@
       events; after a restart the cleanup completes.
     - A reaper restart does not reap live sessions; a router that goes
       silent has its sessions probed, then expired.
+    - Adaptive liveness: a router beating every 2 s gets smaller thresholds
+      than one beating every 10 s (the API, the CLI, the gauges), neither
+      is reaped falsely, and each silent one is reaped within its own.
     - Roles: only the watchdog speaks for routers, subscribers read nothing.
     - End to end through the real edgeplane-watchdog and a TLS router:
       opens and heartbeats relayed, a deletion's closes delivered to the
@@ -29,6 +32,7 @@
 #include "ep_subscriber.h"
 #include "model.pb-c.h"
 #include "sessions.pb-c.h"
+#include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -671,7 +675,10 @@ Test (reaper_it, a_restart_spares_live_sessions_and_a_silent_router_is_probed_th
       .init = s_setup, .fini = s_teardown, .timeout = 120)
 {
     enum { LIVE = 300, QUIET = 200 };
-    const char *args [] = { "--evasive", "1s", "--expire", "3s", "--presence-timeout", "1s", NULL };
+    //  Fixed thresholds: this asserts --evasive and --expire to the
+    //  second (adaptive ones are adaptive_thresholds_follow_each_router's).
+    const char *args [] = { "--evasive", "1s", "--expire", "3s", "--presence-timeout", "1s",
+                            "--liveness", "fixed", NULL };
     s_reaper_start (args);
     s_model_fixture ();
     //  Static: a failed assertion leaves the test with the threads running.
@@ -890,4 +897,169 @@ Test (reaper_it, end_to_end_through_the_real_watchdog, .init = s_setup, .fini = 
     free (key);
     free (ca);
     ep_proc_destroy (&watchdog);
+}
+
+//  ---------------------------------------------------------------------
+//  Adaptive liveness
+
+//  The reaper's liveness read of router (the reply; caller frees).
+static Ep__RouterLiveness *
+s_router_liveness (const char *router, Ep__SessionReply **reply)
+{
+    Ep__LivenessQuery query = EP__LIVENESS_QUERY__INIT;
+    query.router_id = (char *) router;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.op_case = EP__SESSION_REQUEST__OP_LIVENESS;
+    request.liveness = &query;
+    *reply = s_call (s_operator_cert, &request, NULL);
+    cr_assert_eq ((*reply)->status->code, EP__STATUS__CODE__OK, "%s", (*reply)->status->message);
+    cr_assert_eq ((*reply)->n_routers, 1);
+    return (*reply)->routers [0];
+}
+
+//  `edgeplane session liveness --json`: router's object in its output.
+static json_t *
+s_cli_liveness (const char *router)
+{
+    char *cmd = zsys_sprintf ("EDGEPLANE_DATA_DIR='%s' EDGEPLANE_KEYS_DIR='%s' EDGEPLANE_REAPER_API='%s' "
+                              "'%s/edgeplane' session liveness --json 2>&1", s_dir, s_keys, s_reaper_listen,
+                              EP_BIN_DIR);
+    char *out = NULL;
+    int rc = ep_run (cmd, &out);
+    cr_assert_eq (rc, 0, "`edgeplane session liveness` exited %d: %s", rc, out);
+    json_error_t error;
+    json_t *all = json_loads (out, 0, &error);
+    cr_assert (json_is_array (all), "not a JSON list: %s", out);
+    json_t *found = NULL, *item;
+    size_t i;
+    json_array_foreach (all, i, item)
+        if (streq (json_string_value (json_object_get (item, "router_id")), router))
+            found = json_incref (item);
+    cr_assert_not_null (found, "%s is not in: %s", router, out);
+    json_decref (all);
+    free (out);
+    free (cmd);
+    return found;
+}
+
+static double
+s_gauge (const char *name, const char *router)
+{
+    char series [160];
+    snprintf (series, sizeof series, "%s{router=\"%s\"}", name, router);
+    char *metrics = ep_http_get (ep_proc_endpoint (s_reaper, "http"), "/metrics");
+    double value = metrics? ep_metric_value (metrics, series): -1;
+    free (metrics);
+    return value;
+}
+
+//  Every session of a silent router reaped expired within its own T2 of
+//  its last heartbeat (sent at last, wall ms), never before.
+typedef struct {
+    int64_t last;               //  its last heartbeat was sent then (wall ms)
+    int64_t expire;             //  its T2 as the reaper reported it (ms)
+    size_t checked;             //  sessions checked
+} s_reaped_t;
+
+static void
+s_reaped_within (void *arg, Ep__Session *session)
+{
+    s_reaped_t *check = (s_reaped_t *) arg;
+    cr_assert_str_eq (session->close_reason, "expired", "%s", session->id);
+    int64_t after = session->closed_at_ms - check->last;
+    //  (A few ms of slack: the processes read the wall clock apart.)
+    cr_assert_geq (after, check->expire - 20, "%s reaped %lld ms after its last heartbeat, its T2 is %lld",
+                   session->id, (long long) after, (long long) check->expire);
+    //  The look, the commit and the test's own polling.
+    cr_assert_leq (after, check->expire + 1500 * EP_TEST_SLOWDOWN,
+                   "%s reaped %lld ms after its last heartbeat, its T2 is %lld",
+                   session->id, (long long) after, (long long) check->expire);
+    check->checked++;
+}
+
+static bool
+s_all_closed (void *arg)
+{
+    const char *router = (const char *) arg;
+    return s_list (router, EP__SESSION_STATE__ACTIVE, NULL, NULL) == 0;
+}
+
+//  A router beating every 2 s and one every 10 s (the periods of the
+//  issue), the estimator configured small to learn within the test:
+//  2 intervals (--liveness-samples 2), a window of 8, a floor of 1 s. The
+//  fixed T1 (20 s) and T2 (22 s) hold until then; learnt T2 is T1 x 1.1.
+//  About 55 s in all: 20 s of beats, then the slow router's T2 (~27 s).
+Test (reaper_it, adaptive_thresholds_follow_each_router, .init = s_setup, .fini = s_teardown, .timeout = 180)
+{
+    enum { N = 20 };
+    const char *args [] = { "--evasive", "20s", "--expire", "22s", "--presence-timeout", "1s",
+                            "--liveness-floor", "1s", "--liveness-samples", "2", "--liveness-window", "8",
+                            NULL };
+    s_reaper_start (args);
+    s_model_fixture ();
+    static s_beacons_t beacons = { .routers = { "r1", "r2", NULL } };
+    s_beacons_start (&beacons);
+    static s_router_t r1, r2;                       //  neither answers probes
+    s_router_start (&r1, "r1", NULL, false);
+    s_router_start (&r2, "r2", NULL, false);
+    s_open_many ("fast", N, "r1");
+    s_open_many ("slow", N, "r2");
+    //  r1 beats every 2 s, r2 every 10 s, for 20 s: 10 and 2 intervals.
+    int64_t start = ep_mono_ms (), last_r1 = 0, last_r2 = 0;
+    for (int64_t t = 0; t <= 20000; t += 2000) {
+        int64_t due = start + t;
+        while (ep_mono_ms () < due)
+            zclock_sleep ((int) (due - ep_mono_ms ()));     //  the heartbeat period, not a synchronisation
+        last_r1 = ep_wall_ms ();
+        s_heartbeat ("r1", "fast", N);
+        if (t % 10000 == 0) {
+            last_r2 = ep_wall_ms ();
+            s_heartbeat ("r2", "slow", N);
+        }
+    }
+    cr_assert_eq (s_list (NULL, EP__SESSION_STATE__CLOSED, NULL, NULL), 0, "a heartbeating session was reaped");
+    cr_assert_eq (s_router_count (&r1, true) + s_router_count (&r2, true), 0, "a heartbeating session was probed");
+    Ep__SessionReply *fast_reply, *slow_reply;
+    Ep__RouterLiveness *fast = s_router_liveness ("r1", &fast_reply);
+    Ep__RouterLiveness *slow = s_router_liveness ("r2", &slow_reply);
+    fprintf (stderr, "r1: T1 %lld T2 %lld (p99 %lld, %u intervals); r2: T1 %lld T2 %lld (p99 %lld, %u intervals)\n",
+             (long long) fast->evasive_ms, (long long) fast->expire_ms, (long long) fast->interval_ms,
+             fast->samples, (long long) slow->evasive_ms, (long long) slow->expire_ms,
+             (long long) slow->interval_ms, slow->samples);
+    cr_assert (fast->learnt && slow->learnt, "not learnt: r1 %d, r2 %d", fast->learnt, slow->learnt);
+    cr_assert_eq (fast->samples, 8, "r1: %u intervals (a window of 8)", fast->samples);
+    cr_assert_eq (slow->samples, 2);
+    cr_assert_lt (fast->evasive_ms, slow->evasive_ms);
+    cr_assert_lt (fast->expire_ms, slow->expire_ms);
+    cr_assert (fast->evasive_ms < 20000 && fast->expire_ms > fast->evasive_ms, "r1's T1 is not learnt");
+    cr_assert_eq (fast->sessions, N);
+    cr_assert (fast->online && slow->online);
+    //  The CLI and the gauges say the same.
+    json_t *cli = s_cli_liveness ("r2");
+    cr_assert_eq (json_integer_value (json_object_get (cli, "evasive_ms")), slow->evasive_ms);
+    cr_assert_eq (json_integer_value (json_object_get (cli, "expire_ms")), slow->expire_ms);
+    cr_assert (json_is_true (json_object_get (cli, "learnt")));
+    json_decref (cli);
+    cr_assert_eq (s_gauge ("edgeplane_reaper_session_evasive_seconds", "r1"), fast->evasive_ms / 1000.0);
+    cr_assert_eq (s_gauge ("edgeplane_reaper_session_expire_seconds", "r2"), slow->expire_ms / 1000.0);
+    //  Both are silent from here (still online): each is reaped within its
+    //  own T2, r1's long before r2's.
+    s_reaped_t fast_check = { last_r1, fast->expire_ms, 0 }, slow_check = { last_r2, slow->expire_ms, 0 };
+    int64_t fast_wait = last_r1 + fast->expire_ms + 3000 * EP_TEST_SLOWDOWN - ep_wall_ms ();
+    cr_assert (ep_wait_until (s_all_closed, "r1", (int) (fast_wait > 0? fast_wait: 1)),
+               "r1's sessions not reaped within its T2 (%lld ms)", (long long) fast->expire_ms);
+    cr_assert_eq (s_list ("r2", EP__SESSION_STATE__CLOSED, NULL, NULL), 0, "r2 was judged by r1's thresholds");
+    int64_t slow_wait = last_r2 + slow->expire_ms + 3000 * EP_TEST_SLOWDOWN - ep_wall_ms ();
+    cr_assert (ep_wait_until (s_all_closed, "r2", (int) (slow_wait > 0? slow_wait: 1)),
+               "r2's sessions not reaped within its T2 (%lld ms)", (long long) slow->expire_ms);
+    cr_assert_eq (s_list ("r1", 0, s_reaped_within, &fast_check), N);
+    cr_assert_eq (s_list ("r2", 0, s_reaped_within, &slow_check), N);
+    cr_assert_eq (fast_check.checked + slow_check.checked, 2 * N);
+    cr_assert_eq (s_router_count (&r1, true), N, "every r1 session was probed first");
+    cr_assert_eq (s_router_count (&r2, true), N, "every r2 session was probed first");
+    ep__session_reply__free_unpacked (fast_reply, NULL);
+    ep__session_reply__free_unpacked (slow_reply, NULL);
+    s_router_stop (&r1);
+    s_router_stop (&r2);
+    s_beacons_stop (&beacons);
 }

@@ -5,7 +5,9 @@
     after a crash mid-cleanup, liveness across a restart (nothing expires
     before presence is known; silent sessions are probed, then expired),
     offline routers, identity deletion across routers, reconciliation with
-    the model, long-lived warnings. */
+    the model, long-lived warnings; adaptive liveness (each router's
+    thresholds from its heartbeat cadence, in the liveness read and the
+    gauges; gaps at presence changes) and fixed liveness unchanged. */
 #include <criterion/criterion.h>
 #include "ep_test.h"
 #include "ep_session_pages.h"
@@ -41,6 +43,7 @@ typedef struct {
     zlistx_t *events;           //  "topic id reason" strings, in order
     zlistx_t *commands;         //  s_command_t, in order
     const char *const *held;    //  routers a watchdog beacons at every step (NULL: none)
+    ep_metrics_t *metrics;      //  the reaper's registry, if a test gives one
 } s_world_t;
 
 static s_world_t w;
@@ -116,7 +119,7 @@ s_start (void)
     w.now += 1;
     w.store = ep_store_new (w.path, sessiondb_migrations, sessiondb_migrations_count);
     cr_assert_not_null (w.store, "%s", ep_store_last_error ());
-    w.reaper = reaper_new (w.store, &w.config, NULL, w.now, WALL0);
+    w.reaper = reaper_new (w.store, &w.config, w.metrics, w.now, WALL0);
     cr_assert_not_null (w.reaper);
 }
 
@@ -158,6 +161,7 @@ static void
 s_teardown (void)
 {
     s_crash ();
+    ep_metrics_destroy (&w.metrics);
     zlistx_destroy (&w.events);
     zlistx_destroy (&w.commands);
     zstr_free (&w.path);
@@ -954,4 +958,267 @@ Test (reaper, a_late_open_for_a_router_deleted_while_away_is_cleaned_up, .init =
     s_crash ();                                 //  before the view goes
     ep_model_view_destroy (&view);
     s_start ();
+}
+
+//  ---------------------------------------------------------------------
+//  Adaptive liveness
+
+//  Restarts the reaper with adaptive (or fixed) liveness learning from 4
+//  intervals, T1 between 1 s and 100 s, fixed T1 30 s and T2 45 s.
+static void
+s_liveness_start (bool adaptive)
+{
+    s_crash ();
+    w.config.adaptive = adaptive;
+    w.config.evasive_ms = 30000;
+    w.config.expire_ms = 45000;
+    w.config.offline_grace_ms = 120000;
+    w.config.cadence.min_samples = 4;
+    w.config.cadence.window = 64;
+    w.config.cadence.min_ms = 1000;
+    w.config.cadence.max_ms = 100000;
+    w.metrics = ep_metrics_new ("reaper");
+    s_start ();
+    reaper_bus_live (w.reaper, w.now);
+}
+
+//  The liveness read of router (one), or NULL-terminated fills of all.
+static Ep__Status__Code
+s_liveness (const char *router, const char *token, uint32_t page, const ep_caller_t *caller,
+            reaper_result_t *result)
+{
+    Ep__LivenessQuery query = EP__LIVENESS_QUERY__INIT;
+    query.router_id = (char *) router;
+    query.page_token = (char *) token;
+    query.has_page_size = page > 0;
+    query.page_size = page;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.op_case = EP__SESSION_REQUEST__OP_LIVENESS;
+    request.liveness = &query;
+    return s_call (&request, caller, result);
+}
+
+//  One router's liveness as the read shows it (copied out).
+static Ep__RouterLiveness
+s_router_liveness (const char *router)
+{
+    reaper_result_t result;
+    Ep__Status__Code code = s_liveness (router, NULL, 0, &s_operator, &result);
+    cr_assert_eq (code, EP__STATUS__CODE__OK, "liveness %s: %s", router, result.status.message);
+    cr_assert_eq (result.reply.n_routers, 1);
+    Ep__RouterLiveness copy = *result.reply.routers [0];
+    cr_assert_str_eq (copy.router_id, router);
+    copy.router_id = NULL;
+    reaper_result_clear (&result);
+    return copy;
+}
+
+static double
+s_gauge (const char *name, const char *router)
+{
+    char series [160];
+    snprintf (series, sizeof series, "%s{router=\"%s\"}", name, router);
+    char *page = ep_metrics_render (w.metrics);
+    double value = ep_metric_value (page, series);
+    free (page);
+    return value;
+}
+
+//  Advances in steps of 100 ms until an event starting with prefix is
+//  published; returns when, or -1 after until.
+static int64_t
+s_until_event (const char *prefix, int64_t until)
+{
+    while (w.now < until) {
+        if (s_events (prefix))
+            return w.now;
+        s_advance (w.now + 100, 100);
+    }
+    return s_events (prefix)? w.now: -1;
+}
+
+//  The first probe command to router, or NULL.
+static s_command_t *
+s_probe_of (const char *router)
+{
+    for (s_command_t *command = (s_command_t *) zlistx_first (w.commands); command;
+         command = (s_command_t *) zlistx_next (w.commands))
+        if (command->probe && streq (command->router, router))
+            return command;
+    return NULL;
+}
+
+Test (reaper, each_router_is_judged_by_its_own_heartbeat_cadence, .init = s_setup, .fini = s_teardown)
+{
+    s_liveness_start (true);
+    const char *held [] = { "fast", "slow", NULL };
+    w.held = held;
+    s_advance (w.now + PRESENCE, 100);
+    cr_assert (reaper_presence_known (w.reaper));
+    s_open ("f1", "fast", "i1", "svc");
+    s_open ("f2", "fast", "i1", "svc");
+    s_open ("s1", "slow", "i1", "svc");
+    const char *fast [] = { "f1", "f2", NULL }, *slow [] = { "s1", NULL };
+    //  Until learnt both have the fixed thresholds.
+    Ep__RouterLiveness info = s_router_liveness ("fast");
+    cr_assert_not (info.learnt);
+    cr_assert_eq (info.evasive_ms, 30000);
+    cr_assert_eq (info.expire_ms, 45000);
+    cr_assert_eq (info.sessions, 2);
+    cr_assert (info.online);
+    //  fast beats every 2 s, slow every 10 s, for 50 s.
+    int64_t start = w.now, last_fast = 0, last_slow = 0;
+    for (int64_t t = 0; t <= 50000; t += 1000) {
+        if (t % 2000 == 0) {
+            s_heartbeat ("fast", fast, (uint64_t) t, NULL);
+            last_fast = w.now;
+        }
+        if (t % 10000 == 0) {
+            s_heartbeat ("slow", slow, (uint64_t) t, NULL);
+            last_slow = w.now;
+        }
+        s_advance (start + t + 1000, 100);
+    }
+    cr_assert_eq (s_events ("session.reaped"), 0, "a heartbeating session was reaped");
+    cr_assert_eq (zlistx_size (w.commands), 0, "a heartbeating session was probed");
+    Ep__RouterLiveness f = s_router_liveness ("fast"), l = s_router_liveness ("slow");
+    cr_assert (f.learnt && l.learnt);
+    cr_assert_eq (f.interval_ms, 2000);
+    cr_assert_eq (f.samples, 25);
+    cr_assert_eq (f.evasive_ms, 5000, "2 s x 2.5: %lld", (long long) f.evasive_ms);
+    cr_assert_eq (f.expire_ms, 7500, "x 45/30: %lld", (long long) f.expire_ms);
+    cr_assert_eq (l.interval_ms, 10000);
+    cr_assert_eq (l.evasive_ms, 25000);
+    cr_assert_eq (l.expire_ms, 37500);
+    cr_assert_eq (s_gauge ("edgeplane_reaper_session_evasive_seconds", "fast"), 5.0);
+    cr_assert_eq (s_gauge ("edgeplane_reaper_session_expire_seconds", "slow"), 37.5);
+    //  Both go silent (still online): each probed at its own T1, reaped at
+    //  its own T2, the probe carrying its own answer time.
+    int64_t reaped_fast = s_until_event ("session.reaped f1 expired", w.now + 60000);
+    cr_assert_eq (reaped_fast, last_fast + 7500, "fast reaped %lld ms after silence",
+                  (long long) (reaped_fast - last_fast));
+    cr_assert_eq (s_events ("session.reaped f2 expired"), 1);
+    s_command_t *probe = s_probe_of ("fast");
+    cr_assert_not_null (probe, "fast was not probed first");
+    cr_assert_eq (zlistx_size (probe->ids), 2);
+    cr_assert_eq (probe->deadline, WALL0 + last_fast + 5000 + 2500, "probe answer time T2 - T1");
+    cr_assert_eq (s_events ("session.reaped s1"), 0, "slow judged by fast's thresholds");
+    int64_t reaped_slow = s_until_event ("session.reaped s1 expired", w.now + 60000);
+    cr_assert_eq (reaped_slow, last_slow + 37500, "slow reaped %lld ms after silence",
+                  (long long) (reaped_slow - last_slow));
+    probe = s_probe_of ("slow");
+    cr_assert_not_null (probe, "slow was not probed first");
+    cr_assert_eq (probe->deadline, WALL0 + last_slow + 25000 + 12500);
+}
+
+//  A router offline for a while, then a failover (a join at another
+//  watchdog): neither time across is an interval of its cadence.
+Test (reaper, presence_changes_are_gaps_in_a_routers_cadence, .init = s_setup, .fini = s_teardown)
+{
+    s_liveness_start (true);
+    const char *held [] = { "r1", NULL }, *none [] = { NULL };
+    w.held = held;
+    s_advance (w.now + PRESENCE, 100);
+    s_open ("a", "r1", "i1", "svc");
+    const char *ids [] = { "a", NULL };
+    for (int i = 0; i <= 5; i++) {              //  beats at 0 .. 10 s: 5 intervals
+        s_heartbeat ("r1", ids, 1, NULL);
+        s_advance (w.now + 2000, 100);
+    }
+    w.held = none;                              //  offline for 15 s
+    s_advance (w.now + 15000, 100);
+    w.held = held;                              //  back (its beacon first)
+    s_advance (w.now + 100, 100);
+    for (int i = 0; i <= 3; i++) {              //  3 more intervals
+        s_heartbeat ("r1", ids, 1, NULL);
+        s_advance (w.now + 2000, 100);
+    }
+    Ep__RouterLiveness info = s_router_liveness ("r1");
+    cr_assert_eq (info.samples, 5 + 3, "%u intervals: the offline time counted", info.samples);
+    cr_assert_eq (info.interval_ms, 2000);
+    //  A reconnect to another watchdog, 6 s without a batch, while the
+    //  first still holds it (so it never looks offline).
+    s_advance (w.now + 4000, 100);
+    Ep__PresenceEvent join = EP__PRESENCE_EVENT__INIT;
+    char *routers [] = { "r1" };
+    join.instance_id = "watchdog-2";
+    join.has_instance_epoch = true;
+    join.instance_epoch = 7;
+    join.n_routers = 1;
+    join.routers = routers;
+    reaper_presence (w.reaper, "join", &join, w.now);
+    s_heartbeat ("r1", ids, 1, NULL);
+    s_advance (w.now + 2000, 100);
+    s_heartbeat ("r1", ids, 1, NULL);
+    info = s_router_liveness ("r1");
+    cr_assert_eq (info.samples, 5 + 3 + 1, "%u intervals", info.samples);
+    cr_assert_eq (info.interval_ms, 2000, "the failover counted: p99 %lld", (long long) info.interval_ms);
+    cr_assert_eq (info.evasive_ms, 5000);
+    //  A restart forgets every cadence: the fixed thresholds again.
+    s_crash ();
+    s_start ();
+    info = s_router_liveness ("r1");
+    cr_assert_eq (info.samples, 0);
+    cr_assert_not (info.learnt);
+    cr_assert_eq (info.evasive_ms, 30000);
+}
+
+//  --liveness fixed: the same cadence changes nothing, to the millisecond.
+Test (reaper, fixed_liveness_keeps_evasive_and_expire_for_every_router, .init = s_setup, .fini = s_teardown)
+{
+    s_liveness_start (false);
+    const char *held [] = { "fast", NULL };
+    w.held = held;
+    s_advance (w.now + PRESENCE, 100);
+    s_open ("f1", "fast", "i1", "svc");
+    const char *ids [] = { "f1", NULL };
+    int64_t last = 0;
+    for (int i = 0; i <= 10; i++) {
+        s_heartbeat ("fast", ids, 1, NULL);
+        last = w.now;
+        s_advance (w.now + 2000, 100);
+    }
+    Ep__RouterLiveness info = s_router_liveness ("fast");
+    cr_assert_not (info.learnt);
+    cr_assert_eq (info.samples, 10, "the cadence is still shown");
+    cr_assert_eq (info.evasive_ms, 30000);
+    cr_assert_eq (info.expire_ms, 45000);
+    cr_assert_eq (s_gauge ("edgeplane_reaper_session_evasive_seconds", "fast"), 30.0);
+    int64_t reaped = s_until_event ("session.reaped f1 expired", w.now + 60000);
+    cr_assert_eq (reaped, last + 45000, "reaped %lld ms after silence", (long long) (reaped - last));
+    s_command_t *probe = s_probe_of ("fast");
+    cr_assert_not_null (probe);
+    cr_assert_eq (probe->deadline, WALL0 + last + 30000 + 15000);
+}
+
+Test (reaper, the_liveness_read_pages_by_router_and_checks_its_input, .init = s_setup, .fini = s_teardown)
+{
+    const char *routers [] = { "r3", "r1", "r2" };
+    for (size_t i = 0; i < 3; i++) {
+        char id [8];
+        snprintf (id, sizeof id, "s%zu", i);
+        s_open (id, routers [i], "i1", "svc");
+    }
+    reaper_result_t result;
+    cr_assert_eq (s_liveness (NULL, NULL, 2, &s_operator, &result), EP__STATUS__CODE__OK);
+    cr_assert_eq (result.reply.n_routers, 2);
+    cr_assert_str_eq (result.reply.routers [0]->router_id, "r1");
+    cr_assert_str_eq (result.reply.routers [1]->router_id, "r2");
+    cr_assert_str_eq (result.reply.next_page_token, "r2");
+    reaper_result_clear (&result);
+    cr_assert_eq (s_liveness (NULL, "r2", 2, &s_terminators, &result), EP__STATUS__CODE__OK);
+    cr_assert_eq (result.reply.n_routers, 1);
+    cr_assert_str_eq (result.reply.routers [0]->router_id, "r3");
+    cr_assert_null (result.reply.next_page_token);
+    reaper_result_clear (&result);
+    cr_assert_eq (s_liveness ("r9", NULL, 0, &s_operator, &result), EP__STATUS__CODE__NOT_FOUND);
+    reaper_result_clear (&result);
+    cr_assert_eq (s_liveness ("bad id", NULL, 0, &s_operator, &result), EP__STATUS__CODE__INVALID_ARGUMENT);
+    reaper_result_clear (&result);
+    cr_assert_eq (s_liveness (NULL, NULL, 0, &s_subscriber, &result), EP__STATUS__CODE__PERMISSION_DENIED);
+    reaper_result_clear (&result);
+    //  A deleted router is forgotten (its sessions go to a cleanup).
+    s_delete (EP__ENTITY_TYPE__ENTITY_ROUTER, "r1", 9);
+    cr_assert_eq (s_liveness ("r1", NULL, 0, &s_operator, &result), EP__STATUS__CODE__NOT_FOUND);
+    reaper_result_clear (&result);
 }

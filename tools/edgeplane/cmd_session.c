@@ -1,5 +1,5 @@
-/*  edgeplane session list|get, and the sessions part of `edgeplane router
-    delete`: the reaper's API from the command line.
+/*  edgeplane session list|get|liveness, and the sessions part of
+    `edgeplane router delete`: the reaper's API from the command line.
 
     Requests go to the reaper (EDGEPLANE_REAPER_API) under the operator's
     CURVE certificate; reads are safe to retry. Output is an aligned table,
@@ -115,8 +115,36 @@ static const char *s_header [] = { "ID", "ROUTER", "IDENTITY", "SERVICE", "TYPE"
                                    "LAST SEEN", "RX", "TX", "PRIORITY", "REASON" };
 static const cli_list_t s_sessions = { s_header, EP_COUNT (s_header), s_row, NULL };
 
+//  A duration in seconds, "-" if unknown.
+static void
+s_seconds (cli_table_t *table, int64_t ms, bool known)
+{
+    if (known && ms > 0)
+        cli_table_addf (table, "%.1fs", ms / 1000.0);
+    else
+        cli_table_add (table, "-");
+}
+
+static void
+s_router_row (cli_table_t *table, const ProtobufCMessage *item)
+{
+    const Ep__RouterLiveness *router = (const Ep__RouterLiveness *) item;
+    cli_table_add (table, router->router_id? router->router_id: "-");
+    cli_table_add (table, router->online? "yes": "no");
+    cli_table_addf (table, "%llu", (unsigned long long) router->sessions);
+    cli_table_addf (table, "%u", router->samples);
+    s_seconds (table, router->interval_ms, router->has_interval_ms);
+    s_seconds (table, router->evasive_ms, router->has_evasive_ms);
+    s_seconds (table, router->expire_ms, router->has_expire_ms);
+    cli_table_add (table, router->learnt? "learnt": "fixed");
+}
+
+static const char *s_router_header [] = { "ROUTER", "ONLINE", "SESSIONS", "INTERVALS", "P99 INTERVAL",
+                                          "EVASIVE", "EXPIRE", "THRESHOLDS" };
+static const cli_list_t s_routers = { s_router_header, EP_COUNT (s_router_header), s_router_row, NULL };
+
 //  ---------------------------------------------------------------------
-//  session list | get
+//  session list | get | liveness
 
 static const char *s_states [] = { "active", "terminating", "closed", NULL };
 
@@ -158,6 +186,30 @@ s_get (s_reaper_t *reaper, const char *id, bool json)
     return rc;
 }
 
+//  One router's liveness thresholds, or every router's, page by page.
+static int
+s_liveness (s_reaper_t *reaper, const char *router, int64_t limit, bool json)
+{
+    Ep__LivenessQuery query = EP__LIVENESS_QUERY__INIT;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.op_case = EP__SESSION_REQUEST__OP_LIVENESS;
+    request.liveness = &query;
+    if (!router)
+        return cli_rpc_list (reaper->rpc, &request.base, &request.request_id, &query.base, PAGE_SIZE,
+                             (uint64_t) limit, &ep__session_reply__descriptor, "routers", &s_routers, json);
+    query.router_id = (char *) router;
+    Ep__SessionReply *reply = s_call (reaper, &request);
+    if (!reply)
+        return CLI_FAIL;
+    int rc = CLI_OK;
+    if (reply->n_routers < 1)
+        rc = cli_fail (reaper->command, "the reaper's reply holds no router (a bug in the reaper)");
+    else
+        cli_list_print_one (&s_routers, &reply->routers [0]->base, json);
+    ep__session_reply__free_unpacked (reply, NULL);
+    return rc;
+}
+
 static void
 s_usage (const void *arg)
 {
@@ -166,7 +218,9 @@ s_usage (const void *arg)
             "Subcommands:\n"
             "  list         List sessions, every page, ordered by id (filters: --router, --identity,\n"
             "               --service, --state).\n"
-            "  get ID       Show one session.\n\n"
+            "  get ID       Show one session.\n"
+            "  liveness     Each router's session thresholds (evasive, expire), learnt from its\n"
+            "               heartbeat cadence or fixed, by router id (--router: one).\n\n"
             "(edgeplane session SUBCOMMAND --help for its options)\n");
 }
 
@@ -175,8 +229,9 @@ cli_session (int argc, char **argv)
 {
     bool list = argc >= 2 && streq (argv [1], "list");
     bool get = argc >= 2 && streq (argv [1], "get");
-    if (!list && !get)
-        return cli_no_subcommand ("session", argc, argv, "list or get", s_usage, NULL);
+    bool liveness = argc >= 2 && streq (argv [1], "liveness");
+    if (!list && !get && !liveness)
+        return cli_no_subcommand ("session", argc, argv, "list, get or liveness", s_usage, NULL);
     static char *router, *identity, *service, *state;
     static int64_t limit;
     static bool json;
@@ -194,14 +249,22 @@ cli_session (int argc, char **argv)
     size_t nopts = 0;
     for (size_t i = 0; list && i < EP_COUNT (filters); i++)
         opts [nopts++] = filters [i];
+    if (liveness) {
+        opts [nopts++] = (ep_opt_t) { .name = "router", .type = EP_OPT_ID, .str = &router,
+                                      .help = "Only this router." };
+        opts [nopts++] = filters [EP_COUNT (filters) - 1];             //  --limit
+    }
     opts [nopts++] = (ep_opt_t) { .name = "json", .def = "false", .type = EP_OPT_BOOL, .flag = &json,
-                                  .help = "Print JSON (sessions by their proto field names) instead of a table." };
+                                  .help = liveness? "Print JSON (routers by their proto field names) instead of a table."
+                                                  : "Print JSON (sessions by their proto field names) instead of a table." };
     nopts += cli_rpc_options (opts + nopts, &rpc, &s_reaper_service);
     ep_common_opts_t common;
-    const char *command = list? "session list": "session get";
-    ep_config_t *config = cli_parse (command,
-                                     list? "List sessions, every page, ordered by id.": "Show one session.",
-                                     list? NULL: "ID", &common, opts, nopts, argc - 1, argv + 1);
+    const char *command = list? "session list": get? "session get": "session liveness";
+    const char *about = list? "List sessions, every page, ordered by id."
+                      : get? "Show one session."
+                      : "Each router's session thresholds: evasive (probe) and expire (reap), learnt from its "
+                        "heartbeat cadence (--liveness adaptive) or the fixed --evasive and --expire.";
+    ep_config_t *config = cli_parse (command, about, get? "ID": NULL, &common, opts, nopts, argc - 1, argv + 1);
     s_reaper_t reaper = s_reaper_open (command, &common, rpc.cert_path, rpc.server_key_path,
                                        (int) rpc.timeout_ms, (int) rpc.attempts);
     int rc;
@@ -212,6 +275,9 @@ cli_session (int argc, char **argv)
     else
     if (get)
         rc = s_get (&reaper, ep_config_argv (config) [0], json);
+    else
+    if (liveness)
+        rc = s_liveness (&reaper, router, limit, json);
     else
         rc = s_list (&reaper, router, identity, service, state, limit, json);
     s_reaper_close (&reaper);
