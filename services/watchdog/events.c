@@ -51,7 +51,8 @@ events_new (ep_publisher_t *publisher, ep_metrics_t *metrics, const char *instan
     static const double bounds [] = { 0.01, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400 };
     self->durations = ep_metrics_histogram (metrics, "controller_connection_duration_seconds",
         "How long connections stayed, by outcome.", 1, outcome, EP_COUNT (bounds), bounds);
-    static const char *streams [] = { "connect", "stray", "cluster", "channel", "presence" };
+    //  Declared up front, so their heartbeats show them live before any event.
+    static const char *streams [] = { "connect", "stray", "cluster", "channel", "presence", "router" };
     for (size_t i = 0; i < EP_COUNT (streams); i++)
         ep_publisher_declare (publisher, streams [i]);
     return self;

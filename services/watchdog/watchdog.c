@@ -57,7 +57,7 @@ struct _watchdog_t {
     ep_model_view_t *view;      //  the model, as followed
     ep_follower_t *follower;    //  keeps view current
     zhashx_t *deleted;          //  routers deleted while followed here
-    ep_publisher_t *publisher;  //  connect., stray., cluster., channel., presence.
+    ep_publisher_t *publisher;  //  connect., stray., cluster., channel., presence., router.
     events_t *events;           //  what we publish about connections
     ep_subscriber_t *bus;       //  presence. and cmd.<router>. from the bus
     relay_t *relay;             //  requests to the terminators and reaper
