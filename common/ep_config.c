@@ -8,6 +8,7 @@
 */
 #include "ep_config.h"
 #include "ep_addr.h"
+#include "ep_log.h"
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -634,7 +635,6 @@ void
 ep_common_opts_add (ep_config_t *self, ep_common_opts_t *opts, const char *http_listen)
 {
     EP_ASSERT (self && opts && !self->common);
-    static const char *levels [] = { "error", "warn", "info", "debug", NULL };
     static const char *formats [] = { "text", "json", NULL };
     memset (opts, 0, sizeof *opts);
     ep_opt_t table [] = {
@@ -666,7 +666,7 @@ ep_common_opts_add (ep_config_t *self, ep_common_opts_t *opts, const char *http_
           .type = EP_OPT_ENDPOINT, .str = &opts->watchdog_api,
           .help = "Where the watchdog service's API is reached." },
         { .name = "log-level", .env = "EDGEPLANE_LOG_LEVEL", .def = "info",
-          .type = EP_OPT_ENUM, .words = levels, .str = &opts->log_level,
+          .type = EP_OPT_ENUM, .words = ep_log_level_names, .str = &opts->log_level,
           .help = "Least severe level logged." },
         { .name = "log-format", .env = "EDGEPLANE_LOG_FORMAT", .def = "text",
           .type = EP_OPT_ENUM, .words = formats, .str = &opts->log_format,

@@ -17,7 +17,7 @@ static ep_log_format_t s_format = EP_LOG_TEXT;      //  text or JSON lines
 static char s_service [64] = "edgeplane";          //  service name in every record
 static atomic_int s_fd = STDERR_FILENO;             //  where records go (tests redirect)
 
-static const char *s_level_names [] = { "error", "warn", "info", "debug" };
+const char *const ep_log_level_names [] = { "error", "warn", "info", "debug", NULL };
 static const char *s_format_names [] = { "text", "json" };
 
 void
@@ -65,7 +65,7 @@ s_index (const char *const *names, size_t count, const char *name)
 int
 ep_log_level_parse (const char *name, ep_log_level_t *level)
 {
-    int index = s_index (s_level_names, EP_COUNT (s_level_names), name);
+    int index = s_index (ep_log_level_names, EP_COUNT (ep_log_level_names) - 1, name);
     if (index >= 0)
         *level = (ep_log_level_t) index;
     return index >= 0? 0: -1;
@@ -84,7 +84,7 @@ const char *
 ep_log_level_name (ep_log_level_t level)
 {
     EP_ASSERT (level >= EP_LOG_ERROR && level <= EP_LOG_DEBUG);
-    return s_level_names [level];
+    return ep_log_level_names [level];
 }
 
 bool
@@ -181,3 +181,13 @@ S_LOG_AT (ep_log_error, EP_LOG_ERROR)
 S_LOG_AT (ep_log_warn, EP_LOG_WARN)
 S_LOG_AT (ep_log_info, EP_LOG_INFO)
 S_LOG_AT (ep_log_debug, EP_LOG_DEBUG)
+
+void
+ep_log_at (ep_log_level_t level, const char *format, ...)
+{
+    EP_ASSERT (level >= EP_LOG_ERROR && level <= EP_LOG_DEBUG);
+    va_list args;
+    va_start (args, format);
+    ep_log_vwrite (level, format, args);
+    va_end (args);
+}

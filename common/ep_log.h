@@ -62,6 +62,11 @@ int
 const char *
     ep_log_level_name (ep_log_level_t level);
 
+//  Every level's name, most severe first (index = ep_log_level_t),
+//  NULL-terminated: the words of every option that takes a level
+//  (--log-level, the watchdog's --stray-log-level), so they never differ.
+extern const char *const ep_log_level_names [];
+
 //  True if a record at level would be written: guard expensive formatting.
 bool
     ep_log_enabled (ep_log_level_t level);
@@ -76,7 +81,11 @@ void
 void
     ep_log_debug (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
 
-//  Same, with the level as an argument and a va_list.
+//  Writes one record at level, chosen at run time (an operator's option).
+void
+    ep_log_at (ep_log_level_t level, const char *format, ...) __attribute__ ((format (printf, 2, 3)));
+
+//  Same, with a va_list.
 void
     ep_log_vwrite (ep_log_level_t level, const char *format, va_list args)
     __attribute__ ((format (printf, 2, 0)));

@@ -11,6 +11,7 @@ struct _events_t {
     const char *channel_advertised;     //  where peers dial us (borrowed)
     const char *ctrl_id;        //  our ctrl identity, NULL: none (borrowed)
     int stray_action;           //  index in events_stray_actions
+    ep_log_level_t stray_log_level;     //  of a stray's log line (--stray-log-level)
     ep_counter_t *strays;       //  controller_stray_connections_total{step}
     ep_counter_t *refusals;     //  edgeplane_channel_refused_total{reason}
     ep_histogram_t *durations;  //  controller_connection_duration_seconds{outcome}
@@ -32,12 +33,13 @@ s_wall_of (int64_t mono_ms)
 
 events_t *
 events_new (ep_publisher_t *publisher, ep_metrics_t *metrics, const char *instance_id,
-            int stray_action)
+            int stray_action, ep_log_level_t stray_log_level)
 {
     events_t *self = (events_t *) zmalloc (sizeof (events_t));
     self->publisher = publisher;
     self->instance_id = instance_id;
     self->stray_action = stray_action;
+    self->stray_log_level = stray_log_level;
     const char *step [] = { "step" }, *reason [] = { "reason" }, *outcome [] = { "outcome" };
     self->strays = ep_metrics_counter (metrics, "controller_stray_connections_total",
         "Connections that did not join within the grace period, by the last step reached.", 1, step);
@@ -49,7 +51,8 @@ events_new (ep_publisher_t *publisher, ep_metrics_t *metrics, const char *instan
     static const double bounds [] = { 0.01, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400 };
     self->durations = ep_metrics_histogram (metrics, "controller_connection_duration_seconds",
         "How long connections stayed, by outcome.", 1, outcome, EP_COUNT (bounds), bounds);
-    static const char *streams [] = { "connect", "stray", "cluster", "channel", "presence" };
+    //  Declared up front, so their heartbeats show them live before any event.
+    static const char *streams [] = { "connect", "stray", "cluster", "channel", "presence", "router" };
     for (size_t i = 0; i < EP_COUNT (streams); i++)
         ep_publisher_declare (publisher, streams [i]);
     return self;
@@ -135,14 +138,24 @@ events_edge_connects (events_t *self, const char *router_id, const Ep__EdgeConne
     }
 }
 
-//  A stray event's common part: where from, and when it was accepted.
+//  A stray event (stray.detected, cluster.peer.not_member) at step: where
+//  from, when it was accepted, the Hello's version and the certificate's id
+//  once known, and what was done.
 static void
-s_stray_body (Ep__StrayEvent *body, channel_conn_t *c)
+s_stray_body (events_t *self, Ep__StrayEvent *body, channel_conn_t *c, const char *step)
 {
     conn_t *conn = channel_conn_state (c);
     body->remote_addr = (char *) ep_tls_conn_remote (c);
     body->has_accepted_at_ms = true;
     body->accepted_at_ms = s_wall_of (conn_accepted_at (conn));
+    if (conn_version (conn)) {
+        body->has_protocol_version = true;
+        body->protocol_version = conn_version (conn);
+    }
+    body->step = (char *) step;
+    body->action = (char *) events_stray_actions [self->stray_action];
+    if (*conn_id (conn))
+        body->peer_id = (char *) conn_id (conn);
 }
 
 void
@@ -152,19 +165,11 @@ events_stray (events_t *self, channel_conn_t *c, const char *step)
     const char *labels [] = { step };
     ep_counter_inc (self->strays, labels, 1);
     Ep__StrayEvent body = EP__STRAY_EVENT__INIT;
-    s_stray_body (&body, c);
-    if (conn_version (conn)) {
-        body.has_protocol_version = true;
-        body.protocol_version = conn_version (conn);
-    }
-    body.step = (char *) step;
-    body.action = (char *) events_stray_actions [self->stray_action];
-    if (*conn_id (conn))
-        body.peer_id = (char *) conn_id (conn);
+    s_stray_body (self, &body, c, step);
     s_publish (self, "stray.detected", EP__EVENT__BODY_STRAY, &body.base);
     if (self->stray_action > 0)
-        ep_log_warn ("stray connection from %s (reached %s, accepted %lld ms ago)",
-                     ep_tls_conn_remote (c), step, (long long) (ep_mono_ms () - conn_accepted_at (conn)));
+        ep_log_at (self->stray_log_level, "stray connection from %s (reached %s, accepted %lld ms ago)",
+                   ep_tls_conn_remote (c), step, (long long) (ep_mono_ms () - conn_accepted_at (conn)));
 }
 
 void
@@ -172,9 +177,7 @@ events_not_member (events_t *self, channel_conn_t *c)
 {
     conn_t *conn = channel_conn_state (c);
     Ep__StrayEvent body = EP__STRAY_EVENT__INIT;
-    s_stray_body (&body, c);
-    body.step = "not-member";
-    body.peer_id = (char *) conn_id (conn);
+    s_stray_body (self, &body, c, "not-member");
     s_publish (self, "cluster.peer.not_member", EP__EVENT__BODY_STRAY, &body.base);
     ep_log_warn ("controller %s at %s is not a member of this cluster", conn_id (conn),
                  ep_tls_conn_remote (c));

@@ -11,6 +11,7 @@
 #define EVENTS_H_INCLUDED
 
 #include "ep_prelude.h"
+#include "ep_log.h"
 #include "ep_metrics.h"
 #include "ep_publisher.h"
 #include "channel.h"
@@ -21,10 +22,11 @@ typedef struct _events_t events_t;
 extern const char *events_stray_actions [];
 
 //  Events from instance instance_id (borrowed) on publisher (borrowed),
-//  counted in metrics; stray_action is a conn_stray_action_t.
+//  counted in metrics; stray_action is a conn_stray_action_t, and a stray
+//  it logs (log, disconnect) is logged at stray_log_level.
 events_t *
     events_new (ep_publisher_t *publisher, ep_metrics_t *metrics, const char *instance_id,
-                int stray_action);
+                int stray_action, ep_log_level_t stray_log_level);
 
 void
     events_destroy (events_t **self_p);

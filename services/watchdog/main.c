@@ -26,7 +26,7 @@ s_raise_fd_limit (void)
 int
 main (int argc, char **argv)
 {
-    static char *channel_listen, *listen, *advertise, *stray_action;
+    static char *channel_listen, *listen, *advertise, *stray_action, *stray_log_level;
     static char *ctrl_id, *ctrl_cert, *ctrl_key, *channel_advertise;
     static int64_t grace, heartbeat, heartbeat_timeout, frame_timeout, drain_grace;
     static int64_t liveness_floor, liveness_ceiling;
@@ -64,6 +64,9 @@ main (int argc, char **argv)
           .help = "A connection not joined this long after TCP accept is stray." },
         { .name = "stray-action", .env = "EDGEPLANE_STRAY_ACTION", .def = "disconnect", .type = EP_OPT_ENUM,
           .words = events_stray_actions, .str = &stray_action, .help = "What to do with a stray: none, log or disconnect." },
+        { .name = "stray-log-level", .env = "EDGEPLANE_STRAY_LOG_LEVEL", .def = "warn", .type = EP_OPT_ENUM,
+          .words = ep_log_level_names, .str = &stray_log_level,
+          .help = "Level of the stray's log line (actions log and disconnect): error, warn, info or debug." },
         { .name = "heartbeat", .env = "EDGEPLANE_HEARTBEAT", .def = "10s", .type = EP_OPT_DURATION,
           .num = &heartbeat, .min = 10, .max = 3600000, .help = "Ping joined peers this often." },
         { .name = "heartbeat-timeout", .env = "EDGEPLANE_HEARTBEAT_TIMEOUT", .def = "30s",
@@ -122,6 +125,7 @@ main (int argc, char **argv)
     for (int i = 0; events_stray_actions [i]; i++)
         if (streq (events_stray_actions [i], stray_action))
             config.stray_action = i;
+    EP_ASSERT (ep_log_level_parse (stray_log_level, &config.stray_log_level) == 0);
     watchdog_t *watchdog = watchdog_new (service, &config);
     int rc = watchdog_start (watchdog);
     if (rc == 0)

@@ -57,7 +57,7 @@ struct _watchdog_t {
     ep_model_view_t *view;      //  the model, as followed
     ep_follower_t *follower;    //  keeps view current
     zhashx_t *deleted;          //  routers deleted while followed here
-    ep_publisher_t *publisher;  //  connect., stray., cluster., channel., presence.
+    ep_publisher_t *publisher;  //  connect., stray., cluster., channel., presence., router.
     events_t *events;           //  what we publish about connections
     ep_subscriber_t *bus;       //  presence. and cmd.<router>. from the bus
     relay_t *relay;             //  requests to the terminators and reaper
@@ -729,7 +729,8 @@ s_connect (watchdog_t *self)
         return -1;
     }
     self->events = events_new (self->publisher, ep_service_metrics (self->service),
-                               ep_service_source_id (self->service), self->config.stray_action);
+                               ep_service_source_id (self->service), self->config.stray_action,
+                               self->config.stray_log_level);
     ep_subscriber_subscribe (self->bus, "presence.join");
     ep_subscriber_subscribe (self->bus, "presence.beacon");
     self->relay = relay_new (self->service, s_router_conn, self);
@@ -849,8 +850,10 @@ watchdog_start (watchdog_t *self)
             return -1;
     }
     //  The ready file carries the channel address next to the sockets.
-    ep_log_info ("channel listening on %s (grace %lld ms, stray action %s)", self->channel_address,
-                 (long long) self->config.grace_ms, events_stray_actions [self->config.stray_action]);
+    ep_log_info ("channel listening on %s (grace %lld ms, stray action %s, stray log level %s)",
+                 self->channel_address, (long long) self->config.grace_ms,
+                 events_stray_actions [self->config.stray_action],
+                 ep_log_level_name (self->config.stray_log_level));
     ep_service_record (self->service, "channel", self->channel_address);
     return ep_service_ready (self->service);
 }

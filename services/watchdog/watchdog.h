@@ -30,6 +30,7 @@ typedef struct {
     const char *ctrl_key;
     int64_t ctrl_lifetime_ms;       //  of a ctrl certificate issued here
     int stray_action;               //  conn_stray_action_t
+    ep_log_level_t stray_log_level; //  of the log line a stray gets (actions log, disconnect)
     int64_t grace_ms;               //  stray grace
     int64_t heartbeat_ms;
     int64_t heartbeat_timeout_ms;

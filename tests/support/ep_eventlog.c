@@ -1,5 +1,6 @@
 /*  ep_eventlog.c: a log of the events a test's subscriber delivers. */
 #include "ep_eventlog.h"
+#include "ep_event_json.h"
 
 struct _ep_eventlog_t {
     ep_subscriber_t *events;    //  where events come from (borrowed)
@@ -22,8 +23,10 @@ ep_eventlog_destroy (ep_eventlog_t **self_p)
 {
     ep_eventlog_t *self = *self_p;
     if (self) {
-        for (size_t i = 0; i < self->count; i++)
+        for (size_t i = 0; i < self->count; i++) {
+            json_decref (self->seen [i]->json);
             free (self->seen [i]);
+        }
         free (self->seen);
         free (self);
         *self_p = NULL;
@@ -40,7 +43,10 @@ s_fill (ep_logged_t *e, const char *topic, const Ep__Event *event)
     if (event->meta) {
         S_COPY (e->source, event->meta->source_id);
         e->seq = event->meta->seq;
+        e->timestamp = event->meta->timestamp_ms;
     }
+    e->json = ep_event_json (topic, event);
+    EP_ASSERT (e->json);
     if (event->body_case == EP__EVENT__BODY_TERMINATOR) {
         const Ep__TerminatorEvent *body = event->terminator;
         S_COPY (e->id, body->terminator_id);
@@ -136,4 +142,19 @@ ep_eventlog_count (ep_eventlog_t *self, const char *topic)
     for (size_t i = 0; i < self->count; i++)
         count += streq (self->seen [i]->topic, topic);
     return count;
+}
+
+size_t
+ep_eventlog_write_jsonl (ep_eventlog_t *self, const char *path)
+{
+    FILE *file = fopen (path, "w");
+    EP_ASSERT (file);
+    for (size_t i = 0; i < self->count; i++) {
+        char *line = json_dumps (self->seen [i]->json, JSON_COMPACT);
+        EP_ASSERT (line);
+        fprintf (file, "%s\n", line);
+        free (line);
+    }
+    EP_ASSERT (fclose (file) == 0);
+    return self->count;
 }

@@ -4,20 +4,25 @@
     one of these and wait for one that matches (with a deadline), so each
     suite does not write its own collector. An entry keeps the topic and
     the fields the suites test, from whichever body the event carries;
-    fields an event does not carry stay empty (0, ""). Entries stay where
-    they are until the log is destroyed (pointers to them stay valid).
+    fields an event does not carry stay empty (0, ""); every field is also
+    in the event's JSON (ep_event_json, the one rendering users see), which
+    suites read for the rest and validate against docs/events.schema.json.
+    Entries stay where they are until the log is destroyed (pointers to
+    them stay valid).
 */
 #ifndef EP_EVENTLOG_H_INCLUDED
 #define EP_EVENTLOG_H_INCLUDED
 
 #include "ep_prelude.h"
 #include "ep_subscriber.h"
+#include <jansson.h>
 
 //  One event, as the suites test it.
 typedef struct {
     char topic [96];            //  the bus topic
     char source [96];           //  its stream meta's source id
     uint64_t seq;               //  its stream meta's seq
+    int64_t timestamp;          //  its stream meta's publish time, wall ms
     char reason [512];          //  ChannelEvent, ConnectEvent or TerminatorEvent reason
     char id [65];               //  TerminatorEvent: terminator id
     uint32_t total;             //  TerminatorEvent: the service's terminators
@@ -34,6 +39,7 @@ typedef struct {
     bool connected;             //  ConnectEvent: joined, or left
     int64_t duration;           //  ConnectEvent: of a closed connection
     int64_t event_time;         //  ConnectEvent: when the router saw it (edge-to-router), 0: none
+    json_t *json;               //  the whole event as ep_event_json renders it (the log's)
 } ep_logged_t;
 
 //  True if event is the one waited for.
@@ -75,5 +81,10 @@ const ep_logged_t *
 //  Events on topic logged so far.
 size_t
     ep_eventlog_count (ep_eventlog_t *self, const char *topic);
+
+//  Writes every event logged so far to path as JSON lines (the audit
+//  log's format), for tests/support/validate_events.py. Returns the count.
+size_t
+    ep_eventlog_write_jsonl (ep_eventlog_t *self, const char *path);
 
 #endif

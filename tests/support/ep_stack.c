@@ -4,6 +4,7 @@
 #include "ep_codec.h"
 #include "ep_keys.h"
 #include "ep_pki.h"
+#include "ep_pki_tls.h"
 #include "ep_rpc_client.h"
 #include <signal.h>
 #include <stdarg.h>
@@ -434,6 +435,22 @@ ep_stack_delete_router (ep_stack_t *self, const char *id)
     write.type = EP__ENTITY_TYPE__ENTITY_ROUTER;
     write.id = (char *) id;
     return ep_stack_model_write (self, &write);
+}
+
+SSL_CTX *
+ep_stack_tls_client (ep_stack_t *self, const char *role, const char *id)
+{
+    char err [512];
+    cr_assert_eq (ep_pki_issue (self->keys, role, id, self->dir, 30, err, sizeof err), 0, "%s", err);
+    char *cert = zsys_sprintf ("%s/%s.crt", self->dir, id);
+    char *key = zsys_sprintf ("%s/%s.key", self->dir, id);
+    char *ca = zsys_sprintf ("%s/ca.crt", self->dir);
+    SSL_CTX *ctx = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
+    cr_assert_not_null (ctx, "%s", err);
+    free (cert);
+    free (key);
+    free (ca);
+    return ctx;
 }
 
 ep_subscriber_t *

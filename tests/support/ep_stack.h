@@ -14,6 +14,7 @@
 #include "ep_test.h"
 #include "ep_subscriber.h"
 #include "model.pb-c.h"
+#include <openssl/ssl.h>
 
 typedef struct _ep_stack_t ep_stack_t;
 
@@ -153,6 +154,12 @@ uint64_t
                            const char *const *services, size_t count);
 uint64_t
     ep_stack_delete_router (ep_stack_t *self, const char *id);
+
+//  Issues a certificate bundle for role ("router", "client", "ctrl") and
+//  id into the stack's dir (which holds ca.crt) and returns a TLS client
+//  context with it (caller frees with SSL_CTX_free).
+SSL_CTX *
+    ep_stack_tls_client (ep_stack_t *self, const char *role, const char *id);
 
 //  A subscriber (role subscriber) to topics starting with prefix ("" for
 //  all). The stack destroys it.

@@ -6,6 +6,7 @@
 #include <sys/inotify.h>
 #include <poll.h>
 #include <sys/wait.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sodium.h>
@@ -390,4 +391,31 @@ ep_rpc_call (ep_rpc_client_t *client, void *request, const ProtobufCMessageDescr
     void *reply = ep_rpc_client_call (client, message, *slot, reply_desc, timeout_ms, attempts, err, errlen);
     *slot = given;
     return reply;
+}
+
+int
+ep_tcp_connect (const char *address)
+{
+    const char *colon = strrchr (address, ':');
+    if (!colon)
+        return -1;
+    int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) atoi (colon + 1)),
+                                .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+    if (fd >= 0 && connect (fd, (struct sockaddr *) &addr, sizeof addr) != 0) {
+        close (fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+void
+ep_sock_name (int fd, char *buf, size_t size)
+{
+    struct sockaddr_in addr;
+    socklen_t len = sizeof addr;
+    EP_ASSERT (getsockname (fd, (struct sockaddr *) &addr, &len) == 0 && addr.sin_family == AF_INET);
+    char ip [INET_ADDRSTRLEN];
+    inet_ntop (AF_INET, &addr.sin_addr, ip, sizeof ip);
+    snprintf (buf, size, "%s:%u", ip, (unsigned) ntohs (addr.sin_port));
 }

@@ -81,6 +81,17 @@ void
 bool
     ep_wait_until (bool (*cond) (void *arg), void *arg, int timeout_ms);
 
+//  A plain TCP connection to 127.0.0.1 at the port of address (a ready
+//  file's "127.0.0.1:port"), or -1; the caller closes it. For a peer that
+//  says nothing (a stray) or sends bytes that are not TLS.
+int
+    ep_tcp_connect (const char *address);
+
+//  The local address of socket fd as "ip:port" (what a server sees as
+//  its remote address) into buf.
+void
+    ep_sock_name (int fd, char *buf, size_t size);
+
 //  A free TCP port on 127.0.0.1 below the kernel's ephemeral range, for a
 //  server that must come back on the same port after a restart: outgoing
 //  connections (clients reconnecting meanwhile) take their source ports

@@ -100,6 +100,8 @@ s_connect (s_events_t *events)
     edge.dst_addr = "198.51.100.4:3022";
     edge.has_connected = true;
     edge.connected = true;
+    edge.has_event_time_ms = true;          //  the router's clock
+    edge.event_time_ms = 1795346624871;
     event.connect = &edge;
     s_emit (events, "connect.edge-to-router", &event, "watchdog-9f31c2", 89);
 }
@@ -406,6 +408,31 @@ s_channel (s_events_t *events)
     s_emit (events, "channel.refused", &event, "watchdog-9f31c2", 13);
 }
 
+static void
+s_router (s_events_t *events)
+{
+    Ep__ChannelEvent body = EP__CHANNEL_EVENT__INIT;
+    body.reason = "it would host 2 services and this router serves at most 1 (--max-services)";
+    body.role = "router";
+    body.id = "r1";
+    body.has_revision = body.has_acked_revision = true;
+    body.revision = 61;
+    body.acked_revision = 58;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_CHANNEL;
+    event.channel = &body;
+    s_emit (events, "router.slice.rejected", &event, "watchdog-9f31c2", 3);
+    Ep__ChannelEvent stale = EP__CHANNEL_EVENT__INIT;
+    stale.role = "router";
+    stale.id = "r2";
+    stale.has_revision = stale.has_acked_revision = stale.has_age_ms = true;
+    stale.revision = 64;
+    stale.acked_revision = 58;
+    stale.age_ms = 61200;
+    event.channel = &stale;
+    s_emit (events, "router.slice.stale", &event, "watchdog-9f31c2", 4);
+}
+
 //  Writes the events as JSON lines to dir/name; returns the path.
 static char *
 s_write_lines (json_t *lines, const char *name)
@@ -447,6 +474,7 @@ s_all_events (void)
     s_presence (&events);
     s_command (&events);
     s_channel (&events);
+    s_router (&events);
     //  A new body type in events.proto needs an event here (and a schema entry).
     const ProtobufCMessageDescriptor *desc = &ep__event__descriptor;
     for (unsigned i = 0; i < desc->n_fields; i++)
@@ -558,6 +586,23 @@ Test (events_schema, wrong_lines_are_rejected)
     line = s_pick (lines, "model", "change");
     json_object_set_new (line, "namespace", json_string ("weather"));
     s_assert_rejected (line, "unknown namespace", "namespace: 'weather' is not one of");
+
+    //  The router's own time belongs to edge-to-router only.
+    line = s_pick (lines, "connect", "router-to-ctrl");
+    json_object_set_new (line, "event_time_ms", json_integer (1795346624871));
+    s_assert_rejected (line, "event_time_ms on router-to-ctrl", "should not be valid");
+
+    line = s_pick (lines, "connect", "edge-to-router");
+    json_object_set_new (line, "event_time_ms", json_string ("1795346624871"));
+    s_assert_rejected (line, "event_time_ms as a string", "event_time_ms: '1795346624871' is not of type");
+
+    line = s_pick (lines, "router", "slice.stale");
+    json_object_set_new (line, "remote_addr", json_string ("203.0.113.7:40022"));
+    s_assert_rejected (line, "a field router.slice does not have", "'remote_addr' was unexpected");
+
+    line = s_pick (lines, "router", "slice.rejected");
+    json_object_set_new (line, "type", json_string ("slice.lost"));
+    s_assert_rejected (line, "an unknown router type", "type: 'slice.lost' is not one of");
 
     json_decref (lines);
 }

@@ -152,6 +152,20 @@ Test (log, level_filtering)
     free (out);
 }
 
+Test (log, a_level_chosen_at_run_time_is_written_and_filtered_like_the_fixed_ones)
+{
+    s_capture ();
+    ep_log_init ("watchdog", EP_LOG_INFO, EP_LOG_TEXT);
+    ep_log_at (EP_LOG_ERROR, "stray %d", 1);
+    ep_log_at (EP_LOG_WARN, "stray %d", 2);
+    ep_log_at (EP_LOG_INFO, "stray %d", 3);
+    ep_log_at (EP_LOG_DEBUG, "stray %d", 4);
+    char *out = s_captured ();
+    cr_assert (s_matches (out, "^" S_TS " error watchdog: stray 1\n" S_TS " warn watchdog: stray 2\n"
+                          S_TS " info watchdog: stray 3\n$"), "got: %s", out);
+    free (out);
+}
+
 Test (log, names_parse)
 {
     ep_log_level_t level;
@@ -162,6 +176,10 @@ Test (log, names_parse)
         cr_assert_eq (level, (ep_log_level_t) i);
         cr_assert_str_eq (ep_log_level_name (level), names [i]);
     }
+    //  The words options take are the same names, in level order.
+    for (size_t i = 0; i < EP_COUNT (names); i++)
+        cr_assert_str_eq (ep_log_level_names [i], names [i]);
+    cr_assert_null (ep_log_level_names [EP_COUNT (names)]);
     cr_assert_eq (ep_log_level_parse ("verbose", &level), -1);
     cr_assert_eq (ep_log_level_parse (NULL, &level), -1);
     cr_assert_eq (ep_log_format_parse ("json", &format), 0);

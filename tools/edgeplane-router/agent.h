@@ -8,7 +8,8 @@
     heartbeat batches and byte counters, answers probes and CloseSessions
     (acknowledging a configurable share), reports edge-to-router
     connections in batches, and reconnects with exponential backoff and
-    jitter, resolving the controller address at every connect.
+    jitter (edgeplane-router: 200 ms doubling to 30 s, each delay from
+    [d/2, d]), resolving the controller address at every connect.
 */
 #ifndef AGENT_H_INCLUDED
 #define AGENT_H_INCLUDED

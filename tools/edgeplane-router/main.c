@@ -188,7 +188,6 @@ main (int argc, char **argv)
     static int64_t link_delay, link_jitter;
     static char *link_drop_text;
     static char *churn_text, *ack_text;
-    static const char *levels [] = { "error", "warn", "info", "debug", NULL };
     static const char *formats [] = { "text", "json", NULL };
     ep_opt_t opts [] = {
         { .name = "controller", .env = "EDGEPLANE_CONTROLLER", .def = EP_DEFAULT_CHANNEL_LISTEN,
@@ -225,7 +224,7 @@ main (int argc, char **argv)
         { .name = "progress", .def = "0", .type = EP_OPT_DURATION, .num = &progress, .min = 0, .max = INT64_MAX,
           .help = "Print a progress line this often (0: only for 50 routers or more, every 5s)." },
         { .name = "log-level", .env = "EDGEPLANE_LOG_LEVEL", .def = "info", .type = EP_OPT_ENUM,
-          .words = levels, .str = &log_level, .help = "error, warn, info or debug." },
+          .words = ep_log_level_names, .str = &log_level, .help = "error, warn, info or debug." },
         { .name = "log-format", .env = "EDGEPLANE_LOG_FORMAT", .def = "text", .type = EP_OPT_ENUM,
           .words = formats, .str = &log_format, .help = "text or json." },
         { .name = "protocol-version", .def = "2", .type = EP_OPT_INT, .num = &protocol, .min = 1, .max = 2,
