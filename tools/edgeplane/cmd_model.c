@@ -159,7 +159,8 @@ s_options (s_cmd_t *self, unsigned want, ep_opt_t *opts)
           .help = "A tag KEY=VALUE; update: replaces the tags." } },
         { F_CRITICALITY, { .name = "criticality", .type = EP_OPT_ENUM, .words = s_criticality_words,
           .str = &self->criticality, .def_help = "create: normal; update: unchanged",
-          .help = "How much the service matters: a cleanup closes the sessions of critical services first, then high, normal, low." } },
+          .help = "How much the service matters: a cleanup closes the sessions of critical services"
+                  " first, then high, normal, low." } },
         { F_ADDRESS, { .name = "address", .type = EP_OPT_HOSTPORT, .str = &self->address,
           .help = "The controller's control-channel address HOST:PORT." } },
         { F_CLEAR_HOSTED, { .name = "clear-hosted", .def = "false", .type = EP_OPT_BOOL,
