@@ -62,6 +62,8 @@ entity_fields (Ep__Entity *entity, entity_fields_t *fields)
             fields->meta = &entity->service->meta;
             fields->has_enabled = &entity->service->has_enabled;
             fields->enabled = &entity->service->enabled;
+            fields->has_criticality = &entity->service->has_criticality;
+            fields->criticality = &entity->service->criticality;
             fields->n_tags = &entity->service->n_tags;
             fields->tags = &entity->service->tags;
             return true;
@@ -169,6 +171,13 @@ entity_check (Ep__Entity *entity, const char *where, entity_exists_fn *service_e
     &&  entity->controller->address && !strchr (entity->controller->address, ':'))
         return s_fail (message, size, EP__STATUS__CODE__INVALID_ARGUMENT,
                        "%scontroller.address \"%.64s\": use host:port", where, entity->controller->address);
+    //  protobuf-c takes any number for an enum: a value from a newer
+    //  client, or garbage, stops here rather than in every reader.
+    int criticality = fields.criticality? (int) *fields.criticality: 0;
+    if (fields.has_criticality && *fields.has_criticality
+    &&  (criticality < EP__CRITICALITY__CRITICALITY_NORMAL || criticality > EP__CRITICALITY__CRITICALITY_CRITICAL))
+        return s_fail (message, size, EP__STATUS__CODE__INVALID_ARGUMENT,
+                       "%sservice.criticality %d: use critical, high, normal or low", where, criticality);
     if (entity->kind_case == EP__ENTITY__KIND_ROUTER)
         return s_check_hosted (entity->router, where, service_exists, arg, message, size);
     return EP__STATUS__CODE__OK;

@@ -20,6 +20,8 @@ typedef struct {
     Ep__EntityMeta **meta;      //  every kind
     protobuf_c_boolean *has_enabled;    //  NULL for controllers
     protobuf_c_boolean *enabled;        //  NULL for controllers
+    protobuf_c_boolean *has_criticality;    //  services only (NULL for the others)
+    Ep__Criticality *criticality;       //  services only
     size_t *n_tags;             //  NULL for controllers
     Ep__Tag ***tags;            //  NULL for controllers
 } entity_fields_t;
@@ -51,8 +53,8 @@ void
 //  True if the service service_id exists (for entity_check).
 typedef bool (entity_exists_fn) (void *arg, const char *service_id);
 
-//  Checks entity: ids, name and tag sizes, the controller's address, and a
-//  router's hosted entries, whose services must exist (service_exists
+//  Checks entity: ids, name and tag sizes, the controller's address, a
+//  service's criticality, and a router's hosted entries, whose services must exist (service_exists
 //  (arg, id) says). where prefixes the message ("write 2: "). Returns OK,
 //  or the status code with the message in message (every message names
 //  the write and the field).

@@ -180,6 +180,10 @@ s_prepare_create (model_t *self, s_write_ctx_t *ctx, entity_fields_t *fields, Ep
     }
     if (fields->name && !*fields->name)
         entity_set_string (fields->name, *fields->id);
+    if (fields->has_criticality && !*fields->has_criticality) {
+        *fields->has_criticality = true;
+        *fields->criticality = EP__CRITICALITY__CRITICALITY_NORMAL;  //  said, so JSON readers see it
+    }
     if (s_exists (self, type, *fields->id)) {
         model_result_fail (ctx->result, EP__STATUS__CODE__ALREADY_EXISTS,
                            "%s%s %s already exists: update it, or create with another id",
@@ -208,6 +212,10 @@ s_merge (const Ep__ModelWrite *write, Ep__Entity *entity, entity_fields_t *field
     if (fields->has_enabled && !*fields->has_enabled) {
         *fields->has_enabled = *old_fields.has_enabled;
         *fields->enabled = *old_fields.enabled;
+    }
+    if (fields->has_criticality && !*fields->has_criticality) {
+        *fields->has_criticality = *old_fields.has_criticality;
+        *fields->criticality = *old_fields.criticality;
     }
     if (fields->tags && *fields->n_tags == 0 && !clear_tags) {
         *fields->tags = *old_fields.tags;

@@ -35,19 +35,34 @@ reaper_job_finish (reaper_t *self, job_t *job, int64_t now)
     zhashx_delete (self->jobs, job->id);
 }
 
+//  The rank of a criticality in the cleanup order: low, normal, high,
+//  critical (the enum puts normal at 0 so an absent field means normal).
+static uint64_t
+s_rank (uint8_t criticality)
+{
+    switch (criticality) {
+        case EP__CRITICALITY__CRITICALITY_LOW:      return 0;
+        case EP__CRITICALITY__CRITICALITY_HIGH:     return 2;
+        case EP__CRITICALITY__CRITICALITY_CRITICAL: return 3;
+        default:                                    return 1;
+    }
+}
+
 //  Hands session to job (marked: TERMINATING on disk already).
 void
 reaper_take (reaper_t *self, job_t *job, session_t *session, bool marked, int64_t now)
 {
     liveness_untrack (self->liveness, &session->live);
+    //  Critical services' sessions first, then high, normal, low; within
+    //  one criticality the router's own priority, then traffic and age.
+    uint64_t urgency = s_rank (session->criticality) << 32 | session->priority;
     session->sweep = sweep_add (self->sweep, job->sweep, session, session->id,
-                                session->groups [G_ROUTER]->id, session->priority,
+                                session->groups [G_ROUTER]->id, urgency,
                                 session->bytes_rx + session->bytes_tx, session->created_ms, marked);
-    if (!marked && reaper_wall (self, now) - session->created_ms >= self->config.long_lived_ms) {
-        reaper_event (self, session, "warning", R_LONG_LIVED, now);
-        if (self->long_lived)
-            ep_series_add (self->long_lived, 1);
-    }
+    //  Not while loading (marked): its rows are being read; the tick
+    //  warns those that crossed.
+    if (!marked)
+        reaper_warn_if_due (self, session, now);
 }
 
 job_t *

@@ -72,6 +72,8 @@ reaper_reply_row (reaper_result_t *result, const sessiondb_row_t *row)
     session->bytes_rx = row->bytes_rx;
     session->bytes_tx = row->bytes_tx;
     session->priority = row->priority;
+    session->has_criticality = true;
+    session->criticality = (Ep__Criticality) row->criticality;
     session->close_reason = s_dup (row->close_reason);
     if (row->state == EP__SESSION_STATE__CLOSED) {
         session->has_closed_at_ms = true;

@@ -99,6 +99,7 @@ reaper_tick (reaper_t *self, int64_t now)
         reaper_offline (self, now);
         more |= !reaper_liveness (self, now);
     }
+    more |= !reaper_long_lived (self, now);
     reaper_unseen (self, now);
     reaper_mark (self, now);
     reaper_send (self, now);
@@ -117,7 +118,7 @@ reaper_tick (reaper_t *self, int64_t now)
         return now;
     int64_t candidates [] = {
         sweep_due (self->sweep, now), self->next_flush, self->next_prune,
-        self->known? liveness_due (self->liveness): self->known_at
+        self->known? liveness_due (self->liveness): self->known_at, reaper_long_lived_due (self)
     };
     for (size_t i = 0; i < EP_COUNT (candidates); i++)
         if (candidates [i] < due)
@@ -293,6 +294,7 @@ reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metr
     //  Fixed: the tracker's two thresholds for every session, as before.
     if (config->adaptive)
         liveness_set_thresholds (self->liveness, reaper_session_thresholds, self);
+    self->longlived = longlived_new ();
     self->fleet = fleet_new (config->presence_timeout_ms, reaper_fleet_change, self);
     sweep_config_t sweep = { config->window, config->chunk, config->retry_ms, config->retry_max_ms };
     self->sweep = sweep_new (&sweep, reaper_reachable, self);
@@ -343,7 +345,7 @@ reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metr
         self->expire = ep_metrics_gauge (metrics, "edgeplane_reaper_session_expire_seconds",
             "Silence after which a router's sessions are reaped, probed first (T2: learnt or fixed).", 1, router);
         self->long_lived = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_reaper_long_lived_total",
-            "Long-lived sessions taken by a cleanup (session.warning).", 0, NULL), NULL);
+            "Sessions that crossed --long-lived (session.warning, once per session).", 0, NULL), NULL);
     }
     s_load_t load = { self, now, zlistx_new () };
     zlistx_set_destructor (load.orphans, (czmq_destructor *) zstr_free);
@@ -376,6 +378,7 @@ reaper_destroy (reaper_t **self_p)
             ep_store_rollback (self->store);
         sweep_destroy (&self->sweep);
         liveness_destroy (&self->liveness);
+        longlived_destroy (&self->longlived);
         session_t *session = (session_t *) zhashx_first (self->sessions);
         for (; session; session = (session_t *) zhashx_next (self->sessions))
             free (session);

@@ -48,11 +48,11 @@ typedef struct {
     int64_t deadline_ms;        //  a cleanup forces what is left after this
     int64_t presence_timeout_ms;    //  a watchdog unheard this long holds nothing
     int64_t flush_ms;           //  counters and last-seen are written this often
-    int64_t long_lived_ms;      //  sessions older than this warn when cleaned up
+    int64_t long_lived_ms;      //  a session this old raises session.warning (once)
     int64_t retention_ms;       //  CLOSED sessions and done jobs are kept this long
     int64_t retry_ms;           //  first resend of an unanswered CloseSessions
     int64_t retry_max_ms;       //  resend interval cap
-    size_t mark_batch;          //  sessions marked TERMINATING (or forced) per transaction
+    size_t mark_batch;          //  sessions marked TERMINATING (forced, warned) per transaction
     size_t chunk;               //  session ids per command
     size_t window;              //  unanswered close commands per router
 } reaper_config_t;

@@ -14,6 +14,7 @@
         requests.c  open, close, heartbeat, ack (from routers, via the watchdog)
         reads.c     results, and get, list, cleanup answered from disk
         cleanup.c   cleanup jobs: what starts them, mark, CloseSessions, force
+        warning.c   session.warning: sessions crossing --long-lived, once each
         presence.c  routers online (fleet), offline routers, quiet sessions,
                     each router's thresholds (cadences)
         outbox.c    events and commands staged for the commit, handed out as ep_output items
@@ -27,6 +28,7 @@
                                                                 session.terminating <reason>
         router acks the CloseSessions    TERMINATING -> CLOSED  session.closed <reason>
         job deadline                     -> CLOSED              session.reaped forced
+        crosses --long-lived (once)      no transition          session.warning long-lived
 */
 #ifndef REAPER_INTERNAL_H_INCLUDED
 #define REAPER_INTERNAL_H_INCLUDED
@@ -36,6 +38,7 @@
 #include "cadences.h"
 #include "fleet.h"
 #include "liveness.h"
+#include "longlived.h"
 #include "sessiondb.h"
 #include "sweep.h"
 
@@ -76,6 +79,7 @@ struct _group_t {
 //  A session that is not closed.
 struct _session_t {
     liveness_entry_t live;      //  first: liveness hands entries back
+    longlived_entry_t age;      //  until warned long-lived (warning.c)
     sweep_item_t *sweep;        //  while a cleanup job holds it
     group_t *groups [G_KINDS];  //  its router, identity, service
     session_t *next [G_KINDS];  //  in each group's list
@@ -84,7 +88,8 @@ struct _session_t {
     uint64_t bytes_rx;          //  cumulative, as last reported
     uint64_t bytes_tx;          //  cumulative, as last reported
     int32_t dirty;              //  slot in the dirty array, -1 when flushed
-    uint32_t priority;          //  0 normal, higher cleaned up first
+    uint32_t priority;          //  0 normal, higher cleaned up first (within a criticality)
+    uint8_t criticality;        //  Ep__Criticality of its service (a known value)
     uint8_t type;               //  Ep__SessionType
     uint8_t state;              //  Ep__SessionState on disk (ACTIVE or TERMINATING)
     char id [];                 //  chosen by the router
@@ -109,6 +114,7 @@ struct _reaper_t {
     ep_store_t *store;          //  sessions.db (borrowed)
     sessiondb_t *db;            //  its tables
     liveness_t *liveness;       //  ACTIVE sessions not in cleanup
+    longlived_t *longlived;     //  open sessions not warned long-lived yet
     fleet_t *fleet;             //  routers online
     cadences_t *cadences;       //  each router's heartbeat cadence and thresholds
     sweep_t *sweep;             //  the cleanup planner
@@ -148,7 +154,7 @@ struct _reaper_t {
     ep_counter_t *closed_total; //  edgeplane_reaper_closed_total{reason}
     ep_histogram_t *latency;    //  edgeplane_reaper_reap_latency_seconds{reason}
     ep_counter_t *commands_total;   //  edgeplane_reaper_commands_total{kind}
-    ep_series_t *long_lived;    //  edgeplane_reaper_long_lived_total
+    ep_series_t *long_lived;    //  edgeplane_reaper_long_lived_total (session.warning)
     ep_gauge_t *evasive;        //  edgeplane_reaper_session_evasive_seconds{router}
     ep_gauge_t *expire;         //  edgeplane_reaper_session_expire_seconds{router}
 };
@@ -235,6 +241,21 @@ size_t
 //  Routers sessions were opened for while our view did not hold them.
 void
     reaper_unseen (reaper_t *self, int64_t now);
+
+//  warning.c: session.warning long-lived, once per session.
+//  Tracks a session opened or loaded (not warned yet) until it crosses.
+void
+    reaper_age_track (reaper_t *self, session_t *session);
+//  Warns session now if it has crossed and was not warned yet.
+void
+    reaper_warn_if_due (reaper_t *self, session_t *session, int64_t now);
+//  Warns the sessions that crossed by now, at most a batch. Returns false
+//  if more are due now.
+bool
+    reaper_long_lived (reaper_t *self, int64_t now);
+//  When the next session crosses (monotonic ms; INT64_MAX: none).
+int64_t
+    reaper_long_lived_due (reaper_t *self);
 
 //  presence.c: routers online and quiet sessions.
 void

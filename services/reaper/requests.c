@@ -93,12 +93,19 @@ s_open (reaper_t *self, const Ep__SessionRequest *request, int64_t now, reaper_r
     if (!reaper_begin (self))
         return;
     int64_t wall = reaper_wall (self, now);
+    //  A number this version does not know (a newer router, or garbage:
+    //  protobuf-c takes any) counts as normal rather than refusing the
+    //  session, which would leave it untracked.
+    int criticality = open->has_criticality? (int) open->criticality: EP__CRITICALITY__CRITICALITY_NORMAL;
+    if (criticality < EP__CRITICALITY__CRITICALITY_NORMAL || criticality > EP__CRITICALITY__CRITICALITY_CRITICAL)
+        criticality = EP__CRITICALITY__CRITICALITY_NORMAL;
     int64_t created = open->has_created_at_ms && open->created_at_ms > 0 && open->created_at_ms <= wall
                     ? open->created_at_ms: wall;
     sessiondb_row_t row = {
         .id = open->id, .router_id = router, .identity_id = open->identity_id,
         .service_id = open->service_id, .type = open->type, .state = EP__SESSION_STATE__ACTIVE,
-        .priority = open->has_priority? open->priority: 0, .created_ms = created,
+        .priority = open->has_priority? open->priority: 0, .criticality = criticality,
+        .created_ms = created,
         .last_seen_ms = wall,
         .bytes_rx = open->has_bytes_rx? open->bytes_rx: 0,
         .bytes_tx = open->has_bytes_tx? open->bytes_tx: 0,

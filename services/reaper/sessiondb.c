@@ -22,13 +22,20 @@ const char *const sessiondb_migrations [] = {
     "  target_id TEXT NOT NULL, revision INTEGER NOT NULL, started_at_ms INTEGER NOT NULL,"
     "  deadline_ms INTEGER NOT NULL, scheduled INTEGER NOT NULL, done INTEGER NOT NULL,"
     "  finished_at_ms INTEGER, closed TEXT) WITHOUT ROWID;"
-    "CREATE INDEX jobs_by_target ON jobs (target_type, target_id, started_at_ms);"
+    "CREATE INDEX jobs_by_target ON jobs (target_type, target_id, started_at_ms);",
+    //  2: the service's criticality (cleanup order) and whether the session
+    //  was warned long-lived (once per session, across restarts). Sessions
+    //  TERMINATING at the upgrade count as warned: the version before warned
+    //  when a cleanup took them, and that cleanup ends within its deadline.
+    "ALTER TABLE sessions ADD COLUMN criticality INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN warned INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE sessions SET warned = 1 WHERE state = 2;"
 };
 const size_t sessiondb_migrations_count = EP_COUNT (sessiondb_migrations);
 
 #define SESSION_COLUMNS \
     "id, router_id, identity_id, service_id, type, state, priority, created_at_ms," \
-    " last_seen_ms, bytes_rx, bytes_tx, close_reason, closed_at_ms, job_id"
+    " last_seen_ms, bytes_rx, bytes_tx, close_reason, closed_at_ms, job_id, criticality, warned"
 
 #define JOB_COLUMNS \
     "id, reason, target_type, target_id, revision, started_at_ms, deadline_ms, scheduled," \
@@ -74,7 +81,8 @@ int
 sessiondb_insert (sessiondb_t *self, const sessiondb_row_t *row)
 {
     sqlite3_stmt *stmt = ep_store_stmt (self->store,
-        "INSERT INTO sessions (" SESSION_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+        "INSERT INTO sessions (" SESSION_COLUMNS ")"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
     if (!stmt)
         return -1;
     s_text (stmt, 1, row->id);
@@ -92,6 +100,8 @@ sessiondb_insert (sessiondb_t *self, const sessiondb_row_t *row)
     if (row->closed_ms)
         sqlite3_bind_int64 (stmt, 13, row->closed_ms);
     s_text (stmt, 14, row->job_id);
+    sqlite3_bind_int (stmt, 15, row->criticality);
+    sqlite3_bind_int (stmt, 16, row->warned);
     return s_done (self, stmt);
 }
 
@@ -104,6 +114,16 @@ sessiondb_mark (sessiondb_t *self, const char *id, const char *job_id)
         return -1;
     s_text (stmt, 1, id);
     s_text (stmt, 2, job_id);
+    return s_done (self, stmt);
+}
+
+int
+sessiondb_warned (sessiondb_t *self, const char *id)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store, "UPDATE sessions SET warned = 1 WHERE id = ?1");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, id);
     return s_done (self, stmt);
 }
 
@@ -173,6 +193,8 @@ s_row (sqlite3_stmt *stmt, const s_visit_t *visit)
         .close_reason = s_column_text (stmt, 11),
         .closed_ms = sqlite3_column_int64 (stmt, 12),
         .job_id = s_column_text (stmt, 13),
+        .criticality = sqlite3_column_int (stmt, 14),
+        .warned = sqlite3_column_int (stmt, 15) != 0,
     };
     visit->row (visit->arg, &row);
 }

@@ -2,7 +2,8 @@
 
     What is durable, and only that: every session's row (written when it
     opens, when it turns TERMINATING, when it closes; counters and
-    last-seen are flushed periodically, not per heartbeat) and every
+    last-seen are flushed periodically, not per heartbeat; the long-lived
+    warning is noted when raised) and every
     cleanup job (written when it starts and when it is done), so a restart
     mid-cleanup can resume it. All writes happen inside the caller's
     transaction (reaper.c groups them); nothing here begins or commits.
@@ -29,7 +30,9 @@ typedef struct {
     const char *service_id;     //  its service
     int type;                   //  Ep__SessionType
     int state;                  //  Ep__SessionState
-    uint32_t priority;          //  0 normal, higher cleaned up first
+    uint32_t priority;          //  0 normal, higher cleaned up first (within a criticality)
+    int criticality;            //  Ep__Criticality of its service (a known value)
+    bool warned;                //  session.warning long-lived was raised for it
     int64_t created_ms;         //  wall clock
     int64_t last_seen_ms;       //  wall clock, as last flushed
     uint64_t bytes_rx;          //  cumulative, as last flushed
@@ -72,6 +75,10 @@ int
 //  The session turned TERMINATING, taken by job_id.
 int
     sessiondb_mark (sessiondb_t *self, const char *id, const char *job_id);
+
+//  The session was warned long-lived (raised once, restarts included).
+int
+    sessiondb_warned (sessiondb_t *self, const char *id);
 
 //  The session closed: reason, time, final counters, the job if any.
 int

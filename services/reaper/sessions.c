@@ -104,6 +104,7 @@ reaper_session_new (reaper_t *self, const sessiondb_row_t *row, int64_t now)
     session->bytes_rx = row->bytes_rx;
     session->bytes_tx = row->bytes_tx;
     session->priority = row->priority;
+    session->criticality = (uint8_t) row->criticality;
     session->type = (uint8_t) row->type;
     session->state = (uint8_t) row->state;
     session->dirty = -1;
@@ -111,6 +112,8 @@ reaper_session_new (reaper_t *self, const sessiondb_row_t *row, int64_t now)
     s_link (session, G_IDENTITY, s_group (self, G_IDENTITY, row->identity_id, now));
     s_link (session, G_SERVICE, s_group (self, G_SERVICE, row->service_id, now));
     zhashx_insert (self->sessions, session->id, session);
+    if (!row->warned)
+        reaper_age_track (self, session);
     session->live.seen = now;
     if (session->state == EP__SESSION_STATE__ACTIVE) {
         liveness_track (self->liveness, &session->live, now);
@@ -126,6 +129,7 @@ s_session_free (reaper_t *self, session_t *session)
 {
     EP_ASSERT (!session->sweep);
     liveness_untrack (self->liveness, &session->live);
+    longlived_untrack (self->longlived, &session->age);
     if (session->dirty >= 0)
         self->dirty [session->dirty] = NULL;
     if (session->state == EP__SESSION_STATE__ACTIVE)
@@ -150,6 +154,8 @@ reaper_row_of (reaper_t *self, session_t *session, sessiondb_row_t *row, const c
     row->type = session->type;
     row->state = session->state;
     row->priority = session->priority;
+    row->criticality = session->criticality;
+    row->warned = !longlived_tracked (&session->age);
     row->created_ms = session->created_ms;
     row->last_seen_ms = reaper_wall (self, session->live.seen);
     row->bytes_rx = session->bytes_rx;

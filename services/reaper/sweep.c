@@ -33,7 +33,7 @@ struct _sweep_item_t {
     s_lane_t *lane;             //  MARKED: the lane it waits in
     uint32_t slot;              //  SENT: its position in the command
     uint32_t index;             //  heap position + 1 (pending heap or lane); 0 if in none
-    uint32_t priority;          //  higher first
+    uint64_t urgency;           //  higher first (criticality, priority: the caller's)
     uint64_t traffic;           //  bytes, higher first
     int64_t created;            //  older first
     uint8_t stage;              //  sweep_stage_t
@@ -80,8 +80,8 @@ struct _sweep_t {
 static bool
 s_before (const sweep_item_t *a, const sweep_item_t *b)
 {
-    if (a->priority != b->priority)
-        return a->priority > b->priority;
+    if (a->urgency != b->urgency)
+        return a->urgency > b->urgency;
     if (a->traffic != b->traffic)
         return a->traffic > b->traffic;
     if (a->created != b->created)
@@ -261,7 +261,7 @@ sweep_job_items (sweep_job_t *job)
 
 sweep_item_t *
 sweep_add (sweep_t *self, sweep_job_t *job, void *owner, const char *id,
-           const char *router_id, uint32_t priority, uint64_t traffic, int64_t created,
+           const char *router_id, uint64_t urgency, uint64_t traffic, int64_t created,
            bool marked)
 {
     s_router_t *router = (s_router_t *) zhashx_lookup (self->routers, router_id);
@@ -279,7 +279,7 @@ sweep_add (sweep_t *self, sweep_job_t *job, void *owner, const char *id,
     item->id = id;
     item->router = router;
     item->job = job;
-    item->priority = priority;
+    item->urgency = urgency;
     item->traffic = traffic;
     item->created = created;
     item->next = job->head;

@@ -11,7 +11,8 @@
     1), and one per router and job over the marked items waiting to be sent
     (phase 2: a command carries one job's sessions, so one reason and one
     deadline; the router's most urgent item picks the job), all ordered
-    critical first (higher priority), then high traffic, then oldest, then
+    by urgency (higher first: the caller's, the reaper puts a session's
+    criticality and priority in it), then high traffic, then oldest, then
     by id. Pace: a router gets at most `window` commands
     it has neither answered nor let time out, of at most `chunk` ids each,
     so a router with 100,000 sessions is not flooded and the watchdog's
@@ -81,7 +82,7 @@ size_t
 //  job resumed after a restart), so it skips phase 1.
 sweep_item_t *
     sweep_add (sweep_t *self, sweep_job_t *job, void *owner, const char *id,
-               const char *router, uint32_t priority, uint64_t traffic, int64_t created,
+               const char *router, uint64_t urgency, uint64_t traffic, int64_t created,
                bool marked);
 
 //  The item is finished with (its session closed, whatever the reason):

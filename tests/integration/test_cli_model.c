@@ -283,6 +283,53 @@ Test (cli_model, list_pages_through_everything_unless_limited, .init = s_setup_m
     json_decref (list);
 }
 
+//  --criticality round trip: set at create, shown by get and list (JSON and
+//  table), kept by an update that does not name it, changed by one that
+//  does; absent at create it is normal; a word it does not know is a usage
+//  error naming the four.
+Test (cli_model, a_services_criticality_round_trips, .init = s_setup_model, .fini = s_teardown, .timeout = 60)
+{
+    json_t *service = s_json ("service create pay --criticality critical");
+    cr_assert_str_eq (s_str (service, "criticality"), "critical");
+    json_decref (service);
+    service = s_json ("service create web");
+    cr_assert_str_eq (s_str (service, "criticality"), "normal", "a service is normal unless said");
+    json_decref (service);
+    service = s_json ("service update pay --name payments");
+    cr_assert_str_eq (s_str (service, "criticality"), "critical", "an update without the flag changed it");
+    json_decref (service);
+    service = s_json ("service update web --criticality LOW");
+    cr_assert_str_eq (s_str (service, "criticality"), "low");
+    json_decref (service);
+    service = s_json ("service get pay");
+    cr_assert_str_eq (s_str (service, "criticality"), "critical");
+    cr_assert_str_eq (s_str (service, "name"), "payments");
+    json_decref (service);
+    json_t *list = s_json ("service list");
+    cr_assert_eq (json_array_size (list), 2);
+    cr_assert_str_eq (s_str (json_array_get (list, 0), "id"), "pay");
+    cr_assert_str_eq (s_str (json_array_get (list, 0), "criticality"), "critical");
+    cr_assert_str_eq (s_str (json_array_get (list, 1), "criticality"), "low");
+    json_decref (list);
+    //  The table has a CRITICALITY column, the value under it.
+    char *out = s_expect (0, "service list");
+    char *header_end = strchr (out, '\n');
+    cr_assert_not_null (header_end);
+    cr_assert (strstr (out, "CRITICALITY") && strstr (out, "CRITICALITY") < header_end, "%s", out);
+    char *pay = strstr (out, "\npay ");
+    cr_assert (pay && strstr (pay, " critical ") && strstr (pay, " critical ") < strchr (pay + 1, '\n'),
+               "%s", out);
+    free (out);
+    out = s_expect (0, "service get web");
+    cr_assert (strstr (out, " low "), "%s", out);
+    free (out);
+    s_expect_error (2, "service update web --criticality urgent",
+                    (const char *[]) { "criticality", "critical, high, normal, low", NULL });
+    out = s_expect (0, "service create --help");
+    cr_assert (strstr (out, "--criticality"), "%s", out);
+    free (out);
+}
+
 Test (cli_model, server_errors_exit_1_naming_the_field, .init = s_setup_model, .fini = s_teardown,
       .timeout = 60)
 {

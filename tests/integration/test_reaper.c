@@ -19,6 +19,10 @@
     - End to end through the real edgeplane-watchdog and a TLS router:
       opens and heartbeats relayed, a deletion's closes delivered to the
       draining router, its acks relayed back.
+    - The cleanup order end to end: a router agent hosting a critical and a
+      normal service (the criticality from its model slice, in each open);
+      deleted, its router is sent no normal session's close before the last
+      critical one's.
 */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
@@ -30,9 +34,11 @@
 #include "ep_rpc_client.h"
 #include "ep_session_pages.h"
 #include "ep_subscriber.h"
+#include "agent.h"
 #include "model.pb-c.h"
 #include "sessions.pb-c.h"
 #include <jansson.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -1062,4 +1068,196 @@ Test (reaper_it, adaptive_thresholds_follow_each_router, .init = s_setup, .fini 
     s_router_stop (&r1);
     s_router_stop (&r2);
     s_beacons_stop (&beacons);
+}
+
+//  The cleanup order, end to end
+
+//  One router agent, run in a thread (its own loop, as edgeplane-router's).
+typedef struct {
+    agent_t *agent;             //  the router
+    volatile bool stop;         //  ask the thread to end
+    pthread_t thread;           //  the thread
+} s_agent_run_t;
+
+static void *
+s_agent_run (void *arg)
+{
+    s_agent_run_t *self = (s_agent_run_t *) arg;
+    while (!self->stop) {
+        struct pollfd fd = { .fd = agent_fd (self->agent), .events = POLLIN };
+        if (poll (&fd, fd.fd >= 0? 1: 0, 20) > 0 && fd.revents)
+            agent_handle (self->agent);
+        agent_tick (self->agent);
+    }
+    return NULL;
+}
+
+//  The sessions of r1 as the reaper shows them: id -> its service and
+//  criticality ("pay critical").
+static void
+s_collect (void *arg, Ep__Session *session)
+{
+    const char *names [] = { "normal", "low", "high", "critical" };
+    int criticality = (int) session->criticality;
+    zhashx_update ((zhashx_t *) arg, session->id,
+                   zsys_sprintf ("%s %s", session->service_id? session->service_id: "-",
+                                 criticality >= 0 && criticality < 4? names [criticality]: "?"));
+}
+
+//  The CloseSessions the reaper published, as they come off the bus: each
+//  session's first, in order.
+typedef struct {
+    zlistx_t *order;            //  session ids, in the order first sent a close
+    zhashx_t *sent;             //  id -> the command (1-based) that first carried it
+    size_t commands;            //  CloseSessions seen (resends included)
+} s_closes_t;
+
+//  Records what sub holds, waiting up to timeout_ms for each event.
+static void
+s_record (ep_subscriber_t *sub, s_closes_t *closes, int timeout_ms)
+{
+    Ep__Event *event;
+    while ((event = ep_subscriber_recv (sub, timeout_ms, NULL))) {
+        if (event->body_case != EP__EVENT__BODY_COMMAND
+        ||  event->command->kind_case != EP__COMMAND__KIND_CLOSE_SESSIONS)
+            continue;
+        Ep__CloseSessions *close = event->command->close_sessions;
+        closes->commands++;
+        for (size_t i = 0; i < close->n_session_ids; i++)
+            if (!zhashx_lookup (closes->sent, close->session_ids [i])) {
+                zhashx_insert (closes->sent, close->session_ids [i], (void *) (uintptr_t) closes->commands);
+                zlistx_add_end (closes->order, strdup (close->session_ids [i]));
+            }
+    }
+}
+
+static bool
+s_all_open (void *arg)
+{
+    return s_list ("r1", EP__SESSION_STATE__ACTIVE, NULL, NULL) == *(size_t *) arg;
+}
+
+Test (reaper_it, a_deleted_routers_critical_sessions_are_closed_before_its_normal_ones,
+      .init = s_setup, .fini = s_teardown, .timeout = 240)
+{
+    size_t n = 40;
+    signal (SIGPIPE, SIG_IGN);
+    char err [512];
+    cr_assert_eq (ep_pki_issue (s_keys, "router", "r1", s_dir, 30, err, sizeof err), 0, "%s", err);
+    //  Small commands, two unanswered at a time, marked four at a time: the
+    //  order is decided again at every step, not once.
+    const char *args [] = { "--cleanup-deadline", "60s", "--close-chunk", "3", "--close-window", "2",
+                            "--mark-batch", "4", NULL };
+    s_reaper_start (args);
+    Ep__Service pay = EP__SERVICE__INIT;
+    pay.id = "pay";
+    pay.has_criticality = true;
+    pay.criticality = EP__CRITICALITY__CRITICALITY_CRITICAL;
+    ep_entity_write_t write;
+    s_model_write (ep_entity_write (&write, EP__MODEL_WRITE__OP__CREATE, EP__ENTITY__KIND_SERVICE, &pay));
+    s_create (EP__ENTITY_TYPE__ENTITY_SERVICE, "web");          //  normal: not said
+    s_create (EP__ENTITY_TYPE__ENTITY_IDENTITY, "id-r1");       //  the agent's client
+    const char *hosted [] = { "pay", "web" };
+    ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__CREATE, "r1", hosted, 2);
+    ep_stack_setenv (s_stack, "EDGEPLANE_REAPER_API", "%s", s_reaper_listen);
+    ep_stack_setenv (s_stack, "EDGEPLANE_TERMINATORS_API", "tcp://127.0.0.1:1");
+    const char *watchdog_args [] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
+                                     "--http-listen", "127.0.0.1:0", "--drain-grace", "60s", NULL };
+    ep_proc_t *watchdog = ep_proc_start ("edgeplane-watchdog", watchdog_args, ep_stack_env (s_stack),
+                                         15000 * EP_TEST_SLOWDOWN);
+    cr_assert_not_null (watchdog);
+    ep_stack_keep (s_stack, watchdog);
+
+    //  What the reaper publishes to r1, in order, as the watchdog gets it.
+    zcert_t *sub_cert = ep_keys_load (s_keys, "subscriber");
+    char *bus_key = ep_keys_public_txt (s_keys, "bus");
+    ep_subscriber_t *sub = ep_subscriber_new (ep_proc_connect_endpoint (s_bus, "sub"), sub_cert, bus_key,
+                                              EP_CODEC_DEFAULT_CAP, NULL, NULL);
+    ep_subscriber_subscribe (sub, "cmd.r1.");
+    cr_assert_eq (ep_subscriber_wait_stream (sub, "cmd", 15000 * EP_TEST_SLOWDOWN), 0,
+                  "no heartbeat of the reaper's cmd stream");
+
+    char *cert = zsys_sprintf ("%s/r1.crt", s_dir), *key = zsys_sprintf ("%s/r1.key", s_dir);
+    char *ca = zsys_sprintf ("%s/ca.crt", s_dir);
+    SSL_CTX *ctx = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
+    cr_assert_not_null (ctx, "%s", err);
+    agent_config_t config = { .id = "r1", .ctx = ctx, .controller = ep_proc_connect_endpoint (watchdog, "channel"),
+                              .sessions = (int) n, .ack_share = 1, .heartbeat_ms = 500,
+                              .backoff_base_ms = 100, .backoff_max_ms = 1000, .request_timeout_ms = 2000 };
+    //  Static: a failed assertion leaves the test with the thread running.
+    static s_agent_run_t run;
+    run.agent = agent_new (&config);
+    run.stop = false;
+    cr_assert_eq (pthread_create (&run.thread, NULL, s_agent_run, &run), 0);
+    cr_assert (ep_wait_until (s_all_open, &n, 30000 * EP_TEST_SLOWDOWN),
+               "the agent's %zu sessions did not all reach the reaper", n);
+
+    //  Each session says its service's criticality, from the agent's slice.
+    zhashx_t *sessions = zhashx_new ();
+    zhashx_set_destructor (sessions, (czmq_destructor *) zstr_free);
+    cr_assert_eq (s_list ("r1", EP__SESSION_STATE__ACTIVE, s_collect, sessions), n);
+    size_t critical = 0, normal = 0;
+    for (char *what = (char *) zhashx_first (sessions); what; what = (char *) zhashx_next (sessions)) {
+        cr_assert (streq (what, "pay critical") || streq (what, "web normal"), "%s: %s",
+                   (char *) zhashx_cursor (sessions), what);
+        critical += streq (what, "pay critical");
+        normal += streq (what, "web normal");
+    }
+    cr_assert (critical > 0 && normal > 0, "the agent spread %zu sessions as %zu critical, %zu normal",
+               n, critical, normal);
+
+    uint64_t revision = s_delete_router ("r1");
+    s_closes_t closes = { zlistx_new (), zhashx_new (), 0 };
+    zlistx_set_destructor (closes.order, (czmq_destructor *) zstr_free);
+    Ep__SessionReply *reply = NULL;
+    int64_t deadline = ep_mono_ms () + 60000 * EP_TEST_SLOWDOWN;
+    while (!reply && ep_mono_ms () < deadline) {
+        s_record (sub, &closes, 50);
+        reply = s_job_done ("r1", revision, 1);
+    }
+    cr_assert_not_null (reply, "the cleanup of r1 did not finish");
+    s_record (sub, &closes, 200);               //  what the bus still holds for us
+    run.stop = true;
+    pthread_join (run.thread, NULL);
+
+    zlistx_t *order = closes.order;
+    cr_assert_eq (zlistx_size (order), n, "%zu of %zu sessions were sent a close", zlistx_size (order), n);
+    size_t position = 0, last_critical = 0, first_normal = SIZE_MAX;
+    uintptr_t last_critical_command = 0, first_normal_command = UINTPTR_MAX;
+    char *trace = NULL;
+    size_t trace_size = 0;
+    FILE *out = open_memstream (&trace, &trace_size);
+    for (char *id = (char *) zlistx_first (order); id; id = (char *) zlistx_next (order), position++) {
+        const char *what = (const char *) zhashx_lookup (sessions, id);
+        cr_assert_not_null (what, "a close for %s, which r1 did not hold", id);
+        uintptr_t command = (uintptr_t) zhashx_lookup (closes.sent, id);
+        fprintf (out, " %s(%s#%lu)", id, strchr (what, ' ') + 1, (unsigned long) command);
+        if (streq (what, "pay critical")) {
+            last_critical = position;
+            last_critical_command = command;
+        }
+        else
+        if (first_normal == SIZE_MAX) {
+            first_normal = position;
+            first_normal_command = command;
+        }
+    }
+    fclose (out);
+    cr_assert_lt (last_critical, first_normal, "a normal session was sent a close before a critical one:%s",
+                  trace);
+    cr_assert_leq (last_critical_command, first_normal_command, "%s", trace);
+    cr_assert_geq (closes.commands, n / 3, "fewer commands than --close-chunk 3 makes: %zu", closes.commands);
+    free (trace);
+    ep__session_reply__free_unpacked (reply, NULL);
+    zlistx_destroy (&closes.order);
+    zhashx_destroy (&closes.sent);
+    zhashx_destroy (&sessions);
+    agent_destroy (&run.agent);
+    SSL_CTX_free (ctx);
+    ep_subscriber_destroy (&sub);
+    free (bus_key);
+    zcert_destroy (&sub_cert);
+    free (cert);
+    free (key);
+    free (ca);
 }

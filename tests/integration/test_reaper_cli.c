@@ -122,6 +122,8 @@ s_open (const char *prefix, size_t count, const char *router)
         session.type = EP__SESSION_TYPE__DIAL;
         session.has_priority = i == 3;
         session.priority = 7;
+        session.has_criticality = i == 4;
+        session.criticality = EP__CRITICALITY__CRITICALITY_HIGH;
         Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
         request.request_id = request_id;
         request.router_id = (char *) router;
@@ -234,7 +236,14 @@ Test (reaper_cli, session_list_and_get, .init = s_setup, .fini = s_teardown, .ti
     json_t *one = s_json ("session get a-0003 --json");
     cr_assert_str_eq (json_string_value (json_object_get (one, "router_id")), "r1");
     cr_assert_eq (json_integer_value (json_object_get (one, "priority")), 7);
+    cr_assert_str_eq (json_string_value (json_object_get (one, "criticality")), "normal");
     json_decref (one);
+    one = s_json ("session get a-0004 --json");
+    cr_assert_str_eq (json_string_value (json_object_get (one, "criticality")), "high");
+    json_decref (one);
+    table = s_expect (0, "session get a-0004");
+    cr_assert (strstr (table, "CRITICALITY") && strstr (table, " high "), "%s", table);
+    free (table);
     char *out = NULL, *err = NULL;
     cr_assert_eq (s_cli ("session get nope", &out, &err), 1);
     cr_assert (strstr (err, "NOT_FOUND") && strstr (err, "nope"), "%s", err);

@@ -195,6 +195,8 @@ s_entities_init (s_entities_t *self)
     self->service.enabled = true;
     self->service.n_tags = 1;
     self->service.tags = self->tag_list;
+    self->service.has_criticality = true;
+    self->service.criticality = EP__CRITICALITY__CRITICALITY_CRITICAL;
     self->service.meta = &self->meta;
     self->identity = (Ep__Identity) EP__IDENTITY__INIT;
     self->identity.id = "laptop-7";

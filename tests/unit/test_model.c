@@ -238,6 +238,61 @@ Test (model, bad_input_names_the_field, .init = s_setup, .fini = s_teardown)
     cr_assert_eq (s_apply_clear (s_create_service ("svc1")), EP__STATUS__CODE__ALREADY_EXISTS);
 }
 
+//  A service's criticality: normal unless said, one of four values (a
+//  number protobuf-c took off the wire unchecked is refused, naming them),
+//  kept by an update that does not name it, replaced by one that does.
+Test (model, a_services_criticality_is_checked_defaulted_and_patched, .init = s_setup, .fini = s_teardown)
+{
+    model_result_t result;
+    cr_assert_eq (s_apply (s_create_service ("plain"), &result), EP__STATUS__CODE__OK);
+    Ep__Service *svc = result.reply.entities [0]->service;
+    cr_assert (svc->has_criticality, "a created service says its criticality");
+    cr_assert_eq (svc->criticality, EP__CRITICALITY__CRITICALITY_NORMAL);
+    model_result_clear (&result);
+
+    //  An unknown value, as bytes on the wire: unpacked as it is, refused.
+    s_create_service ("odd");
+    s_service_msg.has_criticality = true;
+    s_service_msg.criticality = (Ep__Criticality) 9;
+    size_t size = ep__model_request__get_packed_size (&s_request);
+    uint8_t *bytes = (uint8_t *) malloc (size);
+    ep__model_request__pack (&s_request, bytes);
+    Ep__ModelRequest *wire = ep__model_request__unpack (NULL, size, bytes);
+    free (bytes);
+    cr_assert_not_null (wire);
+    cr_assert_eq ((int) wire->write->entity->service->criticality, 9);
+    cr_assert_eq (s_apply (wire, &result), EP__STATUS__CODE__INVALID_ARGUMENT);
+    cr_assert (strstr (result.status.message, "service.criticality 9: use critical, high, normal or low"),
+               "%s", result.status.message);
+    model_result_clear (&result);
+    ep__model_request__free_unpacked (wire, NULL);
+    cr_assert_eq (model_revision (s_model), 1, "the refusal used no revision");
+
+    s_create_service ("pay");
+    s_service_msg.has_criticality = true;
+    s_service_msg.criticality = EP__CRITICALITY__CRITICALITY_CRITICAL;
+    cr_assert_eq (s_apply_clear (&s_request), EP__STATUS__CODE__OK);
+    //  An update naming only the name keeps the criticality.
+    s_create_service ("pay");
+    s_write.op = EP__MODEL_WRITE__OP__UPDATE;
+    s_service_msg.name = "payments";
+    cr_assert_eq (s_apply (&s_request, &result), EP__STATUS__CODE__OK);
+    svc = result.reply.entities [0]->service;
+    cr_assert_str_eq (svc->name, "payments");
+    cr_assert_eq (svc->criticality, EP__CRITICALITY__CRITICALITY_CRITICAL);
+    model_result_clear (&result);
+    //  One naming it replaces it, and the change carries it to followers.
+    s_create_service ("pay");
+    s_write.op = EP__MODEL_WRITE__OP__UPDATE;
+    s_service_msg.has_criticality = true;
+    s_service_msg.criticality = EP__CRITICALITY__CRITICALITY_LOW;
+    cr_assert_eq (s_apply (&s_request, &result), EP__STATUS__CODE__OK);
+    cr_assert_eq (result.reply.entities [0]->service->criticality, EP__CRITICALITY__CRITICALITY_LOW);
+    cr_assert_str_eq (result.reply.entities [0]->service->name, "payments");
+    cr_assert_eq (s_change ()->ops [0]->entity->service->criticality, EP__CRITICALITY__CRITICALITY_LOW);
+    model_result_clear (&result);
+}
+
 Test (model, compare_and_swap, .init = s_setup, .fini = s_teardown)
 {
     s_apply_clear (s_create_service ("svc1"));

@@ -5,14 +5,18 @@
     after a crash mid-cleanup, liveness across a restart (nothing expires
     before presence is known; silent sessions are probed, then expired),
     offline routers, identity deletion across routers, reconciliation with
-    the model, long-lived warnings; adaptive liveness (each router's
-    thresholds from its heartbeat cadence, in the liveness read and the
-    gauges; gaps at presence changes) and fixed liveness unchanged. */
+    the model, the cleanup order (criticality, then traffic, then age),
+    long-lived warnings (as sessions cross, once, across restarts), the
+    migration of a sessions.db of the previous schema; adaptive liveness
+    (each router's thresholds from its heartbeat cadence, in the liveness
+    read and the gauges; gaps at presence changes) and fixed liveness
+    unchanged. */
 #include <criterion/criterion.h>
 #include "ep_test.h"
 #include "ep_session_pages.h"
 #include "reaper.h"
 #include "sessiondb.h"
+#include <unistd.h>
 
 #define WALL0       1795000000000LL     //  wall clock at mono 0
 #define START       1000000             //  the test's first monotonic time
@@ -69,8 +73,8 @@ s_publish (const char *topic, Ep__Event *event)
 {
     if (event->body_case == EP__EVENT__BODY_SESSION) {
         Ep__SessionEvent *body = event->session;
-        zlistx_add_end (w.events, zsys_sprintf ("%s %s %s", topic, body->session_id,
-                                                body->reason? body->reason: "-"));
+        zlistx_add_end (w.events, zsys_sprintf ("%s %s %s age=%lld", topic, body->session_id,
+                                                body->reason? body->reason: "-", (long long) body->age_ms));
         return;
     }
     cr_assert_eq (event->body_case, EP__EVENT__BODY_COMMAND);
@@ -231,11 +235,15 @@ s_call (Ep__SessionRequest *request, const ep_caller_t *caller, reaper_result_t 
     return result->status.code;
 }
 
+//  Opens a session as its router reports it, with its service's
+//  criticality (-1: absent, as from a router that does not say it).
 static Ep__Status__Code
-s_open_full (const char *id, const char *router, const char *identity, const char *service,
-             uint32_t priority, uint64_t bytes, int64_t created_at)
+s_open_session (const char *id, const char *router, const char *identity, const char *service,
+                int criticality, uint32_t priority, uint64_t bytes, int64_t created_at)
 {
     Ep__Session session = EP__SESSION__INIT;
+    session.has_criticality = criticality >= 0;
+    session.criticality = (Ep__Criticality) (criticality >= 0? criticality: 0);
     session.id = (char *) id;
     session.identity_id = (char *) identity;
     session.service_id = (char *) service;
@@ -260,6 +268,13 @@ s_open_full (const char *id, const char *router, const char *identity, const cha
     }
     reaper_result_clear (&result);
     return code;
+}
+
+static Ep__Status__Code
+s_open_full (const char *id, const char *router, const char *identity, const char *service,
+             uint32_t priority, uint64_t bytes, int64_t created_at)
+{
+    return s_open_session (id, router, identity, service, -1, priority, bytes, created_at);
 }
 
 static void
@@ -419,6 +434,17 @@ s_events (const char *prefix)
         if (strncmp (event, prefix, strlen (prefix)) == 0)
             count++;
     return count;
+}
+
+//  The age_ms of the only event starting with prefix (asserted: one).
+static int64_t
+s_event_age (const char *prefix)
+{
+    cr_assert_eq (s_events (prefix), 1, "not one \"%s\" event", prefix);
+    for (char *event = (char *) zlistx_first (w.events); event; event = (char *) zlistx_next (w.events))
+        if (strncmp (event, prefix, strlen (prefix)) == 0)
+            return atoll (strstr (event, " age=") + 5);
+    return -1;
 }
 
 //  Presence: the bus is live and a watchdog holds routers (NULL-terminated).
@@ -659,6 +685,197 @@ Test (reaper, the_most_urgent_sessions_are_closed_first, .init = s_setup, .fini 
     s_command_t *second = (s_command_t *) zlistx_next (w.commands);
     cr_assert_str_eq ((char *) zlistx_first (second->ids), "plain-old");
     cr_assert_str_eq ((char *) zlistx_next (second->ids), "plain-new");
+}
+
+//  A session's criticality (its service's, as its router says) orders the
+//  cleanup before anything else: critical, high, normal, low; within one,
+//  more traffic first, then older. Absent or a number this version does
+//  not know is normal. It survives a restart (it is in the row).
+Test (reaper, critical_sessions_close_before_high_normal_and_low_then_by_traffic_then_age,
+      .init = s_setup, .fini = s_teardown)
+{
+    w.config.chunk = 1;                         //  one command per session: their order is the order
+    w.config.window = 16;
+    s_crash ();
+    s_start ();
+    int64_t wall = WALL0 + w.now;
+    enum {
+        C = EP__CRITICALITY__CRITICALITY_CRITICAL, H = EP__CRITICALITY__CRITICALITY_HIGH,
+        N = EP__CRITICALITY__CRITICALITY_NORMAL, L = EP__CRITICALITY__CRITICALITY_LOW
+    };
+    struct { const char *id; int criticality; uint64_t bytes; int64_t age; } spec [] = {
+        { "low-busy-old", L, 9000000, 90000 },
+        { "normal-quiet-old", N, 10, 50000 },
+        { "normal-unsaid-busy", -1, 5000, 1000 },
+        { "normal-quiet-new", N, 10, 1000 },
+        { "normal-odd-number", 7, 10, 20000 },
+        { "high-quiet", H, 0, 100 },
+        { "critical-quiet-new", C, 0, 10 },
+        { "critical-busy", C, 100000, 10 },
+        { "critical-quiet-old", C, 0, 30000 },
+        { "low-quiet", L, 0, 10 },
+        { "high-busy", H, 70000, 100 },
+    };
+    for (size_t i = 0; i < EP_COUNT (spec); i++)
+        cr_assert_eq (s_open_session (spec [i].id, "r1", "i1", "svc", spec [i].criticality, 0,
+                                      spec [i].bytes, wall - spec [i].age), EP__STATUS__CODE__OK);
+    //  What the reaper shows: the criticality it will order by.
+    const char *shown [] = { "critical-busy", "normal-odd-number", "normal-unsaid-busy", "low-quiet" };
+    const int expect [] = { C, N, N, L };
+    for (size_t i = 0; i < EP_COUNT (shown); i++) {
+        Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+        request.op_case = EP__SESSION_REQUEST__OP_GET_ID;
+        request.get_id = (char *) shown [i];
+        reaper_result_t result;
+        cr_assert_eq (s_call (&request, &s_operator, &result), EP__STATUS__CODE__OK);
+        cr_assert (result.reply.sessions [0]->has_criticality);
+        cr_assert_eq ((int) result.reply.sessions [0]->criticality, expect [i], "%s", shown [i]);
+        reaper_result_clear (&result);
+    }
+    s_crash ();
+    s_start ();
+    s_delete (EP__ENTITY_TYPE__ENTITY_ROUTER, "r1", 3);
+    s_settle ();
+    const char *order [] = {
+        "critical-busy", "critical-quiet-old", "critical-quiet-new", "high-busy", "high-quiet",
+        "normal-unsaid-busy", "normal-quiet-old", "normal-odd-number", "normal-quiet-new",
+        "low-busy-old", "low-quiet"
+    };
+    cr_assert_eq (zlistx_size (w.commands), EP_COUNT (order));
+    size_t i = 0;
+    for (s_command_t *command = (s_command_t *) zlistx_first (w.commands); command;
+         command = (s_command_t *) zlistx_next (w.commands), i++) {
+        cr_assert_eq (zlistx_size (command->ids), 1);
+        cr_assert_str_eq ((char *) zlistx_first (command->ids), order [i], "close %zu", i);
+    }
+    //  Marking went in the same order (one priority queue for both phases).
+    i = 0;
+    for (char *event = (char *) zlistx_first (w.events); event; event = (char *) zlistx_next (w.events)) {
+        if (strncmp (event, "session.terminating ", 20) != 0)
+            continue;
+        cr_assert_eq (strncmp (event + 20, order [i], strlen (order [i])), 0, "%s", event);
+        cr_assert_eq (event [20 + strlen (order [i])], ' ', "%s", event);
+        i++;
+    }
+    cr_assert_eq (i, EP_COUNT (order));
+}
+
+//  A session raises session.warning long-lived when it crosses --long-lived,
+//  with no cleanup, to the millisecond (the tick wakes for it), once; many
+//  crossing together are warned in batches, each once; a cleanup that takes
+//  them later warns nobody again, and one crossing with nothing else due
+//  is noticed at its time all the same.
+Test (reaper, a_session_crossing_long_lived_warns_once_without_a_cleanup, .init = s_setup, .fini = s_teardown)
+{
+    w.config.long_lived_ms = 10000;
+    w.config.mark_batch = 2;
+    s_crash ();
+    s_start ();
+    int64_t t0 = w.now, wall = WALL0 + w.now;
+    //  Crossing times off the flush period (1 s), so only the crossing
+    //  itself can wake the tick then.
+    for (int i = 0; i < 5; i++) {
+        char id [16];
+        snprintf (id, sizeof id, "old-%d", i);
+        cr_assert_eq (s_open_full (id, "r1", "i1", "svc", 0, 0, wall - 6000 + 337), EP__STATUS__CODE__OK);
+    }
+    cr_assert_eq (s_open_full ("mid", "r1", "i1", "svc", 0, 0, wall - 4000 + 337), EP__STATUS__CODE__OK);
+    s_open ("new", "r1", "i1", "svc");
+    s_advance (t0 + 4337 - 1, 100000);
+    cr_assert_eq (s_events ("session.warning"), 0, "warned before crossing");
+    s_advance (t0 + 8000, 100000);
+    cr_assert_eq (s_events ("session.warning"), 6);
+    for (int i = 0; i < 5; i++) {
+        char prefix [48];
+        snprintf (prefix, sizeof prefix, "session.warning old-%d long-lived", i);
+        int64_t age = s_event_age (prefix);
+        //  Batches of 2: the last ones one turn (1 ms in s_advance) later.
+        cr_assert (age >= 10000 && age <= 10002, "%s: age %lld", prefix, (long long) age);
+    }
+    cr_assert_eq (s_event_age ("session.warning mid long-lived"), 10000, "not warned as it crossed");
+    cr_assert_eq (s_events ("session.warning new"), 0);
+    cr_assert_eq (s_events ("session.terminating"), 0, "no cleanup was needed");
+    //  A cleanup now: "new" has not crossed, the others were warned.
+    s_delete (EP__ENTITY_TYPE__ENTITY_ROUTER, "r1", 3);
+    s_settle ();
+    cr_assert_eq (s_events ("session.terminating"), 7);
+    cr_assert_eq (s_events ("session.warning"), 6);
+    //  Alone: a session with nothing else to do but cross.
+    s_reset_outputs ();
+    int64_t t1 = w.now;
+    cr_assert_eq (s_open_full ("lone", "r2", "i1", "svc", 0, 0, WALL0 + w.now - 9000 + 451),
+                  EP__STATUS__CODE__OK);
+    s_advance (t1 + 5000, 100000);
+    cr_assert_eq (s_event_age ("session.warning lone long-lived"), 10000);
+}
+
+//  The warning is noted with the session: a restart does not raise it
+//  again, a session that crossed while the reaper was down is warned once
+//  after the start, one that crosses later once at its time, and a cleanup
+//  after all that raises none.
+Test (reaper, the_long_lived_warning_is_not_repeated_after_a_restart, .init = s_setup, .fini = s_teardown)
+{
+    w.config.long_lived_ms = 10000;
+    s_crash ();
+    s_start ();
+    int64_t t0 = w.now, wall = WALL0 + w.now;
+    cr_assert_eq (s_open_full ("a", "r1", "i1", "svc", 0, 0, wall - 20000), EP__STATUS__CODE__OK);
+    cr_assert_eq (s_open_full ("b", "r1", "i1", "svc", 0, 0, wall - 5000 + 337), EP__STATUS__CODE__OK);
+    cr_assert_eq (s_open_full ("c", "r1", "i1", "svc", 0, 0, wall), EP__STATUS__CODE__OK);
+    s_turn ();
+    cr_assert_eq (s_events ("session.warning a long-lived"), 1);
+    cr_assert_eq (s_events ("session.warning"), 1);
+    //  Down from t0 to t0 + 8000: b crosses meanwhile.
+    s_crash ();
+    w.now = t0 + 8000 - 1;
+    s_start ();
+    s_settle ();
+    cr_assert_eq (s_events ("session.warning a "), 1, "a was warned again after the restart");
+    cr_assert_eq (s_events ("session.warning b long-lived"), 1, "b crossed while the reaper was down");
+    s_advance (t0 + 12000, 100000);
+    cr_assert_eq (s_event_age ("session.warning c long-lived"), 10000);
+    cr_assert_eq (s_events ("session.warning"), 3);
+    s_crash ();
+    s_start ();
+    s_settle ();
+    s_delete (EP__ENTITY_TYPE__ENTITY_ROUTER, "r1", 3);
+    s_settle ();
+    cr_assert_eq (s_events ("session.terminating"), 3);
+    cr_assert_eq (s_events ("session.warning"), 3, "a restart or a cleanup warned again");
+}
+
+//  sessions.db of the schema before criticality and warnings: its sessions
+//  are normal; an ACTIVE one past --long-lived is warned once; a
+//  TERMINATING one is not (the version before warned when its cleanup took
+//  it).
+Test (reaper, a_sessions_db_of_the_previous_schema_is_migrated, .init = s_setup, .fini = s_teardown)
+{
+    w.config.long_lived_ms = 3600000;
+    s_crash ();
+    cr_assert_eq (unlink (w.path), 0);
+    ep_store_t *store = ep_store_new (w.path, sessiondb_migrations, 1);
+    cr_assert_not_null (store, "%s", ep_store_last_error ());
+    int64_t wall = WALL0 + w.now, old = wall - 2 * 3600000;
+    char *sql = zsys_sprintf (
+        "INSERT INTO jobs VALUES ('j1', 'identity-deleted', 'identity', 'i9', 4, %lld, %lld, 1, 0, NULL, NULL);"
+        "INSERT INTO sessions VALUES ('up-active', 'r1', 'i1', 'svc', 1, 1, 0, %lld, %lld, 0, 0, NULL, NULL, NULL);"
+        "INSERT INTO sessions VALUES ('up-terminating', 'r1', 'i9', 'svc', 1, 2, 0, %lld, %lld, 0, 0, NULL, NULL, 'j1');",
+        (long long) wall, (long long) wall + DEADLINE, (long long) old, (long long) wall,
+        (long long) old, (long long) wall);
+    cr_assert_eq (ep_store_exec (store, sql), 0, "%s", ep_store_last_error ());
+    free (sql);
+    ep_store_destroy (&store);
+    s_start ();
+    s_settle ();
+    cr_assert_eq (s_events ("session.warning up-active long-lived"), 1);
+    cr_assert_eq (s_events ("session.warning"), 1);
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.op_case = EP__SESSION_REQUEST__OP_GET_ID;
+    request.get_id = "up-active";
+    reaper_result_t result;
+    cr_assert_eq (s_call (&request, &s_operator, &result), EP__STATUS__CODE__OK);
+    cr_assert_eq (result.reply.sessions [0]->criticality, EP__CRITICALITY__CRITICALITY_NORMAL);
+    reaper_result_clear (&result);
 }
 
 Test (reaper, a_restart_mid_cleanup_resumes_it_with_the_same_deadline, .init = s_setup, .fini = s_teardown)

@@ -24,6 +24,12 @@ typedef struct {
     int64_t sent_ms;            //  last create sent
 } s_hosted_t;
 
+//  A hosted service's settings, from the slice (protocol 2).
+typedef struct {
+    bool enabled;               //  the model's enabled flag
+    Ep__Criticality criticality;    //  its sessions say it when they open
+} s_service_t;
+
 typedef struct {
     char service_id [65];       //  what it reaches
     uint64_t bytes_rx;          //  cumulative counters
@@ -44,7 +50,7 @@ struct _agent_t {
     int64_t next_warn_ms;       //  when a failed connect may be logged again
     bool draining;              //  told goodbye without reconnect: acks only
     zhashx_t *hosted;           //  service id -> s_hosted_t (current slice)
-    zhashx_t *services;         //  service id -> its enabled flag (1: enabled, 2: disabled)
+    zhashx_t *services;         //  service id -> s_service_t (protocol 2 slices carry them)
     char generation [65];       //  the model generation of its slice
     zhashx_t *terminator_ids;   //  service id -> terminator id (persistent)
     zhashx_t *sessions;         //  session id -> s_session_t
@@ -163,6 +169,7 @@ agent_new (const agent_config_t *config)
     self->backoff = ep_backoff (self->config.backoff_base_ms, self->config.backoff_max_ms);
     self->hosted = zhashx_new ();
     self->services = zhashx_new ();
+    zhashx_set_destructor (self->services, (czmq_destructor *) zstr_free);
     zhashx_set_destructor (self->hosted, (czmq_destructor *) zstr_free);
     self->terminator_ids = zhashx_new ();
     zhashx_set_destructor (self->terminator_ids, (czmq_destructor *) zstr_free);
@@ -306,11 +313,15 @@ s_slice_services (agent_t *self, const Ep__ModelSlice *slice)
 {
     if (slice->full && slice->router)
         zhashx_purge (self->services);
-    for (size_t i = 0; i < slice->n_services; i++)
-        if (slice->services [i]->id)
-            zhashx_update (self->services, slice->services [i]->id,
-                           (void *) (uintptr_t) (slice->services [i]->has_enabled
-                                                 && !slice->services [i]->enabled? 2: 1));
+    for (size_t i = 0; i < slice->n_services; i++) {
+        const Ep__Service *entity = slice->services [i];
+        if (!entity->id)
+            continue;
+        s_service_t *service = (s_service_t *) zmalloc (sizeof (s_service_t));
+        service->enabled = !entity->has_enabled || entity->enabled;
+        service->criticality = entity->criticality;     //  absent: normal (0)
+        zhashx_update (self->services, entity->id, service);
+    }
     for (size_t i = 0; i < slice->n_removed; i++)
         zhashx_delete (self->services, slice->removed [i]);
     self->stats.services = zhashx_size (self->services);
@@ -397,6 +408,11 @@ s_session_open (agent_t *self, const char *session_id, s_session_t *session)
     body.service_id = session->service_id;
     body.has_type = true;
     body.type = EP__SESSION_TYPE__DIAL;
+    //  The reaper cleans up critical services' sessions first: it learns
+    //  the criticality from here (a protocol-1 slice has none: normal).
+    const s_service_t *service = (const s_service_t *) zhashx_lookup (self->services, session->service_id);
+    body.has_criticality = service != NULL;
+    body.criticality = service? service->criticality: EP__CRITICALITY__CRITICALITY_NORMAL;
     Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
     request.request_id = request_id;
     request.router_id = self->id;

@@ -34,6 +34,7 @@
 #define F_EXIST_OK      0x1000      //  create --exist-ok
 #define F_COUNT         0x2000      //  create --count, --prefix
 #define F_WAIT          0x4000      //  router delete --wait, --wait-timeout
+#define F_CRITICALITY   0x8000      //  --criticality (services)
 
 //  Entities per list request: the service's default page.
 #define PAGE_SIZE       100
@@ -53,7 +54,7 @@ static const s_kind_t s_kinds [] = {
       | F_NAME_FILTER | F_TAG_FILTER | F_HOSTS | F_LIMIT | F_EXIST_OK | F_COUNT | F_WAIT },
     { "service", "services", EP__ENTITY_TYPE__ENTITY_SERVICE, EP__ENTITY__KIND_SERVICE,
       F_NAME | F_DISABLED | F_TAG | F_EXPECTED | F_CLEAR_TAGS | F_NAME_FILTER | F_TAG_FILTER | F_LIMIT
-      | F_EXIST_OK | F_COUNT },
+      | F_EXIST_OK | F_COUNT | F_CRITICALITY },
     { "identity", "identities", EP__ENTITY_TYPE__ENTITY_IDENTITY, EP__ENTITY__KIND_IDENTITY,
       F_NAME | F_DISABLED | F_TAG | F_EXPECTED | F_CLEAR_TAGS | F_NAME_FILTER | F_TAG_FILTER | F_LIMIT
       | F_EXIST_OK | F_COUNT },
@@ -67,6 +68,11 @@ static const char *s_controller_create =
 
 //  Terminator precedence words, indexed by Ep__Precedence.
 static const char *s_precedences [] = { "default", "required", "failed", NULL };
+
+//  Service criticality words, indexed by Ep__Criticality; the flag's list
+//  (s_criticality_words) is in cleanup order, as --help shows it.
+static const char *s_criticalities [] = { "normal", "low", "high", "critical", NULL };
+static const char *s_criticality_words [] = { "critical", "high", "normal", "low", NULL };
 
 static const cli_service_t s_model = {
     "the model", "model", "--model-api", "EDGEPLANE_MODEL_API", "The model service's public certificate.",
@@ -83,6 +89,7 @@ typedef struct {
     char *name;                 //  --name
     bool disabled;              //  --disabled
     char *address;              //  --address
+    char *criticality;          //  --criticality: a word of s_criticalities, NULL if not given
     int64_t expected_version;   //  --expected-version, 0 = unconditional
     bool clear_hosted;          //  --clear-hosted
     bool clear_tags;            //  --clear-tags
@@ -150,6 +157,10 @@ s_options (s_cmd_t *self, unsigned want, ep_opt_t *opts)
         { F_TAG, { .name = "tag", .type = EP_OPT_STRING, .str = &self->unused,
           .def_help = "none; repeatable",
           .help = "A tag KEY=VALUE; update: replaces the tags." } },
+        { F_CRITICALITY, { .name = "criticality", .type = EP_OPT_ENUM, .words = s_criticality_words,
+          .str = &self->criticality, .def_help = "create: normal; update: unchanged",
+          .help = "How much the service matters: a cleanup closes the sessions of critical services"
+                  " first, then high, normal, low." } },
         { F_ADDRESS, { .name = "address", .type = EP_OPT_HOSTPORT, .str = &self->address,
           .help = "The controller's control-channel address HOST:PORT." } },
         { F_CLEAR_HOSTED, { .name = "clear-hosted", .def = "false", .type = EP_OPT_BOOL,
@@ -441,6 +452,14 @@ s_row (cli_table_t *table, const ProtobufCMessage *item, Ep__EntityType type)
         cli_table_add (table, view.name && *view.name? view.name: "-");
         cli_table_add (table, view.enabled? "true": "false");
     }
+    if (type == EP__ENTITY_TYPE__ENTITY_SERVICE) {
+        const Ep__Entity *entity = (const Ep__Entity *) item;
+        int criticality = entity->kind_case == EP__ENTITY__KIND_SERVICE? (int) entity->service->criticality: 0;
+        if (criticality >= 0 && criticality < (int) EP_COUNT (s_criticalities) - 1)
+            cli_table_add (table, s_criticalities [criticality]);
+        else
+            cli_table_addf (table, "%d", criticality);      //  from a newer model
+    }
     cli_table_addf (table, "%llu", (unsigned long long) view.version);
     if (type == EP__ENTITY_TYPE__ENTITY_ROUTER) {
         char *hosted = s_hosted_text (&view);
@@ -467,9 +486,15 @@ s_router_row (cli_table_t *table, const ProtobufCMessage *item)
 }
 
 static void
-s_named_row (cli_table_t *table, const ProtobufCMessage *item)
+s_service_row (cli_table_t *table, const ProtobufCMessage *item)
 {
     s_row (table, item, EP__ENTITY_TYPE__ENTITY_SERVICE);
+}
+
+static void
+s_named_row (cli_table_t *table, const ProtobufCMessage *item)
+{
+    s_row (table, item, EP__ENTITY_TYPE__ENTITY_IDENTITY);
 }
 
 //  The entity's own message as JSON ({"id": ..., "name": ..., "meta": ...}).
@@ -484,11 +509,14 @@ s_entity_json (const ProtobufCMessage *item)
 //  there are none) or JSON.
 static const char *s_controller_columns [] = { "ID", "ADDRESS", "VERSION" };
 static const char *s_router_columns [] = { "ID", "NAME", "ENABLED", "VERSION", "HOSTED", "TAGS" };
+static const char *s_service_columns [] = { "ID", "NAME", "ENABLED", "CRITICALITY", "VERSION", "TAGS" };
 static const char *s_named_columns [] = { "ID", "NAME", "ENABLED", "VERSION", "TAGS" };
 static const cli_list_t s_controller_list = {
     s_controller_columns, EP_COUNT (s_controller_columns), s_controller_row, s_entity_json };
 static const cli_list_t s_router_list = {
     s_router_columns, EP_COUNT (s_router_columns), s_router_row, s_entity_json };
+static const cli_list_t s_service_list = {
+    s_service_columns, EP_COUNT (s_service_columns), s_service_row, s_entity_json };
 static const cli_list_t s_named_list = {
     s_named_columns, EP_COUNT (s_named_columns), s_named_row, s_entity_json };
 
@@ -496,7 +524,8 @@ static const cli_list_t *
 s_list_of (const s_kind_t *kind)
 {
     return kind->type == EP__ENTITY_TYPE__ENTITY_CONTROLLER? &s_controller_list
-         : kind->type == EP__ENTITY_TYPE__ENTITY_ROUTER? &s_router_list: &s_named_list;
+         : kind->type == EP__ENTITY_TYPE__ENTITY_ROUTER? &s_router_list
+         : kind->type == EP__ENTITY_TYPE__ENTITY_SERVICE? &s_service_list: &s_named_list;
 }
 
 //  Prints one entity (create, get, update): an object, or a one-row table.
@@ -551,6 +580,12 @@ s_draft (s_cmd_t *self, const char *id, bool update, s_draft_t *draft)
         case EP__ENTITY_TYPE__ENTITY_SERVICE:
             ep__service__init (&draft->service);
             draft->service.id = (char *) id;
+            //  Create without the flag: the model says normal.
+            for (int c = 0; self->criticality && s_criticalities [c]; c++)
+                if (streq (self->criticality, s_criticalities [c])) {
+                    draft->service.has_criticality = true;
+                    draft->service.criticality = (Ep__Criticality) c;
+                }
             named = (s_named_t) { &draft->service.name, &draft->service.has_enabled, &draft->service.enabled,
                                   &draft->service.n_tags, &draft->service.tags };
             draft->entity.service = &draft->service;
@@ -691,7 +726,7 @@ static int
 s_update (s_cmd_t *self, char **args)
 {
     bool changes = self->name || self->address || zlistx_size (self->hosts) || zlistx_size (self->tags)
-                || self->clear_hosted || self->clear_tags
+                || self->clear_hosted || self->clear_tags || self->criticality
                 || s_given (self, "disabled");
     if (!changes) {
         fprintf (stderr, "edgeplane %s: nothing to change: give at least one flag (see --help)\n",
@@ -788,13 +823,14 @@ s_list (s_cmd_t *self, char **args)
 }
 
 static const s_verb_t s_verbs [] = {
-    { "create", s_create, F_NAME | F_DISABLED | F_HOST | F_TAG | F_ADDRESS | F_EXIST_OK | F_COUNT, 0, 1, "[ID]",
+    { "create", s_create, F_NAME | F_DISABLED | F_HOST | F_TAG | F_ADDRESS | F_EXIST_OK | F_COUNT | F_CRITICALITY,
+      0, 1, "[ID]",
       "Create a %s (without ID the model generates one; it is printed).", false },
     { "get", s_get, 0, 1, 1, "ID", "Show one %s.", false },
     { "list", s_list, F_NAME_FILTER | F_TAG_FILTER | F_HOSTS | F_LIMIT, 0, 0, NULL,
       "List %s, every page, ordered by id.", true },
     { "update", s_update, F_NAME | F_DISABLED | F_HOST | F_TAG | F_ADDRESS | F_EXPECTED
-                          | F_CLEAR_HOSTED | F_CLEAR_TAGS, 1, 1, "ID",
+                          | F_CLEAR_HOSTED | F_CLEAR_TAGS | F_CRITICALITY, 1, 1, "ID",
       "Change a %s: given flags replace those fields, the rest keep their value.", false },
     { "delete", s_delete, F_EXPECTED | F_WAIT, 1, 1, "ID", "Delete a %s.", false },
 };

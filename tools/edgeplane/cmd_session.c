@@ -82,11 +82,13 @@ s_time (cli_table_t *table, int64_t ms, bool set)
     cli_table_add (table, set && ms > 0? ep_rfc3339 (ms, buf, sizeof buf): "-");
 }
 
-//  An enum value's name in lower case: "DIAL" -> "dial".
+//  An enum value's name in lower case, less prefix characters: "DIAL" ->
+//  "dial".
 static void
-s_lower (cli_table_t *table, const ProtobufCEnumDescriptor *descriptor, int value)
+s_lower (cli_table_t *table, const ProtobufCEnumDescriptor *descriptor, int value, size_t prefix)
 {
-    char *name = strdup (s_enum (descriptor, value, 0));
+    const char *found = s_enum (descriptor, value, 0);
+    char *name = strdup (strlen (found) > prefix? found + prefix: found);
     for (char *p = name; *p; p++)
         *p = (char) tolower ((unsigned char) *p);
     cli_table_add (table, name);
@@ -101,18 +103,20 @@ s_row (cli_table_t *table, const ProtobufCMessage *item)
     cli_table_add (table, session->router_id? session->router_id: "-");
     cli_table_add (table, session->identity_id? session->identity_id: "-");
     cli_table_add (table, session->service_id? session->service_id: "-");
-    s_lower (table, &ep__session_type__descriptor, session->type);
-    s_lower (table, &ep__session_state__descriptor, session->state);
+    s_lower (table, &ep__session_type__descriptor, session->type, 0);
+    s_lower (table, &ep__session_state__descriptor, session->state, 0);
     s_time (table, session->created_at_ms, session->has_created_at_ms);
     s_time (table, session->last_seen_ms, session->has_last_seen_ms);
     cli_table_addf (table, "%llu", (unsigned long long) session->bytes_rx);
     cli_table_addf (table, "%llu", (unsigned long long) session->bytes_tx);
+    //  "CRITICALITY_HIGH" -> "high"
+    s_lower (table, &ep__criticality__descriptor, session->criticality, strlen ("CRITICALITY_"));
     cli_table_addf (table, "%u", session->priority);
     cli_table_add (table, session->close_reason? session->close_reason: "-");
 }
 
 static const char *s_header [] = { "ID", "ROUTER", "IDENTITY", "SERVICE", "TYPE", "STATE", "CREATED",
-                                   "LAST SEEN", "RX", "TX", "PRIORITY", "REASON" };
+                                   "LAST SEEN", "RX", "TX", "CRITICALITY", "PRIORITY", "REASON" };
 static const cli_list_t s_sessions = { s_header, EP_COUNT (s_header), s_row, NULL };
 
 //  A duration in seconds, "-" if unknown.
