@@ -110,6 +110,7 @@ s_publish_change (modelsvc_t *self, Ep__Event *event)
         body.op = (char *) kinds [op->kind <= 3? op->kind: 0];
         body.has_revision = true;
         body.revision = change->revision;
+        body.id = op->id;
         body.entity = op->entity;
         body.principal = change->principal;
         Ep__Event entity_event = EP__EVENT__INIT;

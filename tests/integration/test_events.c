@@ -356,19 +356,21 @@ Test (events, entity_changes_from_the_real_model_name_the_op_and_carry_the_entit
             cr_assert (key && strlen (key) == 40, "%s: the caller's CURVE key in Z85", topic);
             json_t *entity = json_object_get (e->json, "entity");
             if (o == 2) {
-                //  A deletion carries no entity: the revision names it, and
-                //  model.change at that revision has the id.
+                //  A deletion carries no entity, but says which one went,
+                //  as model.change at that revision does.
                 cr_assert_null (entity, "%s", topic);
+                cr_assert_str_eq (s_text (e, "id"), id, "%s: the deleted entity's id", topic);
                 const ep_logged_t *change = ep_eventlog_await_event (s_log, "model.change", s_at_revision,
                                                                      &revisions [o], 5000 * EP_TEST_SLOWDOWN);
                 cr_assert_not_null (change);
                 json_t *op = json_array_get (json_object_get (change->json, "ops"), 0);
                 cr_assert_str_eq (json_string_value (json_object_get (op, "id")), id);
                 cr_assert_str_eq (json_string_value (json_object_get (op, "kind")), "deleted");
-                cr_assert_eq (json_object_size (e->json), 7 + 4, "%s: fields", topic);
+                cr_assert_eq (json_object_size (e->json), 7 + 5, "%s: fields", topic);
                 continue;
             }
-            cr_assert_eq (json_object_size (e->json), 7 + 5, "%s: fields", topic);
+            cr_assert_eq (json_object_size (e->json), 7 + 6, "%s: fields", topic);
+            cr_assert_str_eq (s_text (e, "id"), id, "%s: the entity's id", topic);
             cr_assert_eq (json_object_size (entity), 1, "%s: an entity of one kind", topic);
             json_t *body = json_object_get (entity, type);
             cr_assert_not_null (body, "%s: the entity is a %s", topic, type);

@@ -272,12 +272,14 @@ s_model (s_events_t *events)
     };
     const char *types [] = { "router", "service", "identity", "controller" };
     const char *ops_names [] = { "updated", "created", "deleted", "created" };
+    const char *ids [] = { "r1", "echo", "laptop-7", "ctrl-a" };
     for (int i = 0; i < 4; i++) {
         Ep__EntityChange change = EP__ENTITY_CHANGE__INIT;
         change.entity_type = (char *) types [i];
         change.op = (char *) ops_names [i];
         change.has_revision = true;
         change.revision = 58 + i;
+        change.id = (char *) ids [i];
         change.entity = &entities.entity [i];
         change.principal = &entities.principal;
         Ep__Event changed = EP__EVENT__INIT;
