@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <unistd.h>
 #include <openssl/err.h>
+#include <sodium.h>
 
 struct _chan_client_t {
     int fd;                     //  the TCP socket (non-blocking)
@@ -161,7 +162,9 @@ s_pong_now (chan_client_t *self, const Ep__Ping *ping)
 static void
 s_pong (chan_client_t *self, const Ep__Ping *ping)
 {
-    if (self->link_drop > 0 && (double) random () / RAND_MAX < self->link_drop)
+    //  libsodium's generator: random () was never seeded, so every agent
+    //  (and every run) dropped and delayed the same beats.
+    if (self->link_drop > 0 && randombytes_uniform (1000000) < self->link_drop * 1000000)
         return;
     if (self->link_delay_ms <= 0 && self->link_jitter_ms <= 0) {
         s_pong_now (self, ping);
@@ -169,7 +172,7 @@ s_pong (chan_client_t *self, const Ep__Ping *ping)
     }
     if (self->held_count == (int) EP_COUNT (self->held))
         return;                 //  a link this slow loses what does not fit
-    int64_t skew = self->link_jitter_ms > 0? random () % (2 * self->link_jitter_ms + 1) - self->link_jitter_ms: 0;
+    int64_t skew = self->link_jitter_ms > 0? (int64_t) randombytes_uniform ((uint32_t) (2 * self->link_jitter_ms + 1)) - self->link_jitter_ms: 0;
     int64_t due = ep_mono_ms () + self->link_delay_ms + skew;
     if (self->held_count && due < self->held_due [self->held_count - 1])
         due = self->held_due [self->held_count - 1];
