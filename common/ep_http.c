@@ -20,6 +20,7 @@ struct _ep_http_t {
     pthread_mutex_t lock;       //  guards ready and reason
     bool ready;                 //  what /readyz answers
     char *reason;               //  why not ready
+    char *degraded;             //  why the store cannot take writes, or NULL
     ep_http_handler_fn *handler;    //  the process's own routes, or NULL
     void *handler_arg;          //  for handler
     int port;                   //  the port bound
@@ -69,8 +70,10 @@ s_handle_request (void *cls, struct MHD_Connection *connection, const char *url,
         return s_reply (connection, MHD_HTTP_OK, text, strdup ("ok\n"));
     if (streq (url, "/readyz")) {
         pthread_mutex_lock (&self->lock);
-        bool ready = self->ready;
-        char *body = ready? strdup ("ready\n"): zsys_sprintf ("not ready: %s\n", self->reason);
+        //  Starting wins: a service that is not up yet says so first.
+        bool ready = self->ready && !self->degraded;
+        char *body = ready? strdup ("ready\n"):
+                     zsys_sprintf ("not ready: %s\n", self->ready? self->degraded: self->reason);
         pthread_mutex_unlock (&self->lock);
         return s_reply (connection, ready? MHD_HTTP_OK: MHD_HTTP_SERVICE_UNAVAILABLE,
                         text, body);
@@ -127,6 +130,7 @@ ep_http_destroy (ep_http_t **self_p)
             MHD_stop_daemon (self->daemon);
         pthread_mutex_destroy (&self->lock);
         free (self->reason);
+        free (self->degraded);
         free (self);
         *self_p = NULL;
     }
@@ -163,5 +167,16 @@ ep_http_set_ready (ep_http_t *self, bool ready, const char *reason)
     self->ready = ready;
     free (self->reason);
     self->reason = copy;
+    pthread_mutex_unlock (&self->lock);
+}
+
+void
+ep_http_set_degraded (ep_http_t *self, const char *reason)
+{
+    EP_ASSERT (self);
+    char *copy = reason? strdup (reason): NULL;
+    pthread_mutex_lock (&self->lock);
+    free (self->degraded);
+    self->degraded = copy;
     pthread_mutex_unlock (&self->lock);
 }

@@ -60,4 +60,11 @@ const char *
 void
     ep_http_set_ready (ep_http_t *self, bool ready, const char *reason);
 
+//  Sets (reason, copied) or clears (NULL) a degraded state apart from
+//  readiness: while set, /readyz answers 503 "not ready: <reason>" even
+//  once the service is ready, and clearing it restores what readiness
+//  says (ep_degraded: a full or failing disk). Callable from any thread.
+void
+    ep_http_set_degraded (ep_http_t *self, const char *reason);
+
 #endif

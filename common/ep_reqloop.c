@@ -191,13 +191,19 @@ s_drop_all (ep_reqloop_t *self)
 
 //  The batch's transaction failed (at begin or commit): the policy decides.
 static void
-s_batch_failed (ep_reqloop_t *self, const char *message)
+s_batch_failed (ep_reqloop_t *self, const char *generic)
 {
     if (self->cls->commit_failed (self->arg) == EP_REQLOOP_STOP) {
         self->stopped = true;
         s_drop_all (self);
         return;
     }
+    const char *why = self->cls->failure? self->cls->failure (self->arg): NULL;
+    char message [1024];
+    if (why && *why)
+        snprintf (message, sizeof message, "the write was not committed: %s", why);
+    else
+        snprintf (message, sizeof message, "%s", generic);
     ep_req_t *req;
     while ((req = (ep_req_t *) zlistx_detach (self->batch, NULL)))
         ep_reqloop_fail (self, req, EP__STATUS__CODE__UNAVAILABLE, message);

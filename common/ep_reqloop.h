@@ -121,6 +121,10 @@ typedef struct {
     //  What a failed begin or commit does (ep_reqloop_carry_on,
     //  ep_reqloop_crash_only, or the service's own).
     ep_reqloop_policy_t (*commit_failed) (void *arg);
+    //  Why the batch's transaction failed, for the UNAVAILABLE answers
+    //  (the store's message: "the disk is full ...: free space in DIR").
+    //  NULL, or NULL returned: a generic "storage error".
+    const char *(*failure) (void *arg);
     //  A batch committed and its writes are answered: hand out what it
     //  produced (drain <core>_next_output and publish). May be NULL.
     void (*output) (void *arg);

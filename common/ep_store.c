@@ -30,11 +30,15 @@ struct _ep_store_t {
     char *path;                 //  The database file, for error messages
     zhashx_t *stmts;            //  SQL text -> prepared sqlite3_stmt, finalized on removal
     int schema_version;         //  Migrations applied, as recorded in schema_version
+    char *dir;                  //  The directory holding path, for "free space in"
+    bool reopen;                //  An I/O error was seen: reopen before the next transaction
 };
 
 //  Why the last failing call in this thread failed. Per thread because each
 //  service actor owns its own store and reads its own errors.
 static _Thread_local char s_error [768];
+//  Its kind (ep_store_last_fault).
+static _Thread_local ep_store_fault_t s_fault;
 
 static int
 s_error_set (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
@@ -46,10 +50,15 @@ s_error_set (const char *format, ...)
     va_start (args, format);
     vsnprintf (s_error, sizeof s_error, format, args);
     va_end (args);
+    s_fault = EP_STORE_FAULT_NONE;
     return -1;
 }
 
 //  Records "<path>: <purpose>: <SQLite's message from db>"; returns -1.
+//  A full or failing disk gets a message that says so, where, and that
+//  writes resume by themselves; an I/O error on our own connection marks
+//  it for a reopen (after a failed fsync the kernel may have dropped the
+//  dirty pages and cleared the error: what SQLite caches cannot be trusted).
 static int
 s_fail (ep_store_t *self, sqlite3 *db, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
@@ -62,7 +71,61 @@ s_fail (ep_store_t *self, sqlite3 *db, const char *format, ...)
     va_start (args, format);
     vsnprintf (purpose, sizeof purpose, format, args);
     va_end (args);
-    return s_error_set ("%s: %s: %s", self->path, purpose, sqlite3_errmsg (db));
+    int code = db? sqlite3_extended_errcode (db): SQLITE_NOMEM;
+    ep_store_fault_t fault = ep_store_fault_of (code);
+    if (fault == EP_STORE_FAULT_FULL)
+        s_error_set ("%s: %s: the disk is full (%s): free space in %s;"
+                     " writes resume by themselves once there is room",
+                     self->path, purpose, sqlite3_errmsg (db), self->dir);
+    else
+    if (fault == EP_STORE_FAULT_FAILING)
+        s_error_set ("%s: %s: the disk is failing (%s, code %d): check the disk holding %s"
+                     " (dmesg); writes resume by themselves once it takes them",
+                     self->path, purpose, sqlite3_errmsg (db), code, self->dir);
+    else
+        s_error_set ("%s: %s: %s", self->path, purpose, db? sqlite3_errmsg (db): "out of memory");
+    s_fault = fault;
+    if (fault == EP_STORE_FAULT_FAILING && db == self->db)
+        self->reopen = true;
+    return -1;
+}
+
+ep_store_fault_t
+ep_store_fault_of (int sqlite_rc)
+{
+    switch (sqlite_rc & 0xff) {
+        case SQLITE_OK:
+        case SQLITE_ROW:
+        case SQLITE_DONE:
+            return EP_STORE_FAULT_NONE;
+        case SQLITE_FULL:
+            return EP_STORE_FAULT_FULL;
+        case SQLITE_IOERR:
+            //  ENOSPC on a write SQLite makes SQLITE_FULL; a few paths
+            //  (growing the shared-memory file on tmpfs) say IOERR_SHMSIZE
+            //  or IOERR_WRITE for the same cause, and are treated as failing:
+            //  the service waits them out the same way.
+            return EP_STORE_FAULT_FAILING;
+        default:
+            return EP_STORE_FAULT_OTHER;
+    }
+}
+
+const char *
+ep_store_fault_name (ep_store_fault_t fault)
+{
+    switch (fault) {
+        case EP_STORE_FAULT_NONE:    return "none";
+        case EP_STORE_FAULT_FULL:    return "disk_full";
+        case EP_STORE_FAULT_FAILING: return "disk_failing";
+        default:                     return "other";
+    }
+}
+
+ep_store_fault_t
+ep_store_last_fault (void)
+{
+    return s_fault;
 }
 
 static int
@@ -234,6 +297,11 @@ ep_store_new (const char *path, const char *const *migrations, size_t count)
     ep_store_t *self = (ep_store_t *) zmalloc (sizeof (ep_store_t));
     self->path = strdup (path);
     EP_ASSERT (self->path);
+    char *copy = strdup (path);
+    EP_ASSERT (copy);
+    self->dir = strdup (dirname (copy));
+    EP_ASSERT (self->dir);
+    free (copy);
     self->stmts = zhashx_new ();
     zhashx_set_destructor (self->stmts, s_stmt_destroy);
 
@@ -256,6 +324,7 @@ ep_store_destroy (ep_store_t **self_p)
         int rc = sqlite3_close (self->db);
         EP_ASSERT (rc == SQLITE_OK);
         free (self->path);
+        free (self->dir);
         free (self);
         *self_p = NULL;
     }
@@ -337,11 +406,58 @@ ep_store_exec (ep_store_t *self, const char *sql)
     return 0;
 }
 
+//  Closes the connection and opens it again (after an I/O error). The
+//  cached statements go with it; nobody holds one between calls.
+static int
+s_reopen (ep_store_t *self)
+{
+    zhashx_purge (self->stmts);
+    //  _v2: a statement made on the raw handle and not yet finalized
+    //  keeps the old connection alive until it is, instead of failing.
+    sqlite3_close_v2 (self->db);
+    self->db = NULL;
+    if (s_open (self) != 0
+    ||  s_exec (self, "PRAGMA foreign_keys=ON", "turning foreign keys on")) {
+        //  Keeps the reason; the next begin tries again. A handle that
+        //  failed to open still answers reads of what is on disk.
+        self->reopen = true;
+        return -1;
+    }
+    self->reopen = false;
+    return 0;
+}
+
 int
 ep_store_begin (ep_store_t *self)
 {
     EP_ASSERT (self);
+    if (self->reopen && !ep_store_in_transaction (self) && s_reopen (self) != 0)
+        return -1;
     return s_exec (self, "BEGIN IMMEDIATE", "beginning a transaction");
+}
+
+int
+ep_store_probe (ep_store_t *self)
+{
+    EP_ASSERT (self);
+    //  The row is rewritten as it is, so the probe changes nothing; the
+    //  page still goes to the WAL and through an fsync, as a write would.
+    int rc = ep_store_begin (self);
+    if (rc == 0)
+        rc = s_exec (self, "UPDATE schema_version SET version = version", "probing the disk");
+    if (rc == 0)
+        rc = s_exec (self, "COMMIT", "probing the disk (committing)");
+    if (rc != 0 && ep_store_in_transaction (self))
+        //  Keeps the probe's error: this one would only say why it failed.
+        sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+const char *
+ep_store_dir (ep_store_t *self)
+{
+    EP_ASSERT (self);
+    return self->dir;
 }
 
 int

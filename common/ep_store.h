@@ -22,6 +22,16 @@
 
 typedef struct _ep_store_t ep_store_t;
 
+//  What kind of failure a store error is. A full or failing disk is a
+//  state the service reports and waits out (docs/store.md, "A full or
+//  failing disk"), not a reason to stop.
+typedef enum {
+    EP_STORE_FAULT_NONE,        //  no error, or one that is not SQLite's
+    EP_STORE_FAULT_FULL,        //  SQLITE_FULL: no space left on the disk
+    EP_STORE_FAULT_FAILING,     //  SQLITE_IOERR_*: the disk refused a read, write or fsync
+    EP_STORE_FAULT_OTHER        //  any other SQLite error (constraint, bad SQL, busy, ...)
+} ep_store_fault_t;
+
 //  Opens (creating) the database at path and applies migrations [0..count)
 //  whose 1-based number is above the recorded schema version, all in one
 //  transaction. Refuses a database whose version is above count. Returns
@@ -38,6 +48,20 @@ void
 //  Valid until the next failing call in this thread.
 const char *
     ep_store_last_error (void);
+
+//  The kind of the last failing ep_store call in this thread (with
+//  ep_store_last_error): NONE if none, or if the failure was not SQLite's.
+ep_store_fault_t
+    ep_store_last_fault (void);
+
+//  The kind of an SQLite result code (extended or primary): pure.
+ep_store_fault_t
+    ep_store_fault_of (int sqlite_rc);
+
+//  "disk_full", "disk_failing", "other" or "none": the metric label and
+//  the reason the service.degraded event carries.
+const char *
+    ep_store_fault_name (ep_store_fault_t fault);
 
 //  The schema version recorded in the database (the migrations applied).
 int
@@ -64,6 +88,9 @@ int
 
 //  Starts a write transaction (BEGIN IMMEDIATE: takes the write lock now,
 //  waiting up to the busy timeout, so a later statement cannot fail busy).
+//  After an I/O error the connection is first closed and opened again
+//  (its cached pages are not trusted after a failed fsync); if that
+//  fails, so does the begin, and the next begin tries again.
 int
     ep_store_begin (ep_store_t *self);
 
@@ -100,6 +127,17 @@ int
 //  cached statement (one left mid-result would block it).
 int
     ep_store_checkpoint (ep_store_t *self);
+
+//  Tries a small durable write outside a transaction (rewrites the schema
+//  version row and commits): 0 once the disk takes writes again, -1 (with
+//  ep_store_last_fault) while it does not. What a degraded service calls
+//  from its timer when no write of its own comes to find out.
+int
+    ep_store_probe (ep_store_t *self);
+
+//  The directory holding the database: where space must be freed.
+const char *
+    ep_store_dir (ep_store_t *self);
 
 //  Size of the WAL file in bytes (0 if there is none), or -1 on error.
 int64_t

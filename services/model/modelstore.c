@@ -177,3 +177,15 @@ modelstore_size (modelstore_t *self)
 {
     return self->ops->size (self->backend);
 }
+
+ep_store_fault_t
+modelstore_fault (modelstore_t *self)
+{
+    return self->ops->fault? self->ops->fault (self->backend): EP_STORE_FAULT_OTHER;
+}
+
+int
+modelstore_probe (modelstore_t *self)
+{
+    return self->ops->probe? self->ops->probe (self->backend): 0;
+}

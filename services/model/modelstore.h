@@ -67,6 +67,7 @@
 
 #include "ep_prelude.h"
 #include "ep_replycache.h"
+#include "ep_store.h"
 #include "model.pb-c.h"
 
 typedef struct _modelstore_t modelstore_t;
@@ -240,6 +241,17 @@ void
 int64_t
     modelstore_size (modelstore_t *self);
 
+//  The kind of the last failure (modelstore_error): a full or failing
+//  disk degrades the service instead of stopping it (ep_degraded). OTHER
+//  for a backend that cannot tell.
+ep_store_fault_t
+    modelstore_fault (modelstore_t *self);
+
+//  Outside a batch: tries a small durable write, to learn whether the
+//  store takes writes again. 0 or -1 (modelstore_fault says why).
+int
+    modelstore_probe (modelstore_t *self);
+
 //  ---------------------------------------------------------------------
 //  For backends: the operations above, in order, on the backend's state.
 
@@ -271,6 +283,8 @@ typedef struct {
     void (*backup) (void *backend, const char *path, modelstore_done_fn *done, void *arg);
     void (*tick) (void *backend);
     int64_t (*size) (void *backend);
+    ep_store_fault_t (*fault) (void *backend);  //  may be NULL: OTHER
+    int (*probe) (void *backend);               //  may be NULL: 0
 } modelstore_ops_t;
 
 //  A store over backend (taken over: ops->destroy releases it).

@@ -33,6 +33,7 @@ typedef struct {
     ep_store_t *store;          //  model.db
     bool owned;                 //  store is closed with this
     char error [768];           //  why the last call failed
+    ep_store_fault_t fault;     //  its kind
 } s_backend_t;
 
 struct _modelstore_view_t {
@@ -46,14 +47,17 @@ s_failed (s_backend_t *self, const char *format, ...)
     va_start (args, format);
     vsnprintf (self->error, sizeof self->error, format, args);
     va_end (args);
+    self->fault = EP_STORE_FAULT_OTHER;
 }
 
 //  Records ep_store's reason for the failure of what returned rc.
 static int
 s_check (s_backend_t *self, int rc)
 {
-    if (rc < 0)
+    if (rc < 0) {
         s_failed (self, "%s", ep_store_last_error ());
+        self->fault = ep_store_last_fault ();
+    }
     return rc < 0? -1: rc;
 }
 
@@ -161,6 +165,10 @@ static void
 s_write_end (void *backend, bool keep)
 {
     s_backend_t *self = (s_backend_t *) backend;
+    //  SQLite rolled the whole batch back (disk full, I/O error): there
+    //  is no savepoint left, and the commit reports the failure.
+    if (!ep_store_in_transaction (self->store))
+        return;
     if (keep)
         EP_ASSERT (ep_store_release (self->store, "request") == 0);
     else
@@ -304,6 +312,11 @@ static void
 s_commit (void *backend, modelstore_done_fn *done, void *arg)
 {
     s_backend_t *self = (s_backend_t *) backend;
+    if (!ep_store_in_transaction (self->store)) {
+        //  Lost during the batch: the statement that lost it recorded why.
+        done (arg, -1, self->error);
+        return;
+    }
     int rc = s_check (self, ep_store_commit (self->store));
     if (rc != 0 && ep_store_in_transaction (self->store))
         ep_store_rollback (self->store);
@@ -510,6 +523,19 @@ s_size (void *backend)
     return ep_store_db_size (((s_backend_t *) backend)->store);
 }
 
+static ep_store_fault_t
+s_fault (void *backend)
+{
+    return ((s_backend_t *) backend)->fault;
+}
+
+static int
+s_probe (void *backend)
+{
+    s_backend_t *self = (s_backend_t *) backend;
+    return s_check (self, ep_store_probe (self->store));
+}
+
 static const modelstore_ops_t s_ops = {
     .destroy = s_destroy, .error = s_error, .state = s_state,
     .set_generation = s_set_generation, .begin = s_begin, .in_batch = s_in_batch,
@@ -517,7 +543,8 @@ static const modelstore_ops_t s_ops = {
     .hosting = s_hosting, .put = s_put, .remove = s_remove, .record = s_record,
     .save_reply = s_save_reply, .prune_replies = s_prune_replies, .commit = s_commit, .abandon = s_abandon,
     .read = s_read, .view_open = s_view_open, .view_close = s_view_close,
-    .load_replies = s_load_replies, .backup = s_backup, .tick = s_tick, .size = s_size
+    .load_replies = s_load_replies, .backup = s_backup, .tick = s_tick, .size = s_size,
+    .fault = s_fault, .probe = s_probe
 };
 
 static modelstore_t *

@@ -1,6 +1,7 @@
 /*  modelsvc.c: the model service object (modelsvc.h). */
 #include "modelsvc.h"
 #include "ep_codec.h"
+#include "ep_degraded.h"
 #include "ep_publisher.h"
 #include "ep_reqloop.h"
 #include "ep_rpc_server.h"
@@ -31,7 +32,9 @@ struct _modelsvc_t {
     zsock_t *router;            //  API socket
     ep_rpc_server_t *rpc;       //  request ids, reply cache, roles
     ep_reqloop_t *loop;         //  batches, replies, request metrics
-    ep_publisher_t *publisher;  //  model.change, entityChange.*
+    ep_publisher_t *publisher;  //  model.change, entityChange.*, service.degraded
+    ep_degraded_t *degraded;    //  a full or failing disk: writes refused, /readyz 503
+    char failure [768];         //  why the last batch failed, for its answers
     zpoller_t *poller;          //  auth, API
     size_t batch_writes;        //  writes in the open batch
     bool committing;            //  inside model_commit: a completion now is inline
@@ -220,6 +223,21 @@ s_error (void *arg, ep_req_t *req, Ep__Status__Code code, const char *message)
     model_result_fail (result, code, "%s", message);
 }
 
+//  A batch failed at begin or commit: a full or failing disk degrades the
+//  service (ep_degraded), and the answers carry the store's reason.
+static void
+s_store_failed (modelsvc_t *self)
+{
+    snprintf (self->failure, sizeof self->failure, "%s", modelstore_error (self->store));
+    ep_degraded_update (self->degraded, modelstore_fault (self->store), self->failure, ep_mono_ms ());
+}
+
+static const char *
+s_failure (void *arg)
+{
+    return ((modelsvc_t *) arg)->failure;
+}
+
 static int
 s_begin (void *arg)
 {
@@ -227,6 +245,7 @@ s_begin (void *arg)
     self->batch_writes = 0;
     if (model_begin (self->model) != 0) {
         ep_log_error ("cannot start a transaction: %s", modelstore_error (self->store));
+        s_store_failed (self);
         return -1;
     }
     return 0;
@@ -241,6 +260,11 @@ s_write (void *arg, ep_req_t *req)
 {
     modelsvc_t *self = (modelsvc_t *) arg;
     model_result_t *result = &s_request (req)->result;
+    if (!modelstore_in_batch (self->store)) {
+        //  SQLite lost the batch (a full disk): the commit fails it whole.
+        model_result_fail (result, EP__STATUS__CODE__UNAVAILABLE, "%s", modelstore_error (self->store));
+        return;
+    }
     model_write (self->model, (const Ep__ModelRequest *) ep_req_message (req), ep_req_caller (req),
                  ep_wall_ms (), result);
     self->batch_writes++;
@@ -264,6 +288,10 @@ static void
 s_committed (void *arg, int rc)
 {
     modelsvc_t *self = (modelsvc_t *) arg;
+    if (rc == 0)
+        ep_degraded_update (self->degraded, EP_STORE_FAULT_NONE, NULL, ep_mono_ms ());
+    else
+        s_store_failed (self);
     if (self->committing) {
         self->committed = true;
         self->commit_rc = rc;
@@ -326,6 +354,7 @@ static const ep_reqloop_class_t s_class = {
     .commit = s_commit,
     .read = s_read,
     .commit_failed = ep_reqloop_carry_on,
+    .failure = s_failure,
     .output = s_publish,
 };
 
@@ -337,7 +366,8 @@ modelsvc_turn (modelsvc_t *self)
 {
     int64_t now = ep_mono_ms ();
     int64_t timeout = ep_publisher_tick (self->publisher);
-    int64_t due [] = { self->next_expiry - now, ep_reqloop_next_due (self->loop) };
+    int64_t due [] = { self->next_expiry - now, ep_reqloop_next_due (self->loop),
+                       ep_degraded_next (self->degraded, now) };
     for (size_t i = 0; i < EP_COUNT (due); i++)
         if (due [i] < timeout)
             timeout = due [i];
@@ -345,6 +375,13 @@ modelsvc_turn (modelsvc_t *self)
     if (ep_reqloop_serve (self->loop) != 0)
         return -1;
     now = ep_mono_ms ();
+    //  Degraded and no write came to find out: probe, so readiness and
+    //  writes come back by themselves once there is room.
+    if (!ep_reqloop_committing (self->loop) && ep_degraded_probe_due (self->degraded, now))
+        ep_degraded_update (self->degraded,
+                            modelstore_probe (self->store) == 0? EP_STORE_FAULT_NONE:
+                                                                 modelstore_fault (self->store),
+                            modelstore_error (self->store), now);
     if (now >= self->next_expiry) {
         model_expire_snapshots (self->model, ep_wall_ms ());
         self->next_expiry = now + EXPIRY_MS;
@@ -390,6 +427,12 @@ s_open_store (modelsvc_t *self, const modelsvc_config_t *config, const char *dat
     return 0;
 }
 
+static void
+s_send_degraded (void *arg, const char *topic, Ep__Event *event)
+{
+    s_send_event ((modelsvc_t *) arg, topic, event);
+}
+
 static int
 s_open_bus (modelsvc_t *self, const ep_common_opts_t *common)
 {
@@ -404,6 +447,9 @@ s_open_bus (modelsvc_t *self, const ep_common_opts_t *common)
     }
     ep_publisher_declare (self->publisher, "model");
     ep_publisher_declare (self->publisher, "entityChange");
+    ep_publisher_declare (self->publisher, "service");
+    self->degraded = ep_degraded_new ("model", self->path, ep_service_http (self->service),
+                                      ep_service_metrics (self->service), s_send_degraded, self);
     return 0;
 }
 
@@ -511,6 +557,7 @@ modelsvc_destroy (modelsvc_t **self_p)
         ep_rpc_server_destroy (&self->rpc);
         zsock_destroy (&self->router);
         ep_publisher_destroy (&self->publisher);
+        ep_degraded_destroy (&self->degraded);
         model_destroy (&self->model);
         modelstore_destroy (&self->store);
         free (self->path);

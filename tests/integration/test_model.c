@@ -18,8 +18,10 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #define CALL_MS     5000        //  reply deadline for a call that must be answered
@@ -1038,4 +1040,156 @@ Test (model_it, subscriber_reads_but_cannot_write_service_role_can,
     zcert_destroy (&subscriber_cert);
     zcert_destroy (&operator_cert);
     ep_proc_destroy (&model);
+}
+
+//  ---------------------------------------------------------------------
+//  A full disk is a state, not a crash (issue 21): the model's database
+//  on a small tmpfs this test mounts and fills.
+
+//  Fills the filesystem holding path with one file until a write fails.
+static void
+s_fill (const char *path)
+{
+    int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert (fd >= 0, "cannot create %s: %s", path, strerror (errno));
+    static char block [4096];
+    while (write (fd, block, sizeof block) > 0)
+        ;
+    cr_assert_eq (errno, ENOSPC, "filling %s stopped on %s, not ENOSPC", path, strerror (errno));
+    close (fd);
+}
+
+//  What /readyz of process answers (its body, 200 or 503). Caller frees.
+static char *
+s_readyz (ep_proc_t *process)
+{
+    char *command = zsys_sprintf ("curl -s --max-time 5 %s/readyz", ep_proc_endpoint (process, "http"));
+    char *out = NULL;
+    ep_run (command, &out);
+    zstr_free (&command);
+    return out? out: strdup ("");
+}
+
+static bool
+s_is_ready (void *arg)
+{
+    char *body = s_readyz ((ep_proc_t *) arg);
+    bool ready = streq (body, "ready\n");
+    free (body);
+    return ready;
+}
+
+//  The edgeplane_store_degraded sample of reason on process's /metrics.
+static double
+s_degraded (ep_proc_t *process, const char *reason)
+{
+    char *page = ep_http_get (ep_proc_endpoint (process, "http"), "/metrics");
+    cr_assert_not_null (page);
+    char series [96];
+    snprintf (series, sizeof series, "edgeplane_store_degraded{reason=\"%s\"}", reason);
+    double value = ep_metric_value (page, series);
+    free (page);
+    return value;
+}
+
+//  Creates router id; returns its reply's code (the message into message).
+static Ep__Status__Code
+s_create (ep_rpc_client_t *client, const char *id, uint64_t *revision, char *message, size_t size)
+{
+    s_req_t r;
+    Ep__ModelRequest *request = s_router_write (&r, EP__MODEL_WRITE__OP__CREATE, id, NULL, 0);
+    Ep__ModelReply *reply = ep_rpc_call (client, request, &ep__model_reply__descriptor, CALL_MS, 1, NULL, 0);
+    cr_assert_not_null (reply, "no reply to the create of %s", id);
+    Ep__Status__Code code = s_code (reply);
+    *revision = reply->revision;
+    snprintf (message, size, "%s", s_message (reply));
+    ep__model_reply__free_unpacked (reply, NULL);
+    return code;
+}
+
+Test (model_it, a_full_disk_refuses_writes_serves_reads_and_recovers_by_itself,
+      .init = s_setup, .fini = s_teardown, .timeout = 120)
+{
+    if (geteuid () != 0)
+        cr_skip_test ("mounting a small tmpfs for the database needs root (run as root to test a full disk)");
+    char *disk = zsys_sprintf ("%s/disk", s_dir);
+    cr_assert_eq (mkdir (disk, 0700), 0);
+    if (mount ("tmpfs", disk, "tmpfs", 0, "size=4m") != 0)
+        cr_skip_test ("cannot mount a tmpfs on %s (%s): no full disk to test here", disk, strerror (errno));
+    char *db = zsys_sprintf ("%s/model.db", disk);
+    char *filler = zsys_sprintf ("%s/filler", disk);
+    const char *args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0",
+                            "--db", db, NULL };
+    const char *env [] = { s_env_data, s_env_bus, NULL };
+    ep_proc_t *model = ep_proc_start ("edgeplane-model", args, env, 20000 * EP_TEST_SLOWDOWN);
+    cr_assert_not_null (model, "edgeplane-model did not start");
+    zcert_t *cert = ep_keys_load (s_keys, "operator");
+    ep_rpc_client_t *client = s_client (model, cert);
+    cr_assert_eq (s_degraded (model, "disk_full"), 0, "the gauge exists at 0 from the start");
+
+    enum { BEFORE = 20, AFTER = 20 };
+    uint64_t revision;
+    char message [1024], id [32];
+    for (int i = 0; i < BEFORE; i++) {
+        snprintf (id, sizeof id, "before-%02d", i);
+        cr_assert_eq (s_create (client, id, &revision, message, sizeof message), EP__STATUS__CODE__OK, "%s", message);
+        cr_assert_eq (revision, (uint64_t) i + 1, "revision %llu for write %d", (unsigned long long) revision, i + 1);
+    }
+
+    //  Full: writes refused with the reason and the place, many times over,
+    //  and no revision is used up by them.
+    s_fill (filler);
+    for (int i = 0; i < 5; i++) {
+        snprintf (id, sizeof id, "refused-%d", i);
+        cr_assert_eq (s_create (client, id, &revision, message, sizeof message), EP__STATUS__CODE__UNAVAILABLE,
+                      "a write on a full disk: %s", message);
+        cr_assert (strstr (message, "disk is full") && strstr (message, disk),
+                   "the message must say the disk is full and where: %s", message);
+    }
+    char *body = s_readyz (model);
+    cr_assert (strstr (body, "not ready") && strstr (body, "disk_full") && strstr (body, disk),
+               "/readyz must say why: %s", body);
+    free (body);
+    cr_assert_eq (s_degraded (model, "disk_full"), 1);
+    //  Reads are served meanwhile.
+    s_req_t r;
+    Ep__ModelReply *reply = s_expect (client, s_get_req (&r, "before-07"), EP__STATUS__CODE__OK);
+    ep__model_reply__free_unpacked (reply, NULL);
+    cr_assert_eq (s_revision (client), BEFORE);
+
+    //  Space comes back: no restart, no write needed to notice.
+    cr_assert_eq (unlink (filler), 0);
+    cr_assert (ep_wait_until (s_is_ready, model, 10000 * EP_TEST_SLOWDOWN),
+               "/readyz did not turn ready after space was freed");
+    cr_assert_eq (s_degraded (model, "disk_full"), 0);
+    for (int i = 0; i < AFTER; i++) {
+        snprintf (id, sizeof id, "after-%02d", i);
+        cr_assert_eq (s_create (client, id, &revision, message, sizeof message), EP__STATUS__CODE__OK, "%s", message);
+        cr_assert_eq (revision, (uint64_t) BEFORE + i + 1, "revision %llu: skipped or reused",
+                      (unsigned long long) revision);
+    }
+    zhashx_t *routers = s_routers (client, false);
+    cr_assert_eq (zhashx_size (routers), BEFORE + AFTER, "every acknowledged write, none refused");
+    for (int i = 0; i < BEFORE; i++) {
+        snprintf (id, sizeof id, "before-%02d", i);
+        cr_assert_not_null (zhashx_lookup (routers, id), "%s lost", id);
+    }
+    zhashx_destroy (&routers);
+    ep_rpc_client_destroy (&client);
+    zcert_destroy (&cert);
+
+    //  And they survive a restart from that disk.
+    ep_proc_destroy (&model);
+    model = ep_proc_start ("edgeplane-model", args, env, 20000 * EP_TEST_SLOWDOWN);
+    cr_assert_not_null (model);
+    cert = ep_keys_load (s_keys, "operator");
+    client = s_client (model, cert);
+    cr_assert_eq (s_revision (client), BEFORE + AFTER);
+    ep_rpc_client_destroy (&client);
+    zcert_destroy (&cert);
+    ep_proc_destroy (&model);
+    umount2 (disk, MNT_DETACH);
+    zstr_free (&filler);
+    zstr_free (&db);
+    zstr_free (&disk);
 }

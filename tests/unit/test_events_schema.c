@@ -395,6 +395,25 @@ s_command (s_events_t *events)
 }
 
 static void
+s_service (s_events_t *events)
+{
+    Ep__ServiceEvent body = EP__SERVICE_EVENT__INIT;
+    body.service = "model";
+    body.state = "degraded";
+    body.reason = "disk_full";
+    body.path = "/var/lib/edgeplane/model.db";
+    body.detail = "/var/lib/edgeplane/model.db: committing: the disk is full (database or disk is full)";
+    body.has_since_ms = true;
+    body.since_ms = 1795346624871;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_SERVICE;
+    event.service = &body;
+    s_emit (events, "service.degraded", &event, "model-1a2b3c", 1);
+    body.state = "recovered";
+    s_emit (events, "service.degraded", &event, "model-1a2b3c", 2);
+}
+
+static void
 s_channel (s_events_t *events)
 {
     Ep__ChannelEvent body = EP__CHANNEL_EVENT__INIT;
@@ -479,6 +498,7 @@ s_all_events (void)
     s_command (&events);
     s_channel (&events);
     s_router (&events);
+    s_service (&events);
     //  A new body type in events.proto needs an event here (and a schema entry).
     const ProtobufCMessageDescriptor *desc = &ep__event__descriptor;
     for (unsigned i = 0; i < desc->n_fields; i++)

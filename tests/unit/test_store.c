@@ -437,3 +437,21 @@ Test (store, data_survives_close_and_reopen)
     free (keys);
     ep_store_destroy (&store);
 }
+
+//  A full or failing disk is told apart from other errors (issue 21).
+Test (store, sqlite_errors_are_classified_full_failing_or_other)
+{
+    cr_assert_eq (ep_store_fault_of (SQLITE_OK), EP_STORE_FAULT_NONE);
+    cr_assert_eq (ep_store_fault_of (SQLITE_DONE), EP_STORE_FAULT_NONE);
+    cr_assert_eq (ep_store_fault_of (SQLITE_FULL), EP_STORE_FAULT_FULL);
+    int failing [] = { SQLITE_IOERR, SQLITE_IOERR_WRITE, SQLITE_IOERR_FSYNC, SQLITE_IOERR_SHMSIZE,
+                       SQLITE_IOERR_READ, SQLITE_IOERR_TRUNCATE, SQLITE_IOERR_DIR_FSYNC };
+    for (size_t i = 0; i < EP_COUNT (failing); i++)
+        cr_assert_eq (ep_store_fault_of (failing [i]), EP_STORE_FAULT_FAILING, "code %d", failing [i]);
+    int other [] = { SQLITE_CONSTRAINT, SQLITE_CONSTRAINT_UNIQUE, SQLITE_BUSY, SQLITE_ERROR,
+                     SQLITE_CORRUPT, SQLITE_READONLY };
+    for (size_t i = 0; i < EP_COUNT (other); i++)
+        cr_assert_eq (ep_store_fault_of (other [i]), EP_STORE_FAULT_OTHER, "code %d", other [i]);
+    cr_assert_str_eq (ep_store_fault_name (EP_STORE_FAULT_FULL), "disk_full");
+    cr_assert_str_eq (ep_store_fault_name (EP_STORE_FAULT_FAILING), "disk_failing");
+}
