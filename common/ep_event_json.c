@@ -183,6 +183,10 @@ ep_event_json (const char *topic, const Ep__Event *event)
         json_object_set_new (object, "stream", meta->stream? json_string (meta->stream): json_null ());
         json_object_set_new (object, "seq", s_uint64 (meta->seq));
         json_object_set_new (object, "epoch", json_string (epoch));
+        if (meta->event_id) {
+            json_t *id = json_string (meta->event_id);
+            json_object_set_new (object, "event_id", id? id: json_null ());
+        }
     }
     //  The body's fields, flattened: the one member of the oneof that is set.
     const ProtobufCMessageDescriptor *desc = event->base.descriptor;

@@ -140,10 +140,11 @@ ep_publisher_declare (ep_publisher_t *self, const char *stream)
     s_stream (self, stream);
 }
 
-//  Stamps meta on event and sends it; seq is the value to stamp.
+//  Stamps meta on event and sends it; seq is the value to stamp, event_id
+//  the outbox's id of the event or NULL.
 static int
 s_send (ep_publisher_t *self, const char *topic, s_stream_t *stream,
-        uint64_t seq, Ep__Event *event)
+        uint64_t seq, Ep__Event *event, const char *event_id)
 {
     //  The StreamMeta by hand, as protobuf-c packs it (fields in order,
     //  each present): the stream's constant head, seq and timestamp, the
@@ -151,7 +152,9 @@ s_send (ep_publisher_t *self, const char *topic, s_stream_t *stream,
     //  much as sending the event.
     int64_t now = ep_wall_ms ();
     uint8_t stack [512];
-    size_t meta_max = stream->meta_head_len + META_VARYING_MAX + self->meta_tail_len;
+    size_t id_len = event_id? strlen (event_id): 0;
+    size_t meta_max = stream->meta_head_len + META_VARYING_MAX + self->meta_tail_len
+                    + (event_id? 1 + 10 + id_len: 0);
     uint8_t *meta = meta_max <= sizeof stack? stack: (uint8_t *) malloc (meta_max);
     EP_ASSERT (meta);
     memcpy (meta, stream->meta_head, stream->meta_head_len);
@@ -162,6 +165,8 @@ s_send (ep_publisher_t *self, const char *topic, s_stream_t *stream,
     p = ep_codec_put_varint (p, (uint64_t) now);
     memcpy (p, self->meta_tail, self->meta_tail_len);
     p += self->meta_tail_len;
+    if (event_id)
+        p = s_put_string (p, 7, event_id, id_len);
     //  Packed straight into a zmq_msg_t, the topic sent from our string: no
     //  zframe allocations per event.
     zmq_msg_t body;
@@ -179,6 +184,7 @@ s_send (ep_publisher_t *self, const char *topic, s_stream_t *stream,
         fields.seq = seq;
         fields.timestamp_ms = now;
         fields.epoch_started_ms = self->epoch_started_ms;
+        fields.event_id = (char *) event_id;
         Ep__StreamMeta *saved = event->meta;
         event->meta = &fields;
         rc = ep_codec_pack_msg (&event->base, self->cap, &body);
@@ -198,6 +204,13 @@ s_send (ep_publisher_t *self, const char *topic, s_stream_t *stream,
 int
 ep_publisher_send (ep_publisher_t *self, const char *topic, Ep__Event *event)
 {
+    return ep_publisher_send_id (self, topic, event, NULL);
+}
+
+int
+ep_publisher_send_id (ep_publisher_t *self, const char *topic, Ep__Event *event,
+                      const char *event_id)
+{
     //  Events mostly come in runs on one stream: when the topic is
     //  "<last stream>.", skip parsing it and hashing the name.
     s_stream_t *stream = self->last;
@@ -209,7 +222,7 @@ ep_publisher_send (ep_publisher_t *self, const char *topic, Ep__Event *event)
         stream = s_stream (self, name);
         self->last = stream;
     }
-    if (s_send (self, topic, stream, stream->seq + 1, event) != 0)
+    if (s_send (self, topic, stream, stream->seq + 1, event, event_id) != 0)
         return -1;
     stream->seq++;
     return 0;
@@ -232,7 +245,7 @@ ep_publisher_tick (ep_publisher_t *self)
             Ep__Event event = EP__EVENT__INIT;
             event.body_case = EP__EVENT__BODY_HEARTBEAT;
             event.heartbeat = &heartbeat;
-            s_send (self, topic, stream, stream->seq, &event);
+            s_send (self, topic, stream, stream->seq, &event, NULL);
             stream->next_heartbeat_ms = now + self->heartbeat_ms;
         }
         int64_t due = stream->next_heartbeat_ms - now;

@@ -41,6 +41,12 @@ void
 int
     ep_publisher_send (ep_publisher_t *self, const char *topic, Ep__Event *event);
 
+//  As ep_publisher_send, with StreamMeta.event_id set to event_id (an
+//  outbox's stable id of the event, the same on every resend; NULL: none).
+int
+    ep_publisher_send_id (ep_publisher_t *self, const char *topic, Ep__Event *event,
+                          const char *event_id);
+
 //  Sends heartbeats that are due. Returns the ms until the next one is due,
 //  for the caller's poll timeout.
 int64_t

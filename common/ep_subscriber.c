@@ -3,6 +3,7 @@
 #include "ep_subscriber.h"
 #include "ep_arena.h"
 #include "ep_codec.h"
+#include "ep_dedupe.h"
 #include "ep_keys.h"
 #include "ep_publisher.h"
 #include <poll.h>
@@ -17,6 +18,7 @@ struct _ep_subscriber_t {
     char *endpoint;             //  for error messages
     size_t cap;                 //  largest Event we decode
     ep_tracker_t *tracker;      //  continuity state
+    ep_dedupe_t *dedupe;        //  event ids seen last (outbox resends dropped)
     zlistx_t *pending;          //  events received while waiting for a stream
     uint64_t malformed;         //  undecodable messages dropped
     int64_t next_tick_ms;       //  when the silence check is next due
@@ -60,6 +62,7 @@ ep_subscriber_new (const char *endpoint, zcert_t *cert, const char *server_key,
     self->endpoint = strdup (endpoint);
     self->cap = cap;
     self->tracker = ep_tracker_new (ep_wall_ms (), 3 * EP_HEARTBEAT_MS + 500, report, arg);
+    self->dedupe = ep_dedupe_new (EP_DEDUPE_WINDOW);
     self->pending = zlistx_new ();
     zlistx_set_destructor (self->pending, s_pending_destroy);
     self->next_tick_ms = ep_mono_ms () + EP_HEARTBEAT_MS;
@@ -88,6 +91,7 @@ ep_subscriber_destroy (ep_subscriber_t **self_p)
         ep_arena_destroy (&self->arena);
         zsock_destroy (&self->sub);
         ep_tracker_destroy (&self->tracker);
+        ep_dedupe_destroy (&self->dedupe);
         zlistx_destroy (&self->pending);
         free (self->endpoint);
         free (self);
@@ -189,6 +193,10 @@ s_read (ep_subscriber_t *self, int flags, char **topic_p, bool *got, int64_t now
                                          meta->epoch, meta->epoch_started_ms, meta->seq,
                                          heartbeat, now_ms);
         deliver = fresh && !heartbeat;
+        //  An outbox's resend after a restart comes in a new epoch, so the
+        //  tracker takes it as new: its event id says it is not.
+        if (deliver && meta->event_id)
+            deliver = ep_dedupe_fresh (self->dedupe, meta->event_id);
     }
     if (deliver && topic_p) {
         size_t size = zmq_msg_size (&parts [0]);
@@ -337,6 +345,12 @@ ep_tracker_t *
 ep_subscriber_tracker (ep_subscriber_t *self)
 {
     return self->tracker;
+}
+
+uint64_t
+ep_subscriber_resent (ep_subscriber_t *self)
+{
+    return ep_dedupe_duplicates (self->dedupe);
 }
 
 uint64_t

@@ -3,7 +3,10 @@
     A SUB socket on the bus's XPUB side, a tracker (ep_tracker.h) that turns
     what arrives into gap, duplicate, restart and silence reports, and a
     decoder that length-checks before unpacking. Heartbeats are consumed
-    here; the caller sees events and reports.
+    here; the caller sees events and reports. An event whose
+    StreamMeta.event_id was delivered already (an outbox resent it) is
+    dropped here too (ep_dedupe.h), so every consumer on ep_subscriber
+    sees each event id once.
 
     Events are lent, not given: the subscriber decodes each into an arena
     (ep_arena.h) and frees it at the caller's next recv, read or
@@ -72,6 +75,11 @@ Ep__Event *
 
 ep_tracker_t *
     ep_subscriber_tracker (ep_subscriber_t *self);
+
+//  Events dropped because their event id was seen already (an outbox's
+//  resend: ep_dedupe.h).
+uint64_t
+    ep_subscriber_resent (ep_subscriber_t *self);
 
 //  Messages dropped because they could not be decoded.
 uint64_t

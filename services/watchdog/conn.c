@@ -234,6 +234,16 @@ s_hello (conn_t *self, const Ep__Hello *hello, conn_peer_t peer, int64_t now_ms,
         s_refuse (self, reason, actions);
         return;
     }
+    if (peer == CONN_PEER_BUSY) {
+        //  Its join would be an event this instance cannot record: the
+        //  router is sent elsewhere (another instance, or here later).
+        snprintf (actions->message, sizeof actions->message,
+                  "this controller's event outbox is full (the bus is not taking its events); "
+                  "retry later or join another controller");
+        s_send_result (actions, EP__STATUS__CODE__UNAVAILABLE, "event-outbox-full", config);
+        s_refuse (self, "event-outbox-full", actions);
+        return;
+    }
     snprintf (actions->message, sizeof actions->message, "welcome");
     s_send_result (actions, EP__STATUS__CODE__OK, NULL, config);
     actions->flags |= CONN_JOIN;

@@ -45,7 +45,8 @@ typedef enum {
     CONN_PEER_NOT_MEMBER,       //  ctrl peer that is not a cluster member
     CONN_PEER_NO_IDENTITY,      //  client whose Identity is not in the model
     CONN_PEER_IDENTITY_DISABLED,    //  client whose Identity is disabled
-    CONN_PEER_IDENTITY_DELETED  //  client whose Identity was deleted while known here
+    CONN_PEER_IDENTITY_DELETED, //  client whose Identity was deleted while known here
+    CONN_PEER_BUSY              //  any peer: the instance cannot record its join (event outbox full)
 } conn_peer_t;
 
 typedef struct {

@@ -1,6 +1,10 @@
 /*  events.c: connection events and their metrics (see events.h). */
 #include "events.h"
+#include "ep_codec.h"
 #include "ep_log.h"
+#include "ep_outbox.h"
+
+#define RESEND_MS   5000        //  an event not back through the bus this long: resend what is unacknowledged
 
 const char *events_stray_actions [] = { "none", "log", "disconnect", NULL };
 
@@ -16,6 +20,11 @@ struct _events_t {
     ep_counter_t *refusals;     //  edgeplane_channel_refused_total{reason}
     ep_histogram_t *durations;  //  controller_connection_duration_seconds{outcome}
     ep_counter_t *slice_events; //  edgeplane_router_slice_events_total{type}
+    ep_outbox_t *outbox;        //  decided events until the bus echoes them (NULL: none)
+    int64_t oldest_sent_ms;     //  when the oldest unacknowledged event was sent, 0: none
+    bool full;                  //  the outbox refused an event (logged once per episode)
+    ep_series_t *outbox_depth;  //  edgeplane_outbox_events
+    ep_series_t *outbox_refused;    //  edgeplane_outbox_refused_total
 };
 
 static const char *
@@ -51,6 +60,10 @@ events_new (ep_publisher_t *publisher, ep_metrics_t *metrics, const char *instan
     static const double bounds [] = { 0.01, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400 };
     self->durations = ep_metrics_histogram (metrics, "controller_connection_duration_seconds",
         "How long connections stayed, by outcome.", 1, outcome, EP_COUNT (bounds), bounds);
+    self->outbox_depth = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_outbox_events",
+        "Events decided and not yet back through the bus (the durable outbox).", 0, NULL), NULL);
+    self->outbox_refused = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_outbox_refused_total",
+        "Events and joins refused because the outbox was full.", 0, NULL), NULL);
     //  Declared up front, so their heartbeats show them live before any event.
     static const char *streams [] = { "connect", "stray", "cluster", "channel", "presence", "router" };
     for (size_t i = 0; i < EP_COUNT (streams); i++)
@@ -62,6 +75,7 @@ void
 events_destroy (events_t **self_p)
 {
     if (*self_p) {
+        ep_outbox_destroy (&(*self_p)->outbox);
         free (*self_p);
         *self_p = NULL;
     }
@@ -76,16 +90,133 @@ events_set_addresses (events_t *self, const char *api_address, const char *chann
     self->ctrl_id = ctrl_id;
 }
 
+int
+events_open_outbox (events_t *self, const char *path, size_t max_events, size_t max_bytes)
+{
+    char err [512];
+    self->outbox = ep_outbox_open (path, max_events, max_bytes, err, sizeof err);
+    if (!self->outbox) {
+        ep_log_error ("%s", err);
+        return -1;
+    }
+    if (ep_outbox_torn (self->outbox))
+        ep_log_warn ("outbox %s: a torn last record (%zu bytes) was cut off: it was never synced, "
+                     "so never published", path, ep_outbox_torn (self->outbox));
+    if (ep_outbox_count (self->outbox))
+        ep_log_info ("outbox %s: %zu events of a previous run to publish again",
+                     path, ep_outbox_count (self->outbox));
+    ep_series_set (self->outbox_depth, (double) ep_outbox_count (self->outbox));
+    return 0;
+}
+
+bool
+events_full (events_t *self)
+{
+    if (!self->outbox || !ep_outbox_full (self->outbox, 4096))
+        return false;
+    ep_series_add (self->outbox_refused, 1);
+    return true;
+}
+
+//  The outbox is full: reported (metric, log once, channel.refused on the
+//  bus once it takes events again) and the event refused, never dropped
+//  silently.
+static void
+s_refused (events_t *self, const char *topic)
+{
+    ep_series_add (self->outbox_refused, 1);
+    if (!self->full)
+        ep_log_error ("event outbox full (%zu events, %zu bytes): %s not recorded, joins refused "
+                      "until the bus takes the backlog; is the bus up?",
+                      ep_outbox_count (self->outbox), ep_outbox_bytes (self->outbox), topic);
+    self->full = true;
+}
+
 //  Publishes on topic an event whose body (of the kind body_case says) is
-//  body.
+//  body: through the outbox (decided once synced by events_flush), or
+//  straight away for beacons, which the next one replaces.
 static void
 s_publish (events_t *self, const char *topic, Ep__Event__BodyCase body_case, ProtobufCMessage *body)
 {
     Ep__Event event = EP__EVENT__INIT;
     event.body_case = body_case;
     event.connect = (Ep__ConnectEvent *) body;      //  the body union: any member will do
-    if (ep_publisher_send (self->publisher, topic, &event) != 0)
+    if (!self->outbox || streq (topic, "presence.beacon")) {
+        if (ep_publisher_send (self->publisher, topic, &event) != 0)
+            ep_log_warn ("could not publish %s (larger than the cap)", topic);
+        return;
+    }
+    size_t size = ep__event__get_packed_size (&event);
+    if (size > EP_CODEC_DEFAULT_CAP) {
         ep_log_warn ("could not publish %s (larger than the cap)", topic);
+        return;
+    }
+    uint8_t *bytes = (uint8_t *) malloc (size? size: 1);
+    EP_ASSERT (bytes);
+    ep__event__pack (&event, bytes);
+    char err [512];
+    int64_t seq = ep_outbox_append (self->outbox, topic, bytes, size, err, sizeof err);
+    free (bytes);
+    if (seq == 0)
+        s_refused (self, topic);
+    else
+    if (seq < 0)
+        ep_log_error ("%s: %s not recorded", err, topic);
+}
+
+void
+events_flush (events_t *self, bool bus_live, int64_t now_ms)
+{
+    if (!self->outbox)
+        return;
+    char err [512];
+    if (ep_outbox_sync (self->outbox, err, sizeof err) != 0) {
+        ep_log_error ("%s", err);
+        return;
+    }
+    if (!bus_live)
+        return;
+    //  Nothing came back for a while: the bus lost what was in flight
+    //  (restarted, or its subscription had not reached us yet).
+    if (self->oldest_sent_ms && now_ms - self->oldest_sent_ms >= RESEND_MS) {
+        ep_outbox_rewind (self->outbox);
+        self->oldest_sent_ms = 0;
+    }
+    ep_outbox_record_t record;
+    while (ep_outbox_next (self->outbox, &record)) {
+        Ep__Event *event = ep__event__unpack (NULL, record.size, record.body);
+        if (!event)
+            continue;           //  it passed its CRC: our own bytes, so not expected
+        char id [160];
+        snprintf (id, sizeof id, "%s:%llu", self->instance_id, (unsigned long long) record.seq);
+        ep__stream_meta__free_unpacked (event->meta, NULL);
+        event->meta = NULL;
+        ep_publisher_send_id (self->publisher, record.topic, event, id);
+        ep__event__free_unpacked (event, NULL);
+        if (!self->oldest_sent_ms)
+            self->oldest_sent_ms = now_ms;
+    }
+    if (self->full && !ep_outbox_full (self->outbox, 4096)) {
+        self->full = false;
+        ep_log_info ("event outbox has room again (%zu events): joins accepted",
+                     ep_outbox_count (self->outbox));
+    }
+}
+
+void
+events_echo (events_t *self, const Ep__Event *event)
+{
+    const char *id = self->outbox && event->meta? event->meta->event_id: NULL;
+    size_t len = self->instance_id? strlen (self->instance_id): 0;
+    if (!id || strncmp (id, self->instance_id, len) != 0 || id [len] != ':')
+        return;
+    char err [512];
+    size_t before = ep_outbox_count (self->outbox);
+    if (ep_outbox_ack (self->outbox, strtoull (id + len + 1, NULL, 10), err, sizeof err) != 0)
+        ep_log_error ("%s", err);
+    if (ep_outbox_count (self->outbox) != before)
+        self->oldest_sent_ms = ep_outbox_in_flight (self->outbox)? self->oldest_sent_ms: 0;
+    ep_series_set (self->outbox_depth, (double) ep_outbox_count (self->outbox));
 }
 
 void

@@ -31,6 +31,29 @@ events_t *
 void
     events_destroy (events_t **self_p);
 
+//  Puts every event but presence.beacon through a durable outbox at path
+//  (ep_outbox.h), bounded by max_events and max_bytes: decided once synced
+//  (events_flush), sent at least once with the event id
+//  "<source id>:<seq>", kept until it comes back through the bus
+//  (events_echo). Returns 0, or -1 (logged).
+int
+    events_open_outbox (events_t *self, const char *path, size_t max_events, size_t max_bytes);
+
+//  True (and counted) when the outbox has no room for another event: the
+//  caller refuses new joins (back-pressure), never heartbeats.
+bool
+    events_full (events_t *self);
+
+//  Syncs what was recorded this turn (one fsync), then, if bus_live,
+//  publishes what is synced and not sent, resending the unacknowledged
+//  when none came back for a while.
+void
+    events_flush (events_t *self, bool bus_live, int64_t now_ms);
+
+//  An event from the bus: one of ours coming back acknowledges it.
+void
+    events_echo (events_t *self, const Ep__Event *event);
+
 //  Where this instance is reached (borrowed, may be NULL until known): its
 //  API, its channel as peers dial it, its ctrl id. Presence and connect
 //  events carry them.

@@ -34,6 +34,7 @@ main (int argc, char **argv)
     static const char *liveness_words [] = { "adaptive", "fixed", NULL };
     static int64_t joined_cap, out_cap, budget, max_handshakes, max_per_source, ctrl_lifetime;
     static int64_t slice_stale;
+    static int64_t outbox_max, outbox_bytes;
     ep_opt_t opts [] = {
         { .name = "channel-listen", .env = "EDGEPLANE_CHANNEL_LISTEN", .def = EP_DEFAULT_CHANNEL_LISTEN,
           .type = EP_OPT_HOSTPORT, .str = &channel_listen, .help = "The TLS control channel routers dial." },
@@ -105,6 +106,12 @@ main (int argc, char **argv)
         { .name = "slice-stale", .env = "EDGEPLANE_SLICE_STALE", .def = "60s", .type = EP_OPT_DURATION,
           .num = &slice_stale, .min = 10, .max = 86400000,
           .help = "A router whose acknowledged slice has been superseded this long is stale (router.slice.stale)." },
+        { .name = "outbox-max", .env = "EDGEPLANE_OUTBOX_MAX", .def = "100000", .type = EP_OPT_INT,
+          .num = &outbox_max, .min = 1, .max = 100000000,
+          .help = "Events decided and not yet back through the bus, at most; when full, joins are refused." },
+        { .name = "outbox-bytes", .env = "EDGEPLANE_OUTBOX_BYTES", .def = "67108864", .type = EP_OPT_INT,
+          .num = &outbox_bytes, .min = 65536, .max = INT64_MAX,
+          .help = "Bytes of those events, at most (the file <data>/<source id>.outbox)." },
     };
     ep_service_t *service = ep_service_new ("watchdog", "Control-channel listener and connection watchdog.",
                                             EP_HTTP_LISTEN_WATCHDOG, opts, EP_COUNT (opts), argc, argv);
@@ -117,7 +124,7 @@ main (int argc, char **argv)
         .heartbeat_timeout_ms = heartbeat_timeout, .frame_timeout_ms = frame_timeout,
         .drain_grace_ms = drain_grace, .joined_cap = joined_cap, .out_cap = out_cap,
         .budget = budget, .max_handshakes = max_handshakes, .max_per_source = max_per_source,
-        .slice_stale_ms = slice_stale
+        .slice_stale_ms = slice_stale, .outbox_max = outbox_max, .outbox_bytes = outbox_bytes
     };
     config.adaptive = streq (liveness, "adaptive");
     config.liveness_floor_ms = liveness_floor;

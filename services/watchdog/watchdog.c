@@ -1,5 +1,6 @@
 /*  watchdog.c: the watchdog service object and its loop (see watchdog.h). */
 #include "watchdog.h"
+#include "ep_file.h"
 #include "ep_log.h"
 #include "api.h"
 #include "channel.h"
@@ -115,6 +116,8 @@ static conn_peer_t
 s_verdict (void *arg, const char *role, const char *id)
 {
     watchdog_t *self = (watchdog_t *) arg;
+    if (events_full (self->events))
+        return CONN_PEER_BUSY;      //  its join could not be recorded
     if (streq (role, "router")) {
         const Ep__Entity *router = ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_ROUTER, id);
         if (!router)
@@ -568,6 +571,7 @@ s_bus_events (watchdog_t *self)
     char *topic = NULL;
     Ep__Event *event;
     while ((event = ep_subscriber_recv (self->bus, 0, &topic))) {
+        events_echo (self->events, event);
         if (event->body_case == EP__EVENT__BODY_PRESENCE && streq (topic, "presence.join"))
             s_on_presence (self, event->presence);
         else
@@ -698,6 +702,8 @@ watchdog_run (watchdog_t *self)
         ep_tls_server_process (self->server);
         resume_flush (self->resume);
         s_periodic (self);
+        events_flush (self->events, ep_tracker_seen (ep_subscriber_tracker (self->bus), "presence"),
+                      ep_mono_ms ());
         if (ep_service_interrupted (self->service) && !self->draining)
             s_drain (self);
         if (self->draining && (ep_tls_server_size (self->server) == 0 || ep_mono_ms () >= self->drain_deadline
@@ -708,6 +714,24 @@ watchdog_run (watchdog_t *self)
 
 //  -------------------------------------------------------------------------
 //  Start
+
+//  The outbox of our events, a file per instance id in the data directory
+//  (replicas sharing a volume do not collide), and the subscriptions that
+//  bring them back to acknowledge them.
+static int
+s_open_outbox (watchdog_t *self)
+{
+    if (ep_file_mkdirs (self->opts->data_dir, 0700, NULL, 0) != 0)
+        ep_log_warn ("cannot create %s", self->opts->data_dir);
+    char *path = zsys_sprintf ("%s/%s.outbox", self->opts->data_dir, ep_service_source_id (self->service));
+    int rc = events_open_outbox (self->events, path, (size_t) self->config.outbox_max,
+                                 (size_t) self->config.outbox_bytes);
+    free (path);
+    static const char *echoes [] = { "connect.", "stray.", "cluster.", "channel.", "router.", "presence.leave" };
+    for (size_t i = 0; rc == 0 && i < EP_COUNT (echoes); i++)
+        ep_subscriber_subscribe (self->bus, echoes [i]);
+    return rc;
+}
 
 //  The bus (publisher, subscriber), the model (follower), the services
 //  (relay) and our API. Returns 0, or -1 (logged).
@@ -733,6 +757,8 @@ s_connect (watchdog_t *self)
                                self->config.stray_log_level);
     ep_subscriber_subscribe (self->bus, "presence.join");
     ep_subscriber_subscribe (self->bus, "presence.beacon");
+    if (s_open_outbox (self) != 0)
+        return -1;
     self->relay = relay_new (self->service, s_router_conn, self);
     if (self->relay)
         self->api = api_new (self->service, self->config.listen, self->config.advertise);

@@ -45,6 +45,8 @@ typedef struct {
     int64_t max_handshakes;
     int64_t max_per_source;
     int64_t slice_stale_ms;         //  an acknowledged slice superseded this long is stale
+    int64_t outbox_max;             //  events decided and not back through the bus, at most
+    int64_t outbox_bytes;           //  their bytes, at most
 } watchdog_config_t;
 
 //  The watchdog of service (borrowed), not yet started.

@@ -169,7 +169,9 @@ s_assert_stray (const ep_logged_t *e, const s_case_t *c, int64_t before, int64_t
         cr_assert_lt (e->timestamp - accepted, GRACE_MS, "%s: reported at the Hello", c->step);
     else
         cr_assert_geq (e->timestamp - accepted, GRACE_MS - 1, "%s: reported before the grace ended", c->step);
-    size_t fields = 7 + 4;
+    size_t fields = 8 + 4;      //  the common seven and the outbox's event_id, and the body's
+    cr_assert (strncmp (s_text (e, "event_id"), s_text (e, "event_src_id"), strlen (s_text (e, "event_src_id"))) == 0,
+               "%s: event_id %s", c->step, s_text (e, "event_id"));
     if (c->version) {
         cr_assert_eq (s_int (e, "protocol_version"), c->version, "%s", c->step);
         fields++;

@@ -135,6 +135,7 @@ Test (conn, each_refusal_has_its_own_reason)
         { EP__ROLE__ROLE_ROUTER, "r1", CONN_PEER_UNKNOWN, "unknown-router" },
         { EP__ROLE__ROLE_ROUTER, "r1", CONN_PEER_DISABLED, "router-disabled" },
         { EP__ROLE__ROLE_ROUTER, "r1", CONN_PEER_DELETED, "router-deleted" },
+        { EP__ROLE__ROLE_ROUTER, "r1", CONN_PEER_BUSY, "event-outbox-full" },
     };
     for (size_t i = 0; i < EP_COUNT (cases); i++) {
         conn_actions_t a;
