@@ -19,6 +19,7 @@ struct _hub_stream_t {
     size_t capacity;            //  bytes allocated
     bool asleep;                //  the HTTP side waits for a wake
     bool ending;                //  end once the queue is read (dropped, shutdown)
+    bool partial;               //  what was read so far ends inside an event
     int64_t last_ms;            //  when something was last queued
     void *cursor;               //  its place in the hub's list
 };
@@ -107,7 +108,15 @@ s_queue (hub_t *self, hub_stream_t *stream, const char *data, size_t size, int64
         int length = snprintf (notice, sizeof notice,
             "event: dropped\ndata: {\"reason\":\"slow-reader\",\"queued_bytes\":%zu,\"bound_bytes\":%zu,"
             "\"last_seq\":%" PRIu64 "}\n\n", queued, self->config.stream_bytes, self->seq);
-        stream->offset = stream->size = 0;
+        //  The rest of an event the reader has begun stays, so the notice
+        //  starts on an event boundary (else the reader sees one garbled
+        //  event and no notice).
+        char *end = stream->partial? memmem (stream->buffer + stream->offset,
+                                              stream->size - stream->offset, "\n\n", 2): NULL;
+        if (end)
+            stream->size = (size_t) (end + 2 - stream->buffer);
+        else
+            stream->offset = stream->size = 0;
         self->dropped++;
         s_queue (self, stream, notice, (size_t) length, now, true);
         stream->ending = true;
@@ -318,6 +327,8 @@ hub_read (hub_t *self, hub_stream_t *stream, char *buffer, size_t max, size_t *c
     if (*copied) {
         memcpy (buffer, stream->buffer + stream->offset, *copied);
         stream->offset += *copied;
+        //  Every event ends in a blank line ("\n\n").
+        stream->partial = *copied < 2 || buffer [*copied - 1] != '\n' || buffer [*copied - 2] != '\n';
         result = HUB_DATA;
     }
     else

@@ -137,6 +137,39 @@ Test (console_hub, a_slow_stream_is_dropped_at_its_bound_and_the_others_are_not)
     hub_destroy (&hub);
 }
 
+//  A reader that has taken half an event when the bound is hit gets the
+//  rest of that event, then the notice on its own: seen as one garbled
+//  event and no notice when the queue was cut mid-event.
+Test (console_hub, a_stream_dropped_mid_event_gets_that_event_whole_then_the_notice)
+{
+    s_calls_t calls = { 0 };
+    hub_t *hub = s_hub (&calls, 1000, 4096, 7);
+    hub_stream_t *slow = hub_open (hub, NULL, NULL, (void *) 1, 0);
+    char *opening = s_drain (hub, slow, NULL);
+    free (opening);
+    s_publish (hub, "connect", "r1", 0);
+    char half [20];
+    size_t copied;
+    cr_assert_eq (hub_read (hub, slow, half, sizeof half, &copied), HUB_DATA);
+    cr_assert_eq (copied, sizeof half);
+    for (int i = 1; hub_dropped (hub) == 0; i++)
+        s_publish (hub, "connect", "r1", i);
+    hub_read_t last;
+    char *rest = s_drain (hub, slow, &last);
+    char *text = zsys_sprintf ("%.*s%s", (int) copied, half, rest);
+    cr_assert (strncmp (text, "id: ", 4) == 0, "%s", text);
+    //  One whole event, then the notice, then the end.
+    const char *notice = strstr (text, "\n\nevent: dropped\ndata: {\"reason\":\"slow-reader\"");
+    cr_assert_not_null (notice, "the notice does not start on an event boundary: %s", text);
+    cr_assert_eq (s_count (text, "data: {\"namespace\""), 1, "%s", text);
+    cr_assert (strstr (text, "\"src_id\":\"r1\"}\n\n"), "the begun event is whole: %s", text);
+    cr_assert_eq (last, HUB_END);
+    free (text);
+    free (rest);
+    hub_close (hub, &slow);
+    hub_destroy (&hub);
+}
+
 Test (console_hub, last_event_id_resumes_from_the_ring)
 {
     s_calls_t calls = { 0 };
