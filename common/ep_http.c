@@ -31,7 +31,9 @@ struct _ep_http_t {
 };
 
 //  Marks a connection that leaves fewer than EP_FDLIMIT_HEADROOM
-//  descriptors free once accepted: it is refused (s_handle_request).
+//  descriptors free once accepted: its requests for the process's own
+//  routes are refused (s_handle_request). Every answer here is queued on
+//  the first call, so libmicrohttpd closes the connection after it.
 static void
 s_notify (void *cls, struct MHD_Connection *connection, void **socket_context,
           enum MHD_ConnectionNotificationCode toe)
@@ -62,9 +64,6 @@ s_reply (struct MHD_Connection *connection, unsigned int status,
     MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header (response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-    //  At the limit no connection is kept idle for the next request.
-    if (s_at_limit (connection))
-        MHD_add_response_header (response, MHD_HTTP_HEADER_CONNECTION, "close");
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header (response, MHD_HTTP_HEADER_RETRY_AFTER, "5");
     enum MHD_Result rc = MHD_queue_response (connection, status, response);
