@@ -9,8 +9,9 @@
       edgeplane_fd_limit_refusals_total{what="channel"}), and once the
       load goes a new router joins.
     - The model with no descriptor spare keeps applying and answering
-      writes on the connection it has, and takes more once its limit is
-      raised.
+      writes on the connection it has, refuses a snapshot (which needs a
+      read connection to its store) UNAVAILABLE with the reason logged,
+      and takes more once its limit is raised.
     - The terminators and the reaper with three descriptors spare: writes
       on the connection they have are applied and answered; new clients
       take the descriptors, /metrics answers on one while it is free (and
@@ -38,7 +39,6 @@
 #include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -110,65 +110,8 @@ s_fleet (ep_stack_t *stack, const char *prefix, int count, const char *channel)
     return fleet;
 }
 
-Test (fdlimit, watchdog_at_its_descriptor_limit_keeps_its_routers_refuses_new_ones_and_recovers, .timeout = 120)
-{
-    ep_stack_t *stack = ep_stack_new ("fdlimit");
-    ep_proc_t *watchdog = ep_stack_start (stack, "watchdog", 20000);
-    const char *channel = ep_proc_endpoint (watchdog, "channel");
-    s_probe_t probe = { watchdog, 5 };
-    ep_proc_t *first = s_fleet (stack, "a-", 5, channel);
-    cr_assert (ep_wait_until (s_joined_at_least, &probe, 30000), "the first fleet did not join");
-
-    //  The soft limit (the hard one stays, so it can be raised again): what
-    //  it holds now plus two.
-    pid_t pid = ep_proc_pid (watchdog);
-    int limit = s_open_fds (pid) + 2;
-    char command [128];
-    snprintf (command, sizeof command, "prlimit --pid %d --nofile=%d:", (int) pid, limit);
-    cr_assert_eq (ep_run (command, NULL), 0, "%s failed", command);
-    ep_proc_t *second = s_fleet (stack, "b-", 6, channel);
-    cr_assert (ep_wait_until (s_refused_fd_limit, &probe, 20000), "no fd-limit refusal in the watchdog's log");
-
-    //  The load goes: the watchdog still runs, the first fleet is joined,
-    //  the refusals are counted, and a new router joins.
-    ep_proc_destroy (&second);
-    cr_assert_eq (kill (pid, 0), 0, "the watchdog died at its descriptor limit");
-    cr_assert (ep_wait_until (s_joined_at_least, &probe, 10000), "the first fleet left the watchdog");
-    cr_assert_gt (s_metric (watchdog, "edgeplane_channel_refused_total{reason=\"fd-limit\"}"), 0);
-    cr_assert_gt (s_metric (watchdog, "edgeplane_fd_limit_refusals_total{what=\"channel\"}"), 0);
-    ep_proc_t *third = s_fleet (stack, "c-", 1, channel);
-    probe.want = 6;
-    cr_assert (ep_wait_until (s_joined_at_least, &probe, 30000), "no new router joined after the load went");
-    ep_proc_destroy (&third);
-    ep_proc_destroy (&first);
-    ep_stack_destroy (&stack);
-}
-
-Test (fdlimit, model_at_its_descriptor_limit_keeps_serving_its_connected_clients, .timeout = 60)
-{
-    ep_stack_t *stack = ep_stack_new ("fdlimit-model");
-    ep_stack_create_service (stack, "before");      //  the stack's client is connected now
-    pid_t pid = ep_proc_pid (ep_stack_service (stack, "model"));
-    char command [128];
-    int open_fds = s_open_fds (pid);
-    snprintf (command, sizeof command, "prlimit --pid %d --nofile=%d:", (int) pid, open_fds);
-    cr_assert_eq (ep_run (command, NULL), 0, "%s failed", command);
-    //  Not one descriptor spare: writes on the open connection are still
-    //  applied and answered (each asserts OK), and the model runs.
-    for (int i = 0; i < 20; i++) {
-        char id [32];
-        snprintf (id, sizeof id, "at-limit-%d", i);
-        ep_stack_create_service (stack, id);
-    }
-    cr_assert_eq (kill (pid, 0), 0, "the model died at its descriptor limit");
-    snprintf (command, sizeof command, "prlimit --pid %d --nofile=1024:", (int) pid);
-    cr_assert_eq (ep_run (command, NULL), 0);
-    ep_stack_create_service (stack, "after");
-    ep_stack_destroy (&stack);
-}
-
 //  ---------------------------------------------------------------------
-//  Plumbing for the tests below
+//  Plumbing
 
 //  The descriptor numbers pid holds in each of three readings of
 //  /proc/<pid>/fd, as held [n] for n < *size (caller frees): a descriptor
@@ -313,6 +256,79 @@ s_scraped (ep_proc_t *proc, const char *name, const char *series)
     double value = ep_metric_value (page, series);
     free (page);
     return value;
+}
+
+//  ---------------------------------------------------------------------
+//  The watchdog and the model
+
+Test (fdlimit, watchdog_at_its_descriptor_limit_keeps_its_routers_refuses_new_ones_and_recovers, .timeout = 120)
+{
+    ep_stack_t *stack = ep_stack_new ("fdlimit");
+    ep_proc_t *watchdog = ep_stack_start (stack, "watchdog", 20000);
+    const char *channel = ep_proc_endpoint (watchdog, "channel");
+    s_probe_t probe = { watchdog, 5 };
+    ep_proc_t *first = s_fleet (stack, "a-", 5, channel);
+    cr_assert (ep_wait_until (s_joined_at_least, &probe, 30000), "the first fleet did not join");
+
+    //  The soft limit (the hard one stays, so it can be raised again): what
+    //  it holds now plus two.
+    pid_t pid = ep_proc_pid (watchdog);
+    int limit = s_open_fds (pid) + 2;
+    char command [128];
+    snprintf (command, sizeof command, "prlimit --pid %d --nofile=%d:", (int) pid, limit);
+    cr_assert_eq (ep_run (command, NULL), 0, "%s failed", command);
+    ep_proc_t *second = s_fleet (stack, "b-", 6, channel);
+    cr_assert (ep_wait_until (s_refused_fd_limit, &probe, 20000), "no fd-limit refusal in the watchdog's log");
+
+    //  The load goes: the watchdog still runs, the first fleet is joined,
+    //  the refusals are counted, and a new router joins.
+    ep_proc_destroy (&second);
+    s_assert_alive (watchdog, "watchdog");
+    cr_assert (ep_wait_until (s_joined_at_least, &probe, 10000), "the first fleet left the watchdog");
+    cr_assert_gt (s_metric (watchdog, "edgeplane_channel_refused_total{reason=\"fd-limit\"}"), 0);
+    cr_assert_gt (s_metric (watchdog, "edgeplane_fd_limit_refusals_total{what=\"channel\"}"), 0);
+    ep_proc_t *third = s_fleet (stack, "c-", 1, channel);
+    probe.want = 6;
+    cr_assert (ep_wait_until (s_joined_at_least, &probe, 30000), "no new router joined after the load went");
+    ep_proc_destroy (&third);
+    ep_proc_destroy (&first);
+    ep_stack_destroy (&stack);
+}
+
+Test (fdlimit, model_at_its_descriptor_limit_keeps_serving_its_connected_clients, .timeout = 60)
+{
+    ep_stack_t *stack = ep_stack_new ("fdlimit-model");
+    ep_stack_create_service (stack, "before");      //  the stack's client is connected now
+    pid_t pid = ep_proc_pid (ep_stack_service (stack, "model"));
+    long before = s_limit_leaving (pid, 0);
+    //  Not one descriptor spare: writes on the open connection are still
+    //  applied and answered (each asserts OK), and the model runs.
+    for (int i = 0; i < 20; i++) {
+        char id [32];
+        snprintf (id, sizeof id, "at-limit-%d", i);
+        ep_stack_create_service (stack, id);
+    }
+    s_assert_alive (ep_stack_service (stack, "model"), "model");
+    //  A snapshot needs descriptors of its own (a read connection to the
+    //  store): refused UNAVAILABLE, and the log says why.
+    Ep__SnapshotRequest snapshot = EP__SNAPSHOT_REQUEST__INIT;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_SNAPSHOT;
+    request.snapshot = &snapshot;
+    Ep__ModelReply *reply = ep_stack_model_call (stack, &request);
+    cr_assert (reply->status && reply->status->code == EP__STATUS__CODE__UNAVAILABLE,
+               "a snapshot at the limit: %s", reply->status? reply->status->message: "OK");
+    ep__model_reply__free_unpacked (reply, NULL);
+    char *log = ep_proc_log (ep_stack_service (stack, "model"));
+    cr_assert (log && strstr (log, "at the descriptor limit: raise it"), "the model did not say why:\n%s", log);
+    free (log);
+    s_set_limit (pid, before);
+    ep_stack_create_service (stack, "after");
+    reply = ep_stack_model_call (stack, &request);
+    cr_assert (!reply->status || reply->status->code == EP__STATUS__CODE__OK,
+               "a snapshot after the limit was raised: %s", reply->status->message);
+    ep__model_reply__free_unpacked (reply, NULL);
+    ep_stack_destroy (&stack);
 }
 
 //  ---------------------------------------------------------------------
