@@ -8,10 +8,11 @@
     is under way finish (a reply, a scrape, a log rotation, another
     thread's socket) between a check and its use.
 
-    Who refuses what: ep_http answers a new HTTP connection 503 (but
-    /metrics, /healthz and /readyz), ep_curve_client_socket makes no client
-    socket (an RPC call, a subscriber, a publisher), ep_tls_server accepts
-    and closes a channel connection. Each refusal is counted here, for the
+    Who refuses what: ep_http answers a new HTTP connection 503 on a
+    process's own routes (the console's; /metrics, /healthz and /readyz
+    still answer), ep_curve_client_socket makes no client socket (an RPC
+    call, a subscriber, a publisher), ep_tls_server accepts and closes a
+    channel connection. Each refusal is counted here, for the
     process (the limit is the process's), and rendered by ep_metrics as
     edgeplane_fd_limit_refusals_total{what}; it is logged at most once a
     second per kind, with the number since the line before.
