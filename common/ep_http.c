@@ -8,11 +8,15 @@
 #include "ep_prelude.h"
 #include "ep_http.h"
 #include "ep_addr.h"
+#include "ep_fdlimit.h"
 #include <microhttpd.h>
 #include <pthread.h>
 #include <unistd.h>
 
 #define EP_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+//  The socket context of a connection accepted at the descriptor limit.
+static char s_at_limit_mark;
 
 struct _ep_http_t {
     struct MHD_Daemon *daemon;  //  libmicrohttpd, serving from its own thread
@@ -27,6 +31,27 @@ struct _ep_http_t {
     char address [EP_ADDR_TEXT_MAX];    //  where a local client reaches us
 };
 
+//  Marks a connection that leaves fewer than EP_FDLIMIT_HEADROOM
+//  descriptors free once accepted: its requests for the process's own
+//  routes are refused (s_handle_request). Every answer here is queued on
+//  the first call, so libmicrohttpd closes the connection after it.
+static void
+s_notify (void *cls, struct MHD_Connection *connection, void **socket_context,
+          enum MHD_ConnectionNotificationCode toe)
+{
+    (void) cls;
+    (void) connection;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        *socket_context = ep_fdlimit_reached ()? &s_at_limit_mark: NULL;
+}
+
+static bool
+s_at_limit (struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info (connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info && info->socket_context == &s_at_limit_mark;
+}
+
 static enum MHD_Result
 s_reply (struct MHD_Connection *connection, unsigned int status,
          const char *type, char *body)
@@ -40,6 +65,8 @@ s_reply (struct MHD_Connection *connection, unsigned int status,
     MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header (response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+        MHD_add_response_header (response, MHD_HTTP_HEADER_RETRY_AFTER, "5");
     enum MHD_Result rc = MHD_queue_response (connection, status, response);
     MHD_destroy_response (response);
     return rc;
@@ -54,6 +81,16 @@ s_handle_request (void *cls, struct MHD_Connection *connection, const char *url,
 {
     (void) version;
     ep_http_t *self = (ep_http_t *) cls;
+    bool builtin = streq (url, "/metrics") || streq (url, "/healthz") || streq (url, "/readyz");
+    //  A process's own routes are refused on a connection accepted at the
+    //  descriptor limit (a console stream would hold it for good); the
+    //  three above are short and say what state the process is in.
+    if (self->handler && !builtin && s_at_limit (connection)) {
+        ep_fdlimit_refused (EP_FDLIMIT_HTTP);
+        return s_reply (connection, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
+                        strdup ("{\"error\":\"at the descriptor limit: new connections are refused until "
+                                "some close; try again later\"}"));
+    }
     int result;
     if (self->handler && self->handler (self->handler_arg, connection, url, method, upload_data,
                                         upload_data_size, con_cls, &result))
@@ -107,6 +144,7 @@ ep_http_new (const char *listen, ep_metrics_t *metrics)
             0, NULL, NULL, s_handle_request, self,
             MHD_OPTION_LISTEN_SOCKET, fd,
             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 30,
+            MHD_OPTION_NOTIFY_CONNECTION, s_notify, NULL,
             MHD_OPTION_END);
         if (!self->daemon) {
             snprintf (error, sizeof error, "libmicrohttpd did not start (see its message above)");

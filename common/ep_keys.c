@@ -6,6 +6,7 @@
     byte is written, whatever the umask.
 */
 #include "ep_keys.h"
+#include "ep_fdlimit.h"
 #include "ep_file.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -300,35 +301,18 @@ ep_curve_client (zsock_t *sock, zcert_t *cert, const char *server_public_txt)
     return 0;
 }
 
-#define EP_SOCKET_FD_HEADROOM 8
-
-//  True if a few descriptors are free: a ZeroMQ socket takes one (its
-//  mailbox) and its connection another; the rest is headroom for the
-//  process's other threads between this check and zsock_new. errno is
-//  EMFILE (or ENFILE) when false.
-static bool
-s_descriptors_spare (void)
-{
-    int fds [EP_SOCKET_FD_HEADROOM];
-    size_t count = 0;
-    for (; count < EP_COUNT (fds); count++)
-        if ((fds [count] = open ("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
-            break;
-    int saved = errno;
-    for (size_t i = 0; i < count; i++)
-        close (fds [i]);
-    errno = saved;
-    return count == EP_COUNT (fds);
-}
-
 zsock_t *
 ep_curve_client_socket (int type, zcert_t *cert, const char *server_key)
 {
     //  NULL near the descriptor limit: the caller refuses the work that
     //  needed the socket, and the service goes on (czmq asserts when
-    //  libzmq cannot make one, so we look first).
-    if (!s_descriptors_spare ())
+    //  libzmq cannot make one, so we look first). errno says why.
+    if (ep_fdlimit_reached ()) {
+        int error = errno;
+        ep_fdlimit_refused (EP_FDLIMIT_SOCKET);
+        errno = error;
         return NULL;
+    }
     zsock_t *sock = zsock_new (type);
     if (!sock)
         return NULL;

@@ -7,6 +7,7 @@
 */
 #include "ep_prelude.h"
 #include "ep_metrics.h"
+#include "ep_fdlimit.h"
 #include <dirent.h>
 #include <math.h>
 #include <pthread.h>
@@ -61,6 +62,8 @@ struct _ep_metrics_t {
     ep_series_t *open_fds;      //  process_open_fds
     ep_series_t *max_fds;       //  process_max_fds
     ep_series_t *start_time;    //  process_start_time_seconds
+    ep_series_t *fd_refusals [EP_FDLIMIT_KINDS];   //  edgeplane_fd_limit_refusals_total{what}
+    ep_series_t *fd_reached;    //  edgeplane_fd_limit_reached_total
     double boot_time;           //  system boot, seconds since the epoch
 };
 
@@ -520,6 +523,10 @@ s_refresh_process (ep_metrics_t *self)
     struct rlimit limit;
     if (getrlimit (RLIMIT_NOFILE, &limit) == 0)
         s_series_store (self->max_fds, (double) limit.rlim_cur);
+    //  Counted by the process (ep_fdlimit), as the limit is the process's.
+    for (int what = 0; what < EP_FDLIMIT_KINDS; what++)
+        s_series_store (self->fd_refusals [what], (double) ep_fdlimit_refusals ((ep_fdlimit_what_t) what));
+    s_series_store (self->fd_reached, (double) ep_fdlimit_reached_count ());
 }
 
 char *
@@ -593,6 +600,14 @@ ep_metrics_new (const char *service)
         "Maximum number of open file descriptors.");
     self->start_time = s_process_gauge (self, "process_start_time_seconds",
         "Start time of the process since unix epoch in seconds.");
+    ep_counter_t *refusals = ep_metrics_counter (self, "edgeplane_fd_limit_refusals_total",
+        "New work refused at the descriptor limit, by what (http, socket, channel).",
+        1, (const char *[]) { "what" });
+    for (int what = 0; what < EP_FDLIMIT_KINDS; what++)
+        self->fd_refusals [what] = ep_counter_series (refusals,
+            (const char *[]) { ep_fdlimit_what_name ((ep_fdlimit_what_t) what) });
+    self->fd_reached = ep_counter_series (ep_metrics_counter (self, "edgeplane_fd_limit_reached_total",
+        "Times the process was found at its descriptor limit (checked once a second).", 0, NULL), NULL);
 
     self->requests = ep_metrics_counter (self, "edgeplane_requests_total",
         "Requests handled, by operation and status code.",

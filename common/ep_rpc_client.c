@@ -49,8 +49,11 @@ ep_rpc_client_new (const char *endpoint, zcert_t *cert, const char *server_key)
         if (!(self->dealer = s_connect (self)))
             break;
     }
-    if (self->dealer) {
-        self->current = 0;
+    //  One endpoint: keep the connection just made (a second would cost
+    //  the service a descriptor and a handshake for nothing).
+    bool several = self->count > 1;
+    self->current = 0;
+    if (self->dealer && several) {
         zsock_destroy (&self->dealer);
         self->dealer = s_connect (self);
     }

@@ -1,5 +1,6 @@
 /*  ep_service.c: process scaffolding shared by every service. */
 #include "ep_service.h"
+#include "ep_fdlimit.h"
 #include "ep_lock.h"
 #include "ep_publisher.h"
 #include "ep_ready.h"
@@ -204,6 +205,9 @@ ep_service_wait (ep_service_t *self, zpoller_t *poller, int64_t timeout_ms)
     void *which = zpoller_wait (poller, (int) (timeout_ms > INT32_MAX? INT32_MAX: timeout_ms));
     if (which == ep_service_auth_actor (self))
         ep_auth_check (self->auth);
+    //  A ZeroMQ listener cannot refuse at the limit (ep_fdlimit.h): the
+    //  log says why new clients wait.
+    ep_fdlimit_watch (ep_mono_ms ());
     return which == ep_service_auth_actor (self)? NULL: which;
 }
 

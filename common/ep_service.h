@@ -76,7 +76,8 @@ int
     ep_service_ready (ep_service_t *self);
 
 //  Waits on poller (which must include ep_service_auth_actor) for at most
-//  timeout_ms. Exits the process if zauth died. Returns the readable socket,
+//  timeout_ms. Exits the process if zauth died; logs when the process
+//  reaches its descriptor limit and leaves it (ep_fdlimit_watch). Returns the readable socket,
 //  or NULL on timeout or interrupt (check ep_service_interrupted).
 void *
     ep_service_wait (ep_service_t *self, zpoller_t *poller, int64_t timeout_ms);

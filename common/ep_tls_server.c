@@ -7,6 +7,7 @@
 #include "ep_tls_server.h"
 #include "ep_addr.h"
 #include "ep_chan_io.h"
+#include "ep_fdlimit.h"
 #include "ep_heap.h"
 #include "ep_log.h"
 #include <arpa/inet.h>
@@ -396,6 +397,7 @@ s_accept_spare (ep_tls_server_t *self)
     if (fd >= 0)
         close (fd);
     self->spare_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+    ep_fdlimit_refused (EP_FDLIMIT_CHANNEL);
     if (self->listen_handler->rejected)
         self->listen_handler->rejected (self->listen_arg, "?", "fd-limit");
 }
@@ -431,6 +433,8 @@ s_accept (ep_tls_server_t *self)
         &&  (intptr_t) zhashx_lookup (self->per_source, ip) >= self->config.max_per_source)
             reject = "source-cap";
         if (reject || fd >= self->conns_size) {
+            if (!reject)
+                ep_fdlimit_refused (EP_FDLIMIT_CHANNEL);
             if (self->listen_handler->rejected)
                 self->listen_handler->rejected (self->listen_arg, remote, reject? reject: "fd-limit");
             close (fd);

@@ -8,6 +8,7 @@
 */
 #include "modelstore_sqlite.h"
 #include "ep_log.h"
+#include <errno.h>
 #include <stdarg.h>
 #include <sqlite3.h>
 
@@ -464,8 +465,11 @@ s_view_open (void *backend, uint64_t *revision)
         *revision = strtoull ((const char *) sqlite3_column_text (stmt, 0), NULL, 10);
     sqlite3_finalize (stmt);
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        s_failed (self, "cannot open a read of %s: %s", path,
-                  view->db? sqlite3_errmsg (view->db): "out of memory");
+        //  A read needs descriptors of its own: say so at the limit.
+        int error = view->db? sqlite3_system_errno (view->db): 0;
+        s_failed (self, "cannot open a read of %s: %s%s", path,
+                  view->db? sqlite3_errmsg (view->db): "out of memory",
+                  error == EMFILE || error == ENFILE? " (at the descriptor limit: raise it or lower the load)": "");
         sqlite3_close_v2 (view->db);
         free (view);
         return NULL;

@@ -12,6 +12,7 @@
 #include "slicediff.h"
 #include "ep_addr.h"
 #include "ep_codec.h"
+#include "ep_fdlimit.h"
 #include "ep_follower.h"
 #include "ep_model_view.h"
 #include "ep_subscriber.h"
@@ -631,6 +632,7 @@ s_periodic (watchdog_t *self)
         self->next_crl = now + CRL_CHECK_MS;
     }
     identity_check (self->identity);
+    ep_fdlimit_watch (now);     //  its loop polls itself, without ep_service_wait
 }
 
 //  SIGTERM: stop accepting, tell every router to go elsewhere.

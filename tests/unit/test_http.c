@@ -4,7 +4,10 @@
 #include "ep_test.h"
 #include "ep_http.h"
 #include "ep_addr.h"
+#include "ep_fdlimit.h"
 #include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
@@ -255,4 +258,64 @@ Test (http, serves_past_fd_1024)
     for (size_t i = 0; i < EP_COUNT (fillers); i++)
         close (fillers [i]);
     close (null_fd);
+}
+
+//  A handler with one route of its own, as the console has.
+static bool
+s_own_route (void *arg, struct MHD_Connection *connection, const char *url, const char *method,
+             const char *upload_data, size_t *upload_data_size, void **con_cls, int *result)
+{
+    (void) arg; (void) method; (void) upload_data; (void) upload_data_size; (void) con_cls;
+    if (!streq (url, "/own"))
+        return false;
+    static char body [] = "mine\n";
+    struct MHD_Response *response = MHD_create_response_from_buffer (strlen (body), body, MHD_RESPMEM_PERSISTENT);
+    *result = MHD_queue_response (connection, MHD_HTTP_OK, response);
+    MHD_destroy_response (response);
+    return true;
+}
+
+//  At the descriptor limit (fewer than EP_FDLIMIT_HEADROOM free once the
+//  connection is accepted) the process's own routes answer 503 with the
+//  reason and are counted; /metrics, /healthz and /readyz still answer;
+//  with descriptors free again the route answers.
+Test (http, own_routes_refused_at_the_descriptor_limit_and_served_after)
+{
+    struct rlimit limit = { 256, 256 };
+    cr_assert_eq (setrlimit (RLIMIT_NOFILE, &limit), 0);
+    ep_metrics_t *metrics = ep_metrics_new ("limit");
+    ep_http_t *http = s_server (metrics);
+    ep_http_set_handler (http, s_own_route, NULL);
+    int port = ep_http_port (http);
+
+    //  Every descriptor taken, then four given back: the client's socket
+    //  and the accepted one leave two free.
+    int fillers [256], count = 0;
+    while (count < (int) EP_COUNT (fillers) && (fillers [count] = open ("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        count++;
+    cr_assert_eq (errno, EMFILE);
+    cr_assert_geq (count, 4);
+    for (int i = 0; i < 4; i++)
+        close (fillers [--count]);
+
+    reply_t r = s_request (port, "GET", "/own", NULL);
+    cr_assert_eq (r.status, 503, "%s", r.head? r.head: "no reply");
+    cr_assert (strstr (r.body, "descriptor limit"), "%s", r.body);
+    cr_assert (strstr (r.head, "\r\nRetry-After: "), "%s", r.head);
+    s_reply_free (&r);
+    cr_assert_eq (ep_fdlimit_refusals (EP_FDLIMIT_HTTP), 1);
+    r = s_request (port, "GET", "/metrics", NULL);
+    cr_assert_eq (r.status, 200);
+    cr_assert (strstr (r.body, "\nedgeplane_fd_limit_refusals_total{what=\"http\"} 1\n"), "%s", r.body);
+    s_reply_free (&r);
+
+    while (count > 0)
+        close (fillers [--count]);
+    r = s_request (port, "GET", "/own", NULL);
+    cr_assert_eq (r.status, 200);
+    cr_assert_str_eq (r.body, "mine\n");
+    s_reply_free (&r);
+    cr_assert_eq (ep_fdlimit_refusals (EP_FDLIMIT_HTTP), 1);
+    ep_http_destroy (&http);
+    ep_metrics_destroy (&metrics);
 }
