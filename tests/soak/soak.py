@@ -350,6 +350,7 @@ def plot(csv_path, png_path, columns, title):
     script = ["set terminal pngcairo size 1400,%d font 'DejaVu Sans,9'" % (300 * rows),
               "set output '%s'" % png_path, "set datafile separator ','",
               "set key top left font ',8'", "set xlabel 'seconds'", "set grid",
+              "set termoption noenhanced",   # names with _ as they are
               "set multiplot layout %d,2 title '%s'" % (rows, title)]
     for name, cols, scale in panels:
         script.append("set title '%s'" % name)
@@ -450,6 +451,7 @@ def main():
     with open(os.path.join(out, "summary.txt"), "w") as f:
         f.write(summary + "\n")
     print("soak: %s, %s/soak.png, %s/summary.txt" % (csv_path, out, out))
+    print("soak: %d passed, %d failed" % (len(verdicts) - len(problems), len(problems)))
     if idle:
         print("soak: FAILED: no %s happened (the churn did not run)" % ", ".join(idle))
         sys.exit(1)
