@@ -63,6 +63,8 @@ ep_reqloop_new (const ep_reqloop_class_t *cls, void *arg, ep_rpc_server_t *rpc,
     self->rpc = rpc;
     self->router = router;
     self->metrics = metrics;
+    if (metrics)
+        ep_rpc_server_set_metrics (rpc, metrics);
     if (config)
         self->config = *config;
     if (!self->config.max_batch)

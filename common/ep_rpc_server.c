@@ -3,6 +3,7 @@
 #include "ep_rpc_server.h"
 #include "ep_codec.h"
 #include "ep_log.h"
+#include "ep_metrics.h"
 #include <stdarg.h>
 
 struct _ep_rpc_call_t {
@@ -17,10 +18,21 @@ struct _ep_rpc_server_t {
     zsock_t *router;            //  ROUTER socket (borrowed)
     size_t cap;                 //  largest request accepted
     ep_replycache_t *cache;     //  recent replies
+    size_t max_replies;         //  the cache's capacity
     zhashx_t *in_flight;        //  cache key -> zlistx of parked routing ids
     uint64_t retries;           //  requests answered from the cache
     uint64_t malformed;         //  requests refused as malformed
+    ep_series_t *cache_entries; //  edgeplane_rpc_reply_cache_entries, or NULL
 };
+
+//  The reply cache is bounded (max_replies, ttl); its gauge shows it stays
+//  so under load (tests/soak judges it against its capacity).
+static void
+s_cache_gauge (ep_rpc_server_t *self)
+{
+    if (self->cache_entries)
+        ep_series_set (self->cache_entries, (double) ep_replycache_size (self->cache));
+}
 
 static void
 s_call_destroy (ep_rpc_call_t **call_p)
@@ -51,12 +63,24 @@ ep_rpc_server_new (zsock_t *router, size_t cap, size_t max_replies, int64_t ttl_
     self->router = router;
     self->cap = cap;
     self->cache = ep_replycache_new (max_replies, ttl_ms);
+    self->max_replies = max_replies;
     self->in_flight = zhashx_new ();
     zhashx_set_destructor (self->in_flight, s_parked_destroy);
     //  Refuse oversized messages in libzmq already: it drops the connection
     //  before buffering them.
     zsock_set_maxmsgsize (router, (int64_t) cap + 1024);
     return self;
+}
+
+void
+ep_rpc_server_set_metrics (ep_rpc_server_t *self, ep_metrics_t *metrics)
+{
+    self->cache_entries = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_rpc_reply_cache_entries",
+        "Replies remembered for retries (the reply cache; bounded by edgeplane_rpc_reply_cache_capacity).",
+        0, NULL), NULL);
+    ep_series_set (ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_rpc_reply_cache_capacity",
+        "Replies the reply cache keeps at most.", 0, NULL), NULL), (double) self->max_replies);
+    s_cache_gauge (self);
 }
 
 void
@@ -156,6 +180,7 @@ ep_rpc_server_recv (ep_rpc_server_t *self)
     ep_replycache_result_t found = ep_replycache_lookup (
         self->cache, call->caller.key, call->request_id,
         zframe_data (call->payload), zframe_size (call->payload), ep_mono_ms (), &cached);
+    s_cache_gauge (self);       //  the lookup expires old entries
     if (found == EP_REPLYCACHE_HIT) {
         self->retries++;
         s_send (self, call->routing_id, cached);
@@ -201,6 +226,7 @@ ep_rpc_server_reply (ep_rpc_server_t *self, ep_rpc_call_t **call_p,
         ep_replycache_store (self->cache, call->caller.key, call->request_id,
                              zframe_data (call->payload), zframe_size (call->payload),
                              reply, ep_mono_ms ());
+    s_cache_gauge (self);
     zframe_destroy (reply_p);
     s_call_destroy (call_p);
     return 0;

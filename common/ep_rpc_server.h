@@ -14,6 +14,7 @@
 #include "ep_prelude.h"
 #include "ep_auth.h"
 #include "ep_replycache.h"
+#include "ep_metrics.h"
 #include "common.pb-c.h"
 
 typedef struct _ep_rpc_server_t ep_rpc_server_t;
@@ -26,6 +27,12 @@ ep_rpc_server_t *
 
 void
     ep_rpc_server_destroy (ep_rpc_server_t **self_p);
+
+//  Exposes the reply cache's size and capacity in metrics, as the gauges
+//  edgeplane_rpc_reply_cache_entries and edgeplane_rpc_reply_cache_capacity.
+//  ep_reqloop_new calls it; a service serving without a reqloop calls it.
+void
+    ep_rpc_server_set_metrics (ep_rpc_server_t *self, ep_metrics_t *metrics);
 
 //  Reads one message. Returns a call for the service to handle, or NULL if
 //  the message was answered here (retry, malformed) or nothing was read.

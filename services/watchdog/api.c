@@ -86,6 +86,7 @@ api_new (ep_service_t *service, const char *listen, const char *advertise)
         "Bytes of partial frames held.", 0, NULL), NULL);
     self->socket = zsock_new (ZMQ_ROUTER);
     self->rpc = ep_rpc_server_new (self->socket, EP_CODEC_DEFAULT_CAP, 1000, 60000);
+    ep_rpc_server_set_metrics (self->rpc, metrics);     //  no reqloop here
     if (ep_service_bind (service, self->socket, "api", listen) == 0)
         self->address = s_address (self, advertise);
     else

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""check_metric_names.py BIN_DIR RULES_FILE: every metric name the rules use
-exists on a real scrape of the running services. A rule on a misspelt metric
+"""check_metric_names.py BIN_DIR RULES_FILE: every metric name the rules use,
+and every gauge tests/soak samples, exists on a real scrape of the running
+services. A rule on a misspelt metric
 passes promtool and never fires; this is the test that catches it.
 
 Starts `edgeplane up --demo` (five services, a demo fleet, a stray), waits
@@ -18,6 +19,8 @@ import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import ep_up  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "soak"))
+import soak  # noqa: E402
 
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
             "unless", "offset", "inf", "nan"}
@@ -67,6 +70,9 @@ def scraped_names(body):
 def main():
     bin_dir, rules = sys.argv[1], sys.argv[2]
     used, recorded = rule_names(rules)
+    # The gauges tests/soak reads: a renamed one would leave the soak a
+    # figure short.
+    used |= set(soak.metric_names())
     assert used, "no metric names parsed from %s" % rules
     up = ep_up.Up(bin_dir, demo=True, tag="promnames")
     try:
