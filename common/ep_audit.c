@@ -23,6 +23,10 @@ struct _ep_audit_t {
     uint64_t lines;             //  lines appended
     uint64_t errors;            //  failures
     uint64_t syncs;             //  fdatasyncs performed
+    uint64_t missed;            //  lines not written since the last one that was
+    uint64_t skipped;           //  lines not written, in all
+    int64_t missed_since_ms;    //  wall ms of the first line missed
+    ep_store_fault_t fault;     //  the kind of the last write failure; NONE once one succeeds
     char error [600];           //  the last failure, for the caller's log
 };
 
@@ -199,6 +203,47 @@ s_rotate (ep_audit_t *self)
     return rc;
 }
 
+//  A full or failing disk: the bus reports it (ep_degraded) and waits it out.
+static ep_store_fault_t
+s_fault_of (int error)
+{
+    if (error == ENOSPC || error == EDQUOT)
+        return EP_STORE_FAULT_FULL;
+    if (error == EIO || error == EROFS)
+        return EP_STORE_FAULT_FAILING;
+    return EP_STORE_FAULT_OTHER;
+}
+
+static int s_append (ep_audit_t *self, char *text);
+
+//  A line was not written: counted, for the gap marker and the metrics.
+static int
+s_missed (ep_audit_t *self)
+{
+    if (!self->missed++)
+        self->missed_since_ms = ep_wall_ms ();
+    self->skipped++;
+    return -1;
+}
+
+//  After lines were missed, the line that says how many, ahead of the
+//  next one that is written: a reader sees the gap where it was.
+static int
+s_write_gap (ep_audit_t *self)
+{
+    json_t *marker = json_pack ("{s:{s:I, s:I, s:I, s:s}}", "audit_gap",
+        "events_not_audited", (json_int_t) self->missed,
+        "since_ms", (json_int_t) self->missed_since_ms,
+        "until_ms", (json_int_t) ep_wall_ms (), "reason", ep_store_fault_name (self->fault));
+    char *text = json_dumps (marker, JSON_COMPACT);
+    json_decref (marker);
+    EP_ASSERT (text);
+    int rc = s_append (self, text);
+    if (rc != -2)
+        self->missed = 0;
+    return rc == -2? -1: 0;
+}
+
 int
 ep_audit_write (ep_audit_t *self, json_t *record)
 {
@@ -206,6 +251,25 @@ ep_audit_write (ep_audit_t *self, json_t *record)
     if (!text)
         return s_fail (self, "audit log %s: a record could not be rendered as JSON "
                        "(not an object or array, or out of memory); it was dropped", self->path);
+    if (self->missed && s_write_gap (self) != 0) {
+        free (text);
+        return s_missed (self);
+    }
+    int rc = s_append (self, text);
+    return rc == -2? s_missed (self): rc;
+}
+
+int
+ep_audit_probe (ep_audit_t *self)
+{
+    return self->missed? s_write_gap (self): 0;
+}
+
+//  Appends text (taken over) as one line: 0, -1 if it was written but a
+//  rotation or sync failed, -2 if it was not written.
+static int
+s_append (ep_audit_t *self, char *text)
+{
     //  One buffer, so the line goes out in one write(2).
     size_t size = strlen (text);
     char *line = (char *) malloc (size + 2);
@@ -223,7 +287,8 @@ ep_audit_write (ep_audit_t *self, json_t *record)
         rc = s_rotate (self);
     if (self->fd < 0 && s_open (self) != 0) {
         free (line);
-        return -1;
+        self->fault = s_fault_of (errno);
+        return -2;
     }
     ssize_t written;
     do
@@ -231,6 +296,7 @@ ep_audit_write (ep_audit_t *self, json_t *record)
     while (written < 0 && errno == EINTR);
     free (line);
     if (written == (ssize_t) len) {
+        self->fault = EP_STORE_FAULT_NONE;
         self->size += written;
         self->torn = false;
         self->lines++;
@@ -245,8 +311,11 @@ ep_audit_write (ep_audit_t *self, json_t *record)
         self->size += written;
         self->torn = true;
     }
-    return s_fail (self, "audit log %s: a line was not written: %s; free space on its "
-                   "filesystem or check the file's permissions", self->path, strerror (error));
+    self->fault = s_fault_of (error);
+    s_fail (self, "audit log %s: a line was not written: %s; free space on its "
+            "filesystem or check the file's permissions; events are still forwarded, and "
+            "auditing resumes by itself", self->path, strerror (error));
+    return -2;
 }
 
 int64_t
@@ -292,4 +361,22 @@ const char *
 ep_audit_error (ep_audit_t *self)
 {
     return self->error;
+}
+
+uint64_t
+ep_audit_skipped (ep_audit_t *self)
+{
+    return self->skipped;
+}
+
+ep_store_fault_t
+ep_audit_fault (ep_audit_t *self)
+{
+    return self->fault;
+}
+
+const char *
+ep_audit_path (ep_audit_t *self)
+{
+    return self->path;
 }

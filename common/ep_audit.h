@@ -26,6 +26,7 @@
 #define EP_AUDIT_H_INCLUDED
 
 #include "ep_prelude.h"
+#include "ep_store.h"
 #include <jansson.h>
 
 typedef struct _ep_audit_t ep_audit_t;
@@ -90,6 +91,29 @@ uint64_t
 //  fdatasyncs of the log performed so far.
 uint64_t
     ep_audit_syncs (ep_audit_t *self);
+
+//  Lines not written (a full or failing disk, permissions), in all: what
+//  the audit log lacks. After such a gap, the next line written is preceded
+//  by a marker line {"audit_gap":{"events_not_audited":N,"since_ms":..,
+//  "until_ms":..,"reason":"disk_full"}} saying how many are missing there.
+uint64_t
+    ep_audit_skipped (ep_audit_t *self);
+
+//  The kind of the last write failure: FULL (ENOSPC, EDQUOT), FAILING
+//  (EIO, EROFS), OTHER (permissions, a vanished directory), NONE once a
+//  line is written again.
+ep_store_fault_t
+    ep_audit_fault (ep_audit_t *self);
+
+//  While lines are missing, tries to write the gap marker (a small line, to
+//  learn whether the disk takes writes again when no event comes): 0 when
+//  none is missing any more, -1 while it cannot be written.
+int
+    ep_audit_probe (ep_audit_t *self);
+
+//  The live file's path.
+const char *
+    ep_audit_path (ep_audit_t *self);
 
 //  What the last failure was, for the caller's log; "" if none.
 const char *

@@ -159,3 +159,14 @@ ep_degraded_next (ep_degraded_t *self, int64_t now_ms)
         return INT64_MAX;
     return self->next_probe > now_ms? self->next_probe - now_ms: 0;
 }
+
+void
+ep_degraded_probe_store (ep_degraded_t *self, ep_store_t *store, int64_t now_ms)
+{
+    if (!ep_degraded_probe_due (self, now_ms))
+        return;
+    if (ep_store_probe (store) == 0)
+        ep_degraded_update (self, EP_STORE_FAULT_NONE, NULL, now_ms);
+    else
+        ep_degraded_update (self, ep_store_last_fault (), ep_store_last_error (), now_ms);
+}

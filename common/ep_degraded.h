@@ -58,4 +58,9 @@ bool
 int64_t
     ep_degraded_next (ep_degraded_t *self, int64_t now_ms);
 
+//  For a service over an ep_store: when a probe is due (degraded), tries
+//  ep_store_probe and reports its outcome. Call between transactions.
+void
+    ep_degraded_probe_store (ep_degraded_t *self, ep_store_t *store, int64_t now_ms);
+
 #endif

@@ -32,6 +32,7 @@ struct _ep_store_t {
     int schema_version;         //  Migrations applied, as recorded in schema_version
     char *dir;                  //  The directory holding path, for "free space in"
     bool reopen;                //  An I/O error was seen: reopen before the next transaction
+    bool batch;                 //  Between ep_store_begin and its commit or rollback
 };
 
 //  Why the last failing call in this thread failed. Per thread because each
@@ -134,6 +135,18 @@ s_exec (ep_store_t *self, const char *sql, const char *purpose)
     if (sqlite3_exec (self->db, sql, NULL, NULL, NULL) != SQLITE_OK)
         return s_fail (self, self->db, "%s", purpose);
     return 0;
+}
+
+//  True when SQLite rolled back the transaction ep_store_begin opened (a
+//  full disk, an I/O error) before its commit or rollback: a write now
+//  would run in autocommit, durable at once, and a SAVEPOINT would open a
+//  new transaction that its RELEASE commits. Either would put on disk
+//  what the caller is about to undo in memory, so both are refused; the
+//  error stays the one of the statement that lost the transaction.
+static bool
+s_lost (ep_store_t *self)
+{
+    return self->batch && sqlite3_get_autocommit (self->db);
 }
 
 //  Runs a one-row, one-column query (a pragma, a version) into *value.
@@ -286,6 +299,7 @@ s_migrate (ep_store_t *self, const char *const *migrations, size_t count)
     if (rc)
         //  Keeps the first error: this one would only say why it failed.
         sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+    self->batch = false;
     return rc;
 }
 
@@ -386,6 +400,8 @@ ep_store_step (ep_store_t *self, sqlite3_stmt *stmt)
 {
     EP_ASSERT (self);
     EP_ASSERT (stmt);
+    if (s_lost (self) && !sqlite3_stmt_readonly (stmt))
+        return -1;
     int rc = sqlite3_step (stmt);
     if (rc == SQLITE_ROW)
         return 1;
@@ -401,6 +417,8 @@ ep_store_exec (ep_store_t *self, const char *sql)
 {
     EP_ASSERT (self);
     EP_ASSERT (sql);
+    if (s_lost (self))
+        return -1;
     if (sqlite3_exec (self->db, sql, NULL, NULL, NULL) != SQLITE_OK)
         return s_fail (self, self->db, "running \"%.200s\"", sql);
     return 0;
@@ -433,7 +451,10 @@ ep_store_begin (ep_store_t *self)
     EP_ASSERT (self);
     if (self->reopen && !ep_store_in_transaction (self) && s_reopen (self) != 0)
         return -1;
-    return s_exec (self, "BEGIN IMMEDIATE", "beginning a transaction");
+    if (s_exec (self, "BEGIN IMMEDIATE", "beginning a transaction") != 0)
+        return -1;
+    self->batch = true;
+    return 0;
 }
 
 int
@@ -450,6 +471,7 @@ ep_store_probe (ep_store_t *self)
     if (rc != 0 && ep_store_in_transaction (self))
         //  Keeps the probe's error: this one would only say why it failed.
         sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+    self->batch = false;
     return rc;
 }
 
@@ -464,6 +486,11 @@ int
 ep_store_commit (ep_store_t *self)
 {
     EP_ASSERT (self);
+    if (s_lost (self)) {
+        self->batch = false;
+        return -1;
+    }
+    self->batch = false;
     return s_exec (self, "COMMIT", "committing");
 }
 
@@ -471,6 +498,7 @@ int
 ep_store_rollback (ep_store_t *self)
 {
     EP_ASSERT (self);
+    self->batch = false;
     return s_exec (self, "ROLLBACK", "rolling back");
 }
 
@@ -487,6 +515,8 @@ s_savepoint_exec (ep_store_t *self, const char *format, const char *name, const 
 {
     EP_ASSERT (self);
     EP_ASSERT (name);
+    if (s_lost (self))
+        return -1;
     char *sql = sqlite3_mprintf (format, name, name);
     EP_ASSERT (sql);
     int rc = 0;

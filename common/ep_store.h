@@ -104,6 +104,11 @@ int
 
 //  True while a transaction is open. After a failed statement, false means
 //  SQLite rolled the whole transaction back (disk full, I/O error, ...).
+//  Until the commit or rollback that ends it, such a lost transaction
+//  refuses every write (ep_store_step of a writing statement, ep_store_exec,
+//  savepoints, ep_store_commit: -1, the error staying the one of the
+//  statement that lost it), so nothing the caller will undo in memory can
+//  reach the disk in autocommit. Reads still run.
 bool
     ep_store_in_transaction (ep_store_t *self);
 

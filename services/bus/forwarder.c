@@ -6,6 +6,8 @@
     unchanged.
 */
 #include "ep_codec.h"
+#include "ep_degraded.h"
+#include <sodium.h>
 #include "ep_event_json.h"
 #include "bus.h"
 #include "forwarder.h"
@@ -33,6 +35,12 @@ struct _forwarder_t {
     ep_gauge_t *subscriptions;  //  edgeplane_bus_subscriptions
     ep_audit_t *audit;          //  every event as a JSON line, when enabled
     ep_counter_t *audit_errors; //  edgeplane_bus_audit_errors_total
+    ep_series_t *audit_skipped; //  edgeplane_bus_audit_skipped_total
+    uint64_t seen_skipped;      //  its value last added
+    ep_degraded_t *degraded;    //  the audit log's disk is full or failing
+    uint64_t service_seq;       //  seq of the bus's own service.* stream
+    uint64_t epoch;             //  of that stream
+    int64_t epoch_started_ms;   //  of that stream
 };
 
 //  Messages mostly come in runs of one stream: a string compare with the
@@ -84,6 +92,49 @@ s_drop (forwarder_t *self, bus_verdict_t verdict)
     ep_counter_inc (self->dropped, values, 1);
 }
 
+//  The bus's own event (service.degraded): it is the bus, so it stamps
+//  the meta itself and sends it straight to the subscribers.
+static void
+s_send_own (void *arg, const char *topic, Ep__Event *event)
+{
+    forwarder_t *self = (forwarder_t *) arg;
+    Ep__StreamMeta meta = EP__STREAM_META__INIT;
+    meta.source_id = (char *) ep_service_source_id (self->service);
+    meta.has_epoch = true;
+    meta.epoch = self->epoch;
+    meta.stream = "service";
+    meta.has_seq = true;
+    meta.seq = ++self->service_seq;
+    meta.has_timestamp_ms = true;
+    meta.timestamp_ms = ep_wall_ms ();
+    meta.has_epoch_started_ms = true;
+    meta.epoch_started_ms = self->epoch_started_ms;
+    event->meta = &meta;
+    size_t size = ep__event__get_packed_size (event);
+    uint8_t *bytes = (uint8_t *) malloc (size);
+    EP_ASSERT (bytes);
+    ep__event__pack (event, bytes);
+    zmq_send (zsock_resolve (self->xpub), topic, strlen (topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (zsock_resolve (self->xpub), bytes, size, ZMQ_DONTWAIT);
+    free (bytes);
+    event->meta = NULL;
+}
+
+//  After an audit write or probe: a full or failing disk degrades the bus
+//  (it keeps forwarding), a line written again ends it.
+static void
+s_audit_state (forwarder_t *self)
+{
+    uint64_t skipped = ep_audit_skipped (self->audit);
+    if (skipped > self->seen_skipped) {
+        ep_series_add (self->audit_skipped, (double) (skipped - self->seen_skipped));
+        self->seen_skipped = skipped;
+    }
+    ep_store_fault_t fault = ep_audit_fault (self->audit);
+    ep_degraded_update (self->degraded, fault, fault == EP_STORE_FAULT_NONE? NULL: ep_audit_error (self->audit),
+                        ep_mono_ms ());
+}
+
 //  Appends the event to the audit log (decoded after a length check).
 static void
 s_audit (forwarder_t *self, zmq_msg_t *topic, zmq_msg_t *body)
@@ -100,8 +151,11 @@ s_audit (forwarder_t *self, zmq_msg_t *topic, zmq_msg_t *body)
                           : json_pack ("{s:s, s:s}", "topic", name, "undecodable", err);
     if (ep_audit_write (self->audit, record) != 0) {
         ep_counter_inc (self->audit_errors, NULL, 1);
-        ep_log_error ("audit log: %s", ep_audit_error (self->audit));
+        //  Once per gap, not once per event: the gauge and /readyz say it meanwhile.
+        if (!ep_degraded_active (self->degraded))
+            ep_log_error ("audit log: %s", ep_audit_error (self->audit));
     }
+    s_audit_state (self);
     json_decref (record);
     if (event)
         ep__event__free_unpacked (event, NULL);
@@ -207,6 +261,14 @@ forwarder_new (ep_service_t *service, int hwm, bool plaintext, ep_audit_t **audi
                                             "Subscriptions currently held.", 0, NULL);
     self->audit_errors = ep_metrics_counter (metrics, "edgeplane_bus_audit_errors_total",
                                              "Audit log writes that failed.", 0, NULL);
+    self->audit_skipped = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_bus_audit_skipped_total",
+        "Events forwarded but not written to the audit log (its disk full or failing): "
+        "each gap is marked in the log when writing resumes.", 0, NULL), NULL);
+    if (self->audit)
+        self->degraded = ep_degraded_new ("bus", ep_audit_path (self->audit), ep_service_http (service),
+                                          metrics, s_send_own, self);
+    randombytes_buf (&self->epoch, sizeof self->epoch);
+    self->epoch_started_ms = ep_wall_ms ();
     self->streams = zhashx_new ();
     zhashx_set_destructor (self->streams, (czmq_destructor *) zstr_free);
 
@@ -235,6 +297,7 @@ forwarder_destroy (forwarder_t **self_p)
     zsock_destroy (&self->xpub);
     zsock_destroy (&self->xsub);
     ep_audit_destroy (&self->audit);
+    ep_degraded_destroy (&self->degraded);
     zhashx_destroy (&self->streams);
     free (self);
     *self_p = NULL;
@@ -257,8 +320,18 @@ forwarder_run (forwarder_t *self)
     while (!ep_service_interrupted (self->service)) {
         int64_t timeout = 1000;
         if (self->audit) {
-            int64_t due = ep_audit_tick (self->audit, ep_mono_ms ());
+            int64_t now = ep_mono_ms ();
+            int64_t due = ep_audit_tick (self->audit, now);
             if (due >= 0 && due < timeout)
+                timeout = due;
+            //  Degraded and no event came to find out: probe (the gap
+            //  marker), so readiness comes back by itself.
+            if (ep_degraded_probe_due (self->degraded, now)) {
+                ep_audit_probe (self->audit);
+                s_audit_state (self);
+            }
+            due = ep_degraded_next (self->degraded, now);
+            if (due < timeout)
                 timeout = due;
         }
         void *which = ep_service_wait (self->service, poller, timeout);

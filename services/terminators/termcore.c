@@ -87,7 +87,7 @@ s_output (terminators_t *self, const char *topic, Ep__Event *event, bool keep)
     ep__event__pack (event, bytes);
     ep_output_item_t *output = ep_output_add_packed (self->output, topic, bytes, size, 0);
     EP_ASSERT (output);
-    if (keep) {
+    if (keep && !termstage_failed (self->stage)) {
         output->seq = termstore_outbox_add (self->store, topic, bytes, size);
         if (output->seq < 0) {
             ep_log_error ("cannot write the event outbox: %s", ep_store_last_error ());

@@ -105,6 +105,8 @@ termstage_savepoint (termstage_t *self, const char *name)
 {
     termstage_mark_t mark = { self->undo_size, ep_output_mark (self->output), "" };
     snprintf (mark.name, sizeof mark.name, "%s", name);
+    //  Refused when SQLite already lost the batch's transaction (a full
+    //  disk): the savepoint is then undone at its release, as failed.
     self->failed = ep_store_savepoint (self->store, name) != 0;
     return mark;
 }
@@ -141,7 +143,8 @@ termstage_put (termstage_t *self, const termrec_t *value)
     s_undo_t *undo = s_undo_push (self, UNDO_RECORD, value->id);
     undo->record = before? termrec_dup (before): NULL;
     termindex_apply (self->index, value);
-    if (termstore_save (self->store, value) != 0) {
+    //  Once a write of the savepoint failed it is undone whole: no more SQL.
+    if (!self->failed && termstore_save (self->store, value) != 0) {
         ep_log_error ("cannot save terminator %s: %s", value->id, ep_store_last_error ());
         self->failed = true;
     }
@@ -158,7 +161,7 @@ termstage_remove (termstage_t *self, const char *id)
     char key [65];
     snprintf (key, sizeof key, "%s", id);
     termindex_forget (self->index, key);
-    if (termstore_remove (self->store, key) != 0) {
+    if (!self->failed && termstore_remove (self->store, key) != 0) {
         ep_log_error ("cannot remove terminator %s: %s", key, ep_store_last_error ());
         self->failed = true;
     }

@@ -1,6 +1,7 @@
 /*  termsvc.c: the terminator service object (termsvc.h). */
 #include "termsvc.h"
 #include "ep_codec.h"
+#include "ep_degraded.h"
 #include "ep_follower.h"
 #include "ep_model_view.h"
 #include "ep_publisher.h"
@@ -34,7 +35,9 @@ struct _termsvc_t {
     zsock_t *router;            //  API socket
     ep_rpc_server_t *rpc;       //  request ids, in-flight retries, roles
     ep_reqloop_t *loop;         //  batches, replies, request metrics
-    ep_publisher_t *publisher;  //  terminator.*, cmd.*
+    ep_publisher_t *publisher;  //  terminator.*, cmd.*, service.degraded
+    ep_degraded_t *degraded;    //  a full or failing disk: writes refused, /readyz 503
+    char failure [768];         //  why the last batch failed, for its answers
     ep_subscriber_t *presence;  //  presence.* from the watchdogs
     zpoller_t *poller;          //  auth, API, follower, presence
     zlistx_t *parked;           //  ep_req_t waiting for the model (arrival order)
@@ -257,12 +260,31 @@ s_error (void *arg, ep_req_t *req, Ep__Status__Code code, const char *message)
     result->reply.model_revision = ep_model_view_revision (self->view);
 }
 
-//  Internal work makes a batch of its own once the model is loaded.
+//  Internal work makes a batch of its own once the model is loaded; not
+//  while the disk is full (it would fail at once, again and again): the
+//  probe ends that, and the work is still there.
 static bool
 s_has_work (void *arg)
 {
     termsvc_t *self = (termsvc_t *) arg;
-    return ep_follower_ready (self->follower) && terminators_has_work (self->core, ep_wall_ms ());
+    return ep_follower_ready (self->follower) && !ep_degraded_active (self->degraded)
+        && terminators_has_work (self->core, ep_wall_ms ());
+}
+
+//  A batch failed at begin or commit (memory is already back as it was,
+//  termstage): a full or failing disk degrades the service (ep_degraded),
+//  and the answers carry the store's reason.
+static void
+s_store_failed (termsvc_t *self)
+{
+    snprintf (self->failure, sizeof self->failure, "%s", ep_store_last_error ());
+    ep_degraded_update (self->degraded, ep_store_last_fault (), self->failure, ep_mono_ms ());
+}
+
+static const char *
+s_failure (void *arg)
+{
+    return ((termsvc_t *) arg)->failure;
 }
 
 static int
@@ -272,6 +294,7 @@ s_begin (void *arg)
     self->batch_now = ep_wall_ms ();
     if (terminators_begin (self->core) != 0) {
         ep_log_error ("cannot start a transaction: %s", ep_store_last_error ());
+        s_store_failed (self);
         return -1;
     }
     terminators_work (self->core, self->batch_now);
@@ -291,6 +314,10 @@ s_commit (void *arg)
 {
     termsvc_t *self = (termsvc_t *) arg;
     int rc = terminators_commit (self->core);
+    if (rc == 0)
+        ep_degraded_update (self->degraded, EP_STORE_FAULT_NONE, NULL, ep_mono_ms ());
+    else
+        s_store_failed (self);
     self->served = true;
     s_gauges (self);            //  what a reply reports, the metrics already show
     return rc;
@@ -336,6 +363,7 @@ static const ep_reqloop_class_t s_class = {
     .commit = s_commit,
     .read = s_read,
     .commit_failed = ep_reqloop_carry_on,
+    .failure = s_failure,
     .output = s_publish,
 };
 
@@ -431,7 +459,8 @@ s_timeout (termsvc_t *self)
     int64_t work = ep_reqloop_next_due (self->loop) == 0? 0
                  : terminators_next_due (self->core, ep_wall_ms (), 1000);
     int64_t due [] = { ep_follower_tick (self->follower), s_next_park_deadline (self) - now,
-                       self->next_expire - now, self->next_gauges - now, work };
+                       self->next_expire - now, self->next_gauges - now, work,
+                       ep_degraded_next (self->degraded, now) };
     for (size_t i = 0; i < EP_COUNT (due); i++)
         if (due [i] < timeout)
             timeout = due [i];
@@ -455,6 +484,10 @@ termsvc_turn (termsvc_t *self)
     ep_reqloop_serve (self->loop);
     s_publish (self);
     now = ep_mono_ms ();
+    //  Degraded and no write came to find out: probe, so readiness, writes
+    //  and the internal work come back by themselves once there is room.
+    if (!ep_reqloop_committing (self->loop))
+        ep_degraded_probe_store (self->degraded, self->store, now);
     if (self->served || which || now >= self->next_gauges) {
         s_gauges (self);
         self->next_gauges = now + GAUGES_MS;
@@ -497,6 +530,16 @@ s_open_store (termsvc_t *self, const termsvc_config_t *config, const char *data_
     return 0;
 }
 
+//  service.degraded goes out directly, never through the outbox: the
+//  disk is what fails.
+static void
+s_send_degraded (void *arg, const char *topic, Ep__Event *event)
+{
+    termsvc_t *self = (termsvc_t *) arg;
+    if (ep_publisher_send (self->publisher, topic, event) != 0)
+        ep_log_error ("could not publish %s: larger than the cap", topic);
+}
+
 //  The bus (publisher, presence) and the model (follower).
 static int
 s_open_bus (termsvc_t *self, const ep_common_opts_t *common)
@@ -521,6 +564,9 @@ s_open_bus (termsvc_t *self, const ep_common_opts_t *common)
     }
     if (rc == 0) {
         ep_publisher_declare (self->publisher, "terminator");
+        ep_publisher_declare (self->publisher, "service");
+        self->degraded = ep_degraded_new ("terminators", self->path, ep_service_http (self->service),
+                                          ep_service_metrics (self->service), s_send_degraded, self);
         ep_subscriber_subscribe (self->presence, "presence.");
     }
     free (bus_key);
@@ -602,6 +648,7 @@ termsvc_destroy (termsvc_t **self_p)
         ep_follower_destroy (&self->follower);
         ep_subscriber_destroy (&self->presence);
         ep_publisher_destroy (&self->publisher);
+        ep_degraded_destroy (&self->degraded);
         terminators_destroy (&self->core);
         ep_model_view_destroy (&self->view);
         ep_store_destroy (&self->store);

@@ -444,6 +444,6 @@ terminators_write (terminators_t *self, const Ep__TerminatorRequest *request, in
         terminators_result_clear (result);
         terminators_result_init (result, result->reply.request_id);
         termreply_fail (result, EP__STATUS__CODE__UNAVAILABLE, true,
-                "the terminator store cannot take writes now; retry");
+                "the terminator store cannot take writes now (%s); retry", ep_store_last_error ());
     }
 }

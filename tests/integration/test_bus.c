@@ -502,3 +502,116 @@ Test (bus, two_buses_one_killed_and_restarted_lose_nothing_and_deliver_once,
     ep_proc_destroy (&bus_a);
     ep_proc_destroy (&bus_b);
 }
+
+//  ---------------------------------------------------------------------
+//  A full disk under the audit log is a state, not a crash (issue 21).
+
+static bool
+s_bus_ready (void *arg)
+{
+    char *body = ep_readyz (ep_proc_endpoint ((ep_proc_t *) arg, "http"));
+    bool ready = streq (body, "ready\n");
+    free (body);
+    return ready;
+}
+
+static double
+s_bus_metric (ep_proc_t *bus, const char *series)
+{
+    char *page = ep_http_get (ep_proc_endpoint (bus, "http"), "/metrics");
+    cr_assert_not_null (page);
+    double value = ep_metric_value (page, series);
+    free (page);
+    return value;
+}
+
+//  Publishes count test.items and waits until the subscriber has them all.
+static void
+s_publish_received (ep_publisher_t *pub, ep_subscriber_t *sub, int count)
+{
+    for (int i = 0; i < count; i++)
+        s_publish (pub, "test.item");
+    for (int got = 0; got < count; got++)
+        cr_assert_not_null (ep_subscriber_recv (sub, 5000, NULL), "forwarding stopped after %d", got);
+}
+
+Test (bus, a_full_audit_disk_keeps_forwarding_marks_the_gap_and_recovers_by_itself,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    char why [256];
+    char *disk = ep_small_disk_new (s_dir, "disk", "1m", why, sizeof why);
+    if (!disk)
+        cr_skip_test ("%s", why);
+    char *path = zsys_sprintf ("%s/audit.jsonl", disk);
+    char *filler = zsys_sprintf ("%s/filler", disk);
+    char *flag = zsys_sprintf ("--audit-log=%s", path);
+    ep_proc_t *bus = s_bus_with ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", flag, "--audit-fsync=always");
+    cr_assert_not_null (bus);
+    cr_assert_eq (s_bus_metric (bus, "edgeplane_store_degraded{reason=\"disk_full\"}"), 0);
+    zcert_t *pub_cert, *sub_cert = ep_keys_load (s_keys, "subscriber");
+    ep_publisher_t *pub = s_publisher (bus, "model", &pub_cert);
+    ep_publisher_declare (pub, "test");
+    s_losses_t losses = { 0 };
+    ep_subscriber_t *sub = s_subscriber (bus, sub_cert, "test.item", &losses);
+    s_await_stream (pub, sub, "test");
+    enum { BEFORE = 20, DURING = 30, AFTER = 20 };
+    s_publish_received (pub, sub, BEFORE);
+
+    //  Full: events still forwarded, the bus says so, the lines are counted.
+    cr_assert_eq (ep_small_disk_fill (filler), 0, "filling %s: %s", filler, strerror (errno));
+    s_publish_received (pub, sub, DURING);
+    char *body = ep_readyz (ep_proc_endpoint (bus, "http"));
+    cr_assert (strstr (body, "not ready") && strstr (body, "disk_full") && strstr (body, path),
+               "/readyz must say why: %s", body);
+    free (body);
+    cr_assert_eq (s_bus_metric (bus, "edgeplane_store_degraded{reason=\"disk_full\"}"), 1);
+    double skipped = s_bus_metric (bus, "edgeplane_bus_audit_skipped_total");
+    //  Not all DURING: the first lines may still fit in the file's last page.
+    cr_assert_gt (skipped, DURING / 2, "skipped lines %.0f", skipped);
+
+    //  Space comes back: no restart, no event needed to notice.
+    cr_assert_eq (unlink (filler), 0);
+    cr_assert (ep_wait_until (s_bus_ready, bus, 10000 * EP_TEST_SLOWDOWN),
+               "/readyz did not turn ready after space was freed");
+    cr_assert_eq (s_bus_metric (bus, "edgeplane_store_degraded{reason=\"disk_full\"}"), 0);
+    s_publish_received (pub, sub, AFTER);
+    ep_proc_signal (bus, SIGTERM);
+    cr_assert_neq (ep_proc_wait_exit (bus, 10000), -1);
+
+    //  The log: the items before and after, and one marker saying how many
+    //  are missing in between.
+    FILE *in = fopen (path, "r");
+    cr_assert_not_null (in);
+    char line [4096];
+    int items = 0, markers = 0;
+    json_int_t missing = 0;
+    while (fgets (line, sizeof line, in)) {
+        json_error_t error;
+        json_t *json = json_loads (line, 0, &error);
+        cr_assert_not_null (json, "not JSON: %s", line);
+        json_t *gap = json_object_get (json, "audit_gap");
+        if (gap) {
+            markers++;
+            missing = json_integer_value (json_object_get (gap, "events_not_audited"));
+            cr_assert_str_eq (json_string_value (json_object_get (gap, "reason")), "disk_full");
+        }
+        else
+        if (streq (json_string_value (json_object_get (json, "type")), "item"))
+            items++;
+        json_decref (json);
+    }
+    fclose (in);
+    cr_assert_eq (markers, 1, "one gap, one marker");
+    cr_assert_eq ((double) missing, skipped, "the marker counts the lines missed (%lld)", (long long) missing);
+    cr_assert_geq (items, BEFORE + AFTER);
+    cr_assert_lt (items, BEFORE + DURING + AFTER, "items missed are not in the log");
+    ep_subscriber_destroy (&sub);
+    ep_publisher_destroy (&pub);
+    zcert_destroy (&pub_cert);
+    zcert_destroy (&sub_cert);
+    ep_proc_destroy (&bus);
+    ep_small_disk_remove (&disk);
+    free (flag);
+    free (filler);
+    free (path);
+}

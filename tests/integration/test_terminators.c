@@ -251,17 +251,25 @@ s_presence_wait (const char *type, const char *router, double online_after)
 
 //  ---------------------------------------------------------------------
 
+//  Starts the service (on its database at db, or NULL: in the data dir).
 static void
-s_start_terms (void)
+s_start_terms_on (const char *db)
 {
     char listen [64];
     snprintf (listen, sizeof listen, "tcp://127.0.0.1:%d", s_port);
     const char *args [] = { "--listen", listen, "--http-listen", "127.0.0.1:0",
                             "--establish-timeout", "1s", "--retry-base", "100ms", "--retry-max", "500ms",
                             "--retry-cap", "3", "--delete-grace", "500ms", "--park-timeout", "1500ms",
-                            "--settle", "0", "--presence-expiry", "1h", NULL };
+                            "--settle", "0", "--presence-expiry", "1h",
+                            db? "--db": NULL, db, NULL };
     s_terms = ep_proc_start ("edgeplane-terminators", args, ep_stack_env (s_stack), 20000);
     cr_assert_not_null (s_terms, "edgeplane-terminators did not start");
+}
+
+static void
+s_start_terms (void)
+{
+    s_start_terms_on (NULL);
 }
 
 static void
@@ -612,4 +620,111 @@ Test (terminators_it, a_router_lacking_a_terminator_is_asked_to_validate_and_its
     cr_assert_geq (s_metric ("edgeplane_terminator_commands_total{result=\"sent\"}"), 1);
     //  The router creates it again.
     cr_assert_eq (s_create ("r1", "t1", "svc1", revision, EP__STATUS__CODE__OK), EP__TERMINATOR_STATE__ESTABLISHED);
+}
+
+//  ---------------------------------------------------------------------
+//  A full disk is a state, not a crash (issue 21): terminators.db on a
+//  small tmpfs this test mounts and fills.
+
+static bool
+s_is_ready (void *arg)
+{
+    (void) arg;
+    char *body = ep_readyz (ep_proc_endpoint (s_terms, "http"));
+    bool ready = streq (body, "ready\n");
+    free (body);
+    return ready;
+}
+
+static bool
+s_in_state (const ep_logged_t *event, void *state)
+{
+    json_t *value = json_object_get (event->json, "state");
+    return value && streq (json_string_value (value), (const char *) state);
+}
+
+Test (terminators_it, a_full_disk_refuses_writes_serves_reads_and_recovers_by_itself)
+{
+    char why [256];
+    char *disk = ep_small_disk_new (s_dir, "disk", "4m", why, sizeof why);
+    if (!disk)
+        cr_skip_test ("%s", why);
+    char *db = zsys_sprintf ("%s/terminators.db", disk);
+    char *filler = zsys_sprintf ("%s/filler", disk);
+    ep_proc_destroy (&s_terms);
+    s_start_terms_on (db);
+    ep_subscriber_subscribe (s_events, "service.degraded");
+    ep_subscriber_subscribe (s_events, "service.heartbeat");
+    cr_assert_eq (ep_subscriber_wait_stream (s_events, "service", 10000), 0,
+                  "the service's service stream is not heard");
+    cr_assert_eq (s_metric ("edgeplane_store_degraded{reason=\"disk_full\"}"), 0, "the gauge exists at 0");
+
+    s_service ("svc1");
+    uint64_t revision = s_router (EP__MODEL_WRITE__OP__CREATE, "r1", (const char *[]) { "svc1", NULL });
+    enum { BEFORE = 10, AFTER = 10 };
+    char id [32];
+    for (int i = 0; i < BEFORE; i++) {
+        snprintf (id, sizeof id, "before-%d", i);
+        s_create ("r1", id, "svc1", revision, EP__STATUS__CODE__OK);
+    }
+
+    //  Full: writes refused with the reason and the place, and none of
+    //  them stays in memory either (the core is not ahead of the disk).
+    cr_assert_eq (ep_small_disk_fill (filler), 0, "filling %s: %s", filler, strerror (errno));
+    for (int i = 0; i < 3; i++) {
+        snprintf (id, sizeof id, "refused-%d", i);
+        Ep__Terminator t = EP__TERMINATOR__INIT;
+        t.id = id;
+        t.service_id = "svc1";
+        Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+        request.router_id = "r1";
+        request.has_model_revision = true;
+        request.model_revision = revision;
+        request.op_case = EP__TERMINATOR_REQUEST__OP_CREATE;
+        request.create = &t;
+        Ep__TerminatorReply *reply = s_expect (s_watchdog, &request, EP__STATUS__CODE__UNAVAILABLE);
+        cr_assert (strstr (s_message (reply), "disk is full") && strstr (s_message (reply), disk),
+                   "the message must say the disk is full and where: %s", s_message (reply));
+        cr_assert (reply->has_retriable && reply->retriable);
+        ep__terminator_reply__free_unpacked (reply, NULL);
+        cr_assert_eq (s_state (id), 0, "%s was refused but is in memory", id);
+    }
+    char *body = ep_readyz (ep_proc_endpoint (s_terms, "http"));
+    cr_assert (strstr (body, "not ready") && strstr (body, "disk_full") && strstr (body, disk),
+               "/readyz must say why: %s", body);
+    free (body);
+    cr_assert_eq (s_metric ("edgeplane_store_degraded{reason=\"disk_full\"}"), 1);
+    cr_assert_not_null (ep_eventlog_await_event (s_log, "service.degraded", s_in_state, "degraded", 5000),
+                        "no service.degraded event (state degraded)");
+    //  Reads are served meanwhile, from memory (get) and from the database (list).
+    cr_assert_neq (s_state ("before-3"), 0);
+    cr_assert_geq (s_applied (), revision);
+
+    //  Space comes back: no restart, no write needed to notice.
+    cr_assert_eq (unlink (filler), 0);
+    cr_assert (ep_wait_until (s_is_ready, NULL, 10000 * EP_TEST_SLOWDOWN),
+               "/readyz did not turn ready after space was freed");
+    cr_assert_eq (s_metric ("edgeplane_store_degraded{reason=\"disk_full\"}"), 0);
+    cr_assert_not_null (ep_eventlog_await_event (s_log, "service.degraded", s_in_state, "recovered", 5000),
+                        "no service.degraded event (state recovered)");
+    for (int i = 0; i < AFTER; i++) {
+        snprintf (id, sizeof id, "after-%d", i);
+        s_create ("r1", id, "svc1", revision, EP__STATUS__CODE__OK);
+    }
+
+    //  Every acknowledged write survives a restart from that disk, and no refused one.
+    ep_proc_destroy (&s_terms);
+    s_start_terms_on (db);
+    for (int i = 0; i < BEFORE + AFTER; i++) {
+        snprintf (id, sizeof id, i < BEFORE? "before-%d": "after-%d", i < BEFORE? i: i - BEFORE);
+        cr_assert_neq (s_state (id), 0, "%s was acknowledged but is lost", id);
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf (id, sizeof id, "refused-%d", i);
+        cr_assert_eq (s_state (id), 0, "%s was refused but is on disk", id);
+    }
+    ep_proc_destroy (&s_terms);
+    ep_small_disk_remove (&disk);
+    zstr_free (&filler);
+    zstr_free (&db);
 }

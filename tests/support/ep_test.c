@@ -6,6 +6,8 @@
 #include <sys/inotify.h>
 #include <poll.h>
 #include <sys/wait.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -418,4 +420,56 @@ ep_sock_name (int fd, char *buf, size_t size)
     char ip [INET_ADDRSTRLEN];
     inet_ntop (AF_INET, &addr.sin_addr, ip, sizeof ip);
     snprintf (buf, size, "%s:%u", ip, (unsigned) ntohs (addr.sin_port));
+}
+
+char *
+ep_small_disk_new (const char *dir, const char *name, const char *size, char *why, size_t why_size)
+{
+    if (geteuid () != 0) {
+        snprintf (why, why_size, "mounting a small tmpfs needs root (run as root to test a full disk)");
+        return NULL;
+    }
+    char *path = zsys_sprintf ("%s/%s", dir, name);
+    char options [64];
+    snprintf (options, sizeof options, "size=%s", size);
+    if (mkdir (path, 0700) != 0 || mount ("tmpfs", path, "tmpfs", 0, options) != 0) {
+        snprintf (why, why_size, "cannot mount a tmpfs on %s (%s): no full disk to test here",
+                  path, strerror (errno));
+        zstr_free (&path);
+    }
+    return path;
+}
+
+void
+ep_small_disk_remove (char **path_p)
+{
+    if (*path_p) {
+        umount2 (*path_p, MNT_DETACH);
+        zstr_free (path_p);
+    }
+}
+
+int
+ep_small_disk_fill (const char *path)
+{
+    int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return -1;
+    static char block [4096];
+    while (write (fd, block, sizeof block) > 0)
+        ;
+    int error = errno;
+    close (fd);
+    errno = error;
+    return error == ENOSPC? 0: -1;
+}
+
+char *
+ep_readyz (const char *base)
+{
+    char *command = zsys_sprintf ("curl -s --max-time 5 %s/readyz", base);
+    char *out = NULL;
+    ep_run (command, &out);
+    zstr_free (&command);
+    return out? out: strdup ("");
 }

@@ -113,6 +113,26 @@ char *
 double
     ep_metric_value (const char *page, const char *series);
 
+//  A full disk (issue 21): mounts a tmpfs of size ("4m") on dir/name
+//  (created) and returns its path (caller frees; ep_small_disk_remove
+//  unmounts), or NULL with why in why (the test then skips: it needs root).
+char *
+    ep_small_disk_new (const char *dir, const char *name, const char *size,
+                       char *why, size_t why_size);
+void
+    ep_small_disk_remove (char **path_p);
+
+//  Fills the filesystem holding path with the one file path until a write
+//  fails: 0 if it failed with ENOSPC, -1 (errno) if not. unlink (path)
+//  frees the space.
+int
+    ep_small_disk_fill (const char *path);
+
+//  What /readyz of an http://host:port base answers, 200 or 503 (its
+//  body: "ready\n", "not ready: ..."), "" if nothing. Caller frees.
+char *
+    ep_readyz (const char *base);
+
 //  Runs a shell command; returns its exit status (or -1), output in *out if
 //  out is not NULL (caller frees).
 int

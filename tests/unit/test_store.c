@@ -300,6 +300,37 @@ Test (store, savepoint_rollback_keeps_rest_of_transaction)
     ep_store_destroy (&store);
 }
 
+//  SQLite may roll a whole transaction back on its own (a full disk, an
+//  I/O error); until the caller ends it, nothing may reach the disk in
+//  autocommit, which would be durable while the caller undoes it in memory.
+Test (store, a_lost_transaction_refuses_writes_until_it_is_ended)
+{
+    ep_store_t *store = s_open (EP_COUNT (s_migrations));
+    cr_assert_eq (ep_store_begin (store), 0);
+    s_put (store, "a", "1");
+    cr_assert_eq (ep_store_savepoint (store, "request"), 0);
+    //  What SQLite does after SQLITE_FULL or an I/O error, here by hand.
+    cr_assert_eq (sqlite3_exec (ep_store_handle (store), "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_not (ep_store_in_transaction (store));
+    cr_assert_eq (ep_store_savepoint (store, "request"), -1, "a savepoint would open a new transaction");
+    sqlite3_stmt *stmt = ep_store_stmt (store, "INSERT INTO kv (k, v) VALUES ('b', '2')");
+    cr_assert_not_null (stmt);
+    cr_assert_eq (ep_store_step (store, stmt), -1, "an insert would be committed at once");
+    cr_assert_eq (ep_store_exec (store, "INSERT INTO kv (k, v) VALUES ('c', '3')"), -1);
+    cr_assert_not (ep_store_in_transaction (store));
+    //  Reads still run.
+    cr_assert_eq (s_int (store, "SELECT count (*) FROM kv"), 0);
+    cr_assert_eq (ep_store_commit (store), -1, "the lost transaction cannot commit");
+    //  Ended: writes run again.
+    cr_assert_eq (ep_store_begin (store), 0, "%s", ep_store_last_error ());
+    s_put (store, "d", "4");
+    cr_assert_eq (ep_store_commit (store), 0, "%s", ep_store_last_error ());
+    char *keys = s_keys (store);
+    cr_assert_str_eq (keys, "d", "nothing of the lost transaction, nor after it, is on disk");
+    free (keys);
+    ep_store_destroy (&store);
+}
+
 Test (store, rollback_discards_transaction)
 {
     ep_store_t *store = s_open (EP_COUNT (s_migrations));
