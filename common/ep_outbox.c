@@ -2,9 +2,10 @@
     oldest first: [0, sent) handed out, [sent, synced) ready, the rest
     appended but not synced yet. */
 #include "ep_outbox.h"
-#include "ep_file.h"
 #include "ep_log.h"
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAGIC           "EPOBOX1\n"     //  the header's first 8 bytes
@@ -19,7 +20,7 @@ typedef struct {
 
 struct _ep_outbox_t {
     char *path;                 //  the file
-    int fd;                     //  open for writing (records at file_size)
+    int fd;                     //  open for writing (records at file_size), flock held
     size_t max_events;          //  records held at most
     size_t max_bytes;           //  bytes of records held at most
     uint64_t base;              //  the header's first seq
@@ -161,7 +162,9 @@ s_load_one (void *arg, const ep_outbox_record_t *record)
 }
 
 //  Replaces the file by the header and the held records (synced), and
-//  reopens it for appending.
+//  keeps the new file open for appending. The new file is locked before
+//  it is renamed over the old one: the path never names an unlocked
+//  outbox of ours, so no one adopts it (ep_outbox_adopt) while we live.
 static int
 s_rewrite (ep_outbox_t *self, char *err, size_t errlen)
 {
@@ -177,76 +180,142 @@ s_rewrite (ep_outbox_t *self, char *err, size_t errlen)
         memcpy (data + at, held->bytes, held->length);
         at += held->length;
     }
-    int rc = ep_file_write (self->path, data, size, 0600, true, err, errlen);
+    char hex [17], tmp [PATH_MAX];
+    ep_random_hex (hex, 8);
+    int n = snprintf (tmp, sizeof tmp, "%s.tmp-%s", self->path, hex);
+    EP_ASSERT (n > 0 && n < (int) sizeof tmp);
+    int fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int rc = fd < 0? -1: flock (fd, LOCK_EX | LOCK_NB);
+    for (size_t done = 0; rc == 0 && done < size; ) {
+        ssize_t wrote = write (fd, data + done, size - done);
+        if (wrote < 0 && errno != EINTR)
+            rc = -1;
+        else
+        if (wrote > 0)
+            done += (size_t) wrote;
+    }
     free (data);
-    if (rc != 0)
-        return -1;
-    if (self->fd >= 0)
-        close (self->fd);
-    self->fd = open (self->path, O_WRONLY | O_CLOEXEC);
-    if (self->fd < 0) {
-        snprintf (err, err? errlen: 0, "cannot reopen the outbox %s: %s", self->path, strerror (errno));
+    if (rc == 0)
+        rc = fdatasync (fd);
+    if (rc == 0)
+        rc = rename (tmp, self->path);
+    if (rc != 0) {
+        snprintf (err, err? errlen: 0, "cannot write the outbox %s: %s; check the disk",
+                  self->path, strerror (errno));
+        if (fd >= 0) {
+            unlink (tmp);
+            close (fd);
+        }
         return -1;
     }
+    //  The old file's lock goes with its descriptor: it is no longer at
+    //  the path.
+    if (self->fd >= 0)
+        close (self->fd);
+    self->fd = fd;
     self->file_size = size;
     self->synced = self->count;
     return 0;
 }
 
-//  Reads path whole into *data_p (NULL and size 0 when it does not exist).
+//  Opens path (creating it if create) and locks it without waiting. The
+//  inode locked must still be the one at path: an owner's rewrite or an
+//  adopter's remove may have replaced or removed it in between. Returns
+//  the descriptor, or -1 with errno (EWOULDBLOCK: someone holds it;
+//  ENOENT: no such outbox, when !create) and the reason in err.
 static int
-s_read_file (const char *path, uint8_t **data_p, size_t *size_p, char *err, size_t errlen)
+s_open_locked (const char *path, bool create, char *err, size_t errlen)
+{
+    for (int attempt = 0; attempt < 16; attempt++) {
+        int fd = open (path, O_RDWR | O_CLOEXEC | (create? O_CREAT: 0), 0600);
+        if (fd < 0) {
+            int error = errno;
+            snprintf (err, err? errlen: 0, "cannot open the outbox %s: %s; check the data directory's "
+                      "permissions", path, strerror (error));
+            errno = error;
+            return -1;
+        }
+        if (flock (fd, LOCK_EX | LOCK_NB) != 0) {
+            int error = errno;
+            close (fd);
+            if (error == EWOULDBLOCK)
+                snprintf (err, err? errlen: 0, "the outbox %s is in use by another process (a watchdog "
+                          "with the same instance id, or one replaying it after its owner died); "
+                          "stop the other or use another --instance-id", path);
+            else
+                snprintf (err, err? errlen: 0, "cannot lock the outbox %s: %s", path, strerror (error));
+            errno = error;
+            return -1;
+        }
+        struct stat locked, named;
+        if (fstat (fd, &locked) == 0 && stat (path, &named) == 0
+        &&  locked.st_dev == named.st_dev && locked.st_ino == named.st_ino)
+            return fd;
+        close (fd);
+    }
+    snprintf (err, err? errlen: 0, "cannot lock the outbox %s: it keeps being replaced", path);
+    errno = EAGAIN;
+    return -1;
+}
+
+//  Reads fd whole into *data_p (NULL and size 0 when it is empty: just
+//  created).
+static int
+s_read_file (int fd, const char *path, uint8_t **data_p, size_t *size_p, char *err, size_t errlen)
 {
     *data_p = NULL;
     *size_p = 0;
-    FILE *file = fopen (path, "rb");
-    if (!file) {
-        if (errno == ENOENT)
-            return 0;
-        snprintf (err, err? errlen: 0, "cannot open the outbox %s: %s; check the data directory's permissions",
-                  path, strerror (errno));
-        return -1;
-    }
     size_t capacity = 0, size = 0;
     uint8_t *data = NULL;
-    size_t got;
-    do {
+    while (true) {
         if (size == capacity) {
             capacity = capacity? 2 * capacity: 65536;
             data = (uint8_t *) realloc (data, capacity);
             EP_ASSERT (data);
         }
-        got = fread (data + size, 1, capacity - size, file);
-        size += got;
-    } while (got > 0);
-    bool failed = ferror (file);
-    fclose (file);
-    if (failed) {
-        free (data);
-        snprintf (err, err? errlen: 0, "cannot read the outbox %s", path);
-        return -1;
+        ssize_t got = pread (fd, data + size, capacity - size, (off_t) size);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            free (data);
+            snprintf (err, err? errlen: 0, "cannot read the outbox %s: %s", path, strerror (errno));
+            return -1;
+        }
+        if (got == 0)
+            break;
+        size += (size_t) got;
     }
-    *data_p = data;
+    if (size == 0)
+        free (data);
+    else
+        *data_p = data;
     *size_p = size;
     return 0;
 }
 
-ep_outbox_t *
-ep_outbox_open (const char *path, size_t max_events, size_t max_bytes, char *err, size_t errlen)
+static ep_outbox_t *
+s_open (const char *path, bool create, size_t max_events, size_t max_bytes, char *err, size_t errlen)
 {
+    int fd = s_open_locked (path, create, err, errlen);
+    if (fd < 0)
+        return NULL;
     uint8_t *data;
     size_t size;
-    if (s_read_file (path, &data, &size, err, errlen) != 0)
+    if (s_read_file (fd, path, &data, &size, err, errlen) != 0) {
+        close (fd);
         return NULL;
+    }
     if (data && (size < EP_OUTBOX_HEADER || memcmp (data, MAGIC, 8) != 0)) {
         free (data);
+        close (fd);
         snprintf (err, err? errlen: 0, "%s is not an event outbox; move it away (its events are lost) "
                   "or point the data directory elsewhere", path);
+        errno = EINVAL;
         return NULL;
     }
     ep_outbox_t *self = (ep_outbox_t *) zmalloc (sizeof (ep_outbox_t));
     self->path = strdup (path);
-    self->fd = -1;
+    self->fd = fd;
     self->max_events = max_events;
     self->max_bytes = max_bytes;
     self->base = self->next_seq = data? s_get (data + 8, 8): 1;
@@ -260,9 +329,42 @@ ep_outbox_open (const char *path, size_t max_events, size_t max_bytes, char *err
     free (data);
     //  Rewritten at open: the torn tail goes, and appends start on a
     //  record boundary.
-    if (s_rewrite (self, err, errlen) != 0)
+    if (s_rewrite (self, err, errlen) != 0) {
         ep_outbox_destroy (&self);
+        errno = EIO;
+    }
     return self;
+}
+
+ep_outbox_t *
+ep_outbox_open (const char *path, size_t max_events, size_t max_bytes, char *err, size_t errlen)
+{
+    return s_open (path, true, max_events, max_bytes, err, errlen);
+}
+
+ep_outbox_t *
+ep_outbox_adopt (const char *path, char *err, size_t errlen)
+{
+    return s_open (path, false, SIZE_MAX, SIZE_MAX, err, errlen);
+}
+
+int
+ep_outbox_remove (ep_outbox_t **self_p, char *err, size_t errlen)
+{
+    ep_outbox_t *self = *self_p;
+    //  Unlinked while still locked: whoever locks the old inode next sees
+    //  it is no longer at the path (s_open_locked).
+    int rc = unlink (self->path);
+    if (rc != 0)
+        snprintf (err, err? errlen: 0, "cannot remove the outbox %s: %s", self->path, strerror (errno));
+    ep_outbox_destroy (self_p);
+    return rc;
+}
+
+const char *
+ep_outbox_path (ep_outbox_t *self)
+{
+    return self->path;
 }
 
 void

@@ -23,6 +23,14 @@
     not complete was never synced, so it was never acknowledged to anyone
     nor published (the caller publishes after ep_outbox_sync).
 
+    One process at a time: the file is locked (flock) while open, and
+    stays locked across the rewrites that cut it down (the new file is
+    locked before it is renamed over the old). The kernel drops the lock
+    when its holder dies, so an outbox whose lock is free belongs to no
+    one: another process may adopt it (ep_outbox_adopt), send what it
+    holds under the dead owner's ids, and remove it once all is
+    acknowledged (ep_outbox_remove).
+
     Bounded in events and bytes: a full outbox refuses appends (the caller
     reports it and refuses new work); it never drops a record. Records are
     also kept in memory (they are bounded), so resending reads no file.
@@ -46,14 +54,31 @@ typedef struct {
     size_t size;                //  bytes in body
 } ep_outbox_record_t;
 
-//  Opens (or creates) the outbox at path, holding at most max_events
-//  records and max_bytes bytes of records. Records left by a previous run
-//  are kept, a torn tail cut off (counted in ep_outbox_torn). NULL with
-//  the reason in err if the file cannot be read, written or is not an
-//  outbox.
+//  Opens (or creates) the outbox at path and locks it, holding at most
+//  max_events records and max_bytes bytes of records. Records left by a
+//  previous run are kept, a torn tail cut off (counted in ep_outbox_torn).
+//  NULL with the reason in err if the file cannot be read, written or is
+//  not an outbox, or (errno EWOULDBLOCK) another process holds it.
 ep_outbox_t *
     ep_outbox_open (const char *path, size_t max_events, size_t max_bytes,
                     char *err, size_t errlen);
+
+//  Takes over the outbox at path if no process holds it (its owner
+//  died): like ep_outbox_open, unbounded (it is only drained), but never
+//  creates it. NULL with errno EWOULDBLOCK (held: its owner lives, or
+//  another process adopted it), ENOENT (gone), or another errno and the
+//  reason in err.
+ep_outbox_t *
+    ep_outbox_adopt (const char *path, char *err, size_t errlen);
+
+//  Removes the outbox's file (an adopted outbox, drained) and destroys
+//  the object. 0, or -1 with the reason in err (destroyed all the same).
+int
+    ep_outbox_remove (ep_outbox_t **self_p, char *err, size_t errlen);
+
+//  The file's path.
+const char *
+    ep_outbox_path (ep_outbox_t *self);
 
 void
     ep_outbox_destroy (ep_outbox_t **self_p);

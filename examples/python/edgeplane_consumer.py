@@ -17,11 +17,14 @@ rendering as `edgeplane events --json`); status lines go to stderr, so
                                         subscription has reached the bus
     LOST <source> <stream> <from>..<to> those messages never arrived
     RESTART <source> <stream>           the publisher restarted (new epoch)
+    DUPLICATE-ID <event id>             a resend of an event already delivered
+                                        (dropped: see "Duplicates" in docs/events.md)
 
 Needs pyzmq and protobuf (Debian: python3-zmq, python3-protobuf).
 """
 
 import argparse
+import collections
 import datetime
 import json
 import os
@@ -40,6 +43,8 @@ from google.protobuf.message import DecodeError
 DEFAULT_CAP = 4 * 1024 * 1024
 #   Integers above this become strings in JSON, as JavaScript cannot keep them exact.
 JSON_SAFE_INT = 2 ** 53
+#   Event ids remembered to drop resends by (the window of common/ep_dedupe.c).
+DEDUPE_WINDOW = 65536
 
 
 # --------------------------------------------------------------------------
@@ -140,6 +145,30 @@ class StreamTracker:
 # --------------------------------------------------------------------------
 # Rendering: the same JSON as `edgeplane events --json` (common/ep_event_json.h)
 
+class Dedupe:
+    """The last `window` event ids delivered. A decided event is resent with
+    the same StreamMeta.event_id until it comes back through the bus, and
+    again after its publisher restarts (at least once): a consumer drops
+    the ids it has seen. Bounded: an id older than the window passes again
+    (delivered twice, never zero times), as in common/ep_dedupe.c."""
+
+    def __init__(self, window=DEDUPE_WINDOW):
+        self.window = window
+        self.ids = collections.OrderedDict()
+
+    def fresh(self, event_id):
+        """True the first time event_id is seen within the window; an empty
+        id (an event without one) is always fresh."""
+        if not event_id:
+            return True
+        if event_id in self.ids:
+            return False
+        self.ids[event_id] = None
+        if len(self.ids) > self.window:
+            self.ids.popitem(last=False)
+        return True
+
+
 def rfc3339(wall_ms):
     """"2024-05-01T12:00:00.123Z" for ms since the Unix epoch; None if absurd."""
     try:
@@ -201,6 +230,8 @@ def event_dict(topic, event):
         out["stream"] = meta.stream if meta.HasField("stream") else None
         out["seq"] = meta.seq if meta.seq < JSON_SAFE_INT else str(meta.seq)
         out["epoch"] = "%016x" % meta.epoch
+        if meta.HasField("event_id"):
+            out["event_id"] = meta.event_id
     body = event.WhichOneof("body")
     if body:
         for key, value in message_dict(getattr(event, body)).items():
@@ -209,7 +240,7 @@ def event_dict(topic, event):
     return out
 
 
-HEADER = ("namespace", "type", "event_src_id", "timestamp", "stream", "seq", "epoch")
+HEADER = ("namespace", "type", "event_src_id", "timestamp", "stream", "seq", "epoch", "event_id")
 
 
 def event_text(topic, fields):
@@ -321,6 +352,7 @@ def consume(args):
     context = zmq.Context()
     sock, monitor = connect(context, args)
     tracker = StreamTracker(args.prefix, int(time.time() * 1000))
+    dedupe = Dedupe()
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
     poller.register(monitor, zmq.POLLIN)
@@ -347,6 +379,9 @@ def consume(args):
                 status("READY")
             for note in notes:
                 status(note)
+            if deliver and not heartbeat and not dedupe.fresh(meta.event_id):
+                status(f"DUPLICATE-ID {meta.event_id}")
+                deliver = False
             if deliver and not heartbeat:
                 handle_event(topic, event_dict(topic, event), args)
                 delivered += 1

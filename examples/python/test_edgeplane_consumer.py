@@ -104,6 +104,27 @@ class SubscriptionTest(unittest.TestCase):
                          ["connect.router-to-ctrl", "conn"])
 
 
+class DedupeTest(unittest.TestCase):
+
+    def test_a_repeated_event_id_is_dropped_and_others_pass(self):
+        dedupe = consumer.Dedupe()
+        self.assertTrue(dedupe.fresh("watchdog-a:1"))
+        self.assertTrue(dedupe.fresh("watchdog-a:2"))
+        self.assertFalse(dedupe.fresh("watchdog-a:1"), "a resend")
+        self.assertTrue(dedupe.fresh("watchdog-b:1"), "another publisher's outbox")
+        self.assertTrue(dedupe.fresh(""), "events without an id are not judged by it")
+        self.assertTrue(dedupe.fresh(""))
+
+    def test_the_window_is_bounded_and_forgets_the_oldest(self):
+        dedupe = consumer.Dedupe(window=3)
+        for i in range(1, 11):
+            self.assertTrue(dedupe.fresh(f"reaper-x:{i}"))
+        self.assertEqual(len(dedupe.ids), 3)
+        self.assertFalse(dedupe.fresh("reaper-x:10"))
+        self.assertFalse(dedupe.fresh("reaper-x:8"))
+        self.assertTrue(dedupe.fresh("reaper-x:1"), "older than the window: delivered again, never lost")
+
+
 DESCRIPTOR_SET = os.environ.get("EP_DESCRIPTOR_SET", "")
 
 
@@ -159,6 +180,15 @@ class RenderTest(unittest.TestCase):
         self.assertIsNone(consumer.decode([b"connect.x", b"\xff\xff\xff"], self.Event, 1024))
         self.assertIsNone(consumer.decode([b"connect.x", good.SerializeToString()], self.Event, 4))
         self.assertIsNone(consumer.decode([b"connect.x"], self.Event, 1024))
+
+    def test_event_id_is_rendered_when_set(self):
+        event = self.event()
+        event.meta.event_id = "watchdog-1:42"
+        event.connect.src_id = "r1"
+        fields = consumer.event_dict("connect.router-to-ctrl", event)
+        self.assertEqual(fields["event_id"], "watchdog-1:42")
+        self.assertNotIn("event_id", consumer.event_dict("connect.router-to-ctrl", self.event()))
+        self.assertNotIn("event_id=", consumer.event_text("connect.router-to-ctrl", fields))
 
     def test_text_line_reads_time_topic_source_seq_then_fields(self):
         event = self.event()

@@ -3,8 +3,19 @@
 #include "ep_codec.h"
 #include "ep_log.h"
 #include "ep_outbox.h"
+#include <dirent.h>
 
 #define RESEND_MS   5000        //  an event not back through the bus this long: resend what is unacknowledged
+#define SUFFIX      ".outbox"   //  an outbox file's name: <source id>.outbox
+#define OWNER_MAX   128         //  longest source id an adopted outbox may have
+
+//  An outbox and whose ids its events carry: ours, or one adopted from
+//  an instance that died.
+typedef struct {
+    ep_outbox_t *outbox;        //  decided events until the bus echoes them
+    char owner [OWNER_MAX + 1]; //  the source id in their event ids
+    int64_t oldest_sent_ms;     //  when the oldest unacknowledged event was sent, 0: none
+} s_box_t;
 
 const char *events_stray_actions [] = { "none", "log", "disconnect", NULL };
 
@@ -22,6 +33,8 @@ struct _events_t {
     ep_counter_t *slice_events; //  edgeplane_router_slice_events_total{type}
     ep_outbox_t *outbox;        //  decided events until the bus echoes them (NULL: none)
     int64_t oldest_sent_ms;     //  when the oldest unacknowledged event was sent, 0: none
+    s_box_t *adopted;           //  outboxes of dead instances, drained then removed
+    size_t adopted_count;       //  of them
     bool full;                  //  the outbox refused an event (logged once per episode)
     ep_series_t *outbox_depth;  //  edgeplane_outbox_events
     ep_series_t *outbox_refused;    //  edgeplane_outbox_refused_total
@@ -76,6 +89,10 @@ events_destroy (events_t **self_p)
 {
     if (*self_p) {
         ep_outbox_destroy (&(*self_p)->outbox);
+        //  Not removed: what they hold is adopted again by the next start.
+        for (size_t i = 0; i < (*self_p)->adopted_count; i++)
+            ep_outbox_destroy (&(*self_p)->adopted [i].outbox);
+        free ((*self_p)->adopted);
         free (*self_p);
         *self_p = NULL;
     }
@@ -88,6 +105,16 @@ events_set_addresses (events_t *self, const char *api_address, const char *chann
     self->api_address = api_address;
     self->channel_advertised = channel_advertised;
     self->ctrl_id = ctrl_id;
+}
+
+//  edgeplane_outbox_events: ours and the adopted ones.
+static void
+s_depth (events_t *self)
+{
+    size_t depth = self->outbox? ep_outbox_count (self->outbox): 0;
+    for (size_t i = 0; i < self->adopted_count; i++)
+        depth += ep_outbox_count (self->adopted [i].outbox);
+    ep_series_set (self->outbox_depth, (double) depth);
 }
 
 int
@@ -105,8 +132,61 @@ events_open_outbox (events_t *self, const char *path, size_t max_events, size_t 
     if (ep_outbox_count (self->outbox))
         ep_log_info ("outbox %s: %zu events of a previous run to publish again",
                      path, ep_outbox_count (self->outbox));
-    ep_series_set (self->outbox_depth, (double) ep_outbox_count (self->outbox));
+    s_depth (self);
     return 0;
+}
+
+int
+events_adopt (events_t *self, const char *dir)
+{
+    DIR *listing = opendir (dir);
+    if (!listing) {
+        ep_log_error ("cannot list %s for the outboxes of dead instances: %s", dir, strerror (errno));
+        return -1;
+    }
+    const char *ours = strrchr (ep_outbox_path (self->outbox), '/');
+    ours = ours? ours + 1: ep_outbox_path (self->outbox);
+    struct dirent *entry;
+    while ((entry = readdir (listing))) {
+        size_t len = strlen (entry->d_name), suffix = strlen (SUFFIX);
+        if (len <= suffix || len - suffix > OWNER_MAX || !streq (entry->d_name + len - suffix, SUFFIX)
+        ||  streq (entry->d_name, ours))
+            continue;
+        char path [PATH_MAX], err [512];
+        if (snprintf (path, sizeof path, "%s/%s", dir, entry->d_name) >= (int) sizeof path)
+            continue;
+        ep_outbox_t *outbox = ep_outbox_adopt (path, err, sizeof err);
+        if (!outbox) {
+            //  Held: a live instance's, or another's adopted one. Gone:
+            //  drained and removed since we listed it.
+            if (errno != EWOULDBLOCK && errno != ENOENT)
+                ep_log_warn ("cannot adopt %s: %s", path, err);
+            continue;
+        }
+        size_t count = ep_outbox_count (outbox);
+        if (count == 0) {
+            if (ep_outbox_remove (&outbox, err, sizeof err) != 0)
+                ep_log_warn ("%s", err);
+            continue;
+        }
+        ep_log_info ("adopted %s, the outbox of %.*s (an instance that is gone): %zu events to deliver "
+                     "under their own ids", path, (int) (len - suffix), entry->d_name, count);
+        self->adopted = (s_box_t *) realloc (self->adopted, (self->adopted_count + 1) * sizeof (s_box_t));
+        EP_ASSERT (self->adopted);
+        s_box_t *box = &self->adopted [self->adopted_count++];
+        box->outbox = outbox;
+        snprintf (box->owner, sizeof box->owner, "%.*s", (int) (len - suffix), entry->d_name);
+        box->oldest_sent_ms = 0;
+    }
+    closedir (listing);
+    s_depth (self);
+    return 0;
+}
+
+size_t
+events_adopted (events_t *self)
+{
+    return self->adopted_count;
 }
 
 bool
@@ -164,6 +244,33 @@ s_publish (events_t *self, const char *topic, Ep__Event__BodyCase body_case, Pro
         ep_log_error ("%s: %s not recorded", err, topic);
 }
 
+//  Publishes what box holds and has not sent, under its owner's ids,
+//  after rewinding it if nothing came back for a while: the bus lost what
+//  was in flight (restarted, or its subscription had not reached us yet).
+static void
+s_send (events_t *self, ep_outbox_t *outbox, const char *owner, int64_t *oldest_sent_ms,
+        int64_t now_ms)
+{
+    if (*oldest_sent_ms && now_ms - *oldest_sent_ms >= RESEND_MS) {
+        ep_outbox_rewind (outbox);
+        *oldest_sent_ms = 0;
+    }
+    ep_outbox_record_t record;
+    while (ep_outbox_next (outbox, &record)) {
+        Ep__Event *event = ep__event__unpack (NULL, record.size, record.body);
+        if (!event)
+            continue;           //  it passed its CRC: our own bytes, so not expected
+        char id [160];
+        snprintf (id, sizeof id, "%s:%llu", owner, (unsigned long long) record.seq);
+        ep__stream_meta__free_unpacked (event->meta, NULL);
+        event->meta = NULL;
+        ep_publisher_send_id (self->publisher, record.topic, event, id);
+        ep__event__free_unpacked (event, NULL);
+        if (!*oldest_sent_ms)
+            *oldest_sent_ms = now_ms;
+    }
+}
+
 void
 events_flush (events_t *self, bool bus_live, int64_t now_ms)
 {
@@ -176,26 +283,10 @@ events_flush (events_t *self, bool bus_live, int64_t now_ms)
     }
     if (!bus_live)
         return;
-    //  Nothing came back for a while: the bus lost what was in flight
-    //  (restarted, or its subscription had not reached us yet).
-    if (self->oldest_sent_ms && now_ms - self->oldest_sent_ms >= RESEND_MS) {
-        ep_outbox_rewind (self->outbox);
-        self->oldest_sent_ms = 0;
-    }
-    ep_outbox_record_t record;
-    while (ep_outbox_next (self->outbox, &record)) {
-        Ep__Event *event = ep__event__unpack (NULL, record.size, record.body);
-        if (!event)
-            continue;           //  it passed its CRC: our own bytes, so not expected
-        char id [160];
-        snprintf (id, sizeof id, "%s:%llu", self->instance_id, (unsigned long long) record.seq);
-        ep__stream_meta__free_unpacked (event->meta, NULL);
-        event->meta = NULL;
-        ep_publisher_send_id (self->publisher, record.topic, event, id);
-        ep__event__free_unpacked (event, NULL);
-        if (!self->oldest_sent_ms)
-            self->oldest_sent_ms = now_ms;
-    }
+    s_send (self, self->outbox, self->instance_id, &self->oldest_sent_ms, now_ms);
+    for (size_t i = 0; i < self->adopted_count; i++)
+        s_send (self, self->adopted [i].outbox, self->adopted [i].owner,
+                &self->adopted [i].oldest_sent_ms, now_ms);
     if (self->full && !ep_outbox_full (self->outbox, 4096)) {
         self->full = false;
         ep_log_info ("event outbox has room again (%zu events): joins accepted",
@@ -203,20 +294,46 @@ events_flush (events_t *self, bool bus_live, int64_t now_ms)
     }
 }
 
+//  If id is "<owner>:<seq>", acknowledges seq in outbox; true if it was
+//  owner's.
+static bool
+s_ack (ep_outbox_t *outbox, const char *owner, int64_t *oldest_sent_ms, const char *id)
+{
+    size_t len = strlen (owner);
+    if (strncmp (id, owner, len) != 0 || id [len] != ':')
+        return false;
+    char err [512];
+    size_t before = ep_outbox_count (outbox);
+    if (ep_outbox_ack (outbox, strtoull (id + len + 1, NULL, 10), err, sizeof err) != 0)
+        ep_log_error ("%s", err);
+    if (ep_outbox_count (outbox) != before && !ep_outbox_in_flight (outbox))
+        *oldest_sent_ms = 0;
+    return true;
+}
+
 void
 events_echo (events_t *self, const Ep__Event *event)
 {
     const char *id = self->outbox && event->meta? event->meta->event_id: NULL;
-    size_t len = self->instance_id? strlen (self->instance_id): 0;
-    if (!id || strncmp (id, self->instance_id, len) != 0 || id [len] != ':')
+    if (!id || !*id)
         return;
-    char err [512];
-    size_t before = ep_outbox_count (self->outbox);
-    if (ep_outbox_ack (self->outbox, strtoull (id + len + 1, NULL, 10), err, sizeof err) != 0)
-        ep_log_error ("%s", err);
-    if (ep_outbox_count (self->outbox) != before)
-        self->oldest_sent_ms = ep_outbox_in_flight (self->outbox)? self->oldest_sent_ms: 0;
-    ep_series_set (self->outbox_depth, (double) ep_outbox_count (self->outbox));
+    if (!s_ack (self->outbox, self->instance_id, &self->oldest_sent_ms, id)) {
+        for (size_t i = 0; i < self->adopted_count; i++) {
+            s_box_t *box = &self->adopted [i];
+            if (!s_ack (box->outbox, box->owner, &box->oldest_sent_ms, id))
+                continue;
+            if (ep_outbox_count (box->outbox) == 0) {
+                //  Drained: every event its dead owner decided is delivered.
+                char err [512];
+                ep_log_info ("the adopted outbox of %s is delivered: removed", box->owner);
+                if (ep_outbox_remove (&box->outbox, err, sizeof err) != 0)
+                    ep_log_warn ("%s", err);
+                self->adopted [i] = self->adopted [--self->adopted_count];
+            }
+            break;
+        }
+    }
+    s_depth (self);
 }
 
 void

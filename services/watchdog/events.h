@@ -39,6 +39,20 @@ void
 int
     events_open_outbox (events_t *self, const char *path, size_t max_events, size_t max_bytes);
 
+//  Adopts every outbox in dir (<source id>.outbox) that no process holds:
+//  those of instances that died (a watchdog without a fixed --instance-id
+//  gets a new id, so a new file, each start). Their events are sent with
+//  their original ids (consumers drop what they already had), acknowledged
+//  like ours, and each file is removed once drained. Called after
+//  events_open_outbox (ours is held, so skipped). 0, or -1 (logged) if dir
+//  cannot be listed.
+int
+    events_adopt (events_t *self, const char *dir);
+
+//  Adopted outboxes not drained yet.
+size_t
+    events_adopted (events_t *self);
+
 //  True (and counted) when the outbox has no room for another event: the
 //  caller refuses new joins (back-pressure), never heartbeats.
 bool

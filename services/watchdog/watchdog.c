@@ -718,7 +718,9 @@ watchdog_run (watchdog_t *self)
 //  Start
 
 //  The outbox of our events, a file per instance id in the data directory
-//  (replicas sharing a volume do not collide), and the subscriptions that
+//  (replicas sharing a volume do not collide), the outboxes of instances
+//  that died there (adopted: at start only, which is when an instance
+//  without a fixed id leaves one behind), and the subscriptions that
 //  bring them back to acknowledge them.
 static int
 s_open_outbox (watchdog_t *self)
@@ -729,6 +731,8 @@ s_open_outbox (watchdog_t *self)
     int rc = events_open_outbox (self->events, path, (size_t) self->config.outbox_max,
                                  (size_t) self->config.outbox_bytes);
     free (path);
+    if (rc == 0)
+        events_adopt (self->events, self->opts->data_dir);
     static const char *echoes [] = { "connect.", "stray.", "cluster.", "channel.", "router.", "presence.leave" };
     for (size_t i = 0; rc == 0 && i < EP_COUNT (echoes); i++)
         ep_subscriber_subscribe (self->bus, echoes [i]);

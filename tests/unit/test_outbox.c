@@ -7,6 +7,9 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <errno.h>
 
 static char s_dir [64];
 static char s_path [128];
@@ -244,4 +247,75 @@ Test (dedupe, the_window_is_bounded_and_forgets_the_oldest)
     cr_assert (ep_dedupe_fresh (dedupe, "reaper-x:1"),
                "older than the window: delivered again (at least once, never zero)");
     ep_dedupe_destroy (&dedupe);
+}
+
+//  The lock: an open outbox is no one else's. A child process owns one
+//  (it appends, and an ack rewrites the file: the lock must survive the
+//  rename), then dies by SIGKILL; only then may it be adopted.
+Test (outbox, an_outbox_is_locked_while_its_owner_lives_and_adopted_once_it_dies)
+{
+    int ready [2], hold [2];
+    cr_assert_eq (pipe (ready), 0);
+    cr_assert_eq (pipe (hold), 0);
+    pid_t child = fork ();
+    cr_assert_geq (child, 0);
+    if (child == 0) {
+        ep_outbox_t *outbox = ep_outbox_open (s_path, 10, 100000, NULL, 0);
+        if (!outbox)
+            _exit (1);
+        for (int i = 0; i < 3; i++)
+            ep_outbox_append (outbox, "connect.router-to-ctrl", "event", 5, NULL, 0);
+        ep_outbox_sync (outbox, NULL, 0);
+        ep_outbox_record_t record;
+        ep_outbox_next (outbox, &record);
+        ep_outbox_ack (outbox, record.seq, NULL, 0);    //  seq 1 delivered: base moves
+        char byte = 'r';
+        if (write (ready [1], &byte, 1) != 1)
+            _exit (1);
+        if (read (hold [0], &byte, 1) < 0)              //  until killed
+            _exit (1);
+        _exit (0);
+    }
+    close (ready [1]);
+    close (hold [0]);
+    char byte;
+    cr_assert_eq (read (ready [0], &byte, 1), 1, "the child opened its outbox");
+
+    char err [512] = "";
+    errno = 0;
+    cr_assert_null (ep_outbox_adopt (s_path, err, sizeof err), "its owner lives");
+    cr_assert_eq (errno, EWOULDBLOCK);
+    errno = 0;
+    cr_assert_null (ep_outbox_open (s_path, 10, 100000, err, sizeof err), "nor may a second owner open it");
+    cr_assert_eq (errno, EWOULDBLOCK);
+    cr_assert (strstr (err, "in use by another process"), "%s", err);
+
+    kill (child, SIGKILL);
+    int status;
+    cr_assert_eq (waitpid (child, &status, 0), child);
+    cr_assert (WIFSIGNALED (status));
+
+    ep_outbox_t *adopted = ep_outbox_adopt (s_path, err, sizeof err);
+    cr_assert_not_null (adopted, "its owner died: %s", err);
+    cr_assert_eq (ep_outbox_count (adopted), 2, "the undelivered ones");
+    errno = 0;
+    cr_assert_null (ep_outbox_adopt (s_path, NULL, 0), "one adopter at a time");
+    cr_assert_eq (errno, EWOULDBLOCK);
+    ep_outbox_record_t record;
+    cr_assert (ep_outbox_next (adopted, &record));
+    cr_assert_eq (record.seq, 2, "with their original seqs");
+    cr_assert (ep_outbox_next (adopted, &record));
+    cr_assert_eq (record.seq, 3);
+    ep_outbox_ack (adopted, 2, NULL, 0);
+    ep_outbox_ack (adopted, 3, NULL, 0);
+    cr_assert_eq (ep_outbox_count (adopted), 0);
+    cr_assert_eq (ep_outbox_remove (&adopted, err, sizeof err), 0, "%s", err);
+    cr_assert_null (adopted);
+    cr_assert_not (access (s_path, F_OK) == 0, "removed once drained");
+    errno = 0;
+    cr_assert_null (ep_outbox_adopt (s_path, NULL, 0));
+    cr_assert_eq (errno, ENOENT, "adopting never creates an outbox");
+    cr_assert_not (access (s_path, F_OK) == 0);
+    close (ready [0]);
+    close (hold [1]);
 }
