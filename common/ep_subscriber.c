@@ -19,6 +19,7 @@ struct _ep_subscriber_t {
     size_t cap;                 //  largest Event we decode
     ep_tracker_t *tracker;      //  continuity state
     ep_dedupe_t *dedupe;        //  event ids seen last (outbox resends dropped)
+    bool keep_resent;           //  deliver resends too (ep_subscriber_set_dedupe)
     zlistx_t *pending;          //  events received while waiting for a stream
     uint64_t malformed;         //  undecodable messages dropped
     int64_t next_tick_ms;       //  when the silence check is next due
@@ -195,7 +196,7 @@ s_read (ep_subscriber_t *self, int flags, char **topic_p, bool *got, int64_t now
         deliver = fresh && !heartbeat;
         //  An outbox's resend after a restart comes in a new epoch, so the
         //  tracker takes it as new: its event id says it is not.
-        if (deliver && meta->event_id)
+        if (deliver && meta->event_id && !self->keep_resent)
             deliver = ep_dedupe_fresh (self->dedupe, meta->event_id);
     }
     if (deliver && topic_p) {
@@ -345,6 +346,13 @@ ep_tracker_t *
 ep_subscriber_tracker (ep_subscriber_t *self)
 {
     return self->tracker;
+}
+
+void
+ep_subscriber_set_dedupe (ep_subscriber_t *self, bool on)
+{
+    EP_ASSERT (self);
+    self->keep_resent = !on;
 }
 
 uint64_t

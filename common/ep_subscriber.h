@@ -81,6 +81,12 @@ ep_tracker_t *
 uint64_t
     ep_subscriber_resent (ep_subscriber_t *self);
 
+//  Turns the dropping of resent event ids off (on by default). For a
+//  consumer that checks each stream's seqs itself: a resend carries a seq
+//  of its own, and dropping it would leave a hole the tracker never saw.
+void
+    ep_subscriber_set_dedupe (ep_subscriber_t *self, bool on);
+
 //  Messages dropped because they could not be decoded.
 uint64_t
     ep_subscriber_malformed (ep_subscriber_t *self);

@@ -329,3 +329,44 @@ Test (streams, resent_event_ids_are_dropped_by_the_subscriber)
     ep_subscriber_destroy (&sub);
     zactor_destroy (&forwarder);
 }
+
+//  A consumer that checks seqs itself turns the dropping off: it gets each
+//  resend (with its own seq), while a default subscriber gets the id once.
+Test (streams, a_subscriber_with_dedupe_off_takes_resends)
+{
+    static const uint64_t drop [] = { 0 };
+    zactor_t *forwarder = zactor_new (s_lossy_forwarder, (void *) drop);
+    int in_port, out_port;
+    zsock_recv (forwarder, "ii", &in_port, &out_port);
+    char in_ep [64], out_ep [64];
+    snprintf (in_ep, sizeof in_ep, "tcp://127.0.0.1:%d", in_port);
+    snprintf (out_ep, sizeof out_ep, "tcp://127.0.0.1:%d", out_port);
+    ep_subscriber_t *once = ep_subscriber_new (out_ep, NULL, NULL, 65536, NULL, NULL);
+    ep_subscriber_t *every = ep_subscriber_new (out_ep, NULL, NULL, 65536, NULL, NULL);
+    ep_subscriber_subscribe (once, "test.");
+    ep_subscriber_subscribe (every, "test.");
+    ep_subscriber_set_dedupe (every, false);
+    Ep__ChannelEvent body = EP__CHANNEL_EVENT__INIT;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_CHANNEL;
+    event.channel = &body;
+    ep_publisher_t *pub = ep_publisher_new (in_ep, NULL, NULL, "test-o", 65536);
+    size_t got_once = 0, got_every = 0;
+    int64_t deadline = ep_mono_ms () + 5000;
+    while (got_every < 3 && ep_mono_ms () < deadline) {
+        cr_assert_eq (ep_publisher_send_id (pub, "test.x", &event, "test-o:1"), 0);
+        if (ep_subscriber_recv (every, 50, NULL))
+            got_every++;
+        while (ep_subscriber_recv (once, 0, NULL))
+            got_once++;
+    }
+    cr_assert_geq (got_every, 3, "the dedupe-off subscriber got %zu copies", got_every);
+    while (ep_subscriber_recv (once, 100, NULL))
+        got_once++;
+    cr_assert_eq (got_once, 1, "the default subscriber got test-o:1 %zu times", got_once);
+    cr_assert_eq (ep_subscriber_resent (every), 0);
+    ep_publisher_destroy (&pub);
+    ep_subscriber_destroy (&once);
+    ep_subscriber_destroy (&every);
+    zactor_destroy (&forwarder);
+}
