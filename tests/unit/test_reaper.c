@@ -48,6 +48,8 @@ typedef struct {
     zlistx_t *commands;         //  s_command_t, in order
     const char *const *held;    //  routers a watchdog beacons at every step (NULL: none)
     ep_metrics_t *metrics;      //  the reaper's registry, if a test gives one
+    zlistx_t *ids;              //  event ids of the session events, as handed out
+    bool bus_down;              //  s_drain echoes nothing
 } s_world_t;
 
 static s_world_t w;
@@ -106,15 +108,25 @@ s_publish (const char *topic, Ep__Event *event)
     zlistx_add_end (w.commands, command);
 }
 
-//  Publishes what the reaper hands out, as the service does (all of it).
+//  Publishes what the reaper hands out, as the service does (all of it),
+//  and, unless w.bus_down, echoes each session event back as the bus
+//  does (the acks are committed: a crash after s_drain keeps them).
 static void
 s_drain (void)
 {
     ep_output_item_t *item;
     while ((item = reaper_next_output (w.reaper, true))) {
         s_publish (item->topic, item->event);
+        if (item->event->body_case == EP__EVENT__BODY_SESSION) {
+            char id [128];
+            snprintf (id, sizeof id, "%s:%lld", reaper_outbox_owner (w.reaper), (long long) item->seq);
+            zlistx_add_end (w.ids, strdup (id));
+            if (!w.bus_down)
+                reaper_echo (w.reaper, id);
+        }
         ep_output_item_destroy (&item);
     }
+    cr_assert_eq (reaper_commit (w.reaper), 0);
 }
 
 static void
@@ -146,6 +158,8 @@ s_setup (void)
     zlistx_set_destructor (w.events, (czmq_destructor *) zstr_free);
     w.commands = zlistx_new ();
     zlistx_set_destructor (w.commands, s_command_free);
+    w.ids = zlistx_new ();
+    zlistx_set_destructor (w.ids, (czmq_destructor *) zstr_free);
     reaper_config_defaults (&w.config);
     w.config.evasive_ms = T1;
     w.config.expire_ms = T2;
@@ -168,6 +182,7 @@ s_teardown (void)
     ep_metrics_destroy (&w.metrics);
     zlistx_destroy (&w.events);
     zlistx_destroy (&w.commands);
+    zlistx_destroy (&w.ids);
     zstr_free (&w.path);
     ep_tmpdir_remove (&w.dir);
 }
