@@ -26,6 +26,7 @@
 #include "reaper_internal.h"
 
 #define RESEND_MS           5000        //  handed out and not echoed this long: again
+#define HANDOUT_PAGE        256         //  rows read from the outbox at a time
 
 //  Packs event into the outbox (the open transaction). Returns its seq, or -1.
 static int64_t
@@ -179,13 +180,15 @@ reaper_outbox_abort (reaper_t *self)
     zlistx_purge (self->acks);
 }
 
-//  The row sessiondb_outbox_next found, as an item of the handout.
+//  A row sessiondb_outbox_next found, as an item of the handout.
 static void
 s_row (void *arg, int64_t seq, const char *topic, const void *body, size_t size)
 {
     reaper_t *self = (reaper_t *) arg;
     self->sent_seq = seq;
-    if (!ep_output_add_packed (self->handout, topic, body, size, seq))
+    if (ep_output_add_packed (self->handout, topic, body, size, seq))
+        self->in_flight++;
+    else
         ep_log_warn ("outbox row %lld does not decode: skipped (it stays until acknowledged)",
                      (long long) seq);
 }
@@ -194,19 +197,17 @@ ep_output_item_t *
 reaper_next_output (reaper_t *self, bool events)
 {
     ep_output_item_t *item = ep_output_next (self->commands);
-    //  Only committed rows go out: none while a transaction is open.
-    while (!item && events && !self->in_txn && !self->broken
-       &&  self->outbox_count > self->in_flight) {
-        int found = sessiondb_outbox_next (self->db, self->sent_seq, s_row, self);
-        if (found <= 0) {
-            if (found < 0)
-                ep_log_error ("cannot read the event outbox: %s", ep_store_last_error ());
-            break;
-        }
+    if (item || !events)
+        return item;
+    //  Rows are read a page at a time (one query, not one per event),
+    //  and only committed ones: none while a transaction is open.
+    item = ep_output_next (self->handout);
+    if (!item && !self->in_txn && !self->broken && self->outbox_count > self->in_flight) {
+        int found = sessiondb_outbox_next (self->db, self->sent_seq, HANDOUT_PAGE, s_row, self);
+        if (found < 0)
+            ep_log_error ("cannot read the event outbox: %s", ep_store_last_error ());
         ep_output_commit (self->handout);
         item = ep_output_next (self->handout);
-        if (item)
-            self->in_flight++;
     }
     return item;
 }
@@ -239,21 +240,48 @@ reaper_echo (reaper_t *self, const char *event_id)
     zlistx_add_end (self->acks, ack);
 }
 
+//  Deletes the rows first .. last, all echoed.
+static void
+s_ack_run (reaper_t *self, int64_t first, int64_t last)
+{
+    //  Rows up to sent_seq were handed out (counted in flight), the others
+    //  not since a rewind: the two parts are counted apart.
+    int64_t split [2][2] = {
+        { first, last < self->sent_seq? last: self->sent_seq },
+        { first > self->sent_seq? first: self->sent_seq + 1, last }
+    };
+    for (int part = 0; part < 2; part++) {
+        if (split [part][0] > split [part][1])
+            continue;
+        int deleted = sessiondb_outbox_ack (self->db, split [part][0], split [part][1]);
+        reaper_wrote (self, deleted < 0? -1: 0);
+        if (deleted <= 0)
+            continue;
+        self->outbox_count -= (size_t) deleted < self->outbox_count? (size_t) deleted: self->outbox_count;
+        if (part == 0)
+            self->in_flight -= (size_t) deleted < self->in_flight? (size_t) deleted: self->in_flight;
+    }
+}
+
 bool
 reaper_outbox_acks (reaper_t *self)
 {
     if (zlistx_size (self->acks) == 0 || !reaper_begin (self))
         return false;
+    //  Echoes come mostly in seq order: each run of consecutive seqs is
+    //  one DELETE.
+    int64_t first = 0, last = 0;
     for (int64_t *ack = (int64_t *) zlistx_first (self->acks); ack;
          ack = (int64_t *) zlistx_next (self->acks)) {
-        int deleted = sessiondb_outbox_ack (self->db, *ack);
-        reaper_wrote (self, deleted < 0? -1: 0);
-        if (deleted > 0) {
-            self->outbox_count--;
-            if (*ack <= self->sent_seq && self->in_flight)
-                self->in_flight--;
+        if (first && *ack == last + 1) {
+            last = *ack;
+            continue;
         }
+        if (first)
+            s_ack_run (self, first, last);
+        first = last = *ack;
     }
+    s_ack_run (self, first, last);
     zlistx_purge (self->acks);
     return true;
 }

@@ -454,28 +454,32 @@ sessiondb_outbox_add (sessiondb_t *self, const char *topic, const void *body, si
 }
 
 int
-sessiondb_outbox_next (sessiondb_t *self, int64_t after, sessiondb_outbox_fn *fn, void *arg)
+sessiondb_outbox_next (sessiondb_t *self, int64_t after, size_t limit, sessiondb_outbox_fn *fn, void *arg)
 {
     sqlite3_stmt *stmt = ep_store_stmt (self->store,
-        "SELECT seq, topic, body FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT 1");
+        "SELECT seq, topic, body FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2");
     if (!stmt)
         return -1;
     sqlite3_bind_int64 (stmt, 1, after);
-    int rc = ep_store_step (self->store, stmt);
-    if (rc == 1)
+    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) limit);
+    int rows = 0, rc;
+    while ((rc = ep_store_step (self->store, stmt)) == 1) {
         fn (arg, sqlite3_column_int64 (stmt, 0), s_column_text (stmt, 1),
             sqlite3_column_blob (stmt, 2), (size_t) sqlite3_column_bytes (stmt, 2));
+        rows++;
+    }
     sqlite3_reset (stmt);
-    return rc < 0? -1: rc == 1;
+    return rc < 0? -1: rows;
 }
 
 int
-sessiondb_outbox_ack (sessiondb_t *self, int64_t seq)
+sessiondb_outbox_ack (sessiondb_t *self, int64_t first, int64_t last)
 {
-    sqlite3_stmt *stmt = ep_store_stmt (self->store, "DELETE FROM outbox WHERE seq = ?1");
+    sqlite3_stmt *stmt = ep_store_stmt (self->store, "DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2");
     if (!stmt)
         return -1;
-    sqlite3_bind_int64 (stmt, 1, seq);
+    sqlite3_bind_int64 (stmt, 1, first);
+    sqlite3_bind_int64 (stmt, 2, last);
     if (s_done (self, stmt) != 0)
         return -1;
     return sqlite3_changes (ep_store_handle (self->store));

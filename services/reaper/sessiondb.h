@@ -153,15 +153,17 @@ int
 int64_t
     sessiondb_outbox_add (sessiondb_t *self, const char *topic, const void *body, size_t size);
 
-//  Calls fn with the outbox row of the lowest seq above after. Returns 1
-//  if there was one, 0 if not, -1 on error.
+//  Calls fn with the outbox rows of the lowest seqs above after, at most
+//  limit, in seq order. Returns the rows given, or -1.
 int
-    sessiondb_outbox_next (sessiondb_t *self, int64_t after, sessiondb_outbox_fn *fn, void *arg);
+    sessiondb_outbox_next (sessiondb_t *self, int64_t after, size_t limit, sessiondb_outbox_fn *fn,
+                           void *arg);
 
-//  Deletes outbox row seq (its event came back). Returns the rows deleted
-//  (0: already gone), or -1.
+//  Deletes the outbox rows first .. last (their events came back; echoes
+//  mostly come in order, so a run is one statement). Returns the rows
+//  deleted (fewer: some already gone), or -1.
 int
-    sessiondb_outbox_ack (sessiondb_t *self, int64_t seq);
+    sessiondb_outbox_ack (sessiondb_t *self, int64_t first, int64_t last);
 
 //  The lowest seq in the outbox (0: empty), or -1.
 int64_t
