@@ -12,7 +12,7 @@ main (int argc, char **argv)
 {
     static char *listen, *db_path;
     static int64_t evasive, expire, grace, deadline, presence, flush, long_lived, retention;
-    static int64_t retry, mark_batch, chunk, window, max_batch, event_rate;
+    static int64_t retry, mark_batch, chunk, window, max_batch, event_rate, outbox_max;
     static int64_t liveness_floor, liveness_ceiling, samples, intervals;
     static char *liveness;
     static const char *liveness_words [] = { "adaptive", "fixed", NULL };
@@ -77,6 +77,10 @@ main (int argc, char **argv)
         { .name = "event-rate", .env = "EDGEPLANE_SESSION_EVENT_RATE", .def = "100000", .type = EP_OPT_INT,
           .num = &event_rate, .min = 100, .max = 100000000,
           .help = "Session events published per second at most (commands are not limited)." },
+        { .name = "outbox-max", .env = "EDGEPLANE_SESSION_OUTBOX_MAX", .def = "1000000", .type = EP_OPT_INT,
+          .num = &outbox_max, .min = 1, .max = 100000000,
+          .help = "Session events kept in sessions.db until the bus echoes them, at most; when full, "
+                  "new sessions are refused (event-outbox-full)." },
     };
     ep_service_t *service = ep_service_new ("reaper",
         "The session reaper: liveness and two-phase cleanup of sessions.",
@@ -115,6 +119,7 @@ main (int argc, char **argv)
     config.core.mark_batch = (size_t) mark_batch;
     config.core.chunk = (size_t) chunk;
     config.core.window = (size_t) window;
+    config.core.outbox_max = (size_t) outbox_max;
 
     reapsvc_t *reaper = reapsvc_new (service, &config);
     int rc = reaper? 0: -1;

@@ -1,32 +1,94 @@
-/*  outbox.c: events and commands made true by the open transaction,
-    staged until it commits, then handed out by reaper_next_output as
-    ep_output items (commands first, then events at the rate the shell
-    allows).
+/*  outbox.c: events and commands made true by the open transaction.
 
-    Commands are few and go through an ep_output as they are. Session
-    events are many (200,000 for a deletion of 100,000 sessions), so each
-    waits as one compact allocation and becomes an Ep__Event only when the
-    shell takes it: built, published and freed one at a time, its parts
-    come from and go back to the allocator's per-thread cache, where eight
-    allocations per event staged in bulk and freed in bulk cost the
-    reaping benchmark about a tenth of its throughput.
+    Session events are durable (docs/events.md "Duplicates"): each is
+    packed and written to sessions.db's outbox table in the transaction of
+    the change it reports, so an event is decided exactly when its change
+    commits, and a restart loses none. reaper_next_output hands the
+    committed rows out in seq order, each under the event id
+    "<owner>:<seq>" (owner: the reaper's stable id, kept in sessions.db);
+    a row is deleted when that id comes back through the bus on our own
+    subscription (reaper_echo), the proof the bus took it. Rows handed out
+    that nothing acknowledges for RESEND_MS are handed out again under the
+    same ids (the bus restarted, or lost them), and a restart hands out
+    every row again: consumers drop the repeats by id. The table is
+    bounded by config.outbox_max: when full, opens are refused (they would
+    add events); closes, heartbeats and cleanup never are, so what they
+    decide still goes in, a little past the cap.
+
+    This is the watchdog's scheme (services/watchdog/events.c) over a
+    table rather than its file (common/ep_outbox.c): the events must
+    commit with the sessions they report, in the same SQLite transaction,
+    which a separate file cannot give.
+
+    Commands are not durable: a restart resends what is still due from
+    the jobs (cleanup.c). They go through an ep_output as they are.
 */
 #include "reaper_internal.h"
 
-#define EVENTS_MAX          1000000     //  events waiting for the bus, at most
+#define RESEND_MS           5000        //  handed out and not echoed this long: again
+#define HANDOUT_PAGE        256         //  rows read from the outbox at a time
 
-//  A session event waiting for the commit and the shell.
-typedef struct {
-    const char *type;           //  created, terminating, closed, reaped, warning (static)
-    const char *reason;         //  static, or NULL
-    int64_t age_ms;             //  how old the session was
-    char strings [];            //  id \0 router \0 identity \0 service \0
-} event_out_t;
-
-static char *
-s_dup (const char *text)
+//  Packs event into the outbox (the open transaction). Returns its seq, or -1.
+static int64_t
+s_store (reaper_t *self, const char *topic, const Ep__Event *event)
 {
-    return text? strdup (text): NULL;
+    size_t size = ep__event__get_packed_size (event);
+    uint8_t stack [1024];
+    uint8_t *bytes = size <= sizeof stack? stack: (uint8_t *) malloc (size);
+    EP_ASSERT (bytes);
+    ep__event__pack (event, bytes);
+    int64_t seq = sessiondb_outbox_add (self->db, topic, bytes, size);
+    if (bytes != stack)
+        free (bytes);
+    return seq;
+}
+
+static void
+s_outbox_gauge (reaper_t *self)
+{
+    if (self->outbox_depth)
+        ep_series_set (self->outbox_depth, (double) self->outbox_count);
+}
+
+void
+reaper_event (reaper_t *self, session_t *session, const char *type, const char *reason, int64_t now)
+{
+    if (!reaper_begin (self))
+        return;
+    Ep__SessionEvent body = EP__SESSION_EVENT__INIT;
+    body.session_id = session->id;
+    body.router_id = session->groups [G_ROUTER]->id;
+    body.identity_id = session->groups [G_IDENTITY]->id;
+    body.service_id = session->groups [G_SERVICE]->id;
+    body.event_type = (char *) type;
+    body.reason = (char *) reason;
+    body.has_age_ms = true;
+    body.age_ms = reaper_wall (self, now) - session->created_ms;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_SESSION;
+    event.session = &body;
+    char topic [32];
+    snprintf (topic, sizeof topic, "session.%s", type);
+    int64_t seq = s_store (self, topic, &event);
+    reaper_wrote (self, seq < 0? -1: 0);
+    if (seq > 0) {
+        self->outbox_count++;
+        self->outbox_staged++;
+    }
+}
+
+bool
+reaper_outbox_full (reaper_t *self)
+{
+    if (!self->config.outbox_max || self->outbox_count < self->config.outbox_max)
+        return false;
+    if (self->outbox_refused)
+        ep_series_add (self->outbox_refused, 1);
+    if (!self->outbox_full)
+        ep_log_error ("event outbox full (%zu session events the bus has not taken): new sessions "
+                      "refused until it drains; is the bus up?", self->outbox_count);
+    self->outbox_full = true;
+    return true;
 }
 
 //  An Event around body, allocated for ep__event__free_unpacked.
@@ -44,59 +106,10 @@ s_event_new (Ep__Event__BodyCase body_case, void *body)
     return event;
 }
 
-void
-reaper_event (reaper_t *self, session_t *session, const char *type, const char *reason, int64_t now)
+static char *
+s_dup (const char *text)
 {
-    const char *strings [] = {
-        session->id, session->groups [G_ROUTER]->id, session->groups [G_IDENTITY]->id,
-        session->groups [G_SERVICE]->id
-    };
-    size_t lengths [EP_COUNT (strings)], size = 0;
-    for (size_t i = 0; i < EP_COUNT (strings); i++)
-        size += lengths [i] = strlen (strings [i]) + 1;
-    event_out_t *event = (event_out_t *) malloc (sizeof (event_out_t) + size);
-    EP_ASSERT (event);
-    event->type = type;
-    event->reason = reason;
-    event->age_ms = reaper_wall (self, now) - session->created_ms;
-    char *at = event->strings;
-    for (size_t i = 0; i < EP_COUNT (strings); i++) {
-        memcpy (at, strings [i], lengths [i]);
-        at += lengths [i];
-    }
-    zlistx_add_end (self->events, event);
-    self->events_staged++;
-    //  A bus that never comes up must not take all memory: the oldest go.
-    if (zlistx_size (self->events) > EVENTS_MAX) {
-        event_out_t *oldest = (event_out_t *) zlistx_detach (self->events, NULL);
-        if (self->events_staged > zlistx_size (self->events))
-            self->events_staged--;
-        free (oldest);
-        if (self->events_dropped++ % 100000 == 0)
-            ep_log_warn ("%llu session events dropped: the bus has not taken them (is it up?)",
-                         (unsigned long long) self->events_dropped);
-    }
-}
-
-//  The Event of a waiting session event, allocated for
-//  ep__event__free_unpacked (an ep_output item owns it).
-static Ep__Event *
-s_session_event (const event_out_t *waiting)
-{
-    Ep__SessionEvent *body = (Ep__SessionEvent *) malloc (sizeof (Ep__SessionEvent));
-    EP_ASSERT (body);
-    ep__session_event__init (body);
-    const char *at = waiting->strings;
-    char **fields [] = { &body->session_id, &body->router_id, &body->identity_id, &body->service_id };
-    for (size_t i = 0; i < EP_COUNT (fields); i++) {
-        *fields [i] = strdup (at);
-        at += strlen (at) + 1;
-    }
-    body->event_type = strdup (waiting->type);
-    body->reason = s_dup (waiting->reason);
-    body->has_age_ms = true;
-    body->age_ms = waiting->age_ms;
-    return s_event_new (EP__EVENT__BODY_SESSION, body);
+    return text? strdup (text): NULL;
 }
 
 //  Stages a close or probe command for router with ids [0 .. count).
@@ -149,37 +162,161 @@ void
 reaper_outbox_commit (reaper_t *self)
 {
     ep_output_commit (self->commands);
-    self->events_staged = 0;
+    self->outbox_staged = 0;
+    if (self->outbox_full && self->outbox_count < self->config.outbox_max) {
+        self->outbox_full = false;
+        ep_log_info ("event outbox has room again (%zu events): new sessions accepted",
+                     self->outbox_count);
+    }
+    s_outbox_gauge (self);
 }
 
 void
 reaper_outbox_abort (reaper_t *self)
 {
     ep_output_abort (self->commands);
-    for (; self->events_staged; self->events_staged--) {
-        zlistx_last (self->events);
-        zlistx_delete (self->events, zlistx_cursor (self->events));
-    }
+    self->outbox_count -= self->outbox_staged;
+    self->outbox_staged = 0;
+    zlistx_purge (self->acks);
+}
+
+//  A row sessiondb_outbox_next found, as an item of the handout.
+static void
+s_row (void *arg, int64_t seq, const char *topic, const void *body, size_t size)
+{
+    reaper_t *self = (reaper_t *) arg;
+    self->sent_seq = seq;
+    if (ep_output_add_packed (self->handout, topic, body, size, seq))
+        self->in_flight++;
+    else
+        ep_log_warn ("outbox row %lld does not decode: skipped (it stays until acknowledged)",
+                     (long long) seq);
 }
 
 ep_output_item_t *
 reaper_next_output (reaper_t *self, bool events)
 {
     ep_output_item_t *item = ep_output_next (self->commands);
-    if (item || !events || zlistx_size (self->events) == self->events_staged)
+    if (item || !events)
         return item;
-    event_out_t *waiting = (event_out_t *) zlistx_detach (self->events, NULL);
-    Ep__Event *event = s_session_event (waiting);
-    char topic [32];
-    snprintf (topic, sizeof topic, "session.%s", waiting->type);
-    free (waiting);
-    ep_output_take (self->handout, topic, &event, 0);
-    ep_output_commit (self->handout);
-    return ep_output_next (self->handout);
+    //  Rows are read a page at a time (one query, not one per event),
+    //  and only committed ones: none while a transaction is open.
+    item = ep_output_next (self->handout);
+    if (!item && !self->in_txn && !self->broken && self->outbox_count > self->in_flight) {
+        int found = sessiondb_outbox_next (self->db, self->sent_seq, HANDOUT_PAGE, s_row, self);
+        if (found < 0)
+            ep_log_error ("cannot read the event outbox: %s", ep_store_last_error ());
+        ep_output_commit (self->handout);
+        item = ep_output_next (self->handout);
+    }
+    return item;
 }
 
 size_t
 reaper_backlog (reaper_t *self)
 {
-    return zlistx_size (self->events);
+    return self->outbox_count > self->in_flight? self->outbox_count - self->in_flight: 0;
+}
+
+const char *
+reaper_outbox_owner (reaper_t *self)
+{
+    return self->owner;
+}
+
+void
+reaper_echo (reaper_t *self, const char *event_id)
+{
+    size_t len = strlen (self->owner);
+    if (!event_id || strncmp (event_id, self->owner, len) != 0 || event_id [len] != ':')
+        return;                 //  not one of ours (another reaper's, or none)
+    char *end;
+    long long seq = strtoll (event_id + len + 1, &end, 10);
+    if (seq <= 0 || *end)
+        return;
+    int64_t *ack = (int64_t *) malloc (sizeof (int64_t));
+    EP_ASSERT (ack);
+    *ack = seq;
+    zlistx_add_end (self->acks, ack);
+}
+
+//  Deletes the rows first .. last, all echoed.
+static void
+s_ack_run (reaper_t *self, int64_t first, int64_t last)
+{
+    //  Rows up to sent_seq were handed out (counted in flight), the others
+    //  not since a rewind: the two parts are counted apart.
+    int64_t split [2][2] = {
+        { first, last < self->sent_seq? last: self->sent_seq },
+        { first > self->sent_seq? first: self->sent_seq + 1, last }
+    };
+    for (int part = 0; part < 2; part++) {
+        if (split [part][0] > split [part][1])
+            continue;
+        int deleted = sessiondb_outbox_ack (self->db, split [part][0], split [part][1]);
+        reaper_wrote (self, deleted < 0? -1: 0);
+        if (deleted <= 0)
+            continue;
+        self->outbox_count -= (size_t) deleted < self->outbox_count? (size_t) deleted: self->outbox_count;
+        if (part == 0)
+            self->in_flight -= (size_t) deleted < self->in_flight? (size_t) deleted: self->in_flight;
+    }
+}
+
+bool
+reaper_outbox_acks (reaper_t *self)
+{
+    if (zlistx_size (self->acks) == 0 || !reaper_begin (self))
+        return false;
+    //  Echoes come mostly in seq order: each run of consecutive seqs is
+    //  one DELETE.
+    int64_t first = 0, last = 0;
+    for (int64_t *ack = (int64_t *) zlistx_first (self->acks); ack;
+         ack = (int64_t *) zlistx_next (self->acks)) {
+        if (first && *ack == last + 1) {
+            last = *ack;
+            continue;
+        }
+        if (first)
+            s_ack_run (self, first, last);
+        first = last = *ack;
+    }
+    s_ack_run (self, first, last);
+    zlistx_purge (self->acks);
+    return true;
+}
+
+int64_t
+reaper_outbox_tick (reaper_t *self, int64_t now)
+{
+    if (!self->in_flight || self->broken) {
+        self->oldest_seq = 0;
+        return INT64_MAX;
+    }
+    //  The oldest row handed out and not echoed: when it has been waiting
+    //  RESEND_MS, the bus lost it (and likely what followed): every row
+    //  is handed out again, from the first, under its own id.
+    int64_t oldest = sessiondb_outbox_first (self->db);
+    if (oldest < 0) {
+        reaper_wrote (self, -1);
+        return INT64_MAX;
+    }
+    if (oldest == 0 || oldest > self->sent_seq) {
+        self->in_flight = 0;        //  all echoed (counts drift if acks came late)
+        self->oldest_seq = 0;
+        return INT64_MAX;
+    }
+    if (oldest != self->oldest_seq) {
+        self->oldest_seq = oldest;
+        self->oldest_since = now;
+    }
+    if (now - self->oldest_since < RESEND_MS)
+        return self->oldest_since + RESEND_MS;
+    ep_log_warn ("session event %s:%lld was handed to the bus %d ms ago and has not come back: "
+                 "publishing the %zu events not echoed again under the same ids (is the bus up?)",
+                 self->owner, (long long) oldest, RESEND_MS, self->outbox_count);
+    self->sent_seq = 0;
+    self->in_flight = 0;
+    self->oldest_seq = 0;
+    return now;
 }

@@ -104,6 +104,9 @@ reaper_tick (reaper_t *self, int64_t now)
     reaper_mark (self, now);
     reaper_send (self, now);
     more |= reaper_force (self, now) == self->config.mark_batch;
+    int64_t resend = reaper_outbox_tick (self, now);
+    if (resend < due)
+        due = resend;
     if (now >= self->next_flush)
         reaper_flush (self, now);
     if (now >= self->next_prune && reaper_begin (self)) {
@@ -137,12 +140,13 @@ reaper_tick (reaper_t *self, int64_t now)
 bool
 reaper_uncommitted (reaper_t *self)
 {
-    return self->in_txn;
+    return self->in_txn || zlistx_size (self->acks);
 }
 
 int
 reaper_commit (reaper_t *self)
 {
+    reaper_outbox_acks (self);
     if (self->in_txn && !self->broken && ep_store_commit (self->store) != 0) {
         ep_log_error ("cannot commit to sessions.db: %s", ep_store_last_error ());
         self->broken = true;
@@ -196,7 +200,7 @@ reaper_config_defaults (reaper_config_t *config)
         .deadline_ms = 15000, .presence_timeout_ms = 3500, .flush_ms = 5000,
         .long_lived_ms = 24 * 3600 * 1000LL, .retention_ms = 24 * 3600 * 1000LL,
         .retry_ms = 1000, .retry_max_ms = 8000, .mark_batch = 5000, .chunk = 5000, .window = 4,
-        .adaptive = true
+        .outbox_max = 1000000, .adaptive = true
     };
     ep_cadence_defaults (&config->cadence);
     config->cadence.min_ms = LIVENESS_FLOOR_MS;
@@ -313,8 +317,8 @@ reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metr
     self->offline = zhashx_new ();
     self->probes = zhashx_new ();
     zhashx_set_destructor (self->probes, (czmq_destructor *) zlistx_destroy);
-    self->events = zlistx_new ();
-    zlistx_set_destructor (self->events, (czmq_destructor *) zstr_free);
+    self->acks = zlistx_new ();
+    zlistx_set_destructor (self->acks, (czmq_destructor *) zstr_free);
     self->handout = ep_output_new ();
     self->commands = ep_output_new ();
     self->known_at = INT64_MAX;
@@ -346,11 +350,27 @@ reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metr
             "Silence after which a router's sessions are reaped, probed first (T2: learnt or fixed).", 1, router);
         self->long_lived = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_reaper_long_lived_total",
             "Sessions that crossed --long-lived (session.warning, once per session).", 0, NULL), NULL);
+        //  As the watchdog's (services/watchdog/events.c): one name for every outbox.
+        self->outbox_depth = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_outbox_events",
+            "Events decided and not yet back through the bus (the durable outbox).", 0, NULL), NULL);
+        self->outbox_refused = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_outbox_refused_total",
+            "Events and joins refused because the outbox was full.", 0, NULL), NULL);
     }
     s_load_t load = { self, now, zlistx_new () };
     zlistx_set_destructor (load.orphans, (czmq_destructor *) zstr_free);
     self->closed = sessiondb_count (self->db, EP__SESSION_STATE__CLOSED);
     int rc = self->closed < 0? -1: 0;
+    if (rc == 0)
+        rc = sessiondb_owner (self->db, config->owner? config->owner: "reaper", self->owner,
+                              sizeof self->owner);
+    int64_t outbox = rc == 0? sessiondb_outbox_count (self->db): -1;
+    if (outbox < 0)
+        rc = -1;
+    else
+        self->outbox_count = (size_t) outbox;
+    if (outbox > 0)
+        ep_log_info ("event outbox: %lld session events of a previous run to publish again "
+                     "(under their ids %s:<seq>)", (long long) outbox, self->owner);
     if (rc == 0)
         rc = sessiondb_jobs_running (self->db, s_load_job, &load);
     if (rc == 0)
@@ -391,7 +411,7 @@ reaper_destroy (reaper_t **self_p)
         zhashx_destroy (&self->unseen);
         zhashx_destroy (&self->offline);
         zhashx_destroy (&self->probes);
-        zlistx_destroy (&self->events);
+        zlistx_destroy (&self->acks);
         ep_output_destroy (&self->handout);
         ep_output_destroy (&self->commands);
         fleet_destroy (&self->fleet);

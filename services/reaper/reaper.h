@@ -6,7 +6,8 @@
     (decoded SessionRequests and the caller), model changes (from the
     follower's view observer), presence events, and time. Outputs: replies,
     events and commands (staged, then handed out as ep_output items by
-    reaper_next_output only after the commit that makes them true), and
+    reaper_next_output only after the commit that makes them true; events
+    are rows of sessions.db's outbox until the bus echoes them), and
     rows in the open transaction. No sockets, no clocks: the service
     (reapsvc.c) reads requests, handles them, calls reaper_tick, commits
     with reaper_commit, then answers and publishes what reaper_next_output
@@ -55,6 +56,10 @@ typedef struct {
     size_t mark_batch;          //  sessions marked TERMINATING (forced, warned) per transaction
     size_t chunk;               //  session ids per command
     size_t window;              //  unanswered close commands per router
+    size_t outbox_max;          //  session events not echoed by the bus at most (then opens
+                                //  are refused); 0: no cap
+    const char *owner;          //  our events' id prefix if sessions.db has none yet (the
+                                //  shell picks a random one; NULL: "reaper")
 } reaper_config_t;
 
 //  Fills config with the defaults (docs/reaper.md).
@@ -142,6 +147,16 @@ ep_output_item_t *
 //  Events waiting for reaper_next_output.
 size_t
     reaper_backlog (reaper_t *self);
+
+//  The stable id of this reaper's events (kept in sessions.db): a session
+//  event item is published with event_id "<owner>:<item->seq>".
+const char *
+    reaper_outbox_owner (reaper_t *self);
+
+//  A session event came back through the bus with event_id: if it is one
+//  of ours, its outbox row is deleted at the next reaper_commit.
+void
+    reaper_echo (reaper_t *self, const char *event_id);
 
 //  True while writes wait for reaper_commit (a model change or a tick
 //  made some): the caller should not sleep before committing.

@@ -17,7 +17,8 @@
         warning.c   session.warning: sessions crossing --long-lived, once each
         presence.c  routers online (fleet), offline routers, quiet sessions,
                     each router's thresholds (cadences)
-        outbox.c    events and commands staged for the commit, handed out as ep_output items
+        outbox.c    events (durable: the outbox table) and commands, handed out
+                    after the commit as ep_output items; echoes delete rows
 
     Transitions and who makes them:
         open (router)                    -> ACTIVE              session.created
@@ -130,11 +131,17 @@ struct _reaper_t {
     session_t **dirty;          //  sessions with unflushed counters
     size_t dirty_size;          //  entries used (some NULL)
     size_t dirty_capacity;      //  entries allocated
-    zlistx_t *events;           //  session events waiting (outbox.c), the staged ones last
-    size_t events_staged;       //  of them, made by the open transaction
+    char owner [80];            //  the stable id of our events' ids (sessions.db's meta)
+    size_t outbox_count;        //  rows in the outbox table (staged ones included)
+    size_t outbox_staged;       //  of them, written by the open transaction
+    int64_t sent_seq;           //  rows up to this one were handed out (0: none since a rewind)
+    size_t in_flight;           //  of those, not echoed yet
+    int64_t oldest_seq;         //  the oldest row in flight, as last looked at
+    int64_t oldest_since;       //  since when it was (monotonic ms)
+    bool outbox_full;           //  opens are refused (logged once)
+    zlistx_t *acks;             //  seqs echoed, deleted at the next commit (int64_t *)
     ep_output_t *handout;       //  the session event being handed out (outbox.c)
     ep_output_t *commands;      //  commands to routers, staged then ready (outbox.c)
-    uint64_t events_dropped;    //  events dropped because the bus never took them
     ep_model_view_t *view;      //  the model, once followed (borrowed)
     int64_t wall_offset;        //  wall = monotonic + offset
     int64_t known_at;           //  presence known from then on (INT64_MAX: bus not live yet)
@@ -157,6 +164,8 @@ struct _reaper_t {
     ep_series_t *long_lived;    //  edgeplane_reaper_long_lived_total (session.warning)
     ep_gauge_t *evasive;        //  edgeplane_reaper_session_evasive_seconds{router}
     ep_gauge_t *expire;         //  edgeplane_reaper_session_expire_seconds{router}
+    ep_series_t *outbox_depth;  //  edgeplane_outbox_events
+    ep_series_t *outbox_refused;    //  edgeplane_outbox_refused_total
 };
 
 //  Wall clock at monotonic now.
@@ -301,5 +310,16 @@ void
 //  The transaction failed: what it staged is dropped.
 void
     reaper_outbox_abort (reaper_t *self);
+//  True (counted, logged once) if the outbox holds outbox_max events:
+//  opens are refused until the bus takes the backlog.
+bool
+    reaper_outbox_full (reaper_t *self);
+//  Deletes the rows echoed since the last call (in the transaction, which
+//  it opens if need be). True if it wrote.
+bool
+    reaper_outbox_acks (reaper_t *self);
+//  Rows in flight too long are handed out again. Returns when next due.
+int64_t
+    reaper_outbox_tick (reaper_t *self, int64_t now);
 
 #endif

@@ -171,7 +171,13 @@ s_publish (void *arg)
     ep_output_item_t *item;
     while ((item = reaper_next_output (self->reaper, events < budget))) {
         bool event = item->event->body_case == EP__EVENT__BODY_SESSION;
-        if (ep_publisher_send (self->publisher, item->topic, item->event) != 0)
+        //  A session event goes out under its outbox id, the same on every
+        //  resend: consumers drop repeats, and its echo deletes the row.
+        char id [128];
+        if (event)
+            snprintf (id, sizeof id, "%s:%lld", reaper_outbox_owner (self->reaper),
+                      (long long) item->seq);
+        if (ep_publisher_send_id (self->publisher, item->topic, item->event, event? id: NULL) != 0)
             ep_log_error ("could not publish %s: larger than the cap", item->topic);
         else
             ep_series_add (event? self->published_session: self->published_cmd, 1);
@@ -231,6 +237,10 @@ s_bus (reapsvc_t *self)
         event = ep_subscriber_read (self->events, &topic);
         if (event && event->body_case == EP__EVENT__BODY_PRESENCE && strncmp (topic, "presence.", 9) == 0)
             reaper_presence (self->reaper, topic + 9, event->presence, now);
+        else
+        if (event && event->body_case == EP__EVENT__BODY_SESSION && event->meta)
+            reaper_echo (self->reaper, event->meta->event_id);     //  the bus took it
+
         zstr_free (&topic);
     }
     ep_subscriber_tick (self->events);
@@ -299,7 +309,15 @@ s_open_store (reapsvc_t *self, const reapsvc_config_t *config, const char *data_
         ep_log_error ("cannot open %s: %s", self->path, ep_store_last_error ());
         return -1;
     }
-    self->reaper = reaper_new (self->store, &config->core, ep_service_metrics (self->service),
+    //  The id our events' ids start with, if sessions.db has none yet: it
+    //  keeps it, so a restart resends under the same ids.
+    reaper_config_t core = config->core;
+    zuuid_t *uuid = zuuid_new ();
+    char owner [48];
+    snprintf (owner, sizeof owner, "reaper-%.16s", zuuid_str (uuid));
+    zuuid_destroy (&uuid);
+    core.owner = owner;
+    self->reaper = reaper_new (self->store, &core, ep_service_metrics (self->service),
                                ep_mono_ms (), ep_wall_ms () - ep_mono_ms ());
     return self->reaper? 0: -1;
 }
@@ -333,8 +351,9 @@ s_open_bus (reapsvc_t *self, const ep_common_opts_t *common)
         ep_publisher_declare (self->publisher, "cmd");
         ep_subscriber_subscribe (self->events, "presence.");
         //  Our own heartbeats coming back prove the subscription is live,
-        //  even when no watchdog runs (then no router is online).
-        ep_subscriber_subscribe (self->events, "session.heartbeat");
+        //  even when no watchdog runs (then no router is online); our own
+        //  events coming back acknowledge their outbox rows.
+        ep_subscriber_subscribe (self->events, "session.");
     }
     free (bus_key);
     free (model_key);

@@ -90,6 +90,15 @@ s_open (reaper_t *self, const Ep__SessionRequest *request, int64_t now, reaper_r
             return;
         }
     }
+    //  Its session.created could not be kept: refused, with what to do,
+    //  rather than an event lost. Closes and cleanup are never refused.
+    if (reaper_outbox_full (self)) {
+        reaper_fail (result, EP__STATUS__CODE__UNAVAILABLE,
+                "event-outbox-full: the reaper holds %zu session events the bus has not taken "
+                "(--outbox-max); new sessions are refused until it does: check the bus, then retry",
+                self->outbox_count);
+        return;
+    }
     if (!reaper_begin (self))
         return;
     int64_t wall = reaper_wall (self, now);

@@ -29,7 +29,15 @@ const char *const sessiondb_migrations [] = {
     //  when a cleanup took them, and that cleanup ends within its deadline.
     "ALTER TABLE sessions ADD COLUMN criticality INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE sessions ADD COLUMN warned INTEGER NOT NULL DEFAULT 0;"
-    "UPDATE sessions SET warned = 1 WHERE state = 2;"
+    "UPDATE sessions SET warned = 1 WHERE state = 2;",
+    //  3: the event outbox (issue 21). Each decided event is a row written
+    //  in the transaction of the change it reports, deleted when the bus
+    //  echoes it back. AUTOINCREMENT: a seq is never reused, even once the
+    //  table empties, so "<owner>:<seq>" names one event for ever. meta
+    //  keeps the owner (the reaper's stable id), chosen at the first start.
+    "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
+    "  body BLOB NOT NULL);"
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
 };
 const size_t sessiondb_migrations_count = EP_COUNT (sessiondb_migrations);
 
@@ -410,4 +418,91 @@ sessiondb_job_counts (sessiondb_t *self, const char *id, sessiondb_count_fn *fn,
         fn (arg, s_column_text (stmt, 0)? s_column_text (stmt, 0): "", (uint64_t) sqlite3_column_int64 (stmt, 1));
     sqlite3_reset (stmt);
     return rc < 0? -1: 0;
+}
+
+int
+sessiondb_owner (sessiondb_t *self, const char *candidate, char *owner, size_t size)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('outbox_owner', ?1)");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, candidate);
+    if (s_done (self, stmt) != 0)
+        return -1;
+    stmt = ep_store_stmt (self->store, "SELECT value FROM meta WHERE key = 'outbox_owner'");
+    if (!stmt)
+        return -1;
+    int rc = ep_store_step (self->store, stmt) == 1? 0: -1;
+    if (rc == 0)
+        snprintf (owner, size, "%s", s_column_text (stmt, 0));
+    sqlite3_reset (stmt);
+    return rc;
+}
+
+int64_t
+sessiondb_outbox_add (sessiondb_t *self, const char *topic, const void *body, size_t size)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store, "INSERT INTO outbox (topic, body) VALUES (?1, ?2)");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, topic);
+    sqlite3_bind_blob (stmt, 2, body, (int) size, SQLITE_STATIC);
+    if (s_done (self, stmt) != 0)
+        return -1;
+    return sqlite3_last_insert_rowid (ep_store_handle (self->store));
+}
+
+int
+sessiondb_outbox_next (sessiondb_t *self, int64_t after, size_t limit, sessiondb_outbox_fn *fn, void *arg)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "SELECT seq, topic, body FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64 (stmt, 1, after);
+    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) limit);
+    int rows = 0, rc;
+    while ((rc = ep_store_step (self->store, stmt)) == 1) {
+        fn (arg, sqlite3_column_int64 (stmt, 0), s_column_text (stmt, 1),
+            sqlite3_column_blob (stmt, 2), (size_t) sqlite3_column_bytes (stmt, 2));
+        rows++;
+    }
+    sqlite3_reset (stmt);
+    return rc < 0? -1: rows;
+}
+
+int
+sessiondb_outbox_ack (sessiondb_t *self, int64_t first, int64_t last)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store, "DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64 (stmt, 1, first);
+    sqlite3_bind_int64 (stmt, 2, last);
+    if (s_done (self, stmt) != 0)
+        return -1;
+    return sqlite3_changes (ep_store_handle (self->store));
+}
+
+int64_t
+sessiondb_outbox_count (sessiondb_t *self)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store, "SELECT COUNT(*) FROM outbox");
+    if (!stmt)
+        return -1;
+    int64_t count = ep_store_step (self->store, stmt) == 1? sqlite3_column_int64 (stmt, 0): -1;
+    sqlite3_reset (stmt);
+    return count;
+}
+
+int64_t
+sessiondb_outbox_first (sessiondb_t *self)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store, "SELECT MIN(seq) FROM outbox");
+    if (!stmt)
+        return -1;
+    int64_t seq = ep_store_step (self->store, stmt) == 1? sqlite3_column_int64 (stmt, 0): -1;
+    sqlite3_reset (stmt);
+    return seq;
 }

@@ -5,7 +5,8 @@
     last-seen are flushed periodically, not per heartbeat; the long-lived
     warning is noted when raised) and every
     cleanup job (written when it starts and when it is done), so a restart
-    mid-cleanup can resume it. All writes happen inside the caller's
+    mid-cleanup can resume it; and the event outbox: every session event,
+    written with the change it reports, until the bus echoes it back. All writes happen inside the caller's
     transaction (reaper.c groups them); nothing here begins or commits.
     Functions return 0 or -1 (see ep_store_last_error).
 */
@@ -60,6 +61,8 @@ typedef struct {
 typedef void (sessiondb_row_fn) (void *arg, const sessiondb_row_t *row);
 typedef void (sessiondb_job_fn) (void *arg, const sessiondb_job_t *job);
 typedef void (sessiondb_count_fn) (void *arg, const char *reason, uint64_t count);
+typedef void (sessiondb_outbox_fn) (void *arg, int64_t seq, const char *topic, const void *body,
+                                    size_t size);
 
 //  The tables of store (borrowed).
 sessiondb_t *
@@ -138,5 +141,36 @@ int
 //  Calls fn with each close reason of job id's closed sessions and its count.
 int
     sessiondb_job_counts (sessiondb_t *self, const char *id, sessiondb_count_fn *fn, void *arg);
+
+//  The reaper's stable id (the owner of its outbox's event ids): the one
+//  sessions.db holds, or candidate, stored, at the first start. Copies it
+//  to owner (size bytes).
+int
+    sessiondb_owner (sessiondb_t *self, const char *candidate, char *owner, size_t size);
+
+//  Appends a packed Ep__Event to the outbox. Returns its seq (> 0, never
+//  reused), or -1.
+int64_t
+    sessiondb_outbox_add (sessiondb_t *self, const char *topic, const void *body, size_t size);
+
+//  Calls fn with the outbox rows of the lowest seqs above after, at most
+//  limit, in seq order. Returns the rows given, or -1.
+int
+    sessiondb_outbox_next (sessiondb_t *self, int64_t after, size_t limit, sessiondb_outbox_fn *fn,
+                           void *arg);
+
+//  Deletes the outbox rows first .. last (their events came back; echoes
+//  mostly come in order, so a run is one statement). Returns the rows
+//  deleted (fewer: some already gone), or -1.
+int
+    sessiondb_outbox_ack (sessiondb_t *self, int64_t first, int64_t last);
+
+//  The lowest seq in the outbox (0: empty), or -1.
+int64_t
+    sessiondb_outbox_first (sessiondb_t *self);
+
+//  Rows in the outbox, or -1.
+int64_t
+    sessiondb_outbox_count (sessiondb_t *self);
 
 #endif

@@ -4,9 +4,10 @@
     keyed by when they cross, so a tick looks at its top and nothing else.
 
     The warning is noted in the session's row in the transaction that
-    stages its event, so a restart does not raise it again. An event lost
-    to a crash between that commit and the publish is not raised again
-    either: at most once, like every event of the reaper.
+    writes its event to the outbox (outbox.c), so a restart does not raise
+    it again, and a crash between that commit and the publish does not
+    lose it: the next start publishes the row (at least once, like every
+    event of the reaper).
 */
 #include "reaper_internal.h"
 #include <stddef.h>

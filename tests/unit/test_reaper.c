@@ -48,6 +48,8 @@ typedef struct {
     zlistx_t *commands;         //  s_command_t, in order
     const char *const *held;    //  routers a watchdog beacons at every step (NULL: none)
     ep_metrics_t *metrics;      //  the reaper's registry, if a test gives one
+    zlistx_t *ids;              //  event ids of the session events, as handed out
+    bool bus_down;              //  s_drain echoes nothing
 } s_world_t;
 
 static s_world_t w;
@@ -106,15 +108,25 @@ s_publish (const char *topic, Ep__Event *event)
     zlistx_add_end (w.commands, command);
 }
 
-//  Publishes what the reaper hands out, as the service does (all of it).
+//  Publishes what the reaper hands out, as the service does (all of it),
+//  and, unless w.bus_down, echoes each session event back as the bus
+//  does (the acks are committed: a crash after s_drain keeps them).
 static void
 s_drain (void)
 {
     ep_output_item_t *item;
     while ((item = reaper_next_output (w.reaper, true))) {
         s_publish (item->topic, item->event);
+        if (item->event->body_case == EP__EVENT__BODY_SESSION) {
+            char id [128];
+            snprintf (id, sizeof id, "%s:%lld", reaper_outbox_owner (w.reaper), (long long) item->seq);
+            zlistx_add_end (w.ids, strdup (id));
+            if (!w.bus_down)
+                reaper_echo (w.reaper, id);
+        }
         ep_output_item_destroy (&item);
     }
+    cr_assert_eq (reaper_commit (w.reaper), 0);
 }
 
 static void
@@ -146,6 +158,8 @@ s_setup (void)
     zlistx_set_destructor (w.events, (czmq_destructor *) zstr_free);
     w.commands = zlistx_new ();
     zlistx_set_destructor (w.commands, s_command_free);
+    w.ids = zlistx_new ();
+    zlistx_set_destructor (w.ids, (czmq_destructor *) zstr_free);
     reaper_config_defaults (&w.config);
     w.config.evasive_ms = T1;
     w.config.expire_ms = T2;
@@ -168,6 +182,7 @@ s_teardown (void)
     ep_metrics_destroy (&w.metrics);
     zlistx_destroy (&w.events);
     zlistx_destroy (&w.commands);
+    zlistx_destroy (&w.ids);
     zstr_free (&w.path);
     ep_tmpdir_remove (&w.dir);
 }
@@ -1438,4 +1453,204 @@ Test (reaper, the_liveness_read_pages_by_router_and_checks_its_input, .init = s_
     s_delete (EP__ENTITY_TYPE__ENTITY_ROUTER, "r1", 9);
     cr_assert_eq (s_liveness ("r1", NULL, 0, &s_operator, &result), EP__STATUS__CODE__NOT_FOUND);
     reaper_result_clear (&result);
+}
+
+//  ---------------------------------------------------------------------
+//  The event outbox (outbox.c): durable session events
+
+//  Rows in sessions.db's outbox table.
+static int64_t
+s_outbox_rows (void)
+{
+    sqlite3_stmt *stmt;
+    cr_assert_eq (sqlite3_prepare_v2 (ep_store_handle (w.store), "SELECT COUNT(*) FROM outbox", -1,
+                                      &stmt, NULL), SQLITE_OK);
+    cr_assert_eq (sqlite3_step (stmt), SQLITE_ROW);
+    int64_t rows = sqlite3_column_int64 (stmt, 0);
+    sqlite3_finalize (stmt);
+    return rows;
+}
+
+//  The ids handed out so far, joined by spaces.
+static char *
+s_ids (void)
+{
+    char *joined = strdup ("");
+    for (char *id = (char *) zlistx_first (w.ids); id; id = (char *) zlistx_next (w.ids)) {
+        char *longer = zsys_sprintf ("%s%s%s", joined, *joined? " ": "", id);
+        free (joined);
+        joined = longer;
+    }
+    return joined;
+}
+
+//  Echoes every id handed out so far, as the bus would, and commits.
+static void
+s_echo_all (void)
+{
+    for (char *id = (char *) zlistx_first (w.ids); id; id = (char *) zlistx_next (w.ids))
+        reaper_echo (w.reaper, id);
+    cr_assert_eq (reaper_commit (w.reaper), 0);
+}
+
+//  A decided event is a row until its echo: a restart hands every row out
+//  again under the id it had, from the owner sessions.db keeps (not the
+//  candidate of the new start); once echoed, nothing comes out again.
+Test (reaper, events_are_kept_until_echoed_and_a_restart_resends_them_under_their_ids,
+      .init = s_setup, .fini = s_teardown)
+{
+    //  s_setup's start chose the owner: the default candidate, "reaper".
+    w.bus_down = true;
+    s_open ("s1", "r1", "i1", "svc");
+    cr_assert_eq (s_close ("s1", "r1"), EP__STATUS__CODE__OK);
+    s_open ("s2", "r1", "i1", "svc");
+    cr_assert_eq (s_events ("session."), 3);
+    char *first = s_ids ();
+    cr_assert_str_eq (first, "reaper:1 reaper:2 reaper:3");
+    cr_assert_eq (s_outbox_rows (), 3, "every decided event is a row");
+    cr_assert_eq (reaper_backlog (w.reaper), 0, "all handed out");
+    s_turn ();
+    cr_assert_eq (s_events ("session."), 3, "handed out once while in flight");
+
+    s_crash ();
+    w.config.owner = "reaper-second";
+    s_start ();
+    cr_assert_str_eq (reaper_outbox_owner (w.reaper), "reaper", "the owner is sessions.db's");
+    cr_assert_eq (reaper_backlog (w.reaper), 3);
+    s_reset_outputs ();
+    zlistx_purge (w.ids);
+    s_turn ();
+    char *again = s_ids ();
+    cr_assert_str_eq (again, first, "the same events under the same ids");
+    cr_assert_eq (s_events ("session.created s1"), 1);
+    cr_assert_eq (s_events ("session.closed s1 client-closed"), 1);
+    cr_assert_eq (s_events ("session.created s2"), 1);
+    free (again);
+    s_echo_all ();
+    cr_assert_eq (s_outbox_rows (), 0, "echoed rows are deleted");
+    //  Only our own ids acknowledge: another reaper's, or a malformed one, not.
+    s_open ("s3", "r1", "i1", "svc");
+    cr_assert_eq (s_outbox_rows (), 1);
+    reaper_echo (w.reaper, "reaperx:4");
+    reaper_echo (w.reaper, "reaper:4x");
+    reaper_echo (w.reaper, "other:4");
+    reaper_echo (w.reaper, "reaper:");
+    cr_assert_eq (reaper_commit (w.reaper), 0);
+    cr_assert_eq (s_outbox_rows (), 1);
+    reaper_echo (w.reaper, "reaper:4");
+    cr_assert_eq (reaper_commit (w.reaper), 0);
+    cr_assert_eq (s_outbox_rows (), 0);
+
+    s_crash ();
+    s_start ();
+    s_reset_outputs ();
+    s_settle ();
+    cr_assert_eq (s_events ("session."), 0, "nothing echoed is sent again");
+    free (first);
+}
+
+//  Nothing leaves before its commit: the open transaction's rows are not
+//  handed out.
+Test (reaper, events_are_handed_out_only_once_committed, .init = s_setup, .fini = s_teardown)
+{
+    Ep__Session session = EP__SESSION__INIT;
+    session.id = "s1";
+    session.identity_id = "i1";
+    session.service_id = "svc";
+    session.has_type = true;
+    session.type = EP__SESSION_TYPE__DIAL;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.router_id = "r1";
+    request.op_case = EP__SESSION_REQUEST__OP_OPEN;
+    request.open = &session;
+    reaper_result_t result;
+    reaper_result_init (&result, "req");
+    reaper_handle (w.reaper, &request, &s_watchdog, w.now, &result);
+    cr_assert_eq (result.status.code, EP__STATUS__CODE__OK);
+    reaper_result_clear (&result);
+    cr_assert (reaper_uncommitted (w.reaper));
+    cr_assert_null (reaper_next_output (w.reaper, true), "handed out before the commit");
+    cr_assert_eq (reaper_commit (w.reaper), 0);
+    s_drain ();
+    cr_assert_eq (s_events ("session.created s1"), 1);
+}
+
+//  Rows handed out and not echoed go out again, same ids, once the oldest
+//  has waited 5 s; echoed ones do not.
+Test (reaper, unechoed_events_are_resent_after_5s_under_the_same_ids, .init = s_setup, .fini = s_teardown)
+{
+    w.bus_down = true;
+    s_open ("s1", "r1", "i1", "svc");
+    s_open ("s2", "r1", "i1", "svc");
+    int64_t sent = w.now;
+    char *first = s_ids ();
+    s_advance (sent + 4900, 100);
+    cr_assert_eq (s_events ("session.created"), 2, "not before 5 s");
+    s_advance (sent + 5200, 100);
+    cr_assert_eq (s_events ("session.created"), 4, "both again after 5 s");
+    cr_assert_eq (s_events ("session.created s1"), 2);
+    zlistx_t *all = w.ids;
+    cr_assert_eq (zlistx_size (all), 4);
+    char *joined = s_ids ();
+    char *expect = zsys_sprintf ("%s %s", first, first);
+    cr_assert_str_eq (joined, expect, "the same ids again");
+    free (joined);
+    free (expect);
+    //  The bus is back: the next resend is echoed, and that is the last.
+    w.bus_down = false;
+    s_advance (w.now + 5200, 100);
+    cr_assert_eq (s_events ("session.created"), 6);
+    cr_assert_eq (s_outbox_rows (), 0);
+    s_advance (w.now + 20000, 1000);
+    cr_assert_eq (s_events ("session.created"), 6, "echoed events are not resent");
+    free (first);
+}
+
+//  A full outbox refuses opens with what to do, and only opens: closes
+//  and heartbeats go on (their events beyond the cap); once the bus has
+//  taken the backlog, opens are accepted again.
+Test (reaper, a_full_outbox_refuses_opens_and_nothing_else, .init = s_setup, .fini = s_teardown)
+{
+    s_crash ();
+    w.config.outbox_max = 3;
+    w.metrics = ep_metrics_new ("reaper");
+    s_start ();
+    w.bus_down = true;
+    s_open ("a", "r1", "i1", "svc");
+    s_open ("b", "r1", "i1", "svc");
+    s_open ("c", "r1", "i1", "svc");
+    Ep__Session session = EP__SESSION__INIT;
+    session.id = "d";
+    session.identity_id = "i1";
+    session.service_id = "svc";
+    session.has_type = true;
+    session.type = EP__SESSION_TYPE__DIAL;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.router_id = "r1";
+    request.op_case = EP__SESSION_REQUEST__OP_OPEN;
+    request.open = &session;
+    reaper_result_t result;
+    cr_assert_eq (s_call (&request, &s_watchdog, &result), EP__STATUS__CODE__UNAVAILABLE);
+    cr_assert (strstr (result.status.message, "event-outbox-full"), "%s", result.status.message);
+    cr_assert (strstr (result.status.message, "bus"), "%s", result.status.message);
+    reaper_result_clear (&result);
+    cr_assert_eq (s_count (NULL, EP__SESSION_STATE__ACTIVE), 3, "d was not opened");
+    //  A repeated open of an open session is the same answer, not an event.
+    s_open ("a", "r1", "i1", "svc");
+    cr_assert_eq (s_close ("a", "r1"), EP__STATUS__CODE__OK, "closes go on");
+    const char *ids [] = { "b", "c", NULL };
+    s_heartbeat ("r1", ids, 10, NULL);
+    cr_assert_eq (s_outbox_rows (), 4, "the close's event is kept beyond the cap");
+    char *page = ep_metrics_render (w.metrics);
+    cr_assert_eq (ep_metric_value (page, "edgeplane_outbox_refused_total"), 1, "%s", page);
+    cr_assert_eq (ep_metric_value (page, "edgeplane_outbox_events"), 4, "%s", page);
+    free (page);
+    //  The bus takes the backlog: opens again.
+    s_echo_all ();
+    cr_assert_eq (s_outbox_rows (), 0);
+    s_open ("d", "r1", "i1", "svc");
+    s_turn ();
+    page = ep_metrics_render (w.metrics);
+    cr_assert_eq (ep_metric_value (page, "edgeplane_outbox_events"), 1, "%s", page);
+    free (page);
 }
