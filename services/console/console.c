@@ -11,12 +11,12 @@ struct _console_t {
 };
 
 console_t *
-console_new (const hub_config_t *hub_config, hub_handle_fn *sleep, hub_handle_fn *wake, void *arg)
+console_new (const hub_config_t *hub_config, int stats_minutes, hub_handle_fn *sleep, hub_handle_fn *wake, void *arg)
 {
     console_t *self = (console_t *) zmalloc (sizeof (console_t));
     EP_ASSERT (pthread_mutex_init (&self->lock, NULL) == 0);
     self->fleet = cfleet_new ();
-    self->stats = stats_new ();
+    self->stats = stats_new (stats_minutes);
     self->hub = hub_new (hub_config, sleep, wake, arg);
     return self;
 }

@@ -18,7 +18,8 @@
 typedef struct _console_t console_t;
 
 console_t *
-    console_new (const hub_config_t *hub_config, hub_handle_fn *sleep, hub_handle_fn *wake, void *arg);
+    console_new (const hub_config_t *hub_config, int stats_minutes, hub_handle_fn *sleep, hub_handle_fn *wake,
+                 void *arg);
 
 void
     console_destroy (console_t **self_p);

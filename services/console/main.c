@@ -148,7 +148,7 @@ int
 main (int argc, char **argv)
 {
     static char *hosts, *token_file;
-    static int64_t stream_bytes, ring_events, keepalive, poll_ms, presence;
+    static int64_t stream_bytes, ring_events, keepalive, poll_ms, presence, minutes;
     ep_opt_t opts [] = {
         { .name = "hosts", .env = "EDGEPLANE_CONSOLE_HOSTS", .def = "localhost,127.0.0.1,[::1]",
           .type = EP_OPT_STRING, .str = &hosts,
@@ -165,9 +165,10 @@ main (int argc, char **argv)
           .num = &keepalive, .min = 10, .max = 15000, .help = "A comment line on idle streams this often." },
         { .name = "poll", .env = "EDGEPLANE_CONSOLE_POLL", .def = "2s", .type = EP_OPT_DURATION,
           .num = &poll_ms, .min = 100, .max = 600000, .help = "How often the watchdogs are asked for connections." },
-        { .name = "presence-timeout", .env = "EDGEPLANE_PRESENCE_TIMEOUT", .def = "3500ms",
-          .type = EP_OPT_DURATION, .num = &presence, .min = 10, .max = 600000,
-          .help = "A watchdog whose beacons stop this long holds no router." },
+        { .name = "presence-timeout", .env = "EDGEPLANE_PRESENCE_TIMEOUT", .def = "3500ms", .type = EP_OPT_DURATION,
+          .num = &presence, .min = 10, .max = 600000, .help = "A watchdog without beacons this long holds no router." },
+        { .name = "stats-minutes", .env = "EDGEPLANE_CONSOLE_STATS_MINUTES", .def = "60", .type = EP_OPT_INT,
+          .num = &minutes, .min = 1, .max = STATS_MINUTES, .help = "Minutes of aggregates kept for /api/stats." },
     };
     //  The console's own address variable wins over the one all services share.
     if (getenv ("EDGEPLANE_CONSOLE_LISTEN"))
@@ -181,8 +182,7 @@ main (int argc, char **argv)
     char *path = token_file? strdup (token_file): zsys_sprintf ("%s/console.token", common->keys_dir);
     bool loopback = access_loopback (common->http_listen);
     if (!loopback && !(token = access_token_read (path, err, sizeof err))) {
-        ep_log_error ("%s bound to %s, which is not loopback, needs a token: %s", "console",
-                      common->http_listen, err);
+        ep_log_error ("console bound to %s, which is not loopback, needs a token: %s", common->http_listen, err);
         rc = -1;
     }
     access_t *access = access_new (hosts, token);
@@ -195,7 +195,7 @@ main (int argc, char **argv)
     hub_config.stream_bytes = (size_t) stream_bytes;
     hub_config.keepalive_ms = keepalive;
     hub_config.started_wall_ms = ep_wall_ms ();
-    self.console = console_new (&hub_config, web_sleep, web_wake, NULL);
+    self.console = console_new (&hub_config, (int) minutes, web_sleep, web_wake, NULL);
     web_t *web = web_new (ep_service_http (self.service), self.console, access);
     s_metrics (&self);
     if (rc == 0)

@@ -7,7 +7,8 @@ typedef struct {
 } s_bucket_t;
 
 struct _stats_t {
-    s_bucket_t buckets [STATS_MINUTES]; //  indexed by minute % STATS_MINUTES
+    s_bucket_t buckets [STATS_MINUTES]; //  indexed by minute % minutes
+    int minutes;                //  buckets in use, 1 to STATS_MINUTES
 };
 
 static const char *s_totals [] = {
@@ -16,9 +17,11 @@ static const char *s_totals [] = {
 };
 
 stats_t *
-stats_new (void)
+stats_new (int minutes)
 {
-    return (stats_t *) zmalloc (sizeof (stats_t));
+    stats_t *self = (stats_t *) zmalloc (sizeof (stats_t));
+    self->minutes = minutes < 1? 1: minutes > STATS_MINUTES? STATS_MINUTES: minutes;
+    return self;
 }
 
 void
@@ -50,7 +53,7 @@ s_empty (int64_t minute)
 static json_t *
 s_bucket (stats_t *self, int64_t minute)
 {
-    s_bucket_t *bucket = &self->buckets [minute % STATS_MINUTES];
+    s_bucket_t *bucket = &self->buckets [minute % self->minutes];
     if (bucket->minute != minute) {
         json_decref (bucket->counts);
         bucket->counts = s_empty (minute);
@@ -151,11 +154,11 @@ stats_json (stats_t *self, int64_t wall_ms, int64_t window_ms)
     int64_t minutes = (window_ms + 59999) / 60000;
     if (minutes < 1)
         minutes = 1;
-    if (minutes > STATS_MINUTES)
-        minutes = STATS_MINUTES;
+    if (minutes > self->minutes)
+        minutes = self->minutes;
     json_t *list = json_array ();
     for (int64_t minute = last - minutes + 1; minute <= last; minute++) {
-        s_bucket_t *bucket = &self->buckets [((minute % STATS_MINUTES) + STATS_MINUTES) % STATS_MINUTES];
+        s_bucket_t *bucket = &self->buckets [((minute % self->minutes) + self->minutes) % self->minutes];
         json_array_append_new (list, bucket->minute == minute? json_deep_copy (bucket->counts):
                                                                s_empty (minute));
     }

@@ -16,11 +16,13 @@
 
 typedef struct _stats_t stats_t;
 
-#define STATS_MINUTES   60      //  minutes kept: the longest window
+#define STATS_MINUTES   60      //  minutes kept at most: the longest window
 #define STATS_MAX_KEYS  500     //  keys per breakdown per minute
 
+//  Keeps the last minutes minutes (1 to STATS_MINUTES; the memory grows
+//  until that many are held, then stays).
 stats_t *
-    stats_new (void);
+    stats_new (int minutes);
 
 void
     stats_destroy (stats_t **self_p);
@@ -29,7 +31,7 @@ void
 void
     stats_event (stats_t *self, json_t *event, int64_t wall_ms);
 
-//  The minutes of the last window_ms (at most STATS_MINUTES minutes) up to
+//  The minutes of the last window_ms (at most the minutes kept) up to
 //  wall_ms, oldest first, every minute present (zero if quiet). Caller
 //  json_decref ().
 json_t *

@@ -72,15 +72,16 @@ DERIVED = {
 # The services' time constants, shortened so that each structure bounded
 # by time (closed sessions kept for --retention, tombstones for their TTL,
 # sessions of a router that left until they expire, the console's ring of
-# recent events) reaches its steady state within the warm-up: the soak
+# recent events and its per-minute aggregates, an hour by default) reaches
+# its steady state within the warm-up: the soak
 # judges the steady state, and the defaults (24 h) would be a slope for a
 # day. The long form keeps the adaptive liveness of a real deployment.
 ENV_SHORT = {"EDGEPLANE_SESSION_RETENTION": "30s", "EDGEPLANE_TERMINATORS_TOMBSTONE_TTL": "30s",
              "EDGEPLANE_SESSION_LIVENESS": "fixed", "EDGEPLANE_SESSION_EVASIVE": "10s",
              "EDGEPLANE_SESSION_EXPIRE": "20s", "EDGEPLANE_ROUTER_OFFLINE_GRACE": "20s",
-             "EDGEPLANE_CONSOLE_RING": "1000"}
+             "EDGEPLANE_CONSOLE_RING": "1000", "EDGEPLANE_CONSOLE_STATS_MINUTES": "1"}
 ENV_LONG = {"EDGEPLANE_SESSION_RETENTION": "4m", "EDGEPLANE_TERMINATORS_TOMBSTONE_TTL": "4m",
-            "EDGEPLANE_CONSOLE_RING": "10000"}
+            "EDGEPLANE_CONSOLE_RING": "10000", "EDGEPLANE_CONSOLE_STATS_MINUTES": "5"}
 
 # Caps read from the services themselves: figure -> the capacity gauge.
 CAP_GAUGES = {"reply_cache": "edgeplane_rpc_reply_cache_capacity"}

@@ -138,9 +138,33 @@ Test (console_view, recent_lists_and_source_counts_are_bounded)
     cfleet_destroy (&fleet);
 }
 
+//  Fewer minutes kept (--stats-minutes): a window is cut to them, and an
+//  older minute's bucket is reused, so the memory stops growing there.
+Test (console_view, stats_keep_only_the_minutes_configured)
+{
+    stats_t *stats = stats_new (2);
+    int64_t minute = (T0 / 60000) * 60000;
+    for (int m = 0; m < 3; m++)
+        s_event (NULL, stats, minute + m * 60000 + 1000, "{\"namespace\":\"session\",\"type\":\"created\"}");
+    json_t *document = stats_json (stats, minute + 2 * 60000 + 1000, 3600000);
+    json_t *minutes = json_object_get (document, "minutes");
+    cr_assert_eq (json_array_size (minutes), 2);
+    cr_assert_eq (json_integer_value (json_object_get (document, "window_ms")), 2 * 60000);
+    json_t *first = json_array_get (minutes, 0);
+    cr_assert_eq (json_integer_value (json_object_get (first, "minute_ms")), minute + 60000);
+    cr_assert_eq (json_integer_value (json_object_get (first, "sessions_opened")), 1);
+    json_decref (document);
+    stats_destroy (&stats);
+    stats = stats_new (0);          //  clamped to one
+    document = stats_json (stats, minute, 3600000);
+    cr_assert_eq (json_array_size (json_object_get (document, "minutes")), 1);
+    json_decref (document);
+    stats_destroy (&stats);
+}
+
 Test (console_view, stats_count_per_minute_with_breakdowns)
 {
-    stats_t *stats = stats_new ();
+    stats_t *stats = stats_new (STATS_MINUTES);
     int64_t minute = (T0 / 60000) * 60000;
     s_event (NULL, stats, minute + 1000, "{\"namespace\":\"connect\",\"type\":\"router-to-ctrl\",\"src_type\":\"router\","
              "\"src_id\":\"r1\",\"src_addr\":\"10.0.0.1:5\",\"connected\":true}");
