@@ -175,50 +175,23 @@ s_outbox_gone (void *arg)
     return gone;
 }
 
-//  How many events the subscriber delivered with event_id id.
-static size_t
-s_delivered (const char *id)
-{
-    size_t times = 0;
-    for (size_t i = 0; i < ep_eventlog_size (s_log); i++) {
-        json_t *event_id = json_object_get (ep_eventlog_get (s_log, i)->json, "event_id");
-        if (json_is_string (event_id) && streq (json_string_value (event_id), id))
-            times++;
-    }
-    return times;
-}
-
 static bool
 s_all_delivered (void *arg)
 {
     s_ids_t *ids = (s_ids_t *) arg;
     ep_eventlog_pump (s_log, 100);
     for (size_t i = 0; i < ids->count; i++)
-        if (s_delivered (ids->ids [i]) == 0)
+        if (ep_eventlog_count_event_id (s_log, ids->ids [i]) == 0)
             return false;
     return true;
-}
-
-static bool
-s_entity_is (const ep_logged_t *event, void *id)
-{
-    json_t *entity_id = json_object_get (event->json, "id");
-    return json_is_string (entity_id) && streq (json_string_value (entity_id), (const char *) id);
 }
 
 //  Model writes until the subscriber delivers one: it is back on the bus.
 static void
 s_resubscribed (void)
 {
-    int64_t deadline = ep_mono_ms () + WAIT_MS;
-    for (int n = 0; ep_mono_ms () < deadline; n++) {
-        char id [32];
-        snprintf (id, sizeof id, "probe%d", n);
-        ep_stack_create_service (s_stack, id);
-        if (ep_eventlog_await_event (s_log, "entityChange.service.created", s_entity_is, id, 1000))
-            return;
-    }
-    cr_assert_fail ("the subscriber did not come back to the restarted bus");
+    cr_assert_eq (ep_stack_await_resubscribed (s_stack, s_log, WAIT_MS), 0,
+                  "the subscriber did not come back to the restarted bus");
 }
 
 Test (watchdog_outbox, a_sigkilled_watchdogs_decided_events_reach_subscribers_after_a_restart,
@@ -250,7 +223,7 @@ Test (watchdog_outbox, a_sigkilled_watchdogs_decided_events_reach_subscribers_af
     cr_assert_geq (decided.connects, ROUTERS + 2);
     cr_assert_lt (decided.count, EP_COUNT (decided.ids));
     for (size_t i = 0; i < decided.count; i++)
-        cr_assert_eq (s_delivered (decided.ids [i]), 0, "%s was not delivered: the bus was down",
+        cr_assert_eq (ep_eventlog_count_event_id (s_log, decided.ids [i]), 0, "%s was not delivered: the bus was down",
                       decided.ids [i]);
 
     //  The bus and a new watchdog (a new instance id) on the same data,
@@ -262,12 +235,13 @@ Test (watchdog_outbox, a_sigkilled_watchdogs_decided_events_reach_subscribers_af
     ep_proc_t *second = ep_stack_start (s_stack, "watchdog", 15000 * EP_TEST_SLOWDOWN);
     if (!ep_wait_until (s_all_delivered, &decided, WAIT_MS)) {
         for (size_t i = 0; i < decided.count; i++)
-            fprintf (stderr, "%s delivered %zu times\n", decided.ids [i], s_delivered (decided.ids [i]));
+            fprintf (stderr, "%s delivered %zu times\n", decided.ids [i],
+                     ep_eventlog_count_event_id (s_log, decided.ids [i]));
         char *text = ep_proc_log (second);
         cr_assert_fail ("every event the killed watchdog decided on reaches the subscriber: %s", text);
     }
     for (size_t i = 0; i < decided.count; i++) {
-        size_t times = s_delivered (decided.ids [i]);
+        size_t times = ep_eventlog_count_event_id (s_log, decided.ids [i]);
         cr_assert (times == 1 || times == 2, "%s delivered %zu times", decided.ids [i], times);
     }
     cr_assert (ep_wait_until (s_outbox_gone, &wait, WAIT_MS),

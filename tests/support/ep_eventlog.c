@@ -145,6 +145,24 @@ ep_eventlog_count (ep_eventlog_t *self, const char *topic)
 }
 
 size_t
+ep_eventlog_count_event_id (ep_eventlog_t *self, const char *event_id)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < self->count; i++) {
+        json_t *id = json_object_get (self->seen [i]->json, "event_id");
+        count += json_is_string (id) && streq (json_string_value (id), event_id);
+    }
+    return count;
+}
+
+bool
+ep_eventlog_match_id (const ep_logged_t *event, void *arg)
+{
+    json_t *id = json_object_get (event->json, "id");
+    return json_is_string (id) && streq (json_string_value (id), (const char *) arg);
+}
+
+size_t
 ep_eventlog_write_jsonl (ep_eventlog_t *self, const char *path)
 {
     FILE *file = fopen (path, "w");

@@ -82,6 +82,16 @@ const ep_logged_t *
 size_t
     ep_eventlog_count (ep_eventlog_t *self, const char *topic);
 
+//  Events logged so far with StreamMeta.event_id event_id (an outbox's
+//  resends count each time).
+size_t
+    ep_eventlog_count_event_id (ep_eventlog_t *self, const char *event_id);
+
+//  A match for ep_eventlog_await: the event's JSON field "id" is the
+//  string arg (entityChange.*, whose id names the entity).
+bool
+    ep_eventlog_match_id (const ep_logged_t *event, void *arg);
+
 //  Writes every event logged so far to path as JSON lines (the audit
 //  log's format), for tests/support/validate_events.py. Returns the count.
 size_t

@@ -468,3 +468,17 @@ ep_stack_subscribe (ep_stack_t *self, const char *prefix)
     zlistx_add_end (self->subscribers, subscriber);
     return subscriber;
 }
+
+int
+ep_stack_await_resubscribed (ep_stack_t *self, ep_eventlog_t *log, int timeout_ms)
+{
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    for (int n = 0; ep_mono_ms () < deadline; n++) {
+        char id [32];
+        snprintf (id, sizeof id, "probe%d", n);
+        ep_stack_create_service (self, id);
+        if (ep_eventlog_await_event (log, "entityChange.service.created", ep_eventlog_match_id, id, 1000))
+            return 0;
+    }
+    return -1;
+}

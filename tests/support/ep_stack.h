@@ -13,6 +13,7 @@
 
 #include "ep_test.h"
 #include "ep_subscriber.h"
+#include "ep_eventlog.h"
 #include "model.pb-c.h"
 #include <openssl/ssl.h>
 
@@ -149,6 +150,12 @@ uint64_t
 //  hosting services (count 0 on UPDATE: none).
 uint64_t
     ep_stack_create_service (ep_stack_t *self, const char *id);
+
+//  Creates services (probe0, probe1, ...) until log, a subscriber of
+//  entityChange, delivers one's creation: log is back on a restarted bus.
+//  0, or -1 after timeout_ms.
+int
+    ep_stack_await_resubscribed (ep_stack_t *self, ep_eventlog_t *log, int timeout_ms);
 uint64_t
     ep_stack_router_write (ep_stack_t *self, Ep__ModelWrite__Op op, const char *id,
                            const char *const *services, size_t count);
