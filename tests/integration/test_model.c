@@ -18,7 +18,6 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <fcntl.h>
@@ -1046,34 +1045,10 @@ Test (model_it, subscriber_reads_but_cannot_write_service_role_can,
 //  A full disk is a state, not a crash (issue 21): the model's database
 //  on a small tmpfs this test mounts and fills.
 
-//  Fills the filesystem holding path with one file until a write fails.
-static void
-s_fill (const char *path)
-{
-    int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    cr_assert (fd >= 0, "cannot create %s: %s", path, strerror (errno));
-    static char block [4096];
-    while (write (fd, block, sizeof block) > 0)
-        ;
-    cr_assert_eq (errno, ENOSPC, "filling %s stopped on %s, not ENOSPC", path, strerror (errno));
-    close (fd);
-}
-
-//  What /readyz of process answers (its body, 200 or 503). Caller frees.
-static char *
-s_readyz (ep_proc_t *process)
-{
-    char *command = zsys_sprintf ("curl -s --max-time 5 %s/readyz", ep_proc_endpoint (process, "http"));
-    char *out = NULL;
-    ep_run (command, &out);
-    zstr_free (&command);
-    return out? out: strdup ("");
-}
-
 static bool
 s_is_ready (void *arg)
 {
-    char *body = s_readyz ((ep_proc_t *) arg);
+    char *body = ep_readyz (ep_proc_endpoint ((ep_proc_t *) arg, "http"));
     bool ready = streq (body, "ready\n");
     free (body);
     return ready;
@@ -1110,12 +1085,10 @@ s_create (ep_rpc_client_t *client, const char *id, uint64_t *revision, char *mes
 Test (model_it, a_full_disk_refuses_writes_serves_reads_and_recovers_by_itself,
       .init = s_setup, .fini = s_teardown, .timeout = 120)
 {
-    if (geteuid () != 0)
-        cr_skip_test ("mounting a small tmpfs for the database needs root (run as root to test a full disk)");
-    char *disk = zsys_sprintf ("%s/disk", s_dir);
-    cr_assert_eq (mkdir (disk, 0700), 0);
-    if (mount ("tmpfs", disk, "tmpfs", 0, "size=4m") != 0)
-        cr_skip_test ("cannot mount a tmpfs on %s (%s): no full disk to test here", disk, strerror (errno));
+    char why [256];
+    char *disk = ep_small_disk_new (s_dir, "disk", "4m", why, sizeof why);
+    if (!disk)
+        cr_skip_test ("%s", why);
     char *db = zsys_sprintf ("%s/model.db", disk);
     char *filler = zsys_sprintf ("%s/filler", disk);
     const char *args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0",
@@ -1138,7 +1111,7 @@ Test (model_it, a_full_disk_refuses_writes_serves_reads_and_recovers_by_itself,
 
     //  Full: writes refused with the reason and the place, many times over,
     //  and no revision is used up by them.
-    s_fill (filler);
+    cr_assert_eq (ep_small_disk_fill (filler), 0, "filling %s: %s", filler, strerror (errno));
     for (int i = 0; i < 5; i++) {
         snprintf (id, sizeof id, "refused-%d", i);
         cr_assert_eq (s_create (client, id, &revision, message, sizeof message), EP__STATUS__CODE__UNAVAILABLE,
@@ -1146,7 +1119,7 @@ Test (model_it, a_full_disk_refuses_writes_serves_reads_and_recovers_by_itself,
         cr_assert (strstr (message, "disk is full") && strstr (message, disk),
                    "the message must say the disk is full and where: %s", message);
     }
-    char *body = s_readyz (model);
+    char *body = ep_readyz (ep_proc_endpoint (model, "http"));
     cr_assert (strstr (body, "not ready") && strstr (body, "disk_full") && strstr (body, disk),
                "/readyz must say why: %s", body);
     free (body);
@@ -1188,8 +1161,7 @@ Test (model_it, a_full_disk_refuses_writes_serves_reads_and_recovers_by_itself,
     ep_rpc_client_destroy (&client);
     zcert_destroy (&cert);
     ep_proc_destroy (&model);
-    umount2 (disk, MNT_DETACH);
     zstr_free (&filler);
     zstr_free (&db);
-    zstr_free (&disk);
+    ep_small_disk_remove (&disk);
 }
