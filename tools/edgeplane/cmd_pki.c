@@ -111,14 +111,14 @@ s_issue (int argc, char **argv)
         { .name = "days", .def = "365", .type = EP_OPT_INT, .num = &days, .min = 1, .max = EP_PKI_DAYS_MAX,
           .help = "Validity in days (never beyond the CA's own)." },
         { .name = "count", .def = "0", .type = EP_OPT_INT, .num = &count, .min = 0, .max = 1000000,
-          .help = "Issue this many bundles, ids PREFIX0 .. PREFIX<count-1>, instead of one (simulated fleets)." },
+          .help = "Issue this many bundles, ids PREFIX0 .. PREFIX<count-1>, instead of one (simulated fleets, etcd members)." },
         { .name = "prefix", .type = EP_OPT_STRING, .str = &prefix,
           .help = "Id prefix for --count." },
     };
     ep_common_opts_t common;
     ep_config_t *config = cli_parse ("pki issue",
         "Issue a TLS bundle (key, certificate with SAN URI edgeplane://ROLE/ID, CA certificate) for the router-facing channel, or for an etcd member (role etcd, valid for DNS ID, localhost and 127.0.0.1).",
-        "router|ctrl|client|etcd ID | router|ctrl|client --count N --prefix P", &common, opts, EP_COUNT (opts),
+        "router|ctrl|client|etcd ID | router|ctrl|client|etcd --count N --prefix P", &common, opts, EP_COUNT (opts),
         argc, argv);
     int rc = CLI_USAGE;
     int nargs = ep_config_argc (config);
