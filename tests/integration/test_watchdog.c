@@ -3,6 +3,7 @@
     heartbeats, drain on deletion, two instances holding a router once. */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
+#include "ep_wdtest.h"
 #include "ep_eventlog.h"
 #include "chan_client.h"
 #include "ep_codec.h"
@@ -121,35 +122,6 @@ s_watchdog (const char *action, const char *heartbeat, const char *timeout)
     return s_watchdog_with (action, heartbeat, timeout, NULL);
 }
 
-static SSL_CTX *
-s_router_ctx (const char *dir, const char *id)
-{
-    char *cert = zsys_sprintf ("%s/%s.crt", dir, id);
-    char *key = zsys_sprintf ("%s/%s.key", dir, id);
-    char *ca = zsys_sprintf ("%s/ca.crt", dir);
-    char err [512];
-    SSL_CTX *ctx = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
-    cr_assert_not_null (ctx, "%s", err);
-    free (cert);
-    free (key);
-    free (ca);
-    return ctx;
-}
-
-//  A router client that has joined the watchdog.
-static chan_client_t *
-s_join (ep_proc_t *watchdog, SSL_CTX *ctx, const char *id)
-{
-    char err [512];
-    chan_client_t *client = chan_client_new (ep_proc_endpoint (watchdog, "channel"), ctx, 5000, err, sizeof err);
-    cr_assert_not_null (client, "%s", err);
-    Ep__HelloResult *result = chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, id, 5000);
-    cr_assert_not_null (result, "no HelloResult: %s", chan_client_close_reason (client));
-    cr_assert_eq (result->status->code, EP__STATUS__CODE__OK, "%s", result->status->message);
-    ep__hello_result__free_unpacked (result, NULL);
-    return client;
-}
-
 //  A plain TCP connection to the channel that sends nothing.
 static int
 s_raw (ep_proc_t *watchdog)
@@ -232,8 +204,8 @@ Test (watchdog, stray_closed_on_time_while_joined_router_stays,
       .init = s_setup, .fini = s_teardown, .timeout = 90)
 {
     ep_proc_t *watchdog = s_watchdog ("disconnect", "200ms", "2s");
-    SSL_CTX *ctx = s_router_ctx (s_dir, "r1");
-    chan_client_t *router = s_join (watchdog, ctx, "r1");
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
+    chan_client_t *router = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx, "r1");
     cr_assert_not_null (s_await ("connect.router-to-ctrl", "r1", 5000));
 
     int64_t accepted = ep_mono_ms ();
@@ -275,8 +247,8 @@ Test (watchdog, every_refusal_has_its_own_reason_and_heartbeats_keep_their_rtt,
     const char *channel = ep_proc_endpoint (watchdog, "channel");
     char err [512];
     //  A joined router, answering pings all along.
-    SSL_CTX *ctx1 = s_router_ctx (s_dir, "r1");
-    chan_client_t *router = s_join (watchdog, ctx1, "r1");
+    SSL_CTX *ctx1 = ep_wdtest_router_ctx (s_dir, "r1");
+    chan_client_t *router = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx1, "r1");
     s_pinger_t pinger;
     s_pinger_start (&pinger, router);
 
@@ -303,7 +275,7 @@ Test (watchdog, every_refusal_has_its_own_reason_and_heartbeats_keep_their_rtt,
     cr_assert_not_null (s_await ("channel.refused", "untrusted-certificate", 5000));
 
     //  Hello problems: unsupported version (told the range), identity.
-    SSL_CTX *ctx2 = s_router_ctx (s_dir, "r2");
+    SSL_CTX *ctx2 = ep_wdtest_router_ctx (s_dir, "r2");
     client = chan_client_new (channel, ctx2, 5000, err, sizeof err);
     cr_assert_not_null (client, "%s", err);
     Ep__HelloResult *result = chan_client_hello (client, 9, EP__ROLE__ROLE_ROUTER, "r2", 5000);
@@ -367,7 +339,7 @@ Test (watchdog, every_refusal_has_its_own_reason_and_heartbeats_keep_their_rtt,
 
     //  A ctrl peer that is not a member of the cluster.
     cr_assert_eq (ep_pki_issue (s_keys, "ctrl", "c9", s_dir, 30, err, sizeof err), 0, "%s", err);
-    SSL_CTX *ctrl = s_router_ctx (s_dir, "c9");
+    SSL_CTX *ctrl = ep_wdtest_router_ctx (s_dir, "c9");
     client = chan_client_new (channel, ctrl, 5000, err, sizeof err);
     cr_assert_not_null (client, "%s", err);
     result = chan_client_hello (client, 1, EP__ROLE__ROLE_CTRL, "c9", 5000);
@@ -428,8 +400,8 @@ Test (watchdog, silent_router_is_closed_after_the_heartbeat_timeout,
       .init = s_setup, .fini = s_teardown, .timeout = 60)
 {
     ep_proc_t *watchdog = s_watchdog ("disconnect", "100ms", "600ms");
-    SSL_CTX *ctx = s_router_ctx (s_dir, "r1");
-    chan_client_t *router = s_join (watchdog, ctx, "r1");
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
+    chan_client_t *router = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx, "r1");
     int64_t joined = ep_mono_ms ();
     //  It stops answering: no recv, so no pongs.
     const ep_logged_t *left = ep_eventlog_await_event (s_log, "connect.router-to-ctrl", s_left, "r1",
@@ -446,12 +418,12 @@ Test (watchdog, two_instances_hold_a_router_once_and_a_command_arrives_once,
 {
     ep_proc_t *a = s_watchdog ("disconnect", "200ms", "5s");
     ep_proc_t *b = s_watchdog ("disconnect", "200ms", "5s");
-    SSL_CTX *ctx = s_router_ctx (s_dir, "r1");
-    chan_client_t *first = s_join (a, ctx, "r1");
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
+    chan_client_t *first = ep_wdtest_join (ep_proc_endpoint (a, "channel"), ctx, "r1");
     cr_assert_not_null (s_await ("presence.join", NULL, 5000));
     //  The router reconnects to the other instance without closing the
     //  first connection (it looks half-open to instance a).
-    chan_client_t *second = s_join (b, ctx, "r1");
+    chan_client_t *second = ep_wdtest_join (ep_proc_endpoint (b, "channel"), ctx, "r1");
     //  a closes its copy once it sees b's join.
     s_keep_alive (first, ep_mono_ms () + 100);
     int64_t deadline = ep_mono_ms () + 5000;
@@ -504,10 +476,10 @@ Test (watchdog, revoking_a_joined_routers_certificate_closes_its_connection,
       .init = s_setup, .fini = s_teardown, .timeout = 60)
 {
     ep_proc_t *watchdog = s_watchdog ("disconnect", "10s", "30s");
-    SSL_CTX *ctx1 = s_router_ctx (s_dir, "r1");
-    SSL_CTX *ctx2 = s_router_ctx (s_dir, "r2");
-    chan_client_t *r1 = s_join (watchdog, ctx1, "r1");
-    chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
+    SSL_CTX *ctx1 = ep_wdtest_router_ctx (s_dir, "r1");
+    SSL_CTX *ctx2 = ep_wdtest_router_ctx (s_dir, "r2");
+    chan_client_t *r1 = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx1, "r1");
+    chan_client_t *r2 = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx2, "r2");
     char err [512];
     cr_assert_eq (ep_pki_revoke (s_keys, "r1", err, sizeof err), 0, "%s", err);
 
@@ -599,7 +571,7 @@ Test (watchdog, a_router_with_an_expired_certificate_cannot_join,
     //  The client side loads it (it does not check dates); the watchdog
     //  refuses the handshake: no HelloResult, the connection closed, the
     //  refusal with its own reason in the event and the metric.
-    SSL_CTX *expired = s_router_ctx (expired_dir, "r1");
+    SSL_CTX *expired = ep_wdtest_router_ctx (expired_dir, "r1");
     char err [512];
     chan_client_t *client = chan_client_new (ep_proc_endpoint (watchdog, "channel"), expired, 5000,
                                                    err, sizeof err);
@@ -624,8 +596,8 @@ Test (watchdog, a_router_with_an_expired_certificate_cannot_join,
                        "the expired router was announced as connected");
     }
     //  The same router with its valid bundle joins.
-    SSL_CTX *valid = s_router_ctx (s_dir, "r1");
-    chan_client_t *router = s_join (watchdog, valid, "r1");
+    SSL_CTX *valid = ep_wdtest_router_ctx (s_dir, "r1");
+    chan_client_t *router = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), valid, "r1");
     chan_client_destroy (&router);
     SSL_CTX_free (valid);
     SSL_CTX_free (expired);
@@ -658,10 +630,10 @@ Test (watchdog, the_source_cap_counts_unjoined_connections_only,
     //  Two unjoined, then two routers that join (each unjoined until it
     //  does: 3 at most), then a third unjoined: 3, at the cap.
     int a = s_raw (watchdog), b = s_raw (watchdog);
-    SSL_CTX *ctx1 = s_router_ctx (s_dir, "r1");
-    SSL_CTX *ctx2 = s_router_ctx (s_dir, "r2");
-    chan_client_t *r1 = s_join (watchdog, ctx1, "r1");
-    chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
+    SSL_CTX *ctx1 = ep_wdtest_router_ctx (s_dir, "r1");
+    SSL_CTX *ctx2 = ep_wdtest_router_ctx (s_dir, "r2");
+    chan_client_t *r1 = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx1, "r1");
+    chan_client_t *r2 = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx2, "r2");
     int c = s_raw (watchdog);
     cr_assert_eq (s_metric_becomes (watchdog, waiting, 3, 5000), 3, "three unjoined connections held");
 
@@ -781,8 +753,8 @@ Test (watchdog, adaptive_timeouts_follow_each_link,
     chan_client_t *clients [3];
     SSL_CTX *ctxs [3];
     for (size_t i = 0; i < 3; i++) {
-        ctxs [i] = s_router_ctx (s_dir, ids [i]);
-        clients [i] = s_join (watchdog, ctxs [i], ids [i]);
+        ctxs [i] = ep_wdtest_router_ctx (s_dir, ids [i]);
+        clients [i] = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctxs [i], ids [i]);
     }
     chan_client_set_link (clients [1], 300, 100, 0);
     chan_client_set_link (clients [2], 0, 0, 0.2);

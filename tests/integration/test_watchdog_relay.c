@@ -7,6 +7,7 @@
     drain on SIGTERM. Also `edgeplane connections` across two instances. */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
+#include "ep_wdtest.h"
 #include "ep_eventlog.h"
 #include "ep_auth.h"
 #include "chan_client.h"
@@ -27,20 +28,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-//  A stub service: a CURVE ROUTER with the service's certificate.
-typedef struct {
-    zsock_t *sock;              //  ROUTER, bound on a kernel-chosen port
-    ep_rpc_server_t *rpc;       //  request ids, callers, replies
-    char *endpoint;             //  where it is bound
-} s_stub_t;
-
 static ep_stack_t *s_stack;     //  keys, bus, model, environment
 static const char *s_dir;       //  its data dir
 static const char *s_keys;      //  its keys dir
 static ep_proc_t *s_bus;        //  its bus
 static ep_auth_t *s_auth;       //  zauth for the stubs: callers' roles
-static s_stub_t s_terminators;
-static s_stub_t s_reaper;
+static ep_stub_t s_terminators;
+static ep_stub_t s_reaper;
 static ep_subscriber_t *s_events;       //  connect.* (the stack's)
 static zcert_t *s_sub_cert;     //  for our own subscribers
 
@@ -60,43 +54,6 @@ s_await (const char *topic, const char *src_id, int timeout_ms)
 }
 
 static void
-s_stub_start (s_stub_t *stub, const char *service)
-{
-    zcert_t *cert = ep_keys_load (s_keys, service);
-    cr_assert_not_null (cert);
-    stub->sock = zsock_new (ZMQ_ROUTER);
-    cr_assert_eq (ep_curve_server (stub->sock, cert), 0);
-    cr_assert_geq (zsock_bind (stub->sock, "tcp://127.0.0.1:*"), 0);
-    stub->endpoint = zsock_last_endpoint (stub->sock);
-    stub->rpc = ep_rpc_server_new (stub->sock, EP_CODEC_DEFAULT_CAP, 100, 60000);
-    zcert_destroy (&cert);
-}
-
-static void
-s_stub_stop (s_stub_t *stub)
-{
-    ep_rpc_server_destroy (&stub->rpc);
-    zsock_destroy (&stub->sock);
-    zstr_free (&stub->endpoint);
-}
-
-//  The next request the stub receives within timeout_ms, or NULL.
-static ep_rpc_call_t *
-s_stub_next (s_stub_t *stub, int timeout_ms)
-{
-    int64_t deadline = ep_mono_ms () + timeout_ms;
-    while (ep_mono_ms () < deadline) {
-        zmq_pollitem_t item = { zsock_resolve (stub->sock), 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll (&item, 1, (long) (deadline - ep_mono_ms ())) > 0) {
-            ep_rpc_call_t *call = ep_rpc_server_recv (stub->rpc);
-            if (call)
-                return call;
-        }
-    }
-    return NULL;
-}
-
-static void
 s_setup (void)
 {
     s_stack = ep_stack_new ("watchdog-relay");
@@ -105,8 +62,8 @@ s_setup (void)
     s_bus = ep_stack_bus (s_stack);
     s_auth = ep_auth_new (s_keys);
     cr_assert_not_null (s_auth);
-    s_stub_start (&s_terminators, "terminators");
-    s_stub_start (&s_reaper, "reaper");
+    ep_stub_start (&s_terminators, s_keys, "terminators");
+    ep_stub_start (&s_reaper, s_keys, "reaper");
     ep_stack_setenv (s_stack, "EDGEPLANE_TERMINATORS_API", "%s", s_terminators.endpoint);
     ep_stack_setenv (s_stack, "EDGEPLANE_REAPER_API", "%s", s_reaper.endpoint);
     ep_stack_setenv (s_stack, "EDGEPLANE_LOG_LEVEL", "debug");
@@ -131,8 +88,8 @@ s_teardown (void)
     ep_eventlog_destroy (&s_log);
     s_events = NULL;
     ep_stack_destroy (&s_stack);
-    s_stub_stop (&s_terminators);
-    s_stub_stop (&s_reaper);
+    ep_stub_stop (&s_terminators);
+    ep_stub_stop (&s_reaper);
     ep_auth_destroy (&s_auth);
 }
 
@@ -148,62 +105,12 @@ s_watchdog (void)
     return watchdog;
 }
 
-static SSL_CTX *
-s_router_ctx (const char *id)
-{
-    char *cert = zsys_sprintf ("%s/%s.crt", s_dir, id);
-    char *key = zsys_sprintf ("%s/%s.key", s_dir, id);
-    char *ca = zsys_sprintf ("%s/ca.crt", s_dir);
-    char err [512];
-    SSL_CTX *ctx = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
-    cr_assert_not_null (ctx, "%s", err);
-    free (cert);
-    free (key);
-    free (ca);
-    return ctx;
-}
-
-static chan_client_t *
-s_join (ep_proc_t *watchdog, SSL_CTX *ctx, const char *id)
-{
-    char err [512];
-    chan_client_t *client = chan_client_new (ep_proc_endpoint (watchdog, "channel"), ctx, 5000,
-                                                   err, sizeof err);
-    cr_assert_not_null (client, "%s", err);
-    Ep__HelloResult *result = chan_client_hello (client, 1, EP__ROLE__ROLE_ROUTER, id, 5000);
-    cr_assert_not_null (result, "no HelloResult: %s", chan_client_close_reason (client));
-    cr_assert_eq (result->status->code, EP__STATUS__CODE__OK, "%s", result->status->message);
-    ep__hello_result__free_unpacked (result, NULL);
-    return client;
-}
-
-//  The next frame of type body within timeout_ms (others are skipped), or NULL.
-static Ep__Frame *
-s_expect_frame (chan_client_t *client, Ep__Frame__BodyCase body, int timeout_ms)
-{
-    int64_t deadline = ep_mono_ms () + timeout_ms;
-    while (ep_mono_ms () < deadline && !chan_client_closed (client)) {
-        Ep__Frame *frame = chan_client_recv (client, (int) (deadline - ep_mono_ms ()));
-        if (frame && frame->body_case == body)
-            return frame;
-        if (frame)
-            ep__frame__free_unpacked (frame, NULL);
-    }
-    return NULL;
-}
-
-static void
-s_send (chan_client_t *client, Ep__Frame *frame)
-{
-    cr_assert_eq (chan_client_send (client, frame, 2000), 0, "%s", chan_client_close_reason (client));
-}
-
 Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back,
       .init = s_setup, .fini = s_teardown, .timeout = 60)
 {
     ep_proc_t *watchdog = s_watchdog ();
-    SSL_CTX *ctx = s_router_ctx ("r1");
-    chan_client_t *router = s_join (watchdog, ctx, "r1");
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
+    chan_client_t *router = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx, "r1");
 
     //  A terminator create in which r1 claims to speak for r2.
     Ep__Terminator terminator = EP__TERMINATOR__INIT;
@@ -220,9 +127,9 @@ Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back
     frame.id = 41;
     frame.body_case = EP__FRAME__BODY_TERMINATOR_REQUEST;
     frame.terminator_request = &request;
-    s_send (router, &frame);
+    ep_wdtest_send (router, &frame);
 
-    ep_rpc_call_t *call = s_stub_next (&s_terminators, 5000);
+    ep_rpc_call_t *call = ep_stub_next (&s_terminators, 5000);
     cr_assert_not_null (call, "the terminators stub got nothing");
     const ep_caller_t *caller = ep_rpc_call_caller (call);
     cr_assert_str_eq (caller->role, "service");
@@ -251,7 +158,7 @@ Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back
     cr_assert_not_null (packed, "%s", err);
     cr_assert_eq (ep_rpc_server_reply (s_terminators.rpc, &call, &packed, false), 0);
 
-    Ep__Frame *back = s_expect_frame (router, EP__FRAME__BODY_TERMINATOR_REPLY, 5000);
+    Ep__Frame *back = ep_wdtest_expect_frame (router, EP__FRAME__BODY_TERMINATOR_REPLY, 5000);
     cr_assert_not_null (back, "no terminator reply for the router: %s", chan_client_close_reason (router));
     cr_assert (back->has_id && back->id == 41, "the reply carries the request's frame id");
     cr_assert_str_eq (back->terminator_reply->request_id, "req-1", "the router sees its own request id");
@@ -273,8 +180,8 @@ Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back
     frame2.id = 42;
     frame2.body_case = EP__FRAME__BODY_SESSION_REQUEST;
     frame2.session_request = &open;
-    s_send (router, &frame2);
-    call = s_stub_next (&s_reaper, 5000);
+    ep_wdtest_send (router, &frame2);
+    call = ep_stub_next (&s_reaper, 5000);
     cr_assert_not_null (call, "the reaper stub got nothing");
     cr_assert_str_eq (ep_rpc_call_caller (call)->role, "service");
     cr_assert_str_eq (ep_rpc_call_caller (call)->name, "watchdog");
@@ -288,7 +195,7 @@ Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back
     cr_assert_str_eq (opened->open->id, "s-1");
     ep__session_request__free_unpacked (opened, NULL);
     cr_assert_eq (ep_rpc_server_fail (s_reaper.rpc, &call, EP__STATUS__CODE__CONFLICT, "already open"), 0);
-    back = s_expect_frame (router, EP__FRAME__BODY_SESSION_REPLY, 5000);
+    back = ep_wdtest_expect_frame (router, EP__FRAME__BODY_SESSION_REPLY, 5000);
     cr_assert_not_null (back, "no session reply for the router");
     cr_assert (back->has_id && back->id == 42);
     cr_assert_str_eq (back->session_reply->request_id, "req-2");
@@ -313,19 +220,19 @@ s_session_get (chan_client_t *router, const char *request_id, uint64_t frame_id)
     frame.id = frame_id;
     frame.body_case = EP__FRAME__BODY_SESSION_REQUEST;
     frame.session_request = &request;
-    s_send (router, &frame);
+    ep_wdtest_send (router, &frame);
 }
 
 Test (relay, every_router_request_gets_an_answer,
       .init = s_setup, .fini = s_teardown, .timeout = 60)
 {
     ep_proc_t *watchdog = s_watchdog ();
-    SSL_CTX *ctx = s_router_ctx ("r1");
-    chan_client_t *router = s_join (watchdog, ctx, "r1");
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
+    chan_client_t *router = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx, "r1");
 
     //  No request id: the watchdog answers, the service never sees it.
     s_session_get (router, NULL, 5);
-    Ep__Frame *back = s_expect_frame (router, EP__FRAME__BODY_SESSION_REPLY, 5000);
+    Ep__Frame *back = ep_wdtest_expect_frame (router, EP__FRAME__BODY_SESSION_REPLY, 5000);
     cr_assert_not_null (back, "a request without an id was not answered");
     cr_assert_eq (back->id, 5);
     cr_assert_eq (back->session_reply->status->code, EP__STATUS__CODE__INVALID_ARGUMENT);
@@ -337,7 +244,7 @@ Test (relay, every_router_request_gets_an_answer,
     memset (long_id, 'x', sizeof long_id - 1);
     long_id [sizeof long_id - 1] = 0;
     s_session_get (router, long_id, 6);
-    back = s_expect_frame (router, EP__FRAME__BODY_SESSION_REPLY, 5000);
+    back = ep_wdtest_expect_frame (router, EP__FRAME__BODY_SESSION_REPLY, 5000);
     cr_assert_not_null (back);
     cr_assert_eq (back->id, 6);
     cr_assert_str_eq (back->session_reply->request_id, long_id);
@@ -347,11 +254,11 @@ Test (relay, every_router_request_gets_an_answer,
     //  Any id a router picks is relayed and answered, even one that looks
     //  like the watchdog's own ack ids did.
     s_session_get (router, "ack-1", 8);
-    ep_rpc_call_t *call = s_stub_next (&s_reaper, 5000);
+    ep_rpc_call_t *call = ep_stub_next (&s_reaper, 5000);
     cr_assert_not_null (call, "the reaper stub got nothing");
     cr_assert_str_eq (ep_rpc_call_request_id (call), "r1:ack-1");
     ep_rpc_server_fail (s_reaper.rpc, &call, EP__STATUS__CODE__NOT_FOUND, "no session s-1");
-    back = s_expect_frame (router, EP__FRAME__BODY_SESSION_REPLY, 5000);
+    back = ep_wdtest_expect_frame (router, EP__FRAME__BODY_SESSION_REPLY, 5000);
     cr_assert_not_null (back, "the reply to the router's request was kept from it");
     cr_assert_eq (back->id, 8);
     cr_assert_str_eq (back->session_reply->request_id, "ack-1");
@@ -389,7 +296,7 @@ s_command (chan_client_t *router, const char *router_id, Ep__Command *command,
             ep_publisher_send (pub, topic, &first);
         }
         ep_publisher_send (pub, topic, &event);
-        frame = s_expect_frame (router, EP__FRAME__BODY_COMMAND, 200);
+        frame = ep_wdtest_expect_frame (router, EP__FRAME__BODY_COMMAND, 200);
     }
     ep_publisher_destroy (&pub);
     free (bus_key);
@@ -414,15 +321,15 @@ s_ack (chan_client_t *router, const char *command_id)
     frame.id = 7;
     frame.body_case = EP__FRAME__BODY_COMMAND_ACK;
     frame.command_ack = &ack;
-    s_send (router, &frame);
+    ep_wdtest_send (router, &frame);
 }
 
 Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
       .init = s_setup, .fini = s_teardown, .timeout = 60)
 {
     ep_proc_t *watchdog = s_watchdog ();
-    SSL_CTX *ctx = s_router_ctx ("r1");
-    chan_client_t *router = s_join (watchdog, ctx, "r1");
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
+    chan_client_t *router = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx, "r1");
 
     //  From the reaper: close two sessions.
     char *ids [] = { "s-1", "s-2" };
@@ -444,7 +351,7 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
     ep__frame__free_unpacked (frame, NULL);
 
     s_ack (router, "cmd-close-1");
-    ep_rpc_call_t *call = s_stub_next (&s_reaper, 5000);
+    ep_rpc_call_t *call = ep_stub_next (&s_reaper, 5000);
     cr_assert_not_null (call, "the ack did not reach the reaper");
     cr_assert_str_eq (ep_rpc_call_caller (call)->name, "watchdog");
     char err [256];
@@ -477,8 +384,8 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
     stray.router_id = "r2";
     stray.kind_case = EP__COMMAND__KIND_VALIDATE_TERMINATORS;
     stray.validate_terminators = &validate;
-    SSL_CTX *ctx2 = s_router_ctx ("r2");
-    chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
+    SSL_CTX *ctx2 = ep_wdtest_router_ctx (s_dir, "r2");
+    chan_client_t *r2 = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx2, "r2");
     frame = s_command (router, "r1", &check, &stray);
     cr_assert_not_null (frame, "the validate command did not reach the router");
     cr_assert_str_eq (frame->command->command_id, "cmd-validate-1", "a misaddressed command was delivered");
@@ -497,7 +404,7 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
     SSL_CTX_free (ctx2);
     ep__frame__free_unpacked (frame, NULL);
     s_ack (router, "cmd-validate-1");
-    call = s_stub_next (&s_terminators, 5000);
+    call = ep_stub_next (&s_terminators, 5000);
     cr_assert_not_null (call, "the ack did not reach the terminators service");
     Ep__TerminatorRequest *tr = (Ep__TerminatorRequest *) ep_codec_unpack_frame (
         &ep__terminator_request__descriptor, ep_rpc_call_payload (call), EP_CODEC_DEFAULT_CAP, "test",
@@ -527,9 +434,9 @@ Test (relay, a_router_gets_its_full_slice_on_join_then_deltas,
       .init = s_setup, .fini = s_teardown, .timeout = 60)
 {
     ep_proc_t *watchdog = s_watchdog ();
-    SSL_CTX *ctx = s_router_ctx ("r1");
-    chan_client_t *router = s_join (watchdog, ctx, "r1");
-    Ep__Frame *frame = s_expect_frame (router, EP__FRAME__BODY_SLICE, 5000);
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
+    chan_client_t *router = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx, "r1");
+    Ep__Frame *frame = ep_wdtest_expect_frame (router, EP__FRAME__BODY_SLICE, 5000);
     cr_assert_not_null (frame, "no model slice on join");
     Ep__ModelSlice *slice = frame->slice;
     cr_assert (slice->has_full && slice->full, "the first slice is full");
@@ -543,7 +450,7 @@ Test (relay, a_router_gets_its_full_slice_on_join_then_deltas,
     //  r1 now hosts svc2 instead of svc1.
     const char *svc2 [] = { "svc2" };
     ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__UPDATE, "r1", svc2, 1);
-    frame = s_expect_frame (router, EP__FRAME__BODY_SLICE, 5000);
+    frame = ep_wdtest_expect_frame (router, EP__FRAME__BODY_SLICE, 5000);
     cr_assert_not_null (frame, "no delta slice after the update");
     slice = frame->slice;
     cr_assert (slice->has_full && !slice->full, "an update sends a delta");
@@ -558,7 +465,7 @@ Test (relay, a_router_gets_its_full_slice_on_join_then_deltas,
     const char *both [] = { "svc1", "svc2" };
     ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__UPDATE, "r2", both, 2);
     ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__UPDATE, "r1", both, 2);
-    frame = s_expect_frame (router, EP__FRAME__BODY_SLICE, 5000);
+    frame = ep_wdtest_expect_frame (router, EP__FRAME__BODY_SLICE, 5000);
     cr_assert_not_null (frame);
     cr_assert_eq (frame->slice->n_hosted, 1);
     cr_assert_str_eq (frame->slice->hosted [0]->service_id, "svc1", "only the change is sent");
@@ -573,8 +480,8 @@ Test (relay, edge_connects_reported_by_a_router_become_bus_events,
       .init = s_setup, .fini = s_teardown, .timeout = 60)
 {
     ep_proc_t *watchdog = s_watchdog ();
-    SSL_CTX *ctx = s_router_ctx ("r1");
-    chan_client_t *router = s_join (watchdog, ctx, "r1");
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
+    chan_client_t *router = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx, "r1");
     cr_assert_not_null (s_await ("connect.router-to-ctrl", "r1", 5000), "the join was not announced");
 
     Ep__EdgeConnect up = EP__EDGE_CONNECT__INIT;
@@ -600,7 +507,7 @@ Test (relay, edge_connects_reported_by_a_router_become_bus_events,
     Ep__Frame frame = EP__FRAME__INIT;
     frame.body_case = EP__FRAME__BODY_EDGE_CONNECTS;
     frame.edge_connects = &batch;
-    s_send (router, &frame);
+    ep_wdtest_send (router, &frame);
 
     const ep_logged_t *alice = s_await ("connect.edge-to-router", "id-alice", 5000);
     cr_assert_not_null (alice, "no connect.edge-to-router event");
@@ -638,16 +545,16 @@ Test (relay, sigterm_stops_accepting_sends_goodbye_and_exits_0,
 {
     ep_proc_t *watchdog = s_watchdog ();
     char *channel = strdup (ep_proc_endpoint (watchdog, "channel"));
-    SSL_CTX *ctx1 = s_router_ctx ("r1");
-    SSL_CTX *ctx2 = s_router_ctx ("r2");
-    chan_client_t *r1 = s_join (watchdog, ctx1, "r1");
-    chan_client_t *r2 = s_join (watchdog, ctx2, "r2");
+    SSL_CTX *ctx1 = ep_wdtest_router_ctx (s_dir, "r1");
+    SSL_CTX *ctx2 = ep_wdtest_router_ctx (s_dir, "r2");
+    chan_client_t *r1 = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx1, "r1");
+    chan_client_t *r2 = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx2, "r2");
     cr_assert (s_can_connect (channel));
 
     cr_assert_eq (ep_proc_signal (watchdog, SIGTERM), 0);
     chan_client_t *routers [] = { r1, r2 };
     for (size_t i = 0; i < EP_COUNT (routers); i++) {
-        Ep__Frame *frame = s_expect_frame (routers [i], EP__FRAME__BODY_GOODBYE, 5000);
+        Ep__Frame *frame = ep_wdtest_expect_frame (routers [i], EP__FRAME__BODY_GOODBYE, 5000);
         cr_assert_not_null (frame, "router %zu was not told goodbye", i + 1);
         cr_assert (frame->goodbye->has_reconnect && frame->goodbye->reconnect,
                    "routers are told to reconnect elsewhere");
@@ -734,10 +641,10 @@ Test (connections, the_cli_lists_every_instances_connections,
 {
     ep_proc_t *a = s_watchdog ();
     ep_proc_t *b = s_watchdog ();
-    SSL_CTX *ctx1 = s_router_ctx ("r1");
-    SSL_CTX *ctx2 = s_router_ctx ("r2");
-    chan_client_t *r1 = s_join (a, ctx1, "r1");
-    chan_client_t *r2 = s_join (b, ctx2, "r2");
+    SSL_CTX *ctx1 = ep_wdtest_router_ctx (s_dir, "r1");
+    SSL_CTX *ctx2 = ep_wdtest_router_ctx (s_dir, "r2");
+    chan_client_t *r1 = ep_wdtest_join (ep_proc_endpoint (a, "channel"), ctx1, "r1");
+    chan_client_t *r2 = ep_wdtest_join (ep_proc_endpoint (b, "channel"), ctx2, "r2");
     const ep_logged_t *joined1 = s_await ("connect.router-to-ctrl", "r1", 5000);
     const ep_logged_t *joined2 = s_await ("connect.router-to-ctrl", "r2", 5000);
     cr_assert (joined1 && joined2);

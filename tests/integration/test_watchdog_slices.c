@@ -9,6 +9,7 @@
     and while they are joined. */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
+#include "ep_wdtest.h"
 #include "ep_eventlog.h"
 #include "ep_auth.h"
 #include "chan_client.h"
@@ -23,44 +24,16 @@
 
 static const char *s_stale_arg = "--slice-stale=60s";
 
-//  A stub service: a CURVE ROUTER with the service's certificate.
-typedef struct {
-    zsock_t *sock;              //  ROUTER, bound on a kernel-chosen port
-    ep_rpc_server_t *rpc;       //  request ids, callers, replies
-    char *endpoint;             //  where it is bound
-} s_stub_t;
-
 static ep_stack_t *s_stack;     //  keys, bus, model, environment
 static const char *s_dir;       //  its data dir
 static const char *s_keys;      //  its keys dir
 static ep_proc_t *s_bus;        //  its bus
 static ep_auth_t *s_auth;       //  zauth for the stubs: callers' roles
-static s_stub_t s_terminators;
-static s_stub_t s_reaper;
+static ep_stub_t s_terminators;
+static ep_stub_t s_reaper;
 static ep_subscriber_t *s_events;       //  connect.* (the stack's)
 static zcert_t *s_sub_cert;     //  for our own subscribers
 
-
-static void
-s_stub_start (s_stub_t *stub, const char *service)
-{
-    zcert_t *cert = ep_keys_load (s_keys, service);
-    cr_assert_not_null (cert);
-    stub->sock = zsock_new (ZMQ_ROUTER);
-    cr_assert_eq (ep_curve_server (stub->sock, cert), 0);
-    cr_assert_geq (zsock_bind (stub->sock, "tcp://127.0.0.1:*"), 0);
-    stub->endpoint = zsock_last_endpoint (stub->sock);
-    stub->rpc = ep_rpc_server_new (stub->sock, EP_CODEC_DEFAULT_CAP, 100, 60000);
-    zcert_destroy (&cert);
-}
-
-static void
-s_stub_stop (s_stub_t *stub)
-{
-    ep_rpc_server_destroy (&stub->rpc);
-    zsock_destroy (&stub->sock);
-    zstr_free (&stub->endpoint);
-}
 
 static void
 s_setup (void)
@@ -71,8 +44,8 @@ s_setup (void)
     s_bus = ep_stack_bus (s_stack);
     s_auth = ep_auth_new (s_keys);
     cr_assert_not_null (s_auth);
-    s_stub_start (&s_terminators, "terminators");
-    s_stub_start (&s_reaper, "reaper");
+    ep_stub_start (&s_terminators, s_keys, "terminators");
+    ep_stub_start (&s_reaper, s_keys, "reaper");
     ep_stack_setenv (s_stack, "EDGEPLANE_TERMINATORS_API", "%s", s_terminators.endpoint);
     ep_stack_setenv (s_stack, "EDGEPLANE_REAPER_API", "%s", s_reaper.endpoint);
     ep_stack_setenv (s_stack, "EDGEPLANE_LOG_LEVEL", "debug");
@@ -95,8 +68,8 @@ s_teardown (void)
     zcert_destroy (&s_sub_cert);
     s_events = NULL;
     ep_stack_destroy (&s_stack);
-    s_stub_stop (&s_terminators);
-    s_stub_stop (&s_reaper);
+    ep_stub_stop (&s_terminators);
+    ep_stub_stop (&s_reaper);
     ep_auth_destroy (&s_auth);
 }
 
@@ -110,42 +83,6 @@ s_watchdog (void)
     cr_assert_not_null (watchdog);
     ep_stack_keep (s_stack, watchdog);
     return watchdog;
-}
-
-static SSL_CTX *
-s_router_ctx (const char *id)
-{
-    char *cert = zsys_sprintf ("%s/%s.crt", s_dir, id);
-    char *key = zsys_sprintf ("%s/%s.key", s_dir, id);
-    char *ca = zsys_sprintf ("%s/ca.crt", s_dir);
-    char err [512];
-    SSL_CTX *ctx = ep_pki_client_ctx (cert, key, ca, err, sizeof err);
-    cr_assert_not_null (ctx, "%s", err);
-    free (cert);
-    free (key);
-    free (ca);
-    return ctx;
-}
-
-//  The next frame of type body within timeout_ms (others are skipped), or NULL.
-static Ep__Frame *
-s_expect_frame (chan_client_t *client, Ep__Frame__BodyCase body, int timeout_ms)
-{
-    int64_t deadline = ep_mono_ms () + timeout_ms;
-    while (ep_mono_ms () < deadline && !chan_client_closed (client)) {
-        Ep__Frame *frame = chan_client_recv (client, (int) (deadline - ep_mono_ms ()));
-        if (frame && frame->body_case == body)
-            return frame;
-        if (frame)
-            ep__frame__free_unpacked (frame, NULL);
-    }
-    return NULL;
-}
-
-static void
-s_send (chan_client_t *client, Ep__Frame *frame)
-{
-    cr_assert_eq (chan_client_send (client, frame, 2000), 0, "%s", chan_client_close_reason (client));
 }
 
 
@@ -184,7 +121,7 @@ s_join_at (ep_proc_t *watchdog, SSL_CTX *ctx, const char *id, uint32_t version, 
     cr_assert_not_null (result, "no HelloResult: %s", chan_client_close_reason (client));
     cr_assert_eq (result->status->code, EP__STATUS__CODE__OK, "%s", result->status->message);
     ep__hello_result__free_unpacked (result, NULL);
-    *slice_frame = s_expect_frame (client, EP__FRAME__BODY_SLICE, 5000 * EP_TEST_SLOWDOWN);
+    *slice_frame = ep_wdtest_expect_frame (client, EP__FRAME__BODY_SLICE, 5000 * EP_TEST_SLOWDOWN);
     cr_assert_not_null (*slice_frame, "no slice after joining");
     return client;
 }
@@ -198,7 +135,7 @@ s_ack (chan_client_t *client, uint64_t revision)
     Ep__Frame frame = EP__FRAME__INIT;
     frame.body_case = EP__FRAME__BODY_SLICE_ACK;
     frame.slice_ack = &ack;
-    s_send (client, &frame);
+    ep_wdtest_send (client, &frame);
 }
 
 //  The next router.slice.<type> event about router within timeout_ms.
@@ -227,7 +164,7 @@ Test (slices, a_rejoining_router_gets_one_difference_with_exactly_what_touched_i
     const char *hosts [] = { "svc1", "svc2" };
     ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__UPDATE, "r1", hosts, 2);
     ep_proc_t *watchdog = s_watchdog ();
-    SSL_CTX *ctx = s_router_ctx ("r1");
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
     Ep__Frame *frame;
     chan_client_t *router = s_join_at (watchdog, ctx, "r1", 2, 0, NULL, &frame);
     cr_assert (frame->slice->full);
@@ -319,7 +256,7 @@ Test (slices, past_the_retained_changes_a_full_slice_flagged_as_such,
       .init = s_setup_retain_3, .fini = s_teardown, .timeout = 90)
 {
     ep_proc_t *watchdog = s_watchdog ();
-    SSL_CTX *ctx = s_router_ctx ("r1");
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
     Ep__Frame *frame;
     chan_client_t *router = s_join_at (watchdog, ctx, "r1", 2, 0, NULL, &frame);
     uint64_t held = frame->slice->revision;
@@ -385,7 +322,7 @@ Test (slices, a_router_that_stops_acknowledging_turns_stale,
       .init = s_setup_stale, .fini = s_teardown, .timeout = 90)
 {
     ep_proc_t *watchdog = s_watchdog ();
-    SSL_CTX *ctx = s_router_ctx ("r2");
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r2");
     Ep__Frame *frame;
     chan_client_t *router = s_join_at (watchdog, ctx, "r2", 2, 0, NULL, &frame);
     uint64_t held = frame->slice->revision;
@@ -423,7 +360,7 @@ static Ep__HelloResult *
 s_client_hello (ep_proc_t *watchdog, const char *id, chan_client_t **client_p)
 {
     char err [512];
-    SSL_CTX *ctx = s_router_ctx (id);
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, id);
     *client_p = chan_client_new (ep_proc_endpoint (watchdog, "channel"), ctx, 5000, err, sizeof err);
     SSL_CTX_free (ctx);
     cr_assert_not_null (*client_p, "%s", err);
