@@ -503,7 +503,8 @@ s_env_start (s_env_t *env)
                                      ep_proc_connect_endpoint (env->model, "api"), env->follower_cert,
                                      env->bus_key, env->model_key, env->view);
     EP_ASSERT (env->follower);
-    env->poller = zpoller_new (ep_follower_socket (env->follower), NULL);
+    env->poller = zpoller_new (ep_follower_socket (env->follower),
+                               ep_follower_rpc_socket (env->follower), NULL);
     if (!s_pump (env, s_live, env->follower, 20000)) {
         fprintf (stderr, "model_bench: the follower never went live: %s\n",
                  ep_follower_last_error (env->follower));

@@ -9,6 +9,13 @@
     once the follower is LIVE again; the buffer only saves fetches, it is
     not needed for correctness: a change dropped from it shows up as a
     missing revision later, which is a gap like any other.
+
+    Calls to the model API never block: the tick sends one (a snapshot
+    page, a batch of changes, a status for ep_follower_sync), the caller's
+    loop polls its socket beside the stream's, and the reply is handled
+    when it comes; a call without a reply by its deadline is a failure
+    like any other (backoff, then the same call again, to the next model
+    instance if there are several). One call at a time.
 */
 #include "ep_follower.h"
 #include "ep_backoff.h"
@@ -36,6 +43,14 @@
 //  model instance) arrived for this long: the subscriber's threshold.
 #define STREAM_SILENT_MS (3 * EP_HEARTBEAT_MS + 500)
 
+//  The call in flight, if any.
+typedef enum {
+    CALL_NONE = 0,
+    CALL_SNAPSHOT,              //  a snapshot page
+    CALL_CHANGES,               //  changes since call_since
+    CALL_STATUS                 //  the model's revision, for ep_follower_sync
+} s_call_t;
+
 typedef enum {
     S_WAIT_STREAM = 0,          //  subscribed, waiting for the model stream
     S_SNAPSHOT,                 //  reading snapshot pages
@@ -46,6 +61,11 @@ typedef enum {
 struct _ep_follower_t {
     ep_subscriber_t *subscriber; //  SUB on the bus, "model." only
     ep_rpc_client_t *client;    //  DEALER to the model API
+    s_call_t call;              //  the call in flight, CALL_NONE if none
+    uint64_t call_since;        //  CALL_CHANGES: the revision asked from
+    bool call_first;            //  CALL_SNAPSHOT: asked for the first page
+    uint64_t status_revision;   //  the last status reply's revision
+    char *status_generation;    //  and generation, NULL until one came
     ep_model_view_t *view;      //  the copy we keep up to date (borrowed)
     ep_model_view_t *staging;   //  snapshot pages read so far, NULL between snapshots
     char *page_token;           //  the next snapshot page, NULL for the first
@@ -123,6 +143,7 @@ ep_follower_destroy (ep_follower_t **self_p)
         ep_model_view_destroy (&self->staging);
         zlistx_destroy (&self->buffered);
         free (self->page_token);
+        free (self->status_generation);
         free (self);
         *self_p = NULL;
     }
@@ -148,22 +169,25 @@ s_fail (ep_follower_t *self, const char *format, ...)
     ep_log_warn ("model follower: %s; retrying in %lld ms", self->error, (long long) delay);
 }
 
-//  Sends request and returns the reply, or NULL (failure recorded). A reply
-//  with an error status is returned: the caller decides what it means.
-static Ep__ModelReply *
-s_call (ep_follower_t *self, Ep__ModelRequest *request, const char *what)
+static const char *
+s_call_name (s_call_t call)
+{
+    return call == CALL_SNAPSHOT? "snapshot": call == CALL_CHANGES? "changes": "status";
+}
+
+//  Sends request as call without waiting; a failure to send is recorded.
+static void
+s_call (ep_follower_t *self, Ep__ModelRequest *request, s_call_t call)
 {
     char id [33];
     ep_rpc_new_id (id);
     request->request_id = id;
     char err [256];
-    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (
-        self->client, &request->base, id, &ep__model_reply__descriptor,
-        self->rpc_timeout_ms, 1, err, sizeof err);
+    if (ep_rpc_client_send (self->client, &request->base, id, self->rpc_timeout_ms, err, sizeof err) == 0)
+        self->call = call;
+    else
+        s_fail (self, "%s: %s", s_call_name (call), err);
     request->request_id = NULL;
-    if (!reply)
-        s_fail (self, "%s: %s", what, err);
-    return reply;
 }
 
 static Ep__Status__Code
@@ -274,9 +298,9 @@ s_go_live (ep_follower_t *self)
     s_drain (self);
 }
 
-//  Reads one snapshot page.
+//  Asks for the next snapshot page.
 static void
-s_snapshot_page (ep_follower_t *self)
+s_snapshot_ask (ep_follower_t *self)
 {
     bool first = self->staging == NULL;
     if (first) {
@@ -294,9 +318,16 @@ s_snapshot_page (ep_follower_t *self)
     Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
     request.op_case = EP__MODEL_REQUEST__OP_SNAPSHOT;
     request.snapshot = &snapshot;
-    Ep__ModelReply *reply = s_call (self, &request, "snapshot");
-    if (!reply)
-        return;             //  the same page again after the backoff (tokens last 30 s)
+    self->call_first = first;
+    s_call (self, &request, CALL_SNAPSHOT);
+}
+
+//  A snapshot page came (taken over). Without one (no reply), the same page
+//  is asked again after the backoff (tokens last 30 s).
+static void
+s_snapshot_reply (ep_follower_t *self, Ep__ModelReply *reply)
+{
+    bool first = self->call_first;
     const char *problem = NULL;
     if (s_code (reply) != EP__STATUS__CODE__OK)
         problem = s_message (reply);            //  e.g. the page token expired
@@ -341,21 +372,27 @@ s_snapshot_page (ep_follower_t *self)
     s_go_live (self);
 }
 
-//  Fetches one batch of changes since the view's revision.
+//  Asks for one batch of changes since the view's revision.
 static void
-s_catchup (ep_follower_t *self)
+s_catchup_ask (ep_follower_t *self)
 {
     self->need_catchup = false;
-    uint64_t since = ep_model_view_revision (self->view);
+    self->call_since = ep_model_view_revision (self->view);
     Ep__ChangesRequest changes = EP__CHANGES_REQUEST__INIT;
     changes.has_since_revision = true;
-    changes.since_revision = since;
+    changes.since_revision = self->call_since;
     Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
     request.op_case = EP__MODEL_REQUEST__OP_CHANGES;
     request.changes = &changes;
-    Ep__ModelReply *reply = s_call (self, &request, "changes");
-    if (!reply)
-        return;                                 //  still CATCHUP: retried after the backoff
+    s_call (self, &request, CALL_CHANGES);
+}
+
+//  A batch of changes came (taken over). Without one (no reply), still
+//  CATCHUP: asked again after the backoff.
+static void
+s_catchup_reply (ep_follower_t *self, Ep__ModelReply *reply)
+{
+    uint64_t since = self->call_since;
     if (s_code (reply) == EP__STATUS__CODE__RESYNC) {
         s_start_snapshot (self, "changes since the view's revision are no longer retained");
         ep__model_reply__free_unpacked (reply, NULL);
@@ -397,6 +434,61 @@ s_catchup (ep_follower_t *self)
         self->retry_at_ms = 0;                  //  next batch on the next tick
     else
         s_go_live (self);
+}
+
+//  Asks the model for its revision and generation (ep_follower_sync).
+static void
+s_status_ask (ep_follower_t *self)
+{
+    Ep__StatusRequest status = EP__STATUS_REQUEST__INIT;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_STATUS;
+    request.status = &status;
+    s_call (self, &request, CALL_STATUS);
+}
+
+static void
+s_status_reply (ep_follower_t *self, Ep__ModelReply *reply)
+{
+    if (s_code (reply) != EP__STATUS__CODE__OK || !reply->generation || !reply->has_revision)
+        s_fail (self, "status: %s", s_code (reply) != EP__STATUS__CODE__OK?
+                s_message (reply): "reply without generation or revision");
+    else {
+        free (self->status_generation);
+        self->status_generation = strdup (reply->generation);
+        self->status_revision = reply->revision;
+    }
+    ep__model_reply__free_unpacked (reply, NULL);
+}
+
+//  Handles the reply to the call in flight if it came, or its expiry.
+static void
+s_take (ep_follower_t *self, int64_t now)
+{
+    if (self->call == CALL_NONE)
+        return;
+    char err [256];
+    s_call_t call = self->call;
+    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_take (
+        self->client, &ep__model_reply__descriptor, err, sizeof err);
+    if (!reply) {
+        if (*err || ep_rpc_client_expire (self->client, now, err, sizeof err)) {
+            self->call = CALL_NONE;
+            s_fail (self, "%s: %s", s_call_name (call), err);
+        }
+        return;
+    }
+    self->call = CALL_NONE;
+    if (call == CALL_STATUS)
+        s_status_reply (self, reply);
+    else
+    if (call == CALL_SNAPSHOT && self->state == S_SNAPSHOT)
+        s_snapshot_reply (self, reply);
+    else
+    if (call == CALL_CHANGES && self->state == S_CATCHUP)
+        s_catchup_reply (self, reply);
+    else
+        ep__model_reply__free_unpacked (reply, NULL);   //  overtaken by a new snapshot
 }
 
 //  ---------------------------------------------------------------------
@@ -459,9 +551,16 @@ ep_follower_socket (ep_follower_t *self)
     return ep_subscriber_socket (self->subscriber);
 }
 
+zsock_t *
+ep_follower_rpc_socket (ep_follower_t *self)
+{
+    return ep_rpc_client_socket (self->client);
+}
+
 int
 ep_follower_handle (ep_follower_t *self)
 {
+    s_take (self, ep_mono_ms ());
     zsock_t *sub = ep_subscriber_socket (self->subscriber);
     for (int i = 0; i < HANDLE_BATCH && (zsock_events (sub) & ZMQ_POLLIN); i++) {
         Ep__Event *event = ep_subscriber_read (self->subscriber, NULL);
@@ -553,14 +652,20 @@ ep_follower_tick (ep_follower_t *self)
         self->need_catchup = true;
     if (self->state == S_LIVE && self->need_catchup)
         s_start_catchup (self);
-    if ((self->state == S_SNAPSHOT || self->state == S_CATCHUP) && now >= self->retry_at_ms) {
+    s_take (self, now);
+    if ((self->state == S_SNAPSHOT || self->state == S_CATCHUP) && self->call == CALL_NONE
+    &&  now >= self->retry_at_ms) {
         if (self->state == S_SNAPSHOT)
-            s_snapshot_page (self);
+            s_snapshot_ask (self);
         else
-            s_catchup (self);
-        now = ep_mono_ms ();
+            s_catchup_ask (self);
     }
     int64_t wait = IDLE_TICK_MS;
+    if (self->call != CALL_NONE) {
+        int64_t deadline = ep_rpc_client_deadline (self->client);
+        wait = deadline > now? deadline - now: 0;
+    }
+    else
     if (self->state == S_SNAPSHOT || self->state == S_CATCHUP)
         wait = self->retry_at_ms > now? self->retry_at_ms - now: 0;
     else
@@ -575,53 +680,29 @@ ep_follower_tick (ep_follower_t *self)
 //  ---------------------------------------------------------------------
 //  Sync
 
-//  Asks the model for its revision and generation. Returns 0 or -1.
-static int
-s_status (ep_follower_t *self, uint64_t *revision_p, char **generation_p)
-{
-    Ep__StatusRequest status = EP__STATUS_REQUEST__INIT;
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.op_case = EP__MODEL_REQUEST__OP_STATUS;
-    request.status = &status;
-    Ep__ModelReply *reply = s_call (self, &request, "status");
-    if (!reply)
-        return -1;
-    int rc = -1;
-    if (s_code (reply) != EP__STATUS__CODE__OK || !reply->generation || !reply->has_revision)
-        s_fail (self, "status: %s", s_code (reply) != EP__STATUS__CODE__OK?
-                s_message (reply): "reply without generation or revision");
-    else {
-        *revision_p = reply->revision;
-        *generation_p = strdup (reply->generation);
-        rc = 0;
-    }
-    ep__model_reply__free_unpacked (reply, NULL);
-    return rc;
-}
-
 int
 ep_follower_sync (ep_follower_t *self, int timeout_ms)
 {
     int64_t deadline = ep_mono_ms () + timeout_ms;
-    zpoller_t *poller = zpoller_new (ep_follower_socket (self), NULL);
-    uint64_t target = 0;
-    char *generation = NULL;
+    zpoller_t *poller = zpoller_new (ep_follower_socket (self), ep_follower_rpc_socket (self), NULL);
+    zstr_free (&self->status_generation);
     int rc = -1;
     while (true) {
         int64_t wait = ep_follower_tick (self);
-        if (!generation && self->state != S_WAIT_STREAM && ep_mono_ms () >= self->retry_at_ms)
-            s_status (self, &target, &generation);
-        if (generation && self->state == S_LIVE) {
+        if (!self->status_generation && self->state != S_WAIT_STREAM && self->call == CALL_NONE
+        &&  ep_mono_ms () >= self->retry_at_ms)
+            s_status_ask (self);
+        if (self->status_generation && self->state == S_LIVE && self->call == CALL_NONE) {
             const char *have = ep_model_view_generation (self->view);
-            bool same = have && strcmp (have, generation) == 0;
-            if (same && ep_model_view_revision (self->view) >= target) {
+            bool same = have && strcmp (have, self->status_generation) == 0;
+            if (same && ep_model_view_revision (self->view) >= self->status_revision) {
                 rc = 0;
                 break;
             }
             //  Behind, or another generation: fetch now rather than wait for
             //  the stream; the fetch resnapshots if the generation changed.
             if (!same)
-                zstr_free (&generation);    //  ask again after the fetch
+                zstr_free (&self->status_generation);      //  ask again after the fetch
             s_start_catchup (self);
             wait = 0;
         }
@@ -636,7 +717,6 @@ ep_follower_sync (ep_follower_t *self, int timeout_ms)
         if (zpoller_terminated (poller))
             break;
     }
-    zstr_free (&generation);
     zpoller_destroy (&poller);
     return rc;
 }

@@ -9,27 +9,31 @@
     proving a loss), a model restart or a silent stream makes the follower
     fetch "changes since" from the model API; RESYNC (no longer retained) or
     a new generation makes it take a new snapshot. Calls to an unreachable
-    API are retried with jittered exponential backoff.
+    API are retried with jittered exponential backoff, moving to the next
+    model instance when EDGEPLANE_MODEL_API lists several.
 
-    It runs inside the caller's single-threaded zpoller loop:
+    It runs inside the caller's single-threaded loop and never blocks it:
+    calls to the model API are sent, and their replies read when the
+    caller's poller says they came, so a slow or dead model never delays
+    the caller's other work (a watchdog's heartbeats):
 
-        zpoller_t *poller = zpoller_new (ep_follower_socket (follower), ...);
+        zpoller_t *poller = zpoller_new (ep_follower_socket (follower),
+                                         ep_follower_rpc_socket (follower), ...);
         while (!zsys_interrupted) {
-            int64_t wait = ep_follower_tick (follower);   //  may block briefly
+            int64_t wait = ep_follower_tick (follower);
             void *which = zpoller_wait (poller, (int) wait);
-            if (which == ep_follower_socket (follower))
+            if (which == ep_follower_socket (follower)
+            ||  which == ep_follower_rpc_socket (follower))
                 ep_follower_handle (follower);
             ...
         }
 
-    ep_follower_handle never blocks. ep_follower_tick makes at most one call
-    to the model API (one snapshot page or one batch of changes), which
-    blocks for at most the RPC timeout (2 s by default); a large snapshot is
-    read over several ticks, each returning 0, so the loop keeps serving
-    its other sockets in between. While a snapshot or a catch-up is in
-    progress the view keeps its previous content; a new snapshot replaces
-    it in one step, and the view's observer hears about every entity that
-    differs (ep_model_view_adopt), so services react to what they missed.
+    One call is in flight at a time (a snapshot page or a batch of
+    changes); a large snapshot is read page by page as replies come. While
+    a snapshot or a catch-up is in progress the view keeps its previous
+    content; a new snapshot replaces it in one step, and the view's
+    observer hears about every entity that differs (ep_model_view_adopt),
+    so services react to what they missed.
 */
 #ifndef EP_FOLLOWER_H_INCLUDED
 #define EP_FOLLOWER_H_INCLUDED
@@ -56,14 +60,21 @@ void
 zsock_t *
     ep_follower_socket (ep_follower_t *self);
 
-//  Reads what is waiting on the socket (at most a bounded batch) and
-//  applies model changes. Never blocks. Returns 0.
+//  The model API's socket, for the caller's poller too (the same socket
+//  for the follower's life).
+zsock_t *
+    ep_follower_rpc_socket (ep_follower_t *self);
+
+//  Reads what is waiting on both sockets (a reply from the model API; at
+//  most a bounded batch of the stream) and applies model changes. Never
+//  blocks. Returns 0.
 int
     ep_follower_handle (ep_follower_t *self);
 
-//  Does the work that is due (silence checks, a snapshot page, a batch of
-//  changes) and returns the ms until it next needs a call (0: more work is
-//  waiting), for the caller's poll timeout. May block up to the RPC timeout.
+//  Does the work that is due (silence checks, asking for a snapshot page
+//  or a batch of changes, giving up on a call past its deadline) and
+//  returns the ms until it next needs a call (0: more work is waiting),
+//  for the caller's poll timeout. Never blocks.
 int64_t
     ep_follower_tick (ep_follower_t *self);
 

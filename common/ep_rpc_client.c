@@ -1,4 +1,5 @@
-/*  ep_rpc_client.c: DEALER with per-attempt timeout, reconnect and resend. */
+/*  ep_rpc_client.c: DEALER with per-attempt timeout, reconnect and resend,
+    blocking (ep_rpc_client_call) or not (send, take, expire). */
 #include "ep_rpc_client.h"
 #include "ep_codec.h"
 #include "ep_endpoints.h"
@@ -17,6 +18,9 @@ struct _ep_rpc_client_t {
     char *server_key;           //  the service's public key, or NULL
     int attempts;               //  attempts of the last call
     int socket_errno;           //  why the last socket could not be made, or 0
+    char waiting [33];          //  the request id sent without waiting, "" if none
+    int64_t deadline;           //  when it expires (monotonic ms)
+    int timeout_ms;             //  its timeout, for the message
 };
 
 static zsock_t *
@@ -76,6 +80,27 @@ ep_rpc_client_destroy (ep_rpc_client_t **self_p)
     }
 }
 
+//  After an attempt that got no answer: a fresh connection, to the next
+//  instance if there are several (the request id makes a resend safe:
+//  instances share the reply cache). Disconnect and connect on the same
+//  socket, not a new one: what was queued to the old peer is dropped with
+//  its pipe, a half-dead TCP connection is closed, and a caller polling
+//  the socket keeps polling the right one.
+static void
+s_move (ep_rpc_client_t *self)
+{
+    if (!self->dealer)
+        return;
+    zsock_disconnect (self->dealer, "%s", self->endpoints [self->current]);
+    if (self->count > 1) {
+        self->current = (self->current + 1) % self->count;
+        self->failovers++;
+    }
+    //  The endpoint was checked at ep_rpc_client_new.
+    int rc = zsock_connect (self->dealer, "%s", self->endpoints [self->current]);
+    EP_ASSERT (rc == 0);
+}
+
 void
 ep_rpc_new_id (char id [33])
 {
@@ -130,14 +155,7 @@ ep_rpc_client_call (ep_rpc_client_t *self, const ProtobufCMessage *request,
             zframe_destroy (&copy);
         if (reply)
             break;
-        //  No answer: drop the connection and retry on a new one, to the
-        //  next instance if there are several (the request id makes the
-        //  resend safe: instances share the reply cache).
-        zsock_destroy (&self->dealer);
-        if (self->count > 1) {
-            self->current = (self->current + 1) % self->count;
-            self->failovers++;
-        }
+        s_move (self);
     }
     zframe_destroy (&packed);
     if (!reply && !self->dealer && self->socket_errno) {
@@ -156,6 +174,94 @@ ep_rpc_client_call (ep_rpc_client_t *self, const ProtobufCMessage *request,
                                                    self->endpoints [self->current], err, errlen);
     zframe_destroy (&reply);
     return msg;
+}
+
+int
+ep_rpc_client_send (ep_rpc_client_t *self, const ProtobufCMessage *request,
+                    const char *request_id, int timeout_ms, char *err, size_t errlen)
+{
+    EP_ASSERT (timeout_ms > 0 && strlen (request_id) < sizeof self->waiting);
+    self->waiting [0] = 0;
+    zframe_t *packed = ep_codec_pack (request, EP_CODEC_DEFAULT_CAP, err, errlen);
+    if (!packed)
+        return -1;
+    if (zframe_send (&packed, self->dealer, ZFRAME_DONTWAIT) != 0) {
+        //  No peer connected yet (a DEALER with no pipe refuses at once):
+        //  the caller retries after its backoff, as after a timeout.
+        zframe_destroy (&packed);
+        ep_errorf (err, errlen, "cannot send to %s: %s (is the service running and is the address right?)",
+                   self->endpoints [self->current], zmq_strerror (zmq_errno ()));
+        s_move (self);
+        return -1;
+    }
+    snprintf (self->waiting, sizeof self->waiting, "%s", request_id);
+    self->deadline = ep_mono_ms () + timeout_ms;
+    self->timeout_ms = timeout_ms;
+    self->attempts = 1;
+    return 0;
+}
+
+zsock_t *
+ep_rpc_client_socket (ep_rpc_client_t *self)
+{
+    return self->dealer;
+}
+
+bool
+ep_rpc_client_waiting (ep_rpc_client_t *self)
+{
+    return *self->waiting != 0;
+}
+
+int64_t
+ep_rpc_client_deadline (ep_rpc_client_t *self)
+{
+    return *self->waiting? self->deadline: -1;
+}
+
+ProtobufCMessage *
+ep_rpc_client_take (ep_rpc_client_t *self, const ProtobufCMessageDescriptor *reply_desc,
+                    char *err, size_t errlen)
+{
+    *err = 0;
+    while (zsock_events (self->dealer) & ZMQ_POLLIN) {
+        zframe_t *frame = zframe_recv (self->dealer);     //  POLLIN: one is waiting
+        if (!frame)
+            break;
+        if (!*self->waiting) {
+            zframe_destroy (&frame);        //  late reply to an abandoned request
+            continue;
+        }
+        char why [256];
+        Ep__ReplyHeader *header = (Ep__ReplyHeader *) ep_codec_unpack_frame (
+            &ep__reply_header__descriptor, frame, EP_CODEC_DEFAULT_CAP, self->endpoints [self->current],
+            why, sizeof why);
+        bool ours = header && header->request_id && streq (header->request_id, self->waiting);
+        if (header)
+            ep__reply_header__free_unpacked (header, NULL);
+        if (!ours) {
+            zframe_destroy (&frame);
+            continue;
+        }
+        self->waiting [0] = 0;
+        ProtobufCMessage *msg = ep_codec_unpack_frame (reply_desc, frame, EP_CODEC_DEFAULT_CAP,
+                                                       self->endpoints [self->current], err, errlen);
+        zframe_destroy (&frame);
+        return msg;
+    }
+    return NULL;
+}
+
+bool
+ep_rpc_client_expire (ep_rpc_client_t *self, int64_t now_ms, char *err, size_t errlen)
+{
+    if (!*self->waiting || now_ms < self->deadline)
+        return false;
+    ep_errorf (err, errlen, "no reply from %s within %d ms: is the service running and is the address right?",
+               self->endpoints [self->current], self->timeout_ms);
+    self->waiting [0] = 0;
+    s_move (self);
+    return true;
 }
 
 int

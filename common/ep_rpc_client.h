@@ -14,6 +14,15 @@
     dead, stopped or cut-off instance); a call with attempts >= 2 thus
     reaches a live one within one timeout per dead one. The instances
     present one CURVE server key (the data directory's, shared).
+
+    A caller that must not block (a follower inside a service's loop, whose
+    heartbeats cannot wait for the model) uses the same client without
+    waiting: ep_rpc_client_send sends one attempt, the caller polls
+    ep_rpc_client_socket with its other sockets, ep_rpc_client_take returns
+    the reply once it came, and ep_rpc_client_expire gives the attempt up
+    at its deadline, moving to the next instance as a call does. The socket
+    stays the same for the client's life (a move disconnects and connects
+    it), so it can sit in the caller's poller. One request at a time.
 */
 #ifndef EP_RPC_CLIENT_H_INCLUDED
 #define EP_RPC_CLIENT_H_INCLUDED
@@ -46,6 +55,39 @@ ProtobufCMessage *
     ep_rpc_client_call (ep_rpc_client_t *self, const ProtobufCMessage *request,
                         const char *request_id, const ProtobufCMessageDescriptor *reply_desc,
                         int timeout_ms, int attempts, char *err, size_t errlen);
+
+//  Sends request (whose request_id field is request_id), one attempt
+//  that expires after timeout_ms, without waiting. Returns 0, or -1 with
+//  the reason in err (it could not be packed or sent). A request still
+//  waiting is abandoned (its late reply is dropped by id).
+int
+    ep_rpc_client_send (ep_rpc_client_t *self, const ProtobufCMessage *request,
+                        const char *request_id, int timeout_ms, char *err, size_t errlen);
+
+//  The DEALER to poll for replies (the same for the client's life).
+zsock_t *
+    ep_rpc_client_socket (ep_rpc_client_t *self);
+
+//  True while a request sent with ep_rpc_client_send awaits its reply.
+bool
+    ep_rpc_client_waiting (ep_rpc_client_t *self);
+
+//  When the waiting request expires (monotonic ms), or -1 if none waits.
+int64_t
+    ep_rpc_client_deadline (ep_rpc_client_t *self);
+
+//  Reads what arrived without blocking. Returns the reply to the waiting
+//  request decoded as reply_desc (it no longer waits), or NULL: with err
+//  "" if it has not come yet, or the reason if it came and does not
+//  decode (it no longer waits either).
+ProtobufCMessage *
+    ep_rpc_client_take (ep_rpc_client_t *self, const ProtobufCMessageDescriptor *reply_desc,
+                        char *err, size_t errlen);
+
+//  At or past the waiting request's deadline (now_ms, monotonic): gives
+//  it up, moves to the next instance, returns true with the reason in err.
+bool
+    ep_rpc_client_expire (ep_rpc_client_t *self, int64_t now_ms, char *err, size_t errlen);
 
 //  Attempts the last call took (1 when the first attempt was answered).
 int

@@ -204,12 +204,15 @@ main (int argc, char **argv)
         ep_log_info ("serving on http://%s (%s)", ep_http_address (ep_service_http (self.service)),
                      loopback? "loopback: no token needed": "a token or its cookie is required");
     zpoller_t *poller = rc == 0? zpoller_new (ep_service_auth_actor (self.service), ep_subscriber_socket (self.events),
-                                              ep_follower_socket (self.follower), NULL): NULL;
+                                              ep_follower_socket (self.follower),
+                                              ep_follower_rpc_socket (self.follower), NULL): NULL;
     bool ready = false;
     int64_t next_poll = ep_mono_ms (), next_keepalive = ep_mono_ms ();
     while (rc == 0 && !ep_service_interrupted (self.service)) {
         int64_t now = ep_mono_ms ();
-        int64_t due = ep_follower_tick (self.follower);
+        //  The tick gives a wait, the others are times: one scale, or the
+        //  loop never sleeps (it spun a core until this was mended).
+        int64_t due = now + ep_follower_tick (self.follower);
         if (next_poll < due)
             due = next_poll;
         if (next_keepalive < due)

@@ -383,7 +383,7 @@ s_open_api (reapsvc_t *self, const reapsvc_config_t *config)
         return -1;
     self->poller = zpoller_new (ep_service_auth_actor (self->service), self->router,
                                 ep_subscriber_socket (self->events), ep_follower_socket (self->follower),
-                                NULL);
+                                ep_follower_rpc_socket (self->follower), NULL);
     return 0;
 }
 

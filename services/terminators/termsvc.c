@@ -603,6 +603,7 @@ s_open_api (termsvc_t *self, const termsvc_config_t *config)
         return -1;
     self->poller = zpoller_new (ep_service_auth_actor (self->service), self->router,
                                 ep_follower_socket (self->follower),
+                                ep_follower_rpc_socket (self->follower),
                                 ep_subscriber_socket (self->presence), NULL);
     return 0;
 }

@@ -680,6 +680,7 @@ watchdog_run (watchdog_t *self)
     zmq_pollitem_t items [] = {
         { zsock_resolve (ep_service_auth_actor (self->service)), 0, ZMQ_POLLIN, 0 },
         { zsock_resolve (ep_follower_socket (self->follower)), 0, ZMQ_POLLIN, 0 },
+        { zsock_resolve (ep_follower_rpc_socket (self->follower)), 0, ZMQ_POLLIN, 0 },
         { zsock_resolve (ep_subscriber_socket (self->bus)), 0, ZMQ_POLLIN, 0 },
         { zsock_resolve (api_socket (self->api)), 0, ZMQ_POLLIN, 0 },
         { zsock_resolve (relay_terminators (self->relay)), 0, ZMQ_POLLIN, 0 },
@@ -782,6 +783,7 @@ s_follow (watchdog_t *self)
     while (!ep_follower_ready (self->follower) && !ep_service_interrupted (self->service)) {
         int64_t wait = ep_follower_tick (self->follower);
         zpoller_t *poller = zpoller_new (ep_follower_socket (self->follower),
+                                         ep_follower_rpc_socket (self->follower),
                                          ep_service_auth_actor (self->service), NULL);
         void *which = ep_service_wait (self->service, poller, wait < 100? wait: 100);
         zpoller_destroy (&poller);

@@ -703,6 +703,52 @@ Test (console, last_event_id_resumes_and_a_restart_says_what_was_missed, .timeou
     ep_stack_destroy (&stack);
 }
 
+//  CPU time (user + system, ms) process pid has used, from /proc.
+static int64_t
+s_cpu_ms (pid_t pid)
+{
+    char path [64], line [1024];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *file = fopen (path, "r");
+    cr_assert_not_null (file);
+    cr_assert_not_null (fgets (line, sizeof line, file));
+    fclose (file);
+    //  Fields 14 and 15 (utime, stime), counted after the command's ")".
+    unsigned long utime = 0, stime = 0;
+    char *after = strrchr (line, ')');
+    cr_assert (after && sscanf (after + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                                &utime, &stime) == 2);
+    return (int64_t) (utime + stime) * 1000 / sysconf (_SC_CLK_TCK);
+}
+
+static bool
+s_console_ready (void *arg)
+{
+    char *body = ep_readyz (ep_proc_endpoint ((ep_proc_t *) arg, "http"));
+    bool ready = streq (body, "ready\n");
+    free (body);
+    return ready;
+}
+
+//  Its loop once mixed a wait with a time and never slept: a whole core,
+//  all the time. Idle, it must sleep.
+Test (console, an_idle_console_sleeps, .timeout = 60)
+{
+    ep_stack_t *stack = ep_stack_new ("console-idle");
+    const char *args [] = { "--http-listen", "127.0.0.1:0", NULL };
+    ep_proc_t *console = ep_proc_start ("edgeplane-console", args, ep_stack_env (stack), 15000 * EP_TEST_SLOWDOWN);
+    cr_assert_not_null (console);
+    ep_stack_keep (stack, console);
+    cr_assert (ep_wait_until (s_console_ready, console, 15000 * EP_TEST_SLOWDOWN), "the console never got ready");
+    //  A measurement over a window, not a wait for something.
+    int64_t cpu = s_cpu_ms (ep_proc_pid (console)), started = ep_mono_ms ();
+    zclock_sleep (3000);
+    int64_t used = s_cpu_ms (ep_proc_pid (console)) - cpu, elapsed = ep_mono_ms () - started;
+    cr_assert_lt (used * 100, elapsed * 20, "idle, the console used %lld ms of CPU in %lld ms",
+                  (long long) used, (long long) elapsed);
+    ep_stack_destroy (&stack);
+}
+
 Test (console, a_bind_that_is_not_loopback_needs_the_token_and_our_host_name, .timeout = 120)
 {
     ep_stack_t *stack = ep_stack_new ("console-access");

@@ -570,7 +570,8 @@ s_follow_new (s_follow_t *self)
     //  Short retries so a restarted model is reached quickly.
     ep_follower_set_rpc_timeout (self->follower, 1000);
     ep_follower_set_retry (self->follower, 50, 500);
-    self->poller = zpoller_new (ep_follower_socket (self->follower), NULL);
+    self->poller = zpoller_new (ep_follower_socket (self->follower),
+                                ep_follower_rpc_socket (self->follower), NULL);
 }
 
 static void

@@ -635,7 +635,8 @@ s_identical (s_test_t *test)
 static bool
 s_pump (s_test_t *test, bool (*cond) (s_test_t *), int timeout_ms)
 {
-    zpoller_t *poller = zpoller_new (ep_follower_socket (test->follower), NULL);
+    zpoller_t *poller = zpoller_new (ep_follower_socket (test->follower),
+                                     ep_follower_rpc_socket (test->follower), NULL);
     int64_t deadline = ep_mono_ms () + timeout_ms;
     bool done;
     while (!(done = cond (test)) && ep_mono_ms () < deadline) {
@@ -895,6 +896,57 @@ Test (follower, unreachable_api_is_retried_with_backoff)
     cr_assert_eq (ep_follower_snapshots (test.follower), 1);
     cr_assert_eq (ep_follower_resyncs (test.follower), 0);
     cr_assert_str_eq (ep_follower_last_error (test.follower), "");
+    s_stop (&test);
+}
+
+//  A follower's loop is a service's loop: a model that takes a request and
+//  never answers must not hold it (a watchdog's heartbeats wait on it).
+Test (follower, a_model_that_never_answers_does_not_block_the_loop)
+{
+    s_test_t test;
+    s_start (&test, NULL);
+    zsock_t *mute = zsock_new (ZMQ_ROUTER);     //  takes requests, answers none
+    cr_assert_geq (zsock_bind (mute, "tcp://127.0.0.1:*"), 0);
+    char *mute_endpoint = zsock_last_endpoint (mute);
+    char api [256];
+    snprintf (api, sizeof api, "%s,%s", mute_endpoint, test.api);
+    ep_model_view_t *view = ep_model_view_new ();
+    ep_follower_t *follower = ep_follower_new (test.bus, api, NULL, NULL, NULL, view);
+    cr_assert_not_null (follower);
+    ep_follower_set_rpc_timeout (follower, 1000);
+    ep_follower_set_retry (follower, 50, 400);
+    zpoller_t *poller = zpoller_new (ep_follower_socket (follower), ep_follower_rpc_socket (follower), NULL);
+    int64_t deadline = ep_mono_ms () + 10000, longest = 0;
+    int asked = 0;
+    while (!ep_follower_ready (follower) && ep_mono_ms () < deadline) {
+        int64_t started = ep_mono_ms ();
+        int64_t wait = ep_follower_tick (follower);
+        if (ep_mono_ms () - started > longest)
+            longest = ep_mono_ms () - started;
+        void *which = zpoller_wait (poller, (int) (wait < 50? wait: 50));
+        if (zsock_events (mute) & ZMQ_POLLIN) {
+            zmsg_t *request = zmsg_recv (mute);
+            zmsg_destroy (&request);
+            asked++;
+        }
+        started = ep_mono_ms ();
+        if (which)
+            ep_follower_handle (follower);
+        if (ep_mono_ms () - started > longest)
+            longest = ep_mono_ms () - started;
+    }
+    cr_assert (ep_follower_ready (follower), "state %s, error %s",
+               ep_follower_state (follower), ep_follower_last_error (follower));
+    cr_assert_geq (asked, 1, "the first call went to the mute instance");
+    cr_assert_geq (ep_follower_api_failures (follower), 1);
+    //  The call took a whole second to give up on; no step of the loop
+    //  took more than a few milliseconds of it.
+    cr_assert_lt (longest, 100, "a step of the loop took %lld ms", (long long) longest);
+    zpoller_destroy (&poller);
+    ep_follower_destroy (&follower);
+    ep_model_view_destroy (&view);
+    zstr_free (&mute_endpoint);
+    zsock_destroy (&mute);
     s_stop (&test);
 }
 
