@@ -675,16 +675,6 @@ s_hosting (void *backend, const char *service_id, zlistx_t *router_ids)
     return 0;
 }
 
-//  msg packed into a buffer the caller frees, of *size bytes.
-static uint8_t *
-s_pack (const ProtobufCMessage *msg, size_t *size)
-{
-    *size = protobuf_c_message_get_packed_size (msg);
-    uint8_t *body = (uint8_t *) malloc (*size + 1);
-    protobuf_c_message_pack (msg, body);
-    return body;
-}
-
 static int
 s_put (void *backend, Ep__EntityType type, const char *id, const char *name,
        uint64_t version, const Ep__Entity *entity)
@@ -694,7 +684,7 @@ s_put (void *backend, Ep__EntityType type, const char *id, const char *name,
     char rel [128];
     metcd_entity_rel (rel, sizeof rel, type, id);
     size_t size;
-    uint8_t *body = s_pack (&entity->base, &size);
+    uint8_t *body = modelstore_pack (&entity->base, &size);
     metcd_kv_t *kv = metcd_kv_new (rel, body, size, 0);
     free (body);
     if (!kv) {
@@ -734,7 +724,7 @@ s_record (void *backend, const Ep__ModelChange *change, uint64_t forget_through)
     char rel [64];
     snprintf (rel, sizeof rel, METCD_CHANGES "%020llu", (unsigned long long) change->revision);
     size_t size;
-    uint8_t *body = s_pack (&change->base, &size);
+    uint8_t *body = modelstore_pack (&change->base, &size);
     s_stage (self, rel, metcd_kv_new (rel, body, size, 0));
     free (body);
     self->staged_revision = change->revision;
