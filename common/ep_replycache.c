@@ -252,3 +252,84 @@ ep_replycache_prune (ep_replycache_t *self, ep_store_t *store,
     sqlite3_reset (stmt);
     return rc < 0? -1: count;
 }
+
+//  ---------------------------------------------------------------------
+//  Durable entries as values: "EPR1", stored_ms (8 bytes, big-endian),
+//  the digest, the caller key and the request id (each a 2-byte length
+//  then the bytes), then the reply.
+
+#define ENTRY_MAGIC "EPR1"
+
+uint8_t *
+ep_replycache_entry_pack (const char *caller_key, const char *request_id,
+                          const void *request, size_t size, zframe_t *reply,
+                          int64_t wall_ms, size_t *packed_size)
+{
+    const char *caller = caller_key? caller_key: "";
+    size_t caller_size = strlen (caller), id_size = strlen (request_id);
+    EP_ASSERT (caller_size <= UINT16_MAX && id_size <= UINT16_MAX);
+    *packed_size = 4 + 8 + DIGEST_SIZE + 2 + caller_size + 2 + id_size + zframe_size (reply);
+    uint8_t *data = (uint8_t *) malloc (*packed_size + 1);
+    uint8_t *p = data;
+    memcpy (p, ENTRY_MAGIC, 4);
+    p += 4;
+    for (int i = 7; i >= 0; i--)
+        *p++ = (uint8_t) ((uint64_t) wall_ms >> (8 * i));
+    s_digest (request, size, p);
+    p += DIGEST_SIZE;
+    *p++ = (uint8_t) (caller_size >> 8);
+    *p++ = (uint8_t) caller_size;
+    memcpy (p, caller, caller_size);
+    p += caller_size;
+    *p++ = (uint8_t) (id_size >> 8);
+    *p++ = (uint8_t) id_size;
+    memcpy (p, request_id, id_size);
+    p += id_size;
+    if (zframe_size (reply))
+        memcpy (p, zframe_data (reply), zframe_size (reply));
+    return data;
+}
+
+//  A length-prefixed string of data at *offset into buf (of bufsize);
+//  false if it does not fit.
+static bool
+s_entry_string (const uint8_t *data, size_t size, size_t *offset, char *buf, size_t bufsize)
+{
+    if (*offset + 2 > size)
+        return false;
+    size_t length = ((size_t) data [*offset] << 8) | data [*offset + 1];
+    *offset += 2;
+    if (*offset + length > size || length >= bufsize)
+        return false;
+    memcpy (buf, data + *offset, length);
+    buf [length] = 0;
+    *offset += length;
+    return true;
+}
+
+int
+ep_replycache_entry_load (ep_replycache_t *self, const uint8_t *data, size_t size,
+                          int64_t now_wall_ms, int64_t now_ms)
+{
+    if (size < 4 + 8 + DIGEST_SIZE || memcmp (data, ENTRY_MAGIC, 4) != 0)
+        return -1;
+    uint64_t stored = 0;
+    for (int i = 0; i < 8; i++)
+        stored = (stored << 8) | data [4 + i];
+    const uint8_t *digest = data + 12;
+    size_t offset = 12 + DIGEST_SIZE;
+    char caller [UINT16_MAX + 1], request_id [UINT16_MAX + 1];
+    if (!s_entry_string (data, size, &offset, caller, sizeof caller)
+    ||  !s_entry_string (data, size, &offset, request_id, sizeof request_id))
+        return -1;
+    //  As old as it is by the wall clock (a clock set back makes it new).
+    int64_t age = now_wall_ms - (int64_t) stored;
+    if (age < 0)
+        age = 0;
+    if (age >= self->ttl_ms)
+        return 0;
+    zframe_t *reply = zframe_new (data + offset, size - offset);
+    s_insert (self, s_key (caller, request_id), digest, reply, now_ms - age, now_ms);
+    zframe_destroy (&reply);
+    return 1;
+}

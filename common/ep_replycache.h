@@ -95,4 +95,20 @@ int
     ep_replycache_prune (ep_replycache_t *self, ep_store_t *store,
                          int64_t now_wall_ms, size_t limit);
 
+//  The same durable entry as one value, for a store of keys and values
+//  (the model's etcd store), which keeps them in arrival order by key:
+//  the wall-clock time, the request's digest, the caller key, the request
+//  id and the reply. Returns the bytes (caller frees) and their size.
+uint8_t *
+    ep_replycache_entry_pack (const char *caller_key, const char *request_id,
+                              const void *request, size_t size, zframe_t *reply,
+                              int64_t wall_ms, size_t *packed_size);
+
+//  Loads one packed entry into self, as ep_replycache_load does a row
+//  (entries loaded in arrival order). Returns 1 if loaded, 0 if self's
+//  limits drop it (too old), -1 if data is not an entry.
+int
+    ep_replycache_entry_load (ep_replycache_t *self, const uint8_t *data, size_t size,
+                              int64_t now_wall_ms, int64_t now_ms);
+
 #endif

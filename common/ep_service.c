@@ -20,6 +20,7 @@ struct _ep_service_t {
     json_t *endpoints;          //  label -> endpoint actually bound
     bool plaintext;             //  bind without CURVE (loopback only)
     ep_lock_t *lock;            //  <name>.lock beside the database, if taken
+    ep_service_fds_t fds;       //  descriptors outside ZeroMQ (fill NULL: none)
 };
 
 ep_service_t *
@@ -209,6 +210,45 @@ ep_service_wait (ep_service_t *self, zpoller_t *poller, int64_t timeout_ms)
     //  log says why new clients wait.
     ep_fdlimit_watch (ep_mono_ms ());
     return which == ep_service_auth_actor (self)? NULL: which;
+}
+
+void
+ep_service_add_fds (ep_service_t *self, const ep_service_fds_t *fds)
+{
+    EP_ASSERT (!self->fds.fill && fds->fill && fds->due && fds->dispatch);
+    self->fds = *fds;
+}
+
+zsock_t *
+ep_service_poll (ep_service_t *self, zsock_t **socks, size_t nsocks, int64_t timeout_ms)
+{
+    EP_ASSERT (nsocks <= EP_SERVICE_POLL_SOCKS);
+    zmq_pollitem_t items [1 + EP_SERVICE_POLL_SOCKS + EP_SERVICE_POLL_FDS];
+    size_t n = 0;
+    items [n++] = (zmq_pollitem_t) { zsock_resolve (ep_service_auth_actor (self)), 0, ZMQ_POLLIN, 0 };
+    for (size_t i = 0; i < nsocks; i++)
+        items [n++] = (zmq_pollitem_t) { zsock_resolve (socks [i]), 0, ZMQ_POLLIN, 0 };
+    int nfds = 0;
+    if (self->fds.fill) {
+        nfds = self->fds.fill (self->fds.arg, items + n, EP_SERVICE_POLL_FDS);
+        long due = self->fds.due (self->fds.arg);
+        if (due >= 0 && due < timeout_ms)
+            timeout_ms = due;
+    }
+    if (timeout_ms < 0)
+        timeout_ms = 0;
+    if (zmq_poll (items, (int) n + nfds, (long) (timeout_ms > INT32_MAX? INT32_MAX: timeout_ms)) < 0)
+        for (size_t i = 0; i < n + (size_t) nfds; i++)
+            items [i].revents = 0;      //  interrupted: nothing is ready
+    if (self->fds.dispatch)
+        self->fds.dispatch (self->fds.arg, items + n, nfds);
+    if (items [0].revents & ZMQ_POLLIN)
+        ep_auth_check (self->auth);
+    ep_fdlimit_watch (ep_mono_ms ());
+    for (size_t i = 0; i < nsocks; i++)
+        if (items [1 + i].revents & ZMQ_POLLIN)
+            return socks [i];
+    return NULL;
 }
 
 bool

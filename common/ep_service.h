@@ -82,6 +82,34 @@ int
 void *
     ep_service_wait (ep_service_t *self, zpoller_t *poller, int64_t timeout_ms);
 
+//  Descriptors outside ZeroMQ that a loop waits on beside its sockets (a
+//  libcurl client: ep_etcd): fill writes up to max pollitems (fd form,
+//  with the events wanted) and returns how many; due says in how many ms
+//  the source needs dispatch without I/O (-1: no need); dispatch runs after
+//  every wait with the items fill wrote (and their revents).
+typedef struct {
+    int (*fill) (void *arg, zmq_pollitem_t *items, int max);
+    long (*due) (void *arg);
+    void (*dispatch) (void *arg, zmq_pollitem_t *items, int nitems);
+    void *arg;
+} ep_service_fds_t;
+
+//  At most this many sockets for ep_service_poll, and descriptors per wait.
+#define EP_SERVICE_POLL_SOCKS   8
+#define EP_SERVICE_POLL_FDS     64
+
+//  Adds the one source of descriptors ep_service_poll waits on.
+void
+    ep_service_add_fds (ep_service_t *self, const ep_service_fds_t *fds);
+
+//  ep_service_wait for a loop whose waits include descriptors outside
+//  ZeroMQ: waits on the auth actor, socks (nsocks of them) and the source
+//  added with ep_service_add_fds for at most timeout_ms (less if the
+//  source is due), then dispatches the source. Returns the first readable
+//  of socks, or NULL.
+zsock_t *
+    ep_service_poll (ep_service_t *self, zsock_t **socks, size_t nsocks, int64_t timeout_ms);
+
 //  True once SIGINT or SIGTERM arrived.
 bool
     ep_service_interrupted (ep_service_t *self);

@@ -189,3 +189,12 @@ modelstore_probe (modelstore_t *self)
 {
     return self->ops->probe? self->ops->probe (self->backend): 0;
 }
+
+uint8_t *
+modelstore_pack (const ProtobufCMessage *msg, size_t *size)
+{
+    *size = protobuf_c_message_get_packed_size (msg);
+    uint8_t *body = (uint8_t *) malloc (*size + 1);
+    protobuf_c_message_pack (msg, body);
+    return body;
+}

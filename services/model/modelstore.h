@@ -287,6 +287,10 @@ typedef struct {
     int (*probe) (void *backend);               //  may be NULL: 0
 } modelstore_ops_t;
 
+//  For backends: msg packed into a buffer the caller frees, of *size bytes.
+uint8_t *
+    modelstore_pack (const ProtobufCMessage *msg, size_t *size);
+
 //  A store over backend (taken over: ops->destroy releases it).
 modelstore_t *
     modelstore_new (const modelstore_ops_t *ops, void *backend);

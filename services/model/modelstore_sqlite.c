@@ -206,16 +206,6 @@ s_hosting (void *backend, const char *service_id, zlistx_t *router_ids)
     return s_check (self, rc);
 }
 
-//  msg packed into a buffer the caller frees, of *size bytes.
-static uint8_t *
-s_pack (const ProtobufCMessage *msg, size_t *size)
-{
-    *size = protobuf_c_message_get_packed_size (msg);
-    uint8_t *body = (uint8_t *) malloc (*size + 1);
-    protobuf_c_message_pack (msg, body);
-    return body;
-}
-
 //  Replaces the hosted rows of router_id with those of router (NULL: none).
 static int
 s_index_hosted (s_backend_t *self, const char *router_id, const Ep__Router *router)
@@ -239,7 +229,7 @@ s_put (void *backend, Ep__EntityType type, const char *id, const char *name,
 {
     s_backend_t *self = (s_backend_t *) backend;
     size_t size;
-    uint8_t *body = s_pack (&entity->base, &size);
+    uint8_t *body = modelstore_pack (&entity->base, &size);
     sqlite3_stmt *stmt = ep_store_stmt (self->store,
         "INSERT OR REPLACE INTO entities (type, id, name, version, body) VALUES (?1, ?2, ?3, ?4, ?5)");
     EP_ASSERT (stmt);
@@ -275,7 +265,7 @@ s_record (void *backend, const Ep__ModelChange *change, uint64_t forget_through)
 {
     s_backend_t *self = (s_backend_t *) backend;
     size_t size;
-    uint8_t *body = s_pack (&change->base, &size);
+    uint8_t *body = modelstore_pack (&change->base, &size);
     sqlite3_stmt *stmt = ep_store_stmt (self->store,
         "INSERT INTO changes (revision, body) VALUES (?1, ?2)");
     sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) change->revision);

@@ -6,6 +6,7 @@
 #include "ep_reqloop.h"
 #include "ep_rpc_server.h"
 #include "model.h"
+#include "modelstore_etcd.h"
 #include "modelstore_sqlite.h"
 
 #define PUBLISH_CAP     (1024u * 1024u)     //  largest model.change part
@@ -13,6 +14,8 @@
 #define EXPIRY_MS       1000                //  snapshot expiry check period
 #define REPLIES_MAX     100000              //  replies remembered for retries
 #define REPLIES_TTL_MS  600000              //  for at most this long
+#define ETCD_IDLE_MS    30000               //  resume an etcd watch silent this long
+#define ETCD_WRITE_OPS  3                   //  etcd ops of a plain write: entity, change, reply
 
 //  A request being served: the model's result, and what a completion
 //  that comes later needs to find its request.
@@ -26,8 +29,9 @@ typedef struct {
 
 struct _modelsvc_t {
     ep_service_t *service;      //  shared process scaffolding (borrowed)
-    char *path;                 //  model.db
-    modelstore_t *store;        //  model.db
+    char *path;                 //  model.db, or where in etcd
+    ep_etcd_t *etcd;            //  the etcd store's client, or NULL
+    modelstore_t *store;        //  model.db or etcd
     model_t *model;             //  the rules
     zsock_t *router;            //  API socket
     ep_rpc_server_t *rpc;       //  request ids, reply cache, roles
@@ -35,7 +39,7 @@ struct _modelsvc_t {
     ep_publisher_t *publisher;  //  model.change, entityChange.*, service.degraded
     ep_degraded_t *degraded;    //  a full or failing disk: writes refused, /readyz 503
     char failure [768];         //  why the last batch failed, for its answers
-    zpoller_t *poller;          //  auth, API
+    int64_t max_batch;          //  requests per batch (etcd: what one txn holds)
     size_t batch_writes;        //  writes in the open batch
     bool committing;            //  inside model_commit: a completion now is inline
     bool committed;             //  model_commit completed
@@ -371,7 +375,7 @@ modelsvc_turn (modelsvc_t *self)
     for (size_t i = 0; i < EP_COUNT (due); i++)
         if (due [i] < timeout)
             timeout = due [i];
-    ep_service_wait (self->service, self->poller, timeout > 0? timeout: 0);
+    ep_service_poll (self->service, &self->router, 1, timeout > 0? timeout: 0);
     if (ep_reqloop_serve (self->loop) != 0)
         return -1;
     now = ep_mono_ms ();
@@ -388,7 +392,8 @@ modelsvc_turn (modelsvc_t *self)
     }
     if (now >= self->next_checkpoint) {
         modelstore_tick (self->store);
-        ep_series_set (self->db_bytes, (double) modelstore_size (self->store));
+        if (modelstore_size (self->store) >= 0)
+            ep_series_set (self->db_bytes, (double) modelstore_size (self->store));
         self->next_checkpoint = now + CHECKPOINT_MS;
     }
     return 0;
@@ -409,16 +414,91 @@ s_metrics (modelsvc_t *self, ep_metrics_t *metrics)
     self->entity_published = ep_counter_series (ep_metrics_published (metrics), entity_stream);
 }
 
-//  Opens model.db and the model over it.
+//  The etcd client's sockets in the service's waits.
+static int
+s_etcd_fill (void *arg, zmq_pollitem_t *items, int max)
+{
+    return ep_etcd_pollitems ((ep_etcd_t *) arg, items, max);
+}
+
+static long
+s_etcd_due (void *arg)
+{
+    return ep_etcd_timeout ((ep_etcd_t *) arg);
+}
+
+static void
+s_etcd_dispatch (void *arg, zmq_pollitem_t *items, int nitems)
+{
+    ep_etcd_dispatch ((ep_etcd_t *) arg, items, nitems);
+}
+
+//  The model's keys in etcd: the client (its sockets join the service's
+//  waits) and the store, which loads its mirror before this returns.
+static int
+s_open_etcd (modelsvc_t *self, const modelsvc_config_t *config)
+{
+    if (!config->etcd_endpoints || !*config->etcd_endpoints) {
+        ep_log_error ("EDGEPLANE_MODEL_STORE=etcd needs EDGEPLANE_ETCD_ENDPOINTS: the cluster's "
+                      "client URLs, comma-separated (https://etcd1:2379,https://etcd2:2379)");
+        return -1;
+    }
+    if (!config->etcd_cert != !config->etcd_key) {
+        ep_log_error ("EDGEPLANE_ETCD_CERT and EDGEPLANE_ETCD_KEY go together: the model's client "
+                      "certificate and key (edgeplane pki issue client model)");
+        return -1;
+    }
+    char err [768];
+    ep_etcd_config_t etcd = { .endpoints = config->etcd_endpoints, .ca_file = config->etcd_ca,
+                              .cert_file = config->etcd_cert, .key_file = config->etcd_key,
+                              .watch_idle_ms = ETCD_IDLE_MS };
+    self->etcd = ep_etcd_new (&etcd, err, sizeof err);
+    if (!self->etcd) {
+        ep_log_error ("EDGEPLANE_ETCD_ENDPOINTS %s: %s", config->etcd_endpoints, err);
+        return -1;
+    }
+    ep_service_add_fds (self->service, &(ep_service_fds_t) {
+        .fill = s_etcd_fill, .due = s_etcd_due, .dispatch = s_etcd_dispatch, .arg = self->etcd });
+    const char *prefix = config->etcd_prefix? config->etcd_prefix: "/edgeplane/";
+    self->path = zsys_sprintf ("etcd %s%s", config->etcd_endpoints, prefix);
+    modelstore_etcd_config_t store = { .etcd = self->etcd, .prefix = prefix,
+                                       .max_txn_ops = config->etcd_max_txn_ops,
+                                       .replies_ttl_ms = REPLIES_TTL_MS };
+    self->store = modelstore_etcd_new (&store, err, sizeof err);
+    if (!self->store) {
+        ep_log_error ("cannot open the model in etcd (%s, prefix %s): %s", config->etcd_endpoints,
+                      prefix, err);
+        return -1;
+    }
+    //  A batch is one etcd transaction: its writes must fit --max-txn-ops.
+    int64_t fits = (config->etcd_max_txn_ops - 2) / ETCD_WRITE_OPS;
+    if (self->max_batch > fits) {
+        ep_log_info ("batches of at most %lld requests: one etcd transaction holds %lld operations "
+                     "(EDGEPLANE_ETCD_MAX_TXN_OPS)", (long long) (fits > 1? fits: 1),
+                     (long long) config->etcd_max_txn_ops);
+        self->max_batch = fits > 1? fits: 1;
+    }
+    return 0;
+}
+
+//  Opens the store (model.db, or the model's keys in etcd) and the model
+//  over it.
 static int
 s_open_store (modelsvc_t *self, const modelsvc_config_t *config, const char *data_dir)
 {
-    self->path = config->db_path? strdup (config->db_path): zsys_sprintf ("%s/model.db", data_dir);
-    if (zsys_dir_create ("%s", data_dir) != 0)
-        ep_log_warn ("cannot create %s", data_dir);
-    ep_service_lock_or_exit (self->service, self->path,
-        "to run several model instances, put the model in etcd (EDGEPLANE_MODEL_STORE=etcd, docs/ha.md)");
-    self->store = modelstore_sqlite_open (self->path);
+    self->max_batch = config->max_batch;
+    if (config->store && streq (config->store, "etcd")) {
+        if (s_open_etcd (self, config) != 0)
+            return -1;
+    }
+    else {
+        self->path = config->db_path? strdup (config->db_path): zsys_sprintf ("%s/model.db", data_dir);
+        if (zsys_dir_create ("%s", data_dir) != 0)
+            ep_log_warn ("cannot create %s", data_dir);
+        ep_service_lock_or_exit (self->service, self->path,
+            "to run several model instances, put the model in etcd (EDGEPLANE_MODEL_STORE=etcd, docs/etcd.md)");
+        self->store = modelstore_sqlite_open (self->path);
+    }
     if (!self->store || !(self->model = model_new (self->store, config->retain)))
         return -1;
     ep_log_info ("model %s at revision %llu, generation %s", self->path,
@@ -508,8 +588,8 @@ s_open_api (modelsvc_t *self, const modelsvc_config_t *config)
     static const double batch_bounds [] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 1024 };
     ep_reqloop_config_t loop = {
         //  max-batch counts every request served in a turn, reads too.
-        .max_batch = (size_t) config->max_batch,
-        .max_receive = (size_t) config->max_batch,
+        .max_batch = (size_t) self->max_batch,
+        .max_receive = (size_t) self->max_batch,
         .commit_delay_ms = config->commit_delay_ms,
         .commit_seconds = ep_metrics_histogram (metrics, "edgeplane_model_commit_seconds",
             "Time to commit one transaction (its fsync included).", 0, NULL,
@@ -519,10 +599,7 @@ s_open_api (modelsvc_t *self, const modelsvc_config_t *config)
             EP_COUNT (batch_bounds), batch_bounds),
     };
     self->loop = ep_reqloop_new (&s_class, self, self->rpc, self->router, metrics, &loop);
-    if (ep_service_bind (self->service, self->router, "api", config->listen) != 0)
-        return -1;
-    self->poller = zpoller_new (ep_service_auth_actor (self->service), self->router, NULL);
-    return 0;
+    return ep_service_bind (self->service, self->router, "api", config->listen);
 }
 
 modelsvc_t *
@@ -552,7 +629,6 @@ modelsvc_destroy (modelsvc_t **self_p)
     if (self) {
         if (self->loop)
             ep_reqloop_shutdown (self->loop, "the model service is shutting down; retry");
-        zpoller_destroy (&self->poller);
         ep_reqloop_destroy (&self->loop);
         ep_rpc_server_destroy (&self->rpc);
         zsock_destroy (&self->router);
@@ -560,6 +636,7 @@ modelsvc_destroy (modelsvc_t **self_p)
         ep_degraded_destroy (&self->degraded);
         model_destroy (&self->model);
         modelstore_destroy (&self->store);
+        ep_etcd_destroy (&self->etcd);
         free (self->path);
         free (self);
         *self_p = NULL;

@@ -24,6 +24,13 @@ typedef struct {
     uint64_t retain;            //  revisions kept in the change log
     int64_t max_batch;          //  requests served per transaction at most
     int64_t commit_delay_ms;    //  latency a write may wait for others to share its fsync
+    const char *store;          //  "sqlite" (model.db, the default) or "etcd"
+    const char *etcd_endpoints; //  etcd: client URLs, comma-separated
+    const char *etcd_ca;        //  etcd: CA of https endpoints (NULL: the system's)
+    const char *etcd_cert;      //  etcd: the model's client certificate (edgeplane pki)
+    const char *etcd_key;       //  etcd: its key
+    const char *etcd_prefix;    //  etcd: the model's keys' prefix ("/edgeplane/")
+    int64_t etcd_max_txn_ops;   //  etcd: the cluster's --max-txn-ops
 } modelsvc_config_t;
 
 //  The service over the process scaffolding (borrowed): opens the store,

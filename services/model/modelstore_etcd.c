@@ -1,0 +1,841 @@
+/*  modelstore_etcd.c: the model's store in etcd (see modelstore_etcd.h).
+
+    The mirror, batches and commits. Queries, saved replies, backups and
+    restores are in modelstore_etcd_reads.c, over the same backend state
+    (modelstore_etcd_int.h).
+*/
+#include "modelstore_etcd_int.h"
+#include "entity.h"
+#include "ep_log.h"
+#include <stdarg.h>
+
+#define MAX_TXN_OPS_DEFAULT 128         //  etcd's own default for --max-txn-ops
+#define REPLIES_TTL_DEFAULT 600000      //  the model's reply cache keeps them 10 min
+
+//  ---------------------------------------------------------------------
+//  Keys and values
+
+void
+metcd_failed (metcd_t *self, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    vsnprintf (self->error, sizeof self->error, format, args);
+    va_end (args);
+}
+
+char *
+metcd_key (metcd_t *self, const char *rel)
+{
+    return zsys_sprintf ("%s%s", self->prefix, rel);
+}
+
+const char *
+metcd_rel (metcd_t *self, const ep_etcd_kv_t *kv)
+{
+    if (kv->key_size < self->prefix_size
+    ||  memcmp (kv->key, self->prefix, self->prefix_size) != 0)
+        return NULL;
+    return (const char *) kv->key + self->prefix_size;
+}
+
+void
+metcd_kv_destroy (metcd_kv_t **kv_p)
+{
+    metcd_kv_t *kv = *kv_p;
+    if (kv) {
+        free (kv->value);
+        for (size_t i = 0; kv->hosted && kv->hosted [i]; i++)
+            free (kv->hosted [i]);
+        free (kv->hosted);
+        free (kv);
+        *kv_p = NULL;
+    }
+}
+
+static void
+s_kv_free (void **item)
+{
+    metcd_kv_destroy ((metcd_kv_t **) item);
+}
+
+//  A value (NULL: a staged removal) of rel; for entities, what the batch's
+//  reads need of it is kept beside it (its version, the routers' hosted
+//  services). NULL if an entity's value does not unpack.
+metcd_kv_t *
+metcd_kv_new (const char *rel, const uint8_t *value, size_t size, int64_t mod)
+{
+    metcd_kv_t *kv = (metcd_kv_t *) zmalloc (sizeof (metcd_kv_t));
+    kv->mod = mod;
+    kv->removed = value == NULL;
+    if (value) {
+        kv->value = (uint8_t *) malloc (size + 1);
+        memcpy (kv->value, value, size);
+        kv->value [size] = 0;
+        kv->size = size;
+    }
+    if (value && strncmp (rel, METCD_ENTITIES, strlen (METCD_ENTITIES)) == 0) {
+        Ep__Entity *entity = ep__entity__unpack (NULL, size, value);
+        entity_fields_t fields;
+        if (!entity || !entity_fields (entity, &fields)) {
+            if (entity)
+                ep__entity__free_unpacked (entity, NULL);
+            metcd_kv_destroy (&kv);
+            return NULL;
+        }
+        kv->version = *fields.meta? (*fields.meta)->version: 0;
+        if (entity->kind_case == EP__ENTITY__KIND_ROUTER) {
+            Ep__Router *router = entity->router;
+            kv->hosted = (char **) zmalloc ((router->n_hosted + 1) * sizeof (char *));
+            for (size_t i = 0; i < router->n_hosted; i++)
+                kv->hosted [i] = strdup (router->hosted [i]->service_id?
+                                         router->hosted [i]->service_id: "");
+        }
+        ep__entity__free_unpacked (entity, NULL);
+    }
+    return kv;
+}
+
+void
+metcd_entity_rel (char *buf, size_t size, Ep__EntityType type, const char *id)
+{
+    snprintf (buf, size, METCD_ENTITIES "%02d/%s", (int) type, id? id: "");
+}
+
+//  The state as its value says; false if value is not a state.
+bool
+metcd_state_parse (const metcd_kv_t *kv, metcd_state_t *state)
+{
+    memset (state, 0, sizeof *state);
+    if (!kv || kv->removed)
+        return kv == NULL;
+    unsigned long long revision;
+    int restored;
+    char generation [33] = "";
+    if (sscanf ((const char *) kv->value, "revision=%llu generation=%32s restored=%d",
+                &revision, generation, &restored) != 3)
+        return false;
+    state->revision = revision;
+    snprintf (state->generation, sizeof state->generation, "%s",
+              strcmp (generation, "-") == 0? "": generation);
+    state->restored = restored != 0;
+    return true;
+}
+
+char *
+metcd_state_format (const metcd_state_t *state, const char *nonce)
+{
+    return zsys_sprintf ("revision=%llu generation=%s restored=%d batch=%s",
+                         (unsigned long long) state->revision,
+                         *state->generation? state->generation: "-", state->restored? 1: 0,
+                         nonce);
+}
+
+//  ---------------------------------------------------------------------
+//  Calls in flight: each belongs to the store until its callback runs; a
+//  store destroyed first orphans them (the callback then only frees).
+
+metcd_call_t *
+metcd_call_new (metcd_t *self, metcd_call_fn *fn, void *data, void (*free_data) (void *))
+{
+    metcd_call_t *call = (metcd_call_t *) zmalloc (sizeof (metcd_call_t));
+    call->self = self;
+    call->fn = fn;
+    call->data = data;
+    call->free_data = free_data;
+    call->handle = zlistx_add_end (self->calls, call);
+    return call;
+}
+
+void
+metcd_call_cb (void *arg, const ep_etcd_reply_t *reply, const char *error)
+{
+    metcd_call_t *call = (metcd_call_t *) arg;
+    if (call->self) {
+        zlistx_detach (call->self->calls, call->handle);
+        call->fn (call->self, call, reply, error);
+    }
+    if (call->data && call->free_data)
+        call->free_data (call->data);
+    free (call);
+}
+
+//  A call that could not be queued: its callback will not run.
+void
+metcd_call_drop (metcd_call_t *call)
+{
+    zlistx_detach (call->self->calls, call->handle);
+    call->self = NULL;
+    metcd_call_cb (call, NULL, NULL);
+}
+
+void
+metcd_wait (metcd_t *self, const bool *done)
+{
+    //  Every request ends within the client's timeouts (and its failover
+    //  over the endpoints), so this ends too.
+    while (!*done)
+        ep_etcd_wait (self->etcd, 1000);
+}
+
+//  ---------------------------------------------------------------------
+//  The mirror: a range at open (and after a failed batch), then a watch
+
+static void s_watch_start (metcd_t *self);
+
+//  Applies a put (value) or a delete (NULL) of rel at mod to mirror.
+static void
+s_mirror_apply (zhashx_t *mirror, const char *rel, const uint8_t *value, size_t size,
+                int64_t mod)
+{
+    if (strcmp (rel, METCD_STATE) != 0
+    &&  strncmp (rel, METCD_ENTITIES, strlen (METCD_ENTITIES)) != 0)
+        return;                 //  change records and replies are read by ranges
+    if (!value) {
+        zhashx_delete (mirror, rel);
+        return;
+    }
+    metcd_kv_t *kv = metcd_kv_new (rel, value, size, mod);
+    if (kv)
+        zhashx_update (mirror, rel, kv);
+    else
+        ep_log_warn ("etcd key %s is not a packed entity: ignored", rel);
+}
+
+typedef struct {
+    zhashx_t *mirror;           //  the new mirror
+    int64_t revision;           //  pinned at (0: the first page's)
+    char *from;                 //  the next page starts at this key
+    bool after;                 //  or just after it
+} s_load_t;
+
+static void
+s_load_free (void *data)
+{
+    s_load_t *load = (s_load_t *) data;
+    zhashx_destroy (&load->mirror);
+    free (load->from);
+    free (load);
+}
+
+static void s_load_page (metcd_t *self, s_load_t *load);
+
+static void
+s_load_end (metcd_t *self, s_load_t *load, const char *error)
+{
+    self->reloading = false;
+    if (error) {
+        metcd_failed (self, "cannot load the model from etcd: %s", error);
+        ep_log_error ("%s", self->error);
+        return;                 //  mirror_bad stays: the next batch or tick tries again
+    }
+    zhashx_destroy (&self->mirror);
+    self->mirror = load->mirror;
+    load->mirror = NULL;
+    self->mirror_rev = load->revision;
+    self->mirror_bad = false;
+    s_watch_start (self);
+}
+
+static void
+s_load_reply (metcd_t *self, metcd_call_t *call, const ep_etcd_reply_t *reply,
+              const char *error)
+{
+    s_load_t *load = (s_load_t *) call->data;
+    if (!reply || reply->code) {
+        char why [512];
+        snprintf (why, sizeof why, "%s", reply? reply->error: error);
+        s_load_end (self, load, why);
+        return;
+    }
+    if (!load->revision)
+        load->revision = reply->header.revision;
+    for (size_t i = 0; i < reply->nkvs; i++) {
+        const char *rel = metcd_rel (self, &reply->kvs [i]);
+        if (rel)
+            s_mirror_apply (load->mirror, rel, reply->kvs [i].value, reply->kvs [i].value_size,
+                            reply->kvs [i].mod_revision);
+    }
+    const char *last = reply->nkvs? metcd_rel (self, &reply->kvs [reply->nkvs - 1]): NULL;
+    bool state = streq (load->from, METCD_STATE);
+    if (!state && (reply->more && last)) {
+        free (load->from);
+        load->from = strdup (last);
+        load->after = true;
+    }
+    else
+    if (!state) {
+        //  Entities done: the state key, at the same revision.
+        free (load->from);
+        load->from = strdup (METCD_STATE);
+        load->after = false;
+    }
+    else {
+        s_load_end (self, load, NULL);
+        return;
+    }
+    call->data = NULL;          //  the load goes on in the next call
+    s_load_page (self, load);
+}
+
+//  Reads the next page of the load (entities/, then state), pinned.
+static void
+s_load_page (metcd_t *self, s_load_t *load)
+{
+    bool state = streq (load->from, METCD_STATE);
+    char *key = metcd_key (self, load->from);
+    char *prefix = metcd_key (self, METCD_ENTITIES);
+    uint8_t end [512];
+    //  After a key: that key with a NUL appended.
+    ep_etcd_range_t range = { .key = { key, strlen (key) + (load->after? 1: 0) },
+                              .revision = load->revision };
+    if (!state) {
+        range.range_end = ep_etcd_prefix_end (ep_etcd_str (prefix), end, sizeof end);
+        range.limit = METCD_PAGE;
+    }
+    metcd_call_t *call = metcd_call_new (self, s_load_reply, load, s_load_free);
+    if (ep_etcd_range (self->etcd, &range, metcd_call_cb, call) != 0) {
+        metcd_call_drop (call);         //  frees the load
+        s_load_end (self, NULL, "the range request could not be encoded");
+    }
+    free (prefix);
+    free (key);
+}
+
+//  Reloads the mirror (the watch stops until it is loaded); reloading
+//  says when it ended.
+static void
+s_reload (metcd_t *self)
+{
+    ep_etcd_watch_cancel (&self->watch);
+    self->mirror_bad = true;
+    self->reloading = true;
+    s_load_t *load = (s_load_t *) zmalloc (sizeof (s_load_t));
+    load->mirror = zhashx_new ();
+    zhashx_set_destructor (load->mirror, s_kv_free);
+    load->from = strdup (METCD_ENTITIES);
+    s_load_page (self, load);
+}
+
+void
+metcd_mirror_commit (metcd_t *self, zhashx_t *staged, int64_t revision)
+{
+    for (metcd_kv_t *kv = (metcd_kv_t *) zhashx_first (staged); kv;
+         kv = (metcd_kv_t *) zhashx_next (staged))
+        s_mirror_apply (self->mirror, (const char *) zhashx_cursor (staged),
+                        kv->removed? NULL: kv->value, kv->size, revision);
+    if (revision > self->mirror_rev)
+        self->mirror_rev = revision;
+}
+
+void
+metcd_resync (metcd_t *self)
+{
+    if (!self->reloading)
+        s_reload (self);
+}
+
+static void
+s_watch_reply (void *arg, const ep_etcd_reply_t *reply, const char *error)
+{
+    metcd_t *self = (metcd_t *) arg;
+    if (!reply || reply->canceled || reply->code) {
+        //  Ended for good (a compaction past it, most often): read again.
+        ep_log_warn ("the model's etcd watch ended (%s): reloading the mirror",
+                     reply? (reply->cancel_reason? reply->cancel_reason: "canceled"): error);
+        self->watch = NULL;
+        metcd_resync (self);
+        return;
+    }
+    for (size_t i = 0; i < reply->nevents; i++) {
+        const ep_etcd_event_t *event = &reply->events [i];
+        const char *rel = metcd_rel (self, &event->kv);
+        //  At or below the mirror's revision: this store's own commit,
+        //  already applied (any other's would have failed its compares).
+        if (rel && event->kv.mod_revision > self->mirror_rev)
+            s_mirror_apply (self->mirror, rel, event->is_delete? NULL: event->kv.value,
+                            event->kv.value_size, event->kv.mod_revision);
+    }
+    if (reply->header.revision > self->mirror_rev && (reply->nevents || reply->progress))
+        self->mirror_rev = reply->header.revision;
+}
+
+static void
+s_watch_start (metcd_t *self)
+{
+    uint8_t end [512];
+    ep_etcd_watch_req_t req = { .key = ep_etcd_str (self->prefix),
+                                .start_revision = self->mirror_rev + 1,
+                                .progress_notify = true };
+    req.range_end = ep_etcd_prefix_end (req.key, end, sizeof end);
+    self->watch = ep_etcd_watch (self->etcd, &req, s_watch_reply, self);
+}
+
+//  ---------------------------------------------------------------------
+//  Life cycle and state
+
+void
+metcd_batch_clear (metcd_t *self)
+{
+    for (metcd_kv_t *kv = (metcd_kv_t *) zhashx_first (self->staged); kv;
+         kv = (metcd_kv_t *) zhashx_next (self->staged))
+        metcd_kv_destroy (&kv);
+    zhashx_purge (self->staged);
+    zhashx_purge (self->reads);
+    zlistx_purge (self->undo);
+    self->routers_read_rev = 0;
+    self->forget = 0;
+    self->stale = false;
+    self->in_batch = false;
+    self->in_write = false;
+}
+
+void
+metcd_destroy (metcd_t **self_p)
+{
+    metcd_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    ep_etcd_watch_cancel (&self->watch);
+    for (metcd_call_t *call = (metcd_call_t *) zlistx_first (self->calls); call;
+         call = (metcd_call_t *) zlistx_next (self->calls))
+        call->self = NULL;
+    zlistx_destroy (&self->calls);
+    metcd_batch_clear (self);
+    zhashx_destroy (&self->mirror);
+    zhashx_destroy (&self->staged);
+    zhashx_destroy (&self->reads);
+    zlistx_destroy (&self->undo);
+    free (self->prefix);
+    free (self);
+}
+
+static void
+s_destroy (void *backend)
+{
+    metcd_t *self = (metcd_t *) backend;
+    metcd_destroy (&self);
+}
+
+static const char *
+s_error (void *backend)
+{
+    return ((metcd_t *) backend)->error;
+}
+
+static int
+s_state (void *backend, uint64_t *revision, char *generation, bool *restored)
+{
+    metcd_t *self = (metcd_t *) backend;
+    metcd_state_t state;
+    if (!metcd_state_parse ((metcd_kv_t *) zhashx_lookup (self->mirror, METCD_STATE), &state)) {
+        metcd_failed (self, "the etcd key %s%s is not the model's state: is the prefix another "
+                      "program's? Use an EDGEPLANE_ETCD_PREFIX of the model's own", self->prefix,
+                      METCD_STATE);
+        return -1;
+    }
+    *revision = state.revision;
+    snprintf (generation, 33, "%s", state.generation);
+    *restored = state.restored;
+    return 0;
+}
+
+typedef struct {
+    bool done;                  //  the callback ran
+    bool ok;                    //  the txn applied
+    int64_t revision;           //  at this etcd revision
+} s_sync_t;
+
+static void
+s_sync_reply (metcd_t *self, metcd_call_t *call, const ep_etcd_reply_t *reply, const char *error)
+{
+    s_sync_t *sync = (s_sync_t *) call->data;
+    sync->done = true;
+    if (!reply || reply->code)
+        metcd_failed (self, "etcd: %s", reply? reply->error: error);
+    else
+    if (!reply->succeeded)
+        metcd_failed (self, "the model's state in etcd changed meanwhile (another model instance?)");
+    else {
+        sync->ok = true;
+        sync->revision = reply->header.revision;
+    }
+}
+
+//  Writes the state key if it is still at the mirror's mod revision,
+//  waiting for the outcome. Returns 0 or -1.
+static int
+s_state_write (metcd_t *self, const metcd_state_t *state)
+{
+    metcd_kv_t *old = (metcd_kv_t *) zhashx_lookup (self->mirror, METCD_STATE);
+    char *key = metcd_key (self, METCD_STATE);
+    ep_random_hex (self->nonce, 8);
+    char *value = metcd_state_format (state, self->nonce);
+    ep_etcd_compare_t compare = { .key = ep_etcd_str (key), .target = EP_ETCD_MOD,
+                                  .result = EP_ETCD_EQUAL, .number = old? old->mod: 0 };
+    ep_etcd_op_t put = { .kind = EP_ETCD_PUT,
+                         .u.put = { .key = ep_etcd_str (key), .value = ep_etcd_str (value) } };
+    ep_etcd_txn_t txn = { &compare, 1, &put, 1, NULL, 0 };
+    s_sync_t sync = { 0 };
+    metcd_call_t *call = metcd_call_new (self, s_sync_reply, &sync, NULL);
+    char err [256];
+    if (ep_etcd_txn (self->etcd, &txn, metcd_call_cb, call, err, sizeof err) != 0) {
+        metcd_call_drop (call);
+        metcd_failed (self, "etcd: %s", err);
+    }
+    else
+        metcd_wait (self, &sync.done);
+    if (sync.ok)
+        s_mirror_apply (self->mirror, METCD_STATE, (const uint8_t *) value, strlen (value),
+                        sync.revision);
+    free (value);
+    free (key);
+    return sync.ok? 0: -1;
+}
+
+static int
+s_set_generation (void *backend, const char *generation)
+{
+    metcd_t *self = (metcd_t *) backend;
+    metcd_state_t state;
+    if (s_state (backend, &state.revision, state.generation, &state.restored) != 0)
+        return -1;
+    snprintf (state.generation, sizeof state.generation, "%s", generation);
+    state.restored = false;
+    return s_state_write (self, &state);
+}
+
+//  ---------------------------------------------------------------------
+//  Batches
+
+static int
+s_begin (void *backend)
+{
+    metcd_t *self = (metcd_t *) backend;
+    EP_ASSERT (!self->in_batch);
+    if (self->committing) {
+        metcd_failed (self, "a commit to etcd is still in flight; retry");
+        return -1;
+    }
+    if (self->mirror_bad) {
+        metcd_resync (self);
+        metcd_failed (self, "the model store is reloading its copy of etcd (after a conflicting "
+                      "write or a lost watch); retry");
+        return -1;
+    }
+    metcd_state_t state;
+    if (s_state (backend, &state.revision, state.generation, &state.restored) != 0)
+        return -1;
+    self->staged_revision = state.revision;
+    self->begin_rev = self->mirror_rev;
+    self->in_batch = true;
+    return 0;
+}
+
+static bool
+s_in_batch (void *backend)
+{
+    return ((metcd_t *) backend)->in_batch;
+}
+
+static int
+s_write_begin (void *backend)
+{
+    metcd_t *self = (metcd_t *) backend;
+    self->in_write = true;
+    self->undo_revision = self->staged_revision;
+    self->undo_forget = self->forget;
+    return 0;
+}
+
+typedef struct {
+    char *rel;                  //  the key staged
+    metcd_kv_t *prev;           //  what was staged before (NULL: nothing)
+} s_undo_t;
+
+static void
+s_undo_free (void **item)
+{
+    s_undo_t *undo = (s_undo_t *) *item;
+    if (undo) {
+        free (undo->rel);
+        metcd_kv_destroy (&undo->prev);
+        free (undo);
+        *item = NULL;
+    }
+}
+
+//  Stages kv (NULL: stages nothing for rel), keeping what it replaces for
+//  an undo of the write.
+static void
+s_stage (metcd_t *self, const char *rel, metcd_kv_t *kv)
+{
+    metcd_kv_t *prev = (metcd_kv_t *) zhashx_lookup (self->staged, rel);
+    if (prev)
+        zhashx_delete (self->staged, rel);      //  no destructor: prev is ours now
+    if (self->in_write) {
+        s_undo_t *undo = (s_undo_t *) zmalloc (sizeof (s_undo_t));
+        undo->rel = strdup (rel);
+        undo->prev = prev;
+        zlistx_add_end (self->undo, undo);
+    }
+    else
+        metcd_kv_destroy (&prev);
+    if (kv)
+        zhashx_insert (self->staged, rel, kv);
+}
+
+static void
+s_write_end (void *backend, bool keep)
+{
+    metcd_t *self = (metcd_t *) backend;
+    if (!keep) {
+        for (s_undo_t *undo = (s_undo_t *) zlistx_last (self->undo); undo;
+             undo = (s_undo_t *) zlistx_prev (self->undo)) {
+            metcd_kv_t *now = (metcd_kv_t *) zhashx_lookup (self->staged, undo->rel);
+            zhashx_delete (self->staged, undo->rel);
+            metcd_kv_destroy (&now);
+            if (undo->prev)
+                zhashx_insert (self->staged, undo->rel, undo->prev);
+            undo->prev = NULL;
+        }
+        self->staged_revision = self->undo_revision;
+        self->forget = self->undo_forget;
+    }
+    zlistx_purge (self->undo);
+    self->in_write = false;
+}
+
+//  The value of rel in the batch's view (NULL: absent), recording the mod
+//  revision the batch read for the commit's compares.
+static const metcd_kv_t *
+s_view_lookup (metcd_t *self, const char *rel)
+{
+    metcd_kv_t *kv = self->in_batch? (metcd_kv_t *) zhashx_lookup (self->staged, rel): NULL;
+    if (kv)
+        return kv->removed? NULL: kv;
+    kv = (metcd_kv_t *) zhashx_lookup (self->mirror, rel);
+    if (self->in_batch && !zhashx_lookup (self->reads, rel)) {
+        int64_t *mod = (int64_t *) malloc (sizeof (int64_t));
+        *mod = kv? kv->mod: 0;
+        zhashx_insert (self->reads, rel, mod);
+    }
+    return kv;
+}
+
+static Ep__Entity *
+s_get (void *backend, Ep__EntityType type, const char *id)
+{
+    metcd_t *self = (metcd_t *) backend;
+    char rel [128];
+    metcd_entity_rel (rel, sizeof rel, type, id);
+    const metcd_kv_t *kv = s_view_lookup (self, rel);
+    return kv? ep__entity__unpack (NULL, kv->size, kv->value): NULL;
+}
+
+static bool
+s_hosts (const metcd_kv_t *kv, const char *service_id)
+{
+    for (size_t i = 0; kv && !kv->removed && kv->hosted && kv->hosted [i]; i++)
+        if (streq (kv->hosted [i], service_id))
+            return true;
+    return false;
+}
+
+static int
+s_hosting (void *backend, const char *service_id, zlistx_t *router_ids)
+{
+    metcd_t *self = (metcd_t *) backend;
+    char routers [32];
+    metcd_entity_rel (routers, sizeof routers, EP__ENTITY_TYPE__ENTITY_ROUTER, "");
+    size_t routers_size = strlen (routers);
+    //  The whole range of routers was read: the commit compares it.
+    if (self->in_batch && !self->routers_read_rev)
+        self->routers_read_rev = self->mirror_rev;
+    zlistx_t *found = zlistx_new ();
+    zlistx_set_comparator (found, (czmq_comparator *) strcmp);
+    for (metcd_kv_t *kv = (metcd_kv_t *) zhashx_first (self->mirror); kv;
+         kv = (metcd_kv_t *) zhashx_next (self->mirror)) {
+        const char *rel = (const char *) zhashx_cursor (self->mirror);
+        if (strncmp (rel, routers, routers_size) == 0
+        &&  !(self->in_batch && zhashx_lookup (self->staged, rel)) && s_hosts (kv, service_id))
+            zlistx_add_end (found, (void *) (rel + routers_size));
+    }
+    for (metcd_kv_t *kv = self->in_batch? (metcd_kv_t *) zhashx_first (self->staged): NULL; kv;
+         kv = (metcd_kv_t *) zhashx_next (self->staged)) {
+        const char *rel = (const char *) zhashx_cursor (self->staged);
+        if (strncmp (rel, routers, routers_size) == 0 && s_hosts (kv, service_id))
+            zlistx_add_end (found, (void *) (rel + routers_size));
+    }
+    zlistx_sort (found);
+    for (char *id = (char *) zlistx_first (found); id; id = (char *) zlistx_next (found))
+        zlistx_add_end (router_ids, strdup (id));
+    zlistx_destroy (&found);
+    return 0;
+}
+
+static int
+s_put (void *backend, Ep__EntityType type, const char *id, const char *name,
+       uint64_t version, const Ep__Entity *entity)
+{
+    (void) name, (void) version;        //  both are in the packed entity
+    metcd_t *self = (metcd_t *) backend;
+    char rel [128];
+    metcd_entity_rel (rel, sizeof rel, type, id);
+    size_t size;
+    uint8_t *body = modelstore_pack (&entity->base, &size);
+    metcd_kv_t *kv = metcd_kv_new (rel, body, size, 0);
+    free (body);
+    if (!kv) {
+        metcd_failed (self, "entity %s does not pack", rel);
+        return -1;
+    }
+    s_stage (self, rel, kv);
+    return 0;
+}
+
+static int
+s_remove (void *backend, Ep__EntityType type, const char *id)
+{
+    metcd_t *self = (metcd_t *) backend;
+    char rel [128];
+    metcd_entity_rel (rel, sizeof rel, type, id);
+    //  Removing what only this batch created stages nothing.
+    metcd_kv_t *committed = (metcd_kv_t *) zhashx_lookup (self->mirror, rel);
+    s_stage (self, rel, committed? metcd_kv_new (rel, NULL, 0, 0): NULL);
+    return 0;
+}
+
+static int
+s_record (void *backend, const Ep__ModelChange *change, uint64_t forget_through)
+{
+    metcd_t *self = (metcd_t *) backend;
+    if (change->revision != self->staged_revision + 1) {
+        //  The model's revision is behind the store's: another instance
+        //  committed since this one started. Nothing of the batch may go.
+        self->stale = true;
+        metcd_failed (self, "revision %llu is not the next in etcd (the model there is at %llu: "
+                      "another model instance wrote to the prefix); restart this instance",
+                      (unsigned long long) change->revision,
+                      (unsigned long long) self->staged_revision);
+        return -1;
+    }
+    char rel [64];
+    snprintf (rel, sizeof rel, METCD_CHANGES "%020llu", (unsigned long long) change->revision);
+    size_t size;
+    uint8_t *body = modelstore_pack (&change->base, &size);
+    s_stage (self, rel, metcd_kv_new (rel, body, size, 0));
+    free (body);
+    self->staged_revision = change->revision;
+    if (forget_through > self->forget) {
+        //  Records of this batch past retention are not written at all
+        //  (a put inside the delete range is refused by etcd).
+        self->forget = forget_through;
+        zlistx_t *forgotten = zlistx_new ();
+        for (void *kv = zhashx_first (self->staged); kv; kv = zhashx_next (self->staged)) {
+            const char *key = (const char *) zhashx_cursor (self->staged);
+            if (strncmp (key, METCD_CHANGES, strlen (METCD_CHANGES)) == 0
+            &&  strtoull (key + strlen (METCD_CHANGES), NULL, 10) <= forget_through)
+                zlistx_add_end (forgotten, strdup (key));
+        }
+        for (char *key = (char *) zlistx_first (forgotten); key; key = (char *) zlistx_next (forgotten)) {
+            s_stage (self, key, NULL);
+            free (key);
+        }
+        zlistx_destroy (&forgotten);
+    }
+    return 0;
+}
+
+static int
+s_save_reply (void *backend, const char *caller_key, const char *request_id,
+              const void *request, size_t size, zframe_t *reply, int64_t wall_ms)
+{
+    metcd_t *self = (metcd_t *) backend;
+    char rel [96];
+    snprintf (rel, sizeof rel, METCD_REPLIES "%020lld-%s-%08x", (long long) wall_ms,
+              self->instance, ++self->reply_seq);
+    size_t packed_size;
+    uint8_t *packed = ep_replycache_entry_pack (caller_key, request_id, request, size, reply,
+                                                wall_ms, &packed_size);
+    metcd_kv_t *kv = metcd_kv_new (rel, packed, packed_size, 0);
+    kv->lease = true;
+    free (packed);
+    s_stage (self, rel, kv);
+    return 0;
+}
+
+static int
+s_prune_replies (void *backend, ep_replycache_t *cache, int64_t wall_ms, size_t limit)
+{
+    //  Their lease expires them: nothing to stage.
+    (void) backend, (void) cache, (void) wall_ms, (void) limit;
+    return 0;
+}
+
+static void
+s_abandon (void *backend)
+{
+    metcd_batch_clear ((metcd_t *) backend);
+}
+
+//  ---------------------------------------------------------------------
+//  Construction
+
+static const modelstore_ops_t s_ops = {
+    .destroy = s_destroy, .error = s_error, .state = s_state,
+    .set_generation = s_set_generation, .begin = s_begin, .in_batch = s_in_batch,
+    .write_begin = s_write_begin, .write_end = s_write_end, .get = s_get,
+    .hosting = s_hosting, .put = s_put, .remove = s_remove, .record = s_record,
+    .save_reply = s_save_reply, .prune_replies = s_prune_replies, .commit = metcd_commit,
+    .abandon = s_abandon, .read = metcd_read, .view_open = metcd_view_open,
+    .view_close = metcd_view_close, .load_replies = metcd_load_replies, .backup = metcd_backup,
+    .tick = metcd_tick, .size = metcd_size
+};
+
+metcd_t *
+metcd_new (const modelstore_etcd_config_t *config)
+{
+    metcd_t *self = (metcd_t *) zmalloc (sizeof (metcd_t));
+    self->etcd = config->etcd;
+    self->prefix = strdup (config->prefix);
+    self->prefix_size = strlen (self->prefix);
+    self->max_txn_ops = config->max_txn_ops > 0? config->max_txn_ops: MAX_TXN_OPS_DEFAULT;
+    self->replies_ttl_ms = config->replies_ttl_ms > 0? config->replies_ttl_ms: REPLIES_TTL_DEFAULT;
+    self->calls = zlistx_new ();
+    self->mirror = zhashx_new ();
+    zhashx_set_destructor (self->mirror, s_kv_free);
+    self->staged = zhashx_new ();
+    self->reads = zhashx_new ();
+    zhashx_set_destructor (self->reads, (czmq_destructor *) zstr_free);
+    self->undo = zlistx_new ();
+    zlistx_set_destructor (self->undo, s_undo_free);
+    ep_random_hex (self->instance, 4);
+    return self;
+}
+
+modelstore_t *
+modelstore_etcd_new (const modelstore_etcd_config_t *config, char *err, size_t errlen)
+{
+    EP_ASSERT (config->etcd && config->prefix);
+    size_t size = strlen (config->prefix);
+    if (size == 0 || config->prefix [size - 1] != '/' || size > 200) {
+        snprintf (err, errlen, "etcd prefix '%s': use a path of at most 200 characters ending "
+                  "in / (/edgeplane/)", config->prefix);
+        return NULL;
+    }
+    metcd_t *self = metcd_new (config);
+    s_reload (self);
+    while (self->reloading)
+        ep_etcd_wait (self->etcd, 1000);
+    metcd_state_t state;
+    if (self->mirror_bad
+    ||  !metcd_state_parse ((metcd_kv_t *) zhashx_lookup (self->mirror, METCD_STATE), &state)) {
+        snprintf (err, errlen, "%s", self->mirror_bad? self->error:
+                  "the prefix holds a state key that is not the model's: use a prefix of the model's own");
+        s_destroy (self);
+        return NULL;
+    }
+    return modelstore_new (&s_ops, self);
+}

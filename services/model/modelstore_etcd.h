@@ -1,0 +1,55 @@
+/*  modelstore_etcd.h: the model's store in etcd (EDGEPLANE_MODEL_STORE=etcd).
+
+    The second backend of modelstore.h, for several model instances over
+    one etcd cluster (issue 16, part 1). Everything lives under a prefix
+    (docs/etcd.md, "The model's keys"):
+
+        <prefix>state                       revision, generation, restored, batch nonce
+        <prefix>entities/<tt>/<id>          packed ep.Entity (tt: the type, 2 digits)
+        <prefix>changes/<revision, 20 digits>  packed ep.ModelChange
+        <prefix>replies/<wall ms, 20 digits>-<instance>-<seq>   saved replies, under a lease
+
+    A local mirror of the entities and the state (loaded by a range at
+    open, kept by one watch on the prefix) answers a batch's reads at once;
+    the batch stages puts and deletes and records what it read, and its
+    commit is one etcd transaction that compares the state key's mod
+    revision (every batch writes it, so two instances cannot both commit
+    revision N) and the mod revision of every entity key and range read.
+    A batch decided on a stale mirror fails as a whole and the mirror is
+    reloaded. Queries other than GET read ranges pinned at the etcd
+    revision of the state key the mirror holds (the last batch's), so a
+    snapshot's pages are of one model revision.
+
+    The client is the caller's: its sockets must be in the caller's poll
+    loop (ep_etcd_pollitems) for commits and queries to complete; the
+    calls the interface allows to block (open, state, set_generation,
+    load_replies) wait on it with ep_etcd_wait.
+*/
+#ifndef MODELSTORE_ETCD_H_INCLUDED
+#define MODELSTORE_ETCD_H_INCLUDED
+
+#include "ep_prelude.h"
+#include "ep_etcd.h"
+#include "modelstore.h"
+
+typedef struct {
+    ep_etcd_t *etcd;            //  the client (borrowed; outlives the store)
+    const char *prefix;         //  key prefix, ending in '/' ("/edgeplane/")
+    int64_t max_txn_ops;        //  the cluster's --max-txn-ops; 0: 128 (etcd's default)
+    int64_t replies_ttl_ms;     //  how long saved replies are kept; 0: 600000
+    int64_t timeout_ms;         //  for each blocking call; 0: 10000
+} modelstore_etcd_config_t;
+
+//  Opens the store: loads the mirror (blocking) and starts its watch.
+//  NULL with err (what failed and what to do) if etcd cannot be read.
+modelstore_t *
+    modelstore_etcd_new (const modelstore_etcd_config_t *config, char *err, size_t errlen);
+
+//  Loads a backup written by modelstore_backup of an etcd store into the
+//  empty prefix of config, marked restored (the model takes a new
+//  generation at its next start). Blocking. Returns 0, or -1 with err.
+int
+    modelstore_etcd_restore (const modelstore_etcd_config_t *config, const char *path,
+                             char *err, size_t errlen);
+
+#endif

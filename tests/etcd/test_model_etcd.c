@@ -1,0 +1,215 @@
+/*  test_model_etcd.c: the edgeplane-model process with its model in etcd
+    (EDGEPLANE_MODEL_STORE=etcd on the fixture's cluster, a prefix per
+    test): writes acknowledged survive kill -9 with their revision, a
+    retried request id gets its first reply from the restarted process,
+    a snapshot sees them, and bad settings say what to do. */
+#include <criterion/criterion.h>
+#include "ep_etcd_cluster.h"
+#include "ep_test.h"
+#include "ep_keys.h"
+#include "ep_rpc_client.h"
+#include "model.pb-c.h"
+#include <signal.h>
+#include <sys/wait.h>
+
+#define CALL_MS     5000        //  reply deadline for a call that must be answered
+#define WRITES      40          //  routers written before the kill
+
+static char *s_dir;             //  this test's directory
+static char *s_keys;            //  its keys dir
+static char *s_server_key;      //  the model's public key
+static char *s_env [6];         //  the model's environment
+
+static void
+s_setup (void)
+{
+    zsys_init ();
+    const char *endpoints = ep_etcd_cluster_endpoints ();
+    cr_assert (endpoints, "no etcd cluster: run this suite through ctest (fixture etcd_cluster)");
+    s_dir = ep_tmpdir_new ("model-etcd");
+    s_keys = zsys_sprintf ("%s/data/keys", s_dir);
+    char err [256];
+    cr_assert_eq (ep_keys_init (s_keys, false, err, sizeof err), 0, "%s", err);
+    s_server_key = ep_keys_public_txt (s_keys, "model");
+    char *prefix = ep_etcd_test_prefix ("model");
+    s_env [0] = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s/data", s_dir);
+    s_env [1] = zsys_sprintf ("EDGEPLANE_BUS_PUB=ipc://%s/no-bus", s_dir);
+    s_env [2] = zsys_sprintf ("EDGEPLANE_MODEL_STORE=etcd");
+    s_env [3] = zsys_sprintf ("EDGEPLANE_ETCD_ENDPOINTS=%s", endpoints);
+    s_env [4] = zsys_sprintf ("EDGEPLANE_ETCD_PREFIX=%s", prefix);
+    free (prefix);
+}
+
+static void
+s_teardown (void)
+{
+    for (size_t i = 0; i < EP_COUNT (s_env); i++)
+        zstr_free (&s_env [i]);
+    zstr_free (&s_server_key);
+    zstr_free (&s_keys);
+    ep_tmpdir_remove (&s_dir);
+}
+
+TestSuite (model_etcd, .init = s_setup, .fini = s_teardown);
+
+static ep_proc_t *
+s_model (void)
+{
+    const char *args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
+    ep_proc_t *model = ep_proc_start ("edgeplane-model", args, (const char *const *) s_env, 20000);
+    cr_assert_not_null (model, "edgeplane-model did not start on etcd");
+    return model;
+}
+
+static ep_rpc_client_t *
+s_client (ep_proc_t *model, zcert_t *cert)
+{
+    ep_rpc_client_t *client = ep_rpc_client_new (ep_proc_connect_endpoint (model, "api"),
+                                                 cert, s_server_key);
+    cr_assert_not_null (client);
+    return client;
+}
+
+static Ep__Status__Code
+s_code (const Ep__ModelReply *reply)
+{
+    return reply->status && reply->status->has_code? reply->status->code: EP__STATUS__CODE__OK;
+}
+
+//  A call that must be answered OK; returns the reply (caller frees).
+static Ep__ModelReply *
+s_ok (ep_rpc_client_t *client, Ep__ModelRequest *request)
+{
+    Ep__ModelReply *reply = ep_rpc_call (client, request, &ep__model_reply__descriptor, CALL_MS, 1, NULL, 0);
+    cr_assert_not_null (reply, "no reply");
+    cr_assert_eq (s_code (reply), EP__STATUS__CODE__OK, "code %d: %s", s_code (reply),
+                  reply->status && reply->status->message? reply->status->message: "");
+    return reply;
+}
+
+//  The CREATE of router id, under request_id.
+static Ep__ModelReply *
+s_create (ep_rpc_client_t *client, const char *id, const char *request_id)
+{
+    Ep__Router router = EP__ROUTER__INIT;
+    router.id = (char *) id;
+    Ep__Entity entity = EP__ENTITY__INIT;
+    entity.kind_case = EP__ENTITY__KIND_ROUTER;
+    entity.router = &router;
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = EP__MODEL_WRITE__OP__CREATE;
+    write.entity = &entity;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.request_id = (char *) request_id;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = &write;
+    return s_ok (client, &request);
+}
+
+static uint64_t
+s_revision (ep_rpc_client_t *client)
+{
+    Ep__StatusRequest status = EP__STATUS_REQUEST__INIT;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_STATUS;
+    request.status = &status;
+    request.request_id = (char *) "";
+    Ep__ModelReply *reply = s_ok (client, &request);
+    uint64_t revision = reply->revision;
+    ep__model_reply__free_unpacked (reply, NULL);
+    return revision;
+}
+
+//  Every router a snapshot holds, read page by page; its revision in *revision.
+static size_t
+s_snapshot_count (ep_rpc_client_t *client, uint64_t *revision)
+{
+    size_t count = 0;
+    char *token = NULL;
+    do {
+        Ep__SnapshotRequest snapshot = EP__SNAPSHOT_REQUEST__INIT;
+        snapshot.has_page_size = true;
+        snapshot.page_size = 7;
+        snapshot.page_token = token;
+        Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+        request.request_id = (char *) "";
+        request.op_case = EP__MODEL_REQUEST__OP_SNAPSHOT;
+        request.snapshot = &snapshot;
+        Ep__ModelReply *reply = s_ok (client, &request);
+        count += reply->n_entities;
+        *revision = reply->revision;
+        free (token);
+        token = reply->next_page_token && *reply->next_page_token? strdup (reply->next_page_token): NULL;
+        ep__model_reply__free_unpacked (reply, NULL);
+    } while (token);
+    return count;
+}
+
+Test (model_etcd, acknowledged_writes_and_their_replies_survive_kill_9)
+{
+    ep_proc_t *model = s_model ();
+    zcert_t *cert = ep_keys_load (s_keys, "operator");
+    ep_rpc_client_t *client = s_client (model, cert);
+    char id [32], request_id [32];
+    uint64_t first_revision = 0;
+    for (int i = 0; i < WRITES; i++) {
+        snprintf (id, sizeof id, "r%03d", i);
+        snprintf (request_id, sizeof request_id, "req-%03d", i);
+        Ep__ModelReply *reply = s_create (client, id, request_id);
+        cr_assert_eq (reply->revision, (uint64_t) i + 1);
+        if (i == 0)
+            first_revision = reply->revision;
+        ep__model_reply__free_unpacked (reply, NULL);
+    }
+    ep_rpc_client_destroy (&client);
+    cr_assert_eq (ep_proc_signal (model, SIGKILL), 0);
+    int status = ep_proc_wait_exit (model, 10000);
+    cr_assert (status != -1 && WIFSIGNALED (status), "the model did not die of SIGKILL");
+    ep_proc_destroy (&model);
+
+    model = s_model ();
+    client = s_client (model, cert);
+    cr_assert_eq (s_revision (client), WRITES, "the revision is back");
+    uint64_t pinned = 0;
+    cr_assert_eq (s_snapshot_count (client, &pinned), WRITES, "every write is there");
+    cr_assert_eq (pinned, WRITES);
+    //  A retry of the first write gets its first reply, not ALREADY_EXISTS.
+    Ep__ModelReply *reply = s_create (client, "r000", "req-000");
+    cr_assert_eq (reply->revision, first_revision);
+    ep__model_reply__free_unpacked (reply, NULL);
+    //  And the next write takes the next revision.
+    reply = s_create (client, "after", "req-after");
+    cr_assert_eq (reply->revision, WRITES + 1);
+    ep__model_reply__free_unpacked (reply, NULL);
+    ep_rpc_client_destroy (&client);
+    zcert_destroy (&cert);
+    ep_proc_destroy (&model);
+}
+
+Test (model_etcd, bad_settings_say_what_to_do)
+{
+    const char *args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
+    const char *no_endpoints [] = { s_env [0], s_env [1], s_env [2], "EDGEPLANE_ETCD_ENDPOINTS=", NULL };
+    ep_proc_t *model = ep_proc_spawn ("edgeplane-model", args, no_endpoints);
+    cr_assert_not_null (model);
+    int status = ep_proc_wait_exit (model, 10000);
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) != 0);
+    cr_assert (strstr (ep_proc_log (model), "needs EDGEPLANE_ETCD_ENDPOINTS"), "%s", ep_proc_log (model));
+    ep_proc_destroy (&model);
+
+    const char *bad_prefix [] = { s_env [0], s_env [1], s_env [2], s_env [3],
+                                  "EDGEPLANE_ETCD_PREFIX=/no-slash", NULL };
+    model = ep_proc_spawn ("edgeplane-model", args, bad_prefix);
+    status = ep_proc_wait_exit (model, 10000);
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) != 0);
+    cr_assert (strstr (ep_proc_log (model), "ending in /"), "%s", ep_proc_log (model));
+    ep_proc_destroy (&model);
+
+    const char *bad_store [] = { s_env [0], s_env [1], "EDGEPLANE_MODEL_STORE=zookeeper", NULL };
+    model = ep_proc_spawn ("edgeplane-model", args, bad_store);
+    status = ep_proc_wait_exit (model, 10000);
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 2, "status %d", status);
+    cr_assert (strstr (ep_proc_log (model), "sqlite"), "%s", ep_proc_log (model));
+    ep_proc_destroy (&model);
+}
