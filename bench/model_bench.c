@@ -21,6 +21,17 @@
       raw_batch   as many rows inserted in transactions of the model_n
                   case's average group size
 
+    With --store etcd the model keeps its data in a single-member etcd
+    that this benchmark starts in the same directory (Debian's etcd 3.4,
+    which fsyncs its log: the same durability), and the baselines are raw
+    etcd transactions through the same client library (ep_etcd), shaped
+    as the model's etcd store commits a batch: a compare on the state
+    key's mod revision and one per created entity (absent), then per write
+    the entity, its change record and its saved reply, and the state key;
+    one transaction in flight at a time, as the model has one batch at a
+    time. raw_txn1 has one write per transaction, raw_batch the model_n
+    case's average group size.
+
     Ratios: model_1 / raw_txn1 and model_n / raw_batch. Latencies, p50 and
     p99 per model case: from sending a create to its durable reply, and to
     the follower's observer seeing it. Raw rows are the packed bytes of the
@@ -32,6 +43,7 @@
 */
 #include "ep_prelude.h"
 #include "ep_config.h"
+#include "ep_etcd.h"
 #include "ep_follower.h"
 #include "ep_keys.h"
 #include "ep_rpc_client.h"
@@ -43,7 +55,10 @@
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -65,6 +80,10 @@ typedef struct {
     zpoller_t *poller;          //  on the follower's socket
     size_t tag_bytes;           //  value length of each of the two tags
     int cases;                  //  cases run so far, for fresh ids
+    bool etcd_store;            //  --store etcd: the model in etcd, raw etcd baselines
+    pid_t etcd_pid;             //  the single etcd member, 0 if none
+    char etcd_endpoint [64];    //  its client URL
+    ep_etcd_t *etcd;            //  a client of it, for the raw baselines
 } s_env_t;
 
 //  One load: clients writing creates at once, optionally followed.
@@ -403,6 +422,173 @@ s_raw_inserts (s_env_t *env, int n, int batch, size_t row_bytes, double *cpu_us)
 }
 
 //  ---------------------------------------------------------------------
+//  The etcd store's baseline
+
+#define ETCD_BIN "/usr/bin/etcd"
+
+//  What a transaction's callback reports.
+typedef struct {
+    bool done;                  //  the reply (or the failure) came
+    bool ok;                    //  the compares held and it applied
+    int64_t revision;           //  its revision
+    char error [256];           //  why not
+} s_txn_t;
+
+static void
+s_txn_done (void *arg, const ep_etcd_reply_t *reply, const char *error)
+{
+    s_txn_t *txn = (s_txn_t *) arg;
+    txn->done = true;
+    txn->ok = reply && !reply->code && (reply->kind != EP_ETCD_TXN || reply->succeeded);
+    txn->revision = reply? reply->header.revision: 0;
+    if (!txn->ok)
+        snprintf (txn->error, sizeof txn->error, "%s", reply? (reply->error? reply->error: "compare failed"):
+                  error? error: "?");
+}
+
+//  Waits for the call's callback, up to CALL_TIMEOUT_MS.
+static bool
+s_txn_wait (s_env_t *env, s_txn_t *txn)
+{
+    int64_t deadline = ep_mono_ms () + CALL_TIMEOUT_MS;
+    while (!txn->done && ep_mono_ms () < deadline)
+        ep_etcd_wait (env->etcd, 50);
+    return txn->done;
+}
+
+//  Starts one etcd member in dir/etcd on two free 127.0.0.1 ports, with
+//  the limits the model's etcd store is documented with, and waits until it
+//  answers. Returns 0 or -1.
+static int
+s_etcd_start (s_env_t *env)
+{
+    int ports [2];
+    ep_test_stable_ports (ports, 2);
+    char client [64], peer [64], cluster [96];
+    snprintf (client, sizeof client, "http://127.0.0.1:%d", ports [0]);
+    snprintf (peer, sizeof peer, "http://127.0.0.1:%d", ports [1]);
+    snprintf (cluster, sizeof cluster, "bench=%s", peer);
+    char *data = zsys_sprintf ("%s/etcd", env->dir);
+    char *log = zsys_sprintf ("%s/etcd.log", env->dir);
+    //  --logger=zap: Debian's 3.4.23 panics at start with its default logger.
+    char *argv [] = { ETCD_BIN, "--name", "bench", "--data-dir", data, "--logger=zap", "--log-level=error",
+                      "--listen-client-urls", client, "--advertise-client-urls", client,
+                      "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                      "--initial-cluster", cluster, "--max-txn-ops=1024", "--max-request-bytes=4194304",
+                      "--quota-backend-bytes=2147483648", NULL };
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init (&actions);
+    posix_spawn_file_actions_addopen (&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_adddup2 (&actions, 1, 2);
+    extern char **environ;
+    int rc = posix_spawn (&env->etcd_pid, ETCD_BIN, &actions, NULL, argv, environ);
+    posix_spawn_file_actions_destroy (&actions);
+    free (data);
+    if (rc != 0) {
+        fprintf (stderr, "model_bench: cannot start %s: %s (apt-get install etcd-server)\n", ETCD_BIN, strerror (rc));
+        env->etcd_pid = 0;
+        free (log);
+        return -1;
+    }
+    snprintf (env->etcd_endpoint, sizeof env->etcd_endpoint, "%s", client);
+    char err [256];
+    ep_etcd_config_t config = { .endpoints = env->etcd_endpoint, .timeout_ms = CALL_TIMEOUT_MS };
+    env->etcd = ep_etcd_new (&config, err, sizeof err);
+    EP_ASSERT (env->etcd);
+    int64_t deadline = ep_mono_ms () + 20000;
+    bool up = false;
+    while (!up && ep_mono_ms () < deadline) {
+        s_txn_t status = { 0 };
+        ep_etcd_status (env->etcd, s_txn_done, &status);
+        up = s_txn_wait (env, &status) && status.ok;
+    }
+    if (!up)
+        fprintf (stderr, "model_bench: etcd did not answer at %s within 20 s (its log: %s)\n", client, log);
+    free (log);
+    return up? 0: -1;
+}
+
+static void
+s_etcd_stop (s_env_t *env)
+{
+    ep_etcd_destroy (&env->etcd);
+    if (env->etcd_pid > 0) {
+        kill (env->etcd_pid, SIGTERM);
+        waitpid (env->etcd_pid, NULL, 0);
+        env->etcd_pid = 0;
+    }
+}
+
+//  n writes of row_bytes, batch per transaction, shaped as the model's etcd
+//  store commits them (see the top); returns writes/s or -1, and this
+//  process's CPU per write in *cpu_us.
+static double
+s_raw_txns (s_env_t *env, int n, int batch, size_t row_bytes, double *cpu_us)
+{
+    int run = ++env->cases;
+    uint8_t *body = (uint8_t *) malloc (row_bytes);
+    randombytes_buf (body, row_bytes);
+    char *state = zsys_sprintf ("/raw-%d/state", run);
+    size_t max = (size_t) batch;
+    ep_etcd_compare_t *compares = (ep_etcd_compare_t *) calloc (max + 1, sizeof (ep_etcd_compare_t));
+    ep_etcd_op_t *ops = (ep_etcd_op_t *) calloc (3 * max + 1, sizeof (ep_etcd_op_t));
+    char (*keys) [3][64] = calloc (max, sizeof *keys);
+    int64_t state_mod = 0;
+    int64_t start = ep_mono_us ();
+    int64_t cpu_start [3], cpu_end [3];
+    s_cpu_now (env, cpu_start);
+    bool ok = true;
+    for (int i = 0; ok && i < n; i += batch) {
+        size_t nc = 0, no = 0;
+        compares [nc++] = (ep_etcd_compare_t) { .key = ep_etcd_str (state), .target = EP_ETCD_MOD,
+                                                .result = EP_ETCD_EQUAL, .number = state_mod };
+        for (int j = i; j < i + batch && j < n; j++) {
+            char (*k) [64] = keys [j - i];
+            snprintf (k [0], 64, "/raw-%d/entities/2/raw-%07d", run, j);
+            snprintf (k [1], 64, "/raw-%d/changes/%020d", run, j + 1);
+            snprintf (k [2], 64, "/raw-%d/replies/%020d", run, j + 1);
+            //  A different value each time, as entities are.
+            body [j % row_bytes] ^= 1;
+            compares [nc++] = (ep_etcd_compare_t) { .key = ep_etcd_str (k [0]), .target = EP_ETCD_CREATE,
+                                                    .result = EP_ETCD_EQUAL, .number = 0 };
+            for (int w = 0; w < 3; w++)
+                ops [no++] = (ep_etcd_op_t) { .kind = EP_ETCD_PUT, .u.put = {
+                    .key = ep_etcd_str (k [w]), .value = { body, row_bytes } } };
+        }
+        char value [32];
+        snprintf (value, sizeof value, "%d", i);
+        ops [no++] = (ep_etcd_op_t) { .kind = EP_ETCD_PUT, .u.put = {
+            .key = ep_etcd_str (state), .value = ep_etcd_str (value) } };
+        ep_etcd_txn_t txn = { compares, nc, ops, no, NULL, 0 };
+        s_txn_t result = { 0 };
+        char err [256];
+        ok = ep_etcd_txn (env->etcd, &txn, s_txn_done, &result, err, sizeof err) == 0
+          && s_txn_wait (env, &result) && result.ok;
+        if (!ok)
+            fprintf (stderr, "model_bench: raw etcd transaction %d failed: %s\n", i / batch,
+                     *result.error? result.error: err);
+        state_mod = result.revision;
+    }
+    double seconds = (double) (ep_mono_us () - start) / 1e6;
+    s_cpu_now (env, cpu_end);
+    *cpu_us = (double) (cpu_end [CPU_CLIENTS] - cpu_start [CPU_CLIENTS]) / n;
+    free (keys);
+    free (ops);
+    free (compares);
+    free (state);
+    free (body);
+    return ok && seconds > 0? n / seconds: -1;
+}
+
+//  The baseline of the model's store: raw SQLite inserts or etcd transactions.
+static double
+s_raw (s_env_t *env, int n, int batch, size_t row_bytes, double *cpu_us)
+{
+    return env->etcd_store? s_raw_txns (env, n, batch, row_bytes, cpu_us):
+                            s_raw_inserts (env, n, batch, row_bytes, cpu_us);
+}
+
+//  ---------------------------------------------------------------------
 //  Figures
 
 //  The p-th percentile (nearest rank) of count values; sorts them.
@@ -476,9 +662,13 @@ s_machine (const char *dir)
 static int
 s_env_start (s_env_t *env)
 {
+    if (env->etcd_store && s_etcd_start (env) != 0)
+        return -1;
     char *env_keys = zsys_sprintf ("EDGEPLANE_KEYS_DIR=%s", env->keys);
     char *env_data = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s/model", env->dir);
-    const char *environment [] = { env_keys, env_data, "EDGEPLANE_LOG_LEVEL=warn", NULL };
+    char *env_endpoints = zsys_sprintf ("EDGEPLANE_ETCD_ENDPOINTS=%s", env->etcd_endpoint);
+    const char *environment [] = { env_keys, env_data, "EDGEPLANE_LOG_LEVEL=warn",
+                                   env->etcd_store? "EDGEPLANE_MODEL_STORE=etcd": NULL, env_endpoints, NULL };
     const char *bus_args [] = { "--pub-listen", "tcp://127.0.0.1:*", "--sub-listen", "tcp://127.0.0.1:*",
                                 "--http-listen", "127.0.0.1:0", NULL };
     env->bus = ep_proc_start ("edgeplane-bus", bus_args, environment, 10000);
@@ -489,6 +679,7 @@ s_env_start (s_env_t *env)
     free (bus_pub);
     free (env_keys);
     free (env_data);
+    free (env_endpoints);
     if (!env->bus || !env->model) {
         fprintf (stderr, "model_bench: %s did not start\n", env->bus? "edgeplane-model": "edgeplane-bus");
         return -1;
@@ -522,6 +713,7 @@ s_env_stop (s_env_t *env)
     zcert_destroy (&env->follower_cert);
     ep_proc_destroy (&env->model);
     ep_proc_destroy (&env->bus);
+    s_etcd_stop (env);
     zstr_free (&env->model_key);
     zstr_free (&env->bus_key);
     zstr_free (&env->keys);
@@ -585,7 +777,12 @@ main (int argc, char **argv)
 {
     static bool quick;
     static int64_t reps, n_single, per_client, clients, tag_bytes;
+    static char *store;
+    static const char *stores [] = { "sqlite", "etcd", NULL };
     ep_opt_t opts [] = {
+        { .name = "store", .def = "sqlite", .type = EP_OPT_ENUM, .words = stores, .str = &store,
+          .help = "The model's store: sqlite (raw SQLite baselines) or etcd (a single-member etcd "
+                  "started here, raw etcd transaction baselines)." },
         { .name = "quick", .def = "false", .type = EP_OPT_BOOL, .flag = &quick,
           .help = "Smaller runs, one repetition (well under 30 s)." },
         { .name = "reps", .def = "0", .type = EP_OPT_INT, .num = &reps, .min = 0, .max = 20,
@@ -611,7 +808,7 @@ main (int argc, char **argv)
     if (!per_client)
         per_client = quick? 150: 1000;
 
-    s_env_t env = { .tag_bytes = (size_t) tag_bytes };
+    s_env_t env = { .tag_bytes = (size_t) tag_bytes, .etcd_store = streq (store, "etcd") };
     //  The model's database and the raw one share this directory: same disk.
     env.dir = ep_tmpdir_new ("model-bench");
     env.keys = zsys_sprintf ("%s/keys", env.dir);
@@ -642,7 +839,7 @@ main (int argc, char **argv)
         s_figures_add (&single, rep, &load);
         background = fmax (background, load.background_cores);
         s_load_free (&load);
-        raw_1 [rep] = rc == 0? s_raw_inserts (&env, (int) n_single, 1, row_bytes, &raw_cpu_1 [rep]): -1;
+        raw_1 [rep] = rc == 0? s_raw (&env, (int) n_single, 1, row_bytes, &raw_cpu_1 [rep]): -1;
         double sum0, count0, sum1, count1;
         if (raw_1 [rep] <= 0 || s_batch_counts (&env, &sum0, &count0) != 0) {
             rc = -1;
@@ -659,8 +856,8 @@ main (int argc, char **argv)
         }
         batches [rep] = (sum1 - sum0) / (count1 - count0);
         int batch = (int) lround (batches [rep]);
-        raw_batch [rep] = s_raw_inserts (&env, (int) (clients * per_client), batch > 0? batch: 1,
-                                         row_bytes, &raw_cpu_batch [rep]);
+        raw_batch [rep] = s_raw (&env, (int) (clients * per_client), batch > 0? batch: 1,
+                                 row_bytes, &raw_cpu_batch [rep]);
         if (raw_batch [rep] <= 0) {
             rc = -1;
             break;
@@ -689,7 +886,8 @@ main (int argc, char **argv)
         double raw_batch_median = bench_median (raw_batch, (size_t) reps);
         char date [32];
         json_t *result = json_object ();
-        json_object_set_new (result, "benchmark", json_string ("model"));
+        json_object_set_new (result, "benchmark", json_string (env.etcd_store? "model_etcd": "model"));
+        json_object_set_new (result, "store", json_string (store));
         json_object_set_new (result, "date", json_string (ep_rfc3339 (ep_wall_ms (), date, sizeof date)));
         json_object_set_new (result, "mode", json_string (quick? "quick": "full"));
         json_object_set_new (result, "clients", json_integer (clients));

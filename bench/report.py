@@ -36,8 +36,15 @@ for path in sorted(glob.glob(os.path.join(args.jobs, "*.json"))):
     if os.path.exists(ms_path):
         job_ms[name] = int(open(ms_path).read())
 
-MAIN = ["bus", "model", "watchdog", "reaper", "terminators", "console"]
+MAIN = ["bus", "model", "model_etcd", "watchdog", "reaper", "terminators", "console"]
 latest = {name: jobs[name] for name in MAIN if name in jobs}
+# The embedded model against the etcd store, same run, same clients.
+if "model" in latest and "model_etcd" in latest:
+    embedded = latest["model"].get("model_writes_per_s_n")
+    on_etcd = latest["model_etcd"].get("model_writes_per_s_n")
+    latest["model_etcd"]["embedded_writes_per_s_n"] = embedded
+    if isinstance(embedded, (int, float)) and isinstance(on_etcd, (int, float)) and on_etcd > 0:
+        latest["model_etcd"]["ratio_embedded"] = embedded / on_etcd
 
 # Per benchmark: (figure label, ours key, baseline key, ratio key, target
 # ratio or None). The ratio is ours / baseline; higher is better.
@@ -51,6 +58,16 @@ FIGURES = {
     "model": [
         ("durable writes/s, 1 client", "model_writes_per_s_1", "raw_inserts_per_s_txn1", "ratio_1", None),
         ("durable writes/s, 32 clients", "model_writes_per_s_n", "raw_inserts_per_s_batch", "ratio_n", None),
+    ],
+    # The model on a single-member etcd in the same directory. Baselines:
+    # raw etcd transactions of the store's shape through the same client
+    # (one write each, then the model's average batch); and the embedded
+    # model's 32-client rate against this one's.
+    "model_etcd": [
+        ("durable writes/s on etcd, 1 client", "model_writes_per_s_1", "raw_inserts_per_s_txn1", "ratio_1", 0.6),
+        ("durable writes/s on etcd, 32 clients", "model_writes_per_s_n", "raw_inserts_per_s_batch", "ratio_n", 0.6),
+        ("embedded model writes/s against the etcd store's, 32 clients", "embedded_writes_per_s_n",
+         "model_writes_per_s_n", "ratio_embedded", 1.5),
     ],
     # Baseline: openssl s_server, same certificate, key, CA and CRL, the
     # same s_time client (serial full mTLS handshakes).
@@ -78,6 +95,12 @@ FIGURES = {
 }
 # Latencies and durations: reported, no target. (label, key)
 LATENCY = {
+    "model_etcd": [
+        ("write -> follower visible p50 ms, 1 client (etcd)", "visible_p50_ms_1"),
+        ("write -> follower visible p99 ms, 1 client (etcd)", "visible_p99_ms_1"),
+        ("write -> follower visible p50 ms, 32 clients (etcd)", "visible_p50_ms_n"),
+        ("write -> follower visible p99 ms, 32 clients (etcd)", "visible_p99_ms_n"),
+    ],
     "model": [
         ("write -> follower visible p50 ms, 1 client", "visible_p50_ms_1"),
         ("write -> follower visible p99 ms, 1 client", "visible_p99_ms_1"),
@@ -395,14 +418,15 @@ summary = [BEGIN,
            "",
            "| figure | ours | baseline | ratio |",
            "|---|---:|---:|---:|"]
-BASELINE_NAME = {"bus": "(raw libzmq PUB/SUB)", "model": "(raw SQLite)", "watchdog": "(openssl s_server)",
+BASELINE_NAME = {"bus": "(raw libzmq PUB/SUB)", "model": "(raw SQLite)", "model_etcd": "(raw etcd txns)", "watchdog": "(openssl s_server)",
                  "reaper": "(OpenZiti, anchor)", "terminators": "(OpenZiti, anchor)",
                  "console": "(bus to 1 subscriber)"}
 for name in MAIN:
     r = latest.get(name, {})
     for label, ours, base, ratio, target in FIGURES[name]:
+        baseline = "(the model on etcd)" if ratio == "ratio_embedded" else BASELINE_NAME[name]
         summary.append(f"| {name}: {label} | {fmt(r.get(ours))} | {fmt(r.get(base))} "
-                       f"{BASELINE_NAME[name]} | {fmt(r.get(ratio))} |")
+                       f"{baseline} | {fmt(r.get(ratio))} |")
 for name, key, label in [("model", "visible_p99_ms_1", "write -> follower visible p99 ms, 1 client"),
                          ("watchdog", "stray_lateness_p99_ms", "stray close lateness p99 ms"),
                          ("reaper", "reap_seconds", f"seconds to reap {latest.get('reaper', {}).get('sessions', '?'):,} sessions"
@@ -437,6 +461,10 @@ for name in MAIN:
         lines.append(f"- the model grouped {fmt(r.get('writes_per_commit'))} writes per commit with "
                      f"{r.get('clients', '?')} clients (the raw batch baseline's rows per transaction); "
                      f"disk {mm.get('filesystem', '?')}, SQLite {mm.get('sqlite', '?')}")
+    if name == "model_etcd":
+        lines.append(f"- the same writes with the model on a single-member etcd {r.get('machine', {}).get('etcd', '')}"
+                     f"in the same directory; the model grouped {fmt(r.get('writes_per_commit'))} writes per "
+                     "transaction with 32 clients (the raw batch baseline's writes per transaction)")
     if name == "watchdog":
         mm = r.get("machine", {})
         lines.append(f"- {r.get('handshake_reps', '?')} s_time runs of {r.get('handshake_seconds_per_run', '?')} s "

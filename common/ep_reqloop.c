@@ -302,6 +302,11 @@ ep_reqloop_committed (ep_reqloop_t *self, int rc)
 {
     EP_ASSERT (self->committing);
     s_batch_done (self, rc == 0? 0: -1);
+    //  The reads that waited for this commit go first: with writes always
+    //  waiting, the next batch would open at once and a store whose commits
+    //  complete later (etcd) would starve them (a follower's catch-up went
+    //  unanswered for seconds under load).
+    s_reads (self);
     s_run (self);
 }
 

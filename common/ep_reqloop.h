@@ -18,7 +18,8 @@
     ep_reqloop_committed (or ep_reqloop_read_done), say from a networked
     store's completion callback; SQLite completes inline. While a commit is
     in flight no other batch starts and reads wait; requests keep arriving
-    and queue.
+    and queue. When it completes, the reads that waited are served before
+    the next batch opens, so a steady flow of writes cannot starve them.
 
     How a service uses it:
 
