@@ -3,6 +3,7 @@
 #include "ep_rpc_client.h"
 #include "ep_codec.h"
 #include "ep_endpoints.h"
+#include "ep_fdlimit.h"
 #include "ep_keys.h"
 #include "common.pb-c.h"
 #include <errno.h>
@@ -163,6 +164,14 @@ ep_rpc_client_call (ep_rpc_client_t *self, const ProtobufCMessage *request,
                    "raise `ulimit -n` or lower the load)", self->endpoint, strerror (self->socket_errno));
         return NULL;
     }
+    if (!reply && !ep_fdlimit_spare (1)) {
+        //  The socket stays, but its connection needs a descriptor too.
+        ep_errorf (err, errlen, "no reply from %s: the process is at its descriptor limit, so no "
+                   "connection can be made (raise `ulimit -n` or lower the load)", self->endpoint);
+        if (self->attempts > attempts)
+            self->attempts = attempts;
+        return NULL;
+    }
     if (!reply) {
         ep_errorf (err, errlen, "no reply from %s after %d attempt%s of %d ms: is the service running and is the address right?",
                    self->endpoint, attempts, attempts == 1? "": "s", timeout_ms);
@@ -257,8 +266,12 @@ ep_rpc_client_expire (ep_rpc_client_t *self, int64_t now_ms, char *err, size_t e
 {
     if (!*self->waiting || now_ms < self->deadline)
         return false;
-    ep_errorf (err, errlen, "no reply from %s within %d ms: is the service running and is the address right?",
-               self->endpoints [self->current], self->timeout_ms);
+    if (!ep_fdlimit_spare (1))
+        ep_errorf (err, errlen, "no reply from %s: the process is at its descriptor limit, so no "
+                   "connection can be made (raise `ulimit -n` or lower the load)", self->endpoints [self->current]);
+    else
+        ep_errorf (err, errlen, "no reply from %s within %d ms: is the service running and is the address right?",
+                   self->endpoints [self->current], self->timeout_ms);
     self->waiting [0] = 0;
     s_move (self);
     return true;
