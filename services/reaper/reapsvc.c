@@ -16,6 +16,10 @@
 
 #define CHECKPOINT_MS   10000           //  WAL checkpoint period
 #define PUBLISH_PAUSE   10              //  ms between publishing bursts while events wait
+//  After a failed batch its work is tried again this much later at the
+//  soonest: a failure that is not the disk's (no probe paces it) must not
+//  turn the loop into a spin.
+#define RETRY_MS        500
 
 struct _reapsvc_t {
     ep_service_t *service;      //  shared process scaffolding (borrowed)
@@ -143,7 +147,8 @@ s_commit (void *arg)
         snprintf (self->failure, sizeof self->failure, "%s", reaper_failure (self->reaper));
         ep_degraded_update (self->degraded, reaper_fault (self->reaper), self->failure, ep_mono_ms ());
         s_degraded_sync (self);
-        self->due = self->now;          //  its work is to do again
+        if (self->due < self->now + RETRY_MS)
+            self->due = self->now + RETRY_MS;
         return -1;
     }
     ep_histogram_observe (self->commit_seconds, NULL, (ep_mono_us () - started) / 1e6);
