@@ -2057,3 +2057,47 @@ Test (reaper, while_degraded_writes_are_refused_and_nothing_durable_is_tried, .i
     cr_assert_eq (ep_metric_value (page, "edgeplane_reaper_closed_total{reason=\"forced\"}"), 1, "%s", page);
     free (page);
 }
+
+//  A batch that forces a cleanup's last sessions ends the job; undone,
+//  the job is back with its sessions, and ends once, with its counts.
+Test (reaper, a_cleanup_ended_by_a_failed_batch_comes_back_and_ends_once, .init = s_setup,
+      .fini = s_teardown)
+{
+    s_hook ();
+    s_open ("f1", "r1", "i1", "svc");
+    s_open ("f2", "r1", "i1", "svc");
+    int64_t deleted_at = w.now;
+    s_delete (EP__ENTITY_TYPE__ENTITY_ROUTER, "r1", 3);
+    s_settle ();
+    cr_assert_eq (s_events ("session.terminating f"), 2);
+    cr_assert_eq (zlistx_size (w.commands), 1);
+    s_reset_outputs ();
+    w.now = deleted_at + DEADLINE;
+    char *before = reaper_dump (w.reaper);
+    s_fail_commits = 1;
+    reaper_tick (w.reaper, w.now);
+    cr_assert_eq (reaper_commit (w.reaper), -1);
+    char *after = reaper_dump (w.reaper);
+    cr_assert_str_eq (after, before, "the job and its sessions as before the batch");
+    cr_assert_eq (reaper_jobs (w.reaper), 1);
+    cr_assert_null (reaper_next_output (w.reaper, true));
+    free (before);
+    free (after);
+    s_settle ();
+    cr_assert_eq (s_events ("session.reaped f1 forced"), 1);
+    cr_assert_eq (s_events ("session.reaped f2 forced"), 1);
+    cr_assert_eq (reaper_jobs (w.reaper), 0);
+    Ep__CleanupQuery query = EP__CLEANUP_QUERY__INIT;
+    query.router_id = "r1";
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.op_case = EP__SESSION_REQUEST__OP_CLEANUP;
+    request.cleanup = &query;
+    reaper_result_t result;
+    cr_assert_eq (s_call (&request, &s_operator, &result), EP__STATUS__CODE__OK);
+    cr_assert_eq (result.reply.n_jobs, 1);
+    cr_assert (result.reply.jobs [0]->done);
+    cr_assert_eq (result.reply.jobs [0]->n_closed, 1);
+    cr_assert_str_eq (result.reply.jobs [0]->closed [0]->reason, "forced");
+    cr_assert_eq (result.reply.jobs [0]->closed [0]->count, 2, "counted once");
+    reaper_result_clear (&result);
+}
