@@ -23,6 +23,11 @@
 */
 #include "reaper_internal.h"
 
+//  Records an array keeps allocated between batches at most: a cleanup's
+//  start copies every session it takes, and that batch's array is not
+//  kept for the life of the process.
+#define KEEP_MAX            4096
+
 //  A session as the batch first found it.
 typedef struct {
     char *id;                   //  its id (the copy's, or owned when it is NULL)
@@ -110,7 +115,15 @@ s_reset (undo_t *self)
         else
             free (sessions [i].id);
     }
-    self->sessions.size = self->jobs.size = self->offline.size = self->closes.size = 0;
+    s_array_t *arrays [] = { &self->sessions, &self->jobs, &self->offline, &self->closes };
+    for (size_t i = 0; i < EP_COUNT (arrays); i++) {
+        arrays [i]->size = 0;
+        if (arrays [i]->capacity > KEEP_MAX) {
+            free (arrays [i]->items);
+            arrays [i]->items = NULL;
+            arrays [i]->capacity = 0;
+        }
+    }
     self->warned = 0;
 }
 
