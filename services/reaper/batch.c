@@ -99,7 +99,7 @@ s_push (s_array_t *array, size_t item_size)
 }
 
 undo_t *
-undo_new (void)
+reaper_undo_new (void)
 {
     return (undo_t *) zmalloc (sizeof (undo_t));
 }
@@ -128,7 +128,7 @@ s_reset (undo_t *self)
 }
 
 void
-undo_destroy (undo_t **self_p)
+reaper_undo_destroy (undo_t **self_p)
 {
     undo_t *self = *self_p;
     if (self) {

@@ -388,7 +388,7 @@ reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metr
     self->handout = ep_output_new ();
     self->commands = ep_output_new ();
     self->probe_out = ep_output_new ();
-    self->undo = undo_new ();
+    self->undo = reaper_undo_new ();
     self->emptied = zlistx_new ();
     self->wanted = zhashx_new ();
     zhashx_set_destructor (self->wanted, (czmq_destructor *) zstr_free);
@@ -487,7 +487,7 @@ reaper_destroy (reaper_t **self_p)
         zlistx_destroy (&self->acks);
         zlistx_destroy (&self->emptied);
         zhashx_destroy (&self->wanted);
-        undo_destroy (&self->undo);
+        reaper_undo_destroy (&self->undo);
         ep_output_destroy (&self->handout);
         ep_output_destroy (&self->commands);
         ep_output_destroy (&self->probe_out);

@@ -386,9 +386,9 @@ int64_t
 
 //  batch.c: what the open batch changed, as it was.
 undo_t *
-    undo_new (void);
+    reaper_undo_new (void);
 void
-    undo_destroy (undo_t **self_p);
+    reaper_undo_destroy (undo_t **self_p);
 //  Opens the batch at its first change: the counters are copied.
 void
     reaper_batch_open (reaper_t *self);
