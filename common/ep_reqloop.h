@@ -11,9 +11,10 @@
 
     The service supplies what differs as an ep_reqloop_class_t: its
     Request message, the roles for each request, its read, write, commit
-    and output callbacks, and its policy for a failed commit (the model
-    and the terminators answer UNAVAILABLE and carry on; the reaper stops
-    unanswered, crash-only). The store may complete later: a commit (or a
+    and output callbacks, and its policy for a failed commit (the model,
+    the terminators and the reaper answer UNAVAILABLE and carry on;
+    ep_reqloop_crash_only, for a core that cannot undo a batch, stops
+    unanswered). The store may complete later: a commit (or a
     read) that returns EP_REQLOOP_LATER completes when the service calls
     ep_reqloop_committed (or ep_reqloop_read_done), say from a networked
     store's completion callback; SQLite completes inline. While a commit is

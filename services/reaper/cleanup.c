@@ -18,6 +18,7 @@ reaper_job_of (session_t *session)
 void
 reaper_job_finish (reaper_t *self, job_t *job, int64_t now)
 {
+    reaper_touch_job (self, job, false);
     json_t *closed = json_object ();
     uint64_t total = 0;
     for (size_t i = 0; i < REASONS; i++)
@@ -48,21 +49,59 @@ s_rank (uint8_t criticality)
     }
 }
 
-//  Hands session to job (marked: TERMINATING on disk already).
 void
-reaper_take (reaper_t *self, job_t *job, session_t *session, bool marked, int64_t now)
+reaper_sweep_add (reaper_t *self, job_t *job, session_t *session, bool marked)
 {
-    liveness_untrack (self->liveness, &session->live);
     //  Critical services' sessions first, then high, normal, low; within
     //  one criticality the router's own priority, then traffic and age.
     uint64_t urgency = s_rank (session->criticality) << 32 | session->priority;
     session->sweep = sweep_add (self->sweep, job->sweep, session, session->id,
                                 session->groups [G_ROUTER]->id, urgency,
                                 session->bytes_rx + session->bytes_tx, session->created_ms, marked);
+}
+
+//  Hands session to job (marked: TERMINATING on disk already).
+void
+reaper_take (reaper_t *self, job_t *job, session_t *session, bool marked, int64_t now)
+{
+    reaper_touch (self, session);
+    liveness_untrack (self->liveness, &session->live);
+    reaper_sweep_add (self, job, session, marked);
     //  Not while loading (marked): its rows are being read; the tick
     //  warns those that crossed.
     if (!marked)
         reaper_warn_if_due (self, session, now);
+}
+
+static char *
+s_want_key (int kind, const char *target)
+{
+    return zsys_sprintf ("%d/%s", kind, target);
+}
+
+void
+reaper_want (reaper_t *self, int kind, const char *target, const char *reason, uint64_t revision)
+{
+    reaper_want_t *want = (reaper_want_t *) zmalloc (sizeof (reaper_want_t));
+    want->kind = kind;
+    snprintf (want->target, sizeof want->target, "%s", target);
+    want->reason = reaper_reason (reason);
+    want->revision = revision;
+    char *key = s_want_key (kind, target);
+    zhashx_update (self->wanted, key, want);
+    zstr_free (&key);
+}
+
+//  One at a time off the table: a start that fails puts its own back.
+void
+reaper_wanted (reaper_t *self, int64_t now)
+{
+    reaper_want_t *want;
+    while (!self->failed && (want = (reaper_want_t *) zhashx_first (self->wanted))) {
+        reaper_want_t copy = *want;
+        zhashx_delete (self->wanted, zhashx_cursor (self->wanted));
+        reaper_job_start (self, copy.kind, copy.target, copy.reason, copy.revision, now);
+    }
 }
 
 job_t *
@@ -93,13 +132,22 @@ reaper_job_start (reaper_t *self, int kind, const char *target, const char *reas
     for (session_t *session = group? group->head: NULL; session; session = session->next [kind])
         if (!session->sweep)
             count++;
-    if (count == 0 || !reaper_begin (self))
+    if (count == 0)
         return NULL;
+    //  A deletion is not told twice: while the store takes no writes, or
+    //  if this batch fails, it waits (an offline router stays on the
+    //  offline list instead, and is looked at again).
+    if (self->degraded != EP_STORE_FAULT_NONE || !reaper_begin (self)) {
+        if (!streq (reason, R_OFFLINE))
+            reaper_want (self, kind, target, reason, revision);
+        return NULL;
+    }
     char id [33];
     ep_random_hex (id, 16);
     int64_t started = reaper_wall (self, now);
     job_t *job = reaper_job_alloc (self, id, reason, kind, target, revision, started,
                                 started + self->config.deadline_ms);
+    reaper_touch_job (self, job, true);
     job->scheduled = count;
     sessiondb_job_t row = {
         .id = job->id, .reason = job->reason, .target_type = reaper_group_types [kind],
@@ -127,6 +175,7 @@ reaper_mark (reaper_t *self, int64_t now)
     for (size_t i = 0; i < count; i++) {
         session_t *session = (session_t *) sweep_item_owner (items [i]);
         job_t *job = reaper_job_of (session);
+        reaper_touch (self, session);
         reaper_wrote (self, sessiondb_mark (self->db, session->id, job->id));
         session->state = EP__SESSION_STATE__TERMINATING;
         self->active--;
@@ -171,7 +220,7 @@ reaper_force (reaper_t *self, int64_t now)
 {
     size_t forced = 0;
     sweep_item_t *item;
-    while (forced < self->config.mark_batch && !self->broken
+    while (forced < self->config.mark_batch && !self->failed
        &&  (item = sweep_next_forced (self->sweep, now))) {
         //  The deadline people see is on the wall clock, which may trail
         //  the monotonic one by a millisecond: never force before it.
@@ -209,8 +258,12 @@ reaper_model_event (reaper_t *self, const ep_model_event_t *event, int64_t now)
             reaper_router_forget (self, event->id);
         reaper_job_start (self, kind, event->id, reaper_deleted_reasons [kind], event->revision, now);
     }
-    else
+    else {
         zhashx_delete (self->tombstones [kind], event->id);
+        char *key = s_want_key (kind, event->id);
+        zhashx_delete (self->wanted, key);          //  back before its cleanup could start
+        zstr_free (&key);
+    }
 }
 
 void

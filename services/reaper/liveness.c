@@ -106,6 +106,13 @@ liveness_untrack (liveness_t *self, liveness_entry_t *entry)
 }
 
 void
+liveness_restore (liveness_t *self, liveness_entry_t *entry)
+{
+    EP_ASSERT (entry->index == 0);
+    ep_heap_push (self->heap, &entry);
+}
+
+void
 liveness_heard (liveness_t *self, liveness_entry_t *entry, int64_t now)
 {
     if (now <= entry->seen)

@@ -78,6 +78,11 @@ void
 void
     liveness_untrack (liveness_t *self, liveness_entry_t *entry);
 
+//  Tracks entry again as it was when it was untracked (its deadline, last
+//  heard and probe times kept): the change that untracked it was undone.
+void
+    liveness_restore (liveness_t *self, liveness_entry_t *entry);
+
 //  Records that entry was heard at now. O(1) unless it was probed.
 void
     liveness_heard (liveness_t *self, liveness_entry_t *entry, int64_t now);

@@ -21,7 +21,12 @@
     which a separate file cannot give.
 
     Commands are not durable: a restart resends what is still due from
-    the jobs (cleanup.c). They go through an ep_output as they are.
+    the jobs (cleanup.c). CloseSessions go through an ep_output as they
+    are, dropped if their batch fails (the planner sends them again after
+    --command-retry). A probe records nothing durable and its session was
+    judged probed in memory, whatever the batch's fate: it is ready at
+    once, so a failed batch cannot leave a session probed that no router
+    was asked about.
 */
 #include "reaper_internal.h"
 
@@ -151,17 +156,18 @@ reaper_command (reaper_t *self, const char *router, const char *command_id, bool
     Ep__Event *event = s_event_new (EP__EVENT__BODY_COMMAND, body);
     char topic [80];
     snprintf (topic, sizeof topic, "cmd.%s.", router);
-    ep_output_take (self->commands, topic, &event, 0);
-    if (self->commands_total) {
-        const char *labels [] = { probe? "probe": "close" };
-        ep_counter_inc (self->commands_total, labels, 1);
-    }
+    ep_output_take (probe? self->probe_out: self->commands, topic, &event, 0);
+    if (probe)
+        ep_output_commit (self->probe_out);
 }
 
 void
 reaper_outbox_commit (reaper_t *self)
 {
     ep_output_commit (self->commands);
+    if (self->acks_applied)
+        zlistx_purge (self->acks);      //  their rows are gone
+    self->acks_applied = false;
     self->outbox_staged = 0;
     if (self->outbox_full && self->outbox_count < self->config.outbox_max) {
         self->outbox_full = false;
@@ -171,13 +177,14 @@ reaper_outbox_commit (reaper_t *self)
     s_outbox_gauge (self);
 }
 
+//  outbox_count and in_flight are put back with the batch's counters
+//  (batch.c); the echoes stay, their rows to delete at the next commit.
 void
 reaper_outbox_abort (reaper_t *self)
 {
     ep_output_abort (self->commands);
-    self->outbox_count -= self->outbox_staged;
+    self->acks_applied = false;
     self->outbox_staged = 0;
-    zlistx_purge (self->acks);
 }
 
 //  A row sessiondb_outbox_next found, as an item of the handout.
@@ -193,16 +200,32 @@ s_row (void *arg, int64_t seq, const char *topic, const void *body, size_t size)
                      (long long) seq);
 }
 
+//  Counted as handed out: a CloseSessions of a failed batch never is.
+static void
+s_count_command (reaper_t *self, ep_output_item_t *item)
+{
+    if (self->commands_total) {
+        const char *labels [] = {
+            item->event->command->kind_case == EP__COMMAND__KIND_PROBE_SESSIONS? "probe": "close"
+        };
+        ep_counter_inc (self->commands_total, labels, 1);
+    }
+}
+
 ep_output_item_t *
 reaper_next_output (reaper_t *self, bool events)
 {
     ep_output_item_t *item = ep_output_next (self->commands);
+    if (!item)
+        item = ep_output_next (self->probe_out);
+    if (item)
+        s_count_command (self, item);
     if (item || !events)
         return item;
     //  Rows are read a page at a time (one query, not one per event),
     //  and only committed ones: none while a transaction is open.
     item = ep_output_next (self->handout);
-    if (!item && !self->in_txn && !self->broken && self->outbox_count > self->in_flight) {
+    if (!item && !self->in_txn && self->outbox_count > self->in_flight) {
         int found = sessiondb_outbox_next (self->db, self->sent_seq, HANDOUT_PAGE, s_row, self);
         if (found < 0)
             ep_log_error ("cannot read the event outbox: %s", ep_store_last_error ());
@@ -282,14 +305,16 @@ reaper_outbox_acks (reaper_t *self)
         first = last = *ack;
     }
     s_ack_run (self, first, last);
-    zlistx_purge (self->acks);
+    self->acks_applied = true;
     return true;
 }
 
 int64_t
 reaper_outbox_tick (reaper_t *self, int64_t now)
 {
-    if (!self->in_flight || self->broken) {
+    //  While the store takes no writes, echoed rows cannot be deleted
+    //  and would look lost: nothing is resent until it does.
+    if (!self->in_flight || self->degraded != EP_STORE_FAULT_NONE) {
         self->oldest_seq = 0;
         return INT64_MAX;
     }
@@ -298,7 +323,7 @@ reaper_outbox_tick (reaper_t *self, int64_t now)
     //  is handed out again, from the first, under its own id.
     int64_t oldest = sessiondb_outbox_first (self->db);
     if (oldest < 0) {
-        reaper_wrote (self, -1);
+        ep_log_error ("cannot read the event outbox: %s", ep_store_last_error ());
         return INT64_MAX;
     }
     if (oldest == 0 || oldest > self->sent_seq) {

@@ -194,7 +194,7 @@ reaper_liveness (reaper_t *self, int64_t now)
     size_t verdicts = 0;
     liveness_verdict_t verdict;
     liveness_entry_t *entry;
-    while (verdicts < LIVENESS_BATCH && !self->broken
+    while (verdicts < LIVENESS_BATCH && !self->failed
        &&  (entry = liveness_next (self->liveness, now, s_floor, self, &verdict))) {
         session_t *session = (session_t *) entry;
         if (verdict == LIVENESS_EVASIVE)
@@ -239,6 +239,8 @@ reaper_offline (reaper_t *self, int64_t now)
         if (now - group->offline_since >= self->config.offline_grace_ms)
             zlistx_add_end (due, strdup (group->id));
     for (char *id = (char *) zlistx_first (due); id; id = (char *) zlistx_next (due)) {
+        group = (group_t *) zhashx_lookup (self->offline, id);
+        reaper_touch_offline (self, id, group->offline_since);
         zhashx_delete (self->offline, id);
         ep_log_info ("router %s offline for over %lld ms", id, (long long) self->config.offline_grace_ms);
         reaper_job_start (self, G_ROUTER, id, R_OFFLINE, 0, now);

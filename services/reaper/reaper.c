@@ -1,6 +1,9 @@
 /*  reaper.c: the reaper's life cycle (load, resume), its transaction and
     its tick (what time makes due, in order). The records and the
     transitions are in reaper_internal.h; each concern has its own file.
+    A transaction that fails is undone in memory too (batch.c); while the
+    store takes no writes (a full or failing disk, reaper_set_degraded)
+    nothing durable is tried: the shell's probe finds out when it can.
 */
 #include "reaper_internal.h"
 
@@ -27,16 +30,36 @@ const char *const reaper_reasons [REASONS] = {
     "expired", "forced", "client-closed"
 };
 
-//  Opens the transaction on the first write of a batch; false if broken.
+void
+reaper_failed (reaper_t *self, const char *what)
+{
+    reaper_batch_open (self);
+    if (self->failed)
+        return;
+    self->failed = true;
+    snprintf (self->failure, sizeof self->failure, "%s", ep_store_last_error ());
+    self->fault = ep_store_last_fault ();
+    ep_log_error ("%s: %s (the batch is undone)", what, self->failure);
+}
+
+//  Opens the transaction on the first write of a batch. Never while the
+//  store takes no writes (its callers check first; this is the net).
 bool
 reaper_begin (reaper_t *self)
 {
-    if (self->broken)
+    if (self->failed)
         return false;
+    if (self->degraded != EP_STORE_FAULT_NONE) {
+        reaper_batch_open (self);
+        self->failed = true;
+        snprintf (self->failure, sizeof self->failure, "%s", self->degraded_why);
+        self->fault = self->degraded;
+        return false;
+    }
     if (!self->in_txn) {
+        reaper_batch_open (self);
         if (ep_store_begin (self->store) != 0) {
-            ep_log_error ("cannot start a transaction on sessions.db: %s", ep_store_last_error ());
-            self->broken = true;
+            reaper_failed (self, "cannot start a transaction on sessions.db");
             return false;
         }
         self->in_txn = true;
@@ -44,14 +67,11 @@ reaper_begin (reaper_t *self)
     return true;
 }
 
-//  Records a write's outcome; a failure breaks the reaper (crash-only).
 void
 reaper_wrote (reaper_t *self, int rc)
 {
-    if (rc != 0 && !self->broken) {
-        ep_log_error ("write to sessions.db failed: %s", ep_store_last_error ());
-        self->broken = true;
-    }
+    if (rc != 0)
+        reaper_failed (self, "write to sessions.db failed");
 }
 
 const char *
@@ -86,11 +106,28 @@ s_gauges (reaper_t *self)
     ep_series_set (self->online, (double) fleet_routers (self->fleet));
 }
 
+//  While the store takes no writes: presence only. Every verdict, cleanup
+//  phase, flush and pruning waits (each would write), and so do the
+//  CloseSessions (their acks could not be written): the probe ends it.
+static int64_t
+s_tick_degraded (reaper_t *self, int64_t now)
+{
+    int64_t due = fleet_tick (self->fleet, now);
+    if (!self->known && now >= self->known_at)
+        reaper_presence_learned (self, now);
+    if (!self->known && self->known_at < due)
+        due = self->known_at;
+    //  Echoed rows wait undeleted: the resend clock starts again after.
+    self->oldest_seq = 0;
+    s_gauges (self);
+    return due;
+}
+
 int64_t
 reaper_tick (reaper_t *self, int64_t now)
 {
-    if (self->broken)
-        return now + 1000;
+    if (self->degraded != EP_STORE_FAULT_NONE)
+        return s_tick_degraded (self, now);
     int64_t due = fleet_tick (self->fleet, now);
     if (!self->known && now >= self->known_at)
         reaper_presence_learned (self, now);
@@ -101,6 +138,8 @@ reaper_tick (reaper_t *self, int64_t now)
     }
     more |= !reaper_long_lived (self, now);
     reaper_unseen (self, now);
+    reaper_wanted (self, now);
+    more |= zhashx_size (self->wanted) > 0 && !self->failed;
     reaper_mark (self, now);
     reaper_send (self, now);
     more |= reaper_force (self, now) == self->config.mark_batch;
@@ -140,30 +179,57 @@ reaper_tick (reaper_t *self, int64_t now)
 bool
 reaper_uncommitted (reaper_t *self)
 {
-    return self->in_txn || zlistx_size (self->acks);
+    return self->in_txn || self->batch_open
+        || (zlistx_size (self->acks) && self->degraded == EP_STORE_FAULT_NONE);
 }
 
 int
 reaper_commit (reaper_t *self)
 {
-    reaper_outbox_acks (self);
-    if (self->in_txn && !self->broken && ep_store_commit (self->store) != 0) {
-        ep_log_error ("cannot commit to sessions.db: %s", ep_store_last_error ());
-        self->broken = true;
-    }
+    if (self->degraded == EP_STORE_FAULT_NONE)
+        reaper_outbox_acks (self);
+    if (self->in_txn && !self->failed && ep_store_commit (self->store) != 0)
+        reaper_failed (self, "cannot commit to sessions.db");
+    //  Ended even if SQLite rolled it back already (a full disk, an I/O
+    //  error): until then the store refuses every write. Its reason is
+    //  kept (reaper_failure), whatever this rollback says.
+    if (self->failed && self->in_txn)
+        ep_store_rollback (self->store);
     self->in_txn = false;
-    if (self->broken) {
+    int rc = self->failed? -1: 0;
+    if (self->failed) {
         reaper_outbox_abort (self);
-        return -1;
+        reaper_batch_undo (self);
     }
-    reaper_outbox_commit (self);
-    return 0;
+    else {
+        reaper_outbox_commit (self);
+        reaper_batch_keep (self);
+    }
+    self->failed = false;
+    reaper_groups_sweep (self);
+    s_gauges (self);
+    return rc;
 }
 
-bool
-reaper_broken (reaper_t *self)
+void
+reaper_set_degraded (reaper_t *self, ep_store_fault_t fault, const char *why)
 {
-    return self->broken;
+    if (fault != EP_STORE_FAULT_FULL && fault != EP_STORE_FAULT_FAILING)
+        fault = EP_STORE_FAULT_NONE;
+    self->degraded = fault;
+    snprintf (self->degraded_why, sizeof self->degraded_why, "%s", fault? (why? why: ""): "");
+}
+
+const char *
+reaper_failure (reaper_t *self)
+{
+    return self->failure;
+}
+
+ep_store_fault_t
+reaper_fault (reaper_t *self)
+{
+    return self->fault;
 }
 
 size_t
@@ -321,6 +387,12 @@ reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metr
     zlistx_set_destructor (self->acks, (czmq_destructor *) zstr_free);
     self->handout = ep_output_new ();
     self->commands = ep_output_new ();
+    self->probe_out = ep_output_new ();
+    self->undo = reaper_undo_new ();
+    self->emptied = zlistx_new ();
+    self->wanted = zhashx_new ();
+    zhashx_set_destructor (self->wanted, (czmq_destructor *) zstr_free);
+    self->loading = true;
     self->known_at = INT64_MAX;
     self->next_flush = now + config->flush_ms;
     self->next_prune = now;
@@ -377,6 +449,7 @@ reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metr
         rc = sessiondb_load_open (self->db, s_load_session, &load);
     if (rc == 0)
         rc = s_resume (self, &load, now);
+    self->loading = false;
     zlistx_destroy (&load.orphans);
     if (rc != 0) {
         ep_log_error ("cannot load sessions.db: %s", ep_store_last_error ());
@@ -412,8 +485,12 @@ reaper_destroy (reaper_t **self_p)
         zhashx_destroy (&self->offline);
         zhashx_destroy (&self->probes);
         zlistx_destroy (&self->acks);
+        zlistx_destroy (&self->emptied);
+        zhashx_destroy (&self->wanted);
+        reaper_undo_destroy (&self->undo);
         ep_output_destroy (&self->handout);
         ep_output_destroy (&self->commands);
+        ep_output_destroy (&self->probe_out);
         fleet_destroy (&self->fleet);
         cadences_destroy (&self->cadences);
         sessiondb_destroy (&self->db);

@@ -20,9 +20,12 @@
     closing a closed one too, acks of closed sessions are ignored), so a
     retried request needs no reply cache.
 
-    A failed write leaves memory ahead of the store; the reaper then says
-    it is broken (reaper_broken) and main exits without answering, so the
-    next start reloads the truth from disk (crash-only).
+    A failed write or commit fails the batch: reaper_commit returns -1
+    (the service answers the batch UNAVAILABLE with reaper_failure) and
+    memory is put back as the store has it, so nothing refused is
+    visible and nothing acknowledged is lost; the undone work is done
+    again later (batch.c). While the store takes no writes (a full or
+    failing disk: reaper_set_degraded) nothing durable is tried.
 */
 #ifndef REAPER_H_INCLUDED
 #define REAPER_H_INCLUDED
@@ -132,10 +135,26 @@ int64_t
     reaper_tick (reaper_t *self, int64_t now);
 
 //  Commits the open transaction (if any): what it staged becomes ready
-//  for reaper_next_output. Returns 0, or -1 (broken: nothing is handed
-//  out).
+//  for reaper_next_output. Returns 0, or -1: nothing of the batch is
+//  handed out, and memory is as the store has it (see reaper_failure).
 int
     reaper_commit (reaper_t *self);
+
+//  Why the last failed commit failed (the store's message: "the disk is
+//  full ...: free space in DIR"), and its kind.
+const char *
+    reaper_failure (reaper_t *self);
+ep_store_fault_t
+    reaper_fault (reaper_t *self);
+
+//  The store takes no writes (fault FULL or FAILING, why: the store's
+//  message) or takes them again (NONE). Meanwhile opens, closes and
+//  CloseSessions acks are answered UNAVAILABLE with why, and nothing
+//  durable is tried (no verdict, cleanup phase, flush, pruning or
+//  deletion of echoed events); heartbeats, probe answers, reads,
+//  presence and the model are served, and committed events handed out.
+void
+    reaper_set_degraded (reaper_t *self, ep_store_fault_t fault, const char *why);
 
 //  The next committed output to publish (item->topic, item->event), or
 //  NULL: every command first, then, if events is true, the oldest event
@@ -163,9 +182,11 @@ void
 bool
     reaper_uncommitted (reaper_t *self);
 
-//  True once a store write failed: exit without answering.
-bool
-    reaper_broken (reaper_t *self);
+//  What memory holds, as text (sessions by id with their state, job,
+//  cleanup stage, liveness and long-lived entries; jobs by target; groups;
+//  the counters), for tests: equal texts, equal states. Caller frees.
+char *
+    reaper_dump (reaper_t *self);
 
 //  True once presence is known (see reaper_bus_live).
 bool

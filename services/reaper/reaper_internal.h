@@ -8,6 +8,13 @@
     it is ACTIVE and not in a cleanup, and a sweep item while a cleanup job
     holds it. Closing a session writes its row and frees all of that.
 
+    Memory changes as each write is staged (later writes of the batch see
+    it); the batch keeps a copy of each session and job it changes, as it
+    was, and puts the copies back if its commit fails (batch.c). So every
+    function that changes a session or a job calls reaper_touch (or
+    reaper_touch_job) before it changes anything, and a group emptied by a
+    batch is deleted only when the batch ends (its sessions may come back).
+
     The state machine is split by concern, one file each:
         reaper.c    life cycle (load, resume), the transaction, tick
         sessions.c  session records, their groups, counters staged for flush
@@ -19,6 +26,7 @@
                     each router's thresholds (cadences)
         outbox.c    events (durable: the outbox table) and commands, handed out
                     after the commit as ep_output items; echoes delete rows
+        batch.c     what the open batch changed, undone if it does not commit
 
     Transitions and who makes them:
         open (router)                    -> ACTIVE              session.created
@@ -75,6 +83,7 @@ struct _group_t {
     int64_t offline_since;      //  routers: offline (known) since, -1 if online
     int64_t evasive_ms;         //  routers: T1 of its sessions (cadences: learnt or fixed)
     int64_t expire_ms;          //  routers: T2 of its sessions
+    bool emptied;               //  listed in reaper_t.emptied (deleted at the batch's end if empty)
 };
 
 //  A session that is not closed.
@@ -90,6 +99,7 @@ struct _session_t {
     uint64_t bytes_tx;          //  cumulative, as last reported
     int32_t dirty;              //  slot in the dirty array, -1 when flushed
     uint32_t priority;          //  0 normal, higher cleaned up first (within a criticality)
+    uint32_t batch;             //  the batch that last kept a copy of it (batch.c)
     uint8_t criticality;        //  Ep__Criticality of its service (a known value)
     uint8_t type;               //  Ep__SessionType
     uint8_t state;              //  Ep__SessionState on disk (ACTIVE or TERMINATING)
@@ -108,7 +118,11 @@ typedef struct {
     uint64_t scheduled;         //  sessions taken
     uint64_t closed [REASONS];  //  sessions closed so far, by reason
     sweep_job_t *sweep;         //  its part in the planner
+    uint32_t batch;             //  the batch that last kept a copy of it (batch.c)
 } job_t;
+
+//  What the open batch changed, as it was (batch.c).
+typedef struct _undo_t undo_t;
 
 struct _reaper_t {
     reaper_config_t config;     //  thresholds and batch sizes
@@ -140,14 +154,28 @@ struct _reaper_t {
     int64_t oldest_since;       //  since when it was (monotonic ms)
     bool outbox_full;           //  opens are refused (logged once)
     zlistx_t *acks;             //  seqs echoed, deleted at the next commit (int64_t *)
+    bool acks_applied;          //  the batch deletes their rows (forgotten if it commits)
     ep_output_t *handout;       //  the session event being handed out (outbox.c)
-    ep_output_t *commands;      //  commands to routers, staged then ready (outbox.c)
+    ep_output_t *commands;      //  CloseSessions to routers, staged then ready (outbox.c)
+    ep_output_t *probe_out;     //  ProbeSessions, ready at once (a probe changes nothing durable)
     ep_model_view_t *view;      //  the model, once followed (borrowed)
     int64_t wall_offset;        //  wall = monotonic + offset
     int64_t known_at;           //  presence known from then on (INT64_MAX: bus not live yet)
     bool known;                 //  presence is known
     bool in_txn;                //  a transaction is open
-    bool broken;                //  a write failed: exit
+    //  The batch (batch.c): every change since the last commit, undone if it fails
+    bool loading;               //  reaper_new is loading: no copies kept (a failure fails the load)
+    bool batch_open;            //  something changed since the last commit
+    uint32_t batch;             //  the open batch's number (session_t.batch, job_t.batch)
+    undo_t *undo;               //  what it changed, as it was
+    bool failed;                //  a write of the batch failed: it is undone at the commit
+    char failure [768];         //  why the last batch failed (the store's message)
+    ep_store_fault_t fault;     //  its kind
+    bool flushed;               //  the batch wrote the dirty counters (cleared if it commits)
+    zlistx_t *emptied;          //  group_t emptied by the batch, deleted at its end if still empty
+    zhashx_t *wanted;           //  "kind/target" -> reaper_want_t: cleanups to start again
+    ep_store_fault_t degraded;  //  NONE, or FULL / FAILING: the store takes no writes now
+    char degraded_why [768];    //  then why (the store's message)
     int64_t next_flush;         //  counters flush due
     int64_t next_prune;         //  retention pruning due
     size_t active;              //  sessions ACTIVE (pending ones included)
@@ -181,13 +209,27 @@ reaper_valid_id (const char *id)
     return id && ep_id_valid (id);
 }
 
+//  A cleanup to start once writes are taken (a deletion's, while the store
+//  took none, or undone with its batch).
+typedef struct {
+    int kind;                   //  G_*
+    char target [65];           //  its target
+    const char *reason;         //  a deletion's reason (static)
+    uint64_t revision;          //  the model revision that deleted it
+} reaper_want_t;
+
 //  reaper.c: the transaction and close reasons.
-//  Opens the transaction on the first write of a batch; false if broken.
+//  Opens the transaction on the first write of a batch; false (the batch
+//  failed, see reaper_failed) if it cannot.
 bool
     reaper_begin (reaper_t *self);
-//  Records a write's outcome; a failure breaks the reaper (crash-only).
+//  Records a write's outcome; a failure fails the batch.
 void
     reaper_wrote (reaper_t *self, int rc);
+//  The batch failed (what: the action, the store's error follows): its
+//  commit undoes it. The first reason is kept.
+void
+    reaper_failed (reaper_t *self, const char *what);
 //  The static reason named text (forced if unknown), and its index.
 const char *
     reaper_reason (const char *text);
@@ -200,6 +242,16 @@ void
 //  A session in memory (its row already written or loaded).
 session_t *
     reaper_session_new (reaper_t *self, const sessiondb_row_t *row, int64_t now);
+//  Takes session out of memory (hash, groups, heaps, planner, dirty set)
+//  and frees it, writing nothing.
+void
+    reaper_session_drop (reaper_t *self, session_t *session);
+//  Links a session built from a copy (batch.c) into its groups and the hash.
+void
+    reaper_session_link (reaper_t *self, session_t *session);
+//  Deletes the groups the batch emptied that are still empty.
+void
+    reaper_groups_sweep (reaper_t *self);
 //  Stages the session's counters for the next flush.
 void
     reaper_dirty (reaper_t *self, session_t *session);
@@ -238,6 +290,15 @@ void
 //  Hands session to job (marked: TERMINATING on disk already).
 void
     reaper_take (reaper_t *self, job_t *job, session_t *session, bool marked, int64_t now);
+//  Puts session in job's part of the planner (pending, or marked).
+void
+    reaper_sweep_add (reaper_t *self, job_t *job, session_t *session, bool marked);
+//  A cleanup (kind, target, reason, revision) to start when writes are taken.
+void
+    reaper_want (reaper_t *self, int kind, const char *target, const char *reason, uint64_t revision);
+//  Starts the cleanups wanted (see reaper_want).
+void
+    reaper_wanted (reaper_t *self, int64_t now);
 //  Phase 1: the most urgent pending sessions become TERMINATING.
 void
     reaper_mark (reaper_t *self, int64_t now);
@@ -307,7 +368,8 @@ void
 //  The transaction committed: what it staged may be handed out.
 void
     reaper_outbox_commit (reaper_t *self);
-//  The transaction failed: what it staged is dropped.
+//  The transaction failed: what it staged is dropped (the echoes wait for
+//  the next commit).
 void
     reaper_outbox_abort (reaper_t *self);
 //  True (counted, logged once) if the outbox holds outbox_max events:
@@ -321,5 +383,47 @@ bool
 //  Rows in flight too long are handed out again. Returns when next due.
 int64_t
     reaper_outbox_tick (reaper_t *self, int64_t now);
+
+//  batch.c: what the open batch changed, as it was.
+undo_t *
+    reaper_undo_new (void);
+void
+    reaper_undo_destroy (undo_t **self_p);
+//  Opens the batch at its first change: the counters are copied.
+void
+    reaper_batch_open (reaper_t *self);
+//  session is about to change for the first time in this batch: a copy
+//  of it as it is now is kept. No-op while loading.
+void
+    reaper_touch (reaper_t *self, session_t *session);
+//  session was opened by this batch.
+void
+    reaper_touch_new (reaper_t *self, session_t *session);
+//  session was just taken off the long-lived heap, about to be warned: as
+//  reaper_touch, with it still to warn.
+void
+    reaper_touch_crossed (reaper_t *self, session_t *session);
+//  job is about to change (its counts, or its end), or was just started
+//  by this batch (created).
+void
+    reaper_touch_job (reaper_t *self, job_t *job, bool created);
+//  router was taken off the offline list (offline since since).
+void
+    reaper_touch_offline (reaper_t *self, const char *router, int64_t since);
+//  A close of this batch, for the metrics once it commits (latency: from
+//  its job's start, seconds; NAN without a job).
+void
+    reaper_batch_closed (reaper_t *self, const char *reason, double latency);
+//  A long-lived warning of this batch, counted once it commits.
+void
+    reaper_batch_warned (reaper_t *self);
+//  The batch committed: its copies are dropped, its metrics counted.
+void
+    reaper_batch_keep (reaper_t *self);
+//  The batch did not commit: every session and job it changed is put back
+//  as it was, with what memory learnt since (last-seen, counters) kept;
+//  the counters too; the cleanups it started are wanted again.
+void
+    reaper_batch_undo (reaper_t *self);
 
 #endif

@@ -4,6 +4,7 @@
 */
 #include "reapsvc.h"
 #include "ep_codec.h"
+#include "ep_degraded.h"
 #include "ep_follower.h"
 #include "ep_model_view.h"
 #include "ep_publisher.h"
@@ -15,6 +16,10 @@
 
 #define CHECKPOINT_MS   10000           //  WAL checkpoint period
 #define PUBLISH_PAUSE   10              //  ms between publishing bursts while events wait
+//  After a failed batch its work is tried again this much later at the
+//  soonest: a failure that is not the disk's (no probe paces it) must not
+//  turn the loop into a spin.
+#define RETRY_MS        500
 
 struct _reapsvc_t {
     ep_service_t *service;      //  shared process scaffolding (borrowed)
@@ -24,7 +29,9 @@ struct _reapsvc_t {
     zsock_t *router;            //  API socket
     ep_rpc_server_t *rpc;       //  request ids over router
     ep_reqloop_t *loop;         //  serves the requests
-    ep_publisher_t *publisher;  //  session.*, cmd.<router>.
+    ep_publisher_t *publisher;  //  session.*, cmd.<router>., service.degraded
+    ep_degraded_t *degraded;    //  a full or failing disk: writes refused, /readyz 503
+    char failure [768];         //  why the last batch failed, for its answers
     ep_subscriber_t *events;    //  presence.* (and our own heartbeats, to prove the path)
     ep_model_view_t *view;      //  the model, as followed
     ep_follower_t *follower;    //  keeps view current
@@ -119,17 +126,39 @@ s_write (void *arg, ep_req_t *req)
     s_serve ((reapsvc_t *) arg, req, reaper_handle);
 }
 
-//  What time made due joins the batch's transaction, then one commit.
+//  The core refuses writes (and tries none) exactly while degraded.
+static void
+s_degraded_sync (reapsvc_t *self)
+{
+    reaper_set_degraded (self->reaper, ep_degraded_fault (self->degraded),
+                         ep_degraded_message (self->degraded));
+}
+
+//  What time made due joins the batch's transaction, then one commit. A
+//  failed one is undone in memory (reaper_commit); a full or failing disk
+//  degrades the service (ep_degraded) and the answers carry its reason.
 static int
 s_commit (void *arg)
 {
     reapsvc_t *self = (reapsvc_t *) arg;
     self->due = reaper_tick (self->reaper, self->now);
     int64_t started = ep_mono_us ();
-    if (reaper_commit (self->reaper) != 0)
+    if (reaper_commit (self->reaper) != 0) {
+        snprintf (self->failure, sizeof self->failure, "%s", reaper_failure (self->reaper));
+        ep_degraded_update (self->degraded, reaper_fault (self->reaper), self->failure, ep_mono_ms ());
+        s_degraded_sync (self);
+        if (self->due < self->now + RETRY_MS)
+            self->due = self->now + RETRY_MS;
         return -1;
+    }
     ep_histogram_observe (self->commit_seconds, NULL, (ep_mono_us () - started) / 1e6);
     return 0;
+}
+
+static const char *
+s_failure (void *arg)
+{
+    return ((reapsvc_t *) arg)->failure;
 }
 
 static int
@@ -137,18 +166,6 @@ s_read (void *arg, ep_req_t *req)
 {
     s_serve ((reapsvc_t *) arg, req, reaper_read);
     return 0;
-}
-
-//  Crash-only (docs/reaper.md): after a failed write memory is ahead of
-//  the disk, so nothing is answered and the process stops; the next
-//  start reloads the truth from sessions.db.
-static ep_reqloop_policy_t
-s_commit_failed (void *arg)
-{
-    (void) arg;
-    ep_log_error ("stopping unanswered: sessions.db did not take a write (see above); "
-                  "fix the disk and restart, state is reloaded from it");
-    return EP_REQLOOP_STOP;
 }
 
 //  Commands all, events at a bounded rate (bursts of a tenth of a
@@ -198,7 +215,8 @@ static const ep_reqloop_class_t s_class = {
     .write = s_write,
     .commit = s_commit,
     .read = s_read,
-    .commit_failed = s_commit_failed,
+    .commit_failed = ep_reqloop_carry_on,
+    .failure = s_failure,
     .output = s_publish,
 };
 
@@ -264,6 +282,8 @@ s_timeout (reapsvc_t *self)
         timeout = follower;
     if (self->due - now < timeout)
         timeout = self->due - now;
+    if (ep_degraded_next (self->degraded, now) < timeout)
+        timeout = ep_degraded_next (self->degraded, now);
     if (reaper_backlog (self->reaper) && self->bus_live && timeout > PUBLISH_PAUSE)
         timeout = PUBLISH_PAUSE;
     if (timeout < 0 || reaper_uncommitted (self->reaper) || ep_reqloop_next_due (self->loop) == 0)
@@ -285,6 +305,14 @@ reapsvc_turn (reapsvc_t *self)
     if (self->bus_live && (zsock_events (self->router) & ZMQ_POLLIN))
         self->due = self->now;              //  more requests waiting
     int64_t now = ep_mono_ms ();
+    //  Degraded: the core tries no write, so a probe finds out when the
+    //  disk takes them again; then the next batch does what waited.
+    if (!ep_reqloop_committing (self->loop) && ep_degraded_active (self->degraded)) {
+        ep_degraded_probe_store (self->degraded, self->store, now);
+        s_degraded_sync (self);
+        if (!ep_degraded_active (self->degraded))
+            self->due = now;
+    }
     if (now >= self->next_checkpoint) {
         ep_store_checkpoint (self->store);
         self->next_checkpoint = now + CHECKPOINT_MS;
@@ -322,6 +350,16 @@ s_open_store (reapsvc_t *self, const reapsvc_config_t *config, const char *data_
     return self->reaper? 0: -1;
 }
 
+//  service.degraded goes out directly, never through the outbox: the
+//  disk is what fails.
+static void
+s_send_degraded (void *arg, const char *topic, Ep__Event *event)
+{
+    reapsvc_t *self = (reapsvc_t *) arg;
+    if (ep_publisher_send (self->publisher, topic, event) != 0)
+        ep_log_error ("could not publish %s: larger than the cap", topic);
+}
+
 //  The bus (publisher, presence) and the model (follower).
 static int
 s_open_bus (reapsvc_t *self, const ep_common_opts_t *common)
@@ -349,6 +387,9 @@ s_open_bus (reapsvc_t *self, const ep_common_opts_t *common)
     if (rc == 0) {
         ep_publisher_declare (self->publisher, "session");
         ep_publisher_declare (self->publisher, "cmd");
+        ep_publisher_declare (self->publisher, "service");
+        self->degraded = ep_degraded_new ("reaper", self->path, ep_service_http (self->service),
+                                          ep_service_metrics (self->service), s_send_degraded, self);
         ep_subscriber_subscribe (self->events, "presence.");
         //  Our own heartbeats coming back prove the subscription is live,
         //  even when no watchdog runs (then no router is online); our own
@@ -435,6 +476,7 @@ reapsvc_destroy (reapsvc_t **self_p)
         ep_subscriber_destroy (&self->events);
         ep_publisher_destroy (&self->publisher);
         reaper_destroy (&self->reaper);
+        ep_degraded_destroy (&self->degraded);
         ep_store_destroy (&self->store);
         free (self->path);
         free (self);

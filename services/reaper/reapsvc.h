@@ -9,9 +9,11 @@
     make 200,000 events), and answer the reads from committed state. A
     reply or an event never precedes its commit, and nothing is published
     before our own stream heartbeat has come back through the bus (the PUB
-    socket would drop it). A failed commit stops the process unanswered
-    (crash-only, the loop's commit_failed policy: the next start reloads
-    the truth from sessions.db). docs/reaper.md is the contract.
+    socket would drop it). A failed commit is answered UNAVAILABLE with
+    the store's reason and undone in memory (reaper_commit); a full or
+    failing disk degrades the service (ep_degraded: /readyz, the gauge,
+    service.degraded) until a probe finds the disk takes writes again.
+    docs/reaper.md is the contract.
 */
 #ifndef REAPSVC_H_INCLUDED
 #define REAPSVC_H_INCLUDED

@@ -1,7 +1,29 @@
 /*  requests.c: the writes routers make through the watchdog (open,
     close, heartbeat, ack), each idempotent so a retry needs no reply cache.
+    While the store takes no writes (reaper_set_degraded), the ones that
+    would write are refused before they try; heartbeats and probe answers
+    change only memory and are served.
 */
 #include "reaper_internal.h"
+
+//  True (and result refused, retriable) while the store takes no writes.
+static bool
+s_refused (reaper_t *self, reaper_result_t *result)
+{
+    if (self->degraded == EP_STORE_FAULT_NONE)
+        return false;
+    reaper_fail (result, EP__STATUS__CODE__UNAVAILABLE, "the write was not committed: %s",
+                 self->degraded_why);
+    return true;
+}
+
+//  A read of sessions.db failed: this request is answered, the batch goes on.
+static void
+s_unreadable (reaper_result_t *result)
+{
+    reaper_fail (result, EP__STATUS__CODE__UNAVAILABLE, "cannot read sessions.db: %s; retry",
+                 ep_store_last_error ());
+}
 
 static bool
 s_is_watchdog (const ep_caller_t *caller)
@@ -69,7 +91,7 @@ s_open (reaper_t *self, const Ep__SessionRequest *request, int64_t now, reaper_r
     s_found_t found = { "", "" };
     int exists = sessiondb_get (self->db, open->id, s_found, &found);
     if (exists < 0) {
-        reaper_wrote (self, -1);
+        s_unreadable (result);
         return;
     }
     if (exists && !streq (found.router, router))
@@ -90,6 +112,8 @@ s_open (reaper_t *self, const Ep__SessionRequest *request, int64_t now, reaper_r
             return;
         }
     }
+    if (s_refused (self, result))
+        return;
     //  Its session.created could not be kept: refused, with what to do,
     //  rather than an event lost. Closes and cleanup are never refused.
     if (reaper_outbox_full (self)) {
@@ -162,6 +186,8 @@ s_close (reaper_t *self, const Ep__SessionRequest *request, int64_t now, reaper_
     }
     session_t *session = (session_t *) zhashx_lookup (self->sessions, id);
     if (session && streq (session->groups [G_ROUTER]->id, request->router_id)) {
+        if (s_refused (self, result))
+            return;
         sessiondb_row_t row;
         job_t *job = reaper_job_of (session);
         reaper_row_of (self, session, &row, job? job->id: NULL);
@@ -170,12 +196,13 @@ s_close (reaper_t *self, const Ep__SessionRequest *request, int64_t now, reaper_
         row.closed_ms = reaper_wall (self, now);
         reaper_reply_row (result, &row);         //  copied before reaper_finish frees the session
         reaper_finish (self, session, R_CLIENT, "closed", now);
-            return;
+        return;
     }
     //  Closed already (a late retry, say): the same outcome, from disk.
     s_lookup_t lookup = { result, request->router_id, false };
     if (!session && sessiondb_get (self->db, id, s_lookup_row, &lookup) < 0)
-        reaper_wrote (self, -1);
+        s_unreadable (result);
+    else
     if (!lookup.found)
         reaper_fail (result, EP__STATUS__CODE__NOT_FOUND, "session %s is not on router %s",
                 id, request->router_id);
@@ -211,13 +238,17 @@ s_heartbeat (reaper_t *self, const Ep__SessionRequest *request, int64_t now, rea
 }
 
 static void
-s_ack (reaper_t *self, const Ep__SessionRequest *request, int64_t now)
+s_ack (reaper_t *self, const Ep__SessionRequest *request, int64_t now, reaper_result_t *result)
 {
     const Ep__CommandAck *ack = request->ack;
     const char *command_id = ack->command_id? ack->command_id: "";
     //  A probe's ack lists the sessions the router still holds; any other
     //  ack (a CloseSessions', or one from before a restart) those it closed.
     bool probe = strncmp (command_id, PROBE_PREFIX, strlen (PROBE_PREFIX)) == 0;
+    //  Closes cannot be written: the command stays unanswered, and is
+    //  sent again once they can (the router acks it again).
+    if (!probe && s_refused (self, result))
+        return;
     bool known = !probe && sweep_answered (self->sweep, command_id);
     ep_log_debug ("router %s acked %s%s with %zu sessions (%zu in cleanup)", request->router_id, command_id,
                   probe || known? "": " (not outstanding)", ack->n_session_ids, sweep_size (self->sweep));
@@ -281,6 +312,6 @@ reaper_handle (reaper_t *self, const Ep__SessionRequest *request, const ep_calle
         case EP__SESSION_REQUEST__OP_OPEN:      s_open (self, request, now, result); break;
         case EP__SESSION_REQUEST__OP_CLOSE_ID:  s_close (self, request, now, result); break;
         case EP__SESSION_REQUEST__OP_HEARTBEAT: s_heartbeat (self, request, now, result); break;
-        default:                                s_ack (self, request, now); break;
+        default:                                s_ack (self, request, now, result); break;
     }
 }

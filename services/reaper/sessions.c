@@ -1,6 +1,8 @@
 /*  sessions.c: session records in memory: the hash by id, the lists of
     each router, identity and service (groups), the counters staged for the
     next flush (heartbeats only stamp them), and the close that frees them.
+    A group a batch empties stays until the batch ends: if its commit fails
+    its sessions come back (batch.c), to the same group, as they were.
 */
 #include "reaper_internal.h"
 
@@ -64,7 +66,6 @@ s_unlink (reaper_t *self, session_t *session, int kind)
         session->next [kind]->prev [kind] = session->prev [kind];
     if (--group->count == 0) {
         if (kind == G_ROUTER) {
-            zhashx_delete (self->offline, group->id);
             //  With nothing open here its batches stop (an empty one is
             //  not sent): the time up to its next is no interval. A
             //  deleted router's cadence goes with its last session.
@@ -73,8 +74,25 @@ s_unlink (reaper_t *self, session_t *session, int kind)
             else
                 cadences_gap (self->cadences, group->id);
         }
+        if (!group->emptied) {
+            group->emptied = true;
+            zlistx_add_end (self->emptied, group);
+        }
+    }
+}
+
+void
+reaper_groups_sweep (reaper_t *self)
+{
+    group_t *group;
+    while ((group = (group_t *) zlistx_detach (self->emptied, NULL))) {
+        group->emptied = false;
+        if (group->count)
+            continue;               //  filled again
+        if (group->kind == G_ROUTER)
+            zhashx_delete (self->offline, group->id);
         char *id = strdup (group->id);
-        zhashx_delete (self->groups [kind], id);
+        zhashx_delete (self->groups [group->kind], id);
         free (id);
     }
 }
@@ -121,7 +139,20 @@ reaper_session_new (reaper_t *self, const sessiondb_row_t *row, int64_t now)
     }
     else
         self->terminating++;
+    reaper_touch_new (self, session);
     return session;
+}
+
+void
+reaper_session_link (reaper_t *self, session_t *session)
+{
+    for (int kind = 0; kind < G_KINDS; kind++)
+        s_link (session, kind, session->groups [kind]);
+    zhashx_insert (self->sessions, session->id, session);
+    if (session->state == EP__SESSION_STATE__ACTIVE)
+        self->active++;
+    else
+        self->terminating++;
 }
 
 static void
@@ -140,6 +171,14 @@ s_session_free (reaper_t *self, session_t *session)
     for (int kind = 0; kind < G_KINDS; kind++)
         s_unlink (self, session, kind);
     free (session);
+}
+
+void
+reaper_session_drop (reaper_t *self, session_t *session)
+{
+    if (session->sweep)
+        sweep_done (self->sweep, &session->sweep);
+    s_session_free (self, session);
 }
 
 //  The row of an in-memory session, as a reply shows it.
@@ -167,22 +206,18 @@ reaper_row_of (reaper_t *self, session_t *session, sessiondb_row_t *row, const c
 void
 reaper_finish (reaper_t *self, session_t *session, const char *reason, const char *event_type, int64_t now)
 {
+    job_t *job = reaper_job_of (session);
+    reaper_touch (self, session);
+    if (job)
+        reaper_touch_job (self, job, false);
     if (!reaper_begin (self))
         return;
-    job_t *job = reaper_job_of (session);
     reaper_wrote (self, sessiondb_close (self->db, session->id, reason, reaper_wall (self, now),
                                     reaper_wall (self, session->live.seen), session->bytes_rx,
                                     session->bytes_tx, job? job->id: NULL));
     reaper_event (self, session, event_type, reason, now);
-    if (self->closed_total) {
-        const char *labels [] = { reason };
-        ep_counter_inc (self->closed_total, labels, 1);
-    }
+    reaper_batch_closed (self, reason, job? (reaper_wall (self, now) - job->started_ms) / 1000.0: NAN);
     if (job) {
-        if (self->latency) {
-            const char *labels [] = { reason };
-            ep_histogram_observe (self->latency, labels, (reaper_wall (self, now) - job->started_ms) / 1000.0);
-        }
         job->closed [reaper_reason_index (reason)]++;
         sweep_done (self->sweep, &session->sweep);
         if (sweep_job_items (job->sweep) == 0)
@@ -192,18 +227,21 @@ reaper_finish (reaper_t *self, session_t *session, const char *reason, const cha
     s_session_free (self, session);
 }
 
+//  The dirty set is emptied only once the rows commit (reaper_batch_keep):
+//  if they do not, the next flush writes them again. The tick flushes
+//  last in a batch, so nothing is made dirty after it.
 void
 reaper_flush (reaper_t *self, int64_t now)
 {
-    if (self->dirty_size && reaper_begin (self))
+    if (self->dirty_size && reaper_begin (self)) {
         for (size_t i = 0; i < self->dirty_size; i++) {
             session_t *session = self->dirty [i];
-            if (!session)
-                continue;
-            reaper_wrote (self, sessiondb_counters (self->db, session->id, reaper_wall (self, session->live.seen),
-                                               session->bytes_rx, session->bytes_tx));
-            session->dirty = -1;
+            if (session)
+                reaper_wrote (self, sessiondb_counters (self->db, session->id,
+                                                        reaper_wall (self, session->live.seen),
+                                                        session->bytes_rx, session->bytes_tx));
         }
-    self->dirty_size = 0;
+        self->flushed = true;
+    }
     self->next_flush = now + self->config.flush_ms;
 }

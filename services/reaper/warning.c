@@ -26,8 +26,7 @@ s_warn (reaper_t *self, session_t *session, int64_t now)
 {
     reaper_wrote (self, sessiondb_warned (self->db, session->id));
     reaper_event (self, session, "warning", R_LONG_LIVED, now);
-    if (self->long_lived)
-        ep_series_add (self->long_lived, 1);
+    reaper_batch_warned (self);
 }
 
 void
@@ -42,6 +41,7 @@ reaper_warn_if_due (reaper_t *self, session_t *session, int64_t now)
     if (!longlived_tracked (&session->age) || session->age.crosses > reaper_wall (self, now)
     ||  !reaper_begin (self))
         return;
+    reaper_touch (self, session);
     longlived_untrack (self->longlived, &session->age);
     s_warn (self, session, now);
 }
@@ -56,8 +56,10 @@ reaper_long_lived (reaper_t *self, int64_t now)
     //  threshold) many may cross at once.
     size_t warned = 0;
     longlived_entry_t *entry;
-    while (warned < self->config.mark_batch && (entry = longlived_next (self->longlived, wall))) {
+    while (warned < self->config.mark_batch && !self->failed
+       &&  (entry = longlived_next (self->longlived, wall))) {
         session_t *session = (session_t *) ((char *) entry - offsetof (session_t, age));
+        reaper_touch_crossed (self, session);
         s_warn (self, session, now);
         warned++;
     }

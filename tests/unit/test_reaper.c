@@ -10,7 +10,9 @@
     migration of a sessions.db of the previous schema; adaptive liveness
     (each router's thresholds from its heartbeat cadence, in the liveness
     read and the gauges; gaps at presence changes) and fixed liveness
-    unchanged. */
+    unchanged; a batch that does not commit (a failed commit, a full
+    database) leaves memory as before it and its work is done again, and
+    while the store takes no writes nothing durable is tried. */
 #include <criterion/criterion.h>
 #include "ep_test.h"
 #include "ep_session_pages.h"
@@ -1653,4 +1655,449 @@ Test (reaper, a_full_outbox_refuses_opens_and_nothing_else, .init = s_setup, .fi
     page = ep_metrics_render (w.metrics);
     cr_assert_eq (ep_metric_value (page, "edgeplane_outbox_events"), 1, "%s", page);
     free (page);
+}
+
+//  ---------------------------------------------------------------------
+//  A batch that does not commit (issue 21): memory is put back as the
+//  store has it, and what the batch would have done is done again.
+
+static int s_fail_commits;      //  commits the hook still fails
+static int s_commits_seen;      //  commits the hook saw
+
+static int
+s_commit_hook (void *arg)
+{
+    (void) arg;
+    s_commits_seen++;
+    if (s_fail_commits > 0) {
+        s_fail_commits--;
+        return 1;               //  SQLite turns the COMMIT into a ROLLBACK
+    }
+    return 0;
+}
+
+static void
+s_hook (void)
+{
+    s_fail_commits = 0;
+    s_commits_seen = 0;
+    sqlite3_commit_hook (ep_store_handle (w.store), s_commit_hook, NULL);
+}
+
+//  Hands request to the reaper in the open batch (no commit): its code.
+static Ep__Status__Code
+s_stage (Ep__SessionRequest *request, char *message, size_t size)
+{
+    reaper_result_t result;
+    reaper_result_init (&result, "req");
+    reaper_handle (w.reaper, request, &s_watchdog, w.now, &result);
+    Ep__Status__Code code = result.status.code;
+    if (message)
+        snprintf (message, size, "%s", result.status.message? result.status.message: "");
+    reaper_result_clear (&result);
+    return code;
+}
+
+static Ep__Status__Code
+s_stage_open (const char *id, const char *router, const char *identity, char *message, size_t size)
+{
+    Ep__Session session = EP__SESSION__INIT;
+    session.id = (char *) id;
+    session.identity_id = (char *) identity;
+    session.service_id = "svc";
+    session.has_type = true;
+    session.type = EP__SESSION_TYPE__DIAL;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.router_id = (char *) router;
+    request.op_case = EP__SESSION_REQUEST__OP_OPEN;
+    request.open = &session;
+    return s_stage (&request, message, size);
+}
+
+static Ep__Status__Code
+s_stage_close (const char *id, const char *router, char *message, size_t size)
+{
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.router_id = (char *) router;
+    request.op_case = EP__SESSION_REQUEST__OP_CLOSE_ID;
+    request.close_id = (char *) id;
+    return s_stage (&request, message, size);
+}
+
+//  An ack of command_id from router naming ids (NULL-terminated).
+static Ep__Status__Code
+s_stage_ack (const char *router, const char *command_id, const char *const *ids, char *message,
+             size_t size)
+{
+    Ep__CommandAck ack = EP__COMMAND_ACK__INIT;
+    ack.command_id = (char *) command_id;
+    while (ids [ack.n_session_ids])
+        ack.n_session_ids++;
+    ack.session_ids = (char **) ids;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.router_id = (char *) router;
+    request.op_case = EP__SESSION_REQUEST__OP_ACK;
+    request.ack = &ack;
+    return s_stage (&request, message, size);
+}
+
+//  The events published so far, sorted, one a line.
+static char *
+s_sorted_events (void)
+{
+    zlistx_t *sorted = zlistx_new ();       //  borrows w.events' strings
+    for (char *event = (char *) zlistx_first (w.events); event; event = (char *) zlistx_next (w.events))
+        zlistx_add_end (sorted, event);
+    zlistx_set_comparator (sorted, (czmq_comparator *) strcmp);
+    zlistx_sort (sorted);
+    char *text = strdup ("");
+    for (char *event = (char *) zlistx_first (sorted); event; event = (char *) zlistx_next (sorted)) {
+        char *longer = zsys_sprintf ("%s%s\n", text, event);
+        free (text);
+        text = longer;
+    }
+    zlistx_destroy (&sorted);
+    return text;
+}
+
+//  The batch under test: a deletion (unless again: the model says it
+//  once), an open, a client close, an ack closing two sessions of a
+//  cleanup, and the tick (a crossing, marks, a flush).
+static int
+s_mixed_batch (bool again, const char *command_id)
+{
+    if (!again)
+        s_delete (EP__ENTITY_TYPE__ENTITY_IDENTITY, "i3", 9);
+    cr_assert_eq (s_stage_open ("n1", "r1", "i1", NULL, 0), EP__STATUS__CODE__OK);
+    cr_assert_eq (s_stage_close ("a1", "r1", NULL, 0), EP__STATUS__CODE__OK);
+    const char *acked [] = { "b1", "b2", NULL };
+    cr_assert_eq (s_stage_ack ("r2", command_id, acked, NULL, 0), EP__STATUS__CODE__OK);
+    reaper_tick (w.reaper, w.now);
+    return reaper_commit (w.reaper);
+}
+
+//  Sessions on three routers (presence known), r2 deleted and its
+//  CloseSessions out, counters waiting for a flush, a3 about to cross
+//  --long-lived; then the mixed batch. fail: its first commit fails
+//  (memory must then be as before it, the deletion wanted again, nothing
+//  handed out), and the watchdog sends its requests again. The outcome:
+//  memory and the events, to compare with a run where nothing failed.
+static void
+s_mixed_run (bool fail, char **dump, char **events)
+{
+    s_teardown ();
+    s_setup ();
+    w.config.long_lived_ms = 60000;
+    s_crash ();
+    s_start ();
+    s_hook ();
+    reaper_bus_live (w.reaper, w.now);
+    const char *held [] = { "r1", "r2", "r3", NULL };
+    w.held = held;
+    s_advance (w.now + PRESENCE, 100);
+    cr_assert (reaper_presence_known (w.reaper));
+    s_open ("a1", "r1", "i1", "svc");
+    s_open ("a2", "r1", "i1", "svc");
+    cr_assert_eq (s_open_full ("a3", "r1", "i1", "svc", 0, 0, WALL0 + w.now - 60000 + 500),
+                  EP__STATUS__CODE__OK);
+    const char *b [] = { "b1", "b2", "b3", "b4" };
+    for (size_t i = 0; i < EP_COUNT (b); i++)
+        s_open (b [i], "r2", "i2", "svc");
+    s_open ("c1", "r3", "i3", "svc");
+    s_open ("c2", "r3", "i3", "svc");
+    s_delete (EP__ENTITY_TYPE__ENTITY_ROUTER, "r2", 5);
+    s_settle ();
+    cr_assert_eq (zlistx_size (w.commands), 1, "r2's CloseSessions");
+    char command_id [48];
+    snprintf (command_id, sizeof command_id, "%s", ((s_command_t *) zlistx_first (w.commands))->id);
+    const char *a2 [] = { "a2", NULL };
+    s_heartbeat ("r1", a2, 100, NULL);
+    s_reset_outputs ();
+    w.now += 1100;              //  a3 crossed, a flush is due, nothing is evasive yet
+
+    if (fail) {
+        char *before = reaper_dump (w.reaper);
+        s_fail_commits = 1;
+        cr_assert_eq (s_mixed_batch (false, command_id), -1, "the commit fails");
+        cr_assert_eq (s_fail_commits, 0);
+        char *after = reaper_dump (w.reaper);
+        char *expect = zsys_sprintf ("%swanted identity/i3 reason=identity-deleted\n", before);
+        cr_assert_str_eq (after, expect, "memory is as before the batch (the deletion wanted again)");
+        cr_assert_null (reaper_next_output (w.reaper, true), "nothing of the batch is handed out");
+        Ep__SessionState state;
+        cr_assert_not (s_get ("n1", &state, NULL, NULL), "n1 was not opened");
+        cr_assert (s_get ("a1", &state, NULL, NULL));
+        cr_assert_eq (state, EP__SESSION_STATE__ACTIVE);
+        free (before);
+        free (after);
+        free (expect);
+        //  The watchdog's retries; the deletion is started from "wanted".
+        cr_assert_eq (s_mixed_batch (true, command_id), 0);
+    }
+    else
+        cr_assert_eq (s_mixed_batch (false, command_id), 0);
+    s_drain ();
+    s_settle ();
+    cr_assert_eq (s_events ("session.terminating c"), 2);
+    cr_assert_eq (s_events ("session.created n1"), 1);
+    cr_assert_eq (s_events ("session.closed a1 client-closed"), 1);
+    cr_assert_eq (s_events ("session.closed b"), 2);
+    cr_assert_eq (s_events ("session.warning a3 long-lived"), 1);
+    *dump = reaper_dump (w.reaper);
+    *events = s_sorted_events ();
+}
+
+Test (reaper, a_failed_commit_leaves_memory_as_before_the_batch_and_its_work_is_done_again,
+      .init = s_setup, .fini = s_teardown)
+{
+    char *dump, *events, *failed_dump, *failed_events;
+    s_mixed_run (false, &dump, &events);
+    s_mixed_run (true, &failed_dump, &failed_events);
+    cr_assert_str_eq (failed_dump, dump, "the same memory as if nothing had failed");
+    cr_assert_str_eq (failed_events, events, "the same events, once each");
+    free (dump);
+    free (events);
+    free (failed_dump);
+    free (failed_events);
+}
+
+//  What a heartbeat told is not undone: a session back from an undone
+//  close keeps its counters and last-seen.
+Test (reaper, a_heartbeat_in_a_failed_batch_keeps_what_it_heard, .init = s_setup, .fini = s_teardown)
+{
+    s_hook ();
+    s_open ("s1", "r1", "i1", "svc");
+    s_open ("s2", "r1", "i1", "svc");
+    w.now += 10;
+    const char *ids [] = { "s1", "s2", NULL };
+    size_t n = 2;
+    Ep__SessionHeartbeat__Entry entries [2], *pointers [2];
+    for (size_t i = 0; i < n; i++) {
+        ep__session_heartbeat__entry__init (&entries [i]);
+        entries [i].id = (char *) ids [i];
+        entries [i].has_bytes_rx = true;
+        entries [i].bytes_rx = 500;
+        pointers [i] = &entries [i];
+    }
+    Ep__SessionHeartbeat heartbeat = EP__SESSION_HEARTBEAT__INIT;
+    heartbeat.n_entries = n;
+    heartbeat.entries = pointers;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.router_id = "r1";
+    request.op_case = EP__SESSION_REQUEST__OP_HEARTBEAT;
+    request.heartbeat = &heartbeat;
+    cr_assert_eq (s_stage (&request, NULL, 0), EP__STATUS__CODE__OK);
+    cr_assert_eq (s_stage_close ("s2", "r1", NULL, 0), EP__STATUS__CODE__OK);
+    s_fail_commits = 1;
+    cr_assert_eq (reaper_commit (w.reaper), -1);
+    char *dump = reaper_dump (w.reaper);
+    char *seen = zsys_sprintf ("rx=500 tx=0 seen=%lld ", (long long) w.now);
+    char *s1 = strstr (dump, "session s1 "), *s2 = strstr (dump, "session s2 ");
+    cr_assert (s1 && s2, "%s", dump);
+    cr_assert (strstr (s1, seen) && strstr (s2, seen), "heard: %s\n%s", seen, dump);
+    cr_assert (strstr (s2, "state=1 "), "s2 is open again: %s", dump);
+    free (seen);
+    free (dump);
+    uint64_t rx;
+    Ep__SessionState state;
+    cr_assert (s_get ("s2", &state, NULL, &rx));
+    cr_assert_eq (state, EP__SESSION_STATE__ACTIVE);
+    cr_assert_eq (rx, 500);
+    cr_assert_eq (s_close ("s2", "r1"), EP__STATUS__CODE__OK, "the close again, taken");
+}
+
+//  Verdicts and an offline cleanup that fail are decided again, none is
+//  lost: a silent session is reaped and an offline router's sessions
+//  cleaned up once commits are taken. A probe, which writes nothing, goes
+//  out whatever its batch's fate.
+Test (reaper, an_expiry_and_an_offline_cleanup_that_fail_are_decided_again, .init = s_setup,
+      .fini = s_teardown)
+{
+    s_hook ();
+    s_open ("e1", "r1", "i1", "svc");
+    s_open ("o1", "r2", "i1", "svc");
+    reaper_bus_live (w.reaper, w.now);
+    const char *both [] = { "r1", "r2", NULL }, *only_r1 [] = { "r1", NULL };
+    w.held = both;
+    s_advance (w.now + PRESENCE, 100);
+    cr_assert (reaper_presence_known (w.reaper));
+    w.held = only_r1;
+    w.bus_down = true;          //  no echo to delete: only the transitions write
+    int64_t until = w.now + PRESENCE + GRACE + T2 + 1000;
+    s_fail_commits = 1000000;
+    size_t failed = 0;
+    for (; w.now < until; w.now += 100) {
+        s_beacon (only_r1);
+        reaper_tick (w.reaper, w.now);
+        failed += reaper_commit (w.reaper) != 0;
+        ep_output_item_t *item;
+        while ((item = reaper_next_output (w.reaper, true))) {
+            s_publish (item->topic, item->event);
+            ep_output_item_destroy (&item);
+        }
+    }
+    cr_assert_gt (failed, 0);
+    cr_assert_eq (s_events ("session.reaped"), 0, "no event of a batch that failed");
+    cr_assert_eq (s_events ("session.terminating"), 0, "no event of a batch that failed");
+    size_t probes = 0;
+    for (s_command_t *command = (s_command_t *) zlistx_first (w.commands); command;
+         command = (s_command_t *) zlistx_next (w.commands))
+        probes += command->probe && streq (command->router, "r1");
+    cr_assert_gt (probes, 0, "e1 was probed");
+    char *dump = reaper_dump (w.reaper);
+    cr_assert (strstr (dump, "session e1 ") && strstr (dump, "session o1 "), "both open: %s", dump);
+    cr_assert (strstr (dump, "group router/r2 count=1 offline=listed/"), "r2 still offline: %s", dump);
+    free (dump);
+    //  Commits are taken again.
+    s_fail_commits = 0;
+    w.bus_down = false;
+    s_settle ();
+    cr_assert_eq (s_events ("session.reaped e1 expired"), 1);
+    cr_assert_eq (s_events ("session.terminating o1 router-offline"), 1);
+}
+
+//  SQLITE_FULL from a statement (the database at its page limit): the
+//  batch fails as disk_full with the store's message, memory holds none
+//  of it, and once there is room the same opens are taken.
+Test (reaper, a_full_database_fails_the_batch_as_disk_full, .init = s_setup, .fini = s_teardown)
+{
+    s_open ("s0", "r1", "i1", "svc");
+    sqlite3_stmt *stmt;
+    cr_assert_eq (sqlite3_prepare_v2 (ep_store_handle (w.store), "PRAGMA page_count", -1, &stmt, NULL),
+                  SQLITE_OK);
+    cr_assert_eq (sqlite3_step (stmt), SQLITE_ROW);
+    char *limit = zsys_sprintf ("PRAGMA max_page_count = %d", sqlite3_column_int (stmt, 0));
+    sqlite3_finalize (stmt);
+    cr_assert_eq (ep_store_exec (w.store, limit), 0, "%s", ep_store_last_error ());
+    free (limit);
+    char *before = reaper_dump (w.reaper);
+    enum { N = 300 };
+    char id [80];
+    for (int i = 0; i < N; i++) {
+        snprintf (id, sizeof id, "a-long-session-id-to-fill-pages-quickly-%06d", i);
+        s_stage_open (id, "r1", "i1", NULL, 0);
+    }
+    reaper_tick (w.reaper, w.now);
+    cr_assert_eq (reaper_commit (w.reaper), -1, "the database is full");
+    cr_assert_eq (reaper_fault (w.reaper), EP_STORE_FAULT_FULL);
+    cr_assert (strstr (reaper_failure (w.reaper), "the disk is full"), "%s", reaper_failure (w.reaper));
+    char *after = reaper_dump (w.reaper);
+    cr_assert_str_eq (after, before, "none of the batch is in memory");
+    free (before);
+    free (after);
+    cr_assert_null (reaper_next_output (w.reaper, true));
+    cr_assert_eq (s_count (NULL, EP__SESSION_STATE__ACTIVE), 1);
+    cr_assert_eq (ep_store_exec (w.store, "PRAGMA max_page_count = 1000000"), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf (id, sizeof id, "a-long-session-id-to-fill-pages-quickly-%06d", i);
+        cr_assert_eq (s_stage_open (id, "r1", "i1", NULL, 0), EP__STATUS__CODE__OK);
+    }
+    cr_assert_eq (reaper_commit (w.reaper), 0, "%s", reaper_failure (w.reaper));
+    s_drain ();
+    cr_assert_eq (s_count (NULL, EP__SESSION_STATE__ACTIVE), N + 1);
+    cr_assert_eq (s_events ("session.created a-long"), N);
+}
+
+//  While the store takes no writes nothing durable is tried: writes are
+//  refused with the store's message, heartbeats, probe answers and reads
+//  served, deletions and deadlines wait; afterwards all of it is done.
+Test (reaper, while_degraded_writes_are_refused_and_nothing_durable_is_tried, .init = s_setup,
+      .fini = s_teardown)
+{
+    w.metrics = ep_metrics_new ("reaper");
+    s_crash ();
+    s_start ();
+    s_hook ();
+    s_open ("s1", "r1", "i1", "svc");
+    s_open ("s2", "r2", "i1", "svc");
+    s_delete (EP__ENTITY_TYPE__ENTITY_ROUTER, "r2", 3);
+    s_settle ();
+    cr_assert_eq (zlistx_size (w.commands), 1);
+    char command_id [48];
+    snprintf (command_id, sizeof command_id, "%s", ((s_command_t *) zlistx_first (w.commands))->id);
+    s_reset_outputs ();
+    int64_t degraded_at = w.now;
+    const char *why = "/data/sessions.db: committing: the disk is full (database or disk is full): "
+                      "free space in /data; writes resume by themselves once there is room";
+    reaper_set_degraded (w.reaper, EP_STORE_FAULT_FULL, why);
+    int commits = s_commits_seen;
+
+    char message [1024];
+    cr_assert_eq (s_stage_open ("n1", "r1", "i1", message, sizeof message), EP__STATUS__CODE__UNAVAILABLE);
+    cr_assert (strstr (message, "the disk is full") && strstr (message, "free space in /data"), "%s", message);
+    cr_assert_eq (s_stage_close ("s1", "r1", message, sizeof message), EP__STATUS__CODE__UNAVAILABLE);
+    cr_assert (strstr (message, "the disk is full"), "%s", message);
+    const char *closed [] = { "s2", NULL };
+    cr_assert_eq (s_stage_ack ("r2", command_id, closed, message, sizeof message),
+                  EP__STATUS__CODE__UNAVAILABLE);
+    const char *held [] = { "s1", NULL };
+    cr_assert_eq (s_stage_ack ("r1", "probe-0123456789abcdef", held, NULL, 0), EP__STATUS__CODE__OK);
+    const char *ids [] = { "s1", NULL };
+    s_heartbeat ("r1", ids, 42, NULL);
+    s_open ("s1", "r1", "i1", "svc");           //  open already: answered from memory
+    s_delete (EP__ENTITY_TYPE__ENTITY_IDENTITY, "i1", 4);
+    cr_assert_eq (reaper_jobs (w.reaper), 1, "the deletion waits");
+    s_advance (degraded_at + DEADLINE + 2000, 100);
+    cr_assert_not (reaper_uncommitted (w.reaper));
+    cr_assert_eq (s_commits_seen, commits, "no transaction was tried");
+    cr_assert_eq (s_events ("session."), 0);
+    Ep__SessionState state;
+    uint64_t rx;
+    cr_assert (s_get ("s2", &state, NULL, NULL), "reads are served");
+    cr_assert_eq (state, EP__SESSION_STATE__TERMINATING, "not forced yet");
+    cr_assert (s_get ("s1", &state, NULL, &rx));
+    cr_assert_eq (rx, 42, "heard");
+
+    reaper_set_degraded (w.reaper, EP_STORE_FAULT_NONE, NULL);
+    s_settle ();
+    cr_assert_eq (s_events ("session.reaped s2 forced"), 1, "past its deadline");
+    cr_assert_eq (s_events ("session.terminating s1 identity-deleted"), 1, "the deletion, done");
+    cr_assert_eq (s_open_full ("n1", "r1", "i9", "svc", 0, 0, 0), EP__STATUS__CODE__OK);
+    char *page = ep_metrics_render (w.metrics);
+    cr_assert_eq (ep_metric_value (page, "edgeplane_reaper_closed_total{reason=\"forced\"}"), 1, "%s", page);
+    free (page);
+}
+
+//  A batch that forces a cleanup's last sessions ends the job; undone,
+//  the job is back with its sessions, and ends once, with its counts.
+Test (reaper, a_cleanup_ended_by_a_failed_batch_comes_back_and_ends_once, .init = s_setup,
+      .fini = s_teardown)
+{
+    s_hook ();
+    s_open ("f1", "r1", "i1", "svc");
+    s_open ("f2", "r1", "i1", "svc");
+    int64_t deleted_at = w.now;
+    s_delete (EP__ENTITY_TYPE__ENTITY_ROUTER, "r1", 3);
+    s_settle ();
+    cr_assert_eq (s_events ("session.terminating f"), 2);
+    cr_assert_eq (zlistx_size (w.commands), 1);
+    s_reset_outputs ();
+    w.now = deleted_at + DEADLINE;
+    char *before = reaper_dump (w.reaper);
+    s_fail_commits = 1;
+    reaper_tick (w.reaper, w.now);
+    cr_assert_eq (reaper_commit (w.reaper), -1);
+    char *after = reaper_dump (w.reaper);
+    cr_assert_str_eq (after, before, "the job and its sessions as before the batch");
+    cr_assert_eq (reaper_jobs (w.reaper), 1);
+    cr_assert_null (reaper_next_output (w.reaper, true));
+    free (before);
+    free (after);
+    s_settle ();
+    cr_assert_eq (s_events ("session.reaped f1 forced"), 1);
+    cr_assert_eq (s_events ("session.reaped f2 forced"), 1);
+    cr_assert_eq (reaper_jobs (w.reaper), 0);
+    Ep__CleanupQuery query = EP__CLEANUP_QUERY__INIT;
+    query.router_id = "r1";
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.op_case = EP__SESSION_REQUEST__OP_CLEANUP;
+    request.cleanup = &query;
+    reaper_result_t result;
+    cr_assert_eq (s_call (&request, &s_operator, &result), EP__STATUS__CODE__OK);
+    cr_assert_eq (result.reply.n_jobs, 1);
+    cr_assert (result.reply.jobs [0]->done);
+    cr_assert_eq (result.reply.jobs [0]->n_closed, 1);
+    cr_assert_str_eq (result.reply.jobs [0]->closed [0]->reason, "forced");
+    cr_assert_eq (result.reply.jobs [0]->closed [0]->count, 2, "counted once");
+    reaper_result_clear (&result);
 }
