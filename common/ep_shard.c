@@ -380,13 +380,13 @@ ep_shard_fence_t
 ep_shard_fence_verdict (int64_t held_revision, int64_t write_revision,
                         bool present, int64_t current_revision)
 {
-    //  Already given up (or held again under a newer key): the failure
-    //  says nothing about the ownership held now.
-    if (held_revision == 0 || held_revision != write_revision)
-        return EP_SHARD_STALE_WRITE;
     //  Same create revision: the very key acquired (refreshes keep it).
     if (present && current_revision == write_revision)
         return EP_SHARD_STILL_OWNER;
+    //  A write from an ownership already given up, or older than the one
+    //  held now: refused all the same, but it says nothing about this one.
+    if (held_revision == 0 || held_revision != write_revision)
+        return EP_SHARD_FENCED_DROPPED;
     return EP_SHARD_FENCED;
 }
 

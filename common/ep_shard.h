@@ -17,8 +17,9 @@
       stop at the fair share, so no instance is pushed above the cap by
       another's release: the excess above the cap only shrinks, and it
       converges without two instances trading a shard back and forth.
-    - ep_shard_fence_verdict: after a fenced write failed, was the shard
-      lost (another create revision, or none) or did another compare fail.
+    - ep_shard_fence_verdict: after a fenced write failed, was it refused
+      because the shard was lost (another create revision, or none), or did
+      another compare fail.
     - ep_shard_seen_t: per shard, the newest owner create revision a
       command carried; an older one is from a deposed owner and dropped.
 
@@ -137,16 +138,16 @@ int
 //  Fencing
 
 typedef enum {
-    EP_SHARD_STILL_OWNER,               //  the key is still ours: another compare failed
-    EP_SHARD_FENCED,                    //  the key is gone or another's: drop the shard
-    EP_SHARD_STALE_WRITE                //  written under an ownership already given up
+    EP_SHARD_STILL_OWNER,               //  the key is still the one compared: another compare failed
+    EP_SHARD_FENCED,                    //  refused: the key is gone or another's; drop the shard
+    EP_SHARD_FENCED_DROPPED             //  refused, and the shard was already dropped (or
+                                        //  held again under a newer key): nothing to drop
 } ep_shard_fence_t;
 
 //  After a write compared write_revision (the owner key's create revision
-//  when it was sent) and failed: held_revision is the create revision the
-//  caller holds the shard under now (0: not held); present and
-//  current_revision what a read of the owner key in the same transaction
-//  found.
+//  when it was sent) and failed: present and current_revision are what a
+//  read of the owner key in the same transaction found; held_revision the
+//  create revision the caller holds the shard under now (0: not held).
 ep_shard_fence_t
     ep_shard_fence_verdict (int64_t held_revision, int64_t write_revision,
                             bool present, int64_t current_revision);

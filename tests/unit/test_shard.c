@@ -223,9 +223,12 @@ Test (shard, fencing_verdicts)
     //  The key was recreated by another owner, or is gone.
     cr_assert_eq (ep_shard_fence_verdict (42, 42, true, 77), EP_SHARD_FENCED);
     cr_assert_eq (ep_shard_fence_verdict (42, 42, false, 0), EP_SHARD_FENCED);
-    //  A write from an earlier ownership, or after the shard was dropped.
-    cr_assert_eq (ep_shard_fence_verdict (77, 42, true, 77), EP_SHARD_STALE_WRITE);
-    cr_assert_eq (ep_shard_fence_verdict (0, 42, false, 0), EP_SHARD_STALE_WRITE);
+    //  A write from an earlier ownership, or after the shard was dropped:
+    //  refused, nothing more to drop.
+    cr_assert_eq (ep_shard_fence_verdict (77, 42, true, 77), EP_SHARD_FENCED_DROPPED);
+    cr_assert_eq (ep_shard_fence_verdict (0, 42, false, 0), EP_SHARD_FENCED_DROPPED);
+    cr_assert_eq (ep_shard_fence_verdict (0, 42, true, 42), EP_SHARD_STILL_OWNER,
+                  "the key is the one compared: another compare failed");
     //  The lease guard: keepalive sent at 1000, TTL 3 s, margin 750 ms.
     cr_assert (ep_shard_lease_fresh (1000, 3000, 750, 3249));
     cr_assert_not (ep_shard_lease_fresh (1000, 3000, 750, 3250));
