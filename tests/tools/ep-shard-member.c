@@ -19,7 +19,11 @@
 #include "ep_shards.h"
 #include <signal.h>
 
-//  One write in flight per shard; its create revision is judged with the answer.
+//  Writes in flight at once per shard: a freeze may catch some in flight,
+//  and the first write after it must still go out.
+#define SLOTS 4
+
+//  One write in flight; its create revision is judged with the answer.
 typedef struct {
     ep_shards_t *shards;        //  whose
     int shard;                  //  written
@@ -73,9 +77,14 @@ s_write_owned (ep_shards_t *shards, s_write_t *writes, int count, const char *pr
                const char *service, const char *id, uint64_t seq)
 {
     for (int s = 0; s < count; s++) {
+        s_write_t *write = NULL;
+        for (int i = 0; i < SLOTS && !write; i++)
+            if (!writes [s * SLOTS + i].busy)
+                write = &writes [s * SLOTS + i];
         ep_etcd_compare_t fence;
         ep_etcd_op_t read;
-        if (writes [s].busy || ep_shards_fence (shards, s, &fence, &read, &writes [s].revision))
+        int64_t revision;
+        if (!write || ep_shards_fence (shards, s, &fence, &read, &revision))
             continue;
         char key [512], value [128];
         snprintf (key, sizeof key, "%s%s/data/%05d", prefix, service, s);
@@ -85,9 +94,9 @@ s_write_owned (ep_shards_t *shards, s_write_t *writes, int count, const char *pr
                                                              .value = ep_etcd_str (value) } };
         ep_etcd_txn_t txn = { &fence, 1, &put, 1, &read, 1 };
         char err [256];
-        writes [s] = (s_write_t) { shards, s, writes [s].revision, true };
-        if (ep_etcd_txn (ep_shards_etcd (shards), &txn, s_on_written, &writes [s], err, sizeof err)) {
-            writes [s].busy = false;
+        *write = (s_write_t) { shards, s, revision, true };
+        if (ep_etcd_txn (ep_shards_etcd (shards), &txn, s_on_written, write, err, sizeof err)) {
+            write->busy = false;
             ep_log_warn ("member: write to shard %d: %s", s, err);
         }
     }
@@ -123,6 +132,9 @@ main (int argc, char **argv)
         ep_log_error ("--endpoints and --id are required");
         return 2;
     }
+    //  czmq installs its own handlers when it first initialises (a log
+    //  line from ep_etcd may do it); initialised now, it will not later.
+    zsys_init ();
     signal (SIGTERM, s_on_signal);
     signal (SIGINT, s_on_signal);
     ep_shards_config_t sc = { .etcd = { .endpoints = endpoints, .timeout_ms = 1000,
@@ -135,11 +147,11 @@ main (int argc, char **argv)
         ep_log_error ("%s", err);
         return 2;
     }
-    s_write_t *writes = (s_write_t *) zmalloc (sizeof (s_write_t) * (size_t) count);
+    s_write_t *writes = (s_write_t *) zmalloc (sizeof (s_write_t) * (size_t) count * SLOTS);
     bool ready = false;
     int64_t write_at = ep_mono_ms ();
     uint64_t seq = 0;
-    while (!s_stop && !s_failed) {
+    while (!s_stop && !zsys_interrupted && !s_failed) {
         zmq_pollitem_t items [EP_ETCD_MAX_FDS];
         int n = ep_shards_pollitems (shards, items, EP_ETCD_MAX_FDS);
         long timeout = ep_shards_timeout (shards);
