@@ -196,83 +196,89 @@ s_log_has (void *arg)
 
 //  ---------------------------------------------------------------------
 
+//  Two members, a then b, on a prefix of their own, split within the cap.
+typedef struct {
+    ep_etcd_t *client;
+    char *prefix;
+    s_split_t split;
+    int64_t from;               //  the history starts here
+    ep_proc_t *a, *b;
+} s_pair_t;
+
+static void
+s_pair_start (s_pair_t *pair, const char *name)
+{
+    pair->client = s_client ();
+    pair->prefix = ep_etcd_test_prefix (name);
+    pair->split = (s_split_t) { .client = pair->client };
+    snprintf (pair->split.owners, sizeof pair->split.owners, "%stest/owners/", pair->prefix);
+    pair->from = s_revision (pair->client) + 1;
+    pair->a = s_member (pair->prefix, "a", "64");
+    pair->b = s_member (pair->prefix, "b", "64");
+    //  b joins after a took everything (or some): a gives up its excess
+    //  once the membership has been stable for two TTLs.
+    cr_assert (ep_wait_until (s_split_within_cap, &pair->split, (4 * TTL_MS + 10000) * EP_TEST_SLOWDOWN),
+               "no split within the cap: a %d, b %d, %d owned", pair->split.a, pair->split.b,
+               pair->split.total);
+}
+
+static void
+s_pair_end (s_pair_t *pair)
+{
+    s_check_history (pair->client, pair->prefix, pair->from, s_revision (pair->client));
+    ep_proc_destroy (&pair->a);
+    ep_proc_destroy (&pair->b);
+    free (pair->prefix);
+    ep_etcd_destroy (&pair->client);
+}
+
 Test (shards, two_split_the_shards_and_a_survivor_takes_all_within_ttl_plus_2s)
 {
-    ep_etcd_t *client = s_client ();
-    char *prefix = ep_etcd_test_prefix ("shards");
-    s_split_t split = { .client = client };
-    snprintf (split.owners, sizeof split.owners, "%stest/owners/", prefix);
-    int64_t from = s_revision (client) + 1;
-
-    ep_proc_t *a = s_member (prefix, "a", "64");
-    ep_proc_t *b = s_member (prefix, "b", "64");
-    //  b joins after a took everything: a gives up its excess once the
-    //  membership has been stable for two TTLs.
-    cr_assert (ep_wait_until (s_split_within_cap, &split, (4 * TTL_MS + 10000) * EP_TEST_SLOWDOWN),
-               "no split within the cap: a %d, b %d, %d owned", split.a, split.b, split.total);
-
-    ep_proc_signal (b, SIGKILL);
+    s_pair_t pair;
+    s_pair_start (&pair, "shards");
+    ep_proc_signal (pair.b, SIGKILL);
     int64_t killed = ep_mono_ms ();
-    bool taken = ep_wait_until (s_all_on_a, &split, TTL_MS + 2000);
+    bool taken = ep_wait_until (s_all_on_a, &pair.split, TTL_MS + 2000);
     int64_t took = ep_mono_ms () - killed;
-    cr_assert (taken, "a owns %d of %d shards %lld ms after b was killed", split.a, SHARDS,
+    cr_assert (taken, "a owns %d of %d shards %lld ms after b was killed", pair.split.a, SHARDS,
                (long long) took);
     cr_log_info ("a owned every shard %lld ms after b was killed (TTL %d ms)", (long long) took, TTL_MS);
     //  etcd has it before a hears the answers and logs them.
-    s_log_has_t takeover = { a, { "taken over" } };
+    s_log_has_t takeover = { pair.a, { "taken over" } };
     if (!ep_wait_until (s_log_has, &takeover, 2000 * EP_TEST_SLOWDOWN)) {
-        char *log = ep_proc_log (a);
+        char *log = ep_proc_log (pair.a);
         cr_assert_fail ("a's log names no takeover:\n%s", log);
     }
-
-    s_check_history (client, prefix, from, s_revision (client));
-    ep_proc_signal (a, SIGTERM);
-    cr_assert_eq (ep_proc_wait_exit (a, 5000), 0, "a did not leave cleanly");
-    ep_proc_destroy (&a);
-    ep_proc_destroy (&b);
-    free (prefix);
-    ep_etcd_destroy (&client);
+    ep_proc_signal (pair.a, SIGTERM);
+    cr_assert_eq (ep_proc_wait_exit (pair.a, 5000), 0, "a did not leave cleanly");
+    s_pair_end (&pair);
 }
 
 Test (shards, a_frozen_owner_is_refused_when_it_returns_and_drops_its_shards)
 {
-    ep_etcd_t *client = s_client ();
-    char *prefix = ep_etcd_test_prefix ("frozen");
-    s_split_t split = { .client = client };
-    snprintf (split.owners, sizeof split.owners, "%stest/owners/", prefix);
-    int64_t from = s_revision (client) + 1;
-    ep_proc_t *a = s_member (prefix, "a", "64");
-    ep_proc_t *b = s_member (prefix, "b", "64");
-    cr_assert (ep_wait_until (s_split_within_cap, &split, (4 * TTL_MS + 10000) * EP_TEST_SLOWDOWN),
-               "no split within the cap: a %d, b %d", split.a, split.b);
-
+    s_pair_t pair;
+    s_pair_start (&pair, "frozen");
     //  b freezes holding its shards; its lease ends and a takes them.
-    ep_proc_signal (b, SIGSTOP);
-    cr_assert (ep_wait_until (s_all_on_a, &split, TTL_MS + 2000 * EP_TEST_SLOWDOWN),
-               "a owns %d shards while b is frozen", split.a);
-    int64_t frozen_until = s_revision (client);
-    ep_proc_signal (b, SIGCONT);
+    ep_proc_signal (pair.b, SIGSTOP);
+    cr_assert (ep_wait_until (s_all_on_a, &pair.split, TTL_MS + 2000 * EP_TEST_SLOWDOWN),
+               "a owns %d shards while b is frozen", pair.split.a);
+    ep_proc_signal (pair.b, SIGCONT);
 
     //  Its first act is a write under the ownership it had: refused by
     //  the fence; it drops the shards and says so, then joins again.
-    s_log_has_t want = { b, { "was refused: the shard is another owner's", "released shard",
-                              "fenced writes so far: 1" } };
+    s_log_has_t want = { pair.b, { "was refused: the shard is another owner's", "released shard",
+                                   "fenced writes so far: 1" } };
     bool said = ep_wait_until (s_log_has, &want, 5000 * EP_TEST_SLOWDOWN);
-    char *log = ep_proc_log (b);
+    char *log = ep_proc_log (pair.b);
     cr_assert (said, "b's log after SIGCONT:\n%s", log);
     free (log);
-    s_read_split (&split);
-    cr_assert_eq (split.a, SHARDS, "a lost shards to b's return: b has %d", split.b);
+    s_read_split (&pair.split);
+    cr_assert_eq (pair.split.a, SHARDS, "a lost shards to b's return: b has %d", pair.split.b);
 
     //  Under a new lease, b gets its share back.
-    cr_assert (ep_wait_until (s_split_within_cap, &split, (4 * TTL_MS + 10000) * EP_TEST_SLOWDOWN),
-               "no split after b came back: a %d, b %d", split.a, split.b);
-    cr_assert_gt (frozen_until, from);
-    s_check_history (client, prefix, from, s_revision (client));
-    ep_proc_destroy (&a);
-    ep_proc_destroy (&b);
-    free (prefix);
-    ep_etcd_destroy (&client);
+    cr_assert (ep_wait_until (s_split_within_cap, &pair.split, (4 * TTL_MS + 10000) * EP_TEST_SLOWDOWN),
+               "no split after b came back: a %d, b %d", pair.split.a, pair.split.b);
+    s_pair_end (&pair);
 }
 
 Test (shards, a_member_with_another_shard_count_is_refused)

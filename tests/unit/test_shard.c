@@ -59,16 +59,27 @@ Test (shard, alone_takes_every_shard_once_its_member_key_is_seen)
     cr_assert_null (view);
 }
 
-//  A view for lease 1 holding every one of 64 shards (revisions 1..64),
-//  with lease 2 joining at join_ms.
+//  The view of lease me among members leases 1..members (all there at 0),
+//  with shards 0..owned-1 of count held by lease 1 since moved_at (create
+//  revisions 1..owned).
+static ep_shard_t *
+s_view (int count, int64_t me, int members, int owned, int64_t moved_at)
+{
+    ep_shard_t *view = ep_shard_new (count, me, TTL, 0);
+    for (int m = 1; m <= members; m++)
+        ep_shard_member_put (view, m, 0);
+    for (int s = 0; s < owned; s++)
+        ep_shard_owner_put (view, s, 1, s + 1, s + 1, moved_at);
+    ep_shard_caught_up (view, owned);
+    return view;
+}
+
+//  A view for lease 1 holding every one of 64 shards, with lease 2
+//  joining at join_ms.
 static ep_shard_t *
 s_holder_and_joiner (int64_t join_ms)
 {
-    ep_shard_t *view = ep_shard_new (64, 1, TTL, 0);
-    ep_shard_member_put (view, 1, 0);
-    for (int s = 0; s < 64; s++)
-        ep_shard_owner_put (view, s, 1, s + 1, s + 1, 0);
-    ep_shard_caught_up (view, 64);
+    ep_shard_t *view = s_view (64, 1, 1, 64, 0);
     ep_shard_member_put (view, 2, join_ms);
     return view;
 }
@@ -94,12 +105,10 @@ Test (shard, release_above_the_cap_only_after_two_ttls_of_stable_membership)
 
 Test (shard, a_shard_held_less_than_a_ttl_is_not_released)
 {
-    ep_shard_t *view = ep_shard_new (64, 1, TTL, 0);
-    ep_shard_member_put (view, 1, 0);
-    ep_shard_member_put (view, 2, 0);
     //  Ten shards came to lease 1 just now (a takeover), the rest long ago.
-    for (int s = 0; s < 64; s++)
-        ep_shard_owner_put (view, s, 1, s + 1, s + 1, s < 10? 10 * TTL: 0);
+    ep_shard_t *view = s_view (64, 1, 2, 64, 0);
+    for (int s = 0; s < 10; s++)
+        ep_shard_owner_put (view, s, 1, 100 + s, 100 + s, 10 * TTL);
     ep_shard_action_t actions [128];
     size_t n = ep_shard_decide (view, 10 * TTL, actions, 128);
     cr_assert_eq (n, 31);
@@ -107,12 +116,7 @@ Test (shard, a_shard_held_less_than_a_ttl_is_not_released)
         cr_assert_geq (actions [i].shard, 10, "shard %d moved twice within a TTL", actions [i].shard);
 
     //  Only recent shards left above the cap: they wait out their TTL.
-    ep_shard_t *recent = ep_shard_new (4, 1, TTL, 0);
-    ep_shard_member_put (recent, 1, 0);
-    ep_shard_member_put (recent, 2, 0);
-    ep_shard_member_put (recent, 3, 0);
-    for (int s = 0; s < 4; s++)
-        ep_shard_owner_put (recent, s, 1, s + 1, s + 1, 10 * TTL);
+    ep_shard_t *recent = s_view (4, 1, 3, 4, 10 * TTL);
     cr_assert_eq (ep_shard_cap (recent), 3);
     cr_assert_eq (ep_shard_decide (recent, 10 * TTL + 1, actions, 128), 0);
     cr_assert_eq (ep_shard_next (recent, 10 * TTL + 1), 11 * TTL);
@@ -123,11 +127,7 @@ Test (shard, a_shard_held_less_than_a_ttl_is_not_released)
 
 Test (shard, joiner_takes_only_unowned_shards_up_to_its_fair_share)
 {
-    ep_shard_t *view = ep_shard_new (64, 2, TTL, 0);
-    ep_shard_member_put (view, 1, 0);
-    ep_shard_member_put (view, 2, 0);
-    for (int s = 0; s < 40; s++)
-        ep_shard_owner_put (view, s, 1, s + 1, s + 1, 0);
+    ep_shard_t *view = s_view (64, 2, 2, 40, 0);
     ep_shard_action_t actions [128];
     size_t n = ep_shard_decide (view, 100, actions, 128);
     cr_assert_eq (n, 24, "the 24 unowned; never one of lease 1's");
@@ -136,11 +136,7 @@ Test (shard, joiner_takes_only_unowned_shards_up_to_its_fair_share)
     ep_shard_destroy (&view);
 
     //  With 10 unowned and a fair share of 32, the joiner takes the 10.
-    view = ep_shard_new (64, 2, TTL, 0);
-    ep_shard_member_put (view, 1, 0);
-    ep_shard_member_put (view, 2, 0);
-    for (int s = 0; s < 54; s++)
-        ep_shard_owner_put (view, s, 1, s + 1, s + 1, 0);
+    view = s_view (64, 2, 2, 54, 0);
     cr_assert_eq (ep_shard_decide (view, 100, actions, 128), 10);
     ep_shard_destroy (&view);
 }
