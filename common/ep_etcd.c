@@ -700,6 +700,10 @@ ep_etcd_new (const ep_etcd_config_t *config, char *err, size_t errlen)
     self->timer_at = -1;
     self->multi = curl_multi_init ();
     assert (self->multi);
+    //  One connection a request in flight (the gateway is HTTP/1.1): beyond
+    //  the sockets the caller polls, curl fails a transfer (the socket
+    //  callback refuses it), so requests past the limit wait in curl's queue.
+    curl_multi_setopt (self->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) EP_ETCD_MAX_FDS);
     curl_multi_setopt (self->multi, CURLMOPT_SOCKETFUNCTION, s_socket_cb);
     curl_multi_setopt (self->multi, CURLMOPT_SOCKETDATA, self);
     curl_multi_setopt (self->multi, CURLMOPT_TIMERFUNCTION, s_timer_cb);

@@ -287,18 +287,19 @@ Test (etcd_client, many_requests_in_flight)
     char *prefix = ep_etcd_test_prefix ("many");
     s_many_t m = { 0 };
     char key [256];
-    for (int i = 0; i < 40; i++) {
+    //  More than EP_ETCD_MAX_FDS: the ones beyond wait for a connection.
+    for (int i = 0; i < 150; i++) {
         snprintf (key, sizeof key, "%s%d", prefix, i);
         ep_etcd_put_t put = { .key = ep_etcd_str (key), .value = ep_etcd_str ("v") };
         cr_assert_eq (ep_etcd_put (client, &put, s_count, &m), 0);
     }
-    cr_assert_eq (ep_etcd_in_flight (client), 40);
-    cr_assert (s_watch_until (client, &m.done, 40, 10000), "%d of 40 answered", m.done);
+    cr_assert_eq (ep_etcd_in_flight (client), 150);
+    cr_assert (s_watch_until (client, &m.done, 150, 10000), "%d of 150 answered", m.done);
     cr_assert_eq (m.failed, 0);
     uint8_t end [256];
     ep_etcd_range_t range = { .key = ep_etcd_str (prefix), .count_only = true };
     range.range_end = ep_etcd_prefix_end (range.key, end, sizeof end);
-    cr_assert_eq (s_range (client, &range).count, 40);
+    cr_assert_eq (s_range (client, &range).count, 150);
     free (prefix);
     ep_etcd_destroy (&client);
 }

@@ -1,0 +1,300 @@
+/*  test_shards.c: common/ep_shards on the fixture's etcd cluster, through
+    members run by tests/tools/ep-shard-member (each writes a fenced key per
+    shard it owns every 200 ms): two members split 64 shards within the
+    cap; one SIGKILLed, the other owns them all within TTL + 2 s; one
+    frozen past its lease (SIGSTOP, SIGCONT) has its next write refused and
+    drops the shard; a member with another shard count is refused. After
+    each, the history of the keys says no shard ever had two owners and no
+    write landed but its owner's. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include "ep_etcd_cluster.h"
+#include "ep_test.h"
+
+#define SHARDS 64
+#define TTL_MS 2000
+//  ceil (64 / 2) + 1
+#define CAP 33
+
+static ep_etcd_t *
+s_client (void)
+{
+    const char *endpoints = ep_etcd_cluster_endpoints ();
+    cr_assert (endpoints, "no etcd cluster: run this suite through ctest (fixture etcd_cluster)");
+    char err [256];
+    ep_etcd_config_t config = { .endpoints = endpoints, .timeout_ms = 3000,
+                                .connect_timeout_ms = 500, .watch_idle_ms = 3000 };
+    ep_etcd_t *client = ep_etcd_new (&config, err, sizeof err);
+    cr_assert (client, "%s", err);
+    return client;
+}
+
+static ep_proc_t *
+s_member (const char *prefix, const char *id, const char *shards)
+{
+    const char *args [] = { "--endpoints", ep_etcd_cluster_endpoints (), "--prefix", prefix,
+                            "--id", id, "--ttl", "2s", "--shards", shards, NULL };
+    ep_proc_t *member = ep_proc_start ("ep-shard-member", args, NULL, 10000 * EP_TEST_SLOWDOWN);
+    cr_assert (member, "member %s did not start", id);
+    return member;
+}
+
+//  Who owns the shards now, as etcd says.
+typedef struct {
+    ep_etcd_t *client;
+    char owners [256];          //  <prefix>test/owners/
+    int a, b, total;            //  owned by "a", by "b", at all
+    int64_t revision;           //  of the read
+} s_split_t;
+
+static void
+s_read_split (s_split_t *split)
+{
+    uint8_t end [256];
+    ep_etcd_range_t range = { .key = ep_etcd_str (split->owners) };
+    range.range_end = ep_etcd_prefix_end (range.key, end, sizeof end);
+    ep_etcd_capture_t c = { 0 };
+    cr_assert_eq (ep_etcd_range (split->client, &range, ep_etcd_capture, &c), 0);
+    cr_assert (ep_etcd_await (split->client, &c, 5000), "range: no answer");
+    cr_assert_str_empty (c.error, "%s", c.error);
+    split->a = split->b = 0;
+    split->total = (int) c.nkvs;
+    split->revision = c.revision;
+    for (size_t i = 0; i < c.nkvs; i++) {
+        split->a += strcmp (c.values [i], "a") == 0;
+        split->b += strcmp (c.values [i], "b") == 0;
+    }
+}
+
+static bool
+s_split_within_cap (void *arg)
+{
+    s_split_t *split = arg;
+    s_read_split (split);
+    return split->total == SHARDS && split->a > 0 && split->b > 0
+        && split->a <= CAP && split->b <= CAP;
+}
+
+static bool
+s_all_on_a (void *arg)
+{
+    s_split_t *split = arg;
+    s_read_split (split);
+    return split->a == SHARDS;
+}
+
+//  ---------------------------------------------------------------------
+//  The history: every owner key created only where there was none, and
+//  every data write made while its writer's lease held the shard.
+
+typedef struct {
+    char prefix [256];          //  the test's
+    int64_t until;              //  read up to this revision
+    int64_t reached;            //  read up to here so far
+    int64_t owner [SHARDS];     //  lease holding each shard in the replay, 0: none
+    int creates;                //  owner keys created
+    int writes;                 //  data writes seen
+    int failures;               //  broken rules (the first is in why)
+    char why [512];
+} s_history_t;
+
+static void
+s_replay_event (s_history_t *h, const ep_etcd_event_t *ev)
+{
+    const char *key = (const char *) ev->kv.key + strlen (h->prefix);
+    int shard;
+    if (sscanf (key, "test/owners/%d", &shard) == 1 && shard >= 0 && shard < SHARDS) {
+        if (ev->is_delete) {
+            h->owner [shard] = 0;
+            return;
+        }
+        if ((h->owner [shard] || ev->kv.version != 1) && !h->failures++)
+            snprintf (h->why, sizeof h->why, "revision %lld: shard %d's owner key written over "
+                      "(held by lease %llx, version %lld)", (long long) ev->kv.mod_revision, shard,
+                      (unsigned long long) h->owner [shard], (long long) ev->kv.version);
+        h->owner [shard] = ev->kv.lease;
+        h->creates++;
+    }
+    else
+    if (sscanf (key, "test/data/%d", &shard) == 1 && shard >= 0 && shard < SHARDS && !ev->is_delete) {
+        char id [64];
+        unsigned long long lease = 0;
+        sscanf ((const char *) ev->kv.value, "%63s %llx", id, &lease);
+        h->writes++;
+        if ((int64_t) lease != h->owner [shard] && !h->failures++)
+            snprintf (h->why, sizeof h->why, "revision %lld: %s (lease %llx) wrote shard %d owned "
+                      "by lease %llx", (long long) ev->kv.mod_revision, id, lease, shard,
+                      (unsigned long long) h->owner [shard]);
+    }
+}
+
+static void
+s_on_history (void *arg, const ep_etcd_reply_t *reply, const char *error)
+{
+    s_history_t *h = arg;
+    cr_assert (reply, "history watch: %s", error);
+    cr_assert_not (reply->canceled, "history watch canceled (compacted?)");
+    for (size_t i = 0; i < reply->nevents; i++)
+        if (reply->events [i].kv.mod_revision <= h->until)
+            s_replay_event (h, &reply->events [i]);
+    //  The created message's header is the revision now, not how far the
+    //  history was sent: events and progress notifications tell that.
+    if (reply->nevents && reply->events [reply->nevents - 1].kv.mod_revision > h->reached)
+        h->reached = reply->events [reply->nevents - 1].kv.mod_revision;
+    if (reply->progress && reply->header.revision > h->reached)
+        h->reached = reply->header.revision;
+}
+
+static void
+s_check_history (ep_etcd_t *client, const char *prefix, int64_t from, int64_t until)
+{
+    s_history_t h = { .until = until };
+    snprintf (h.prefix, sizeof h.prefix, "%s", prefix);
+    uint8_t end [256];
+    ep_etcd_watch_req_t req = { .key = ep_etcd_str (prefix), .start_revision = from };
+    req.range_end = ep_etcd_prefix_end (req.key, end, sizeof end);
+    ep_etcd_watch_t *watch = ep_etcd_watch (client, &req, s_on_history, &h);
+    //  Progress notifications (one a second) carry the watch past `until`.
+    int64_t deadline = ep_mono_ms () + 10000;
+    while (h.reached < until && ep_mono_ms () < deadline)
+        ep_etcd_wait (client, 100);
+    ep_etcd_watch_cancel (&watch);
+    cr_assert_geq (h.reached, until, "the history watch reached %lld of %lld",
+                   (long long) h.reached, (long long) until);
+    cr_assert_eq (h.failures, 0, "%d broken rules; first: %s", h.failures, h.why);
+    cr_assert_geq (h.creates, SHARDS);
+    cr_assert_gt (h.writes, 0, "no fenced write succeeded");
+}
+
+static int64_t
+s_revision (ep_etcd_t *client)
+{
+    ep_etcd_capture_t c = { 0 };
+    ep_etcd_range_t range = { .key = ep_etcd_str ("/test/none"), .count_only = true };
+    cr_assert_eq (ep_etcd_range (client, &range, ep_etcd_capture, &c), 0);
+    cr_assert (ep_etcd_await (client, &c, 5000));
+    cr_assert_str_empty (c.error, "%s", c.error);
+    return c.revision;
+}
+
+typedef struct {
+    ep_proc_t *member;
+    const char *what [3];       //  every one of these in its log
+} s_log_has_t;
+
+static bool
+s_log_has (void *arg)
+{
+    s_log_has_t *want = arg;
+    char *log = ep_proc_log (want->member);
+    bool all = log != NULL;
+    for (int i = 0; all && i < 3 && want->what [i]; i++)
+        all = strstr (log, want->what [i]) != NULL;
+    free (log);
+    return all;
+}
+
+//  ---------------------------------------------------------------------
+
+//  Two members, a then b, on a prefix of their own, split within the cap.
+typedef struct {
+    ep_etcd_t *client;
+    char *prefix;
+    s_split_t split;
+    int64_t from;               //  the history starts here
+    ep_proc_t *a, *b;
+} s_pair_t;
+
+static void
+s_pair_start (s_pair_t *pair, const char *name)
+{
+    pair->client = s_client ();
+    pair->prefix = ep_etcd_test_prefix (name);
+    pair->split = (s_split_t) { .client = pair->client };
+    snprintf (pair->split.owners, sizeof pair->split.owners, "%stest/owners/", pair->prefix);
+    pair->from = s_revision (pair->client) + 1;
+    pair->a = s_member (pair->prefix, "a", "64");
+    pair->b = s_member (pair->prefix, "b", "64");
+    //  b joins after a took everything (or some): a gives up its excess
+    //  once the membership has been stable for two TTLs.
+    cr_assert (ep_wait_until (s_split_within_cap, &pair->split, (4 * TTL_MS + 10000) * EP_TEST_SLOWDOWN),
+               "no split within the cap: a %d, b %d, %d owned", pair->split.a, pair->split.b,
+               pair->split.total);
+}
+
+static void
+s_pair_end (s_pair_t *pair)
+{
+    s_check_history (pair->client, pair->prefix, pair->from, s_revision (pair->client));
+    ep_proc_destroy (&pair->a);
+    ep_proc_destroy (&pair->b);
+    free (pair->prefix);
+    ep_etcd_destroy (&pair->client);
+}
+
+Test (shards, two_split_the_shards_and_a_survivor_takes_all_within_ttl_plus_2s)
+{
+    s_pair_t pair;
+    s_pair_start (&pair, "shards");
+    ep_proc_signal (pair.b, SIGKILL);
+    int64_t killed = ep_mono_ms ();
+    bool taken = ep_wait_until (s_all_on_a, &pair.split, TTL_MS + 2000);
+    int64_t took = ep_mono_ms () - killed;
+    cr_assert (taken, "a owns %d of %d shards %lld ms after b was killed", pair.split.a, SHARDS,
+               (long long) took);
+    cr_log_info ("a owned every shard %lld ms after b was killed (TTL %d ms)", (long long) took, TTL_MS);
+    //  etcd has it before a hears the answers and logs them.
+    s_log_has_t takeover = { pair.a, { "taken over" } };
+    if (!ep_wait_until (s_log_has, &takeover, 2000 * EP_TEST_SLOWDOWN)) {
+        char *log = ep_proc_log (pair.a);
+        cr_assert_fail ("a's log names no takeover:\n%s", log);
+    }
+    ep_proc_signal (pair.a, SIGTERM);
+    cr_assert_eq (ep_proc_wait_exit (pair.a, 5000), 0, "a did not leave cleanly");
+    s_pair_end (&pair);
+}
+
+Test (shards, a_frozen_owner_is_refused_when_it_returns_and_drops_its_shards)
+{
+    s_pair_t pair;
+    s_pair_start (&pair, "frozen");
+    //  b freezes holding its shards; its lease ends and a takes them.
+    ep_proc_signal (pair.b, SIGSTOP);
+    cr_assert (ep_wait_until (s_all_on_a, &pair.split, TTL_MS + 2000 * EP_TEST_SLOWDOWN),
+               "a owns %d shards while b is frozen", pair.split.a);
+    ep_proc_signal (pair.b, SIGCONT);
+
+    //  Its first act is a write under the ownership it had: refused by
+    //  the fence; it drops the shards and says so, then joins again.
+    s_log_has_t want = { pair.b, { "was refused: the shard is another owner's", "released shard",
+                                   "fenced writes so far: 1" } };
+    bool said = ep_wait_until (s_log_has, &want, 5000 * EP_TEST_SLOWDOWN);
+    char *log = ep_proc_log (pair.b);
+    cr_assert (said, "b's log after SIGCONT:\n%s", log);
+    free (log);
+    s_read_split (&pair.split);
+    cr_assert_eq (pair.split.a, SHARDS, "a lost shards to b's return: b has %d", pair.split.b);
+
+    //  Under a new lease, b gets its share back.
+    cr_assert (ep_wait_until (s_split_within_cap, &pair.split, (4 * TTL_MS + 10000) * EP_TEST_SLOWDOWN),
+               "no split after b came back: a %d, b %d", pair.split.a, pair.split.b);
+    s_pair_end (&pair);
+}
+
+Test (shards, a_member_with_another_shard_count_is_refused)
+{
+    char *prefix = ep_etcd_test_prefix ("count");
+    ep_proc_t *a = s_member (prefix, "a", "64");
+    const char *args [] = { "--endpoints", ep_etcd_cluster_endpoints (), "--prefix", prefix,
+                            "--id", "c", "--shards", "32", NULL };
+    ep_proc_t *c = ep_proc_spawn ("ep-shard-member", args, NULL);
+    int status = ep_proc_wait_exit (c, 10000 * EP_TEST_SLOWDOWN);
+    char *log = ep_proc_log (c);
+    cr_assert (status != -1 && WIFEXITED (status) && WEXITSTATUS (status) == 2,
+               "c was not refused (status %d):\n%s", status, log);
+    cr_assert (strstr (log, "EDGEPLANE_SHARDS is 32 here but 64 in etcd"), "%s", log);
+    free (log);
+    ep_proc_destroy (&c);
+    ep_proc_destroy (&a);
+    free (prefix);
+}
