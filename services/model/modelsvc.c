@@ -16,6 +16,7 @@
 #define REPLIES_TTL_MS  600000              //  for at most this long
 #define ETCD_IDLE_MS    30000               //  resume an etcd watch silent this long
 #define ETCD_WRITE_OPS  3                   //  etcd ops of a plain write: entity, change, reply
+#define CATCH_UP_MS     5000                //  writes wait this long for the store to catch up
 
 //  A request being served: the model's result, and what a completion
 //  that comes later needs to find its request.
@@ -46,6 +47,7 @@ struct _modelsvc_t {
     int commit_rc;              //  with this outcome
     bool pruned;                //  the start's prune of saved replies completed
     int pruned_rc;              //  with this outcome
+    int64_t unready_since;      //  monotonic ms the store began catching up (0: ready)
     int64_t next_checkpoint;    //  monotonic ms
     int64_t next_expiry;        //  monotonic ms
     ep_series_t *revision;      //  current revision
@@ -264,6 +266,9 @@ s_write (void *arg, ep_req_t *req)
 {
     modelsvc_t *self = (modelsvc_t *) arg;
     model_result_t *result = &s_request (req)->result;
+    //  A write run again (its batch lost to another instance) starts afresh.
+    model_result_clear (result);
+    model_result_init (result, ep_req_request_id (req));
     if (!modelstore_in_batch (self->store)) {
         //  SQLite lost the batch (a full disk): the commit fails it whole.
         model_result_fail (result, EP__STATUS__CODE__UNAVAILABLE, "%s", modelstore_error (self->store));
@@ -344,6 +349,36 @@ s_read (void *arg, ep_req_t *req)
     return request->read_done? 0: EP_REQLOOP_LATER;
 }
 
+//  Writes wait while the store catches up with another instance's commit
+//  (etcd), for a while: then the begin says why it cannot.
+static bool
+s_ready (void *arg)
+{
+    modelsvc_t *self = (modelsvc_t *) arg;
+    if (modelstore_ready (self->store)) {
+        self->unready_since = 0;
+        return true;
+    }
+    int64_t now = ep_mono_ms ();
+    if (!self->unready_since)
+        self->unready_since = now;
+    return now - self->unready_since >= CATCH_UP_MS;
+}
+
+//  A batch that lost to another instance's commit runs once more, on the
+//  state that instance left; any other failure is answered UNAVAILABLE.
+static ep_reqloop_policy_t
+s_commit_failed (void *arg)
+{
+    modelsvc_t *self = (modelsvc_t *) arg;
+    if (modelstore_retry (self->store)) {
+        ep_log_info ("the batch lost to another instance's commit: its writes run once more");
+        return EP_REQLOOP_RETRY;
+    }
+    ep_log_warn ("the writes of the failed batch are answered UNAVAILABLE");
+    return EP_REQLOOP_CARRY_ON;
+}
+
 static const ep_reqloop_class_t s_class = {
     .descriptor = &ep__model_request__descriptor,
     .smaller = "page_size or max_changes",
@@ -353,11 +388,12 @@ static const ep_reqloop_class_t s_class = {
     .admit = s_admit,
     .reply = s_reply,
     .error = s_error,
+    .ready = s_ready,
     .begin = s_begin,
     .write = s_write,
     .commit = s_commit,
     .read = s_read,
-    .commit_failed = ep_reqloop_carry_on,
+    .commit_failed = s_commit_failed,
     .failure = s_failure,
     .output = s_publish,
 };
