@@ -6,6 +6,7 @@
 #include "ep_reqloop.h"
 #include "ep_rpc_server.h"
 #include "model.h"
+#include "modelpub.h"
 #include "modelstore_etcd.h"
 #include "modelstore_sqlite.h"
 
@@ -38,6 +39,7 @@ struct _modelsvc_t {
     ep_rpc_server_t *rpc;       //  request ids, reply cache, roles
     ep_reqloop_t *loop;         //  batches, replies, request metrics
     ep_publisher_t *publisher;  //  model.change, entityChange.*, service.degraded
+    modelpub_t *modelpub;       //  etcd: publishes the change records when elected
     ep_degraded_t *degraded;    //  a full or failing disk: writes refused, /readyz 503
     char failure [768];         //  why the last batch failed, for its answers
     int64_t max_batch;          //  requests per batch (etcd: what one txn holds)
@@ -51,6 +53,7 @@ struct _modelsvc_t {
     int64_t next_checkpoint;    //  monotonic ms
     int64_t next_expiry;        //  monotonic ms
     ep_series_t *revision;      //  current revision
+    ep_series_t *is_publisher;  //  1 while this instance publishes the change stream
     ep_series_t *db_bytes;      //  database size
     ep_series_t *published;     //  edgeplane_published_total{stream="model"}
     ep_series_t *entity_published;  //  edgeplane_published_total{stream="entityChange"}
@@ -140,10 +143,22 @@ s_publish (void *arg)
     modelsvc_t *self = (modelsvc_t *) arg;
     ep_output_item_t *output;
     while ((output = model_next_output (self->model))) {
-        s_publish_change (self, output->event);
+        //  In etcd the elected publisher sends every instance's changes,
+        //  from their records.
+        if (!self->modelpub)
+            s_publish_change (self, output->event);
         ep_output_item_destroy (&output);
     }
     ep_series_set (self->revision, (double) model_revision (self->model));
+}
+
+//  A change record, when this instance is the elected publisher.
+static void
+s_publish_record (void *arg, Ep__Event *event)
+{
+    modelsvc_t *self = (modelsvc_t *) arg;
+    if (self->publisher)
+        s_publish_change (self, event);
 }
 
 //  ---------------------------------------------------------------------
@@ -407,7 +422,8 @@ modelsvc_turn (modelsvc_t *self)
     int64_t now = ep_mono_ms ();
     int64_t timeout = ep_publisher_tick (self->publisher);
     int64_t due [] = { self->next_expiry - now, ep_reqloop_next_due (self->loop),
-                       ep_degraded_next (self->degraded, now) };
+                       ep_degraded_next (self->degraded, now),
+                       self->modelpub? modelpub_tick (self->modelpub, now): INT64_MAX };
     for (size_t i = 0; i < EP_COUNT (due); i++)
         if (due [i] < timeout)
             timeout = due [i];
@@ -422,6 +438,10 @@ modelsvc_turn (modelsvc_t *self)
                             modelstore_probe (self->store) == 0? EP_STORE_FAULT_NONE:
                                                                  modelstore_fault (self->store),
                             modelstore_error (self->store), now);
+    if (self->modelpub) {
+        modelpub_tick (self->modelpub, now);
+        ep_series_set (self->is_publisher, modelpub_publishing (self->modelpub)? 1: 0);
+    }
     if (now >= self->next_expiry) {
         model_expire_snapshots (self->model, ep_wall_ms ());
         self->next_expiry = now + EXPIRY_MS;
@@ -443,6 +463,9 @@ s_metrics (modelsvc_t *self, ep_metrics_t *metrics)
 {
     self->revision = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_model_revision",
         "The last committed revision.", 0, NULL), NULL);
+    self->is_publisher = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_model_publisher",
+        "1 while this instance publishes the change stream (always with SQLite; in etcd, "
+        "the elected one).", 0, NULL), NULL);
     self->db_bytes = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_model_db_bytes",
         "Size of the model database.", 0, NULL), NULL);
     const char *model_stream [] = { "model" }, *entity_stream [] = { "entityChange" };
@@ -537,6 +560,16 @@ s_open_store (modelsvc_t *self, const modelsvc_config_t *config, const char *dat
     }
     if (!self->store || !(self->model = model_new (self->store, config->retain)))
         return -1;
+    if (self->etcd) {
+        //  Once the model has its generation, which the checkpoint names.
+        modelpub_config_t pub = { .etcd = self->etcd,
+                                  .prefix = config->etcd_prefix? config->etcd_prefix: "/edgeplane/",
+                                  .name = ep_service_source_id (self->service),
+                                  .lease_ttl_ms = config->lease_ttl_ms, .publish = s_publish_record,
+                                  .arg = self };
+        self->modelpub = modelpub_new (&pub);
+    }
+    ep_series_set (self->is_publisher, self->modelpub? 0: 1);
     ep_log_info ("model %s at revision %llu, generation %s", self->path,
                  (unsigned long long) model_revision (self->model), model_generation (self->model));
     ep_series_set (self->revision, (double) model_revision (self->model));
@@ -671,8 +704,10 @@ modelsvc_destroy (modelsvc_t **self_p)
         ep_publisher_destroy (&self->publisher);
         ep_degraded_destroy (&self->degraded);
         model_destroy (&self->model);
+        modelpub_stop (self->modelpub);
         modelstore_destroy (&self->store);
         ep_etcd_destroy (&self->etcd);
+        modelpub_destroy (&self->modelpub);
         free (self->path);
         free (self);
         *self_p = NULL;
