@@ -63,6 +63,16 @@ s_call (modelpub_t *self, s_kind_t kind, int64_t now)
     return call;
 }
 
+//  The publisher a reply is for, or NULL if its call is of an earlier term
+//  (the reply changes nothing); *copy gets what the call carried. Frees it.
+static modelpub_t *
+s_answered (void *arg, s_call_t *copy)
+{
+    *copy = *(s_call_t *) arg;
+    free (arg);
+    return copy->term == copy->self->term? copy->self: NULL;
+}
+
 static char *
 s_key (modelpub_t *self, const char *rel)
 {
@@ -192,11 +202,9 @@ static void s_range (modelpub_t *self);
 static void
 s_range_reply (void *arg, const ep_etcd_reply_t *reply, const char *error)
 {
-    s_call_t *call = (s_call_t *) arg;
-    modelpub_t *self = call->self;
-    bool stale = call->term != self->term || !self->range_from;
-    free (call);
-    if (stale)
+    s_call_t call;
+    modelpub_t *self = s_answered (arg, &call);
+    if (!self || !self->range_from)
         return;
     if (!reply || reply->code) {
         s_restart (self, ep_mono_ms (), reply? reply->error: error);
@@ -301,11 +309,9 @@ s_elected (modelpub_t *self, const ep_etcd_reply_t *reply)
 static void
 s_campaign_reply (void *arg, const ep_etcd_reply_t *reply, const char *error)
 {
-    s_call_t *call = (s_call_t *) arg;
-    modelpub_t *self = call->self;
-    bool stale = call->term != self->term;
-    free (call);
-    if (stale)
+    s_call_t call;
+    modelpub_t *self = s_answered (arg, &call);
+    if (!self)
         return;
     self->campaigning = false;
     int64_t now = ep_mono_ms ();
@@ -370,13 +376,11 @@ s_campaign (modelpub_t *self, int64_t now)
 static void
 s_grant_reply (void *arg, const ep_etcd_reply_t *reply, const char *error)
 {
-    s_call_t *call = (s_call_t *) arg;
-    modelpub_t *self = call->self;
-    int64_t sent = call->sent_ms;
-    bool stale = call->term != self->term;
-    free (call);
-    if (stale)
+    s_call_t call;
+    modelpub_t *self = s_answered (arg, &call);
+    if (!self)
         return;
+    int64_t sent = call.sent_ms;
     self->granting = false;
     int64_t now = ep_mono_ms ();
     if (!reply || reply->code || !reply->lease_id || reply->ttl <= 0) {
@@ -410,13 +414,11 @@ s_grant (modelpub_t *self, int64_t now)
 static void
 s_keepalive_reply (void *arg, const ep_etcd_reply_t *reply, const char *error)
 {
-    s_call_t *call = (s_call_t *) arg;
-    modelpub_t *self = call->self;
-    int64_t sent = call->sent_ms;
-    bool stale = call->term != self->term;
-    free (call);
-    if (stale)
+    s_call_t call;
+    modelpub_t *self = s_answered (arg, &call);
+    if (!self)
         return;
+    int64_t sent = call.sent_ms;
     self->keepalive_out = false;
     if (!reply || reply->code) {
         ep_log_warn ("the keepalive of the model's publisher lease failed: %s",
@@ -438,13 +440,11 @@ s_keepalive_reply (void *arg, const ep_etcd_reply_t *reply, const char *error)
 static void
 s_checkpoint_reply (void *arg, const ep_etcd_reply_t *reply, const char *error)
 {
-    s_call_t *call = (s_call_t *) arg;
-    modelpub_t *self = call->self;
-    uint64_t revision = call->value;
-    bool stale = call->term != self->term;
-    free (call);
-    if (stale)
+    s_call_t call;
+    modelpub_t *self = s_answered (arg, &call);
+    if (!self)
         return;
+    uint64_t revision = call.value;
     self->checkpoint_out = false;
     if (!reply || reply->code)
         ep_log_warn ("cannot write the model's publisher checkpoint: %s", reply? reply->error: error);
