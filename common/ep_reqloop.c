@@ -10,6 +10,7 @@ struct _ep_req_t {
     void *result;               //  the service's result
     void (*release) (void *result);     //  frees result
     zframe_t *packed;           //  the reply packed by the service, or NULL
+    int runs;                   //  batches it was staged in
 };
 
 struct _ep_reqloop_t {
@@ -195,10 +196,26 @@ s_drop_all (ep_reqloop_t *self)
 static void
 s_batch_failed (ep_reqloop_t *self, const char *generic)
 {
-    if (self->cls->commit_failed (self->arg) == EP_REQLOOP_STOP) {
+    ep_reqloop_policy_t policy = self->cls->commit_failed (self->arg);
+    if (policy == EP_REQLOOP_STOP) {
         self->stopped = true;
         s_drop_all (self);
         return;
+    }
+    if (policy == EP_REQLOOP_RETRY) {
+        //  Back to the head of the queue, in their order; a write that ran
+        //  twice already is answered below.
+        ep_req_t *req = (ep_req_t *) zlistx_last (self->batch);
+        while (req) {
+            void *handle = zlistx_cursor (self->batch);
+            ep_req_t *prev = (ep_req_t *) zlistx_prev (self->batch);
+            if (req->runs < 2) {
+                zlistx_detach (self->batch, handle);
+                zframe_destroy (&req->packed);
+                zlistx_add_start (self->writes, req);
+            }
+            req = prev;
+        }
     }
     const char *why = self->cls->failure? self->cls->failure (self->arg): NULL;
     char message [1024];
@@ -239,9 +256,24 @@ static int
 s_batch (ep_reqloop_t *self)
 {
     ep_req_t *req;
+    size_t answered = 0;
     while (zlistx_size (self->batch) < self->config.max_batch
-       &&  (req = (ep_req_t *) zlistx_detach (self->writes, NULL)))
+       &&  (req = (ep_req_t *) zlistx_detach (self->writes, NULL))) {
+        zframe_t *cached = req->runs? ep_rpc_server_cached (self->rpc, req->call): NULL;
+        if (cached) {
+            //  Run again after a lost race: its first answer came meanwhile.
+            zframe_t *reply = zframe_dup (cached);
+            ep_req_set_packed (req, &reply);
+            s_answer (self, req, false);
+            answered++;
+            continue;
+        }
+        req->runs++;
         zlistx_add_end (self->batch, req);
+    }
+    if (answered && zlistx_size (self->batch) == 0
+    &&  !(self->cls->has_work && self->cls->has_work (self->arg)))
+        return 0;
     if (self->cls->begin && self->cls->begin (self->arg) != 0) {
         s_batch_failed (self, "the store cannot take writes now; retry");
         return 0;
@@ -279,6 +311,8 @@ s_run (ep_reqloop_t *self)
             break;
         if (zlistx_size (self->writes) == 0
         &&  !(self->cls->has_work && self->cls->has_work (self->arg)))
+            break;
+        if (self->cls->ready && !self->cls->ready (self->arg))
             break;
         if (s_batch (self) != 0)
             break;
@@ -336,7 +370,8 @@ ep_reqloop_shutdown (ep_reqloop_t *self, const char *message)
 int64_t
 ep_reqloop_next_due (ep_reqloop_t *self)
 {
-    return zlistx_size (self->writes) && !self->committing && !self->stopped? 0: INT64_MAX;
+    return zlistx_size (self->writes) && !self->committing && !self->stopped
+        && !(self->cls->ready && !self->cls->ready (self->arg))? 0: INT64_MAX;
 }
 
 size_t

@@ -79,7 +79,9 @@ typedef enum {
 //  commit_failed policy.
 typedef enum {
     EP_REQLOOP_CARRY_ON,        //  the batch's writes are answered UNAVAILABLE; serving goes on
-    EP_REQLOOP_STOP             //  nothing is answered; ep_reqloop_serve returns -1 from now on
+    EP_REQLOOP_STOP,            //  nothing is answered; ep_reqloop_serve returns -1 from now on
+    EP_REQLOOP_RETRY            //  the batch's writes run once more in the next batch (a write
+                                //  that ran twice already is answered UNAVAILABLE)
 } ep_reqloop_policy_t;
 
 //  A commit or read callback's answer: the outcome comes later.
@@ -108,6 +110,10 @@ typedef struct {
     //  True if a batch should run without writes (internal work due).
     //  NULL: only writes make a batch.
     bool (*has_work) (void *arg);
+    //  False while the store cannot open a batch yet but will by itself
+    //  (it catches up with another writer): writes wait, reads are
+    //  served. NULL: always ready.
+    bool (*ready) (void *arg);
     //  Opens the batch's transaction and stages internal work. 0 or -1.
     //  NULL: nothing to open.
     int (*begin) (void *arg);
@@ -121,7 +127,9 @@ typedef struct {
     //  EP_REQLOOP_LATER (the service calls ep_reqloop_read_done).
     int (*read) (void *arg, ep_req_t *req);
     //  What a failed begin or commit does (ep_reqloop_carry_on,
-    //  ep_reqloop_crash_only, or the service's own).
+    //  ep_reqloop_crash_only, or the service's own). A write run again
+    //  (EP_REQLOOP_RETRY) that was answered meanwhile (its reply in the
+    //  reply cache, from another instance) gets that answer instead.
     ep_reqloop_policy_t (*commit_failed) (void *arg);
     //  Why the batch's transaction failed, for the UNAVAILABLE answers
     //  (the store's message: "the disk is full ...: free space in DIR").
@@ -191,7 +199,8 @@ void
     ep_reqloop_shutdown (ep_reqloop_t *self, const char *message);
 
 //  Milliseconds until the loop has work without new input: 0 if writes
-//  wait for a batch and none is in flight, else INT64_MAX.
+//  wait for a batch, none is in flight and the store is ready, else
+//  INT64_MAX.
 int64_t
     ep_reqloop_next_due (ep_reqloop_t *self);
 

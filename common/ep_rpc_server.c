@@ -232,6 +232,16 @@ ep_rpc_server_reply (ep_rpc_server_t *self, ep_rpc_call_t **call_p,
     return 0;
 }
 
+zframe_t *
+ep_rpc_server_cached (ep_rpc_server_t *self, ep_rpc_call_t *call)
+{
+    zframe_t *cached = NULL;
+    ep_replycache_result_t found = ep_replycache_lookup (
+        self->cache, call->caller.key, call->request_id,
+        zframe_data (call->payload), zframe_size (call->payload), ep_mono_ms (), &cached);
+    return found == EP_REPLYCACHE_HIT? cached: NULL;
+}
+
 int
 ep_rpc_server_fail (ep_rpc_server_t *self, ep_rpc_call_t **call_p,
                     Ep__Status__Code code, const char *format, ...)

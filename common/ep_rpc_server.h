@@ -46,6 +46,12 @@ int
     ep_rpc_server_reply (ep_rpc_server_t *self, ep_rpc_call_t **call_p,
                          zframe_t **reply_p, bool remember);
 
+//  The reply remembered for call's request (a retry of one answered
+//  meanwhile, say by another instance of the service sharing its saved
+//  replies), or NULL; borrowed, valid until the next call on self.
+zframe_t *
+    ep_rpc_server_cached (ep_rpc_server_t *self, ep_rpc_call_t *call);
+
 //  Replies with only a status (code and a printf-style message).
 int
     ep_rpc_server_fail (ep_rpc_server_t *self, ep_rpc_call_t **call_p,

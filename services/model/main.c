@@ -12,7 +12,7 @@ main (int argc, char **argv)
 {
     static char *listen, *db_path, *store, *etcd_endpoints, *etcd_ca, *etcd_cert, *etcd_key,
                 *etcd_prefix;
-    static int64_t retain, max_batch, commit_delay, etcd_max_txn_ops;
+    static int64_t retain, max_batch, commit_delay, etcd_max_txn_ops, lease_ttl;
     static const char *stores [] = { "sqlite", "etcd", NULL };
     ep_opt_t opts [] = {
         { .name = "listen", .env = "EDGEPLANE_MODEL_LISTEN", .def = EP_DEFAULT_MODEL_API,
@@ -45,6 +45,9 @@ main (int argc, char **argv)
         { .name = "etcd-max-txn-ops", .env = "EDGEPLANE_ETCD_MAX_TXN_OPS", .def = "128",
           .type = EP_OPT_INT, .num = &etcd_max_txn_ops, .min = 8, .max = 1000000,
           .help = "etcd store: the cluster's --max-txn-ops (batches are sized to fit)." },
+        { .name = "lease-ttl", .env = "EDGEPLANE_MODEL_LEASE_TTL", .def = "10s",
+          .type = EP_OPT_DURATION, .num = &lease_ttl, .min = 1000, .max = 600000,
+          .help = "etcd store: the publisher's lease TTL; it stops publishing 1/4 TTL before." },
     };
     ep_service_t *service = ep_service_new ("model",
         "The router model: versioned, durable, with a change stream.",
@@ -53,7 +56,8 @@ main (int argc, char **argv)
         .listen = listen, .db_path = db_path, .retain = (uint64_t) retain,
         .max_batch = max_batch, .commit_delay_ms = commit_delay, .store = store,
         .etcd_endpoints = etcd_endpoints, .etcd_ca = etcd_ca, .etcd_cert = etcd_cert,
-        .etcd_key = etcd_key, .etcd_prefix = etcd_prefix, .etcd_max_txn_ops = etcd_max_txn_ops
+        .etcd_key = etcd_key, .etcd_prefix = etcd_prefix, .etcd_max_txn_ops = etcd_max_txn_ops,
+        .lease_ttl_ms = lease_ttl
     };
     modelsvc_t *model = modelsvc_new (service, &config);
     int rc = model? 0: -1;

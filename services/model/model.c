@@ -431,9 +431,23 @@ model_is_write (const Ep__ModelRequest *request)
         || request->op_case == EP__MODEL_REQUEST__OP_TXN;
 }
 
+//  Another instance may have committed on a shared store: its revision
+//  (and a generation it set) are the ones to go on from.
+static void
+s_sync (model_t *self)
+{
+    uint64_t revision;
+    char generation [33];
+    if (modelstore_current (self->store, &revision, generation) == 1 && *generation) {
+        self->revision = revision;
+        memcpy (self->generation, generation, sizeof self->generation);
+    }
+}
+
 int
 model_begin (model_t *self)
 {
+    s_sync (self);
     self->pending = self->revision;
     return modelstore_begin (self->store);
 }
@@ -534,7 +548,7 @@ s_committed (void *arg, int rc, const char *error)
 {
     model_t *self = (model_t *) arg;
     if (rc != 0) {
-        ep_log_error ("commit failed: %s; the writes of this batch are answered UNAVAILABLE", error);
+        ep_log_error ("commit failed: %s", error);
         self->pending = self->revision;
         ep_output_abort (self->output);
     }
@@ -601,6 +615,8 @@ model_destroy (model_t **self_p)
 uint64_t
 model_revision (model_t *self)
 {
+    if (!modelstore_in_batch (self->store))
+        s_sync (self);
     return self->revision;
 }
 
@@ -615,6 +631,7 @@ model_read (model_t *self, const Ep__ModelRequest *request, int64_t now_ms,
             model_result_t *result, model_done_fn *done, void *arg)
 {
     EP_ASSERT (!modelstore_in_batch (self->store));
+    s_sync (self);
     reads_serve (self->reads, request, self->revision, self->generation, now_ms, result, done, arg);
 }
 

@@ -49,7 +49,8 @@ model_t *
 void
     model_destroy (model_t **self_p);
 
-//  The last committed revision and the store's generation id.
+//  The last committed revision and the store's generation id (on a store
+//  that several instances write, as the store knows them now).
 uint64_t
     model_revision (model_t *self);
 const char *

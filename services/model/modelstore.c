@@ -190,6 +190,24 @@ modelstore_probe (modelstore_t *self)
     return self->ops->probe? self->ops->probe (self->backend): 0;
 }
 
+int
+modelstore_current (modelstore_t *self, uint64_t *revision, char *generation)
+{
+    return self->ops->current? self->ops->current (self->backend, revision, generation): 0;
+}
+
+bool
+modelstore_ready (modelstore_t *self)
+{
+    return self->ops->ready? self->ops->ready (self->backend): true;
+}
+
+bool
+modelstore_retry (modelstore_t *self)
+{
+    return self->ops->retry? self->ops->retry (self->backend): false;
+}
+
 uint8_t *
 modelstore_pack (const ProtobufCMessage *msg, size_t *size)
 {

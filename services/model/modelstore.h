@@ -44,8 +44,12 @@
     from its local mirror of the prefix (kept by a watch), records every key
     and range read with the mod revision it saw, and makes the transaction
     compare them, so a batch decided on a stale mirror fails as a whole
-    instead of committing (issue 16: the model then re-runs its writes;
-    SQLite holds the write lock and never fails that way). A batch must fit
+    instead of committing (SQLite holds the write lock and never fails that
+    way). Several instances may write one etcd prefix: a batch that lost
+    to another instance's commit says so (modelstore_retry), its store
+    catches up with that commit by itself (modelstore_ready turns true),
+    the model learns the revision the others reached (modelstore_current)
+    and the service runs the batch's writes once more. A batch must fit
     the backend's transaction limits (etcd's --max-txn-ops and
     --max-request-bytes); the model's per-revision size cap keeps a write
     within them.
@@ -134,8 +138,28 @@ int
 int
     modelstore_set_generation (modelstore_t *self, const char *generation);
 
+//  The last committed revision and the generation as the store knows them
+//  now, without blocking (etcd: its mirror, which follows the commits of
+//  every instance on the prefix; generation of 33 bytes). Returns 1, or 0
+//  if the store cannot say: only this process writes it (SQLite), so the
+//  model's own count stands.
+int
+    modelstore_current (modelstore_t *self, uint64_t *revision, char *generation);
+
 //  ---------------------------------------------------------------------
 //  Batches
+
+//  True if a batch can begin now; false while the store catches up with a
+//  commit of another instance that made the last batch fail (it will by
+//  itself: writes wait, reads go on).
+bool
+    modelstore_ready (modelstore_t *self);
+
+//  True if the last failed commit lost to another instance's commit (a
+//  compare on what it read failed): once modelstore_ready, running its
+//  writes again on the new state may succeed.
+bool
+    modelstore_retry (modelstore_t *self);
 
 //  Opens a batch. Returns 0, or -1 if the store cannot take writes now.
 int
@@ -285,6 +309,9 @@ typedef struct {
     int64_t (*size) (void *backend);
     ep_store_fault_t (*fault) (void *backend);  //  may be NULL: OTHER
     int (*probe) (void *backend);               //  may be NULL: 0
+    int (*current) (void *backend, uint64_t *revision, char *generation);   //  may be NULL: 0
+    bool (*ready) (void *backend);              //  may be NULL: true
+    bool (*retry) (void *backend);              //  may be NULL: false
 } modelstore_ops_t;
 
 //  For backends: msg packed into a buffer the caller frees, of *size bytes.

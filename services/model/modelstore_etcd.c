@@ -352,9 +352,15 @@ s_watch_reply (void *arg, const ep_etcd_reply_t *reply, const char *error)
         const char *rel = metcd_rel (self, &event->kv);
         //  At or below the mirror's revision: this store's own commit,
         //  already applied (any other's would have failed its compares).
-        if (rel && event->kv.mod_revision > self->mirror_rev)
-            s_mirror_apply (self->mirror, rel, event->is_delete? NULL: event->kv.value,
-                            event->kv.value_size, event->kv.mod_revision);
+        if (!rel || event->kv.mod_revision <= self->mirror_rev)
+            continue;
+        s_mirror_apply (self->mirror, rel, event->is_delete? NULL: event->kv.value,
+                        event->kv.value_size, event->kv.mod_revision);
+        if (self->cache && !event->is_delete
+        &&  strncmp (rel, METCD_REPLIES, strlen (METCD_REPLIES)) == 0
+        &&  ep_replycache_entry_load (self->cache, event->kv.value, event->kv.value_size,
+                                      ep_wall_ms (), ep_mono_ms ()) < 0)
+            ep_log_warn ("etcd key %s%s is not a saved reply: skipped", self->prefix, rel);
     }
     if (reply->header.revision > self->mirror_rev && (reply->nevents || reply->progress))
         self->mirror_rev = reply->header.revision;
@@ -524,6 +530,11 @@ s_begin (void *backend)
                       "write or a lost watch); retry");
         return -1;
     }
+    if (self->mirror_rev < self->catch_up_rev) {
+        metcd_failed (self, "the model store's copy of etcd is catching up with another "
+                      "instance's write; retry");
+        return -1;
+    }
     metcd_state_t state;
     if (s_state (backend, &state.revision, state.generation, &state.restored) != 0)
         return -1;
@@ -531,6 +542,27 @@ s_begin (void *backend)
     self->begin_rev = self->mirror_rev;
     self->in_batch = true;
     return 0;
+}
+
+static int
+s_current (void *backend, uint64_t *revision, char *generation)
+{
+    bool restored;
+    return s_state (backend, revision, generation, &restored) == 0? 1: 0;
+}
+
+static bool
+s_ready (void *backend)
+{
+    metcd_t *self = (metcd_t *) backend;
+    //  A mirror to reload is reloaded by the begin it refuses.
+    return !self->committing && !self->reloading && self->mirror_rev >= self->catch_up_rev;
+}
+
+static bool
+s_retry (void *backend)
+{
+    return ((metcd_t *) backend)->retry;
 }
 
 static bool
@@ -716,7 +748,7 @@ s_record (void *backend, const Ep__ModelChange *change, uint64_t forget_through)
         //  committed since this one started. Nothing of the batch may go.
         self->stale = true;
         metcd_failed (self, "revision %llu is not the next in etcd (the model there is at %llu: "
-                      "another model instance wrote to the prefix); restart this instance",
+                      "another model instance wrote to the prefix); retry",
                       (unsigned long long) change->revision,
                       (unsigned long long) self->staged_revision);
         return -1;
@@ -791,7 +823,8 @@ static const modelstore_ops_t s_ops = {
     .save_reply = s_save_reply, .prune_replies = s_prune_replies, .commit = metcd_commit,
     .abandon = s_abandon, .read = metcd_read, .view_open = metcd_view_open,
     .view_close = metcd_view_close, .load_replies = metcd_load_replies, .backup = metcd_backup,
-    .tick = metcd_tick, .size = metcd_size
+    .tick = metcd_tick, .size = metcd_size, .current = s_current, .ready = s_ready,
+    .retry = s_retry
 };
 
 metcd_t *

@@ -59,6 +59,8 @@ struct _metcd_t {
     zhashx_t *mirror;           //  key under the prefix -> metcd_kv_t
     int64_t mirror_rev;         //  the etcd revision it reflects
     bool mirror_bad;            //  to be reloaded before the next batch
+    int64_t catch_up_rev;       //  no batch before the mirror reaches this etcd revision
+    bool retry;                 //  the last failed commit lost to another instance's
     bool reloading;             //  a reload is in flight
     ep_etcd_watch_t *watch;     //  keeps it current
     //  The open batch
@@ -81,6 +83,7 @@ struct _metcd_t {
     uint32_t reply_seq;         //  the last reply key's sequence
     int64_t lease_id;           //  the lease of this minute's replies
     int64_t lease_minute;       //  the wall-clock minute it is for
+    ep_replycache_t *cache;     //  other instances' replies go here (borrowed; NULL: none)
 };
 
 //  The backend over config's client and prefix (no load yet).

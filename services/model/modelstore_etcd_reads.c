@@ -106,7 +106,17 @@ s_commit_reply (metcd_t *self, metcd_call_t *call, const ep_etcd_reply_t *reply,
     if (!reply->succeeded) {
         metcd_failed (self, "the model in etcd changed under this batch (another model instance "
                       "wrote, or this one's copy was behind): nothing of it was written; retry");
-        s_commit_end (self, commit, 0, true);
+        self->retry = true;
+        //  The failure branch read the state key: written since the mirror
+        //  saw it, another instance committed, and the watch brings that
+        //  commit; else the mirror itself is wrong, and is read again.
+        metcd_kv_t *state = (metcd_kv_t *) zhashx_lookup (self->mirror, METCD_STATE);
+        const ep_etcd_reply_t *read = reply->nresponses == 1? &reply->responses [0]: NULL;
+        int64_t written = read && read->nkvs == 1? read->kvs [0].mod_revision: 0;
+        bool behind = written > (state? state->mod: 0);
+        if (behind && written > self->catch_up_rev)
+            self->catch_up_rev = written;
+        s_commit_end (self, commit, 0, !behind);
     }
     else
         s_commit_end (self, commit, reply->header.revision, false);
@@ -198,7 +208,9 @@ s_commit_submit (metcd_t *self, s_commit_t *commit)
             .key = ep_etcd_str (from), .range_end = { forget_end, strlen (to) } } };
         free (to);
     }
-    ep_etcd_txn_t txn = { compares, ncompares, ops, n, NULL, 0 };
+    char *state_key = s_keep (keys, metcd_key (self, METCD_STATE));
+    ep_etcd_op_t read_state = { .kind = EP_ETCD_RANGE, .u.range = { .key = ep_etcd_str (state_key) } };
+    ep_etcd_txn_t txn = { compares, ncompares, ops, n, &read_state, 1 };
     metcd_call_t *call = metcd_call_new (self, s_commit_reply, commit, s_commit_free);
     char err [256];
     if (ep_etcd_txn (self->etcd, &txn, metcd_call_cb, call, err, sizeof err) != 0) {
@@ -277,6 +289,7 @@ metcd_commit (void *backend, modelstore_done_fn *done, void *arg)
         done (arg, -1, self->error);
         return;
     }
+    self->retry = false;
     s_commit_t *commit = s_commit_take (self, done, arg);
     if (zhashx_size (commit->staged) == 0) {
         done (arg, 0, "");
@@ -619,6 +632,9 @@ metcd_load_replies (void *backend, ep_replycache_t *cache, int64_t wall_ms, int6
     metcd_t *self = (metcd_t *) backend;
     s_scan_t *scan = s_scan_new (self, METCD_REPLIES, METCD_REPLIES, false, 0);
     s_result_t result = { 0 };
+    //  From now on the watch adds the replies other instances save, so a
+    //  retry sent to this one gets the first reply too.
+    self->cache = cache;
     scan->cache = cache;
     scan->wall_ms = wall_ms;
     scan->now_ms = now_ms;

@@ -6,6 +6,7 @@
 #include "ep_reqloop.h"
 #include "ep_rpc_server.h"
 #include "model.h"
+#include "modelpub.h"
 #include "modelstore_etcd.h"
 #include "modelstore_sqlite.h"
 
@@ -16,6 +17,7 @@
 #define REPLIES_TTL_MS  600000              //  for at most this long
 #define ETCD_IDLE_MS    30000               //  resume an etcd watch silent this long
 #define ETCD_WRITE_OPS  3                   //  etcd ops of a plain write: entity, change, reply
+#define CATCH_UP_MS     5000                //  writes wait this long for the store to catch up
 
 //  A request being served: the model's result, and what a completion
 //  that comes later needs to find its request.
@@ -37,6 +39,7 @@ struct _modelsvc_t {
     ep_rpc_server_t *rpc;       //  request ids, reply cache, roles
     ep_reqloop_t *loop;         //  batches, replies, request metrics
     ep_publisher_t *publisher;  //  model.change, entityChange.*, service.degraded
+    modelpub_t *modelpub;       //  etcd: publishes the change records when elected
     ep_degraded_t *degraded;    //  a full or failing disk: writes refused, /readyz 503
     char failure [768];         //  why the last batch failed, for its answers
     int64_t max_batch;          //  requests per batch (etcd: what one txn holds)
@@ -46,9 +49,11 @@ struct _modelsvc_t {
     int commit_rc;              //  with this outcome
     bool pruned;                //  the start's prune of saved replies completed
     int pruned_rc;              //  with this outcome
+    int64_t unready_since;      //  monotonic ms the store began catching up (0: ready)
     int64_t next_checkpoint;    //  monotonic ms
     int64_t next_expiry;        //  monotonic ms
     ep_series_t *revision;      //  current revision
+    ep_series_t *is_publisher;  //  1 while this instance publishes the change stream
     ep_series_t *db_bytes;      //  database size
     ep_series_t *published;     //  edgeplane_published_total{stream="model"}
     ep_series_t *entity_published;  //  edgeplane_published_total{stream="entityChange"}
@@ -138,10 +143,22 @@ s_publish (void *arg)
     modelsvc_t *self = (modelsvc_t *) arg;
     ep_output_item_t *output;
     while ((output = model_next_output (self->model))) {
-        s_publish_change (self, output->event);
+        //  In etcd the elected publisher sends every instance's changes,
+        //  from their records.
+        if (!self->modelpub)
+            s_publish_change (self, output->event);
         ep_output_item_destroy (&output);
     }
     ep_series_set (self->revision, (double) model_revision (self->model));
+}
+
+//  A change record, when this instance is the elected publisher.
+static void
+s_publish_record (void *arg, Ep__Event *event)
+{
+    modelsvc_t *self = (modelsvc_t *) arg;
+    if (self->publisher)
+        s_publish_change (self, event);
 }
 
 //  ---------------------------------------------------------------------
@@ -264,6 +281,9 @@ s_write (void *arg, ep_req_t *req)
 {
     modelsvc_t *self = (modelsvc_t *) arg;
     model_result_t *result = &s_request (req)->result;
+    //  A write run again (its batch lost to another instance) starts afresh.
+    model_result_clear (result);
+    model_result_init (result, ep_req_request_id (req));
     if (!modelstore_in_batch (self->store)) {
         //  SQLite lost the batch (a full disk): the commit fails it whole.
         model_result_fail (result, EP__STATUS__CODE__UNAVAILABLE, "%s", modelstore_error (self->store));
@@ -344,6 +364,36 @@ s_read (void *arg, ep_req_t *req)
     return request->read_done? 0: EP_REQLOOP_LATER;
 }
 
+//  Writes wait while the store catches up with another instance's commit
+//  (etcd), for a while: then the begin says why it cannot.
+static bool
+s_ready (void *arg)
+{
+    modelsvc_t *self = (modelsvc_t *) arg;
+    if (modelstore_ready (self->store)) {
+        self->unready_since = 0;
+        return true;
+    }
+    int64_t now = ep_mono_ms ();
+    if (!self->unready_since)
+        self->unready_since = now;
+    return now - self->unready_since >= CATCH_UP_MS;
+}
+
+//  A batch that lost to another instance's commit runs once more, on the
+//  state that instance left; any other failure is answered UNAVAILABLE.
+static ep_reqloop_policy_t
+s_commit_failed (void *arg)
+{
+    modelsvc_t *self = (modelsvc_t *) arg;
+    if (modelstore_retry (self->store)) {
+        ep_log_info ("the batch lost to another instance's commit: its writes run once more");
+        return EP_REQLOOP_RETRY;
+    }
+    ep_log_warn ("the writes of the failed batch are answered UNAVAILABLE");
+    return EP_REQLOOP_CARRY_ON;
+}
+
 static const ep_reqloop_class_t s_class = {
     .descriptor = &ep__model_request__descriptor,
     .smaller = "page_size or max_changes",
@@ -353,11 +403,12 @@ static const ep_reqloop_class_t s_class = {
     .admit = s_admit,
     .reply = s_reply,
     .error = s_error,
+    .ready = s_ready,
     .begin = s_begin,
     .write = s_write,
     .commit = s_commit,
     .read = s_read,
-    .commit_failed = ep_reqloop_carry_on,
+    .commit_failed = s_commit_failed,
     .failure = s_failure,
     .output = s_publish,
 };
@@ -371,7 +422,8 @@ modelsvc_turn (modelsvc_t *self)
     int64_t now = ep_mono_ms ();
     int64_t timeout = ep_publisher_tick (self->publisher);
     int64_t due [] = { self->next_expiry - now, ep_reqloop_next_due (self->loop),
-                       ep_degraded_next (self->degraded, now) };
+                       ep_degraded_next (self->degraded, now),
+                       self->modelpub? modelpub_tick (self->modelpub, now): INT64_MAX };
     for (size_t i = 0; i < EP_COUNT (due); i++)
         if (due [i] < timeout)
             timeout = due [i];
@@ -386,6 +438,10 @@ modelsvc_turn (modelsvc_t *self)
                             modelstore_probe (self->store) == 0? EP_STORE_FAULT_NONE:
                                                                  modelstore_fault (self->store),
                             modelstore_error (self->store), now);
+    if (self->modelpub) {
+        modelpub_tick (self->modelpub, now);
+        ep_series_set (self->is_publisher, modelpub_publishing (self->modelpub)? 1: 0);
+    }
     if (now >= self->next_expiry) {
         model_expire_snapshots (self->model, ep_wall_ms ());
         self->next_expiry = now + EXPIRY_MS;
@@ -407,6 +463,9 @@ s_metrics (modelsvc_t *self, ep_metrics_t *metrics)
 {
     self->revision = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_model_revision",
         "The last committed revision.", 0, NULL), NULL);
+    self->is_publisher = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_model_publisher",
+        "1 while this instance publishes the change stream (always with SQLite; in etcd, "
+        "the elected one).", 0, NULL), NULL);
     self->db_bytes = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_model_db_bytes",
         "Size of the model database.", 0, NULL), NULL);
     const char *model_stream [] = { "model" }, *entity_stream [] = { "entityChange" };
@@ -501,6 +560,16 @@ s_open_store (modelsvc_t *self, const modelsvc_config_t *config, const char *dat
     }
     if (!self->store || !(self->model = model_new (self->store, config->retain)))
         return -1;
+    if (self->etcd) {
+        //  Once the model has its generation, which the checkpoint names.
+        modelpub_config_t pub = { .etcd = self->etcd,
+                                  .prefix = config->etcd_prefix? config->etcd_prefix: "/edgeplane/",
+                                  .name = ep_service_source_id (self->service),
+                                  .lease_ttl_ms = config->lease_ttl_ms, .publish = s_publish_record,
+                                  .arg = self };
+        self->modelpub = modelpub_new (&pub);
+    }
+    ep_series_set (self->is_publisher, self->modelpub? 0: 1);
     ep_log_info ("model %s at revision %llu, generation %s", self->path,
                  (unsigned long long) model_revision (self->model), model_generation (self->model));
     ep_series_set (self->revision, (double) model_revision (self->model));
@@ -635,8 +704,10 @@ modelsvc_destroy (modelsvc_t **self_p)
         ep_publisher_destroy (&self->publisher);
         ep_degraded_destroy (&self->degraded);
         model_destroy (&self->model);
+        modelpub_stop (self->modelpub);
         modelstore_destroy (&self->store);
         ep_etcd_destroy (&self->etcd);
+        modelpub_destroy (&self->modelpub);
         free (self->path);
         free (self);
         *self_p = NULL;

@@ -9,7 +9,10 @@
     durable. The replies to writes are saved in the same transaction (the
     reply cache made durable), so a write retried after a crash is
     answered, not applied again. A failed commit answers its writes
-    UNAVAILABLE and serving goes on. docs/model.md is the contract.
+    UNAVAILABLE and serving goes on. With the model in etcd every instance
+    takes writes (a batch that lost to another instance's commit runs once
+    more) and the elected one publishes, from the change records
+    (modelpub.h). docs/model.md is the contract.
 */
 #ifndef MODELSVC_H_INCLUDED
 #define MODELSVC_H_INCLUDED
@@ -31,6 +34,7 @@ typedef struct {
     const char *etcd_key;       //  etcd: its key
     const char *etcd_prefix;    //  etcd: the model's keys' prefix ("/edgeplane/")
     int64_t etcd_max_txn_ops;   //  etcd: the cluster's --max-txn-ops
+    int64_t lease_ttl_ms;       //  etcd: the publisher election's lease TTL (etcd may raise it)
 } modelsvc_config_t;
 
 //  The service over the process scaffolding (borrowed): opens the store,

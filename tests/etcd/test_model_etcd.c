@@ -2,7 +2,9 @@
     (EDGEPLANE_MODEL_STORE=etcd on the fixture's cluster, a prefix per
     test): writes acknowledged survive kill -9 with their revision, a
     retried request id gets its first reply from the restarted process,
-    a snapshot sees them, and bad settings say what to do. */
+    a snapshot sees them, and bad settings say what to do; two instances
+    on one prefix both take writes (CAS on one hot entity, alternately), and
+    a retry through the other instance gets the first reply. */
 #include <criterion/criterion.h>
 #include "ep_etcd_cluster.h"
 #include "ep_test.h"
@@ -100,6 +102,30 @@ s_create (ep_rpc_client_t *client, const char *id, const char *request_id)
     write.has_op = true;
     write.op = EP__MODEL_WRITE__OP__CREATE;
     write.entity = &entity;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.request_id = (char *) request_id;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = &write;
+    return s_ok (client, &request);
+}
+
+//  The UPDATE of service id to name, at expected_version, under request_id.
+static Ep__ModelReply *
+s_update (ep_rpc_client_t *client, const char *id, const char *name, uint64_t expected,
+          const char *request_id)
+{
+    Ep__Service service = EP__SERVICE__INIT;
+    service.id = (char *) id;
+    service.name = (char *) name;
+    Ep__Entity entity = EP__ENTITY__INIT;
+    entity.kind_case = EP__ENTITY__KIND_SERVICE;
+    entity.service = &service;
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = expected? EP__MODEL_WRITE__OP__UPDATE: EP__MODEL_WRITE__OP__CREATE;
+    write.entity = &entity;
+    write.has_expected_version = expected > 0;
+    write.expected_version = expected;
     Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
     request.request_id = (char *) request_id;
     request.op_case = EP__MODEL_REQUEST__OP_WRITE;
@@ -212,4 +238,42 @@ Test (model_etcd, bad_settings_say_what_to_do)
     cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 2, "status %d", status);
     cr_assert (strstr (ep_proc_log (model), "sqlite"), "%s", ep_proc_log (model));
     ep_proc_destroy (&model);
+}
+
+Test (model_etcd, two_instances_both_write_and_a_retry_through_the_other_gets_the_first_reply)
+{
+    ep_proc_t *models [2] = { s_model (), s_model () };
+    zcert_t *cert = ep_keys_load (s_keys, "operator");
+    ep_rpc_client_t *clients [2] = { s_client (models [0], cert), s_client (models [1], cert) };
+    //  One hot entity, each update a compare-and-swap on the version the
+    //  last one (through the other instance) gave: each instance must learn
+    //  the other's commits, not refuse them nor apply on a stale copy.
+    Ep__ModelReply *reply = s_update (clients [0], "hot", "v0", 0, "hot-0");
+    uint64_t version = reply->revision;
+    ep__model_reply__free_unpacked (reply, NULL);
+    char name [32], request_id [32];
+    for (int i = 1; i <= 30; i++) {
+        snprintf (name, sizeof name, "v%d", i);
+        snprintf (request_id, sizeof request_id, "hot-%d", i);
+        reply = s_update (clients [i % 2], "hot", name, version, request_id);
+        cr_assert_eq (reply->revision, version + 1, "write %d through instance %d", i, i % 2);
+        version = reply->revision;
+        ep__model_reply__free_unpacked (reply, NULL);
+    }
+    //  The last write (through instance 0) sent again through instance 1:
+    //  its first reply, not a CONFLICT and not a second revision.
+    reply = s_update (clients [1], "hot", "v30", version - 1, "hot-30");
+    cr_assert_eq (reply->revision, version);
+    ep__model_reply__free_unpacked (reply, NULL);
+    //  Both say the same revision once they have seen it.
+    int64_t deadline = zclock_mono () + CALL_MS;
+    while (s_revision (clients [1]) != version && zclock_mono () < deadline)
+        zclock_sleep (20);      //  polling a condition with a deadline
+    cr_assert_eq (s_revision (clients [0]), version);
+    cr_assert_eq (s_revision (clients [1]), version);
+    for (int i = 0; i < 2; i++) {
+        ep_rpc_client_destroy (&clients [i]);
+        ep_proc_destroy (&models [i]);
+    }
+    zcert_destroy (&cert);
 }

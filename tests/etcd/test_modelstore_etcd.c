@@ -130,6 +130,9 @@ Test (modelstore, two_instances_on_one_prefix_one_wins_the_other_is_undone_whole
     const char *won = a.rc == 0? "first": "second", *lost = a.rc == 0? "second": "first";
     cr_assert (strstr (modelstore_error (loser), "changed under this batch"), "%s",
                modelstore_error (loser));
+    //  The loser may run its batch again once it caught up with the winner.
+    cr_assert (modelstore_retry (loser));
+    cr_assert_not (modelstore_retry (winner));
     zlistx_destroy (&a.ids);
     zlistx_destroy (&b.ids);
 
@@ -159,6 +162,11 @@ Test (modelstore, two_instances_on_one_prefix_one_wins_the_other_is_undone_whole
     while (modelstore_begin (loser) != 0 && zclock_mono () < deadline)
         s_poll ();
     cr_assert (modelstore_in_batch (loser), "%s", modelstore_error (loser));
+    cr_assert (modelstore_ready (loser));
+    uint64_t current = 0;
+    char generation [33];
+    cr_assert_eq (modelstore_current (loser, &current, generation), 1);
+    cr_assert_eq (current, 1, "the loser knows the winner's revision");
     x = modelstore_get (loser, EP__ENTITY_TYPE__ENTITY_SERVICE, "x");
     cr_assert_not_null (x, "the loser's mirror has the winner's write");
     ep__entity__free_unpacked (x, NULL);
@@ -168,7 +176,6 @@ Test (modelstore, two_instances_on_one_prefix_one_wins_the_other_is_undone_whole
     cr_assert_neq (modelstore_record (loser, &change, 0), 0);
     cr_assert (strstr (modelstore_error (loser), "not the next"), "%s", modelstore_error (loser));
     cr_assert_neq (s_commit_on (loser), 0);
-    (void) winner;
     modelstore_destroy (&third);
     modelstore_destroy (&other);
 }

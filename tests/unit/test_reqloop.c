@@ -23,6 +23,7 @@ typedef struct {
     bool later_reads;           //  reads complete later
     bool hold_writes;           //  admit holds writes
     bool work;                  //  internal work waits (has_work)
+    bool not_ready;             //  the store catches up: no batch may begin
     ep_reqloop_policy_t policy; //  for a failed commit
     ep_req_t *held [8];         //  held writes, or later reads
     size_t n_held;
@@ -196,6 +197,12 @@ s_read (void *arg, ep_req_t *req)
         return EP_REQLOOP_LATER;
     }
     return 0;
+}
+
+static bool
+s_ready (void *arg)
+{
+    return !((s_fake_t *) arg)->not_ready;
 }
 
 static ep_reqloop_policy_t
@@ -427,6 +434,40 @@ Test (reqloop, a_failed_commit_answers_unavailable_and_carries_on)
     char *text = ep_metrics_render (rig.metrics);
     cr_assert (strstr (text, "edgeplane_requests_total{op=\"txn\",code=\"UNAVAILABLE\"} 3"), "%s", text);
     free (text);
+    s_rig_destroy (&rig);
+}
+
+Test (reqloop, a_batch_that_lost_a_race_runs_once_more_when_the_store_is_ready)
+{
+    s_rig_t rig;
+    ep_reqloop_class_t cls = s_class;
+    cls.ready = s_ready;
+    s_rig_new (&rig, &cls, NULL);
+    rig.fake.policy = EP_REQLOOP_RETRY;
+    rig.fake.fail_commits = 1;
+    s_send (rig.client, "w1", true);
+    s_send (rig.client, "w2", true);
+    cr_assert_eq (ep_reqloop_serve (rig.loop), 0);
+    s_expect_silence (rig.client);
+    cr_assert_eq (ep_reqloop_waiting (rig.loop), 2, "both wait to run again");
+    //  Not before the store is ready: no begin, and nothing due.
+    rig.fake.not_ready = true;
+    rig.fake.log [0] = 0;
+    cr_assert_eq (ep_reqloop_serve (rig.loop), 0);
+    cr_assert_str_eq (rig.fake.log, "");
+    cr_assert_eq (ep_reqloop_next_due (rig.loop), INT64_MAX);
+    rig.fake.not_ready = false;
+    cr_assert_eq (ep_reqloop_next_due (rig.loop), 0);
+    cr_assert_eq (ep_reqloop_serve (rig.loop), 0);
+    s_expect_reply (rig.client, "w1", EP__STATUS__CODE__OK, 1);
+    s_expect_reply (rig.client, "w2", EP__STATUS__CODE__OK, 2);
+    //  Once more only: a second loss is answered UNAVAILABLE.
+    rig.fake.fail_commits = 2;
+    s_send (rig.client, "w3", true);
+    cr_assert_eq (ep_reqloop_serve (rig.loop), 0);
+    s_expect_silence (rig.client);
+    cr_assert_eq (ep_reqloop_serve (rig.loop), 0);
+    s_expect_reply (rig.client, "w3", EP__STATUS__CODE__UNAVAILABLE, 0);
     s_rig_destroy (&rig);
 }
 
