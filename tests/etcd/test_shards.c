@@ -272,8 +272,10 @@ Test (shards, a_frozen_owner_is_refused_when_it_returns_and_drops_its_shards)
     char *log = ep_proc_log (pair.b);
     cr_assert (said, "b's log after SIGCONT:\n%s", log);
     free (log);
-    s_read_split (&pair.split);
-    cr_assert_eq (pair.split.a, SHARDS, "a lost shards to b's return: b has %d", pair.split.b);
+    //  (Whether a still holds every shard now depends on how long those
+    //  lines took: b rejoined under a new lease, and two stable TTLs later
+    //  a gives some back. That no write of b took effect while it was not
+    //  the owner is what s_pair_end's replay of the history checks.)
 
     //  Under a new lease, b gets its share back.
     cr_assert (ep_wait_until (s_split_within_cap, &pair.split, (4 * TTL_MS + 10000) * EP_TEST_SLOWDOWN),
