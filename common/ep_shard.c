@@ -401,6 +401,7 @@ ep_shard_lease_fresh (int64_t keepalive_sent_ms, int64_t ttl_ms, int64_t margin_
 
 struct _ep_shard_seen_t {
     int count;                  //  shards
+    int size;                   //  slots in newest (grown to the highest shard seen)
     int64_t *newest;            //  per shard, the newest owner create revision seen
 };
 
@@ -410,7 +411,6 @@ ep_shard_seen_new (int count)
     EP_ASSERT (count > 0 && count <= EP_SHARD_MAX_COUNT);
     ep_shard_seen_t *self = (ep_shard_seen_t *) zmalloc (sizeof (ep_shard_seen_t));
     self->count = count;
-    self->newest = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) count);
     return self;
 }
 
@@ -424,11 +424,30 @@ ep_shard_seen_destroy (ep_shard_seen_t **self_p)
     }
 }
 
+//  The slots grow with the shards seen: the watchdog, which does not know a
+//  service's shard count, makes its checks for the largest count possible.
+static void
+s_seen_grow (ep_shard_seen_t *self, int shard)
+{
+    if (shard < self->size)
+        return;
+    int size = self->size? self->size: 64;
+    while (size <= shard)
+        size *= 2;
+    if (size > self->count)
+        size = self->count;
+    self->newest = (int64_t *) realloc (self->newest, sizeof (int64_t) * (size_t) size);
+    EP_ASSERT (self->newest);
+    memset (self->newest + self->size, 0, sizeof (int64_t) * (size_t) (size - self->size));
+    self->size = size;
+}
+
 ep_shard_command_t
 ep_shard_seen_check (ep_shard_seen_t *self, int shard, int64_t create_revision)
 {
     if (shard < 0 || shard >= self->count || create_revision <= 0)
         return EP_SHARD_COMMAND_BAD;
+    s_seen_grow (self, shard);
     if (create_revision < self->newest [shard])
         return EP_SHARD_COMMAND_STALE;
     self->newest [shard] = create_revision;
@@ -439,5 +458,5 @@ int64_t
 ep_shard_seen_newest (ep_shard_seen_t *self, int shard)
 {
     EP_ASSERT (shard >= 0 && shard < self->count);
-    return self->newest [shard];
+    return shard < self->size? self->newest [shard]: 0;
 }

@@ -176,7 +176,9 @@ void
     ep_shard_seen_destroy (ep_shard_seen_t **self_p);
 
 //  Judges a command for shard from the owner created at create_revision,
-//  and remembers that revision if it is the newest.
+//  and remembers that revision if it is the newest. Memory grows with the
+//  highest shard seen, not count: a checker that does not know a service's
+//  shard count (the watchdog) passes EP_SHARD_MAX_COUNT.
 ep_shard_command_t
     ep_shard_seen_check (ep_shard_seen_t *self, int shard, int64_t create_revision);
 

@@ -4,6 +4,7 @@
 #include "ep_log.h"
 #include "api.h"
 #include "channel.h"
+#include "cmdage.h"
 #include "events.h"
 #include "identity.h"
 #include "peers.h"
@@ -63,6 +64,8 @@ struct _watchdog_t {
     events_t *events;           //  what we publish about connections
     ep_subscriber_t *bus;       //  presence. and cmd.<router>. from the bus
     relay_t *relay;             //  requests to the terminators and reaper
+    cmdage_t *cmdage;           //  per sharded service and shard, the newest owner seen
+    ep_counter_t *stale;        //  edgeplane_commands_stale_total{service}
     api_t *api;                 //  the connections API
     channel_t *channel;         //  the channel: conn_t state machines on server
     ep_tls_server_t *server;    //  the TLS listener and its connections
@@ -535,6 +538,26 @@ s_frame (void *arg, channel_conn_t *c, Ep__Frame *frame)
 //  -------------------------------------------------------------------------
 //  The bus
 
+//  A command from a deposed shard owner, or with a malformed fence, is not
+//  delivered (cmdage.h); the router would act on what its new owner undid.
+static bool
+s_command_fresh (watchdog_t *self, const char *router, const Ep__Command *command)
+{
+    cmdage_result_t age = cmdage_check (self->cmdage, command);
+    const char *what = command->command_id? command->command_id: "?";
+    if (age.verdict == CMDAGE_STALE) {
+        ep_log_info ("command %s for router %s from a deposed %s owner: shard %u, owner revision "
+                     "%lld, older than %lld seen: not delivered", what, router,
+                     command->shard_service, command->shard, (long long) command->owner_revision,
+                     (long long) age.newest);
+        ep_counter_inc (self->stale, (const char *[]) { command->shard_service }, 1);
+    }
+    else
+    if (age.verdict == CMDAGE_BAD)
+        ep_log_warn ("command %s for router %s: %s: not delivered", what, router, age.why);
+    return age.verdict == CMDAGE_DELIVER || age.verdict == CMDAGE_UNSHARDED;
+}
+
 //  A command published on cmd.<router>.: the topic says which router (we
 //  subscribe per joined router); a body naming another router is a
 //  commander's bug, not delivered to either.
@@ -553,6 +576,8 @@ s_on_command (watchdog_t *self, const char *rest, Ep__Command *command)
                      what, router, command->router_id);
         return;
     }
+    if (!s_command_fresh (self, router, command))
+        return;
     channel_conn_t *c = s_router_conn (self, router);
     if (!c) {
         ep_log_debug ("command %s for router %s: not joined here", what, router);
@@ -916,6 +941,12 @@ watchdog_new (ep_service_t *service, const watchdog_config_t *config)
         "Slices sent to routers, by kind (full, diff: resumed, push: a change).", 1, kind);
     self->slice_bytes = ep_metrics_counter (metrics, "edgeplane_watchdog_slice_bytes_total",
         "Bytes of slice frames sent to routers, by kind.", 1, kind);
+    self->stale = ep_metrics_counter (metrics, "edgeplane_commands_stale_total",
+        "Commands for routers not delivered: from a deposed shard owner, by its service.",
+        1, (const char *[]) { "service" });
+    ep_counter_series (self->stale, (const char *[]) { "terminators" });    //  at 0, for rate ()
+    ep_counter_series (self->stale, (const char *[]) { "reaper" });
+    self->cmdage = cmdage_new ();
     self->started_mono = ep_mono_ms ();
     self->timeout = ep_metrics_gauge (metrics, "edgeplane_router_heartbeat_timeout_seconds",
         "Heartbeat timeout in force for each joined router (adaptive or fixed).", 1, router);
@@ -946,6 +977,7 @@ watchdog_destroy (watchdog_t **self_p)
     peers_destroy (&self->peers);
     api_destroy (&self->api);
     relay_destroy (&self->relay);
+    cmdage_destroy (&self->cmdage);
     resume_destroy (&self->resume);
     events_destroy (&self->events);
     ep_follower_destroy (&self->follower);

@@ -3,8 +3,9 @@
     terminators and reaper services (ROUTER sockets here, with those
     services' CURVE certificates): requests relayed with the ids and the
     caller the services rely on, replies back with the router's own ids,
-    commands and their acks, model slices, edge-to-router events, and the
-    drain on SIGTERM. Also `edgeplane connections` across two instances. */
+    commands and their acks (a deposed shard owner's not delivered), model
+    slices, edge-to-router events, and the drain on SIGTERM. Also
+    `edgeplane connections` across two instances. */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
 #include "ep_wdtest.h"
@@ -17,6 +18,7 @@
 #include "ep_publisher.h"
 #include "ep_rpc_client.h"
 #include "ep_rpc_server.h"
+#include "ep_shard.h"
 #include "ep_subscriber.h"
 #include "model.pb-c.h"
 #include <arpa/inet.h>
@@ -417,6 +419,123 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
     ep__terminator_request__free_unpacked (tr, NULL);
     ep_rpc_server_fail (s_terminators.rpc, &call, EP__STATUS__CODE__OK, "acked");
 
+    chan_client_destroy (&router);
+    SSL_CTX_free (ctx);
+}
+
+//  The stale-command count of the watchdog whose /metrics is at http.
+typedef struct {
+    const char *http;           //  its http endpoint
+    const char *series;         //  the series waited for
+    double want;                //  its value
+} s_scrape_t;
+
+static bool
+s_series_is (void *arg)
+{
+    s_scrape_t *scrape = (s_scrape_t *) arg;
+    char *page = ep_http_get (scrape->http, "/metrics");
+    bool is = page && ep_metric_value (page, scrape->series) == scrape->want;
+    free (page);
+    return is;
+}
+
+//  The id of the next command r1 receives other than copies of skip, or
+//  NULL. Caller frees.
+static char *
+s_next_command (chan_client_t *router, const char *skip)
+{
+    int64_t deadline = ep_mono_ms () + 5000;
+    while (ep_mono_ms () < deadline) {
+        Ep__Frame *frame = ep_wdtest_expect_frame (router, EP__FRAME__BODY_COMMAND, 200);
+        char *id = frame? strdup (frame->command->command_id): NULL;
+        if (frame)
+            ep__frame__free_unpacked (frame, NULL);
+        if (id && (!skip || !streq (id, skip)))
+            return id;
+        free (id);
+    }
+    return NULL;
+}
+
+Test (relay, a_command_from_a_deposed_shard_owner_never_reaches_the_router,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    ep_proc_t *watchdog = s_watchdog ();
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
+    chan_client_t *router = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx, "r1");
+    //  One publisher throughout: what it sends reaches the watchdog in order.
+    zcert_t *cert = ep_keys_load (s_keys, "reaper");
+    char *bus_key = ep_keys_public_txt (s_keys, "bus");
+    ep_publisher_t *pub = ep_publisher_new (ep_proc_connect_endpoint (s_bus, "pub"), cert, bus_key,
+                                            "reaper-test", EP_CODEC_DEFAULT_CAP);
+    ep_publisher_declare (pub, "cmd");
+    char *ids [] = { "s-1" };
+    Ep__CloseSessions close = EP__CLOSE_SESSIONS__INIT;
+    close.n_session_ids = 1;
+    close.session_ids = ids;
+    Ep__Command command = EP__COMMAND__INIT;
+    command.router_id = "r1";
+    command.reply_to = "reaper";
+    command.kind_case = EP__COMMAND__KIND_CLOSE_SESSIONS;
+    command.close_sessions = &close;
+    command.shard_service = "reaper";
+    command.has_shard = command.has_owner_revision = true;
+    command.shard = (uint32_t) ep_shard_of ("r1", EP_SHARD_DEFAULT_COUNT);
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_COMMAND;
+    event.command = &command;
+
+    //  The owner created at revision 10: delivered (published until the
+    //  watchdog's subscription has reached the bus).
+    command.command_id = "from-10";
+    command.owner_revision = 10;
+    char *got = NULL;
+    int64_t deadline = ep_mono_ms () + 10000;
+    while (!got && ep_mono_ms () < deadline) {
+        ep_publisher_send (pub, "cmd.r1.", &event);
+        got = s_next_command (router, NULL);
+    }
+    cr_assert_not_null (got, "the command from revision 10 did not reach the router");
+    cr_assert_str_eq (got, "from-10");
+    free (got);
+    //  A newer owner (revision 20): delivered, after any copies of the first.
+    command.command_id = "from-20";
+    command.owner_revision = 20;
+    ep_publisher_send (pub, "cmd.r1.", &event);
+    got = s_next_command (router, "from-10");
+    cr_assert_not_null (got, "the command from revision 20 did not reach the router");
+    cr_assert_str_eq (got, "from-20");
+    free (got);
+    //  The owner of revision 10 again, deposed: not delivered. The one sent
+    //  after it is the next the router gets.
+    command.command_id = "from-10-again";
+    command.owner_revision = 10;
+    ep_publisher_send (pub, "cmd.r1.", &event);
+    command.command_id = "from-20-again";
+    command.owner_revision = 20;
+    ep_publisher_send (pub, "cmd.r1.", &event);
+    got = s_next_command (router, NULL);
+    cr_assert_not_null (got, "the second command from revision 20 did not reach the router");
+    cr_assert_str_eq (got, "from-20-again", "the deposed owner's command was delivered");
+    free (got);
+
+    s_scrape_t scrape = { ep_proc_endpoint (watchdog, "http"),
+                          "edgeplane_commands_stale_total{service=\"reaper\"}", 1 };
+    cr_assert (ep_wait_until (s_series_is, &scrape, 5000), "%s is not 1", scrape.series);
+    scrape.series = "edgeplane_commands_stale_total{service=\"terminators\"}";
+    scrape.want = 0;
+    cr_assert (s_series_is (&scrape), "%s is not 0", scrape.series);
+    char *log = ep_proc_log (watchdog);
+    char line [200];
+    snprintf (line, sizeof line, "command from-10-again for router r1 from a deposed reaper owner: "
+              "shard %u, owner revision 10, older than 20 seen: not delivered", command.shard);
+    cr_assert (log && strstr (log, line), "no log line: %s", line);
+    free (log);
+
+    ep_publisher_destroy (&pub);
+    free (bus_key);
+    zcert_destroy (&cert);
     chan_client_destroy (&router);
     SSL_CTX_free (ctx);
 }

@@ -373,6 +373,10 @@ s_command (s_events_t *events)
     body.reply_to = "reaper";
     body.has_deadline_ms = true;
     body.deadline_ms = 1795346654123;
+    body.shard_service = "reaper";      //  a sharded publisher's fence
+    body.has_shard = body.has_owner_revision = true;
+    body.shard = 44;                    //  "r1" of 64
+    body.owner_revision = 1207;
     body.kind_case = EP__COMMAND__KIND_CLOSE_SESSIONS;
     body.close_sessions = &close;
     Ep__Event event = EP__EVENT__INIT;

@@ -247,6 +247,23 @@ Test (shard, command_age_check)
     cr_assert_null (seen);
 }
 
+//  The watchdog's tables are for the largest count (it does not know the
+//  services'): their slots grow with the shards seen, kept across growth.
+Test (shard, command_age_check_grows_to_the_shards_seen)
+{
+    ep_shard_seen_t *seen = ep_shard_seen_new (EP_SHARD_MAX_COUNT);
+    cr_assert_eq (ep_shard_seen_newest (seen, 40000), 0, "nothing seen, nothing held");
+    cr_assert_eq (ep_shard_seen_check (seen, 3, 70), EP_SHARD_COMMAND_OK);
+    cr_assert_eq (ep_shard_seen_check (seen, 200, 80), EP_SHARD_COMMAND_OK);
+    cr_assert_eq (ep_shard_seen_check (seen, EP_SHARD_MAX_COUNT - 1, 90), EP_SHARD_COMMAND_OK);
+    cr_assert_eq (ep_shard_seen_newest (seen, 3), 70, "kept when the slots grew");
+    cr_assert_eq (ep_shard_seen_newest (seen, 200), 80);
+    cr_assert_eq (ep_shard_seen_newest (seen, 199), 0);
+    cr_assert_eq (ep_shard_seen_check (seen, EP_SHARD_MAX_COUNT - 1, 89), EP_SHARD_COMMAND_STALE);
+    cr_assert_eq (ep_shard_seen_check (seen, EP_SHARD_MAX_COUNT, 100), EP_SHARD_COMMAND_BAD);
+    ep_shard_seen_destroy (&seen);
+}
+
 //  ---------------------------------------------------------------------
 //  The simulation: members over a simulated etcd (one owner key per shard
 //  created only if absent, deletes comparing the create revision, a lease's
