@@ -18,11 +18,13 @@
 typedef struct _ep_dedupe_t ep_dedupe_t;
 
 //  The window a subscriber keeps by default: ids, not bytes. Each id
-//  held costs about 100 bytes (its copy, a hash item, a ring slot), so
-//  a full default window is about 6 MiB; it fills at the rate events
-//  with ids arrive (an hour at 20 a second) and then stays that size.
+//  held costs about 120 bytes (its copy, a hash item, a ring slot:
+//  measured with mallinfo2), so a full default window is about 7.5 MiB;
+//  it fills at the rate events with ids arrive (55 minutes at 20 a
+//  second) and then stays that size.
 //  Services take another size from --dedupe-window (EDGEPLANE_DEDUPE_WINDOW).
 #define EP_DEDUPE_WINDOW 65536
+#define EP_DEDUPE_WINDOW_TEXT "65536"  //  the same, as an option's default
 
 //  A filter remembering the last window ids (window > 0).
 ep_dedupe_t *
