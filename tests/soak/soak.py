@@ -388,6 +388,7 @@ def plot(csv_path, png_path, columns, title):
     script = ["set terminal pngcairo size 1400,%d font 'DejaVu Sans,9'" % (300 * rows),
               "set output '%s'" % png_path, "set datafile separator ','",
               "set key top left font ',8'", "set xlabel 'seconds'", "set grid",
+              "set offsets 0, 0, graph 0.05, graph 0.05",   # a line at its cap stays off the border
               "set termoption noenhanced",   # names with _ as they are
               "set multiplot layout %d,2 title '%s'" % (rows, title)]
     for name, cols, scale in panels:
