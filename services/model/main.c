@@ -11,7 +11,7 @@ int
 main (int argc, char **argv)
 {
     static char *listen, *db_path;
-    static int64_t retain, max_batch, commit_delay;
+    static int64_t retain, max_batch, commit_delay, reply_ttl;
     ep_opt_t opts [] = {
         { .name = "listen", .env = "EDGEPLANE_MODEL_LISTEN", .def = EP_DEFAULT_MODEL_API,
           .type = EP_OPT_ENDPOINT, .str = &listen, .help = "Where the model API binds." },
@@ -26,13 +26,16 @@ main (int argc, char **argv)
         { .name = "commit-delay", .env = "EDGEPLANE_MODEL_COMMIT_DELAY", .def = "0",
           .type = EP_OPT_DURATION, .num = &commit_delay, .min = 0, .max = 1000,
           .help = "Latency a write may wait for others to share its fsync." },
+        { .name = "reply-ttl", .env = "EDGEPLANE_MODEL_REPLY_TTL", .def = "10m", .type = EP_OPT_DURATION,
+          .num = &reply_ttl, .min = 1000, .max = 86400000,
+          .help = "A write's reply is kept this long (in memory and model.db) for a retry of it." },
     };
     ep_service_t *service = ep_service_new ("model",
         "The router model: versioned, durable, with a change stream.",
         EP_HTTP_LISTEN_MODEL, opts, EP_COUNT (opts), argc, argv);
     modelsvc_config_t config = {
         .listen = listen, .db_path = db_path, .retain = (uint64_t) retain,
-        .max_batch = max_batch, .commit_delay_ms = commit_delay
+        .max_batch = max_batch, .commit_delay_ms = commit_delay, .reply_ttl_ms = reply_ttl
     };
     modelsvc_t *model = modelsvc_new (service, &config);
     int rc = model? 0: -1;

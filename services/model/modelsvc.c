@@ -12,7 +12,6 @@
 #define CHECKPOINT_MS   10000               //  store housekeeping period
 #define EXPIRY_MS       1000                //  snapshot expiry check period
 #define REPLIES_MAX     100000              //  replies remembered for retries
-#define REPLIES_TTL_MS  600000              //  for at most this long
 
 //  A request being served: the model's result, and what a completion
 //  that comes later needs to find its request.
@@ -500,7 +499,7 @@ s_open_api (modelsvc_t *self, const modelsvc_config_t *config)
     zsock_set_router_mandatory (self->router, 0);
     zsock_set_heartbeat_ivl (self->router, 1000);
     zsock_set_heartbeat_timeout (self->router, 3000);
-    self->rpc = ep_rpc_server_new (self->router, EP_CODEC_DEFAULT_CAP, REPLIES_MAX, REPLIES_TTL_MS);
+    self->rpc = ep_rpc_server_new (self->router, EP_CODEC_DEFAULT_CAP, REPLIES_MAX, config->reply_ttl_ms);
     if (s_load_replies (self) != 0)
         return -1;
     ep_metrics_t *metrics = ep_service_metrics (self->service);

@@ -24,6 +24,7 @@ typedef struct {
     uint64_t retain;            //  revisions kept in the change log
     int64_t max_batch;          //  requests served per transaction at most
     int64_t commit_delay_ms;    //  latency a write may wait for others to share its fsync
+    int64_t reply_ttl_ms;       //  how long a write's reply is kept for its retries
 } modelsvc_config_t;
 
 //  The service over the process scaffolding (borrowed): opens the store,
