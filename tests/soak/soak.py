@@ -7,7 +7,7 @@ and judged: after the warm-up the run fails if a figure keeps growing (its
 slope over the second half above its limit in LIMITS below) or a bounded
 structure goes above its cap. Prints the summary table (OUT_DIR/summary.txt).
 
-Short form (default, CI): 50 routers, 3 minutes, a sample every 3 s.
+Short form (default, CI): 50 routers, 5 minutes (2 of warm-up), a sample every 3 s.
 Long form (--long, by hand): 200 routers, 30 minutes, a sample every 10 s.
 
 The fleet: groups of 10 routers, each group one edgeplane-router process
@@ -90,21 +90,24 @@ DERIVED = {
     "bus.subscriptions_less_connections": ("bus.subscriptions", "watchdog.connections"),
 }
 
-# The services' time constants, shortened so that each structure bounded
-# by time (closed sessions kept for --retention, tombstones for their TTL,
-# sessions of a router that left until they expire, the console's ring of
-# recent events and its per-minute aggregates, an hour by default) reaches
-# its steady state within the warm-up: the soak
+# The services' time and size constants, shortened so that each structure
+# bounded by time or count (closed sessions kept for --retention, tombstones
+# for their TTL, sessions of a router that left until they expire, the
+# console's ring of recent events and its per-minute aggregates, an hour by
+# default, the model's replies kept for retries, 10 minutes, and each
+# subscriber's duplicate-id window, 65,536 ids: 25 to 50 minutes at the
+# short form's rates) reaches its steady state within the warm-up: the soak
 # judges the steady state, and the defaults (24 h) would be a slope for a
 # day. The long form keeps the adaptive liveness of a real deployment.
 ENV_SHORT = {"EDGEPLANE_SESSION_RETENTION": "30s", "EDGEPLANE_TERMINATORS_TOMBSTONE_TTL": "30s",
              "EDGEPLANE_SESSION_LIVENESS": "fixed", "EDGEPLANE_SESSION_EVASIVE": "10s",
-             "EDGEPLANE_SESSION_EXPIRE": "20s", "EDGEPLANE_ROUTER_OFFLINE_GRACE": "20s",
+             "EDGEPLANE_SESSION_EXPIRE": "20s", "EDGEPLANE_ROUTER_OFFLINE_GRACE": "5s",
+             "EDGEPLANE_CLEANUP_DEADLINE": "5s",
              "EDGEPLANE_CONSOLE_RING": "1000", "EDGEPLANE_CONSOLE_STATS_MINUTES": "1",
-             "EDGEPLANE_DEDUPE_WINDOW": "1000"}
+             "EDGEPLANE_DEDUPE_WINDOW": "1000", "EDGEPLANE_MODEL_REPLY_TTL": "60s"}
 ENV_LONG = {"EDGEPLANE_SESSION_RETENTION": "4m", "EDGEPLANE_TERMINATORS_TOMBSTONE_TTL": "4m",
             "EDGEPLANE_CONSOLE_RING": "10000", "EDGEPLANE_CONSOLE_STATS_MINUTES": "5",
-            "EDGEPLANE_DEDUPE_WINDOW": "10000"}
+            "EDGEPLANE_DEDUPE_WINDOW": "10000", "EDGEPLANE_MODEL_REPLY_TTL": "5m"}
 
 # Caps read from the services themselves: figure -> the capacity gauge.
 CAP_GAUGES = {"reply_cache": "edgeplane_rpc_reply_cache_capacity",
@@ -131,7 +134,7 @@ watchdog        outbox              20          events waiting for their echo: m
 *               dedupe_ids          2000        each subscriber's duplicate-id window fills to its cap (EDGEPLANE_DEDUPE_WINDOW) at the rate ids arrive, then turns over: bounded by its cap
 bus             subscriptions       20          the services' own (a fixed set) and one per router online: moves with leaves and joins
 bus             subscriptions_less_connections  0.5  less one per connection: the services' own, a fixed set
-model           reply_cache         2000        replies are kept 10 minutes (capacity 100000): the cache fills for that long, then turns over; bounded by its cap
+model           reply_cache         2000        replies are kept for EDGEPLANE_MODEL_REPLY_TTL (60 s short, 5 min long; capacity 100000): the cache fills for that long, then turns over; bounded by its cap
 watchdog        view_entities       5           its copy of the model: routers deleted are created again, so the count stays within the churn's swing
 terminators     reply_cache         1000        kept 60 s (capacity 1000): flat after the first minute; bounded by its cap
 terminators     terminators         30          one per (router, hosted service): re-hosting and leaves move it within a fixed range
@@ -416,9 +419,9 @@ def main():
     ap.add_argument("--seed", type=int, default=int(time.time()))
     a = ap.parse_args()
     routers = a.routers or (200 if a.long else 50)
-    seconds = a.seconds or (1800 if a.long else 210)
+    seconds = a.seconds or (1800 if a.long else 300)
     interval = a.interval or (10 if a.long else 3)
-    warmup = a.warmup if a.warmup is not None else (600 if a.long else 90)
+    warmup = a.warmup if a.warmup is not None else (600 if a.long else 120)
     if warmup > seconds / 2:
         ap.error("--warmup must be within the first half of the run")
     groups = max(1, routers // GROUP)
