@@ -65,6 +65,38 @@ ep_dedupe_size (ep_dedupe_t *self)
     return zhashx_size (self->ids);
 }
 
+size_t
+ep_dedupe_window (ep_dedupe_t *self)
+{
+    return self->window;
+}
+
+void
+ep_dedupe_resize (ep_dedupe_t *self, size_t window)
+{
+    EP_ASSERT (window > 0);
+    char **ring = (char **) calloc (window, sizeof (char *));
+    EP_ASSERT (ring);
+    //  The ids held are the count slots before next, oldest first: the
+    //  newest keep fits go to the new ring in the same order.
+    size_t count = zhashx_size (self->ids);
+    size_t keep = count < window? count: window;
+    for (size_t i = 0; i < count; i++) {
+        size_t slot = (self->next + self->window - count + i) % self->window;
+        char *id = self->ring [slot];
+        if (i < count - keep) {
+            zhashx_delete (self->ids, id);
+            free (id);
+        }
+        else
+            ring [i - (count - keep)] = id;
+    }
+    free (self->ring);
+    self->ring = ring;
+    self->window = window;
+    self->next = keep % window;
+}
+
 uint64_t
 ep_dedupe_duplicates (ep_dedupe_t *self)
 {

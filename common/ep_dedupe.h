@@ -17,8 +17,14 @@
 
 typedef struct _ep_dedupe_t ep_dedupe_t;
 
-//  The window a subscriber keeps by default: ids, not bytes.
+//  The window a subscriber keeps by default: ids, not bytes. Each id
+//  held costs about 120 bytes (its copy, a hash item, a ring slot:
+//  measured with mallinfo2), so a full default window is about 7.5 MiB;
+//  it fills at the rate events with ids arrive (55 minutes at 20 a
+//  second) and then stays that size.
+//  Services take another size from --dedupe-window (EDGEPLANE_DEDUPE_WINDOW).
 #define EP_DEDUPE_WINDOW 65536
+#define EP_DEDUPE_WINDOW_TEXT "65536"  //  the same, as an option's default
 
 //  A filter remembering the last window ids (window > 0).
 ep_dedupe_t *
@@ -32,9 +38,18 @@ void
 bool
     ep_dedupe_fresh (ep_dedupe_t *self, const char *id);
 
-//  Ids remembered now.
+//  Ids remembered now: at most ep_dedupe_window.
 size_t
     ep_dedupe_size (ep_dedupe_t *self);
+
+//  The most ids remembered (the window given at new or resize).
+size_t
+    ep_dedupe_window (ep_dedupe_t *self);
+
+//  Makes the window hold window ids (> 0) from now on, keeping the newest
+//  it holds (as many as fit) and forgetting the others.
+void
+    ep_dedupe_resize (ep_dedupe_t *self, size_t window);
 
 //  Duplicates found so far.
 uint64_t

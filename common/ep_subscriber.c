@@ -19,6 +19,9 @@ struct _ep_subscriber_t {
     size_t cap;                 //  largest Event we decode
     ep_tracker_t *tracker;      //  continuity state
     ep_dedupe_t *dedupe;        //  event ids seen last (outbox resends dropped)
+    ep_series_t *m_ids;         //  edgeplane_dedupe_ids{subscriber}, or NULL
+    ep_series_t *m_capacity;    //  edgeplane_dedupe_capacity{subscriber}, or NULL
+    ep_series_t *m_resent;      //  edgeplane_dedupe_resent_total{subscriber}, or NULL
     bool keep_resent;           //  deliver resends too (ep_subscriber_set_dedupe)
     zlistx_t *pending;          //  events received while waiting for a stream
     uint64_t malformed;         //  undecodable messages dropped
@@ -134,6 +137,19 @@ ep_subscriber_unsubscribe (ep_subscriber_t *self, const char *prefix)
     s_filter (self, prefix, false);
 }
 
+//  Refreshes the window's gauges, when exported, and counts resent more
+//  resends dropped: two atomic stores per event that carries an id.
+static void
+s_dedupe_gauges (ep_subscriber_t *self, uint64_t resent)
+{
+    if (self->m_ids) {
+        ep_series_set (self->m_ids, (double) ep_dedupe_size (self->dedupe));
+        ep_series_set (self->m_capacity, (double) ep_dedupe_window (self->dedupe));
+        if (resent)
+            ep_series_add (self->m_resent, (double) resent);
+    }
+}
+
 //  Reads one message with flags (0 or ZMQ_DONTWAIT) and handles it as
 //  ep_subscriber_read does, at monotonic time now_ms. *got says whether a
 //  message was read at all. Frames go straight into zmq_msg_t on the stack
@@ -196,8 +212,10 @@ s_read (ep_subscriber_t *self, int flags, char **topic_p, bool *got, int64_t now
         deliver = fresh && !heartbeat;
         //  An outbox's resend after a restart comes in a new epoch, so the
         //  tracker takes it as new: its event id says it is not.
-        if (deliver && meta->event_id && !self->keep_resent)
+        if (deliver && meta->event_id && !self->keep_resent) {
             deliver = ep_dedupe_fresh (self->dedupe, meta->event_id);
+            s_dedupe_gauges (self, deliver? 0: 1);
+        }
     }
     if (deliver && topic_p) {
         size_t size = zmq_msg_size (&parts [0]);
@@ -359,6 +377,42 @@ uint64_t
 ep_subscriber_resent (ep_subscriber_t *self)
 {
     return ep_dedupe_duplicates (self->dedupe);
+}
+
+void
+ep_subscriber_set_dedupe_window (ep_subscriber_t *self, size_t window)
+{
+    EP_ASSERT (self && window > 0);
+    ep_dedupe_resize (self->dedupe, window);
+    s_dedupe_gauges (self, 0);
+}
+
+ep_opt_t
+ep_subscriber_window_opt (int64_t *window)
+{
+    ep_opt_t opt = {
+        .name = "dedupe-window", .env = "EDGEPLANE_DEDUPE_WINDOW", .def = EP_DEDUPE_WINDOW_TEXT,
+        .type = EP_OPT_INT, .num = window, .min = 1, .max = 16 * 1024 * 1024,
+        .help = "Event ids each bus subscriber remembers, to drop an outbox's resends "
+                "(about 120 bytes each: 7.5 MiB for 65536, once full)."
+    };
+    return opt;
+}
+
+void
+ep_subscriber_set_metrics (ep_subscriber_t *self, ep_metrics_t *metrics, const char *name)
+{
+    EP_ASSERT (self && metrics && name);
+    const char *label [] = { "subscriber" }, *value [] = { name };
+    self->m_ids = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_dedupe_ids",
+        "Event ids a subscriber remembers to drop resends by (bounded by edgeplane_dedupe_capacity).",
+        1, label), value);
+    self->m_capacity = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_dedupe_capacity",
+        "Event ids a subscriber remembers at most (--dedupe-window).", 1, label), value);
+    self->m_resent = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_dedupe_resent_total",
+        "Events a subscriber dropped because their event id was delivered already (an outbox's resend).",
+        1, label), value);
+    s_dedupe_gauges (self, ep_dedupe_duplicates (self->dedupe));
 }
 
 uint64_t

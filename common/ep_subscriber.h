@@ -18,6 +18,8 @@
 
 #include "ep_prelude.h"
 #include "ep_tracker.h"
+#include "ep_metrics.h"
+#include "ep_config.h"
 #include "events.pb-c.h"
 
 typedef struct _ep_subscriber_t ep_subscriber_t;
@@ -86,6 +88,26 @@ uint64_t
 //  of its own, and dropping it would leave a hole the tracker never saw.
 void
     ep_subscriber_set_dedupe (ep_subscriber_t *self, bool on);
+
+//  Sizes the window of event ids resends are dropped by (ep_dedupe.h;
+//  EP_DEDUPE_WINDOW until set): window ids (> 0) from now on, the newest
+//  held kept. Services take it from --dedupe-window.
+void
+    ep_subscriber_set_dedupe_window (ep_subscriber_t *self, size_t window);
+
+//  The option a service with bus subscribers declares to size their
+//  windows (docs/config.md): --dedupe-window (EDGEPLANE_DEDUPE_WINDOW,
+//  default EP_DEDUPE_WINDOW) into *window. For an ep_opt_t table:
+//  { ..., ep_subscriber_window_opt (&window), ... }.
+ep_opt_t
+    ep_subscriber_window_opt (int64_t *window);
+
+//  Exports the window in metrics, each series labelled subscriber=name
+//  (one name per subscriber of the service): edgeplane_dedupe_ids (ids
+//  held), edgeplane_dedupe_capacity (the most it holds) and
+//  edgeplane_dedupe_resent_total (events dropped as resends).
+void
+    ep_subscriber_set_metrics (ep_subscriber_t *self, ep_metrics_t *metrics, const char *name);
 
 //  Messages dropped because they could not be decoded.
 uint64_t

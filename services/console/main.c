@@ -73,10 +73,8 @@ s_poll_watchdogs (s_main_t *self, int timeout_ms)
             json_decref (list);
         }
         else
-            ep_log_debug ("watchdog %s at %s did not list its connections: %s", instance, api,
-                          reply? "refused": err);
-        if (reply)
-            ep__watchdog_reply__free_unpacked (reply, NULL);
+            ep_log_debug ("watchdog %s at %s did not list its connections: %s", instance, api, reply? "refused": err);
+        ep__watchdog_reply__free_unpacked (reply, NULL);      //  NULL-safe
         ep_rpc_client_destroy (&client);
     }
     zhashx_destroy (&instances);
@@ -118,7 +116,7 @@ s_metrics (s_main_t *self)
 
 //  The bus (everything on it) and the model, with the viewer certificate.
 static int
-s_connect (s_main_t *self)
+s_connect (s_main_t *self, size_t window)
 {
     const ep_common_opts_t *common = ep_service_opts (self->service);
     char *bus_key = ep_keys_public_txt (common->keys_dir, "bus");
@@ -136,8 +134,11 @@ s_connect (s_main_t *self)
                           common->bus_sub, common->model_api);
             rc = -1;
         }
-        else
+        else {
             ep_subscriber_subscribe (self->events, "");
+            ep_subscriber_set_dedupe_window (self->events, window);
+            ep_subscriber_set_metrics (self->events, ep_service_metrics (self->service), "events");
+        }
     }
     free (bus_key);
     free (model_key);
@@ -148,7 +149,7 @@ int
 main (int argc, char **argv)
 {
     static char *hosts, *token_file;
-    static int64_t stream_bytes, ring_events, keepalive, poll_ms, presence, minutes;
+    static int64_t stream_bytes, ring_events, keepalive, poll_ms, presence, minutes, dedupe_window;
     ep_opt_t opts [] = {
         { .name = "hosts", .env = "EDGEPLANE_CONSOLE_HOSTS", .def = "localhost,127.0.0.1,[::1]",
           .type = EP_OPT_STRING, .str = &hosts,
@@ -169,6 +170,7 @@ main (int argc, char **argv)
           .num = &presence, .min = 10, .max = 600000, .help = "A watchdog without beacons this long holds no router." },
         { .name = "stats-minutes", .env = "EDGEPLANE_CONSOLE_STATS_MINUTES", .def = "60", .type = EP_OPT_INT,
           .num = &minutes, .min = 1, .max = STATS_MINUTES, .help = "Minutes of aggregates kept for /api/stats." },
+        ep_subscriber_window_opt (&dedupe_window),
     };
     //  The console's own address variable wins over the one all services share.
     if (getenv ("EDGEPLANE_CONSOLE_LISTEN"))
@@ -199,7 +201,7 @@ main (int argc, char **argv)
     web_t *web = web_new (ep_service_http (self.service), self.console, access);
     s_metrics (&self);
     if (rc == 0)
-        rc = s_connect (&self);
+        rc = s_connect (&self, (size_t) dedupe_window);
     if (rc == 0)
         ep_log_info ("serving on http://%s (%s)", ep_http_address (ep_service_http (self.service)),
                      loopback? "loopback: no token needed": "a token or its cookie is required");

@@ -12,7 +12,7 @@ main (int argc, char **argv)
 {
     static char *listen, *db_path, *store, *etcd_endpoints, *etcd_ca, *etcd_cert, *etcd_key,
                 *etcd_prefix;
-    static int64_t retain, max_batch, commit_delay, etcd_max_txn_ops, lease_ttl;
+    static int64_t retain, max_batch, commit_delay, etcd_max_txn_ops, lease_ttl, reply_ttl;
     static const char *stores [] = { "sqlite", "etcd", NULL };
     ep_opt_t opts [] = {
         { .name = "listen", .env = "EDGEPLANE_MODEL_LISTEN", .def = EP_DEFAULT_MODEL_API,
@@ -48,6 +48,9 @@ main (int argc, char **argv)
         { .name = "lease-ttl", .env = "EDGEPLANE_MODEL_LEASE_TTL", .def = "10s",
           .type = EP_OPT_DURATION, .num = &lease_ttl, .min = 1000, .max = 600000,
           .help = "etcd store: the publisher's lease TTL; it stops publishing 1/4 TTL before." },
+        { .name = "reply-ttl", .env = "EDGEPLANE_MODEL_REPLY_TTL", .def = "10m", .type = EP_OPT_DURATION,
+          .num = &reply_ttl, .min = 1000, .max = 86400000,
+          .help = "A write's reply is kept this long (in memory and model.db) for a retry of it." },
     };
     ep_service_t *service = ep_service_new ("model",
         "The router model: versioned, durable, with a change stream.",
@@ -57,7 +60,7 @@ main (int argc, char **argv)
         .max_batch = max_batch, .commit_delay_ms = commit_delay, .store = store,
         .etcd_endpoints = etcd_endpoints, .etcd_ca = etcd_ca, .etcd_cert = etcd_cert,
         .etcd_key = etcd_key, .etcd_prefix = etcd_prefix, .etcd_max_txn_ops = etcd_max_txn_ops,
-        .lease_ttl_ms = lease_ttl
+        .lease_ttl_ms = lease_ttl, .reply_ttl_ms = reply_ttl
     };
     modelsvc_t *model = modelsvc_new (service, &config);
     int rc = model? 0: -1;

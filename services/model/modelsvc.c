@@ -14,7 +14,6 @@
 #define CHECKPOINT_MS   10000               //  store housekeeping period
 #define EXPIRY_MS       1000                //  snapshot expiry check period
 #define REPLIES_MAX     100000              //  replies remembered for retries
-#define REPLIES_TTL_MS  600000              //  for at most this long
 #define ETCD_IDLE_MS    30000               //  resume an etcd watch silent this long
 #define ETCD_WRITE_OPS  3                   //  etcd ops of a plain write: entity, change, reply
 #define CATCH_UP_MS     5000                //  writes wait this long for the store to catch up
@@ -522,7 +521,7 @@ s_open_etcd (modelsvc_t *self, const modelsvc_config_t *config)
     self->path = zsys_sprintf ("etcd %s%s", config->etcd_endpoints, prefix);
     modelstore_etcd_config_t store = { .etcd = self->etcd, .prefix = prefix,
                                        .max_txn_ops = config->etcd_max_txn_ops,
-                                       .replies_ttl_ms = REPLIES_TTL_MS };
+                                       .replies_ttl_ms = config->reply_ttl_ms };
     self->store = modelstore_etcd_new (&store, err, sizeof err);
     if (!self->store) {
         ep_log_error ("cannot open the model in etcd (%s, prefix %s): %s", config->etcd_endpoints,
@@ -649,7 +648,7 @@ s_open_api (modelsvc_t *self, const modelsvc_config_t *config)
     zsock_set_router_mandatory (self->router, 0);
     zsock_set_heartbeat_ivl (self->router, 1000);
     zsock_set_heartbeat_timeout (self->router, 3000);
-    self->rpc = ep_rpc_server_new (self->router, EP_CODEC_DEFAULT_CAP, REPLIES_MAX, REPLIES_TTL_MS);
+    self->rpc = ep_rpc_server_new (self->router, EP_CODEC_DEFAULT_CAP, REPLIES_MAX, config->reply_ttl_ms);
     if (s_load_replies (self) != 0)
         return -1;
     ep_metrics_t *metrics = ep_service_metrics (self->service);

@@ -35,6 +35,7 @@ typedef struct {
     const char *etcd_prefix;    //  etcd: the model's keys' prefix ("/edgeplane/")
     int64_t etcd_max_txn_ops;   //  etcd: the cluster's --max-txn-ops
     int64_t lease_ttl_ms;       //  etcd: the publisher election's lease TTL (etcd may raise it)
+    int64_t reply_ttl_ms;       //  how long a write's reply is kept for its retries
 } modelsvc_config_t;
 
 //  The service over the process scaffolding (borrowed): opens the store,

@@ -5,6 +5,7 @@
     docs/reaper.md is the contract.
 */
 #include "ep_service.h"
+#include "ep_subscriber.h"
 #include "reapsvc.h"
 
 int
@@ -13,7 +14,7 @@ main (int argc, char **argv)
     static char *listen, *db_path;
     static int64_t evasive, expire, grace, deadline, presence, flush, long_lived, retention;
     static int64_t retry, mark_batch, chunk, window, max_batch, event_rate, outbox_max;
-    static int64_t liveness_floor, liveness_ceiling, samples, intervals;
+    static int64_t liveness_floor, liveness_ceiling, samples, intervals, dedupe_window;
     static char *liveness;
     static const char *liveness_words [] = { "adaptive", "fixed", NULL };
     ep_opt_t opts [] = {
@@ -81,6 +82,7 @@ main (int argc, char **argv)
           .num = &outbox_max, .min = 1, .max = 100000000,
           .help = "Session events kept in sessions.db until the bus echoes them, at most; when full, "
                   "new sessions are refused (event-outbox-full)." },
+        ep_subscriber_window_opt (&dedupe_window),
     };
     ep_service_t *service = ep_service_new ("reaper",
         "The session reaper: liveness and two-phase cleanup of sessions.",
@@ -98,7 +100,8 @@ main (int argc, char **argv)
         return 2;
     }
     reapsvc_config_t config = {
-        .listen = listen, .db_path = db_path, .max_batch = max_batch, .event_rate = event_rate
+        .listen = listen, .db_path = db_path, .max_batch = max_batch, .event_rate = event_rate,
+        .dedupe_window = dedupe_window
     };
     reaper_config_defaults (&config.core);
     config.core.evasive_ms = evasive;

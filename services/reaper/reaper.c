@@ -427,6 +427,9 @@ reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metr
             "Events decided and not yet back through the bus (the durable outbox).", 0, NULL), NULL);
         self->outbox_refused = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_outbox_refused_total",
             "Events and joins refused because the outbox was full.", 0, NULL), NULL);
+        ep_series_set (ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_outbox_capacity",
+            "Events the outbox holds before new work is refused (--outbox-max).", 0, NULL), NULL),
+            (double) config->outbox_max);
     }
     s_load_t load = { self, now, zlistx_new () };
     zlistx_set_destructor (load.orphans, (czmq_destructor *) zstr_free);

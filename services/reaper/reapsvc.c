@@ -362,7 +362,7 @@ s_send_degraded (void *arg, const char *topic, Ep__Event *event)
 
 //  The bus (publisher, presence) and the model (follower).
 static int
-s_open_bus (reapsvc_t *self, const ep_common_opts_t *common)
+s_open_bus (reapsvc_t *self, const ep_common_opts_t *common, const reapsvc_config_t *config)
 {
     char *bus_key = ep_keys_public_txt (common->keys_dir, "bus");
     char *model_key = ep_keys_public_txt (common->keys_dir, "model");
@@ -395,6 +395,9 @@ s_open_bus (reapsvc_t *self, const ep_common_opts_t *common)
         //  even when no watchdog runs (then no router is online); our own
         //  events coming back acknowledge their outbox rows.
         ep_subscriber_subscribe (self->events, "session.");
+        if (config->dedupe_window > 0)
+            ep_subscriber_set_dedupe_window (self->events, (size_t) config->dedupe_window);
+        ep_subscriber_set_metrics (self->events, ep_service_metrics (self->service), "events");
     }
     free (bus_key);
     free (model_key);
@@ -450,7 +453,7 @@ reapsvc_new (ep_service_t *service, const reapsvc_config_t *config)
     s_metrics (self, ep_service_metrics (service));
     const ep_common_opts_t *common = ep_service_opts (service);
     if (s_open_store (self, config, common->data_dir) != 0
-    ||  s_open_bus (self, common) != 0
+    ||  s_open_bus (self, common, config) != 0
     ||  s_open_api (self, config) != 0)
         reapsvc_destroy (&self);
     else {

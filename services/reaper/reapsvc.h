@@ -28,6 +28,7 @@ typedef struct {
     const char *db_path;        //  sessions.db, or NULL for <data dir>/sessions.db
     int64_t max_batch;          //  requests per transaction at most
     int64_t event_rate;         //  events published per second at most
+    int64_t dedupe_window;      //  event ids the bus subscriber remembers
     reaper_config_t core;       //  the state machine's thresholds
 } reapsvc_config_t;
 

@@ -5,6 +5,7 @@
     docs/terminators.md is the contract.
 */
 #include "ep_service.h"
+#include "ep_subscriber.h"
 #include "termsvc.h"
 
 int
@@ -12,7 +13,7 @@ main (int argc, char **argv)
 {
     static char *listen, *db_path;
     static int64_t max_batch, park_timeout, establish_timeout, retry_base, retry_max, retry_cap;
-    static int64_t delete_grace, tombstone_ttl, presence_expiry, settle;
+    static int64_t delete_grace, tombstone_ttl, presence_expiry, settle, dedupe_window;
     ep_opt_t opts [] = {
         { .name = "listen", .env = "EDGEPLANE_TERMINATORS_LISTEN", .def = EP_DEFAULT_TERMINATORS_API,
           .type = EP_OPT_ENDPOINT, .str = &listen, .help = "Where the terminators API binds." },
@@ -48,13 +49,14 @@ main (int argc, char **argv)
         { .name = "settle", .env = "EDGEPLANE_TERMINATORS_SETTLE", .def = "3500ms",
           .type = EP_OPT_DURATION, .num = &settle, .min = 0, .max = 3600000,
           .help = "After a start, timers wait this long for presence to be known again." },
+        ep_subscriber_window_opt (&dedupe_window),
     };
     ep_service_t *service = ep_service_new ("terminators",
         "Terminator lifecycle: idempotent, ordered by model revision, no spin.",
         EP_HTTP_LISTEN_TERMINATORS, opts, EP_COUNT (opts), argc, argv);
     termsvc_config_t config = {
         .listen = listen, .db_path = db_path,
-        .max_batch = max_batch, .park_timeout_ms = park_timeout
+        .max_batch = max_batch, .park_timeout_ms = park_timeout, .dedupe_window = dedupe_window
     };
     terminators_config_defaults (&config.core);
     config.core.sm.establish_timeout_ms = establish_timeout;

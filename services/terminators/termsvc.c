@@ -542,7 +542,7 @@ s_send_degraded (void *arg, const char *topic, Ep__Event *event)
 
 //  The bus (publisher, presence) and the model (follower).
 static int
-s_open_bus (termsvc_t *self, const ep_common_opts_t *common)
+s_open_bus (termsvc_t *self, const ep_common_opts_t *common, const termsvc_config_t *config)
 {
     char *bus_key = ep_keys_public_txt (common->keys_dir, "bus");
     char *model_key = ep_keys_public_txt (common->keys_dir, "model");
@@ -568,6 +568,9 @@ s_open_bus (termsvc_t *self, const ep_common_opts_t *common)
         self->degraded = ep_degraded_new ("terminators", self->path, ep_service_http (self->service),
                                           ep_service_metrics (self->service), s_send_degraded, self);
         ep_subscriber_subscribe (self->presence, "presence.");
+        if (config->dedupe_window > 0)
+            ep_subscriber_set_dedupe_window (self->presence, (size_t) config->dedupe_window);
+        ep_subscriber_set_metrics (self->presence, ep_service_metrics (self->service), "presence");
     }
     free (bus_key);
     free (model_key);
@@ -618,7 +621,7 @@ termsvc_new (ep_service_t *service, const termsvc_config_t *config)
     s_metrics (self, ep_service_metrics (service));
     const ep_common_opts_t *common = ep_service_opts (service);
     if (s_open_store (self, config, common->data_dir) != 0
-    ||  s_open_bus (self, common) != 0
+    ||  s_open_bus (self, common, config) != 0
     ||  s_open_api (self, config) != 0)
         termsvc_destroy (&self);
     else {

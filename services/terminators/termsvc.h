@@ -26,6 +26,7 @@ typedef struct {
     const char *db_path;        //  terminators.db, or NULL for <data dir>/terminators.db
     int64_t max_batch;          //  writes per transaction at most
     int64_t park_timeout_ms;    //  how long a write waits for the model
+    int64_t dedupe_window;      //  event ids the presence subscriber remembers
     terminators_config_t core;  //  the core's timings
 } termsvc_config_t;
 

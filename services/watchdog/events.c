@@ -38,6 +38,7 @@ struct _events_t {
     bool full;                  //  the outbox refused an event (logged once per episode)
     ep_series_t *outbox_depth;  //  edgeplane_outbox_events
     ep_series_t *outbox_refused;    //  edgeplane_outbox_refused_total
+    ep_series_t *outbox_capacity;   //  edgeplane_outbox_capacity
 };
 
 static const char *
@@ -77,6 +78,8 @@ events_new (ep_publisher_t *publisher, ep_metrics_t *metrics, const char *instan
         "Events decided and not yet back through the bus (the durable outbox).", 0, NULL), NULL);
     self->outbox_refused = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_outbox_refused_total",
         "Events and joins refused because the outbox was full.", 0, NULL), NULL);
+    self->outbox_capacity = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_outbox_capacity",
+        "Events the outbox holds before new work is refused (--outbox-max).", 0, NULL), NULL);
     //  Declared up front, so their heartbeats show them live before any event.
     static const char *streams [] = { "connect", "stray", "cluster", "channel", "presence", "router" };
     for (size_t i = 0; i < EP_COUNT (streams); i++)
@@ -132,6 +135,8 @@ events_open_outbox (events_t *self, const char *path, size_t max_events, size_t 
     if (ep_outbox_count (self->outbox))
         ep_log_info ("outbox %s: %zu events of a previous run to publish again",
                      path, ep_outbox_count (self->outbox));
+    //  Ours only: an adopted outbox is drained, never added to.
+    ep_series_set (self->outbox_capacity, (double) max_events);
     s_depth (self);
     return 0;
 }

@@ -6,6 +6,7 @@
 */
 #include "ep_service.h"
 #include "ep_pki.h"
+#include "ep_subscriber.h"
 #include "events.h"
 #include "watchdog.h"
 #include <sys/resource.h>
@@ -34,7 +35,7 @@ main (int argc, char **argv)
     static const char *liveness_words [] = { "adaptive", "fixed", NULL };
     static int64_t joined_cap, out_cap, budget, max_handshakes, max_per_source, ctrl_lifetime;
     static int64_t slice_stale;
-    static int64_t outbox_max, outbox_bytes;
+    static int64_t outbox_max, outbox_bytes, dedupe_window;
     ep_opt_t opts [] = {
         { .name = "channel-listen", .env = "EDGEPLANE_CHANNEL_LISTEN", .def = EP_DEFAULT_CHANNEL_LISTEN,
           .type = EP_OPT_HOSTPORT, .str = &channel_listen, .help = "The TLS control channel routers dial." },
@@ -112,6 +113,7 @@ main (int argc, char **argv)
         { .name = "outbox-bytes", .env = "EDGEPLANE_OUTBOX_BYTES", .def = "67108864", .type = EP_OPT_INT,
           .num = &outbox_bytes, .min = 65536, .max = INT64_MAX,
           .help = "Bytes of those events, at most (the file <data>/<source id>.outbox)." },
+        ep_subscriber_window_opt (&dedupe_window),
     };
     ep_service_t *service = ep_service_new ("watchdog", "Control-channel listener and connection watchdog.",
                                             EP_HTTP_LISTEN_WATCHDOG, opts, EP_COUNT (opts), argc, argv);
@@ -124,7 +126,8 @@ main (int argc, char **argv)
         .heartbeat_timeout_ms = heartbeat_timeout, .frame_timeout_ms = frame_timeout,
         .drain_grace_ms = drain_grace, .joined_cap = joined_cap, .out_cap = out_cap,
         .budget = budget, .max_handshakes = max_handshakes, .max_per_source = max_per_source,
-        .slice_stale_ms = slice_stale, .outbox_max = outbox_max, .outbox_bytes = outbox_bytes
+        .slice_stale_ms = slice_stale, .outbox_max = outbox_max, .outbox_bytes = outbox_bytes,
+        .dedupe_window = dedupe_window
     };
     config.adaptive = streq (liveness, "adaptive");
     config.liveness_floor_ms = liveness_floor;

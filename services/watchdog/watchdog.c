@@ -789,6 +789,9 @@ s_connect (watchdog_t *self)
                                self->config.stray_log_level);
     ep_subscriber_subscribe (self->bus, "presence.join");
     ep_subscriber_subscribe (self->bus, "presence.beacon");
+    if (self->config.dedupe_window > 0)
+        ep_subscriber_set_dedupe_window (self->bus, (size_t) self->config.dedupe_window);
+    ep_subscriber_set_metrics (self->bus, ep_service_metrics (self->service), "bus");
     if (s_open_outbox (self) != 0)
         return -1;
     self->relay = relay_new (self->service, s_router_conn, self);

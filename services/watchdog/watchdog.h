@@ -47,6 +47,7 @@ typedef struct {
     int64_t slice_stale_ms;         //  an acknowledged slice superseded this long is stale
     int64_t outbox_max;             //  events decided and not back through the bus, at most
     int64_t outbox_bytes;           //  their bytes, at most
+    int64_t dedupe_window;          //  event ids the bus subscriber remembers
 } watchdog_config_t;
 
 //  The watchdog of service (borrowed), not yet started.

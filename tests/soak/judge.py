@@ -9,6 +9,13 @@ slope over many samples is robust to a single step or a sawtooth (a
 SQLite WAL that fills and is checkpointed, malloc arenas that grow in
 steps) and still catches a steady leak. A bounded structure also fails
 when any sample after the warm-up is above its cap.
+
+A figure that is the difference of two readings taken a moment apart
+(descriptors less connections: /proc now, a gauge refreshed every
+second) is judged on its running median of 5 samples: a reading taken
+while routers join, before the gauge caught up, is one or two samples
+out of line, where a leak is in every sample (a median follows a trend
+unchanged).
 """
 
 
@@ -24,6 +31,17 @@ def slope_per_minute(points):
         return 0.0
     cov = sum((t - mt) * (v - mv) for t, v in points)
     return cov / var * 60.0
+
+
+def running_median(points, width=5):
+    """[(t, v)] with each v the median of the width samples centred on it
+    (fewer at the ends)."""
+    half = width // 2
+    out = []
+    for i, (t, _) in enumerate(points):
+        window = sorted(v for _, v in points[max(0, i - half):i + half + 1])
+        out.append((t, window[len(window) // 2]))
+    return out
 
 
 def second_half(points, warmup):
@@ -51,14 +69,17 @@ class Verdict:
         return not self.problems
 
 
-def judge(series, limits, caps, warmup, min_samples=5):
+def judge(series, limits, caps, warmup, min_samples=5, smoothed=()):
     """Verdicts for series {column: [(t, value)]} against limits {column:
     slope per minute} and caps {column: cap} (a column without a cap is
     not a bounded structure). Every column of limits must have samples: a
-    figure that vanished from the scrape is a failure, not a pass."""
+    figure that vanished from the scrape is a failure, not a pass. The
+    columns in smoothed are judged on their running median."""
     verdicts = []
     for column in sorted(limits):
         points = [(t, v) for t, v in series.get(column, []) if v is not None]
+        if column in smoothed:
+            points = running_median(points)
         problems = []
         judged = second_half(points, warmup)
         if len(judged) < min_samples:

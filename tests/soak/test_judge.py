@@ -70,6 +70,30 @@ def test_missing_figure_fails():
     assert not verdict.ok and "samples" in verdict.problems[0], verdict.problems
 
 
+def test_a_spike_in_a_smoothed_figure_passes():
+    # Descriptors less connections read mid-join: two samples out of line.
+    values = [35.0] * 120
+    values[100] = values[101] = 80.0
+    v = run(values, limits={"svc.fds_less": 0.5}, column="svc.fds_less")
+    assert not v.ok, "unsmoothed, the spike reads as growth: %s" % v.slope
+    series = {"svc.fds_less": [(i * 5, x) for i, x in enumerate(values)]}
+    v = judge.judge(series, {"svc.fds_less": 0.5}, {}, WARMUP, smoothed={"svc.fds_less"})[0]
+    assert v.ok and v.slope == 0, (v.slope, v.problems)
+
+
+def test_a_leak_in_a_smoothed_figure_fails():
+    # One descriptor lost a minute: the median follows it.
+    series = {"svc.fds_less": [(i * 5, 35 + i * 5 // 60) for i in range(120)]}
+    v = judge.judge(series, {"svc.fds_less": 0.5}, {}, WARMUP, smoothed={"svc.fds_less"})[0]
+    assert not v.ok and abs(v.slope - 1) < 0.1, (v.slope, v.problems)
+
+
+def test_running_median():
+    points = [(0, 1), (1, 9), (2, 1), (3, 2), (4, 3)]
+    assert [v for _, v in judge.running_median(points)] == [1, 2, 2, 3, 2]
+    assert judge.running_median([]) == []
+
+
 def test_slope_units():
     assert math.isclose(judge.slope_per_minute([(0, 0), (60, 5), (120, 10)]), 5.0)
     assert judge.slope_per_minute([(0, 3)]) == 0.0

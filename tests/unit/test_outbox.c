@@ -249,6 +249,62 @@ Test (dedupe, the_window_is_bounded_and_forgets_the_oldest)
     ep_dedupe_destroy (&dedupe);
 }
 
+Test (dedupe, a_smaller_window_keeps_the_newest_ids)
+{
+    ep_dedupe_t *dedupe = ep_dedupe_new (5);
+    char id [32];
+    for (int i = 1; i <= 7; i++) {          //  wrapped: 3 .. 7 held, oldest not at slot 0
+        snprintf (id, sizeof id, "reaper-x:%d", i);
+        cr_assert (ep_dedupe_fresh (dedupe, id));
+    }
+    ep_dedupe_resize (dedupe, 2);
+    cr_assert_eq (ep_dedupe_window (dedupe), 2);
+    cr_assert_eq (ep_dedupe_size (dedupe), 2);
+    cr_assert_not (ep_dedupe_fresh (dedupe, "reaper-x:7"));
+    cr_assert_not (ep_dedupe_fresh (dedupe, "reaper-x:6"));
+    cr_assert (ep_dedupe_fresh (dedupe, "reaper-x:5"), "forgotten by the resize");
+    //  5 went in over 6, the oldest: 7 and 5 held.
+    cr_assert (ep_dedupe_fresh (dedupe, "reaper-x:6"));
+    cr_assert_not (ep_dedupe_fresh (dedupe, "reaper-x:5"));
+    cr_assert_eq (ep_dedupe_size (dedupe), 2);
+    ep_dedupe_destroy (&dedupe);
+}
+
+Test (dedupe, a_larger_window_keeps_every_id_in_order)
+{
+    ep_dedupe_t *dedupe = ep_dedupe_new (3);
+    char id [32];
+    for (int i = 1; i <= 4; i++) {          //  2 .. 4 held
+        snprintf (id, sizeof id, "watchdog-a:%d", i);
+        cr_assert (ep_dedupe_fresh (dedupe, id));
+    }
+    ep_dedupe_resize (dedupe, 5);
+    cr_assert_eq (ep_dedupe_window (dedupe), 5);
+    cr_assert_eq (ep_dedupe_size (dedupe), 3);
+    cr_assert (ep_dedupe_fresh (dedupe, "watchdog-a:5"));
+    cr_assert (ep_dedupe_fresh (dedupe, "watchdog-a:6"));
+    cr_assert_eq (ep_dedupe_size (dedupe), 5, "the window grew: nothing forgotten yet");
+    cr_assert (ep_dedupe_fresh (dedupe, "watchdog-a:7"));
+    cr_assert (ep_dedupe_fresh (dedupe, "watchdog-a:2"), "the oldest went first");
+    for (int i = 4; i <= 7; i++) {
+        snprintf (id, sizeof id, "watchdog-a:%d", i);
+        cr_assert_not (ep_dedupe_fresh (dedupe, id), "%s still held", id);
+    }
+    ep_dedupe_destroy (&dedupe);
+}
+
+Test (dedupe, an_empty_window_resizes)
+{
+    ep_dedupe_t *dedupe = ep_dedupe_new (EP_DEDUPE_WINDOW);
+    ep_dedupe_resize (dedupe, 1);
+    cr_assert_eq (ep_dedupe_size (dedupe), 0);
+    cr_assert (ep_dedupe_fresh (dedupe, "a:1"));
+    cr_assert (ep_dedupe_fresh (dedupe, "a:2"));
+    cr_assert (ep_dedupe_fresh (dedupe, "a:1"), "a window of one holds the last id only");
+    cr_assert_eq (ep_dedupe_size (dedupe), 1);
+    ep_dedupe_destroy (&dedupe);
+}
+
 //  The lock: an open outbox is no one else's. A child process owns one
 //  (it appends, and an ack rewrites the file: the lock must survive the
 //  rename), then dies by SIGKILL; only then may it be adopted.

@@ -330,6 +330,66 @@ Test (streams, resent_event_ids_are_dropped_by_the_subscriber)
     zactor_destroy (&forwarder);
 }
 
+//  The window is sized by the service and exported: the ids it holds
+//  stay at its capacity, and the resends it dropped are counted.
+Test (streams, the_dedupe_window_is_sized_and_in_the_metrics)
+{
+    static const uint64_t drop [] = { 0 };
+    zactor_t *forwarder = zactor_new (s_lossy_forwarder, (void *) drop);
+    int in_port, out_port;
+    zsock_recv (forwarder, "ii", &in_port, &out_port);
+    char in_ep [64], out_ep [64];
+    snprintf (in_ep, sizeof in_ep, "tcp://127.0.0.1:%d", in_port);
+    snprintf (out_ep, sizeof out_ep, "tcp://127.0.0.1:%d", out_port);
+    ep_metrics_t *metrics = ep_metrics_new ("test");
+    ep_subscriber_t *sub = ep_subscriber_new (out_ep, NULL, NULL, 65536, NULL, NULL);
+    ep_subscriber_set_dedupe_window (sub, 2);
+    ep_subscriber_set_metrics (sub, metrics, "events");
+    const char *label [] = { "subscriber" }, *value [] = { "events" };
+    ep_series_t *ids = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_dedupe_ids", "", 1, label), value);
+    ep_series_t *capacity = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_dedupe_capacity", "", 1, label),
+                                             value);
+    ep_series_t *resent = ep_counter_series (ep_metrics_counter (metrics, "edgeplane_dedupe_resent_total", "", 1,
+                                                                 label), value);
+    cr_assert_eq (ep_series_value (capacity), 2);
+    cr_assert_eq (ep_series_value (ids), 0);
+    ep_subscriber_subscribe (sub, "test.");
+    Ep__ChannelEvent body = EP__CHANNEL_EVENT__INIT;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_CHANNEL;
+    event.channel = &body;
+    ep_publisher_t *pub = ep_publisher_new (in_ep, NULL, NULL, "test-o", 65536);
+    //  Ids 1 to 3, each sent until it comes back (a PUB drops until
+    //  connected): copies after the first are resends.
+    for (int i = 1; i <= 3; i++) {
+        char id [32];
+        snprintf (id, sizeof id, "test-o:%d", i);
+        bool back = false;
+        int64_t deadline = ep_mono_ms () + 5000;
+        while (!back && ep_mono_ms () < deadline) {
+            cr_assert_eq (ep_publisher_send_id (pub, "test.x", &event, id), 0);
+            Ep__Event *received = ep_subscriber_recv (sub, 50, NULL);
+            back = received && streq (received->meta->event_id, id);
+        }
+        cr_assert (back, "%s never came", id);
+        cr_assert_eq (ep_series_value (ids), i < 2? i: 2, "after %s", id);
+    }
+    //  One more copy of the newest: dropped, counted.
+    uint64_t before = ep_subscriber_resent (sub);
+    int64_t deadline = ep_mono_ms () + 5000;
+    while (ep_subscriber_resent (sub) == before && ep_mono_ms () < deadline) {
+        cr_assert_eq (ep_publisher_send_id (pub, "test.x", &event, "test-o:3"), 0);
+        cr_assert_null (ep_subscriber_recv (sub, 50, NULL), "a resend was delivered");
+    }
+    cr_assert_gt (ep_subscriber_resent (sub), before);
+    cr_assert_eq (ep_series_value (resent), (double) ep_subscriber_resent (sub));
+    cr_assert_eq (ep_series_value (ids), 2, "bounded by the window");
+    ep_publisher_destroy (&pub);
+    ep_subscriber_destroy (&sub);
+    ep_metrics_destroy (&metrics);
+    zactor_destroy (&forwarder);
+}
+
 //  A consumer that checks seqs itself turns the dropping off: it gets each
 //  resend (with its own seq), while a default subscriber gets the id once.
 Test (streams, a_subscriber_with_dedupe_off_takes_resends)
