@@ -164,7 +164,7 @@ ep_rpc_client_call (ep_rpc_client_t *self, const ProtobufCMessage *request,
                    "raise `ulimit -n` or lower the load)", self->endpoint, strerror (self->socket_errno));
         return NULL;
     }
-    if (!reply && !ep_fdlimit_spare (1)) {
+    if (!reply && ep_fdlimit_reached ()) {
         //  The socket stays, but its connection needs a descriptor too.
         ep_errorf (err, errlen, "no reply from %s: the process is at its descriptor limit, so no "
                    "connection can be made (raise `ulimit -n` or lower the load)", self->endpoint);
@@ -266,7 +266,7 @@ ep_rpc_client_expire (ep_rpc_client_t *self, int64_t now_ms, char *err, size_t e
 {
     if (!*self->waiting || now_ms < self->deadline)
         return false;
-    if (!ep_fdlimit_spare (1))
+    if (ep_fdlimit_reached ())
         ep_errorf (err, errlen, "no reply from %s: the process is at its descriptor limit, so no "
                    "connection can be made (raise `ulimit -n` or lower the load)", self->endpoints [self->current]);
     else
