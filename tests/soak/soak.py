@@ -124,7 +124,7 @@ LIMITS_TABLE = """
 *               rss_kib             256         a leak of 100 B per session replaced (10/s at 50 routers) is 58 KiB/min; arenas settle in the warm-up, so 256 KiB/min is a steady leak, not noise
 *               fds                 0.5         a service's own sockets and files are a fixed set; any lasting growth, even one every two minutes, is a leak
 watchdog        fds                 20          one per router connected: moves with leaves and joins as connections do (judged less them below)
-model           db_kib              128         the model's writes are re-hosts and re-creates of the same routers: pages freed are reused
+model           db_kib              128         re-hosts and re-creates of the same routers, saved replies pruned after their TTL (pages reused); the change log keeps 100000 revisions, a row per write for a day at the churn's rate: ~15 KiB/min
 terminators     db_kib              128         terminators are replaced in place and tombstones expire: pages freed are reused
 reaper          db_kib              128         closed sessions are pruned after their retention and outbox rows deleted when echoed: pages freed are reused
 watchdog        db_kib              64          its outbox file, cut down whenever its events are all delivered: a few KiB at most
