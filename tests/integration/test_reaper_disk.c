@@ -61,43 +61,17 @@ s_teardown (void)
 
 TestSuite (reaper_disk, .init = s_setup, .fini = s_teardown);
 
-//  A request to the reaper as cert; the status code, the message into
-//  message (may be NULL), the reply's sessions counted into *sessions.
+//  A request to the reaper as cert (ep_stack_reaper_call).
 static Ep__Status__Code
 s_call (zcert_t *cert, Ep__SessionRequest *request, char *message, size_t size, size_t *sessions)
 {
-    char *key = ep_keys_public_txt (ep_stack_keys (s_stack), "reaper");
-    ep_rpc_client_t *client = ep_rpc_client_new (ep_stack_getenv (s_stack, "EDGEPLANE_REAPER_API"),
-                                                 cert, key);
-    free (key);
-    char err [256];
-    Ep__SessionReply *reply = (Ep__SessionReply *) ep_rpc_call (
-        client, request, &ep__session_reply__descriptor, 10000 * EP_TEST_SLOWDOWN, 3, err, sizeof err);
-    ep_rpc_client_destroy (&client);
-    cr_assert_not_null (reply, "%s", err);
-    Ep__Status__Code code = reply->status->code;
-    if (message)
-        snprintf (message, size, "%s", reply->status->message? reply->status->message: "");
-    if (sessions)
-        *sessions = reply->n_sessions;
-    ep__session_reply__free_unpacked (reply, NULL);
-    return code;
+    return ep_stack_reaper_call (s_stack, cert, request, message, size, sessions);
 }
 
 static Ep__Status__Code
 s_open (const char *id, char *message, size_t size)
 {
-    Ep__Session session = EP__SESSION__INIT;
-    session.id = (char *) id;
-    session.identity_id = "i1";
-    session.service_id = "svc";
-    session.has_type = true;
-    session.type = EP__SESSION_TYPE__DIAL;
-    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
-    request.router_id = "r1";
-    request.op_case = EP__SESSION_REQUEST__OP_OPEN;
-    request.open = &session;
-    return s_call (s_watchdog_cert, &request, message, size, NULL);
+    return ep_stack_session_open (s_stack, s_watchdog_cert, "r1", id, message, size);
 }
 
 static Ep__Status__Code

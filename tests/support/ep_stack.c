@@ -482,3 +482,41 @@ ep_stack_await_resubscribed (ep_stack_t *self, ep_eventlog_t *log, int timeout_m
     }
     return -1;
 }
+
+Ep__Status__Code
+ep_stack_reaper_call (ep_stack_t *self, zcert_t *cert, Ep__SessionRequest *request,
+                      char *message, size_t size, size_t *sessions)
+{
+    char *key = ep_keys_public_txt (ep_stack_keys (self), "reaper");
+    ep_rpc_client_t *client = ep_rpc_client_new (ep_stack_getenv (self, "EDGEPLANE_REAPER_API"), cert, key);
+    free (key);
+    char err [256];
+    Ep__SessionReply *reply = (Ep__SessionReply *) ep_rpc_call (
+        client, request, &ep__session_reply__descriptor, 10000 * EP_TEST_SLOWDOWN, 3, err, sizeof err);
+    ep_rpc_client_destroy (&client);
+    cr_assert_not_null (reply, "%s", err);
+    Ep__Status__Code code = reply->status->code;
+    if (message)
+        snprintf (message, size, "%s", reply->status->message? reply->status->message: "");
+    if (sessions)
+        *sessions = reply->n_sessions;
+    ep__session_reply__free_unpacked (reply, NULL);
+    return code;
+}
+
+Ep__Status__Code
+ep_stack_session_open (ep_stack_t *self, zcert_t *cert, const char *router_id,
+                       const char *id, char *message, size_t size)
+{
+    Ep__Session session = EP__SESSION__INIT;
+    session.id = (char *) id;
+    session.identity_id = "i1";
+    session.service_id = "svc";
+    session.has_type = true;
+    session.type = EP__SESSION_TYPE__DIAL;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.router_id = (char *) router_id;
+    request.op_case = EP__SESSION_REQUEST__OP_OPEN;
+    request.open = &session;
+    return ep_stack_reaper_call (self, cert, &request, message, size, NULL);
+}

@@ -15,6 +15,7 @@
 #include "ep_subscriber.h"
 #include "ep_eventlog.h"
 #include "model.pb-c.h"
+#include "sessions.pb-c.h"
 #include <openssl/ssl.h>
 
 typedef struct _ep_stack_t ep_stack_t;
@@ -172,5 +173,18 @@ SSL_CTX *
 //  all). The stack destroys it.
 ep_subscriber_t *
     ep_stack_subscribe (ep_stack_t *self, const char *prefix);
+
+//  Sends request to the stack's reaper as cert (3 attempts); asserts a
+//  reply came. Returns its status code; its message into message (if not
+//  NULL), its sessions counted into *sessions (if not NULL).
+Ep__Status__Code
+    ep_stack_reaper_call (ep_stack_t *self, zcert_t *cert, Ep__SessionRequest *request,
+                          char *message, size_t size, size_t *sessions);
+
+//  Opens session id (a dial of service "svc" by identity "i1") on router_id
+//  as cert, through ep_stack_reaper_call.
+Ep__Status__Code
+    ep_stack_session_open (ep_stack_t *self, zcert_t *cert, const char *router_id,
+                           const char *id, char *message, size_t size);
 
 #endif
