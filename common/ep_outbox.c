@@ -100,7 +100,9 @@ ep_outbox_scan (const uint8_t *data, size_t size, ep_outbox_scan_fn *fn, void *a
         uint64_t seq = s_get (record + 8, 8);
         const char *topic = (const char *) record + 16;
         size_t topic_size = strnlen (topic, (size_t) payload) + 1;
-        if (topic_size > payload || seq <= last)
+        //  Every append has a topic; an empty one is damage whose CRC
+        //  happens to match (cheap to forge, as the fuzzer showed).
+        if (topic_size > payload || topic_size == 1 || seq <= last)
             break;
         ep_outbox_record_t found = {
             .seq = seq, .topic = topic, .body = record + 16 + topic_size,
@@ -394,6 +396,7 @@ int64_t
 ep_outbox_append (ep_outbox_t *self, const char *topic, const void *body, size_t size,
                   char *err, size_t errlen)
 {
+    EP_ASSERT (topic && *topic);
     size_t length = EP_OUTBOX_OVERHEAD + strlen (topic) + 1 + size;
     if (ep_outbox_full (self, length - EP_OUTBOX_OVERHEAD))
         return 0;
