@@ -19,7 +19,9 @@ struct _ep_reqloop_t {
     ep_rpc_server_t *rpc;       //  request ids, reply cache, roles (borrowed)
     zsock_t *router;            //  the API socket (borrowed)
     ep_metrics_t *metrics;      //  request counters (borrowed, may be NULL)
-    ep_reqloop_config_t config; //  limits and histograms
+    ep_reqloop_config_t config; //  limits
+    ep_histogram_t *commit_seconds; //  observed per commit, or NULL
+    ep_histogram_t *batch_writes;   //  writes per commit, or NULL
     zlistx_t *writes;           //  ep_req_t waiting for a batch, in arrival order
     zlistx_t *reads;            //  ep_req_t waiting for no transaction to be open
     zlistx_t *batch;            //  ep_req_t of the batch being staged or committed
@@ -51,6 +53,24 @@ s_req_free (void **item)
     s_req_destroy ((ep_req_t **) item);
 }
 
+//  The service's commit histograms: one transaction's time (its fsync
+//  included) and how many writes shared it.
+static void
+s_histograms (ep_reqloop_t *self, ep_metrics_t *metrics, const char *service)
+{
+    static const double commit_bounds [] = { 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1 };
+    static const double batch_bounds [] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 1024 };
+    char name [96];
+    snprintf (name, sizeof name, "edgeplane_%s_commit_seconds", service);
+    self->commit_seconds = ep_metrics_histogram (metrics, name,
+        "Time to commit one batch's transaction (its fsync included).", 0, NULL,
+        EP_COUNT (commit_bounds), commit_bounds);
+    snprintf (name, sizeof name, "edgeplane_%s_writes_per_commit", service);
+    self->batch_writes = ep_metrics_histogram (metrics, name,
+        "Write requests sharing one transaction and fsync.", 0, NULL,
+        EP_COUNT (batch_bounds), batch_bounds);
+}
+
 ep_reqloop_t *
 ep_reqloop_new (const ep_reqloop_class_t *cls, void *arg, ep_rpc_server_t *rpc,
                 zsock_t *router, ep_metrics_t *metrics, const ep_reqloop_config_t *config)
@@ -74,6 +94,8 @@ ep_reqloop_new (const ep_reqloop_class_t *cls, void *arg, ep_rpc_server_t *rpc,
         self->config.max_receive = 4 * self->config.max_batch;
     if (self->config.max_rounds < 1)
         self->config.max_rounds = 1;
+    if (metrics && self->config.histograms)
+        s_histograms (self, metrics, self->config.histograms);
     self->writes = zlistx_new ();
     self->reads = zlistx_new ();
     self->batch = zlistx_new ();
@@ -234,11 +256,11 @@ static void
 s_batch_done (ep_reqloop_t *self, int rc)
 {
     self->committing = false;
-    if (self->config.commit_seconds)
-        ep_histogram_observe (self->config.commit_seconds, NULL,
+    if (self->commit_seconds)
+        ep_histogram_observe (self->commit_seconds, NULL,
                               (ep_mono_us () - self->commit_started_us) / 1e6);
-    if (self->config.batch_writes)
-        ep_histogram_observe (self->config.batch_writes, NULL, (double) zlistx_size (self->batch));
+    if (self->batch_writes)
+        ep_histogram_observe (self->batch_writes, NULL, (double) zlistx_size (self->batch));
     if (rc != 0) {
         s_batch_failed (self, "the write was not committed (storage error); retry");
         return;

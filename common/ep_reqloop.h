@@ -145,8 +145,9 @@ typedef struct {
     size_t max_receive;         //  requests read per serve at most (default 4 max_batch)
     int max_rounds;             //  batches per serve at most (default 1)
     int64_t commit_delay_ms;    //  a batch waits this long for more writes (default 0)
-    ep_histogram_t *commit_seconds; //  observed per commit, or NULL
-    ep_histogram_t *batch_writes;   //  writes per commit, or NULL
+    //  "model": edgeplane_model_commit_seconds and _writes_per_commit
+    //  observed per commit; NULL: none
+    const char *histograms;
 } ep_reqloop_config_t;
 
 //  A loop reading requests through rpc from router (both borrowed),

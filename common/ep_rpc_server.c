@@ -67,7 +67,8 @@ ep_rpc_server_new (zsock_t *router, size_t cap, size_t max_replies, int64_t ttl_
     self->in_flight = zhashx_new ();
     zhashx_set_destructor (self->in_flight, s_parked_destroy);
     //  Refuse oversized messages in libzmq already: it drops the connection
-    //  before buffering them.
+    //  before buffering them. Applies to connections accepted from now on
+    //  (ep_service_api_socket sets it before its bind).
     zsock_set_maxmsgsize (router, (int64_t) cap + 1024);
     return self;
 }

@@ -117,6 +117,24 @@ ep_service_bind (ep_service_t *self, zsock_t *sock, const char *label, const cha
     return 0;
 }
 
+zsock_t *
+ep_service_api_socket (ep_service_t *self, const char *endpoint, size_t cap, int hwm)
+{
+    zsock_t *router = zsock_new (ZMQ_ROUTER);
+    EP_ASSERT (router);
+    //  Before the bind: libzmq applies it to the connections it accepts.
+    zsock_set_maxmsgsize (router, (int64_t) cap + 1024);
+    if (hwm > 0) {
+        zsock_set_sndhwm (router, hwm);
+        zsock_set_rcvhwm (router, hwm);
+    }
+    zsock_set_heartbeat_ivl (router, 1000);
+    zsock_set_heartbeat_timeout (router, 3000);
+    if (ep_service_bind (self, router, "api", endpoint) != 0)
+        zsock_destroy (&router);
+    return router;
+}
+
 void
 ep_service_record (ep_service_t *self, const char *label, const char *endpoint)
 {

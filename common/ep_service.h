@@ -38,6 +38,14 @@ int
     ep_service_bind (ep_service_t *self, zsock_t *sock, const char *label,
                      const char *endpoint);
 
+//  A ROUTER for the service's request API, bound as "api" to endpoint.
+//  libzmq drops a connection sending a message over cap (+ 1 KiB of
+//  envelope) before buffering it; ZeroMQ heartbeats notice a client that
+//  died without closing; hwm bounds each queue (0: libzmq's default).
+//  NULL after logging why.
+zsock_t *
+    ep_service_api_socket (ep_service_t *self, const char *endpoint, size_t cap, int hwm);
+
 //  Binds without CURVE from now on: for benchmarks and debugging only.
 //  Refused (-1, logged) unless endpoint is loopback, ipc or inproc; callers
 //  check each endpoint with ep_service_loopback first.

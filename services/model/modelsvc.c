@@ -644,30 +644,22 @@ s_load_replies (modelsvc_t *self)
 static int
 s_open_api (modelsvc_t *self, const modelsvc_config_t *config)
 {
-    self->router = zsock_new (ZMQ_ROUTER);
-    zsock_set_router_mandatory (self->router, 0);
-    zsock_set_heartbeat_ivl (self->router, 1000);
-    zsock_set_heartbeat_timeout (self->router, 3000);
+    self->router = ep_service_api_socket (self->service, config->listen, EP_CODEC_DEFAULT_CAP, 0);
+    if (!self->router)
+        return -1;
     self->rpc = ep_rpc_server_new (self->router, EP_CODEC_DEFAULT_CAP, REPLIES_MAX, config->reply_ttl_ms);
     if (s_load_replies (self) != 0)
         return -1;
-    ep_metrics_t *metrics = ep_service_metrics (self->service);
-    static const double commit_bounds [] = { 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1 };
-    static const double batch_bounds [] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 1024 };
     ep_reqloop_config_t loop = {
         //  max-batch counts every request served in a turn, reads too.
         .max_batch = (size_t) self->max_batch,
         .max_receive = (size_t) self->max_batch,
         .commit_delay_ms = config->commit_delay_ms,
-        .commit_seconds = ep_metrics_histogram (metrics, "edgeplane_model_commit_seconds",
-            "Time to commit one transaction (its fsync included).", 0, NULL,
-            EP_COUNT (commit_bounds), commit_bounds),
-        .batch_writes = ep_metrics_histogram (metrics, "edgeplane_model_writes_per_commit",
-            "Write requests sharing one transaction and fsync.", 0, NULL,
-            EP_COUNT (batch_bounds), batch_bounds),
+        .histograms = "model"
     };
-    self->loop = ep_reqloop_new (&s_class, self, self->rpc, self->router, metrics, &loop);
-    return ep_service_bind (self->service, self->router, "api", config->listen);
+    self->loop = ep_reqloop_new (&s_class, self, self->rpc, self->router,
+                                 ep_service_metrics (self->service), &loop);
+    return 0;
 }
 
 modelsvc_t *

@@ -408,12 +408,9 @@ s_open_bus (reapsvc_t *self, const ep_common_opts_t *common, const reapsvc_confi
 static int
 s_open_api (reapsvc_t *self, const reapsvc_config_t *config)
 {
-    self->router = zsock_new (ZMQ_ROUTER);
-    zsock_set_router_mandatory (self->router, 0);
-    zsock_set_sndhwm (self->router, 100000);
-    zsock_set_rcvhwm (self->router, 100000);
-    zsock_set_heartbeat_ivl (self->router, 1000);
-    zsock_set_heartbeat_timeout (self->router, 3000);
+    self->router = ep_service_api_socket (self->service, config->listen, EP_CODEC_DEFAULT_CAP, 100000);
+    if (!self->router)
+        return -1;
     //  Writes are idempotent (reaper.h): no replies kept for retries.
     self->rpc = ep_rpc_server_new (self->router, EP_CODEC_DEFAULT_CAP, 1000, 60000);
     //  One batch a turn, of at most max_batch requests, reads included.
@@ -423,8 +420,6 @@ s_open_api (reapsvc_t *self, const reapsvc_config_t *config)
     };
     self->loop = ep_reqloop_new (&s_class, self, self->rpc, self->router,
                                  ep_service_metrics (self->service), &loop);
-    if (ep_service_bind (self->service, self->router, "api", config->listen) != 0)
-        return -1;
     self->poller = zpoller_new (ep_service_auth_actor (self->service), self->router,
                                 ep_subscriber_socket (self->events), ep_follower_socket (self->follower),
                                 ep_follower_rpc_socket (self->follower), NULL);

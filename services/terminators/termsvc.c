@@ -581,29 +581,17 @@ s_open_bus (termsvc_t *self, const ep_common_opts_t *common, const termsvc_confi
 static int
 s_open_api (termsvc_t *self, const termsvc_config_t *config)
 {
-    self->router = zsock_new (ZMQ_ROUTER);
-    zsock_set_router_mandatory (self->router, 0);
-    zsock_set_rcvhwm (self->router, 200000);
-    zsock_set_sndhwm (self->router, 200000);
-    zsock_set_heartbeat_ivl (self->router, 1000);
-    zsock_set_heartbeat_timeout (self->router, 3000);
+    self->router = ep_service_api_socket (self->service, config->listen, EP_CODEC_DEFAULT_CAP, 200000);
+    if (!self->router)
+        return -1;
     self->rpc = ep_rpc_server_new (self->router, EP_CODEC_DEFAULT_CAP, 1000, 60000);
-    ep_metrics_t *metrics = ep_service_metrics (self->service);
-    static const double commit_bounds [] = { 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1 };
-    static const double batch_bounds [] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 1024 };
     ep_reqloop_config_t loop = {
         .max_batch = (size_t) config->max_batch,
         .max_rounds = ROUNDS_MAX,
-        .commit_seconds = ep_metrics_histogram (metrics, "edgeplane_terminators_commit_seconds",
-            "Time to commit one batch (its fsync included).", 0, NULL,
-            EP_COUNT (commit_bounds), commit_bounds),
-        .batch_writes = ep_metrics_histogram (metrics, "edgeplane_terminators_writes_per_commit",
-            "Write requests sharing one transaction and fsync.", 0, NULL,
-            EP_COUNT (batch_bounds), batch_bounds),
+        .histograms = "terminators"
     };
-    self->loop = ep_reqloop_new (&s_class, self, self->rpc, self->router, metrics, &loop);
-    if (ep_service_bind (self->service, self->router, "api", config->listen) != 0)
-        return -1;
+    self->loop = ep_reqloop_new (&s_class, self, self->rpc, self->router,
+                                 ep_service_metrics (self->service), &loop);
     self->poller = zpoller_new (ep_service_auth_actor (self->service), self->router,
                                 ep_follower_socket (self->follower),
                                 ep_follower_rpc_socket (self->follower),

@@ -84,13 +84,14 @@ api_new (ep_service_t *service, const char *listen, const char *advertise)
         "Connections held, by role and state.", 2, role_state);
     self->buffered = ep_gauge_series (ep_metrics_gauge (metrics, "edgeplane_channel_buffered_bytes",
         "Bytes of partial frames held.", 0, NULL), NULL);
-    self->socket = zsock_new (ZMQ_ROUTER);
+    self->socket = ep_service_api_socket (service, listen, EP_CODEC_DEFAULT_CAP, 0);
+    if (!self->socket) {
+        api_destroy (&self);
+        return NULL;
+    }
     self->rpc = ep_rpc_server_new (self->socket, EP_CODEC_DEFAULT_CAP, 1000, 60000);
     ep_rpc_server_set_metrics (self->rpc, metrics);     //  no reqloop here
-    if (ep_service_bind (service, self->socket, "api", listen) == 0)
-        self->address = s_address (self, advertise);
-    else
-        api_destroy (&self);
+    self->address = s_address (self, advertise);
     return self;
 }
 
