@@ -10,7 +10,7 @@
 #include "ep_service.h"
 #include "ep_codec.h"
 #include "ep_event_json.h"
-#include "ep_follower.h"
+#include "ep_links.h"
 #include "ep_model_view.h"
 #include "ep_rpc_client.h"
 #include "ep_subscriber.h"
@@ -119,30 +119,21 @@ static int
 s_connect (s_main_t *self, size_t window)
 {
     const ep_common_opts_t *common = ep_service_opts (self->service);
-    char *bus_key = ep_keys_public_txt (common->keys_dir, "bus");
-    char *model_key = ep_keys_public_txt (common->keys_dir, "model");
     self->watchdog_key = ep_keys_public_txt (common->keys_dir, "watchdog");
-    zcert_t *cert = ep_service_cert (self->service);
-    int rc = bus_key && model_key && self->watchdog_key? 0: -1;
-    if (rc == 0) {
-        self->events = ep_subscriber_new (common->bus_sub, cert, bus_key, EP_CODEC_DEFAULT_CAP, NULL, NULL);
-        self->view = ep_model_view_new ();
-        ep_model_view_set_observer (self->view, s_on_model, self);
-        self->follower = ep_follower_new (common->bus_sub, common->model_api, cert, bus_key, model_key, self->view);
-        if (!self->events || !self->follower) {
-            ep_log_error ("cannot reach the bus (%s) or the model (%s): check the addresses",
-                          common->bus_sub, common->model_api);
-            rc = -1;
-        }
-        else {
-            ep_subscriber_subscribe (self->events, "");
-            ep_subscriber_set_dedupe_window (self->events, window);
-            ep_subscriber_set_metrics (self->events, ep_service_metrics (self->service), "events");
-        }
-    }
-    free (bus_key);
-    free (model_key);
-    return rc;
+    if (!self->watchdog_key)
+        return -1;
+    self->view = ep_model_view_new ();
+    ep_model_view_set_observer (self->view, s_on_model, self);
+    ep_links_config_t config = {
+        .label = "events", .dedupe_window = (int64_t) window, .view = self->view
+    };
+    ep_links_t links;
+    if (ep_links_open (&links, self->service, &config) != 0)
+        return -1;
+    self->events = links.subscriber;
+    self->follower = links.follower;
+    ep_subscriber_subscribe (self->events, "");
+    return 0;
 }
 
 int

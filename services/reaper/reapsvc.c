@@ -3,6 +3,7 @@
     API socket, served by ep_reqloop.
 */
 #include "reapsvc.h"
+#include "ep_links.h"
 #include "ep_codec.h"
 #include "ep_degraded.h"
 #include "ep_follower.h"
@@ -362,46 +363,30 @@ s_send_degraded (void *arg, const char *topic, Ep__Event *event)
 
 //  The bus (publisher, presence) and the model (follower).
 static int
-s_open_bus (reapsvc_t *self, const ep_common_opts_t *common, const reapsvc_config_t *config)
+s_open_bus (reapsvc_t *self, const reapsvc_config_t *config)
 {
-    char *bus_key = ep_keys_public_txt (common->keys_dir, "bus");
-    char *model_key = ep_keys_public_txt (common->keys_dir, "model");
-    int rc = bus_key && model_key? 0: -1;
-    if (rc == 0) {
-        zcert_t *cert = ep_service_cert (self->service);
-        self->publisher = ep_publisher_new (common->bus_pub, cert, bus_key,
-                                            ep_service_source_id (self->service), EP_CODEC_DEFAULT_CAP);
-        self->events = ep_subscriber_new (common->bus_sub, cert, bus_key, EP_CODEC_DEFAULT_CAP, NULL, NULL);
-        self->view = ep_model_view_new ();
-        ep_model_view_set_observer (self->view, s_on_model, self);
-        self->follower = ep_follower_new (common->bus_sub, common->model_api, cert, bus_key, model_key,
-                                          self->view);
-        if (self->follower)
-            ep_follower_set_metrics (self->follower, ep_service_metrics (self->service));
-    }
-    if (rc == 0 && (!self->publisher || !self->events || !self->follower)) {
-        ep_log_error ("cannot reach the bus (%s, %s) or the model (%s): check the addresses",
-                      common->bus_pub, common->bus_sub, common->model_api);
-        rc = -1;
-    }
-    if (rc == 0) {
-        ep_publisher_declare (self->publisher, "session");
-        ep_publisher_declare (self->publisher, "cmd");
-        ep_publisher_declare (self->publisher, "service");
-        self->degraded = ep_degraded_new ("reaper", self->path, ep_service_http (self->service),
-                                          ep_service_metrics (self->service), s_send_degraded, self);
-        ep_subscriber_subscribe (self->events, "presence.");
-        //  Our own heartbeats coming back prove the subscription is live,
-        //  even when no watchdog runs (then no router is online); our own
-        //  events coming back acknowledge their outbox rows.
-        ep_subscriber_subscribe (self->events, "session.");
-        if (config->dedupe_window > 0)
-            ep_subscriber_set_dedupe_window (self->events, (size_t) config->dedupe_window);
-        ep_subscriber_set_metrics (self->events, ep_service_metrics (self->service), "events");
-    }
-    free (bus_key);
-    free (model_key);
-    return rc;
+    self->view = ep_model_view_new ();
+    ep_model_view_set_observer (self->view, s_on_model, self);
+    ep_links_config_t links_config = {
+        .publish = true, .label = "events", .dedupe_window = config->dedupe_window, .view = self->view
+    };
+    ep_links_t links;
+    if (ep_links_open (&links, self->service, &links_config) != 0)
+        return -1;
+    self->publisher = links.publisher;
+    self->events = links.subscriber;
+    self->follower = links.follower;
+    ep_publisher_declare (self->publisher, "session");
+    ep_publisher_declare (self->publisher, "cmd");
+    ep_publisher_declare (self->publisher, "service");
+    self->degraded = ep_degraded_new ("reaper", self->path, ep_service_http (self->service),
+                                      ep_service_metrics (self->service), s_send_degraded, self);
+    ep_subscriber_subscribe (self->events, "presence.");
+    //  Our own heartbeats coming back prove the subscription is live,
+    //  even when no watchdog runs (then no router is online); our own
+    //  events coming back acknowledge their outbox rows.
+    ep_subscriber_subscribe (self->events, "session.");
+    return 0;
 }
 
 //  The API socket and the request loop over it.
@@ -448,7 +433,7 @@ reapsvc_new (ep_service_t *service, const reapsvc_config_t *config)
     s_metrics (self, ep_service_metrics (service));
     const ep_common_opts_t *common = ep_service_opts (service);
     if (s_open_store (self, config, common->data_dir) != 0
-    ||  s_open_bus (self, common, config) != 0
+    ||  s_open_bus (self, config) != 0
     ||  s_open_api (self, config) != 0)
         reapsvc_destroy (&self);
     else {

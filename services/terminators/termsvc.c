@@ -1,5 +1,6 @@
 /*  termsvc.c: the terminator service object (termsvc.h). */
 #include "termsvc.h"
+#include "ep_links.h"
 #include "ep_codec.h"
 #include "ep_degraded.h"
 #include "ep_follower.h"
@@ -542,39 +543,23 @@ s_send_degraded (void *arg, const char *topic, Ep__Event *event)
 
 //  The bus (publisher, presence) and the model (follower).
 static int
-s_open_bus (termsvc_t *self, const ep_common_opts_t *common, const termsvc_config_t *config)
+s_open_bus (termsvc_t *self, const termsvc_config_t *config)
 {
-    char *bus_key = ep_keys_public_txt (common->keys_dir, "bus");
-    char *model_key = ep_keys_public_txt (common->keys_dir, "model");
-    int rc = bus_key && model_key? 0: -1;
-    if (rc == 0) {
-        zcert_t *cert = ep_service_cert (self->service);
-        self->publisher = ep_publisher_new (common->bus_pub, cert, bus_key,
-                                            ep_service_source_id (self->service), EP_CODEC_DEFAULT_CAP);
-        self->presence = ep_subscriber_new (common->bus_sub, cert, bus_key, EP_CODEC_DEFAULT_CAP, NULL, NULL);
-        self->follower = ep_follower_new (common->bus_sub, common->model_api, cert, bus_key, model_key,
-                                          self->view);
-        if (self->follower)
-            ep_follower_set_metrics (self->follower, ep_service_metrics (self->service));
-    }
-    if (rc == 0 && (!self->publisher || !self->presence || !self->follower)) {
-        ep_log_error ("cannot reach the bus (%s, %s) or the model (%s): check the addresses",
-                      common->bus_pub, common->bus_sub, common->model_api);
-        rc = -1;
-    }
-    if (rc == 0) {
-        ep_publisher_declare (self->publisher, "terminator");
-        ep_publisher_declare (self->publisher, "service");
-        self->degraded = ep_degraded_new ("terminators", self->path, ep_service_http (self->service),
-                                          ep_service_metrics (self->service), s_send_degraded, self);
-        ep_subscriber_subscribe (self->presence, "presence.");
-        if (config->dedupe_window > 0)
-            ep_subscriber_set_dedupe_window (self->presence, (size_t) config->dedupe_window);
-        ep_subscriber_set_metrics (self->presence, ep_service_metrics (self->service), "presence");
-    }
-    free (bus_key);
-    free (model_key);
-    return rc;
+    ep_links_config_t links_config = {
+        .publish = true, .label = "presence", .dedupe_window = config->dedupe_window, .view = self->view
+    };
+    ep_links_t links;
+    if (ep_links_open (&links, self->service, &links_config) != 0)
+        return -1;
+    self->publisher = links.publisher;
+    self->presence = links.subscriber;
+    self->follower = links.follower;
+    ep_publisher_declare (self->publisher, "terminator");
+    ep_publisher_declare (self->publisher, "service");
+    self->degraded = ep_degraded_new ("terminators", self->path, ep_service_http (self->service),
+                                      ep_service_metrics (self->service), s_send_degraded, self);
+    ep_subscriber_subscribe (self->presence, "presence.");
+    return 0;
 }
 
 //  The API socket and the request loop over it.
@@ -609,7 +594,7 @@ termsvc_new (ep_service_t *service, const termsvc_config_t *config)
     s_metrics (self, ep_service_metrics (service));
     const ep_common_opts_t *common = ep_service_opts (service);
     if (s_open_store (self, config, common->data_dir) != 0
-    ||  s_open_bus (self, common, config) != 0
+    ||  s_open_bus (self, config) != 0
     ||  s_open_api (self, config) != 0)
         termsvc_destroy (&self);
     else {

@@ -1,5 +1,6 @@
 /*  watchdog.c: the watchdog service object and its loop (see watchdog.h). */
 #include "watchdog.h"
+#include "ep_links.h"
 #include "ep_file.h"
 #include "ep_log.h"
 #include "api.h"
@@ -54,8 +55,7 @@ struct _watchdog_t {
     ep_service_t *service;      //  shared process scaffolding (borrowed)
     const ep_common_opts_t *opts;   //  its common options
     watchdog_config_t config;   //  ours
-    char *bus_key;              //  the bus's public key
-    char *model_key;            //  the model's
+    char *model_key;            //  the model's public key (resume)
     identity_t *identity;       //  our TLS identity, the CRL
     ep_model_view_t *view;      //  the model, as followed
     ep_follower_t *follower;    //  keeps view current
@@ -770,28 +770,20 @@ s_open_outbox (watchdog_t *self)
 static int
 s_connect (watchdog_t *self)
 {
-    zcert_t *cert = ep_service_cert (self->service);
-    const ep_common_opts_t *opts = self->opts;
-    self->publisher = ep_publisher_new (opts->bus_pub, cert, self->bus_key,
-                                        ep_service_source_id (self->service), EP_CODEC_DEFAULT_CAP);
-    self->bus = ep_subscriber_new (opts->bus_sub, cert, self->bus_key, EP_CODEC_DEFAULT_CAP, NULL, NULL);
-    self->follower = ep_follower_new (opts->bus_sub, opts->model_api, cert, self->bus_key,
-                                      self->model_key, self->view);
-    if (self->follower)
-        ep_follower_set_metrics (self->follower, ep_service_metrics (self->service));
-    if (!self->publisher || !self->bus || !self->follower) {
-        ep_log_error ("cannot reach the bus (%s, %s) or the model (%s): check the addresses",
-                      opts->bus_pub, opts->bus_sub, opts->model_api);
+    ep_links_config_t links_config = {
+        .publish = true, .label = "bus", .dedupe_window = self->config.dedupe_window, .view = self->view
+    };
+    ep_links_t links;
+    if (ep_links_open (&links, self->service, &links_config) != 0)
         return -1;
-    }
+    self->publisher = links.publisher;
+    self->bus = links.subscriber;
+    self->follower = links.follower;
     self->events = events_new (self->publisher, ep_service_metrics (self->service),
                                ep_service_source_id (self->service), self->config.stray_action,
                                self->config.stray_log_level);
     ep_subscriber_subscribe (self->bus, "presence.join");
     ep_subscriber_subscribe (self->bus, "presence.beacon");
-    if (self->config.dedupe_window > 0)
-        ep_subscriber_set_dedupe_window (self->bus, (size_t) self->config.dedupe_window);
-    ep_subscriber_set_metrics (self->bus, ep_service_metrics (self->service), "bus");
     if (s_open_outbox (self) != 0)
         return -1;
     self->relay = relay_new (self->service, s_router_conn, self);
@@ -891,7 +883,7 @@ watchdog_start (watchdog_t *self)
                                    self->config.ctrl_key, self->config.ctrl_lifetime_ms, err, sizeof err);
     if (!self->identity)
         ep_log_error ("%s", err);
-    if (!self->identity || !self->bus_key || !self->model_key || s_connect (self))
+    if (!self->identity || !self->model_key || s_connect (self))
         return -1;
     s_follow (self);
     if (ep_service_interrupted (self->service))
@@ -958,7 +950,6 @@ watchdog_new (ep_service_t *service, const watchdog_config_t *config)
     self->deleted = zhashx_new ();
     self->view = ep_model_view_new ();
     ep_model_view_set_observer (self->view, s_on_model, self);
-    self->bus_key = ep_keys_public_txt (self->opts->keys_dir, "bus");
     self->model_key = ep_keys_public_txt (self->opts->keys_dir, "model");
     return self;
 }
@@ -990,7 +981,6 @@ watchdog_destroy (watchdog_t **self_p)
     zhashx_destroy (&self->joined);
     zhashx_destroy (&self->deleted);
     identity_destroy (&self->identity);
-    free (self->bus_key);
     free (self->model_key);
     free (self->channel_address);
     free (self->channel_advertised);
