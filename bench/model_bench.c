@@ -84,6 +84,7 @@ typedef struct {
     pid_t etcd_pid;             //  the single etcd member, 0 if none
     char etcd_endpoint [64];    //  its client URL
     ep_etcd_t *etcd;            //  a client of it, for the raw baselines
+    int64_t lease_ttl_ms;       //  the models' publisher lease (etcd)
 } s_env_t;
 
 //  One load: clients writing creates at once, optionally followed.
@@ -657,42 +658,41 @@ s_machine (const char *dir)
     return machine;
 }
 
-//  Starts the bus, the model (kernel-chosen ports, CURVE) and a follower
-//  of the model in this process. Returns 0 or -1.
-static int
-s_env_start (s_env_t *env)
+//  Starts a model instance (kernel-chosen ports, CURVE) publishing to the
+//  bus, its data under dir/model-<instance>. NULL if it did not start.
+static ep_proc_t *
+s_model_start (s_env_t *env, const char *instance)
 {
-    if (env->etcd_store && s_etcd_start (env) != 0)
-        return -1;
     char *env_keys = zsys_sprintf ("EDGEPLANE_KEYS_DIR=%s", env->keys);
-    char *env_data = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s/model", env->dir);
+    char *env_data = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s/model-%s", env->dir, instance);
+    char *env_instance = zsys_sprintf ("EDGEPLANE_INSTANCE_ID=%s", instance);
+    char *env_ttl = zsys_sprintf ("EDGEPLANE_MODEL_LEASE_TTL=%lldms", (long long) env->lease_ttl_ms);
     char *env_endpoints = zsys_sprintf ("EDGEPLANE_ETCD_ENDPOINTS=%s", env->etcd_endpoint);
-    const char *environment [] = { env_keys, env_data, "EDGEPLANE_LOG_LEVEL=warn",
+    const char *environment [] = { env_keys, env_data, env_instance, env_ttl, "EDGEPLANE_LOG_LEVEL=warn",
                                    env->etcd_store? "EDGEPLANE_MODEL_STORE=etcd": NULL, env_endpoints, NULL };
-    const char *bus_args [] = { "--pub-listen", "tcp://127.0.0.1:*", "--sub-listen", "tcp://127.0.0.1:*",
-                                "--http-listen", "127.0.0.1:0", NULL };
-    env->bus = ep_proc_start ("edgeplane-bus", bus_args, environment, 10000);
-    char *bus_pub = env->bus? zsys_sprintf ("--bus-pub=%s", ep_proc_connect_endpoint (env->bus, "pub")): NULL;
+    char *bus_pub = zsys_sprintf ("--bus-pub=%s", ep_proc_connect_endpoint (env->bus, "pub"));
     const char *model_args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0",
                                   bus_pub, NULL };
-    env->model = env->bus? ep_proc_start ("edgeplane-model", model_args, environment, 10000): NULL;
+    ep_proc_t *model = ep_proc_start ("edgeplane-model", model_args, environment, 10000);
+    if (!model)
+        fprintf (stderr, "model_bench: edgeplane-model (instance %s) did not start\n", instance);
     free (bus_pub);
     free (env_keys);
     free (env_data);
+    free (env_instance);
+    free (env_ttl);
     free (env_endpoints);
-    if (!env->bus || !env->model) {
-        fprintf (stderr, "model_bench: %s did not start\n", env->bus? "edgeplane-model": "edgeplane-bus");
-        return -1;
-    }
-    env->model_key = ep_keys_public_txt (env->keys, "model");
-    env->bus_key = ep_keys_public_txt (env->keys, "bus");
-    //  Followed as a service follows it, with its own certificate: the
-    //  model publishes every change to a real subscriber.
-    env->follower_cert = ep_keys_load (env->keys, "terminators");
-    env->view = ep_model_view_new ();
-    env->follower = ep_follower_new (ep_proc_connect_endpoint (env->bus, "sub"),
-                                     ep_proc_connect_endpoint (env->model, "api"), env->follower_cert,
-                                     env->bus_key, env->model_key, env->view);
+    return model;
+}
+
+//  A follower of the model at api (one endpoint or a list) in this
+//  process, as a service follows it, with its own certificate: the model
+//  publishes every change to a real subscriber. Returns 0 once it is live.
+static int
+s_follower_start (s_env_t *env, const char *api)
+{
+    env->follower = ep_follower_new (ep_proc_connect_endpoint (env->bus, "sub"), api,
+                                     env->follower_cert, env->bus_key, env->model_key, env->view);
     EP_ASSERT (env->follower);
     env->poller = zpoller_new (ep_follower_socket (env->follower),
                                ep_follower_rpc_socket (env->follower), NULL);
@@ -702,6 +702,33 @@ s_env_start (s_env_t *env)
         return -1;
     }
     return 0;
+}
+
+//  Starts the bus, the model and a follower of the model in this process.
+//  Returns 0 or -1.
+static int
+s_env_start (s_env_t *env)
+{
+    if (env->etcd_store && s_etcd_start (env) != 0)
+        return -1;
+    char *env_keys = zsys_sprintf ("EDGEPLANE_KEYS_DIR=%s", env->keys);
+    const char *environment [] = { env_keys, "EDGEPLANE_LOG_LEVEL=warn", NULL };
+    const char *bus_args [] = { "--pub-listen", "tcp://127.0.0.1:*", "--sub-listen", "tcp://127.0.0.1:*",
+                                "--http-listen", "127.0.0.1:0", NULL };
+    env->bus = ep_proc_start ("edgeplane-bus", bus_args, environment, 10000);
+    free (env_keys);
+    if (!env->bus) {
+        fprintf (stderr, "model_bench: edgeplane-bus did not start\n");
+        return -1;
+    }
+    env->model = s_model_start (env, "a");
+    if (!env->model)
+        return -1;
+    env->model_key = ep_keys_public_txt (env->keys, "model");
+    env->bus_key = ep_keys_public_txt (env->keys, "bus");
+    env->follower_cert = ep_keys_load (env->keys, "terminators");
+    env->view = ep_model_view_new ();
+    return s_follower_start (env, ep_proc_connect_endpoint (env->model, "api"));
 }
 
 static void
@@ -718,6 +745,168 @@ s_env_stop (s_env_t *env)
     zstr_free (&env->bus_key);
     zstr_free (&env->keys);
     ep_tmpdir_remove (&env->dir);
+}
+
+//  ---------------------------------------------------------------------
+//  Failover (--store etcd): a second instance on the same prefix. While
+//  one client writes as fast as it is answered, through both instances,
+//  the publisher is SIGKILLed; the failover is the time from the kill to
+//  the follower seeing the first write sent after it (the next published
+//  change). The killed instance is started again; the next repetition
+//  kills whichever publishes then.
+
+typedef struct {
+    s_env_t *env;               //  services and keys
+    char api [256];             //  both instances' API endpoints
+    char prefix [16];           //  id prefix of this repetition
+    atomic_bool stop;           //  the writer stops
+    atomic_int next;            //  the index the writer sends next
+    int after_kill;             //  the first index sent after the kill (-1: no kill yet)
+    int64_t killed_us;          //  when the publisher was killed
+    int64_t failover_us;        //  kill -> the first write after it seen (0: not yet)
+    pthread_t thread;           //  the writer
+} s_failover_t;
+
+static void *
+s_failover_writer (void *arg)
+{
+    s_failover_t *self = (s_failover_t *) arg;
+    zcert_t *cert = ep_keys_load (self->env->keys, "operator");
+    EP_ASSERT (cert);
+    ep_rpc_client_t *client = ep_rpc_client_new (self->api, cert, self->env->model_key);
+    EP_ASSERT (client);
+    Ep__Service service = EP__SERVICE__INIT;
+    Ep__Entity entity = EP__ENTITY__INIT;
+    entity.kind_case = EP__ENTITY__KIND_SERVICE;
+    entity.service = &service;
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = EP__MODEL_WRITE__OP__CREATE;
+    write.entity = &entity;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = &write;
+    while (!atomic_load (&self->stop)) {
+        char id [32], request_id [33], err [256];
+        snprintf (id, sizeof id, "%s-%07d", self->prefix, atomic_load (&self->next));
+        service.id = service.name = id;
+        ep_rpc_new_id (request_id);
+        request.request_id = request_id;
+        //  Short attempts: a call to the killed instance moves to the other.
+        ProtobufCMessage *reply = ep_rpc_client_call (client, &request.base, request_id,
+                                                      &ep__model_reply__descriptor, 500, 40, err, sizeof err);
+        if (reply)
+            protobuf_c_message_free_unpacked (reply, NULL);
+        atomic_fetch_add (&self->next, 1);
+    }
+    ep_rpc_client_destroy (&client);
+    zcert_destroy (&cert);
+    return NULL;
+}
+
+static void
+s_failover_seen (void *arg, const ep_model_event_t *event)
+{
+    s_failover_t *self = (s_failover_t *) arg;
+    size_t prefix = strlen (self->prefix);
+    if (self->after_kill < 0 || self->failover_us || event->kind != EP__MODEL_OP__KIND__CREATED
+    ||  strncmp (event->id, self->prefix, prefix) != 0)
+        return;
+    if (atoi (event->id + prefix + 1) >= self->after_kill)
+        self->failover_us = ep_mono_us () - self->killed_us;
+}
+
+static bool
+s_failover_done (void *arg)
+{
+    return ((s_failover_t *) arg)->failover_us > 0;
+}
+
+//  Which of the two instances publishes: 0 or 1 once exactly one says so
+//  on its /metrics, -1 until then.
+static int
+s_publisher (ep_proc_t *models [2])
+{
+    int publisher = -1, count = 0;
+    for (int i = 0; i < 2; i++) {
+        char *page = ep_http_get (ep_proc_endpoint (models [i], "http"), "/metrics");
+        if (page && ep_metric_value (page, "edgeplane_model_publisher") == 1) {
+            publisher = i;
+            count++;
+        }
+        free (page);
+    }
+    return count == 1? publisher: -1;
+}
+
+//  Runs reps failovers; their times in ms go to times. Returns 0 or -1.
+static int
+s_failovers (s_env_t *env, int reps, double *times)
+{
+    static const char *names [2] = { "a", "b" };
+    ep_proc_t *models [2] = { env->model, s_model_start (env, "b") };
+    env->model = NULL;          //  owned here now; given back at the end
+    int rc = models [1]? 0: -1;
+    s_failover_t self = { .env = env };
+    if (rc == 0) {
+        //  The follower of the earlier cases asks one instance; this one both.
+        zpoller_destroy (&env->poller);
+        ep_follower_destroy (&env->follower);
+        snprintf (self.api, sizeof self.api, "%s,%s", ep_proc_connect_endpoint (models [0], "api"),
+                  ep_proc_connect_endpoint (models [1], "api"));
+        rc = s_follower_start (env, self.api);
+    }
+    for (int rep = 0; rc == 0 && rep < reps; rep++) {
+        snprintf (self.prefix, sizeof self.prefix, "f%d", ++env->cases);
+        self.after_kill = -1;
+        self.failover_us = 0;
+        atomic_store (&self.stop, false);
+        atomic_store (&self.next, 0);
+        int64_t deadline = ep_mono_ms () + 3 * env->lease_ttl_ms + 10000;
+        int publisher;
+        while ((publisher = s_publisher (models)) < 0 && ep_mono_ms () < deadline)
+            s_pump (env, s_failover_done, &self, 100);
+        if (publisher < 0) {
+            fprintf (stderr, "model_bench: no single publisher among the two instances\n");
+            rc = -1;
+            break;
+        }
+        ep_model_view_set_observer (env->view, s_failover_seen, &self);
+        EP_ASSERT (pthread_create (&self.thread, NULL, s_failover_writer, &self) == 0);
+        //  Writes flowing before the kill.
+        while (atomic_load (&self.next) < 20 && ep_mono_ms () < deadline)
+            s_pump (env, s_failover_done, &self, 10);
+        self.killed_us = ep_mono_us ();
+        ep_proc_signal (models [publisher], SIGKILL);
+        self.after_kill = atomic_load (&self.next) + 1;
+        s_pump (env, s_failover_done, &self, (int) (3 * env->lease_ttl_ms + 10000));
+        atomic_store (&self.stop, true);
+        pthread_join (self.thread, NULL);
+        ep_model_view_set_observer (env->view, NULL, NULL);
+        ep_proc_destroy (&models [publisher]);
+        if (!self.failover_us) {
+            fprintf (stderr, "model_bench: no write published after the publisher's kill\n");
+            rc = -1;
+            break;
+        }
+        times [rep] = (double) self.failover_us / 1000;
+        fprintf (stderr, "model_bench: failover %d: %.0f ms (lease TTL %lld ms)\n", rep + 1, times [rep],
+                 (long long) env->lease_ttl_ms);
+        //  Back, on new ports: the follower and the writer get the new list.
+        models [publisher] = s_model_start (env, names [publisher]);
+        if (!models [publisher]) {
+            rc = -1;
+            break;
+        }
+        zpoller_destroy (&env->poller);
+        ep_follower_destroy (&env->follower);
+        snprintf (self.api, sizeof self.api, "%s,%s", ep_proc_connect_endpoint (models [0], "api"),
+                  ep_proc_connect_endpoint (models [1], "api"));
+        rc = s_follower_start (env, self.api);
+    }
+    env->model = models [0]? models [0]: models [1];
+    ep_proc_destroy (models [0]? &models [1]: &models [0]);
+    return rc;
 }
 
 //  The figures of one model case, for the median over repetitions.
@@ -776,7 +965,7 @@ int
 main (int argc, char **argv)
 {
     static bool quick;
-    static int64_t reps, n_single, per_client, clients, tag_bytes;
+    static int64_t reps, n_single, per_client, clients, tag_bytes, lease_ttl, failovers;
     static char *store;
     static const char *stores [] = { "sqlite", "etcd", NULL };
     ep_opt_t opts [] = {
@@ -793,6 +982,10 @@ main (int argc, char **argv)
           .help = "Clients of the concurrent case." },
         { .name = "per-client", .def = "0", .type = EP_OPT_INT, .num = &per_client, .min = 0, .max = 1000000,
           .help = "Creates by each concurrent client (0: 150 quick, 1000 full)." },
+        { .name = "lease-ttl", .def = "3s", .type = EP_OPT_DURATION, .num = &lease_ttl, .min = 1000, .max = 60000,
+          .help = "The model instances' publisher lease (EDGEPLANE_MODEL_LEASE_TTL), for the failover case." },
+        { .name = "failovers", .def = "-1", .type = EP_OPT_INT, .num = &failovers, .min = -1, .max = 20,
+          .help = "With --store etcd: publisher kills to time (-1: 2 quick, 7 full; 0: none)." },
         { .name = "tag-bytes", .def = "48", .type = EP_OPT_INT, .num = &tag_bytes, .min = 0, .max = 256,
           .help = "Value length of each of the entity's two tags (sets the row size)." },
     };
@@ -808,7 +1001,10 @@ main (int argc, char **argv)
     if (!per_client)
         per_client = quick? 150: 1000;
 
-    s_env_t env = { .tag_bytes = (size_t) tag_bytes, .etcd_store = streq (store, "etcd") };
+    if (failovers < 0)
+        failovers = quick? 2: 7;
+    s_env_t env = { .tag_bytes = (size_t) tag_bytes, .etcd_store = streq (store, "etcd"),
+                    .lease_ttl_ms = lease_ttl };
     //  The model's database and the raw one share this directory: same disk.
     env.dir = ep_tmpdir_new ("model-bench");
     env.keys = zsys_sprintf ("%s/keys", env.dir);
@@ -879,6 +1075,9 @@ main (int argc, char **argv)
             "visible_p50_ms_n", bench_real (concurrent.latency [0][rep]),
             "visible_p99_ms_n", bench_real (concurrent.latency [1][rep])));
     }
+    double failover [20];
+    if (rc == 0 && env.etcd_store && failovers > 0)
+        rc = s_failovers (&env, (int) failovers, failover);
     if (rc == 0) {
         double model_1 = bench_median (single.rate, (size_t) reps);
         double model_n = bench_median (concurrent.rate, (size_t) reps);
@@ -902,6 +1101,15 @@ main (int argc, char **argv)
         json_object_set_new (result, "raw_cpu_us_per_insert_batch", bench_real (bench_median (raw_cpu_batch, (size_t) reps)));
         json_object_set_new (result, "background_cores_max", bench_real (background));
         json_object_set_new (result, "row_bytes", json_integer ((json_int_t) row_bytes));
+        if (env.etcd_store && failovers > 0) {
+            //  Goal: p99 within the lease TTL + 1 s (the publisher's lease
+            //  must end before another takes over).
+            json_object_set_new (result, "lease_ttl_ms", json_integer (lease_ttl));
+            json_object_set_new (result, "failovers", json_integer (failovers));
+            json_object_set_new (result, "failover_p50_ms", bench_real (s_percentile (failover, (size_t) failovers, 50)));
+            json_object_set_new (result, "failover_p99_ms", bench_real (s_percentile (failover, (size_t) failovers, 99)));
+            json_object_set_new (result, "failover_goal_ms", json_integer (lease_ttl + 1000));
+        }
         json_object_set_new (result, "n", json_pack ("{s:I, s:I}", "single", (json_int_t) n_single,
                                                      "concurrent", (json_int_t) (clients * per_client)));
         json_object_set_new (result, "reps", json_integer (reps));

@@ -100,6 +100,11 @@ LATENCY = {
         ("write -> follower visible p99 ms, 1 client (etcd)", "visible_p99_ms_1"),
         ("write -> follower visible p50 ms, 32 clients (etcd)", "visible_p50_ms_n"),
         ("write -> follower visible p99 ms, 32 clients (etcd)", "visible_p99_ms_n"),
+        # Two instances, one client writing through both; SIGKILL of the
+        # publisher -> the follower sees the next write (goal: TTL + 1 s).
+        ("failover p50 ms: publisher SIGKILL -> next published change", "failover_p50_ms"),
+        ("failover p99 ms (goal: lease TTL + 1 s, failover_goal_ms)", "failover_p99_ms"),
+        ("lease TTL ms of that case", "lease_ttl_ms"),
     ],
     "model": [
         ("write -> follower visible p50 ms, 1 client", "visible_p50_ms_1"),
