@@ -286,9 +286,16 @@ s_lease_reply (peers_t *self, Ep__ModelReply *reply, const char *err, int64_t no
     }
     else {
         //  No answer: the client moved to the next model instance, which
-        //  is asked at once (the lease may have little time left).
+        //  is asked at once (the lease may have little time left). A write
+        //  refused goes again under a new lease: etcd refuses the whole
+        //  write if the lease it names has ended meanwhile.
         if (!reply)
             self->lease_due = now;
+        else
+        if (step == LEASE_CREATE || step == LEASE_UPDATE) {
+            self->lease_id = 0;
+            self->lease_step = LEASE_GRANT;
+        }
         ep_log_warn ("controller %s: the lease's %s failed (%s): again %s", ctrl_id,
                      step == LEASE_KEEP? "keepalive": step == LEASE_GRANT? "grant": "write",
                      s_why (reply, err), reply? "in a second": "at once, at the next model instance");

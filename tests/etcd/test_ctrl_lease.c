@@ -3,7 +3,8 @@
     as controller ctrl-lease under a lease of TTL_MS, kept alive through
     either instance (EDGEPLANE_MODEL_API lists both). The entry stays while
     the watchdog runs, past several TTLs, also once the first model
-    instance is killed (the other serves the keepalives). SIGKILL the
+    instance is killed (the other serves the keepalives). Stalled past its
+    lease (SIGSTOP), its entry goes, and resumed it registers again. SIGKILL the
     watchdog: within the TTL and a margin the entry is gone from both
     instances, and model.change published its deletion by principal
     lease-expired. */
@@ -153,6 +154,18 @@ Test (ctrl_lease, a_killed_watchdog_drops_out_within_the_ttl_a_running_one_stays
     cr_assert_eq (ep_eventlog_await (s_changes, "model.change", s_lease_expired, NULL, 0, 0), -1,
                   "a running watchdog's entry was deleted as lease-expired");
 
+    //  Stalled past its lease (SIGSTOP): the entry goes; resumed, the
+    //  watchdog hears that its lease ended and registers again.
+    cr_assert_eq (ep_proc_signal (watchdog, SIGSTOP), 0);
+    bool gone = s_await (second, false, TTL_MS + MARGIN_MS);
+    cr_assert_eq (ep_proc_signal (watchdog, SIGCONT), 0);
+    cr_assert (gone, "a stalled watchdog's entry is still there after %d ms", TTL_MS + MARGIN_MS);
+    int expired = ep_eventlog_await (s_changes, "model.change", s_lease_expired, NULL, 0, MARGIN_MS);
+    cr_assert_geq (expired, 0, "no model.change deleted %s by principal lease-expired", CTRL_ID);
+    cr_assert (s_await (second, true, TTL_MS + MARGIN_MS), "the resumed watchdog did not "
+               "register again");
+    version = s_version (second);
+
     //  The first instance killed: the second serves the keepalives.
     free (ep_stack_kill (s_stack, "model"));
     until = ep_mono_ms () + 3 * TTL_MS;
@@ -172,11 +185,12 @@ Test (ctrl_lease, a_killed_watchdog_drops_out_within_the_ttl_a_running_one_stays
     cr_assert (s_await (second, false, TTL_MS + MARGIN_MS),
                "the killed watchdog's entry is still in the second instance after %d ms",
                TTL_MS + MARGIN_MS);
-    int64_t gone = ep_mono_ms () - killed;
+    int64_t went = ep_mono_ms () - killed;
     cr_assert (s_await (first, false, 1000), "the entry is still in the first instance");
-    cr_assert_geq (ep_eventlog_await (s_changes, "model.change", s_lease_expired, NULL, 0, MARGIN_MS),
+    cr_assert_geq (ep_eventlog_await (s_changes, "model.change", s_lease_expired, NULL,
+                                      (size_t) expired + 1, MARGIN_MS),
                    0, "no model.change deleted %s by principal lease-expired", CTRL_ID);
-    cr_log_info ("the killed watchdog's entry went after %lld ms (TTL %d ms)", (long long) gone,
+    cr_log_info ("the killed watchdog's entry went after %lld ms (TTL %d ms)", (long long) went,
                  TTL_MS);
     free (first);
 }
