@@ -514,11 +514,13 @@ s_lease_reply (void *arg, const ep_etcd_reply_t *reply, const char *error)
     }
     zlistx_detach (call->owner->leasing, call->handle);
     model_result_t *result = &call->request->result;
-    if (!reply || reply->code)
+    //  etcd answers a keepalive of an ended lease with TTL 0 (gRPC
+    //  NOT_FOUND, 5, from other calls on it).
+    if (!reply || (reply->code && reply->code != 5))
         model_result_fail (result, EP__STATUS__CODE__UNAVAILABLE, "etcd: %s; retry",
                            reply? reply->error: error);
     else
-    if (reply->ttl <= 0)
+    if (reply->code == 5 || reply->ttl <= 0)
         model_result_fail (result, EP__STATUS__CODE__NOT_FOUND, "lease %lld has expired: grant "
                            "another and write the entities again", (long long) call->lease_id);
     else {
@@ -925,7 +927,6 @@ modelsvc_destroy (modelsvc_t **self_p)
              call = (s_lease_call_t *) zlistx_next (self->leasing))
             call->owner = NULL;
         zlistx_destroy (&self->leasing);
-        zlistx_destroy (&self->expiring);
         if (self->loop)
             ep_reqloop_shutdown (self->loop, "the model service is shutting down; retry");
         ep_reqloop_destroy (&self->loop);
@@ -938,6 +939,7 @@ modelsvc_destroy (modelsvc_t **self_p)
         modelstore_destroy (&self->store);
         ep_etcd_destroy (&self->etcd);
         modelpub_destroy (&self->modelpub);
+        zlistx_destroy (&self->expiring);
         free (self->path);
         free (self);
         *self_p = NULL;
