@@ -307,6 +307,14 @@ s_apply_put (model_t *self, s_write_ctx_t *ctx, const Ep__ModelWrite *write, Ep_
             : s_prepare_update (self, ctx, write, entity, &fields, &before);
     ok = ok && s_validate (self, entity, ctx->where, result);
     ok = ok && s_store_entity (self, ctx, entity, &fields, before);
+    //  Under a lease: deleted when it ends (modelstore.h, "Leases").
+    if (ok && write->has_lease_id && write->lease_id
+    &&  modelstore_lease (self->store, type, *fields.id, ctx->revision, write->lease_id) != 0) {
+        model_result_fail (result, EP__STATUS__CODE__INTERNAL, "%sputting %s %s under lease %lld "
+                           "failed: %s", ctx->where, entity_type_name (type), *fields.id,
+                           (long long) write->lease_id, modelstore_error (self->store));
+        ok = false;
+    }
     if (ok) {
         Ep__ModelOp *model_op = entity_op_add (ctx->change,
             before? EP__MODEL_OP__KIND__UPDATED: EP__MODEL_OP__KIND__CREATED, type, *fields.id);

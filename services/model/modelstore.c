@@ -216,3 +216,16 @@ modelstore_pack (const ProtobufCMessage *msg, size_t *size)
     protobuf_c_message_pack (msg, body);
     return body;
 }
+
+int
+modelstore_lease (modelstore_t *self, Ep__EntityType type, const char *id, uint64_t version,
+                  int64_t lease_id)
+{
+    return self->ops->lease? self->ops->lease (self->backend, type, id, version, lease_id): 0;
+}
+
+bool
+modelstore_expired (modelstore_t *self, modelstore_expired_t *expired)
+{
+    return self->ops->expired? self->ops->expired (self->backend, expired): false;
+}

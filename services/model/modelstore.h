@@ -63,6 +63,15 @@
     "Changes since" is a CHANGES query: the records after a revision, with
     the oldest retained one, so the model can tell a follower to resync.
 
+    Leases (etcd only)
+    A write may put its entity under a lease of the backend's (etcd: a
+    marker key <prefix>leases/<tt>/<id> attached to the etcd lease, whose
+    value is the entity's version then). When the lease ends etcd deletes
+    the marker and every instance's store hears of it (modelstore_expired):
+    the model then deletes the entity with a compare on that version, an
+    ordinary write (so a re-registered entity stays). The embedded store
+    has none: it stages nothing and reports nothing.
+
     Errors: functions return 0 or -1; modelstore_error says why (what was
     being done and the backend's message) until the next failure.
 */
@@ -200,6 +209,13 @@ int
 int
     modelstore_remove (modelstore_t *self, Ep__EntityType type, const char *id);
 
+//  Stages that (type, id), as written at version by this batch, lives
+//  under lease_id (a lease of the backend's, modelstore.h "Leases").
+//  Returns 0 or -1; 0 and nothing staged on a backend without leases.
+int
+    modelstore_lease (modelstore_t *self, Ep__EntityType type, const char *id, uint64_t version,
+                      int64_t lease_id);
+
 //  Stages the change record of change->revision, makes it the store's
 //  revision, and forgets the records up to forget_through (0: none).
 //  Returns 0 or -1.
@@ -276,6 +292,18 @@ ep_store_fault_t
 int
     modelstore_probe (modelstore_t *self);
 
+//  An entity whose lease ended: (type, id) as written at version.
+typedef struct {
+    Ep__EntityType type;
+    char id [65];
+    uint64_t version;
+} modelstore_expired_t;
+
+//  Takes the next entity whose lease ended into *expired. Returns true if
+//  there was one (never, on a backend without leases).
+bool
+    modelstore_expired (modelstore_t *self, modelstore_expired_t *expired);
+
 //  ---------------------------------------------------------------------
 //  For backends: the operations above, in order, on the backend's state.
 
@@ -312,6 +340,9 @@ typedef struct {
     int (*current) (void *backend, uint64_t *revision, char *generation);   //  may be NULL: 0
     bool (*ready) (void *backend);              //  may be NULL: true
     bool (*retry) (void *backend);              //  may be NULL: false
+    int (*lease) (void *backend, Ep__EntityType type, const char *id, uint64_t version,
+                  int64_t lease_id);            //  may be NULL: 0, nothing staged
+    bool (*expired) (void *backend, modelstore_expired_t *expired);    //  may be NULL: false
 } modelstore_ops_t;
 
 //  For backends: msg packed into a buffer the caller frees, of *size bytes.

@@ -404,6 +404,8 @@ metcd_destroy (metcd_t **self_p)
         return;
     *self_p = NULL;
     ep_etcd_watch_cancel (&self->watch);
+    ep_etcd_watch_cancel (&self->lease_watch);
+    zlistx_destroy (&self->expired);
     for (metcd_call_t *call = (metcd_call_t *) zlistx_first (self->calls); call;
          call = (metcd_call_t *) zlistx_next (self->calls))
         call->self = NULL;
@@ -806,6 +808,86 @@ s_prune_replies (void *backend, ep_replycache_t *cache, int64_t wall_ms, size_t 
     return 0;
 }
 
+//  ---------------------------------------------------------------------
+//  Lease markers: leases/<tt>/<id>, the entity's version as its value,
+//  under the etcd lease; etcd deletes it when the lease ends.
+
+static int
+s_lease (void *backend, Ep__EntityType type, const char *id, uint64_t version, int64_t lease_id)
+{
+    metcd_t *self = (metcd_t *) backend;
+    char entity [128], rel [160];
+    metcd_entity_rel (entity, sizeof entity, type, id);
+    snprintf (rel, sizeof rel, METCD_LEASES "%s", entity + strlen (METCD_ENTITIES));
+    char value [64];
+    snprintf (value, sizeof value, "version=%llu", (unsigned long long) version);
+    metcd_kv_t *kv = metcd_kv_new (rel, (const uint8_t *) value, strlen (value), 0);
+    kv->lease_id = lease_id;
+    s_stage (self, rel, kv);
+    return 0;
+}
+
+static bool
+s_expired (void *backend, modelstore_expired_t *expired)
+{
+    metcd_t *self = (metcd_t *) backend;
+    modelstore_expired_t *first = (modelstore_expired_t *) zlistx_detach (self->expired, NULL);
+    if (first) {
+        *expired = *first;
+        free (first);
+    }
+    return first != NULL;
+}
+
+static void s_lease_watch_start (metcd_t *self, int64_t from);
+
+//  A marker deleted (nothing else deletes them): its lease ended. Its
+//  previous value says which version of the entity lived under it.
+static void
+s_lease_watch_reply (void *arg, const ep_etcd_reply_t *reply, const char *error)
+{
+    metcd_t *self = (metcd_t *) arg;
+    if (!reply || reply->canceled || reply->code) {
+        //  Compacted past it (or ended for good): on from what is left.
+        int64_t from = reply && reply->compact_revision? reply->compact_revision: self->lease_watch_rev + 1;
+        ep_log_warn ("the model's watch of lease markers ended (%s): resuming at etcd revision %lld",
+                     reply? (reply->cancel_reason? reply->cancel_reason: "canceled"): error,
+                     (long long) from);
+        self->lease_watch = NULL;
+        s_lease_watch_start (self, from);
+        return;
+    }
+    for (size_t i = 0; i < reply->nevents; i++) {
+        const ep_etcd_event_t *event = &reply->events [i];
+        const char *rel = metcd_rel (self, &event->kv);
+        int type, at = 0;
+        unsigned long long version;
+        if (!rel || !event->is_delete || !event->has_prev
+        ||  sscanf (rel, METCD_LEASES "%2d/%n", &type, &at) != 1 || !at
+        ||  sscanf ((const char *) event->prev_kv.value, "version=%llu", &version) != 1)
+            continue;
+        modelstore_expired_t *expired = (modelstore_expired_t *) zmalloc (sizeof *expired);
+        expired->type = (Ep__EntityType) type;
+        snprintf (expired->id, sizeof expired->id, "%s", rel + at);
+        expired->version = version;
+        zlistx_add_end (self->expired, expired);
+    }
+    if (reply->header.revision > self->lease_watch_rev)
+        self->lease_watch_rev = reply->header.revision;
+}
+
+static void
+s_lease_watch_start (metcd_t *self, int64_t from)
+{
+    uint8_t end [512];
+    char *key = metcd_key (self, METCD_LEASES);
+    ep_etcd_watch_req_t req = { .key = ep_etcd_str (key), .start_revision = from,
+                                .prev_kv = true };
+    req.range_end = ep_etcd_prefix_end (req.key, end, sizeof end);
+    self->lease_watch = ep_etcd_watch (self->etcd, &req, s_lease_watch_reply, self);
+    free (key);
+}
+
 static void
 s_abandon (void *backend)
 {
@@ -824,7 +906,7 @@ static const modelstore_ops_t s_ops = {
     .abandon = s_abandon, .read = metcd_read, .view_open = metcd_view_open,
     .view_close = metcd_view_close, .load_replies = metcd_load_replies, .backup = metcd_backup,
     .tick = metcd_tick, .size = metcd_size, .current = s_current, .ready = s_ready,
-    .retry = s_retry
+    .retry = s_retry, .lease = s_lease, .expired = s_expired
 };
 
 metcd_t *
@@ -845,6 +927,8 @@ metcd_new (const modelstore_etcd_config_t *config)
     self->undo = zlistx_new ();
     zlistx_set_destructor (self->undo, s_undo_free);
     ep_random_hex (self->instance, 4);
+    self->expired = zlistx_new ();
+    zlistx_set_destructor (self->expired, (czmq_destructor *) zstr_free);
     return self;
 }
 
@@ -870,5 +954,7 @@ modelstore_etcd_new (const modelstore_etcd_config_t *config, char *err, size_t e
         s_destroy (self);
         return NULL;
     }
+    self->lease_watch_rev = self->mirror_rev;
+    s_lease_watch_start (self, self->mirror_rev + 1);
     return modelstore_new (&s_ops, self);
 }

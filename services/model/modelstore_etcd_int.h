@@ -12,6 +12,7 @@
 #define METCD_ENTITIES  "entities/"
 #define METCD_CHANGES   "changes/"
 #define METCD_REPLIES   "replies/"
+#define METCD_LEASES    "leases/"
 //  Keys per range page (loads, queries, backups).
 #define METCD_PAGE      500
 
@@ -22,6 +23,7 @@ typedef struct {
     bool removed;               //  staged: a delete
     int64_t mod;                //  etcd mod_revision (0: staged)
     bool lease;                 //  staged: put under the replies' lease
+    int64_t lease_id;           //  staged: put under this lease (a lease marker)
     uint64_t version;           //  entity: meta.version (the model's revision)
     char **hosted;              //  router: hosted service ids, NULL-terminated
 } metcd_kv_t;
@@ -84,6 +86,10 @@ struct _metcd_t {
     int64_t lease_id;           //  the lease of this minute's replies
     int64_t lease_minute;       //  the wall-clock minute it is for
     ep_replycache_t *cache;     //  other instances' replies go here (borrowed; NULL: none)
+    //  Lease markers
+    ep_etcd_watch_t *lease_watch;   //  their deletes: leases that ended
+    int64_t lease_watch_rev;    //  the last etcd revision it delivered
+    zlistx_t *expired;          //  modelstore_expired_t, to take (modelstore_expired)
 };
 
 //  The backend over config's client and prefix (no load yet).

@@ -197,7 +197,7 @@ s_commit_submit (metcd_t *self, s_commit_t *commit)
         else
             ops [n++] = (ep_etcd_op_t) { .kind = EP_ETCD_PUT, .u.put = {
                 .key = ep_etcd_str (key), .value = { kv->value, kv->size },
-                .lease = kv->lease? self->lease_id: 0 } };
+                .lease = kv->lease? self->lease_id: kv->lease_id } };
     }
     if (commit->forget) {
         char *from = s_keep (keys, metcd_key (self, METCD_CHANGES));

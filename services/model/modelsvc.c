@@ -6,6 +6,7 @@
 #include "ep_reqloop.h"
 #include "ep_rpc_server.h"
 #include "model.h"
+#include "entity.h"
 #include "modelpub.h"
 #include "modelstore_etcd.h"
 #include "modelstore_sqlite.h"
@@ -17,6 +18,17 @@
 #define ETCD_IDLE_MS    30000               //  resume an etcd watch silent this long
 #define ETCD_WRITE_OPS  3                   //  etcd ops of a plain write: entity, change, reply
 #define CATCH_UP_MS     5000                //  writes wait this long for the store to catch up
+#define LEASE_TTL_S     10                  //  a lease's TTL when the request has none
+#define LEASE_TTL_MAX_S 3600                //  and at most
+#define EXPIRED_GRACE_MS 20000              //  a non-publisher deletes what the publisher did not, after
+#define EXPIRED_RETRY_MS 1000               //  a lease-expired delete whose batch failed, again after
+
+//  An entity whose lease ended, to delete (modelstore.h, "Leases").
+typedef struct {
+    modelstore_expired_t what;  //  the entity and the version its lease was for
+    int64_t due_ms;             //  monotonic ms: deleted in the first batch after
+    bool in_batch;              //  staged in the batch being committed
+} s_expiring_t;
 
 //  A request being served: the model's result, and what a completion
 //  that comes later needs to find its request.
@@ -56,6 +68,8 @@ struct _modelsvc_t {
     ep_series_t *db_bytes;      //  database size
     ep_series_t *published;     //  edgeplane_published_total{stream="model"}
     ep_series_t *entity_published;  //  edgeplane_published_total{stream="entityChange"}
+    zlistx_t *leasing;          //  s_lease_call_t: lease requests in etcd
+    zlistx_t *expiring;         //  s_expiring_t: entities whose lease ended, oldest first
 };
 
 //  ---------------------------------------------------------------------
@@ -184,6 +198,7 @@ s_op_name (const ProtobufCMessage *message)
         case EP__MODEL_REQUEST__OP_CHANGES:  return "changes";
         case EP__MODEL_REQUEST__OP_BACKUP:   return "backup";
         case EP__MODEL_REQUEST__OP_STATUS:   return "status";
+        case EP__MODEL_REQUEST__OP_LEASE:    return "lease";
         default:                             return "unknown";
     }
 }
@@ -195,7 +210,8 @@ s_roles (void *arg, const ProtobufCMessage *message)
     static const char *writers [] = { EP_ROLE_OPERATOR, EP_ROLE_SERVICE, NULL };
     static const char *readers [] = { EP_ROLE_OPERATOR, EP_ROLE_SERVICE, EP_ROLE_SUBSCRIBER, EP_ROLE_VIEWER, NULL };
     const Ep__ModelRequest *request = (const Ep__ModelRequest *) message;
-    bool write = model_is_write (request) || request->op_case == EP__MODEL_REQUEST__OP_BACKUP;
+    bool write = model_is_write (request) || request->op_case == EP__MODEL_REQUEST__OP_BACKUP
+              || request->op_case == EP__MODEL_REQUEST__OP_LEASE;
     return write? writers: readers;
 }
 
@@ -258,6 +274,129 @@ s_failure (void *arg)
     return ((modelsvc_t *) arg)->failure;
 }
 
+//  ---------------------------------------------------------------------
+//  Entities whose lease ended: each is deleted by an ordinary write of
+//  the first batch after it is due, by principal lease-expired, if it is
+//  still at the version its lease was for. The elected publisher does it
+//  at once; the others after a grace (it may have died with the lease):
+//  the compare on the version makes a second delete a harmless no-op.
+
+static void
+s_expiring_take (modelsvc_t *self, int64_t now)
+{
+    modelstore_expired_t what;
+    while (modelstore_expired (self->store, &what)) {
+        s_expiring_t *item = (s_expiring_t *) zmalloc (sizeof (s_expiring_t));
+        item->what = what;
+        bool publishing = self->modelpub && modelpub_publishing (self->modelpub);
+        item->due_ms = publishing? now: now + EXPIRED_GRACE_MS;
+        zlistx_add_end (self->expiring, item);
+    }
+    //  Those already gone, or written since, need no write.
+    for (s_expiring_t *item = (s_expiring_t *) zlistx_first (self->expiring); item;
+         item = (s_expiring_t *) zlistx_next (self->expiring)) {
+        if (item->in_batch || item->due_ms > now)
+            continue;
+        Ep__Entity *entity = modelstore_get (self->store, item->what.type, item->what.id);
+        entity_fields_t fields;
+        bool current = entity && entity_fields (entity, &fields) && *fields.meta
+                    && (*fields.meta)->version == item->what.version;
+        if (entity)
+            ep__entity__free_unpacked (entity, NULL);
+        if (!current) {
+            ep_log_debug ("the lease of %s %s ended: it is gone or was written since",
+                          entity_type_name (item->what.type), item->what.id);
+            zlistx_delete (self->expiring, zlistx_cursor (self->expiring));
+        }
+    }
+}
+
+//  The first expired entity due now, or NULL.
+static s_expiring_t *
+s_expiring_due (modelsvc_t *self, int64_t now)
+{
+    for (s_expiring_t *item = (s_expiring_t *) zlistx_first (self->expiring); item;
+         item = (s_expiring_t *) zlistx_next (self->expiring))
+        if (!item->in_batch && item->due_ms <= now)
+            return item;
+    return NULL;
+}
+
+//  When the next expired entity is due (monotonic ms), if a batch can
+//  begin for it then; INT64_MAX if none is (the commit or catch-up that
+//  holds it back wakes the loop when it completes).
+static int64_t
+s_expiring_next (modelsvc_t *self)
+{
+    int64_t next = INT64_MAX;
+    if (ep_reqloop_committing (self->loop) || !modelstore_ready (self->store))
+        return next;
+    for (s_expiring_t *item = (s_expiring_t *) zlistx_first (self->expiring); item;
+         item = (s_expiring_t *) zlistx_next (self->expiring))
+        if (!item->in_batch && item->due_ms < next)
+            next = item->due_ms;
+    return next;
+}
+
+static bool
+s_has_work (void *arg)
+{
+    modelsvc_t *self = (modelsvc_t *) arg;
+    return s_expiring_due (self, ep_mono_ms ()) != NULL;
+}
+
+//  Stages the delete of one expired entity due now (one per batch: a batch
+//  keeps room in the etcd transaction for it).
+static void
+s_expiring_write (modelsvc_t *self)
+{
+    s_expiring_t *item = s_expiring_due (self, ep_mono_ms ());
+    if (!item)
+        return;
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = write.has_type = write.has_expected_version = true;
+    write.op = EP__MODEL_WRITE__OP__DELETE;
+    write.type = item->what.type;
+    write.id = item->what.id;
+    write.expected_version = item->what.version;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = &write;
+    ep_caller_t caller = { .key = "", .role = "model", .name = "lease-expired" };
+    model_result_t result;
+    model_result_init (&result, "lease-expired");
+    model_write (self->model, &request, &caller, ep_wall_ms (), &result);
+    if (result.status.code == EP__STATUS__CODE__OK)
+        ep_log_info ("%s %s: its lease ended, deleted at revision %llu",
+                     entity_type_name (item->what.type), item->what.id,
+                     (unsigned long long) result.reply.revision);
+    else
+        ep_log_info ("%s %s: its lease ended, not deleted: %s", entity_type_name (item->what.type),
+                     item->what.id, result.status.message);
+    //  Kept until the batch commits (or runs again after a lost race).
+    item->in_batch = result.status.code == EP__STATUS__CODE__OK;
+    if (!item->in_batch)
+        zlistx_delete (self->expiring, zlistx_cursor (self->expiring));
+    model_result_clear (&result);
+}
+
+//  After the commit: what it deleted is done; what it failed runs again.
+static void
+s_expiring_committed (modelsvc_t *self, int rc)
+{
+    for (s_expiring_t *item = (s_expiring_t *) zlistx_first (self->expiring); item;
+         item = (s_expiring_t *) zlistx_next (self->expiring)) {
+        if (item->in_batch && rc == 0)
+            zlistx_delete (self->expiring, zlistx_cursor (self->expiring));
+        else
+        if (item->in_batch) {
+            item->in_batch = false;
+            if (!modelstore_retry (self->store))
+                item->due_ms = ep_mono_ms () + EXPIRED_RETRY_MS;
+        }
+    }
+}
+
 static int
 s_begin (void *arg)
 {
@@ -268,6 +407,7 @@ s_begin (void *arg)
         s_store_failed (self);
         return -1;
     }
+    s_expiring_write (self);
     return 0;
 }
 
@@ -311,6 +451,7 @@ static void
 s_committed (void *arg, int rc)
 {
     modelsvc_t *self = (modelsvc_t *) arg;
+    s_expiring_committed (self, rc);
     if (rc == 0)
         ep_degraded_update (self->degraded, EP_STORE_FAULT_NONE, NULL, ep_mono_ms ());
     else
@@ -351,11 +492,89 @@ s_read_done (void *arg, int rc)
         ep_reqloop_read_done (request->owner->loop, request->req);
 }
 
+//  ---------------------------------------------------------------------
+//  Leases: an etcd lease each, granted or kept alive by whichever instance
+//  the request reaches (modelstore.h, "Leases").
+
+typedef struct {
+    modelsvc_t *owner;          //  NULL once the service stopped
+    s_request_t *request;       //  the request it answers
+    void *handle;               //  in owner->leasing
+    bool keepalive;             //  else a grant
+    int64_t lease_id;           //  keepalive: the lease
+} s_lease_call_t;
+
+static void
+s_lease_reply (void *arg, const ep_etcd_reply_t *reply, const char *error)
+{
+    s_lease_call_t *call = (s_lease_call_t *) arg;
+    if (!call->owner) {
+        free (call);
+        return;
+    }
+    zlistx_detach (call->owner->leasing, call->handle);
+    model_result_t *result = &call->request->result;
+    //  etcd answers a keepalive of an ended lease with TTL 0 (gRPC
+    //  NOT_FOUND, 5, from other calls on it).
+    if (!reply || (reply->code && reply->code != 5))
+        model_result_fail (result, EP__STATUS__CODE__UNAVAILABLE, "etcd: %s; retry",
+                           reply? reply->error: error);
+    else
+    if (reply->code == 5 || reply->ttl <= 0)
+        model_result_fail (result, EP__STATUS__CODE__NOT_FOUND, "lease %lld has expired: grant "
+                           "another and write the entities again", (long long) call->lease_id);
+    else {
+        result->reply.has_lease_id = result->reply.has_lease_ttl_s = true;
+        result->reply.lease_id = call->keepalive? call->lease_id: reply->lease_id;
+        result->reply.lease_ttl_s = reply->ttl;
+    }
+    s_read_done (call->request, 0);
+    free (call);
+}
+
+//  A lease request: 0 if answered now, EP_REQLOOP_LATER once etcd has it.
+static int
+s_lease (modelsvc_t *self, s_request_t *request, const Ep__LeaseRequest *lease)
+{
+    model_result_t *result = &request->result;
+    if (!self->etcd) {
+        model_result_fail (result, EP__STATUS__CODE__FAILED_PRECONDITION, "leases need the model in "
+                           "etcd (EDGEPLANE_MODEL_STORE=etcd): the embedded model keeps its "
+                           "entities until they are deleted");
+        return 0;
+    }
+    if (!lease || (lease->has_ttl_s && (lease->ttl_s < 1 || lease->ttl_s > LEASE_TTL_MAX_S))) {
+        model_result_fail (result, EP__STATUS__CODE__INVALID_ARGUMENT, "lease: ttl_s is 1 to %d "
+                           "seconds", LEASE_TTL_MAX_S);
+        return 0;
+    }
+    s_lease_call_t *call = (s_lease_call_t *) zmalloc (sizeof (s_lease_call_t));
+    call->owner = self;
+    call->request = request;
+    call->keepalive = lease->has_lease_id && lease->lease_id;
+    call->lease_id = lease->lease_id;
+    int rc = call->keepalive
+           ? ep_etcd_lease_keepalive (self->etcd, lease->lease_id, s_lease_reply, call)
+           : ep_etcd_lease_grant (self->etcd, lease->has_ttl_s? lease->ttl_s: LEASE_TTL_S,
+                                  s_lease_reply, call);
+    if (rc != 0) {
+        free (call);
+        model_result_fail (result, EP__STATUS__CODE__INTERNAL, "the lease request could not be "
+                           "encoded");
+        return 0;
+    }
+    call->handle = zlistx_add_end (self->leasing, call);
+    return EP_REQLOOP_LATER;
+}
+
 static int
 s_read (void *arg, ep_req_t *req)
 {
     modelsvc_t *self = (modelsvc_t *) arg;
     s_request_t *request = s_request (req);
+    const Ep__ModelRequest *message = (const Ep__ModelRequest *) ep_req_message (req);
+    if (message->op_case == EP__MODEL_REQUEST__OP_LEASE)
+        return s_lease (self, request, message->lease);
     request->reading = true;
     model_read (self->model, (const Ep__ModelRequest *) ep_req_message (req), ep_wall_ms (),
                 &request->result, s_read_done, request);
@@ -403,6 +622,7 @@ static const ep_reqloop_class_t s_class = {
     .reply = s_reply,
     .error = s_error,
     .ready = s_ready,
+    .has_work = s_has_work,
     .begin = s_begin,
     .write = s_write,
     .commit = s_commit,
@@ -420,7 +640,9 @@ modelsvc_turn (modelsvc_t *self)
 {
     int64_t now = ep_mono_ms ();
     int64_t timeout = ep_publisher_tick (self->publisher);
+    s_expiring_take (self, now);
     int64_t due [] = { self->next_expiry - now, ep_reqloop_next_due (self->loop),
+                       s_expiring_next (self) - now,
                        ep_degraded_next (self->degraded, now),
                        self->modelpub? modelpub_tick (self->modelpub, now): INT64_MAX };
     for (size_t i = 0; i < EP_COUNT (due); i++)
@@ -529,7 +751,8 @@ s_open_etcd (modelsvc_t *self, const modelsvc_config_t *config)
         return -1;
     }
     //  A batch is one etcd transaction: its writes must fit --max-txn-ops.
-    int64_t fits = (config->etcd_max_txn_ops - 2) / ETCD_WRITE_OPS;
+    //  Less the two of an expired entity's delete, which a batch may carry.
+    int64_t fits = (config->etcd_max_txn_ops - 4) / ETCD_WRITE_OPS;
     if (self->max_batch > fits) {
         ep_log_info ("batches of at most %lld requests: one etcd transaction holds %lld operations "
                      "(EDGEPLANE_ETCD_MAX_TXN_OPS)", (long long) (fits > 1? fits: 1),
@@ -668,6 +891,9 @@ modelsvc_new (ep_service_t *service, const modelsvc_config_t *config)
     modelsvc_t *self = (modelsvc_t *) zmalloc (sizeof (modelsvc_t));
     self->service = service;
     s_metrics (self, ep_service_metrics (service));
+    self->leasing = zlistx_new ();
+    self->expiring = zlistx_new ();
+    zlistx_set_destructor (self->expiring, (czmq_destructor *) zstr_free);
     const ep_common_opts_t *common = ep_service_opts (service);
     if (s_open_store (self, config, common->data_dir) != 0
     ||  s_open_bus (self, common) != 0
@@ -687,6 +913,12 @@ modelsvc_destroy (modelsvc_t **self_p)
 {
     modelsvc_t *self = *self_p;
     if (self) {
+        //  Lease requests in etcd are answered by the shutdown; their
+        //  replies, if etcd still delivers them, are dropped.
+        for (s_lease_call_t *call = (s_lease_call_t *) zlistx_first (self->leasing); call;
+             call = (s_lease_call_t *) zlistx_next (self->leasing))
+            call->owner = NULL;
+        zlistx_destroy (&self->leasing);
         if (self->loop)
             ep_reqloop_shutdown (self->loop, "the model service is shutting down; retry");
         ep_reqloop_destroy (&self->loop);
@@ -699,6 +931,7 @@ modelsvc_destroy (modelsvc_t **self_p)
         modelstore_destroy (&self->store);
         ep_etcd_destroy (&self->etcd);
         modelpub_destroy (&self->modelpub);
+        zlistx_destroy (&self->expiring);
         free (self->path);
         free (self);
         *self_p = NULL;

@@ -29,6 +29,7 @@ main (int argc, char **argv)
 {
     static char *channel_listen, *listen, *advertise, *stray_action, *stray_log_level;
     static char *ctrl_id, *ctrl_cert, *ctrl_key, *channel_advertise;
+    static int64_t ctrl_lease_ttl;
     static int64_t grace, heartbeat, heartbeat_timeout, frame_timeout, drain_grace;
     static int64_t liveness_floor, liveness_ceiling;
     static char *liveness;
@@ -61,6 +62,10 @@ main (int argc, char **argv)
           .type = EP_OPT_DURATION, .num = &ctrl_lifetime, .min = 3000,
           .max = (int64_t) EP_PKI_DAYS_MAX * 86400000, .def_help = "825 days (19800h)",
           .help = "Validity of a ctrl certificate issued here; renewed after 2/3 of it (not a bundle's)." },
+        { .name = "ctrl-lease-ttl", .env = "EDGEPLANE_CTRL_LEASE_TTL", .def = "10s",
+          .type = EP_OPT_DURATION, .num = &ctrl_lease_ttl, .min = 1000, .max = 3600000,
+          .help = "With the model in etcd, the controller entry lives under a lease of this TTL: "
+                  "gone this long after the instance dies (kept alive every third of it)." },
         { .name = "stray-grace", .env = "EDGEPLANE_STRAY_GRACE", .def = "30s", .type = EP_OPT_DURATION,
           .num = &grace, .min = 1, .max = 3600000,
           .help = "A connection not joined this long after TCP accept is stray." },
@@ -127,7 +132,7 @@ main (int argc, char **argv)
         .drain_grace_ms = drain_grace, .joined_cap = joined_cap, .out_cap = out_cap,
         .budget = budget, .max_handshakes = max_handshakes, .max_per_source = max_per_source,
         .slice_stale_ms = slice_stale, .outbox_max = outbox_max, .outbox_bytes = outbox_bytes,
-        .dedupe_window = dedupe_window
+        .dedupe_window = dedupe_window, .ctrl_lease_ttl_ms = ctrl_lease_ttl
     };
     config.adaptive = streq (liveness, "adaptive");
     config.liveness_floor_ms = liveness_floor;

@@ -23,8 +23,16 @@ typedef struct {
     SSL_CTX *client_ctx;        //  our ctrl certificate, to dial (borrowed)
     int64_t heartbeat_ms;       //  links ping this often once joined
     int64_t silence_ms;         //  and close when unheard this long
+    int64_t lease_ttl_ms;       //  our entry's lease (0: 10 s)
 } peers_config_t;
 
+//  With the model in etcd, the entry lives under a lease (a model lease
+//  request) that this instance keeps alive every third of its TTL without
+//  blocking, from peers_process; a killed instance's entry is deleted by
+//  the model once the lease ends. If the model says the lease ended (we
+//  were stalled), we grant another and register again. The embedded model
+//  has no leases: the entry is kept as before.
+//
 //  Registers our controller entry (the model's revision with it tells the
 //  dialer when peers can know us) and gets ready to dial. NULL if the
 //  registration failed (logged).
@@ -44,6 +52,11 @@ void
 //  dialer's own timers count unless draining).
 int
     peers_fd (peers_t *self);
+
+//  The socket of the lease's requests to the model (a libzmq handle for
+//  zmq_poll; NULL: none), to poll with peers_fd.
+void *
+    peers_lease_socket (peers_t *self);
 int64_t
     peers_deadline (peers_t *self, bool draining);
 

@@ -712,6 +712,7 @@ watchdog_run (watchdog_t *self)
         { zsock_resolve (relay_reaper (self->relay)), 0, ZMQ_POLLIN, 0 },
         { NULL, ep_tls_server_fd (self->server), ZMQ_POLLIN, 0 },
         { NULL, self->peers? peers_fd (self->peers): -1, ZMQ_POLLIN, 0 },
+        { self->peers? peers_lease_socket (self->peers): NULL, -1, ZMQ_POLLIN, 0 },
     };
     self->next_beacon = ep_mono_ms ();
     self->next_gauges = ep_mono_ms () + GAUGES_MS;
@@ -897,7 +898,8 @@ watchdog_start (watchdog_t *self)
         peers_config_t peers = {
             .ctrl_id = ctrl_id, .advertised = self->channel_advertised,
             .client_ctx = identity_client_ctx (self->identity),
-            .heartbeat_ms = self->config.heartbeat_ms, .silence_ms = self->config.heartbeat_timeout_ms
+            .heartbeat_ms = self->config.heartbeat_ms, .silence_ms = self->config.heartbeat_timeout_ms,
+            .lease_ttl_ms = self->config.ctrl_lease_ttl_ms
         };
         self->peers = peers_new (self->service, &peers);
         if (!self->peers)

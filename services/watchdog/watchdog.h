@@ -34,6 +34,7 @@ typedef struct {
     int64_t grace_ms;               //  stray grace
     int64_t heartbeat_ms;
     int64_t heartbeat_timeout_ms;
+    int64_t ctrl_lease_ttl_ms;  //  our controller entry's lease (the model in etcd)
     bool adaptive;                  //  learn each peer's heartbeat timeout (ep_cadence)
     int64_t liveness_floor_ms;      //  adaptive bounds
     int64_t liveness_ceiling_ms;

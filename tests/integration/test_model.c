@@ -998,6 +998,21 @@ Test (model_it, subscriber_reads_but_cannot_write_service_role_can,
                                               EP__STATUS__CODE__PERMISSION_DENIED), NULL);
     cr_assert_neq (access (backup, F_OK), 0, "a refused backup wrote a file");
     free (backup);
+    //  A lease is a writer's; the embedded model has none (docs/decisions.md).
+    Ep__LeaseRequest lease = EP__LEASE_REQUEST__INIT;
+    lease.has_ttl_s = true;
+    lease.ttl_s = 10;
+    request = s_req_init (&r);
+    request->op_case = EP__MODEL_REQUEST__OP_LEASE;
+    request->lease = &lease;
+    ep__model_reply__free_unpacked (s_expect (subscriber, request,
+                                              EP__STATUS__CODE__PERMISSION_DENIED), NULL);
+    request = s_req_init (&r);
+    request->op_case = EP__MODEL_REQUEST__OP_LEASE;
+    request->lease = &lease;
+    reply = s_expect (operator, request, EP__STATUS__CODE__FAILED_PRECONDITION);
+    cr_assert (strstr (s_message (reply), "etcd"), "%s", s_message (reply));
+    ep__model_reply__free_unpacked (reply, NULL);
 
     //  Nothing changed.
     cr_assert_eq (s_revision (operator), version);
