@@ -1,5 +1,6 @@
 /*  ep_test.c: spawning services and waiting with deadlines. */
 #include "ep_test.h"
+#include <sys/prctl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -79,9 +80,16 @@ ep_proc_spawn (const char *binary, const char *const *args, const char *const *e
     argv [argc++] = self->ready_path;
     argv [argc] = NULL;
 
+    pid_t parent = getpid ();
     pid_t pid = fork ();
     EP_ASSERT (pid >= 0);
     if (pid == 0) {
+        //  A test that dies (a crash, a timeout's SIGKILL) skips its
+        //  teardown: its services go with it instead of living on as
+        //  orphans holding ports and files. (Spawn from the thread that
+        //  lives as long as the child: the signal follows that thread.)
+        if (prctl (PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid () != parent)
+            _exit (127);
         int fd = open (self->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd >= 0) {
             dup2 (fd, 1);
