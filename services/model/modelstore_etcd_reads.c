@@ -181,7 +181,9 @@ s_commit_submit (metcd_t *self, s_commit_t *commit)
         metcd_failed (self, "the batch needs %zu operations in one etcd transaction, over "
                       "--max-txn-ops %zu: nothing of it was written; lower EDGEPLANE_MODEL_MAX_BATCH, "
                       "split large transactions, or raise the cluster's --max-txn-ops (and "
-                      "EDGEPLANE_ETCD_MAX_TXN_OPS)", nops, max);
+                      "EDGEPLANE_ETCD_MAX_TXN_OPS): a write is one revision, so deleting a service "
+                      "rewrites every router hosting it in one transaction (docs/etcd.md, \"Limits\")",
+                      nops, max);
         s_commit_end (self, commit, 0, false);
         s_commit_free (commit);
         return;

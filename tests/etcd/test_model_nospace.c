@@ -173,7 +173,8 @@ s_get (ep_rpc_client_t *client, const char *id, Ep__Status__Code *code)
     cr_assert_not_null (reply, "no reply to a GET");
     *code = s_code (reply);
     uint64_t version = 0;
-    if (reply->n_entities == 1 && reply->entities [0]->router && reply->entities [0]->router->meta)
+    if (reply->n_entities == 1 && reply->entities [0]->kind_case == EP__ENTITY__KIND_ROUTER
+    &&  reply->entities [0]->router->meta)
         version = reply->entities [0]->router->meta->version;
     ep__model_reply__free_unpacked (reply, NULL);
     return version;
