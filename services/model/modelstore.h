@@ -161,6 +161,11 @@ bool
 bool
     modelstore_retry (modelstore_t *self);
 
+//  True if the last failed commit was too large for one of the backend's
+//  transactions (etcd's --max-txn-ops): its writes may fit one by one.
+bool
+    modelstore_too_large (modelstore_t *self);
+
 //  Opens a batch. Returns 0, or -1 if the store cannot take writes now.
 int
     modelstore_begin (modelstore_t *self);
@@ -312,6 +317,7 @@ typedef struct {
     int (*current) (void *backend, uint64_t *revision, char *generation);   //  may be NULL: 0
     bool (*ready) (void *backend);              //  may be NULL: true
     bool (*retry) (void *backend);              //  may be NULL: false
+    bool (*too_large) (void *backend);          //  may be NULL: false
 } modelstore_ops_t;
 
 //  For backends: msg packed into a buffer the caller frees, of *size bytes.

@@ -645,6 +645,12 @@ s_retry (void *backend)
 }
 
 static bool
+s_too_large (void *backend)
+{
+    return ((metcd_t *) backend)->too_large;
+}
+
+static bool
 s_in_batch (void *backend)
 {
     return ((metcd_t *) backend)->in_batch;
@@ -903,7 +909,7 @@ static const modelstore_ops_t s_ops = {
     .abandon = s_abandon, .read = metcd_read, .view_open = metcd_view_open,
     .view_close = metcd_view_close, .load_replies = metcd_load_replies, .backup = metcd_backup,
     .tick = metcd_tick, .size = metcd_size, .current = s_current, .ready = s_ready,
-    .retry = s_retry, .fault = s_fault, .probe = s_probe
+    .retry = s_retry, .fault = s_fault, .probe = s_probe, .too_large = s_too_large
 };
 
 metcd_t *

@@ -99,6 +99,7 @@ s_commit_reply (metcd_t *self, metcd_call_t *call, const ep_etcd_reply_t *reply,
     if (reply->code) {
         bool too_many = reply->code == EP_ETCD_INVALID_ARGUMENT
                      && reply->error && strstr (reply->error, "too many operations");
+        self->too_large = too_many;
         metcd_failed (self, "etcd refused the commit: %s%s; nothing of the batch was written",
                       reply->error,
                       too_many? " (raise the cluster's --max-txn-ops and EDGEPLANE_ETCD_MAX_TXN_OPS)":
@@ -184,6 +185,7 @@ s_commit_submit (metcd_t *self, s_commit_t *commit)
                       "EDGEPLANE_ETCD_MAX_TXN_OPS): a write is one revision, so deleting a service "
                       "rewrites every router hosting it in one transaction (docs/etcd.md, \"Limits\")",
                       nops, max);
+        self->too_large = true;
         s_commit_end (self, commit, 0, false);
         s_commit_free (commit);
         return;
@@ -298,6 +300,7 @@ metcd_commit (void *backend, modelstore_done_fn *done, void *arg)
         return;
     }
     self->retry = false;
+    self->too_large = false;
     s_commit_t *commit = s_commit_take (self, done, arg);
     if (zhashx_size (commit->staged) == 0) {
         done (arg, 0, "");

@@ -406,3 +406,93 @@ Test (model_etcd, deleting_a_service_hosted_by_300_routers_is_one_revision)
     zcert_destroy (&cert);
     ep_proc_destroy (&model);
 }
+
+//  A batch sized at three etcd operations a write that meets a service's
+//  delete needing more goes over --max-txn-ops: its writes then run one by
+//  one (EP_REQLOOP_SPLIT), so every one is taken, not the whole batch
+//  answered UNAVAILABLE. Here --max-txn-ops 32 (batches of 10), a service
+//  hosted by 8 routers (its delete: 12 operations) and 9 other writes sent
+//  at once, gathered into one batch by a commit delay.
+#define OTHERS 9
+Test (model_etcd, a_batch_too_large_for_one_transaction_runs_its_writes_one_by_one)
+{
+    const char *env [] = { s_env [0], s_env [1], s_env [2], s_env [3], s_env [4],
+                           "EDGEPLANE_ETCD_MAX_TXN_OPS=32", "EDGEPLANE_MODEL_COMMIT_DELAY=300ms", NULL };
+    const char *args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
+    ep_proc_t *model = ep_proc_start ("edgeplane-model", args, env, 20000);
+    cr_assert_not_null (model);
+    zcert_t *cert = ep_keys_load (s_keys, "operator");
+    ep_rpc_client_t *clients [OTHERS + 1];
+    for (int i = 0; i <= OTHERS; i++)
+        clients [i] = s_client (model, cert);
+    ep__model_reply__free_unpacked (s_update (clients [0], "wide", "wide", 0, ""), NULL);
+    char id [32];
+    for (int i = 0; i < 8; i++) {
+        snprintf (id, sizeof id, "wide-host%d", i);
+        s_create_hosting (clients [0], id, "wide");
+    }
+    uint64_t before = s_revision (clients [0]);
+
+    //  All at once: the delete first, then the others.
+    for (int i = 0; i <= OTHERS; i++) {
+        Ep__Router router = EP__ROUTER__INIT;
+        Ep__Entity entity = EP__ENTITY__INIT;
+        Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+        write.has_op = true;
+        if (i == 0) {
+            write.op = EP__MODEL_WRITE__OP__DELETE;
+            write.has_type = true;
+            write.type = EP__ENTITY_TYPE__ENTITY_SERVICE;
+            write.id = (char *) "wide";
+        }
+        else {
+            snprintf (id, sizeof id, "other%d", i);
+            router.id = id;
+            entity.kind_case = EP__ENTITY__KIND_ROUTER;
+            entity.router = &router;
+            write.op = EP__MODEL_WRITE__OP__CREATE;
+            write.entity = &entity;
+        }
+        char request_id [33];
+        ep_rpc_new_id (request_id);
+        Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+        request.request_id = request_id;
+        request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+        request.write = &write;
+        char err [256];
+        cr_assert_eq (ep_rpc_client_send (clients [i], &request.base, request_id, CALL_MS, err, sizeof err),
+                      0, "%s", err);
+    }
+    size_t taken = 0;
+    uint64_t highest = 0;
+    int64_t deadline = zclock_mono () + 2 * CALL_MS;
+    for (int i = 0; i <= OTHERS; i++) {
+        Ep__ModelReply *reply = NULL;
+        char err [256] = "";
+        while (!reply && zclock_mono () < deadline) {
+            zsock_t *socket = ep_rpc_client_socket (clients [i]);
+            zpoller_t *poller = zpoller_new (socket, NULL);
+            zpoller_wait (poller, 100);
+            zpoller_destroy (&poller);
+            reply = (Ep__ModelReply *) ep_rpc_client_take (clients [i], &ep__model_reply__descriptor,
+                                                           err, sizeof err);
+            cr_assert (reply || !*err, "%s", err);
+        }
+        cr_assert_not_null (reply, "write %d was not answered", i);
+        cr_assert_eq (s_code (reply), EP__STATUS__CODE__OK, "write %d: %s", i,
+                      reply->status && reply->status->message? reply->status->message: "");
+        if (reply->revision > highest)
+            highest = reply->revision;
+        taken++;
+        ep__model_reply__free_unpacked (reply, NULL);
+    }
+    cr_assert_eq (taken, OTHERS + 1);
+    cr_assert_eq (highest, before + OTHERS + 1, "one revision each");
+    char *log = ep_proc_log (model);
+    cr_assert (strstr (log, "too large for one etcd transaction"), "they were one batch: %s", log);
+    free (log);
+    for (int i = 0; i <= OTHERS; i++)
+        ep_rpc_client_destroy (&clients [i]);
+    zcert_destroy (&cert);
+    ep_proc_destroy (&model);
+}
