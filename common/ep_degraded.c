@@ -1,4 +1,4 @@
-/*  ep_degraded.c: a service's "the disk is full (or failing)" state (ep_degraded.h). */
+/*  ep_degraded.c: a service's "the store takes no writes" state (ep_degraded.h). */
 #include "ep_degraded.h"
 #include "ep_log.h"
 
@@ -34,12 +34,14 @@ ep_degraded_new (const char *service, const char *path, ep_http_t *http,
     if (metrics) {
         const char *labels [] = { "reason" };
         self->gauge = ep_metrics_gauge (metrics, "edgeplane_store_degraded",
-            "1 while the store cannot take writes, by reason (disk_full, disk_failing).",
+            "1 while the store cannot take writes, by reason (disk_full, disk_failing, etcd_nospace).",
             1, labels);
-        //  Both series exist from the start, at 0, so an alert can rely on them.
-        const char *full [] = { "disk_full" }, *failing [] = { "disk_failing" };
+        //  Every series exists from the start, at 0, so an alert can rely on them.
+        const char *full [] = { "disk_full" }, *failing [] = { "disk_failing" },
+                   *nospace [] = { "etcd_nospace" };
         ep_gauge_set (self->gauge, full, 0);
         ep_gauge_set (self->gauge, failing, 0);
+        ep_gauge_set (self->gauge, nospace, 0);
     }
     return self;
 }

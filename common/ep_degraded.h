@@ -4,7 +4,8 @@
     service keeps serving reads, answers writes UNAVAILABLE with the
     store's message, and says so in three places, the same in every
     service: /readyz turns 503 with the reason, the gauge
-    edgeplane_store_degraded{reason="disk_full"|"disk_failing"} is 1, and a
+    edgeplane_store_degraded{reason="disk_full"|"disk_failing"|"etcd_nospace"}
+    is 1 (etcd_nospace: the model's etcd store, over etcd's quota), and a
     service.degraded event (state "degraded", then "recovered") goes out
     directly on the bus (never through a durable outbox: the disk is what
     fails). The service reports the outcome of each durable write it tries
@@ -36,13 +37,13 @@ void
     ep_degraded_destroy (ep_degraded_t **self_p);
 
 //  A durable write was tried: fault NONE if it was taken (ends a degraded
-//  state), FULL or FAILING (starts one, or updates its reason), OTHER
-//  (ignored). message: the store's error. now_ms: monotonic, for probes.
+//  state), FULL, FAILING or NOSPACE (starts one, or updates its reason),
+//  OTHER (ignored). message: the store's error. now_ms: monotonic, for probes.
 void
     ep_degraded_update (ep_degraded_t *self, ep_store_fault_t fault, const char *message,
                         int64_t now_ms);
 
-//  True while degraded; the reason ("disk_full", "disk_failing") and the
+//  True while degraded; the reason ("disk_full", "disk_failing", "etcd_nospace") and the
 //  store's message then.
 bool
     ep_degraded_active (ep_degraded_t *self);

@@ -28,6 +28,7 @@ struct _ep_reqloop_t {
     bool committing;            //  a commit is in flight (EP_REQLOOP_LATER)
     int64_t commit_started_us;  //  when it was asked for
     bool stopped;               //  a failed commit's policy said stop
+    size_t singles;             //  batches of one write to run (EP_REQLOOP_SPLIT)
 };
 
 static void
@@ -224,9 +225,10 @@ s_batch_failed (ep_reqloop_t *self, const char *generic)
         s_drop_all (self);
         return;
     }
-    if (policy == EP_REQLOOP_RETRY) {
+    if (policy == EP_REQLOOP_RETRY || policy == EP_REQLOOP_SPLIT) {
         //  Back to the head of the queue, in their order; a write that ran
-        //  twice already is answered below.
+        //  twice already is answered below. Split: each runs alone, so a
+        //  write too large to share a transaction fails only itself.
         ep_req_t *req = (ep_req_t *) zlistx_last (self->batch);
         while (req) {
             void *handle = zlistx_cursor (self->batch);
@@ -235,6 +237,8 @@ s_batch_failed (ep_reqloop_t *self, const char *generic)
                 zlistx_detach (self->batch, handle);
                 zframe_destroy (&req->packed);
                 zlistx_add_start (self->writes, req);
+                if (policy == EP_REQLOOP_SPLIT)
+                    self->singles++;
             }
             req = prev;
         }
@@ -279,7 +283,10 @@ s_batch (ep_reqloop_t *self)
 {
     ep_req_t *req;
     size_t answered = 0;
-    while (zlistx_size (self->batch) < self->config.max_batch
+    size_t max_batch = self->singles? 1: self->config.max_batch;
+    if (self->singles)
+        self->singles--;
+    while (zlistx_size (self->batch) < max_batch
        &&  (req = (ep_req_t *) zlistx_detach (self->writes, NULL))) {
         zframe_t *cached = req->runs? ep_rpc_server_cached (self->rpc, req->call): NULL;
         if (cached) {

@@ -80,8 +80,10 @@ typedef enum {
 typedef enum {
     EP_REQLOOP_CARRY_ON,        //  the batch's writes are answered UNAVAILABLE; serving goes on
     EP_REQLOOP_STOP,            //  nothing is answered; ep_reqloop_serve returns -1 from now on
-    EP_REQLOOP_RETRY            //  the batch's writes run once more in the next batch (a write
+    EP_REQLOOP_RETRY,           //  the batch's writes run once more in the next batch (a write
                                 //  that ran twice already is answered UNAVAILABLE)
+    EP_REQLOOP_SPLIT            //  as RETRY, but each in a batch of its own: the batch was too
+                                //  large for one transaction, though each write may fit
 } ep_reqloop_policy_t;
 
 //  A commit or read callback's answer: the outcome comes later.

@@ -119,6 +119,7 @@ ep_store_fault_name (ep_store_fault_t fault)
         case EP_STORE_FAULT_NONE:    return "none";
         case EP_STORE_FAULT_FULL:    return "disk_full";
         case EP_STORE_FAULT_FAILING: return "disk_failing";
+        case EP_STORE_FAULT_NOSPACE: return "etcd_nospace";
         default:                     return "other";
     }
 }

@@ -29,7 +29,9 @@ typedef enum {
     EP_STORE_FAULT_NONE,        //  no error, or one that is not SQLite's
     EP_STORE_FAULT_FULL,        //  SQLITE_FULL: no space left on the disk
     EP_STORE_FAULT_FAILING,     //  SQLITE_IOERR_*: the disk refused a read, write or fsync
-    EP_STORE_FAULT_OTHER        //  any other SQLite error (constraint, bad SQL, busy, ...)
+    EP_STORE_FAULT_OTHER,       //  any other SQLite error (constraint, bad SQL, busy, ...)
+    EP_STORE_FAULT_NOSPACE      //  etcd's NOSPACE alarm: its quota is exceeded (the model's
+                                //  etcd store; an operator frees space, docs/ha.md)
 } ep_store_fault_t;
 
 //  Opens (creating) the database at path and applies migrations [0..count)
@@ -58,7 +60,7 @@ ep_store_fault_t
 ep_store_fault_t
     ep_store_fault_of (int sqlite_rc);
 
-//  "disk_full", "disk_failing", "other" or "none": the metric label and
+//  "disk_full", "disk_failing", "etcd_nospace", "other" or "none": the metric label and
 //  the reason the service.degraded event carries.
 const char *
     ep_store_fault_name (ep_store_fault_t fault);

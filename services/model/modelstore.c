@@ -208,6 +208,12 @@ modelstore_retry (modelstore_t *self)
     return self->ops->retry? self->ops->retry (self->backend): false;
 }
 
+bool
+modelstore_too_large (modelstore_t *self)
+{
+    return self->ops->too_large? self->ops->too_large (self->backend): false;
+}
+
 uint8_t *
 modelstore_pack (const ProtobufCMessage *msg, size_t *size)
 {

@@ -170,6 +170,11 @@ bool
 bool
     modelstore_retry (modelstore_t *self);
 
+//  True if the last failed commit was too large for one of the backend's
+//  transactions (etcd's --max-txn-ops): its writes may fit one by one.
+bool
+    modelstore_too_large (modelstore_t *self);
+
 //  Opens a batch. Returns 0, or -1 if the store cannot take writes now.
 int
     modelstore_begin (modelstore_t *self);
@@ -343,6 +348,7 @@ typedef struct {
     int (*lease) (void *backend, Ep__EntityType type, const char *id, uint64_t version,
                   int64_t lease_id);            //  may be NULL: 0, nothing staged
     bool (*expired) (void *backend, modelstore_expired_t *expired);    //  may be NULL: false
+    bool (*too_large) (void *backend);          //  may be NULL: false
 } modelstore_ops_t;
 
 //  For backends: msg packed into a buffer the caller frees, of *size bytes.

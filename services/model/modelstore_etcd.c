@@ -22,6 +22,26 @@ metcd_failed (metcd_t *self, const char *format, ...)
     va_start (args, format);
     vsnprintf (self->error, sizeof self->error, format, args);
     va_end (args);
+    self->fault = EP_STORE_FAULT_OTHER;
+}
+
+bool
+metcd_nospace (metcd_t *self, const ep_etcd_reply_t *reply, const char *what)
+{
+    //  etcd answers RESOURCE_EXHAUSTED for a request over its size limit
+    //  too: only its message tells the quota apart.
+    if (!reply || reply->code != EP_ETCD_RESOURCE_EXHAUSTED
+    ||  !reply->error || !strstr (reply->error, "space exceeded"))
+        return false;
+    metcd_failed (self, "etcd refused %s: its database is full (NOSPACE alarm: %s); nothing "
+                  "was written. Writes are refused until an operator frees space: compact "
+                  "etcd's history (etcdctl compact), defragment every member (etcdctl defrag), "
+                  "then disarm the alarm (etcdctl alarm disarm): docs/ha.md, \"etcd is full "
+                  "(NOSPACE)\". Reads go on; writes come back by themselves", what, reply->error);
+    self->fault = EP_STORE_FAULT_NOSPACE;
+    if (self->probe == METCD_PROBE_TAKES)
+        self->probe = METCD_PROBE_IDLE;     //  what it learned is older than this
+    return true;
 }
 
 char *
@@ -432,6 +452,65 @@ s_error (void *backend)
     return ((metcd_t *) backend)->error;
 }
 
+static ep_store_fault_t
+s_fault (void *backend)
+{
+    return ((metcd_t *) backend)->fault;
+}
+
+static void
+s_probe_reply (metcd_t *self, metcd_call_t *call, const ep_etcd_reply_t *reply, const char *error)
+{
+    (void) call, (void) error;
+    if (metcd_nospace (self, reply, "a write"))
+        self->probe = METCD_PROBE_REFUSED;
+    else
+    if (reply && !reply->code)
+        self->probe = METCD_PROBE_TAKES;
+    else
+        //  Not reached, or another refusal: it says nothing of the quota.
+        self->probe = METCD_PROBE_IDLE;
+}
+
+//  Over etcd's quota (NOSPACE), whether etcd takes writes again, without
+//  writing: a transaction whose compare never holds (a mod revision below
+//  0) and whose success branch puts. etcd costs a transaction by its puts
+//  whether they apply or not, so it refuses this one while the alarm is
+//  raised, and answers it (not succeeded, no revision made) once space was
+//  freed and the alarm disarmed. Asynchronous: the answer counts at the
+//  next call (the service probes every half second while degraded).
+static int
+s_probe (void *backend)
+{
+    metcd_t *self = (metcd_t *) backend;
+    if (self->probe == METCD_PROBE_TAKES) {
+        self->probe = METCD_PROBE_IDLE;
+        self->fault = EP_STORE_FAULT_NONE;
+        return 0;
+    }
+    if (self->probe != METCD_PROBE_OUT) {
+        char *key = metcd_key (self, METCD_STATE);
+        ep_etcd_compare_t never = { .key = ep_etcd_str (key), .target = EP_ETCD_MOD,
+                                    .result = EP_ETCD_LESS, .number = 0 };
+        ep_etcd_op_t put = { .kind = EP_ETCD_PUT, .u.put = { .key = ep_etcd_str (key) } };
+        ep_etcd_txn_t txn = { &never, 1, &put, 1, NULL, 0 };
+        metcd_call_t *call = metcd_call_new (self, s_probe_reply, NULL, NULL);
+        char err [256];
+        if (ep_etcd_txn (self->etcd, &txn, metcd_call_cb, call, err, sizeof err) == 0)
+            self->probe = METCD_PROBE_OUT;
+        else
+            metcd_call_drop (call);
+        free (key);
+    }
+    //  Not known to take writes yet: still the reason it was degraded.
+    if (self->fault != EP_STORE_FAULT_NOSPACE) {
+        ep_etcd_reply_t nospace = { .code = EP_ETCD_RESOURCE_EXHAUSTED,
+                                    .error = (char *) "etcdserver: mvcc: database space exceeded" };
+        metcd_nospace (self, &nospace, "a write");
+    }
+    return -1;
+}
+
 static int
 s_state (void *backend, uint64_t *revision, char *generation, bool *restored)
 {
@@ -565,6 +644,12 @@ static bool
 s_retry (void *backend)
 {
     return ((metcd_t *) backend)->retry;
+}
+
+static bool
+s_too_large (void *backend)
+{
+    return ((metcd_t *) backend)->too_large;
 }
 
 static bool
@@ -906,7 +991,8 @@ static const modelstore_ops_t s_ops = {
     .abandon = s_abandon, .read = metcd_read, .view_open = metcd_view_open,
     .view_close = metcd_view_close, .load_replies = metcd_load_replies, .backup = metcd_backup,
     .tick = metcd_tick, .size = metcd_size, .current = s_current, .ready = s_ready,
-    .retry = s_retry, .lease = s_lease, .expired = s_expired
+    .retry = s_retry, .lease = s_lease, .expired = s_expired,
+    .fault = s_fault, .probe = s_probe, .too_large = s_too_large
 };
 
 metcd_t *

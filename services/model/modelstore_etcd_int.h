@@ -56,6 +56,8 @@ struct _metcd_t {
     int64_t max_txn_ops;        //  the cluster's --max-txn-ops
     int64_t replies_ttl_ms;     //  saved replies live this long at least
     char error [768];           //  why the last call failed
+    ep_store_fault_t fault;     //  its kind: NOSPACE (etcd's quota) or OTHER
+    int probe;                  //  METCD_PROBE_*: the NOSPACE probe's state
     zlistx_t *calls;            //  metcd_call_t in flight (not owned)
     //  The mirror of entities and state
     zhashx_t *mirror;           //  key under the prefix -> metcd_kv_t
@@ -63,6 +65,7 @@ struct _metcd_t {
     bool mirror_bad;            //  to be reloaded before the next batch
     int64_t catch_up_rev;       //  no batch before the mirror reaches this etcd revision
     bool retry;                 //  the last failed commit lost to another instance's
+    bool too_large;             //  the last failed commit was over --max-txn-ops
     bool reloading;             //  a reload is in flight
     ep_etcd_watch_t *watch;     //  keeps it current
     //  The open batch
@@ -92,12 +95,22 @@ struct _metcd_t {
     zlistx_t *expired;          //  modelstore_expired_t, to take (modelstore_expired)
 };
 
+//  The probe of a store over etcd's quota (modelstore_probe): none asked,
+//  one in flight, or what the last one learned.
+enum { METCD_PROBE_IDLE, METCD_PROBE_OUT, METCD_PROBE_TAKES, METCD_PROBE_REFUSED };
+
 //  The backend over config's client and prefix (no load yet).
 metcd_t *
     metcd_new (const modelstore_etcd_config_t *config);
 
 void
     metcd_failed (metcd_t *self, const char *format, ...) __attribute__ ((format (printf, 2, 3)));
+
+//  True if reply is etcd's NOSPACE (its quota exceeded, the alarm raised):
+//  then the error says what an operator does about it and the fault is
+//  NOSPACE. what: "the commit".
+bool
+    metcd_nospace (metcd_t *self, const ep_etcd_reply_t *reply, const char *what);
 
 void
     metcd_destroy (metcd_t **self_p);

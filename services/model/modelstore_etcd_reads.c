@@ -93,13 +93,18 @@ s_commit_reply (metcd_t *self, metcd_call_t *call, const ep_etcd_reply_t *reply,
         free (key);
         return;
     }
+    if (metcd_nospace (self, reply, "the commit"))
+        s_commit_end (self, commit, 0, false);
+    else
     if (reply->code) {
         bool too_many = reply->code == EP_ETCD_INVALID_ARGUMENT
                      && reply->error && strstr (reply->error, "too many operations");
+        self->too_large = too_many;
         metcd_failed (self, "etcd refused the commit: %s%s; nothing of the batch was written",
                       reply->error,
                       too_many? " (raise the cluster's --max-txn-ops and EDGEPLANE_ETCD_MAX_TXN_OPS)":
-                      reply->code == EP_ETCD_RESOURCE_EXHAUSTED? " (etcd's quota or request size)": "");
+                      reply->code == EP_ETCD_RESOURCE_EXHAUSTED? " (etcd's request size: lower "
+                      "EDGEPLANE_MODEL_MAX_BATCH or raise the cluster's --max-request-bytes)": "");
         s_commit_end (self, commit, 0, false);
     }
     else
@@ -177,7 +182,10 @@ s_commit_submit (metcd_t *self, s_commit_t *commit)
         metcd_failed (self, "the batch needs %zu operations in one etcd transaction, over "
                       "--max-txn-ops %zu: nothing of it was written; lower EDGEPLANE_MODEL_MAX_BATCH, "
                       "split large transactions, or raise the cluster's --max-txn-ops (and "
-                      "EDGEPLANE_ETCD_MAX_TXN_OPS)", nops, max);
+                      "EDGEPLANE_ETCD_MAX_TXN_OPS): a write is one revision, so deleting a service "
+                      "rewrites every router hosting it in one transaction (docs/etcd.md, \"Limits\")",
+                      nops, max);
+        self->too_large = true;
         s_commit_end (self, commit, 0, false);
         s_commit_free (commit);
         return;
@@ -231,8 +239,10 @@ s_lease_reply (metcd_t *self, metcd_call_t *call, const ep_etcd_reply_t *reply,
 {
     s_commit_t *commit = (s_commit_t *) call->data;
     if (!reply || reply->code || !reply->lease_id) {
-        metcd_failed (self, "etcd granted no lease for the saved replies (%s): nothing of the "
-                      "batch was written; retry", reply? reply->error: error);
+        //  A lease grant is a write: refused over the quota too.
+        if (!metcd_nospace (self, reply, "the lease of the saved replies"))
+            metcd_failed (self, "etcd granted no lease for the saved replies (%s): nothing of "
+                          "the batch was written; retry", reply? reply->error: error);
         s_commit_end (self, commit, 0, false);
         return;
     }
@@ -290,6 +300,7 @@ metcd_commit (void *backend, modelstore_done_fn *done, void *arg)
         return;
     }
     self->retry = false;
+    self->too_large = false;
     s_commit_t *commit = s_commit_take (self, done, arg);
     if (zhashx_size (commit->staged) == 0) {
         done (arg, 0, "");

@@ -608,6 +608,14 @@ s_commit_failed (void *arg)
         ep_log_info ("the batch lost to another instance's commit: its writes run once more");
         return EP_REQLOOP_RETRY;
     }
+    if (modelstore_too_large (self->store) && self->batch_writes > 1) {
+        //  Sized at three etcd operations a write, the batch met one that
+        //  needs more (a service's delete rewrites every router hosting
+        //  it): alone, each may fit, and one that does not fails only itself.
+        ep_log_info ("the batch of %lld writes was too large for one etcd transaction: "
+                     "each runs once more on its own", (long long) self->batch_writes);
+        return EP_REQLOOP_SPLIT;
+    }
     ep_log_warn ("the writes of the failed batch are answered UNAVAILABLE");
     return EP_REQLOOP_CARRY_ON;
 }

@@ -20,7 +20,7 @@
 static char *s_dir;             //  this test's directory
 static char *s_keys;            //  its keys dir
 static char *s_server_key;      //  the model's public key
-static char *s_env [6];         //  the model's environment
+static char *s_env [7];         //  the model's environment
 
 static void
 s_setup (void)
@@ -39,6 +39,8 @@ s_setup (void)
     s_env [2] = zsys_sprintf ("EDGEPLANE_MODEL_STORE=etcd");
     s_env [3] = zsys_sprintf ("EDGEPLANE_ETCD_ENDPOINTS=%s", endpoints);
     s_env [4] = zsys_sprintf ("EDGEPLANE_ETCD_PREFIX=%s", prefix);
+    //  The cluster's --max-txn-ops (tests/support/etcd-cluster), as compose/ha.yaml says it.
+    s_env [5] = zsys_sprintf ("EDGEPLANE_ETCD_MAX_TXN_OPS=1024");
     free (prefix);
 }
 
@@ -276,4 +278,221 @@ Test (model_etcd, two_instances_both_write_and_a_retry_through_the_other_gets_th
         ep_proc_destroy (&models [i]);
     }
     zcert_destroy (&cert);
+}
+
+//  The CREATE of router id hosting service_id.
+static void
+s_create_hosting (ep_rpc_client_t *client, const char *id, const char *service_id)
+{
+    Ep__HostedService hosted = EP__HOSTED_SERVICE__INIT, *hosted_p = &hosted;
+    hosted.service_id = (char *) service_id;
+    Ep__Router router = EP__ROUTER__INIT;
+    router.id = (char *) id;
+    router.n_hosted = 1;
+    router.hosted = &hosted_p;
+    Ep__Entity entity = EP__ENTITY__INIT;
+    entity.kind_case = EP__ENTITY__KIND_ROUTER;
+    entity.router = &router;
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = EP__MODEL_WRITE__OP__CREATE;
+    write.entity = &entity;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.request_id = (char *) "";
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = &write;
+    ep__model_reply__free_unpacked (s_ok (client, &request), NULL);
+}
+
+//  Deleting a service removes it from every router hosting it in the same
+//  revision (docs/model.md): with 300 routers that one revision is one etcd
+//  transaction of 300 router puts and more, which fits the cluster's
+//  --max-txn-ops 1024 (EDGEPLANE_ETCD_MAX_TXN_OPS says so to the model) but
+//  not etcd's default 128 (docs/etcd.md, "Limits").
+#define HOSTS 300
+Test (model_etcd, deleting_a_service_hosted_by_300_routers_is_one_revision)
+{
+    ep_proc_t *model = s_model ();
+    zcert_t *cert = ep_keys_load (s_keys, "operator");
+    ep_rpc_client_t *client = s_client (model, cert);
+    ep__model_reply__free_unpacked (s_update (client, "svc", "svc", 0, ""), NULL);
+    char id [32];
+    for (int i = 0; i < HOSTS; i++) {
+        snprintf (id, sizeof id, "host%03d", i);
+        s_create_hosting (client, id, "svc");
+    }
+    uint64_t before = s_revision (client);
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = EP__MODEL_WRITE__OP__DELETE;
+    write.has_type = true;
+    write.type = EP__ENTITY_TYPE__ENTITY_SERVICE;
+    write.id = (char *) "svc";
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.request_id = (char *) "";
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = &write;
+    Ep__ModelReply *reply = s_ok (client, &request);
+    uint64_t deleted = reply->revision;
+    ep__model_reply__free_unpacked (reply, NULL);
+    cr_assert_eq (deleted, before + 1, "one revision");
+
+    //  Every router is there and hosts nothing any more.
+    size_t routers = 0;
+    char *token = NULL;
+    do {
+        Ep__SnapshotRequest snapshot = EP__SNAPSHOT_REQUEST__INIT;
+        snapshot.has_page_size = true;
+        snapshot.page_size = 100;
+        snapshot.page_token = token;
+        Ep__ModelRequest page = EP__MODEL_REQUEST__INIT;
+        page.request_id = (char *) "";
+        page.op_case = EP__MODEL_REQUEST__OP_SNAPSHOT;
+        page.snapshot = &snapshot;
+        reply = s_ok (client, &page);
+        cr_assert_eq (reply->revision, deleted);
+        for (size_t i = 0; i < reply->n_entities; i++) {
+            //  A oneof: the kind says which member is set.
+            cr_assert_neq (reply->entities [i]->kind_case, EP__ENTITY__KIND_SERVICE,
+                           "the service is gone");
+            Ep__Router *router = reply->entities [i]->kind_case == EP__ENTITY__KIND_ROUTER?
+                                 reply->entities [i]->router: NULL;
+            if (router) {
+                routers++;
+                cr_assert_eq (router->n_hosted, 0, "%s still hosts a service", router->id);
+            }
+        }
+        free (token);
+        token = reply->next_page_token && *reply->next_page_token? strdup (reply->next_page_token): NULL;
+        ep__model_reply__free_unpacked (reply, NULL);
+    } while (token);
+    cr_assert_eq (routers, HOSTS);
+
+    //  The change stream's record of it: the service DELETED and every
+    //  router UPDATED with svc in hosted_removed, all at that one revision
+    //  (a changes reply may carry it in parts).
+    Ep__ChangesRequest changes = EP__CHANGES_REQUEST__INIT;
+    changes.has_since_revision = true;
+    changes.since_revision = before;
+    Ep__ModelRequest since = EP__MODEL_REQUEST__INIT;
+    since.request_id = (char *) "";
+    since.op_case = EP__MODEL_REQUEST__OP_CHANGES;
+    since.changes = &changes;
+    reply = s_ok (client, &since);
+    size_t service_ops = 0, router_ops = 0;
+    for (size_t c = 0; c < reply->n_changes; c++) {
+        Ep__ModelChange *change = reply->changes [c];
+        cr_assert_eq (change->revision, deleted, "only the delete's revision");
+        for (size_t i = 0; i < change->n_ops; i++) {
+            Ep__ModelOp *op = change->ops [i];
+            if (op->type == EP__ENTITY_TYPE__ENTITY_SERVICE) {
+                cr_assert_eq (op->kind, EP__MODEL_OP__KIND__DELETED);
+                cr_assert_str_eq (op->id, "svc");
+                service_ops++;
+            }
+            else {
+                cr_assert_eq (op->type, EP__ENTITY_TYPE__ENTITY_ROUTER);
+                cr_assert_eq (op->kind, EP__MODEL_OP__KIND__UPDATED);
+                cr_assert_eq (op->n_hosted_removed, 1, "%s", op->id);
+                cr_assert_str_eq (op->hosted_removed [0], "svc");
+                router_ops++;
+            }
+        }
+    }
+    ep__model_reply__free_unpacked (reply, NULL);
+    cr_assert_eq (service_ops, 1);
+    cr_assert_eq (router_ops, HOSTS, "every router's change is in the record");
+    ep_rpc_client_destroy (&client);
+    zcert_destroy (&cert);
+    ep_proc_destroy (&model);
+}
+
+//  A batch sized at three etcd operations a write that meets a service's
+//  delete needing more goes over --max-txn-ops: its writes then run one by
+//  one (EP_REQLOOP_SPLIT), so every one is taken, not the whole batch
+//  answered UNAVAILABLE. Here --max-txn-ops 32 (batches of 10), a service
+//  hosted by 8 routers (its delete: 12 operations) and 9 other writes sent
+//  at once, gathered into one batch by a commit delay.
+#define OTHERS 9
+Test (model_etcd, a_batch_too_large_for_one_transaction_runs_its_writes_one_by_one)
+{
+    const char *env [] = { s_env [0], s_env [1], s_env [2], s_env [3], s_env [4],
+                           "EDGEPLANE_ETCD_MAX_TXN_OPS=32", "EDGEPLANE_MODEL_COMMIT_DELAY=300ms", NULL };
+    const char *args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
+    ep_proc_t *model = ep_proc_start ("edgeplane-model", args, env, 20000);
+    cr_assert_not_null (model);
+    zcert_t *cert = ep_keys_load (s_keys, "operator");
+    ep_rpc_client_t *clients [OTHERS + 1];
+    for (int i = 0; i <= OTHERS; i++)
+        clients [i] = s_client (model, cert);
+    ep__model_reply__free_unpacked (s_update (clients [0], "wide", "wide", 0, ""), NULL);
+    char id [32];
+    for (int i = 0; i < 8; i++) {
+        snprintf (id, sizeof id, "wide-host%d", i);
+        s_create_hosting (clients [0], id, "wide");
+    }
+    uint64_t before = s_revision (clients [0]);
+
+    //  All at once: the delete first, then the others.
+    for (int i = 0; i <= OTHERS; i++) {
+        Ep__Router router = EP__ROUTER__INIT;
+        Ep__Entity entity = EP__ENTITY__INIT;
+        Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+        write.has_op = true;
+        if (i == 0) {
+            write.op = EP__MODEL_WRITE__OP__DELETE;
+            write.has_type = true;
+            write.type = EP__ENTITY_TYPE__ENTITY_SERVICE;
+            write.id = (char *) "wide";
+        }
+        else {
+            snprintf (id, sizeof id, "other%d", i);
+            router.id = id;
+            entity.kind_case = EP__ENTITY__KIND_ROUTER;
+            entity.router = &router;
+            write.op = EP__MODEL_WRITE__OP__CREATE;
+            write.entity = &entity;
+        }
+        char request_id [33];
+        ep_rpc_new_id (request_id);
+        Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+        request.request_id = request_id;
+        request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+        request.write = &write;
+        char err [256];
+        cr_assert_eq (ep_rpc_client_send (clients [i], &request.base, request_id, CALL_MS, err, sizeof err),
+                      0, "%s", err);
+    }
+    size_t taken = 0;
+    uint64_t highest = 0;
+    int64_t deadline = zclock_mono () + 2 * CALL_MS;
+    for (int i = 0; i <= OTHERS; i++) {
+        Ep__ModelReply *reply = NULL;
+        char err [256] = "";
+        while (!reply && zclock_mono () < deadline) {
+            zsock_t *socket = ep_rpc_client_socket (clients [i]);
+            zpoller_t *poller = zpoller_new (socket, NULL);
+            zpoller_wait (poller, 100);
+            zpoller_destroy (&poller);
+            reply = (Ep__ModelReply *) ep_rpc_client_take (clients [i], &ep__model_reply__descriptor,
+                                                           err, sizeof err);
+            cr_assert (reply || !*err, "%s", err);
+        }
+        cr_assert_not_null (reply, "write %d was not answered", i);
+        cr_assert_eq (s_code (reply), EP__STATUS__CODE__OK, "write %d: %s", i,
+                      reply->status && reply->status->message? reply->status->message: "");
+        if (reply->revision > highest)
+            highest = reply->revision;
+        taken++;
+        ep__model_reply__free_unpacked (reply, NULL);
+    }
+    cr_assert_eq (taken, OTHERS + 1);
+    cr_assert_eq (highest, before + OTHERS + 1, "one revision each");
+    char *log = ep_proc_log (model);
+    cr_assert (strstr (log, "too large for one etcd transaction"), "they were one batch: %s", log);
+    free (log);
+    for (int i = 0; i <= OTHERS; i++)
+        ep_rpc_client_destroy (&clients [i]);
+    zcert_destroy (&cert);
+    ep_proc_destroy (&model);
 }

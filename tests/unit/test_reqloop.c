@@ -471,6 +471,37 @@ Test (reqloop, a_batch_that_lost_a_race_runs_once_more_when_the_store_is_ready)
     s_rig_destroy (&rig);
 }
 
+Test (reqloop, a_batch_too_large_runs_its_writes_again_each_in_a_batch_of_its_own)
+{
+    s_rig_t rig;
+    s_rig_new (&rig, &s_class, NULL);
+    rig.fake.policy = EP_REQLOOP_SPLIT;
+    rig.fake.fail_commits = 1;
+    s_send (rig.client, "w1", true);
+    s_send (rig.client, "w2", true);
+    s_send (rig.client, "w3", true);
+    cr_assert_eq (ep_reqloop_serve (rig.loop), 0);
+    s_expect_silence (rig.client);
+    cr_assert_eq (ep_reqloop_waiting (rig.loop), 3, "all wait to run again");
+    while (ep_reqloop_waiting (rig.loop) && ep_reqloop_serve (rig.loop) == 0)
+        ;
+    s_expect_reply (rig.client, "w1", EP__STATUS__CODE__OK, 1);
+    s_expect_reply (rig.client, "w2", EP__STATUS__CODE__OK, 2);
+    s_expect_reply (rig.client, "w3", EP__STATUS__CODE__OK, 3);
+    cr_assert_eq (rig.fake.n_batches, 4, "the failed one, then one a write");
+    cr_assert_eq (rig.fake.batches [0], 3);
+    for (size_t i = 1; i < 4; i++)
+        cr_assert_eq (rig.fake.batches [i], 1, "batch %zu", i);
+    //  Then batches are whole again.
+    s_send (rig.client, "w4", true);
+    s_send (rig.client, "w5", true);
+    cr_assert_eq (ep_reqloop_serve (rig.loop), 0);
+    s_expect_reply (rig.client, "w4", EP__STATUS__CODE__OK, 4);
+    s_expect_reply (rig.client, "w5", EP__STATUS__CODE__OK, 5);
+    cr_assert_eq (rig.fake.batches [4], 2);
+    s_rig_destroy (&rig);
+}
+
 Test (reqloop, a_failed_commit_under_crash_only_stops_unanswered)
 {
     s_rig_t rig;
