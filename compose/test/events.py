@@ -30,7 +30,8 @@ what was found is printed either way.
   events.py FILE figures WRITES FAULTS  the writes' figures: acknowledged, unanswered,
                                         refused, publisher failovers, and for each
                                         line "NAME T" of FAULTS the time from T to the
-                                        first write acknowledged after it
+                                        first write acknowledged after it, and the
+                                        longest wait for one until the next fault
 """
 import datetime
 import json
@@ -169,13 +170,19 @@ def figures(path, writes_path, faults_path):
             f"{by.get('unanswered', 0)} unanswered, {by.get('unavailable', 0)} answered UNAVAILABLE, "
             f"{by.get('refused', 0)} compare-and-swap refused, "
             f"{failovers} publisher failovers")
-    firsts = []
     with open(faults_path, encoding="utf-8") as f:
-        for fault in f:
-            name, at = fault.split()
-            after = [w["t"] for w in acked if w["t"] > float(at)]
-            firsts.append(f"{name} {(min(after) - float(at)) * 1000:.0f} ms" if after else f"{name} none")
-    print(line + "; first write acknowledged after: " + ", ".join(firsts))
+        faults = [(name, float(at)) for name, at in (fault.split() for fault in f if fault.strip())]
+    firsts = []
+    for i, (name, at) in enumerate(faults):
+        until = faults[i + 1][1] if i + 1 < len(faults) else float("inf")
+        times = [at] + sorted(w["t"] for w in acked if at < w["t"] < until)
+        if len(times) == 1:
+            firsts.append(f"{name} none")
+            continue
+        gap = max(b - a for a, b in zip(times, times[1:]))
+        firsts.append(f"{name} {(times[1] - at) * 1000:.0f} ms (longest wait {gap * 1000:.0f} ms)")
+    print(line + "; first write acknowledged after each fault began (and the longest wait between two "
+          "until the next fault): " + ", ".join(firsts))
     return 0
 
 

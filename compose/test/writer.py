@@ -27,12 +27,16 @@ instance), refused (CONFLICT: a compare-and-swap that lost), unavailable
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 
 
 def main(argv):
+    #  Stopped (the test failed): the CLI run under way is killed too
+    #  (subprocess.run kills its child when an exception leaves it).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     cli, keys, apis, out_path, stop = argv[1], argv[2], argv[3:5], argv[5], argv[6]
     hot = int(argv[7]) if len(argv) > 7 else 3
     out = open(out_path, "a", encoding="utf-8")
