@@ -8,13 +8,30 @@ what was found is printed either way.
                                         --min N: at least N of them (default 1);
                                         --distinct KEY[,KEY...]: count distinct values
                                         of KEY (of the tuple of KEYs);
-                                        --after LINE: only the lines after that one
+                                        --after LINE: only the lines after that one;
+                                        --since T: only events stamped after T (seconds
+                                        since the epoch)
   events.py FILE holders                who holds which router now: the newest
                                         presence.beacon of every watchdog instance
                                         heard in the last 2.5 s, as JSON
   events.py FILE spread N ROUTERS       holders: exactly N instances, each holding
                                         at least one router, ROUTERS routers in all,
                                         none held twice
+  events.py FILE model WRITES [LIST...]  the model.change stream against the writes
+                                        compose/test/writer.py acknowledged (WRITES):
+                                        no revision with two contents; every revision
+                                        follows the one before it (prev_revision), and
+                                        a follower applying them as they came never
+                                        met one out of order; every acknowledged write
+                                        published at its revision with its content;
+                                        with LISTs (`router list --json` through each
+                                        model instance): the routers that follower
+                                        ends with are each LIST's, name and version
+  events.py FILE figures WRITES FAULTS  the writes' figures: acknowledged, unanswered,
+                                        refused, publisher failovers, and for each
+                                        line "NAME T" of FAULTS the time from T to the
+                                        first write acknowledged after it, and the
+                                        longest wait for one until the next fault
 """
 import datetime
 import json
@@ -57,14 +74,128 @@ def holders(path):
             for instance, e in newest.items() if timestamp(e) >= latest - 2.5}
 
 
+def changes(path):
+    """(line, event) of every model.change, in the order they came."""
+    for number, event in enumerate(events(path), 1):
+        if event.get("namespace") == "model" and event.get("type") == "change":
+            yield number, event
+
+
+def writes(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def model(path, writes_path, lists):
+    problems, contents, prevs, sources = [], {}, {}, {}
+    held, view, applied = None, {}, 0
+    for _, event in changes(path):
+        revision, part = int(event["revision"]), int(event.get("part", 1))
+        prev = int(event.get("prev_revision", revision - 1))
+        if int(event.get("parts", 1)) != 1:
+            problems.append(f"revision {revision} in {event['parts']} parts (writes this small come in one)")
+        content = json.dumps([event.get("ops"), event.get("principal"), prev], sort_keys=True)
+        if contents.setdefault(revision, content) != content:
+            problems.append(f"revision {revision} was published with two contents")
+        prevs[revision] = prev
+        sources.setdefault(revision, event.get("event_src_id"))
+        #  The test's follower: applies a change that follows the one it
+        #  holds, skips one it has (a new publisher sends again the ones
+        #  after the checkpoint); any other is out of order.
+        if held is not None and revision <= held:
+            continue
+        if held is not None and prev != held:
+            problems.append(f"revision {revision} (after {prev}) came while the follower held {held}")
+        held = revision
+        applied += 1
+        for op in event.get("ops", []):
+            if op.get("type") != "router":
+                continue
+            if op.get("kind") == "deleted":
+                view.pop(op["id"], None)
+            else:
+                view[op["id"]] = op["entity"]["router"]
+    ordered = sorted(contents)
+    for before, after in zip(ordered, ordered[1:]):
+        if prevs[after] != before:
+            problems.append(f"revision {after} follows {prevs[after]}, but the one published before it is {before}")
+    unseen, uncertain = [], set()
+    for write in writes(writes_path):
+        if not write["ok"]:
+            #  A write refused by its compare-and-swap: only after one on
+            #  the same entity that may have been applied unanswered.
+            if write["outcome"] == "error" or (write["outcome"] == "refused" and write["id"] not in uncertain):
+                problems.append(f"{write['op']} {write['id']}: {write['err']}")
+            uncertain.add(write["id"])
+            continue
+        revision = write["revision"]
+        ops = json.loads(contents[revision])[0] if revision in contents else None
+        if ops is None:
+            unseen.append(f"{write['op']} {write['id']} at {revision}")
+            continue
+        mine = [op for op in ops if op.get("id") == write["id"] and op.get("type") == "router"]
+        kind = "created" if write["op"] == "create" else "updated"
+        if not any(op.get("kind") == kind and op["entity"]["router"].get("name") == write["name"]
+                   and int(op["entity"]["router"]["meta"]["version"]) == revision for op in mine):
+            problems.append(f"acknowledged {write['op']} of {write['id']} (name {write['name']}) at revision "
+                            f"{revision}: the revision published holds {json.dumps(mine)}")
+    for listing in lists:
+        with open(listing, encoding="utf-8") as f:
+            listed = {r["id"]: (r.get("name"), int(r["meta"]["version"])) for r in json.load(f)}
+        mine = {i: (r.get("name"), int(r["meta"]["version"])) for i, r in view.items()}
+        if listed != mine:
+            diff = sorted(set(listed.items()) ^ set(mine.items()))[:5]
+            problems.append(f"the follower's {len(mine)} routers are not the {len(listed)} {listing} lists: {diff}")
+    print(f"{len(contents)} revisions published ({applied} applied in order by the test's follower, "
+          f"at {held}), {len(unseen)} acknowledged writes not yet seen"
+          + (f" (e.g. {unseen[0]})" if unseen else ""))
+    for problem in problems[:10]:
+        print(problem)
+    return 1 if problems or unseen else 0
+
+
+def figures(path, writes_path, faults_path):
+    done = writes(writes_path)
+    acked = [w for w in done if w["ok"]]
+    by = {}
+    for w in done:
+        if not w["ok"]:
+            by[w["outcome"]] = by.get(w["outcome"], 0) + 1
+    failovers, source = 0, None
+    for _, event in changes(path):
+        if source is not None and event.get("event_src_id") != source:
+            failovers += 1
+        source = event.get("event_src_id")
+    line = (f"{len(acked)} writes acknowledged ({sum(w['op'] == 'update' for w in acked)} compare-and-swap), "
+            f"{by.get('unanswered', 0)} unanswered, {by.get('unavailable', 0)} answered UNAVAILABLE, "
+            f"{by.get('refused', 0)} compare-and-swap refused, "
+            f"{failovers} publisher failovers")
+    with open(faults_path, encoding="utf-8") as f:
+        faults = [(name, float(at)) for name, at in (fault.split() for fault in f if fault.strip())]
+    firsts = []
+    for i, (name, at) in enumerate(faults):
+        until = faults[i + 1][1] if i + 1 < len(faults) else float("inf")
+        times = [at] + sorted(w["t"] for w in acked if at < w["t"] < until)
+        if len(times) == 1:
+            firsts.append(f"{name} none")
+            continue
+        gap = max(b - a for a, b in zip(times, times[1:]))
+        firsts.append(f"{name} {(times[1] - at) * 1000:.0f} ms (longest wait {gap * 1000:.0f} ms)")
+    print(line + "; first write acknowledged after each fault began (and the longest wait between two "
+          "until the next fault): " + ", ".join(firsts))
+    return 0
+
+
 def main(argv):
     path, query, args = argv[1], argv[2], argv[3:]
     if query == "match":
-        need, distinct, after, pairs = 1, None, 0, []
+        need, distinct, after, since, pairs = 1, None, 0, None, []
         while args:
             arg = args.pop(0)
             if arg == "--after":
                 after = int(args.pop(0))
+            elif arg == "--since":
+                since = float(args.pop(0))
             elif arg == "--min":
                 need = int(args.pop(0))
             elif arg == "--distinct":
@@ -72,7 +203,8 @@ def main(argv):
             else:
                 key, _, value = arg.partition("=")
                 pairs.append((key, value))
-        found = [e for e in events(path, after) if all(k in e and text(e[k]) == v for k, v in pairs)]
+        found = [e for e in events(path, after) if all(k in e and text(e[k]) == v for k, v in pairs)
+                 and (since is None or timestamp(e) > since)]
         keys = distinct.split(",") if distinct else []
         count = len({tuple(text(e.get(k)) for k in keys) for e in found}) if distinct else len(found)
         print(count)
@@ -88,6 +220,10 @@ def main(argv):
         ok = (len(held) == instances and all(held.values())
               and len(every) == len(set(every)) == routers)
         return 0 if ok else 1
+    if query == "model":
+        return model(path, args[0], args[1:])
+    if query == "figures":
+        return figures(path, args[0], args[1])
     print(__doc__, file=sys.stderr)
     return 2
 
