@@ -366,6 +366,40 @@ Test (cli_model, backup_writes_the_file, .init = s_setup_model, .fini = s_teardo
     s_expect_error (1, "backup /nonexistent-dir/x.db", (const char *[]) { "edgeplane backup:", NULL });
 }
 
+//  model status: the revision of the last write, the generation, and with
+//  --digest the digest of every entity: the same for the same model (as
+//  two instances or a follower must agree), another after a write.
+Test (cli_model, model_status_gives_the_revision_and_the_digest, .init = s_setup_model, .fini = s_teardown,
+      .timeout = 60)
+{
+    json_t *created = s_json ("service create web");
+    json_int_t revision = s_version (created);     //  the version is the revision that wrote it
+    cr_assert_gt (revision, 0);
+    json_decref (created);
+    json_t *status = s_json ("model status");
+    cr_assert_eq (json_integer_value (json_object_get (status, "revision")), revision);
+    cr_assert_gt (strlen (s_str (status, "generation")), 0);
+    cr_assert_null (json_object_get (status, "digest"), "a digest without --digest");
+    json_decref (status);
+    json_t *one = s_json ("model status --digest");
+    json_t *again = s_json ("model status --digest");
+    const char *digest = s_str (one, "digest");
+    cr_assert (digest && strlen (digest) >= 32 && strspn (digest, "0123456789abcdef") == strlen (digest),
+               "not a hex digest: %s", digest? digest: "(none)");
+    cr_assert_str_eq (s_str (again, "digest"), digest);
+    json_decref (s_json ("service create api"));
+    json_t *after = s_json ("model status --digest");
+    cr_assert_eq (json_integer_value (json_object_get (after, "revision")), revision + 1);
+    cr_assert_str_neq (s_str (after, "digest"), digest, "a write did not change the digest");
+    json_decref (one);
+    json_decref (again);
+    json_decref (after);
+    char *out = s_expect (0, "model status --digest");
+    cr_assert (strstr (out, "digest "), "%s", out);
+    free (out);
+    s_expect_error (2, "model stats", (const char *[]) { "model status", NULL });
+}
+
 Test (cli_model, usage_errors_exit_2_and_every_subcommand_has_help, .init = s_setup, .fini = s_teardown)
 {
     //  None of these reaches a service.

@@ -35,6 +35,7 @@
 #define F_COUNT         0x2000      //  create --count, --prefix
 #define F_WAIT          0x4000      //  router delete --wait, --wait-timeout
 #define F_CRITICALITY   0x8000      //  --criticality (services)
+#define F_DIGEST        0x10000     //  model status --digest
 
 //  Entities per list request: the service's default page.
 #define PAGE_SIZE       100
@@ -100,6 +101,7 @@ typedef struct {
     char *prefix;               //  create --prefix (with --count)
     bool tolerate_exists;       //  s_call hands back ALREADY_EXISTS replies silently
     bool wait;                  //  router delete --wait
+    bool digest;                //  model status --digest
     int64_t wait_timeout;       //  router delete --wait-timeout
     char *unused;               //  target of --host and --tag in the table: they are
                                 //  taken out of argv before parsing (see s_take_lists)
@@ -185,6 +187,9 @@ s_options (s_cmd_t *self, unsigned want, ep_opt_t *opts)
           .min = 0, .max = 100000, .help = "Create this many, ids <prefix>0 .. <prefix>N-1 (one write each)." } },
         { F_COUNT, { .name = "prefix", .type = EP_OPT_STRING, .str = &self->prefix,
           .def_help = "the kind and a dash, e.g. router-", .help = "Id prefix for --count." } },
+        { F_DIGEST, { .name = "digest", .def = "false", .type = EP_OPT_BOOL, .flag = &self->digest,
+          .help = "Also the digest of every entity (BLAKE2b, as followers compute it over their copy; "
+                  "reads the whole model)." } },
         { F_WAIT, { .name = "wait", .def = "false", .type = EP_OPT_BOOL, .flag = &self->wait,
           .help = "Wait until the reaper has closed the router's sessions; print the counts by reason." } },
         { F_WAIT, { .name = "wait-timeout", .def = "5m", .type = EP_OPT_DURATION, .num = &self->wait_timeout,
@@ -974,6 +979,59 @@ cli_backup (int argc, char **argv)
             ep__model_reply__free_unpacked (reply, NULL);
     }
     free (path);
+    s_cmd_destroy (&self);
+    return rc;
+}
+
+int
+cli_model (int argc, char **argv)
+{
+    if (argc >= 2 && (streq (argv [1], "--help") || streq (argv [1], "-h"))) {
+        printf ("Usage: edgeplane model status [--digest] [--json] [OPTIONS]: the model's revision and "
+                "generation (edgeplane model status --help: every option)\n");
+        return CLI_OK;
+    }
+    if (argc < 2 || !streq (argv [1], "status")) {
+        fprintf (stderr, "edgeplane model: expected `edgeplane model status [--digest]`\n");
+        return CLI_USAGE;
+    }
+    s_cmd_t self = { .kind = NULL };
+    snprintf (self.command, sizeof self.command, "model status");
+    int rc = CLI_OK;
+    bool parsed = s_parse (&self, F_DIGEST,
+                           "The model's revision and generation as the instance asked answers them; "
+                           "--digest: also the digest of every entity, to compare with the followers' "
+                           "edgeplane_model_view_digest52 (its first 13 hex digits).",
+                           NULL, argc - 1, argv + 1, &rc);
+    if (parsed && ep_config_argc (self.config) != 0) {
+        fprintf (stderr, "edgeplane model status: takes no arguments, only options (try --help)\n");
+        rc = CLI_USAGE;
+    }
+    if (parsed && rc == CLI_OK) {
+        Ep__StatusRequest status = EP__STATUS_REQUEST__INIT;
+        status.has_digest = true;
+        status.digest = self.digest;
+        Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+        request.op_case = EP__MODEL_REQUEST__OP_STATUS;
+        request.status = &status;
+        Ep__ModelReply *reply = s_call (&self, &request);
+        if (!reply)
+            rc = CLI_FAIL;
+        else {
+            const char *digest = reply->digest && *reply->digest? reply->digest: NULL;
+            if (self.json) {
+                json_t *out = json_pack ("{s:I, s:s}", "revision", (json_int_t) reply->revision,
+                                         "generation", reply->generation? reply->generation: "");
+                if (digest)
+                    json_object_set_new (out, "digest", json_string (digest));
+                cli_print_json (out);
+            }
+            else
+                printf ("revision %llu generation %s%s%s\n", (unsigned long long) reply->revision,
+                        reply->generation? reply->generation: "-", digest? " digest ": "", digest? digest: "");
+            ep__model_reply__free_unpacked (reply, NULL);
+        }
+    }
     s_cmd_destroy (&self);
     return rc;
 }

@@ -20,6 +20,7 @@ static const s_command_t s_commands [] = {
     { "service", cli_entity, "Services in the model: create, get, list, update, delete." },
     { "identity", cli_entity, "Identities in the model: create, get, list, update, delete." },
     { "controller", cli_entity, "Controllers in the model: create, get, list, update, delete." },
+    { "model", cli_model, "The model's revision and generation (model status; --digest: and the digest of its entities)." },
     { "backup", cli_backup, "Back up the model database to FILE (on the model service's machine)." },
     { "session", cli_session, "Sessions the reaper tracks: list, get, liveness (thresholds per router)." },
     { "terminator", cli_terminator, "Terminators (operators read): list, get." },
