@@ -52,4 +52,23 @@ int
     modelstore_etcd_restore (const modelstore_etcd_config_t *config, const char *path,
                              char *err, size_t errlen);
 
+//  What modelstore_etcd_import copied.
+typedef struct {
+    size_t entities;            //  entities
+    size_t changes;             //  retained change records
+    uint64_t oldest;            //  the oldest of them (0: none)
+    uint64_t revision;          //  the model's revision
+} modelstore_etcd_import_t;
+
+//  Copies source (a store whose queries complete inline: SQLite) into the
+//  empty prefix of config: every entity and retained change record, in
+//  this store's layout, and the state (revision, generation) marked
+//  restored, so the model started on etcd takes a new generation
+//  (followers resync). Saved replies are not copied. Loaded as a restore
+//  is (the state key last). Blocking. Returns 0 with summary, or -1 with
+//  err (a prefix that is not empty is refused).
+int
+    modelstore_etcd_import (const modelstore_etcd_config_t *config, modelstore_t *source,
+                            modelstore_etcd_import_t *summary, char *err, size_t errlen);
+
 #endif

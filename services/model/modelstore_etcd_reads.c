@@ -809,6 +809,46 @@ s_restore_read (metcd_t *self, const char *path, zlistx_t *keys, zlistx_t *value
     return rc;
 }
 
+//  Loads keys and values (the state key last) into the empty prefix of
+//  self: the loader of restores and migrations. Returns 0 or -1 (why in
+//  self->error).
+static int
+s_load (metcd_t *self, zlistx_t *keys, zlistx_t *values)
+{
+    size_t size = strlen (self->prefix);
+    if (size == 0 || self->prefix [size - 1] != '/' || size > 200) {
+        metcd_failed (self, "etcd prefix '%s': use a path of at most 200 characters ending in / "
+                      "(/edgeplane/)", self->prefix);
+        return -1;
+    }
+    //  The prefix must be empty: a load does not merge.
+    uint8_t end [512];
+    ep_etcd_range_t range = { .key = ep_etcd_str (self->prefix), .count_only = true };
+    range.range_end = ep_etcd_prefix_end (range.key, end, sizeof end);
+    s_result_t result = { 0 };
+    metcd_call_t *call = metcd_call_new (self, s_restore_reply, &result, NULL);
+    if (ep_etcd_range (self->etcd, &range, metcd_call_cb, call) != 0)
+        metcd_call_drop (call);
+    else
+        metcd_wait (self, &result.done);
+    int rc = result.done && result.rc == 0? 0: -1;
+    if (rc == 0 && result.count > 0) {
+        metcd_failed (self, "%s holds %d keys: load into an empty prefix (another "
+                      "EDGEPLANE_ETCD_PREFIX, or delete that one first)", self->prefix, result.count);
+        rc = -1;
+    }
+    //  In transactions of at most --max-txn-ops, the state key last: a
+    //  load cut short leaves no state, and the model refuses nothing
+    //  but starts a new store; run the load again after deleting it.
+    size_t count = zlistx_size (keys), step = (size_t) self->max_txn_ops;
+    EP_ASSERT (count > 0);
+    for (size_t from = 0; rc == 0 && from < count - 1; from += step)
+        rc = s_restore_put (self, keys, values, from, from + step < count - 1? from + step: count - 1);
+    if (rc == 0)
+        rc = s_restore_put (self, keys, values, count - 1, count);
+    return rc;
+}
+
 int
 modelstore_etcd_restore (const modelstore_etcd_config_t *config, const char *path,
                          char *err, size_t errlen)
@@ -818,36 +858,107 @@ modelstore_etcd_restore (const modelstore_etcd_config_t *config, const char *pat
     zlistx_set_destructor (keys, (czmq_destructor *) zstr_free);
     zlistx_set_destructor (values, (czmq_destructor *) zchunk_destroy);
     int rc = s_restore_read (self, path, keys, values);
-    //  The prefix must be empty: a restore does not merge.
-    uint8_t end [512];
-    ep_etcd_range_t range = { .key = ep_etcd_str (self->prefix), .count_only = true };
-    range.range_end = ep_etcd_prefix_end (range.key, end, sizeof end);
-    s_result_t result = { 0 };
-    if (rc == 0) {
-        metcd_call_t *call = metcd_call_new (self, s_restore_reply, &result, NULL);
-        if (ep_etcd_range (self->etcd, &range, metcd_call_cb, call) != 0)
-            metcd_call_drop (call);
-        else
-            metcd_wait (self, &result.done);
-        rc = result.done && result.rc == 0? 0: -1;
-        if (rc == 0 && result.count > 0) {
-            metcd_failed (self, "%s holds %d keys: restore into an empty prefix (or delete it first)",
-                          self->prefix, result.count);
-            rc = -1;
-        }
-    }
-    //  In transactions of at most --max-txn-ops, the state key last: a
-    //  restore cut short leaves no state, and the model refuses nothing
-    //  but starts a new store; run the restore again after deleting it.
-    size_t count = zlistx_size (keys), step = (size_t) self->max_txn_ops;
-    for (size_t from = 0; rc == 0 && from < count - 1; from += step)
-        rc = s_restore_put (self, keys, values, from, from + step < count - 1? from + step: count - 1);
     if (rc == 0)
-        rc = s_restore_put (self, keys, values, count - 1, count);
+        rc = s_load (self, keys, values);
     if (rc != 0)
         snprintf (err, errlen, "restore of %s into %s failed: %s", path, self->prefix, self->error);
     zlistx_destroy (&keys);
     zlistx_destroy (&values);
+    metcd_destroy (&self);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  Migrations: another store's entities and change records, in this
+//  store's layout, through the restore's loader.
+
+typedef struct {
+    zlistx_t *keys;             //  keys under the prefix
+    zlistx_t *values;           //  their values (zchunk_t)
+    bool changes;               //  the rows are change records (else entities)
+    size_t rows;                //  rows taken by the query
+    bool done;                  //  the query ended
+    int rc;                     //  how
+    char error [512];           //  why it failed
+} s_import_t;
+
+static bool
+s_import_row (void *arg, const modelstore_row_t *row)
+{
+    s_import_t *import = (s_import_t *) arg;
+    char rel [256];
+    if (!import->changes)
+        metcd_entity_rel (rel, sizeof rel, row->type, row->id);
+    else
+        snprintf (rel, sizeof rel, METCD_CHANGES "%020llu", (unsigned long long) row->revision);
+    zlistx_add_end (import->keys, strdup (rel));
+    zlistx_add_end (import->values, zchunk_new (row->body, row->size));
+    import->rows++;
+    return true;
+}
+
+static void
+s_import_done (void *arg, int rc, const char *error)
+{
+    s_import_t *import = (s_import_t *) arg;
+    import->done = true;
+    import->rc = rc;
+    snprintf (import->error, sizeof import->error, "%s", error? error: "");
+}
+
+//  Runs query on source into import; 0 or -1 (why in import->error).
+static int
+s_import_query (modelstore_t *source, modelstore_query_t *query, s_import_t *import)
+{
+    import->done = false;
+    modelstore_read (source, query, s_import_row, s_import_done, import);
+    //  A source that completes inline (SQLite, the only one to migrate from).
+    EP_ASSERT (import->done);
+    return import->rc;
+}
+
+int
+modelstore_etcd_import (const modelstore_etcd_config_t *config, modelstore_t *source,
+                        modelstore_etcd_import_t *summary, char *err, size_t errlen)
+{
+    memset (summary, 0, sizeof *summary);
+    metcd_t *self = metcd_new (config);
+    s_import_t import = { .keys = zlistx_new (), .values = zlistx_new () };
+    zlistx_set_destructor (import.keys, (czmq_destructor *) zstr_free);
+    zlistx_set_destructor (import.values, (czmq_destructor *) zchunk_destroy);
+    metcd_state_t state = { 0 };
+    bool restored;
+    int rc = modelstore_state (source, &state.revision, state.generation, &restored);
+    if (rc != 0)
+        snprintf (import.error, sizeof import.error, "%s", modelstore_error (source));
+    modelstore_query_t all = { .kind = MODELSTORE_ALL };
+    if (rc == 0)
+        rc = s_import_query (source, &all, &import);
+    summary->entities = import.rows;
+    //  The retained change records too: the model's history in etcd goes
+    //  on from the same revision (followers resync anyway: new generation).
+    modelstore_query_t changes = { .kind = MODELSTORE_CHANGES, .since = 0 };
+    import.changes = true;
+    if (rc == 0)
+        rc = s_import_query (source, &changes, &import);
+    summary->changes = import.rows - summary->entities;
+    summary->oldest = changes.oldest;
+    summary->revision = state.revision;
+    if (rc != 0)
+        snprintf (err, errlen, "cannot read the model to migrate: %s", import.error);
+    else {
+        //  Marked restored: the model takes a new generation at its start.
+        state.restored = true;
+        zlistx_add_end (import.keys, strdup (METCD_STATE));
+        char *value = metcd_state_format (&state, "migrated");
+        zlistx_add_end (import.values, zchunk_new (value, strlen (value)));
+        free (value);
+        rc = s_load (self, import.keys, import.values);
+        if (rc != 0)
+            snprintf (err, errlen, "migration into %s failed: %s", self->prefix, self->error);
+    }
+    zlistx_destroy (&import.keys);
+    zlistx_destroy (&import.values);
     metcd_destroy (&self);
     return rc;
 }
