@@ -119,16 +119,24 @@ metcd_state_parse (const metcd_kv_t *kv, metcd_state_t *state)
     snprintf (state->generation, sizeof state->generation, "%s",
               strcmp (generation, "-") == 0? "": generation);
     state->restored = restored != 0;
+    //  Written since the cluster id is recorded (older state keys lack it).
+    const char *cluster = strstr ((const char *) kv->value, " cluster=");
+    if (cluster)
+        state->cluster_id = strtoull (cluster + strlen (" cluster="), NULL, 16);
     return true;
 }
 
 char *
-metcd_state_format (const metcd_state_t *state, const char *nonce)
+metcd_state_format (metcd_t *self, const metcd_state_t *state, const char *nonce)
 {
-    return zsys_sprintf ("revision=%llu generation=%s restored=%d batch=%s",
+    uint64_t cluster_id = self->cluster_id? self->cluster_id: state->cluster_id;
+    char cluster [40] = "";
+    if (cluster_id)
+        snprintf (cluster, sizeof cluster, " cluster=%016llx", (unsigned long long) cluster_id);
+    return zsys_sprintf ("revision=%llu generation=%s restored=%d batch=%s%s",
                          (unsigned long long) state->revision,
                          *state->generation? state->generation: "-", state->restored? 1: 0,
-                         nonce);
+                         nonce, cluster);
 }
 
 //  ---------------------------------------------------------------------
@@ -250,6 +258,8 @@ s_load_reply (metcd_t *self, metcd_call_t *call, const ep_etcd_reply_t *reply,
     }
     if (!load->revision)
         load->revision = reply->header.revision;
+    if (reply->header.cluster_id)
+        self->cluster_id = reply->header.cluster_id;
     for (size_t i = 0; i < reply->nkvs; i++) {
         const char *rel = metcd_rel (self, &reply->kvs [i]);
         if (rel)
@@ -404,6 +414,7 @@ metcd_destroy (metcd_t **self_p)
         return;
     *self_p = NULL;
     ep_etcd_watch_cancel (&self->watch);
+    metcd_backup_drop (self);
     for (metcd_call_t *call = (metcd_call_t *) zlistx_first (self->calls); call;
          call = (metcd_call_t *) zlistx_next (self->calls))
         call->self = NULL;
@@ -443,7 +454,11 @@ s_state (void *backend, uint64_t *revision, char *generation, bool *restored)
     }
     *revision = state.revision;
     snprintf (generation, 33, "%s", state.generation);
-    *restored = state.restored;
+    //  A state written in another cluster: this one was restored from a
+    //  snapshot of it (`etcdctl snapshot restore` makes a new cluster), and
+    //  the model's revisions may have gone backwards.
+    *restored = state.restored
+             || (state.cluster_id && self->cluster_id && state.cluster_id != self->cluster_id);
     return 0;
 }
 
@@ -477,7 +492,7 @@ s_state_write (metcd_t *self, const metcd_state_t *state)
     metcd_kv_t *old = (metcd_kv_t *) zhashx_lookup (self->mirror, METCD_STATE);
     char *key = metcd_key (self, METCD_STATE);
     ep_random_hex (self->nonce, 8);
-    char *value = metcd_state_format (state, self->nonce);
+    char *value = metcd_state_format (self, state, self->nonce);
     ep_etcd_compare_t compare = { .key = ep_etcd_str (key), .target = EP_ETCD_MOD,
                                   .result = EP_ETCD_EQUAL, .number = old? old->mod: 0 };
     ep_etcd_op_t put = { .kind = EP_ETCD_PUT,

@@ -4,7 +4,7 @@
     one etcd cluster (issue 16, part 1). Everything lives under a prefix
     (docs/etcd.md, "The model's keys"):
 
-        <prefix>state                       revision, generation, restored, batch nonce
+        <prefix>state                       revision, generation, restored, batch nonce, cluster id
         <prefix>entities/<tt>/<id>          packed ep.Entity (tt: the type, 2 digits)
         <prefix>changes/<revision, 20 digits>  packed ep.ModelChange
         <prefix>replies/<wall ms, 20 digits>-<instance>-<seq>   saved replies, under a lease
@@ -45,13 +45,6 @@ typedef struct {
 modelstore_t *
     modelstore_etcd_new (const modelstore_etcd_config_t *config, char *err, size_t errlen);
 
-//  Loads a backup written by modelstore_backup of an etcd store into the
-//  empty prefix of config, marked restored (the model takes a new
-//  generation at its next start). Blocking. Returns 0, or -1 with err.
-int
-    modelstore_etcd_restore (const modelstore_etcd_config_t *config, const char *path,
-                             char *err, size_t errlen);
-
 //  What modelstore_etcd_import copied.
 typedef struct {
     size_t entities;            //  entities
@@ -64,9 +57,9 @@ typedef struct {
 //  empty prefix of config: every entity and retained change record, in
 //  this store's layout, and the state (revision, generation) marked
 //  restored, so the model started on etcd takes a new generation
-//  (followers resync). Saved replies are not copied. Loaded as a restore
-//  is (the state key last). Blocking. Returns 0 with summary, or -1 with
-//  err (a prefix that is not empty is refused).
+//  (followers resync). Saved replies are not copied. Loaded in
+//  transactions of --max-txn-ops, the state key last. Blocking. Returns 0
+//  with summary, or -1 with err (a prefix that holds keys is refused).
 int
     modelstore_etcd_import (const modelstore_etcd_config_t *config, modelstore_t *source,
                             modelstore_etcd_import_t *summary, char *err, size_t errlen);

@@ -1,9 +1,12 @@
-/*  test_model_migrate.c: moving the model between stores (docs/ha.md):
-    `edgeplane migrate --to etcd` copies a stopped embedded model (model.db)
-    into an empty etcd prefix of the fixture's cluster; the model started
-    on etcd has every entity (same ids and content: the same digest), the
-    same revision, a new generation, and takes the next write. A running
-    model's database and a prefix that holds keys are refused. */
+/*  test_model_migrate.c: moving the model between stores and clusters
+    (docs/ha.md): `edgeplane migrate --to etcd` copies a stopped embedded
+    model (model.db) into an empty etcd prefix of the fixture's cluster; the
+    model started on etcd has every entity (same ids and content: the same
+    digest), the same revision, a new generation, and takes the next write.
+    A running model's database and a prefix that holds keys are refused.
+    `edgeplane backup` of the model on etcd writes an etcd snapshot (etcdctl
+    reads it); restored with `etcdctl snapshot restore` as a new cluster,
+    the model on it has every entity and a new generation. */
 #include <criterion/criterion.h>
 #include "ep_etcd_cluster.h"
 #include "ep_test.h"
@@ -55,15 +58,25 @@ s_teardown (void)
 
 TestSuite (model_migrate, .init = s_setup, .fini = s_teardown);
 
-//  The model on model.db (embedded) or on etcd.
+//  The model on model.db (embedded) or on etcd (the fixture's cluster, or
+//  endpoints if not NULL).
+static ep_proc_t *
+s_model_on (bool etcd, const char *endpoints)
+{
+    const char *args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
+    char *other = endpoints? zsys_sprintf ("EDGEPLANE_ETCD_ENDPOINTS=%s", endpoints): NULL;
+    const char *env [6] = { s_env [0], s_env [1], other? other: s_env [2], s_env [3],
+                            etcd? s_env [4]: NULL, NULL };
+    ep_proc_t *model = ep_proc_start ("edgeplane-model", args, env, 20000);
+    zstr_free (&other);
+    cr_assert_not_null (model, "edgeplane-model did not start (%s)", etcd? "etcd": "model.db");
+    return model;
+}
+
 static ep_proc_t *
 s_model (bool etcd)
 {
-    const char *args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
-    const char *env [6] = { s_env [0], s_env [1], s_env [2], s_env [3], etcd? s_env [4]: NULL, NULL };
-    ep_proc_t *model = ep_proc_start ("edgeplane-model", args, env, 20000);
-    cr_assert_not_null (model, "edgeplane-model did not start (%s)", etcd? "etcd": "model.db");
-    return model;
+    return s_model_on (etcd, NULL);
 }
 
 static Ep__Status__Code
@@ -220,5 +233,76 @@ Test (model_migrate, an_embedded_model_goes_on_in_etcd_with_a_new_generation)
     cr_assert_neq (s_migrate (&out), 0, "migrated into a prefix in use: %s", out);
     cr_assert (strstr (out, "empty prefix"), "%s", out);
     zstr_free (&out);
+    zcert_destroy (&cert);
+}
+
+Test (model_migrate, a_backup_is_an_etcd_snapshot_and_its_restore_takes_a_new_generation)
+{
+    ep_proc_t *model = s_model (true);
+    zcert_t *cert = ep_keys_load (s_keys, "operator");
+    ep_rpc_client_t *client = ep_rpc_client_new (ep_proc_connect_endpoint (model, "api"), cert,
+                                                 s_server_key);
+    char id [32], name [32];
+    for (int i = 0; i < ROUTERS; i++) {
+        snprintf (id, sizeof id, "r%03d", i);
+        s_router (client, id);
+    }
+    for (int i = 0; i < SERVICES; i++) {
+        snprintf (id, sizeof id, "s%03d", i);
+        snprintf (name, sizeof name, "svc-%d", i);
+        s_service (client, id, name, 0);
+    }
+    char generation [33], digest [160];
+    uint64_t revision = s_status (client, generation, digest, sizeof digest);
+    cr_assert_eq (revision, ROUTERS + SERVICES);
+
+    //  Through the CLI, as an operator does.
+    char *snapshot = zsys_sprintf ("%s/model.snapshot", s_dir);
+    char *command = zsys_sprintf ("%s %s/edgeplane backup %s --model-api=%s 2>&1", s_env [0],
+                                  EP_BIN_DIR, snapshot, ep_proc_connect_endpoint (model, "api"));
+    char *out = NULL;
+    cr_assert_eq (ep_run (command, &out), 0, "%s", out);
+    char expected [128];
+    snprintf (expected, sizeof expected, "backup of revision %llu written to %s",
+              (unsigned long long) revision, snapshot);
+    cr_assert (strstr (out, expected), "%s", out);
+    zstr_free (&out);
+    zstr_free (&command);
+    //  etcd's own tool reads it (it checks the database's structure).
+    command = zsys_sprintf ("ETCDCTL_API=3 etcdctl --write-out=json snapshot status %s 2>&1", snapshot);
+    cr_assert_eq (ep_run (command, &out), 0, "%s", out);
+    cr_assert (strstr (out, "\"totalKey\""), "%s", out);
+    zstr_free (&out);
+    zstr_free (&command);
+    ep_rpc_client_destroy (&client);
+    ep_proc_destroy (&model);
+
+    //  A new cluster from it: the model there has every acknowledged
+    //  entity, a new generation, and takes the next write.
+    const char *endpoint = NULL;
+    char *restored = ep_etcd_restored_start (snapshot, &endpoint);
+    cr_assert (restored, "etcdctl snapshot restore of %s or its member failed", snapshot);
+    model = s_model_on (true, endpoint);
+    client = ep_rpc_client_new (ep_proc_connect_endpoint (model, "api"), cert, s_server_key);
+    char restored_generation [33], restored_digest [160];
+    cr_assert_eq (s_status (client, restored_generation, restored_digest, sizeof restored_digest),
+                  revision);
+    cr_assert_str_eq (restored_digest, digest, "every entity, with its content and version");
+    cr_assert (*restored_generation && !streq (restored_generation, generation),
+               "a new generation (%s after %s): followers resync", restored_generation, generation);
+    cr_assert_eq (s_router (client, "after"), revision + 1);
+    ep_rpc_client_destroy (&client);
+    ep_proc_destroy (&model);
+    ep_etcd_restored_stop (&restored);
+
+    //  On the cluster it was taken from, the model keeps its generation.
+    model = s_model (true);
+    client = ep_rpc_client_new (ep_proc_connect_endpoint (model, "api"), cert, s_server_key);
+    cr_assert_eq (s_status (client, restored_generation, restored_digest, sizeof restored_digest),
+                  revision);
+    cr_assert_str_eq (restored_generation, generation);
+    ep_rpc_client_destroy (&client);
+    ep_proc_destroy (&model);
+    zstr_free (&snapshot);
     zcert_destroy (&cert);
 }
