@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <sodium.h>
 
 //  ---------------------------------------------------------------------
 //  Commits: one transaction per batch
@@ -651,6 +652,9 @@ typedef struct {
     FILE *file;                 //  the temporary file
     char *tmp, *path;           //  its name, and the backup's
     uint64_t bytes;             //  written so far
+    crypto_hash_sha256_state sha;   //  of the chunks before the last one
+    uint8_t *held;              //  the last chunk so far: the SHA-256 if it is the last
+    size_t held_size;
     char error [512];           //  why it failed
     modelstore_done_fn *done;   //  the caller's
     void *arg;
@@ -664,13 +668,26 @@ s_snapshot_chunk (void *arg, const ep_etcd_reply_t *reply, const char *error)
         if (!*snap->error && fwrite (reply->blob, 1, reply->blob_size, snap->file) != reply->blob_size)
             snprintf (snap->error, sizeof snap->error, "cannot write %s: %s", snap->tmp, strerror (errno));
         snap->bytes += reply->blob_size;
+        //  etcd's last chunk is the SHA-256 of the others: checked here so
+        //  that a damaged transfer fails now, not at the restore.
+        if (snap->held)
+            crypto_hash_sha256_update (&snap->sha, snap->held, snap->held_size);
+        free (snap->held);
+        snap->held = (uint8_t *) malloc (reply->blob_size + 1);
+        memcpy (snap->held, reply->blob, reply->blob_size);
+        snap->held_size = reply->blob_size;
         return;
     }
     //  The end: whole (error NULL) or not.
     if (error && !*snap->error)
         snprintf (snap->error, sizeof snap->error, "%s", error);
-    if (!*snap->error && snap->bytes == 0)
-        snprintf (snap->error, sizeof snap->error, "etcd sent an empty snapshot");
+    uint8_t sha [crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_final (&snap->sha, sha);
+    if (!*snap->error && (snap->bytes <= sizeof sha || snap->held_size != sizeof sha
+                          || memcmp (sha, snap->held, sizeof sha) != 0))
+        snprintf (snap->error, sizeof snap->error, "the snapshot etcd sent does not end with the "
+                  "SHA-256 of its bytes (%llu bytes): damaged or cut short",
+                  (unsigned long long) snap->bytes);
     if (!*snap->error && (fflush (snap->file) != 0 || fsync (fileno (snap->file)) != 0))
         snprintf (snap->error, sizeof snap->error, "cannot write %s: %s", snap->tmp, strerror (errno));
     if (fclose (snap->file) != 0 && !*snap->error)
@@ -697,6 +714,7 @@ s_snapshot_chunk (void *arg, const ep_etcd_reply_t *reply, const char *error)
             metcd_failed (self, "backup to %s failed: %s", snap->path, snap->error);
         snap->done (snap->arg, *snap->error? -1: 0, *snap->error? self->error: "");
     }
+    free (snap->held);
     free (snap->tmp);
     free (snap->path);
     free (snap);
@@ -728,6 +746,7 @@ metcd_backup (void *backend, const char *path, modelstore_done_fn *done, void *a
         done (arg, -1, self->error);
         return;
     }
+    crypto_hash_sha256_init (&snap->sha);
     snap->self = self;
     snap->done = done;
     snap->arg = arg;
