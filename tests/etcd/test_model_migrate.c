@@ -25,6 +25,8 @@ static char *s_keys;            //  its keys dir
 static char *s_server_key;      //  the model's public key
 static char *s_prefix;          //  its etcd prefix
 static char *s_env [5];         //  the model's environment, embedded (3) or etcd (all)
+static ep_proc_t *s_proc;       //  the model running now, and a restored etcd's directory:
+static char *s_restored;        //  ended at teardown, even after a failed assertion
 
 static void
 s_setup (void)
@@ -48,6 +50,8 @@ s_setup (void)
 static void
 s_teardown (void)
 {
+    ep_proc_destroy (&s_proc);
+    ep_etcd_restored_stop (&s_restored);
     for (size_t i = 0; i < EP_COUNT (s_env); i++)
         zstr_free (&s_env [i]);
     zstr_free (&s_prefix);
@@ -174,9 +178,9 @@ s_migrate (char **out)
 
 Test (model_migrate, an_embedded_model_goes_on_in_etcd_with_a_new_generation)
 {
-    ep_proc_t *model = s_model (false);
+    s_proc = s_model (false);
     zcert_t *cert = ep_keys_load (s_keys, "operator");
-    ep_rpc_client_t *client = ep_rpc_client_new (ep_proc_connect_endpoint (model, "api"), cert,
+    ep_rpc_client_t *client = ep_rpc_client_new (ep_proc_connect_endpoint (s_proc, "api"), cert,
                                                  s_server_key);
     char id [32], name [32];
     for (int i = 0; i < ROUTERS; i++) {
@@ -202,10 +206,10 @@ Test (model_migrate, an_embedded_model_goes_on_in_etcd_with_a_new_generation)
     zstr_free (&out);
 
     ep_rpc_client_destroy (&client);
-    cr_assert_eq (ep_proc_signal (model, SIGTERM), 0);
-    int status = ep_proc_wait_exit (model, 10000);
+    cr_assert_eq (ep_proc_signal (s_proc, SIGTERM), 0);
+    int status = ep_proc_wait_exit (s_proc, 10000);
     cr_assert (status != -1 && WIFEXITED (status) && WEXITSTATUS (status) == 0, "status %d", status);
-    ep_proc_destroy (&model);
+    ep_proc_destroy (&s_proc);
 
     cr_assert_eq (s_migrate (&out), 0, "%s", out);
     char expected [96];
@@ -214,8 +218,8 @@ Test (model_migrate, an_embedded_model_goes_on_in_etcd_with_a_new_generation)
     cr_assert (strstr (out, "EDGEPLANE_MODEL_STORE=etcd"), "says what to do next: %s", out);
     zstr_free (&out);
 
-    model = s_model (true);
-    client = ep_rpc_client_new (ep_proc_connect_endpoint (model, "api"), cert, s_server_key);
+    s_proc = s_model (true);
+    client = ep_rpc_client_new (ep_proc_connect_endpoint (s_proc, "api"), cert, s_server_key);
     char etcd_generation [33], etcd_digest [160];
     cr_assert_eq (s_status (client, etcd_generation, etcd_digest, sizeof etcd_digest), revision,
                   "the revision goes on");
@@ -227,7 +231,7 @@ Test (model_migrate, an_embedded_model_goes_on_in_etcd_with_a_new_generation)
     cr_assert_eq (s_router (client, "after"), revision + 1);
     cr_assert_eq (s_service (client, "s000", "svc-0-again", ROUTERS + 2), revision + 2);
     ep_rpc_client_destroy (&client);
-    ep_proc_destroy (&model);
+    ep_proc_destroy (&s_proc);
 
     //  Into a prefix that holds keys (the model's, now): refused.
     cr_assert_neq (s_migrate (&out), 0, "migrated into a prefix in use: %s", out);
@@ -238,9 +242,9 @@ Test (model_migrate, an_embedded_model_goes_on_in_etcd_with_a_new_generation)
 
 Test (model_migrate, a_backup_is_an_etcd_snapshot_and_its_restore_takes_a_new_generation)
 {
-    ep_proc_t *model = s_model (true);
+    s_proc = s_model (true);
     zcert_t *cert = ep_keys_load (s_keys, "operator");
-    ep_rpc_client_t *client = ep_rpc_client_new (ep_proc_connect_endpoint (model, "api"), cert,
+    ep_rpc_client_t *client = ep_rpc_client_new (ep_proc_connect_endpoint (s_proc, "api"), cert,
                                                  s_server_key);
     char id [32], name [32];
     for (int i = 0; i < ROUTERS; i++) {
@@ -259,7 +263,7 @@ Test (model_migrate, a_backup_is_an_etcd_snapshot_and_its_restore_takes_a_new_ge
     //  Through the CLI, as an operator does.
     char *snapshot = zsys_sprintf ("%s/model.snapshot", s_dir);
     char *command = zsys_sprintf ("%s %s/edgeplane backup %s --model-api=%s 2>&1", s_env [0],
-                                  EP_BIN_DIR, snapshot, ep_proc_connect_endpoint (model, "api"));
+                                  EP_BIN_DIR, snapshot, ep_proc_connect_endpoint (s_proc, "api"));
     char *out = NULL;
     cr_assert_eq (ep_run (command, &out), 0, "%s", out);
     char expected [128];
@@ -275,15 +279,15 @@ Test (model_migrate, a_backup_is_an_etcd_snapshot_and_its_restore_takes_a_new_ge
     zstr_free (&out);
     zstr_free (&command);
     ep_rpc_client_destroy (&client);
-    ep_proc_destroy (&model);
+    ep_proc_destroy (&s_proc);
 
     //  A new cluster from it: the model there has every acknowledged
     //  entity, a new generation, and takes the next write.
     const char *endpoint = NULL;
-    char *restored = ep_etcd_restored_start (snapshot, &endpoint);
-    cr_assert (restored, "etcdctl snapshot restore of %s or its member failed", snapshot);
-    model = s_model_on (true, endpoint);
-    client = ep_rpc_client_new (ep_proc_connect_endpoint (model, "api"), cert, s_server_key);
+    s_restored = ep_etcd_restored_start (snapshot, &endpoint);
+    cr_assert (s_restored, "etcdctl snapshot restore of %s or its member failed", snapshot);
+    s_proc = s_model_on (true, endpoint);
+    client = ep_rpc_client_new (ep_proc_connect_endpoint (s_proc, "api"), cert, s_server_key);
     char restored_generation [33], restored_digest [160];
     cr_assert_eq (s_status (client, restored_generation, restored_digest, sizeof restored_digest),
                   revision);
@@ -292,17 +296,17 @@ Test (model_migrate, a_backup_is_an_etcd_snapshot_and_its_restore_takes_a_new_ge
                "a new generation (%s after %s): followers resync", restored_generation, generation);
     cr_assert_eq (s_router (client, "after"), revision + 1);
     ep_rpc_client_destroy (&client);
-    ep_proc_destroy (&model);
-    ep_etcd_restored_stop (&restored);
+    ep_proc_destroy (&s_proc);
+    ep_etcd_restored_stop (&s_restored);
 
     //  On the cluster it was taken from, the model keeps its generation.
-    model = s_model (true);
-    client = ep_rpc_client_new (ep_proc_connect_endpoint (model, "api"), cert, s_server_key);
+    s_proc = s_model (true);
+    client = ep_rpc_client_new (ep_proc_connect_endpoint (s_proc, "api"), cert, s_server_key);
     cr_assert_eq (s_status (client, restored_generation, restored_digest, sizeof restored_digest),
                   revision);
     cr_assert_str_eq (restored_generation, generation);
     ep_rpc_client_destroy (&client);
-    ep_proc_destroy (&model);
+    ep_proc_destroy (&s_proc);
     zstr_free (&snapshot);
     zcert_destroy (&cert);
 }
