@@ -34,7 +34,8 @@ struct _s_req_t {
     void *arg;
     bool idempotent;                    //  may be retried after being sent
     int tries;                          //  endpoints tried for this request
-    //  watch only
+    //  streams (a watch, a snapshot): the response is lines, each delivered
+    bool is_stream;
     bool is_watch;
     bool dead;                          //  canceled from a callback
     bool ended;                         //  etcd canceled it: not resumed
@@ -124,20 +125,34 @@ s_append (s_req_t *req, const char *data, size_t size)
     return true;
 }
 
-//  One line of a watch stream: decoded and handed to the caller.
+//  One line of a stream: decoded and handed to the caller.
 static void
-s_watch_line (s_req_t *req, const char *line, size_t size)
+s_stream_line (s_req_t *req, const char *line, size_t size)
 {
     char err [256];
-    ep_etcd_reply_t *reply = ep_etcd_decode (EP_ETCD_WATCH, line, size, err, sizeof err);
+    ep_etcd_reply_t *reply = ep_etcd_decode (req->kind, line, size, err, sizeof err);
     req->heard_at = zclock_mono ();
     req->quiet_tries = 0;
     ep_backoff_reset (&req->backoff);
     if (!reply) {
-        //  A line we cannot read: end this stream; it resumes elsewhere.
-        zsys_warning ("etcd: watch on %s: %s", req->url, err);
+        //  A line we cannot read: end this stream (a watch resumes elsewhere).
+        zsys_warning ("etcd: stream from %s: %s", req->url, err);
         free (req->error);
         req->error = strdup (err);
+        return;
+    }
+    if (!req->is_watch) {
+        //  A snapshot: an error line ends it; chunks go to the caller.
+        if (reply->code) {
+            free (req->error);
+            req->error = zsys_sprintf ("etcd error %d: %s", reply->code, reply->error);
+        }
+        else {
+            req->client->in_callback++;
+            req->fn (req->arg, reply, NULL);
+            req->client->in_callback--;
+        }
+        ep_etcd_reply_destroy (&reply);
         return;
     }
     if (reply->nevents)
@@ -161,7 +176,7 @@ s_write_cb (char *data, size_t one, size_t size, void *arg)
 {
     s_req_t *req = arg;
     (void) one;
-    if (!req->is_watch)
+    if (!req->is_stream)
         return s_append (req, data, size)? size: 0;
     if (!s_append (req, data, size))
         return 0;
@@ -170,7 +185,7 @@ s_write_cb (char *data, size_t one, size_t size, void *arg)
     for (size_t i = 0; i < req->size && !req->dead && !req->ended && !req->error; i++)
         if (req->response [i] == '\n') {
             if (i > start)
-                s_watch_line (req, req->response + start, i - start);
+                s_stream_line (req, req->response + start, i - start);
             start = i + 1;
         }
     if (req->dead || req->ended || req->error)
@@ -200,8 +215,15 @@ s_easy_setup (s_req_t *req)
     curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt (easy, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt (easy, CURLOPT_CONNECTTIMEOUT_MS, (long) self->config.connect_timeout_ms);
-    if (!req->is_watch)
+    if (!req->is_stream)
         curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, (long) self->config.timeout_ms);
+    else
+    if (!req->is_watch) {
+        //  A snapshot takes as long as the database is large: it fails
+        //  when it stalls instead.
+        curl_easy_setopt (easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt (easy, CURLOPT_LOW_SPEED_TIME, (long) (self->config.timeout_ms + 999) / 1000);
+    }
     static struct curl_slist *s_headers;
     static struct curl_slist *s_watch_headers;
     if (!s_headers) {
@@ -346,6 +368,23 @@ ep_etcd_status (ep_etcd_t *self, ep_etcd_fn *fn, void *arg)
     return s_submit (self, EP_ETCD_STATUS, strdup ("{}"), true, fn, arg);
 }
 
+int
+ep_etcd_snapshot (ep_etcd_t *self, ep_etcd_fn *fn, void *arg)
+{
+    s_req_t *req = calloc (1, sizeof *req);
+    assert (req);
+    req->client = self;
+    req->kind = EP_ETCD_SNAPSHOT;
+    req->is_stream = true;
+    req->body = strdup ("{}");
+    req->fn = fn;
+    req->arg = arg;
+    req->next = self->requests;
+    self->requests = req;
+    s_start (req);
+    return 0;
+}
+
 static ep_etcd_bytes_t
 s_bytes_dup (ep_etcd_bytes_t bytes)
 {
@@ -365,6 +404,7 @@ ep_etcd_watch (ep_etcd_t *self, const ep_etcd_watch_req_t *wreq, ep_etcd_fn *fn,
     s_req_t *req = &watch->req;
     req->client = self;
     req->kind = EP_ETCD_WATCH;
+    req->is_stream = true;
     req->is_watch = true;
     req->wreq = *wreq;
     req->wreq.key = s_bytes_dup (wreq->key);
@@ -458,6 +498,24 @@ s_complete (ep_etcd_t *self, s_req_t *req, CURLcode code)
         return;
     }
     char err [1024];
+    if (req->is_stream) {
+        //  A snapshot: whole if the transfer ended well (its last line may
+        //  lack the newline).
+        if (code == CURLE_OK && !req->error && req->size > 0)
+            s_stream_line (req, req->response, req->size);
+        if (code == CURLE_OK && !req->error && status == 200)
+            *err = 0;
+        else
+            snprintf (err, sizeof err, "snapshot from %.400s cut short: %.500s", req->url,
+                      req->error? req->error: code != CURLE_OK? curl_easy_strerror (code)
+                    : "HTTP status not 200");
+        if (*err)
+            s_failover (req, err);
+        s_unlink (req);
+        req->fn (req->arg, NULL, *err? err: NULL);
+        s_req_free (req);
+        return;
+    }
     ep_etcd_reply_t *reply = NULL;
     if (code != CURLE_OK) {
         snprintf (err, sizeof err, "%.400s: %.200s", req->url, curl_easy_strerror (code));

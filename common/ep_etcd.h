@@ -93,6 +93,15 @@ int
 int
     ep_etcd_status (ep_etcd_t *self, ep_etcd_fn *fn, void *arg);
 
+//  Streams a snapshot of the current endpoint's member (its database file,
+//  as `etcdctl snapshot save` writes it: the file's bytes, then their
+//  SHA-256): fn gets each chunk (reply->blob, blob_size), then once NULL
+//  with error NULL when the stream ended whole, or NULL with why it did
+//  not (the chunks so far are then no snapshot). Not retried elsewhere: the
+//  caller starts again. A stream silent for timeout_ms fails.
+int
+    ep_etcd_snapshot (ep_etcd_t *self, ep_etcd_fn *fn, void *arg);
+
 //  Starts a watch; fn gets each message (created, events, progress,
 //  canceled) and, if the watch ends for good, NULL with the reason.
 ep_etcd_watch_t *

@@ -15,6 +15,7 @@ static const char *s_paths [EP_ETCD_KINDS] = {
     [EP_ETCD_LEASE_TTL] = "/v3/lease/timetolive",
     [EP_ETCD_WATCH] = "/v3/watch",
     [EP_ETCD_STATUS] = "/v3/maintenance/status",
+    [EP_ETCD_SNAPSHOT] = "/v3/maintenance/snapshot",
 };
 
 //  How deep txns may nest in a request or a response (etcd allows it; we
@@ -652,8 +653,10 @@ s_body (s_ctx_t *ctx, ep_etcd_kind_t kind, json_t *obj, ep_etcd_reply_t *reply, 
             return 0;
         }
         case EP_ETCD_DELETE:
+            //  -1 on failure (a bare || would make it 1, which the caller
+            //  takes for an etcd error and returns as a reply).
             return s_get_int (ctx, obj, "", "deleted", &reply->deleted, NULL)
-                || s_kvs (ctx, obj, "prev_kvs", &reply->kvs, &reply->nkvs);
+                || s_kvs (ctx, obj, "prev_kvs", &reply->kvs, &reply->nkvs)? -1: 0;
         case EP_ETCD_TXN:
             return s_txn_responses (ctx, obj, reply, depth);
         case EP_ETCD_LEASE_GRANT:
@@ -671,6 +674,9 @@ s_body (s_ctx_t *ctx, ep_etcd_kind_t kind, json_t *obj, ep_etcd_reply_t *reply, 
             return s_watch (ctx, obj, reply);
         case EP_ETCD_STATUS:
             return s_status (ctx, obj, reply);
+        case EP_ETCD_SNAPSHOT:
+            return s_get_int (ctx, obj, "", "remaining_bytes", NULL, &reply->remaining_bytes)
+                || s_get_b64 (ctx, obj, "", "blob", &reply->blob, &reply->blob_size)? -1: 0;
         default:
             return 0;
     }
@@ -764,6 +770,7 @@ s_reply_free (ep_etcd_reply_t *self)
     free (self->error);
     free (self->cancel_reason);
     free (self->version);
+    free (self->blob);
 }
 
 void

@@ -42,6 +42,7 @@ typedef enum {
     EP_ETCD_LEASE_TTL,                  //  /v3/lease/timetolive
     EP_ETCD_WATCH,                      //  /v3/watch (one line of the stream)
     EP_ETCD_STATUS,                     //  /v3/maintenance/status
+    EP_ETCD_SNAPSHOT,                   //  /v3/maintenance/snapshot (one line of the stream)
     EP_ETCD_KINDS
 } ep_etcd_kind_t;
 
@@ -216,6 +217,10 @@ struct _ep_etcd_reply_t {
     int64_t raft_index;
     char **alarms;                      //  "NOSPACE", "CORRUPT" (from status errors)
     size_t nalarms;
+    //  snapshot: one chunk of the database file (the last one: its SHA-256)
+    uint8_t *blob;
+    size_t blob_size;
+    uint64_t remaining_bytes;           //  of the database after this chunk
 };
 
 //  Decodes the body of a kind's response (one line for a watch). Returns

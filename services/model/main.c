@@ -6,13 +6,14 @@
 */
 #include "ep_service.h"
 #include "modelsvc.h"
+#include "modelstore_etcd.h"
 
 int
 main (int argc, char **argv)
 {
-    static char *listen, *db_path, *store, *etcd_endpoints, *etcd_ca, *etcd_cert, *etcd_key,
-                *etcd_prefix;
-    static int64_t retain, max_batch, commit_delay, etcd_max_txn_ops, lease_ttl, reply_ttl;
+    static char *listen, *db_path, *store;
+    static int64_t retain, max_batch, commit_delay, lease_ttl, reply_ttl;
+    static modelstore_etcd_settings_t etcd;
     static const char *stores [] = { "sqlite", "etcd", NULL };
     ep_opt_t opts [] = {
         { .name = "listen", .env = "EDGEPLANE_MODEL_LISTEN", .def = EP_DEFAULT_MODEL_API,
@@ -31,20 +32,6 @@ main (int argc, char **argv)
         { .name = "store", .env = "EDGEPLANE_MODEL_STORE", .def = "sqlite", .type = EP_OPT_ENUM,
           .words = stores, .str = &store,
           .help = "Where the model lives: sqlite (model.db) or etcd (several instances, docs/etcd.md)." },
-        { .name = "etcd-endpoints", .env = "EDGEPLANE_ETCD_ENDPOINTS", .type = EP_OPT_STRING,
-          .str = &etcd_endpoints, .help = "etcd store: the cluster's client URLs, comma-separated." },
-        { .name = "etcd-ca", .env = "EDGEPLANE_ETCD_CA", .type = EP_OPT_STRING, .str = &etcd_ca,
-          .help = "etcd store: the CA of https endpoints (PEM; default: the system's)." },
-        { .name = "etcd-cert", .env = "EDGEPLANE_ETCD_CERT", .type = EP_OPT_STRING, .str = &etcd_cert,
-          .help = "etcd store: the model's client certificate (edgeplane pki issue client model)." },
-        { .name = "etcd-key", .env = "EDGEPLANE_ETCD_KEY", .type = EP_OPT_STRING, .str = &etcd_key,
-          .help = "etcd store: its key." },
-        { .name = "etcd-prefix", .env = "EDGEPLANE_ETCD_PREFIX", .def = "/edgeplane/",
-          .type = EP_OPT_STRING, .str = &etcd_prefix,
-          .help = "etcd store: the prefix of the model's keys (ends in /)." },
-        { .name = "etcd-max-txn-ops", .env = "EDGEPLANE_ETCD_MAX_TXN_OPS", .def = "128",
-          .type = EP_OPT_INT, .num = &etcd_max_txn_ops, .min = 8, .max = 1000000,
-          .help = "etcd store: the cluster's --max-txn-ops (batches are sized to fit)." },
         { .name = "lease-ttl", .env = "EDGEPLANE_MODEL_LEASE_TTL", .def = "10s",
           .type = EP_OPT_DURATION, .num = &lease_ttl, .min = 1000, .max = 600000,
           .help = "etcd store: the publisher's lease TTL; it stops publishing 1/4 TTL before." },
@@ -52,14 +39,18 @@ main (int argc, char **argv)
           .num = &reply_ttl, .min = 1000, .max = 86400000,
           .help = "A write's reply is kept this long (in memory and model.db) for a retry of it." },
     };
+    //  The etcd store's options are shared with `edgeplane migrate`.
+    ep_opt_t all [EP_COUNT (opts) + MODELSTORE_ETCD_OPTS];
+    memcpy (all, opts, sizeof opts);
+    modelstore_etcd_opts (&etcd, all + EP_COUNT (opts));
     ep_service_t *service = ep_service_new ("model",
         "The router model: versioned, durable, with a change stream.",
-        EP_HTTP_LISTEN_MODEL, opts, EP_COUNT (opts), argc, argv);
+        EP_HTTP_LISTEN_MODEL, all, EP_COUNT (all), argc, argv);
     modelsvc_config_t config = {
         .listen = listen, .db_path = db_path, .retain = (uint64_t) retain,
         .max_batch = max_batch, .commit_delay_ms = commit_delay, .store = store,
-        .etcd_endpoints = etcd_endpoints, .etcd_ca = etcd_ca, .etcd_cert = etcd_cert,
-        .etcd_key = etcd_key, .etcd_prefix = etcd_prefix, .etcd_max_txn_ops = etcd_max_txn_ops,
+        .etcd_endpoints = etcd.endpoints, .etcd_ca = etcd.ca, .etcd_cert = etcd.cert,
+        .etcd_key = etcd.key, .etcd_prefix = etcd.prefix, .etcd_max_txn_ops = etcd.max_txn_ops,
         .lease_ttl_ms = lease_ttl, .reply_ttl_ms = reply_ttl
     };
     modelsvc_t *model = modelsvc_new (service, &config);

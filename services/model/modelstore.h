@@ -273,8 +273,10 @@ int
                              int64_t now_ms);
 
 //  Writes a consistent copy of the store to path (a file, or what the
-//  backend's restore tool takes), marked so that a store restored from it
-//  gets a new generation; done reports 0 or -1 with why.
+//  backend's restore tool takes: etcd, a snapshot for etcdctl), so that a
+//  store restored from it says so (SQLite: a mark in the copy; etcd: the
+//  state names another cluster) and gets a new generation; done reports 0
+//  or -1 with why.
 void
     modelstore_backup (modelstore_t *self, const char *path, modelstore_done_fn *done, void *arg);
 

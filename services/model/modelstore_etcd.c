@@ -139,16 +139,24 @@ metcd_state_parse (const metcd_kv_t *kv, metcd_state_t *state)
     snprintf (state->generation, sizeof state->generation, "%s",
               strcmp (generation, "-") == 0? "": generation);
     state->restored = restored != 0;
+    //  Written since the cluster id is recorded (older state keys lack it).
+    const char *cluster = strstr ((const char *) kv->value, " cluster=");
+    if (cluster)
+        state->cluster_id = strtoull (cluster + strlen (" cluster="), NULL, 16);
     return true;
 }
 
 char *
-metcd_state_format (const metcd_state_t *state, const char *nonce)
+metcd_state_format (metcd_t *self, const metcd_state_t *state, const char *nonce)
 {
-    return zsys_sprintf ("revision=%llu generation=%s restored=%d batch=%s",
+    uint64_t cluster_id = self->cluster_id? self->cluster_id: state->cluster_id;
+    char cluster [40] = "";
+    if (cluster_id)
+        snprintf (cluster, sizeof cluster, " cluster=%016llx", (unsigned long long) cluster_id);
+    return zsys_sprintf ("revision=%llu generation=%s restored=%d batch=%s%s",
                          (unsigned long long) state->revision,
                          *state->generation? state->generation: "-", state->restored? 1: 0,
-                         nonce);
+                         nonce, cluster);
 }
 
 //  ---------------------------------------------------------------------
@@ -270,6 +278,8 @@ s_load_reply (metcd_t *self, metcd_call_t *call, const ep_etcd_reply_t *reply,
     }
     if (!load->revision)
         load->revision = reply->header.revision;
+    if (reply->header.cluster_id)
+        self->cluster_id = reply->header.cluster_id;
     for (size_t i = 0; i < reply->nkvs; i++) {
         const char *rel = metcd_rel (self, &reply->kvs [i]);
         if (rel)
@@ -426,6 +436,7 @@ metcd_destroy (metcd_t **self_p)
     ep_etcd_watch_cancel (&self->watch);
     ep_etcd_watch_cancel (&self->lease_watch);
     zlistx_destroy (&self->expired);
+    metcd_backup_drop (self);
     for (metcd_call_t *call = (metcd_call_t *) zlistx_first (self->calls); call;
          call = (metcd_call_t *) zlistx_next (self->calls))
         call->self = NULL;
@@ -524,7 +535,11 @@ s_state (void *backend, uint64_t *revision, char *generation, bool *restored)
     }
     *revision = state.revision;
     snprintf (generation, 33, "%s", state.generation);
-    *restored = state.restored;
+    //  A state written in another cluster: this one was restored from a
+    //  snapshot of it (`etcdctl snapshot restore` makes a new cluster), and
+    //  the model's revisions may have gone backwards.
+    *restored = state.restored
+             || (state.cluster_id && self->cluster_id && state.cluster_id != self->cluster_id);
     return 0;
 }
 
@@ -558,7 +573,7 @@ s_state_write (metcd_t *self, const metcd_state_t *state)
     metcd_kv_t *old = (metcd_kv_t *) zhashx_lookup (self->mirror, METCD_STATE);
     char *key = metcd_key (self, METCD_STATE);
     ep_random_hex (self->nonce, 8);
-    char *value = metcd_state_format (state, self->nonce);
+    char *value = metcd_state_format (self, state, self->nonce);
     ep_etcd_compare_t compare = { .key = ep_etcd_str (key), .target = EP_ETCD_MOD,
                                   .result = EP_ETCD_EQUAL, .number = old? old->mod: 0 };
     ep_etcd_op_t put = { .kind = EP_ETCD_PUT,
@@ -1016,6 +1031,53 @@ metcd_new (const modelstore_etcd_config_t *config)
     self->expired = zlistx_new ();
     zlistx_set_destructor (self->expired, (czmq_destructor *) zstr_free);
     return self;
+}
+
+void
+modelstore_etcd_opts (modelstore_etcd_settings_t *settings, ep_opt_t *opts)
+{
+    memset (settings, 0, sizeof *settings);
+    ep_opt_t table [MODELSTORE_ETCD_OPTS] = {
+        { .name = "etcd-endpoints", .env = "EDGEPLANE_ETCD_ENDPOINTS", .type = EP_OPT_STRING,
+          .str = &settings->endpoints, .help = "etcd store: the cluster's client URLs, comma-separated." },
+        { .name = "etcd-ca", .env = "EDGEPLANE_ETCD_CA", .type = EP_OPT_STRING, .str = &settings->ca,
+          .help = "etcd store: the CA of https endpoints (PEM; default: the system's)." },
+        { .name = "etcd-cert", .env = "EDGEPLANE_ETCD_CERT", .type = EP_OPT_STRING, .str = &settings->cert,
+          .help = "etcd store: the model's client certificate (edgeplane pki issue client model)." },
+        { .name = "etcd-key", .env = "EDGEPLANE_ETCD_KEY", .type = EP_OPT_STRING, .str = &settings->key,
+          .help = "etcd store: its key." },
+        { .name = "etcd-prefix", .env = "EDGEPLANE_ETCD_PREFIX", .def = "/edgeplane/",
+          .type = EP_OPT_STRING, .str = &settings->prefix,
+          .help = "etcd store: the prefix of the model's keys (ends in /)." },
+        { .name = "etcd-max-txn-ops", .env = "EDGEPLANE_ETCD_MAX_TXN_OPS", .def = "128",
+          .type = EP_OPT_INT, .num = &settings->max_txn_ops, .min = 8, .max = 1000000,
+          .help = "etcd store: the cluster's --max-txn-ops (batches are sized to fit)." },
+    };
+    memcpy (opts, table, sizeof table);
+}
+
+ep_etcd_t *
+modelstore_etcd_client (const modelstore_etcd_settings_t *settings, int64_t watch_idle_ms,
+                        char *err, size_t errlen)
+{
+    if (!settings->endpoints || !*settings->endpoints) {
+        snprintf (err, errlen, "needs EDGEPLANE_ETCD_ENDPOINTS: the cluster's client URLs, "
+                  "comma-separated (https://etcd1:2379,https://etcd2:2379)");
+        return NULL;
+    }
+    if (!settings->cert != !settings->key) {
+        snprintf (err, errlen, "EDGEPLANE_ETCD_CERT and EDGEPLANE_ETCD_KEY go together: the "
+                  "model's client certificate and key (edgeplane pki issue client model)");
+        return NULL;
+    }
+    ep_etcd_config_t config = { .endpoints = settings->endpoints, .ca_file = settings->ca,
+                                .cert_file = settings->cert, .key_file = settings->key,
+                                .watch_idle_ms = watch_idle_ms };
+    char why [512];
+    ep_etcd_t *etcd = ep_etcd_new (&config, why, sizeof why);
+    if (!etcd)
+        snprintf (err, errlen, "EDGEPLANE_ETCD_ENDPOINTS %s: %s", settings->endpoints, why);
+    return etcd;
 }
 
 modelstore_t *

@@ -4,7 +4,7 @@
     one etcd cluster (issue 16, part 1). Everything lives under a prefix
     (docs/etcd.md, "The model's keys"):
 
-        <prefix>state                       revision, generation, restored, batch nonce
+        <prefix>state                       revision, generation, restored, batch nonce, cluster id
         <prefix>entities/<tt>/<id>          packed ep.Entity (tt: the type, 2 digits)
         <prefix>changes/<revision, 20 digits>  packed ep.ModelChange
         <prefix>replies/<wall ms, 20 digits>-<instance>-<seq>   saved replies, under a lease
@@ -29,6 +29,7 @@
 #define MODELSTORE_ETCD_H_INCLUDED
 
 #include "ep_prelude.h"
+#include "ep_config.h"
 #include "ep_etcd.h"
 #include "modelstore.h"
 
@@ -40,16 +41,53 @@ typedef struct {
     int64_t timeout_ms;         //  for each blocking call; 0: 10000
 } modelstore_etcd_config_t;
 
+//  The model's etcd settings, as its options give them (strings NULL when
+//  unset; the prefix defaults to "/edgeplane/", max_txn_ops to 128).
+typedef struct {
+    char *endpoints;            //  EDGEPLANE_ETCD_ENDPOINTS: client URLs, comma-separated
+    char *ca;                   //  EDGEPLANE_ETCD_CA
+    char *cert;                 //  EDGEPLANE_ETCD_CERT
+    char *key;                  //  EDGEPLANE_ETCD_KEY
+    char *prefix;               //  EDGEPLANE_ETCD_PREFIX
+    int64_t max_txn_ops;        //  EDGEPLANE_ETCD_MAX_TXN_OPS
+} modelstore_etcd_settings_t;
+
+#define MODELSTORE_ETCD_OPTS 6
+
+//  Their options (flags and variables), filling settings when parsed, into
+//  opts [MODELSTORE_ETCD_OPTS]: one declaration for the model and for
+//  `edgeplane migrate`, which must read the same settings.
+void
+    modelstore_etcd_opts (modelstore_etcd_settings_t *settings, ep_opt_t *opts);
+
+//  A client for settings. NULL with err saying what to set (no endpoints,
+//  a certificate without its key) or what failed.
+ep_etcd_t *
+    modelstore_etcd_client (const modelstore_etcd_settings_t *settings, int64_t watch_idle_ms,
+                            char *err, size_t errlen);
+
 //  Opens the store: loads the mirror (blocking) and starts its watch.
 //  NULL with err (what failed and what to do) if etcd cannot be read.
 modelstore_t *
     modelstore_etcd_new (const modelstore_etcd_config_t *config, char *err, size_t errlen);
 
-//  Loads a backup written by modelstore_backup of an etcd store into the
-//  empty prefix of config, marked restored (the model takes a new
-//  generation at its next start). Blocking. Returns 0, or -1 with err.
+//  What modelstore_etcd_import copied.
+typedef struct {
+    size_t entities;            //  entities
+    size_t changes;             //  retained change records
+    uint64_t oldest;            //  the oldest of them (0: none)
+    uint64_t revision;          //  the model's revision
+} modelstore_etcd_import_t;
+
+//  Copies source (a store whose queries complete inline: SQLite) into the
+//  empty prefix of config: every entity and retained change record, in
+//  this store's layout, and the state (revision, generation) marked
+//  restored, so the model started on etcd takes a new generation
+//  (followers resync). Saved replies are not copied. Loaded in
+//  transactions of --max-txn-ops, the state key last. Blocking. Returns 0
+//  with summary, or -1 with err (a prefix that holds keys is refused).
 int
-    modelstore_etcd_restore (const modelstore_etcd_config_t *config, const char *path,
-                             char *err, size_t errlen);
+    modelstore_etcd_import (const modelstore_etcd_config_t *config, modelstore_t *source,
+                            modelstore_etcd_import_t *summary, char *err, size_t errlen);
 
 #endif

@@ -32,6 +32,7 @@ typedef struct {
     uint64_t revision;          //  the model's last revision
     char generation [33];       //  its generation ("" for a new store)
     bool restored;              //  loaded from a backup, no new generation yet
+    uint64_t cluster_id;        //  the etcd cluster's id when written (0: not recorded)
 } metcd_state_t;
 
 typedef struct _metcd_t metcd_t;
@@ -55,6 +56,8 @@ struct _metcd_t {
     size_t prefix_size;         //  its length
     int64_t max_txn_ops;        //  the cluster's --max-txn-ops
     int64_t replies_ttl_ms;     //  saved replies live this long at least
+    uint64_t cluster_id;        //  the cluster's id, from its replies (0: not known yet)
+    void *snapshot;             //  a backup's snapshot in flight, or NULL
     char error [768];           //  why the last call failed
     ep_store_fault_t fault;     //  its kind: NOSPACE (etcd's quota) or OTHER
     int probe;                  //  METCD_PROBE_*: the NOSPACE probe's state
@@ -136,11 +139,12 @@ void
     metcd_entity_rel (char *buf, size_t size, Ep__EntityType type, const char *id);
 
 //  The state a state key's value holds (kv NULL: a new store's); false if
-//  it is not one. The value of a state (caller frees).
+//  it is not one. The value of a state (caller frees): with the cluster id
+//  of self (the one the state is written to), if known.
 bool
     metcd_state_parse (const metcd_kv_t *kv, metcd_state_t *state);
 char *
-    metcd_state_format (const metcd_state_t *state, const char *nonce);
+    metcd_state_format (metcd_t *self, const metcd_state_t *state, const char *nonce);
 
 //  A call in flight, for one etcd request whose callback is metcd_call_cb.
 metcd_call_t *
@@ -177,6 +181,9 @@ int
     metcd_load_replies (void *backend, ep_replycache_t *cache, int64_t wall_ms, int64_t now_ms);
 void
     metcd_backup (void *backend, const char *path, modelstore_done_fn *done, void *arg);
+//  Forgets a backup in flight (the store is going away).
+void
+    metcd_backup_drop (metcd_t *self);
 void
     metcd_tick (void *backend);
 int64_t

@@ -6,8 +6,9 @@
 #include "entity.h"
 #include "ep_log.h"
 #include <errno.h>
-
-#define BACKUP_MAGIC    "edgeplane-etcd-backup 1\n"
+#include <fcntl.h>
+#include <libgen.h>
+#include <sodium.h>
 
 //  ---------------------------------------------------------------------
 //  Commits: one transaction per batch
@@ -279,7 +280,7 @@ s_commit_take (metcd_t *self, modelstore_done_fn *done, void *arg)
         metcd_state_parse ((metcd_kv_t *) zhashx_lookup (self->mirror, METCD_STATE), &state);
         state.revision = self->staged_revision;
         ep_random_hex (self->nonce, 8);
-        char *value = metcd_state_format (&state, self->nonce);
+        char *value = metcd_state_format (self, &state, self->nonce);
         zhashx_update (commit->staged, METCD_STATE,
                        metcd_kv_new (METCD_STATE, (const uint8_t *) value, strlen (value), 0));
         free (value);
@@ -355,8 +356,6 @@ struct _s_scan_t {
     modelstore_row_fn *row;     //  its rows
     modelstore_done_fn *done;   //  its completion
     void *arg;                  //  their argument
-    FILE *file;                 //  a backup's file
-    char *path;                 //  and its path
     ep_replycache_t *cache;     //  saved replies are loaded into it
     int64_t wall_ms, now_ms;    //  at these times
     s_result_t *result;         //  a blocking caller's
@@ -366,9 +365,6 @@ static void
 s_scan_free (void *data)
 {
     s_scan_t *scan = (s_scan_t *) data;
-    if (scan->file)
-        fclose (scan->file);
-    free (scan->path);
     free (scan->within);
     free (scan->from);
     free (scan);
@@ -656,76 +652,134 @@ metcd_load_replies (void *backend, ep_replycache_t *cache, int64_t wall_ms, int6
 }
 
 //  ---------------------------------------------------------------------
-//  Backups: every key but the replies at one revision, the state marked
-//  restored. The file: BACKUP_MAGIC, then per key "<key> <size>\n<value>\n".
+//  Backups: an etcd snapshot of the member the client talks to (the whole
+//  cluster's keys, as `etcdctl snapshot save` writes them), into a file
+//  beside path renamed over it once complete and durable. A cluster made
+//  from it by `etcdctl snapshot restore` has a new cluster id, which the
+//  state key's tells apart: the model takes a new generation there.
 
-static int
-s_backup_kv (s_scan_t *scan, const char *rel, const ep_etcd_kv_t *kv)
-{
-    if (strncmp (rel, METCD_REPLIES, strlen (METCD_REPLIES)) == 0)
-        return 0;
-    const uint8_t *value = kv->value;
-    size_t size = kv->value_size;
-    char *marked = NULL;
-    if (streq (rel, METCD_STATE)) {
-        metcd_kv_t *state_kv = metcd_kv_new (rel, kv->value, kv->value_size, kv->mod_revision);
-        metcd_state_t state;
-        metcd_state_parse (state_kv, &state);
-        metcd_kv_destroy (&state_kv);
-        state.restored = true;
-        marked = metcd_state_format (&state, "restored");
-        value = (const uint8_t *) marked;
-        size = strlen (marked);
-    }
-    bool ok = fprintf (scan->file, "%s %zu\n", rel, size) > 0
-           && fwrite (value, 1, size, scan->file) == size
-           && fputc ('\n', scan->file) != EOF;
-    free (marked);
-    return ok? 1: -1;
-}
+typedef struct {
+    metcd_t *self;              //  the store, NULL once it is destroyed
+    FILE *file;                 //  the temporary file
+    char *tmp, *path;           //  its name, and the backup's
+    uint64_t bytes;             //  written so far
+    crypto_hash_sha256_state sha;   //  of the chunks before the last one
+    uint8_t *held;              //  the last chunk so far: the SHA-256 if it is the last
+    size_t held_size;
+    char error [512];           //  why it failed
+    modelstore_done_fn *done;   //  the caller's
+    void *arg;
+} s_snapshot_t;
 
 static void
-s_backup_end (s_scan_t *scan, int rc, const char *error)
+s_snapshot_chunk (void *arg, const ep_etcd_reply_t *reply, const char *error)
 {
-    metcd_t *self = scan->self;
-    bool ok = rc == 0 && !ferror (scan->file);
-    ok = fclose (scan->file) == 0 && ok;
-    scan->file = NULL;
-    if (rc == 0 && !ok)
-        metcd_failed (self, "cannot write the backup %s: %s", scan->path, strerror (errno));
-    else
-    if (rc != 0)
-        metcd_failed (self, "backup to %s failed: %s", scan->path, error);
-    if (!ok)
-        remove (scan->path);
-    scan->done (scan->arg, ok? 0: -1, ok? "": self->error);
+    s_snapshot_t *snap = (s_snapshot_t *) arg;
+    if (reply) {
+        if (!*snap->error && fwrite (reply->blob, 1, reply->blob_size, snap->file) != reply->blob_size)
+            snprintf (snap->error, sizeof snap->error, "cannot write %s: %s", snap->tmp, strerror (errno));
+        snap->bytes += reply->blob_size;
+        //  etcd's last chunk is the SHA-256 of the others: checked here so
+        //  that a damaged transfer fails now, not at the restore.
+        if (snap->held)
+            crypto_hash_sha256_update (&snap->sha, snap->held, snap->held_size);
+        free (snap->held);
+        snap->held = (uint8_t *) malloc (reply->blob_size + 1);
+        memcpy (snap->held, reply->blob, reply->blob_size);
+        snap->held_size = reply->blob_size;
+        return;
+    }
+    //  The end: whole (error NULL) or not.
+    if (error && !*snap->error)
+        snprintf (snap->error, sizeof snap->error, "%s", error);
+    uint8_t sha [crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_final (&snap->sha, sha);
+    if (!*snap->error && (snap->bytes <= sizeof sha || snap->held_size != sizeof sha
+                          || memcmp (sha, snap->held, sizeof sha) != 0))
+        snprintf (snap->error, sizeof snap->error, "the snapshot etcd sent does not end with the "
+                  "SHA-256 of its bytes (%llu bytes): damaged or cut short",
+                  (unsigned long long) snap->bytes);
+    if (!*snap->error && (fflush (snap->file) != 0 || fsync (fileno (snap->file)) != 0))
+        snprintf (snap->error, sizeof snap->error, "cannot write %s: %s", snap->tmp, strerror (errno));
+    if (fclose (snap->file) != 0 && !*snap->error)
+        snprintf (snap->error, sizeof snap->error, "cannot write %s: %s", snap->tmp, strerror (errno));
+    if (!*snap->error && rename (snap->tmp, snap->path) != 0)
+        snprintf (snap->error, sizeof snap->error, "cannot rename %s to %s: %s", snap->tmp,
+                  snap->path, strerror (errno));
+    if (*snap->error)
+        remove (snap->tmp);
+    else {
+        //  The rename durable too.
+        char *copy = strdup (snap->path);
+        int dir = open (dirname (copy), O_RDONLY | O_DIRECTORY);
+        if (dir >= 0) {
+            fsync (dir);
+            close (dir);
+        }
+        free (copy);
+    }
+    metcd_t *self = snap->self;
+    if (self) {
+        self->snapshot = NULL;
+        if (*snap->error)
+            metcd_failed (self, "backup to %s failed: %s", snap->path, snap->error);
+        snap->done (snap->arg, *snap->error? -1: 0, *snap->error? self->error: "");
+    }
+    free (snap->held);
+    free (snap->tmp);
+    free (snap->path);
+    free (snap);
 }
 
 void
 metcd_backup (void *backend, const char *path, modelstore_done_fn *done, void *arg)
 {
     metcd_t *self = (metcd_t *) backend;
-    FILE *file = fopen (path, "wb");
-    if (!file || fputs (BACKUP_MAGIC, file) == EOF) {
-        metcd_failed (self, "cannot write the backup %s: %s", path, strerror (errno));
-        if (file)
-            fclose (file);
+    if (self->snapshot) {
+        metcd_failed (self, "a backup is already being written; retry when it is done");
         done (arg, -1, self->error);
         return;
     }
-    s_scan_t *scan = s_scan_new (self, "", "", false, self->mirror_rev);
-    scan->file = file;
-    scan->path = strdup (path);
-    scan->done = done;
-    scan->arg = arg;
-    s_scan_start (scan, s_backup_kv, s_backup_end);
+    s_snapshot_t *snap = (s_snapshot_t *) zmalloc (sizeof (s_snapshot_t));
+    snap->path = strdup (path);
+    char nonce [9];
+    ep_random_hex (nonce, 4);
+    snap->tmp = zsys_sprintf ("%s.tmp-%s", path, nonce);
+    int fd = open (snap->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    snap->file = fd >= 0? fdopen (fd, "wb"): NULL;
+    if (!snap->file) {
+        metcd_failed (self, "cannot write the backup %s: %s", snap->tmp, strerror (errno));
+        if (fd >= 0)
+            close (fd);
+        free (snap->tmp);
+        free (snap->path);
+        free (snap);
+        done (arg, -1, self->error);
+        return;
+    }
+    crypto_hash_sha256_init (&snap->sha);
+    snap->self = self;
+    snap->done = done;
+    snap->arg = arg;
+    self->snapshot = snap;
+    ep_etcd_snapshot (self->etcd, s_snapshot_chunk, snap);
+}
+
+void
+metcd_backup_drop (metcd_t *self)
+{
+    //  The stream goes on into the file (the client outlives the store);
+    //  nobody is told.
+    if (self->snapshot)
+        ((s_snapshot_t *) self->snapshot)->self = NULL;
+    self->snapshot = NULL;
 }
 
 //  ---------------------------------------------------------------------
-//  Restores
+//  Loads into an empty prefix (migrations)
 
 static void
-s_restore_reply (metcd_t *self, metcd_call_t *call, const ep_etcd_reply_t *reply,
+s_load_reply (metcd_t *self, metcd_call_t *call, const ep_etcd_reply_t *reply,
                  const char *error)
 {
     s_result_t *result = (s_result_t *) call->data;
@@ -736,10 +790,10 @@ s_restore_reply (metcd_t *self, metcd_call_t *call, const ep_etcd_reply_t *reply
         metcd_failed (self, "%s", reply? (reply->error? reply->error: "the prefix is no longer empty"): error);
 }
 
-//  Puts keys [from, to) of the backup in one transaction, if the prefix
-//  holds no state yet (a second restore racing this one fails).
+//  Puts keys [from, to) of a load in one transaction, if the prefix
+//  holds no state yet (a second load racing this one fails).
 static int
-s_restore_put (metcd_t *self, zlistx_t *keys, zlistx_t *values, size_t from, size_t to)
+s_load_put (metcd_t *self, zlistx_t *keys, zlistx_t *values, size_t from, size_t to)
 {
     ep_etcd_op_t *ops = (ep_etcd_op_t *) calloc (to - from + 1, sizeof (ep_etcd_op_t));
     zlistx_t *full = zlistx_new ();
@@ -757,7 +811,7 @@ s_restore_put (metcd_t *self, zlistx_t *keys, zlistx_t *values, size_t from, siz
                                  .result = EP_ETCD_EQUAL, .number = 0 };
     ep_etcd_txn_t txn = { &absent, 1, ops, to - from, NULL, 0 };
     s_result_t result = { 0 };
-    metcd_call_t *call = metcd_call_new (self, s_restore_reply, &result, NULL);
+    metcd_call_t *call = metcd_call_new (self, s_load_reply, &result, NULL);
     char err [256];
     if (ep_etcd_txn (self->etcd, &txn, metcd_call_cb, call, err, sizeof err) != 0) {
         metcd_call_drop (call);
@@ -771,94 +825,137 @@ s_restore_put (metcd_t *self, zlistx_t *keys, zlistx_t *values, size_t from, siz
     return result.done? result.rc: -1;
 }
 
-//  Reads the backup at path into keys and values (the state key last).
+//  Loads keys and values (the state key last) into the empty prefix of
+//  self: the loader of migrations. Returns 0 or -1 (why in
+//  self->error).
 static int
-s_restore_read (metcd_t *self, const char *path, zlistx_t *keys, zlistx_t *values)
+s_load (metcd_t *self, zlistx_t *keys, zlistx_t *values)
 {
-    FILE *file = fopen (path, "rb");
-    char line [512];
-    if (!file || !fgets (line, sizeof line, file) || !streq (line, BACKUP_MAGIC)) {
-        metcd_failed (self, "%s is not a backup of the model's etcd store%s%s", path,
-                      file? "": ": ", file? "": strerror (errno));
-        if (file)
-            fclose (file);
+    size_t size = strlen (self->prefix);
+    if (size == 0 || self->prefix [size - 1] != '/' || size > 200) {
+        metcd_failed (self, "etcd prefix '%s': use a path of at most 200 characters ending in / "
+                      "(/edgeplane/)", self->prefix);
         return -1;
     }
-    zchunk_t *state = NULL;
-    int rc = 0;
-    while (rc == 0 && fgets (line, sizeof line, file)) {
-        char rel [400];
-        size_t size;
-        if (sscanf (line, "%399s %zu", rel, &size) != 2 || size > EP_ETCD_MAX_BODY) {
-            rc = -1;
-            break;
-        }
-        zchunk_t *value = zchunk_read (file, size);
-        if (!value || zchunk_size (value) != size || fgetc (file) != '\n') {
-            zchunk_destroy (&value);
-            rc = -1;
-            break;
-        }
-        if (streq (rel, METCD_STATE))
-            state = value;
-        else {
-            zlistx_add_end (keys, strdup (rel));
-            zlistx_add_end (values, value);
-        }
-    }
-    fclose (file);
-    if (rc == 0 && !state)
-        rc = -1;
-    if (rc == 0) {
-        zlistx_add_end (keys, strdup (METCD_STATE));
-        zlistx_add_end (values, state);
-    }
-    else {
-        zchunk_destroy (&state);
-        metcd_failed (self, "the backup %s is cut short or damaged", path);
-    }
-    return rc;
-}
-
-int
-modelstore_etcd_restore (const modelstore_etcd_config_t *config, const char *path,
-                         char *err, size_t errlen)
-{
-    metcd_t *self = metcd_new (config);
-    zlistx_t *keys = zlistx_new (), *values = zlistx_new ();
-    zlistx_set_destructor (keys, (czmq_destructor *) zstr_free);
-    zlistx_set_destructor (values, (czmq_destructor *) zchunk_destroy);
-    int rc = s_restore_read (self, path, keys, values);
-    //  The prefix must be empty: a restore does not merge.
+    //  The prefix must be empty: a load does not merge.
     uint8_t end [512];
     ep_etcd_range_t range = { .key = ep_etcd_str (self->prefix), .count_only = true };
     range.range_end = ep_etcd_prefix_end (range.key, end, sizeof end);
     s_result_t result = { 0 };
-    if (rc == 0) {
-        metcd_call_t *call = metcd_call_new (self, s_restore_reply, &result, NULL);
-        if (ep_etcd_range (self->etcd, &range, metcd_call_cb, call) != 0)
-            metcd_call_drop (call);
-        else
-            metcd_wait (self, &result.done);
-        rc = result.done && result.rc == 0? 0: -1;
-        if (rc == 0 && result.count > 0) {
-            metcd_failed (self, "%s holds %d keys: restore into an empty prefix (or delete it first)",
-                          self->prefix, result.count);
-            rc = -1;
-        }
+    metcd_call_t *call = metcd_call_new (self, s_load_reply, &result, NULL);
+    if (ep_etcd_range (self->etcd, &range, metcd_call_cb, call) != 0)
+        metcd_call_drop (call);
+    else
+        metcd_wait (self, &result.done);
+    int rc = result.done && result.rc == 0? 0: -1;
+    if (rc == 0 && result.count > 0) {
+        metcd_failed (self, "%s holds %d keys: load into an empty prefix (another "
+                      "EDGEPLANE_ETCD_PREFIX, or delete that one first)", self->prefix, result.count);
+        rc = -1;
     }
     //  In transactions of at most --max-txn-ops, the state key last: a
-    //  restore cut short leaves no state, and the model refuses nothing
-    //  but starts a new store; run the restore again after deleting it.
+    //  load cut short leaves no state, and the model refuses nothing
+    //  but starts a new store; run the load again after deleting it.
     size_t count = zlistx_size (keys), step = (size_t) self->max_txn_ops;
+    EP_ASSERT (count > 0);
     for (size_t from = 0; rc == 0 && from < count - 1; from += step)
-        rc = s_restore_put (self, keys, values, from, from + step < count - 1? from + step: count - 1);
+        rc = s_load_put (self, keys, values, from, from + step < count - 1? from + step: count - 1);
     if (rc == 0)
-        rc = s_restore_put (self, keys, values, count - 1, count);
+        rc = s_load_put (self, keys, values, count - 1, count);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  Migrations: another store's entities and change records, in this
+//  store's layout, through the loader above.
+
+typedef struct {
+    zlistx_t *keys;             //  keys under the prefix
+    zlistx_t *values;           //  their values (zchunk_t)
+    bool changes;               //  the rows are change records (else entities)
+    size_t rows;                //  rows taken by the query
+    bool done;                  //  the query ended
+    int rc;                     //  how
+    char error [512];           //  why it failed
+} s_import_t;
+
+static bool
+s_import_row (void *arg, const modelstore_row_t *row)
+{
+    s_import_t *import = (s_import_t *) arg;
+    char rel [256];
+    if (!import->changes)
+        metcd_entity_rel (rel, sizeof rel, row->type, row->id);
+    else
+        snprintf (rel, sizeof rel, METCD_CHANGES "%020llu", (unsigned long long) row->revision);
+    zlistx_add_end (import->keys, strdup (rel));
+    zlistx_add_end (import->values, zchunk_new (row->body, row->size));
+    import->rows++;
+    return true;
+}
+
+static void
+s_import_done (void *arg, int rc, const char *error)
+{
+    s_import_t *import = (s_import_t *) arg;
+    import->done = true;
+    import->rc = rc;
+    snprintf (import->error, sizeof import->error, "%s", error? error: "");
+}
+
+//  Runs query on source into import; 0 or -1 (why in import->error).
+static int
+s_import_query (modelstore_t *source, modelstore_query_t *query, s_import_t *import)
+{
+    import->done = false;
+    modelstore_read (source, query, s_import_row, s_import_done, import);
+    //  A source that completes inline (SQLite, the only one to migrate from).
+    EP_ASSERT (import->done);
+    return import->rc;
+}
+
+int
+modelstore_etcd_import (const modelstore_etcd_config_t *config, modelstore_t *source,
+                        modelstore_etcd_import_t *summary, char *err, size_t errlen)
+{
+    memset (summary, 0, sizeof *summary);
+    metcd_t *self = metcd_new (config);
+    s_import_t import = { .keys = zlistx_new (), .values = zlistx_new () };
+    zlistx_set_destructor (import.keys, (czmq_destructor *) zstr_free);
+    zlistx_set_destructor (import.values, (czmq_destructor *) zchunk_destroy);
+    metcd_state_t state = { 0 };
+    bool restored;
+    int rc = modelstore_state (source, &state.revision, state.generation, &restored);
     if (rc != 0)
-        snprintf (err, errlen, "restore of %s into %s failed: %s", path, self->prefix, self->error);
-    zlistx_destroy (&keys);
-    zlistx_destroy (&values);
+        snprintf (import.error, sizeof import.error, "%s", modelstore_error (source));
+    modelstore_query_t all = { .kind = MODELSTORE_ALL };
+    if (rc == 0)
+        rc = s_import_query (source, &all, &import);
+    summary->entities = import.rows;
+    //  The retained change records too: the model's history in etcd goes
+    //  on from the same revision (followers resync anyway: new generation).
+    modelstore_query_t changes = { .kind = MODELSTORE_CHANGES, .since = 0 };
+    import.changes = true;
+    if (rc == 0)
+        rc = s_import_query (source, &changes, &import);
+    summary->changes = import.rows - summary->entities;
+    summary->oldest = changes.oldest;
+    summary->revision = state.revision;
+    if (rc != 0)
+        snprintf (err, errlen, "cannot read the model to migrate: %s", import.error);
+    else {
+        //  Marked restored: the model takes a new generation at its start.
+        state.restored = true;
+        zlistx_add_end (import.keys, strdup (METCD_STATE));
+        char *value = metcd_state_format (self, &state, "migrated");
+        zlistx_add_end (import.values, zchunk_new (value, strlen (value)));
+        free (value);
+        rc = s_load (self, import.keys, import.values);
+        if (rc != 0)
+            snprintf (err, errlen, "migration into %s failed: %s", self->prefix, self->error);
+    }
+    zlistx_destroy (&import.keys);
+    zlistx_destroy (&import.values);
     metcd_destroy (&self);
     return rc;
 }

@@ -726,23 +726,13 @@ s_etcd_dispatch (void *arg, zmq_pollitem_t *items, int nitems)
 static int
 s_open_etcd (modelsvc_t *self, const modelsvc_config_t *config)
 {
-    if (!config->etcd_endpoints || !*config->etcd_endpoints) {
-        ep_log_error ("EDGEPLANE_MODEL_STORE=etcd needs EDGEPLANE_ETCD_ENDPOINTS: the cluster's "
-                      "client URLs, comma-separated (https://etcd1:2379,https://etcd2:2379)");
-        return -1;
-    }
-    if (!config->etcd_cert != !config->etcd_key) {
-        ep_log_error ("EDGEPLANE_ETCD_CERT and EDGEPLANE_ETCD_KEY go together: the model's client "
-                      "certificate and key (edgeplane pki issue client model)");
-        return -1;
-    }
+    modelstore_etcd_settings_t settings = {
+        .endpoints = (char *) config->etcd_endpoints, .ca = (char *) config->etcd_ca,
+        .cert = (char *) config->etcd_cert, .key = (char *) config->etcd_key };
     char err [768];
-    ep_etcd_config_t etcd = { .endpoints = config->etcd_endpoints, .ca_file = config->etcd_ca,
-                              .cert_file = config->etcd_cert, .key_file = config->etcd_key,
-                              .watch_idle_ms = ETCD_IDLE_MS };
-    self->etcd = ep_etcd_new (&etcd, err, sizeof err);
+    self->etcd = modelstore_etcd_client (&settings, ETCD_IDLE_MS, err, sizeof err);
     if (!self->etcd) {
-        ep_log_error ("EDGEPLANE_ETCD_ENDPOINTS %s: %s", config->etcd_endpoints, err);
+        ep_log_error ("EDGEPLANE_MODEL_STORE=etcd: %s", err);
         return -1;
     }
     ep_service_add_fds (self->service, &(ep_service_fds_t) {

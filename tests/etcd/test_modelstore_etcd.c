@@ -30,19 +30,25 @@ s_open_again (void)
     return s_open_on (s_prefix);
 }
 
+static char *s_restored_dir;        //  a single-member etcd restored from a backup
+static ep_etcd_t *s_restored_etcd;  //  its client
+
+//  The backup (an etcd snapshot) restored as a new cluster: the store on
+//  the same prefix there.
 static modelstore_t *
 s_restore (const char *backup)
 {
-    char *prefix = ep_etcd_test_prefix ("restored");
+    const char *endpoint = NULL;
+    s_restored_dir = ep_etcd_restored_start (backup, &endpoint);
+    cr_assert (s_restored_dir, "etcdctl snapshot restore of %s or its member failed", backup);
     char err [512] = "";
-    modelstore_etcd_config_t config = { .etcd = s_etcd, .prefix = prefix };
-    cr_assert_eq (modelstore_etcd_restore (&config, backup, err, sizeof err), 0, "%s", err);
-    //  Not over a prefix that holds keys.
-    cr_assert_neq (modelstore_etcd_restore (&config, backup, err, sizeof err), 0);
-    cr_assert (strstr (err, "empty prefix"), "%s", err);
-    modelstore_t *store = s_open_on (prefix);
-    free (prefix);
-    return store;
+    ep_etcd_config_t config = { .endpoints = endpoint, .timeout_ms = 3000, .connect_timeout_ms = 500 };
+    s_restored_etcd = ep_etcd_new (&config, err, sizeof err);
+    cr_assert (s_restored_etcd, "%s", err);
+    modelstore_etcd_config_t store = { .etcd = s_restored_etcd, .prefix = s_prefix };
+    modelstore_t *restored = modelstore_etcd_new (&store, err, sizeof err);
+    cr_assert_not_null (restored, "%s", err);
+    return restored;
 }
 
 static char *
@@ -54,7 +60,9 @@ s_backup_path (void)
 static void
 s_poll (void)
 {
-    ep_etcd_wait (s_etcd, 100);
+    ep_etcd_wait (s_etcd, s_restored_etcd? 50: 100);
+    if (s_restored_etcd)
+        ep_etcd_wait (s_restored_etcd, 50);
 }
 
 static void
@@ -77,6 +85,8 @@ s_teardown (void)
 {
     modelstore_destroy (&s_store);
     ep_etcd_destroy (&s_etcd);
+    ep_etcd_destroy (&s_restored_etcd);
+    ep_etcd_restored_stop (&s_restored_dir);
     free (s_prefix);
     ep_tmpdir_remove (&s_dir);
 }

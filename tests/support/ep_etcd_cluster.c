@@ -68,6 +68,42 @@ ep_etcd_cluster_resume (int n)
 }
 
 char *
+ep_etcd_restored_start (const char *snapshot, const char **endpoint)
+{
+    static int counter;
+    char *dir = zsys_sprintf ("/dev/shm/edgeplane-etcd-restored-%d-%d", (int) getpid (), ++counter);
+    char *line = zsys_sprintf ("%s/tests/support/etcd-cluster restore %s %s", EP_SOURCE_DIR, dir, snapshot);
+    int rc = system (line);
+    zstr_free (&line);
+    static char text [256];
+    char *path = zsys_sprintf ("%s/endpoints", dir);
+    FILE *file = rc == 0? fopen (path, "r"): NULL;
+    zstr_free (&path);
+    if (!file || !fgets (text, sizeof text, file)) {
+        if (file)
+            fclose (file);
+        ep_etcd_restored_stop (&dir);
+        return NULL;
+    }
+    fclose (file);
+    text [strcspn (text, "\r\n")] = 0;
+    *endpoint = text;
+    return dir;
+}
+
+void
+ep_etcd_restored_stop (char **dir_p)
+{
+    if (!*dir_p)
+        return;
+    char *line = zsys_sprintf ("%s/tests/support/etcd-cluster stop %s", EP_SOURCE_DIR, *dir_p);
+    if (system (line) != 0)
+        fprintf (stderr, "ep_etcd_restored_stop: %s failed\n", line);
+    zstr_free (&line);
+    zstr_free (dir_p);
+}
+
+char *
 ep_etcd_test_prefix (const char *name)
 {
     static int counter;

@@ -26,6 +26,18 @@ int
 int
     ep_etcd_cluster_resume (int n);
 
+//  A single-member etcd restored from snapshot (`etcdctl snapshot restore`:
+//  a new cluster, so a new cluster id) in a fresh directory on /dev/shm,
+//  on 127.0.0.1 ports chosen by bind-and-close. Returns its directory
+//  (caller frees, after ep_etcd_restored_stop) with its client endpoint in
+//  endpoint (static), or NULL if it did not come up (stderr says why).
+char *
+    ep_etcd_restored_start (const char *snapshot, const char **endpoint);
+
+//  Kills it and removes its directory; frees and nulls *dir_p.
+void
+    ep_etcd_restored_stop (char **dir_p);
+
 //  A prefix no other test uses: "/test/<name>-<pid>-<counter>/".
 char *
     ep_etcd_test_prefix (const char *name);

@@ -186,6 +186,26 @@ Test (etcd_codec, status)
     ep_etcd_reply_destroy (&r);
 }
 
+Test (etcd_codec, snapshot_lines)
+{
+    //  A chunk of the database ("bolt" in base64), then the last one.
+    ep_etcd_reply_t *r = s_decode (EP_ETCD_SNAPSHOT,
+        "{\"result\":{\"remaining_bytes\":\"20480\",\"blob\":\"Ym9sdA==\"}}");
+    cr_assert (r, "%s", err);
+    cr_assert_eq (r->remaining_bytes, 20480);
+    cr_assert_eq (r->blob_size, 4);
+    cr_assert (memcmp (r->blob, "bolt", 4) == 0);
+    ep_etcd_reply_destroy (&r);
+    r = s_decode (EP_ETCD_SNAPSHOT, "{\"result\":{\"blob\":\"AAE=\"}}");
+    cr_assert (r, "%s", err);
+    cr_assert_eq (r->remaining_bytes, 0);
+    cr_assert_eq (r->blob_size, 2);
+    ep_etcd_reply_destroy (&r);
+    r = s_decode (EP_ETCD_SNAPSHOT, "{\"result\":{\"blob\":\"not base64!\"}}");
+    cr_assert_null (r);
+    cr_assert (strstr (err, "blob"), "%s", err);
+}
+
 Test (etcd_codec, bad_bodies_are_refused_by_field)
 {
     struct { ep_etcd_kind_t kind; const char *body; const char *says; } cases [] = {
@@ -208,6 +228,7 @@ Test (etcd_codec, bad_bodies_are_refused_by_field)
         { EP_ETCD_WATCH, "{\"result\":{\"events\":[{\"kv\":{\"key\":\"eA==\",\"value\":3}}]}}",
           "events[0].kv.value" },
         { EP_ETCD_STATUS, "{\"errors\":[1]}", "errors[0]" },
+        { EP_ETCD_DELETE, "{\"deleted\":\"x\"}", "deleted" },
         { EP_ETCD_RANGE, "{\"error\":5}", "error:" },
     };
     for (size_t i = 0; i < EP_COUNT (cases); i++) {

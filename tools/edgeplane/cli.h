@@ -36,6 +36,8 @@ int cli_connections (int argc, char **argv);
 int cli_entity (int argc, char **argv);
 int cli_backup (int argc, char **argv);
 int cli_model (int argc, char **argv);
+//  cmd_migrate.c: migrate --to etcd (the embedded model into etcd).
+int cli_migrate (int argc, char **argv);
 //  cmd_session.c: the reaper's sessions.
 int cli_session (int argc, char **argv);
 //  cmd_console.c: console url.

@@ -21,7 +21,8 @@ static const s_command_t s_commands [] = {
     { "identity", cli_entity, "Identities in the model: create, get, list, update, delete." },
     { "controller", cli_entity, "Controllers in the model: create, get, list, update, delete." },
     { "model", cli_model, "The model's revision and generation (model status; --digest: and the digest of its entities)." },
-    { "backup", cli_backup, "Back up the model database to FILE (on the model service's machine)." },
+    { "backup", cli_backup, "Back up the model to FILE on the model service's machine (model.db copy, or etcd snapshot)." },
+    { "migrate", cli_migrate, "Copy the embedded model (model.db) into an empty etcd prefix: --to etcd." },
     { "session", cli_session, "Sessions the reaper tracks: list, get, liveness (thresholds per router)." },
     { "terminator", cli_terminator, "Terminators (operators read): list, get." },
 };
