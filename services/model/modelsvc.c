@@ -670,6 +670,8 @@ modelsvc_turn (modelsvc_t *self)
     if (self->modelpub) {
         modelpub_tick (self->modelpub, now);
         ep_series_set (self->is_publisher, modelpub_publishing (self->modelpub)? 1: 0);
+        //  The other instances' commits move the model too (the mirror).
+        ep_series_set (self->revision, (double) model_revision (self->model));
     }
     if (now >= self->next_expiry) {
         model_expire_snapshots (self->model, ep_wall_ms ());

@@ -287,6 +287,23 @@ s_publisher (s_ha_t *self, int only, int ms)
     return -1;
 }
 
+//  Instance which's edgeplane_model_revision (-1 if its metrics do not say).
+static double
+s_revision_metric (s_ha_t *self, int which)
+{
+    char *page = ep_http_get (ep_proc_connect_endpoint (self->models [which], "http"), "/metrics");
+    double value = page? ep_metric_value (page, "edgeplane_model_revision"): -1;
+    free (page);
+    return value;
+}
+
+static bool
+s_revision_metrics_at (s_ha_t *self, void *arg)
+{
+    double target = (double) *(uint64_t *) arg;
+    return s_revision_metric (self, 0) == target && s_revision_metric (self, 1) == target;
+}
+
 static bool
 s_seen (s_ha_t *self, void *arg)
 {
@@ -355,6 +372,10 @@ Test (model_ha, the_publisher_killed_the_other_takes_over_from_the_checkpoint)
     uint64_t written = ha.version;
     cr_assert (s_pump (&ha, s_seen, &written, CONVERGE_MS), "revisions published: %llu of %llu",
                (unsigned long long) ha.seen.max, (unsigned long long) written);
+    //  Each instance's revision gauge follows the other's commits too.
+    cr_assert (s_pump (&ha, s_revision_metrics_at, &written, CONVERGE_MS),
+               "edgeplane_model_revision %.0f and %.0f, the model at %llu", s_revision_metric (&ha, 0),
+               s_revision_metric (&ha, 1), (unsigned long long) written);
 
     //  The publisher dies; writes go on through the other, which takes over.
     cr_assert_eq (ep_proc_signal (ha.models [publisher], SIGKILL), 0);
