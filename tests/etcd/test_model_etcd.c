@@ -242,6 +242,55 @@ Test (model_etcd, bad_settings_say_what_to_do)
     ep_proc_destroy (&model);
 }
 
+//  An etcd out of reach at start: one line naming the endpoints, /healthz
+//  alive and /readyz saying why, retries with backoff; ready by itself
+//  once a member answers, and it takes writes.
+Test (model_etcd, an_unreachable_etcd_at_start_is_waited_for, .timeout = 120)
+{
+    cr_assert_eq (ep_etcd_cluster_kill (3), 0);
+    int http_port = ep_test_stable_port ();
+    char *http = zsys_sprintf ("127.0.0.1:%d", http_port);
+    char *base = zsys_sprintf ("http://%s", http);
+    char *endpoints = zsys_sprintf ("EDGEPLANE_ETCD_ENDPOINTS=%s", ep_etcd_cluster_member (3));
+    const char *env [] = { s_env [0], s_env [1], s_env [2], endpoints, s_env [4], s_env [5], NULL };
+    const char *args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", http, NULL };
+    ep_proc_t *model = ep_proc_spawn ("edgeplane-model", args, env);
+    cr_assert_not_null (model);
+    int64_t deadline = ep_mono_ms () + 20000;
+    char *readyz = NULL;
+    while (ep_mono_ms () < deadline) {
+        free (readyz);
+        readyz = ep_readyz (base);
+        if (strstr (readyz, "cannot reach etcd"))
+            break;
+        cr_assert_eq (ep_proc_wait_exit (model, 100), -1, "the model exited: %s", ep_proc_log (model));
+    }
+    cr_assert (strstr (readyz, "not ready: cannot reach etcd at http"), "/readyz: %s", readyz);
+    cr_assert (strstr (readyz, ep_etcd_cluster_member (3)), "/readyz names no endpoint: %s", readyz);
+    char *healthz = ep_http_get (base, "/healthz");
+    cr_assert_not_null (healthz, "/healthz is not 200 while etcd is out of reach");
+    free (healthz);
+    //  Retrying, it says so once, not once per attempt.
+    cr_assert_eq (ep_proc_wait_exit (model, 3000), -1, "the model exited: %s", ep_proc_log (model));
+    const char *log = ep_proc_log (model), *first = strstr (log, "cannot reach etcd at");
+    cr_assert (first && !strstr (first + 1, "cannot reach etcd at"), "%s", log);
+
+    cr_assert_eq (ep_etcd_cluster_revive (3), 0);
+    cr_assert_eq (ep_proc_wait_ready (model, 30000), 0, "not ready once etcd answered: %s", ep_proc_log (model));
+    zcert_t *cert = ep_keys_load (s_keys, "operator");
+    ep_rpc_client_t *client = s_client (model, cert);
+    Ep__ModelReply *reply = s_create (client, "after-etcd", "req-after-etcd");
+    cr_assert_gt (reply->revision, 0);
+    ep__model_reply__free_unpacked (reply, NULL);
+    ep_rpc_client_destroy (&client);
+    zcert_destroy (&cert);
+    ep_proc_destroy (&model);
+    free (readyz);
+    free (endpoints);
+    free (base);
+    free (http);
+}
+
 Test (model_etcd, two_instances_both_write_and_a_retry_through_the_other_gets_the_first_reply)
 {
     ep_proc_t *models [2] = { s_model (), s_model () };
