@@ -616,8 +616,28 @@ s_commit_failed (void *arg)
                      "each runs once more on its own", (long long) self->batch_writes);
         return EP_REQLOOP_SPLIT;
     }
-    ep_log_warn ("the writes of the failed batch are answered UNAVAILABLE");
+    if (modelstore_lease_gone (self->store) && self->batch_writes > 1) {
+        //  One write's lease ended (or never was) and etcd refused the
+        //  whole transaction: apart, only that write fails (NOT_FOUND).
+        ep_log_info ("a write of the batch of %lld is under a lease that ended: each runs "
+                     "once more on its own", (long long) self->batch_writes);
+        return EP_REQLOOP_SPLIT;
+    }
+    if (modelstore_lease_gone (self->store))
+        ep_log_info ("a write under a lease that ended is answered NOT_FOUND");
+    else
+        ep_log_warn ("the writes of the failed batch are answered UNAVAILABLE");
     return EP_REQLOOP_CARRY_ON;
+}
+
+//  A write alone in its batch under a lease that ended: NOT_FOUND, as a
+//  keepalive of it is (grant another); anything else UNAVAILABLE.
+static Ep__Status__Code
+s_failure_code (void *arg)
+{
+    modelsvc_t *self = (modelsvc_t *) arg;
+    return modelstore_lease_gone (self->store) && self->batch_writes == 1
+         ? EP__STATUS__CODE__NOT_FOUND: EP__STATUS__CODE__OK;
 }
 
 static const ep_reqloop_class_t s_class = {
@@ -637,6 +657,7 @@ static const ep_reqloop_class_t s_class = {
     .read = s_read,
     .commit_failed = s_commit_failed,
     .failure = s_failure,
+    .failure_code = s_failure_code,
     .output = s_publish,
 };
 
