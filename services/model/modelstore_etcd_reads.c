@@ -680,7 +680,11 @@ metcd_load_replies (void *backend, ep_replycache_t *cache, int64_t wall_ms, int6
 static int
 s_backup_kv (s_scan_t *scan, const char *rel, const ep_etcd_kv_t *kv)
 {
-    if (strncmp (rel, METCD_REPLIES, strlen (METCD_REPLIES)) == 0)
+    //  Replies and lease markers live under leases a restore cannot bring
+    //  back: restored without one, they would never expire (a marker
+    //  restored would never be deleted, so its entity never either).
+    if (strncmp (rel, METCD_REPLIES, strlen (METCD_REPLIES)) == 0
+    ||  strncmp (rel, METCD_LEASES, strlen (METCD_LEASES)) == 0)
         return 0;
     const uint8_t *value = kv->value;
     size_t size = kv->value_size;
