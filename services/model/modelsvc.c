@@ -27,6 +27,7 @@
 typedef struct {
     modelstore_expired_t what;  //  the entity and the version its lease was for
     int64_t due_ms;             //  monotonic ms: deleted in the first batch after
+    bool graced;                //  due after the grace of an instance not publishing
     bool in_batch;              //  staged in the batch being committed
 } s_expiring_t;
 
@@ -288,10 +289,20 @@ s_expiring_take (modelsvc_t *self, int64_t now)
     while (modelstore_expired (self->store, &what)) {
         s_expiring_t *item = (s_expiring_t *) zmalloc (sizeof (s_expiring_t));
         item->what = what;
-        bool publishing = self->modelpub && modelpub_publishing (self->modelpub);
-        item->due_ms = publishing? now: now + EXPIRED_GRACE_MS;
+        item->graced = true;
+        item->due_ms = now + EXPIRED_GRACE_MS;
         zlistx_add_end (self->expiring, item);
     }
+    //  The publisher deletes at once, also what it queued with the grace
+    //  before it was elected (the one that was may have died with them).
+    bool publishing = self->modelpub && modelpub_publishing (self->modelpub);
+    for (s_expiring_t *item = (s_expiring_t *) zlistx_first (self->expiring); item && publishing;
+         item = (s_expiring_t *) zlistx_next (self->expiring))
+        if (item->graced) {
+            item->graced = false;
+            if (item->due_ms > now)
+                item->due_ms = now;
+        }
     //  Those already gone, or written since, need no write.
     for (s_expiring_t *item = (s_expiring_t *) zlistx_first (self->expiring); item;
          item = (s_expiring_t *) zlistx_next (self->expiring)) {
