@@ -284,7 +284,12 @@ s_lease_reply (peers_t *self, Ep__ModelReply *reply, const char *err, int64_t no
     }
     else
     if (step == LEASE_UPDATE && code == EP__STATUS__CODE__NOT_FOUND) {
-        self->lease_step = LEASE_CREATE;
+        //  The entry went since the create found it, or the lease ended
+        //  meanwhile (a write under an ended lease is NOT_FOUND too):
+        //  created again under a new lease, which serves either (the same
+        //  lease would go create, exists, update, not found for ever).
+        self->lease_id = 0;
+        self->lease_step = LEASE_GRANT;
         self->lease_due = now;
     }
     else
