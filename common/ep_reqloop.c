@@ -249,9 +249,13 @@ s_batch_failed (ep_reqloop_t *self, const char *generic)
         snprintf (message, sizeof message, "the write was not committed: %s", why);
     else
         snprintf (message, sizeof message, "%s", generic);
+    Ep__Status__Code code = self->cls->failure_code? self->cls->failure_code (self->arg):
+                                                     EP__STATUS__CODE__OK;
+    if (code == EP__STATUS__CODE__OK)
+        code = EP__STATUS__CODE__UNAVAILABLE;
     ep_req_t *req;
     while ((req = (ep_req_t *) zlistx_detach (self->batch, NULL)))
-        ep_reqloop_fail (self, req, EP__STATUS__CODE__UNAVAILABLE, message);
+        ep_reqloop_fail (self, req, code, message);
 }
 
 //  The batch's commit has its outcome: answers the writes, then hands out

@@ -137,6 +137,11 @@ typedef struct {
     //  (the store's message: "the disk is full ...: free space in DIR").
     //  NULL, or NULL returned: a generic "storage error".
     const char *(*failure) (void *arg);
+    //  The status of those answers when it is not UNAVAILABLE (a write
+    //  the store refused for what it carries, which a retry cannot fix:
+    //  the model's write under an ended lease is NOT_FOUND). NULL, or OK
+    //  returned: UNAVAILABLE.
+    Ep__Status__Code (*failure_code) (void *arg);
     //  A batch committed and its writes are answered: hand out what it
     //  produced (drain <core>_next_output and publish). May be NULL.
     void (*output) (void *arg);

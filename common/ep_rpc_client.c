@@ -281,6 +281,13 @@ ep_rpc_client_expire (ep_rpc_client_t *self, int64_t now_ms, char *err, size_t e
     return true;
 }
 
+void
+ep_rpc_client_move (ep_rpc_client_t *self)
+{
+    self->waiting [0] = 0;
+    s_move (self);
+}
+
 int
 ep_rpc_client_attempts (ep_rpc_client_t *self)
 {

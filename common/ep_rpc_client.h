@@ -89,6 +89,11 @@ ProtobufCMessage *
 bool
     ep_rpc_client_expire (ep_rpc_client_t *self, int64_t now_ms, char *err, size_t errlen);
 
+//  Moves to the next instance of the list now (one that answered it cannot
+//  serve: UNAVAILABLE, its store unreachable), abandoning a waiting request.
+void
+    ep_rpc_client_move (ep_rpc_client_t *self);
+
 //  Attempts the last call took (1 when the first attempt was answered).
 int
     ep_rpc_client_attempts (ep_rpc_client_t *self);

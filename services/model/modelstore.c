@@ -214,6 +214,12 @@ modelstore_too_large (modelstore_t *self)
     return self->ops->too_large? self->ops->too_large (self->backend): false;
 }
 
+bool
+modelstore_lease_gone (modelstore_t *self)
+{
+    return self->ops->lease_gone? self->ops->lease_gone (self->backend): false;
+}
+
 uint8_t *
 modelstore_pack (const ProtobufCMessage *msg, size_t *size)
 {

@@ -175,6 +175,13 @@ bool
 bool
     modelstore_too_large (modelstore_t *self);
 
+//  True if the last failed commit put an entity under a lease of the
+//  backend's that no longer exists (it ended, or was never granted): etcd
+//  refuses the whole transaction, so the writes under other leases or
+//  none may commit apart (modelstore.h, "Leases").
+bool
+    modelstore_lease_gone (modelstore_t *self);
+
 //  Opens a batch. Returns 0, or -1 if the store cannot take writes now.
 int
     modelstore_begin (modelstore_t *self);
@@ -351,6 +358,7 @@ typedef struct {
                   int64_t lease_id);            //  may be NULL: 0, nothing staged
     bool (*expired) (void *backend, modelstore_expired_t *expired);    //  may be NULL: false
     bool (*too_large) (void *backend);          //  may be NULL: false
+    bool (*lease_gone) (void *backend);         //  may be NULL: false
 } modelstore_ops_t;
 
 //  For backends: msg packed into a buffer the caller frees, of *size bytes.

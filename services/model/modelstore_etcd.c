@@ -616,6 +616,7 @@ s_begin (void *backend)
 {
     metcd_t *self = (metcd_t *) backend;
     EP_ASSERT (!self->in_batch);
+    self->lease_gone = false;
     if (self->committing) {
         metcd_failed (self, "a commit to etcd is still in flight; retry");
         return -1;
@@ -665,6 +666,12 @@ static bool
 s_too_large (void *backend)
 {
     return ((metcd_t *) backend)->too_large;
+}
+
+static bool
+s_lease_gone (void *backend)
+{
+    return ((metcd_t *) backend)->lease_gone;
 }
 
 static bool
@@ -1007,7 +1014,8 @@ static const modelstore_ops_t s_ops = {
     .view_close = metcd_view_close, .load_replies = metcd_load_replies, .backup = metcd_backup,
     .tick = metcd_tick, .size = metcd_size, .current = s_current, .ready = s_ready,
     .retry = s_retry, .lease = s_lease, .expired = s_expired,
-    .fault = s_fault, .probe = s_probe, .too_large = s_too_large
+    .fault = s_fault, .probe = s_probe, .too_large = s_too_large,
+    .lease_gone = s_lease_gone
 };
 
 metcd_t *

@@ -69,6 +69,7 @@ struct _metcd_t {
     int64_t catch_up_rev;       //  no batch before the mirror reaches this etcd revision
     bool retry;                 //  the last failed commit lost to another instance's
     bool too_large;             //  the last failed commit was over --max-txn-ops
+    bool lease_gone;            //  the last failed commit put a marker under an ended lease
     bool reloading;             //  a reload is in flight
     ep_etcd_watch_t *watch;     //  keeps it current
     //  The open batch

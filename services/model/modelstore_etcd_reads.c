@@ -20,6 +20,7 @@ typedef struct {
     int64_t routers_read_rev;   //  the mirror's when routers were read (0: not)
     uint64_t forget;            //  change records deleted through
     bool lease;                 //  a value goes under the replies' lease
+    bool markers;               //  a lease marker goes under a client's lease
     modelstore_done_fn *done;   //  the batch's completion
     void *arg;                  //  its argument
 } s_commit_t;
@@ -96,6 +97,22 @@ s_commit_reply (metcd_t *self, metcd_call_t *call, const ep_etcd_reply_t *reply,
     }
     if (metcd_nospace (self, reply, "the commit"))
         s_commit_end (self, commit, 0, false);
+    else
+    if (reply->code == EP_ETCD_NOT_FOUND && reply->error
+    &&  strstr (reply->error, "requested lease not found")) {
+        //  A put under a lease that ended (or never was): the whole
+        //  transaction is refused. A client's lease (a marker) is its
+        //  writer's to renew: the service runs the writes again apart, so
+        //  only the one under the dead lease fails. The replies' lease may
+        //  be the one gone too (it cannot be told apart): granted afresh.
+        self->lease_id = 0;
+        self->lease_gone = commit->markers;
+        self->retry = !commit->markers;
+        metcd_failed (self, "etcd refused the commit: %s (%s); nothing of the batch was written",
+                      reply->error, commit->markers? "a write's lease_id ended or was never "
+                      "granted: grant another lease and write again": "the saved replies' lease; retry");
+        s_commit_end (self, commit, 0, false);
+    }
     else
     if (reply->code) {
         bool too_many = reply->code == EP_ETCD_INVALID_ARGUMENT
@@ -271,7 +288,7 @@ s_commit_take (metcd_t *self, modelstore_done_fn *done, void *arg)
     commit->forget = self->forget;
     for (metcd_kv_t *kv = (metcd_kv_t *) zhashx_first (commit->staged); kv;
          kv = (metcd_kv_t *) zhashx_next (commit->staged))
-        commit->lease |= kv->lease;
+        commit->lease |= kv->lease, commit->markers |= kv->lease_id != 0;
     if (zhashx_size (commit->staged) || commit->forget) {
         //  Every batch writes the state: the compare on it is what makes
         //  two instances' batches exclusive, and the nonce settles a
@@ -302,6 +319,7 @@ metcd_commit (void *backend, modelstore_done_fn *done, void *arg)
     }
     self->retry = false;
     self->too_large = false;
+    self->lease_gone = false;
     s_commit_t *commit = s_commit_take (self, done, arg);
     if (zhashx_size (commit->staged) == 0) {
         done (arg, 0, "");

@@ -28,6 +28,7 @@
 typedef struct {
     modelstore_expired_t what;  //  the entity and the version its lease was for
     int64_t due_ms;             //  monotonic ms: deleted in the first batch after
+    bool graced;                //  due after the grace of an instance not publishing
     bool in_batch;              //  staged in the batch being committed
 } s_expiring_t;
 
@@ -289,10 +290,20 @@ s_expiring_take (modelsvc_t *self, int64_t now)
     while (modelstore_expired (self->store, &what)) {
         s_expiring_t *item = (s_expiring_t *) zmalloc (sizeof (s_expiring_t));
         item->what = what;
-        bool publishing = self->modelpub && modelpub_publishing (self->modelpub);
-        item->due_ms = publishing? now: now + EXPIRED_GRACE_MS;
+        item->graced = true;
+        item->due_ms = now + EXPIRED_GRACE_MS;
         zlistx_add_end (self->expiring, item);
     }
+    //  The publisher deletes at once, also what it queued with the grace
+    //  before it was elected (the one that was may have died with them).
+    bool publishing = self->modelpub && modelpub_publishing (self->modelpub);
+    for (s_expiring_t *item = (s_expiring_t *) zlistx_first (self->expiring); item && publishing;
+         item = (s_expiring_t *) zlistx_next (self->expiring))
+        if (item->graced) {
+            item->graced = false;
+            if (item->due_ms > now)
+                item->due_ms = now;
+        }
     //  Those already gone, or written since, need no write.
     for (s_expiring_t *item = (s_expiring_t *) zlistx_first (self->expiring); item;
          item = (s_expiring_t *) zlistx_next (self->expiring)) {
@@ -617,8 +628,28 @@ s_commit_failed (void *arg)
                      "each runs once more on its own", (long long) self->batch_writes);
         return EP_REQLOOP_SPLIT;
     }
-    ep_log_warn ("the writes of the failed batch are answered UNAVAILABLE");
+    if (modelstore_lease_gone (self->store) && self->batch_writes > 1) {
+        //  One write's lease ended (or never was) and etcd refused the
+        //  whole transaction: apart, only that write fails (NOT_FOUND).
+        ep_log_info ("a write of the batch of %lld is under a lease that ended: each runs "
+                     "once more on its own", (long long) self->batch_writes);
+        return EP_REQLOOP_SPLIT;
+    }
+    if (modelstore_lease_gone (self->store))
+        ep_log_info ("a write under a lease that ended is answered NOT_FOUND");
+    else
+        ep_log_warn ("the writes of the failed batch are answered UNAVAILABLE");
     return EP_REQLOOP_CARRY_ON;
+}
+
+//  A write alone in its batch under a lease that ended: NOT_FOUND, as a
+//  keepalive of it is (grant another); anything else UNAVAILABLE.
+static Ep__Status__Code
+s_failure_code (void *arg)
+{
+    modelsvc_t *self = (modelsvc_t *) arg;
+    return modelstore_lease_gone (self->store) && self->batch_writes == 1
+         ? EP__STATUS__CODE__NOT_FOUND: EP__STATUS__CODE__OK;
 }
 
 static const ep_reqloop_class_t s_class = {
@@ -638,6 +669,7 @@ static const ep_reqloop_class_t s_class = {
     .read = s_read,
     .commit_failed = s_commit_failed,
     .failure = s_failure,
+    .failure_code = s_failure_code,
     .output = s_publish,
 };
 

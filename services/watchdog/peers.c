@@ -47,6 +47,7 @@ struct _peers_t {
     int64_t lease_id;           //  the lease (0: none)
     int64_t lease_ttl_ms;       //  its TTL as the model granted it
     int64_t lease_due;          //  monotonic ms the next request goes
+    int64_t lease_sent;         //  monotonic ms the request in flight went
 };
 
 static void
@@ -195,16 +196,25 @@ s_lease_request (Ep__ModelRequest *request, Ep__LeaseRequest *lease, int64_t ttl
     request->lease = lease;
 }
 
-//  The lease granted or kept alive in reply: the next keepalive at a
-//  third of its TTL.
+//  The lease granted or kept alive in reply to the request sent at sent:
+//  the next keepalive a third of its TTL after that. From the send, as the
+//  model's publisher does (modelpub.c): the lease lives a TTL from when
+//  etcd saw the request, at the latest from the send, never from the reply.
 static void
-s_lease_held (peers_t *self, Ep__ModelReply *reply, int64_t now)
+s_lease_held (peers_t *self, Ep__ModelReply *reply, int64_t sent)
 {
     if (reply->has_lease_id && reply->lease_id)
         self->lease_id = reply->lease_id;
     self->lease_ttl_ms = reply->has_lease_ttl_s && reply->lease_ttl_s > 0
                        ? reply->lease_ttl_s * 1000: self->config.lease_ttl_ms;
-    self->lease_due = now + self->lease_ttl_ms / 3;
+    self->lease_due = sent + self->lease_ttl_ms / 3;
+}
+
+//  The TTL the lease has, or is asked with.
+static int64_t
+s_lease_ttl (peers_t *self)
+{
+    return self->lease_ttl_ms? self->lease_ttl_ms: self->config.lease_ttl_ms;
 }
 
 //  At start: a lease for the entry, waiting for it. None if the model
@@ -217,10 +227,12 @@ s_lease_grant (peers_t *self)
     Ep__LeaseRequest lease;
     s_lease_request (&request, &lease, self->config.lease_ttl_ms, 0);
     char err [256];
+    int64_t sent = ep_mono_ms ();
     Ep__ModelReply *reply = s_model_call (self, &request, 3000, 3, err, sizeof err);
     int64_t now = ep_mono_ms ();
     if (s_code (reply) == EP__STATUS__CODE__OK) {
-        s_lease_held (self, reply, now);
+        //  Attempts that went unanswered came before the one answered.
+        s_lease_held (self, reply, sent);
         self->lease_step = LEASE_KEEP;
     }
     else
@@ -248,7 +260,7 @@ s_lease_reply (peers_t *self, Ep__ModelReply *reply, const char *err, int64_t no
     lease_step_t step = self->lease_step;
     self->lease_due = now + LEASE_RETRY_MS;         //  unless said otherwise below
     if (step == LEASE_KEEP && code == EP__STATUS__CODE__OK)
-        s_lease_held (self, reply, now);
+        s_lease_held (self, reply, self->lease_sent);
     else
     if (step == LEASE_KEEP && code == EP__STATUS__CODE__NOT_FOUND) {
         //  We were stalled past the TTL: the model deletes (or deleted)
@@ -261,7 +273,7 @@ s_lease_reply (peers_t *self, Ep__ModelReply *reply, const char *err, int64_t no
     }
     else
     if (step == LEASE_GRANT && code == EP__STATUS__CODE__OK) {
-        s_lease_held (self, reply, now);
+        s_lease_held (self, reply, self->lease_sent);
         self->lease_step = LEASE_CREATE;
         self->lease_due = now;
     }
@@ -272,7 +284,12 @@ s_lease_reply (peers_t *self, Ep__ModelReply *reply, const char *err, int64_t no
     }
     else
     if (step == LEASE_UPDATE && code == EP__STATUS__CODE__NOT_FOUND) {
-        self->lease_step = LEASE_CREATE;
+        //  The entry went since the create found it, or the lease ended
+        //  meanwhile (a write under an ended lease is NOT_FOUND too):
+        //  created again under a new lease, which serves either (the same
+        //  lease would go create, exists, update, not found for ever).
+        self->lease_id = 0;
+        self->lease_step = LEASE_GRANT;
         self->lease_due = now;
     }
     else
@@ -285,20 +302,24 @@ s_lease_reply (peers_t *self, Ep__ModelReply *reply, const char *err, int64_t no
         self->lease_due = now + self->lease_ttl_ms / 3;
     }
     else {
-        //  No answer: the client moved to the next model instance, which
-        //  is asked at once (the lease may have little time left). A write
-        //  refused goes again under a new lease: etcd refuses the whole
-        //  write if the lease it names has ended meanwhile.
-        if (!reply)
-            self->lease_due = now;
-        else
-        if (step == LEASE_CREATE || step == LEASE_UPDATE) {
+        //  No answer, or one this instance could not serve (UNAVAILABLE:
+        //  it cannot reach etcd): the next model instance is asked, at
+        //  once after no answer (the lease may have little time left),
+        //  soon after a refusal (all may refuse). A write refused goes
+        //  again under a new lease: etcd refuses the write if the lease
+        //  it names has ended meanwhile (NOT_FOUND).
+        if (reply)
+            ep_rpc_client_move (self->lease_client);
+        int64_t soon = s_lease_ttl (self) / 6 < LEASE_RETRY_MS? s_lease_ttl (self) / 6: LEASE_RETRY_MS;
+        self->lease_due = reply? now + soon: now;
+        if (reply && (step == LEASE_CREATE || step == LEASE_UPDATE)) {
             self->lease_id = 0;
             self->lease_step = LEASE_GRANT;
         }
-        ep_log_warn ("controller %s: the lease's %s failed (%s): again %s", ctrl_id,
+        ep_log_warn ("controller %s: the lease's %s failed (%s): again %s at %s", ctrl_id,
                      step == LEASE_KEEP? "keepalive": step == LEASE_GRANT? "grant": "write",
-                     s_why (reply, err), reply? "in a second": "at once, at the next model instance");
+                     s_why (reply, err), reply? "soon": "at once",
+                     ep_rpc_client_endpoint (self->lease_client));
     }
 }
 
@@ -339,15 +360,18 @@ s_lease_run (peers_t *self)
     char id [33];
     ep_rpc_new_id (id);
     request.request_id = id;
-    //  Answered before the next keepalive is due, or given up.
-    int64_t ttl = self->lease_ttl_ms? self->lease_ttl_ms: self->config.lease_ttl_ms;
-    if (ep_rpc_client_send (self->lease_client, &request.base, id, (int) (ttl / 3), err,
-                            sizeof err) != 0) {
+    //  Answered within a sixth of the TTL, or given up for the next
+    //  instance: from a keepalive sent at a third, two more attempts fit
+    //  before the lease's end (and the time etcd takes to expire it).
+    if (ep_rpc_client_send (self->lease_client, &request.base, id, (int) (s_lease_ttl (self) / 6),
+                            err, sizeof err) != 0) {
         ep_log_warn ("controller %s: cannot send the lease's request: %s", self->config.ctrl_id, err);
         self->lease_due = now + LEASE_RETRY_MS;
     }
-    else
+    else {
+        self->lease_sent = now;
         self->lease_due = INT64_MAX;    //  the reply says when next
+    }
 }
 
 //  On the way out: the entry we created goes (an instance with a random

@@ -66,6 +66,96 @@ s_teardown (void)
 
 TestSuite (ctrl_lease, .init = s_setup, .fini = s_teardown, .timeout = 120);
 
+//  request's reply from the model instance at api (caller frees).
+static Ep__ModelReply *
+s_call (const char *api, Ep__ModelRequest *request)
+{
+    char *key = ep_keys_public_txt (ep_stack_keys (s_stack), "model");
+    zcert_t *cert = ep_keys_load (ep_stack_keys (s_stack), "operator");
+    ep_rpc_client_t *client = ep_rpc_client_new (api, cert, key);
+    cr_assert_not_null (client);
+    char id [33];
+    ep_rpc_new_id (id);
+    request->request_id = id;
+    char err [256];
+    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_call (client, request,
+        &ep__model_reply__descriptor, CALL_MS, 3, err, sizeof err);
+    request->request_id = NULL;
+    cr_assert_not_null (reply, "the model at %s did not answer: %s", api, err);
+    ep_rpc_client_destroy (&client);
+    zcert_destroy (&cert);
+    free (key);
+    return reply;
+}
+
+//  The version of controller id as the model instance at api has it, 0
+//  if it has none.
+static uint64_t
+s_version_of (const char *api, const char *id)
+{
+    Ep__ModelGet get = EP__MODEL_GET__INIT;
+    get.has_type = true;
+    get.type = EP__ENTITY_TYPE__ENTITY_CONTROLLER;
+    get.id = (char *) id;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_GET;
+    request.get = &get;
+    Ep__ModelReply *reply = s_call (api, &request);
+    uint64_t version = 0;
+    if (reply->status->code == EP__STATUS__CODE__OK)
+        version = reply->entities [0]->controller->meta->version;
+    else
+        cr_assert_eq (reply->status->code, EP__STATUS__CODE__NOT_FOUND, "%s", reply->status->message);
+    ep__model_reply__free_unpacked (reply, NULL);
+    return version;
+}
+
+//  A lease of ttl_s seconds from the instance at api.
+static int64_t
+s_grant (const char *api, int ttl_s)
+{
+    Ep__LeaseRequest lease = EP__LEASE_REQUEST__INIT;
+    lease.has_ttl_s = true;
+    lease.ttl_s = ttl_s;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_LEASE;
+    request.lease = &lease;
+    Ep__ModelReply *reply = s_call (api, &request);
+    cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK, "%s", reply->status->message);
+    int64_t lease_id = reply->lease_id;
+    ep__model_reply__free_unpacked (reply, NULL);
+    return lease_id;
+}
+
+//  Writes controller id (CREATE, or UPDATE at expected) under lease_id (0:
+//  none) through the instance at api; returns its new version.
+static uint64_t
+s_put (const char *api, const char *id, uint64_t expected, int64_t lease_id)
+{
+    Ep__Controller controller = EP__CONTROLLER__INIT;
+    controller.id = (char *) id;
+    controller.address = (char *) "tcp://127.0.0.1:1";
+    Ep__Entity entity = EP__ENTITY__INIT;
+    entity.kind_case = EP__ENTITY__KIND_CONTROLLER;
+    entity.controller = &controller;
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = expected? EP__MODEL_WRITE__OP__UPDATE: EP__MODEL_WRITE__OP__CREATE;
+    write.entity = &entity;
+    write.has_expected_version = expected > 0;
+    write.expected_version = expected;
+    write.has_lease_id = lease_id != 0;
+    write.lease_id = lease_id;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = &write;
+    Ep__ModelReply *reply = s_call (api, &request);
+    cr_assert_eq (reply->status->code, EP__STATUS__CODE__OK, "%s", reply->status->message);
+    uint64_t revision = reply->revision;
+    ep__model_reply__free_unpacked (reply, NULL);
+    return revision;
+}
+
 //  The version of controller CTRL_ID as the model instance at api has it,
 //  0 if it has none.
 static uint64_t
@@ -115,11 +205,11 @@ s_await (const char *api, bool present, int ms)
     }
 }
 
-//  A model.change that deletes CTRL_ID by principal lease-expired.
+//  A model.change that deletes arg (NULL: CTRL_ID) by principal lease-expired.
 static bool
 s_lease_expired (const ep_logged_t *event, void *arg)
 {
-    (void) arg;
+    const char *wanted = arg? (const char *) arg: CTRL_ID;
     json_t *principal = json_object_get (event->json, "principal");
     const char *name = json_string_value (json_object_get (principal, "name"));
     if (!name || !streq (name, "lease-expired"))
@@ -127,7 +217,7 @@ s_lease_expired (const ep_logged_t *event, void *arg)
     json_t *ops = json_object_get (event->json, "ops");
     for (size_t i = 0; i < json_array_size (ops); i++) {
         const char *id = json_string_value (json_object_get (json_array_get (ops, i), "id"));
-        if (id && streq (id, CTRL_ID))
+        if (id && streq (id, wanted))
             return true;
     }
     return false;
@@ -193,4 +283,35 @@ Test (ctrl_lease, a_killed_watchdog_drops_out_within_the_ttl_a_running_one_stays
     cr_log_info ("the killed watchdog's entry went after %lld ms (TTL %d ms)", (long long) went,
                  TTL_MS);
     free (first);
+}
+
+//  The version compare of a lease-expired delete: X written under lease
+//  L1 then again under L2 (its marker moves to L2), Z under L1 then again
+//  without a lease (its marker stays under L1, at the old version), Y
+//  under L1 alone. L1 ends: Y goes as lease-expired; X and Z stay at their
+//  versions, and no lease-expired change names them.
+Test (ctrl_lease, an_entity_written_again_outlives_its_first_lease)
+{
+    const char *api = ep_proc_connect_endpoint (s_second, "api");
+    int64_t l1 = s_grant (api, 2), l2 = s_grant (api, 120);
+    s_put (api, "lease-x", 0, l1);
+    s_put (api, "lease-y", 0, l1);
+    uint64_t z = s_put (api, "lease-z", 0, l1);
+    uint64_t x = s_put (api, "lease-x", s_version_of (api, "lease-x"), l2);
+    z = s_put (api, "lease-z", z, 0);
+    int gone = ep_eventlog_await (s_changes, "model.change", s_lease_expired, (void *) "lease-y", 0,
+                                  3000 + MARGIN_MS);
+    cr_assert_geq (gone, 0, "lease-y was not deleted as lease-expired when its lease ended");
+    cr_assert_eq (s_version_of (api, "lease-y"), 0);
+    //  Both instances heard every marker's delete by now (one watch
+    //  event); give the others' deletes, if any, time to show.
+    ep_eventlog_pump (s_changes, 1000);
+    cr_assert_eq (ep_eventlog_await (s_changes, "model.change", s_lease_expired, (void *) "lease-x",
+                                     0, 0), -1, "lease-x, written again under another lease, "
+                  "was deleted as lease-expired");
+    cr_assert_eq (ep_eventlog_await (s_changes, "model.change", s_lease_expired, (void *) "lease-z",
+                                     0, 0), -1, "lease-z, written again without a lease, was "
+                  "deleted as lease-expired");
+    cr_assert_eq (s_version_of (api, "lease-x"), x);
+    cr_assert_eq (s_version_of (api, "lease-z"), z);
 }

@@ -545,3 +545,166 @@ Test (model_etcd, a_batch_too_large_for_one_transaction_runs_its_writes_one_by_o
     zcert_destroy (&cert);
     ep_proc_destroy (&model);
 }
+
+//  A lease of ttl_s seconds granted through client.
+static int64_t
+s_grant (ep_rpc_client_t *client, int ttl_s)
+{
+    Ep__LeaseRequest lease = EP__LEASE_REQUEST__INIT;
+    lease.has_ttl_s = true;
+    lease.ttl_s = ttl_s;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_LEASE;
+    request.lease = &lease;
+    Ep__ModelReply *reply = s_ok (client, &request);
+    int64_t lease_id = reply->lease_id;
+    cr_assert_neq (lease_id, 0);
+    ep__model_reply__free_unpacked (reply, NULL);
+    return lease_id;
+}
+
+//  Sends the CREATE of router id under lease_id (0: none) through client,
+//  without waiting for its answer.
+static void
+s_send_create (ep_rpc_client_t *client, const char *id, int64_t lease_id)
+{
+    Ep__Router router = EP__ROUTER__INIT;
+    router.id = (char *) id;
+    Ep__Entity entity = EP__ENTITY__INIT;
+    entity.kind_case = EP__ENTITY__KIND_ROUTER;
+    entity.router = &router;
+    Ep__ModelWrite write = EP__MODEL_WRITE__INIT;
+    write.has_op = true;
+    write.op = EP__MODEL_WRITE__OP__CREATE;
+    write.entity = &entity;
+    write.has_lease_id = lease_id != 0;
+    write.lease_id = lease_id;
+    char request_id [33];
+    ep_rpc_new_id (request_id);
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.request_id = request_id;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = &write;
+    char err [256];
+    cr_assert_eq (ep_rpc_client_send (client, &request.base, request_id, CALL_MS, err, sizeof err),
+                  0, "%s", err);
+}
+
+//  The answer to what client sent, waited for until deadline (mono ms).
+static Ep__ModelReply *
+s_take (ep_rpc_client_t *client, int64_t deadline)
+{
+    Ep__ModelReply *reply = NULL;
+    char err [256] = "";
+    while (!reply && zclock_mono () < deadline) {
+        zpoller_t *poller = zpoller_new (ep_rpc_client_socket (client), NULL);
+        zpoller_wait (poller, 100);
+        zpoller_destroy (&poller);
+        reply = (Ep__ModelReply *) ep_rpc_client_take (client, &ep__model_reply__descriptor,
+                                                       err, sizeof err);
+        cr_assert (reply || !*err, "%s", err);
+    }
+    cr_assert_not_null (reply, "a write was not answered");
+    return reply;
+}
+
+//  A write under a lease etcd does not have (ended, or never granted)
+//  makes etcd refuse the whole transaction. Batched with others (a commit
+//  delay gathers them), it fails alone with NOT_FOUND; the others, under a
+//  live lease or none, are all taken; sent again alone, NOT_FOUND again.
+#define LEASE_WRITES 5
+Test (model_etcd, a_write_under_an_ended_lease_fails_alone_not_its_batch)
+{
+    const char *env [] = { s_env [0], s_env [1], s_env [2], s_env [3], s_env [4], s_env [5],
+                           "EDGEPLANE_MODEL_COMMIT_DELAY=300ms", NULL };
+    const char *args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
+    ep_proc_t *model = ep_proc_start ("edgeplane-model", args, env, 20000);
+    cr_assert_not_null (model);
+    zcert_t *cert = ep_keys_load (s_keys, "operator");
+    ep_rpc_client_t *clients [LEASE_WRITES];
+    for (int i = 0; i < LEASE_WRITES; i++)
+        clients [i] = s_client (model, cert);
+    int64_t live = s_grant (clients [0], 60);
+    const int64_t dead = 0x5eadbeef1234567LL;   //  never granted
+    uint64_t before = s_revision (clients [0]);
+    char id [32];
+    for (int i = 0; i < LEASE_WRITES; i++) {
+        snprintf (id, sizeof id, "leased%d", i);
+        s_send_create (clients [i], id, i == 0? dead: i < 3? live: 0);
+    }
+    int64_t deadline = zclock_mono () + 2 * CALL_MS;
+    uint64_t highest = 0;
+    for (int i = 0; i < LEASE_WRITES; i++) {
+        Ep__ModelReply *reply = s_take (clients [i], deadline);
+        const char *message = reply->status && reply->status->message? reply->status->message: "";
+        if (i == 0) {
+            cr_assert_eq (s_code (reply), EP__STATUS__CODE__NOT_FOUND, "the write under a dead "
+                          "lease: code %d: %s", s_code (reply), message);
+            cr_assert (strstr (message, "lease"), "%s", message);
+        }
+        else
+            cr_assert_eq (s_code (reply), EP__STATUS__CODE__OK, "write %d: %s", i, message);
+        if (reply->revision > highest)
+            highest = reply->revision;
+        ep__model_reply__free_unpacked (reply, NULL);
+    }
+    cr_assert_eq (highest, before + LEASE_WRITES - 1, "one revision each write taken");
+    char *log = ep_proc_log (model);
+    cr_assert (strstr (log, "under a lease that ended: each runs"), "they were one batch: %s", log);
+    free (log);
+
+    //  The same dead lease again, alone.
+    s_send_create (clients [0], "leased0", dead);
+    Ep__ModelReply *reply = s_take (clients [0], zclock_mono () + CALL_MS);
+    cr_assert_eq (s_code (reply), EP__STATUS__CODE__NOT_FOUND, "alone: code %d", s_code (reply));
+    ep__model_reply__free_unpacked (reply, NULL);
+    cr_assert_eq (s_revision (clients [1]), highest);
+    for (int i = 0; i < LEASE_WRITES; i++)
+        ep_rpc_client_destroy (&clients [i]);
+    zcert_destroy (&cert);
+    ep_proc_destroy (&model);
+}
+
+//  Batches are sized at three etcd operations a write; one under a lease
+//  takes four (its marker). A full batch of them goes over --max-txn-ops,
+//  and the split of a batch too large (EP_REQLOOP_SPLIT) takes every one:
+//  --max-txn-ops 32 (batches of 9), 9 writes under one lease at once
+//  (at least 37 operations).
+#define FULL_BATCH 9
+Test (model_etcd, a_full_batch_of_writes_under_a_lease_is_taken_whole)
+{
+    const char *env [] = { s_env [0], s_env [1], s_env [2], s_env [3], s_env [4],
+                           "EDGEPLANE_ETCD_MAX_TXN_OPS=32", "EDGEPLANE_MODEL_COMMIT_DELAY=300ms", NULL };
+    const char *args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
+    ep_proc_t *model = ep_proc_start ("edgeplane-model", args, env, 20000);
+    cr_assert_not_null (model);
+    zcert_t *cert = ep_keys_load (s_keys, "operator");
+    ep_rpc_client_t *clients [FULL_BATCH];
+    for (int i = 0; i < FULL_BATCH; i++)
+        clients [i] = s_client (model, cert);
+    int64_t lease = s_grant (clients [0], 60);
+    uint64_t before = s_revision (clients [0]);
+    char id [32];
+    for (int i = 0; i < FULL_BATCH; i++) {
+        snprintf (id, sizeof id, "full%d", i);
+        s_send_create (clients [i], id, lease);
+    }
+    int64_t deadline = zclock_mono () + 2 * CALL_MS;
+    uint64_t highest = 0;
+    for (int i = 0; i < FULL_BATCH; i++) {
+        Ep__ModelReply *reply = s_take (clients [i], deadline);
+        cr_assert_eq (s_code (reply), EP__STATUS__CODE__OK, "write %d: %s", i,
+                      reply->status && reply->status->message? reply->status->message: "");
+        if (reply->revision > highest)
+            highest = reply->revision;
+        ep__model_reply__free_unpacked (reply, NULL);
+    }
+    cr_assert_eq (highest, before + FULL_BATCH, "one revision each");
+    char *log = ep_proc_log (model);
+    cr_assert (strstr (log, "too large for one etcd transaction"), "they were one batch: %s", log);
+    free (log);
+    for (int i = 0; i < FULL_BATCH; i++)
+        ep_rpc_client_destroy (&clients [i]);
+    zcert_destroy (&cert);
+    ep_proc_destroy (&model);
+}

@@ -212,3 +212,4 @@ Test (modelstore, a_batch_over_max_txn_ops_fails_whole_and_says_what_to_do)
     cr_assert_null (modelstore_get (s_store, EP__ENTITY_TYPE__ENTITY_SERVICE, "s0"));
     modelstore_destroy (&small);
 }
+
