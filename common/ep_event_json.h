@@ -27,6 +27,18 @@ json_t *
 json_t *
     ep_message_json (const ProtobufCMessage *msg);
 
+//  The reverse of ep_message_json: fills msg (initialised, its fields
+//  unset) from the JSON object under the same names (enums by the same
+//  lower-case names, or their full names or numbers; 64-bit integers also
+//  as decimal strings). Strings and sub-messages are malloc'd, so
+//  protobuf_c_message_free_unpacked (msg, NULL) frees them (and msg).
+//  Bytes and floating-point fields are refused. Returns 0, or -1 with
+//  "PATH.FIELD: what was wrong and what to write" in err, where path names
+//  object (e.g. "fields"; NULL or "" for none).
+int
+    ep_message_from_json (ProtobufCMessage *msg, const json_t *object, const char *path,
+                          char *err, size_t errlen);
+
 //  One human-readable line for the event (no newline). Caller frees.
 char *
     ep_event_text (const char *topic, const Ep__Event *event);

@@ -24,6 +24,8 @@ what was found is printed either way.
                                         a follower applying them as they came never
                                         met one out of order; every acknowledged write
                                         published at its revision with its content;
+                                        a transaction's writes all in the one
+                                        model.change of its revision, with no other op;
                                         with LISTs (`router list --json` through each
                                         model instance): the routers that follower
                                         ends with are each LIST's, name and version
@@ -121,24 +123,38 @@ def model(path, writes_path, lists):
             problems.append(f"revision {after} follows {prevs[after]}, but the one published before it is {before}")
     unseen, uncertain = [], set()
     for write in writes(writes_path):
+        #  A transaction's writes (writer.py's "writes"), or the one write.
+        steps = write.get("writes") or [write]
         if not write["ok"]:
             #  A write refused by its compare-and-swap: only after one on
             #  the same entity that may have been applied unanswered.
             if write["outcome"] == "error" or (write["outcome"] == "refused" and write["id"] not in uncertain):
                 problems.append(f"{write['op']} {write['id']}: {write['err']}")
-            uncertain.add(write["id"])
+            uncertain.update([write["id"]] + [step["id"] for step in steps])
             continue
         revision = write["revision"]
         ops = json.loads(contents[revision])[0] if revision in contents else None
         if ops is None:
             unseen.append(f"{write['op']} {write['id']} at {revision}")
             continue
-        mine = [op for op in ops if op.get("id") == write["id"] and op.get("type") == "router"]
-        kind = "created" if write["op"] == "create" else "updated"
-        if not any(op.get("kind") == kind and op["entity"]["router"].get("name") == write["name"]
-                   and int(op["entity"]["router"]["meta"]["version"]) == revision for op in mine):
-            problems.append(f"acknowledged {write['op']} of {write['id']} (name {write['name']}) at revision "
-                            f"{revision}: the revision published holds {json.dumps(mine)}")
+        for step in steps:
+            mine = [op for op in ops if op.get("id") == step["id"] and op.get("type") == "router"]
+            kind = "created" if step["op"] == "create" else "updated"
+            if not any(op.get("kind") == kind and op["entity"]["router"].get("name") == step["name"]
+                       and int(op["entity"]["router"]["meta"]["version"]) == revision for op in mine):
+                problems.append(f"acknowledged {step['op']} of {step['id']} (name {step['name']})"
+                                + (f" in a txn" if step is not write else "")
+                                + f" at revision {revision}: the revision published holds {json.dumps(mine)}")
+        if write["op"] == "txn":
+            #  All its ops in the one model.change of its revision (each
+            #  revision is published in one part, checked above), and no
+            #  other: nothing of it in another revision, nothing else in it.
+            published = sorted((op.get("type"), op.get("id")) for op in ops)
+            wanted = sorted(("router", step["id"]) for step in steps)
+            if published != wanted:
+                problems.append(f"acknowledged txn at revision {revision} ({len(steps)} writes: "
+                                f"{', '.join(step['id'] for step in steps)}): that revision's model.change "
+                                f"holds the ops {published}")
     for listing in lists:
         with open(listing, encoding="utf-8") as f:
             listed = {r["id"]: (r.get("name"), int(r["meta"]["version"])) for r in json.load(f)}
@@ -166,7 +182,8 @@ def figures(path, writes_path, faults_path):
         if source is not None and event.get("event_src_id") != source:
             failovers += 1
         source = event.get("event_src_id")
-    line = (f"{len(acked)} writes acknowledged ({sum(w['op'] == 'update' for w in acked)} compare-and-swap), "
+    line = (f"{len(acked)} writes acknowledged ({sum(w['op'] == 'update' for w in acked)} compare-and-swap, "
+            f"{sum(w['op'] == 'txn' for w in acked)} transactions), "
             f"{by.get('unanswered', 0)} unanswered, {by.get('unavailable', 0)} answered UNAVAILABLE, "
             f"{by.get('refused', 0)} compare-and-swap refused, "
             f"{failovers} publisher failovers")

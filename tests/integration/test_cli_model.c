@@ -400,6 +400,153 @@ Test (cli_model, model_status_gives_the_revision_and_the_digest, .init = s_setup
     s_expect_error (2, "model stats", (const char *[]) { "model status", NULL });
 }
 
+//  Writes text to name in the test's directory (the CLI runs there).
+static void
+s_file (const char *name, const char *text)
+{
+    char *path = zsys_sprintf ("%s/%s", s_dir, name);
+    FILE *file = fopen (path, "w");
+    cr_assert_not_null (file, "%s", path);
+    fputs (text, file);
+    fclose (file);
+    free (path);
+}
+
+static json_int_t
+s_revision (void)
+{
+    json_t *status = s_json ("model status");
+    json_int_t revision = json_integer_value (json_object_get (status, "revision"));
+    json_decref (status);
+    return revision;
+}
+
+//  model txn: two creates and a CAS update are one revision; each
+//  entity's meta.version is that revision.
+Test (cli_model, txn_writes_several_entities_at_one_revision, .init = s_setup_model, .fini = s_teardown,
+      .timeout = 60)
+{
+    json_decref (s_json ("service create web"));
+    json_t *hot = s_json ("router create hot --name hot");
+    json_int_t hot_version = json_integer_value (json_object_get (json_object_get (hot, "meta"), "version"));
+    json_decref (hot);
+    json_int_t before = s_revision ();
+    char *text = zsys_sprintf (
+        "[{\"op\": \"create\", \"kind\": \"router\", \"id\": \"txn-a\", \"fields\": {\"name\": \"A\","
+        "   \"tags\": [{\"key\": \"site\", \"value\": \"paris\"}], \"hosted\": [{\"service_id\": \"web\","
+        "   \"cost\": 7, \"precedence\": \"required\"}]}},"
+        " {\"op\": \"create\", \"kind\": \"router\", \"id\": \"txn-b\"},"
+        " {\"op\": \"update\", \"kind\": \"router\", \"id\": \"hot\", \"fields\": {\"name\": \"hot-2\"},"
+        "  \"expected_version\": %lld}]", (long long) hot_version);
+    s_file ("txn.json", text);
+    free (text);
+    json_t *txn = s_json ("model txn txn.json");
+    json_int_t revision = json_integer_value (json_object_get (txn, "revision"));
+    cr_assert_eq (revision, before + 1, "one revision: %lld after %lld", (long long) revision, (long long) before);
+    json_t *writes = json_object_get (txn, "writes");
+    cr_assert_eq (json_array_size (writes), 3);
+    const char *ids [] = { "txn-a", "txn-b", "hot" };
+    for (size_t i = 0; i < 3; i++) {
+        json_t *write = json_array_get (writes, i);
+        cr_assert_str_eq (s_str (write, "id"), ids [i]);
+        cr_assert_str_eq (s_str (write, "op"), i < 2? "create": "update");
+        //  And the model agrees: each entity is at the txn's revision.
+        char *args = zsys_sprintf ("router get %s", ids [i]);
+        json_t *got = s_json (args);
+        json_int_t version = json_integer_value (json_object_get (json_object_get (got, "meta"), "version"));
+        cr_assert_eq (version, revision, "%s is at %lld, not the txn's %lld", ids [i], (long long) version,
+                      (long long) revision);
+        json_decref (got);
+        free (args);
+    }
+    cr_assert_eq (s_revision (), revision);
+    //  The fields were read by their proto names, enums by their words.
+    json_t *a = s_json ("router get txn-a");
+    cr_assert_str_eq (s_str (a, "name"), "A");
+    json_t *hosted = json_array_get (json_object_get (a, "hosted"), 0);
+    cr_assert_str_eq (s_str (hosted, "service_id"), "web");
+    cr_assert_eq (json_integer_value (json_object_get (hosted, "cost")), 7);
+    cr_assert_str_eq (s_str (hosted, "precedence"), "required");
+    cr_assert_str_eq (s_str (json_array_get (json_object_get (a, "tags"), 0), "value"), "paris");
+    json_decref (a);
+    json_t *hot2 = s_json ("router get hot");
+    cr_assert_str_eq (s_str (hot2, "name"), "hot-2");
+    json_decref (hot2);
+    json_decref (txn);
+    //  From stdin, a delete and a clear; the table names each write.
+    s_file ("txn2.json", "[{\"op\": \"delete\", \"kind\": \"router\", \"id\": \"txn-b\"},"
+                         " {\"op\": \"update\", \"kind\": \"router\", \"id\": \"txn-a\", \"clear\": [\"hosted\"]}]");
+    char *out = s_expect (0, "model txn - <txn2.json");
+    char *line = zsys_sprintf ("committed 2 writes at revision %lld", (long long) revision + 1);
+    cr_assert (strstr (out, line) && strstr (out, "delete") && strstr (out, "txn-b"), "%s", out);
+    free (line);
+    free (out);
+    s_expect_error (1, "router get txn-b", (const char *[]) { "NOT_FOUND", NULL });
+    a = s_json ("router get txn-a");
+    cr_assert_null (json_object_get (a, "hosted"));
+    json_decref (a);
+}
+
+//  A txn with one failing write changes nothing; the error names the write.
+Test (cli_model, txn_with_a_failing_write_changes_nothing, .init = s_setup_model, .fini = s_teardown,
+      .timeout = 60)
+{
+    json_decref (s_json ("router create hot"));
+    json_int_t before = s_revision ();
+    s_file ("txn.json",
+            "[{\"op\": \"create\", \"kind\": \"router\", \"id\": \"txn-c\"},"
+            " {\"op\": \"update\", \"kind\": \"router\", \"id\": \"hot\", \"fields\": {\"name\": \"x\"},"
+            "  \"expected_version\": 999}]");
+    s_expect_error (1, "model txn txn.json", (const char *[]) {
+        "edgeplane model txn:", "CONFLICT", "write 2:", "router hot is at version", "not 999", NULL });
+    s_expect_error (1, "router get txn-c", (const char *[]) { "NOT_FOUND", NULL });
+    cr_assert_eq (s_revision (), before);
+}
+
+//  A malformed file exits 2 naming the write (from 1) and what to write;
+//  nothing reaches the model.
+Test (cli_model, txn_malformed_file_exits_2_naming_the_write, .init = s_setup, .fini = s_teardown)
+{
+    const struct { const char *json; const char *want [3]; } cases [] = {
+        { "[{\"op\": \"create\", \"kind\": \"router\"", { "bad.json:1:", "expected a JSON array" } },
+        { "{}", { "bad.json: expected a JSON array of at least one write" } },
+        { "[]", { "bad.json: expected a JSON array of at least one write" } },
+        { "[{\"op\": \"create\", \"kind\": \"router\"}, {\"op\": \"upsert\", \"kind\": \"router\", \"id\": \"x\"}]",
+          { "write 2 (of 2): op:", "\"create\", \"update\" or \"delete\"" } },
+        { "[{\"op\": \"create\", \"kind\": \"rooter\"}]", { "write 1 (of 1): kind:", "\"router\"" } },
+        { "[{\"op\": \"update\", \"kind\": \"router\", \"fields\": {\"name\": \"n\"}}]",
+          { "write 1 (of 1): id:", "1 to 64" } },
+        { "[{\"op\": \"create\", \"kind\": \"router\", \"id\": \"a\", \"fields\": {\"hosted\": [{\"cost\": \"x\"}]}}]",
+          { "write 1 (of 1): fields.hosted[0].cost: expected an integer from 0 to" } },
+        { "[{\"op\": \"create\", \"kind\": \"service\", \"id\": \"a\", \"fields\": {\"hosted\": []}}]",
+          { "fields.hosted: no such field in a Service", "criticality" } },
+        { "[{\"op\": \"create\", \"kind\": \"router\", \"id\": \"a\", \"feilds\": {}}]",
+          { "write 1 (of 1): feilds: not a key of a write", "fields" } },
+        { "[{\"op\": \"update\", \"kind\": \"router\", \"id\": \"a\", \"fields\": {\"meta\": {\"version\": 3}}}]",
+          { "fields.meta:", "expected_version" } },
+        { "[{\"op\": \"delete\", \"kind\": \"router\", \"id\": \"a\", \"fields\": {}}]", { "fields: a delete has none" } },
+        { "[{\"op\": \"update\", \"kind\": \"service\", \"id\": \"a\", \"clear\": [\"hosted\"]}]", { "clear:", "[\"tags\"]" } },
+        { "[{\"op\": \"update\", \"kind\": \"router\", \"id\": \"a\", \"expected_version\": -1, \"fields\": {}}]",
+          { "expected_version: write the version" } },
+        { "[{\"op\": \"update\", \"kind\": \"router\", \"id\": \"a\"}]", { "fields: an update needs fields" } },
+        { "[3]", { "write 1 (of 1): expected an object" } },
+    };
+    for (size_t i = 0; i < EP_COUNT (cases); i++) {
+        s_file ("bad.json", cases [i].json);
+        //  No model runs: a file that passed would fail to connect (exit 1).
+        s_expect_error (2, "model txn bad.json --timeout 100ms --attempts 1 --model-api tcp://127.0.0.1:9",
+                        (const char *[]) { "edgeplane model txn: ", cases [i].want [0], cases [i].want [1], NULL });
+    }
+    s_expect_error (2, "model txn", (const char *[]) { "expected one FILE", NULL });
+    s_expect_error (2, "model txn nonexistent.json", (const char *[]) { "nonexistent.json", NULL });
+    char *out = s_expect (0, "model txn --help");
+    cr_assert (strstr (out, "FILE|-") && strstr (out, "expected_version") && strstr (out, "--json"), "%s", out);
+    free (out);
+    out = s_expect (0, "model --help");
+    cr_assert (strstr (out, "txn FILE|-") && strstr (out, "status"), "%s", out);
+    free (out);
+}
+
 Test (cli_model, usage_errors_exit_2_and_every_subcommand_has_help, .init = s_setup, .fini = s_teardown)
 {
     //  None of these reaches a service.

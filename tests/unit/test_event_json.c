@@ -120,3 +120,80 @@ Test (event_json, text_line_names_topic_source_and_fields)
     cr_assert_null (strchr (line, '\n'));
     free (line);
 }
+
+//  ep_message_from_json reads what ep_message_json writes.
+Test (event_json, message_from_json_reads_back_what_is_written)
+{
+    Ep__HostedService hosted = EP__HOSTED_SERVICE__INIT;
+    hosted.service_id = "web";
+    hosted.has_cost = true;
+    hosted.cost = 10;
+    hosted.has_precedence = true;
+    hosted.precedence = EP__PRECEDENCE__PRECEDENCE_REQUIRED;
+    Ep__HostedService *hosted_p [] = { &hosted };
+    Ep__Tag tag = EP__TAG__INIT;
+    tag.key = "site";
+    tag.value = "paris";
+    Ep__Tag *tags_p [] = { &tag };
+    Ep__EntityMeta meta = EP__ENTITY_META__INIT;
+    meta.has_version = true;
+    meta.version = (1ull << 60) + 3;        //  written as a string
+    Ep__Router router = EP__ROUTER__INIT;
+    router.id = "edge-1";
+    router.name = "Edge one";
+    router.has_enabled = true;
+    router.enabled = false;
+    router.n_hosted = 1;
+    router.hosted = hosted_p;
+    router.n_tags = 1;
+    router.tags = tags_p;
+    router.meta = &meta;
+    Ep__Entity entity = EP__ENTITY__INIT;
+    entity.kind_case = EP__ENTITY__KIND_ROUTER;
+    entity.router = &router;
+    json_t *json = ep_message_json (&entity.base);
+
+    Ep__Entity *back = (Ep__Entity *) malloc (sizeof (Ep__Entity));
+    ep__entity__init (back);
+    char err [256] = "";
+    cr_assert_eq (ep_message_from_json (&back->base, json, NULL, err, sizeof err), 0, "%s", err);
+    json_t *again = ep_message_json (&back->base);
+    cr_assert (json_equal (json, again));
+    cr_assert_eq (back->kind_case, EP__ENTITY__KIND_ROUTER);
+    cr_assert_eq (back->router->hosted [0]->precedence, EP__PRECEDENCE__PRECEDENCE_REQUIRED);
+    cr_assert (back->router->has_enabled && !back->router->enabled);
+    cr_assert_eq (back->router->meta->version, (1ull << 60) + 3);
+    //  And it packs: a well-formed message.
+    cr_assert_gt (ep__entity__get_packed_size (back), 0);
+    ep__entity__free_unpacked (back, NULL);
+    json_decref (again);
+    json_decref (json);
+}
+
+//  Each refusal names the field, with its path, and says what to write.
+Test (event_json, message_from_json_names_the_bad_field)
+{
+    const struct { const char *json; const char *message; } cases [] = {
+        { "{\"router\": {\"hosted\": [{\"service_id\": \"a\"}, {\"cost\": \"x\"}]}}",
+          "fields.router.hosted[1].cost: expected an integer from 0 to 4294967295" },
+        { "{\"router\": {\"hosted\": [{\"precedence\": \"sometimes\"}]}}",
+          "fields.router.hosted[0].precedence: expected one of default, required, failed" },
+        { "{\"router\": {\"nmae\": \"x\"}}", "fields.router.nmae: no such field in a Router; it has id," },
+        { "{\"router\": {\"enabled\": 1}}", "fields.router.enabled: expected true or false" },
+        { "{\"router\": {\"tags\": {}}}", "fields.router.tags: expected an array" },
+        { "{\"router\": {\"id\": \"a\"}, \"service\": {\"id\": \"b\"}}", "give only one of" },
+        { "{\"router\": 3}", "fields.router: expected an object (a Router)" },
+    };
+    for (size_t i = 0; i < EP_COUNT (cases); i++) {
+        json_t *json = json_loads (cases [i].json, 0, NULL);
+        cr_assert (json, "%s", cases [i].json);
+        Ep__Entity *entity = (Ep__Entity *) malloc (sizeof (Ep__Entity));
+        ep__entity__init (entity);
+        char err [512] = "";
+        cr_assert_eq (ep_message_from_json (&entity->base, json, "fields", err, sizeof err), -1, "%s", cases [i].json);
+        cr_assert (strstr (err, cases [i].message), "%s: got \"%s\"", cases [i].json, err);
+        //  A half-read message frees cleanly (the sanitizer stage checks).
+        ep__entity__free_unpacked (entity, NULL);
+        json_decref (json);
+    }
+}

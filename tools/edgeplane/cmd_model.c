@@ -1,5 +1,6 @@
-/*  edgeplane router|service|identity|controller create|get|list|update|delete
-    and edgeplane backup FILE: the model service's API from the command line.
+/*  edgeplane router|service|identity|controller create|get|list|update|delete,
+    edgeplane model status|txn FILE and edgeplane backup FILE: the model
+    service's API from the command line.
 
     Each command is one ModelRequest (list: one per page) sent with the rpc
     client under the operator's CURVE certificate. A timed-out attempt is
@@ -983,18 +984,10 @@ cli_backup (int argc, char **argv)
     return rc;
 }
 
-int
-cli_model (int argc, char **argv)
+//  edgeplane model status: the revision, the generation (and the digest).
+static int
+s_model_status (int argc, char **argv)
 {
-    if (argc >= 2 && (streq (argv [1], "--help") || streq (argv [1], "-h"))) {
-        printf ("Usage: edgeplane model status [--digest] [--json] [OPTIONS]: the model's revision and "
-                "generation (edgeplane model status --help: every option)\n");
-        return CLI_OK;
-    }
-    if (argc < 2 || !streq (argv [1], "status")) {
-        fprintf (stderr, "edgeplane model: expected `edgeplane model status [--digest]`\n");
-        return CLI_USAGE;
-    }
     s_cmd_t self = { .kind = NULL };
     snprintf (self.command, sizeof self.command, "model status");
     int rc = CLI_OK;
@@ -1002,7 +995,7 @@ cli_model (int argc, char **argv)
                            "The model's revision and generation as the instance asked answers them; "
                            "--digest: also the digest of every entity, to compare with the followers' "
                            "edgeplane_model_view_digest52 (its first 13 hex digits).",
-                           NULL, argc - 1, argv + 1, &rc);
+                           NULL, argc, argv, &rc);
     if (parsed && ep_config_argc (self.config) != 0) {
         fprintf (stderr, "edgeplane model status: takes no arguments, only options (try --help)\n");
         rc = CLI_USAGE;
@@ -1034,4 +1027,296 @@ cli_model (int argc, char **argv)
     }
     s_cmd_destroy (&self);
     return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  edgeplane model txn FILE|-
+
+static const char *s_txn_description =
+    "Several writes, all or nothing, at one revision (the model's txn). FILE (- for stdin) holds a JSON "
+    "array of writes, each {\"op\": \"create\"|\"update\"|\"delete\", \"kind\": \"router\"|\"service\"|"
+    "\"identity\"|\"controller\", \"id\": ID (create: optional), \"fields\": {...} (create, update: the "
+    "entity's fields by their proto names, as --json prints them, without id and meta), "
+    "\"expected_version\": N (optional compare-and-swap), \"clear\": [\"hosted\", \"tags\"] (update)}. "
+    "Writes are numbered from 1 in messages (\"write 2: ...\"), as the model numbers them. Prints the "
+    "revision and each write's entity.";
+
+//  The keys a write may have.
+static const char *s_txn_keys [] = { "op", "kind", "id", "fields", "expected_version", "clear" };
+
+//  Reads one element of the file into write (initialised; what it
+//  allocates, write's free_unpacked frees). Returns 0, or -1 with
+//  the reason in err.
+static int
+s_txn_write (const json_t *element, Ep__ModelWrite *write, char *err, size_t errlen)
+{
+    if (!json_is_object (element)) {
+        snprintf (err, errlen, "expected an object {\"op\": ..., \"kind\": ..., ...}");
+        return -1;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach ((json_t *) element, key, value) {
+        bool known = false;
+        for (size_t i = 0; i < EP_COUNT (s_txn_keys); i++)
+            known |= streq (key, s_txn_keys [i]);
+        if (!known) {
+            snprintf (err, errlen, "%s: not a key of a write; they are op, kind, id, fields, "
+                      "expected_version, clear", key);
+            return -1;
+        }
+    }
+    const char *op = json_string_value (json_object_get (element, "op"));
+    const char *ops [] = { NULL, "create", "update", "delete" };
+    write->has_op = true;
+    for (int i = 1; op && i < (int) EP_COUNT (ops); i++)
+        if (streq (op, ops [i]))
+            write->op = (Ep__ModelWrite__Op) i;
+    if (!write->op) {
+        snprintf (err, errlen, "op: write \"create\", \"update\" or \"delete\"");
+        return -1;
+    }
+    const char *word = json_string_value (json_object_get (element, "kind"));
+    const s_kind_t *kind = NULL;
+    for (size_t i = 0; word && i < EP_COUNT (s_kinds); i++)
+        if (streq (word, s_kinds [i].word))
+            kind = &s_kinds [i];
+    if (!kind) {
+        snprintf (err, errlen, "kind: write \"router\", \"service\", \"identity\" or \"controller\"");
+        return -1;
+    }
+    json_t *id_json = json_object_get (element, "id");
+    const char *id = json_string_value (id_json);
+    bool create = write->op == EP__MODEL_WRITE__OP__CREATE;
+    if ((id_json || !create) && (!id || !ep_id_valid (id))) {
+        snprintf (err, errlen, "id: write the %s's id, 1 to 64 of A-Z a-z 0-9 _ -%s", kind->word,
+                  create? " (or leave it out: the model generates one)": "");
+        return -1;
+    }
+    json_t *expected = json_object_get (element, "expected_version");
+    if (expected) {
+        if (!json_is_integer (expected) || json_integer_value (expected) < 0) {
+            snprintf (err, errlen, "expected_version: write the version the entity must still be at "
+                      "(meta.version, an integer; 0: always)");
+            return -1;
+        }
+        if (create) {
+            snprintf (err, errlen, "expected_version: a create has none (the entity must not exist)");
+            return -1;
+        }
+        write->has_expected_version = true;
+        write->expected_version = (uint64_t) json_integer_value (expected);
+    }
+    json_t *clear = json_object_get (element, "clear");
+    if (clear) {
+        size_t index;
+        json_t *item;
+        bool ok = write->op == EP__MODEL_WRITE__OP__UPDATE && json_is_array (clear);
+        json_array_foreach (clear, index, item)
+            ok = ok && json_is_string (item)
+              && (streq (json_string_value (item), "tags")
+               || (streq (json_string_value (item), "hosted") && kind->type == EP__ENTITY_TYPE__ENTITY_ROUTER));
+        if (!ok) {
+            snprintf (err, errlen, "clear: an update's list of fields to empty, [\"tags\"]%s",
+                      kind->type == EP__ENTITY_TYPE__ENTITY_ROUTER? ", [\"hosted\"] or both": "");
+            return -1;
+        }
+        write->clear = (char **) calloc (json_array_size (clear) + 1, sizeof (char *));
+        json_array_foreach (clear, index, item)
+            write->clear [write->n_clear++] = strdup (json_string_value (item));
+    }
+    json_t *fields = json_object_get (element, "fields");
+    if (write->op == EP__MODEL_WRITE__OP__DELETE) {
+        if (fields) {
+            snprintf (err, errlen, "fields: a delete has none (give op, kind, id and expected_version)");
+            return -1;
+        }
+        write->has_type = true;
+        write->type = kind->type;
+        write->id = strdup (id);
+        return 0;
+    }
+    if (!fields && write->op == EP__MODEL_WRITE__OP__UPDATE && !clear) {
+        snprintf (err, errlen, "fields: an update needs fields to change (or clear)");
+        return -1;
+    }
+    if (fields && (json_object_get (fields, "id") || json_object_get (fields, "meta"))) {
+        snprintf (err, errlen, "fields.%s: give the id as the write's \"id\" and the version as its "
+                  "\"expected_version\", not in fields", json_object_get (fields, "id")? "id": "meta");
+        return -1;
+    }
+    //  The entity: the kind's message, read from fields by the proto
+    //  names, under the Entity oneof (so "fields" is {"router": fields}).
+    json_t *wrapped = fields? json_pack ("{s:O}", kind->word, fields)
+                            : json_pack ("{s:o}", kind->word, json_object ());
+    write->entity = (Ep__Entity *) malloc (sizeof (Ep__Entity));
+    ep__entity__init (write->entity);
+    char inner [384];
+    int rc = ep_message_from_json (&write->entity->base, wrapped, NULL, inner, sizeof inner);
+    json_decref (wrapped);
+    if (rc != 0) {
+        //  "router.hosted[0].cost: ..." is fields.hosted[0].cost in the file.
+        const char *rest = strncmp (inner, kind->word, strlen (kind->word)) == 0? inner + strlen (kind->word): inner;
+        snprintf (err, errlen, "fields%s%s", *rest == '.' || *rest == ':'? "": ".", rest);
+        return -1;
+    }
+    if (id) {
+        switch (kind->type) {
+            case EP__ENTITY_TYPE__ENTITY_ROUTER:     write->entity->router->id = strdup (id); break;
+            case EP__ENTITY_TYPE__ENTITY_SERVICE:    write->entity->service->id = strdup (id); break;
+            case EP__ENTITY_TYPE__ENTITY_IDENTITY:   write->entity->identity->id = strdup (id); break;
+            default:                                 write->entity->controller->id = strdup (id); break;
+        }
+    }
+    return 0;
+}
+
+//  The writes of the file (or stdin) as one ModelTxn; NULL after saying
+//  why (a usage error: the file is the command's input).
+static Ep__ModelTxn *
+s_txn_load (const char *command, const char *path)
+{
+    json_error_t error;
+    bool stdin_ = streq (path, "-");
+    json_t *array = stdin_? json_loadf (stdin, 0, &error): json_load_file (path, 0, &error);
+    const char *name = stdin_? "stdin": path;
+    if (!array) {
+        fprintf (stderr, "edgeplane %s: %s:%d:%d: %s (expected a JSON array of writes; see --help)\n",
+                 command, name, error.line, error.column, error.text);
+        return NULL;
+    }
+    if (!json_is_array (array) || json_array_size (array) == 0) {
+        fprintf (stderr, "edgeplane %s: %s: expected a JSON array of at least one write, "
+                 "[{\"op\": \"create\", \"kind\": \"router\", \"id\": \"edge-1\"}, ...] (see --help)\n",
+                 command, name);
+        json_decref (array);
+        return NULL;
+    }
+    Ep__ModelTxn *txn = (Ep__ModelTxn *) malloc (sizeof (Ep__ModelTxn));
+    ep__model_txn__init (txn);
+    txn->writes = (Ep__ModelWrite **) calloc (json_array_size (array), sizeof (Ep__ModelWrite *));
+    bool ok = true;
+    for (size_t i = 0; ok && i < json_array_size (array); i++) {
+        Ep__ModelWrite *write = (Ep__ModelWrite *) malloc (sizeof (Ep__ModelWrite));
+        ep__model_write__init (write);
+        txn->writes [txn->n_writes++] = write;
+        char err [512];
+        if (s_txn_write (json_array_get (array, i), write, err, sizeof err) != 0) {
+            //  Numbered from 1, as the model numbers the writes of a txn.
+            fprintf (stderr, "edgeplane %s: %s: write %zu (of %zu): %s\n", command, name, i + 1,
+                     json_array_size (array), err);
+            ok = false;
+        }
+    }
+    json_decref (array);
+    if (!ok)
+        ep__model_txn__free_unpacked (txn, NULL);
+    return ok? txn: NULL;
+}
+
+static const char *s_txn_ops [] = { "?", "create", "update", "delete" };
+
+//  Prints the committed txn: the revision and, per write, its entity (the
+//  reply holds one per create and update, in order).
+static int
+s_txn_print (s_cmd_t *self, const Ep__ModelTxn *txn, const Ep__ModelReply *reply)
+{
+    size_t puts = 0;
+    for (size_t i = 0; i < txn->n_writes; i++)
+        puts += txn->writes [i]->op != EP__MODEL_WRITE__OP__DELETE;
+    if (reply->n_entities != puts)
+        return cli_fail (self->command, "the model's reply holds %zu entities for %zu creates and updates "
+                         "(a bug in the model service)", reply->n_entities, puts);
+    static const char *columns [] = { "WRITE", "OP", "KIND", "ID", "VERSION" };
+    cli_table_t *table = cli_table_new (columns, EP_COUNT (columns));
+    json_t *writes = json_array ();
+    size_t next = 0;
+    for (size_t i = 0; i < txn->n_writes; i++) {
+        const Ep__ModelWrite *write = txn->writes [i];
+        const char *op = s_txn_ops [write->op <= EP__MODEL_WRITE__OP__DELETE? write->op: 0];
+        const char *kind = "?";
+        for (size_t k = 0; k < EP_COUNT (s_kinds); k++)
+            if ((write->entity && write->entity->kind_case == s_kinds [k].kind_case)
+            ||  (!write->entity && write->type == s_kinds [k].type))
+                kind = s_kinds [k].word;
+        json_t *item = json_pack ("{s:s, s:s}", "op", op, "kind", kind);
+        s_view_t view = { NULL };
+        if (write->op == EP__MODEL_WRITE__OP__DELETE)
+            json_object_set_new (item, "id", json_string (write->id));
+        else
+        if (s_view (reply->entities [next++], &view)) {
+            json_object_set_new (item, "id", json_string (view.id));
+            json_object_set_new (item, "entity", ep_message_json (view.message));
+        }
+        json_array_append_new (writes, item);
+        cli_table_addf (table, "%zu", i + 1);
+        cli_table_add (table, op);
+        cli_table_add (table, kind);
+        cli_table_add (table, json_string_value (json_object_get (item, "id")));
+        if (view.message)
+            cli_table_addf (table, "%llu", (unsigned long long) view.version);
+        else
+            cli_table_add (table, "-");
+    }
+    if (self->json) {
+        cli_print_json (json_pack ("{s:I, s:o}", "revision", (json_int_t) reply->revision, "writes", writes));
+        writes = NULL;
+    }
+    else {
+        printf ("committed %zu writes at revision %llu\n", txn->n_writes, (unsigned long long) reply->revision);
+        cli_table_print (table);
+    }
+    json_decref (writes);
+    cli_table_destroy (&table);
+    return CLI_OK;
+}
+
+//  edgeplane model txn FILE|-
+static int
+s_model_txn (int argc, char **argv)
+{
+    s_cmd_t self = { .kind = NULL };
+    snprintf (self.command, sizeof self.command, "model txn");
+    int rc = CLI_OK;
+    bool parsed = s_parse (&self, 0, s_txn_description, "FILE|-", argc, argv, &rc);
+    Ep__ModelTxn *txn = NULL;
+    if (parsed && ep_config_argc (self.config) != 1) {
+        fprintf (stderr, "edgeplane model txn: expected one FILE (- for stdin), e.g. "
+                 "`edgeplane model txn writes.json` (the format: --help)\n");
+        rc = CLI_USAGE;
+    }
+    else
+    if (parsed && !(txn = s_txn_load (self.command, ep_config_argv (self.config) [0])))
+        rc = CLI_USAGE;
+    if (txn) {
+        Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+        request.op_case = EP__MODEL_REQUEST__OP_TXN;
+        request.txn = txn;
+        Ep__ModelReply *reply = s_call (&self, &request);
+        rc = reply? s_txn_print (&self, txn, reply): CLI_FAIL;
+        if (reply)
+            ep__model_reply__free_unpacked (reply, NULL);
+        ep__model_txn__free_unpacked (txn, NULL);
+    }
+    s_cmd_destroy (&self);
+    return rc;
+}
+
+int
+cli_model (int argc, char **argv)
+{
+    if (argc >= 2 && (streq (argv [1], "--help") || streq (argv [1], "-h"))) {
+        printf ("Usage: edgeplane model SUBCOMMAND [ARGS...] [OPTIONS]\n\nSubcommands:\n"
+                "  status       The model's revision and generation (--digest: and every entity's digest).\n"
+                "  txn FILE|-   Several writes from a JSON array, all or nothing, at one revision.\n"
+                "\n(edgeplane model SUBCOMMAND --help for its options)\n");
+        return CLI_OK;
+    }
+    if (argc >= 2 && streq (argv [1], "status"))
+        return s_model_status (argc - 1, argv + 1);
+    if (argc >= 2 && streq (argv [1], "txn"))
+        return s_model_txn (argc - 1, argv + 1);
+    fprintf (stderr, "edgeplane model: expected `edgeplane model status [--digest]` or "
+             "`edgeplane model txn FILE|-` (edgeplane model --help)\n");
+    return CLI_USAGE;
 }

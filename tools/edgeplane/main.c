@@ -20,7 +20,7 @@ static const s_command_t s_commands [] = {
     { "service", cli_entity, "Services in the model: create, get, list, update, delete." },
     { "identity", cli_entity, "Identities in the model: create, get, list, update, delete." },
     { "controller", cli_entity, "Controllers in the model: create, get, list, update, delete." },
-    { "model", cli_model, "The model's revision and generation (model status; --digest: and the digest of its entities)." },
+    { "model", cli_model, "The model: status (revision, generation; --digest: every entity's digest); txn FILE (writes, one revision)." },
     { "backup", cli_backup, "Back up the model to FILE on the model service's machine (model.db copy, or etcd snapshot)." },
     { "migrate", cli_migrate, "Copy the embedded model (model.db) into an empty etcd prefix: --to etcd." },
     { "session", cli_session, "Sessions the reaper tracks: list, get, liveness (thresholds per router)." },
