@@ -66,6 +66,18 @@ ep_etcd_t *
     modelstore_etcd_client (const modelstore_etcd_settings_t *settings, int64_t watch_idle_ms,
                             char *err, size_t errlen);
 
+//  Told why the store cannot open yet (for /readyz).
+typedef void (modelstore_etcd_waiting_fn) (void *arg, const char *reason);
+
+//  etcd out of reach at start is not a reason to exit: an orchestrator
+//  starts the model and the cluster together, and a member may be down.
+//  Waits, with backoff up to 5 s, until a member answers; logs one line
+//  naming the endpoints and the last error, and tells waiting why at each
+//  attempt. 0, or -1 if interrupted.
+int
+    modelstore_etcd_reachable (ep_etcd_t *etcd, const char *endpoints,
+                               modelstore_etcd_waiting_fn *waiting, void *arg);
+
 //  Opens the store: loads the mirror (blocking) and starts its watch.
 //  NULL with err (what failed and what to do) if etcd cannot be read.
 modelstore_t *

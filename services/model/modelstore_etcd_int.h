@@ -134,6 +134,9 @@ metcd_kv_t *
     metcd_kv_new (const char *rel, const uint8_t *value, size_t size, int64_t mod);
 void
     metcd_kv_destroy (metcd_kv_t **kv_p);
+//  metcd_kv_destroy as a zhashx/zlistx destructor.
+void
+    metcd_kv_free (void **item);
 
 //  "entities/<tt>/<id>" into buf.
 void
@@ -163,6 +166,17 @@ void
 //  Reloads the mirror unless it is reloading already.
 void
     metcd_resync (metcd_t *self);
+
+//  Loads the mirror from a range of the prefix (paged), then watches it
+//  (modelstore_etcd_mirror.c).
+void
+    metcd_reload (metcd_t *self);
+
+//  Applies a put (value) or a delete (NULL) of rel at etcd revision mod to
+//  mirror.
+void
+    metcd_mirror_apply (zhashx_t *mirror, const char *rel, const uint8_t *value, size_t size,
+                        int64_t mod);
 
 //  Applies a committed batch's staged values to the mirror at etcd revision.
 void

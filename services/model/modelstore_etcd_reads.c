@@ -34,12 +34,6 @@ s_commit_free (void *data)
     free (commit);
 }
 
-static void
-s_kv_free (void **item)
-{
-    metcd_kv_destroy ((metcd_kv_t **) item);
-}
-
 //  Ends a commit: done reports, and a failure leaves nothing of the batch.
 static void
 s_commit_end (metcd_t *self, s_commit_t *commit, int64_t revision, bool reload)
@@ -278,7 +272,7 @@ s_commit_take (metcd_t *self, modelstore_done_fn *done, void *arg)
     commit->done = done;
     commit->arg = arg;
     commit->staged = self->staged;
-    zhashx_set_destructor (commit->staged, s_kv_free);
+    zhashx_set_destructor (commit->staged, metcd_kv_free);
     self->staged = zhashx_new ();
     commit->reads = self->reads;
     self->reads = zhashx_new ();

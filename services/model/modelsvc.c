@@ -1,7 +1,6 @@
 /*  modelsvc.c: the model service object (modelsvc.h). */
 #include "modelsvc.h"
 #include "ep_codec.h"
-#include "ep_backoff.h"
 #include "ep_degraded.h"
 #include "ep_publisher.h"
 #include "ep_reqloop.h"
@@ -756,54 +755,13 @@ s_etcd_dispatch (void *arg, zmq_pollitem_t *items, int nitems)
     ep_etcd_dispatch ((ep_etcd_t *) arg, items, nitems);
 }
 
-typedef struct {
-    bool done;                  //  the status call completed
-    char error [512];           //  why it failed, "" if a member answered
-} s_reach_t;
-
+//  What /readyz says while etcd is out of reach at start.
 static void
-s_reach_done (void *arg, const ep_etcd_reply_t *reply, const char *error)
+s_etcd_waiting (void *arg, const char *reason)
 {
-    (void) reply;
-    s_reach_t *reach = (s_reach_t *) arg;
-    reach->done = true;
-    snprintf (reach->error, sizeof reach->error, "%s", error? error: "");
-}
-
-//  etcd out of reach at start is not a reason to exit: an orchestrator
-//  starts the model and the cluster together, and a member may be down.
-//  Waits, with backoff, until a member answers: /healthz says alive
-//  meanwhile, /readyz why it is not ready. 0, or -1 if interrupted.
-static int
-s_etcd_reachable (modelsvc_t *self, const char *endpoints)
-{
-    ep_backoff_t backoff = ep_backoff (250, 5000);
-    bool waited = false;
-    while (!zsys_interrupted) {
-        s_reach_t reach = { false, "" };
-        ep_etcd_status (self->etcd, s_reach_done, &reach);
-        while (!reach.done && !zsys_interrupted)
-            ep_etcd_wait (self->etcd, 100);
-        if (reach.done && !*reach.error) {
-            if (waited)
-                ep_log_info ("etcd answers at %s: loading the model", ep_etcd_endpoint (self->etcd));
-            return 0;
-        }
-        if (!reach.done)
-            break;
-        char reason [768];
-        snprintf (reason, sizeof reason, "cannot reach etcd at %s (each endpoint tried; last: %s): "
-                  "retrying with backoff; check that a member runs there", endpoints, reach.error);
-        if (!waited)
-            ep_log_error ("%s", reason);
-        waited = true;
-        if (ep_service_http (self->service))
-            ep_http_set_ready (ep_service_http (self->service), false, reason);
-        int64_t until = ep_mono_ms () + ep_backoff_next (&backoff);
-        while (ep_mono_ms () < until && !zsys_interrupted)
-            zclock_sleep ((int) (until - ep_mono_ms () < 100? until - ep_mono_ms (): 100));
-    }
-    return -1;
+    modelsvc_t *self = (modelsvc_t *) arg;
+    if (ep_service_http (self->service))
+        ep_http_set_ready (ep_service_http (self->service), false, reason);
 }
 
 //  The model's keys in etcd: the client (its sockets join the service's
@@ -824,7 +782,7 @@ s_open_etcd (modelsvc_t *self, const modelsvc_config_t *config)
         .fill = s_etcd_fill, .due = s_etcd_due, .dispatch = s_etcd_dispatch, .arg = self->etcd });
     const char *prefix = config->etcd_prefix? config->etcd_prefix: "/edgeplane/";
     self->path = zsys_sprintf ("etcd %s%s", config->etcd_endpoints, prefix);
-    if (s_etcd_reachable (self, config->etcd_endpoints) != 0)
+    if (modelstore_etcd_reachable (self->etcd, config->etcd_endpoints, s_etcd_waiting, self) != 0)
         return -1;
     modelstore_etcd_config_t store = { .etcd = self->etcd, .prefix = prefix,
                                        .max_txn_ops = config->etcd_max_txn_ops,
