@@ -673,7 +673,9 @@ s_model_start (s_env_t *env, const char *instance)
     char *bus_pub = zsys_sprintf ("--bus-pub=%s", ep_proc_connect_endpoint (env->bus, "pub"));
     const char *model_args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0",
                                   bus_pub, NULL };
-    ep_proc_t *model = ep_proc_start ("edgeplane-model", model_args, environment, 10000);
+    //  Ready once its mirror holds the prefix: a full run's cases leave
+    //  about 130,000 entities in etcd before the failover case starts one.
+    ep_proc_t *model = ep_proc_start ("edgeplane-model", model_args, environment, 120000);
     if (!model)
         fprintf (stderr, "model_bench: edgeplane-model (instance %s) did not start\n", instance);
     free (bus_pub);
@@ -696,7 +698,7 @@ s_follower_start (s_env_t *env, const char *api)
     EP_ASSERT (env->follower);
     env->poller = zpoller_new (ep_follower_socket (env->follower),
                                ep_follower_rpc_socket (env->follower), NULL);
-    if (!s_pump (env, s_live, env->follower, 20000)) {
+    if (!s_pump (env, s_live, env->follower, 120000)) {
         fprintf (stderr, "model_bench: the follower never went live: %s\n",
                  ep_follower_last_error (env->follower));
         return -1;
