@@ -74,19 +74,13 @@ s_client (ep_proc_t *model, zcert_t *cert)
     return client;
 }
 
-static Ep__Status__Code
-s_code (const Ep__ModelReply *reply)
-{
-    return reply->status && reply->status->has_code? reply->status->code: EP__STATUS__CODE__OK;
-}
-
 //  A call that must be answered OK; returns the reply (caller frees).
 static Ep__ModelReply *
 s_ok (ep_rpc_client_t *client, Ep__ModelRequest *request)
 {
     Ep__ModelReply *reply = ep_rpc_call (client, request, &ep__model_reply__descriptor, CALL_MS, 1, NULL, 0);
     cr_assert_not_null (reply, "no reply");
-    cr_assert_eq (s_code (reply), EP__STATUS__CODE__OK, "code %d: %s", s_code (reply),
+    cr_assert_eq (ep_status_code (reply->status), EP__STATUS__CODE__OK, "code %d: %s", ep_status_code (reply->status),
                   reply->status && reply->status->message? reply->status->message: "");
     return reply;
 }
@@ -528,7 +522,7 @@ Test (model_etcd, a_batch_too_large_for_one_transaction_runs_its_writes_one_by_o
             cr_assert (reply || !*err, "%s", err);
         }
         cr_assert_not_null (reply, "write %d was not answered", i);
-        cr_assert_eq (s_code (reply), EP__STATUS__CODE__OK, "write %d: %s", i,
+        cr_assert_eq (ep_status_code (reply->status), EP__STATUS__CODE__OK, "write %d: %s", i,
                       reply->status && reply->status->message? reply->status->message: "");
         if (reply->revision > highest)
             highest = reply->revision;
@@ -638,12 +632,12 @@ Test (model_etcd, a_write_under_an_ended_lease_fails_alone_not_its_batch)
         Ep__ModelReply *reply = s_take (clients [i], deadline);
         const char *message = reply->status && reply->status->message? reply->status->message: "";
         if (i == 0) {
-            cr_assert_eq (s_code (reply), EP__STATUS__CODE__NOT_FOUND, "the write under a dead "
-                          "lease: code %d: %s", s_code (reply), message);
+            cr_assert_eq (ep_status_code (reply->status), EP__STATUS__CODE__NOT_FOUND, "the write under a dead "
+                          "lease: code %d: %s", ep_status_code (reply->status), message);
             cr_assert (strstr (message, "lease"), "%s", message);
         }
         else
-            cr_assert_eq (s_code (reply), EP__STATUS__CODE__OK, "write %d: %s", i, message);
+            cr_assert_eq (ep_status_code (reply->status), EP__STATUS__CODE__OK, "write %d: %s", i, message);
         if (reply->revision > highest)
             highest = reply->revision;
         ep__model_reply__free_unpacked (reply, NULL);
@@ -656,7 +650,7 @@ Test (model_etcd, a_write_under_an_ended_lease_fails_alone_not_its_batch)
     //  The same dead lease again, alone.
     s_send_create (clients [0], "leased0", dead);
     Ep__ModelReply *reply = s_take (clients [0], zclock_mono () + CALL_MS);
-    cr_assert_eq (s_code (reply), EP__STATUS__CODE__NOT_FOUND, "alone: code %d", s_code (reply));
+    cr_assert_eq (ep_status_code (reply->status), EP__STATUS__CODE__NOT_FOUND, "alone: code %d", ep_status_code (reply->status));
     ep__model_reply__free_unpacked (reply, NULL);
     cr_assert_eq (s_revision (clients [1]), highest);
     for (int i = 0; i < LEASE_WRITES; i++)
@@ -693,7 +687,7 @@ Test (model_etcd, a_full_batch_of_writes_under_a_lease_is_taken_whole)
     uint64_t highest = 0;
     for (int i = 0; i < FULL_BATCH; i++) {
         Ep__ModelReply *reply = s_take (clients [i], deadline);
-        cr_assert_eq (s_code (reply), EP__STATUS__CODE__OK, "write %d: %s", i,
+        cr_assert_eq (ep_status_code (reply->status), EP__STATUS__CODE__OK, "write %d: %s", i,
                       reply->status && reply->status->message? reply->status->message: "");
         if (reply->revision > highest)
             highest = reply->revision;

@@ -83,18 +83,12 @@ s_model (bool etcd)
     return s_model_on (etcd, NULL);
 }
 
-static Ep__Status__Code
-s_code (const Ep__ModelReply *reply)
-{
-    return reply->status && reply->status->has_code? reply->status->code: EP__STATUS__CODE__OK;
-}
-
 static Ep__ModelReply *
 s_ok (ep_rpc_client_t *client, Ep__ModelRequest *request)
 {
     Ep__ModelReply *reply = ep_rpc_call (client, request, &ep__model_reply__descriptor, CALL_MS, 1, NULL, 0);
     cr_assert_not_null (reply, "no reply");
-    cr_assert_eq (s_code (reply), EP__STATUS__CODE__OK, "code %d: %s", s_code (reply),
+    cr_assert_eq (ep_status_code (reply->status), EP__STATUS__CODE__OK, "code %d: %s", ep_status_code (reply->status),
                   reply->status && reply->status->message? reply->status->message: "");
     return reply;
 }

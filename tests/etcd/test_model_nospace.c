@@ -102,12 +102,6 @@ s_teardown (void)
 
 TestSuite (model_nospace, .init = s_setup, .fini = s_teardown);
 
-static Ep__Status__Code
-s_code (const Ep__ModelReply *reply)
-{
-    return reply->status && reply->status->has_code? reply->status->code: EP__STATUS__CODE__OK;
-}
-
 static const char *
 s_message (const Ep__ModelReply *reply)
 {
@@ -171,7 +165,7 @@ s_get (ep_rpc_client_t *client, const char *id, Ep__Status__Code *code)
     request.get = &get;
     Ep__ModelReply *reply = ep_rpc_call (client, &request, &ep__model_reply__descriptor, CALL_MS, 1, NULL, 0);
     cr_assert_not_null (reply, "no reply to a GET");
-    *code = s_code (reply);
+    *code = ep_status_code (reply->status);
     uint64_t version = 0;
     if (reply->n_entities == 1 && reply->entities [0]->kind_case == EP__ENTITY__KIND_ROUTER
     &&  reply->entities [0]->router->meta)
@@ -222,19 +216,19 @@ Test (model_nospace, nospace_refuses_writes_with_what_to_do_and_recovers_by_itse
     //  Fill: one router updated over and over (its old versions and the
     //  change records past retention are history) until etcd refuses.
     Ep__ModelReply *reply = s_write (client, "big", 0, 'a');
-    cr_assert_eq (s_code (reply), EP__STATUS__CODE__OK, "%s", s_message (reply));
+    cr_assert_eq (ep_status_code (reply->status), EP__STATUS__CODE__OK, "%s", s_message (reply));
     uint64_t acked = reply->revision;
     ep__model_reply__free_unpacked (reply, NULL);
     char *refusal = NULL;
     for (int i = 0; i < MAX_WRITES && !refusal; i++) {
         reply = s_write (client, "big", acked, (char) ('a' + i % 26));
-        if (s_code (reply) == EP__STATUS__CODE__OK) {
+        if (ep_status_code (reply->status) == EP__STATUS__CODE__OK) {
             cr_assert_eq (reply->revision, acked + 1, "consecutive revisions");
             acked = reply->revision;
         }
         else {
-            cr_assert_eq (s_code (reply), EP__STATUS__CODE__UNAVAILABLE, "code %d: %s",
-                          s_code (reply), s_message (reply));
+            cr_assert_eq (ep_status_code (reply->status), EP__STATUS__CODE__UNAVAILABLE, "code %d: %s",
+                          ep_status_code (reply->status), s_message (reply));
             refusal = strdup (s_message (reply));
         }
         ep__model_reply__free_unpacked (reply, NULL);
@@ -257,7 +251,7 @@ Test (model_nospace, nospace_refuses_writes_with_what_to_do_and_recovers_by_itse
     cr_assert_eq (code, EP__STATUS__CODE__OK);
     //  The alarm stays: writes are still refused (no freeing by itself).
     reply = s_write (client, "big", acked, 'z');
-    cr_assert_eq (s_code (reply), EP__STATUS__CODE__UNAVAILABLE, "%s", s_message (reply));
+    cr_assert_eq (ep_status_code (reply->status), EP__STATUS__CODE__UNAVAILABLE, "%s", s_message (reply));
     ep__model_reply__free_unpacked (reply, NULL);
     //  And the probes (every 500 ms) do not end the state while the alarm
     //  is raised: still not ready two seconds on.
@@ -294,11 +288,11 @@ Test (model_nospace, nospace_refuses_writes_with_what_to_do_and_recovers_by_itse
     //  Nothing acknowledged was lost, and writes are taken at the next revision.
     cr_assert_eq (s_get (client, "big", &code), acked);
     reply = s_write (client, "big", acked, 'z');
-    cr_assert_eq (s_code (reply), EP__STATUS__CODE__OK, "%s", s_message (reply));
+    cr_assert_eq (ep_status_code (reply->status), EP__STATUS__CODE__OK, "%s", s_message (reply));
     cr_assert_eq (reply->revision, acked + 1);
     ep__model_reply__free_unpacked (reply, NULL);
     reply = s_write (client, "after", 0, 'y');
-    cr_assert_eq (s_code (reply), EP__STATUS__CODE__OK, "%s", s_message (reply));
+    cr_assert_eq (ep_status_code (reply->status), EP__STATUS__CODE__OK, "%s", s_message (reply));
     cr_assert_eq (reply->revision, acked + 2);
     ep__model_reply__free_unpacked (reply, NULL);
     cr_assert_eq (s_get (client, "big", &code), acked + 1);

@@ -481,3 +481,9 @@ ep_readyz (const char *base)
     zstr_free (&command);
     return out? out: strdup ("");
 }
+
+Ep__Status__Code
+ep_status_code (const Ep__Status *status)
+{
+    return status && status->has_code? status->code: EP__STATUS__CODE__OK;
+}

@@ -20,6 +20,7 @@
 #endif
 #include "ep_ready.h"
 #include "ep_rpc_client.h"
+#include "common.pb-c.h"
 #include <sys/types.h>
 
 typedef struct _ep_proc_t ep_proc_t;
@@ -132,6 +133,11 @@ int
 //  body: "ready\n", "not ready: ..."), "" if nothing. Caller frees.
 char *
     ep_readyz (const char *base);
+
+//  A reply's status code: OK when the reply carries none (the wire omits
+//  a zero status).
+Ep__Status__Code
+    ep_status_code (const Ep__Status *status);
 
 //  Runs a shell command; returns its exit status (or -1), output in *out if
 //  out is not NULL (caller frees).
