@@ -69,6 +69,7 @@ struct _ep_shards_t {
     ep_series_t *fenced_series;     //  edgeplane_shard_fenced_total{service}, or NULL
     ep_series_t *owned_series;      //  edgeplane_shards_owned{service}, or NULL
     bool revoked;               //  the lease revoked at destroy
+    zhashx_t *names;            //  member lease (hex) -> its id, for ep_shards_owner_id
 };
 
 //  The start-up steps by name, for logs.
@@ -326,11 +327,15 @@ s_apply_kv (ep_shards_t *self, const ep_etcd_kv_t *kv, bool is_delete, int64_t n
         if (*end || end == key + members)
             return;
         //  A member is its lease: a key naming another is not one.
-        if (is_delete)
+        if (is_delete) {
             ep_shard_member_delete (self->view, lease, now);
+            zhashx_delete (self->names, key + members);
+        }
         else
-        if (kv->lease == lease)
+        if (kv->lease == lease) {
             ep_shard_member_put (self->view, lease, now);
+            zhashx_update (self->names, key + members, kv->value);
+        }
     }
     else
     if (strncmp (key, self->owners_prefix, owners) == 0) {
@@ -355,6 +360,7 @@ s_on_load (ep_shards_t *self, const ep_etcd_reply_t *reply)
     //  A reload (the watch's start was compacted) starts from what etcd
     //  holds; shards held stay held unless the read says otherwise.
     ep_shard_reset (self->view, self->lease, now);
+    zhashx_purge (self->names);
     for (size_t i = 0; i < reply->nkvs; i++)
         s_apply_kv (self, &reply->kvs [i], false, now);
     ep_shard_caught_up (self->view, reply->header.revision);
@@ -575,6 +581,9 @@ ep_shards_new (const ep_shards_config_t *config, char *err, size_t errlen)
     self->watch_end = ep_etcd_prefix_end (ep_etcd_str (self->service_prefix), self->prefix_end,
                                           sizeof self->prefix_end);
     self->held = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) config->count);
+    self->names = zhashx_new ();
+    zhashx_set_destructor (self->names, (czmq_destructor *) zstr_free);
+    zhashx_set_duplicator (self->names, (czmq_duplicator *) strdup);
     self->owner_keys = (char **) zmalloc (sizeof (char *) * (size_t) config->count);
     for (int s = 0; s < config->count; s++) {
         char key [MAX_KEY];
@@ -623,6 +632,7 @@ ep_shards_destroy (ep_shards_t **self_p)
     for (int s = 0; s < self->config.count; s++)
         free (self->owner_keys [s]);
     free (self->owner_keys);
+    zhashx_destroy (&self->names);
     free (self->held);
     ep_shard_destroy (&self->view);
     free (self->prefix);
@@ -746,6 +756,20 @@ int64_t
 ep_shards_held (ep_shards_t *self, int shard)
 {
     return shard >= 0 && shard < self->config.count? self->held [shard]: 0;
+}
+
+const char *
+ep_shards_owner_id (ep_shards_t *self, int shard)
+{
+    if (!self->view || shard < 0 || shard >= self->config.count)
+        return NULL;
+    int64_t create;
+    int64_t lease = ep_shard_owner (self->view, shard, &create);
+    if (lease <= 0)
+        return NULL;
+    char hex [17];
+    snprintf (hex, sizeof hex, "%016llx", (unsigned long long) lease);
+    return (const char *) zhashx_lookup (self->names, hex);
 }
 
 int

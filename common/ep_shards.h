@@ -111,6 +111,12 @@ ep_shard_fence_t
 int64_t
     ep_shards_held (ep_shards_t *self, int shard);
 
+//  The id of shard's owner as the watch last showed it (a member's key
+//  value), or NULL if it has none or is not known yet. Valid until the
+//  next dispatch.
+const char *
+    ep_shards_owner_id (ep_shards_t *self, int shard);
+
 //  Shards held; members in the view; the lease (0: none now).
 int
     ep_shards_owned (ep_shards_t *self);

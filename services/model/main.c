@@ -13,7 +13,7 @@ main (int argc, char **argv)
 {
     static char *listen, *db_path, *store;
     static int64_t retain, max_batch, commit_delay, lease_ttl, reply_ttl;
-    static modelstore_etcd_settings_t etcd;
+    static ep_etcd_settings_t etcd;
     static const char *stores [] = { "sqlite", "etcd", NULL };
     ep_opt_t opts [] = {
         { .name = "listen", .env = "EDGEPLANE_MODEL_LISTEN", .def = EP_DEFAULT_MODEL_API,
@@ -40,9 +40,9 @@ main (int argc, char **argv)
           .help = "A write's reply is kept this long (in memory and model.db) for a retry of it." },
     };
     //  The etcd store's options are shared with `edgeplane migrate`.
-    ep_opt_t all [EP_COUNT (opts) + MODELSTORE_ETCD_OPTS];
+    ep_opt_t all [EP_COUNT (opts) + EP_ETCD_OPTS];
     memcpy (all, opts, sizeof opts);
-    modelstore_etcd_opts (&etcd, all + EP_COUNT (opts));
+    ep_etcd_opts (&etcd, all + EP_COUNT (opts));
     ep_service_t *service = ep_service_new ("model",
         "The router model: versioned, durable, with a change stream.",
         EP_HTTP_LISTEN_MODEL, all, EP_COUNT (all), argc, argv);

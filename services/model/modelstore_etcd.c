@@ -841,29 +841,6 @@ metcd_new (const modelstore_etcd_config_t *config)
     return self;
 }
 
-void
-modelstore_etcd_opts (modelstore_etcd_settings_t *settings, ep_opt_t *opts)
-{
-    memset (settings, 0, sizeof *settings);
-    ep_opt_t table [MODELSTORE_ETCD_OPTS] = {
-        { .name = "etcd-endpoints", .env = "EDGEPLANE_ETCD_ENDPOINTS", .type = EP_OPT_STRING,
-          .str = &settings->endpoints, .help = "etcd store: the cluster's client URLs, comma-separated." },
-        { .name = "etcd-ca", .env = "EDGEPLANE_ETCD_CA", .type = EP_OPT_STRING, .str = &settings->ca,
-          .help = "etcd store: the CA of https endpoints (PEM; default: the system's)." },
-        { .name = "etcd-cert", .env = "EDGEPLANE_ETCD_CERT", .type = EP_OPT_STRING, .str = &settings->cert,
-          .help = "etcd store: the model's client certificate (edgeplane pki issue client model)." },
-        { .name = "etcd-key", .env = "EDGEPLANE_ETCD_KEY", .type = EP_OPT_STRING, .str = &settings->key,
-          .help = "etcd store: its key." },
-        { .name = "etcd-prefix", .env = "EDGEPLANE_ETCD_PREFIX", .def = "/edgeplane/",
-          .type = EP_OPT_STRING, .str = &settings->prefix,
-          .help = "etcd store: the prefix of the model's keys (ends in /)." },
-        { .name = "etcd-max-txn-ops", .env = "EDGEPLANE_ETCD_MAX_TXN_OPS", .def = "128",
-          .type = EP_OPT_INT, .num = &settings->max_txn_ops, .min = 8, .max = 1000000,
-          .help = "etcd store: the cluster's --max-txn-ops (batches are sized to fit)." },
-    };
-    memcpy (opts, table, sizeof table);
-}
-
 typedef struct {
     bool done;                  //  the status call completed
     char error [512];           //  why it failed, "" if a member answered
@@ -908,30 +885,6 @@ modelstore_etcd_reachable (ep_etcd_t *etcd, const char *endpoints, modelstore_et
             zclock_sleep ((int) (until - ep_mono_ms () < 100? until - ep_mono_ms (): 100));
     }
     return -1;
-}
-
-ep_etcd_t *
-modelstore_etcd_client (const modelstore_etcd_settings_t *settings, int64_t watch_idle_ms,
-                        char *err, size_t errlen)
-{
-    if (!settings->endpoints || !*settings->endpoints) {
-        snprintf (err, errlen, "needs EDGEPLANE_ETCD_ENDPOINTS: the cluster's client URLs, "
-                  "comma-separated (https://etcd1:2379,https://etcd2:2379)");
-        return NULL;
-    }
-    if (!settings->cert != !settings->key) {
-        snprintf (err, errlen, "EDGEPLANE_ETCD_CERT and EDGEPLANE_ETCD_KEY go together: the "
-                  "model's client certificate and key (edgeplane pki issue client model)");
-        return NULL;
-    }
-    ep_etcd_config_t config = { .endpoints = settings->endpoints, .ca_file = settings->ca,
-                                .cert_file = settings->cert, .key_file = settings->key,
-                                .watch_idle_ms = watch_idle_ms };
-    char why [512];
-    ep_etcd_t *etcd = ep_etcd_new (&config, why, sizeof why);
-    if (!etcd)
-        snprintf (err, errlen, "EDGEPLANE_ETCD_ENDPOINTS %s: %s", settings->endpoints, why);
-    return etcd;
 }
 
 modelstore_t *

@@ -31,6 +31,7 @@
 #include "ep_prelude.h"
 #include "ep_config.h"
 #include "ep_etcd.h"
+#include "ep_etcd_opts.h"
 #include "modelstore.h"
 
 typedef struct {
@@ -40,31 +41,6 @@ typedef struct {
     int64_t replies_ttl_ms;     //  how long saved replies are kept; 0: 600000
     int64_t timeout_ms;         //  for each blocking call; 0: 10000
 } modelstore_etcd_config_t;
-
-//  The model's etcd settings, as its options give them (strings NULL when
-//  unset; the prefix defaults to "/edgeplane/", max_txn_ops to 128).
-typedef struct {
-    char *endpoints;            //  EDGEPLANE_ETCD_ENDPOINTS: client URLs, comma-separated
-    char *ca;                   //  EDGEPLANE_ETCD_CA
-    char *cert;                 //  EDGEPLANE_ETCD_CERT
-    char *key;                  //  EDGEPLANE_ETCD_KEY
-    char *prefix;               //  EDGEPLANE_ETCD_PREFIX
-    int64_t max_txn_ops;        //  EDGEPLANE_ETCD_MAX_TXN_OPS
-} modelstore_etcd_settings_t;
-
-#define MODELSTORE_ETCD_OPTS 6
-
-//  Their options (flags and variables), filling settings when parsed, into
-//  opts [MODELSTORE_ETCD_OPTS]: one declaration for the model and for
-//  `edgeplane migrate`, which must read the same settings.
-void
-    modelstore_etcd_opts (modelstore_etcd_settings_t *settings, ep_opt_t *opts);
-
-//  A client for settings. NULL with err saying what to set (no endpoints,
-//  a certificate without its key) or what failed.
-ep_etcd_t *
-    modelstore_etcd_client (const modelstore_etcd_settings_t *settings, int64_t watch_idle_ms,
-                            char *err, size_t errlen);
 
 //  Told why the store cannot open yet (for /readyz).
 typedef void (modelstore_etcd_waiting_fn) (void *arg, const char *reason);

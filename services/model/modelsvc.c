@@ -769,11 +769,11 @@ s_etcd_waiting (void *arg, const char *reason)
 static int
 s_open_etcd (modelsvc_t *self, const modelsvc_config_t *config)
 {
-    modelstore_etcd_settings_t settings = {
+    ep_etcd_settings_t settings = {
         .endpoints = (char *) config->etcd_endpoints, .ca = (char *) config->etcd_ca,
         .cert = (char *) config->etcd_cert, .key = (char *) config->etcd_key };
     char err [768];
-    self->etcd = modelstore_etcd_client (&settings, ETCD_IDLE_MS, err, sizeof err);
+    self->etcd = ep_etcd_settings_client (&settings, ETCD_IDLE_MS, err, sizeof err);
     if (!self->etcd) {
         ep_log_error ("EDGEPLANE_MODEL_STORE=etcd: %s", err);
         return -1;

@@ -291,30 +291,117 @@ terminators_commit (terminators_t *self)
     int rc = ep_store_in_transaction (self->store)? ep_store_commit (self->store): -1;
     if (rc != 0) {
         ep_log_error ("commit failed, batch undone: %s", ep_store_last_error ());
-        if (ep_store_in_transaction (self->store))
-            ep_store_rollback (self->store);
-        termstage_undo (self->stage);
+        terminators_rollback (self);
+        return rc;
     }
-    else {
-        termstage_keep (self->stage);
-        ep_output_item_t *output = ep_output_first_staged (self->output);
-        for (; output; output = ep_output_next_staged (self->output)) {
-            if (output->event->body_case == EP__EVENT__BODY_TERMINATOR
-            &&  output->event->terminator->event_type
-            &&  streq (output->event->terminator->event_type, "spin"))
-                self->spins++;
-            if (output->event->body_case == EP__EVENT__BODY_COMMAND)
-                self->commands++;
-        }
-        ep_output_commit (self->output);
-        if (self->trim_pending_seq) {
-            self->trimmed_seq = self->trim_pending_seq;
-            self->last_trim_ms = ep_wall_ms ();
-        }
+    termstage_keep (self->stage);
+    ep_output_item_t *output = ep_output_first_staged (self->output);
+    for (; output; output = ep_output_next_staged (self->output)) {
+        if (output->event->body_case == EP__EVENT__BODY_TERMINATOR
+        &&  output->event->terminator->event_type
+        &&  streq (output->event->terminator->event_type, "spin"))
+            self->spins++;
+        if (output->event->body_case == EP__EVENT__BODY_COMMAND)
+            self->commands++;
+    }
+    ep_output_commit (self->output);
+    if (self->trim_pending_seq) {
+        self->trimmed_seq = self->trim_pending_seq;
+        self->last_trim_ms = ep_wall_ms ();
     }
     self->trim_pending_seq = 0;
     self->open = false;
     return rc;
+}
+
+void
+terminators_rollback (terminators_t *self)
+{
+    EP_ASSERT (self->open);
+    if (ep_store_in_transaction (self->store))
+        ep_store_rollback (self->store);
+    termstage_undo (self->stage);
+    self->trim_pending_seq = 0;
+    self->open = false;
+}
+
+typedef struct {
+    terminators_t *self;
+    void (*fn) (void *arg, const char *id, const termrec_t *now, const termrec_t *before);
+    void *arg;
+} s_changes_t;
+
+static void
+s_changed (void *arg, const char *id, const termrec_t *before)
+{
+    s_changes_t *changes = (s_changes_t *) arg;
+    const termrec_t *now = termindex_lookup (changes->self->index, id);
+    if (now || before)
+        changes->fn (changes->arg, id, now, before);
+}
+
+void
+terminators_changes (terminators_t *self,
+                     void (*fn) (void *arg, const char *id, const termrec_t *now,
+                                 const termrec_t *before),
+                     void (*out) (void *arg, const ep_output_item_t *item), void *arg)
+{
+    EP_ASSERT (self->open);
+    s_changes_t changes = { self, fn, arg };
+    termstage_each_changed (self->stage, s_changed, &changes);
+    ep_output_item_t *item = ep_output_first_staged (self->output);
+    for (; item; item = ep_output_next_staged (self->output))
+        out (arg, item);
+}
+
+void
+terminators_adopt (terminators_t *self, termrec_t **record_p)
+{
+    EP_ASSERT (!self->open);
+    termrec_t *record = *record_p;
+    //  The cache only: etcd holds it already.
+    if (termstore_save (self->store, record) != 0)
+        ep_log_error ("cannot cache terminator %s: %s", record->id, ep_store_last_error ());
+    termindex_apply (self->index, record);
+    zhashx_update (self->dirty_routers, record->router_id, (void *) 1);
+    termrec_destroy (record_p);
+}
+
+int64_t
+terminators_adopt_event (terminators_t *self, const char *topic, const void *body, size_t size)
+{
+    EP_ASSERT (!self->open);
+    Ep__Event *event = ep__event__unpack (NULL, size, (const uint8_t *) body);
+    if (!event)
+        return -1;
+    int64_t seq = termstore_outbox_add (self->store, topic, body, size);
+    if (seq < 0) {
+        ep__event__free_unpacked (event, NULL);
+        return -1;
+    }
+    ep_output_take (self->output, topic, &event, seq);
+    ep_output_commit (self->output);
+    return seq;
+}
+
+size_t
+terminators_drop (terminators_t *self, bool (*mine) (void *arg, const char *router_id), void *arg)
+{
+    EP_ASSERT (!self->open);
+    zlistx_t *ids = zlistx_new ();
+    zlistx_set_destructor (ids, (czmq_destructor *) zstr_free);
+    for (termrec_t *record = termindex_first (self->index); record;
+         record = termindex_next (self->index))
+        if (!mine (arg, record->router_id))
+            zlistx_add_end (ids, strdup (record->id));
+    for (char *id = (char *) zlistx_first (ids); id; id = (char *) zlistx_next (ids)) {
+        if (termstore_remove (self->store, id) != 0)
+            ep_log_error ("cannot uncache terminator %s: %s", id, ep_store_last_error ());
+        termindex_forget (self->index, id);
+    }
+    size_t dropped = zlistx_size (ids);
+    zlistx_destroy (&ids);
+    return dropped;
 }
 
 ep_output_item_t *

@@ -30,6 +30,7 @@
 #include "events.pb-c.h"
 #include "terminators.pb-c.h"
 #include "termsm.h"
+#include "termstore.h"
 
 typedef struct _terminators_t terminators_t;
 
@@ -112,6 +113,43 @@ void
 //  undone; the caller answers the batch's writes UNAVAILABLE.
 int
     terminators_commit (terminators_t *self);
+
+//  The etcd mode (docs/terminators.md, "On shards"): the store is a cache
+//  of the shards this instance owns, and a batch is durable once the etcd
+//  transaction terminators_changes describes succeeded. Then
+//  terminators_commit (the cache); if it failed, terminators_rollback.
+
+//  Calls fn (arg, id, now, before) once per terminator the open batch
+//  changed (now NULL: removed; before NULL: new), then out (arg, item) for
+//  each output it staged (item->seq > 0: an event kept in the outbox).
+void
+    terminators_changes (terminators_t *self,
+                         void (*fn) (void *arg, const char *id, const termrec_t *now,
+                                     const termrec_t *before),
+                         void (*out) (void *arg, const ep_output_item_t *item), void *arg);
+
+//  Undoes everything since terminators_begin (the batch did not become
+//  durable elsewhere).
+void
+    terminators_rollback (terminators_t *self);
+
+//  Takes record over as one of this instance's (a shard it acquired):
+//  cached, indexed, and checked at the next batch. Between batches.
+void
+    terminators_adopt (terminators_t *self, termrec_t **record_p);
+
+//  Queues a committed event a shard's earlier owner did not see published
+//  (at least once). Returns its sequence number here (> 0), or -1.
+int64_t
+    terminators_adopt_event (terminators_t *self, const char *topic, const void *body,
+                             size_t size);
+
+//  Forgets every terminator whose router satisfies mine (arg, router_id)
+//  == false (the shards this instance no longer owns): cache and memory,
+//  nothing durable. Between batches. Returns how many.
+size_t
+    terminators_drop (terminators_t *self, bool (*mine) (void *arg, const char *router_id),
+                      void *arg);
 
 //  The next output of committed batches, oldest first, or NULL: topic
 //  "terminator.<type>" or "cmd.<router>.", and seq, the outbox entry of

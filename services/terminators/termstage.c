@@ -196,6 +196,23 @@ termstage_consume (termstage_t *self, zhashx_t *set, const char *id)
 }
 
 void
+termstage_each_changed (termstage_t *self,
+                        void (*fn) (void *arg, const char *id, const termrec_t *before),
+                        void *arg)
+{
+    //  The first undo entry of an id holds what it was when the batch opened.
+    zhashx_t *seen = zhashx_new ();
+    for (size_t i = 0; i < self->undo_size; i++) {
+        s_undo_t *undo = &self->undo [i];
+        if (undo->kind != UNDO_RECORD || zhashx_lookup (seen, undo->key))
+            continue;
+        zhashx_insert (seen, undo->key, (void *) 1);
+        fn (arg, undo->key, undo->record);
+    }
+    zhashx_destroy (&seen);
+}
+
+void
 termstage_keep (termstage_t *self)
 {
     s_undo_to (self, 0, false);

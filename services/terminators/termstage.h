@@ -76,6 +76,14 @@ termsm_key_t *
 void
     termstage_consume (termstage_t *self, zhashx_t *set, const char *id);
 
+//  Calls fn (arg, id, before) once for each record the open batch
+//  changed (before: its content when the batch opened, NULL if it did not
+//  exist), for a store that writes the batch elsewhere (the etcd mode).
+void
+    termstage_each_changed (termstage_t *self,
+                            void (*fn) (void *arg, const char *id, const termrec_t *before),
+                            void *arg);
+
 //  The batch committed: forget the undo log.
 void
     termstage_keep (termstage_t *self);

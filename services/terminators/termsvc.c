@@ -1,5 +1,5 @@
 /*  termsvc.c: the terminator service object (termsvc.h). */
-#include "termsvc.h"
+#include "termsvc_internal.h"
 #include "ep_links.h"
 #include "ep_codec.h"
 #include "ep_degraded.h"
@@ -10,7 +10,9 @@
 #include "ep_rpc_server.h"
 #include "ep_store.h"
 #include "ep_subscriber.h"
+#include "termshards.h"
 #include "termstore.h"
+#include <unistd.h>
 
 #define CHECKPOINT_MS   10000       //  WAL checkpoint period
 #define GAUGES_MS       1000        //  gauges refreshed at least this often
@@ -18,56 +20,6 @@
 #define PARK_MAX        200000      //  requests waiting for the model, at most
 #define PRESENCE_BATCH  10000       //  presence events read per loop at most
 #define ROUNDS_MAX      64          //  batches per turn at most
-
-//  A request being served: the core's result, and what parking needs.
-typedef struct {
-    terminators_result_t result;    //  what to answer
-    uint64_t revision;          //  the model revision it was based on
-    int64_t deadline_ms;        //  parked: when to give up waiting (monotonic)
-} s_request_t;
-
-struct _termsvc_t {
-    ep_service_t *service;      //  shared process scaffolding (borrowed)
-    char *path;                 //  terminators.db
-    ep_store_t *store;          //  terminators.db
-    ep_model_view_t *view;      //  the model, as followed
-    ep_follower_t *follower;    //  keeps view current
-    terminators_t *core;        //  the state machines
-    zsock_t *router;            //  API socket
-    ep_rpc_server_t *rpc;       //  request ids, in-flight retries, roles
-    ep_reqloop_t *loop;         //  batches, replies, request metrics
-    ep_publisher_t *publisher;  //  terminator.*, cmd.*, service.degraded
-    ep_degraded_t *degraded;    //  a full or failing disk: writes refused, /readyz 503
-    char failure [768];         //  why the last batch failed, for its answers
-    ep_subscriber_t *presence;  //  presence.* from the watchdogs
-    zpoller_t *poller;          //  auth, API, follower, presence
-    zlistx_t *parked;           //  ep_req_t waiting for the model (arrival order)
-    int64_t park_timeout_ms;    //  how long a write waits for the model
-    int64_t batch_now;          //  the wall clock of the open batch
-    uint64_t snapshots;         //  follower snapshots already reconciled
-    bool is_ready;              //  ready file written
-    bool served;                //  a batch committed this turn
-    int64_t next_checkpoint;    //  monotonic ms
-    int64_t next_gauges;        //  monotonic ms
-    int64_t next_expire;        //  monotonic ms
-    //  Metrics (counters move by the difference from what was last seen)
-    ep_series_t *states [TERMSM_STATE_COUNT];  //  edgeplane_terminators{state}
-    ep_series_t *tombstones;    //  edgeplane_terminator_tombstones
-    ep_series_t *spins;         //  edgeplane_terminator_spins_total
-    ep_series_t *parked_gauge;  //  edgeplane_terminators_parked
-    ep_series_t *park_timeouts; //  edgeplane_terminators_park_timeouts_total
-    ep_series_t *revision;      //  edgeplane_terminators_model_revision
-    ep_series_t *online;        //  edgeplane_terminators_routers_online
-    ep_series_t *instances;     //  edgeplane_terminators_watchdog_instances
-    ep_series_t *commands;      //  edgeplane_terminator_commands_total{result="sent"}
-    ep_series_t *acks;          //  edgeplane_terminator_commands_total{result="acked"}
-    ep_series_t *published;     //  edgeplane_published_total{stream="terminator"}
-    ep_series_t *cmd_published; //  edgeplane_published_total{stream="cmd"}
-    ep_series_t *gaps;          //  edgeplane_stream_gaps_total{stream="model"}
-    ep_series_t *db_bytes;      //  edgeplane_terminators_db_bytes
-    ep_series_t *replayed;      //  edgeplane_terminator_events_replayed_total
-    uint64_t seen_spins, seen_commands, seen_acks, seen_gaps;   //  last values added
-};
 
 //  ---------------------------------------------------------------------
 //  Metrics
@@ -190,7 +142,7 @@ s_roles (void *arg, const ProtobufCMessage *message)
 static void
 s_request_free (void *item)
 {
-    s_request_t *request = (s_request_t *) item;
+    termsvc_request_t *request = (termsvc_request_t *) item;
     terminators_result_clear (&request->result);
     free (request);
 }
@@ -214,12 +166,14 @@ s_admit (void *arg, ep_req_t *req)
         ep_reqloop_refuse (self->loop, req, EP__STATUS__CODE__PERMISSION_DENIED, refusal);
         return EP_REQ_REFUSED;
     }
-    s_request_t *request = (s_request_t *) zmalloc (sizeof (s_request_t));
+    termsvc_request_t *request = (termsvc_request_t *) zmalloc (sizeof (termsvc_request_t));
     request->revision = message->has_model_revision? message->model_revision: 0;
     terminators_result_init (&request->result, ep_req_request_id (req));
     ep_req_set_result (req, request, s_request_free);
     if (!terminators_is_write (message))
         return EP_REQ_READ;
+    if (termsvc_not_mine (self, req, message))
+        return EP_REQ_REFUSED;
     if (s_model_reached (self, request->revision))
         return EP_REQ_WRITE;
     if (zlistx_size (self->parked) >= PARK_MAX) {
@@ -240,7 +194,7 @@ static const ProtobufCMessage *
 s_reply (void *arg, ep_req_t *req, Ep__Status__Code *code)
 {
     (void) arg;
-    terminators_result_t *result = &((s_request_t *) ep_req_result (req))->result;
+    terminators_result_t *result = &((termsvc_request_t *) ep_req_result (req))->result;
     *code = result->status.code;
     return &result->reply.base;
 }
@@ -249,7 +203,7 @@ static void
 s_error (void *arg, ep_req_t *req, Ep__Status__Code code, const char *message)
 {
     termsvc_t *self = (termsvc_t *) arg;
-    terminators_result_t *result = &((s_request_t *) ep_req_result (req))->result;
+    terminators_result_t *result = &((termsvc_request_t *) ep_req_result (req))->result;
     terminators_result_clear (result);
     terminators_result_init (result, ep_req_request_id (req));
     snprintf (result->message, sizeof result->message, "%s", message);
@@ -259,6 +213,9 @@ s_error (void *arg, ep_req_t *req, Ep__Status__Code code, const char *message)
     result->reply.retriable = code == EP__STATUS__CODE__UNAVAILABLE;
     result->reply.has_model_revision = true;
     result->reply.model_revision = ep_model_view_revision (self->view);
+    termsvc_request_t *request = (termsvc_request_t *) ep_req_result (req);
+    if (self->shards && code == EP__STATUS__CODE__UNAVAILABLE)
+        result->reply.owner = request->owner;
 }
 
 //  Internal work makes a batch of its own once the model is loaded; not
@@ -306,14 +263,34 @@ static void
 s_write (void *arg, ep_req_t *req)
 {
     termsvc_t *self = (termsvc_t *) arg;
+    const Ep__TerminatorRequest *message = (const Ep__TerminatorRequest *) ep_req_message (req);
+    //  Parked while the shard moved away: not ours to write any more.
+    if (self->shards && !termshards_ready (self->shards, message->router_id? message->router_id: "")) {
+        termsvc_request_t *request = (termsvc_request_t *) ep_req_result (req);
+        snprintf (request->owner, sizeof request->owner, "%s",
+                  termshards_owner (self->shards, message->router_id? message->router_id: ""));
+        s_error (self, req, EP__STATUS__CODE__UNAVAILABLE,
+                 "the router's shard moved to another instance while this request waited: retry");
+        return;
+    }
     terminators_write (self->core, (const Ep__TerminatorRequest *) ep_req_message (req),
-                       self->batch_now, &((s_request_t *) ep_req_result (req))->result);
+                       self->batch_now, &((termsvc_request_t *) ep_req_result (req))->result);
+}
+
+//  A batch etcd refused as too large is run again, each write alone.
+static ep_reqloop_policy_t
+s_commit_failed (void *arg)
+{
+    termsvc_t *self = (termsvc_t *) arg;
+    return self->shards && termshards_too_large (self->shards)? EP_REQLOOP_SPLIT: EP_REQLOOP_CARRY_ON;
 }
 
 static int
 s_commit (void *arg)
 {
     termsvc_t *self = (termsvc_t *) arg;
+    if (self->shards)
+        return termsvc_commit_etcd (self);
     int rc = terminators_commit (self->core);
     if (rc == 0)
         ep_degraded_update (self->degraded, EP_STORE_FAULT_NONE, NULL, ep_mono_ms ());
@@ -329,7 +306,7 @@ s_read (void *arg, ep_req_t *req)
 {
     termsvc_t *self = (termsvc_t *) arg;
     terminators_read (self->core, (const Ep__TerminatorRequest *) ep_req_message (req),
-                      ep_wall_ms (), &((s_request_t *) ep_req_result (req))->result);
+                      ep_wall_ms (), &((termsvc_request_t *) ep_req_result (req))->result);
     return 0;
 }
 
@@ -340,12 +317,20 @@ s_publish (void *arg)
     termsvc_t *self = (termsvc_t *) arg;
     ep_output_item_t *output;
     while ((output = terminators_next_output (self->core))) {
-        if (ep_publisher_send (self->publisher, output->topic, output->event) != 0)
+        const char *event_id = self->shards && output->seq
+                             ? termshards_event_id (self->shards, output->seq): NULL;
+        if (self->shards && !termsvc_fence_command (self, output->event))
+            ;   //  the router's shard is not ours any more: its owner decides
+        else
+        if (ep_publisher_send_id (self->publisher, output->topic, output->event, event_id) != 0)
             ep_log_error ("could not publish %s: larger than the cap", output->topic);
         else
             ep_series_add (output->seq? self->published: self->cmd_published, 1);
-        if (output->seq)
+        if (output->seq) {
             terminators_published (self->core, output->seq);
+            if (self->shards)
+                termshards_published (self->shards, output->seq);
+        }
         ep_output_item_destroy (&output);
     }
 }
@@ -363,7 +348,7 @@ static const ep_reqloop_class_t s_class = {
     .write = s_write,
     .commit = s_commit,
     .read = s_read,
-    .commit_failed = ep_reqloop_carry_on,
+    .commit_failed = s_commit_failed,
     .failure = s_failure,
     .output = s_publish,
 };
@@ -376,7 +361,7 @@ s_unpark (termsvc_t *self)
     int64_t now = ep_mono_ms ();
     ep_req_t *req = (ep_req_t *) zlistx_first (self->parked);
     while (req) {
-        s_request_t *request = (s_request_t *) ep_req_result (req);
+        termsvc_request_t *request = (termsvc_request_t *) ep_req_result (req);
         bool reached = s_model_reached (self, request->revision);
         if (!reached && now < request->deadline_ms) {
             req = (ep_req_t *) zlistx_next (self->parked);
@@ -405,12 +390,13 @@ s_next_park_deadline (termsvc_t *self)
     int64_t next = INT64_MAX;
     ep_req_t *req = (ep_req_t *) zlistx_first (self->parked);
     for (; req; req = (ep_req_t *) zlistx_next (self->parked)) {
-        s_request_t *request = (s_request_t *) ep_req_result (req);
+        termsvc_request_t *request = (termsvc_request_t *) ep_req_result (req);
         if (request->deadline_ms < next)
             next = request->deadline_ms;
     }
     return next;
 }
+
 
 //  ---------------------------------------------------------------------
 //  The loop
@@ -459,26 +445,50 @@ s_timeout (termsvc_t *self)
     int64_t timeout = ep_publisher_tick (self->publisher);
     int64_t work = ep_reqloop_next_due (self->loop) == 0? 0
                  : terminators_next_due (self->core, ep_wall_ms (), 1000);
+    int64_t beacon = self->shards? self->next_beacon - now: INT64_MAX;
     int64_t due [] = { ep_follower_tick (self->follower), s_next_park_deadline (self) - now,
                        self->next_expire - now, self->next_gauges - now, work,
-                       ep_degraded_next (self->degraded, now) };
+                       ep_degraded_next (self->degraded, now), beacon };
     for (size_t i = 0; i < EP_COUNT (due); i++)
         if (due [i] < timeout)
             timeout = due [i];
     return timeout > 0? timeout: 0;
 }
 
+//  The etcd mode's wait: while a batch's transaction is in flight the core
+//  takes nothing but requests (queued), so only the API is watched then.
+static void *
+s_wait_etcd (termsvc_t *self)
+{
+    zsock_t *socks [] = { self->router, ep_follower_socket (self->follower),
+                          ep_follower_rpc_socket (self->follower),
+                          ep_subscriber_socket (self->presence) };
+    return ep_service_poll (self->service, socks, self->committing? 1: EP_COUNT (socks),
+                            s_timeout (self));
+}
+
 int
 termsvc_turn (termsvc_t *self)
 {
-    void *which = ep_service_wait (self->service, self->poller, s_timeout (self));
-    if (s_follow (self) != 0)
+    void *which = self->shards? s_wait_etcd (self)
+                : ep_service_wait (self->service, self->poller, s_timeout (self));
+    if (self->shards_failed)
         return -1;
-    s_presence_events (self);
     int64_t now = ep_mono_ms ();
-    if (now >= self->next_expire) {
-        terminators_presence_expire (self->core, now);
-        self->next_expire = now + EXPIRE_MS;
+    if (!self->committing) {
+        if (s_follow (self) != 0)
+            return -1;
+        s_presence_events (self);
+        if (now >= self->next_expire) {
+            terminators_presence_expire (self->core, now);
+            self->next_expire = now + EXPIRE_MS;
+        }
+        if (self->shards)
+            termsvc_apply_news (self);
+    }
+    if (self->shards && now >= self->next_beacon) {
+        termsvc_beacon (self);
+        self->next_beacon = now + BEACON_MS;
     }
     s_unpark (self);
     self->served = false;
@@ -508,16 +518,29 @@ termsvc_turn (termsvc_t *self)
 static int
 s_open_store (termsvc_t *self, const termsvc_config_t *config, const char *data_dir)
 {
-    self->path = config->db_path? strdup (config->db_path): zsys_sprintf ("%s/terminators.db", data_dir);
+    self->path = config->db_path? strdup (config->db_path)
+               : zsys_sprintf ("%s/%s", data_dir, config->etcd? "terminators-cache.db": "terminators.db");
     if (zsys_dir_create ("%s", data_dir) != 0)
         ep_log_warn ("cannot create %s", data_dir);
     ep_service_lock_or_exit (self->service, self->path,
-        "several instances share a model through the etcd store (docs/ha.md), each with its own data directory");
+        "several instances run on shards in the etcd mode (docs/terminators.md), each with its own data directory");
+    if (config->etcd) {
+        //  The etcd mode keeps a cache of the shards it owns: etcd is the
+        //  truth, and the cache starts empty, unsynced.
+        const char *suffixes [] = { "", "-wal", "-shm" };
+        for (size_t i = 0; i < EP_COUNT (suffixes); i++) {
+            char *file = zsys_sprintf ("%s%s", self->path, suffixes [i]);
+            unlink (file);
+            zstr_free (&file);
+        }
+    }
     self->store = ep_store_new (self->path, termstore_migrations, termstore_migrations_count);
     if (!self->store) {
         ep_log_error ("cannot open %s: %s", self->path, ep_store_last_error ());
         return -1;
     }
+    if (config->etcd && ep_store_exec (self->store, "PRAGMA synchronous=OFF") != 0)
+        ep_log_warn ("%s: cannot turn fsync off: %s", self->path, ep_store_last_error ());
     self->view = ep_model_view_new ();
     self->core = terminators_new (self->store, self->view, &config->core, ep_wall_ms ());
     if (!self->core)
@@ -556,6 +579,8 @@ s_open_bus (termsvc_t *self, const termsvc_config_t *config)
     self->follower = links.follower;
     ep_publisher_declare (self->publisher, "terminator");
     ep_publisher_declare (self->publisher, "service");
+    if (config->etcd)
+        ep_publisher_declare (self->publisher, "cluster");
     self->degraded = ep_degraded_new ("terminators", self->path, ep_service_http (self->service),
                                       ep_service_metrics (self->service), s_send_degraded, self);
     ep_subscriber_subscribe (self->presence, "presence.");
@@ -585,8 +610,17 @@ s_open_api (termsvc_t *self, const termsvc_config_t *config)
 }
 
 termsvc_t *
-termsvc_new (ep_service_t *service, const termsvc_config_t *config)
+termsvc_new (ep_service_t *service, const termsvc_config_t *given)
 {
+    termsvc_config_t sized = *given, *config = &sized;
+    if (config->etcd) {
+        //  A batch is one etcd transaction: sized to fit --max-txn-ops
+        //  (a write is a record and its events; one too large is split).
+        int64_t ops = config->etcd_settings.max_txn_ops > 0? config->etcd_settings.max_txn_ops: 128;
+        if (config->max_batch > ops / 4)
+            config->max_batch = ops / 4 > 0? ops / 4: 1;
+        config->core.work_budget = (size_t) (ops / 4 > 0? ops / 4: 1);
+    }
     termsvc_t *self = (termsvc_t *) zmalloc (sizeof (termsvc_t));
     self->service = service;
     self->park_timeout_ms = config->park_timeout_ms;
@@ -595,7 +629,8 @@ termsvc_new (ep_service_t *service, const termsvc_config_t *config)
     const ep_common_opts_t *common = ep_service_opts (service);
     if (s_open_store (self, config, common->data_dir) != 0
     ||  s_open_bus (self, config) != 0
-    ||  s_open_api (self, config) != 0)
+    ||  s_open_api (self, config) != 0
+    ||  (config->etcd && termsvc_open_shards (self, config) != 0))
         termsvc_destroy (&self);
     else {
         int64_t now = ep_mono_ms ();
@@ -618,6 +653,8 @@ termsvc_destroy (termsvc_t **self_p)
         while ((req = (ep_req_t *) zlistx_detach (self->parked, NULL)))
             ep_reqloop_fail (self->loop, req, EP__STATUS__CODE__UNAVAILABLE, bye);
         zlistx_destroy (&self->parked);
+        //  Leaving: the lease revoked, the shards go to the others at once.
+        termsvc_close_shards (self);
         zpoller_destroy (&self->poller);
         ep_reqloop_destroy (&self->loop);
         ep_rpc_server_destroy (&self->rpc);

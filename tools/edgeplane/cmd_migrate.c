@@ -24,16 +24,16 @@ int
 cli_migrate (int argc, char **argv)
 {
     static char *to, *db_path;
-    static modelstore_etcd_settings_t etcd;
+    static ep_etcd_settings_t etcd;
     static const char *targets [] = { "etcd", NULL };
-    ep_opt_t opts [2 + MODELSTORE_ETCD_OPTS] = {
+    ep_opt_t opts [2 + EP_ETCD_OPTS] = {
         { .name = "to", .type = EP_OPT_ENUM, .words = targets, .str = &to,
           .help = "Where the model goes: etcd (the only target)." },
         { .name = "db", .env = "EDGEPLANE_MODEL_DB", .type = EP_OPT_STRING, .str = &db_path,
           .def_help = "$EDGEPLANE_DATA_DIR/model.db", .help = "The model's SQLite database." },
     };
     //  The model's own etcd options: the same settings it will run with.
-    modelstore_etcd_opts (&etcd, opts + 2);
+    ep_etcd_opts (&etcd, opts + 2);
     ep_common_opts_t common;
     ep_config_t *config = cli_parse ("migrate",
         "Copy the embedded model (model.db, the model stopped) into an empty etcd prefix; "
@@ -75,7 +75,7 @@ cli_migrate (int argc, char **argv)
     ep_etcd_t *client = NULL;
     char err [1024];
     if (rc == CLI_OK) {
-        client = modelstore_etcd_client (&etcd, 0, err, sizeof err);
+        client = ep_etcd_settings_client (&etcd, 0, err, sizeof err);
         if (!client)
             rc = cli_fail ("migrate", "%s", err);
     }

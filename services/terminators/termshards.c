@@ -1,0 +1,769 @@
+/*  termshards.c: the terminators' shards in etcd (termshards.h). */
+#include "termshards.h"
+#include "ep_log.h"
+
+#define MAX_KEY         400
+#define RELOAD_MS       500         //  a shard whose read failed is read again after this
+#define TRIM_MS         200         //  published outbox keys are deleted this often at most
+
+//  A request in flight: what it was for, and under which ownership.
+typedef struct {
+    termshards_t *self;         //  whose
+    int shard;                  //  the shard read, or -1 (a batch, a trim)
+    int64_t revision;           //  the ownership it was made under
+    termshards_done_fn *done;   //  a batch's callback
+    void *arg;                  //  its argument
+    int *shards;                //  a batch's or trim's shards, in its compares' order
+    int nshards;                //  how many
+} s_ctx_t;
+
+//  An outbox entry not yet deleted.
+typedef struct {
+    char *key;                  //  its etcd key
+    char *event_id;             //  its event id
+    int shard;                  //  its shard
+    bool published;             //  published: delete it
+} s_entry_t;
+
+struct _termshards_t {
+    termshards_config_t config; //  as given (strings copied below)
+    char *prefix;               //  <EDGEPLANE_ETCD_PREFIX>terminators/
+    ep_shards_t *shards;        //  ownership (owns the etcd client)
+    int64_t *loaded;            //  per shard: the revision it was read under, 0
+    int64_t *reload_at;         //  per shard: read again at (mono ms), 0
+    zhashx_t *entries;          //  seq (decimal) -> s_entry_t
+    bool trimming;              //  a trim in flight
+    int64_t trim_at;            //  next trim (mono ms)
+    bool too_large;             //  the last batch had too many operations
+};
+
+struct _termshards_batch_t {
+    termshards_t *owner;        //  whose
+    zlistx_t *ops;              //  ep_etcd_op_t (keys and values in strings)
+    zlistx_t *strings;          //  what the ops point to
+    bool *touched;              //  per shard
+    bool bad;                   //  an op for a shard not ready
+    char why [200];             //  which
+};
+
+static void
+s_entry_destroy (s_entry_t **self_p)
+{
+    s_entry_t *self = *self_p;
+    if (self) {
+        free (self->key);
+        free (self->event_id);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static char *
+s_shard_prefix (termshards_t *self, int shard, char *buf, size_t size)
+{
+    snprintf (buf, size, "%s%05d/", self->prefix, shard);
+    return buf;
+}
+
+//  ---------------------------------------------------------------------
+//  Records in etcd
+
+static uint8_t *
+s_pack_record (const termrec_t *record, size_t *size)
+{
+    Ep__TerminatorRecord msg = EP__TERMINATOR_RECORD__INIT;
+    msg.id = (char *) record->id;
+    msg.service_id = (char *) record->service_id;
+    msg.router_id = (char *) record->router_id;
+    msg.host_id = (char *) record->host_id;
+    msg.address = record->address;
+    msg.has_cost = msg.has_precedence = msg.has_state = msg.has_attempts = true;
+    msg.cost = record->cost;
+    msg.precedence = record->precedence;
+    msg.state = (uint32_t) record->sm.state;
+    msg.attempts = record->sm.attempts;
+    msg.has_due_ms = msg.has_lacks = msg.has_generation = true;
+    msg.due_ms = record->sm.due_ms;
+    msg.lacks = record->sm.lacks;
+    msg.generation = record->generation;
+    msg.has_created_at_ms = msg.has_updated_at_ms = true;
+    msg.created_at_ms = record->created_at_ms;
+    msg.updated_at_ms = record->updated_at_ms;
+    msg.last_error = record->last_error;
+    msg.has_model_revision = msg.has_create_revision = true;
+    msg.model_revision = record->model_revision;
+    msg.create_revision = record->create_revision;
+    *size = ep__terminator_record__get_packed_size (&msg);
+    uint8_t *bytes = (uint8_t *) malloc (*size + 1);
+    EP_ASSERT (bytes);
+    ep__terminator_record__pack (&msg, bytes);
+    return bytes;
+}
+
+//  A record from etcd, or NULL (logged) if it does not decode.
+static termrec_t *
+s_unpack_record (const ep_etcd_kv_t *kv)
+{
+    Ep__TerminatorRecord *msg = ep__terminator_record__unpack (NULL, kv->value_size, kv->value);
+    if (!msg || !msg->id || !msg->router_id || strlen (msg->id) > 64
+    ||  strlen (msg->router_id) > 64 || (msg->service_id && strlen (msg->service_id) > 64)
+    ||  (msg->host_id && strlen (msg->host_id) > 64) || msg->state > TERMSM_FAILED) {
+        ep_log_warn ("terminators: %s does not hold a terminator record: skipped", kv->key);
+        if (msg)
+            ep__terminator_record__free_unpacked (msg, NULL);
+        return NULL;
+    }
+    termrec_t *record = termrec_new (msg->id);
+    snprintf (record->service_id, sizeof record->service_id, "%s", msg->service_id? msg->service_id: "");
+    snprintf (record->router_id, sizeof record->router_id, "%s", msg->router_id);
+    snprintf (record->host_id, sizeof record->host_id, "%s", msg->host_id? msg->host_id: "");
+    termrec_set_address (record, msg->address);
+    record->cost = msg->cost;
+    record->precedence = msg->precedence;
+    record->sm.state = (termsm_state_t) msg->state;
+    record->sm.attempts = msg->attempts;
+    record->sm.due_ms = msg->due_ms;
+    record->sm.lacks = msg->lacks;
+    record->generation = msg->generation;
+    record->created_at_ms = msg->created_at_ms;
+    record->updated_at_ms = msg->updated_at_ms;
+    if (msg->last_error)
+        termrec_set_error (record, "%s", msg->last_error);
+    record->model_revision = msg->model_revision;
+    record->create_revision = msg->create_revision;
+    ep__terminator_record__free_unpacked (msg, NULL);
+    return record;
+}
+
+void
+termshards_entry_destroy (termshards_entry_t **entry_p)
+{
+    termshards_entry_t *entry = *entry_p;
+    if (entry) {
+        free (entry->key);
+        free (entry->topic);
+        free (entry->body);
+        free (entry->event_id);
+        free (entry);
+        *entry_p = NULL;
+    }
+}
+
+static termshards_entry_t *
+s_unpack_entry (const ep_etcd_kv_t *kv)
+{
+    Ep__TerminatorOutboxEntry *msg = ep__terminator_outbox_entry__unpack (NULL, kv->value_size,
+                                                                          kv->value);
+    if (!msg || !msg->topic || !msg->has_event || !msg->event_id) {
+        ep_log_warn ("terminators: %s does not hold an outbox entry: skipped", kv->key);
+        if (msg)
+            ep__terminator_outbox_entry__free_unpacked (msg, NULL);
+        return NULL;
+    }
+    termshards_entry_t *entry = (termshards_entry_t *) zmalloc (sizeof *entry);
+    entry->key = strdup ((const char *) kv->key);
+    entry->topic = strdup (msg->topic);
+    entry->body = (uint8_t *) malloc (msg->event.len + 1);
+    memcpy (entry->body, msg->event.data, msg->event.len);
+    entry->size = msg->event.len;
+    entry->event_id = strdup (msg->event_id);
+    ep__terminator_outbox_entry__free_unpacked (msg, NULL);
+    return entry;
+}
+
+//  ---------------------------------------------------------------------
+//  Reading a shard
+
+static s_ctx_t *
+s_ctx_new (termshards_t *self, int shard, int64_t revision)
+{
+    s_ctx_t *ctx = (s_ctx_t *) zmalloc (sizeof (s_ctx_t));
+    ctx->self = self;
+    ctx->shard = shard;
+    ctx->revision = revision;
+    return ctx;
+}
+
+static void
+s_ctx_destroy (s_ctx_t **ctx_p)
+{
+    if (*ctx_p) {
+        free ((*ctx_p)->shards);
+        free (*ctx_p);
+        *ctx_p = NULL;
+    }
+}
+
+static void
+s_news (termshards_t *self, termshards_event_t event, int shard, int64_t revision, const char *why)
+{
+    termshards_news_t news = { .event = event, .shard = shard, .revision = revision, .why = why };
+    self->config.fn (self->config.arg, &news);
+}
+
+static void
+s_on_read (void *arg, const ep_etcd_reply_t *reply, const char *error)
+{
+    s_ctx_t *ctx = (s_ctx_t *) arg;
+    termshards_t *self = ctx->self;
+    int shard = ctx->shard;
+    //  Lost or taken again meanwhile: this read is of no use.
+    if (ep_shards_held (self->shards, shard) != ctx->revision || self->loaded [shard]) {
+        s_ctx_destroy (&ctx);
+        return;
+    }
+    if (!reply || reply->code) {
+        ep_log_warn ("terminators: cannot read shard %d: %s; again in %d ms", shard,
+                     reply? reply->error: error, RELOAD_MS);
+        self->reload_at [shard] = ep_mono_ms () + RELOAD_MS;
+        s_ctx_destroy (&ctx);
+        return;
+    }
+    termshards_news_t news = { .event = TERMSHARDS_LOADED, .shard = shard, .revision = ctx->revision,
+                               .records = zlistx_new (), .entries = zlistx_new () };
+    zlistx_set_destructor (news.records, (czmq_destructor *) termrec_destroy);
+    zlistx_set_destructor (news.entries, (czmq_destructor *) termshards_entry_destroy);
+    char prefix [MAX_KEY];
+    size_t size = strlen (s_shard_prefix (self, shard, prefix, sizeof prefix));
+    for (size_t i = 0; i < reply->nkvs; i++) {
+        const ep_etcd_kv_t *kv = &reply->kvs [i];
+        const char *rest = (const char *) kv->key + size;
+        if (kv->key_size <= size + 2)
+            continue;
+        if (strncmp (rest, "t/", 2) == 0) {
+            termrec_t *record = s_unpack_record (kv);
+            if (record)
+                zlistx_add_end (news.records, record);
+        }
+        else
+        if (strncmp (rest, "o/", 2) == 0) {
+            termshards_entry_t *entry = s_unpack_entry (kv);
+            if (entry)
+                zlistx_add_end (news.entries, entry);
+        }
+    }
+    self->loaded [shard] = ctx->revision;
+    ep_log_info ("terminators: shard %d is ours (revision %lld): %zu terminators, %zu events to "
+                 "publish", shard, (long long) ctx->revision, zlistx_size (news.records),
+                 zlistx_size (news.entries));
+    self->config.fn (self->config.arg, &news);
+    zlistx_destroy (&news.records);
+    zlistx_destroy (&news.entries);
+    s_ctx_destroy (&ctx);
+}
+
+static void
+s_read_shard (termshards_t *self, int shard)
+{
+    self->reload_at [shard] = 0;
+    char prefix [MAX_KEY];
+    uint8_t end [MAX_KEY];
+    s_shard_prefix (self, shard, prefix, sizeof prefix);
+    ep_etcd_range_t range = { .key = ep_etcd_str (prefix),
+                              .range_end = ep_etcd_prefix_end (ep_etcd_str (prefix), end, sizeof end) };
+    s_ctx_t *ctx = s_ctx_new (self, shard, ep_shards_held (self->shards, shard));
+    if (ep_etcd_range (ep_shards_etcd (self->shards), &range, s_on_read, ctx) != 0) {
+        s_ctx_destroy (&ctx);
+        self->reload_at [shard] = ep_mono_ms () + RELOAD_MS;
+    }
+}
+
+//  Forgets the outbox entries of shard (the next owner publishes them).
+static void
+s_forget_entries (termshards_t *self, int shard)
+{
+    zlistx_t *keys = zhashx_keys (self->entries);
+    for (const char *seq = (const char *) zlistx_first (keys); seq; seq = (const char *) zlistx_next (keys)) {
+        s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->entries, seq);
+        if (entry->shard == shard)
+            zhashx_delete (self->entries, seq);
+    }
+    zlistx_destroy (&keys);
+}
+
+static void
+s_on_shards (void *arg, ep_shards_event_t event, int shard, int64_t create_revision, const char *why)
+{
+    termshards_t *self = (termshards_t *) arg;
+    if (event == EP_SHARDS_FAILED) {
+        s_news (self, TERMSHARDS_FAILED, -1, 0, why);
+        return;
+    }
+    if (event == EP_SHARDS_ACQUIRED) {
+        self->loaded [shard] = 0;
+        s_read_shard (self, shard);
+        return;
+    }
+    //  Released or fenced: whatever it was read under is no longer ours.
+    self->loaded [shard] = 0;
+    self->reload_at [shard] = 0;
+    s_forget_entries (self, shard);
+    s_news (self, TERMSHARDS_DROPPED, shard, create_revision, why);
+}
+
+//  ---------------------------------------------------------------------
+//  Batches
+
+termshards_batch_t *
+termshards_batch_new (termshards_t *self)
+{
+    termshards_batch_t *batch = (termshards_batch_t *) zmalloc (sizeof *batch);
+    batch->owner = self;
+    batch->ops = zlistx_new ();
+    zlistx_set_destructor (batch->ops, (czmq_destructor *) zstr_free);
+    batch->strings = zlistx_new ();
+    zlistx_set_destructor (batch->strings, (czmq_destructor *) zstr_free);
+    batch->touched = (bool *) zmalloc (sizeof (bool) * (size_t) self->config.count);
+    return batch;
+}
+
+static void
+s_batch_destroy (termshards_batch_t **batch_p)
+{
+    termshards_batch_t *batch = *batch_p;
+    if (batch) {
+        zlistx_destroy (&batch->ops);
+        zlistx_destroy (&batch->strings);
+        free (batch->touched);
+        free (batch);
+        *batch_p = NULL;
+    }
+}
+
+//  The shard of router_id if this instance may write it, else -1 (noted).
+static int
+s_batch_shard (termshards_batch_t *batch, const char *router_id)
+{
+    termshards_t *self = batch->owner;
+    int shard = ep_shard_of (router_id, self->config.count);
+    if (!self->loaded [shard] || ep_shards_held (self->shards, shard) != self->loaded [shard]) {
+        if (!batch->bad)
+            snprintf (batch->why, sizeof batch->why, "shard %d (router %s) is no longer this "
+                      "instance's", shard, router_id);
+        batch->bad = true;
+        return -1;
+    }
+    batch->touched [shard] = true;
+    return shard;
+}
+
+//  Adds an op; key and value (size bytes, or NULL) are copied.
+static void
+s_batch_op (termshards_batch_t *batch, ep_etcd_kind_t kind, const char *key,
+            const void *value, size_t size)
+{
+    char *key_copy = strdup (key);
+    zlistx_add_end (batch->strings, key_copy);
+    ep_etcd_op_t *op = (ep_etcd_op_t *) zmalloc (sizeof *op);
+    op->kind = kind;
+    if (kind == EP_ETCD_PUT) {
+        char *value_copy = (char *) malloc (size + 1);
+        memcpy (value_copy, value, size);
+        value_copy [size] = 0;
+        zlistx_add_end (batch->strings, value_copy);
+        op->u.put.key = ep_etcd_str (key_copy);
+        op->u.put.value = (ep_etcd_bytes_t) { (const uint8_t *) value_copy, size };
+    }
+    else
+        op->u.del.key = ep_etcd_str (key_copy);
+    zlistx_add_end (batch->ops, op);
+}
+
+void
+termshards_batch_record (termshards_batch_t *batch, const termrec_t *now, const termrec_t *before)
+{
+    const termrec_t *which = now? now: before;
+    int shard = s_batch_shard (batch, which->router_id);
+    if (shard < 0)
+        return;
+    char key [MAX_KEY], prefix [300];
+    snprintf (key, sizeof key, "%.300st/%.64s", s_shard_prefix (batch->owner, shard, prefix, sizeof prefix),
+              which->id);
+    //  A terminator that moved to another router (a new incarnation) is
+    //  another shard's now: its old key goes.
+    if (now && before && ep_shard_of (before->router_id, batch->owner->config.count) != shard) {
+        int old = s_batch_shard (batch, before->router_id);
+        char old_key [MAX_KEY];
+        if (old >= 0) {
+            snprintf (old_key, sizeof old_key, "%.300st/%.64s",
+                      s_shard_prefix (batch->owner, old, prefix, sizeof prefix), before->id);
+            s_batch_op (batch, EP_ETCD_DELETE, old_key, NULL, 0);
+        }
+    }
+    if (now) {
+        size_t size;
+        uint8_t *bytes = s_pack_record (now, &size);
+        s_batch_op (batch, EP_ETCD_PUT, key, bytes, size);
+        free (bytes);
+    }
+    else
+        s_batch_op (batch, EP_ETCD_DELETE, key, NULL, 0);
+}
+
+void
+termshards_batch_event (termshards_batch_t *batch, int64_t seq, const char *topic,
+                        const char *router_id, const Ep__Event *event)
+{
+    termshards_t *self = batch->owner;
+    int shard = s_batch_shard (batch, router_id && *router_id? router_id: "");
+    if (shard < 0)
+        return;
+    char key [MAX_KEY], prefix [300], event_id [128];
+    int64_t revision = self->loaded [shard];
+    snprintf (key, sizeof key, "%.300so/%020lld-%020lld", s_shard_prefix (self, shard, prefix, sizeof prefix),
+              (long long) revision, (long long) seq);
+    snprintf (event_id, sizeof event_id, "terminators/%d/%lld-%lld", shard, (long long) revision,
+              (long long) seq);
+    size_t size = ep__event__get_packed_size (event);
+    uint8_t *body = (uint8_t *) malloc (size + 1);
+    ep__event__pack (event, body);
+    Ep__TerminatorOutboxEntry entry = EP__TERMINATOR_OUTBOX_ENTRY__INIT;
+    entry.topic = (char *) topic;
+    entry.has_event = true;
+    entry.event = (ProtobufCBinaryData) { size, body };
+    entry.event_id = event_id;
+    size_t packed_size = ep__terminator_outbox_entry__get_packed_size (&entry);
+    uint8_t *packed = (uint8_t *) malloc (packed_size + 1);
+    ep__terminator_outbox_entry__pack (&entry, packed);
+    s_batch_op (batch, EP_ETCD_PUT, key, packed, packed_size);
+    free (packed);
+    free (body);
+    //  Known from now on, so that its publication carries the id; forgotten
+    //  with the batch if it fails (termshards_batch_send).
+    s_entry_t *known = (s_entry_t *) zmalloc (sizeof *known);
+    known->key = strdup (key);
+    known->event_id = strdup (event_id);
+    known->shard = shard;
+    char name [24];
+    snprintf (name, sizeof name, "%lld", (long long) seq);
+    zhashx_update (self->entries, name, known);
+}
+
+//  The fences of the shards touched, in compare order; the failure branch
+//  reads each owner key in the same order.
+static int
+s_fences (termshards_t *self, const bool *touched, ep_etcd_compare_t *compares,
+          ep_etcd_op_t *reads, int *shards)
+{
+    int n = 0;
+    for (int s = 0; s < self->config.count; s++) {
+        int64_t revision;
+        if (touched [s] && ep_shards_fence (self->shards, s, &compares [n], &reads [n], &revision) == 0)
+            shards [n++] = s;
+    }
+    return n;
+}
+
+//  Judges a refused transaction shard by shard: each read is the owner key
+//  of one shard, in compare order.
+static void
+s_judge (termshards_t *self, s_ctx_t *ctx, const ep_etcd_reply_t *reply)
+{
+    for (int i = 0; i < ctx->nshards && (size_t) i < reply->nresponses; i++) {
+        ep_etcd_reply_t one = *reply;
+        one.responses = &reply->responses [i];
+        one.nresponses = 1;
+        int shard = ctx->shards [i];
+        ep_shards_fence_check (self->shards, shard, self->loaded [shard]? self->loaded [shard]
+                               : ep_shards_held (self->shards, shard), &one);
+    }
+}
+
+static void
+s_on_batch (void *arg, const ep_etcd_reply_t *reply, const char *error)
+{
+    s_ctx_t *ctx = (s_ctx_t *) arg;
+    termshards_t *self = ctx->self;
+    char why [512];
+    int rc = -1;
+    self->too_large = false;
+    if (!reply || reply->code) {
+        snprintf (why, sizeof why, "etcd did not take the batch: %s", reply? reply->error: error);
+        self->too_large = reply && reply->error && strstr (reply->error, "too many operations");
+    }
+    else
+    if (!reply->succeeded) {
+        snprintf (why, sizeof why, "a shard of the batch is another instance's now (fenced)");
+        s_judge (self, ctx, reply);
+    }
+    else
+        rc = 0;
+    ctx->done (ctx->arg, rc, rc? why: NULL);
+    s_ctx_destroy (&ctx);
+}
+
+int
+termshards_batch_send (termshards_t *self, termshards_batch_t **batch_p,
+                       termshards_done_fn *done, void *arg, char *err, size_t errlen)
+{
+    termshards_batch_t *batch = *batch_p;
+    int count = self->config.count;
+    ep_etcd_compare_t *compares = (ep_etcd_compare_t *) zmalloc (sizeof (ep_etcd_compare_t) * (size_t) count);
+    ep_etcd_op_t *reads = (ep_etcd_op_t *) zmalloc (sizeof (ep_etcd_op_t) * (size_t) count);
+    int *shards = (int *) zmalloc (sizeof (int) * (size_t) count);
+    size_t nops = zlistx_size (batch->ops);
+    ep_etcd_op_t *ops = (ep_etcd_op_t *) zmalloc (sizeof (ep_etcd_op_t) * (nops + 1));
+    size_t i = 0;
+    for (ep_etcd_op_t *op = (ep_etcd_op_t *) zlistx_first (batch->ops); op;
+         op = (ep_etcd_op_t *) zlistx_next (batch->ops))
+        ops [i++] = *op;
+    int rc = -1;
+    if (batch->bad)
+        snprintf (err, errlen, "%s", batch->why);
+    else {
+        int nshards = s_fences (self, batch->touched, compares, reads, shards);
+        ep_etcd_txn_t txn = { compares, (size_t) nshards, ops, nops, reads, (size_t) nshards };
+        s_ctx_t *ctx = s_ctx_new (self, -1, 0);
+        ctx->done = done;
+        ctx->arg = arg;
+        ctx->shards = shards;
+        ctx->nshards = nshards;
+        shards = NULL;
+        rc = ep_etcd_txn (ep_shards_etcd (self->shards), &txn, s_on_batch, ctx, err, errlen);
+        if (rc != 0)
+            s_ctx_destroy (&ctx);
+    }
+    free (shards);
+    free (ops);
+    free (reads);
+    free (compares);
+    s_batch_destroy (batch_p);
+    return rc;
+}
+
+bool
+termshards_too_large (termshards_t *self)
+{
+    return self->too_large;
+}
+
+//  ---------------------------------------------------------------------
+//  The outbox
+
+const char *
+termshards_event_id (termshards_t *self, int64_t seq)
+{
+    char name [24];
+    snprintf (name, sizeof name, "%lld", (long long) seq);
+    s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->entries, name);
+    return entry? entry->event_id: NULL;
+}
+
+void
+termshards_adopted (termshards_t *self, int64_t seq, const termshards_entry_t *adopted)
+{
+    s_entry_t *entry = (s_entry_t *) zmalloc (sizeof *entry);
+    entry->key = strdup (adopted->key);
+    entry->event_id = strdup (adopted->event_id);
+    entry->shard = atoi (adopted->key + strlen (self->prefix));
+    char name [24];
+    snprintf (name, sizeof name, "%lld", (long long) seq);
+    zhashx_update (self->entries, name, entry);
+}
+
+void
+termshards_published (termshards_t *self, int64_t seq)
+{
+    char name [24];
+    snprintf (name, sizeof name, "%lld", (long long) seq);
+    s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->entries, name);
+    if (entry)
+        entry->published = true;
+}
+
+static void
+s_on_trim (void *arg, const ep_etcd_reply_t *reply, const char *error)
+{
+    s_ctx_t *ctx = (s_ctx_t *) arg;
+    termshards_t *self = ctx->self;
+    self->trimming = false;
+    //  Not deleted now, deleted later (or by the next owner after it
+    //  publishes them again): at least once, and consumers drop repeats.
+    if (!reply || reply->code)
+        ep_log_warn ("terminators: cannot delete published events: %s", reply? reply->error: error);
+    else
+    if (!reply->succeeded)
+        s_judge (self, ctx, reply);
+    s_ctx_destroy (&ctx);
+}
+
+//  Deletes published outbox keys: one transaction, fenced, at most
+//  max_txn_ops of them.
+static void
+s_trim (termshards_t *self)
+{
+    self->trim_at = ep_mono_ms () + TRIM_MS;
+    termshards_batch_t *batch = termshards_batch_new (self);
+    zlistx_t *names = zhashx_keys (self->entries);
+    size_t max = (size_t) (self->config.max_txn_ops > 0? self->config.max_txn_ops: 128);
+    for (const char *name = (const char *) zlistx_first (names);
+         name && zlistx_size (batch->ops) < max; name = (const char *) zlistx_next (names)) {
+        s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->entries, name);
+        if (!entry->published || !self->loaded [entry->shard])
+            continue;
+        batch->touched [entry->shard] = true;
+        s_batch_op (batch, EP_ETCD_DELETE, entry->key, NULL, 0);
+        zhashx_delete (self->entries, name);
+    }
+    zlistx_destroy (&names);
+    if (zlistx_size (batch->ops) == 0) {
+        s_batch_destroy (&batch);
+        return;
+    }
+    int count = self->config.count;
+    ep_etcd_compare_t *compares = (ep_etcd_compare_t *) zmalloc (sizeof (ep_etcd_compare_t) * (size_t) count);
+    ep_etcd_op_t *reads = (ep_etcd_op_t *) zmalloc (sizeof (ep_etcd_op_t) * (size_t) count);
+    s_ctx_t *ctx = s_ctx_new (self, -1, 0);
+    ctx->shards = (int *) zmalloc (sizeof (int) * (size_t) count);
+    ctx->nshards = s_fences (self, batch->touched, compares, reads, ctx->shards);
+    size_t nops = zlistx_size (batch->ops), i = 0;
+    ep_etcd_op_t *ops = (ep_etcd_op_t *) zmalloc (sizeof (ep_etcd_op_t) * nops);
+    for (ep_etcd_op_t *op = (ep_etcd_op_t *) zlistx_first (batch->ops); op;
+         op = (ep_etcd_op_t *) zlistx_next (batch->ops))
+        ops [i++] = *op;
+    ep_etcd_txn_t txn = { compares, (size_t) ctx->nshards, ops, nops, reads, (size_t) ctx->nshards };
+    char err [256];
+    if (ep_etcd_txn (ep_shards_etcd (self->shards), &txn, s_on_trim, ctx, err, sizeof err) == 0)
+        self->trimming = true;
+    else {
+        ep_log_warn ("terminators: cannot delete published events: %s", err);
+        s_ctx_destroy (&ctx);
+    }
+    free (ops);
+    free (reads);
+    free (compares);
+    s_batch_destroy (&batch);
+}
+
+//  ---------------------------------------------------------------------
+//  Life cycle and the loop
+
+termshards_t *
+termshards_new (const termshards_config_t *config, char *err, size_t errlen)
+{
+    EP_ASSERT (config->prefix && config->id && config->count > 0 && config->fn);
+    termshards_t *self = (termshards_t *) zmalloc (sizeof (termshards_t));
+    self->config = *config;
+    self->prefix = zsys_sprintf ("%sterminators/", config->prefix);
+    char *shards_prefix = zsys_sprintf ("%sshards/", config->prefix);
+    ep_shards_config_t shards = { .etcd = config->etcd, .prefix = shards_prefix,
+                                  .service = "terminators", .id = config->id,
+                                  .count = config->count, .ttl_ms = config->ttl_ms,
+                                  .metrics = config->metrics, .fn = s_on_shards, .arg = self };
+    self->loaded = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) config->count);
+    self->reload_at = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) config->count);
+    self->entries = zhashx_new ();
+    zhashx_set_destructor (self->entries, (czmq_destructor *) s_entry_destroy);
+    self->shards = ep_shards_new (&shards, err, errlen);
+    zstr_free (&shards_prefix);
+    if (!self->shards)
+        termshards_destroy (&self);
+    return self;
+}
+
+void
+termshards_destroy (termshards_t **self_p)
+{
+    termshards_t *self = *self_p;
+    if (self) {
+        ep_shards_destroy (&self->shards);
+        zhashx_destroy (&self->entries);
+        free (self->loaded);
+        free (self->reload_at);
+        free (self->prefix);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+int
+termshards_pollitems (termshards_t *self, zmq_pollitem_t *items, int max)
+{
+    return ep_shards_pollitems (self->shards, items, max);
+}
+
+long
+termshards_timeout (termshards_t *self)
+{
+    long timeout = ep_shards_timeout (self->shards);
+    int64_t now = ep_mono_ms ();
+    for (int s = 0; s < self->config.count; s++)
+        if (self->reload_at [s]) {
+            long due = (long) (self->reload_at [s] > now? self->reload_at [s] - now: 0);
+            if (timeout < 0 || due < timeout)
+                timeout = due;
+        }
+    if (zhashx_size (self->entries) && !self->trimming) {
+        long due = (long) (self->trim_at > now? self->trim_at - now: 0);
+        if (timeout < 0 || due < timeout)
+            timeout = due;
+    }
+    return timeout;
+}
+
+void
+termshards_dispatch (termshards_t *self, zmq_pollitem_t *items, int nitems)
+{
+    ep_shards_dispatch (self->shards, items, nitems);
+    int64_t now = ep_mono_ms ();
+    for (int s = 0; s < self->config.count; s++)
+        if (self->reload_at [s] && now >= self->reload_at [s] && ep_shards_held (self->shards, s))
+            s_read_shard (self, s);
+    if (!self->trimming && now >= self->trim_at && zhashx_size (self->entries))
+        s_trim (self);
+}
+
+int
+termshards_shard_of (termshards_t *self, const char *router_id)
+{
+    return ep_shard_of (router_id, self->config.count);
+}
+
+bool
+termshards_ready (termshards_t *self, const char *router_id)
+{
+    int shard = ep_shard_of (router_id, self->config.count);
+    return self->loaded [shard] && ep_shards_held (self->shards, shard) == self->loaded [shard];
+}
+
+const char *
+termshards_owner (termshards_t *self, const char *router_id)
+{
+    const char *id = ep_shards_owner_id (self->shards, ep_shard_of (router_id, self->config.count));
+    return id? id: "";
+}
+
+int64_t
+termshards_revision (termshards_t *self, int shard)
+{
+    if (shard < 0 || shard >= self->config.count)
+        return 0;
+    return self->loaded [shard] && ep_shards_held (self->shards, shard) == self->loaded [shard]
+         ? self->loaded [shard]: 0;
+}
+
+int
+termshards_owned (termshards_t *self, uint32_t *shards, int64_t *revisions, int max)
+{
+    int n = 0;
+    for (int s = 0; s < self->config.count && n < max; s++) {
+        int64_t revision = termshards_revision (self, s);
+        if (revision) {
+            shards [n] = (uint32_t) s;
+            revisions [n++] = revision;
+        }
+    }
+    return n;
+}
+
+uint64_t
+termshards_handovers (termshards_t *self)
+{
+    return ep_shards_handovers (self->shards);
+}
+
+uint64_t
+termshards_fenced (termshards_t *self)
+{
+    return ep_shards_fenced (self->shards);
+}

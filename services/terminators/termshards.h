@@ -1,0 +1,168 @@
+/*  termshards.h: the terminators' etcd mode, the store module that keeps
+    each shard's terminators and event outbox in etcd.
+
+    Several instances of the terminator service share the fleet: routers
+    map to shards (ep_shard_of), and each shard has one owner at a time
+    (common/ep_shards: ownership under leases, balancing, fencing;
+    docs/shards.md). This module is what an owner keeps in etcd and how:
+
+        acquired    the shard's keys are read, and the records and outbox
+                    entries handed to the service (LOADED), which adopts
+                    them; until then the shard is not ready
+        a batch     one transaction: a fence (the owner key's create
+                    revision) for every shard it touches, then its puts
+                    and deletes; refused by a fence, the shard is dropped
+        published   an event's outbox key is deleted (in batches, fenced)
+        lost        released, fenced, or the lease ended: DROPPED, and
+                    the service forgets the shard's terminators
+
+    Keys, under <EDGEPLANE_ETCD_PREFIX>terminators/:
+        <shard, 5 digits>/t/<terminator id>              TerminatorRecord
+        <shard>/o/<owner revision, 20>-<seq, 20>         TerminatorOutboxEntry
+    An outbox entry's event id is "terminators/<shard>/<owner revision>-<seq>":
+    kept with it, so the next owner publishes it under the same id and
+    consumers drop the repeat. The shards' own keys are under
+    <EDGEPLANE_ETCD_PREFIX>shards/. docs/terminators.md, "On shards".
+*/
+#ifndef TERMSHARDS_H_INCLUDED
+#define TERMSHARDS_H_INCLUDED
+
+#include "ep_prelude.h"
+#include "ep_etcd.h"
+#include "ep_metrics.h"
+#include "ep_shards.h"
+#include "events.pb-c.h"
+#include "termstore.h"
+
+typedef struct _termshards_t termshards_t;
+typedef struct _termshards_batch_t termshards_batch_t;
+
+//  An outbox entry read with a shard.
+typedef struct {
+    char *key;                  //  its etcd key
+    char *topic;                //  "terminator.<type>"
+    uint8_t *body;              //  the packed Event
+    size_t size;                //  its size
+    char *event_id;             //  StreamMeta.event_id
+} termshards_entry_t;
+
+void
+    termshards_entry_destroy (termshards_entry_t **entry_p);
+
+typedef enum {
+    TERMSHARDS_LOADED,          //  shard is this instance's and read: adopt records, events
+    TERMSHARDS_DROPPED,         //  shard is no longer this instance's: forget it
+    TERMSHARDS_FAILED           //  cannot go on (why): exit
+} termshards_event_t;
+
+//  What the service hears.
+typedef struct {
+    termshards_event_t event;   //  what happened
+    int shard;                  //  to which shard (-1 for FAILED)
+    int64_t revision;           //  LOADED: the owner key's create revision
+    const char *why;            //  DROPPED, FAILED: a sentence for the log
+    zlistx_t *records;          //  LOADED: termrec_t items (take them with zlistx_detach)
+    zlistx_t *entries;          //  LOADED: termshards_entry_t items, oldest first
+} termshards_news_t;
+
+typedef void (termshards_fn) (void *arg, const termshards_news_t *news);
+
+typedef struct {
+    ep_etcd_config_t etcd;      //  the client's endpoints and TLS
+    const char *prefix;         //  EDGEPLANE_ETCD_PREFIX ("/edgeplane/")
+    const char *id;             //  this instance
+    int count;                  //  shards (EDGEPLANE_SHARDS)
+    int64_t ttl_ms;             //  the ownership lease's TTL
+    int64_t max_txn_ops;        //  the cluster's --max-txn-ops
+    ep_metrics_t *metrics;      //  the shard counters go here, or NULL
+    termshards_fn *fn;          //  the service's callback
+    void *arg;                  //  its argument
+} termshards_config_t;
+
+//  Joins the shards (asynchronous). NULL with err on a bad configuration.
+termshards_t *
+    termshards_new (const termshards_config_t *config, char *err, size_t errlen);
+
+//  Leaves: the lease is revoked, so the others take the shards at once.
+void
+    termshards_destroy (termshards_t **self_p);
+
+//  The loop's part, as ep_etcd's.
+int
+    termshards_pollitems (termshards_t *self, zmq_pollitem_t *items, int max);
+long
+    termshards_timeout (termshards_t *self);
+void
+    termshards_dispatch (termshards_t *self, zmq_pollitem_t *items, int nitems);
+
+//  The router's shard.
+int
+    termshards_shard_of (termshards_t *self, const char *router_id);
+
+//  True if this instance owns the router's shard and has read it.
+bool
+    termshards_ready (termshards_t *self, const char *router_id);
+
+//  The id of the owner of router_id's shard as last seen, or "" if none.
+const char *
+    termshards_owner (termshards_t *self, const char *router_id);
+
+//  The create revision shard is owned under here, 0 if not ready.
+int64_t
+    termshards_revision (termshards_t *self, int shard);
+
+//  Shards owned and read, ascending, into shards and revisions (at most
+//  max). Returns how many.
+int
+    termshards_owned (termshards_t *self, uint32_t *shards, int64_t *revisions, int max);
+
+//  Shards this instance took over from an earlier owner, and writes
+//  refused by a fence.
+uint64_t
+    termshards_handovers (termshards_t *self);
+uint64_t
+    termshards_fenced (termshards_t *self);
+
+//  A batch's transaction, built from terminators_changes.
+termshards_batch_t *
+    termshards_batch_new (termshards_t *self);
+
+//  A terminator's new content (put) or its removal (now NULL: before says
+//  whose router it was).
+void
+    termshards_batch_record (termshards_batch_t *self, const termrec_t *now,
+                             const termrec_t *before);
+
+//  An event the batch keeps in the outbox (seq > 0), about router_id.
+void
+    termshards_batch_event (termshards_batch_t *self, int64_t seq, const char *topic,
+                            const char *router_id, const Ep__Event *event);
+
+//  The outcome of a batch: 0 durable, -1 not (why says).
+typedef void (termshards_done_fn) (void *arg, int rc, const char *why);
+
+//  Sends the batch (destroyed here): done is called once, later. -1 with
+//  err if it cannot be sent (a shard it touches is not this instance's,
+//  or nothing encodes); then done is not called.
+int
+    termshards_batch_send (termshards_t *self, termshards_batch_t **batch_p,
+                           termshards_done_fn *done, void *arg, char *err, size_t errlen);
+
+//  True if the last batch failed because it had more operations than
+//  the cluster takes in one transaction (smaller batches will do).
+bool
+    termshards_too_large (termshards_t *self);
+
+//  The event id of outbox entry seq (sent or adopted), or NULL.
+const char *
+    termshards_event_id (termshards_t *self, int64_t seq);
+
+//  An adopted entry (LOADED) is queued here as seq.
+void
+    termshards_adopted (termshards_t *self, int64_t seq, const termshards_entry_t *entry);
+
+//  Outbox entry seq is published: its key is deleted (batched, fenced).
+void
+    termshards_published (termshards_t *self, int64_t seq);
+
+#endif

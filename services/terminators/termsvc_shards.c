@@ -1,0 +1,322 @@
+/*  termsvc_shards.c: the terminator service in the etcd mode (termsvc.h,
+    termshards.h): writes refused for shards this instance does not own, a
+    batch as one fenced etcd transaction, commands carrying their fence,
+    shards adopted and dropped between batches, the cluster.beacon. */
+#include "termsvc_internal.h"
+#include "ep_log.h"
+#include "ep_publisher.h"
+#include <unistd.h>
+
+//  The etcd mode: a write about a router whose shard this instance does
+//  not own (or has not read yet) is answered UNAVAILABLE, retriable,
+//  naming the owner (its address is in its cluster.beacon). True if so.
+bool
+termsvc_not_mine (termsvc_t *self, ep_req_t *req, const Ep__TerminatorRequest *message)
+{
+    const char *router_id = message->router_id? message->router_id: "";
+    if (!self->shards || termshards_ready (self->shards, router_id))
+        return false;
+    termsvc_request_t *request = (termsvc_request_t *) ep_req_result (req);
+    const char *owner = termshards_owner (self->shards, router_id);
+    snprintf (request->owner, sizeof request->owner, "%s", owner);
+    char message_text [300];
+    snprintf (message_text, sizeof message_text, "router %s is in shard %d, which %s%s%s: retry "
+              "(there)", router_id, termshards_shard_of (self->shards, router_id),
+              *owner && !streq (owner, ep_service_source_id (self->service))? "is owned by ": "",
+              *owner && !streq (owner, ep_service_source_id (self->service))? owner: "",
+              *owner && !streq (owner, ep_service_source_id (self->service))? ""
+              : "this instance is taking over or has no owner now");
+    ep_reqloop_fail (self->loop, req, EP__STATUS__CODE__UNAVAILABLE, message_text);
+    return true;
+}
+
+//  The etcd mode: the batch's changes into its transaction.
+static void
+s_batch_record (void *arg, const char *id, const termrec_t *now, const termrec_t *before)
+{
+    (void) id;
+    termshards_batch_record ((termshards_batch_t *) arg, now, before);
+}
+
+static void
+s_batch_event (void *arg, const ep_output_item_t *item)
+{
+    const Ep__Event *event = item->event;
+    if (item->seq > 0 && event->body_case == EP__EVENT__BODY_TERMINATOR)
+        termshards_batch_event ((termshards_batch_t *) arg, item->seq, item->topic,
+                                event->terminator->router_id, event);
+}
+
+//  The etcd transaction's outcome: the cache and memory follow it.
+static void
+s_batch_done (void *arg, int rc, const char *why)
+{
+    termsvc_t *self = (termsvc_t *) arg;
+    self->committing = false;
+    if (rc == 0 && terminators_commit (self->core) != 0)
+        ep_log_error ("the batch is in etcd but not in the cache: %s", ep_store_last_error ());
+    if (rc != 0) {
+        snprintf (self->failure, sizeof self->failure, "%s; retry", why);
+        terminators_rollback (self->core);
+    }
+    self->served = true;
+    ep_reqloop_committed (self->loop, rc);
+}
+
+int
+termsvc_commit_etcd (termsvc_t *self)
+{
+    termshards_batch_t *batch = termshards_batch_new (self->shards);
+    terminators_changes (self->core, s_batch_record, s_batch_event, batch);
+    char err [512];
+    if (termshards_batch_send (self->shards, &batch, s_batch_done, self, err, sizeof err) != 0) {
+        snprintf (self->failure, sizeof self->failure, "%s; retry", err);
+        terminators_rollback (self->core);
+        return -1;
+    }
+    self->committing = true;
+    return EP_REQLOOP_LATER;
+}
+
+//  The etcd mode: a command carries its shard and the owner key's create
+//  revision, so the watchdog drops it once it has seen a newer owner
+//  (docs/shards.md). False if the shard is no longer this instance's.
+bool
+termsvc_fence_command (termsvc_t *self, Ep__Event *event)
+{
+    if (event->body_case != EP__EVENT__BODY_COMMAND || !event->command->router_id)
+        return true;
+    Ep__Command *command = event->command;
+    int shard = termshards_shard_of (self->shards, command->router_id);
+    int64_t revision = termshards_revision (self->shards, shard);
+    if (!revision)
+        return false;
+    free (command->shard_service);
+    command->shard_service = strdup ("terminators");     //  freed with the event
+    command->has_shard = command->has_owner_revision = true;
+    command->shard = (uint32_t) shard;
+    command->owner_revision = revision;
+    return true;
+}
+
+//  ---------------------------------------------------------------------
+//  The etcd mode: shards come and go
+
+//  Shard news, kept until no batch is open (the core changes only then).
+typedef struct {
+    termshards_event_t event;   //  LOADED or DROPPED
+    int shard;                  //  which
+    int64_t revision;           //  its owner key's create revision
+    char *why;                  //  DROPPED: why
+    zlistx_t *records;          //  LOADED: termrec_t
+    zlistx_t *entries;          //  LOADED: termshards_entry_t
+} s_news_t;
+
+static void
+s_news_destroy (s_news_t **news_p)
+{
+    s_news_t *news = *news_p;
+    if (news) {
+        free (news->why);
+        zlistx_destroy (&news->records);
+        zlistx_destroy (&news->entries);
+        free (news);
+        *news_p = NULL;
+    }
+}
+
+//  Moves every item of from into a new list with destructor.
+static zlistx_t *
+s_take_all (zlistx_t *from, czmq_destructor *destructor)
+{
+    zlistx_t *list = zlistx_new ();
+    zlistx_set_destructor (list, destructor);
+    void *item;
+    while (from && (item = zlistx_detach (from, NULL)))
+        zlistx_add_end (list, item);
+    return list;
+}
+
+static void
+s_on_shards (void *arg, const termshards_news_t *news)
+{
+    termsvc_t *self = (termsvc_t *) arg;
+    if (news->event == TERMSHARDS_FAILED) {
+        ep_log_error ("%s", news->why);
+        self->shards_failed = true;
+        return;
+    }
+    s_news_t *copy = (s_news_t *) zmalloc (sizeof (s_news_t));
+    copy->event = news->event;
+    copy->shard = news->shard;
+    copy->revision = news->revision;
+    copy->why = strdup (news->why? news->why: "");
+    copy->records = s_take_all (news->records, (czmq_destructor *) termrec_destroy);
+    copy->entries = s_take_all (news->entries, (czmq_destructor *) termshards_entry_destroy);
+    zlistx_add_end (self->news, copy);
+}
+
+static bool
+s_mine (void *arg, const char *router_id)
+{
+    return termshards_ready (((termsvc_t *) arg)->shards, router_id);
+}
+
+//  cluster.shard.acquired|released
+static void
+s_shard_event (termsvc_t *self, const char *topic, int shard, int64_t revision, const char *why)
+{
+    Ep__ShardEvent body = EP__SHARD_EVENT__INIT;
+    body.service = (char *) "terminators";
+    body.instance_id = (char *) ep_service_source_id (self->service);
+    body.has_shard = body.has_owner_revision = true;
+    body.shard = (uint32_t) shard;
+    body.owner_revision = revision;
+    body.reason = (char *) why;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_SHARD;
+    event.shard = &body;
+    ep_publisher_send (self->publisher, topic, &event);
+}
+
+//  Applies the shard news that came (no batch is open).
+void
+termsvc_apply_news (termsvc_t *self)
+{
+    s_news_t *news;
+    while ((news = (s_news_t *) zlistx_detach (self->news, NULL))) {
+        if (news->event == TERMSHARDS_LOADED) {
+            termrec_t *record;
+            while ((record = (termrec_t *) zlistx_detach (news->records, NULL)))
+                terminators_adopt (self->core, &record);
+            termshards_entry_t *entry;
+            for (entry = (termshards_entry_t *) zlistx_first (news->entries); entry;
+                 entry = (termshards_entry_t *) zlistx_next (news->entries)) {
+                int64_t seq = terminators_adopt_event (self->core, entry->topic, entry->body, entry->size);
+                if (seq > 0)
+                    termshards_adopted (self->shards, seq, entry);
+            }
+            s_shard_event (self, "cluster.shard.acquired", news->shard, news->revision, NULL);
+        }
+        else {
+            size_t dropped = terminators_drop (self->core, s_mine, self);
+            ep_log_info ("terminators: shard %d is no longer ours (%s): %zu terminators forgotten",
+                         news->shard, news->why, dropped);
+            s_shard_event (self, "cluster.shard.released", news->shard, news->revision, news->why);
+        }
+        s_news_destroy (&news);
+    }
+}
+
+//  cluster.beacon: where this instance listens and the shards it owns.
+void
+termsvc_beacon (termsvc_t *self)
+{
+    int count = (int) self->shard_count;
+    uint32_t *shards = (uint32_t *) zmalloc (sizeof (uint32_t) * (size_t) count);
+    int64_t *revisions = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) count);
+    Ep__ShardBeacon beacon = EP__SHARD_BEACON__INIT;
+    beacon.service = (char *) "terminators";
+    beacon.instance_id = (char *) ep_service_source_id (self->service);
+    beacon.address = self->advertise;
+    beacon.has_shard_count = beacon.has_interval_ms = true;
+    beacon.shard_count = (uint32_t) count;
+    beacon.interval_ms = BEACON_MS;
+    beacon.n_shards = beacon.n_owner_revisions
+                    = (size_t) termshards_owned (self->shards, shards, revisions, count);
+    beacon.shards = shards;
+    beacon.owner_revisions = revisions;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_SHARD_BEACON;
+    event.shard_beacon = &beacon;
+    ep_publisher_send (self->publisher, "cluster.beacon", &event);
+    ep_series_set (self->owned, (double) beacon.n_shards);
+    free (shards);
+    free (revisions);
+}
+
+static int
+s_shards_fill (void *arg, zmq_pollitem_t *items, int max)
+{
+    return termshards_pollitems ((termshards_t *) arg, items, max);
+}
+
+static long
+s_shards_due (void *arg)
+{
+    return termshards_timeout ((termshards_t *) arg);
+}
+
+static void
+s_shards_dispatch (void *arg, zmq_pollitem_t *items, int nitems)
+{
+    termshards_dispatch ((termshards_t *) arg, items, nitems);
+}
+
+//  This instance's API endpoint as the others reach it: --advertise, or
+//  the bound endpoint with the host's name for a wildcard address.
+static char *
+s_advertise (termsvc_t *self, const char *configured)
+{
+    if (configured && *configured)
+        return strdup (configured);
+    const char *bound = zsock_last_endpoint (self->router);
+    const char *port = bound? strrchr (bound, ':'): NULL;
+    if (!port)
+        return strdup (bound? bound: "");
+    if (strncmp (bound, "tcp://0.0.0.0:", 14) && strncmp (bound, "tcp://[::]:", 11)
+    &&  strncmp (bound, "tcp://*:", 8))
+        return strdup (bound);
+    char host [256] = "localhost";
+    gethostname (host, sizeof host - 1);
+    return zsys_sprintf ("tcp://%s%s", host, port);
+}
+
+//  Joins the shards in etcd, with this instance's endpoint for the beacon.
+int
+termsvc_open_shards (termsvc_t *self, const termsvc_config_t *config)
+{
+    ep_etcd_config_t etcd;
+    char err [768];
+    if (ep_etcd_settings_config (&config->etcd_settings, &etcd, err, sizeof err) != 0) {
+        ep_log_error ("EDGEPLANE_TERMINATORS_STORE=etcd: %s", err);
+        return -1;
+    }
+    etcd.timeout_ms = 3000;
+    etcd.watch_idle_ms = 10000;
+    self->advertise = s_advertise (self, config->advertise);
+    self->shard_count = config->shards;
+    self->news = zlistx_new ();
+    termshards_config_t shards = {
+        .etcd = etcd, .prefix = config->etcd_settings.prefix? config->etcd_settings.prefix: "/edgeplane/",
+        .id = ep_service_source_id (self->service), .count = (int) config->shards,
+        .ttl_ms = config->lease_ttl_ms, .max_txn_ops = config->etcd_settings.max_txn_ops,
+        .metrics = ep_service_metrics (self->service), .fn = s_on_shards, .arg = self };
+    self->shards = termshards_new (&shards, err, sizeof err);
+    if (!self->shards) {
+        ep_log_error ("EDGEPLANE_TERMINATORS_STORE=etcd: %s", err);
+        return -1;
+    }
+    self->owned = ep_gauge_series (ep_metrics_gauge (ep_service_metrics (self->service),
+        "edgeplane_terminators_shards_owned", "Shards this instance owns and has read (the etcd mode).",
+        0, NULL), NULL);
+    ep_service_add_fds (self->service, &(ep_service_fds_t) {
+        .fill = s_shards_fill, .due = s_shards_due, .dispatch = s_shards_dispatch, .arg = self->shards });
+    ep_log_info ("terminators: etcd mode, %lld shards, lease TTL %lld ms, advertised as %s",
+                 (long long) config->shards, (long long) config->lease_ttl_ms, self->advertise);
+    return 0;
+}
+
+void
+termsvc_close_shards (termsvc_t *self)
+{
+    termshards_destroy (&self->shards);
+    if (self->news) {
+        s_news_t *news;
+        while ((news = (s_news_t *) zlistx_detach (self->news, NULL)))
+            s_news_destroy (&news);
+        zlistx_destroy (&self->news);
+    }
+    free (self->advertise);
+    self->advertise = NULL;
+}
