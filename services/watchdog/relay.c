@@ -9,6 +9,7 @@
 #define RELAY_ID_MAX        160         //  the longest request id services take
 #define COMMANDS_MAX        100000      //  command ids remembered, at most
 #define OWNERS_MAX          RELAY_OWNERS_MAX    //  instance DEALERs, at most
+#define BAD_BEACON_LOG_MS   60000       //  a malformed beacon is logged this often, at most
 
 //  A request relayed to a service, waiting for its reply.
 typedef struct {
@@ -24,6 +25,7 @@ struct _relay_t {
     zsock_t *terminators;       //  DEALER to the terminators service (its configured endpoint)
     shardroute_t *route;        //  terminators instances and their shards, from beacons
     zhashx_t *owners;           //  instance address -> its DEALER (zsock_t)
+    int64_t next_bad_beacon_log;    //  when a malformed beacon may be logged again (ms)
     zsock_t *reaper;            //  DEALER to the reaper
     zhashx_t *relays;           //  upstream request id -> s_relay_t
     zhashx_t *commands;         //  command id -> reply_to ("terminators" / "reaper")
@@ -122,10 +124,14 @@ relay_beacon (relay_t *self, const Ep__ShardBeacon *beacon, int64_t now_ms)
         .revisions = beacon->n_owner_revisions == beacon->n_shards? beacon->owner_revisions: NULL,
         .interval_ms = beacon->has_interval_ms? beacon->interval_ms: 0
     };
+    //  Beacons come every second: a broken instance is said once a minute.
     if (shardroute_beacon (self->route, &heard, now_ms) != 0
-    &&  beacon->service && streq (beacon->service, "terminators"))
-        ep_log_warn ("a terminators beacon from %s with no address, no shard count or a shard "
-                     "out of range: ignored", beacon->instance_id? beacon->instance_id: "?");
+    &&  beacon->service && streq (beacon->service, "terminators") && now_ms >= self->next_bad_beacon_log) {
+        ep_log_warn ("a terminators beacon from %s with no instance id, no address, no shard count "
+                     "or a shard out of range: ignored; its shards' requests go to the configured "
+                     "endpoint", beacon->instance_id? beacon->instance_id: "?");
+        self->next_bad_beacon_log = now_ms + BAD_BEACON_LOG_MS;
+    }
 }
 
 //  The DEALER for router_id's terminators requests and acks: its shard

@@ -26,6 +26,7 @@
 #define CRL_CHECK_MS        2000
 #define GAUGES_MS           1000
 #define DRAIN_MS            2000        //  SIGTERM: routers have this long to go
+#define LOOP_ITEMS          8           //  the loop's poll items before the relay's
 
 //  A router (or peer, or client) joined here.
 typedef struct {
@@ -706,7 +707,7 @@ watchdog_run (watchdog_t *self)
     if (!self->channel)
         return 0;               //  stopped (SIGTERM) while following the model
     //  The relay's DEALERs come last: their number changes (shard owners).
-    zmq_pollitem_t items [8 + RELAY_POLL_MAX] = {
+    zmq_pollitem_t items [LOOP_ITEMS + RELAY_POLL_MAX] = {
         { zsock_resolve (ep_service_auth_actor (self->service)), 0, ZMQ_POLLIN, 0 },
         { zsock_resolve (ep_follower_socket (self->follower)), 0, ZMQ_POLLIN, 0 },
         { zsock_resolve (ep_follower_rpc_socket (self->follower)), 0, ZMQ_POLLIN, 0 },
@@ -720,7 +721,7 @@ watchdog_run (watchdog_t *self)
     self->next_gauges = ep_mono_ms () + GAUGES_MS;
     self->next_crl = ep_mono_ms () + CRL_CHECK_MS;
     while (true) {
-        size_t count = 8 + relay_poll_items (self->relay, items + 8, RELAY_POLL_MAX);
+        size_t count = LOOP_ITEMS + relay_poll_items (self->relay, items + LOOP_ITEMS, RELAY_POLL_MAX);
         if (zmq_poll (items, (int) count, (long) s_timeout (self)) < 0 && zmq_errno () != EINTR)
             return 0;           //  the context was terminated: stop as for SIGTERM
         if (self->peers)
