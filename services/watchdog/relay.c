@@ -3,10 +3,13 @@
 #include "ep_log.h"
 #include "ep_codec.h"
 #include "ep_endpoints.h"
+#include "shardroute.h"
 
 #define RELAY_TIMEOUT_MS    30000
 #define RELAY_ID_MAX        160         //  the longest request id services take
 #define COMMANDS_MAX        100000      //  command ids remembered, at most
+#define OWNERS_MAX          RELAY_OWNERS_MAX    //  instance DEALERs, at most
+#define BAD_BEACON_LOG_MS   60000       //  a malformed beacon is logged this often, at most
 
 //  A request relayed to a service, waiting for its reply.
 typedef struct {
@@ -18,7 +21,11 @@ typedef struct {
 } s_relay_t;
 
 struct _relay_t {
-    zsock_t *terminators;       //  DEALER to the terminators service
+    ep_service_t *service;      //  for the CURVE settings of new DEALERs (borrowed)
+    zsock_t *terminators;       //  DEALER to the terminators service (its configured endpoint)
+    shardroute_t *route;        //  terminators instances and their shards, from beacons
+    zhashx_t *owners;           //  instance address -> its DEALER (zsock_t)
+    int64_t next_bad_beacon_log;    //  when a malformed beacon may be logged again (ms)
     zsock_t *reaper;            //  DEALER to the reaper
     zhashx_t *relays;           //  upstream request id -> s_relay_t
     zhashx_t *commands;         //  command id -> reply_to ("terminators" / "reaper")
@@ -46,12 +53,24 @@ s_dealer (ep_service_t *service, const char *endpoint, const char *server)
     return dealer;
 }
 
+static void
+s_dealer_destroy (void **item)
+{
+    zsock_t *dealer = (zsock_t *) *item;
+    zsock_destroy (&dealer);
+    *item = NULL;
+}
+
 relay_t *
 relay_new (ep_service_t *service, relay_lookup_fn *lookup, void *arg)
 {
     relay_t *self = (relay_t *) zmalloc (sizeof (relay_t));
     const ep_common_opts_t *opts = ep_service_opts (service);
+    self->service = service;
     self->terminators = s_dealer (service, opts->terminators_api, "terminators");
+    self->route = shardroute_new ("terminators");
+    self->owners = zhashx_new ();
+    zhashx_set_destructor (self->owners, s_dealer_destroy);
     self->reaper = s_dealer (service, opts->reaper_api, "reaper");
     self->relays = zhashx_new ();
     zhashx_set_destructor (self->relays, (czmq_destructor *) zstr_free);
@@ -70,6 +89,8 @@ relay_destroy (relay_t **self_p)
     relay_t *self = *self_p;
     if (self) {
         zsock_destroy (&self->terminators);
+        zhashx_destroy (&self->owners);
+        shardroute_destroy (&self->route);
         zsock_destroy (&self->reaper);
         zhashx_destroy (&self->relays);
         zhashx_destroy (&self->commands);
@@ -78,16 +99,61 @@ relay_destroy (relay_t **self_p)
     }
 }
 
-zsock_t *
-relay_terminators (relay_t *self)
+size_t
+relay_poll_items (relay_t *self, zmq_pollitem_t *items, size_t max)
 {
-    return self->terminators;
+    size_t n = 0;
+    if (n < max)
+        items [n++] = (zmq_pollitem_t) { zsock_resolve (self->terminators), 0, ZMQ_POLLIN, 0 };
+    if (n < max)
+        items [n++] = (zmq_pollitem_t) { zsock_resolve (self->reaper), 0, ZMQ_POLLIN, 0 };
+    zsock_t *dealer = (zsock_t *) zhashx_first (self->owners);
+    for (; dealer && n < max; dealer = (zsock_t *) zhashx_next (self->owners))
+        items [n++] = (zmq_pollitem_t) { zsock_resolve (dealer), 0, ZMQ_POLLIN, 0 };
+    return n;
 }
 
-zsock_t *
-relay_reaper (relay_t *self)
+void
+relay_beacon (relay_t *self, const Ep__ShardBeacon *beacon, int64_t now_ms)
 {
-    return self->reaper;
+    shardroute_beacon_t heard = {
+        .service = beacon->service, .instance = beacon->instance_id, .address = beacon->address,
+        .count = beacon->has_shard_count? beacon->shard_count: 0,
+        .shards = beacon->shards, .n = beacon->n_shards,
+        //  Revisions that do not pair with the shards are not guessed at.
+        .revisions = beacon->n_owner_revisions == beacon->n_shards? beacon->owner_revisions: NULL,
+        .interval_ms = beacon->has_interval_ms? beacon->interval_ms: 0
+    };
+    //  Beacons come every second: a broken instance is said once a minute.
+    if (shardroute_beacon (self->route, &heard, now_ms) != 0
+    &&  beacon->service && streq (beacon->service, "terminators") && now_ms >= self->next_bad_beacon_log) {
+        ep_log_warn ("a terminators beacon from %s with no instance id, no address, no shard count "
+                     "or a shard out of range: ignored; its shards' requests go to the configured "
+                     "endpoint", beacon->instance_id? beacon->instance_id: "?");
+        self->next_bad_beacon_log = now_ms + BAD_BEACON_LOG_MS;
+    }
+}
+
+//  The DEALER for router_id's terminators requests and acks: its shard
+//  owner's, as the beacons say (made on first use), else the configured
+//  one: no live beacon claims the shard (a single instance beacons none),
+//  or too many instances. An instance that does not own the shard answers
+//  UNAVAILABLE, retriable, and the router asks again.
+static zsock_t *
+s_terminators_for (relay_t *self, const char *router_id)
+{
+    const char *address = shardroute_owner (self->route, router_id, ep_mono_ms ());
+    if (!address)
+        return self->terminators;
+    zsock_t *dealer = (zsock_t *) zhashx_lookup (self->owners, address);
+    if (!dealer && zhashx_size (self->owners) < OWNERS_MAX) {
+        dealer = s_dealer (self->service, address, "terminators");
+        if (dealer) {
+            zhashx_insert (self->owners, address, dealer);
+            ep_log_info ("terminators instance at %s: connected (it owns shards)", address);
+        }
+    }
+    return dealer? dealer: self->terminators;
 }
 
 //  Answers a router's request here, when it cannot be relayed.
@@ -153,7 +219,8 @@ s_relay (relay_t *self, channel_conn_t *c, uint64_t frame_id, bool terminators, 
             s_relay_fail (c, frame_id, terminators, theirs, EP__STATUS__CODE__INVALID_ARGUMENT, err);
         return;
     }
-    if (zframe_send (&packed, terminators? self->terminators: self->reaper, ZFRAME_DONTWAIT) != 0) {
+    zsock_t *dealer = terminators? s_terminators_for (self, router_id): self->reaper;
+    if (zframe_send (&packed, dealer, ZFRAME_DONTWAIT) != 0) {
         zframe_destroy (&packed);       //  not taken on failure
         ep_log_warn ("router %s: the %s service is not taking requests (%s)", router_id, service,
                      zmq_strerror (zmq_errno ()));
@@ -280,6 +347,30 @@ relay_replies (relay_t *self)
 {
     s_replies (self, self->terminators, true);
     s_replies (self, self->reaper, false);
+    zsock_t *dealer = (zsock_t *) zhashx_first (self->owners);
+    for (; dealer; dealer = (zsock_t *) zhashx_next (self->owners))
+        s_replies (self, dealer, true);
+}
+
+//  Instances forgotten (silent) or moved to another address: their
+//  DEALERs go. Requests in flight there are forgotten at their timeout;
+//  the routers ask again.
+static void
+s_expire_owners (relay_t *self, int64_t now_ms)
+{
+    shardroute_expire (self->route, now_ms);
+    zlistx_t *gone = zlistx_new ();
+    zlistx_set_destructor (gone, (czmq_destructor *) zstr_free);
+    for (void *dealer = zhashx_first (self->owners); dealer; dealer = zhashx_next (self->owners)) {
+        const char *address = (const char *) zhashx_cursor (self->owners);
+        if (!shardroute_knows (self->route, address))
+            zlistx_add_end (gone, strdup (address));
+    }
+    for (char *address = (char *) zlistx_first (gone); address; address = (char *) zlistx_next (gone)) {
+        ep_log_info ("terminators instance at %s: no beacon for a while: disconnected", address);
+        zhashx_delete (self->owners, address);
+    }
+    zlistx_destroy (&gone);
 }
 
 void
@@ -293,6 +384,7 @@ relay_expire (relay_t *self, int64_t now_ms)
     for (const char *key = (const char *) zlistx_first (expired); key; key = (const char *) zlistx_next (expired))
         zhashx_delete (self->relays, key);
     zlistx_destroy (&expired);
+    s_expire_owners (self, now_ms);
     if (zhashx_size (self->commands) > COMMANDS_MAX)
         zhashx_purge (self->commands);
 }

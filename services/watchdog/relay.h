@@ -9,12 +9,22 @@
     with its own id and frame id. A request the services cannot take is
     answered here. Relays and commands nobody answered are forgotten
     (relay_expire).
+
+    The terminators service may run as several instances, each owning some
+    of the shards routers are spread over (docs/shards.md). Their beacons
+    (cluster.beacon, fed to relay_beacon) say which instance owns which
+    shard and where it listens (shardroute.h); a terminators request or ack
+    goes to the owner of its router's shard over a DEALER kept per
+    instance address (made on first use, gone when the instance is
+    forgotten), or, when no beacon claims the shard, to the configured
+    endpoint as before. Replies come back from every DEALER alike.
 */
 #ifndef RELAY_H_INCLUDED
 #define RELAY_H_INCLUDED
 
 #include "ep_service.h"
 #include "channel.h"
+#include "events.pb-c.h"
 
 typedef struct _relay_t relay_t;
 
@@ -29,11 +39,21 @@ relay_t *
 void
     relay_destroy (relay_t **self_p);
 
-//  The DEALERs, for the caller's poll.
-zsock_t *
-    relay_terminators (relay_t *self);
-zsock_t *
-    relay_reaper (relay_t *self);
+//  Terminators instances we keep a DEALER to, at most.
+#define RELAY_OWNERS_MAX 64
+//  Poll items relay_poll_items fills, at most.
+#define RELAY_POLL_MAX (RELAY_OWNERS_MAX + 2)
+
+//  The DEALERs, for the caller's poll: fills up to max items (POLLIN) and
+//  returns how many. The set changes as instances come and go: fill them
+//  again before each poll.
+size_t
+    relay_poll_items (relay_t *self, zmq_pollitem_t *items, size_t max);
+
+//  A beacon of a sharded service's instance (cluster.beacon), heard at
+//  now_ms (monotonic). Other services' are ignored.
+void
+    relay_beacon (relay_t *self, const Ep__ShardBeacon *beacon, int64_t now_ms);
 
 //  A request or command ack from router c (joined): relayed. Returns true
 //  if the frame was one of those (the caller still frees it).
@@ -44,11 +64,12 @@ bool
 void
     relay_command (relay_t *self, const Ep__Command *command);
 
-//  Replies waiting on both DEALERs: each back to its router.
+//  Replies waiting on every DEALER: each back to its router.
 void
     relay_replies (relay_t *self);
 
-//  Forgets relays past their timeout (and commands past a bound).
+//  Forgets relays past their timeout (and commands past a bound), and
+//  the instances whose beacons stopped (their DEALERs closed).
 void
     relay_expire (relay_t *self, int64_t now_ms);
 

@@ -26,6 +26,7 @@
 #define CRL_CHECK_MS        2000
 #define GAUGES_MS           1000
 #define DRAIN_MS            2000        //  SIGTERM: routers have this long to go
+#define LOOP_ITEMS          8           //  the loop's poll items before the relay's
 
 //  A router (or peer, or client) joined here.
 typedef struct {
@@ -608,6 +609,9 @@ s_bus_events (watchdog_t *self)
         else
         if (event->body_case == EP__EVENT__BODY_COMMAND && strncmp (topic, "cmd.", 4) == 0)
             s_on_command (self, topic + 4, event->command);
+        else
+        if (event->body_case == EP__EVENT__BODY_SHARD_BEACON && streq (topic, "cluster.beacon"))
+            relay_beacon (self->relay, event->shard_beacon, ep_mono_ms ());
         zstr_free (&topic);
     }
 }
@@ -702,14 +706,13 @@ watchdog_run (watchdog_t *self)
 {
     if (!self->channel)
         return 0;               //  stopped (SIGTERM) while following the model
-    zmq_pollitem_t items [] = {
+    //  The relay's DEALERs come last: their number changes (shard owners).
+    zmq_pollitem_t items [LOOP_ITEMS + RELAY_POLL_MAX] = {
         { zsock_resolve (ep_service_auth_actor (self->service)), 0, ZMQ_POLLIN, 0 },
         { zsock_resolve (ep_follower_socket (self->follower)), 0, ZMQ_POLLIN, 0 },
         { zsock_resolve (ep_follower_rpc_socket (self->follower)), 0, ZMQ_POLLIN, 0 },
         { zsock_resolve (ep_subscriber_socket (self->bus)), 0, ZMQ_POLLIN, 0 },
         { zsock_resolve (api_socket (self->api)), 0, ZMQ_POLLIN, 0 },
-        { zsock_resolve (relay_terminators (self->relay)), 0, ZMQ_POLLIN, 0 },
-        { zsock_resolve (relay_reaper (self->relay)), 0, ZMQ_POLLIN, 0 },
         { NULL, ep_tls_server_fd (self->server), ZMQ_POLLIN, 0 },
         { NULL, self->peers? peers_fd (self->peers): -1, ZMQ_POLLIN, 0 },
         { self->peers? peers_lease_socket (self->peers): NULL, -1, ZMQ_POLLIN, 0 },
@@ -718,7 +721,8 @@ watchdog_run (watchdog_t *self)
     self->next_gauges = ep_mono_ms () + GAUGES_MS;
     self->next_crl = ep_mono_ms () + CRL_CHECK_MS;
     while (true) {
-        if (zmq_poll (items, (int) EP_COUNT (items), (long) s_timeout (self)) < 0 && zmq_errno () != EINTR)
+        size_t count = LOOP_ITEMS + relay_poll_items (self->relay, items + LOOP_ITEMS, RELAY_POLL_MAX);
+        if (zmq_poll (items, (int) count, (long) s_timeout (self)) < 0 && zmq_errno () != EINTR)
             return 0;           //  the context was terminated: stop as for SIGTERM
         if (self->peers)
             peers_process (self->peers, self->draining);
@@ -785,6 +789,7 @@ s_connect (watchdog_t *self)
                                self->config.stray_log_level);
     ep_subscriber_subscribe (self->bus, "presence.join");
     ep_subscriber_subscribe (self->bus, "presence.beacon");
+    ep_subscriber_subscribe (self->bus, "cluster.beacon");     //  shard owners (relay.h)
     if (s_open_outbox (self) != 0)
         return -1;
     self->relay = relay_new (self->service, s_router_conn, self);

@@ -197,3 +197,49 @@ Test (event_json, message_from_json_names_the_bad_field)
         json_decref (json);
     }
 }
+
+//  cluster.beacon and cluster.shard.*: the sharded services' beacons and
+//  handovers, under their proto names, repeated fields as arrays.
+Test (event_json, shard_beacon_and_shard_event)
+{
+    uint32_t shards [] = { 3, 17 };
+    int64_t revisions [] = { 812, 1040 };
+    Ep__ShardBeacon beacon = EP__SHARD_BEACON__INIT;
+    beacon.service = "terminators";
+    beacon.instance_id = "term-a";
+    beacon.address = "tcp://10.0.0.5:5556";
+    beacon.has_shard_count = beacon.has_interval_ms = true;
+    beacon.shard_count = 64;
+    beacon.interval_ms = 1000;
+    beacon.n_shards = beacon.n_owner_revisions = 2;
+    beacon.shards = shards;
+    beacon.owner_revisions = revisions;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_SHARD_BEACON;
+    event.shard_beacon = &beacon;
+    s_stamp (&event);
+    json_t *json = ep_event_json ("cluster.beacon", &event);
+    cr_assert_str_eq (json_string_value (json_object_get (json, "namespace")), "cluster");
+    cr_assert_str_eq (json_string_value (json_object_get (json, "type")), "beacon");
+    cr_assert_str_eq (json_string_value (json_object_get (json, "address")), "tcp://10.0.0.5:5556");
+    cr_assert_eq (json_integer_value (json_object_get (json, "shard_count")), 64);
+    cr_assert_eq (json_integer_value (json_array_get (json_object_get (json, "shards"), 1)), 17);
+    cr_assert_eq (json_integer_value (json_array_get (json_object_get (json, "owner_revisions"), 0)), 812);
+    json_decref (json);
+
+    Ep__ShardEvent shard = EP__SHARD_EVENT__INIT;
+    shard.service = "terminators";
+    shard.instance_id = "term-a";
+    shard.has_shard = shard.has_owner_revision = true;
+    shard.shard = 0;                    //  present though 0: has_shard says so
+    shard.owner_revision = 1040;
+    shard.reason = "lease lost";
+    event.body_case = EP__EVENT__BODY_SHARD;
+    event.shard = &shard;
+    json = ep_event_json ("cluster.shard.released", &event);
+    cr_assert_str_eq (json_string_value (json_object_get (json, "type")), "shard.released");
+    cr_assert (json_is_integer (json_object_get (json, "shard")));
+    cr_assert_eq (json_integer_value (json_object_get (json, "shard")), 0);
+    cr_assert_str_eq (json_string_value (json_object_get (json, "reason")), "lease lost");
+    json_decref (json);
+}

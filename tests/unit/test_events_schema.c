@@ -460,6 +460,48 @@ s_router (s_events_t *events)
     s_emit (events, "router.slice.stale", &event, "watchdog-9f31c2", 4);
 }
 
+static void
+s_cluster (s_events_t *events)
+{
+    uint32_t shards [] = { 3, 17, 40 };
+    int64_t revisions [] = { 812, 1040, 1041 };
+    Ep__ShardBeacon beacon = EP__SHARD_BEACON__INIT;
+    beacon.service = "terminators";
+    beacon.instance_id = "term-a";
+    beacon.address = "tcp://10.0.0.5:5556";
+    beacon.has_shard_count = beacon.has_interval_ms = true;
+    beacon.shard_count = 64;
+    beacon.interval_ms = 1000;
+    beacon.n_shards = beacon.n_owner_revisions = 3;
+    beacon.shards = shards;
+    beacon.owner_revisions = revisions;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_SHARD_BEACON;
+    event.shard_beacon = &beacon;
+    s_emit (events, "cluster.beacon", &event, "terminators-5be01f", 120);
+    Ep__ShardBeacon idle = EP__SHARD_BEACON__INIT;     //  a member owning nothing yet
+    idle.service = "terminators";
+    idle.instance_id = "term-b";
+    idle.address = "tcp://10.0.0.6:5556";
+    idle.has_shard_count = idle.has_interval_ms = true;
+    idle.shard_count = 64;
+    idle.interval_ms = 1000;
+    event.shard_beacon = &idle;
+    s_emit (events, "cluster.beacon", &event, "terminators-77c01a", 1);
+
+    Ep__ShardEvent shard = EP__SHARD_EVENT__INIT;
+    shard.service = "terminators";
+    shard.instance_id = "term-a";
+    shard.has_shard = shard.has_owner_revision = true;
+    shard.shard = 40;
+    shard.owner_revision = 1041;
+    event.body_case = EP__EVENT__BODY_SHARD;
+    event.shard = &shard;
+    s_emit (events, "cluster.shard.acquired", &event, "terminators-5be01f", 121);
+    shard.reason = "lease lost";
+    s_emit (events, "cluster.shard.released", &event, "terminators-5be01f", 122);
+}
+
 //  Writes the events as JSON lines to dir/name; returns the path.
 static char *
 s_write_lines (json_t *lines, const char *name)
@@ -503,6 +545,7 @@ s_all_events (void)
     s_channel (&events);
     s_router (&events);
     s_service (&events);
+    s_cluster (&events);
     //  A new body type in events.proto needs an event here (and a schema entry).
     const ProtobufCMessageDescriptor *desc = &ep__event__descriptor;
     for (unsigned i = 0; i < desc->n_fields; i++)
@@ -631,6 +674,14 @@ Test (events_schema, wrong_lines_are_rejected)
     line = s_pick (lines, "router", "slice.rejected");
     json_object_set_new (line, "type", json_string ("slice.lost"));
     s_assert_rejected (line, "an unknown router type", "type: 'slice.lost' is not one of");
+
+    line = s_pick (lines, "cluster", "beacon");
+    json_object_del (line, "address");
+    s_assert_rejected (line, "a beacon without its address", "'address' is a required property");
+
+    line = s_pick (lines, "cluster", "shard.acquired");
+    json_object_set_new (line, "shards", json_pack ("[i]", 40));
+    s_assert_rejected (line, "a beacon's field on a shard event", "'shards' was unexpected");
 
     json_decref (lines);
 }

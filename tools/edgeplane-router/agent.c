@@ -22,6 +22,8 @@ typedef struct {
     Ep__Precedence precedence;  //  from the slice
     bool confirmed;             //  the service answered OK
     int64_t sent_ms;            //  last create sent
+    ep_backoff_t retry;         //  delays before asking again after a retriable refusal
+    int64_t retry_ms;           //  when to ask again (0: no retry due)
 } s_hosted_t;
 
 //  A hosted service's settings, from the slice (protocol 2).
@@ -225,8 +227,11 @@ s_disconnect (agent_t *self, const char *why, int64_t delay_ms)
     for (; session; session = (s_session_t *) zhashx_next (self->sessions))
         session->confirmed = false;
     s_hosted_t *hosted = (s_hosted_t *) zhashx_first (self->hosted);
-    for (; hosted; hosted = (s_hosted_t *) zhashx_next (self->hosted))
+    for (; hosted; hosted = (s_hosted_t *) zhashx_next (self->hosted)) {
         hosted->confirmed = false;
+        hosted->retry_ms = 0;
+        ep_backoff_reset (&hosted->retry);
+    }
     self->stats.terminators = self->stats.sessions = 0;
     self->next_connect_ms = ep_mono_ms () + (delay_ms >= 0? delay_ms: ep_backoff_next (&self->backoff));
 }
@@ -374,6 +379,9 @@ s_slice (agent_t *self, const Ep__ModelSlice *slice)
         s_hosted_t *hosted = (s_hosted_t *) zhashx_lookup (self->hosted, service->service_id);
         if (!hosted) {
             hosted = (s_hosted_t *) zmalloc (sizeof (s_hosted_t));
+            //  From the first delay, never longer than the resend of a
+            //  request with no answer at all.
+            hosted->retry = ep_backoff (self->config.backoff_base_ms, self->config.request_timeout_ms);
             zhashx_insert (self->hosted, service->service_id, hosted);
         }
         hosted->cost = service->cost;
@@ -631,9 +639,12 @@ s_command (agent_t *self, const Ep__Command *command)
     }
 }
 
-//  A reply: its request id says which object it confirms.
+//  A reply: its request id says which object it confirms. A terminator
+//  create refused as retriable (UNAVAILABLE: the instance asked does not
+//  own the router's shard, or a handover is under way) is asked again with
+//  the same request id after a backoff, growing until it succeeds.
 static void
-s_reply (agent_t *self, const char *request_id, const Ep__Status *status)
+s_reply (agent_t *self, const char *request_id, const Ep__Status *status, bool retriable)
 {
     bool ok = !status || !status->has_code || status->code == EP__STATUS__CODE__OK;
     if (!request_id || strlen (request_id) < 3 || request_id [1] != ':')
@@ -645,6 +656,13 @@ s_reply (agent_t *self, const char *request_id, const Ep__Status *status)
             hosted->confirmed = true;
             self->stats.terminators++;
         }
+        if (hosted && ok) {
+            hosted->retry_ms = 0;
+            ep_backoff_reset (&hosted->retry);
+        }
+        else
+        if (hosted && retriable && !hosted->confirmed)
+            hosted->retry_ms = ep_mono_ms () + ep_backoff_next (&hosted->retry);
     }
     else
     if (request_id [0] == 's') {
@@ -679,6 +697,10 @@ agent_deadline (agent_t *self)
         next = self->next_resend_ms;
     if (self->config.churn_per_s > 0 && self->next_churn_ms < next)
         next = self->next_churn_ms;
+    s_hosted_t *hosted = (s_hosted_t *) zhashx_first (self->hosted);
+    for (; hosted; hosted = (s_hosted_t *) zhashx_next (self->hosted))
+        if (hosted->retry_ms && hosted->retry_ms < next)
+            next = hosted->retry_ms;
     return next;
 }
 
@@ -693,10 +715,11 @@ agent_handle (agent_t *self)
                 s_sessions_fill (self);
                 break;
             case EP__FRAME__BODY_TERMINATOR_REPLY:
-                s_reply (self, frame->terminator_reply->request_id, frame->terminator_reply->status);
+                s_reply (self, frame->terminator_reply->request_id, frame->terminator_reply->status,
+                         frame->terminator_reply->has_retriable && frame->terminator_reply->retriable);
                 break;
             case EP__FRAME__BODY_SESSION_REPLY:
-                s_reply (self, frame->session_reply->request_id, frame->session_reply->status);
+                s_reply (self, frame->session_reply->request_id, frame->session_reply->status, false);
                 break;
             case EP__FRAME__BODY_COMMAND:
                 s_command (self, frame->command);
@@ -724,6 +747,20 @@ agent_handle (agent_t *self)
     }
     if (self->client && chan_client_closed (self->client))
         s_disconnect (self, chan_client_close_reason (self->client), -1);
+}
+
+//  Terminator creates refused as retriable whose backoff is over: asked
+//  again, under the same request id (the service's reply cache keys on it).
+static void
+s_retry (agent_t *self, int64_t now)
+{
+    s_hosted_t *hosted = (s_hosted_t *) zhashx_first (self->hosted);
+    for (; hosted; hosted = (s_hosted_t *) zhashx_next (self->hosted))
+        if (hosted->retry_ms && now >= hosted->retry_ms && !hosted->confirmed) {
+            hosted->retry_ms = 0;
+            self->stats.retries++;
+            s_terminator_request (self, (const char *) zhashx_cursor (self->hosted), hosted, true);
+        }
 }
 
 static void
@@ -809,6 +846,7 @@ agent_tick (agent_t *self)
         }
         self->next_churn_ms = now + (int64_t) (1000.0 / self->config.churn_per_s);
     }
+    s_retry (self, now);
     if (now >= self->next_resend_ms) {
         //  Anything unconfirmed is asked again (idempotent by id).
         s_hosted_t *hosted = (s_hosted_t *) zhashx_first (self->hosted);

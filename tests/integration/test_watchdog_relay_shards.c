@@ -1,0 +1,334 @@
+/*  test_watchdog_relay_shards.c: the watchdog's relay when the terminators
+    service runs as several instances, each owning some shards (a sibling
+    of test_watchdog_relay.c, which holds the single-instance cases).
+    Against the real edgeplane-watchdog (with bus and model), three stub
+    terminators (ROUTER sockets here with the terminators' CURVE
+    certificate): the configured endpoint and two "instances" whose
+    beacons (cluster.beacon) this test publishes on the bus. A joined
+    router's requests and acks go to the instance whose beacon claims the
+    router's shard, follow the shard when the beacons swap it, and go back
+    to the configured endpoint once the beacons stop. And the router agent
+    (tools/edgeplane-router) asks again, with the same request id, a
+    terminator create answered UNAVAILABLE retriable (the instance asked
+    does not own its shard), until it succeeds. */
+#include <criterion/criterion.h>
+#include "ep_stack.h"
+#include "ep_wdtest.h"
+#include "agent.h"
+#include "chan_client.h"
+#include "ep_auth.h"
+#include "ep_codec.h"
+#include "ep_keys.h"
+#include "ep_pki.h"
+#include "ep_publisher.h"
+#include "ep_rpc_server.h"
+#include "ep_shard.h"
+#include "terminators.pb-c.h"
+#include <poll.h>
+#include <pthread.h>
+
+#define SHARDS 8                //  the shard count the beacons say
+
+static ep_stack_t *s_stack;     //  keys, bus, model, environment
+static const char *s_dir;       //  its data dir
+static const char *s_keys;      //  its keys dir
+static ep_stub_t s_configured;  //  EDGEPLANE_TERMINATORS_API
+static ep_stub_t s_a;           //  terminators instance "term-a"
+static ep_stub_t s_b;           //  terminators instance "term-b"
+static ep_stub_t s_reaper;
+static ep_publisher_t *s_pub;   //  beacons and commands, as a terminators instance
+static ep_auth_t *s_auth;       //  zauth for the stubs: callers' roles
+
+static void
+s_setup (void)
+{
+    s_stack = ep_stack_new ("watchdog-shards");
+    s_dir = ep_stack_dir (s_stack);
+    s_keys = ep_stack_keys (s_stack);
+    s_auth = ep_auth_new (s_keys);
+    cr_assert_not_null (s_auth);
+    ep_stub_start (&s_configured, s_keys, "terminators");
+    ep_stub_start (&s_a, s_keys, "terminators");
+    ep_stub_start (&s_b, s_keys, "terminators");
+    ep_stub_start (&s_reaper, s_keys, "reaper");
+    ep_stack_setenv (s_stack, "EDGEPLANE_TERMINATORS_API", "%s", s_configured.endpoint);
+    ep_stack_setenv (s_stack, "EDGEPLANE_REAPER_API", "%s", s_reaper.endpoint);
+    ep_stack_setenv (s_stack, "EDGEPLANE_LOG_LEVEL", "debug");
+    ep_stack_create_service (s_stack, "svc1");
+    const char *svc1 [] = { "svc1" };
+    ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__CREATE, "r1", svc1, 1);
+    char err [512];
+    cr_assert_eq (ep_pki_issue (s_keys, "router", "r1", s_dir, 30, err, sizeof err), 0, "%s", err);
+    zcert_t *cert = ep_keys_load (s_keys, "terminators");
+    char *bus_key = ep_keys_public_txt (s_keys, "bus");
+    s_pub = ep_publisher_new (ep_proc_connect_endpoint (ep_stack_bus (s_stack), "pub"), cert, bus_key,
+                              "terminators-test", EP_CODEC_DEFAULT_CAP);
+    cr_assert_not_null (s_pub);
+    ep_publisher_declare (s_pub, "cluster");
+    ep_publisher_declare (s_pub, "cmd");
+    free (bus_key);
+    zcert_destroy (&cert);
+}
+
+static void
+s_teardown (void)
+{
+    ep_publisher_destroy (&s_pub);
+    ep_stack_destroy (&s_stack);
+    ep_stub_stop (&s_configured);
+    ep_stub_stop (&s_a);
+    ep_stub_stop (&s_b);
+    ep_stub_stop (&s_reaper);
+    ep_auth_destroy (&s_auth);
+}
+
+static ep_proc_t *
+s_watchdog (void)
+{
+    const char *args [] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
+                            "--http-listen", "127.0.0.1:0", "--heartbeat=10s", "--heartbeat-timeout=30s",
+                            NULL };
+    ep_proc_t *watchdog = ep_proc_start ("edgeplane-watchdog", args, ep_stack_env (s_stack), 15000);
+    cr_assert_not_null (watchdog);
+    ep_stack_keep (s_stack, watchdog);
+    return watchdog;
+}
+
+//  A beacon of instance at stub's endpoint owning shard under revision.
+static void
+s_beacon (const char *instance, ep_stub_t *stub, uint32_t shard, int64_t revision)
+{
+    Ep__ShardBeacon beacon = EP__SHARD_BEACON__INIT;
+    beacon.service = "terminators";
+    beacon.instance_id = (char *) instance;
+    beacon.address = stub->endpoint;
+    beacon.has_shard_count = beacon.has_interval_ms = true;
+    beacon.shard_count = SHARDS;
+    beacon.interval_ms = 1000;
+    beacon.n_shards = beacon.n_owner_revisions = 1;
+    beacon.shards = &shard;
+    beacon.owner_revisions = &revision;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_SHARD_BEACON;
+    event.shard_beacon = &beacon;
+    ep_publisher_send (s_pub, "cluster.beacon", &event);
+}
+
+//  A terminator list request from router, id request_id.
+static void
+s_request (chan_client_t *router, const char *request_id)
+{
+    Ep__TerminatorFilter list = EP__TERMINATOR_FILTER__INIT;
+    Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+    request.request_id = (char *) request_id;
+    request.op_case = EP__TERMINATOR_REQUEST__OP_LIST;
+    request.list = &list;
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.has_id = true;
+    frame.id = 41;
+    frame.body_case = EP__FRAME__BODY_TERMINATOR_REQUEST;
+    frame.terminator_request = &request;
+    ep_wdtest_send (router, &frame);
+}
+
+//  The next call at stub whose request id starts with prefix, within
+//  timeout_ms; others are dropped. NULL if none came.
+static ep_rpc_call_t *
+s_call (ep_stub_t *stub, const char *prefix, int timeout_ms)
+{
+    int64_t deadline = ep_mono_ms () + timeout_ms;
+    ep_rpc_call_t *call;
+    while ((call = ep_stub_next (stub, (int) (deadline - ep_mono_ms ())))) {
+        if (strncmp (ep_rpc_call_request_id (call), prefix, strlen (prefix)) == 0)
+            return call;
+        ep_rpc_call_destroy (&call);
+    }
+    return NULL;
+}
+
+//  Until the stub at want gets a request: the beacons (each instance
+//  owning one shard, a the one before, b the other) published again and a
+//  request (tag-<n>, a fresh id each time: those heard before the beacons
+//  go elsewhere) sent, every 250 ms. Returns want's call, or NULL after 10 s.
+static ep_rpc_call_t *
+s_route (chan_client_t *router, const char *tag, ep_stub_t *want, uint32_t a_shard, int64_t a_rev,
+         uint32_t b_shard, int64_t b_rev)
+{
+    char prefix [64];
+    snprintf (prefix, sizeof prefix, "r1:%s-", tag);
+    ep_rpc_call_t *call = NULL;
+    int64_t deadline = ep_mono_ms () + 10000 * EP_TEST_SLOWDOWN;
+    for (int n = 0; !call && ep_mono_ms () < deadline; n++) {
+        if (a_rev)
+            s_beacon ("term-a", &s_a, a_shard, a_rev);
+        if (b_rev)
+            s_beacon ("term-b", &s_b, b_shard, b_rev);
+        char id [64];
+        snprintf (id, sizeof id, "%s-%d", tag, n);
+        s_request (router, id);
+        call = s_call (want, prefix, 250);
+    }
+    return call;
+}
+
+//  Answers call OK at stub and checks router gets the reply.
+static void
+s_answer (ep_stub_t *stub, ep_rpc_call_t *call, chan_client_t *router)
+{
+    char expected [64];
+    snprintf (expected, sizeof expected, "%s", strchr (ep_rpc_call_request_id (call), ':') + 1);
+    cr_assert_eq (ep_rpc_server_fail (stub->rpc, &call, EP__STATUS__CODE__OK, "listed"), 0);
+    Ep__Frame *back = ep_wdtest_expect_frame (router, EP__FRAME__BODY_TERMINATOR_REPLY, 5000);
+    cr_assert_not_null (back, "no reply for the router: %s", chan_client_close_reason (router));
+    cr_assert_str_eq (back->terminator_reply->request_id, expected);
+    ep__frame__free_unpacked (back, NULL);
+}
+
+Test (relay_shards, requests_and_acks_go_to_the_owner_of_the_routers_shard,
+      .init = s_setup, .fini = s_teardown, .timeout = 120)
+{
+    ep_proc_t *watchdog = s_watchdog ();
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
+    chan_client_t *router = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx, "r1");
+    uint32_t mine = (uint32_t) ep_shard_of ("r1", SHARDS), other = (mine + 1) % SHARDS;
+
+    //  term-a owns r1's shard: r1's requests reach it, and none term-b.
+    ep_rpc_call_t *call = s_route (router, "first", &s_a, mine, 10, other, 11);
+    cr_assert_not_null (call, "r1's request never reached term-a, the owner of its shard %u", mine);
+    cr_assert_str_eq (ep_rpc_call_caller (call)->name, "watchdog");
+    s_answer (&s_a, call, router);
+    call = s_call (&s_b, "r1:", 300);
+    cr_assert_null (call, "term-b, which does not own shard %u, got %s", mine,
+                    call? ep_rpc_call_request_id (call): "");
+
+    //  The shard moves to term-b (a newer owner key): requests follow it.
+    call = s_route (router, "moved", &s_b, other, 12, mine, 13);
+    cr_assert_not_null (call, "r1's request never reached term-b once it owned shard %u", mine);
+    s_answer (&s_b, call, router);
+
+    //  A command's ack goes to the owner too.
+    Ep__ValidateTerminators validate = EP__VALIDATE_TERMINATORS__INIT;
+    Ep__Command command = EP__COMMAND__INIT;
+    command.command_id = "cmd-validate-1";
+    command.router_id = "r1";
+    command.reply_to = "terminators";
+    command.kind_case = EP__COMMAND__KIND_VALIDATE_TERMINATORS;
+    command.validate_terminators = &validate;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_COMMAND;
+    event.command = &command;
+    Ep__Frame *frame = NULL;
+    int64_t deadline = ep_mono_ms () + 10000 * EP_TEST_SLOWDOWN;
+    while (!frame && ep_mono_ms () < deadline) {
+        s_beacon ("term-a", &s_a, other, 12);
+        s_beacon ("term-b", &s_b, mine, 13);
+        ep_publisher_send (s_pub, "cmd.r1.", &event);
+        frame = ep_wdtest_expect_frame (router, EP__FRAME__BODY_COMMAND, 250);
+    }
+    cr_assert_not_null (frame, "the command did not reach r1");
+    ep__frame__free_unpacked (frame, NULL);
+    Ep__Status ok = EP__STATUS__INIT;
+    ok.has_code = true;
+    ok.code = EP__STATUS__CODE__OK;
+    Ep__CommandAck ack = EP__COMMAND_ACK__INIT;
+    ack.command_id = "cmd-validate-1";
+    ack.status = &ok;
+    Ep__Frame ack_frame = EP__FRAME__INIT;
+    ack_frame.has_id = true;
+    ack_frame.id = 7;
+    ack_frame.body_case = EP__FRAME__BODY_COMMAND_ACK;
+    ack_frame.command_ack = &ack;
+    ep_wdtest_send (router, &ack_frame);
+    s_beacon ("term-b", &s_b, mine, 13);
+    call = s_call (&s_b, "r1/ack/", 5000);
+    cr_assert_not_null (call, "the ack did not reach term-b, the owner of r1's shard");
+    cr_assert_str_eq (ep_rpc_call_request_id (call), "r1/ack/cmd-validate-1");
+    ep_rpc_call_destroy (&call);
+
+    //  The beacons stop: after 3.5 intervals both instances are forgotten
+    //  and requests go to the configured endpoint again.
+    call = s_route (router, "alone", &s_configured, 0, 0, 0, 0);
+    cr_assert_not_null (call, "with no beacon left, r1's request never reached the configured endpoint");
+    s_answer (&s_configured, call, router);
+
+    chan_client_destroy (&router);
+    SSL_CTX_free (ctx);
+}
+
+//  One router agent, run in a thread (its own loop, as edgeplane-router's).
+typedef struct {
+    agent_t *agent;             //  the router
+    volatile bool stop;         //  ask the thread to end
+    pthread_t thread;           //  the thread
+} s_agent_run_t;
+
+static void *
+s_agent_run (void *arg)
+{
+    s_agent_run_t *self = (s_agent_run_t *) arg;
+    while (!self->stop) {
+        struct pollfd fd = { .fd = agent_fd (self->agent), .events = POLLIN };
+        if (poll (&fd, fd.fd >= 0? 1: 0, 20) > 0 && fd.revents)
+            agent_handle (self->agent);
+        agent_tick (self->agent);
+    }
+    return NULL;
+}
+
+static bool
+s_confirmed (void *arg)
+{
+    return agent_stats ((agent_t *) arg)->terminators == 1;
+}
+
+Test (relay_shards, the_router_agent_asks_again_a_create_refused_as_retriable,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    ep_proc_t *watchdog = s_watchdog ();
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
+    //  A minute's request timeout: only the retry of a refusal asks again
+    //  within the test.
+    agent_config_t config = { .id = "r1", .ctx = ctx, .controller = ep_proc_connect_endpoint (watchdog, "channel"),
+                              .heartbeat_ms = 500, .backoff_base_ms = 100, .backoff_max_ms = 1000,
+                              .request_timeout_ms = 60000 };
+    //  Static: a failed assertion leaves the test with the thread running.
+    static s_agent_run_t run;
+    run.agent = agent_new (&config);
+    run.stop = false;
+    cr_assert_eq (pthread_create (&run.thread, NULL, s_agent_run, &run), 0);
+
+    //  The instance asked does not own r1's shard: UNAVAILABLE, retriable,
+    //  naming the owner.
+    ep_rpc_call_t *call = s_call (&s_configured, "r1:t:svc1", 15000 * EP_TEST_SLOWDOWN);
+    cr_assert_not_null (call, "the agent's terminator create never came");
+    Ep__Status status = EP__STATUS__INIT;
+    status.has_code = true;
+    status.code = EP__STATUS__CODE__UNAVAILABLE;
+    status.message = "shard 3 is owned by term-b";
+    Ep__TerminatorReply reply = EP__TERMINATOR_REPLY__INIT;
+    reply.request_id = (char *) ep_rpc_call_request_id (call);
+    reply.status = &status;
+    reply.has_retriable = true;
+    reply.retriable = true;
+    reply.owner = "term-b";
+    char err [256];
+    zframe_t *packed = ep_codec_pack (&reply.base, EP_CODEC_DEFAULT_CAP, err, sizeof err);
+    cr_assert_not_null (packed, "%s", err);
+    int64_t refused = ep_mono_ms ();
+    cr_assert_eq (ep_rpc_server_reply (s_configured.rpc, &call, &packed, false), 0);
+
+    //  Asked again, the same request id, well before the request timeout.
+    call = s_call (&s_configured, "r1:t:svc1", 10000 * EP_TEST_SLOWDOWN);
+    cr_assert_not_null (call, "the refused create was not asked again");
+    cr_assert_str_eq (ep_rpc_call_request_id (call), "r1:t:svc1");
+    cr_assert_lt (ep_mono_ms () - refused, 10000 * EP_TEST_SLOWDOWN);
+    cr_assert_eq (ep_rpc_server_fail (s_configured.rpc, &call, EP__STATUS__CODE__OK, "created"), 0);
+    cr_assert (ep_wait_until (s_confirmed, run.agent, 10000 * EP_TEST_SLOWDOWN),
+               "the agent did not take the create as done");
+    cr_assert_geq (agent_stats (run.agent)->retries, 1);
+
+    run.stop = true;
+    pthread_join (run.thread, NULL);
+    agent_destroy (&run.agent);
+    SSL_CTX_free (ctx);
+}
