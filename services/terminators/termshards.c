@@ -317,8 +317,8 @@ termshards_batch_new (termshards_t *self)
     return batch;
 }
 
-static void
-s_batch_destroy (termshards_batch_t **batch_p)
+void
+termshards_batch_destroy (termshards_batch_t **batch_p)
 {
     termshards_batch_t *batch = *batch_p;
     if (batch) {
@@ -328,6 +328,12 @@ s_batch_destroy (termshards_batch_t **batch_p)
         free (batch);
         *batch_p = NULL;
     }
+}
+
+bool
+termshards_batch_empty (termshards_batch_t *batch)
+{
+    return zlistx_size (batch->ops) == 0 && !batch->bad;
 }
 
 //  The shard of router_id if this instance may write it, else -1 (noted).
@@ -527,7 +533,7 @@ termshards_batch_send (termshards_t *self, termshards_batch_t **batch_p,
     free (ops);
     free (reads);
     free (compares);
-    s_batch_destroy (batch_p);
+    termshards_batch_destroy (batch_p);
     return rc;
 }
 
@@ -607,7 +613,7 @@ s_trim (termshards_t *self)
     }
     zlistx_destroy (&names);
     if (zlistx_size (batch->ops) == 0) {
-        s_batch_destroy (&batch);
+        termshards_batch_destroy (&batch);
         return;
     }
     int count = self->config.count;
@@ -632,7 +638,7 @@ s_trim (termshards_t *self)
     free (ops);
     free (reads);
     free (compares);
-    s_batch_destroy (&batch);
+    termshards_batch_destroy (&batch);
 }
 
 //  ---------------------------------------------------------------------

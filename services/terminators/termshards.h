@@ -138,6 +138,15 @@ void
     termshards_batch_event (termshards_batch_t *self, int64_t seq, const char *topic,
                             const char *router_id, const Ep__Event *event);
 
+//  True if the batch has nothing for etcd (internal work that changed no
+//  terminator and kept no event): it is durable as it is.
+bool
+    termshards_batch_empty (termshards_batch_t *self);
+
+//  Destroys a batch that is not sent.
+void
+    termshards_batch_destroy (termshards_batch_t **self_p);
+
 //  The outcome of a batch: 0 durable, -1 not (why says).
 typedef void (termshards_done_fn) (void *arg, int rc, const char *why);
 

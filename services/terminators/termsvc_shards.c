@@ -68,6 +68,11 @@ termsvc_commit_etcd (termsvc_t *self)
 {
     termshards_batch_t *batch = termshards_batch_new (self->shards);
     terminators_changes (self->core, s_batch_record, s_batch_event, batch);
+    if (termshards_batch_empty (batch)) {
+        //  Nothing for etcd (say, the cache's outbox trimmed): done here.
+        termshards_batch_destroy (&batch);
+        return terminators_commit (self->core);
+    }
     char err [512];
     if (termshards_batch_send (self->shards, &batch, s_batch_done, self, err, sizeof err) != 0) {
         snprintf (self->failure, sizeof self->failure, "%s; retry", err);

@@ -7,13 +7,17 @@
     backoff; one instance is SIGKILLed and the other owns every shard
     within the lease's TTL + 2 s, holding those terminators still FAILED
     with the attempts and next try they had; its cluster.shard.acquired
-    events are on the bus. */
+    events are on the bus. An owner frozen past its lease (SIGSTOP, then
+    SIGCONT) changes nothing: the other took its shards with their state,
+    it drops them when it wakes, rejoins under a new lease and gets its
+    share back; `edgeplane shards` shows the owners. */
 #include <criterion/criterion.h>
 #include "ep_etcd_cluster.h"
 #include "ep_stack.h"
 #include "ep_keys.h"
 #include "ep_rpc_client.h"
 #include "terminators.pb-c.h"
+#include <jansson.h>
 #include <signal.h>
 
 #define CALL_MS     5000
@@ -286,4 +290,89 @@ Test (terminators_shards, two_instances_split_the_shards_and_a_killed_ones_move_
     }
     cr_assert (acquired, "no cluster.shard.acquired from the survivor");
     ep_proc_destroy (&s_terms [0]);
+}
+
+//  Creates a terminator per router through its owner; waits until each is
+//  FAILED (offline routers) and records its attempts and next try.
+static void
+s_fleet_failed (char routers [ROUTERS][16], int *owner, uint32_t *attempts, int64_t *next)
+{
+    ep_stack_create_service (s_stack, "svc");
+    const char *services [] = { "svc" };
+    uint64_t revision = 0;
+    for (int r = 0; r < ROUTERS; r++) {
+        snprintf (routers [r], 16, "router%d", r);
+        revision = ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__CREATE, routers [r], services, 1);
+    }
+    s_learn_ids (revision);
+    for (int r = 0; r < ROUTERS; r++)
+        owner [r] = s_create (routers [r], revision);
+    for (int r = 0; r < ROUTERS; r++) {
+        s_failed_t wait = { owner [r], routers [r] };
+        cr_assert (ep_wait_until (s_is_failed, &wait, 10000), "%s never FAILED", routers [r]);
+        Ep__TerminatorReply *reply = s_get (owner [r], routers [r]);
+        attempts [r] = reply->terminators [0]->attempts;
+        next [r] = reply->terminators [0]->next_attempt_at_ms;
+        ep__terminator_reply__free_unpacked (reply, NULL);
+    }
+}
+
+//  `edgeplane shards --json`: complete, two instances, every shard once.
+static void
+s_cli_shows_split (void)
+{
+    char *out = NULL;
+    char *cmd = zsys_sprintf ("'%s/edgeplane' shards --json --listen 2500ms", EP_BIN_DIR);
+    int rc = ep_run (cmd, &out);
+    zstr_free (&cmd);
+    cr_assert_eq (rc, 0, "edgeplane shards: %d\n%s", rc, out? out: "");
+    json_error_t error;
+    json_t *root = json_loads (out, 0, &error);
+    cr_assert_not_null (root, "not JSON: %s", out);
+    cr_assert (json_is_true (json_object_get (root, "complete")), "%s", out);
+    cr_assert_eq (json_integer_value (json_object_get (root, "shard_count")), SHARDS);
+    json_t *instances = json_object_get (root, "instances");
+    cr_assert_eq (json_array_size (instances), 2, "%s", out);
+    size_t owned = 0;
+    for (size_t i = 0; i < 2; i++)
+        owned += json_array_size (json_object_get (json_array_get (instances, i), "shards"));
+    cr_assert_eq (owned, SHARDS);
+    json_decref (root);
+    free (out);
+}
+
+Test (terminators_shards, a_frozen_owner_changes_nothing_and_rejoins)
+{
+    cr_assert (ep_wait_until (s_split, NULL, 10000), "the shards were not split");
+    ep_stack_export (s_stack);
+    s_cli_shows_split ();
+    char routers [ROUTERS][16];
+    int owner [ROUTERS];
+    uint32_t attempts [ROUTERS];
+    int64_t next [ROUTERS];
+    s_fleet_failed (routers, owner, attempts, next);
+    //  Frozen past its lease: the other takes every shard, state and all.
+    ep_proc_signal (s_terms [0], SIGSTOP);
+    bool took = ep_wait_until (s_all_at_1, NULL, TTL_MS + 3000);
+    ep_proc_signal (s_terms [0], SIGCONT);
+    cr_assert (took, "instance 1 owns %.0f shards while 0 is frozen", s_owned (1));
+    //  Awake: it drops what it held, rejoins and gets its share back.
+    cr_assert (ep_wait_until (s_split, NULL, 8 * TTL_MS), "no split again: %.0f and %.0f",
+               s_owned (0), s_owned (1));
+    const char *log = ep_proc_log (s_terms [0]);
+    cr_assert (log && strstr (log, "is no longer ours"), "instance 0 did not say it dropped its shards");
+    //  Nothing lost, nothing stale: every terminator at its owner now,
+    //  still FAILED, with no fewer attempts and no earlier next try.
+    for (int r = 0; r < ROUTERS; r++) {
+        Ep__TerminatorReply *at [2] = { s_get (0, routers [r]), s_get (1, routers [r]) };
+        int found = (s_code (at [0]) == EP__STATUS__CODE__OK) + (s_code (at [1]) == EP__STATUS__CODE__OK);
+        cr_assert_eq (found, 1, "%s is held by %d instances", routers [r], found);
+        Ep__Terminator *t = at [s_code (at [0]) == EP__STATUS__CODE__OK? 0: 1]->terminators [0];
+        cr_assert_eq (t->state, EP__TERMINATOR_STATE__FAILED, "%s is %d", routers [r], t->state);
+        cr_assert_geq (t->attempts, attempts [r], "%s went back", routers [r]);
+        cr_assert_geq (t->next_attempt_at_ms, next [r], "%s: its backoff went back", routers [r]);
+        ep__terminator_reply__free_unpacked (at [0], NULL);
+        ep__terminator_reply__free_unpacked (at [1], NULL);
+    }
+    s_cli_shows_split ();
 }

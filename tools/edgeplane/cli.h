@@ -31,6 +31,8 @@ int
 
 //  cmd_connections.c: connections across every watchdog instance.
 int cli_connections (int argc, char **argv);
+//  cmd_shards.c: shard owners across the instances of a sharded service.
+int cli_shards (int argc, char **argv);
 //  cmd_model.c: the model's entities, and backup.
 //  router, service, identity and controller: the kind is argv [0].
 int cli_entity (int argc, char **argv);

@@ -16,6 +16,7 @@ static const s_command_t s_commands [] = {
     { "events", cli_events, "Subscribe to the event bus and print events (--json, --exec CMD)." },
     { "console", cli_console, "Where the operator console is, and its access token: console url." },
     { "connections", cli_connections, "Control-channel connections across every watchdog instance." },
+    { "shards", cli_shards, "Which instance owns which shards (sharded services in their etcd mode)." },
     { "router", cli_entity, "Routers in the model: create, get, list, update, delete." },
     { "service", cli_entity, "Services in the model: create, get, list, update, delete." },
     { "identity", cli_entity, "Identities in the model: create, get, list, update, delete." },
