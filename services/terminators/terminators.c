@@ -367,6 +367,13 @@ terminators_adopt (terminators_t *self, termrec_t **record_p)
     termrec_destroy (record_p);
 }
 
+void
+terminators_adopted (terminators_t *self)
+{
+    EP_ASSERT (!self->open);
+    termindex_load_keys (self->index);
+}
+
 int64_t
 terminators_adopt_event (terminators_t *self, const char *topic, const void *body, size_t size)
 {

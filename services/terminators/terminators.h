@@ -138,6 +138,11 @@ void
 void
     terminators_adopt (terminators_t *self, termrec_t **record_p);
 
+//  The records of a shard are all adopted: the spin detector's memory of
+//  their (router, service) pairs is built from them, as after a restart.
+void
+    terminators_adopted (terminators_t *self);
+
 //  Queues a committed event a shard's earlier owner did not see published
 //  (at least once). Returns its sequence number here (> 0), or -1.
 int64_t

@@ -194,6 +194,7 @@ termsvc_apply_news (termsvc_t *self)
             termrec_t *record;
             while ((record = (termrec_t *) zlistx_detach (news->records, NULL)))
                 terminators_adopt (self->core, &record);
+            terminators_adopted (self->core);
             termshards_entry_t *entry;
             for (entry = (termshards_entry_t *) zlistx_first (news->entries); entry;
                  entry = (termshards_entry_t *) zlistx_next (news->entries)) {
