@@ -453,8 +453,37 @@ terminators_replay_outbox (terminators_t *self)
 //  ---------------------------------------------------------------------
 //  Reads
 
+static int
+s_by_id (const void *a, const void *b)
+{
+    return strcmp (((const termrec_t *) a)->id, ((const termrec_t *) b)->id);
+}
+
+//  As termstore_list, over records (any order) instead of the store.
 static void
-s_list (terminators_t *self, const Ep__TerminatorFilter *filter, terminators_result_t *result)
+s_list_records (zlistx_t *records, const char *service, const char *router, int state,
+                const char *after, uint32_t limit, zlistx_t *rows)
+{
+    zlistx_t *kept = zlistx_new ();
+    zlistx_set_comparator (kept, s_by_id);
+    for (termrec_t *r = (termrec_t *) zlistx_first (records); r; r = (termrec_t *) zlistx_next (records)) {
+        if ((service && !streq (r->service_id, service)) || (router && !streq (r->router_id, router))
+        ||  (state >= 0? (int) r->sm.state != state: r->sm.state == TERMSM_DELETED)
+        ||  strcmp (r->id, after) <= 0)
+            continue;
+        zlistx_add_end (kept, r);
+    }
+    zlistx_sort (kept);
+    termrec_t *r = (termrec_t *) zlistx_first (kept);
+    for (uint32_t n = 0; r && n < limit; n++, r = (termrec_t *) zlistx_next (kept))
+        zlistx_add_end (rows, termrec_dup (r));
+    zlistx_destroy (&kept);
+}
+
+//  list: from the store, or from records when given (the etcd mode).
+static void
+s_list (terminators_t *self, const Ep__TerminatorFilter *filter, zlistx_t *records,
+        terminators_result_t *result)
 {
     const char *service = filter && filter->service_id && *filter->service_id? filter->service_id: NULL;
     const char *router = filter && filter->router_id && *filter->router_id? filter->router_id: NULL;
@@ -476,8 +505,11 @@ s_list (terminators_t *self, const Ep__TerminatorFilter *filter, terminators_res
     if (page > PAGE_MAX)
         page = PAGE_MAX;
     zlistx_t *rows = zlistx_new ();
-    if (termstore_list (self->store, service, router, state,
-                        filter && filter->page_token? filter->page_token: "", page + 1, rows) != 0)
+    const char *after = filter && filter->page_token? filter->page_token: "";
+    if (records)
+        s_list_records (records, service, router, state, after, page + 1, rows);
+    else
+    if (termstore_list (self->store, service, router, state, after, page + 1, rows) != 0)
         termreply_fail (result, EP__STATUS__CODE__UNAVAILABLE, true, "cannot read the terminator store now; retry");
     uint32_t count = 0;
     for (termrec_t *row = (termrec_t *) zlistx_first (rows); row; row = (termrec_t *) zlistx_next (rows)) {
@@ -512,7 +544,7 @@ terminators_read (terminators_t *self, const Ep__TerminatorRequest *request, int
             break;
         }
         case EP__TERMINATOR_REQUEST__OP_LIST:
-            s_list (self, request->list, result);
+            s_list (self, request->list, NULL, result);
             break;
         case EP__TERMINATOR_REQUEST__OP_ACK:
             self->acks++;
@@ -524,6 +556,27 @@ terminators_read (terminators_t *self, const Ep__TerminatorRequest *request, int
                     "request has no operation: set one of create, update, delete_id, get_id, list, validate, ack");
             break;
     }
+}
+
+void
+terminators_read_records (terminators_t *self, const Ep__TerminatorRequest *request,
+                          zlistx_t *records, terminators_result_t *result)
+{
+    result->reply.has_model_revision = true;
+    result->reply.model_revision = ep_model_view_revision (self->view);
+    if (request->op_case == EP__TERMINATOR_REQUEST__OP_LIST) {
+        s_list (self, request->list, records, result);
+        return;
+    }
+    EP_ASSERT (request->op_case == EP__TERMINATOR_REQUEST__OP_GET_ID);
+    termrec_t *record = (termrec_t *) zlistx_first (records);
+    while (record && !(request->get_id && streq (record->id, request->get_id)))
+        record = (termrec_t *) zlistx_next (records);
+    if (!record)
+        termreply_fail (result, EP__STATUS__CODE__NOT_FOUND, false, "terminator %.64s does not exist",
+                request->get_id? request->get_id: "");
+    else
+        termcore_reply (self, record, result);
 }
 
 //  ---------------------------------------------------------------------

@@ -179,6 +179,13 @@ void
     terminators_read (terminators_t *self, const Ep__TerminatorRequest *request,
                       int64_t now_ms, terminators_result_t *result);
 
+//  Answers get and list, as terminators_read does, from records (every
+//  terminator of every shard, as read from etcd in the etcd mode) instead
+//  of this instance's own. Presence and the model are this instance's.
+void
+    terminators_read_records (terminators_t *self, const Ep__TerminatorRequest *request,
+                              zlistx_t *records, terminators_result_t *result);
+
 void
     terminators_result_init (terminators_result_t *result, const char *request_id);
 void

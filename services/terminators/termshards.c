@@ -544,6 +544,59 @@ termshards_too_large (termshards_t *self)
 }
 
 //  ---------------------------------------------------------------------
+//  Reading every shard
+
+typedef struct {
+    termshards_t *self;         //  whose
+    termshards_all_fn *fn;      //  the reader's callback
+    void *arg;                  //  its argument
+} s_all_t;
+
+static void
+s_on_all (void *arg, const ep_etcd_reply_t *reply, const char *error)
+{
+    s_all_t *all = (s_all_t *) arg;
+    if (!reply || reply->code) {
+        char why [512];
+        snprintf (why, sizeof why, "cannot read the terminators in etcd: %s; retry",
+                  reply? reply->error: error);
+        all->fn (all->arg, NULL, why);
+        free (all);
+        return;
+    }
+    zlistx_t *records = zlistx_new ();
+    zlistx_set_destructor (records, (czmq_destructor *) termrec_destroy);
+    size_t size = strlen (all->self->prefix);
+    for (size_t i = 0; i < reply->nkvs; i++) {
+        const ep_etcd_kv_t *kv = &reply->kvs [i];
+        //  <prefix><shard, 5 digits>/t/<id>: records only, not the outbox.
+        if (kv->key_size > size + 8 && strncmp ((const char *) kv->key + size + 5, "/t/", 3) == 0) {
+            termrec_t *record = s_unpack_record (kv);
+            if (record)
+                zlistx_add_end (records, record);
+        }
+    }
+    all->fn (all->arg, records, NULL);
+    zlistx_destroy (&records);
+    free (all);
+}
+
+int
+termshards_read_all (termshards_t *self, termshards_all_fn *fn, void *arg)
+{
+    uint8_t end [MAX_KEY];
+    ep_etcd_range_t range = { .key = ep_etcd_str (self->prefix),
+                              .range_end = ep_etcd_prefix_end (ep_etcd_str (self->prefix), end, sizeof end) };
+    s_all_t *all = (s_all_t *) zmalloc (sizeof (s_all_t));
+    *all = (s_all_t) { self, fn, arg };
+    if (ep_etcd_range (ep_shards_etcd (self->shards), &range, s_on_all, all) != 0) {
+        free (all);
+        return -1;
+    }
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
 //  The outbox
 
 const char *

@@ -162,6 +162,13 @@ int
 bool
     termshards_too_large (termshards_t *self);
 
+//  Every terminator in etcd, of every shard: fn (arg, records) with a list
+//  of termrec_t (NULL, and why, if etcd could not be read). For reads
+//  that must see the whole fleet (get, list). 0, or -1 if not sent.
+typedef void (termshards_all_fn) (void *arg, zlistx_t *records, const char *why);
+int
+    termshards_read_all (termshards_t *self, termshards_all_fn *fn, void *arg);
+
 //  The event id of outbox entry seq (sent or adopted), or NULL.
 const char *
     termshards_event_id (termshards_t *self, int64_t seq);

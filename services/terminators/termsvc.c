@@ -305,6 +305,8 @@ static int
 s_read (void *arg, ep_req_t *req)
 {
     termsvc_t *self = (termsvc_t *) arg;
+    if (self->shards && termsvc_read_etcd (self, req) == 0)
+        return EP_REQLOOP_LATER;
     terminators_read (self->core, (const Ep__TerminatorRequest *) ep_req_message (req),
                       ep_wall_ms (), &((termsvc_request_t *) ep_req_result (req))->result);
     return 0;

@@ -88,6 +88,11 @@ bool
 int
     termsvc_commit_etcd (termsvc_t *self);
 
+//  get and list see every shard: read from etcd, answered later
+//  (ep_reqloop_read_done). 0 if so; -1 for another read (served here).
+int
+    termsvc_read_etcd (termsvc_t *self, ep_req_t *req);
+
 //  Puts the fence in a command; false if its router's shard is not ours.
 bool
     termsvc_fence_command (termsvc_t *self, Ep__Event *event);

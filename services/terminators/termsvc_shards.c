@@ -5,6 +5,7 @@
 #include "termsvc_internal.h"
 #include "ep_log.h"
 #include "ep_publisher.h"
+#include "termreply.h"
 #include <unistd.h>
 
 //  The etcd mode: a write about a router whose shard this instance does
@@ -81,6 +82,42 @@ termsvc_commit_etcd (termsvc_t *self)
     }
     self->committing = true;
     return EP_REQLOOP_LATER;
+}
+
+//  A get or list, answered from every shard's records in etcd.
+typedef struct {
+    termsvc_t *self;            //  whose
+    ep_req_t *req;              //  the read
+} s_read_t;
+
+static void
+s_read_done (void *arg, zlistx_t *records, const char *why)
+{
+    s_read_t *read = (s_read_t *) arg;
+    termsvc_t *self = read->self;
+    const Ep__TerminatorRequest *request = (const Ep__TerminatorRequest *) ep_req_message (read->req);
+    terminators_result_t *result = &((termsvc_request_t *) ep_req_result (read->req))->result;
+    if (records)
+        terminators_read_records (self->core, request, records, result);
+    else
+        termreply_fail (result, EP__STATUS__CODE__UNAVAILABLE, true, "%s", why);
+    ep_reqloop_read_done (self->loop, read->req);
+    free (read);
+}
+
+int
+termsvc_read_etcd (termsvc_t *self, ep_req_t *req)
+{
+    const Ep__TerminatorRequest *request = (const Ep__TerminatorRequest *) ep_req_message (req);
+    if (request->op_case != EP__TERMINATOR_REQUEST__OP_GET_ID
+    &&  request->op_case != EP__TERMINATOR_REQUEST__OP_LIST)
+        return -1;
+    s_read_t *read = (s_read_t *) zmalloc (sizeof (s_read_t));
+    *read = (s_read_t) { self, req };
+    if (termshards_read_all (self->shards, s_read_done, read) == 0)
+        return 0;
+    free (read);
+    return -1;
 }
 
 //  The etcd mode: a command carries its shard and the owner key's create

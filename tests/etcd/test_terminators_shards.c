@@ -361,18 +361,35 @@ Test (terminators_shards, a_frozen_owner_changes_nothing_and_rejoins)
                s_owned (0), s_owned (1));
     const char *log = ep_proc_log (s_terms [0]);
     cr_assert (log && strstr (log, "is no longer ours"), "instance 0 did not say it dropped its shards");
-    //  Nothing lost, nothing stale: every terminator at its owner now,
-    //  still FAILED, with no fewer attempts and no earlier next try.
+    //  Nothing lost, nothing stale: every terminator in etcd (both
+    //  instances read every shard there and agree), still FAILED, with no
+    //  fewer attempts and no earlier next try.
     for (int r = 0; r < ROUTERS; r++) {
         Ep__TerminatorReply *at [2] = { s_get (0, routers [r]), s_get (1, routers [r]) };
-        int found = (s_code (at [0]) == EP__STATUS__CODE__OK) + (s_code (at [1]) == EP__STATUS__CODE__OK);
-        cr_assert_eq (found, 1, "%s is held by %d instances", routers [r], found);
-        Ep__Terminator *t = at [s_code (at [0]) == EP__STATUS__CODE__OK? 0: 1]->terminators [0];
-        cr_assert_eq (t->state, EP__TERMINATOR_STATE__FAILED, "%s is %d", routers [r], t->state);
-        cr_assert_geq (t->attempts, attempts [r], "%s went back", routers [r]);
-        cr_assert_geq (t->next_attempt_at_ms, next [r], "%s: its backoff went back", routers [r]);
+        for (int i = 0; i < 2; i++) {
+            cr_assert_eq (s_code (at [i]), EP__STATUS__CODE__OK, "%s not at %d: %s", routers [r], i,
+                          at [i]->status->message);
+            Ep__Terminator *t = at [i]->terminators [0];
+            cr_assert_eq (t->state, EP__TERMINATOR_STATE__FAILED, "%s is %d", routers [r], t->state);
+            cr_assert_geq (t->attempts, attempts [r], "%s went back", routers [r]);
+            cr_assert_geq (t->next_attempt_at_ms, next [r], "%s: its backoff went back", routers [r]);
+        }
+        cr_assert_eq (at [0]->terminators [0]->generation, at [1]->terminators [0]->generation);
         ep__terminator_reply__free_unpacked (at [0], NULL);
         ep__terminator_reply__free_unpacked (at [1], NULL);
+    }
+    //  A list from either instance holds the whole fleet.
+    for (int i = 0; i < 2; i++) {
+        Ep__TerminatorFilter filter = EP__TERMINATOR_FILTER__INIT;
+        filter.service_id = "svc";
+        Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+        request.op_case = EP__TERMINATOR_REQUEST__OP_LIST;
+        request.list = &filter;
+        Ep__TerminatorReply *reply = s_call (i, &request);
+        cr_assert_eq (reply->n_terminators, ROUTERS, "instance %d lists %zu", i, reply->n_terminators);
+        for (size_t k = 1; k < reply->n_terminators; k++)
+            cr_assert_lt (strcmp (reply->terminators [k - 1]->id, reply->terminators [k]->id), 0);
+        ep__terminator_reply__free_unpacked (reply, NULL);
     }
     s_cli_shows_split ();
 }
