@@ -359,8 +359,9 @@ Test (terminators_shards, a_frozen_owner_changes_nothing_and_rejoins)
     //  Awake: it drops what it held, rejoins and gets its share back.
     cr_assert (ep_wait_until (s_split, NULL, 8 * TTL_MS), "no split again: %.0f and %.0f",
                s_owned (0), s_owned (1));
-    const char *log = ep_proc_log (s_terms [0]);
+    char *log = ep_proc_log (s_terms [0]);
     cr_assert (log && strstr (log, "is no longer ours"), "instance 0 did not say it dropped its shards");
+    zstr_free (&log);
     //  Nothing lost, nothing stale: every terminator in etcd (both
     //  instances read every shard there and agree), still FAILED, with no
     //  fewer attempts and no earlier next try.
@@ -392,4 +393,24 @@ Test (terminators_shards, a_frozen_owner_changes_nothing_and_rejoins)
         ep__terminator_reply__free_unpacked (reply, NULL);
     }
     s_cli_shows_split ();
+}
+
+Test (terminators_shards, an_instance_with_another_shard_count_refuses_to_start)
+{
+    cr_assert (ep_wait_until (s_split, NULL, 10000), "the shards were not split");
+    ep_stack_setenv (s_stack, "EDGEPLANE_SHARDS", "%d", SHARDS * 2);
+    ep_stack_setenv (s_stack, "EDGEPLANE_DATA_DIR", "%s/t2", ep_stack_dir (s_stack));
+    const char *args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
+    ep_proc_t *odd = ep_proc_spawn ("edgeplane-terminators", args, ep_stack_env (s_stack));
+    int status = ep_proc_wait_exit (odd, 15000);
+    char *log = ep_proc_log (odd);
+    cr_assert (status > 0, "it did not exit with an error (%d): %s", status, log? log: "");
+    char both [128];
+    snprintf (both, sizeof both, "EDGEPLANE_SHARDS is %d here but %d in etcd", SHARDS * 2, SHARDS);
+    cr_assert (log && strstr (log, both), "its log does not name both counts: %s", log? log: "");
+    zstr_free (&log);
+    ep_proc_destroy (&odd);
+    ep_stack_setenv (s_stack, "EDGEPLANE_SHARDS", "%d", SHARDS);
+    //  The others carry on with every shard.
+    cr_assert (ep_wait_until (s_split, NULL, 5000), "the two instances lost their split");
 }
