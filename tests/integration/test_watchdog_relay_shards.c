@@ -9,8 +9,8 @@
     router's shard, follow the shard when the beacons swap it, and go back
     to the configured endpoint once the beacons stop. And the router agent
     (tools/edgeplane-router) asks again, with the same request id, a
-    terminator create answered UNAVAILABLE retriable (the instance asked
-    does not own its shard), until it succeeds. */
+    terminator create or delete answered UNAVAILABLE retriable (the
+    instance asked does not own its shard), until it succeeds. */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
 #include "ep_wdtest.h"
@@ -326,6 +326,20 @@ Test (relay_shards, the_router_agent_asks_again_a_create_refused_as_retriable,
     cr_assert (ep_wait_until (s_confirmed, run.agent, 10000 * EP_TEST_SLOWDOWN),
                "the agent did not take the create as done");
     cr_assert_geq (agent_stats (run.agent)->retries, 1);
+
+    //  Un-hosted: its delete, refused as retriable, is asked again too.
+    ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__UPDATE, "r1", NULL, 0);
+    call = s_call (&s_configured, "r1:d:svc1", 15000 * EP_TEST_SLOWDOWN);
+    cr_assert_not_null (call, "the agent's terminator delete never came");
+    reply.request_id = (char *) ep_rpc_call_request_id (call);
+    packed = ep_codec_pack (&reply.base, EP_CODEC_DEFAULT_CAP, err, sizeof err);
+    cr_assert_not_null (packed, "%s", err);
+    refused = ep_mono_ms ();
+    cr_assert_eq (ep_rpc_server_reply (s_configured.rpc, &call, &packed, false), 0);
+    call = s_call (&s_configured, "r1:d:svc1", 10000 * EP_TEST_SLOWDOWN);
+    cr_assert_not_null (call, "the refused delete was not asked again");
+    cr_assert_lt (ep_mono_ms () - refused, 10000 * EP_TEST_SLOWDOWN);
+    cr_assert_eq (ep_rpc_server_fail (s_configured.rpc, &call, EP__STATUS__CODE__OK, "deleted"), 0);
 
     run.stop = true;
     pthread_join (run.thread, NULL);

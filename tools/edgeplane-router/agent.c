@@ -52,6 +52,7 @@ struct _agent_t {
     int64_t next_warn_ms;       //  when a failed connect may be logged again
     bool draining;              //  told goodbye without reconnect: acks only
     zhashx_t *hosted;           //  service id -> s_hosted_t (current slice)
+    zhashx_t *deleting;         //  service id -> s_hosted_t: deletes not yet answered OK
     zhashx_t *services;         //  service id -> s_service_t (protocol 2 slices carry them)
     char generation [65];       //  the model generation of its slice
     zhashx_t *terminator_ids;   //  service id -> terminator id (persistent)
@@ -173,6 +174,8 @@ agent_new (const agent_config_t *config)
     self->services = zhashx_new ();
     zhashx_set_destructor (self->services, (czmq_destructor *) zstr_free);
     zhashx_set_destructor (self->hosted, (czmq_destructor *) zstr_free);
+    self->deleting = zhashx_new ();
+    zhashx_set_destructor (self->deleting, (czmq_destructor *) zstr_free);
     self->terminator_ids = zhashx_new ();
     zhashx_set_destructor (self->terminator_ids, (czmq_destructor *) zstr_free);
     self->sessions = zhashx_new ();
@@ -191,6 +194,7 @@ agent_destroy (agent_t **self_p)
     if (self) {
         chan_client_destroy (&self->client);
         zhashx_destroy (&self->hosted);
+        zhashx_destroy (&self->deleting);
         zhashx_destroy (&self->services);
         zhashx_destroy (&self->terminator_ids);
         zhashx_destroy (&self->sessions);
@@ -232,6 +236,9 @@ s_disconnect (agent_t *self, const char *why, int64_t delay_ms)
         hosted->retry_ms = 0;
         ep_backoff_reset (&hosted->retry);
     }
+    //  A delete still pending is settled by the next join's full slice and
+    //  the service's validation.
+    zhashx_purge (self->deleting);
     self->stats.terminators = self->stats.sessions = 0;
     self->next_connect_ms = ep_mono_ms () + (delay_ms >= 0? delay_ms: ep_backoff_next (&self->backoff));
 }
@@ -270,6 +277,19 @@ s_terminator_request (agent_t *self, const char *service_id, s_hosted_t *hosted,
     frame.body_case = EP__FRAME__BODY_TERMINATOR_REQUEST;
     frame.terminator_request = &request;
     s_send (self, &frame);
+}
+
+//  Deletes the terminator of service_id, and keeps asking while the
+//  answer is a retriable refusal (a shard handover), until it is OK.
+static void
+s_terminator_delete (agent_t *self, const char *service_id)
+{
+    if (!zhashx_lookup (self->deleting, service_id)) {
+        s_hosted_t *pending = (s_hosted_t *) zmalloc (sizeof (s_hosted_t));
+        pending->retry = ep_backoff (self->config.backoff_base_ms, self->config.request_timeout_ms);
+        zhashx_insert (self->deleting, service_id, pending);
+    }
+    s_terminator_request (self, service_id, NULL, false);
 }
 
 //  Why slice cannot be applied to what the router holds, or NULL.
@@ -361,14 +381,14 @@ s_slice (agent_t *self, const Ep__ModelSlice *slice)
                 zlistx_add_end (gone, strdup (service_id));
         }
         for (char *id = (char *) zlistx_first (gone); id; id = (char *) zlistx_next (gone)) {
-            s_terminator_request (self, id, NULL, false);
+            s_terminator_delete (self, id);
             zhashx_delete (self->hosted, id);
         }
         zlistx_destroy (&gone);
     }
     for (size_t i = 0; i < slice->n_removed; i++) {
         if (zhashx_lookup (self->hosted, slice->removed [i])) {
-            s_terminator_request (self, slice->removed [i], NULL, false);
+            s_terminator_delete (self, slice->removed [i]);
             zhashx_delete (self->hosted, slice->removed [i]);
         }
     }
@@ -384,6 +404,8 @@ s_slice (agent_t *self, const Ep__ModelSlice *slice)
             hosted->retry = ep_backoff (self->config.backoff_base_ms, self->config.request_timeout_ms);
             zhashx_insert (self->hosted, service->service_id, hosted);
         }
+        //  Hosted again: its create supersedes a delete still pending.
+        zhashx_delete (self->deleting, service->service_id);
         hosted->cost = service->cost;
         hosted->precedence = service->precedence;
         hosted->confirmed = false;
@@ -640,9 +662,10 @@ s_command (agent_t *self, const Ep__Command *command)
 }
 
 //  A reply: its request id says which object it confirms. A terminator
-//  create refused as retriable (UNAVAILABLE: the instance asked does not
-//  own the router's shard, or a handover is under way) is asked again with
-//  the same request id after a backoff, growing until it succeeds.
+//  create or delete refused as retriable (UNAVAILABLE: the instance asked
+//  does not own the router's shard, or a handover is under way) is asked
+//  again with the same request id after a backoff, growing until it
+//  succeeds.
 static void
 s_reply (agent_t *self, const char *request_id, const Ep__Status *status, bool retriable)
 {
@@ -663,6 +686,15 @@ s_reply (agent_t *self, const char *request_id, const Ep__Status *status, bool r
         else
         if (hosted && retriable && !hosted->confirmed)
             hosted->retry_ms = ep_mono_ms () + ep_backoff_next (&hosted->retry);
+    }
+    else
+    if (request_id [0] == 'd') {
+        s_hosted_t *pending = (s_hosted_t *) zhashx_lookup (self->deleting, key);
+        if (pending && (ok || !retriable))
+            zhashx_delete (self->deleting, key);
+        else
+        if (pending)
+            pending->retry_ms = ep_mono_ms () + ep_backoff_next (&pending->retry);
     }
     else
     if (request_id [0] == 's') {
@@ -699,6 +731,10 @@ agent_deadline (agent_t *self)
         next = self->next_churn_ms;
     s_hosted_t *hosted = (s_hosted_t *) zhashx_first (self->hosted);
     for (; hosted; hosted = (s_hosted_t *) zhashx_next (self->hosted))
+        if (hosted->retry_ms && hosted->retry_ms < next)
+            next = hosted->retry_ms;
+    for (hosted = (s_hosted_t *) zhashx_first (self->deleting); hosted;
+         hosted = (s_hosted_t *) zhashx_next (self->deleting))
         if (hosted->retry_ms && hosted->retry_ms < next)
             next = hosted->retry_ms;
     return next;
@@ -760,6 +796,13 @@ s_retry (agent_t *self, int64_t now)
             hosted->retry_ms = 0;
             self->stats.retries++;
             s_terminator_request (self, (const char *) zhashx_cursor (self->hosted), hosted, true);
+        }
+    s_hosted_t *pending = (s_hosted_t *) zhashx_first (self->deleting);
+    for (; pending; pending = (s_hosted_t *) zhashx_next (self->deleting))
+        if (pending->retry_ms && now >= pending->retry_ms) {
+            pending->retry_ms = 0;
+            self->stats.retries++;
+            s_terminator_request (self, (const char *) zhashx_cursor (self->deleting), NULL, false);
         }
 }
 
