@@ -39,6 +39,10 @@ what was found is printed either way.
                                         since the epoch) claimed, each acquired by another
                                         instance after T (cluster.shard.acquired); prints
                                         the time from T to the first and the last
+  events.py FILE moves T                the terminators' shards given up after T
+                                        (cluster.shard.released) and acquired by
+                                        another instance: how many, and how long each
+                                        was without an owner (median, longest)
   events.py FILE figures WRITES FAULTS  the writes' figures: acknowledged, unanswered,
                                         refused, publisher failovers, and for each
                                         line "NAME T" of FAULTS the time from T to the
@@ -145,6 +149,28 @@ def takeover(path, instance, at):
     times = sorted(t for t, _ in taken.values())
     print(f"{len(lost)} shards taken over by {len({i for _, i in taken.values()})} instances "
           f"in {times[0]:.2f} s (first) to {times[-1]:.2f} s (last)" if times else "no shards to take over")
+    return 0
+
+
+def moves(path, since):
+    released, gaps = {}, []
+    for event in events(path):
+        if (event.get("namespace") != "cluster" or event.get("service") != "terminators"
+                or timestamp(event) <= since):
+            continue
+        if event.get("type") == "shard.released":
+            released[event.get("shard")] = (timestamp(event), event.get("instance_id"))
+        elif event.get("type") == "shard.acquired" and event.get("shard") in released:
+            at, by = released[event.get("shard")]
+            if event.get("instance_id") != by:
+                gaps.append(timestamp(event) - at)
+                del released[event.get("shard")]
+    gaps.sort()
+    if not gaps:
+        print("no shard moved")
+        return 0
+    print(f"{len(gaps)} shards moved, each without an owner {gaps[len(gaps) // 2] * 1000:.0f} ms "
+          f"(median) to {gaps[-1] * 1000:.0f} ms")
     return 0
 
 
@@ -311,6 +337,8 @@ def main(argv):
         return 0 if ok else 1
     if query == "shards":
         return shards(path, int(args[0]), int(args[1]))
+    if query == "moves":
+        return moves(path, float(args[0]))
     if query == "takeover":
         return takeover(path, args[0], float(args[1]))
     if query == "model":

@@ -180,6 +180,15 @@ def test_takeover_incomplete_fails():
     assert rc == 1 and "not yet: [7]" in out, out
 
 
+
+def test_moves_measure_the_gap():
+    released = acquired("a", 2, 105.0)
+    released["type"] = "shard.released"
+    history = SPLIT + [released, acquired("c", 2, 105.2), acquired("a", 5, 104.0)]
+    rc, out = query(events.moves, history, 101.0)
+    assert rc == 0 and "1 shards moved, each without an owner 200 ms (median) to 200 ms" in out, out
+
+
 def main():
     tests = [(name, fn) for name, fn in sorted(globals().items()) if name.startswith("test_")]
     failed = 0
