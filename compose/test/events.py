@@ -29,6 +29,20 @@ what was found is printed either way.
                                         with LISTs (`router list --json` through each
                                         model instance): the routers that follower
                                         ends with are each LIST's, name and version
+  events.py FILE shards N COUNT         the sharded terminators' newest cluster.beacon of
+                                        every instance heard in the last 2.5 s: exactly N
+                                        instances, each owning shards, every shard 0 ..
+                                        COUNT-1 owned by exactly one, none owning more
+                                        than ceil(COUNT / N) + 1; prints the shards per
+                                        instance (and its address) as JSON
+  events.py FILE takeover INSTANCE T    the shards INSTANCE's last beacon before T (seconds
+                                        since the epoch) claimed, each acquired by another
+                                        instance after T (cluster.shard.acquired); prints
+                                        the time from T to the first and the last
+  events.py FILE moves T                the terminators' shards given up after T
+                                        (cluster.shard.released) and acquired by
+                                        another instance: how many, and how long each
+                                        was without an owner (median, longest)
   events.py FILE figures WRITES FAULTS  the writes' figures: acknowledged, unanswered,
                                         refused, publisher failovers, and for each
                                         line "NAME T" of FAULTS the time from T to the
@@ -74,6 +88,90 @@ def holders(path):
     latest = max(timestamp(e) for e in newest.values())
     return {instance: sorted(e.get("routers", []))
             for instance, e in newest.items() if timestamp(e) >= latest - 2.5}
+
+
+def beacons(path, before=None):
+    """The newest terminators cluster.beacon of every instance (stamped
+    before `before` if given)."""
+    newest = {}
+    for event in events(path):
+        if (event.get("namespace") == "cluster" and event.get("type") == "beacon"
+                and event.get("service") == "terminators"
+                and (before is None or timestamp(event) < before)):
+            newest[event["instance_id"]] = event
+    return newest
+
+
+def shards(path, instances, count):
+    newest = beacons(path)
+    latest = max((timestamp(e) for e in newest.values()), default=0)
+    live = {i: e for i, e in newest.items() if timestamp(e) >= latest - 2.5}
+    owned = {i: e.get("shards", []) for i, e in live.items()}
+    print(json.dumps({i: {"shards": len(v), "address": live[i].get("address")}
+                      for i, v in owned.items()}, sort_keys=True))
+    every = [s for v in owned.values() for s in v]
+    problems = []
+    if len(live) != instances:
+        problems.append(f"{len(live)} live instances, not {instances}")
+    problems += [f"{i} owns no shard" for i, v in owned.items() if not v]
+    problems += [f"{i} counts {e.get('shard_count')} shards" for i, e in live.items()
+                 if e.get("shard_count") != count]
+    twice = sorted({s for s in every if every.count(s) > 1})
+    if twice:
+        problems.append(f"shards owned twice: {twice}")
+    unowned = sorted(set(range(count)) - set(every))
+    if unowned:
+        problems.append(f"unowned: {unowned}")
+    cap = -(-count // instances) + 1
+    problems += [f"{i} owns {len(v)} shards, above the cap {cap}" for i, v in owned.items()
+                 if live and len(v) > cap]
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
+
+
+def takeover(path, instance, at):
+    last = beacons(path, at).get(instance)
+    if not last:
+        print(f"no beacon of {instance} before {at}")
+        return 1
+    lost = set(last.get("shards", []))
+    taken = {}
+    for event in events(path):
+        if (event.get("namespace") == "cluster" and event.get("type") == "shard.acquired"
+                and event.get("service") == "terminators" and event.get("instance_id") != instance
+                and event.get("shard") in lost and event["shard"] not in taken and timestamp(event) > at):
+            taken[event["shard"]] = (timestamp(event) - at, event["instance_id"])
+    if len(taken) < len(lost):
+        print(f"{len(taken)} of the {len(lost)} shards of {instance} acquired by others since; "
+              f"not yet: {sorted(lost - set(taken))}")
+        return 1
+    times = sorted(t for t, _ in taken.values())
+    print(f"{len(lost)} shards taken over by {len({i for _, i in taken.values()})} instances "
+          f"in {times[0]:.2f} s (first) to {times[-1]:.2f} s (last)" if times else "no shards to take over")
+    return 0
+
+
+def moves(path, since):
+    released, gaps = {}, []
+    for event in events(path):
+        if (event.get("namespace") != "cluster" or event.get("service") != "terminators"
+                or timestamp(event) <= since):
+            continue
+        if event.get("type") == "shard.released":
+            released[event.get("shard")] = (timestamp(event), event.get("instance_id"))
+        elif event.get("type") == "shard.acquired" and event.get("shard") in released:
+            at, by = released[event.get("shard")]
+            if event.get("instance_id") != by:
+                gaps.append(timestamp(event) - at)
+                del released[event.get("shard")]
+    gaps.sort()
+    if not gaps:
+        print("no shard moved")
+        return 0
+    print(f"{len(gaps)} shards moved, each without an owner {gaps[len(gaps) // 2] * 1000:.0f} ms "
+          f"(median) to {gaps[-1] * 1000:.0f} ms")
+    return 0
 
 
 def changes(path):
@@ -237,6 +335,12 @@ def main(argv):
         ok = (len(held) == instances and all(held.values())
               and len(every) == len(set(every)) == routers)
         return 0 if ok else 1
+    if query == "shards":
+        return shards(path, int(args[0]), int(args[1]))
+    if query == "moves":
+        return moves(path, float(args[0]))
+    if query == "takeover":
+        return takeover(path, args[0], float(args[1]))
     if query == "model":
         return model(path, args[0], args[1:])
     if query == "figures":

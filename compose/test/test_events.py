@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """test_events.py: compose/test/events.py's model oracle passes what it must
-and fails what it must, on made-up model.change events and writer.py lines
-(no processes, no docker). Prints 'N passed, N failed'."""
+and fails what it must, on made-up model.change events and writer.py lines,
+and so do its shards and takeover queries on made-up cluster.beacon and
+cluster.shard.acquired events (no processes, no docker). Prints 'N passed, N failed'."""
 import contextlib
+import datetime
 import io
 import json
 import os
@@ -113,6 +115,78 @@ def test_txn_refused_out_of_the_blue_fails():
     refused = txn_line(0, ok=False, outcome="refused", err="edgeplane model txn: CONFLICT: write 3: ...")
     rc, out = oracle(BEFORE_EVENTS, BEFORE_WRITES + [refused])
     assert rc == 1 and "txn hot-0: edgeplane model txn: CONFLICT" in out, out
+
+
+#  The sharded terminators' beacons (events.shards, events.takeover).
+def beacon(instance, shards, at, count=8):
+    stamp = datetime.datetime.fromtimestamp(at, datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    return {"namespace": "cluster", "type": "beacon", "service": "terminators", "instance_id": instance,
+            "address": f"tcp://{instance}:7011", "shard_count": count, "shards": shards, "timestamp": stamp}
+
+
+def acquired(instance, shard, at):
+    event = beacon(instance, [], at)
+    event.update(type="shard.acquired", shard=shard)
+    return event
+
+
+def query(fn, event_list, *args):
+    """fn's (events.shards, events.takeover) exit status and what it printed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "events.jsonl")
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(e) + "\n" for e in event_list)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            rc = fn(path, *args)
+        return rc, out.getvalue()
+
+
+SPLIT = [beacon("a", [0, 1, 2], 100.0), beacon("b", [3, 4, 5], 100.2), beacon("c", [6, 7], 100.4)]
+
+
+def test_shards_split_passes():
+    rc, out = query(events.shards, SPLIT, 3, 8)
+    assert rc == 0, out
+
+
+def test_shards_owned_twice_or_unowned_fails():
+    rc, out = query(events.shards, SPLIT + [beacon("c", [5, 6], 101.0)], 3, 8)
+    assert rc == 1 and "shards owned twice: [5]" in out and "unowned: [7]" in out, out
+
+
+def test_shards_above_the_cap_fails():
+    rc, out = query(events.shards, [beacon("a", [0, 1, 2, 3, 4], 100.0), beacon("b", [5, 6], 100.1),
+                                    beacon("c", [7], 100.2)], 3, 8)
+    assert rc == 1 and "a owns 5 shards, above the cap 4" in out, out
+
+
+def test_shards_silent_instance_is_not_live():
+    later = [beacon("a", [0, 1, 2, 3], 103.0), beacon("b", [4, 5, 6, 7], 103.1)]
+    rc, out = query(events.shards, SPLIT + later, 2, 8)
+    assert rc == 0, out
+    rc, out = query(events.shards, SPLIT + later, 3, 8)
+    assert rc == 1 and "2 live instances, not 3" in out, out
+
+
+def test_takeover_times_from_the_kill():
+    history = SPLIT + [acquired("a", 6, 103.5), acquired("b", 7, 104.0)]
+    rc, out = query(events.takeover, history, "c", 101.0)
+    assert rc == 0 and "2 shards taken over by 2 instances in 2.50 s (first) to 3.00 s (last)" in out, out
+
+
+def test_takeover_incomplete_fails():
+    rc, out = query(events.takeover, SPLIT + [acquired("a", 6, 103.5)], "c", 101.0)
+    assert rc == 1 and "not yet: [7]" in out, out
+
+
+
+def test_moves_measure_the_gap():
+    released = acquired("a", 2, 105.0)
+    released["type"] = "shard.released"
+    history = SPLIT + [released, acquired("c", 2, 105.2), acquired("a", 5, 104.0)]
+    rc, out = query(events.moves, history, 101.0)
+    assert rc == 0 and "1 shards moved, each without an owner 200 ms (median) to 200 ms" in out, out
 
 
 def main():
