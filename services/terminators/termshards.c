@@ -14,7 +14,9 @@ typedef struct {
     termshards_done_fn *done;   //  a batch's callback
     void *arg;                  //  its argument
     int *shards;                //  a batch's or trim's shards, in its compares' order
+    int64_t *revisions;         //  the create revision each was fenced under
     int nshards;                //  how many
+    zlistx_t *names;            //  a batch's outbox entries (seq names), a trim's keys' names
 } s_ctx_t;
 
 //  An outbox entry not yet deleted.
@@ -23,6 +25,7 @@ typedef struct {
     char *event_id;             //  its event id
     int shard;                  //  its shard
     bool published;             //  published: delete it
+    bool trimming;              //  its delete is in flight
 } s_entry_t;
 
 struct _termshards_t {
@@ -30,6 +33,8 @@ struct _termshards_t {
     char *prefix;               //  <EDGEPLANE_ETCD_PREFIX>terminators/
     ep_shards_t *shards;        //  ownership (owns the etcd client)
     int64_t *loaded;            //  per shard: the revision it was read under, 0
+    int64_t *adopted;           //  per shard: the revision the service adopted it under, 0
+    int64_t next_key;           //  outbox keys are numbered from this (never reused)
     int64_t *reload_at;         //  per shard: read again at (mono ms), 0
     zhashx_t *entries;          //  seq (decimal) -> s_entry_t
     bool trimming;              //  a trim in flight
@@ -39,6 +44,7 @@ struct _termshards_t {
 
 struct _termshards_batch_t {
     termshards_t *owner;        //  whose
+    zlistx_t *names;            //  the outbox entries it registers (seq names)
     zlistx_t *ops;              //  ep_etcd_op_t (keys and values in strings)
     zlistx_t *strings;          //  what the ops point to
     bool *touched;              //  per shard
@@ -189,6 +195,8 @@ s_ctx_destroy (s_ctx_t **ctx_p)
 {
     if (*ctx_p) {
         free ((*ctx_p)->shards);
+        free ((*ctx_p)->revisions);
+        zlistx_destroy (&(*ctx_p)->names);
         free (*ctx_p);
         *ctx_p = NULL;
     }
@@ -290,12 +298,12 @@ s_on_shards (void *arg, ep_shards_event_t event, int shard, int64_t create_revis
         return;
     }
     if (event == EP_SHARDS_ACQUIRED) {
-        self->loaded [shard] = 0;
+        self->loaded [shard] = self->adopted [shard] = 0;
         s_read_shard (self, shard);
         return;
     }
     //  Released or fenced: whatever it was read under is no longer ours.
-    self->loaded [shard] = 0;
+    self->loaded [shard] = self->adopted [shard] = 0;
     self->reload_at [shard] = 0;
     s_forget_entries (self, shard);
     s_news (self, TERMSHARDS_DROPPED, shard, create_revision, why);
@@ -314,6 +322,8 @@ termshards_batch_new (termshards_t *self)
     batch->strings = zlistx_new ();
     zlistx_set_destructor (batch->strings, (czmq_destructor *) zstr_free);
     batch->touched = (bool *) zmalloc (sizeof (bool) * (size_t) self->config.count);
+    batch->names = zlistx_new ();
+    zlistx_set_destructor (batch->names, (czmq_destructor *) zstr_free);
     return batch;
 }
 
@@ -324,6 +334,7 @@ termshards_batch_destroy (termshards_batch_t **batch_p)
     if (batch) {
         zlistx_destroy (&batch->ops);
         zlistx_destroy (&batch->strings);
+        zlistx_destroy (&batch->names);
         free (batch->touched);
         free (batch);
         *batch_p = NULL;
@@ -342,7 +353,7 @@ s_batch_shard (termshards_batch_t *batch, const char *router_id)
 {
     termshards_t *self = batch->owner;
     int shard = ep_shard_of (router_id, self->config.count);
-    if (!self->loaded [shard] || ep_shards_held (self->shards, shard) != self->loaded [shard]) {
+    if (!self->adopted [shard] || ep_shards_held (self->shards, shard) != self->adopted [shard]) {
         if (!batch->bad)
             snprintf (batch->why, sizeof batch->why, "shard %d (router %s) is no longer this "
                       "instance's", shard, router_id);
@@ -415,11 +426,13 @@ termshards_batch_event (termshards_batch_t *batch, int64_t seq, const char *topi
     if (shard < 0)
         return;
     char key [MAX_KEY], prefix [300], event_id [128];
-    int64_t revision = self->loaded [shard];
+    //  Numbered here, not by the cache's seq, which a rolled-back batch
+    //  gives out again: a batch whose outcome was unknown may have landed.
+    int64_t revision = self->adopted [shard], number = ++self->next_key;
     snprintf (key, sizeof key, "%.300so/%020lld-%020lld", s_shard_prefix (self, shard, prefix, sizeof prefix),
-              (long long) revision, (long long) seq);
+              (long long) revision, (long long) number);
     snprintf (event_id, sizeof event_id, "terminators/%d/%lld-%lld", shard, (long long) revision,
-              (long long) seq);
+              (long long) number);
     size_t size = ep__event__get_packed_size (event);
     uint8_t *body = (uint8_t *) malloc (size + 1);
     ep__event__pack (event, body);
@@ -443,19 +456,23 @@ termshards_batch_event (termshards_batch_t *batch, int64_t seq, const char *topi
     char name [24];
     snprintf (name, sizeof name, "%lld", (long long) seq);
     zhashx_update (self->entries, name, known);
+    zlistx_add_end (batch->names, strdup (name));
 }
 
 //  The fences of the shards touched, in compare order; the failure branch
 //  reads each owner key in the same order.
 static int
 s_fences (termshards_t *self, const bool *touched, ep_etcd_compare_t *compares,
-          ep_etcd_op_t *reads, int *shards)
+          ep_etcd_op_t *reads, int *shards, int64_t *revisions)
 {
     int n = 0;
     for (int s = 0; s < self->config.count; s++) {
-        int64_t revision;
-        if (touched [s] && ep_shards_fence (self->shards, s, &compares [n], &reads [n], &revision) == 0)
-            shards [n++] = s;
+        if (!touched [s])
+            continue;
+        //  A write without its fence would be unconditional: never.
+        if (ep_shards_fence (self->shards, s, &compares [n], &reads [n], &revisions [n]) != 0)
+            return -1;
+        shards [n++] = s;
     }
     return n;
 }
@@ -470,8 +487,33 @@ s_judge (termshards_t *self, s_ctx_t *ctx, const ep_etcd_reply_t *reply)
         one.responses = &reply->responses [i];
         one.nresponses = 1;
         int shard = ctx->shards [i];
-        ep_shards_fence_check (self->shards, shard, self->loaded [shard]? self->loaded [shard]
-                               : ep_shards_held (self->shards, shard), &one);
+        ep_shards_fence_check (self->shards, shard, ctx->revisions [i], &one);
+    }
+}
+
+//  Forgets the outbox entries of a batch that did not land.
+static void
+s_forget_names (termshards_t *self, zlistx_t *names)
+{
+    for (const char *name = (const char *) zlistx_first (names); name;
+         name = (const char *) zlistx_next (names))
+        zhashx_delete (self->entries, name);
+}
+
+//  The shards of a batch whose outcome is unknown: dropped here (the
+//  service forgets them) and read again, as at their acquisition.
+static void
+s_reread (termshards_t *self, s_ctx_t *ctx)
+{
+    for (int i = 0; i < ctx->nshards; i++) {
+        int shard = ctx->shards [i];
+        if (ep_shards_held (self->shards, shard) != ctx->revisions [i])
+            continue;           //  lost meanwhile: its DROPPED came already
+        self->loaded [shard] = self->adopted [shard] = 0;
+        s_forget_entries (self, shard);
+        s_news (self, TERMSHARDS_DROPPED, shard, ctx->revisions [i],
+                "the outcome of a write is unknown: reading the shard again");
+        s_read_shard (self, shard);
     }
 }
 
@@ -482,10 +524,17 @@ s_on_batch (void *arg, const ep_etcd_reply_t *reply, const char *error)
     termshards_t *self = ctx->self;
     char why [512];
     int rc = -1;
-    self->too_large = false;
-    if (!reply || reply->code) {
-        snprintf (why, sizeof why, "etcd did not take the batch: %s", reply? reply->error: error);
-        self->too_large = reply && reply->error && strstr (reply->error, "too many operations");
+    if (!reply) {
+        //  Sent, unanswered: it may have landed. Memory is undone, so the
+        //  shards it touched are read again from etcd, whatever happened.
+        snprintf (why, sizeof why, "etcd did not answer the batch (%s); its shards are read again",
+                  error);
+        s_reread (self, ctx);
+    }
+    else
+    if (reply->code) {
+        snprintf (why, sizeof why, "etcd did not take the batch: %s", reply->error);
+        self->too_large = reply->error && strstr (reply->error, "too many operations");
     }
     else
     if (!reply->succeeded) {
@@ -494,6 +543,8 @@ s_on_batch (void *arg, const ep_etcd_reply_t *reply, const char *error)
     }
     else
         rc = 0;
+    if (rc != 0)
+        s_forget_names (self, ctx->names);
     ctx->done (ctx->arg, rc, rc? why: NULL);
     s_ctx_destroy (&ctx);
 }
@@ -513,22 +564,35 @@ termshards_batch_send (termshards_t *self, termshards_batch_t **batch_p,
     for (ep_etcd_op_t *op = (ep_etcd_op_t *) zlistx_first (batch->ops); op;
          op = (ep_etcd_op_t *) zlistx_next (batch->ops))
         ops [i++] = *op;
-    int rc = -1;
+    int64_t *revisions = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) count);
+    int rc = -1, nshards = -1;
+    self->too_large = false;
     if (batch->bad)
         snprintf (err, errlen, "%s", batch->why);
+    else
+    if ((nshards = s_fences (self, batch->touched, compares, reads, shards, revisions)) < 0)
+        snprintf (err, errlen, "a shard of the batch is no longer this instance's");
     else {
-        int nshards = s_fences (self, batch->touched, compares, reads, shards);
         ep_etcd_txn_t txn = { compares, (size_t) nshards, ops, nops, reads, (size_t) nshards };
         s_ctx_t *ctx = s_ctx_new (self, -1, 0);
         ctx->done = done;
         ctx->arg = arg;
         ctx->shards = shards;
+        ctx->revisions = revisions;
         ctx->nshards = nshards;
+        ctx->names = batch->names;
+        batch->names = NULL;
         shards = NULL;
+        revisions = NULL;
         rc = ep_etcd_txn (ep_shards_etcd (self->shards), &txn, s_on_batch, ctx, err, errlen);
-        if (rc != 0)
+        if (rc != 0) {
+            s_forget_names (self, ctx->names);
             s_ctx_destroy (&ctx);
+        }
     }
+    if (batch->names)
+        s_forget_names (self, batch->names);
+    free (revisions);
     free (shards);
     free (ops);
     free (reads);
@@ -636,13 +700,25 @@ s_on_trim (void *arg, const ep_etcd_reply_t *reply, const char *error)
     s_ctx_t *ctx = (s_ctx_t *) arg;
     termshards_t *self = ctx->self;
     self->trimming = false;
-    //  Not deleted now, deleted later (or by the next owner after it
-    //  publishes them again): at least once, and consumers drop repeats.
+    bool deleted = reply && !reply->code && reply->succeeded;
     if (!reply || reply->code)
-        ep_log_warn ("terminators: cannot delete published events: %s", reply? reply->error: error);
+        ep_log_warn ("terminators: cannot delete published events: %s (again later)",
+                     reply? reply->error: error);
     else
     if (!reply->succeeded)
         s_judge (self, ctx, reply);
+    //  Deleted: forgotten. Not: tried again by the next trim (or, the shard
+    //  lost, published again by its next owner: at least once, and
+    //  consumers drop repeats by event id).
+    for (const char *name = (const char *) zlistx_first (ctx->names); name;
+         name = (const char *) zlistx_next (ctx->names)) {
+        s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->entries, name);
+        if (entry && deleted)
+            zhashx_delete (self->entries, name);
+        else
+        if (entry)
+            entry->trimming = false;
+    }
     s_ctx_destroy (&ctx);
 }
 
@@ -658,32 +734,42 @@ s_trim (termshards_t *self)
     for (const char *name = (const char *) zlistx_first (names);
          name && zlistx_size (batch->ops) < max; name = (const char *) zlistx_next (names)) {
         s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->entries, name);
-        if (!entry->published || !self->loaded [entry->shard])
+        if (!entry->published || entry->trimming || !self->adopted [entry->shard])
             continue;
         batch->touched [entry->shard] = true;
         s_batch_op (batch, EP_ETCD_DELETE, entry->key, NULL, 0);
-        zhashx_delete (self->entries, name);
+        zlistx_add_end (batch->names, strdup (name));
     }
     zlistx_destroy (&names);
-    if (zlistx_size (batch->ops) == 0) {
-        termshards_batch_destroy (&batch);
-        return;
-    }
     int count = self->config.count;
     ep_etcd_compare_t *compares = (ep_etcd_compare_t *) zmalloc (sizeof (ep_etcd_compare_t) * (size_t) count);
     ep_etcd_op_t *reads = (ep_etcd_op_t *) zmalloc (sizeof (ep_etcd_op_t) * (size_t) count);
     s_ctx_t *ctx = s_ctx_new (self, -1, 0);
     ctx->shards = (int *) zmalloc (sizeof (int) * (size_t) count);
-    ctx->nshards = s_fences (self, batch->touched, compares, reads, ctx->shards);
+    ctx->revisions = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) count);
+    ctx->nshards = s_fences (self, batch->touched, compares, reads, ctx->shards, ctx->revisions);
     size_t nops = zlistx_size (batch->ops), i = 0;
+    if (nops == 0 || ctx->nshards < 0) {
+        s_ctx_destroy (&ctx);
+        free (reads);
+        free (compares);
+        termshards_batch_destroy (&batch);
+        return;
+    }
     ep_etcd_op_t *ops = (ep_etcd_op_t *) zmalloc (sizeof (ep_etcd_op_t) * nops);
     for (ep_etcd_op_t *op = (ep_etcd_op_t *) zlistx_first (batch->ops); op;
          op = (ep_etcd_op_t *) zlistx_next (batch->ops))
         ops [i++] = *op;
     ep_etcd_txn_t txn = { compares, (size_t) ctx->nshards, ops, nops, reads, (size_t) ctx->nshards };
+    ctx->names = batch->names;
+    batch->names = NULL;
     char err [256];
-    if (ep_etcd_txn (ep_shards_etcd (self->shards), &txn, s_on_trim, ctx, err, sizeof err) == 0)
+    if (ep_etcd_txn (ep_shards_etcd (self->shards), &txn, s_on_trim, ctx, err, sizeof err) == 0) {
         self->trimming = true;
+        for (const char *name = (const char *) zlistx_first (ctx->names); name;
+             name = (const char *) zlistx_next (ctx->names))
+            ((s_entry_t *) zhashx_lookup (self->entries, name))->trimming = true;
+    }
     else {
         ep_log_warn ("terminators: cannot delete published events: %s", err);
         s_ctx_destroy (&ctx);
@@ -710,6 +796,7 @@ termshards_new (const termshards_config_t *config, char *err, size_t errlen)
                                   .count = config->count, .ttl_ms = config->ttl_ms,
                                   .metrics = config->metrics, .fn = s_on_shards, .arg = self };
     self->loaded = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) config->count);
+    self->adopted = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) config->count);
     self->reload_at = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) config->count);
     self->entries = zhashx_new ();
     zhashx_set_destructor (self->entries, (czmq_destructor *) s_entry_destroy);
@@ -728,6 +815,7 @@ termshards_destroy (termshards_t **self_p)
         ep_shards_destroy (&self->shards);
         zhashx_destroy (&self->entries);
         free (self->loaded);
+        free (self->adopted);
         free (self->reload_at);
         free (self->prefix);
         free (self);
@@ -782,7 +870,23 @@ bool
 termshards_ready (termshards_t *self, const char *router_id)
 {
     int shard = ep_shard_of (router_id, self->config.count);
-    return self->loaded [shard] && ep_shards_held (self->shards, shard) == self->loaded [shard];
+    return self->adopted [shard] && ep_shards_held (self->shards, shard) == self->adopted [shard];
+}
+
+bool
+termshards_adopt_shard (termshards_t *self, int shard, int64_t revision)
+{
+    if (shard < 0 || shard >= self->config.count || !revision || self->loaded [shard] != revision
+    ||  ep_shards_held (self->shards, shard) != revision)
+        return false;
+    self->adopted [shard] = revision;
+    return true;
+}
+
+bool
+termshards_in_shard (termshards_t *self, const char *router_id, int shard)
+{
+    return ep_shard_of (router_id, self->config.count) == shard;
 }
 
 const char *
@@ -797,8 +901,8 @@ termshards_revision (termshards_t *self, int shard)
 {
     if (shard < 0 || shard >= self->config.count)
         return 0;
-    return self->loaded [shard] && ep_shards_held (self->shards, shard) == self->loaded [shard]
-         ? self->loaded [shard]: 0;
+    return self->adopted [shard] && ep_shards_held (self->shards, shard) == self->adopted [shard]
+         ? self->adopted [shard]: 0;
 }
 
 int

@@ -99,7 +99,17 @@ void
 int
     termshards_shard_of (termshards_t *self, const char *router_id);
 
-//  True if this instance owns the router's shard and has read it.
+//  The service adopted a LOADED shard read under revision: true if it is
+//  still this instance's under that revision (then it is ready), false if
+//  the news is stale (ignore it).
+bool
+    termshards_adopt_shard (termshards_t *self, int shard, int64_t revision);
+
+//  True if router_id is in shard.
+bool
+    termshards_in_shard (termshards_t *self, const char *router_id, int shard);
+
+//  True if this instance owns the router's shard and has adopted it.
 bool
     termshards_ready (termshards_t *self, const char *router_id);
 

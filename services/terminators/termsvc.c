@@ -324,6 +324,9 @@ s_publish (void *arg)
         if (self->shards && !termsvc_fence_command (self, output->event))
             ;   //  the router's shard is not ours any more: its owner decides
         else
+        if (self->shards && output->seq && !event_id)
+            ;   //  its shard moved: the next owner publishes it, under its id
+        else
         if (ep_publisher_send_id (self->publisher, output->topic, output->event, event_id) != 0)
             ep_log_error ("could not publish %s: larger than the cap", output->topic);
         else
@@ -346,6 +349,7 @@ static const ep_reqloop_class_t s_class = {
     .reply = s_reply,
     .error = s_error,
     .has_work = s_has_work,
+    .ready = termsvc_shards_ready,
     .begin = s_begin,
     .write = s_write,
     .commit = s_commit,
@@ -445,9 +449,17 @@ s_timeout (termsvc_t *self)
 {
     int64_t now = ep_mono_ms ();
     int64_t timeout = ep_publisher_tick (self->publisher);
+    int64_t beacon = self->shards? self->next_beacon - now: INT64_MAX;
+    if (self->committing) {
+        //  Only the transaction's answer (etcd's descriptors), requests
+        //  (queued), publishing and the beacon matter until it comes; the
+        //  model and presence wait, so nothing here is due.
+        int64_t due = beacon < timeout? beacon: timeout;
+        int64_t park = s_next_park_deadline (self) - now;
+        return park < due? (park > 0? park: 0): (due > 0? due: 0);
+    }
     int64_t work = ep_reqloop_next_due (self->loop) == 0? 0
                  : terminators_next_due (self->core, ep_wall_ms (), 1000);
-    int64_t beacon = self->shards? self->next_beacon - now: INT64_MAX;
     int64_t due [] = { ep_follower_tick (self->follower), s_next_park_deadline (self) - now,
                        self->next_expire - now, self->next_gauges - now, work,
                        ep_degraded_next (self->degraded, now), beacon };
@@ -487,6 +499,7 @@ termsvc_turn (termsvc_t *self)
         }
         if (self->shards)
             termsvc_apply_news (self);
+        self->between_due = false;
     }
     if (self->shards && now >= self->next_beacon) {
         termsvc_beacon (self);

@@ -69,6 +69,8 @@ struct _termsvc_t {
     termshards_t *shards;       //  shards owned, their terminators and outbox in etcd
     zlistx_t *news;             //  shard news waiting for no batch to be open
     bool committing;            //  a batch's etcd transaction is in flight
+    bool between_due;           //  a batch completed: the between-batch work comes first
+    zlistx_t *reads;            //  s_read_t of get and list waiting for etcd
     char *advertise;            //  this instance's API endpoint, for the beacon
     int64_t next_beacon;        //  monotonic ms
     int64_t shard_count;        //  EDGEPLANE_SHARDS
@@ -108,6 +110,11 @@ void
 //  Joins the shards in etcd. 0 or -1 (logged).
 int
     termsvc_open_shards (termsvc_t *self, const termsvc_config_t *config);
+
+//  False while the work between batches (the model, presence, shard
+//  news) has not run since the last batch completed: the next waits.
+bool
+    termsvc_shards_ready (void *arg);
 
 //  Leaves them (the lease revoked).
 void

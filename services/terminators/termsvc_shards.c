@@ -54,8 +54,14 @@ s_batch_done (void *arg, int rc, const char *why)
 {
     termsvc_t *self = (termsvc_t *) arg;
     self->committing = false;
-    if (rc == 0 && terminators_commit (self->core) != 0)
-        ep_log_error ("the batch is in etcd but not in the cache: %s", ep_store_last_error ());
+    self->between_due = true;
+    if (rc == 0 && terminators_commit (self->core) != 0) {
+        //  In etcd but not in memory: only a restart, which reads the
+        //  shards again, makes them one.
+        ep_log_error ("the batch is in etcd but not in the cache (%s): stopping, to start over "
+                      "from etcd", ep_store_last_error ());
+        self->shards_failed = true;
+    }
     if (rc != 0) {
         snprintf (self->failure, sizeof self->failure, "%s; retry", why);
         terminators_rollback (self->core);
@@ -87,7 +93,7 @@ termsvc_commit_etcd (termsvc_t *self)
 //  A get or list, answered from every shard's records in etcd.
 typedef struct {
     termsvc_t *self;            //  whose
-    ep_req_t *req;              //  the read
+    ep_req_t *req;              //  the read, NULL once answered at shutdown
 } s_read_t;
 
 static void
@@ -95,6 +101,13 @@ s_read_done (void *arg, zlistx_t *records, const char *why)
 {
     s_read_t *read = (s_read_t *) arg;
     termsvc_t *self = read->self;
+    void *handle = zlistx_find (self->reads, read);
+    if (handle)
+        zlistx_detach (self->reads, handle);
+    if (!read->req) {
+        free (read);
+        return;
+    }
     const Ep__TerminatorRequest *request = (const Ep__TerminatorRequest *) ep_req_message (read->req);
     terminators_result_t *result = &((termsvc_request_t *) ep_req_result (read->req))->result;
     if (records)
@@ -114,8 +127,10 @@ termsvc_read_etcd (termsvc_t *self, ep_req_t *req)
         return -1;
     s_read_t *read = (s_read_t *) zmalloc (sizeof (s_read_t));
     *read = (s_read_t) { self, req };
-    if (termshards_read_all (self->shards, s_read_done, read) == 0)
+    if (termshards_read_all (self->shards, s_read_done, read) == 0) {
+        zlistx_add_end (self->reads, read);
         return 0;
+    }
     free (read);
     return -1;
 }
@@ -198,6 +213,18 @@ s_on_shards (void *arg, const termshards_news_t *news)
     zlistx_add_end (self->news, copy);
 }
 
+typedef struct {
+    termsvc_t *self;            //  whose
+    int shard;                  //  the shard whose records go
+} s_drop_arg_t;
+
+static bool
+s_not_in_shard (void *arg, const char *router_id)
+{
+    s_drop_arg_t *drop = (s_drop_arg_t *) arg;
+    return !termshards_in_shard (drop->self->shards, router_id, drop->shard);
+}
+
 static bool
 s_mine (void *arg, const char *router_id)
 {
@@ -227,7 +254,14 @@ termsvc_apply_news (termsvc_t *self)
 {
     s_news_t *news;
     while ((news = (s_news_t *) zlistx_detach (self->news, NULL))) {
+        if (news->event == TERMSHARDS_LOADED
+        &&  !termshards_adopt_shard (self->shards, news->shard, news->revision))
+            ;   //  lost or read again since: a later news says so
+        else
         if (news->event == TERMSHARDS_LOADED) {
+            //  Whatever memory held of the shard goes first: etcd is the truth.
+            s_drop_arg_t drop = { self, news->shard };
+            terminators_drop (self->core, s_not_in_shard, &drop);
             termrec_t *record;
             while ((record = (termrec_t *) zlistx_detach (news->records, NULL)))
                 terminators_adopt (self->core, &record);
@@ -330,6 +364,7 @@ termsvc_open_shards (termsvc_t *self, const termsvc_config_t *config)
     self->advertise = s_advertise (self, config->advertise);
     self->shard_count = config->shards;
     self->news = zlistx_new ();
+    self->reads = zlistx_new ();
     termshards_config_t shards = {
         .etcd = etcd, .prefix = config->etcd_settings.prefix? config->etcd_settings.prefix: "/edgeplane/",
         .id = ep_service_source_id (self->service), .count = (int) config->shards,
@@ -350,10 +385,31 @@ termsvc_open_shards (termsvc_t *self, const termsvc_config_t *config)
     return 0;
 }
 
+bool
+termsvc_shards_ready (void *arg)
+{
+    termsvc_t *self = (termsvc_t *) arg;
+    return !self->shards || !self->between_due;
+}
+
 void
 termsvc_close_shards (termsvc_t *self)
 {
+    //  The reads waiting for etcd are answered now; their replies, if any
+    //  come while the lease is revoked, are ignored.
+    for (s_read_t *read = (s_read_t *) zlistx_first (self->reads); read;
+         read = (s_read_t *) zlistx_next (self->reads)) {
+        terminators_result_t *result = &((termsvc_request_t *) ep_req_result (read->req))->result;
+        termreply_fail (result, EP__STATUS__CODE__UNAVAILABLE, true,
+                        "the terminator service is shutting down; retry");
+        ep_reqloop_read_done (self->loop, read->req);
+        read->req = NULL;
+    }
     termshards_destroy (&self->shards);
+    s_read_t *read;
+    while (self->reads && (read = (s_read_t *) zlistx_detach (self->reads, NULL)))
+        free (read);
+    zlistx_destroy (&self->reads);
     if (self->news) {
         s_news_t *news;
         while ((news = (s_news_t *) zlistx_detach (self->news, NULL)))
