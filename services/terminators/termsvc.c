@@ -12,6 +12,7 @@
 #include "ep_subscriber.h"
 #include "termshards.h"
 #include "termstore.h"
+#include "termwait.h"
 #include <unistd.h>
 
 #define CHECKPOINT_MS   10000       //  WAL checkpoint period
@@ -442,17 +443,14 @@ static int64_t
 s_timeout (termsvc_t *self)
 {
     int64_t now = ep_mono_ms ();
-    int64_t timeout = ep_publisher_tick (self->publisher);
-    int64_t work = ep_reqloop_next_due (self->loop) == 0? 0
-                 : terminators_next_due (self->core, ep_wall_ms (), 1000);
-    int64_t beacon = self->shards? self->next_beacon - now: INT64_MAX;
-    int64_t due [] = { ep_follower_tick (self->follower), s_next_park_deadline (self) - now,
-                       self->next_expire - now, self->next_gauges - now, work,
-                       ep_degraded_next (self->degraded, now), beacon };
-    for (size_t i = 0; i < EP_COUNT (due); i++)
-        if (due [i] < timeout)
-            timeout = due [i];
-    return timeout > 0? timeout: 0;
+    termwait_t due = {
+        .publisher = ep_publisher_tick (self->publisher), .follower = ep_follower_tick (self->follower),
+        .park = s_next_park_deadline (self) - now, .expire = self->next_expire - now,
+        .gauges = self->next_gauges - now,
+        .work = ep_reqloop_next_due (self->loop) == 0? 0: terminators_next_due (self->core, ep_wall_ms (), 1000),
+        .degraded = ep_degraded_next (self->degraded, now),
+        .beacon = self->shards? self->next_beacon - now: INT64_MAX, .committing = self->committing };
+    return termwait_timeout (&due);
 }
 
 //  The etcd mode's wait: while a batch's transaction is in flight the core
