@@ -24,7 +24,10 @@
        the instances had; three streams (one per instance, each owning a
        third of the shards), each one transaction in flight at a time, as
        an instance has one batch in flight. Ratio: established/s over raw
-       writes/s (goal >= 0.5).
+       writes/s (goal >= 0.5). A second baseline writes what the instances
+       write in all: per terminator also an outbox entry of the size they
+       stored (read as of the middle of the run), deleted by the stream's
+       next transaction as their trim deletes it (ratio_full).
     2. Handover, K times: with all three up and the shards split, one
        instance (in turn) is SIGKILLed while requests flow; then, for a
        router of each of its shards in turn, a create goes to the shard's
@@ -220,15 +223,17 @@ s_etcd_start (void)
         s_die ("etcd did not answer at %s within 20 s (its log is in %s)", client, s_dir);
 }
 
-//  The size of a terminator record the instances stored.
+//  The size of a value the instances stored under kind ("t/": a record,
+//  "o/": an outbox entry) as of revision (0: now; outbox entries are
+//  deleted once published, so they are read as of the middle of the run).
 static size_t
-s_record_bytes (void)
+s_stored_bytes (const char *kind, int64_t revision)
 {
     for (int shard = 0; shard < s_shards; shard++) {
         char key [128];
         uint8_t end [128];
-        snprintf (key, sizeof key, PREFIX "terminators/%05d/t/", shard);
-        ep_etcd_range_t range = { .key = ep_etcd_str (key), .limit = 1 };
+        snprintf (key, sizeof key, PREFIX "terminators/%05d/%s", shard, kind);
+        ep_etcd_range_t range = { .key = ep_etcd_str (key), .limit = 1, .revision = revision };
         range.range_end = ep_etcd_prefix_end (range.key, end, sizeof end);
         s_call_t call = { 0 };
         ep_etcd_range (s_etcd, &range, s_call_done, &call);
@@ -236,7 +241,7 @@ s_record_bytes (void)
         if (call.value_size)
             return call.value_size;
     }
-    s_die ("no terminator record in etcd under " PREFIX "terminators/");
+    s_die ("nothing in etcd under " PREFIX "terminators/<shard>/%s", kind);
 }
 
 //  One stream of the baseline: its terminators, its transactions.
@@ -250,15 +255,19 @@ typedef struct {
 } s_stream_t;
 
 //  total raw writes in transactions of batch, shaped as the instances'
-//  (see the top); returns writes/s.
+//  (see the top); returns writes/s. With outbox_bytes, each terminator also
+//  puts an outbox entry of that size, which the stream's next transaction
+//  deletes (as the instances' trim does): what the instances write in all.
 static double
-s_raw_txns (int total, int batch, size_t record_bytes)
+s_raw_txns (int total, int batch, size_t record_bytes, size_t outbox_bytes)
 {
+    static int run;
+    run++;
     //  The owner keys, one per shard, with their create revisions.
     int64_t *fence = (int64_t *) calloc ((size_t) s_shards, sizeof (int64_t));
     for (int shard = 0; shard < s_shards; shard++) {
         char key [64];
-        snprintf (key, sizeof key, RAW_PREFIX "owners/%d", shard);
+        snprintf (key, sizeof key, RAW_PREFIX "%d/owners/%d", run, shard);
         ep_etcd_put_t put = { .key = ep_etcd_str (key), .value = ep_etcd_str ("raw") };
         s_call_t call = { 0 };
         ep_etcd_put (s_etcd, &put, s_call_done, &call);
@@ -283,12 +292,17 @@ s_raw_txns (int total, int batch, size_t record_bytes)
     uint8_t *body = (uint8_t *) malloc (record_bytes);
     memset (body, 'x', record_bytes);
     ep_etcd_compare_t *compares = (ep_etcd_compare_t *) calloc ((size_t) s_shards, sizeof (ep_etcd_compare_t));
-    ep_etcd_op_t *ops = (ep_etcd_op_t *) calloc ((size_t) batch, sizeof (ep_etcd_op_t));
+    ep_etcd_op_t *ops = (ep_etcd_op_t *) calloc ((size_t) batch * 3, sizeof (ep_etcd_op_t));
     char (*keys) [64] = calloc ((size_t) batch, 64);
+    //  Per stream, the outbox keys its last transaction put.
+    char (*outbox) [64] = calloc ((size_t) batch * INSTANCES * 2, 64);
+    int previous [INSTANCES] = { 0 };
+    uint8_t *event = (uint8_t *) calloc (1, outbox_bytes + 1);
+    memset (event, 'e', outbox_bytes);
     char (*fence_keys) [64] = calloc ((size_t) s_shards, 64);
     bool *touched = (bool *) calloc ((size_t) s_shards, sizeof (bool));
     for (int shard = 0; shard < s_shards; shard++)
-        snprintf (fence_keys [shard], 64, RAW_PREFIX "owners/%d", shard);
+        snprintf (fence_keys [shard], 64, RAW_PREFIX "%d/owners/%d", run, shard);
     int64_t started = ep_mono_us ();
     int done = 0;
     while (done < total) {
@@ -302,8 +316,15 @@ s_raw_txns (int total, int batch, size_t record_bytes)
             if (stream->busy || stream->next >= stream->count)
                 continue;
             memset (touched, 0, (size_t) s_shards);
-            size_t nc = 0, no = 0;
-            for (; no < (size_t) batch && stream->next < stream->count; no++) {
+            size_t nc = 0, no = 0, n = 0;
+            char (*mine) [64] = outbox + (size_t) batch * 2 * (size_t) c;
+            int parity = stream->next / batch % 2;
+            if (outbox_bytes)
+                for (int k = 0; k < previous [c]; k++)
+                    ops [no++] = (ep_etcd_op_t) { .kind = EP_ETCD_DELETE, .u.del = {
+                        .key = ep_etcd_str (mine [(1 - parity) * batch + k]) } };
+            previous [c] = 0;
+            for (; n < (size_t) batch && stream->next < stream->count; n++) {
                 int i = stream->items [stream->next++];
                 char router [16];
                 snprintf (router, sizeof router, "r%d", i / s_services);
@@ -313,10 +334,17 @@ s_raw_txns (int total, int batch, size_t record_bytes)
                     compares [nc++] = (ep_etcd_compare_t) { .key = ep_etcd_str (fence_keys [shard]),
                         .target = EP_ETCD_CREATE, .result = EP_ETCD_EQUAL, .number = fence [shard] };
                 }
-                snprintf (keys [no], 64, RAW_PREFIX "terminators/%05d/t/%s-s%d", shard, router, i % s_services);
+                snprintf (keys [n], 64, RAW_PREFIX "%d/terminators/%05d/t/%s-s%d", run, shard, router,
+                          i % s_services);
                 body [i % record_bytes] ^= 1;
-                ops [no] = (ep_etcd_op_t) { .kind = EP_ETCD_PUT, .u.put = {
-                    .key = ep_etcd_str (keys [no]), .value = { body, record_bytes } } };
+                ops [no++] = (ep_etcd_op_t) { .kind = EP_ETCD_PUT, .u.put = {
+                    .key = ep_etcd_str (keys [n]), .value = { body, record_bytes } } };
+                if (outbox_bytes) {
+                    char *key = mine [parity * batch + previous [c]++];
+                    snprintf (key, 64, RAW_PREFIX "%d/terminators/%05d/o/%020d", run, shard, i);
+                    ops [no++] = (ep_etcd_op_t) { .kind = EP_ETCD_PUT, .u.put = {
+                        .key = ep_etcd_str (key), .value = { event, outbox_bytes } } };
+                }
             }
             ep_etcd_txn_t txn = { compares, nc, ops, no, NULL, 0 };
             char err [256];
@@ -324,7 +352,7 @@ s_raw_txns (int total, int batch, size_t record_bytes)
             if (ep_etcd_txn (stream->etcd, &txn, s_call_done, &stream->call, err, sizeof err) != 0)
                 s_die ("raw etcd transaction: %s", err);
             stream->busy = true;
-            done += (int) no;
+            done += (int) n;
         }
         //  Each client is polled in turn: a short wait, so that none idles long.
         for (int c = 0; c < INSTANCES; c++)
@@ -344,6 +372,8 @@ s_raw_txns (int total, int batch, size_t record_bytes)
         ep_etcd_destroy (&streams [c].etcd);
         free (streams [c].items);
     }
+    free (event);
+    free (outbox);
     free (touched);
     free (fence_keys);
     free (keys);
@@ -919,13 +949,16 @@ main (int argc, char **argv)
     fprintf (stderr, "established %zu terminators in %.2f s (%.0f/s; %zu refusals followed; "
              "%lld etcd revisions, %.1f terminators each)\n", total, establish_s, rate, refused,
              (long long) txns, per_txn);
-    size_t record_bytes = s_record_bytes ();
+    size_t record_bytes = s_stored_bytes ("t/", 0);
+    size_t outbox_bytes = s_stored_bytes ("o/", revision_before + txns / 2);
     int batch = (int) lround (per_txn);
     batch = batch < 1? 1: batch > MAX_TXN_OPS / 4? MAX_TXN_OPS / 4: batch;
     int64_t raw_cpu0 [3];
     s_cpu (raw_cpu0);
-    double raw = s_raw_txns ((int) total, batch, record_bytes);
+    double raw = s_raw_txns ((int) total, batch, record_bytes, 0);
     s_cpu (cpu2);
+    //  And what the instances write in all: the record, the outbox entry, its deletion.
+    double raw_full = s_raw_txns ((int) total, batch, record_bytes, outbox_bytes);
     //  CPU per terminator (us): instances, etcd; and the machine's cores busy.
     double terms_cpu = (double) (cpu1 [0] - cpu0 [0]) / (double) total;
     double etcd_cpu = (double) (cpu1 [1] - cpu0 [1]) / (double) total;
@@ -935,6 +968,8 @@ main (int argc, char **argv)
              terms_cpu, etcd_cpu, raw_etcd_cpu, busy_cores);
     fprintf (stderr, "raw etcd: %zu puts of %zu bytes, %d per transaction, 3 streams: %.0f/s; ratio %.2f\n",
              total, record_bytes, batch, raw, rate / raw);
+    fprintf (stderr, "raw etcd, the instances' whole write (+ a %zu-byte outbox entry, deleted by the next "
+             "transaction): %.0f/s; ratio %.2f\n", outbox_bytes, raw_full, rate / raw_full);
 
     //  2. Handover.
     double first [KILLS_MAX], all [KILLS_MAX];
@@ -955,6 +990,9 @@ main (int argc, char **argv)
         "terminators_per_txn", per_txn, "record_bytes", (json_int_t) record_bytes, "raw_batch", batch,
         "raw_etcd_writes_per_s", raw, "ratio", rate / raw);
     json_object_set_new (result, "time_100k_s", json_real (100000.0 / rate));
+    json_object_set_new (result, "outbox_bytes", json_integer ((json_int_t) outbox_bytes));
+    json_object_set_new (result, "raw_etcd_full_writes_per_s", json_real (raw_full));
+    json_object_set_new (result, "ratio_full", json_real (rate / raw_full));
     json_object_set_new (result, "instances_cpu_us_per_terminator", json_real (terms_cpu));
     json_object_set_new (result, "etcd_cpu_us_per_terminator", json_real (etcd_cpu));
     json_object_set_new (result, "raw_etcd_cpu_us_per_write", json_real (raw_etcd_cpu));
