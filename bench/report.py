@@ -36,7 +36,7 @@ for path in sorted(glob.glob(os.path.join(args.jobs, "*.json"))):
     if os.path.exists(ms_path):
         job_ms[name] = int(open(ms_path).read())
 
-MAIN = ["bus", "model", "model_etcd", "watchdog", "reaper", "terminators", "console"]
+MAIN = ["bus", "model", "model_etcd", "watchdog", "reaper", "terminators", "terminators_etcd", "console"]
 latest = {name: jobs[name] for name in MAIN if name in jobs}
 # The embedded model against the etcd store, same run, same clients.
 if "model" in latest and "model_etcd" in latest:
@@ -85,6 +85,18 @@ FIGURES = {
         ("terminators established/s, cold start (anchor: OpenZiti)", "establish_per_s", "openziti_per_s",
          "speedup_vs_openziti", 100),
     ],
+    # Three instances on one etcd, shards split; baseline: raw etcd
+    # transactions of the instances' shape (a compare on the create revision
+    # of each touched shard's owner key, a put per terminator of a record's
+    # size, the instances' batch size, three streams), same run, same etcd.
+    "terminators_etcd": [
+        ("terminators established/s, 3 instances on etcd, cold start", "establish_per_s",
+         "raw_etcd_writes_per_s", "ratio", 0.5),
+        # The same, each raw terminator also putting an outbox entry of the
+        # instances' size that the next transaction deletes: all they write.
+        ("the same against raw etcd writing what the instances write (record + outbox entry + its deletion)",
+         "establish_per_s", "raw_etcd_full_writes_per_s", "ratio_full", None),
+    ],
     # Baseline: the bus's own events/s to one subscriber, same run, same
     # publisher; ours: what the slowest of K SSE clients of the console got.
     "console": [
@@ -130,6 +142,17 @@ LATENCY = {
         ("seconds to reconcile after deleting 10% of routers", "reconcile_s"),
         ("seconds to restart over the database", "restart_s"),
     ],
+    # SIGKILL of a shard owner while requests flow -> the first request for a
+    # router of one of its shards served OK by a successor (goal: p99 <=
+    # lease TTL + 2 s); "all": until one for each of its shards was.
+    "terminators_etcd": [
+        ("seconds for 100,000 terminators at this rate", "time_100k_s"),
+        ("seconds to establish all (cold start)", "establish_s"),
+        ("handover p50 ms: owner SIGKILL -> first moved-shard request OK", "handover_p50_ms"),
+        ("handover p99 ms (goal: lease TTL + 2 s, handover_goal_ms)", "handover_p99_ms"),
+        ("handover p99 ms until every moved shard served", "handover_all_p99_ms"),
+        ("lease TTL ms of that case", "lease_ttl_ms"),
+    ],
 }
 # CPU (and memory) figures: reported, no target. (label, ours key, baseline key)
 CPU = {
@@ -147,6 +170,11 @@ CPU = {
     ],
     "reaper": [
         ("reaper RSS bytes per tracked session", "bytes_per_session", None),
+    ],
+    "terminators_etcd": [
+        ("instances CPU us/terminator (all three)", "instances_cpu_us_per_terminator", None),
+        ("etcd CPU us/terminator (baseline: us/raw write)", "etcd_cpu_us_per_terminator",
+         "raw_etcd_cpu_us_per_write"),
     ],
     "console": [
         ("console CPU us/event, 1 client", "console_cpu_us_per_event_1", None),
@@ -201,6 +229,8 @@ for name in FIGURES:
     for label, ours, base in CPU.get(name, []):
         if not num(r.get(ours)) or r[ours] <= 0:
             problems.append(f"{name}: figure {ours} missing or 0")
+    if name == "terminators_etcd" and num(r.get("handover_p99_ms")) and num(r.get("handover_goal_ms")):
+        verdicts.append((name, "handover p99 <= lease TTL + 2 s", r["handover_p99_ms"] <= r["handover_goal_ms"]))
     for case, lost in r.get("losses", {}).items():
         if lost:
             print(f"bench/run: {name}: {case} lost {lost} messages", file=sys.stderr)
@@ -425,6 +455,7 @@ summary = [BEGIN,
            "|---|---:|---:|---:|"]
 BASELINE_NAME = {"bus": "(raw libzmq PUB/SUB)", "model": "(raw SQLite)", "model_etcd": "(raw etcd txns)", "watchdog": "(openssl s_server)",
                  "reaper": "(OpenZiti, anchor)", "terminators": "(OpenZiti, anchor)",
+                 "terminators_etcd": "(raw etcd txns)",
                  "console": "(bus to 1 subscriber)"}
 for name in MAIN:
     r = latest.get(name, {})
@@ -486,6 +517,17 @@ for name in MAIN:
         lines.append(f"- {r.get('routers', '?')} routers x {r.get('services', '?')} services = "
                      f"{r.get('terminators', '?')} terminators, every create in flight at once over 8 "
                      f"connections; {r.get('reconcile_terminators', '?')} reconciled after a deletion")
+    if name == "terminators_etcd":
+        lines.append(f"- {r.get('instances', '?')} instances, {r.get('shards', '?')} shards, lease TTL "
+                     f"{r.get('lease_ttl_ms', '?')} ms, single-member etcd; {r.get('routers', '?')} routers x "
+                     f"{r.get('services', '?')} services = {r.get('terminators', '?')} terminators, each create "
+                     f"sent to its shard's owner ({r.get('refusals_followed', '?')} refusals followed); "
+                     f"{fmt(r.get('terminators_per_txn'))} terminators per etcd revision (the raw batch: "
+                     f"{r.get('raw_batch', '?')} puts of {r.get('record_bytes', '?')} bytes); machine busy "
+                     f"{fmt(r.get('machine_busy_cores'))} cores during the cold start")
+        ho = r.get("handovers_ms") or []
+        lines.append(f"- {r.get('kills', '?')} kills, ms to the first / every moved shard served: "
+                     + ", ".join(f"{fmt(a)}/{fmt(b)}" for a, b in ho))
     bg = r.get("background_cores_max")
     if num(bg):
         note = " (machine was busy: figures suspect)" if bg > 0.25 else ""

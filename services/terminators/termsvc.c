@@ -12,6 +12,7 @@
 #include "ep_subscriber.h"
 #include "termshards.h"
 #include "termstore.h"
+#include "termwait.h"
 #include <unistd.h>
 
 #define CHECKPOINT_MS   10000       //  WAL checkpoint period
@@ -448,25 +449,19 @@ static int64_t
 s_timeout (termsvc_t *self)
 {
     int64_t now = ep_mono_ms ();
-    int64_t timeout = ep_publisher_tick (self->publisher);
-    int64_t beacon = self->shards? self->next_beacon - now: INT64_MAX;
-    if (self->committing) {
-        //  Only the transaction's answer (etcd's descriptors), requests
-        //  (queued), publishing and the beacon matter until it comes; the
-        //  model and presence wait, so nothing here is due.
-        int64_t due = beacon < timeout? beacon: timeout;
-        int64_t park = s_next_park_deadline (self) - now;
-        return park < due? (park > 0? park: 0): (due > 0? due: 0);
-    }
-    int64_t work = ep_reqloop_next_due (self->loop) == 0? 0
-                 : terminators_next_due (self->core, ep_wall_ms (), 1000);
-    int64_t due [] = { ep_follower_tick (self->follower), s_next_park_deadline (self) - now,
-                       self->next_expire - now, self->next_gauges - now, work,
-                       ep_degraded_next (self->degraded, now), beacon };
-    for (size_t i = 0; i < EP_COUNT (due); i++)
-        if (due [i] < timeout)
-            timeout = due [i];
-    return timeout > 0? timeout: 0;
+    //  While a batch's transaction is in flight the core and the follower
+    //  are not touched (the follower's tick would apply model changes to
+    //  the view mid-batch): their timers do not count (termwait).
+    termwait_t due = {
+        .publisher = ep_publisher_tick (self->publisher),
+        .follower = self->committing? INT64_MAX: ep_follower_tick (self->follower),
+        .park = s_next_park_deadline (self) - now, .expire = self->next_expire - now,
+        .gauges = self->next_gauges - now,
+        .work = self->committing? INT64_MAX: ep_reqloop_next_due (self->loop) == 0? 0
+              : terminators_next_due (self->core, ep_wall_ms (), 1000),
+        .degraded = ep_degraded_next (self->degraded, now),
+        .beacon = self->shards? self->next_beacon - now: INT64_MAX, .committing = self->committing };
+    return termwait_timeout (&due);
 }
 
 //  The etcd mode's wait: while a batch's transaction is in flight the core
