@@ -1,6 +1,7 @@
 /*  termshards.c: the terminators' shards in etcd (termshards.h). */
 #include "termshards.h"
 #include "ep_log.h"
+#include "termoutbox.h"
 
 #define MAX_KEY         400
 #define RELOAD_MS       500         //  a shard whose read failed is read again after this
@@ -16,17 +17,8 @@ typedef struct {
     int *shards;                //  a batch's or trim's shards, in its compares' order
     int64_t *revisions;         //  the create revision each was fenced under
     int nshards;                //  how many
-    zlistx_t *names;            //  a batch's outbox entries (seq names), a trim's keys' names
+    zlistx_t *names;            //  a batch's outbox keys, a trim's last keys deleted
 } s_ctx_t;
-
-//  An outbox entry not yet deleted.
-typedef struct {
-    char *key;                  //  its etcd key
-    char *event_id;             //  its event id
-    int shard;                  //  its shard
-    bool published;             //  published: delete it
-    bool trimming;              //  its delete is in flight
-} s_entry_t;
 
 struct _termshards_t {
     termshards_config_t config; //  as given (strings copied below)
@@ -36,7 +28,7 @@ struct _termshards_t {
     int64_t *adopted;           //  per shard: the revision the service adopted it under, 0
     int64_t next_key;           //  outbox keys are numbered from this (never reused)
     int64_t *reload_at;         //  per shard: read again at (mono ms), 0
-    zhashx_t *entries;          //  seq (decimal) -> s_entry_t
+    termoutbox_t *outbox;       //  events kept, by key and shard, until deleted
     bool trimming;              //  a trim in flight
     int64_t trim_at;            //  next trim (mono ms)
     bool too_large;             //  the last batch had too many operations
@@ -44,25 +36,15 @@ struct _termshards_t {
 
 struct _termshards_batch_t {
     termshards_t *owner;        //  whose
-    zlistx_t *names;            //  the outbox entries it registers (seq names)
+    zlistx_t *names;            //  the outbox keys it registers (one per shard with events)
+    zlistx_t **events;          //  per shard: Ep__TerminatorOutboxEntry to put under its key
+    char **keys;                //  per shard: that key, NULL if no event
     zlistx_t *ops;              //  ep_etcd_op_t (keys and values in strings)
     zlistx_t *strings;          //  what the ops point to
     bool *touched;              //  per shard
     bool bad;                   //  an op for a shard not ready
     char why [200];             //  which
 };
-
-static void
-s_entry_destroy (s_entry_t **self_p)
-{
-    s_entry_t *self = *self_p;
-    if (self) {
-        free (self->key);
-        free (self->event_id);
-        free (self);
-        *self_p = NULL;
-    }
-}
 
 static char *
 s_shard_prefix (termshards_t *self, int shard, char *buf, size_t size)
@@ -155,26 +137,32 @@ termshards_entry_destroy (termshards_entry_t **entry_p)
     }
 }
 
-static termshards_entry_t *
-s_unpack_entry (const ep_etcd_kv_t *kv)
+//  The events under an outbox key, appended to entries (logged if it does
+//  not decode).
+static void
+s_unpack_entries (const ep_etcd_kv_t *kv, zlistx_t *entries)
 {
-    Ep__TerminatorOutboxEntry *msg = ep__terminator_outbox_entry__unpack (NULL, kv->value_size,
-                                                                          kv->value);
-    if (!msg || !msg->topic || !msg->has_event || !msg->event_id) {
-        ep_log_warn ("terminators: %s does not hold an outbox entry: skipped", kv->key);
-        if (msg)
-            ep__terminator_outbox_entry__free_unpacked (msg, NULL);
-        return NULL;
+    Ep__TerminatorOutbox *msg = ep__terminator_outbox__unpack (NULL, kv->value_size, kv->value);
+    if (!msg) {
+        ep_log_warn ("terminators: %s does not hold outbox entries: skipped", kv->key);
+        return;
     }
-    termshards_entry_t *entry = (termshards_entry_t *) zmalloc (sizeof *entry);
-    entry->key = strdup ((const char *) kv->key);
-    entry->topic = strdup (msg->topic);
-    entry->body = (uint8_t *) malloc (msg->event.len + 1);
-    memcpy (entry->body, msg->event.data, msg->event.len);
-    entry->size = msg->event.len;
-    entry->event_id = strdup (msg->event_id);
-    ep__terminator_outbox_entry__free_unpacked (msg, NULL);
-    return entry;
+    for (size_t i = 0; i < msg->n_entries; i++) {
+        Ep__TerminatorOutboxEntry *one = msg->entries [i];
+        if (!one->topic || !one->has_event || !one->event_id) {
+            ep_log_warn ("terminators: %s holds a broken outbox entry: skipped", kv->key);
+            continue;
+        }
+        termshards_entry_t *entry = (termshards_entry_t *) zmalloc (sizeof *entry);
+        entry->key = strdup ((const char *) kv->key);
+        entry->topic = strdup (one->topic);
+        entry->body = (uint8_t *) malloc (one->event.len + 1);
+        memcpy (entry->body, one->event.data, one->event.len);
+        entry->size = one->event.len;
+        entry->event_id = strdup (one->event_id);
+        zlistx_add_end (entries, entry);
+    }
+    ep__terminator_outbox__free_unpacked (msg, NULL);
 }
 
 //  ---------------------------------------------------------------------
@@ -244,11 +232,8 @@ s_on_read (void *arg, const ep_etcd_reply_t *reply, const char *error)
                 zlistx_add_end (news.records, record);
         }
         else
-        if (strncmp (rest, "o/", 2) == 0) {
-            termshards_entry_t *entry = s_unpack_entry (kv);
-            if (entry)
-                zlistx_add_end (news.entries, entry);
-        }
+        if (strncmp (rest, "o/", 2) == 0)
+            s_unpack_entries (kv, news.entries);
     }
     self->loaded [shard] = ctx->revision;
     ep_log_info ("terminators: shard %d is ours (revision %lld): %zu terminators, %zu events to "
@@ -280,13 +265,7 @@ s_read_shard (termshards_t *self, int shard)
 static void
 s_forget_entries (termshards_t *self, int shard)
 {
-    zlistx_t *keys = zhashx_keys (self->entries);
-    for (const char *seq = (const char *) zlistx_first (keys); seq; seq = (const char *) zlistx_next (keys)) {
-        s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->entries, seq);
-        if (entry->shard == shard)
-            zhashx_delete (self->entries, seq);
-    }
-    zlistx_destroy (&keys);
+    termoutbox_forget_shard (self->outbox, shard);
 }
 
 static void
@@ -312,6 +291,15 @@ s_on_shards (void *arg, ep_shards_event_t event, int shard, int64_t create_revis
 //  ---------------------------------------------------------------------
 //  Batches
 
+static void
+s_outbox_entry_free (Ep__TerminatorOutboxEntry *entry)
+{
+    free (entry->topic);
+    free (entry->event.data);
+    free (entry->event_id);
+    free (entry);
+}
+
 termshards_batch_t *
 termshards_batch_new (termshards_t *self)
 {
@@ -324,6 +312,8 @@ termshards_batch_new (termshards_t *self)
     batch->touched = (bool *) zmalloc (sizeof (bool) * (size_t) self->config.count);
     batch->names = zlistx_new ();
     zlistx_set_destructor (batch->names, (czmq_destructor *) zstr_free);
+    batch->events = (zlistx_t **) zmalloc (sizeof (zlistx_t *) * (size_t) self->config.count);
+    batch->keys = (char **) zmalloc (sizeof (char *) * (size_t) self->config.count);
     return batch;
 }
 
@@ -335,6 +325,16 @@ termshards_batch_destroy (termshards_batch_t **batch_p)
         zlistx_destroy (&batch->ops);
         zlistx_destroy (&batch->strings);
         zlistx_destroy (&batch->names);
+        for (int s = 0; s < batch->owner->config.count; s++) {
+            Ep__TerminatorOutboxEntry *entry;
+            while (batch->events [s]
+               &&  (entry = (Ep__TerminatorOutboxEntry *) zlistx_detach (batch->events [s], NULL)))
+                s_outbox_entry_free (entry);
+            zlistx_destroy (&batch->events [s]);
+            free (batch->keys [s]);
+        }
+        free (batch->events);
+        free (batch->keys);
         free (batch->touched);
         free (batch);
         *batch_p = NULL;
@@ -425,38 +425,55 @@ termshards_batch_event (termshards_batch_t *batch, int64_t seq, const char *topi
     int shard = s_batch_shard (batch, router_id && *router_id? router_id: "");
     if (shard < 0)
         return;
-    char key [MAX_KEY], prefix [300], event_id [128];
-    //  Numbered here, not by the cache's seq, which a rolled-back batch
-    //  gives out again: a batch whose outcome was unknown may have landed.
-    int64_t revision = self->adopted [shard], number = ++self->next_key;
-    snprintf (key, sizeof key, "%.300so/%020lld-%020lld", s_shard_prefix (self, shard, prefix, sizeof prefix),
-              (long long) revision, (long long) number);
-    snprintf (event_id, sizeof event_id, "terminators/%d/%lld-%lld", shard, (long long) revision,
-              (long long) number);
-    size_t size = ep__event__get_packed_size (event);
-    uint8_t *body = (uint8_t *) malloc (size + 1);
-    ep__event__pack (event, body);
-    Ep__TerminatorOutboxEntry entry = EP__TERMINATOR_OUTBOX_ENTRY__INIT;
-    entry.topic = (char *) topic;
-    entry.has_event = true;
-    entry.event = (ProtobufCBinaryData) { size, body };
-    entry.event_id = event_id;
-    size_t packed_size = ep__terminator_outbox_entry__get_packed_size (&entry);
-    uint8_t *packed = (uint8_t *) malloc (packed_size + 1);
-    ep__terminator_outbox_entry__pack (&entry, packed);
-    s_batch_op (batch, EP_ETCD_PUT, key, packed, packed_size);
-    free (packed);
-    free (body);
+    char prefix [300], event_id [160];
+    if (!batch->keys [shard]) {
+        //  One key for the batch's events of this shard, numbered here,
+        //  not by the cache's seq, which a rolled-back batch gives out
+        //  again (and a batch whose outcome was unknown may have landed).
+        batch->keys [shard] = zsys_sprintf ("%.300so/%020lld-%020lld",
+            s_shard_prefix (self, shard, prefix, sizeof prefix),
+            (long long) self->adopted [shard], (long long) ++self->next_key);
+        batch->events [shard] = zlistx_new ();
+        zlistx_add_end (batch->names, strdup (batch->keys [shard]));
+    }
+    const char *number = strrchr (batch->keys [shard], '/') + 1;
+    snprintf (event_id, sizeof event_id, "terminators/%d/%.41s.%zu", shard, number,
+              zlistx_size (batch->events [shard]));
+    Ep__TerminatorOutboxEntry *entry = (Ep__TerminatorOutboxEntry *) zmalloc (sizeof *entry);
+    ep__terminator_outbox_entry__init (entry);
+    entry->topic = strdup (topic);
+    entry->has_event = true;
+    entry->event.len = ep__event__get_packed_size (event);
+    entry->event.data = (uint8_t *) malloc (entry->event.len + 1);
+    ep__event__pack (event, entry->event.data);
+    entry->event_id = strdup (event_id);
+    zlistx_add_end (batch->events [shard], entry);
     //  Known from now on, so that its publication carries the id; forgotten
-    //  with the batch if it fails (termshards_batch_send).
-    s_entry_t *known = (s_entry_t *) zmalloc (sizeof *known);
-    known->key = strdup (key);
-    known->event_id = strdup (event_id);
-    known->shard = shard;
-    char name [24];
-    snprintf (name, sizeof name, "%lld", (long long) seq);
-    zhashx_update (self->entries, name, known);
-    zlistx_add_end (batch->names, strdup (name));
+    //  with the batch if it does not land.
+    termoutbox_event (self->outbox, seq, shard, batch->keys [shard], event_id);
+}
+
+//  Puts each shard's events under its key: an op per shard.
+static void
+s_batch_outbox (termshards_batch_t *batch)
+{
+    for (int s = 0; s < batch->owner->config.count; s++) {
+        if (!batch->keys [s])
+            continue;
+        Ep__TerminatorOutbox outbox = EP__TERMINATOR_OUTBOX__INIT;
+        outbox.n_entries = zlistx_size (batch->events [s]);
+        outbox.entries = (Ep__TerminatorOutboxEntry **) zmalloc (sizeof (void *) * (outbox.n_entries + 1));
+        size_t i = 0;
+        for (Ep__TerminatorOutboxEntry *entry = (Ep__TerminatorOutboxEntry *) zlistx_first (batch->events [s]);
+             entry; entry = (Ep__TerminatorOutboxEntry *) zlistx_next (batch->events [s]))
+            outbox.entries [i++] = entry;
+        size_t size = ep__terminator_outbox__get_packed_size (&outbox);
+        uint8_t *packed = (uint8_t *) malloc (size + 1);
+        ep__terminator_outbox__pack (&outbox, packed);
+        s_batch_op (batch, EP_ETCD_PUT, batch->keys [s], packed, size);
+        free (packed);
+        free (outbox.entries);
+    }
 }
 
 //  The fences of the shards touched, in compare order; the failure branch
@@ -491,13 +508,14 @@ s_judge (termshards_t *self, s_ctx_t *ctx, const ep_etcd_reply_t *reply)
     }
 }
 
-//  Forgets the outbox entries of a batch that did not land.
+//  Forgets the outbox keys (and their events) of a batch that did not land.
 static void
 s_forget_names (termshards_t *self, zlistx_t *names)
 {
-    for (const char *name = (const char *) zlistx_first (names); name;
-         name = (const char *) zlistx_next (names))
-        zhashx_delete (self->entries, name);
+    size_t size = strlen (self->prefix);
+    for (const char *key = (const char *) zlistx_first (names); key;
+         key = (const char *) zlistx_next (names))
+        termoutbox_forget_key (self->outbox, atoi (key + size), key);
 }
 
 //  The shards of a batch whose outcome is unknown: dropped here (the
@@ -554,6 +572,7 @@ termshards_batch_send (termshards_t *self, termshards_batch_t **batch_p,
                        termshards_done_fn *done, void *arg, char *err, size_t errlen)
 {
     termshards_batch_t *batch = *batch_p;
+    s_batch_outbox (batch);
     int count = self->config.count;
     ep_etcd_compare_t *compares = (ep_etcd_compare_t *) zmalloc (sizeof (ep_etcd_compare_t) * (size_t) count);
     ep_etcd_op_t *reads = (ep_etcd_op_t *) zmalloc (sizeof (ep_etcd_op_t) * (size_t) count);
@@ -666,32 +685,21 @@ termshards_read_all (termshards_t *self, termshards_all_fn *fn, void *arg)
 const char *
 termshards_event_id (termshards_t *self, int64_t seq)
 {
-    char name [24];
-    snprintf (name, sizeof name, "%lld", (long long) seq);
-    s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->entries, name);
-    return entry? entry->event_id: NULL;
+    return termoutbox_event_id (self->outbox, seq);
 }
 
 void
 termshards_adopted (termshards_t *self, int64_t seq, const termshards_entry_t *adopted)
 {
-    s_entry_t *entry = (s_entry_t *) zmalloc (sizeof *entry);
-    entry->key = strdup (adopted->key);
-    entry->event_id = strdup (adopted->event_id);
-    entry->shard = atoi (adopted->key + strlen (self->prefix));
-    char name [24];
-    snprintf (name, sizeof name, "%lld", (long long) seq);
-    zhashx_update (self->entries, name, entry);
+    int shard = atoi (adopted->key + strlen (self->prefix));
+    if (shard >= 0 && shard < self->config.count)
+        termoutbox_event (self->outbox, seq, shard, adopted->key, adopted->event_id);
 }
 
 void
 termshards_published (termshards_t *self, int64_t seq)
 {
-    char name [24];
-    snprintf (name, sizeof name, "%lld", (long long) seq);
-    s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->entries, name);
-    if (entry)
-        entry->published = true;
+    termoutbox_published (self->outbox, seq);
 }
 
 static void
@@ -700,47 +708,54 @@ s_on_trim (void *arg, const ep_etcd_reply_t *reply, const char *error)
     s_ctx_t *ctx = (s_ctx_t *) arg;
     termshards_t *self = ctx->self;
     self->trimming = false;
-    bool deleted = reply && !reply->code && reply->succeeded;
     if (!reply || reply->code)
         ep_log_warn ("terminators: cannot delete published events: %s (again later)",
                      reply? reply->error: error);
     else
     if (!reply->succeeded)
         s_judge (self, ctx, reply);
-    //  Deleted: forgotten. Not: tried again by the next trim (or, the shard
-    //  lost, published again by its next owner: at least once, and
-    //  consumers drop repeats by event id).
-    for (const char *name = (const char *) zlistx_first (ctx->names); name;
-         name = (const char *) zlistx_next (ctx->names)) {
-        s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->entries, name);
-        if (entry && deleted)
-            zhashx_delete (self->entries, name);
-        else
-        if (entry)
-            entry->trimming = false;
+    else {
+        //  Deleted up to these keys: forgotten. Not: the next trim tries
+        //  again (or, the shard lost, its next owner publishes them again:
+        //  at least once, and consumers drop repeats by event id).
+        size_t size = strlen (self->prefix);
+        for (const char *upto = (const char *) zlistx_first (ctx->names); upto;
+             upto = (const char *) zlistx_next (ctx->names)) {
+            int shard = atoi (upto + size);
+            if (termshards_revision (self, shard))
+                termoutbox_trimmed (self->outbox, shard, upto);
+        }
     }
     s_ctx_destroy (&ctx);
 }
 
-//  Deletes published outbox keys: one transaction, fenced, at most
-//  max_txn_ops of them.
+//  Deletes each shard's published outbox keys with one range delete, in
+//  one fenced transaction.
 static void
 s_trim (termshards_t *self)
 {
     self->trim_at = ep_mono_ms () + TRIM_MS;
     termshards_batch_t *batch = termshards_batch_new (self);
-    zlistx_t *names = zhashx_keys (self->entries);
-    size_t max = (size_t) (self->config.max_txn_ops > 0? self->config.max_txn_ops: 128);
-    for (const char *name = (const char *) zlistx_first (names);
-         name && zlistx_size (batch->ops) < max; name = (const char *) zlistx_next (names)) {
-        s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->entries, name);
-        if (!entry->published || entry->trimming || !self->adopted [entry->shard])
+    char prefix [300];
+    for (int shard = 0; shard < self->config.count; shard++) {
+        const char *upto = self->adopted [shard]? termoutbox_trimmable (self->outbox, shard): NULL;
+        if (!upto)
             continue;
-        batch->touched [entry->shard] = true;
-        s_batch_op (batch, EP_ETCD_DELETE, entry->key, NULL, 0);
-        zlistx_add_end (batch->names, strdup (name));
+        //  [<shard>/o/, upto + "\0"): every key up to upto, included.
+        char *from = zsys_sprintf ("%so/", s_shard_prefix (self, shard, prefix, sizeof prefix));
+        size_t size = strlen (upto);
+        uint8_t *end = (uint8_t *) zmalloc (size + 2);
+        memcpy (end, upto, size);
+        zlistx_add_end (batch->strings, from);
+        zlistx_add_end (batch->strings, end);
+        ep_etcd_op_t *op = (ep_etcd_op_t *) zmalloc (sizeof *op);
+        op->kind = EP_ETCD_DELETE;
+        op->u.del.key = ep_etcd_str (from);
+        op->u.del.range_end = (ep_etcd_bytes_t) { end, size + 1 };
+        zlistx_add_end (batch->ops, op);
+        zlistx_add_end (batch->names, strdup (upto));
+        batch->touched [shard] = true;
     }
-    zlistx_destroy (&names);
     int count = self->config.count;
     ep_etcd_compare_t *compares = (ep_etcd_compare_t *) zmalloc (sizeof (ep_etcd_compare_t) * (size_t) count);
     ep_etcd_op_t *reads = (ep_etcd_op_t *) zmalloc (sizeof (ep_etcd_op_t) * (size_t) count);
@@ -749,14 +764,7 @@ s_trim (termshards_t *self)
     ctx->revisions = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) count);
     ctx->nshards = s_fences (self, batch->touched, compares, reads, ctx->shards, ctx->revisions);
     size_t nops = zlistx_size (batch->ops), i = 0;
-    if (nops == 0 || ctx->nshards < 0) {
-        s_ctx_destroy (&ctx);
-        free (reads);
-        free (compares);
-        termshards_batch_destroy (&batch);
-        return;
-    }
-    ep_etcd_op_t *ops = (ep_etcd_op_t *) zmalloc (sizeof (ep_etcd_op_t) * nops);
+    ep_etcd_op_t *ops = (ep_etcd_op_t *) zmalloc (sizeof (ep_etcd_op_t) * (nops + 1));
     for (ep_etcd_op_t *op = (ep_etcd_op_t *) zlistx_first (batch->ops); op;
          op = (ep_etcd_op_t *) zlistx_next (batch->ops))
         ops [i++] = *op;
@@ -764,12 +772,11 @@ s_trim (termshards_t *self)
     ctx->names = batch->names;
     batch->names = NULL;
     char err [256];
-    if (ep_etcd_txn (ep_shards_etcd (self->shards), &txn, s_on_trim, ctx, err, sizeof err) == 0) {
+    if (nops == 0 || ctx->nshards < 0)
+        s_ctx_destroy (&ctx);
+    else
+    if (ep_etcd_txn (ep_shards_etcd (self->shards), &txn, s_on_trim, ctx, err, sizeof err) == 0)
         self->trimming = true;
-        for (const char *name = (const char *) zlistx_first (ctx->names); name;
-             name = (const char *) zlistx_next (ctx->names))
-            ((s_entry_t *) zhashx_lookup (self->entries, name))->trimming = true;
-    }
     else {
         ep_log_warn ("terminators: cannot delete published events: %s", err);
         s_ctx_destroy (&ctx);
@@ -798,8 +805,7 @@ termshards_new (const termshards_config_t *config, char *err, size_t errlen)
     self->loaded = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) config->count);
     self->adopted = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) config->count);
     self->reload_at = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) config->count);
-    self->entries = zhashx_new ();
-    zhashx_set_destructor (self->entries, (czmq_destructor *) s_entry_destroy);
+    self->outbox = termoutbox_new (config->count);
     self->shards = ep_shards_new (&shards, err, errlen);
     zstr_free (&shards_prefix);
     if (!self->shards)
@@ -813,7 +819,7 @@ termshards_destroy (termshards_t **self_p)
     termshards_t *self = *self_p;
     if (self) {
         ep_shards_destroy (&self->shards);
-        zhashx_destroy (&self->entries);
+        termoutbox_destroy (&self->outbox);
         free (self->loaded);
         free (self->adopted);
         free (self->reload_at);
@@ -840,7 +846,7 @@ termshards_timeout (termshards_t *self)
             if (timeout < 0 || due < timeout)
                 timeout = due;
         }
-    if (zhashx_size (self->entries) && !self->trimming) {
+    if (termoutbox_keys (self->outbox) && !self->trimming) {
         long due = (long) (self->trim_at > now? self->trim_at - now: 0);
         if (timeout < 0 || due < timeout)
             timeout = due;
@@ -856,7 +862,7 @@ termshards_dispatch (termshards_t *self, zmq_pollitem_t *items, int nitems)
     for (int s = 0; s < self->config.count; s++)
         if (self->reload_at [s] && now >= self->reload_at [s] && ep_shards_held (self->shards, s))
             s_read_shard (self, s);
-    if (!self->trimming && now >= self->trim_at && zhashx_size (self->entries))
+    if (!self->trimming && now >= self->trim_at && termoutbox_keys (self->outbox))
         s_trim (self);
 }
 
