@@ -203,8 +203,22 @@ static ep_publisher_t *s_republisher;   //  model.change again, late and twice
 static ep_subscriber_t *s_events;       //  terminator.* (the event log)
 static ep_subscriber_t *s_model_stream; //  model.change, to re-publish
 static ep_subscriber_t *s_commands;     //  cmd.*, delivered to our routers
+static ep_subscriber_t *s_acquired;     //  the etcd mode: cluster.shard.acquired (the stack's)
 static zlistx_t *s_late;                //  model changes to re-publish later
 static int64_t s_next_beacon;
+
+//  cluster.shard.acquired events waiting: how many (the etcd mode).
+static size_t
+s_acquisitions (void)
+{
+    size_t count = 0;
+    char *topic = NULL;
+    while (s_acquired && ep_subscriber_recv (s_acquired, 0, &topic)) {
+        count += streq (topic, "cluster.shard.acquired");
+        zstr_free (&topic);
+    }
+    return count;
+}
 
 //  Statistics for the report.
 static struct {
@@ -1127,6 +1141,7 @@ s_setup (void)
         ep_stack_setenv (s_stack, "EDGEPLANE_ETCD_PREFIX", "%s", s_prefix);
         ep_stack_setenv (s_stack, "EDGEPLANE_SHARDS", "%d", SHARDS);
         ep_stack_setenv (s_stack, "EDGEPLANE_TERMINATORS_LEASE_TTL", "2s");
+        s_acquired = ep_stack_subscribe (s_stack, "cluster.shard.acquired");
     }
 
     s_terms_key = ep_keys_public_txt (s_keys, "terminators");
@@ -1186,6 +1201,7 @@ s_teardown (void)
     ep_subscriber_destroy (&s_events);
     ep_subscriber_destroy (&s_model_stream);
     ep_subscriber_destroy (&s_commands);
+    s_acquired = NULL;
     ep_publisher_destroy (&s_presence);
     ep_publisher_destroy (&s_republisher);
     zcert_destroy (&s_watchdog_cert);
@@ -1254,6 +1270,8 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
     for (int r = 0; r < ROUTERS; r++)
         s_reconnect (r);
 
+    size_t acquired = 0;        //  shards taken over after the first kill (the etcd mode)
+
     //  Chaos.
     int64_t end = ep_mono_ms () + seconds * 1000;
     int64_t next_restart = ep_mono_ms () + 3000 + ep_rand_pick (&s_rng, 4000);
@@ -1280,6 +1298,9 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
         if (ep_mono_ms () >= next_restart) {
             //  A random point: often with requests in flight.
             s_deliver (ep_rand_pick (&s_rng, 60));
+            //  Those before the first kill are the start's balancing.
+            size_t before = s_acquisitions ();
+            acquired += s_stats.restarts? before: 0;
             s_restart ();
             next_restart = ep_mono_ms () + 4000 + ep_rand_pick (&s_rng, 6000);
         }
@@ -1289,6 +1310,13 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
         s_republish ();
         s_deliver_commands ();
         ep_eventlog_pump (s_log, 0);
+        size_t now = s_acquisitions ();
+        acquired += s_stats.restarts? now: 0;
+    }
+    if (s_etcd) {
+        //  The kills moved shards while the routers were asking.
+        fprintf (stderr, "terminators chaos: %zu shards acquired after the first kill\n", acquired);
+        cr_assert_gt (acquired, 0, "no shard changed owner during the chaos (seed %llu)", (unsigned long long) seed);
     }
 
     //  Convergence: every router the model keeps joins with a full slice
