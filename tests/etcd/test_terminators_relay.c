@@ -8,12 +8,14 @@
 
     Every router creates its terminator; then the model gives every router
     a second service and the instance owning some routers' shards (the
-    watchdog's configured endpoint, too) is SIGKILLed at once, and a third
-    service follows while its shards are without an owner. Every create
+    watchdog's configured endpoint, too) is SIGKILLed at once; a third
+    service follows, router after router, over the handover. Every create
     the routers sent during the handover succeeds in the end, within the
-    lease's TTL + a few seconds: the agents count each create confirmed,
-    and the survivor holds exactly one terminator per (router, service),
-    each ESTABLISHED. */
+    lease's TTL + a few seconds whatever the agents' request timeout (the
+    watchdog answers what it had sent to the dead instance UNAVAILABLE,
+    retriable, once it forgets it): the agents count each create
+    confirmed, and the survivor holds exactly one terminator per (router,
+    service), each ESTABLISHED. */
 #include <criterion/criterion.h>
 #include "ep_etcd_cluster.h"
 #include "ep_stack.h"
@@ -32,11 +34,12 @@
 #define ROUTERS     12
 #define SERVICES    3
 //  After the kill, the handover's creates are all confirmed within this:
-//  the TTL, a beacon interval for the watchdog to hear the new owner, and
-//  the agents' request timeout (their resend of a create the dead instance
-//  took) with room for the machine.
-#define HANDOVER_MS (TTL_MS + 1000 + REQUEST_TIMEOUT_MS + 2000)
-#define REQUEST_TIMEOUT_MS  2000
+//  the TTL, 3.5 beacon intervals for the watchdog to forget the dead
+//  instance (and answer what it had sent there UNAVAILABLE, retriable), a
+//  retry's backoff, room for the machine; whatever the agents' request
+//  timeout (theirs is edgeplane-router's, 5 s).
+#define HANDOVER_MS (TTL_MS + 3500 + 1500)
+#define SPREAD_MS   (TTL_MS + 1500)     //  the third service's creates come over this
 
 static ep_stack_t *s_stack;     //  keys, bus, model, environment
 static char *s_prefix;          //  this test's etcd prefix
@@ -157,16 +160,14 @@ s_teardown (void)
 
 TestSuite (terminators_relay, .init = s_setup, .fini = s_teardown, .timeout = 120);
 
-//  Routers hosting the first count services (svc1..).
+//  Router r hosting the first count services (svc1..).
 static void
-s_host (int count)
+s_host (int r, int count)
 {
     const char *services [] = { "svc1", "svc2", "svc3" };
-    for (int r = 0; r < ROUTERS; r++) {
-        char id [16];
-        snprintf (id, sizeof id, "r%d", r);
-        ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__UPDATE, id, services, (size_t) count);
-    }
+    char id [16];
+    snprintf (id, sizeof id, "r%d", r);
+    ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__UPDATE, id, services, (size_t) count);
 }
 
 //  True once every agent is joined and has every create of its slice
@@ -274,8 +275,7 @@ Test (terminators_relay, creates_relayed_during_a_handover_all_succeed_within_th
         s_run.ctx [r] = ep_stack_tls_client (s_stack, "router", id);
         agent_config_t config = { .id = id, .ctx = s_run.ctx [r],
                                   .controller = ep_proc_connect_endpoint (watchdog, "channel"),
-                                  .heartbeat_ms = 1000, .backoff_base_ms = 100, .backoff_max_ms = 1000,
-                                  .request_timeout_ms = REQUEST_TIMEOUT_MS };
+                                  .heartbeat_ms = 1000, .backoff_base_ms = 200, .backoff_max_ms = 1000 };
         s_run.agents [r] = agent_new (&config);
         cr_assert_not_null (s_run.agents [r]);
     }
@@ -291,13 +291,19 @@ Test (terminators_relay, creates_relayed_during_a_handover_all_succeed_within_th
     cr_assert (at_0 > 0 && at_0 < ROUTERS, "instance 0 holds %zu of the %d routers' terminators", at_0, ROUTERS);
 
     //  A second service for every router, and instance 0 dies with the
-    //  creates on their way; a third while its shards have no owner.
-    s_host (2);
+    //  creates on their way; then a third, router after router, over the
+    //  handover (before the lease ends, while the survivor takes the
+    //  shards, after).
+    for (int r = 0; r < ROUTERS; r++)
+        s_host (r, 2);
     int64_t killed = ep_mono_ms ();
     ep_proc_signal (s_terms [0], SIGKILL);
     ep_proc_wait_exit (s_terms [0], 10000);
     ep_proc_destroy (&s_terms [0]);
-    s_host (3);
+    for (int r = 0; r < ROUTERS; r++) {
+        s_host (r, 3);
+        zclock_sleep (SPREAD_MS / ROUTERS);     //  pacing the load, not waiting for anything
+    }
     cr_assert (ep_wait_until (s_confirmed, (void *) (uintptr_t) SERVICES, HANDOVER_MS * EP_TEST_SLOWDOWN),
                "%lld ms after the kill, not every create is confirmed:%s",
                (long long) (ep_mono_ms () - killed), s_agents_report ());
