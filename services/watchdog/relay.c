@@ -18,7 +18,7 @@ typedef struct {
     bool terminators;           //  which service (else the reaper)
     bool ack;                   //  a command ack: the reply is not the router's
     int64_t expires_ms;         //  forgotten after this
-    char owner [256];           //  the terminators instance's address it went to, "" for a configured endpoint
+    zsock_t *owner;             //  the instance DEALER it went on (NULL: a configured endpoint's)
 } s_relay_t;
 
 struct _relay_t {
@@ -141,7 +141,7 @@ relay_beacon (relay_t *self, const Ep__ShardBeacon *beacon, int64_t now_ms)
 //  or too many instances. An instance that does not own the shard answers
 //  UNAVAILABLE, retriable, and the router asks again.
 static zsock_t *
-s_terminators_for (relay_t *self, const char *router_id, const char **owner_p)
+s_terminators_for (relay_t *self, const char *router_id, zsock_t **owner_p)
 {
     const char *address = shardroute_owner (self->route, router_id, ep_mono_ms ());
     *owner_p = NULL;
@@ -155,7 +155,7 @@ s_terminators_for (relay_t *self, const char *router_id, const char **owner_p)
             ep_log_info ("terminators instance at %s: connected (it owns shards)", address);
         }
     }
-    *owner_p = dealer? address: NULL;
+    *owner_p = dealer;
     return dealer? dealer: self->terminators;
 }
 
@@ -222,7 +222,7 @@ s_relay (relay_t *self, channel_conn_t *c, uint64_t frame_id, bool terminators, 
             s_relay_fail (c, frame_id, terminators, theirs, EP__STATUS__CODE__INVALID_ARGUMENT, err);
         return;
     }
-    const char *owner = NULL;
+    zsock_t *owner = NULL;
     zsock_t *dealer = terminators? s_terminators_for (self, router_id, &owner): self->reaper;
     if (zframe_send (&packed, dealer, ZFRAME_DONTWAIT) != 0) {
         zframe_destroy (&packed);       //  not taken on failure
@@ -239,7 +239,7 @@ s_relay (relay_t *self, channel_conn_t *c, uint64_t frame_id, bool terminators, 
     relay->terminators = terminators;
     relay->ack = ack;
     relay->expires_ms = ep_mono_ms () + RELAY_TIMEOUT_MS;
-    snprintf (relay->owner, sizeof relay->owner, "%s", owner? owner: "");
+    relay->owner = owner;
     zhashx_update (self->relays, upstream, relay);
 }
 
@@ -357,17 +357,18 @@ relay_replies (relay_t *self)
         s_replies (self, dealer, true);
 }
 
-//  The requests in flight to the instance at address, which is gone: each
-//  answered UNAVAILABLE, retriable, so its router asks again now (its shard
-//  has a new owner, or soon will) rather than at its request timeout;
-//  acks are dropped (the new owner sends its own commands).
+//  The requests in flight on dealer, the DEALER of the instance at
+//  address, which is gone: each answered UNAVAILABLE, retriable, so its
+//  router asks again now (its shard has a new owner, or soon will) rather
+//  than at its request timeout; acks are dropped (the new owner sends its
+//  own commands). None is left pointing at the DEALER, which goes next.
 static void
-s_fail_owner (relay_t *self, const char *address)
+s_fail_owner (relay_t *self, zsock_t *dealer, const char *address)
 {
     zlistx_t *failed = zlistx_new ();
     s_relay_t *relay = (s_relay_t *) zhashx_first (self->relays);
     for (; relay; relay = (s_relay_t *) zhashx_next (self->relays))
-        if (relay->terminators && streq (relay->owner, address))
+        if (dealer && relay->owner == dealer)
             zlistx_add_end (failed, (void *) zhashx_cursor (self->relays));
     for (const char *key = (const char *) zlistx_first (failed); key; key = (const char *) zlistx_next (failed)) {
         relay = (s_relay_t *) zhashx_lookup (self->relays, key);
@@ -398,8 +399,8 @@ s_expire_owners (relay_t *self, int64_t now_ms)
     }
     for (char *address = (char *) zlistx_first (gone); address; address = (char *) zlistx_next (gone)) {
         ep_log_info ("terminators instance at %s: no beacon for a while: disconnected", address);
+        s_fail_owner (self, (zsock_t *) zhashx_lookup (self->owners, address), address);
         zhashx_delete (self->owners, address);
-        s_fail_owner (self, address);
     }
     zlistx_destroy (&gone);
 }
