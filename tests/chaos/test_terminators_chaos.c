@@ -21,7 +21,8 @@
     etcd mode, 16 shards, a 2 s lease: the test routes each router's
     requests as the watchdog would, to the instance named owner by a
     refusal (another one when none is named), and the SIGKILLs hit a random
-    instance, restarted at once, so shards move under load. The oracle
+    instance, restarted at once or 1 to 3 s later, so shards move under
+    load. The oracle
     reads every instance (each answers for the shards it owns: a terminator
     must be reported by exactly one), sums the spin counters (a killed
     instance's as scraped just before the kill), and drops an event whose
@@ -190,6 +191,8 @@ static int s_port [INSTANCES];  //  each slot's API port (kept across restarts)
 static char s_ids [INSTANCES][32];      //  each slot's instance's source id
 static int s_route [ROUTERS];   //  the slot each router's requests go to
 static double s_spins_killed;   //  spins counted by instances before their SIGKILL
+static int s_down = -1;         //  the etcd mode: a slot killed and not restarted yet, or -1
+static int64_t s_revive_at;     //  when that slot's next instance starts
 static zhashx_t *s_event_ids;   //  the etcd mode: event ids seen (duplicates dropped)
 static int s_incarnation;       //  of the terminator service (every start, any slot)
 static double s_replayed [64];  //  events replayed at start, per incarnation
@@ -577,7 +580,11 @@ static void
 s_reroute (s_out_t *out, const Ep__TerminatorReply *reply)
 {
     int slot = s_slot_of (reply->owner);
-    s_route [out->router] = slot >= 0? slot: (s_route [out->router] + 1) % s_count;
+    if (slot < 0)
+        slot = (s_route [out->router] + 1) % s_count;
+    if (slot == s_down)
+        slot = (slot + 1) % s_count;
+    s_route [out->router] = slot;
     out->not_before_ms = ep_mono_ms () + 50;
 }
 
@@ -948,13 +955,29 @@ s_metric (const char *series)
 {
     double sum = 0;
     for (int i = 0; i < s_count; i++) {
+        if (i == s_down)
+            continue;
         double value = s_metric_of (i, series);
         sum += value > 0? value: 0;
     }
     return sum;
 }
 
-//  SIGKILLs an instance (the etcd mode: any) and starts the next at once.
+//  The etcd mode: the killed slot's next instance, when due (or now).
+static void
+s_revive (bool now)
+{
+    if (s_down >= 0 && (now || ep_mono_ms () >= s_revive_at)) {
+        int slot = s_down;
+        s_down = -1;
+        s_start_terms (slot);
+        s_beacon (true);
+    }
+}
+
+//  SIGKILLs an instance (the etcd mode: any) and starts the next at once
+//  or (the etcd mode, one kill in two) after 1 to 3 s, the others taking
+//  its shards meanwhile.
 static void
 s_restart (void)
 {
@@ -969,11 +992,13 @@ s_restart (void)
     cr_assert (status != -1 && WIFSIGNALED (status), "the service did not die of SIGKILL");
     zlistx_add_end (s_service_logs, ep_proc_log (s_terms [slot]));
     ep_proc_destroy (&s_terms [slot]);
+    s_ids [slot][0] = 0;
     s_incarnation++;
     cr_assert_lt (s_incarnation, (int) EP_COUNT (s_replayed));
-    s_start_terms (slot);
-    s_beacon (true);
     s_stats.restarts++;
+    s_down = slot;
+    s_revive_at = ep_mono_ms () + (s_etcd && s_chance (50)? 1000 + ep_rand_pick (&s_rng, 2000): 0);
+    s_revive (false);
 }
 
 //  Adds the live terminators instance slot answers for to live
@@ -1295,7 +1320,8 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
             s_go_offline (ep_rand_pick (&s_rng, ROUTERS));
         else
             s_replies (ep_rand_pick (&s_rng, 20));
-        if (ep_mono_ms () >= next_restart) {
+        s_revive (false);
+        if (ep_mono_ms () >= next_restart && s_down < 0) {
             //  A random point: often with requests in flight.
             s_deliver (ep_rand_pick (&s_rng, 60));
             //  Those before the first kill are the start's balancing.
@@ -1313,6 +1339,7 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
         size_t now = s_acquisitions ();
         acquired += s_stats.restarts? now: 0;
     }
+    s_revive (true);
     if (s_etcd) {
         //  The kills moved shards while the routers were asking.
         fprintf (stderr, "terminators chaos: %zu shards acquired after the first kill\n", acquired);
