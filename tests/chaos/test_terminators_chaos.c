@@ -1430,7 +1430,9 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
             //  A new owner publishes again what the shard's outbox still
             //  held: at least once, a duplicate has the event id seen.
             const char *event_id = json_string_value (json_object_get (entry->json, "event_id"));
-            cr_assert (event_id && *event_id, "an event without its event id: %s %s", s_type (entry), entry->id);
+            cr_assert (event_id && *event_id, "an event without its event id: %s %s from %s seq %llu (seed %llu)",
+                       s_type (entry), entry->id, entry->source, (unsigned long long) entry->seq,
+                       (unsigned long long) seed);
             if (zhashx_lookup (s_event_ids, event_id)) {
                 replays++;
                 continue;
