@@ -322,6 +322,10 @@ s_publish (void *arg)
     while ((output = terminators_next_output (self->core))) {
         const char *event_id = self->shards && output->seq
                              ? termshards_event_id (self->shards, output->seq): NULL;
+        if (self->shards && output->seq && !event_id)
+            ;   //  its shard was lost since the commit (its entries forgotten): the next
+                //  owner publishes it, with its id; here it would go without, late
+        else
         if (self->shards && !termsvc_fence_command (self, output->event))
             ;   //  the router's shard is not ours any more: its owner decides
         else

@@ -18,6 +18,7 @@ typedef struct {
     bool terminators;           //  which service (else the reaper)
     bool ack;                   //  a command ack: the reply is not the router's
     int64_t expires_ms;         //  forgotten after this
+    zsock_t *owner;             //  the instance DEALER it went on (NULL: a configured endpoint's)
 } s_relay_t;
 
 struct _relay_t {
@@ -140,9 +141,10 @@ relay_beacon (relay_t *self, const Ep__ShardBeacon *beacon, int64_t now_ms)
 //  or too many instances. An instance that does not own the shard answers
 //  UNAVAILABLE, retriable, and the router asks again.
 static zsock_t *
-s_terminators_for (relay_t *self, const char *router_id)
+s_terminators_for (relay_t *self, const char *router_id, zsock_t **owner_p)
 {
     const char *address = shardroute_owner (self->route, router_id, ep_mono_ms ());
+    *owner_p = NULL;
     if (!address)
         return self->terminators;
     zsock_t *dealer = (zsock_t *) zhashx_lookup (self->owners, address);
@@ -153,6 +155,7 @@ s_terminators_for (relay_t *self, const char *router_id)
             ep_log_info ("terminators instance at %s: connected (it owns shards)", address);
         }
     }
+    *owner_p = dealer;
     return dealer? dealer: self->terminators;
 }
 
@@ -219,7 +222,8 @@ s_relay (relay_t *self, channel_conn_t *c, uint64_t frame_id, bool terminators, 
             s_relay_fail (c, frame_id, terminators, theirs, EP__STATUS__CODE__INVALID_ARGUMENT, err);
         return;
     }
-    zsock_t *dealer = terminators? s_terminators_for (self, router_id): self->reaper;
+    zsock_t *owner = NULL;
+    zsock_t *dealer = terminators? s_terminators_for (self, router_id, &owner): self->reaper;
     if (zframe_send (&packed, dealer, ZFRAME_DONTWAIT) != 0) {
         zframe_destroy (&packed);       //  not taken on failure
         ep_log_warn ("router %s: the %s service is not taking requests (%s)", router_id, service,
@@ -235,6 +239,7 @@ s_relay (relay_t *self, channel_conn_t *c, uint64_t frame_id, bool terminators, 
     relay->terminators = terminators;
     relay->ack = ack;
     relay->expires_ms = ep_mono_ms () + RELAY_TIMEOUT_MS;
+    relay->owner = owner;
     zhashx_update (self->relays, upstream, relay);
 }
 
@@ -352,9 +357,35 @@ relay_replies (relay_t *self)
         s_replies (self, dealer, true);
 }
 
+//  The requests in flight on dealer, the DEALER of the instance at
+//  address, which is gone: each answered UNAVAILABLE, retriable, so its
+//  router asks again now (its shard has a new owner, or soon will) rather
+//  than at its request timeout; acks are dropped (the new owner sends its
+//  own commands). None is left pointing at the DEALER, which goes next.
+static void
+s_fail_owner (relay_t *self, zsock_t *dealer, const char *address)
+{
+    zlistx_t *failed = zlistx_new ();
+    s_relay_t *relay = (s_relay_t *) zhashx_first (self->relays);
+    for (; relay; relay = (s_relay_t *) zhashx_next (self->relays))
+        if (dealer && relay->owner == dealer)
+            zlistx_add_end (failed, (void *) zhashx_cursor (self->relays));
+    for (const char *key = (const char *) zlistx_first (failed); key; key = (const char *) zlistx_next (failed)) {
+        relay = (s_relay_t *) zhashx_lookup (self->relays, key);
+        channel_conn_t *c = relay->ack? NULL: self->lookup (self->arg, relay->router_id);
+        if (c)
+            s_relay_fail (c, relay->frame_id, true, strchr (key, ':') + 1, EP__STATUS__CODE__UNAVAILABLE,
+                          "the terminators instance the request went to is gone: retry");
+        zhashx_delete (self->relays, key);
+    }
+    if (zlistx_size (failed))
+        ep_log_info ("terminators instance at %s: %zu requests in flight there answered UNAVAILABLE (retry)",
+                     address, zlistx_size (failed));
+    zlistx_destroy (&failed);
+}
+
 //  Instances forgotten (silent) or moved to another address: their
-//  DEALERs go. Requests in flight there are forgotten at their timeout;
-//  the routers ask again.
+//  DEALERs go, and the requests in flight there are answered retriable.
 static void
 s_expire_owners (relay_t *self, int64_t now_ms)
 {
@@ -368,6 +399,7 @@ s_expire_owners (relay_t *self, int64_t now_ms)
     }
     for (char *address = (char *) zlistx_first (gone); address; address = (char *) zlistx_next (gone)) {
         ep_log_info ("terminators instance at %s: no beacon for a while: disconnected", address);
+        s_fail_owner (self, (zsock_t *) zhashx_lookup (self->owners, address), address);
         zhashx_delete (self->owners, address);
     }
     zlistx_destroy (&gone);

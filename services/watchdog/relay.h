@@ -16,7 +16,8 @@
     shard and where it listens (shardroute.h); a terminators request or ack
     goes to the owner of its router's shard over a DEALER kept per
     instance address (made on first use, gone when the instance is
-    forgotten), or, when no beacon claims the shard, to the configured
+    forgotten, and what was in flight there then answered UNAVAILABLE,
+    retriable), or, when no beacon claims the shard, to the configured
     endpoint as before. Replies come back from every DEALER alike.
 */
 #ifndef RELAY_H_INCLUDED

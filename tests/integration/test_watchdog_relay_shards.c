@@ -7,7 +7,9 @@
     beacons (cluster.beacon) this test publishes on the bus. A joined
     router's requests and acks go to the instance whose beacon claims the
     router's shard, follow the shard when the beacons swap it, and go back
-    to the configured endpoint once the beacons stop. And the router agent
+    to the configured endpoint once the beacons stop; a request in flight
+    to an instance the watchdog forgets is answered UNAVAILABLE, retriable.
+    And the router agent
     (tools/edgeplane-router) asks again, with the same request id, a
     terminator create or delete answered UNAVAILABLE retriable (the
     instance asked does not own its shard), until it succeeds. */
@@ -251,6 +253,42 @@ Test (relay_shards, requests_and_acks_go_to_the_owner_of_the_routers_shard,
     cr_assert_not_null (call, "with no beacon left, r1's request never reached the configured endpoint");
     s_answer (&s_configured, call, router);
 
+    chan_client_destroy (&router);
+    SSL_CTX_free (ctx);
+}
+
+Test (relay_shards, requests_in_flight_to_a_forgotten_instance_are_answered_retriable,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    ep_proc_t *watchdog = s_watchdog ();
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
+    chan_client_t *router = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx, "r1");
+    uint32_t mine = (uint32_t) ep_shard_of ("r1", SHARDS);
+
+    //  term-a owns r1's shard and takes its request, then dies unanswering.
+    ep_rpc_call_t *call = s_route (router, "lost", &s_a, mine, 10, 0, 0);
+    cr_assert_not_null (call, "r1's request never reached term-a, the owner of its shard %u", mine);
+    char id [64];
+    snprintf (id, sizeof id, "%s", strchr (ep_rpc_call_request_id (call), ':') + 1);
+    ep_rpc_call_destroy (&call);
+
+    //  Its beacons stop: once it is forgotten (3.5 intervals of 1 s), the
+    //  watchdog answers the request UNAVAILABLE, retriable, so r1 asks again
+    //  at once rather than at its request timeout.
+    bool answered = false;
+    int64_t deadline = ep_mono_ms () + 8000 * EP_TEST_SLOWDOWN;
+    while (!answered && ep_mono_ms () < deadline) {
+        Ep__Frame *back = ep_wdtest_expect_frame (router, EP__FRAME__BODY_TERMINATOR_REPLY, 500);
+        if (back && streq (back->terminator_reply->request_id, id)) {
+            Ep__TerminatorReply *reply = back->terminator_reply;
+            cr_assert (reply->status && reply->status->code == EP__STATUS__CODE__UNAVAILABLE);
+            cr_assert (reply->has_retriable && reply->retriable);
+            answered = true;
+        }
+        if (back)
+            ep__frame__free_unpacked (back, NULL);
+    }
+    cr_assert (answered, "r1's request %s, in flight to term-a when it was forgotten, was not answered", id);
     chan_client_destroy (&router);
     SSL_CTX_free (ctx);
 }
