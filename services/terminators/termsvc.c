@@ -329,9 +329,6 @@ s_publish (void *arg)
         if (self->shards && !termsvc_fence_command (self, output->event))
             ;   //  the router's shard is not ours any more: its owner decides
         else
-        if (self->shards && output->seq && !event_id)
-            ;   //  its shard moved: the next owner publishes it, under its id
-        else
         if (ep_publisher_send_id (self->publisher, output->topic, output->event, event_id) != 0)
             ep_log_error ("could not publish %s: larger than the cap", output->topic);
         else

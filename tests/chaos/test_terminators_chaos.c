@@ -23,8 +23,8 @@
     refusal (another one when none is named), and the SIGKILLs hit a random
     instance, restarted at once or 1 to 3 s later, so shards move under
     load. The oracle
-    reads every instance (each answers for the shards it owns: a terminator
-    must be reported by exactly one), sums the spin counters (a killed
+    reads every instance (each lists the whole fleet from etcd: they must
+    agree, and list each terminator once), sums the spin counters (a killed
     instance's as scraped just before the kill), and drops an event whose
     event id it has seen (a new owner publishes again what was not yet
     deleted from the shard's outbox: at least once).
@@ -1001,9 +1001,8 @@ s_restart (void)
     s_revive (false);
 }
 
-//  Adds the live terminators instance slot answers for to live
-//  ("router/service/state", key: id); one already there (another instance
-//  reported it) is a problem (*problem, caller frees).
+//  Adds the live terminators instance slot lists to live ("router/service/
+//  state", key: id); one listed twice is a problem (*problem, caller frees).
 static void
 s_list (int slot, zhashx_t *live, char **problem)
 {
@@ -1026,8 +1025,8 @@ s_list (int slot, zhashx_t *live, char **problem)
             char *line = zsys_sprintf ("%s/%s/%d", t->router_id, t->service_id, t->state);
             if (zhashx_insert (live, t->id, line) != 0) {
                 if (!*problem)
-                    *problem = zsys_sprintf ("terminator %s is reported by two instances (%s and, by %s, %s)",
-                                             t->id, (char *) zhashx_lookup (live, t->id), s_ids [slot], line);
+                    *problem = zsys_sprintf ("terminator %s is listed twice by %s (%s and %s)", t->id,
+                                             s_ids [slot], (char *) zhashx_lookup (live, t->id), line);
                 zstr_free (&line);
             }
         }
@@ -1037,14 +1036,31 @@ s_list (int slot, zhashx_t *live, char **problem)
 }
 
 //  Every live terminator the service holds, in a hash (key: id). The etcd
-//  mode: every instance's, each answering for the shards it owns.
+//  mode: every instance lists the whole fleet (read from etcd), and they
+//  must all agree.
 static zhashx_t *
 s_live (char **problem)
 {
     zhashx_t *live = zhashx_new ();
     zhashx_set_destructor (live, (czmq_destructor *) zstr_free);
-    for (int slot = 0; slot < s_count; slot++)
-        s_list (slot, live, problem);
+    s_list (0, live, problem);
+    for (int slot = 1; slot < s_count && !*problem; slot++) {
+        zhashx_t *other = zhashx_new ();
+        zhashx_set_destructor (other, (czmq_destructor *) zstr_free);
+        s_list (slot, other, problem);
+        for (const char *v = (const char *) zhashx_first (live); v && !*problem;
+             v = (const char *) zhashx_next (live)) {
+            const char *id = (const char *) zhashx_cursor (live);
+            const char *theirs = (const char *) zhashx_lookup (other, id);
+            if (!theirs || !streq (theirs, v))
+                *problem = zsys_sprintf ("terminator %s: %s lists %s, %s lists %s", id, s_ids [0], v,
+                                         s_ids [slot], theirs? theirs: "nothing");
+        }
+        if (!*problem && zhashx_size (other) != zhashx_size (live))
+            *problem = zsys_sprintf ("%s lists %zu terminators, %s %zu", s_ids [0], zhashx_size (live),
+                                     s_ids [slot], zhashx_size (other));
+        zhashx_destroy (&other);
+    }
     return live;
 }
 
