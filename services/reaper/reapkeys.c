@@ -1,5 +1,6 @@
 /*  reapkeys.c: a reaper shard's keys and records in etcd (reapkeys.h). */
 #include "reapkeys.h"
+#include "ep_shard.h"
 
 #define ID_MAX      64              //  a session, job or router id, at most
 
@@ -274,10 +275,15 @@ reapkeys_unpack_job (const void *bytes, size_t size, reapkeys_job_t *job,
     return 0;
 }
 
+int
+reapkeys_chunk_of (const char *id)
+{
+    return ep_shard_of (id, REAPKEYS_CHUNKS);
+}
+
 uint8_t *
 reapkeys_pack_counters (const reapkeys_counter_t *entries, size_t count, size_t *size)
 {
-    EP_ASSERT (count <= REAPKEYS_CHUNK);
     Ep__ReaperCounters counters = EP__REAPER_COUNTERS__INIT;
     Ep__ReaperCounters__Entry *items = (Ep__ReaperCounters__Entry *) calloc (count + 1, sizeof *items);
     Ep__ReaperCounters__Entry **pointers = (Ep__ReaperCounters__Entry **) calloc (count + 1,

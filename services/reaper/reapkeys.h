@@ -12,8 +12,10 @@
     A session's record is written when it opens and when it closes; a
     cleanup job is one record per target (a deleted router...) and shard,
     with its deadline and how far it got, not a mark per session; byte
-    counters and last-seen times are flushed per router as aggregates of
-    at most REAPKEYS_CHUNK sessions, every --flush-interval.
+    counters and last-seen times are flushed per router as aggregates, its
+    sessions spread over REAPKEYS_CHUNKS values by a hash of their id (a
+    chunk of a router with 20,000 sessions is about 15 KB), every
+    --flush-interval.
 
     Taking a shard over is a restart for its sessions (reapkeys_resume,
     reapkeys_seen): the job's deadline is the record's (never earlier),
@@ -32,7 +34,7 @@
 #include "sessions.pb-c.h"
 
 #define REAPKEYS_KEY_MAX    400         //  a key's size, at most (ids are 64 at most)
-#define REAPKEYS_CHUNK      1000        //  sessions per ReaperCounters value, at most
+#define REAPKEYS_CHUNKS     64          //  a router's counters are spread over this many values
 
 typedef enum {
     REAPKEYS_SESSION,                   //  s/<session id>
@@ -116,7 +118,11 @@ typedef struct {
     int64_t last_seen_ms;               //  wall clock
 } reapkeys_counter_t;
 
-//  An aggregate of count (at most REAPKEYS_CHUNK) sessions' counters.
+//  The chunk of a router's counters session id is in.
+int
+    reapkeys_chunk_of (const char *id);
+
+//  An aggregate of count sessions' counters.
 uint8_t *
     reapkeys_pack_counters (const reapkeys_counter_t *entries, size_t count, size_t *size);
 

@@ -137,17 +137,17 @@ Test (reapkeys, a_job_record_keeps_its_deadline_progress_and_counts)
 
 Test (reapkeys, counters_are_one_aggregate_per_chunk)
 {
-    reapkeys_counter_t entries [REAPKEYS_CHUNK];
-    char ids [REAPKEYS_CHUNK][16];
-    for (size_t i = 0; i < REAPKEYS_CHUNK; i++) {
+    reapkeys_counter_t entries [1000];
+    char ids [1000][16];
+    for (size_t i = 0; i < 1000; i++) {
         snprintf (ids [i], sizeof ids [i], "s%zu", i);
         entries [i] = (reapkeys_counter_t) { ids [i], i, 2 * i, 1700000000000 + (int64_t) i };
     }
     size_t size;
-    uint8_t *bytes = reapkeys_pack_counters (entries, REAPKEYS_CHUNK, &size);
+    uint8_t *bytes = reapkeys_pack_counters (entries, 1000, &size);
     Ep__ReaperCounters *msg = ep__reaper_counters__unpack (NULL, size, bytes);
     cr_assert_not_null (msg);
-    cr_assert_eq (msg->n_entries, REAPKEYS_CHUNK);
+    cr_assert_eq (msg->n_entries, 1000);
     cr_assert_str_eq (msg->entries [999]->id, "s999");
     cr_assert_eq (msg->entries [999]->bytes_tx, 1998);
     //  Well under etcd's request limit (1.5 MiB by default).
