@@ -8,6 +8,7 @@
 #include "ep_test.h"
 #include "reapshards.h"
 #include "reapkeys.h"
+#include "reapload.h"
 
 #define SHARDS      4
 #define SESSIONS    500
@@ -29,6 +30,7 @@ typedef struct {
     reapkeys_job_t job;         //  the job's record
     Ep__ReaperJobRecord *job_msg;   //  what its strings point into
     size_t chunks;              //  counters chunks
+    reapload_stats_t stats;     //  what the cache load of r1's shard found
 } s_instance_t;
 
 static void
@@ -38,8 +40,17 @@ s_on_news (void *arg, const reapshards_news_t *news)
     if (news->event != REAPSHARDS_LOADED)
         return;
     self->loaded++;
+    //  Into the cache, as the service does before the core adopts it.
+    sessiondb_set_journal (self->db, NULL, NULL);
+    ep_store_begin (self->store);
+    reapload_stats_t stats;
+    cr_assert_eq (reapload_shard (self->db, s_prefix, news->kvs, news->nkvs, 1700000005000, NULL, NULL,
+                                  &stats), 0);
+    cr_assert_eq (ep_store_commit (self->store), 0);
+    sessiondb_set_journal (self->db, reapbatch_journal, self->batch);
     if (news->shard != ep_shard_of ("r1", SHARDS))
         return;
+    self->stats = stats;
     for (size_t i = 0; i < news->nkvs; i++) {
         char key [REAPKEYS_KEY_MAX];
         snprintf (key, sizeof key, "%.*s", (int) news->kvs [i].key_size, (const char *) news->kvs [i].key);
@@ -208,6 +219,15 @@ Test (reaper_shards, a_new_owner_resumes_a_cleanup_in_progress, .timeout = 120)
     cr_assert_eq (b.job.closed [0], 100);
     //  The chunks of r1's counters the closes left.
     cr_assert_gt (b.chunks, 0);
+
+    //  b's cache holds the cleanup as a restart would find it: the closes
+    //  not acknowledged TERMINATING under the running job, with its deadline.
+    cr_assert_eq (b.stats.open, SESSIONS - 100);
+    cr_assert_eq (b.stats.marked, SESSIONS - 100);
+    cr_assert_eq (b.stats.jobs, 1);
+    cr_assert_eq (sessiondb_count (b.db, EP__SESSION_STATE__TERMINATING), SESSIONS - 100);
+    cr_assert_eq (sessiondb_count (b.db, EP__SESSION_STATE__CLOSED), 100);
+    cr_assert_eq (sessiondb_count (b.db, EP__SESSION_STATE__ACTIVE), 0);
 
     //  Before the deadline: the unacknowledged closes are resent, nothing forced.
     reapkeys_resume_t resume;
