@@ -11,7 +11,9 @@
 #include "reapload.h"
 
 #define SHARDS      4
-#define SESSIONS    500
+#define SESSIONS    20000
+#define PER_BATCH   900         //  writes per batch: the fixture's --max-txn-ops is 1024
+#define ACKED       5000
 
 static char *s_prefix;           //  this test's key prefix
 
@@ -153,18 +155,21 @@ s_answered (s_instance_t *self)
 }
 
 //  Builds the open batch, sends it and waits for its answer; the cache
-//  commits only if etcd took it.
-static void
+//  commits only if etcd took it. Returns the batch's operations.
+static size_t
 s_commit (s_instance_t *self)
 {
     char err [300];
     cr_assert_eq (reapbatch_build (self->batch, self->db, err, sizeof err), 0, "%s", err);
+    size_t nops;
+    reapbatch_ops (self->batch, &nops);
     self->done = false;
     cr_assert_eq (reapshards_send (self->shards, self->batch, s_done, self, err, sizeof err), 0, "%s", err);
     cr_assert (s_until (self, s_answered, 10000));
     cr_assert_eq (self->rc, 0);
     cr_assert_eq (ep_store_commit (self->store), 0);
     reapbatch_reset (self->batch);
+    return nops;
 }
 
 Test (reaper_shards, a_new_owner_resumes_a_cleanup_in_progress, .timeout = 120)
@@ -175,17 +180,19 @@ Test (reaper_shards, a_new_owner_resumes_a_cleanup_in_progress, .timeout = 120)
     s_start (&a, "reaper-a");
     cr_assert (s_until (&a, s_owns_all, 15000), "a owns %d shards", reapshards_owned (a.shards));
 
-    //  Sessions open, then a cleanup takes them all and 100 are acked.
-    ep_store_begin (a.store);
+    //  20,000 sessions open, then a cleanup takes them all and 5,000 are acked.
     char id [32];
     for (int i = 0; i < SESSIONS; i++) {
-        snprintf (id, sizeof id, "s%04d", i);
+        if (i % PER_BATCH == 0)
+            ep_store_begin (a.store);
+        snprintf (id, sizeof id, "s%05d", i);
         sessiondb_row_t row = { .id = id, .router_id = "r1", .identity_id = "i1", .service_id = "svc",
                                 .type = EP__SESSION_TYPE__DIAL, .state = EP__SESSION_STATE__ACTIVE,
                                 .created_ms = 1000, .last_seen_ms = 1000 };
         cr_assert_eq (sessiondb_insert (a.db, &row), 0);
+        if (i % PER_BATCH == PER_BATCH - 1 || i == SESSIONS - 1)
+            s_commit (&a);
     }
-    s_commit (&a);
     int64_t deadline = 1700000000000 + 15000;
     ep_store_begin (a.store);
     sessiondb_job_t job = { .id = "job1", .reason = "router-deleted", .target_type = "router",
@@ -193,40 +200,44 @@ Test (reaper_shards, a_new_owner_resumes_a_cleanup_in_progress, .timeout = 120)
                             .deadline_ms = deadline, .scheduled = SESSIONS };
     cr_assert_eq (sessiondb_job_insert (a.db, &job), 0);
     for (int i = 0; i < SESSIONS; i++) {
-        snprintf (id, sizeof id, "s%04d", i);
+        snprintf (id, sizeof id, "s%05d", i);
         cr_assert_eq (sessiondb_mark (a.db, id, "job1"), 0);
     }
-    s_commit (&a);
-    ep_store_begin (a.store);
-    for (int i = 0; i < 100; i++) {
-        snprintf (id, sizeof id, "s%04d", i);
+    //  20,000 marks: one job record.
+    cr_assert_eq (s_commit (&a), 1);
+    //  Acks, a batch at a time.
+    for (int i = 0; i < ACKED; i++) {
+        if (i % PER_BATCH == 0)
+            ep_store_begin (a.store);
+        snprintf (id, sizeof id, "s%05d", i);
         cr_assert_eq (sessiondb_close (a.db, id, "router-deleted", 1700000001000, 1700000001000, 5, 6,
                                        "job1"), 0);
+        if (i % PER_BATCH == PER_BATCH - 1 || i == ACKED - 1)
+            s_commit (&a);
     }
-    s_commit (&a);
 
     //  a leaves (its lease revoked); b takes every shard and reads them.
     s_start (&b, "reaper-b");
     s_stop (&a);
     cr_assert (s_until (&b, s_owns_all, 15000), "b owns %d shards", reapshards_owned (b.shards));
     cr_assert_eq (b.loaded, SHARDS);
-    cr_assert_eq (b.open, SESSIONS - 100);
-    cr_assert_eq (b.closed, 100);
+    cr_assert_eq (b.open, SESSIONS - ACKED);
+    cr_assert_eq (b.closed, ACKED);
     cr_assert_str_eq (b.job.job.id, "job1");
     cr_assert_eq (b.job.job.deadline_ms, deadline);
     cr_assert_eq (b.job.marked, SESSIONS);
     cr_assert (b.job.marking_done);
-    cr_assert_eq (b.job.closed [0], 100);
+    cr_assert_eq (b.job.closed [0], ACKED);
     //  The chunks of r1's counters the closes left.
     cr_assert_gt (b.chunks, 0);
 
     //  b's cache holds the cleanup as a restart would find it: the closes
     //  not acknowledged TERMINATING under the running job, with its deadline.
-    cr_assert_eq (b.stats.open, SESSIONS - 100);
-    cr_assert_eq (b.stats.marked, SESSIONS - 100);
+    cr_assert_eq (b.stats.open, SESSIONS - ACKED);
+    cr_assert_eq (b.stats.marked, SESSIONS - ACKED);
     cr_assert_eq (b.stats.jobs, 1);
-    cr_assert_eq (sessiondb_count (b.db, EP__SESSION_STATE__TERMINATING), SESSIONS - 100);
-    cr_assert_eq (sessiondb_count (b.db, EP__SESSION_STATE__CLOSED), 100);
+    cr_assert_eq (sessiondb_count (b.db, EP__SESSION_STATE__TERMINATING), SESSIONS - ACKED);
+    cr_assert_eq (sessiondb_count (b.db, EP__SESSION_STATE__CLOSED), ACKED);
     cr_assert_eq (sessiondb_count (b.db, EP__SESSION_STATE__ACTIVE), 0);
 
     //  Before the deadline: the unacknowledged closes are resent, nothing forced.
