@@ -88,6 +88,14 @@ reaper_t *
 void
     reaper_destroy (reaper_t **self_p);
 
+//  The etcd mode: the store was given sessions and jobs from outside (a
+//  shard taken over, written by reapload): memory takes the ones it does
+//  not hold, as a start does (every last-seen set to now, running jobs
+//  resumed with their deadlines, their unmarked sessions taken again).
+//  Call between batches. Returns 0, or -1 (logged).
+int
+    reaper_adopt (reaper_t *self, int64_t now);
+
 //  Wall clock = monotonic + offset (refresh it as the clocks drift).
 void
     reaper_set_wall_offset (reaper_t *self, int64_t wall_offset);

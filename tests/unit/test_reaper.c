@@ -2,7 +2,8 @@
     a real sessions.db, driven without sockets: roles and validation, open /
     close / heartbeat, two-phase cleanup of a deleted router (closes in
     chunks, acks, resends, forced at the deadline and not before), resume
-    after a crash mid-cleanup, liveness across a restart (nothing expires
+    after a crash mid-cleanup, a shard's cleanup adopted mid-way (the etcd
+    mode's takeover), liveness across a restart (nothing expires
     before presence is known; silent sessions are probed, then expired),
     offline routers, identity deletion across routers, reconciliation with
     the model, the cleanup order (criticality, then traffic, then age),
@@ -18,6 +19,8 @@
 #include "ep_session_pages.h"
 #include "reaper.h"
 #include "sessiondb.h"
+#include "reapkeys.h"
+#include "reapload.h"
 #include <unistd.h>
 
 #define WALL0       1795000000000LL     //  wall clock at mono 0
@@ -928,6 +931,88 @@ Test (reaper, a_restart_mid_cleanup_resumes_it_with_the_same_deadline, .init = s
     s_settle ();
     cr_assert_eq (s_events ("session.reaped"), N);
     cr_assert_eq (s_count ("r1", EP__SESSION_STATE__ACTIVE) + s_count ("r1", EP__SESSION_STATE__TERMINATING), 0);
+}
+
+//  The etcd mode's takeover: a shard's records (as reapkeys packs them)
+//  written into the running reaper's store by reapload, then adopted.
+static void
+s_adopt_kv (ep_etcd_kv_t *kv, const char *key, uint8_t *value, size_t size)
+{
+    kv->key = (uint8_t *) strdup (key);
+    kv->key_size = strlen (key);
+    kv->value = value;
+    kv->value_size = size;
+}
+
+Test (reaper, a_shard_taken_over_mid_cleanup_is_resent_and_forced_at_its_deadline_not_before,
+      .init = s_setup, .fini = s_teardown)
+{
+    enum { N = 2000 };
+    //  This instance already holds a router of its own.
+    s_open ("own1", "r3", "i1", "svc");
+    //  The shard of r1 as its old owner left it: N sessions, a cleanup that
+    //  marked them all, 500 acknowledged, a deadline 6 s from now.
+    int64_t deadline = WALL0 + w.now + 6000;
+    ep_etcd_kv_t *kvs = (ep_etcd_kv_t *) calloc (N + 1, sizeof *kvs);
+    char key [REAPKEYS_KEY_MAX], id [16];
+    size_t size;
+    for (int i = 0; i < N; i++) {
+        snprintf (id, sizeof id, "t%04d", i);
+        sessiondb_row_t row = {
+            .id = id, .router_id = "r1", .identity_id = "i1", .service_id = "svc",
+            .type = EP__SESSION_TYPE__DIAL, .state = i < 500? EP__SESSION_STATE__CLOSED
+                                                            : EP__SESSION_STATE__ACTIVE,
+            .created_ms = WALL0, .last_seen_ms = WALL0, .close_reason = i < 500? "router-deleted": NULL,
+            .closed_ms = i < 500? WALL0 + w.now: 0, .job_id = i < 500? "job9": NULL
+        };
+        uint8_t *bytes = reapkeys_pack_session (&row, &size);
+        s_adopt_kv (&kvs [i], reapkeys_session ("/ep/", 5, id, key, sizeof key), bytes, size);
+    }
+    reapkeys_job_t job = {
+        .job = { .id = "job9", .reason = "router-deleted", .target_type = "router", .target_id = "r1",
+                 .revision = 9, .started_ms = WALL0 + w.now - 9000, .deadline_ms = deadline,
+                 .scheduled = N },
+        .marked = N, .marking_done = true
+    };
+    job.closed [0] = 500;
+    uint8_t *bytes = reapkeys_pack_job (&job, &size);
+    s_adopt_kv (&kvs [N], reapkeys_job ("/ep/", 5, "job9", key, sizeof key), bytes, size);
+    sessiondb_t *db = sessiondb_new (w.store);
+    cr_assert_eq (ep_store_begin (w.store), 0);
+    reapload_stats_t stats;
+    cr_assert_eq (reapload_shard (db, "/ep/", kvs, N + 1, WALL0 + w.now, NULL, NULL, &stats), 0);
+    cr_assert_eq (ep_store_commit (w.store), 0);
+    sessiondb_destroy (&db);
+    for (int i = 0; i <= N; i++) {
+        free (kvs [i].key);
+        free (kvs [i].value);
+    }
+    free (kvs);
+    cr_assert_eq (stats.marked, N - 500);
+
+    cr_assert_eq (reaper_adopt (w.reaper, w.now), 0);
+    cr_assert_eq (reaper_jobs (w.reaper), 1);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__TERMINATING), N - 500);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__ACTIVE), 1, "its own session untouched");
+    //  Adopting again takes nothing twice.
+    cr_assert_eq (reaper_adopt (w.reaper, w.now), 0);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__TERMINATING), N - 500);
+    s_reset_outputs ();
+    s_settle ();
+    size_t sent = 0;
+    for (s_command_t *command = (s_command_t *) zlistx_first (w.commands); command;
+         command = (s_command_t *) zlistx_next (w.commands))
+        sent += zlistx_size (command->ids);
+    cr_assert_eq (sent, N - 500, "every close not acknowledged is sent again");
+    cr_assert_eq (s_events ("session.terminating"), 0, "marked by the old owner: not again");
+    //  Nobody acks: forced at the job's deadline, not before.
+    s_advance (deadline - WALL0 - 1, 200);
+    cr_assert_eq (s_events ("session.reaped"), 0);
+    w.now = deadline - WALL0;
+    s_settle ();
+    cr_assert_eq (s_events ("session.reaped"), N - 500);
+    cr_assert_eq (s_count ("r1", EP__SESSION_STATE__TERMINATING) + s_count ("r1", EP__SESSION_STATE__ACTIVE), 0);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__ACTIVE), 1);
 }
 
 Test (reaper, a_client_close_during_cleanup_counts_as_such, .init = s_setup, .fini = s_teardown)
