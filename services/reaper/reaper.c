@@ -499,6 +499,67 @@ reaper_adopt (reaper_t *self, int64_t now)
     return rc;
 }
 
+int
+reaper_forget (reaper_t *self, reaper_mine_fn *mine, void *arg)
+{
+    EP_ASSERT (!self->batch_open);
+    zlistx_t *routers = zlistx_new ();
+    zlistx_set_destructor (routers, (czmq_destructor *) zstr_free);
+    for (group_t *group = (group_t *) zhashx_first (self->groups [G_ROUTER]); group;
+         group = (group_t *) zhashx_next (self->groups [G_ROUTER]))
+        if (!mine (arg, group->id))
+            zlistx_add_end (routers, strdup (group->id));
+    //  Jobs of other targets that hold sessions now: one left empty by the
+    //  forgetting ends here (one empty already is the tick's to finish).
+    zlistx_t *holding = zlistx_new ();
+    for (job_t *job = (job_t *) zhashx_first (self->jobs); job; job = (job_t *) zhashx_next (self->jobs))
+        if (job->kind != G_ROUTER && sweep_job_items (job->sweep) > 0)
+            zlistx_add_end (holding, job);
+    int forgotten = 0;
+    for (const char *router = (const char *) zlistx_first (routers); router;
+         router = (const char *) zlistx_next (routers)) {
+        group_t *group = (group_t *) zhashx_lookup (self->groups [G_ROUTER], router);
+        while (group && group->head) {
+            reaper_session_drop (self, group->head);
+            forgotten++;
+        }
+        zhashx_delete (self->offline, router);
+    }
+    //  A router's job goes with its router; another target's job ends here
+    //  only once it holds nothing (its sessions of other shards stay).
+    zlistx_t *gone = zlistx_new ();
+    for (job_t *job = (job_t *) zhashx_first (self->jobs); job; job = (job_t *) zhashx_next (self->jobs))
+        if (job->kind == G_ROUTER && !mine (arg, job->target))
+            zlistx_add_end (gone, job);
+    for (job_t *job = (job_t *) zlistx_first (holding); job; job = (job_t *) zlistx_next (holding))
+        if (sweep_job_items (job->sweep) == 0)
+            zlistx_add_end (gone, job);
+    zlistx_destroy (&holding);
+    for (job_t *job = (job_t *) zlistx_first (gone); job; job = (job_t *) zlistx_next (gone)) {
+        sweep_job_end (self->sweep, &job->sweep);
+        zhashx_delete (self->jobs, job->id);
+    }
+    zlistx_destroy (&gone);
+    reaper_groups_sweep (self);
+    int rc = ep_store_begin (self->store);
+    for (const char *router = (const char *) zlistx_first (routers); router && rc == 0;
+         router = (const char *) zlistx_next (routers))
+        rc = sessiondb_forget_router (self->db, router);
+    if (rc == 0)
+        rc = ep_store_commit (self->store);
+    else
+        ep_store_rollback (self->store);
+    if (rc != 0)
+        ep_log_error ("cannot forget the sessions of shards no longer ours: %s", ep_store_last_error ());
+    else
+    if (forgotten)
+        ep_log_info ("forgot %d sessions of %zu routers whose shards are another instance's",
+                     forgotten, zlistx_size (routers));
+    zlistx_destroy (&routers);
+    s_gauges (self);
+    return rc == 0? forgotten: -1;
+}
+
 void
 reaper_destroy (reaper_t **self_p)
 {

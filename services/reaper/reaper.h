@@ -96,6 +96,17 @@ void
 int
     reaper_adopt (reaper_t *self, int64_t now);
 
+//  True if router_id's shard is this instance's.
+typedef bool (reaper_mine_fn) (void *arg, const char *router_id);
+
+//  The etcd mode: shards went to other instances. The sessions of every
+//  router that is not mine leave memory and the store (not closed: the
+//  next owner has them), with their commands in flight and their
+//  routers' jobs; a job of another target keeps its other sessions. Call
+//  between batches. Returns the sessions forgotten, or -1 (logged).
+int
+    reaper_forget (reaper_t *self, reaper_mine_fn *mine, void *arg);
+
 //  Wall clock = monotonic + offset (refresh it as the clocks drift).
 void
     reaper_set_wall_offset (reaper_t *self, int64_t wall_offset);

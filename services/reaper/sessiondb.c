@@ -498,6 +498,23 @@ sessiondb_router_open (sessiondb_t *self, const char *router_id, sessiondb_row_f
 }
 
 int
+sessiondb_forget_router (sessiondb_t *self, const char *router_id)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store, "DELETE FROM sessions WHERE router_id = ?1");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, router_id);
+    if (s_done (self, stmt) != 0)
+        return -1;
+    stmt = ep_store_stmt (self->store,
+        "DELETE FROM jobs WHERE target_type = 'router' AND target_id = ?1");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, router_id);
+    return s_done (self, stmt);
+}
+
+int
 sessiondb_owner (sessiondb_t *self, const char *candidate, char *owner, size_t size)
 {
     sqlite3_stmt *stmt = ep_store_stmt (self->store,

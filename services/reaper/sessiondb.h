@@ -177,6 +177,12 @@ int
     sessiondb_router_open (sessiondb_t *self, const char *router_id, sessiondb_row_fn *fn,
                            void *arg);
 
+//  The etcd mode: deletes router_id's sessions and its router's jobs from
+//  the cache (its shard went to another instance, which has them).
+//  Told to no journal: etcd keeps them.
+int
+    sessiondb_forget_router (sessiondb_t *self, const char *router_id);
+
 //  The reaper's stable id (the owner of its outbox's event ids): the one
 //  sessions.db holds, or candidate, stored, at the first start. Copies it
 //  to owner (size bytes).

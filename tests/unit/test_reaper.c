@@ -944,6 +944,50 @@ s_adopt_kv (ep_etcd_kv_t *kv, const char *key, uint8_t *value, size_t size)
     kv->value_size = size;
 }
 
+//  Writes r1's shard as its old owner left it into the store (reapload):
+//  n sessions, a cleanup that marked them all, acked of them acknowledged,
+//  its deadline at wall time deadline.
+static void
+s_load_shard (int n, int acked, int64_t deadline)
+{
+    ep_etcd_kv_t *kvs = (ep_etcd_kv_t *) calloc ((size_t) n + 1, sizeof *kvs);
+    char key [REAPKEYS_KEY_MAX], id [16];
+    size_t size;
+    for (int i = 0; i < n; i++) {
+        snprintf (id, sizeof id, "t%04d", i);
+        sessiondb_row_t row = {
+            .id = id, .router_id = "r1", .identity_id = "i1", .service_id = "svc",
+            .type = EP__SESSION_TYPE__DIAL, .state = i < acked? EP__SESSION_STATE__CLOSED
+                                                              : EP__SESSION_STATE__ACTIVE,
+            .created_ms = WALL0, .last_seen_ms = WALL0, .close_reason = i < acked? "router-deleted": NULL,
+            .closed_ms = i < acked? WALL0 + w.now: 0, .job_id = i < acked? "job9": NULL
+        };
+        uint8_t *bytes = reapkeys_pack_session (&row, &size);
+        s_adopt_kv (&kvs [i], reapkeys_session ("/ep/", 5, id, key, sizeof key), bytes, size);
+    }
+    reapkeys_job_t job = {
+        .job = { .id = "job9", .reason = "router-deleted", .target_type = "router", .target_id = "r1",
+                 .revision = 9, .started_ms = WALL0 + w.now - 9000, .deadline_ms = deadline,
+                 .scheduled = (uint64_t) n },
+        .marked = (uint64_t) n, .marking_done = true
+    };
+    job.closed [0] = (uint64_t) acked;
+    uint8_t *bytes = reapkeys_pack_job (&job, &size);
+    s_adopt_kv (&kvs [n], reapkeys_job ("/ep/", 5, "job9", key, sizeof key), bytes, size);
+    sessiondb_t *db = sessiondb_new (w.store);
+    cr_assert_eq (ep_store_begin (w.store), 0);
+    reapload_stats_t stats;
+    cr_assert_eq (reapload_shard (db, "/ep/", kvs, (size_t) n + 1, WALL0 + w.now, NULL, NULL, &stats), 0);
+    cr_assert_eq (ep_store_commit (w.store), 0);
+    sessiondb_destroy (&db);
+    for (int i = 0; i <= n; i++) {
+        free (kvs [i].key);
+        free (kvs [i].value);
+    }
+    free (kvs);
+    cr_assert_eq (stats.marked, (size_t) (n - acked));
+}
+
 Test (reaper, a_shard_taken_over_mid_cleanup_is_resent_and_forced_at_its_deadline_not_before,
       .init = s_setup, .fini = s_teardown)
 {
@@ -953,42 +997,7 @@ Test (reaper, a_shard_taken_over_mid_cleanup_is_resent_and_forced_at_its_deadlin
     //  The shard of r1 as its old owner left it: N sessions, a cleanup that
     //  marked them all, 500 acknowledged, a deadline 6 s from now.
     int64_t deadline = WALL0 + w.now + 6000;
-    ep_etcd_kv_t *kvs = (ep_etcd_kv_t *) calloc (N + 1, sizeof *kvs);
-    char key [REAPKEYS_KEY_MAX], id [16];
-    size_t size;
-    for (int i = 0; i < N; i++) {
-        snprintf (id, sizeof id, "t%04d", i);
-        sessiondb_row_t row = {
-            .id = id, .router_id = "r1", .identity_id = "i1", .service_id = "svc",
-            .type = EP__SESSION_TYPE__DIAL, .state = i < 500? EP__SESSION_STATE__CLOSED
-                                                            : EP__SESSION_STATE__ACTIVE,
-            .created_ms = WALL0, .last_seen_ms = WALL0, .close_reason = i < 500? "router-deleted": NULL,
-            .closed_ms = i < 500? WALL0 + w.now: 0, .job_id = i < 500? "job9": NULL
-        };
-        uint8_t *bytes = reapkeys_pack_session (&row, &size);
-        s_adopt_kv (&kvs [i], reapkeys_session ("/ep/", 5, id, key, sizeof key), bytes, size);
-    }
-    reapkeys_job_t job = {
-        .job = { .id = "job9", .reason = "router-deleted", .target_type = "router", .target_id = "r1",
-                 .revision = 9, .started_ms = WALL0 + w.now - 9000, .deadline_ms = deadline,
-                 .scheduled = N },
-        .marked = N, .marking_done = true
-    };
-    job.closed [0] = 500;
-    uint8_t *bytes = reapkeys_pack_job (&job, &size);
-    s_adopt_kv (&kvs [N], reapkeys_job ("/ep/", 5, "job9", key, sizeof key), bytes, size);
-    sessiondb_t *db = sessiondb_new (w.store);
-    cr_assert_eq (ep_store_begin (w.store), 0);
-    reapload_stats_t stats;
-    cr_assert_eq (reapload_shard (db, "/ep/", kvs, N + 1, WALL0 + w.now, NULL, NULL, &stats), 0);
-    cr_assert_eq (ep_store_commit (w.store), 0);
-    sessiondb_destroy (&db);
-    for (int i = 0; i <= N; i++) {
-        free (kvs [i].key);
-        free (kvs [i].value);
-    }
-    free (kvs);
-    cr_assert_eq (stats.marked, N - 500);
+    s_load_shard (N, 500, deadline);
 
     cr_assert_eq (reaper_adopt (w.reaper, w.now), 0);
     cr_assert_eq (reaper_jobs (w.reaper), 1);
@@ -1013,6 +1022,41 @@ Test (reaper, a_shard_taken_over_mid_cleanup_is_resent_and_forced_at_its_deadlin
     cr_assert_eq (s_events ("session.reaped"), N - 500);
     cr_assert_eq (s_count ("r1", EP__SESSION_STATE__TERMINATING) + s_count ("r1", EP__SESSION_STATE__ACTIVE), 0);
     cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__ACTIVE), 1);
+}
+
+static bool
+s_not_r1 (void *arg, const char *router_id)
+{
+    (void) arg;
+    return !streq (router_id, "r1");
+}
+
+Test (reaper, a_shard_lost_is_forgotten_without_closing_and_can_come_back, .init = s_setup, .fini = s_teardown)
+{
+    s_open ("own1", "r3", "i1", "svc");
+    int64_t deadline = WALL0 + w.now + 6000;
+    s_load_shard (100, 10, deadline);
+    cr_assert_eq (reaper_adopt (w.reaper, w.now), 0);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__TERMINATING), 90);
+    s_settle ();
+    s_reset_outputs ();
+    //  Lost: nothing of r1 is left, nothing was closed, no command goes out.
+    cr_assert_eq (reaper_forget (w.reaper, s_not_r1, NULL), 90);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__TERMINATING), 0);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__ACTIVE), 1);
+    cr_assert_eq (reaper_jobs (w.reaper), 0);
+    cr_assert_eq (reaper_queue_depth (w.reaper), 0);
+    s_advance (deadline - WALL0 + 1000, 200);
+    cr_assert_eq (zlistx_size (w.events), 0);
+    cr_assert_eq (zlistx_size (w.commands), 0);
+    cr_assert_eq (s_count ("r1", EP__SESSION_STATE__CLOSED), 0, "its rows left the store too");
+    //  Back (taken over again): loaded and adopted again, forced at the deadline.
+    s_load_shard (100, 10, deadline + 5000);
+    cr_assert_eq (reaper_adopt (w.reaper, w.now), 0);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__TERMINATING), 90);
+    w.now = deadline - WALL0 + 5000;
+    s_settle ();
+    cr_assert_eq (s_events ("session.reaped"), 90);
 }
 
 Test (reaper, a_client_close_during_cleanup_counts_as_such, .init = s_setup, .fini = s_teardown)
