@@ -183,10 +183,31 @@ reaper_uncommitted (reaper_t *self)
         || (zlistx_size (self->acks) && self->degraded == EP_STORE_FAULT_NONE);
 }
 
+bool
+reaper_prepare (reaper_t *self)
+{
+    if (self->degraded == EP_STORE_FAULT_NONE)
+        reaper_outbox_acks (self);
+    return self->in_txn && !self->failed;
+}
+
+void
+reaper_refuse (reaper_t *self, const char *why)
+{
+    reaper_batch_open (self);
+    if (self->failed)
+        return;
+    self->failed = true;
+    snprintf (self->failure, sizeof self->failure, "%s", why);
+    self->fault = EP_STORE_FAULT_NONE;
+    ep_log_warn ("the batch was not taken: %s (the batch is undone)", why);
+}
+
 int
 reaper_commit (reaper_t *self)
 {
-    if (self->degraded == EP_STORE_FAULT_NONE)
+    //  Made already if reaper_prepare ran for this batch.
+    if (self->degraded == EP_STORE_FAULT_NONE && !self->acks_applied)
         reaper_outbox_acks (self);
     if (self->in_txn && !self->failed && ep_store_commit (self->store) != 0)
         reaper_failed (self, "cannot commit to sessions.db");

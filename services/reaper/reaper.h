@@ -159,6 +159,18 @@ int64_t
 int
     reaper_commit (reaper_t *self);
 
+//  The etcd mode's commit, in two halves around the etcd transaction:
+//  reaper_prepare makes the batch's last writes and returns true if the
+//  open transaction holds a sound batch, whose rows the caller then sends
+//  (reapbatch) before calling reaper_commit; false: call reaper_commit at
+//  once. If etcd did not take the batch, reaper_refuse (why) first: then
+//  reaper_commit fails it as a failed commit (undone in memory, why as
+//  reaper_failure).
+bool
+    reaper_prepare (reaper_t *self);
+void
+    reaper_refuse (reaper_t *self, const char *why);
+
 //  Why the last failed commit failed (the store's message: "the disk is
 //  full ...: free space in DIR"), and its kind.
 const char *

@@ -1059,6 +1059,44 @@ Test (reaper, a_shard_lost_is_forgotten_without_closing_and_can_come_back, .init
     cr_assert_eq (s_events ("session.reaped"), 90);
 }
 
+Test (reaper, a_batch_etcd_refuses_is_undone_and_one_it_takes_commits, .init = s_setup, .fini = s_teardown)
+{
+    Ep__Session session = EP__SESSION__INIT;
+    session.id = "e1";
+    session.identity_id = "i1";
+    session.service_id = "svc";
+    session.has_type = true;
+    session.type = EP__SESSION_TYPE__DIAL;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.router_id = "r1";
+    request.op_case = EP__SESSION_REQUEST__OP_OPEN;
+    request.open = &session;
+    reaper_result_t result;
+    reaper_result_init (&result, "req");
+    reaper_handle (w.reaper, &request, &s_watchdog, w.now, &result);
+    reaper_result_clear (&result);
+    cr_assert (reaper_prepare (w.reaper), "an open batch to send");
+    reaper_refuse (w.reaper, "a shard of the batch is another instance's now (fenced)");
+    cr_assert_eq (reaper_commit (w.reaper), -1);
+    cr_assert (strstr (reaper_failure (w.reaper), "fenced"));
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__ACTIVE), 0, "undone");
+    cr_assert_eq (s_count ("r1", EP__SESSION_STATE__ACTIVE), 0);
+    s_drain ();
+    cr_assert_eq (s_events ("session.created"), 0);
+    //  Asked again, taken.
+    reaper_result_init (&result, "req");
+    reaper_handle (w.reaper, &request, &s_watchdog, w.now, &result);
+    reaper_result_clear (&result);
+    cr_assert (reaper_prepare (w.reaper));
+    cr_assert_eq (reaper_commit (w.reaper), 0);
+    s_drain ();
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__ACTIVE), 1);
+    cr_assert_eq (s_events ("session.created"), 1);
+    //  Nothing open: nothing to send.
+    cr_assert_not (reaper_prepare (w.reaper));
+    cr_assert_eq (reaper_commit (w.reaper), 0);
+}
+
 Test (reaper, a_client_close_during_cleanup_counts_as_such, .init = s_setup, .fini = s_teardown)
 {
     s_open ("c1", "r1", "i1", "svc");
