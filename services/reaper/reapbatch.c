@@ -133,6 +133,17 @@ s_seq (zlistx_t *list, int64_t seq)
     zlistx_add_end (list, item);
 }
 
+//  What a session's key in self->sessions asks for (bits, as the value).
+#define WRITE_RECORD    1           //  its record (opened, warned, closed)
+#define WRITE_CHUNK     2           //  its router's chunk (flushed)
+
+static void
+s_touch_session (reapbatch_t *self, const char *id, uintptr_t what)
+{
+    uintptr_t before = (uintptr_t) zhashx_lookup (self->sessions, id);
+    zhashx_update (self->sessions, id, (void *) (before | what));
+}
+
 void
 reapbatch_journal (void *arg, sessiondb_change_t change, const char *id, const char *other,
                    int64_t seq)
@@ -140,7 +151,7 @@ reapbatch_journal (void *arg, sessiondb_change_t change, const char *id, const c
     reapbatch_t *self = (reapbatch_t *) arg;
     switch (change) {
         case SESSIONDB_SESSION:
-            zhashx_insert (self->sessions, id, (void *) 1);
+            s_touch_session (self, id, WRITE_RECORD);
             break;
         case SESSIONDB_MARK:
             //  The job's record says how far it got; the session's own
@@ -149,7 +160,7 @@ reapbatch_journal (void *arg, sessiondb_change_t change, const char *id, const c
             break;
         case SESSIONDB_COUNTERS:
             //  The router is read back at the build (a flush does not say it).
-            zhashx_insert (self->sessions, id, (void *) 2);
+            s_touch_session (self, id, WRITE_CHUNK);
             break;
         case SESSIONDB_PRUNED:
             zhashx_update (self->pruned, id, strdup (other));
@@ -231,7 +242,8 @@ s_on_session (void *arg, const sessiondb_row_t *row)
     if (shard < 0)
         return;
     //  A flush alone writes the router's chunk, not the session's record.
-    if (zhashx_lookup (self->sessions, row->id) == (void *) 1) {
+    uintptr_t what = (uintptr_t) zhashx_lookup (self->sessions, row->id);
+    if (what & WRITE_RECORD) {
         char key [REAPKEYS_KEY_MAX];
         size_t size;
         uint8_t *bytes = reapkeys_pack_session (row, &size);
@@ -240,7 +252,7 @@ s_on_session (void *arg, const sessiondb_row_t *row)
     }
     //  A closed session leaves its chunk (a flushed one changes it) and
     //  counts in its job's record.
-    if (row->state == EP__SESSION_STATE__CLOSED || zhashx_lookup (self->sessions, row->id) == (void *) 2)
+    if (row->state == EP__SESSION_STATE__CLOSED || (what & WRITE_CHUNK))
         s_touch_counters (self, row->router_id, row->id);
     if (row->state == EP__SESSION_STATE__CLOSED && row->job_id)
         zhashx_insert (self->jobs, row->job_id, (void *) 1);

@@ -231,6 +231,27 @@ Test (reapbatch, a_flush_writes_its_routers_chunks_not_the_sessions_records)
     ep__reaper_counters__free_unpacked (counters, NULL);
 }
 
+Test (reapbatch, a_flush_then_a_close_in_one_batch_writes_the_closed_record)
+{
+    ep_store_begin (w.store);
+    s_open ("s1", "r1");
+    s_build ();
+    reapbatch_reset (w.batch);
+    ep_store_begin (w.store);
+    cr_assert_eq (sessiondb_counters (w.db, "s1", 9000, 1, 2), 0);
+    cr_assert_eq (sessiondb_close (w.db, "s1", "client-closed", 9500, 9500, 3, 4, NULL), 0);
+    s_build ();
+    char key [REAPKEYS_KEY_MAX];
+    const ep_etcd_op_t *op = s_op (reapkeys_session ("/ep/", ep_shard_of ("r1", SHARDS), "s1", key,
+                                                     sizeof key));
+    cr_assert_not_null (op, "the close is written though a flush came first");
+    sessiondb_row_t row;
+    Ep__ReaperSessionRecord *msg;
+    cr_assert_eq (reapkeys_unpack_session (op->u.put.value.data, op->u.put.value.size, &row, &msg), 0);
+    cr_assert_eq (row.state, EP__SESSION_STATE__CLOSED);
+    ep__reaper_session_record__free_unpacked (msg, NULL);
+}
+
 Test (reapbatch, a_write_for_a_shard_not_owned_fails_the_batch_naming_it)
 {
     w.owned [ep_shard_of ("r1", SHARDS)] = 0;
