@@ -183,10 +183,31 @@ reaper_uncommitted (reaper_t *self)
         || (zlistx_size (self->acks) && self->degraded == EP_STORE_FAULT_NONE);
 }
 
+bool
+reaper_prepare (reaper_t *self)
+{
+    if (self->degraded == EP_STORE_FAULT_NONE)
+        reaper_outbox_acks (self);
+    return self->in_txn && !self->failed;
+}
+
+void
+reaper_refuse (reaper_t *self, const char *why)
+{
+    reaper_batch_open (self);
+    if (self->failed)
+        return;
+    self->failed = true;
+    snprintf (self->failure, sizeof self->failure, "%s", why);
+    self->fault = EP_STORE_FAULT_NONE;
+    ep_log_warn ("the batch was not taken: %s (the batch is undone)", why);
+}
+
 int
 reaper_commit (reaper_t *self)
 {
-    if (self->degraded == EP_STORE_FAULT_NONE)
+    //  Made already if reaper_prepare ran for this batch.
+    if (self->degraded == EP_STORE_FAULT_NONE && !self->acks_applied)
         reaper_outbox_acks (self);
     if (self->in_txn && !self->failed && ep_store_commit (self->store) != 0)
         reaper_failed (self, "cannot commit to sessions.db");
@@ -278,6 +299,7 @@ typedef struct {
     reaper_t *self;             //  the reaper
     int64_t now;                //  the load time
     zlistx_t *orphans;          //  ids of TERMINATING sessions whose job row is gone
+    zlistx_t *jobs;             //  job_t loaded now (not the ones memory held already)
 } s_load_t;
 
 static void
@@ -291,6 +313,9 @@ static void
 s_load_job (void *arg, const sessiondb_job_t *row)
 {
     s_load_t *load = (s_load_t *) arg;
+    //  An adoption (reaper_adopt) finds the jobs memory has too.
+    if (zhashx_lookup (load->self->jobs, row->id))
+        return;
     int kind = G_ROUTER;
     for (int k = 0; k < G_KINDS; k++)
         if (streq (row->target_type, reaper_group_types [k]))
@@ -298,6 +323,7 @@ s_load_job (void *arg, const sessiondb_job_t *row)
     job_t *job = reaper_job_alloc (load->self, row->id, row->reason, kind, row->target_id,
                                 row->revision, row->started_ms, row->deadline_ms);
     job->scheduled = row->scheduled;
+    zlistx_add_end (load->jobs, job);
 }
 
 static void
@@ -305,6 +331,8 @@ s_load_session (void *arg, const sessiondb_row_t *row)
 {
     s_load_t *load = (s_load_t *) arg;
     reaper_t *self = load->self;
+    if (zhashx_lookup (self->sessions, row->id))
+        return;
     session_t *session = reaper_session_new (self, row, load->now);
     if (session->state == EP__SESSION_STATE__TERMINATING) {
         job_t *job = row->job_id? (job_t *) zhashx_lookup (self->jobs, row->job_id): NULL;
@@ -321,8 +349,8 @@ s_load_session (void *arg, const sessiondb_row_t *row)
 static int
 s_resume (reaper_t *self, s_load_t *load, int64_t now)
 {
-    job_t *job = (job_t *) zhashx_first (self->jobs);
-    for (; job; job = (job_t *) zhashx_next (self->jobs)) {
+    job_t *job = (job_t *) zlistx_first (load->jobs);
+    for (; job; job = (job_t *) zlistx_next (load->jobs)) {
         if (sessiondb_job_counts (self->db, job->id, s_load_count, job) != 0)
             return -1;
         group_t *group = (group_t *) zhashx_lookup (self->groups [job->kind], job->target);
@@ -337,7 +365,7 @@ s_resume (reaper_t *self, s_load_t *load, int64_t now)
             reaper_finish (self, session, R_FORCED, "reaped", now);
     }
     zlistx_t *empty = zlistx_new ();
-    for (job = (job_t *) zhashx_first (self->jobs); job; job = (job_t *) zhashx_next (self->jobs))
+    for (job = (job_t *) zlistx_first (load->jobs); job; job = (job_t *) zlistx_next (load->jobs))
         if (sweep_job_items (job->sweep) == 0)
             zlistx_add_end (empty, job);
     for (job = (job_t *) zlistx_first (empty); job; job = (job_t *) zlistx_next (empty))
@@ -431,7 +459,7 @@ reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metr
             "Events the outbox holds before new work is refused (--outbox-max).", 0, NULL), NULL),
             (double) config->outbox_max);
     }
-    s_load_t load = { self, now, zlistx_new () };
+    s_load_t load = { self, now, zlistx_new (), zlistx_new () };
     zlistx_set_destructor (load.orphans, (czmq_destructor *) zstr_free);
     self->closed = sessiondb_count (self->db, EP__SESSION_STATE__CLOSED);
     int rc = self->closed < 0? -1: 0;
@@ -454,6 +482,7 @@ reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metr
         rc = s_resume (self, &load, now);
     self->loading = false;
     zlistx_destroy (&load.orphans);
+    zlistx_destroy (&load.jobs);
     if (rc != 0) {
         ep_log_error ("cannot load sessions.db: %s", ep_store_last_error ());
         reaper_destroy (&self);
@@ -463,6 +492,93 @@ reaper_new (ep_store_t *store, const reaper_config_t *config, ep_metrics_t *metr
                  self->active, self->terminating, zhashx_size (self->jobs), sweep_size (self->sweep));
     s_gauges (self);
     return self;
+}
+
+int
+reaper_adopt (reaper_t *self, int64_t now)
+{
+    EP_ASSERT (!self->batch_open);
+    s_load_t load = { self, now, zlistx_new (), zlistx_new () };
+    zlistx_set_destructor (load.orphans, (czmq_destructor *) zstr_free);
+    size_t jobs = zhashx_size (self->jobs), active = self->active, terminating = self->terminating;
+    self->loading = true;
+    int rc = sessiondb_jobs_running (self->db, s_load_job, &load);
+    if (rc == 0)
+        rc = sessiondb_load_open (self->db, s_load_session, &load);
+    if (rc == 0)
+        rc = s_resume (self, &load, now);
+    self->loading = false;
+    zlistx_destroy (&load.orphans);
+    zlistx_destroy (&load.jobs);
+    if (rc != 0)
+        ep_log_error ("cannot adopt the sessions loaded: %s", ep_store_last_error ());
+    else
+        ep_log_info ("adopted %zu active and %zu terminating sessions, %zu cleanup jobs",
+                     self->active - active, self->terminating - terminating,
+                     zhashx_size (self->jobs) - jobs);
+    s_gauges (self);
+    return rc;
+}
+
+int
+reaper_forget (reaper_t *self, reaper_mine_fn *mine, void *arg)
+{
+    EP_ASSERT (!self->batch_open);
+    zlistx_t *routers = zlistx_new ();
+    zlistx_set_destructor (routers, (czmq_destructor *) zstr_free);
+    for (group_t *group = (group_t *) zhashx_first (self->groups [G_ROUTER]); group;
+         group = (group_t *) zhashx_next (self->groups [G_ROUTER]))
+        if (!mine (arg, group->id))
+            zlistx_add_end (routers, strdup (group->id));
+    //  Jobs of other targets that hold sessions now: one left empty by the
+    //  forgetting ends here (one empty already is the tick's to finish).
+    zlistx_t *holding = zlistx_new ();
+    for (job_t *job = (job_t *) zhashx_first (self->jobs); job; job = (job_t *) zhashx_next (self->jobs))
+        if (job->kind != G_ROUTER && sweep_job_items (job->sweep) > 0)
+            zlistx_add_end (holding, job);
+    int forgotten = 0;
+    for (const char *router = (const char *) zlistx_first (routers); router;
+         router = (const char *) zlistx_next (routers)) {
+        group_t *group = (group_t *) zhashx_lookup (self->groups [G_ROUTER], router);
+        while (group && group->head) {
+            reaper_session_drop (self, group->head);
+            forgotten++;
+        }
+        zhashx_delete (self->offline, router);
+    }
+    //  A router's job goes with its router; another target's job ends here
+    //  only once it holds nothing (its sessions of other shards stay).
+    zlistx_t *gone = zlistx_new ();
+    for (job_t *job = (job_t *) zhashx_first (self->jobs); job; job = (job_t *) zhashx_next (self->jobs))
+        if (job->kind == G_ROUTER && !mine (arg, job->target))
+            zlistx_add_end (gone, job);
+    for (job_t *job = (job_t *) zlistx_first (holding); job; job = (job_t *) zlistx_next (holding))
+        if (sweep_job_items (job->sweep) == 0)
+            zlistx_add_end (gone, job);
+    zlistx_destroy (&holding);
+    for (job_t *job = (job_t *) zlistx_first (gone); job; job = (job_t *) zlistx_next (gone)) {
+        sweep_job_end (self->sweep, &job->sweep);
+        zhashx_delete (self->jobs, job->id);
+    }
+    zlistx_destroy (&gone);
+    reaper_groups_sweep (self);
+    int rc = ep_store_begin (self->store);
+    for (const char *router = (const char *) zlistx_first (routers); router && rc == 0;
+         router = (const char *) zlistx_next (routers))
+        rc = sessiondb_forget_router (self->db, router);
+    if (rc == 0)
+        rc = ep_store_commit (self->store);
+    else
+        ep_store_rollback (self->store);
+    if (rc != 0)
+        ep_log_error ("cannot forget the sessions of shards no longer ours: %s", ep_store_last_error ());
+    else
+    if (forgotten)
+        ep_log_info ("forgot %d sessions of %zu routers whose shards are another instance's",
+                     forgotten, zlistx_size (routers));
+    zlistx_destroy (&routers);
+    s_gauges (self);
+    return rc == 0? forgotten: -1;
 }
 
 void

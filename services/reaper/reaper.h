@@ -88,6 +88,25 @@ reaper_t *
 void
     reaper_destroy (reaper_t **self_p);
 
+//  The etcd mode: the store was given sessions and jobs from outside (a
+//  shard taken over, written by reapload): memory takes the ones it does
+//  not hold, as a start does (every last-seen set to now, running jobs
+//  resumed with their deadlines, their unmarked sessions taken again).
+//  Call between batches. Returns 0, or -1 (logged).
+int
+    reaper_adopt (reaper_t *self, int64_t now);
+
+//  True if router_id's shard is this instance's.
+typedef bool (reaper_mine_fn) (void *arg, const char *router_id);
+
+//  The etcd mode: shards went to other instances. The sessions of every
+//  router that is not mine leave memory and the store (not closed: the
+//  next owner has them), with their commands in flight and their
+//  routers' jobs; a job of another target keeps its other sessions. Call
+//  between batches. Returns the sessions forgotten, or -1 (logged).
+int
+    reaper_forget (reaper_t *self, reaper_mine_fn *mine, void *arg);
+
 //  Wall clock = monotonic + offset (refresh it as the clocks drift).
 void
     reaper_set_wall_offset (reaper_t *self, int64_t wall_offset);
@@ -139,6 +158,18 @@ int64_t
 //  handed out, and memory is as the store has it (see reaper_failure).
 int
     reaper_commit (reaper_t *self);
+
+//  The etcd mode's commit, in two halves around the etcd transaction:
+//  reaper_prepare makes the batch's last writes and returns true if the
+//  open transaction holds a sound batch, whose rows the caller then sends
+//  (reapbatch) before calling reaper_commit; false: call reaper_commit at
+//  once. If etcd did not take the batch, reaper_refuse (why) first: then
+//  reaper_commit fails it as a failed commit (undone in memory, why as
+//  reaper_failure).
+bool
+    reaper_prepare (reaper_t *self);
+void
+    reaper_refuse (reaper_t *self, const char *why);
 
 //  Why the last failed commit failed (the store's message: "the disk is
 //  full ...: free space in DIR"), and its kind.

@@ -51,7 +51,26 @@ const size_t sessiondb_migrations_count = EP_COUNT (sessiondb_migrations);
 
 struct _sessiondb_t {
     ep_store_t *store;          //  sessions.db (borrowed)
+    sessiondb_journal_fn *journal;  //  told of every write (the etcd mode), or NULL
+    void *journal_arg;          //  its argument
 };
+
+void
+sessiondb_set_journal (sessiondb_t *self, sessiondb_journal_fn *fn, void *arg)
+{
+    self->journal = fn;
+    self->journal_arg = arg;
+}
+
+//  rc of a write, told to the journal if it succeeded.
+static int
+s_tell (sessiondb_t *self, int rc, sessiondb_change_t change, const char *id, const char *other,
+        int64_t seq)
+{
+    if (rc == 0 && self->journal)
+        self->journal (self->journal_arg, change, id, other, seq);
+    return rc;
+}
 
 sessiondb_t *
 sessiondb_new (ep_store_t *store)
@@ -110,7 +129,7 @@ sessiondb_insert (sessiondb_t *self, const sessiondb_row_t *row)
     s_text (stmt, 14, row->job_id);
     sqlite3_bind_int (stmt, 15, row->criticality);
     sqlite3_bind_int (stmt, 16, row->warned);
-    return s_done (self, stmt);
+    return s_tell (self, s_done (self, stmt), SESSIONDB_SESSION, row->id, NULL, 0);
 }
 
 int
@@ -122,7 +141,7 @@ sessiondb_mark (sessiondb_t *self, const char *id, const char *job_id)
         return -1;
     s_text (stmt, 1, id);
     s_text (stmt, 2, job_id);
-    return s_done (self, stmt);
+    return s_tell (self, s_done (self, stmt), SESSIONDB_MARK, id, job_id, 0);
 }
 
 int
@@ -132,7 +151,7 @@ sessiondb_warned (sessiondb_t *self, const char *id)
     if (!stmt)
         return -1;
     s_text (stmt, 1, id);
-    return s_done (self, stmt);
+    return s_tell (self, s_done (self, stmt), SESSIONDB_SESSION, id, NULL, 0);
 }
 
 int
@@ -151,7 +170,7 @@ sessiondb_close (sessiondb_t *self, const char *id, const char *reason, int64_t 
     sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) bytes_rx);
     sqlite3_bind_int64 (stmt, 6, (sqlite3_int64) bytes_tx);
     s_text (stmt, 7, job_id);
-    return s_done (self, stmt);
+    return s_tell (self, s_done (self, stmt), SESSIONDB_SESSION, id, NULL, 0);
 }
 
 int
@@ -166,7 +185,7 @@ sessiondb_counters (sessiondb_t *self, const char *id, int64_t last_seen_ms,
     sqlite3_bind_int64 (stmt, 2, last_seen_ms);
     sqlite3_bind_int64 (stmt, 3, (sqlite3_int64) bytes_rx);
     sqlite3_bind_int64 (stmt, 4, (sqlite3_int64) bytes_tx);
-    return s_done (self, stmt);
+    return s_tell (self, s_done (self, stmt), SESSIONDB_COUNTERS, id, NULL, 0);
 }
 
 static const char *
@@ -314,9 +333,39 @@ sessiondb_count (sessiondb_t *self, int state)
     return count;
 }
 
+//  The journal's part of a prune: the ids about to go, told first.
+static int
+s_tell_pruned (sessiondb_t *self, int64_t before_ms, size_t limit)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "SELECT id, router_id FROM sessions WHERE state = 3 AND closed_at_ms < ?1 LIMIT ?2");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64 (stmt, 1, before_ms);
+    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) limit);
+    int rc;
+    while ((rc = ep_store_step (self->store, stmt)) == 1)
+        s_tell (self, 0, SESSIONDB_PRUNED, s_column_text (stmt, 0), s_column_text (stmt, 1), 0);
+    sqlite3_reset (stmt);
+    if (rc < 0)
+        return -1;
+    stmt = ep_store_stmt (self->store,
+        "SELECT id, target_type, target_id FROM jobs WHERE done = 1 AND finished_at_ms < ?1");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64 (stmt, 1, before_ms);
+    while ((rc = ep_store_step (self->store, stmt)) == 1)
+        s_tell (self, 0, SESSIONDB_JOB_PRUNED, s_column_text (stmt, 0),
+                streq (s_column_text (stmt, 1), "router")? s_column_text (stmt, 2): NULL, 0);
+    sqlite3_reset (stmt);
+    return rc < 0? -1: 0;
+}
+
 int
 sessiondb_prune (sessiondb_t *self, int64_t before_ms, size_t limit)
 {
+    if (self->journal && s_tell_pruned (self, before_ms, limit) != 0)
+        return -1;
     sqlite3_stmt *stmt = ep_store_stmt (self->store,
         "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions"
         " WHERE state = 3 AND closed_at_ms < ?1 LIMIT ?2)");
@@ -349,7 +398,7 @@ sessiondb_job_insert (sessiondb_t *self, const sessiondb_job_t *job)
     sqlite3_bind_int64 (stmt, 6, job->started_ms);
     sqlite3_bind_int64 (stmt, 7, job->deadline_ms);
     sqlite3_bind_int64 (stmt, 8, (sqlite3_int64) job->scheduled);
-    return s_done (self, stmt);
+    return s_tell (self, s_done (self, stmt), SESSIONDB_JOB, job->id, NULL, 0);
 }
 
 int
@@ -362,7 +411,7 @@ sessiondb_job_finish (sessiondb_t *self, const char *id, int64_t finished_ms, co
     s_text (stmt, 1, id);
     sqlite3_bind_int64 (stmt, 2, finished_ms);
     s_text (stmt, 3, closed_json);
-    return s_done (self, stmt);
+    return s_tell (self, s_done (self, stmt), SESSIONDB_JOB, id, NULL, 0);
 }
 
 //  A job query's rows to fn. Returns rows or -1.
@@ -421,6 +470,51 @@ sessiondb_job_counts (sessiondb_t *self, const char *id, sessiondb_count_fn *fn,
 }
 
 int
+sessiondb_job_routers (sessiondb_t *self, const char *id, sessiondb_job_router_fn *fn, void *arg)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "SELECT router_id, close_reason, count(*) FROM sessions WHERE job_id = ?1"
+        " GROUP BY router_id, close_reason");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, id);
+    int rc;
+    while ((rc = ep_store_step (self->store, stmt)) == 1)
+        fn (arg, s_column_text (stmt, 0), s_column_text (stmt, 1),
+            (uint64_t) sqlite3_column_int64 (stmt, 2));
+    sqlite3_reset (stmt);
+    return rc < 0? -1: 0;
+}
+
+int
+sessiondb_router_open (sessiondb_t *self, const char *router_id, sessiondb_row_fn *fn, void *arg)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "SELECT " SESSION_COLUMNS " FROM sessions WHERE router_id = ?1 AND state < 3 ORDER BY id");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, router_id);
+    return s_rows (self, stmt, fn, arg) < 0? -1: 0;
+}
+
+int
+sessiondb_forget_router (sessiondb_t *self, const char *router_id)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store, "DELETE FROM sessions WHERE router_id = ?1");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, router_id);
+    if (s_done (self, stmt) != 0)
+        return -1;
+    stmt = ep_store_stmt (self->store,
+        "DELETE FROM jobs WHERE target_type = 'router' AND target_id = ?1");
+    if (!stmt)
+        return -1;
+    s_text (stmt, 1, router_id);
+    return s_done (self, stmt);
+}
+
+int
 sessiondb_owner (sessiondb_t *self, const char *candidate, char *owner, size_t size)
 {
     sqlite3_stmt *stmt = ep_store_stmt (self->store,
@@ -450,7 +544,9 @@ sessiondb_outbox_add (sessiondb_t *self, const char *topic, const void *body, si
     sqlite3_bind_blob (stmt, 2, body, (int) size, SQLITE_STATIC);
     if (s_done (self, stmt) != 0)
         return -1;
-    return sqlite3_last_insert_rowid (ep_store_handle (self->store));
+    int64_t seq = sqlite3_last_insert_rowid (ep_store_handle (self->store));
+    s_tell (self, 0, SESSIONDB_OUTBOX, NULL, NULL, seq);
+    return seq;
 }
 
 int
@@ -482,7 +578,11 @@ sessiondb_outbox_ack (sessiondb_t *self, int64_t first, int64_t last)
     sqlite3_bind_int64 (stmt, 2, last);
     if (s_done (self, stmt) != 0)
         return -1;
-    return sqlite3_changes (ep_store_handle (self->store));
+    int deleted = sqlite3_changes (ep_store_handle (self->store));
+    //  Echoes come mostly in order: a run is short.
+    for (int64_t seq = first; self->journal && seq <= last; seq++)
+        s_tell (self, 0, SESSIONDB_OUTBOX_ACK, NULL, NULL, seq);
+    return deleted;
 }
 
 int64_t

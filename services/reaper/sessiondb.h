@@ -71,6 +71,27 @@ sessiondb_t *
 void
     sessiondb_destroy (sessiondb_t **self_p);
 
+//  What a write changed, for the etcd mode's batch (reapbatch.h), which
+//  reads the rows back at the commit: a journal, not a second write path.
+typedef enum {
+    SESSIONDB_SESSION,          //  id opened, warned or closed
+    SESSIONDB_MARK,             //  id marked TERMINATING by job other
+    SESSIONDB_COUNTERS,         //  id's counters and last-seen flushed
+    SESSIONDB_PRUNED,           //  id (of router other) deleted, CLOSED past retention
+    SESSIONDB_JOB,              //  job id started or finished
+    SESSIONDB_JOB_PRUNED,       //  job id deleted (other: its router if a router's job)
+    SESSIONDB_OUTBOX,           //  outbox row seq added
+    SESSIONDB_OUTBOX_ACK        //  outbox row seq deleted (echoed)
+} sessiondb_change_t;
+
+typedef void (sessiondb_journal_fn) (void *arg, sessiondb_change_t change, const char *id,
+                                     const char *other, int64_t seq);
+
+//  Every write that succeeds from now on is told to fn (NULL: none, the
+//  embedded mode). Pruning then reads the ids it deletes first.
+void
+    sessiondb_set_journal (sessiondb_t *self, sessiondb_journal_fn *fn, void *arg);
+
 //  Writes a new session row.
 int
     sessiondb_insert (sessiondb_t *self, const sessiondb_row_t *row);
@@ -141,6 +162,26 @@ int
 //  Calls fn with each close reason of job id's closed sessions and its count.
 int
     sessiondb_job_counts (sessiondb_t *self, const char *id, sessiondb_count_fn *fn, void *arg);
+
+//  Calls fn for each router of job id's sessions with how many it took
+//  there (every one is marked or closed) and, by close reason, how many
+//  of those closed (reason NULL: still TERMINATING).
+typedef void (sessiondb_job_router_fn) (void *arg, const char *router_id, const char *reason,
+                                        uint64_t count);
+int
+    sessiondb_job_routers (sessiondb_t *self, const char *id, sessiondb_job_router_fn *fn,
+                           void *arg);
+
+//  Calls fn for every session of router_id not CLOSED.
+int
+    sessiondb_router_open (sessiondb_t *self, const char *router_id, sessiondb_row_fn *fn,
+                           void *arg);
+
+//  The etcd mode: deletes router_id's sessions and its router's jobs from
+//  the cache (its shard went to another instance, which has them).
+//  Told to no journal: etcd keeps them.
+int
+    sessiondb_forget_router (sessiondb_t *self, const char *router_id);
 
 //  The reaper's stable id (the owner of its outbox's event ids): the one
 //  sessions.db holds, or candidate, stored, at the first start. Copies it

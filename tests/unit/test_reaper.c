@@ -2,7 +2,8 @@
     a real sessions.db, driven without sockets: roles and validation, open /
     close / heartbeat, two-phase cleanup of a deleted router (closes in
     chunks, acks, resends, forced at the deadline and not before), resume
-    after a crash mid-cleanup, liveness across a restart (nothing expires
+    after a crash mid-cleanup, a shard's cleanup adopted mid-way (the etcd
+    mode's takeover), liveness across a restart (nothing expires
     before presence is known; silent sessions are probed, then expired),
     offline routers, identity deletion across routers, reconciliation with
     the model, the cleanup order (criticality, then traffic, then age),
@@ -18,6 +19,8 @@
 #include "ep_session_pages.h"
 #include "reaper.h"
 #include "sessiondb.h"
+#include "reapkeys.h"
+#include "reapload.h"
 #include <unistd.h>
 
 #define WALL0       1795000000000LL     //  wall clock at mono 0
@@ -928,6 +931,170 @@ Test (reaper, a_restart_mid_cleanup_resumes_it_with_the_same_deadline, .init = s
     s_settle ();
     cr_assert_eq (s_events ("session.reaped"), N);
     cr_assert_eq (s_count ("r1", EP__SESSION_STATE__ACTIVE) + s_count ("r1", EP__SESSION_STATE__TERMINATING), 0);
+}
+
+//  The etcd mode's takeover: a shard's records (as reapkeys packs them)
+//  written into the running reaper's store by reapload, then adopted.
+static void
+s_adopt_kv (ep_etcd_kv_t *kv, const char *key, uint8_t *value, size_t size)
+{
+    kv->key = (uint8_t *) strdup (key);
+    kv->key_size = strlen (key);
+    kv->value = value;
+    kv->value_size = size;
+}
+
+//  Writes r1's shard as its old owner left it into the store (reapload):
+//  n sessions, a cleanup that marked them all, acked of them acknowledged,
+//  its deadline at wall time deadline.
+static void
+s_load_shard (int n, int acked, int64_t deadline)
+{
+    ep_etcd_kv_t *kvs = (ep_etcd_kv_t *) calloc ((size_t) n + 1, sizeof *kvs);
+    char key [REAPKEYS_KEY_MAX], id [16];
+    size_t size;
+    for (int i = 0; i < n; i++) {
+        snprintf (id, sizeof id, "t%04d", i);
+        sessiondb_row_t row = {
+            .id = id, .router_id = "r1", .identity_id = "i1", .service_id = "svc",
+            .type = EP__SESSION_TYPE__DIAL, .state = i < acked? EP__SESSION_STATE__CLOSED
+                                                              : EP__SESSION_STATE__ACTIVE,
+            .created_ms = WALL0, .last_seen_ms = WALL0, .close_reason = i < acked? "router-deleted": NULL,
+            .closed_ms = i < acked? WALL0 + w.now: 0, .job_id = i < acked? "job9": NULL
+        };
+        uint8_t *bytes = reapkeys_pack_session (&row, &size);
+        s_adopt_kv (&kvs [i], reapkeys_session ("/ep/", 5, id, key, sizeof key), bytes, size);
+    }
+    reapkeys_job_t job = {
+        .job = { .id = "job9", .reason = "router-deleted", .target_type = "router", .target_id = "r1",
+                 .revision = 9, .started_ms = WALL0 + w.now - 9000, .deadline_ms = deadline,
+                 .scheduled = (uint64_t) n },
+        .marked = (uint64_t) n, .marking_done = true
+    };
+    job.closed [0] = (uint64_t) acked;
+    uint8_t *bytes = reapkeys_pack_job (&job, &size);
+    s_adopt_kv (&kvs [n], reapkeys_job ("/ep/", 5, "job9", key, sizeof key), bytes, size);
+    sessiondb_t *db = sessiondb_new (w.store);
+    cr_assert_eq (ep_store_begin (w.store), 0);
+    reapload_stats_t stats;
+    cr_assert_eq (reapload_shard (db, "/ep/", kvs, (size_t) n + 1, WALL0 + w.now, NULL, NULL, &stats), 0);
+    cr_assert_eq (ep_store_commit (w.store), 0);
+    sessiondb_destroy (&db);
+    for (int i = 0; i <= n; i++) {
+        free (kvs [i].key);
+        free (kvs [i].value);
+    }
+    free (kvs);
+    cr_assert_eq (stats.marked, (size_t) (n - acked));
+}
+
+Test (reaper, a_shard_taken_over_mid_cleanup_is_resent_and_forced_at_its_deadline_not_before,
+      .init = s_setup, .fini = s_teardown)
+{
+    enum { N = 2000 };
+    //  This instance already holds a router of its own.
+    s_open ("own1", "r3", "i1", "svc");
+    //  The shard of r1 as its old owner left it: N sessions, a cleanup that
+    //  marked them all, 500 acknowledged, a deadline 6 s from now.
+    int64_t deadline = WALL0 + w.now + 6000;
+    s_load_shard (N, 500, deadline);
+
+    cr_assert_eq (reaper_adopt (w.reaper, w.now), 0);
+    cr_assert_eq (reaper_jobs (w.reaper), 1);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__TERMINATING), N - 500);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__ACTIVE), 1, "its own session untouched");
+    //  Adopting again takes nothing twice.
+    cr_assert_eq (reaper_adopt (w.reaper, w.now), 0);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__TERMINATING), N - 500);
+    s_reset_outputs ();
+    s_settle ();
+    size_t sent = 0;
+    for (s_command_t *command = (s_command_t *) zlistx_first (w.commands); command;
+         command = (s_command_t *) zlistx_next (w.commands))
+        sent += zlistx_size (command->ids);
+    cr_assert_eq (sent, N - 500, "every close not acknowledged is sent again");
+    cr_assert_eq (s_events ("session.terminating"), 0, "marked by the old owner: not again");
+    //  Nobody acks: forced at the job's deadline, not before.
+    s_advance (deadline - WALL0 - 1, 200);
+    cr_assert_eq (s_events ("session.reaped"), 0);
+    w.now = deadline - WALL0;
+    s_settle ();
+    cr_assert_eq (s_events ("session.reaped"), N - 500);
+    cr_assert_eq (s_count ("r1", EP__SESSION_STATE__TERMINATING) + s_count ("r1", EP__SESSION_STATE__ACTIVE), 0);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__ACTIVE), 1);
+}
+
+static bool
+s_not_r1 (void *arg, const char *router_id)
+{
+    (void) arg;
+    return !streq (router_id, "r1");
+}
+
+Test (reaper, a_shard_lost_is_forgotten_without_closing_and_can_come_back, .init = s_setup, .fini = s_teardown)
+{
+    s_open ("own1", "r3", "i1", "svc");
+    int64_t deadline = WALL0 + w.now + 6000;
+    s_load_shard (100, 10, deadline);
+    cr_assert_eq (reaper_adopt (w.reaper, w.now), 0);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__TERMINATING), 90);
+    s_settle ();
+    s_reset_outputs ();
+    //  Lost: nothing of r1 is left, nothing was closed, no command goes out.
+    cr_assert_eq (reaper_forget (w.reaper, s_not_r1, NULL), 90);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__TERMINATING), 0);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__ACTIVE), 1);
+    cr_assert_eq (reaper_jobs (w.reaper), 0);
+    cr_assert_eq (reaper_queue_depth (w.reaper), 0);
+    s_advance (deadline - WALL0 + 1000, 200);
+    cr_assert_eq (zlistx_size (w.events), 0);
+    cr_assert_eq (zlistx_size (w.commands), 0);
+    cr_assert_eq (s_count ("r1", EP__SESSION_STATE__CLOSED), 0, "its rows left the store too");
+    //  Back (taken over again): loaded and adopted again, forced at the deadline.
+    s_load_shard (100, 10, deadline + 5000);
+    cr_assert_eq (reaper_adopt (w.reaper, w.now), 0);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__TERMINATING), 90);
+    w.now = deadline - WALL0 + 5000;
+    s_settle ();
+    cr_assert_eq (s_events ("session.reaped"), 90);
+}
+
+Test (reaper, a_batch_etcd_refuses_is_undone_and_one_it_takes_commits, .init = s_setup, .fini = s_teardown)
+{
+    Ep__Session session = EP__SESSION__INIT;
+    session.id = "e1";
+    session.identity_id = "i1";
+    session.service_id = "svc";
+    session.has_type = true;
+    session.type = EP__SESSION_TYPE__DIAL;
+    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+    request.router_id = "r1";
+    request.op_case = EP__SESSION_REQUEST__OP_OPEN;
+    request.open = &session;
+    reaper_result_t result;
+    reaper_result_init (&result, "req");
+    reaper_handle (w.reaper, &request, &s_watchdog, w.now, &result);
+    reaper_result_clear (&result);
+    cr_assert (reaper_prepare (w.reaper), "an open batch to send");
+    reaper_refuse (w.reaper, "a shard of the batch is another instance's now (fenced)");
+    cr_assert_eq (reaper_commit (w.reaper), -1);
+    cr_assert (strstr (reaper_failure (w.reaper), "fenced"));
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__ACTIVE), 0, "undone");
+    cr_assert_eq (s_count ("r1", EP__SESSION_STATE__ACTIVE), 0);
+    s_drain ();
+    cr_assert_eq (s_events ("session.created"), 0);
+    //  Asked again, taken.
+    reaper_result_init (&result, "req");
+    reaper_handle (w.reaper, &request, &s_watchdog, w.now, &result);
+    reaper_result_clear (&result);
+    cr_assert (reaper_prepare (w.reaper));
+    cr_assert_eq (reaper_commit (w.reaper), 0);
+    s_drain ();
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__ACTIVE), 1);
+    cr_assert_eq (s_events ("session.created"), 1);
+    //  Nothing open: nothing to send.
+    cr_assert_not (reaper_prepare (w.reaper));
+    cr_assert_eq (reaper_commit (w.reaper), 0);
 }
 
 Test (reaper, a_client_close_during_cleanup_counts_as_such, .init = s_setup, .fini = s_teardown)
