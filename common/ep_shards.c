@@ -752,6 +752,31 @@ ep_shards_fence_check (ep_shards_t *self, int shard, int64_t revision,
     return verdict;
 }
 
+int
+ep_shards_fence_all (ep_shards_t *self, const int *shards, int n, ep_etcd_compare_t *compares,
+                     ep_etcd_op_t *reads, int64_t *revisions)
+{
+    for (int i = 0; i < n; i++)
+        if (ep_shards_fence (self, shards [i], &compares [i], &reads [i], &revisions [i]) != 0)
+            return -1;
+    return 0;
+}
+
+void
+ep_shards_fence_check_all (ep_shards_t *self, const int *shards, const int64_t *revisions, int n,
+                           const ep_etcd_reply_t *reply)
+{
+    if (!reply || reply->code || reply->succeeded)
+        return;
+    for (int i = 0; i < n && (size_t) i < reply->nresponses; i++) {
+        //  The failure branch's reads, one owner key each, in fence order.
+        ep_etcd_reply_t one = *reply;
+        one.responses = &reply->responses [i];
+        one.nresponses = 1;
+        ep_shards_fence_check (self, shards [i], revisions [i], &one);
+    }
+}
+
 int64_t
 ep_shards_held (ep_shards_t *self, int shard)
 {

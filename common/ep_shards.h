@@ -107,6 +107,21 @@ ep_shard_fence_t
     ep_shards_fence_check (ep_shards_t *self, int shard, int64_t revision,
                            const ep_etcd_reply_t *reply);
 
+//  For a write as owner of several shards (shards [0..n)): compares [i],
+//  reads [i] and revisions [i] as ep_shards_fence fills them for shards
+//  [i], in that order (the write's failure branch reads them in the same
+//  order). -1 if one is not held: then the write must not be sent.
+int
+    ep_shards_fence_all (ep_shards_t *self, const int *shards, int n, ep_etcd_compare_t *compares,
+                         ep_etcd_op_t *reads, int64_t *revisions);
+
+//  Judges the answer to such a write: each read of its failure branch
+//  against its shard and the revision it was fenced under, as
+//  ep_shards_fence_check does.
+void
+    ep_shards_fence_check_all (ep_shards_t *self, const int *shards, const int64_t *revisions,
+                               int n, const ep_etcd_reply_t *reply);
+
 //  The create revision shard is held under, 0 if not held.
 int64_t
     ep_shards_held (ep_shards_t *self, int shard);

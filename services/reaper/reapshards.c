@@ -15,6 +15,7 @@ typedef struct {
     reapshards_done_fn *done;   //  its callback
     void *arg;                  //  its argument
     int *shards;                //  its shards, in its compares' order
+    int64_t *revisions;         //  the create revision each was fenced under
     int nshards;                //  how many
 } s_ctx_t;
 
@@ -43,6 +44,7 @@ s_ctx_destroy (s_ctx_t **ctx_p)
 {
     if (*ctx_p) {
         free ((*ctx_p)->shards);
+        free ((*ctx_p)->revisions);
         free (*ctx_p);
         *ctx_p = NULL;
     }
@@ -209,16 +211,7 @@ s_on_batch (void *arg, const ep_etcd_reply_t *reply, const char *error)
     else
     if (!reply->succeeded) {
         snprintf (why, sizeof why, "a shard of the batch is another instance's now (fenced)");
-        //  Each read of the failure branch is one shard's owner key, in
-        //  compare order.
-        for (int i = 0; i < ctx->nshards && (size_t) i < reply->nresponses; i++) {
-            ep_etcd_reply_t one = *reply;
-            one.responses = &reply->responses [i];
-            one.nresponses = 1;
-            int shard = ctx->shards [i];
-            ep_shards_fence_check (self->shards, shard, self->loaded [shard]? self->loaded [shard]
-                                   : ep_shards_held (self->shards, shard), &one);
-        }
+        ep_shards_fence_check_all (self->shards, ctx->shards, ctx->revisions, ctx->nshards, reply);
     }
     else {
         rc = 0;
@@ -239,15 +232,14 @@ reapshards_send (reapshards_t *self, reapbatch_t *batch, reapshards_done_fn *don
     ep_etcd_op_t *reads = (ep_etcd_op_t *) zmalloc (sizeof (ep_etcd_op_t) * (size_t) count);
     s_ctx_t *ctx = s_ctx_new (self, -1, 0);
     ctx->shards = (int *) zmalloc (sizeof (int) * (size_t) count);
-    for (int i = 0; i < ntouched; i++) {
-        int64_t revision;
-        if (ep_shards_fence (self->shards, touched [i], &compares [ctx->nshards],
-                             &reads [ctx->nshards], &revision) != 0) {
-            snprintf (err, errlen, "shard %d is no longer this instance's", touched [i]);
-            s_ctx_destroy (&ctx);
-            break;
-        }
-        ctx->shards [ctx->nshards++] = touched [i];
+    ctx->revisions = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) count);
+    if (ep_shards_fence_all (self->shards, touched, ntouched, compares, reads, ctx->revisions) == 0) {
+        memcpy (ctx->shards, touched, sizeof (int) * (size_t) ntouched);
+        ctx->nshards = ntouched;
+    }
+    else {
+        snprintf (err, errlen, "a shard of the batch is no longer this instance's");
+        s_ctx_destroy (&ctx);
     }
     int rc = -1;
     if (ctx) {

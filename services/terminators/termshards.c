@@ -476,39 +476,21 @@ s_batch_outbox (termshards_batch_t *batch)
     }
 }
 
-//  The fences of the shards touched, in compare order; the failure branch
-//  reads each owner key in the same order.
+//  The fences of the shards touched (common/ep_shards), in compare order;
+//  the failure branch reads each owner key in the same order. -1 if a
+//  touched shard is not held: a write without its fence would be
+//  unconditional.
 static int
 s_fences (termshards_t *self, const bool *touched, ep_etcd_compare_t *compares,
           ep_etcd_op_t *reads, int *shards, int64_t *revisions)
 {
     int n = 0;
-    for (int s = 0; s < self->config.count; s++) {
-        if (!touched [s])
-            continue;
-        //  A write without its fence would be unconditional: never.
-        if (ep_shards_fence (self->shards, s, &compares [n], &reads [n], &revisions [n]) != 0)
-            return -1;
-        shards [n++] = s;
-    }
-    return n;
+    for (int s = 0; s < self->config.count; s++)
+        if (touched [s])
+            shards [n++] = s;
+    return ep_shards_fence_all (self->shards, shards, n, compares, reads, revisions) == 0? n: -1;
 }
 
-//  Judges a refused transaction shard by shard: each read is the owner key
-//  of one shard, in compare order.
-static void
-s_judge (termshards_t *self, s_ctx_t *ctx, const ep_etcd_reply_t *reply)
-{
-    for (int i = 0; i < ctx->nshards && (size_t) i < reply->nresponses; i++) {
-        ep_etcd_reply_t one = *reply;
-        one.responses = &reply->responses [i];
-        one.nresponses = 1;
-        int shard = ctx->shards [i];
-        ep_shards_fence_check (self->shards, shard, ctx->revisions [i], &one);
-    }
-}
-
-//  Forgets the outbox keys (and their events) of a batch that did not land.
 static void
 s_forget_names (termshards_t *self, zlistx_t *names)
 {
@@ -557,7 +539,7 @@ s_on_batch (void *arg, const ep_etcd_reply_t *reply, const char *error)
     else
     if (!reply->succeeded) {
         snprintf (why, sizeof why, "a shard of the batch is another instance's now (fenced)");
-        s_judge (self, ctx, reply);
+        ep_shards_fence_check_all (self->shards, ctx->shards, ctx->revisions, ctx->nshards, reply);
     }
     else
         rc = 0;
@@ -713,7 +695,7 @@ s_on_trim (void *arg, const ep_etcd_reply_t *reply, const char *error)
                      reply? reply->error: error);
     else
     if (!reply->succeeded)
-        s_judge (self, ctx, reply);
+        ep_shards_fence_check_all (self->shards, ctx->shards, ctx->revisions, ctx->nshards, reply);
     else {
         //  Deleted up to these keys: forgotten. Not: the next trim tries
         //  again (or, the shard lost, its next owner publishes them again:
