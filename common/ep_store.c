@@ -200,6 +200,9 @@ s_open (ep_store_t *self)
     sqlite3_db_config (self->db, SQLITE_DBCONFIG_DQS_DML, 0, NULL);
     sqlite3_db_config (self->db, SQLITE_DBCONFIG_DQS_DDL, 0, NULL);
 
+    //  In memory: no file to journal or sync (a cache, ep_store.h).
+    if (streq (self->path, EP_STORE_MEMORY))
+        return 0;
     //  journal_mode answers with the mode it actually got: a filesystem
     //  without shared memory support leaves the old one in place.
     sqlite3_stmt *stmt = NULL;
@@ -572,6 +575,8 @@ int64_t
 ep_store_wal_size (ep_store_t *self)
 {
     EP_ASSERT (self);
+    if (streq (self->path, EP_STORE_MEMORY))
+        return 0;
     const char *wal = sqlite3_filename_wal (sqlite3_db_filename (self->db, "main"));
     struct stat st;
     if (stat (wal, &st) == 0)

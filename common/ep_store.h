@@ -34,10 +34,15 @@ typedef enum {
                                 //  etcd store; an operator frees space, docs/ha.md)
 } ep_store_fault_t;
 
-//  Opens (creating) the database at path and applies migrations [0..count)
-//  whose 1-based number is above the recorded schema version, all in one
-//  transaction. Refuses a database whose version is above count. Returns
-//  NULL on failure: see ep_store_last_error ().
+//  The path of an in-memory database: the cache of a store kept elsewhere
+//  (the etcd modes' shard caches, docs/store.md), which nothing reads after
+//  a restart, so it pays for neither a journal file nor page writes.
+#define EP_STORE_MEMORY ":memory:"
+
+//  Opens (creating) the database at path (or EP_STORE_MEMORY) and applies
+//  migrations [0..count) whose 1-based number is above the recorded schema
+//  version, all in one transaction. Refuses a database whose version is
+//  above count. Returns NULL on failure: see ep_store_last_error ().
 ep_store_t *
     ep_store_new (const char *path, const char *const *migrations, size_t count);
 

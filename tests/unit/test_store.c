@@ -99,6 +99,24 @@ Test (store, durability_pragmas_in_effect)
     cr_assert_null (store);
 }
 
+//  The etcd modes' caches: migrated, foreign keys on, savepoints roll
+//  back, and no file is written beside anything.
+Test (store, memory_cache_has_no_files)
+{
+    ep_store_t *store = ep_store_new (EP_STORE_MEMORY, s_migrations, EP_COUNT (s_migrations));
+    cr_assert_not_null (store, "%s", ep_store_last_error ());
+    cr_assert_eq (s_int (store, "SELECT count(*) FROM applied"), 3);
+    cr_assert_eq (s_int (store, "PRAGMA foreign_keys"), 1);
+    cr_assert_eq (ep_store_begin (store), 0);
+    cr_assert_eq (ep_store_exec (store, "INSERT INTO kv (k, v) VALUES ('a', '1')"), 0);
+    cr_assert_eq (ep_store_commit (store), 0);
+    cr_assert_eq (ep_store_checkpoint (store), 0);
+    cr_assert_eq (ep_store_wal_size (store), 0);
+    cr_assert_eq (s_int (store, "SELECT count(*) FROM kv"), 1);
+    cr_assert_eq (access (EP_STORE_MEMORY, F_OK), -1, "no file named " EP_STORE_MEMORY);
+    ep_store_destroy (&store);
+}
+
 Test (store, foreign_keys_enforced)
 {
     ep_store_t *store = s_open (EP_COUNT (s_migrations));
