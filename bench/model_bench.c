@@ -49,6 +49,7 @@
 #include "ep_rpc_client.h"
 #include "ep_test.h"
 #include "bench_util.h"
+#include "bench_etcd.h"
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
@@ -81,8 +82,7 @@ typedef struct {
     size_t tag_bytes;           //  value length of each of the two tags
     int cases;                  //  cases run so far, for fresh ids
     bool etcd_store;            //  --store etcd: the model in etcd, raw etcd baselines
-    pid_t etcd_pid;             //  the single etcd member, 0 if none
-    char etcd_endpoint [64];    //  its client URL
+    bench_etcd_t *member;       //  the single etcd member, NULL if none
     ep_etcd_t *etcd;            //  a client of it, for the raw baselines
     int64_t lease_ttl_ms;       //  the models' publisher lease (etcd)
 } s_env_t;
@@ -425,99 +425,30 @@ s_raw_inserts (s_env_t *env, int n, int batch, size_t row_bytes, double *cpu_us)
 //  ---------------------------------------------------------------------
 //  The etcd store's baseline
 
-#define ETCD_BIN "/usr/bin/etcd"
-
-//  What a transaction's callback reports.
-typedef struct {
-    bool done;                  //  the reply (or the failure) came
-    bool ok;                    //  the compares held and it applied
-    int64_t revision;           //  its revision
-    char error [256];           //  why not
-} s_txn_t;
-
-static void
-s_txn_done (void *arg, const ep_etcd_reply_t *reply, const char *error)
-{
-    s_txn_t *txn = (s_txn_t *) arg;
-    txn->done = true;
-    txn->ok = reply && !reply->code && (reply->kind != EP_ETCD_TXN || reply->succeeded);
-    txn->revision = reply? reply->header.revision: 0;
-    if (!txn->ok)
-        snprintf (txn->error, sizeof txn->error, "%s", reply? (reply->error? reply->error: "compare failed"):
-                  error? error: "?");
-}
-
 //  Waits for the call's callback, up to CALL_TIMEOUT_MS.
 static bool
-s_txn_wait (s_env_t *env, s_txn_t *txn)
+s_txn_wait (s_env_t *env, bench_etcd_call_t *txn)
 {
-    int64_t deadline = ep_mono_ms () + CALL_TIMEOUT_MS;
-    while (!txn->done && ep_mono_ms () < deadline)
-        ep_etcd_wait (env->etcd, 50);
-    return txn->done;
+    return bench_etcd_wait (env->etcd, txn, CALL_TIMEOUT_MS);
 }
 
 //  Starts one etcd member in dir/etcd on two free 127.0.0.1 ports, with
-//  the limits the model's etcd store is documented with, and waits until it
-//  answers. Returns 0 or -1.
+//  the limits the model's etcd store is documented with. Returns 0 or -1.
 static int
 s_etcd_start (s_env_t *env)
 {
     int ports [2];
     ep_test_stable_ports (ports, 2);
-    char client [64], peer [64], cluster [96];
-    snprintf (client, sizeof client, "http://127.0.0.1:%d", ports [0]);
-    snprintf (peer, sizeof peer, "http://127.0.0.1:%d", ports [1]);
-    snprintf (cluster, sizeof cluster, "bench=%s", peer);
-    char *data = zsys_sprintf ("%s/etcd", env->dir);
-    char *log = zsys_sprintf ("%s/etcd.log", env->dir);
-    //  --logger=zap: Debian's 3.4.23 panics at start with its default logger.
-    char *argv [] = { ETCD_BIN, "--name", "bench", "--data-dir", data, "--logger=zap", "--log-level=error",
-                      "--listen-client-urls", client, "--advertise-client-urls", client,
-                      "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                      "--initial-cluster", cluster, "--max-txn-ops=1024", "--max-request-bytes=4194304",
-                      "--quota-backend-bytes=2147483648", NULL };
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init (&actions);
-    posix_spawn_file_actions_addopen (&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_adddup2 (&actions, 1, 2);
-    extern char **environ;
-    int rc = posix_spawn (&env->etcd_pid, ETCD_BIN, &actions, NULL, argv, environ);
-    posix_spawn_file_actions_destroy (&actions);
-    free (data);
-    if (rc != 0) {
-        fprintf (stderr, "model_bench: cannot start %s: %s (apt-get install etcd-server)\n", ETCD_BIN, strerror (rc));
-        env->etcd_pid = 0;
-        free (log);
-        return -1;
-    }
-    snprintf (env->etcd_endpoint, sizeof env->etcd_endpoint, "%s", client);
-    char err [256];
-    ep_etcd_config_t config = { .endpoints = env->etcd_endpoint, .timeout_ms = CALL_TIMEOUT_MS };
-    env->etcd = ep_etcd_new (&config, err, sizeof err);
-    EP_ASSERT (env->etcd);
-    int64_t deadline = ep_mono_ms () + 20000;
-    bool up = false;
-    while (!up && ep_mono_ms () < deadline) {
-        s_txn_t status = { 0 };
-        ep_etcd_status (env->etcd, s_txn_done, &status);
-        up = s_txn_wait (env, &status) && status.ok;
-    }
-    if (!up)
-        fprintf (stderr, "model_bench: etcd did not answer at %s within 20 s (its log: %s)\n", client, log);
-    free (log);
-    return up? 0: -1;
+    env->member = bench_etcd_start (env->dir, ports, 1024);
+    env->etcd = env->member? bench_etcd_client (env->member): NULL;
+    return env->member? 0: -1;
 }
 
 static void
 s_etcd_stop (s_env_t *env)
 {
-    ep_etcd_destroy (&env->etcd);
-    if (env->etcd_pid > 0) {
-        kill (env->etcd_pid, SIGTERM);
-        waitpid (env->etcd_pid, NULL, 0);
-        env->etcd_pid = 0;
-    }
+    env->etcd = NULL;
+    bench_etcd_stop (&env->member, false);
 }
 
 //  n writes of row_bytes, batch per transaction, shaped as the model's etcd
@@ -561,9 +492,9 @@ s_raw_txns (s_env_t *env, int n, int batch, size_t row_bytes, double *cpu_us)
         ops [no++] = (ep_etcd_op_t) { .kind = EP_ETCD_PUT, .u.put = {
             .key = ep_etcd_str (state), .value = ep_etcd_str (value) } };
         ep_etcd_txn_t txn = { compares, nc, ops, no, NULL, 0 };
-        s_txn_t result = { 0 };
+        bench_etcd_call_t result = { 0 };
         char err [256];
-        ok = ep_etcd_txn (env->etcd, &txn, s_txn_done, &result, err, sizeof err) == 0
+        ok = ep_etcd_txn (env->etcd, &txn, bench_etcd_done, &result, err, sizeof err) == 0
           && s_txn_wait (env, &result) && result.ok;
         if (!ok)
             fprintf (stderr, "model_bench: raw etcd transaction %d failed: %s\n", i / batch,
@@ -667,7 +598,8 @@ s_model_start (s_env_t *env, const char *instance)
     char *env_data = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s/model-%s", env->dir, instance);
     char *env_instance = zsys_sprintf ("EDGEPLANE_INSTANCE_ID=%s", instance);
     char *env_ttl = zsys_sprintf ("EDGEPLANE_MODEL_LEASE_TTL=%lldms", (long long) env->lease_ttl_ms);
-    char *env_endpoints = zsys_sprintf ("EDGEPLANE_ETCD_ENDPOINTS=%s", env->etcd_endpoint);
+    char *env_endpoints = zsys_sprintf ("EDGEPLANE_ETCD_ENDPOINTS=%s",
+                                        env->member? bench_etcd_endpoint (env->member): "");
     const char *environment [] = { env_keys, env_data, env_instance, env_ttl, "EDGEPLANE_LOG_LEVEL=warn",
                                    env->etcd_store? "EDGEPLANE_MODEL_STORE=etcd": NULL, env_endpoints, NULL };
     char *bus_pub = zsys_sprintf ("--bus-pub=%s", ep_proc_connect_endpoint (env->bus, "pub"));

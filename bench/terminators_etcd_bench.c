@@ -44,6 +44,7 @@
 */
 #include "ep_test.h"
 #include "bench_util.h"
+#include "bench_etcd.h"
 #include "ep_codec.h"
 #include "ep_etcd.h"
 #include "ep_keys.h"
@@ -66,7 +67,6 @@
 #define TXN_WRITES  500         //  model writes per transaction
 #define MAX_TXN_OPS 1024        //  etcd's --max-txn-ops and the instances' EDGEPLANE_ETCD_MAX_TXN_OPS
 #define KILLS_MAX   50          //  --kills at most
-#define ETCD_BIN    "/usr/bin/etcd"
 #define PREFIX      "/bench/"   //  the instances' EDGEPLANE_ETCD_PREFIX
 #define RAW_PREFIX  "/raw/"     //  the baseline's keys
 
@@ -75,8 +75,7 @@ static int64_t s_ttl_ms = 2000;
 static char *s_dir, *s_keys;
 static char *s_env [16];        //  the services' environment, NULL-terminated
 static int s_nenv;              //  entries set
-static pid_t s_etcd_pid;        //  the etcd member
-static char s_etcd_endpoint [64];   //  its client URL
+static bench_etcd_t *s_member; //  the etcd member
 static ep_etcd_t *s_etcd;       //  a client of it (status, baseline)
 static ep_proc_t *s_bus, *s_model;
 static ep_proc_t *s_terms [INSTANCES];          //  the instances (NULL while dead)
@@ -113,9 +112,9 @@ s_die (const char *format, ...)
         }
     ep_proc_destroy (&s_model);
     ep_proc_destroy (&s_bus);
-    if (s_etcd_pid > 0) {
-        kill (s_etcd_pid, SIGKILL);
-        waitpid (s_etcd_pid, NULL, 0);
+    if (s_member) {
+        s_etcd = NULL;
+        bench_etcd_stop (&s_member, true);
     }
     if (s_dir)
         ep_tmpdir_remove (&s_dir);
@@ -131,40 +130,11 @@ s_seconds (int64_t from_us)
 //  ---------------------------------------------------------------------
 //  etcd
 
-typedef struct {
-    bool done;                  //  the reply (or the failure) came
-    bool ok;                    //  it applied (a txn: its compares held)
-    int64_t revision;           //  the header's revision
-    size_t value_size;          //  a range: the first value's size, 0 if none
-    size_t values_bytes;        //  a range: all its values' sizes
-    size_t nkvs;                //  a range: how many keys
-    char error [256];           //  why not
-} s_call_t;
-
+//  A blocking call, 10 s at most.
 static void
-s_call_done (void *arg, const ep_etcd_reply_t *reply, const char *error)
+s_call_wait (ep_etcd_t *etcd, bench_etcd_call_t *call)
 {
-    s_call_t *call = (s_call_t *) arg;
-    call->done = true;
-    call->ok = reply && !reply->code && (reply->kind != EP_ETCD_TXN || reply->succeeded);
-    call->revision = reply? reply->header.revision: 0;
-    call->value_size = reply && reply->nkvs? reply->kvs [0].value_size: 0;
-    call->nkvs = reply? reply->nkvs: 0;
-    call->values_bytes = 0;
-    for (size_t i = 0; i < call->nkvs; i++)
-        call->values_bytes += reply->kvs [i].value_size;
-    if (!call->ok)
-        snprintf (call->error, sizeof call->error, "%s", reply? (reply->error? reply->error: "compare failed"):
-                  error? error: "?");
-}
-
-static void
-s_call_wait (ep_etcd_t *etcd, s_call_t *call)
-{
-    int64_t deadline = ep_mono_ms () + 10000;
-    while (!call->done && ep_mono_ms () < deadline)
-        ep_etcd_wait (etcd, 50);
-    if (!call->ok)
+    if (!bench_etcd_wait (etcd, call, 10000) || !call->ok)
         s_die ("etcd: %s", call->done? call->error: "no answer in 10 s");
 }
 
@@ -172,8 +142,8 @@ s_call_wait (ep_etcd_t *etcd, s_call_t *call)
 static int64_t
 s_etcd_revision (void)
 {
-    s_call_t call = { 0 };
-    ep_etcd_status (s_etcd, s_call_done, &call);
+    bench_etcd_call_t call = { 0 };
+    ep_etcd_status (s_etcd, bench_etcd_done, &call);
     s_call_wait (s_etcd, &call);
     return call.revision;
 }
@@ -183,51 +153,10 @@ s_etcd_start (void)
 {
     int ports [2];
     ep_test_stable_ports (ports, 2);
-    char client [64], peer [64], cluster [96];
-    snprintf (client, sizeof client, "http://127.0.0.1:%d", ports [0]);
-    snprintf (peer, sizeof peer, "http://127.0.0.1:%d", ports [1]);
-    snprintf (cluster, sizeof cluster, "bench=%s", peer);
-    char *data = zsys_sprintf ("%s/etcd", s_dir);
-    char *log = zsys_sprintf ("%s/etcd.log", s_dir);
-    char max_ops [32];
-    snprintf (max_ops, sizeof max_ops, "--max-txn-ops=%d", MAX_TXN_OPS);
-    //  --logger=zap: Debian's 3.4.23 panics at start with its default logger.
-    char *argv [] = { ETCD_BIN, "--name", "bench", "--data-dir", data, "--logger=zap", "--log-level=error",
-                      "--listen-client-urls", client, "--advertise-client-urls", client,
-                      "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                      "--initial-cluster", cluster, max_ops, "--max-request-bytes=4194304",
-                      "--quota-backend-bytes=2147483648", NULL };
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init (&actions);
-    posix_spawn_file_actions_addopen (&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_adddup2 (&actions, 1, 2);
-    extern char **environ;
-    int rc = posix_spawn (&s_etcd_pid, ETCD_BIN, &actions, NULL, argv, environ);
-    posix_spawn_file_actions_destroy (&actions);
-    free (data);
-    free (log);
-    if (rc != 0) {
-        s_etcd_pid = 0;
-        s_die ("cannot start %s: %s (apt-get install etcd-server)", ETCD_BIN, strerror (rc));
-    }
-    snprintf (s_etcd_endpoint, sizeof s_etcd_endpoint, "%s", client);
-    char err [256];
-    ep_etcd_config_t config = { .endpoints = s_etcd_endpoint, .timeout_ms = 10000 };
-    s_etcd = ep_etcd_new (&config, err, sizeof err);
-    if (!s_etcd)
-        s_die ("%s", err);
-    int64_t deadline = ep_mono_ms () + 20000;
-    bool up = false;
-    while (!up && ep_mono_ms () < deadline) {
-        s_call_t call = { 0 };
-        ep_etcd_status (s_etcd, s_call_done, &call);
-        int64_t until = ep_mono_ms () + 1000;
-        while (!call.done && ep_mono_ms () < until)
-            ep_etcd_wait (s_etcd, 50);
-        up = call.ok;
-    }
-    if (!up)
-        s_die ("etcd did not answer at %s within 20 s (its log is in %s)", client, s_dir);
+    s_member = bench_etcd_start (s_dir, ports, MAX_TXN_OPS);
+    if (!s_member)
+        s_die ("no etcd to measure against");
+    s_etcd = bench_etcd_client (s_member);
 }
 
 //  The mean size of the values the instances stored under kind ("t/": a
@@ -244,8 +173,8 @@ s_stored_bytes (const char *kind, int64_t revision)
         snprintf (key, sizeof key, PREFIX "terminators/%05d/%s", shard, kind);
         ep_etcd_range_t range = { .key = ep_etcd_str (key), .revision = revision };
         range.range_end = ep_etcd_prefix_end (range.key, end, sizeof end);
-        s_call_t call = { 0 };
-        ep_etcd_range (s_etcd, &range, s_call_done, &call);
+        bench_etcd_call_t call = { 0 };
+        ep_etcd_range (s_etcd, &range, bench_etcd_done, &call);
         s_call_wait (s_etcd, &call);
         bytes += call.values_bytes;
         keys += call.nkvs;
@@ -261,7 +190,7 @@ typedef struct {
     int *items;                 //  the terminators it writes (index router x S + service)
     int count;                  //  how many
     int next;                   //  the next to write
-    s_call_t call;              //  the transaction in flight
+    bench_etcd_call_t call;              //  the transaction in flight
     bool busy;                  //  one is
 } s_stream_t;
 
@@ -282,15 +211,15 @@ s_raw_txns (int total, int batch, size_t record_bytes, size_t outbox_bytes)
         char key [64];
         snprintf (key, sizeof key, RAW_PREFIX "%d/owners/%d", run, shard);
         ep_etcd_put_t put = { .key = ep_etcd_str (key), .value = ep_etcd_str ("raw") };
-        s_call_t call = { 0 };
-        ep_etcd_put (s_etcd, &put, s_call_done, &call);
+        bench_etcd_call_t call = { 0 };
+        ep_etcd_put (s_etcd, &put, bench_etcd_done, &call);
         s_call_wait (s_etcd, &call);
         fence [shard] = call.revision;
     }
     s_stream_t streams [INSTANCES];
     for (int c = 0; c < INSTANCES; c++) {
         memset (&streams [c], 0, sizeof streams [c]);
-        ep_etcd_config_t config = { .endpoints = s_etcd_endpoint, .timeout_ms = 10000 };
+        ep_etcd_config_t config = { .endpoints = bench_etcd_endpoint (s_member), .timeout_ms = 10000 };
         char err [256];
         streams [c].etcd = ep_etcd_new (&config, err, sizeof err);
         streams [c].items = (int *) calloc ((size_t) total, sizeof (int));
@@ -371,7 +300,7 @@ s_raw_txns (int total, int batch, size_t record_bytes, size_t outbox_bytes)
             ep_etcd_txn_t txn = { compares, nc, ops, no, NULL, 0 };
             char err [256];
             memset (&stream->call, 0, sizeof stream->call);
-            if (ep_etcd_txn (stream->etcd, &txn, s_call_done, &stream->call, err, sizeof err) != 0)
+            if (ep_etcd_txn (stream->etcd, &txn, bench_etcd_done, &stream->call, err, sizeof err) != 0)
                 s_die ("raw etcd transaction: %s", err);
             stream->busy = true;
             done += (int) n;
@@ -629,7 +558,7 @@ s_cpu (int64_t cpu [3])
     cpu [0] = 0;
     for (int i = 0; i < INSTANCES; i++)
         cpu [0] += s_terms [i]? bench_proc_cpu_us (ep_proc_pid (s_terms [i])): 0;
-    cpu [1] = bench_proc_cpu_us (s_etcd_pid);
+    cpu [1] = bench_proc_cpu_us (bench_etcd_pid (s_member));
     cpu [2] = bench_machine_busy_us ();
 }
 
@@ -925,7 +854,7 @@ main (int argc, char **argv)
         s_die ("the model did not start");
     s_env [s_nenv++] = zsys_sprintf ("EDGEPLANE_MODEL_API=%s", ep_proc_connect_endpoint (s_model, "api"));
     s_env [s_nenv++] = strdup ("EDGEPLANE_TERMINATORS_STORE=etcd");
-    s_env [s_nenv++] = zsys_sprintf ("EDGEPLANE_ETCD_ENDPOINTS=%s", s_etcd_endpoint);
+    s_env [s_nenv++] = zsys_sprintf ("EDGEPLANE_ETCD_ENDPOINTS=%s", bench_etcd_endpoint (s_member));
     s_env [s_nenv++] = strdup ("EDGEPLANE_ETCD_PREFIX=" PREFIX);
     s_env [s_nenv++] = zsys_sprintf ("EDGEPLANE_SHARDS=%d", s_shards);
     s_env [s_nenv++] = zsys_sprintf ("EDGEPLANE_TERMINATORS_LEASE_TTL=%lldms", (long long) s_ttl_ms);
@@ -1055,9 +984,8 @@ main (int argc, char **argv)
     zstr_free (&s_terms_key);
     ep_proc_destroy (&s_model);
     ep_proc_destroy (&s_bus);
-    ep_etcd_destroy (&s_etcd);
-    kill (s_etcd_pid, SIGTERM);
-    waitpid (s_etcd_pid, NULL, 0);
+    s_etcd = NULL;
+    bench_etcd_stop (&s_member, false);
     for (int i = 0; i < s_nenv; i++)
         zstr_free (&s_env [i]);
     zstr_free (&s_keys);
