@@ -10,12 +10,15 @@
     events are on the bus. An owner frozen past its lease (SIGSTOP, then
     SIGCONT) changes nothing: the other took its shards with their state,
     it drops them when it wakes, rejoins under a new lease and gets its
-    share back; `edgeplane shards` shows the owners. */
+    share back; `edgeplane shards` shows the owners, and so does
+    `edgeplane status` (with instance 0's ready file in its data
+    directory, as `edgeplane up` leaves it). */
 #include <criterion/criterion.h>
 #include "ep_etcd_cluster.h"
 #include "ep_stack.h"
 #include "ep_keys.h"
 #include "ep_rpc_client.h"
+#include "cli_beacons.h"
 #include "terminators.pb-c.h"
 #include <jansson.h>
 #include <signal.h>
@@ -341,11 +344,113 @@ s_cli_shows_split (void)
     free (out);
 }
 
+//  The entry of service in status --json's rows, asserted.
+static json_t *
+s_status_row (json_t *rows, const char *service, const char *out)
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach (rows, i, row)
+        if (streq (json_string_value (json_object_get (row, "service")), service))
+            return row;
+    cr_assert_fail ("status --json has no %s row: %s", service, out);
+    return NULL;
+}
+
+//  `edgeplane status` with instance 0's ready file under <dir>/run (the
+//  others have none: status exits 1 naming them): the terminators' row
+//  names both instances' shards, heard on the bus the environment gives,
+//  which together cover every shard once; its figure "shards" is what
+//  instance 0's beacon says it owns; the text form has a row per
+//  instance with its shards as ranges.
+static void
+s_status_shows_split (void)
+{
+    char *dir = zsys_sprintf ("%s/status", ep_stack_dir (s_stack));
+    char *run = zsys_sprintf ("%s/run", dir);
+    cr_assert_eq (zsys_dir_create ("%s", run), 0);
+    char *path = zsys_sprintf ("%s/terminators.ready", run);
+    json_t *ready = ep_ready_read (ep_proc_ready_path (s_terms [0]));
+    cr_assert_not_null (ready);
+    cr_assert_eq (json_dump_file (ready, path, 0), 0);
+    json_decref (ready);
+    char *out = NULL;
+    char *cmd = zsys_sprintf ("'%s/edgeplane' status --json --shards-listen 2500ms --data-dir '%s'",
+                              EP_BIN_DIR, dir);
+    int rc = ep_run (cmd, &out);
+    zstr_free (&cmd);
+    cr_assert_eq (rc, 1, "edgeplane status: %d (4 of 5 services have no ready file)\n%s", rc, out? out: "");
+    json_t *rows = json_loads (out, 0, NULL);
+    cr_assert (json_is_array (rows), "not a JSON array: %s", out);
+    json_t *row = s_status_row (rows, "terminators", out);
+    cr_assert_str_eq (json_string_value (json_object_get (row, "state")), "ready", "%s", out);
+    json_t *shards = json_object_get (row, "shards");
+    cr_assert (json_is_true (json_object_get (shards, "complete")), "%s", out);
+    cr_assert_eq (json_integer_value (json_object_get (shards, "shard_count")), SHARDS, "%s", out);
+    json_t *instances = json_object_get (shards, "instances");
+    cr_assert_eq (json_array_size (instances), 2, "%s", out);
+    int claims [SHARDS] = { 0 };
+    double at_0 = -1;
+    for (size_t i = 0; i < 2; i++) {
+        json_t *instance = json_array_get (instances, i);
+        json_t *owned = json_object_get (instance, "shards");
+        cr_assert_gt (json_array_size (owned), 0, "%s", out);
+        for (size_t k = 0; k < json_array_size (owned); k++) {
+            json_int_t shard = json_integer_value (json_array_get (owned, k));
+            cr_assert (shard >= 0 && shard < SHARDS, "%s", out);
+            claims [shard]++;
+        }
+        if (streq (json_string_value (json_object_get (instance, "address")),
+                   ep_proc_endpoint (s_terms [0], "api")))
+            at_0 = (double) json_array_size (owned);
+    }
+    for (int shard = 0; shard < SHARDS; shard++)
+        cr_assert_eq (claims [shard], 1, "shard %d has %d owners: %s", shard, claims [shard], out);
+    cr_assert_geq (at_0, 0, "no instance at %s: %s", ep_proc_endpoint (s_terms [0], "api"), out);
+    double figure = json_number_value (json_object_get (json_object_get (row, "figures"), "shards"));
+    cr_assert_eq (figure, at_0, "figure shards %.0f, beacon %.0f: %s", figure, at_0, out);
+    //  The text form: a row per instance, its shards as ranges.
+    char *text = NULL;
+    cmd = zsys_sprintf ("'%s/edgeplane' status --shards-listen 2500ms --data-dir '%s'", EP_BIN_DIR, dir);
+    ep_run (cmd, &text);
+    zstr_free (&cmd);
+    cr_assert (strstr (text, "SHARDED") && strstr (text, "INSTANCE"), "no shards section: %s", text);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *instance = json_array_get (instances, i);
+        json_t *owned = json_object_get (instance, "shards");
+        uint32_t list [SHARDS];
+        for (size_t k = 0; k < json_array_size (owned); k++)
+            list [k] = (uint32_t) json_integer_value (json_array_get (owned, k));
+        char ranges [256];
+        cli_shard_ranges (list, json_array_size (owned), ranges, sizeof ranges);
+        //  SHARDED INSTANCE ADDRESS OWNED SHARDS, columns padded.
+        const char *id = json_string_value (json_object_get (instance, "instance"));
+        char expected [512], got [1024] = "";
+        snprintf (expected, sizeof expected, "terminators %s %s %zu %s", id,
+                  json_string_value (json_object_get (instance, "address")), json_array_size (owned), ranges);
+        for (const char *line = text; line && *line; line = strchr (line, '\n'), line = line? line + 1: NULL) {
+            char words [5][160];
+            if (sscanf (line, "%159s %159s %159s %159s %159s", words [0], words [1], words [2], words [3],
+                        words [4]) == 5 && streq (words [1], id))
+                snprintf (got, sizeof got, "%s %s %s %s %s", words [0], words [1], words [2], words [3],
+                          words [4]);
+        }
+        cr_assert_str_eq (got, expected, "in: %s", text);
+    }
+    free (text);
+    json_decref (rows);
+    free (out);
+    free (path);
+    free (run);
+    free (dir);
+}
+
 Test (terminators_shards, a_frozen_owner_changes_nothing_and_rejoins)
 {
     cr_assert (ep_wait_until (s_split, NULL, 10000), "the shards were not split");
     ep_stack_export (s_stack);
     s_cli_shows_split ();
+    s_status_shows_split ();
     char routers [ROUTERS][16];
     int owner [ROUTERS];
     uint32_t attempts [ROUTERS];
@@ -393,6 +498,7 @@ Test (terminators_shards, a_frozen_owner_changes_nothing_and_rejoins)
         ep__terminator_reply__free_unpacked (reply, NULL);
     }
     s_cli_shows_split ();
+    s_status_shows_split ();
 }
 
 Test (terminators_shards, an_instance_with_another_shard_count_refuses_to_start)

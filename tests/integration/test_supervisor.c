@@ -1,7 +1,8 @@
 /*  test_supervisor.c: `edgeplane up` as a supervisor, and `edgeplane
     status` as the way to wait for it. A SIGKILLed `up` takes its services
     with it (no orphan holds a port) and a new `up` starts on the same data
-    directory; `status` exits 0 only when all five services are ready, says
+    directory; `status` exits 0 only when all five services are ready, shows
+    no shards in the embedded mode, says
     "starting" for one whose ready file is missing while up runs, and names
     the real data directory when no stack runs; `up --demo` with a channel
     address that is not the default still has its demo routers join, and a
@@ -99,8 +100,19 @@ Test (supervisor, status_waits_for_all_five_and_a_killed_up_leaves_no_orphans, .
     cr_assert_eq (s_cli ("status --json", &out), 0, "%s", out);
     json_t *rows = json_loads (out, JSON_DISABLE_EOF_CHECK, NULL);
     cr_assert (json_is_array (rows) && json_array_size (rows) == 5, "status --json: %s", out);
+    //  The embedded mode runs nothing on shards: no shards, no listening
+    //  for beacons (status stays quick).
+    size_t i;
+    json_t *row;
+    json_array_foreach (rows, i, row) {
+        cr_assert_null (json_object_get (row, "shards"), "status --json: %s", out);
+        cr_assert_null (json_object_get (json_object_get (row, "figures"), "shards"), "status --json: %s", out);
+    }
     free (out);
     json_decref (rows);
+    cr_assert_eq (s_cli ("status", &out), 0, "%s", out);
+    cr_assert_null (strstr (out, "SHARDED"), "a shards section in the embedded mode: %s", out);
+    free (out);
 
     //  One ready file missing while up runs (a service still starting):
     //  non-zero, "starting", in both forms.

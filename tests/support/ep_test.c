@@ -182,6 +182,12 @@ ep_proc_start (const char *binary, const char *const *args,
 }
 
 const char *
+ep_proc_ready_path (ep_proc_t *self)
+{
+    return self->ready_path;
+}
+
+const char *
 ep_proc_endpoint (ep_proc_t *self, const char *name)
 {
     return self->ready? ep_ready_endpoint (self->ready, name): NULL;

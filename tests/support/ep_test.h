@@ -68,6 +68,10 @@ int
 char *
     ep_proc_log (ep_proc_t *self);
 
+//  The path of its ready file (which it writes once ready).
+const char *
+    ep_proc_ready_path (ep_proc_t *self);
+
 //  SIGKILLs the process if running, reaps it, removes its files.
 void
     ep_proc_destroy (ep_proc_t **self_p);

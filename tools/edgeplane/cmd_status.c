@@ -1,7 +1,10 @@
 /*  edgeplane status: health, version, model revision and key figures of
     each service that `edgeplane up` started (their ready files under
-    <data>/run say where each one's HTTP port is). */
+    <data>/run say where each one's HTTP port is), and the shards each
+    instance of a sharded service owns, from their beacons on the bus. */
 #include "cli.h"
+#include "cli_beacons.h"
+#include "cli_table.h"
 #include "ep_ready.h"
 #include <signal.h>
 #include <sys/types.h>
@@ -19,7 +22,9 @@ static const s_figure_t s_figures [] = {
     { "watchdog",    "routers",    "edgeplane_connections{role=\"router\",state=\"joined\"}" },
     { "watchdog",    "strays",     "controller_stray_connections_total" },
     { "terminators", "terminators","edgeplane_terminators" },
+    { "terminators", "shards",     "edgeplane_shards_owned" },
     { "reaper",      "sessions",   "edgeplane_sessions" },
+    { "reaper",      "shards",     "edgeplane_shards_owned" },
 };
 
 //  Sums every sample of the metric named name (all label sets) in page;
@@ -145,24 +150,133 @@ s_service_status (const char *data_dir, const char *service, bool supervised, ch
     return entry;
 }
 
+//  Where to hear the beacons, when a service here runs on shards (its
+//  /metrics has edgeplane_shards_owned): in the embedded mode nothing
+//  beacons, so status does not wait for nothing there. The bus given
+//  (flag or environment), else the one `up` started (its ready file).
+//  NULL: do not listen.
+static char *
+s_beacon_bus (const char *data_dir, const char *given, bool sharded)
+{
+    if (!sharded)
+        return NULL;
+    if (given)
+        return strdup (given);
+    char *path = zsys_sprintf ("%s/run/bus.ready", data_dir);
+    json_t *ready = ep_ready_read (path);
+    free (path);
+    const char *sub = ready? ep_ready_endpoint (ready, "sub"): NULL;
+    char *bus = sub? ep_endpoint_connectable (sub): NULL;
+    json_decref (ready);
+    return bus;
+}
+
+//  The beacons heard on bus within listen_ms; NULL (said why on stderr)
+//  when we cannot listen: no certificate, a bad address.
+static cli_beacons_t *
+s_listen (const char *keys_dir, const char *bus, int64_t listen_ms)
+{
+    const char *hint = "shards not shown (`edgeplane pki init` makes it)";
+    zcert_t *cert = cli_cert_load ("status", keys_dir, NULL, "subscriber.cert_secret", "the certificate", hint);
+    zcert_t *bus_key = cert? cli_cert_load ("status", keys_dir, NULL, "bus.cert", "the bus public certificate",
+                                            hint): NULL;
+    ep_subscriber_t *sub = NULL;
+    if (bus_key
+    &&  !(sub = ep_subscriber_new (bus, cert, zcert_public_txt (bus_key), 4u * 1024u * 1024u, NULL, NULL)))
+        cli_fail ("status", "invalid bus address %s (EDGEPLANE_BUS_SUB): shards not shown", bus);
+    cli_beacons_t *beacons = NULL;
+    if (sub) {
+        beacons = cli_beacons_new ();
+        cli_beacons_listen (beacons, sub, NULL, listen_ms);
+    }
+    ep_subscriber_destroy (&sub);
+    zcert_destroy (&bus_key);
+    zcert_destroy (&cert);
+    return beacons;
+}
+
+//  Each sharded service's owners into its entry in all, as `edgeplane
+//  shards --json` gives them: {"shard_count", "complete", "instances"}.
+static void
+s_shards_json (cli_beacons_t *beacons, json_t *all)
+{
+    size_t i;
+    json_t *entry;
+    json_array_foreach (all, i, entry) {
+        const char *service = json_string_value (json_object_get (entry, "service"));
+        if (cli_beacons_size (beacons, service) == 0)
+            continue;
+        char why [256];
+        bool complete = cli_beacons_complete (beacons, service, why, sizeof why);
+        json_t *instances = json_array ();
+        for (const cli_owner_t *owner = cli_beacons_first (beacons); owner; owner = cli_beacons_next (beacons))
+            if (streq (owner->service, service))
+                json_array_append_new (instances, cli_owner_json (owner));
+        json_object_set_new (entry, "shards", json_pack ("{s:i, s:b, s:o}", "shard_count",
+                             (int) cli_beacons_count (beacons, service), "complete", complete,
+                             "instances", instances));
+    }
+}
+
+//  The shards section: one row per instance heard, then what is wrong
+//  with each service's cover (a handover in progress), if anything.
+static void
+s_shards_print (cli_beacons_t *beacons)
+{
+    static const char *header [] = { "SHARDED", "INSTANCE", "ADDRESS", "OWNED", "SHARDS" };
+    cli_table_t *table = cli_table_new (header, EP_COUNT (header));
+    zlistx_t *services = zlistx_new ();
+    zlistx_set_destructor (services, (czmq_destructor *) zstr_free);
+    for (const cli_owner_t *owner = cli_beacons_first (beacons); owner; owner = cli_beacons_next (beacons)) {
+        char ranges [4096];
+        cli_shard_ranges (owner->shards, owner->nshards, ranges, sizeof ranges);
+        cli_table_add (table, owner->service);
+        cli_table_add (table, owner->id);
+        cli_table_add (table, owner->address);
+        cli_table_addf (table, "%zu", owner->nshards);
+        cli_table_add (table, ranges);
+        const char *last = (const char *) zlistx_last (services);
+        if (!last || !streq (last, owner->service))
+            zlistx_add_end (services, strdup (owner->service));
+    }
+    printf ("\n");
+    cli_table_print (table);
+    cli_table_destroy (&table);
+    for (const char *service = (const char *) zlistx_first (services); service;
+         service = (const char *) zlistx_next (services)) {
+        char why [256];
+        if (!cli_beacons_complete (beacons, service, why, sizeof why))
+            printf ("%s\n", why);
+    }
+    zlistx_destroy (&services);
+}
+
 int
 cli_status (int argc, char **argv)
 {
     static bool json;
+    static int64_t listen_ms;
     ep_opt_t opts [] = {
         { .name = "json", .def = "false", .type = EP_OPT_BOOL, .flag = &json, .help = "Print JSON." },
+        { .name = "shards-listen", .def = "1500ms", .type = EP_OPT_DURATION, .num = &listen_ms, .min = 0,
+          .max = 60000, .help = "How long to listen for the sharded services' beacons (one a second per "
+          "instance), when one of the services runs on shards; 0: never." },
     };
     ep_common_opts_t common;
-    ep_config_t *config = cli_parse ("status", "Health, version and key figures of each service; "
-                                     "exits 0 only when all five are healthy and ready.",
-                                     NULL, &common, opts, EP_COUNT (opts), argc, argv);
+    ep_config_t *config = cli_parse ("status", "Health, version and key figures of each service, and the "
+                                     "shards each sharded instance owns; exits 0 only when all five are "
+                                     "healthy and ready.", NULL, &common, opts, EP_COUNT (opts), argc, argv);
     //  Ours: common's strings belong to config.
     char *data_dir = strdup (common.data_dir);
+    char *keys_dir = strdup (common.keys_dir);
+    const char *source = ep_config_source (config, "bus-sub");
+    char *bus_given = source && (streq (source, "flag") || streq (source, "env"))? strdup (common.bus_sub): NULL;
     ep_config_destroy (&config);
     static const char *services [] = { "bus", "model", "terminators", "reaper", "watchdog" };
     bool supervised = s_supervisor_alive (data_dir);
     json_t *all = json_array ();
     int ready = 0, present = 0;
+    bool sharded = false;
     char waiting [256] = "";
     if (!json)
         printf ("%-12s %-8s %-10s %-8s %-8s %s\n", "SERVICE", "PID", "HEALTH", "READY", "VERSION", "FIGURES");
@@ -178,10 +292,23 @@ cli_status (int argc, char **argv)
         }
         if (json_integer_value (json_object_get (entry, "pid")) > 0)
             present++;
+        if (json_object_get (json_object_get (entry, "figures"), "shards"))
+            sharded = true;
         if (!json)
             printf ("%s\n", row);
         json_array_append_new (all, entry);
     }
+    fflush (stdout);
+    char *bus = listen_ms > 0? s_beacon_bus (data_dir, bus_given, sharded): NULL;
+    cli_beacons_t *beacons = bus? s_listen (keys_dir, bus, listen_ms): NULL;
+    if (beacons && json)
+        s_shards_json (beacons, all);
+    else
+    if (beacons && cli_beacons_size (beacons, NULL) > 0)
+        s_shards_print (beacons);
+    else
+    if (beacons && sharded)
+        printf ("\nno shard beacon on the bus %s within %lld ms\n", bus, (long long) listen_ms);
     if (json)
         cli_print_json (all);
     else
@@ -193,6 +320,10 @@ cli_status (int argc, char **argv)
     else
     if (ready < (int) EP_COUNT (services))
         rc = cli_fail ("status", "%d of %zu services ready; not yet: %s", ready, EP_COUNT (services), waiting);
+    cli_beacons_destroy (&beacons);
+    free (bus);
+    free (bus_given);
+    free (keys_dir);
     free (data_dir);
     return rc;
 }
