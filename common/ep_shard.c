@@ -35,6 +35,7 @@ struct _ep_shard_t {
     size_t members_max;         //  allocated
     int64_t members_changed;    //  when membership last changed (ms)
     int64_t revision;           //  every event up to this is applied
+    int64_t due_at;             //  the next decision due without input (ms), -1: none
 };
 
 uint64_t
@@ -112,6 +113,7 @@ ep_shard_reset (ep_shard_t *self, int64_t my_lease, int64_t now_ms)
     //  How long membership was stable before the view started is unknown.
     self->members_changed = now_ms;
     self->revision = 0;
+    self->due_at = -1;
 }
 
 static bool
@@ -260,8 +262,8 @@ s_take (ep_shard_t *self, size_t npicks, int want, ep_shard_verb_t verb,
     return n;
 }
 
-size_t
-ep_shard_decide (ep_shard_t *self, int64_t now_ms, ep_shard_action_t *actions, size_t max)
+static size_t
+s_decide (ep_shard_t *self, int64_t now_ms, ep_shard_action_t *actions, size_t max)
 {
     //  Not before this member's own key is in the view: the view would
     //  count one member short and take too much.
@@ -301,6 +303,29 @@ ep_shard_decide (ep_shard_t *self, int64_t now_ms, ep_shard_action_t *actions, s
     return n;
 }
 
+//  ep_shard_next names only times still ahead, so the next one is asked
+//  after each decision and remembered: once passed, ep_shard_due says so
+//  until the next decision.
+size_t
+ep_shard_decide (ep_shard_t *self, int64_t now_ms, ep_shard_action_t *actions, size_t max)
+{
+    size_t n = s_decide (self, now_ms, actions, max);
+    self->due_at = ep_shard_next (self, now_ms);
+    return n;
+}
+
+bool
+ep_shard_due (ep_shard_t *self, int64_t now_ms)
+{
+    return self->due_at >= 0 && now_ms >= self->due_at;
+}
+
+int64_t
+ep_shard_due_at (ep_shard_t *self)
+{
+    return self->due_at;
+}
+
 void
 ep_shard_settled (ep_shard_t *self, int shard, bool ok, int64_t revision, int64_t now_ms)
 {
@@ -318,8 +343,11 @@ ep_shard_settled (ep_shard_t *self, int shard, bool ok, int64_t revision, int64_
     else
     if (revision > 0)
         slot->wait_revision = revision;
-    else
+    else {
         slot->retry_at = now_ms + self->ttl_ms / 3;
+        if (self->due_at < 0 || slot->retry_at < self->due_at)
+            self->due_at = slot->retry_at;
+    }
 }
 
 static void

@@ -108,6 +108,14 @@ void
 int64_t
     ep_shard_next (ep_shard_t *self, int64_t now_ms);
 
+//  True once the time ep_shard_next named at the last decision (or a
+//  retry ep_shard_settled set since) has come: decide again, even with no
+//  input. ep_shard_due_at says when (-1: nothing is due).
+bool
+    ep_shard_due (ep_shard_t *self, int64_t now_ms);
+int64_t
+    ep_shard_due_at (ep_shard_t *self);
+
 //  The create revision of shard's key if this member owns it and is not
 //  releasing it (it may act as the owner), else 0.
 int64_t

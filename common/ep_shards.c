@@ -498,8 +498,9 @@ s_send_action (ep_shards_t *self, const ep_shard_action_t *action)
 static void
 s_balance (ep_shards_t *self, int64_t now)
 {
-    int64_t next = ep_shard_next (self->view, now);
-    if (!self->dirty && (next < 0 || next > now))
+    //  On an input, or when a decision is due without one (a release
+    //  once membership is stable, a hysteresis ending, a retry).
+    if (!self->dirty && !ep_shard_due (self->view, now))
         return;
     self->dirty = false;
     ep_shard_action_t actions [64];
@@ -673,9 +674,9 @@ ep_shards_timeout (ep_shards_t *self)
     if (self->state == S_RUN) {
         if (self->dirty)
             s_earliest (&at, now);
-        int64_t next = ep_shard_next (self->view, now);
-        if (next >= 0)
-            s_earliest (&at, next);
+        int64_t due = ep_shard_due_at (self->view);
+        if (due >= 0)
+            s_earliest (&at, due);
     }
     if (at < 0)
         return -1;

@@ -248,6 +248,16 @@ s_shard_event (termsvc_t *self, const char *topic, int shard, int64_t revision, 
     ep_publisher_send (self->publisher, topic, &event);
 }
 
+//  True if entry's body unpacks as an Event.
+static bool
+s_is_event (const termshards_entry_t *entry)
+{
+    Ep__Event *event = ep__event__unpack (NULL, entry->size, (const uint8_t *) entry->body);
+    if (event)
+        ep__event__free_unpacked (event, NULL);
+    return event != NULL;
+}
+
 //  Applies the shard news that came (no batch is open).
 void
 termsvc_apply_news (termsvc_t *self)
@@ -272,6 +282,20 @@ termsvc_apply_news (termsvc_t *self)
                 int64_t seq = terminators_adopt_event (self->core, entry->topic, entry->body, entry->size);
                 if (seq > 0)
                     termshards_adopted (self->shards, seq, entry);
+                else
+                if (s_is_event (entry)) {
+                    //  Untracked, its key would go with the shard's next
+                    //  trim unpublished: only a restart, which reads the
+                    //  shard again, keeps it at least once.
+                    ep_log_error ("terminators: shard %d: event %s could not be cached (%s): stopping, "
+                                  "to start over from etcd", news->shard, entry->event_id,
+                                  ep_store_last_error ());
+                    self->shards_failed = true;
+                }
+                else
+                    ep_log_error ("terminators: shard %d: outbox event %s is not an Event (%zu bytes): "
+                                  "dropped, as nothing can publish it", news->shard, entry->event_id,
+                                  entry->size);
             }
             s_shard_event (self, "cluster.shard.acquired", news->shard, news->revision, NULL);
         }

@@ -92,6 +92,10 @@ Test (shard, release_above_the_cap_only_after_two_ttls_of_stable_membership)
     cr_assert_eq (ep_shard_decide (view, 1000, actions, 128), 0);
     cr_assert_eq (ep_shard_decide (view, 1000 + 2 * TTL - 1, actions, 128), 0, "membership not stable yet");
     cr_assert_eq (ep_shard_next (view, 1000), 1000 + 2 * TTL);
+    //  With no input in between, the time-driven decision is still due.
+    cr_assert_not (ep_shard_due (view, 1000 + 2 * TTL - 1));
+    cr_assert (ep_shard_due (view, 1000 + 2 * TTL), "due once stable, though nothing came");
+    cr_assert (ep_shard_due (view, 1000 + 3 * TTL), "and stays due until decided");
     size_t n = ep_shard_decide (view, 1000 + 2 * TTL, actions, 128);
     cr_assert_eq (n, 31, "64 down to the cap, 33");
     for (size_t i = 0; i < n; i++) {
@@ -178,6 +182,7 @@ Test (shard, a_lost_race_waits_for_the_view_and_no_answer_retries_later)
     ep_shard_settled (view, 1, false, 0, 0);
     cr_assert_eq (ep_shard_decide (view, 1, actions, 4), 0);
     cr_assert_eq (ep_shard_next (view, 1), TTL / 3);
+    cr_assert (ep_shard_due (view, TTL / 3), "the retry is due without any input");
     ep_shard_caught_up (view, 19);
     cr_assert_eq (ep_shard_decide (view, TTL / 3, actions, 4), 1, "only the retry");
     cr_assert_eq (actions [0].shard, 1);
