@@ -3,12 +3,16 @@
     shard it owns every 200 ms): two members split 64 shards within the
     cap; one SIGKILLed, the other owns them all within TTL + 2 s; one
     frozen past its lease (SIGSTOP, SIGCONT) has its next write refused and
-    drops the shard; a member with another shard count is refused. After
+    drops the shard (in practice its lease guard acts first); a member with
+    another shard count is refused; and, in this process, an owner cut off
+    (lease revoked, its shard taken) sends its next write before its watch
+    tells it anything: refused, counted, the shard dropped. After
     each, the history of the keys says no shard ever had two owners and no
     write landed but its owner's. */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include "ep_etcd_cluster.h"
+#include "ep_shards.h"
 #include "ep_test.h"
 
 #define SHARDS 64
@@ -320,5 +324,130 @@ Test (shards, a_member_with_another_shard_count_is_refused)
     free (log);
     ep_proc_destroy (&c);
     ep_proc_destroy (&a);
+    free (prefix);
+}
+
+//  ---------------------------------------------------------------------
+//  The fence itself, in this process: an owner cut off (its lease revoked
+//  by someone else, its shard's key then created by another owner) sends
+//  its next write as it would after a freeze or a partition, before its
+//  watch has told it anything. etcd refuses it, nothing lands, and the
+//  owner counts it, says so and drops the shard.
+
+typedef struct {
+    int acquired;               //  ACQUIRED heard
+    bool dropped [4];           //  RELEASED or FENCED heard, per shard
+    bool fenced [4];            //  FENCED heard, per shard
+} s_heard_t;
+
+static void
+s_on_shards (void *arg, ep_shards_event_t event, int shard, int64_t revision, const char *why)
+{
+    (void) revision;
+    (void) why;
+    s_heard_t *heard = (s_heard_t *) arg;
+    if (event == EP_SHARDS_ACQUIRED)
+        heard->acquired++;
+    else
+    if (shard >= 0 && shard < 4) {
+        heard->dropped [shard] = true;
+        heard->fenced [shard] |= event == EP_SHARDS_FENCED;
+    }
+}
+
+//  Runs owner's loop until *done or timeout_ms; true if done.
+static bool
+s_pump (ep_shards_t *owner, bool *done, int timeout_ms)
+{
+    int64_t deadline = ep_mono_ms () + timeout_ms * EP_TEST_SLOWDOWN;
+    while (!*done && ep_mono_ms () < deadline) {
+        zmq_pollitem_t items [16];
+        int n = ep_shards_pollitems (owner, items, 16);
+        long timeout = ep_shards_timeout (owner);
+        zmq_poll (items, n, timeout < 0 || timeout > 50? 50: timeout);
+        ep_shards_dispatch (owner, items, n);
+    }
+    return *done;
+}
+
+static void
+s_capture_fenced (void *arg, const ep_etcd_reply_t *reply, const char *error)
+{
+    void **pair = (void **) arg;
+    ep_etcd_capture (pair [0], reply, error);
+    ep_shard_fence_t *verdict = (ep_shard_fence_t *) pair [2];
+    int64_t *revision = (int64_t *) pair [3];
+    *verdict = ep_shards_fence_check ((ep_shards_t *) pair [1], 0, *revision, reply);
+}
+
+Test (shards, a_cut_off_owners_next_write_is_refused_and_its_shard_dropped)
+{
+    char *prefix = ep_etcd_test_prefix ("fence");
+    char shards_prefix [200], data_key [256], owner_key [256];
+    snprintf (shards_prefix, sizeof shards_prefix, "%sshards/", prefix);
+    snprintf (data_key, sizeof data_key, "%sdata/0", prefix);
+    snprintf (owner_key, sizeof owner_key, "%stest/owners/0", shards_prefix);
+    s_heard_t heard = { 0 };
+    ep_metrics_t *metrics = ep_metrics_new ("test");
+    ep_shards_config_t config = {
+        .etcd = { .endpoints = ep_etcd_cluster_endpoints (), .timeout_ms = 3000,
+                  .connect_timeout_ms = 500, .watch_idle_ms = 3000 },
+        .prefix = shards_prefix, .service = "test", .id = "a", .count = 4, .ttl_ms = TTL_MS,
+        .metrics = metrics, .fn = s_on_shards, .arg = &heard };
+    char err [256];
+    ep_shards_t *a = ep_shards_new (&config, err, sizeof err);
+    cr_assert (a, "%s", err);
+    bool all = false;
+    int64_t deadline = ep_mono_ms () + 10000 * EP_TEST_SLOWDOWN;
+    while (!all && ep_mono_ms () < deadline) {
+        bool tick = false;
+        s_pump (a, &tick, 50);
+        all = ep_shards_owned (a) == 4 && heard.acquired == 4;
+    }
+    cr_assert (all, "a owns %d of 4 shards", (int) ep_shards_owned (a));
+
+    //  The write a would send next, fenced on shard 0, built now.
+    ep_etcd_compare_t compare;
+    ep_etcd_op_t read;
+    int64_t revision;
+    cr_assert_eq (ep_shards_fence (a, 0, &compare, &read, &revision), 0);
+    ep_etcd_op_t put = { .kind = EP_ETCD_PUT, .u.put = { .key = ep_etcd_str (data_key),
+                                                         .value = ep_etcd_str ("a") } };
+
+    //  Meanwhile, seen by everyone but a: its lease ends, b takes shard 0.
+    ep_etcd_t *other = s_client ();
+    ep_etcd_capture_t c = { 0 };
+    ep_etcd_lease_revoke (other, ep_shards_lease (a), ep_etcd_capture, &c);
+    cr_assert (ep_etcd_await (other, &c, 5000) && !c.error [0] && !c.code, "revoke: %s", c.error);
+    ep_etcd_put_t owner = { .key = ep_etcd_str (owner_key), .value = ep_etcd_str ("b") };
+    memset (&c, 0, sizeof c);
+    ep_etcd_put (other, &owner, ep_etcd_capture, &c);
+    cr_assert (ep_etcd_await (other, &c, 5000) && !c.error [0], "put: %s", c.error);
+
+    //  a's next write, before its loop has run again.
+    ep_etcd_capture_t answer = { 0 };
+    ep_shard_fence_t verdict = EP_SHARD_STILL_OWNER;
+    void *pair [4] = { &answer, a, &verdict, &revision };
+    ep_etcd_txn_t txn = { &compare, 1, &put, 1, &read, 1 };
+    cr_assert_eq (ep_etcd_txn (ep_shards_etcd (a), &txn, s_capture_fenced, pair, err, sizeof err), 0, "%s", err);
+    cr_assert (s_pump (a, &answer.done, 5000), "no answer to a's write");
+    cr_assert_not (answer.succeeded, "a's write was applied after its shard was taken");
+    cr_assert_neq (verdict, EP_SHARD_STILL_OWNER, "the refusal was not judged a fence");
+    cr_assert_eq (ep_shards_fenced (a), 1, "not counted in edgeplane_shard_fenced_total");
+    cr_assert_eq (ep_shards_held (a, 0), 0, "a still holds shard 0");
+    cr_assert (heard.dropped [0], "a did not tell its service that shard 0 is gone");
+    char *page = ep_metrics_render (metrics);
+    cr_assert (strstr (page, "edgeplane_shard_fenced_total{service=\"test\"} 1"), "%s", page);
+    free (page);
+
+    //  Nothing of a's landed.
+    ep_etcd_range_t range = { .key = ep_etcd_str (data_key) };
+    memset (&c, 0, sizeof c);
+    ep_etcd_range (other, &range, ep_etcd_capture, &c);
+    cr_assert (ep_etcd_await (other, &c, 5000) && !c.error [0]);
+    cr_assert_eq (c.nkvs, 0, "a's write is in etcd");
+    ep_shards_destroy (&a);
+    ep_metrics_destroy (&metrics);
+    ep_etcd_destroy (&other);
     free (prefix);
 }
