@@ -88,6 +88,18 @@ cmdage_check (cmdage_t *self, const Ep__Command *command)
     return result;
 }
 
+void
+cmdage_owner (cmdage_t *self, const char *service, uint32_t shard, int64_t revision)
+{
+    if (!service || !ep_id_valid (service) || shard >= EP_SHARD_MAX_COUNT || revision <= 0)
+        return;
+    ep_shard_seen_t *seen = s_seen (self, service);
+    if (seen)
+        //  Remembered when newer; an older beacon (a deposed owner's,
+        //  late) changes nothing.
+        ep_shard_seen_check (seen, (int) shard, revision);
+}
+
 int64_t
 cmdage_newest (cmdage_t *self, const char *service, uint32_t shard)
 {

@@ -7,8 +7,8 @@
     owner key for that shard. An owner that lost its shard (a frozen
     process, a partition) may still publish for a while; its commands carry
     an older create revision than the new owner's. Per service and shard
-    this module keeps the newest revision a command carried (ep_shard_seen_t)
-    and judges each command against it: older is stale, the same or newer
+    this module keeps the newest revision a command or an owner's beacon
+    carried (ep_shard_seen_t) and judges each command against it: older is stale, the same or newer
     is delivered (and remembered). A command with no fence comes from an
     unsharded publisher and is always delivered.
 
@@ -50,6 +50,12 @@ void
 //  Judges command; remembers its owner revision when it is delivered.
 cmdage_result_t
     cmdage_check (cmdage_t *self, const Ep__Command *command);
+
+//  An owner announced itself (its beacon: service's shard held under
+//  revision): commands older than it are stale from now on, even before
+//  the new owner has sent one. Out-of-range values are ignored.
+void
+    cmdage_owner (cmdage_t *self, const char *service, uint32_t shard, int64_t revision);
 
 //  The newest owner revision seen for service's shard (0: none).
 int64_t

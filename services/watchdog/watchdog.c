@@ -559,6 +559,18 @@ s_command_fresh (watchdog_t *self, const char *router, const Ep__Command *comman
     return age.verdict == CMDAGE_DELIVER || age.verdict == CMDAGE_UNSHARDED;
 }
 
+//  A shard owner's beacon: it routes that service's requests (relay.h),
+//  and the owner revisions it carries make older owners' commands stale
+//  before the new owner has sent any (cmdage.h).
+static void
+s_on_shard_beacon (watchdog_t *self, const Ep__ShardBeacon *beacon)
+{
+    relay_beacon (self->relay, beacon, ep_mono_ms ());
+    if (beacon->n_owner_revisions == beacon->n_shards)
+        for (size_t i = 0; i < beacon->n_shards; i++)
+            cmdage_owner (self->cmdage, beacon->service, beacon->shards [i], beacon->owner_revisions [i]);
+}
+
 //  A command published on cmd.<router>.: the topic says which router (we
 //  subscribe per joined router); a body naming another router is a
 //  commander's bug, not delivered to either.
@@ -611,7 +623,7 @@ s_bus_events (watchdog_t *self)
             s_on_command (self, topic + 4, event->command);
         else
         if (event->body_case == EP__EVENT__BODY_SHARD_BEACON && streq (topic, "cluster.beacon"))
-            relay_beacon (self->relay, event->shard_beacon, ep_mono_ms ());
+            s_on_shard_beacon (self, event->shard_beacon);
         zstr_free (&topic);
     }
 }

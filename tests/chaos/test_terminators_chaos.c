@@ -32,6 +32,7 @@
 #include <criterion/criterion.h>
 #include "ep_stack.h"
 #include "ep_etcd_cluster.h"
+#include "ep_shard.h"
 #include "ep_eventlog.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
@@ -227,6 +228,7 @@ s_acquisitions (void)
 static struct {
     uint64_t model_writes, creates, deletes, validates, sends, duplicates, replies, unavailable;
     uint64_t refused, reconnects, offlines, restarts, republished, event_gaps, late_sends, commands;
+    uint64_t unfenced;          //  the etcd mode: commands without their owner's fence
 } s_stats;
 
 //  ---------------------------------------------------------------------
@@ -683,6 +685,13 @@ s_deliver_commands (void)
         int r = -1;
         if (command && command->router_id)
             sscanf (command->router_id, "r%d", &r);
+        //  On shards, every command carries its owner's fence: the
+        //  service, the router's shard and the owner key's create revision.
+        if (s_etcd && command && command->router_id
+        &&  !(command->shard_service && streq (command->shard_service, "terminators")
+              && command->has_shard && command->shard == (uint32_t) ep_shard_of (command->router_id, SHARDS)
+              && command->has_owner_revision && command->owner_revision > 0))
+            s_stats.unfenced++;
         if (command && r >= 0 && r < ROUTERS && s_routers [r].online
         &&  command->kind_case == EP__COMMAND__KIND_VALIDATE_TERMINATORS) {
             s_validate (r);
@@ -1434,6 +1443,10 @@ Test (terminators_chaos, interleaved_routers_model_changes_and_restarts_converge
     cr_assert_null (problem, "the service differs from the oracle: %s (seed %llu)", problem,
                     (unsigned long long) seed);
     cr_assert_gt (s_stats.restarts, 0, "the run must restart the service at least once");
+    cr_assert_eq (s_stats.unfenced, 0, "%llu of the commands carry no owner fence (shard_service, shard, "
+                  "owner_revision)", (unsigned long long) s_stats.unfenced);
+    if (s_etcd)
+        cr_assert_gt (s_stats.commands, 0, "no command came: their fences were not tested");
 
     //  The event log: no id comes back after its deletion. The first N
     //  events of each run are the previous run's replayed outbox.

@@ -49,6 +49,25 @@ Test (cmdage, an_older_owner_is_stale_the_same_or_a_newer_one_delivered)
     cr_assert_null (ages);
 }
 
+//  The new owner's beacon is heard before any command of its own: the
+//  deposed owner's commands are stale already.
+Test (cmdage, an_owners_beacon_makes_older_commands_stale)
+{
+    cmdage_t *ages = cmdage_new ();
+    cr_assert_eq (s_check (ages, "terminators", 3, 10), CMDAGE_DELIVER);
+    cmdage_owner (ages, "terminators", 3, 25);
+    cr_assert_eq (cmdage_newest (ages, "terminators", 3), 25);
+    cr_assert_eq (s_check (ages, "terminators", 3, 10), CMDAGE_STALE, "the deposed owner");
+    cr_assert_eq (s_check (ages, "terminators", 3, 25), CMDAGE_DELIVER, "the owner that beaconed");
+    cmdage_owner (ages, "terminators", 3, 10);
+    cr_assert_eq (cmdage_newest (ages, "terminators", 3), 25, "a late beacon of the old owner changes nothing");
+    cmdage_owner (ages, "terminators", EP_SHARD_MAX_COUNT, 30);
+    cmdage_owner (ages, "bad service!", 3, 30);
+    cmdage_owner (ages, NULL, 3, 30);
+    cr_assert_eq (cmdage_newest (ages, "terminators", 3), 25, "out-of-range beacons are ignored");
+    cmdage_destroy (&ages);
+}
+
 Test (cmdage, an_unsharded_command_is_always_delivered)
 {
     cmdage_t *ages = cmdage_new ();
