@@ -13,13 +13,21 @@
     the store's reason and undone in memory (reaper_commit); a full or
     failing disk degrades the service (ep_degraded: /readyz, the gauge,
     service.degraded) until a probe finds the disk takes writes again.
-    docs/reaper.md is the contract.
+    In the etcd mode (config.etcd) the store is etcd, on shards
+    (reapshards.h): sessions.db becomes a cache of the shards this
+    instance owns, emptied at start; a batch is one fenced etcd
+    transaction (reapbatch.h), in flight while the loop serves nothing
+    else; shards taken over are read into the cache and adopted, shards
+    lost forgotten, both between batches; writes for routers of shards
+    owned elsewhere are answered UNAVAILABLE, retriable, naming the owner.
+    docs/reaper.md is the contract ("On shards").
 */
 #ifndef REAPSVC_H_INCLUDED
 #define REAPSVC_H_INCLUDED
 
 #include "ep_service.h"
 #include "reaper.h"
+#include "ep_etcd_opts.h"
 
 typedef struct _reapsvc_t reapsvc_t;
 
@@ -30,6 +38,11 @@ typedef struct {
     int64_t event_rate;         //  events published per second at most
     int64_t dedupe_window;      //  event ids the bus subscriber remembers
     reaper_config_t core;       //  the state machine's thresholds
+    bool etcd;                  //  the store is etcd, on shards (else sessions.db)
+    ep_etcd_settings_t etcd_settings;   //  etcd: the shared EDGEPLANE_ETCD_* options
+    int64_t shards;             //  etcd: EDGEPLANE_SHARDS
+    int64_t lease_ttl_ms;       //  etcd: the ownership lease
+    const char *advertise;      //  etcd: our API endpoint for the beacon, or NULL
 } reapsvc_config_t;
 
 //  The service over the process scaffolding (borrowed): opens the store,
