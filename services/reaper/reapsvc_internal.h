@@ -53,6 +53,7 @@ struct _reapsvc_t {
     reapbatch_t *batch;         //  the open batch, as etcd operations
     zlistx_t *news;             //  shard news waiting for no batch to be open
     bool committing;            //  a batch's etcd transaction is in flight
+    int64_t commit_started;     //  when it was sent (monotonic us)
     bool between_due;           //  a batch completed: the between-batch work comes first
     bool shards_failed;         //  the shards cannot go on (logged): stop
     zhashx_t *published;        //  event id published -> "<owner>:<cache seq>" (for its echo)

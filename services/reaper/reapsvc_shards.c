@@ -61,6 +61,8 @@ s_batch_done (void *arg, int rc, const char *why)
     rc = reaper_commit (self->reaper);
     if (rc != 0)
         reapsvc_failed (self);
+    else
+        ep_histogram_observe (self->commit_seconds, NULL, (ep_mono_us () - self->commit_started) / 1e6);
     ep_reqloop_committed (self->loop, rc);
 }
 
@@ -85,6 +87,7 @@ reapsvc_commit_etcd (reapsvc_t *self)
     }
     if (rc == 0 && reapshards_send (self->shards, self->batch, s_batch_done, self, err, sizeof err) == 0) {
         self->committing = true;
+        self->commit_started = ep_mono_us ();
         return EP_REQLOOP_LATER;
     }
     reaper_refuse (self->reaper, err);
