@@ -465,17 +465,20 @@ s_metrics (reapsvc_t *self, ep_metrics_t *metrics)
 }
 
 //  The etcd mode: a batch is one etcd transaction, within --max-txn-ops.
-//  A session a batch writes costs up to three operations (its record, its
-//  event, its counters chunk); requests and the tick's verdicts each get
-//  half of what the echoes' deletes and the jobs' records leave.
+//  A session a batch opens, closes or forces costs two operations (its
+//  record, its event; a mark costs its event only), a router's counters at
+//  most 64 chunks, each job a record per shard. Requests and the tick's
+//  verdicts get `each` sessions apiece, and the echoes' deletes as many as
+//  those make events (2 x each): fewer, and the shard's outbox in etcd
+//  would grow with every batch (echoes beyond wait: reapsvc_echoes).
 static void
 s_size_for_etcd (reapsvc_config_t *config, size_t *echo_budget)
 {
     int64_t ops = config->etcd_settings.max_txn_ops > 0? config->etcd_settings.max_txn_ops: 128;
-    *echo_budget = (size_t) (ops / 4 > 0? ops / 4: 1);
-    int64_t each = (ops - (int64_t) *echo_budget - 8) / 6;
+    int64_t each = (ops - 72) / 6;
     if (each < 1)
         each = 1;
+    *echo_budget = (size_t) (2 * each);
     if (config->max_batch > each)
         config->max_batch = each;
     if ((int64_t) config->core.mark_batch > each)

@@ -258,15 +258,59 @@ s_shard_event (reapsvc_t *self, const char *topic, int shard, int64_t revision, 
     ep_publisher_send (self->publisher, topic, &event);
 }
 
+//  The routers of a shard the cache still holds rows of (closed sessions,
+//  done jobs: reaper_forget knew only what memory held).
+typedef struct {
+    reapsvc_t *self;            //  whose
+    int shard;                  //  the shard read again
+    zlistx_t *routers;          //  its routers in the cache
+} s_stale_t;
+
+static void
+s_on_router (void *arg, const char *router_id)
+{
+    s_stale_t *stale = (s_stale_t *) arg;
+    if (router_id && reapshards_shard_of (stale->self->shards, router_id) == stale->shard)
+        zlistx_add_end (stale->routers, strdup (router_id));
+}
+
+//  Clears the cache of what it holds of shard (in the open transaction):
+//  etcd is the truth, and its records are written afresh.
+static bool
+s_mine_not_stale (void *arg, const char *router_id)
+{
+    s_stale_t *stale = (s_stale_t *) arg;
+    return reapshards_ready (stale->self->shards, router_id)
+        && reapshards_shard_of (stale->self->shards, router_id) != stale->shard;
+}
+
+static int
+s_clear_shard (reapsvc_t *self, sessiondb_t *db, int shard)
+{
+    s_stale_t stale = { self, shard, zlistx_new () };
+    zlistx_set_destructor (stale.routers, (czmq_destructor *) zstr_free);
+    int rc = sessiondb_routers (db, s_on_router, &stale);
+    for (const char *router = (const char *) zlistx_first (stale.routers); router && rc == 0;
+         router = (const char *) zlistx_next (stale.routers))
+        rc = sessiondb_forget_router (db, router);
+    zlistx_destroy (&stale.routers);
+    return rc;
+}
+
 //  A shard read: into the cache (its journal off: these records are
 //  etcd's already), then into memory as a start loads (reaper_adopt).
 static void
 s_adopt (reapsvc_t *self, s_news_t *news)
 {
     sessiondb_t *db = reaper_db (self->reaper);
+    //  Memory holds none of the shard, unless it was read twice unannounced.
+    s_stale_t stale = { self, news->shard, NULL };
+    reaper_forget (self->reaper, s_mine_not_stale, &stale);
     sessiondb_set_journal (db, NULL, NULL);
     reapload_stats_t stats = { 0 };
     int rc = ep_store_begin (self->store);
+    if (rc == 0)
+        rc = s_clear_shard (self, db, news->shard);
     if (rc == 0)
         rc = reapload_shard (db, self->prefix, news->kvs, news->nkvs, ep_wall_ms (), s_on_entry, self,
                              &stats);

@@ -337,7 +337,7 @@ s_router_closes (s_router_t *self)
 static bool
 s_some_closes (void *arg)
 {
-    return s_router_closes ((s_router_t *) arg) >= 1000;
+    return s_router_closes ((s_router_t *) arg) >= 200;
 }
 
 //  ---------------------------------------------------------------------
