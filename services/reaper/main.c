@@ -6,7 +6,6 @@
 */
 #include "ep_service.h"
 #include "ep_subscriber.h"
-#include "ep_shard.h"
 #include "reapsvc.h"
 
 int
@@ -16,10 +15,8 @@ main (int argc, char **argv)
     static int64_t evasive, expire, grace, deadline, presence, flush, long_lived, retention;
     static int64_t retry, mark_batch, chunk, window, max_batch, event_rate, outbox_max;
     static int64_t liveness_floor, liveness_ceiling, samples, intervals, dedupe_window;
-    static char *liveness, *store, *advertise;
-    static int64_t shards, lease_ttl;
-    static ep_etcd_settings_t etcd;
-    static const char *stores [] = { "sqlite", "etcd", NULL };
+    static char *liveness;
+    static reapsvc_shard_opts_t sharding;
     static const char *liveness_words [] = { "adaptive", "fixed", NULL };
     ep_opt_t opts [] = {
         { .name = "listen", .env = "EDGEPLANE_REAPER_LISTEN", .def = EP_DEFAULT_REAPER_API,
@@ -87,22 +84,10 @@ main (int argc, char **argv)
           .help = "Session events kept in sessions.db until the bus echoes them, at most; when full, "
                   "new sessions are refused (event-outbox-full)." },
         ep_subscriber_window_opt (&dedupe_window),
-        { .name = "store", .env = "EDGEPLANE_REAPER_STORE", .def = "sqlite", .type = EP_OPT_ENUM,
-          .words = stores, .str = &store,
-          .help = "sqlite (sessions.db, one instance) or etcd (several instances on shards)." },
-        { .name = "shards", .env = "EDGEPLANE_SHARDS", .def = "64", .type = EP_OPT_INT, .num = &shards,
-          .min = 1, .max = EP_SHARD_MAX_COUNT,
-          .help = "etcd store: routers are spread over this many shards (the same on every instance)." },
-        { .name = "lease-ttl", .env = "EDGEPLANE_REAPER_LEASE_TTL", .def = "10s",
-          .type = EP_OPT_DURATION, .num = &lease_ttl, .min = 2000, .max = 600000,
-          .help = "etcd store: the shard ownership lease; a lost instance's shards move after it." },
-        { .name = "advertise", .env = "EDGEPLANE_REAPER_ADVERTISE", .type = EP_OPT_STRING,
-          .str = &advertise, .def_help = "the bound endpoint, with this host's name for *",
-          .help = "etcd store: the API endpoint the watchdogs reach this instance at." },
     };
-    ep_opt_t all [EP_COUNT (opts) + EP_ETCD_OPTS];
+    ep_opt_t all [EP_COUNT (opts) + REAPSVC_SHARD_OPTS];
     memcpy (all, opts, sizeof opts);
-    ep_etcd_opts (&etcd, all + EP_COUNT (opts));
+    reapsvc_shard_opts (&sharding, all + EP_COUNT (opts));
     ep_service_t *service = ep_service_new ("reaper",
         "The session reaper: liveness and two-phase cleanup of sessions.",
         EP_HTTP_LISTEN_REAPER, all, EP_COUNT (all), argc, argv);
@@ -120,9 +105,9 @@ main (int argc, char **argv)
     }
     reapsvc_config_t config = {
         .listen = listen, .db_path = db_path, .max_batch = max_batch, .event_rate = event_rate,
-        .dedupe_window = dedupe_window, .etcd = streq (store, "etcd"), .etcd_settings = etcd,
-        .shards = shards, .lease_ttl_ms = lease_ttl, .advertise = advertise
+        .dedupe_window = dedupe_window
     };
+    reapsvc_shard_config (&sharding, &config);
     reaper_config_defaults (&config.core);
     config.core.evasive_ms = evasive;
     config.core.expire_ms = expire;

@@ -10,7 +10,43 @@
 #include "reapkeys.h"
 #include "reapload.h"
 #include "sessiondb.h"
+#include "ep_shard.h"
 #include <unistd.h>
+
+//  ---------------------------------------------------------------------
+//  Options
+
+void
+reapsvc_shard_opts (reapsvc_shard_opts_t *values, ep_opt_t *opts)
+{
+    static const char *stores [] = { "sqlite", "etcd", NULL };
+    ep_opt_t own [] = {
+        { .name = "store", .env = "EDGEPLANE_REAPER_STORE", .def = "sqlite", .type = EP_OPT_ENUM,
+          .words = stores, .str = &values->store,
+          .help = "sqlite (sessions.db, one instance) or etcd (several instances on shards)." },
+        { .name = "shards", .env = "EDGEPLANE_SHARDS", .def = "64", .type = EP_OPT_INT,
+          .num = &values->shards, .min = 1, .max = EP_SHARD_MAX_COUNT,
+          .help = "etcd store: routers are spread over this many shards (the same on every instance)." },
+        { .name = "lease-ttl", .env = "EDGEPLANE_REAPER_LEASE_TTL", .def = "10s",
+          .type = EP_OPT_DURATION, .num = &values->lease_ttl, .min = 2000, .max = 600000,
+          .help = "etcd store: the shard ownership lease; a lost instance's shards move after it." },
+        { .name = "advertise", .env = "EDGEPLANE_REAPER_ADVERTISE", .type = EP_OPT_STRING,
+          .str = &values->advertise, .def_help = "the bound endpoint, with this host's name for *",
+          .help = "etcd store: the API endpoint the watchdogs reach this instance at." },
+    };
+    memcpy (opts, own, sizeof own);
+    ep_etcd_opts (&values->etcd, opts + EP_COUNT (own));
+}
+
+void
+reapsvc_shard_config (const reapsvc_shard_opts_t *values, reapsvc_config_t *config)
+{
+    config->etcd = values->store && streq (values->store, "etcd");
+    config->etcd_settings = values->etcd;
+    config->shards = values->shards;
+    config->lease_ttl_ms = values->lease_ttl;
+    config->advertise = values->advertise;
+}
 
 //  ---------------------------------------------------------------------
 //  Requests
