@@ -492,6 +492,7 @@ Test (reaper_shards_proc, a_reaper_killed_mid_cleanup_is_finished_by_its_success
     //  The survivor takes every shard and finishes the cleanup.
     cr_assert (ep_wait_until (s_survivor_owns_all, &survivor, TTL_MS + 8000),
                "the survivor owns %g shards", s_owned (survivor));
+    int64_t took_over = ep_wall_ms ();
     s_done_t done = { survivor, revision, NULL };
     cr_assert (ep_wait_until (s_done, &done, 120000), "the survivor did not finish the cleanup");
     Ep__CleanupJob *job = done.reply->jobs [0];
@@ -521,7 +522,10 @@ Test (reaper_shards_proc, a_reaper_killed_mid_cleanup_is_finished_by_its_success
     cr_assert_eq (outcome.odd_acked, 0);
     cr_assert_geq (outcome.forced, SESSIONS / 2, "every odd session is forced");
     cr_assert_eq (outcome.early, 0, "%zu forced before the deadline", outcome.early);
-    cr_assert_gt (s_router_closes (&router), before, "the survivor sent closes of its own");
+    //  Resent before the deadline, when the takeover left time for it (a
+    //  loaded machine may take the shard too late: then all is forced).
+    if (took_over + 5000 < job->deadline_ms)
+        cr_assert_gt (s_router_closes (&router), before, "the survivor sent closes of its own");
     cr_assert_eq (router.unfenced, 0, "%zu commands without the reaper's fence", router.unfenced);
     ep__session_reply__free_unpacked (done.reply, NULL);
     router.stop = true;
