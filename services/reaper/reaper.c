@@ -510,6 +510,11 @@ reaper_adopt (reaper_t *self, int64_t now)
     self->loading = false;
     zlistx_destroy (&load.orphans);
     zlistx_destroy (&load.jobs);
+    //  The shard's outbox entries were written into the cache beside its
+    //  sessions (the service did): they are handed out as the others.
+    int64_t outbox = rc == 0? sessiondb_outbox_count (self->db): -1;
+    if (outbox >= 0)
+        self->outbox_count = (size_t) outbox;
     if (rc != 0)
         ep_log_error ("cannot adopt the sessions loaded: %s", ep_store_last_error ());
     else
@@ -518,6 +523,12 @@ reaper_adopt (reaper_t *self, int64_t now)
                      zhashx_size (self->jobs) - jobs);
     s_gauges (self);
     return rc;
+}
+
+sessiondb_t *
+reaper_db (reaper_t *self)
+{
+    return self->db;
 }
 
 int

@@ -107,6 +107,13 @@ typedef bool (reaper_mine_fn) (void *arg, const char *router_id);
 int
     reaper_forget (reaper_t *self, reaper_mine_fn *mine, void *arg);
 
+//  The etcd mode: the core's tables (borrowed), for the service to tell
+//  their journal (sessiondb_set_journal) and to write a shard taken over
+//  into them (reapload) between batches.
+typedef struct _sessiondb_t sessiondb_t;
+sessiondb_t *
+    reaper_db (reaper_t *self);
+
 //  Wall clock = monotonic + offset (refresh it as the clocks drift).
 void
     reaper_set_wall_offset (reaper_t *self, int64_t wall_offset);

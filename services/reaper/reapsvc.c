@@ -2,53 +2,12 @@
     (reaper.h) wired to sessions.db, the bus, the model follower and the
     API socket, served by ep_reqloop.
 */
-#include "reapsvc.h"
-#include "ep_links.h"
+#include "reapsvc_internal.h"
 #include "ep_codec.h"
-#include "ep_degraded.h"
-#include "ep_follower.h"
-#include "ep_model_view.h"
-#include "ep_publisher.h"
-#include "ep_reqloop.h"
-#include "ep_rpc_server.h"
+#include "ep_links.h"
 #include "ep_store.h"
-#include "ep_subscriber.h"
 #include "sessiondb.h"
-
-#define CHECKPOINT_MS   10000           //  WAL checkpoint period
-#define PUBLISH_PAUSE   10              //  ms between publishing bursts while events wait
-//  After a failed batch its work is tried again this much later at the
-//  soonest: a failure that is not the disk's (no probe paces it) must not
-//  turn the loop into a spin.
-#define RETRY_MS        500
-
-struct _reapsvc_t {
-    ep_service_t *service;      //  shared process scaffolding (borrowed)
-    char *path;                 //  sessions.db
-    ep_store_t *store;          //  its store
-    reaper_t *reaper;           //  the state machine
-    zsock_t *router;            //  API socket
-    ep_rpc_server_t *rpc;       //  request ids over router
-    ep_reqloop_t *loop;         //  serves the requests
-    ep_publisher_t *publisher;  //  session.*, cmd.<router>., service.degraded
-    ep_degraded_t *degraded;    //  a full or failing disk: writes refused, /readyz 503
-    char failure [768];         //  why the last batch failed, for its answers
-    ep_subscriber_t *events;    //  presence.* (and our own heartbeats, to prove the path)
-    ep_model_view_t *view;      //  the model, as followed
-    ep_follower_t *follower;    //  keeps view current
-    zpoller_t *poller;          //  what the loop waits on
-    bool model_ready;           //  the first snapshot is in
-    bool bus_live;              //  our subscription has been proven live
-    int64_t now;                //  the batch's time (its writes and its tick)
-    int64_t due;                //  when the reaper next has work
-    int64_t next_checkpoint;    //  WAL checkpoint due
-    int64_t event_rate;         //  events published per second at most
-    double tokens;              //  events that may be published now
-    int64_t tokens_at;          //  when tokens were last topped up
-    ep_histogram_t *commit_seconds; //  commit latency
-    ep_series_t *published_session; //  edgeplane_published_total{stream="session"}
-    ep_series_t *published_cmd; //  edgeplane_published_total{stream="cmd"}
-};
+#include <unistd.h>
 
 //  ---------------------------------------------------------------------
 //  The request loop's callbacks
@@ -65,12 +24,15 @@ s_result_free (void *result)
 static ep_req_kind_t
 s_admit (void *arg, ep_req_t *req)
 {
-    (void) arg;
+    reapsvc_t *self = (reapsvc_t *) arg;
     reaper_result_t *result = (reaper_result_t *) malloc (sizeof (reaper_result_t));
     EP_ASSERT (result);
     reaper_result_init (result, ep_req_request_id (req));
     ep_req_set_result (req, result, s_result_free);
-    return reaper_is_read ((const Ep__SessionRequest *) ep_req_message (req))? EP_REQ_READ: EP_REQ_WRITE;
+    if (reaper_is_read ((const Ep__SessionRequest *) ep_req_message (req)))
+        return EP_REQ_READ;
+    //  The etcd mode: a router of a shard owned elsewhere is not ours to serve.
+    return reapsvc_not_mine (self, req, NULL)? EP_REQ_REFUSED: EP_REQ_WRITE;
 }
 
 static const ProtobufCMessage *
@@ -124,7 +86,10 @@ s_serve (reapsvc_t *self, ep_req_t *req,
 static void
 s_write (void *arg, ep_req_t *req)
 {
-    s_serve ((reapsvc_t *) arg, req, reaper_handle);
+    reapsvc_t *self = (reapsvc_t *) arg;
+    //  The shard moved away while the request waited: not ours any more.
+    if (!reapsvc_not_mine (self, req, (reaper_result_t *) ep_req_result (req)))
+        s_serve (self, req, reaper_handle);
 }
 
 //  The core refuses writes (and tries none) exactly while degraded.
@@ -138,18 +103,27 @@ s_degraded_sync (reapsvc_t *self)
 //  What time made due joins the batch's transaction, then one commit. A
 //  failed one is undone in memory (reaper_commit); a full or failing disk
 //  degrades the service (ep_degraded) and the answers carry its reason.
+void
+reapsvc_failed (reapsvc_t *self)
+{
+    snprintf (self->failure, sizeof self->failure, "%s", reaper_failure (self->reaper));
+    ep_degraded_update (self->degraded, reaper_fault (self->reaper), self->failure, ep_mono_ms ());
+    s_degraded_sync (self);
+    if (self->due < self->now + RETRY_MS)
+        self->due = self->now + RETRY_MS;
+}
+
 static int
 s_commit (void *arg)
 {
     reapsvc_t *self = (reapsvc_t *) arg;
     self->due = reaper_tick (self->reaper, self->now);
     int64_t started = ep_mono_us ();
-    if (reaper_commit (self->reaper) != 0) {
-        snprintf (self->failure, sizeof self->failure, "%s", reaper_failure (self->reaper));
-        ep_degraded_update (self->degraded, reaper_fault (self->reaper), self->failure, ep_mono_ms ());
-        s_degraded_sync (self);
-        if (self->due < self->now + RETRY_MS)
-            self->due = self->now + RETRY_MS;
+    int rc = self->shards? reapsvc_commit_etcd (self): reaper_commit (self->reaper);
+    if (rc == EP_REQLOOP_LATER)
+        return rc;
+    if (rc != 0) {
+        reapsvc_failed (self);
         return -1;
     }
     ep_histogram_observe (self->commit_seconds, NULL, (ep_mono_us () - started) / 1e6);
@@ -193,8 +167,13 @@ s_publish (void *arg)
         //  resend: consumers drop repeats, and its echo deletes the row.
         char id [128];
         if (event)
-            snprintf (id, sizeof id, "%s:%lld", reaper_outbox_owner (self->reaper),
-                      (long long) item->seq);
+            reapsvc_event_id (self, item->seq, id, sizeof id);
+        //  The etcd mode: a command carries its fence; one for a shard
+        //  lost since is the next owner's to send.
+        if (!event && self->shards && !reapsvc_fence_command (self, item->event)) {
+            ep_output_item_destroy (&item);
+            continue;
+        }
         if (ep_publisher_send_id (self->publisher, item->topic, item->event, event? id: NULL) != 0)
             ep_log_error ("could not publish %s: larger than the cap", item->topic);
         else
@@ -217,6 +196,7 @@ static const ep_reqloop_class_t s_class = {
     .commit = s_commit,
     .read = s_read,
     .commit_failed = ep_reqloop_carry_on,
+    .ready = reapsvc_shards_ready,
     .failure = s_failure,
     .output = s_publish,
 };
@@ -257,6 +237,9 @@ s_bus (reapsvc_t *self)
         if (event && event->body_case == EP__EVENT__BODY_PRESENCE && strncmp (topic, "presence.", 9) == 0)
             reaper_presence (self->reaper, topic + 9, event->presence, now);
         else
+        if (event && event->body_case == EP__EVENT__BODY_SESSION && event->meta && self->shards)
+            reapsvc_echo (self, event->meta->event_id);
+        else
         if (event && event->body_case == EP__EVENT__BODY_SESSION && event->meta)
             reaper_echo (self->reaper, event->meta->event_id);     //  the bus took it
 
@@ -277,6 +260,13 @@ static int64_t
 s_timeout (reapsvc_t *self)
 {
     int64_t timeout = ep_publisher_tick (self->publisher);
+    //  The etcd mode: while a batch's transaction is in flight the core is
+    //  not touched, so its timers do not count (they would spin the loop,
+    //  termwait.h says how that starved etcd); its answer wakes the loop.
+    if (self->shards && self->next_beacon - ep_mono_ms () < timeout)
+        timeout = self->next_beacon - ep_mono_ms ();
+    if (self->committing)
+        return timeout < 0? 0: timeout;
     int64_t follower = ep_follower_tick (self->follower);
     int64_t now = ep_mono_ms ();
     if (follower < timeout)
@@ -292,15 +282,46 @@ s_timeout (reapsvc_t *self)
     return timeout;
 }
 
+//  The etcd mode's wait: while a batch's transaction is in flight only
+//  requests (queued) and etcd (ep_service_add_fds) are taken.
+static void
+s_wait_etcd (reapsvc_t *self)
+{
+    zsock_t *socks [] = { self->router, ep_follower_socket (self->follower),
+                          ep_follower_rpc_socket (self->follower), ep_subscriber_socket (self->events) };
+    ep_service_poll (self->service, socks, self->committing? 1: EP_COUNT (socks), s_timeout (self));
+}
+
 int
 reapsvc_turn (reapsvc_t *self)
 {
-    ep_service_wait (self->service, self->poller, s_timeout (self));
+    if (self->shards)
+        s_wait_etcd (self);
+    else
+        ep_service_wait (self->service, self->poller, s_timeout (self));
     if (ep_service_interrupted (self->service))
         return 0;
+    if (self->shards_failed)
+        return -1;
     reaper_set_wall_offset (self->reaper, ep_wall_ms () - ep_mono_ms ());
-    int rc = s_follow (self);
-    s_bus (self);
+    int rc = 0;
+    //  The model, presence, echoes and shard news change the core: not
+    //  while its batch is in etcd (its transaction is open).
+    if (!self->committing) {
+        rc = s_follow (self);
+        s_bus (self);
+        if (self->shards) {
+            reapsvc_apply_news (self);
+            reapsvc_echoes (self);
+            if (self->shards_failed)
+                return -1;
+        }
+        self->between_due = false;
+    }
+    if (self->shards && ep_mono_ms () >= self->next_beacon) {
+        reapsvc_beacon (self);
+        self->next_beacon = ep_mono_ms () + BEACON_MS;
+    }
     if (ep_reqloop_serve (self->loop) != 0)
         return -1;
     if (self->bus_live && (zsock_events (self->router) & ZMQ_POLLIN))
@@ -314,7 +335,7 @@ reapsvc_turn (reapsvc_t *self)
         if (!ep_degraded_active (self->degraded))
             self->due = now;
     }
-    if (now >= self->next_checkpoint) {
+    if (now >= self->next_checkpoint && !self->committing) {
         ep_store_checkpoint (self->store);
         self->next_checkpoint = now + CHECKPOINT_MS;
     }
@@ -328,16 +349,29 @@ reapsvc_turn (reapsvc_t *self)
 static int
 s_open_store (reapsvc_t *self, const reapsvc_config_t *config, const char *data_dir)
 {
-    self->path = config->db_path? strdup (config->db_path): zsys_sprintf ("%s/sessions.db", data_dir);
+    self->path = config->db_path? strdup (config->db_path)
+               : zsys_sprintf ("%s/%s", data_dir, config->etcd? "sessions-cache.db": "sessions.db");
     if (zsys_dir_create ("%s", data_dir) != 0)
         ep_log_warn ("cannot create %s", data_dir);
     ep_service_lock_or_exit (self->service, self->path,
-        "several instances share a model through the etcd store (docs/ha.md), each with its own data directory");
+        "several instances run on shards in the etcd mode (docs/reaper.md), each with its own data directory");
+    if (config->etcd) {
+        //  The etcd mode keeps a cache of the shards it owns: etcd is the
+        //  truth, and the cache starts empty, unsynced.
+        const char *suffixes [] = { "", "-wal", "-shm" };
+        for (size_t i = 0; i < EP_COUNT (suffixes); i++) {
+            char *file = zsys_sprintf ("%s%s", self->path, suffixes [i]);
+            unlink (file);
+            zstr_free (&file);
+        }
+    }
     self->store = ep_store_new (self->path, sessiondb_migrations, sessiondb_migrations_count);
     if (!self->store) {
         ep_log_error ("cannot open %s: %s", self->path, ep_store_last_error ());
         return -1;
     }
+    if (config->etcd && ep_store_exec (self->store, "PRAGMA synchronous=OFF") != 0)
+        ep_log_warn ("%s: cannot turn fsync off: %s", self->path, ep_store_last_error ());
     //  The id our events' ids start with, if sessions.db has none yet: it
     //  keeps it, so a restart resends under the same ids.
     reaper_config_t core = config->core;
@@ -379,6 +413,13 @@ s_open_bus (reapsvc_t *self, const reapsvc_config_t *config)
     ep_publisher_declare (self->publisher, "session");
     ep_publisher_declare (self->publisher, "cmd");
     ep_publisher_declare (self->publisher, "service");
+    if (config->etcd) {
+        ep_publisher_declare (self->publisher, "cluster");
+        //  A shard taken over publishes its old owner's events again under
+        //  their ids: their echoes must come back here (they delete the
+        //  entries), though this subscriber saw them once already.
+        ep_subscriber_set_dedupe (links.subscriber, false);
+    }
     self->degraded = ep_degraded_new ("reaper", self->path, ep_service_http (self->service),
                                       ep_service_metrics (self->service), s_send_degraded, self);
     ep_subscriber_subscribe (self->events, "presence.");
@@ -423,10 +464,40 @@ s_metrics (reapsvc_t *self, ep_metrics_t *metrics)
     self->published_cmd = ep_counter_series (ep_metrics_published (metrics), cmd_stream);
 }
 
-reapsvc_t *
-reapsvc_new (ep_service_t *service, const reapsvc_config_t *config)
+//  The etcd mode: a batch is one etcd transaction, within --max-txn-ops.
+//  A session a batch opens, closes or forces costs two operations (its
+//  record, its event; a mark costs its event only), a router's counters at
+//  most 64 chunks, each job a record per shard. Requests and the tick's
+//  verdicts get `each` sessions apiece, and the echoes' deletes as many as
+//  those make events (2 x each): fewer, and the shard's outbox in etcd
+//  would grow with every batch (echoes beyond wait: reapsvc_echoes).
+static void
+s_size_for_etcd (reapsvc_config_t *config, size_t *echo_budget)
 {
+    int64_t ops = config->etcd_settings.max_txn_ops > 0? config->etcd_settings.max_txn_ops: 128;
+    int64_t each = (ops - 72) / 6;
+    if (each < 1)
+        each = 1;
+    *echo_budget = (size_t) (2 * each);
+    if (config->max_batch > each)
+        config->max_batch = each;
+    if ((int64_t) config->core.mark_batch > each)
+        config->core.mark_batch = (size_t) each;
+    //  Every unanswered CloseSessions may be acked in the same batch.
+    int64_t chunk = each / (int64_t) (config->core.window? config->core.window: 1);
+    if ((int64_t) config->core.chunk > chunk)
+        config->core.chunk = (size_t) (chunk > 0? chunk: 1);
+}
+
+reapsvc_t *
+reapsvc_new (ep_service_t *service, const reapsvc_config_t *given)
+{
+    reapsvc_config_t sized = *given, *config = &sized;
+    size_t echo_budget = 0;
+    if (config->etcd)
+        s_size_for_etcd (config, &echo_budget);
     reapsvc_t *self = (reapsvc_t *) zmalloc (sizeof (reapsvc_t));
+    self->echo_budget = echo_budget;
     self->service = service;
     self->event_rate = config->event_rate;
     self->tokens_at = ep_mono_ms ();
@@ -434,7 +505,8 @@ reapsvc_new (ep_service_t *service, const reapsvc_config_t *config)
     const ep_common_opts_t *common = ep_service_opts (service);
     if (s_open_store (self, config, common->data_dir) != 0
     ||  s_open_bus (self, config) != 0
-    ||  s_open_api (self, config) != 0)
+    ||  s_open_api (self, config) != 0
+    ||  (config->etcd && reapsvc_open_shards (self, config) != 0))
         reapsvc_destroy (&self);
     else {
         self->due = ep_mono_ms ();
@@ -450,6 +522,8 @@ reapsvc_destroy (reapsvc_t **self_p)
     if (self) {
         if (self->loop && !ep_reqloop_stopped (self->loop))
             ep_reqloop_shutdown (self->loop, "the reaper is shutting down; retry");
+        //  Leaving: the lease revoked, the shards go to the others at once.
+        reapsvc_close_shards (self);
         zpoller_destroy (&self->poller);
         ep_reqloop_destroy (&self->loop);
         ep_rpc_server_destroy (&self->rpc);

@@ -487,6 +487,20 @@ sessiondb_job_routers (sessiondb_t *self, const char *id, sessiondb_job_router_f
 }
 
 int
+sessiondb_routers (sessiondb_t *self, sessiondb_router_fn *fn, void *arg)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+        "SELECT router_id FROM sessions UNION SELECT target_id FROM jobs WHERE target_type = 'router'");
+    if (!stmt)
+        return -1;
+    int rc;
+    while ((rc = ep_store_step (self->store, stmt)) == 1)
+        fn (arg, s_column_text (stmt, 0));
+    sqlite3_reset (stmt);
+    return rc < 0? -1: 0;
+}
+
+int
 sessiondb_router_open (sessiondb_t *self, const char *router_id, sessiondb_row_fn *fn, void *arg)
 {
     sqlite3_stmt *stmt = ep_store_stmt (self->store,

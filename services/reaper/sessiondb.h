@@ -183,6 +183,12 @@ int
 int
     sessiondb_forget_router (sessiondb_t *self, const char *router_id);
 
+//  The etcd mode: every router the cache holds sessions or router jobs
+//  of, to fn (a shard read again is cleared of its routers first).
+typedef void (sessiondb_router_fn) (void *arg, const char *router_id);
+int
+    sessiondb_routers (sessiondb_t *self, sessiondb_router_fn *fn, void *arg);
+
 //  The reaper's stable id (the owner of its outbox's event ids): the one
 //  sessions.db holds, or candidate, stored, at the first start. Copies it
 //  to owner (size bytes).

@@ -1,0 +1,528 @@
+/*  reapsvc_shards.c: the reaper service in the etcd mode (reapsvc.h,
+    reapshards.h): writes refused for shards this instance does not own, a
+    batch as one fenced etcd transaction (reapbatch), commands carrying
+    their fence, events under their etcd entries' ids, shards read into the
+    cache and adopted (reapload, reaper_adopt) or forgotten (reaper_forget)
+    between batches, the cluster.beacon. */
+#include "reapsvc_internal.h"
+#include "ep_log.h"
+#include "ep_store.h"
+#include "reapkeys.h"
+#include "reapload.h"
+#include "sessiondb.h"
+#include "ep_shard.h"
+#include <unistd.h>
+
+//  ---------------------------------------------------------------------
+//  Options
+
+void
+reapsvc_shard_opts (reapsvc_shard_opts_t *values, ep_opt_t *opts)
+{
+    static const char *stores [] = { "sqlite", "etcd", NULL };
+    ep_opt_t own [] = {
+        { .name = "store", .env = "EDGEPLANE_REAPER_STORE", .def = "sqlite", .type = EP_OPT_ENUM,
+          .words = stores, .str = &values->store,
+          .help = "sqlite (sessions.db, one instance) or etcd (several instances on shards)." },
+        { .name = "shards", .env = "EDGEPLANE_SHARDS", .def = "64", .type = EP_OPT_INT,
+          .num = &values->shards, .min = 1, .max = EP_SHARD_MAX_COUNT,
+          .help = "etcd store: routers are spread over this many shards (the same on every instance)." },
+        { .name = "lease-ttl", .env = "EDGEPLANE_REAPER_LEASE_TTL", .def = "10s",
+          .type = EP_OPT_DURATION, .num = &values->lease_ttl, .min = 2000, .max = 600000,
+          .help = "etcd store: the shard ownership lease; a lost instance's shards move after it." },
+        { .name = "advertise", .env = "EDGEPLANE_REAPER_ADVERTISE", .type = EP_OPT_STRING,
+          .str = &values->advertise, .def_help = "the bound endpoint, with this host's name for *",
+          .help = "etcd store: the API endpoint the watchdogs reach this instance at." },
+    };
+    memcpy (opts, own, sizeof own);
+    ep_etcd_opts (&values->etcd, opts + EP_COUNT (own));
+}
+
+void
+reapsvc_shard_config (const reapsvc_shard_opts_t *values, reapsvc_config_t *config)
+{
+    config->etcd = values->store && streq (values->store, "etcd");
+    config->etcd_settings = values->etcd;
+    config->shards = values->shards;
+    config->lease_ttl_ms = values->lease_ttl;
+    config->advertise = values->advertise;
+}
+
+//  ---------------------------------------------------------------------
+//  Requests
+
+bool
+reapsvc_not_mine (reapsvc_t *self, ep_req_t *req, reaper_result_t *result)
+{
+    const Ep__SessionRequest *request = (const Ep__SessionRequest *) ep_req_message (req);
+    const char *router_id = request->router_id;
+    //  No router: the core answers (INVALID_ARGUMENT).
+    if (!self->shards || !router_id || !*router_id || reapshards_ready (self->shards, router_id))
+        return false;
+    reaper_result_t *answer = result? result: (reaper_result_t *) ep_req_result (req);
+    const char *owner = reapshards_owner (self->shards, router_id);
+    bool elsewhere = *owner && !streq (owner, ep_service_source_id (self->service));
+    answer->reply.has_retriable = true;
+    answer->reply.retriable = true;
+    answer->reply.owner = (char *) ep_owned_add (answer->owned, strdup (owner), free);
+    char text [300];
+    snprintf (text, sizeof text, "router %.64s is in shard %d, which %s%s: retry%s", router_id,
+              reapshards_shard_of (self->shards, router_id), elsewhere? "is owned by ": "",
+              elsewhere? owner: "this instance is taking over or has no owner now",
+              elsewhere? " (there)": "");
+    if (result) {
+        snprintf (result->message, sizeof result->message, "%s", text);
+        result->status.code = EP__STATUS__CODE__UNAVAILABLE;
+        result->status.message = result->message;
+    }
+    else
+        ep_reqloop_fail (self->loop, req, EP__STATUS__CODE__UNAVAILABLE, text);
+    return true;
+}
+
+//  ---------------------------------------------------------------------
+//  Batches
+
+//  The etcd transaction's outcome: the cache and memory follow it.
+static void
+s_batch_done (void *arg, int rc, const char *why)
+{
+    reapsvc_t *self = (reapsvc_t *) arg;
+    self->committing = false;
+    self->between_due = true;
+    self->echoed = 0;
+    if (rc != 0)
+        reaper_refuse (self->reaper, why);
+    reapbatch_reset (self->batch);
+    rc = reaper_commit (self->reaper);
+    if (rc != 0)
+        reapsvc_failed (self);
+    else
+        ep_histogram_observe (self->commit_seconds, NULL, (ep_mono_us () - self->commit_started) / 1e6);
+    ep_reqloop_committed (self->loop, rc);
+}
+
+int
+reapsvc_commit_etcd (reapsvc_t *self)
+{
+    self->echoed = 0;
+    if (!reaper_prepare (self->reaper)) {
+        //  Nothing to send (or a batch that failed already): as embedded.
+        reapbatch_reset (self->batch);
+        return reaper_commit (self->reaper);
+    }
+    char err [512];
+    int rc = reapbatch_build (self->batch, reaper_db (self->reaper), err, sizeof err);
+    size_t nops = 0;
+    if (rc == 0)
+        reapbatch_ops (self->batch, &nops);
+    if (rc == 0 && nops == 0) {
+        //  The cache alone changed (say, rows only it keeps): done here.
+        reapbatch_reset (self->batch);
+        return reaper_commit (self->reaper);
+    }
+    if (rc == 0 && reapshards_send (self->shards, self->batch, s_batch_done, self, err, sizeof err) == 0) {
+        self->committing = true;
+        self->commit_started = ep_mono_us ();
+        return EP_REQLOOP_LATER;
+    }
+    reaper_refuse (self->reaper, err);
+    reapbatch_reset (self->batch);
+    return reaper_commit (self->reaper);
+}
+
+//  The etcd mode: a command carries its shard and the owner key's create
+//  revision, so the watchdog drops it once it has seen a newer owner
+//  (docs/shards.md). False if the shard is no longer this instance's.
+bool
+reapsvc_fence_command (reapsvc_t *self, Ep__Event *event)
+{
+    if (event->body_case != EP__EVENT__BODY_COMMAND || !event->command->router_id)
+        return true;
+    Ep__Command *command = event->command;
+    int shard = reapshards_shard_of (self->shards, command->router_id);
+    int64_t revision = reapshards_revision (self->shards, shard);
+    if (!revision)
+        return false;
+    free (command->shard_service);
+    command->shard_service = strdup ("reaper");     //  freed with the event
+    command->has_shard = command->has_owner_revision = true;
+    command->shard = (uint32_t) shard;
+    command->owner_revision = revision;
+    return true;
+}
+
+//  ---------------------------------------------------------------------
+//  Events and their echoes
+
+void
+reapsvc_event_id (reapsvc_t *self, int64_t seq, char *id, size_t size)
+{
+    char local [128];
+    snprintf (local, sizeof local, "%s:%lld", reaper_outbox_owner (self->reaper), (long long) seq);
+    const char *key = self->shards? reapshards_outbox_key (self->shards, seq): NULL;
+    reapkeys_key_t parsed;
+    if (!key || reapkeys_parse (self->prefix, key, &parsed) != 0 || parsed.kind != REAPKEYS_OUTBOX) {
+        snprintf (id, size, "%s", local);
+        return;
+    }
+    //  The entry's own id, the same the next owner publishes it under.
+    reapkeys_event_id (parsed.shard, parsed.revision, parsed.seq, id, size);
+    zhashx_update (self->published, id, strdup (local));
+}
+
+void
+reapsvc_echo (reapsvc_t *self, const char *event_id)
+{
+    if (!event_id)
+        return;
+    const char *local = (const char *) zhashx_lookup (self->published, event_id);
+    zlistx_add_end (self->echoes, strdup (local? local: event_id));
+    if (local)
+        zhashx_delete (self->published, event_id);
+}
+
+void
+reapsvc_echoes (reapsvc_t *self)
+{
+    char *echo;
+    while (self->echoed < self->echo_budget && (echo = (char *) zlistx_detach (self->echoes, NULL))) {
+        reaper_echo (self->reaper, echo);
+        zstr_free (&echo);
+        self->echoed++;
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Shards come and go
+
+//  Shard news, kept until no batch is open (the cache's transaction is
+//  the batch's meanwhile).
+typedef struct {
+    reapshards_event_t event;   //  LOADED or DROPPED
+    int shard;                  //  which
+    int64_t revision;           //  its owner key's create revision
+    char *why;                  //  DROPPED: why
+    ep_etcd_kv_t *kvs;          //  LOADED: the shard's keys (copies)
+    size_t nkvs;                //  how many
+} s_news_t;
+
+static void
+s_news_destroy (s_news_t **news_p)
+{
+    s_news_t *news = *news_p;
+    if (news) {
+        for (size_t i = 0; i < news->nkvs; i++) {
+            free (news->kvs [i].key);
+            free (news->kvs [i].value);
+        }
+        free (news->kvs);
+        free (news->why);
+        free (news);
+        *news_p = NULL;
+    }
+}
+
+static uint8_t *
+s_copy (const uint8_t *data, size_t size)
+{
+    uint8_t *copy = (uint8_t *) malloc (size + 1);
+    EP_ASSERT (copy);
+    if (size)
+        memcpy (copy, data, size);
+    copy [size] = 0;
+    return copy;
+}
+
+static void
+s_on_shards (void *arg, const reapshards_news_t *news)
+{
+    reapsvc_t *self = (reapsvc_t *) arg;
+    if (news->event == REAPSHARDS_FAILED) {
+        ep_log_error ("%s", news->why);
+        self->shards_failed = true;
+        return;
+    }
+    s_news_t *copy = (s_news_t *) zmalloc (sizeof (s_news_t));
+    copy->event = news->event;
+    copy->shard = news->shard;
+    copy->revision = news->revision;
+    copy->why = strdup (news->why? news->why: "");
+    copy->nkvs = news->nkvs;
+    copy->kvs = (ep_etcd_kv_t *) zmalloc (sizeof (ep_etcd_kv_t) * (news->nkvs? news->nkvs: 1));
+    for (size_t i = 0; i < news->nkvs; i++) {
+        copy->kvs [i] = news->kvs [i];
+        copy->kvs [i].key = s_copy (news->kvs [i].key, news->kvs [i].key_size);
+        copy->kvs [i].value = s_copy (news->kvs [i].value, news->kvs [i].value_size);
+    }
+    zlistx_add_end (self->news, copy);
+}
+
+static bool
+s_mine (void *arg, const char *router_id)
+{
+    return reapshards_ready (((reapsvc_t *) arg)->shards, router_id);
+}
+
+//  An outbox entry of a shard taken over: a row of the cache's outbox,
+//  known by its etcd key (published under its id, deleted on its echo).
+static void
+s_on_entry (void *arg, const char *key, const char *topic, const void *event, size_t size,
+            const char *event_id)
+{
+    (void) event_id;            //  made again from the key (reapsvc_event_id)
+    reapsvc_t *self = (reapsvc_t *) arg;
+    int64_t seq = sessiondb_outbox_add (reaper_db (self->reaper), topic, event, size);
+    if (seq > 0)
+        reapshards_adopted (self->shards, seq, key);
+}
+
+//  cluster.shard.acquired|released
+static void
+s_shard_event (reapsvc_t *self, const char *topic, int shard, int64_t revision, const char *why)
+{
+    Ep__ShardEvent body = EP__SHARD_EVENT__INIT;
+    body.service = (char *) "reaper";
+    body.instance_id = (char *) ep_service_source_id (self->service);
+    body.has_shard = body.has_owner_revision = true;
+    body.shard = (uint32_t) shard;
+    body.owner_revision = revision;
+    body.reason = (char *) why;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_SHARD;
+    event.shard = &body;
+    ep_publisher_send (self->publisher, topic, &event);
+}
+
+//  The routers of a shard the cache still holds rows of (closed sessions,
+//  done jobs: reaper_forget knew only what memory held).
+typedef struct {
+    reapsvc_t *self;            //  whose
+    int shard;                  //  the shard read again
+    zlistx_t *routers;          //  its routers in the cache
+} s_stale_t;
+
+static void
+s_on_router (void *arg, const char *router_id)
+{
+    s_stale_t *stale = (s_stale_t *) arg;
+    if (router_id && reapshards_shard_of (stale->self->shards, router_id) == stale->shard)
+        zlistx_add_end (stale->routers, strdup (router_id));
+}
+
+//  Clears the cache of what it holds of shard (in the open transaction):
+//  etcd is the truth, and its records are written afresh.
+static bool
+s_mine_not_stale (void *arg, const char *router_id)
+{
+    s_stale_t *stale = (s_stale_t *) arg;
+    return reapshards_ready (stale->self->shards, router_id)
+        && reapshards_shard_of (stale->self->shards, router_id) != stale->shard;
+}
+
+static int
+s_clear_shard (reapsvc_t *self, sessiondb_t *db, int shard)
+{
+    s_stale_t stale = { self, shard, zlistx_new () };
+    zlistx_set_destructor (stale.routers, (czmq_destructor *) zstr_free);
+    int rc = sessiondb_routers (db, s_on_router, &stale);
+    for (const char *router = (const char *) zlistx_first (stale.routers); router && rc == 0;
+         router = (const char *) zlistx_next (stale.routers))
+        rc = sessiondb_forget_router (db, router);
+    zlistx_destroy (&stale.routers);
+    return rc;
+}
+
+//  A shard read: into the cache (its journal off: these records are
+//  etcd's already), then into memory as a start loads (reaper_adopt).
+static void
+s_adopt (reapsvc_t *self, s_news_t *news)
+{
+    sessiondb_t *db = reaper_db (self->reaper);
+    //  Memory holds none of the shard, unless it was read twice unannounced.
+    s_stale_t stale = { self, news->shard, NULL };
+    reaper_forget (self->reaper, s_mine_not_stale, &stale);
+    sessiondb_set_journal (db, NULL, NULL);
+    reapload_stats_t stats = { 0 };
+    int rc = ep_store_begin (self->store);
+    if (rc == 0)
+        rc = s_clear_shard (self, db, news->shard);
+    if (rc == 0)
+        rc = reapload_shard (db, self->prefix, news->kvs, news->nkvs, ep_wall_ms (), s_on_entry, self,
+                             &stats);
+    if (rc == 0)
+        rc = ep_store_commit (self->store);
+    else
+        ep_store_rollback (self->store);
+    sessiondb_set_journal (db, reapbatch_journal, self->batch);
+    if (rc != 0 || reaper_adopt (self->reaper, ep_mono_ms ()) != 0) {
+        //  The cache and etcd disagree now: only a start over makes them one.
+        ep_log_error ("reaper: cannot take shard %d into the cache: %s; stopping, to start over from etcd",
+                      news->shard, ep_store_last_error ());
+        self->shards_failed = true;
+        return;
+    }
+    ep_log_info ("reaper: shard %d adopted: %zu open and %zu closed sessions, %zu cleanups running "
+                 "(%zu sessions TERMINATING), %zu events to publish", news->shard, stats.open,
+                 stats.closed, stats.jobs, stats.marked, stats.entries);
+    s_shard_event (self, "cluster.shard.acquired", news->shard, news->revision, NULL);
+}
+
+void
+reapsvc_apply_news (reapsvc_t *self)
+{
+    s_news_t *news;
+    while (!self->shards_failed && (news = (s_news_t *) zlistx_detach (self->news, NULL))) {
+        if (news->event == REAPSHARDS_LOADED
+        &&  reapshards_revision (self->shards, news->shard) == news->revision)
+            s_adopt (self, news);
+        else
+        if (news->event == REAPSHARDS_DROPPED) {
+            int forgotten = reaper_forget (self->reaper, s_mine, self);
+            ep_log_info ("reaper: shard %d is no longer ours (%s): %d sessions forgotten",
+                         news->shard, news->why, forgotten);
+            s_shard_event (self, "cluster.shard.released", news->shard, news->revision, news->why);
+        }
+        //  else: lost or read again since; a later news says so
+        s_news_destroy (&news);
+    }
+}
+
+//  cluster.beacon: where this instance listens and the shards it owns.
+void
+reapsvc_beacon (reapsvc_t *self)
+{
+    int count = (int) self->shard_count, owned = 0;
+    uint32_t *shards = (uint32_t *) zmalloc (sizeof (uint32_t) * (size_t) count);
+    int64_t *revisions = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) count);
+    for (int s = 0; s < count; s++)
+        if ((revisions [owned] = reapshards_revision (self->shards, s)) > 0)
+            shards [owned++] = (uint32_t) s;
+    Ep__ShardBeacon beacon = EP__SHARD_BEACON__INIT;
+    beacon.service = (char *) "reaper";
+    beacon.instance_id = (char *) ep_service_source_id (self->service);
+    beacon.address = self->advertise;
+    beacon.has_shard_count = beacon.has_interval_ms = true;
+    beacon.shard_count = (uint32_t) count;
+    beacon.interval_ms = BEACON_MS;
+    beacon.n_shards = beacon.n_owner_revisions = (size_t) owned;
+    beacon.shards = shards;
+    beacon.owner_revisions = revisions;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_SHARD_BEACON;
+    event.shard_beacon = &beacon;
+    ep_publisher_send (self->publisher, "cluster.beacon", &event);
+    ep_series_set (self->owned, (double) owned);
+    free (shards);
+    free (revisions);
+}
+
+//  ---------------------------------------------------------------------
+//  Life cycle
+
+static int
+s_shards_fill (void *arg, zmq_pollitem_t *items, int max)
+{
+    return reapshards_pollitems ((reapshards_t *) arg, items, max);
+}
+
+static long
+s_shards_due (void *arg)
+{
+    return reapshards_timeout ((reapshards_t *) arg);
+}
+
+static void
+s_shards_dispatch (void *arg, zmq_pollitem_t *items, int nitems)
+{
+    reapshards_dispatch ((reapshards_t *) arg, items, nitems);
+}
+
+//  This instance's API endpoint as the others reach it: --advertise, or
+//  the bound endpoint with the host's name for a wildcard address.
+static char *
+s_advertise (reapsvc_t *self, const char *configured)
+{
+    if (configured && *configured)
+        return strdup (configured);
+    const char *bound = zsock_last_endpoint (self->router);
+    const char *port = bound? strrchr (bound, ':'): NULL;
+    if (!port)
+        return strdup (bound? bound: "");
+    if (strncmp (bound, "tcp://0.0.0.0:", 14) && strncmp (bound, "tcp://[::]:", 11)
+    &&  strncmp (bound, "tcp://*:", 8))
+        return strdup (bound);
+    char host [256] = "localhost";
+    gethostname (host, sizeof host - 1);
+    return zsys_sprintf ("tcp://%s%s", host, port);
+}
+
+int
+reapsvc_open_shards (reapsvc_t *self, const reapsvc_config_t *config)
+{
+    ep_etcd_config_t etcd;
+    char err [768];
+    if (ep_etcd_settings_config (&config->etcd_settings, &etcd, err, sizeof err) != 0) {
+        ep_log_error ("EDGEPLANE_REAPER_STORE=etcd: %s", err);
+        return -1;
+    }
+    etcd.timeout_ms = 3000;
+    etcd.watch_idle_ms = 10000;
+    self->advertise = s_advertise (self, config->advertise);
+    self->prefix = strdup (config->etcd_settings.prefix? config->etcd_settings.prefix: "/edgeplane/");
+    self->shard_count = config->shards;
+    self->news = zlistx_new ();
+    self->echoes = zlistx_new ();
+    zlistx_set_destructor (self->echoes, (czmq_destructor *) zstr_free);
+    self->published = zhashx_new ();
+    zhashx_set_destructor (self->published, (czmq_destructor *) zstr_free);
+    reapshards_config_t shards = {
+        .etcd = etcd, .prefix = self->prefix, .id = ep_service_source_id (self->service),
+        .count = (int) config->shards, .ttl_ms = config->lease_ttl_ms,
+        .metrics = ep_service_metrics (self->service), .fn = s_on_shards, .arg = self };
+    self->shards = reapshards_new (&shards, err, sizeof err);
+    if (!self->shards) {
+        ep_log_error ("EDGEPLANE_REAPER_STORE=etcd: %s", err);
+        return -1;
+    }
+    reapbatch_config_t batch;
+    reapshards_batch_config (self->shards, &batch);
+    self->batch = reapbatch_new (&batch);
+    sessiondb_set_journal (reaper_db (self->reaper), reapbatch_journal, self->batch);
+    self->owned = ep_gauge_series (ep_metrics_gauge (ep_service_metrics (self->service),
+        "edgeplane_reaper_shards_owned", "Shards this instance owns and has read (the etcd mode).",
+        0, NULL), NULL);
+    ep_service_add_fds (self->service, &(ep_service_fds_t) {
+        .fill = s_shards_fill, .due = s_shards_due, .dispatch = s_shards_dispatch, .arg = self->shards });
+    ep_log_info ("reaper: etcd mode, %lld shards, lease TTL %lld ms, advertised as %s",
+                 (long long) config->shards, (long long) config->lease_ttl_ms, self->advertise);
+    return 0;
+}
+
+bool
+reapsvc_shards_ready (void *arg)
+{
+    reapsvc_t *self = (reapsvc_t *) arg;
+    return !self->shards || !self->between_due;
+}
+
+void
+reapsvc_close_shards (reapsvc_t *self)
+{
+    reapshards_destroy (&self->shards);
+    if (self->reaper)
+        sessiondb_set_journal (reaper_db (self->reaper), NULL, NULL);
+    reapbatch_destroy (&self->batch);
+    if (self->news) {
+        s_news_t *news;
+        while ((news = (s_news_t *) zlistx_detach (self->news, NULL)))
+            s_news_destroy (&news);
+        zlistx_destroy (&self->news);
+    }
+    zlistx_destroy (&self->echoes);
+    zhashx_destroy (&self->published);
+    free (self->advertise);
+    self->advertise = NULL;
+    free (self->prefix);
+    self->prefix = NULL;
+}
