@@ -355,23 +355,14 @@ s_open_store (reapsvc_t *self, const reapsvc_config_t *config, const char *data_
         ep_log_warn ("cannot create %s", data_dir);
     ep_service_lock_or_exit (self->service, self->path,
         "several instances run on shards in the etcd mode (docs/reaper.md), each with its own data directory");
-    if (config->etcd) {
-        //  The etcd mode keeps a cache of the shards it owns: etcd is the
-        //  truth, and the cache starts empty, unsynced.
-        const char *suffixes [] = { "", "-wal", "-shm" };
-        for (size_t i = 0; i < EP_COUNT (suffixes); i++) {
-            char *file = zsys_sprintf ("%s%s", self->path, suffixes [i]);
-            unlink (file);
-            zstr_free (&file);
-        }
-    }
-    self->store = ep_store_new (self->path, sessiondb_migrations, sessiondb_migrations_count);
+    //  The etcd mode keeps a cache of the shards it owns, in memory: etcd
+    //  is the truth, and each shard is read again when it is acquired.
+    self->store = ep_store_new (config->etcd? EP_STORE_MEMORY: self->path,
+                                sessiondb_migrations, sessiondb_migrations_count);
     if (!self->store) {
         ep_log_error ("cannot open %s: %s", self->path, ep_store_last_error ());
         return -1;
     }
-    if (config->etcd && ep_store_exec (self->store, "PRAGMA synchronous=OFF") != 0)
-        ep_log_warn ("%s: cannot turn fsync off: %s", self->path, ep_store_last_error ());
     //  The id our events' ids start with, if sessions.db has none yet: it
     //  keeps it, so a restart resends under the same ids.
     reaper_config_t core = config->core;
