@@ -9,7 +9,8 @@ wrote (events.py's reader).
       re-hosts one (a new set of fleet-web, fleet-api, fleet-db), creates
       one of the agents fleet-0 .. fleet-(AGENTS-1) not in the model
       (again, if the test deleted it), or deletes one, keeping between
-      INITIAL - 4 (at least 30) and AGENTS - 2 routers. Each write is one
+      INITIAL - 4 (at least 30) and AGENTS - 2 routers; while the file
+      STOP.burst exists, re-hosts back to back. Each write is one
       CLI run given both model instances (a request id of its own, resent
       with it on a timeout). OUT gets a JSON line a write: t, op (create,
       rehost, delete), id, hosts, ok, revision or outcome and err.
@@ -63,9 +64,13 @@ def workload(argv):
         return subprocess.run([cli] + args + ["--json", "--timeout", "2s", "--attempts", "4"],
                               env=env, capture_output=True, text=True)
 
+    burst = stop + ".burst"
     while not os.path.exists(stop):
         n += 1
-        roll = rng.random()
+        #  While the file STOP.burst exists (the driver's, during a pause):
+        #  re-hosts back to back, so that the frozen owner has work queued.
+        fast = os.path.exists(burst)
+        roll = 1.0 if fast else rng.random()
         if roll < 0.25 and spare and len(live) < high:
             op, router = "create", spare.pop(rng.randrange(len(spare)))
             hosts = sorted(rng.sample(SERVICES, rng.randint(1, 2)))
@@ -100,8 +105,8 @@ def workload(argv):
             live[router] = hosts
         #  About one write a second: the point is the churn under faults,
         #  not the model's rate (compose/test/ha measures that).
-        deadline = time.time() + 1.0
-        while time.time() < deadline and not os.path.exists(stop):
+        deadline = time.time() + (0 if fast else 1.0)
+        while time.time() < deadline and not os.path.exists(stop) and not os.path.exists(burst):
             time.sleep(0.1)
     return 0
 
