@@ -1,8 +1,10 @@
-# compose/test/lib.sh: what the compose tests share (sourced by run and
-# ha): messages, polled waits, a Docker engine (installed and started if
-# none answers) and the compose command. The caller sets repo, work (a
-# temp dir), started (date +%s), prefix (its name in messages) and
-# dockerd_pid= (set here when this starts dockerd; the caller stops it).
+# compose/test/lib.sh: what the compose tests share (sourced by run, ha
+# and chaos): messages, polled waits, a Docker engine (installed and
+# started if none answers) and the compose command; for ha and chaos the
+# images, container ids, health, metrics and etcdctl. The caller sets
+# repo, work (a temp dir), started (date +%s), prefix (its name in
+# messages) and dockerd_pid= (set here when this starts dockerd; the
+# caller stops it); for build_images also build, image and etcd_image.
 
 say () { echo "$prefix [$(( $(date +%s) - started ))s]: $*"; }
 fail () { echo "$prefix [$(( $(date +%s) - started ))s]: FAILED: $*" >&2; exit 1; }
@@ -79,3 +81,76 @@ pick_compose () {
     fi
     say "$("${compose_cmd[@]}" version 2>&1 | head -1); engine $(docker version -f '{{.Server.Version}}')"
 }
+
+#  --- 2. the stack's pieces (run by ha and chaos) --------------------------
+
+#  Builds the two images FROM scratch from $build/bin: $image and
+#  $etcd_image (the caller names them, and removes them at the end).
+build_images () {
+    [ -x "$build/bin/edgeplane" ] || fail "$build/bin/edgeplane is missing: build first (scripts/test)"
+    EDGEPLANE_BUILD_DIR=$build "$repo/compose/build-image" "$image" > "$work/image.log" 2>&1 \
+        || { cat "$work/image.log"; fail "compose/build-image"; }
+    "$repo/compose/build-image" --etcd "$etcd_image" > "$work/etcd-image.log" 2>&1 \
+        || { cat "$work/etcd-image.log"; fail "compose/build-image --etcd"; }
+    say "images $image and $etcd_image ($(docker image inspect -f '{{.Size}}' "$etcd_image") bytes)"
+}
+
+#  A free 127.0.0.1 port from $1 up.
+free_port () {
+    local port=$1
+    while (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; do
+        port=$(( port + 1 ))
+    done
+    echo "$port"
+}
+
+#  Container ids, looked up once: docker-compose takes a second or more a
+#  call on a loaded machine, and a container keeps its id across restarts.
+#  A scaled service (the terminators) has several, separated by spaces.
+declare -A cid
+remember () {
+    local service
+    for service in "$@"; do
+        cid[$service]=$(echo $(compose ps -q "$service"))
+        [ -n "${cid[$service]}" ] || fail "no container for $service"
+    done
+}
+
+#  Every container of the services given healthy (one docker call); prints
+#  those that are not.
+all_healthy () {
+    local service ids=()
+    for service in "$@"; do
+        ids+=(${cid[$service]})
+    done
+    ! docker inspect -f '{{.Name}} {{.State.Health.Status}}' "${ids[@]}" | grep -v ' healthy$'
+}
+
+#  A service's metric, read inside its container ($3, default its first):
+#  the sum of its series (a gauge without labels: its value). The image
+#  has no curl, `edgeplane health` prints the page it gets.
+metric () {
+    local port container=${3:-${cid[$1]%% *}}
+    case $1 in
+        model*) port=9101 ;; terminators) port=9102 ;; reaper) port=9103 ;; watchdog) port=9104 ;; bus*) port=9105 ;;
+    esac
+    docker exec "$container" edgeplane health "http://127.0.0.1:$port/metrics" 2> /dev/null \
+        | awk -v name="$2" '$1 == name || index($1, name "{") == 1 { sum += $2; seen = 1 }
+                            END { if (seen) printf "%.0f\n", sum }'
+}
+
+#  Container $1 restarted once more than $2 times, and healthy.
+back_healthy () {
+    [ "$(docker inspect -f '{{.RestartCount}} {{.State.Health.Status}}' "$1")" = "$(( $2 + 1 )) healthy" ]
+}
+
+#  etcdctl inside member $1 (the image has no shell), with its own bundle.
+ctl () {
+    local member=$1; shift
+    docker exec "${cid[$member]}" etcdctl --command-timeout=3s \
+        --endpoints=https://127.0.0.1:2379 --cacert=/keys/etcd/ca.crt \
+        --cert="/keys/etcd/$member.crt" --key="/keys/etcd/$member.key" "$@"
+}
+
+#  Members member $1 (default etcd0) lists as started.
+started_members () { ctl "${1:-etcd0}" member list | grep -c ', started, '; }
