@@ -830,3 +830,19 @@ ep_shards_fenced (ep_shards_t *self)
 {
     return self->fenced;
 }
+
+char *
+ep_shards_advertise (const char *configured, const char *bound)
+{
+    if (configured && *configured)
+        return strdup (configured);
+    const char *port = bound? strrchr (bound, ':'): NULL;
+    if (!port)
+        return strdup (bound? bound: "");
+    if (strncmp (bound, "tcp://0.0.0.0:", 14) && strncmp (bound, "tcp://[::]:", 11)
+    &&  strncmp (bound, "tcp://*:", 8))
+        return strdup (bound);
+    char host [256] = "localhost";
+    gethostname (host, sizeof host - 1);
+    return zsys_sprintf ("tcp://%s%s", host, port);
+}

@@ -132,6 +132,12 @@ int64_t
 const char *
     ep_shards_owner_id (ep_shards_t *self, int shard);
 
+//  The API endpoint an instance names in its beacon, as the others reach
+//  it: configured (--advertise) if given, else bound (the socket's last
+//  endpoint) with the host's name for a wildcard address. Caller frees.
+char *
+    ep_shards_advertise (const char *configured, const char *bound);
+
 //  Shards held; members in the view; the lease (0: none now).
 int
     ep_shards_owned (ep_shards_t *self);

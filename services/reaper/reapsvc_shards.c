@@ -438,24 +438,6 @@ s_shards_dispatch (void *arg, zmq_pollitem_t *items, int nitems)
     reapshards_dispatch ((reapshards_t *) arg, items, nitems);
 }
 
-//  This instance's API endpoint as the others reach it: --advertise, or
-//  the bound endpoint with the host's name for a wildcard address.
-static char *
-s_advertise (reapsvc_t *self, const char *configured)
-{
-    if (configured && *configured)
-        return strdup (configured);
-    const char *bound = zsock_last_endpoint (self->router);
-    const char *port = bound? strrchr (bound, ':'): NULL;
-    if (!port)
-        return strdup (bound? bound: "");
-    if (strncmp (bound, "tcp://0.0.0.0:", 14) && strncmp (bound, "tcp://[::]:", 11)
-    &&  strncmp (bound, "tcp://*:", 8))
-        return strdup (bound);
-    char host [256] = "localhost";
-    gethostname (host, sizeof host - 1);
-    return zsys_sprintf ("tcp://%s%s", host, port);
-}
 
 int
 reapsvc_open_shards (reapsvc_t *self, const reapsvc_config_t *config)
@@ -468,7 +450,7 @@ reapsvc_open_shards (reapsvc_t *self, const reapsvc_config_t *config)
     }
     etcd.timeout_ms = 3000;
     etcd.watch_idle_ms = 10000;
-    self->advertise = s_advertise (self, config->advertise);
+    self->advertise = ep_shards_advertise (config->advertise, zsock_last_endpoint (self->router));
     self->prefix = strdup (config->etcd_settings.prefix? config->etcd_settings.prefix: "/edgeplane/");
     self->shard_count = config->shards;
     self->news = zlistx_new ();

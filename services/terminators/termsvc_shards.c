@@ -354,24 +354,6 @@ s_shards_dispatch (void *arg, zmq_pollitem_t *items, int nitems)
     termshards_dispatch ((termshards_t *) arg, items, nitems);
 }
 
-//  This instance's API endpoint as the others reach it: --advertise, or
-//  the bound endpoint with the host's name for a wildcard address.
-static char *
-s_advertise (termsvc_t *self, const char *configured)
-{
-    if (configured && *configured)
-        return strdup (configured);
-    const char *bound = zsock_last_endpoint (self->router);
-    const char *port = bound? strrchr (bound, ':'): NULL;
-    if (!port)
-        return strdup (bound? bound: "");
-    if (strncmp (bound, "tcp://0.0.0.0:", 14) && strncmp (bound, "tcp://[::]:", 11)
-    &&  strncmp (bound, "tcp://*:", 8))
-        return strdup (bound);
-    char host [256] = "localhost";
-    gethostname (host, sizeof host - 1);
-    return zsys_sprintf ("tcp://%s%s", host, port);
-}
 
 //  Joins the shards in etcd, with this instance's endpoint for the beacon.
 int
@@ -385,7 +367,7 @@ termsvc_open_shards (termsvc_t *self, const termsvc_config_t *config)
     }
     etcd.timeout_ms = 3000;
     etcd.watch_idle_ms = 10000;
-    self->advertise = s_advertise (self, config->advertise);
+    self->advertise = ep_shards_advertise (config->advertise, zsock_last_endpoint (self->router));
     self->shard_count = config->shards;
     self->news = zlistx_new ();
     self->reads = zlistx_new ();

@@ -5,6 +5,7 @@
     and that the shards settle within the cap without moving back and forth. */
 #include <criterion/criterion.h>
 #include "ep_shard.h"
+#include "ep_shards.h"
 
 #define TTL 3000
 
@@ -607,5 +608,26 @@ Test (shard, simulation_of_members_joining_crashing_and_leaving)
         for (int i = 0; i < SIM_MEMBERS; i++)
             ep_shard_destroy (&sim.m [i].view);
         free (sim.log);
+    }
+}
+
+//  The endpoint a beacon names: --advertise, else the bound one, a
+//  wildcard address replaced by the host's name.
+Test (shard, advertised_endpoint)
+{
+    char *text = ep_shards_advertise ("tcp://terms-1:7011", "tcp://0.0.0.0:7011");
+    cr_assert_str_eq (text, "tcp://terms-1:7011");
+    free (text);
+    text = ep_shards_advertise (NULL, "tcp://127.0.0.1:4321");
+    cr_assert_str_eq (text, "tcp://127.0.0.1:4321");
+    free (text);
+    char host [256] = "localhost", want [300];
+    gethostname (host, sizeof host - 1);
+    snprintf (want, sizeof want, "tcp://%s:7011", host);
+    const char *wildcards [] = { "tcp://0.0.0.0:7011", "tcp://[::]:7011", "tcp://*:7011" };
+    for (size_t i = 0; i < 3; i++) {
+        text = ep_shards_advertise ("", wildcards [i]);
+        cr_assert_str_eq (text, want, "%s", wildcards [i]);
+        free (text);
     }
 }
