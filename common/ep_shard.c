@@ -239,6 +239,35 @@ ep_shard_count (ep_shard_t *self)
     return self->count;
 }
 
+bool
+ep_shard_agrees (ep_shard_t *self, ep_shard_t *other, char *why, size_t whylen)
+{
+    EP_ASSERT (self->count == other->count);
+    for (size_t i = 0; i < self->nmembers; i++)
+        if (!s_is_member (other, self->members [i])) {
+            snprintf (why, whylen, "member %llx is in the view but not in etcd",
+                      (unsigned long long) self->members [i]);
+            return false;
+        }
+    for (size_t i = 0; i < other->nmembers; i++)
+        if (!s_is_member (self, other->members [i])) {
+            snprintf (why, whylen, "member %llx is in etcd but not in the view",
+                      (unsigned long long) other->members [i]);
+            return false;
+        }
+    for (int s = 0; s < self->count; s++) {
+        s_slot_t *mine = &self->slots [s], *theirs = &other->slots [s];
+        if (mine->lease != theirs->lease || mine->create_revision != theirs->create_revision) {
+            snprintf (why, whylen, "shard %d is owned by lease %llx (created at %lld) in the view, "
+                      "by %llx (created at %lld) in etcd", s, (unsigned long long) mine->lease,
+                      (long long) mine->create_revision, (unsigned long long) theirs->lease,
+                      (long long) theirs->create_revision);
+            return false;
+        }
+    }
+    return true;
+}
+
 static int
 s_by_weight_desc (const void *a, const void *b)
 {
@@ -327,11 +356,12 @@ ep_shard_due_at (ep_shard_t *self)
 }
 
 void
-ep_shard_settled (ep_shard_t *self, int shard, bool ok, int64_t revision, int64_t now_ms)
+ep_shard_settled (ep_shard_t *self, int shard, ep_shard_verb_t verb, bool ok, int64_t revision,
+                  int64_t now_ms)
 {
     EP_ASSERT (shard >= 0 && shard < self->count);
     s_slot_t *slot = &self->slots [shard];
-    if (!slot->pending)
+    if (!slot->pending || slot->verb != verb)
         return;
     slot->pending = false;
     if (ok && slot->verb == EP_SHARD_ACQUIRE)

@@ -96,12 +96,14 @@ void
 size_t
     ep_shard_decide (ep_shard_t *self, int64_t now_ms, ep_shard_action_t *actions, size_t max);
 
-//  An action on shard ended. ok: it was applied at revision (the view
-//  takes it at once); not ok with revision > 0: its compare failed at
+//  An action (verb) on shard ended. ok: it was applied at revision (the
+//  view takes it at once); not ok with revision > 0: its compare failed at
 //  revision, and the shard waits for the view to reach it; revision 0: no
-//  answer (retried after a third of the TTL).
+//  answer (retried after a third of the TTL). An answer to another verb
+//  than the one in flight (sent before the view was read again) is ignored.
 void
-    ep_shard_settled (ep_shard_t *self, int shard, bool ok, int64_t revision, int64_t now_ms);
+    ep_shard_settled (ep_shard_t *self, int shard, ep_shard_verb_t verb, bool ok,
+                      int64_t revision, int64_t now_ms);
 
 //  When ep_shard_decide may have something to do without any input (the
 //  membership turning stable, a shard's hysteresis ending, a retry), or -1.
@@ -141,6 +143,13 @@ int
 
 int
     ep_shard_count (ep_shard_t *self);
+
+//  True if self and other (a view built from a fresh read) hold the same
+//  members and the same owner (lease and create revision) for every shard;
+//  else false, with the first difference described in why. A watch that
+//  missed an event leaves a view that disagrees with every later read.
+bool
+    ep_shard_agrees (ep_shard_t *self, ep_shard_t *other, char *why, size_t whylen);
 
 //  ---------------------------------------------------------------------
 //  Fencing

@@ -6,6 +6,9 @@
 #define DEFAULT_PREFIX "/edgeplane/shards/"
 //  A start-up step that failed (etcd unreachable, no leader) is sent again after.
 #define RETRY_MS 500
+//  Reads in a row that must disagree with the view before it is read again:
+//  one alone may only have crossed an event still on its way.
+#define AUDIT_STRIKES 2
 //  Longest key prefix accepted (keys add the service and a few words).
 #define MAX_PREFIX 200
 //  Room for any key built here.
@@ -68,8 +71,13 @@ struct _ep_shards_t {
     ep_series_t *handovers_series;  //  edgeplane_shard_handovers_total{service}, or NULL
     ep_series_t *fenced_series;     //  edgeplane_shard_fenced_total{service}, or NULL
     ep_series_t *owned_series;      //  edgeplane_shards_owned{service}, or NULL
+    ep_series_t *resyncs_series;    //  edgeplane_shard_resyncs_total{service}, or NULL
     bool revoked;               //  the lease revoked at destroy
     zhashx_t *names;            //  member lease (hex) -> its id, for ep_shards_owner_id
+    int64_t audit_at;           //  the next read that checks the view (ms)
+    bool audit_busy;            //  that read is in flight
+    int disagreed;              //  reads in a row that disagreed with the view
+    uint64_t resyncs;           //  views read again because they disagreed with etcd
 };
 
 //  The start-up steps by name, for logs.
@@ -209,6 +217,7 @@ s_lose_lease (ep_shards_t *self, const char *why)
     self->state = S_GRANT;
     self->busy = false;
     self->keepalive_busy = false;
+    self->audit_busy = false;
     self->retry_at = 0;
 }
 
@@ -315,9 +324,11 @@ s_on_grant (ep_shards_t *self, const ep_etcd_reply_t *reply, int64_t sent_at)
     self->state = S_MEMBER;
 }
 
-//  One key of the service's prefix, from the read or the watch.
+//  One key of the service's prefix, from the read or the watch, into view
+//  (and names, the member ids, unless NULL).
 static void
-s_apply_kv (ep_shards_t *self, const ep_etcd_kv_t *kv, bool is_delete, int64_t now)
+s_apply_kv (ep_shards_t *self, ep_shard_t *view, zhashx_t *names, const ep_etcd_kv_t *kv,
+            bool is_delete, int64_t now)
 {
     const char *key = (const char *) kv->key;
     size_t members = strlen (self->members_prefix), owners = strlen (self->owners_prefix);
@@ -328,13 +339,15 @@ s_apply_kv (ep_shards_t *self, const ep_etcd_kv_t *kv, bool is_delete, int64_t n
             return;
         //  A member is its lease: a key naming another is not one.
         if (is_delete) {
-            ep_shard_member_delete (self->view, lease, now);
-            zhashx_delete (self->names, key + members);
+            ep_shard_member_delete (view, lease, now);
+            if (names)
+                zhashx_delete (names, key + members);
         }
         else
         if (kv->lease == lease) {
-            ep_shard_member_put (self->view, lease, now);
-            zhashx_update (self->names, key + members, kv->value);
+            ep_shard_member_put (view, lease, now);
+            if (names)
+                zhashx_update (names, key + members, kv->value);
         }
     }
     else
@@ -345,12 +358,11 @@ s_apply_kv (ep_shards_t *self, const ep_etcd_kv_t *kv, bool is_delete, int64_t n
             return;
         }
         if (is_delete)
-            ep_shard_owner_delete (self->view, (int) shard, kv->mod_revision, now);
+            ep_shard_owner_delete (view, (int) shard, kv->mod_revision, now);
         else
-            ep_shard_owner_put (self->view, (int) shard, kv->lease, kv->create_revision,
+            ep_shard_owner_put (view, (int) shard, kv->lease, kv->create_revision,
                                 kv->mod_revision, now);
     }
-    self->dirty = true;
 }
 
 static void
@@ -362,8 +374,10 @@ s_on_load (ep_shards_t *self, const ep_etcd_reply_t *reply)
     ep_shard_reset (self->view, self->lease, now);
     zhashx_purge (self->names);
     for (size_t i = 0; i < reply->nkvs; i++)
-        s_apply_kv (self, &reply->kvs [i], false, now);
+        s_apply_kv (self, self->view, self->names, &reply->kvs [i], false, now);
     ep_shard_caught_up (self->view, reply->header.revision);
+    self->audit_at = now + self->ttl_ms;
+    self->disagreed = 0;
     ep_etcd_watch_req_t req = { .key = ep_etcd_str (self->service_prefix), .range_end = self->watch_end,
                                 .start_revision = reply->header.revision + 1 };
     self->watch = ep_etcd_watch (self->etcd, &req, s_on_watch, self);
@@ -408,6 +422,16 @@ s_on_step (void *arg, const ep_etcd_reply_t *reply, const char *error)
 //  ---------------------------------------------------------------------
 //  Running
 
+//  Reads the service's keys again and watches from there (S_LOAD): what
+//  the view holds is replaced by what etcd holds.
+static void
+s_read_again (ep_shards_t *self)
+{
+    ep_etcd_watch_cancel (&self->watch);
+    self->state = S_LOAD;
+    self->retry_at = 0;
+}
+
 static void
 s_on_watch (void *arg, const ep_etcd_reply_t *reply, const char *error)
 {
@@ -416,14 +440,13 @@ s_on_watch (void *arg, const ep_etcd_reply_t *reply, const char *error)
         //  Ended for good (a compacted start): read again, watch again.
         ep_log_warn ("shards: %s: the watch ended (%s); reading the shards again", self->service,
                      reply? (reply->cancel_reason? reply->cancel_reason: "canceled"): error);
-        ep_etcd_watch_cancel (&self->watch);
-        self->state = S_LOAD;
-        self->retry_at = 0;
+        s_read_again (self);
         return;
     }
     int64_t now = ep_mono_ms ();
     for (size_t i = 0; i < reply->nevents; i++)
-        s_apply_kv (self, &reply->events [i].kv, reply->events [i].is_delete, now);
+        s_apply_kv (self, self->view, self->names, &reply->events [i].kv,
+                    reply->events [i].is_delete, now);
     ep_shard_caught_up (self->view, reply->header.revision);
     if (reply->nevents)
         s_reconcile (self, "its owner key is gone (the lease ended, or it was evicted)");
@@ -462,10 +485,11 @@ s_on_action (void *arg, const ep_etcd_reply_t *reply, const char *error)
     if (!reply || reply->code) {
         ep_log_warn ("shards: %s: action on shard %d: %s", self->service, ctx.shard,
                      reply? reply->error: error);
-        ep_shard_settled (self->view, ctx.shard, false, 0, now);
+        ep_shard_settled (self->view, ctx.shard, ctx.verb, false, 0, now);
     }
     else
-        ep_shard_settled (self->view, ctx.shard, reply->succeeded, reply->header.revision, now);
+        ep_shard_settled (self->view, ctx.shard, ctx.verb, reply->succeeded, reply->header.revision,
+                          now);
     s_reconcile (self, "its owner key is gone");
     self->dirty = true;
 }
@@ -491,7 +515,72 @@ s_send_action (ep_shards_t *self, const ep_shard_action_t *action)
         s_ctx_t copy;
         s_ctx_end (ctx, &copy);
         ep_log_warn ("shards: %s: shard %d: %s", self->service, action->shard, err);
-        ep_shard_settled (self->view, action->shard, false, 0, ep_mono_ms ());
+        ep_shard_settled (self->view, action->shard, action->verb, false, 0, ep_mono_ms ());
+    }
+}
+
+//  The audit: every TTL the service's keys are read and compared with the
+//  view. The watch is the view's only input, and a view that missed an
+//  event (seen with etcd 3.4 across member failures: a member key's delete
+//  never delivered, so a dead member is counted for ever and the survivors
+//  stop at a fair share that leaves shards unowned) would never be mended
+//  by it. A read can cross an event still on its way, so only reads that
+//  disagree AUDIT_STRIKES times in a row make the view be read again.
+static void
+s_on_audit (void *arg, const ep_etcd_reply_t *reply, const char *error)
+{
+    s_ctx_t ctx;
+    if (!s_ctx_end ((s_ctx_t *) arg, &ctx))
+        return;
+    ep_shards_t *self = ctx.self;
+    self->audit_busy = false;
+    int64_t now = ep_mono_ms ();
+    self->audit_at = now + self->ttl_ms;
+    if (self->state != S_RUN)
+        return;
+    if (!reply || reply->code) {
+        ep_log_warn ("shards: %s: reading the shards to check the view: %s", self->service,
+                     reply? reply->error: error);
+        return;
+    }
+    ep_shard_t *read = ep_shard_new (self->config.count, self->lease, self->ttl_ms, now);
+    for (size_t i = 0; i < reply->nkvs; i++)
+        s_apply_kv (self, read, NULL, &reply->kvs [i], false, now);
+    char why [256];
+    bool agrees = ep_shard_agrees (self->view, read, why, sizeof why);
+    ep_shard_destroy (&read);
+    if (agrees) {
+        self->disagreed = 0;
+        return;
+    }
+    if (++self->disagreed < AUDIT_STRIKES) {
+        ep_log_info ("shards: %s: the view disagrees with etcd (%s): checking again",
+                     self->service, why);
+        self->audit_at = now + self->ttl_ms / 3;
+        return;
+    }
+    ep_log_warn ("shards: %s: the view disagreed with etcd on %d reads in a row (%s): the "
+                 "watch missed an event; reading the shards again", self->service,
+                 self->disagreed, why);
+    self->resyncs++;
+    if (self->resyncs_series)
+        ep_series_add (self->resyncs_series, 1);
+    s_read_again (self);
+}
+
+static void
+s_audit (ep_shards_t *self, int64_t now)
+{
+    if (self->audit_busy || now < self->audit_at)
+        return;
+    ep_etcd_range_t range = { .key = ep_etcd_str (self->service_prefix), .range_end = self->watch_end };
+    s_ctx_t *ctx = s_ctx_new (self, -1, 0);
+    if (ep_etcd_range (self->etcd, &range, s_on_audit, ctx) == 0)
+        self->audit_busy = true;
+    else {
+        s_ctx_t copy;
+        s_ctx_end (ctx, &copy);
+        self->audit_at = now + self->ttl_ms;
     }
 }
 
@@ -536,8 +625,10 @@ s_tick (ep_shards_t *self)
     }
     if (self->state != S_RUN && !self->busy && now >= self->retry_at)
         s_send_step (self);
-    if (self->state == S_RUN)
+    if (self->state == S_RUN) {
+        s_audit (self, now);
         s_balance (self, now);
+    }
 }
 
 //  ---------------------------------------------------------------------
@@ -602,6 +693,10 @@ ep_shards_new (const ep_shards_config_t *config, char *err, size_t errlen)
             "edgeplane_shard_fenced_total",
             "Writes as a shard's owner refused because this instance no longer owned it.",
             1, labels), values);
+        self->resyncs_series = ep_counter_series (ep_metrics_counter (config->metrics,
+            "edgeplane_shard_resyncs_total",
+            "Views of the shards read again because two reads in a row disagreed with them "
+            "(the watch missed an event).", 1, labels), values);
         self->owned_series = ep_gauge_series (ep_metrics_gauge (config->metrics,
             "edgeplane_shards_owned", "Shards this instance owns.", 1, labels), values);
     }
@@ -674,6 +769,8 @@ ep_shards_timeout (ep_shards_t *self)
     if (self->state == S_RUN) {
         if (self->dirty)
             s_earliest (&at, now);
+        if (!self->audit_busy)
+            s_earliest (&at, self->audit_at);
         int64_t due = ep_shard_due_at (self->view);
         if (due >= 0)
             s_earliest (&at, due);
@@ -823,6 +920,18 @@ uint64_t
 ep_shards_handovers (ep_shards_t *self)
 {
     return self->handovers;
+}
+
+uint64_t
+ep_shards_resyncs (ep_shards_t *self)
+{
+    return self->resyncs;
+}
+
+ep_shard_t *
+ep_shards_view (ep_shards_t *self)
+{
+    return self->view;
 }
 
 uint64_t

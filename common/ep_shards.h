@@ -152,4 +152,14 @@ uint64_t
 uint64_t
     ep_shards_fenced (ep_shards_t *self);
 
+//  Views read again because the audit (a read every TTL) disagreed with
+//  them twice in a row: the watch had missed an event.
+uint64_t
+    ep_shards_resyncs (ep_shards_t *self);
+
+//  The view (NULL without a lease), for tests: they put into it what a
+//  missed event leaves behind.
+ep_shard_t *
+    ep_shards_view (ep_shards_t *self);
+
 #endif

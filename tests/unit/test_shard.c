@@ -31,7 +31,7 @@ static void
 s_apply_all (ep_shard_t *view, ep_shard_action_t *actions, size_t n, int64_t *rev, int64_t now)
 {
     for (size_t i = 0; i < n; i++)
-        ep_shard_settled (view, actions [i].shard, true, ++*rev, now);
+        ep_shard_settled (view, actions [i].shard, actions [i].verb, true, ++*rev, now);
 }
 
 Test (shard, alone_takes_every_shard_once_its_member_key_is_seen)
@@ -160,12 +160,12 @@ Test (shard, an_owner_whose_member_key_is_gone_is_evicted)
     cr_assert_eq (actions [0].verb, EP_SHARD_EVICT);
     cr_assert_eq (actions [0].shard, 3);
     cr_assert_eq (actions [0].create_revision, 50);
-    ep_shard_settled (view, 3, true, 60, 0);
+    ep_shard_settled (view, 3, EP_SHARD_EVICT, true, 60, 0);
     cr_assert_eq (ep_shard_owner (view, 3, NULL), 0);
     n = ep_shard_decide (view, 0, actions, 16);
     cr_assert_eq (n, 1);
     cr_assert_eq (actions [0].verb, EP_SHARD_ACQUIRE);
-    ep_shard_settled (view, 3, true, 61, 0);
+    ep_shard_settled (view, 3, EP_SHARD_ACQUIRE, true, 61, 0);
     cr_assert_eq (ep_shard_mine (view, 3), 61);
     cr_assert (ep_shard_had_owner (view, 3), "taken from an earlier owner: a handover");
     ep_shard_destroy (&view);
@@ -178,9 +178,9 @@ Test (shard, a_lost_race_waits_for_the_view_and_no_answer_retries_later)
     ep_shard_action_t actions [4];
     cr_assert_eq (ep_shard_decide (view, 0, actions, 4), 2);
     //  Shard 0: another won it at revision 20, not seen yet by the watch.
-    ep_shard_settled (view, 0, false, 20, 0);
+    ep_shard_settled (view, 0, EP_SHARD_ACQUIRE, false, 20, 0);
     //  Shard 1: the request got no answer.
-    ep_shard_settled (view, 1, false, 0, 0);
+    ep_shard_settled (view, 1, EP_SHARD_ACQUIRE, false, 0, 0);
     cr_assert_eq (ep_shard_decide (view, 1, actions, 4), 0);
     cr_assert_eq (ep_shard_next (view, 1), TTL / 3);
     cr_assert (ep_shard_due (view, TTL / 3), "the retry is due without any input");
@@ -498,7 +498,8 @@ s_step (s_sim_t *sim)
             if (!txn->applied && txn->apply_at <= sim->now)
                 s_apply (sim, m, txn);
             if (txn->applied && txn->reply_at <= sim->now)
-                ep_shard_settled (m->view, txn->action.shard, txn->ok, txn->revision, sim->now);
+                ep_shard_settled (m->view, txn->action.shard, txn->action.verb, txn->ok, txn->revision,
+                                  sim->now);
             else
                 m->txns [kept++] = *txn;
         }
@@ -630,4 +631,51 @@ Test (shard, advertised_endpoint)
         cr_assert_str_eq (text, want, "%s", wildcards [i]);
         free (text);
     }
+}
+
+Test (shard, an_answer_to_another_verb_than_the_one_in_flight_is_ignored)
+{
+    //  An eviction sent, then the view read again (the shard unowned) and
+    //  an acquisition sent: the eviction's late "ok" is not the acquisition's.
+    ep_shard_t *view = ep_shard_new (1, 2, TTL, 0);
+    ep_shard_member_put (view, 2, 0);
+    ep_shard_action_t actions [4];
+    cr_assert_eq (ep_shard_decide (view, 0, actions, 4), 1);
+    cr_assert_eq (actions [0].verb, EP_SHARD_ACQUIRE);
+    ep_shard_settled (view, 0, EP_SHARD_EVICT, true, 40, 0);
+    cr_assert_eq (ep_shard_mine (view, 0), 0, "an eviction's answer made this member the owner");
+    cr_assert_eq (ep_shard_held (view), 1, "the acquisition is no longer in flight");
+    ep_shard_settled (view, 0, EP_SHARD_ACQUIRE, true, 41, 0);
+    cr_assert_eq (ep_shard_mine (view, 0), 41);
+    ep_shard_destroy (&view);
+}
+
+Test (shard, a_view_that_missed_an_event_disagrees_with_a_fresh_read)
+{
+    char why [256];
+    ep_shard_t *view = ep_shard_new (4, 1, TTL, 0), *read = ep_shard_new (4, 1, TTL, 0);
+    ep_shard_member_put (view, 1, 0);
+    ep_shard_member_put (view, 9, 0);
+    ep_shard_owner_put (view, 2, 1, 30, 30, 0);
+    ep_shard_member_put (read, 9, 0);
+    ep_shard_member_put (read, 1, 0);
+    ep_shard_owner_put (read, 2, 1, 30, 31, 0);
+    cr_assert (ep_shard_agrees (view, read, why, sizeof why), "members in another order, "
+               "a refresh of the same key: the same view (%s)", why);
+    //  The watch missed member 9's delete.
+    ep_shard_member_delete (read, 9, 0);
+    cr_assert_not (ep_shard_agrees (view, read, why, sizeof why));
+    cr_assert_str_eq (why, "member 9 is in the view but not in etcd");
+    ep_shard_member_delete (view, 9, 0);
+    //  Another owner's key, created again: a new create revision.
+    ep_shard_owner_put (read, 2, 1, 35, 35, 0);
+    cr_assert_not (ep_shard_agrees (view, read, why, sizeof why));
+    cr_assert (strstr (why, "shard 2"), "%s", why);
+    ep_shard_owner_put (view, 2, 1, 35, 35, 0);
+    cr_assert (ep_shard_agrees (view, read, why, sizeof why), "%s", why);
+    ep_shard_member_put (read, 5, 0);
+    cr_assert_not (ep_shard_agrees (view, read, why, sizeof why));
+    cr_assert_str_eq (why, "member 5 is in etcd but not in the view");
+    ep_shard_destroy (&view);
+    ep_shard_destroy (&read);
 }
