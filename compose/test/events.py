@@ -131,17 +131,23 @@ def shards(path, instances, count):
 
 
 def takeover(path, instance, at):
+    """The shards `instance` owned at its last beacon before `at` (its
+    pause or cut), each acquired by another instance since that beacon: a
+    shard it gave up (balancing) between the beacon and `at` was acquired
+    by another before `at`, and counts (its time shown as 0)."""
     last = beacons(path, at).get(instance)
     if not last:
         print(f"no beacon of {instance} before {at}")
         return 1
     lost = set(last.get("shards", []))
+    since = timestamp(last)
     taken = {}
     for event in events(path):
         if (event.get("namespace") == "cluster" and event.get("type") == "shard.acquired"
                 and event.get("service") == "terminators" and event.get("instance_id") != instance
-                and event.get("shard") in lost and event["shard"] not in taken and timestamp(event) > at):
-            taken[event["shard"]] = (timestamp(event) - at, event["instance_id"])
+                and event.get("shard") in lost and event["shard"] not in taken
+                and timestamp(event) > since):
+            taken[event["shard"]] = (max(0.0, timestamp(event) - at), event["instance_id"])
     if len(taken) < len(lost):
         print(f"{len(taken)} of the {len(lost)} shards of {instance} acquired by others since; "
               f"not yet: {sorted(lost - set(taken))}")
