@@ -134,7 +134,7 @@ def takeover(path, instance, at):
     """The shards `instance` owned at its last beacon before `at` (its
     pause or cut), each acquired by another instance since that beacon: a
     shard it gave up (balancing) between the beacon and `at` was acquired
-    by another before `at`, and counts (its time shown as 0)."""
+    by another before `at`, and counts (its time, before `at`, negative)."""
     last = beacons(path, at).get(instance)
     if not last:
         print(f"no beacon of {instance} before {at}")
@@ -147,14 +147,17 @@ def takeover(path, instance, at):
                 and event.get("service") == "terminators" and event.get("instance_id") != instance
                 and event.get("shard") in lost and event["shard"] not in taken
                 and timestamp(event) > since):
-            taken[event["shard"]] = (max(0.0, timestamp(event) - at), event["instance_id"])
+            taken[event["shard"]] = (timestamp(event) - at, event["instance_id"])
     if len(taken) < len(lost):
         print(f"{len(taken)} of the {len(lost)} shards of {instance} acquired by others since; "
               f"not yet: {sorted(lost - set(taken))}")
         return 1
     times = sorted(t for t, _ in taken.values())
+    early = sum(1 for t in times if t < 0)
     print(f"{len(lost)} shards taken over by {len({i for _, i in taken.values()})} instances "
-          f"in {times[0]:.2f} s (first) to {times[-1]:.2f} s (last)" if times else "no shards to take over")
+          f"in {times[0]:.2f} s (first) to {times[-1]:.2f} s (last)"
+          + (f", {early} of them before the fault (given up since its last beacon)" if early else "")
+          if times else "no shards to take over")
     return 0
 
 
