@@ -44,6 +44,14 @@ ep_adopt_step_env (void)
     return step > 0? (size_t) step: EP_ADOPT_RECORDS;
 }
 
+int64_t
+ep_adopt_slow_env (void)
+{
+    const char *text = getenv ("EDGEPLANE_ADOPT_SLOW_US");
+    long long slow = text? atoll (text): 0;
+    return slow > 0? slow: 0;
+}
+
 ep_adopt_t *
 ep_adopt_new (const ep_adopt_config_t *config)
 {
@@ -52,6 +60,8 @@ ep_adopt_new (const ep_adopt_config_t *config)
     self->config = *config;
     if (!self->config.step)
         self->config.step = ep_adopt_step_env ();
+    if (!self->config.slow_us)
+        self->config.slow_us = ep_adopt_slow_env ();
     self->queue = zlistx_new ();
     if (config->metrics) {
         const char *labels [] = { "service" };
@@ -187,6 +197,8 @@ ep_adopt_next (ep_adopt_t *self, ep_adopt_action_t *action)
     self->steps_total++;
     if (self->steps_series)
         ep_series_add (self->steps_series, 1);
+    if (self->config.slow_us)
+        zclock_sleep ((int) (self->config.slow_us * (int64_t) (to - action->from) / 1000));
     if (action->last) {
         self->spent = news;
         self->current = NULL;

@@ -66,6 +66,7 @@ typedef bool (ep_adopt_valid_fn) (void *arg, int shard, int64_t revision);
 typedef struct {
     const char *service;        //  the metric's label ("terminators", "reaper")
     size_t step;                //  records per step; 0: ep_adopt_step_env ()
+    int64_t slow_us;            //  test hook: a step sleeps this long per record; 0: EDGEPLANE_ADOPT_SLOW_US
     ep_metrics_t *metrics;      //  edgeplane_shard_adoption_steps_total goes here, or NULL
     ep_adopt_valid_fn *valid;   //  the ownership check before each step
     void *arg;                  //  its argument
@@ -82,6 +83,12 @@ void
 //  exercises the stepping with few records), else EP_ADOPT_RECORDS.
 size_t
     ep_adopt_step_env (void);
+
+//  EDGEPLANE_ADOPT_SLOW_US (microseconds, a test hook: each record of a
+//  step handed out costs this much more, a slow machine simulated, so a
+//  test shows an adoption longer than the lease with few records), else 0.
+int64_t
+    ep_adopt_slow_env (void);
 
 //  A shard read under revision, total records, payload (taken).
 void
