@@ -148,7 +148,7 @@ reaper_tick (reaper_t *self, int64_t now)
         due = resend;
     if (now >= self->next_flush)
         reaper_flush (self, now);
-    if (now >= self->next_prune && reaper_begin (self)) {
+    if (now >= self->next_prune && !self->prune_held && reaper_begin (self)) {
         int pruned = sessiondb_prune (self->db, reaper_wall (self, now) - self->config.retention_ms, PRUNE_BATCH);
         reaper_wrote (self, pruned < 0? -1: 0);
         if (pruned > 0)
@@ -523,6 +523,12 @@ reaper_adopt (reaper_t *self, int64_t now)
                      zhashx_size (self->jobs) - jobs);
     s_gauges (self);
     return rc;
+}
+
+void
+reaper_hold_prune (reaper_t *self, bool holding)
+{
+    self->prune_held = holding;
 }
 
 sessiondb_t *

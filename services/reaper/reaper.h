@@ -96,6 +96,12 @@ void
 int
     reaper_adopt (reaper_t *self, int64_t now);
 
+//  The etcd mode: while holding, the retention pruning, which scans the
+//  whole store, waits: a shard being written into it in steps (ep_adopt)
+//  is not this instance's to write yet, and its rows are not all in.
+void
+    reaper_hold_prune (reaper_t *self, bool holding);
+
 //  True if router_id's shard is this instance's.
 typedef bool (reaper_mine_fn) (void *arg, const char *router_id);
 

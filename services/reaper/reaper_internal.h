@@ -165,6 +165,7 @@ struct _reaper_t {
     bool in_txn;                //  a transaction is open
     //  The batch (batch.c): every change since the last commit, undone if it fails
     bool loading;               //  reaper_new is loading: no copies kept (a failure fails the load)
+    bool prune_held;            //  reaper_hold_prune: a shard is half in the store
     bool batch_open;            //  something changed since the last commit
     uint32_t batch;             //  the open batch's number (session_t.batch, job_t.batch)
     undo_t *undo;               //  what it changed, as it was

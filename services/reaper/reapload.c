@@ -146,20 +146,74 @@ skipped:
     return 0;
 }
 
+//  The kind of kv's record, or -1 if it is none.
+static int
+s_kind (const char *prefix, const ep_etcd_kv_t *kv)
+{
+    char key [REAPKEYS_KEY_MAX];
+    reapkeys_key_t parsed;
+    if (!s_key (kv, key, sizeof key) || reapkeys_parse (prefix, key, &parsed) != 0)
+        return -1;
+    for (size_t k = 0; k < EP_COUNT (s_order); k++)
+        if (parsed.kind == s_order [k])
+            return (int) k;
+    return -1;
+}
+
+size_t
+reapload_order (const char *prefix, ep_etcd_kv_t *kvs, size_t nkvs, size_t *outbox)
+{
+    //  A stable partition, so each kind keeps etcd's key order (an
+    //  outbox's is its publication order).
+    ep_etcd_kv_t *sorted = (ep_etcd_kv_t *) zmalloc (sizeof (ep_etcd_kv_t) * (nkvs + 1));
+    int *kinds = (int *) zmalloc (sizeof (int) * (nkvs + 1));
+    for (size_t i = 0; i < nkvs; i++)
+        kinds [i] = s_kind (prefix, &kvs [i]);
+    size_t n = 0;
+    *outbox = 0;
+    for (size_t k = 0; k < EP_COUNT (s_order); k++) {
+        if (s_order [k] == REAPKEYS_OUTBOX)
+            *outbox = n;
+        for (size_t i = 0; i < nkvs; i++)
+            if (kinds [i] == (int) k)
+                sorted [n++] = kvs [i];
+    }
+    size_t records = n;
+    for (size_t i = 0; i < nkvs; i++)
+        if (kinds [i] < 0)
+            sorted [n++] = kvs [i];
+    memcpy (kvs, sorted, sizeof (ep_etcd_kv_t) * nkvs);
+    free (kinds);
+    free (sorted);
+    return records;
+}
+
+int
+reapload_records (sessiondb_t *db, const char *prefix, const ep_etcd_kv_t *kvs, size_t nkvs,
+                  int64_t takeover_ms, reapload_entry_fn *entry_fn, void *arg, reapload_stats_t *stats)
+{
+    for (size_t i = 0; i < nkvs; i++) {
+        char key [REAPKEYS_KEY_MAX];
+        reapkeys_key_t parsed;
+        if (!s_key (&kvs [i], key, sizeof key) || reapkeys_parse (prefix, key, &parsed) != 0)
+            continue;
+        if (s_record (db, &parsed, &kvs [i], takeover_ms, entry_fn, arg, stats, key) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 int
 reapload_shard (sessiondb_t *db, const char *prefix, const ep_etcd_kv_t *kvs, size_t nkvs,
                 int64_t takeover_ms, reapload_entry_fn *entry_fn, void *arg, reapload_stats_t *stats)
 {
     memset (stats, 0, sizeof *stats);
-    for (size_t k = 0; k < EP_COUNT (s_order); k++)
-        for (size_t i = 0; i < nkvs; i++) {
-            char key [REAPKEYS_KEY_MAX];
-            reapkeys_key_t parsed;
-            if (!s_key (&kvs [i], key, sizeof key) || reapkeys_parse (prefix, key, &parsed) != 0
-            ||  parsed.kind != s_order [k])
-                continue;
-            if (s_record (db, &parsed, &kvs [i], takeover_ms, entry_fn, arg, stats, key) != 0)
-                return -1;
-        }
-    return 0;
+    ep_etcd_kv_t *ordered = (ep_etcd_kv_t *) zmalloc (sizeof (ep_etcd_kv_t) * (nkvs + 1));
+    if (nkvs)
+        memcpy (ordered, kvs, sizeof (ep_etcd_kv_t) * nkvs);
+    size_t outbox;
+    size_t records = reapload_order (prefix, ordered, nkvs, &outbox);
+    int rc = reapload_records (db, prefix, ordered, records, takeover_ms, entry_fn, arg, stats);
+    free (ordered);
+    return rc;
 }

@@ -43,9 +43,25 @@ typedef struct {
 
 //  Writes the records of one shard (kvs, as read under prefix) into db at
 //  wall time takeover_ms. 0, or -1 if a write failed (ep_store_last_error).
+//  As reapload_order then reapload_records over them all.
 int
     reapload_shard (sessiondb_t *db, const char *prefix, const ep_etcd_kv_t *kvs, size_t nkvs,
                     int64_t takeover_ms, reapload_entry_fn *entry_fn, void *arg,
                     reapload_stats_t *stats);
+
+//  A load in steps (the service's, ep_adopt): orders kvs in place in the
+//  order their kinds must be written (sessions, jobs, counters, outbox
+//  entries; each kind in key order), keys that hold no record last.
+//  Returns the records; *outbox is the index of the first outbox entry.
+//  Written in that order, any cut into slices loads what one pass does.
+size_t
+    reapload_order (const char *prefix, ep_etcd_kv_t *kvs, size_t nkvs, size_t *outbox);
+
+//  Writes ordered kvs (a slice of reapload_order's) into db, as
+//  reapload_shard; stats are added to (zero them first).
+int
+    reapload_records (sessiondb_t *db, const char *prefix, const ep_etcd_kv_t *kvs, size_t nkvs,
+                      int64_t takeover_ms, reapload_entry_fn *entry_fn, void *arg,
+                      reapload_stats_t *stats);
 
 #endif

@@ -25,6 +25,7 @@ struct _reapshards_t {
     char *id;                   //  this instance
     ep_shards_t *shards;        //  ownership (owns the etcd client)
     int64_t *loaded;            //  per shard: the revision it was read under, 0
+    int64_t *adopted;           //  per shard: the revision the service adopted it under, 0
     int64_t *reload_at;         //  per shard: read again at (mono ms), 0
     zhashx_t *keys;             //  outbox seq (decimal) -> its etcd key
 };
@@ -126,12 +127,12 @@ s_on_shards (void *arg, ep_shards_event_t event, int shard, int64_t create_revis
         return;
     }
     if (event == EP_SHARDS_ACQUIRED) {
-        self->loaded [shard] = 0;
+        self->loaded [shard] = self->adopted [shard] = 0;
         s_read_shard (self, shard);
         return;
     }
     //  Released or fenced: whatever it was read under is no longer ours.
-    self->loaded [shard] = 0;
+    self->loaded [shard] = self->adopted [shard] = 0;
     self->reload_at [shard] = 0;
     s_forget_keys (self, shard);
     s_news (self, REAPSHARDS_DROPPED, shard, create_revision, why);
@@ -279,6 +280,7 @@ reapshards_new (const reapshards_config_t *config, char *err, size_t errlen)
                                   .count = config->count, .ttl_ms = config->ttl_ms,
                                   .metrics = config->metrics, .fn = s_on_shards, .arg = self };
     self->loaded = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) config->count);
+    self->adopted = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) config->count);
     self->reload_at = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) config->count);
     self->keys = zhashx_new ();
     zhashx_set_destructor (self->keys, (czmq_destructor *) zstr_free);
@@ -297,6 +299,7 @@ reapshards_destroy (reapshards_t **self_p)
         ep_shards_destroy (&self->shards);
         zhashx_destroy (&self->keys);
         free (self->loaded);
+        free (self->adopted);
         free (self->reload_at);
         free (self->prefix);
         free (self->id);
@@ -344,8 +347,26 @@ reapshards_shard_of (reapshards_t *self, const char *router_id)
 int64_t
 reapshards_revision (reapshards_t *self, int shard)
 {
+    if (shard < 0 || shard >= self->config.count)
+        return 0;
     int64_t held = ep_shards_held (self->shards, shard);
-    return held && held == self->loaded [shard]? held: 0;
+    return held && held == self->adopted [shard]? held: 0;
+}
+
+bool
+reapshards_loaded (reapshards_t *self, int shard, int64_t revision)
+{
+    return shard >= 0 && shard < self->config.count && revision && self->loaded [shard] == revision
+        && ep_shards_held (self->shards, shard) == revision;
+}
+
+bool
+reapshards_adopt_shard (reapshards_t *self, int shard, int64_t revision)
+{
+    if (!reapshards_loaded (self, shard, revision))
+        return false;
+    self->adopted [shard] = revision;
+    return true;
 }
 
 bool

@@ -7,7 +7,9 @@
 
         acquired    the shard's keys are read and handed to the service
                     (LOADED: reapkeys.h says what each record holds), which
-                    adopts them; until then the shard is not ready
+                    adopts them (in steps, ep_adopt) and says so
+                    (reapshards_adopt_shard); until then the shard is
+                    not ready
         a batch     reapbatch's operations in one transaction, with a
                     fence (the owner key's create revision) for every shard
                     it touches; refused by a fence, the shard is dropped
@@ -77,7 +79,7 @@ void
 int
     reapshards_shard_of (reapshards_t *self, const char *router_id);
 
-//  True if this instance owns the router's shard and has read it.
+//  True if this instance owns the router's shard and has adopted it.
 bool
     reapshards_ready (reapshards_t *self, const char *router_id);
 
@@ -85,11 +87,23 @@ bool
 const char *
     reapshards_owner (reapshards_t *self, const char *router_id);
 
-//  The create revision shard is owned and read under here, 0 if not.
+//  The create revision shard is owned and adopted under here, 0 if not.
 int64_t
     reapshards_revision (reapshards_t *self, int shard);
 
-//  Shards owned and read.
+//  True if shard is still this instance's and read under revision: a
+//  LOADED news, or the adoption of one under way, is not stale.
+bool
+    reapshards_loaded (reapshards_t *self, int shard, int64_t revision);
+
+//  The service adopted a LOADED shard read under revision, all its steps
+//  (ep_adopt): true if it is still this instance's under that revision
+//  (then it is ready: its writes and commands carry its fence), false if
+//  the news is stale.
+bool
+    reapshards_adopt_shard (reapshards_t *self, int shard, int64_t revision);
+
+//  Shards owned and adopted.
 int
     reapshards_owned (reapshards_t *self);
 

@@ -277,7 +277,8 @@ s_timeout (reapsvc_t *self)
         timeout = ep_degraded_next (self->degraded, now);
     if (reaper_backlog (self->reaper) && self->bus_live && timeout > PUBLISH_PAUSE)
         timeout = PUBLISH_PAUSE;
-    if (timeout < 0 || reaper_uncommitted (self->reaper) || ep_reqloop_next_due (self->loop) == 0)
+    if (timeout < 0 || reaper_uncommitted (self->reaper) || ep_reqloop_next_due (self->loop) == 0
+    ||  reapsvc_adopting (self))
         timeout = 0;
     return timeout;
 }

@@ -13,6 +13,7 @@
 #include "ep_rpc_server.h"
 #include "ep_subscriber.h"
 #include "reapshards.h"
+#include "ep_adopt.h"
 
 #define CHECKPOINT_MS   10000           //  WAL checkpoint period
 #define PUBLISH_PAUSE   10              //  ms between publishing bursts while events wait
@@ -51,7 +52,7 @@ struct _reapsvc_t {
     //  The etcd mode (NULL shards: the embedded SQLite mode)
     reapshards_t *shards;       //  shards owned; their sessions, jobs and outbox in etcd
     reapbatch_t *batch;         //  the open batch, as etcd operations
-    zlistx_t *news;             //  shard news waiting for no batch to be open
+    ep_adopt_t *adopt;          //  shard news, applied when no batch is open (ep_adopt)
     bool committing;            //  a batch's etcd transaction is in flight
     int64_t commit_started;     //  when it was sent (monotonic us)
     bool between_due;           //  a batch completed: the between-batch work comes first
@@ -103,9 +104,15 @@ void
 void
     reapsvc_echoes (reapsvc_t *self);
 
-//  Adopts and forgets the shards that came and went (no batch open).
+//  Forgets the shards that went and takes a step of the adoption of those
+//  that came (no batch open; ep_adopt).
 void
     reapsvc_apply_news (reapsvc_t *self);
+
+//  True while a shard read waits for or is in its adoption: the loop
+//  polls without waiting.
+bool
+    reapsvc_adopting (reapsvc_t *self);
 
 //  Publishes cluster.beacon.
 void

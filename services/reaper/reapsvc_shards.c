@@ -2,8 +2,8 @@
     reapshards.h): writes refused for shards this instance does not own, a
     batch as one fenced etcd transaction (reapbatch), commands carrying
     their fence, events under their etcd entries' ids, shards read into the
-    cache and adopted (reapload, reaper_adopt) or forgotten (reaper_forget)
-    between batches, the cluster.beacon. */
+    cache and adopted in steps (ep_adopt, reapload, reaper_adopt) or
+    forgotten (reaper_forget) between batches, the cluster.beacon. */
 #include "reapsvc_internal.h"
 #include "ep_log.h"
 #include "ep_store.h"
@@ -11,6 +11,7 @@
 #include "reapload.h"
 #include "sessiondb.h"
 #include "ep_shard.h"
+#include "ep_adopt.h"
 #include <unistd.h>
 
 //  ---------------------------------------------------------------------
@@ -196,30 +197,28 @@ reapsvc_echoes (reapsvc_t *self)
 //  ---------------------------------------------------------------------
 //  Shards come and go
 
-//  Shard news, kept until no batch is open (the cache's transaction is
-//  the batch's meanwhile).
+//  What a LOADED news carries to its adoption (ep_adopt's payload): the
+//  shard's keys, copied, in reapload_order's order.
 typedef struct {
-    reapshards_event_t event;   //  LOADED or DROPPED
-    int shard;                  //  which
-    int64_t revision;           //  its owner key's create revision
-    char *why;                  //  DROPPED: why
-    ep_etcd_kv_t *kvs;          //  LOADED: the shard's keys (copies)
+    ep_etcd_kv_t *kvs;          //  the shard's keys (copies)
     size_t nkvs;                //  how many
-} s_news_t;
+    size_t records;             //  those that hold a record (the first ones)
+    size_t outbox;              //  the first outbox entry: those are taken with the last step
+    reapload_stats_t stats;     //  what the steps found
+} s_loaded_t;
 
 static void
-s_news_destroy (s_news_t **news_p)
+s_loaded_destroy (s_loaded_t **loaded_p)
 {
-    s_news_t *news = *news_p;
-    if (news) {
-        for (size_t i = 0; i < news->nkvs; i++) {
-            free (news->kvs [i].key);
-            free (news->kvs [i].value);
+    s_loaded_t *loaded = *loaded_p;
+    if (loaded) {
+        for (size_t i = 0; i < loaded->nkvs; i++) {
+            free (loaded->kvs [i].key);
+            free (loaded->kvs [i].value);
         }
-        free (news->kvs);
-        free (news->why);
-        free (news);
-        *news_p = NULL;
+        free (loaded->kvs);
+        free (loaded);
+        *loaded_p = NULL;
     }
 }
 
@@ -234,6 +233,9 @@ s_copy (const uint8_t *data, size_t size)
     return copy;
 }
 
+//  Shard news go to ep_adopt, applied when no batch is open (the cache's
+//  transaction is the batch's meanwhile): drops at once, a shard read a
+//  step per turn.
 static void
 s_on_shards (void *arg, const reapshards_news_t *news)
 {
@@ -243,25 +245,36 @@ s_on_shards (void *arg, const reapshards_news_t *news)
         self->shards_failed = true;
         return;
     }
-    s_news_t *copy = (s_news_t *) zmalloc (sizeof (s_news_t));
-    copy->event = news->event;
-    copy->shard = news->shard;
-    copy->revision = news->revision;
-    copy->why = strdup (news->why? news->why: "");
-    copy->nkvs = news->nkvs;
-    copy->kvs = (ep_etcd_kv_t *) zmalloc (sizeof (ep_etcd_kv_t) * (news->nkvs? news->nkvs: 1));
-    for (size_t i = 0; i < news->nkvs; i++) {
-        copy->kvs [i] = news->kvs [i];
-        copy->kvs [i].key = s_copy (news->kvs [i].key, news->kvs [i].key_size);
-        copy->kvs [i].value = s_copy (news->kvs [i].value, news->kvs [i].value_size);
+    if (news->event == REAPSHARDS_DROPPED) {
+        ep_adopt_dropped (self->adopt, news->shard, news->revision, news->why);
+        return;
     }
-    zlistx_add_end (self->news, copy);
+    s_loaded_t *loaded = (s_loaded_t *) zmalloc (sizeof (s_loaded_t));
+    loaded->nkvs = news->nkvs;
+    loaded->kvs = (ep_etcd_kv_t *) zmalloc (sizeof (ep_etcd_kv_t) * (news->nkvs? news->nkvs: 1));
+    for (size_t i = 0; i < news->nkvs; i++) {
+        loaded->kvs [i] = news->kvs [i];
+        loaded->kvs [i].key = s_copy (news->kvs [i].key, news->kvs [i].key_size);
+        loaded->kvs [i].value = s_copy (news->kvs [i].value, news->kvs [i].value_size);
+    }
+    loaded->records = reapload_order (self->prefix, loaded->kvs, loaded->nkvs, &loaded->outbox);
+    ep_adopt_loaded (self->adopt, news->shard, news->revision, loaded->outbox, loaded);
 }
 
 static bool
+s_loaded_valid (void *arg, int shard, int64_t revision)
+{
+    return reapshards_loaded (((reapsvc_t *) arg)->shards, shard, revision);
+}
+
+//  A shard lost forgets every router not ready, but for the shard being
+//  adopted (another: ep_adopt voids an adoption its shard's drop hits).
+static bool
 s_mine (void *arg, const char *router_id)
 {
-    return reapshards_ready (((reapsvc_t *) arg)->shards, router_id);
+    reapsvc_t *self = (reapsvc_t *) arg;
+    return reapshards_ready (self->shards, router_id)
+        || reapshards_shard_of (self->shards, router_id) == ep_adopt_shard (self->adopt);
 }
 
 //  An outbox entry of a shard taken over: a row of the cache's outbox,
@@ -333,59 +346,110 @@ s_clear_shard (reapsvc_t *self, sessiondb_t *db, int shard)
     return rc;
 }
 
-//  A shard read: into the cache (its journal off: these records are
-//  etcd's already), then into memory as a start loads (reaper_adopt).
-static void
-s_adopt (reapsvc_t *self, s_news_t *news)
+//  A step of a shard's adoption (ep_adopt checked it is still ours under
+//  the revision read): its records [from, to) into the cache, in one
+//  transaction of their own, its journal off (they are etcd's already);
+//  the first clears what the cache still held of the shard; the last also
+//  writes its outbox entries (few: the published ones are deleted) and
+//  takes the shard into memory as a start loads (reaper_adopt). Until
+//  then memory holds none of it, so the core acts on none of it; requests
+//  for its routers are answered UNAVAILABLE, retriable (reapsvc_not_mine);
+//  a batch may not write it, and the pruning, which scans the cache,
+//  waits (reaper_hold_prune).
+static int
+s_adopt_step (reapsvc_t *self, const ep_adopt_action_t *action)
 {
+    s_loaded_t *loaded = (s_loaded_t *) action->payload;
     sessiondb_t *db = reaper_db (self->reaper);
-    //  Memory holds none of the shard, unless it was read twice unannounced.
-    s_stale_t stale = { self, news->shard, NULL };
-    reaper_forget (self->reaper, s_mine_not_stale, &stale);
+    if (action->first) {
+        //  Memory holds none of the shard, unless it was read twice unannounced.
+        s_stale_t stale = { self, action->shard, NULL };
+        reaper_forget (self->reaper, s_mine_not_stale, &stale);
+    }
     sessiondb_set_journal (db, NULL, NULL);
-    reapload_stats_t stats = { 0 };
+    int64_t takeover = ep_wall_ms ();
     int rc = ep_store_begin (self->store);
+    if (rc == 0 && action->first)
+        rc = s_clear_shard (self, db, action->shard);
     if (rc == 0)
-        rc = s_clear_shard (self, db, news->shard);
-    if (rc == 0)
-        rc = reapload_shard (db, self->prefix, news->kvs, news->nkvs, ep_wall_ms (), s_on_entry, self,
-                             &stats);
+        rc = reapload_records (db, self->prefix, loaded->kvs + action->from, action->to - action->from,
+                               takeover, s_on_entry, self, &loaded->stats);
+    if (rc == 0 && action->last)
+        rc = reapload_records (db, self->prefix, loaded->kvs + loaded->outbox,
+                               loaded->records - loaded->outbox, takeover, s_on_entry, self,
+                               &loaded->stats);
     if (rc == 0)
         rc = ep_store_commit (self->store);
     else
         ep_store_rollback (self->store);
     sessiondb_set_journal (db, reapbatch_journal, self->batch);
-    if (rc != 0 || reaper_adopt (self->reaper, ep_mono_ms ()) != 0) {
-        //  The cache and etcd disagree now: only a start over makes them one.
-        ep_log_error ("reaper: cannot take shard %d into the cache: %s; stopping, to start over from etcd",
-                      news->shard, ep_store_last_error ());
-        self->shards_failed = true;
-        return;
-    }
-    ep_log_info ("reaper: shard %d adopted: %zu open and %zu closed sessions, %zu cleanups running "
-                 "(%zu sessions TERMINATING), %zu events to publish", news->shard, stats.open,
-                 stats.closed, stats.jobs, stats.marked, stats.entries);
-    s_shard_event (self, "cluster.shard.acquired", news->shard, news->revision, NULL);
+    if (rc != 0 || !action->last)
+        return rc;
+    if (reaper_adopt (self->reaper, ep_mono_ms ()) != 0)
+        return -1;
+    reapshards_adopt_shard (self->shards, action->shard, action->revision);
+    reapload_stats_t *stats = &loaded->stats;
+    ep_log_info ("reaper: shard %d adopted in %zu steps: %zu open and %zu closed sessions, %zu "
+                 "cleanups running (%zu sessions TERMINATING), %zu events to publish", action->shard,
+                 action->steps, stats->open, stats->closed, stats->jobs, stats->marked, stats->entries);
+    s_shard_event (self, "cluster.shard.acquired", action->shard, action->revision, NULL);
+    return 0;
 }
 
+//  An adoption voided midway (its shard lost or read again): the rows its
+//  steps wrote leave the cache (memory took none of them).
+static int
+s_adopt_abort (reapsvc_t *self, int shard)
+{
+    sessiondb_t *db = reaper_db (self->reaper);
+    sessiondb_set_journal (db, NULL, NULL);
+    int rc = ep_store_begin (self->store);
+    if (rc == 0)
+        rc = s_clear_shard (self, db, shard);
+    if (rc == 0)
+        rc = ep_store_commit (self->store);
+    else
+        ep_store_rollback (self->store);
+    sessiondb_set_journal (db, reapbatch_journal, self->batch);
+    ep_log_info ("reaper: shard %d lost or read again while adopted: what was taken so far forgotten",
+                 shard);
+    return rc;
+}
+
+//  Applies the shard news that came (no batch is open): every drop, and a
+//  step of the shard being adopted.
 void
 reapsvc_apply_news (reapsvc_t *self)
 {
-    s_news_t *news;
-    while (!self->shards_failed && (news = (s_news_t *) zlistx_detach (self->news, NULL))) {
-        if (news->event == REAPSHARDS_LOADED
-        &&  reapshards_revision (self->shards, news->shard) == news->revision)
-            s_adopt (self, news);
+    ep_adopt_turn (self->adopt);
+    ep_adopt_action_t action;
+    while (!self->shards_failed && ep_adopt_next (self->adopt, &action)) {
+        int rc = 0;
+        if (action.kind == EP_ADOPT_STEP)
+            rc = s_adopt_step (self, &action);
         else
-        if (news->event == REAPSHARDS_DROPPED) {
+        if (action.kind == EP_ADOPT_ABORT)
+            rc = s_adopt_abort (self, action.shard);
+        else {
             int forgotten = reaper_forget (self->reaper, s_mine, self);
             ep_log_info ("reaper: shard %d is no longer ours (%s): %d sessions forgotten",
-                         news->shard, news->why, forgotten);
-            s_shard_event (self, "cluster.shard.released", news->shard, news->revision, news->why);
+                         action.shard, action.why, forgotten);
+            s_shard_event (self, "cluster.shard.released", action.shard, action.revision, action.why);
         }
-        //  else: lost or read again since; a later news says so
-        s_news_destroy (&news);
+        if (rc != 0) {
+            //  The cache and etcd disagree now: only a start over makes them one.
+            ep_log_error ("reaper: cannot take shard %d into the cache: %s; stopping, to start over "
+                          "from etcd", action.shard, ep_store_last_error ());
+            self->shards_failed = true;
+        }
     }
+    reaper_hold_prune (self->reaper, ep_adopt_shard (self->adopt) >= 0);
+}
+
+bool
+reapsvc_adopting (reapsvc_t *self)
+{
+    return self->adopt && ep_adopt_pending (self->adopt);
 }
 
 //  cluster.beacon: where this instance listens and the shards it owns.
@@ -453,7 +517,9 @@ reapsvc_open_shards (reapsvc_t *self, const reapsvc_config_t *config)
     self->advertise = ep_shards_advertise (config->advertise, zsock_last_endpoint (self->router));
     self->prefix = strdup (config->etcd_settings.prefix? config->etcd_settings.prefix: "/edgeplane/");
     self->shard_count = config->shards;
-    self->news = zlistx_new ();
+    self->adopt = ep_adopt_new (&(ep_adopt_config_t) {
+        .service = "reaper", .metrics = ep_service_metrics (self->service),
+        .valid = s_loaded_valid, .arg = self, .destructor = (czmq_destructor *) s_loaded_destroy });
     self->echoes = zlistx_new ();
     zlistx_set_destructor (self->echoes, (czmq_destructor *) zstr_free);
     self->published = zhashx_new ();
@@ -495,12 +561,7 @@ reapsvc_close_shards (reapsvc_t *self)
     if (self->reaper)
         sessiondb_set_journal (reaper_db (self->reaper), NULL, NULL);
     reapbatch_destroy (&self->batch);
-    if (self->news) {
-        s_news_t *news;
-        while ((news = (s_news_t *) zlistx_detach (self->news, NULL)))
-            s_news_destroy (&news);
-        zlistx_destroy (&self->news);
-    }
+    ep_adopt_destroy (&self->adopt);
     zlistx_destroy (&self->echoes);
     zhashx_destroy (&self->published);
     free (self->advertise);

@@ -862,10 +862,16 @@ termshards_ready (termshards_t *self, const char *router_id)
 }
 
 bool
+termshards_loaded (termshards_t *self, int shard, int64_t revision)
+{
+    return shard >= 0 && shard < self->config.count && revision && self->loaded [shard] == revision
+        && ep_shards_held (self->shards, shard) == revision;
+}
+
+bool
 termshards_adopt_shard (termshards_t *self, int shard, int64_t revision)
 {
-    if (shard < 0 || shard >= self->config.count || !revision || self->loaded [shard] != revision
-    ||  ep_shards_held (self->shards, shard) != revision)
+    if (!termshards_loaded (self, shard, revision))
         return false;
     self->adopted [shard] = revision;
     return true;

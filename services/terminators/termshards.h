@@ -99,9 +99,14 @@ void
 int
     termshards_shard_of (termshards_t *self, const char *router_id);
 
-//  The service adopted a LOADED shard read under revision: true if it is
-//  still this instance's under that revision (then it is ready), false if
-//  the news is stale (ignore it).
+//  True if shard is still this instance's and read under revision: a
+//  LOADED news, or the adoption of one under way, is not stale.
+bool
+    termshards_loaded (termshards_t *self, int shard, int64_t revision);
+
+//  The service adopted a LOADED shard read under revision, all its steps
+//  (ep_adopt): true if it is still this instance's under that revision
+//  (then it is ready), false if the news is stale (ignore it).
 bool
     termshards_adopt_shard (termshards_t *self, int shard, int64_t revision);
 

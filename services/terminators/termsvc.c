@@ -227,7 +227,7 @@ s_has_work (void *arg)
 {
     termsvc_t *self = (termsvc_t *) arg;
     return ep_follower_ready (self->follower) && !ep_degraded_active (self->degraded)
-        && terminators_has_work (self->core, ep_wall_ms ());
+        && !termsvc_adopting (self) && terminators_has_work (self->core, ep_wall_ms ());
 }
 
 //  A batch failed at begin or commit (memory is already back as it was,
@@ -256,7 +256,10 @@ s_begin (void *arg)
         s_store_failed (self);
         return -1;
     }
-    terminators_work (self->core, self->batch_now);
+    //  Not while a shard is half adopted: its records are not all in, and
+    //  a batch may not write it (ep_adopt.h).
+    if (!termsvc_adopting (self))
+        terminators_work (self->core, self->batch_now);
     return 0;
 }
 
@@ -458,7 +461,8 @@ s_timeout (termsvc_t *self)
         .follower = self->committing? INT64_MAX: ep_follower_tick (self->follower),
         .park = s_next_park_deadline (self) - now, .expire = self->next_expire - now,
         .gauges = self->next_gauges - now,
-        .work = self->committing? INT64_MAX: ep_reqloop_next_due (self->loop) == 0? 0
+        .work = self->committing? INT64_MAX: termsvc_adopting (self)? 0
+              : ep_reqloop_next_due (self->loop) == 0? 0
               : terminators_next_due (self->core, ep_wall_ms (), 1000),
         .degraded = ep_degraded_next (self->degraded, now),
         .beacon = self->shards? self->next_beacon - now: INT64_MAX, .committing = self->committing };

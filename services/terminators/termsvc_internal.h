@@ -13,6 +13,7 @@
 #include "ep_rpc_server.h"
 #include "ep_subscriber.h"
 #include "termshards.h"
+#include "ep_adopt.h"
 
 #define BEACON_MS       1000        //  the etcd mode's cluster.beacon period
 
@@ -67,7 +68,7 @@ struct _termsvc_t {
     uint64_t seen_spins, seen_commands, seen_acks, seen_gaps;   //  last values added
     //  The etcd mode (NULL shards: the embedded SQLite mode)
     termshards_t *shards;       //  shards owned, their terminators and outbox in etcd
-    zlistx_t *news;             //  shard news waiting for no batch to be open
+    ep_adopt_t *adopt;          //  shard news, applied when no batch is open (ep_adopt)
     bool committing;            //  a batch's etcd transaction is in flight
     bool between_due;           //  a batch completed: the between-batch work comes first
     zlistx_t *reads;            //  s_read_t of get and list waiting for etcd
@@ -99,9 +100,15 @@ int
 bool
     termsvc_fence_command (termsvc_t *self, Ep__Event *event);
 
-//  Adopts and drops the shards that came and went (no batch open).
+//  Drops the shards that went and takes a step of the adoption of those
+//  that came (no batch open; ep_adopt).
 void
     termsvc_apply_news (termsvc_t *self);
+
+//  True while a shard read waits for or is in its adoption: the loop
+//  polls without waiting and the core's internal work waits.
+bool
+    termsvc_adopting (termsvc_t *self);
 
 //  Publishes cluster.beacon.
 void

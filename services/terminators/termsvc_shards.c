@@ -6,6 +6,7 @@
 #include "ep_log.h"
 #include "ep_publisher.h"
 #include "termreply.h"
+#include "ep_adopt.h"
 #include <unistd.h>
 
 //  The etcd mode: a write about a router whose shard this instance does
@@ -159,26 +160,21 @@ termsvc_fence_command (termsvc_t *self, Ep__Event *event)
 //  ---------------------------------------------------------------------
 //  The etcd mode: shards come and go
 
-//  Shard news, kept until no batch is open (the core changes only then).
+//  What a LOADED news carries to its adoption (ep_adopt's payload).
 typedef struct {
-    termshards_event_t event;   //  LOADED or DROPPED
-    int shard;                  //  which
-    int64_t revision;           //  its owner key's create revision
-    char *why;                  //  DROPPED: why
-    zlistx_t *records;          //  LOADED: termrec_t
-    zlistx_t *entries;          //  LOADED: termshards_entry_t
-} s_news_t;
+    zlistx_t *records;          //  termrec_t, taken a step at a time
+    zlistx_t *entries;          //  termshards_entry_t, taken with the last step
+} s_loaded_t;
 
 static void
-s_news_destroy (s_news_t **news_p)
+s_loaded_destroy (s_loaded_t **loaded_p)
 {
-    s_news_t *news = *news_p;
-    if (news) {
-        free (news->why);
-        zlistx_destroy (&news->records);
-        zlistx_destroy (&news->entries);
-        free (news);
-        *news_p = NULL;
+    s_loaded_t *loaded = *loaded_p;
+    if (loaded) {
+        zlistx_destroy (&loaded->records);
+        zlistx_destroy (&loaded->entries);
+        free (loaded);
+        *loaded_p = NULL;
     }
 }
 
@@ -194,6 +190,8 @@ s_take_all (zlistx_t *from, czmq_destructor *destructor)
     return list;
 }
 
+//  Shard news go to ep_adopt, applied when no batch is open (the core
+//  changes only then): drops at once, a shard read a step per turn.
 static void
 s_on_shards (void *arg, const termshards_news_t *news)
 {
@@ -203,14 +201,20 @@ s_on_shards (void *arg, const termshards_news_t *news)
         self->shards_failed = true;
         return;
     }
-    s_news_t *copy = (s_news_t *) zmalloc (sizeof (s_news_t));
-    copy->event = news->event;
-    copy->shard = news->shard;
-    copy->revision = news->revision;
-    copy->why = strdup (news->why? news->why: "");
-    copy->records = s_take_all (news->records, (czmq_destructor *) termrec_destroy);
-    copy->entries = s_take_all (news->entries, (czmq_destructor *) termshards_entry_destroy);
-    zlistx_add_end (self->news, copy);
+    if (news->event == TERMSHARDS_DROPPED) {
+        ep_adopt_dropped (self->adopt, news->shard, news->revision, news->why);
+        return;
+    }
+    s_loaded_t *loaded = (s_loaded_t *) zmalloc (sizeof (s_loaded_t));
+    loaded->records = s_take_all (news->records, (czmq_destructor *) termrec_destroy);
+    loaded->entries = s_take_all (news->entries, (czmq_destructor *) termshards_entry_destroy);
+    ep_adopt_loaded (self->adopt, news->shard, news->revision, zlistx_size (loaded->records), loaded);
+}
+
+static bool
+s_loaded_valid (void *arg, int shard, int64_t revision)
+{
+    return termshards_loaded (((termsvc_t *) arg)->shards, shard, revision);
 }
 
 typedef struct {
@@ -225,10 +229,14 @@ s_not_in_shard (void *arg, const char *router_id)
     return !termshards_in_shard (drop->self->shards, router_id, drop->shard);
 }
 
+//  A shard lost forgets every router not ready, but for the shard being
+//  adopted (another: ep_adopt voids an adoption its shard's drop hits).
 static bool
 s_mine (void *arg, const char *router_id)
 {
-    return termshards_ready (((termsvc_t *) arg)->shards, router_id);
+    termsvc_t *self = (termsvc_t *) arg;
+    return termshards_ready (self->shards, router_id)
+        || termshards_shard_of (self->shards, router_id) == ep_adopt_shard (self->adopt);
 }
 
 //  cluster.shard.acquired|released
@@ -258,55 +266,91 @@ s_is_event (const termshards_entry_t *entry)
     return event != NULL;
 }
 
-//  Applies the shard news that came (no batch is open).
+//  The adopted shard's outbox events, into the cache's outbox.
+static void
+s_adopt_entries (termsvc_t *self, int shard, zlistx_t *entries)
+{
+    termshards_entry_t *entry;
+    for (entry = (termshards_entry_t *) zlistx_first (entries); entry;
+         entry = (termshards_entry_t *) zlistx_next (entries)) {
+        int64_t seq = terminators_adopt_event (self->core, entry->topic, entry->body, entry->size);
+        if (seq > 0)
+            termshards_adopted (self->shards, seq, entry);
+        else
+        if (s_is_event (entry)) {
+            //  Untracked, its key would go with the shard's next
+            //  trim unpublished: only a restart, which reads the
+            //  shard again, keeps it at least once.
+            ep_log_error ("terminators: shard %d: event %s could not be cached (%s): stopping, "
+                          "to start over from etcd", shard, entry->event_id, ep_store_last_error ());
+            self->shards_failed = true;
+        }
+        else
+            ep_log_error ("terminators: shard %d: outbox event %s is not an Event (%zu bytes): "
+                          "dropped, as nothing can publish it", shard, entry->event_id, entry->size);
+    }
+}
+
+//  One step of a shard's adoption (ep_adopt checked it is still ours under
+//  the revision read). Until the last the shard is not ready: requests for
+//  its routers are answered UNAVAILABLE, retriable (termsvc_not_mine), a
+//  batch may not write it, and the core's work waits (termsvc_adopting),
+//  so nothing acts on its records half in. Its outbox events come with the
+//  last step (they are few: published ones are trimmed), so none is
+//  published from a shard not adopted.
+static void
+s_adopt_step (termsvc_t *self, const ep_adopt_action_t *action)
+{
+    s_loaded_t *loaded = (s_loaded_t *) action->payload;
+    if (action->first) {
+        //  Whatever memory held of the shard goes first: etcd is the truth.
+        s_drop_arg_t drop = { self, action->shard };
+        terminators_drop (self->core, s_not_in_shard, &drop);
+    }
+    termrec_t *record;
+    for (size_t i = action->from; i < action->to
+         && (record = (termrec_t *) zlistx_detach (loaded->records, NULL)); i++)
+        terminators_adopt (self->core, &record);
+    if (!action->last)
+        return;
+    termshards_adopt_shard (self->shards, action->shard, action->revision);
+    terminators_adopted (self->core);
+    s_adopt_entries (self, action->shard, loaded->entries);
+    ep_log_info ("terminators: shard %d adopted: %zu terminators in %zu steps", action->shard,
+                 action->total, action->steps);
+    s_shard_event (self, "cluster.shard.acquired", action->shard, action->revision, NULL);
+}
+
+//  Applies the shard news that came (no batch is open): every drop, and a
+//  step of the shard being adopted.
 void
 termsvc_apply_news (termsvc_t *self)
 {
-    s_news_t *news;
-    while ((news = (s_news_t *) zlistx_detach (self->news, NULL))) {
-        if (news->event == TERMSHARDS_LOADED
-        &&  !termshards_adopt_shard (self->shards, news->shard, news->revision))
-            ;   //  lost or read again since: a later news says so
+    ep_adopt_turn (self->adopt);
+    ep_adopt_action_t action;
+    while (!self->shards_failed && ep_adopt_next (self->adopt, &action)) {
+        if (action.kind == EP_ADOPT_STEP)
+            s_adopt_step (self, &action);
         else
-        if (news->event == TERMSHARDS_LOADED) {
-            //  Whatever memory held of the shard goes first: etcd is the truth.
-            s_drop_arg_t drop = { self, news->shard };
-            terminators_drop (self->core, s_not_in_shard, &drop);
-            termrec_t *record;
-            while ((record = (termrec_t *) zlistx_detach (news->records, NULL)))
-                terminators_adopt (self->core, &record);
-            terminators_adopted (self->core);
-            termshards_entry_t *entry;
-            for (entry = (termshards_entry_t *) zlistx_first (news->entries); entry;
-                 entry = (termshards_entry_t *) zlistx_next (news->entries)) {
-                int64_t seq = terminators_adopt_event (self->core, entry->topic, entry->body, entry->size);
-                if (seq > 0)
-                    termshards_adopted (self->shards, seq, entry);
-                else
-                if (s_is_event (entry)) {
-                    //  Untracked, its key would go with the shard's next
-                    //  trim unpublished: only a restart, which reads the
-                    //  shard again, keeps it at least once.
-                    ep_log_error ("terminators: shard %d: event %s could not be cached (%s): stopping, "
-                                  "to start over from etcd", news->shard, entry->event_id,
-                                  ep_store_last_error ());
-                    self->shards_failed = true;
-                }
-                else
-                    ep_log_error ("terminators: shard %d: outbox event %s is not an Event (%zu bytes): "
-                                  "dropped, as nothing can publish it", news->shard, entry->event_id,
-                                  entry->size);
-            }
-            s_shard_event (self, "cluster.shard.acquired", news->shard, news->revision, NULL);
+        if (action.kind == EP_ADOPT_ABORT) {
+            s_drop_arg_t drop = { self, action.shard };
+            size_t dropped = terminators_drop (self->core, s_not_in_shard, &drop);
+            ep_log_info ("terminators: shard %d lost or read again while adopted: %zu terminators "
+                         "taken so far forgotten", action.shard, dropped);
         }
         else {
             size_t dropped = terminators_drop (self->core, s_mine, self);
             ep_log_info ("terminators: shard %d is no longer ours (%s): %zu terminators forgotten",
-                         news->shard, news->why, dropped);
-            s_shard_event (self, "cluster.shard.released", news->shard, news->revision, news->why);
+                         action.shard, action.why, dropped);
+            s_shard_event (self, "cluster.shard.released", action.shard, action.revision, action.why);
         }
-        s_news_destroy (&news);
     }
+}
+
+bool
+termsvc_adopting (termsvc_t *self)
+{
+    return self->adopt && ep_adopt_pending (self->adopt);
 }
 
 //  cluster.beacon: where this instance listens and the shards it owns.
@@ -369,7 +413,9 @@ termsvc_open_shards (termsvc_t *self, const termsvc_config_t *config)
     etcd.watch_idle_ms = 10000;
     self->advertise = ep_shards_advertise (config->advertise, zsock_last_endpoint (self->router));
     self->shard_count = config->shards;
-    self->news = zlistx_new ();
+    self->adopt = ep_adopt_new (&(ep_adopt_config_t) {
+        .service = "terminators", .metrics = ep_service_metrics (self->service),
+        .valid = s_loaded_valid, .arg = self, .destructor = (czmq_destructor *) s_loaded_destroy });
     self->reads = zlistx_new ();
     termshards_config_t shards = {
         .etcd = etcd, .prefix = config->etcd_settings.prefix? config->etcd_settings.prefix: "/edgeplane/",
@@ -416,12 +462,7 @@ termsvc_close_shards (termsvc_t *self)
     while (self->reads && (read = (s_read_t *) zlistx_detach (self->reads, NULL)))
         free (read);
     zlistx_destroy (&self->reads);
-    if (self->news) {
-        s_news_t *news;
-        while ((news = (s_news_t *) zlistx_detach (self->news, NULL)))
-            s_news_destroy (&news);
-        zlistx_destroy (&self->news);
-    }
+    ep_adopt_destroy (&self->adopt);
     free (self->advertise);
     self->advertise = NULL;
 }

@@ -62,6 +62,8 @@ s_on_news (void *arg, const reapshards_news_t *news)
                                   &stats), 0);
     cr_assert_eq (ep_store_commit (self->store), 0);
     sessiondb_set_journal (self->db, reapbatch_journal, self->batch);
+    //  Adopted (the service does so after its last step): ready, fenced.
+    cr_assert (reapshards_adopt_shard (self->shards, news->shard, news->revision));
     if (news->shard != ep_shard_of ("r1", SHARDS))
         return;
     self->stats = stats;

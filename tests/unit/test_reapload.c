@@ -167,3 +167,52 @@ Test (reapload, a_cleanup_done_marking_has_its_open_sessions_terminating_with_it
     cr_assert_eq (sessiondb_jobs_running (w.db, s_job, &deadline), 0);
     cr_assert_eq (deadline, TAKEOVER + 10000);
 }
+
+//  The service's load in steps (ep_adopt): the records ordered once, then
+//  written a slice at a time, each in a transaction of its own, load what
+//  one pass loads, whatever the cut; the outbox entries come last.
+Test (reapload, a_shard_ordered_and_loaded_one_record_a_step_is_what_one_load_makes)
+{
+    char key [REAPKEYS_KEY_MAX];
+    size_t size;
+    //  In etcd's key order: the job ("j/") before its sessions ("s/").
+    reapkeys_job_t job = {
+        .job = { .id = "job1", .reason = "router-deleted", .target_type = "router", .target_id = "r1",
+                 .started_ms = 1500, .deadline_ms = TAKEOVER + 10000, .scheduled = 2 },
+        .marked = 2, .marking_done = true
+    };
+    uint8_t *bytes = reapkeys_pack_job (&job, &size);
+    s_kv (reapkeys_job ("/ep/", 3, "job1", key, sizeof key), bytes, size);
+    Ep__ReaperOutboxEntry entry = EP__REAPER_OUTBOX_ENTRY__INIT;
+    entry.topic = "session.terminating";
+    entry.has_event = true;
+    entry.event = (ProtobufCBinaryData) { 1, (uint8_t *) "x" };
+    entry.event_id = "reaper/3/40-7";
+    uint8_t *packed = (uint8_t *) malloc (ep__reaper_outbox_entry__get_packed_size (&entry));
+    size = ep__reaper_outbox_entry__pack (&entry, packed);
+    s_kv (reapkeys_outbox ("/ep/", 3, 40, 7, key, sizeof key), packed, size);
+    s_kv ("/ep/reaper/00003/s/bad", (uint8_t *) strdup ("junk"), 4);
+    s_session ("s1", EP__SESSION_STATE__ACTIVE, NULL);
+    s_session ("s2", EP__SESSION_STATE__ACTIVE, NULL);
+
+    size_t outbox;
+    size_t records = reapload_order ("/ep/", w.kvs, w.nkvs, &outbox);
+    //  s1, s2 and the job (the junk key counts as a record: a session key,
+    //  skipped when written), then the entry.
+    cr_assert_eq (records, 5);
+    cr_assert_eq (outbox, 4);
+    cr_assert (strstr ((const char *) w.kvs [4].key, "/o/"), "%s", (const char *) w.kvs [4].key);
+    cr_assert (strstr ((const char *) w.kvs [3].key, "/j/"), "%s", (const char *) w.kvs [3].key);
+    reapload_stats_t stats = { 0 };
+    for (size_t i = 0; i < records; i++) {
+        ep_store_begin (w.store);
+        cr_assert_eq (reapload_records (w.db, "/ep/", w.kvs + i, 1, TAKEOVER, s_entry, NULL, &stats), 0);
+        cr_assert_eq (ep_store_commit (w.store), 0);
+    }
+    cr_assert_eq (stats.open, 2);
+    cr_assert_eq (stats.marked, 2, "the job was written before its sessions");
+    cr_assert_eq (stats.entries, 1);
+    cr_assert_eq (stats.skipped, 1);
+    cr_assert_eq (sessiondb_count (w.db, EP__SESSION_STATE__TERMINATING), 2);
+    cr_assert_str_eq (w.entry_id, "reaper/3/40-7");
+}
