@@ -286,6 +286,21 @@ reaper_model_ready (reaper_t *self, ep_model_view_t *view, int64_t now)
     }
 }
 
+void
+reaper_adopted_routers (reaper_t *self, int64_t now)
+{
+    if (!self->view)
+        return;                 //  reaper_model_ready looks at every group
+    group_t *group = (group_t *) zhashx_first (self->groups [G_ROUTER]);
+    for (; group; group = (group_t *) zhashx_next (self->groups [G_ROUTER]))
+        if (!ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_ROUTER, group->id)
+        &&  !zhashx_lookup (self->unseen, group->id)) {
+            int64_t *check = (int64_t *) zmalloc (sizeof (int64_t));
+            *check = now;
+            zhashx_insert (self->unseen, group->id, check);
+        }
+}
+
 //  Routers sessions were opened for while our view did not hold them. A
 //  watchdog relays only for routers its own view holds, and its presence
 //  reports that view's revision; once ours has reached the highest such

@@ -151,6 +151,15 @@ void
 void
     reaper_model_ready (reaper_t *self, ep_model_view_t *view, int64_t now);
 
+//  After a shard's adoption: its routers the view does not hold may have
+//  been deleted while their previous owner was gone or while the shard was
+//  adopted (the model's event found none of their sessions in memory), or
+//  created after the view's revision. Each is looked at as a session open
+//  for an unknown router is (reaper_unseen): cleaned up as deleted once
+//  the view has caught up with the watchdogs and still lacks it.
+void
+    reaper_adopted_routers (reaper_t *self, int64_t now);
+
 //  A presence event (type "join", "leave" or "beacon").
 void
     reaper_presence (reaper_t *self, const char *type, const Ep__PresenceEvent *presence,

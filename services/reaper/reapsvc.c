@@ -309,14 +309,17 @@ reapsvc_turn (reapsvc_t *self)
     //  The model, presence, echoes and shard news change the core: not
     //  while its batch is in etcd (its transaction is open).
     if (!self->committing) {
-        rc = s_follow (self);
-        s_bus (self);
+        //  Shard news first: an adoption step is a transaction of its own,
+        //  and the model or presence may open the batch.
         if (self->shards) {
             reapsvc_apply_news (self);
-            reapsvc_echoes (self);
             if (self->shards_failed)
                 return -1;
         }
+        rc = s_follow (self);
+        s_bus (self);
+        if (self->shards)
+            reapsvc_echoes (self);
         self->between_due = false;
     }
     if (self->shards && ep_mono_ms () >= self->next_beacon) {

@@ -57,6 +57,7 @@ struct _reapsvc_t {
     int64_t commit_started;     //  when it was sent (monotonic us)
     bool between_due;           //  a batch completed: the between-batch work comes first
     bool shards_failed;         //  the shards cannot go on (logged): stop
+    bool adopted;               //  a shard was adopted this turn: check its routers in the model
     zhashx_t *published;        //  event id published -> "<owner>:<cache seq>" (for its echo)
     zlistx_t *echoes;           //  echoes ("<owner>:<seq>") not told to the core yet
     size_t echo_budget;         //  echoes told to the core per batch at most

@@ -388,6 +388,7 @@ s_adopt_step (reapsvc_t *self, const ep_adopt_action_t *action)
     if (reaper_adopt (self->reaper, ep_mono_ms ()) != 0)
         return -1;
     reapshards_adopt_shard (self->shards, action->shard, action->revision);
+    self->adopted = true;
     reapload_stats_t *stats = &loaded->stats;
     ep_log_info ("reaper: shard %d adopted in %zu steps: %zu open and %zu closed sessions, %zu "
                  "cleanups running (%zu sessions TERMINATING), %zu events to publish", action->shard,
@@ -416,8 +417,9 @@ s_adopt_abort (reapsvc_t *self, int shard)
     return rc;
 }
 
-//  Applies the shard news that came (no batch is open): every drop, and a
-//  step of the shard being adopted.
+//  Applies the shard news that came, first in the turn (no batch is open:
+//  a step is a transaction of its own): every drop, and a step of the
+//  shard being adopted.
 void
 reapsvc_apply_news (reapsvc_t *self)
 {
@@ -444,6 +446,13 @@ reapsvc_apply_news (reapsvc_t *self)
         }
     }
     reaper_hold_prune (self->reaper, ep_adopt_shard (self->adopt) >= 0);
+    //  Its routers may have left the model while their previous owner was
+    //  gone or while the shard was adopted: the model's event found none of
+    //  their sessions in memory.
+    if (self->adopted && !self->shards_failed) {
+        self->adopted = false;
+        reaper_adopted_routers (self->reaper, ep_mono_ms ());
+    }
 }
 
 bool

@@ -946,9 +946,10 @@ s_adopt_kv (ep_etcd_kv_t *kv, const char *key, uint8_t *value, size_t size)
 
 //  Writes r1's shard as its old owner left it into the store (reapload):
 //  n sessions, a cleanup that marked them all, acked of them acknowledged,
-//  its deadline at wall time deadline.
+//  its deadline at wall time deadline (with_job false: the n sessions
+//  open, no cleanup).
 static void
-s_load_shard (int n, int acked, int64_t deadline)
+s_load_shard_of (int n, int acked, int64_t deadline, bool with_job)
 {
     ep_etcd_kv_t *kvs = (ep_etcd_kv_t *) calloc ((size_t) n + 1, sizeof *kvs);
     char key [REAPKEYS_KEY_MAX], id [16];
@@ -974,10 +975,11 @@ s_load_shard (int n, int acked, int64_t deadline)
     job.closed [0] = (uint64_t) acked;
     uint8_t *bytes = reapkeys_pack_job (&job, &size);
     s_adopt_kv (&kvs [n], reapkeys_job ("/ep/", 5, "job9", key, sizeof key), bytes, size);
+    size_t records = (size_t) n + (with_job? 1: 0);
     sessiondb_t *db = sessiondb_new (w.store);
     cr_assert_eq (ep_store_begin (w.store), 0);
     reapload_stats_t stats;
-    cr_assert_eq (reapload_shard (db, "/ep/", kvs, (size_t) n + 1, WALL0 + w.now, NULL, NULL, &stats), 0);
+    cr_assert_eq (reapload_shard (db, "/ep/", kvs, records, WALL0 + w.now, NULL, NULL, &stats), 0);
     cr_assert_eq (ep_store_commit (w.store), 0);
     sessiondb_destroy (&db);
     for (int i = 0; i <= n; i++) {
@@ -985,7 +987,13 @@ s_load_shard (int n, int acked, int64_t deadline)
         free (kvs [i].value);
     }
     free (kvs);
-    cr_assert_eq (stats.marked, (size_t) (n - acked));
+    cr_assert_eq (stats.marked, with_job? (size_t) (n - acked): 0);
+}
+
+static void
+s_load_shard (int n, int acked, int64_t deadline)
+{
+    s_load_shard_of (n, acked, deadline, true);
 }
 
 Test (reaper, a_shard_taken_over_mid_cleanup_is_resent_and_forced_at_its_deadline_not_before,
@@ -1356,6 +1364,45 @@ Test (reaper, a_late_open_for_a_router_deleted_while_away_is_cleaned_up, .init =
     s_advance (w.now + 5000, 500);
     cr_assert_eq (s_events ("session.terminating l1 router-deleted"), 1);
     cr_assert_eq (s_events ("session.terminating l2"), 0, "a router the view holds is left alone");
+    s_crash ();                                 //  before the view goes
+    ep_model_view_destroy (&view);
+    s_start ();
+}
+
+//  A shard taken over after its router left the model (while its owner
+//  was gone, or while the shard was adopted: the model's event found none
+//  of its sessions in memory): once the view has caught up with the
+//  watchdogs and lacks the router, its sessions are cleaned up.
+Test (reaper, an_adopted_shards_router_deleted_meanwhile_is_cleaned_up, .init = s_setup, .fini = s_teardown)
+{
+    ep_model_view_t *view = ep_model_view_new ();
+    ep_model_view_reset (view, "gen-1", 20);
+    Ep__Router router = EP__ROUTER__INIT;
+    router.id = "r3";
+    Ep__Entity entity = EP__ENTITY__INIT;
+    entity.kind_case = EP__ENTITY__KIND_ROUTER;
+    entity.router = &router;
+    cr_assert_eq (ep_model_view_put (view, &entity), 0);
+    reaper_model_ready (w.reaper, view, w.now);
+    const char *held [] = { "r3", NULL };
+    Ep__PresenceEvent presence = EP__PRESENCE_EVENT__INIT;
+    presence.instance_id = "watchdog-1";
+    presence.has_instance_epoch = true;
+    presence.instance_epoch = 42;
+    presence.n_routers = 1;
+    presence.routers = (char **) held;
+    presence.has_model_revision = true;
+    presence.model_revision = 20;
+    reaper_presence (w.reaper, "beacon", &presence, w.now);
+    s_open ("own1", "r3", "i1", "svc");
+    //  r1's shard, as its old owner left it: 50 sessions open, no cleanup.
+    s_load_shard_of (50, 0, 0, false);
+    cr_assert_eq (reaper_adopt (w.reaper, w.now), 0);
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__ACTIVE), 51);
+    reaper_adopted_routers (w.reaper, w.now);
+    s_advance (w.now + 1000, 500);
+    cr_assert_eq (s_events ("session.terminating"), 50, "r1's sessions are not being cleaned up");
+    cr_assert_eq (s_events ("session.terminating own1"), 0, "a router the view holds is left alone");
     s_crash ();                                 //  before the view goes
     ep_model_view_destroy (&view);
     s_start ();
