@@ -20,13 +20,15 @@ wrote (events.py's reader).
       `router list`, `terminator list`, `session list` --json. FACTS: a
       JSON object the driver wrote: spins_metric (edgeplane_terminator_spins_total
       summed over every terminators instance, a killed one's as scraped just
-      before its kill), shards, terminators (live instances), paused
+      before its kill), shards, terminators and reapers (live instances of
+      each, whose shards are checked), paused
       (instance id and resume time of the shard owner paused past its
       lease), fenced (edgeplane_shard_fenced_total summed), deleted (routers
       the workload deleted).
-  chaos.py instance EVENTS HOST
-      The terminators instance whose newest cluster.beacon advertises
-      tcp://HOST:7011.
+  chaos.py instance EVENTS HOST [SERVICE]
+      The instance of SERVICE (terminators, the default, or reaper) whose
+      newest cluster.beacon advertises tcp://HOST:7011 (the reaper's:
+      7021).
   chaos.py figures EVENTS
       The fleet's movement: watchdog instances seen holding routers, how
       many routers each held, routers that moved between instances.
@@ -249,11 +251,14 @@ def oracle(argv):
 
     import io
     import contextlib
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        split = ev.shards(events_path, int(facts["terminators"]), int(facts["shards"]))
-    say(split == 0, f"shards: every one of the {facts['shards']} owned by exactly one of the "
-        f"{facts['terminators']} live terminators instances: {' '.join(buf.getvalue().split(chr(10)))}")
+    for service, live_instances in (("terminators", facts["terminators"]), ("reaper", facts.get("reapers"))):
+        if not live_instances:
+            continue
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            split = ev.shards(events_path, int(live_instances), int(facts["shards"]), service)
+        say(split == 0, f"shards: every one of the {facts['shards']} owned by exactly one of the "
+            f"{live_instances} live {service} instances: {' '.join(buf.getvalue().split(chr(10)))}")
 
     late, stale = fenced_check(events_path, facts.get("paused"))
     say(not stale, f"fencing: the owner paused past its lease published {late} terminator events "
@@ -282,9 +287,12 @@ def figures(argv):
 
 
 def instance(argv):
-    """The terminators instance whose newest beacon advertises host argv[1]."""
-    for instance_id, beacon in ev.beacons(argv[0]).items():
-        if beacon.get("address") == f"tcp://{argv[1]}:7011":
+    """The instance of the sharded service argv[2] (default terminators)
+    whose newest beacon advertises host argv[1]."""
+    service = argv[2] if len(argv) > 2 else "terminators"
+    port = {"terminators": 7011, "reaper": 7021}[service]
+    for instance_id, beacon in ev.beacons(argv[0], service=service).items():
+        if beacon.get("address") == f"tcp://{argv[1]}:{port}":
             print(instance_id)
             return 0
     return 1

@@ -29,17 +29,19 @@ what was found is printed either way.
                                         with LISTs (`router list --json` through each
                                         model instance): the routers that follower
                                         ends with are each LIST's, name and version
-  events.py FILE shards N COUNT         the sharded terminators' newest cluster.beacon of
+  events.py FILE shards N COUNT [SVC]   the sharded service's (SVC: terminators, the
+                                        default, or reaper) newest cluster.beacon of
                                         every instance heard in the last 2.5 s: exactly N
                                         instances, each owning shards, every shard 0 ..
                                         COUNT-1 owned by exactly one, none owning more
                                         than ceil(COUNT / N) + 1; prints the shards per
                                         instance (and its address) as JSON
-  events.py FILE takeover INSTANCE T    the shards INSTANCE's last beacon before T (seconds
+  events.py FILE takeover INSTANCE T [SVC]
+                                        the shards INSTANCE's last beacon before T (seconds
                                         since the epoch) claimed, each acquired by another
                                         instance after T (cluster.shard.acquired); prints
                                         the time from T to the first and the last
-  events.py FILE moves T                the terminators' shards given up after T
+  events.py FILE moves T [SVC]          the service's (terminators) shards given up after T
                                         (cluster.shard.released) and acquired by
                                         another instance: how many, and how long each
                                         was without an owner (median, longest)
@@ -90,20 +92,20 @@ def holders(path):
             for instance, e in newest.items() if timestamp(e) >= latest - 2.5}
 
 
-def beacons(path, before=None):
-    """The newest terminators cluster.beacon of every instance (stamped
-    before `before` if given)."""
+def beacons(path, before=None, service="terminators"):
+    """The newest cluster.beacon of every instance of the sharded service
+    (stamped before `before` if given)."""
     newest = {}
     for event in events(path):
         if (event.get("namespace") == "cluster" and event.get("type") == "beacon"
-                and event.get("service") == "terminators"
+                and event.get("service") == service
                 and (before is None or timestamp(event) < before)):
             newest[event["instance_id"]] = event
     return newest
 
 
-def shards(path, instances, count):
-    newest = beacons(path)
+def shards(path, instances, count, service="terminators"):
+    newest = beacons(path, service=service)
     latest = max((timestamp(e) for e in newest.values()), default=0)
     live = {i: e for i, e in newest.items() if timestamp(e) >= latest - 2.5}
     owned = {i: e.get("shards", []) for i, e in live.items()}
@@ -130,12 +132,13 @@ def shards(path, instances, count):
     return 1 if problems else 0
 
 
-def takeover(path, instance, at):
-    """The shards `instance` owned at its last beacon before `at` (its
-    pause or cut), each acquired by another instance since that beacon: a
-    shard it gave up (balancing) between the beacon and `at` was acquired
-    by another before `at`, and counts (its time, before `at`, negative)."""
-    last = beacons(path, at).get(instance)
+def takeover(path, instance, at, service="terminators"):
+    """The shards `instance` (of `service`) owned at its last beacon before
+    `at` (its pause or cut), each acquired by another instance since that
+    beacon: a shard it gave up (balancing) between the beacon and `at` was
+    acquired by another before `at`, and counts (its time, before `at`,
+    negative)."""
+    last = beacons(path, at, service).get(instance)
     if not last:
         print(f"no beacon of {instance} before {at}")
         return 1
@@ -144,7 +147,7 @@ def takeover(path, instance, at):
     taken = {}
     for event in events(path):
         if (event.get("namespace") == "cluster" and event.get("type") == "shard.acquired"
-                and event.get("service") == "terminators" and event.get("instance_id") != instance
+                and event.get("service") == service and event.get("instance_id") != instance
                 and event.get("shard") in lost and event["shard"] not in taken
                 and timestamp(event) > since):
             taken[event["shard"]] = (timestamp(event) - at, event["instance_id"])
@@ -161,10 +164,10 @@ def takeover(path, instance, at):
     return 0
 
 
-def moves(path, since):
+def moves(path, since, service="terminators"):
     released, gaps = {}, []
     for event in events(path):
-        if (event.get("namespace") != "cluster" or event.get("service") != "terminators"
+        if (event.get("namespace") != "cluster" or event.get("service") != service
                 or timestamp(event) <= since):
             continue
         if event.get("type") == "shard.released":
@@ -345,11 +348,11 @@ def main(argv):
               and len(every) == len(set(every)) == routers)
         return 0 if ok else 1
     if query == "shards":
-        return shards(path, int(args[0]), int(args[1]))
+        return shards(path, int(args[0]), int(args[1]), *args[2:3])
     if query == "moves":
-        return moves(path, float(args[0]))
+        return moves(path, float(args[0]), *args[1:2])
     if query == "takeover":
-        return takeover(path, args[0], float(args[1]))
+        return takeover(path, args[0], float(args[1]), *args[2:3])
     if query == "model":
         return model(path, args[0], args[1:])
     if query == "figures":

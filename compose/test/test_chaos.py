@@ -142,6 +142,33 @@ def test_deleted_router_still_listed_fails():
     assert rc == 1 and "r2: deleted (acknowledged), yet listed" in out, out
 
 
+REAPER_BEACON = dict(BEACON, service="reaper", instance_id="reaper-a", address="tcp://p:7021")
+
+
+def test_reaper_shards_owned_once_pass():
+    facts = dict(FACTS, reapers=1)
+    rc, out = run_oracle(EVENTS + [REAPER_BEACON], WRITES, ROUTERS, TERMS, SESSIONS, facts)
+    assert rc == 0 and "live reaper instances" in out, out
+
+
+def test_reaper_shard_unowned_fails():
+    #  The terminators' beacon claims shard 0; no reaper's does.
+    facts = dict(FACTS, reapers=1)
+    rc, out = run_oracle(EVENTS, WRITES, ROUTERS, TERMS, SESSIONS, facts)
+    assert rc == 1 and "FAIL shards: every one of the 1 owned by exactly one of the 1 live reaper" in out, out
+
+
+def test_instance_by_service_and_port():
+    with tempfile.TemporaryDirectory() as tmp:
+        p = files(tmp, events=EVENTS + [REAPER_BEACON])
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert chaos.instance([p["events"], "p", "reaper"]) == 0
+            assert chaos.instance([p["events"], "p"]) == 1, "a reaper's host taken for a terminators'"
+            assert chaos.instance([p["events"], "h"]) == 0
+        assert out.getvalue().split() == ["reaper-a", "terminators-a"], out.getvalue()
+
+
 def main():
     tests = [(name, fn) for name, fn in sorted(globals().items()) if name.startswith("test_")]
     failed = 0

@@ -8,7 +8,7 @@
 #define RELAY_TIMEOUT_MS    30000
 #define RELAY_ID_MAX        160         //  the longest request id services take
 #define COMMANDS_MAX        100000      //  command ids remembered, at most
-#define OWNERS_MAX          RELAY_OWNERS_MAX    //  instance DEALERs, at most
+#define OWNERS_MAX          RELAY_OWNERS_MAX    //  instance DEALERs per service, at most
 #define BAD_BEACON_LOG_MS   60000       //  a malformed beacon is logged this often, at most
 
 //  A request relayed to a service, waiting for its reply.
@@ -21,13 +21,22 @@ typedef struct {
     zsock_t *owner;             //  the instance DEALER it went on (NULL: a configured endpoint's)
 } s_relay_t;
 
-struct _relay_t {
-    ep_service_t *service;      //  for the CURVE settings of new DEALERs (borrowed)
-    zsock_t *terminators;       //  DEALER to the terminators service (its configured endpoint)
-    shardroute_t *route;        //  terminators instances and their shards, from beacons
+//  A service relayed to: the terminators or the reaper, each may run as
+//  several instances on shards, reached alike.
+typedef struct {
+    const char *name;           //  "terminators" or "reaper"
+    bool terminators;           //  its replies are TerminatorReplies (else SessionReplies)
+    zsock_t *configured;        //  DEALER to its configured endpoint
+    shardroute_t *route;        //  its instances and their shards, from beacons
     zhashx_t *owners;           //  instance address -> its DEALER (zsock_t)
     int64_t next_bad_beacon_log;    //  when a malformed beacon may be logged again (ms)
-    zsock_t *reaper;            //  DEALER to the reaper
+} s_service_t;
+
+#define SERVICES 2              //  the terminators, the reaper
+
+struct _relay_t {
+    ep_service_t *service;      //  for the CURVE settings of new DEALERs (borrowed)
+    s_service_t services [SERVICES];    //  the terminators [0], the reaper [1]
     zhashx_t *relays;           //  upstream request id -> s_relay_t
     zhashx_t *commands;         //  command id -> reply_to ("terminators" / "reaper")
     relay_lookup_fn *lookup;    //  joined routers
@@ -62,24 +71,38 @@ s_dealer_destroy (void **item)
     *item = NULL;
 }
 
+//  The terminators' or the reaper's.
+static s_service_t *
+s_service (relay_t *self, bool terminators)
+{
+    return &self->services [terminators? 0: 1];
+}
+
 relay_t *
 relay_new (ep_service_t *service, relay_lookup_fn *lookup, void *arg)
 {
     relay_t *self = (relay_t *) zmalloc (sizeof (relay_t));
     const ep_common_opts_t *opts = ep_service_opts (service);
     self->service = service;
-    self->terminators = s_dealer (service, opts->terminators_api, "terminators");
-    self->route = shardroute_new ("terminators");
-    self->owners = zhashx_new ();
-    zhashx_set_destructor (self->owners, s_dealer_destroy);
-    self->reaper = s_dealer (service, opts->reaper_api, "reaper");
+    bool reached = true;
+    for (int i = 0; i < SERVICES; i++) {
+        s_service_t *svc = &self->services [i];
+        svc->terminators = i == 0;
+        svc->name = svc->terminators? "terminators": "reaper";
+        svc->configured = s_dealer (service, svc->terminators? opts->terminators_api: opts->reaper_api,
+                                    svc->name);
+        svc->route = shardroute_new (svc->name);
+        svc->owners = zhashx_new ();
+        zhashx_set_destructor (svc->owners, s_dealer_destroy);
+        reached &= svc->configured != NULL;
+    }
     self->relays = zhashx_new ();
     zhashx_set_destructor (self->relays, (czmq_destructor *) zstr_free);
     self->commands = zhashx_new ();
     zhashx_set_destructor (self->commands, (czmq_destructor *) zstr_free);
     self->lookup = lookup;
     self->arg = arg;
-    if (!self->terminators || !self->reaper)
+    if (!reached)
         relay_destroy (&self);
     return self;
 }
@@ -89,10 +112,11 @@ relay_destroy (relay_t **self_p)
 {
     relay_t *self = *self_p;
     if (self) {
-        zsock_destroy (&self->terminators);
-        zhashx_destroy (&self->owners);
-        shardroute_destroy (&self->route);
-        zsock_destroy (&self->reaper);
+        for (int i = 0; i < SERVICES; i++) {
+            zsock_destroy (&self->services [i].configured);
+            zhashx_destroy (&self->services [i].owners);
+            shardroute_destroy (&self->services [i].route);
+        }
         zhashx_destroy (&self->relays);
         zhashx_destroy (&self->commands);
         free (self);
@@ -104,13 +128,14 @@ size_t
 relay_poll_items (relay_t *self, zmq_pollitem_t *items, size_t max)
 {
     size_t n = 0;
-    if (n < max)
-        items [n++] = (zmq_pollitem_t) { zsock_resolve (self->terminators), 0, ZMQ_POLLIN, 0 };
-    if (n < max)
-        items [n++] = (zmq_pollitem_t) { zsock_resolve (self->reaper), 0, ZMQ_POLLIN, 0 };
-    zsock_t *dealer = (zsock_t *) zhashx_first (self->owners);
-    for (; dealer && n < max; dealer = (zsock_t *) zhashx_next (self->owners))
-        items [n++] = (zmq_pollitem_t) { zsock_resolve (dealer), 0, ZMQ_POLLIN, 0 };
+    for (int i = 0; i < SERVICES; i++) {
+        s_service_t *svc = &self->services [i];
+        if (n < max)
+            items [n++] = (zmq_pollitem_t) { zsock_resolve (svc->configured), 0, ZMQ_POLLIN, 0 };
+        zsock_t *dealer = (zsock_t *) zhashx_first (svc->owners);
+        for (; dealer && n < max; dealer = (zsock_t *) zhashx_next (svc->owners))
+            items [n++] = (zmq_pollitem_t) { zsock_resolve (dealer), 0, ZMQ_POLLIN, 0 };
+    }
     return n;
 }
 
@@ -125,38 +150,43 @@ relay_beacon (relay_t *self, const Ep__ShardBeacon *beacon, int64_t now_ms)
         .revisions = beacon->n_owner_revisions == beacon->n_shards? beacon->owner_revisions: NULL,
         .interval_ms = beacon->has_interval_ms? beacon->interval_ms: 0
     };
-    //  Beacons come every second: a broken instance is said once a minute.
-    if (shardroute_beacon (self->route, &heard, now_ms) != 0
-    &&  beacon->service && streq (beacon->service, "terminators") && now_ms >= self->next_bad_beacon_log) {
-        ep_log_warn ("a terminators beacon from %s with no instance id, no address, no shard count "
-                     "or a shard out of range: ignored; its shards' requests go to the configured "
-                     "endpoint", beacon->instance_id? beacon->instance_id: "?");
-        self->next_bad_beacon_log = now_ms + BAD_BEACON_LOG_MS;
+    //  Each service's route takes its own instances' beacons and ignores
+    //  the others'. Beacons come every second: a broken instance is said
+    //  once a minute.
+    for (int i = 0; i < SERVICES; i++) {
+        s_service_t *svc = &self->services [i];
+        if (shardroute_beacon (svc->route, &heard, now_ms) != 0
+        &&  beacon->service && streq (beacon->service, svc->name) && now_ms >= svc->next_bad_beacon_log) {
+            ep_log_warn ("a %s beacon from %s with no instance id, no address, no shard count "
+                         "or a shard out of range: ignored; its shards' requests go to the configured "
+                         "endpoint", svc->name, beacon->instance_id? beacon->instance_id: "?");
+            svc->next_bad_beacon_log = now_ms + BAD_BEACON_LOG_MS;
+        }
     }
 }
 
-//  The DEALER for router_id's terminators requests and acks: its shard
+//  The DEALER for router_id's requests and acks to svc: its shard
 //  owner's, as the beacons say (made on first use), else the configured
 //  one: no live beacon claims the shard (a single instance beacons none),
 //  or too many instances. An instance that does not own the shard answers
 //  UNAVAILABLE, retriable, and the router asks again.
 static zsock_t *
-s_terminators_for (relay_t *self, const char *router_id, zsock_t **owner_p)
+s_dealer_for (relay_t *self, s_service_t *svc, const char *router_id, zsock_t **owner_p)
 {
-    const char *address = shardroute_owner (self->route, router_id, ep_mono_ms ());
+    const char *address = shardroute_owner (svc->route, router_id, ep_mono_ms ());
     *owner_p = NULL;
     if (!address)
-        return self->terminators;
-    zsock_t *dealer = (zsock_t *) zhashx_lookup (self->owners, address);
-    if (!dealer && zhashx_size (self->owners) < OWNERS_MAX) {
-        dealer = s_dealer (self->service, address, "terminators");
+        return svc->configured;
+    zsock_t *dealer = (zsock_t *) zhashx_lookup (svc->owners, address);
+    if (!dealer && zhashx_size (svc->owners) < OWNERS_MAX) {
+        dealer = s_dealer (self->service, address, svc->name);
         if (dealer) {
-            zhashx_insert (self->owners, address, dealer);
-            ep_log_info ("terminators instance at %s: connected (it owns shards)", address);
+            zhashx_insert (svc->owners, address, dealer);
+            ep_log_info ("%s instance at %s: connected (it owns shards)", svc->name, address);
         }
     }
     *owner_p = dealer;
-    return dealer? dealer: self->terminators;
+    return dealer? dealer: svc->configured;
 }
 
 //  Answers a router's request here, when it cannot be relayed.
@@ -184,6 +214,8 @@ s_relay_fail (channel_conn_t *c, uint64_t frame_id, bool terminators, char *requ
     else {
         session_reply.request_id = request_id;
         session_reply.status = &status;
+        session_reply.has_retriable = true;
+        session_reply.retriable = code == EP__STATUS__CODE__UNAVAILABLE;
         frame.body_case = EP__FRAME__BODY_SESSION_REPLY;
         frame.session_reply = &session_reply;
     }
@@ -223,7 +255,7 @@ s_relay (relay_t *self, channel_conn_t *c, uint64_t frame_id, bool terminators, 
         return;
     }
     zsock_t *owner = NULL;
-    zsock_t *dealer = terminators? s_terminators_for (self, router_id, &owner): self->reaper;
+    zsock_t *dealer = s_dealer_for (self, s_service (self, terminators), router_id, &owner);
     if (zframe_send (&packed, dealer, ZFRAME_DONTWAIT) != 0) {
         zframe_destroy (&packed);       //  not taken on failure
         ep_log_warn ("router %s: the %s service is not taking requests (%s)", router_id, service,
@@ -350,11 +382,13 @@ s_replies (relay_t *self, zsock_t *dealer, bool terminators)
 void
 relay_replies (relay_t *self)
 {
-    s_replies (self, self->terminators, true);
-    s_replies (self, self->reaper, false);
-    zsock_t *dealer = (zsock_t *) zhashx_first (self->owners);
-    for (; dealer; dealer = (zsock_t *) zhashx_next (self->owners))
-        s_replies (self, dealer, true);
+    for (int i = 0; i < SERVICES; i++) {
+        s_service_t *svc = &self->services [i];
+        s_replies (self, svc->configured, svc->terminators);
+        zsock_t *dealer = (zsock_t *) zhashx_first (svc->owners);
+        for (; dealer; dealer = (zsock_t *) zhashx_next (svc->owners))
+            s_replies (self, dealer, svc->terminators);
+    }
 }
 
 //  The requests in flight on dealer, the DEALER of the instance at
@@ -363,7 +397,7 @@ relay_replies (relay_t *self)
 //  than at its request timeout; acks are dropped (the new owner sends its
 //  own commands). None is left pointing at the DEALER, which goes next.
 static void
-s_fail_owner (relay_t *self, zsock_t *dealer, const char *address)
+s_fail_owner (relay_t *self, s_service_t *svc, zsock_t *dealer, const char *address)
 {
     zlistx_t *failed = zlistx_new ();
     s_relay_t *relay = (s_relay_t *) zhashx_first (self->relays);
@@ -374,33 +408,33 @@ s_fail_owner (relay_t *self, zsock_t *dealer, const char *address)
         relay = (s_relay_t *) zhashx_lookup (self->relays, key);
         channel_conn_t *c = relay->ack? NULL: self->lookup (self->arg, relay->router_id);
         if (c)
-            s_relay_fail (c, relay->frame_id, true, strchr (key, ':') + 1, EP__STATUS__CODE__UNAVAILABLE,
-                          "the terminators instance the request went to is gone: retry");
+            s_relay_fail (c, relay->frame_id, svc->terminators, strchr (key, ':') + 1,
+                          EP__STATUS__CODE__UNAVAILABLE, "the instance the request went to is gone: retry");
         zhashx_delete (self->relays, key);
     }
     if (zlistx_size (failed))
-        ep_log_info ("terminators instance at %s: %zu requests in flight there answered UNAVAILABLE (retry)",
-                     address, zlistx_size (failed));
+        ep_log_info ("%s instance at %s: %zu requests in flight there answered UNAVAILABLE (retry)",
+                     svc->name, address, zlistx_size (failed));
     zlistx_destroy (&failed);
 }
 
 //  Instances forgotten (silent) or moved to another address: their
 //  DEALERs go, and the requests in flight there are answered retriable.
 static void
-s_expire_owners (relay_t *self, int64_t now_ms)
+s_expire_owners (relay_t *self, s_service_t *svc, int64_t now_ms)
 {
-    shardroute_expire (self->route, now_ms);
+    shardroute_expire (svc->route, now_ms);
     zlistx_t *gone = zlistx_new ();
     zlistx_set_destructor (gone, (czmq_destructor *) zstr_free);
-    for (void *dealer = zhashx_first (self->owners); dealer; dealer = zhashx_next (self->owners)) {
-        const char *address = (const char *) zhashx_cursor (self->owners);
-        if (!shardroute_knows (self->route, address))
+    for (void *dealer = zhashx_first (svc->owners); dealer; dealer = zhashx_next (svc->owners)) {
+        const char *address = (const char *) zhashx_cursor (svc->owners);
+        if (!shardroute_knows (svc->route, address))
             zlistx_add_end (gone, strdup (address));
     }
     for (char *address = (char *) zlistx_first (gone); address; address = (char *) zlistx_next (gone)) {
-        ep_log_info ("terminators instance at %s: no beacon for a while: disconnected", address);
-        s_fail_owner (self, (zsock_t *) zhashx_lookup (self->owners, address), address);
-        zhashx_delete (self->owners, address);
+        ep_log_info ("%s instance at %s: no beacon for a while: disconnected", svc->name, address);
+        s_fail_owner (self, svc, (zsock_t *) zhashx_lookup (svc->owners, address), address);
+        zhashx_delete (svc->owners, address);
     }
     zlistx_destroy (&gone);
 }
@@ -416,7 +450,8 @@ relay_expire (relay_t *self, int64_t now_ms)
     for (const char *key = (const char *) zlistx_first (expired); key; key = (const char *) zlistx_next (expired))
         zhashx_delete (self->relays, key);
     zlistx_destroy (&expired);
-    s_expire_owners (self, now_ms);
+    for (int i = 0; i < SERVICES; i++)
+        s_expire_owners (self, &self->services [i], now_ms);
     if (zhashx_size (self->commands) > COMMANDS_MAX)
         zhashx_purge (self->commands);
 }

@@ -10,15 +10,19 @@
     answered here. Relays and commands nobody answered are forgotten
     (relay_expire).
 
-    The terminators service may run as several instances, each owning some
-    of the shards routers are spread over (docs/shards.md). Their beacons
-    (cluster.beacon, fed to relay_beacon) say which instance owns which
-    shard and where it listens (shardroute.h); a terminators request or ack
-    goes to the owner of its router's shard over a DEALER kept per
-    instance address (made on first use, gone when the instance is
-    forgotten, and what was in flight there then answered UNAVAILABLE,
-    retriable), or, when no beacon claims the shard, to the configured
-    endpoint as before. Replies come back from every DEALER alike.
+    The terminators and the reaper may each run as several instances,
+    each owning some of the shards routers are spread over (docs/shards.md).
+    Their beacons (cluster.beacon, fed to relay_beacon) say which instance
+    of which service owns which shard and where it listens (one shardroute
+    per service, shardroute.h); a request or ack goes to the owner of its
+    router's shard in its service over a DEALER kept per instance address
+    (made on first use, gone when the instance is forgotten, and what was
+    in flight there then answered UNAVAILABLE, retriable), or, when no
+    beacon claims the shard, to the service's configured endpoint as
+    before. An instance that does not own the shard (a handover) answers
+    UNAVAILABLE, retriable, itself: that reply goes back to the router as
+    any other, and the router asks again. Replies come back from every
+    DEALER alike.
 */
 #ifndef RELAY_H_INCLUDED
 #define RELAY_H_INCLUDED
@@ -40,10 +44,11 @@ relay_t *
 void
     relay_destroy (relay_t **self_p);
 
-//  Terminators instances we keep a DEALER to, at most.
+//  Instances of one service we keep a DEALER to, at most.
 #define RELAY_OWNERS_MAX 64
-//  Poll items relay_poll_items fills, at most.
-#define RELAY_POLL_MAX (RELAY_OWNERS_MAX + 2)
+//  Poll items relay_poll_items fills, at most: per service (terminators,
+//  reaper) its configured endpoint's and its instances'.
+#define RELAY_POLL_MAX (2 * (RELAY_OWNERS_MAX + 1))
 
 //  The DEALERs, for the caller's poll: fills up to max items (POLLIN) and
 //  returns how many. The set changes as instances come and go: fill them

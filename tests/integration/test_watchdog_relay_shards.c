@@ -9,6 +9,12 @@
     router's shard, follow the shard when the beacons swap it, and go back
     to the configured endpoint once the beacons stop; a request in flight
     to an instance the watchdog forgets is answered UNAVAILABLE, retriable.
+    The same for the reaper (two stub instances "reap-a", "reap-b"
+    beaconing as service "reaper"): a router's session requests and its
+    acks of reaper commands go to the owner of its shard, terminators
+    requests meanwhile to the terminators' configured endpoint, and a
+    session request in flight to a forgotten instance is answered
+    UNAVAILABLE, retriable.
     And the router agent
     (tools/edgeplane-router) asks again, with the same request id, a
     terminator create or delete answered UNAVAILABLE retriable (the
@@ -37,7 +43,9 @@ static const char *s_keys;      //  its keys dir
 static ep_stub_t s_configured;  //  EDGEPLANE_TERMINATORS_API
 static ep_stub_t s_a;           //  terminators instance "term-a"
 static ep_stub_t s_b;           //  terminators instance "term-b"
-static ep_stub_t s_reaper;
+static ep_stub_t s_reaper;      //  EDGEPLANE_REAPER_API
+static ep_stub_t s_ra;          //  reaper instance "reap-a"
+static ep_stub_t s_rb;          //  reaper instance "reap-b"
 static ep_publisher_t *s_pub;   //  beacons and commands, as a terminators instance
 static ep_auth_t *s_auth;       //  zauth for the stubs: callers' roles
 
@@ -53,6 +61,8 @@ s_setup (void)
     ep_stub_start (&s_a, s_keys, "terminators");
     ep_stub_start (&s_b, s_keys, "terminators");
     ep_stub_start (&s_reaper, s_keys, "reaper");
+    ep_stub_start (&s_ra, s_keys, "reaper");
+    ep_stub_start (&s_rb, s_keys, "reaper");
     ep_stack_setenv (s_stack, "EDGEPLANE_TERMINATORS_API", "%s", s_configured.endpoint);
     ep_stack_setenv (s_stack, "EDGEPLANE_REAPER_API", "%s", s_reaper.endpoint);
     ep_stack_setenv (s_stack, "EDGEPLANE_LOG_LEVEL", "debug");
@@ -81,6 +91,8 @@ s_teardown (void)
     ep_stub_stop (&s_a);
     ep_stub_stop (&s_b);
     ep_stub_stop (&s_reaper);
+    ep_stub_stop (&s_ra);
+    ep_stub_stop (&s_rb);
     ep_auth_destroy (&s_auth);
 }
 
@@ -96,12 +108,24 @@ s_watchdog (void)
     return watchdog;
 }
 
-//  A beacon of instance at stub's endpoint owning shard under revision.
+//  A watchdog started and router r1 joined on it (its TLS context in
+//  *ctx_p, the caller frees it).
+static chan_client_t *
+s_join_r1 (SSL_CTX **ctx_p)
+{
+    ep_proc_t *watchdog = s_watchdog ();
+    *ctx_p = ep_wdtest_router_ctx (s_dir, "r1");
+    return ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), *ctx_p, "r1");
+}
+
+//  A beacon of service's instance at stub's endpoint owning shard under
+//  revision.
 static void
-s_beacon (const char *instance, ep_stub_t *stub, uint32_t shard, int64_t revision)
+s_service_beacon (const char *service, const char *instance, ep_stub_t *stub, uint32_t shard,
+                  int64_t revision)
 {
     Ep__ShardBeacon beacon = EP__SHARD_BEACON__INIT;
-    beacon.service = "terminators";
+    beacon.service = (char *) service;
     beacon.instance_id = (char *) instance;
     beacon.address = stub->endpoint;
     beacon.has_shard_count = beacon.has_interval_ms = true;
@@ -116,20 +140,28 @@ s_beacon (const char *instance, ep_stub_t *stub, uint32_t shard, int64_t revisio
     ep_publisher_send (s_pub, "cluster.beacon", &event);
 }
 
-//  A terminator list request from router, id request_id.
+//  A terminator list request from router, id request_id; for the
+//  reaper, an empty session heartbeat.
 static void
-s_request (chan_client_t *router, const char *request_id)
+s_request (chan_client_t *router, const char *request_id, bool reaper)
 {
     Ep__TerminatorFilter list = EP__TERMINATOR_FILTER__INIT;
     Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
     request.request_id = (char *) request_id;
     request.op_case = EP__TERMINATOR_REQUEST__OP_LIST;
     request.list = &list;
+    Ep__SessionHeartbeat heartbeat = EP__SESSION_HEARTBEAT__INIT;
+    Ep__SessionRequest session = EP__SESSION_REQUEST__INIT;
+    session.request_id = (char *) request_id;
+    session.op_case = EP__SESSION_REQUEST__OP_HEARTBEAT;
+    session.heartbeat = &heartbeat;
     Ep__Frame frame = EP__FRAME__INIT;
     frame.has_id = true;
     frame.id = 41;
-    frame.body_case = EP__FRAME__BODY_TERMINATOR_REQUEST;
+    frame.body_case = reaper? EP__FRAME__BODY_SESSION_REQUEST: EP__FRAME__BODY_TERMINATOR_REQUEST;
     frame.terminator_request = &request;
+    if (reaper)
+        frame.session_request = &session;
     ep_wdtest_send (router, &frame);
 }
 
@@ -149,49 +181,125 @@ s_call (ep_stub_t *stub, const char *prefix, int timeout_ms)
 }
 
 //  Until the stub at want gets a request: the beacons (each instance
-//  owning one shard, a the one before, b the other) published again and a
-//  request (tag-<n>, a fresh id each time: those heard before the beacons
-//  go elsewhere) sent, every 250 ms. Returns want's call, or NULL after 10 s.
+//  owning one shard, a the one before, b the other; the terminators'
+//  term-a and term-b, or the reaper's reap-a and reap-b) published again
+//  and a request to that service (tag-<n>, a fresh id each time: those
+//  heard before the beacons go elsewhere) sent, every 250 ms. Returns
+//  want's call, or NULL after 10 s.
 static ep_rpc_call_t *
-s_route (chan_client_t *router, const char *tag, ep_stub_t *want, uint32_t a_shard, int64_t a_rev,
-         uint32_t b_shard, int64_t b_rev)
+s_route_to (chan_client_t *router, bool reaper, const char *tag, ep_stub_t *want, uint32_t a_shard,
+            int64_t a_rev, uint32_t b_shard, int64_t b_rev)
 {
+    const char *service = reaper? "reaper": "terminators";
     char prefix [64];
     snprintf (prefix, sizeof prefix, "r1:%s-", tag);
     ep_rpc_call_t *call = NULL;
     int64_t deadline = ep_mono_ms () + 10000 * EP_TEST_SLOWDOWN;
     for (int n = 0; !call && ep_mono_ms () < deadline; n++) {
         if (a_rev)
-            s_beacon ("term-a", &s_a, a_shard, a_rev);
+            s_service_beacon (service, reaper? "reap-a": "term-a", reaper? &s_ra: &s_a, a_shard, a_rev);
         if (b_rev)
-            s_beacon ("term-b", &s_b, b_shard, b_rev);
+            s_service_beacon (service, reaper? "reap-b": "term-b", reaper? &s_rb: &s_b, b_shard, b_rev);
         char id [64];
         snprintf (id, sizeof id, "%s-%d", tag, n);
-        s_request (router, id);
+        s_request (router, id, reaper);
         call = s_call (want, prefix, 250);
     }
     return call;
 }
 
-//  Answers call OK at stub and checks router gets the reply.
+//  The terminators' s_route_to.
+static ep_rpc_call_t *
+s_route (chan_client_t *router, const char *tag, ep_stub_t *want, uint32_t a_shard, int64_t a_rev,
+         uint32_t b_shard, int64_t b_rev)
+{
+    return s_route_to (router, false, tag, want, a_shard, a_rev, b_shard, b_rev);
+}
+
+//  Answers call OK at stub and checks router gets the reply (a
+//  terminators reply, or the reaper's session reply).
 static void
-s_answer (ep_stub_t *stub, ep_rpc_call_t *call, chan_client_t *router)
+s_answer_as (ep_stub_t *stub, ep_rpc_call_t *call, chan_client_t *router, bool reaper)
 {
     char expected [64];
     snprintf (expected, sizeof expected, "%s", strchr (ep_rpc_call_request_id (call), ':') + 1);
-    cr_assert_eq (ep_rpc_server_fail (stub->rpc, &call, EP__STATUS__CODE__OK, "listed"), 0);
-    Ep__Frame *back = ep_wdtest_expect_frame (router, EP__FRAME__BODY_TERMINATOR_REPLY, 5000);
+    cr_assert_eq (ep_rpc_server_fail (stub->rpc, &call, EP__STATUS__CODE__OK, "done"), 0);
+    Ep__Frame *back = ep_wdtest_expect_frame (
+        router, reaper? EP__FRAME__BODY_SESSION_REPLY: EP__FRAME__BODY_TERMINATOR_REPLY, 5000);
     cr_assert_not_null (back, "no reply for the router: %s", chan_client_close_reason (router));
-    cr_assert_str_eq (back->terminator_reply->request_id, expected);
+    cr_assert_str_eq (reaper? back->session_reply->request_id: back->terminator_reply->request_id, expected);
     ep__frame__free_unpacked (back, NULL);
+}
+
+static void
+s_answer (ep_stub_t *stub, ep_rpc_call_t *call, chan_client_t *router)
+{
+    s_answer_as (stub, call, router, false);
+}
+
+//  A command from the service (a terminators validation, or the reaper's
+//  close sessions) reaches router r1 while the beacons say its second
+//  instance (term-b, reap-b) owns r1's shard mine (13) and the first
+//  other (12); r1's ack goes to that owner.
+static void
+s_command_acked (chan_client_t *router, bool reaper, uint32_t mine, uint32_t other)
+{
+    const char *service = reaper? "reaper": "terminators";
+    ep_stub_t *a = reaper? &s_ra: &s_a, *b = reaper? &s_rb: &s_b;
+    const char *a_id = reaper? "reap-a": "term-a", *b_id = reaper? "reap-b": "term-b";
+    const char *command_id = reaper? "cmd-close-1": "cmd-validate-1";
+    Ep__ValidateTerminators validate = EP__VALIDATE_TERMINATORS__INIT;
+    Ep__CloseSessions close = EP__CLOSE_SESSIONS__INIT;
+    Ep__Command command = EP__COMMAND__INIT;
+    command.command_id = (char *) command_id;
+    command.router_id = "r1";
+    command.reply_to = (char *) service;
+    command.kind_case = reaper? EP__COMMAND__KIND_CLOSE_SESSIONS: EP__COMMAND__KIND_VALIDATE_TERMINATORS;
+    if (reaper)
+        command.close_sessions = &close;
+    else
+        command.validate_terminators = &validate;
+    Ep__Event event = EP__EVENT__INIT;
+    event.body_case = EP__EVENT__BODY_COMMAND;
+    event.command = &command;
+    Ep__Frame *frame = NULL;
+    int64_t deadline = ep_mono_ms () + 10000 * EP_TEST_SLOWDOWN;
+    while (!frame && ep_mono_ms () < deadline) {
+        s_service_beacon (service, a_id, a, other, 12);
+        s_service_beacon (service, b_id, b, mine, 13);
+        ep_publisher_send (s_pub, "cmd.r1.", &event);
+        frame = ep_wdtest_expect_frame (router, EP__FRAME__BODY_COMMAND, 250);
+    }
+    cr_assert_not_null (frame, "the command did not reach r1");
+    ep__frame__free_unpacked (frame, NULL);
+    Ep__Status ok = EP__STATUS__INIT;
+    ok.has_code = true;
+    ok.code = EP__STATUS__CODE__OK;
+    Ep__CommandAck ack = EP__COMMAND_ACK__INIT;
+    ack.command_id = (char *) command_id;
+    ack.status = &ok;
+    Ep__Frame ack_frame = EP__FRAME__INIT;
+    ack_frame.has_id = true;
+    ack_frame.id = 7;
+    ack_frame.body_case = EP__FRAME__BODY_COMMAND_ACK;
+    ack_frame.command_ack = &ack;
+    ep_wdtest_send (router, &ack_frame);
+    s_service_beacon (service, b_id, b, mine, 13);
+    ep_rpc_call_t *call = s_call (b, "r1/ack/", 5000);
+    cr_assert_not_null (call, "the ack did not reach %s, the owner of r1's shard", b_id);
+    char expected [64];
+    snprintf (expected, sizeof expected, "r1/ack/%s", command_id);
+    cr_assert_str_eq (ep_rpc_call_request_id (call), expected);
+    ep_rpc_call_destroy (&call);
+    call = s_call (a, "r1/ack/", 300);
+    cr_assert_null (call, "%s, which does not own r1's shard, got the ack", a_id);
 }
 
 Test (relay_shards, requests_and_acks_go_to_the_owner_of_the_routers_shard,
       .init = s_setup, .fini = s_teardown, .timeout = 120)
 {
-    ep_proc_t *watchdog = s_watchdog ();
-    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
-    chan_client_t *router = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx, "r1");
+    SSL_CTX *ctx;
+    chan_client_t *router = s_join_r1 (&ctx);
     uint32_t mine = (uint32_t) ep_shard_of ("r1", SHARDS), other = (mine + 1) % SHARDS;
 
     //  term-a owns r1's shard: r1's requests reach it, and none term-b.
@@ -209,43 +317,7 @@ Test (relay_shards, requests_and_acks_go_to_the_owner_of_the_routers_shard,
     s_answer (&s_b, call, router);
 
     //  A command's ack goes to the owner too.
-    Ep__ValidateTerminators validate = EP__VALIDATE_TERMINATORS__INIT;
-    Ep__Command command = EP__COMMAND__INIT;
-    command.command_id = "cmd-validate-1";
-    command.router_id = "r1";
-    command.reply_to = "terminators";
-    command.kind_case = EP__COMMAND__KIND_VALIDATE_TERMINATORS;
-    command.validate_terminators = &validate;
-    Ep__Event event = EP__EVENT__INIT;
-    event.body_case = EP__EVENT__BODY_COMMAND;
-    event.command = &command;
-    Ep__Frame *frame = NULL;
-    int64_t deadline = ep_mono_ms () + 10000 * EP_TEST_SLOWDOWN;
-    while (!frame && ep_mono_ms () < deadline) {
-        s_beacon ("term-a", &s_a, other, 12);
-        s_beacon ("term-b", &s_b, mine, 13);
-        ep_publisher_send (s_pub, "cmd.r1.", &event);
-        frame = ep_wdtest_expect_frame (router, EP__FRAME__BODY_COMMAND, 250);
-    }
-    cr_assert_not_null (frame, "the command did not reach r1");
-    ep__frame__free_unpacked (frame, NULL);
-    Ep__Status ok = EP__STATUS__INIT;
-    ok.has_code = true;
-    ok.code = EP__STATUS__CODE__OK;
-    Ep__CommandAck ack = EP__COMMAND_ACK__INIT;
-    ack.command_id = "cmd-validate-1";
-    ack.status = &ok;
-    Ep__Frame ack_frame = EP__FRAME__INIT;
-    ack_frame.has_id = true;
-    ack_frame.id = 7;
-    ack_frame.body_case = EP__FRAME__BODY_COMMAND_ACK;
-    ack_frame.command_ack = &ack;
-    ep_wdtest_send (router, &ack_frame);
-    s_beacon ("term-b", &s_b, mine, 13);
-    call = s_call (&s_b, "r1/ack/", 5000);
-    cr_assert_not_null (call, "the ack did not reach term-b, the owner of r1's shard");
-    cr_assert_str_eq (ep_rpc_call_request_id (call), "r1/ack/cmd-validate-1");
-    ep_rpc_call_destroy (&call);
+    s_command_acked (router, false, mine, other);
 
     //  The beacons stop: after 3.5 intervals both instances are forgotten
     //  and requests go to the configured endpoint again.
@@ -257,38 +329,86 @@ Test (relay_shards, requests_and_acks_go_to_the_owner_of_the_routers_shard,
     SSL_CTX_free (ctx);
 }
 
-Test (relay_shards, requests_in_flight_to_a_forgotten_instance_are_answered_retriable,
-      .init = s_setup, .fini = s_teardown, .timeout = 60)
+//  The first instance of the service (term-a, reap-a) owns r1's shard
+//  and takes its request, then dies unanswering. Its beacons stop: once
+//  it is forgotten (3.5 intervals of 1 s), the watchdog answers the
+//  request UNAVAILABLE, retriable, so r1 asks again at once rather than
+//  at its request timeout.
+static void
+s_lost_request_answered (chan_client_t *router, bool reaper)
 {
-    ep_proc_t *watchdog = s_watchdog ();
-    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
-    chan_client_t *router = ep_wdtest_join (ep_proc_endpoint (watchdog, "channel"), ctx, "r1");
+    const char *name = reaper? "reap-a": "term-a";
     uint32_t mine = (uint32_t) ep_shard_of ("r1", SHARDS);
-
-    //  term-a owns r1's shard and takes its request, then dies unanswering.
-    ep_rpc_call_t *call = s_route (router, "lost", &s_a, mine, 10, 0, 0);
-    cr_assert_not_null (call, "r1's request never reached term-a, the owner of its shard %u", mine);
+    ep_rpc_call_t *call = s_route_to (router, reaper, "lost", reaper? &s_ra: &s_a, mine, 10, 0, 0);
+    cr_assert_not_null (call, "r1's request never reached %s, the owner of its shard %u", name, mine);
     char id [64];
     snprintf (id, sizeof id, "%s", strchr (ep_rpc_call_request_id (call), ':') + 1);
     ep_rpc_call_destroy (&call);
 
-    //  Its beacons stop: once it is forgotten (3.5 intervals of 1 s), the
-    //  watchdog answers the request UNAVAILABLE, retriable, so r1 asks again
-    //  at once rather than at its request timeout.
     bool answered = false;
     int64_t deadline = ep_mono_ms () + 8000 * EP_TEST_SLOWDOWN;
     while (!answered && ep_mono_ms () < deadline) {
-        Ep__Frame *back = ep_wdtest_expect_frame (router, EP__FRAME__BODY_TERMINATOR_REPLY, 500);
-        if (back && streq (back->terminator_reply->request_id, id)) {
-            Ep__TerminatorReply *reply = back->terminator_reply;
-            cr_assert (reply->status && reply->status->code == EP__STATUS__CODE__UNAVAILABLE);
-            cr_assert (reply->has_retriable && reply->retriable);
+        Ep__Frame *back = ep_wdtest_expect_frame (
+            router, reaper? EP__FRAME__BODY_SESSION_REPLY: EP__FRAME__BODY_TERMINATOR_REPLY, 500);
+        const char *request_id = !back? NULL: reaper? back->session_reply->request_id
+                                                    : back->terminator_reply->request_id;
+        if (request_id && streq (request_id, id)) {
+            const Ep__Status *status = reaper? back->session_reply->status: back->terminator_reply->status;
+            bool retriable = reaper? back->session_reply->has_retriable && back->session_reply->retriable
+                                   : back->terminator_reply->has_retriable && back->terminator_reply->retriable;
+            cr_assert (status && status->code == EP__STATUS__CODE__UNAVAILABLE);
+            cr_assert (retriable, "the %s reply is not retriable", reaper? "session": "terminators");
             answered = true;
         }
         if (back)
             ep__frame__free_unpacked (back, NULL);
     }
-    cr_assert (answered, "r1's request %s, in flight to term-a when it was forgotten, was not answered", id);
+    cr_assert (answered, "r1's request %s, in flight to %s when it was forgotten, was not answered", id, name);
+}
+
+Test (relay_shards, requests_in_flight_to_a_forgotten_instance_are_answered_retriable,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    SSL_CTX *ctx;
+    chan_client_t *router = s_join_r1 (&ctx);
+    s_lost_request_answered (router, false);
+    s_lost_request_answered (router, true);
+    chan_client_destroy (&router);
+    SSL_CTX_free (ctx);
+}
+
+Test (relay_shards, session_requests_and_acks_go_to_the_reaper_owning_the_routers_shard,
+      .init = s_setup, .fini = s_teardown, .timeout = 120)
+{
+    SSL_CTX *ctx;
+    chan_client_t *router = s_join_r1 (&ctx);
+    uint32_t mine = (uint32_t) ep_shard_of ("r1", SHARDS), other = (mine + 1) % SHARDS;
+
+    //  reap-a owns r1's shard: r1's session requests reach it, none reap-b.
+    ep_rpc_call_t *call = s_route_to (router, true, "first", &s_ra, mine, 10, other, 11);
+    cr_assert_not_null (call, "r1's session request never reached reap-a, the owner of its shard %u", mine);
+    cr_assert_str_eq (ep_rpc_call_caller (call)->name, "watchdog");
+    s_answer_as (&s_ra, call, router, true);
+    call = s_call (&s_rb, "r1:", 300);
+    cr_assert_null (call, "reap-b, which does not own shard %u, got %s", mine,
+                    call? ep_rpc_call_request_id (call): "");
+
+    //  The reaper's beacons do not route the terminators' requests.
+    call = s_route (router, "terms", &s_configured, 0, 0, 0, 0);
+    cr_assert_not_null (call, "r1's terminators request never reached the terminators' configured endpoint");
+    s_answer (&s_configured, call, router);
+
+    //  The shard moves to reap-b: session requests follow it, and r1's
+    //  ack of a close sessions command goes there too.
+    call = s_route_to (router, true, "moved", &s_rb, other, 12, mine, 13);
+    cr_assert_not_null (call, "r1's session request never reached reap-b once it owned shard %u", mine);
+    s_answer_as (&s_rb, call, router, true);
+    s_command_acked (router, true, mine, other);
+
+    //  The beacons stop: requests go to the reaper's configured endpoint.
+    call = s_route_to (router, true, "alone", &s_reaper, 0, 0, 0, 0);
+    cr_assert_not_null (call, "with no beacon left, r1's session request never reached the configured reaper");
+    s_answer_as (&s_reaper, call, router, true);
     chan_client_destroy (&router);
     SSL_CTX_free (ctx);
 }

@@ -6,6 +6,8 @@
 #include "ep_pki.h"
 #include "ep_pki_tls.h"
 #include "ep_rpc_client.h"
+#include "ep_etcd_cluster.h"
+#include <ctype.h>
 #include <signal.h>
 #include <stdarg.h>
 
@@ -504,19 +506,63 @@ ep_stack_reaper_call (ep_stack_t *self, zcert_t *cert, Ep__SessionRequest *reque
     return code;
 }
 
+void
+ep_session_open_fill (Ep__SessionRequest *request, Ep__Session *session, const char *router_id, const char *id)
+{
+    ep__session__init (session);
+    session->id = (char *) id;
+    session->identity_id = "i1";
+    session->service_id = "svc";
+    session->has_type = true;
+    session->type = EP__SESSION_TYPE__DIAL;
+    ep__session_request__init (request);
+    request->router_id = (char *) router_id;
+    request->op_case = EP__SESSION_REQUEST__OP_OPEN;
+    request->open = session;
+}
+
+void
+ep_stack_sharded_env (ep_stack_t *self, const char *service, const char *prefix, int shards, int ttl_ms)
+{
+    const char *endpoints = ep_etcd_cluster_endpoints ();
+    cr_assert (endpoints, "no etcd cluster: run this suite through ctest (fixture etcd_cluster)");
+    char store [64], ttl [64];
+    snprintf (store, sizeof store, "EDGEPLANE_%s_STORE", service);
+    snprintf (ttl, sizeof ttl, "EDGEPLANE_%s_LEASE_TTL", service);
+    for (char *c = store; *c; c++)
+        *c = (char) toupper ((unsigned char) *c);
+    for (char *c = ttl; *c; c++)
+        *c = (char) toupper ((unsigned char) *c);
+    ep_stack_setenv (self, store, "etcd");
+    ep_stack_setenv (self, "EDGEPLANE_ETCD_ENDPOINTS", "%s", endpoints);
+    ep_stack_setenv (self, "EDGEPLANE_ETCD_PREFIX", "%s", prefix);
+    ep_stack_setenv (self, "EDGEPLANE_SHARDS", "%d", shards);
+    ep_stack_setenv (self, ttl, "%dms", ttl_ms);
+}
+
+bool
+ep_shards_split (ep_proc_t **instances, size_t n, const char *service, int shards)
+{
+    char metric [96];
+    snprintf (metric, sizeof metric, "edgeplane_%s_shards_owned", service);
+    double total = 0;
+    bool each = true;
+    for (size_t i = 0; i < n; i++) {
+        char *page = instances [i]? ep_http_get (ep_proc_endpoint (instances [i], "http"), "/metrics"): NULL;
+        double owned = page? ep_metric_value (page, metric): 0;
+        free (page);
+        each &= owned > 0;
+        total += owned;
+    }
+    return each && total == shards;
+}
+
 Ep__Status__Code
 ep_stack_session_open (ep_stack_t *self, zcert_t *cert, const char *router_id,
                        const char *id, char *message, size_t size)
 {
-    Ep__Session session = EP__SESSION__INIT;
-    session.id = (char *) id;
-    session.identity_id = "i1";
-    session.service_id = "svc";
-    session.has_type = true;
-    session.type = EP__SESSION_TYPE__DIAL;
-    Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
-    request.router_id = (char *) router_id;
-    request.op_case = EP__SESSION_REQUEST__OP_OPEN;
-    request.open = &session;
+    Ep__Session session;
+    Ep__SessionRequest request;
+    ep_session_open_fill (&request, &session, router_id, id);
     return ep_stack_reaper_call (self, cert, &request, message, size, NULL);
 }

@@ -181,6 +181,25 @@ Ep__Status__Code
     ep_stack_reaper_call (ep_stack_t *self, zcert_t *cert, Ep__SessionRequest *request,
                           char *message, size_t size, size_t *sessions);
 
+//  Fills request, with session as its body, to open session id (a dial
+//  of service "svc" by identity "i1") on router_id; no request id.
+void
+    ep_session_open_fill (Ep__SessionRequest *request, Ep__Session *session, const char *router_id,
+                          const char *id);
+
+//  Sets the environment for service ("terminators", "reaper") in the etcd
+//  mode on the fixture cluster (ep_etcd_cluster_endpoints, which must be
+//  up): its store, the endpoints, prefix, EDGEPLANE_SHARDS (shards) and
+//  its lease TTL (ttl_ms).
+void
+    ep_stack_sharded_env (ep_stack_t *self, const char *service, const char *prefix, int shards, int ttl_ms);
+
+//  True once the n instances of service (edgeplane-<service>, their
+//  /metrics saying edgeplane_<service>_shards_owned) each own some of the
+//  shards and together all of them. NULL or killed ones own none.
+bool
+    ep_shards_split (ep_proc_t **instances, size_t n, const char *service, int shards);
+
 //  Opens session id (a dial of service "svc" by identity "i1") on router_id
 //  as cert, through ep_stack_reaper_call.
 Ep__Status__Code

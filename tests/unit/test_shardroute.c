@@ -2,7 +2,9 @@
     (services/watchdog/shardroute), without sockets or clocks: a router's
     request goes to the live instance whose beacon claims its shard, to
     none when no live beacon does, to the newer owner when two claim it,
-    and an instance silent for 3.5 intervals is forgotten. */
+    and an instance silent for 3.5 intervals is forgotten; one route per
+    service (the terminators, the reaper) fed every beacon keeps each
+    service's owners apart. */
 #include <criterion/criterion.h>
 #include "shardroute.h"
 #include "ep_shard.h"
@@ -154,4 +156,36 @@ Test (shardroute, beacons_of_other_services_and_malformed_ones_are_ignored)
     s_expect (route, r2, 0, "tcp://x:1", "unsorted shards");
     shardroute_destroy (&route);
     shardroute_destroy (&route);        //  a NULL object is fine
+}
+
+Test (shardroute, one_route_per_service_fed_every_beacon_keeps_each_services_owners)
+{
+    //  As the watchdog's relay: every cluster.beacon goes to both routes,
+    //  and each takes only its own service's instances.
+    shardroute_t *routes [2] = { shardroute_new ("terminators"), shardroute_new ("reaper") };
+    char r2 [16];
+    s_router_in (2, r2, sizeof r2);
+    const uint32_t two [] = { 2 };
+    shardroute_beacon_t beacons [] = {
+        { .service = "terminators", .instance = "t1", .address = "tcp://t1:5556", .count = COUNT,
+          .shards = two, .n = 1, .interval_ms = 1000 },
+        { .service = "reaper", .instance = "p1", .address = "tcp://p1:5557", .count = COUNT,
+          .shards = two, .n = 1, .interval_ms = 1000 },
+    };
+    for (size_t b = 0; b < 2; b++)
+        for (size_t r = 0; r < 2; r++)
+            cr_assert_eq (shardroute_beacon (routes [r], &beacons [b], 0), b == r? 0: -1);
+    s_expect (routes [0], r2, 10, "tcp://t1:5556", "the terminators' owner of shard 2");
+    s_expect (routes [1], r2, 10, "tcp://p1:5557", "the reaper's owner of shard 2");
+    cr_assert_eq (shardroute_size (routes [0]), 1);
+    cr_assert_eq (shardroute_size (routes [1]), 1);
+    cr_assert (!shardroute_knows (routes [0], "tcp://p1:5557"), "a reaper instance in the terminators' route");
+    //  The reaper instance goes silent: only its route forgets it.
+    shardroute_beacon (routes [0], &beacons [0], 3000);
+    cr_assert_eq (shardroute_expire (routes [1], 4000), 1);
+    cr_assert_eq (shardroute_expire (routes [0], 4000), 0);
+    s_expect (routes [1], r2, 4000, NULL, "the reaper's owner forgotten: the configured endpoint");
+    s_expect (routes [0], r2, 4000, "tcp://t1:5556", "the terminators' owner still beaconing");
+    shardroute_destroy (&routes [0]);
+    shardroute_destroy (&routes [1]);
 }
