@@ -288,14 +288,18 @@ def figures(argv):
 
 def instance(argv):
     """The instance of the sharded service argv[2] (default terminators)
-    whose newest beacon advertises host argv[1]."""
+    advertising host argv[1] in the newest beacon."""
     service = argv[2] if len(argv) > 2 else "terminators"
     port = {"terminators": 7011, "reaper": 7021}[service]
-    for instance_id, beacon in ev.beacons(argv[0], service=service).items():
-        if beacon.get("address") == f"tcp://{argv[1]}:{port}":
-            print(instance_id)
-            return 0
-    return 1
+    #  A container killed earlier runs a new instance under the same
+    #  address: the one beaconing last is the one running there now.
+    here = [(ev.timestamp(beacon), instance_id)
+            for instance_id, beacon in ev.beacons(argv[0], service=service).items()
+            if beacon.get("address") == f"tcp://{argv[1]}:{port}"]
+    if not here:
+        return 1
+    print(max(here)[1])
+    return 0
 
 
 def main(argv):

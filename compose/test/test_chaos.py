@@ -169,6 +169,18 @@ def test_instance_by_service_and_port():
         assert out.getvalue().split() == ["reaper-a", "terminators-a"], out.getvalue()
 
 
+def test_instance_is_the_one_beaconing_last_at_the_address():
+    #  reaper-a's container was killed and came back as reaper-b, same host.
+    again = dict(REAPER_BEACON, instance_id="reaper-b", timestamp=stamp(260.0))
+    older = dict(REAPER_BEACON, timestamp=stamp(230.0))
+    with tempfile.TemporaryDirectory() as tmp:
+        p = files(tmp, events=EVENTS + [older, again])
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert chaos.instance([p["events"], "p", "reaper"]) == 0
+        assert out.getvalue().split() == ["reaper-b"], out.getvalue()
+
+
 def main():
     tests = [(name, fn) for name, fn in sorted(globals().items()) if name.startswith("test_")]
     failed = 0
