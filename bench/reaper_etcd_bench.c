@@ -235,8 +235,12 @@ s_on_close (const Ep__Command *command)
 //  The routers' turn: beacons, the commands that came (within timeout_ms),
 //  the instances' replies to the acks (dropped).
 static void
+s_capture_pump (void);
+
+static void
 s_pump (int timeout_ms)
 {
+    s_capture_pump ();
     s_presence_beacon ();
     Ep__Event *event;
     while ((event = ep_subscriber_recv (s_cmds, timeout_ms, NULL))) {
@@ -481,10 +485,14 @@ typedef struct {
     size_t *txn_at;             //  where each transaction starts in ops
     size_t ntxns, txns_max;
     int64_t revision;           //  the last op's revision
-    int64_t until;              //  ops after this revision are left out
+    int64_t until;              //  ops after this revision are left out (0: none yet)
     bool done;                  //  the marker came
     bool failed;                //  the watch ended
+    ep_etcd_t *etcd;            //  the watch's own client
+    ep_etcd_watch_t *watch;     //  live from the revision before the deletion
 } s_capture_t;
+
+static s_capture_t s_capture;   //  the cleanup's, while it runs
 
 static void
 s_capture_event (s_capture_t *self, const ep_etcd_event_t *event)
@@ -495,7 +503,7 @@ s_capture_event (s_capture_t *self, const ep_etcd_event_t *event)
         return;
     }
     const char *reaper = PREFIX "reaper/";
-    if (strncmp (key, reaper, strlen (reaper)) != 0 || event->kv.mod_revision > self->until)
+    if (strncmp (key, reaper, strlen (reaper)) != 0 || (self->until && event->kv.mod_revision > self->until))
         return;
     const char *rest = key + strlen (reaper);
     if (self->nops == self->max) {
@@ -532,27 +540,43 @@ s_on_watch (void *arg, const ep_etcd_reply_t *reply, const char *error)
         s_capture_event (self, &reply->events [i]);
 }
 
-//  Every transaction under <prefix>reaper/ after revision from, up to
-//  revision until (read once the job was seen done), watched up to the marker.
+//  Watches every transaction under <prefix>reaper/ after revision from,
+//  live (the history afterwards would be one message of the whole cleanup,
+//  which etcd's gateway takes minutes to encode); s_pump dispatches it.
 static void
-s_capture (s_capture_t *capture, int64_t from, int64_t until)
+s_capture_start (s_capture_t *capture, int64_t from)
 {
     memset (capture, 0, sizeof *capture);
-    capture->until = until;
     ep_etcd_config_t config = { .endpoints = bench_etcd_endpoint (s_stack->member), .timeout_ms = 60000 };
     char err [256];
-    ep_etcd_t *etcd = ep_etcd_new (&config, err, sizeof err);
-    if (!etcd)
+    if (!(capture->etcd = ep_etcd_new (&config, err, sizeof err)))
         bench_die ("etcd client: %s", err);
     uint8_t end [64];
     ep_etcd_watch_req_t req = { .key = ep_etcd_str (PREFIX), .start_revision = from + 1 };
     req.range_end = ep_etcd_prefix_end (req.key, end, sizeof end);
-    ep_etcd_watch_t *watch = ep_etcd_watch (etcd, &req, s_on_watch, capture);
+    capture->watch = ep_etcd_watch (capture->etcd, &req, s_on_watch, capture);
+}
+
+//  The watch's turn (nothing when no capture runs).
+static void
+s_capture_pump (void)
+{
+    if (s_capture.etcd)
+        ep_etcd_wait (s_capture.etcd, 0);
+}
+
+//  Ends the capture at revision until: the ops after it are left out; the
+//  marker put after it ends the watch.
+static void
+s_capture_end (s_capture_t *capture, int64_t until)
+{
+    capture->until = until;
+    s_etcd_put (MARKER, "end");
     int64_t deadline = ep_mono_ms () + 120000;
     while (!capture->done && !capture->failed && ep_mono_ms () < deadline)
-        ep_etcd_wait (etcd, 100);
-    ep_etcd_watch_cancel (&watch);
-    ep_etcd_destroy (&etcd);
+        ep_etcd_wait (capture->etcd, 100);
+    ep_etcd_watch_cancel (&capture->watch);
+    ep_etcd_destroy (&capture->etcd);
     if (!capture->done)
         bench_die ("the watch did not reach the marker");
 }
@@ -658,6 +682,7 @@ typedef struct {
     double job_s;               //  the job's own start -> finish
     double raw_s;               //  the replay
     double reapers_cpu_us, etcd_cpu_us, raw_etcd_cpu_us;    //  per session
+    double bench_cpu_us;        //  per session: this process (routers, watch) during the cleanup
     double busy_cores;          //  the machine during the cleanup
     double opens_per_s;
     json_t *shape;              //  s_shape
@@ -690,7 +715,9 @@ s_reap (s_reap_t *result)
              owner, bench_seconds (started));
     int64_t revision = bench_etcd_revision (s_etcd);
     int64_t cpu0 [3], cpu1 [3], cpu2 [3];
+    s_capture_start (&s_capture, revision);
     s_cpu (cpu0);
+    int64_t self0 = bench_self_cpu_us ();
     started = ep_mono_us ();
     s_model_delete_router ("r1");
     s_done_t done = { owner, NULL };
@@ -698,6 +725,7 @@ s_reap (s_reap_t *result)
         bench_die ("the cleanup of r1 was not done in 10 minutes (%zu closes sent)", s_watch.ids);
     result->reap_s = bench_seconds (started);
     s_cpu (cpu1);
+    result->bench_cpu_us = (double) (bench_self_cpu_us () - self0) / (double) s_sessions;
     //  The transactions the replay sends: those committed by now.
     int64_t until = bench_etcd_revision (s_etcd);
     Ep__CleanupJob *job = done.reply->jobs [0];
@@ -714,12 +742,11 @@ s_reap (s_reap_t *result)
              (long long) s_sessions, result->reap_s, result->job_s, s_watch.commands);
     s_watch = (s_watch_t) { 0 };
     //  What they wrote, then the same raw.
-    s_etcd_put (MARKER, "end");
-    s_capture_t capture;
-    s_capture (&capture, revision, until);
-    result->txns = capture.ntxns;
-    result->ops = capture.nops;
-    result->shape = s_shape (&capture);
+    s_capture_t *capture = &s_capture;
+    s_capture_end (capture, until);
+    result->txns = capture->ntxns;
+    result->ops = capture->nops;
+    result->shape = s_shape (capture);
     //  The history is read: compacted, its space is reused by the replay
     //  (etcd's quota counts the whole backend, history included).
     bench_etcd_call_t compact = { 0 };
@@ -727,9 +754,9 @@ s_reap (s_reap_t *result)
     bench_etcd_must (s_etcd, &compact);
     int64_t raw0 [3];
     s_cpu (raw0);
-    result->raw_s = s_replay (&capture);
+    result->raw_s = s_replay (capture);
     s_cpu (cpu2);
-    s_capture_free (&capture);
+    s_capture_free (capture);
     result->reapers_cpu_us = (double) (cpu1 [0] - cpu0 [0]) / (double) s_sessions;
     result->etcd_cpu_us = (double) (cpu1 [1] - cpu0 [1]) / (double) s_sessions;
     result->raw_etcd_cpu_us = (double) (cpu2 [1] - raw0 [1]) / (double) s_sessions;
@@ -860,6 +887,7 @@ s_result (bool quick, const s_reap_t *reap, double *handovers)
     json_object_set_new (result, "reapers_cpu_us_per_session", bench_real (reap->reapers_cpu_us));
     json_object_set_new (result, "etcd_cpu_us_per_session", bench_real (reap->etcd_cpu_us));
     json_object_set_new (result, "raw_etcd_cpu_us_per_session", bench_real (reap->raw_etcd_cpu_us));
+    json_object_set_new (result, "bench_cpu_us_per_session", bench_real (reap->bench_cpu_us));
     json_object_set_new (result, "machine_busy_cores", bench_real (reap->busy_cores));
     if (s_kills > 0) {
         json_t *list = json_array ();
