@@ -1,5 +1,6 @@
 /*  bench_etcd.c: the benchmarks' etcd member (bench_etcd.h). */
 #include "bench_etcd.h"
+#include "bench_util.h"
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -38,6 +39,22 @@ bench_etcd_wait (ep_etcd_t *etcd, bench_etcd_call_t *call, int timeout_ms)
     while (!call->done && ep_mono_ms () < deadline)
         ep_etcd_wait (etcd, 50);
     return call->done;
+}
+
+void
+bench_etcd_must (ep_etcd_t *etcd, bench_etcd_call_t *call)
+{
+    if (!bench_etcd_wait (etcd, call, 10000) || !call->ok)
+        bench_die ("etcd: %s", call->done? call->error: "no answer in 10 s");
+}
+
+int64_t
+bench_etcd_revision (ep_etcd_t *etcd)
+{
+    bench_etcd_call_t call = { 0 };
+    ep_etcd_status (etcd, bench_etcd_done, &call);
+    bench_etcd_must (etcd, &call);
+    return call.revision;
 }
 
 bench_etcd_t *

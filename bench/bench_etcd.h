@@ -57,4 +57,12 @@ void
 bool
     bench_etcd_wait (ep_etcd_t *etcd, bench_etcd_call_t *call, int timeout_ms);
 
+//  Waits up to 10 s for call; bench_die if it failed or did not come.
+void
+    bench_etcd_must (ep_etcd_t *etcd, bench_etcd_call_t *call);
+
+//  The store's current revision (bench_die if etcd does not say).
+int64_t
+    bench_etcd_revision (ep_etcd_t *etcd);
+
 #endif

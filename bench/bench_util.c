@@ -1,6 +1,8 @@
 /*  bench_util.c: what every benchmark program needs (bench_util.h). */
 #include "bench_util.h"
 #include <math.h>
+#include <stdarg.h>
+#include <errno.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -92,6 +94,42 @@ bench_compare_doubles (const void *a, const void *b)
 {
     double x = *(const double *) a, y = *(const double *) b;
     return x < y? -1: x > y? 1: 0;
+}
+
+static void (*s_cleanup) (void);
+
+void
+bench_on_die (void (*cleanup) (void))
+{
+    s_cleanup = cleanup;
+}
+
+void
+bench_die (const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    fprintf (stderr, "%s: ", program_invocation_short_name);
+    vfprintf (stderr, format, args);
+    fprintf (stderr, "\n");
+    va_end (args);
+    if (s_cleanup)
+        s_cleanup ();
+    exit (1);
+}
+
+double
+bench_seconds (int64_t from_us)
+{
+    return (ep_mono_us () - from_us) / 1e6;
+}
+
+double
+bench_percentile (double *values, int count, double p)
+{
+    qsort (values, (size_t) count, sizeof (double), bench_compare_doubles);
+    int rank = (int) ceil (p / 100 * count);
+    return values [rank > 0? rank - 1: 0];
 }
 
 double

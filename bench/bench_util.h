@@ -9,6 +9,19 @@
 #include "ep_prelude.h"
 #include <jansson.h>
 
+//  The cleanup bench_die runs before it exits (stopping what the
+//  benchmark started), or NULL.
+void
+    bench_on_die (void (*cleanup) (void));
+
+//  Prints "<program>: <message>" on stderr, runs the cleanup, exits 1.
+void
+    bench_die (const char *format, ...) __attribute__ ((format (printf, 1, 2), noreturn));
+
+//  Seconds since from_us (ep_mono_us).
+double
+    bench_seconds (int64_t from_us);
+
 //  utime + stime of this process, in us.
 int64_t
     bench_self_cpu_us (void);
@@ -34,6 +47,10 @@ int
 //  The median of count values (sorts them in place).
 double
     bench_median (double *values, size_t count);
+
+//  The p-th percentile (nearest rank) of count values (sorts them in place).
+double
+    bench_percentile (double *values, int count, double p);
 
 //  A figure rounded for reading (3 decimal places), as JSON.
 json_t *

@@ -36,7 +36,8 @@ for path in sorted(glob.glob(os.path.join(args.jobs, "*.json"))):
     if os.path.exists(ms_path):
         job_ms[name] = int(open(ms_path).read())
 
-MAIN = ["bus", "model", "model_etcd", "watchdog", "reaper", "terminators", "terminators_etcd", "console"]
+MAIN = ["bus", "model", "model_etcd", "watchdog", "reaper", "reaper_etcd", "terminators", "terminators_etcd",
+        "console"]
 latest = {name: jobs[name] for name in MAIN if name in jobs}
 # The embedded model against the etcd store, same run, same clients.
 if "model" in latest and "model_etcd" in latest:
@@ -79,6 +80,14 @@ FIGURES = {
     "reaper": [
         ("sessions reaped/s, one router deletion (anchor: OpenZiti)", "reaped_per_s", "anchor_openziti_per_s",
          "ratio_vs_openziti", 10),
+    ],
+    # Three instances on one etcd, one router's N sessions (one shard, one
+    # owner); baseline: the etcd transactions the instances committed from
+    # the deletion to the job done, captured by a watch and replayed raw
+    # (same ops, keys and value sizes, the same fence), one in flight.
+    "reaper_etcd": [
+        ("sessions reaped/s after one router deletion, 3 reapers on etcd", "reaped_per_s",
+         "raw_etcd_sessions_per_s", "ratio", 0.5),
     ],
     # Anchor: OpenZiti 1.6.8, 40,000 terminators in about 6 hours (ziti#3318).
     "terminators": [
@@ -136,6 +145,15 @@ LATENCY = {
     "reaper": [
         ("seconds to reap the router's sessions", "reap_seconds"),
     ],
+    # SIGKILL of the owner of a router's shard mid-cleanup -> the next
+    # CloseSessions from its successor (goal: p99 <= lease TTL + 2 s).
+    "reaper_etcd": [
+        ("seconds from the deletion to every session closed", "reap_seconds"),
+        ("seconds for 100,000 sessions at this rate", "time_100k_s"),
+        ("handover p50 ms: owner SIGKILL mid-cleanup -> successor's next close", "handover_p50_ms"),
+        ("handover p99 ms (goal: lease TTL + 2 s, handover_goal_ms)", "handover_p99_ms"),
+        ("lease TTL ms of that case", "lease_ttl_ms"),
+    ],
     "terminators": [
         ("seconds to establish all (cold start)", "establish_s"),
         ("create -> ESTABLISHED p50 ms (all in flight)", "create_latency_p50_ms"),
@@ -171,6 +189,11 @@ CPU = {
     ],
     "reaper": [
         ("reaper RSS bytes per tracked session", "bytes_per_session", None),
+    ],
+    "reaper_etcd": [
+        ("reapers CPU us/session (all three)", "reapers_cpu_us_per_session", None),
+        ("etcd CPU us/session (baseline: the replay's)", "etcd_cpu_us_per_session",
+         "raw_etcd_cpu_us_per_session"),
     ],
     "terminators_etcd": [
         ("instances CPU us/terminator (all three)", "instances_cpu_us_per_terminator", None),
@@ -230,7 +253,8 @@ for name in FIGURES:
     for label, ours, base in CPU.get(name, []):
         if not num(r.get(ours)) or r[ours] <= 0:
             problems.append(f"{name}: figure {ours} missing or 0")
-    if name == "terminators_etcd" and num(r.get("handover_p99_ms")) and num(r.get("handover_goal_ms")):
+    if name in ("terminators_etcd", "reaper_etcd") and num(r.get("handover_p99_ms")) \
+            and num(r.get("handover_goal_ms")):
         verdicts.append((name, "handover p99 <= lease TTL + 2 s", r["handover_p99_ms"] <= r["handover_goal_ms"]))
     for case, lost in r.get("losses", {}).items():
         if lost:
@@ -456,7 +480,7 @@ summary = [BEGIN,
            "|---|---:|---:|---:|"]
 BASELINE_NAME = {"bus": "(raw libzmq PUB/SUB)", "model": "(raw SQLite)", "model_etcd": "(raw etcd txns)", "watchdog": "(openssl s_server)",
                  "reaper": "(OpenZiti, anchor)", "terminators": "(OpenZiti, anchor)",
-                 "terminators_etcd": "(raw etcd txns)",
+                 "terminators_etcd": "(raw etcd txns)", "reaper_etcd": "(its etcd txns replayed raw)",
                  "console": "(bus to 1 subscriber)"}
 for name in MAIN:
     r = latest.get(name, {})
@@ -518,6 +542,18 @@ for name in MAIN:
         lines.append(f"- {r.get('routers', '?')} routers x {r.get('services', '?')} services = "
                      f"{r.get('terminators', '?')} terminators, every create in flight at once over 8 "
                      f"connections; {r.get('reconcile_terminators', '?')} reconciled after a deletion")
+    if name == "reaper_etcd":
+        shape = r.get("shape", {})
+        lines.append(f"- {r.get('instances', '?')} instances, {r.get('shards', '?')} shards, lease TTL "
+                     f"{r.get('lease_ttl_ms', '?')} ms, single-member etcd; {r.get('sessions', '?')} sessions of one "
+                     f"router, every close acked; the job's own time {fmt(r.get('job_seconds'))} s; "
+                     f"{r.get('etcd_txns', '?')} etcd transactions ({fmt(r.get('sessions_per_txn'))} sessions "
+                     f"each), replayed in {fmt(r.get('raw_etcd_seconds'))} s: "
+                     + ", ".join(f"{k} {v.get('puts')} puts of {v.get('mean_bytes')} B, {v.get('deletes')} deletes"
+                                 for k, v in shape.items())
+                     + f"; machine busy {fmt(r.get('machine_busy_cores'))} cores during the cleanup")
+        lines.append(f"- {r.get('kills', '?')} kills mid-cleanup ({r.get('handover_sessions', '?')} sessions), ms to "
+                     "the successor's first close: " + ", ".join(fmt(a) for a in r.get("handovers_ms") or []))
     if name == "terminators_etcd":
         lines.append(f"- {r.get('instances', '?')} instances, {r.get('shards', '?')} shards, lease TTL "
                      f"{r.get('lease_ttl_ms', '?')} ms, single-member etcd; {r.get('routers', '?')} routers x "

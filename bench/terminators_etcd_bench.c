@@ -44,7 +44,7 @@
 */
 #include "ep_test.h"
 #include "bench_util.h"
-#include "bench_etcd.h"
+#include "bench_stack.h"
 #include "ep_codec.h"
 #include "ep_etcd.h"
 #include "ep_keys.h"
@@ -72,12 +72,8 @@
 
 static int s_routers, s_services, s_shards = 64, s_kills = -1;
 static int64_t s_ttl_ms = 2000;
-static char *s_dir, *s_keys;
-static char *s_env [16];        //  the services' environment, NULL-terminated
-static int s_nenv;              //  entries set
-static bench_etcd_t *s_member; //  the etcd member
+static bench_stack_t *s_stack; //  etcd, bus, model, keys, the services' environment
 static ep_etcd_t *s_etcd;       //  a client of it (status, baseline)
-static ep_proc_t *s_bus, *s_model;
 static ep_proc_t *s_terms [INSTANCES];          //  the instances (NULL while dead)
 static ep_rpc_client_t *s_clients [INSTANCES];  //  this process, as the watchdog, to each
 static char *s_ids [INSTANCES];                 //  their instance ids, from beacons
@@ -110,14 +106,8 @@ s_die (const char *format, ...)
             free (log);
             ep_proc_destroy (&s_terms [i]);
         }
-    ep_proc_destroy (&s_model);
-    ep_proc_destroy (&s_bus);
-    if (s_member) {
-        s_etcd = NULL;
-        bench_etcd_stop (&s_member, true);
-    }
-    if (s_dir)
-        ep_tmpdir_remove (&s_dir);
+    s_etcd = NULL;
+    bench_stack_stop (&s_stack, true);
     exit (1);
 }
 
@@ -146,17 +136,6 @@ s_etcd_revision (void)
     ep_etcd_status (s_etcd, bench_etcd_done, &call);
     s_call_wait (s_etcd, &call);
     return call.revision;
-}
-
-static void
-s_etcd_start (void)
-{
-    int ports [2];
-    ep_test_stable_ports (ports, 2);
-    s_member = bench_etcd_start (s_dir, ports, MAX_TXN_OPS);
-    if (!s_member)
-        s_die ("no etcd to measure against");
-    s_etcd = bench_etcd_client (s_member);
 }
 
 //  The mean size of the values the instances stored under kind ("t/": a
@@ -219,7 +198,7 @@ s_raw_txns (int total, int batch, size_t record_bytes, size_t outbox_bytes)
     s_stream_t streams [INSTANCES];
     for (int c = 0; c < INSTANCES; c++) {
         memset (&streams [c], 0, sizeof streams [c]);
-        ep_etcd_config_t config = { .endpoints = bench_etcd_endpoint (s_member), .timeout_ms = 10000 };
+        ep_etcd_config_t config = { .endpoints = bench_etcd_endpoint (s_stack->member), .timeout_ms = 10000 };
         char err [256];
         streams [c].etcd = ep_etcd_new (&config, err, sizeof err);
         streams [c].items = (int *) calloc ((size_t) total, sizeof (int));
@@ -497,15 +476,11 @@ s_instance_of (const char *id)
 static void
 s_start (int i)
 {
-    char data [600];
-    snprintf (data, sizeof data, "EDGEPLANE_DATA_DIR=%s/t%d", s_dir, i);
-    //  Its own directory (the local cache) in place of the model's.
-    char *shared = s_env [1];
-    s_env [1] = data;
+    char data [16];
+    snprintf (data, sizeof data, "t%d", i);
     const char *args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", "--settle", "0",
                             "--presence-expiry", "30s", "--log-level", "warn", NULL };
-    s_terms [i] = ep_proc_start ("edgeplane-terminators", args, (const char *const *) s_env, 60000);
-    s_env [1] = shared;
+    s_terms [i] = bench_stack_spawn (s_stack, "edgeplane-terminators", args, data, 60000);
     if (!s_terms [i])
         s_die ("edgeplane-terminators %d did not start", i);
     s_clients [i] = ep_rpc_client_new (ep_proc_connect_endpoint (s_terms [i], "api"), s_watchdog_cert,
@@ -558,7 +533,7 @@ s_cpu (int64_t cpu [3])
     cpu [0] = 0;
     for (int i = 0; i < INSTANCES; i++)
         cpu [0] += s_terms [i]? bench_proc_cpu_us (ep_proc_pid (s_terms [i])): 0;
-    cpu [1] = bench_proc_cpu_us (bench_etcd_pid (s_member));
+    cpu [1] = bench_proc_cpu_us (bench_etcd_pid (s_stack->member));
     cpu [2] = bench_machine_busy_us ();
 }
 
@@ -770,14 +745,6 @@ s_handover (int victim, double *first_ms, double *all_ms)
                (long long) (3 * s_ttl_ms + 10000));
 }
 
-static double
-s_percentile (double *values, int count, double p)
-{
-    qsort (values, (size_t) count, sizeof (double), bench_compare_doubles);
-    int rank = (int) ceil (p / 100 * count);
-    return values [rank > 0? rank - 1: 0];
-}
-
 //  ---------------------------------------------------------------------
 
 int
@@ -834,47 +801,20 @@ main (int argc, char **argv)
         if (s_router_of [shard] < 0)
             s_router_of [shard] = r;
     }
-    s_dir = ep_tmpdir_new ("terminators-etcd-bench");
-    s_keys = zsys_sprintf ("%s/keys", s_dir);
-    char err [512];
-    if (ep_keys_init (s_keys, false, err, sizeof err) != 0)
-        s_die ("%s", err);
-    s_etcd_start ();
-    s_env [s_nenv++] = zsys_sprintf ("EDGEPLANE_KEYS_DIR=%s", s_keys);
-    s_env [s_nenv++] = zsys_sprintf ("EDGEPLANE_DATA_DIR=%s", s_dir);
-    s_env [s_nenv++] = strdup ("EDGEPLANE_LOG_LEVEL=warn");
-    const char *bus_args [] = { "--pub-listen", "tcp://127.0.0.1:*", "--sub-listen", "tcp://127.0.0.1:*",
-                                "--http-listen", "127.0.0.1:0", NULL };
-    if (!(s_bus = ep_proc_start ("edgeplane-bus", bus_args, (const char *const *) s_env, 10000)))
-        s_die ("the bus did not start");
-    s_env [s_nenv++] = zsys_sprintf ("EDGEPLANE_BUS_PUB=%s", ep_proc_connect_endpoint (s_bus, "pub"));
-    s_env [s_nenv++] = zsys_sprintf ("EDGEPLANE_BUS_SUB=%s", ep_proc_connect_endpoint (s_bus, "sub"));
-    const char *model_args [] = { "--listen", "tcp://127.0.0.1:*", "--http-listen", "127.0.0.1:0", NULL };
-    if (!(s_model = ep_proc_start ("edgeplane-model", model_args, (const char *const *) s_env, 10000)))
-        s_die ("the model did not start");
-    s_env [s_nenv++] = zsys_sprintf ("EDGEPLANE_MODEL_API=%s", ep_proc_connect_endpoint (s_model, "api"));
-    s_env [s_nenv++] = strdup ("EDGEPLANE_TERMINATORS_STORE=etcd");
-    s_env [s_nenv++] = zsys_sprintf ("EDGEPLANE_ETCD_ENDPOINTS=%s", bench_etcd_endpoint (s_member));
-    s_env [s_nenv++] = strdup ("EDGEPLANE_ETCD_PREFIX=" PREFIX);
-    s_env [s_nenv++] = zsys_sprintf ("EDGEPLANE_SHARDS=%d", s_shards);
-    s_env [s_nenv++] = zsys_sprintf ("EDGEPLANE_TERMINATORS_LEASE_TTL=%lldms", (long long) s_ttl_ms);
-    s_env [s_nenv++] = zsys_sprintf ("EDGEPLANE_ETCD_MAX_TXN_OPS=%d", MAX_TXN_OPS);
-    s_operator_cert = ep_keys_load (s_keys, "operator");
-    s_watchdog_cert = ep_keys_load (s_keys, "watchdog");
-    char *model_key = ep_keys_public_txt (s_keys, "model");
-    s_modelc = ep_rpc_client_new (ep_proc_connect_endpoint (s_model, "api"), s_operator_cert, model_key);
-    free (model_key);
-    char *bus_key = ep_keys_public_txt (s_keys, "bus");
-    s_presence = ep_publisher_new (ep_proc_connect_endpoint (s_bus, "pub"), s_watchdog_cert, bus_key,
-                                   "watchdog-bench", EP_CODEC_DEFAULT_CAP);
-    zcert_t *subscriber_cert = ep_keys_load (s_keys, "subscriber");
-    s_beacons = ep_subscriber_new (ep_proc_connect_endpoint (s_bus, "sub"), subscriber_cert, bus_key,
-                                   EP_CODEC_DEFAULT_CAP, NULL, NULL);
+    if (!(s_stack = bench_stack_start ("terminators-etcd-bench", PREFIX, s_shards, MAX_TXN_OPS)))
+        s_die ("no etcd, bus and model to measure with");
+    s_etcd = bench_etcd_client (s_stack->member);
+    bench_stack_setenv (s_stack, "EDGEPLANE_TERMINATORS_STORE=etcd");
+    bench_stack_setenv (s_stack, "EDGEPLANE_TERMINATORS_LEASE_TTL=%lldms", (long long) s_ttl_ms);
+    s_operator_cert = s_stack->operator_cert;
+    s_watchdog_cert = s_stack->watchdog_cert;
+    s_modelc = s_stack->model_client;
+    s_presence = bench_stack_publisher (s_stack, "watchdog-bench");
+    s_beacons = bench_stack_subscriber (s_stack);
     if (!s_beacons)
         s_die ("cannot subscribe to the bus");
     ep_subscriber_subscribe (s_beacons, "cluster.beacon");
-    free (bus_key);
-    s_terms_key = ep_keys_public_txt (s_keys, "terminators");
+    s_terms_key = ep_keys_public_txt (s_stack->keys, "terminators");
     size_t total = (size_t) s_routers * (size_t) s_services;
 
     //  1. The model, then three instances on an empty prefix.
@@ -956,10 +896,10 @@ main (int argc, char **argv)
             json_array_append_new (list, json_pack ("[f, f]", first [k], all [k]));
         json_object_set_new (result, "handovers_ms", list);
         json_object_set_new (result, "kills", json_integer (s_kills));
-        json_object_set_new (result, "handover_p50_ms", json_real (s_percentile (first, s_kills, 50)));
-        json_object_set_new (result, "handover_p99_ms", json_real (s_percentile (first, s_kills, 99)));
-        json_object_set_new (result, "handover_all_p50_ms", json_real (s_percentile (all, s_kills, 50)));
-        json_object_set_new (result, "handover_all_p99_ms", json_real (s_percentile (all, s_kills, 99)));
+        json_object_set_new (result, "handover_p50_ms", json_real (bench_percentile (first, s_kills, 50)));
+        json_object_set_new (result, "handover_p99_ms", json_real (bench_percentile (first, s_kills, 99)));
+        json_object_set_new (result, "handover_all_p50_ms", json_real (bench_percentile (all, s_kills, 50)));
+        json_object_set_new (result, "handover_all_p99_ms", json_real (bench_percentile (all, s_kills, 99)));
         json_object_set_new (result, "handover_goal_ms", json_integer (s_ttl_ms + 2000));
     }
     char date [40];
@@ -976,21 +916,11 @@ main (int argc, char **argv)
         zstr_free (&s_ids [i]);
     }
     ep_subscriber_destroy (&s_beacons);
-    zcert_destroy (&subscriber_cert);
     ep_publisher_destroy (&s_presence);
-    ep_rpc_client_destroy (&s_modelc);
-    zcert_destroy (&s_watchdog_cert);
-    zcert_destroy (&s_operator_cert);
     zstr_free (&s_terms_key);
-    ep_proc_destroy (&s_model);
-    ep_proc_destroy (&s_bus);
     s_etcd = NULL;
-    bench_etcd_stop (&s_member, false);
-    for (int i = 0; i < s_nenv; i++)
-        zstr_free (&s_env [i]);
-    zstr_free (&s_keys);
+    bench_stack_stop (&s_stack, false);
     free (s_owner);
     free (s_router_of);
-    ep_tmpdir_remove (&s_dir);
     return 0;
 }
