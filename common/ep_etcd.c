@@ -27,6 +27,7 @@ struct _s_req_t {
     char *body;                         //  request JSON
     CURL *easy;                         //  NULL between attempts
     char *response;                     //  body so far (a watch: the partial line)
+    size_t scanned;                     //  a stream's bytes searched for a newline
     size_t size, cap;
     char url [512];
     size_t endpoint;                    //  index of the endpoint of this attempt
@@ -180,9 +181,11 @@ s_write_cb (char *data, size_t one, size_t size, void *arg)
         return s_append (req, data, size)? size: 0;
     if (!s_append (req, data, size))
         return 0;
-    //  Deliver every complete line; keep the rest for the next chunk.
+    //  Deliver every complete line; keep the rest for the next chunk. Only
+    //  the new bytes are searched: a watch message of many megabytes comes
+    //  in thousands of chunks, and searching it whole each time is quadratic.
     size_t start = 0;
-    for (size_t i = 0; i < req->size && !req->dead && !req->ended && !req->error; i++)
+    for (size_t i = req->scanned; i < req->size && !req->dead && !req->ended && !req->error; i++)
         if (req->response [i] == '\n') {
             if (i > start)
                 s_stream_line (req, req->response + start, i - start);
@@ -192,6 +195,7 @@ s_write_cb (char *data, size_t one, size_t size, void *arg)
         return 0;                       //  aborts the transfer
     memmove (req->response, req->response + start, req->size - start);
     req->size -= start;
+    req->scanned = req->size;           //  what is left holds no newline
     return size;
 }
 
@@ -245,6 +249,7 @@ static void
 s_start (s_req_t *req)
 {
     req->size = 0;
+    req->scanned = 0;
     s_easy_setup (req);
     req->tries++;
     req->heard_at = zclock_mono ();
