@@ -356,6 +356,21 @@ s_on_shards (void *arg, ep_shards_event_t event, int shard, int64_t revision, co
     }
 }
 
+//  Member "a" of 4 shards in this process, its loop run by the test.
+static ep_shards_t *
+s_member_here (const char *shards_prefix, ep_metrics_t *metrics, s_heard_t *heard)
+{
+    ep_shards_config_t config = {
+        .etcd = { .endpoints = ep_etcd_cluster_endpoints (), .timeout_ms = 3000,
+                  .connect_timeout_ms = 500, .watch_idle_ms = 3000 },
+        .prefix = shards_prefix, .service = "test", .id = "a", .count = 4, .ttl_ms = TTL_MS,
+        .metrics = metrics, .fn = s_on_shards, .arg = heard };
+    char err [256];
+    ep_shards_t *a = ep_shards_new (&config, err, sizeof err);
+    cr_assert (a, "%s", err);
+    return a;
+}
+
 //  Runs owner's loop until *done or timeout_ms; true if done.
 static bool
 s_pump (ep_shards_t *owner, bool *done, int timeout_ms)
@@ -390,14 +405,7 @@ Test (shards, a_cut_off_owners_next_write_is_refused_and_its_shard_dropped)
     snprintf (owner_key, sizeof owner_key, "%stest/owners/0", shards_prefix);
     s_heard_t heard = { 0 };
     ep_metrics_t *metrics = ep_metrics_new ("test");
-    ep_shards_config_t config = {
-        .etcd = { .endpoints = ep_etcd_cluster_endpoints (), .timeout_ms = 3000,
-                  .connect_timeout_ms = 500, .watch_idle_ms = 3000 },
-        .prefix = shards_prefix, .service = "test", .id = "a", .count = 4, .ttl_ms = TTL_MS,
-        .metrics = metrics, .fn = s_on_shards, .arg = &heard };
-    char err [256];
-    ep_shards_t *a = ep_shards_new (&config, err, sizeof err);
-    cr_assert (a, "%s", err);
+    ep_shards_t *a = s_member_here (shards_prefix, metrics, &heard);
     bool all = false;
     int64_t deadline = ep_mono_ms () + 10000 * EP_TEST_SLOWDOWN;
     while (!all && ep_mono_ms () < deadline) {
@@ -429,6 +437,7 @@ Test (shards, a_cut_off_owners_next_write_is_refused_and_its_shard_dropped)
     ep_etcd_capture_t answer = { 0 };
     ep_shard_fence_t verdict = EP_SHARD_STILL_OWNER;
     void *pair [4] = { &answer, a, &verdict, &revision };
+    char err [256];
     ep_etcd_txn_t txn = { &compare, 1, &put, 1, &read, 1 };
     cr_assert_eq (ep_etcd_txn (ep_shards_etcd (a), &txn, s_capture_fenced, pair, err, sizeof err), 0, "%s", err);
     cr_assert (s_pump (a, &answer.done, 5000), "no answer to a's write");
@@ -481,14 +490,7 @@ Test (shards, a_view_that_missed_a_members_delete_is_read_again)
     snprintf (shards_prefix, sizeof shards_prefix, "%sshards/", prefix);
     s_heard_t heard = { 0 };
     ep_metrics_t *metrics = ep_metrics_new ("test");
-    ep_shards_config_t config = {
-        .etcd = { .endpoints = ep_etcd_cluster_endpoints (), .timeout_ms = 3000,
-                  .connect_timeout_ms = 500, .watch_idle_ms = 3000 },
-        .prefix = shards_prefix, .service = "test", .id = "a", .count = 4, .ttl_ms = TTL_MS,
-        .metrics = metrics, .fn = s_on_shards, .arg = &heard };
-    char err [256];
-    ep_shards_t *a = ep_shards_new (&config, err, sizeof err);
-    cr_assert (a, "%s", err);
+    ep_shards_t *a = s_member_here (shards_prefix, metrics, &heard);
     s_settled_t settled = { a, 1, 4 };
     cr_assert (s_view_settled (&settled, 10000), "a alone owns %d of 4 shards",
                (int) ep_shards_owned (a));

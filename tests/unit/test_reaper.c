@@ -1326,6 +1326,34 @@ Test (reaper, a_long_lived_session_in_a_cleanup_raises_a_warning, .init = s_setu
     cr_assert_eq (s_events ("session.terminating young service-deleted"), 1);
 }
 
+//  view holds router alone, at revision.
+static void
+s_view_of_router (ep_model_view_t *view, const char *router_id, uint64_t revision)
+{
+    ep_model_view_reset (view, "gen-1", revision);
+    Ep__Router router = EP__ROUTER__INIT;
+    router.id = (char *) router_id;
+    Ep__Entity entity = EP__ENTITY__INIT;
+    entity.kind_case = EP__ENTITY__KIND_ROUTER;
+    entity.router = &router;
+    cr_assert_eq (ep_model_view_put (view, &entity), 0);
+}
+
+//  A watchdog's beacon: it holds the n routers held, its view at revision.
+static void
+s_watchdog_beacon (const char **held, size_t n, uint64_t revision)
+{
+    Ep__PresenceEvent presence = EP__PRESENCE_EVENT__INIT;
+    presence.instance_id = "watchdog-1";
+    presence.has_instance_epoch = true;
+    presence.instance_epoch = 42;
+    presence.n_routers = n;
+    presence.routers = (char **) held;
+    presence.has_model_revision = true;
+    presence.model_revision = revision;
+    reaper_presence (w.reaper, "beacon", &presence, w.now);
+}
+
 //  A late open for a router the model deleted while the reaper was away
 //  (its tombstone did not survive the restart): once the reaper's view has
 //  reached the revision the watchdogs report and still lacks the router,
@@ -1335,32 +1363,17 @@ Test (reaper, a_long_lived_session_in_a_cleanup_raises_a_warning, .init = s_setu
 Test (reaper, a_late_open_for_a_router_deleted_while_away_is_cleaned_up, .init = s_setup, .fini = s_teardown)
 {
     ep_model_view_t *view = ep_model_view_new ();
-    ep_model_view_reset (view, "gen-1", 12);
-    Ep__Router router = EP__ROUTER__INIT;
-    router.id = "r1";
-    Ep__Entity entity = EP__ENTITY__INIT;
-    entity.kind_case = EP__ENTITY__KIND_ROUTER;
-    entity.router = &router;
-    cr_assert_eq (ep_model_view_put (view, &entity), 0);
+    s_view_of_router (view, "r1", 12);
     reaper_model_ready (w.reaper, view, w.now);
     //  A watchdog whose view is ahead of ours (revision 20).
     const char *held [] = { "r1", "late", NULL };
-    Ep__PresenceEvent presence = EP__PRESENCE_EVENT__INIT;
-    presence.instance_id = "watchdog-1";
-    presence.has_instance_epoch = true;
-    presence.instance_epoch = 42;
-    presence.n_routers = 2;
-    presence.routers = (char **) held;
-    presence.has_model_revision = true;
-    presence.model_revision = 20;
-    reaper_presence (w.reaper, "beacon", &presence, w.now);
+    s_watchdog_beacon (held, 2, 20);
     s_open ("l1", "late", "i1", "svc");
     s_open ("l2", "r1", "i1", "svc");
     s_advance (w.now + 10000, 500);
     cr_assert_eq (s_events ("session.terminating"), 0, "our view (12) lags the watchdog's (20): wait");
     //  Our view catches up to 20 without the router: it was deleted.
-    ep_model_view_reset (view, "gen-1", 20);
-    cr_assert_eq (ep_model_view_put (view, &entity), 0);
+    s_view_of_router (view, "r1", 20);
     s_advance (w.now + 5000, 500);
     cr_assert_eq (s_events ("session.terminating l1 router-deleted"), 1);
     cr_assert_eq (s_events ("session.terminating l2"), 0, "a router the view holds is left alone");
@@ -1376,24 +1389,10 @@ Test (reaper, a_late_open_for_a_router_deleted_while_away_is_cleaned_up, .init =
 Test (reaper, an_adopted_shards_router_deleted_meanwhile_is_cleaned_up, .init = s_setup, .fini = s_teardown)
 {
     ep_model_view_t *view = ep_model_view_new ();
-    ep_model_view_reset (view, "gen-1", 20);
-    Ep__Router router = EP__ROUTER__INIT;
-    router.id = "r3";
-    Ep__Entity entity = EP__ENTITY__INIT;
-    entity.kind_case = EP__ENTITY__KIND_ROUTER;
-    entity.router = &router;
-    cr_assert_eq (ep_model_view_put (view, &entity), 0);
+    s_view_of_router (view, "r3", 20);
     reaper_model_ready (w.reaper, view, w.now);
     const char *held [] = { "r3", NULL };
-    Ep__PresenceEvent presence = EP__PRESENCE_EVENT__INIT;
-    presence.instance_id = "watchdog-1";
-    presence.has_instance_epoch = true;
-    presence.instance_epoch = 42;
-    presence.n_routers = 1;
-    presence.routers = (char **) held;
-    presence.has_model_revision = true;
-    presence.model_revision = 20;
-    reaper_presence (w.reaper, "beacon", &presence, w.now);
+    s_watchdog_beacon (held, 1, 20);
     s_open ("own1", "r3", "i1", "svc");
     //  r1's shard, as its old owner left it: 50 sessions open, no cleanup.
     s_load_shard_of (50, 0, 0, false);
