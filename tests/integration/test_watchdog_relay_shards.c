@@ -19,8 +19,8 @@
     (tools/edgeplane-router) asks again, with the same request id, a
     terminator create or delete, or a session open or close, answered
     UNAVAILABLE retriable (the instance asked does not own its shard),
-    until it succeeds; a session open refused for good is not asked
-    again. */
+    until it succeeds; a session open refused for good is not (before the
+    request timeout, a minute here). */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
 #include "ep_wdtest.h"
