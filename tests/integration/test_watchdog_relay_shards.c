@@ -17,8 +17,10 @@
     UNAVAILABLE, retriable.
     And the router agent
     (tools/edgeplane-router) asks again, with the same request id, a
-    terminator create or delete answered UNAVAILABLE retriable (the
-    instance asked does not own its shard), until it succeeds. */
+    terminator create or delete, or a session open or close, answered
+    UNAVAILABLE retriable (the instance asked does not own its shard),
+    until it succeeds; a session open refused for good is not (before the
+    request timeout, a minute here). */
 #include <criterion/criterion.h>
 #include "ep_stack.h"
 #include "ep_wdtest.h"
@@ -433,6 +435,49 @@ s_agent_run (void *arg)
     return NULL;
 }
 
+//  A watchdog started and router agent r1 running on it in run's thread,
+//  holding sessions, replacing churn_per_s a second; its TLS context
+//  returned (the caller frees it). A minute's request timeout: only the
+//  retry of a refusal asks again within a test.
+static SSL_CTX *
+s_agent_start (s_agent_run_t *run, int sessions, double churn_per_s)
+{
+    ep_proc_t *watchdog = s_watchdog ();
+    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
+    agent_config_t config = { .id = "r1", .ctx = ctx, .controller = ep_proc_connect_endpoint (watchdog, "channel"),
+                              .sessions = sessions, .churn_per_s = churn_per_s, .ack_share = 1.0,
+                              .heartbeat_ms = 500, .backoff_base_ms = 100, .backoff_max_ms = 1000,
+                              .request_timeout_ms = 60000 };
+    run->agent = agent_new (&config);
+    run->stop = false;
+    cr_assert_eq (pthread_create (&run->thread, NULL, s_agent_run, run), 0);
+    return ctx;
+}
+
+//  Answers call at stub with code (a refusal): retriable, as an instance
+//  that does not own r1's shard says (naming the owner), or for good; a
+//  reaper's session reply, or a terminators reply.
+static void
+s_refuse (ep_stub_t *stub, ep_rpc_call_t **call_p, bool reaper, Ep__Status__Code code, bool retriable)
+{
+    Ep__Status status = EP__STATUS__INIT;
+    status.has_code = true;
+    status.code = code;
+    status.message = retriable? "shard 3 is owned by another instance": "refused for good";
+    Ep__SessionReply session = EP__SESSION_REPLY__INIT;
+    Ep__TerminatorReply terminator = EP__TERMINATOR_REPLY__INIT;
+    session.request_id = terminator.request_id = (char *) ep_rpc_call_request_id (*call_p);
+    session.status = terminator.status = &status;
+    session.has_retriable = terminator.has_retriable = true;
+    session.retriable = terminator.retriable = retriable;
+    session.owner = terminator.owner = retriable? (reaper? "reap-b": "term-b"): NULL;
+    char err [256];
+    zframe_t *packed = ep_codec_pack (reaper? &session.base: &terminator.base, EP_CODEC_DEFAULT_CAP,
+                                      err, sizeof err);
+    cr_assert_not_null (packed, "%s", err);
+    cr_assert_eq (ep_rpc_server_reply (stub->rpc, call_p, &packed, false), 0);
+}
+
 static bool
 s_confirmed (void *arg)
 {
@@ -442,38 +487,16 @@ s_confirmed (void *arg)
 Test (relay_shards, the_router_agent_asks_again_a_create_refused_as_retriable,
       .init = s_setup, .fini = s_teardown, .timeout = 60)
 {
-    ep_proc_t *watchdog = s_watchdog ();
-    SSL_CTX *ctx = ep_wdtest_router_ctx (s_dir, "r1");
-    //  A minute's request timeout: only the retry of a refusal asks again
-    //  within the test.
-    agent_config_t config = { .id = "r1", .ctx = ctx, .controller = ep_proc_connect_endpoint (watchdog, "channel"),
-                              .heartbeat_ms = 500, .backoff_base_ms = 100, .backoff_max_ms = 1000,
-                              .request_timeout_ms = 60000 };
     //  Static: a failed assertion leaves the test with the thread running.
     static s_agent_run_t run;
-    run.agent = agent_new (&config);
-    run.stop = false;
-    cr_assert_eq (pthread_create (&run.thread, NULL, s_agent_run, &run), 0);
+    SSL_CTX *ctx = s_agent_start (&run, 0, 0);
 
     //  The instance asked does not own r1's shard: UNAVAILABLE, retriable,
     //  naming the owner.
     ep_rpc_call_t *call = s_call (&s_configured, "r1:t:svc1", 15000 * EP_TEST_SLOWDOWN);
     cr_assert_not_null (call, "the agent's terminator create never came");
-    Ep__Status status = EP__STATUS__INIT;
-    status.has_code = true;
-    status.code = EP__STATUS__CODE__UNAVAILABLE;
-    status.message = "shard 3 is owned by term-b";
-    Ep__TerminatorReply reply = EP__TERMINATOR_REPLY__INIT;
-    reply.request_id = (char *) ep_rpc_call_request_id (call);
-    reply.status = &status;
-    reply.has_retriable = true;
-    reply.retriable = true;
-    reply.owner = "term-b";
-    char err [256];
-    zframe_t *packed = ep_codec_pack (&reply.base, EP_CODEC_DEFAULT_CAP, err, sizeof err);
-    cr_assert_not_null (packed, "%s", err);
     int64_t refused = ep_mono_ms ();
-    cr_assert_eq (ep_rpc_server_reply (s_configured.rpc, &call, &packed, false), 0);
+    s_refuse (&s_configured, &call, false, EP__STATUS__CODE__UNAVAILABLE, true);
 
     //  Asked again, the same request id, well before the request timeout.
     call = s_call (&s_configured, "r1:t:svc1", 10000 * EP_TEST_SLOWDOWN);
@@ -489,15 +512,76 @@ Test (relay_shards, the_router_agent_asks_again_a_create_refused_as_retriable,
     ep_stack_router_write (s_stack, EP__MODEL_WRITE__OP__UPDATE, "r1", NULL, 0);
     call = s_call (&s_configured, "r1:d:svc1", 15000 * EP_TEST_SLOWDOWN);
     cr_assert_not_null (call, "the agent's terminator delete never came");
-    reply.request_id = (char *) ep_rpc_call_request_id (call);
-    packed = ep_codec_pack (&reply.base, EP_CODEC_DEFAULT_CAP, err, sizeof err);
-    cr_assert_not_null (packed, "%s", err);
     refused = ep_mono_ms ();
-    cr_assert_eq (ep_rpc_server_reply (s_configured.rpc, &call, &packed, false), 0);
+    s_refuse (&s_configured, &call, false, EP__STATUS__CODE__UNAVAILABLE, true);
     call = s_call (&s_configured, "r1:d:svc1", 10000 * EP_TEST_SLOWDOWN);
     cr_assert_not_null (call, "the refused delete was not asked again");
     cr_assert_lt (ep_mono_ms () - refused, 10000 * EP_TEST_SLOWDOWN);
     cr_assert_eq (ep_rpc_server_fail (s_configured.rpc, &call, EP__STATUS__CODE__OK, "deleted"), 0);
+
+    run.stop = true;
+    pthread_join (run.thread, NULL);
+    agent_destroy (&run.agent);
+    SSL_CTX_free (ctx);
+}
+
+Test (relay_shards, the_router_agent_asks_again_a_session_request_refused_as_retriable,
+      .init = s_setup, .fini = s_teardown, .timeout = 60)
+{
+    //  One session, replaced every 2 s once confirmed.
+    static s_agent_run_t run;
+    SSL_CTX *ctx = s_agent_start (&run, 1, 0.5);
+
+    //  The open, refused as by an instance taking over r1's shard.
+    ep_rpc_call_t *call = s_call (&s_reaper, "r1:s:", 15000 * EP_TEST_SLOWDOWN);
+    cr_assert_not_null (call, "the agent's session open never came");
+    char open_id [96];
+    snprintf (open_id, sizeof open_id, "%s", ep_rpc_call_request_id (call));
+    s_refuse (&s_reaper, &call, true, EP__STATUS__CODE__UNAVAILABLE, true);
+    int64_t refused = ep_mono_ms ();
+
+    //  Asked again, the same request id, well before the request timeout;
+    //  OK this time: the session is confirmed.
+    call = s_call (&s_reaper, "r1:s:", 10000 * EP_TEST_SLOWDOWN);
+    cr_assert_not_null (call, "the refused open was not asked again");
+    cr_assert_str_eq (ep_rpc_call_request_id (call), open_id);
+    cr_assert_lt (ep_mono_ms () - refused, 10000 * EP_TEST_SLOWDOWN);
+    cr_assert_eq (ep_rpc_server_fail (s_reaper.rpc, &call, EP__STATUS__CODE__OK, "opened"), 0);
+    cr_assert_geq (agent_stats (run.agent)->retries, 1);
+
+    //  Churn, which replaces only a confirmed session (so its close says
+    //  the open was taken as done): its close (refused as retriable), then
+    //  the next session's open (refused for good), in that order.
+    char close_id [96];
+    snprintf (close_id, sizeof close_id, "r1:c:%s", open_id + strlen ("r1:s:"));
+    call = s_call (&s_reaper, "r1:c:", 15000 * EP_TEST_SLOWDOWN);
+    cr_assert_not_null (call, "the agent's session close never came");
+    cr_assert_str_eq (ep_rpc_call_request_id (call), close_id);
+    s_refuse (&s_reaper, &call, true, EP__STATUS__CODE__UNAVAILABLE, true);
+    call = s_call (&s_reaper, "r1:s:", 10000 * EP_TEST_SLOWDOWN);
+    cr_assert_not_null (call, "the next session's open never came");
+    char next_id [96];
+    snprintf (next_id, sizeof next_id, "%s", ep_rpc_call_request_id (call));
+    s_refuse (&s_reaper, &call, true, EP__STATUS__CODE__FAILED_PRECONDITION, false);
+
+    //  Within 3 s (a retry is due within 100 ms): the close asked again,
+    //  the refused open not (heartbeats dropped).
+    bool closed = false;
+    int64_t deadline = ep_mono_ms () + 3000 * EP_TEST_SLOWDOWN;
+    while (ep_mono_ms () < deadline) {
+        call = ep_stub_next (&s_reaper, (int) (deadline - ep_mono_ms ()));
+        if (!call)
+            break;
+        const char *id = ep_rpc_call_request_id (call);
+        cr_assert_str_neq (id, next_id, "an open refused for good was asked again");
+        if (streq (id, close_id)) {
+            closed = true;
+            cr_assert_eq (ep_rpc_server_fail (s_reaper.rpc, &call, EP__STATUS__CODE__OK, "closed"), 0);
+        }
+        ep_rpc_call_destroy (&call);
+    }
+    cr_assert (closed, "the refused close was not asked again");
+    cr_assert_eq (agent_stats (run.agent)->sessions, 0);
 
     run.stop = true;
     pthread_join (run.thread, NULL);

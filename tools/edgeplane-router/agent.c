@@ -22,9 +22,14 @@ typedef struct {
     Ep__Precedence precedence;  //  from the slice
     bool confirmed;             //  the service answered OK
     int64_t sent_ms;            //  last create sent
-    ep_backoff_t retry;         //  delays before asking again after a retriable refusal
-    int64_t retry_ms;           //  when to ask again (0: no retry due)
 } s_hosted_t;
+
+//  A request refused as retriable (a shard handover), kept by request id
+//  until it is answered OK or refused for good.
+typedef struct {
+    ep_backoff_t backoff;       //  delays before asking again
+    int64_t due_ms;             //  when to ask again (0: sent, waiting for the answer)
+} s_retry_t;
 
 //  A hosted service's settings, from the slice (protocol 2).
 typedef struct {
@@ -57,6 +62,7 @@ struct _agent_t {
     char generation [65];       //  the model generation of its slice
     zhashx_t *terminator_ids;   //  service id -> terminator id (persistent)
     zhashx_t *sessions;         //  session id -> s_session_t
+    zhashx_t *retries;          //  request id -> s_retry_t: refused as retriable, asked again
     zlistx_t *edges;            //  Ep__EdgeConnect * waiting to be reported
     uint64_t frame_id;          //  last frame id used
     int64_t next_heartbeat_ms;  //  session heartbeat batch due
@@ -180,6 +186,8 @@ agent_new (const agent_config_t *config)
     zhashx_set_destructor (self->terminator_ids, (czmq_destructor *) zstr_free);
     self->sessions = zhashx_new ();
     zhashx_set_destructor (self->sessions, (czmq_destructor *) zstr_free);
+    self->retries = zhashx_new ();
+    zhashx_set_destructor (self->retries, (czmq_destructor *) zstr_free);
     self->edges = zlistx_new ();
     zlistx_set_destructor (self->edges, s_edge_destroy);
     self->next_connect_ms = ep_mono_ms ();
@@ -198,6 +206,7 @@ agent_destroy (agent_t **self_p)
         zhashx_destroy (&self->services);
         zhashx_destroy (&self->terminator_ids);
         zhashx_destroy (&self->sessions);
+        zhashx_destroy (&self->retries);
         zlistx_destroy (&self->edges);
         free (self->id);
         free (self->controller);
@@ -231,14 +240,13 @@ s_disconnect (agent_t *self, const char *why, int64_t delay_ms)
     for (; session; session = (s_session_t *) zhashx_next (self->sessions))
         session->confirmed = false;
     s_hosted_t *hosted = (s_hosted_t *) zhashx_first (self->hosted);
-    for (; hosted; hosted = (s_hosted_t *) zhashx_next (self->hosted)) {
+    for (; hosted; hosted = (s_hosted_t *) zhashx_next (self->hosted))
         hosted->confirmed = false;
-        hosted->retry_ms = 0;
-        ep_backoff_reset (&hosted->retry);
-    }
     //  A delete still pending is settled by the next join's full slice and
-    //  the service's validation.
+    //  the service's validation; opens and creates are sent again at the
+    //  join; a close not yet taken is left to the reaper's expiry.
     zhashx_purge (self->deleting);
+    zhashx_purge (self->retries);
     self->stats.terminators = self->stats.sessions = 0;
     self->next_connect_ms = ep_mono_ms () + (delay_ms >= 0? delay_ms: ep_backoff_next (&self->backoff));
 }
@@ -284,11 +292,8 @@ s_terminator_request (agent_t *self, const char *service_id, s_hosted_t *hosted,
 static void
 s_terminator_delete (agent_t *self, const char *service_id)
 {
-    if (!zhashx_lookup (self->deleting, service_id)) {
-        s_hosted_t *pending = (s_hosted_t *) zmalloc (sizeof (s_hosted_t));
-        pending->retry = ep_backoff (self->config.backoff_base_ms, self->config.request_timeout_ms);
-        zhashx_insert (self->deleting, service_id, pending);
-    }
+    if (!zhashx_lookup (self->deleting, service_id))
+        zhashx_insert (self->deleting, service_id, zmalloc (sizeof (s_hosted_t)));
     s_terminator_request (self, service_id, NULL, false);
 }
 
@@ -399,9 +404,6 @@ s_slice (agent_t *self, const Ep__ModelSlice *slice)
         s_hosted_t *hosted = (s_hosted_t *) zhashx_lookup (self->hosted, service->service_id);
         if (!hosted) {
             hosted = (s_hosted_t *) zmalloc (sizeof (s_hosted_t));
-            //  From the first delay, never longer than the resend of a
-            //  request with no answer at all.
-            hosted->retry = ep_backoff (self->config.backoff_base_ms, self->config.request_timeout_ms);
             zhashx_insert (self->hosted, service->service_id, hosted);
         }
         //  Hosted again: its create supersedes a delete still pending.
@@ -456,7 +458,7 @@ s_session_open (agent_t *self, const char *session_id, s_session_t *session)
 }
 
 static void
-s_session_close (agent_t *self, const char *session_id)
+s_session_send_close (agent_t *self, const char *session_id)
 {
     char request_id [96];
     snprintf (request_id, sizeof request_id, "c:%s", session_id);
@@ -469,6 +471,13 @@ s_session_close (agent_t *self, const char *session_id)
     frame.body_case = EP__FRAME__BODY_SESSION_REQUEST;
     frame.session_request = &request;
     s_send (self, &frame);
+}
+
+//  Closes session_id: the reaper is told, and the session is gone here.
+static void
+s_session_close (agent_t *self, const char *session_id)
+{
+    s_session_send_close (self, session_id);
     //  The close carries the address the open reported.
     s_session_t *session = (s_session_t *) zhashx_lookup (self->sessions, session_id);
     char identity [80], source [48];
@@ -661,11 +670,35 @@ s_command (agent_t *self, const Ep__Command *command)
     }
 }
 
+//  Arms the retry of request_id (again: a retriable refusal of a request
+//  still wanted), or forgets it (answered OK, refused for good, or no
+//  longer wanted). Delays from the reconnect base, doubling, never longer
+//  than the resend of a request with no answer at all.
+static void
+s_retry_answer (agent_t *self, const char *request_id, bool again)
+{
+    s_retry_t *retry = (s_retry_t *) zhashx_lookup (self->retries, request_id);
+    if (!again) {
+        if (retry)
+            zhashx_delete (self->retries, request_id);
+        return;
+    }
+    if (!retry) {
+        retry = (s_retry_t *) zmalloc (sizeof (s_retry_t));
+        retry->backoff = ep_backoff (self->config.backoff_base_ms, self->config.request_timeout_ms);
+        zhashx_insert (self->retries, request_id, retry);
+    }
+    retry->due_ms = ep_mono_ms () + ep_backoff_next (&retry->backoff);
+}
+
 //  A reply: its request id says which object it confirms. A terminator
-//  create or delete refused as retriable (UNAVAILABLE: the instance asked
-//  does not own the router's shard, or a handover is under way) is asked
-//  again with the same request id after a backoff, growing until it
-//  succeeds.
+//  create or delete, or a session open or close, refused as retriable
+//  (UNAVAILABLE: the instance asked does not own the router's shard, a
+//  handover is under way, or the watchdog lost the instance) is asked
+//  again with the same request id after a backoff, growing until it is
+//  answered OK or refused for good. Each is idempotent on its id: a close
+//  of a session closed already is OK, of one never opened NOT_FOUND, so
+//  it ends. Heartbeats are not asked again: the next batch says as much.
 static void
 s_reply (agent_t *self, const char *request_id, const Ep__Status *status, bool retriable)
 {
@@ -673,28 +706,20 @@ s_reply (agent_t *self, const char *request_id, const Ep__Status *status, bool r
     if (!request_id || strlen (request_id) < 3 || request_id [1] != ':')
         return;
     const char *key = request_id + 2;
+    bool wanted;                //  the request still has a purpose here
     if (request_id [0] == 't') {
         s_hosted_t *hosted = (s_hosted_t *) zhashx_lookup (self->hosted, key);
         if (hosted && ok && !hosted->confirmed) {
             hosted->confirmed = true;
             self->stats.terminators++;
         }
-        if (hosted && ok) {
-            hosted->retry_ms = 0;
-            ep_backoff_reset (&hosted->retry);
-        }
-        else
-        if (hosted && retriable && !hosted->confirmed)
-            hosted->retry_ms = ep_mono_ms () + ep_backoff_next (&hosted->retry);
+        wanted = hosted && !hosted->confirmed;
     }
     else
     if (request_id [0] == 'd') {
-        s_hosted_t *pending = (s_hosted_t *) zhashx_lookup (self->deleting, key);
-        if (pending && (ok || !retriable))
+        wanted = zhashx_lookup (self->deleting, key) != NULL;
+        if (wanted && (ok || !retriable))
             zhashx_delete (self->deleting, key);
-        else
-        if (pending)
-            pending->retry_ms = ep_mono_ms () + ep_backoff_next (&pending->retry);
     }
     else
     if (request_id [0] == 's') {
@@ -703,7 +728,14 @@ s_reply (agent_t *self, const char *request_id, const Ep__Status *status, bool r
             session->confirmed = true;
             self->stats.sessions++;
         }
+        wanted = session && !session->confirmed;
     }
+    else
+    if (request_id [0] == 'c')
+        wanted = true;          //  gone here already: only the reaper has to hear it
+    else
+        return;
+    s_retry_answer (self, request_id, wanted && !ok && retriable);
 }
 
 //  -------------------------------------------------------------------------
@@ -729,14 +761,10 @@ agent_deadline (agent_t *self)
         next = self->next_resend_ms;
     if (self->config.churn_per_s > 0 && self->next_churn_ms < next)
         next = self->next_churn_ms;
-    s_hosted_t *hosted = (s_hosted_t *) zhashx_first (self->hosted);
-    for (; hosted; hosted = (s_hosted_t *) zhashx_next (self->hosted))
-        if (hosted->retry_ms && hosted->retry_ms < next)
-            next = hosted->retry_ms;
-    for (hosted = (s_hosted_t *) zhashx_first (self->deleting); hosted;
-         hosted = (s_hosted_t *) zhashx_next (self->deleting))
-        if (hosted->retry_ms && hosted->retry_ms < next)
-            next = hosted->retry_ms;
+    s_retry_t *retry = (s_retry_t *) zhashx_first (self->retries);
+    for (; retry; retry = (s_retry_t *) zhashx_next (self->retries))
+        if (retry->due_ms && retry->due_ms < next)
+            next = retry->due_ms;
     return next;
 }
 
@@ -755,7 +783,8 @@ agent_handle (agent_t *self)
                          frame->terminator_reply->has_retriable && frame->terminator_reply->retriable);
                 break;
             case EP__FRAME__BODY_SESSION_REPLY:
-                s_reply (self, frame->session_reply->request_id, frame->session_reply->status, false);
+                s_reply (self, frame->session_reply->request_id, frame->session_reply->status,
+                         frame->session_reply->has_retriable && frame->session_reply->retriable);
                 break;
             case EP__FRAME__BODY_COMMAND:
                 s_command (self, frame->command);
@@ -785,25 +814,61 @@ agent_handle (agent_t *self)
         s_disconnect (self, chan_client_close_reason (self->client), -1);
 }
 
-//  Terminator creates refused as retriable whose backoff is over: asked
-//  again, under the same request id (the service's reply cache keys on it).
+//  Sends request_id's request again, the same id (the terminators' reply
+//  cache keys on it; the reaper's writes are idempotent on the session
+//  id); false if it is no longer wanted.
+static bool
+s_ask_again (agent_t *self, const char *request_id)
+{
+    const char *key = request_id + 2;
+    if (request_id [0] == 't') {
+        s_hosted_t *hosted = (s_hosted_t *) zhashx_lookup (self->hosted, key);
+        if (!hosted || hosted->confirmed)
+            return false;
+        s_terminator_request (self, key, hosted, true);
+    }
+    else
+    if (request_id [0] == 'd') {
+        if (!zhashx_lookup (self->deleting, key))
+            return false;       //  hosted again: its create superseded it
+        s_terminator_request (self, key, NULL, false);
+    }
+    else
+    if (request_id [0] == 's') {
+        s_session_t *session = (s_session_t *) zhashx_lookup (self->sessions, key);
+        if (!session || session->confirmed)
+            return false;       //  closed here meanwhile, or confirmed
+        s_session_open (self, key, session);
+    }
+    else
+        s_session_send_close (self, key);
+    return true;
+}
+
+//  Requests refused as retriable whose backoff is over: asked again.
 static void
 s_retry (agent_t *self, int64_t now)
 {
-    s_hosted_t *hosted = (s_hosted_t *) zhashx_first (self->hosted);
-    for (; hosted; hosted = (s_hosted_t *) zhashx_next (self->hosted))
-        if (hosted->retry_ms && now >= hosted->retry_ms && !hosted->confirmed) {
-            hosted->retry_ms = 0;
+    zlistx_t *stale = NULL;
+    s_retry_t *retry = (s_retry_t *) zhashx_first (self->retries);
+    for (; retry; retry = (s_retry_t *) zhashx_next (self->retries)) {
+        if (!retry->due_ms || now < retry->due_ms)
+            continue;
+        retry->due_ms = 0;
+        const char *request_id = (const char *) zhashx_cursor (self->retries);
+        if (s_ask_again (self, request_id))
             self->stats.retries++;
-            s_terminator_request (self, (const char *) zhashx_cursor (self->hosted), hosted, true);
+        else {
+            if (!stale) {
+                stale = zlistx_new ();
+                zlistx_set_destructor (stale, (czmq_destructor *) zstr_free);
+            }
+            zlistx_add_end (stale, strdup (request_id));
         }
-    s_hosted_t *pending = (s_hosted_t *) zhashx_first (self->deleting);
-    for (; pending; pending = (s_hosted_t *) zhashx_next (self->deleting))
-        if (pending->retry_ms && now >= pending->retry_ms) {
-            pending->retry_ms = 0;
-            self->stats.retries++;
-            s_terminator_request (self, (const char *) zhashx_cursor (self->deleting), NULL, false);
-        }
+    }
+    for (char *id = stale? (char *) zlistx_first (stale): NULL; id; id = (char *) zlistx_next (stale))
+        zhashx_delete (self->retries, id);
+    zlistx_destroy (&stale);
 }
 
 static void

@@ -10,11 +10,13 @@
     connections in batches, and reconnects with exponential backoff and
     jitter (edgeplane-router: 200 ms doubling to 30 s, each delay from
     [d/2, d]), resolving the controller address at every connect. A
-    terminator create answered retriable (UNAVAILABLE: the terminators
-    instance asked does not own the router's shard) is asked again, same
-    request id, after a backoff from the reconnect base doubling up to the
-    request timeout, until it succeeds; unanswered requests are resent at
-    the request timeout.
+    terminator create or delete, or a session open or close, answered
+    retriable (UNAVAILABLE: the terminators or reaper instance asked does
+    not own the router's shard, is taking it over, or the watchdog lost
+    it) is asked again, same request id, after a backoff from the
+    reconnect base doubling up to the request timeout, until it is
+    answered OK or refused for good (not retriable), or the connection
+    goes; unconfirmed creates and opens are resent at the request timeout.
 */
 #ifndef AGENT_H_INCLUDED
 #define AGENT_H_INCLUDED
@@ -58,7 +60,7 @@ typedef struct {
     uint64_t slices_full;       //  full slices received
     uint64_t slices_diff;       //  resumed differences and pushes received
     uint64_t slices_rejected;   //  slices refused (SliceNack)
-    uint64_t retries;           //  terminator creates asked again after a retriable refusal
+    uint64_t retries;           //  requests asked again after a retriable refusal
     size_t services;            //  service entities (settings) known
     char last_error [320];      //  why the last connect or join failed
 } agent_stats_t;
