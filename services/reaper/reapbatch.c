@@ -14,7 +14,7 @@ struct _reapbatch_t {
     zhashx_t *pruned;           //  id -> its router (owned)
     zhashx_t *jobs;             //  job ids started, finished, or marking
     zhashx_t *jobs_pruned;      //  job id -> its router, "" if not a router's job (owned)
-    zhashx_t *counters;         //  router -> uint64_t mask of its chunks to write (owned)
+    zhashx_t *counters;         //  router -> s_chunks_t, its chunks to write or drop (owned)
     zlistx_t *outbox;           //  int64_t * seqs added
     zlistx_t *acks;             //  int64_t * seqs echoed
     ep_etcd_op_t *ops;          //  built
@@ -114,15 +114,29 @@ reapbatch_reset (reapbatch_t *self)
 //  ---------------------------------------------------------------------
 //  The journal
 
+//  A router's chunks a batch writes: a flushed session's is rewritten
+//  whole (its open sessions, so closed ones' entries drop out), a closed
+//  session's only deleted once no open session is left in it. A close
+//  rewrote its chunk once: a cleanup of one router's N sessions wrote the
+//  still open ones' counters again with every batch, N squared bytes.
+typedef struct {
+    uint64_t write;             //  chunks rewritten (deleted if empty)
+    uint64_t drop;              //  chunks deleted if empty, else left
+} s_chunks_t;
+
 static void
-s_touch_counters (reapbatch_t *self, const char *router_id, const char *session_id)
+s_touch_counters (reapbatch_t *self, const char *router_id, const char *session_id, bool write)
 {
-    uint64_t *mask = (uint64_t *) zhashx_lookup (self->counters, router_id);
-    if (!mask) {
-        mask = (uint64_t *) zmalloc (sizeof *mask);
-        zhashx_insert (self->counters, router_id, mask);
+    s_chunks_t *chunks = (s_chunks_t *) zhashx_lookup (self->counters, router_id);
+    if (!chunks) {
+        chunks = (s_chunks_t *) zmalloc (sizeof *chunks);
+        zhashx_insert (self->counters, router_id, chunks);
     }
-    *mask |= 1ULL << reapkeys_chunk_of (session_id);
+    uint64_t bit = 1ULL << reapkeys_chunk_of (session_id);
+    if (write)
+        chunks->write |= bit;
+    else
+        chunks->drop |= bit;
 }
 
 static void
@@ -250,10 +264,14 @@ s_on_session (void *arg, const sessiondb_row_t *row)
         s_op (self, reapkeys_session (self->prefix, shard, row->id, key, sizeof key), bytes, size);
         free (bytes);
     }
-    //  A closed session leaves its chunk (a flushed one changes it) and
-    //  counts in its job's record.
-    if (row->state == EP__SESSION_STATE__CLOSED || (what & WRITE_CHUNK))
-        s_touch_counters (self, row->router_id, row->id);
+    //  A flushed session changes its chunk; a closed one leaves its entry
+    //  there (the loader takes a closed record's counters, not the
+    //  chunk's), and counts in its job's record.
+    if (what & WRITE_CHUNK)
+        s_touch_counters (self, row->router_id, row->id, true);
+    else
+    if (row->state == EP__SESSION_STATE__CLOSED)
+        s_touch_counters (self, row->router_id, row->id, false);
     if (row->state == EP__SESSION_STATE__CLOSED && row->job_id)
         zhashx_insert (self->jobs, row->job_id, (void *) 1);
 }
@@ -322,10 +340,12 @@ s_build_job (reapbatch_t *self, sessiondb_t *db, const char *id)
     return rc;
 }
 
-//  The open sessions of one router, into the chunks of mask.
+//  The open sessions of one router, into the chunks to write, counted in
+//  the chunks to drop.
 typedef struct {
     reapbatch_t *self;          //  whose
-    uint64_t mask;              //  the chunks wanted
+    s_chunks_t wanted;          //  the chunks
+    uint64_t open;              //  chunks to drop that still have an open session
     zlistx_t *chunks [REAPKEYS_CHUNKS];     //  reapkeys_counter_t (ids owned in strings)
 } s_counters_ctx_t;
 
@@ -334,7 +354,8 @@ s_on_open (void *arg, const sessiondb_row_t *row)
 {
     s_counters_ctx_t *ctx = (s_counters_ctx_t *) arg;
     int chunk = reapkeys_chunk_of (row->id);
-    if (!(ctx->mask & 1ULL << chunk))
+    ctx->open |= ctx->wanted.drop & 1ULL << chunk;
+    if (!(ctx->wanted.write & 1ULL << chunk))
         return;
     reapkeys_counter_t *entry = (reapkeys_counter_t *) zmalloc (sizeof *entry);
     entry->id = s_keep (ctx->self, row->id, strlen (row->id));
@@ -345,15 +366,18 @@ s_on_open (void *arg, const sessiondb_row_t *row)
 }
 
 static int
-s_build_counters (reapbatch_t *self, sessiondb_t *db, const char *router_id, uint64_t mask)
+s_build_counters (reapbatch_t *self, sessiondb_t *db, const char *router_id, const s_chunks_t *wanted)
 {
     int shard = s_shard (self, router_id);
     if (shard < 0)
         return 0;
-    s_counters_ctx_t ctx = { self, mask, { NULL } };
+    s_counters_ctx_t ctx = { self, *wanted, 0, { NULL } };
     for (int chunk = 0; chunk < REAPKEYS_CHUNKS; chunk++)
         ctx.chunks [chunk] = s_list ();
     int rc = sessiondb_router_open (db, router_id, s_on_open, &ctx);
+    //  A chunk to drop with an open session left keeps its closed entries
+    //  until that session's flush or close.
+    uint64_t mask = wanted->write | (wanted->drop & ~ctx.open);
     for (int chunk = 0; rc == 0 && chunk < REAPKEYS_CHUNKS; chunk++) {
         if (!(mask & 1ULL << chunk))
             continue;
@@ -482,9 +506,9 @@ reapbatch_build (reapbatch_t *self, sessiondb_t *db, char *err, size_t errlen)
         if (!zhashx_lookup (self->jobs_pruned, id))
             rc = s_build_job (self, db, id);
     }
-    for (uint64_t *mask = (uint64_t *) zhashx_first (self->counters); mask && rc == 0;
-         mask = (uint64_t *) zhashx_next (self->counters))
-        rc = s_build_counters (self, db, (const char *) zhashx_cursor (self->counters), *mask);
+    for (s_chunks_t *chunks = (s_chunks_t *) zhashx_first (self->counters); chunks && rc == 0;
+         chunks = (s_chunks_t *) zhashx_next (self->counters))
+        rc = s_build_counters (self, db, (const char *) zhashx_cursor (self->counters), chunks);
     s_outbox_ctx_t outbox = { self, 0 };
     for (int64_t *seq = (int64_t *) zlistx_first (self->outbox); seq && rc == 0 && outbox.rc == 0;
          seq = (int64_t *) zlistx_next (self->outbox))

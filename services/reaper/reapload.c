@@ -82,6 +82,28 @@ s_job (sessiondb_t *db, const reapkeys_job_t *job, const char *router_id, reaplo
     return rc;
 }
 
+static void
+s_on_row (void *arg, const sessiondb_row_t *row)
+{
+    *(bool *) arg = row->state != EP__SESSION_STATE__CLOSED;
+}
+
+//  A chunk's entry for id, into the cache if id is an open session (the
+//  session records came first, reapload_order): a close leaves its entry
+//  in the chunk, and the closed record's final counters are the ones kept.
+//  -1 if a read or write failed.
+static int
+s_counters (sessiondb_t *db, const Ep__ReaperCounters__Entry *entry, int64_t takeover_ms)
+{
+    bool open = false;
+    if (sessiondb_get (db, entry->id, s_on_row, &open) < 0)
+        return -1;
+    if (!open)
+        return 0;
+    return sessiondb_counters (db, entry->id, reapkeys_seen (entry->last_seen_ms, takeover_ms),
+                               entry->bytes_rx, entry->bytes_tx);
+}
+
 //  One record of kind; -1 if a write failed.
 static int
 s_record (sessiondb_t *db, const reapkeys_key_t *parsed, const ep_etcd_kv_t *kv, int64_t takeover_ms,
@@ -119,12 +141,9 @@ s_record (sessiondb_t *db, const reapkeys_key_t *parsed, const ep_etcd_kv_t *kv,
         Ep__ReaperCounters *msg = ep__reaper_counters__unpack (NULL, kv->value_size, kv->value);
         if (!msg)
             goto skipped;
-        //  A closed or unknown session's entry changes nothing (no row).
         for (size_t i = 0; i < msg->n_entries && rc == 0; i++)
             if (msg->entries [i]->id)
-                rc = sessiondb_counters (db, msg->entries [i]->id,
-                                         reapkeys_seen (msg->entries [i]->last_seen_ms, takeover_ms),
-                                         msg->entries [i]->bytes_rx, msg->entries [i]->bytes_tx);
+                rc = s_counters (db, msg->entries [i], takeover_ms);
         ep__reaper_counters__free_unpacked (msg, NULL);
     }
     else {

@@ -186,6 +186,13 @@ s_commit (s_instance_t *self)
     return nops;
 }
 
+static void
+s_row (void *arg, const sessiondb_row_t *row)
+{
+    *(sessiondb_row_t *) arg = *row;
+    ((sessiondb_row_t *) arg)->id = NULL;      //  the strings do not outlive the call
+}
+
 Test (reaper_shards, a_new_owner_resumes_a_cleanup_in_progress, .timeout = 120)
 {
     cr_assert (ep_etcd_cluster_endpoints (), "no etcd cluster: run this suite through ctest");
@@ -207,6 +214,15 @@ Test (reaper_shards, a_new_owner_resumes_a_cleanup_in_progress, .timeout = 120)
         if (i % PER_BATCH == PER_BATCH - 1 || i == SESSIONS - 1)
             s_commit (&a);
     }
+    //  A flush of every tenth session's counters: r1's chunks.
+    uint64_t flushed = 0;
+    ep_store_begin (a.store);
+    for (int i = 0; i < SESSIONS; i += 10) {
+        snprintf (id, sizeof id, "s%05d", i);
+        cr_assert_eq (sessiondb_counters (a.db, id, 1700000000500, 7, 8), 0);
+        flushed |= 1ULL << reapkeys_chunk_of (id);
+    }
+    cr_assert_eq (s_commit (&a), (size_t) __builtin_popcountll (flushed));
     int64_t deadline = 1700000000000 + 15000;
     ep_store_begin (a.store);
     sessiondb_job_t job = { .id = "job1", .reason = "router-deleted", .target_type = "router",
@@ -242,8 +258,9 @@ Test (reaper_shards, a_new_owner_resumes_a_cleanup_in_progress, .timeout = 120)
     cr_assert_eq (b.job.marked, SESSIONS);
     cr_assert (b.job.marking_done);
     cr_assert_eq (b.job.closed [0], ACKED);
-    //  The chunks of r1's counters the closes left.
-    cr_assert_gt (b.chunks, 0);
+    //  The flush's chunks of r1's counters, as the closes left them (a
+    //  close rewrites none; each still holds open sessions).
+    cr_assert_eq (b.chunks, (size_t) __builtin_popcountll (flushed));
 
     //  b's cache holds the cleanup as a restart would find it: the closes
     //  not acknowledged TERMINATING under the running job, with its deadline.
@@ -253,6 +270,16 @@ Test (reaper_shards, a_new_owner_resumes_a_cleanup_in_progress, .timeout = 120)
     cr_assert_eq (sessiondb_count (b.db, EP__SESSION_STATE__TERMINATING), SESSIONS - ACKED);
     cr_assert_eq (sessiondb_count (b.db, EP__SESSION_STATE__CLOSED), ACKED);
     cr_assert_eq (sessiondb_count (b.db, EP__SESSION_STATE__ACTIVE), 0);
+
+    //  An open session's counters come from its chunk, a closed one's
+    //  from its closed record (not from the entry its chunk still holds).
+    sessiondb_row_t got;
+    cr_assert_eq (sessiondb_get (b.db, "s05000", s_row, &got), 1);
+    cr_assert_eq (got.bytes_rx, 7);
+    cr_assert_eq (sessiondb_get (b.db, "s00010", s_row, &got), 1);
+    cr_assert_eq (got.state, EP__SESSION_STATE__CLOSED);
+    cr_assert_eq (got.bytes_rx, 5);
+    cr_assert_eq (got.bytes_tx, 6);
 
     //  Before the deadline: the unacknowledged closes are resent, nothing forced.
     reapkeys_resume_t resume;

@@ -114,6 +114,48 @@ s_no_key_twice (void)
         }
 }
 
+//  Opens count sessions of r1, s00000 on, in a batch of their own.
+static void
+s_open_many (int count)
+{
+    ep_store_begin (w.store);
+    char id [32];
+    for (int i = 0; i < count; i++) {
+        snprintf (id, sizeof id, "s%05d", i);
+        s_open (id, "r1");
+    }
+    s_build ();
+    reapbatch_reset (w.batch);
+}
+
+//  How many ops are on keys holding infix ("/c/": counter chunks), and how
+//  many of them deletes.
+static size_t
+s_count_prefix_kind (const char *infix, size_t *deletes)
+{
+    size_t count, found = 0;
+    *deletes = 0;
+    const ep_etcd_op_t *ops = reapbatch_ops (w.batch, &count);
+    for (size_t i = 0; i < count; i++) {
+        const ep_etcd_bytes_t *op_key = ops [i].kind == EP_ETCD_PUT? &ops [i].u.put.key
+                                                                  : &ops [i].u.del.key;
+        char key [REAPKEYS_KEY_MAX];
+        snprintf (key, sizeof key, "%.*s", (int) op_key->size, (const char *) op_key->data);
+        if (strstr (key, infix)) {
+            found++;
+            *deletes += ops [i].kind == EP_ETCD_DELETE;
+        }
+    }
+    return found;
+}
+
+static size_t
+s_count_prefix (const char *infix)
+{
+    size_t deletes;
+    return s_count_prefix_kind (infix, &deletes);
+}
+
 Test (reapbatch, opens_are_one_record_each_in_their_routers_shard)
 {
     ep_store_begin (w.store);
@@ -139,14 +181,8 @@ Test (reapbatch, opens_are_one_record_each_in_their_routers_shard)
 
 Test (reapbatch, a_cleanup_of_twenty_thousand_sessions_is_one_job_record_not_a_mark_each)
 {
-    ep_store_begin (w.store);
+    s_open_many (20000);
     char id [32];
-    for (int i = 0; i < 20000; i++) {
-        snprintf (id, sizeof id, "s%05d", i);
-        s_open (id, "r1");
-    }
-    s_build ();
-    reapbatch_reset (w.batch);
 
     ep_store_begin (w.store);
     sessiondb_job_t job = {
@@ -172,8 +208,8 @@ Test (reapbatch, a_cleanup_of_twenty_thousand_sessions_is_one_job_record_not_a_m
     ep__reaper_job_record__free_unpacked (msg, NULL);
     reapbatch_reset (w.batch);
 
-    //  Acks close sessions: their closed records, the job's counts, and
-    //  the chunks of counters they leave.
+    //  Acks close sessions: their closed records and the job's counts;
+    //  their chunks, which still hold open sessions, are not rewritten.
     ep_store_begin (w.store);
     for (int i = 0; i < 3; i++) {
         snprintf (id, sizeof id, "s%05d", i);
@@ -194,9 +230,7 @@ Test (reapbatch, a_cleanup_of_twenty_thousand_sessions_is_one_job_record_not_a_m
     cr_assert_eq (row.state, EP__SESSION_STATE__CLOSED);
     cr_assert_str_eq (row.close_reason, "router-deleted");
     ep__reaper_session_record__free_unpacked (row_msg, NULL);
-    op = s_op (reapkeys_counters ("/ep/", ep_shard_of ("r1", SHARDS), "r1", reapkeys_chunk_of ("s00001"),
-                                  key, sizeof key));
-    cr_assert_not_null (op, "a closed session leaves its chunk");
+    cr_assert_eq (s_count_prefix ("/c/"), 0, "a close rewrites no chunk");
 }
 
 Test (reapbatch, a_flush_writes_its_routers_chunks_not_the_sessions_records)
@@ -329,4 +363,110 @@ Test (reapbatch, without_a_journal_nothing_is_told)
     ep_store_begin (w.store);
     s_open ("s1", "r1");
     cr_assert_eq (s_build (), 0);
+}
+
+//  A router of 2,000 sessions, all flushed once (64 chunks), closed in
+//  batches of 200 as a cleanup does: a close writes its closed record and
+//  no chunk while its chunk still holds an open session; the batch that
+//  closes a chunk's last open session deletes it, so the router's last
+//  close leaves none of its chunks.
+Test (reapbatch, closes_write_no_chunk_and_the_routers_last_closes_delete_them)
+{
+    s_open_many (2000);
+    char id [32];
+    ep_store_begin (w.store);
+    for (int i = 0; i < 2000; i++) {
+        snprintf (id, sizeof id, "s%05d", i);
+        cr_assert_eq (sessiondb_counters (w.db, id, 9000, 1, 2), 0);
+    }
+    cr_assert_eq (s_build (), REAPKEYS_CHUNKS, "a flush writes the chunks, not the records");
+    cr_assert_eq (s_count_prefix ("/c/"), REAPKEYS_CHUNKS);
+    reapbatch_reset (w.batch);
+
+    bool live [REAPKEYS_CHUNKS];
+    for (int chunk = 0; chunk < REAPKEYS_CHUNKS; chunk++)
+        live [chunk] = true;
+    for (int first = 0; first < 2000; first += 200) {
+        ep_store_begin (w.store);
+        for (int i = first; i < first + 200; i++) {
+            snprintf (id, sizeof id, "s%05d", i);
+            cr_assert_eq (sessiondb_close (w.db, id, "router-deleted", 9500, 9500, 3, 4, NULL), 0);
+        }
+        size_t ops = s_build ();
+        s_no_key_twice ();
+        cr_assert_eq (s_count_prefix ("/s/"), 200, "each close writes its closed record");
+        size_t deletes;
+        size_t chunks = s_count_prefix_kind ("/c/", &deletes);
+        cr_assert_eq (chunks, deletes, "a close rewrites no chunk, it may only delete one");
+        cr_assert_leq (ops, 200 + chunks);
+        //  A chunk is deleted once its last open session has closed.
+        for (int chunk = 0; chunk < REAPKEYS_CHUNKS; chunk++) {
+            bool open = false;
+            for (int i = first + 200; i < 2000 && !open; i++) {
+                snprintf (id, sizeof id, "s%05d", i);
+                open = reapkeys_chunk_of (id) == chunk;
+            }
+            char key [REAPKEYS_KEY_MAX];
+            const ep_etcd_op_t *op = s_op (reapkeys_counters ("/ep/", ep_shard_of ("r1", SHARDS), "r1",
+                                                              chunk, key, sizeof key));
+            if (open)
+                cr_assert_null (op, "chunk %d still has an open session", chunk);
+            else
+            if (live [chunk]) {
+                cr_assert_not_null (op, "chunk %d lost its last open session", chunk);
+                cr_assert_eq (op->kind, EP_ETCD_DELETE);
+                live [chunk] = false;
+            }
+        }
+        reapbatch_reset (w.batch);
+    }
+    for (int chunk = 0; chunk < REAPKEYS_CHUNKS; chunk++)
+        cr_assert (!live [chunk], "chunk %d outlives the router's last close", chunk);
+}
+
+//  A flush of one open session rewrites its chunk with the open sessions
+//  only: the closed ones' entries, left there by their closes, drop out.
+Test (reapbatch, a_flush_after_closes_rewrites_the_chunk_without_the_closed_sessions)
+{
+    //  Three sessions of one chunk.
+    char ids [3][32];
+    int found = 0;
+    for (int i = 0; found < 3; i++) {
+        snprintf (ids [found], sizeof ids [found], "s%05d", i);
+        if (reapkeys_chunk_of (ids [found]) == 7)
+            found++;
+    }
+    ep_store_begin (w.store);
+    for (int i = 0; i < 3; i++)
+        s_open (ids [i], "r1");
+    s_build ();
+    reapbatch_reset (w.batch);
+    ep_store_begin (w.store);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq (sessiondb_counters (w.db, ids [i], 9000, 1, 2), 0);
+    cr_assert_eq (s_build (), 1);
+    reapbatch_reset (w.batch);
+
+    ep_store_begin (w.store);
+    cr_assert_eq (sessiondb_close (w.db, ids [0], "client-closed", 9500, 9500, 3, 4, NULL), 0);
+    cr_assert_eq (sessiondb_close (w.db, ids [1], "client-closed", 9500, 9500, 3, 4, NULL), 0);
+    cr_assert_eq (s_build (), 2, "two closed records");
+    cr_assert_eq (s_count_prefix ("/c/"), 0, "the chunk still holds an open session");
+    reapbatch_reset (w.batch);
+
+    ep_store_begin (w.store);
+    cr_assert_eq (sessiondb_counters (w.db, ids [2], 9900, 50, 60), 0);
+    cr_assert_eq (s_build (), 1);
+    char key [REAPKEYS_KEY_MAX];
+    const ep_etcd_op_t *op = s_op (reapkeys_counters ("/ep/", ep_shard_of ("r1", SHARDS), "r1", 7,
+                                                      key, sizeof key));
+    cr_assert_not_null (op);
+    cr_assert_eq (op->kind, EP_ETCD_PUT);
+    Ep__ReaperCounters *counters = ep__reaper_counters__unpack (NULL, op->u.put.value.size,
+                                                                op->u.put.value.data);
+    cr_assert_not_null (counters);
+    cr_assert_eq (counters->n_entries, 1, "the closed sessions' entries are dropped");
+    cr_assert_str_eq (counters->entries [0]->id, ids [2]);
+    cr_assert_eq (counters->entries [0]->bytes_rx, 50);
+    ep__reaper_counters__free_unpacked (counters, NULL);
 }

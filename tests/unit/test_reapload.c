@@ -144,6 +144,15 @@ s_job (void *arg, const sessiondb_job_t *job)
     *(int64_t *) arg = job->deadline_ms;
 }
 
+//  The shard read, loaded in one transaction.
+static void
+s_load (reapload_stats_t *stats)
+{
+    ep_store_begin (w.store);
+    cr_assert_eq (reapload_shard (w.db, "/ep/", w.kvs, w.nkvs, TAKEOVER, NULL, NULL, stats), 0);
+    cr_assert_eq (ep_store_commit (w.store), 0);
+}
+
 Test (reapload, a_cleanup_done_marking_has_its_open_sessions_terminating_with_its_deadline)
 {
     s_session ("s1", EP__SESSION_STATE__ACTIVE, NULL);
@@ -157,10 +166,8 @@ Test (reapload, a_cleanup_done_marking_has_its_open_sessions_terminating_with_it
     size_t size;
     uint8_t *bytes = reapkeys_pack_job (&job, &size);
     s_kv (reapkeys_job ("/ep/", 3, "job1", key, sizeof key), bytes, size);
-    ep_store_begin (w.store);
     reapload_stats_t stats;
-    cr_assert_eq (reapload_shard (w.db, "/ep/", w.kvs, w.nkvs, TAKEOVER, NULL, NULL, &stats), 0);
-    cr_assert_eq (ep_store_commit (w.store), 0);
+    s_load (&stats);
     cr_assert_eq (stats.marked, 2);
     cr_assert_eq (sessiondb_count (w.db, EP__SESSION_STATE__TERMINATING), 2);
     int64_t deadline = 0;
@@ -215,4 +222,39 @@ Test (reapload, a_shard_ordered_and_loaded_one_record_a_step_is_what_one_load_ma
     cr_assert_eq (stats.skipped, 1);
     cr_assert_eq (sessiondb_count (w.db, EP__SESSION_STATE__TERMINATING), 2);
     cr_assert_str_eq (w.entry_id, "reaper/3/40-7");
+}
+
+//  A close writes the session's closed record, not its chunk: the chunk
+//  (read first, "c/" before "s/") still holds the entry it had at its last
+//  flush; the closed session keeps its record's final counters.
+Test (reapload, a_chunk_entry_of_a_closed_session_does_not_revive_its_counters)
+{
+    char key [REAPKEYS_KEY_MAX];
+    size_t size;
+    reapkeys_counter_t counters [] = { { "s1", 77, 88, 2500 }, { "s2", 5, 6, 2500 }, { "s9", 1, 1, 2500 } };
+    uint8_t *bytes = reapkeys_pack_counters (counters, 3, &size);
+    s_kv (reapkeys_counters ("/ep/", 3, "r1", 0, key, sizeof key), bytes, size);
+    s_session ("s1", EP__SESSION_STATE__ACTIVE, NULL);
+    sessiondb_row_t closed = {
+        .id = "s2", .router_id = "r1", .identity_id = "i1", .service_id = "svc",
+        .type = EP__SESSION_TYPE__BIND, .state = EP__SESSION_STATE__CLOSED, .created_ms = 1000,
+        .last_seen_ms = 2000, .close_reason = "client-closed", .closed_ms = 3000,
+        .bytes_rx = 500, .bytes_tx = 600
+    };
+    bytes = reapkeys_pack_session (&closed, &size);
+    s_kv (reapkeys_session ("/ep/", 3, "s2", key, sizeof key), bytes, size);
+
+    reapload_stats_t stats;
+    s_load (&stats);
+    cr_assert_eq (stats.open, 1);
+    cr_assert_eq (stats.closed, 1);
+    sessiondb_row_t row;
+    cr_assert_eq (sessiondb_get (w.db, "s1", s_row, &row), 1);
+    cr_assert_eq (row.bytes_rx, 77, "an open session's counters come from its chunk");
+    cr_assert_eq (sessiondb_get (w.db, "s2", s_row, &row), 1);
+    cr_assert_eq (row.state, EP__SESSION_STATE__CLOSED);
+    cr_assert_eq (row.bytes_rx, 500, "a closed session's counters are its record's");
+    cr_assert_eq (row.bytes_tx, 600);
+    cr_assert_eq (row.last_seen_ms, 2000);
+    cr_assert_eq (sessiondb_get (w.db, "s9", s_row, &row), 0, "an unknown session is not made");
 }
