@@ -8,7 +8,6 @@
 #include "reaper_internal.h"
 
 #define PRUNE_EVERY_MS      60000       //  retention pruning period
-#define PRUNE_BATCH         10000       //  rows deleted per pruning transaction
 //  Adaptive T1 is never below this: above what a watchdog failover costs a
 //  router's batches. The watchdog's own floor (15 s) is above its
 //  failover, and a router's first batch after it rejoins comes one batch
@@ -149,11 +148,12 @@ reaper_tick (reaper_t *self, int64_t now)
     if (now >= self->next_flush)
         reaper_flush (self, now);
     if (now >= self->next_prune && !self->prune_held && reaper_begin (self)) {
-        int pruned = sessiondb_prune (self->db, reaper_wall (self, now) - self->config.retention_ms, PRUNE_BATCH);
+        int pruned = sessiondb_prune (self->db, reaper_wall (self, now) - self->config.retention_ms,
+                                      (int) self->config.prune_batch);
         reaper_wrote (self, pruned < 0? -1: 0);
         if (pruned > 0)
             self->closed -= pruned;
-        self->next_prune = pruned == PRUNE_BATCH? now: now + PRUNE_EVERY_MS;
+        self->next_prune = pruned == (int) self->config.prune_batch? now: now + PRUNE_EVERY_MS;
     }
     s_gauges (self);
     if (more || sweep_pending (self->sweep))
@@ -286,7 +286,8 @@ reaper_config_defaults (reaper_config_t *config)
         .evasive_ms = 60000, .expire_ms = 180000, .offline_grace_ms = 120000,
         .deadline_ms = 15000, .presence_timeout_ms = 3500, .flush_ms = 5000,
         .long_lived_ms = 24 * 3600 * 1000LL, .retention_ms = 24 * 3600 * 1000LL,
-        .retry_ms = 1000, .retry_max_ms = 8000, .mark_batch = 5000, .chunk = 5000, .window = 4,
+        .retry_ms = 1000, .retry_max_ms = 8000, .mark_batch = 5000, .prune_batch = 10000,
+        .chunk = 5000, .window = 4,
         .outbox_max = 1000000, .adaptive = true
     };
     ep_cadence_defaults (&config->cadence);

@@ -57,6 +57,7 @@ typedef struct {
     int64_t retry_ms;           //  first resend of an unanswered CloseSessions
     int64_t retry_max_ms;       //  resend interval cap
     size_t mark_batch;          //  sessions marked TERMINATING (forced, warned) per transaction
+    size_t prune_batch;         //  closed rows past the retention deleted per transaction
     size_t chunk;               //  session ids per command
     size_t window;              //  unanswered close commands per router
     size_t outbox_max;          //  session events not echoed by the bus at most (then opens

@@ -478,6 +478,10 @@ s_size_for_etcd (reapsvc_config_t *config, size_t *echo_budget)
         config->max_batch = each;
     if ((int64_t) config->core.mark_batch > each)
         config->core.mark_batch = (size_t) each;
+    //  A pruned row is a delete: 10,000 in one transaction is refused, and
+    //  a refused batch is tried again the same (every batch would fail).
+    if ((int64_t) config->core.prune_batch > each)
+        config->core.prune_batch = (size_t) each;
     //  Every unanswered CloseSessions may be acked in the same batch.
     int64_t chunk = each / (int64_t) (config->core.window? config->core.window: 1);
     if ((int64_t) config->core.chunk > chunk)

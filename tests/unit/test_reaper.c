@@ -2314,3 +2314,29 @@ Test (reaper, a_cleanup_ended_by_a_failed_batch_comes_back_and_ends_once, .init 
     cr_assert_eq (result.reply.jobs [0]->closed [0]->count, 2, "counted once");
     reaper_result_clear (&result);
 }
+
+//  Closed rows past the retention are pruned prune_batch per transaction
+//  (the etcd mode sizes it to what one etcd transaction takes: a larger
+//  batch would be refused, and tried again the same, for ever).
+Test (reaper, closed_rows_are_pruned_at_most_prune_batch_per_transaction, .init = s_setup, .fini = s_teardown)
+{
+    w.config.retention_ms = 1000;
+    w.config.prune_batch = 3;
+    s_crash ();
+    s_start ();
+    char id [16];
+    for (int i = 0; i < 7; i++) {
+        snprintf (id, sizeof id, "p%d", i);
+        s_open (id, "r1", "i1", "svc");
+        s_close (id, "r1");
+    }
+    s_turn ();
+    cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__CLOSED), 7);
+    w.now += 61000;                         //  past the retention and the pruning period
+    size_t left [] = { 4, 1, 0 };
+    for (size_t i = 0; i < EP_COUNT (left); i++) {
+        s_turn ();
+        cr_assert_eq (reaper_count (w.reaper, EP__SESSION_STATE__CLOSED), left [i],
+                      "turn %zu: %zu closed rows left", i, reaper_count (w.reaper, EP__SESSION_STATE__CLOSED));
+    }
+}
