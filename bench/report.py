@@ -214,7 +214,10 @@ CPU = {
 }
 # Same-run baselines sit within a few times ours; a fixed anchor (another
 # product's published figure) may be far off.
-SANE_MAX = {"reaper": 100000, "terminators": 1000000}
+SANE_MAX = {"reaper": 100000, "terminators": 1000000,
+            # The embedded model against the model on etcd: two stores, not a
+            # baseline; 5.9 on an idle machine (11,269 against 1,923 writes/s).
+            "ratio_embedded": 50}
 # Per-client rates of a fan-out to 100 fall far below one subscriber's.
 SANE_MIN = {"console": 0.001}
 
@@ -241,7 +244,7 @@ for name in FIGURES:
             continue
         if r[ours] <= 0 or r[base] <= 0:
             problems.append(f"{name}: {label}: throughput is 0")
-        sane = SANE_MAX.get(name, 5)
+        sane = SANE_MAX.get(ratio, SANE_MAX.get(name, 5))
         low = SANE_MIN.get(name, 0.05)
         if not low < r[ratio] <= sane:
             problems.append(f"{name}: {label}: ratio {r[ratio]} outside ({low}, {sane}]: the benchmark is broken")
