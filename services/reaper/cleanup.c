@@ -293,12 +293,18 @@ reaper_adopted_routers (reaper_t *self, int64_t now)
         return;                 //  reaper_model_ready looks at every group
     group_t *group = (group_t *) zhashx_first (self->groups [G_ROUTER]);
     for (; group; group = (group_t *) zhashx_next (self->groups [G_ROUTER]))
-        if (!ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_ROUTER, group->id)
-        &&  !zhashx_lookup (self->unseen, group->id)) {
-            int64_t *check = (int64_t *) zmalloc (sizeof (int64_t));
-            *check = now;
-            zhashx_insert (self->unseen, group->id, check);
-        }
+        if (!ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_ROUTER, group->id))
+            reaper_unseen_add (self, group->id, now);
+}
+
+void
+reaper_unseen_add (reaper_t *self, const char *router, int64_t at)
+{
+    if (zhashx_lookup (self->unseen, router))
+        return;
+    int64_t *check = (int64_t *) zmalloc (sizeof (int64_t));
+    *check = at;
+    zhashx_insert (self->unseen, router, check);
 }
 
 //  Routers sessions were opened for while our view did not hold them. A

@@ -313,6 +313,11 @@ size_t
 void
     reaper_unseen (reaper_t *self, int64_t now);
 
+//  Puts router, absent from the view, on the unseen list (looked at from
+//  `at` on), unless it is there already.
+void
+    reaper_unseen_add (reaper_t *self, const char *router, int64_t at);
+
 //  warning.c: session.warning long-lived, once per session.
 //  Tracks a session opened or loaded (not warned yet) until it crosses.
 void

@@ -151,12 +151,8 @@ s_open (reaper_t *self, const Ep__SessionRequest *request, int64_t now, reaper_r
     //  or deleted while we were away (our tombstones do not survive a
     //  restart, and a draining router's late open can come after it).
     //  reaper_unseen decides once the view has caught up with the watchdogs.
-    if (self->view && !ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_ROUTER, router)
-    &&  !zhashx_lookup (self->unseen, router)) {
-        int64_t *check = (int64_t *) zmalloc (sizeof (int64_t));
-        *check = now + UNSEEN_RECHECK_MS;
-        zhashx_insert (self->unseen, router, check);
-    }
+    if (self->view && !ep_model_view_get (self->view, EP__ENTITY_TYPE__ENTITY_ROUTER, router))
+        reaper_unseen_add (self, router, now + UNSEEN_RECHECK_MS);
 }
 
 //  A row read from disk for a reply, if it is on the given router.

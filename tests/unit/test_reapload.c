@@ -54,6 +54,22 @@ s_kv (const char *key, uint8_t *value, size_t size)
     kv->value_size = size;
 }
 
+//  Shard 3's outbox entry reaper/3/40-7, and a session key holding junk.
+static void
+s_outbox_and_junk (void)
+{
+    char key [REAPKEYS_KEY_MAX];
+    Ep__ReaperOutboxEntry entry = EP__REAPER_OUTBOX_ENTRY__INIT;
+    entry.topic = "session.terminating";
+    entry.has_event = true;
+    entry.event = (ProtobufCBinaryData) { 1, (uint8_t *) "x" };
+    entry.event_id = "reaper/3/40-7";
+    uint8_t *packed = (uint8_t *) malloc (ep__reaper_outbox_entry__get_packed_size (&entry));
+    size_t size = ep__reaper_outbox_entry__pack (&entry, packed);
+    s_kv (reapkeys_outbox ("/ep/", 3, 40, 7, key, sizeof key), packed, size);
+    s_kv ("/ep/reaper/00003/s/bad", (uint8_t *) strdup ("junk"), 4);
+}
+
 static void
 s_session (const char *id, int state, const char *reason)
 {
@@ -102,15 +118,7 @@ Test (reapload, a_cleanup_still_marking_leaves_its_sessions_to_be_taken_again)
     reapkeys_counter_t counters [] = { { "s1", 77, 88, 2500 }, { "s3", 1, 1, 2500 } };
     bytes = reapkeys_pack_counters (counters, 2, &size);
     s_kv (reapkeys_counters ("/ep/", 3, "r1", 0, key, sizeof key), bytes, size);
-    Ep__ReaperOutboxEntry entry = EP__REAPER_OUTBOX_ENTRY__INIT;
-    entry.topic = "session.terminating";
-    entry.has_event = true;
-    entry.event = (ProtobufCBinaryData) { 1, (uint8_t *) "x" };
-    entry.event_id = "reaper/3/40-7";
-    uint8_t *packed = (uint8_t *) malloc (ep__reaper_outbox_entry__get_packed_size (&entry));
-    size = ep__reaper_outbox_entry__pack (&entry, packed);
-    s_kv (reapkeys_outbox ("/ep/", 3, 40, 7, key, sizeof key), packed, size);
-    s_kv ("/ep/reaper/00003/s/bad", (uint8_t *) strdup ("junk"), 4);
+    s_outbox_and_junk ();
 
     ep_store_begin (w.store);
     reapload_stats_t stats;
@@ -190,15 +198,7 @@ Test (reapload, a_shard_ordered_and_loaded_one_record_a_step_is_what_one_load_ma
     };
     uint8_t *bytes = reapkeys_pack_job (&job, &size);
     s_kv (reapkeys_job ("/ep/", 3, "job1", key, sizeof key), bytes, size);
-    Ep__ReaperOutboxEntry entry = EP__REAPER_OUTBOX_ENTRY__INIT;
-    entry.topic = "session.terminating";
-    entry.has_event = true;
-    entry.event = (ProtobufCBinaryData) { 1, (uint8_t *) "x" };
-    entry.event_id = "reaper/3/40-7";
-    uint8_t *packed = (uint8_t *) malloc (ep__reaper_outbox_entry__get_packed_size (&entry));
-    size = ep__reaper_outbox_entry__pack (&entry, packed);
-    s_kv (reapkeys_outbox ("/ep/", 3, 40, 7, key, sizeof key), packed, size);
-    s_kv ("/ep/reaper/00003/s/bad", (uint8_t *) strdup ("junk"), 4);
+    s_outbox_and_junk ();
     s_session ("s1", EP__SESSION_STATE__ACTIVE, NULL);
     s_session ("s2", EP__SESSION_STATE__ACTIVE, NULL);
 
