@@ -384,9 +384,11 @@ Test (watchdog_identity, a_self_issued_certificate_is_renewed_and_peers_join_aft
     ep_proc_destroy (&s_b);
     s_b = s_watchdog ("b3", NULL);
     cr_assert_geq (ep_ctrl_await (s_log, "watchdog-a3", "watchdog-b3", true, mark, 15000), 0,
-                   "b did not take a's renewed certificate: %s", ep_proc_log (s_b));
+                   "b did not take a's renewed certificate: a: %s\nb: %s", ep_proc_log (s_a),
+                   ep_proc_log (s_b));
     cr_assert_geq (ep_ctrl_await (s_log, "watchdog-b3", "watchdog-a3", true, mark, 15000), 0,
-                   "a's listener did not present a renewed certificate: %s", ep_proc_log (s_a));
+                   "a's listener did not present a renewed certificate: a: %s\nb: %s",
+                   ep_proc_log (s_a), ep_proc_log (s_b));
     X509_free (first);
     X509_free (second);
 }

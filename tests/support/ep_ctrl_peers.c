@@ -44,10 +44,11 @@ ep_ctrl_watchdog_start (ep_stack_t *stack, const char *instance, const char *con
 {
     char id [64];
     snprintf (id, sizeof id, "--instance-id=%s", instance);
+    //  At debug, a failure's log shows every dial and why it failed.
     const char *args [24] = { "--channel-listen", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:*",
                               "--http-listen", "127.0.0.1:0", "--heartbeat=200ms",
-                              "--heartbeat-timeout=2s", id };
-    size_t count = 9;
+                              "--heartbeat-timeout=2s", "--log-level=debug", id };
+    size_t count = 10;
     for (size_t i = 0; extra && extra [i]; i++) {
         cr_assert_lt (count, EP_COUNT (args) - 1, "too many flags for watchdog %s", instance);
         args [count++] = extra [i];
