@@ -21,6 +21,7 @@
         terminators_bench [--routers 10000] [--services 10] [--delete 1000] [--json]
 */
 #include "ep_test.h"
+#include "bench_model.h"
 #include "bench_util.h"
 #include "ep_codec.h"
 #include "ep_keys.h"
@@ -35,7 +36,6 @@
 
 #define DEALERS     8           //  connections the creates share (as several watchdogs would)
 #define WINDOW      2000        //  creates in flight per connection
-#define TXN_WRITES  500         //  model writes per transaction
 
 static int s_routers = 10000, s_services = 10, s_delete = 1000;
 static bool s_json;
@@ -83,82 +83,25 @@ s_seconds (int64_t from_us)
 //  ---------------------------------------------------------------------
 //  The model
 
+//  Commits the writes as one transaction; dies if it fails.
 static uint64_t
 s_model_txn (Ep__ModelWrite **writes, size_t n)
 {
-    Ep__ModelTxn txn = EP__MODEL_TXN__INIT;
-    txn.n_writes = n;
-    txn.writes = writes;
-    char id [33], err [256];
-    ep_rpc_new_id (id);
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.request_id = id;
-    request.op_case = EP__MODEL_REQUEST__OP_TXN;
-    request.txn = &txn;
-    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (s_modelc, &request.base, id,
-                                                                   &ep__model_reply__descriptor,
-                                                                   30000, 3, err, sizeof err);
-    if (!reply)
+    uint64_t revision = 0;
+    char err [256];
+    if (bench_model_txn (s_modelc, writes, n, &revision, err, sizeof err))
         s_die ("model: %s", err);
-    if (reply->status && reply->status->code != EP__STATUS__CODE__OK)
-        s_die ("model: %s", reply->status->message);
-    uint64_t revision = reply->revision;
-    ep__model_reply__free_unpacked (reply, NULL);
     return revision;
 }
 
+//  S services and R routers each hosting all of them.
 static uint64_t
 s_populate (void)
 {
-    char names [64][16];
-    Ep__Service services [64];
-    Ep__Entity service_entities [64];
-    Ep__ModelWrite service_writes [64];
-    Ep__ModelWrite *list [TXN_WRITES];
-    for (int s = 0; s < s_services; s++) {
-        snprintf (names [s], sizeof names [s], "svc%d", s);
-        ep__service__init (&services [s]);
-        services [s].id = names [s];
-        ep__entity__init (&service_entities [s]);
-        service_entities [s].kind_case = EP__ENTITY__KIND_SERVICE;
-        service_entities [s].service = &services [s];
-        ep__model_write__init (&service_writes [s]);
-        service_writes [s].has_op = true;
-        service_writes [s].op = EP__MODEL_WRITE__OP__CREATE;
-        service_writes [s].entity = &service_entities [s];
-        list [s] = &service_writes [s];
-    }
-    uint64_t revision = s_model_txn (list, (size_t) s_services);
-    Ep__HostedService hosted [64];
-    Ep__HostedService *hosted_list [64];
-    for (int s = 0; s < s_services; s++) {
-        ep__hosted_service__init (&hosted [s]);
-        hosted [s].service_id = names [s];
-        hosted_list [s] = &hosted [s];
-    }
-    static Ep__Router routers [TXN_WRITES];
-    static Ep__Entity entities [TXN_WRITES];
-    static Ep__ModelWrite writes [TXN_WRITES];
-    static char ids [TXN_WRITES][16];
-    for (int first = 0; first < s_routers; first += TXN_WRITES) {
-        size_t n = 0;
-        for (int r = first; r < s_routers && r < first + TXN_WRITES; r++, n++) {
-            snprintf (ids [n], sizeof ids [n], "r%d", r);
-            ep__router__init (&routers [n]);
-            routers [n].id = ids [n];
-            routers [n].n_hosted = (size_t) s_services;
-            routers [n].hosted = hosted_list;
-            ep__entity__init (&entities [n]);
-            entities [n].kind_case = EP__ENTITY__KIND_ROUTER;
-            entities [n].router = &routers [n];
-            ep__model_write__init (&writes [n]);
-            writes [n].has_op = true;
-            writes [n].op = EP__MODEL_WRITE__OP__CREATE;
-            writes [n].entity = &entities [n];
-            list [n] = &writes [n];
-        }
-        revision = s_model_txn (list, n);
-    }
+    uint64_t revision = 0;
+    char err [256];
+    if (bench_model_fleet (s_modelc, "r", s_routers, s_services, &revision, err, sizeof err))
+        s_die ("model: %s", err);
     return revision;
 }
 
@@ -373,7 +316,7 @@ main (int argc, char **argv)
             return 2;
         }
     }
-    if (s_routers < 1 || s_services < 1 || s_services > 64 || s_delete < 0 || s_delete > s_routers) {
+    if (s_routers < 1 || s_services < 1 || s_services > BENCH_MODEL_SERVICES || s_delete < 0 || s_delete > s_routers) {
         fprintf (stderr, "terminators_bench: need routers >= 1, 1 <= services <= 64, 0 <= delete <= routers\n");
         return 2;
     }

@@ -43,6 +43,7 @@
     Prints one JSON object on stdout; progress goes to stderr.
 */
 #include "ep_test.h"
+#include "bench_model.h"
 #include "bench_util.h"
 #include "bench_stack.h"
 #include "ep_codec.h"
@@ -64,7 +65,6 @@
 
 #define INSTANCES   3           //  terminators instances
 #define WINDOW      4000        //  creates in flight, all instances together
-#define TXN_WRITES  500         //  model writes per transaction
 #define MAX_TXN_OPS 1024        //  etcd's --max-txn-ops and the instances' EDGEPLANE_ETCD_MAX_TXN_OPS
 #define KILLS_MAX   50          //  --kills at most
 #define PREFIX      "/bench/"   //  the instances' EDGEPLANE_ETCD_PREFIX
@@ -318,80 +318,14 @@ s_raw_txns (int total, int batch, size_t record_bytes, size_t outbox_bytes)
 //  ---------------------------------------------------------------------
 //  The model
 
-static uint64_t
-s_model_txn (Ep__ModelWrite **writes, size_t n)
-{
-    Ep__ModelTxn txn = EP__MODEL_TXN__INIT;
-    txn.n_writes = n;
-    txn.writes = writes;
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.op_case = EP__MODEL_REQUEST__OP_TXN;
-    request.txn = &txn;
-    char err [256];
-    Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_call (s_modelc, &request, &ep__model_reply__descriptor,
-                                                            30000, 3, err, sizeof err);
-    if (!reply)
-        s_die ("model: %s", err);
-    if (reply->status && reply->status->code != EP__STATUS__CODE__OK)
-        s_die ("model: %s", reply->status->message);
-    uint64_t revision = reply->revision;
-    ep__model_reply__free_unpacked (reply, NULL);
-    return revision;
-}
-
 //  S services and R routers each hosting all of them.
 static uint64_t
 s_populate (void)
 {
-    char names [64][16];
-    Ep__Service services [64];
-    Ep__Entity service_entities [64];
-    Ep__ModelWrite service_writes [64];
-    static Ep__ModelWrite *list [TXN_WRITES];
-    for (int s = 0; s < s_services; s++) {
-        snprintf (names [s], sizeof names [s], "svc%d", s);
-        ep__service__init (&services [s]);
-        services [s].id = names [s];
-        ep__entity__init (&service_entities [s]);
-        service_entities [s].kind_case = EP__ENTITY__KIND_SERVICE;
-        service_entities [s].service = &services [s];
-        ep__model_write__init (&service_writes [s]);
-        service_writes [s].has_op = true;
-        service_writes [s].op = EP__MODEL_WRITE__OP__CREATE;
-        service_writes [s].entity = &service_entities [s];
-        list [s] = &service_writes [s];
-    }
-    uint64_t revision = s_model_txn (list, (size_t) s_services);
-    Ep__HostedService hosted [64];
-    Ep__HostedService *hosted_list [64];
-    for (int s = 0; s < s_services; s++) {
-        ep__hosted_service__init (&hosted [s]);
-        hosted [s].service_id = names [s];
-        hosted_list [s] = &hosted [s];
-    }
-    static Ep__Router routers [TXN_WRITES];
-    static Ep__Entity entities [TXN_WRITES];
-    static Ep__ModelWrite writes [TXN_WRITES];
-    static char ids [TXN_WRITES][16];
-    for (int first = 0; first < s_routers; first += TXN_WRITES) {
-        size_t n = 0;
-        for (int r = first; r < s_routers && r < first + TXN_WRITES; r++, n++) {
-            snprintf (ids [n], sizeof ids [n], "r%d", r);
-            ep__router__init (&routers [n]);
-            routers [n].id = ids [n];
-            routers [n].n_hosted = (size_t) s_services;
-            routers [n].hosted = hosted_list;
-            ep__entity__init (&entities [n]);
-            entities [n].kind_case = EP__ENTITY__KIND_ROUTER;
-            entities [n].router = &routers [n];
-            ep__model_write__init (&writes [n]);
-            writes [n].has_op = true;
-            writes [n].op = EP__MODEL_WRITE__OP__CREATE;
-            writes [n].entity = &entities [n];
-            list [n] = &writes [n];
-        }
-        revision = s_model_txn (list, n);
-    }
+    uint64_t revision = 0;
+    char err [256];
+    if (bench_model_fleet (s_modelc, "r", s_routers, s_services, &revision, err, sizeof err))
+        s_die ("model: %s", err);
     return revision;
 }
 
@@ -781,7 +715,7 @@ main (int argc, char **argv)
         s_services = 10;
     if (s_kills < 0)
         s_kills = quick? 3: 10;
-    if (s_routers < 1 || s_services < 1 || s_services > 64 || s_kills > KILLS_MAX || s_shards < INSTANCES
+    if (s_routers < 1 || s_services < 1 || s_services > BENCH_MODEL_SERVICES || s_kills > KILLS_MAX || s_shards < INSTANCES
     ||  s_shards > EP_SHARD_MAX_COUNT || s_ttl_ms < 1000) {
         fprintf (stderr, "terminators_etcd_bench: need routers >= 1, 1 <= services <= 64, kills <= %d, "
                  "%d <= shards <= %d, lease TTL >= 1000 ms\n", KILLS_MAX, INSTANCES, EP_SHARD_MAX_COUNT);

@@ -41,6 +41,7 @@
 #include "ep_rpc_client.h"
 #include "ep_subscriber.h"
 #include "ep_test.h"
+#include "bench_model.h"
 #include "bench_util.h"
 #include "model.pb-c.h"
 #include <arpa/inet.h>
@@ -60,7 +61,6 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 
-#define TXN_SIZE        500         //  routers created per model transaction
 #define GRACE_MS        2000        //  stray grace of the strays run
 #define FIRST_SOURCE    0x7f000002  //  127.0.0.2: the first client source address
 
@@ -234,47 +234,10 @@ s_create_routers (s_world_t *world, const char *prefix, int count)
     zcert_t *cert = ep_keys_load (world->keys, "operator");
     char *key = ep_keys_public_txt (world->keys, "model");
     ep_rpc_client_t *client = ep_rpc_client_new (ep_proc_connect_endpoint (world->model, "api"), cert, key);
-    Ep__Router *routers = (Ep__Router *) calloc (TXN_SIZE, sizeof (Ep__Router));
-    Ep__Entity *entities = (Ep__Entity *) calloc (TXN_SIZE, sizeof (Ep__Entity));
-    Ep__ModelWrite *writes = (Ep__ModelWrite *) calloc (TXN_SIZE, sizeof (Ep__ModelWrite));
-    Ep__ModelWrite **list = (Ep__ModelWrite **) calloc (TXN_SIZE, sizeof (Ep__ModelWrite *));
-    char (*ids) [72] = calloc (TXN_SIZE, 72);
-    for (int done = 0; done < count; ) {
-        int batch = count - done < TXN_SIZE? count - done: TXN_SIZE;
-        for (int i = 0; i < batch; i++) {
-            snprintf (ids [i], 72, "%s%d", prefix, done + i);
-            ep__router__init (&routers [i]);
-            routers [i].id = ids [i];
-            ep__entity__init (&entities [i]);
-            entities [i].kind_case = EP__ENTITY__KIND_ROUTER;
-            entities [i].router = &routers [i];
-            ep__model_write__init (&writes [i]);
-            writes [i].has_op = true;
-            writes [i].op = EP__MODEL_WRITE__OP__CREATE;
-            writes [i].entity = &entities [i];
-            list [i] = &writes [i];
-        }
-        Ep__ModelTxn txn = EP__MODEL_TXN__INIT;
-        txn.n_writes = (size_t) batch;
-        txn.writes = list;
-        char id [33], err [512];
-        ep_rpc_new_id (id);
-        Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-        request.request_id = id;
-        request.op_case = EP__MODEL_REQUEST__OP_TXN;
-        request.txn = &txn;
-        Ep__ModelReply *reply = (Ep__ModelReply *) ep_rpc_client_call (
-            client, &request.base, id, &ep__model_reply__descriptor, 30000, 3, err, sizeof err);
-        if (!reply || !reply->status || reply->status->code != EP__STATUS__CODE__OK)
-            s_die (reply && reply->status && reply->status->message? reply->status->message: err);
-        ep__model_reply__free_unpacked (reply, NULL);
-        done += batch;
-    }
-    free (ids);
-    free (list);
-    free (writes);
-    free (entities);
-    free (routers);
+    uint64_t revision;
+    char err [512];
+    if (bench_model_fleet (client, prefix, count, 0, &revision, err, sizeof err))
+        s_die (err);
     ep_rpc_client_destroy (&client);
     free (key);
     zcert_destroy (&cert);
