@@ -34,9 +34,7 @@ static ep_stack_t *s_stack;     //  keys, bus, model, environment
 static const char *s_dir;       //  its data dir
 static const char *s_keys;      //  its keys dir
 static ep_proc_t *s_bus;        //  its bus
-static ep_auth_t *s_auth;       //  zauth for the stubs: callers' roles
-static ep_stub_t s_terminators;
-static ep_stub_t s_reaper;
+static ep_stubs_t s_stubs;      //  the terminators and the reaper, stubbed
 static ep_subscriber_t *s_events;       //  connect.* (the stack's)
 static zcert_t *s_sub_cert;     //  for our own subscribers
 
@@ -62,13 +60,7 @@ s_setup (void)
     s_dir = ep_stack_dir (s_stack);
     s_keys = ep_stack_keys (s_stack);
     s_bus = ep_stack_bus (s_stack);
-    s_auth = ep_auth_new (s_keys);
-    cr_assert_not_null (s_auth);
-    ep_stub_start (&s_terminators, s_keys, "terminators");
-    ep_stub_start (&s_reaper, s_keys, "reaper");
-    ep_stack_setenv (s_stack, "EDGEPLANE_TERMINATORS_API", "%s", s_terminators.endpoint);
-    ep_stack_setenv (s_stack, "EDGEPLANE_REAPER_API", "%s", s_reaper.endpoint);
-    ep_stack_setenv (s_stack, "EDGEPLANE_LOG_LEVEL", "debug");
+    ep_stubs_start (&s_stubs, s_stack);
     s_sub_cert = ep_keys_load (s_keys, "subscriber");
     s_events = ep_stack_subscribe (s_stack, "connect.");
     s_log = ep_eventlog_new (s_events);
@@ -90,9 +82,7 @@ s_teardown (void)
     ep_eventlog_destroy (&s_log);
     s_events = NULL;
     ep_stack_destroy (&s_stack);
-    ep_stub_stop (&s_terminators);
-    ep_stub_stop (&s_reaper);
-    ep_auth_destroy (&s_auth);
+    ep_stubs_stop (&s_stubs);
 }
 
 static ep_proc_t *
@@ -131,7 +121,7 @@ Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back
     frame.terminator_request = &request;
     ep_wdtest_send (router, &frame);
 
-    ep_rpc_call_t *call = ep_stub_next (&s_terminators, 5000);
+    ep_rpc_call_t *call = ep_stub_next (&s_stubs.terminators, 5000);
     cr_assert_not_null (call, "the terminators stub got nothing");
     const ep_caller_t *caller = ep_rpc_call_caller (call);
     cr_assert_str_eq (caller->role, "service");
@@ -158,7 +148,7 @@ Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back
     reply.terminators = made;
     zframe_t *packed = ep_codec_pack (&reply.base, EP_CODEC_DEFAULT_CAP, err, sizeof err);
     cr_assert_not_null (packed, "%s", err);
-    cr_assert_eq (ep_rpc_server_reply (s_terminators.rpc, &call, &packed, false), 0);
+    cr_assert_eq (ep_rpc_server_reply (s_stubs.terminators.rpc, &call, &packed, false), 0);
 
     Ep__Frame *back = ep_wdtest_expect_frame (router, EP__FRAME__BODY_TERMINATOR_REPLY, 5000);
     cr_assert_not_null (back, "no terminator reply for the router: %s", chan_client_close_reason (router));
@@ -183,7 +173,7 @@ Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back
     frame2.body_case = EP__FRAME__BODY_SESSION_REQUEST;
     frame2.session_request = &open;
     ep_wdtest_send (router, &frame2);
-    call = ep_stub_next (&s_reaper, 5000);
+    call = ep_stub_next (&s_stubs.reaper, 5000);
     cr_assert_not_null (call, "the reaper stub got nothing");
     cr_assert_str_eq (ep_rpc_call_caller (call)->role, "service");
     cr_assert_str_eq (ep_rpc_call_caller (call)->name, "watchdog");
@@ -196,7 +186,7 @@ Test (relay, terminator_and_session_requests_carry_the_routers_ids_and_come_back
     cr_assert_eq (opened->op_case, EP__SESSION_REQUEST__OP_OPEN);
     cr_assert_str_eq (opened->open->id, "s-1");
     ep__session_request__free_unpacked (opened, NULL);
-    cr_assert_eq (ep_rpc_server_fail (s_reaper.rpc, &call, EP__STATUS__CODE__CONFLICT, "already open"), 0);
+    cr_assert_eq (ep_rpc_server_fail (s_stubs.reaper.rpc, &call, EP__STATUS__CODE__CONFLICT, "already open"), 0);
     back = ep_wdtest_expect_frame (router, EP__FRAME__BODY_SESSION_REPLY, 5000);
     cr_assert_not_null (back, "no session reply for the router");
     cr_assert (back->has_id && back->id == 42);
@@ -256,10 +246,10 @@ Test (relay, every_router_request_gets_an_answer,
     //  Any id a router picks is relayed and answered, even one that looks
     //  like the watchdog's own ack ids did.
     s_session_get (router, "ack-1", 8);
-    ep_rpc_call_t *call = ep_stub_next (&s_reaper, 5000);
+    ep_rpc_call_t *call = ep_stub_next (&s_stubs.reaper, 5000);
     cr_assert_not_null (call, "the reaper stub got nothing");
     cr_assert_str_eq (ep_rpc_call_request_id (call), "r1:ack-1");
-    ep_rpc_server_fail (s_reaper.rpc, &call, EP__STATUS__CODE__NOT_FOUND, "no session s-1");
+    ep_rpc_server_fail (s_stubs.reaper.rpc, &call, EP__STATUS__CODE__NOT_FOUND, "no session s-1");
     back = ep_wdtest_expect_frame (router, EP__FRAME__BODY_SESSION_REPLY, 5000);
     cr_assert_not_null (back, "the reply to the router's request was kept from it");
     cr_assert_eq (back->id, 8);
@@ -353,7 +343,7 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
     ep__frame__free_unpacked (frame, NULL);
 
     s_ack (router, "cmd-close-1");
-    ep_rpc_call_t *call = ep_stub_next (&s_reaper, 5000);
+    ep_rpc_call_t *call = ep_stub_next (&s_stubs.reaper, 5000);
     cr_assert_not_null (call, "the ack did not reach the reaper");
     cr_assert_str_eq (ep_rpc_call_caller (call)->name, "watchdog");
     char err [256];
@@ -369,7 +359,7 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
     //  is the same request to the reaper.
     cr_assert_str_eq (ep_rpc_call_request_id (call), "r1/ack/cmd-close-1");
     ep__session_request__free_unpacked (request, NULL);
-    ep_rpc_server_fail (s_reaper.rpc, &call, EP__STATUS__CODE__OK, "acked");
+    ep_rpc_server_fail (s_stubs.reaper.rpc, &call, EP__STATUS__CODE__OK, "acked");
 
     //  From the terminators service: validate, acked to it.
     Ep__ValidateTerminators validate = EP__VALIDATE_TERMINATORS__INIT;
@@ -406,7 +396,7 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
     SSL_CTX_free (ctx2);
     ep__frame__free_unpacked (frame, NULL);
     s_ack (router, "cmd-validate-1");
-    call = ep_stub_next (&s_terminators, 5000);
+    call = ep_stub_next (&s_stubs.terminators, 5000);
     cr_assert_not_null (call, "the ack did not reach the terminators service");
     Ep__TerminatorRequest *tr = (Ep__TerminatorRequest *) ep_codec_unpack_frame (
         &ep__terminator_request__descriptor, ep_rpc_call_payload (call), EP_CODEC_DEFAULT_CAP, "test",
@@ -417,7 +407,7 @@ Test (relay, a_command_reaches_the_router_and_its_ack_the_commander,
     cr_assert_str_eq (tr->ack->command_id, "cmd-validate-1");
     cr_assert_str_eq (ep_rpc_call_request_id (call), "r1/ack/cmd-validate-1");
     ep__terminator_request__free_unpacked (tr, NULL);
-    ep_rpc_server_fail (s_terminators.rpc, &call, EP__STATUS__CODE__OK, "acked");
+    ep_rpc_server_fail (s_stubs.terminators.rpc, &call, EP__STATUS__CODE__OK, "acked");
 
     chan_client_destroy (&router);
     SSL_CTX_free (ctx);

@@ -28,9 +28,7 @@ static ep_stack_t *s_stack;     //  keys, bus, model, environment
 static const char *s_dir;       //  its data dir
 static const char *s_keys;      //  its keys dir
 static ep_proc_t *s_bus;        //  its bus
-static ep_auth_t *s_auth;       //  zauth for the stubs: callers' roles
-static ep_stub_t s_terminators;
-static ep_stub_t s_reaper;
+static ep_stubs_t s_stubs;      //  the terminators and the reaper, stubbed
 static ep_subscriber_t *s_events;       //  connect.* (the stack's)
 static zcert_t *s_sub_cert;     //  for our own subscribers
 
@@ -42,13 +40,7 @@ s_setup (void)
     s_dir = ep_stack_dir (s_stack);
     s_keys = ep_stack_keys (s_stack);
     s_bus = ep_stack_bus (s_stack);
-    s_auth = ep_auth_new (s_keys);
-    cr_assert_not_null (s_auth);
-    ep_stub_start (&s_terminators, s_keys, "terminators");
-    ep_stub_start (&s_reaper, s_keys, "reaper");
-    ep_stack_setenv (s_stack, "EDGEPLANE_TERMINATORS_API", "%s", s_terminators.endpoint);
-    ep_stack_setenv (s_stack, "EDGEPLANE_REAPER_API", "%s", s_reaper.endpoint);
-    ep_stack_setenv (s_stack, "EDGEPLANE_LOG_LEVEL", "debug");
+    ep_stubs_start (&s_stubs, s_stack);
     s_sub_cert = ep_keys_load (s_keys, "subscriber");
     s_events = ep_stack_subscribe (s_stack, "router.slice.");
 
@@ -68,9 +60,7 @@ s_teardown (void)
     zcert_destroy (&s_sub_cert);
     s_events = NULL;
     ep_stack_destroy (&s_stack);
-    ep_stub_stop (&s_terminators);
-    ep_stub_stop (&s_reaper);
-    ep_auth_destroy (&s_auth);
+    ep_stubs_stop (&s_stubs);
 }
 
 static ep_proc_t *

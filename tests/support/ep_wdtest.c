@@ -27,6 +27,26 @@ ep_stub_stop (ep_stub_t *stub)
     zstr_free (&stub->endpoint);
 }
 
+void
+ep_stubs_start (ep_stubs_t *self, ep_stack_t *stack)
+{
+    self->auth = ep_auth_new (ep_stack_keys (stack));
+    cr_assert_not_null (self->auth);
+    ep_stub_start (&self->terminators, ep_stack_keys (stack), "terminators");
+    ep_stub_start (&self->reaper, ep_stack_keys (stack), "reaper");
+    ep_stack_setenv (stack, "EDGEPLANE_TERMINATORS_API", "%s", self->terminators.endpoint);
+    ep_stack_setenv (stack, "EDGEPLANE_REAPER_API", "%s", self->reaper.endpoint);
+    ep_stack_setenv (stack, "EDGEPLANE_LOG_LEVEL", "debug");
+}
+
+void
+ep_stubs_stop (ep_stubs_t *self)
+{
+    ep_stub_stop (&self->terminators);
+    ep_stub_stop (&self->reaper);
+    ep_auth_destroy (&self->auth);
+}
+
 ep_rpc_call_t *
 ep_stub_next (ep_stub_t *stub, int timeout_ms)
 {

@@ -8,6 +8,8 @@
 
 #include "ep_test.h"
 #include "ep_rpc_server.h"
+#include "ep_auth.h"
+#include "ep_stack.h"
 #include "chan_client.h"
 #include <openssl/ssl.h>
 
@@ -25,6 +27,24 @@ void
 
 void
     ep_stub_stop (ep_stub_t *stub);
+
+//  The services a watchdog relays to, as stubs, and zauth for their
+//  callers' roles.
+typedef struct {
+    ep_auth_t *auth;            //  zauth: the callers' roles
+    ep_stub_t terminators;      //  "terminators"
+    ep_stub_t reaper;           //  "reaper"
+} ep_stubs_t;
+
+//  Starts both stubs with the stack's keys and points the stack's
+//  environment (EDGEPLANE_TERMINATORS_API, _REAPER_API) at them; the
+//  watchdogs it starts log at debug (a failure's log shows the relay).
+void
+    ep_stubs_start (ep_stubs_t *self, ep_stack_t *stack);
+
+//  Stops both stubs and zauth (after the stack's processes are gone).
+void
+    ep_stubs_stop (ep_stubs_t *self);
 
 //  The next request the stub receives within timeout_ms, or NULL.
 ep_rpc_call_t *
