@@ -175,19 +175,33 @@ s_call_name (s_call_t call)
     return call == CALL_SNAPSHOT? "snapshot": call == CALL_CHANGES? "changes": "status";
 }
 
-//  Sends request as call without waiting; a failure to send is recorded.
+//  Sends call, its request's body (a snapshot, changes or status
+//  request) in body, without waiting; a failure to send is recorded.
 static void
-s_call (ep_follower_t *self, Ep__ModelRequest *request, s_call_t call)
+s_call (ep_follower_t *self, s_call_t call, ProtobufCMessage *body)
 {
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    if (call == CALL_SNAPSHOT) {
+        request.op_case = EP__MODEL_REQUEST__OP_SNAPSHOT;
+        request.snapshot = (Ep__SnapshotRequest *) body;
+    }
+    else
+    if (call == CALL_CHANGES) {
+        request.op_case = EP__MODEL_REQUEST__OP_CHANGES;
+        request.changes = (Ep__ChangesRequest *) body;
+    }
+    else {
+        request.op_case = EP__MODEL_REQUEST__OP_STATUS;
+        request.status = (Ep__StatusRequest *) body;
+    }
     char id [33];
     ep_rpc_new_id (id);
-    request->request_id = id;
+    request.request_id = id;
     char err [256];
-    if (ep_rpc_client_send (self->client, &request->base, id, self->rpc_timeout_ms, err, sizeof err) == 0)
+    if (ep_rpc_client_send (self->client, &request.base, id, self->rpc_timeout_ms, err, sizeof err) == 0)
         self->call = call;
     else
         s_fail (self, "%s: %s", s_call_name (call), err);
-    request->request_id = NULL;
 }
 
 static Ep__Status__Code
@@ -200,6 +214,19 @@ static const char *
 s_message (const Ep__ModelReply *reply)
 {
     return reply->status && reply->status->message? reply->status->message: "";
+}
+
+//  Why reply cannot be taken: it is not OK (its message: e.g. a page
+//  token expired), or lacks the generation and revision every reply
+//  carries. NULL if it can.
+static const char *
+s_reply_problem (const Ep__ModelReply *reply)
+{
+    if (s_code (reply) != EP__STATUS__CODE__OK)
+        return s_message (reply);
+    if (!reply->generation || !reply->has_revision)
+        return "reply without generation or revision";
+    return NULL;
 }
 
 //  ---------------------------------------------------------------------
@@ -315,11 +342,8 @@ s_snapshot_ask (ep_follower_t *self)
     snapshot.page_token = self->page_token;
     snapshot.has_page_size = self->page_size > 0;
     snapshot.page_size = self->page_size;
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.op_case = EP__MODEL_REQUEST__OP_SNAPSHOT;
-    request.snapshot = &snapshot;
     self->call_first = first;
-    s_call (self, &request, CALL_SNAPSHOT);
+    s_call (self, CALL_SNAPSHOT, &snapshot.base);
 }
 
 //  A snapshot page came (taken over). Without one (no reply), the same page
@@ -328,17 +352,11 @@ static void
 s_snapshot_reply (ep_follower_t *self, Ep__ModelReply *reply)
 {
     bool first = self->call_first;
-    const char *problem = NULL;
-    if (s_code (reply) != EP__STATUS__CODE__OK)
-        problem = s_message (reply);            //  e.g. the page token expired
-    else
-    if (!reply->generation || !reply->has_revision)
-        problem = "reply without generation or revision";
-    else
-    if (!first && (reply->revision != ep_model_view_revision (self->staging)
-               ||  strcmp (reply->generation, ep_model_view_generation (self->staging)) != 0))
+    const char *problem = s_reply_problem (reply);
+    if (!problem && !first && (reply->revision != ep_model_view_revision (self->staging)
+                           ||  strcmp (reply->generation, ep_model_view_generation (self->staging)) != 0))
         problem = "page not pinned to the snapshot's revision";
-    else {
+    if (!problem) {
         if (first) {
             self->staging = ep_model_view_new ();
             ep_model_view_reset (self->staging, reply->generation, reply->revision);
@@ -381,10 +399,7 @@ s_catchup_ask (ep_follower_t *self)
     Ep__ChangesRequest changes = EP__CHANGES_REQUEST__INIT;
     changes.has_since_revision = true;
     changes.since_revision = self->call_since;
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.op_case = EP__MODEL_REQUEST__OP_CHANGES;
-    request.changes = &changes;
-    s_call (self, &request, CALL_CHANGES);
+    s_call (self, CALL_CHANGES, &changes.base);
 }
 
 //  A batch of changes came (taken over). Without one (no reply), still
@@ -398,9 +413,9 @@ s_catchup_reply (ep_follower_t *self, Ep__ModelReply *reply)
         ep__model_reply__free_unpacked (reply, NULL);
         return;
     }
-    if (s_code (reply) != EP__STATUS__CODE__OK || !reply->generation || !reply->has_revision) {
-        s_fail (self, "changes: %s", s_code (reply) != EP__STATUS__CODE__OK?
-                s_message (reply): "reply without generation or revision");
+    const char *problem = s_reply_problem (reply);
+    if (problem) {
+        s_fail (self, "changes: %s", problem);
         ep__model_reply__free_unpacked (reply, NULL);
         return;
     }
@@ -441,18 +456,15 @@ static void
 s_status_ask (ep_follower_t *self)
 {
     Ep__StatusRequest status = EP__STATUS_REQUEST__INIT;
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.op_case = EP__MODEL_REQUEST__OP_STATUS;
-    request.status = &status;
-    s_call (self, &request, CALL_STATUS);
+    s_call (self, CALL_STATUS, &status.base);
 }
 
 static void
 s_status_reply (ep_follower_t *self, Ep__ModelReply *reply)
 {
-    if (s_code (reply) != EP__STATUS__CODE__OK || !reply->generation || !reply->has_revision)
-        s_fail (self, "status: %s", s_code (reply) != EP__STATUS__CODE__OK?
-                s_message (reply): "reply without generation or revision");
+    const char *problem = s_reply_problem (reply);
+    if (problem)
+        s_fail (self, "status: %s", problem);
     else {
         free (self->status_generation);
         self->status_generation = strdup (reply->generation);

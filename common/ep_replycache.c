@@ -179,20 +179,34 @@ s_newest (ep_store_t *store, int64_t *seq)
     return rc < 0? -1: 0;
 }
 
+//  The statement sql over the rows, and where the rows kept end: a row at
+//  seq *over or before is more than max_entries behind the newest, one
+//  stored at *expired or before is older than the ttl. NULL if the store
+//  failed.
+static sqlite3_stmt *
+s_rows (ep_replycache_t *self, ep_store_t *store, const char *sql, int64_t now_wall_ms,
+        int64_t *over, int64_t *expired)
+{
+    int64_t newest;
+    if (s_newest (store, &newest))
+        return NULL;
+    *over = newest - (int64_t) self->max_entries;
+    *expired = now_wall_ms - self->ttl_ms;
+    return ep_store_stmt (store, sql);
+}
+
 int
 ep_replycache_load (ep_replycache_t *self, ep_store_t *store,
                     int64_t now_wall_ms, int64_t now_ms)
 {
-    int64_t newest;
-    if (s_newest (store, &newest))
-        return -1;
-    sqlite3_stmt *stmt = ep_store_stmt (store,
+    int64_t over, expired;
+    sqlite3_stmt *stmt = s_rows (self, store,
         "SELECT stored_ms, caller, request_id, digest, reply FROM replies"
-        " WHERE seq > ?1 AND stored_ms > ?2 ORDER BY seq");
+        " WHERE seq > ?1 AND stored_ms > ?2 ORDER BY seq", now_wall_ms, &over, &expired);
     if (!stmt)
         return -1;
-    sqlite3_bind_int64 (stmt, 1, newest - (int64_t) self->max_entries);
-    sqlite3_bind_int64 (stmt, 2, now_wall_ms - self->ttl_ms);
+    sqlite3_bind_int64 (stmt, 1, over);
+    sqlite3_bind_int64 (stmt, 2, expired);
     int loaded = 0, rc;
     while ((rc = ep_store_step (store, stmt)) == 1) {
         if (sqlite3_column_bytes (stmt, 3) != DIGEST_SIZE)
@@ -218,18 +232,14 @@ int
 ep_replycache_prune (ep_replycache_t *self, ep_store_t *store,
                      int64_t now_wall_ms, size_t limit)
 {
-    int64_t newest;
-    if (s_newest (store, &newest))
-        return -1;
     //  The rows to drop are a prefix in seq order, as in memory: find where
     //  it ends (reading at most limit rows), then delete it in one range.
-    sqlite3_stmt *stmt = ep_store_stmt (store,
-        "SELECT seq, stored_ms FROM replies ORDER BY seq LIMIT ?1");
+    int64_t over, expired;
+    sqlite3_stmt *stmt = s_rows (self, store, "SELECT seq, stored_ms FROM replies ORDER BY seq LIMIT ?1",
+                                 now_wall_ms, &over, &expired);
     if (!stmt)
         return -1;
     sqlite3_bind_int64 (stmt, 1, limit? (int64_t) limit: -1);
-    int64_t over = newest - (int64_t) self->max_entries;
-    int64_t expired = now_wall_ms - self->ttl_ms;
     int64_t last = 0;
     int count = 0, rc;
     while ((rc = ep_store_step (store, stmt)) == 1) {

@@ -4,6 +4,7 @@
     themselves. */
 #include "termcore.h"
 #include "ep_log.h"
+#include <stdarg.h>
 
 #define COMMAND_TTL_MS  30000       //  a command's deadline
 
@@ -78,10 +79,20 @@ termcore_facts (terminators_t *self, const termrec_t *record)
 //  ---------------------------------------------------------------------
 //  Events and commands
 
-//  Stages output for event (packed into the outbox when keep).
+//  Stages output for event on the topic format says (packed into the
+//  outbox when keep).
 static void
-s_output (terminators_t *self, const char *topic, Ep__Event *event, bool keep)
+s_output (terminators_t *self, Ep__Event *event, bool keep, const char *format, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+static void
+s_output (terminators_t *self, Ep__Event *event, bool keep, const char *format, ...)
 {
+    char topic [128];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (topic, sizeof topic, format, args);
+    va_end (args);
     size_t size = ep__event__get_packed_size (event);
     uint8_t *bytes = (uint8_t *) malloc (size + 1);
     ep__event__pack (event, bytes);
@@ -129,9 +140,7 @@ termcore_event (terminators_t *self, const termrec_t *record, const char *type, 
     Ep__Event event = EP__EVENT__INIT;
     event.body_case = EP__EVENT__BODY_TERMINATOR;
     event.terminator = &body;
-    char topic [64];
-    snprintf (topic, sizeof topic, "terminator.%s", type);
-    s_output (self, topic, &event, true);
+    s_output (self, &event, true, "terminator.%s", type);
 }
 
 //  The events a step's transitions make, as OpenZiti's lifecycle shows
@@ -177,9 +186,7 @@ termcore_command (terminators_t *self, const char *router_id, int64_t now_ms)
     Ep__Event event = EP__EVENT__INIT;
     event.body_case = EP__EVENT__BODY_COMMAND;
     event.command = &command;
-    char topic [96];
-    snprintf (topic, sizeof topic, "cmd.%s.", router_id);
-    s_output (self, topic, &event, false);
+    s_output (self, &event, false, "cmd.%s.", router_id);
 }
 
 //  ---------------------------------------------------------------------

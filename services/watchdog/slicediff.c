@@ -83,6 +83,40 @@ slicediff_full (const Ep__Router *router, slicediff_service_fn *lookup, void *ar
     }
 }
 
+void
+slicediff_push (const Ep__Router *before, const Ep__Router *after, slicediff_service_fn *lookup, void *arg,
+                uint64_t revision, Ep__ModelSlice *slice)
+{
+    slice->has_revision = slice->has_full = true;
+    slice->revision = revision;
+    slice->full = false;
+    slice->router = (Ep__Router *) after;
+    slice->hosted = (Ep__HostedService **) zmalloc ((after->n_hosted + 1) * sizeof (Ep__HostedService *));
+    slice->services = (Ep__Service **) zmalloc ((after->n_hosted + 1) * sizeof (Ep__Service *));
+    slice->removed = (char **) zmalloc ((before->n_hosted + 1) * sizeof (char *));
+    for (size_t i = 0; i < after->n_hosted; i++) {
+        bool same = false, known = false;
+        for (size_t j = 0; j < before->n_hosted; j++)
+            if (streq (before->hosted [j]->service_id, after->hosted [i]->service_id)) {
+                known = true;
+                same = before->hosted [j]->cost == after->hosted [i]->cost
+                    && before->hosted [j]->precedence == after->hosted [i]->precedence;
+            }
+        if (!same)
+            slice->hosted [slice->n_hosted++] = after->hosted [i];
+        const Ep__Service *service = known || !lookup? NULL: lookup (arg, after->hosted [i]->service_id);
+        if (service)
+            slice->services [slice->n_services++] = (Ep__Service *) service;
+    }
+    for (size_t j = 0; j < before->n_hosted; j++) {
+        bool kept = false;
+        for (size_t i = 0; i < after->n_hosted; i++)
+            kept |= streq (before->hosted [j]->service_id, after->hosted [i]->service_id);
+        if (!kept)
+            slice->removed [slice->n_removed++] = before->hosted [j]->service_id;
+    }
+}
+
 //  What the changes after from did to router_id's slice: whether they
 //  touched its entity, services added to and removed from its hosted list,
 //  services changed.

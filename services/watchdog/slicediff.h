@@ -47,6 +47,15 @@ void
     slicediff_full (const Ep__Router *router, slicediff_service_fn *lookup, void *arg,
                     uint64_t revision, const char *reason, Ep__ModelSlice *slice);
 
+//  Fills slice with a router's own change from before to after, pushed
+//  as it happens (not full, at revision): the router entity (after), the
+//  services added to its hosted list or hosted at another cost or
+//  precedence (hosted), the settings of those newly hosted (services,
+//  looked up), and the services no longer hosted (removed).
+void
+    slicediff_push (const Ep__Router *before, const Ep__Router *after, slicediff_service_fn *lookup, void *arg,
+                    uint64_t revision, Ep__ModelSlice *slice);
+
 //  Fills slice with the difference for router_id (its current entity
 //  router, NULL if deleted) between revision from and the list's last
 //  revision: the router entity if a change touched it, the services added
@@ -58,7 +67,8 @@ int
                       uint64_t from, slicediff_service_fn *lookup, void *arg,
                       Ep__ModelSlice *slice);
 
-//  Frees what slicediff_full or slicediff_resume put in slice.
+//  Frees what slicediff_full, slicediff_push or slicediff_resume put in
+//  slice.
 void
     slicediff_slice_clear (Ep__ModelSlice *slice);
 

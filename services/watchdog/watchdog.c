@@ -195,41 +195,14 @@ static void
 s_send_slice (watchdog_t *self, s_peer_t *peer, const Ep__Router *before, const Ep__Router *after)
 {
     Ep__ModelSlice slice = EP__MODEL_SLICE__INIT;
-    slice.has_revision = slice.has_full = true;
-    slice.revision = ep_model_view_revision (self->view);
+    slicediff_push (before, after, resume_lookup_service, self->view, ep_model_view_revision (self->view),
+                    &slice);
     slice.generation = (char *) ep_model_view_generation (self->view);
-    slice.full = false;
-    slice.router = (Ep__Router *) after;
-    Ep__HostedService *hosted [after->n_hosted + 1];
-    Ep__Service *services [after->n_hosted + 1];
-    char *removed [before->n_hosted + 1];
-    for (size_t i = 0; i < after->n_hosted; i++) {
-        bool same = false, known = false;
-        for (size_t j = 0; j < before->n_hosted; j++)
-            if (streq (before->hosted [j]->service_id, after->hosted [i]->service_id)) {
-                known = true;
-                same = before->hosted [j]->cost == after->hosted [i]->cost
-                    && before->hosted [j]->precedence == after->hosted [i]->precedence;
-            }
-        if (!same)
-            hosted [slice.n_hosted++] = after->hosted [i];
-        const Ep__Service *service = known? NULL: resume_lookup_service (self->view, after->hosted [i]->service_id);
-        if (service)
-            services [slice.n_services++] = (Ep__Service *) service;
-    }
-    for (size_t j = 0; j < before->n_hosted; j++) {
-        bool kept = false;
-        for (size_t i = 0; i < after->n_hosted; i++)
-            kept |= streq (before->hosted [j]->service_id, after->hosted [i]->service_id);
-        if (!kept)
-            removed [slice.n_removed++] = before->hosted [j]->service_id;
-    }
-    if (peer->version < 2 && slice.n_hosted == 0 && slice.n_removed == 0)
-        return;                 //  nothing a protocol-1 router holds changed
-    slice.hosted = hosted;
-    slice.removed = removed;
-    slice.services = services;
-    s_slice_send (self, peer, &slice, "push");
+    //  A protocol-1 router holds only hosted and removed: if neither
+    //  changed, there is nothing to send it.
+    if (peer->version >= 2 || slice.n_hosted || slice.n_removed)
+        s_slice_send (self, peer, &slice, "push");
+    slicediff_slice_clear (&slice);
 }
 
 //  A service changed: protocol-2 routers joined here that host it get its

@@ -183,3 +183,42 @@ Test (slicediff, removals_merge_with_later_additions)
     slicediff_slice_clear (&slice);
     slicediff_destroy (&diff);
 }
+
+//  A router's own change as it is pushed: before r1 hosted s1 (cost 5)
+//  and s2; now s1 at cost 5, s3 and s4. Pushed: s3 and s4 (new, with
+//  their settings), not s1 (unchanged); s2 removed.
+Test (slicediff, push_holds_the_hosted_changes_of_one_router_change)
+{
+    s_model ();
+    Ep__HostedService h1_before, h2;
+    ep__hosted_service__init (&h1_before);
+    h1_before.service_id = "s1"; h1_before.has_cost = true; h1_before.cost = 5;
+    ep__hosted_service__init (&h2);
+    h2.service_id = "s2";
+    Ep__HostedService *hosted_before [] = { &h1_before, &h2 };
+    Ep__Router before = s_r1;
+    before.hosted = hosted_before;
+    before.n_hosted = 2;
+    Ep__ModelSlice slice = EP__MODEL_SLICE__INIT;
+    slicediff_push (&before, &s_r1, s_lookup, NULL, 120, &slice);
+    cr_assert (slice.has_full && !slice.full && slice.revision == 120);
+    cr_assert_eq (slice.router, &s_r1);
+    cr_assert_eq (slice.n_hosted, 2);
+    cr_assert_str_eq (slice.hosted [0]->service_id, "s3");
+    cr_assert_str_eq (slice.hosted [1]->service_id, "s4");
+    cr_assert_eq (slice.n_services, 2);
+    cr_assert_eq (slice.services [0], &s_services [3]);
+    cr_assert_eq (slice.services [1], &s_services [4]);
+    cr_assert_eq (slice.n_removed, 1);
+    cr_assert_str_eq (slice.removed [0], "s2");
+    //  A cost change alone is pushed, without the service's settings.
+    h1_before.cost = 4;
+    before.n_hosted = 1;
+    slicediff_slice_clear (&slice);
+    slicediff_push (&before, &s_r1, s_lookup, NULL, 121, &slice);
+    cr_assert_eq (slice.n_hosted, 3);
+    cr_assert_str_eq (slice.hosted [0]->service_id, "s1");
+    cr_assert_eq (slice.n_services, 2, "s1 was hosted before: its settings are known");
+    cr_assert_eq (slice.n_removed, 0);
+    slicediff_slice_clear (&slice);
+}

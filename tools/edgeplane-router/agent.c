@@ -7,10 +7,10 @@
     opens are idempotent on the router-chosen ids.
 */
 #include "agent.h"
-#include "ep_file.h"
 #include "ep_log.h"
 #include "ep_backoff.h"
 #include "chan_client.h"
+#include "termids.h"
 #include <errno.h>
 #include <sodium.h>
 
@@ -49,8 +49,8 @@ typedef struct {
 struct _agent_t {
     agent_config_t config;   //  copy (strings duplicated below)
     char *id;                   //  router id
+    char identity [80];         //  its sessions' identity id: "id-<router id>"
     char *controller;           //  host:port
-    char *state_dir;            //  terminator id file's directory, or NULL
     chan_client_t *client;   //  the connection, NULL while disconnected
     ep_backoff_t backoff;       //  reconnect delays
     int64_t next_connect_ms;    //  when to try again
@@ -60,7 +60,7 @@ struct _agent_t {
     zhashx_t *deleting;         //  service id -> s_hosted_t: deletes not yet answered OK
     zhashx_t *services;         //  service id -> s_service_t (protocol 2 slices carry them)
     char generation [65];       //  the model generation of its slice
-    zhashx_t *terminator_ids;   //  service id -> terminator id (persistent)
+    termids_t *termids;         //  service id -> terminator id (kept on disk)
     zhashx_t *sessions;         //  session id -> s_session_t
     zhashx_t *retries;          //  request id -> s_retry_t: refused as retriable, asked again
     zlistx_t *edges;            //  Ep__EdgeConnect * waiting to be reported
@@ -98,64 +98,6 @@ agent_acks (const agent_config_t *config, const char *session_id)
 }
 
 //  -------------------------------------------------------------------------
-//  Terminator ids on disk: "service_id terminator_id" per line.
-
-static char *
-s_ids_path (agent_t *self)
-{
-    return self->state_dir? zsys_sprintf ("%s/%s.terminators", self->state_dir, self->id): NULL;
-}
-
-static void
-s_ids_load (agent_t *self)
-{
-    char *path = s_ids_path (self);
-    FILE *file = path? fopen (path, "r"): NULL;
-    char service [65], terminator [33];
-    while (file && fscanf (file, "%64s %32s", service, terminator) == 2)
-        zhashx_update (self->terminator_ids, service, strdup (terminator));
-    if (file)
-        fclose (file);
-    free (path);
-}
-
-static void
-s_ids_save (agent_t *self)
-{
-    char *path = s_ids_path (self);
-    if (!path)
-        return;
-    char *text = NULL;
-    size_t size = 0;
-    FILE *file = open_memstream (&text, &size);
-    EP_ASSERT (file);
-    const char *id = (const char *) zhashx_first (self->terminator_ids);
-    for (; id; id = (const char *) zhashx_next (self->terminator_ids))
-        fprintf (file, "%s %s\n", (const char *) zhashx_cursor (self->terminator_ids), id);
-    fclose (file);
-    //  Whole or not at all: a router that restarts keeps its terminator ids.
-    char err [256];
-    if (ep_file_write (path, text, size, 0644, true, err, sizeof err) != 0)
-        ep_log_warn ("%s (terminator ids will be new after a restart)", err);
-    free (text);
-    free (path);
-}
-
-static const char *
-s_terminator_id (agent_t *self, const char *service_id)
-{
-    const char *id = (const char *) zhashx_lookup (self->terminator_ids, service_id);
-    if (!id) {
-        char fresh [33];
-        ep_random_hex (fresh, 16);
-        zhashx_update (self->terminator_ids, service_id, strdup (fresh));
-        s_ids_save (self);
-        id = (const char *) zhashx_lookup (self->terminator_ids, service_id);
-    }
-    return id;
-}
-
-//  -------------------------------------------------------------------------
 
 agent_t *
 agent_new (const agent_config_t *config)
@@ -165,8 +107,8 @@ agent_new (const agent_config_t *config)
     agent_t *self = (agent_t *) zmalloc (sizeof (agent_t));
     self->config = *config;
     self->id = strdup (config->id);
+    snprintf (self->identity, sizeof self->identity, "id-%s", self->id);
     self->controller = strdup (config->controller);
-    self->state_dir = config->state_dir? strdup (config->state_dir): NULL;
     if (self->config.heartbeat_ms <= 0)
         self->config.heartbeat_ms = 5000;
     if (self->config.backoff_base_ms <= 0)
@@ -182,8 +124,7 @@ agent_new (const agent_config_t *config)
     zhashx_set_destructor (self->hosted, (czmq_destructor *) zstr_free);
     self->deleting = zhashx_new ();
     zhashx_set_destructor (self->deleting, (czmq_destructor *) zstr_free);
-    self->terminator_ids = zhashx_new ();
-    zhashx_set_destructor (self->terminator_ids, (czmq_destructor *) zstr_free);
+    self->termids = termids_new (config->state_dir, self->id);
     self->sessions = zhashx_new ();
     zhashx_set_destructor (self->sessions, (czmq_destructor *) zstr_free);
     self->retries = zhashx_new ();
@@ -191,7 +132,6 @@ agent_new (const agent_config_t *config)
     self->edges = zlistx_new ();
     zlistx_set_destructor (self->edges, s_edge_destroy);
     self->next_connect_ms = ep_mono_ms ();
-    s_ids_load (self);
     return self;
 }
 
@@ -204,13 +144,12 @@ agent_destroy (agent_t **self_p)
         zhashx_destroy (&self->hosted);
         zhashx_destroy (&self->deleting);
         zhashx_destroy (&self->services);
-        zhashx_destroy (&self->terminator_ids);
+        termids_destroy (&self->termids);
         zhashx_destroy (&self->sessions);
         zhashx_destroy (&self->retries);
         zlistx_destroy (&self->edges);
         free (self->id);
         free (self->controller);
-        free (self->state_dir);
         free (self);
         *self_p = NULL;
     }
@@ -224,6 +163,30 @@ s_send (agent_t *self, Ep__Frame *frame)
     frame->has_id = true;
     frame->id = ++self->frame_id;
     return chan_client_send (self->client, frame, 2000);
+}
+
+//  Sends request as this router, under request_id.
+static void
+s_send_terminator_request (agent_t *self, char *request_id, Ep__TerminatorRequest *request)
+{
+    request->request_id = request_id;
+    request->router_id = self->id;          //  the watchdog sets it anyway
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.body_case = EP__FRAME__BODY_TERMINATOR_REQUEST;
+    frame.terminator_request = request;
+    s_send (self, &frame);
+}
+
+//  Sends request as this router, under request_id.
+static void
+s_send_session_request (agent_t *self, char *request_id, Ep__SessionRequest *request)
+{
+    request->request_id = request_id;
+    request->router_id = self->id;
+    Ep__Frame frame = EP__FRAME__INIT;
+    frame.body_case = EP__FRAME__BODY_SESSION_REQUEST;
+    frame.session_request = request;
+    s_send (self, &frame);
 }
 
 static void
@@ -261,12 +224,10 @@ s_terminator_request (agent_t *self, const char *service_id, s_hosted_t *hosted,
     snprintf (request_id, sizeof request_id, "t:%s", service_id);
     Ep__Terminator terminator = EP__TERMINATOR__INIT;
     Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
-    request.request_id = request_id;
-    request.router_id = self->id;           //  the watchdog sets it anyway
     request.has_model_revision = true;
     request.model_revision = self->stats.slice_revision;
     if (create) {
-        terminator.id = (char *) s_terminator_id (self, service_id);
+        terminator.id = (char *) termids_get (self->termids, service_id);
         terminator.service_id = (char *) service_id;
         terminator.router_id = self->id;
         terminator.has_cost = terminator.has_precedence = true;
@@ -279,12 +240,9 @@ s_terminator_request (agent_t *self, const char *service_id, s_hosted_t *hosted,
     else {
         snprintf (request_id, sizeof request_id, "d:%s", service_id);
         request.op_case = EP__TERMINATOR_REQUEST__OP_DELETE_ID;
-        request.delete_id = (char *) s_terminator_id (self, service_id);
+        request.delete_id = (char *) termids_get (self->termids, service_id);
     }
-    Ep__Frame frame = EP__FRAME__INIT;
-    frame.body_case = EP__FRAME__BODY_TERMINATOR_REQUEST;
-    frame.terminator_request = &request;
-    s_send (self, &frame);
+    s_send_terminator_request (self, request_id, &request);
 }
 
 //  Deletes the terminator of service_id, and keeps asking while the
@@ -431,12 +389,10 @@ s_session_open (agent_t *self, const char *session_id, s_session_t *session)
 {
     char request_id [96];
     snprintf (request_id, sizeof request_id, "s:%s", session_id);
-    char identity [80];
-    snprintf (identity, sizeof identity, "id-%s", self->id);
     Ep__Session body = EP__SESSION__INIT;
     body.id = (char *) session_id;
     body.router_id = self->id;
-    body.identity_id = identity;
+    body.identity_id = self->identity;
     body.service_id = session->service_id;
     body.has_type = true;
     body.type = EP__SESSION_TYPE__DIAL;
@@ -446,15 +402,10 @@ s_session_open (agent_t *self, const char *session_id, s_session_t *session)
     body.has_criticality = service != NULL;
     body.criticality = service? service->criticality: EP__CRITICALITY__CRITICALITY_NORMAL;
     Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
-    request.request_id = request_id;
-    request.router_id = self->id;
     request.op_case = EP__SESSION_REQUEST__OP_OPEN;
     request.open = &body;
-    Ep__Frame frame = EP__FRAME__INIT;
-    frame.body_case = EP__FRAME__BODY_SESSION_REQUEST;
-    frame.session_request = &request;
     session->sent_ms = ep_mono_ms ();
-    s_send (self, &frame);
+    s_send_session_request (self, request_id, &request);
 }
 
 static void
@@ -463,14 +414,9 @@ s_session_send_close (agent_t *self, const char *session_id)
     char request_id [96];
     snprintf (request_id, sizeof request_id, "c:%s", session_id);
     Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
-    request.request_id = request_id;
-    request.router_id = self->id;
     request.op_case = EP__SESSION_REQUEST__OP_CLOSE_ID;
     request.close_id = (char *) session_id;
-    Ep__Frame frame = EP__FRAME__INIT;
-    frame.body_case = EP__FRAME__BODY_SESSION_REQUEST;
-    frame.session_request = &request;
-    s_send (self, &frame);
+    s_send_session_request (self, request_id, &request);
 }
 
 //  Closes session_id: the reaper is told, and the session is gone here.
@@ -480,11 +426,10 @@ s_session_close (agent_t *self, const char *session_id)
     s_session_send_close (self, session_id);
     //  The close carries the address the open reported.
     s_session_t *session = (s_session_t *) zhashx_lookup (self->sessions, session_id);
-    char identity [80], source [48];
+    char source [48];
     snprintf (source, sizeof source, "%s", session && *session->src_addr? session->src_addr: "");
     zhashx_delete (self->sessions, session_id);
-    snprintf (identity, sizeof identity, "id-%s", self->id);
-    agent_report_edge (self, identity, source, false);
+    agent_report_edge (self, self->identity, source, false);
 }
 
 //  Opens sessions until it holds as many as configured.
@@ -510,12 +455,11 @@ s_sessions_fill (agent_t *self)
         zhashx_insert (self->sessions, id, session);
         s_session_open (self, id, session);
         //  A session is a client connecting to this router: report it.
-        char identity [80], source [48];
-        snprintf (identity, sizeof identity, "id-%s", self->id);
+        char source [48];
         snprintf (source, sizeof source, "198.51.100.%u:%u", 1 + randombytes_uniform (254),
                   1024 + randombytes_uniform (60000));
         snprintf (session->src_addr, sizeof session->src_addr, "%s", source);
-        agent_report_edge (self, identity, source, true);
+        agent_report_edge (self, self->identity, source, true);
     }
 }
 
@@ -549,14 +493,9 @@ s_heartbeat (agent_t *self)
         char request_id [48];
         snprintf (request_id, sizeof request_id, "h:%llu", (unsigned long long) self->frame_id + 1);
         Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
-        request.request_id = request_id;
-        request.router_id = self->id;
         request.op_case = EP__SESSION_REQUEST__OP_HEARTBEAT;
         request.heartbeat = &heartbeat;
-        Ep__Frame frame = EP__FRAME__INIT;
-        frame.body_case = EP__FRAME__BODY_SESSION_REQUEST;
-        frame.session_request = &request;
-        s_send (self, &frame);
+        s_send_session_request (self, request_id, &request);
     }
     free (list);
     free (entries);
@@ -645,7 +584,7 @@ s_command (agent_t *self, const Ep__Command *command)
             const char *service_id = (const char *) zhashx_cursor (self->hosted);
             Ep__Terminator *t = &terminators [n];
             ep__terminator__init (t);
-            t->id = (char *) s_terminator_id (self, service_id);
+            t->id = (char *) termids_get (self->termids, service_id);
             t->service_id = (char *) service_id;
             t->router_id = self->id;
             list [n++] = t;
@@ -656,14 +595,9 @@ s_command (agent_t *self, const Ep__Command *command)
         char request_id [80];
         snprintf (request_id, sizeof request_id, "v:%s", command->command_id? command->command_id: "");
         Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
-        request.request_id = request_id;
-        request.router_id = self->id;
         request.op_case = EP__TERMINATOR_REQUEST__OP_VALIDATE;
         request.validate = &validate;
-        Ep__Frame frame = EP__FRAME__INIT;
-        frame.body_case = EP__FRAME__BODY_TERMINATOR_REQUEST;
-        frame.terminator_request = &request;
-        s_send (self, &frame);
+        s_send_terminator_request (self, request_id, &request);
         s_ack (self, command->command_id, NULL, 0);
         free (list);
         free (terminators);
@@ -691,6 +625,18 @@ s_retry_answer (agent_t *self, const char *request_id, bool again)
     retry->due_ms = ep_mono_ms () + ep_backoff_next (&retry->backoff);
 }
 
+//  A create's or an open's answer: OK confirms its object, counted once
+//  in *count. True while the object is still unconfirmed.
+static bool
+s_unconfirmed (bool *confirmed, bool ok, size_t *count)
+{
+    if (ok && !*confirmed) {
+        *confirmed = true;
+        (*count)++;
+    }
+    return !*confirmed;
+}
+
 //  A reply: its request id says which object it confirms. A terminator
 //  create or delete, or a session open or close, refused as retriable
 //  (UNAVAILABLE: the instance asked does not own the router's shard, a
@@ -709,11 +655,7 @@ s_reply (agent_t *self, const char *request_id, const Ep__Status *status, bool r
     bool wanted;                //  the request still has a purpose here
     if (request_id [0] == 't') {
         s_hosted_t *hosted = (s_hosted_t *) zhashx_lookup (self->hosted, key);
-        if (hosted && ok && !hosted->confirmed) {
-            hosted->confirmed = true;
-            self->stats.terminators++;
-        }
-        wanted = hosted && !hosted->confirmed;
+        wanted = hosted && s_unconfirmed (&hosted->confirmed, ok, &self->stats.terminators);
     }
     else
     if (request_id [0] == 'd') {
@@ -724,11 +666,7 @@ s_reply (agent_t *self, const char *request_id, const Ep__Status *status, bool r
     else
     if (request_id [0] == 's') {
         s_session_t *session = (s_session_t *) zhashx_lookup (self->sessions, key);
-        if (session && ok && !session->confirmed) {
-            session->confirmed = true;
-            self->stats.sessions++;
-        }
-        wanted = session && !session->confirmed;
+        wanted = session && s_unconfirmed (&session->confirmed, ok, &self->stats.sessions);
     }
     else
     if (request_id [0] == 'c')

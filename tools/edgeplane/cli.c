@@ -65,6 +65,27 @@ cli_cert_load (const char *command, const char *keys_dir, const char *path, cons
 }
 
 int
+cli_bus_certs (const char *command, const char *keys_dir, const char *cert_path, const char *bus_key_path,
+               zcert_t **cert_p, zcert_t **bus_p)
+{
+    *cert_p = cli_cert_load (command, keys_dir, cert_path, "subscriber.cert_secret", "the certificate",
+                             "run `edgeplane pki init`, or pass --cert with one from `edgeplane pki issue-curve`");
+    *bus_p = *cert_p? cli_cert_load (command, keys_dir, bus_key_path, "bus.cert", "the bus public certificate",
+                                     "pass --bus-key (bus.cert from `edgeplane pki issue-curve`)"): NULL;
+    return *bus_p? 0: -1;
+}
+
+ep_subscriber_t *
+cli_bus_subscriber (const char *command, const char *bus_sub, zcert_t *cert, zcert_t *bus)
+{
+    ep_subscriber_t *sub = ep_subscriber_new (bus_sub, cert, zcert_public_txt (bus), 4u * 1024u * 1024u,
+                                              NULL, NULL);
+    if (!sub)
+        cli_fail (command, "invalid bus address %s (EDGEPLANE_BUS_SUB)", bus_sub);
+    return sub;
+}
+
+int
 cli_no_subcommand (const char *command, int argc, char **argv, const char *expected,
                    void (*usage) (const void *arg), const void *arg)
 {

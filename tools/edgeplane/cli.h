@@ -10,6 +10,7 @@
 
 #include "ep_prelude.h"
 #include "ep_config.h"
+#include "ep_subscriber.h"
 #include <jansson.h>
 
 //  Exit codes: 0 success, 1 failure, 2 bad usage (as ep_config).
@@ -79,6 +80,21 @@ int
 zcert_t *
     cli_cert_load (const char *command, const char *keys_dir, const char *path, const char *name,
                    const char *what, const char *hint);
+
+//  The certificates a bus listener needs: ours (cert_path, or
+//  <keys_dir>/curve/subscriber.cert_secret) and the bus public one
+//  (bus_key_path, or <keys_dir>/curve/bus.cert). Returns 0, or -1 after
+//  saying which could not be read (its --cert or --bus-key is the hint);
+//  what was read is in *cert_p and *bus_p either way, for the caller to
+//  destroy.
+int
+    cli_bus_certs (const char *command, const char *keys_dir, const char *cert_path, const char *bus_key_path,
+                   zcert_t **cert_p, zcert_t **bus_p);
+
+//  A subscriber to the bus at bus_sub (EDGEPLANE_BUS_SUB) with those
+//  certificates, or NULL after saying the address is invalid.
+ep_subscriber_t *
+    cli_bus_subscriber (const char *command, const char *bus_sub, zcert_t *cert, zcert_t *bus);
 
 //  Prints value as indented JSON on stdout and takes it (json_decref).
 void

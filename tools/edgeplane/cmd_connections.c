@@ -241,12 +241,8 @@ cli_connections (int argc, char **argv)
                                      "List control-channel connections across every watchdog instance.",
                                      NULL, &common, opts, EP_COUNT (opts), argc, argv);
 
-    zcert_t *cert = cli_cert_load ("connections", common.keys_dir, cert_path, "subscriber.cert_secret",
-                                   "the certificate", "run `edgeplane pki init`, or pass --cert with one from "
-                                   "`edgeplane pki issue-curve`");
-    zcert_t *bus = cert? cli_cert_load ("connections", common.keys_dir, bus_key_path, "bus.cert",
-                                        "the bus public certificate",
-                                        "pass --bus-key (bus.cert from `edgeplane pki issue-curve`)"): NULL;
+    zcert_t *cert, *bus;
+    cli_bus_certs ("connections", common.keys_dir, cert_path, bus_key_path, &cert, &bus);
     zcert_t *watchdog = bus? cli_cert_load ("connections", common.keys_dir, watchdog_key_path, "watchdog.cert",
                                             "the watchdog public certificate", "pass --watchdog-key "
                                             "(watchdog.cert from `edgeplane pki issue-curve`)"): NULL;
@@ -254,10 +250,8 @@ cli_connections (int argc, char **argv)
     zhashx_set_destructor (instances, (czmq_destructor *) s_instance_destroy);
     ep_subscriber_t *sub = NULL;
     int rc = CLI_FAIL;
-    if (cert && bus && watchdog
-    &&  !(sub = ep_subscriber_new (common.bus_sub, cert, zcert_public_txt (bus), 4u * 1024u * 1024u,
-                                   NULL, NULL)))
-        cli_fail ("connections", "invalid bus address %s (EDGEPLANE_BUS_SUB)", common.bus_sub);
+    if (watchdog)
+        sub = cli_bus_subscriber ("connections", common.bus_sub, cert, bus);
     if (sub) {
         ep_subscriber_subscribe (sub, "presence.beacon");
         s_discover (sub, discover_ms, instances);

@@ -346,6 +346,30 @@ s_call (s_cmd_t *self, Ep__ModelRequest *request)
                                             &ep__model_reply__descriptor, self->tolerate_exists);
 }
 
+//  Sends one write; the reply as s_call returns it.
+static Ep__ModelReply *
+s_call_write (s_cmd_t *self, Ep__ModelWrite *write)
+{
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
+    request.write = write;
+    return s_call (self, &request);
+}
+
+//  Gets entity id of the command's kind; the reply as s_call returns it.
+static Ep__ModelReply *
+s_call_get (s_cmd_t *self, const char *id)
+{
+    Ep__ModelGet get = EP__MODEL_GET__INIT;
+    get.has_type = true;
+    get.type = self->kind->type;
+    get.id = (char *) id;
+    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
+    request.op_case = EP__MODEL_REQUEST__OP_GET;
+    request.get = &get;
+    return s_call (self, &request);
+}
+
 //  ---------------------------------------------------------------------
 //  Output
 
@@ -535,14 +559,22 @@ s_list_of (const s_kind_t *kind)
 }
 
 //  Prints one entity (create, get, update): an object, or a one-row table.
+//  Takes reply over; NULL (s_call said why) fails.
 static int
-s_print_one (s_cmd_t *self, const Ep__ModelReply *reply)
+s_print_one (s_cmd_t *self, Ep__ModelReply *reply)
 {
-    if (reply->n_entities < 1)
-        return cli_fail (self->command, "the model's reply holds no %s (a bug in the model service)",
-                         self->kind->word);
-    cli_list_print_one (s_list_of (self->kind), &reply->entities [0]->base, self->json);
-    return CLI_OK;
+    int rc = CLI_FAIL;
+    if (reply && reply->n_entities < 1)
+        rc = cli_fail (self->command, "the model's reply holds no %s (a bug in the model service)",
+                       self->kind->word);
+    else
+    if (reply) {
+        cli_list_print_one (s_list_of (self->kind), &reply->entities [0]->base, self->json);
+        rc = CLI_OK;
+    }
+    if (reply)
+        ep__model_reply__free_unpacked (reply, NULL);
+    return rc;
 }
 
 //  ---------------------------------------------------------------------
@@ -621,21 +653,6 @@ s_draft (s_cmd_t *self, const char *id, bool update, s_draft_t *draft)
     }
 }
 
-//  Sends one write; prints the entity it returns.
-static int
-s_write (s_cmd_t *self, Ep__ModelWrite *write)
-{
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-    request.write = write;
-    Ep__ModelReply *reply = s_call (self, &request);
-    if (!reply)
-        return CLI_FAIL;
-    int rc = s_print_one (self, reply);
-    ep__model_reply__free_unpacked (reply, NULL);
-    return rc;
-}
-
 //  Creates the entity id (or, with --exist-ok, finds it); returns the
 //  reply holding it, or NULL after saying why.
 static Ep__ModelReply *
@@ -647,21 +664,12 @@ s_create_one (s_cmd_t *self, const char *id)
     write.has_op = true;
     write.op = EP__MODEL_WRITE__OP__CREATE;
     write.entity = &draft.entity;
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-    request.write = &write;
     self->tolerate_exists = self->exist_ok && *id;
-    Ep__ModelReply *reply = s_call (self, &request);
+    Ep__ModelReply *reply = s_call_write (self, &write);
     self->tolerate_exists = false;
     if (reply && reply->status && reply->status->code == EP__STATUS__CODE__ALREADY_EXISTS) {
         ep__model_reply__free_unpacked (reply, NULL);
-        Ep__ModelGet get = EP__MODEL_GET__INIT;
-        get.has_type = true;
-        get.type = self->kind->type;
-        get.id = (char *) id;
-        request.op_case = EP__MODEL_REQUEST__OP_GET;
-        request.get = &get;
-        reply = s_call (self, &request);
+        reply = s_call_get (self, id);
     }
     if (reply && reply->n_entities < 1) {
         cli_fail (self->command, "the model's reply holds no %s (a bug in the model service)",
@@ -688,14 +696,8 @@ s_create (s_cmd_t *self, char **args)
         fprintf (stderr, "edgeplane %s: --prefix goes with --count N\n", self->command);
         return CLI_USAGE;
     }
-    if (!self->count) {
-        Ep__ModelReply *reply = s_create_one (self, args [0]? args [0]: "");
-        if (!reply)
-            return CLI_FAIL;
-        int rc = s_print_one (self, reply);
-        ep__model_reply__free_unpacked (reply, NULL);
-        return rc;
-    }
+    if (!self->count)
+        return s_print_one (self, s_create_one (self, args [0]? args [0]: ""));
     //  --count: one write per entity, so a second run with --exist-ok
     //  completes a batch that stopped half way.
     char *prefix = self->prefix? strdup (self->prefix): zsys_sprintf ("%s-", self->kind->word);
@@ -753,7 +755,7 @@ s_update (s_cmd_t *self, char **args)
         clear [write.n_clear++] = "hosted";
     if (self->clear_tags)
         clear [write.n_clear++] = "tags";
-    return s_write (self, &write);
+    return s_print_one (self, s_call_write (self, &write));
 }
 
 static int
@@ -767,10 +769,7 @@ s_delete (s_cmd_t *self, char **args)
     write.id = args [0];
     write.has_expected_version = self->expected_version > 0;
     write.expected_version = (uint64_t) self->expected_version;
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.op_case = EP__MODEL_REQUEST__OP_WRITE;
-    request.write = &write;
-    Ep__ModelReply *reply = s_call (self, &request);
+    Ep__ModelReply *reply = s_call_write (self, &write);
     if (!reply)
         return CLI_FAIL;
     json_t *json = json_pack ("{s:s, s:I}", "deleted", args [0], "revision", (json_int_t) reply->revision);
@@ -793,19 +792,7 @@ s_delete (s_cmd_t *self, char **args)
 static int
 s_get (s_cmd_t *self, char **args)
 {
-    Ep__ModelGet get = EP__MODEL_GET__INIT;
-    get.has_type = true;
-    get.type = self->kind->type;
-    get.id = args [0];
-    Ep__ModelRequest request = EP__MODEL_REQUEST__INIT;
-    request.op_case = EP__MODEL_REQUEST__OP_GET;
-    request.get = &get;
-    Ep__ModelReply *reply = s_call (self, &request);
-    if (!reply)
-        return CLI_FAIL;
-    int rc = s_print_one (self, reply);
-    ep__model_reply__free_unpacked (reply, NULL);
-    return rc;
+    return s_print_one (self, s_call_get (self, args [0]));
 }
 
 //  Pages through the list until the last page (or --limit).
@@ -863,6 +850,27 @@ s_parse (s_cmd_t *self, unsigned want, const char *description,
         lists = s_parse_lists (self, err, sizeof err);
     if (lists != 0) {
         fprintf (stderr, "edgeplane %s: %s\n", self->command, err);
+        *code = CLI_USAGE;
+        return false;
+    }
+    return true;
+}
+
+//  Starts command, one that is not an entity kind's (backup, model ...):
+//  parses its flags (as s_parse) and checks it has nargs positional
+//  arguments, or says wrong_args. Returns true to go on, or false with
+//  the exit code in *code. self is set up here; s_cmd_destroy it anyway.
+static bool
+s_start (s_cmd_t *self, const char *command, unsigned want, const char *description, const char *usage,
+         int nargs, const char *wrong_args, int argc, char **argv, int *code)
+{
+    *self = (s_cmd_t) { .kind = NULL };
+    snprintf (self->command, sizeof self->command, "%s", command);
+    *code = CLI_OK;
+    if (!s_parse (self, want, description, usage, argc, argv, code))
+        return false;
+    if (ep_config_argc (self->config) != nargs) {
+        fprintf (stderr, "edgeplane %s: %s\n", command, wrong_args);
         *code = CLI_USAGE;
         return false;
     }
@@ -938,18 +946,13 @@ cli_entity (int argc, char **argv)
 int
 cli_backup (int argc, char **argv)
 {
-    s_cmd_t self = { .kind = NULL };
-    snprintf (self.command, sizeof self.command, "backup");
-    int rc = CLI_OK;
-    bool parsed = s_parse (&self, 0,
+    s_cmd_t self;
+    int rc;
+    bool parsed = s_start (&self, "backup", 0,
                            "Back up the model database to FILE, a path on the model service's machine "
-                           "(relative paths are made absolute here).", "FILE", argc, argv, &rc);
+                           "(relative paths are made absolute here).", "FILE",
+                           1, "expected one FILE, e.g. `edgeplane backup /var/backups/model.db`", argc, argv, &rc);
     char *path = NULL;
-    if (parsed && ep_config_argc (self.config) != 1) {
-        fprintf (stderr, "edgeplane backup: expected one FILE, e.g. `edgeplane backup /var/backups/model.db`\n");
-        rc = CLI_USAGE;
-    }
-    else
     if (parsed) {
         const char *file = ep_config_argv (self.config) [0];
         char cwd [4096];
@@ -988,19 +991,13 @@ cli_backup (int argc, char **argv)
 static int
 s_model_status (int argc, char **argv)
 {
-    s_cmd_t self = { .kind = NULL };
-    snprintf (self.command, sizeof self.command, "model status");
-    int rc = CLI_OK;
-    bool parsed = s_parse (&self, F_DIGEST,
-                           "The model's revision and generation as the instance asked answers them; "
-                           "--digest: also the digest of every entity, to compare with the followers' "
-                           "edgeplane_model_view_digest52 (its first 13 hex digits).",
-                           NULL, argc, argv, &rc);
-    if (parsed && ep_config_argc (self.config) != 0) {
-        fprintf (stderr, "edgeplane model status: takes no arguments, only options (try --help)\n");
-        rc = CLI_USAGE;
-    }
-    if (parsed && rc == CLI_OK) {
+    s_cmd_t self;
+    int rc;
+    if (s_start (&self, "model status", F_DIGEST,
+                 "The model's revision and generation as the instance asked answers them; "
+                 "--digest: also the digest of every entity, to compare with the followers' "
+                 "edgeplane_model_view_digest52 (its first 13 hex digits).",
+                 NULL, 0, "takes no arguments, only options (try --help)", argc, argv, &rc)) {
         Ep__StatusRequest status = EP__STATUS_REQUEST__INIT;
         status.has_digest = true;
         status.digest = self.digest;
@@ -1275,17 +1272,12 @@ s_txn_print (s_cmd_t *self, const Ep__ModelTxn *txn, const Ep__ModelReply *reply
 static int
 s_model_txn (int argc, char **argv)
 {
-    s_cmd_t self = { .kind = NULL };
-    snprintf (self.command, sizeof self.command, "model txn");
-    int rc = CLI_OK;
-    bool parsed = s_parse (&self, 0, s_txn_description, "FILE|-", argc, argv, &rc);
+    s_cmd_t self;
+    int rc;
+    bool parsed = s_start (&self, "model txn", 0, s_txn_description, "FILE|-",
+                           1, "expected one FILE (- for stdin), e.g. `edgeplane model txn writes.json` "
+                           "(the format: --help)", argc, argv, &rc);
     Ep__ModelTxn *txn = NULL;
-    if (parsed && ep_config_argc (self.config) != 1) {
-        fprintf (stderr, "edgeplane model txn: expected one FILE (- for stdin), e.g. "
-                 "`edgeplane model txn writes.json` (the format: --help)\n");
-        rc = CLI_USAGE;
-    }
-    else
     if (parsed && !(txn = s_txn_load (self.command, ep_config_argv (self.config) [0])))
         rc = CLI_USAGE;
     if (txn) {

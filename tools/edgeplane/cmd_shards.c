@@ -29,17 +29,10 @@ cli_shards (int argc, char **argv)
     ep_config_t *config = cli_parse ("shards", "Which instance owns which shards, from their beacons; "
                                      "exits 0 only when every shard has exactly one owner.",
                                      NULL, &common, opts, EP_COUNT (opts), argc, argv);
-    zcert_t *cert = cli_cert_load ("shards", common.keys_dir, cert_path, "subscriber.cert_secret",
-                                   "the certificate", "run `edgeplane pki init`, or pass --cert with one from "
-                                   "`edgeplane pki issue-curve`");
-    zcert_t *bus = cert? cli_cert_load ("shards", common.keys_dir, bus_key_path, "bus.cert",
-                                        "the bus public certificate",
-                                        "pass --bus-key (bus.cert from `edgeplane pki issue-curve`)"): NULL;
+    zcert_t *cert, *bus;
     ep_subscriber_t *sub = NULL;
-    if (cert && bus
-    &&  !(sub = ep_subscriber_new (common.bus_sub, cert, zcert_public_txt (bus), 4u * 1024u * 1024u,
-                                   NULL, NULL)))
-        cli_fail ("shards", "invalid bus address %s (EDGEPLANE_BUS_SUB)", common.bus_sub);
+    if (cli_bus_certs ("shards", common.keys_dir, cert_path, bus_key_path, &cert, &bus) == 0)
+        sub = cli_bus_subscriber ("shards", common.bus_sub, cert, bus);
     cli_beacons_t *beacons = cli_beacons_new ();
     int rc = CLI_FAIL;
     if (sub) {
