@@ -28,6 +28,7 @@
 #include "ep_service.h"
 #include "reaper.h"
 #include "ep_etcd_opts.h"
+#include "ep_shardset.h"
 
 typedef struct _reapsvc_t reapsvc_t;
 
@@ -46,25 +47,13 @@ typedef struct {
 } reapsvc_config_t;
 
 //  The etcd mode's options (--store, --shards, --lease-ttl, --advertise and
-//  the shared EDGEPLANE_ETCD_*), for main's table: their values land in a
-//  reapsvc_shard_opts_t (static: the table points into it).
-typedef struct {
-    char *store;                //  "sqlite" or "etcd"
-    int64_t shards;             //  EDGEPLANE_SHARDS
-    int64_t lease_ttl;          //  ms
-    char *advertise;            //  or NULL
-    ep_etcd_settings_t etcd;    //  EDGEPLANE_ETCD_*
-} reapsvc_shard_opts_t;
-
-#define REAPSVC_SHARD_OPTS (4 + EP_ETCD_OPTS)
-
-//  Fills opts [REAPSVC_SHARD_OPTS] to parse into values.
-void
-    reapsvc_shard_opts (reapsvc_shard_opts_t *values, ep_opt_t *opts);
+//  the shared EDGEPLANE_ETCD_*) are ep_shardset_opts, named EDGEPLANE_REAPER_*.
+#define REAPSVC_SHARD_ENV   "EDGEPLANE_REAPER_"
+#define REAPSVC_STORE_HELP  "sqlite (sessions.db, one instance) or etcd (several instances on shards)."
 
 //  Puts the parsed values into config.
 void
-    reapsvc_shard_config (const reapsvc_shard_opts_t *values, reapsvc_config_t *config);
+    reapsvc_shard_config (const ep_shardset_opts_t *values, reapsvc_config_t *config);
 
 //  The service over the process scaffolding (borrowed): opens the store,
 //  loads the reaper, reaches the bus and the model, binds the API.

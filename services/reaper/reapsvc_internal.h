@@ -51,6 +51,7 @@ struct _reapsvc_t {
     ep_series_t *published_cmd; //  edgeplane_published_total{stream="cmd"}
     //  The etcd mode (NULL shards: the embedded SQLite mode)
     reapshards_t *shards;       //  shards owned; their sessions, jobs and outbox in etcd
+    ep_shardset_t *set;         //  its shards, read and adopted (reapshards_set)
     reapbatch_t *batch;         //  the open batch, as etcd operations
     ep_adopt_t *adopt;          //  shard news, applied when no batch is open (ep_adopt)
     bool committing;            //  a batch's etcd transaction is in flight

@@ -269,10 +269,10 @@ s_write (void *arg, ep_req_t *req)
     termsvc_t *self = (termsvc_t *) arg;
     const Ep__TerminatorRequest *message = (const Ep__TerminatorRequest *) ep_req_message (req);
     //  Parked while the shard moved away: not ours to write any more.
-    if (self->shards && !termshards_ready (self->shards, message->router_id? message->router_id: "")) {
+    if (self->shards && !ep_shardset_ready (self->set, message->router_id? message->router_id: "")) {
         termsvc_request_t *request = (termsvc_request_t *) ep_req_result (req);
         snprintf (request->owner, sizeof request->owner, "%s",
-                  termshards_owner (self->shards, message->router_id? message->router_id: ""));
+                  ep_shardset_owner (self->set, message->router_id? message->router_id: ""));
         s_error (self, req, EP__STATUS__CODE__UNAVAILABLE,
                  "the router's shard moved to another instance while this request waited: retry");
         return;

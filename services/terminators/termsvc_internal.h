@@ -68,6 +68,7 @@ struct _termsvc_t {
     uint64_t seen_spins, seen_commands, seen_acks, seen_gaps;   //  last values added
     //  The etcd mode (NULL shards: the embedded SQLite mode)
     termshards_t *shards;       //  shards owned, their terminators and outbox in etcd
+    ep_shardset_t *set;         //  its shards, read and adopted (termshards_set)
     ep_adopt_t *adopt;          //  shard news, applied when no batch is open (ep_adopt)
     bool committing;            //  a batch's etcd transaction is in flight
     bool between_due;           //  a batch completed: the between-batch work comes first
