@@ -25,6 +25,7 @@ struct _ep_shardset_t {
     int64_t *loaded;            //  per shard: the revision it was read under, 0 (owns the block)
     int64_t *adopted;           //  per shard: the revision the service adopted it under, 0
     int64_t *reload_at;         //  per shard: read again at (mono ms), 0
+    ep_series_t *owned;         //  edgeplane_<service>_shards_owned, or NULL
 };
 
 static s_ctx_t *
@@ -199,6 +200,8 @@ ep_shardset_beacon (ep_shardset_t *self, ep_publisher_t *publisher, const char *
     event.body_case = EP__EVENT__BODY_SHARD_BEACON;
     event.shard_beacon = &beacon;
     ep_publisher_send (publisher, "cluster.beacon", &event);
+    if (self->owned)
+        ep_series_set (self->owned, (double) owned);
     free (shards);
     free (revisions);
     return owned;
@@ -266,6 +269,29 @@ ep_shardset_opts (ep_shardset_opts_t *values, const char *env, const char *store
     ep_etcd_opts (&values->etcd, opts + EP_COUNT (own));
 }
 
+int
+ep_shardset_configure (ep_shardset_config_t *config, const ep_shardset_opts_t *opts, const char *service,
+                       const char *id, ep_metrics_t *metrics, char *err, size_t errlen)
+{
+    *config = (ep_shardset_config_t) {
+        .prefix = opts->etcd.prefix? opts->etcd.prefix: "/edgeplane/", .id = id,
+        .count = (int) opts->shards, .ttl_ms = opts->lease_ttl, .metrics = metrics, .service = service };
+    if (ep_etcd_settings_config (&opts->etcd, &config->etcd, err, errlen) != 0)
+        return -1;
+    config->etcd.timeout_ms = 3000;
+    config->etcd.watch_idle_ms = 10000;
+    return 0;
+}
+
+void
+ep_shardset_start (ep_shardset_t *self, ep_service_t *service, const char *advertise)
+{
+    ep_service_fds_t fds = ep_shardset_fds (self);
+    ep_service_add_fds (service, &fds);
+    ep_log_info ("%s: etcd mode, %d shards, lease TTL %lld ms, advertised as %s", self->service,
+                 self->config.count, (long long) self->config.ttl_ms, advertise);
+}
+
 bool
 ep_shardset_opts_etcd (const ep_shardset_opts_t *values)
 {
@@ -312,6 +338,12 @@ ep_shardset_new (const ep_shardset_config_t *config, char *err, size_t errlen)
                                   .metrics = config->metrics, .fn = s_on_shards, .arg = self };
     self->shards = ep_shards_new (&shards, err, errlen);
     zstr_free (&shards_prefix);
+    if (self->shards && config->metrics) {
+        char *name = zsys_sprintf ("edgeplane_%s_shards_owned", config->service);
+        self->owned = ep_gauge_series (ep_metrics_gauge (config->metrics, name,
+            "Shards this instance owns and has read (the etcd mode).", 0, NULL), NULL);
+        zstr_free (&name);
+    }
     if (self->shards)
         return self;
     ep_shardset_destroy (&self);

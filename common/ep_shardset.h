@@ -153,7 +153,8 @@ int
                      size_t nops, ep_shardset_txn_fn *fn, void *arg, char *err, size_t errlen);
 
 //  Publishes the cluster.beacon: this instance (id) listens at address and
-//  owns the adopted shards, said again every interval_ms. Returns how many.
+//  owns the adopted shards, said again every interval_ms. Returns how many
+//  (edgeplane_<service>_shards_owned says it too).
 int
     ep_shardset_beacon (ep_shardset_t *self, ep_publisher_t *publisher, const char *id,
                         const char *address, int64_t interval_ms);
@@ -190,6 +191,20 @@ typedef struct {
 void
     ep_shardset_opts (ep_shardset_opts_t *values, const char *env, const char *store_help,
                       ep_opt_t *opts);
+
+//  The set's configuration from the options: etcd's client as the shards
+//  use it (requests time out after 3 s, a watch idle for 10 s is checked),
+//  the prefix, the count, the lease, for instance id of service (its fn
+//  and arg are the caller's to set). -1 with err if the options are wrong.
+int
+    ep_shardset_configure (ep_shardset_config_t *config, const ep_shardset_opts_t *opts,
+                           const char *service, const char *id, ep_metrics_t *metrics,
+                           char *err, size_t errlen);
+
+//  Joins the service's loop (ep_shardset_fds), and says so in the log with
+//  the endpoint the beacon gives (advertise).
+void
+    ep_shardset_start (ep_shardset_t *self, ep_service_t *service, const char *advertise);
 
 //  True if values say the store is etcd.
 bool

@@ -107,7 +107,7 @@ main (int argc, char **argv)
         .listen = listen, .db_path = db_path, .max_batch = max_batch, .event_rate = event_rate,
         .dedupe_window = dedupe_window
     };
-    reapsvc_shard_config (&sharding, &config);
+    config.sharded = sharding;
     reaper_config_defaults (&config.core);
     config.core.evasive_ms = evasive;
     config.core.expire_ms = expire;

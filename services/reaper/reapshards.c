@@ -150,6 +150,12 @@ reapshards_send (reapshards_t *self, reapbatch_t *batch, reapshards_done_fn *don
 //  ---------------------------------------------------------------------
 //  Life cycle and the loop
 
+ep_shardset_t *
+reapshards_set (reapshards_t *self)
+{
+    return self->set;
+}
+
 reapshards_t *
 reapshards_new (const reapshards_config_t *config, char *err, size_t errlen)
 {
@@ -184,12 +190,6 @@ reapshards_destroy (reapshards_t **self_p)
         free (self);
         *self_p = NULL;
     }
-}
-
-ep_shardset_t *
-reapshards_set (reapshards_t *self)
-{
-    return self->set;
 }
 
 int

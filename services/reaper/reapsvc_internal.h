@@ -66,8 +66,6 @@ struct _reapsvc_t {
     char *advertise;            //  this instance's API endpoint, for the beacon
     char *prefix;               //  EDGEPLANE_ETCD_PREFIX
     int64_t next_beacon;        //  monotonic ms
-    int64_t shard_count;        //  EDGEPLANE_SHARDS
-    ep_series_t *owned;         //  edgeplane_reaper_shards_owned
 };
 
 //  A batch did not commit (memory is back as the store has it): its
@@ -115,10 +113,6 @@ void
 //  polls without waiting.
 bool
     reapsvc_adopting (reapsvc_t *self);
-
-//  Publishes cluster.beacon.
-void
-    reapsvc_beacon (reapsvc_t *self);
 
 //  Joins the shards in etcd. 0 or -1 (logged).
 int

@@ -15,19 +15,6 @@
 #include <unistd.h>
 
 //  ---------------------------------------------------------------------
-//  Options
-
-void
-reapsvc_shard_config (const ep_shardset_opts_t *values, reapsvc_config_t *config)
-{
-    config->etcd = ep_shardset_opts_etcd (values);
-    config->etcd_settings = values->etcd;
-    config->shards = values->shards;
-    config->lease_ttl_ms = values->lease_ttl;
-    config->advertise = values->advertise;
-}
-
-//  ---------------------------------------------------------------------
 //  Requests
 
 bool
@@ -410,32 +397,28 @@ reapsvc_adopting (reapsvc_t *self)
     return self->adopt && ep_adopt_pending (self->adopt);
 }
 
-//  cluster.beacon: where this instance listens and the shards it owns.
-void
-reapsvc_beacon (reapsvc_t *self)
-{
-    int owned = ep_shardset_beacon (self->set, self->publisher, ep_service_source_id (self->service),
-                                    self->advertise, BEACON_MS);
-    ep_series_set (self->owned, (double) owned);
-}
-
 //  ---------------------------------------------------------------------
 //  Life cycle
+
+bool
+reapsvc_shards_ready (void *arg)
+{
+    reapsvc_t *self = (reapsvc_t *) arg;
+    return !self->shards || !self->between_due;
+}
 
 int
 reapsvc_open_shards (reapsvc_t *self, const reapsvc_config_t *config)
 {
-    ep_etcd_config_t etcd;
+    reapshards_config_t shards;
     char err [768];
-    if (ep_etcd_settings_config (&config->etcd_settings, &etcd, err, sizeof err) != 0) {
+    if (ep_shardset_configure (&shards, &config->sharded, "reaper", ep_service_source_id (self->service),
+                               ep_service_metrics (self->service), err, sizeof err) != 0) {
         ep_log_error ("EDGEPLANE_REAPER_STORE=etcd: %s", err);
         return -1;
     }
-    etcd.timeout_ms = 3000;
-    etcd.watch_idle_ms = 10000;
-    self->advertise = ep_shards_advertise (config->advertise, zsock_last_endpoint (self->router));
-    self->prefix = strdup (config->etcd_settings.prefix? config->etcd_settings.prefix: "/edgeplane/");
-    self->shard_count = config->shards;
+    self->advertise = ep_shards_advertise (config->sharded.advertise, zsock_last_endpoint (self->router));
+    self->prefix = strdup (shards.prefix);
     self->adopt = ep_adopt_new (&(ep_adopt_config_t) {
         .service = "reaper", .metrics = ep_service_metrics (self->service),
         .valid = s_loaded_valid, .arg = self, .destructor = (czmq_destructor *) s_loaded_destroy });
@@ -443,10 +426,8 @@ reapsvc_open_shards (reapsvc_t *self, const reapsvc_config_t *config)
     zlistx_set_destructor (self->echoes, (czmq_destructor *) zstr_free);
     self->published = zhashx_new ();
     zhashx_set_destructor (self->published, (czmq_destructor *) zstr_free);
-    reapshards_config_t shards = {
-        .etcd = etcd, .prefix = self->prefix, .id = ep_service_source_id (self->service),
-        .count = (int) config->shards, .ttl_ms = config->lease_ttl_ms,
-        .metrics = ep_service_metrics (self->service), .fn = s_on_shards, .arg = self };
+    shards.fn = s_on_shards;
+    shards.arg = self;
     self->shards = reapshards_new (&shards, err, sizeof err);
     if (!self->shards) {
         ep_log_error ("EDGEPLANE_REAPER_STORE=etcd: %s", err);
@@ -457,21 +438,8 @@ reapsvc_open_shards (reapsvc_t *self, const reapsvc_config_t *config)
     reapshards_batch_config (self->shards, &batch);
     self->batch = reapbatch_new (&batch);
     sessiondb_set_journal (reaper_db (self->reaper), reapbatch_journal, self->batch);
-    self->owned = ep_gauge_series (ep_metrics_gauge (ep_service_metrics (self->service),
-        "edgeplane_reaper_shards_owned", "Shards this instance owns and has read (the etcd mode).",
-        0, NULL), NULL);
-    ep_service_fds_t fds = ep_shardset_fds (self->set);
-    ep_service_add_fds (self->service, &fds);
-    ep_log_info ("reaper: etcd mode, %lld shards, lease TTL %lld ms, advertised as %s",
-                 (long long) config->shards, (long long) config->lease_ttl_ms, self->advertise);
+    ep_shardset_start (self->set, self->service, self->advertise);
     return 0;
-}
-
-bool
-reapsvc_shards_ready (void *arg)
-{
-    reapsvc_t *self = (reapsvc_t *) arg;
-    return !self->shards || !self->between_due;
 }
 
 void

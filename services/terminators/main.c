@@ -64,8 +64,7 @@ main (int argc, char **argv)
     termsvc_config_t config = {
         .listen = listen, .db_path = db_path,
         .max_batch = max_batch, .park_timeout_ms = park_timeout, .dedupe_window = dedupe_window,
-        .etcd = ep_shardset_opts_etcd (&sharding), .etcd_settings = sharding.etcd,
-        .shards = sharding.shards, .lease_ttl_ms = sharding.lease_ttl, .advertise = sharding.advertise
+        .sharded = sharding
     };
     terminators_config_defaults (&config.core);
     config.core.sm.establish_timeout_ms = establish_timeout;

@@ -75,9 +75,7 @@ struct _termsvc_t {
     zlistx_t *reads;            //  s_read_t of get and list waiting for etcd
     char *advertise;            //  this instance's API endpoint, for the beacon
     int64_t next_beacon;        //  monotonic ms
-    int64_t shard_count;        //  EDGEPLANE_SHARDS
     bool shards_failed;         //  the shards cannot go on (logged): stop
-    ep_series_t *owned;         //  edgeplane_terminators_shards_owned
 };
 
 //  The etcd mode (termsvc_shards.c).
@@ -110,10 +108,6 @@ void
 //  polls without waiting and the core's internal work waits.
 bool
     termsvc_adopting (termsvc_t *self);
-
-//  Publishes cluster.beacon.
-void
-    termsvc_beacon (termsvc_t *self);
 
 //  Joins the shards in etcd. 0 or -1 (logged).
 int

@@ -324,51 +324,30 @@ termsvc_adopting (termsvc_t *self)
     return self->adopt && ep_adopt_pending (self->adopt);
 }
 
-//  cluster.beacon: where this instance listens and the shards it owns.
-void
-termsvc_beacon (termsvc_t *self)
-{
-    int owned = ep_shardset_beacon (self->set, self->publisher, ep_service_source_id (self->service),
-                                    self->advertise, BEACON_MS);
-    ep_series_set (self->owned, (double) owned);
-}
-
 //  Joins the shards in etcd, with this instance's endpoint for the beacon.
 int
 termsvc_open_shards (termsvc_t *self, const termsvc_config_t *config)
 {
-    ep_etcd_config_t etcd;
+    termshards_config_t shards = { .fn = s_on_shards, .arg = self };
     char err [768];
-    if (ep_etcd_settings_config (&config->etcd_settings, &etcd, err, sizeof err) != 0) {
+    if (ep_shardset_configure (&shards.shards, &config->sharded, "terminators",
+                               ep_service_source_id (self->service), ep_service_metrics (self->service),
+                               err, sizeof err) != 0) {
         ep_log_error ("EDGEPLANE_TERMINATORS_STORE=etcd: %s", err);
         return -1;
     }
-    etcd.timeout_ms = 3000;
-    etcd.watch_idle_ms = 10000;
-    self->advertise = ep_shards_advertise (config->advertise, zsock_last_endpoint (self->router));
-    self->shard_count = config->shards;
+    self->advertise = ep_shards_advertise (config->sharded.advertise, zsock_last_endpoint (self->router));
     self->adopt = ep_adopt_new (&(ep_adopt_config_t) {
         .service = "terminators", .metrics = ep_service_metrics (self->service),
         .valid = s_loaded_valid, .arg = self, .destructor = (czmq_destructor *) s_loaded_destroy });
     self->reads = zlistx_new ();
-    termshards_config_t shards = { .shards = {
-        .etcd = etcd, .prefix = config->etcd_settings.prefix? config->etcd_settings.prefix: "/edgeplane/",
-        .id = ep_service_source_id (self->service), .count = (int) config->shards,
-        .ttl_ms = config->lease_ttl_ms, .metrics = ep_service_metrics (self->service) },
-        .fn = s_on_shards, .arg = self };
     self->shards = termshards_new (&shards, err, sizeof err);
     if (!self->shards) {
         ep_log_error ("EDGEPLANE_TERMINATORS_STORE=etcd: %s", err);
         return -1;
     }
     self->set = termshards_set (self->shards);
-    self->owned = ep_gauge_series (ep_metrics_gauge (ep_service_metrics (self->service),
-        "edgeplane_terminators_shards_owned", "Shards this instance owns and has read (the etcd mode).",
-        0, NULL), NULL);
-    ep_service_fds_t fds = ep_shardset_fds (self->set);
-    ep_service_add_fds (self->service, &fds);
-    ep_log_info ("terminators: etcd mode, %lld shards, lease TTL %lld ms, advertised as %s",
-                 (long long) config->shards, (long long) config->lease_ttl_ms, self->advertise);
+    ep_shardset_start (self->set, self->service, self->advertise);
     return 0;
 }
 
