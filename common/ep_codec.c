@@ -564,6 +564,16 @@ ep_codec_unpack_in (const ProtobufCMessageDescriptor *desc,
     return msg;
 }
 
+uint8_t *
+ep_codec_pack_bytes (const ProtobufCMessage *msg, size_t *size)
+{
+    *size = protobuf_c_message_get_packed_size (msg);
+    uint8_t *bytes = (uint8_t *) malloc (*size + 1);
+    EP_ASSERT (bytes);
+    protobuf_c_message_pack (msg, bytes);
+    return bytes;
+}
+
 ProtobufCMessage *
 ep_codec_copy (const ProtobufCMessage *msg)
 {

@@ -64,6 +64,12 @@ ProtobufCMessage *
 ProtobufCMessage *
     ep_codec_copy (const ProtobufCMessage *msg);
 
+//  Packs msg into a new buffer (malloc'd, one byte longer than *size, so
+//  that an empty message is no NULL), as a store keeps a value. Caller
+//  frees.
+uint8_t *
+    ep_codec_pack_bytes (const ProtobufCMessage *msg, size_t *size);
+
 //  ep_codec_unpack on a frame.
 ProtobufCMessage *
     ep_codec_unpack_frame (const ProtobufCMessageDescriptor *desc, zframe_t *frame,

@@ -16,7 +16,7 @@ main (int argc, char **argv)
     static int64_t retry, mark_batch, chunk, window, max_batch, event_rate, outbox_max;
     static int64_t liveness_floor, liveness_ceiling, samples, intervals, dedupe_window;
     static char *liveness;
-    static reapsvc_shard_opts_t sharding;
+    static ep_shardset_opts_t sharding;
     static const char *liveness_words [] = { "adaptive", "fixed", NULL };
     ep_opt_t opts [] = {
         { .name = "listen", .env = "EDGEPLANE_REAPER_LISTEN", .def = EP_DEFAULT_REAPER_API,
@@ -85,9 +85,9 @@ main (int argc, char **argv)
                   "new sessions are refused (event-outbox-full)." },
         ep_subscriber_window_opt (&dedupe_window),
     };
-    ep_opt_t all [EP_COUNT (opts) + REAPSVC_SHARD_OPTS];
+    ep_opt_t all [EP_COUNT (opts) + EP_SHARDSET_OPTS];
     memcpy (all, opts, sizeof opts);
-    reapsvc_shard_opts (&sharding, all + EP_COUNT (opts));
+    ep_shardset_opts (&sharding, REAPSVC_SHARD_ENV, REAPSVC_STORE_HELP, all + EP_COUNT (opts));
     ep_service_t *service = ep_service_new ("reaper",
         "The session reaper: liveness and two-phase cleanup of sessions.",
         EP_HTTP_LISTEN_REAPER, all, EP_COUNT (all), argc, argv);
@@ -107,7 +107,7 @@ main (int argc, char **argv)
         .listen = listen, .db_path = db_path, .max_batch = max_batch, .event_rate = event_rate,
         .dedupe_window = dedupe_window
     };
-    reapsvc_shard_config (&sharding, &config);
+    config.sharded = sharding;
     reaper_config_defaults (&config.core);
     config.core.evasive_ms = evasive;
     config.core.expire_ms = expire;

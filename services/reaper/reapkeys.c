@@ -1,6 +1,7 @@
 /*  reapkeys.c: a reaper shard's keys and records in etcd (reapkeys.h). */
 #include "reapkeys.h"
 #include "ep_shard.h"
+#include "ep_codec.h"
 
 #define ID_MAX      64              //  a session, job or router id, at most
 
@@ -153,11 +154,7 @@ reapkeys_pack_session (const sessiondb_row_t *row, size_t *size)
     session.job_id = (char *) row->job_id;
     Ep__ReaperSessionRecord record = EP__REAPER_SESSION_RECORD__INIT;
     record.session = &session;
-    *size = ep__reaper_session_record__get_packed_size (&record);
-    uint8_t *bytes = (uint8_t *) malloc (*size + 1);
-    EP_ASSERT (bytes);
-    ep__reaper_session_record__pack (&record, bytes);
-    return bytes;
+    return ep_codec_pack_bytes (&record.base, size);
 }
 
 static bool
@@ -233,11 +230,7 @@ reapkeys_pack_job (const reapkeys_job_t *job, size_t *size)
     record.has_marked = record.has_marking_done = true;
     record.marked = job->marked;
     record.marking_done = job->marking_done;
-    *size = ep__reaper_job_record__get_packed_size (&record);
-    uint8_t *bytes = (uint8_t *) malloc (*size + 1);
-    EP_ASSERT (bytes);
-    ep__reaper_job_record__pack (&record, bytes);
-    return bytes;
+    return ep_codec_pack_bytes (&record.base, size);
 }
 
 int
@@ -300,10 +293,7 @@ reapkeys_pack_counters (const reapkeys_counter_t *entries, size_t count, size_t 
     }
     counters.n_entries = count;
     counters.entries = pointers;
-    *size = ep__reaper_counters__get_packed_size (&counters);
-    uint8_t *bytes = (uint8_t *) malloc (*size + 1);
-    EP_ASSERT (bytes);
-    ep__reaper_counters__pack (&counters, bytes);
+    uint8_t *bytes = ep_codec_pack_bytes (&counters.base, size);
     free (pointers);
     free (items);
     return bytes;

@@ -25,39 +25,19 @@
 #include "ep_prelude.h"
 #include "ep_etcd.h"
 #include "ep_metrics.h"
-#include "ep_shards.h"
+#include "ep_shardset.h"
 #include "reapbatch.h"
 
 typedef struct _reapshards_t reapshards_t;
 
-typedef enum {
-    REAPSHARDS_LOADED,          //  shard is this instance's and read: adopt its records
-    REAPSHARDS_DROPPED,         //  shard is no longer this instance's: forget it
-    REAPSHARDS_FAILED           //  cannot go on (why): exit
-} reapshards_event_t;
-
-//  What the service hears.
-typedef struct {
-    reapshards_event_t event;   //  what happened
-    int shard;                  //  to which shard (-1 for FAILED)
-    int64_t revision;           //  LOADED: the owner key's create revision
-    const char *why;            //  DROPPED, FAILED: a sentence for the log
-    const ep_etcd_kv_t *kvs;    //  LOADED: the shard's keys (reapkeys_parse), key order
-    size_t nkvs;                //  how many
-} reapshards_news_t;
-
-typedef void (reapshards_fn) (void *arg, const reapshards_news_t *news);
-
-typedef struct {
-    ep_etcd_config_t etcd;      //  the client's endpoints and TLS
-    const char *prefix;         //  EDGEPLANE_ETCD_PREFIX ("/edgeplane/")
-    const char *id;             //  this instance
-    int count;                  //  shards (EDGEPLANE_SHARDS)
-    int64_t ttl_ms;             //  the ownership lease's TTL
-    ep_metrics_t *metrics;      //  the shard counters go here, or NULL
-    reapshards_fn *fn;          //  the service's callback
-    void *arg;                  //  its argument
-} reapshards_config_t;
+//  What the service hears, and how it is configured: as ep_shardset's
+//  (its service is "reaper").
+typedef ep_shardset_news_t reapshards_news_t;
+typedef ep_shardset_fn reapshards_fn;
+typedef ep_shardset_config_t reapshards_config_t;
+#define REAPSHARDS_LOADED   EP_SHARDSET_LOADED
+#define REAPSHARDS_DROPPED  EP_SHARDSET_DROPPED
+#define REAPSHARDS_FAILED   EP_SHARDSET_FAILED
 
 //  Joins the shards (asynchronous). NULL with err on a bad configuration.
 reapshards_t *
@@ -67,43 +47,19 @@ reapshards_t *
 void
     reapshards_destroy (reapshards_t **self_p);
 
-//  The loop's part, as ep_etcd's.
+//  The shards, read and adopted: ownership, readiness, the loop's part.
+ep_shardset_t *
+    reapshards_set (reapshards_t *self);
+
+//  As ep_shardset's, for a caller that has no set at hand (a test).
 int
     reapshards_pollitems (reapshards_t *self, zmq_pollitem_t *items, int max);
 long
     reapshards_timeout (reapshards_t *self);
 void
     reapshards_dispatch (reapshards_t *self, zmq_pollitem_t *items, int nitems);
-
-//  The router's shard.
-int
-    reapshards_shard_of (reapshards_t *self, const char *router_id);
-
-//  True if this instance owns the router's shard and has adopted it.
-bool
-    reapshards_ready (reapshards_t *self, const char *router_id);
-
-//  The id of the owner of router_id's shard as last seen, or "" if none.
-const char *
-    reapshards_owner (reapshards_t *self, const char *router_id);
-
-//  The create revision shard is owned and adopted under here, 0 if not.
-int64_t
-    reapshards_revision (reapshards_t *self, int shard);
-
-//  True if shard is still this instance's and read under revision: a
-//  LOADED news, or the adoption of one under way, is not stale.
-bool
-    reapshards_loaded (reapshards_t *self, int shard, int64_t revision);
-
-//  The service adopted a LOADED shard read under revision, all its steps
-//  (ep_adopt): true if it is still this instance's under that revision
-//  (then it is ready: its writes and commands carry its fence), false if
-//  the news is stale.
 bool
     reapshards_adopt_shard (reapshards_t *self, int shard, int64_t revision);
-
-//  Shards owned and adopted.
 int
     reapshards_owned (reapshards_t *self);
 

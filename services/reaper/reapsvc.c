@@ -323,7 +323,8 @@ reapsvc_turn (reapsvc_t *self)
         self->between_due = false;
     }
     if (self->shards && ep_mono_ms () >= self->next_beacon) {
-        reapsvc_beacon (self);
+        ep_shardset_beacon (self->set, self->publisher, ep_service_source_id (self->service),
+                            self->advertise, BEACON_MS);
         self->next_beacon = ep_mono_ms () + BEACON_MS;
     }
     if (ep_reqloop_serve (self->loop) != 0)
@@ -353,15 +354,16 @@ reapsvc_turn (reapsvc_t *self)
 static int
 s_open_store (reapsvc_t *self, const reapsvc_config_t *config, const char *data_dir)
 {
+    bool etcd = ep_shardset_opts_etcd (&config->sharded);
     self->path = config->db_path? strdup (config->db_path)
-               : zsys_sprintf ("%s/%s", data_dir, config->etcd? "sessions-cache.db": "sessions.db");
+               : zsys_sprintf ("%s/%s", data_dir, etcd? "sessions-cache.db": "sessions.db");
     if (zsys_dir_create ("%s", data_dir) != 0)
         ep_log_warn ("cannot create %s", data_dir);
     ep_service_lock_or_exit (self->service, self->path,
         "several instances run on shards in the etcd mode (docs/reaper.md), each with its own data directory");
     //  The etcd mode keeps a cache of the shards it owns, in memory: etcd
     //  is the truth, and each shard is read again when it is acquired.
-    self->store = ep_store_new (config->etcd? EP_STORE_MEMORY: self->path,
+    self->store = ep_store_new (etcd? EP_STORE_MEMORY: self->path,
                                 sessiondb_migrations, sessiondb_migrations_count);
     if (!self->store) {
         ep_log_error ("cannot open %s: %s", self->path, ep_store_last_error ());
@@ -408,7 +410,7 @@ s_open_bus (reapsvc_t *self, const reapsvc_config_t *config)
     ep_publisher_declare (self->publisher, "session");
     ep_publisher_declare (self->publisher, "cmd");
     ep_publisher_declare (self->publisher, "service");
-    if (config->etcd) {
+    if (ep_shardset_opts_etcd (&config->sharded)) {
         ep_publisher_declare (self->publisher, "cluster");
         //  A shard taken over publishes its old owner's events again under
         //  their ids: their echoes must come back here (they delete the
@@ -469,7 +471,7 @@ s_metrics (reapsvc_t *self, ep_metrics_t *metrics)
 static void
 s_size_for_etcd (reapsvc_config_t *config, size_t *echo_budget)
 {
-    int64_t ops = config->etcd_settings.max_txn_ops > 0? config->etcd_settings.max_txn_ops: 128;
+    int64_t ops = config->sharded.etcd.max_txn_ops > 0? config->sharded.etcd.max_txn_ops: 128;
     int64_t each = (ops - 72) / 6;
     if (each < 1)
         each = 1;
@@ -493,7 +495,7 @@ reapsvc_new (ep_service_t *service, const reapsvc_config_t *given)
 {
     reapsvc_config_t sized = *given, *config = &sized;
     size_t echo_budget = 0;
-    if (config->etcd)
+    if (ep_shardset_opts_etcd (&config->sharded))
         s_size_for_etcd (config, &echo_budget);
     reapsvc_t *self = (reapsvc_t *) zmalloc (sizeof (reapsvc_t));
     self->echo_budget = echo_budget;
@@ -505,7 +507,7 @@ reapsvc_new (ep_service_t *service, const reapsvc_config_t *given)
     if (s_open_store (self, config, common->data_dir) != 0
     ||  s_open_bus (self, config) != 0
     ||  s_open_api (self, config) != 0
-    ||  (config->etcd && reapsvc_open_shards (self, config) != 0))
+    ||  (ep_shardset_opts_etcd (&config->sharded) && reapsvc_open_shards (self, config) != 0))
         reapsvc_destroy (&self);
     else {
         self->due = ep_mono_ms ();

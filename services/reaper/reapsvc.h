@@ -13,7 +13,7 @@
     the store's reason and undone in memory (reaper_commit); a full or
     failing disk degrades the service (ep_degraded: /readyz, the gauge,
     service.degraded) until a probe finds the disk takes writes again.
-    In the etcd mode (config.etcd) the store is etcd, on shards
+    In the etcd mode (config.sharded says etcd) the store is etcd, on shards
     (reapshards.h): sessions.db becomes a cache of the shards this
     instance owns, emptied at start; a batch is one fenced etcd
     transaction (reapbatch.h), in flight while the loop serves nothing
@@ -28,6 +28,7 @@
 #include "ep_service.h"
 #include "reaper.h"
 #include "ep_etcd_opts.h"
+#include "ep_shardset.h"
 
 typedef struct _reapsvc_t reapsvc_t;
 
@@ -38,33 +39,14 @@ typedef struct {
     int64_t event_rate;         //  events published per second at most
     int64_t dedupe_window;      //  event ids the bus subscriber remembers
     reaper_config_t core;       //  the state machine's thresholds
-    bool etcd;                  //  the store is etcd, on shards (else sessions.db)
-    ep_etcd_settings_t etcd_settings;   //  etcd: the shared EDGEPLANE_ETCD_* options
-    int64_t shards;             //  etcd: EDGEPLANE_SHARDS
-    int64_t lease_ttl_ms;       //  etcd: the ownership lease
-    const char *advertise;      //  etcd: our API endpoint for the beacon, or NULL
+    ep_shardset_opts_t sharded; //  the store (etcd: on shards, else sessions.db) and the etcd mode
 } reapsvc_config_t;
 
-//  The etcd mode's options (--store, --shards, --lease-ttl, --advertise and
-//  the shared EDGEPLANE_ETCD_*), for main's table: their values land in a
-//  reapsvc_shard_opts_t (static: the table points into it).
-typedef struct {
-    char *store;                //  "sqlite" or "etcd"
-    int64_t shards;             //  EDGEPLANE_SHARDS
-    int64_t lease_ttl;          //  ms
-    char *advertise;            //  or NULL
-    ep_etcd_settings_t etcd;    //  EDGEPLANE_ETCD_*
-} reapsvc_shard_opts_t;
-
-#define REAPSVC_SHARD_OPTS (4 + EP_ETCD_OPTS)
-
-//  Fills opts [REAPSVC_SHARD_OPTS] to parse into values.
-void
-    reapsvc_shard_opts (reapsvc_shard_opts_t *values, ep_opt_t *opts);
-
-//  Puts the parsed values into config.
-void
-    reapsvc_shard_config (const reapsvc_shard_opts_t *values, reapsvc_config_t *config);
+//  The store's and the etcd mode's options (--store, --shards, --lease-ttl,
+//  --advertise and the shared EDGEPLANE_ETCD_*) are ep_shardset_opts, named
+//  EDGEPLANE_REAPER_*.
+#define REAPSVC_SHARD_ENV   "EDGEPLANE_REAPER_"
+#define REAPSVC_STORE_HELP  "sqlite (sessions.db, one instance) or etcd (several instances on shards)."
 
 //  The service over the process scaffolding (borrowed): opens the store,
 //  loads the reaper, reaches the bus and the model, binds the API.

@@ -51,6 +51,7 @@ struct _reapsvc_t {
     ep_series_t *published_cmd; //  edgeplane_published_total{stream="cmd"}
     //  The etcd mode (NULL shards: the embedded SQLite mode)
     reapshards_t *shards;       //  shards owned; their sessions, jobs and outbox in etcd
+    ep_shardset_t *set;         //  its shards, read and adopted (reapshards_set)
     reapbatch_t *batch;         //  the open batch, as etcd operations
     ep_adopt_t *adopt;          //  shard news, applied when no batch is open (ep_adopt)
     bool committing;            //  a batch's etcd transaction is in flight
@@ -65,8 +66,6 @@ struct _reapsvc_t {
     char *advertise;            //  this instance's API endpoint, for the beacon
     char *prefix;               //  EDGEPLANE_ETCD_PREFIX
     int64_t next_beacon;        //  monotonic ms
-    int64_t shard_count;        //  EDGEPLANE_SHARDS
-    ep_series_t *owned;         //  edgeplane_reaper_shards_owned
 };
 
 //  A batch did not commit (memory is back as the store has it): its
@@ -114,10 +113,6 @@ void
 //  polls without waiting.
 bool
     reapsvc_adopting (reapsvc_t *self);
-
-//  Publishes cluster.beacon.
-void
-    reapsvc_beacon (reapsvc_t *self);
 
 //  Joins the shards in etcd. 0 or -1 (logged).
 int

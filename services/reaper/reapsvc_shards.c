@@ -15,41 +15,6 @@
 #include <unistd.h>
 
 //  ---------------------------------------------------------------------
-//  Options
-
-void
-reapsvc_shard_opts (reapsvc_shard_opts_t *values, ep_opt_t *opts)
-{
-    static const char *stores [] = { "sqlite", "etcd", NULL };
-    ep_opt_t own [] = {
-        { .name = "store", .env = "EDGEPLANE_REAPER_STORE", .def = "sqlite", .type = EP_OPT_ENUM,
-          .words = stores, .str = &values->store,
-          .help = "sqlite (sessions.db, one instance) or etcd (several instances on shards)." },
-        { .name = "shards", .env = "EDGEPLANE_SHARDS", .def = "64", .type = EP_OPT_INT,
-          .num = &values->shards, .min = 1, .max = EP_SHARD_MAX_COUNT,
-          .help = "etcd store: routers are spread over this many shards (the same on every instance)." },
-        { .name = "lease-ttl", .env = "EDGEPLANE_REAPER_LEASE_TTL", .def = "10s",
-          .type = EP_OPT_DURATION, .num = &values->lease_ttl, .min = 2000, .max = 600000,
-          .help = "etcd store: the shard ownership lease; a lost instance's shards move after it." },
-        { .name = "advertise", .env = "EDGEPLANE_REAPER_ADVERTISE", .type = EP_OPT_STRING,
-          .str = &values->advertise, .def_help = "the bound endpoint, with this host's name for *",
-          .help = "etcd store: the API endpoint the watchdogs reach this instance at." },
-    };
-    memcpy (opts, own, sizeof own);
-    ep_etcd_opts (&values->etcd, opts + EP_COUNT (own));
-}
-
-void
-reapsvc_shard_config (const reapsvc_shard_opts_t *values, reapsvc_config_t *config)
-{
-    config->etcd = values->store && streq (values->store, "etcd");
-    config->etcd_settings = values->etcd;
-    config->shards = values->shards;
-    config->lease_ttl_ms = values->lease_ttl;
-    config->advertise = values->advertise;
-}
-
-//  ---------------------------------------------------------------------
 //  Requests
 
 bool
@@ -58,17 +23,17 @@ reapsvc_not_mine (reapsvc_t *self, ep_req_t *req, reaper_result_t *result)
     const Ep__SessionRequest *request = (const Ep__SessionRequest *) ep_req_message (req);
     const char *router_id = request->router_id;
     //  No router: the core answers (INVALID_ARGUMENT).
-    if (!self->shards || !router_id || !*router_id || reapshards_ready (self->shards, router_id))
+    if (!self->shards || !router_id || !*router_id || ep_shardset_ready (self->set, router_id))
         return false;
     reaper_result_t *answer = result? result: (reaper_result_t *) ep_req_result (req);
-    const char *owner = reapshards_owner (self->shards, router_id);
+    const char *owner = ep_shardset_owner (self->set, router_id);
     bool elsewhere = *owner && !streq (owner, ep_service_source_id (self->service));
     answer->reply.has_retriable = true;
     answer->reply.retriable = true;
     answer->reply.owner = (char *) ep_owned_add (answer->owned, strdup (owner), free);
     char text [300];
     snprintf (text, sizeof text, "router %.64s is in shard %d, which %s%s: retry%s", router_id,
-              reapshards_shard_of (self->shards, router_id), elsewhere? "is owned by ": "",
+              ep_shardset_shard_of (self->set, router_id), elsewhere? "is owned by ": "",
               elsewhere? owner: "this instance is taking over or has no owner now",
               elsewhere? " (there)": "");
     if (result) {
@@ -138,19 +103,7 @@ reapsvc_commit_etcd (reapsvc_t *self)
 bool
 reapsvc_fence_command (reapsvc_t *self, Ep__Event *event)
 {
-    if (event->body_case != EP__EVENT__BODY_COMMAND || !event->command->router_id)
-        return true;
-    Ep__Command *command = event->command;
-    int shard = reapshards_shard_of (self->shards, command->router_id);
-    int64_t revision = reapshards_revision (self->shards, shard);
-    if (!revision)
-        return false;
-    free (command->shard_service);
-    command->shard_service = strdup ("reaper");     //  freed with the event
-    command->has_shard = command->has_owner_revision = true;
-    command->shard = (uint32_t) shard;
-    command->owner_revision = revision;
-    return true;
+    return ep_shardset_fence_command (self->set, event);
 }
 
 //  ---------------------------------------------------------------------
@@ -240,15 +193,8 @@ static void
 s_on_shards (void *arg, const reapshards_news_t *news)
 {
     reapsvc_t *self = (reapsvc_t *) arg;
-    if (news->event == REAPSHARDS_FAILED) {
-        ep_log_error ("%s", news->why);
-        self->shards_failed = true;
+    if (!ep_shardset_news_loaded (news, self->adopt, &self->shards_failed))
         return;
-    }
-    if (news->event == REAPSHARDS_DROPPED) {
-        ep_adopt_dropped (self->adopt, news->shard, news->revision, news->why);
-        return;
-    }
     s_loaded_t *loaded = (s_loaded_t *) zmalloc (sizeof (s_loaded_t));
     loaded->nkvs = news->nkvs;
     loaded->kvs = (ep_etcd_kv_t *) zmalloc (sizeof (ep_etcd_kv_t) * (news->nkvs? news->nkvs: 1));
@@ -264,7 +210,7 @@ s_on_shards (void *arg, const reapshards_news_t *news)
 static bool
 s_loaded_valid (void *arg, int shard, int64_t revision)
 {
-    return reapshards_loaded (((reapsvc_t *) arg)->shards, shard, revision);
+    return ep_shardset_loaded (((reapsvc_t *) arg)->set, shard, revision);
 }
 
 //  A shard lost forgets every router not ready, but for the shard being
@@ -273,8 +219,7 @@ static bool
 s_mine (void *arg, const char *router_id)
 {
     reapsvc_t *self = (reapsvc_t *) arg;
-    return reapshards_ready (self->shards, router_id)
-        || reapshards_shard_of (self->shards, router_id) == ep_adopt_shard (self->adopt);
+    return ep_shardset_keeps (self->set, router_id, ep_adopt_shard (self->adopt));
 }
 
 //  An outbox entry of a shard taken over: a row of the cache's outbox,
@@ -294,17 +239,8 @@ s_on_entry (void *arg, const char *key, const char *topic, const void *event, si
 static void
 s_shard_event (reapsvc_t *self, const char *topic, int shard, int64_t revision, const char *why)
 {
-    Ep__ShardEvent body = EP__SHARD_EVENT__INIT;
-    body.service = (char *) "reaper";
-    body.instance_id = (char *) ep_service_source_id (self->service);
-    body.has_shard = body.has_owner_revision = true;
-    body.shard = (uint32_t) shard;
-    body.owner_revision = revision;
-    body.reason = (char *) why;
-    Ep__Event event = EP__EVENT__INIT;
-    event.body_case = EP__EVENT__BODY_SHARD;
-    event.shard = &body;
-    ep_publisher_send (self->publisher, topic, &event);
+    ep_shardset_event (self->set, self->publisher, topic, ep_service_source_id (self->service), shard,
+                       revision, why);
 }
 
 //  The routers of a shard the cache still holds rows of (closed sessions,
@@ -319,7 +255,7 @@ static void
 s_on_router (void *arg, const char *router_id)
 {
     s_stale_t *stale = (s_stale_t *) arg;
-    if (router_id && reapshards_shard_of (stale->self->shards, router_id) == stale->shard)
+    if (router_id && ep_shardset_shard_of (stale->self->set, router_id) == stale->shard)
         zlistx_add_end (stale->routers, strdup (router_id));
 }
 
@@ -329,8 +265,8 @@ static bool
 s_mine_not_stale (void *arg, const char *router_id)
 {
     s_stale_t *stale = (s_stale_t *) arg;
-    return reapshards_ready (stale->self->shards, router_id)
-        && reapshards_shard_of (stale->self->shards, router_id) != stale->shard;
+    return ep_shardset_ready (stale->self->set, router_id)
+        && ep_shardset_shard_of (stale->self->set, router_id) != stale->shard;
 }
 
 static int
@@ -387,7 +323,7 @@ s_adopt_step (reapsvc_t *self, const ep_adopt_action_t *action)
         return rc;
     if (reaper_adopt (self->reaper, ep_mono_ms ()) != 0)
         return -1;
-    reapshards_adopt_shard (self->shards, action->shard, action->revision);
+    ep_shardset_adopt_shard (self->set, action->shard, action->revision);
     self->adopted = true;
     reapload_stats_t *stats = &loaded->stats;
     ep_log_info ("reaper: shard %d adopted in %zu steps: %zu open and %zu closed sessions, %zu "
@@ -461,100 +397,8 @@ reapsvc_adopting (reapsvc_t *self)
     return self->adopt && ep_adopt_pending (self->adopt);
 }
 
-//  cluster.beacon: where this instance listens and the shards it owns.
-void
-reapsvc_beacon (reapsvc_t *self)
-{
-    int count = (int) self->shard_count, owned = 0;
-    uint32_t *shards = (uint32_t *) zmalloc (sizeof (uint32_t) * (size_t) count);
-    int64_t *revisions = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) count);
-    for (int s = 0; s < count; s++)
-        if ((revisions [owned] = reapshards_revision (self->shards, s)) > 0)
-            shards [owned++] = (uint32_t) s;
-    Ep__ShardBeacon beacon = EP__SHARD_BEACON__INIT;
-    beacon.service = (char *) "reaper";
-    beacon.instance_id = (char *) ep_service_source_id (self->service);
-    beacon.address = self->advertise;
-    beacon.has_shard_count = beacon.has_interval_ms = true;
-    beacon.shard_count = (uint32_t) count;
-    beacon.interval_ms = BEACON_MS;
-    beacon.n_shards = beacon.n_owner_revisions = (size_t) owned;
-    beacon.shards = shards;
-    beacon.owner_revisions = revisions;
-    Ep__Event event = EP__EVENT__INIT;
-    event.body_case = EP__EVENT__BODY_SHARD_BEACON;
-    event.shard_beacon = &beacon;
-    ep_publisher_send (self->publisher, "cluster.beacon", &event);
-    ep_series_set (self->owned, (double) owned);
-    free (shards);
-    free (revisions);
-}
-
 //  ---------------------------------------------------------------------
 //  Life cycle
-
-static int
-s_shards_fill (void *arg, zmq_pollitem_t *items, int max)
-{
-    return reapshards_pollitems ((reapshards_t *) arg, items, max);
-}
-
-static long
-s_shards_due (void *arg)
-{
-    return reapshards_timeout ((reapshards_t *) arg);
-}
-
-static void
-s_shards_dispatch (void *arg, zmq_pollitem_t *items, int nitems)
-{
-    reapshards_dispatch ((reapshards_t *) arg, items, nitems);
-}
-
-
-int
-reapsvc_open_shards (reapsvc_t *self, const reapsvc_config_t *config)
-{
-    ep_etcd_config_t etcd;
-    char err [768];
-    if (ep_etcd_settings_config (&config->etcd_settings, &etcd, err, sizeof err) != 0) {
-        ep_log_error ("EDGEPLANE_REAPER_STORE=etcd: %s", err);
-        return -1;
-    }
-    etcd.timeout_ms = 3000;
-    etcd.watch_idle_ms = 10000;
-    self->advertise = ep_shards_advertise (config->advertise, zsock_last_endpoint (self->router));
-    self->prefix = strdup (config->etcd_settings.prefix? config->etcd_settings.prefix: "/edgeplane/");
-    self->shard_count = config->shards;
-    self->adopt = ep_adopt_new (&(ep_adopt_config_t) {
-        .service = "reaper", .metrics = ep_service_metrics (self->service),
-        .valid = s_loaded_valid, .arg = self, .destructor = (czmq_destructor *) s_loaded_destroy });
-    self->echoes = zlistx_new ();
-    zlistx_set_destructor (self->echoes, (czmq_destructor *) zstr_free);
-    self->published = zhashx_new ();
-    zhashx_set_destructor (self->published, (czmq_destructor *) zstr_free);
-    reapshards_config_t shards = {
-        .etcd = etcd, .prefix = self->prefix, .id = ep_service_source_id (self->service),
-        .count = (int) config->shards, .ttl_ms = config->lease_ttl_ms,
-        .metrics = ep_service_metrics (self->service), .fn = s_on_shards, .arg = self };
-    self->shards = reapshards_new (&shards, err, sizeof err);
-    if (!self->shards) {
-        ep_log_error ("EDGEPLANE_REAPER_STORE=etcd: %s", err);
-        return -1;
-    }
-    reapbatch_config_t batch;
-    reapshards_batch_config (self->shards, &batch);
-    self->batch = reapbatch_new (&batch);
-    sessiondb_set_journal (reaper_db (self->reaper), reapbatch_journal, self->batch);
-    self->owned = ep_gauge_series (ep_metrics_gauge (ep_service_metrics (self->service),
-        "edgeplane_reaper_shards_owned", "Shards this instance owns and has read (the etcd mode).",
-        0, NULL), NULL);
-    ep_service_add_fds (self->service, &(ep_service_fds_t) {
-        .fill = s_shards_fill, .due = s_shards_due, .dispatch = s_shards_dispatch, .arg = self->shards });
-    ep_log_info ("reaper: etcd mode, %lld shards, lease TTL %lld ms, advertised as %s",
-                 (long long) config->shards, (long long) config->lease_ttl_ms, self->advertise);
-    return 0;
-}
 
 bool
 reapsvc_shards_ready (void *arg)
@@ -563,10 +407,46 @@ reapsvc_shards_ready (void *arg)
     return !self->shards || !self->between_due;
 }
 
+int
+reapsvc_open_shards (reapsvc_t *self, const reapsvc_config_t *config)
+{
+    reapshards_config_t shards;
+    char err [768];
+    if (ep_shardset_configure (&shards, &config->sharded, "reaper", ep_service_source_id (self->service),
+                               ep_service_metrics (self->service), err, sizeof err) != 0) {
+        ep_log_error ("EDGEPLANE_REAPER_STORE=etcd: %s", err);
+        return -1;
+    }
+    self->advertise = ep_shards_advertise (config->sharded.advertise, zsock_last_endpoint (self->router));
+    self->prefix = strdup (shards.prefix);
+    self->adopt = ep_adopt_new (&(ep_adopt_config_t) {
+        .service = "reaper", .metrics = ep_service_metrics (self->service),
+        .valid = s_loaded_valid, .arg = self, .destructor = (czmq_destructor *) s_loaded_destroy });
+    self->echoes = zlistx_new ();
+    zlistx_set_destructor (self->echoes, (czmq_destructor *) zstr_free);
+    self->published = zhashx_new ();
+    zhashx_set_destructor (self->published, (czmq_destructor *) zstr_free);
+    shards.fn = s_on_shards;
+    shards.arg = self;
+    self->shards = reapshards_new (&shards, err, sizeof err);
+    if (!self->shards) {
+        ep_log_error ("EDGEPLANE_REAPER_STORE=etcd: %s", err);
+        return -1;
+    }
+    self->set = reapshards_set (self->shards);
+    reapbatch_config_t batch;
+    reapshards_batch_config (self->shards, &batch);
+    self->batch = reapbatch_new (&batch);
+    sessiondb_set_journal (reaper_db (self->reaper), reapbatch_journal, self->batch);
+    ep_shardset_start (self->set, self->service, self->advertise);
+    return 0;
+}
+
 void
 reapsvc_close_shards (reapsvc_t *self)
 {
     reapshards_destroy (&self->shards);
+    self->set = NULL;
     if (self->reaper)
         sessiondb_set_journal (reaper_db (self->reaper), NULL, NULL);
     reapbatch_destroy (&self->batch);

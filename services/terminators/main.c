@@ -6,7 +6,7 @@
 */
 #include "ep_service.h"
 #include "ep_subscriber.h"
-#include "ep_shard.h"
+#include "ep_shardset.h"
 #include "termsvc.h"
 
 int
@@ -15,10 +15,7 @@ main (int argc, char **argv)
     static char *listen, *db_path;
     static int64_t max_batch, park_timeout, establish_timeout, retry_base, retry_max, retry_cap;
     static int64_t delete_grace, tombstone_ttl, presence_expiry, settle, dedupe_window;
-    static int64_t shards, lease_ttl;
-    static char *advertise, *store;
-    static ep_etcd_settings_t etcd;
-    static const char *stores [] = { "sqlite", "etcd", NULL };
+    static ep_shardset_opts_t sharding;
     ep_opt_t opts [] = {
         { .name = "listen", .env = "EDGEPLANE_TERMINATORS_LISTEN", .def = EP_DEFAULT_TERMINATORS_API,
           .type = EP_OPT_ENDPOINT, .str = &listen, .help = "Where the terminators API binds." },
@@ -55,30 +52,19 @@ main (int argc, char **argv)
           .type = EP_OPT_DURATION, .num = &settle, .min = 0, .max = 3600000,
           .help = "After a start, timers wait this long for presence to be known again." },
         ep_subscriber_window_opt (&dedupe_window),
-        { .name = "store", .env = "EDGEPLANE_TERMINATORS_STORE", .def = "sqlite", .type = EP_OPT_ENUM,
-          .words = stores, .str = &store,
-          .help = "sqlite (terminators.db, one instance) or etcd (several instances on shards)." },
-        { .name = "shards", .env = "EDGEPLANE_SHARDS", .def = "64", .type = EP_OPT_INT, .num = &shards,
-          .min = 1, .max = EP_SHARD_MAX_COUNT,
-          .help = "etcd store: routers are spread over this many shards (the same on every instance)." },
-        { .name = "lease-ttl", .env = "EDGEPLANE_TERMINATORS_LEASE_TTL", .def = "10s",
-          .type = EP_OPT_DURATION, .num = &lease_ttl, .min = 2000, .max = 600000,
-          .help = "etcd store: the shard ownership lease; a lost instance's shards move after it." },
-        { .name = "advertise", .env = "EDGEPLANE_TERMINATORS_ADVERTISE", .type = EP_OPT_STRING,
-          .str = &advertise, .def_help = "the bound endpoint, with this host's name for *",
-          .help = "etcd store: the API endpoint the watchdogs reach this instance at." },
     };
-    ep_opt_t all [EP_COUNT (opts) + EP_ETCD_OPTS];
+    ep_opt_t all [EP_COUNT (opts) + EP_SHARDSET_OPTS];
     memcpy (all, opts, sizeof opts);
-    ep_etcd_opts (&etcd, all + EP_COUNT (opts));
+    ep_shardset_opts (&sharding, "EDGEPLANE_TERMINATORS_",
+                      "sqlite (terminators.db, one instance) or etcd (several instances on shards).",
+                      all + EP_COUNT (opts));
     ep_service_t *service = ep_service_new ("terminators",
         "Terminator lifecycle: idempotent, ordered by model revision, no spin.",
         EP_HTTP_LISTEN_TERMINATORS, all, EP_COUNT (all), argc, argv);
     termsvc_config_t config = {
         .listen = listen, .db_path = db_path,
         .max_batch = max_batch, .park_timeout_ms = park_timeout, .dedupe_window = dedupe_window,
-        .etcd = streq (store, "etcd"), .etcd_settings = etcd, .shards = shards,
-        .lease_ttl_ms = lease_ttl, .advertise = advertise
+        .sharded = sharding
     };
     terminators_config_defaults (&config.core);
     config.core.sm.establish_timeout_ms = establish_timeout;

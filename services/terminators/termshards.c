@@ -1,33 +1,27 @@
 /*  termshards.c: the terminators' shards in etcd (termshards.h). */
 #include "termshards.h"
 #include "ep_log.h"
+#include "ep_codec.h"
 #include "termoutbox.h"
 
 #define MAX_KEY         400
-#define RELOAD_MS       500         //  a shard whose read failed is read again after this
 #define TRIM_MS         200         //  published outbox keys are deleted this often at most
 
-//  A request in flight: what it was for, and under which ownership.
+//  A transaction in flight (a batch, a trim).
 typedef struct {
     termshards_t *self;         //  whose
-    int shard;                  //  the shard read, or -1 (a batch, a trim)
-    int64_t revision;           //  the ownership it was made under
     termshards_done_fn *done;   //  a batch's callback
     void *arg;                  //  its argument
-    int *shards;                //  a batch's or trim's shards, in its compares' order
-    int64_t *revisions;         //  the create revision each was fenced under
-    int nshards;                //  how many
     zlistx_t *names;            //  a batch's outbox keys, a trim's last keys deleted
 } s_ctx_t;
 
 struct _termshards_t {
-    termshards_config_t config; //  as given (strings copied below)
+    ep_shardset_t *set;         //  the shards, read and adopted
     char *prefix;               //  <EDGEPLANE_ETCD_PREFIX>terminators/
-    ep_shards_t *shards;        //  ownership (owns the etcd client)
-    int64_t *loaded;            //  per shard: the revision it was read under, 0
-    int64_t *adopted;           //  per shard: the revision the service adopted it under, 0
+    int count;                  //  shards
+    termshards_fn *fn;          //  the service's callback
+    void *arg;                  //  its argument
     int64_t next_key;           //  outbox keys are numbered from this (never reused)
-    int64_t *reload_at;         //  per shard: read again at (mono ms), 0
     termoutbox_t *outbox;       //  events kept, by key and shard, until deleted
     bool trimming;              //  a trim in flight
     int64_t trim_at;            //  next trim (mono ms)
@@ -49,8 +43,7 @@ struct _termshards_batch_t {
 static char *
 s_shard_prefix (termshards_t *self, int shard, char *buf, size_t size)
 {
-    snprintf (buf, size, "%s%05d/", self->prefix, shard);
-    return buf;
+    return ep_shardset_shard_prefix (self->set, shard, buf, size);
 }
 
 //  ---------------------------------------------------------------------
@@ -61,10 +54,10 @@ s_pack_record (const termrec_t *record, size_t *size)
 {
     Ep__TerminatorRecord msg = EP__TERMINATOR_RECORD__INIT;
     msg.id = (char *) record->id;
+    msg.address = record->address;
     msg.service_id = (char *) record->service_id;
     msg.router_id = (char *) record->router_id;
     msg.host_id = (char *) record->host_id;
-    msg.address = record->address;
     msg.has_cost = msg.has_precedence = msg.has_state = msg.has_attempts = true;
     msg.cost = record->cost;
     msg.precedence = record->precedence;
@@ -81,11 +74,7 @@ s_pack_record (const termrec_t *record, size_t *size)
     msg.has_model_revision = msg.has_create_revision = true;
     msg.model_revision = record->model_revision;
     msg.create_revision = record->create_revision;
-    *size = ep__terminator_record__get_packed_size (&msg);
-    uint8_t *bytes = (uint8_t *) malloc (*size + 1);
-    EP_ASSERT (bytes);
-    ep__terminator_record__pack (&msg, bytes);
-    return bytes;
+    return ep_codec_pack_bytes (&msg.base, size);
 }
 
 //  A record from etcd, or NULL (logged) if it does not decode.
@@ -166,126 +155,61 @@ s_unpack_entries (const ep_etcd_kv_t *kv, zlistx_t *entries)
 }
 
 //  ---------------------------------------------------------------------
-//  Reading a shard
-
-static s_ctx_t *
-s_ctx_new (termshards_t *self, int shard, int64_t revision)
-{
-    s_ctx_t *ctx = (s_ctx_t *) zmalloc (sizeof (s_ctx_t));
-    ctx->self = self;
-    ctx->shard = shard;
-    ctx->revision = revision;
-    return ctx;
-}
+//  A shard read, or lost
 
 static void
 s_ctx_destroy (s_ctx_t **ctx_p)
 {
     if (*ctx_p) {
-        free ((*ctx_p)->shards);
-        free ((*ctx_p)->revisions);
         zlistx_destroy (&(*ctx_p)->names);
         free (*ctx_p);
         *ctx_p = NULL;
     }
 }
 
+//  LOADED: its records and outbox entries, read from its keys.
 static void
-s_news (termshards_t *self, termshards_event_t event, int shard, int64_t revision, const char *why)
+s_on_loaded (termshards_t *self, const ep_shardset_news_t *news)
 {
-    termshards_news_t news = { .event = event, .shard = shard, .revision = revision, .why = why };
-    self->config.fn (self->config.arg, &news);
-}
-
-static void
-s_on_read (void *arg, const ep_etcd_reply_t *reply, const char *error)
-{
-    s_ctx_t *ctx = (s_ctx_t *) arg;
-    termshards_t *self = ctx->self;
-    int shard = ctx->shard;
-    //  Lost or taken again meanwhile: this read is of no use.
-    if (ep_shards_held (self->shards, shard) != ctx->revision || self->loaded [shard]) {
-        s_ctx_destroy (&ctx);
-        return;
-    }
-    if (!reply || reply->code) {
-        ep_log_warn ("terminators: cannot read shard %d: %s; again in %d ms", shard,
-                     reply? reply->error: error, RELOAD_MS);
-        self->reload_at [shard] = ep_mono_ms () + RELOAD_MS;
-        s_ctx_destroy (&ctx);
-        return;
-    }
-    termshards_news_t news = { .event = TERMSHARDS_LOADED, .shard = shard, .revision = ctx->revision,
-                               .records = zlistx_new (), .entries = zlistx_new () };
-    zlistx_set_destructor (news.records, (czmq_destructor *) termrec_destroy);
-    zlistx_set_destructor (news.entries, (czmq_destructor *) termshards_entry_destroy);
+    zlistx_t *records = zlistx_new (), *entries = zlistx_new ();
+    zlistx_set_destructor (records, (czmq_destructor *) termrec_destroy);
+    zlistx_set_destructor (entries, (czmq_destructor *) termshards_entry_destroy);
     char prefix [MAX_KEY];
-    size_t size = strlen (s_shard_prefix (self, shard, prefix, sizeof prefix));
-    for (size_t i = 0; i < reply->nkvs; i++) {
-        const ep_etcd_kv_t *kv = &reply->kvs [i];
+    size_t size = strlen (s_shard_prefix (self, news->shard, prefix, sizeof prefix));
+    for (size_t i = 0; i < news->nkvs; i++) {
+        const ep_etcd_kv_t *kv = &news->kvs [i];
         const char *rest = (const char *) kv->key + size;
         if (kv->key_size <= size + 2)
             continue;
         if (strncmp (rest, "t/", 2) == 0) {
             termrec_t *record = s_unpack_record (kv);
             if (record)
-                zlistx_add_end (news.records, record);
+                zlistx_add_end (records, record);
         }
         else
         if (strncmp (rest, "o/", 2) == 0)
-            s_unpack_entries (kv, news.entries);
+            s_unpack_entries (kv, entries);
     }
-    self->loaded [shard] = ctx->revision;
     ep_log_info ("terminators: shard %d is ours (revision %lld): %zu terminators, %zu events to "
-                 "publish", shard, (long long) ctx->revision, zlistx_size (news.records),
-                 zlistx_size (news.entries));
-    self->config.fn (self->config.arg, &news);
-    zlistx_destroy (&news.records);
-    zlistx_destroy (&news.entries);
-    s_ctx_destroy (&ctx);
+                 "publish", news->shard, (long long) news->revision, zlistx_size (records),
+                 zlistx_size (entries));
+    self->fn (self->arg, news, records, entries);
+    zlistx_destroy (&records);
+    zlistx_destroy (&entries);
 }
 
 static void
-s_read_shard (termshards_t *self, int shard)
-{
-    self->reload_at [shard] = 0;
-    char prefix [MAX_KEY];
-    uint8_t end [MAX_KEY];
-    s_shard_prefix (self, shard, prefix, sizeof prefix);
-    ep_etcd_range_t range = { .key = ep_etcd_str (prefix),
-                              .range_end = ep_etcd_prefix_end (ep_etcd_str (prefix), end, sizeof end) };
-    s_ctx_t *ctx = s_ctx_new (self, shard, ep_shards_held (self->shards, shard));
-    if (ep_etcd_range (ep_shards_etcd (self->shards), &range, s_on_read, ctx) != 0) {
-        s_ctx_destroy (&ctx);
-        self->reload_at [shard] = ep_mono_ms () + RELOAD_MS;
-    }
-}
-
-//  Forgets the outbox entries of shard (the next owner publishes them).
-static void
-s_forget_entries (termshards_t *self, int shard)
-{
-    termoutbox_forget_shard (self->outbox, shard);
-}
-
-static void
-s_on_shards (void *arg, ep_shards_event_t event, int shard, int64_t create_revision, const char *why)
+s_on_news (void *arg, const ep_shardset_news_t *news)
 {
     termshards_t *self = (termshards_t *) arg;
-    if (event == EP_SHARDS_FAILED) {
-        s_news (self, TERMSHARDS_FAILED, -1, 0, why);
-        return;
+    if (news->event == EP_SHARDSET_LOADED)
+        s_on_loaded (self, news);
+    else {
+        //  Lost: the next owner publishes its outbox entries.
+        if (news->event == EP_SHARDSET_DROPPED)
+            termoutbox_forget_shard (self->outbox, news->shard);
+        self->fn (self->arg, news, NULL, NULL);
     }
-    if (event == EP_SHARDS_ACQUIRED) {
-        self->loaded [shard] = self->adopted [shard] = 0;
-        s_read_shard (self, shard);
-        return;
-    }
-    //  Released or fenced: whatever it was read under is no longer ours.
-    self->loaded [shard] = self->adopted [shard] = 0;
-    self->reload_at [shard] = 0;
-    s_forget_entries (self, shard);
-    s_news (self, TERMSHARDS_DROPPED, shard, create_revision, why);
 }
 
 //  ---------------------------------------------------------------------
@@ -309,11 +233,11 @@ termshards_batch_new (termshards_t *self)
     zlistx_set_destructor (batch->ops, (czmq_destructor *) zstr_free);
     batch->strings = zlistx_new ();
     zlistx_set_destructor (batch->strings, (czmq_destructor *) zstr_free);
-    batch->touched = (bool *) zmalloc (sizeof (bool) * (size_t) self->config.count);
+    batch->touched = (bool *) zmalloc (sizeof (bool) * (size_t) self->count);
     batch->names = zlistx_new ();
     zlistx_set_destructor (batch->names, (czmq_destructor *) zstr_free);
-    batch->events = (zlistx_t **) zmalloc (sizeof (zlistx_t *) * (size_t) self->config.count);
-    batch->keys = (char **) zmalloc (sizeof (char *) * (size_t) self->config.count);
+    batch->events = (zlistx_t **) zmalloc (sizeof (zlistx_t *) * (size_t) self->count);
+    batch->keys = (char **) zmalloc (sizeof (char *) * (size_t) self->count);
     return batch;
 }
 
@@ -325,7 +249,7 @@ termshards_batch_destroy (termshards_batch_t **batch_p)
         zlistx_destroy (&batch->ops);
         zlistx_destroy (&batch->strings);
         zlistx_destroy (&batch->names);
-        for (int s = 0; s < batch->owner->config.count; s++) {
+        for (int s = 0; s < batch->owner->count; s++) {
             Ep__TerminatorOutboxEntry *entry;
             while (batch->events [s]
                &&  (entry = (Ep__TerminatorOutboxEntry *) zlistx_detach (batch->events [s], NULL)))
@@ -352,8 +276,8 @@ static int
 s_batch_shard (termshards_batch_t *batch, const char *router_id)
 {
     termshards_t *self = batch->owner;
-    int shard = ep_shard_of (router_id, self->config.count);
-    if (!self->adopted [shard] || ep_shards_held (self->shards, shard) != self->adopted [shard]) {
+    int shard = ep_shard_of (router_id, self->count);
+    if (!ep_shardset_revision (self->set, shard)) {
         if (!batch->bad)
             snprintf (batch->why, sizeof batch->why, "shard %d (router %s) is no longer this "
                       "instance's", shard, router_id);
@@ -398,7 +322,7 @@ termshards_batch_record (termshards_batch_t *batch, const termrec_t *now, const 
               which->id);
     //  A terminator that moved to another router (a new incarnation) is
     //  another shard's now: its old key goes.
-    if (now && before && ep_shard_of (before->router_id, batch->owner->config.count) != shard) {
+    if (now && before && ep_shard_of (before->router_id, batch->owner->count) != shard) {
         int old = s_batch_shard (batch, before->router_id);
         char old_key [MAX_KEY];
         if (old >= 0) {
@@ -432,7 +356,7 @@ termshards_batch_event (termshards_batch_t *batch, int64_t seq, const char *topi
         //  again (and a batch whose outcome was unknown may have landed).
         batch->keys [shard] = zsys_sprintf ("%.300so/%020lld-%020lld",
             s_shard_prefix (self, shard, prefix, sizeof prefix),
-            (long long) self->adopted [shard], (long long) ++self->next_key);
+            (long long) ep_shardset_adopted (self->set, shard), (long long) ++self->next_key);
         batch->events [shard] = zlistx_new ();
         zlistx_add_end (batch->names, strdup (batch->keys [shard]));
     }
@@ -457,7 +381,7 @@ termshards_batch_event (termshards_batch_t *batch, int64_t seq, const char *topi
 static void
 s_batch_outbox (termshards_batch_t *batch)
 {
-    for (int s = 0; s < batch->owner->config.count; s++) {
+    for (int s = 0; s < batch->owner->count; s++) {
         if (!batch->keys [s])
             continue;
         Ep__TerminatorOutbox outbox = EP__TERMINATOR_OUTBOX__INIT;
@@ -467,28 +391,23 @@ s_batch_outbox (termshards_batch_t *batch)
         for (Ep__TerminatorOutboxEntry *entry = (Ep__TerminatorOutboxEntry *) zlistx_first (batch->events [s]);
              entry; entry = (Ep__TerminatorOutboxEntry *) zlistx_next (batch->events [s]))
             outbox.entries [i++] = entry;
-        size_t size = ep__terminator_outbox__get_packed_size (&outbox);
-        uint8_t *packed = (uint8_t *) malloc (size + 1);
-        ep__terminator_outbox__pack (&outbox, packed);
+        size_t size;
+        uint8_t *packed = ep_codec_pack_bytes (&outbox.base, &size);
         s_batch_op (batch, EP_ETCD_PUT, batch->keys [s], packed, size);
         free (packed);
         free (outbox.entries);
     }
 }
 
-//  The fences of the shards touched (common/ep_shards), in compare order;
-//  the failure branch reads each owner key in the same order. -1 if a
-//  touched shard is not held: a write without its fence would be
-//  unconditional.
+//  The shards touched, ascending, into shards; how many.
 static int
-s_fences (termshards_t *self, const bool *touched, ep_etcd_compare_t *compares,
-          ep_etcd_op_t *reads, int *shards, int64_t *revisions)
+s_touched (termshards_t *self, const bool *touched, int *shards)
 {
     int n = 0;
-    for (int s = 0; s < self->config.count; s++)
+    for (int s = 0; s < self->count; s++)
         if (touched [s])
             shards [n++] = s;
-    return ep_shards_fence_all (self->shards, shards, n, compares, reads, revisions) == 0? n: -1;
+    return n;
 }
 
 static void
@@ -500,36 +419,23 @@ s_forget_names (termshards_t *self, zlistx_t *names)
         termoutbox_forget_key (self->outbox, atoi (key + size), key);
 }
 
-//  The shards of a batch whose outcome is unknown: dropped here (the
-//  service forgets them) and read again, as at their acquisition.
 static void
-s_reread (termshards_t *self, s_ctx_t *ctx)
-{
-    for (int i = 0; i < ctx->nshards; i++) {
-        int shard = ctx->shards [i];
-        if (ep_shards_held (self->shards, shard) != ctx->revisions [i])
-            continue;           //  lost meanwhile: its DROPPED came already
-        self->loaded [shard] = self->adopted [shard] = 0;
-        s_forget_entries (self, shard);
-        s_news (self, TERMSHARDS_DROPPED, shard, ctx->revisions [i],
-                "the outcome of a write is unknown: reading the shard again");
-        s_read_shard (self, shard);
-    }
-}
-
-static void
-s_on_batch (void *arg, const ep_etcd_reply_t *reply, const char *error)
+s_on_batch (void *arg, const ep_shardset_outcome_t *outcome)
 {
     s_ctx_t *ctx = (s_ctx_t *) arg;
     termshards_t *self = ctx->self;
+    const ep_etcd_reply_t *reply = outcome->reply;
     char why [512];
     int rc = -1;
     if (!reply) {
         //  Sent, unanswered: it may have landed. Memory is undone, so the
-        //  shards it touched are read again from etcd, whatever happened.
+        //  shards it touched are dropped (the service forgets them) and
+        //  read again from etcd, whatever happened.
         snprintf (why, sizeof why, "etcd did not answer the batch (%s); its shards are read again",
-                  error);
-        s_reread (self, ctx);
+                  outcome->error);
+        for (int i = 0; i < outcome->nshards; i++)
+            ep_shardset_reread (self->set, outcome->shards [i], outcome->revisions [i],
+                                "the outcome of a write is unknown: reading the shard again");
     }
     else
     if (reply->code) {
@@ -537,10 +443,8 @@ s_on_batch (void *arg, const ep_etcd_reply_t *reply, const char *error)
         self->too_large = reply->error && strstr (reply->error, "too many operations");
     }
     else
-    if (!reply->succeeded) {
+    if (outcome->fenced)
         snprintf (why, sizeof why, "a shard of the batch is another instance's now (fenced)");
-        ep_shards_fence_check_all (self->shards, ctx->shards, ctx->revisions, ctx->nshards, reply);
-    }
     else
         rc = 0;
     if (rc != 0)
@@ -549,43 +453,38 @@ s_on_batch (void *arg, const ep_etcd_reply_t *reply, const char *error)
     s_ctx_destroy (&ctx);
 }
 
+//  The batch's ops, in an array.
+static ep_etcd_op_t *
+s_ops (termshards_batch_t *batch, size_t *nops)
+{
+    *nops = zlistx_size (batch->ops);
+    ep_etcd_op_t *ops = (ep_etcd_op_t *) zmalloc (sizeof (ep_etcd_op_t) * (*nops + 1));
+    size_t i = 0;
+    for (ep_etcd_op_t *op = (ep_etcd_op_t *) zlistx_first (batch->ops); op;
+         op = (ep_etcd_op_t *) zlistx_next (batch->ops))
+        ops [i++] = *op;
+    return ops;
+}
+
 int
 termshards_batch_send (termshards_t *self, termshards_batch_t **batch_p,
                        termshards_done_fn *done, void *arg, char *err, size_t errlen)
 {
     termshards_batch_t *batch = *batch_p;
     s_batch_outbox (batch);
-    int count = self->config.count;
-    ep_etcd_compare_t *compares = (ep_etcd_compare_t *) zmalloc (sizeof (ep_etcd_compare_t) * (size_t) count);
-    ep_etcd_op_t *reads = (ep_etcd_op_t *) zmalloc (sizeof (ep_etcd_op_t) * (size_t) count);
-    int *shards = (int *) zmalloc (sizeof (int) * (size_t) count);
-    size_t nops = zlistx_size (batch->ops);
-    ep_etcd_op_t *ops = (ep_etcd_op_t *) zmalloc (sizeof (ep_etcd_op_t) * (nops + 1));
-    size_t i = 0;
-    for (ep_etcd_op_t *op = (ep_etcd_op_t *) zlistx_first (batch->ops); op;
-         op = (ep_etcd_op_t *) zlistx_next (batch->ops))
-        ops [i++] = *op;
-    int64_t *revisions = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) count);
-    int rc = -1, nshards = -1;
+    int *shards = (int *) zmalloc (sizeof (int) * (size_t) self->count);
+    int nshards = s_touched (self, batch->touched, shards);
+    size_t nops;
+    ep_etcd_op_t *ops = s_ops (batch, &nops);
+    int rc = -1;
     self->too_large = false;
     if (batch->bad)
         snprintf (err, errlen, "%s", batch->why);
-    else
-    if ((nshards = s_fences (self, batch->touched, compares, reads, shards, revisions)) < 0)
-        snprintf (err, errlen, "a shard of the batch is no longer this instance's");
     else {
-        ep_etcd_txn_t txn = { compares, (size_t) nshards, ops, nops, reads, (size_t) nshards };
-        s_ctx_t *ctx = s_ctx_new (self, -1, 0);
-        ctx->done = done;
-        ctx->arg = arg;
-        ctx->shards = shards;
-        ctx->revisions = revisions;
-        ctx->nshards = nshards;
-        ctx->names = batch->names;
+        s_ctx_t *ctx = (s_ctx_t *) zmalloc (sizeof (s_ctx_t));
+        *ctx = (s_ctx_t) { self, done, arg, batch->names };
         batch->names = NULL;
-        shards = NULL;
-        revisions = NULL;
-        rc = ep_etcd_txn (ep_shards_etcd (self->shards), &txn, s_on_batch, ctx, err, errlen);
+        rc = ep_shardset_txn (self->set, shards, nshards, ops, nops, s_on_batch, ctx, err, errlen);
         if (rc != 0) {
             s_forget_names (self, ctx->names);
             s_ctx_destroy (&ctx);
@@ -593,11 +492,8 @@ termshards_batch_send (termshards_t *self, termshards_batch_t **batch_p,
     }
     if (batch->names)
         s_forget_names (self, batch->names);
-    free (revisions);
-    free (shards);
     free (ops);
-    free (reads);
-    free (compares);
+    free (shards);
     termshards_batch_destroy (batch_p);
     return rc;
 }
@@ -654,7 +550,7 @@ termshards_read_all (termshards_t *self, termshards_all_fn *fn, void *arg)
                               .range_end = ep_etcd_prefix_end (ep_etcd_str (self->prefix), end, sizeof end) };
     s_all_t *all = (s_all_t *) zmalloc (sizeof (s_all_t));
     *all = (s_all_t) { self, fn, arg };
-    if (ep_etcd_range (ep_shards_etcd (self->shards), &range, s_on_all, all) != 0) {
+    if (ep_etcd_range (ep_shards_etcd (ep_shardset_shards (self->set)), &range, s_on_all, all) != 0) {
         free (all);
         return -1;
     }
@@ -674,7 +570,7 @@ void
 termshards_adopted (termshards_t *self, int64_t seq, const termshards_entry_t *adopted)
 {
     int shard = atoi (adopted->key + strlen (self->prefix));
-    if (shard >= 0 && shard < self->config.count)
+    if (shard >= 0 && shard < self->count)
         termoutbox_event (self->outbox, seq, shard, adopted->key, adopted->event_id);
 }
 
@@ -685,18 +581,17 @@ termshards_published (termshards_t *self, int64_t seq)
 }
 
 static void
-s_on_trim (void *arg, const ep_etcd_reply_t *reply, const char *error)
+s_on_trim (void *arg, const ep_shardset_outcome_t *outcome)
 {
     s_ctx_t *ctx = (s_ctx_t *) arg;
     termshards_t *self = ctx->self;
+    const ep_etcd_reply_t *reply = outcome->reply;
     self->trimming = false;
     if (!reply || reply->code)
         ep_log_warn ("terminators: cannot delete published events: %s (again later)",
-                     reply? reply->error: error);
+                     reply? reply->error: outcome->error);
     else
-    if (!reply->succeeded)
-        ep_shards_fence_check_all (self->shards, ctx->shards, ctx->revisions, ctx->nshards, reply);
-    else {
+    if (!outcome->fenced) {
         //  Deleted up to these keys: forgotten. Not: the next trim tries
         //  again (or, the shard lost, its next owner publishes them again:
         //  at least once, and consumers drop repeats by event id).
@@ -704,11 +599,22 @@ s_on_trim (void *arg, const ep_etcd_reply_t *reply, const char *error)
         for (const char *upto = (const char *) zlistx_first (ctx->names); upto;
              upto = (const char *) zlistx_next (ctx->names)) {
             int shard = atoi (upto + size);
-            if (termshards_revision (self, shard))
+            if (ep_shardset_revision (self->set, shard))
                 termoutbox_trimmed (self->outbox, shard, upto);
         }
     }
     s_ctx_destroy (&ctx);
+}
+
+//  True if every shard of shards [0..n) is held: a write without its
+//  fence would be unconditional.
+static bool
+s_held (termshards_t *self, const int *shards, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!ep_shards_held (ep_shardset_shards (self->set), shards [i]))
+            return false;
+    return true;
 }
 
 //  Deletes each shard's published outbox keys with one range delete, in
@@ -719,8 +625,9 @@ s_trim (termshards_t *self)
     self->trim_at = ep_mono_ms () + TRIM_MS;
     termshards_batch_t *batch = termshards_batch_new (self);
     char prefix [300];
-    for (int shard = 0; shard < self->config.count; shard++) {
-        const char *upto = self->adopted [shard]? termoutbox_trimmable (self->outbox, shard): NULL;
+    for (int shard = 0; shard < self->count; shard++) {
+        const char *upto = ep_shardset_adopted (self->set, shard)
+                         ? termoutbox_trimmable (self->outbox, shard): NULL;
         if (!upto)
             continue;
         //  [<shard>/o/, upto + "\0"): every key up to upto, included.
@@ -738,59 +645,67 @@ s_trim (termshards_t *self)
         zlistx_add_end (batch->names, strdup (upto));
         batch->touched [shard] = true;
     }
-    int count = self->config.count;
-    ep_etcd_compare_t *compares = (ep_etcd_compare_t *) zmalloc (sizeof (ep_etcd_compare_t) * (size_t) count);
-    ep_etcd_op_t *reads = (ep_etcd_op_t *) zmalloc (sizeof (ep_etcd_op_t) * (size_t) count);
-    s_ctx_t *ctx = s_ctx_new (self, -1, 0);
-    ctx->shards = (int *) zmalloc (sizeof (int) * (size_t) count);
-    ctx->revisions = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) count);
-    ctx->nshards = s_fences (self, batch->touched, compares, reads, ctx->shards, ctx->revisions);
-    size_t nops = zlistx_size (batch->ops), i = 0;
-    ep_etcd_op_t *ops = (ep_etcd_op_t *) zmalloc (sizeof (ep_etcd_op_t) * (nops + 1));
-    for (ep_etcd_op_t *op = (ep_etcd_op_t *) zlistx_first (batch->ops); op;
-         op = (ep_etcd_op_t *) zlistx_next (batch->ops))
-        ops [i++] = *op;
-    ep_etcd_txn_t txn = { compares, (size_t) ctx->nshards, ops, nops, reads, (size_t) ctx->nshards };
-    ctx->names = batch->names;
+    int *shards = (int *) zmalloc (sizeof (int) * (size_t) self->count);
+    int nshards = s_touched (self, batch->touched, shards);
+    size_t nops;
+    ep_etcd_op_t *ops = s_ops (batch, &nops);
+    s_ctx_t *ctx = (s_ctx_t *) zmalloc (sizeof (s_ctx_t));
+    *ctx = (s_ctx_t) { .self = self, .names = batch->names };
     batch->names = NULL;
     char err [256];
-    if (nops == 0 || ctx->nshards < 0)
+    if (nops == 0 || !s_held (self, shards, nshards))
         s_ctx_destroy (&ctx);
     else
-    if (ep_etcd_txn (ep_shards_etcd (self->shards), &txn, s_on_trim, ctx, err, sizeof err) == 0)
+    if (ep_shardset_txn (self->set, shards, nshards, ops, nops, s_on_trim, ctx, err, sizeof err) == 0)
         self->trimming = true;
     else {
         ep_log_warn ("terminators: cannot delete published events: %s", err);
         s_ctx_destroy (&ctx);
     }
     free (ops);
-    free (reads);
-    free (compares);
+    free (shards);
     termshards_batch_destroy (&batch);
 }
 
 //  ---------------------------------------------------------------------
 //  Life cycle and the loop
 
+static long
+s_trim_due (void *arg)
+{
+    termshards_t *self = (termshards_t *) arg;
+    if (!termoutbox_keys (self->outbox) || self->trimming)
+        return -1;
+    int64_t now = ep_mono_ms ();
+    return (long) (self->trim_at > now? self->trim_at - now: 0);
+}
+
+static void
+s_trim_tick (void *arg)
+{
+    termshards_t *self = (termshards_t *) arg;
+    if (!self->trimming && ep_mono_ms () >= self->trim_at && termoutbox_keys (self->outbox))
+        s_trim (self);
+}
+
 termshards_t *
 termshards_new (const termshards_config_t *config, char *err, size_t errlen)
 {
-    EP_ASSERT (config->prefix && config->id && config->count > 0 && config->fn);
+    EP_ASSERT (config->fn);
     termshards_t *self = (termshards_t *) zmalloc (sizeof (termshards_t));
-    self->config = *config;
-    self->prefix = zsys_sprintf ("%sterminators/", config->prefix);
-    char *shards_prefix = zsys_sprintf ("%sshards/", config->prefix);
-    ep_shards_config_t shards = { .etcd = config->etcd, .prefix = shards_prefix,
-                                  .service = "terminators", .id = config->id,
-                                  .count = config->count, .ttl_ms = config->ttl_ms,
-                                  .metrics = config->metrics, .fn = s_on_shards, .arg = self };
-    self->loaded = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) config->count);
-    self->adopted = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) config->count);
-    self->reload_at = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) config->count);
-    self->outbox = termoutbox_new (config->count);
-    self->shards = ep_shards_new (&shards, err, errlen);
-    zstr_free (&shards_prefix);
-    if (!self->shards)
+    self->prefix = zsys_sprintf ("%sterminators/", config->shards.prefix);
+    self->count = config->shards.count;
+    self->fn = config->fn;
+    self->arg = config->arg;
+    self->outbox = termoutbox_new (self->count);
+    ep_shardset_config_t set = config->shards;
+    set.service = "terminators";
+    set.fn = s_on_news;
+    set.due = s_trim_due;
+    set.tick = s_trim_tick;
+    set.arg = self;
+    self->set = ep_shardset_new (&set, err, errlen);
+    if (!self->set)
         termshards_destroy (&self);
     return self;
 }
@@ -800,127 +715,16 @@ termshards_destroy (termshards_t **self_p)
 {
     termshards_t *self = *self_p;
     if (self) {
-        ep_shards_destroy (&self->shards);
+        ep_shardset_destroy (&self->set);
         termoutbox_destroy (&self->outbox);
-        free (self->loaded);
-        free (self->adopted);
-        free (self->reload_at);
         free (self->prefix);
         free (self);
         *self_p = NULL;
     }
 }
 
-int
-termshards_pollitems (termshards_t *self, zmq_pollitem_t *items, int max)
+ep_shardset_t *
+termshards_set (termshards_t *self)
 {
-    return ep_shards_pollitems (self->shards, items, max);
-}
-
-long
-termshards_timeout (termshards_t *self)
-{
-    long timeout = ep_shards_timeout (self->shards);
-    int64_t now = ep_mono_ms ();
-    for (int s = 0; s < self->config.count; s++)
-        if (self->reload_at [s]) {
-            long due = (long) (self->reload_at [s] > now? self->reload_at [s] - now: 0);
-            if (timeout < 0 || due < timeout)
-                timeout = due;
-        }
-    if (termoutbox_keys (self->outbox) && !self->trimming) {
-        long due = (long) (self->trim_at > now? self->trim_at - now: 0);
-        if (timeout < 0 || due < timeout)
-            timeout = due;
-    }
-    return timeout;
-}
-
-void
-termshards_dispatch (termshards_t *self, zmq_pollitem_t *items, int nitems)
-{
-    ep_shards_dispatch (self->shards, items, nitems);
-    int64_t now = ep_mono_ms ();
-    for (int s = 0; s < self->config.count; s++)
-        if (self->reload_at [s] && now >= self->reload_at [s] && ep_shards_held (self->shards, s))
-            s_read_shard (self, s);
-    if (!self->trimming && now >= self->trim_at && termoutbox_keys (self->outbox))
-        s_trim (self);
-}
-
-int
-termshards_shard_of (termshards_t *self, const char *router_id)
-{
-    return ep_shard_of (router_id, self->config.count);
-}
-
-bool
-termshards_ready (termshards_t *self, const char *router_id)
-{
-    int shard = ep_shard_of (router_id, self->config.count);
-    return self->adopted [shard] && ep_shards_held (self->shards, shard) == self->adopted [shard];
-}
-
-bool
-termshards_loaded (termshards_t *self, int shard, int64_t revision)
-{
-    return shard >= 0 && shard < self->config.count && revision && self->loaded [shard] == revision
-        && ep_shards_held (self->shards, shard) == revision;
-}
-
-bool
-termshards_adopt_shard (termshards_t *self, int shard, int64_t revision)
-{
-    if (!termshards_loaded (self, shard, revision))
-        return false;
-    self->adopted [shard] = revision;
-    return true;
-}
-
-bool
-termshards_in_shard (termshards_t *self, const char *router_id, int shard)
-{
-    return ep_shard_of (router_id, self->config.count) == shard;
-}
-
-const char *
-termshards_owner (termshards_t *self, const char *router_id)
-{
-    const char *id = ep_shards_owner_id (self->shards, ep_shard_of (router_id, self->config.count));
-    return id? id: "";
-}
-
-int64_t
-termshards_revision (termshards_t *self, int shard)
-{
-    if (shard < 0 || shard >= self->config.count)
-        return 0;
-    return self->adopted [shard] && ep_shards_held (self->shards, shard) == self->adopted [shard]
-         ? self->adopted [shard]: 0;
-}
-
-int
-termshards_owned (termshards_t *self, uint32_t *shards, int64_t *revisions, int max)
-{
-    int n = 0;
-    for (int s = 0; s < self->config.count && n < max; s++) {
-        int64_t revision = termshards_revision (self, s);
-        if (revision) {
-            shards [n] = (uint32_t) s;
-            revisions [n++] = revision;
-        }
-    }
-    return n;
-}
-
-uint64_t
-termshards_handovers (termshards_t *self)
-{
-    return ep_shards_handovers (self->shards);
-}
-
-uint64_t
-termshards_fenced (termshards_t *self)
-{
-    return ep_shards_fenced (self->shards);
+    return self->set;
 }

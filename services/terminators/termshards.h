@@ -30,7 +30,7 @@
 #include "ep_prelude.h"
 #include "ep_etcd.h"
 #include "ep_metrics.h"
-#include "ep_shards.h"
+#include "ep_shardset.h"
 #include "events.pb-c.h"
 #include "termstore.h"
 
@@ -49,32 +49,15 @@ typedef struct {
 void
     termshards_entry_destroy (termshards_entry_t **entry_p);
 
-typedef enum {
-    TERMSHARDS_LOADED,          //  shard is this instance's and read: adopt records, events
-    TERMSHARDS_DROPPED,         //  shard is no longer this instance's: forget it
-    TERMSHARDS_FAILED           //  cannot go on (why): exit
-} termshards_event_t;
-
-//  What the service hears.
-typedef struct {
-    termshards_event_t event;   //  what happened
-    int shard;                  //  to which shard (-1 for FAILED)
-    int64_t revision;           //  LOADED: the owner key's create revision
-    const char *why;            //  DROPPED, FAILED: a sentence for the log
-    zlistx_t *records;          //  LOADED: termrec_t items (take them with zlistx_detach)
-    zlistx_t *entries;          //  LOADED: termshards_entry_t items, oldest first
-} termshards_news_t;
-
-typedef void (termshards_fn) (void *arg, const termshards_news_t *news);
+//  What the service hears: ep_shardset's news (its service is
+//  "terminators"); on LOADED, records (termrec_t items: take them with
+//  zlistx_detach) and entries (termshards_entry_t items, oldest first),
+//  read from the shard's keys; else NULL.
+typedef void (termshards_fn) (void *arg, const ep_shardset_news_t *news, zlistx_t *records,
+                              zlistx_t *entries);
 
 typedef struct {
-    ep_etcd_config_t etcd;      //  the client's endpoints and TLS
-    const char *prefix;         //  EDGEPLANE_ETCD_PREFIX ("/edgeplane/")
-    const char *id;             //  this instance
-    int count;                  //  shards (EDGEPLANE_SHARDS)
-    int64_t ttl_ms;             //  the ownership lease's TTL
-    int64_t max_txn_ops;        //  the cluster's --max-txn-ops
-    ep_metrics_t *metrics;      //  the shard counters go here, or NULL
+    ep_shardset_config_t shards;    //  the shards (its service, fn and arg are termshards')
     termshards_fn *fn;          //  the service's callback
     void *arg;                  //  its argument
 } termshards_config_t;
@@ -87,56 +70,9 @@ termshards_t *
 void
     termshards_destroy (termshards_t **self_p);
 
-//  The loop's part, as ep_etcd's.
-int
-    termshards_pollitems (termshards_t *self, zmq_pollitem_t *items, int max);
-long
-    termshards_timeout (termshards_t *self);
-void
-    termshards_dispatch (termshards_t *self, zmq_pollitem_t *items, int nitems);
-
-//  The router's shard.
-int
-    termshards_shard_of (termshards_t *self, const char *router_id);
-
-//  True if shard is still this instance's and read under revision: a
-//  LOADED news, or the adoption of one under way, is not stale.
-bool
-    termshards_loaded (termshards_t *self, int shard, int64_t revision);
-
-//  The service adopted a LOADED shard read under revision, all its steps
-//  (ep_adopt): true if it is still this instance's under that revision
-//  (then it is ready), false if the news is stale (ignore it).
-bool
-    termshards_adopt_shard (termshards_t *self, int shard, int64_t revision);
-
-//  True if router_id is in shard.
-bool
-    termshards_in_shard (termshards_t *self, const char *router_id, int shard);
-
-//  True if this instance owns the router's shard and has adopted it.
-bool
-    termshards_ready (termshards_t *self, const char *router_id);
-
-//  The id of the owner of router_id's shard as last seen, or "" if none.
-const char *
-    termshards_owner (termshards_t *self, const char *router_id);
-
-//  The create revision shard is owned under here, 0 if not ready.
-int64_t
-    termshards_revision (termshards_t *self, int shard);
-
-//  Shards owned and read, ascending, into shards and revisions (at most
-//  max). Returns how many.
-int
-    termshards_owned (termshards_t *self, uint32_t *shards, int64_t *revisions, int max);
-
-//  Shards this instance took over from an earlier owner, and writes
-//  refused by a fence.
-uint64_t
-    termshards_handovers (termshards_t *self);
-uint64_t
-    termshards_fenced (termshards_t *self);
+//  The shards, read and adopted: ownership, readiness, the loop's part.
+ep_shardset_t *
+    termshards_set (termshards_t *self);
 
 //  A batch's transaction, built from terminators_changes.
 termshards_batch_t *

@@ -269,10 +269,10 @@ s_write (void *arg, ep_req_t *req)
     termsvc_t *self = (termsvc_t *) arg;
     const Ep__TerminatorRequest *message = (const Ep__TerminatorRequest *) ep_req_message (req);
     //  Parked while the shard moved away: not ours to write any more.
-    if (self->shards && !termshards_ready (self->shards, message->router_id? message->router_id: "")) {
+    if (self->shards && !ep_shardset_ready (self->set, message->router_id? message->router_id: "")) {
         termsvc_request_t *request = (termsvc_request_t *) ep_req_result (req);
         snprintf (request->owner, sizeof request->owner, "%s",
-                  termshards_owner (self->shards, message->router_id? message->router_id: ""));
+                  ep_shardset_owner (self->set, message->router_id? message->router_id: ""));
         s_error (self, req, EP__STATUS__CODE__UNAVAILABLE,
                  "the router's shard moved to another instance while this request waited: retry");
         return;
@@ -502,7 +502,8 @@ termsvc_turn (termsvc_t *self)
         self->between_due = false;
     }
     if (self->shards && now >= self->next_beacon) {
-        termsvc_beacon (self);
+        ep_shardset_beacon (self->set, self->publisher, ep_service_source_id (self->service),
+                            self->advertise, BEACON_MS);
         self->next_beacon = now + BEACON_MS;
     }
     s_unpark (self);
@@ -533,15 +534,16 @@ termsvc_turn (termsvc_t *self)
 static int
 s_open_store (termsvc_t *self, const termsvc_config_t *config, const char *data_dir)
 {
+    bool etcd = ep_shardset_opts_etcd (&config->sharded);
     self->path = config->db_path? strdup (config->db_path)
-               : zsys_sprintf ("%s/%s", data_dir, config->etcd? "terminators-cache.db": "terminators.db");
+               : zsys_sprintf ("%s/%s", data_dir, etcd? "terminators-cache.db": "terminators.db");
     if (zsys_dir_create ("%s", data_dir) != 0)
         ep_log_warn ("cannot create %s", data_dir);
     ep_service_lock_or_exit (self->service, self->path,
         "several instances run on shards in the etcd mode (docs/terminators.md), each with its own data directory");
     //  The etcd mode keeps a cache of the shards it owns, in memory: etcd
     //  is the truth, and each shard is read again when it is acquired.
-    self->store = ep_store_new (config->etcd? EP_STORE_MEMORY: self->path,
+    self->store = ep_store_new (etcd? EP_STORE_MEMORY: self->path,
                                 termstore_migrations, termstore_migrations_count);
     if (!self->store) {
         ep_log_error ("cannot open %s: %s", self->path, ep_store_last_error ());
@@ -585,7 +587,7 @@ s_open_bus (termsvc_t *self, const termsvc_config_t *config)
     self->follower = links.follower;
     ep_publisher_declare (self->publisher, "terminator");
     ep_publisher_declare (self->publisher, "service");
-    if (config->etcd)
+    if (ep_shardset_opts_etcd (&config->sharded))
         ep_publisher_declare (self->publisher, "cluster");
     self->degraded = ep_degraded_new ("terminators", self->path, ep_service_http (self->service),
                                       ep_service_metrics (self->service), s_send_degraded, self);
@@ -619,10 +621,10 @@ termsvc_t *
 termsvc_new (ep_service_t *service, const termsvc_config_t *given)
 {
     termsvc_config_t sized = *given, *config = &sized;
-    if (config->etcd) {
+    if (ep_shardset_opts_etcd (&config->sharded)) {
         //  A batch is one etcd transaction: sized to fit --max-txn-ops
         //  (a write is a record and its events; one too large is split).
-        int64_t ops = config->etcd_settings.max_txn_ops > 0? config->etcd_settings.max_txn_ops: 128;
+        int64_t ops = config->sharded.etcd.max_txn_ops > 0? config->sharded.etcd.max_txn_ops: 128;
         if (config->max_batch > ops / 4)
             config->max_batch = ops / 4 > 0? ops / 4: 1;
         config->core.work_budget = (size_t) (ops / 4 > 0? ops / 4: 1);
@@ -636,7 +638,7 @@ termsvc_new (ep_service_t *service, const termsvc_config_t *given)
     if (s_open_store (self, config, common->data_dir) != 0
     ||  s_open_bus (self, config) != 0
     ||  s_open_api (self, config) != 0
-    ||  (config->etcd && termsvc_open_shards (self, config) != 0))
+    ||  (ep_shardset_opts_etcd (&config->sharded) && termsvc_open_shards (self, config) != 0))
         termsvc_destroy (&self);
     else {
         int64_t now = ep_mono_ms ();

@@ -17,7 +17,7 @@
 #define TERMSVC_H_INCLUDED
 
 #include "ep_service.h"
-#include "ep_etcd_opts.h"
+#include "ep_shardset.h"
 #include "terminators.h"
 
 typedef struct _termsvc_t termsvc_t;
@@ -29,11 +29,7 @@ typedef struct {
     int64_t park_timeout_ms;    //  how long a write waits for the model
     int64_t dedupe_window;      //  event ids the presence subscriber remembers
     terminators_config_t core;  //  the core's timings
-    bool etcd;                  //  the etcd mode: shards owned under leases (docs/terminators.md)
-    ep_etcd_settings_t etcd_settings;   //  its client and prefix
-    int64_t shards;             //  EDGEPLANE_SHARDS
-    int64_t lease_ttl_ms;       //  the shard ownership lease
-    const char *advertise;      //  the API endpoint the others reach this instance at, or NULL
+    ep_shardset_opts_t sharded; //  the store; etcd: shards owned under leases (docs/terminators.md)
 } termsvc_config_t;
 
 //  The service over the process scaffolding (borrowed): opens the store,

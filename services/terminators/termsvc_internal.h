@@ -68,15 +68,14 @@ struct _termsvc_t {
     uint64_t seen_spins, seen_commands, seen_acks, seen_gaps;   //  last values added
     //  The etcd mode (NULL shards: the embedded SQLite mode)
     termshards_t *shards;       //  shards owned, their terminators and outbox in etcd
+    ep_shardset_t *set;         //  its shards, read and adopted (termshards_set)
     ep_adopt_t *adopt;          //  shard news, applied when no batch is open (ep_adopt)
     bool committing;            //  a batch's etcd transaction is in flight
     bool between_due;           //  a batch completed: the between-batch work comes first
     zlistx_t *reads;            //  s_read_t of get and list waiting for etcd
     char *advertise;            //  this instance's API endpoint, for the beacon
     int64_t next_beacon;        //  monotonic ms
-    int64_t shard_count;        //  EDGEPLANE_SHARDS
     bool shards_failed;         //  the shards cannot go on (logged): stop
-    ep_series_t *owned;         //  edgeplane_terminators_shards_owned
 };
 
 //  The etcd mode (termsvc_shards.c).
@@ -109,10 +108,6 @@ void
 //  polls without waiting and the core's internal work waits.
 bool
     termsvc_adopting (termsvc_t *self);
-
-//  Publishes cluster.beacon.
-void
-    termsvc_beacon (termsvc_t *self);
 
 //  Joins the shards in etcd. 0 or -1 (logged).
 int

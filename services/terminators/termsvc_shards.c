@@ -16,14 +16,14 @@ bool
 termsvc_not_mine (termsvc_t *self, ep_req_t *req, const Ep__TerminatorRequest *message)
 {
     const char *router_id = message->router_id? message->router_id: "";
-    if (!self->shards || termshards_ready (self->shards, router_id))
+    if (!self->shards || ep_shardset_ready (self->set, router_id))
         return false;
     termsvc_request_t *request = (termsvc_request_t *) ep_req_result (req);
-    const char *owner = termshards_owner (self->shards, router_id);
+    const char *owner = ep_shardset_owner (self->set, router_id);
     snprintf (request->owner, sizeof request->owner, "%s", owner);
     char message_text [300];
     snprintf (message_text, sizeof message_text, "router %s is in shard %d, which %s%s%s: retry "
-              "(there)", router_id, termshards_shard_of (self->shards, router_id),
+              "(there)", router_id, ep_shardset_shard_of (self->set, router_id),
               *owner && !streq (owner, ep_service_source_id (self->service))? "is owned by ": "",
               *owner && !streq (owner, ep_service_source_id (self->service))? owner: "",
               *owner && !streq (owner, ep_service_source_id (self->service))? ""
@@ -142,19 +142,7 @@ termsvc_read_etcd (termsvc_t *self, ep_req_t *req)
 bool
 termsvc_fence_command (termsvc_t *self, Ep__Event *event)
 {
-    if (event->body_case != EP__EVENT__BODY_COMMAND || !event->command->router_id)
-        return true;
-    Ep__Command *command = event->command;
-    int shard = termshards_shard_of (self->shards, command->router_id);
-    int64_t revision = termshards_revision (self->shards, shard);
-    if (!revision)
-        return false;
-    free (command->shard_service);
-    command->shard_service = strdup ("terminators");     //  freed with the event
-    command->has_shard = command->has_owner_revision = true;
-    command->shard = (uint32_t) shard;
-    command->owner_revision = revision;
-    return true;
+    return ep_shardset_fence_command (self->set, event);
 }
 
 //  ---------------------------------------------------------------------
@@ -193,28 +181,21 @@ s_take_all (zlistx_t *from, czmq_destructor *destructor)
 //  Shard news go to ep_adopt, applied when no batch is open (the core
 //  changes only then): drops at once, a shard read a step per turn.
 static void
-s_on_shards (void *arg, const termshards_news_t *news)
+s_on_shards (void *arg, const ep_shardset_news_t *news, zlistx_t *records, zlistx_t *entries)
 {
     termsvc_t *self = (termsvc_t *) arg;
-    if (news->event == TERMSHARDS_FAILED) {
-        ep_log_error ("%s", news->why);
-        self->shards_failed = true;
+    if (!ep_shardset_news_loaded (news, self->adopt, &self->shards_failed))
         return;
-    }
-    if (news->event == TERMSHARDS_DROPPED) {
-        ep_adopt_dropped (self->adopt, news->shard, news->revision, news->why);
-        return;
-    }
     s_loaded_t *loaded = (s_loaded_t *) zmalloc (sizeof (s_loaded_t));
-    loaded->records = s_take_all (news->records, (czmq_destructor *) termrec_destroy);
-    loaded->entries = s_take_all (news->entries, (czmq_destructor *) termshards_entry_destroy);
+    loaded->records = s_take_all (records, (czmq_destructor *) termrec_destroy);
+    loaded->entries = s_take_all (entries, (czmq_destructor *) termshards_entry_destroy);
     ep_adopt_loaded (self->adopt, news->shard, news->revision, zlistx_size (loaded->records), loaded);
 }
 
 static bool
 s_loaded_valid (void *arg, int shard, int64_t revision)
 {
-    return termshards_loaded (((termsvc_t *) arg)->shards, shard, revision);
+    return ep_shardset_loaded (((termsvc_t *) arg)->set, shard, revision);
 }
 
 typedef struct {
@@ -226,7 +207,7 @@ static bool
 s_not_in_shard (void *arg, const char *router_id)
 {
     s_drop_arg_t *drop = (s_drop_arg_t *) arg;
-    return !termshards_in_shard (drop->self->shards, router_id, drop->shard);
+    return ep_shardset_shard_of (drop->self->set, router_id) != drop->shard;
 }
 
 //  A shard lost forgets every router not ready, but for the shard being
@@ -235,25 +216,15 @@ static bool
 s_mine (void *arg, const char *router_id)
 {
     termsvc_t *self = (termsvc_t *) arg;
-    return termshards_ready (self->shards, router_id)
-        || termshards_shard_of (self->shards, router_id) == ep_adopt_shard (self->adopt);
+    return ep_shardset_keeps (self->set, router_id, ep_adopt_shard (self->adopt));
 }
 
 //  cluster.shard.acquired|released
 static void
 s_shard_event (termsvc_t *self, const char *topic, int shard, int64_t revision, const char *why)
 {
-    Ep__ShardEvent body = EP__SHARD_EVENT__INIT;
-    body.service = (char *) "terminators";
-    body.instance_id = (char *) ep_service_source_id (self->service);
-    body.has_shard = body.has_owner_revision = true;
-    body.shard = (uint32_t) shard;
-    body.owner_revision = revision;
-    body.reason = (char *) why;
-    Ep__Event event = EP__EVENT__INIT;
-    event.body_case = EP__EVENT__BODY_SHARD;
-    event.shard = &body;
-    ep_publisher_send (self->publisher, topic, &event);
+    ep_shardset_event (self->set, self->publisher, topic, ep_service_source_id (self->service), shard,
+                       revision, why);
 }
 
 //  True if entry's body unpacks as an Event.
@@ -313,7 +284,7 @@ s_adopt_step (termsvc_t *self, const ep_adopt_action_t *action)
         terminators_adopt (self->core, &record);
     if (!action->last)
         return;
-    termshards_adopt_shard (self->shards, action->shard, action->revision);
+    ep_shardset_adopt_shard (self->set, action->shard, action->revision);
     terminators_adopted (self->core);
     s_adopt_entries (self, action->shard, loaded->entries);
     ep_log_info ("terminators: shard %d adopted: %zu terminators in %zu steps", action->shard,
@@ -353,87 +324,30 @@ termsvc_adopting (termsvc_t *self)
     return self->adopt && ep_adopt_pending (self->adopt);
 }
 
-//  cluster.beacon: where this instance listens and the shards it owns.
-void
-termsvc_beacon (termsvc_t *self)
-{
-    int count = (int) self->shard_count;
-    uint32_t *shards = (uint32_t *) zmalloc (sizeof (uint32_t) * (size_t) count);
-    int64_t *revisions = (int64_t *) zmalloc (sizeof (int64_t) * (size_t) count);
-    Ep__ShardBeacon beacon = EP__SHARD_BEACON__INIT;
-    beacon.service = (char *) "terminators";
-    beacon.instance_id = (char *) ep_service_source_id (self->service);
-    beacon.address = self->advertise;
-    beacon.has_shard_count = beacon.has_interval_ms = true;
-    beacon.shard_count = (uint32_t) count;
-    beacon.interval_ms = BEACON_MS;
-    beacon.n_shards = beacon.n_owner_revisions
-                    = (size_t) termshards_owned (self->shards, shards, revisions, count);
-    beacon.shards = shards;
-    beacon.owner_revisions = revisions;
-    Ep__Event event = EP__EVENT__INIT;
-    event.body_case = EP__EVENT__BODY_SHARD_BEACON;
-    event.shard_beacon = &beacon;
-    ep_publisher_send (self->publisher, "cluster.beacon", &event);
-    ep_series_set (self->owned, (double) beacon.n_shards);
-    free (shards);
-    free (revisions);
-}
-
-static int
-s_shards_fill (void *arg, zmq_pollitem_t *items, int max)
-{
-    return termshards_pollitems ((termshards_t *) arg, items, max);
-}
-
-static long
-s_shards_due (void *arg)
-{
-    return termshards_timeout ((termshards_t *) arg);
-}
-
-static void
-s_shards_dispatch (void *arg, zmq_pollitem_t *items, int nitems)
-{
-    termshards_dispatch ((termshards_t *) arg, items, nitems);
-}
-
-
 //  Joins the shards in etcd, with this instance's endpoint for the beacon.
 int
 termsvc_open_shards (termsvc_t *self, const termsvc_config_t *config)
 {
-    ep_etcd_config_t etcd;
+    termshards_config_t shards = { .fn = s_on_shards, .arg = self };
     char err [768];
-    if (ep_etcd_settings_config (&config->etcd_settings, &etcd, err, sizeof err) != 0) {
+    if (ep_shardset_configure (&shards.shards, &config->sharded, "terminators",
+                               ep_service_source_id (self->service), ep_service_metrics (self->service),
+                               err, sizeof err) != 0) {
         ep_log_error ("EDGEPLANE_TERMINATORS_STORE=etcd: %s", err);
         return -1;
     }
-    etcd.timeout_ms = 3000;
-    etcd.watch_idle_ms = 10000;
-    self->advertise = ep_shards_advertise (config->advertise, zsock_last_endpoint (self->router));
-    self->shard_count = config->shards;
+    self->advertise = ep_shards_advertise (config->sharded.advertise, zsock_last_endpoint (self->router));
     self->adopt = ep_adopt_new (&(ep_adopt_config_t) {
         .service = "terminators", .metrics = ep_service_metrics (self->service),
         .valid = s_loaded_valid, .arg = self, .destructor = (czmq_destructor *) s_loaded_destroy });
     self->reads = zlistx_new ();
-    termshards_config_t shards = {
-        .etcd = etcd, .prefix = config->etcd_settings.prefix? config->etcd_settings.prefix: "/edgeplane/",
-        .id = ep_service_source_id (self->service), .count = (int) config->shards,
-        .ttl_ms = config->lease_ttl_ms, .max_txn_ops = config->etcd_settings.max_txn_ops,
-        .metrics = ep_service_metrics (self->service), .fn = s_on_shards, .arg = self };
     self->shards = termshards_new (&shards, err, sizeof err);
     if (!self->shards) {
         ep_log_error ("EDGEPLANE_TERMINATORS_STORE=etcd: %s", err);
         return -1;
     }
-    self->owned = ep_gauge_series (ep_metrics_gauge (ep_service_metrics (self->service),
-        "edgeplane_terminators_shards_owned", "Shards this instance owns and has read (the etcd mode).",
-        0, NULL), NULL);
-    ep_service_add_fds (self->service, &(ep_service_fds_t) {
-        .fill = s_shards_fill, .due = s_shards_due, .dispatch = s_shards_dispatch, .arg = self->shards });
-    ep_log_info ("terminators: etcd mode, %lld shards, lease TTL %lld ms, advertised as %s",
-                 (long long) config->shards, (long long) config->lease_ttl_ms, self->advertise);
+    self->set = termshards_set (self->shards);
+    ep_shardset_start (self->set, self->service, self->advertise);
     return 0;
 }
 
@@ -458,6 +372,7 @@ termsvc_close_shards (termsvc_t *self)
         read->req = NULL;
     }
     termshards_destroy (&self->shards);
+    self->set = NULL;
     s_read_t *read;
     while (self->reads && (read = (s_read_t *) zlistx_detach (self->reads, NULL)))
         free (read);
