@@ -365,6 +365,17 @@ s_on_open (void *arg, const sessiondb_row_t *row)
     zlistx_add_end (ctx->chunks [chunk], entry);
 }
 
+//  An open session's id, for chunks to drop only: the read stops once
+//  every one of them is known to keep an open session (a cleanup's batch
+//  then reads a few hundred ids, not every open session of the router).
+static bool
+s_on_open_id (void *arg, const char *id)
+{
+    s_counters_ctx_t *ctx = (s_counters_ctx_t *) arg;
+    ctx->open |= ctx->wanted.drop & 1ULL << reapkeys_chunk_of (id);
+    return ctx->open != ctx->wanted.drop;
+}
+
 static int
 s_build_counters (reapbatch_t *self, sessiondb_t *db, const char *router_id, const s_chunks_t *wanted)
 {
@@ -374,7 +385,8 @@ s_build_counters (reapbatch_t *self, sessiondb_t *db, const char *router_id, con
     s_counters_ctx_t ctx = { self, *wanted, 0, { NULL } };
     for (int chunk = 0; chunk < REAPKEYS_CHUNKS; chunk++)
         ctx.chunks [chunk] = s_list ();
-    int rc = sessiondb_router_open (db, router_id, s_on_open, &ctx);
+    int rc = wanted->write? sessiondb_router_open (db, router_id, s_on_open, &ctx)
+                          : sessiondb_router_open_ids (db, router_id, s_on_open_id, &ctx);
     //  A chunk to drop with an open session left keeps its closed entries
     //  until that session's flush or close.
     uint64_t mask = wanted->write | (wanted->drop & ~ctx.open);

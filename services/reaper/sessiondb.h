@@ -88,7 +88,8 @@ typedef void (sessiondb_journal_fn) (void *arg, sessiondb_change_t change, const
                                      const char *other, int64_t seq);
 
 //  Every write that succeeds from now on is told to fn (NULL: none, the
-//  embedded mode). Pruning then reads the ids it deletes first.
+//  embedded mode). Pruning then reads the ids it deletes first. The first
+//  journal set also indexes the tables for the batch's read-backs.
 void
     sessiondb_set_journal (sessiondb_t *self, sessiondb_journal_fn *fn, void *arg);
 
@@ -176,6 +177,13 @@ int
 int
     sessiondb_router_open (sessiondb_t *self, const char *router_id, sessiondb_row_fn *fn,
                            void *arg);
+
+//  Calls fn with the id of every session of router_id not CLOSED, in no
+//  set order, while fn returns true.
+typedef bool (sessiondb_id_fn) (void *arg, const char *id);
+int
+    sessiondb_router_open_ids (sessiondb_t *self, const char *router_id, sessiondb_id_fn *fn,
+                               void *arg);
 
 //  The etcd mode: deletes router_id's sessions and its router's jobs from
 //  the cache (its shard went to another instance, which has them).
