@@ -17,6 +17,9 @@ struct _reapbatch_t {
     zhashx_t *counters;         //  router -> s_chunks_t, its chunks to write or drop (owned)
     zlistx_t *outbox;           //  int64_t * seqs added
     zlistx_t *acks;             //  int64_t * seqs echoed
+    int64_t *deleted;           //  seqs of acks whose etcd entry the batch deletes
+    size_t ndeleted;            //  how many
+    size_t deleted_max;         //  allocated
     ep_etcd_op_t *ops;          //  built
     size_t nops;                //  how many
     size_t ops_max;             //  allocated
@@ -87,6 +90,7 @@ reapbatch_destroy (reapbatch_t **self_p)
         zlistx_destroy (&self->strings);
         free (self->ops);
         free (self->entries);
+        free (self->deleted);
         free (self->touched);
         free (self->prefix);
         free (self);
@@ -105,7 +109,7 @@ reapbatch_reset (reapbatch_t *self)
     zlistx_purge (self->outbox);
     zlistx_purge (self->acks);
     zlistx_purge (self->strings);
-    self->nops = self->nentries = 0;
+    self->nops = self->nentries = self->ndeleted = 0;
     memset (self->touched, 0, (size_t) self->config.count * sizeof (bool));
     self->bad = false;
     self->why [0] = 0;
@@ -496,6 +500,12 @@ s_build_deletes (reapbatch_t *self)
         &&  self->config.revision (self->config.arg, parsed.shard) > 0) {
             self->touched [parsed.shard] = true;
             s_op (self, outbox_key, NULL, 0);
+            if (self->ndeleted == self->deleted_max) {
+                self->deleted_max = self->deleted_max? self->deleted_max * 2: 64;
+                self->deleted = (int64_t *) realloc (self->deleted, self->deleted_max * sizeof *self->deleted);
+                EP_ASSERT (self->deleted);
+            }
+            self->deleted [self->ndeleted++] = *seq;
         }
     }
 }
@@ -561,4 +571,11 @@ reapbatch_entries (reapbatch_t *self, size_t *count)
 {
     *count = self->nentries;
     return self->entries;
+}
+
+const int64_t *
+reapbatch_deleted (reapbatch_t *self, size_t *count)
+{
+    *count = self->ndeleted;
+    return self->deleted;
 }

@@ -82,6 +82,10 @@ int
 const reapbatch_entry_t *
     reapbatch_entries (reapbatch_t *self, size_t *count);
 
+//  The outbox seqs (echoed) whose etcd entries the batch deletes, and how many.
+const int64_t *
+    reapbatch_deleted (reapbatch_t *self, size_t *count);
+
 //  Forgets the batch (after its transaction's answer).
 void
     reapbatch_reset (reapbatch_t *self);
