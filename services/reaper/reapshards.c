@@ -98,6 +98,7 @@ s_settle (reapshards_t *self, reapbatch_t *batch)
         snprintf (name, sizeof name, "%lld", (long long) deleted [i]);
         zhashx_delete (self->keys, name);
     }
+    reapbatch_settled (batch);
 }
 
 static void

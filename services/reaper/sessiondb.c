@@ -81,6 +81,8 @@ sessiondb_set_journal (sessiondb_t *self, sessiondb_journal_fn *fn, void *arg)
         else
             ep_log_warn ("cannot index the cache for the batches' reads: %s", ep_store_last_error ());
     }
+    if (fn)
+        fn (arg, SESSIONDB_UNJOURNALED, NULL, NULL, 0);
 }
 
 //  rc of a write, told to the journal if it succeeded.
@@ -175,10 +177,34 @@ sessiondb_warned (sessiondb_t *self, const char *id)
     return s_tell (self, s_done (self, stmt), SESSIONDB_SESSION, id, NULL, 0);
 }
 
+//  The job session id has now (a copy, NULL if none), for the journal
+//  (*failed: the read failed).
+static char *
+s_job_of (sessiondb_t *self, const char *id, bool *failed)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store, "SELECT job_id FROM sessions WHERE id = ?1");
+    if (!stmt) {
+        *failed = true;
+        return NULL;
+    }
+    s_text (stmt, 1, id);
+    int rc = ep_store_step (self->store, stmt);
+    const char *job = rc == 1? (const char *) sqlite3_column_text (stmt, 0): NULL;
+    char *copy = job? strdup (job): NULL;
+    sqlite3_reset (stmt);
+    *failed = rc < 0;
+    return copy;
+}
+
 int
 sessiondb_close (sessiondb_t *self, const char *id, const char *reason, int64_t closed_ms,
                  int64_t last_seen_ms, uint64_t bytes_rx, uint64_t bytes_tx, const char *job_id)
 {
+    //  The etcd mode's batch counts a job's sessions from what they were.
+    bool failed = false;
+    char *before = self->journal? s_job_of (self, id, &failed): NULL;
+    if (failed)
+        return -1;
     sqlite3_stmt *stmt = ep_store_stmt (self->store,
         "UPDATE sessions SET state = 3, close_reason = ?2, closed_at_ms = ?3, last_seen_ms = ?4,"
         " bytes_rx = ?5, bytes_tx = ?6, job_id = COALESCE (?7, job_id) WHERE id = ?1");
@@ -191,7 +217,9 @@ sessiondb_close (sessiondb_t *self, const char *id, const char *reason, int64_t 
     sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) bytes_rx);
     sqlite3_bind_int64 (stmt, 6, (sqlite3_int64) bytes_tx);
     s_text (stmt, 7, job_id);
-    return s_tell (self, s_done (self, stmt), SESSIONDB_SESSION, id, NULL, 0);
+    int rc = s_tell (self, s_done (self, stmt), SESSIONDB_CLOSED, id, before, 0);
+    free (before);
+    return rc;
 }
 
 int
@@ -561,7 +589,7 @@ sessiondb_forget_router (sessiondb_t *self, const char *router_id)
     if (!stmt)
         return -1;
     s_text (stmt, 1, router_id);
-    return s_done (self, stmt);
+    return s_tell (self, s_done (self, stmt), SESSIONDB_UNJOURNALED, router_id, NULL, 0);
 }
 
 int
