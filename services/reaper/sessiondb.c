@@ -503,14 +503,23 @@ sessiondb_jobs_find (sessiondb_t *self, const char *target_type, const char *tar
     return s_jobs (self, stmt, fn, arg);
 }
 
+//  The statement of sql with ?1 bound to value, or NULL.
+static sqlite3_stmt *
+s_query (sessiondb_t *self, const char *sql, const char *value)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store, sql);
+    if (stmt)
+        s_text (stmt, 1, value);
+    return stmt;
+}
+
 int
 sessiondb_job_counts (sessiondb_t *self, const char *id, sessiondb_count_fn *fn, void *arg)
 {
-    sqlite3_stmt *stmt = ep_store_stmt (self->store,
-        "SELECT close_reason, COUNT(*) FROM sessions WHERE job_id = ?1 AND state = 3 GROUP BY close_reason");
+    sqlite3_stmt *stmt = s_query (self,
+        "SELECT close_reason, COUNT(*) FROM sessions WHERE job_id = ?1 AND state = 3 GROUP BY close_reason", id);
     if (!stmt)
         return -1;
-    s_text (stmt, 1, id);
     int rc;
     while ((rc = ep_store_step (self->store, stmt)) == 1)
         fn (arg, s_column_text (stmt, 0)? s_column_text (stmt, 0): "", (uint64_t) sqlite3_column_int64 (stmt, 1));
@@ -521,12 +530,11 @@ sessiondb_job_counts (sessiondb_t *self, const char *id, sessiondb_count_fn *fn,
 int
 sessiondb_job_routers (sessiondb_t *self, const char *id, sessiondb_job_router_fn *fn, void *arg)
 {
-    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+    sqlite3_stmt *stmt = s_query (self,
         "SELECT router_id, close_reason, count(*) FROM sessions WHERE job_id = ?1"
-        " GROUP BY router_id, close_reason");
+        " GROUP BY router_id, close_reason", id);
     if (!stmt)
         return -1;
-    s_text (stmt, 1, id);
     int rc;
     while ((rc = ep_store_step (self->store, stmt)) == 1)
         fn (arg, s_column_text (stmt, 0), s_column_text (stmt, 1),
@@ -563,11 +571,10 @@ sessiondb_router_open (sessiondb_t *self, const char *router_id, sessiondb_row_f
 int
 sessiondb_router_open_ids (sessiondb_t *self, const char *router_id, sessiondb_id_fn *fn, void *arg)
 {
-    sqlite3_stmt *stmt = ep_store_stmt (self->store,
-        "SELECT id FROM sessions WHERE router_id = ?1 AND state < 3");
+    sqlite3_stmt *stmt = s_query (self, "SELECT id FROM sessions WHERE router_id = ?1 AND state < 3",
+                                  router_id);
     if (!stmt)
         return -1;
-    s_text (stmt, 1, router_id);
     int rc;
     while ((rc = ep_store_step (self->store, stmt)) == 1 && fn (arg, s_column_text (stmt, 0)))
         ;
