@@ -15,8 +15,16 @@ struct _reapbatch_t {
     zhashx_t *jobs;             //  job ids started, finished, or marking
     zhashx_t *jobs_pruned;      //  job id -> its router, "" if not a router's job (owned)
     zhashx_t *counters;         //  router -> s_chunks_t, its chunks to write or drop (owned)
+    zhashx_t *marks;            //  id marked -> its job (owned)
+    zhashx_t *closes;           //  id closed -> the job it had before, "" if none (owned)
+    zhashx_t *tallies;          //  job id -> its s_count_t by router, across batches (owned)
+    bool unsettled;             //  the journal was told something since the last reset
+    bool settled;               //  the batch built is durable (reapbatch_settled)
     zlistx_t *outbox;           //  int64_t * seqs added
     zlistx_t *acks;             //  int64_t * seqs echoed
+    int64_t *deleted;           //  seqs of acks whose etcd entry the batch deletes
+    size_t ndeleted;            //  how many
+    size_t deleted_max;         //  allocated
     ep_etcd_op_t *ops;          //  built
     size_t nops;                //  how many
     size_t ops_max;             //  allocated
@@ -53,6 +61,12 @@ s_list (void)
     return list;
 }
 
+static void
+s_tally_destroy (void **item_p)
+{
+    zhashx_destroy ((zhashx_t **) item_p);
+}
+
 reapbatch_t *
 reapbatch_new (const reapbatch_config_t *config)
 {
@@ -64,6 +78,10 @@ reapbatch_new (const reapbatch_config_t *config)
     self->jobs = s_hash (false);
     self->jobs_pruned = s_hash (true);
     self->counters = s_hash (true);
+    self->marks = s_hash (true);
+    self->closes = s_hash (true);
+    self->tallies = zhashx_new ();
+    zhashx_set_destructor (self->tallies, s_tally_destroy);
     self->outbox = s_list ();
     self->acks = s_list ();
     self->strings = s_list ();
@@ -82,11 +100,15 @@ reapbatch_destroy (reapbatch_t **self_p)
         zhashx_destroy (&self->jobs);
         zhashx_destroy (&self->jobs_pruned);
         zhashx_destroy (&self->counters);
+        zhashx_destroy (&self->marks);
+        zhashx_destroy (&self->closes);
+        zhashx_destroy (&self->tallies);
         zlistx_destroy (&self->outbox);
         zlistx_destroy (&self->acks);
         zlistx_destroy (&self->strings);
         free (self->ops);
         free (self->entries);
+        free (self->deleted);
         free (self->touched);
         free (self->prefix);
         free (self);
@@ -102,10 +124,16 @@ reapbatch_reset (reapbatch_t *self)
     zhashx_purge (self->jobs);
     zhashx_purge (self->jobs_pruned);
     zhashx_purge (self->counters);
+    zhashx_purge (self->marks);
+    zhashx_purge (self->closes);
+    //  A batch not durable leaves the cache as it was: its counts go.
+    if (self->unsettled && !self->settled)
+        zhashx_purge (self->tallies);
+    self->unsettled = self->settled = false;
     zlistx_purge (self->outbox);
     zlistx_purge (self->acks);
     zlistx_purge (self->strings);
-    self->nops = self->nentries = 0;
+    self->nops = self->nentries = self->ndeleted = 0;
     memset (self->touched, 0, (size_t) self->config.count * sizeof (bool));
     self->bad = false;
     self->why [0] = 0;
@@ -163,14 +191,21 @@ reapbatch_journal (void *arg, sessiondb_change_t change, const char *id, const c
                    int64_t seq)
 {
     reapbatch_t *self = (reapbatch_t *) arg;
+    self->unsettled = true;
     switch (change) {
         case SESSIONDB_SESSION:
             s_touch_session (self, id, WRITE_RECORD);
+            break;
+        case SESSIONDB_CLOSED:
+            s_touch_session (self, id, WRITE_RECORD);
+            if (!zhashx_lookup (self->closes, id))
+                zhashx_insert (self->closes, id, strdup (other? other: ""));
             break;
         case SESSIONDB_MARK:
             //  The job's record says how far it got; the session's own
             //  record does not change (a mark is not written per session).
             zhashx_insert (self->jobs, other, (void *) 1);
+            zhashx_update (self->marks, id, strdup (other));
             break;
         case SESSIONDB_COUNTERS:
             //  The router is read back at the build (a flush does not say it).
@@ -178,12 +213,17 @@ reapbatch_journal (void *arg, sessiondb_change_t change, const char *id, const c
             break;
         case SESSIONDB_PRUNED:
             zhashx_update (self->pruned, id, strdup (other));
+            zhashx_purge (self->tallies);       //  counted again, from the cache
             break;
         case SESSIONDB_JOB:
             zhashx_insert (self->jobs, id, (void *) 1);
             break;
         case SESSIONDB_JOB_PRUNED:
             zhashx_update (self->jobs_pruned, id, strdup (other? other: ""));
+            zhashx_purge (self->tallies);
+            break;
+        case SESSIONDB_UNJOURNALED:
+            zhashx_purge (self->tallies);
             break;
         case SESSIONDB_OUTBOX:
             s_seq (self->outbox, seq);
@@ -248,6 +288,118 @@ s_op (reapbatch_t *self, const char *key, const void *value, size_t size)
     }
 }
 
+//  ---------------------------------------------------------------------
+//  Tallies: a job's sessions by router, kept from batch to batch
+
+//  One router's sessions of a job, as the job's records count them.
+typedef struct {
+    uint64_t marked;            //  taken: TERMINATING or closed
+    uint64_t closed [REASONS_MAX];  //  closed, by reapkeys_reasons
+} s_count_t;
+
+//  The count of router in tally, made if need be.
+static s_count_t *
+s_count (zhashx_t *tally, const char *router_id)
+{
+    s_count_t *count = (s_count_t *) zhashx_lookup (tally, router_id);
+    if (!count) {
+        count = (s_count_t *) zmalloc (sizeof *count);
+        zhashx_insert (tally, router_id, count);
+    }
+    return count;
+}
+
+static void
+s_count_closed (s_count_t *count, const char *reason, uint64_t n)
+{
+    for (size_t i = 0; reason && reapkeys_reasons [i] && i < REASONS_MAX; i++)
+        if (streq (reason, reapkeys_reasons [i]))
+            count->closed [i] += n;
+}
+
+//  A row of sessiondb_job_routers into a tally.
+static void
+s_on_job_router (void *arg, const char *router_id, const char *reason, uint64_t n)
+{
+    s_count_t *count = s_count ((zhashx_t *) arg, router_id);
+    count->marked += n;
+    s_count_closed (count, reason, n);
+}
+
+//  A session the batch closed, into its job's tally if one is kept (else
+//  the job is counted from the cache at the build): taken now if it had
+//  no job before.
+static void
+s_tally_close (reapbatch_t *self, const sessiondb_row_t *row, const char *before)
+{
+    if (!row->job_id)
+        return;
+    if (*before && !streq (before, row->job_id)) {
+        zhashx_delete (self->tallies, before);
+        zhashx_delete (self->tallies, row->job_id);
+        return;
+    }
+    zhashx_t *tally = (zhashx_t *) zhashx_lookup (self->tallies, row->job_id);
+    if (!tally)
+        return;
+    s_count_t *count = s_count (tally, row->router_id);
+    if (!*before)
+        count->marked++;
+    s_count_closed (count, row->close_reason, 1);
+}
+
+//  A session the batch marked, into its job's tally.
+typedef struct {
+    reapbatch_t *self;          //  whose
+    const char *job;            //  the job that marked it
+} s_mark_ctx_t;
+
+static void
+s_on_marked (void *arg, const sessiondb_row_t *row)
+{
+    s_mark_ctx_t *ctx = (s_mark_ctx_t *) arg;
+    zhashx_t *tally = (zhashx_t *) zhashx_lookup (ctx->self->tallies, ctx->job);
+    if (tally)
+        s_count (tally, row->router_id)->marked++;
+}
+
+//  The batch's marks into the tallies kept (before any is counted afresh:
+//  a fresh count has them already). A mark whose row is gone was pruned
+//  or forgotten, which dropped the tallies.
+static int
+s_tally_marks (reapbatch_t *self, sessiondb_t *db)
+{
+    for (char *job = (char *) zhashx_first (self->marks); job; job = (char *) zhashx_next (self->marks)) {
+        if (!zhashx_lookup (self->tallies, job))
+            continue;
+        s_mark_ctx_t ctx = { self, job };
+        //  The hash's cursor is its key: sessiondb_get does not touch it.
+        if (sessiondb_get (db, (const char *) zhashx_cursor (self->marks), s_on_marked, &ctx) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+//  The tally of job id: kept, or counted from the cache (a GROUP BY over
+//  the job's sessions, once per job, not once per batch).
+static zhashx_t *
+s_tally (reapbatch_t *self, sessiondb_t *db, const char *id)
+{
+    zhashx_t *tally = (zhashx_t *) zhashx_lookup (self->tallies, id);
+    if (tally)
+        return tally;
+    tally = s_hash (true);
+    if (sessiondb_job_routers (db, id, s_on_job_router, tally) != 0) {
+        zhashx_destroy (&tally);
+        return NULL;
+    }
+    zhashx_insert (self->tallies, id, tally);
+    return tally;
+}
+
+//  ---------------------------------------------------------------------
+//  Building, continued
+
 static void
 s_on_session (void *arg, const sessiondb_row_t *row)
 {
@@ -274,6 +426,9 @@ s_on_session (void *arg, const sessiondb_row_t *row)
         s_touch_counters (self, row->router_id, row->id, false);
     if (row->state == EP__SESSION_STATE__CLOSED && row->job_id)
         zhashx_insert (self->jobs, row->job_id, (void *) 1);
+    const char *before = (const char *) zhashx_lookup (self->closes, row->id);
+    if (before && row->state == EP__SESSION_STATE__CLOSED)
+        s_tally_close (self, row, before);
 }
 
 //  One job's counts per shard, from its sessions.
@@ -284,19 +439,18 @@ typedef struct {
     uint64_t marked;            //  in every shard
 } s_job_ctx_t;
 
+//  A router's count of the job, into the records of its shard.
 static void
-s_on_job_router (void *arg, const char *router_id, const char *reason, uint64_t count)
+s_job_router (s_job_ctx_t *ctx, const char *router_id, const s_count_t *count)
 {
-    s_job_ctx_t *ctx = (s_job_ctx_t *) arg;
     int shard = s_shard (ctx->self, router_id);
     if (shard < 0)
         return;
     ctx->has [shard] = true;
-    ctx->per_shard [shard].marked += count;
-    ctx->marked += count;
-    for (size_t i = 0; reason && reapkeys_reasons [i] && i < REASONS_MAX; i++)
-        if (streq (reason, reapkeys_reasons [i]))
-            ctx->per_shard [shard].closed [i] += count;
+    ctx->per_shard [shard].marked += count->marked;
+    ctx->marked += count->marked;
+    for (size_t i = 0; i < REASONS_MAX; i++)
+        ctx->per_shard [shard].closed [i] += count->closed [i];
 }
 
 static void
@@ -332,7 +486,11 @@ s_build_job (reapbatch_t *self, sessiondb_t *db, const char *id)
     ctx.per_shard = (reapkeys_job_t *) calloc ((size_t) self->config.count, sizeof *ctx.per_shard);
     ctx.has = (bool *) calloc ((size_t) self->config.count, sizeof *ctx.has);
     EP_ASSERT (ctx.per_shard && ctx.has);
-    int rc = sessiondb_job_routers (db, id, s_on_job_router, &ctx);
+    zhashx_t *tally = s_tally (self, db, id);
+    int rc = tally? 0: -1;
+    for (s_count_t *count = tally? (s_count_t *) zhashx_first (tally): NULL; count;
+         count = (s_count_t *) zhashx_next (tally))
+        s_job_router (&ctx, (const char *) zhashx_cursor (tally), count);
     if (rc == 0 && sessiondb_jobs_find (db, NULL, NULL, id, 1, s_on_job, &ctx) < 0)
         rc = -1;
     free (ctx.per_shard);
@@ -365,6 +523,17 @@ s_on_open (void *arg, const sessiondb_row_t *row)
     zlistx_add_end (ctx->chunks [chunk], entry);
 }
 
+//  An open session's id, for chunks to drop only: the read stops once
+//  every one of them is known to keep an open session (a cleanup's batch
+//  then reads a few hundred ids, not every open session of the router).
+static bool
+s_on_open_id (void *arg, const char *id)
+{
+    s_counters_ctx_t *ctx = (s_counters_ctx_t *) arg;
+    ctx->open |= ctx->wanted.drop & 1ULL << reapkeys_chunk_of (id);
+    return ctx->open != ctx->wanted.drop;
+}
+
 static int
 s_build_counters (reapbatch_t *self, sessiondb_t *db, const char *router_id, const s_chunks_t *wanted)
 {
@@ -374,7 +543,8 @@ s_build_counters (reapbatch_t *self, sessiondb_t *db, const char *router_id, con
     s_counters_ctx_t ctx = { self, *wanted, 0, { NULL } };
     for (int chunk = 0; chunk < REAPKEYS_CHUNKS; chunk++)
         ctx.chunks [chunk] = s_list ();
-    int rc = sessiondb_router_open (db, router_id, s_on_open, &ctx);
+    int rc = wanted->write? sessiondb_router_open (db, router_id, s_on_open, &ctx)
+                          : sessiondb_router_open_ids (db, router_id, s_on_open_id, &ctx);
     //  A chunk to drop with an open session left keeps its closed entries
     //  until that session's flush or close.
     uint64_t mask = wanted->write | (wanted->drop & ~ctx.open);
@@ -484,6 +654,12 @@ s_build_deletes (reapbatch_t *self)
         &&  self->config.revision (self->config.arg, parsed.shard) > 0) {
             self->touched [parsed.shard] = true;
             s_op (self, outbox_key, NULL, 0);
+            if (self->ndeleted == self->deleted_max) {
+                self->deleted_max = self->deleted_max? self->deleted_max * 2: 64;
+                self->deleted = (int64_t *) realloc (self->deleted, self->deleted_max * sizeof *self->deleted);
+                EP_ASSERT (self->deleted);
+            }
+            self->deleted [self->ndeleted++] = *seq;
         }
     }
 }
@@ -500,6 +676,8 @@ reapbatch_build (reapbatch_t *self, sessiondb_t *db, char *err, size_t errlen)
         if (!zhashx_lookup (self->pruned, id) && sessiondb_get (db, id, s_on_session, self) < 0)
             rc = -1;
     zlistx_destroy (&ids);
+    if (rc == 0)
+        rc = s_tally_marks (self, db);
     for (void *touched = zhashx_first (self->jobs); touched && rc == 0;
          touched = zhashx_next (self->jobs)) {
         const char *id = (const char *) zhashx_cursor (self->jobs);
@@ -549,4 +727,17 @@ reapbatch_entries (reapbatch_t *self, size_t *count)
 {
     *count = self->nentries;
     return self->entries;
+}
+
+const int64_t *
+reapbatch_deleted (reapbatch_t *self, size_t *count)
+{
+    *count = self->ndeleted;
+    return self->deleted;
+}
+
+void
+reapbatch_settled (reapbatch_t *self)
+{
+    self->settled = true;
 }

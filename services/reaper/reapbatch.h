@@ -82,6 +82,16 @@ int
 const reapbatch_entry_t *
     reapbatch_entries (reapbatch_t *self, size_t *count);
 
+//  The outbox seqs (echoed) whose etcd entries the batch deletes, and how many.
+const int64_t *
+    reapbatch_deleted (reapbatch_t *self, size_t *count);
+
+//  The batch's transaction committed (and the cache's will): the counts of
+//  its jobs' sessions it made are kept for the next batches. A batch reset
+//  without this leaves none of them (the next counts from the cache).
+void
+    reapbatch_settled (reapbatch_t *self);
+
 //  Forgets the batch (after its transaction's answer).
 void
     reapbatch_reset (reapbatch_t *self);

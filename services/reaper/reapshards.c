@@ -90,24 +90,15 @@ s_settle (reapshards_t *self, reapbatch_t *batch)
     const reapbatch_entry_t *entries = reapbatch_entries (batch, &count);
     for (size_t i = 0; i < count; i++)
         reapshards_adopted (self, entries [i].seq, entries [i].key);
-    const ep_etcd_op_t *ops = reapbatch_ops (batch, &count);
+    //  By the cache's seq: a search of every key per delete cost the
+    //  outbox's size per echo.
+    const int64_t *deleted = reapbatch_deleted (batch, &count);
     for (size_t i = 0; i < count; i++) {
-        reapkeys_key_t parsed;
-        char key [REAPKEYS_KEY_MAX];
-        if (ops [i].kind != EP_ETCD_DELETE || ops [i].u.del.key.size >= sizeof key)
-            continue;
-        memcpy (key, ops [i].u.del.key.data, ops [i].u.del.key.size);
-        key [ops [i].u.del.key.size] = 0;
-        if (reapkeys_parse (self->prefix, key, &parsed) == 0 && parsed.kind == REAPKEYS_OUTBOX) {
-            //  The seq here is the cache's, not the key's: look it up.
-            zlistx_t *seqs = zhashx_keys (self->keys);
-            for (const char *seq = (const char *) zlistx_first (seqs); seq;
-                 seq = (const char *) zlistx_next (seqs))
-                if (streq ((const char *) zhashx_lookup (self->keys, seq), key))
-                    zhashx_delete (self->keys, seq);
-            zlistx_destroy (&seqs);
-        }
+        char name [24];
+        snprintf (name, sizeof name, "%lld", (long long) deleted [i]);
+        zhashx_delete (self->keys, name);
     }
+    reapbatch_settled (batch);
 }
 
 static void

@@ -7,6 +7,7 @@
     on the wire and signed in SQLite: stored as their bit pattern.
 */
 #include "sessiondb.h"
+#include "ep_log.h"
 
 const char *const sessiondb_migrations [] = {
     "CREATE TABLE sessions (id TEXT PRIMARY KEY, router_id TEXT NOT NULL, identity_id TEXT NOT NULL,"
@@ -53,13 +54,35 @@ struct _sessiondb_t {
     ep_store_t *store;          //  sessions.db (borrowed)
     sessiondb_journal_fn *journal;  //  told of every write (the etcd mode), or NULL
     void *journal_arg;          //  its argument
+    bool batch_indexes;         //  the etcd mode's read-back indexes are made
 };
+
+//  What the etcd mode's batch reads back from the cache at every commit
+//  (reapbatch.h): a router's open sessions (the chunks a close may empty),
+//  a job's sessions by router and reason (its records). Without them each
+//  read visits every row of the router or of the table: a cleanup of one
+//  router's N sessions cost N rows per batch, N squared in all. Both
+//  cover their reads; made only for the cache: the embedded mode never
+//  reads these, and would pay for them at every open, mark and close.
+static const char *const s_batch_indexes =
+    "CREATE INDEX IF NOT EXISTS sessions_by_router_state ON sessions (router_id, state, id);"
+    "CREATE INDEX IF NOT EXISTS sessions_by_job ON sessions (job_id, router_id, close_reason)"
+    "  WHERE job_id IS NOT NULL;";
 
 void
 sessiondb_set_journal (sessiondb_t *self, sessiondb_journal_fn *fn, void *arg)
 {
     self->journal = fn;
     self->journal_arg = arg;
+    if (fn && !self->batch_indexes) {
+        //  Without them the reads are right, only slower.
+        if (ep_store_exec (self->store, s_batch_indexes) == 0)
+            self->batch_indexes = true;
+        else
+            ep_log_warn ("cannot index the cache for the batches' reads: %s", ep_store_last_error ());
+    }
+    if (fn)
+        fn (arg, SESSIONDB_UNJOURNALED, NULL, NULL, 0);
 }
 
 //  rc of a write, told to the journal if it succeeded.
@@ -154,10 +177,34 @@ sessiondb_warned (sessiondb_t *self, const char *id)
     return s_tell (self, s_done (self, stmt), SESSIONDB_SESSION, id, NULL, 0);
 }
 
+//  The job session id has now (a copy, NULL if none), for the journal
+//  (*failed: the read failed).
+static char *
+s_job_of (sessiondb_t *self, const char *id, bool *failed)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store, "SELECT job_id FROM sessions WHERE id = ?1");
+    if (!stmt) {
+        *failed = true;
+        return NULL;
+    }
+    s_text (stmt, 1, id);
+    int rc = ep_store_step (self->store, stmt);
+    const char *job = rc == 1? (const char *) sqlite3_column_text (stmt, 0): NULL;
+    char *copy = job? strdup (job): NULL;
+    sqlite3_reset (stmt);
+    *failed = rc < 0;
+    return copy;
+}
+
 int
 sessiondb_close (sessiondb_t *self, const char *id, const char *reason, int64_t closed_ms,
                  int64_t last_seen_ms, uint64_t bytes_rx, uint64_t bytes_tx, const char *job_id)
 {
+    //  The etcd mode's batch counts a job's sessions from what they were.
+    bool failed = false;
+    char *before = self->journal? s_job_of (self, id, &failed): NULL;
+    if (failed)
+        return -1;
     sqlite3_stmt *stmt = ep_store_stmt (self->store,
         "UPDATE sessions SET state = 3, close_reason = ?2, closed_at_ms = ?3, last_seen_ms = ?4,"
         " bytes_rx = ?5, bytes_tx = ?6, job_id = COALESCE (?7, job_id) WHERE id = ?1");
@@ -170,7 +217,9 @@ sessiondb_close (sessiondb_t *self, const char *id, const char *reason, int64_t 
     sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) bytes_rx);
     sqlite3_bind_int64 (stmt, 6, (sqlite3_int64) bytes_tx);
     s_text (stmt, 7, job_id);
-    return s_tell (self, s_done (self, stmt), SESSIONDB_SESSION, id, NULL, 0);
+    int rc = s_tell (self, s_done (self, stmt), SESSIONDB_CLOSED, id, before, 0);
+    free (before);
+    return rc;
 }
 
 int
@@ -454,14 +503,23 @@ sessiondb_jobs_find (sessiondb_t *self, const char *target_type, const char *tar
     return s_jobs (self, stmt, fn, arg);
 }
 
+//  The statement of sql with ?1 bound to value, or NULL.
+static sqlite3_stmt *
+s_query (sessiondb_t *self, const char *sql, const char *value)
+{
+    sqlite3_stmt *stmt = ep_store_stmt (self->store, sql);
+    if (stmt)
+        s_text (stmt, 1, value);
+    return stmt;
+}
+
 int
 sessiondb_job_counts (sessiondb_t *self, const char *id, sessiondb_count_fn *fn, void *arg)
 {
-    sqlite3_stmt *stmt = ep_store_stmt (self->store,
-        "SELECT close_reason, COUNT(*) FROM sessions WHERE job_id = ?1 AND state = 3 GROUP BY close_reason");
+    sqlite3_stmt *stmt = s_query (self,
+        "SELECT close_reason, COUNT(*) FROM sessions WHERE job_id = ?1 AND state = 3 GROUP BY close_reason", id);
     if (!stmt)
         return -1;
-    s_text (stmt, 1, id);
     int rc;
     while ((rc = ep_store_step (self->store, stmt)) == 1)
         fn (arg, s_column_text (stmt, 0)? s_column_text (stmt, 0): "", (uint64_t) sqlite3_column_int64 (stmt, 1));
@@ -472,12 +530,11 @@ sessiondb_job_counts (sessiondb_t *self, const char *id, sessiondb_count_fn *fn,
 int
 sessiondb_job_routers (sessiondb_t *self, const char *id, sessiondb_job_router_fn *fn, void *arg)
 {
-    sqlite3_stmt *stmt = ep_store_stmt (self->store,
+    sqlite3_stmt *stmt = s_query (self,
         "SELECT router_id, close_reason, count(*) FROM sessions WHERE job_id = ?1"
-        " GROUP BY router_id, close_reason");
+        " GROUP BY router_id, close_reason", id);
     if (!stmt)
         return -1;
-    s_text (stmt, 1, id);
     int rc;
     while ((rc = ep_store_step (self->store, stmt)) == 1)
         fn (arg, s_column_text (stmt, 0), s_column_text (stmt, 1),
@@ -512,6 +569,20 @@ sessiondb_router_open (sessiondb_t *self, const char *router_id, sessiondb_row_f
 }
 
 int
+sessiondb_router_open_ids (sessiondb_t *self, const char *router_id, sessiondb_id_fn *fn, void *arg)
+{
+    sqlite3_stmt *stmt = s_query (self, "SELECT id FROM sessions WHERE router_id = ?1 AND state < 3",
+                                  router_id);
+    if (!stmt)
+        return -1;
+    int rc;
+    while ((rc = ep_store_step (self->store, stmt)) == 1 && fn (arg, s_column_text (stmt, 0)))
+        ;
+    sqlite3_reset (stmt);
+    return rc < 0? -1: 0;
+}
+
+int
 sessiondb_forget_router (sessiondb_t *self, const char *router_id)
 {
     sqlite3_stmt *stmt = ep_store_stmt (self->store, "DELETE FROM sessions WHERE router_id = ?1");
@@ -525,7 +596,7 @@ sessiondb_forget_router (sessiondb_t *self, const char *router_id)
     if (!stmt)
         return -1;
     s_text (stmt, 1, router_id);
-    return s_done (self, stmt);
+    return s_tell (self, s_done (self, stmt), SESSIONDB_UNJOURNALED, router_id, NULL, 0);
 }
 
 int

@@ -74,21 +74,27 @@ void
 //  What a write changed, for the etcd mode's batch (reapbatch.h), which
 //  reads the rows back at the commit: a journal, not a second write path.
 typedef enum {
-    SESSIONDB_SESSION,          //  id opened, warned or closed
+    SESSIONDB_SESSION,          //  id opened or warned
+    SESSIONDB_CLOSED,           //  id closed; other: the job it had before, or NULL
     SESSIONDB_MARK,             //  id marked TERMINATING by job other
     SESSIONDB_COUNTERS,         //  id's counters and last-seen flushed
     SESSIONDB_PRUNED,           //  id (of router other) deleted, CLOSED past retention
     SESSIONDB_JOB,              //  job id started or finished
     SESSIONDB_JOB_PRUNED,       //  job id deleted (other: its router if a router's job)
     SESSIONDB_OUTBOX,           //  outbox row seq added
-    SESSIONDB_OUTBOX_ACK        //  outbox row seq deleted (echoed)
+    SESSIONDB_OUTBOX_ACK,       //  outbox row seq deleted (echoed)
+    SESSIONDB_UNJOURNALED       //  rows changed untold (a router forgotten, the journal
+                                //  set again): what was derived from them is stale
 } sessiondb_change_t;
 
 typedef void (sessiondb_journal_fn) (void *arg, sessiondb_change_t change, const char *id,
                                      const char *other, int64_t seq);
 
 //  Every write that succeeds from now on is told to fn (NULL: none, the
-//  embedded mode). Pruning then reads the ids it deletes first.
+//  embedded mode). Pruning then reads the ids it deletes first, a close
+//  the job its row had. A journal set is told UNJOURNALED (the tables may
+//  have changed untold meanwhile); the first also indexes the tables for
+//  the batch's read-backs.
 void
     sessiondb_set_journal (sessiondb_t *self, sessiondb_journal_fn *fn, void *arg);
 
@@ -177,9 +183,16 @@ int
     sessiondb_router_open (sessiondb_t *self, const char *router_id, sessiondb_row_fn *fn,
                            void *arg);
 
+//  Calls fn with the id of every session of router_id not CLOSED, in no
+//  set order, while fn returns true.
+typedef bool (sessiondb_id_fn) (void *arg, const char *id);
+int
+    sessiondb_router_open_ids (sessiondb_t *self, const char *router_id, sessiondb_id_fn *fn,
+                               void *arg);
+
 //  The etcd mode: deletes router_id's sessions and its router's jobs from
 //  the cache (its shard went to another instance, which has them).
-//  Told to no journal: etcd keeps them.
+//  Told to the journal as UNJOURNALED only: etcd keeps them.
 int
     sessiondb_forget_router (sessiondb_t *self, const char *router_id);
 

@@ -470,3 +470,112 @@ Test (reapbatch, a_flush_after_closes_rewrites_the_chunk_without_the_closed_sess
     cr_assert_eq (counters->entries [0]->bytes_rx, 50);
     ep__reaper_counters__free_unpacked (counters, NULL);
 }
+
+//  The record of job1 in router_id's shard the batch wrote: marked, and
+//  closed by router-deleted (-1 each if it wrote none).
+static void
+s_job_counts (const char *router_id, int64_t *marked, int64_t *closed)
+{
+    char key [REAPKEYS_KEY_MAX];
+    const ep_etcd_op_t *op = s_op (reapkeys_job ("/ep/", ep_shard_of (router_id, SHARDS), "job1",
+                                                 key, sizeof key));
+    *marked = *closed = -1;
+    if (!op)
+        return;
+    reapkeys_job_t record;
+    Ep__ReaperJobRecord *msg;
+    cr_assert_eq (reapkeys_unpack_job (op->u.put.value.data, op->u.put.value.size, &record, &msg), 0);
+    *marked = (int64_t) record.marked;
+    *closed = (int64_t) record.closed [0];
+    ep__reaper_job_record__free_unpacked (msg, NULL);
+}
+
+static void
+s_expect_counts (const char *router_id, int64_t marked, int64_t closed)
+{
+    int64_t got_marked, got_closed;
+    s_job_counts (router_id, &got_marked, &got_closed);
+    cr_assert (got_marked == marked && got_closed == closed, "%s: %lld marked, %lld closed, not %lld, %lld",
+               router_id, (long long) got_marked, (long long) got_closed, (long long) marked,
+               (long long) closed);
+}
+
+static void
+s_mark_range (int from, int to)
+{
+    char id [32];
+    for (int i = from; i < to; i++) {
+        snprintf (id, sizeof id, "s%05d", i);
+        cr_assert_eq (sessiondb_mark (w.db, id, "job1"), 0);
+    }
+}
+
+static void
+s_close (const char *id, const char *job)
+{
+    cr_assert_eq (sessiondb_close (w.db, id, "router-deleted", 6000, 6000, 1, 2, job), 0);
+}
+
+//  The batch built and committed was durable: the next one follows on.
+static void
+s_settle (void)
+{
+    reapbatch_settled (w.batch);
+    reapbatch_reset (w.batch);
+}
+
+Test (reapbatch, a_jobs_counts_follow_its_batches_without_counting_its_sessions_again)
+{
+    s_open_many (100);
+    cr_assert_neq (ep_shard_of ("r1", SHARDS), ep_shard_of ("r9", SHARDS));
+    ep_store_begin (w.store);
+    s_open ("p1", "r9");
+    sessiondb_job_t job = {
+        .id = "job1", .reason = "router-deleted", .target_type = "router", .target_id = "r1",
+        .revision = 7, .started_ms = 5000, .deadline_ms = 20000, .scheduled = 100
+    };
+    cr_assert_eq (sessiondb_job_insert (w.db, &job), 0);
+    s_mark_range (0, 40);
+    s_build ();
+    s_expect_counts ("r1", 40, 0);
+    s_settle ();
+
+    //  Counted from what the batch did: marks, closes of sessions marked
+    //  before, in this batch, or never (taken at the close), a close that
+    //  keeps the job it had.
+    ep_store_begin (w.store);
+    s_mark_range (40, 100);
+    s_close ("s00001", "job1");
+    s_close ("s00002", NULL);
+    s_close ("s00050", "job1");
+    s_close ("p1", "job1");
+    s_build ();
+    s_expect_counts ("r1", 100, 3);
+    s_expect_counts ("r9", 1, 1);
+    s_settle ();
+
+    //  A batch that did not commit: the cache rolls back, and its counts
+    //  go with it (the next batch counts from the cache).
+    ep_store_begin (w.store);
+    s_close ("s00003", "job1");
+    char err [300];
+    cr_assert_eq (reapbatch_build (w.batch, w.db, err, sizeof err), 0, "%s", err);
+    s_expect_counts ("r1", 100, 4);
+    ep_store_rollback (w.store);
+    reapbatch_reset (w.batch);
+    ep_store_begin (w.store);
+    s_close ("s00004", "job1");
+    s_build ();
+    s_expect_counts ("r1", 100, 4);
+    s_settle ();
+
+    //  Rows changed untold (a router forgotten): counted again.
+    ep_store_begin (w.store);
+    cr_assert_eq (sessiondb_forget_router (w.db, "r9"), 0);
+    cr_assert_eq (ep_store_commit (w.store), 0);
+    ep_store_begin (w.store);
+    s_close ("s00005", "job1");
+    s_build ();
+    s_expect_counts ("r1", 100, 5);
+    s_expect_counts ("r9", -1, -1);
+}
