@@ -18,7 +18,7 @@ bench_model_txn (ep_rpc_client_t *client, Ep__ModelWrite **writes, size_t n, uin
         return -1;
     int rc = 0;
     if (reply->status && reply->status->code != EP__STATUS__CODE__OK)
-        rc = ep_errorf (err, errlen, "model: %s", reply->status->message);
+        rc = ep_errorf (err, errlen, "%s", reply->status->message);
     else
         *revision = reply->revision;
     ep__model_reply__free_unpacked (reply, NULL);
