@@ -189,19 +189,6 @@ s_dealer_for (relay_t *self, s_service_t *svc, const char *router_id, zsock_t **
     return dealer? dealer: svc->configured;
 }
 
-//  Fills a refusal's fields, which a terminator and a session reply both
-//  have (as two generated structs): the request id, the status, and
-//  whether asking again can succeed (UNAVAILABLE: yes).
-static void
-s_refusal (char **request_id_field, Ep__Status **status_field, protobuf_c_boolean *has_retriable,
-           protobuf_c_boolean *retriable, char *request_id, Ep__Status *status)
-{
-    *request_id_field = request_id;
-    *status_field = status;
-    *has_retriable = true;
-    *retriable = status->code == EP__STATUS__CODE__UNAVAILABLE;
-}
-
 //  Answers a router's request here, when it cannot be relayed.
 static void
 s_relay_fail (channel_conn_t *c, uint64_t frame_id, bool terminators, char *request_id,
@@ -217,14 +204,18 @@ s_relay_fail (channel_conn_t *c, uint64_t frame_id, bool terminators, char *requ
     frame.has_id = true;
     frame.id = frame_id;
     if (terminators) {
-        s_refusal (&terminator_reply.request_id, &terminator_reply.status, &terminator_reply.has_retriable,
-                   &terminator_reply.retriable, request_id, &status);
+        terminator_reply.request_id = request_id;
+        terminator_reply.status = &status;
+        terminator_reply.has_retriable = true;
+        terminator_reply.retriable = code == EP__STATUS__CODE__UNAVAILABLE;
         frame.body_case = EP__FRAME__BODY_TERMINATOR_REPLY;
         frame.terminator_reply = &terminator_reply;
     }
     else {
-        s_refusal (&session_reply.request_id, &session_reply.status, &session_reply.has_retriable,
-                   &session_reply.retriable, request_id, &status);
+        session_reply.request_id = request_id;
+        session_reply.status = &status;
+        session_reply.has_retriable = true;
+        session_reply.retriable = code == EP__STATUS__CODE__UNAVAILABLE;
         frame.body_case = EP__FRAME__BODY_SESSION_REPLY;
         frame.session_reply = &session_reply;
     }
@@ -289,22 +280,26 @@ s_relay (relay_t *self, channel_conn_t *c, uint64_t frame_id, bool terminators, 
 static void
 s_ack (relay_t *self, channel_conn_t *c, uint64_t frame_id, Ep__CommandAck *ack)
 {
+    const char *id = conn_id (channel_conn_state (c));
     const char *reply_to = ack->command_id
                          ? (const char *) zhashx_lookup (self->commands, ack->command_id): NULL;
-    bool terminators = reply_to && streq (reply_to, "terminators");
-    Ep__TerminatorRequest terminator_request = EP__TERMINATOR_REQUEST__INIT;
-    terminator_request.op_case = EP__TERMINATOR_REQUEST__OP_ACK;
-    terminator_request.ack = ack;
-    Ep__SessionRequest session_request = EP__SESSION_REQUEST__INIT;
-    session_request.op_case = EP__SESSION_REQUEST__OP_ACK;
-    session_request.ack = ack;
-    //  The same two fields in either message.
-    char **request_id = terminators? &terminator_request.request_id: &session_request.request_id;
-    char **router_id = terminators? &terminator_request.router_id: &session_request.router_id;
-    *request_id = ack->command_id;
-    *router_id = (char *) conn_id (channel_conn_state (c));
-    s_relay (self, c, frame_id, terminators, true,
-             terminators? &terminator_request.base: &session_request.base, request_id);
+    char *request_id = ack->command_id;
+    if (reply_to && streq (reply_to, "terminators")) {
+        Ep__TerminatorRequest request = EP__TERMINATOR_REQUEST__INIT;
+        request.request_id = request_id;
+        request.router_id = (char *) id;
+        request.op_case = EP__TERMINATOR_REQUEST__OP_ACK;
+        request.ack = ack;
+        s_relay (self, c, frame_id, true, true, &request.base, &request.request_id);
+    }
+    else {
+        Ep__SessionRequest request = EP__SESSION_REQUEST__INIT;
+        request.request_id = request_id;
+        request.router_id = (char *) id;
+        request.op_case = EP__SESSION_REQUEST__OP_ACK;
+        request.ack = ack;
+        s_relay (self, c, frame_id, false, true, &request.base, &request.request_id);
+    }
 }
 
 bool
